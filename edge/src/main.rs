@@ -1,0 +1,54 @@
+//! `edge`: the node binary. Thin: parse the command line, call the library.
+
+use std::process::ExitCode;
+
+use alpr_edge::recognise;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "edge",
+    version,
+    about = "ALPR edge node: capture, recognise, sign, store, sync"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read the plates in image files.
+    Recognize(recognise::cli::RecognizeArgs),
+    /// Benchmarks that print a table.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Accuracy and speed of recognition on a labelled folder, beside the peer.
+    Recognize(recognise::cli::BenchRecognizeArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Recognize(a) => recognise::cli::recognize(a),
+        Command::Bench(BenchCommand::Recognize(a)) => recognise::cli::bench(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Plate recognition: detector + OCR through ONNX Runtime.
+
+pub mod cli;

@@ -1,0 +1,48 @@
+//! `hub`: the hub binary. Thin: parse the command line, call the library.
+
+use std::process::ExitCode;
+
+use alpr_hub::{pki, verify};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hub",
+    version,
+    about = "ALPR hub: ingest signed reads, control state, audit"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Deployment PKI: create the CA, enroll nodes (works on files).
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+    /// Verify exported log bundles offline, from the CA certificate alone.
+    Verify(verify::VerifyArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pki(cmd) => pki::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => verify::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,33 @@
+# Developer and user recipes. `scripts/setup.sh` installs what these need.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Plate models: the team's copy beside the repo, unless ALPR_MODELS says otherwise.
+export ALPR_MODELS := env_var_or_default("ALPR_MODELS", justfile_directory() / "../shared/models")
+
+default:
+    @just --list
+
+# Build everything, then run every test (the README's test command calls this).
+test:
+    cargo build --workspace --bins
+    cargo nextest run --workspace --no-fail-fast
+
+# The gate before every commit: formatting, lints as errors, tests.
+check:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    just test
+
+# Install the ONNX Runtime library into .runtime/.
+ort:
+    bash scripts/install-ort.sh
+
+# Install the fast-alpr peer for `edge bench recognize`.
+peer:
+    bash scripts/install-peer.sh
+
+# Recognition accuracy and speed on a labelled folder, beside the peer.
+bench-recognize dir=(justfile_directory() / "../shared/data/plates/us"): peer
+    cargo build --release -p alpr-edge
+    target/release/edge bench recognize "{{dir}}"

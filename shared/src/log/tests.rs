@@ -1,0 +1,458 @@
+//! Tamper tests: every way a log can be wrong must be named by the verifier.
+
+use super::bundle::{Bundle, BundleWriter};
+use super::verify::VerifyOptions;
+use super::*;
+use crate::cert::{CertError, TrustAnchor};
+use crate::pki::{new_ca, Authority};
+use crate::types::{DeviceKind, Location};
+use proptest::prelude::*;
+
+struct Fixture {
+    anchor: TrustAnchor,
+    authority: Authority,
+    cert: crate::cert::DeviceCert,
+    writer: LogWriter,
+}
+
+fn fixture() -> Fixture {
+    let ca = new_ca("Test PD", 30).expect("ca");
+    let authority = Authority::load(&ca.cert_pem, &ca.key_pem).expect("load ca");
+    let name = DeviceId::new("pole-1").expect("name");
+    let (issued, key) = authority
+        .issue_device(&name, DeviceKind::Pole, 30)
+        .expect("issue");
+    let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes()).expect("anchor");
+    let cert = anchor
+        .check_device_pem(issued.cert_pem.as_bytes())
+        .expect("device cert");
+    Fixture {
+        anchor,
+        authority,
+        cert,
+        writer: LogWriter::new(key, name),
+    }
+}
+
+fn content(plate: &str) -> ReadContent {
+    ReadContent {
+        location: Location::Site {
+            site_id: "main-st-north".into(),
+        },
+        camera: "cam0".into(),
+        plate: plate.into(),
+        confidence: 9_500,
+        char_confidence: vec![9_000; plate.len()],
+        region: Some("United States".into()),
+        detector_model: "yolo-v9-t-416".into(),
+        ocr_model: "cct-xs-v2".into(),
+        crop_hash: Hash32([1; 32]),
+        overview_hash: Hash32([2; 32]),
+    }
+}
+
+fn write(f: &mut Fixture, n: usize) -> Vec<SignedEntry> {
+    (0..n)
+        .map(|i| {
+            f.writer
+                .append_read(
+                    content(&format!("ABC{i}")),
+                    UnixMillis::now(),
+                    TimeSource::Ntp,
+                )
+                .expect("append")
+        })
+        .collect()
+}
+
+fn faults(f: &Fixture, entries: &[SignedEntry], cps: &[SignedCheckpoint]) -> Vec<Fault> {
+    verify_log(&f.cert, entries, cps, VerifyOptions { from_start: true }).faults
+}
+
+#[test]
+fn an_untouched_log_verifies() {
+    let mut f = fixture();
+    let log = write(&mut f, 20);
+    let cp = f.writer.checkpoint(UnixMillis::now());
+    let report = verify_log(&f.cert, &log, &[cp], VerifyOptions { from_start: true });
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(report.reads, 20);
+    assert_eq!(report.size, 20);
+}
+
+#[test]
+fn a_header_edit_breaks_the_signature() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 5);
+    log[2].header.captured_at = UnixMillis(log[2].header.captured_at.0 + 1);
+    assert!(faults(&f, &log, &[]).contains(&Fault::BadSignature { seq: 2 }));
+}
+
+#[test]
+fn a_content_edit_is_named() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 5);
+    if let Some(b) = log[3].body.as_mut() {
+        b.content.plate = "XYZ999".into();
+    }
+    assert_eq!(faults(&f, &log, &[]), vec![Fault::Edited { seq: 3 }]);
+}
+
+#[test]
+fn a_gap_is_named() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 6);
+    log.remove(2);
+    log.remove(2);
+    assert_eq!(
+        faults(&f, &log, &[]),
+        vec![Fault::Gap { first: 2, last: 3 }]
+    );
+}
+
+#[test]
+fn a_missing_start_is_a_gap() {
+    let mut f = fixture();
+    let log = write(&mut f, 4);
+    assert_eq!(
+        faults(&f, &log[1..], &[]),
+        vec![Fault::Gap { first: 0, last: 0 }]
+    );
+    let partial = verify_log(&f.cert, &log[1..], &[], VerifyOptions::default());
+    assert!(partial.authentic(), "a set of entries need not start at 0");
+}
+
+#[test]
+fn a_reorder_is_named() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 5);
+    log.swap(1, 3);
+    let found = faults(&f, &log, &[]);
+    assert!(
+        found
+            .iter()
+            .any(|x| matches!(x, Fault::Reorder { seq: 2, .. })),
+        "{found:?}"
+    );
+    assert!(found
+        .iter()
+        .any(|x| matches!(x, Fault::Reorder { seq: 1, .. })));
+}
+
+#[test]
+fn a_fork_is_named() {
+    let mut f = fixture();
+    let log = write(&mut f, 4);
+    // The same key signs a different entry 2 on top of entry 1.
+    let key_pem = f.writer.key.to_pkcs8_pem().expect("pem");
+    let key = crate::crypto::SecretKey::from_pkcs8_pem(&key_pem).expect("key");
+    let mut other = LogWriter::resume(key, f.cert.name.clone(), 2, log[1].hash());
+    let alt = other
+        .append_read(content("FORK1"), UnixMillis::now(), TimeSource::Ntp)
+        .expect("append");
+    let mut forked = log.clone();
+    forked.push(alt);
+    assert!(faults(&f, &forked, &[]).contains(&Fault::Fork { seq: 2 }));
+
+    // A node that shows two histories is also caught by its checkpoints.
+    let cp_a = f.writer.checkpoint(UnixMillis::now());
+    let cp_b = other.checkpoint(UnixMillis::now());
+    let found = faults(&f, &log, &[cp_a, cp_b]);
+    assert!(
+        found.contains(&Fault::ConflictingCheckpoints { size: 3 })
+            || found.contains(&Fault::CheckpointMismatch { size: 3 }),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_duplicate_is_named() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 3);
+    log.push(log[2].clone());
+    assert_eq!(faults(&f, &log, &[]), vec![Fault::Duplicate { seq: 2 }]);
+}
+
+#[test]
+fn purges_need_a_record() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 5);
+    log[1].purge_content();
+    assert_eq!(
+        faults(&f, &log, &[]),
+        vec![Fault::PurgedWithoutRecord { seq: 1 }]
+    );
+
+    log[0].purge_content();
+    let record = f
+        .writer
+        .append_purge(
+            vec![SeqRange { first: 0, last: 1 }],
+            "retention 365d",
+            UnixMillis::now(),
+            TimeSource::Ntp,
+        )
+        .expect("purge");
+    log.push(record);
+    let report = verify_log(&f.cert, &log, &[], VerifyOptions { from_start: true });
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(
+        (report.reads, report.purged, report.purge_records),
+        (3, 2, 1)
+    );
+}
+
+#[test]
+fn a_purged_entry_keeps_no_trace_of_its_plate() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 1);
+    let plate = log[0].read().expect("read").plate.clone();
+    log[0].purge_content();
+    let bytes = log[0].encode();
+    assert!(!bytes.windows(plate.len()).any(|w| w == plate.as_bytes()));
+    // Without the salt, hashing the candidate plate does not find the commitment.
+    let guess = content(&plate);
+    let EntryKind::Read { content: committed } = &log[0].header.kind else {
+        panic!("a read")
+    };
+    assert_ne!(content_commitment(&[0; 32], &guess), *committed);
+}
+
+#[test]
+fn a_deleted_tail_is_caught_by_a_checkpoint() {
+    let mut f = fixture();
+    let log = write(&mut f, 6);
+    let cp = f.writer.checkpoint(UnixMillis::now());
+    assert_eq!(
+        faults(&f, &log[..4], &[cp]),
+        vec![Fault::MissingTail {
+            checkpoint_size: 6,
+            log_size: 4
+        }]
+    );
+}
+
+#[test]
+fn a_rewritten_history_is_caught_by_a_checkpoint() {
+    let mut f = fixture();
+    let log = write(&mut f, 3);
+    let cp = f.writer.checkpoint(UnixMillis::now());
+    // The node rewrites entry 2 and re-signs it.
+    let key_pem = f.writer.key.to_pkcs8_pem().expect("pem");
+    let key = crate::crypto::SecretKey::from_pkcs8_pem(&key_pem).expect("key");
+    let mut w = LogWriter::resume(key, f.cert.name.clone(), 2, log[1].hash());
+    let mut rewritten = log[..2].to_vec();
+    rewritten.push(
+        w.append_read(content("NEW1"), UnixMillis::now(), TimeSource::Ntp)
+            .expect("append"),
+    );
+    assert_eq!(
+        faults(&f, &rewritten, &[cp]),
+        vec![Fault::CheckpointMismatch { size: 3 }]
+    );
+}
+
+#[test]
+fn a_forged_checkpoint_is_named() {
+    let mut f = fixture();
+    let log = write(&mut f, 2);
+    let mut cp = f.writer.checkpoint(UnixMillis::now());
+    cp.checkpoint.size = 1;
+    assert_eq!(
+        faults(&f, &log, &[cp]),
+        vec![Fault::CheckpointBadSignature { size: 1 }]
+    );
+}
+
+#[test]
+fn entries_from_another_key_fail() {
+    let mut f = fixture();
+    let log = write(&mut f, 2);
+    let stranger = crate::crypto::SecretKey::generate();
+    let mut w = LogWriter::new(stranger, f.cert.name.clone());
+    let forged = w
+        .append_read(content("FAKE1"), UnixMillis::now(), TimeSource::Ntp)
+        .expect("append");
+    let mut mixed = vec![forged];
+    mixed.extend(log[1..].iter().cloned());
+    assert!(faults(&f, &mixed, &[]).contains(&Fault::BadSignature { seq: 0 }));
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused() {
+    let f = fixture();
+    let other = new_ca("Other PD", 30).expect("ca");
+    let other_auth = Authority::load(&other.cert_pem, &other.key_pem).expect("load");
+    let (issued, _) = other_auth
+        .issue_device(&f.cert.name, DeviceKind::Pole, 30)
+        .expect("issue");
+    assert_eq!(
+        f.anchor.check_device_pem(issued.cert_pem.as_bytes()).err(),
+        Some(CertError::UnknownIssuer)
+    );
+}
+
+#[test]
+fn a_wrongly_issued_certificate_is_refused() {
+    let f = fixture();
+    let (pem, _) = f
+        .authority
+        .issue_wrong_purpose(&DeviceId::new("odd").expect("id"))
+        .expect("issue");
+    assert!(matches!(
+        f.anchor.check_device_pem(pem.as_bytes()),
+        Err(CertError::WronglyIssued(_))
+    ));
+    // The CA certificate itself is not a node certificate.
+    assert!(f.anchor.check_device_der(f.anchor.der()).is_err());
+}
+
+#[test]
+fn bundles_round_trip_and_verify() {
+    let mut f = fixture();
+    let log = write(&mut f, 10);
+    let cp = f.writer.checkpoint(UnixMillis::now());
+    let mut w = BundleWriter::new(Vec::new()).expect("writer");
+    w.certificate(&f.cert.der).expect("cert");
+    for e in &log {
+        w.entry(e).expect("entry");
+    }
+    w.checkpoint(&cp).expect("cp");
+    let bytes = w.finish().expect("finish");
+    let b = Bundle::read(&bytes[..]).expect("read");
+    let reports = b.verify(&f.anchor, VerifyOptions { from_start: true });
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].authentic(), "{:?}", reports[0].faults);
+
+    // Truncation and garbage are errors, not panics.
+    assert!(Bundle::read(&bytes[..bytes.len() - 3]).is_err());
+    assert!(Bundle::read(&b"not a bundle"[..]).is_err());
+}
+
+#[test]
+fn bad_bytes_give_errors() {
+    let mut f = fixture();
+    let e = write(&mut f, 1).remove(0);
+    let bytes = e.encode();
+    assert!(matches!(
+        SignedEntry::decode(&bytes[..bytes.len() / 2]),
+        Err(DecodeError::Malformed(_))
+    ));
+    let mut wrong_version = bytes.clone();
+    wrong_version[0] = 2;
+    assert!(matches!(
+        SignedEntry::decode(&wrong_version),
+        Err(DecodeError::Version(2))
+    ));
+    assert!(matches!(
+        SignedEntry::decode(&vec![0u8; MAX_ENTRY_BYTES + 1]),
+        Err(DecodeError::TooLarge { .. })
+    ));
+    let mut long = e.clone();
+    if let Some(b) = long.body.as_mut() {
+        b.content.plate = "A".repeat(40);
+        b.content.char_confidence = vec![1; 40];
+    }
+    assert!(matches!(
+        SignedEntry::decode(&long.encode()),
+        Err(DecodeError::Invalid(_))
+    ));
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(matches!(
+        SignedEntry::decode(&trailing),
+        Err(DecodeError::Trailing(1))
+    ));
+}
+
+/// The format is a contract: a fixed key, entry and salt give fixed bytes
+/// and a fixed signature. If this test fails, the wire and storage format
+/// changed: bump FORMAT_VERSION and keep a decoder for the old one.
+#[test]
+fn test_vector() {
+    let key = crate::crypto::SecretKey::from_bytes(&[0x42; 32]);
+    let mut w = LogWriter::new(key, DeviceId::new("pole-7").expect("id"));
+    let e = w
+        .append_read_salted(
+            content("7ABC123"),
+            UnixMillis(1_795_868_054_123),
+            TimeSource::Gps,
+            [0x11; 32],
+        )
+        .expect("append");
+    if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/log/testdata");
+        std::fs::write(format!("{dir}/entry-v1.hex"), hex::encode(e.encode())).expect("write");
+        std::fs::write(format!("{dir}/entry-v1.sig"), hex::encode(e.signature.0)).expect("write");
+        std::fs::write(format!("{dir}/entry-v1.hash"), e.hash().to_hex()).expect("write");
+        return;
+    }
+    assert_eq!(
+        hex::encode(e.encode()),
+        include_str!("testdata/entry-v1.hex").trim()
+    );
+    assert_eq!(
+        hex::encode(e.signature.0),
+        include_str!("testdata/entry-v1.sig").trim()
+    );
+    assert_eq!(
+        e.hash().to_hex(),
+        include_str!("testdata/entry-v1.hash").trim()
+    );
+}
+
+fn arb_content() -> impl Strategy<Value = ReadContent> {
+    (
+        "[A-Z0-9]{1,12}",
+        any::<u16>(),
+        any::<i32>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(plate, c, lat, h)| {
+            let mut r = content(&plate);
+            r.confidence = c % 10_001;
+            r.location = Location::Gps {
+                lat_e7: lat % 900_000_000,
+                lon_e7: 0,
+                accuracy_cm: 500,
+            };
+            r.crop_hash = Hash32(h);
+            r
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = SignedEntry::decode(&bytes);
+        let _ = SignedCheckpoint::decode(&bytes);
+    }
+
+    #[test]
+    fn entries_round_trip(c in arb_content(), t in any::<u64>()) {
+        let key = crate::crypto::SecretKey::from_bytes(&[3; 32]);
+        let mut w = LogWriter::new(key, DeviceId::new("v-1").expect("id"));
+        let e = w.append_read(c, UnixMillis(t), TimeSource::LocalClock).expect("append");
+        let back = SignedEntry::decode(&e.encode()).expect("decode");
+        prop_assert_eq!(&back, &e);
+        prop_assert!(back.signature_valid(&w.public_key()));
+    }
+
+    /// Flipping any one byte of an encoded entry is either refused by the
+    /// decoder or caught by the signature or the content commitment.
+    #[test]
+    fn any_bit_flip_is_detected(c in arb_content(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let key = crate::crypto::SecretKey::from_bytes(&[5; 32]);
+        let mut w = LogWriter::new(key, DeviceId::new("v-2").expect("id"));
+        let e = w.append_read(c, UnixMillis(1), TimeSource::Ntp).expect("append");
+        let mut bytes = e.encode();
+        let i = pos.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        if let Ok(d) = SignedEntry::decode(&bytes) {
+            prop_assert!(d == e || !d.signature_valid(&w.public_key()) || !d.body_matches());
+            prop_assert!(d != e);
+        }
+    }
+}

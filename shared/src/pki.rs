@@ -1,0 +1,178 @@
+//! Issuing the deployment PKI: the CA, the hub's TLS certificate and node
+//! certificates. Every key is Ed25519. The checks that go with these rules
+//! live in [`crate::cert`].
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ED25519,
+};
+use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
+
+use crate::crypto::SecretKey;
+use crate::types::{DeviceId, DeviceKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    #[error("key encoding failed: {0}")]
+    Key(#[from] crate::crypto::KeyError),
+}
+
+/// A certificate and its private key, both PEM. The key is zeroed on drop.
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("key_pem", &"..")
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut s = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut s);
+    s[0] &= 0x7f; // positive INTEGER
+    s[0] |= 0x01; // and no leading zero byte
+    SerialNumber::from_slice(&s)
+}
+
+fn params(cn: &str, ou: Option<&str>, org: &str, days: i64) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, org);
+    if let Some(ou) = ou {
+        dn.push(DnType::OrganizationalUnitName, ou);
+    }
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::days(days);
+    p.serial_number = Some(random_serial());
+    p
+}
+
+fn ed25519_keypair(key: &SecretKey) -> Result<KeyPair, PkiError> {
+    let pem = key.to_pkcs8_pem()?;
+    Ok(KeyPair::from_pem_and_sign_algo(&pem, &PKCS_ED25519)?)
+}
+
+/// Create a deployment CA named `org`, valid for `days`.
+pub fn new_ca(org: &str, days: i64) -> Result<Issued, PkiError> {
+    let key = SecretKey::generate();
+    let kp = ed25519_keypair(&key)?;
+    let mut p = params(&format!("{org} deployment CA"), None, org, days);
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = p.self_signed(&kp)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.to_pkcs8_pem()?,
+    })
+}
+
+/// The CA, loaded to issue certificates.
+pub struct Authority {
+    issuer: Issuer<'static, KeyPair>,
+    org: String,
+}
+
+impl Authority {
+    pub fn load(ca_cert_pem: &str, ca_key_pem: &str) -> Result<Self, PkiError> {
+        let key = SecretKey::from_pkcs8_pem(ca_key_pem)?;
+        let kp = ed25519_keypair(&key)?;
+        let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, kp)?;
+        let org = x509_org(ca_cert_pem).unwrap_or_else(|| "ALPR".to_owned());
+        Ok(Authority { issuer, org })
+    }
+
+    /// Issue a node certificate for a fresh Ed25519 key. That key is both the
+    /// node's TLS client identity and the key that signs its read log.
+    pub fn issue_device(
+        &self,
+        name: &DeviceId,
+        kind: DeviceKind,
+        days: i64,
+    ) -> Result<(Issued, SecretKey), PkiError> {
+        let key = SecretKey::generate();
+        let cert_pem = self.issue_device_for(&key, name, kind, days)?;
+        Ok((
+            Issued {
+                cert_pem,
+                key_pem: key.to_pkcs8_pem()?,
+            },
+            key,
+        ))
+    }
+
+    /// Issue a node certificate for an existing key.
+    pub fn issue_device_for(
+        &self,
+        key: &SecretKey,
+        name: &DeviceId,
+        kind: DeviceKind,
+        days: i64,
+    ) -> Result<String, PkiError> {
+        let kp = ed25519_keypair(key)?;
+        let mut p = params(name.as_str(), Some(kind.as_str()), &self.org, days);
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        Ok(p.signed_by(&kp, &self.issuer)?.pem())
+    }
+
+    /// Issue the hub's server certificate for the given DNS names / IPs.
+    pub fn issue_hub(&self, names: &[String], days: i64) -> Result<Issued, PkiError> {
+        let key = SecretKey::generate();
+        let kp = ed25519_keypair(&key)?;
+        let mut p = params("hub", Some("hub"), &self.org, days);
+        p.subject_alt_names = CertificateParams::new(names.to_vec())?.subject_alt_names;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        p.use_authority_key_identifier_extension = true;
+        Ok(Issued {
+            cert_pem: p.signed_by(&kp, &self.issuer)?.pem(),
+            key_pem: key.to_pkcs8_pem()?,
+        })
+    }
+
+    /// Issue a certificate that breaks the node rules on purpose (a CA-less
+    /// server certificate used as a node). For tests of the refusal paths.
+    #[doc(hidden)]
+    pub fn issue_wrong_purpose(&self, name: &DeviceId) -> Result<(String, SecretKey), PkiError> {
+        let key = SecretKey::generate();
+        let kp = ed25519_keypair(&key)?;
+        let mut p = params(name.as_str(), Some("pole"), &self.org, 30);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        Ok((p.signed_by(&kp, &self.issuer)?.pem(), key))
+    }
+}
+
+fn x509_org(pem: &str) -> Option<String> {
+    let der = crate::cert::pem_certificates(pem.as_bytes())
+        .ok()?
+        .into_iter()
+        .next()?;
+    let (_, c) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let org = c
+        .subject()
+        .iter_organization()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
+    Some(org)
+}

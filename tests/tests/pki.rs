@@ -1,0 +1,209 @@
+//! The deployment PKI as an operator and an auditor use it: `hub pki init`,
+//! `hub pki enroll`, openssl reading the files, and `hub verify` refusing a
+//! node certificate from another CA.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use alpr_shared::crypto::SecretKey;
+use alpr_shared::log::bundle::BundleWriter;
+use alpr_shared::log::LogWriter;
+use alpr_shared::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
+
+/// The workspace's built binary `name` (built by `cargo build --bins`).
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawn")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hub() -> Command {
+    Command::new(bin("hub"))
+}
+
+fn init(dir: &Path, org: &str) {
+    ok(hub().args(["pki", "init", "--org", org, "--out"]).arg(dir));
+}
+
+fn enroll(ca: &Path, device: &str, out: &Path) {
+    ok(hub()
+        .args(["pki", "enroll", "--ca"])
+        .arg(ca)
+        .args(["--device", device, "--kind", "vehicle", "--out"])
+        .arg(out));
+}
+
+fn openssl_text(cert: &Path) -> String {
+    ok(Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(cert))
+}
+
+/// Write a small signed log for the node in `node_dir` into a bundle file.
+fn bundle_for(node_dir: &Path, device: &str, out: &Path) {
+    let key = SecretKey::from_pkcs8_pem(
+        &std::fs::read_to_string(node_dir.join("node.key")).expect("key"),
+    )
+    .expect("pkcs8");
+    let cert_pem = std::fs::read(node_dir.join("node.crt")).expect("cert");
+    let der = alpr_shared::cert::pem_certificates(&cert_pem)
+        .expect("pem")
+        .remove(0);
+    let mut log = LogWriter::new(key, DeviceId::new(device).expect("id"));
+    let mut w = BundleWriter::new(std::fs::File::create(out).expect("create")).expect("bundle");
+    w.certificate(&der).expect("cert");
+    for plate in ["7ABC123", "4XYZ987", "8KLM456"] {
+        let e = log
+            .append_read(
+                ReadContent {
+                    location: Location::Gps {
+                        lat_e7: 377_749_000,
+                        lon_e7: -1_224_194_000,
+                        accuracy_cm: 300,
+                    },
+                    camera: "front".into(),
+                    plate: plate.into(),
+                    confidence: 9_100,
+                    char_confidence: vec![9_100; plate.len()],
+                    region: None,
+                    detector_model: "test".into(),
+                    ocr_model: "test".into(),
+                    crop_hash: Hash32::ZERO,
+                    overview_hash: Hash32::ZERO,
+                },
+                UnixMillis::now(),
+                TimeSource::Gps,
+            )
+            .expect("append");
+        w.entry(&e).expect("entry");
+    }
+    w.checkpoint(&log.checkpoint(UnixMillis::now()))
+        .expect("checkpoint");
+    w.finish().expect("finish");
+}
+
+#[test]
+fn pki_files_are_standard_and_a_foreign_node_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    init(&ca, "Test PD");
+    enroll(&ca, "car-12", &tmp.path().join("car-12"));
+
+    // openssl reads what we wrote.
+    let text = openssl_text(&tmp.path().join("car-12/node.crt"));
+    assert!(
+        text.contains("CN = car-12") || text.contains("CN=car-12"),
+        "{text}"
+    );
+    assert!(
+        text.contains("OU = vehicle") || text.contains("OU=vehicle"),
+        "{text}"
+    );
+    assert!(text.contains("ED25519"), "{text}");
+    assert!(text.contains("TLS Web Client Authentication"), "{text}");
+    let ca_text = openssl_text(&ca.join("ca.crt"));
+    assert!(ca_text.contains("CA:TRUE"), "{ca_text}");
+    let verified = ok(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(ca.join("ca.crt"))
+        .arg(tmp.path().join("car-12/node.crt"))
+        .arg(ca.join("hub.crt")));
+    assert_eq!(verified.matches(": OK").count(), 2, "{verified}");
+
+    // Keys are private files; enrolling twice into one folder is refused.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tmp.path().join("car-12/node.key"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "node.key is readable by others");
+    }
+    let again = run(hub()
+        .args(["pki", "enroll", "--ca"])
+        .arg(&ca)
+        .args(["--device", "car-12", "--kind", "vehicle", "--out"])
+        .arg(tmp.path().join("car-12")));
+    assert!(!again.status.success());
+
+    // A log signed by our node verifies against our CA…
+    let ours = tmp.path().join("ours.bundle");
+    bundle_for(&tmp.path().join("car-12"), "car-12", &ours);
+    let out = ok(hub()
+        .args(["verify", "--ca"])
+        .arg(ca.join("ca.crt"))
+        .arg(&ours));
+    assert!(
+        out.contains("car-12: AUTHENTIC — 3 entries, 3 reads"),
+        "{out}"
+    );
+
+    // …and a node enrolled by another CA is refused by name.
+    let other = tmp.path().join("other-ca");
+    init(&other, "Elsewhere PD");
+    enroll(&other, "car-12", &tmp.path().join("impostor"));
+    let theirs = tmp.path().join("theirs.bundle");
+    bundle_for(&tmp.path().join("impostor"), "car-12", &theirs);
+    let out = run(hub()
+        .args(["verify", "--ca"])
+        .arg(ca.join("ca.crt"))
+        .arg(&theirs));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(stdout.contains("NOT AUTHENTIC"), "{stdout}");
+    assert!(
+        stdout.contains("not issued by this deployment's CA"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    init(&ca, "Test PD");
+    let junk = tmp.path().join("junk.bundle");
+    std::fs::write(&junk, b"ALPR-LOG-BUNDLE1\x02\xff\xff\xff\xff").expect("write");
+    let out = run(hub()
+        .args(["verify", "--ca"])
+        .arg(ca.join("ca.crt"))
+        .arg(&junk));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("over the limit"), "{err}");
+
+    let out = run(hub()
+        .args(["pki", "enroll", "--ca"])
+        .arg(tmp.path().join("nowhere"))
+        .args(["--device", "x", "--kind", "pole", "--out"])
+        .arg(tmp.path().join("x")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ca.crt"));
+    let out = run(hub()
+        .args(["pki", "enroll", "--ca"])
+        .arg(&ca)
+        .args(["--device", "bad name", "--kind", "pole", "--out"])
+        .arg(tmp.path().join("x")));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid device name"));
+}
