@@ -1,4 +1,13 @@
 //! The edge node: capture frames, recognise plates, seal each read into the
-//! node's signed log, store it in redb, and sync with the hub.
+//! node's signed log, store it in redb, match hotlists, and sync with the hub.
+//!
+//! Data flows `capture` → `recognise` → `store` (signed via
+//! `alpr_shared::log::LogWriter`) → `sync` (upload to the hub).
 
+pub mod capture;
+pub mod config;
 pub mod recognise;
+pub mod replay;
+pub mod run;
+pub mod store;
+pub mod sync;

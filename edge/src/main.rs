@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use alpr_edge::recognise;
+use alpr_edge::{recognise, run as node};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -20,6 +20,10 @@ struct Cli {
 enum Command {
     /// Read the plates in image files.
     Recognize(recognise::cli::RecognizeArgs),
+    /// Run the node: store reads and sync them to the hub in the background.
+    Run(node::RunArgs),
+    /// Ask the running node for its backlog, last sync and link state.
+    Status(node::StatusArgs),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Recognize(a) => recognise::cli::recognize(a),
         Command::Bench(BenchCommand::Recognize(a)) => recognise::cli::bench(a),
+        Command::Run(a) => node::run(a),
+        Command::Status(a) => node::status(a),
     };
     match result {
         Ok(code) => code,

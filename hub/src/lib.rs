@@ -3,3 +3,10 @@
 
 pub mod pki;
 pub mod verify;
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod store;
+pub mod sync;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use alpr_hub::{pki, verify};
+use alpr_hub::{cli as sync_cli, pki, verify};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -23,6 +23,13 @@ enum Command {
     Pki(pki::PkiCommand),
     /// Verify exported log bundles offline, from the CA certificate alone.
     Verify(verify::VerifyArgs),
+    /// Run the hub: accept nodes over QUIC, verify and store their reads.
+    Serve(sync_cli::ServeArgs),
+    /// List nodes: last contact, acknowledged sequence, backlog, refusals.
+    Nodes(sync_cli::NodesArgs),
+    /// Benchmarks that print a table.
+    #[command(subcommand)]
+    Bench(sync_cli::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +44,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pki(cmd) => pki::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => verify::run(args),
+        Command::Serve(args) => sync_cli::serve(args),
+        Command::Nodes(args) => sync_cli::nodes(args),
+        Command::Bench(cmd) => sync_cli::bench(cmd),
     };
     match result {
         Ok(code) => code,

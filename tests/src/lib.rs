@@ -1,1 +1,527 @@
-//! Support for end-to-end tests.
+//! Support for end-to-end tests: find the built binaries, make a deployment
+//! PKI for the test, start `hub serve` and `edge run` on loopback with
+//! configs written for the test (and kill -9 and restart them), read back
+//! what each durably holds, and a UDP relay that loses, bursts, cuts and
+//! rebinds a link.
+
+pub mod relay;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alpr_shared::cert::{DeviceCert, TrustAnchor};
+use alpr_shared::log::SignedEntry;
+use alpr_shared::pki::{new_ca, Authority};
+use alpr_shared::types::{DeviceId, DeviceKind};
+use anyhow::Context;
+
+/// A built binary of the workspace: `target/<profile>/<name>`, found from
+/// the test executable's path (`target/<profile>/deps/<test>`).
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().context("executable without a folder")?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir
+            .parent()
+            .context("test executable outside target/<profile>/deps")?;
+    }
+    let p = dir.join(name);
+    anyhow::ensure!(
+        p.exists(),
+        "{} not built: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    Ok(p)
+}
+
+/// Poll `f` every 50 ms until it returns `Some`, for at most `limit`.
+/// (A liveness bound, not a timing assertion: generous on purpose.)
+pub fn wait_for<T>(
+    limit: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            start.elapsed() < limit,
+            "gave up waiting for {what} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A deployment PKI made for one test, in a temporary folder.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+    authority: Authority,
+}
+
+/// A node's files.
+#[derive(Debug, Clone)]
+pub struct NodeFiles {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA the node trusts for the hub.
+    pub ca: PathBuf,
+    /// Hex serial, as revocation lists name it.
+    pub serial: String,
+}
+
+impl Pki {
+    pub fn new() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let ca = new_ca("Test Agency", 30)?;
+        let ca_dir = dir.path().join("ca");
+        std::fs::create_dir_all(&ca_dir)?;
+        std::fs::write(ca_dir.join("ca.crt"), &ca.cert_pem)?;
+        std::fs::write(ca_dir.join("ca.key"), ca.key_pem.as_bytes())?;
+        let authority = Authority::load(&ca.cert_pem, &ca.key_pem)?;
+        let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], 30)?;
+        std::fs::write(ca_dir.join("hub.crt"), &hub.cert_pem)?;
+        std::fs::write(ca_dir.join("hub.key"), hub.key_pem.as_bytes())?;
+        Ok(Pki { dir, authority })
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.path().join("ca")
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.ca_dir().join("ca.crt")
+    }
+
+    /// Enroll a node of this deployment.
+    pub fn node(&self, name: &str) -> anyhow::Result<NodeFiles> {
+        let id = DeviceId::new(name)?;
+        let (issued, _) = self.authority.issue_device(&id, DeviceKind::Vehicle, 30)?;
+        let anchor = TrustAnchor::from_pem(&std::fs::read(self.ca_cert())?)?;
+        let serial = anchor.check_device_pem(issued.cert_pem.as_bytes())?.serial;
+        self.write_node(
+            name,
+            &issued.cert_pem,
+            issued.key_pem.as_bytes(),
+            &self.ca_cert(),
+            serial,
+        )
+    }
+
+    /// Enroll a node with another deployment's CA (it still trusts ours for
+    /// the hub, so only the hub's check stands between it and the data).
+    pub fn foreign_node(&self, name: &str) -> anyhow::Result<NodeFiles> {
+        let other = new_ca("Other Agency", 30)?;
+        let auth = Authority::load(&other.cert_pem, &other.key_pem)?;
+        let (issued, _) = auth.issue_device(&DeviceId::new(name)?, DeviceKind::Pole, 30)?;
+        self.write_node(
+            name,
+            &issued.cert_pem,
+            issued.key_pem.as_bytes(),
+            &self.ca_cert(),
+            String::new(),
+        )
+    }
+
+    fn write_node(
+        &self,
+        name: &str,
+        cert: &str,
+        key: &[u8],
+        ca: &Path,
+        serial: String,
+    ) -> anyhow::Result<NodeFiles> {
+        let dir = self.dir.path().join(format!("node-{name}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("node.crt"), cert)?;
+        std::fs::write(dir.join("node.key"), key)?;
+        std::fs::copy(ca, dir.join("ca.crt"))?;
+        Ok(NodeFiles {
+            name: name.into(),
+            cert: dir.join("node.crt"),
+            key: dir.join("node.key"),
+            ca: dir.join("ca.crt"),
+            serial,
+        })
+    }
+
+    /// The verified certificate of a node of this deployment.
+    pub fn device_cert(&self, node: &NodeFiles) -> anyhow::Result<DeviceCert> {
+        let anchor = TrustAnchor::from_pem(&std::fs::read(self.ca_cert())?)?;
+        Ok(anchor.check_device_pem(&std::fs::read(&node.cert)?)?)
+    }
+}
+
+/// A running (or stopped) process of ours, with its stderr in a file.
+pub struct Proc {
+    pub name: &'static str,
+    args: Vec<String>,
+    pub log: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Proc {
+    fn new(name: &'static str, args: Vec<String>, log: PathBuf) -> Self {
+        Proc {
+            name,
+            args,
+            log,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Start (again); stderr goes to the log file (appended).
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(bin(self.name)?)
+            .args(&self.args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        self.child = Some(child);
+        self.starts += 1;
+        Ok(())
+    }
+
+    /// `kill -9`: no chance to flush or say goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for an orderly exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let start = Instant::now();
+            loop {
+                if let Some(st) = c.try_wait()? {
+                    if !st.success() {
+                        let log = self.log_text();
+                        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                        anyhow::bail!(
+                            "{} exited with {st}; log tail:\n{}",
+                            self.name,
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        );
+                    }
+                    return Ok(());
+                }
+                if start.elapsed() > Duration::from_secs(20) {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    anyhow::bail!("{} did not stop on SIGTERM", self.name);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A hub process with its config and data folder.
+pub struct Hub {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Hub {
+    /// Start a hub on a free loopback port; `revoked` serials are refused.
+    pub fn start(pki: &Pki, dir: &Path, revoked: &[String]) -> anyhow::Result<Hub> {
+        let port = free_udp_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let data = dir.join("hub-data");
+        let ca = pki.ca_dir();
+        let revoked: Vec<String> = revoked.iter().map(|s| format!("{s:?}")).collect();
+        let config = dir.join("hub.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{addr}\"\ndata_dir = {:?}\nca_cert = {:?}\ncert = {:?}\nkey = {:?}\nrevoked = [{}]\nkeep_alive = \"1s\"\nidle_timeout = \"10s\"\n",
+                data,
+                ca.join("ca.crt"),
+                ca.join("hub.crt"),
+                ca.join("hub.key"),
+                revoked.join(", ")
+            ),
+        )?;
+        let mut proc = Proc::new(
+            "hub",
+            vec![
+                "serve".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+            dir.join("hub.log"),
+        );
+        proc.start()?;
+        let mut hub = Hub {
+            proc,
+            addr,
+            config,
+            data,
+        };
+        hub.wait_listening(1)?;
+        Ok(hub)
+    }
+
+    fn wait_listening(&mut self, times: usize) -> anyhow::Result<()> {
+        wait_for(Duration::from_secs(30), "the hub to listen", || {
+            (self.proc.log_text().matches("hub listening").count() >= times).then_some(())
+        })
+    }
+
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let n = self.proc.log_text().matches("hub listening").count();
+        self.proc.start()?;
+        self.wait_listening(n + 1)
+    }
+
+    /// `hub nodes --json`, parsed.
+    pub fn nodes(&self) -> anyhow::Result<serde_json::Value> {
+        let out = Command::new(bin("hub")?)
+            .args(["nodes", "--json", "--config"])
+            .arg(&self.config)
+            .env("NO_COLOR", "1")
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "hub nodes: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// What the hub durably holds for `device` (the hub must be stopped).
+    pub fn stored_entries(&self, device: &str) -> anyhow::Result<Vec<SignedEntry>> {
+        use alpr_hub::store::HubStorage;
+        let store = alpr_hub::store::redb::RedbStore::open(&self.data.join("hub.redb"))?;
+        let raw = store.entries(&DeviceId::new(device)?, 0, usize::MAX)?;
+        raw.iter().map(|b| Ok(SignedEntry::decode(b)?)).collect()
+    }
+}
+
+/// An edge process with its config and data folder.
+pub struct Edge {
+    pub proc: Proc,
+    pub config: PathBuf,
+    pub data: PathBuf,
+}
+
+/// What an edge's config says beyond its identity.
+#[derive(Debug, Clone)]
+pub struct EdgeOptions {
+    /// Generate reads until the log holds this many.
+    pub generate: u64,
+    pub interval: Duration,
+    pub images: bool,
+    pub metered: bool,
+    pub backoff_max: Duration,
+}
+
+impl Default for EdgeOptions {
+    fn default() -> Self {
+        EdgeOptions {
+            generate: 500,
+            interval: Duration::ZERO,
+            images: false,
+            metered: false,
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Edge {
+    pub fn start(
+        node: &NodeFiles,
+        hub: SocketAddr,
+        dir: &Path,
+        opts: &EdgeOptions,
+    ) -> anyhow::Result<Edge> {
+        let data = dir.join(format!("edge-{}", node.name));
+        let config = dir.join(format!("edge-{}.toml", node.name));
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\nhub = \"{hub}\"\ncert = {:?}\nkey = {:?}\nca_cert = {:?}\n\n[sync]\nmetered = {}\nkeep_alive = \"1s\"\nidle_timeout = \"10s\"\nbackoff_min = \"100ms\"\nbackoff_max = \"{}ms\"\nretransmit_after = \"5s\"\n\n[replay]\ngenerate = {}\ninterval = \"{}ms\"\nimages = {}\n",
+                data,
+                node.cert,
+                node.key,
+                node.ca,
+                opts.metered,
+                opts.backoff_max.as_millis(),
+                opts.generate,
+                opts.interval.as_millis(),
+                opts.images,
+            ),
+        )?;
+        let mut proc = Proc::new(
+            "edge",
+            vec![
+                "run".into(),
+                "--config".into(),
+                config.display().to_string(),
+            ],
+            dir.join(format!("edge-{}.log", node.name)),
+        );
+        proc.start()?;
+        Ok(Edge { proc, config, data })
+    }
+
+    /// `edge status --json`, parsed (None while the node is not up).
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let out = Command::new(bin("edge").ok()?)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .env("NO_COLOR", "1")
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    /// Wait until the node's log holds `n` reads, all acknowledged by the hub.
+    pub fn wait_synced(&self, n: u64, limit: Duration) -> anyhow::Result<serde_json::Value> {
+        wait_for(limit, &format!("{n} reads acknowledged"), || {
+            let s = self.status()?;
+            (s["log_size"].as_u64() == Some(n) && s["acked"].as_u64() == Some(n)).then_some(s)
+        })
+    }
+
+    /// The node's own log (the node must be stopped).
+    pub fn stored_entries(&self) -> anyhow::Result<Vec<SignedEntry>> {
+        alpr_edge::store::read_log(&self.data.join("edge.redb")).map_err(Into::into)
+    }
+}
+
+/// A UDP port free right now on loopback.
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    Ok(s.local_addr()?.port())
+}
+
+/// A hand-driven node connection speaking the sync protocol frame by frame,
+/// for tests that send what a well-behaved edge never would.
+pub mod raw {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use alpr_shared::types::DeviceId;
+    use alpr_shared::wire::quic::{self, Liveness};
+    use alpr_shared::wire::{Frame, Hello, Lane, ALPN, PROTOCOL_VERSION};
+
+    use super::NodeFiles;
+
+    pub struct RawNode {
+        pub endpoint: quinn::Endpoint,
+        pub conn: quinn::Connection,
+    }
+
+    impl RawNode {
+        pub async fn connect(hub: SocketAddr, node: &NodeFiles) -> anyhow::Result<RawNode> {
+            let cfg = quic::client_config(
+                &std::fs::read(&node.ca)?,
+                &std::fs::read(&node.cert)?,
+                &std::fs::read(&node.key)?,
+                ALPN,
+                Liveness {
+                    keep_alive: Duration::from_secs(1),
+                    idle_timeout: Duration::from_secs(10),
+                },
+            )?;
+            let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+            endpoint.set_default_client_config(cfg);
+            let conn = endpoint.connect(hub, "localhost")?.await?;
+            Ok(RawNode { endpoint, conn })
+        }
+
+        /// Open a stream of `lane`, send `frame`, and return the answer.
+        pub async fn exchange(&self, lane: Lane, frames: &[Frame]) -> anyhow::Result<Vec<Frame>> {
+            let (mut send, mut recv) = self.conn.open_bi().await?;
+            send.write_all(&[lane.tag()]).await?;
+            let mut out = Vec::new();
+            for f in frames {
+                quic::write_frame(&mut send, f).await?;
+                out.push(quic::read_frame(&mut recv, lane.max_frame()).await?);
+            }
+            Ok(out)
+        }
+
+        pub async fn hello(&self, device: &str) -> anyhow::Result<Frame> {
+            let f = Frame::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                device: DeviceId::new(device)?,
+                log_size: 0,
+            });
+            let mut r = self.exchange(Lane::Control, &[f]).await?;
+            r.pop().ok_or_else(|| anyhow::anyhow!("no answer"))
+        }
+
+        /// Write raw bytes on a new stream of `lane`; returns whether the hub
+        /// reset or stopped the stream (instead of answering).
+        pub async fn send_raw(&self, lane: Lane, bytes: &[u8]) -> anyhow::Result<bool> {
+            let (mut send, mut recv) = self.conn.open_bi().await?;
+            send.write_all(&[lane.tag()]).await?;
+            let _ = send.write_all(bytes).await;
+            let _ = send.finish();
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                quic::read_frame(&mut recv, lane.max_frame()),
+            )
+            .await;
+            Ok(matches!(r, Ok(Err(_))))
+        }
+
+        pub async fn close(self) {
+            self.conn.close(0u32.into(), b"done");
+            self.endpoint.wait_idle().await;
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! The edge's store: the node's signed read log, its images and the hub's
+//! latest receipt, in one redb file.
+//!
+//! One writer thread owns the signing key and the database's write side: it
+//! batches appends (bounded by count) into one durable transaction, signs
+//! each read into the next log entry as it writes it, and answers only after
+//! the commit — so a read that [`StoreHandle::append_read`] returned survives
+//! `kill -9`. Readers (sync, status) use read transactions concurrently.
+//!
+//! Nothing here deletes an entry or an image: retention (later) may delete
+//! only below the hub's acknowledged sequence ([`StoreHandle::acked`]).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use alpr_shared::crypto::{sha256, SecretKey};
+use alpr_shared::log::{LogWriter, SignedEntry};
+use alpr_shared::sync::LogSource;
+use alpr_shared::types::{DeviceId, Hash32, ReadContent, TimeSource, UnixMillis};
+use alpr_shared::wire::SignedReceipt;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// seq (BE) → canonical entry bytes.
+const READS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("reads-v1");
+/// plate ‖ 0 ‖ captured_at (BE) ‖ seq (BE) → ().
+const PLATE_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("plate-time-v1");
+/// SHA-256 → image bytes (content-addressed: one copy however many reads name it).
+const IMAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("images-v1");
+/// seq (BE) ‖ hash → (): images not yet held by the hub.
+const IMAGE_QUEUE: TableDefinition<&[u8; 40], ()> = TableDefinition::new("image-queue-v1");
+/// "receipt" → the hub's latest receipt; "device" → the log's device name.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("this store belongs to device {stored}, not {configured}")]
+    WrongDevice { stored: String, configured: String },
+    #[error("invalid read: {0}")]
+    Invalid(#[from] alpr_shared::types::InvalidValue),
+    #[error("image of {0} bytes is over the limit")]
+    ImageTooLarge(usize),
+    #[error("the store has stopped")]
+    Stopped,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// A read as the store accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub hash: Hash32,
+}
+
+/// What the store holds, for sync and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogStatus {
+    /// Entries in the log.
+    pub len: u64,
+    /// The hub holds 0..acked (from its latest signed receipt).
+    pub acked: u64,
+    /// When that receipt was signed.
+    pub acked_at: Option<UnixMillis>,
+    pub images_pending: u64,
+}
+
+impl LogStatus {
+    pub fn backlog(&self) -> u64 {
+        self.len.saturating_sub(self.acked)
+    }
+}
+
+enum Cmd {
+    Append {
+        content: ReadContent,
+        captured_at: UnixMillis,
+        time_source: TimeSource,
+        crop: Vec<u8>,
+        overview: Vec<u8>,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    Acked {
+        receipt: SignedReceipt,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    ImageDone {
+        seq: u64,
+        hash: Hash32,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// Handle to the store: cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    db: Arc<Database>,
+    tx: mpsc::Sender<Cmd>,
+    status: watch::Receiver<LogStatus>,
+    device: DeviceId,
+}
+
+impl std::fmt::Debug for StoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreHandle")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most commands one transaction takes.
+const MAX_BATCH: usize = 512;
+/// Commands waiting, at most.
+const QUEUE: usize = 1024;
+
+fn image_key(seq: u64, hash: &Hash32) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&seq.to_be_bytes());
+    k[8..].copy_from_slice(&hash.0);
+    k
+}
+
+fn plate_key(plate: &str, at: UnixMillis, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(plate.len() + 17);
+    k.extend_from_slice(plate.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&at.0.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl StoreHandle {
+    /// Open (or create) the store at `path` for `device`, whose key signs
+    /// the log. Returns the handle and the writer thread (which ends, after
+    /// its last commit, when every handle is dropped).
+    pub fn open(
+        path: &Path,
+        key: SecretKey,
+        device: DeviceId,
+    ) -> Result<(StoreHandle, JoinHandle<()>), StoreError> {
+        let db = Database::create(path).map_err(db_err)?;
+        let tx = db.begin_write().map_err(db_err)?;
+        let (next_seq, head) = {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let stored = meta
+                .get("device")
+                .map_err(db_err)?
+                .map(|v| String::from_utf8_lossy(v.value()).into_owned());
+            match stored {
+                Some(s) if s != device.as_str() => {
+                    return Err(StoreError::WrongDevice {
+                        stored: s,
+                        configured: device.to_string(),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("device", device.as_str().as_bytes())
+                        .map_err(db_err)?;
+                }
+            }
+            let reads = tx.open_table(READS).map_err(db_err)?;
+            tx.open_table(PLATE_TIME).map_err(db_err)?;
+            tx.open_table(IMAGES).map_err(db_err)?;
+            tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
+            let last = reads.last().map_err(db_err)?;
+            match last {
+                Some((_, v)) => {
+                    let e = SignedEntry::decode(v.value())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    (e.seq() + 1, e.hash())
+                }
+                None => (0, Hash32::ZERO),
+            }
+        };
+        tx.commit().map_err(db_err)?;
+        let db = Arc::new(db);
+        let writer = LogWriter::resume(key, device.clone(), next_seq, head);
+        let initial = read_status(&db, next_seq)?;
+        let (status_tx, status) = watch::channel(initial);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let thread_db = db.clone();
+        let join = std::thread::Builder::new()
+            .name("edge-store".into())
+            .spawn(move || writer_loop(thread_db, writer, rx, status_tx))
+            .map_err(db_err)?;
+        Ok((
+            StoreHandle {
+                db,
+                tx,
+                status,
+                device,
+            },
+            join,
+        ))
+    }
+
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    /// Seal a recognised read into the signed log with its images, durably.
+    /// The images' hashes are computed here and written into the read, so
+    /// the signed entry always names the bytes stored. An empty image is
+    /// not stored (its hash is that of no bytes).
+    pub async fn append_read(
+        &self,
+        content: ReadContent,
+        captured_at: UnixMillis,
+        time_source: TimeSource,
+        crop_jpeg: Vec<u8>,
+        overview_jpeg: Vec<u8>,
+    ) -> Result<Appended, StoreError> {
+        for img in [&crop_jpeg, &overview_jpeg] {
+            if img.len() > alpr_shared::wire::MAX_IMAGE_BYTES {
+                return Err(StoreError::ImageTooLarge(img.len()));
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Append {
+                content,
+                captured_at,
+                time_source,
+                crop: crop_jpeg,
+                overview: overview_jpeg,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// As [`Self::append_read`], for a caller on a plain thread (not inside
+    /// an async runtime).
+    pub fn append_read_blocking(
+        &self,
+        content: ReadContent,
+        captured_at: UnixMillis,
+        time_source: TimeSource,
+        crop_jpeg: Vec<u8>,
+        overview_jpeg: Vec<u8>,
+    ) -> Result<Appended, StoreError> {
+        for img in [&crop_jpeg, &overview_jpeg] {
+            if img.len() > alpr_shared::wire::MAX_IMAGE_BYTES {
+                return Err(StoreError::ImageTooLarge(img.len()));
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Cmd::Append {
+                content,
+                captured_at,
+                time_source,
+                crop: crop_jpeg,
+                overview: overview_jpeg,
+                reply,
+            })
+            .map_err(|_| StoreError::Stopped)?;
+        rx.blocking_recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Record the hub's receipt (only ever moves forward).
+    pub async fn set_acked(&self, receipt: SignedReceipt) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Acked { receipt, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// The hub holds this image: it leaves the upload queue (the image
+    /// itself stays until retention).
+    pub async fn image_done(&self, seq: u64, hash: Hash32) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::ImageDone { seq, hash, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    pub fn status(&self) -> LogStatus {
+        *self.status.borrow()
+    }
+
+    /// Changes whenever the log grows or the hub acknowledges.
+    pub fn watch(&self) -> watch::Receiver<LogStatus> {
+        self.status.clone()
+    }
+
+    /// The hub holds entries below this; only these may ever be deleted.
+    pub fn acked(&self) -> u64 {
+        self.status().acked
+    }
+
+    /// The hub's latest receipt, as stored.
+    pub fn receipt(&self) -> Result<Option<SignedReceipt>, StoreError> {
+        load_receipt(&self.db)
+    }
+
+    /// Entries from `first`, at most `limit`, decoded.
+    pub fn entries_from(&self, first: u64, limit: usize) -> Result<Vec<SignedEntry>, StoreError> {
+        self.raw_entries(first, limit, usize::MAX)?
+            .iter()
+            .map(|b| SignedEntry::decode(b).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    fn raw_entries(
+        &self,
+        first: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(READS).map_err(db_err)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for row in t
+            .range::<&[u8; 8]>(&first.to_be_bytes()..)
+            .map_err(db_err)?
+            .take(max_count)
+        {
+            let (_, v) = row.map_err(db_err)?;
+            bytes += v.value().len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Sequence numbers of reads of `plate` captured in [from, to].
+    pub fn reads_of_plate(
+        &self,
+        plate: &str,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<u64>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(PLATE_TIME).map_err(db_err)?;
+        let lo = plate_key(plate, from, 0);
+        let hi = plate_key(plate, to, u64::MAX);
+        let mut out = Vec::new();
+        for row in t
+            .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
+            .map_err(db_err)?
+        {
+            let (k, _) = row.map_err(db_err)?;
+            let k = k.value();
+            if let Some(s) = k.get(k.len().saturating_sub(8)..) {
+                if let Ok(b) = <[u8; 8]>::try_from(s) {
+                    out.push(u64::from_be_bytes(b));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn image_bytes(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(IMAGES).map_err(db_err)?;
+        Ok(t.get(&hash.0).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    fn queued_images(&self, below: u64, limit: usize) -> Result<Vec<(u64, Hash32)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)?.take(limit) {
+            let (k, _) = row.map_err(db_err)?;
+            let k = k.value();
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&k[..8]);
+            let seq = u64::from_be_bytes(s);
+            if seq >= below {
+                break;
+            }
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&k[8..]);
+            out.push((seq, Hash32(h)));
+        }
+        Ok(out)
+    }
+}
+
+impl LogSource for StoreHandle {
+    fn log_len(&self) -> u64 {
+        self.status().len
+    }
+
+    fn entries(&self, first: u64, max_count: usize, max_bytes: usize) -> Vec<Vec<u8>> {
+        self.raw_entries(first, max_count, max_bytes)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "reading entries to upload");
+                Vec::new()
+            })
+    }
+
+    fn pending_images(&self, below: u64, limit: usize) -> Vec<(u64, Hash32)> {
+        self.queued_images(below, limit).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "reading the image queue");
+            Vec::new()
+        })
+    }
+
+    fn image(&self, hash: &Hash32) -> Option<Vec<u8>> {
+        self.image_bytes(hash).ok().flatten()
+    }
+}
+
+fn load_receipt(db: &Database) -> Result<Option<SignedReceipt>, StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let t = tx.open_table(META).map_err(db_err)?;
+    let Some(v) = t.get("receipt").map_err(db_err)? else {
+        return Ok(None);
+    };
+    SignedReceipt::decode(v.value())
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn read_status(db: &Database, len: u64) -> Result<LogStatus, StoreError> {
+    let receipt = load_receipt(db)?;
+    let tx = db.begin_read().map_err(db_err)?;
+    let q = tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
+    Ok(LogStatus {
+        len,
+        acked: receipt.as_ref().map_or(0, |r| r.receipt.next_seq),
+        acked_at: receipt.map(|r| r.receipt.at),
+        images_pending: q.len().map_err(db_err)?,
+    })
+}
+
+fn writer_loop(
+    db: Arc<Database>,
+    mut log: LogWriter,
+    mut rx: mpsc::Receiver<Cmd>,
+    status: watch::Sender<LogStatus>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(c) => batch.push(c),
+                Err(_) => break,
+            }
+        }
+        match write_batch(&db, &mut log, &mut batch) {
+            Ok(replies) => {
+                let mut st = *status.borrow();
+                st.len = log.len();
+                for r in &replies {
+                    match r {
+                        Done::Appended(_, queued) => st.images_pending += queued,
+                        Done::Acked(next, at) if *next > st.acked => {
+                            st.acked = *next;
+                            st.acked_at = Some(*at);
+                        }
+                        Done::Dequeued => st.images_pending = st.images_pending.saturating_sub(1),
+                        _ => {}
+                    }
+                }
+                status.send_replace(st);
+                for (cmd, r) in batch.into_iter().zip(replies) {
+                    reply(cmd, r);
+                }
+            }
+            Err(e) => {
+                // The in-memory log head has moved past what is on disk: stop,
+                // so the process exits and resumes from the disk on restart.
+                tracing::error!(error = %e, "store commit failed; the reads were not stored; stopping the store");
+                for cmd in batch {
+                    reply(cmd, Done::Failed(StoreError::Db(e.to_string())));
+                }
+                return;
+            }
+        }
+    }
+}
+
+enum Done {
+    /// The read, and how many images joined the upload queue.
+    Appended(Appended, u64),
+    Acked(u64, UnixMillis),
+    Dequeued,
+    Nothing,
+    Failed(StoreError),
+}
+
+fn reply(cmd: Cmd, r: Done) {
+    match cmd {
+        Cmd::Append { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Appended(a, _) => Ok(a),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no append result".into())),
+            });
+        }
+        Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Failed(e) => Err(e),
+                _ => Ok(()),
+            });
+        }
+    }
+}
+
+fn write_batch(
+    db: &Database,
+    log: &mut LogWriter,
+    batch: &mut [Cmd],
+) -> Result<Vec<Done>, StoreError> {
+    let mut tx = db.begin_write().map_err(db_err)?;
+    tx.set_durability(Durability::Immediate).map_err(db_err)?;
+    let mut out = Vec::with_capacity(batch.len());
+    {
+        let mut reads = tx.open_table(READS).map_err(db_err)?;
+        let mut plates = tx.open_table(PLATE_TIME).map_err(db_err)?;
+        let mut images = tx.open_table(IMAGES).map_err(db_err)?;
+        let mut queue = tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
+        let mut meta = tx.open_table(META).map_err(db_err)?;
+        for cmd in batch.iter_mut() {
+            match cmd {
+                Cmd::Append {
+                    content,
+                    captured_at,
+                    time_source,
+                    crop,
+                    overview,
+                    ..
+                } => {
+                    let mut content = content.clone();
+                    content.crop_hash = sha256(crop);
+                    content.overview_hash = sha256(overview);
+                    if let Err(e) = content.validate() {
+                        out.push(Done::Failed(e.into()));
+                        continue;
+                    }
+                    let plate = content.plate.clone();
+                    let entry = match log.append_read(content, *captured_at, *time_source) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            out.push(Done::Failed(e.into()));
+                            continue;
+                        }
+                    };
+                    let seq = entry.seq();
+                    reads
+                        .insert(&seq.to_be_bytes(), entry.encode().as_slice())
+                        .map_err(db_err)?;
+                    plates
+                        .insert(plate_key(&plate, *captured_at, seq).as_slice(), ())
+                        .map_err(db_err)?;
+                    let mut queued = 0;
+                    for img in [&*crop, &*overview] {
+                        if img.is_empty() {
+                            continue;
+                        }
+                        let h = sha256(img);
+                        if images.get(&h.0).map_err(db_err)?.is_none() {
+                            images.insert(&h.0, img.as_slice()).map_err(db_err)?;
+                        }
+                        if queue
+                            .insert(&image_key(seq, &h), ())
+                            .map_err(db_err)?
+                            .is_none()
+                        {
+                            queued += 1;
+                        }
+                    }
+                    out.push(Done::Appended(
+                        Appended {
+                            seq,
+                            hash: entry.hash(),
+                        },
+                        queued,
+                    ));
+                }
+                Cmd::Acked { receipt, .. } => {
+                    let newer = match meta.get("receipt").map_err(db_err)? {
+                        Some(v) => SignedReceipt::decode(v.value())
+                            .map(|old| receipt.receipt.next_seq > old.receipt.next_seq)
+                            .unwrap_or(true),
+                        None => true,
+                    };
+                    if newer {
+                        meta.insert("receipt", receipt.encode().as_slice())
+                            .map_err(db_err)?;
+                        out.push(Done::Acked(receipt.receipt.next_seq, receipt.receipt.at));
+                    } else {
+                        out.push(Done::Nothing);
+                    }
+                }
+                Cmd::ImageDone { seq, hash, .. } => {
+                    let removed = queue
+                        .remove(&image_key(*seq, hash))
+                        .map_err(db_err)?
+                        .is_some();
+                    out.push(if removed {
+                        Done::Dequeued
+                    } else {
+                        Done::Nothing
+                    });
+                }
+            }
+        }
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(out)
+}
+
+/// Every entry of a store's log, in order, for a store no process has open
+/// (tests and offline inspection).
+pub fn read_log(path: &Path) -> Result<Vec<SignedEntry>, StoreError> {
+    let db = Database::create(path).map_err(db_err)?;
+    let tx = db.begin_read().map_err(db_err)?;
+    let t = tx.open_table(READS).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in t.iter().map_err(db_err)? {
+        let (_, v) = row.map_err(db_err)?;
+        out.push(SignedEntry::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alpr_shared::types::Location;
+
+    fn read(plate: &str) -> ReadContent {
+        ReadContent {
+            location: Location::Site {
+                site_id: "s".into(),
+            },
+            camera: "c".into(),
+            plate: plate.into(),
+            confidence: 9000,
+            char_confidence: vec![9000; plate.len()],
+            region: None,
+            detector_model: "d".into(),
+            ocr_model: "o".into(),
+            crop_hash: Hash32::ZERO,
+            overview_hash: Hash32::ZERO,
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_survive_reopen_and_the_chain_continues() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("e.redb");
+        let device = DeviceId::new("v-1").expect("valid");
+        let key = [5u8; 32];
+        {
+            let (store, join) =
+                StoreHandle::open(&path, SecretKey::from_bytes(&key), device.clone())
+                    .expect("open");
+            for i in 0..10 {
+                let a = store
+                    .append_read(
+                        read("ABC123"),
+                        UnixMillis(1000 + i),
+                        TimeSource::Gps,
+                        b"crop".to_vec(),
+                        vec![],
+                    )
+                    .await
+                    .expect("append");
+                assert_eq!(a.seq, i);
+            }
+            assert_eq!(
+                store.status().images_pending,
+                10,
+                "one queue slot per read naming the image"
+            );
+            assert_eq!(
+                store
+                    .reads_of_plate("ABC123", UnixMillis(1002), UnixMillis(1004))
+                    .expect("index"),
+                vec![2, 3, 4]
+            );
+            drop(store);
+            tokio::task::spawn_blocking(move || join.join()).await.ok();
+        }
+        let (store, _join) =
+            StoreHandle::open(&path, SecretKey::from_bytes(&key), device).expect("reopen");
+        store
+            .append_read(
+                read("XYZ9"),
+                UnixMillis(2000),
+                TimeSource::Gps,
+                vec![],
+                vec![],
+            )
+            .await
+            .expect("append");
+        let log = store.entries_from(0, 100).expect("read");
+        assert_eq!(log.len(), 11);
+        for w in log.windows(2) {
+            assert_eq!(
+                w[1].header.prev,
+                w[0].hash(),
+                "the chain continues across a restart"
+            );
+        }
+        assert_eq!(log[0].read().map(|r| r.crop_hash), Some(sha256(b"crop")));
+    }
+
+    #[tokio::test]
+    async fn another_devices_store_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("e.redb");
+        let (s, j) = StoreHandle::open(
+            &path,
+            SecretKey::from_bytes(&[1; 32]),
+            DeviceId::new("a").expect("valid"),
+        )
+        .expect("open");
+        drop(s);
+        tokio::task::spawn_blocking(move || j.join()).await.ok();
+        let r = StoreHandle::open(
+            &path,
+            SecretKey::from_bytes(&[1; 32]),
+            DeviceId::new("b").expect("valid"),
+        );
+        assert!(matches!(r, Err(StoreError::WrongDevice { .. })));
+    }
+}

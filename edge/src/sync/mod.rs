@@ -1,0 +1,278 @@
+//! The edge's QUIC driver around [`alpr_shared::sync::EdgeSync`]: one
+//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/1`,
+//! keep-alives), reconnects with the core's jittered exponential backoff,
+//! one stream per lane with QUIC priorities control > entries > images,
+//! and the store's receipts and image queue kept up to date.
+//!
+//! An address change (a vehicle moving between networks) is QUIC
+//! connection migration: the connection survives it without a reconnect.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource};
+use alpr_shared::types::UnixMillis;
+use alpr_shared::wire::quic::{self, ReadFrameError};
+use alpr_shared::wire::{certificate_key, Frame, Lane, Refusal, ALPN};
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::EdgeConfig;
+use crate::store::StoreHandle;
+
+/// What `edge status` shows about the link.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStatus {
+    /// "connected", "connecting", "offline (retry in …)", "refused: …".
+    pub link: String,
+    pub hub: String,
+    /// Last time the hub acknowledged something.
+    pub last_sync: Option<UnixMillis>,
+    pub last_error: Option<String>,
+    pub connects: u64,
+    pub metered: bool,
+}
+
+pub type SharedStatus = Arc<Mutex<SyncStatus>>;
+
+fn set_status(s: &SharedStatus, f: impl FnOnce(&mut SyncStatus)) {
+    if let Ok(mut g) = s.lock() {
+        f(&mut g);
+    }
+}
+
+/// Run sync until `cancel` fires.
+pub async fn run(
+    config: EdgeConfig,
+    store: StoreHandle,
+    status: SharedStatus,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let ca = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+    let cert = std::fs::read(&config.cert)
+        .with_context(|| format!("reading {}", config.cert.display()))?;
+    let key =
+        std::fs::read(&config.key).with_context(|| format!("reading {}", config.key.display()))?;
+    let liveness = quic::Liveness {
+        keep_alive: config.sync.keep_alive,
+        idle_timeout: config.sync.idle_timeout,
+    };
+    let client = quic::client_config(&ca, &cert, &key, ALPN, liveness)?;
+    let bind: SocketAddr = if config.hub.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).context("opening the UDP socket")?;
+    endpoint.set_default_client_config(client);
+
+    let start = Instant::now();
+    let now = move || start.elapsed();
+    let seed = rand::random::<u64>();
+    let mut core = EdgeSync::new(store.device().clone(), config.core(), store.acked(), seed);
+    set_status(&status, |s| {
+        s.hub = config.hub.to_string();
+        s.metered = config.sync.metered;
+        s.link = "starting".into();
+    });
+    loop {
+        if cancel.is_cancelled() {
+            break;
+        }
+        if core.wants_link(now()) {
+            set_status(&status, |s| s.link = "connecting".into());
+            let attempt = async {
+                let connecting = endpoint.connect(config.hub, &config.hub_name)?;
+                anyhow::Ok(tokio::time::timeout(config.sync.idle_timeout, connecting).await??)
+            };
+            let conn = tokio::select! {
+                _ = cancel.cancelled() => break,
+                c = attempt => c,
+            };
+            match conn {
+                Ok(conn) => {
+                    set_status(&status, |s| s.connects += 1);
+                    session(&mut core, conn, &store, &status, &cancel, &now).await;
+                }
+                Err(e) => {
+                    info!(hub = %config.hub, error = %e, "cannot reach the hub");
+                    set_status(&status, |s| s.last_error = Some(e.to_string()));
+                    core.link_down(now());
+                }
+            }
+            continue;
+        }
+        let wait = core
+            .poll_timeout()
+            .map_or(Duration::from_secs(1), |t| t.saturating_sub(now()));
+        if let LinkState::Down { .. } = core.state() {
+            set_status(&status, |s| {
+                s.link = format!("offline (retry in {} ms)", wait.as_millis())
+            });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    endpoint.close(quic::CLOSE_SHUTDOWN.into(), b"edge shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+    Ok(())
+}
+
+type Incoming = (Lane, Result<Frame, String>);
+
+fn spawn_reader(lane: Lane, mut recv: quinn::RecvStream, tx: mpsc::Sender<Incoming>) {
+    tokio::spawn(async move {
+        loop {
+            let r = quic::read_frame(&mut recv, lane.max_frame()).await;
+            let stop = r.is_err();
+            let item = r.map_err(|e| match e {
+                ReadFrameError::Finished => "stream finished".to_string(),
+                e => e.to_string(),
+            });
+            if tx.send((lane, item)).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+}
+
+/// One connection's life: greet, upload, until it drops or we stop.
+async fn session(
+    core: &mut EdgeSync,
+    conn: quinn::Connection,
+    store: &StoreHandle,
+    status: &SharedStatus,
+    cancel: &CancellationToken,
+    now: &impl Fn() -> Duration,
+) {
+    if let Some(key) = quic::peer_certificate(&conn)
+        .as_deref()
+        .and_then(certificate_key)
+    {
+        core.set_hub_key(key);
+    }
+    let (tx, mut rx) = mpsc::channel::<Incoming>(64);
+    let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
+    let mut changes = store.watch();
+    core.link_up(now(), store.log_len());
+    set_status(status, |s| s.link = "handshake".into());
+    let outcome: Result<(), String> = loop {
+        // Send all the core has, each frame on its lane's stream.
+        let mut failed = None;
+        while let Some(o) = core.poll_transmit(now(), store) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = streams.entry(o.lane) {
+                match conn.open_bi().await {
+                    Ok((mut send, recv)) => {
+                        let _ = send.set_priority(o.lane.priority());
+                        if let Err(e) = send.write_all(&[o.lane.tag()]).await {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                        spawn_reader(o.lane, recv, tx.clone());
+                        slot.insert(send);
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(send) = streams.get_mut(&o.lane) {
+                if let Err(e) = quic::write_frame(send, &o.frame).await {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        while let Some(ev) = core.poll_event() {
+            match ev {
+                EdgeEvent::Acked(r) => {
+                    let next = r.receipt.next_seq;
+                    if let Err(e) = store.set_acked(r).await {
+                        error!(error = %e, "cannot record the hub's receipt");
+                    }
+                    set_status(status, |s| {
+                        s.last_sync = Some(UnixMillis::now());
+                        s.link = "connected".into();
+                    });
+                    tracing::debug!(acked = next, "hub acknowledged");
+                }
+                EdgeEvent::ImageAcked { seq, hash } => {
+                    if let Err(e) = store.image_done(seq, hash).await {
+                        error!(error = %e, "cannot update the image queue");
+                    }
+                }
+                EdgeEvent::Refused(r) => report_refusal(&r, status),
+                EdgeEvent::Protocol(p) => warn!(problem = %p, "the hub broke the protocol"),
+            }
+        }
+        if matches!(core.state(), LinkState::Refused { .. }) {
+            conn.close(quic::CLOSE_SHUTDOWN.into(), b"refused");
+            return;
+        }
+        let deadline = core.poll_timeout().map(|t| t.saturating_sub(now()));
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                conn.close(quic::CLOSE_SHUTDOWN.into(), b"edge shutting down");
+                return;
+            }
+            m = rx.recv() => match m {
+                Some((_, Ok(frame))) => core.handle_frame(frame, now()),
+                Some((lane, Err(e))) => break Err(format!("{lane:?} stream: {e}")),
+                None => break Err("streams closed".into()),
+            },
+            r = changes.changed() => {
+                if r.is_err() {
+                    break Err("the store stopped".into());
+                }
+            }
+            _ = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(3600))) => {
+                core.handle_timeout(now(), store.log_len());
+            }
+            e = conn.closed() => break Err(e.to_string()),
+        }
+    };
+    // Why did it end? A refusal by the hub is an application close.
+    let reason = conn.close_reason();
+    if let Some(quinn::ConnectionError::ApplicationClosed(ac)) = &reason {
+        if let Some(r) = Refusal::from_close(ac.error_code.into_inner(), &ac.reason) {
+            report_refusal(&r, status);
+            core.connection_refused(now(), r);
+            return;
+        }
+    }
+    let why = outcome.err().unwrap_or_default();
+    info!(reason = %why, "link to the hub lost");
+    set_status(status, |s| {
+        s.last_error = Some(why);
+        s.link = "offline".into();
+    });
+    conn.close(quic::CLOSE_SHUTDOWN.into(), b"");
+    core.link_down(now());
+}
+
+fn report_refusal(r: &Refusal, status: &SharedStatus) {
+    if r.code.is_permanent() {
+        error!(code = %r.code, seq = r.seq, reason = %r.detail, "the hub refused this node; a person must look");
+        set_status(status, |s| {
+            s.link = format!("refused: {} ({})", r.code, r.detail)
+        });
+    } else {
+        info!(code = %r.code, reason = %r.detail, "the hub asked to resume elsewhere");
+    }
+    set_status(status, |s| {
+        s.last_error = Some(format!("{}: {}", r.code, r.detail))
+    });
+}

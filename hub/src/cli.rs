@@ -1,0 +1,128 @@
+//! The hub's sync-related subcommands: `serve`, `nodes`, `bench ingest`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HubConfig;
+use crate::sync::admin::{self, AdminRequest};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Without it, `hub.toml` if present, else defaults.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NodesArgs {
+    /// The running hub's configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Verified, durably stored reads per second from many edges.
+    Ingest(crate::bench::IngestArgs),
+}
+
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
+    match path {
+        Some(p) => HubConfig::load(p),
+        None if Path::new("hub.toml").exists() => HubConfig::load(Path::new("hub.toml")),
+        None => Ok(HubConfig::default()),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Cancel `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                token.cancel();
+                return;
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    });
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    runtime()?.block_on(async move {
+        let cancel = CancellationToken::new();
+        cancel_on_signals(cancel.clone());
+        crate::sync::serve(config, cancel, None).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    let report = runtime()?.block_on(admin::request(&config, &AdminRequest::Nodes))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8}",
+        "NODE", "LINK", "LAST CONTACT", "ACKED", "BACKLOG", "REFUSED", "REPLAYS"
+    );
+    for n in &report.nodes {
+        println!(
+            "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8}",
+            n.name,
+            if n.connected { "online" } else { "offline" },
+            n.last_contact.to_string(),
+            n.acked,
+            n.backlog,
+            n.refusals,
+            n.duplicates
+        );
+    }
+    println!(
+        "\n{} entries stored since start; {} refusals ({} at the TLS handshake)",
+        report.entries_stored, report.refusals, report.refused_handshakes
+    );
+    if !report.recent_refusals.is_empty() {
+        println!("\nrecent refusals:");
+        for r in &report.recent_refusals {
+            println!(
+                "  {}  {:<16} {:<22} {:<14} {}",
+                r.at,
+                r.device.as_deref().unwrap_or("?"),
+                r.peer,
+                r.code,
+                r.detail
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

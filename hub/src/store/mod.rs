@@ -1,0 +1,136 @@
+//! The hub's storage seam. Everything the hub keeps goes through
+//! [`HubStorage`]; [`redb::RedbStore`] is the embedded implementation, and a
+//! deployment that outgrows one machine implements the same trait over a
+//! distributed database.
+//!
+//! Writes arrive in batches from the single writer ([`crate::ingest`]): one
+//! call to [`HubStorage::commit`] is one durable transaction.
+
+pub mod redb;
+
+use alpr_shared::sync::{Progress, Verified};
+use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
+use alpr_shared::wire::Refusal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("corrupt record in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+/// What the hub knows of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Short numeric id used in keys.
+    pub id: u32,
+    pub next_seq: u64,
+    pub head: Hash32,
+    pub last_contact: UnixMillis,
+    /// Log size the node reported at its last hello.
+    pub reported_size: u64,
+    pub serial: String,
+    pub refusals: u64,
+    pub duplicates: u64,
+    pub images: u64,
+}
+
+impl NodeRecord {
+    pub fn progress(&self) -> Progress {
+        Progress {
+            next_seq: self.next_seq,
+            head: self.head,
+        }
+    }
+
+    /// Entries the node has that the hub does not (as of its last hello or
+    /// what was uploaded since).
+    pub fn backlog(&self) -> u64 {
+        self.reported_size.saturating_sub(self.next_seq)
+    }
+}
+
+/// A refusal as logged: who, from where, why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusalRecord {
+    pub at: UnixMillis,
+    /// The node's name, when its certificate could be read.
+    pub device: Option<String>,
+    pub peer: String,
+    pub code: String,
+    pub seq: Option<u64>,
+    pub detail: String,
+}
+
+/// One write, batched with others into a transaction.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// Place verified entries on the device's chain.
+    Ingest {
+        device: DeviceId,
+        entries: Vec<Verified>,
+        at: UnixMillis,
+    },
+    /// A node said hello.
+    Contact {
+        device: DeviceId,
+        serial: String,
+        reported_size: u64,
+        at: UnixMillis,
+    },
+    /// Store an image named by entry `seq` of `device`.
+    Image {
+        device: DeviceId,
+        seq: u64,
+        hash: Hash32,
+        bytes: Vec<u8>,
+    },
+    /// Log a refusal.
+    Refusal(RefusalRecord),
+}
+
+/// The result of one [`WriteOp`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteResult {
+    Ingested(Result<Ingested, Refusal>),
+    /// Whether the image was stored (false: no such entry names it).
+    Image(bool),
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub progress: Progress,
+    pub appended: usize,
+    pub duplicates: usize,
+}
+
+/// The hub's storage.
+pub trait HubStorage: Send + Sync + 'static {
+    /// Apply all ops in one durable transaction; results in order.
+    fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError>;
+    /// A node's record, if it ever connected.
+    fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError>;
+    /// All nodes, by name.
+    fn nodes(&self) -> Result<Vec<(DeviceId, NodeRecord)>, StoreError>;
+    /// Canonical bytes of a device's entries from `first`, at most `limit`.
+    fn entries(
+        &self,
+        device: &DeviceId,
+        first: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The most recent refusals, newest last.
+    fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError>;
+    /// (device, seq) of reads of `plate` captured in [from, to].
+    fn reads_of_plate(
+        &self,
+        plate: &str,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
+    /// Whether an image is held.
+    fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
+}

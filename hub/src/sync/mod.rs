@@ -1,0 +1,462 @@
+//! The hub's QUIC driver around [`alpr_shared::sync::HubSession`]: accept
+//! connections (with a limit), authenticate nodes by their certificate
+//! (deployment CA, node rules, revocation), keep one connection per node,
+//! and run each stream's frames through the session, the verifier and the
+//! writer. Refusals are logged with their reason, counted, and stored.
+
+pub mod admin;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use alpr_shared::cert::{DeviceCert, TrustAnchor};
+use alpr_shared::crypto::SecretKey;
+use alpr_shared::sync::{HubOutput, HubSession};
+use alpr_shared::types::{DeviceId, UnixMillis};
+use alpr_shared::wire::quic::{self, ReadFrameError};
+use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ADMIN_ALPN, ALPN};
+use anyhow::Context;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::config::{normalise_serial, HubConfig};
+use crate::ingest::{Metrics, Writer, WriterConfig};
+use crate::store::redb::RedbStore;
+use crate::store::{HubStorage, RefusalRecord, WriteOp, WriteResult};
+
+/// Everything a connection task needs; shared by all of them.
+pub struct Hub {
+    pub storage: Arc<dyn HubStorage>,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    anchor: TrustAnchor,
+    hub_key: Arc<SecretKey>,
+    hub_cert_der: Vec<u8>,
+    revoked: HashSet<String>,
+    connections: Mutex<HashMap<DeviceId, quinn::Connection>>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub(..)")
+    }
+}
+
+impl Hub {
+    /// Log, count and store a refusal.
+    pub async fn refuse(&self, device: Option<&DeviceId>, peer: SocketAddr, r: &Refusal) {
+        warn!(
+            node = device.map(|d| d.as_str()).unwrap_or("?"),
+            %peer,
+            code = %r.code,
+            seq = r.seq,
+            reason = %r.detail,
+            "refused"
+        );
+        Metrics::add(&self.metrics.refusals, 1);
+        let rec = RefusalRecord {
+            at: UnixMillis::now(),
+            device: device.map(ToString::to_string),
+            peer: peer.to_string(),
+            code: r.code.to_string(),
+            seq: r.seq,
+            detail: r.detail.clone(),
+        };
+        if let Err(e) = self.writer.submit(WriteOp::Refusal(rec)).await {
+            warn!(error = %e, "could not store the refusal");
+        }
+    }
+}
+
+/// Run the hub until `cancel` fires: open the store, start the writer,
+/// listen, and on shutdown stop accepting, close connections, and let the
+/// writer commit what it holds.
+pub async fn serve(
+    config: HubConfig,
+    cancel: CancellationToken,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let storage: Arc<dyn HubStorage> =
+        Arc::new(RedbStore::open(&config.db_path()).context("opening the hub database")?);
+    let ca_pem = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+    let cert_pem = std::fs::read(&config.cert)
+        .with_context(|| format!("reading {}", config.cert.display()))?;
+    let key_pem =
+        std::fs::read(&config.key).with_context(|| format!("reading {}", config.key.display()))?;
+    let anchor = TrustAnchor::from_pem(&ca_pem).context("the CA certificate")?;
+    let key_text = String::from_utf8(key_pem.clone()).context("hub key is not PEM text")?;
+    let hub_key = Arc::new(SecretKey::from_pkcs8_pem(&key_text).context("the hub key")?);
+    let hub_cert_der = alpr_shared::cert::pem_certificates(&cert_pem)
+        .context("the hub certificate")?
+        .into_iter()
+        .next()
+        .context("no hub certificate")?;
+    let liveness = quic::Liveness {
+        keep_alive: config.keep_alive,
+        idle_timeout: config.idle_timeout,
+    };
+    let server = quic::server_config(&ca_pem, &cert_pem, &key_pem, &[ALPN, ADMIN_ALPN], liveness)?;
+    let endpoint = quinn::Endpoint::server(server, config.listen)
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = endpoint.local_addr()?;
+    info!(%addr, "hub listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let (writer, writer_thread) =
+        Writer::spawn(storage.clone(), metrics.clone(), WriterConfig::default());
+    let hub = Arc::new(Hub {
+        storage,
+        writer,
+        metrics,
+        anchor,
+        hub_key,
+        hub_cert_der,
+        revoked: config.revoked.iter().map(|s| normalise_serial(s)).collect(),
+        connections: Mutex::new(HashMap::new()),
+        cancel: cancel.child_token(),
+    });
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        let incoming = tokio::select! {
+            _ = cancel.cancelled() => break,
+            i = endpoint.accept() => match i { Some(i) => i, None => break },
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(peer = %incoming.remote_address(), "connection limit reached; refusing");
+            incoming.refuse();
+            continue;
+        };
+        let hub = hub.clone();
+        tasks.spawn(async move {
+            handle_incoming(hub, incoming).await;
+            drop(permit);
+        });
+    }
+    info!("shutting down: closing connections");
+    endpoint.close(quic::CLOSE_SHUTDOWN.into(), b"hub shutting down");
+    hub.cancel.cancel();
+    tasks.close();
+    tasks.wait().await;
+    endpoint.wait_idle().await;
+    drop(hub);
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .ok();
+    info!("hub stopped");
+    Ok(())
+}
+
+async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
+    let peer = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            Metrics::add(&hub.metrics.refused_handshakes, 1);
+            let r = Refusal {
+                code: RefusalCode::UnknownNode,
+                seq: None,
+                detail: format!("TLS handshake failed: {e}"),
+            };
+            hub.refuse(None, peer, &r).await;
+            return;
+        }
+    };
+    if quic::negotiated_alpn(&conn).as_deref() == Some(ADMIN_ALPN) {
+        admin::serve(hub, conn).await;
+        return;
+    }
+    let Some(der) = quic::peer_certificate(&conn) else {
+        close_refused(
+            &hub,
+            &conn,
+            None,
+            peer,
+            RefusalCode::UnknownNode,
+            "no client certificate",
+        )
+        .await;
+        return;
+    };
+    let cert = match hub.anchor.check_device_der(&der) {
+        Ok(c) => c,
+        Err(e) => {
+            close_refused(
+                &hub,
+                &conn,
+                None,
+                peer,
+                RefusalCode::UnknownNode,
+                &e.to_string(),
+            )
+            .await;
+            return;
+        }
+    };
+    if hub.revoked.contains(&normalise_serial(&cert.serial)) {
+        let detail = format!("certificate {} is revoked", cert.serial);
+        close_refused(
+            &hub,
+            &conn,
+            Some(&cert.name),
+            peer,
+            RefusalCode::Revoked,
+            &detail,
+        )
+        .await;
+        return;
+    }
+    let span = tracing::info_span!("node", node = %cert.name);
+    node_connection(hub, conn, cert, peer)
+        .instrument(span)
+        .await;
+}
+
+async fn close_refused(
+    hub: &Hub,
+    conn: &quinn::Connection,
+    device: Option<&DeviceId>,
+    peer: SocketAddr,
+    code: RefusalCode,
+    detail: &str,
+) {
+    let r = Refusal {
+        code,
+        seq: None,
+        detail: detail.to_owned(),
+    };
+    hub.refuse(device, peer, &r).await;
+    conn.close(code.close_code().into(), detail.as_bytes());
+}
+
+async fn node_connection(
+    hub: Arc<Hub>,
+    conn: quinn::Connection,
+    cert: DeviceCert,
+    peer: SocketAddr,
+) {
+    let name = cert.name.clone();
+    let replaced = hub
+        .connections
+        .lock()
+        .ok()
+        .and_then(|mut m| m.insert(name.clone(), conn.clone()));
+    if let Some(old) = replaced {
+        old.close(
+            RefusalCode::Replaced.close_code().into(),
+            b"a newer connection of this node",
+        );
+    }
+    let progress = match hub.storage.node(&name) {
+        Ok(r) => r.map(|r| r.progress()).unwrap_or_default(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the node's progress");
+            conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub storage error");
+            return;
+        }
+    };
+    info!(%peer, acked = progress.next_seq, "node connected");
+    let session = Arc::new(Mutex::new(HubSession::new(
+        name.clone(),
+        cert.key,
+        hub.hub_key.clone(),
+        progress,
+    )));
+    let ctx = Arc::new(StreamCtx {
+        hub: hub.clone(),
+        session,
+        device: name.clone(),
+        serial: cert.serial.clone(),
+        peer,
+    });
+    let streams = tokio_util::task::TaskTracker::new();
+    let reason = loop {
+        tokio::select! {
+            _ = hub.cancel.cancelled() => {
+                conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub shutting down");
+                break "hub shutting down".to_string();
+            }
+            s = conn.accept_bi() => match s {
+                Ok((send, recv)) => {
+                    let ctx = ctx.clone();
+                    streams.spawn(async move { ctx.run_stream(send, recv).await }.in_current_span());
+                }
+                Err(e) => break e.to_string(),
+            }
+        }
+    };
+    streams.close();
+    streams.wait().await;
+    if let Ok(mut m) = hub.connections.lock() {
+        if m.get(&name)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            m.remove(&name);
+        }
+    }
+    info!(%reason, "node disconnected");
+}
+
+struct StreamCtx {
+    hub: Arc<Hub>,
+    session: Arc<Mutex<HubSession>>,
+    device: DeviceId,
+    serial: String,
+    peer: SocketAddr,
+}
+
+impl StreamCtx {
+    fn with_session<T>(&self, f: impl FnOnce(&mut HubSession) -> T) -> Option<T> {
+        self.session.lock().ok().map(|mut s| f(&mut s))
+    }
+
+    async fn run_stream(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+        let mut tag = [0u8; 1];
+        if recv.read_exact(&mut tag).await.is_err() {
+            return;
+        }
+        let Some(lane) = Lane::from_tag(tag[0]) else {
+            self.malformed(&mut send, &mut recv, "unknown stream kind")
+                .await;
+            return;
+        };
+        let _ = send.set_priority(lane.priority());
+        loop {
+            let frame = match quic::read_frame(&mut recv, lane.max_frame()).await {
+                Ok(f) => f,
+                Err(ReadFrameError::Wire(e)) => {
+                    self.malformed(&mut send, &mut recv, &e.to_string()).await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            if frame.lane() != lane && !matches!(frame, Frame::Ping { .. }) {
+                self.malformed(&mut send, &mut recv, "frame on the wrong stream")
+                    .await;
+                return;
+            }
+            let now = UnixMillis::now();
+            let hello_size = match &frame {
+                Frame::Hello(h) => Some(h.log_size),
+                _ => None,
+            };
+            let Some(outs) = self.with_session(|s| s.handle_frame(frame, now)) else {
+                return;
+            };
+            if let Some(size) = hello_size {
+                let op = WriteOp::Contact {
+                    device: self.device.clone(),
+                    serial: self.serial.clone(),
+                    reported_size: size,
+                    at: now,
+                };
+                if self.hub.writer.submit(op).await.is_err() {
+                    return;
+                }
+            }
+            if self.process(outs, &mut send).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn malformed(
+        &self,
+        send: &mut quinn::SendStream,
+        recv: &mut quinn::RecvStream,
+        detail: &str,
+    ) {
+        let r = Refusal {
+            code: RefusalCode::Malformed,
+            seq: None,
+            detail: format!("{detail}; closing the stream"),
+        };
+        self.hub.refuse(Some(&self.device), self.peer, &r).await;
+        let _ = recv.stop(quic::STREAM_MALFORMED.into());
+        let _ = send.reset(quic::STREAM_MALFORMED.into());
+    }
+
+    async fn process(
+        &self,
+        outs: Vec<HubOutput>,
+        send: &mut quinn::SendStream,
+    ) -> anyhow::Result<()> {
+        let mut work = outs;
+        while !work.is_empty() {
+            let mut next = Vec::new();
+            for o in work {
+                match o {
+                    HubOutput::Send(f) => quic::write_frame(send, &f).await?,
+                    HubOutput::Ingest(entries) => {
+                        let first = entries.first().map(|v| v.seq());
+                        let n = entries.len();
+                        let op = WriteOp::Ingest {
+                            device: self.device.clone(),
+                            entries,
+                            at: UnixMillis::now(),
+                        };
+                        let res = match self.hub.writer.submit(op).await? {
+                            WriteResult::Ingested(r) => r,
+                            other => anyhow::bail!("writer answered {other:?} to an ingest"),
+                        };
+                        if let Ok(i) = &res {
+                            if i.duplicates > 0 {
+                                warn!(
+                                    first_seq = first,
+                                    count = n,
+                                    duplicates = i.duplicates,
+                                    "replayed entries ignored: already stored"
+                                );
+                            }
+                        }
+                        let now = UnixMillis::now();
+                        if let Some(more) =
+                            self.with_session(|s| s.ingested(res.map(|i| i.progress), now))
+                        {
+                            next.extend(more);
+                        }
+                    }
+                    HubOutput::StoreImage { seq, image } => {
+                        let hash = image.hash;
+                        let op = WriteOp::Image {
+                            device: self.device.clone(),
+                            seq,
+                            hash,
+                            bytes: image.bytes,
+                        };
+                        match self.hub.writer.submit(op).await? {
+                            WriteResult::Image(true) => {
+                                if let Some(more) = self.with_session(|s| s.image_stored(hash)) {
+                                    next.extend(more);
+                                }
+                            }
+                            _ => {
+                                let r = Refusal {
+                                    code: RefusalCode::Malformed,
+                                    seq: Some(seq),
+                                    detail: "image not named by that entry".into(),
+                                };
+                                next.push(HubOutput::Send(Frame::Refused(r.clone())));
+                                next.push(HubOutput::Refused(r));
+                            }
+                        }
+                    }
+                    HubOutput::Refused(r) => {
+                        self.hub.refuse(Some(&self.device), self.peer, &r).await
+                    }
+                }
+            }
+            work = next;
+        }
+        Ok(())
+    }
+}

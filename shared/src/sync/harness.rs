@@ -1,0 +1,429 @@
+//! A deterministic two-peer harness: an edge core and a hub core over a
+//! simulated link (loss, bursts, duplication, reordering, delay, outages)
+//! under a virtual clock, in one thread. The hub's store is in memory but
+//! uses the real verification and chain placement.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::crypto::{sha256, SecretKey};
+use crate::log::{LogWriter, SignedEntry};
+use crate::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
+use crate::wire::{Frame, Refusal};
+
+use super::*;
+
+/// A small deterministic PRNG (xorshift64*).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() < p
+    }
+}
+
+/// How the simulated link misbehaves.
+#[derive(Debug, Clone, Default)]
+pub struct LinkModel {
+    /// Independent loss probability per frame.
+    pub loss: f64,
+    /// Gilbert–Elliott bursts: (P(good→bad), P(bad→good)) per frame; all
+    /// frames are lost in the bad state.
+    pub burst: Option<(f64, f64)>,
+    pub duplicate: f64,
+    /// One-way delay and extra uniform jitter (which reorders frames).
+    pub delay: Duration,
+    pub jitter: Duration,
+    /// Periods [start, end) with no connectivity at all.
+    pub outages: Vec<(Duration, Duration)>,
+    /// A connection is declared dead this long into an outage.
+    pub idle_timeout: Duration,
+}
+
+/// The edge's log, in memory.
+#[derive(Debug)]
+pub struct MemLog {
+    pub writer: LogWriter,
+    pub entries: Vec<SignedEntry>,
+    pub images: BTreeMap<Hash32, Vec<u8>>,
+    pub image_queue: BTreeMap<(u64, Hash32), ()>,
+}
+
+impl MemLog {
+    pub fn append(&mut self, i: u64, with_image: bool) {
+        let plate = format!("P{:06}", i % 1_000_000);
+        let image = format!("jpeg bytes of read {i}").into_bytes();
+        let hash = sha256(&image);
+        let content = ReadContent {
+            location: Location::Site {
+                site_id: "site-1".into(),
+            },
+            camera: "cam".into(),
+            char_confidence: vec![9000; plate.len()],
+            plate,
+            confidence: 9000,
+            region: None,
+            detector_model: "det-1".into(),
+            ocr_model: "ocr-1".into(),
+            crop_hash: hash,
+            overview_hash: hash,
+        };
+        let e = self
+            .writer
+            .append_read(content, UnixMillis(1_700_000_000_000 + i), TimeSource::Ntp)
+            .expect("valid read");
+        if with_image {
+            self.images.insert(hash, image);
+            self.image_queue.insert((e.seq(), hash), ());
+        }
+        self.entries.push(e);
+    }
+}
+
+impl LogSource for MemLog {
+    fn log_len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+    fn entries(&self, first: u64, max_count: usize, max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for e in self.entries.iter().skip(first as usize).take(max_count) {
+            let b = e.encode();
+            bytes += b.len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(b);
+        }
+        out
+    }
+    fn pending_images(&self, below: u64, limit: usize) -> Vec<(u64, Hash32)> {
+        self.image_queue
+            .keys()
+            .filter(|(s, _)| *s < below)
+            .take(limit)
+            .copied()
+            .collect()
+    }
+    fn image(&self, hash: &Hash32) -> Option<Vec<u8>> {
+        self.images.get(hash).cloned()
+    }
+}
+
+/// The hub's store, in memory, with the real placement rule.
+#[derive(Debug, Default)]
+pub struct MemHub {
+    pub entries: BTreeMap<u64, Verified>,
+    pub progress: Progress,
+    pub images: BTreeMap<Hash32, Vec<u8>>,
+    pub refusals: Vec<Refusal>,
+    pub duplicates: usize,
+}
+
+impl MemHub {
+    fn ingest(&mut self, batch: Vec<Verified>) -> Result<Progress, Refusal> {
+        let p = place(&batch, self.progress, |s| {
+            self.entries.get(&s).map(|v| v.hash)
+        })?;
+        self.duplicates += p.duplicates;
+        for v in batch.into_iter().skip(p.append_from) {
+            self.entries.insert(v.seq(), v);
+        }
+        self.progress = p.after;
+        Ok(p.after)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Dir {
+    ToHub,
+    ToEdge,
+}
+
+/// Counters of what crossed the link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub frames_sent: u64,
+    pub frames_lost: u64,
+    pub bytes_sent: u64,
+    pub connects: u64,
+    pub failed_connects: u64,
+}
+
+/// An edge and a hub over a simulated link.
+pub struct Pair {
+    pub now: Now,
+    pub rng: Rng,
+    pub link: LinkModel,
+    pub edge: EdgeSync,
+    pub log: MemLog,
+    pub hub: MemHub,
+    pub hub_key: Arc<SecretKey>,
+    pub session: Option<HubSession>,
+    pub edge_events: Vec<EdgeEvent>,
+    pub stats: Stats,
+    epoch: u64,
+    order: u64,
+    bad_state: bool,
+    queue: BinaryHeap<Reverse<(Now, u64, Dir, u64)>>,
+    payloads: BTreeMap<u64, Frame>,
+    node_key_pub: crate::crypto::PublicKey,
+}
+
+impl Pair {
+    pub fn new(seed: u64, link: LinkModel, config: EdgeConfig) -> Self {
+        let device = DeviceId::new("veh-1").expect("valid");
+        let node_key = SecretKey::from_bytes(&[11; 32]);
+        let node_key_pub = node_key.public();
+        let hub_key = Arc::new(SecretKey::from_bytes(&[12; 32]));
+        let mut edge = EdgeSync::new(device.clone(), config, 0, seed);
+        edge.set_hub_key(hub_key.public());
+        Pair {
+            now: Now::ZERO,
+            rng: Rng::new(seed),
+            link,
+            edge,
+            log: MemLog {
+                writer: LogWriter::new(node_key, device),
+                entries: Vec::new(),
+                images: BTreeMap::new(),
+                image_queue: BTreeMap::new(),
+            },
+            hub: MemHub::default(),
+            hub_key,
+            session: None,
+            edge_events: Vec::new(),
+            stats: Stats::default(),
+            epoch: 0,
+            order: 0,
+            bad_state: false,
+            queue: BinaryHeap::new(),
+            payloads: BTreeMap::new(),
+            node_key_pub,
+        }
+    }
+
+    pub fn device(&self) -> DeviceId {
+        self.log.writer.device().clone()
+    }
+
+    fn in_outage(&self, t: Now) -> Option<Now> {
+        self.link
+            .outages
+            .iter()
+            .find(|(s, e)| *s <= t && t < *e)
+            .map(|(s, _)| *s)
+    }
+
+    fn unix(&self) -> UnixMillis {
+        UnixMillis(1_700_000_000_000 + self.now.as_millis() as u64)
+    }
+
+    fn send(&mut self, dir: Dir, frame: Frame) {
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += frame.encode().len() as u64;
+        if self.in_outage(self.now).is_some() {
+            self.stats.frames_lost += 1;
+            return;
+        }
+        if let Some((to_bad, to_good)) = self.link.burst {
+            if self.bad_state {
+                if self.rng.chance(to_good) {
+                    self.bad_state = false;
+                }
+            } else if self.rng.chance(to_bad) {
+                self.bad_state = true;
+            }
+            if self.bad_state {
+                self.stats.frames_lost += 1;
+                return;
+            }
+        }
+        if self.rng.chance(self.link.loss) {
+            self.stats.frames_lost += 1;
+            return;
+        }
+        let copies = if self.rng.chance(self.link.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let jitter_ms = self.link.jitter.as_millis() as u64;
+            let extra = if jitter_ms == 0 {
+                0
+            } else {
+                self.rng.next() % jitter_ms
+            };
+            let at = self.now + self.link.delay + Duration::from_millis(extra);
+            self.order += 1;
+            self.payloads.insert(self.order, frame.clone());
+            self.queue.push(Reverse((at, self.order, dir, self.epoch)));
+        }
+    }
+
+    fn connect(&mut self) {
+        self.epoch += 1;
+        self.stats.connects += 1;
+        self.session = Some(HubSession::new(
+            self.device(),
+            self.node_key_pub,
+            self.hub_key.clone(),
+            self.hub.progress,
+        ));
+        let len = self.log.log_len();
+        self.edge.link_up(self.now, len);
+    }
+
+    fn disconnect(&mut self) {
+        self.epoch += 1;
+        self.session = None;
+        self.edge.link_down(self.now);
+    }
+
+    fn hub_outputs(&mut self, outs: Vec<HubOutput>) {
+        let mut work = outs;
+        while !work.is_empty() {
+            let mut next = Vec::new();
+            for o in work {
+                match o {
+                    HubOutput::Send(f) => self.send(Dir::ToEdge, f),
+                    HubOutput::Ingest(batch) => {
+                        let r = self.hub.ingest(batch);
+                        let unix = self.unix();
+                        if let Some(s) = self.session.as_mut() {
+                            next.extend(s.ingested(r, unix));
+                        }
+                    }
+                    HubOutput::StoreImage { seq, image } => {
+                        let named = self.hub.entries.get(&seq).is_some_and(|v| {
+                            v.entry.read().is_some_and(|c| {
+                                c.crop_hash == image.hash || c.overview_hash == image.hash
+                            })
+                        });
+                        if named {
+                            self.hub.images.insert(image.hash, image.bytes);
+                            if let Some(s) = self.session.as_mut() {
+                                next.extend(s.image_stored(image.hash));
+                            }
+                        }
+                    }
+                    HubOutput::Refused(r) => self.hub.refusals.push(r),
+                }
+            }
+            work = next;
+        }
+    }
+
+    /// One step of the event loop at the current virtual time.
+    fn step(&mut self) {
+        if self.edge.wants_link(self.now) {
+            if self.in_outage(self.now).is_some() {
+                self.stats.failed_connects += 1;
+                self.edge.link_down(self.now);
+            } else {
+                self.connect();
+            }
+        }
+        if self.session.is_some() {
+            if let Some(start) = self.in_outage(self.now) {
+                if self.now >= start + self.link.idle_timeout {
+                    self.disconnect();
+                }
+            }
+        }
+        while let Some(o) = self.edge.poll_transmit(self.now, &self.log) {
+            self.send(Dir::ToHub, o.frame);
+        }
+        while let Some(Reverse((at, order, dir, epoch))) = self.queue.peek().copied() {
+            if at > self.now {
+                break;
+            }
+            self.queue.pop();
+            let Some(frame) = self.payloads.remove(&order) else {
+                continue;
+            };
+            if epoch != self.epoch {
+                continue;
+            }
+            match dir {
+                Dir::ToHub => {
+                    let unix = self.unix();
+                    if let Some(s) = self.session.as_mut() {
+                        let outs = s.handle_frame(frame, unix);
+                        self.hub_outputs(outs);
+                    }
+                }
+                Dir::ToEdge => self.edge.handle_frame(frame, self.now),
+            }
+        }
+        let len = self.log.log_len();
+        self.edge.handle_timeout(self.now, len);
+        while let Some(ev) = self.edge.poll_event() {
+            if let EdgeEvent::ImageAcked { seq, hash } = &ev {
+                self.log.image_queue.remove(&(*seq, *hash));
+            }
+            self.edge_events.push(ev);
+        }
+        while let Some(o) = self.edge.poll_transmit(self.now, &self.log) {
+            self.send(Dir::ToHub, o.frame);
+        }
+    }
+
+    fn next_time(&self) -> Now {
+        let mut t = self.now + Duration::from_millis(50);
+        if let Some(d) = self.edge.poll_timeout() {
+            t = t.min(d);
+        }
+        if let Some(Reverse((at, ..))) = self.queue.peek() {
+            t = t.min(*at);
+        }
+        for (s, e) in &self.link.outages {
+            for b in [*s, *e, *s + self.link.idle_timeout] {
+                if b > self.now {
+                    t = t.min(b);
+                }
+            }
+        }
+        t.max(self.now + Duration::from_millis(1))
+    }
+
+    /// Run until `done` holds or the virtual clock reaches `limit`;
+    /// returns whether `done` held.
+    pub fn run_until(&mut self, limit: Now, mut done: impl FnMut(&Pair) -> bool) -> bool {
+        loop {
+            self.step();
+            if done(self) {
+                return true;
+            }
+            if self.now >= limit {
+                return false;
+            }
+            self.now = self.next_time();
+        }
+    }
+
+    /// Everything in the edge's log is held by the hub and acknowledged.
+    pub fn synced(&self) -> bool {
+        let n = self.log.log_len();
+        self.hub.progress.next_seq == n && self.edge.acked() == n
+    }
+}

@@ -1,0 +1,416 @@
+use std::time::Duration;
+
+use super::harness::*;
+use super::*;
+use crate::cert::DeviceCert;
+use crate::log::{verify_log, SignedEntry};
+use crate::types::{DeviceKind, UnixMillis};
+use crate::wire::{Frame, Lane, RefusalCode};
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn ms(m: u64) -> Duration {
+    Duration::from_millis(m)
+}
+
+fn sim_config() -> EdgeConfig {
+    EdgeConfig {
+        batch_entries: 64,
+        window_entries: 512,
+        retransmit_after: ms(600),
+        backoff_min: ms(100),
+        backoff_max: secs(4),
+        ..EdgeConfig::default()
+    }
+}
+
+fn cert(pair: &Pair) -> DeviceCert {
+    DeviceCert {
+        name: pair.device(),
+        kind: DeviceKind::Vehicle,
+        key: pair.log.writer.public_key(),
+        not_before: UnixMillis(0),
+        not_after: UnixMillis(u64::MAX),
+        serial: String::new(),
+        der: Vec::new(),
+    }
+}
+
+/// The hub's copy is the edge's log, entry for entry, and verifies.
+fn assert_hub_copy_exact(pair: &Pair) {
+    let hub: Vec<SignedEntry> = pair.hub.entries.values().map(|v| v.entry.clone()).collect();
+    assert_eq!(hub.len(), pair.log.entries.len(), "entries lost");
+    assert_eq!(hub, pair.log.entries, "hub copy differs from the edge log");
+    let report = verify_log(
+        &cert(pair),
+        &hub,
+        &[],
+        crate::log::verify::VerifyOptions { from_start: true },
+    );
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(pair.hub.progress.next_seq, hub.len() as u64);
+}
+
+fn add_reads(pair: &mut Pair, n: u64, images: bool) {
+    let start = pair.log.log_len();
+    for i in start..start + n {
+        pair.log.append(i, images);
+    }
+}
+
+#[test]
+fn clean_link_uploads_everything_once() {
+    let mut p = Pair::new(
+        1,
+        LinkModel {
+            delay: ms(20),
+            ..Default::default()
+        },
+        sim_config(),
+    );
+    add_reads(&mut p, 1000, false);
+    assert!(p.run_until(secs(60), Pair::synced));
+    assert_hub_copy_exact(&p);
+    assert_eq!(p.hub.duplicates, 0);
+    assert!(p.hub.refusals.is_empty());
+    assert_eq!(p.stats.connects, 1);
+}
+
+#[test]
+fn reads_arriving_during_sync_follow() {
+    let mut p = Pair::new(
+        2,
+        LinkModel {
+            delay: ms(30),
+            ..Default::default()
+        },
+        sim_config(),
+    );
+    for round in 0..20 {
+        add_reads(&mut p, 37 + round, false);
+        let until = p.now + ms(200);
+        p.run_until(until, |_| false);
+    }
+    assert!(p.run_until(p.now + secs(60), Pair::synced));
+    assert_hub_copy_exact(&p);
+}
+
+#[test]
+fn lossy_duplicating_reordering_link_loses_and_duplicates_nothing() {
+    let link = LinkModel {
+        loss: 0.2,
+        duplicate: 0.1,
+        delay: ms(50),
+        jitter: ms(80),
+        idle_timeout: secs(3),
+        ..Default::default()
+    };
+    for seed in 0..5 {
+        let mut p = Pair::new(100 + seed, link.clone(), sim_config());
+        add_reads(&mut p, 1500, false);
+        assert!(
+            p.run_until(secs(600), Pair::synced),
+            "seed {seed} did not finish"
+        );
+        assert_hub_copy_exact(&p);
+        assert!(
+            p.stats.frames_lost > 0,
+            "the link must actually lose frames"
+        );
+        // Only gaps (from reordering) are refused; never a fork or forgery.
+        assert!(p.hub.refusals.iter().all(|r| r.code == RefusalCode::Gap));
+    }
+}
+
+#[test]
+fn bursty_thirty_percent_loss_completes() {
+    // Gilbert–Elliott with a stationary bad share of 0.3 and mean burst of 5.
+    let link = LinkModel {
+        burst: Some((0.0857, 0.2)),
+        delay: ms(40),
+        idle_timeout: secs(3),
+        ..Default::default()
+    };
+    let mut p = Pair::new(7, link, sim_config());
+    add_reads(&mut p, 2000, true);
+    assert!(p.run_until(secs(900), |p| p.synced() && p.log.image_queue.is_empty()));
+    assert_hub_copy_exact(&p);
+    let lost = p.stats.frames_lost as f64 / p.stats.frames_sent as f64;
+    assert!(lost > 0.15, "loss was only {lost}");
+    assert_eq!(p.hub.images.len(), 2000);
+}
+
+#[test]
+fn five_second_outage_reconnects_with_backoff_and_completes() {
+    let link = LinkModel {
+        delay: ms(25),
+        outages: vec![(secs(1), secs(6))],
+        idle_timeout: secs(2),
+        ..Default::default()
+    };
+    let mut cfg = sim_config();
+    cfg.batch_entries = 16;
+    cfg.window_entries = 64;
+    let mut p = Pair::new(9, link, cfg);
+    add_reads(&mut p, 3000, false);
+    assert!(p.run_until(secs(120), Pair::synced));
+    assert_hub_copy_exact(&p);
+    assert!(
+        p.stats.connects >= 2,
+        "the outage must have dropped the connection"
+    );
+    assert!(
+        p.stats.failed_connects >= 1,
+        "reconnects were tried during the outage"
+    );
+    assert!(p.now > secs(6));
+}
+
+#[test]
+fn hub_restart_resumes_from_its_receipt() {
+    let mut p = Pair::new(
+        3,
+        LinkModel {
+            delay: ms(10),
+            ..Default::default()
+        },
+        sim_config(),
+    );
+    add_reads(&mut p, 500, false);
+    p.run_until(secs(60), |p| p.hub.progress.next_seq >= 200);
+    // The connection drops (hub killed); the hub keeps what it committed.
+    p.session = None;
+    p.edge.link_down(p.now);
+    assert!(p.run_until(p.now + secs(60), Pair::synced));
+    assert_hub_copy_exact(&p);
+}
+
+#[test]
+fn edited_entry_is_refused_and_nothing_after_it_is_stored() {
+    let mut p = Pair::new(
+        4,
+        LinkModel {
+            delay: ms(10),
+            ..Default::default()
+        },
+        sim_config(),
+    );
+    add_reads(&mut p, 300, false);
+    if let Some(b) = p.log.entries[150].body.as_mut() {
+        b.content.plate = "FORGED1".into();
+        b.content.char_confidence = vec![1; 7];
+    }
+    p.run_until(secs(30), |_| false);
+    assert!(p.hub.progress.next_seq <= 150);
+    assert!(p.hub.refusals.iter().any(|r| r.code == RefusalCode::Edited));
+    assert!(p
+        .edge_events
+        .iter()
+        .any(|e| matches!(e, EdgeEvent::Refused(r) if r.code == RefusalCode::Edited)));
+    assert!(matches!(
+        p.edge.state(),
+        LinkState::Refused { .. } | LinkState::Down { .. }
+    ));
+}
+
+#[test]
+fn forged_signature_is_refused() {
+    let mut p = Pair::new(5, LinkModel::default(), sim_config());
+    add_reads(&mut p, 100, false);
+    p.log.entries[40].signature.0[0] ^= 1;
+    p.run_until(secs(30), |_| false);
+    assert!(p.hub.progress.next_seq <= 40);
+    assert!(p
+        .hub
+        .refusals
+        .iter()
+        .any(|r| r.code == RefusalCode::BadSignature && r.seq == Some(40)));
+}
+
+#[test]
+fn fork_after_acknowledgement_is_refused() {
+    let mut p = Pair::new(6, LinkModel::default(), sim_config());
+    add_reads(&mut p, 100, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    // The node loses its store and starts its log again: same key, new
+    // entries at sequence numbers the hub already holds.
+    let device = p.device();
+    p.log.writer =
+        crate::log::LogWriter::new(crate::crypto::SecretKey::from_bytes(&[11; 32]), device);
+    p.log.entries.clear();
+    add_reads(&mut p, 120, false);
+    p.edge = EdgeSync::new(p.device(), sim_config(), 0, 1);
+    p.edge.set_hub_key(p.hub_key.public());
+    p.session = None;
+    p.run_until(p.now + secs(30), |_| false);
+    assert!(p
+        .hub
+        .refusals
+        .iter()
+        .any(|r| matches!(r.code, RefusalCode::Fork | RefusalCode::BrokenChain)));
+    assert_eq!(
+        p.hub.progress.next_seq, 100,
+        "the forked history is not stored"
+    );
+}
+
+#[test]
+fn replayed_frames_are_harmless() {
+    let link = LinkModel {
+        duplicate: 0.9,
+        delay: ms(10),
+        jitter: ms(5),
+        ..Default::default()
+    };
+    let mut p = Pair::new(8, link, sim_config());
+    add_reads(&mut p, 800, false);
+    assert!(p.run_until(secs(120), Pair::synced));
+    assert_hub_copy_exact(&p);
+    // A stale receipt replayed at the edge moves nothing backwards.
+    let stale = p.edge_events.iter().find_map(|e| match e {
+        EdgeEvent::Acked(r) if r.receipt.next_seq < 100 => Some(r.clone()),
+        _ => None,
+    });
+    if let Some(r) = stale {
+        p.edge.handle_frame(Frame::Ack(r), p.now);
+        assert_eq!(p.edge.acked(), 800);
+    }
+}
+
+#[test]
+fn receipts_not_signed_by_the_hub_are_ignored() {
+    let mut p = Pair::new(10, LinkModel::default(), sim_config());
+    add_reads(&mut p, 50, false);
+    p.hub_key = std::sync::Arc::new(crate::crypto::SecretKey::from_bytes(&[99; 32]));
+    p.run_until(secs(5), |_| false);
+    assert_eq!(
+        p.edge.acked(),
+        0,
+        "a receipt from an impostor must not count"
+    );
+    assert!(p
+        .edge_events
+        .iter()
+        .any(|e| matches!(e, EdgeEvent::Protocol(_))));
+}
+
+#[test]
+fn metered_link_holds_images_until_unmetered() {
+    let mut cfg = sim_config();
+    cfg.metered = true;
+    let mut p = Pair::new(
+        11,
+        LinkModel {
+            delay: ms(10),
+            ..Default::default()
+        },
+        cfg,
+    );
+    add_reads(&mut p, 200, true);
+    assert!(p.run_until(secs(30), Pair::synced));
+    p.run_until(p.now + secs(5), |_| false);
+    assert!(p.hub.images.is_empty(), "images crossed a metered link");
+    p.edge.set_metered(false);
+    assert!(p.run_until(p.now + secs(60), |p| p.log.image_queue.is_empty()));
+    assert_eq!(p.hub.images.len(), 200);
+}
+
+#[test]
+fn entries_go_before_images_and_images_follow_their_entries() {
+    let mut cfg = sim_config();
+    cfg.metered = true;
+    let mut p = Pair::new(12, LinkModel::default(), cfg);
+    add_reads(&mut p, 10, true);
+    assert!(p.run_until(secs(5), Pair::synced));
+    p.edge.set_metered(false);
+    add_reads(&mut p, 64, true);
+    let mut sent = Vec::new();
+    while let Some(o) = p.edge.poll_transmit(p.now, &p.log) {
+        sent.push(o);
+    }
+    assert_eq!(sent.first().map(|o| o.lane), Some(Lane::Entries));
+    let images: Vec<u64> = sent
+        .iter()
+        .filter_map(|o| match &o.frame {
+            Frame::Image(i) => Some(i.seq),
+            _ => None,
+        })
+        .collect();
+    assert!(!images.is_empty());
+    assert!(
+        images.iter().all(|&s| s < 10),
+        "an image went before its entry was acknowledged"
+    );
+}
+
+#[test]
+fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
+    let cfg = EdgeConfig {
+        backoff_min: ms(100),
+        backoff_max: secs(10),
+        ..EdgeConfig::default()
+    };
+    let mut e = EdgeSync::new(crate::types::DeviceId::new("v").expect("valid"), cfg, 0, 42);
+    let mut now = Duration::ZERO;
+    let mut delays = Vec::new();
+    for _ in 0..12 {
+        e.link_down(now);
+        let LinkState::Down { retry_at } = e.state() else {
+            panic!("down")
+        };
+        delays.push(retry_at - now);
+        now = retry_at;
+    }
+    for (i, d) in delays.iter().enumerate() {
+        let full = (ms(100) * (1 << i.min(20))).min(secs(10));
+        assert!(
+            *d >= full / 2 && *d <= full,
+            "attempt {i}: {d:?} not in [{:?}, {full:?}]",
+            full / 2
+        );
+    }
+    assert!(delays.windows(2).take(5).all(|w| w[1] > w[0] / 2));
+    assert!(delays.iter().skip(8).all(|d| *d <= secs(10)));
+    // Different seeds jitter differently.
+    let mut other = EdgeSync::new(
+        crate::types::DeviceId::new("v").expect("valid"),
+        EdgeConfig::default(),
+        0,
+        43,
+    );
+    other.link_down(Duration::ZERO);
+    other.link_down(Duration::ZERO);
+    other.link_down(Duration::ZERO);
+    let mut same = EdgeSync::new(
+        crate::types::DeviceId::new("v").expect("valid"),
+        EdgeConfig::default(),
+        0,
+        42,
+    );
+    same.link_down(Duration::ZERO);
+    same.link_down(Duration::ZERO);
+    same.link_down(Duration::ZERO);
+    assert_ne!(other.state(), same.state());
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let link = LinkModel {
+        loss: 0.1,
+        duplicate: 0.05,
+        delay: ms(30),
+        jitter: ms(30),
+        idle_timeout: secs(3),
+        outages: vec![(secs(2), secs(4))],
+        ..Default::default()
+    };
+    let run = || {
+        let mut p = Pair::new(77, link.clone(), sim_config());
+        add_reads(&mut p, 700, false);
+        assert!(p.run_until(secs(300), Pair::synced));
+        (p.now, p.stats.clone(), p.hub.duplicates)
+    };
+    assert_eq!(run(), run());
+}

@@ -1,0 +1,417 @@
+//! The sync wire protocol, `alpr-sync/1`: what an edge and the hub say to
+//! each other over QUIC, and how each message is framed.
+//!
+//! A frame is a 4-byte big-endian length followed by the postcard encoding of
+//! one [`Frame`]. The length is checked against the limit of the stream's
+//! [`Lane`] before anything is allocated, and the body is decoded without
+//! panics whatever the bytes; trailing bytes are an error. Each entry inside
+//! an [`Entries`] frame is the canonical encoding of a
+//! [`crate::log::SignedEntry`] and is decoded (size-limited) by the receiver.
+//!
+//! The hub acknowledges with a [`SignedReceipt`]: its signature over "I hold
+//! this device's log up to `next_seq`, ending in `head`", given only after a
+//! durable commit. The edge may delete nothing below what a valid receipt
+//! names, and nothing above it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{PublicKey, SecretKey, Signature};
+use crate::log::SignedEntry;
+use crate::types::{DeviceId, Hash32, UnixMillis};
+
+/// ALPN of the sync protocol; the number is the protocol version.
+pub const ALPN: &[u8] = b"alpr-sync/1";
+/// ALPN of the hub's administrative API (same endpoint, hub's own identity).
+pub const ADMIN_ALPN: &[u8] = b"alpr-admin/1";
+/// Protocol version carried in [`Hello`]; must match [`ALPN`].
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Size of the length prefix in front of every frame.
+pub const LEN_PREFIX: usize = 4;
+/// Largest control frame (hello, welcome, receipts, refusals, pings).
+pub const MAX_CONTROL_FRAME: usize = 16 * 1024;
+/// Largest entries frame.
+pub const MAX_ENTRIES_FRAME: usize = 1024 * 1024;
+/// Largest image, and so (with a little room) the largest image frame.
+pub const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_IMAGE_FRAME: usize = MAX_IMAGE_BYTES + 1024;
+/// Most entries one [`Entries`] frame may carry.
+pub const MAX_ENTRIES_PER_FRAME: usize = 1024;
+
+/// Domain-separation tag of hub receipts.
+pub const RECEIPT_SIG_TAG: &[u8] = b"alpr/sync/v1/receipt-signature\0";
+
+/// Which stream a frame travels on; lower lanes go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lane {
+    /// Hello, welcome, refusals, pings: highest priority.
+    Control,
+    /// Read entries and their receipts.
+    Entries,
+    /// Image blobs: lowest priority, held back on metered links.
+    Images,
+}
+
+impl Lane {
+    /// The largest frame allowed on this lane.
+    pub fn max_frame(self) -> usize {
+        match self {
+            Lane::Control => MAX_CONTROL_FRAME,
+            Lane::Entries => MAX_ENTRIES_FRAME,
+            Lane::Images => MAX_IMAGE_FRAME,
+        }
+    }
+
+    /// QUIC stream priority (higher is sent first).
+    pub fn priority(self) -> i32 {
+        match self {
+            Lane::Control => 2,
+            Lane::Entries => 1,
+            Lane::Images => 0,
+        }
+    }
+
+    /// The first byte an opener writes on a stream, saying what it is for.
+    pub fn tag(self) -> u8 {
+        match self {
+            Lane::Control => b'C',
+            Lane::Entries => b'E',
+            Lane::Images => b'I',
+        }
+    }
+
+    pub fn from_tag(b: u8) -> Option<Lane> {
+        match b {
+            b'C' => Some(Lane::Control),
+            b'E' => Some(Lane::Entries),
+            b'I' => Some(Lane::Images),
+            _ => None,
+        }
+    }
+}
+
+/// First words of an edge on a new connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u16,
+    pub device: DeviceId,
+    /// Entries in the edge's log.
+    pub log_size: u64,
+}
+
+/// The hub's answer: where the edge's upload resumes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub version: u16,
+    /// The hub's latest receipt for this device (next_seq 0 if none).
+    pub receipt: SignedReceipt,
+}
+
+/// A run of consecutive entries, each in its canonical encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entries {
+    pub first_seq: u64,
+    pub entries: Vec<Vec<u8>>,
+}
+
+/// One content-addressed image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageBlob {
+    /// The entry (of the sending device) that names this image.
+    pub seq: u64,
+    pub hash: Hash32,
+    pub bytes: Vec<u8>,
+}
+
+/// Why the hub refused something. Stable codes; the text is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RefusalCode {
+    /// The certificate is not from this deployment's CA or breaks its rules.
+    UnknownNode,
+    /// The certificate has been revoked.
+    Revoked,
+    /// A frame names another device than the authenticated one.
+    WrongDevice,
+    /// An entry's signature does not verify.
+    BadSignature,
+    /// An entry's content does not match its signed header.
+    Edited,
+    /// An entry does not link to the previous one.
+    BrokenChain,
+    /// A different entry for a sequence number already stored.
+    Fork,
+    /// Entries are missing before the ones sent.
+    Gap,
+    /// A frame or entry could not be decoded or breaks a bound.
+    Malformed,
+    /// The protocol version is not spoken here.
+    Version,
+    /// Another connection of the same node replaced this one.
+    Replaced,
+}
+
+impl RefusalCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::UnknownNode => "unknown-node",
+            RefusalCode::Revoked => "revoked",
+            RefusalCode::WrongDevice => "wrong-device",
+            RefusalCode::BadSignature => "bad-signature",
+            RefusalCode::Edited => "edited",
+            RefusalCode::BrokenChain => "broken-chain",
+            RefusalCode::Fork => "fork",
+            RefusalCode::Gap => "gap",
+            RefusalCode::Malformed => "malformed",
+            RefusalCode::Version => "version",
+            RefusalCode::Replaced => "replaced",
+        }
+    }
+
+    /// A refusal that retrying cannot cure (the node needs a person).
+    pub fn is_permanent(self) -> bool {
+        !matches!(self, RefusalCode::Replaced | RefusalCode::Gap)
+    }
+
+    /// QUIC application close code for a connection refused for this reason.
+    pub fn close_code(self) -> u32 {
+        0x100 + self as u32
+    }
+
+    pub fn from_close_code(code: u64) -> Option<RefusalCode> {
+        use RefusalCode::*;
+        [
+            UnknownNode,
+            Revoked,
+            WrongDevice,
+            BadSignature,
+            Edited,
+            BrokenChain,
+            Fork,
+            Gap,
+            Malformed,
+            Version,
+            Replaced,
+        ]
+        .into_iter()
+        .find(|c| u64::from(c.close_code()) == code)
+    }
+}
+
+impl std::fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: RefusalCode,
+    /// Sequence number concerned, if any.
+    pub seq: Option<u64>,
+    pub detail: String,
+}
+
+impl Refusal {
+    /// A refusal of the whole connection by its QUIC close code.
+    pub fn from_close(code: u64, reason: &[u8]) -> Option<Refusal> {
+        RefusalCode::from_close_code(code).map(|code| Refusal {
+            code,
+            seq: None,
+            detail: String::from_utf8_lossy(reason).into_owned(),
+        })
+    }
+}
+
+/// What the hub vouches for: it durably holds `device`'s log up to (not
+/// including) `next_seq`, whose last entry hashes to `head`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub format: u8,
+    pub device: DeviceId,
+    pub next_seq: u64,
+    pub head: Hash32,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    pub receipt: Receipt,
+    pub signature: Signature,
+}
+
+impl Receipt {
+    fn bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a receipt always serialises")
+    }
+
+    pub fn sign(self, key: &SecretKey) -> SignedReceipt {
+        let signature = key.sign(RECEIPT_SIG_TAG, &self.bytes());
+        SignedReceipt {
+            receipt: self,
+            signature,
+        }
+    }
+}
+
+impl SignedReceipt {
+    pub fn signature_valid(&self, hub: &PublicKey) -> bool {
+        hub.verify(RECEIPT_SIG_TAG, &self.receipt.bytes(), &self.signature)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a receipt always serialises")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, WireError> {
+        decode_exact(bytes, MAX_CONTROL_FRAME)
+    }
+}
+
+/// Every message of the protocol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    Hello(Hello),
+    Welcome(Welcome),
+    Entries(Entries),
+    Ack(SignedReceipt),
+    Refused(Refusal),
+    Image(ImageBlob),
+    ImageAck { hash: Hash32 },
+    Ping { nonce: u64 },
+    Pong { nonce: u64 },
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame truncated")]
+    Truncated,
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] postcard::Error),
+    #[error("{0} trailing bytes after the frame")]
+    Trailing(usize),
+    #[error("invalid frame: {0}")]
+    Invalid(&'static str),
+}
+
+fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, WireError> {
+    if bytes.len() > max {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    let (v, rest) = postcard::take_from_bytes(bytes)?;
+    if !rest.is_empty() {
+        return Err(WireError::Trailing(rest.len()));
+    }
+    Ok(v)
+}
+
+impl Frame {
+    /// The lane this frame belongs to.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Frame::Entries(_) | Frame::Ack(_) => Lane::Entries,
+            Frame::Image(_) | Frame::ImageAck { .. } => Lane::Images,
+            _ => Lane::Control,
+        }
+    }
+
+    /// Length prefix and body, ready to write.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out =
+            postcard::to_extend(self, vec![0u8; LEN_PREFIX]).expect("a frame always serialises");
+        let len = u32::try_from(out.len() - LEN_PREFIX).unwrap_or(u32::MAX);
+        out[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
+        out
+    }
+
+    /// Decode a frame body (without its length prefix) and check its bounds.
+    pub fn decode_body(body: &[u8], max: usize) -> Result<Frame, WireError> {
+        let f: Frame = decode_exact(body, max)?;
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// Read the length prefix; refuse before allocating if it is too large.
+    pub fn body_len(prefix: [u8; LEN_PREFIX], max: usize) -> Result<usize, WireError> {
+        let len = u32::from_be_bytes(prefix) as usize;
+        if len > max {
+            return Err(WireError::TooLarge { len, max });
+        }
+        Ok(len)
+    }
+
+    /// Decode one whole frame from the front of `buf`, returning it and the
+    /// bytes used; `Ok(None)` if `buf` holds only part of a frame.
+    pub fn decode_prefixed(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, WireError> {
+        let Some(prefix) = buf.get(..LEN_PREFIX) else {
+            return Ok(None);
+        };
+        let prefix: [u8; LEN_PREFIX] = prefix.try_into().map_err(|_| WireError::Truncated)?;
+        let len = Self::body_len(prefix, max)?;
+        let Some(body) = buf.get(LEN_PREFIX..LEN_PREFIX + len) else {
+            return Ok(None);
+        };
+        Ok(Some((Self::decode_body(body, max)?, LEN_PREFIX + len)))
+    }
+
+    fn validate(&self) -> Result<(), WireError> {
+        match self {
+            Frame::Entries(e) => {
+                if e.entries.is_empty() || e.entries.len() > MAX_ENTRIES_PER_FRAME {
+                    return Err(WireError::Invalid("entry count out of range"));
+                }
+                if e.first_seq.checked_add(e.entries.len() as u64).is_none() {
+                    return Err(WireError::Invalid("sequence overflow"));
+                }
+                if e.entries
+                    .iter()
+                    .any(|b| b.len() > crate::log::MAX_ENTRY_BYTES)
+                {
+                    return Err(WireError::Invalid("entry over the size limit"));
+                }
+            }
+            Frame::Image(i) if i.bytes.len() > MAX_IMAGE_BYTES => {
+                return Err(WireError::Invalid("image over the size limit"));
+            }
+            Frame::Refused(r) if r.detail.len() > 1024 => {
+                return Err(WireError::Invalid("refusal text too long"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Entries {
+    /// Decode the entries; each is size-limited and bound-checked.
+    pub fn decode_entries(&self) -> Result<Vec<SignedEntry>, (u64, crate::log::DecodeError)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .map(|(i, b)| SignedEntry::decode(b).map_err(|e| (self.first_seq + i as u64, e)))
+            .collect()
+    }
+}
+
+/// The Ed25519 key in a certificate (the hub's, to check its receipts).
+/// The certificate's chain must have been checked already (by TLS).
+pub fn certificate_key(der: &[u8]) -> Option<PublicKey> {
+    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
+    let spki = c.public_key();
+    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_SIG_ED25519 {
+        return None;
+    }
+    let raw: [u8; 32] = spki.subject_public_key.data.as_ref().try_into().ok()?;
+    PublicKey::from_bytes(&raw).ok()
+}
+
+pub mod quic;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+use super::*;
+use crate::crypto::SecretKey;
+use crate::log::LogWriter;
+use crate::types::{Location, ReadContent, TimeSource};
+use proptest::prelude::*;
+
+fn read(plate: &str) -> ReadContent {
+    ReadContent {
+        location: Location::Site {
+            site_id: "site-1".into(),
+        },
+        camera: "cam-a".into(),
+        plate: plate.into(),
+        confidence: 9000,
+        char_confidence: vec![9000; plate.len()],
+        region: None,
+        detector_model: "det".into(),
+        ocr_model: "ocr".into(),
+        crop_hash: Hash32([1; 32]),
+        overview_hash: Hash32([2; 32]),
+    }
+}
+
+fn sample_frames() -> Vec<Frame> {
+    let device = DeviceId::new("pole-1").expect("valid");
+    let mut w = LogWriter::new(SecretKey::from_bytes(&[3; 32]), device.clone());
+    let e = w
+        .append_read(
+            read("ABC123"),
+            UnixMillis(1_700_000_000_000),
+            TimeSource::Ntp,
+        )
+        .expect("valid read");
+    let hub = SecretKey::from_bytes(&[4; 32]);
+    let receipt = Receipt {
+        format: 1,
+        device: device.clone(),
+        next_seq: 1,
+        head: e.hash(),
+        at: UnixMillis(5),
+    }
+    .sign(&hub);
+    vec![
+        Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            device,
+            log_size: 1,
+        }),
+        Frame::Welcome(Welcome {
+            version: PROTOCOL_VERSION,
+            receipt: receipt.clone(),
+        }),
+        Frame::Entries(Entries {
+            first_seq: 0,
+            entries: vec![e.encode()],
+        }),
+        Frame::Ack(receipt),
+        Frame::Refused(Refusal {
+            code: RefusalCode::Fork,
+            seq: Some(3),
+            detail: "two entries".into(),
+        }),
+        Frame::Image(ImageBlob {
+            seq: 0,
+            hash: Hash32([9; 32]),
+            bytes: vec![1, 2, 3],
+        }),
+        Frame::ImageAck {
+            hash: Hash32([9; 32]),
+        },
+        Frame::Ping { nonce: 7 },
+        Frame::Pong { nonce: 7 },
+    ]
+}
+
+#[test]
+fn frames_round_trip() {
+    for f in sample_frames() {
+        let bytes = f.encode();
+        let (back, used) = Frame::decode_prefixed(&bytes, f.lane().max_frame())
+            .expect("decodes")
+            .expect("complete");
+        assert_eq!(used, bytes.len());
+        assert_eq!(back, f);
+        // Any strict prefix is incomplete, never an error or a panic.
+        for cut in 0..bytes.len() {
+            let r = Frame::decode_prefixed(&bytes[..cut], f.lane().max_frame());
+            assert!(matches!(r, Ok(None) | Err(_)));
+        }
+    }
+}
+
+#[test]
+fn oversized_length_is_refused_before_reading_the_body() {
+    let prefix = (MAX_ENTRIES_FRAME as u32 + 1).to_be_bytes();
+    assert!(matches!(
+        Frame::decode_prefixed(&prefix, MAX_ENTRIES_FRAME),
+        Err(WireError::TooLarge { .. })
+    ));
+    // A control lane refuses an entries-sized frame.
+    let big = Frame::Entries(Entries {
+        first_seq: 0,
+        entries: vec![vec![0u8; 4000]; 8],
+    });
+    assert!(matches!(
+        Frame::decode_prefixed(&big.encode(), MAX_CONTROL_FRAME),
+        Err(WireError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn bounds_are_checked_after_decoding() {
+    let empty = Frame::Entries(Entries {
+        first_seq: 0,
+        entries: vec![],
+    });
+    assert!(Frame::decode_prefixed(&empty.encode(), MAX_ENTRIES_FRAME).is_err());
+    let overflow = Frame::Entries(Entries {
+        first_seq: u64::MAX,
+        entries: vec![vec![1]],
+    });
+    assert!(Frame::decode_prefixed(&overflow.encode(), MAX_ENTRIES_FRAME).is_err());
+    let mut trailing = Frame::Ping { nonce: 1 }.encode();
+    trailing.push(0);
+    let len = (trailing.len() - LEN_PREFIX) as u32;
+    trailing[..4].copy_from_slice(&len.to_be_bytes());
+    assert!(matches!(
+        Frame::decode_prefixed(&trailing, MAX_CONTROL_FRAME),
+        Err(WireError::Trailing(1))
+    ));
+}
+
+#[test]
+fn receipts_are_bound_to_the_hub_key() {
+    let hub = SecretKey::from_bytes(&[4; 32]);
+    let other = SecretKey::from_bytes(&[5; 32]);
+    let r = Receipt {
+        format: 1,
+        device: DeviceId::new("v-1").expect("valid"),
+        next_seq: 10,
+        head: Hash32([1; 32]),
+        at: UnixMillis(1),
+    };
+    let mut s = r.sign(&hub);
+    assert!(s.signature_valid(&hub.public()));
+    assert!(!s.signature_valid(&other.public()));
+    s.receipt.next_seq = 11;
+    assert!(!s.signature_valid(&hub.public()));
+    let back = SignedReceipt::decode(&s.encode()).expect("decodes");
+    assert_eq!(back, s);
+}
+
+/// Inputs that once crashed or nearly crashed a decoder, kept as regression
+/// tests (one file per input, raw bytes including the length prefix).
+#[test]
+fn past_crashers_are_refused_without_panic() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/wire-crashers");
+    let mut n = 0;
+    for f in std::fs::read_dir(&dir).expect("crashers folder") {
+        let bytes = std::fs::read(f.expect("entry").path()).expect("readable");
+        for lane in [Lane::Control, Lane::Entries, Lane::Images] {
+            let _ = Frame::decode_prefixed(&bytes, lane.max_frame());
+        }
+        n += 1;
+    }
+    assert!(n > 0, "the crashers folder must not be empty");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        for lane in [Lane::Control, Lane::Entries, Lane::Images] {
+            let _ = Frame::decode_prefixed(&bytes, lane.max_frame());
+            let _ = Frame::decode_body(&bytes, lane.max_frame());
+        }
+        let _ = SignedReceipt::decode(&bytes);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(idx in any::<prop::sample::Index>(), pos in any::<prop::sample::Index>(), val in any::<u8>()) {
+        let frames = sample_frames();
+        let f = &frames[idx.index(frames.len())];
+        let mut bytes = f.encode();
+        let p = pos.index(bytes.len());
+        bytes[p] = val;
+        if let Ok(Some((Frame::Entries(e), _))) = Frame::decode_prefixed(&bytes, MAX_ENTRIES_FRAME) {
+            let _ = e.decode_entries();
+        }
+    }
+}
