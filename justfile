@@ -31,3 +31,8 @@ peer:
 bench-recognize dir=(justfile_directory() / "../shared/data/plates/us"): peer
     cargo build --release -p alpr-edge
     target/release/edge bench recognize "{{dir}}"
+
+# The newcomer's demo: a hub and two edges on loopback, photos as cameras.
+demo photos=(justfile_directory() / "../shared/data/plates/us"):
+    cargo build --workspace --bins
+    target/debug/demo --photos "{{photos}}" --models "$ALPR_MODELS"

@@ -22,6 +22,8 @@ pub struct EdgeConfig {
     pub ca_cert: PathBuf,
     pub sync: SyncConfig,
     pub replay: ReplayConfig,
+    /// Frames recognised into reads: the node's camera.
+    pub capture: crate::pipeline::CaptureConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +79,7 @@ impl Default for EdgeConfig {
             ca_cert: PathBuf::from("certs/dev/node/ca.crt"),
             sync: SyncConfig::default(),
             replay: ReplayConfig::default(),
+            capture: crate::pipeline::CaptureConfig::default(),
         }
     }
 }
@@ -126,7 +129,12 @@ impl EdgeConfig {
                 *p = base.join(&*p);
             }
         }
-        if let Some(f) = c.replay.file.as_mut() {
+        let capture_paths = c
+            .capture
+            .paths
+            .iter_mut()
+            .chain(c.capture.models_dir.as_mut());
+        for f in c.replay.file.iter_mut().chain(capture_paths) {
             if f.is_relative() {
                 *f = base.join(&*f);
             }

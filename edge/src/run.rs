@@ -131,6 +131,15 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
                 .context("sync")
         });
     }
+    let capture = if config.capture.enabled() {
+        let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir)?;
+        let (store, cancel) = (store.clone(), cancel.clone());
+        Some(tokio::task::spawn_blocking(move || {
+            pipeline.run(&store, &cancel)
+        }))
+    } else {
+        None
+    };
     let replay = if config.replay.file.is_some() || config.replay.generate > 0 {
         let (store, cancel, cfg) = (store.clone(), cancel.clone(), config.replay.clone());
         Some(tokio::spawn(async move {
@@ -153,6 +162,13 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
                 code = ExitCode::FAILURE;
             }
             cancel.cancel();
+        }
+    }
+    if let Some(c) = capture {
+        match c.await {
+            Ok(Err(e)) => error!(error = %format!("{e:#}"), "capture failed"),
+            Err(e) => error!(error = %e, "capture task"),
+            Ok(Ok(_)) => {}
         }
     }
     if let Some(r) = replay {

@@ -288,3 +288,33 @@ fn a_stream_gives_one_read_per_vehicle_pass() {
     assert_eq!(texts, [a_plate.as_str(), b_plate.as_str()]);
     assert!(passes.iter().all(|p| p.frames == 3));
 }
+
+/// Motion-JPEG video: real photos back to back are split, decoded and read.
+#[test]
+fn an_mjpeg_clip_replays_frame_by_frame() {
+    use alpr_edge::capture::{MjpegFile, Source};
+    let mut rec = open();
+    let set = labelled_folder(&us_photos()).expect("labelled photos");
+    let picks: Vec<_> = set
+        .iter()
+        .filter(|l| l.image.to_string_lossy().contains("car9-"))
+        .take(3)
+        .collect();
+    assert_eq!(picks.len(), 3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("clip.mjpeg");
+    let mut bytes = Vec::new();
+    for l in &picks {
+        bytes.extend(std::fs::read(&l.image).expect("read"));
+    }
+    std::fs::write(&clip, bytes).expect("write");
+    let mut src = MjpegFile::open(&clip, 25.0).expect("open");
+    let mut texts = Vec::new();
+    while let Some(frame) = src.next_frame() {
+        let frame = frame.expect("frame");
+        let reads = rec.recognise(&frame.image).expect("recognise");
+        texts.push(reads.first().map(|r| r.text.clone()).unwrap_or_default());
+    }
+    let want: Vec<String> = picks.iter().map(|l| l.plate.clone()).collect();
+    assert_eq!(texts, want);
+}

@@ -4,6 +4,7 @@
 pub mod pki;
 pub mod verify;
 
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;

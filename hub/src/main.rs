@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use alpr_hub::{cli as sync_cli, pki, verify};
+use alpr_hub::{audit, cli as sync_cli, pki, verify};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -27,6 +27,9 @@ enum Command {
     Serve(sync_cli::ServeArgs),
     /// List nodes: last contact, acknowledged sequence, backlog, refusals.
     Nodes(sync_cli::NodesArgs),
+    /// Audits: re-verify every node log the running hub holds.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(sync_cli::BenchCommand),
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => sync_cli::serve(args),
         Command::Nodes(args) => sync_cli::nodes(args),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
     };
     match result {

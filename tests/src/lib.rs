@@ -5,6 +5,7 @@
 //! rebinds a link.
 
 pub mod relay;
+pub mod story;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -57,9 +58,11 @@ pub fn wait_for<T>(
     }
 }
 
-/// A deployment PKI made for one test, in a temporary folder.
+/// A deployment PKI made for one test (in a temporary folder) or for the
+/// demo (in a folder that stays).
 pub struct Pki {
-    pub dir: tempfile::TempDir,
+    root: PathBuf,
+    _temp: Option<tempfile::TempDir>,
     authority: Authority,
 }
 
@@ -76,10 +79,18 @@ pub struct NodeFiles {
 }
 
 impl Pki {
+    /// A PKI in a temporary folder, removed when dropped.
     pub fn new() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir()?;
+        let temp = tempfile::tempdir()?;
+        let mut pki = Self::create_in(temp.path())?;
+        pki._temp = Some(temp);
+        Ok(pki)
+    }
+
+    /// A PKI in `root` (created), left in place.
+    pub fn create_in(root: &Path) -> anyhow::Result<Self> {
         let ca = new_ca("Test Agency", 30)?;
-        let ca_dir = dir.path().join("ca");
+        let ca_dir = root.join("ca");
         std::fs::create_dir_all(&ca_dir)?;
         std::fs::write(ca_dir.join("ca.crt"), &ca.cert_pem)?;
         std::fs::write(ca_dir.join("ca.key"), ca.key_pem.as_bytes())?;
@@ -87,21 +98,30 @@ impl Pki {
         let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], 30)?;
         std::fs::write(ca_dir.join("hub.crt"), &hub.cert_pem)?;
         std::fs::write(ca_dir.join("hub.key"), hub.key_pem.as_bytes())?;
-        Ok(Pki { dir, authority })
+        Ok(Pki {
+            root: root.to_path_buf(),
+            _temp: None,
+            authority,
+        })
     }
 
     pub fn ca_dir(&self) -> PathBuf {
-        self.dir.path().join("ca")
+        self.root.join("ca")
     }
 
     pub fn ca_cert(&self) -> PathBuf {
         self.ca_dir().join("ca.crt")
     }
 
-    /// Enroll a node of this deployment.
+    /// Enroll a vehicle node of this deployment.
     pub fn node(&self, name: &str) -> anyhow::Result<NodeFiles> {
+        self.node_of_kind(name, DeviceKind::Vehicle)
+    }
+
+    /// Enroll a node of this deployment.
+    pub fn node_of_kind(&self, name: &str, kind: DeviceKind) -> anyhow::Result<NodeFiles> {
         let id = DeviceId::new(name)?;
-        let (issued, _) = self.authority.issue_device(&id, DeviceKind::Vehicle, 30)?;
+        let (issued, _) = self.authority.issue_device(&id, kind, 30)?;
         let anchor = TrustAnchor::from_pem(&std::fs::read(self.ca_cert())?)?;
         let serial = anchor.check_device_pem(issued.cert_pem.as_bytes())?.serial;
         self.write_node(
@@ -136,7 +156,7 @@ impl Pki {
         ca: &Path,
         serial: String,
     ) -> anyhow::Result<NodeFiles> {
-        let dir = self.dir.path().join(format!("node-{name}"));
+        let dir = self.root.join(format!("node-{name}"));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("node.crt"), cert)?;
         std::fs::write(dir.join("node.key"), key)?;
@@ -162,7 +182,7 @@ pub struct Proc {
     pub name: &'static str,
     args: Vec<String>,
     pub log: PathBuf,
-    child: Option<Child>,
+    child: std::sync::Mutex<Option<Child>>,
     starts: u32,
 }
 
@@ -172,7 +192,7 @@ impl Proc {
             name,
             args,
             log,
-            child: None,
+            child: std::sync::Mutex::new(None),
             starts: 0,
         }
     }
@@ -192,14 +212,17 @@ impl Proc {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
+        *self
+            .child
+            .get_mut()
+            .map_err(|_| anyhow::anyhow!("poisoned"))? = Some(child);
         self.starts += 1;
         Ok(())
     }
 
     /// `kill -9`: no chance to flush or say goodbye.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        if let Some(mut c) = self.child.get_mut().ok().and_then(Option::take) {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -207,7 +230,7 @@ impl Proc {
 
     /// SIGTERM and wait for an orderly exit.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        if let Some(mut c) = self.child.take() {
+        if let Some(mut c) = self.child.get_mut().ok().and_then(Option::take) {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(c.id().to_string())
@@ -237,10 +260,17 @@ impl Proc {
         Ok(())
     }
 
-    pub fn is_running(&mut self) -> bool {
+    pub fn is_running(&self) -> bool {
         self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+            .lock()
+            .is_ok_and(|mut g| g.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None))))
+    }
+
+    /// The last lines of the log, for an error message.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     pub fn log_text(&self) -> String {
@@ -362,6 +392,8 @@ pub struct EdgeOptions {
     pub images: bool,
     pub metered: bool,
     pub backoff_max: Duration,
+    /// More TOML appended to the config (e.g. a `[capture]` section).
+    pub extra_toml: String,
 }
 
 impl Default for EdgeOptions {
@@ -372,6 +404,7 @@ impl Default for EdgeOptions {
             images: false,
             metered: false,
             backoff_max: Duration::from_secs(2),
+            extra_toml: String::new(),
         }
     }
 }
@@ -388,7 +421,7 @@ impl Edge {
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\nhub = \"{hub}\"\ncert = {:?}\nkey = {:?}\nca_cert = {:?}\n\n[sync]\nmetered = {}\nkeep_alive = \"1s\"\nidle_timeout = \"10s\"\nbackoff_min = \"100ms\"\nbackoff_max = \"{}ms\"\nretransmit_after = \"5s\"\n\n[replay]\ngenerate = {}\ninterval = \"{}ms\"\nimages = {}\n",
+                "data_dir = {:?}\nhub = \"{hub}\"\ncert = {:?}\nkey = {:?}\nca_cert = {:?}\n\n[sync]\nmetered = {}\nkeep_alive = \"1s\"\nidle_timeout = \"10s\"\nbackoff_min = \"100ms\"\nbackoff_max = \"{}ms\"\nretransmit_after = \"5s\"\n\n[replay]\ngenerate = {}\ninterval = \"{}ms\"\nimages = {}\n{}",
                 data,
                 node.cert,
                 node.key,
@@ -398,6 +431,7 @@ impl Edge {
                 opts.generate,
                 opts.interval.as_millis(),
                 opts.images,
+                opts.extra_toml,
             ),
         )?;
         let mut proc = Proc::new(

@@ -44,10 +44,10 @@ fn forged_replayed_revoked_foreign_and_malformed_are_refused_and_logged() -> any
         assert_eq!(w.receipt.receipt.next_seq, 50);
 
         // Replayed reads: harmless, acknowledged at the same point, logged.
-        let replay = Frame::Entries(Entries {
-            first_seq: 10,
-            entries: log[10..20].iter().map(|e| e.encode()).collect(),
-        });
+        let replay = Frame::Entries(
+            Entries::from_log(log[10..20].to_vec(), None)
+                .ok_or_else(|| anyhow::anyhow!("not consecutive"))?,
+        );
         let answer = raw.exchange(Lane::Entries, &[replay]).await?;
         assert!(
             matches!(&answer[0], Frame::Ack(r) if r.receipt.next_seq == 50),
@@ -73,10 +73,10 @@ fn forged_replayed_revoked_foreign_and_malformed_are_refused_and_logged() -> any
         let answer = raw
             .exchange(
                 Lane::Entries,
-                &[Frame::Entries(Entries {
-                    first_seq: 50,
-                    entries: vec![forged.encode()],
-                })],
+                &[Frame::Entries(
+                    Entries::from_log(vec![forged], None)
+                        .ok_or_else(|| anyhow::anyhow!("one entry"))?,
+                )],
             )
             .await?;
         assert!(
@@ -92,10 +92,10 @@ fn forged_replayed_revoked_foreign_and_malformed_are_refused_and_logged() -> any
         let answer = raw
             .exchange(
                 Lane::Entries,
-                &[Frame::Entries(Entries {
-                    first_seq: 5,
-                    entries: vec![edited.encode()],
-                })],
+                &[Frame::Entries(
+                    Entries::from_log(vec![edited], None)
+                        .ok_or_else(|| anyhow::anyhow!("one entry"))?,
+                )],
             )
             .await?;
         assert!(

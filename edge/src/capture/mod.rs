@@ -8,8 +8,12 @@
 //! - `camera::Camera` (cargo feature `camera`, Linux UVC/V4L2 through
 //!   `nokhwa`; building it needs `libclang-dev`): live frames; a camera that
 //!   fails is reopened with backoff by [`camera::Camera::next_frame`].
-//! - Video files are not supported: every well-kept Rust decoder for common
-//!   video formats binds the system's FFmpeg libraries. Extract frames first
+//! - [`MjpegFile`]: Motion-JPEG video as a raw stream of JPEG frames
+//!   (`.mjpeg`/`.mjpg`, what many IP cameras record and what
+//!   `ffmpeg -i in.mp4 -c:v mjpeg -f mjpeg out.mjpeg` writes), at a frame
+//!   rate the caller gives. Other video formats (MP4/H.264, MKV…) are not
+//!   supported: every well-kept Rust decoder for them binds the system's
+//!   FFmpeg libraries. Convert them to MJPEG, or extract frames
 //!   (`ffmpeg -i in.mp4 -qscale:v 2 frames/%06d.jpg`) and replay the folder.
 //!
 //! A [`Source`] yields `Option<Result<Frame, CaptureError>>`: `None` is the
@@ -160,6 +164,12 @@ impl ImageReplay {
         self.files.is_empty()
     }
 
+    /// Pass over the next `n` files without reading them (a restarted node
+    /// resuming its replay).
+    pub fn skip(&mut self, n: usize) {
+        self.next = self.next.saturating_add(n).min(self.files.len());
+    }
+
     /// The files in replay order.
     pub fn paths(&self) -> impl Iterator<Item = &Path> {
         self.files.iter().map(|(_, _, p)| p.as_path())
@@ -210,9 +220,182 @@ impl Source for ImageReplay {
     }
 }
 
+/// A Motion-JPEG file: JPEG frames back to back. The file is read whole
+/// (bounded by [`MjpegFile::MAX_BYTES`]); frames are split without decoding
+/// and decoded one at a time. Frame `n` is stamped `start + n / fps`, where
+/// `start` is the file's modification time.
+#[derive(Debug)]
+pub struct MjpegFile {
+    path: PathBuf,
+    data: Vec<u8>,
+    pos: usize,
+    seq: u64,
+    start: SystemTime,
+    frame_interval: Duration,
+}
+
+impl MjpegFile {
+    /// Largest file read (2 GiB).
+    pub const MAX_BYTES: u64 = 2 << 30;
+
+    pub fn open(path: &Path, fps: f64) -> Result<Self, CaptureError> {
+        let io = |source| CaptureError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.len() > Self::MAX_BYTES {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "file larger than 2 GiB",
+            )));
+        }
+        let data = std::fs::read(path).map_err(io)?;
+        let fps = if fps.is_finite() && fps > 0.0 {
+            fps
+        } else {
+            25.0
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            data,
+            pos: 0,
+            seq: 0,
+            start: meta.modified().unwrap_or(UNIX_EPOCH),
+            frame_interval: Duration::from_secs_f64(1.0 / fps),
+        })
+    }
+}
+
+/// The length of the JPEG at the start of `b` (SOI through EOI), walking
+/// marker segments and entropy-coded data so that thumbnails inside APP
+/// segments do not end the frame early. `None` if `b` does not start with a
+/// complete JPEG.
+pub fn jpeg_len(b: &[u8]) -> Option<usize> {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2usize;
+    loop {
+        // At a marker (skip fill bytes).
+        while *b.get(i)? == 0xFF && *b.get(i + 1)? == 0xFF {
+            i += 1;
+        }
+        if *b.get(i)? != 0xFF {
+            return None;
+        }
+        let m = *b.get(i + 1)?;
+        match m {
+            0xD9 => return Some(i + 2),
+            0x01 | 0xD0..=0xD7 => i += 2,
+            _ => {
+                let len = u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]) as usize;
+                if len < 2 {
+                    return None;
+                }
+                i += 2 + len;
+                if m == 0xDA {
+                    // Entropy-coded data runs to the next marker that is not
+                    // a stuffed 0xFF00 or a restart marker.
+                    loop {
+                        let j = i + b.get(i..)?.iter().position(|&x| x == 0xFF)?;
+                        let n = *b.get(j + 1)?;
+                        if n == 0x00 || (0xD0..=0xD7).contains(&n) || n == 0xFF {
+                            i = j + if n == 0xFF { 1 } else { 2 };
+                            continue;
+                        }
+                        i = j;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Source for MjpegFile {
+    fn next_frame(&mut self) -> Option<Result<Frame, CaptureError>> {
+        // Find the next start of image.
+        let rest = self.data.get(self.pos..)?;
+        let soi = rest.windows(2).position(|w| w == [0xFF, 0xD8])?;
+        let start = self.pos + soi;
+        let shown = format!("{}#{}", self.path.display(), self.seq);
+        let seq = self.seq;
+        self.seq += 1;
+        let captured_at = self.start + self.frame_interval * (seq as u32);
+        let Some(len) = jpeg_len(&self.data[start..]) else {
+            // A truncated or damaged last frame: report it and stop there.
+            self.pos = self.data.len();
+            return Some(Err(CaptureError::Decode {
+                path: shown,
+                source: DecodeError::Jpeg("truncated frame".into()),
+            }));
+        };
+        self.pos = start + len;
+        let bytes = &self.data[start..start + len];
+        Some(match decode(bytes) {
+            Ok(image) => Ok(Frame {
+                source: shown,
+                seq,
+                captured_at,
+                time_source: TimeSource::FileTime,
+                image,
+                encoded: Some(bytes.to_vec()),
+            }),
+            Err(source) => Err(CaptureError::Decode {
+                path: shown,
+                source,
+            }),
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("MJPEG file {}", self.path.display())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mjpeg_frames_split_and_a_bad_frame_is_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clip.mjpeg");
+        let a = jpeg(16, 8);
+        let b = jpeg(8, 16);
+        assert_eq!(jpeg_len(&a), Some(a.len()));
+        // A frame whose structure is whole but whose header is not (height 0).
+        let mut bad = jpeg(8, 8);
+        let sof = bad
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0] || w == [0xFF, 0xC2])
+            .expect("SOF marker");
+        bad[sof + 5] = 0;
+        bad[sof + 6] = 0;
+        assert_eq!(jpeg_len(&bad), Some(bad.len()));
+        let mut clip = Vec::new();
+        for f in [&a, &bad, &b] {
+            clip.extend_from_slice(f);
+        }
+        clip.extend_from_slice(&a[..a.len() / 2]); // truncated tail
+        std::fs::write(&path, &clip).expect("write");
+        let mut src = MjpegFile::open(&path, 10.0).expect("open");
+        let mut got = Vec::new();
+        while let Some(f) = src.next_frame() {
+            got.push(f.map(|f| (f.seq, f.image.width(), f.captured_at)));
+        }
+        assert_eq!(got.len(), 4, "{got:?}");
+        let first = got[0].as_ref().expect("frame 0");
+        assert_eq!((first.0, first.1), (0, 16));
+        let third = got[2].as_ref().expect("frame 2");
+        assert_eq!((third.0, third.1), (2, 8));
+        assert_eq!(
+            third.2.duration_since(first.2).ok(),
+            Some(Duration::from_millis(200))
+        );
+        assert!(got[3].is_err());
+    }
 
     fn jpeg(w: u32, h: u32) -> Vec<u8> {
         let img = RgbImage::from_raw(w, h, vec![128; (w * h * 3) as usize]).expect("size");

@@ -250,8 +250,12 @@ impl Ocr {
             let (shape, data) = v.try_extract_tensor::<f32>().map_err(&e)?;
             let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
             match dims.as_slice() {
-                [b, _, 37] if *b == n => plate = Some((dims.clone(), data.to_vec())),
-                [b, r] if *b == n && *r == REGIONS.len() => region = Some(data.to_vec()),
+                [b, s, 37] if *b == n && data.len() == n * s * 37 => {
+                    plate = Some((dims.clone(), data.to_vec()))
+                }
+                [b, r] if *b == n && *r == REGIONS.len() && data.len() == n * r => {
+                    region = Some(data.to_vec())
+                }
                 _ => {}
             }
         }

@@ -72,7 +72,9 @@ pub struct RecogniserOptions {
     pub use_v1: bool,
     /// At most this many plates per frame (best first).
     pub max_plates: usize,
-    /// Read O as 0 (US plates print them alike).
+    /// Read O as 0 on plates whose region guess is the United States,
+    /// Canada or unknown (those print O and 0 alike); elsewhere (Brazil's
+    /// letter blocks, say) the OCR's own O/0 choice stands.
     pub fold_o_into_zero: bool,
     /// How many alternatives to keep per plate.
     pub alternatives: usize,
@@ -87,7 +89,7 @@ impl Default for RecogniserOptions {
         Self {
             threads: 1,
             min_detection_score: 0.2,
-            sure_detection_score: 0.4,
+            sure_detection_score: 0.3,
             crop_pads: vec![(0.08, 0.15), (0.04, 0.08), (0.12, 0.22)],
             use_v1: true,
             max_plates: 8,
@@ -388,13 +390,20 @@ impl Recogniser {
         }
     }
 
+    /// Whether O is read as 0 on a plate of this region.
+    fn folds(&self, region: Option<&RegionGuess>) -> bool {
+        const ALIKE: [&str; 3] = ["United States", "Canada", "Unknown"];
+        self.options.fold_o_into_zero && region.is_none_or(|r| ALIKE.contains(&r.name.as_str()))
+    }
+
     /// Probability of the best well-formed string from these reads alone.
     fn quick_confidence(&self, outs: &[OcrOut]) -> f32 {
         let reads: Vec<(&engine::SlotProbs, f32)> = outs.iter().map(|o| (&o.slots, 1.0)).collect();
         let Some(mut f) = decide::fuse(&reads) else {
             return 0.0;
         };
-        if self.options.fold_o_into_zero {
+        let refs: Vec<&OcrOut> = outs.iter().collect();
+        if self.folds(region_guess(&refs).as_ref()) {
             decide::fold_o_into_zero(&mut f);
         }
         decide::best_strings(&f, 1)
@@ -413,7 +422,9 @@ impl Recogniser {
         let raw = decide::fuse(&reads)?;
         let mut fused = raw.clone();
         let mut decisions = Vec::new();
-        if self.options.fold_o_into_zero {
+        let region = region_guess(outs);
+        let fold = self.folds(region.as_ref());
+        if fold {
             let changed = decide::fold_o_into_zero(&mut fused);
             if changed {
                 decisions.push(
@@ -435,7 +446,7 @@ impl Recogniser {
                 probability: c.probability,
             })
             .collect();
-        if self.options.fold_o_into_zero {
+        if fold {
             for v in decide::o_variants(&best.text, best.probability, &raw) {
                 if v.probability > 0.0 {
                     alternatives.push(Alternative {
@@ -446,10 +457,11 @@ impl Recogniser {
             }
         }
         alternatives.sort_by(|a, b| b.probability.total_cmp(&a.probability));
-        alternatives.dedup_by(|a, b| a.text == b.text);
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(best.text.clone());
+        alternatives.retain(|a| seen.insert(a.text.clone()));
         alternatives.truncate(self.options.alternatives);
 
-        let region = region_guess(outs);
         let [x1, y1, x2, y2] = crop_region.unwrap_or([det.x1, det.y1, det.x2, det.y2]);
         let crop = image.crop(x1, y1, x2, y2)?;
         Some(PlateRead {

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource};
 use alpr_shared::types::UnixMillis;
 use alpr_shared::wire::quic::{self, ReadFrameError};
@@ -73,10 +74,18 @@ pub async fn run(
     let mut endpoint = quinn::Endpoint::client(bind).context("opening the UDP socket")?;
     endpoint.set_default_client_config(client);
 
+    // The log key signs the checkpoint that goes with each upload.
+    let log_key = std::str::from_utf8(&key)
+        .ok()
+        .and_then(|pem| SecretKey::from_pkcs8_pem(pem).ok())
+        .with_context(|| format!("{} is not a PKCS#8 PEM key", config.key.display()))?;
+
     let start = Instant::now();
+    let wall_at_start = UnixMillis::now();
     let now = move || start.elapsed();
     let seed = rand::random::<u64>();
-    let mut core = EdgeSync::new(store.device().clone(), config.core(), store.acked(), seed);
+    let mut core = EdgeSync::new(store.device().clone(), config.core(), store.acked(), seed)
+        .with_checkpoints(log_key, wall_at_start);
     set_status(&status, |s| {
         s.hub = config.hub.to_string();
         s.metered = config.sync.metered;

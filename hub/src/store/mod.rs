@@ -8,6 +8,7 @@
 
 pub mod redb;
 
+use alpr_shared::log::SignedCheckpoint;
 use alpr_shared::sync::{Progress, Verified};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 use alpr_shared::wire::Refusal;
@@ -71,12 +72,16 @@ pub enum WriteOp {
     Ingest {
         device: DeviceId,
         entries: Vec<Verified>,
+        /// The node's checkpoint at the end of `entries`, checked against
+        /// them; kept if it extends the stored one, refused if it conflicts.
+        checkpoint: Option<SignedCheckpoint>,
         at: UnixMillis,
     },
-    /// A node said hello.
+    /// A node said hello, authenticated by `cert_der`.
     Contact {
         device: DeviceId,
         serial: String,
+        cert_der: Vec<u8>,
         reported_size: u64,
         at: UnixMillis,
     },
@@ -115,6 +120,10 @@ pub trait HubStorage: Send + Sync + 'static {
     fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError>;
     /// All nodes, by name.
     fn nodes(&self) -> Result<Vec<(DeviceId, NodeRecord)>, StoreError>;
+    /// The latest checkpoint the node signed and the hub checked.
+    fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError>;
+    /// The certificate (DER) the node last connected with.
+    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
     /// Canonical bytes of a device's entries from `first`, at most `limit`.
     fn entries(
         &self,

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use alpr_shared::log::SignedEntry;
-use alpr_shared::sync::place;
+use alpr_shared::log::{SignedCheckpoint, SignedEntry};
+use alpr_shared::sync::{check_checkpoint, place};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -23,6 +23,10 @@ const PLATE_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("plate-time-
 const IMAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("images-v1");
 /// at (BE) ‖ counter (BE) → postcard [`RefusalRecord`].
 const REFUSALS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("refusals-v1");
+/// node id (BE u32) → postcard [`SignedCheckpoint`]: the latest checked one.
+const CHECKPOINTS: TableDefinition<&[u8; 4], &[u8]> = TableDefinition::new("checkpoints-v1");
+/// name → the DER certificate the node last connected with.
+const NODE_CERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("node-certs-v1");
 /// Counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 
@@ -77,6 +81,8 @@ impl RedbStore {
             tx.open_table(IMAGES).map_err(db_err)?;
             tx.open_table(REFUSALS).map_err(db_err)?;
             tx.open_table(META).map_err(db_err)?;
+            tx.open_table(CHECKPOINTS).map_err(db_err)?;
+            tx.open_table(NODE_CERTS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
@@ -96,6 +102,8 @@ impl HubStorage for RedbStore {
             let mut images = tx.open_table(IMAGES).map_err(db_err)?;
             let mut refusals = tx.open_table(REFUSALS).map_err(db_err)?;
             let mut meta = tx.open_table(META).map_err(db_err)?;
+            let mut checkpoints = tx.open_table(CHECKPOINTS).map_err(db_err)?;
+            let mut certs = tx.open_table(NODE_CERTS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
 
             let record = |device: &DeviceId,
@@ -134,6 +142,7 @@ impl HubStorage for RedbStore {
                     WriteOp::Ingest {
                         device,
                         entries: batch,
+                        checkpoint,
                         at,
                     } => {
                         record(&device, &mut cache, &nodes, &mut meta, &mut names)?;
@@ -141,16 +150,48 @@ impl HubStorage for RedbStore {
                             .get_mut(&device)
                             .ok_or_else(|| db_err("record vanished"))?;
                         let id = rec.id;
-                        let placed = place(&batch, rec.progress(), |seq| {
+                        let (progress, first) =
+                            (rec.progress(), batch.first().map_or(0, |v| v.seq()));
+                        let stored_hash = |seq: u64| -> Option<Hash32> {
+                            if seq + 1 == progress.next_seq {
+                                return Some(progress.head);
+                            }
                             entries
                                 .get(&entry_key(id, seq))
                                 .ok()
                                 .flatten()
                                 .and_then(|v| SignedEntry::decode(v.value()).ok())
                                 .map(|e| e.hash())
+                        };
+                        let placed = place(&batch, progress, stored_hash).and_then(|p| {
+                            let Some(c) = &checkpoint else {
+                                return Ok((p, false));
+                            };
+                            let old = checkpoints
+                                .get(&id.to_be_bytes())
+                                .map_err(db_err)
+                                .ok()
+                                .flatten()
+                                .and_then(|v| SignedCheckpoint::decode(v.value()).ok());
+                            let replace = check_checkpoint(
+                                old.as_ref().map(|o| &o.checkpoint),
+                                &c.checkpoint,
+                                |seq| match seq.checked_sub(first) {
+                                    Some(i) if (i as usize) < batch.len() => {
+                                        Some(batch[i as usize].hash)
+                                    }
+                                    _ => stored_hash(seq),
+                                },
+                            )?;
+                            Ok((p, replace))
                         });
                         match placed {
-                            Ok(p) => {
+                            Ok((p, replace)) => {
+                                if let (true, Some(c)) = (replace, &checkpoint) {
+                                    checkpoints
+                                        .insert(&id.to_be_bytes(), c.encode().as_slice())
+                                        .map_err(db_err)?;
+                                }
                                 let appended = batch.len() - p.append_from;
                                 for v in batch.iter().skip(p.append_from) {
                                     entries
@@ -183,10 +224,14 @@ impl HubStorage for RedbStore {
                     WriteOp::Contact {
                         device,
                         serial,
+                        cert_der,
                         reported_size,
                         at,
                     } => {
                         record(&device, &mut cache, &nodes, &mut meta, &mut names)?;
+                        certs
+                            .insert(device.as_str(), cert_der.as_slice())
+                            .map_err(db_err)?;
                         if let Some(rec) = cache.get_mut(&device) {
                             rec.serial = serial;
                             rec.reported_size = reported_size;
@@ -273,6 +318,31 @@ impl HubStorage for RedbStore {
             out.push((name, decode_node(v.value())?));
         }
         Ok(out)
+    }
+
+    fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let Some(rec) = self.node(device)? else {
+            return Ok(None);
+        };
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(CHECKPOINTS).map_err(db_err)?;
+        t.get(&rec.id.to_be_bytes())
+            .map_err(db_err)?
+            .map(|v| {
+                SignedCheckpoint::decode(v.value()).map_err(|e| StoreError::Corrupt {
+                    table: "checkpoints-v1",
+                    detail: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(NODE_CERTS).map_err(db_err)?;
+        Ok(t.get(device.as_str())
+            .map_err(db_err)?
+            .map(|v| v.value().to_vec()))
     }
 
     fn entries(
@@ -362,13 +432,13 @@ mod tests {
     use super::*;
     use alpr_shared::crypto::SecretKey;
     use alpr_shared::log::LogWriter;
-    use alpr_shared::sync::verify_batch;
+    use alpr_shared::sync::{verify_batch, Validity};
     use alpr_shared::types::TimeSource;
     use alpr_shared::wire::{Entries, RefusalCode};
 
     fn batch(w: &mut LogWriter, n: u64) -> Entries {
         let first_seq = w.len();
-        let entries = (0..n)
+        let log = (0..n)
             .map(|i| {
                 w.append_read(
                     crate::bench::sample_read(first_seq + i),
@@ -376,10 +446,9 @@ mod tests {
                     TimeSource::Ntp,
                 )
                 .expect("valid")
-                .encode()
             })
             .collect();
-        Entries { first_seq, entries }
+        Entries::from_log(log, Some(w.checkpoint(UnixMillis(9_000)))).expect("consecutive")
     }
 
     fn ingest(
@@ -388,15 +457,25 @@ mod tests {
         e: Entries,
         key: &alpr_shared::crypto::PublicKey,
     ) -> WriteResult {
-        let v = verify_batch(key, device, e).expect("verifies");
+        let v = verify_batch(key, device, Validity::ALWAYS, e).expect("verifies");
         store
             .commit(vec![WriteOp::Ingest {
                 device: device.clone(),
-                entries: v,
+                entries: v.entries,
+                checkpoint: v.checkpoint,
                 at: UnixMillis(1),
             }])
             .expect("commit")
             .remove(0)
+    }
+
+    fn store_log(store: &RedbStore, device: &DeviceId, n: usize) -> Vec<SignedEntry> {
+        store
+            .entries(device, 0, n)
+            .expect("read")
+            .iter()
+            .map(|b| SignedEntry::decode(b).expect("canonical"))
+            .collect()
     }
 
     #[test]
@@ -427,6 +506,35 @@ mod tests {
         let other = batch(&mut fork, 5);
         let r = ingest(&store, &device, other, &public);
         assert!(matches!(r, WriteResult::Ingested(Err(ref f)) if f.code == RefusalCode::Fork));
+        // The checkpoint of the first batch is kept; one naming another head
+        // at an earlier size (a second history) is refused.
+        let kept = store.checkpoint(&device).expect("read").expect("kept");
+        assert_eq!(kept.checkpoint.size, 100);
+        let replay = verify_batch(
+            &public,
+            &device,
+            Validity::ALWAYS,
+            Entries::from_log(store_log(&store, &device, 10), None).expect("consecutive"),
+        )
+        .expect("verifies");
+        let two_faced = alpr_shared::wire::sign_checkpoint(
+            &SecretKey::from_bytes(&[3; 32]),
+            device.clone(),
+            100,
+            Hash32([7; 32]),
+            UnixMillis(2),
+        );
+        let r = store
+            .commit(vec![WriteOp::Ingest {
+                device: device.clone(),
+                entries: replay.entries,
+                checkpoint: Some(two_faced),
+                at: UnixMillis(2),
+            }])
+            .expect("commit")
+            .remove(0);
+        assert!(matches!(r, WriteResult::Ingested(Err(ref f)) if f.code == RefusalCode::Fork));
+        assert_eq!(store.checkpoint(&device).expect("read"), Some(kept));
         let rec = store.node(&device).expect("read").expect("known");
         assert_eq!(rec.next_seq, 100);
         assert_eq!(rec.duplicates, 100);

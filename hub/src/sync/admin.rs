@@ -25,6 +25,30 @@ const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 pub enum AdminRequest {
     /// Nodes with last contact, acknowledged sequence, backlog, refusals.
     Nodes,
+    /// One page of a node's stored log, for an audit ([`NodeLogPage`]).
+    NodeLog { node: String, from: u64, limit: u32 },
+}
+
+/// Most entries one [`AdminRequest::NodeLog`] page holds.
+pub const MAX_LOG_PAGE: u32 = 4096;
+
+/// A page of a node's log as the hub holds it: what an auditor needs to
+/// re-verify it from the CA certificate alone. Bytes are hex.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeLogPage {
+    pub node: String,
+    /// The DER certificate the node last connected with.
+    pub certificate: Option<String>,
+    /// The latest checkpoint the node signed (postcard [`SignedCheckpoint`]).
+    ///
+    /// [`SignedCheckpoint`]: alpr_shared::log::SignedCheckpoint
+    pub checkpoints: Vec<String>,
+    /// The hub holds entries `0..acked`.
+    pub acked: u64,
+    /// Canonical entries from the requested sequence number, in order.
+    pub entries: Vec<String>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +91,9 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
         };
         let reply = match serde_json::from_slice::<AdminRequest>(&req) {
             Ok(AdminRequest::Nodes) => nodes_report(&hub).map(|r| serde_json::to_vec(&r)),
+            Ok(AdminRequest::NodeLog { node, from, limit }) => {
+                node_log_page(&hub, &node, from, limit).map(|r| serde_json::to_vec(&r))
+            }
             Err(e) => Err(anyhow::anyhow!("bad request: {e}")),
         };
         match reply {
@@ -113,42 +140,102 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
     })
 }
 
-/// Ask the running hub described by `config`.
-pub async fn request(config: &HubConfig, req: &AdminRequest) -> anyhow::Result<NodesReport> {
-    let ca = std::fs::read(&config.ca_cert)
-        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
-    let cert = std::fs::read(&config.cert)
-        .with_context(|| format!("reading {}", config.cert.display()))?;
-    let key =
-        std::fs::read(&config.key).with_context(|| format!("reading {}", config.key.display()))?;
-    let liveness = quic::Liveness {
-        keep_alive: config.keep_alive,
-        idle_timeout: config.idle_timeout,
-    };
-    let client = quic::client_config(&ca, &cert, &key, ADMIN_ALPN, liveness)?;
-    let mut target = config.listen;
-    if target.ip().is_unspecified() {
-        target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+fn node_log_page(hub: &Hub, node: &str, from: u64, limit: u32) -> anyhow::Result<NodeLogPage> {
+    let device = alpr_shared::types::DeviceId::new(node)?;
+    let rec = hub
+        .storage
+        .node(&device)?
+        .with_context(|| format!("no node {node}"))?;
+    let limit = limit.clamp(1, MAX_LOG_PAGE) as usize;
+    let entries = hub.storage.entries(&device, from, limit)?;
+    let end = from.saturating_add(entries.len() as u64);
+    Ok(NodeLogPage {
+        node: node.to_owned(),
+        certificate: hub.storage.certificate(&device)?.map(hex::encode),
+        checkpoints: hub
+            .storage
+            .checkpoint(&device)?
+            .map(|c| hex::encode(c.encode()))
+            .into_iter()
+            .collect(),
+        acked: rec.next_seq,
+        next: (entries.len() == limit && end < rec.next_seq).then_some(end),
+        entries: entries.into_iter().map(hex::encode).collect(),
+    })
+}
+
+/// How long a command waits for the hub to answer before saying it is
+/// not running.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A connection to the running hub's admin API.
+#[derive(Debug)]
+pub struct AdminClient {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+}
+
+impl AdminClient {
+    /// Connect to the hub described by `config`, with its own identity.
+    pub async fn connect(config: &HubConfig) -> anyhow::Result<Self> {
+        let ca = std::fs::read(&config.ca_cert)
+            .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+        let cert = std::fs::read(&config.cert)
+            .with_context(|| format!("reading {}", config.cert.display()))?;
+        let key = std::fs::read(&config.key)
+            .with_context(|| format!("reading {}", config.key.display()))?;
+        let liveness = quic::Liveness {
+            keep_alive: config.keep_alive,
+            idle_timeout: config.idle_timeout,
+        };
+        let client = quic::client_config(&ca, &cert, &key, ADMIN_ALPN, liveness)?;
+        let mut target = config.listen;
+        if target.ip().is_unspecified() {
+            target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let bind: SocketAddr = if target.is_ipv4() {
+            ([127, 0, 0, 1], 0).into()
+        } else {
+            (std::net::Ipv6Addr::LOCALHOST, 0).into()
+        };
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(client);
+        let connecting = endpoint.connect(target, "localhost")?;
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(c) => c.with_context(|| format!("connecting to the hub at {target}"))?,
+            Err(_) => anyhow::bail!(
+                "no answer from the hub at {target} within {} s: is `hub serve` running with this configuration?",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        };
+        Ok(AdminClient { endpoint, conn })
     }
-    let bind: SocketAddr = if target.is_ipv4() {
-        ([127, 0, 0, 1], 0).into()
-    } else {
-        (std::net::Ipv6Addr::LOCALHOST, 0).into()
-    };
-    let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(client);
-    let conn = endpoint
-        .connect(target, "localhost")?
-        .await
-        .with_context(|| format!("connecting to the hub at {target}"))?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&serde_json::to_vec(req)?).await?;
-    send.finish()?;
-    let bytes = recv
-        .read_to_end(MAX_RESPONSE)
-        .await
-        .context("reading the hub's answer (is this the hub's own certificate?)")?;
-    conn.close(quic::CLOSE_SHUTDOWN.into(), b"done");
-    endpoint.wait_idle().await;
-    Ok(serde_json::from_slice(&bytes)?)
+
+    /// One request, one answer.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: &AdminRequest,
+    ) -> anyhow::Result<T> {
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        send.write_all(&serde_json::to_vec(req)?).await?;
+        send.finish()?;
+        let bytes = recv
+            .read_to_end(MAX_RESPONSE)
+            .await
+            .context("reading the hub's answer (is this the hub's own certificate?)")?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    pub async fn close(self) {
+        self.conn.close(quic::CLOSE_SHUTDOWN.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Ask the running hub described by `config` for its nodes.
+pub async fn request(config: &HubConfig, req: &AdminRequest) -> anyhow::Result<NodesReport> {
+    let client = AdminClient::connect(config).await?;
+    let report = client.call(req).await;
+    client.close().await;
+    report
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use alpr_shared::cert::{DeviceCert, TrustAnchor};
 use alpr_shared::crypto::SecretKey;
-use alpr_shared::sync::{HubOutput, HubSession};
+use alpr_shared::sync::{HubOutput, HubSession, Validity};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use alpr_shared::wire::quic::{self, ReadFrameError};
 use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ADMIN_ALPN, ALPN};
@@ -265,17 +265,20 @@ async fn node_connection(
         }
     };
     info!(%peer, acked = progress.next_seq, "node connected");
-    let session = Arc::new(Mutex::new(HubSession::new(
-        name.clone(),
-        cert.key,
-        hub.hub_key.clone(),
-        progress,
-    )));
+    let session = Arc::new(Mutex::new(
+        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress).with_validity(
+            Validity {
+                not_before: cert.not_before,
+                not_after: cert.not_after,
+            },
+        ),
+    ));
     let ctx = Arc::new(StreamCtx {
         hub: hub.clone(),
         session,
         device: name.clone(),
         serial: cert.serial.clone(),
+        cert_der: cert.der.clone(),
         peer,
     });
     let streams = tokio_util::task::TaskTracker::new();
@@ -311,6 +314,8 @@ struct StreamCtx {
     session: Arc<Mutex<HubSession>>,
     device: DeviceId,
     serial: String,
+    /// The certificate the node authenticated with, kept for audits.
+    cert_der: Vec<u8>,
     peer: SocketAddr,
 }
 
@@ -356,6 +361,7 @@ impl StreamCtx {
                 let op = WriteOp::Contact {
                     device: self.device.clone(),
                     serial: self.serial.clone(),
+                    cert_der: self.cert_der.clone(),
                     reported_size: size,
                     at: now,
                 };
@@ -396,12 +402,13 @@ impl StreamCtx {
             for o in work {
                 match o {
                     HubOutput::Send(f) => quic::write_frame(send, &f).await?,
-                    HubOutput::Ingest(entries) => {
-                        let first = entries.first().map(|v| v.seq());
-                        let n = entries.len();
+                    HubOutput::Ingest(batch) => {
+                        let first = batch.entries.first().map(|v| v.seq());
+                        let n = batch.entries.len();
                         let op = WriteOp::Ingest {
                             device: self.device.clone(),
-                            entries,
+                            entries: batch.entries,
+                            checkpoint: batch.checkpoint,
                             at: UnixMillis::now(),
                         };
                         let res = match self.hub.writer.submit(op).await? {

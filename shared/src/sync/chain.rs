@@ -1,6 +1,7 @@
 //! Placing verified entries on a device's stored chain: the rule that makes
 //! uploads idempotent and forks impossible to store.
 
+use crate::log::Checkpoint;
 use crate::types::Hash32;
 use crate::wire::{Refusal, RefusalCode};
 
@@ -102,4 +103,30 @@ fn refusal(code: RefusalCode, seq: u64, detail: &str) -> Refusal {
         seq: Some(seq),
         detail: detail.to_owned(),
     }
+}
+
+/// Hold a node to one history: a new checkpoint (already checked against
+/// the entries it came with) and the one stored must both name heads on the
+/// stored chain, so the larger extends the smaller. `chain_hash(seq)` gives
+/// the hash of entry `seq` as held (the entries being placed included).
+/// Returns whether `new` should replace the stored one (it is larger).
+pub fn check_checkpoint(
+    stored: Option<&Checkpoint>,
+    new: &Checkpoint,
+    mut chain_hash: impl FnMut(u64) -> Option<Hash32>,
+) -> Result<bool, Refusal> {
+    for c in stored.into_iter().chain([new]) {
+        let on_chain = match c.size.checked_sub(1) {
+            None => c.head == Hash32::ZERO,
+            Some(last) => chain_hash(last) == Some(c.head),
+        };
+        if !on_chain {
+            return Err(refusal(
+                RefusalCode::Fork,
+                c.size,
+                "the node signed two histories: a checkpoint names a head that is not on its stored chain",
+            ));
+        }
+    }
+    Ok(stored.is_none_or(|s| new.size > s.size))
 }

@@ -3,10 +3,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::crypto::PublicKey;
-use crate::types::{DeviceId, Hash32};
+use crate::crypto::{PublicKey, SecretKey};
+use crate::log::SignedEntry;
+use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
-    Entries, Frame, Hello, ImageBlob, Lane, Refusal, SignedReceipt, PROTOCOL_VERSION,
+    sign_checkpoint, Entries, Frame, Hello, ImageBlob, Lane, Refusal, SignedReceipt,
+    PROTOCOL_VERSION,
 };
 
 use super::Now;
@@ -101,6 +103,9 @@ pub struct EdgeSync {
     device: DeviceId,
     config: EdgeConfig,
     hub_key: Option<PublicKey>,
+    /// The node's key and the wall-clock time at [`Now`] zero: each entries
+    /// frame carries a checkpoint signed with them.
+    signer: Option<(SecretKey, UnixMillis)>,
     state: LinkState,
     /// The hub's latest valid receipt says it holds `0..acked`.
     acked: u64,
@@ -127,6 +132,7 @@ impl EdgeSync {
             device,
             config,
             hub_key: None,
+            signer: None,
             state: LinkState::Down {
                 retry_at: Now::ZERO,
             },
@@ -141,6 +147,14 @@ impl EdgeSync {
             out: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Sign a checkpoint of the log with every entries frame, with the
+    /// node's log key; `wall_at_zero` is the wall-clock time at [`Now`] zero
+    /// (the core has no clock of its own).
+    pub fn with_checkpoints(mut self, key: SecretKey, wall_at_zero: UnixMillis) -> Self {
+        self.signer = Some((key, wall_at_zero));
+        self
     }
 
     /// The hub's receipt-signing key (from its certificate, checked by TLS).
@@ -385,16 +399,43 @@ impl EdgeSync {
         if self.next_send < log_len && self.next_send < self.acked + self.config.window_entries {
             let room = (self.acked + self.config.window_entries - self.next_send) as usize;
             let max = self.config.batch_entries.min(room);
-            let entries = src.entries(self.next_send, max, self.config.batch_bytes);
-            if !entries.is_empty() {
+            let raw = src.entries(self.next_send, max, self.config.batch_bytes);
+            if !raw.is_empty() {
+                let decoded: Result<Vec<SignedEntry>, _> =
+                    raw.iter().map(|b| SignedEntry::decode(b)).collect();
+                let frame = decoded
+                    .ok()
+                    .filter(|log| log.first().map(SignedEntry::seq) == Some(self.next_send))
+                    .and_then(|log| {
+                        let checkpoint =
+                            match (&self.signer, log.last()) {
+                                (Some((key, wall)), Some(last)) => Some(sign_checkpoint(
+                                    key,
+                                    self.device.clone(),
+                                    last.seq() + 1,
+                                    last.hash(),
+                                    UnixMillis(wall.0.saturating_add(
+                                        u64::try_from(now.as_millis()).unwrap_or(0),
+                                    )),
+                                )),
+                                _ => None,
+                            };
+                        Entries::from_log(log, checkpoint)
+                    });
+                let Some(frame) = frame else {
+                    self.events.push_back(EdgeEvent::Protocol(format!(
+                        "the local log cannot be read from entry {}",
+                        self.next_send
+                    )));
+                    return None;
+                };
                 if self.next_send == self.acked {
                     self.last_progress = Some(now);
                 }
-                let first_seq = self.next_send;
-                self.next_send += entries.len() as u64;
+                self.next_send = frame.end();
                 return Some(Outgoing {
                     lane: Lane::Entries,
-                    frame: Frame::Entries(Entries { first_seq, entries }),
+                    frame: Frame::Entries(frame),
                 });
             }
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::{sha256, SecretKey};
-use crate::log::{LogWriter, SignedEntry};
+use crate::log::{LogWriter, SignedCheckpoint, SignedEntry};
 use crate::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
 use crate::wire::{Frame, Refusal};
 
@@ -136,13 +136,32 @@ pub struct MemHub {
     pub images: BTreeMap<Hash32, Vec<u8>>,
     pub refusals: Vec<Refusal>,
     pub duplicates: usize,
+    pub checkpoint: Option<SignedCheckpoint>,
 }
 
 impl MemHub {
-    fn ingest(&mut self, batch: Vec<Verified>) -> Result<Progress, Refusal> {
+    fn ingest(&mut self, batch: VerifiedBatch) -> Result<Progress, Refusal> {
+        let VerifiedBatch {
+            entries: batch,
+            checkpoint,
+        } = batch;
         let p = place(&batch, self.progress, |s| {
             self.entries.get(&s).map(|v| v.hash)
         })?;
+        if let Some(c) = checkpoint {
+            let first = batch.first().map_or(0, Verified::seq);
+            let replace = check_checkpoint(
+                self.checkpoint.as_ref().map(|c| &c.checkpoint),
+                &c.checkpoint,
+                |s| match s.checked_sub(first) {
+                    Some(i) if (i as usize) < batch.len() => Some(batch[i as usize].hash),
+                    _ => self.entries.get(&s).map(|v| v.hash),
+                },
+            )?;
+            if replace {
+                self.checkpoint = Some(c);
+            }
+        }
         self.duplicates += p.duplicates;
         for v in batch.into_iter().skip(p.append_from) {
             self.entries.insert(v.seq(), v);
@@ -194,7 +213,10 @@ impl Pair {
         let node_key = SecretKey::from_bytes(&[11; 32]);
         let node_key_pub = node_key.public();
         let hub_key = Arc::new(SecretKey::from_bytes(&[12; 32]));
-        let mut edge = EdgeSync::new(device.clone(), config, 0, seed);
+        let mut edge = EdgeSync::new(device.clone(), config, 0, seed).with_checkpoints(
+            SecretKey::from_bytes(&[11; 32]),
+            UnixMillis(1_700_000_000_000),
+        );
         edge.set_hub_key(hub_key.public());
         Pair {
             now: Now::ZERO,

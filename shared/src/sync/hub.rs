@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::crypto::{tag, tagged_hash, PublicKey, SecretKey};
-use crate::log::SignedEntry;
+use crate::log::{SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
     Entries, Frame, ImageBlob, Receipt, Refusal, RefusalCode, SignedReceipt, Welcome,
@@ -27,6 +27,34 @@ impl Verified {
     }
 }
 
+/// A verified frame: its entries and the node's checkpoint at its end
+/// (checked against those entries).
+#[derive(Debug, Clone)]
+pub struct VerifiedBatch {
+    pub entries: Vec<Verified>,
+    pub checkpoint: Option<SignedCheckpoint>,
+}
+
+/// The validity window of the node's certificate: every entry's capture
+/// time must fall inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: UnixMillis,
+    pub not_after: UnixMillis,
+}
+
+impl Validity {
+    /// No limit (tools and tests that have no certificate).
+    pub const ALWAYS: Validity = Validity {
+        not_before: UnixMillis(0),
+        not_after: UnixMillis(u64::MAX),
+    };
+
+    pub fn contains(&self, t: UnixMillis) -> bool {
+        self.not_before <= t && t <= self.not_after
+    }
+}
+
 fn refuse(code: RefusalCode, seq: Option<u64>, detail: impl Into<String>) -> Refusal {
     Refusal {
         code,
@@ -35,52 +63,66 @@ fn refuse(code: RefusalCode, seq: Option<u64>, detail: impl Into<String>) -> Ref
     }
 }
 
-/// Decode and check a batch from `device`: bounds, device name, consecutive
-/// sequence numbers from `first_seq`, content commitments, and every
-/// signature in one Ed25519 batch verification (on failure, each entry is
-/// checked with `verify_strict` to name the bad one).
+/// Rebuild and check a frame from `device`, each entry in one pass: the
+/// full entry from its compact form (device, sequence number and `prev`
+/// chain filled in), its bounds, its capture time against the certificate's
+/// `validity`, its content commitment, its canonical bytes and hash; then
+/// every signature in one Ed25519 batch verification (on failure, each entry
+/// is checked with `verify_strict` to name the bad one); then the frame's
+/// checkpoint, which must be signed by the node and name the head reached.
 pub fn verify_batch(
     key: &PublicKey,
     device: &DeviceId,
+    validity: Validity,
     batch: Entries,
-) -> Result<Vec<Verified>, Refusal> {
+) -> Result<VerifiedBatch, Refusal> {
     let first_seq = batch.first_seq;
+    let mut prev = batch.prev;
     let mut out = Vec::with_capacity(batch.entries.len());
-    let mut headers = Vec::with_capacity(batch.entries.len());
-    for (i, bytes) in batch.entries.into_iter().enumerate() {
-        let expected = first_seq + i as u64;
-        let entry = SignedEntry::decode(&bytes)
-            .map_err(|e| refuse(RefusalCode::Malformed, Some(expected), e.to_string()))?;
-        if entry.header.device != *device {
+    let mut signed = Vec::with_capacity(batch.entries.len());
+    for (i, w) in batch.entries.into_iter().enumerate() {
+        let seq = first_seq
+            .checked_add(i as u64)
+            .ok_or_else(|| refuse(RefusalCode::Malformed, None, "sequence overflow"))?;
+        let entry = w.into_entry(device.clone(), seq, prev);
+        entry
+            .validate()
+            .map_err(|e| refuse(RefusalCode::Malformed, Some(seq), e.to_string()))?;
+        if !validity.contains(entry.header.captured_at) {
             return Err(refuse(
-                RefusalCode::WrongDevice,
-                Some(expected),
-                format!("entry names device {}", entry.header.device),
-            ));
-        }
-        if entry.header.seq != expected {
-            return Err(refuse(
-                RefusalCode::Gap,
-                Some(expected),
-                format!("entry {} where {expected} was due", entry.header.seq),
+                RefusalCode::OutsideValidity,
+                Some(seq),
+                format!(
+                    "captured at {} outside the certificate's validity ({} to {})",
+                    entry.header.captured_at, validity.not_before, validity.not_after
+                ),
             ));
         }
         if !entry.body_matches() {
             return Err(refuse(
                 RefusalCode::Edited,
-                Some(expected),
+                Some(seq),
                 "content does not match the signed header",
             ));
         }
-        let mut signed = Vec::with_capacity(tag::ENTRY_SIG.len() + 160);
-        signed.extend_from_slice(tag::ENTRY_SIG);
-        let header = entry.header.encode();
-        let hash = tagged_hash(tag::ENTRY_HASH, &[&header]);
-        signed.extend_from_slice(&header);
-        headers.push(signed);
+        // The signed message is the tag and the canonical header: encode
+        // the header once, straight after the tag, and hash it from there.
+        let msg = postcard::to_extend(&entry.header, tag::ENTRY_SIG.to_vec())
+            .expect("a header always serialises");
+        let hash = tagged_hash(tag::ENTRY_HASH, &[&msg[tag::ENTRY_SIG.len()..]]);
+        let bytes = entry.encode();
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(refuse(
+                RefusalCode::Malformed,
+                Some(seq),
+                format!("entry of {} bytes is over the limit", bytes.len()),
+            ));
+        }
+        prev = hash;
+        signed.push(msg);
         out.push(Verified { entry, bytes, hash });
     }
-    let msgs: Vec<&[u8]> = headers.iter().map(Vec::as_slice).collect();
+    let msgs: Vec<&[u8]> = signed.iter().map(Vec::as_slice).collect();
     let sigs: Vec<ed25519_dalek::Signature> = out
         .iter()
         .map(|v| ed25519_dalek::Signature::from_bytes(&v.entry.signature.0))
@@ -97,7 +139,28 @@ pub fn verify_batch(
             "signature does not verify with the node's certified key",
         ));
     }
-    Ok(out)
+    if let Some(c) = &batch.checkpoint {
+        let end = first_seq + out.len() as u64;
+        if c.checkpoint.device != *device || !c.signature_valid(key) {
+            return Err(refuse(
+                RefusalCode::BadSignature,
+                Some(end),
+                "checkpoint not signed by this node",
+            ));
+        }
+        let head = out.last().map_or(batch.prev, |v| v.hash);
+        if c.checkpoint.size != end || c.checkpoint.head != head {
+            return Err(refuse(
+                RefusalCode::Fork,
+                Some(end),
+                "the node signed a checkpoint that does not match the entries it sent",
+            ));
+        }
+    }
+    Ok(VerifiedBatch {
+        entries: out,
+        checkpoint: batch.checkpoint,
+    })
 }
 
 /// What the hub driver must do for a session.
@@ -105,9 +168,10 @@ pub fn verify_batch(
 pub enum HubOutput {
     /// Send this frame to the node.
     Send(Frame),
-    /// Place these verified entries on the stored chain, commit durably, and
-    /// report with [`HubSession::ingested`].
-    Ingest(Vec<Verified>),
+    /// Place these verified entries on the stored chain, check the
+    /// checkpoint against the one stored, commit durably, and report with
+    /// [`HubSession::ingested`].
+    Ingest(VerifiedBatch),
     /// Store this image (already checked against its hash) if the entry
     /// `seq` of this device names it, then call [`HubSession::image_stored`].
     StoreImage { seq: u64, image: ImageBlob },
@@ -120,6 +184,7 @@ pub enum HubOutput {
 pub struct HubSession {
     device: DeviceId,
     node_key: PublicKey,
+    validity: Validity,
     hub_key: Arc<SecretKey>,
     progress: Progress,
     greeted: bool,
@@ -137,10 +202,17 @@ impl HubSession {
         HubSession {
             device,
             node_key,
+            validity: Validity::ALWAYS,
             hub_key,
             progress,
             greeted: false,
         }
+    }
+
+    /// Refuse entries captured outside the certificate's validity.
+    pub fn with_validity(mut self, validity: Validity) -> Self {
+        self.validity = validity;
+        self
     }
 
     pub fn device(&self) -> &DeviceId {
@@ -207,7 +279,7 @@ impl HubSession {
                 }
                 // Replays are verified too: placing them compares each with
                 // what is stored, so a replay is counted and a fork caught.
-                match verify_batch(&self.node_key, &self.device, batch) {
+                match verify_batch(&self.node_key, &self.device, self.validity, batch) {
                     Ok(v) => vec![HubOutput::Ingest(v)],
                     Err(r) => self.refused(r),
                 }

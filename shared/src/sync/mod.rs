@@ -11,8 +11,8 @@
 //! The flow: the edge says [`Hello`](crate::wire::Hello); the hub answers
 //! with its latest signed receipt; the edge sends [`Entries`](crate::wire::Entries)
 //! from that point, a window at a time; the hub verifies each batch
-//! ([`verify_batch`]: decode, signatures in one batch, consecutive sequence
-//! numbers), places it on the stored chain ([`chain::place`]: duplicates are
+//! ([`verify_batch`]: rebuild the compact entries, check each once,
+//! signatures in one batch, the frame's checkpoint), places it on the stored chain ([`chain::place`]: duplicates are
 //! skipped, forks, broken links and gaps refused), commits, and only then
 //! answers with a new signed receipt. Images follow on their own lane once
 //! the entry that names them is acknowledged.
@@ -26,9 +26,9 @@ mod harness;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{place, Placement, Progress};
+pub use chain::{check_checkpoint, place, Placement, Progress};
 pub use edge::{EdgeConfig, EdgeEvent, EdgeSync, LinkState, LogSource, Outgoing};
-pub use hub::{verify_batch, HubOutput, HubSession, Verified};
+pub use hub::{verify_batch, HubOutput, HubSession, Validity, Verified, VerifiedBatch};
 
 /// Monotonic time as the cores see it: any fixed origin, chosen by the driver
 /// (a real clock's start, or a test's virtual clock).

@@ -4,9 +4,16 @@
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
 //! one [`Frame`]. The length is checked against the limit of the stream's
 //! [`Lane`] before anything is allocated, and the body is decoded without
-//! panics whatever the bytes; trailing bytes are an error. Each entry inside
-//! an [`Entries`] frame is the canonical encoding of a
-//! [`crate::log::SignedEntry`] and is decoded (size-limited) by the receiver.
+//! panics whatever the bytes; trailing bytes are an error.
+//!
+//! Entries travel compact ([`WireEntry`]): without the format version, the
+//! device name, the sequence number and the previous entry's hash, which the
+//! hub rebuilds (the device from the node's certificate, the sequence from
+//! the frame's first one, the `prev` chain from the frame's `prev` and the
+//! hashes of the entries before). The signature covers the rebuilt
+//! canonical header, so a wrong guess on either side fails verification
+//! rather than storing anything. Each frame may carry the node's signed
+//! checkpoint at its end, which the hub keeps to hold the node to one history.
 //!
 //! The hub acknowledges with a [`SignedReceipt`]: its signature over "I hold
 //! this device's log up to `next_seq`, ending in `head`", given only after a
@@ -15,16 +22,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{PublicKey, SecretKey, Signature};
-use crate::log::SignedEntry;
-use crate::types::{DeviceId, Hash32, UnixMillis};
+use crate::crypto::{tag, PublicKey, SecretKey, Signature};
+use crate::log::{
+    Checkpoint, EntryHeader, EntryKind, ReadBody, SignedCheckpoint, SignedEntry, FORMAT_VERSION,
+};
+use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
-pub const ALPN: &[u8] = b"alpr-sync/1";
+pub const ALPN: &[u8] = b"alpr-sync/2";
 /// ALPN of the hub's administrative API (same endpoint, hub's own identity).
 pub const ADMIN_ALPN: &[u8] = b"alpr-admin/1";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Size of the length prefix in front of every frame.
 pub const LEN_PREFIX: usize = 4;
@@ -107,11 +116,83 @@ pub struct Welcome {
     pub receipt: SignedReceipt,
 }
 
-/// A run of consecutive entries, each in its canonical encoding.
+/// A run of consecutive entries of the sending node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entries {
     pub first_seq: u64,
-    pub entries: Vec<Vec<u8>>,
+    /// Hash of entry `first_seq - 1` (zero when `first_seq` is 0): the
+    /// first entry's `prev`.
+    pub prev: Hash32,
+    pub entries: Vec<WireEntry>,
+    /// The node's signed checkpoint of its log up to the end of this frame
+    /// (`size = first_seq + entries.len()`).
+    pub checkpoint: Option<SignedCheckpoint>,
+}
+
+/// A log entry on the wire: a [`SignedEntry`] without what the receiver
+/// rebuilds (format version, device, sequence number, previous hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
+    pub captured_at: UnixMillis,
+    pub time_source: TimeSource,
+    pub kind: EntryKind,
+    pub signature: Signature,
+    pub body: Option<ReadBody>,
+}
+
+impl WireEntry {
+    /// The compact form of `e` (whatever it is: the receiver's rebuild and
+    /// signature check decide whether it was well formed).
+    pub fn from_entry(e: SignedEntry) -> WireEntry {
+        WireEntry {
+            captured_at: e.header.captured_at,
+            time_source: e.header.time_source,
+            kind: e.header.kind,
+            signature: e.signature,
+            body: e.body,
+        }
+    }
+
+    /// The full entry, with the fields the sender left out.
+    pub fn into_entry(self, device: DeviceId, seq: u64, prev: Hash32) -> SignedEntry {
+        SignedEntry {
+            header: EntryHeader {
+                format: FORMAT_VERSION,
+                device,
+                seq,
+                prev,
+                captured_at: self.captured_at,
+                time_source: self.time_source,
+                kind: self.kind,
+            },
+            signature: self.signature,
+            body: self.body,
+        }
+    }
+}
+
+/// Sign a checkpoint of a log with `size` entries ending in `head` (the
+/// same statement as [`crate::log::LogWriter::checkpoint`], for a signer
+/// that holds the key but not the writer).
+pub fn sign_checkpoint(
+    key: &SecretKey,
+    device: DeviceId,
+    size: u64,
+    head: Hash32,
+    at: UnixMillis,
+) -> SignedCheckpoint {
+    let checkpoint = Checkpoint {
+        format: FORMAT_VERSION,
+        device,
+        size,
+        head,
+        at,
+    };
+    let bytes = postcard::to_allocvec(&checkpoint).expect("a checkpoint always serialises");
+    SignedCheckpoint {
+        signature: key.sign(tag::CHECKPOINT_SIG, &bytes),
+        checkpoint,
+    }
 }
 
 /// One content-addressed image.
@@ -148,6 +229,8 @@ pub enum RefusalCode {
     Version,
     /// Another connection of the same node replaced this one.
     Replaced,
+    /// An entry was captured outside its node certificate's validity.
+    OutsideValidity,
 }
 
 impl RefusalCode {
@@ -164,6 +247,7 @@ impl RefusalCode {
             RefusalCode::Malformed => "malformed",
             RefusalCode::Version => "version",
             RefusalCode::Replaced => "replaced",
+            RefusalCode::OutsideValidity => "outside-validity",
         }
     }
 
@@ -191,6 +275,7 @@ impl RefusalCode {
             Malformed,
             Version,
             Replaced,
+            OutsideValidity,
         ]
         .into_iter()
         .find(|c| u64::from(c.close_code()) == code)
@@ -366,14 +451,15 @@ impl Frame {
                 if e.entries.is_empty() || e.entries.len() > MAX_ENTRIES_PER_FRAME {
                     return Err(WireError::Invalid("entry count out of range"));
                 }
-                if e.first_seq.checked_add(e.entries.len() as u64).is_none() {
+                let Some(end) = e.first_seq.checked_add(e.entries.len() as u64) else {
                     return Err(WireError::Invalid("sequence overflow"));
-                }
-                if e.entries
-                    .iter()
-                    .any(|b| b.len() > crate::log::MAX_ENTRY_BYTES)
-                {
-                    return Err(WireError::Invalid("entry over the size limit"));
+                };
+                if let Some(c) = &e.checkpoint {
+                    if c.checkpoint.format != FORMAT_VERSION || c.checkpoint.size != end {
+                        return Err(WireError::Invalid(
+                            "checkpoint does not end where the entries do",
+                        ));
+                    }
                 }
             }
             Frame::Image(i) if i.bytes.len() > MAX_IMAGE_BYTES => {
@@ -389,13 +475,44 @@ impl Frame {
 }
 
 impl Entries {
-    /// Decode the entries; each is size-limited and bound-checked.
-    pub fn decode_entries(&self) -> Result<Vec<SignedEntry>, (u64, crate::log::DecodeError)> {
-        self.entries
+    /// A frame of consecutive entries `log` (which must not be empty), with
+    /// an optional checkpoint at its end. `None` if `log` is empty or its
+    /// sequence numbers are not consecutive.
+    pub fn from_log(log: Vec<SignedEntry>, checkpoint: Option<SignedCheckpoint>) -> Option<Self> {
+        let first = log.first()?;
+        let (first_seq, prev) = (first.seq(), first.header.prev);
+        let consecutive = log
             .iter()
             .enumerate()
-            .map(|(i, b)| SignedEntry::decode(b).map_err(|e| (self.first_seq + i as u64, e)))
-            .collect()
+            .all(|(i, e)| Some(e.seq()) == first_seq.checked_add(i as u64));
+        if !consecutive {
+            return None;
+        }
+        Some(Entries {
+            first_seq,
+            prev,
+            entries: log.into_iter().map(WireEntry::from_entry).collect(),
+            checkpoint,
+        })
+    }
+
+    /// Sequence number one past the last entry.
+    pub fn end(&self) -> u64 {
+        self.first_seq.saturating_add(self.entries.len() as u64)
+    }
+
+    /// Rebuild the full entries of `device` (hashing each header to link the
+    /// next). For tests and tools; the hub's verifier does this in one pass
+    /// with its checks ([`crate::sync::verify_batch`]).
+    pub fn rebuild(self, device: &DeviceId) -> Vec<SignedEntry> {
+        let mut prev = self.prev;
+        let mut out = Vec::with_capacity(self.entries.len());
+        for (i, w) in self.entries.into_iter().enumerate() {
+            let e = w.into_entry(device.clone(), self.first_seq + i as u64, prev);
+            prev = e.hash();
+            out.push(e);
+        }
+        out
     }
 }
 

@@ -65,6 +65,10 @@ fn transport(l: Liveness) -> quinn::TransportConfig {
     t.max_idle_timeout(quinn::IdleTimeout::try_from(l.idle_timeout).ok());
     t.max_concurrent_bidi_streams(8u32.into());
     t.max_concurrent_uni_streams(0u32.into());
+    // BBR paces to the measured bottleneck instead of halving the window at
+    // every loss: on a lossy radio link (2 % loss, a long RTT) loss-based
+    // controllers leave the link idle much of the time.
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     t
 }
 

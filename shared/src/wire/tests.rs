@@ -50,10 +50,10 @@ fn sample_frames() -> Vec<Frame> {
             version: PROTOCOL_VERSION,
             receipt: receipt.clone(),
         }),
-        Frame::Entries(Entries {
-            first_seq: 0,
-            entries: vec![e.encode()],
-        }),
+        Frame::Entries(
+            Entries::from_log(vec![e.clone()], Some(w.checkpoint(UnixMillis(6))))
+                .expect("one entry"),
+        ),
         Frame::Ack(receipt),
         Frame::Refused(Refusal {
             code: RefusalCode::Fork,
@@ -98,9 +98,10 @@ fn oversized_length_is_refused_before_reading_the_body() {
         Err(WireError::TooLarge { .. })
     ));
     // A control lane refuses an entries-sized frame.
-    let big = Frame::Entries(Entries {
-        first_seq: 0,
-        entries: vec![vec![0u8; 4000]; 8],
+    let big = Frame::Image(ImageBlob {
+        seq: 0,
+        hash: Hash32([0; 32]),
+        bytes: vec![0u8; 32_000],
     });
     assert!(matches!(
         Frame::decode_prefixed(&big.encode(), MAX_CONTROL_FRAME),
@@ -110,16 +111,30 @@ fn oversized_length_is_refused_before_reading_the_body() {
 
 #[test]
 fn bounds_are_checked_after_decoding() {
+    let Frame::Entries(one) = sample_frames().swap_remove(2) else {
+        panic!("the third sample frame holds entries");
+    };
     let empty = Frame::Entries(Entries {
-        first_seq: 0,
         entries: vec![],
+        checkpoint: None,
+        ..one.clone()
     });
     assert!(Frame::decode_prefixed(&empty.encode(), MAX_ENTRIES_FRAME).is_err());
     let overflow = Frame::Entries(Entries {
         first_seq: u64::MAX,
-        entries: vec![vec![1]],
+        checkpoint: None,
+        ..one.clone()
     });
     assert!(Frame::decode_prefixed(&overflow.encode(), MAX_ENTRIES_FRAME).is_err());
+    // A checkpoint must end where the frame's entries end.
+    let mut elsewhere = one.clone();
+    if let Some(c) = elsewhere.checkpoint.as_mut() {
+        c.checkpoint.size += 1;
+    }
+    assert!(
+        Frame::decode_prefixed(&Frame::Entries(elsewhere).encode(), MAX_ENTRIES_FRAME).is_err()
+    );
+    assert!(Frame::decode_prefixed(&Frame::Entries(one).encode(), MAX_ENTRIES_FRAME).is_ok());
     let mut trailing = Frame::Ping { nonce: 1 }.encode();
     trailing.push(0);
     let len = (trailing.len() - LEN_PREFIX) as u32;
@@ -128,6 +143,27 @@ fn bounds_are_checked_after_decoding() {
         Frame::decode_prefixed(&trailing, MAX_CONTROL_FRAME),
         Err(WireError::Trailing(1))
     ));
+}
+
+#[test]
+fn compact_entries_rebuild_the_signed_log() {
+    let device = DeviceId::new("pole-1").expect("valid");
+    let mut w = LogWriter::new(SecretKey::from_bytes(&[3; 32]), device.clone());
+    let log: Vec<_> = (0..5)
+        .map(|i| {
+            w.append_read(read("ABC123"), UnixMillis(1_000 + i), TimeSource::Gps)
+                .expect("valid")
+        })
+        .collect();
+    let canonical: usize = log[2..].iter().map(|e| e.encode().len()).sum();
+    let frame = Entries::from_log(log[2..].to_vec(), None).expect("consecutive");
+    assert_eq!((frame.first_seq, frame.end()), (2, 5));
+    let compact = Frame::Entries(frame.clone()).encode().len();
+    // Device, sequence and previous hash stay home: at least 40 bytes each.
+    assert!(compact + 3 * 40 <= canonical, "{compact} vs {canonical}");
+    assert_eq!(frame.rebuild(&device), log[2..].to_vec());
+    assert!(Entries::from_log(vec![log[0].clone(), log[2].clone()], None).is_none());
+    assert!(Entries::from_log(vec![], None).is_none());
 }
 
 #[test]
@@ -186,7 +222,8 @@ proptest! {
         let p = pos.index(bytes.len());
         bytes[p] = val;
         if let Ok(Some((Frame::Entries(e), _))) = Frame::decode_prefixed(&bytes, MAX_ENTRIES_FRAME) {
-            let _ = e.decode_entries();
+            let device = DeviceId::new("pole-1").expect("valid");
+            let _ = crate::sync::verify_batch(&SecretKey::from_bytes(&[3; 32]).public(), &device, crate::sync::Validity::ALWAYS, e);
         }
     }
 }

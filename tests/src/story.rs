@@ -1,0 +1,466 @@
+//! The newcomer's story, as one function: a hub and two edges (a fixed pole
+//! and a patrol vehicle) on loopback, a deployment CA made on the spot, real
+//! photos replayed as their cameras; reads flow to the hub; the vehicle
+//! loses its link, reads plates offline, and catches up; `hub nodes`; and a
+//! final `hub audit verify` of every node log the hub holds.
+//!
+//! `just demo` runs it with output for people (the `demo` binary); the
+//! story test runs it quietly and asserts on the [`Outcome`].
+
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::relay::{LinkModel, Relay};
+use crate::{bin, wait_for, Edge, EdgeOptions, Hub, Pki};
+
+/// What to run the story on.
+#[derive(Debug, Clone)]
+pub struct StoryOptions {
+    /// Folder of plate photos (`*.jpg`), split between the two cameras.
+    pub photos: PathBuf,
+    /// The plate models.
+    pub models: PathBuf,
+    /// Where everything goes; left in place at the end.
+    pub out: PathBuf,
+    /// At most this many photos in all (0: all).
+    pub limit: usize,
+    /// Pause between the vehicle's frames (so it is still driving when the
+    /// link drops).
+    pub vehicle_interval: Duration,
+    /// Print the story for people.
+    pub verbose: bool,
+}
+
+/// What happened to one node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeOutcome {
+    pub name: String,
+    pub photos: usize,
+    /// Frames the node finished (read or skipped).
+    pub frames: u64,
+    /// Plate reads the node logged, in order.
+    pub reads: Vec<String>,
+    /// Reads made while the link was cut.
+    pub offline_reads: usize,
+    /// The node's log size and what the hub acknowledged, at the end.
+    pub log_size: u64,
+    pub acked: u64,
+}
+
+/// The whole story's result.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub nodes: Vec<NodeOutcome>,
+    /// `hub nodes` as printed.
+    pub hub_nodes: String,
+    /// `hub audit verify` as printed, and whether it passed.
+    pub audit: String,
+    pub audit_ok: bool,
+    /// After an orderly stop: for each node, whether the hub's stored copy
+    /// equals the node's own log, entry for entry.
+    pub hub_matches_edge: Vec<(String, bool)>,
+    pub out: PathBuf,
+}
+
+struct Say {
+    verbose: bool,
+    step: usize,
+    steps: usize,
+}
+
+impl Say {
+    fn step(&mut self, what: &str) {
+        self.step += 1;
+        if self.verbose {
+            println!("\n[{}/{}] {what}", self.step, self.steps);
+        }
+    }
+    fn line(&self, what: &str) {
+        if self.verbose {
+            println!("      {what}");
+        }
+    }
+}
+
+/// Follows an edge's log and collects (and prints) its plate reads.
+struct Follower {
+    reads: Arc<Mutex<Vec<String>>>,
+    offline_mark: Arc<Mutex<Option<usize>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    fn start(name: &str, log: PathBuf, verbose: bool) -> Follower {
+        let reads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s, name) = (reads.clone(), stop.clone(), name.to_owned());
+        let offline_mark = Arc::new(Mutex::new(None::<usize>));
+        let offline = offline_mark.clone();
+        let thread = std::thread::spawn(move || {
+            let mut pos = 0u64;
+            let mut partial = String::new();
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(mut f) = std::fs::File::open(&log) {
+                    if f.seek(SeekFrom::Start(pos)).is_ok() {
+                        let mut rd = BufReader::new(f);
+                        let mut line = String::new();
+                        while rd.read_line(&mut line).unwrap_or(0) > 0 {
+                            pos += line.len() as u64;
+                            if !line.ends_with('\n') {
+                                partial.push_str(&line);
+                                line.clear();
+                                continue;
+                            }
+                            partial.push_str(&line);
+                            if let Some(read) = parse_read(&partial) {
+                                let cut = offline.lock().map(|m| m.is_some()).unwrap_or(false);
+                                if verbose {
+                                    let tag = if cut { "  (offline)" } else { "" };
+                                    println!("      {name:<7} {read}{tag}");
+                                }
+                                if let Ok(mut v) = r.lock() {
+                                    v.push(read);
+                                }
+                            }
+                            partial.clear();
+                            line.clear();
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Follower {
+            reads,
+            offline_mark,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.reads.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    fn mark_offline(&self, on: bool) {
+        if let Ok(mut m) = self.offline_mark.lock() {
+            *m = on.then(|| self.count());
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(250));
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.reads.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// `… plate read plate=7ABC123 confidence=97.1% file=x.jpg entry=3` →
+/// `7ABC123   97.1%  x.jpg  → entry 3`.
+fn parse_read(line: &str) -> Option<String> {
+    let clean: String = strip_ansi(line);
+    let rest = &clean[clean.find("plate read")? + "plate read".len()..];
+    let field = |k: &str| {
+        rest.split_whitespace()
+            .find_map(|t| t.strip_prefix(&format!("{k}=")).map(str::to_owned))
+    };
+    Some(format!(
+        "{:<8} {:>6}  {}  -> entry {}",
+        field("plate")?,
+        field("confidence").unwrap_or_default(),
+        field("file").unwrap_or_default(),
+        field("entry").unwrap_or_default()
+    ))
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Frames an edge has finished, from its `capture finished` log line.
+fn frames_done(log: &str) -> Option<u64> {
+    let clean = strip_ansi(log);
+    let line = clean
+        .lines()
+        .rev()
+        .find(|l| l.contains("capture finished"))?;
+    line.split_whitespace()
+        .find_map(|t| t.strip_prefix("frames="))
+        .and_then(|v| v.parse().ok())
+}
+
+fn link_photos(photos: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for p in photos {
+        let name = p.file_name().context("photo without a name")?;
+        let dest = dir.join(name);
+        if !dest.exists() {
+            std::fs::copy(p, &dest).with_context(|| format!("copying {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn run_cmd(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
+    let out = cmd.env("NO_COLOR", "1").output()?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+/// Run the story. Every wait has a generous limit so that a broken build
+/// fails instead of hanging.
+pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
+    let mut say = Say {
+        verbose: opts.verbose,
+        step: 0,
+        steps: 7,
+    };
+    let started = Instant::now();
+    std::fs::create_dir_all(&opts.out)?;
+    let out = opts.out.canonicalize()?;
+    if opts.verbose {
+        println!("ALPR demo: a hub, a fixed pole camera and a patrol car, on loopback.");
+        println!("Everything it makes goes to {}", out.display());
+    }
+
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&opts.photos)
+        .with_context(|| format!("listing {}", opts.photos.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("jpg")))
+        .collect();
+    photos.sort();
+    if opts.limit > 0 {
+        photos.truncate(opts.limit);
+    }
+    anyhow::ensure!(
+        photos.len() >= 8,
+        "need at least 8 photos in {}",
+        opts.photos.display()
+    );
+    let half = photos.len() / 2;
+    let (pole_photos, car_photos) = photos.split_at(half);
+
+    say.step("deployment CA and node certificates, made on the spot");
+    let pki = Pki::create_in(&out.join("pki"))?;
+    let pole = pki.node_of_kind("pole-1", alpr_shared::types::DeviceKind::Pole)?;
+    let car = pki.node_of_kind("car-7", alpr_shared::types::DeviceKind::Vehicle)?;
+    say.line(&format!("CA: {}", pki.ca_cert().display()));
+    say.line("pole-1: fixed pole camera at main-st-north");
+    say.line("car-7:  patrol vehicle (its link goes through a relay we can cut)");
+
+    say.step("hub starts");
+    let hub = Hub::start(&pki, &out, &[])?;
+    say.line(&format!("hub listening on {} (QUIC, mutual TLS)", hub.addr));
+    let relay = Relay::start(hub.addr, LinkModel::default(), 7)?;
+
+    say.step("edges read plates from their cameras (replayed photos) and sync");
+    link_photos(pole_photos, &out.join("photos/pole-1"))?;
+    link_photos(car_photos, &out.join("photos/car-7"))?;
+    let models = opts
+        .models
+        .canonicalize()
+        .with_context(|| format!("models directory {}", opts.models.display()))?;
+    let capture = |dir: &Path, interval: Duration, place: &str| {
+        format!(
+            "\n[capture]\npaths = [{:?}]\nmodels_dir = {:?}\ninterval = \"{}ms\"\n{place}\n",
+            dir,
+            models,
+            interval.as_millis()
+        )
+    };
+    let pole_opts = EdgeOptions {
+        generate: 0,
+        extra_toml: capture(
+            &out.join("photos/pole-1"),
+            Duration::from_millis(100),
+            "site_id = \"main-st-north\"",
+        ),
+        ..EdgeOptions::default()
+    };
+    let car_opts = EdgeOptions {
+        generate: 0,
+        metered: true,
+        extra_toml: capture(
+            &out.join("photos/car-7"),
+            opts.vehicle_interval,
+            "gps = { lat = 38.5816, lon = -121.4944, accuracy_m = 4.0 }",
+        ),
+        ..EdgeOptions::default()
+    };
+    let pole_edge = Edge::start(&pole, hub.addr, &out, &pole_opts)?;
+    let car_edge = Edge::start(&car, relay.addr, &out, &car_opts)?;
+    let pole_f = Follower::start("pole-1", pole_edge.proc.log.clone(), opts.verbose);
+    let car_f = Follower::start("car-7", car_edge.proc.log.clone(), opts.verbose);
+    let limit = Duration::from_secs(300);
+    let edges = [&pole_edge, &car_edge];
+    // Wait for `f`, failing at once if an edge process died.
+    let wait = |what: &str, f: &mut dyn FnMut() -> Option<()>| -> anyhow::Result<()> {
+        wait_for(limit, what, || {
+            if edges.iter().any(|e| !e.proc.is_running()) {
+                return Some(());
+            }
+            f()
+        })?;
+        for e in edges {
+            anyhow::ensure!(
+                e.proc.is_running(),
+                "an edge stopped while waiting for {what}:\n{}",
+                e.proc.log_tail(5)
+            );
+        }
+        Ok(())
+    };
+
+    // Let the car read and sync a third of its photos before the link drops.
+    let before = (car_photos.len() / 3).max(2);
+    wait("the car's first reads", &mut || {
+        (car_f.count() >= before).then_some(())
+    })?;
+    let n = car_f.count() as u64;
+    wait("the car's first reads at the hub", &mut || {
+        let s = car_edge.status()?;
+        (s["acked"].as_u64()? >= n).then_some(())
+    })?;
+
+    say.step("car-7 drives out of coverage: its link is cut");
+    relay.set_outage(true);
+    car_f.mark_offline(true);
+    let at_cut = car_f.count();
+    // Until the car has noticed the link is gone and read a few plates
+    // without it (or run out of photos).
+    wait("reads made offline", &mut || {
+        let s = car_edge.status()?;
+        let noticed = s["link"].as_str() != Some("connected");
+        let done = frames_done(&car_edge.proc.log_text()).is_some();
+        (noticed && (car_f.count() >= at_cut + 5 || done)).then_some(())
+    })?;
+    let offline = car_edge.status().context("car-7 status")?;
+    say.line(&format!(
+        "car-7 read {} plates offline; {} reads wait for the hub (link: {})",
+        car_f.count() - at_cut,
+        offline["backlog"],
+        offline["link"].as_str().unwrap_or("?")
+    ));
+
+    say.step("car-7 is back in coverage and catches up");
+    relay.set_outage(false);
+    car_f.mark_offline(false);
+    let offline_reads = car_f.count() - at_cut;
+    for (edge, photos, name) in [
+        (&car_edge, car_photos.len(), "car-7"),
+        (&pole_edge, pole_photos.len(), "pole-1"),
+    ] {
+        wait(&format!("{name} to finish its photos"), &mut || {
+            frames_done(&edge.proc.log_text()).map(|_| ())
+        })?;
+        let frames = frames_done(&edge.proc.log_text()).unwrap_or(0);
+        anyhow::ensure!(
+            frames as usize == photos,
+            "{name} finished {frames} of {photos} photos"
+        );
+        let s = wait_for(limit, &format!("{name} fully acknowledged"), || {
+            let s = edge.status()?;
+            (s["acked"] == s["log_size"]).then_some(s)
+        })?;
+        say.line(&format!(
+            "{name}: all {} reads acknowledged by the hub",
+            s["log_size"]
+        ));
+    }
+
+    say.step("hub nodes");
+    let (_, hub_nodes) = run_cmd(
+        Command::new(bin("hub")?)
+            .args(["nodes", "--config"])
+            .arg(&hub.config),
+    )?;
+    for l in hub_nodes.lines() {
+        say.line(l);
+    }
+
+    say.step("hub audit verify: every node log at the hub, checked from the CA certificate alone");
+    let (audit_ok, audit) = run_cmd(
+        Command::new(bin("hub")?)
+            .args(["audit", "verify", "--config"])
+            .arg(&hub.config),
+    )?;
+    for l in audit.lines() {
+        say.line(l);
+    }
+
+    let mut nodes = Vec::new();
+    for (edge, follower, photos, name, off) in [
+        (&pole_edge, pole_f, pole_photos.len(), "pole-1", 0),
+        (&car_edge, car_f, car_photos.len(), "car-7", offline_reads),
+    ] {
+        let s = edge.status().context("status")?;
+        nodes.push(NodeOutcome {
+            name: name.into(),
+            photos,
+            frames: frames_done(&edge.proc.log_text()).unwrap_or(0),
+            reads: follower.finish(),
+            offline_reads: off,
+            log_size: s["log_size"].as_u64().unwrap_or(0),
+            acked: s["acked"].as_u64().unwrap_or(0),
+        });
+    }
+    // Stop everything in order, then compare the hub's copy with each log.
+    let (mut pole_edge, mut car_edge, mut hub) = (pole_edge, car_edge, hub);
+    pole_edge.proc.stop()?;
+    car_edge.proc.stop()?;
+    hub.proc.stop()?;
+    drop(relay);
+    let mut hub_matches_edge = Vec::new();
+    for (edge, name) in [(&pole_edge, "pole-1"), (&car_edge, "car-7")] {
+        let same = edge.stored_entries()? == hub.stored_entries(name)?;
+        say.line(&format!(
+            "{name}: the hub's copy {} the node's own log",
+            if same { "matches" } else { "DIFFERS FROM" }
+        ));
+        hub_matches_edge.push((name.to_owned(), same));
+    }
+    if opts.verbose {
+        println!(
+            "\n{} in {:.0?}. Data left in {}",
+            if audit_ok && hub_matches_edge.iter().all(|(_, same)| *same) {
+                "Demo complete"
+            } else {
+                "Demo FAILED"
+            },
+            started.elapsed(),
+            out.display()
+        );
+    }
+    Ok(Outcome {
+        nodes,
+        hub_nodes,
+        audit,
+        audit_ok,
+        hub_matches_edge,
+        out,
+    })
+}
