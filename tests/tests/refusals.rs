@@ -147,15 +147,26 @@ fn forged_replayed_revoked_foreign_and_malformed_are_refused_and_logged() -> any
             .then_some(())
     })?;
 
-    let nodes = hub.nodes()?;
-    let codes: Vec<String> = nodes["recent_refusals"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r["code"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    // The log line comes first; the stored record follows with the
+    // writer's next commit.
+    let codes = |nodes: &serde_json::Value| -> Vec<String> {
+        nodes["recent_refusals"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["code"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let nodes = wait_for(LIMIT, "the foreign node's refusal on record", || {
+        let nodes = hub.nodes().ok()?;
+        codes(&nodes)
+            .iter()
+            .any(|c| c == "unknown-node")
+            .then_some(nodes)
+    })?;
+    let codes = codes(&nodes);
     for code in [
         "bad-signature",
         "edited",

@@ -7,7 +7,7 @@
 //!   on with the next one.
 //! - `camera::Camera` (cargo feature `camera`, Linux UVC/V4L2 through
 //!   `nokhwa`; building it needs `libclang-dev`): live frames; a camera that
-//!   fails is reopened with backoff by [`camera::Camera::next_frame`].
+//!   fails is reopened with backoff by `camera::Camera::next_frame`.
 //! - [`MjpegFile`]: Motion-JPEG video as a raw stream of JPEG frames
 //!   (`.mjpeg`/`.mjpg`, what many IP cameras record and what
 //!   `ffmpeg -i in.mp4 -c:v mjpeg -f mjpeg out.mjpeg` writes), at a frame

@@ -4,10 +4,12 @@
 //! plates (characters then trailing padding, 2..=8 characters).
 //!
 //! Decisions (they appear in each read's `decisions`):
-//! - **O and 0 are read as 0.** US plates print them with the same glyph and
+//! - **O and 0 are read as 0** on plates whose region guess is the United
+//!   States, Canada or unknown. US plates print them with the same glyph and
 //!   state records (and our ground truth) write 0; the OCR's split between
 //!   the two is noise. The O spellings stay among the alternatives for
-//!   matching.
+//!   matching. Plates of regions that tell O from 0 (Brazil's letter
+//!   blocks, say) keep the OCR's choice.
 //! - The string probability is the product of the chosen symbol's fused
 //!   probability in every slot, trailing padding included.
 

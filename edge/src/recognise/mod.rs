@@ -6,11 +6,14 @@
 //! 2. **OCR** — each box is cut out several times with a little margin
 //!    (the detector's boxes are tight; see [`RecogniserOptions::crop_pads`])
 //!    and every crop is read, in one batch per model, by the CCT-xs v2 OCR
-//!    and (by default) the v1 OCR;
+//!    and (by default) the v1 OCR. A box whose first crop, read by v2 alone, is already sure
+//!    ([`RecogniserOptions::sure_confidence`]) skips the rest of the
+//!    ensemble, which keeps the average cost near one OCR call per plate.
 //! 3. **decide** — the per-slot probabilities of all reads of a box are
-//!    fused, O is folded into 0 (see [`decide`]), and the most probable
-//!    well-formed strings become the text and its alternatives. Boxes that
-//!    do not read as a plate rank last.
+//!    fused, O is folded into 0 on US-style plates (see [`decide`]), and the
+//!    most probable well-formed strings become the text and its
+//!    alternatives. Boxes that do not read as a plate rank last; faint boxes
+//!    that do not read as a plate are dropped.
 //!
 //! Setup:
 //! - the ONNX Runtime library is found as [`runtime`] says (`ORT_DYLIB_PATH`,
