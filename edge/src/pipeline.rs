@@ -9,6 +9,7 @@
 //! restarted node goes on where it stopped instead of reading the same
 //! photos twice.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +21,8 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::capture::{Frame, ImageReplay, Source};
+use crate::capture::{Frame, ImageReplay, MjpegFile, Source};
+use crate::recognise::fusion::{PassRead, Tracker, TrackerConfig};
 use crate::recognise::{PlateRead, Recogniser, RecogniserOptions, MODELS_ENV};
 use crate::store::StoreHandle;
 
@@ -28,9 +30,18 @@ use crate::store::StoreHandle;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureConfig {
-    /// Image files and folders replayed as this node's camera (empty: no
-    /// replay).
+    /// Image files and folders replayed as this node's camera, one vehicle
+    /// per photo.
     pub paths: Vec<PathBuf>,
+    /// A Motion-JPEG video file played as the camera (instead of `paths`).
+    pub video: Option<PathBuf>,
+    /// Its frame rate.
+    pub video_fps: f64,
+    /// A live V4L2 camera, `/dev/videoN` (needs the `camera` build feature).
+    pub camera_device: Option<u32>,
+    /// Fuse consecutive frames of one vehicle into one read per pass.
+    /// Default: on for video and cameras, off for photo replays.
+    pub fuse: Option<bool>,
     /// The models directory; else `$ALPR_MODELS`, else `./models`.
     pub models_dir: Option<PathBuf>,
     /// This camera's id, written in every read.
@@ -63,6 +74,10 @@ impl Default for CaptureConfig {
     fn default() -> Self {
         CaptureConfig {
             paths: Vec::new(),
+            video: None,
+            video_fps: 25.0,
+            camera_device: None,
+            fuse: None,
             models_dir: None,
             camera: "cam0".into(),
             site_id: None,
@@ -76,7 +91,12 @@ impl Default for CaptureConfig {
 
 impl CaptureConfig {
     pub fn enabled(&self) -> bool {
-        !self.paths.is_empty()
+        !self.paths.is_empty() || self.video.is_some() || self.camera_device.is_some()
+    }
+
+    fn fuse(&self) -> bool {
+        self.fuse
+            .unwrap_or(self.video.is_some() || self.camera_device.is_some())
     }
 
     fn models_dir(&self) -> PathBuf {
@@ -111,11 +131,16 @@ pub struct PipelineStats {
     pub reads: u64,
 }
 
+/// Overview frames kept for fused reads (the best frame of a pass is
+/// usually recent; an older one falls back to the pass's last frame).
+const OVERVIEW_RING: usize = 64;
+
 /// A loaded recogniser and an opened source, ready to run.
 pub struct Pipeline {
     cfg: CaptureConfig,
     recogniser: Recogniser,
-    source: ImageReplay,
+    /// `None` for a live camera, opened on the capture thread.
+    source: Option<Box<dyn Source + Send>>,
     cursor_path: PathBuf,
     position: u64,
 }
@@ -127,10 +152,28 @@ impl Pipeline {
         let models = cfg.models_dir();
         let recogniser = Recogniser::open(&models, RecogniserOptions::default())
             .with_context(|| format!("loading the plate models from {}", models.display()))?;
-        let mut source = ImageReplay::open(&cfg.paths).context("opening the replay")?;
         let cursor_path = data_dir.join("capture.cursor");
-        let position = read_cursor(&cursor_path);
-        source.skip(usize::try_from(position).unwrap_or(usize::MAX));
+        let mut position = read_cursor(&cursor_path);
+        let source: Option<Box<dyn Source + Send>> = if let Some(video) = &cfg.video {
+            let mut v = MjpegFile::open(video, cfg.video_fps).context("opening the video")?;
+            for _ in 0..position {
+                if v.next_frame().is_none() {
+                    break;
+                }
+            }
+            Some(Box::new(v))
+        } else if cfg.camera_device.is_some() {
+            anyhow::ensure!(
+                cfg!(feature = "camera"),
+                "this edge was built without camera support (build with --features camera)"
+            );
+            position = 0;
+            None
+        } else {
+            let mut replay = ImageReplay::open(&cfg.paths).context("opening the replay")?;
+            replay.skip(usize::try_from(position).unwrap_or(usize::MAX));
+            Some(Box::new(replay))
+        };
         Ok(Pipeline {
             cfg: cfg.clone(),
             recogniser,
@@ -146,12 +189,22 @@ impl Pipeline {
         store: &StoreHandle,
         cancel: &CancellationToken,
     ) -> anyhow::Result<PipelineStats> {
-        info!(source = %self.source.describe(), frames = self.source.len(), resumed_at = self.position, "capture starting");
+        let mut source = match self.source.take() {
+            Some(s) => s,
+            None => live_camera(&self.cfg)?,
+        };
+        let live = self.cfg.camera_device.is_some();
+        info!(source = %source.describe(), resumed_at = self.position, fuse = self.cfg.fuse(), "capture starting");
         let location = self.cfg.location();
+        let mut tracker = self
+            .cfg
+            .fuse()
+            .then(|| Tracker::new(TrackerConfig::default()));
+        let mut overviews: VecDeque<(Duration, Vec<u8>)> = VecDeque::new();
         let mut stats = PipelineStats::default();
         while !cancel.is_cancelled() {
             let started = Instant::now();
-            let Some(frame) = self.source.next_frame() else {
+            let Some(frame) = source.next_frame() else {
                 break;
             };
             self.position += 1;
@@ -167,18 +220,63 @@ impl Pipeline {
                         warn!(source = %frame.source, error = %e, "recognition failed; frame skipped");
                     }
                     Ok(plates) => {
-                        for plate in plates
-                            .iter()
+                        let plates: Vec<PlateRead> = plates
+                            .into_iter()
                             .filter(|p| p.confidence >= self.cfg.min_confidence)
-                        {
-                            store_read(&self.cfg, store, &location, &frame, plate)?;
-                            stats.reads += 1;
+                            .collect();
+                        match tracker.as_mut() {
+                            None => {
+                                let overview = overview_of(&frame)?;
+                                for plate in &plates {
+                                    store_read(
+                                        &self.cfg,
+                                        store,
+                                        &location,
+                                        &frame,
+                                        plate,
+                                        overview.clone(),
+                                    )?;
+                                    stats.reads += 1;
+                                }
+                            }
+                            Some(t) => {
+                                let at = since_epoch(frame.captured_at);
+                                if !plates.is_empty() {
+                                    overviews.push_back((at, overview_of(&frame)?));
+                                    if overviews.len() > OVERVIEW_RING {
+                                        overviews.pop_front();
+                                    }
+                                }
+                                for pass in t.push(at, plates) {
+                                    store_pass(
+                                        &self.cfg, store, &location, &frame, &pass, &overviews,
+                                    )?;
+                                    stats.reads += 1;
+                                }
+                            }
                         }
                     }
                 },
             }
-            write_cursor(&self.cursor_path, self.position)?;
+            if !live {
+                write_cursor(&self.cursor_path, self.position)?;
+            }
             pace(self.cfg.interval.saturating_sub(started.elapsed()), cancel);
+        }
+        if let Some(t) = tracker.as_mut() {
+            let last = Frame {
+                source: source.describe(),
+                seq: self.position,
+                captured_at: SystemTime::now(),
+                time_source: crate::capture::TimeSource::SystemClock,
+                image: crate::recognise::RgbImage::from_raw(1, 1, vec![0; 3])
+                    .context("a 1-pixel image")?,
+                encoded: None,
+            };
+            for pass in t.flush() {
+                store_pass(&self.cfg, store, &location, &last, &pass, &overviews)?;
+                stats.reads += 1;
+            }
         }
         // `frames` counts every frame finished, across restarts.
         info!(
@@ -191,24 +289,65 @@ impl Pipeline {
     }
 }
 
+#[cfg(feature = "camera")]
+fn live_camera(cfg: &CaptureConfig) -> anyhow::Result<Box<dyn Source + Send>> {
+    let index = cfg.camera_device.context("no camera configured")?;
+    Ok(Box::new(crate::capture::camera::Camera::new(index)))
+}
+
+#[cfg(not(feature = "camera"))]
+fn live_camera(_cfg: &CaptureConfig) -> anyhow::Result<Box<dyn Source + Send>> {
+    anyhow::bail!("this edge was built without camera support (build with --features camera)")
+}
+
+fn since_epoch(t: SystemTime) -> Duration {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// The frame as JPEG: the bytes captured when the source had them.
+fn overview_of(frame: &Frame) -> anyhow::Result<Vec<u8>> {
+    match &frame.encoded {
+        Some(b) => Ok(b.clone()),
+        None => frame
+            .image
+            .encode_jpeg(85)
+            .map_err(|e| anyhow::anyhow!("encoding the overview: {e}")),
+    }
+}
+
+/// Store one vehicle pass: the fused read, with the overview of its best
+/// frame when still held.
+fn store_pass(
+    cfg: &CaptureConfig,
+    store: &StoreHandle,
+    location: &Location,
+    frame: &Frame,
+    pass: &PassRead,
+    overviews: &VecDeque<(Duration, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    let overview = overviews
+        .iter()
+        .find(|(at, _)| *at == pass.best_frame)
+        .or_else(|| overviews.back())
+        .map(|(_, b)| b.clone())
+        .unwrap_or_default();
+    let mut at_best = frame.clone();
+    at_best.captured_at = UNIX_EPOCH + pass.best_frame;
+    store_read(cfg, store, location, &at_best, &pass.read, overview)
+}
+
 fn store_read(
     cfg: &CaptureConfig,
     store: &StoreHandle,
     location: &Location,
     frame: &Frame,
     plate: &PlateRead,
+    overview: Vec<u8>,
 ) -> anyhow::Result<()> {
     let crop = plate
         .crop_jpeg()
         .map_err(|e| anyhow::anyhow!("encoding the plate crop: {e}"))?;
-    let overview = match &frame.encoded {
-        Some(b) => b.clone(),
-        None => frame
-            .image
-            .encode_jpeg(85)
-            .map_err(|e| anyhow::anyhow!("encoding the overview: {e}"))?,
-    };
-    let (captured_at, time_source) = if cfg.stamp_now {
+    let (captured_at, time_source) = if cfg.stamp_now && cfg.camera_device.is_none() {
         (UnixMillis::now(), TimeSource::LocalClock)
     } else {
         (millis(frame.captured_at), TimeSource::LocalClock)

@@ -221,6 +221,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || join.join()).await.ok();
     anyhow::ensure!(stored as usize == total, "stored {stored} of {total}");
     let commits = Metrics::get(&metrics.commits);
+    let commit_secs = Metrics::get(&metrics.commit_micros) as f64 / 1e6;
 
     println!(
         "hub bench ingest: {} edges × {} reads = {} reads",
@@ -251,6 +252,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         total as f64 / commits.max(1) as f64,
         wire_bytes as f64 / total as f64,
         canonical_bytes as f64 / total as f64
+    );
+    println!(
+        "the writer spent {commit_secs:.2} s of {ingest_secs:.2} s in commits ({:.0} reads/s while committing)",
+        total as f64 / commit_secs.max(1e-9)
     );
     Ok(())
 }

@@ -421,7 +421,10 @@ impl Recogniser {
         outs: &[&OcrOut],
         crop_region: Option<[f32; 4]>,
     ) -> Option<PlateRead> {
-        let reads: Vec<(&engine::SlotProbs, f32)> = outs.iter().map(|o| (&o.slots, 1.0)).collect();
+        let reads: Vec<(&engine::SlotProbs, f32)> = outs
+            .iter()
+            .map(|o| (&o.slots, read_weight(&o.slots)))
+            .collect();
         let raw = decide::fuse(&reads)?;
         let mut fused = raw.clone();
         let mut decisions = Vec::new();
@@ -480,6 +483,18 @@ impl Recogniser {
             ocr_model: self.ocr_id.clone(),
         })
     }
+}
+
+/// How much one OCR read counts in the fusion: the probability of its own
+/// best string (so a blurred or badly cropped read counts less), floored so
+/// that no read is ignored outright.
+fn read_weight(r: &engine::SlotProbs) -> f32 {
+    let p: f32 = r
+        .probs
+        .iter()
+        .map(|row| row.iter().copied().fold(0.0, f32::max))
+        .product();
+    0.05 + p
 }
 
 /// `d` grown by `pad` (fractions of its width and height) on every side.

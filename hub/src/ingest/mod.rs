@@ -21,6 +21,8 @@ pub struct Metrics {
     pub refusals: AtomicU64,
     pub refused_handshakes: AtomicU64,
     pub commits: AtomicU64,
+    /// Time spent in durable commits, in microseconds.
+    pub commit_micros: AtomicU64,
     pub images_stored: AtomicU64,
 }
 
@@ -103,7 +105,13 @@ impl Writer {
                         }
                     }
                     let (ops, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.op, r.reply)).unzip();
-                    match storage.commit(ops) {
+                    let started = std::time::Instant::now();
+                    let committed = storage.commit(ops);
+                    Metrics::add(
+                        &metrics.commit_micros,
+                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    );
+                    match committed {
                         Ok(results) => {
                             Metrics::add(&metrics.commits, 1);
                             for (res, reply) in results.into_iter().zip(replies) {
