@@ -36,13 +36,7 @@ enum BenchCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    alpr_shared::cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Recognize(a) => recognise::cli::recognize(a),
@@ -50,11 +44,5 @@ fn main() -> ExitCode {
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    alpr_shared::cli::exit_with(result)
 }

@@ -36,13 +36,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    alpr_shared::cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pki(cmd) => pki::run(cmd).map(|()| ExitCode::SUCCESS),
@@ -52,11 +46,5 @@ fn main() -> ExitCode {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
     };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    alpr_shared::cli::exit_with(result)
 }

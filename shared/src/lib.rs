@@ -9,6 +9,7 @@
 //! the CA certificate checks it with [`log::verify`].
 
 pub mod cert;
+pub mod cli;
 pub mod crypto;
 pub mod log;
 pub mod pki;
