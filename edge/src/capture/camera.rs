@@ -1,10 +1,15 @@
 //! Live UVC/V4L2 cameras through `nokhwa` (cargo feature `camera`).
 //!
-//! A camera that fails (unplugged, busy, a bad frame) is reported once per
-//! failure as an error frame, then reopened on the next call after a backoff
-//! that doubles up to 30 s; the stream never ends on its own.
+//! nokhwa's camera handle cannot move between threads, so a [`Camera`] owns
+//! a capture thread that opens the device, grabs frames into a bounded
+//! channel (two frames: a slow consumer drops none silently, the camera
+//! waits) and, when the camera fails (unplugged, busy, a bad frame), reports
+//! the error once and reopens it after a backoff that doubles up to 30 s.
+//! The stream never ends on its own; dropping the [`Camera`] stops the
+//! thread at its next frame.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, SystemTime};
 
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{CameraIndex, RequestedFormat, RequestedFormatType};
@@ -14,105 +19,106 @@ use crate::recognise::image::RgbImage;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+type Grab = Result<(RgbImage, Option<Vec<u8>>, SystemTime), String>;
+
 /// A V4L2 camera by index (`/dev/videoN`).
+#[derive(Debug)]
 pub struct Camera {
     index: u32,
-    camera: Option<nokhwa::Camera>,
+    frames: Receiver<Grab>,
     seq: u64,
-    backoff: Duration,
-    retry_at: Option<Instant>,
-}
-
-impl std::fmt::Debug for Camera {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Camera")
-            .field("index", &self.index)
-            .field("open", &self.camera.is_some())
-            .finish()
-    }
 }
 
 impl Camera {
-    /// Does not touch the device yet: it is opened on the first frame.
+    /// Starts the capture thread; the device is opened there.
     pub fn new(index: u32) -> Self {
+        let (tx, rx) = sync_channel(2);
+        let spawned = std::thread::Builder::new()
+            .name(format!("camera-{index}"))
+            .spawn(move || capture_loop(index, &tx));
+        if let Err(e) = spawned {
+            // Without the thread the stream simply ends.
+            tracing::error!(camera = index, "cannot start the capture thread: {e}");
+        }
         Self {
             index,
-            camera: None,
+            frames: rx,
             seq: 0,
-            backoff: Duration::from_millis(500),
-            retry_at: None,
         }
     }
+}
 
-    fn error(&self, message: impl ToString) -> CaptureError {
-        CaptureError::Camera {
-            device: format!("/dev/video{}", self.index),
-            message: message.to_string(),
+fn open(index: u32) -> Result<nokhwa::Camera, String> {
+    let format = RequestedFormat::new::<RgbFormat>(RequestedFormatType::AbsoluteHighestFrameRate);
+    let mut cam =
+        nokhwa::Camera::new(CameraIndex::Index(index), format).map_err(|e| e.to_string())?;
+    cam.open_stream().map_err(|e| e.to_string())?;
+    Ok(cam)
+}
+
+fn grab(cam: &mut nokhwa::Camera) -> Grab {
+    let buffer = cam.frame().map_err(|e| e.to_string())?;
+    let captured_at = SystemTime::now();
+    let decoded = buffer
+        .decode_image::<RgbFormat>()
+        .map_err(|e| e.to_string())?;
+    let (w, h) = (decoded.width(), decoded.height());
+    let image = RgbImage::from_raw(w, h, decoded.into_raw())
+        .ok_or_else(|| format!("frame of {w}x{h} has the wrong size"))?;
+    let raw = buffer.buffer();
+    let encoded = raw.starts_with(&[0xFF, 0xD8]).then(|| raw.to_vec());
+    Ok((image, encoded, captured_at))
+}
+
+fn capture_loop(index: u32, tx: &SyncSender<Grab>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut cam = match open(index) {
+            Ok(c) => c,
+            Err(e) => {
+                if tx.send(Err(e)).is_err() {
+                    return;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        loop {
+            let g = grab(&mut cam);
+            let failed = g.is_err();
+            if tx.send(g).is_err() {
+                return;
+            }
+            if failed {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                break; // reopen
+            }
+            backoff = Duration::from_millis(500);
         }
-    }
-
-    fn open(&mut self) -> Result<(), CaptureError> {
-        let format =
-            RequestedFormat::new::<RgbFormat>(RequestedFormatType::AbsoluteHighestFrameRate);
-        let mut cam = nokhwa::Camera::new(CameraIndex::Index(self.index), format)
-            .map_err(|e| self.error(e))?;
-        cam.open_stream().map_err(|e| self.error(e))?;
-        self.camera = Some(cam);
-        Ok(())
-    }
-
-    fn fail(&mut self, e: CaptureError) -> Option<Result<Frame, CaptureError>> {
-        self.camera = None;
-        self.retry_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        Some(Err(e))
     }
 }
 
 impl Source for Camera {
     fn next_frame(&mut self) -> Option<Result<Frame, CaptureError>> {
-        if let Some(at) = self.retry_at.take() {
-            std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        }
-        if self.camera.is_none() {
-            if let Err(e) = self.open() {
-                return self.fail(e);
+        let device = format!("/dev/video{}", self.index);
+        let g = self.frames.recv().ok()?;
+        Some(match g {
+            Ok((image, encoded, captured_at)) => {
+                let seq = self.seq;
+                self.seq += 1;
+                Ok(Frame {
+                    source: device,
+                    seq,
+                    captured_at,
+                    time_source: TimeSource::SystemClock,
+                    image,
+                    encoded,
+                })
             }
-        }
-        let cam = self.camera.as_mut()?;
-        let buffer = match cam.frame() {
-            Ok(b) => b,
-            Err(e) => {
-                let e = self.error(e);
-                return self.fail(e);
-            }
-        };
-        let captured_at = SystemTime::now();
-        let decoded = match buffer.decode_image::<RgbFormat>() {
-            Ok(d) => d,
-            Err(e) => {
-                let e = self.error(e);
-                return self.fail(e);
-            }
-        };
-        let (w, h) = (decoded.width(), decoded.height());
-        let Some(image) = RgbImage::from_raw(w, h, decoded.into_raw()) else {
-            let e = self.error(format!("frame of {w}x{h} has the wrong size"));
-            return self.fail(e);
-        };
-        let raw = buffer.buffer();
-        let encoded = raw.starts_with(&[0xFF, 0xD8]).then(|| raw.to_vec());
-        self.backoff = Duration::from_millis(500);
-        let seq = self.seq;
-        self.seq += 1;
-        Some(Ok(Frame {
-            source: format!("/dev/video{}", self.index),
-            seq,
-            captured_at,
-            time_source: TimeSource::SystemClock,
-            image,
-            encoded,
-        }))
+            Err(message) => Err(CaptureError::Camera { device, message }),
+        })
     }
 
     fn describe(&self) -> String {

@@ -56,7 +56,9 @@ pub struct BenchRecognizeArgs {
     /// Crop margins to read per box, as "x:y,x:y" fractions (tuning).
     #[arg(long)]
     pub pads: Option<String>,
-    /// ONNX Runtime threads of the latency pass (default: all cores).
+    /// ONNX Runtime threads of the latency pass (default 1: measured here,
+    /// one thread is as fast on a quiet machine and much steadier when
+    /// anything else runs on the cores).
     #[arg(long)]
     pub latency_threads: Option<usize>,
     /// Detector score threshold (tuning).
@@ -107,7 +109,7 @@ fn plate_json(r: &PlateRead) -> serde_json::Value {
         "text": r.text,
         "confidence": round4(r.confidence),
         "char_confidence": r.char_confidence.iter().map(|&c| round4(c)).collect::<Vec<_>>(),
-        "box": [b.x1.round(), b.y1.round(), b.x2.round(), b.y2.round()],
+        "box": [b.x1.round() as i64, b.y1.round() as i64, b.x2.round() as i64, b.y2.round() as i64],
         "detection_score": round4(b.score),
         "region": r.region.as_ref().map(|g| g.name.clone()),
         "region_confidence": r.region.as_ref().map(|g| round4(g.probability)),
@@ -319,12 +321,13 @@ pub fn bench(args: BenchRecognizeArgs) -> anyhow::Result<ExitCode> {
         workers
     );
 
+    let load_start = load_average();
     // Pass 1: one photo at a time, one recogniser using every core
     // (latency, accuracy).
     let mut lat = Recogniser::open(
         &args.models,
         RecogniserOptions {
-            threads: args.latency_threads.unwrap_or(cores),
+            threads: args.latency_threads.unwrap_or(1),
             ..options.clone()
         },
     )
@@ -389,8 +392,23 @@ pub fn bench(args: BenchRecognizeArgs) -> anyhow::Result<ExitCode> {
         run_peer(&args, &set)
     };
 
-    print_table(&ours, &peer, workers);
+    print_table(&ours, &peer, workers, args.latency_threads.unwrap_or(1));
+    if let (Some(a), Some(b)) = (load_start, load_average()) {
+        println!(
+            "machine load average (1 min) at start {a:.2}, at end {b:.2}: other work on these {cores} cores skews every figure"
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The 1-minute load average (Linux), to show how quiet the machine was.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn parse_pads(s: &str) -> anyhow::Result<Vec<(f32, f32)>> {
@@ -567,7 +585,7 @@ fn parse_peer(stdout: &str, set: &[Labelled]) -> Result<Figures, String> {
     Ok(f)
 }
 
-fn print_table(ours: &Figures, peer: &Result<Figures, String>, workers: usize) {
+fn print_table(ours: &Figures, peer: &Result<Figures, String>, workers: usize, threads: usize) {
     let pct = |k: usize, n: usize| {
         if n == 0 {
             "-".to_string()
@@ -618,7 +636,7 @@ fn print_table(ours: &Figures, peer: &Result<Figures, String>, workers: usize) {
         );
     }
     println!(
-        "ours: latency pass = one recogniser on all cores, one photo at a time (file read + decode + detect + OCR + decide); \
+        "ours: latency pass = one recogniser ({threads} ONNX Runtime thread(s)), one photo at a time (file read + decode + detect + OCR + decide); \
          throughput pass = {workers} workers over the folder, wall clock"
     );
     match peer {

@@ -220,14 +220,36 @@ impl Recogniser {
         if ocr_v1.is_some() {
             ocr_id = format!("{ocr_id}+{}", OCR_V1.id());
         }
-        Ok(Self {
+        let mut rec = Self {
             detector,
             ocr_v2,
             ocr_v1,
             options,
             detector_id: DETECTOR.id(),
             ocr_id,
-        })
+        };
+        rec.warm_up().map_err(|e| ModelError::Session {
+            model: e.model.to_string(),
+            message: format!("first inference failed: {}", e.message),
+        })?;
+        Ok(rec)
+    }
+
+    /// Runs every model once on a blank picture: ONNX Runtime finishes
+    /// setting up on the first run, which would otherwise land on the first
+    /// real frame (and prove the models work before the node says it is up).
+    fn warm_up(&mut self) -> Result<(), InferenceError> {
+        let blank = RgbImage::from_raw(64, 32, vec![114; 64 * 32 * 3]).ok_or(InferenceError {
+            model: "warm-up",
+            message: "blank image".into(),
+        })?;
+        self.detector.detect(&blank, 1.0)?;
+        let region = [[0.0, 0.0, 64.0, 32.0]];
+        self.ocr_v2.read(&blank, &region)?;
+        if let Some(v1) = &mut self.ocr_v1 {
+            v1.read(&blank, &region)?;
+        }
+        Ok(())
     }
 
     pub fn options(&self) -> &RecogniserOptions {
@@ -524,4 +546,29 @@ fn region_guess(outs: &[&OcrOut]) -> Option<RegionGuess> {
         name: REGIONS[i].to_string(),
         probability: v / n as f32,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recogniser_moves_to_a_worker_thread() {
+        fn send<T: Send>() {}
+        send::<Recogniser>();
+        send::<PlateRead>();
+    }
+
+    #[test]
+    fn weak_reads_weigh_less() {
+        let blurred = engine::SlotProbs {
+            probs: vec![[1.0 / 37.0; 37]; 2],
+        };
+        let mut row = [0f32; 37];
+        row[5] = 1.0;
+        let clear = engine::SlotProbs {
+            probs: vec![row; 2],
+        };
+        assert!(read_weight(&clear) > 10.0 * read_weight(&blurred));
+    }
 }

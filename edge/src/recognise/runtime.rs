@@ -20,7 +20,7 @@ pub enum RuntimeError {
         .searched.join(", ")
     )]
     NotFound { searched: Vec<String> },
-    #[error("ORT_DYLIB_PATH is {path}, which does not exist")]
+    #[error("ORT_DYLIB_PATH is {path}, which is not a file (it should name libonnxruntime.so.*)")]
     EnvPathMissing { path: String },
     #[error("could not load ONNX Runtime from {path}: {message}")]
     Load { path: String, message: String },
