@@ -101,7 +101,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         for n in &report.nodes {
             crate::verify::print_reports("hub", std::slice::from_ref(&n.report));
             for size in &n.checkpoints {
-                println!("    the node's signed checkpoint at size {size} matches");
+                println!("    checked against the checkpoint the node signed at size {size}");
             }
             for p in &n.problems {
                 println!("    - {p}");

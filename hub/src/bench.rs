@@ -12,7 +12,8 @@ use alpr_shared::log::{LogWriter, SignedEntry};
 use alpr_shared::sync::{HubOutput, HubSession, Progress};
 use alpr_shared::types::{DeviceId, Location, ReadContent, TimeSource, UnixMillis};
 use alpr_shared::wire::{
-    sign_checkpoint, Entries, Frame, Hello, MAX_ENTRIES_PER_FRAME, PROTOCOL_VERSION,
+    sign_checkpoint, Entries, Frame, Hello, MAX_ENTRIES_FRAME, MAX_ENTRIES_PER_FRAME,
+    PROTOCOL_VERSION,
 };
 use anyhow::Context;
 
@@ -31,6 +32,19 @@ pub struct IngestArgs {
     /// Entries per frame, as edges send them.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// Most entries one durable commit takes.
+    #[arg(long, default_value_t = WriterConfig::default().max_batch)]
+    pub max_commit: usize,
+    /// A commit with fewer entries waits for more (see --linger-ms).
+    #[arg(long, default_value_t = WriterConfig::default().min_batch)]
+    pub min_commit: usize,
+    /// How long a small commit may wait for more, in milliseconds.
+    #[arg(long, default_value_t = WriterConfig::default().linger.as_millis() as u64)]
+    pub linger_ms: u64,
+    /// Frames of each edge queued for the writer ahead of their commits
+    /// (the hub's stream pipeline).
+    #[arg(long, default_value_t = crate::sync::PIPELINE)]
+    pub in_flight: usize,
     /// Folder for the database (a temporary one if not given).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -136,11 +150,11 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     // built before the clock starts: that is the edges' work too.
     let batch = args.batch.clamp(1, MAX_ENTRIES_PER_FRAME);
     let mut wire_bytes = 0usize;
-    let logs: Vec<(DeviceId, alpr_shared::crypto::PublicKey, u64, Vec<Frame>)> = logs
+    let logs: Vec<(DeviceId, alpr_shared::crypto::PublicKey, u64, Vec<Vec<u8>>)> = logs
         .into_iter()
         .map(|(name, key, entries)| {
             let n = entries.len() as u64;
-            let frames: Vec<Frame> = entries
+            let frames: Vec<Vec<u8>> = entries
                 .chunks(batch)
                 .filter_map(|c| {
                     let last = c.last()?;
@@ -151,17 +165,23 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                         last.hash(),
                         UnixMillis::now(),
                     );
-                    Entries::from_log(c.to_vec(), Some(cp)).map(Frame::Entries)
+                    Entries::from_log(c.to_vec(), Some(cp)).map(|f| Frame::Entries(f).encode())
                 })
                 .collect();
-            wire_bytes += frames.iter().map(|f| f.encode().len()).sum::<usize>();
+            wire_bytes += frames.iter().map(Vec::len).sum::<usize>();
             (name, key, n, frames)
         })
         .collect();
 
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&dir.join("bench.redb"))?);
     let metrics = Arc::new(Metrics::default());
-    let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), WriterConfig::default());
+    let writer_config = WriterConfig {
+        max_batch: args.max_commit.max(1),
+        min_batch: args.min_commit,
+        linger: std::time::Duration::from_millis(args.linger_ms),
+        ..WriterConfig::default()
+    };
+    let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), writer_config);
     let hub_key = Arc::new(SecretKey::generate());
 
     let t1 = Instant::now();
@@ -169,6 +189,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     for (name, key, n, frames) in logs {
         let writer = writer.clone();
         let hub_key = hub_key.clone();
+        let in_flight = args.in_flight.max(1);
         tasks.spawn(async move {
             let mut session = HubSession::new(name.clone(), key, hub_key, Progress::default());
             let now = UnixMillis::now();
@@ -181,26 +202,49 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 now,
             );
             let mut acks = 0u64;
-            for frame in frames {
+            let mut pending = std::collections::VecDeque::new();
+            let mut frames = frames.into_iter();
+            loop {
+                // Keep `in_flight` frames queued for the writer, as a hub
+                // reading a node's stream ahead of its commits would.
+                let next = if pending.len() < in_flight {
+                    frames.next()
+                } else {
+                    None
+                };
+                let Some(bytes) = next else {
+                    let Some(p) = pending.pop_front() else { break };
+                    let res = crate::ingest::Pending::committed(p).await?;
+                    let WriteResult::Ingested(r) = res else {
+                        anyhow::bail!("unexpected writer answer");
+                    };
+                    for o in session.ingested(r.map(|i| i.progress), now) {
+                        match o {
+                            HubOutput::Send(Frame::Ack(_)) => acks += 1,
+                            HubOutput::Refused(r) => anyhow::bail!("refused: {r:?}"),
+                            _ => {}
+                        }
+                    }
+                    continue;
+                };
+                // The hub's path from the bytes a stream delivers.
+                let frame = match Frame::decode_prefixed(&bytes, MAX_ENTRIES_FRAME) {
+                    Ok(Some((f, _))) => f,
+                    other => anyhow::bail!("a frame that does not decode: {other:?}"),
+                };
                 for out in session.handle_frame(frame, now) {
                     match out {
                         HubOutput::Ingest(v) => {
-                            let res = writer
-                                .submit(WriteOp::Ingest {
-                                    device: name.clone(),
-                                    entries: v.entries,
-                                    checkpoint: v.checkpoint,
-                                    at: now,
-                                })
-                                .await?;
-                            let WriteResult::Ingested(r) = res else {
-                                anyhow::bail!("unexpected writer answer");
-                            };
-                            for o in session.ingested(r.map(|i| i.progress), now) {
-                                if matches!(o, HubOutput::Send(Frame::Ack(_))) {
-                                    acks += 1;
-                                }
-                            }
+                            pending.push_back(
+                                writer
+                                    .enqueue(WriteOp::Ingest {
+                                        device: name.clone(),
+                                        entries: v.entries,
+                                        checkpoint: v.checkpoint,
+                                        at: now,
+                                    })
+                                    .await?,
+                            );
                         }
                         HubOutput::Refused(r) => anyhow::bail!("refused: {r:?}"),
                         _ => {}

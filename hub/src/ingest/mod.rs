@@ -1,13 +1,22 @@
 //! Ingest: the single writer that turns verified batches into durable
 //! commits. Connections verify signatures in parallel (see
-//! [`alpr_shared::sync::verify_batch`]); this actor batches whatever is
-//! waiting — many connections' batches, contacts, images, refusals — into one
+//! [`alpr_shared::sync::verify_batch`]) and queue their batches a few frames
+//! ahead of the commits ([`Writer::enqueue`]), so verification on the other
+//! cores overlaps the writer's work; this actor batches whatever is waiting
+//! — many connections' batches, contacts, images, refusals — into one
 //! transaction, commits it durably, and only then answers each request, so
 //! a receipt is never signed for something that is not on disk.
+//!
+//! A transaction is bounded by count and time: when requests were already
+//! waiting as the last commit ended (the writer is the bottleneck), a batch
+//! of entries below [`WriterConfig::min_batch`] waits up to
+//! [`WriterConfig::linger`] for more, since every commit pays a flush of the
+//! pages it dirtied whatever its size. Under light load nothing waits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +56,8 @@ pub enum IngestError {
 struct Request {
     op: WriteOp,
     weight: usize,
+    /// May wait (up to the linger) for others to share its commit.
+    lingers: bool,
     reply: oneshot::Sender<Result<WriteResult, String>>,
 }
 
@@ -62,13 +73,17 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// Bounds of one transaction.
+/// Bounds of one transaction: by count, and by time.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterConfig {
     /// Requests waiting, at most.
     pub queue: usize,
     /// Entries (or ops) per transaction, at most.
     pub max_batch: usize,
+    /// A transaction with fewer entries than this waits for more…
+    pub min_batch: usize,
+    /// …but its first request waits no longer than this.
+    pub linger: Duration,
 }
 
 impl Default for WriterConfig {
@@ -76,8 +91,49 @@ impl Default for WriterConfig {
         WriterConfig {
             queue: 1024,
             max_batch: 16_384,
+            // Each commit costs a flush of every page it dirtied, whatever
+            // its size; a few milliseconds of waiting buys several times
+            // the rows per flush when many nodes upload at once.
+            min_batch: 8_192,
+            linger: Duration::from_millis(30),
         }
     }
+}
+
+/// Take the next transaction's requests: wait for one, then gather what is
+/// queued, and, when `busy` (requests were already waiting as the last
+/// commit ended) and below `min_batch`, what arrives within `linger` of the
+/// first. Under light load nothing waits.
+async fn gather(
+    rx: &mut mpsc::Receiver<Request>,
+    cfg: &WriterConfig,
+    busy: bool,
+) -> Option<Vec<Request>> {
+    let first = rx.recv().await?;
+    let deadline = tokio::time::Instant::now() + cfg.linger;
+    let mut weight = first.weight;
+    let mut batch = vec![first];
+    while weight < cfg.max_batch {
+        let next = match rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            // Only batches of entries wait: images, hellos and refusals
+            // are few, small, and someone is waiting for each.
+            Err(mpsc::error::TryRecvError::Empty)
+                if busy && weight < cfg.min_batch && batch.iter().all(|r| r.lingers) =>
+            {
+                tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            Err(mpsc::error::TryRecvError::Empty) => None,
+        };
+        let Some(r) = next else { break };
+        weight += r.weight;
+        batch.push(r);
+    }
+    Some(batch)
 }
 
 impl Writer {
@@ -92,18 +148,14 @@ impl Writer {
         let join = std::thread::Builder::new()
             .name("hub-writer".into())
             .spawn(move || {
-                while let Some(first) = rx.blocking_recv() {
-                    let mut weight = first.weight;
-                    let mut batch = vec![first];
-                    while weight < cfg.max_batch {
-                        match rx.try_recv() {
-                            Ok(r) => {
-                                weight += r.weight;
-                                batch.push(r);
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                // Only to wait for requests with a time bound; commits run
+                // outside it, on this thread.
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("a current-thread runtime for the writer's timer");
+                let mut busy = false;
+                while let Some(batch) = rt.block_on(gather(&mut rx, &cfg, busy)) {
                     let (ops, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.op, r.reply)).unzip();
                     let started = std::time::Instant::now();
                     let committed = storage.commit(ops);
@@ -111,6 +163,7 @@ impl Writer {
                         &metrics.commit_micros,
                         u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                     );
+                    busy = !rx.is_empty();
                     match committed {
                         Ok(results) => {
                             Metrics::add(&metrics.commits, 1);
@@ -140,16 +193,40 @@ impl Writer {
 
     /// Submit one op; resolves after the durable commit that includes it.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, IngestError> {
+        self.enqueue(op).await?.committed().await
+    }
+
+    /// Queue one op (waiting only for room in the queue) and return what
+    /// resolves after its commit: a caller may verify its next batch while
+    /// this one is written. Ops are applied in the order they are queued.
+    pub async fn enqueue(&self, op: WriteOp) -> Result<Pending, IngestError> {
         let weight = match &op {
             WriteOp::Ingest { entries, .. } => entries.len().max(1),
             _ => 1,
         };
+        let lingers = matches!(op, WriteOp::Ingest { .. });
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request { op, weight, reply })
+            .send(Request {
+                op,
+                weight,
+                lingers,
+                reply,
+            })
             .await
             .map_err(|_| IngestError::Stopped)?;
-        rx.await
+        Ok(Pending(rx))
+    }
+}
+
+/// A queued op's result, available after the durable commit that holds it.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<WriteResult, String>>);
+
+impl Pending {
+    pub async fn committed(self) -> Result<WriteResult, IngestError> {
+        self.0
+            .await
             .map_err(|_| IngestError::Stopped)?
             .map_err(IngestError::Storage)
     }

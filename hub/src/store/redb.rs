@@ -105,6 +105,7 @@ impl HubStorage for RedbStore {
             let mut checkpoints = tx.open_table(CHECKPOINTS).map_err(db_err)?;
             let mut certs = tx.open_table(NODE_CERTS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
+            let mut plate_keys: Vec<Vec<u8>> = Vec::new();
 
             let record = |device: &DeviceId,
                           cache: &mut HashMap<DeviceId, NodeRecord>,
@@ -198,13 +199,12 @@ impl HubStorage for RedbStore {
                                         .insert(&entry_key(id, v.seq()), v.bytes.as_slice())
                                         .map_err(db_err)?;
                                     if let Some(read) = v.entry.read() {
-                                        let k = plate_key(
+                                        plate_keys.push(plate_key(
                                             &read.plate,
                                             v.entry.header.captured_at,
                                             id,
                                             v.seq(),
-                                        );
-                                        plates.insert(k.as_slice(), ()).map_err(db_err)?;
+                                        ));
                                     }
                                 }
                                 rec.next_seq = p.after.next_seq;
@@ -285,6 +285,12 @@ impl HubStorage for RedbStore {
                         results.push(WriteResult::Done);
                     }
                 }
+            }
+            // The index is written last and in key order: plates arrive in
+            // random order, and sorted inserts walk the tree once.
+            plate_keys.sort_unstable();
+            for k in &plate_keys {
+                plates.insert(k.as_slice(), ()).map_err(db_err)?;
             }
             for (device, rec) in cache {
                 nodes

@@ -17,12 +17,12 @@ use alpr_shared::types::{DeviceId, UnixMillis};
 use alpr_shared::wire::quic::{self, ReadFrameError};
 use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ADMIN_ALPN, ALPN};
 use anyhow::Context;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::config::{normalise_serial, HubConfig};
-use crate::ingest::{Metrics, Writer, WriterConfig};
+use crate::ingest::{Metrics, Pending, Writer, WriterConfig};
 use crate::store::redb::RedbStore;
 use crate::store::{HubStorage, RefusalRecord, WriteOp, WriteResult};
 
@@ -319,11 +319,38 @@ struct StreamCtx {
     peer: SocketAddr,
 }
 
+/// Frames of one stream whose writes are queued ahead of their commits: a
+/// node's next batch is verified while the previous one is written.
+pub const PIPELINE: usize = 4;
+
+/// What the answering half of a stream does, in the order the frames came.
+enum Job {
+    Send(Frame),
+    Refused(Refusal),
+    /// Wait for this batch's commit, then acknowledge it (or refuse it).
+    Ingest {
+        pending: Pending,
+        first: Option<u64>,
+        count: usize,
+    },
+    /// Wait for this image's commit, then acknowledge it.
+    Image {
+        pending: Pending,
+        seq: u64,
+        hash: alpr_shared::types::Hash32,
+    },
+    /// The stream broke the protocol: refuse and reset it.
+    Malformed(String),
+}
+
 impl StreamCtx {
     fn with_session<T>(&self, f: impl FnOnce(&mut HubSession) -> T) -> Option<T> {
         self.session.lock().ok().map(|mut s| f(&mut s))
     }
 
+    /// One stream: its reading half verifies frames and queues their writes
+    /// (at most [`PIPELINE`] ahead); its answering half waits for each
+    /// commit in order and only then acknowledges.
     async fn run_stream(&self, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
         let mut tag = [0u8; 1];
         if recv.read_exact(&mut tag).await.is_err() {
@@ -335,17 +362,28 @@ impl StreamCtx {
             return;
         };
         let _ = send.set_priority(lane.priority());
+        let (jobs, queue) = mpsc::channel::<Job>(PIPELINE);
+        tokio::join!(
+            self.read_half(lane, recv, jobs),
+            self.answer_half(send, queue)
+        );
+    }
+
+    async fn read_half(&self, lane: Lane, mut recv: quinn::RecvStream, jobs: mpsc::Sender<Job>) {
         loop {
             let frame = match quic::read_frame(&mut recv, lane.max_frame()).await {
                 Ok(f) => f,
                 Err(ReadFrameError::Wire(e)) => {
-                    self.malformed(&mut send, &mut recv, &e.to_string()).await;
+                    let _ = recv.stop(quic::STREAM_MALFORMED.into());
+                    let _ = jobs.send(Job::Malformed(e.to_string())).await;
                     return;
                 }
                 Err(_) => return,
             };
             if frame.lane() != lane && !matches!(frame, Frame::Ping { .. }) {
-                self.malformed(&mut send, &mut recv, "frame on the wrong stream")
+                let _ = recv.stop(quic::STREAM_MALFORMED.into());
+                let _ = jobs
+                    .send(Job::Malformed("frame on the wrong stream".into()))
                     .await;
                 return;
             }
@@ -369,8 +407,136 @@ impl StreamCtx {
                     return;
                 }
             }
-            if self.process(outs, &mut send).await.is_err() {
-                return;
+            for o in outs {
+                let job = match o {
+                    HubOutput::Send(f) => Job::Send(f),
+                    HubOutput::Refused(r) => Job::Refused(r),
+                    HubOutput::Ingest(batch) => {
+                        let (first, count) =
+                            (batch.entries.first().map(|v| v.seq()), batch.entries.len());
+                        let op = WriteOp::Ingest {
+                            device: self.device.clone(),
+                            entries: batch.entries,
+                            checkpoint: batch.checkpoint,
+                            at: now,
+                        };
+                        let Ok(pending) = self.hub.writer.enqueue(op).await else {
+                            return;
+                        };
+                        Job::Ingest {
+                            pending,
+                            first,
+                            count,
+                        }
+                    }
+                    HubOutput::StoreImage { seq, image } => {
+                        let hash = image.hash;
+                        let op = WriteOp::Image {
+                            device: self.device.clone(),
+                            seq,
+                            hash,
+                            bytes: image.bytes,
+                        };
+                        let Ok(pending) = self.hub.writer.enqueue(op).await else {
+                            return;
+                        };
+                        Job::Image { pending, seq, hash }
+                    }
+                };
+                if jobs.send(job).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn answer_half(&self, mut send: quinn::SendStream, mut queue: mpsc::Receiver<Job>) {
+        while let Some(job) = queue.recv().await {
+            let outs = match job {
+                Job::Send(f) => vec![HubOutput::Send(f)],
+                Job::Refused(r) => vec![HubOutput::Refused(r)],
+                Job::Malformed(detail) => {
+                    let r = Refusal {
+                        code: RefusalCode::Malformed,
+                        seq: None,
+                        detail: format!("{detail}; closing the stream"),
+                    };
+                    self.hub.refuse(Some(&self.device), self.peer, &r).await;
+                    let _ = send.reset(quic::STREAM_MALFORMED.into());
+                    return;
+                }
+                Job::Ingest {
+                    pending,
+                    first,
+                    count,
+                } => {
+                    let res = match pending.committed().await {
+                        Ok(WriteResult::Ingested(r)) => r,
+                        Ok(other) => {
+                            tracing::error!(
+                                ?other,
+                                "the writer answered an ingest with something else"
+                            );
+                            return;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "batch not stored; not acknowledged");
+                            return;
+                        }
+                    };
+                    if let Ok(i) = &res {
+                        if i.duplicates > 0 {
+                            warn!(
+                                first_seq = first,
+                                count,
+                                duplicates = i.duplicates,
+                                "replayed entries ignored: already stored"
+                            );
+                        }
+                    }
+                    let now = UnixMillis::now();
+                    match self.with_session(|s| s.ingested(res.map(|i| i.progress), now)) {
+                        Some(outs) => outs,
+                        None => return,
+                    }
+                }
+                Job::Image { pending, seq, hash } => match pending.committed().await {
+                    Ok(WriteResult::Image(true)) => {
+                        match self.with_session(|s| s.image_stored(hash)) {
+                            Some(outs) => outs,
+                            None => return,
+                        }
+                    }
+                    Ok(_) => {
+                        let r = Refusal {
+                            code: RefusalCode::Malformed,
+                            seq: Some(seq),
+                            detail: "image not named by that entry".into(),
+                        };
+                        vec![
+                            HubOutput::Send(Frame::Refused(r.clone())),
+                            HubOutput::Refused(r),
+                        ]
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "image not stored; not acknowledged");
+                        return;
+                    }
+                },
+            };
+            for o in outs {
+                match o {
+                    HubOutput::Send(f) => {
+                        if quic::write_frame(&mut send, &f).await.is_err() {
+                            return;
+                        }
+                    }
+                    HubOutput::Refused(r) => {
+                        self.hub.refuse(Some(&self.device), self.peer, &r).await
+                    }
+                    // The session asks for writes only in answer to frames.
+                    HubOutput::Ingest(_) | HubOutput::StoreImage { .. } => {}
+                }
             }
         }
     }
@@ -389,81 +555,5 @@ impl StreamCtx {
         self.hub.refuse(Some(&self.device), self.peer, &r).await;
         let _ = recv.stop(quic::STREAM_MALFORMED.into());
         let _ = send.reset(quic::STREAM_MALFORMED.into());
-    }
-
-    async fn process(
-        &self,
-        outs: Vec<HubOutput>,
-        send: &mut quinn::SendStream,
-    ) -> anyhow::Result<()> {
-        let mut work = outs;
-        while !work.is_empty() {
-            let mut next = Vec::new();
-            for o in work {
-                match o {
-                    HubOutput::Send(f) => quic::write_frame(send, &f).await?,
-                    HubOutput::Ingest(batch) => {
-                        let first = batch.entries.first().map(|v| v.seq());
-                        let n = batch.entries.len();
-                        let op = WriteOp::Ingest {
-                            device: self.device.clone(),
-                            entries: batch.entries,
-                            checkpoint: batch.checkpoint,
-                            at: UnixMillis::now(),
-                        };
-                        let res = match self.hub.writer.submit(op).await? {
-                            WriteResult::Ingested(r) => r,
-                            other => anyhow::bail!("writer answered {other:?} to an ingest"),
-                        };
-                        if let Ok(i) = &res {
-                            if i.duplicates > 0 {
-                                warn!(
-                                    first_seq = first,
-                                    count = n,
-                                    duplicates = i.duplicates,
-                                    "replayed entries ignored: already stored"
-                                );
-                            }
-                        }
-                        let now = UnixMillis::now();
-                        if let Some(more) =
-                            self.with_session(|s| s.ingested(res.map(|i| i.progress), now))
-                        {
-                            next.extend(more);
-                        }
-                    }
-                    HubOutput::StoreImage { seq, image } => {
-                        let hash = image.hash;
-                        let op = WriteOp::Image {
-                            device: self.device.clone(),
-                            seq,
-                            hash,
-                            bytes: image.bytes,
-                        };
-                        match self.hub.writer.submit(op).await? {
-                            WriteResult::Image(true) => {
-                                if let Some(more) = self.with_session(|s| s.image_stored(hash)) {
-                                    next.extend(more);
-                                }
-                            }
-                            _ => {
-                                let r = Refusal {
-                                    code: RefusalCode::Malformed,
-                                    seq: Some(seq),
-                                    detail: "image not named by that entry".into(),
-                                };
-                                next.push(HubOutput::Send(Frame::Refused(r.clone())));
-                                next.push(HubOutput::Refused(r));
-                            }
-                        }
-                    }
-                    HubOutput::Refused(r) => {
-                        self.hub.refuse(Some(&self.device), self.peer, &r).await
-                    }
-                }
-            }
-            work = next;
-        }
-        Ok(())
     }
 }

@@ -239,6 +239,30 @@ pub struct Checkpoint {
     pub at: UnixMillis,
 }
 
+impl Checkpoint {
+    pub fn new(device: DeviceId, size: u64, head: Hash32, at: UnixMillis) -> Self {
+        Checkpoint {
+            format: FORMAT_VERSION,
+            device,
+            size,
+            head,
+            at,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a checkpoint always serialises")
+    }
+
+    /// Sign this statement with the node's key.
+    pub fn sign(self, key: &SecretKey) -> SignedCheckpoint {
+        SignedCheckpoint {
+            signature: key.sign(tag::CHECKPOINT_SIG, &self.encode()),
+            checkpoint: self,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedCheckpoint {
     pub checkpoint: Checkpoint,
@@ -247,9 +271,11 @@ pub struct SignedCheckpoint {
 
 impl SignedCheckpoint {
     pub fn signature_valid(&self, key: &PublicKey) -> bool {
-        let bytes =
-            postcard::to_allocvec(&self.checkpoint).expect("a checkpoint always serialises");
-        key.verify(tag::CHECKPOINT_SIG, &bytes, &self.signature)
+        key.verify(
+            tag::CHECKPOINT_SIG,
+            &self.checkpoint.encode(),
+            &self.signature,
+        )
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -395,18 +421,7 @@ impl LogWriter {
 
     /// Sign a checkpoint of the log as it stands.
     pub fn checkpoint(&self, at: UnixMillis) -> SignedCheckpoint {
-        let checkpoint = Checkpoint {
-            format: FORMAT_VERSION,
-            device: self.device.clone(),
-            size: self.next_seq,
-            head: self.head,
-            at,
-        };
-        let bytes = postcard::to_allocvec(&checkpoint).expect("a checkpoint always serialises");
-        SignedCheckpoint {
-            signature: self.key.sign(tag::CHECKPOINT_SIG, &bytes),
-            checkpoint,
-        }
+        Checkpoint::new(self.device.clone(), self.next_seq, self.head, at).sign(&self.key)
     }
 }
 

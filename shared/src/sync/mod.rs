@@ -10,12 +10,15 @@
 //!
 //! The flow: the edge says [`Hello`](crate::wire::Hello); the hub answers
 //! with its latest signed receipt; the edge sends [`Entries`](crate::wire::Entries)
-//! from that point, a window at a time; the hub verifies each batch
+//! from that point, a window at a time, each frame with a checkpoint the
+//! edge signs of its log up to the frame's end; the hub verifies each batch
 //! ([`verify_batch`]: rebuild the compact entries, check each once,
-//! signatures in one batch, the frame's checkpoint), places it on the stored chain ([`chain::place`]: duplicates are
-//! skipped, forks, broken links and gaps refused), commits, and only then
-//! answers with a new signed receipt. Images follow on their own lane once
-//! the entry that names them is acknowledged.
+//! signatures in one batch, the checkpoint against the entries), places it
+//! on the stored chain ([`chain::place`]: duplicates are skipped, forks,
+//! broken links and gaps refused), checks the checkpoint against the one it
+//! kept ([`chain::check_checkpoint`]: a node shows one history), commits,
+//! and only then answers with a new signed receipt. Images follow on their
+//! own lane once the entry that names them is acknowledged.
 
 pub mod chain;
 mod edge;

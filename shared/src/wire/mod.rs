@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{tag, PublicKey, SecretKey, Signature};
+use crate::crypto::{PublicKey, SecretKey, Signature};
 use crate::log::{
     Checkpoint, EntryHeader, EntryKind, ReadBody, SignedCheckpoint, SignedEntry, FORMAT_VERSION,
 };
@@ -181,18 +181,7 @@ pub fn sign_checkpoint(
     head: Hash32,
     at: UnixMillis,
 ) -> SignedCheckpoint {
-    let checkpoint = Checkpoint {
-        format: FORMAT_VERSION,
-        device,
-        size,
-        head,
-        at,
-    };
-    let bytes = postcard::to_allocvec(&checkpoint).expect("a checkpoint always serialises");
-    SignedCheckpoint {
-        signature: key.sign(tag::CHECKPOINT_SIG, &bytes),
-        checkpoint,
-    }
+    Checkpoint::new(device, size, head, at).sign(key)
 }
 
 /// One content-addressed image.

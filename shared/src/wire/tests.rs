@@ -161,10 +161,68 @@ fn compact_entries_rebuild_the_signed_log() {
     let compact = Frame::Entries(frame.clone()).encode().len();
     // Device, sequence and previous hash stay home: at least 40 bytes an
     // entry, less the frame's one `prev`.
-    assert!(compact + 3 * 40 <= canonical + 40, "{compact} vs {canonical}");
+    assert!(
+        compact + 3 * 40 <= canonical + 40,
+        "{compact} vs {canonical}"
+    );
     assert_eq!(frame.rebuild(&device), log[2..].to_vec());
     assert!(Entries::from_log(vec![log[0].clone(), log[2].clone()], None).is_none());
     assert!(Entries::from_log(vec![], None).is_none());
+}
+
+#[test]
+fn the_hub_checks_each_frame_in_one_pass() {
+    use crate::sync::{verify_batch, Validity};
+    let device = DeviceId::new("pole-1").expect("valid");
+    let key = SecretKey::from_bytes(&[3; 32]);
+    let public = key.public();
+    let mut w = LogWriter::new(key, device.clone());
+    let log: Vec<_> = (0..4)
+        .map(|i| {
+            w.append_read(read("XYZ987"), UnixMillis(10_000 + i), TimeSource::Gps)
+                .expect("valid")
+        })
+        .collect();
+    let frame =
+        || Entries::from_log(log.clone(), Some(w.checkpoint(UnixMillis(20_000)))).expect("one run");
+    let ok = verify_batch(&public, &device, Validity::ALWAYS, frame()).expect("verifies");
+    assert_eq!(ok.entries.len(), 4);
+    assert!(ok
+        .entries
+        .iter()
+        .zip(&log)
+        .all(|(v, e)| v.entry == *e && v.hash == e.hash() && v.bytes == e.encode()));
+    // Captured before the certificate was valid.
+    let later = Validity {
+        not_before: UnixMillis(10_002),
+        not_after: UnixMillis(u64::MAX),
+    };
+    let r = verify_batch(&public, &device, later, frame()).expect_err("refused");
+    assert_eq!((r.code, r.seq), (RefusalCode::OutsideValidity, Some(0)));
+    // Another device's name: the rebuilt header is not what was signed.
+    let other = DeviceId::new("pole-2").expect("valid");
+    let r = verify_batch(&public, &other, Validity::ALWAYS, frame()).expect_err("refused");
+    assert_eq!(r.code, RefusalCode::BadSignature);
+    // A checkpoint naming another head than the entries reach.
+    let mut f = frame();
+    if let Some(c) = f.checkpoint.as_mut() {
+        *c = sign_checkpoint(
+            &SecretKey::from_bytes(&[3; 32]),
+            device.clone(),
+            4,
+            Hash32([1; 32]),
+            UnixMillis(1),
+        );
+    }
+    let r = verify_batch(&public, &device, Validity::ALWAYS, f).expect_err("refused");
+    assert_eq!(r.code, RefusalCode::Fork);
+    // An edited plate.
+    let mut f = frame();
+    if let Some(b) = f.entries[2].body.as_mut() {
+        b.content.plate = "EDIT12".into();
+    }
+    let r = verify_batch(&public, &device, Validity::ALWAYS, f).expect_err("refused");
+    assert_eq!((r.code, r.seq), (RefusalCode::Edited, Some(2)));
 }
 
 #[test]
