@@ -32,6 +32,16 @@ bench-recognize dir=(justfile_directory() / "../shared/data/plates/us"): peer
     cargo build --release -p alpr-edge
     target/release/edge bench recognize "{{dir}}"
 
+# Verified, durably stored reads per second at the hub.
+bench-ingest edges="100" reads="200000":
+    cargo build --release -p alpr-hub
+    target/release/hub bench ingest --edges {{edges}} --reads {{reads}}
+
+# A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link.
+bench-catchup reads="20000":
+    cargo build --release --workspace --bins
+    target/release/catchup-bench {{reads}}
+
 # The newcomer's demo: a hub and two edges on loopback, photos as cameras.
 demo photos=(justfile_directory() / "../shared/data/plates/us"):
     cargo build --workspace --bins
