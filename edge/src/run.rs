@@ -104,7 +104,7 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let device = store.device().to_string();
     info!(node = %device, log = store.status().len, acked = store.acked(), "edge starting");
     let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone());
+    alpr_shared::cli::cancel_on_signals(cancel.clone());
     let status: SharedStatus = Arc::new(Mutex::new(SyncStatus::default()));
 
     let mut critical = tokio::task::JoinSet::new();
@@ -184,25 +184,6 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_file(config.socket_path());
     info!("edge stopped");
     Ok(code)
-}
-
-fn spawn_signal_handler(cancel: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                cancel.cancel();
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        cancel.cancel();
-    });
 }
 
 #[cfg(unix)]

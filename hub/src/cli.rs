@@ -47,31 +47,11 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// Cancel `token` on Ctrl-C or SIGTERM.
-pub fn cancel_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-                token.cancel();
-                return;
-            }
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        token.cancel();
-    });
-}
-
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref())?;
     runtime()?.block_on(async move {
         let cancel = CancellationToken::new();
-        cancel_on_signals(cancel.clone());
+        alpr_shared::cli::cancel_on_signals(cancel.clone());
         crate::sync::serve(config, cancel, None).await
     })?;
     Ok(ExitCode::SUCCESS)

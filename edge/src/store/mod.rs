@@ -220,23 +220,8 @@ impl StoreHandle {
         crop_jpeg: Vec<u8>,
         overview_jpeg: Vec<u8>,
     ) -> Result<Appended, StoreError> {
-        for img in [&crop_jpeg, &overview_jpeg] {
-            if img.len() > alpr_shared::wire::MAX_IMAGE_BYTES {
-                return Err(StoreError::ImageTooLarge(img.len()));
-            }
-        }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Append {
-                content,
-                captured_at,
-                time_source,
-                crop: crop_jpeg,
-                overview: overview_jpeg,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Stopped)?;
+        let (cmd, rx) = append_cmd(content, captured_at, time_source, crop_jpeg, overview_jpeg)?;
+        self.tx.send(cmd).await.map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
@@ -250,21 +235,9 @@ impl StoreHandle {
         crop_jpeg: Vec<u8>,
         overview_jpeg: Vec<u8>,
     ) -> Result<Appended, StoreError> {
-        for img in [&crop_jpeg, &overview_jpeg] {
-            if img.len() > alpr_shared::wire::MAX_IMAGE_BYTES {
-                return Err(StoreError::ImageTooLarge(img.len()));
-            }
-        }
-        let (reply, rx) = oneshot::channel();
+        let (cmd, rx) = append_cmd(content, captured_at, time_source, crop_jpeg, overview_jpeg)?;
         self.tx
-            .blocking_send(Cmd::Append {
-                content,
-                captured_at,
-                time_source,
-                crop: crop_jpeg,
-                overview: overview_jpeg,
-                reply,
-            })
+            .blocking_send(cmd)
             .map_err(|_| StoreError::Stopped)?;
         rx.blocking_recv().map_err(|_| StoreError::Stopped)?
     }
@@ -634,6 +607,31 @@ pub fn read_log(path: &Path) -> Result<Vec<SignedEntry>, StoreError> {
         out.push(SignedEntry::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
     }
     Ok(out)
+}
+
+/// The writer's command for one read, with the image bounds checked first.
+fn append_cmd(
+    content: ReadContent,
+    captured_at: UnixMillis,
+    time_source: TimeSource,
+    crop: Vec<u8>,
+    overview: Vec<u8>,
+) -> Result<(Cmd, oneshot::Receiver<Result<Appended, StoreError>>), StoreError> {
+    for img in [&crop, &overview] {
+        if img.len() > alpr_shared::wire::MAX_IMAGE_BYTES {
+            return Err(StoreError::ImageTooLarge(img.len()));
+        }
+    }
+    let (reply, rx) = oneshot::channel();
+    let cmd = Cmd::Append {
+        content,
+        captured_at,
+        time_source,
+        crop,
+        overview,
+        reply,
+    };
+    Ok((cmd, rx))
 }
 
 #[cfg(test)]
