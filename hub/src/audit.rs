@@ -36,6 +36,10 @@ pub struct VerifyArgs {
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+    /// Also write every node log as fetched (certificates, entries,
+    /// checkpoints) to this bundle file, for `hub verify` on another machine.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
 }
 
 /// One node's log as fetched from the hub.
@@ -94,6 +98,9 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?
         .block_on(fetch_all(&config))?;
+    if let Some(path) = &args.export {
+        export(path, &logs).with_context(|| format!("writing {}", path.display()))?;
+    }
     let report = audit(&anchor, logs);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -114,6 +121,26 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Write the logs exactly as the hub served them into a bundle.
+fn export(path: &std::path::Path, logs: &[(String, FetchedLog)]) -> anyhow::Result<()> {
+    use alpr_shared::log::bundle::BundleWriter;
+    let file = std::fs::File::create(path)?;
+    let mut w = BundleWriter::new(std::io::BufWriter::new(file))?;
+    for (_, log) in logs {
+        if let Some(der) = &log.certificate {
+            w.certificate(der)?;
+        }
+        for e in &log.entries {
+            w.entry_bytes(e)?;
+        }
+        for c in &log.checkpoints {
+            w.checkpoint_bytes(c)?;
+        }
+    }
+    w.finish()?;
+    Ok(())
 }
 
 /// Every node's log, page by page, over one admin connection.

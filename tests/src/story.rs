@@ -62,6 +62,9 @@ pub struct Outcome {
     /// `hub audit verify` as printed, and whether it passed.
     pub audit: String,
     pub audit_ok: bool,
+    /// `hub verify` of the exported bundle, as printed, and its result.
+    pub offline: String,
+    pub offline_ok: bool,
     /// After an orderly stop: for each node, whether the hub's stored copy
     /// equals the node's own log, entry for entry.
     pub hub_matches_edge: Vec<(String, bool)>,
@@ -403,14 +406,29 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     }
 
     say.step("hub audit verify: every node log at the hub, checked from the CA certificate alone");
+    let evidence = out.join("evidence.bundle");
     let (audit_ok, audit) = run_cmd(
         Command::new(bin("hub")?)
-            .args(["audit", "verify", "--config"])
+            .args(["audit", "verify", "--export"])
+            .arg(&evidence)
+            .arg("--config")
             .arg(&hub.config),
     )?;
     for l in audit.lines() {
         say.line(l);
     }
+    // The same logs, exported, verify on their own with only the CA.
+    let (offline_ok, offline) = run_cmd(
+        Command::new(bin("hub")?)
+            .args(["verify", "--ca"])
+            .arg(pki.ca_cert())
+            .arg(&evidence),
+    )?;
+    say.line(&format!(
+        "exported to {}; `hub verify --ca ca.crt` on it, offline: {}",
+        evidence.display(),
+        if offline_ok { "AUTHENTIC" } else { "FAILED" }
+    ));
 
     let mut nodes = Vec::new();
     for (edge, follower, photos, name, off) in [
@@ -446,7 +464,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     if opts.verbose {
         println!(
             "\n{} in {:.0?}. Data left in {}",
-            if audit_ok && hub_matches_edge.iter().all(|(_, same)| *same) {
+            if audit_ok && offline_ok && hub_matches_edge.iter().all(|(_, same)| *same) {
                 "Demo complete"
             } else {
                 "Demo FAILED"
@@ -460,6 +478,8 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         hub_nodes,
         audit,
         audit_ok,
+        offline,
+        offline_ok,
         hub_matches_edge,
         out,
     })

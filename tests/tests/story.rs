@@ -65,4 +65,16 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
         outcome.audit
     );
     assert!(outcome.audit.contains("AUTHENTIC"), "{}", outcome.audit);
+    // The exported evidence verifies offline from the CA certificate alone.
+    assert!(
+        outcome.offline_ok,
+        "hub verify of the export failed:\n{}",
+        outcome.offline
+    );
+    assert_eq!(
+        outcome.offline.matches(": AUTHENTIC").count(),
+        2,
+        "{}",
+        outcome.offline
+    );
 }

@@ -70,6 +70,17 @@ impl<W: Write> BundleWriter<W> {
         self.record(3, &c.encode())
     }
 
+    /// An entry as stored (its canonical bytes), written as is: evidence
+    /// carries exactly what the store held; readers decode and check it.
+    pub fn entry_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.record(2, bytes)
+    }
+
+    /// A checkpoint as stored, written as is.
+    pub fn checkpoint_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.record(3, bytes)
+    }
+
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
         Ok(self.out)

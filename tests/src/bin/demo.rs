@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         verbose: true,
     };
     match alpr_e2e::story::run(&opts) {
-        Ok(o) if o.audit_ok && o.hub_matches_edge.iter().all(|(_, same)| *same) => {
+        Ok(o) if o.audit_ok && o.offline_ok && o.hub_matches_edge.iter().all(|(_, same)| *same) => {
             ExitCode::SUCCESS
         }
         Ok(_) => ExitCode::FAILURE,
