@@ -129,7 +129,7 @@ impl Follower {
                                     println!("      {name:<7} {read}{tag}");
                                 }
                                 if let Ok(mut v) = r.lock() {
-                                    v.push(read);
+                                    v.push(read.to_string());
                                 }
                             }
                             partial.clear();
@@ -168,22 +168,40 @@ impl Follower {
     }
 }
 
-/// `… plate read plate=7ABC123 confidence=97.1% file=x.jpg entry=3` →
-/// `7ABC123   97.1%  x.jpg  → entry 3`.
-fn parse_read(line: &str) -> Option<String> {
+/// One read as the edge logs it once it is durably stored:
+/// `… plate read plate=7ABC123 confidence=97.1% file=x.jpg entry=3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRead {
+    pub plate: String,
+    pub confidence: String,
+    pub file: String,
+    pub entry: u64,
+}
+
+impl std::fmt::Display for LoggedRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<8} {:>6}  {}  -> entry {}",
+            self.plate, self.confidence, self.file, self.entry
+        )
+    }
+}
+
+/// The read an edge log line reports, if it reports one.
+pub fn parse_read(line: &str) -> Option<LoggedRead> {
     let clean: String = strip_ansi(line);
     let rest = &clean[clean.find("plate read")? + "plate read".len()..];
     let field = |k: &str| {
         rest.split_whitespace()
             .find_map(|t| t.strip_prefix(&format!("{k}=")).map(str::to_owned))
     };
-    Some(format!(
-        "{:<8} {:>6}  {}  -> entry {}",
-        field("plate")?,
-        field("confidence").unwrap_or_default(),
-        field("file").unwrap_or_default(),
-        field("entry").unwrap_or_default()
-    ))
+    Some(LoggedRead {
+        plate: field("plate")?,
+        confidence: field("confidence").unwrap_or_default(),
+        file: field("file").unwrap_or_default(),
+        entry: field("entry")?.parse().ok()?,
+    })
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -203,8 +221,8 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Frames an edge has finished, from its `capture finished` log line.
-fn frames_done(log: &str) -> Option<u64> {
+/// Frames an edge has finished, from its last `capture finished` log line.
+pub fn frames_done(log: &str) -> Option<u64> {
     let clean = strip_ansi(log);
     let line = clean
         .lines()

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use alpr_e2e::story::{frames_done, parse_read};
 use alpr_e2e::{free_udp_port, wait_for, Edge, EdgeOptions, Pki};
 use alpr_shared::log::verify::VerifyOptions;
 use alpr_shared::log::verify_log;
@@ -16,14 +17,8 @@ const LIMIT: Duration = Duration::from_secs(180);
 /// Reads the edge reported durable so far: entry → plate.
 fn reported(log: &str) -> BTreeMap<u64, String> {
     log.lines()
-        .filter(|l| l.contains("plate read"))
-        .filter_map(|l| {
-            let field = |k: &str| {
-                l.split_whitespace()
-                    .find_map(|t| t.strip_prefix(k).map(str::to_owned))
-            };
-            Some((field("entry=")?.parse().ok()?, field("plate=")?))
-        })
+        .filter_map(parse_read)
+        .map(|r| (r.entry, r.plate))
         .collect()
 }
 
@@ -67,9 +62,7 @@ fn a_killed_edge_keeps_every_read_it_reported() -> anyhow::Result<()> {
         edge.proc.start()?;
     }
     wait_for(LIMIT, "the replay to finish", || {
-        let log = edge.proc.log_text();
-        let finished = log.lines().rev().find(|l| l.contains("capture finished"))?;
-        Some(finished.contains(&format!("frames={total}")))
+        Some(frames_done(&edge.proc.log_text())? == total as u64)
     })
     .and_then(|all| {
         anyhow::ensure!(all, "the replay did not resume where it stopped");

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use alpr_e2e::story::frames_done;
 use alpr_e2e::{free_udp_port, wait_for, Edge, EdgeOptions, Pki};
 use alpr_edge::recognise::image::RgbImage;
 use alpr_shared::types::DeviceKind;
@@ -45,10 +46,7 @@ fn a_clip_of_two_cars_gives_two_reads() -> anyhow::Result<()> {
     };
     let mut edge = Edge::start(&node, nowhere, dir.path(), &opts)?;
     wait_for(Duration::from_secs(180), "the clip to end", || {
-        edge.proc
-            .log_text()
-            .contains("capture finished")
-            .then_some(())
+        frames_done(&edge.proc.log_text()).map(|_| ())
     })?;
     edge.proc.stop()?;
 

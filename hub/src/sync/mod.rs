@@ -456,12 +456,7 @@ impl StreamCtx {
                 Job::Send(f) => vec![HubOutput::Send(f)],
                 Job::Refused(r) => vec![HubOutput::Refused(r)],
                 Job::Malformed(detail) => {
-                    let r = Refusal {
-                        code: RefusalCode::Malformed,
-                        seq: None,
-                        detail: format!("{detail}; closing the stream"),
-                    };
-                    self.hub.refuse(Some(&self.device), self.peer, &r).await;
+                    self.refuse_malformed(&detail).await;
                     let _ = send.reset(quic::STREAM_MALFORMED.into());
                     return;
                 }
@@ -547,13 +542,18 @@ impl StreamCtx {
         recv: &mut quinn::RecvStream,
         detail: &str,
     ) {
+        self.refuse_malformed(detail).await;
+        let _ = recv.stop(quic::STREAM_MALFORMED.into());
+        let _ = send.reset(quic::STREAM_MALFORMED.into());
+    }
+
+    /// Log, count and record a malformed frame from this node.
+    async fn refuse_malformed(&self, detail: &str) {
         let r = Refusal {
             code: RefusalCode::Malformed,
             seq: None,
             detail: format!("{detail}; closing the stream"),
         };
         self.hub.refuse(Some(&self.device), self.peer, &r).await;
-        let _ = recv.stop(quic::STREAM_MALFORMED.into());
-        let _ = send.reset(quic::STREAM_MALFORMED.into());
     }
 }
