@@ -46,6 +46,17 @@ impl DeviceCert {
     }
 }
 
+/// A revoked node certificate and the moment revocation took effect:
+/// entries that certificate's key signed at or after `effective_at` are not
+/// to be trusted (the hub refuses them; audits report them).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Revocation {
+    /// Serial number as lower-case hex without separators.
+    pub serial: String,
+    pub effective_at: UnixMillis,
+    pub reason: String,
+}
+
 /// The deployment's trust anchor.
 #[derive(Debug, Clone)]
 pub struct TrustAnchor {

@@ -65,6 +65,21 @@ pub struct RefusalRecord {
     pub detail: String,
 }
 
+/// A certificate a node has held, as the hub keeps it (every one, by node
+/// and serial: a renewal never replaces the history of the one before).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCert {
+    /// Serial number as lower-case hex without separators.
+    pub serial: String,
+    pub der: Vec<u8>,
+    /// When the node first connected with it.
+    pub first_seen: UnixMillis,
+    /// The first sequence number signed with this certificate's key, once
+    /// the node has proved it extends the same log; `None` while pending
+    /// (the certificate then vouches for nothing).
+    pub effective_from: Option<u64>,
+}
+
 /// One write, batched with others into a transaction.
 #[derive(Debug)]
 pub enum WriteOp {
@@ -124,6 +139,24 @@ pub trait HubStorage: Send + Sync + 'static {
     fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError>;
     /// The certificate (DER) the node last connected with.
     fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every certificate the node has held, oldest first. The default
+    /// serves the single one [`HubStorage::certificate`] keeps.
+    fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError> {
+        Ok(self
+            .certificate(device)?
+            .into_iter()
+            .map(|der| NodeCert {
+                serial: String::new(),
+                der,
+                first_seen: UnixMillis(0),
+                effective_from: Some(0),
+            })
+            .collect())
+    }
+    /// Revocations recorded at the hub, with the time each took effect.
+    fn revocations(&self) -> Result<Vec<alpr_shared::cert::Revocation>, StoreError> {
+        Ok(Vec::new())
+    }
     /// Canonical bytes of a device's entries from `first`, at most `limit`.
     fn entries(
         &self,
