@@ -2,25 +2,32 @@
 //! the deployment's CA certificate alone.
 //!
 //! The command asks the hub (over its admin API, like every operator
-//! command) for each node's stored entries, the certificate the node
-//! connected with and its latest signed checkpoint; it trusts none of them.
-//! It checks the certificate against the CA in the configuration, then the
-//! log with the offline verifier (signatures, chain from sequence 0,
-//! content commitments, purge records, capture times within the
-//! certificate, checkpoints), and ends with a one-line verdict. The exit
+//! command) for each node's stored entries, every certificate the node has
+//! held, the deployment's revocations and the node's latest signed
+//! checkpoint, as one consistent snapshot of a log that may still grow; it
+//! trusts none of them. It checks each certificate against the CA in the
+//! configuration, then the log with the offline verifier (signatures under
+//! a certificate valid at capture and not revoked by then, keys moving
+//! only forward, chain from sequence 0, content commitments, purge
+//! records, checkpoints), and ends with a one-line verdict. The exit
 //! status is 0 only if every log is authentic.
+//!
+//! `--export` writes what was fetched as a bundle whose manifest the hub
+//! signs (its key never leaves the hub).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alpr_shared::cert::TrustAnchor;
-use alpr_shared::log::verify::{verify_log, LogReport, VerifyOptions};
+use alpr_shared::cert::{Revocation, TrustAnchor};
+use alpr_shared::log::verify::{verify_node_log, LogReport, NodeKeys, VerifyOptions};
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::cli::load_config;
-use crate::sync::admin::{AdminClient, AdminRequest, NodeLogPage, NodesReport, MAX_LOG_PAGE};
+use crate::sync::admin::{
+    AdminClient, AdminRequest, NodeLogPage, NodesReport, SignedManifestReply, MAX_LOG_PAGE,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
@@ -45,7 +52,10 @@ pub struct VerifyArgs {
 /// One node's log as fetched from the hub.
 #[derive(Debug, Default)]
 struct FetchedLog {
-    certificate: Option<Vec<u8>>,
+    /// Every certificate the node has held that vouches for its log
+    /// (DER), oldest first.
+    certificates: Vec<Vec<u8>>,
+    revocations: Vec<Revocation>,
     checkpoints: Vec<Vec<u8>>,
     acked: u64,
     entries: Vec<Vec<u8>>,
@@ -97,10 +107,21 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(fetch_all(&config))?;
-    if let Some(path) = &args.export {
-        export(path, &logs).with_context(|| format!("writing {}", path.display()))?;
-    }
+        .block_on(async {
+            let client = AdminClient::connect(&config).await?;
+            let result = async {
+                let logs = fetch_all(&client).await?;
+                if let Some(path) = &args.export {
+                    export(&client, path, &logs)
+                        .await
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                anyhow::Ok(logs)
+            }
+            .await;
+            client.close().await;
+            result
+        })?;
     let report = audit(&anchor, logs);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -123,75 +144,123 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Write the logs exactly as the hub served them into a bundle.
-fn export(path: &std::path::Path, logs: &[(String, FetchedLog)]) -> anyhow::Result<()> {
-    use alpr_shared::log::bundle::BundleWriter;
+/// Write the logs exactly as the hub served them into a bundle, and have
+/// the hub sign its manifest.
+async fn export(
+    client: &AdminClient,
+    path: &std::path::Path,
+    logs: &[(String, FetchedLog)],
+) -> anyhow::Result<()> {
+    use alpr_shared::log::bundle::{BundleWriter, SignedManifest};
+    // The hub's certificate comes first: ask the hub to sign an empty
+    // manifest to learn which certificate its key belongs to.
+    let probe = BundleWriter::new(Vec::new())?.manifest(alpr_shared::types::UnixMillis::now());
+    let reply: SignedManifestReply = client
+        .call(&AdminRequest::SignManifest {
+            manifest: hex::encode(probe.encode()),
+        })
+        .await
+        .context("asking the hub for its certificate")?;
+    let hub_der = hex::decode(&reply.hub_certificate)?;
+
     let file = std::fs::File::create(path)?;
     let mut w = BundleWriter::new(std::io::BufWriter::new(file))?;
-    for (_, log) in logs {
-        if let Some(der) = &log.certificate {
-            w.certificate(der)?;
+    w.hub_certificate(&hub_der)?;
+    if let Some((_, first)) = logs.first() {
+        for r in &first.revocations {
+            w.revocation(r)?;
         }
-        for e in &log.entries {
-            w.entry_bytes(e)?;
+    }
+    for (_, log) in logs {
+        for der in &log.certificates {
+            w.certificate(der)?;
         }
         for c in &log.checkpoints {
             w.checkpoint_bytes(c)?;
         }
+        for e in &log.entries {
+            w.entry_bytes(e)?;
+        }
     }
-    w.finish()?;
+    let manifest = w.manifest(alpr_shared::types::UnixMillis::now());
+    let reply: SignedManifestReply = client
+        .call(&AdminRequest::SignManifest {
+            manifest: hex::encode(manifest.encode()),
+        })
+        .await
+        .context("asking the hub to sign the bundle's manifest")?;
+    let signed = SignedManifest::decode(&hex::decode(&reply.signed)?)
+        .context("the hub's signed manifest")?;
+    anyhow::ensure!(
+        signed.manifest == manifest,
+        "the hub signed a different manifest"
+    );
+    w.finish(&signed)?;
     Ok(())
 }
 
-/// Every node's log, page by page, over one admin connection.
-async fn fetch_all(config: &crate::config::HubConfig) -> anyhow::Result<Vec<(String, FetchedLog)>> {
-    let client = AdminClient::connect(config).await?;
-    let result = async {
-        let nodes: NodesReport = client.call(&AdminRequest::Nodes).await?;
-        let mut out = Vec::new();
-        for n in nodes.nodes {
-            let mut log = FetchedLog::default();
-            let mut from = 0u64;
-            loop {
-                let page: NodeLogPage = client
-                    .call(&AdminRequest::NodeLog {
-                        node: n.name.clone(),
-                        from,
-                        limit: MAX_LOG_PAGE,
-                    })
-                    .await
-                    .with_context(|| format!("fetching the log of {}", n.name))?;
-                if from == 0 {
-                    log.certificate = page.certificate.as_deref().map(hex::decode).transpose()?;
-                    log.checkpoints = page
-                        .checkpoints
-                        .iter()
+/// Every node's log, page by page, each as one snapshot.
+async fn fetch_all(client: &AdminClient) -> anyhow::Result<Vec<(String, FetchedLog)>> {
+    let nodes: NodesReport = client.call(&AdminRequest::Nodes).await?;
+    let mut out = Vec::new();
+    for n in nodes.nodes {
+        let mut log = FetchedLog::default();
+        let mut from = 0u64;
+        let mut size = None;
+        loop {
+            let page: NodeLogPage = client
+                .call(&AdminRequest::NodeLog {
+                    node: n.name.clone(),
+                    from,
+                    limit: MAX_LOG_PAGE,
+                    size,
+                })
+                .await
+                .with_context(|| format!("fetching the log of {}", n.name))?;
+            if size.is_none() {
+                size = Some(page.acked);
+                log.certificates = page
+                    .certificates
+                    .iter()
+                    .filter(|c| c.effective_from.is_some())
+                    .map(|c| hex::decode(&c.der))
+                    .collect::<Result<_, _>>()?;
+                if log.certificates.is_empty() {
+                    // A hub that keeps only the last certificate.
+                    log.certificates = page
+                        .certificate
+                        .as_deref()
                         .map(hex::decode)
-                        .collect::<Result<_, _>>()?;
-                    log.acked = page.acked;
+                        .transpose()?
+                        .into_iter()
+                        .collect();
                 }
-                for e in &page.entries {
-                    log.entries.push(hex::decode(e)?);
-                }
-                match page.next {
-                    Some(next) if next > from => from = next,
-                    _ => break,
-                }
+                log.revocations = page.revocations.clone();
+                log.checkpoints = page
+                    .checkpoints
+                    .iter()
+                    .map(hex::decode)
+                    .collect::<Result<_, _>>()?;
+                log.acked = page.acked;
             }
-            out.push((n.name, log));
+            for e in &page.entries {
+                log.entries.push(hex::decode(e)?);
+            }
+            match page.next {
+                Some(next) if next > from => from = next,
+                _ => break,
+            }
         }
-        anyhow::Ok(out)
+        out.push((n.name, log));
     }
-    .await;
-    client.close().await;
-    result
+    Ok(out)
 }
 
 fn audit(anchor: &TrustAnchor, logs: Vec<(String, FetchedLog)>) -> AuditReport {
     let mut nodes = Vec::new();
     for (name, log) in logs {
         // A node that was only ever refused holds no log.
-        if log.certificate.is_none() && log.entries.is_empty() {
+        if log.certificates.is_empty() && log.entries.is_empty() {
             continue;
         }
         nodes.push(audit_node(anchor, &name, log));
@@ -223,7 +292,7 @@ fn audit(anchor: &TrustAnchor, logs: Vec<(String, FetchedLog)>) -> AuditReport {
 
 fn audit_node(anchor: &TrustAnchor, name: &str, log: FetchedLog) -> NodeAudit {
     let mut problems = Vec::new();
-    let Some(der) = &log.certificate else {
+    if log.certificates.is_empty() {
         problems.push("the hub holds no certificate for this node".to_owned());
         return NodeAudit {
             report: LogReport::refused(
@@ -234,23 +303,31 @@ fn audit_node(anchor: &TrustAnchor, name: &str, log: FetchedLog) -> NodeAudit {
             checkpoints: Vec::new(),
             problems,
         };
-    };
-    let cert = match anchor.check_device_der(der) {
-        Ok(c) => c,
-        Err(e) => {
-            return NodeAudit {
-                report: LogReport::refused(name, log.entries.len(), &e),
-                checkpoints: Vec::new(),
-                problems,
+    }
+    let mut accepted = Vec::new();
+    let mut refusal = None;
+    for der in &log.certificates {
+        match anchor.check_device_der(der) {
+            Ok(c) if c.name.as_str() == name => accepted.push(c),
+            Ok(c) => problems.push(format!(
+                "the hub files this log under {name} but certificate {} names {}",
+                c.serial, c.name
+            )),
+            Err(e) => {
+                problems.push(format!("a certificate of this node is refused: {e}"));
+                refusal.get_or_insert(e);
             }
         }
-    };
-    if cert.name.as_str() != name {
-        problems.push(format!(
-            "the hub files this log under {name} but the certificate names {}",
-            cert.name
-        ));
     }
+    if accepted.is_empty() {
+        let err = refusal.unwrap_or(alpr_shared::cert::CertError::NotPem);
+        return NodeAudit {
+            report: LogReport::refused(name, log.entries.len(), &err),
+            checkpoints: Vec::new(),
+            problems: Vec::new(),
+        };
+    }
+    let device = accepted[0].name.clone();
     let mut entries = Vec::with_capacity(log.entries.len());
     for (i, b) in log.entries.iter().enumerate() {
         match SignedEntry::decode(b) {
@@ -265,8 +342,9 @@ fn audit_node(anchor: &TrustAnchor, name: &str, log: FetchedLog) -> NodeAudit {
             Err(e) => problems.push(format!("stored checkpoint cannot be decoded: {e}")),
         }
     }
-    let report = verify_log(
-        &cert,
+    let report = verify_node_log(
+        device,
+        NodeKeys::new(accepted, &log.revocations),
         &entries,
         &checkpoints,
         VerifyOptions { from_start: true },

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alpr_shared::cert::TrustAnchor;
-use alpr_shared::log::bundle::Bundle;
+use alpr_shared::log::bundle::{verify_bundle, BundleReport};
 use alpr_shared::log::verify::{LogReport, VerifyOptions};
 use anyhow::Context;
 
@@ -34,19 +34,22 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let mut all_ok = true;
     for path in &args.bundles {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let bundle = Bundle::read(std::io::BufReader::new(file))
-            .with_context(|| format!("reading {}", path.display()))?;
-        let reports = bundle.verify(&anchor, opts);
-        all_ok &= !reports.is_empty() && reports.iter().all(LogReport::authentic);
+        let report = verify_file(path, &anchor, opts)?;
+        all_ok &= !report.logs.is_empty() && report.authentic();
         if args.json {
             println!(
                 "{}",
-                serde_json::json!({ "bundle": path.display().to_string(), "logs": reports })
+                serde_json::json!({
+                    "bundle": path.display().to_string(),
+                    "hub": report.hub,
+                    "signed_at": report.signed_at,
+                    "authentic": report.authentic(),
+                    "faults": report.faults,
+                    "logs": report.logs,
+                })
             );
         } else {
-            print_reports(&path.display().to_string(), &reports);
+            print_bundle(&path.display().to_string(), &report);
         }
     }
     Ok(if all_ok {
@@ -54,6 +57,49 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Verify one bundle file, streaming it: only a regular file is read (a
+/// directory, FIFO or device is refused before it is opened).
+pub fn verify_file(
+    path: &std::path::Path,
+    anchor: &TrustAnchor,
+    opts: VerifyOptions,
+) -> anyhow::Result<BundleReport> {
+    let meta = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        anyhow::bail!("{} is a directory, not a bundle file", path.display());
+    }
+    if !kind.is_file() {
+        anyhow::bail!(
+            "{} is not a regular file (a FIFO, socket or device?): give the bundle file itself",
+            path.display()
+        );
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    verify_bundle(std::io::BufReader::new(file), anchor, opts)
+        .with_context(|| format!("reading {}", path.display()))
+}
+
+/// A bundle's verdict: each node's log, then what is wrong with the whole.
+pub fn print_bundle(source: &str, report: &BundleReport) {
+    print_reports(source, &report.logs);
+    match &report.hub {
+        Some(hub) => println!("{source}: manifest signed by {hub} at {}", report.signed_at),
+        None => println!("{source}: no valid hub signature"),
+    }
+    for f in &report.faults {
+        println!("    - {f}");
+    }
+    println!(
+        "{source}: {}",
+        if report.authentic() && !report.logs.is_empty() {
+            "bundle AUTHENTIC and complete"
+        } else {
+            "bundle NOT AUTHENTIC"
+        }
+    );
 }
 
 /// Human-readable verdicts, one block per device.
@@ -73,6 +119,9 @@ pub fn print_reports(source: &str, reports: &[LogReport]) {
         );
         for f in &r.faults {
             println!("    - {f}");
+        }
+        if r.faults_omitted > 0 {
+            println!("    - … and {} more faults", r.faults_omitted);
         }
     }
 }

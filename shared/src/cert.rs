@@ -46,6 +46,49 @@ impl DeviceCert {
     }
 }
 
+/// A verified hub certificate: the key that signs bundle manifests.
+#[derive(Debug, Clone)]
+pub struct HubCert {
+    pub name: String,
+    pub key: PublicKey,
+    pub not_before: UnixMillis,
+    pub not_after: UnixMillis,
+    pub serial: String,
+}
+
+impl HubCert {
+    pub fn valid_at(&self, t: UnixMillis) -> bool {
+        self.not_before <= t && t <= self.not_after
+    }
+}
+
+/// The common name a certificate claims, without checking who issued it
+/// (to file a refused certificate under the node it names).
+pub fn claimed_name(der: &[u8]) -> Result<DeviceId, CertError> {
+    let c = parse(der)?;
+    let name = c
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or(CertError::WronglyIssued("no common name"))?;
+    DeviceId::new(name).map_err(|_| CertError::WronglyIssued("common name is not a device id"))
+}
+
+fn ed25519_key(c: &X509Certificate<'_>) -> Result<PublicKey, CertError> {
+    let spki = c.public_key();
+    if spki.algorithm.algorithm != OID_SIG_ED25519 {
+        return Err(CertError::WronglyIssued("key is not Ed25519"));
+    }
+    let raw: [u8; 32] = spki
+        .subject_public_key
+        .data
+        .as_ref()
+        .try_into()
+        .map_err(|_| CertError::WronglyIssued("Ed25519 key of the wrong length"))?;
+    PublicKey::from_bytes(&raw).map_err(|_| CertError::WronglyIssued("unusable Ed25519 key"))
+}
+
 /// A revoked node certificate and the moment revocation took effect:
 /// entries that certificate's key signed at or after `effective_at` are not
 /// to be trusted (the hub refuses them; audits report them).
@@ -151,6 +194,36 @@ impl TrustAnchor {
         Ok(c)
     }
 
+    /// Verify the hub's certificate (DER): issued by this CA for server
+    /// authentication, with an Ed25519 key.
+    pub fn check_hub_der(&self, der: &[u8]) -> Result<HubCert, CertError> {
+        let c = self.check_issued(der)?;
+        let eku_server = c
+            .extended_key_usage()
+            .ok()
+            .flatten()
+            .is_some_and(|e| e.value.server_auth);
+        if !eku_server {
+            return Err(CertError::WronglyIssued(
+                "not issued for server authentication",
+            ));
+        }
+        let name = c
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        Ok(HubCert {
+            name,
+            key: ed25519_key(&c)?,
+            not_before: millis(c.validity().not_before),
+            not_after: millis(c.validity().not_after),
+            serial: c.raw_serial_as_string().replace(':', ""),
+        })
+    }
+
     /// Verify a node certificate (PEM) against this CA and the node rules.
     pub fn check_device_pem(&self, pem: &[u8]) -> Result<DeviceCert, CertError> {
         self.check_device_der(&first_certificate(pem)?)
@@ -186,18 +259,7 @@ impl TrustAnchor {
             .ok_or(CertError::WronglyIssued(
                 "organisational unit is not pole or vehicle",
             ))?;
-        let spki = c.public_key();
-        if spki.algorithm.algorithm != OID_SIG_ED25519 {
-            return Err(CertError::WronglyIssued("key is not Ed25519"));
-        }
-        let raw: [u8; 32] = spki
-            .subject_public_key
-            .data
-            .as_ref()
-            .try_into()
-            .map_err(|_| CertError::WronglyIssued("Ed25519 key of the wrong length"))?;
-        let key = PublicKey::from_bytes(&raw)
-            .map_err(|_| CertError::WronglyIssued("unusable Ed25519 key"))?;
+        let key = ed25519_key(&c)?;
         Ok(DeviceCert {
             name,
             kind,

@@ -60,8 +60,9 @@ fn openssl_text(cert: &Path) -> String {
         .arg(cert))
 }
 
-/// Write a small signed log for the node in `node_dir` into a bundle file.
-fn bundle_for(node_dir: &Path, device: &str, out: &Path) {
+/// Write a small signed log for the node in `node_dir` into a bundle file
+/// whose manifest the hub of the PKI in `hub_dir` signs.
+fn bundle_for(node_dir: &Path, hub_dir: &Path, device: &str, out: &Path) {
     let key = SecretKey::from_pkcs8_pem(
         &std::fs::read_to_string(node_dir.join("node.key")).expect("key"),
     )
@@ -71,8 +72,15 @@ fn bundle_for(node_dir: &Path, device: &str, out: &Path) {
         .expect("pem")
         .remove(0);
     let mut log = LogWriter::new(key, DeviceId::new(device).expect("id"));
-    let mut w = BundleWriter::new(std::fs::File::create(out).expect("create")).expect("bundle");
-    w.certificate(&der).expect("cert");
+    let hub_key = SecretKey::from_pkcs8_pem(
+        &std::fs::read_to_string(hub_dir.join("hub.key")).expect("hub key"),
+    )
+    .expect("pkcs8");
+    let hub_der =
+        alpr_shared::cert::pem_certificates(&std::fs::read(hub_dir.join("hub.crt")).expect("crt"))
+            .expect("pem")
+            .remove(0);
+    let mut entries = Vec::new();
     for plate in ["7ABC123", "4XYZ987", "8KLM456"] {
         let e = log
             .append_read(
@@ -96,11 +104,18 @@ fn bundle_for(node_dir: &Path, device: &str, out: &Path) {
                 TimeSource::Gps,
             )
             .expect("append");
-        w.entry(&e).expect("entry");
+        entries.push(e);
     }
+    let mut w = BundleWriter::new(std::fs::File::create(out).expect("create")).expect("bundle");
+    w.hub_certificate(&hub_der).expect("hub cert");
+    w.certificate(&der).expect("cert");
     w.checkpoint(&log.checkpoint(UnixMillis::now()))
         .expect("checkpoint");
-    w.finish().expect("finish");
+    for e in &entries {
+        w.entry(e).expect("entry");
+    }
+    w.finish_signed(&hub_key, UnixMillis::now())
+        .expect("finish");
 }
 
 #[test]
@@ -150,7 +165,7 @@ fn pki_files_are_standard_and_a_foreign_node_is_refused() {
 
     // A log signed by our node verifies against our CA…
     let ours = tmp.path().join("ours.bundle");
-    bundle_for(&tmp.path().join("car-12"), "car-12", &ours);
+    bundle_for(&tmp.path().join("car-12"), &ca, "car-12", &ours);
     let out = ok(hub()
         .args(["verify", "--ca"])
         .arg(ca.join("ca.crt"))
@@ -165,7 +180,7 @@ fn pki_files_are_standard_and_a_foreign_node_is_refused() {
     init(&other, "Elsewhere PD");
     enroll(&other, "car-12", &tmp.path().join("impostor"));
     let theirs = tmp.path().join("theirs.bundle");
-    bundle_for(&tmp.path().join("impostor"), "car-12", &theirs);
+    bundle_for(&tmp.path().join("impostor"), &other, "car-12", &theirs);
     let out = run(hub()
         .args(["verify", "--ca"])
         .arg(ca.join("ca.crt"))
@@ -185,7 +200,7 @@ fn bad_inputs_give_clear_errors() {
     let ca = tmp.path().join("ca");
     init(&ca, "Test PD");
     let junk = tmp.path().join("junk.bundle");
-    std::fs::write(&junk, b"ALPR-LOG-BUNDLE1\x02\xff\xff\xff\xff").expect("write");
+    std::fs::write(&junk, b"ALPR-LOG-BUNDLE2\x02\xff\xff\xff\xff").expect("write");
     let out = run(hub()
         .args(["verify", "--ca"])
         .arg(ca.join("ca.crt"))

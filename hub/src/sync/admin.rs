@@ -18,7 +18,8 @@ use crate::config::HubConfig;
 use crate::ingest::Metrics;
 use crate::store::RefusalRecord;
 
-const MAX_REQUEST: usize = 64 * 1024;
+/// A request may carry a bundle manifest (hex).
+const MAX_REQUEST: usize = 2 * alpr_shared::log::bundle::MAX_MANIFEST_BYTES + 4096;
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,7 +27,39 @@ pub enum AdminRequest {
     /// Nodes with last contact, acknowledged sequence, backlog, refusals.
     Nodes,
     /// One page of a node's stored log, for an audit ([`NodeLogPage`]).
-    NodeLog { node: String, from: u64, limit: u32 },
+    /// Without `size`, the page fixes a snapshot of the log (its size,
+    /// checkpoint and certificates); later pages give that `size` and
+    /// serve nothing beyond it, so a log still growing reads consistently.
+    NodeLog {
+        node: String,
+        from: u64,
+        limit: u32,
+        #[serde(default)]
+        size: Option<u64>,
+    },
+    /// Sign a bundle manifest (hex of its postcard encoding) with the hub's
+    /// key, which never leaves the hub ([`SignedManifestReply`]).
+    SignManifest { manifest: String },
+}
+
+/// The hub's signature over a bundle manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignedManifestReply {
+    /// Hex of the postcard [`alpr_shared::log::bundle::SignedManifest`].
+    pub signed: String,
+    /// The hub's certificate (DER, hex), whose key signed.
+    pub hub_certificate: String,
+}
+
+/// A certificate a node has held, as served to an auditor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServedCert {
+    pub serial: String,
+    /// DER, hex.
+    pub der: String,
+    /// The first sequence number it signed; `None` while it vouches for
+    /// nothing yet (the node has not proved it extends the same log).
+    pub effective_from: Option<u64>,
 }
 
 /// Most entries one [`AdminRequest::NodeLog`] page holds.
@@ -39,11 +72,17 @@ pub struct NodeLogPage {
     pub node: String,
     /// The DER certificate the node last connected with.
     pub certificate: Option<String>,
+    /// Every certificate the node has held, oldest first (snapshot pages).
+    #[serde(default)]
+    pub certificates: Vec<ServedCert>,
+    /// The deployment's revocations (snapshot pages).
+    #[serde(default)]
+    pub revocations: Vec<alpr_shared::cert::Revocation>,
     /// The latest checkpoint the node signed (postcard [`SignedCheckpoint`]).
     ///
     /// [`SignedCheckpoint`]: alpr_shared::log::SignedCheckpoint
     pub checkpoints: Vec<String>,
-    /// The hub holds entries `0..acked`.
+    /// The snapshot holds entries `0..acked`.
     pub acked: u64,
     /// Canonical entries from the requested sequence number, in order.
     pub entries: Vec<String>,
@@ -91,8 +130,14 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
         };
         let reply = match serde_json::from_slice::<AdminRequest>(&req) {
             Ok(AdminRequest::Nodes) => nodes_report(&hub).map(|r| serde_json::to_vec(&r)),
-            Ok(AdminRequest::NodeLog { node, from, limit }) => {
-                node_log_page(&hub, &node, from, limit).map(|r| serde_json::to_vec(&r))
+            Ok(AdminRequest::NodeLog {
+                node,
+                from,
+                limit,
+                size,
+            }) => node_log_page(&hub, &node, from, limit, size).map(|r| serde_json::to_vec(&r)),
+            Ok(AdminRequest::SignManifest { manifest }) => {
+                sign_manifest(&hub, &manifest).map(|r| serde_json::to_vec(&r))
             }
             Err(e) => Err(anyhow::anyhow!("bad request: {e}")),
         };
@@ -140,27 +185,86 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
     })
 }
 
-fn node_log_page(hub: &Hub, node: &str, from: u64, limit: u32) -> anyhow::Result<NodeLogPage> {
+fn node_log_page(
+    hub: &Hub,
+    node: &str,
+    from: u64,
+    limit: u32,
+    size: Option<u64>,
+) -> anyhow::Result<NodeLogPage> {
     let device = alpr_shared::types::DeviceId::new(node)?;
-    let rec = hub
-        .storage
-        .node(&device)?
-        .with_context(|| format!("no node {node}"))?;
     let limit = limit.clamp(1, MAX_LOG_PAGE) as usize;
-    let entries = hub.storage.entries(&device, from, limit)?;
-    let end = from.saturating_add(entries.len() as u64);
-    Ok(NodeLogPage {
+    let mut page = NodeLogPage {
         node: node.to_owned(),
-        certificate: hub.storage.certificate(&device)?.map(hex::encode),
-        checkpoints: hub
-            .storage
-            .checkpoint(&device)?
-            .map(|c| hex::encode(c.encode()))
-            .into_iter()
-            .collect(),
-        acked: rec.next_seq,
-        next: (entries.len() == limit && end < rec.next_seq).then_some(end),
-        entries: entries.into_iter().map(hex::encode).collect(),
+        certificate: None,
+        certificates: Vec::new(),
+        revocations: Vec::new(),
+        checkpoints: Vec::new(),
+        acked: 0,
+        entries: Vec::new(),
+        next: None,
+    };
+    let size = match size {
+        Some(size) => size,
+        None => {
+            // The snapshot. The log is append-only and a checkpoint is
+            // stored in the same transaction as the entries it covers, so
+            // reading the checkpoint first, then the size, then the
+            // certificates gives a consistent view without holding one
+            // read transaction across pages: every entry below the size,
+            // and every certificate that signed them, is already there.
+            let checkpoint = hub.storage.checkpoint(&device)?;
+            let rec = hub
+                .storage
+                .node(&device)?
+                .with_context(|| format!("no node {node}"))?;
+            page.certificate = hub.storage.certificate(&device)?.map(hex::encode);
+            page.certificates = hub
+                .storage
+                .certificates(&device)?
+                .into_iter()
+                .map(|c| ServedCert {
+                    serial: c.serial,
+                    der: hex::encode(c.der),
+                    effective_from: c.effective_from,
+                })
+                .collect();
+            page.revocations = hub.storage.revocations()?;
+            page.checkpoints = checkpoint
+                .map(|c| hex::encode(c.encode()))
+                .into_iter()
+                .collect();
+            rec.next_seq
+        }
+    };
+    let want = usize::try_from(size.saturating_sub(from))
+        .unwrap_or(usize::MAX)
+        .min(limit);
+    let entries = if want == 0 {
+        Vec::new()
+    } else {
+        hub.storage.entries(&device, from, want)?
+    };
+    let end = from.saturating_add(entries.len() as u64);
+    page.acked = size;
+    page.next = (!entries.is_empty() && end < size).then_some(end);
+    page.entries = entries.into_iter().map(hex::encode).collect();
+    Ok(page)
+}
+
+fn sign_manifest(hub: &Hub, manifest: &str) -> anyhow::Result<SignedManifestReply> {
+    use alpr_shared::log::bundle::Manifest;
+    let bytes = hex::decode(manifest).context("manifest is not hex")?;
+    let m = Manifest::decode(&bytes).context("not a bundle manifest")?;
+    tracing::info!(
+        nodes = m.nodes.len(),
+        records = m.records,
+        "signing an evidence bundle manifest"
+    );
+    let signed = m.sign(&hub.hub_key);
+    Ok(SignedManifestReply {
+        signed: hex::encode(signed.encode()),
+        hub_certificate: hex::encode(&hub.hub_cert_der),
     })
 }
 

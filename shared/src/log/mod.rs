@@ -23,7 +23,7 @@ use crate::types::{
     check_text, DeviceId, Hash32, InvalidValue, ReadContent, TimeSource, UnixMillis, MAX_TEXT_LEN,
 };
 
-pub use verify::{verify_log, Fault, LogReport};
+pub use verify::{verify_log, verify_node_log, Fault, LogReport, NodeKeys};
 
 /// The encoding version written in every header.
 pub const FORMAT_VERSION: u8 = 1;
@@ -427,3 +427,6 @@ impl LogWriter {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod evidence_tests;

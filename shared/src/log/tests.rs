@@ -1,6 +1,6 @@
 //! Tamper tests: every way a log can be wrong must be named by the verifier.
 
-use super::bundle::{Bundle, BundleWriter};
+use super::bundle::{verify_bundle, BundleWriter};
 use super::verify::VerifyOptions;
 use super::*;
 use crate::cert::{CertError, TrustAnchor};
@@ -312,21 +312,31 @@ fn bundles_round_trip_and_verify() {
     let mut f = fixture();
     let log = write(&mut f, 10);
     let cp = f.writer.checkpoint(UnixMillis::now());
+    let hub = f.authority.issue_hub(&["hub".into()], 30).expect("hub");
+    let hub_key = crate::crypto::SecretKey::from_pkcs8_pem(&hub.key_pem).expect("hub key");
+    let hub_der = crate::cert::pem_certificates(hub.cert_pem.as_bytes())
+        .expect("pem")
+        .remove(0);
     let mut w = BundleWriter::new(Vec::new()).expect("writer");
+    w.hub_certificate(&hub_der).expect("hub cert");
     w.certificate(&f.cert.der).expect("cert");
+    w.checkpoint(&cp).expect("cp");
     for e in &log {
         w.entry(e).expect("entry");
     }
-    w.checkpoint(&cp).expect("cp");
-    let bytes = w.finish().expect("finish");
-    let b = Bundle::read(&bytes[..]).expect("read");
-    let reports = b.verify(&f.anchor, VerifyOptions { from_start: true });
+    let bytes = w
+        .finish_signed(&hub_key, UnixMillis::now())
+        .expect("finish");
+    let opts = VerifyOptions { from_start: true };
+    let b = verify_bundle(&bytes[..], &f.anchor, opts).expect("read");
+    let reports = b.logs;
     assert_eq!(reports.len(), 1);
     assert!(reports[0].authentic(), "{:?}", reports[0].faults);
+    assert!(b.faults.is_empty(), "{:?}", b.faults);
 
     // Truncation and garbage are errors, not panics.
-    assert!(Bundle::read(&bytes[..bytes.len() - 3]).is_err());
-    assert!(Bundle::read(&b"not a bundle"[..]).is_err());
+    assert!(verify_bundle(&bytes[..bytes.len() - 3], &f.anchor, opts).is_err());
+    assert!(verify_bundle(&b"not a bundle"[..], &f.anchor, opts).is_err());
 }
 
 #[test]

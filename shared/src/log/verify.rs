@@ -2,14 +2,14 @@
 //! the CA, decide whether a log (or a set of its entries) is authentic, and
 //! if not, name exactly what is wrong.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
 
-use super::{EntryKind, SeqRange, SignedCheckpoint, SignedEntry};
-use crate::cert::{CertError, DeviceCert};
-use crate::types::{DeviceId, Hash32};
+use super::{EntryKind, SignedCheckpoint, SignedEntry};
+use crate::cert::{CertError, DeviceCert, Revocation};
+use crate::types::{DeviceId, Hash32, UnixMillis};
 
 /// One thing wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +52,12 @@ pub enum Fault {
     /// The node vouched for more entries than the log holds: the tail was
     /// deleted.
     MissingTail { checkpoint_size: u64, log_size: u64 },
+    /// Signed with a certificate's key at or after that certificate's
+    /// revocation took effect.
+    SignedAfterRevocation { seq: u64, serial: String },
+    /// Signed with an older certificate's key after a newer certificate of
+    /// the node had signed: keys only move forward along a log.
+    KeyWentBack { seq: u64, serial: String },
 }
 
 impl fmt::Display for Fault {
@@ -116,6 +122,14 @@ impl fmt::Display for Fault {
                 f,
                 "the node signed a log of {checkpoint_size} entries but only {log_size} are here"
             ),
+            Fault::SignedAfterRevocation { seq, serial } => write!(
+                f,
+                "entry {seq}: signed with certificate {serial} after its revocation took effect"
+            ),
+            Fault::KeyWentBack { seq, serial } => write!(
+                f,
+                "entry {seq}: signed with the older certificate {serial} after a newer one had signed"
+            ),
         }
     }
 }
@@ -137,11 +151,21 @@ pub struct LogReport {
     /// Hash of the highest valid entry.
     pub head: Option<String>,
     pub faults: Vec<Fault>,
+    /// Faults found beyond the first [`MAX_FAULTS`], counted but not kept.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub faults_omitted: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Most faults one report keeps; the rest are counted.
+pub const MAX_FAULTS: usize = 1000;
 
 impl LogReport {
     pub fn authentic(&self) -> bool {
-        self.faults.is_empty()
+        self.faults.is_empty() && self.faults_omitted == 0
     }
 
     /// A report for a log whose certificate could not be accepted.
@@ -157,6 +181,7 @@ impl LogReport {
             faults: vec![Fault::Certificate {
                 reason: err.to_string(),
             }],
+            faults_omitted: 0,
         }
     }
 }
@@ -168,190 +193,483 @@ pub struct VerifyOptions {
     pub from_start: bool,
 }
 
-/// Verify a device's entries (in stored order) and checkpoints.
-pub fn verify_log(
-    cert: &DeviceCert,
-    entries: &[SignedEntry],
-    checkpoints: &[SignedCheckpoint],
-    opts: VerifyOptions,
-) -> LogReport {
-    let mut faults = Vec::new();
-    let mut valid: BTreeMap<u64, &SignedEntry> = BTreeMap::new();
-    let mut present: BTreeSet<u64> = BTreeSet::new();
-    let mut highest: Option<u64> = None;
+/// How many of the most recent valid entries the verifier remembers, to
+/// tell a duplicate from a fork and to check the chain across a reorder.
+const WINDOW: usize = 256;
+/// Most ranges (missing entries, purged reads awaiting their record) one
+/// log keeps open; beyond, the oldest is reported at once.
+const MAX_PENDING: usize = 4096;
+/// Most checkpoints one log keeps to match against later entries.
+const MAX_CHECKPOINTS: usize = 256;
 
-    for (position, e) in entries.iter().enumerate() {
+/// The keys a node's log may be signed with: every certificate the node has
+/// held (each already checked against the CA), and revocations.
+#[derive(Debug, Clone, Default)]
+pub struct NodeKeys {
+    /// Oldest first: by start of validity, then in the order given.
+    certs: Vec<DeviceCert>,
+    /// Serial → the moment its revocation took effect (the earliest given).
+    revoked: BTreeMap<String, UnixMillis>,
+}
+
+impl NodeKeys {
+    pub fn new(certs: Vec<DeviceCert>, revocations: &[Revocation]) -> Self {
+        let mut keys = NodeKeys::default();
+        for c in certs {
+            keys.add(c);
+        }
+        for r in revocations {
+            let at = keys
+                .revoked
+                .entry(r.serial.to_ascii_lowercase())
+                .or_insert(r.effective_at);
+            *at = (*at).min(r.effective_at);
+        }
+        keys
+    }
+
+    /// One certificate, no revocations.
+    pub fn single(cert: &DeviceCert) -> Self {
+        Self::new(vec![cert.clone()], &[])
+    }
+
+    /// Add a certificate (ignored if its serial is already held). Give
+    /// certificates oldest first: those whose validity starts in the same
+    /// second keep the order given.
+    pub fn add(&mut self, cert: DeviceCert) {
+        if self.certs.iter().any(|c| c.serial == cert.serial) {
+            return;
+        }
+        let at = self
+            .certs
+            .partition_point(|c| c.not_before <= cert.not_before);
+        self.certs.insert(at, cert);
+    }
+
+    pub fn certs(&self) -> &[DeviceCert] {
+        &self.certs
+    }
+
+    fn revoked_at(&self, serial: &str) -> Option<UnixMillis> {
+        self.revoked.get(&serial.to_ascii_lowercase()).copied()
+    }
+}
+
+/// Disjoint inclusive ranges of sequence numbers.
+#[derive(Debug, Default)]
+struct RangeSet(BTreeMap<u64, u64>);
+
+impl RangeSet {
+    fn insert(&mut self, first: u64, last: u64) {
+        let (mut first, mut last) = (first, last);
+        if let Some((&f, &l)) = self.0.range(..=first).next_back() {
+            if l.saturating_add(1) >= first {
+                first = f;
+                last = last.max(l);
+                self.0.remove(&f);
+            }
+        }
+        while let Some((&f, &l)) = self.0.range(first..).next() {
+            if f > last.saturating_add(1) {
+                break;
+            }
+            last = last.max(l);
+            self.0.remove(&f);
+        }
+        self.0.insert(first, last);
+    }
+
+    /// Remove `first..=last`; how many members were removed.
+    fn remove(&mut self, first: u64, last: u64) -> u64 {
+        let mut removed = 0;
+        let start = self
+            .0
+            .range(..=first)
+            .next_back()
+            .map_or(first, |(&f, _)| f);
+        let hits: Vec<(u64, u64)> = self
+            .0
+            .range(start..=last)
+            .map(|(&f, &l)| (f, l))
+            .filter(|&(_, l)| l >= first)
+            .collect();
+        for (f, l) in hits {
+            self.0.remove(&f);
+            if f < first {
+                self.0.insert(f, first - 1);
+            }
+            if l > last {
+                self.0.insert(last + 1, l);
+            }
+            removed += l.min(last) - f.max(first) + 1;
+        }
+        removed
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn pop_first(&mut self) -> Option<(u64, u64)> {
+        self.0.pop_first()
+    }
+}
+
+/// Verifies one device's log entry by entry, in the order given, with state
+/// that does not grow with the log: the last [`WINDOW`] entries' hashes and
+/// what is still pending (missing ranges, purged reads awaiting their
+/// record, checkpoints awaiting their entry). Feed the checkpoints first,
+/// then the entries, then call [`LogVerifier::finish`].
+#[derive(Debug)]
+pub struct LogVerifier {
+    device: DeviceId,
+    keys: NodeKeys,
+    refusal: Option<CertError>,
+    opts: VerifyOptions,
+    faults: Vec<Fault>,
+    omitted: u64,
+    entries: u64,
+    reads: u64,
+    purged: u64,
+    purge_records: u64,
+    /// One past the highest sequence number that appeared.
+    next_present: Option<u64>,
+    /// The highest valid entry and its hash.
+    highest: Option<(u64, Hash32)>,
+    /// Recent valid entries: seq → (hash, prev).
+    recent: BTreeMap<u64, (Hash32, Hash32)>,
+    missing: RangeSet,
+    unrecorded: RangeSet,
+    checkpoints: BTreeMap<u64, Hash32>,
+    /// The newest certificate (index into the keys) that has signed.
+    key_index: usize,
+}
+
+impl LogVerifier {
+    pub fn new(device: DeviceId, keys: NodeKeys, opts: VerifyOptions) -> Self {
+        LogVerifier {
+            device,
+            keys,
+            refusal: None,
+            opts,
+            faults: Vec::new(),
+            omitted: 0,
+            entries: 0,
+            reads: 0,
+            purged: 0,
+            purge_records: 0,
+            next_present: None,
+            highest: None,
+            recent: BTreeMap::new(),
+            missing: RangeSet::default(),
+            unrecorded: RangeSet::default(),
+            checkpoints: BTreeMap::new(),
+            key_index: 0,
+        }
+    }
+
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    /// Add a certificate of this device (checked against the CA) before
+    /// the entries it signed.
+    pub fn add_certificate(&mut self, cert: DeviceCert) {
+        self.keys.add(cert);
+    }
+
+    /// A certificate offered for this device was refused: reported if no
+    /// certificate is accepted.
+    pub fn refuse_certificate(&mut self, err: CertError) {
+        self.refusal.get_or_insert(err);
+    }
+
+    /// Entries seen so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    fn fault(&mut self, f: Fault) {
+        if self.faults.len() < MAX_FAULTS {
+            self.faults.push(f);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// The index of a certificate whose key verifies `check`: the newest
+    /// that has signed first, then the others from newest.
+    fn signer(&self, check: impl Fn(&crate::crypto::PublicKey) -> bool) -> Option<usize> {
+        let certs = &self.keys.certs;
+        if certs.is_empty() {
+            return None;
+        }
+        let current = self.key_index.min(certs.len() - 1);
+        std::iter::once(current)
+            .chain((0..certs.len()).rev().filter(|&i| i != current))
+            .find(|&i| check(&certs[i].key))
+    }
+
+    /// A signed checkpoint of this device.
+    pub fn checkpoint(&mut self, cp: &SignedCheckpoint) {
+        let c = &cp.checkpoint;
+        if c.device != self.device || self.signer(|k| cp.signature_valid(k)).is_none() {
+            self.fault(Fault::CheckpointBadSignature { size: c.size });
+            return;
+        }
+        if let Some(&h) = self.checkpoints.get(&c.size) {
+            if h != c.head {
+                self.fault(Fault::ConflictingCheckpoints { size: c.size });
+            }
+            return;
+        }
+        if c.size == 0 {
+            return;
+        }
+        // An entry already seen (checkpoints normally come first).
+        if let Some(&(hash, _)) = self.recent.get(&(c.size - 1)) {
+            if hash != c.head {
+                self.fault(Fault::CheckpointMismatch { size: c.size });
+            }
+        }
+        if self.checkpoints.len() < MAX_CHECKPOINTS {
+            self.checkpoints.insert(c.size, c.head);
+        }
+    }
+
+    /// The next entry, in the order given.
+    pub fn entry(&mut self, e: &SignedEntry) {
+        let position = self.entries as usize;
+        self.entries += 1;
         let seq = e.seq();
-        if e.header.device != cert.name {
-            faults.push(Fault::WrongDevice {
+        if e.header.device != self.device {
+            self.fault(Fault::WrongDevice {
                 seq,
                 claimed: e.header.device.to_string(),
             });
-            continue;
+            return;
         }
-        present.insert(seq);
-        if !e.signature_valid(&cert.key) {
-            faults.push(Fault::BadSignature { seq });
-            continue;
+        self.present(seq);
+        if self.keys.certs.is_empty() {
+            // Reported as a refused certificate by `finish`.
+            return;
         }
+        let Some(signer) = self.signer(|k| e.signature_valid(k)) else {
+            self.fault(Fault::BadSignature { seq });
+            return;
+        };
         if !e.body_matches() {
-            faults.push(Fault::Edited { seq });
+            self.fault(Fault::Edited { seq });
         }
-        if !cert.valid_at(e.header.captured_at) {
-            faults.push(Fault::OutsideCertificateValidity { seq });
+        // The newest certificate with that key that was valid at capture.
+        let at = e.header.captured_at;
+        let key = self.keys.certs[signer].key.to_bytes();
+        let certs = &self.keys.certs;
+        let same_key = |i: &usize| certs[*i].key.to_bytes() == key;
+        let valid = (0..certs.len())
+            .rev()
+            .filter(same_key)
+            .find(|&i| certs[i].valid_at(at));
+        let newest = (0..certs.len()).rev().find(same_key).unwrap_or(signer);
+        let used = match valid {
+            Some(i) => i,
+            None => {
+                self.fault(Fault::OutsideCertificateValidity { seq });
+                newest
+            }
+        };
+        let serial = self.keys.certs[used].serial.clone();
+        if self.keys.revoked_at(&serial).is_some_and(|r| r <= at) {
+            self.fault(Fault::SignedAfterRevocation {
+                seq,
+                serial: serial.clone(),
+            });
         }
-        if let Some(after) = highest {
+        if used < self.key_index {
+            self.fault(Fault::KeyWentBack { seq, serial });
+        } else {
+            self.key_index = used;
+        }
+        if let Some((after, _)) = self.highest {
             if seq < after {
-                faults.push(Fault::Reorder {
+                self.fault(Fault::Reorder {
                     position,
                     seq,
                     after,
                 });
             }
         }
-        highest = Some(highest.map_or(seq, |h| h.max(seq)));
-        match valid.get(&seq) {
-            Some(prev) if prev.hash() == e.hash() => faults.push(Fault::Duplicate { seq }),
-            Some(_) => faults.push(Fault::Fork { seq }),
+        let hash = e.hash();
+        if let Some(&(h, _)) = self.recent.get(&seq) {
+            self.fault(if h == hash {
+                Fault::Duplicate { seq }
+            } else {
+                Fault::Fork { seq }
+            });
+            return;
+        }
+        self.place(seq, hash, e.header.prev);
+        self.kind(e);
+    }
+
+    /// A sequence number appeared: track what is missing.
+    fn present(&mut self, seq: u64) {
+        match self.next_present {
             None => {
-                valid.insert(seq, e);
+                if self.opts.from_start && seq > 0 {
+                    self.missing.insert(0, seq - 1);
+                }
+                self.next_present = Some(seq.saturating_add(1));
+            }
+            Some(next) if seq >= next => {
+                if seq > next {
+                    self.missing.insert(next, seq - 1);
+                }
+                self.next_present = Some(seq.saturating_add(1));
+            }
+            Some(_) => {
+                self.missing.remove(seq, seq);
+            }
+        }
+        while self.missing.len() > MAX_PENDING {
+            if let Some((first, last)) = self.missing.pop_first() {
+                self.fault(Fault::Gap { first, last });
             }
         }
     }
 
-    // Contiguity and the hash chain, in sequence order.
-    if opts.from_start {
-        if let Some(&first) = present.first() {
-            if first > 0 {
-                faults.push(Fault::Gap {
-                    first: 0,
-                    last: first - 1,
-                });
-            }
-        }
-    }
-    let mut prev_present: Option<u64> = None;
-    for &seq in &present {
-        if let Some(p) = prev_present {
-            if seq > p + 1 {
-                faults.push(Fault::Gap {
-                    first: p + 1,
-                    last: seq - 1,
-                });
-            }
-        }
-        prev_present = Some(seq);
-    }
-    for (&seq, e) in &valid {
+    /// Put a valid entry in its place on the chain.
+    fn place(&mut self, seq: u64, hash: Hash32, prev: Hash32) {
         let expected = if seq == 0 {
             Some(Hash32::ZERO)
         } else {
-            valid.get(&(seq - 1)).map(|p| p.hash())
+            self.recent.get(&(seq - 1)).map(|&(h, _)| h)
         };
-        if let Some(h) = expected {
-            if e.header.prev != h {
-                faults.push(Fault::BrokenChain { seq });
+        if expected.is_some_and(|h| h != prev) {
+            self.fault(Fault::BrokenChain { seq });
+        }
+        if let Some(&(_, next_prev)) = self.recent.get(&(seq + 1)) {
+            if next_prev != hash {
+                self.fault(Fault::BrokenChain { seq: seq + 1 });
+            }
+        }
+        if let Some(&head) = self.checkpoints.get(&(seq + 1)) {
+            if head != hash {
+                self.fault(Fault::CheckpointMismatch { size: seq + 1 });
+            }
+        }
+        self.recent.insert(seq, (hash, prev));
+        if self.recent.len() > WINDOW {
+            self.recent.pop_first();
+        }
+        if self.highest.is_none_or(|(h, _)| seq > h) {
+            self.highest = Some((seq, hash));
+        }
+    }
+
+    /// What a valid entry records.
+    fn kind(&mut self, e: &SignedEntry) {
+        let seq = e.seq();
+        match &e.header.kind {
+            EntryKind::Read { .. } => {
+                if e.read().is_some() {
+                    self.reads += 1;
+                } else if e.is_purged() {
+                    self.unrecorded.insert(seq, seq);
+                    while self.unrecorded.len() > MAX_PENDING {
+                        if let Some((first, last)) = self.unrecorded.pop_first() {
+                            for s in first..=last.min(first.saturating_add(MAX_FAULTS as u64)) {
+                                self.fault(Fault::PurgedWithoutRecord { seq: s });
+                            }
+                        }
+                    }
+                }
+            }
+            EntryKind::Purge { ranges, .. } => {
+                self.purge_records += 1;
+                for r in ranges {
+                    if r.first < seq {
+                        self.purged += self.unrecorded.remove(r.first, r.last.min(seq - 1));
+                    }
+                }
             }
         }
     }
 
-    // Every purged read needs a later purge entry that names it.
-    let purges: Vec<(u64, &Vec<SeqRange>)> = valid
-        .values()
-        .filter_map(|e| match &e.header.kind {
-            EntryKind::Purge { ranges, .. } => Some((e.seq(), ranges)),
-            EntryKind::Read { .. } => None,
-        })
-        .collect();
-    let (mut reads, mut purged) = (0u64, 0u64);
-    for e in valid.values() {
-        if e.read().is_some() {
-            reads += 1;
-        } else if e.is_purged() {
-            let seq = e.seq();
-            let recorded = purges
-                .iter()
-                .any(|(at, ranges)| *at > seq && ranges.iter().any(|r| r.contains(seq)));
-            if recorded {
-                purged += 1;
-            } else {
-                faults.push(Fault::PurgedWithoutRecord { seq });
+    /// The verdict, once every entry was given.
+    pub fn finish(mut self) -> LogReport {
+        if self.keys.certs.is_empty() {
+            let err = self.refusal.take().unwrap_or(CertError::NotPem);
+            return LogReport::refused(self.device.as_str(), self.entries as usize, &err);
+        }
+        while let Some((first, last)) = self.missing.pop_first() {
+            self.fault(Fault::Gap { first, last });
+        }
+        while let Some((first, last)) = self.unrecorded.pop_first() {
+            for seq in first..=last {
+                if self.faults.len() >= MAX_FAULTS {
+                    self.omitted += last - seq + 1;
+                    break;
+                }
+                self.fault(Fault::PurgedWithoutRecord { seq });
             }
         }
-    }
-
-    // Checkpoints: each must match the log at its size.
-    let size = valid.last_key_value().map_or(0, |(s, _)| s + 1);
-    let mut heads: BTreeMap<u64, Hash32> = BTreeMap::new();
-    for cp in checkpoints {
-        let c = &cp.checkpoint;
-        if c.device != cert.name || !cp.signature_valid(&cert.key) {
-            faults.push(Fault::CheckpointBadSignature { size: c.size });
-            continue;
-        }
-        if let Some(h) = heads.insert(c.size, c.head) {
-            if h != c.head {
-                faults.push(Fault::ConflictingCheckpoints { size: c.size });
+        let size = self.highest.map_or(0, |(s, _)| s + 1);
+        let sizes: Vec<u64> = self.checkpoints.keys().copied().collect();
+        for c in sizes {
+            if c > size {
+                self.fault(Fault::MissingTail {
+                    checkpoint_size: c,
+                    log_size: size,
+                });
             }
         }
-        if c.size == 0 {
-            continue;
+        LogReport {
+            device: self.device.to_string(),
+            entries: self.entries,
+            reads: self.reads,
+            purged: self.purged,
+            purge_records: self.purge_records,
+            size,
+            head: self.highest.map(|(_, h)| h.to_hex()),
+            faults: self.faults,
+            faults_omitted: self.omitted,
         }
-        match valid.get(&(c.size - 1)) {
-            Some(e) if e.hash() != c.head => {
-                faults.push(Fault::CheckpointMismatch { size: c.size })
-            }
-            Some(_) => {}
-            None if c.size > size => faults.push(Fault::MissingTail {
-                checkpoint_size: c.size,
-                log_size: size,
-            }),
-            None => {}
-        }
-    }
-
-    LogReport {
-        device: cert.name.to_string(),
-        entries: entries.len() as u64,
-        reads,
-        purged,
-        purge_records: purges.len() as u64,
-        size,
-        head: valid.last_key_value().map(|(_, e)| e.hash().to_hex()),
-        faults,
     }
 }
 
-/// Verify several devices' entries against their certificates at once:
-/// entries are grouped by the device they name.
-pub fn verify_devices<'a>(
-    certs: &BTreeMap<DeviceId, Result<DeviceCert, CertError>>,
+/// Verify a device's entries (in stored order) and checkpoints against one
+/// certificate.
+pub fn verify_log(
+    cert: &DeviceCert,
+    entries: &[SignedEntry],
+    checkpoints: &[SignedCheckpoint],
+    opts: VerifyOptions,
+) -> LogReport {
+    verify_node_log(
+        cert.name.clone(),
+        NodeKeys::single(cert),
+        entries,
+        checkpoints,
+        opts,
+    )
+}
+
+/// Verify a node's log against every certificate it has held and the
+/// deployment's revocations.
+pub fn verify_node_log<'a>(
+    device: DeviceId,
+    keys: NodeKeys,
     entries: impl IntoIterator<Item = &'a SignedEntry>,
     checkpoints: impl IntoIterator<Item = &'a SignedCheckpoint>,
     opts: VerifyOptions,
-) -> Vec<LogReport> {
-    let mut by_device: BTreeMap<&DeviceId, (Vec<SignedEntry>, Vec<SignedCheckpoint>)> =
-        BTreeMap::new();
-    for e in entries {
-        by_device
-            .entry(&e.header.device)
-            .or_default()
-            .0
-            .push(e.clone());
-    }
+) -> LogReport {
+    let mut v = LogVerifier::new(device, keys, opts);
     for c in checkpoints {
-        by_device
-            .entry(&c.checkpoint.device)
-            .or_default()
-            .1
-            .push(c.clone());
+        v.checkpoint(c);
     }
-    by_device
-        .into_iter()
-        .map(|(device, (es, cps))| match certs.get(device) {
-            Some(Ok(cert)) => verify_log(cert, &es, &cps, opts),
-            Some(Err(e)) => LogReport::refused(device.as_str(), es.len(), e),
-            None => LogReport::refused(device.as_str(), es.len(), &CertError::NotPem),
-        })
-        .collect()
+    for e in entries {
+        v.entry(e);
+    }
+    v.finish()
 }
