@@ -361,3 +361,110 @@ fn audit_node(anchor: &TrustAnchor, name: &str, log: FetchedLog) -> NodeAudit {
         problems,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alpr_shared::log::{Fault, LogWriter};
+    use alpr_shared::pki::{new_ca, Authority};
+    use alpr_shared::types::{
+        DeviceId, DeviceKind, Hash32, Location, ReadContent, TimeSource, UnixMillis,
+    };
+
+    fn read(w: &mut LogWriter, at: u64) -> Vec<u8> {
+        w.append_read(
+            ReadContent {
+                location: Location::Site {
+                    site_id: "s".into(),
+                },
+                camera: "c".into(),
+                plate: "7ABC123".into(),
+                confidence: 9_000,
+                char_confidence: vec![9_000; 7],
+                region: None,
+                detector_model: "d".into(),
+                ocr_model: "o".into(),
+                crop_hash: Hash32::ZERO,
+                overview_hash: Hash32::ZERO,
+            },
+            UnixMillis(at),
+            TimeSource::Ntp,
+        )
+        .expect("append")
+        .encode()
+    }
+
+    /// A node renewed after 3 entries (new key), whose second certificate
+    /// is revoked from the 5th entry's capture time on.
+    fn renewed_and_revoked(revoke: bool) -> (TrustAnchor, FetchedLog, String) {
+        let ca = new_ca("Test PD", 30).expect("ca");
+        let authority = Authority::load(&ca.cert_pem, &ca.key_pem).expect("ca");
+        let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes()).expect("anchor");
+        let name = DeviceId::new("car-7").expect("name");
+        let mut certs = Vec::new();
+        let mut keys = Vec::new();
+        for _ in 0..2 {
+            let (issued, key) = authority
+                .issue_device(&name, DeviceKind::Vehicle, 30)
+                .expect("issue");
+            certs.push(
+                anchor
+                    .check_device_pem(issued.cert_pem.as_bytes())
+                    .expect("cert"),
+            );
+            keys.push(key);
+        }
+        let t0 = UnixMillis::now().0 - 60_000;
+        let mut entries = Vec::new();
+        let mut w = LogWriter::new(keys.remove(0), name.clone());
+        for i in 0..3 {
+            entries.push(read(&mut w, t0 + i));
+        }
+        let mut w = LogWriter::resume(keys.remove(0), name.clone(), 3, w.head());
+        for i in 3..6 {
+            entries.push(read(&mut w, t0 + i));
+        }
+        let serial = certs[1].serial.clone();
+        let log = FetchedLog {
+            certificates: certs.iter().map(|c| c.der.clone()).collect(),
+            revocations: if revoke {
+                vec![Revocation {
+                    serial: serial.clone(),
+                    effective_at: UnixMillis(t0 + 4),
+                    reason: "stolen".into(),
+                }]
+            } else {
+                Vec::new()
+            },
+            checkpoints: vec![w.checkpoint(UnixMillis::now()).encode()],
+            acked: 6,
+            entries,
+        };
+        (anchor, log, serial)
+    }
+
+    #[test]
+    fn a_renewed_node_audits_authentic() {
+        let (anchor, log, _) = renewed_and_revoked(false);
+        let a = audit_node(&anchor, "car-7", log);
+        assert!(a.authentic(), "{:?} {:?}", a.report.faults, a.problems);
+        assert_eq!(a.report.reads, 6);
+    }
+
+    #[test]
+    fn the_audit_reports_entries_signed_after_revocation() {
+        let (anchor, log, serial) = renewed_and_revoked(true);
+        let a = audit_node(&anchor, "car-7", log);
+        assert!(!a.authentic());
+        assert_eq!(
+            a.report.faults,
+            vec![
+                Fault::SignedAfterRevocation {
+                    seq: 4,
+                    serial: serial.clone()
+                },
+                Fault::SignedAfterRevocation { seq: 5, serial }
+            ]
+        );
+    }
+}
