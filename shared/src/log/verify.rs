@@ -548,14 +548,15 @@ impl LogVerifier {
         if expected.is_some_and(|h| h != prev) {
             self.fault(Fault::BrokenChain { seq });
         }
-        if let Some(&(_, next_prev)) = self.recent.get(&(seq + 1)) {
+        let next = seq.saturating_add(1);
+        if let Some(&(_, next_prev)) = self.recent.get(&next).filter(|_| next > seq) {
             if next_prev != hash {
-                self.fault(Fault::BrokenChain { seq: seq + 1 });
+                self.fault(Fault::BrokenChain { seq: next });
             }
         }
-        if let Some(&head) = self.checkpoints.get(&(seq + 1)) {
+        if let Some(&head) = self.checkpoints.get(&next) {
             if head != hash {
-                self.fault(Fault::CheckpointMismatch { size: seq + 1 });
+                self.fault(Fault::CheckpointMismatch { size: next });
             }
         }
         self.recent.insert(seq, (hash, prev));
@@ -567,7 +568,8 @@ impl LogVerifier {
         }
     }
 
-    /// What a valid entry records.
+    /// What a valid entry records. (Entry kinds added later, such as a
+    /// signed record of a loss, are accounted for here.)
     fn kind(&mut self, e: &SignedEntry) {
         let seq = e.seq();
         match &e.header.kind {
@@ -614,7 +616,7 @@ impl LogVerifier {
                 self.fault(Fault::PurgedWithoutRecord { seq });
             }
         }
-        let size = self.highest.map_or(0, |(s, _)| s + 1);
+        let size = self.highest.map_or(0, |(s, _)| s.saturating_add(1));
         let sizes: Vec<u64> = self.checkpoints.keys().copied().collect();
         for c in sizes {
             if c > size {
