@@ -12,15 +12,19 @@
 //! records, checkpoints), and ends with a one-line verdict. The exit
 //! status is 0 only if every log is authentic.
 //!
-//! `--export` writes what was fetched as a bundle whose manifest the hub
-//! signs (its key never leaves the hub).
+//! Logs are read one node and one page at a time and verified as they
+//! arrive, so the command's memory does not grow with the hub's data.
+//! `--export` writes what was fetched, as it arrives, into a bundle whose
+//! manifest the hub signs (its key never leaves the hub).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alpr_shared::cert::{Revocation, TrustAnchor};
-use alpr_shared::log::verify::{verify_node_log, LogReport, NodeKeys, VerifyOptions};
+use alpr_shared::log::bundle::{BundleWriter, SignedManifest};
+use alpr_shared::log::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
+use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 use serde::Serialize;
 
@@ -47,18 +51,6 @@ pub struct VerifyArgs {
     /// checkpoints) to this bundle file, for `hub verify` on another machine.
     #[arg(long)]
     pub export: Option<PathBuf>,
-}
-
-/// One node's log as fetched from the hub.
-#[derive(Debug, Default)]
-struct FetchedLog {
-    /// Every certificate the node has held that vouches for its log
-    /// (DER), oldest first.
-    certificates: Vec<Vec<u8>>,
-    revocations: Vec<Revocation>,
-    checkpoints: Vec<Vec<u8>>,
-    acked: u64,
-    entries: Vec<Vec<u8>>,
 }
 
 /// What the audit found for one node.
@@ -103,26 +95,16 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             config.ca_cert.display()
         )
     })?;
-    let logs = tokio::runtime::Builder::new_current_thread()
+    let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
         .block_on(async {
             let client = AdminClient::connect(&config).await?;
-            let result = async {
-                let logs = fetch_all(&client).await?;
-                if let Some(path) = &args.export {
-                    export(&client, path, &logs)
-                        .await
-                        .with_context(|| format!("writing {}", path.display()))?;
-                }
-                anyhow::Ok(logs)
-            }
-            .await;
+            let result = audit_hub(&client, &anchor, args.export.as_deref()).await;
             client.close().await;
             result
         })?;
-    let report = audit(&anchor, logs);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -144,17 +126,97 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Write the logs exactly as the hub served them into a bundle, and have
-/// the hub sign its manifest.
-async fn export(
+type Export = BundleWriter<std::io::BufWriter<std::fs::File>>;
+
+/// Audit every node the hub holds, one node and one page at a time (memory
+/// does not grow with the logs), writing the export as pages arrive.
+async fn audit_hub(
     client: &AdminClient,
-    path: &std::path::Path,
-    logs: &[(String, FetchedLog)],
-) -> anyhow::Result<()> {
-    use alpr_shared::log::bundle::{BundleWriter, SignedManifest};
-    // The hub's certificate comes first: ask the hub to sign an empty
-    // manifest to learn which certificate its key belongs to.
-    let probe = BundleWriter::new(Vec::new())?.manifest(alpr_shared::types::UnixMillis::now());
+    anchor: &TrustAnchor,
+    export: Option<&std::path::Path>,
+) -> anyhow::Result<AuditReport> {
+    let nodes: NodesReport = client.call(&AdminRequest::Nodes).await?;
+    let mut out = match export {
+        Some(path) => Some(
+            start_export(client, path)
+                .await
+                .with_context(|| format!("writing {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut revocations_written = false;
+    let mut audits = Vec::new();
+    for n in nodes.nodes {
+        let mut from = 0u64;
+        let page: NodeLogPage = client
+            .call(&AdminRequest::NodeLog {
+                node: n.name.clone(),
+                from,
+                limit: MAX_LOG_PAGE,
+                size: None,
+            })
+            .await
+            .with_context(|| format!("fetching the log of {}", n.name))?;
+        let snapshot = Snapshot::from_page(&page)?;
+        if let Some(w) = out.as_mut() {
+            if !revocations_written {
+                for r in &snapshot.revocations {
+                    w.revocation(r)?;
+                }
+                revocations_written = true;
+            }
+        }
+        // A node that was only ever refused holds no log.
+        if snapshot.certificates.is_empty() && snapshot.acked == 0 {
+            continue;
+        }
+        if let Some(w) = out.as_mut() {
+            for der in &snapshot.certificates {
+                w.certificate(der)?;
+            }
+            for c in &snapshot.checkpoints {
+                w.checkpoint_bytes(c)?;
+            }
+        }
+        let size = snapshot.acked;
+        let mut auditor = NodeAuditor::new(anchor, &n.name, snapshot);
+        let mut page = page;
+        loop {
+            for e in &page.entries {
+                let bytes = hex::decode(e)?;
+                if let Some(w) = out.as_mut() {
+                    w.entry_bytes(&bytes)?;
+                }
+                auditor.entry(&bytes);
+            }
+            match page.next {
+                Some(next) if next > from => from = next,
+                _ => break,
+            }
+            page = client
+                .call(&AdminRequest::NodeLog {
+                    node: n.name.clone(),
+                    from,
+                    limit: MAX_LOG_PAGE,
+                    size: Some(size),
+                })
+                .await
+                .with_context(|| format!("fetching the log of {}", n.name))?;
+        }
+        audits.push(auditor.finish());
+    }
+    if let Some(w) = out {
+        finish_export(client, w)
+            .await
+            .context("closing the exported bundle")?;
+    }
+    Ok(verdict(audits))
+}
+
+/// Open the export and write the hub's certificate, asked of the hub (it
+/// answers with the certificate whose key signs manifests).
+async fn start_export(client: &AdminClient, path: &std::path::Path) -> anyhow::Result<Export> {
+    let probe = BundleWriter::new(Vec::new())?.manifest(UnixMillis::now());
     let reply: SignedManifestReply = client
         .call(&AdminRequest::SignManifest {
             manifest: hex::encode(probe.encode()),
@@ -162,27 +224,15 @@ async fn export(
         .await
         .context("asking the hub for its certificate")?;
     let hub_der = hex::decode(&reply.hub_certificate)?;
-
     let file = std::fs::File::create(path)?;
     let mut w = BundleWriter::new(std::io::BufWriter::new(file))?;
     w.hub_certificate(&hub_der)?;
-    if let Some((_, first)) = logs.first() {
-        for r in &first.revocations {
-            w.revocation(r)?;
-        }
-    }
-    for (_, log) in logs {
-        for der in &log.certificates {
-            w.certificate(der)?;
-        }
-        for c in &log.checkpoints {
-            w.checkpoint_bytes(c)?;
-        }
-        for e in &log.entries {
-            w.entry_bytes(e)?;
-        }
-    }
-    let manifest = w.manifest(alpr_shared::types::UnixMillis::now());
+    Ok(w)
+}
+
+/// Have the hub sign the manifest (its key never leaves it) and close.
+async fn finish_export(client: &AdminClient, w: Export) -> anyhow::Result<()> {
+    let manifest = w.manifest(UnixMillis::now());
     let reply: SignedManifestReply = client
         .call(&AdminRequest::SignManifest {
             manifest: hex::encode(manifest.encode()),
@@ -199,72 +249,43 @@ async fn export(
     Ok(())
 }
 
-/// Every node's log, page by page, each as one snapshot.
-async fn fetch_all(client: &AdminClient) -> anyhow::Result<Vec<(String, FetchedLog)>> {
-    let nodes: NodesReport = client.call(&AdminRequest::Nodes).await?;
-    let mut out = Vec::new();
-    for n in nodes.nodes {
-        let mut log = FetchedLog::default();
-        let mut from = 0u64;
-        let mut size = None;
-        loop {
-            let page: NodeLogPage = client
-                .call(&AdminRequest::NodeLog {
-                    node: n.name.clone(),
-                    from,
-                    limit: MAX_LOG_PAGE,
-                    size,
-                })
-                .await
-                .with_context(|| format!("fetching the log of {}", n.name))?;
-            if size.is_none() {
-                size = Some(page.acked);
-                log.certificates = page
-                    .certificates
-                    .iter()
-                    .filter(|c| c.effective_from.is_some())
-                    .map(|c| hex::decode(&c.der))
-                    .collect::<Result<_, _>>()?;
-                if log.certificates.is_empty() {
-                    // A hub that keeps only the last certificate.
-                    log.certificates = page
-                        .certificate
-                        .as_deref()
-                        .map(hex::decode)
-                        .transpose()?
-                        .into_iter()
-                        .collect();
-                }
-                log.revocations = page.revocations.clone();
-                log.checkpoints = page
-                    .checkpoints
-                    .iter()
-                    .map(hex::decode)
-                    .collect::<Result<_, _>>()?;
-                log.acked = page.acked;
-            }
-            for e in &page.entries {
-                log.entries.push(hex::decode(e)?);
-            }
-            match page.next {
-                Some(next) if next > from => from = next,
-                _ => break,
-            }
-        }
-        out.push((n.name, log));
-    }
-    Ok(out)
+/// What the first page of a node's log fixes.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Every certificate that vouches for the log (DER), oldest first.
+    certificates: Vec<Vec<u8>>,
+    revocations: Vec<Revocation>,
+    checkpoints: Vec<Vec<u8>>,
+    /// The snapshot holds entries `0..acked`.
+    acked: u64,
 }
 
-fn audit(anchor: &TrustAnchor, logs: Vec<(String, FetchedLog)>) -> AuditReport {
-    let mut nodes = Vec::new();
-    for (name, log) in logs {
-        // A node that was only ever refused holds no log.
-        if log.certificates.is_empty() && log.entries.is_empty() {
-            continue;
+impl Snapshot {
+    fn from_page(page: &NodeLogPage) -> anyhow::Result<Snapshot> {
+        let mut certificates: Vec<Vec<u8>> = page
+            .certificates
+            .iter()
+            .filter(|c| c.effective_from.is_some())
+            .map(|c| hex::decode(&c.der))
+            .collect::<Result<_, _>>()?;
+        if certificates.is_empty() {
+            // A hub that keeps only the last certificate.
+            certificates.extend(page.certificate.as_deref().map(hex::decode).transpose()?);
         }
-        nodes.push(audit_node(anchor, &name, log));
+        Ok(Snapshot {
+            certificates,
+            revocations: page.revocations.clone(),
+            checkpoints: page
+                .checkpoints
+                .iter()
+                .map(hex::decode)
+                .collect::<Result<_, _>>()?,
+            acked: page.acked,
+        })
     }
+}
+
+fn verdict(nodes: Vec<NodeAudit>) -> AuditReport {
     let authentic = nodes.iter().all(NodeAudit::authentic);
     let reads = nodes.iter().map(|n| n.report.reads).sum();
     let verdict = if authentic {
@@ -290,75 +311,109 @@ fn audit(anchor: &TrustAnchor, logs: Vec<(String, FetchedLog)>) -> AuditReport {
     }
 }
 
-fn audit_node(anchor: &TrustAnchor, name: &str, log: FetchedLog) -> NodeAudit {
-    let mut problems = Vec::new();
-    if log.certificates.is_empty() {
-        problems.push("the hub holds no certificate for this node".to_owned());
-        return NodeAudit {
-            report: LogReport::refused(
-                name,
-                log.entries.len(),
-                &alpr_shared::cert::CertError::Malformed("no certificate".into()),
-            ),
-            checkpoints: Vec::new(),
+/// One node's audit, fed entry by entry.
+struct NodeAuditor {
+    name: String,
+    /// `None` when no certificate of the node is accepted.
+    verifier: Option<LogVerifier>,
+    refusal: Option<alpr_shared::cert::CertError>,
+    acked: u64,
+    served: u64,
+    checkpoints: Vec<u64>,
+    problems: Vec<String>,
+}
+
+impl NodeAuditor {
+    fn new(anchor: &TrustAnchor, name: &str, snapshot: Snapshot) -> Self {
+        let mut problems = Vec::new();
+        let mut accepted = Vec::new();
+        let mut refusal = None;
+        if snapshot.certificates.is_empty() {
+            problems.push("the hub holds no certificate for this node".to_owned());
+            refusal = Some(alpr_shared::cert::CertError::Malformed(
+                "no certificate".into(),
+            ));
+        }
+        for der in &snapshot.certificates {
+            match anchor.check_device_der(der) {
+                Ok(c) if c.name.as_str() == name => accepted.push(c),
+                Ok(c) => problems.push(format!(
+                    "the hub files this log under {name} but certificate {} names {}",
+                    c.serial, c.name
+                )),
+                Err(e) => {
+                    problems.push(format!("a certificate of this node is refused: {e}"));
+                    refusal.get_or_insert(e);
+                }
+            }
+        }
+        let mut checkpoints = Vec::new();
+        let verifier = accepted.first().map(|c| c.name.clone()).map(|device| {
+            let mut v = LogVerifier::new(
+                device,
+                NodeKeys::new(accepted, &snapshot.revocations),
+                VerifyOptions { from_start: true },
+            );
+            for b in &snapshot.checkpoints {
+                match SignedCheckpoint::decode(b) {
+                    Ok(c) => {
+                        checkpoints.push(c.checkpoint.size);
+                        v.checkpoint(&c);
+                    }
+                    Err(e) => problems.push(format!("stored checkpoint cannot be decoded: {e}")),
+                }
+            }
+            v
+        });
+        NodeAuditor {
+            name: name.to_owned(),
+            verifier,
+            refusal,
+            acked: snapshot.acked,
+            served: 0,
+            checkpoints,
             problems,
-        };
+        }
     }
-    let mut accepted = Vec::new();
-    let mut refusal = None;
-    for der in &log.certificates {
-        match anchor.check_device_der(der) {
-            Ok(c) if c.name.as_str() == name => accepted.push(c),
-            Ok(c) => problems.push(format!(
-                "the hub files this log under {name} but certificate {} names {}",
-                c.serial, c.name
-            )),
+
+    fn entry(&mut self, bytes: &[u8]) {
+        let i = self.served;
+        self.served += 1;
+        let Some(v) = self.verifier.as_mut() else {
+            return;
+        };
+        match SignedEntry::decode(bytes) {
+            Ok(e) => v.entry(&e),
             Err(e) => {
-                problems.push(format!("a certificate of this node is refused: {e}"));
-                refusal.get_or_insert(e);
+                if self.problems.len() < alpr_shared::log::verify::MAX_FAULTS {
+                    self.problems
+                        .push(format!("stored entry #{i} cannot be decoded: {e}"));
+                }
             }
         }
     }
-    if accepted.is_empty() {
-        let err = refusal.unwrap_or(alpr_shared::cert::CertError::NotPem);
-        return NodeAudit {
-            report: LogReport::refused(name, log.entries.len(), &err),
-            checkpoints: Vec::new(),
-            problems: Vec::new(),
+
+    fn finish(mut self) -> NodeAudit {
+        let Some(v) = self.verifier else {
+            let err = self.refusal.unwrap_or(alpr_shared::cert::CertError::NotPem);
+            return NodeAudit {
+                report: LogReport::refused(&self.name, self.served as usize, &err),
+                checkpoints: Vec::new(),
+                problems: self.problems,
+            };
         };
-    }
-    let device = accepted[0].name.clone();
-    let mut entries = Vec::with_capacity(log.entries.len());
-    for (i, b) in log.entries.iter().enumerate() {
-        match SignedEntry::decode(b) {
-            Ok(e) => entries.push(e),
-            Err(e) => problems.push(format!("stored entry #{i} cannot be decoded: {e}")),
+        let report = v.finish();
+        if self.served != self.acked || report.entries != self.acked {
+            self.problems.push(format!(
+                "the hub acknowledged {} entries to the node but serves {}",
+                self.acked, self.served
+            ));
         }
-    }
-    let mut checkpoints: Vec<SignedCheckpoint> = Vec::new();
-    for b in &log.checkpoints {
-        match SignedCheckpoint::decode(b) {
-            Ok(c) => checkpoints.push(c),
-            Err(e) => problems.push(format!("stored checkpoint cannot be decoded: {e}")),
+        NodeAudit {
+            report,
+            checkpoints: self.checkpoints,
+            problems: self.problems,
         }
-    }
-    let report = verify_node_log(
-        device,
-        NodeKeys::new(accepted, &log.revocations),
-        &entries,
-        &checkpoints,
-        VerifyOptions { from_start: true },
-    );
-    if report.entries != log.acked {
-        problems.push(format!(
-            "the hub acknowledged {} entries to the node but serves {}",
-            log.acked, report.entries
-        ));
-    }
-    NodeAudit {
-        report,
-        checkpoints: checkpoints.iter().map(|c| c.checkpoint.size).collect(),
-        problems,
     }
 }
 
@@ -396,7 +451,7 @@ mod tests {
 
     /// A node renewed after 3 entries (new key), whose second certificate
     /// is revoked from the 5th entry's capture time on.
-    fn renewed_and_revoked(revoke: bool) -> (TrustAnchor, FetchedLog, String) {
+    fn renewed_and_revoked(revoke: bool) -> (TrustAnchor, Snapshot, Vec<Vec<u8>>, String) {
         let ca = new_ca("Test PD", 30).expect("ca");
         let authority = Authority::load(&ca.cert_pem, &ca.key_pem).expect("ca");
         let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes()).expect("anchor");
@@ -425,7 +480,7 @@ mod tests {
             entries.push(read(&mut w, t0 + i));
         }
         let serial = certs[1].serial.clone();
-        let log = FetchedLog {
+        let snapshot = Snapshot {
             certificates: certs.iter().map(|c| c.der.clone()).collect(),
             revocations: if revoke {
                 vec![Revocation {
@@ -438,23 +493,30 @@ mod tests {
             },
             checkpoints: vec![w.checkpoint(UnixMillis::now()).encode()],
             acked: 6,
-            entries,
         };
-        (anchor, log, serial)
+        (anchor, snapshot, entries, serial)
+    }
+
+    fn audit_node(anchor: &TrustAnchor, snapshot: Snapshot, entries: &[Vec<u8>]) -> NodeAudit {
+        let mut a = NodeAuditor::new(anchor, "car-7", snapshot);
+        for e in entries {
+            a.entry(e);
+        }
+        a.finish()
     }
 
     #[test]
     fn a_renewed_node_audits_authentic() {
-        let (anchor, log, _) = renewed_and_revoked(false);
-        let a = audit_node(&anchor, "car-7", log);
+        let (anchor, snapshot, entries, _) = renewed_and_revoked(false);
+        let a = audit_node(&anchor, snapshot, &entries);
         assert!(a.authentic(), "{:?} {:?}", a.report.faults, a.problems);
         assert_eq!(a.report.reads, 6);
     }
 
     #[test]
     fn the_audit_reports_entries_signed_after_revocation() {
-        let (anchor, log, serial) = renewed_and_revoked(true);
-        let a = audit_node(&anchor, "car-7", log);
+        let (anchor, snapshot, entries, serial) = renewed_and_revoked(true);
+        let a = audit_node(&anchor, snapshot, &entries);
         assert!(!a.authentic());
         assert_eq!(
             a.report.faults,
