@@ -412,3 +412,36 @@ fn crafted_bundles_are_clear_errors() {
     let err = verdict(&p, &extra).expect_err("trailing");
     assert!(err.contains("after the manifest"), "{err}");
 }
+
+#[test]
+fn faults_are_capped_and_counted() {
+    let p = pki();
+    let (cert, _) = enroll(&p, "pole-1");
+    let (_, other_key) = enroll(&p, "pole-1");
+    let mut w = LogWriter::new(other_key, cert.name.clone());
+    let n = super::verify::MAX_FAULTS + 200;
+    let log: Vec<SignedEntry> = (0..n).map(|i| read(&mut w, i, UnixMillis::now())).collect();
+    let report = verify_node_log(cert.name.clone(), NodeKeys::single(&cert), &log, [], FULL);
+    assert_eq!(report.faults.len(), super::verify::MAX_FAULTS);
+    assert_eq!(report.faults_omitted, 200);
+    assert!(!report.authentic());
+}
+
+#[test]
+fn a_node_in_two_places_is_a_clear_error() {
+    let p = pki();
+    let mut recs = records(&bundle(&p, 2));
+    // Move pole-1's last entry after pole-2's records.
+    let manifest = recs.pop().expect("manifest");
+    let at = recs
+        .iter()
+        .rposition(|(k, b)| {
+            *k == 2 && SignedEntry::decode(b).is_ok_and(|e| e.header.device.as_str() == "pole-1")
+        })
+        .expect("an entry of pole-1");
+    let moved = recs.remove(at);
+    recs.push(moved);
+    recs.push(manifest);
+    let err = verdict(&p, &assemble(&recs)).expect_err("scattered");
+    assert!(err.contains("in two places"), "{err}");
+}
