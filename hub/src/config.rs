@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alpr_shared::settings::{Checker, InvalidSetting};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,13 +61,118 @@ impl HubConfig {
                 *p = base.join(&*p);
             }
         }
-        c.revoked = c.revoked.iter().map(|s| normalise_serial(s)).collect();
+        c.validate(path)?;
+        c.revoked = c
+            .revoked
+            .iter()
+            .map(|s| valid_serial(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                Checker::new(path).invalid("revoked", format!("{:?}", e.serial), e.to_string())
+            })?;
         Ok(c)
+    }
+
+    /// Every field within its range; `file` names the config in the error.
+    pub fn validate(&self, file: &Path) -> Result<(), InvalidSetting> {
+        let c = Checker::new(file);
+        c.number(
+            "max_connections",
+            self.max_connections,
+            1,
+            MAX_CONNECTIONS_LIMIT,
+        )?;
+        c.duration(
+            "idle_timeout",
+            self.idle_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        c.duration(
+            "keep_alive",
+            self.keep_alive,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        c.shorter(
+            "keep_alive",
+            self.keep_alive,
+            "idle_timeout",
+            self.idle_timeout,
+        )?;
+        for (field, p) in [
+            ("data_dir", &self.data_dir),
+            ("ca_cert", &self.ca_cert),
+            ("cert", &self.cert),
+            ("key", &self.key),
+        ] {
+            c.not_empty(field, &p.to_string_lossy())?;
+        }
+        Ok(())
+    }
+
+    /// The hub refuses to run with the deployment CA's private key in the
+    /// folder of its own key: whoever reads the hub's files must not be able
+    /// to enroll nodes (`hub pki init` keeps it in `ca-private/`).
+    pub fn check_ca_key_apart(&self) -> anyhow::Result<()> {
+        let dir = self.key.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let ca_key = dir.join("ca.key");
+        if ca_key.exists() {
+            anyhow::bail!(
+                "the CA private key {} is beside the hub's key {}: move it out of what the hub reads \
+                 (hub pki init keeps it in ca-private/; enrolling needs it, serving does not)",
+                ca_key.display(),
+                self.key.display()
+            );
+        }
+        Ok(())
     }
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hub.redb")
     }
+}
+
+/// Connections one hub accepts at most, whatever the config says.
+pub const MAX_CONNECTIONS_LIMIT: usize = 100_000;
+
+/// A revoked serial that is not a certificate serial number.
+#[derive(Debug, thiserror::Error)]
+#[error("a certificate serial number in hex (up to 40 digits, ':' between bytes allowed), as `openssl x509 -serial` prints it")]
+pub struct InvalidSerial {
+    pub serial: String,
+}
+
+/// Check a certificate serial number written in hex (`0A:1B…`, `0a1b…`,
+/// `serial=0A1B…`) and return its normal form: lower-case hex without
+/// separators. Anything else is refused, never silently revoking nothing.
+pub fn valid_serial(s: &str) -> Result<String, InvalidSerial> {
+    let bad = || InvalidSerial {
+        serial: s.to_owned(),
+    };
+    let t = s.trim();
+    let t = t.strip_prefix("serial=").unwrap_or(t);
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if t.is_empty() || t.starts_with(':') || t.ends_with(':') || t.contains("::") {
+        return Err(bad());
+    }
+    if !t.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+        return Err(bad());
+    }
+    let hex = normalise_serial(t);
+    // RFC 5280: at most 20 octets.
+    if hex.is_empty() || hex.len() > 40 {
+        return Err(bad());
+    }
+    Ok(hex)
 }
 
 /// Serial numbers compare as lower-case hex without separators.
@@ -75,4 +181,119 @@ pub fn normalise_serial(s: &str) -> String {
         .filter(char::is_ascii_hexdigit)
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<HubConfig> {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("hub.toml");
+        std::fs::write(&p, toml).expect("write");
+        HubConfig::load(&p)
+    }
+
+    fn refused(toml: &str, field: &str, value: &str, allowed: &str) {
+        let e = format!("{:#}", load(toml).expect_err(toml));
+        assert!(e.contains("hub.toml"), "names the file: {e}");
+        assert!(
+            e.contains(&format!("{field} = {value}")),
+            "names field and value: {e}"
+        );
+        assert!(e.contains(allowed), "names the range {allowed:?}: {e}");
+    }
+
+    #[test]
+    fn defaults_and_an_empty_file_are_valid() {
+        HubConfig::default()
+            .validate(Path::new("hub.toml"))
+            .expect("defaults valid");
+        load("").expect("empty file");
+    }
+
+    #[test]
+    fn zero_connections_are_refused() {
+        refused(
+            "max_connections = 0",
+            "max_connections",
+            "0",
+            "from 1 to 100000",
+        );
+        refused(
+            "max_connections = 100001",
+            "max_connections",
+            "100001",
+            "from 1 to 100000",
+        );
+        assert_eq!(load("max_connections = 1").expect("1").max_connections, 1);
+    }
+
+    #[test]
+    fn zero_idle_timeout_is_refused() {
+        refused(
+            "idle_timeout = \"0s\"",
+            "idle_timeout",
+            "\"0s\"",
+            "from 1s to 1h",
+        );
+        refused(
+            "idle_timeout = \"2h\"",
+            "idle_timeout",
+            "\"2h\"",
+            "from 1s to 1h",
+        );
+    }
+
+    #[test]
+    fn keep_alive_must_be_shorter_than_idle_timeout() {
+        refused(
+            "keep_alive = \"30s\"\nidle_timeout = \"30s\"",
+            "keep_alive",
+            "\"30s\"",
+            "less than idle_timeout",
+        );
+        refused("keep_alive = \"0s\"", "keep_alive", "\"0s\"", "from 100ms");
+        load("keep_alive = \"10s\"\nidle_timeout = \"30s\"").expect("valid");
+    }
+
+    #[test]
+    fn malformed_revoked_serials_are_refused() {
+        refused(
+            "revoked = [\"not-a-serial\"]",
+            "revoked",
+            "\"not-a-serial\"",
+            "serial number in hex",
+        );
+        refused(
+            "revoked = [\"\"]",
+            "revoked",
+            "\"\"",
+            "serial number in hex",
+        );
+        let c = load("revoked = [\"0A:1B:FF\", \"serial=0A1BFE\"]").expect("valid serials");
+        assert_eq!(c.revoked, vec!["0a1bff".to_string(), "0a1bfe".to_string()]);
+    }
+
+    #[test]
+    fn valid_serial_accepts_openssl_forms_only() {
+        assert_eq!(valid_serial("0A:1B").expect("colons"), "0a1b");
+        assert_eq!(valid_serial(" 0x0a1b ").expect("0x"), "0a1b");
+        for bad in ["", ":", "0A::1B", "zz", "0A-1B", "12 34", &"a".repeat(41)] {
+            assert!(valid_serial(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn the_ca_key_beside_the_hub_key_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let c = HubConfig {
+            key: d.path().join("hub.key"),
+            ..HubConfig::default()
+        };
+        c.check_ca_key_apart().expect("no ca.key: fine");
+        std::fs::write(d.path().join("ca.key"), b"secret").expect("write");
+        let e = c.check_ca_key_apart().expect_err("ca.key beside hub.key");
+        assert!(e.to_string().contains("CA private key"), "{e}");
+    }
 }
