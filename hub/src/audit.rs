@@ -126,7 +126,8 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 /// Write the logs exactly as the hub served them into a bundle.
 fn export(path: &std::path::Path, logs: &[(String, FetchedLog)]) -> anyhow::Result<()> {
     use alpr_shared::log::bundle::BundleWriter;
-    let file = std::fs::File::create(path)?;
+    // An export holds plates: owner-only, like the database it came from.
+    let file = alpr_shared::private::create_private_file(path)?;
     let mut w = BundleWriter::new(std::io::BufWriter::new(file))?;
     for (_, log) in logs {
         if let Some(der) = &log.certificate {

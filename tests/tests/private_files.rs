@@ -103,6 +103,21 @@ fn data_folders_databases_and_the_socket_are_owner_only() -> anyhow::Result<()> 
     assert_eq!(mode(&edge.data.join("edge.redb")), 0o600, "edge.redb");
     assert_eq!(mode(&edge.data.join("edge.sock")), 0o600, "edge.sock");
 
+    // An export of the hub's logs holds plates too.
+    let export = dir.path().join("logs.bundle");
+    let out = Command::new(bin("hub")?)
+        .args(["audit", "verify", "--config"])
+        .arg(&hub.config)
+        .arg("--export")
+        .arg(&export)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "hub audit verify --export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&export), 0o600, "exported bundle");
+
     edge.proc.stop()?;
     // The edge removes its own socket when it stops…
     assert!(!edge.data.join("edge.sock").exists());
