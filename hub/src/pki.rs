@@ -86,13 +86,13 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
         } => {
             let key_dir = ca_key_dir.unwrap_or_else(|| out.join(CA_PRIVATE_DIR));
             fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            create_private_dir(&key_dir)?;
             if same_dir(&key_dir, &out) {
                 bail!(
                     "--ca-key-dir {} is the folder of the hub's key: keep the CA key apart",
                     key_dir.display()
                 );
             }
+            create_private_dir(&key_dir)?;
             refuse_overwrite(&out, &["ca.crt", "hub.crt", "hub.key"], force)?;
             refuse_overwrite(&key_dir, &["ca.key"], force)?;
             let ca = new_ca(&org, days).context("creating the CA")?;
