@@ -113,22 +113,61 @@ impl HubConfig {
 
     /// The hub refuses to run with the deployment CA's private key in the
     /// folder of its own key: whoever reads the hub's files must not be able
-    /// to enroll nodes (`hub pki init` keeps it in `ca-private/`).
+    /// to enroll nodes (`hub pki init` keeps it in `ca-private/`). The key is
+    /// found by its name (`ca.key`) or, under any name, by matching the
+    /// public key of `ca_cert`.
     pub fn check_ca_key_apart(&self) -> anyhow::Result<()> {
-        let dir = self.key.parent().unwrap_or(Path::new("."));
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
+        let dir = match self.key.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
         };
-        let ca_key = dir.join("ca.key");
-        if ca_key.exists() {
-            anyhow::bail!(
+        let refuse = |found: &Path| {
+            anyhow::anyhow!(
                 "the CA private key {} is beside the hub's key {}: move it out of what the hub reads \
                  (hub pki init keeps it in ca-private/; enrolling needs it, serving does not)",
-                ca_key.display(),
+                found.display(),
                 self.key.display()
-            );
+            )
+        };
+        let by_name = dir.join("ca.key");
+        if by_name.exists() {
+            return Err(refuse(&by_name));
+        }
+        // Under another name: a private key whose public half is the CA's.
+        let Ok(ca_pem) = std::fs::read(&self.ca_cert) else {
+            return Ok(()); // reported where the certificate is loaded
+        };
+        let Ok(ca_der) = alpr_shared::cert::pem_certificates(&ca_pem) else {
+            return Ok(());
+        };
+        let Some(ca_der) = ca_der.first() else {
+            return Ok(());
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let small_file = entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024);
+            if !small_file || path == self.key {
+                continue;
+            }
+            let Ok(text) = std::fs::read(&path).map(zeroize::Zeroizing::new) else {
+                continue;
+            };
+            let Ok(text) = std::str::from_utf8(&text) else {
+                continue;
+            };
+            if !text.contains("PRIVATE KEY") {
+                continue;
+            }
+            if let Ok(key) = alpr_shared::crypto::SecretKey::from_pkcs8_pem(text) {
+                if holds_ed25519_key(ca_der, &key.public().to_bytes()) {
+                    return Err(refuse(&path));
+                }
+            }
         }
         Ok(())
     }
@@ -136,6 +175,17 @@ impl HubConfig {
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hub.redb")
     }
+}
+
+/// Whether a DER certificate carries `public` as its Ed25519 subject key.
+fn holds_ed25519_key(cert_der: &[u8], public: &[u8; 32]) -> bool {
+    // SubjectPublicKeyInfo { AlgorithmIdentifier { id-Ed25519 }, BIT STRING }
+    const SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let mut spki = SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(public);
+    cert_der.windows(spki.len()).any(|w| w == spki.as_slice())
 }
 
 /// Connections one hub accepts at most, whatever the config says.
@@ -295,5 +345,27 @@ mod tests {
         std::fs::write(d.path().join("ca.key"), b"secret").expect("write");
         let e = c.check_ca_key_apart().expect_err("ca.key beside hub.key");
         assert!(e.to_string().contains("CA private key"), "{e}");
+    }
+
+    #[test]
+    fn the_ca_key_under_another_name_is_found_by_its_public_key() {
+        let d = tempfile::tempdir().expect("tmp");
+        let ca = alpr_shared::pki::new_ca("Test PD", 30).expect("ca");
+        let other = alpr_shared::pki::new_ca("Other PD", 30).expect("other");
+        std::fs::write(d.path().join("ca.crt"), &ca.cert_pem).expect("write");
+        let c = HubConfig {
+            key: d.path().join("hub.key"),
+            ca_cert: d.path().join("ca.crt"),
+            ..HubConfig::default()
+        };
+        // Another CA's key beside ours is not ours: fine.
+        std::fs::write(d.path().join("backup.pem"), other.key_pem.as_bytes()).expect("write");
+        c.check_ca_key_apart()
+            .expect("a foreign key is not the CA key");
+        std::fs::write(d.path().join("backup.pem"), ca.key_pem.as_bytes()).expect("write");
+        let e = c
+            .check_ca_key_apart()
+            .expect_err("the CA key as backup.pem");
+        assert!(e.to_string().contains("backup.pem"), "{e}");
     }
 }
