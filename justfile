@@ -13,10 +13,13 @@ test:
     cargo build --workspace --bins
     cargo nextest run --workspace --no-fail-fast
 
-# The gate before every commit: formatting, lints as errors, tests.
+# The gate before every commit: formatting, lints as errors (also of the
+# edge's live-camera feature, which needs libclang), tests.
 check:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p alpr-edge --all-targets --features camera -- -D warnings
+    cargo build -p alpr-edge --features camera
     just test
 
 # Install the ONNX Runtime library into .runtime/.

@@ -1,35 +1,98 @@
 #!/usr/bin/env bash
 # One-time set-up of a fresh Debian machine that has Rust: system packages,
-# `just`, and the ONNX Runtime library. Idempotent and quiet when all is there.
-# Called by the README's two commands and by CI (.ci/run).
+# `just`, cargo-nextest, Python `cryptography` and the ONNX Runtime library:
+# everything `just test`, `just check` and `just demo` need. Idempotent and
+# quiet when all is there. Called by the README's two commands and by CI
+# (.ci/run).
+#
+# usage: scripts/setup.sh [--dry-run]
+#   --dry-run   print what would be installed, install nothing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+dry_run=0
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run) dry_run=1 ;;
+        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+# Run a command, or only say it under --dry-run.
+act() {
+    if [[ $dry_run -eq 1 ]]; then
+        echo "setup: would run: $*"
+    else
+        "$@"
+    fi
+}
+
 sudo=""
 [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo"
 
-# System packages: libclang for nokhwa's bindgen (camera feature), openssl's
-# command line for checking certificates, pkg-config for -sys crates.
-# python3-pip only where the machine has no pip of its own.
+# pip install that also works where the distribution marks its Python as
+# externally managed (PEP 668).
+pip_install() {
+    act python3 -m pip install --quiet --disable-pip-version-check "$@" >&2 \
+        || act python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@" >&2
+}
+
+# System packages: libclang for nokhwa's bindgen (camera feature, built by
+# `just check`), openssl's command line and Python `cryptography` for the
+# tests that check our key files with other people's tools, pkg-config for
+# -sys crates. python3-pip only where the machine has no pip of its own.
 pkgs=(libclang-dev pkg-config openssl)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
+py_crypto=0
+python3 -c 'import cryptography.hazmat.primitives.serialization' >/dev/null 2>&1 || py_crypto=1
+if [[ $py_crypto -eq 1 && "$(command -v python3)" == /usr/bin/python3 ]]; then
+    # Debian's own Python: its package is the clean way.
+    pkgs+=(python3-cryptography)
+    py_crypto=0
+fi
 need=()
 for pkg in "${pkgs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [[ ${#need[@]} -gt 0 ]]; then
     echo "setup: installing ${need[*]}" >&2
-    $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+    act $sudo apt-get update -qq >&2
+    act $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# Python `cryptography` for another Python (pyenv, a venv): from PyPI.
+if [[ $py_crypto -eq 1 ]]; then
+    echo "setup: installing Python cryptography" >&2
+    pip_install cryptography
 fi
 
 # just, from its PyPI wheel (Debian 12 has no package for it).
 if ! command -v just >/dev/null 2>&1; then
     echo "setup: installing just" >&2
-    python3 -m pip install --quiet --disable-pip-version-check rust-just >&2 \
-        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages rust-just >&2
+    pip_install rust-just
     hash -r
-    command -v just >/dev/null || { echo "setup: just was installed but is not on PATH (add ~/.local/bin)" >&2; exit 1; }
+    if [[ $dry_run -eq 0 ]]; then
+        command -v just >/dev/null || { echo "setup: just was installed but is not on PATH (add ~/.local/bin)" >&2; exit 1; }
+    fi
+fi
+
+# cargo-nextest runs the tests (`just test`), from crates.io (its release
+# binaries live on GitHub, which some networks do not reach). Several
+# minutes of compiling, once.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "setup: installing cargo-nextest from crates.io (compiles for a few minutes)" >&2
+    act cargo install --locked --quiet cargo-nextest
+    if [[ $dry_run -eq 0 ]]; then
+        cargo nextest --version >/dev/null 2>&1 \
+            || { echo "setup: cargo-nextest was installed but cargo does not find it (add ~/.cargo/bin to PATH)" >&2; exit 1; }
+    fi
 fi
 
 # ONNX Runtime shared library, into .runtime/ (found there by the edge).
-bash "$root/scripts/install-ort.sh" >/dev/null
+if [[ $dry_run -eq 1 ]]; then
+    [[ -n "$(ls "$root"/.runtime/onnxruntime/libonnxruntime.so.* 2>/dev/null)" ]] \
+        || echo "setup: would run: bash $root/scripts/install-ort.sh"
+else
+    bash "$root/scripts/install-ort.sh" >/dev/null
+fi

@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alpr_shared::settings::{Checker, InvalidSetting};
 use serde::Deserialize;
+
+/// Unacknowledged entries an edge may have in flight, at most.
+pub const MAX_WINDOW_ENTRIES: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -139,7 +143,87 @@ impl EdgeConfig {
                 *f = base.join(&*f);
             }
         }
+        c.validate(path)?;
         Ok(c)
+    }
+
+    /// Every field within its range; `file` names the config in the error.
+    /// The sync core gets these values as they are ([`EdgeConfig::core`]).
+    pub fn validate(&self, file: &Path) -> Result<(), InvalidSetting> {
+        let c = Checker::new(file);
+        c.not_empty("hub_name", &self.hub_name)?;
+        for (field, p) in [
+            ("data_dir", &self.data_dir),
+            ("cert", &self.cert),
+            ("key", &self.key),
+            ("ca_cert", &self.ca_cert),
+        ] {
+            c.not_empty(field, &p.to_string_lossy())?;
+        }
+        let s = &self.sync;
+        c.duration(
+            "sync.idle_timeout",
+            s.idle_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        c.duration(
+            "sync.keep_alive",
+            s.keep_alive,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        c.shorter(
+            "sync.keep_alive",
+            s.keep_alive,
+            "sync.idle_timeout",
+            s.idle_timeout,
+        )?;
+        c.duration(
+            "sync.backoff_min",
+            s.backoff_min,
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        )?;
+        c.duration(
+            "sync.backoff_max",
+            s.backoff_max,
+            Duration::from_millis(10),
+            Duration::from_secs(6 * 3600),
+        )?;
+        c.at_most(
+            "sync.backoff_min",
+            s.backoff_min,
+            "sync.backoff_max",
+            s.backoff_max,
+        )?;
+        c.number(
+            "sync.batch_entries",
+            s.batch_entries,
+            1,
+            alpr_shared::wire::MAX_ENTRIES_PER_FRAME,
+        )?;
+        c.number(
+            "sync.window_entries",
+            s.window_entries,
+            s.batch_entries as u64,
+            MAX_WINDOW_ENTRIES,
+        )?;
+        c.duration(
+            "sync.retransmit_after",
+            s.retransmit_after,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        c.duration(
+            "replay.interval",
+            self.replay.interval,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        )?;
+        c.not_empty("replay.site_id", &self.replay.site_id)?;
+        c.not_empty("replay.camera", &self.replay.camera)?;
+        Ok(())
     }
 
     /// `edge.toml` in the current folder if there is one, else defaults.
@@ -173,5 +257,110 @@ impl EdgeConfig {
             images_on_metered: self.sync.images_on_metered,
             ..alpr_shared::sync::EdgeConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<EdgeConfig> {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("edge.toml");
+        std::fs::write(&p, toml).expect("write");
+        EdgeConfig::load(&p)
+    }
+
+    fn refused(toml: &str, field: &str, value: &str, allowed: &str) {
+        let e = format!("{:#}", load(toml).expect_err(toml));
+        assert!(e.contains("edge.toml"), "names the file: {e}");
+        assert!(
+            e.contains(&format!("{field} = {value}")),
+            "names field and value: {e}"
+        );
+        assert!(e.contains(allowed), "names the range {allowed:?}: {e}");
+    }
+
+    #[test]
+    fn defaults_and_an_empty_file_are_valid() {
+        EdgeConfig::default()
+            .validate(Path::new("edge.toml"))
+            .expect("defaults valid");
+        load("").expect("empty file");
+    }
+
+    #[test]
+    fn zero_retransmit_after_is_refused() {
+        refused(
+            "[sync]\nretransmit_after = \"0s\"",
+            "sync.retransmit_after",
+            "\"0s\"",
+            "from 1s to 1h",
+        );
+    }
+
+    #[test]
+    fn zero_idle_timeout_and_a_keep_alive_that_cannot_beat_it_are_refused() {
+        refused(
+            "[sync]\nidle_timeout = \"0s\"",
+            "sync.idle_timeout",
+            "\"0s\"",
+            "from 1s to 1h",
+        );
+        refused(
+            "[sync]\nkeep_alive = \"40s\"\nidle_timeout = \"30s\"",
+            "sync.keep_alive",
+            "\"40s\"",
+            "less than sync.idle_timeout",
+        );
+    }
+
+    #[test]
+    fn backoff_min_above_backoff_max_is_refused() {
+        refused(
+            "[sync]\nbackoff_min = \"1m\"\nbackoff_max = \"10s\"",
+            "sync.backoff_min",
+            "\"1m\"",
+            "at most sync.backoff_max",
+        );
+        refused(
+            "[sync]\nbackoff_min = \"0s\"",
+            "sync.backoff_min",
+            "\"0s\"",
+            "from 10ms",
+        );
+    }
+
+    #[test]
+    fn batch_and_window_sizes_are_bounded() {
+        refused(
+            "[sync]\nbatch_entries = 0",
+            "sync.batch_entries",
+            "0",
+            "from 1 to 1024",
+        );
+        refused(
+            "[sync]\nbatch_entries = 5000",
+            "sync.batch_entries",
+            "5000",
+            "from 1 to 1024",
+        );
+        refused(
+            "[sync]\nbatch_entries = 256\nwindow_entries = 10",
+            "sync.window_entries",
+            "10",
+            "from 256 to",
+        );
+    }
+
+    #[test]
+    fn empty_names_are_refused() {
+        refused("hub_name = \"\"", "hub_name", "\"\"", "non-empty");
+        refused(
+            "[replay]\ncamera = \" \"",
+            "replay.camera",
+            "\"\"",
+            "non-empty",
+        );
     }
 }

@@ -74,20 +74,22 @@ pub fn open_store(
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;
     let cert = std::fs::read(&config.cert)
         .with_context(|| format!("reading {}", config.cert.display()))?;
-    let key = std::fs::read_to_string(&config.key)
-        .with_context(|| format!("reading {}", config.key.display()))?;
+    let key = alpr_shared::private::read_key_file(&config.key)?;
+    let key = std::str::from_utf8(&key)
+        .with_context(|| format!("{} is not PEM text", config.key.display()))?;
     let anchor = TrustAnchor::from_pem(&ca).context("the CA certificate")?;
     let dc = anchor
         .check_device_pem(&cert)
         .context("this node's certificate")?;
-    let key = SecretKey::from_pkcs8_pem(&key).context("this node's key")?;
+    let key = SecretKey::from_pkcs8_pem(key).context("this node's key")?;
     anyhow::ensure!(
         key.public() == dc.key,
         "the key does not match the certificate"
     );
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    StoreHandle::open(&config.db_path(), key, dc.name).context("opening the store")
+    alpr_shared::private::create_private_dir(&config.data_dir)?;
+    let opened = StoreHandle::open(&config.db_path(), key, dc.name).context("opening the store")?;
+    alpr_shared::private::make_private(&config.db_path())?;
+    Ok(opened)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -110,10 +112,10 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let mut critical = tokio::task::JoinSet::new();
     {
         let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
-        let path = config.socket_path();
+        let socket = bind_status_socket(&config.socket_path())?;
         let device = device.clone();
         critical.spawn(async move {
-            serve_status(path, device, store, status, cancel)
+            serve_status(socket, device, store, status, cancel)
                 .await
                 .context("status socket")
         });
@@ -181,22 +183,18 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     while critical.join_next().await.is_some() {}
     drop(store);
     let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
-    let _ = std::fs::remove_file(config.socket_path());
     info!("edge stopped");
     Ok(code)
 }
 
 #[cfg(unix)]
 async fn serve_status(
-    path: PathBuf,
+    (listener, _bound): (tokio::net::UnixListener, BoundSocket),
     device: String,
     store: StoreHandle,
     status: SharedStatus,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)
-        .with_context(|| format!("binding {}", path.display()))?;
     let limit = Arc::new(tokio::sync::Semaphore::new(16));
     loop {
         let (mut sock, _) = tokio::select! {
@@ -223,9 +221,59 @@ async fn serve_status(
     }
 }
 
+/// The status socket while it is bound: removed when the listener stops.
+#[cfg(unix)]
+struct BoundSocket(PathBuf);
+
+#[cfg(unix)]
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Bind the status socket, owner-only (0600). A stale socket of an earlier
+/// run is replaced; anything else at that path (a file, a folder, a socket
+/// another process answers on) is left alone and refused.
+#[cfg(unix)]
+fn bind_status_socket(
+    path: &std::path::Path,
+) -> anyhow::Result<(tokio::net::UnixListener, BoundSocket)> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "{} is the socket of a running process: is another edge using this data_dir?",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("removing the stale socket {}", path.display()))?;
+        }
+        Ok(_) => anyhow::bail!(
+            "refusing to replace {}: it is not the edge's status socket (move it away)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    let bound = BoundSocket(path.to_path_buf());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
+    Ok((listener, bound))
+}
+
+#[cfg(not(unix))]
+fn bind_status_socket(_path: &std::path::Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
 #[cfg(not(unix))]
 async fn serve_status(
-    _path: PathBuf,
+    _socket: (),
     _device: String,
     _store: StoreHandle,
     _status: SharedStatus,

@@ -224,7 +224,8 @@ async fn start_export(client: &AdminClient, path: &std::path::Path) -> anyhow::R
         .await
         .context("asking the hub for its certificate")?;
     let hub_der = hex::decode(&reply.hub_certificate)?;
-    let file = std::fs::File::create(path)?;
+    // An export holds plates: owner-only, like the database it came from.
+    let file = alpr_shared::private::create_private_file(path)?;
     let mut w = BundleWriter::new(std::io::BufWriter::new(file))?;
     w.hub_certificate(&hub_der)?;
     Ok(w)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alpr_shared::settings::{Checker, InvalidSetting};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -60,13 +61,168 @@ impl HubConfig {
                 *p = base.join(&*p);
             }
         }
-        c.revoked = c.revoked.iter().map(|s| normalise_serial(s)).collect();
+        c.validate(path)?;
+        c.revoked = c
+            .revoked
+            .iter()
+            .map(|s| valid_serial(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| {
+                Checker::new(path).invalid("revoked", format!("{:?}", e.serial), e.to_string())
+            })?;
         Ok(c)
+    }
+
+    /// Every field within its range; `file` names the config in the error.
+    pub fn validate(&self, file: &Path) -> Result<(), InvalidSetting> {
+        let c = Checker::new(file);
+        c.number(
+            "max_connections",
+            self.max_connections,
+            1,
+            MAX_CONNECTIONS_LIMIT,
+        )?;
+        c.duration(
+            "idle_timeout",
+            self.idle_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        c.duration(
+            "keep_alive",
+            self.keep_alive,
+            Duration::from_millis(100),
+            Duration::from_secs(600),
+        )?;
+        c.shorter(
+            "keep_alive",
+            self.keep_alive,
+            "idle_timeout",
+            self.idle_timeout,
+        )?;
+        for (field, p) in [
+            ("data_dir", &self.data_dir),
+            ("ca_cert", &self.ca_cert),
+            ("cert", &self.cert),
+            ("key", &self.key),
+        ] {
+            c.not_empty(field, &p.to_string_lossy())?;
+        }
+        Ok(())
+    }
+
+    /// The hub refuses to run with the deployment CA's private key in the
+    /// folder of its own key: whoever reads the hub's files must not be able
+    /// to enroll nodes (`hub pki init` keeps it in `ca-private/`). The key is
+    /// found by its name (`ca.key`) or, under any name, by matching the
+    /// public key of `ca_cert`.
+    pub fn check_ca_key_apart(&self) -> anyhow::Result<()> {
+        let dir = match self.key.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let refuse = |found: &Path| {
+            anyhow::anyhow!(
+                "the CA private key {} is beside the hub's key {}: move it out of what the hub reads \
+                 (hub pki init keeps it in ca-private/; enrolling needs it, serving does not)",
+                found.display(),
+                self.key.display()
+            )
+        };
+        let by_name = dir.join("ca.key");
+        if by_name.exists() {
+            return Err(refuse(&by_name));
+        }
+        // Under another name: a private key whose public half is the CA's.
+        let Ok(ca_pem) = std::fs::read(&self.ca_cert) else {
+            return Ok(()); // reported where the certificate is loaded
+        };
+        let Ok(ca_der) = alpr_shared::cert::pem_certificates(&ca_pem) else {
+            return Ok(());
+        };
+        let Some(ca_der) = ca_der.first() else {
+            return Ok(());
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let small_file = entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024);
+            if !small_file || path == self.key {
+                continue;
+            }
+            let Ok(text) = std::fs::read(&path).map(zeroize::Zeroizing::new) else {
+                continue;
+            };
+            let Ok(text) = std::str::from_utf8(&text) else {
+                continue;
+            };
+            if !text.contains("PRIVATE KEY") {
+                continue;
+            }
+            if let Ok(key) = alpr_shared::crypto::SecretKey::from_pkcs8_pem(text) {
+                if holds_ed25519_key(ca_der, &key.public().to_bytes()) {
+                    return Err(refuse(&path));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hub.redb")
     }
+}
+
+/// Whether a DER certificate carries `public` as its Ed25519 subject key.
+fn holds_ed25519_key(cert_der: &[u8], public: &[u8; 32]) -> bool {
+    // SubjectPublicKeyInfo { AlgorithmIdentifier { id-Ed25519 }, BIT STRING }
+    const SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let mut spki = SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(public);
+    cert_der.windows(spki.len()).any(|w| w == spki.as_slice())
+}
+
+/// Connections one hub accepts at most, whatever the config says.
+pub const MAX_CONNECTIONS_LIMIT: usize = 100_000;
+
+/// A revoked serial that is not a certificate serial number.
+#[derive(Debug, thiserror::Error)]
+#[error("a certificate serial number in hex (up to 40 digits, ':' between bytes allowed), as `openssl x509 -serial` prints it")]
+pub struct InvalidSerial {
+    pub serial: String,
+}
+
+/// Check a certificate serial number written in hex (`0A:1B…`, `0a1b…`,
+/// `serial=0A1B…`) and return its normal form: lower-case hex without
+/// separators. Anything else is refused, never silently revoking nothing.
+pub fn valid_serial(s: &str) -> Result<String, InvalidSerial> {
+    let bad = || InvalidSerial {
+        serial: s.to_owned(),
+    };
+    let t = s.trim();
+    let t = t.strip_prefix("serial=").unwrap_or(t);
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    if t.is_empty() || t.starts_with(':') || t.ends_with(':') || t.contains("::") {
+        return Err(bad());
+    }
+    if !t.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+        return Err(bad());
+    }
+    let hex = normalise_serial(t);
+    // RFC 5280: at most 20 octets.
+    if hex.is_empty() || hex.len() > 40 {
+        return Err(bad());
+    }
+    Ok(hex)
 }
 
 /// Serial numbers compare as lower-case hex without separators.
@@ -75,4 +231,141 @@ pub fn normalise_serial(s: &str) -> String {
         .filter(char::is_ascii_hexdigit)
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str) -> anyhow::Result<HubConfig> {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("hub.toml");
+        std::fs::write(&p, toml).expect("write");
+        HubConfig::load(&p)
+    }
+
+    fn refused(toml: &str, field: &str, value: &str, allowed: &str) {
+        let e = format!("{:#}", load(toml).expect_err(toml));
+        assert!(e.contains("hub.toml"), "names the file: {e}");
+        assert!(
+            e.contains(&format!("{field} = {value}")),
+            "names field and value: {e}"
+        );
+        assert!(e.contains(allowed), "names the range {allowed:?}: {e}");
+    }
+
+    #[test]
+    fn defaults_and_an_empty_file_are_valid() {
+        HubConfig::default()
+            .validate(Path::new("hub.toml"))
+            .expect("defaults valid");
+        load("").expect("empty file");
+    }
+
+    #[test]
+    fn zero_connections_are_refused() {
+        refused(
+            "max_connections = 0",
+            "max_connections",
+            "0",
+            "from 1 to 100000",
+        );
+        refused(
+            "max_connections = 100001",
+            "max_connections",
+            "100001",
+            "from 1 to 100000",
+        );
+        assert_eq!(load("max_connections = 1").expect("1").max_connections, 1);
+    }
+
+    #[test]
+    fn zero_idle_timeout_is_refused() {
+        refused(
+            "idle_timeout = \"0s\"",
+            "idle_timeout",
+            "\"0s\"",
+            "from 1s to 1h",
+        );
+        refused(
+            "idle_timeout = \"2h\"",
+            "idle_timeout",
+            "\"2h\"",
+            "from 1s to 1h",
+        );
+    }
+
+    #[test]
+    fn keep_alive_must_be_shorter_than_idle_timeout() {
+        refused(
+            "keep_alive = \"30s\"\nidle_timeout = \"30s\"",
+            "keep_alive",
+            "\"30s\"",
+            "less than idle_timeout",
+        );
+        refused("keep_alive = \"0s\"", "keep_alive", "\"0s\"", "from 100ms");
+        load("keep_alive = \"10s\"\nidle_timeout = \"30s\"").expect("valid");
+    }
+
+    #[test]
+    fn malformed_revoked_serials_are_refused() {
+        refused(
+            "revoked = [\"not-a-serial\"]",
+            "revoked",
+            "\"not-a-serial\"",
+            "serial number in hex",
+        );
+        refused(
+            "revoked = [\"\"]",
+            "revoked",
+            "\"\"",
+            "serial number in hex",
+        );
+        let c = load("revoked = [\"0A:1B:FF\", \"serial=0A1BFE\"]").expect("valid serials");
+        assert_eq!(c.revoked, vec!["0a1bff".to_string(), "0a1bfe".to_string()]);
+    }
+
+    #[test]
+    fn valid_serial_accepts_openssl_forms_only() {
+        assert_eq!(valid_serial("0A:1B").expect("colons"), "0a1b");
+        assert_eq!(valid_serial(" 0x0a1b ").expect("0x"), "0a1b");
+        for bad in ["", ":", "0A::1B", "zz", "0A-1B", "12 34", &"a".repeat(41)] {
+            assert!(valid_serial(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn the_ca_key_beside_the_hub_key_is_refused() {
+        let d = tempfile::tempdir().expect("tmp");
+        let c = HubConfig {
+            key: d.path().join("hub.key"),
+            ..HubConfig::default()
+        };
+        c.check_ca_key_apart().expect("no ca.key: fine");
+        std::fs::write(d.path().join("ca.key"), b"secret").expect("write");
+        let e = c.check_ca_key_apart().expect_err("ca.key beside hub.key");
+        assert!(e.to_string().contains("CA private key"), "{e}");
+    }
+
+    #[test]
+    fn the_ca_key_under_another_name_is_found_by_its_public_key() {
+        let d = tempfile::tempdir().expect("tmp");
+        let ca = alpr_shared::pki::new_ca("Test PD", 30).expect("ca");
+        let other = alpr_shared::pki::new_ca("Other PD", 30).expect("other");
+        std::fs::write(d.path().join("ca.crt"), &ca.cert_pem).expect("write");
+        let c = HubConfig {
+            key: d.path().join("hub.key"),
+            ca_cert: d.path().join("ca.crt"),
+            ..HubConfig::default()
+        };
+        // Another CA's key beside ours is not ours: fine.
+        std::fs::write(d.path().join("backup.pem"), other.key_pem.as_bytes()).expect("write");
+        c.check_ca_key_apart()
+            .expect("a foreign key is not the CA key");
+        std::fs::write(d.path().join("backup.pem"), ca.key_pem.as_bytes()).expect("write");
+        let e = c
+            .check_ca_key_apart()
+            .expect_err("the CA key as backup.pem");
+        assert!(e.to_string().contains("backup.pem"), "{e}");
+    }
 }

@@ -1,32 +1,48 @@
 //! `hub pki …`: the deployment's certificate authority, on files.
 //!
-//! `init` writes `ca.crt`, `ca.key`, `hub.crt`, `hub.key` into a directory;
-//! `enroll` writes a node's `node.crt`, `node.key` and a copy of `ca.crt`.
-//! Private keys are written with mode 0600 and never printed.
+//! `init` writes `ca.crt`, `hub.crt`, `hub.key` into a directory and the CA's
+//! private key into its own folder `ca-private/ca.key` (0700), away from what
+//! the running hub reads: `hub serve` refuses to start with the CA key beside
+//! its own. `enroll` writes a node's `node.crt`, `node.key` and a copy of
+//! `ca.crt`. Private keys are PKCS#8 v1 PEM (openssl and Python read them),
+//! written with mode 0600 and never printed.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use alpr_shared::pki::{new_ca, Authority};
+use alpr_shared::private::{create_private_dir, create_private_file, read_key_file};
 use alpr_shared::types::{DeviceId, DeviceKind};
 use anyhow::{bail, Context};
+
+/// The longest validity `hub pki init --days` accepts (100 years).
+pub const MAX_CA_DAYS: i64 = 36_500;
+/// The longest validity of a node certificate (10 years).
+pub const MAX_NODE_DAYS: i64 = 3_650;
+/// The subfolder of `hub pki init --out` that holds the CA key.
+pub const CA_PRIVATE_DIR: &str = "ca-private";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PkiCommand {
     /// Create the deployment CA and the hub's certificate.
     Init {
-        /// Folder to write ca.crt, ca.key, hub.crt, hub.key into.
+        /// Folder to write ca.crt, hub.crt, hub.key into; the CA key goes to
+        /// its `ca-private/` subfolder unless --ca-key-dir says elsewhere.
         #[arg(long)]
         out: PathBuf,
+        /// Folder for the CA's private key (default: <out>/ca-private).
+        #[arg(long)]
+        ca_key_dir: Option<PathBuf>,
         /// Agency name written in every certificate.
         #[arg(long, default_value = "ALPR Agency")]
         org: String,
         /// DNS names and IP addresses the hub answers on.
         #[arg(long = "hub-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
         hub_names: Vec<String>,
-        /// CA validity in days.
-        #[arg(long, default_value_t = 3650)]
+        /// CA validity in days (1 to 36500); the hub's certificate gets at
+        /// most 825 of them.
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(i64).range(1..=MAX_CA_DAYS))]
         days: i64,
         /// Replace existing files.
         #[arg(long)]
@@ -34,9 +50,13 @@ pub enum PkiCommand {
     },
     /// Create a node's Ed25519 key and its CA-signed certificate.
     Enroll {
-        /// Folder holding ca.crt and ca.key.
+        /// Folder holding ca.crt (and the CA key in ca-private/ca.key).
         #[arg(long)]
         ca: PathBuf,
+        /// The CA's private key (default: <ca>/ca-private/ca.key, or
+        /// <ca>/ca.key as older setups kept it).
+        #[arg(long)]
+        ca_key: Option<PathBuf>,
         /// The node's name (certificate common name).
         #[arg(long)]
         device: String,
@@ -46,8 +66,8 @@ pub enum PkiCommand {
         /// Folder to write node.crt, node.key and ca.crt into.
         #[arg(long)]
         out: PathBuf,
-        /// Certificate validity in days.
-        #[arg(long, default_value_t = 825)]
+        /// Certificate validity in days (1 to 3650).
+        #[arg(long, default_value_t = 825, value_parser = clap::value_parser!(i64).range(1..=MAX_NODE_DAYS))]
         days: i64,
         #[arg(long)]
         force: bool,
@@ -58,20 +78,30 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
     match cmd {
         PkiCommand::Init {
             out,
+            ca_key_dir,
             org,
             hub_names,
             days,
             force,
         } => {
+            let key_dir = ca_key_dir.unwrap_or_else(|| out.join(CA_PRIVATE_DIR));
             fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            refuse_overwrite(&out, &["ca.crt", "ca.key", "hub.crt", "hub.key"], force)?;
+            if same_dir(&key_dir, &out) {
+                bail!(
+                    "--ca-key-dir {} is the folder of the hub's key: keep the CA key apart",
+                    key_dir.display()
+                );
+            }
+            create_private_dir(&key_dir)?;
+            refuse_overwrite(&out, &["ca.crt", "hub.crt", "hub.key"], force)?;
+            refuse_overwrite(&key_dir, &["ca.key"], force)?;
             let ca = new_ca(&org, days).context("creating the CA")?;
             let authority = Authority::load(&ca.cert_pem, &ca.key_pem)?;
             let hub = authority
                 .issue_hub(&hub_names, days.min(825))
                 .context("issuing the hub certificate")?;
             write_public(&out.join("ca.crt"), &ca.cert_pem)?;
-            write_secret(&out.join("ca.key"), &ca.key_pem)?;
+            write_secret(&key_dir.join("ca.key"), &ca.key_pem)?;
             write_public(&out.join("hub.crt"), &hub.cert_pem)?;
             write_secret(&out.join("hub.key"), &hub.key_pem)?;
             println!(
@@ -79,7 +109,10 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
                 out.display()
             );
             println!("  ca.crt   give to every node and auditor");
-            println!("  ca.key   keep offline; needed only to enroll nodes");
+            println!(
+                "  {}   keep offline; needed only to enroll nodes",
+                key_dir.join("ca.key").display()
+            );
             println!(
                 "  hub.crt, hub.key   the hub's TLS identity ({})",
                 hub_names.join(", ")
@@ -88,6 +121,7 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
         }
         PkiCommand::Enroll {
             ca,
+            ca_key,
             device,
             kind,
             out,
@@ -97,11 +131,18 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
             let name = DeviceId::new(device).context("invalid device name")?;
             let ca_pem = fs::read_to_string(ca.join("ca.crt"))
                 .with_context(|| format!("reading {}", ca.join("ca.crt").display()))?;
-            let key_pem = zeroize::Zeroizing::new(
-                fs::read_to_string(ca.join("ca.key"))
-                    .with_context(|| format!("reading {}", ca.join("ca.key").display()))?,
-            );
-            let authority = Authority::load(&ca_pem, &key_pem).context("loading the CA")?;
+            let ca_key = ca_key.unwrap_or_else(|| {
+                let apart = ca.join(CA_PRIVATE_DIR).join("ca.key");
+                if apart.exists() {
+                    apart
+                } else {
+                    ca.join("ca.key")
+                }
+            });
+            let key_bytes = read_key_file(&ca_key)?;
+            let key_pem = std::str::from_utf8(&key_bytes)
+                .with_context(|| format!("{} is not PEM text", ca_key.display()))?;
+            let authority = Authority::load(&ca_pem, key_pem).context("loading the CA")?;
             fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             refuse_overwrite(&out, &["node.crt", "node.key"], force)?;
             let (issued, key) = authority
@@ -141,13 +182,14 @@ fn write_public(path: &Path, pem: &str) -> anyhow::Result<()> {
 }
 
 fn write_secret(path: &Path, pem: &str) -> anyhow::Result<()> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+    let mut f = create_private_file(path)?;
     f.write_all(pem.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }

@@ -64,12 +64,24 @@ impl SecretKey {
             .map_err(|e| KeyError::Pkcs8(e.to_string()))
     }
 
-    /// PKCS#8 PEM, the format rustls and openssl read. The returned string
-    /// holds the secret: write it to a file with mode 0600 and drop it.
+    /// PKCS#8 PEM ("PRIVATE KEY"), in the v1 form of RFC 8410 without the
+    /// optional public key: the form openssl, Python `cryptography`, rustls
+    /// and ring all read (openssl 3 and `cryptography` refuse the v2 form
+    /// ed25519-dalek writes by default). [`SecretKey::from_pkcs8_pem`] reads
+    /// both. The returned string holds the secret: write it to a file with
+    /// mode 0600 and drop it.
     pub fn to_pkcs8_pem(&self) -> Result<zeroize::Zeroizing<String>, KeyError> {
-        self.0
+        let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.0.to_bytes(),
+            public_key: None,
+        };
+        let pem = v1
             .to_pkcs8_pem(Default::default())
-            .map_err(|e| KeyError::Pkcs8(e.to_string()))
+            .map_err(|e| KeyError::Pkcs8(e.to_string()));
+        // KeypairBytes does not zeroize itself.
+        let mut v1 = v1;
+        zeroize::Zeroize::zeroize(&mut v1.secret_key);
+        pem
     }
 
     /// PKCS#8 DER, for TLS configuration.
@@ -209,5 +221,28 @@ mod tests {
         let back = SecretKey::from_pkcs8_pem(&pem).expect("decode");
         assert_eq!(back.public(), k.public());
         assert!(SecretKey::from_pkcs8_pem("garbage").is_err());
+    }
+
+    #[test]
+    fn pkcs8_pem_is_the_v1_form_and_v2_still_reads() {
+        let k = SecretKey::generate();
+        let pem = k.to_pkcs8_pem().expect("encode");
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{}", &*pem);
+        // v1: SEQUENCE { INTEGER 0, AlgorithmIdentifier, OCTET STRING }, 48
+        // bytes, no public key field (openssl 3 refuses the v2 form).
+        let der = pem_body_der(&pem);
+        assert_eq!(der.len(), 48, "v1 Ed25519 PKCS#8 is 48 bytes");
+        assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
+        // A key written in the v2 form (older files) still loads.
+        let v2 = k.0.to_pkcs8_pem(Default::default()).expect("v2");
+        assert!(pem_body_der(&v2).len() > 48);
+        let back = SecretKey::from_pkcs8_pem(&v2).expect("v2 decodes");
+        assert_eq!(back.public(), k.public());
+    }
+
+    fn pem_body_der(pem: &str) -> Vec<u8> {
+        let (label, doc) = ed25519_dalek::pkcs8::SecretDocument::from_pem(pem).expect("pem");
+        assert_eq!(label, "PRIVATE KEY");
+        doc.as_bytes().to_vec()
     }
 }

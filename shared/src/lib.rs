@@ -13,6 +13,8 @@ pub mod cli;
 pub mod crypto;
 pub mod log;
 pub mod pki;
+pub mod private;
+pub mod settings;
 pub mod sync;
 pub mod types;
 pub mod wire;

@@ -93,11 +93,14 @@ impl Pki {
         let ca_dir = root.join("ca");
         std::fs::create_dir_all(&ca_dir)?;
         std::fs::write(ca_dir.join("ca.crt"), &ca.cert_pem)?;
-        std::fs::write(ca_dir.join("ca.key"), ca.key_pem.as_bytes())?;
+        // As `hub pki init` lays it out: the CA key apart from the hub's.
+        let ca_private = ca_dir.join("ca-private");
+        alpr_shared::private::create_private_dir(&ca_private)?;
+        write_key(&ca_private.join("ca.key"), ca.key_pem.as_bytes())?;
         let authority = Authority::load(&ca.cert_pem, &ca.key_pem)?;
         let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], 30)?;
         std::fs::write(ca_dir.join("hub.crt"), &hub.cert_pem)?;
-        std::fs::write(ca_dir.join("hub.key"), hub.key_pem.as_bytes())?;
+        write_key(&ca_dir.join("hub.key"), hub.key_pem.as_bytes())?;
         Ok(Pki {
             root: root.to_path_buf(),
             _temp: None,
@@ -159,7 +162,7 @@ impl Pki {
         let dir = self.root.join(format!("node-{name}"));
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("node.crt"), cert)?;
-        std::fs::write(dir.join("node.key"), key)?;
+        write_key(&dir.join("node.key"), key)?;
         std::fs::copy(ca, dir.join("ca.crt"))?;
         Ok(NodeFiles {
             name: name.into(),
@@ -175,6 +178,13 @@ impl Pki {
         let anchor = TrustAnchor::from_pem(&std::fs::read(self.ca_cert())?)?;
         Ok(anchor.check_device_pem(&std::fs::read(&node.cert)?)?)
     }
+}
+
+/// Write a private key file, owner-only (the hub and edge refuse others).
+pub fn write_key(path: &Path, pem: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    alpr_shared::private::create_private_file(path)?.write_all(pem)?;
+    Ok(())
 }
 
 /// A running (or stopped) process of ours, with its stderr in a file.

@@ -54,6 +54,12 @@ fn enroll(ca: &Path, device: &str, out: &Path) {
         .arg(out));
 }
 
+/// Load a PEM private key with Python `cryptography`; print its type.
+const PY_LOAD: &str = "import sys\n\
+from cryptography.hazmat.primitives.serialization import load_pem_private_key\n\
+k = load_pem_private_key(open(sys.argv[1], 'rb').read(), None)\n\
+print(type(k).__name__.lstrip('_'))\n";
+
 fn openssl_text(cert: &Path) -> String {
     ok(Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
@@ -146,6 +152,22 @@ fn pki_files_are_standard_and_a_foreign_node_is_refused() {
         .arg(ca.join("hub.crt")));
     assert_eq!(verified.matches(": OK").count(), 2, "{verified}");
 
+    // openssl and Python `cryptography` read every private key we write.
+    for key in [
+        tmp.path().join("car-12/node.key"),
+        ca.join("hub.key"),
+        ca.join("ca-private/ca.key"),
+    ] {
+        ok(Command::new("openssl")
+            .args(["pkey", "-noout", "-in"])
+            .arg(&key));
+        let py = ok(Command::new("python3").arg("-c").arg(PY_LOAD).arg(&key));
+        assert_eq!(py.trim(), "Ed25519PrivateKey", "{}", key.display());
+    }
+
+    // The CA key lives apart from what the hub reads.
+    assert!(!ca.join("ca.key").exists(), "ca.key beside hub.key");
+
     // Keys are private files; enrolling twice into one folder is refused.
     #[cfg(unix)]
     {
@@ -221,4 +243,56 @@ fn bad_inputs_give_clear_errors() {
         .args(["--device", "bad name", "--kind", "pole", "--out"])
         .arg(tmp.path().join("x")));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid device name"));
+}
+
+#[test]
+fn days_out_of_range_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for days in ["99999999", "-1", "0", "36501"] {
+        let out = run(hub()
+            .args(["pki", "init", &format!("--days={days}"), "--out"])
+            .arg(tmp.path().join(format!("ca{days}"))));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "init --days {days} accepted");
+        assert!(err.contains("--days"), "{days}: {err}");
+        assert!(err.contains("1..=36500"), "{days}: {err}");
+        assert!(!err.contains("panicked"), "{days}: {err}");
+    }
+    let ca = tmp.path().join("ca");
+    init(&ca, "Test PD");
+    for days in ["99999999", "-1", "0", "3651"] {
+        let out = run(hub()
+            .args(["pki", "enroll", "--ca"])
+            .arg(&ca)
+            .args(["--device", "n1", "--kind", "pole"])
+            .arg(format!("--days={days}"))
+            .arg("--out")
+            .arg(tmp.path().join("n1")));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "enroll --days {days} accepted");
+        assert!(err.contains("1..=3650"), "{days}: {err}");
+        assert!(!tmp.path().join("n1/node.crt").exists());
+    }
+    ok(hub()
+        .args(["pki", "enroll", "--ca"])
+        .arg(&ca)
+        .args([
+            "--device", "n1", "--kind", "pole", "--days", "3650", "--out",
+        ])
+        .arg(tmp.path().join("n1")));
+}
+
+#[test]
+fn an_old_layout_with_ca_key_beside_ca_crt_still_enrolls() {
+    // Setups made before the CA key moved kept ca.key beside ca.crt.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    init(&ca, "Test PD");
+    std::fs::rename(ca.join("ca-private/ca.key"), ca.join("ca.key")).expect("mv");
+    ok(hub()
+        .args(["pki", "enroll", "--ca"])
+        .arg(&ca)
+        .args(["--device", "n2", "--kind", "pole", "--out"])
+        .arg(tmp.path().join("n2")));
+    assert!(tmp.path().join("n2/node.crt").exists());
 }

@@ -59,8 +59,7 @@ pub async fn run(
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;
     let cert = std::fs::read(&config.cert)
         .with_context(|| format!("reading {}", config.cert.display()))?;
-    let key =
-        std::fs::read(&config.key).with_context(|| format!("reading {}", config.key.display()))?;
+    let key = alpr_shared::private::read_key_file(&config.key)?;
     let liveness = quic::Liveness {
         keep_alive: config.sync.keep_alive,
         idle_timeout: config.sync.idle_timeout,

@@ -79,19 +79,19 @@ pub async fn serve(
     cancel: CancellationToken,
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    config.check_ca_key_apart()?;
+    alpr_shared::private::create_private_dir(&config.data_dir)?;
     let storage: Arc<dyn HubStorage> =
         Arc::new(RedbStore::open(&config.db_path()).context("opening the hub database")?);
+    alpr_shared::private::make_private(&config.db_path())?;
     let ca_pem = std::fs::read(&config.ca_cert)
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;
     let cert_pem = std::fs::read(&config.cert)
         .with_context(|| format!("reading {}", config.cert.display()))?;
-    let key_pem =
-        std::fs::read(&config.key).with_context(|| format!("reading {}", config.key.display()))?;
+    let key_pem = alpr_shared::private::read_key_file(&config.key)?;
     let anchor = TrustAnchor::from_pem(&ca_pem).context("the CA certificate")?;
-    let key_text = String::from_utf8(key_pem.clone()).context("hub key is not PEM text")?;
-    let hub_key = Arc::new(SecretKey::from_pkcs8_pem(&key_text).context("the hub key")?);
+    let key_text = std::str::from_utf8(&key_pem).context("hub key is not PEM text")?;
+    let hub_key = Arc::new(SecretKey::from_pkcs8_pem(key_text).context("the hub key")?);
     let hub_cert_der = alpr_shared::cert::pem_certificates(&cert_pem)
         .context("the hub certificate")?
         .into_iter()
