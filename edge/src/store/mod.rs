@@ -202,7 +202,7 @@ pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
     match opened {
         Ok(r) => r,
         Err(panic) => Err(named(format!(
-            "the database panicked while opening: {panic}"
+            "the database is corrupt (redb failed while checking it: {panic})"
         ))),
     }
 }
