@@ -485,3 +485,76 @@ fn full_disk(pki: &Pki, dir: &Path) -> anyhow::Result<()> {
     drop((hub_disk, edge_disk));
     Ok(())
 }
+
+#[test]
+fn a_dead_store_writer_stops_the_edge_non_zero_with_the_reason() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let Some(disk) = SmallDisk::mount(&dir.path().join("edge-disk"), "8m")? else {
+        return Ok(());
+    };
+    let node = pki.node("pole-w")?;
+    std::os::unix::fs::symlink(&disk.path, dir.path().join(format!("edge-{}", node.name)))?;
+    let nowhere = ([127, 0, 0, 1], free_udp_port()?).into();
+    let opts = EdgeOptions {
+        generate: 100_000,
+        images: true,
+        interval: Duration::from_millis(1),
+        ..EdgeOptions::default()
+    };
+    let mut edge = Edge::start(&node, nowhere, dir.path(), &opts)?;
+    wait_for(LIMIT, "some reads stored", || {
+        (edge.status()?["log_size"].as_u64()? >= 100).then_some(())
+    })?;
+    // The disk fills; while the writer waits for space, its file is
+    // destroyed: reopening finds no database, and the writer gives up.
+    let _filler = disk.fill()?;
+    wait_for(LIMIT, "the store failing", || {
+        edge.status()?["store_error"].is_string().then_some(())
+    })?;
+    flip(&disk.path.join("edge.redb"), 0, 4096)?;
+    wait_for(LIMIT, "the edge to exit", || {
+        (!edge.proc.is_running()).then_some(())
+    })?;
+    let log = edge.proc.log_text();
+    assert!(
+        log.contains("the store writer") && log.contains("edge.redb"),
+        "the reason is not in the log:\n{log}"
+    );
+    let ended = edge.proc.stop();
+    assert!(
+        ended
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("exit status: 1")),
+        "the edge did not exit non-zero: {ended:?}"
+    );
+    drop(disk);
+    Ok(())
+}
+
+#[test]
+fn the_shipped_configs_serve_metrics_on_loopback() -> anyhow::Result<()> {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let hub = alpr_hub::config::HubConfig::load(&deploy.join("hub.toml"))?;
+    let edge = alpr_edge::config::EdgeConfig::load(&deploy.join("edge.toml"))?;
+    for addr in [hub.metrics_listen, edge.metrics_listen] {
+        assert!(
+            addr.is_some_and(|a| a.ip().is_loopback()),
+            "metrics must be on and on loopback: {addr:?}"
+        );
+    }
+    for unit in ["alpr-hub.service", "alpr-edge.service"] {
+        let text = std::fs::read_to_string(deploy.join("systemd").join(unit))?;
+        for line in [
+            "Restart=on-failure",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "PrivateTmp=yes",
+            "StateDirectoryMode=0700",
+        ] {
+            assert!(text.contains(line), "{unit} lacks {line}");
+        }
+        assert!(!text.contains("User=root"), "{unit} runs as root");
+    }
+    Ok(())
+}

@@ -187,9 +187,29 @@ impl StoreHealth {
 pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
     let named = |e: String| StoreError::Corrupt(format!("{}: {e}", path.display()));
     let opened = alpr_shared::health::catch_panic(|| -> Result<Database, StoreError> {
-        let mut db = Database::create(path)
-            .map_err(|e| StoreError::Db(format!("{}: {e}", path.display())))?;
-        match db.check_integrity() {
+        let mut db = Database::create(path).map_err(|e| {
+            // An I/O failure may pass (a full disk); a file that is not a
+            // database, or a corrupt one, does not.
+            let transient = matches!(
+                &e,
+                redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                    if io.kind() != std::io::ErrorKind::InvalidData
+            ) || matches!(&e, redb::DatabaseError::DatabaseAlreadyOpen);
+            if transient {
+                StoreError::Db(format!("{}: {e}", path.display()))
+            } else {
+                named(e.to_string())
+            }
+        })?;
+        let started = std::time::Instant::now();
+        let checked = db.check_integrity();
+        tracing::info!(
+            path = %path.display(),
+            bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            ms = started.elapsed().as_millis() as u64,
+            "database integrity checked"
+        );
+        match checked {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 path = %path.display(),

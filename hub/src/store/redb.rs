@@ -98,7 +98,15 @@ fn open_checked(path: &Path) -> Result<Database, StoreError> {
     let named = |e: String| StoreError::Db(format!("{}: {e}", path.display()));
     let opened = alpr_shared::health::catch_panic(|| -> Result<Database, StoreError> {
         let mut db = Database::create(path).map_err(|e| named(e.to_string()))?;
-        match db.check_integrity() {
+        let started = std::time::Instant::now();
+        let checked = db.check_integrity();
+        tracing::info!(
+            path = %path.display(),
+            bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            ms = started.elapsed().as_millis() as u64,
+            "database integrity checked"
+        );
+        match checked {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
                 path = %path.display(),
