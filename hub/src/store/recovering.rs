@@ -118,6 +118,16 @@ impl Recovering {
         &self,
         f: impl FnOnce(&RedbStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.call_as(false, f)
+    }
+
+    /// `write`: any database failure of a commit reopens the database; a
+    /// read's only if the database reports an I/O failure or panicked.
+    fn call_as<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&RedbStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let store = self.current()?;
         let r = alpr_shared::health::catch_panic(|| f(&store)).unwrap_or_else(|panic| {
             Err(StoreError::Db(format!(
@@ -125,8 +135,10 @@ impl Recovering {
                 self.path.display()
             )))
         });
-        if let Err(e @ StoreError::Db(_)) = &r {
-            self.fail(&store, e);
+        if let Err(e @ StoreError::Db(msg)) = &r {
+            if write || msg.contains("I/O error") || msg.contains("panic") {
+                self.fail(&store, e);
+            }
         }
         r
     }
@@ -134,7 +146,7 @@ impl Recovering {
 
 impl HubStorage for Recovering {
     fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
-        self.call(|s| s.commit(ops))
+        self.call_as(true, |s| s.commit(ops))
     }
     fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError> {
         self.call(|s| s.node(device))
