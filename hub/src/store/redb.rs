@@ -74,6 +74,9 @@ impl RedbStore {
     /// Every page is checked first: a corrupt file is a clear error naming
     /// it, never a panic later in a worker; a panic inside redb while
     /// opening is turned into that error too.
+    /// The check reads the whole file: about 2 s for a 624 MB database of
+    /// a million reads on the development machine (1.5 s with the file in
+    /// the page cache), once per start.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = open_checked(path)?;
         let tx = db.begin_write().map_err(db_err)?;
