@@ -28,6 +28,9 @@ pub struct EdgeConfig {
     pub replay: ReplayConfig,
     /// Frames recognised into reads: the node's camera.
     pub capture: crate::pipeline::CaptureConfig,
+    /// Where `/metrics` (Prometheus) and `/healthz` are served; off when
+    /// unset. Keep it on loopback unless a scraper elsewhere needs it.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +87,7 @@ impl Default for EdgeConfig {
             sync: SyncConfig::default(),
             replay: ReplayConfig::default(),
             capture: crate::pipeline::CaptureConfig::default(),
+            metrics_listen: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod health;
 pub mod pipeline;
 pub mod recognise;
 pub mod replay;

@@ -24,6 +24,9 @@ enum Command {
     Run(node::RunArgs),
     /// Ask the running node for its backlog, last sync and link state.
     Status(node::StatusArgs),
+    /// For a service manager: exit 0 if the running node is healthy, else 1
+    /// with the reason.
+    Health(node::HealthArgs),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Recognize(a)) => recognise::cli::bench(a),
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
+        Command::Health(a) => node::health(a),
     };
     alpr_shared::cli::exit_with(result)
 }

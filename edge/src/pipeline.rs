@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::capture::{Frame, ImageReplay, MjpegFile, Source};
+use crate::health::CaptureHealth;
 use crate::recognise::fusion::{PassRead, Tracker, TrackerConfig};
 use crate::recognise::{PlateRead, Recogniser, RecogniserOptions, MODELS_ENV};
 use crate::store::StoreHandle;
@@ -143,6 +144,7 @@ pub struct Pipeline {
     source: Option<Box<dyn Source + Send>>,
     cursor_path: PathBuf,
     position: u64,
+    health: CaptureHealth,
 }
 
 impl Pipeline {
@@ -180,7 +182,15 @@ impl Pipeline {
             source,
             cursor_path,
             position,
+            health: CaptureHealth::default(),
         })
+    }
+
+    /// Report each frame's outcome to `health` (a failing source shows on
+    /// `edge status` at once).
+    pub fn with_health(mut self, health: CaptureHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Run until the source ends or `cancel`.
@@ -212,11 +222,14 @@ impl Pipeline {
             match frame {
                 Err(e) => {
                     stats.frames_failed += 1;
+                    self.health.frame_failed(&e.to_string());
                     warn!(error = %e, "frame skipped");
                 }
                 Ok(frame) => match self.recogniser.recognise(&frame.image) {
                     Err(e) => {
                         stats.frames_failed += 1;
+                        self.health
+                            .frame_failed(&format!("{}: recognition failed: {e}", frame.source));
                         warn!(source = %frame.source, error = %e, "recognition failed; frame skipped");
                     }
                     Ok(plates) => {
@@ -224,6 +237,7 @@ impl Pipeline {
                             .into_iter()
                             .filter(|p| p.confidence >= self.cfg.min_confidence)
                             .collect();
+                        self.health.frame_ok(plates.len() as u64);
                         match tracker.as_mut() {
                             None => {
                                 let overview = overview_of(&frame)?;

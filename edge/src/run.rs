@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::EdgeConfig;
-use crate::store::{LogStatus, StoreHandle};
+use crate::health::{CaptureHealth, CaptureState};
+use crate::store::StoreHandle;
 use crate::sync::{SharedStatus, SyncStatus};
 
 #[derive(Debug, clap::Args)]
@@ -48,10 +49,45 @@ pub struct Status {
     pub last_error: Option<String>,
     pub connects: u64,
     pub metered: bool,
+    /// What capture is doing ("off", "running", "failing", …).
+    #[serde(default)]
+    pub capture: CaptureState,
+    /// Why the store cannot commit now (it retries); absent when healthy.
+    #[serde(default)]
+    pub store_error: Option<String>,
+    /// Free bytes on the data folder's filesystem.
+    #[serde(default)]
+    pub disk_free: Option<u64>,
+    /// What is wrong now; empty when healthy (`edge health`).
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
-fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The running node's configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+fn status_of(
+    device: &str,
+    store: &StoreHandle,
+    sync: &SyncStatus,
+    capture: &CaptureHealth,
+) -> Status {
+    let log = store.status();
+    let capture = capture.get();
+    let disk_free = store
+        .path()
+        .parent()
+        .and_then(alpr_shared::health::disk_free);
+    let problems = crate::health::problems(store, &capture, disk_free);
     Status {
+        capture,
+        store_error: store.failing(),
+        disk_free,
+        problems,
         device: device.to_owned(),
         log_size: log.len,
         acked: log.acked,
@@ -108,16 +144,54 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     alpr_shared::cli::cancel_on_signals(cancel.clone());
     let status: SharedStatus = Arc::new(Mutex::new(SyncStatus::default()));
+    let capture_health = CaptureHealth::new("off");
 
-    let mut critical = tokio::task::JoinSet::new();
+    // Every task the node needs. One that fails, panics, or (for those that
+    // must run until shutdown) ends on its own stops the node with a
+    // non-zero exit and the reason, so a supervisor restarts it.
+    let mut critical: tokio::task::JoinSet<(&'static str, anyhow::Result<()>)> =
+        tokio::task::JoinSet::new();
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(
+            alpr_shared::metrics::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics endpoint on {addr}"))?,
+        ),
+        None => None,
+    };
     {
         let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
         let socket = bind_status_socket(&config.socket_path())?;
-        let device = device.clone();
+        let (device, capture) = (device.clone(), capture_health.clone());
         critical.spawn(async move {
-            serve_status(socket, device, store, status, cancel)
+            let r = serve_status(socket, device, store, status, capture, cancel.clone()).await;
+            ("the status socket", must_run(r, &cancel))
+        });
+    }
+    if let Some(listener) = metrics {
+        info!(addr = %listener.local_addr()?, "metrics endpoint listening");
+        let exporter = Arc::new(crate::health::EdgeExporter {
+            store: store.clone(),
+            sync: status.clone(),
+            capture: capture_health.clone(),
+        });
+        let cancel = cancel.clone();
+        critical.spawn(async move {
+            let r = alpr_shared::metrics::serve(listener, exporter, cancel.clone())
                 .await
-                .context("status socket")
+                .map_err(anyhow::Error::from);
+            ("the metrics endpoint", must_run(r, &cancel))
+        });
+    }
+    {
+        let (store, cancel) = (store.clone(), cancel.clone());
+        critical.spawn(async move {
+            let why = tokio::select! {
+                _ = cancel.cancelled() => return ("the store writer", Ok(())),
+                why = store.stopped() => why,
+            };
+            let why = why.unwrap_or_else(|| "it stopped".into());
+            ("the store writer", Err(anyhow::anyhow!(why)))
         });
     }
     if config.sync.enabled {
@@ -128,63 +202,72 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
             config.clone(),
         );
         critical.spawn(async move {
-            crate::sync::run(cfg, store, status, cancel)
-                .await
-                .context("sync")
+            let r = crate::sync::run(cfg, store, status, cancel.clone()).await;
+            ("sync", must_run(r, &cancel))
         });
     }
-    let capture = if config.capture.enabled() {
-        let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir)?;
-        let (store, cancel) = (store.clone(), cancel.clone());
-        Some(tokio::task::spawn_blocking(move || {
-            pipeline.run(&store, &cancel)
-        }))
-    } else {
-        None
-    };
-    let replay = if config.replay.file.is_some() || config.replay.generate > 0 {
+    if config.capture.enabled() {
+        let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir)?
+            .with_health(capture_health.clone());
+        capture_health.update(|s| s.state = "running".into());
+        let (store, cancel, health) = (store.clone(), cancel.clone(), capture_health.clone());
+        critical.spawn_blocking(move || {
+            let r = pipeline.run(&store, &cancel).map(|_| ());
+            health.ended(r.as_ref().err().map(|e| format!("{e:#}")).as_deref());
+            ("capture", r)
+        });
+    }
+    if config.replay.file.is_some() || config.replay.generate > 0 {
         let (store, cancel, cfg) = (store.clone(), cancel.clone(), config.replay.clone());
-        Some(tokio::spawn(async move {
-            crate::replay::run(cfg, store, cancel).await
-        }))
-    } else {
-        None
-    };
+        let health = capture_health.clone();
+        health.update(|s| s.state = "running".into());
+        critical.spawn(async move {
+            let r = crate::replay::run(cfg, store, cancel).await;
+            health.ended(r.as_ref().err().map(|e| format!("{e:#}")).as_deref());
+            ("replay", r)
+        });
+    }
     let mut code = ExitCode::SUCCESS;
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        r = critical.join_next(), if !cancel.is_cancelled() => {
-            // A critical task ended on its own: that is a failure.
-            match r {
-                Some(Ok(Ok(()))) if cancel.is_cancelled() => {}
-                Some(Ok(Err(e))) => error!(error = %format!("{e:#}"), "a critical task failed"),
-                _ => error!("a critical task ended"),
-            }
-            if !cancel.is_cancelled() {
-                code = ExitCode::FAILURE;
-            }
-            cancel.cancel();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = critical.join_next() => match r {
+                // Capture or replay finished its source: the node goes on.
+                Some(Ok((_, Ok(())))) => {}
+                Some(Ok((task, Err(e)))) => {
+                    error!(task, reason = %format!("{e:#}"), "a critical task failed; the node stops so that its supervisor restarts it");
+                    code = ExitCode::FAILURE;
+                    cancel.cancel();
+                    break;
+                }
+                Some(Err(e)) => {
+                    error!(reason = %e, "a critical task panicked; the node stops so that its supervisor restarts it");
+                    code = ExitCode::FAILURE;
+                    cancel.cancel();
+                    break;
+                }
+                None => cancel.cancelled().await,
+            },
         }
     }
-    if let Some(c) = capture {
-        match c.await {
-            Ok(Err(e)) => error!(error = %format!("{e:#}"), "capture failed"),
-            Err(e) => error!(error = %e, "capture task"),
-            Ok(Ok(_)) => {}
+    store.close();
+    while let Some(r) = critical.join_next().await {
+        if let Ok((task, Err(e))) = r {
+            error!(task, reason = %format!("{e:#}"), "failed while stopping");
         }
     }
-    if let Some(r) = replay {
-        match r.await {
-            Ok(Err(e)) => error!(error = %format!("{e:#}"), "replay failed"),
-            Err(e) => error!(error = %e, "replay task"),
-            Ok(Ok(())) => {}
-        }
-    }
-    while critical.join_next().await.is_some() {}
     drop(store);
     let _ = tokio::task::spawn_blocking(move || store_thread.join()).await;
     info!("edge stopped");
     Ok(code)
+}
+
+/// A task that must run until shutdown: ending early is a failure.
+fn must_run(r: anyhow::Result<()>, cancel: &CancellationToken) -> anyhow::Result<()> {
+    match r {
+        Ok(()) if !cancel.is_cancelled() => Err(anyhow::anyhow!("it ended on its own")),
+        r => r,
+    }
 }
 
 #[cfg(unix)]
@@ -193,6 +276,7 @@ async fn serve_status(
     device: String,
     store: StoreHandle,
     status: SharedStatus,
+    capture: CaptureHealth,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let limit = Arc::new(tokio::sync::Semaphore::new(16));
@@ -206,7 +290,7 @@ async fn serve_status(
         };
         let st = status
             .lock()
-            .map(|s| status_of(&device, store.status(), &s))
+            .map(|s| status_of(&device, &store, &s, &capture))
             .map_err(|_| anyhow::anyhow!("status lock poisoned"))?;
         tokio::spawn(async move {
             let mut buf = [0u8; 64];
@@ -277,6 +361,7 @@ async fn serve_status(
     _device: String,
     _store: StoreHandle,
     _status: SharedStatus,
+    _capture: CaptureHealth,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     cancel.cancelled().await;
@@ -310,8 +395,46 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(e) = &st.last_error {
             println!("last error   {e}");
         }
+        let c = &st.capture;
+        println!(
+            "capture      {} ({} frames, {} failed)",
+            c.state, c.frames, c.frames_failed
+        );
+        if let Some(e) = &c.last_error {
+            println!("capture err  {e}");
+        }
+        if let Some(e) = &st.store_error {
+            println!("store        failing, retrying: {e}");
+        }
+        if let Some(b) = st.disk_free {
+            println!("disk free    {} MiB", b / (1 << 20));
+        }
+        for p in &st.problems {
+            println!("PROBLEM      {p}");
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For a service manager: exit 0 when the node runs and is healthy, 1 with
+/// the reason otherwise (not running, the store cannot commit, the capture
+/// source fails).
+pub fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let config = EdgeConfig::load_or_default(args.config.as_deref())?;
+    match query_status(&config) {
+        Err(e) => {
+            println!("unhealthy: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(st) if st.problems.is_empty() => {
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(st) => {
+            println!("unhealthy: {}", st.problems.join("; "));
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 #[cfg(unix)]

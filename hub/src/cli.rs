@@ -26,6 +26,13 @@ pub struct NodesArgs {
     pub json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The running hub's configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Verified, durably stored reads per second from many edges.
@@ -84,6 +91,12 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         "\n{} entries stored since start; {} refusals ({} at the TLS handshake)",
         report.entries_stored, report.refusals, report.refused_handshakes
     );
+    if let Some(b) = report.disk_free {
+        println!("disk free: {} MiB", b / (1 << 20));
+    }
+    for p in &report.problems {
+        println!("PROBLEM: {p}");
+    }
     if !report.recent_refusals.is_empty() {
         println!("\nrecent refusals:");
         for r in &report.recent_refusals {
@@ -98,6 +111,26 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// For a service manager: exit 0 when the hub answers and is healthy, 1
+/// with the reason otherwise.
+pub fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    match runtime()?.block_on(admin::request(&config, &AdminRequest::Nodes)) {
+        Err(e) => {
+            println!("unhealthy: {e:#}");
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(r) if r.problems.is_empty() => {
+            println!("ok");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(r) => {
+            println!("unhealthy: {}", r.problems.join("; "));
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {

@@ -29,6 +29,9 @@ pub struct HubConfig {
     pub keep_alive: Duration,
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Where `/metrics` (Prometheus) and `/healthz` are served; off when
+    /// unset. Keep it on loopback unless a scraper elsewhere needs it.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for HubConfig {
@@ -43,6 +46,7 @@ impl Default for HubConfig {
             max_connections: 1024,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            metrics_listen: None,
         }
     }
 }

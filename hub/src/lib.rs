@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod ingest;
 pub mod store;
 pub mod sync;

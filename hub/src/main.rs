@@ -27,6 +27,9 @@ enum Command {
     Serve(sync_cli::ServeArgs),
     /// List nodes: last contact, acknowledged sequence, backlog, refusals.
     Nodes(sync_cli::NodesArgs),
+    /// For a service manager: exit 0 if the running hub is healthy, else 1
+    /// with the reason.
+    Health(sync_cli::HealthArgs),
     /// Audits: re-verify every node log the running hub holds.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => sync_cli::serve(args),
         Command::Nodes(args) => sync_cli::nodes(args),
+        Command::Health(args) => sync_cli::health(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
     };

@@ -11,7 +11,9 @@
 pub mod cert;
 pub mod cli;
 pub mod crypto;
+pub mod health;
 pub mod log;
+pub mod metrics;
 pub mod pki;
 pub mod private;
 pub mod settings;

@@ -10,9 +10,11 @@
 //! Nothing here deletes an entry or an image: retention (later) may delete
 //! only below the hub's acknowledged sequence ([`StoreHandle::acked`]).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use alpr_shared::crypto::{sha256, SecretKey};
 use alpr_shared::log::{LogWriter, SignedEntry};
@@ -49,6 +51,8 @@ pub enum StoreError {
     ImageTooLarge(usize),
     #[error("the store has stopped")]
     Stopped,
+    #[error("the database is being reopened after a failure")]
+    Reopening,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -103,10 +107,124 @@ enum Cmd {
 /// Handle to the store: cheap to clone.
 #[derive(Clone)]
 pub struct StoreHandle {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     tx: mpsc::Sender<Cmd>,
     status: watch::Receiver<LogStatus>,
     device: DeviceId,
+    health: Arc<StoreHealth>,
+}
+
+/// The open database, replaced when the writer reopens it after a failed
+/// commit (redb refuses every operation after an I/O error until then).
+#[derive(Debug)]
+struct DbSlot {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+}
+
+impl DbSlot {
+    fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .map_err(|_| StoreError::Reopening)?
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// Close the database (waiting for readers to let go) and open it
+    /// again, checked.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().map_err(|_| StoreError::Reopening)?;
+        if let Some(old) = slot.take() {
+            // Readers hold a clone only for one read transaction.
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(again) => {
+                        old = again;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+        *slot = Some(Arc::new(open_checked(&self.path)?));
+        Ok(())
+    }
+}
+
+/// Why the store cannot write now, and when it gives up.
+#[derive(Debug, Default)]
+struct StoreHealth {
+    /// The last failure while the writer retries; `None` when healthy.
+    failing: Mutex<Option<String>>,
+    /// Why the writer stopped for good.
+    stopped: Mutex<Option<String>>,
+    /// Shutdown: a writer waiting to retry gives up.
+    closing: AtomicBool,
+    commits: AtomicU64,
+    commit_micros: AtomicU64,
+}
+
+impl StoreHealth {
+    fn set(slot: &Mutex<Option<String>>, v: Option<String>) {
+        if let Ok(mut g) = slot.lock() {
+            *g = v;
+        }
+    }
+
+    fn get(slot: &Mutex<Option<String>>) -> Option<String> {
+        slot.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+/// Open `path` and check every page before use: a corrupt file is a clear
+/// error naming it, never a panic later in a worker. A panic inside redb
+/// while checking is reported the same way.
+pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
+    let named = |e: String| StoreError::Corrupt(format!("{}: {e}", path.display()));
+    let opened = alpr_shared::health::catch_panic(|| -> Result<Database, StoreError> {
+        let mut db = Database::create(path).map_err(|e| {
+            // An I/O failure may pass (a full disk); a file that is not a
+            // database, or a corrupt one, does not.
+            let transient = matches!(
+                &e,
+                redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                    if io.kind() != std::io::ErrorKind::InvalidData
+            ) || matches!(&e, redb::DatabaseError::DatabaseAlreadyOpen);
+            if transient {
+                StoreError::Db(format!("{}: {e}", path.display()))
+            } else {
+                named(e.to_string())
+            }
+        })?;
+        let started = std::time::Instant::now();
+        let checked = db.check_integrity();
+        tracing::info!(
+            path = %path.display(),
+            bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            ms = started.elapsed().as_millis() as u64,
+            "database integrity checked"
+        );
+        match checked {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                path = %path.display(),
+                "the store was not closed cleanly; redb repaired it"
+            ),
+            Err(e) => return Err(named(e.to_string())),
+        }
+        Ok(db)
+    });
+    match opened {
+        Ok(r) => r,
+        Err(panic) => Err(named(format!(
+            "the database is corrupt (redb failed while checking it: {panic})"
+        ))),
+    }
 }
 
 impl std::fmt::Debug for StoreHandle {
@@ -147,7 +265,7 @@ impl StoreHandle {
         key: SecretKey,
         device: DeviceId,
     ) -> Result<(StoreHandle, JoinHandle<()>), StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+        let db = open_checked(path)?;
         let tx = db.begin_write().map_err(db_err)?;
         let (next_seq, head) = {
             let mut meta = tx.open_table(META).map_err(db_err)?;
@@ -183,15 +301,27 @@ impl StoreHandle {
             }
         };
         tx.commit().map_err(db_err)?;
-        let db = Arc::new(db);
         let writer = LogWriter::resume(key, device.clone(), next_seq, head);
         let initial = read_status(&db, next_seq)?;
+        let db = Arc::new(DbSlot {
+            path: path.to_owned(),
+            db: RwLock::new(Some(Arc::new(db))),
+        });
+        let health = Arc::new(StoreHealth::default());
         let (status_tx, status) = watch::channel(initial);
         let (tx, rx) = mpsc::channel(QUEUE);
-        let thread_db = db.clone();
+        let (thread_db, thread_health) = (db.clone(), health.clone());
         let join = std::thread::Builder::new()
             .name("edge-store".into())
-            .spawn(move || writer_loop(thread_db, writer, rx, status_tx))
+            .spawn(move || {
+                let why = match alpr_shared::health::catch_panic(|| {
+                    writer_loop(&thread_db, writer, rx, status_tx, &thread_health)
+                }) {
+                    Ok(why) => why,
+                    Err(panic) => Some(format!("the store writer panicked: {panic}")),
+                };
+                StoreHealth::set(&thread_health.stopped, why);
+            })
             .map_err(db_err)?;
         Ok((
             StoreHandle {
@@ -199,6 +329,7 @@ impl StoreHandle {
                 tx,
                 status,
                 device,
+                health,
             },
             join,
         ))
@@ -206,6 +337,39 @@ impl StoreHandle {
 
     pub fn device(&self) -> &DeviceId {
         &self.device
+    }
+
+    /// Why the store cannot commit right now (it retries, and callers
+    /// wait); `None` when it is healthy.
+    pub fn failing(&self) -> Option<String> {
+        StoreHealth::get(&self.health.failing)
+    }
+
+    /// Resolves when the writer has stopped, with why (`None`: every handle
+    /// was dropped, the normal end).
+    pub async fn stopped(&self) -> Option<String> {
+        let mut w = self.status.clone();
+        while w.changed().await.is_ok() {}
+        StoreHealth::get(&self.health.stopped)
+    }
+
+    /// Shutdown has begun: a writer waiting for the disk stops waiting and
+    /// fails what it holds (unacknowledged, so nothing is lost).
+    pub fn close(&self) {
+        self.health.closing.store(true, Ordering::Release);
+    }
+
+    /// Durable commits so far, and the seconds they took.
+    pub fn commit_stats(&self) -> (u64, f64) {
+        (
+            self.health.commits.load(Ordering::Relaxed),
+            self.health.commit_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+
+    /// The file the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.db.path
     }
 
     /// Seal a recognised read into the signed log with its images, durably.
@@ -279,7 +443,7 @@ impl StoreHandle {
 
     /// The hub's latest receipt, as stored.
     pub fn receipt(&self) -> Result<Option<SignedReceipt>, StoreError> {
-        load_receipt(&self.db)
+        load_receipt(&*self.db.get()?)
     }
 
     /// Entries from `first`, at most `limit`, decoded.
@@ -296,7 +460,7 @@ impl StoreHandle {
         max_count: usize,
         max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
         let t = tx.open_table(READS).map_err(db_err)?;
         let mut out = Vec::new();
         let mut bytes = 0;
@@ -322,7 +486,7 @@ impl StoreHandle {
         from: UnixMillis,
         to: UnixMillis,
     ) -> Result<Vec<u64>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
         let t = tx.open_table(PLATE_TIME).map_err(db_err)?;
         let lo = plate_key(plate, from, 0);
         let hi = plate_key(plate, to, u64::MAX);
@@ -343,13 +507,13 @@ impl StoreHandle {
     }
 
     pub fn image_bytes(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
         let t = tx.open_table(IMAGES).map_err(db_err)?;
         Ok(t.get(&hash.0).map_err(db_err)?.map(|v| v.value().to_vec()))
     }
 
     fn queued_images(&self, below: u64, limit: usize) -> Result<Vec<(u64, Hash32)>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
         let t = tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
         let mut out = Vec::new();
         for row in t.iter().map_err(db_err)?.take(limit) {
@@ -417,12 +581,21 @@ fn read_status(db: &Database, len: u64) -> Result<LogStatus, StoreError> {
     })
 }
 
+/// Longest wait between two attempts to reopen a failing database.
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Write batches until every handle is dropped. A failed commit (a full
+/// disk) acknowledges nothing: the writer reopens the database and retries
+/// the same batch until it commits, while callers wait (the bounded queue
+/// holds capture back). Returns why it stopped early, if it did: a corrupt
+/// database, or shutdown while the disk was still failing.
 fn writer_loop(
-    db: Arc<Database>,
+    slot: &DbSlot,
     mut log: LogWriter,
     mut rx: mpsc::Receiver<Cmd>,
     status: watch::Sender<LogStatus>,
-) {
+    health: &StoreHealth,
+) -> Option<String> {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -431,36 +604,96 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        match write_batch(&db, &mut log, &mut batch) {
-            Ok(replies) => {
-                let mut st = *status.borrow();
-                st.len = log.len();
-                for r in &replies {
-                    match r {
-                        Done::Appended(_, queued) => st.images_pending += queued,
-                        Done::Acked(next, at) if *next > st.acked => {
-                            st.acked = *next;
-                            st.acked_at = Some(*at);
+        let (len, head) = (log.len(), log.head());
+        let mut wait = Duration::from_millis(100);
+        let written = loop {
+            let started = std::time::Instant::now();
+            let attempt = slot
+                .get()
+                .and_then(|db| write_batch(&db, &mut log, &mut batch));
+            match attempt {
+                Ok(replies) => {
+                    health.commits.fetch_add(1, Ordering::Relaxed);
+                    health.commit_micros.fetch_add(
+                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    break Ok(replies);
+                }
+                Err(e) => {
+                    // Nothing of the batch is on disk: its entries will be
+                    // sealed again, in the same places, by the retry.
+                    log.rewind(len, head);
+                    if StoreHealth::get(&health.failing).is_none() {
+                        tracing::error!(error = %e, path = %slot.path.display(), "store commit failed; nothing was acknowledged; retrying until the disk accepts it");
+                    }
+                    StoreHealth::set(&health.failing, Some(e.to_string()));
+                    if health.closing.load(Ordering::Acquire) {
+                        break Err(format!("shutting down while the store was failing: {e}"));
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(RETRY_MAX);
+                    match slot.reopen().and_then(|()| disk_position(&*slot.get()?)) {
+                        Ok((next_seq, h)) => {
+                            if next_seq != len || h != head {
+                                break Err(format!(
+                                    "after reopening, the log holds {next_seq} entries, not {len}"
+                                ));
+                            }
                         }
-                        Done::Dequeued => st.images_pending = st.images_pending.saturating_sub(1),
-                        _ => {}
+                        Err(e @ StoreError::Corrupt(_)) => break Err(e.to_string()),
+                        Err(e) => StoreHealth::set(&health.failing, Some(e.to_string())),
                     }
                 }
-                status.send_replace(st);
-                for (cmd, r) in batch.into_iter().zip(replies) {
-                    reply(cmd, r);
-                }
             }
-            Err(e) => {
-                // The in-memory log head has moved past what is on disk: stop,
-                // so the process exits and resumes from the disk on restart.
-                tracing::error!(error = %e, "store commit failed; the reads were not stored; stopping the store");
+        };
+        let replies = match written {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::error!(reason = %why, "the store stops; unacknowledged reads are not stored");
                 for cmd in batch {
-                    reply(cmd, Done::Failed(StoreError::Db(e.to_string())));
+                    reply(cmd, Done::Failed(StoreError::Db(why.clone())));
                 }
-                return;
+                return Some(why);
+            }
+        };
+        if StoreHealth::get(&health.failing).is_some() {
+            tracing::info!("the store commits again");
+            StoreHealth::set(&health.failing, None);
+        }
+        let mut st = *status.borrow();
+        st.len = log.len();
+        for r in &replies {
+            match r {
+                Done::Appended(_, queued) => st.images_pending += queued,
+                Done::Acked(next, at) if *next > st.acked => {
+                    st.acked = *next;
+                    st.acked_at = Some(*at);
+                }
+                Done::Dequeued => st.images_pending = st.images_pending.saturating_sub(1),
+                _ => {}
             }
         }
+        status.send_replace(st);
+        for (cmd, r) in batch.into_iter().zip(replies) {
+            reply(cmd, r);
+        }
+    }
+    None
+}
+
+/// The log's length and head as the database holds them.
+fn disk_position(db: &Database) -> Result<(u64, Hash32), StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let reads = tx.open_table(READS).map_err(db_err)?;
+    let last = reads.last().map_err(db_err)?;
+    match last {
+        Some((_, v)) => {
+            let e =
+                SignedEntry::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((e.seq() + 1, e.hash()))
+        }
+        None => Ok((0, Hash32::ZERO)),
     }
 }
 

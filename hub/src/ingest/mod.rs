@@ -191,6 +191,12 @@ impl Writer {
         (Writer { tx }, join)
     }
 
+    /// Resolves when the writer thread has ended (it only ends on its own
+    /// if it died: every handle is still held while the hub serves).
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     /// Submit one op; resolves after the durable commit that includes it.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult, IngestError> {
         self.enqueue(op).await?.committed().await

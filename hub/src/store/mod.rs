@@ -6,6 +6,7 @@
 //! Writes arrive in batches from the single writer ([`crate::ingest`]): one
 //! call to [`HubStorage::commit`] is one durable transaction.
 
+pub mod recovering;
 pub mod redb;
 
 use alpr_shared::log::SignedCheckpoint;

@@ -70,8 +70,15 @@ pub struct RedbStore {
 
 impl RedbStore {
     /// Open (or create) the store at `path`.
+    ///
+    /// Every page is checked first: a corrupt file is a clear error naming
+    /// it, never a panic later in a worker; a panic inside redb while
+    /// opening is turned into that error too.
+    /// The check reads the whole file: about 2 s for a 624 MB database of
+    /// a million reads on the development machine (1.5 s with the file in
+    /// the page cache), once per start.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+        let db = open_checked(path)?;
         let tx = db.begin_write().map_err(db_err)?;
         {
             tx.open_table(NODES).map_err(db_err)?;
@@ -87,6 +94,36 @@ impl RedbStore {
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
     }
+}
+
+/// Open `path` and check its integrity (see [`RedbStore::open`]).
+fn open_checked(path: &Path) -> Result<Database, StoreError> {
+    let named = |e: String| StoreError::Db(format!("{}: {e}", path.display()));
+    let opened = alpr_shared::health::catch_panic(|| -> Result<Database, StoreError> {
+        let mut db = Database::create(path).map_err(|e| named(e.to_string()))?;
+        let started = std::time::Instant::now();
+        let checked = db.check_integrity();
+        tracing::info!(
+            path = %path.display(),
+            bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            ms = started.elapsed().as_millis() as u64,
+            "database integrity checked"
+        );
+        match checked {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                path = %path.display(),
+                "the hub database was not closed cleanly; redb repaired it"
+            ),
+            Err(e) => return Err(named(format!("the database is corrupt: {e}"))),
+        }
+        Ok(db)
+    });
+    opened.unwrap_or_else(|panic| {
+        Err(named(format!(
+            "the database is corrupt (redb failed while checking it: {panic})"
+        )))
+    })
 }
 
 impl HubStorage for RedbStore {

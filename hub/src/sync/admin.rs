@@ -111,6 +111,16 @@ pub struct NodesReport {
     pub entries_stored: u64,
     pub refusals: u64,
     pub refused_handshakes: u64,
+    /// Why the database cannot commit now (it reopens itself); absent
+    /// when healthy.
+    #[serde(default)]
+    pub storage_error: Option<String>,
+    /// Free bytes where the database lives.
+    #[serde(default)]
+    pub disk_free: Option<u64>,
+    /// What is wrong now; empty when healthy (`hub health`).
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
@@ -161,9 +171,11 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         .lock()
         .map(|m| m.keys().map(ToString::to_string).collect())
         .unwrap_or_default();
+    // A failing database is reported, not an error: the report says why.
     let nodes = hub
         .storage
-        .nodes()?
+        .nodes()
+        .unwrap_or_default()
         .into_iter()
         .map(|(name, r)| NodeRow {
             connected: connected.contains(&name.to_string()),
@@ -178,7 +190,10 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         .collect();
     Ok(NodesReport {
         nodes,
-        recent_refusals: hub.storage.refusals(50)?,
+        recent_refusals: hub.storage.refusals(50).unwrap_or_default(),
+        storage_error: hub.health.storage_error(),
+        disk_free: hub.health.disk_free(),
+        problems: hub.health.problems(),
         entries_stored: Metrics::get(&hub.metrics.entries_stored),
         refusals: Metrics::get(&hub.metrics.refusals),
         refused_handshakes: Metrics::get(&hub.metrics.refused_handshakes),

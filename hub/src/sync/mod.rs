@@ -23,7 +23,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::config::{normalise_serial, HubConfig};
 use crate::ingest::{Metrics, Pending, Writer, WriterConfig};
-use crate::store::redb::RedbStore;
+use crate::store::recovering::Recovering;
 use crate::store::{HubStorage, RefusalRecord, WriteOp, WriteResult};
 
 /// Everything a connection task needs; shared by all of them.
@@ -31,6 +31,8 @@ pub struct Hub {
     pub storage: Arc<dyn HubStorage>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
+    /// Refusals by kind, the database's state.
+    pub health: Arc<crate::health::HubHealth>,
     anchor: TrustAnchor,
     hub_key: Arc<SecretKey>,
     hub_cert_der: Vec<u8>,
@@ -46,6 +48,11 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    /// Nodes connected now.
+    pub fn connected_count(&self) -> usize {
+        self.connections.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
     /// Log, count and store a refusal.
     pub async fn refuse(&self, device: Option<&DeviceId>, peer: SocketAddr, r: &Refusal) {
         warn!(
@@ -57,6 +64,7 @@ impl Hub {
             "refused"
         );
         Metrics::add(&self.metrics.refusals, 1);
+        self.health.refused(&r.code.to_string());
         let rec = RefusalRecord {
             at: UnixMillis::now(),
             device: device.map(ToString::to_string),
@@ -81,9 +89,18 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     config.check_ca_key_apart()?;
     alpr_shared::private::create_private_dir(&config.data_dir)?;
-    let storage: Arc<dyn HubStorage> =
-        Arc::new(RedbStore::open(&config.db_path()).context("opening the hub database")?);
+    let recovering =
+        Arc::new(Recovering::open(&config.db_path()).context("opening the hub database")?);
     alpr_shared::private::make_private(&config.db_path())?;
+    let storage: Arc<dyn HubStorage> = recovering.clone();
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            alpr_shared::metrics::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics endpoint on {addr}"))?,
+        ),
+        None => None,
+    };
     let ca_pem = std::fs::read(&config.ca_cert)
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;
     let cert_pem = std::fs::read(&config.cert)
@@ -117,6 +134,7 @@ pub async fn serve(
         storage,
         writer,
         metrics,
+        health: Arc::new(crate::health::HubHealth::new(Some(recovering))),
         anchor,
         hub_key,
         hub_cert_der,
@@ -126,9 +144,28 @@ pub async fn serve(
     });
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let tasks = tokio_util::task::TaskTracker::new();
+    if let Some(listener) = metrics_listener {
+        info!(addr = %listener.local_addr()?, "metrics endpoint listening");
+        let exporter = Arc::new(crate::health::HubExporter(hub.clone()));
+        let cancel = hub.cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = alpr_shared::metrics::serve(listener, exporter, cancel).await {
+                warn!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
+    let writer_closed = hub.writer.clone();
+    let mut failure = None;
     loop {
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = writer_closed.closed() => {
+                // The writer is gone: nothing could be stored or
+                // acknowledged. Stop, so that a supervisor restarts the hub.
+                tracing::error!("the writer stopped; the hub stops so that its supervisor restarts it");
+                failure = Some(anyhow::anyhow!("the hub's writer stopped"));
+                break;
+            }
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
@@ -149,11 +186,15 @@ pub async fn serve(
     tasks.wait().await;
     endpoint.wait_idle().await;
     drop(hub);
+    drop(writer_closed);
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await
         .ok();
     info!("hub stopped");
-    Ok(())
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {

@@ -339,6 +339,14 @@ impl LogWriter {
         self.head
     }
 
+    /// Go back to a log of `next_seq` entries ending in `head`: entries
+    /// sealed after it were never persisted (their commit failed), so the
+    /// next entry takes their place.
+    pub fn rewind(&mut self, next_seq: u64, head: Hash32) {
+        self.next_seq = next_seq;
+        self.head = head;
+    }
+
     /// Seal a read into the next entry, with a fresh random salt.
     pub fn append_read(
         &mut self,

@@ -1,0 +1,191 @@
+//! [`HubStorage`] that survives its disk: after a failed commit (redb
+//! refuses every operation after an I/O error until the database is
+//! reopened) it closes the database and opens it again, checked, on the
+//! next call, at most once a second, until the disk accepts writes again.
+//! Meanwhile every call fails fast with the reason, the writer acknowledges
+//! nothing, and [`Recovering::failing`] says why for `hub nodes`, `hub
+//! health` and the metrics. A panic inside a storage call becomes an error
+//! naming the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use alpr_shared::log::SignedCheckpoint;
+use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
+
+use super::redb::RedbStore;
+use super::{HubStorage, NodeCert, NodeRecord, RefusalRecord, StoreError, WriteOp, WriteResult};
+
+/// Shortest time between two attempts to reopen.
+const RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct Recovering {
+    path: PathBuf,
+    inner: RwLock<Option<Arc<RedbStore>>>,
+    /// Why the store does not work now; `None` when it does.
+    failing: Mutex<Option<String>>,
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+impl Recovering {
+    /// Open the store at `path` (checked; see [`RedbStore::open`]).
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Recovering {
+            path: path.to_owned(),
+            inner: RwLock::new(Some(Arc::new(RedbStore::open(path)?))),
+            failing: Mutex::new(None),
+            last_attempt: Mutex::new(None),
+        })
+    }
+
+    /// Why the store cannot be used now; `None` when healthy.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn set_failing(&self, v: Option<String>) {
+        if let Ok(mut g) = self.failing.lock() {
+            *g = v;
+        }
+    }
+
+    fn current(&self) -> Result<Arc<RedbStore>, StoreError> {
+        if let Some(s) = self.inner.read().ok().and_then(|g| g.clone()) {
+            return Ok(s);
+        }
+        let unavailable = || {
+            StoreError::Db(format!(
+                "{} is unavailable: {}",
+                self.path.display(),
+                self.failing().unwrap_or_else(|| "reopening".into())
+            ))
+        };
+        {
+            let mut last = self.last_attempt.lock().map_err(|_| unavailable())?;
+            if last.is_some_and(|t| t.elapsed() < RETRY) {
+                return Err(unavailable());
+            }
+            *last = Some(Instant::now());
+        }
+        let mut slot = self.inner.write().map_err(|_| unavailable())?;
+        if let Some(s) = slot.clone() {
+            return Ok(s);
+        }
+        match alpr_shared::health::catch_panic(|| RedbStore::open(&self.path)) {
+            Ok(Ok(s)) => {
+                let s = Arc::new(s);
+                *slot = Some(s.clone());
+                self.set_failing(None);
+                tracing::info!(path = %self.path.display(), "the hub database is open again; commits resume");
+                Ok(s)
+            }
+            Ok(Err(e)) => {
+                self.set_failing(Some(e.to_string()));
+                Err(e)
+            }
+            Err(panic) => {
+                let e = StoreError::Db(format!(
+                    "{}: panic while reopening: {panic}",
+                    self.path.display()
+                ));
+                self.set_failing(Some(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The database failed under `store`: close it so the next call opens
+    /// it again (the file closes when the last caller lets go of it).
+    fn fail(&self, store: &Arc<RedbStore>, e: &StoreError) {
+        if self.failing().is_none() {
+            tracing::error!(path = %self.path.display(), error = %e, "the hub database failed; nothing of it was acknowledged; reopening it until the disk accepts writes");
+        }
+        self.set_failing(Some(e.to_string()));
+        if let Ok(mut slot) = self.inner.write() {
+            if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, store)) {
+                *slot = None;
+            }
+        }
+    }
+
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&RedbStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.call_as(false, f)
+    }
+
+    /// `write`: any database failure of a commit reopens the database; a
+    /// read's only if the database reports an I/O failure or panicked.
+    fn call_as<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&RedbStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let store = self.current()?;
+        let r = alpr_shared::health::catch_panic(|| f(&store)).unwrap_or_else(|panic| {
+            Err(StoreError::Db(format!(
+                "{}: panic inside the database: {panic}",
+                self.path.display()
+            )))
+        });
+        if let Err(e @ StoreError::Db(msg)) = &r {
+            if write || msg.contains("I/O error") || msg.contains("panic") {
+                self.fail(&store, e);
+            }
+        }
+        r
+    }
+}
+
+impl HubStorage for Recovering {
+    fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
+        self.call_as(true, |s| s.commit(ops))
+    }
+    fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError> {
+        self.call(|s| s.node(device))
+    }
+    fn nodes(&self) -> Result<Vec<(DeviceId, NodeRecord)>, StoreError> {
+        self.call(|s| s.nodes())
+    }
+    fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError> {
+        self.call(|s| s.checkpoint(device))
+    }
+    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.certificate(device))
+    }
+    fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError> {
+        self.call(|s| s.certificates(device))
+    }
+    fn revocations(&self) -> Result<Vec<alpr_shared::cert::Revocation>, StoreError> {
+        self.call(|s| s.revocations())
+    }
+    fn entries(
+        &self,
+        device: &DeviceId,
+        first: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.call(|s| s.entries(device, first, limit))
+    }
+    fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
+        self.call(|s| s.refusals(limit))
+    }
+    fn reads_of_plate(
+        &self,
+        plate: &str,
+        from: UnixMillis,
+        to: UnixMillis,
+    ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+        self.call(|s| s.reads_of_plate(plate, from, to))
+    }
+    fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
+        self.call(|s| s.has_image(hash))
+    }
+}
