@@ -39,8 +39,12 @@ pub struct StatusArgs {
 pub struct Status {
     pub device: String,
     pub log_size: u64,
+    /// What the hub holds now (its latest receipt, checked against this log).
     pub acked: u64,
-    pub backlog: u64,
+    /// Reads the hub does not hold yet; `None` while the hub's record of
+    /// this node is not this node's log (an identity conflict): nothing
+    /// is known to be held.
+    pub backlog: Option<u64>,
     pub images_pending: u64,
     pub link: String,
     pub hub: String,
@@ -48,6 +52,10 @@ pub struct Status {
     pub last_error: Option<String>,
     pub connects: u64,
     pub metered: bool,
+    /// Why uploads stopped, when the hub's record is not this node's log.
+    pub identity_conflict: Option<String>,
+    /// The hub lost reads it had acknowledged (restored from a backup).
+    pub hub_lost: Option<String>,
 }
 
 fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
@@ -55,7 +63,7 @@ fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
         device: device.to_owned(),
         log_size: log.len,
         acked: log.acked,
-        backlog: log.backlog(),
+        backlog: sync.identity_conflict.is_none().then(|| log.backlog()),
         images_pending: log.images_pending,
         link: sync.link.clone(),
         hub: sync.hub.clone(),
@@ -63,6 +71,8 @@ fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
         last_error: sync.last_error.clone(),
         connects: sync.connects,
         metered: sync.metered,
+        identity_conflict: sync.identity_conflict.clone(),
+        hub_lost: sync.hub_lost.clone(),
     }
 }
 
@@ -250,11 +260,25 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             if st.metered { ", metered" } else { "" }
         );
         println!("log          {} reads", st.log_size);
-        println!("acknowledged {} by the hub", st.acked);
-        println!(
-            "backlog      {} reads, {} images",
-            st.backlog, st.images_pending
-        );
+        if let Some(c) = &st.identity_conflict {
+            println!("IDENTITY CONFLICT: uploads stopped; a person must resolve it");
+            println!("             {c}");
+            println!("acknowledged nothing of this log (the hub's record is another)");
+            println!(
+                "backlog      unknown ({} reads, {} images not confirmed held)",
+                st.log_size, st.images_pending
+            );
+        } else {
+            println!("acknowledged {} by the hub (its latest receipt)", st.acked);
+            println!(
+                "backlog      {} reads, {} images",
+                st.backlog.unwrap_or(st.log_size),
+                st.images_pending
+            );
+        }
+        if let Some(l) = &st.hub_lost {
+            println!("hub lost     {l}");
+        }
         println!(
             "last sync    {}",
             st.last_sync.as_deref().unwrap_or("never")

@@ -98,6 +98,11 @@ enum Cmd {
         hash: Hash32,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    Requeue {
+        from: u64,
+        to: u64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
 }
 
 /// Handle to the store: cheap to clone.
@@ -242,11 +247,25 @@ impl StoreHandle {
         rx.blocking_recv().map_err(|_| StoreError::Stopped)?
     }
 
-    /// Record the hub's receipt (only ever moves forward).
+    /// Record the hub's latest receipt, as checked by the sync core against
+    /// this log. It may go backwards: a hub restored from a backup holds
+    /// less than it acknowledged before, and what it holds now is what
+    /// retention may rely on.
     pub async fn set_acked(&self, receipt: SignedReceipt) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Acked { receipt, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Put the images of entries `from..to` back on the upload queue (those
+    /// still in the store): the hub lost them. Returns how many went back.
+    pub async fn requeue_images(&self, from: u64, to: u64) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Requeue { from, to, reply })
             .await
             .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
@@ -438,11 +457,12 @@ fn writer_loop(
                 for r in &replies {
                     match r {
                         Done::Appended(_, queued) => st.images_pending += queued,
-                        Done::Acked(next, at) if *next > st.acked => {
+                        Done::Acked(next, at) => {
                             st.acked = *next;
                             st.acked_at = Some(*at);
                         }
                         Done::Dequeued => st.images_pending = st.images_pending.saturating_sub(1),
+                        Done::Requeued(n) => st.images_pending += n,
                         _ => {}
                     }
                 }
@@ -469,6 +489,7 @@ enum Done {
     Appended(Appended, u64),
     Acked(u64, UnixMillis),
     Dequeued,
+    Requeued(u64),
     Nothing,
     Failed(StoreError),
 }
@@ -480,6 +501,13 @@ fn reply(cmd: Cmd, r: Done) {
                 Done::Appended(a, _) => Ok(a),
                 Done::Failed(e) => Err(e),
                 _ => Err(StoreError::Db("no append result".into())),
+            });
+        }
+        Cmd::Requeue { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Requeued(n) => Ok(n),
+                Done::Failed(e) => Err(e),
+                _ => Ok(0),
             });
         }
         Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } => {
@@ -563,19 +591,41 @@ fn write_batch(
                     ));
                 }
                 Cmd::Acked { receipt, .. } => {
-                    let newer = match meta.get("receipt").map_err(db_err)? {
-                        Some(v) => SignedReceipt::decode(v.value())
-                            .map(|old| receipt.receipt.next_seq > old.receipt.next_seq)
-                            .unwrap_or(true),
-                        None => true,
-                    };
-                    if newer {
-                        meta.insert("receipt", receipt.encode().as_slice())
-                            .map_err(db_err)?;
-                        out.push(Done::Acked(receipt.receipt.next_seq, receipt.receipt.at));
-                    } else {
-                        out.push(Done::Nothing);
+                    // The sync core orders receipts and checks each against
+                    // this log; the latest is what the hub holds now.
+                    meta.insert("receipt", receipt.encode().as_slice())
+                        .map_err(db_err)?;
+                    out.push(Done::Acked(receipt.receipt.next_seq, receipt.receipt.at));
+                }
+                Cmd::Requeue { from, to, .. } => {
+                    let mut queued = 0;
+                    let mut wanted = Vec::new();
+                    for row in reads
+                        .range::<&[u8; 8]>(&from.to_be_bytes()..&to.to_be_bytes())
+                        .map_err(db_err)?
+                    {
+                        let (_, v) = row.map_err(db_err)?;
+                        // An unreadable entry names no image we could find.
+                        let Ok(e) = SignedEntry::decode(v.value()) else {
+                            continue;
+                        };
+                        if let Some(r) = e.read() {
+                            for h in [r.crop_hash, r.overview_hash] {
+                                wanted.push((e.seq(), h));
+                            }
+                        }
                     }
+                    for (seq, h) in wanted {
+                        if images.get(&h.0).map_err(db_err)?.is_some()
+                            && queue
+                                .insert(&image_key(seq, &h), ())
+                                .map_err(db_err)?
+                                .is_none()
+                        {
+                            queued += 1;
+                        }
+                    }
+                    out.push(Done::Requeued(queued));
                 }
                 Cmd::ImageDone { seq, hash, .. } => {
                     let removed = queue

@@ -16,7 +16,7 @@ use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource};
 use alpr_shared::types::UnixMillis;
 use alpr_shared::wire::quic::{self, ReadFrameError};
-use alpr_shared::wire::{certificate_key, Frame, Lane, Refusal, ALPN};
+use alpr_shared::wire::{certificate_key, Frame, Lane, Refusal, RefusalCode, ALPN};
 use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -38,6 +38,13 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     pub connects: u64,
     pub metered: bool,
+    /// The hub's record of this node is not this node's log (its store was
+    /// replaced, or another device uses its identity): uploads have
+    /// stopped until a person resolves it.
+    pub identity_conflict: Option<String>,
+    /// The hub once acknowledged more than it holds now (restored from a
+    /// backup): what it lost, being sent again.
+    pub hub_lost: Option<String>,
 }
 
 pub type SharedStatus = Arc<Mutex<SyncStatus>>;
@@ -215,6 +222,7 @@ async fn session(
                     set_status(status, |s| {
                         s.last_sync = Some(UnixMillis::now());
                         s.link = "connected".into();
+                        s.identity_conflict = None;
                     });
                     tracing::debug!(acked = next, "hub acknowledged");
                 }
@@ -225,10 +233,48 @@ async fn session(
                 }
                 EdgeEvent::Refused(r) => report_refusal(&r, status),
                 EdgeEvent::Protocol(p) => warn!(problem = %p, "the hub broke the protocol"),
+                EdgeEvent::IdentityConflict(why) => {
+                    error!(problem = %why, "identity conflict: uploads stopped; a person must resolve it");
+                    set_status(status, |s| {
+                        s.link = "identity conflict: uploads stopped".into();
+                        s.identity_conflict = Some(why.clone());
+                        s.last_error = Some(format!("identity conflict: {why}"));
+                    });
+                }
+                EdgeEvent::HubBehind { had, now_holds } => {
+                    warn!(
+                        had,
+                        now_holds,
+                        "the hub holds less than it acknowledged (restored from a backup?): sending entries and images again"
+                    );
+                    match store.requeue_images(now_holds, had).await {
+                        Ok(n) => info!(images = n, "images queued again for the hub"),
+                        Err(e) => error!(error = %e, "cannot queue the images again"),
+                    }
+                    set_status(status, |s| {
+                        s.hub_lost = Some(format!(
+                            "the hub had acknowledged {had} reads but holds {now_holds} (at {}): the rest is sent again",
+                            UnixMillis::now()
+                        ))
+                    });
+                }
             }
         }
         if matches!(core.state(), LinkState::Refused { .. }) {
             conn.close(quic::CLOSE_SHUTDOWN.into(), b"refused");
+            return;
+        }
+        if matches!(core.state(), LinkState::Conflict { .. }) {
+            let why = status
+                .lock()
+                .ok()
+                .and_then(|s| s.identity_conflict.clone())
+                .unwrap_or_default();
+            let reason: String = why.chars().take(300).collect();
+            conn.close(
+                RefusalCode::IdentityConflict.close_code().into(),
+                reason.as_bytes(),
+            );
             return;
         }
         let deadline = core.poll_timeout().map(|t| t.saturating_sub(now()));
@@ -238,7 +284,7 @@ async fn session(
                 return;
             }
             m = rx.recv() => match m {
-                Some((_, Ok(frame))) => core.handle_frame(frame, now()),
+                Some((_, Ok(frame))) => core.handle_frame(frame, now(), store),
                 Some((lane, Err(e))) => break Err(format!("{lane:?} stream: {e}")),
                 None => break Err("streams closed".into()),
             },

@@ -3,6 +3,7 @@
 //! database. For now the only caller allowed is the hub's own identity
 //! (operator logins come with the accountability work).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,6 +20,11 @@ use crate::ingest::Metrics;
 use crate::store::RefusalRecord;
 
 const MAX_REQUEST: usize = 64 * 1024;
+/// Refusal records searched for identity conflicts by `hub nodes`.
+const CONFLICT_SCAN: usize = 10_000;
+/// An identity conflict counts as current this long after the node's
+/// last contact (a node in conflict checks again every backoff cap).
+const CONFLICT_CURRENT_MS: u64 = 5 * 60 * 1000;
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,10 +64,17 @@ pub struct NodeRow {
     pub last_contact: UnixMillis,
     /// The hub holds entries 0..acked.
     pub acked: u64,
-    pub backlog: u64,
+    /// Entries the node has that the hub does not; `None` while the node is
+    /// in an identity conflict (its log is not what the hub holds).
+    pub backlog: Option<u64>,
     pub refusals: u64,
     pub duplicates: u64,
     pub images: u64,
+    /// Identity conflicts recorded for this node (a store replaced, or two
+    /// devices with one certificate).
+    pub identity_conflicts: u64,
+    /// The latest one, while it is current: a person must resolve it.
+    pub identity_conflict: Option<RefusalRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,19 +129,44 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         .lock()
         .map(|m| m.keys().map(ToString::to_string).collect())
         .unwrap_or_default();
+    // Identity conflicts are refusal records with their own code.
+    let mut conflicts: HashMap<String, (u64, RefusalRecord)> = HashMap::new();
+    for r in hub.storage.refusals(CONFLICT_SCAN)? {
+        if r.code != RefusalCode::IdentityConflict.as_str() {
+            continue;
+        }
+        if let Some(d) = r.device.clone() {
+            let e = conflicts.entry(d).or_insert((0, r.clone()));
+            e.0 += 1;
+            e.1 = r;
+        }
+    }
     let nodes = hub
         .storage
         .nodes()?
         .into_iter()
-        .map(|(name, r)| NodeRow {
-            connected: connected.contains(&name.to_string()),
-            name: name.to_string(),
-            last_contact: r.last_contact,
-            acked: r.next_seq,
-            backlog: r.backlog(),
-            refusals: r.refusals,
-            duplicates: r.duplicates,
-            images: r.images,
+        .map(|(name, r)| {
+            let (count, last) = conflicts
+                .remove(name.as_str())
+                .map_or((0, None), |(n, rec)| (n, Some(rec)));
+            // Current while nothing newer than it happened, give or take
+            // the node's retry: the other device may keep uploading.
+            let current = last.filter(|c| {
+                c.at.0.saturating_add(CONFLICT_CURRENT_MS) >= r.last_contact.0
+                    || r.reported_size < r.next_seq
+            });
+            NodeRow {
+                connected: connected.contains(&name.to_string()),
+                name: name.to_string(),
+                last_contact: r.last_contact,
+                acked: r.next_seq,
+                backlog: current.is_none().then(|| r.backlog()),
+                refusals: r.refusals,
+                duplicates: r.duplicates,
+                images: r.images,
+                identity_conflicts: count,
+                identity_conflict: current,
+            }
         })
         .collect();
     Ok(NodesReport {

@@ -6,9 +6,10 @@
 
 pub mod admin;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use alpr_shared::cert::{DeviceCert, TrustAnchor};
 use alpr_shared::crypto::SecretKey;
@@ -36,8 +37,16 @@ pub struct Hub {
     hub_cert_der: Vec<u8>,
     revoked: HashSet<String>,
     connections: Mutex<HashMap<DeviceId, quinn::Connection>>,
+    /// When each node's connections replaced one another lately: two live
+    /// devices with one certificate keep doing it.
+    replacements: Mutex<HashMap<DeviceId, VecDeque<Instant>>>,
     cancel: CancellationToken,
 }
+
+/// This many replacements of one identity's connection within
+/// [`REPLACEMENT_WINDOW`] mean two devices share it.
+pub const REPLACEMENTS_FOR_CONFLICT: usize = 3;
+pub const REPLACEMENT_WINDOW: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,6 +131,7 @@ pub async fn serve(
         hub_cert_der,
         revoked: config.revoked.iter().map(|s| normalise_serial(s)).collect(),
         connections: Mutex::new(HashMap::new()),
+        replacements: Mutex::new(HashMap::new()),
         cancel: cancel.child_token(),
     });
     let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -255,6 +265,17 @@ async fn node_connection(
             RefusalCode::Replaced.close_code().into(),
             b"a newer connection of this node",
         );
+        if let Some(n) = count_replacement(&hub, &name) {
+            let r = Refusal {
+                code: RefusalCode::IdentityConflict,
+                seq: None,
+                detail: format!(
+                    "two devices share one identity: {n} connections replaced each other within {} s",
+                    REPLACEMENT_WINDOW.as_secs()
+                ),
+            };
+            hub.refuse(Some(&name), peer, &r).await;
+        }
     }
     let progress = match hub.storage.node(&name) {
         Ok(r) => r.map(|r| r.progress()).unwrap_or_default(),
@@ -293,7 +314,10 @@ async fn node_connection(
                     let ctx = ctx.clone();
                     streams.spawn(async move { ctx.run_stream(send, recv).await }.in_current_span());
                 }
-                Err(e) => break e.to_string(),
+                Err(e) => {
+                    node_reported_conflict(&hub, &name, peer, &e).await;
+                    break e.to_string();
+                }
             }
         }
     };
@@ -307,6 +331,49 @@ async fn node_connection(
         }
     }
     info!(%reason, "node disconnected");
+}
+
+/// Count one replacement of `name`'s connection; `Some(count)` when they
+/// come often enough to mean two devices (then the count starts again).
+fn count_replacement(hub: &Hub, name: &DeviceId) -> Option<usize> {
+    let mut m = hub.replacements.lock().ok()?;
+    let now = Instant::now();
+    let times = m.entry(name.clone()).or_default();
+    times.push_back(now);
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > REPLACEMENT_WINDOW)
+    {
+        times.pop_front();
+    }
+    (times.len() >= REPLACEMENTS_FOR_CONFLICT).then(|| {
+        let n = times.len();
+        times.clear();
+        n
+    })
+}
+
+/// A node that found the hub's record is not its own log closes its
+/// connection saying so: record it as the node's identity conflict.
+async fn node_reported_conflict(
+    hub: &Hub,
+    name: &DeviceId,
+    peer: SocketAddr,
+    e: &quinn::ConnectionError,
+) {
+    let quinn::ConnectionError::ApplicationClosed(ac) = e else {
+        return;
+    };
+    let Some(r) = Refusal::from_close(ac.error_code.into_inner(), &ac.reason) else {
+        return;
+    };
+    if r.code == RefusalCode::IdentityConflict {
+        let r = Refusal {
+            detail: format!("the node reports: {}", r.detail),
+            ..r
+        };
+        hub.refuse(Some(name), peer, &r).await;
+    }
 }
 
 struct StreamCtx {
@@ -396,6 +463,18 @@ impl StreamCtx {
                 return;
             };
             if let Some(size) = hello_size {
+                let held = self.with_session(|s| s.progress().next_seq).unwrap_or(0);
+                if size < held {
+                    let r = Refusal {
+                        code: RefusalCode::IdentityConflict,
+                        seq: Some(size),
+                        detail: format!(
+                            "the node says its log has {size} entries but the hub holds {held}: \
+                             its store was replaced, or another device uses its identity"
+                        ),
+                    };
+                    self.hub.refuse(Some(&self.device), self.peer, &r).await;
+                }
                 let op = WriteOp::Contact {
                     device: self.device.clone(),
                     serial: self.serial.clone(),

@@ -25,6 +25,15 @@ pub trait LogSource {
     fn pending_images(&self, below: u64, limit: usize) -> Vec<(u64, Hash32)>;
     /// An image's bytes.
     fn image(&self, hash: &Hash32) -> Option<Vec<u8>>;
+    /// The hash of entry `seq` of the log, `None` if there is no such entry
+    /// or it cannot be read. Receipts are checked against it.
+    fn entry_hash(&self, seq: u64) -> Option<Hash32> {
+        self.entries(seq, 1, usize::MAX)
+            .first()
+            .and_then(|b| SignedEntry::decode(b).ok())
+            .filter(|e| e.seq() == seq)
+            .map(|e| e.hash())
+    }
 }
 
 /// Tunables of the edge core; `Default` suits a real QUIC link.
@@ -82,6 +91,16 @@ pub enum EdgeEvent {
     Refused(Refusal),
     /// The hub sent something that cannot be right (a bad receipt).
     Protocol(String),
+    /// The hub's receipt does not describe this node's log (it holds more
+    /// entries than the node has, or a different entry at the end): the
+    /// node's store was replaced or another device uses its identity.
+    /// Uploads stop; a person must resolve it. The driver closes the
+    /// connection with [`RefusalCode::IdentityConflict`]'s close code.
+    IdentityConflict(String),
+    /// The hub holds less of the log than it had acknowledged before (it
+    /// was restored from a backup): entries and images from `now_holds` on
+    /// are sent again.
+    HubBehind { had: u64, now_holds: u64 },
 }
 
 /// Where the link stands, for status displays.
@@ -95,6 +114,9 @@ pub enum LinkState {
     Ready,
     /// Refused permanently until restarted or the backoff cap passes.
     Refused { retry_at: Now },
+    /// The hub's record of this node is not this node's log: no uploads;
+    /// the next check is at `retry_at`.
+    Conflict { retry_at: Now },
 }
 
 /// The edge's sync core. See the module docs of [`crate::sync`].
@@ -177,7 +199,9 @@ impl EdgeSync {
     /// Whether the driver should try to connect now.
     pub fn wants_link(&self, now: Now) -> bool {
         match self.state {
-            LinkState::Down { retry_at } | LinkState::Refused { retry_at } => now >= retry_at,
+            LinkState::Down { retry_at }
+            | LinkState::Refused { retry_at }
+            | LinkState::Conflict { retry_at } => now >= retry_at,
             _ => false,
         }
     }
@@ -204,7 +228,10 @@ impl EdgeSync {
 
     /// The connection dropped or could not be made: back off and retry.
     pub fn link_down(&mut self, now: Now) {
-        if matches!(self.state, LinkState::Refused { .. }) {
+        if matches!(
+            self.state,
+            LinkState::Refused { .. } | LinkState::Conflict { .. }
+        ) {
             return;
         }
         let delay = self.backoff();
@@ -245,8 +272,9 @@ impl EdgeSync {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// A frame arrived from the hub.
-    pub fn handle_frame(&mut self, frame: Frame, now: Now) {
+    /// A frame arrived from the hub; `src` is the node's own log, which
+    /// every receipt is checked against.
+    pub fn handle_frame(&mut self, frame: Frame, now: Now, src: &dyn LogSource) {
         match frame {
             Frame::Welcome(w) => {
                 if !matches!(self.state, LinkState::Handshake) {
@@ -255,9 +283,23 @@ impl EdgeSync {
                 if !self.receipt_ok(&w.receipt) {
                     return;
                 }
+                if let Err(why) = receipt_matches_log(&w.receipt, src) {
+                    self.conflict(now, why);
+                    return;
+                }
                 self.attempt = 0;
                 self.state = LinkState::Ready;
-                self.acked = w.receipt.receipt.next_seq;
+                let n = w.receipt.receipt.next_seq;
+                if n < self.acked {
+                    // The hub lost what it had acknowledged (a restore):
+                    // images acknowledged by the old copy go again too.
+                    self.images_done.clear();
+                    self.events.push_back(EdgeEvent::HubBehind {
+                        had: self.acked,
+                        now_holds: n,
+                    });
+                }
+                self.acked = n;
                 self.next_send = self.acked;
                 self.last_progress = Some(now);
                 self.events.push_back(EdgeEvent::Acked(w.receipt));
@@ -268,6 +310,10 @@ impl EdgeSync {
                 }
                 let n = r.receipt.next_seq;
                 if n > self.acked {
+                    if let Err(why) = receipt_matches_log(&r, src) {
+                        self.conflict(now, why);
+                        return;
+                    }
                     self.acked = n;
                     self.last_progress = Some(now);
                     self.events.push_back(EdgeEvent::Acked(r));
@@ -303,6 +349,17 @@ impl EdgeSync {
                 ));
             }
         }
+    }
+
+    /// Stop uploading: the hub's record is not this node's log.
+    fn conflict(&mut self, now: Now, why: String) {
+        self.state = LinkState::Conflict {
+            retry_at: now + self.config.backoff_max,
+        };
+        self.out.clear();
+        self.images_in_flight.clear();
+        self.next_send = self.acked;
+        self.events.push_back(EdgeEvent::IdentityConflict(why));
     }
 
     fn receipt_ok(&mut self, r: &SignedReceipt) -> bool {
@@ -359,14 +416,16 @@ impl EdgeSync {
                     self.images_in_flight.remove(&h);
                 }
             }
-            LinkState::Down { .. } | LinkState::Refused { .. } => {}
+            LinkState::Down { .. } | LinkState::Refused { .. } | LinkState::Conflict { .. } => {}
         }
     }
 
     /// When [`Self::handle_timeout`] (or a connect attempt) is next due.
     pub fn poll_timeout(&self) -> Option<Now> {
         match self.state {
-            LinkState::Down { retry_at } | LinkState::Refused { retry_at } => Some(retry_at),
+            LinkState::Down { retry_at }
+            | LinkState::Refused { retry_at }
+            | LinkState::Conflict { retry_at } => Some(retry_at),
             LinkState::Handshake => self.hello_sent_at.map(|t| t + self.config.retransmit_after),
             LinkState::Ready => {
                 let entries = (self.next_send > self.acked)
@@ -472,5 +531,32 @@ impl EdgeSync {
     /// Entries sent on this connection and not yet acknowledged.
     pub fn in_flight(&self) -> u64 {
         self.next_send.saturating_sub(self.acked)
+    }
+}
+
+/// The rule a receipt must meet to describe this node's log: it may not
+/// hold more entries than the log has, and its head must be the node's own
+/// entry at that position (zero for an empty log). An entry the node
+/// cannot read (lost in its own store) cannot contradict the hub.
+fn receipt_matches_log(r: &SignedReceipt, src: &dyn LogSource) -> Result<(), String> {
+    let (n, head) = (r.receipt.next_seq, r.receipt.head);
+    let len = src.log_len();
+    if n > len {
+        return Err(format!(
+            "the hub holds {n} entries of this node's log but the node has only {len}: \
+             its store was replaced or wiped, or another device uses its identity"
+        ));
+    }
+    let own = match n.checked_sub(1) {
+        None => Some(Hash32::ZERO),
+        Some(last) => src.entry_hash(last),
+    };
+    match own {
+        Some(h) if h != head => Err(format!(
+            "the hub's copy of this node's log ends at entry {} in an entry this node did not write: \
+             another device uses its identity, or its store was replaced",
+            n.saturating_sub(1)
+        )),
+        _ => Ok(()),
     }
 }

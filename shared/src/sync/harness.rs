@@ -394,7 +394,7 @@ impl Pair {
                         self.hub_outputs(outs);
                     }
                 }
-                Dir::ToEdge => self.edge.handle_frame(frame, self.now),
+                Dir::ToEdge => self.edge.handle_frame(frame, self.now, &self.log),
             }
         }
         let len = self.log.log_len();

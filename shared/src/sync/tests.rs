@@ -4,7 +4,9 @@ use super::harness::*;
 use super::*;
 use crate::cert::DeviceCert;
 use crate::log::{verify_log, SignedEntry};
-use crate::types::{DeviceKind, UnixMillis};
+use std::collections::BTreeMap;
+
+use crate::types::{DeviceKind, Hash32, UnixMillis};
 use crate::wire::{Frame, Lane, RefusalCode};
 
 fn secs(s: u64) -> Duration {
@@ -229,31 +231,105 @@ fn forged_signature_is_refused() {
         .any(|r| r.code == RefusalCode::BadSignature && r.seq == Some(40)));
 }
 
-#[test]
-fn fork_after_acknowledgement_is_refused() {
-    let mut p = Pair::new(6, LinkModel::default(), sim_config());
-    add_reads(&mut p, 100, false);
-    assert!(p.run_until(secs(30), Pair::synced));
-    // The node loses its store and starts its log again: same key, new
-    // entries at sequence numbers the hub already holds.
+/// The node's log is replaced by another one signed with the same key (a
+/// wiped store, or a second device with the same certificate): `len`
+/// fresh reads, and an edge core that starts from nothing.
+fn replace_node_log(p: &mut Pair, len: u64) {
     let device = p.device();
     p.log.writer =
         crate::log::LogWriter::new(crate::crypto::SecretKey::from_bytes(&[11; 32]), device);
     p.log.entries.clear();
-    add_reads(&mut p, 120, false);
+    p.log.image_queue.clear();
+    add_reads(p, len, false);
     p.edge = EdgeSync::new(p.device(), sim_config(), 0, 1);
     p.edge.set_hub_key(p.hub_key.public());
     p.session = None;
-    p.run_until(p.now + secs(30), |_| false);
-    assert!(p
-        .hub
-        .refusals
+    p.edge_events.clear();
+}
+
+fn conflicts(p: &Pair) -> usize {
+    p.edge_events
         .iter()
-        .any(|r| matches!(r.code, RefusalCode::Fork | RefusalCode::BrokenChain)));
-    assert_eq!(
-        p.hub.progress.next_seq, 100,
-        "the forked history is not stored"
+        .filter(|e| matches!(e, EdgeEvent::IdentityConflict(_)))
+        .count()
+}
+
+#[test]
+fn a_wiped_store_is_an_identity_conflict_and_uploads_stop() {
+    let mut p = Pair::new(6, LinkModel::default(), sim_config());
+    add_reads(&mut p, 100, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    let held: Vec<Hash32> = p.hub.entries.values().map(|v| v.hash).collect();
+    replace_node_log(&mut p, 20);
+    p.run_until(p.now + secs(30), |_| false);
+    assert!(
+        conflicts(&p) > 0,
+        "the edge must see the hub's receipt is not its log"
     );
+    assert!(matches!(p.edge.state(), LinkState::Conflict { .. }));
+    assert_eq!(
+        p.edge.acked(),
+        0,
+        "a receipt for another log is never taken"
+    );
+    assert_eq!(p.edge.in_flight(), 0);
+    assert!(
+        p.hub.refusals.is_empty(),
+        "nothing was uploaded: {:?}",
+        p.hub.refusals
+    );
+    let now_held: Vec<Hash32> = p.hub.entries.values().map(|v| v.hash).collect();
+    assert_eq!(now_held, held, "the hub's copy is untouched");
+}
+
+#[test]
+fn a_second_device_with_the_same_identity_is_a_conflict() {
+    let mut p = Pair::new(7, LinkModel::default(), sim_config());
+    add_reads(&mut p, 100, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    // Longer than what the hub holds: only the head tells them apart.
+    replace_node_log(&mut p, 150);
+    p.run_until(p.now + secs(30), |_| false);
+    assert!(conflicts(&p) > 0);
+    assert!(matches!(p.edge.state(), LinkState::Conflict { .. }));
+    assert!(
+        p.hub.refusals.is_empty(),
+        "the conflict is seen before anything is sent: {:?}",
+        p.hub.refusals
+    );
+    assert_eq!(p.hub.progress.next_seq, 100);
+}
+
+#[test]
+fn a_receipt_going_backwards_with_a_matching_head_resends_from_there() {
+    let mut p = Pair::new(9, LinkModel::default(), sim_config());
+    add_reads(&mut p, 300, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    // The hub is restored from a copy that held 120 entries.
+    let keep: BTreeMap<u64, Verified> = p
+        .hub
+        .entries
+        .range(..120)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    p.hub.progress = Progress {
+        next_seq: 120,
+        head: keep[&119].hash,
+    };
+    p.hub.entries = keep;
+    p.hub.checkpoint = None;
+    p.session = None;
+    p.edge.link_down(p.now);
+    assert!(p.run_until(p.now + secs(60), Pair::synced));
+    assert!(p.edge_events.iter().any(|e| matches!(
+        e,
+        EdgeEvent::HubBehind {
+            had: 300,
+            now_holds: 120
+        }
+    )));
+    assert_eq!(conflicts(&p), 0);
+    assert_hub_copy_exact(&p);
 }
 
 #[test]
@@ -274,7 +350,7 @@ fn replayed_frames_are_harmless() {
         _ => None,
     });
     if let Some(r) = stale {
-        p.edge.handle_frame(Frame::Ack(r), p.now);
+        p.edge.handle_frame(Frame::Ack(r), p.now, &p.log);
         assert_eq!(p.edge.acked(), 800);
     }
 }

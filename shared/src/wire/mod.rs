@@ -220,6 +220,10 @@ pub enum RefusalCode {
     Replaced,
     /// An entry was captured outside its node certificate's validity.
     OutsideValidity,
+    /// The hub's record of this node's log is not the node's own: its store
+    /// was replaced, or two devices share one identity. A person must
+    /// resolve it (the node stops uploading; the hub records it).
+    IdentityConflict,
 }
 
 impl RefusalCode {
@@ -237,6 +241,7 @@ impl RefusalCode {
             RefusalCode::Version => "version",
             RefusalCode::Replaced => "replaced",
             RefusalCode::OutsideValidity => "outside-validity",
+            RefusalCode::IdentityConflict => "identity-conflict",
         }
     }
 
@@ -265,6 +270,7 @@ impl RefusalCode {
             Version,
             Replaced,
             OutsideValidity,
+            IdentityConflict,
         ]
         .into_iter()
         .find(|c| u64::from(c.close_code()) == code)
