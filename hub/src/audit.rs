@@ -75,6 +75,9 @@ pub struct AuditReport {
     pub authentic: bool,
     pub reads: u64,
     pub verdict: String,
+    /// Reads whose images the hub is missing, per node that has any (the
+    /// log can be authentic and still incomplete: a restore from a backup).
+    pub missing_images: Vec<crate::sync::admin::MissingImagesReport>,
 }
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -101,7 +104,12 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.export {
         export(path, &logs).with_context(|| format!("writing {}", path.display()))?;
     }
-    let report = audit(&anchor, logs);
+    let mut report = audit(&anchor, logs);
+    report.missing_images = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(fetch_missing_images(&config, &report))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -113,6 +121,15 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             for p in &n.problems {
                 println!("    - {p}");
             }
+        }
+        for m in &report.missing_images {
+            println!(
+                "MISSING IMAGES: {}: {} reads whose images the hub does not hold ({} images; first at entry {})",
+                m.node,
+                m.reads,
+                m.images,
+                m.first.first().map_or(0, |(s, _)| *s)
+            );
         }
         println!("{}", report.verdict);
     }
@@ -141,6 +158,32 @@ fn export(path: &std::path::Path, logs: &[(String, FetchedLog)]) -> anyhow::Resu
     }
     w.finish()?;
     Ok(())
+}
+
+/// For each audited node, the reads whose images the hub lacks.
+async fn fetch_missing_images(
+    config: &crate::config::HubConfig,
+    report: &AuditReport,
+) -> anyhow::Result<Vec<crate::sync::admin::MissingImagesReport>> {
+    let client = AdminClient::connect(config).await?;
+    let result = async {
+        let mut out = Vec::new();
+        for n in &report.nodes {
+            let m: crate::sync::admin::MissingImagesReport = client
+                .call(&AdminRequest::MissingImages {
+                    node: n.report.device.clone(),
+                })
+                .await
+                .with_context(|| format!("asking for the missing images of {}", n.report.device))?;
+            if m.images > 0 {
+                out.push(m);
+            }
+        }
+        anyhow::Ok(out)
+    }
+    .await;
+    client.close().await;
+    result
 }
 
 /// Every node's log, page by page, over one admin connection.
@@ -218,6 +261,7 @@ fn audit(anchor: &TrustAnchor, logs: Vec<(String, FetchedLog)>) -> AuditReport {
         authentic,
         reads,
         verdict,
+        missing_images: Vec::new(),
     }
 }
 

@@ -33,6 +33,23 @@ pub enum AdminRequest {
     Nodes,
     /// One page of a node's stored log, for an audit ([`NodeLogPage`]).
     NodeLog { node: String, from: u64, limit: u32 },
+    /// Reads of a node whose images the hub lacks ([`MissingImagesReport`]).
+    MissingImages { node: String },
+}
+
+/// Most missing images one [`AdminRequest::MissingImages`] lists.
+pub const MAX_MISSING_LISTED: usize = 100_000;
+
+/// Reads of one node whose images the hub does not hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MissingImagesReport {
+    pub node: String,
+    /// Distinct reads (sequence numbers) with at least one image missing.
+    pub reads: u64,
+    /// Images missing (capped at [`MAX_MISSING_LISTED`]).
+    pub images: u64,
+    /// The first few, (entry seq, image hash hex).
+    pub first: Vec<(u64, String)>,
 }
 
 /// Most entries one [`AdminRequest::NodeLog`] page holds.
@@ -107,6 +124,9 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
             Ok(AdminRequest::NodeLog { node, from, limit }) => {
                 node_log_page(&hub, &node, from, limit).map(|r| serde_json::to_vec(&r))
             }
+            Ok(AdminRequest::MissingImages { node }) => {
+                missing_images(&hub, &node).map(|r| serde_json::to_vec(&r))
+            }
             Err(e) => Err(anyhow::anyhow!("bad request: {e}")),
         };
         match reply {
@@ -175,6 +195,27 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         entries_stored: Metrics::get(&hub.metrics.entries_stored),
         refusals: Metrics::get(&hub.metrics.refusals),
         refused_handshakes: Metrics::get(&hub.metrics.refused_handshakes),
+    })
+}
+
+fn missing_images(hub: &Hub, node: &str) -> anyhow::Result<MissingImagesReport> {
+    let device = alpr_shared::types::DeviceId::new(node)?;
+    let held = hub.storage.node(&device)?.map_or(0, |r| r.next_seq);
+    let m = hub
+        .storage
+        .missing_images(&device, 0, held, MAX_MISSING_LISTED)?;
+    let mut seqs: Vec<u64> = m.images.iter().map(|(s, _)| *s).collect();
+    seqs.dedup();
+    Ok(MissingImagesReport {
+        node: node.to_owned(),
+        reads: seqs.len() as u64,
+        images: m.images.len() as u64,
+        first: m
+            .images
+            .iter()
+            .take(10)
+            .map(|(s, h)| (*s, h.to_hex()))
+            .collect(),
     })
 }
 

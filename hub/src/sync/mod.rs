@@ -486,8 +486,13 @@ impl StreamCtx {
                     return;
                 }
             }
-            for o in outs {
+            let mut work: VecDeque<HubOutput> = outs.into();
+            while let Some(o) = work.pop_front() {
                 let job = match o {
+                    HubOutput::FindMissingImages { from, to } => {
+                        work.extend(self.find_missing_images(from, to));
+                        continue;
+                    }
                     HubOutput::Send(f) => Job::Send(f),
                     HubOutput::Refused(r) => Job::Refused(r),
                     HubOutput::Ingest(batch) => {
@@ -598,8 +603,12 @@ impl StreamCtx {
                     }
                 },
             };
-            for o in outs {
+            let mut work: VecDeque<HubOutput> = outs.into();
+            while let Some(o) = work.pop_front() {
                 match o {
+                    HubOutput::FindMissingImages { from, to } => {
+                        work.extend(self.find_missing_images(from, to));
+                    }
                     HubOutput::Send(f) => {
                         if quic::write_frame(&mut send, &f).await.is_err() {
                             return;
@@ -611,6 +620,33 @@ impl StreamCtx {
                     // The session asks for writes only in answer to frames.
                     HubOutput::Ingest(_) | HubOutput::StoreImage { .. } => {}
                 }
+            }
+        }
+    }
+
+    /// Ask the store which images of this node's entries `from..to` it
+    /// lacks, and tell the session (which asks the node for them).
+    fn find_missing_images(&self, from: u64, to: u64) -> Vec<HubOutput> {
+        match self.hub.storage.missing_images(
+            &self.device,
+            from,
+            to,
+            alpr_shared::wire::MAX_WANTED_IMAGES,
+        ) {
+            Ok(m) => {
+                if !m.images.is_empty() {
+                    warn!(
+                        count = m.images.len(),
+                        first_seq = m.images.first().map(|(s, _)| *s),
+                        "images missing for stored entries (restored from a backup?): asking the node"
+                    );
+                }
+                self.with_session(|s| s.images_missing(m.images, m.scanned_to, to))
+                    .unwrap_or_default()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "looking for missing images");
+                Vec::new()
             }
         }
     }

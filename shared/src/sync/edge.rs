@@ -13,6 +13,9 @@ use crate::wire::{
 
 use super::Now;
 
+/// Most images the hub's requests may hold waiting at the edge.
+const MAX_WANTED: usize = 4 * crate::wire::MAX_WANTED_IMAGES;
+
 /// What the core needs to read from the edge's store.
 pub trait LogSource {
     /// Entries in the log.
@@ -140,6 +143,8 @@ pub struct EdgeSync {
     /// Images acknowledged whose removal from the store's queue may not
     /// have happened yet: never resend these.
     images_done: VecDeque<Hash32>,
+    /// Images the hub asked for (it lacks them), sent before the queue's.
+    wanted: VecDeque<(u64, Hash32)>,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -164,6 +169,7 @@ impl EdgeSync {
             hello_sent_at: None,
             images_in_flight: BTreeMap::new(),
             images_done: VecDeque::new(),
+            wanted: VecDeque::new(),
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -211,6 +217,7 @@ impl EdgeSync {
         self.state = LinkState::Handshake;
         self.out.clear();
         self.images_in_flight.clear();
+        self.wanted.clear();
         self.send_hello(now, log_len);
     }
 
@@ -341,6 +348,19 @@ impl EdgeSync {
                     self.next_send = self.acked;
                 }
                 self.events.push_back(EdgeEvent::Refused(r));
+            }
+            Frame::WantImages { images } => {
+                // The hub lacks these (a restore): whatever it acknowledged
+                // before does not count.
+                for (seq, hash) in images {
+                    if self.wanted.len() >= MAX_WANTED {
+                        break;
+                    }
+                    self.images_done.retain(|h| *h != hash);
+                    if !self.wanted.iter().any(|(_, h)| *h == hash) {
+                        self.wanted.push_back((seq, hash));
+                    }
+                }
             }
             Frame::Pong { .. } => {}
             Frame::Hello(_) | Frame::Entries(_) | Frame::Image(_) | Frame::Ping { .. } => {
@@ -500,6 +520,23 @@ impl EdgeSync {
         }
         if self.config.metered && !self.config.images_on_metered {
             return None;
+        }
+        while self.images_in_flight.len() < self.config.window_images {
+            let Some((seq, hash)) = self.wanted.pop_front() else {
+                break;
+            };
+            if self.images_in_flight.contains_key(&hash) {
+                continue;
+            }
+            // An image the node no longer has cannot be sent; the hub's
+            // audit reports it missing.
+            if let Some(bytes) = src.image(&hash) {
+                self.images_in_flight.insert(hash, (seq, now));
+                return Some(Outgoing {
+                    lane: Lane::Images,
+                    frame: Frame::Image(ImageBlob { seq, hash, bytes }),
+                });
+            }
         }
         if self.images_in_flight.len() < self.config.window_images {
             let limit = self.config.window_images

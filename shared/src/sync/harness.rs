@@ -349,6 +349,24 @@ impl Pair {
                         }
                     }
                     HubOutput::Refused(r) => self.hub.refusals.push(r),
+                    HubOutput::FindMissingImages { from, to } => {
+                        let mut missing = Vec::new();
+                        let mut scanned_to = to;
+                        for (seq, v) in self.hub.entries.range(from..to) {
+                            if missing.len() >= crate::wire::MAX_WANTED_IMAGES {
+                                scanned_to = *seq;
+                                break;
+                            }
+                            if let Some(c) = v.entry.read() {
+                                if !self.hub.images.contains_key(&c.crop_hash) {
+                                    missing.push((*seq, c.crop_hash));
+                                }
+                            }
+                        }
+                        if let Some(s) = self.session.as_mut() {
+                            next.extend(s.images_missing(missing, scanned_to, to));
+                        }
+                    }
                 }
             }
             work = next;
@@ -402,6 +420,17 @@ impl Pair {
         while let Some(ev) = self.edge.poll_event() {
             if let EdgeEvent::ImageAcked { seq, hash } = &ev {
                 self.log.image_queue.remove(&(*seq, *hash));
+            }
+            // As the edge's driver does: the hub lost what it acknowledged,
+            // so the images of those entries go back on the queue.
+            if let EdgeEvent::HubBehind { had, now_holds } = &ev {
+                for e in &self.log.entries[*now_holds as usize..*had as usize] {
+                    if let Some(c) = e.read() {
+                        if self.log.images.contains_key(&c.crop_hash) {
+                            self.log.image_queue.insert((e.seq(), c.crop_hash), ());
+                        }
+                    }
+                }
             }
             self.edge_events.push(ev);
         }

@@ -7,7 +7,7 @@ use crate::log::{SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
     Entries, Frame, ImageBlob, Receipt, Refusal, RefusalCode, SignedReceipt, Welcome,
-    PROTOCOL_VERSION,
+    MAX_WANTED_IMAGES, PROTOCOL_VERSION,
 };
 
 use super::Progress;
@@ -177,7 +177,16 @@ pub enum HubOutput {
     StoreImage { seq: u64, image: ImageBlob },
     /// Log and count this refusal (the frame to the node is sent as well).
     Refused(Refusal),
+    /// Find images the hub lacks for this device's entries `from..to`
+    /// (at most [`MAX_WANTED_IMAGES`]) and report them with
+    /// [`HubSession::images_missing`].
+    FindMissingImages { from: u64, to: u64 },
 }
+
+/// How far back from what it holds the hub looks for missing images when a
+/// node connects (a restored hub lost the images of its latest entries; an
+/// older gap shows in `hub audit verify`).
+pub const MISSING_IMAGE_SCAN: u64 = 16_384;
 
 /// The hub's core for one authenticated node connection.
 #[derive(Debug)]
@@ -188,6 +197,10 @@ pub struct HubSession {
     hub_key: Arc<SecretKey>,
     progress: Progress,
     greeted: bool,
+    /// Images asked of the node and not yet received.
+    wanted: std::collections::HashSet<Hash32>,
+    /// Where the search for missing images goes on, and where it ends.
+    scan: Option<(u64, u64)>,
 }
 
 impl HubSession {
@@ -206,6 +219,8 @@ impl HubSession {
             hub_key,
             progress,
             greeted: false,
+            wanted: std::collections::HashSet::new(),
+            scan: None,
         }
     }
 
@@ -264,10 +279,18 @@ impl HubSession {
                     ));
                 }
                 self.greeted = true;
-                vec![HubOutput::Send(Frame::Welcome(Welcome {
+                let to = self.progress.next_seq;
+                let from = to.saturating_sub(MISSING_IMAGE_SCAN);
+                self.wanted.clear();
+                self.scan = None;
+                let mut out = vec![HubOutput::Send(Frame::Welcome(Welcome {
                     version: PROTOCOL_VERSION,
                     receipt: self.receipt(now),
-                }))]
+                }))];
+                if from < to {
+                    out.push(HubOutput::FindMissingImages { from, to });
+                }
+                out
             }
             Frame::Entries(batch) => {
                 if !self.greeted {
@@ -305,6 +328,7 @@ impl HubSession {
             }
             Frame::Ping { nonce } => vec![HubOutput::Send(Frame::Pong { nonce })],
             Frame::Welcome(_)
+            | Frame::WantImages { .. }
             | Frame::Ack(_)
             | Frame::Refused(_)
             | Frame::ImageAck { .. }
@@ -343,6 +367,33 @@ impl HubSession {
 
     /// The store's answer to [`HubOutput::StoreImage`].
     pub fn image_stored(&mut self, hash: Hash32) -> Vec<HubOutput> {
-        vec![HubOutput::Send(Frame::ImageAck { hash })]
+        let mut out = vec![HubOutput::Send(Frame::ImageAck { hash })];
+        if self.wanted.remove(&hash) && self.wanted.is_empty() {
+            if let Some((from, to)) = self.scan.take() {
+                out.push(HubOutput::FindMissingImages { from, to });
+            }
+        }
+        out
+    }
+
+    /// The store's answer to [`HubOutput::FindMissingImages`]: images it
+    /// lacks (at most [`MAX_WANTED_IMAGES`]) and how far it looked
+    /// (`scanned_to`, below the `to` asked when the page filled up).
+    pub fn images_missing(
+        &mut self,
+        images: Vec<(u64, Hash32)>,
+        scanned_to: u64,
+        to: u64,
+    ) -> Vec<HubOutput> {
+        let images: Vec<(u64, Hash32)> = images.into_iter().take(MAX_WANTED_IMAGES).collect();
+        self.scan = (scanned_to < to).then_some((scanned_to, to));
+        if images.is_empty() {
+            return match self.scan.take() {
+                Some((from, to)) => vec![HubOutput::FindMissingImages { from, to }],
+                None => Vec::new(),
+            };
+        }
+        self.wanted.extend(images.iter().map(|(_, h)| *h));
+        vec![HubOutput::Send(Frame::WantImages { images })]
     }
 }

@@ -490,3 +490,47 @@ fn runs_are_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_hub_restored_from_a_backup_gets_entries_and_images_back() {
+    let mut p = Pair::new(12, LinkModel::default(), sim_config());
+    add_reads(&mut p, 400, true);
+    assert!(p.run_until(secs(120), |p| p.synced() && p.log.image_queue.is_empty()));
+    assert_eq!(p.hub.images.len(), 400);
+    // The backup was taken when the hub held 150 entries and the images
+    // of only the first 100 of them.
+    let keep: BTreeMap<u64, Verified> = p
+        .hub
+        .entries
+        .range(..150)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let images_kept: BTreeMap<Hash32, Vec<u8>> = keep
+        .range(..100)
+        .filter_map(|(_, v)| v.entry.read().map(|c| c.crop_hash))
+        .map(|h| (h, p.hub.images[&h].clone()))
+        .collect();
+    p.hub.progress = Progress {
+        next_seq: 150,
+        head: keep[&149].hash,
+    };
+    p.hub.entries = keep;
+    p.hub.images = images_kept;
+    p.hub.checkpoint = None;
+    p.session = None;
+    p.edge.link_down(p.now);
+    let all_back = |p: &Pair| {
+        p.synced()
+            && p.log.entries.iter().all(|e| {
+                e.read()
+                    .is_some_and(|c| p.hub.images.contains_key(&c.crop_hash))
+            })
+    };
+    assert!(
+        p.run_until(p.now + secs(120), all_back),
+        "the hub holds {} entries and {} images",
+        p.hub.entries.len(),
+        p.hub.images.len()
+    );
+    assert_hub_copy_exact(&p);
+}

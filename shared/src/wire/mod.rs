@@ -44,6 +44,8 @@ pub const MAX_ENTRIES_FRAME: usize = 1024 * 1024;
 /// Largest image, and so (with a little room) the largest image frame.
 pub const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_IMAGE_FRAME: usize = MAX_IMAGE_BYTES + 1024;
+/// Most image hashes one [`Frame::WantImages`] may ask for.
+pub const MAX_WANTED_IMAGES: usize = 256;
 /// Most entries one [`Entries`] frame may carry.
 pub const MAX_ENTRIES_PER_FRAME: usize = 1024;
 
@@ -357,9 +359,21 @@ pub enum Frame {
     Ack(SignedReceipt),
     Refused(Refusal),
     Image(ImageBlob),
-    ImageAck { hash: Hash32 },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    ImageAck {
+        hash: Hash32,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    /// Hub to node: images of entries the hub holds but whose images it
+    /// lacks (after a restore from a backup), (entry seq, hash); at most
+    /// [`MAX_WANTED_IMAGES`], the next page once these arrived.
+    WantImages {
+        images: Vec<(u64, Hash32)>,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -459,6 +473,9 @@ impl Frame {
             }
             Frame::Image(i) if i.bytes.len() > MAX_IMAGE_BYTES => {
                 return Err(WireError::Invalid("image over the size limit"));
+            }
+            Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
+                return Err(WireError::Invalid("too many wanted images"));
             }
             Frame::Refused(r) if r.detail.len() > 1024 => {
                 return Err(WireError::Invalid("refusal text too long"));
