@@ -56,6 +56,10 @@ pub struct Status {
     pub identity_conflict: Option<String>,
     /// The hub lost reads it had acknowledged (restored from a backup).
     pub hub_lost: Option<String>,
+    /// Entries of this node's own log its store could not read back, and
+    /// recorded as lost with a signed loss entry: the node's fault.
+    pub lost_entries: u64,
+    pub own_loss: Option<String>,
 }
 
 fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
@@ -73,6 +77,8 @@ fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
         metered: sync.metered,
         identity_conflict: sync.identity_conflict.clone(),
         hub_lost: sync.hub_lost.clone(),
+        lost_entries: log.lost,
+        own_loss: sync.own_loss.clone(),
     }
 }
 
@@ -278,6 +284,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(l) = &st.hub_lost {
             println!("hub lost     {l}");
+        }
+        if st.lost_entries > 0 {
+            println!(
+                "LOST         {} entries unreadable in this node's own store (this node's fault); signed loss records sent",
+                st.lost_entries
+            );
         }
         println!(
             "last sync    {}",

@@ -74,5 +74,8 @@ pub fn print_reports(source: &str, reports: &[LogReport]) {
         for f in &r.faults {
             println!("    - {f}");
         }
+        for l in &r.losses {
+            println!("    - {l}");
+        }
     }
 }

@@ -45,6 +45,9 @@ pub struct SyncStatus {
     /// The hub once acknowledged more than it holds now (restored from a
     /// backup): what it lost, being sent again.
     pub hub_lost: Option<String>,
+    /// Entries of this node's own log that its store could no longer read
+    /// (the node's fault, not the hub's), recorded as lost.
+    pub own_loss: Option<String>,
 }
 
 pub type SharedStatus = Arc<Mutex<SyncStatus>>;
@@ -240,6 +243,23 @@ async fn session(
                         s.identity_conflict = Some(why.clone());
                         s.last_error = Some(format!("identity conflict: {why}"));
                     });
+                }
+                EdgeEvent::LocalLoss { seq } => {
+                    error!(
+                        seq,
+                        "entry {seq} of this node's own log cannot be read from its store (damaged): \
+                         this node's fault, not the hub's; recording a signed loss and carrying on"
+                    );
+                    match store.record_loss(seq).await {
+                        Ok(Some((first, last))) => set_status(status, |s| {
+                            s.own_loss = Some(format!(
+                                "entries {first}..={last} of this node's log were unreadable in its own store; \
+                                 a signed loss record went to the hub in their place"
+                            ))
+                        }),
+                        Ok(None) => {}
+                        Err(e) => error!(error = %e, "cannot record the loss"),
+                    }
                 }
                 EdgeEvent::HubBehind { had, now_holds } => {
                     warn!(

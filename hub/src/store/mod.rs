@@ -109,6 +109,17 @@ pub enum WriteOp {
     },
     /// Log a refusal.
     Refusal(RefusalRecord),
+    /// The node signed that it lost entries `first..=last` of its own log
+    /// (`head`: the hash of `last`): if the stored chain stands at `first`,
+    /// it moves past them; the entries after link to `head`
+    /// ([`alpr_shared::log::loss`]). Answered as an ingest.
+    Skip {
+        device: DeviceId,
+        first: u64,
+        last: u64,
+        head: Hash32,
+        at: UnixMillis,
+    },
 }
 
 /// The result of one [`WriteOp`].

@@ -264,6 +264,45 @@ impl HubStorage for RedbStore {
                         }
                         results.push(WriteResult::Image(named));
                     }
+                    WriteOp::Skip {
+                        device,
+                        first,
+                        last,
+                        head,
+                        at,
+                    } => {
+                        record(&device, &mut cache, &nodes, &mut meta, &mut names)?;
+                        let rec = cache
+                            .get_mut(&device)
+                            .ok_or_else(|| db_err("record vanished"))?;
+                        let r = if rec.next_seq == first {
+                            rec.next_seq = last + 1;
+                            rec.head = head;
+                            rec.last_contact = rec.last_contact.max(at);
+                            rec.reported_size = rec.reported_size.max(rec.next_seq);
+                            Ok(Ingested {
+                                progress: rec.progress(),
+                                appended: 0,
+                                duplicates: 0,
+                            })
+                        } else if rec.next_seq > last {
+                            Ok(Ingested {
+                                progress: rec.progress(),
+                                appended: 0,
+                                duplicates: 0,
+                            })
+                        } else {
+                            Err(alpr_shared::wire::Refusal {
+                                code: alpr_shared::wire::RefusalCode::Gap,
+                                seq: Some(first),
+                                detail: format!(
+                                    "loss record starts at {first}; the hub holds up to {}",
+                                    rec.next_seq
+                                ),
+                            })
+                        };
+                        results.push(WriteResult::Ingested(r));
+                    }
                     WriteOp::Refusal(r) => {
                         let n = meta
                             .get("refusal-counter")

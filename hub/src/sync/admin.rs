@@ -227,7 +227,12 @@ fn node_log_page(hub: &Hub, node: &str, from: u64, limit: u32) -> anyhow::Result
         .with_context(|| format!("no node {node}"))?;
     let limit = limit.clamp(1, MAX_LOG_PAGE) as usize;
     let entries = hub.storage.entries(&device, from, limit)?;
-    let end = from.saturating_add(entries.len() as u64);
+    // Past the last entry served (not the count: a signed loss leaves a
+    // hole in the sequence numbers).
+    let end = entries
+        .last()
+        .and_then(|b| alpr_shared::log::SignedEntry::decode(b).ok())
+        .map_or(from.saturating_add(entries.len() as u64), |e| e.seq() + 1);
     Ok(NodeLogPage {
         node: node.to_owned(),
         certificate: hub.storage.certificate(&device)?.map(hex::encode),

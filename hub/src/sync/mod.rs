@@ -513,6 +513,34 @@ impl StreamCtx {
                             count,
                         }
                     }
+                    HubOutput::Skip {
+                        first,
+                        last,
+                        head,
+                        statement,
+                    } => {
+                        warn!(
+                            first,
+                            last,
+                            recorded_at = statement.seq(),
+                            "the node signed that it lost entries of its own log; moving past them"
+                        );
+                        let op = WriteOp::Skip {
+                            device: self.device.clone(),
+                            first,
+                            last,
+                            head,
+                            at: now,
+                        };
+                        let Ok(pending) = self.hub.writer.enqueue(op).await else {
+                            return;
+                        };
+                        Job::Ingest {
+                            pending,
+                            first: Some(first),
+                            count: 0,
+                        }
+                    }
                     HubOutput::StoreImage { seq, image } => {
                         let hash = image.hash;
                         let op = WriteOp::Image {
@@ -618,7 +646,9 @@ impl StreamCtx {
                         self.hub.refuse(Some(&self.device), self.peer, &r).await
                     }
                     // The session asks for writes only in answer to frames.
-                    HubOutput::Ingest(_) | HubOutput::StoreImage { .. } => {}
+                    HubOutput::Ingest(_)
+                    | HubOutput::StoreImage { .. }
+                    | HubOutput::Skip { .. } => {}
                 }
             }
         }

@@ -137,6 +137,9 @@ pub struct LogReport {
     /// Hash of the highest valid entry.
     pub head: Option<String>,
     pub faults: Vec<Fault>,
+    /// Gaps the node covered with a signed loss record ([`super::loss`]):
+    /// reported, not faults.
+    pub losses: Vec<super::loss::Loss>,
 }
 
 impl LogReport {
@@ -157,6 +160,7 @@ impl LogReport {
             faults: vec![Fault::Certificate {
                 reason: err.to_string(),
             }],
+            losses: Vec::new(),
         }
     }
 }
@@ -219,14 +223,22 @@ pub fn verify_log(
         }
     }
 
-    // Contiguity and the hash chain, in sequence order.
+    // Contiguity and the hash chain, in sequence order. A gap the node
+    // covered with a signed loss record is a loss, not a fault.
+    let mut losses = Vec::new();
+    let mut gap = |first: u64, last: u64, faults: &mut Vec<Fault>| match super::loss::covering(
+        valid.values().copied(),
+        first,
+        last,
+        valid.get(&(last + 1)).copied(),
+    ) {
+        Some(l) => losses.push(l),
+        None => faults.push(Fault::Gap { first, last }),
+    };
     if opts.from_start {
         if let Some(&first) = present.first() {
             if first > 0 {
-                faults.push(Fault::Gap {
-                    first: 0,
-                    last: first - 1,
-                });
+                gap(0, first - 1, &mut faults);
             }
         }
     }
@@ -234,10 +246,7 @@ pub fn verify_log(
     for &seq in &present {
         if let Some(p) = prev_present {
             if seq > p + 1 {
-                faults.push(Fault::Gap {
-                    first: p + 1,
-                    last: seq - 1,
-                });
+                gap(p + 1, seq - 1, &mut faults);
             }
         }
         prev_present = Some(seq);
@@ -260,7 +269,7 @@ pub fn verify_log(
         .values()
         .filter_map(|e| match &e.header.kind {
             EntryKind::Purge { ranges, .. } => Some((e.seq(), ranges)),
-            EntryKind::Read { .. } => None,
+            EntryKind::Read { .. } | EntryKind::Loss { .. } => None,
         })
         .collect();
     let (mut reads, mut purged) = (0u64, 0u64);
@@ -319,6 +328,7 @@ pub fn verify_log(
         size,
         head: valid.last_key_value().map(|(_, e)| e.hash().to_hex()),
         faults,
+        losses,
     }
 }
 

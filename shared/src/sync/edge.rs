@@ -28,8 +28,15 @@ pub trait LogSource {
     fn pending_images(&self, below: u64, limit: usize) -> Vec<(u64, Hash32)>;
     /// An image's bytes.
     fn image(&self, hash: &Hash32) -> Option<Vec<u8>>;
+    /// The node's signed loss record ([`crate::log::EntryKind::Loss`],
+    /// canonical bytes) whose lost range starts at `first`, if it wrote one.
+    fn loss_at(&self, first: u64) -> Option<Vec<u8>> {
+        let _ = first;
+        None
+    }
     /// The hash of entry `seq` of the log, `None` if there is no such entry
-    /// or it cannot be read. Receipts are checked against it.
+    /// or it cannot be read (for a lost entry, the hash its loss record
+    /// states). Receipts are checked against it.
     fn entry_hash(&self, seq: u64) -> Option<Hash32> {
         self.entries(seq, 1, usize::MAX)
             .first()
@@ -104,6 +111,11 @@ pub enum EdgeEvent {
     /// was restored from a backup): entries and images from `now_holds` on
     /// are sent again.
     HubBehind { had: u64, now_holds: u64 },
+    /// Entry `seq` of the node's own log cannot be read from its store (the
+    /// node's fault, not the hub's): the driver records a signed loss for
+    /// it (and any unreadable entries right after), which
+    /// [`LogSource::loss_at`] then gives; uploads wait until it does.
+    LocalLoss { seq: u64 },
 }
 
 /// Where the link stands, for status displays.
@@ -145,6 +157,8 @@ pub struct EdgeSync {
     images_done: VecDeque<Hash32>,
     /// Images the hub asked for (it lacks them), sent before the queue's.
     wanted: VecDeque<(u64, Hash32)>,
+    /// The entry of the node's own log last found unreadable (reported once).
+    loss_reported: Option<u64>,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -170,6 +184,7 @@ impl EdgeSync {
             images_in_flight: BTreeMap::new(),
             images_done: VecDeque::new(),
             wanted: VecDeque::new(),
+            loss_reported: None,
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -363,7 +378,11 @@ impl EdgeSync {
                 }
             }
             Frame::Pong { .. } => {}
-            Frame::Hello(_) | Frame::Entries(_) | Frame::Image(_) | Frame::Ping { .. } => {
+            Frame::Hello(_)
+            | Frame::Entries(_)
+            | Frame::Image(_)
+            | Frame::Loss { .. }
+            | Frame::Ping { .. } => {
                 self.events.push_back(EdgeEvent::Protocol(
                     "a node-to-hub frame came from the hub".into(),
                 ));
@@ -480,27 +499,36 @@ impl EdgeSync {
             let max = self.config.batch_entries.min(room);
             let raw = src.entries(self.next_send, max, self.config.batch_bytes);
             if !raw.is_empty() {
-                let decoded: Result<Vec<SignedEntry>, _> =
-                    raw.iter().map(|b| SignedEntry::decode(b)).collect();
-                let frame = decoded
-                    .ok()
-                    .filter(|log| log.first().map(SignedEntry::seq) == Some(self.next_send))
-                    .and_then(|log| {
-                        let checkpoint =
-                            match (&self.signer, log.last()) {
-                                (Some((key, wall)), Some(last)) => Some(sign_checkpoint(
-                                    key,
-                                    self.device.clone(),
-                                    last.seq() + 1,
-                                    last.hash(),
-                                    UnixMillis(wall.0.saturating_add(
-                                        u64::try_from(now.as_millis()).unwrap_or(0),
-                                    )),
-                                )),
-                                _ => None,
-                            };
-                        Entries::from_log(log, checkpoint)
-                    });
+                // The readable run from `next_send`: it ends before an entry
+                // the store cannot give back (damaged or missing).
+                let mut decoded = Vec::with_capacity(raw.len());
+                for b in &raw {
+                    match SignedEntry::decode(b) {
+                        Ok(e) if e.seq() == self.next_send + decoded.len() as u64 => {
+                            decoded.push(e)
+                        }
+                        _ => break,
+                    }
+                }
+                if decoded.is_empty() {
+                    return self.lost_entry(now, src);
+                }
+                let frame = Some(decoded).and_then(|log| {
+                    let checkpoint = match (&self.signer, log.last()) {
+                        (Some((key, wall)), Some(last)) => Some(sign_checkpoint(
+                            key,
+                            self.device.clone(),
+                            last.seq() + 1,
+                            last.hash(),
+                            UnixMillis(
+                                wall.0
+                                    .saturating_add(u64::try_from(now.as_millis()).unwrap_or(0)),
+                            ),
+                        )),
+                        _ => None,
+                    };
+                    Entries::from_log(log, checkpoint)
+                });
                 let Some(frame) = frame else {
                     self.events.push_back(EdgeEvent::Protocol(format!(
                         "the local log cannot be read from entry {}",
@@ -559,6 +587,33 @@ impl EdgeSync {
             }
         }
         None
+    }
+
+    /// Entry `next_send` cannot be read from the node's own store: send
+    /// the node's signed loss record for it if there is one, else ask the
+    /// driver to write one ([`EdgeEvent::LocalLoss`]) and wait.
+    fn lost_entry(&mut self, now: Now, src: &dyn LogSource) -> Option<Outgoing> {
+        let seq = self.next_send;
+        let statement = src.loss_at(seq).and_then(|b| {
+            let e = SignedEntry::decode(&b).ok()?;
+            let (first, last, _) = crate::log::loss::statement(&e)?;
+            (first == seq).then_some((last, b))
+        });
+        let Some((last, entry)) = statement else {
+            if self.loss_reported != Some(seq) {
+                self.loss_reported = Some(seq);
+                self.events.push_back(EdgeEvent::LocalLoss { seq });
+            }
+            return None;
+        };
+        if self.next_send == self.acked {
+            self.last_progress = Some(now);
+        }
+        self.next_send = last + 1;
+        Some(Outgoing {
+            lane: Lane::Entries,
+            frame: Frame::Loss { entry },
+        })
     }
 
     pub fn poll_event(&mut self) -> Option<EdgeEvent> {

@@ -349,6 +349,23 @@ impl Pair {
                         }
                     }
                     HubOutput::Refused(r) => self.hub.refusals.push(r),
+                    HubOutput::Skip {
+                        first, last, head, ..
+                    } => {
+                        let r = if self.hub.progress.next_seq == first {
+                            self.hub.progress = Progress {
+                                next_seq: last + 1,
+                                head,
+                            };
+                            Ok(self.hub.progress)
+                        } else {
+                            Ok(self.hub.progress)
+                        };
+                        let unix = self.unix();
+                        if let Some(s) = self.session.as_mut() {
+                            next.extend(s.ingested(r, unix));
+                        }
+                    }
                     HubOutput::FindMissingImages { from, to } => {
                         let mut missing = Vec::new();
                         let mut scanned_to = to;

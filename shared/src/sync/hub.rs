@@ -181,6 +181,16 @@ pub enum HubOutput {
     /// (at most [`MAX_WANTED_IMAGES`]) and report them with
     /// [`HubSession::images_missing`].
     FindMissingImages { from: u64, to: u64 },
+    /// The node lost entries `first..=last` from its own store and signed
+    /// `statement` saying so: move the stored chain past them (`head` is
+    /// the hash of `last`) if it stands at `first`, commit, and report
+    /// with [`HubSession::ingested`].
+    Skip {
+        first: u64,
+        last: u64,
+        head: Hash32,
+        statement: Box<SignedEntry>,
+    },
 }
 
 /// How far back from what it holds the hub looks for missing images when a
@@ -326,6 +336,16 @@ impl HubSession {
                     )),
                 }
             }
+            Frame::Loss { entry } => {
+                if !self.greeted {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "loss record before hello",
+                    ));
+                }
+                self.loss(&entry, now)
+            }
             Frame::Ping { nonce } => vec![HubOutput::Send(Frame::Pong { nonce })],
             Frame::Welcome(_)
             | Frame::WantImages { .. }
@@ -338,6 +358,56 @@ impl HubSession {
                 "a hub-to-node frame sent to the hub",
             )),
         }
+    }
+
+    /// A node's signed statement that it lost entries of its own log.
+    fn loss(&mut self, bytes: &[u8], now: UnixMillis) -> Vec<HubOutput> {
+        let e = match SignedEntry::decode(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.refused(refuse(
+                    RefusalCode::Malformed,
+                    None,
+                    format!("loss record: {e}"),
+                ))
+            }
+        };
+        let Some((first, last, head)) = crate::log::loss::statement(&e) else {
+            return self.refused(refuse(
+                RefusalCode::Malformed,
+                Some(e.seq()),
+                "a loss frame without a loss record",
+            ));
+        };
+        if e.header.device != self.device || !e.signature_valid(&self.node_key) {
+            return self.refused(refuse(
+                RefusalCode::BadSignature,
+                Some(e.seq()),
+                "loss record not signed by this node",
+            ));
+        }
+        if last < self.progress.next_seq {
+            // Already past it (a replay): say where the hub stands.
+            return vec![HubOutput::Send(Frame::Ack(self.receipt(now)))];
+        }
+        if first != self.progress.next_seq {
+            let mut out = self.refused(refuse(
+                RefusalCode::Gap,
+                Some(first),
+                format!(
+                    "loss record starts at {first}; expected {}",
+                    self.progress.next_seq
+                ),
+            ));
+            out.push(HubOutput::Send(Frame::Ack(self.receipt(now))));
+            return out;
+        }
+        vec![HubOutput::Skip {
+            first,
+            last,
+            head,
+            statement: Box::new(e),
+        }]
     }
 
     /// The store's answer to an [`HubOutput::Ingest`]: the new progress after

@@ -374,6 +374,13 @@ pub enum Frame {
     WantImages {
         images: Vec<(u64, Hash32)>,
     },
+    /// Node to hub, on the entries lane in place of entries it lost from
+    /// its own store: its signed [`EntryKind::Loss`] entry (canonical
+    /// bytes), which lets the hub accept the gap it covers
+    /// ([`crate::log::loss`]).
+    Loss {
+        entry: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -409,7 +416,7 @@ impl Frame {
     /// The lane this frame belongs to.
     pub fn lane(&self) -> Lane {
         match self {
-            Frame::Entries(_) | Frame::Ack(_) => Lane::Entries,
+            Frame::Entries(_) | Frame::Ack(_) | Frame::Loss { .. } => Lane::Entries,
             Frame::Image(_) | Frame::ImageAck { .. } => Lane::Images,
             _ => Lane::Control,
         }
@@ -473,6 +480,9 @@ impl Frame {
             }
             Frame::Image(i) if i.bytes.len() > MAX_IMAGE_BYTES => {
                 return Err(WireError::Invalid("image over the size limit"));
+            }
+            Frame::Loss { entry } if entry.len() > crate::log::MAX_ENTRY_BYTES => {
+                return Err(WireError::Invalid("loss entry over the size limit"));
             }
             Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
                 return Err(WireError::Invalid("too many wanted images"));
