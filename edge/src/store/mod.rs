@@ -294,6 +294,44 @@ impl StoreHandle {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// As [`Self::raw_entries`], ending before the first entry a loss
+    /// record covers (its record goes in its place).
+    fn upload_entries(
+        &self,
+        first: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let losses = tx.open_table(LOSSES).map_err(db_err)?;
+        let stop = losses
+            .range::<&[u8; 8]>(&first.to_be_bytes()..)
+            .map_err(db_err)?
+            .next()
+            .transpose()
+            .map_err(db_err)?
+            .map(|(k, _)| u64::from_be_bytes(*k.value()));
+        let t = tx.open_table(READS).map_err(db_err)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for row in t
+            .range::<&[u8; 8]>(&first.to_be_bytes()..)
+            .map_err(db_err)?
+            .take(max_count)
+        {
+            let (k, v) = row.map_err(db_err)?;
+            if stop.is_some_and(|s| u64::from_be_bytes(*k.value()) >= s) {
+                break;
+            }
+            bytes += v.value().len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
     /// The loss record covering `seq`: (its first lost seq, its bytes).
     fn loss_covering(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
@@ -440,7 +478,7 @@ impl LogSource for StoreHandle {
     }
 
     fn entries(&self, first: u64, max_count: usize, max_bytes: usize) -> Vec<Vec<u8>> {
-        self.raw_entries(first, max_count, max_bytes)
+        self.upload_entries(first, max_count, max_bytes)
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading entries to upload");
                 Vec::new()

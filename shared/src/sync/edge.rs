@@ -7,7 +7,7 @@ use crate::crypto::{PublicKey, SecretKey};
 use crate::log::SignedEntry;
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
-    sign_checkpoint, Entries, Frame, Hello, ImageBlob, Lane, Refusal, SignedReceipt,
+    sign_checkpoint, Entries, Frame, Hello, ImageBlob, Lane, Refusal, RefusalCode, SignedReceipt,
     PROTOCOL_VERSION,
 };
 
@@ -21,7 +21,8 @@ pub trait LogSource {
     /// Entries in the log.
     fn log_len(&self) -> u64;
     /// Canonical bytes of entries from `first`, at most `max_count` of them
-    /// and (beyond the first) at most `max_bytes` in total.
+    /// and (beyond the first) at most `max_bytes` in total, ending before
+    /// any entry a loss record covers ([`Self::loss_at`]).
     fn entries(&self, first: u64, max_count: usize, max_bytes: usize) -> Vec<Vec<u8>>;
     /// Images waiting for upload, in log order: (entry seq, hash), at most
     /// `limit`, all of entries below `below`.
@@ -354,6 +355,19 @@ impl EdgeSync {
                 }
             }
             Frame::Refused(r) => {
+                // An entry refused as altered that fails this node's own
+                // check too was damaged in its store: the node's fault,
+                // recorded as lost, and the reads after it go on.
+                if let (Some(seq), RefusalCode::Edited | RefusalCode::BadSignature) =
+                    (r.seq, r.code)
+                {
+                    if seq >= self.acked && self.damaged_locally(seq, src) {
+                        self.next_send = self.acked;
+                        self.loss_reported = Some(seq);
+                        self.events.push_back(EdgeEvent::LocalLoss { seq });
+                        return;
+                    }
+                }
                 if r.code.is_permanent() {
                     self.state = LinkState::Refused {
                         retry_at: now + self.config.backoff_max,
@@ -496,7 +510,18 @@ impl EdgeSync {
         let log_len = src.log_len();
         if self.next_send < log_len && self.next_send < self.acked + self.config.window_entries {
             let room = (self.acked + self.config.window_entries - self.next_send) as usize;
-            let max = self.config.batch_entries.min(room);
+            let mut max = self.config.batch_entries.min(room);
+            // Nothing is sent past an entry found damaged until its loss
+            // record is written.
+            if let Some(s) = self.loss_reported.filter(|s| *s >= self.next_send) {
+                if s == self.next_send {
+                    return self.lost_entry(now, src);
+                }
+                max = max.min(usize::try_from(s - self.next_send).unwrap_or(usize::MAX));
+            }
+            if let Some(o) = self.recorded_loss(now, src) {
+                return Some(o);
+            }
             let raw = src.entries(self.next_send, max, self.config.batch_bytes);
             if !raw.is_empty() {
                 // The readable run from `next_send`: it ends before an entry
@@ -594,18 +619,44 @@ impl EdgeSync {
     /// driver to write one ([`EdgeEvent::LocalLoss`]) and wait.
     fn lost_entry(&mut self, now: Now, src: &dyn LogSource) -> Option<Outgoing> {
         let seq = self.next_send;
-        let statement = src.loss_at(seq).and_then(|b| {
+        if let Some(o) = self.recorded_loss(now, src) {
+            return Some(o);
+        }
+        if self.loss_reported != Some(seq) {
+            self.loss_reported = Some(seq);
+            self.events.push_back(EdgeEvent::LocalLoss { seq });
+        }
+        None
+    }
+
+    /// Whether entry `seq` of the node's own log fails the node's own
+    /// checks (undecodable, content not matching its header, signature not
+    /// its key's): damage in its store, not a fault of the hub.
+    fn damaged_locally(&self, seq: u64, src: &dyn LogSource) -> bool {
+        let raw = src.entries(seq, 1, usize::MAX);
+        let Some(e) = raw.first().and_then(|b| SignedEntry::decode(b).ok()) else {
+            return true;
+        };
+        e.seq() != seq
+            || !e.body_matches()
+            || self
+                .signer
+                .as_ref()
+                .is_some_and(|(k, _)| !e.signature_valid(&k.public()))
+    }
+
+    /// The node's signed loss record for entry `next_send`, if it wrote
+    /// one: send it in place of the lost entries.
+    fn recorded_loss(&mut self, now: Now, src: &dyn LogSource) -> Option<Outgoing> {
+        let seq = self.next_send;
+        let (last, entry) = src.loss_at(seq).and_then(|b| {
             let e = SignedEntry::decode(&b).ok()?;
             let (first, last, _) = crate::log::loss::statement(&e)?;
             (first == seq).then_some((last, b))
-        });
-        let Some((last, entry)) = statement else {
-            if self.loss_reported != Some(seq) {
-                self.loss_reported = Some(seq);
-                self.events.push_back(EdgeEvent::LocalLoss { seq });
-            }
-            return None;
-        };
+        })?;
+        if self.loss_reported == Some(seq) {
+            self.loss_reported = None;
+        }
         if self.next_send == self.acked {
             self.last_progress = Some(now);
         }

@@ -189,8 +189,44 @@ fn hub_restart_resumes_from_its_receipt() {
     assert_hub_copy_exact(&p);
 }
 
+/// An entry damaged in the node's own store is refused by the hub, fails
+/// the node's own check too, and becomes a signed loss: the reads after it
+/// still reach the hub, and the verifier reports a loss, not a forgery.
+fn damaged_entry_becomes_a_loss(p: &mut Pair, damaged: u64, code: RefusalCode) {
+    p.run_until(secs(60), Pair::synced);
+    assert!(p.synced(), "the reads after the damaged entry must flow");
+    assert!(p
+        .hub
+        .refusals
+        .iter()
+        .any(|r| r.code == code && r.seq == Some(damaged)));
+    assert!(
+        !p.hub.entries.contains_key(&damaged),
+        "the damaged entry is never stored"
+    );
+    assert!(p
+        .edge_events
+        .iter()
+        .any(|e| matches!(e, EdgeEvent::LocalLoss { seq } if *seq == damaged)));
+    assert!(!p
+        .edge_events
+        .iter()
+        .any(|e| matches!(e, EdgeEvent::Refused(r) if r.code.is_permanent())));
+    let hub: Vec<SignedEntry> = p.hub.entries.values().map(|v| v.entry.clone()).collect();
+    assert_eq!(hub.len(), p.log.entries.len() - 1);
+    let report = verify_log(
+        &cert(p),
+        &hub,
+        &[],
+        crate::log::verify::VerifyOptions { from_start: true },
+    );
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(report.losses.len(), 1);
+    assert_eq!(report.losses[0].first, damaged);
+}
+
 #[test]
-fn edited_entry_is_refused_and_nothing_after_it_is_stored() {
+fn an_entry_edited_in_the_node_store_becomes_a_signed_loss_and_the_rest_flows() {
     let mut p = Pair::new(
         4,
         LinkModel {
@@ -204,31 +240,58 @@ fn edited_entry_is_refused_and_nothing_after_it_is_stored() {
         b.content.plate = "FORGED1".into();
         b.content.char_confidence = vec![1; 7];
     }
-    p.run_until(secs(30), |_| false);
-    assert!(p.hub.progress.next_seq <= 150);
-    assert!(p.hub.refusals.iter().any(|r| r.code == RefusalCode::Edited));
-    assert!(p
-        .edge_events
-        .iter()
-        .any(|e| matches!(e, EdgeEvent::Refused(r) if r.code == RefusalCode::Edited)));
-    assert!(matches!(
-        p.edge.state(),
-        LinkState::Refused { .. } | LinkState::Down { .. }
-    ));
+    damaged_entry_becomes_a_loss(&mut p, 150, RefusalCode::Edited);
 }
 
 #[test]
-fn forged_signature_is_refused() {
+fn an_entry_signed_by_another_key_becomes_a_signed_loss_and_the_rest_flows() {
     let mut p = Pair::new(5, LinkModel::default(), sim_config());
     add_reads(&mut p, 100, false);
     p.log.entries[40].signature.0[0] ^= 1;
-    p.run_until(secs(30), |_| false);
-    assert!(p.hub.progress.next_seq <= 40);
-    assert!(p
-        .hub
-        .refusals
-        .iter()
-        .any(|r| r.code == RefusalCode::BadSignature && r.seq == Some(40)));
+    damaged_entry_becomes_a_loss(&mut p, 40, RefusalCode::BadSignature);
+}
+
+#[test]
+fn an_unreadable_entry_becomes_a_signed_loss_and_the_rest_flows() {
+    let mut p = Pair::new(13, LinkModel::default(), sim_config());
+    add_reads(&mut p, 100, false);
+    // Bytes the store cannot decode: the edge finds it before sending.
+    p.log.entries[0].header.format = 99;
+    p.run_until(secs(60), Pair::synced);
+    assert!(p.synced());
+    assert!(p.hub.refusals.is_empty(), "{:?}", p.hub.refusals);
+    let hub: Vec<SignedEntry> = p.hub.entries.values().map(|v| v.entry.clone()).collect();
+    let report = verify_log(
+        &cert(&p),
+        &hub,
+        &[],
+        crate::log::verify::VerifyOptions { from_start: true },
+    );
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(report.losses.len(), 1);
+    assert_eq!((report.losses[0].first, report.losses[0].last), (0, 0));
+}
+
+/// A refusal of an entry the node's own check finds intact is not turned
+/// into a loss: the hub's word alone does not make the node skip a read.
+#[test]
+fn an_intact_entry_refused_by_the_hub_still_stops_the_node() {
+    let mut p = Pair::new(14, LinkModel::default(), sim_config());
+    add_reads(&mut p, 50, false);
+    assert!(p.run_until(secs(10), Pair::synced));
+    add_reads(&mut p, 1, false);
+    let r = crate::wire::Refusal {
+        code: RefusalCode::Edited,
+        seq: Some(50),
+        detail: "test".into(),
+    };
+    p.edge.handle_frame(Frame::Refused(r), p.now, &p.log);
+    let mut ev = Vec::new();
+    while let Some(e) = p.edge.poll_event() {
+        ev.push(e);
+    }
+    assert!(ev.iter().all(|e| !matches!(e, EdgeEvent::LocalLoss { .. })));
+    assert!(matches!(p.edge.state(), LinkState::Refused { .. }));
 }
 
 /// The node's log is replaced by another one signed with the same key (a
