@@ -8,7 +8,13 @@
 //! `kill -9`. Readers (sync, status) use read transactions concurrently.
 //!
 //! Nothing here deletes an entry or an image: retention (later) may delete
-//! only below the hub's acknowledged sequence ([`StoreHandle::acked`]).
+//! only below the hub's acknowledged sequence ([`StoreHandle::acked`]),
+//! which is the hub's latest receipt as checked by the sync core (it goes
+//! backwards when the hub was restored from a backup).
+//!
+//! An entry this store can no longer read back is recorded as lost
+//! ([`StoreHandle::record_loss`]): a signed loss entry is appended and the
+//! upload sends it in the lost entries' place (`losses-v1`).
 
 use std::path::Path;
 use std::sync::Arc;
