@@ -39,8 +39,13 @@ pub struct StatusArgs {
 pub struct Status {
     pub device: String,
     pub log_size: u64,
-    /// What the hub holds now (its latest receipt, checked against this log).
+    /// What the hub holds (its latest receipt, checked against this log).
     pub acked: u64,
+    /// When the hub signed that receipt.
+    pub acked_at: Option<String>,
+    /// Whether the hub confirmed it on the current connection (otherwise
+    /// it is the receipt of an earlier one: the hub may hold less now).
+    pub receipt_current: bool,
     /// Reads the hub does not hold yet; `None` while the hub's record of
     /// this node is not this node's log (an identity conflict): nothing
     /// is known to be held.
@@ -67,6 +72,8 @@ fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
         device: device.to_owned(),
         log_size: log.len,
         acked: log.acked,
+        acked_at: log.acked_at.map(|t| t.to_string()),
+        receipt_current: sync.receipt_current,
         backlog: sync.identity_conflict.is_none().then(|| log.backlog()),
         images_pending: log.images_pending,
         link: sync.link.clone(),
@@ -275,7 +282,17 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 st.log_size, st.images_pending
             );
         } else {
-            println!("acknowledged {} by the hub (its latest receipt)", st.acked);
+            println!(
+                "acknowledged {} by the hub ({})",
+                st.acked,
+                match (&st.acked_at, st.receipt_current) {
+                    (Some(at), true) => format!("confirmed on this connection, receipt of {at}"),
+                    (Some(at), false) => {
+                        format!("receipt of {at}, not yet confirmed on a current connection")
+                    }
+                    (None, _) => "no receipt yet".to_string(),
+                }
+            );
             println!(
                 "backlog      {} reads, {} images",
                 st.backlog.unwrap_or(st.log_size),

@@ -84,7 +84,8 @@ fn a_hub_restored_from_an_older_copy_gets_entries_and_images_back() -> anyhow::R
             .is_some_and(|l| l.contains("acknowledged 100") && l.contains("holds 40")),
         "{st}"
     );
-    edge.wait_synced(100, LIMIT)?;
+    let st = edge.wait_synced(100, LIMIT)?;
+    assert_eq!(st["receipt_current"], true, "{st}");
     wait_for(LIMIT, "the hub to hold every image again", || {
         (images_held(&hub)? == 200).then_some(())
     })?;

@@ -48,6 +48,9 @@ pub struct SyncStatus {
     /// Entries of this node's own log that its store could no longer read
     /// (the node's fault, not the hub's), recorded as lost.
     pub own_loss: Option<String>,
+    /// The hub confirmed what it holds on the current connection (else
+    /// the acknowledged count is the receipt stored from an earlier one).
+    pub receipt_current: bool,
 }
 
 pub type SharedStatus = Arc<Mutex<SyncStatus>>;
@@ -183,6 +186,7 @@ async fn session(
     let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
     let mut changes = store.watch();
     core.link_up(now(), store.log_len());
+    set_status(status, |s| s.receipt_current = false);
     set_status(status, |s| s.link = "handshake".into());
     let outcome: Result<(), String> = loop {
         // Send all the core has, each frame on its lane's stream.
@@ -226,6 +230,7 @@ async fn session(
                         s.last_sync = Some(UnixMillis::now());
                         s.link = "connected".into();
                         s.identity_conflict = None;
+                        s.receipt_current = true;
                     });
                     tracing::debug!(acked = next, "hub acknowledged");
                 }
@@ -241,6 +246,7 @@ async fn session(
                     set_status(status, |s| {
                         s.link = "identity conflict: uploads stopped".into();
                         s.identity_conflict = Some(why.clone());
+                        s.receipt_current = false;
                         s.last_error = Some(format!("identity conflict: {why}"));
                     });
                 }
@@ -333,6 +339,7 @@ async fn session(
     set_status(status, |s| {
         s.last_error = Some(why);
         s.link = "offline".into();
+        s.receipt_current = false;
     });
     conn.close(quic::CLOSE_SHUTDOWN.into(), b"");
     core.link_down(now());
