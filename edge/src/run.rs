@@ -40,8 +40,17 @@ pub struct StatusArgs {
 pub struct Status {
     pub device: String,
     pub log_size: u64,
+    /// What the hub holds (its latest receipt, checked against this log).
     pub acked: u64,
-    pub backlog: u64,
+    /// When the hub signed that receipt.
+    pub acked_at: Option<String>,
+    /// Whether the hub confirmed it on the current connection (otherwise
+    /// it is the receipt of an earlier one: the hub may hold less now).
+    pub receipt_current: bool,
+    /// Reads the hub does not hold yet; `None` while the hub's record of
+    /// this node is not this node's log (an identity conflict): nothing
+    /// is known to be held.
+    pub backlog: Option<u64>,
     pub images_pending: u64,
     pub link: String,
     pub hub: String,
@@ -61,6 +70,14 @@ pub struct Status {
     /// What is wrong now; empty when healthy (`edge health`).
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Why uploads stopped, when the hub's record is not this node's log.
+    pub identity_conflict: Option<String>,
+    /// The hub lost reads it had acknowledged (restored from a backup).
+    pub hub_lost: Option<String>,
+    /// Entries of this node's own log its store could not read back, and
+    /// recorded as lost with a signed loss entry: the node's fault.
+    pub lost_entries: u64,
+    pub own_loss: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,7 +108,9 @@ fn status_of(
         device: device.to_owned(),
         log_size: log.len,
         acked: log.acked,
-        backlog: log.backlog(),
+        acked_at: log.acked_at.map(|t| t.to_string()),
+        receipt_current: sync.receipt_current,
+        backlog: sync.identity_conflict.is_none().then(|| log.backlog()),
         images_pending: log.images_pending,
         link: sync.link.clone(),
         hub: sync.hub.clone(),
@@ -99,6 +118,10 @@ fn status_of(
         last_error: sync.last_error.clone(),
         connects: sync.connects,
         metered: sync.metered,
+        identity_conflict: sync.identity_conflict.clone(),
+        hub_lost: sync.hub_lost.clone(),
+        lost_entries: log.lost,
+        own_loss: sync.own_loss.clone(),
     }
 }
 
@@ -383,11 +406,41 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             if st.metered { ", metered" } else { "" }
         );
         println!("log          {} reads", st.log_size);
-        println!("acknowledged {} by the hub", st.acked);
-        println!(
-            "backlog      {} reads, {} images",
-            st.backlog, st.images_pending
-        );
+        if let Some(c) = &st.identity_conflict {
+            println!("IDENTITY CONFLICT: uploads stopped; a person must resolve it");
+            println!("             {c}");
+            println!("acknowledged nothing of this log (the hub's record is another)");
+            println!(
+                "backlog      unknown ({} reads, {} images not confirmed held)",
+                st.log_size, st.images_pending
+            );
+        } else {
+            println!(
+                "acknowledged {} by the hub ({})",
+                st.acked,
+                match (&st.acked_at, st.receipt_current) {
+                    (Some(at), true) => format!("confirmed on this connection, receipt of {at}"),
+                    (Some(at), false) => {
+                        format!("receipt of {at}, not yet confirmed on a current connection")
+                    }
+                    (None, _) => "no receipt yet".to_string(),
+                }
+            );
+            println!(
+                "backlog      {} reads, {} images",
+                st.backlog.unwrap_or(st.log_size),
+                st.images_pending
+            );
+        }
+        if let Some(l) = &st.hub_lost {
+            println!("hub lost     {l}");
+        }
+        if st.lost_entries > 0 {
+            println!(
+                "LOST         {} entries unreadable in this node's own store (this node's fault); signed loss records sent",
+                st.lost_entries
+            );
+        }
         println!(
             "last sync    {}",
             st.last_sync.as_deref().unwrap_or("never")

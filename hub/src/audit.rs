@@ -77,6 +77,9 @@ pub struct AuditReport {
     pub authentic: bool,
     pub reads: u64,
     pub verdict: String,
+    /// Reads whose images the hub is missing, per node that has any (the
+    /// log can be authentic and still incomplete: a restore from a backup).
+    pub missing_images: Vec<crate::sync::admin::MissingImagesReport>,
 }
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -101,7 +104,12 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?
         .block_on(async {
             let client = AdminClient::connect(&config).await?;
-            let result = audit_hub(&client, &anchor, args.export.as_deref()).await;
+            let result = async {
+                let mut report = audit_hub(&client, &anchor, args.export.as_deref()).await?;
+                report.missing_images = fetch_missing_images(&client, &report).await?;
+                anyhow::Ok(report)
+            }
+            .await;
             client.close().await;
             result
         })?;
@@ -116,6 +124,15 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             for p in &n.problems {
                 println!("    - {p}");
             }
+        }
+        for m in &report.missing_images {
+            println!(
+                "MISSING IMAGES: {}: {} reads whose images the hub does not hold ({} images; first at entry {})",
+                m.node,
+                m.reads,
+                m.images,
+                m.first.first().map_or(0, |(s, _)| *s)
+            );
         }
         println!("{}", report.verdict);
     }
@@ -250,6 +267,26 @@ async fn finish_export(client: &AdminClient, w: Export) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For each audited node, the reads whose images the hub lacks.
+async fn fetch_missing_images(
+    client: &AdminClient,
+    report: &AuditReport,
+) -> anyhow::Result<Vec<crate::sync::admin::MissingImagesReport>> {
+    let mut out = Vec::new();
+    for n in &report.nodes {
+        let m: crate::sync::admin::MissingImagesReport = client
+            .call(&AdminRequest::MissingImages {
+                node: n.report.device.clone(),
+            })
+            .await
+            .with_context(|| format!("asking for the missing images of {}", n.report.device))?;
+        if m.images > 0 {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 /// What the first page of a node's log fixes.
 #[derive(Debug, Default)]
 struct Snapshot {
@@ -309,6 +346,7 @@ fn verdict(nodes: Vec<NodeAudit>) -> AuditReport {
         authentic,
         reads,
         verdict,
+        missing_images: Vec::new(),
     }
 }
 
@@ -404,7 +442,9 @@ impl NodeAuditor {
             };
         };
         let report = v.finish();
-        if self.served != self.acked || report.entries != self.acked {
+        // Entries the node signed as lost were never held, by design.
+        let lost: u64 = report.losses.iter().map(|l| l.last + 1 - l.first).sum();
+        if self.served + lost != self.acked || report.entries + lost != self.acked {
             self.problems.push(format!(
                 "the hub acknowledged {} entries to the node but serves {}",
                 self.acked, self.served

@@ -82,10 +82,22 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
             if n.connected { "online" } else { "offline" },
             n.last_contact.to_string(),
             n.acked,
-            n.backlog,
+            n.backlog
+                .map_or_else(|| "unknown".to_string(), |b| b.to_string()),
             n.refusals,
             n.duplicates
         );
+        if let Some(c) = &n.identity_conflict {
+            println!(
+                "  ! IDENTITY CONFLICT ({} recorded; a person must resolve it): {}  {}",
+                n.identity_conflicts, c.at, c.detail
+            );
+        } else if n.identity_conflicts > 0 {
+            println!(
+                "  {} identity conflict(s) recorded earlier",
+                n.identity_conflicts
+            );
+        }
     }
     println!(
         "\n{} entries stored since start; {} refusals ({} at the TLS handshake)",

@@ -120,6 +120,9 @@ pub fn print_reports(source: &str, reports: &[LogReport]) {
         for f in &r.faults {
             println!("    - {f}");
         }
+        for l in &r.losses {
+            println!("    - {l}");
+        }
         if r.faults_omitted > 0 {
             println!("    - … and {} more faults", r.faults_omitted);
         }

@@ -8,7 +8,13 @@
 //! `kill -9`. Readers (sync, status) use read transactions concurrently.
 //!
 //! Nothing here deletes an entry or an image: retention (later) may delete
-//! only below the hub's acknowledged sequence ([`StoreHandle::acked`]).
+//! only below the hub's acknowledged sequence ([`StoreHandle::acked`]),
+//! which is the hub's latest receipt as checked by the sync core (it goes
+//! backwards when the hub was restored from a backup).
+//!
+//! An entry this store can no longer read back is recorded as lost
+//! ([`StoreHandle::record_loss`]): a signed loss entry is appended and the
+//! upload sends it in the lost entries' place (`losses-v1`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,6 +40,9 @@ const PLATE_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("plate-time-
 const IMAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("images-v1");
 /// seq (BE) ‖ hash → (): images not yet held by the hub.
 const IMAGE_QUEUE: TableDefinition<&[u8; 40], ()> = TableDefinition::new("image-queue-v1");
+/// first lost seq (BE) → loss entry seq (BE) ‖ last lost seq (BE): entries
+/// of this log unreadable in this store, and the signed record of it.
+const LOSSES: TableDefinition<&[u8; 8], &[u8; 16]> = TableDefinition::new("losses-v1");
 /// "receipt" → the hub's latest receipt; "device" → the log's device name.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
 
@@ -76,6 +85,9 @@ pub struct LogStatus {
     /// When that receipt was signed.
     pub acked_at: Option<UnixMillis>,
     pub images_pending: u64,
+    /// Entries of this log found unreadable in this store and recorded as
+    /// lost (by a signed loss entry): the node's own fault.
+    pub lost: u64,
 }
 
 impl LogStatus {
@@ -101,6 +113,15 @@ enum Cmd {
         seq: u64,
         hash: Hash32,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Requeue {
+        from: u64,
+        to: u64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    RecordLoss {
+        seq: u64,
+        reply: oneshot::Sender<Result<Option<(u64, u64)>, StoreError>>,
     },
 }
 
@@ -290,6 +311,7 @@ impl StoreHandle {
             tx.open_table(PLATE_TIME).map_err(db_err)?;
             tx.open_table(IMAGES).map_err(db_err)?;
             tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
+            tx.open_table(LOSSES).map_err(db_err)?;
             let last = reads.last().map_err(db_err)?;
             match last {
                 Some((_, v)) => {
@@ -406,7 +428,10 @@ impl StoreHandle {
         rx.blocking_recv().map_err(|_| StoreError::Stopped)?
     }
 
-    /// Record the hub's receipt (only ever moves forward).
+    /// Record the hub's latest receipt, as checked by the sync core against
+    /// this log. It may go backwards: a hub restored from a backup holds
+    /// less than it acknowledged before, and what it holds now is what
+    /// retention may rely on.
     pub async fn set_acked(&self, receipt: SignedReceipt) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -414,6 +439,90 @@ impl StoreHandle {
             .await
             .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Put the images of entries `from..to` back on the upload queue (those
+    /// still in the store): the hub lost them. Returns how many went back.
+    pub async fn requeue_images(&self, from: u64, to: u64) -> Result<u64, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Requeue { from, to, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Entry `seq` of this log cannot be read back from the store: sign and
+    /// store a loss record for it and the unreadable entries right after
+    /// it. Returns the lost range, `None` if a record already covers it.
+    pub async fn record_loss(&self, seq: u64) -> Result<Option<(u64, u64)>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::RecordLoss { seq, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// As [`Self::raw_entries`], ending before the first entry a loss
+    /// record covers (its record goes in its place).
+    fn upload_entries(
+        &self,
+        first: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let losses = tx.open_table(LOSSES).map_err(db_err)?;
+        let stop = losses
+            .range::<&[u8; 8]>(&first.to_be_bytes()..)
+            .map_err(db_err)?
+            .next()
+            .transpose()
+            .map_err(db_err)?
+            .map(|(k, _)| u64::from_be_bytes(*k.value()));
+        let t = tx.open_table(READS).map_err(db_err)?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for row in t
+            .range::<&[u8; 8]>(&first.to_be_bytes()..)
+            .map_err(db_err)?
+            .take(max_count)
+        {
+            let (k, v) = row.map_err(db_err)?;
+            if stop.is_some_and(|s| u64::from_be_bytes(*k.value()) >= s) {
+                break;
+            }
+            bytes += v.value().len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// The loss record covering `seq`: (its first lost seq, its bytes).
+    fn loss_covering(&self, seq: u64) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let losses = tx.open_table(LOSSES).map_err(db_err)?;
+        let Some(row) = losses
+            .range::<&[u8; 8]>(..=&seq.to_be_bytes())
+            .map_err(db_err)?
+            .next_back()
+        else {
+            return Ok(None);
+        };
+        let (k, v) = row.map_err(db_err)?;
+        let (first, (at, last)) = (u64::from_be_bytes(*k.value()), split_loss(v.value()));
+        if seq > last {
+            return Ok(None);
+        }
+        let reads = tx.open_table(READS).map_err(db_err)?;
+        Ok(reads
+            .get(&at.to_be_bytes())
+            .map_err(db_err)?
+            .map(|b| (first, b.value().to_vec())))
     }
 
     /// The hub holds this image: it leaves the upload queue (the image
@@ -539,7 +648,7 @@ impl LogSource for StoreHandle {
     }
 
     fn entries(&self, first: u64, max_count: usize, max_bytes: usize) -> Vec<Vec<u8>> {
-        self.raw_entries(first, max_count, max_bytes)
+        self.upload_entries(first, max_count, max_bytes)
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "reading entries to upload");
                 Vec::new()
@@ -556,6 +665,46 @@ impl LogSource for StoreHandle {
     fn image(&self, hash: &Hash32) -> Option<Vec<u8>> {
         self.image_bytes(hash).ok().flatten()
     }
+
+    fn loss_at(&self, first: u64) -> Option<Vec<u8>> {
+        match self.loss_covering(first) {
+            Ok(Some((f, bytes))) if f == first => Some(bytes),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the loss records");
+                None
+            }
+        }
+    }
+
+    fn entry_hash(&self, seq: u64) -> Option<Hash32> {
+        let own = self
+            .raw_entries(seq, 1, usize::MAX)
+            .ok()?
+            .first()
+            .and_then(|b| SignedEntry::decode(b).ok())
+            .filter(|e| e.seq() == seq)
+            .map(|e| e.hash());
+        if own.is_some() {
+            return own;
+        }
+        // A lost entry: its hash is what the loss record states for the
+        // last of its range.
+        let (_, bytes) = self.loss_covering(seq).ok()??;
+        let e = SignedEntry::decode(&bytes).ok()?;
+        match alpr_shared::log::loss::statement(&e) {
+            Some((_, last, head)) if last == seq => Some(head),
+            _ => None,
+        }
+    }
+}
+
+fn split_loss(v: &[u8; 16]) -> (u64, u64) {
+    let mut at = [0u8; 8];
+    let mut last = [0u8; 8];
+    at.copy_from_slice(&v[..8]);
+    last.copy_from_slice(&v[8..]);
+    (u64::from_be_bytes(at), u64::from_be_bytes(last))
 }
 
 fn load_receipt(db: &Database) -> Result<Option<SignedReceipt>, StoreError> {
@@ -573,11 +722,19 @@ fn read_status(db: &Database, len: u64) -> Result<LogStatus, StoreError> {
     let receipt = load_receipt(db)?;
     let tx = db.begin_read().map_err(db_err)?;
     let q = tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
+    let losses = tx.open_table(LOSSES).map_err(db_err)?;
+    let mut lost = 0;
+    for row in losses.iter().map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        let (_, last) = split_loss(v.value());
+        lost += (last + 1).saturating_sub(u64::from_be_bytes(*k.value()));
+    }
     Ok(LogStatus {
         len,
         acked: receipt.as_ref().map_or(0, |r| r.receipt.next_seq),
         acked_at: receipt.map(|r| r.receipt.at),
         images_pending: q.len().map_err(db_err)?,
+        lost,
     })
 }
 
@@ -666,11 +823,13 @@ fn writer_loop(
         for r in &replies {
             match r {
                 Done::Appended(_, queued) => st.images_pending += queued,
-                Done::Acked(next, at) if *next > st.acked => {
+                Done::Acked(next, at) => {
                     st.acked = *next;
                     st.acked_at = Some(*at);
                 }
                 Done::Dequeued => st.images_pending = st.images_pending.saturating_sub(1),
+                Done::Requeued(n) => st.images_pending += n,
+                Done::Lost(Some((first, last))) => st.lost += last + 1 - first,
                 _ => {}
             }
         }
@@ -702,6 +861,8 @@ enum Done {
     Appended(Appended, u64),
     Acked(u64, UnixMillis),
     Dequeued,
+    Requeued(u64),
+    Lost(Option<(u64, u64)>),
     Nothing,
     Failed(StoreError),
 }
@@ -713,6 +874,20 @@ fn reply(cmd: Cmd, r: Done) {
                 Done::Appended(a, _) => Ok(a),
                 Done::Failed(e) => Err(e),
                 _ => Err(StoreError::Db("no append result".into())),
+            });
+        }
+        Cmd::RecordLoss { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Lost(l) => Ok(l),
+                Done::Failed(e) => Err(e),
+                _ => Ok(None),
+            });
+        }
+        Cmd::Requeue { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Requeued(n) => Ok(n),
+                Done::Failed(e) => Err(e),
+                _ => Ok(0),
             });
         }
         Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } => {
@@ -738,6 +913,7 @@ fn write_batch(
         let mut images = tx.open_table(IMAGES).map_err(db_err)?;
         let mut queue = tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
         let mut meta = tx.open_table(META).map_err(db_err)?;
+        let mut losses = tx.open_table(LOSSES).map_err(db_err)?;
         for cmd in batch.iter_mut() {
             match cmd {
                 Cmd::Append {
@@ -796,19 +972,103 @@ fn write_batch(
                     ));
                 }
                 Cmd::Acked { receipt, .. } => {
-                    let newer = match meta.get("receipt").map_err(db_err)? {
-                        Some(v) => SignedReceipt::decode(v.value())
-                            .map(|old| receipt.receipt.next_seq > old.receipt.next_seq)
-                            .unwrap_or(true),
-                        None => true,
+                    // The sync core orders receipts and checks each against
+                    // this log; the latest is what the hub holds now.
+                    meta.insert("receipt", receipt.encode().as_slice())
+                        .map_err(db_err)?;
+                    out.push(Done::Acked(receipt.receipt.next_seq, receipt.receipt.at));
+                }
+                Cmd::RecordLoss { seq, .. } => {
+                    let seq = *seq;
+                    let covered = match losses
+                        .range::<&[u8; 8]>(..=&seq.to_be_bytes())
+                        .map_err(db_err)?
+                        .next_back()
+                    {
+                        Some(row) => {
+                            let (_, v) = row.map_err(db_err)?;
+                            split_loss(v.value()).1 >= seq
+                        }
+                        None => false,
                     };
-                    if newer {
-                        meta.insert("receipt", receipt.encode().as_slice())
-                            .map_err(db_err)?;
-                        out.push(Done::Acked(receipt.receipt.next_seq, receipt.receipt.at));
-                    } else {
-                        out.push(Done::Nothing);
+                    if covered || seq >= log.len() {
+                        out.push(Done::Lost(None));
+                        continue;
                     }
+                    // The lost run ends before the next readable entry,
+                    // whose `prev` is the hash of the last lost one.
+                    let mut last = seq;
+                    let mut lost_head = None;
+                    for s in seq + 1..log.len() {
+                        let readable = reads
+                            .get(&s.to_be_bytes())
+                            .map_err(db_err)?
+                            .and_then(|v| SignedEntry::decode(v.value()).ok())
+                            .filter(|e| e.seq() == s);
+                        match readable {
+                            Some(e) => {
+                                lost_head = Some(e.header.prev);
+                                break;
+                            }
+                            None => last = s,
+                        }
+                    }
+                    let lost_head = match lost_head {
+                        Some(h) => h,
+                        None => log.head(),
+                    };
+                    let entry = match log.append_loss(
+                        seq,
+                        last,
+                        lost_head,
+                        "unreadable in the node's store",
+                        UnixMillis::now(),
+                        TimeSource::LocalClock,
+                    ) {
+                        Ok(e) => e,
+                        Err(e) => {
+                            out.push(Done::Failed(e.into()));
+                            continue;
+                        }
+                    };
+                    reads
+                        .insert(&entry.seq().to_be_bytes(), entry.encode().as_slice())
+                        .map_err(db_err)?;
+                    let mut v = [0u8; 16];
+                    v[..8].copy_from_slice(&entry.seq().to_be_bytes());
+                    v[8..].copy_from_slice(&last.to_be_bytes());
+                    losses.insert(&seq.to_be_bytes(), &v).map_err(db_err)?;
+                    out.push(Done::Lost(Some((seq, last))));
+                }
+                Cmd::Requeue { from, to, .. } => {
+                    let mut queued = 0;
+                    let mut wanted = Vec::new();
+                    for row in reads
+                        .range::<&[u8; 8]>(&from.to_be_bytes()..&to.to_be_bytes())
+                        .map_err(db_err)?
+                    {
+                        let (_, v) = row.map_err(db_err)?;
+                        // An unreadable entry names no image we could find.
+                        let Ok(e) = SignedEntry::decode(v.value()) else {
+                            continue;
+                        };
+                        if let Some(r) = e.read() {
+                            for h in [r.crop_hash, r.overview_hash] {
+                                wanted.push((e.seq(), h));
+                            }
+                        }
+                    }
+                    for (seq, h) in wanted {
+                        if images.get(&h.0).map_err(db_err)?.is_some()
+                            && queue
+                                .insert(&image_key(seq, &h), ())
+                                .map_err(db_err)?
+                                .is_none()
+                        {
+                            queued += 1;
+                        }
+                    }
+                    out.push(Done::Requeued(queued));
                 }
                 Cmd::ImageDone { seq, hash, .. } => {
                     let removed = queue
@@ -828,16 +1088,42 @@ fn write_batch(
     Ok(out)
 }
 
-/// Every entry of a store's log, in order, for a store no process has open
-/// (tests and offline inspection).
+/// Overwrite the stored bytes of entry `seq` of a store no process has
+/// open: for tests and repair tools that need a damaged entry.
+pub fn write_raw_entry(path: &Path, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
+    let db = Database::create(path).map_err(db_err)?;
+    let tx = db.begin_write().map_err(db_err)?;
+    {
+        let mut t = tx.open_table(READS).map_err(db_err)?;
+        t.insert(&seq.to_be_bytes(), bytes).map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(())
+}
+
+/// Every readable entry of a store's log, in order, for a store no
+/// process has open (tests and offline inspection); an entry that cannot
+/// be decoded is an error unless a loss record covers it.
 pub fn read_log(path: &Path) -> Result<Vec<SignedEntry>, StoreError> {
     let db = Database::create(path).map_err(db_err)?;
     let tx = db.begin_read().map_err(db_err)?;
     let t = tx.open_table(READS).map_err(db_err)?;
+    let mut lost: Vec<(u64, u64)> = Vec::new();
+    if let Ok(losses) = tx.open_table(LOSSES) {
+        for row in losses.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            lost.push((u64::from_be_bytes(*k.value()), split_loss(v.value()).1));
+        }
+    }
     let mut out = Vec::new();
     for row in t.iter().map_err(db_err)? {
-        let (_, v) = row.map_err(db_err)?;
-        out.push(SignedEntry::decode(v.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        let (k, v) = row.map_err(db_err)?;
+        let seq = u64::from_be_bytes(*k.value());
+        match SignedEntry::decode(v.value()) {
+            Ok(e) => out.push(e),
+            Err(_) if lost.iter().any(|(f, l)| *f <= seq && seq <= *l) => {}
+            Err(e) => return Err(StoreError::Corrupt(e.to_string())),
+        }
     }
     Ok(out)
 }

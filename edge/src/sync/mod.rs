@@ -16,7 +16,7 @@ use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource};
 use alpr_shared::types::UnixMillis;
 use alpr_shared::wire::quic::{self, ReadFrameError};
-use alpr_shared::wire::{certificate_key, Frame, Lane, Refusal, ALPN};
+use alpr_shared::wire::{certificate_key, Frame, Lane, Refusal, RefusalCode, ALPN};
 use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -38,6 +38,19 @@ pub struct SyncStatus {
     pub last_error: Option<String>,
     pub connects: u64,
     pub metered: bool,
+    /// The hub's record of this node is not this node's log (its store was
+    /// replaced, or another device uses its identity): uploads have
+    /// stopped until a person resolves it.
+    pub identity_conflict: Option<String>,
+    /// The hub once acknowledged more than it holds now (restored from a
+    /// backup): what it lost, being sent again.
+    pub hub_lost: Option<String>,
+    /// Entries of this node's own log that its store could no longer read
+    /// (the node's fault, not the hub's), recorded as lost.
+    pub own_loss: Option<String>,
+    /// The hub confirmed what it holds on the current connection (else
+    /// the acknowledged count is the receipt stored from an earlier one).
+    pub receipt_current: bool,
 }
 
 pub type SharedStatus = Arc<Mutex<SyncStatus>>;
@@ -172,6 +185,7 @@ async fn session(
     let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
     let mut changes = store.watch();
     core.link_up(now(), store.log_len());
+    set_status(status, |s| s.receipt_current = false);
     set_status(status, |s| s.link = "handshake".into());
     let outcome: Result<(), String> = loop {
         // Send all the core has, each frame on its lane's stream.
@@ -214,6 +228,8 @@ async fn session(
                     set_status(status, |s| {
                         s.last_sync = Some(UnixMillis::now());
                         s.link = "connected".into();
+                        s.identity_conflict = None;
+                        s.receipt_current = true;
                     });
                     tracing::debug!(acked = next, "hub acknowledged");
                 }
@@ -224,10 +240,66 @@ async fn session(
                 }
                 EdgeEvent::Refused(r) => report_refusal(&r, status),
                 EdgeEvent::Protocol(p) => warn!(problem = %p, "the hub broke the protocol"),
+                EdgeEvent::IdentityConflict(why) => {
+                    error!(problem = %why, "identity conflict: uploads stopped; a person must resolve it");
+                    set_status(status, |s| {
+                        s.link = "identity conflict: uploads stopped".into();
+                        s.identity_conflict = Some(why.clone());
+                        s.receipt_current = false;
+                        s.last_error = Some(format!("identity conflict: {why}"));
+                    });
+                }
+                EdgeEvent::LocalLoss { seq } => {
+                    error!(
+                        seq,
+                        "entry {seq} of this node's own log cannot be read from its store (damaged): \
+                         this node's fault, not the hub's; recording a signed loss and carrying on"
+                    );
+                    match store.record_loss(seq).await {
+                        Ok(Some((first, last))) => set_status(status, |s| {
+                            s.own_loss = Some(format!(
+                                "entries {first}..={last} of this node's log were unreadable in its own store; \
+                                 a signed loss record went to the hub in their place"
+                            ))
+                        }),
+                        Ok(None) => {}
+                        Err(e) => error!(error = %e, "cannot record the loss"),
+                    }
+                }
+                EdgeEvent::HubBehind { had, now_holds } => {
+                    warn!(
+                        had,
+                        now_holds,
+                        "the hub holds less than it acknowledged (restored from a backup?): sending entries and images again"
+                    );
+                    match store.requeue_images(now_holds, had).await {
+                        Ok(n) => info!(images = n, "images queued again for the hub"),
+                        Err(e) => error!(error = %e, "cannot queue the images again"),
+                    }
+                    set_status(status, |s| {
+                        s.hub_lost = Some(format!(
+                            "the hub had acknowledged {had} reads but holds {now_holds} (at {}): the rest is sent again",
+                            UnixMillis::now()
+                        ))
+                    });
+                }
             }
         }
         if matches!(core.state(), LinkState::Refused { .. }) {
             conn.close(quic::CLOSE_SHUTDOWN.into(), b"refused");
+            return;
+        }
+        if matches!(core.state(), LinkState::Conflict { .. }) {
+            let why = status
+                .lock()
+                .ok()
+                .and_then(|s| s.identity_conflict.clone())
+                .unwrap_or_default();
+            let reason: String = why.chars().take(300).collect();
+            conn.close(
+                RefusalCode::IdentityConflict.close_code().into(),
+                reason.as_bytes(),
+            );
             return;
         }
         let deadline = core.poll_timeout().map(|t| t.saturating_sub(now()));
@@ -237,7 +309,7 @@ async fn session(
                 return;
             }
             m = rx.recv() => match m {
-                Some((_, Ok(frame))) => core.handle_frame(frame, now()),
+                Some((_, Ok(frame))) => core.handle_frame(frame, now(), store),
                 Some((lane, Err(e))) => break Err(format!("{lane:?} stream: {e}")),
                 None => break Err("streams closed".into()),
             },
@@ -266,6 +338,7 @@ async fn session(
     set_status(status, |s| {
         s.last_error = Some(why);
         s.link = "offline".into();
+        s.receipt_current = false;
     });
     conn.close(quic::CLOSE_SHUTDOWN.into(), b"");
     core.link_down(now());

@@ -110,6 +110,17 @@ pub enum WriteOp {
     },
     /// Log a refusal.
     Refusal(RefusalRecord),
+    /// The node signed that it lost entries `first..=last` of its own log
+    /// (`head`: the hash of `last`): if the stored chain stands at `first`,
+    /// it moves past them; the entries after link to `head`
+    /// ([`alpr_shared::log::loss`]). Answered as an ingest.
+    Skip {
+        device: DeviceId,
+        first: u64,
+        last: u64,
+        head: Hash32,
+        at: UnixMillis,
+    },
 }
 
 /// The result of one [`WriteOp`].
@@ -176,4 +187,69 @@ pub trait HubStorage: Send + Sync + 'static {
     ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
+    /// Images named by the device's reads `from..to` (content held) that the
+    /// hub lacks, in log order, at most `limit`; and where the search
+    /// stopped (`to`, or the entry after the last one looked at when the
+    /// list filled up). An empty image names nothing to store.
+    fn missing_images(
+        &self,
+        device: &DeviceId,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<MissingImages, StoreError> {
+        const PAGE: usize = 1024;
+        let none = alpr_shared::crypto::sha256(&[]);
+        let mut out = MissingImages {
+            images: Vec::new(),
+            scanned_to: to,
+        };
+        let mut next = from;
+        while next < to {
+            let page = self.entries(device, next, PAGE)?;
+            if page.is_empty() {
+                break;
+            }
+            for bytes in &page {
+                let e = alpr_shared::log::SignedEntry::decode(bytes).map_err(|e| {
+                    StoreError::Corrupt {
+                        table: "entries",
+                        detail: e.to_string(),
+                    }
+                })?;
+                let seq = e.seq();
+                if seq >= to {
+                    return Ok(out);
+                }
+                next = seq + 1;
+                let Some(r) = e.read() else { continue };
+                if out.images.len() + 2 > limit {
+                    out.scanned_to = seq;
+                    return Ok(out);
+                }
+                let mut hashes = vec![r.crop_hash];
+                if r.overview_hash != r.crop_hash {
+                    hashes.push(r.overview_hash);
+                }
+                for h in hashes {
+                    if h != none && !self.has_image(&h)? {
+                        out.images.push((seq, h));
+                    }
+                }
+            }
+            if page.len() < PAGE {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Images the hub lacks for a device's reads ([`HubStorage::missing_images`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingImages {
+    /// (entry seq, image hash), in log order.
+    pub images: Vec<(u64, Hash32)>,
+    /// The search stopped before this sequence number.
+    pub scanned_to: u64,
 }

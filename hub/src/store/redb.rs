@@ -301,6 +301,45 @@ impl HubStorage for RedbStore {
                         }
                         results.push(WriteResult::Image(named));
                     }
+                    WriteOp::Skip {
+                        device,
+                        first,
+                        last,
+                        head,
+                        at,
+                    } => {
+                        record(&device, &mut cache, &nodes, &mut meta, &mut names)?;
+                        let rec = cache
+                            .get_mut(&device)
+                            .ok_or_else(|| db_err("record vanished"))?;
+                        let r = if rec.next_seq == first {
+                            rec.next_seq = last + 1;
+                            rec.head = head;
+                            rec.last_contact = rec.last_contact.max(at);
+                            rec.reported_size = rec.reported_size.max(rec.next_seq);
+                            Ok(Ingested {
+                                progress: rec.progress(),
+                                appended: 0,
+                                duplicates: 0,
+                            })
+                        } else if rec.next_seq > last {
+                            Ok(Ingested {
+                                progress: rec.progress(),
+                                appended: 0,
+                                duplicates: 0,
+                            })
+                        } else {
+                            Err(alpr_shared::wire::Refusal {
+                                code: alpr_shared::wire::RefusalCode::Gap,
+                                seq: Some(first),
+                                detail: format!(
+                                    "loss record starts at {first}; the hub holds up to {}",
+                                    rec.next_seq
+                                ),
+                            })
+                        };
+                        results.push(WriteResult::Ingested(r));
+                    }
                     WriteOp::Refusal(r) => {
                         let n = meta
                             .get("refusal-counter")
@@ -519,6 +558,90 @@ mod tests {
             .iter()
             .map(|b| SignedEntry::decode(b).expect("canonical"))
             .collect()
+    }
+
+    #[test]
+    fn missing_images_are_found_and_stored_ones_are_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
+        let key = SecretKey::from_bytes(&[7; 32]).public();
+        let device = DeviceId::new("pole-m").expect("valid");
+        let mut w = LogWriter::new(SecretKey::from_bytes(&[7; 32]), device.clone());
+        ingest(&store, &device, batch(&mut w, 5), &key);
+        let log = store_log(&store, &device, 5);
+        let named: Vec<(u64, Hash32)> = log
+            .iter()
+            .filter_map(|e| e.read().map(|r| (e.seq(), r.crop_hash)))
+            .collect();
+        let none = alpr_shared::crypto::sha256(&[]);
+        let expected: Vec<(u64, Hash32)> = log
+            .iter()
+            .filter_map(|e| e.read().map(|r| (e.seq(), r)))
+            .flat_map(|(s, r)| {
+                let mut v = vec![(s, r.crop_hash)];
+                if r.overview_hash != r.crop_hash {
+                    v.push((s, r.overview_hash));
+                }
+                v
+            })
+            .filter(|(_, h)| *h != none)
+            .collect();
+        let m = store.missing_images(&device, 0, 5, 1000).expect("scan");
+        assert_eq!(
+            m.images, expected,
+            "nothing stored yet: every image is missing"
+        );
+        // Store the images of entry 0 (bytes whose hash is the named one
+        // cannot be made up here, so the image table is written directly).
+        {
+            let tx = store.db.begin_write().expect("tx");
+            {
+                let mut t = tx.open_table(IMAGES).expect("table");
+                for (s, h) in &expected {
+                    if *s == 0 {
+                        t.insert(&h.0, b"bytes".as_slice()).expect("insert");
+                    }
+                }
+            }
+            tx.commit().expect("commit");
+        }
+        let m = store.missing_images(&device, 0, 5, 1000).expect("scan");
+        assert!(m.images.iter().all(|(s, _)| *s != 0));
+        assert_eq!(
+            m.images.len(),
+            expected.iter().filter(|(s, _)| *s != 0).count()
+        );
+        assert!(!named.is_empty());
+    }
+
+    #[test]
+    fn a_signed_loss_moves_the_chain_past_the_lost_entries_only_from_where_it_stands() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
+        let key = SecretKey::from_bytes(&[8; 32]).public();
+        let device = DeviceId::new("pole-s").expect("valid");
+        let mut w = LogWriter::new(SecretKey::from_bytes(&[8; 32]), device.clone());
+        ingest(&store, &device, batch(&mut w, 3), &key);
+        let skip = |first: u64, last: u64| {
+            store
+                .commit(vec![WriteOp::Skip {
+                    device: device.clone(),
+                    first,
+                    last,
+                    head: Hash32([5; 32]),
+                    at: UnixMillis(2),
+                }])
+                .expect("commit")
+                .remove(0)
+        };
+        assert!(
+            matches!(skip(5, 5), WriteResult::Ingested(Err(ref r)) if r.code == RefusalCode::Gap)
+        );
+        assert!(matches!(skip(3, 4), WriteResult::Ingested(Ok(ref i)) if i.progress.next_seq == 5));
+        let rec = store.node(&device).expect("read").expect("known");
+        assert_eq!((rec.next_seq, rec.head), (5, Hash32([5; 32])));
+        // A replay of the same statement changes nothing.
+        assert!(matches!(skip(3, 4), WriteResult::Ingested(Ok(ref i)) if i.progress.next_seq == 5));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! database. For now the only caller allowed is the hub's own identity
 //! (operator logins come with the accountability work).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,6 +21,11 @@ use crate::store::RefusalRecord;
 
 /// A request may carry a bundle manifest (hex).
 const MAX_REQUEST: usize = 2 * alpr_shared::log::bundle::MAX_MANIFEST_BYTES + 4096;
+/// Refusal records searched for identity conflicts by `hub nodes`.
+const CONFLICT_SCAN: usize = 10_000;
+/// An identity conflict counts as current this long after the node's
+/// last contact (a node in conflict checks again every backoff cap).
+const CONFLICT_CURRENT_MS: u64 = 5 * 60 * 1000;
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +46,8 @@ pub enum AdminRequest {
     /// Sign a bundle manifest (hex of its postcard encoding) with the hub's
     /// key, which never leaves the hub ([`SignedManifestReply`]).
     SignManifest { manifest: String },
+    /// Reads of a node whose images the hub lacks ([`MissingImagesReport`]).
+    MissingImages { node: String },
 }
 
 /// The hub's signature over a bundle manifest.
@@ -60,6 +68,21 @@ pub struct ServedCert {
     /// The first sequence number it signed; `None` while it vouches for
     /// nothing yet (the node has not proved it extends the same log).
     pub effective_from: Option<u64>,
+}
+
+/// Most missing images one [`AdminRequest::MissingImages`] lists.
+pub const MAX_MISSING_LISTED: usize = 100_000;
+
+/// Reads of one node whose images the hub does not hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MissingImagesReport {
+    pub node: String,
+    /// Distinct reads (sequence numbers) with at least one image missing.
+    pub reads: u64,
+    /// Images missing (capped at [`MAX_MISSING_LISTED`]).
+    pub images: u64,
+    /// The first few, (entry seq, image hash hex).
+    pub first: Vec<(u64, String)>,
 }
 
 /// Most entries one [`AdminRequest::NodeLog`] page holds.
@@ -97,10 +120,17 @@ pub struct NodeRow {
     pub last_contact: UnixMillis,
     /// The hub holds entries 0..acked.
     pub acked: u64,
-    pub backlog: u64,
+    /// Entries the node has that the hub does not; `None` while the node is
+    /// in an identity conflict (its log is not what the hub holds).
+    pub backlog: Option<u64>,
     pub refusals: u64,
     pub duplicates: u64,
     pub images: u64,
+    /// Identity conflicts recorded for this node (a store replaced, or two
+    /// devices with one certificate).
+    pub identity_conflicts: u64,
+    /// The latest one, while it is current: a person must resolve it.
+    pub identity_conflict: Option<RefusalRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,6 +179,9 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
             Ok(AdminRequest::SignManifest { manifest }) => {
                 sign_manifest(&hub, &manifest).map(|r| serde_json::to_vec(&r))
             }
+            Ok(AdminRequest::MissingImages { node }) => {
+                missing_images(&hub, &node).map(|r| serde_json::to_vec(&r))
+            }
             Err(e) => Err(anyhow::anyhow!("bad request: {e}")),
         };
         match reply {
@@ -172,20 +205,45 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         .map(|m| m.keys().map(ToString::to_string).collect())
         .unwrap_or_default();
     // A failing database is reported, not an error: the report says why.
+    // Identity conflicts are refusal records with their own code.
+    let mut conflicts: HashMap<String, (u64, RefusalRecord)> = HashMap::new();
+    for r in hub.storage.refusals(CONFLICT_SCAN)? {
+        if r.code != RefusalCode::IdentityConflict.as_str() {
+            continue;
+        }
+        if let Some(d) = r.device.clone() {
+            let e = conflicts.entry(d).or_insert((0, r.clone()));
+            e.0 += 1;
+            e.1 = r;
+        }
+    }
     let nodes = hub
         .storage
         .nodes()
         .unwrap_or_default()
         .into_iter()
-        .map(|(name, r)| NodeRow {
-            connected: connected.contains(&name.to_string()),
-            name: name.to_string(),
-            last_contact: r.last_contact,
-            acked: r.next_seq,
-            backlog: r.backlog(),
-            refusals: r.refusals,
-            duplicates: r.duplicates,
-            images: r.images,
+        .map(|(name, r)| {
+            let (count, last) = conflicts
+                .remove(name.as_str())
+                .map_or((0, None), |(n, rec)| (n, Some(rec)));
+            // Current while nothing newer than it happened, give or take
+            // the node's retry: the other device may keep uploading.
+            let current = last.filter(|c| {
+                c.at.0.saturating_add(CONFLICT_CURRENT_MS) >= r.last_contact.0
+                    || r.reported_size < r.next_seq
+            });
+            NodeRow {
+                connected: connected.contains(&name.to_string()),
+                name: name.to_string(),
+                last_contact: r.last_contact,
+                acked: r.next_seq,
+                backlog: current.is_none().then(|| r.backlog()),
+                refusals: r.refusals,
+                duplicates: r.duplicates,
+                images: r.images,
+                identity_conflicts: count,
+                identity_conflict: current,
+            }
         })
         .collect();
     Ok(NodesReport {
@@ -197,6 +255,27 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         entries_stored: Metrics::get(&hub.metrics.entries_stored),
         refusals: Metrics::get(&hub.metrics.refusals),
         refused_handshakes: Metrics::get(&hub.metrics.refused_handshakes),
+    })
+}
+
+fn missing_images(hub: &Hub, node: &str) -> anyhow::Result<MissingImagesReport> {
+    let device = alpr_shared::types::DeviceId::new(node)?;
+    let held = hub.storage.node(&device)?.map_or(0, |r| r.next_seq);
+    let m = hub
+        .storage
+        .missing_images(&device, 0, held, MAX_MISSING_LISTED)?;
+    let mut seqs: Vec<u64> = m.images.iter().map(|(s, _)| *s).collect();
+    seqs.dedup();
+    Ok(MissingImagesReport {
+        node: node.to_owned(),
+        reads: seqs.len() as u64,
+        images: m.images.len() as u64,
+        first: m
+            .images
+            .iter()
+            .take(10)
+            .map(|(s, h)| (*s, h.to_hex()))
+            .collect(),
     })
 }
 
@@ -255,12 +334,25 @@ fn node_log_page(
     let want = usize::try_from(size.saturating_sub(from))
         .unwrap_or(usize::MAX)
         .min(limit);
-    let entries = if want == 0 {
+    // A signed loss leaves a hole in the sequence numbers: serve nothing
+    // at or past the snapshot's size, and continue after the last entry
+    // served (not after the count).
+    let mut entries = if want == 0 {
         Vec::new()
     } else {
         hub.storage.entries(&device, from, want)?
     };
-    let end = from.saturating_add(entries.len() as u64);
+    let seq_of = |b: &Vec<u8>| alpr_shared::log::SignedEntry::decode(b).map(|e| e.seq());
+    while entries
+        .last()
+        .is_some_and(|b| seq_of(b).map_or(false, |s| s >= size))
+    {
+        entries.pop();
+    }
+    let end = entries
+        .last()
+        .and_then(|b| seq_of(b).ok())
+        .map_or(from.saturating_add(entries.len() as u64), |s| s + 1);
     page.acked = size;
     page.next = (!entries.is_empty() && end < size).then_some(end);
     page.entries = entries.into_iter().map(hex::encode).collect();

@@ -6,9 +6,10 @@
 
 pub mod admin;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use alpr_shared::cert::{DeviceCert, TrustAnchor};
 use alpr_shared::crypto::SecretKey;
@@ -38,8 +39,16 @@ pub struct Hub {
     hub_cert_der: Vec<u8>,
     revoked: HashSet<String>,
     connections: Mutex<HashMap<DeviceId, quinn::Connection>>,
+    /// When each node's connections replaced one another lately: two live
+    /// devices with one certificate keep doing it.
+    replacements: Mutex<HashMap<DeviceId, VecDeque<Instant>>>,
     cancel: CancellationToken,
 }
+
+/// This many replacements of one identity's connection within
+/// [`REPLACEMENT_WINDOW`] mean two devices share it.
+pub const REPLACEMENTS_FOR_CONFLICT: usize = 3;
+pub const REPLACEMENT_WINDOW: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +149,7 @@ pub async fn serve(
         hub_cert_der,
         revoked: config.revoked.iter().map(|s| normalise_serial(s)).collect(),
         connections: Mutex::new(HashMap::new()),
+        replacements: Mutex::new(HashMap::new()),
         cancel: cancel.child_token(),
     });
     let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -296,6 +306,17 @@ async fn node_connection(
             RefusalCode::Replaced.close_code().into(),
             b"a newer connection of this node",
         );
+        if let Some(n) = count_replacement(&hub, &name) {
+            let r = Refusal {
+                code: RefusalCode::IdentityConflict,
+                seq: None,
+                detail: format!(
+                    "two devices share one identity: {n} connections replaced each other within {} s",
+                    REPLACEMENT_WINDOW.as_secs()
+                ),
+            };
+            hub.refuse(Some(&name), peer, &r).await;
+        }
     }
     let progress = match hub.storage.node(&name) {
         Ok(r) => r.map(|r| r.progress()).unwrap_or_default(),
@@ -334,7 +355,10 @@ async fn node_connection(
                     let ctx = ctx.clone();
                     streams.spawn(async move { ctx.run_stream(send, recv).await }.in_current_span());
                 }
-                Err(e) => break e.to_string(),
+                Err(e) => {
+                    node_reported_conflict(&hub, &name, peer, &e).await;
+                    break e.to_string();
+                }
             }
         }
     };
@@ -348,6 +372,49 @@ async fn node_connection(
         }
     }
     info!(%reason, "node disconnected");
+}
+
+/// Count one replacement of `name`'s connection; `Some(count)` when they
+/// come often enough to mean two devices (then the count starts again).
+fn count_replacement(hub: &Hub, name: &DeviceId) -> Option<usize> {
+    let mut m = hub.replacements.lock().ok()?;
+    let now = Instant::now();
+    let times = m.entry(name.clone()).or_default();
+    times.push_back(now);
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > REPLACEMENT_WINDOW)
+    {
+        times.pop_front();
+    }
+    (times.len() >= REPLACEMENTS_FOR_CONFLICT).then(|| {
+        let n = times.len();
+        times.clear();
+        n
+    })
+}
+
+/// A node that found the hub's record is not its own log closes its
+/// connection saying so: record it as the node's identity conflict.
+async fn node_reported_conflict(
+    hub: &Hub,
+    name: &DeviceId,
+    peer: SocketAddr,
+    e: &quinn::ConnectionError,
+) {
+    let quinn::ConnectionError::ApplicationClosed(ac) = e else {
+        return;
+    };
+    let Some(r) = Refusal::from_close(ac.error_code.into_inner(), &ac.reason) else {
+        return;
+    };
+    if r.code == RefusalCode::IdentityConflict {
+        let r = Refusal {
+            detail: format!("the node reports: {}", r.detail),
+            ..r
+        };
+        hub.refuse(Some(name), peer, &r).await;
+    }
 }
 
 struct StreamCtx {
@@ -437,6 +504,18 @@ impl StreamCtx {
                 return;
             };
             if let Some(size) = hello_size {
+                let held = self.with_session(|s| s.progress().next_seq).unwrap_or(0);
+                if size < held {
+                    let r = Refusal {
+                        code: RefusalCode::IdentityConflict,
+                        seq: Some(size),
+                        detail: format!(
+                            "the node says its log has {size} entries but the hub holds {held}: \
+                             its store was replaced, or another device uses its identity"
+                        ),
+                    };
+                    self.hub.refuse(Some(&self.device), self.peer, &r).await;
+                }
                 let op = WriteOp::Contact {
                     device: self.device.clone(),
                     serial: self.serial.clone(),
@@ -448,8 +527,13 @@ impl StreamCtx {
                     return;
                 }
             }
-            for o in outs {
+            let mut work: VecDeque<HubOutput> = outs.into();
+            while let Some(o) = work.pop_front() {
                 let job = match o {
+                    HubOutput::FindMissingImages { from, to } => {
+                        work.extend(self.find_missing_images(from, to));
+                        continue;
+                    }
                     HubOutput::Send(f) => Job::Send(f),
                     HubOutput::Refused(r) => Job::Refused(r),
                     HubOutput::Ingest(batch) => {
@@ -468,6 +552,34 @@ impl StreamCtx {
                             pending,
                             first,
                             count,
+                        }
+                    }
+                    HubOutput::Skip {
+                        first,
+                        last,
+                        head,
+                        statement,
+                    } => {
+                        warn!(
+                            first,
+                            last,
+                            recorded_at = statement.seq(),
+                            "the node signed that it lost entries of its own log; moving past them"
+                        );
+                        let op = WriteOp::Skip {
+                            device: self.device.clone(),
+                            first,
+                            last,
+                            head,
+                            at: now,
+                        };
+                        let Ok(pending) = self.hub.writer.enqueue(op).await else {
+                            return;
+                        };
+                        Job::Ingest {
+                            pending,
+                            first: Some(first),
+                            count: 0,
                         }
                     }
                     HubOutput::StoreImage { seq, image } => {
@@ -560,8 +672,12 @@ impl StreamCtx {
                     }
                 },
             };
-            for o in outs {
+            let mut work: VecDeque<HubOutput> = outs.into();
+            while let Some(o) = work.pop_front() {
                 match o {
+                    HubOutput::FindMissingImages { from, to } => {
+                        work.extend(self.find_missing_images(from, to));
+                    }
                     HubOutput::Send(f) => {
                         if quic::write_frame(&mut send, &f).await.is_err() {
                             return;
@@ -571,8 +687,37 @@ impl StreamCtx {
                         self.hub.refuse(Some(&self.device), self.peer, &r).await
                     }
                     // The session asks for writes only in answer to frames.
-                    HubOutput::Ingest(_) | HubOutput::StoreImage { .. } => {}
+                    HubOutput::Ingest(_)
+                    | HubOutput::StoreImage { .. }
+                    | HubOutput::Skip { .. } => {}
                 }
+            }
+        }
+    }
+
+    /// Ask the store which images of this node's entries `from..to` it
+    /// lacks, and tell the session (which asks the node for them).
+    fn find_missing_images(&self, from: u64, to: u64) -> Vec<HubOutput> {
+        match self.hub.storage.missing_images(
+            &self.device,
+            from,
+            to,
+            alpr_shared::wire::MAX_WANTED_IMAGES,
+        ) {
+            Ok(m) => {
+                if !m.images.is_empty() {
+                    warn!(
+                        count = m.images.len(),
+                        first_seq = m.images.first().map(|(s, _)| *s),
+                        "images missing for stored entries (restored from a backup?): asking the node"
+                    );
+                }
+                self.with_session(|s| s.images_missing(m.images, m.scanned_to, to))
+                    .unwrap_or_default()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "looking for missing images");
+                Vec::new()
             }
         }
     }

@@ -14,6 +14,7 @@
 //! and verified in [`verify::verify_log`].
 
 pub mod bundle;
+pub mod loss;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,15 @@ pub enum EntryKind {
     /// The content of earlier entries was deleted, for `reason`.
     Purge {
         ranges: Vec<SeqRange>,
+        reason: String,
+    },
+    /// The node lost entries `first..=last` of its own log (unreadable in
+    /// its store) and says so: `lost_head` is the hash of entry `last`,
+    /// which the entry after it links to. See [`loss`].
+    Loss {
+        first: u64,
+        last: u64,
+        lost_head: Hash32,
         reason: String,
     },
 }
@@ -191,6 +201,27 @@ impl SignedEntry {
                 .into());
             }
         }
+        if let EntryKind::Loss {
+            first,
+            last,
+            reason,
+            ..
+        } = &self.header.kind
+        {
+            if first > last || *last >= self.header.seq {
+                return Err(InvalidValue::OutOfRange {
+                    field: "lost range",
+                }
+                .into());
+            }
+            check_text("loss reason", reason, MAX_TEXT_LEN)?;
+            if self.body.is_some() {
+                return Err(InvalidValue::OutOfRange {
+                    field: "loss entry body",
+                }
+                .into());
+            }
+        }
         if let Some(b) = &self.body {
             b.content.validate()?;
         }
@@ -224,7 +255,7 @@ impl SignedEntry {
         match (&self.header.kind, &self.body) {
             (EntryKind::Read { content }, Some(b)) => b.commitment() == *content,
             (_, None) => true,
-            (EntryKind::Purge { .. }, Some(_)) => false,
+            (EntryKind::Purge { .. } | EntryKind::Loss { .. }, Some(_)) => false,
         }
     }
 }
@@ -396,6 +427,33 @@ impl LogWriter {
         }
         let kind = EntryKind::Purge {
             ranges,
+            reason: reason.to_owned(),
+        };
+        Ok(self.seal(kind, now, time_source, None))
+    }
+
+    /// Record that entries `first..=last` of this log are lost (unreadable
+    /// in the node's store); `lost_head` is the hash of entry `last` (the
+    /// `prev` of the entry after it, or the writer's head).
+    pub fn append_loss(
+        &mut self,
+        first: u64,
+        last: u64,
+        lost_head: Hash32,
+        reason: &str,
+        now: UnixMillis,
+        time_source: TimeSource,
+    ) -> Result<SignedEntry, InvalidValue> {
+        check_text("loss reason", reason, MAX_TEXT_LEN)?;
+        if first > last || last >= self.next_seq {
+            return Err(InvalidValue::OutOfRange {
+                field: "lost range",
+            });
+        }
+        let kind = EntryKind::Loss {
+            first,
+            last,
+            lost_head,
             reason: reason.to_owned(),
         };
         Ok(self.seal(kind, now, time_source, None))

@@ -154,6 +154,9 @@ pub struct LogReport {
     /// Faults found beyond the first [`MAX_FAULTS`], counted but not kept.
     #[serde(skip_serializing_if = "is_zero")]
     pub faults_omitted: u64,
+    /// Gaps the node covered with a signed loss record ([`super::loss`]):
+    /// reported, not faults.
+    pub losses: Vec<super::loss::Loss>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -182,6 +185,7 @@ impl LogReport {
                 reason: err.to_string(),
             }],
             faults_omitted: 0,
+            losses: Vec::new(),
         }
     }
 }
@@ -343,6 +347,12 @@ pub struct LogVerifier {
     checkpoints: BTreeMap<u64, Hash32>,
     /// The newest certificate (index into the keys) that has signed.
     key_index: usize,
+    /// The `prev` of each valid entry that came after a missing one: what
+    /// a loss statement covering the gap must name.
+    after_gap: BTreeMap<u64, Hash32>,
+    /// Losses the node signed ([`super::loss`]), matched against the gaps
+    /// at the end.
+    stated: Vec<super::loss::Loss>,
 }
 
 impl LogVerifier {
@@ -365,6 +375,8 @@ impl LogVerifier {
             unrecorded: RangeSet::default(),
             checkpoints: BTreeMap::new(),
             key_index: 0,
+            after_gap: BTreeMap::new(),
+            stated: Vec::new(),
         }
     }
 
@@ -548,6 +560,9 @@ impl LogVerifier {
         if expected.is_some_and(|h| h != prev) {
             self.fault(Fault::BrokenChain { seq });
         }
+        if expected.is_none() && self.after_gap.len() < MAX_PENDING {
+            self.after_gap.insert(seq, prev);
+        }
         let next = seq.saturating_add(1);
         if let Some(&(_, next_prev)) = self.recent.get(&next).filter(|_| next > seq) {
             if next_prev != hash {
@@ -595,6 +610,22 @@ impl LogVerifier {
                     }
                 }
             }
+            EntryKind::Loss {
+                first,
+                last,
+                lost_head,
+                reason,
+            } => {
+                if self.stated.len() < MAX_PENDING {
+                    self.stated.push(super::loss::Loss {
+                        first: *first,
+                        last: *last,
+                        lost_head: lost_head.to_hex(),
+                        reason: reason.clone(),
+                        recorded_at: seq,
+                    });
+                }
+            }
         }
     }
 
@@ -604,8 +635,25 @@ impl LogVerifier {
             let err = self.refusal.take().unwrap_or(CertError::NotPem);
             return LogReport::refused(self.device.as_str(), self.entries as usize, &err);
         }
+        // A gap the node covered with a signed loss record (recorded after
+        // it, naming exactly it, and stating the hash the entry after it
+        // links to) is a loss, not a fault.
+        let mut losses = Vec::new();
         while let Some((first, last)) = self.missing.pop_first() {
-            self.fault(Fault::Gap { first, last });
+            let next_prev = last
+                .checked_add(1)
+                .and_then(|n| self.after_gap.get(&n))
+                .map(Hash32::to_hex);
+            let covered = self.stated.iter().position(|l| {
+                l.first == first
+                    && l.last == last
+                    && l.recorded_at > last
+                    && next_prev.as_ref().is_none_or(|p| *p == l.lost_head)
+            });
+            match covered {
+                Some(i) => losses.push(self.stated.swap_remove(i)),
+                None => self.fault(Fault::Gap { first, last }),
+            }
         }
         while let Some((first, last)) = self.unrecorded.pop_first() {
             for seq in first..=last {
@@ -636,6 +684,7 @@ impl LogVerifier {
             head: self.highest.map(|(_, h)| h.to_hex()),
             faults: self.faults,
             faults_omitted: self.omitted,
+            losses,
         }
     }
 }

@@ -7,24 +7,44 @@ use crate::crypto::{PublicKey, SecretKey};
 use crate::log::SignedEntry;
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
-    sign_checkpoint, Entries, Frame, Hello, ImageBlob, Lane, Refusal, SignedReceipt,
+    sign_checkpoint, Entries, Frame, Hello, ImageBlob, Lane, Refusal, RefusalCode, SignedReceipt,
     PROTOCOL_VERSION,
 };
 
 use super::Now;
+
+/// Most images the hub's requests may hold waiting at the edge.
+const MAX_WANTED: usize = 4 * crate::wire::MAX_WANTED_IMAGES;
 
 /// What the core needs to read from the edge's store.
 pub trait LogSource {
     /// Entries in the log.
     fn log_len(&self) -> u64;
     /// Canonical bytes of entries from `first`, at most `max_count` of them
-    /// and (beyond the first) at most `max_bytes` in total.
+    /// and (beyond the first) at most `max_bytes` in total, ending before
+    /// any entry a loss record covers ([`Self::loss_at`]).
     fn entries(&self, first: u64, max_count: usize, max_bytes: usize) -> Vec<Vec<u8>>;
     /// Images waiting for upload, in log order: (entry seq, hash), at most
     /// `limit`, all of entries below `below`.
     fn pending_images(&self, below: u64, limit: usize) -> Vec<(u64, Hash32)>;
     /// An image's bytes.
     fn image(&self, hash: &Hash32) -> Option<Vec<u8>>;
+    /// The node's signed loss record ([`crate::log::EntryKind::Loss`],
+    /// canonical bytes) whose lost range starts at `first`, if it wrote one.
+    fn loss_at(&self, first: u64) -> Option<Vec<u8>> {
+        let _ = first;
+        None
+    }
+    /// The hash of entry `seq` of the log, `None` if there is no such entry
+    /// or it cannot be read (for a lost entry, the hash its loss record
+    /// states). Receipts are checked against it.
+    fn entry_hash(&self, seq: u64) -> Option<Hash32> {
+        self.entries(seq, 1, usize::MAX)
+            .first()
+            .and_then(|b| SignedEntry::decode(b).ok())
+            .filter(|e| e.seq() == seq)
+            .map(|e| e.hash())
+    }
 }
 
 /// Tunables of the edge core; `Default` suits a real QUIC link.
@@ -82,6 +102,21 @@ pub enum EdgeEvent {
     Refused(Refusal),
     /// The hub sent something that cannot be right (a bad receipt).
     Protocol(String),
+    /// The hub's receipt does not describe this node's log (it holds more
+    /// entries than the node has, or a different entry at the end): the
+    /// node's store was replaced or another device uses its identity.
+    /// Uploads stop; a person must resolve it. The driver closes the
+    /// connection with [`RefusalCode::IdentityConflict`]'s close code.
+    IdentityConflict(String),
+    /// The hub holds less of the log than it had acknowledged before (it
+    /// was restored from a backup): entries and images from `now_holds` on
+    /// are sent again.
+    HubBehind { had: u64, now_holds: u64 },
+    /// Entry `seq` of the node's own log cannot be read from its store (the
+    /// node's fault, not the hub's): the driver records a signed loss for
+    /// it (and any unreadable entries right after), which
+    /// [`LogSource::loss_at`] then gives; uploads wait until it does.
+    LocalLoss { seq: u64 },
 }
 
 /// Where the link stands, for status displays.
@@ -95,6 +130,9 @@ pub enum LinkState {
     Ready,
     /// Refused permanently until restarted or the backoff cap passes.
     Refused { retry_at: Now },
+    /// The hub's record of this node is not this node's log: no uploads;
+    /// the next check is at `retry_at`.
+    Conflict { retry_at: Now },
 }
 
 /// The edge's sync core. See the module docs of [`crate::sync`].
@@ -118,6 +156,10 @@ pub struct EdgeSync {
     /// Images acknowledged whose removal from the store's queue may not
     /// have happened yet: never resend these.
     images_done: VecDeque<Hash32>,
+    /// Images the hub asked for (it lacks them), sent before the queue's.
+    wanted: VecDeque<(u64, Hash32)>,
+    /// The entry of the node's own log last found unreadable (reported once).
+    loss_reported: Option<u64>,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -142,6 +184,8 @@ impl EdgeSync {
             hello_sent_at: None,
             images_in_flight: BTreeMap::new(),
             images_done: VecDeque::new(),
+            wanted: VecDeque::new(),
+            loss_reported: None,
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -177,7 +221,9 @@ impl EdgeSync {
     /// Whether the driver should try to connect now.
     pub fn wants_link(&self, now: Now) -> bool {
         match self.state {
-            LinkState::Down { retry_at } | LinkState::Refused { retry_at } => now >= retry_at,
+            LinkState::Down { retry_at }
+            | LinkState::Refused { retry_at }
+            | LinkState::Conflict { retry_at } => now >= retry_at,
             _ => false,
         }
     }
@@ -187,6 +233,7 @@ impl EdgeSync {
         self.state = LinkState::Handshake;
         self.out.clear();
         self.images_in_flight.clear();
+        self.wanted.clear();
         self.send_hello(now, log_len);
     }
 
@@ -204,7 +251,10 @@ impl EdgeSync {
 
     /// The connection dropped or could not be made: back off and retry.
     pub fn link_down(&mut self, now: Now) {
-        if matches!(self.state, LinkState::Refused { .. }) {
+        if matches!(
+            self.state,
+            LinkState::Refused { .. } | LinkState::Conflict { .. }
+        ) {
             return;
         }
         let delay = self.backoff();
@@ -245,8 +295,9 @@ impl EdgeSync {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// A frame arrived from the hub.
-    pub fn handle_frame(&mut self, frame: Frame, now: Now) {
+    /// A frame arrived from the hub; `src` is the node's own log, which
+    /// every receipt is checked against.
+    pub fn handle_frame(&mut self, frame: Frame, now: Now, src: &dyn LogSource) {
         match frame {
             Frame::Welcome(w) => {
                 if !matches!(self.state, LinkState::Handshake) {
@@ -255,9 +306,23 @@ impl EdgeSync {
                 if !self.receipt_ok(&w.receipt) {
                     return;
                 }
+                if let Err(why) = receipt_matches_log(&w.receipt, src) {
+                    self.conflict(now, why);
+                    return;
+                }
                 self.attempt = 0;
                 self.state = LinkState::Ready;
-                self.acked = w.receipt.receipt.next_seq;
+                let n = w.receipt.receipt.next_seq;
+                if n < self.acked {
+                    // The hub lost what it had acknowledged (a restore):
+                    // images acknowledged by the old copy go again too.
+                    self.images_done.clear();
+                    self.events.push_back(EdgeEvent::HubBehind {
+                        had: self.acked,
+                        now_holds: n,
+                    });
+                }
+                self.acked = n;
                 self.next_send = self.acked;
                 self.last_progress = Some(now);
                 self.events.push_back(EdgeEvent::Acked(w.receipt));
@@ -268,6 +333,10 @@ impl EdgeSync {
                 }
                 let n = r.receipt.next_seq;
                 if n > self.acked {
+                    if let Err(why) = receipt_matches_log(&r, src) {
+                        self.conflict(now, why);
+                        return;
+                    }
                     self.acked = n;
                     self.last_progress = Some(now);
                     self.events.push_back(EdgeEvent::Acked(r));
@@ -286,6 +355,19 @@ impl EdgeSync {
                 }
             }
             Frame::Refused(r) => {
+                // An entry refused as altered that fails this node's own
+                // check too was damaged in its store: the node's fault,
+                // recorded as lost, and the reads after it go on.
+                if let (Some(seq), RefusalCode::Edited | RefusalCode::BadSignature) =
+                    (r.seq, r.code)
+                {
+                    if seq >= self.acked && self.damaged_locally(seq, src) {
+                        self.next_send = self.acked;
+                        self.loss_reported = Some(seq);
+                        self.events.push_back(EdgeEvent::LocalLoss { seq });
+                        return;
+                    }
+                }
                 if r.code.is_permanent() {
                     self.state = LinkState::Refused {
                         retry_at: now + self.config.backoff_max,
@@ -296,13 +378,41 @@ impl EdgeSync {
                 }
                 self.events.push_back(EdgeEvent::Refused(r));
             }
+            Frame::WantImages { images } => {
+                // The hub lacks these (a restore): whatever it acknowledged
+                // before does not count.
+                for (seq, hash) in images {
+                    if self.wanted.len() >= MAX_WANTED {
+                        break;
+                    }
+                    self.images_done.retain(|h| *h != hash);
+                    if !self.wanted.iter().any(|(_, h)| *h == hash) {
+                        self.wanted.push_back((seq, hash));
+                    }
+                }
+            }
             Frame::Pong { .. } => {}
-            Frame::Hello(_) | Frame::Entries(_) | Frame::Image(_) | Frame::Ping { .. } => {
+            Frame::Hello(_)
+            | Frame::Entries(_)
+            | Frame::Image(_)
+            | Frame::Loss { .. }
+            | Frame::Ping { .. } => {
                 self.events.push_back(EdgeEvent::Protocol(
                     "a node-to-hub frame came from the hub".into(),
                 ));
             }
         }
+    }
+
+    /// Stop uploading: the hub's record is not this node's log.
+    fn conflict(&mut self, now: Now, why: String) {
+        self.state = LinkState::Conflict {
+            retry_at: now + self.config.backoff_max,
+        };
+        self.out.clear();
+        self.images_in_flight.clear();
+        self.next_send = self.acked;
+        self.events.push_back(EdgeEvent::IdentityConflict(why));
     }
 
     fn receipt_ok(&mut self, r: &SignedReceipt) -> bool {
@@ -359,14 +469,16 @@ impl EdgeSync {
                     self.images_in_flight.remove(&h);
                 }
             }
-            LinkState::Down { .. } | LinkState::Refused { .. } => {}
+            LinkState::Down { .. } | LinkState::Refused { .. } | LinkState::Conflict { .. } => {}
         }
     }
 
     /// When [`Self::handle_timeout`] (or a connect attempt) is next due.
     pub fn poll_timeout(&self) -> Option<Now> {
         match self.state {
-            LinkState::Down { retry_at } | LinkState::Refused { retry_at } => Some(retry_at),
+            LinkState::Down { retry_at }
+            | LinkState::Refused { retry_at }
+            | LinkState::Conflict { retry_at } => Some(retry_at),
             LinkState::Handshake => self.hello_sent_at.map(|t| t + self.config.retransmit_after),
             LinkState::Ready => {
                 let entries = (self.next_send > self.acked)
@@ -398,30 +510,50 @@ impl EdgeSync {
         let log_len = src.log_len();
         if self.next_send < log_len && self.next_send < self.acked + self.config.window_entries {
             let room = (self.acked + self.config.window_entries - self.next_send) as usize;
-            let max = self.config.batch_entries.min(room);
+            let mut max = self.config.batch_entries.min(room);
+            // Nothing is sent past an entry found damaged until its loss
+            // record is written.
+            if let Some(s) = self.loss_reported.filter(|s| *s >= self.next_send) {
+                if s == self.next_send {
+                    return self.lost_entry(now, src);
+                }
+                max = max.min(usize::try_from(s - self.next_send).unwrap_or(usize::MAX));
+            }
+            if let Some(o) = self.recorded_loss(now, src) {
+                return Some(o);
+            }
             let raw = src.entries(self.next_send, max, self.config.batch_bytes);
             if !raw.is_empty() {
-                let decoded: Result<Vec<SignedEntry>, _> =
-                    raw.iter().map(|b| SignedEntry::decode(b)).collect();
-                let frame = decoded
-                    .ok()
-                    .filter(|log| log.first().map(SignedEntry::seq) == Some(self.next_send))
-                    .and_then(|log| {
-                        let checkpoint =
-                            match (&self.signer, log.last()) {
-                                (Some((key, wall)), Some(last)) => Some(sign_checkpoint(
-                                    key,
-                                    self.device.clone(),
-                                    last.seq() + 1,
-                                    last.hash(),
-                                    UnixMillis(wall.0.saturating_add(
-                                        u64::try_from(now.as_millis()).unwrap_or(0),
-                                    )),
-                                )),
-                                _ => None,
-                            };
-                        Entries::from_log(log, checkpoint)
-                    });
+                // The readable run from `next_send`: it ends before an entry
+                // the store cannot give back (damaged or missing).
+                let mut decoded = Vec::with_capacity(raw.len());
+                for b in &raw {
+                    match SignedEntry::decode(b) {
+                        Ok(e) if e.seq() == self.next_send + decoded.len() as u64 => {
+                            decoded.push(e)
+                        }
+                        _ => break,
+                    }
+                }
+                if decoded.is_empty() {
+                    return self.lost_entry(now, src);
+                }
+                let frame = Some(decoded).and_then(|log| {
+                    let checkpoint = match (&self.signer, log.last()) {
+                        (Some((key, wall)), Some(last)) => Some(sign_checkpoint(
+                            key,
+                            self.device.clone(),
+                            last.seq() + 1,
+                            last.hash(),
+                            UnixMillis(
+                                wall.0
+                                    .saturating_add(u64::try_from(now.as_millis()).unwrap_or(0)),
+                            ),
+                        )),
+                        _ => None,
+                    };
+                    Entries::from_log(log, checkpoint)
+                });
                 let Some(frame) = frame else {
                     self.events.push_back(EdgeEvent::Protocol(format!(
                         "the local log cannot be read from entry {}",
@@ -441,6 +573,23 @@ impl EdgeSync {
         }
         if self.config.metered && !self.config.images_on_metered {
             return None;
+        }
+        while self.images_in_flight.len() < self.config.window_images {
+            let Some((seq, hash)) = self.wanted.pop_front() else {
+                break;
+            };
+            if self.images_in_flight.contains_key(&hash) {
+                continue;
+            }
+            // An image the node no longer has cannot be sent; the hub's
+            // audit reports it missing.
+            if let Some(bytes) = src.image(&hash) {
+                self.images_in_flight.insert(hash, (seq, now));
+                return Some(Outgoing {
+                    lane: Lane::Images,
+                    frame: Frame::Image(ImageBlob { seq, hash, bytes }),
+                });
+            }
         }
         if self.images_in_flight.len() < self.config.window_images {
             let limit = self.config.window_images
@@ -465,6 +614,59 @@ impl EdgeSync {
         None
     }
 
+    /// Entry `next_send` cannot be read from the node's own store: send
+    /// the node's signed loss record for it if there is one, else ask the
+    /// driver to write one ([`EdgeEvent::LocalLoss`]) and wait.
+    fn lost_entry(&mut self, now: Now, src: &dyn LogSource) -> Option<Outgoing> {
+        let seq = self.next_send;
+        if let Some(o) = self.recorded_loss(now, src) {
+            return Some(o);
+        }
+        if self.loss_reported != Some(seq) {
+            self.loss_reported = Some(seq);
+            self.events.push_back(EdgeEvent::LocalLoss { seq });
+        }
+        None
+    }
+
+    /// Whether entry `seq` of the node's own log fails the node's own
+    /// checks (undecodable, content not matching its header, signature not
+    /// its key's): damage in its store, not a fault of the hub.
+    fn damaged_locally(&self, seq: u64, src: &dyn LogSource) -> bool {
+        let raw = src.entries(seq, 1, usize::MAX);
+        let Some(e) = raw.first().and_then(|b| SignedEntry::decode(b).ok()) else {
+            return true;
+        };
+        e.seq() != seq
+            || !e.body_matches()
+            || self
+                .signer
+                .as_ref()
+                .is_some_and(|(k, _)| !e.signature_valid(&k.public()))
+    }
+
+    /// The node's signed loss record for entry `next_send`, if it wrote
+    /// one: send it in place of the lost entries.
+    fn recorded_loss(&mut self, now: Now, src: &dyn LogSource) -> Option<Outgoing> {
+        let seq = self.next_send;
+        let (last, entry) = src.loss_at(seq).and_then(|b| {
+            let e = SignedEntry::decode(&b).ok()?;
+            let (first, last, _) = crate::log::loss::statement(&e)?;
+            (first == seq).then_some((last, b))
+        })?;
+        if self.loss_reported == Some(seq) {
+            self.loss_reported = None;
+        }
+        if self.next_send == self.acked {
+            self.last_progress = Some(now);
+        }
+        self.next_send = last + 1;
+        Some(Outgoing {
+            lane: Lane::Entries,
+            frame: Frame::Loss { entry },
+        })
+    }
+
     pub fn poll_event(&mut self) -> Option<EdgeEvent> {
         self.events.pop_front()
     }
@@ -472,5 +674,32 @@ impl EdgeSync {
     /// Entries sent on this connection and not yet acknowledged.
     pub fn in_flight(&self) -> u64 {
         self.next_send.saturating_sub(self.acked)
+    }
+}
+
+/// The rule a receipt must meet to describe this node's log: it may not
+/// hold more entries than the log has, and its head must be the node's own
+/// entry at that position (zero for an empty log). An entry the node
+/// cannot read (lost in its own store) cannot contradict the hub.
+fn receipt_matches_log(r: &SignedReceipt, src: &dyn LogSource) -> Result<(), String> {
+    let (n, head) = (r.receipt.next_seq, r.receipt.head);
+    let len = src.log_len();
+    if n > len {
+        return Err(format!(
+            "the hub holds {n} entries of this node's log but the node has only {len}: \
+             its store was replaced or wiped, or another device uses its identity"
+        ));
+    }
+    let own = match n.checked_sub(1) {
+        None => Some(Hash32::ZERO),
+        Some(last) => src.entry_hash(last),
+    };
+    match own {
+        Some(h) if h != head => Err(format!(
+            "the hub's copy of this node's log ends at entry {} in an entry this node did not write: \
+             another device uses its identity, or its store was replaced",
+            n.saturating_sub(1)
+        )),
+        _ => Ok(()),
     }
 }

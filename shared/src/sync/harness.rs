@@ -65,9 +65,36 @@ pub struct MemLog {
     pub entries: Vec<SignedEntry>,
     pub images: BTreeMap<Hash32, Vec<u8>>,
     pub image_queue: BTreeMap<(u64, Hash32), ()>,
+    /// first lost seq → (last lost seq, seq of the loss record).
+    pub losses: BTreeMap<u64, (u64, u64)>,
 }
 
 impl MemLog {
+    /// As the edge's store does on [`EdgeEvent::LocalLoss`]: sign a loss
+    /// record for entry `seq` (its hash from the next entry's `prev`).
+    pub fn record_loss(&mut self, seq: u64) {
+        if self.losses.contains_key(&seq) {
+            return;
+        }
+        let head = self
+            .entries
+            .get(seq as usize + 1)
+            .map_or(self.writer.head(), |e| e.header.prev);
+        let e = self
+            .writer
+            .append_loss(
+                seq,
+                seq,
+                head,
+                "damaged in the node's store",
+                UnixMillis(1_700_000_000_000),
+                TimeSource::Ntp,
+            )
+            .expect("valid loss");
+        self.losses.insert(seq, (seq, e.seq()));
+        self.entries.push(e);
+    }
+
     pub fn append(&mut self, i: u64, with_image: bool) {
         let plate = format!("P{:06}", i % 1_000_000);
         let image = format!("jpeg bytes of read {i}").into_bytes();
@@ -105,7 +132,11 @@ impl LogSource for MemLog {
     fn entries(&self, first: u64, max_count: usize, max_bytes: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let mut bytes = 0;
+        let stop = self.losses.range(first..).next().map(|(f, _)| *f);
         for e in self.entries.iter().skip(first as usize).take(max_count) {
+            if stop.is_some_and(|s| e.seq() >= s) {
+                break;
+            }
             let b = e.encode();
             bytes += b.len();
             if !out.is_empty() && bytes > max_bytes {
@@ -125,6 +156,22 @@ impl LogSource for MemLog {
     }
     fn image(&self, hash: &Hash32) -> Option<Vec<u8>> {
         self.images.get(hash).cloned()
+    }
+    fn loss_at(&self, first: u64) -> Option<Vec<u8>> {
+        let (_, at) = self.losses.get(&first)?;
+        self.entries.get(*at as usize).map(SignedEntry::encode)
+    }
+    fn entry_hash(&self, seq: u64) -> Option<Hash32> {
+        if let Some((_, (last, at))) = self.losses.range(..=seq).next_back() {
+            if *last >= seq {
+                let e = self.entries.get(*at as usize)?;
+                return match &e.header.kind {
+                    crate::log::EntryKind::Loss { lost_head, .. } => Some(*lost_head),
+                    _ => None,
+                };
+            }
+        }
+        self.entries.get(seq as usize).map(SignedEntry::hash)
     }
 }
 
@@ -228,6 +275,7 @@ impl Pair {
                 entries: Vec::new(),
                 images: BTreeMap::new(),
                 image_queue: BTreeMap::new(),
+                losses: BTreeMap::new(),
             },
             hub: MemHub::default(),
             hub_key,
@@ -349,6 +397,41 @@ impl Pair {
                         }
                     }
                     HubOutput::Refused(r) => self.hub.refusals.push(r),
+                    HubOutput::Skip {
+                        first, last, head, ..
+                    } => {
+                        let r = if self.hub.progress.next_seq == first {
+                            self.hub.progress = Progress {
+                                next_seq: last + 1,
+                                head,
+                            };
+                            Ok(self.hub.progress)
+                        } else {
+                            Ok(self.hub.progress)
+                        };
+                        let unix = self.unix();
+                        if let Some(s) = self.session.as_mut() {
+                            next.extend(s.ingested(r, unix));
+                        }
+                    }
+                    HubOutput::FindMissingImages { from, to } => {
+                        let mut missing = Vec::new();
+                        let mut scanned_to = to;
+                        for (seq, v) in self.hub.entries.range(from..to) {
+                            if missing.len() >= crate::wire::MAX_WANTED_IMAGES {
+                                scanned_to = *seq;
+                                break;
+                            }
+                            if let Some(c) = v.entry.read() {
+                                if !self.hub.images.contains_key(&c.crop_hash) {
+                                    missing.push((*seq, c.crop_hash));
+                                }
+                            }
+                        }
+                        if let Some(s) = self.session.as_mut() {
+                            next.extend(s.images_missing(missing, scanned_to, to));
+                        }
+                    }
                 }
             }
             work = next;
@@ -394,7 +477,7 @@ impl Pair {
                         self.hub_outputs(outs);
                     }
                 }
-                Dir::ToEdge => self.edge.handle_frame(frame, self.now),
+                Dir::ToEdge => self.edge.handle_frame(frame, self.now, &self.log),
             }
         }
         let len = self.log.log_len();
@@ -402,6 +485,20 @@ impl Pair {
         while let Some(ev) = self.edge.poll_event() {
             if let EdgeEvent::ImageAcked { seq, hash } = &ev {
                 self.log.image_queue.remove(&(*seq, *hash));
+            }
+            if let EdgeEvent::LocalLoss { seq } = &ev {
+                self.log.record_loss(*seq);
+            }
+            // As the edge's driver does: the hub lost what it acknowledged,
+            // so the images of those entries go back on the queue.
+            if let EdgeEvent::HubBehind { had, now_holds } = &ev {
+                for e in &self.log.entries[*now_holds as usize..*had as usize] {
+                    if let Some(c) = e.read() {
+                        if self.log.images.contains_key(&c.crop_hash) {
+                            self.log.image_queue.insert((e.seq(), c.crop_hash), ());
+                        }
+                    }
+                }
             }
             self.edge_events.push(ev);
         }

@@ -7,7 +7,7 @@ use crate::log::{SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
     Entries, Frame, ImageBlob, Receipt, Refusal, RefusalCode, SignedReceipt, Welcome,
-    PROTOCOL_VERSION,
+    MAX_WANTED_IMAGES, PROTOCOL_VERSION,
 };
 
 use super::Progress;
@@ -177,7 +177,26 @@ pub enum HubOutput {
     StoreImage { seq: u64, image: ImageBlob },
     /// Log and count this refusal (the frame to the node is sent as well).
     Refused(Refusal),
+    /// Find images the hub lacks for this device's entries `from..to`
+    /// (at most [`MAX_WANTED_IMAGES`]) and report them with
+    /// [`HubSession::images_missing`].
+    FindMissingImages { from: u64, to: u64 },
+    /// The node lost entries `first..=last` from its own store and signed
+    /// `statement` saying so: move the stored chain past them (`head` is
+    /// the hash of `last`) if it stands at `first`, commit, and report
+    /// with [`HubSession::ingested`].
+    Skip {
+        first: u64,
+        last: u64,
+        head: Hash32,
+        statement: Box<SignedEntry>,
+    },
 }
+
+/// How far back from what it holds the hub looks for missing images when a
+/// node connects (a restored hub lost the images of its latest entries; an
+/// older gap shows in `hub audit verify`).
+pub const MISSING_IMAGE_SCAN: u64 = 16_384;
 
 /// The hub's core for one authenticated node connection.
 #[derive(Debug)]
@@ -188,6 +207,10 @@ pub struct HubSession {
     hub_key: Arc<SecretKey>,
     progress: Progress,
     greeted: bool,
+    /// Images asked of the node and not yet received.
+    wanted: std::collections::HashSet<Hash32>,
+    /// Where the search for missing images goes on, and where it ends.
+    scan: Option<(u64, u64)>,
 }
 
 impl HubSession {
@@ -206,6 +229,8 @@ impl HubSession {
             hub_key,
             progress,
             greeted: false,
+            wanted: std::collections::HashSet::new(),
+            scan: None,
         }
     }
 
@@ -264,10 +289,18 @@ impl HubSession {
                     ));
                 }
                 self.greeted = true;
-                vec![HubOutput::Send(Frame::Welcome(Welcome {
+                let to = self.progress.next_seq;
+                let from = to.saturating_sub(MISSING_IMAGE_SCAN);
+                self.wanted.clear();
+                self.scan = None;
+                let mut out = vec![HubOutput::Send(Frame::Welcome(Welcome {
                     version: PROTOCOL_VERSION,
                     receipt: self.receipt(now),
-                }))]
+                }))];
+                if from < to {
+                    out.push(HubOutput::FindMissingImages { from, to });
+                }
+                out
             }
             Frame::Entries(batch) => {
                 if !self.greeted {
@@ -303,8 +336,19 @@ impl HubSession {
                     )),
                 }
             }
+            Frame::Loss { entry } => {
+                if !self.greeted {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "loss record before hello",
+                    ));
+                }
+                self.loss(&entry, now)
+            }
             Frame::Ping { nonce } => vec![HubOutput::Send(Frame::Pong { nonce })],
             Frame::Welcome(_)
+            | Frame::WantImages { .. }
             | Frame::Ack(_)
             | Frame::Refused(_)
             | Frame::ImageAck { .. }
@@ -314,6 +358,56 @@ impl HubSession {
                 "a hub-to-node frame sent to the hub",
             )),
         }
+    }
+
+    /// A node's signed statement that it lost entries of its own log.
+    fn loss(&mut self, bytes: &[u8], now: UnixMillis) -> Vec<HubOutput> {
+        let e = match SignedEntry::decode(bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                return self.refused(refuse(
+                    RefusalCode::Malformed,
+                    None,
+                    format!("loss record: {e}"),
+                ))
+            }
+        };
+        let Some((first, last, head)) = crate::log::loss::statement(&e) else {
+            return self.refused(refuse(
+                RefusalCode::Malformed,
+                Some(e.seq()),
+                "a loss frame without a loss record",
+            ));
+        };
+        if e.header.device != self.device || !e.signature_valid(&self.node_key) {
+            return self.refused(refuse(
+                RefusalCode::BadSignature,
+                Some(e.seq()),
+                "loss record not signed by this node",
+            ));
+        }
+        if last < self.progress.next_seq {
+            // Already past it (a replay): say where the hub stands.
+            return vec![HubOutput::Send(Frame::Ack(self.receipt(now)))];
+        }
+        if first != self.progress.next_seq {
+            let mut out = self.refused(refuse(
+                RefusalCode::Gap,
+                Some(first),
+                format!(
+                    "loss record starts at {first}; expected {}",
+                    self.progress.next_seq
+                ),
+            ));
+            out.push(HubOutput::Send(Frame::Ack(self.receipt(now))));
+            return out;
+        }
+        vec![HubOutput::Skip {
+            first,
+            last,
+            head,
+            statement: Box::new(e),
+        }]
     }
 
     /// The store's answer to an [`HubOutput::Ingest`]: the new progress after
@@ -343,6 +437,33 @@ impl HubSession {
 
     /// The store's answer to [`HubOutput::StoreImage`].
     pub fn image_stored(&mut self, hash: Hash32) -> Vec<HubOutput> {
-        vec![HubOutput::Send(Frame::ImageAck { hash })]
+        let mut out = vec![HubOutput::Send(Frame::ImageAck { hash })];
+        if self.wanted.remove(&hash) && self.wanted.is_empty() {
+            if let Some((from, to)) = self.scan.take() {
+                out.push(HubOutput::FindMissingImages { from, to });
+            }
+        }
+        out
+    }
+
+    /// The store's answer to [`HubOutput::FindMissingImages`]: images it
+    /// lacks (at most [`MAX_WANTED_IMAGES`]) and how far it looked
+    /// (`scanned_to`, below the `to` asked when the page filled up).
+    pub fn images_missing(
+        &mut self,
+        images: Vec<(u64, Hash32)>,
+        scanned_to: u64,
+        to: u64,
+    ) -> Vec<HubOutput> {
+        let images: Vec<(u64, Hash32)> = images.into_iter().take(MAX_WANTED_IMAGES).collect();
+        self.scan = (scanned_to < to).then_some((scanned_to, to));
+        if images.is_empty() {
+            return match self.scan.take() {
+                Some((from, to)) => vec![HubOutput::FindMissingImages { from, to }],
+                None => Vec::new(),
+            };
+        }
+        self.wanted.extend(images.iter().map(|(_, h)| *h));
+        vec![HubOutput::Send(Frame::WantImages { images })]
     }
 }

@@ -19,6 +19,17 @@
 //! kept ([`chain::check_checkpoint`]: a node shows one history), commits,
 //! and only then answers with a new signed receipt. Images follow on their
 //! own lane once the entry that names them is acknowledged.
+//!
+//! The edge takes no receipt on trust: its count may not exceed the edge's
+//! log and its head must be the edge's own entry there, or the core stops
+//! uploading ([`LinkState::Conflict`]: a wiped store, or two devices with
+//! one identity). A receipt that goes backwards with a matching head is a
+//! hub restored from a backup ([`EdgeEvent::HubBehind`]): the driver
+//! re-queues the images above it, and the hub asks for images it lacks
+//! ([`crate::wire::Frame::WantImages`]). An entry the edge cannot read back
+//! from its own store is replaced by the node's signed loss record
+//! ([`EdgeEvent::LocalLoss`], [`crate::wire::Frame::Loss`],
+//! [`crate::log::loss`]), which the hub places as a covered gap.
 
 pub mod chain;
 mod edge;

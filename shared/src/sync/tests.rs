@@ -4,7 +4,9 @@ use super::harness::*;
 use super::*;
 use crate::cert::DeviceCert;
 use crate::log::{verify_log, SignedEntry};
-use crate::types::{DeviceKind, UnixMillis};
+use std::collections::BTreeMap;
+
+use crate::types::{DeviceKind, Hash32, UnixMillis};
 use crate::wire::{Frame, Lane, RefusalCode};
 
 fn secs(s: u64) -> Duration {
@@ -187,8 +189,44 @@ fn hub_restart_resumes_from_its_receipt() {
     assert_hub_copy_exact(&p);
 }
 
+/// An entry damaged in the node's own store is refused by the hub, fails
+/// the node's own check too, and becomes a signed loss: the reads after it
+/// still reach the hub, and the verifier reports a loss, not a forgery.
+fn damaged_entry_becomes_a_loss(p: &mut Pair, damaged: u64, code: RefusalCode) {
+    p.run_until(secs(60), Pair::synced);
+    assert!(p.synced(), "the reads after the damaged entry must flow");
+    assert!(p
+        .hub
+        .refusals
+        .iter()
+        .any(|r| r.code == code && r.seq == Some(damaged)));
+    assert!(
+        !p.hub.entries.contains_key(&damaged),
+        "the damaged entry is never stored"
+    );
+    assert!(p
+        .edge_events
+        .iter()
+        .any(|e| matches!(e, EdgeEvent::LocalLoss { seq } if *seq == damaged)));
+    assert!(!p
+        .edge_events
+        .iter()
+        .any(|e| matches!(e, EdgeEvent::Refused(r) if r.code.is_permanent())));
+    let hub: Vec<SignedEntry> = p.hub.entries.values().map(|v| v.entry.clone()).collect();
+    assert_eq!(hub.len(), p.log.entries.len() - 1);
+    let report = verify_log(
+        &cert(p),
+        &hub,
+        &[],
+        crate::log::verify::VerifyOptions { from_start: true },
+    );
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(report.losses.len(), 1);
+    assert_eq!(report.losses[0].first, damaged);
+}
+
 #[test]
-fn edited_entry_is_refused_and_nothing_after_it_is_stored() {
+fn an_entry_edited_in_the_node_store_becomes_a_signed_loss_and_the_rest_flows() {
     let mut p = Pair::new(
         4,
         LinkModel {
@@ -202,58 +240,159 @@ fn edited_entry_is_refused_and_nothing_after_it_is_stored() {
         b.content.plate = "FORGED1".into();
         b.content.char_confidence = vec![1; 7];
     }
-    p.run_until(secs(30), |_| false);
-    assert!(p.hub.progress.next_seq <= 150);
-    assert!(p.hub.refusals.iter().any(|r| r.code == RefusalCode::Edited));
-    assert!(p
-        .edge_events
-        .iter()
-        .any(|e| matches!(e, EdgeEvent::Refused(r) if r.code == RefusalCode::Edited)));
-    assert!(matches!(
-        p.edge.state(),
-        LinkState::Refused { .. } | LinkState::Down { .. }
-    ));
+    damaged_entry_becomes_a_loss(&mut p, 150, RefusalCode::Edited);
 }
 
 #[test]
-fn forged_signature_is_refused() {
+fn an_entry_signed_by_another_key_becomes_a_signed_loss_and_the_rest_flows() {
     let mut p = Pair::new(5, LinkModel::default(), sim_config());
     add_reads(&mut p, 100, false);
     p.log.entries[40].signature.0[0] ^= 1;
-    p.run_until(secs(30), |_| false);
-    assert!(p.hub.progress.next_seq <= 40);
-    assert!(p
-        .hub
-        .refusals
-        .iter()
-        .any(|r| r.code == RefusalCode::BadSignature && r.seq == Some(40)));
+    damaged_entry_becomes_a_loss(&mut p, 40, RefusalCode::BadSignature);
 }
 
 #[test]
-fn fork_after_acknowledgement_is_refused() {
-    let mut p = Pair::new(6, LinkModel::default(), sim_config());
+fn an_unreadable_entry_becomes_a_signed_loss_and_the_rest_flows() {
+    let mut p = Pair::new(13, LinkModel::default(), sim_config());
     add_reads(&mut p, 100, false);
-    assert!(p.run_until(secs(30), Pair::synced));
-    // The node loses its store and starts its log again: same key, new
-    // entries at sequence numbers the hub already holds.
+    // Bytes the store cannot decode: the edge finds it before sending.
+    p.log.entries[0].header.format = 99;
+    p.run_until(secs(60), Pair::synced);
+    assert!(p.synced());
+    assert!(p.hub.refusals.is_empty(), "{:?}", p.hub.refusals);
+    let hub: Vec<SignedEntry> = p.hub.entries.values().map(|v| v.entry.clone()).collect();
+    let report = verify_log(
+        &cert(&p),
+        &hub,
+        &[],
+        crate::log::verify::VerifyOptions { from_start: true },
+    );
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(report.losses.len(), 1);
+    assert_eq!((report.losses[0].first, report.losses[0].last), (0, 0));
+}
+
+/// A refusal of an entry the node's own check finds intact is not turned
+/// into a loss: the hub's word alone does not make the node skip a read.
+#[test]
+fn an_intact_entry_refused_by_the_hub_still_stops_the_node() {
+    let mut p = Pair::new(14, LinkModel::default(), sim_config());
+    add_reads(&mut p, 50, false);
+    assert!(p.run_until(secs(10), Pair::synced));
+    add_reads(&mut p, 1, false);
+    let r = crate::wire::Refusal {
+        code: RefusalCode::Edited,
+        seq: Some(50),
+        detail: "test".into(),
+    };
+    p.edge.handle_frame(Frame::Refused(r), p.now, &p.log);
+    let mut ev = Vec::new();
+    while let Some(e) = p.edge.poll_event() {
+        ev.push(e);
+    }
+    assert!(ev.iter().all(|e| !matches!(e, EdgeEvent::LocalLoss { .. })));
+    assert!(matches!(p.edge.state(), LinkState::Refused { .. }));
+}
+
+/// The node's log is replaced by another one signed with the same key (a
+/// wiped store, or a second device with the same certificate): `len`
+/// fresh reads, and an edge core that starts from nothing.
+fn replace_node_log(p: &mut Pair, len: u64) {
     let device = p.device();
     p.log.writer =
         crate::log::LogWriter::new(crate::crypto::SecretKey::from_bytes(&[11; 32]), device);
     p.log.entries.clear();
-    add_reads(&mut p, 120, false);
+    p.log.image_queue.clear();
+    add_reads(p, len, false);
     p.edge = EdgeSync::new(p.device(), sim_config(), 0, 1);
     p.edge.set_hub_key(p.hub_key.public());
     p.session = None;
-    p.run_until(p.now + secs(30), |_| false);
-    assert!(p
-        .hub
-        .refusals
+    p.edge_events.clear();
+}
+
+fn conflicts(p: &Pair) -> usize {
+    p.edge_events
         .iter()
-        .any(|r| matches!(r.code, RefusalCode::Fork | RefusalCode::BrokenChain)));
-    assert_eq!(
-        p.hub.progress.next_seq, 100,
-        "the forked history is not stored"
+        .filter(|e| matches!(e, EdgeEvent::IdentityConflict(_)))
+        .count()
+}
+
+#[test]
+fn a_wiped_store_is_an_identity_conflict_and_uploads_stop() {
+    let mut p = Pair::new(6, LinkModel::default(), sim_config());
+    add_reads(&mut p, 100, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    let held: Vec<Hash32> = p.hub.entries.values().map(|v| v.hash).collect();
+    replace_node_log(&mut p, 20);
+    p.run_until(p.now + secs(30), |_| false);
+    assert!(
+        conflicts(&p) > 0,
+        "the edge must see the hub's receipt is not its log"
     );
+    assert!(matches!(p.edge.state(), LinkState::Conflict { .. }));
+    assert_eq!(
+        p.edge.acked(),
+        0,
+        "a receipt for another log is never taken"
+    );
+    assert_eq!(p.edge.in_flight(), 0);
+    assert!(
+        p.hub.refusals.is_empty(),
+        "nothing was uploaded: {:?}",
+        p.hub.refusals
+    );
+    let now_held: Vec<Hash32> = p.hub.entries.values().map(|v| v.hash).collect();
+    assert_eq!(now_held, held, "the hub's copy is untouched");
+}
+
+#[test]
+fn a_second_device_with_the_same_identity_is_a_conflict() {
+    let mut p = Pair::new(7, LinkModel::default(), sim_config());
+    add_reads(&mut p, 100, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    // Longer than what the hub holds: only the head tells them apart.
+    replace_node_log(&mut p, 150);
+    p.run_until(p.now + secs(30), |_| false);
+    assert!(conflicts(&p) > 0);
+    assert!(matches!(p.edge.state(), LinkState::Conflict { .. }));
+    assert!(
+        p.hub.refusals.is_empty(),
+        "the conflict is seen before anything is sent: {:?}",
+        p.hub.refusals
+    );
+    assert_eq!(p.hub.progress.next_seq, 100);
+}
+
+#[test]
+fn a_receipt_going_backwards_with_a_matching_head_resends_from_there() {
+    let mut p = Pair::new(9, LinkModel::default(), sim_config());
+    add_reads(&mut p, 300, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    // The hub is restored from a copy that held 120 entries.
+    let keep: BTreeMap<u64, Verified> = p
+        .hub
+        .entries
+        .range(..120)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    p.hub.progress = Progress {
+        next_seq: 120,
+        head: keep[&119].hash,
+    };
+    p.hub.entries = keep;
+    p.hub.checkpoint = None;
+    p.session = None;
+    p.edge.link_down(p.now);
+    assert!(p.run_until(p.now + secs(60), Pair::synced));
+    assert!(p.edge_events.iter().any(|e| matches!(
+        e,
+        EdgeEvent::HubBehind {
+            had: 300,
+            now_holds: 120
+        }
+    )));
+    assert_eq!(conflicts(&p), 0);
+    assert_hub_copy_exact(&p);
 }
 
 #[test]
@@ -274,7 +413,7 @@ fn replayed_frames_are_harmless() {
         _ => None,
     });
     if let Some(r) = stale {
-        p.edge.handle_frame(Frame::Ack(r), p.now);
+        p.edge.handle_frame(Frame::Ack(r), p.now, &p.log);
         assert_eq!(p.edge.acked(), 800);
     }
 }
@@ -413,4 +552,48 @@ fn runs_are_deterministic() {
         (p.now, p.stats.clone(), p.hub.duplicates)
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn a_hub_restored_from_a_backup_gets_entries_and_images_back() {
+    let mut p = Pair::new(12, LinkModel::default(), sim_config());
+    add_reads(&mut p, 400, true);
+    assert!(p.run_until(secs(120), |p| p.synced() && p.log.image_queue.is_empty()));
+    assert_eq!(p.hub.images.len(), 400);
+    // The backup was taken when the hub held 150 entries and the images
+    // of only the first 100 of them.
+    let keep: BTreeMap<u64, Verified> = p
+        .hub
+        .entries
+        .range(..150)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    let images_kept: BTreeMap<Hash32, Vec<u8>> = keep
+        .range(..100)
+        .filter_map(|(_, v)| v.entry.read().map(|c| c.crop_hash))
+        .map(|h| (h, p.hub.images[&h].clone()))
+        .collect();
+    p.hub.progress = Progress {
+        next_seq: 150,
+        head: keep[&149].hash,
+    };
+    p.hub.entries = keep;
+    p.hub.images = images_kept;
+    p.hub.checkpoint = None;
+    p.session = None;
+    p.edge.link_down(p.now);
+    let all_back = |p: &Pair| {
+        p.synced()
+            && p.log.entries.iter().all(|e| {
+                e.read()
+                    .is_some_and(|c| p.hub.images.contains_key(&c.crop_hash))
+            })
+    };
+    assert!(
+        p.run_until(p.now + secs(120), all_back),
+        "the hub holds {} entries and {} images",
+        p.hub.entries.len(),
+        p.hub.images.len()
+    );
+    assert_hub_copy_exact(&p);
 }

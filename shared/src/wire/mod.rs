@@ -44,6 +44,8 @@ pub const MAX_ENTRIES_FRAME: usize = 1024 * 1024;
 /// Largest image, and so (with a little room) the largest image frame.
 pub const MAX_IMAGE_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_IMAGE_FRAME: usize = MAX_IMAGE_BYTES + 1024;
+/// Most image hashes one [`Frame::WantImages`] may ask for.
+pub const MAX_WANTED_IMAGES: usize = 256;
 /// Most entries one [`Entries`] frame may carry.
 pub const MAX_ENTRIES_PER_FRAME: usize = 1024;
 
@@ -220,6 +222,10 @@ pub enum RefusalCode {
     Replaced,
     /// An entry was captured outside its node certificate's validity.
     OutsideValidity,
+    /// The hub's record of this node's log is not the node's own: its store
+    /// was replaced, or two devices share one identity. A person must
+    /// resolve it (the node stops uploading; the hub records it).
+    IdentityConflict,
 }
 
 impl RefusalCode {
@@ -237,6 +243,7 @@ impl RefusalCode {
             RefusalCode::Version => "version",
             RefusalCode::Replaced => "replaced",
             RefusalCode::OutsideValidity => "outside-validity",
+            RefusalCode::IdentityConflict => "identity-conflict",
         }
     }
 
@@ -265,6 +272,7 @@ impl RefusalCode {
             Version,
             Replaced,
             OutsideValidity,
+            IdentityConflict,
         ]
         .into_iter()
         .find(|c| u64::from(c.close_code()) == code)
@@ -351,9 +359,28 @@ pub enum Frame {
     Ack(SignedReceipt),
     Refused(Refusal),
     Image(ImageBlob),
-    ImageAck { hash: Hash32 },
-    Ping { nonce: u64 },
-    Pong { nonce: u64 },
+    ImageAck {
+        hash: Hash32,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+    },
+    /// Hub to node: images of entries the hub holds but whose images it
+    /// lacks (after a restore from a backup), (entry seq, hash); at most
+    /// [`MAX_WANTED_IMAGES`], the next page once these arrived.
+    WantImages {
+        images: Vec<(u64, Hash32)>,
+    },
+    /// Node to hub, on the entries lane in place of entries it lost from
+    /// its own store: its signed [`EntryKind::Loss`] entry (canonical
+    /// bytes), which lets the hub accept the gap it covers
+    /// ([`crate::log::loss`]).
+    Loss {
+        entry: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -389,7 +416,7 @@ impl Frame {
     /// The lane this frame belongs to.
     pub fn lane(&self) -> Lane {
         match self {
-            Frame::Entries(_) | Frame::Ack(_) => Lane::Entries,
+            Frame::Entries(_) | Frame::Ack(_) | Frame::Loss { .. } => Lane::Entries,
             Frame::Image(_) | Frame::ImageAck { .. } => Lane::Images,
             _ => Lane::Control,
         }
@@ -453,6 +480,12 @@ impl Frame {
             }
             Frame::Image(i) if i.bytes.len() > MAX_IMAGE_BYTES => {
                 return Err(WireError::Invalid("image over the size limit"));
+            }
+            Frame::Loss { entry } if entry.len() > crate::log::MAX_ENTRY_BYTES => {
+                return Err(WireError::Invalid("loss entry over the size limit"));
+            }
+            Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
+                return Err(WireError::Invalid("too many wanted images"));
             }
             Frame::Refused(r) if r.detail.len() > 1024 => {
                 return Err(WireError::Invalid("refusal text too long"));

@@ -70,6 +70,15 @@ fn sample_frames() -> Vec<Frame> {
         },
         Frame::Ping { nonce: 7 },
         Frame::Pong { nonce: 7 },
+        Frame::WantImages {
+            images: vec![(0, Hash32([9; 32]))],
+        },
+        Frame::Loss {
+            entry: w
+                .append_loss(0, 0, e.hash(), "unreadable", UnixMillis(7), TimeSource::Ntp)
+                .expect("valid loss")
+                .encode(),
+        },
     ]
 }
 
@@ -285,4 +294,25 @@ proptest! {
             let _ = crate::sync::verify_batch(&SecretKey::from_bytes(&[3; 32]).public(), &device, crate::sync::Validity::ALWAYS, e);
         }
     }
+}
+
+#[test]
+fn new_frames_keep_the_old_variant_numbers_and_their_bounds() {
+    // Formats are contracts: the frames added later come after the old
+    // ones, so an old frame's encoding is unchanged.
+    assert_eq!(Frame::Ping { nonce: 1 }.encode()[LEN_PREFIX], 7);
+    assert_eq!(Frame::WantImages { images: vec![] }.encode()[LEN_PREFIX], 9);
+    assert_eq!(Frame::Loss { entry: vec![] }.encode()[LEN_PREFIX], 10);
+    assert_eq!(
+        RefusalCode::from_close_code(u64::from(RefusalCode::IdentityConflict.close_code())),
+        Some(RefusalCode::IdentityConflict)
+    );
+    let many = Frame::WantImages {
+        images: vec![(0, Hash32([1; 32])); MAX_WANTED_IMAGES + 1],
+    };
+    assert!(Frame::decode_prefixed(&many.encode(), MAX_CONTROL_FRAME).is_err());
+    let big = Frame::Loss {
+        entry: vec![0; crate::log::MAX_ENTRY_BYTES + 1],
+    };
+    assert!(Frame::decode_prefixed(&big.encode(), MAX_ENTRIES_FRAME).is_err());
 }
