@@ -345,7 +345,7 @@ fn node_log_page(
     let seq_of = |b: &Vec<u8>| alpr_shared::log::SignedEntry::decode(b).map(|e| e.seq());
     while entries
         .last()
-        .is_some_and(|b| seq_of(b).map_or(false, |s| s >= size))
+        .is_some_and(|b| seq_of(b).is_ok_and(|s| s >= size))
     {
         entries.pop();
     }
