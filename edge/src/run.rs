@@ -13,9 +13,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::capture::gps::{GpsHandle, GpsStatus};
 use crate::config::EdgeConfig;
 use crate::store::{LogStatus, StoreHandle};
 use crate::sync::{SharedStatus, SyncStatus};
+use alpr_shared::types::DeviceKind;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -48,6 +50,9 @@ pub struct Status {
     pub last_error: Option<String>,
     pub connects: u64,
     pub metered: bool,
+    /// The gpsd client's state (vehicles, or where `gpsd` is configured).
+    #[serde(default)]
+    pub gps: Option<GpsStatus>,
 }
 
 fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
@@ -63,6 +68,7 @@ fn status_of(device: &str, log: LogStatus, sync: &SyncStatus) -> Status {
         last_error: sync.last_error.clone(),
         connects: sync.connects,
         metered: sync.metered,
+        gps: None,
     }
 }
 
@@ -90,6 +96,19 @@ pub fn open_store(
     StoreHandle::open(&config.db_path(), key, dc.name).context("opening the store")
 }
 
+/// The kind of node this certificate was issued to.
+fn device_kind(config: &EdgeConfig) -> anyhow::Result<DeviceKind> {
+    let ca = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+    let cert = std::fs::read(&config.cert)
+        .with_context(|| format!("reading {}", config.cert.display()))?;
+    let anchor = TrustAnchor::from_pem(&ca).context("the CA certificate")?;
+    Ok(anchor
+        .check_device_pem(&cert)
+        .context("this node's certificate")?
+        .kind)
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = EdgeConfig::load_or_default(args.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -106,14 +125,19 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     alpr_shared::cli::cancel_on_signals(cancel.clone());
     let status: SharedStatus = Arc::new(Mutex::new(SyncStatus::default()));
+    let gps = config
+        .capture
+        .gpsd_address(device_kind(&config)? == DeviceKind::Vehicle)
+        .map(|addr| crate::capture::gps::spawn(addr, cancel.clone()));
 
     let mut critical = tokio::task::JoinSet::new();
     {
         let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
+        let gps = gps.clone();
         let path = config.socket_path();
         let device = device.clone();
         critical.spawn(async move {
-            serve_status(path, device, store, status, cancel)
+            serve_status(path, device, store, status, gps, cancel)
                 .await
                 .context("status socket")
         });
@@ -132,7 +156,8 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
         });
     }
     let capture = if config.capture.enabled() {
-        let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir)?;
+        let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir, &store)?
+            .with_gps(gps.clone());
         let (store, cancel) = (store.clone(), cancel.clone());
         Some(tokio::task::spawn_blocking(move || {
             pipeline.run(&store, &cancel)
@@ -192,6 +217,7 @@ async fn serve_status(
     device: String,
     store: StoreHandle,
     status: SharedStatus,
+    gps: Option<GpsHandle>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&path);
@@ -209,7 +235,13 @@ async fn serve_status(
         let st = status
             .lock()
             .map(|s| status_of(&device, store.status(), &s))
-            .map_err(|_| anyhow::anyhow!("status lock poisoned"))?;
+            .map_err(|_| anyhow::anyhow!("status lock poisoned"))
+            .map(|mut st| {
+                st.gps = gps
+                    .as_ref()
+                    .map(|g| g.state().summary(std::time::Instant::now()));
+                st
+            })?;
         tokio::spawn(async move {
             let mut buf = [0u8; 64];
             let _ =
@@ -229,6 +261,7 @@ async fn serve_status(
     _device: String,
     _store: StoreHandle,
     _status: SharedStatus,
+    _gps: Option<GpsHandle>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     cancel.cancelled().await;
@@ -261,6 +294,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(e) = &st.last_error {
             println!("last error   {e}");
+        }
+        if let Some(g) = &st.gps {
+            let age = g
+                .fix_age_ms
+                .map(|ms| format!(", last fix {:.1} s ago", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            println!("gps          {} (gpsd {}{age})", g.state, g.gpsd);
+            if let Some(p) = &g.position {
+                println!("position     {p}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -21,6 +21,8 @@
 
 #[cfg(feature = "camera")]
 pub mod camera;
+pub mod clock;
+pub mod gps;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
