@@ -8,9 +8,10 @@ sudo=""
 [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && sudo="sudo"
 
 # System packages: libclang for nokhwa's bindgen (camera feature), openssl's
-# command line for checking certificates, pkg-config for -sys crates.
+# command line for checking certificates, pkg-config for -sys crates, gpsd
+# and gpsfake (in gpsd-clients) for the vehicle GPS test.
 # python3-pip only where the machine has no pip of its own.
-pkgs=(libclang-dev pkg-config openssl)
+pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 need=()
 for pkg in "${pkgs[@]}"; do

@@ -313,7 +313,7 @@ impl TimeSource {
         match self {
             TimeSource::Gps => "gps",
             TimeSource::Ntp => "ntp-synced-clock",
-            TimeSource::LocalClock => "unsynced-clock",
+            TimeSource::LocalClock => "local-clock",
             TimeSource::Exif => "exif",
             TimeSource::FileTime => "file-time",
         }

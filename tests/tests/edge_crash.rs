@@ -112,7 +112,10 @@ fn a_killed_edge_reads_every_photo_once() -> anyhow::Result<()> {
     anyhow::ensure!(photo_of.len() == total, "two photos with the same bytes");
     let (want, borderline) = reference(&photos, &models)?;
     let want_reads: usize = want.values().sum();
-    anyhow::ensure!(want_reads >= total / 2, "the reference read only {want_reads} plates");
+    anyhow::ensure!(
+        want_reads >= total / 2,
+        "the reference read only {want_reads} plates"
+    );
 
     // No hub: the node works offline and must still keep what it reads.
     let nowhere = ([127, 0, 0, 1], free_udp_port()?).into();
@@ -159,9 +162,15 @@ fn a_killed_edge_reads_every_photo_once() -> anyhow::Result<()> {
     let done = wait_for(LIMIT, "the replay to finish", || {
         frames_done(&edge.proc.log_text())
     })?;
-    assert_eq!(done, total as u64, "the replay did not go on where it stopped");
+    assert_eq!(
+        done, total as u64,
+        "the replay did not go on where it stopped"
+    );
     edge.proc.stop()?;
-    assert!(kills >= 5, "only {kills} kills landed before the replay ended");
+    assert!(
+        kills >= 5,
+        "only {kills} kills landed before the replay ended"
+    );
 
     let entries = edge.stored_entries()?;
     let report = verify_log(
@@ -170,7 +179,11 @@ fn a_killed_edge_reads_every_photo_once() -> anyhow::Result<()> {
         &[],
         VerifyOptions { from_start: true },
     );
-    assert!(report.authentic(), "faults after kill -9: {:?}", report.faults);
+    assert!(
+        report.authentic(),
+        "faults after kill -9: {:?}",
+        report.faults
+    );
 
     // What the log holds, by photo and plate.
     let mut held: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -208,7 +221,10 @@ fn a_killed_edge_reads_every_photo_once() -> anyhow::Result<()> {
     for (key, n) in &want {
         let got = held.get(key).copied().unwrap_or(0);
         if got < *n {
-            problems.push(format!("{} from {} lost ({got} of {n} stored)", key.1, key.0));
+            problems.push(format!(
+                "{} from {} lost ({got} of {n} stored)",
+                key.1, key.0
+            ));
         }
     }
     assert!(
