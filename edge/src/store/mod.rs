@@ -730,7 +730,6 @@ struct Tables<'a, 't> {
 
 /// Sign one read into the log and write it with its images. The outer error
 /// fails the transaction; the inner one refuses this read alone.
-#[allow(clippy::type_complexity)]
 fn append_one(
     t: &mut Tables<'_, '_>,
     log: &mut LogWriter,
