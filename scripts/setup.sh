@@ -41,8 +41,9 @@ pip_install() {
 # System packages: libclang for nokhwa's bindgen (camera feature, built by
 # `just check`), openssl's command line and Python `cryptography` for the
 # tests that check our key files with other people's tools, pkg-config for
-# -sys crates. python3-pip only where the machine has no pip of its own.
-pkgs=(libclang-dev pkg-config openssl)
+# -sys crates, gpsd and gpsfake (in gpsd-clients) for the vehicle GPS test.
+# python3-pip only where the machine has no pip of its own.
+pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 py_crypto=0
 python3 -c 'import cryptography.hazmat.primitives.serialization' >/dev/null 2>&1 || py_crypto=1

@@ -4,10 +4,21 @@
 //!
 //! It runs on a thread of its own (inference is blocking work) and checks
 //! for shutdown between frames. A frame that cannot be read or recognised
-//! is logged and skipped; the node keeps running. A replay remembers how
-//! many frames it has finished (`capture.cursor` in the data folder), so a
-//! restarted node goes on where it stopped instead of reading the same
-//! photos twice.
+//! is logged and skipped; the node keeps running.
+//!
+//! The source's position is committed in the store's transaction with the
+//! reads of the frame that moved it ([`CaptureCursor`]), so a node killed
+//! at any point goes on where it stopped: no photo read twice, no read
+//! lost. When frames are fused into vehicle passes, the position committed
+//! is the first frame of the earliest pass not yet stored: a restart reads
+//! those frames again, and passes that had been stored before the kill are
+//! not stored twice.
+//!
+//! Each read says where its facts came from: its time from the photo's EXIF
+//! capture time, the file's modification time, the system clock (NTP
+//! synchronised or not, as the kernel says when the read is taken) or GPS;
+//! its place from a measured GPS fix (gpsd), a configured site, a configured
+//! position (labelled as configured), or none.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -16,6 +27,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alpr_shared::types::{
     confidence_from_f32, Hash32, Location, ReadContent, TimeSource, UnixMillis,
 };
+
+use crate::capture::gps::GpsHandle;
+use crate::store::{CaptureCursor, NewRead};
 use anyhow::Context;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -49,9 +63,12 @@ pub struct CaptureConfig {
     pub camera: String,
     /// A fixed site (pole cameras) …
     pub site_id: Option<String>,
-    /// … or a GPS fix (vehicles): latitude, longitude in degrees, accuracy in
-    /// metres. Without a GPS receiver wired in, the configured fix is used.
+    /// … or a configured position: latitude, longitude in degrees, accuracy
+    /// in metres. Reads carry it labelled as configured, never as a GPS fix.
     pub gps: Option<GpsFix>,
+    /// gpsd's address (`host:port`) for a measured position. Vehicles use
+    /// `127.0.0.1:2947` unless this says otherwise; `"off"` disables it.
+    pub gpsd: Option<String>,
     /// Pause between replayed frames, to pace a replay like a camera.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -83,6 +100,7 @@ impl Default for CaptureConfig {
             camera: "cam0".into(),
             site_id: None,
             gps: None,
+            gpsd: None,
             interval: Duration::from_millis(0),
             stamp_now: true,
             min_confidence: 0.25,
@@ -107,19 +125,35 @@ impl CaptureConfig {
             .unwrap_or_else(|| PathBuf::from("models"))
     }
 
-    fn location(&self) -> Location {
-        match (&self.site_id, self.gps) {
-            (_, Some(g)) => Location::Gps {
+    /// The gpsd address to use, if any, for a node of this kind.
+    pub fn gpsd_address(&self, vehicle: bool) -> Option<String> {
+        match self.gpsd.as_deref() {
+            Some("off") => None,
+            Some(a) => Some(a.to_owned()),
+            None if vehicle => Some(crate::capture::gps::DEFAULT_GPSD.to_owned()),
+            None => None,
+        }
+    }
+
+    /// Where a read taken now was taken, and only what is known of it: a
+    /// current GPS fix, else the configured site, else the configured
+    /// position (labelled configured), else nothing.
+    pub fn location(&self, gps: Option<&GpsHandle>) -> Location {
+        if let Some(fix) = gps.and_then(GpsHandle::fix) {
+            return fix.location();
+        }
+        if let Some(site) = &self.site_id {
+            return Location::Site {
+                site_id: site.clone(),
+            };
+        }
+        match self.gps {
+            Some(g) => Location::Configured {
                 lat_e7: (g.lat * 1e7).round() as i32,
                 lon_e7: (g.lon * 1e7).round() as i32,
                 accuracy_cm: (g.accuracy_m * 100.0).round().max(0.0) as u32,
             },
-            (Some(site), None) => Location::Site {
-                site_id: site.clone(),
-            },
-            (None, None) => Location::Site {
-                site_id: "unsurveyed".into(),
-            },
+            None => Location::Unknown,
         }
     }
 }
@@ -142,20 +176,25 @@ pub struct Pipeline {
     recogniser: Recogniser,
     /// `None` for a live camera, opened on the capture thread.
     source: Option<Box<dyn Source + Send>>,
-    cursor_path: PathBuf,
-    position: u64,
+    /// Where the source resumed (`None` for a live camera).
+    cursor: Option<CaptureCursor>,
+    gps: Option<GpsHandle>,
     health: CaptureHealth,
 }
 
 impl Pipeline {
     /// Load the models (a clear error if they are missing or altered) and
-    /// open the source, resuming after the frames already done.
-    pub fn open(cfg: &CaptureConfig, data_dir: &Path) -> anyhow::Result<Pipeline> {
+    /// open the source, resuming where the store's cursor says.
+    pub fn open(
+        cfg: &CaptureConfig,
+        data_dir: &Path,
+        store: &StoreHandle,
+    ) -> anyhow::Result<Pipeline> {
         let models = cfg.models_dir();
         let recogniser = Recogniser::open(&models, RecogniserOptions::default())
             .with_context(|| format!("loading the plate models from {}", models.display()))?;
-        let cursor_path = data_dir.join("capture.cursor");
-        let mut position = read_cursor(&cursor_path);
+        let cursor = resume_cursor(store, &data_dir.join("capture.cursor"))?;
+        let position = cursor.resume_at;
         let source: Option<Box<dyn Source + Send>> = if let Some(video) = &cfg.video {
             let mut v = MjpegFile::open(video, cfg.video_fps).context("opening the video")?;
             for _ in 0..position {
@@ -169,7 +208,6 @@ impl Pipeline {
                 cfg!(feature = "camera"),
                 "this edge was built without camera support (build with --features camera)"
             );
-            position = 0;
             None
         } else {
             let mut replay = ImageReplay::open(&cfg.paths).context("opening the replay")?;
@@ -179,9 +217,9 @@ impl Pipeline {
         Ok(Pipeline {
             cfg: cfg.clone(),
             recogniser,
+            cursor: cfg.camera_device.is_none().then_some(cursor),
             source,
-            cursor_path,
-            position,
+            gps: None,
             health: CaptureHealth::default(),
         })
     }
@@ -190,6 +228,12 @@ impl Pipeline {
     /// `edge status` at once).
     pub fn with_health(mut self, health: CaptureHealth) -> Self {
         self.health = health;
+        self
+    }
+
+    /// Take positions (and, without NTP, time) from this gpsd client.
+    pub fn with_gps(mut self, gps: Option<GpsHandle>) -> Self {
+        self.gps = gps;
         self
     }
 
@@ -203,22 +247,32 @@ impl Pipeline {
             Some(s) => s,
             None => live_camera(&self.cfg)?,
         };
-        let live = self.cfg.camera_device.is_some();
-        info!(source = %source.describe(), resumed_at = self.position, fuse = self.cfg.fuse(), "capture starting");
-        let location = self.cfg.location();
+        let live = self.cursor.is_none();
+        let start = self.cursor.unwrap_or_default();
+        // Frames below this completed passes that were stored before a
+        // restart: re-reading them must not store those passes again.
+        let suppress_below = start.emitted_through;
+        let mut position = start.resume_at;
+        info!(source = %source.describe(), resumed_at = position, fuse = self.cfg.fuse(), "capture starting");
         let mut tracker = self
             .cfg
             .fuse()
             .then(|| Tracker::new(TrackerConfig::default()));
         let mut overviews: VecDeque<(Duration, Vec<u8>)> = VecDeque::new();
+        // (capture time, frame index) of frames an open pass may have begun at.
+        let mut recent: VecDeque<(Duration, u64)> = VecDeque::new();
         let mut stats = PipelineStats::default();
+        let mut ended = false;
         while !cancel.is_cancelled() {
             let started = Instant::now();
             let Some(frame) = source.next_frame() else {
+                ended = true;
                 break;
             };
-            self.position += 1;
+            let index = position;
+            position += 1;
             stats.frames += 1;
+            let mut reads: Vec<(NewRead, String)> = Vec::new();
             match frame {
                 Err(e) => {
                     stats.frames_failed += 1;
@@ -242,19 +296,12 @@ impl Pipeline {
                             None => {
                                 let overview = overview_of(&frame)?;
                                 for plate in &plates {
-                                    store_read(
-                                        &self.cfg,
-                                        store,
-                                        &location,
-                                        &frame,
-                                        plate,
-                                        overview.clone(),
-                                    )?;
-                                    stats.reads += 1;
+                                    reads.push(self.new_read(&frame, plate, overview.clone())?);
                                 }
                             }
                             Some(t) => {
                                 let at = since_epoch(frame.captured_at);
+                                recent.push_back((at, index));
                                 if !plates.is_empty() {
                                     overviews.push_back((at, overview_of(&frame)?));
                                     if overviews.len() > OVERVIEW_RING {
@@ -262,45 +309,250 @@ impl Pipeline {
                                     }
                                 }
                                 for pass in t.push(at, plates) {
-                                    store_pass(
-                                        &self.cfg, store, &location, &frame, &pass, &overviews,
-                                    )?;
-                                    stats.reads += 1;
+                                    if index < suppress_below {
+                                        info!(plate = %pass.read.text, "pass stored before the restart; not stored again");
+                                        continue;
+                                    }
+                                    reads.push(self.pass_read(&frame, &pass, &overviews)?);
+                                }
+                                match t.earliest_open() {
+                                    Some(first) => {
+                                        while recent.front().is_some_and(|(a, _)| *a < first) {
+                                            recent.pop_front();
+                                        }
+                                    }
+                                    None => recent.clear(),
                                 }
                             }
                         }
                     }
                 },
             }
-            if !live {
-                write_cursor(&self.cursor_path, self.position)?;
-            }
+            let cursor = (!live).then(|| {
+                let resume_at = match tracker.as_ref().and_then(Tracker::earliest_open) {
+                    Some(_) => recent.front().map_or(position, |(_, i)| *i),
+                    None => position,
+                };
+                CaptureCursor {
+                    resume_at,
+                    emitted_through: position.max(suppress_below),
+                }
+            });
+            stats.reads += self.commit(store, reads, cursor)?;
             pace(self.cfg.interval.saturating_sub(started.elapsed()), cancel);
         }
-        if let Some(t) = tracker.as_mut() {
+        // At the end of a file the open passes are complete; on shutdown
+        // they are left for the restart to read again (a live camera cannot
+        // be read again, so it stores them now).
+        if let Some(t) = tracker.as_mut().filter(|_| ended || live) {
             let last = Frame {
                 source: source.describe(),
-                seq: self.position,
+                seq: position,
                 captured_at: SystemTime::now(),
                 time_source: crate::capture::TimeSource::SystemClock,
                 image: crate::recognise::RgbImage::from_raw(1, 1, vec![0; 3])
                     .context("a 1-pixel image")?,
                 encoded: None,
             };
+            let mut reads = Vec::new();
             for pass in t.flush() {
-                store_pass(&self.cfg, store, &location, &last, &pass, &overviews)?;
-                stats.reads += 1;
+                reads.push(self.pass_read(&last, &pass, &overviews)?);
             }
+            let cursor = (!live).then(|| CaptureCursor::at(position.max(suppress_below)));
+            stats.reads += self.commit(store, reads, cursor)?;
         }
         // `frames` counts every frame finished, across restarts.
         info!(
-            frames = self.position,
+            frames = position,
             failed = stats.frames_failed,
             reads = stats.reads,
             "capture finished"
         );
         Ok(stats)
     }
+
+    /// Store one step's reads with the source's new position, in one
+    /// transaction; then log each read.
+    fn commit(
+        &self,
+        store: &StoreHandle,
+        reads: Vec<(NewRead, String)>,
+        cursor: Option<CaptureCursor>,
+    ) -> anyhow::Result<u64> {
+        if reads.is_empty() && cursor.is_none() {
+            return Ok(0);
+        }
+        let (reads, files): (Vec<NewRead>, Vec<String>) = reads.into_iter().unzip();
+        let shown: Vec<(String, f32, TimeSource, Location)> = reads
+            .iter()
+            .map(|r| {
+                (
+                    r.content.plate.clone(),
+                    f32::from(r.content.confidence) / 100.0,
+                    r.time_source,
+                    r.content.location.clone(),
+                )
+            })
+            .collect();
+        let results = store
+            .commit_capture_blocking(reads, cursor)
+            .context("storing the reads")?;
+        let mut stored = 0;
+        for ((r, file), (plate, pct, ts, loc)) in results.into_iter().zip(files).zip(shown) {
+            match r {
+                Ok(appended) => {
+                    stored += 1;
+                    info!(
+                        plate = %plate,
+                        confidence = format_args!("{pct:.1}%"),
+                        file = %file,
+                        entry = appended.seq,
+                        time_source = %ts,
+                        location = ?loc.to_string(),
+                        "plate read"
+                    );
+                }
+                Err(e) => {
+                    warn!(plate = %plate, file = %file, error = %e, "read refused by the store")
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// One vehicle pass as a read, with the overview of its best frame when
+    /// still held.
+    fn pass_read(
+        &self,
+        frame: &Frame,
+        pass: &PassRead,
+        overviews: &VecDeque<(Duration, Vec<u8>)>,
+    ) -> anyhow::Result<(NewRead, String)> {
+        let overview = overviews
+            .iter()
+            .find(|(at, _)| *at == pass.best_frame)
+            .or_else(|| overviews.back())
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default();
+        let mut at_best = frame.clone();
+        at_best.captured_at = UNIX_EPOCH + pass.best_frame;
+        self.new_read(&at_best, &pass.read, overview)
+    }
+
+    fn new_read(
+        &self,
+        frame: &Frame,
+        plate: &PlateRead,
+        overview: Vec<u8>,
+    ) -> anyhow::Result<(NewRead, String)> {
+        let cfg = &self.cfg;
+        let crop = plate
+            .crop_jpeg()
+            .map_err(|e| anyhow::anyhow!("encoding the plate crop: {e}"))?;
+        let (captured_at, time_source) = capture_time(
+            frame,
+            cfg.stamp_now && cfg.camera_device.is_none(),
+            self.gps.as_ref(),
+        );
+        let content = ReadContent {
+            location: cfg.location(self.gps.as_ref()),
+            camera: cfg.camera.clone(),
+            plate: plate.text.clone(),
+            confidence: confidence_from_f32(plate.confidence),
+            char_confidence: plate
+                .char_confidence
+                .iter()
+                .map(|&c| confidence_from_f32(c))
+                .collect(),
+            region: plate.region.as_ref().map(|r| r.name.clone()),
+            detector_model: plate.detector_model.clone(),
+            ocr_model: plate.ocr_model.clone(),
+            // The store computes both hashes from the bytes it keeps.
+            crop_hash: Hash32::ZERO,
+            overview_hash: Hash32::ZERO,
+        };
+        let file = Path::new(&frame.source).file_name().map_or_else(
+            || frame.source.clone(),
+            |f| f.to_string_lossy().into_owned(),
+        );
+        Ok((
+            NewRead {
+                content,
+                captured_at,
+                time_source,
+                crop,
+                overview,
+            },
+            file,
+        ))
+    }
+}
+
+/// The capture time of a read and where it came from. `stamp_now` stamps
+/// it with the node's clock (a replay paced like a live camera).
+fn capture_time(
+    frame: &Frame,
+    stamp_now: bool,
+    gps: Option<&GpsHandle>,
+) -> (UnixMillis, TimeSource) {
+    use crate::capture::TimeSource as Frame;
+    match (stamp_now, frame.time_source) {
+        (false, Frame::Exif) => (millis(frame.captured_at), TimeSource::Exif),
+        (false, Frame::FileTime) => (millis(frame.captured_at), TimeSource::FileTime),
+        (false, Frame::SystemClock) => clock_time(frame.captured_at, gps),
+        (true, _) => clock_time(SystemTime::now(), gps),
+    }
+}
+
+/// A time read from the system clock: labelled NTP when the kernel says an
+/// NTP daemon holds the clock; else, with a current GPS fix, the receiver's
+/// time; else the unsynchronised local clock.
+fn clock_time(at: SystemTime, gps: Option<&GpsHandle>) -> (UnixMillis, TimeSource) {
+    if crate::capture::clock::system_clock_synced() == Some(true) {
+        return (millis(at), TimeSource::Ntp);
+    }
+    let now = Instant::now();
+    let gps_now = gps
+        .and_then(|g| g.state().fix(now))
+        .and_then(|f| f.time_now(now));
+    match gps_now {
+        Some(t) => {
+            // `at` was that long ago on the system clock.
+            let ago = SystemTime::now().duration_since(at).unwrap_or_default();
+            let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
+            (UnixMillis(t.0.saturating_sub(ago)), TimeSource::Gps)
+        }
+        None => (millis(at), TimeSource::LocalClock),
+    }
+}
+
+/// The cursor the store holds; else, once, the one an older version left
+/// in `capture.cursor` (moved into the store, then the file is removed).
+fn resume_cursor(store: &StoreHandle, legacy: &Path) -> anyhow::Result<CaptureCursor> {
+    if let Some(c) = store
+        .capture_cursor()
+        .context("reading the capture cursor")?
+    {
+        if legacy.exists() {
+            std::fs::remove_file(legacy)
+                .with_context(|| format!("removing the old {}", legacy.display()))?;
+        }
+        return Ok(c);
+    }
+    let Some(done) = read_cursor(legacy) else {
+        return Ok(CaptureCursor::default());
+    };
+    let cursor = CaptureCursor::at(done);
+    store
+        .commit_capture_blocking(Vec::new(), Some(cursor))
+        .context("moving the capture cursor into the store")?;
+    std::fs::remove_file(legacy)
+        .with_context(|| format!("removing the old {}", legacy.display()))?;
+    info!(
+        frames = done,
+        "took the capture position from the old cursor file"
+    );
+    Ok(cursor)
 }
 
 #[cfg(feature = "camera")]
@@ -329,77 +581,6 @@ fn overview_of(frame: &Frame) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// Store one vehicle pass: the fused read, with the overview of its best
-/// frame when still held.
-fn store_pass(
-    cfg: &CaptureConfig,
-    store: &StoreHandle,
-    location: &Location,
-    frame: &Frame,
-    pass: &PassRead,
-    overviews: &VecDeque<(Duration, Vec<u8>)>,
-) -> anyhow::Result<()> {
-    let overview = overviews
-        .iter()
-        .find(|(at, _)| *at == pass.best_frame)
-        .or_else(|| overviews.back())
-        .map(|(_, b)| b.clone())
-        .unwrap_or_default();
-    let mut at_best = frame.clone();
-    at_best.captured_at = UNIX_EPOCH + pass.best_frame;
-    store_read(cfg, store, location, &at_best, &pass.read, overview)
-}
-
-fn store_read(
-    cfg: &CaptureConfig,
-    store: &StoreHandle,
-    location: &Location,
-    frame: &Frame,
-    plate: &PlateRead,
-    overview: Vec<u8>,
-) -> anyhow::Result<()> {
-    let crop = plate
-        .crop_jpeg()
-        .map_err(|e| anyhow::anyhow!("encoding the plate crop: {e}"))?;
-    let (captured_at, time_source) = if cfg.stamp_now && cfg.camera_device.is_none() {
-        (UnixMillis::now(), TimeSource::LocalClock)
-    } else {
-        (millis(frame.captured_at), TimeSource::LocalClock)
-    };
-    let content = ReadContent {
-        location: location.clone(),
-        camera: cfg.camera.clone(),
-        plate: plate.text.clone(),
-        confidence: confidence_from_f32(plate.confidence),
-        char_confidence: plate
-            .char_confidence
-            .iter()
-            .map(|&c| confidence_from_f32(c))
-            .collect(),
-        region: plate.region.as_ref().map(|r| r.name.clone()),
-        detector_model: plate.detector_model.clone(),
-        ocr_model: plate.ocr_model.clone(),
-        // The store computes both hashes from the bytes it keeps.
-        crop_hash: Hash32::ZERO,
-        overview_hash: Hash32::ZERO,
-    };
-    let appended = store
-        .append_read_blocking(content, captured_at, time_source, crop, overview)
-        .context("storing a read")?;
-    let file = Path::new(&frame.source).file_name().map_or_else(
-        || frame.source.clone(),
-        |f| f.to_string_lossy().into_owned(),
-    );
-    info!(
-        plate = %plate.text,
-        confidence = format_args!("{:.1}%", plate.confidence * 100.0),
-        file = %file,
-        entry = appended.seq,
-        "plate read"
-    );
-    Ok(())
-}
-
 fn millis(t: SystemTime) -> UnixMillis {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     UnixMillis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -416,21 +597,104 @@ fn pace(wait: Duration, cancel: &CancellationToken) {
     }
 }
 
-fn read_cursor(path: &Path) -> u64 {
+/// The frame count an older version wrote to `capture.cursor`, if any.
+fn read_cursor(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
 }
 
-/// Durably record that `n` frames are done (write, sync, rename).
-fn write_cursor(path: &Path, n: u64) -> anyhow::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("cursor.tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    writeln!(f, "{n}")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alpr_shared::crypto::SecretKey;
+    use alpr_shared::types::DeviceId;
+
+    #[test]
+    fn an_old_cursor_file_is_taken_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let legacy = dir.path().join("capture.cursor");
+        std::fs::write(&legacy, "12\n").expect("write");
+        let (store, join) = StoreHandle::open(
+            &dir.path().join("e.redb"),
+            SecretKey::from_bytes(&[2; 32]),
+            DeviceId::new("p").expect("valid"),
+        )
+        .expect("open");
+        assert_eq!(
+            resume_cursor(&store, &legacy).expect("cursor"),
+            CaptureCursor::at(12)
+        );
+        assert!(!legacy.exists(), "the file is taken once");
+        assert_eq!(
+            store.capture_cursor().expect("cursor"),
+            Some(CaptureCursor::at(12))
+        );
+        // A stale file beside a store that has its own cursor is not taken.
+        std::fs::write(&legacy, "3\n").expect("write");
+        assert_eq!(
+            resume_cursor(&store, &legacy).expect("cursor"),
+            CaptureCursor::at(12)
+        );
+        drop(store);
+        join.join().expect("writer");
+    }
+
+    #[test]
+    fn a_configured_position_is_labelled_configured() {
+        let mut cfg = CaptureConfig {
+            gps: Some(GpsFix {
+                lat: 37.5,
+                lon: -122.25,
+                accuracy_m: 10.0,
+            }),
+            ..CaptureConfig::default()
+        };
+        assert_eq!(
+            cfg.location(None),
+            Location::Configured {
+                lat_e7: 375_000_000,
+                lon_e7: -1_222_500_000,
+                accuracy_cm: 1000
+            }
+        );
+        // gpsd running but without a fix: still not a measured position.
+        let no_fix = GpsHandle::fixed(crate::capture::gps::GpsState::default());
+        assert!(!cfg.location(Some(&no_fix)).is_measured());
+        cfg.gps = None;
+        assert_eq!(cfg.location(Some(&no_fix)), Location::Unknown);
+        cfg.site_id = Some("pole-3".into());
+        assert!(matches!(cfg.location(None), Location::Site { .. }));
+        assert_eq!(cfg.gpsd_address(true).as_deref(), Some("127.0.0.1:2947"));
+        assert_eq!(cfg.gpsd_address(false), None);
+        cfg.gpsd = Some("off".into());
+        assert_eq!(cfg.gpsd_address(true), None);
+    }
+
+    #[test]
+    fn a_photos_time_says_where_it_came_from() {
+        let frame = |ts| Frame {
+            source: "a.jpg".into(),
+            seq: 0,
+            captured_at: UNIX_EPOCH + Duration::from_secs(1_000),
+            time_source: ts,
+            image: crate::recognise::RgbImage::from_raw(1, 1, vec![0; 3]).expect("1 px"),
+            encoded: None,
+        };
+        use crate::capture::TimeSource as F;
+        assert_eq!(
+            capture_time(&frame(F::Exif), false, None),
+            (UnixMillis(1_000_000), TimeSource::Exif)
+        );
+        assert_eq!(
+            capture_time(&frame(F::FileTime), false, None),
+            (UnixMillis(1_000_000), TimeSource::FileTime)
+        );
+        let (_, now) = capture_time(&frame(F::Exif), true, None);
+        let expected = match crate::capture::clock::system_clock_synced() {
+            Some(true) => TimeSource::Ntp,
+            _ => TimeSource::LocalClock,
+        };
+        assert_eq!(now, expected);
+    }
 }

@@ -13,10 +13,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::capture::gps::{GpsHandle, GpsStatus};
 use crate::config::EdgeConfig;
 use crate::health::{CaptureHealth, CaptureState};
 use crate::store::StoreHandle;
 use crate::sync::{SharedStatus, SyncStatus};
+use alpr_shared::types::DeviceKind;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -78,6 +80,9 @@ pub struct Status {
     /// recorded as lost with a signed loss entry: the node's fault.
     pub lost_entries: u64,
     pub own_loss: Option<String>,
+    /// The gpsd client's state (vehicles, or where `gpsd` is configured).
+    #[serde(default)]
+    pub gps: Option<GpsStatus>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +127,7 @@ fn status_of(
         hub_lost: sync.hub_lost.clone(),
         lost_entries: log.lost,
         own_loss: sync.own_loss.clone(),
+        gps: None,
     }
 }
 
@@ -151,6 +157,19 @@ pub fn open_store(
     Ok(opened)
 }
 
+/// The kind of node this certificate was issued to.
+fn device_kind(config: &EdgeConfig) -> anyhow::Result<DeviceKind> {
+    let ca = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+    let cert = std::fs::read(&config.cert)
+        .with_context(|| format!("reading {}", config.cert.display()))?;
+    let anchor = TrustAnchor::from_pem(&ca).context("the CA certificate")?;
+    Ok(anchor
+        .check_device_pem(&cert)
+        .context("this node's certificate")?
+        .kind)
+}
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = EdgeConfig::load_or_default(args.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -168,6 +187,10 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     alpr_shared::cli::cancel_on_signals(cancel.clone());
     let status: SharedStatus = Arc::new(Mutex::new(SyncStatus::default()));
     let capture_health = CaptureHealth::new("off");
+    let gps = config
+        .capture
+        .gpsd_address(device_kind(&config)? == DeviceKind::Vehicle)
+        .map(|addr| crate::capture::gps::spawn(addr, cancel.clone()));
 
     // Every task the node needs. One that fails, panics, or (for those that
     // must run until shutdown) ends on its own stops the node with a
@@ -185,9 +208,9 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     {
         let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
         let socket = bind_status_socket(&config.socket_path())?;
-        let (device, capture) = (device.clone(), capture_health.clone());
+        let (device, capture, gps) = (device.clone(), capture_health.clone(), gps.clone());
         critical.spawn(async move {
-            let r = serve_status(socket, device, store, status, capture, cancel.clone()).await;
+            let r = serve_status(socket, device, store, status, capture, gps, cancel.clone()).await;
             ("the status socket", must_run(r, &cancel))
         });
     }
@@ -230,8 +253,9 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
         });
     }
     if config.capture.enabled() {
-        let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir)?
-            .with_health(capture_health.clone());
+        let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir, &store)?
+            .with_health(capture_health.clone())
+            .with_gps(gps.clone());
         capture_health.update(|s| s.state = "running".into());
         let (store, cancel, health) = (store.clone(), cancel.clone(), capture_health.clone());
         critical.spawn_blocking(move || {
@@ -300,6 +324,7 @@ async fn serve_status(
     store: StoreHandle,
     status: SharedStatus,
     capture: CaptureHealth,
+    gps: Option<GpsHandle>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let limit = Arc::new(tokio::sync::Semaphore::new(16));
@@ -314,7 +339,13 @@ async fn serve_status(
         let st = status
             .lock()
             .map(|s| status_of(&device, &store, &s, &capture))
-            .map_err(|_| anyhow::anyhow!("status lock poisoned"))?;
+            .map_err(|_| anyhow::anyhow!("status lock poisoned"))
+            .map(|mut st| {
+                st.gps = gps
+                    .as_ref()
+                    .map(|g| g.state().summary(std::time::Instant::now()));
+                st
+            })?;
         tokio::spawn(async move {
             let mut buf = [0u8; 64];
             let _ =
@@ -385,6 +416,7 @@ async fn serve_status(
     _store: StoreHandle,
     _status: SharedStatus,
     _capture: CaptureHealth,
+    _gps: Option<GpsHandle>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     cancel.cancelled().await;
@@ -464,6 +496,16 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         for p in &st.problems {
             println!("PROBLEM      {p}");
+        }
+        if let Some(g) = &st.gps {
+            let age = g
+                .fix_age_ms
+                .map(|ms| format!(", last fix {:.1} s ago", ms as f64 / 1000.0))
+                .unwrap_or_default();
+            println!("gps          {} (gpsd {}{age})", g.state, g.gpsd);
+            if let Some(p) = &g.position {
+                println!("position     {p}");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

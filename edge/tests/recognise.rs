@@ -206,6 +206,11 @@ fn cli_reports_each_file_and_fails_at_the_end() {
         Some(4)
     );
     assert!(lines[1]["ms"].as_f64().is_some());
+    // The photo has no EXIF capture time: its time is the file's.
+    assert_eq!(lines[1]["time_source"], "file-time", "{stdout}");
+    assert!(lines[1]["captured_at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
 
     let out = Command::new(env!("CARGO_BIN_EXE_edge"))
         .args(["recognize", "--models", "/nonexistent/models"])

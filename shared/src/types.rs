@@ -230,6 +230,10 @@ pub enum TimeSource {
     Ntp,
     /// System clock with no known synchronisation.
     LocalClock,
+    /// The photo's own EXIF `DateTimeOriginal` (the camera's clock).
+    Exif,
+    /// The image file's modification time.
+    FileTime,
 }
 
 /// Where a read was taken.
@@ -237,12 +241,89 @@ pub enum TimeSource {
 pub enum Location {
     /// A fixed, surveyed site (pole cameras).
     Site { site_id: String },
-    /// A GPS fix: degrees × 10⁷, horizontal accuracy in centimetres.
+    /// A measured GPS fix: degrees × 10⁷, horizontal accuracy in
+    /// centimetres ([`ACCURACY_UNKNOWN`] when the receiver gave none).
     Gps {
         lat_e7: i32,
         lon_e7: i32,
         accuracy_cm: u32,
     },
+    /// A position written in the node's configuration, not measured when the
+    /// read was taken: degrees × 10⁷, the accuracy the configuration claims.
+    Configured {
+        lat_e7: i32,
+        lon_e7: i32,
+        accuracy_cm: u32,
+    },
+    /// No position known: a vehicle without a current GPS fix.
+    Unknown,
+}
+
+/// `accuracy_cm` of a fix whose receiver reported no error estimate.
+pub const ACCURACY_UNKNOWN: u32 = u32::MAX;
+
+impl Location {
+    /// Whether the position was measured when the read was taken.
+    pub fn is_measured(&self) -> bool {
+        matches!(self, Location::Gps { .. })
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let deg = |e7: i32| f64::from(e7) / 1e7;
+        let acc = |cm: u32| {
+            if cm == ACCURACY_UNKNOWN {
+                "unknown accuracy".to_owned()
+            } else {
+                format!("±{:.1} m", f64::from(cm) / 100.0)
+            }
+        };
+        match self {
+            Location::Site { site_id } => write!(f, "site {site_id}"),
+            Location::Gps {
+                lat_e7,
+                lon_e7,
+                accuracy_cm,
+            } => write!(
+                f,
+                "gps {:.7},{:.7} {}",
+                deg(*lat_e7),
+                deg(*lon_e7),
+                acc(*accuracy_cm)
+            ),
+            Location::Configured {
+                lat_e7,
+                lon_e7,
+                accuracy_cm,
+            } => write!(
+                f,
+                "configured {:.7},{:.7} {}",
+                deg(*lat_e7),
+                deg(*lon_e7),
+                acc(*accuracy_cm)
+            ),
+            Location::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+impl TimeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeSource::Gps => "gps",
+            TimeSource::Ntp => "ntp-synced-clock",
+            TimeSource::LocalClock => "local-clock",
+            TimeSource::Exif => "exif",
+            TimeSource::FileTime => "file-time",
+        }
+    }
+}
+
+impl fmt::Display for TimeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Confidence in 1/10000 (0 = none, 10000 = certain): integers keep the
@@ -288,7 +369,7 @@ impl ReadContent {
                 }
                 check_text("site id", site_id, MAX_TEXT_LEN)?;
             }
-            Location::Gps { lat_e7, lon_e7, .. } => {
+            Location::Gps { lat_e7, lon_e7, .. } | Location::Configured { lat_e7, lon_e7, .. } => {
                 if lat_e7.unsigned_abs() > 900_000_000 {
                     return Err(InvalidValue::OutOfRange { field: "latitude" });
                 }
@@ -296,6 +377,7 @@ impl ReadContent {
                     return Err(InvalidValue::OutOfRange { field: "longitude" });
                 }
             }
+            Location::Unknown => {}
         }
         check_text("camera", &self.camera, MAX_TEXT_LEN)?;
         if self.plate.is_empty() {
@@ -369,6 +451,45 @@ mod tests {
             UnixMillis(951_782_400_000).to_string(),
             "2000-02-29T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn new_provenance_variants_keep_the_old_indices() {
+        // postcard writes a variant's index: the old ones must not move.
+        let enc = |t: &TimeSource| postcard::to_allocvec(t).expect("encode");
+        assert_eq!(enc(&TimeSource::Gps), [0]);
+        assert_eq!(enc(&TimeSource::Ntp), [1]);
+        assert_eq!(enc(&TimeSource::LocalClock), [2]);
+        assert_eq!(enc(&TimeSource::Exif), [3]);
+        assert_eq!(enc(&TimeSource::FileTime), [4]);
+        let loc = |l: &Location| postcard::to_allocvec(l).expect("encode")[0];
+        assert_eq!(
+            loc(&Location::Site {
+                site_id: "s".into()
+            }),
+            0
+        );
+        let fix = (1, 2, 3);
+        assert_eq!(
+            loc(&Location::Gps {
+                lat_e7: fix.0,
+                lon_e7: fix.1,
+                accuracy_cm: fix.2
+            }),
+            1
+        );
+        let configured = Location::Configured {
+            lat_e7: 1,
+            lon_e7: 2,
+            accuracy_cm: 3,
+        };
+        assert_eq!(loc(&configured), 2);
+        assert_eq!(loc(&Location::Unknown), 3);
+        let back: Location =
+            postcard::from_bytes(&postcard::to_allocvec(&configured).expect("encode"))
+                .expect("decode");
+        assert_eq!(back, configured);
+        assert!(!configured.is_measured());
     }
 
     #[test]

@@ -21,6 +21,8 @@
 
 #[cfg(feature = "camera")]
 pub mod camera;
+pub mod clock;
+pub mod gps;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +39,17 @@ pub enum TimeSource {
     FileTime,
     /// The system clock when the frame arrived (live cameras).
     SystemClock,
+}
+
+impl TimeSource {
+    /// As a read records it (`alpr_shared::types::TimeSource::as_str`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeSource::Exif => "exif",
+            TimeSource::FileTime => "file-time",
+            TimeSource::SystemClock => "system-clock",
+        }
+    }
 }
 
 /// One captured frame.
@@ -95,7 +108,9 @@ fn is_image(p: &Path) -> bool {
 /// How many bytes of a file we read to find its EXIF capture time.
 const EXIF_PROBE: u64 = 256 * 1024;
 
-fn capture_time(path: &Path) -> (SystemTime, TimeSource) {
+/// A photo's capture time and where it came from: its EXIF
+/// `DateTimeOriginal`, else the file's modification time.
+pub fn capture_time(path: &Path) -> (SystemTime, TimeSource) {
     use std::io::Read;
     let exif_time = std::fs::File::open(path).ok().and_then(|f| {
         let mut head = Vec::new();

@@ -172,9 +172,19 @@ pub fn recognize(args: RecognizeArgs) -> anyhow::Result<ExitCode> {
             let line = match r.result {
                 Ok((plates, times)) => {
                     let ms = times.total().as_secs_f64() * 1e3;
+                    // Where the photo's time comes from, as a read of it
+                    // would record it.
+                    let (taken, source) = crate::capture::capture_time(&r.path);
+                    let taken = alpr_shared::types::UnixMillis(
+                        taken
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    );
                     if args.json {
                         serde_json::json!({
                             "file": file,
+                            "captured_at": taken.to_string(),
+                            "time_source": source.as_str(),
                             "plates": plates.iter().map(plate_json).collect::<Vec<_>>(),
                             "ms": (ms * 10.0).round() / 10.0,
                         })
@@ -183,7 +193,11 @@ pub fn recognize(args: RecognizeArgs) -> anyhow::Result<ExitCode> {
                         format!("{file}: no plate ({ms:.0} ms)")
                     } else {
                         let p: Vec<String> = plates.iter().map(plate_line).collect();
-                        format!("{file}: {} ({ms:.0} ms)", p.join("; "))
+                        format!(
+                            "{file}: {} ({ms:.0} ms; taken {taken}, {})",
+                            p.join("; "),
+                            source.as_str()
+                        )
                     }
                 }
                 Err(e) => {

@@ -147,6 +147,11 @@ impl Tracker {
         done
     }
 
+    /// When the earliest pass still open was first seen.
+    pub fn earliest_open(&self) -> Option<Duration> {
+        self.open.iter().map(|t| t.first_seen).min()
+    }
+
     /// Tracks still open.
     pub fn open_tracks(&self) -> usize {
         self.open.len()

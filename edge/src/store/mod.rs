@@ -43,8 +43,69 @@ const IMAGE_QUEUE: TableDefinition<&[u8; 40], ()> = TableDefinition::new("image-
 /// first lost seq (BE) → loss entry seq (BE) ‖ last lost seq (BE): entries
 /// of this log unreadable in this store, and the signed record of it.
 const LOSSES: TableDefinition<&[u8; 8], &[u8; 16]> = TableDefinition::new("losses-v1");
-/// "receipt" → the hub's latest receipt; "device" → the log's device name.
+/// "receipt" → the hub's latest receipt; "device" → the log's device name;
+/// [`CURSOR_KEY`] → the capture source's position ([`CaptureCursor`]).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
+
+/// META key of the capture cursor.
+const CURSOR_KEY: &str = "capture-cursor";
+
+/// Where the capture source stands, committed in the same transaction as
+/// the reads its frames produced, so a kill can neither lose a read nor make
+/// the node read a frame again after its read is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CaptureCursor {
+    /// A restarted node reads the source again from this frame (0-based).
+    pub resume_at: u64,
+    /// Every read that frames below this one completed is stored: a pass
+    /// that completes again while frames below it are re-read is not
+    /// stored twice. Equal to `resume_at` when frames are read one by one.
+    pub emitted_through: u64,
+}
+
+impl CaptureCursor {
+    /// `done` frames finished, nothing pending.
+    pub fn at(done: u64) -> Self {
+        CaptureCursor {
+            resume_at: done,
+            emitted_through: done,
+        }
+    }
+
+    fn encode(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.resume_at.to_be_bytes());
+        b[8..].copy_from_slice(&self.emitted_through.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        let bad = || StoreError::Corrupt("capture cursor".into());
+        let resume = b.get(..8).and_then(|x| <[u8; 8]>::try_from(x).ok());
+        let through = b.get(8..16).and_then(|x| <[u8; 8]>::try_from(x).ok());
+        match (resume, through, b.len()) {
+            (Some(r), Some(t), 16) => Ok(CaptureCursor {
+                resume_at: u64::from_be_bytes(r),
+                emitted_through: u64::from_be_bytes(t),
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// One read to store, with its images.
+#[derive(Debug, Clone)]
+pub struct NewRead {
+    pub content: ReadContent,
+    pub captured_at: UnixMillis,
+    pub time_source: TimeSource,
+    pub crop: Vec<u8>,
+    pub overview: Vec<u8>,
+}
+
+/// Each read's result, in order (a read refused as invalid does not stop
+/// the others, nor the cursor).
+pub type CaptureResult = Vec<Result<Appended, StoreError>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,6 +183,13 @@ enum Cmd {
     RecordLoss {
         seq: u64,
         reply: oneshot::Sender<Result<Option<(u64, u64)>, StoreError>>,
+    },
+    /// The reads of one step of the capture source and its new position,
+    /// in one transaction.
+    Capture {
+        reads: Vec<NewRead>,
+        cursor: Option<CaptureCursor>,
+        reply: oneshot::Sender<Result<CaptureResult, StoreError>>,
     },
 }
 
@@ -426,6 +494,42 @@ impl StoreHandle {
             .blocking_send(cmd)
             .map_err(|_| StoreError::Stopped)?;
         rx.blocking_recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Store the reads of one step of the capture source together with the
+    /// source's new position (none for a live camera), atomically and
+    /// durably (for a caller on a plain thread).
+    pub fn commit_capture_blocking(
+        &self,
+        reads: Vec<NewRead>,
+        cursor: Option<CaptureCursor>,
+    ) -> Result<CaptureResult, StoreError> {
+        for r in &reads {
+            for img in [&r.crop, &r.overview] {
+                if img.len() > alpr_shared::wire::MAX_IMAGE_BYTES {
+                    return Err(StoreError::ImageTooLarge(img.len()));
+                }
+            }
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Cmd::Capture {
+                reads,
+                cursor,
+                reply,
+            })
+            .map_err(|_| StoreError::Stopped)?;
+        rx.blocking_recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    /// The capture source's committed position, if any was ever stored.
+    pub fn capture_cursor(&self) -> Result<Option<CaptureCursor>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(META).map_err(db_err)?;
+        t.get(CURSOR_KEY)
+            .map_err(db_err)?
+            .map(|v| CaptureCursor::decode(v.value()))
+            .transpose()
     }
 
     /// Record the hub's latest receipt, as checked by the sync core against
@@ -822,7 +926,9 @@ fn writer_loop(
         st.len = log.len();
         for r in &replies {
             match r {
-                Done::Appended(_, queued) => st.images_pending += queued,
+                Done::Appended(_, queued) | Done::Captured(_, queued) => {
+                    st.images_pending += queued
+                }
                 Done::Acked(next, at) => {
                     st.acked = *next;
                     st.acked_at = Some(*at);
@@ -859,6 +965,8 @@ fn disk_position(db: &Database) -> Result<(u64, Hash32), StoreError> {
 enum Done {
     /// The read, and how many images joined the upload queue.
     Appended(Appended, u64),
+    /// A capture step's reads, and how many images joined the queue.
+    Captured(CaptureResult, u64),
     Acked(u64, UnixMillis),
     Dequeued,
     Requeued(u64),
@@ -888,6 +996,13 @@ fn reply(cmd: Cmd, r: Done) {
                 Done::Requeued(n) => Ok(n),
                 Done::Failed(e) => Err(e),
                 _ => Ok(0),
+            });
+        }
+        Cmd::Capture { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Captured(v, _) => Ok(v),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no capture result".into())),
             });
         }
         Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } => {
@@ -924,52 +1039,62 @@ fn write_batch(
                     overview,
                     ..
                 } => {
-                    let mut content = content.clone();
-                    content.crop_hash = sha256(crop);
-                    content.overview_hash = sha256(overview);
-                    if let Err(e) = content.validate() {
-                        out.push(Done::Failed(e.into()));
-                        continue;
-                    }
-                    let plate = content.plate.clone();
-                    let entry = match log.append_read(content, *captured_at, *time_source) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            out.push(Done::Failed(e.into()));
-                            continue;
-                        }
+                    let mut t = Tables {
+                        reads: &mut reads,
+                        plates: &mut plates,
+                        images: &mut images,
+                        queue: &mut queue,
                     };
-                    let seq = entry.seq();
-                    reads
-                        .insert(&seq.to_be_bytes(), entry.encode().as_slice())
-                        .map_err(db_err)?;
-                    plates
-                        .insert(plate_key(&plate, *captured_at, seq).as_slice(), ())
-                        .map_err(db_err)?;
-                    let mut queued = 0;
-                    for img in [&*crop, &*overview] {
-                        if img.is_empty() {
-                            continue;
-                        }
-                        let h = sha256(img);
-                        if images.get(&h.0).map_err(db_err)?.is_none() {
-                            images.insert(&h.0, img.as_slice()).map_err(db_err)?;
-                        }
-                        if queue
-                            .insert(&image_key(seq, &h), ())
-                            .map_err(db_err)?
-                            .is_none()
-                        {
-                            queued += 1;
-                        }
-                    }
-                    out.push(Done::Appended(
-                        Appended {
-                            seq,
-                            hash: entry.hash(),
+                    out.push(
+                        match append_one(
+                            &mut t,
+                            log,
+                            content,
+                            *captured_at,
+                            *time_source,
+                            crop,
+                            overview,
+                        )? {
+                            Ok((a, queued)) => Done::Appended(a, queued),
+                            Err(e) => Done::Failed(e),
                         },
-                        queued,
-                    ));
+                    );
+                }
+                Cmd::Capture {
+                    reads: new, cursor, ..
+                } => {
+                    let mut t = Tables {
+                        reads: &mut reads,
+                        plates: &mut plates,
+                        images: &mut images,
+                        queue: &mut queue,
+                    };
+                    let mut results = Vec::with_capacity(new.len());
+                    let mut queued_all = 0;
+                    for r in new.iter() {
+                        results.push(
+                            match append_one(
+                                &mut t,
+                                log,
+                                &r.content,
+                                r.captured_at,
+                                r.time_source,
+                                &r.crop,
+                                &r.overview,
+                            )? {
+                                Ok((a, queued)) => {
+                                    queued_all += queued;
+                                    Ok(a)
+                                }
+                                Err(e) => Err(e),
+                            },
+                        );
+                    }
+                    if let Some(c) = cursor {
+                        meta.insert(CURSOR_KEY, c.encode().as_slice())
+                            .map_err(db_err)?;
+                    }
+                    out.push(Done::Captured(results, queued_all));
                 }
                 Cmd::Acked { receipt, .. } => {
                     // The sync core orders receipts and checks each against
@@ -1086,6 +1211,69 @@ fn write_batch(
     }
     tx.commit().map_err(db_err)?;
     Ok(out)
+}
+
+/// The tables an append writes.
+struct Tables<'a, 't> {
+    reads: &'a mut redb::Table<'t, &'static [u8; 8], &'static [u8]>,
+    plates: &'a mut redb::Table<'t, &'static [u8], ()>,
+    images: &'a mut redb::Table<'t, &'static [u8; 32], &'static [u8]>,
+    queue: &'a mut redb::Table<'t, &'static [u8; 40], ()>,
+}
+
+/// Sign one read into the log and write it with its images. The outer error
+/// fails the transaction; the inner one refuses this read alone.
+fn append_one(
+    t: &mut Tables<'_, '_>,
+    log: &mut LogWriter,
+    content: &ReadContent,
+    captured_at: UnixMillis,
+    time_source: TimeSource,
+    crop: &[u8],
+    overview: &[u8],
+) -> Result<Result<(Appended, u64), StoreError>, StoreError> {
+    let mut content = content.clone();
+    content.crop_hash = sha256(crop);
+    content.overview_hash = sha256(overview);
+    if let Err(e) = content.validate() {
+        return Ok(Err(e.into()));
+    }
+    let plate = content.plate.clone();
+    let entry = match log.append_read(content, captured_at, time_source) {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let seq = entry.seq();
+    t.reads
+        .insert(&seq.to_be_bytes(), entry.encode().as_slice())
+        .map_err(db_err)?;
+    t.plates
+        .insert(plate_key(&plate, captured_at, seq).as_slice(), ())
+        .map_err(db_err)?;
+    let mut queued = 0;
+    for img in [crop, overview] {
+        if img.is_empty() {
+            continue;
+        }
+        let h = sha256(img);
+        if t.images.get(&h.0).map_err(db_err)?.is_none() {
+            t.images.insert(&h.0, img).map_err(db_err)?;
+        }
+        if t.queue
+            .insert(&image_key(seq, &h), ())
+            .map_err(db_err)?
+            .is_none()
+        {
+            queued += 1;
+        }
+    }
+    Ok(Ok((
+        Appended {
+            seq,
+            hash: entry.hash(),
+        },
+        queued,
+    )))
 }
 
 /// Overwrite the stored bytes of entry `seq` of a store no process has
@@ -1234,6 +1422,65 @@ mod tests {
             );
         }
         assert_eq!(log[0].read().map(|r| r.crop_hash), Some(sha256(b"crop")));
+    }
+
+    #[test]
+    fn a_capture_step_commits_its_reads_and_cursor_together() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("e.redb");
+        let device = DeviceId::new("v-1").expect("valid");
+        let (store, join) =
+            StoreHandle::open(&path, SecretKey::from_bytes(&[3; 32]), device.clone())
+                .expect("open");
+        assert_eq!(store.capture_cursor().expect("cursor"), None);
+        let new = |plate: &str| NewRead {
+            content: read(plate),
+            captured_at: UnixMillis(5),
+            time_source: TimeSource::Exif,
+            crop: b"c".to_vec(),
+            overview: vec![],
+        };
+        let mut bad = new("OK1");
+        bad.content.plate = "lower".into();
+        let r = store
+            .commit_capture_blocking(
+                vec![new("AAA111"), bad, new("BBB222")],
+                Some(CaptureCursor {
+                    resume_at: 7,
+                    emitted_through: 9,
+                }),
+            )
+            .expect("commit");
+        assert_eq!(r.len(), 3);
+        assert!(r[0].is_ok() && r[1].is_err() && r[2].is_ok(), "{r:?}");
+        // A live camera has no position to keep.
+        store
+            .commit_capture_blocking(vec![new("CCC333")], None)
+            .expect("commit");
+        drop(store);
+        join.join().expect("writer");
+        let (store, _join) =
+            StoreHandle::open(&path, SecretKey::from_bytes(&[3; 32]), device).expect("reopen");
+        assert_eq!(
+            store.capture_cursor().expect("cursor"),
+            Some(CaptureCursor {
+                resume_at: 7,
+                emitted_through: 9
+            })
+        );
+        let plates: Vec<String> = store
+            .entries_from(0, 10)
+            .expect("log")
+            .iter()
+            .filter_map(|e| e.read().map(|r| r.plate.clone()))
+            .collect();
+        assert_eq!(plates, ["AAA111", "BBB222", "CCC333"]);
+        assert_eq!(
+            store.entries_from(0, 10).expect("log")[0]
+                .header
+                .time_source,
+            TimeSource::Exif
+        );
     }
 
     #[tokio::test]
