@@ -241,6 +241,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                                         device: name.clone(),
                                         entries: v.entries,
                                         checkpoint: v.checkpoint,
+                                        new_key: v.new_key,
                                         at: now,
                                     })
                                     .await?,

@@ -27,6 +27,8 @@ enum Command {
     Serve(sync_cli::ServeArgs),
     /// List nodes: last contact, acknowledged sequence, backlog, refusals.
     Nodes(sync_cli::NodesArgs),
+    /// Revoke a node certificate on the running hub (closes its connection).
+    Revoke(sync_cli::RevokeArgs),
     /// Audits: re-verify every node log the running hub holds.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => sync_cli::serve(args),
         Command::Nodes(args) => sync_cli::nodes(args),
+        Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
     };

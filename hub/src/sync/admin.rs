@@ -27,6 +27,22 @@ pub enum AdminRequest {
     Nodes,
     /// One page of a node's stored log, for an audit ([`NodeLogPage`]).
     NodeLog { node: String, from: u64, limit: u32 },
+    /// Revoke a node certificate from `at` (now if absent); closes the
+    /// live connection that authenticated with it ([`RevokeReport`]).
+    Revoke {
+        serial: String,
+        at: Option<UnixMillis>,
+        reason: String,
+    },
+}
+
+/// The answer to [`AdminRequest::Revoke`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeReport {
+    /// As recorded (an earlier revocation of the same serial wins).
+    pub revocation: alpr_shared::cert::Revocation,
+    /// Nodes whose connection was closed.
+    pub closed: Vec<String>,
 }
 
 /// Most entries one [`AdminRequest::NodeLog`] page holds.
@@ -62,6 +78,18 @@ pub struct NodeRow {
     pub refusals: u64,
     pub duplicates: u64,
     pub images: u64,
+    /// Every certificate the node has held.
+    #[serde(default)]
+    pub certificates: Vec<CertRow>,
+}
+
+/// A certificate a node has held, as `hub nodes` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertRow {
+    pub serial: String,
+    pub first_seen: UnixMillis,
+    /// The first sequence number it signs; `None` while pending.
+    pub effective_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +122,9 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
             Ok(AdminRequest::NodeLog { node, from, limit }) => {
                 node_log_page(&hub, &node, from, limit).map(|r| serde_json::to_vec(&r))
             }
+            Ok(AdminRequest::Revoke { serial, at, reason }) => revoke(&hub, &serial, at, reason)
+                .await
+                .map(|r| serde_json::to_vec(&r)),
             Err(e) => Err(anyhow::anyhow!("bad request: {e}")),
         };
         match reply {
@@ -110,6 +141,24 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
     }
 }
 
+async fn revoke(
+    hub: &Hub,
+    serial: &str,
+    at: Option<UnixMillis>,
+    reason: String,
+) -> anyhow::Result<RevokeReport> {
+    let serial = crate::config::normalise_serial(serial);
+    anyhow::ensure!(!serial.is_empty(), "a serial number is hex");
+    let (revocation, closed) = hub
+        .revoke(alpr_shared::cert::Revocation {
+            serial,
+            effective_at: at.unwrap_or_else(UnixMillis::now),
+            reason,
+        })
+        .await?;
+    Ok(RevokeReport { revocation, closed })
+}
+
 fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
     let connected: Vec<String> = hub
         .connections
@@ -122,6 +171,17 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         .into_iter()
         .map(|(name, r)| NodeRow {
             connected: connected.contains(&name.to_string()),
+            certificates: hub
+                .storage
+                .certificates(&name)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| CertRow {
+                    serial: c.serial,
+                    first_seen: c.first_seen,
+                    effective_from: c.effective_from,
+                })
+                .collect(),
             name: name.to_string(),
             last_contact: r.last_contact,
             acked: r.next_seq,

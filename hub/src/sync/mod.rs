@@ -6,13 +6,13 @@
 
 pub mod admin;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use alpr_shared::cert::{DeviceCert, TrustAnchor};
+use alpr_shared::cert::{DeviceCert, Revocation, TrustAnchor};
 use alpr_shared::crypto::SecretKey;
-use alpr_shared::sync::{HubOutput, HubSession, Validity};
+use alpr_shared::sync::{HubOutput, HubSession, NodeKey, NodeKeys, Validity};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use alpr_shared::wire::quic::{self, ReadFrameError};
 use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ADMIN_ALPN, ALPN};
@@ -34,9 +34,18 @@ pub struct Hub {
     anchor: TrustAnchor,
     hub_key: Arc<SecretKey>,
     hub_cert_der: Vec<u8>,
-    revoked: HashSet<String>,
-    connections: Mutex<HashMap<DeviceId, quinn::Connection>>,
+    /// Revocations by serial (also kept in the store).
+    revoked: Mutex<HashMap<String, Revocation>>,
+    connections: Mutex<HashMap<DeviceId, Live>>,
     cancel: CancellationToken,
+}
+
+/// A node's live connection.
+struct Live {
+    conn: quinn::Connection,
+    /// The serial of the certificate it authenticated with.
+    serial: String,
+    session: Arc<Mutex<HubSession>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -46,6 +55,66 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    /// When `serial` was revoked, if it is.
+    fn revoked_at(&self, serial: &str) -> Option<UnixMillis> {
+        self.revoked
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&normalise_serial(serial)).map(|r| r.effective_at))
+    }
+
+    /// Record a revocation durably, apply it to live sessions, and close
+    /// the connections that authenticated with that certificate once it is
+    /// in effect. Returns the revocation as recorded and the nodes whose
+    /// connection was closed.
+    pub async fn revoke(&self, r: Revocation) -> anyhow::Result<(Revocation, Vec<String>)> {
+        self.writer
+            .submit(WriteOp::Revoke(r.clone()))
+            .await
+            .context("recording the revocation")?;
+        let recorded = self
+            .storage
+            .revocations()?
+            .into_iter()
+            .find(|x| x.serial == r.serial)
+            .unwrap_or(r);
+        if let Ok(mut m) = self.revoked.lock() {
+            m.insert(recorded.serial.clone(), recorded.clone());
+        }
+        let now = UnixMillis::now();
+        let mut closed = Vec::new();
+        let live: Vec<(DeviceId, quinn::Connection, String, Arc<Mutex<HubSession>>)> = self
+            .connections
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(d, l)| {
+                        (
+                            d.clone(),
+                            l.conn.clone(),
+                            l.serial.clone(),
+                            l.session.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (device, conn, serial, session) in live {
+            if let Ok(mut s) = session.lock() {
+                s.revoke(&recorded.serial, recorded.effective_at);
+            }
+            if normalise_serial(&serial) == recorded.serial && recorded.effective_at <= now {
+                warn!(node = %device, serial = %recorded.serial, reason = %recorded.reason, "certificate revoked: closing the node's connection");
+                conn.close(
+                    RefusalCode::Revoked.close_code().into(),
+                    b"certificate revoked",
+                );
+                closed.push(device.to_string());
+            }
+        }
+        Ok((recorded, closed))
+    }
+
     /// Log, count and store a refusal.
     pub async fn refuse(&self, device: Option<&DeviceId>, peer: SocketAddr, r: &Refusal) {
         warn!(
@@ -110,6 +179,36 @@ pub async fn serve(
         let _ = tx.send(addr);
     }
 
+    // Revocations from the configuration join those recorded: a bare
+    // serial takes effect when first loaded, a table at its time.
+    let now = UnixMillis::now();
+    let mut revoked: HashMap<String, Revocation> = storage
+        .revocations()
+        .context("reading revocations")?
+        .into_iter()
+        .map(|r| (r.serial.clone(), r))
+        .collect();
+    let mut new_revocations = Vec::new();
+    for entry in &config.revoked {
+        let serial = entry.serial();
+        let at = entry.at()?;
+        let known = revoked.get(&serial).map(|r| r.effective_at);
+        if known.is_none() || at.is_some_and(|t| Some(t) < known) {
+            let r = Revocation {
+                serial: serial.clone(),
+                effective_at: at.unwrap_or(now),
+                reason: entry.reason(),
+            };
+            revoked.insert(serial, r.clone());
+            new_revocations.push(WriteOp::Revoke(r));
+        }
+    }
+    if !new_revocations.is_empty() {
+        storage
+            .commit(new_revocations)
+            .context("recording the configured revocations")?;
+    }
+
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
         Writer::spawn(storage.clone(), metrics.clone(), WriterConfig::default());
@@ -120,7 +219,7 @@ pub async fn serve(
         anchor,
         hub_key,
         hub_cert_der,
-        revoked: config.revoked.iter().map(|s| normalise_serial(s)).collect(),
+        revoked: Mutex::new(revoked),
         connections: Mutex::new(HashMap::new()),
         cancel: cancel.child_token(),
     });
@@ -202,8 +301,11 @@ async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
             return;
         }
     };
-    if hub.revoked.contains(&normalise_serial(&cert.serial)) {
-        let detail = format!("certificate {} is revoked", cert.serial);
+    if let Some(at) = hub
+        .revoked_at(&cert.serial)
+        .filter(|at| *at <= UnixMillis::now())
+    {
+        let detail = format!("certificate {} is revoked since {at}", cert.serial);
         close_refused(
             &hub,
             &conn,
@@ -219,6 +321,37 @@ async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
     node_connection(hub, conn, cert, peer)
         .instrument(span)
         .await;
+}
+
+/// The keys ingest checks this node's entries with: every certificate the
+/// hub holds for it that took effect, and the one it connected with
+/// (pending until its first entry lands on the stored chain), each with its
+/// revocation time.
+fn node_keys(hub: &Hub, cert: &DeviceCert) -> anyhow::Result<NodeKeys> {
+    let key_of = |c: &DeviceCert, effective_from: Option<u64>| NodeKey {
+        serial: normalise_serial(&c.serial),
+        key: c.key,
+        validity: Validity {
+            not_before: c.not_before,
+            not_after: c.not_after,
+        },
+        effective_from,
+        revoked_at: hub.revoked_at(&c.serial),
+    };
+    let mut held = Vec::new();
+    for c in hub.storage.certificates(&cert.name)? {
+        if c.effective_from.is_none() {
+            continue;
+        }
+        match hub.anchor.check_device_der(&c.der) {
+            Ok(d) if d.name == cert.name => held.push(key_of(&d, c.effective_from)),
+            // A certificate that no longer checks vouches for nothing.
+            Ok(_) | Err(_) => {
+                warn!(serial = %c.serial, "a stored certificate of this node does not check; ignored")
+            }
+        }
+    }
+    Ok(NodeKeys::new(held, key_of(cert, None)))
 }
 
 async fn close_refused(
@@ -245,17 +378,6 @@ async fn node_connection(
     peer: SocketAddr,
 ) {
     let name = cert.name.clone();
-    let replaced = hub
-        .connections
-        .lock()
-        .ok()
-        .and_then(|mut m| m.insert(name.clone(), conn.clone()));
-    if let Some(old) = replaced {
-        old.close(
-            RefusalCode::Replaced.close_code().into(),
-            b"a newer connection of this node",
-        );
-    }
     let progress = match hub.storage.node(&name) {
         Ok(r) => r.map(|r| r.progress()).unwrap_or_default(),
         Err(e) => {
@@ -264,20 +386,39 @@ async fn node_connection(
             return;
         }
     };
-    info!(%peer, acked = progress.next_seq, "node connected");
+    let keys = match node_keys(&hub, &cert) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the node's certificates");
+            conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub storage error");
+            return;
+        }
+    };
+    info!(%peer, acked = progress.next_seq, serial = %cert.serial, "node connected");
     let session = Arc::new(Mutex::new(
-        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress).with_validity(
-            Validity {
-                not_before: cert.not_before,
-                not_after: cert.not_after,
-            },
-        ),
+        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress).with_keys(keys),
     ));
+    let replaced = hub.connections.lock().ok().and_then(|mut m| {
+        m.insert(
+            name.clone(),
+            Live {
+                conn: conn.clone(),
+                serial: normalise_serial(&cert.serial),
+                session: session.clone(),
+            },
+        )
+    });
+    if let Some(old) = replaced {
+        old.conn.close(
+            RefusalCode::Replaced.close_code().into(),
+            b"a newer connection of this node",
+        );
+    }
     let ctx = Arc::new(StreamCtx {
         hub: hub.clone(),
         session,
         device: name.clone(),
-        serial: cert.serial.clone(),
+        serial: normalise_serial(&cert.serial),
         cert_der: cert.der.clone(),
         peer,
     });
@@ -301,7 +442,7 @@ async fn node_connection(
     streams.wait().await;
     if let Ok(mut m) = hub.connections.lock() {
         if m.get(&name)
-            .is_some_and(|c| c.stable_id() == conn.stable_id())
+            .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
         {
             m.remove(&name);
         }
@@ -392,8 +533,17 @@ impl StreamCtx {
                 Frame::Hello(h) => Some(h.log_size),
                 _ => None,
             };
-            let Some(outs) = self.with_session(|s| s.handle_frame(frame, now)) else {
-                return;
+            // Verifying a frame's signatures is CPU work: it runs on the
+            // blocking pool (and on several threads for a large frame),
+            // never on the async workers.
+            let session = self.session.clone();
+            let outs = match tokio::task::spawn_blocking(move || {
+                session.lock().ok().map(|mut s| s.handle_frame(frame, now))
+            })
+            .await
+            {
+                Ok(Some(outs)) => outs,
+                _ => return,
             };
             if let Some(size) = hello_size {
                 let op = WriteOp::Contact {
@@ -418,6 +568,7 @@ impl StreamCtx {
                             device: self.device.clone(),
                             entries: batch.entries,
                             checkpoint: batch.checkpoint,
+                            new_key: batch.new_key,
                             at: now,
                         };
                         let Ok(pending) = self.hub.writer.enqueue(op).await else {
