@@ -68,19 +68,18 @@ impl Hub {
     /// in effect. Returns the revocation as recorded and the nodes whose
     /// connection was closed.
     pub async fn revoke(&self, r: Revocation) -> anyhow::Result<(Revocation, Vec<String>)> {
-        self.writer
-            .submit(WriteOp::Revoke(r.clone()))
-            .await
-            .context("recording the revocation")?;
-        let recorded = self
-            .storage
-            .revocations()?
-            .into_iter()
-            .find(|x| x.serial == r.serial)
-            .unwrap_or(r);
-        if let Ok(mut m) = self.revoked.lock() {
-            m.insert(recorded.serial.clone(), recorded.clone());
-        }
+        // Applied in memory first, so no entry captured after it is
+        // verified while it is being written; the earliest time wins.
+        let recorded = match self.revoked.lock() {
+            Ok(mut m) => {
+                let e = m.entry(r.serial.clone()).or_insert_with(|| r.clone());
+                if r.effective_at < e.effective_at {
+                    *e = r.clone();
+                }
+                e.clone()
+            }
+            Err(_) => anyhow::bail!("the revocation list is poisoned"),
+        };
         let now = UnixMillis::now();
         let mut closed = Vec::new();
         let live: Vec<(DeviceId, quinn::Connection, String, Arc<Mutex<HubSession>>)> = self
@@ -105,13 +104,26 @@ impl Hub {
             }
             if normalise_serial(&serial) == recorded.serial && recorded.effective_at <= now {
                 warn!(node = %device, serial = %recorded.serial, reason = %recorded.reason, "certificate revoked: closing the node's connection");
+                let r = Refusal {
+                    code: RefusalCode::Revoked,
+                    seq: None,
+                    detail: format!(
+                        "certificate {} revoked from {} ({}); connection closed",
+                        recorded.serial, recorded.effective_at, recorded.reason
+                    ),
+                };
                 conn.close(
                     RefusalCode::Revoked.close_code().into(),
-                    b"certificate revoked",
+                    r.detail.as_bytes(),
                 );
+                self.refuse(Some(&device), conn.remote_address(), &r).await;
                 closed.push(device.to_string());
             }
         }
+        self.writer
+            .submit(WriteOp::Revoke(recorded.clone()))
+            .await
+            .context("recording the revocation")?;
         Ok((recorded, closed))
     }
 
