@@ -396,12 +396,14 @@ async fn run_in_process(
     };
     let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), writer_config);
     let hub_key = Arc::new(SecretKey::generate());
+    let slots = Arc::new(tokio::sync::Semaphore::new(crate::sync::verify_slots()));
 
     let t1 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for load in loads {
         let writer = writer.clone();
         let hub_key = hub_key.clone();
+        let slots = slots.clone();
         let in_flight = args.in_flight.max(1);
         tasks.spawn(async move {
             let EdgeLoad {
@@ -453,8 +455,10 @@ async fn run_in_process(
                 };
                 let sent = Instant::now();
                 // The hub's path from the bytes a stream delivers, with the
-                // signature checks on the blocking pool.
+                // signature checks on the blocking pool, a frame per core.
+                let slot = slots.clone().acquire_owned().await?;
                 let (back, outs) = tokio::task::spawn_blocking(move || {
+                    let _slot = slot;
                     let frame = match Frame::decode_prefixed(&bytes, MAX_ENTRIES_FRAME) {
                         Ok(Some((f, _))) => f,
                         other => {

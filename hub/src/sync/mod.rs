@@ -37,6 +37,9 @@ pub struct Hub {
     /// Revocations by serial (also kept in the store).
     revoked: Mutex<HashMap<String, Revocation>>,
     connections: Mutex<HashMap<DeviceId, Live>>,
+    /// Frames being verified at once, at most: one per core, so signature
+    /// checks of many connections do not crowd out the writer's thread.
+    pub verify_slots: Arc<Semaphore>,
     cancel: CancellationToken,
 }
 
@@ -233,6 +236,7 @@ pub async fn serve(
         hub_cert_der,
         revoked: Mutex::new(revoked),
         connections: Mutex::new(HashMap::new()),
+        verify_slots: Arc::new(Semaphore::new(verify_slots())),
         cancel: cancel.child_token(),
     });
     let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -333,6 +337,11 @@ async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
     node_connection(hub, conn, cert, peer)
         .instrument(span)
         .await;
+}
+
+/// How many frames are verified at once: one per core.
+pub fn verify_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The keys ingest checks this node's entries with: every certificate the
@@ -548,9 +557,14 @@ impl StreamCtx {
             // Verifying a frame's signatures is CPU work: it runs on the
             // blocking pool (and on several threads for a large frame),
             // never on the async workers.
+            let Ok(slot) = self.hub.verify_slots.clone().acquire_owned().await else {
+                return;
+            };
             let session = self.session.clone();
             let outs = match tokio::task::spawn_blocking(move || {
-                session.lock().ok().map(|mut s| s.handle_frame(frame, now))
+                let outs = session.lock().ok().map(|mut s| s.handle_frame(frame, now));
+                drop(slot);
+                outs
             })
             .await
             {
