@@ -40,8 +40,16 @@ pub struct Hub {
     /// Frames being verified at once, at most: one per core, so signature
     /// checks of many connections do not crowd out the writer's thread.
     pub verify_slots: Arc<Semaphore>,
+    /// Entries admitted (being verified, queued or committed) at once, at
+    /// most ([`ADMITTED_ENTRIES`]): beyond it frames wait in their streams,
+    /// so what is admitted is acknowledged promptly.
+    pub admission: Arc<Semaphore>,
     cancel: CancellationToken,
 }
+
+/// Entries the hub admits at once, over all connections: about one full
+/// commit's worth, so the queue ahead of the writer stays short.
+pub const ADMITTED_ENTRIES: usize = 8_192;
 
 /// A node's live connection.
 struct Live {
@@ -237,6 +245,7 @@ pub async fn serve(
         revoked: Mutex::new(revoked),
         connections: Mutex::new(HashMap::new()),
         verify_slots: Arc::new(Semaphore::new(verify_slots())),
+        admission: Arc::new(Semaphore::new(ADMITTED_ENTRIES)),
         cancel: cancel.child_token(),
     });
     let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -494,6 +503,8 @@ enum Job {
         pending: Pending,
         first: Option<u64>,
         count: usize,
+        /// Released once the commit is answered.
+        _admitted: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     /// Wait for this image's commit, then acknowledge it.
     Image {
@@ -554,6 +565,18 @@ impl StreamCtx {
                 Frame::Hello(h) => Some(h.log_size),
                 _ => None,
             };
+            // Admission: a frame of entries waits (in its stream) until the
+            // entries ahead of it are few enough to be acknowledged soon.
+            let mut admitted = match &frame {
+                Frame::Entries(e) => {
+                    let n = u32::try_from(e.entries.len().clamp(1, ADMITTED_ENTRIES)).unwrap_or(1);
+                    match self.hub.admission.clone().acquire_many_owned(n).await {
+                        Ok(p) => Some(p),
+                        Err(_) => return,
+                    }
+                }
+                _ => None,
+            };
             // Verifying a frame's signatures is CPU work: it runs on the
             // blocking pool (and on several threads for a large frame),
             // never on the async workers.
@@ -604,6 +627,7 @@ impl StreamCtx {
                             pending,
                             first,
                             count,
+                            _admitted: admitted.take(),
                         }
                     }
                     HubOutput::StoreImage { seq, image } => {
@@ -641,6 +665,7 @@ impl StreamCtx {
                     pending,
                     first,
                     count,
+                    _admitted,
                 } => {
                     let res = match pending.committed().await {
                         Ok(WriteResult::Ingested(r)) => r,
