@@ -53,6 +53,10 @@ pub struct IngestArgs {
     /// (the hub's stream pipeline).
     #[arg(long, default_value_t = crate::sync::PIPELINE)]
     pub in_flight: usize,
+    /// Entries the hub admits at once over all edges (the hub's
+    /// `sync::ADMITTED_ENTRIES`).
+    #[arg(long, default_value_t = crate::sync::ADMITTED_ENTRIES)]
+    pub admit: usize,
     /// Folder for the database (default: a temporary folder in the current
     /// one, so the figure is for a real disk).
     #[arg(long)]
@@ -342,7 +346,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
          (at most {} entries admitted at once) to its receipt",
         wire_bytes as f64 / total as f64,
         canonical_bytes as f64 / total as f64,
-        crate::sync::ADMITTED_ENTRIES
+        args.admit
     );
     if let Some((commits, commit_secs)) = run.commits {
         println!(
@@ -415,7 +419,8 @@ async fn run_in_process(
     let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), writer_config);
     let hub_key = Arc::new(SecretKey::generate());
     let slots = Arc::new(tokio::sync::Semaphore::new(crate::sync::verify_slots()));
-    let admission = Arc::new(tokio::sync::Semaphore::new(crate::sync::ADMITTED_ENTRIES));
+    let admit = args.admit.max(MAX_ENTRIES_PER_FRAME);
+    let admission = Arc::new(tokio::sync::Semaphore::new(admit));
 
     let t1 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -489,8 +494,7 @@ async fn run_in_process(
                     Frame::Entries(e) => e.entries.len(),
                     _ => 1,
                 };
-                let weight =
-                    u32::try_from(weight.clamp(1, crate::sync::ADMITTED_ENTRIES)).unwrap_or(1);
+                let weight = u32::try_from(weight.clamp(1, admit)).unwrap_or(1);
                 let admitted = admission.clone().acquire_many_owned(weight).await?;
                 let sent = Instant::now();
                 // The signature checks on the blocking pool, a frame per core.
