@@ -342,12 +342,18 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n{:.0} bytes per entry on the wire ({:.0} stored); ack latency: a frame's admission by the hub \
-         (at most {} entries admitted at once) to its receipt",
+        "\n{:.0} bytes per entry on the wire ({:.0} stored)",
         wire_bytes as f64 / total as f64,
         canonical_bytes as f64 / total as f64,
-        args.admit
     );
+    if args.quic {
+        println!("ack latency: from the edge's write of a frame to the receipt it reads back");
+    } else {
+        println!(
+            "ack latency: from the hub's admission of a frame (at most {} entries admitted at once) to its receipt",
+            args.admit
+        );
+    }
     if let Some((commits, commit_secs)) = run.commits {
         println!(
             "{} durable commits ({:.0} reads per commit); the writer spent {commit_secs:.2} s of {:.2} s in commits",
