@@ -39,6 +39,7 @@ bench-recognize dir=(justfile_directory() / "../shared/data/plates/us"): peer
 bench-ingest edges="100" reads="200000":
     cargo build --release -p alpr-hub
     target/release/hub bench ingest --edges {{edges}} --reads {{reads}}
+    target/release/hub bench ingest --quic --edges {{edges}} --reads {{reads}}
 
 # A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link.
 bench-catchup reads="20000":

@@ -33,6 +33,24 @@ pub struct HealthArgs {
     pub config: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RevokeArgs {
+    /// Serial number of the node certificate (hex, as `hub pki enroll` prints it).
+    pub serial: String,
+    /// When revocation takes effect (RFC 3339 UTC, e.g. 2026-11-28T16:00:00Z); now if absent.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Why (kept with the revocation and shown to auditors).
+    #[arg(long, default_value = "revoked by the operator")]
+    pub reason: String,
+    /// The running hub's configuration file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Verified, durably stored reads per second from many edges.
@@ -143,6 +161,44 @@ pub fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Revoke a certificate on the running hub: recorded, in force at once
+/// (or from `--at`), and the node's live connection closed.
+pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    let at = args
+        .at
+        .as_deref()
+        .map(crate::config::parse_time)
+        .transpose()?;
+    let req = AdminRequest::Revoke {
+        serial: args.serial,
+        at,
+        reason: args.reason,
+    };
+    let report: admin::RevokeReport = runtime()?.block_on(async {
+        let client = admin::AdminClient::connect(&config).await?;
+        let r = client.call(&req).await;
+        client.close().await;
+        r
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "revoked {} from {} ({}); connections closed: {}",
+            report.revocation.serial,
+            report.revocation.effective_at,
+            report.revocation.reason,
+            if report.closed.is_empty() {
+                "none".to_string()
+            } else {
+                report.closed.join(", ")
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {

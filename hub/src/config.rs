@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alpr_shared::settings::{Checker, InvalidSetting};
+use alpr_shared::types::UnixMillis;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -20,9 +21,10 @@ pub struct HubConfig {
     /// The hub's certificate and key.
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// Serial numbers (hex, as `hub pki enroll` prints them) of revoked
-    /// node certificates.
-    pub revoked: Vec<String>,
+    /// Revoked node certificates: a serial number (hex, as `hub pki enroll`
+    /// prints it; effective from when the hub first loads it) or a table
+    /// `{ serial = "..", at = "RFC 3339 time", reason = ".." }`.
+    pub revoked: Vec<RevokedEntry>,
     /// Concurrent connections, at most.
     pub max_connections: usize,
     #[serde(with = "humantime_serde")]
@@ -66,14 +68,12 @@ impl HubConfig {
             }
         }
         c.validate(path)?;
-        c.revoked = c
-            .revoked
-            .iter()
-            .map(|s| valid_serial(s))
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                Checker::new(path).invalid("revoked", format!("{:?}", e.serial), e.to_string())
+        for r in &mut c.revoked {
+            let raw = r.raw().to_owned();
+            r.check().map_err(|e| {
+                Checker::new(path).invalid("revoked", format!("{raw:?}"), format!("{e:#}"))
             })?;
+        }
         Ok(c)
     }
 
@@ -229,6 +229,76 @@ pub fn valid_serial(s: &str) -> Result<String, InvalidSerial> {
     Ok(hex)
 }
 
+/// One `revoked` item of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum RevokedEntry {
+    /// A serial number, effective from when the hub first loads it.
+    Serial(String),
+    /// A serial number with the time revocation took effect.
+    Table {
+        serial: String,
+        /// RFC 3339 in UTC, e.g. `2026-11-28T16:00:00Z`; absent: when the
+        /// hub first loads it.
+        #[serde(default)]
+        at: Option<String>,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+}
+
+impl RevokedEntry {
+    /// The serial number as written.
+    pub fn raw(&self) -> &str {
+        match self {
+            RevokedEntry::Serial(s) | RevokedEntry::Table { serial: s, .. } => s,
+        }
+    }
+
+    /// The serial number in normal form (lower-case hex, no separators).
+    pub fn serial(&self) -> String {
+        valid_serial(self.raw()).unwrap_or_else(|_| normalise_serial(self.raw()))
+    }
+
+    /// The effective time given, if any.
+    pub fn at(&self) -> anyhow::Result<Option<UnixMillis>> {
+        match self {
+            RevokedEntry::Table { at: Some(t), .. } => parse_time(t).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn reason(&self) -> String {
+        match self {
+            RevokedEntry::Table {
+                reason: Some(r), ..
+            } => r.clone(),
+            _ => "listed in the hub configuration".into(),
+        }
+    }
+
+    /// A serial number that is hex (kept in normal form), and a time that
+    /// parses.
+    fn check(&mut self) -> anyhow::Result<()> {
+        let normal = valid_serial(self.raw())?;
+        match self {
+            RevokedEntry::Serial(s) | RevokedEntry::Table { serial: s, .. } => *s = normal,
+        }
+        self.at()?;
+        Ok(())
+    }
+}
+
+/// An RFC 3339 time in UTC (`2026-11-28T16:00:00Z`).
+pub fn parse_time(s: &str) -> anyhow::Result<UnixMillis> {
+    let t = humantime::parse_rfc3339_weak(s)
+        .map_err(|e| anyhow::anyhow!("{s:?} is not an RFC 3339 UTC time: {e}"))?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| anyhow::anyhow!("{s:?} is before 1970"))?;
+    Ok(UnixMillis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+}
+
 /// Serial numbers compare as lower-case hex without separators.
 pub fn normalise_serial(s: &str) -> String {
     s.chars()
@@ -326,7 +396,8 @@ mod tests {
             "serial number in hex",
         );
         let c = load("revoked = [\"0A:1B:FF\", \"serial=0A1BFE\"]").expect("valid serials");
-        assert_eq!(c.revoked, vec!["0a1bff".to_string(), "0a1bfe".to_string()]);
+        let serials: Vec<String> = c.revoked.iter().map(RevokedEntry::serial).collect();
+        assert_eq!(serials, vec!["0a1bff".to_string(), "0a1bfe".to_string()]);
     }
 
     #[test]
@@ -371,5 +442,27 @@ mod tests {
             .check_ca_key_apart()
             .expect_err("the CA key as backup.pem");
         assert!(e.to_string().contains("backup.pem"), "{e}");
+    }
+
+    #[test]
+    fn revoked_takes_both_forms() {
+        let c: HubConfig = toml::from_str(
+            r#"revoked = ["0A:1b", { serial = "ff01", at = "2026-11-28T16:00:00Z", reason = "stolen" }]"#,
+        )
+        .expect("parses");
+        assert_eq!(c.revoked[0].serial(), "0a1b");
+        assert_eq!(c.revoked[0].at().expect("no time"), None);
+        assert_eq!(c.revoked[1].serial(), "ff01");
+        assert_eq!(
+            c.revoked[1].at().expect("time"),
+            Some(UnixMillis(1_795_881_600_000))
+        );
+        assert_eq!(c.revoked[1].reason(), "stolen");
+        let bad = RevokedEntry::Table {
+            serial: "ff".into(),
+            at: Some("yesterday".into()),
+            reason: None,
+        };
+        assert!(bad.at().is_err());
     }
 }

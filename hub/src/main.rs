@@ -30,6 +30,8 @@ enum Command {
     /// For a service manager: exit 0 if the running hub is healthy, else 1
     /// with the reason.
     Health(sync_cli::HealthArgs),
+    /// Revoke a node certificate on the running hub (closes its connection).
+    Revoke(sync_cli::RevokeArgs),
     /// Audits: re-verify every node log the running hub holds.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => sync_cli::serve(args),
         Command::Nodes(args) => sync_cli::nodes(args),
         Command::Health(args) => sync_cli::health(args),
+        Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
     };

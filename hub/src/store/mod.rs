@@ -10,7 +10,7 @@ pub mod recovering;
 pub mod redb;
 
 use alpr_shared::log::SignedCheckpoint;
-use alpr_shared::sync::{Progress, Verified};
+use alpr_shared::sync::{NewKey, Progress, Verified};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 use alpr_shared::wire::Refusal;
 use serde::{Deserialize, Serialize};
@@ -91,9 +91,13 @@ pub enum WriteOp {
         /// The node's checkpoint at the end of `entries`, checked against
         /// them; kept if it extends the stored one, refused if it conflicts.
         checkpoint: Option<SignedCheckpoint>,
+        /// The node's pending certificate signed entries of this batch: it
+        /// takes effect at the first of them appended.
+        new_key: Option<NewKey>,
         at: UnixMillis,
     },
-    /// A node said hello, authenticated by `cert_der`.
+    /// A node said hello, authenticated by `cert_der` (kept as pending if
+    /// new: it replaces nothing).
     Contact {
         device: DeviceId,
         serial: String,
@@ -121,6 +125,8 @@ pub enum WriteOp {
         head: Hash32,
         at: UnixMillis,
     },
+    /// Record a revocation (the earliest effective time recorded wins).
+    Revoke(alpr_shared::cert::Revocation),
 }
 
 /// The result of one [`WriteOp`].
@@ -149,7 +155,7 @@ pub trait HubStorage: Send + Sync + 'static {
     fn nodes(&self) -> Result<Vec<(DeviceId, NodeRecord)>, StoreError>;
     /// The latest checkpoint the node signed and the hub checked.
     fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError>;
-    /// The certificate (DER) the node last connected with.
+    /// The certificate (DER) in force for the node's latest entries.
     fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every certificate the node has held, oldest first. The default
     /// serves the single one [`HubStorage::certificate`] keeps.

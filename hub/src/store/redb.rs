@@ -4,12 +4,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use alpr_shared::cert::Revocation;
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
-use alpr_shared::sync::{check_checkpoint, place};
+use alpr_shared::sync::{decide, ChainError, ChainState, NewKey, Placement, Verified};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
+use alpr_shared::wire::{Refusal, RefusalCode};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{HubStorage, Ingested, NodeRecord, RefusalRecord, StoreError, WriteOp, WriteResult};
+use super::{
+    HubStorage, Ingested, NodeCert, NodeRecord, RefusalRecord, StoreError, WriteOp, WriteResult,
+};
 
 /// name → postcard [`NodeRecord`].
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes-v1");
@@ -25,8 +29,14 @@ const IMAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("images-v
 const REFUSALS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("refusals-v1");
 /// node id (BE u32) → postcard [`SignedCheckpoint`]: the latest checked one.
 const CHECKPOINTS: TableDefinition<&[u8; 4], &[u8]> = TableDefinition::new("checkpoints-v1");
-/// name → the DER certificate the node last connected with.
+/// name → the DER certificate the node last connected with (read only to
+/// carry older databases over to `node-certs-v2`).
 const NODE_CERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("node-certs-v1");
+/// node id (BE u32) ‖ serial (lower-case hex) → postcard [`NodeCert`]: every
+/// certificate a node has held.
+const NODE_CERTS_V2: TableDefinition<&[u8], &[u8]> = TableDefinition::new("node-certs-v2");
+/// serial (lower-case hex) → postcard [`Revocation`].
+const REVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocations-v1");
 /// Counters.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 
@@ -49,6 +59,123 @@ fn plate_key(plate: &str, at: UnixMillis, id: u32, seq: u64) -> Vec<u8> {
     k.extend_from_slice(&id.to_be_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+fn cert_key(id: u32, serial: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + serial.len());
+    k.extend_from_slice(&id.to_be_bytes());
+    k.extend_from_slice(serial.as_bytes());
+    k
+}
+
+fn decode_cert(bytes: &[u8]) -> Result<NodeCert, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        table: "node-certs-v2",
+        detail: e.to_string(),
+    })
+}
+
+/// Every certificate of node `id`, in the order they took effect (pending
+/// ones last, by when they were first seen).
+fn node_certs(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    id: u32,
+) -> Result<Vec<NodeCert>, StoreError> {
+    let lo = id.to_be_bytes();
+    let mut out = Vec::new();
+    for row in t.range::<&[u8]>(lo.as_slice()..).map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        if !k.value().starts_with(&lo) {
+            break;
+        }
+        out.push(decode_cert(v.value())?);
+    }
+    out.sort_by_key(|c| (c.effective_from.is_none(), c.effective_from, c.first_seen));
+    Ok(out)
+}
+
+/// A device's chain as the write transaction sees it; a read error or an
+/// undecodable record is an error, never "nothing stored".
+struct RedbChain<'a, E, C> {
+    id: u32,
+    entries: &'a E,
+    checkpoints: &'a C,
+}
+
+impl<E, C> ChainState for RedbChain<'_, E, C>
+where
+    E: ReadableTable<&'static [u8; 12], &'static [u8]>,
+    C: ReadableTable<&'static [u8; 4], &'static [u8]>,
+{
+    type Error = StoreError;
+
+    fn stored_hash(&mut self, seq: u64) -> Result<Option<Hash32>, StoreError> {
+        self.entries
+            .get(&entry_key(self.id, seq))
+            .map_err(db_err)?
+            .map(|v| {
+                SignedEntry::decode(v.value())
+                    .map(|e| e.hash())
+                    .map_err(|e| StoreError::Corrupt {
+                        table: "entries-v1",
+                        detail: e.to_string(),
+                    })
+            })
+            .transpose()
+    }
+
+    fn checkpoint(&mut self) -> Result<Option<SignedCheckpoint>, StoreError> {
+        self.checkpoints
+            .get(&self.id.to_be_bytes())
+            .map_err(db_err)?
+            .map(|v| {
+                SignedCheckpoint::decode(v.value()).map_err(|e| StoreError::Corrupt {
+                    table: "checkpoints-v1",
+                    detail: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+}
+
+/// The node's pending certificate `new` takes effect at its first entry
+/// appended here; refused if another certificate took effect at or after
+/// that point (keys only move forward) or the certificate is unknown.
+/// Returns the record to write, if it changes.
+fn new_key_effect(
+    certs: &[NodeCert],
+    new: &NewKey,
+    batch: &[Verified],
+    placement: &Placement,
+) -> Result<Option<NodeCert>, Refusal> {
+    let Some(first_appended) = batch.get(placement.append_from).map(Verified::seq) else {
+        return Ok(None);
+    };
+    let from = new.first_seq.max(first_appended);
+    let Some(cert) = certs.iter().find(|c| c.serial == new.serial) else {
+        return Err(Refusal {
+            code: RefusalCode::UnknownNode,
+            seq: Some(from),
+            detail: format!("certificate {} is not known for this node", new.serial),
+        });
+    };
+    if cert.effective_from.is_some() {
+        return Ok(None);
+    }
+    if certs
+        .iter()
+        .any(|c| c.effective_from.is_some_and(|f| f >= from))
+    {
+        return Err(Refusal {
+            code: RefusalCode::BadSignature,
+            seq: Some(from),
+            detail: "signed by an older certificate after a newer one took effect".into(),
+        });
+    }
+    Ok(Some(NodeCert {
+        effective_from: Some(from),
+        ..cert.clone()
+    }))
 }
 
 fn decode_node(bytes: &[u8]) -> Result<NodeRecord, StoreError> {
@@ -90,6 +217,32 @@ impl RedbStore {
             tx.open_table(META).map_err(db_err)?;
             tx.open_table(CHECKPOINTS).map_err(db_err)?;
             tx.open_table(NODE_CERTS).map_err(db_err)?;
+            tx.open_table(REVOCATIONS).map_err(db_err)?;
+            let mut v2 = tx.open_table(NODE_CERTS_V2).map_err(db_err)?;
+            // Older databases kept one certificate per node: it vouched
+            // for the whole log, so it takes effect from the start.
+            let v1 = tx.open_table(NODE_CERTS).map_err(db_err)?;
+            let nodes = tx.open_table(NODES).map_err(db_err)?;
+            for row in v1.iter().map_err(db_err)? {
+                let (name, der) = row.map_err(db_err)?;
+                let Some(rec) = nodes.get(name.value()).map_err(db_err)? else {
+                    continue;
+                };
+                let rec = decode_node(rec.value())?;
+                if node_certs(&v2, rec.id)?.is_empty() {
+                    let c = NodeCert {
+                        serial: rec.serial.clone(),
+                        der: der.value().to_vec(),
+                        first_seen: rec.last_contact,
+                        effective_from: Some(0),
+                    };
+                    v2.insert(
+                        cert_key(rec.id, &c.serial).as_slice(),
+                        encode(&c).as_slice(),
+                    )
+                    .map_err(db_err)?;
+                }
+            }
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
@@ -140,7 +293,8 @@ impl HubStorage for RedbStore {
             let mut refusals = tx.open_table(REFUSALS).map_err(db_err)?;
             let mut meta = tx.open_table(META).map_err(db_err)?;
             let mut checkpoints = tx.open_table(CHECKPOINTS).map_err(db_err)?;
-            let mut certs = tx.open_table(NODE_CERTS).map_err(db_err)?;
+            let mut certs = tx.open_table(NODE_CERTS_V2).map_err(db_err)?;
+            let mut revocations = tx.open_table(REVOCATIONS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut plate_keys: Vec<Vec<u8>> = Vec::new();
 
@@ -181,6 +335,7 @@ impl HubStorage for RedbStore {
                         device,
                         entries: batch,
                         checkpoint,
+                        new_key,
                         at,
                     } => {
                         record(&device, &mut cache, &nodes, &mut meta, &mut names)?;
@@ -188,43 +343,38 @@ impl HubStorage for RedbStore {
                             .get_mut(&device)
                             .ok_or_else(|| db_err("record vanished"))?;
                         let id = rec.id;
-                        let (progress, first) =
-                            (rec.progress(), batch.first().map_or(0, |v| v.seq()));
-                        let stored_hash = |seq: u64| -> Option<Hash32> {
-                            if seq + 1 == progress.next_seq {
-                                return Some(progress.head);
-                            }
-                            entries
-                                .get(&entry_key(id, seq))
-                                .ok()
-                                .flatten()
-                                .and_then(|v| SignedEntry::decode(v.value()).ok())
-                                .map(|e| e.hash())
+                        let progress = rec.progress();
+                        let mut chain = RedbChain {
+                            id,
+                            entries: &entries,
+                            checkpoints: &checkpoints,
                         };
-                        let placed = place(&batch, progress, stored_hash).and_then(|p| {
-                            let Some(c) = &checkpoint else {
-                                return Ok((p, false));
-                            };
-                            let old = checkpoints
-                                .get(&id.to_be_bytes())
-                                .map_err(db_err)
-                                .ok()
-                                .flatten()
-                                .and_then(|v| SignedCheckpoint::decode(v.value()).ok());
-                            let replace = check_checkpoint(
-                                old.as_ref().map(|o| &o.checkpoint),
-                                &c.checkpoint,
-                                |seq| match seq.checked_sub(first) {
-                                    Some(i) if (i as usize) < batch.len() => {
-                                        Some(batch[i as usize].hash)
-                                    }
-                                    _ => stored_hash(seq),
-                                },
-                            )?;
-                            Ok((p, replace))
-                        });
+                        let placed = match decide(&batch, checkpoint.as_ref(), progress, &mut chain)
+                        {
+                            Ok(d) => match &new_key {
+                                Some(n) => {
+                                    let held = node_certs(&certs, id)?;
+                                    new_key_effect(&held, n, &batch, &d.placement)
+                                        .map(|effect| (d, effect))
+                                }
+                                None => Ok((d, None)),
+                            },
+                            Err(ChainError::Refused(r)) => Err(r),
+                            // Fail closed: the whole commit fails, nothing
+                            // is acknowledged.
+                            Err(ChainError::Storage(e)) => return Err(e),
+                        };
                         match placed {
-                            Ok((p, replace)) => {
+                            Ok((d, effect)) => {
+                                let (p, replace) = (d.placement, d.keep_checkpoint);
+                                if let Some(c) = effect {
+                                    certs
+                                        .insert(
+                                            cert_key(id, &c.serial).as_slice(),
+                                            encode(&c).as_slice(),
+                                        )
+                                        .map_err(db_err)?;
+                                }
                                 if let (true, Some(c)) = (replace, &checkpoint) {
                                     checkpoints
                                         .insert(&id.to_be_bytes(), c.encode().as_slice())
@@ -266,9 +416,24 @@ impl HubStorage for RedbStore {
                         at,
                     } => {
                         record(&device, &mut cache, &nodes, &mut meta, &mut names)?;
-                        certs
-                            .insert(device.as_str(), cert_der.as_slice())
-                            .map_err(db_err)?;
+                        if let Some(rec) = cache.get(&device) {
+                            // A certificate not seen before is kept as
+                            // pending: it vouches for nothing until the
+                            // node's first entry it signs lands on the
+                            // stored chain.
+                            let key = cert_key(rec.id, &serial);
+                            if certs.get(key.as_slice()).map_err(db_err)?.is_none() {
+                                let c = NodeCert {
+                                    serial: serial.clone(),
+                                    der: cert_der,
+                                    first_seen: at,
+                                    effective_from: None,
+                                };
+                                certs
+                                    .insert(key.as_slice(), encode(&c).as_slice())
+                                    .map_err(db_err)?;
+                            }
+                        }
                         if let Some(rec) = cache.get_mut(&device) {
                             rec.serial = serial;
                             rec.reported_size = reported_size;
@@ -339,6 +504,29 @@ impl HubStorage for RedbStore {
                             })
                         };
                         results.push(WriteResult::Ingested(r));
+                    }
+                    WriteOp::Revoke(r) => {
+                        // The earliest effective time recorded wins: a
+                        // revocation is never pushed later by a repeat.
+                        let keep = match revocations.get(r.serial.as_str()).map_err(db_err)? {
+                            Some(v) => {
+                                let old: Revocation =
+                                    postcard::from_bytes(v.value()).map_err(|e| {
+                                        StoreError::Corrupt {
+                                            table: "revocations-v1",
+                                            detail: e.to_string(),
+                                        }
+                                    })?;
+                                old.effective_at > r.effective_at
+                            }
+                            None => true,
+                        };
+                        if keep {
+                            revocations
+                                .insert(r.serial.as_str(), encode(&r).as_slice())
+                                .map_err(db_err)?;
+                        }
+                        results.push(WriteResult::Done);
                     }
                     WriteOp::Refusal(r) => {
                         let n = meta
@@ -419,12 +607,40 @@ impl HubStorage for RedbStore {
             .transpose()
     }
 
+    /// The latest certificate in force (or, before any took effect, the
+    /// one most recently seen).
     fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        let certs = self.certificates(device)?;
+        let latest = certs
+            .iter()
+            .rfind(|c| c.effective_from.is_some())
+            .or_else(|| certs.iter().max_by_key(|c| c.first_seen));
+        Ok(latest.map(|c| c.der.clone()))
+    }
+
+    fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError> {
+        let Some(rec) = self.node(device)? else {
+            return Ok(Vec::new());
+        };
         let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(NODE_CERTS).map_err(db_err)?;
-        Ok(t.get(device.as_str())
-            .map_err(db_err)?
-            .map(|v| v.value().to_vec()))
+        let t = tx.open_table(NODE_CERTS_V2).map_err(db_err)?;
+        node_certs(&t, rec.id)
+    }
+
+    fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(REVOCATIONS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            out.push(
+                postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
+                    table: "revocations-v1",
+                    detail: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
     }
 
     fn entries(
@@ -545,6 +761,7 @@ mod tests {
                 device: device.clone(),
                 entries: v.entries,
                 checkpoint: v.checkpoint,
+                new_key: v.new_key,
                 at: UnixMillis(1),
             }])
             .expect("commit")
@@ -695,6 +912,7 @@ mod tests {
                 device: device.clone(),
                 entries: replay.entries,
                 checkpoint: Some(two_faced),
+                new_key: None,
                 at: UnixMillis(2),
             }])
             .expect("commit")
@@ -713,5 +931,134 @@ mod tests {
             )
             .expect("index");
         assert!(hits.contains(&(device, 7)));
+    }
+
+    fn contact(store: &RedbStore, device: &DeviceId, serial: &str, at: u64) {
+        store
+            .commit(vec![WriteOp::Contact {
+                device: device.clone(),
+                serial: serial.into(),
+                cert_der: serial.as_bytes().to_vec(),
+                reported_size: 0,
+                at: UnixMillis(at),
+            }])
+            .expect("commit");
+    }
+
+    fn ingest_new_key(
+        store: &RedbStore,
+        device: &DeviceId,
+        e: Entries,
+        key: &alpr_shared::crypto::PublicKey,
+        serial: &str,
+    ) -> WriteResult {
+        let mut v = verify_batch(key, device, Validity::ALWAYS, e).expect("verifies");
+        v.new_key = v.entries.first().map(|f| alpr_shared::sync::NewKey {
+            serial: serial.into(),
+            first_seq: f.seq(),
+        });
+        store
+            .commit(vec![WriteOp::Ingest {
+                device: device.clone(),
+                entries: v.entries,
+                checkpoint: v.checkpoint,
+                new_key: v.new_key,
+                at: UnixMillis(1),
+            }])
+            .expect("commit")
+            .remove(0)
+    }
+
+    #[test]
+    fn every_certificate_is_kept_and_a_new_one_takes_effect_on_the_chain() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
+        let device = DeviceId::new("p-2").expect("valid");
+        let old = SecretKey::from_bytes(&[5; 32]);
+        let old_pub = old.public();
+        let mut w = LogWriter::new(old, device.clone());
+        contact(&store, &device, "aa", 10);
+        assert_eq!(
+            store.certificates(&device).expect("read")[0].effective_from,
+            None
+        );
+        let r = ingest_new_key(&store, &device, batch(&mut w, 5), &old_pub, "aa");
+        assert!(matches!(r, WriteResult::Ingested(Ok(_))));
+        // A second certificate that only says hello replaces nothing.
+        contact(&store, &device, "bb", 20);
+        let certs = store.certificates(&device).expect("read");
+        assert_eq!(
+            certs
+                .iter()
+                .map(|c| (c.serial.as_str(), c.effective_from))
+                .collect::<Vec<_>>(),
+            vec![("aa", Some(0)), ("bb", None)]
+        );
+        assert_eq!(
+            store.certificate(&device).expect("read"),
+            Some(b"aa".to_vec())
+        );
+        // Its first entry placed on the chain makes it effective there.
+        let new = SecretKey::from_bytes(&[6; 32]);
+        let new_pub = new.public();
+        let mut w = LogWriter::resume(new, device.clone(), w.len(), w.head());
+        let r = ingest_new_key(&store, &device, batch(&mut w, 3), &new_pub, "bb");
+        assert!(matches!(r, WriteResult::Ingested(Ok(i)) if i.appended == 3));
+        let certs = store.certificates(&device).expect("read");
+        assert_eq!(certs[1].effective_from, Some(5));
+        assert_eq!(
+            store.certificate(&device).expect("read"),
+            Some(b"bb".to_vec())
+        );
+        // A third one seen, and a revocation kept with its time.
+        contact(&store, &device, "cc", 30);
+        store
+            .commit(vec![WriteOp::Revoke(alpr_shared::cert::Revocation {
+                serial: "aa".into(),
+                effective_at: UnixMillis(50),
+                reason: "lost".into(),
+            })])
+            .expect("commit");
+        assert_eq!(
+            store.revocations().expect("read")[0].effective_at,
+            UnixMillis(50)
+        );
+    }
+
+    #[test]
+    fn an_undecodable_checkpoint_fails_the_commit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
+        let device = DeviceId::new("p-3").expect("valid");
+        let key = SecretKey::from_bytes(&[7; 32]);
+        let public = key.public();
+        let mut w = LogWriter::new(key, device.clone());
+        let r = ingest(&store, &device, batch(&mut w, 10), &public);
+        assert!(matches!(r, WriteResult::Ingested(Ok(_))));
+        let id = store.node(&device).expect("read").expect("known").id;
+        {
+            let tx = store.db.begin_write().expect("tx");
+            tx.open_table(CHECKPOINTS)
+                .expect("table")
+                .insert(&id.to_be_bytes(), [0xffu8, 0xff, 0xff].as_slice())
+                .expect("insert");
+            tx.commit().expect("commit");
+        }
+        let v = verify_batch(&public, &device, Validity::ALWAYS, batch(&mut w, 5)).expect("ok");
+        let r = store.commit(vec![WriteOp::Ingest {
+            device: device.clone(),
+            entries: v.entries,
+            checkpoint: v.checkpoint,
+            new_key: None,
+            at: UnixMillis(2),
+        }]);
+        assert!(
+            r.is_err(),
+            "a checkpoint that does not decode is not 'none': {r:?}"
+        );
+        assert_eq!(
+            store.node(&device).expect("read").expect("known").next_seq,
+            10
+        );
     }
 }

@@ -48,6 +48,13 @@ pub enum AdminRequest {
     SignManifest { manifest: String },
     /// Reads of a node whose images the hub lacks ([`MissingImagesReport`]).
     MissingImages { node: String },
+    /// Revoke a node certificate from `at` (now if absent); closes the
+    /// live connection that authenticated with it ([`RevokeReport`]).
+    Revoke {
+        serial: String,
+        at: Option<UnixMillis>,
+        reason: String,
+    },
 }
 
 /// The hub's signature over a bundle manifest.
@@ -83,6 +90,15 @@ pub struct MissingImagesReport {
     pub images: u64,
     /// The first few, (entry seq, image hash hex).
     pub first: Vec<(u64, String)>,
+}
+
+/// The answer to [`AdminRequest::Revoke`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeReport {
+    /// As recorded (an earlier revocation of the same serial wins).
+    pub revocation: alpr_shared::cert::Revocation,
+    /// Nodes whose connection was closed.
+    pub closed: Vec<String>,
 }
 
 /// Most entries one [`AdminRequest::NodeLog`] page holds.
@@ -131,6 +147,18 @@ pub struct NodeRow {
     pub identity_conflicts: u64,
     /// The latest one, while it is current: a person must resolve it.
     pub identity_conflict: Option<RefusalRecord>,
+    /// Every certificate the node has held.
+    #[serde(default)]
+    pub certificates: Vec<CertRow>,
+}
+
+/// A certificate a node has held, as `hub nodes` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertRow {
+    pub serial: String,
+    pub first_seen: UnixMillis,
+    /// The first sequence number it signs; `None` while pending.
+    pub effective_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,6 +210,9 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
             Ok(AdminRequest::MissingImages { node }) => {
                 missing_images(&hub, &node).map(|r| serde_json::to_vec(&r))
             }
+            Ok(AdminRequest::Revoke { serial, at, reason }) => revoke(&hub, &serial, at, reason)
+                .await
+                .map(|r| serde_json::to_vec(&r)),
             Err(e) => Err(anyhow::anyhow!("bad request: {e}")),
         };
         match reply {
@@ -196,6 +227,24 @@ pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
             }
         }
     }
+}
+
+async fn revoke(
+    hub: &Hub,
+    serial: &str,
+    at: Option<UnixMillis>,
+    reason: String,
+) -> anyhow::Result<RevokeReport> {
+    let serial = crate::config::normalise_serial(serial);
+    anyhow::ensure!(!serial.is_empty(), "a serial number is hex");
+    let (revocation, closed) = hub
+        .revoke(alpr_shared::cert::Revocation {
+            serial,
+            effective_at: at.unwrap_or_else(UnixMillis::now),
+            reason,
+        })
+        .await?;
+    Ok(RevokeReport { revocation, closed })
 }
 
 fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
@@ -243,6 +292,17 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
                 images: r.images,
                 identity_conflicts: count,
                 identity_conflict: current,
+                certificates: hub
+                    .storage
+                    .certificates(&name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| CertRow {
+                        serial: c.serial,
+                        first_seen: c.first_seen,
+                        effective_from: c.effective_from,
+                    })
+                    .collect(),
             }
         })
         .collect();

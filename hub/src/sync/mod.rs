@@ -6,14 +6,14 @@
 
 pub mod admin;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alpr_shared::cert::{DeviceCert, TrustAnchor};
+use alpr_shared::cert::{DeviceCert, Revocation, TrustAnchor};
 use alpr_shared::crypto::SecretKey;
-use alpr_shared::sync::{HubOutput, HubSession, Validity};
+use alpr_shared::sync::{HubOutput, HubSession, NodeKey, NodeKeys, Validity};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use alpr_shared::wire::quic::{self, ReadFrameError};
 use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ADMIN_ALPN, ALPN};
@@ -37,8 +37,16 @@ pub struct Hub {
     anchor: TrustAnchor,
     hub_key: Arc<SecretKey>,
     hub_cert_der: Vec<u8>,
-    revoked: HashSet<String>,
-    connections: Mutex<HashMap<DeviceId, quinn::Connection>>,
+    /// Revocations by serial (also kept in the store).
+    revoked: Mutex<HashMap<String, Revocation>>,
+    connections: Mutex<HashMap<DeviceId, Live>>,
+    /// Frames being verified at once, at most: one per core, so signature
+    /// checks of many connections do not crowd out the writer's thread.
+    pub verify_slots: Arc<Semaphore>,
+    /// Entries admitted (being verified, queued or committed) at once, at
+    /// most ([`ADMITTED_ENTRIES`]): beyond it frames wait in their streams,
+    /// so what is admitted is acknowledged promptly.
+    pub admission: Arc<Semaphore>,
     /// When each node's connections replaced one another lately: two live
     /// devices with one certificate keep doing it.
     replacements: Mutex<HashMap<DeviceId, VecDeque<Instant>>>,
@@ -50,6 +58,20 @@ pub struct Hub {
 pub const REPLACEMENTS_FOR_CONFLICT: usize = 3;
 pub const REPLACEMENT_WINDOW: Duration = Duration::from_secs(60);
 
+/// Entries the hub admits at once, over all connections. Ingest is bound
+/// by signature checks, not by the writer, so a short queue costs no
+/// throughput (`hub bench ingest --admit N`: 4k to 32k gave the same
+/// reads/s) and keeps the acknowledgement of an admitted frame prompt.
+pub const ADMITTED_ENTRIES: usize = 4_096;
+
+/// A node's live connection.
+struct Live {
+    conn: quinn::Connection,
+    /// The serial of the certificate it authenticated with.
+    serial: String,
+    session: Arc<Mutex<HubSession>>,
+}
+
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Hub(..)")
@@ -60,6 +82,78 @@ impl Hub {
     /// Nodes connected now.
     pub fn connected_count(&self) -> usize {
         self.connections.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// When `serial` was revoked, if it is.
+    fn revoked_at(&self, serial: &str) -> Option<UnixMillis> {
+        self.revoked
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&normalise_serial(serial)).map(|r| r.effective_at))
+    }
+
+    /// Record a revocation durably, apply it to live sessions, and close
+    /// the connections that authenticated with that certificate once it is
+    /// in effect. Returns the revocation as recorded and the nodes whose
+    /// connection was closed.
+    pub async fn revoke(&self, r: Revocation) -> anyhow::Result<(Revocation, Vec<String>)> {
+        // Applied in memory first, so no entry captured after it is
+        // verified while it is being written; the earliest time wins.
+        let recorded = match self.revoked.lock() {
+            Ok(mut m) => {
+                let e = m.entry(r.serial.clone()).or_insert_with(|| r.clone());
+                if r.effective_at < e.effective_at {
+                    *e = r.clone();
+                }
+                e.clone()
+            }
+            Err(_) => anyhow::bail!("the revocation list is poisoned"),
+        };
+        let now = UnixMillis::now();
+        let mut closed = Vec::new();
+        let live: Vec<(DeviceId, quinn::Connection, String, Arc<Mutex<HubSession>>)> = self
+            .connections
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(d, l)| {
+                        (
+                            d.clone(),
+                            l.conn.clone(),
+                            l.serial.clone(),
+                            l.session.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (device, conn, serial, session) in live {
+            if let Ok(mut s) = session.lock() {
+                s.revoke(&recorded.serial, recorded.effective_at);
+            }
+            if normalise_serial(&serial) == recorded.serial && recorded.effective_at <= now {
+                warn!(node = %device, serial = %recorded.serial, reason = %recorded.reason, "certificate revoked: closing the node's connection");
+                let r = Refusal {
+                    code: RefusalCode::Revoked,
+                    seq: None,
+                    detail: format!(
+                        "certificate {} revoked from {} ({}); connection closed",
+                        recorded.serial, recorded.effective_at, recorded.reason
+                    ),
+                };
+                conn.close(
+                    RefusalCode::Revoked.close_code().into(),
+                    r.detail.as_bytes(),
+                );
+                self.refuse(Some(&device), conn.remote_address(), &r).await;
+                closed.push(device.to_string());
+            }
+        }
+        self.writer
+            .submit(WriteOp::Revoke(recorded.clone()))
+            .await
+            .context("recording the revocation")?;
+        Ok((recorded, closed))
     }
 
     /// Log, count and store a refusal.
@@ -136,6 +230,36 @@ pub async fn serve(
         let _ = tx.send(addr);
     }
 
+    // Revocations from the configuration join those recorded: a bare
+    // serial takes effect when first loaded, a table at its time.
+    let now = UnixMillis::now();
+    let mut revoked: HashMap<String, Revocation> = storage
+        .revocations()
+        .context("reading revocations")?
+        .into_iter()
+        .map(|r| (r.serial.clone(), r))
+        .collect();
+    let mut new_revocations = Vec::new();
+    for entry in &config.revoked {
+        let serial = entry.serial();
+        let at = entry.at()?;
+        let known = revoked.get(&serial).map(|r| r.effective_at);
+        if known.is_none() || at.is_some_and(|t| Some(t) < known) {
+            let r = Revocation {
+                serial: serial.clone(),
+                effective_at: at.unwrap_or(now),
+                reason: entry.reason(),
+            };
+            revoked.insert(serial, r.clone());
+            new_revocations.push(WriteOp::Revoke(r));
+        }
+    }
+    if !new_revocations.is_empty() {
+        storage
+            .commit(new_revocations)
+            .context("recording the configured revocations")?;
+    }
+
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
         Writer::spawn(storage.clone(), metrics.clone(), WriterConfig::default());
@@ -147,9 +271,11 @@ pub async fn serve(
         anchor,
         hub_key,
         hub_cert_der,
-        revoked: config.revoked.iter().map(|s| normalise_serial(s)).collect(),
+        revoked: Mutex::new(revoked),
         connections: Mutex::new(HashMap::new()),
         replacements: Mutex::new(HashMap::new()),
+        verify_slots: Arc::new(Semaphore::new(verify_slots())),
+        admission: Arc::new(Semaphore::new(ADMITTED_ENTRIES)),
         cancel: cancel.child_token(),
     });
     let limit = Arc::new(Semaphore::new(config.max_connections));
@@ -253,8 +379,11 @@ async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
             return;
         }
     };
-    if hub.revoked.contains(&normalise_serial(&cert.serial)) {
-        let detail = format!("certificate {} is revoked", cert.serial);
+    if let Some(at) = hub
+        .revoked_at(&cert.serial)
+        .filter(|at| *at <= UnixMillis::now())
+    {
+        let detail = format!("certificate {} is revoked since {at}", cert.serial);
         close_refused(
             &hub,
             &conn,
@@ -270,6 +399,42 @@ async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
     node_connection(hub, conn, cert, peer)
         .instrument(span)
         .await;
+}
+
+/// How many frames are verified at once: one per core.
+pub fn verify_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// The keys ingest checks this node's entries with: every certificate the
+/// hub holds for it that took effect, and the one it connected with
+/// (pending until its first entry lands on the stored chain), each with its
+/// revocation time.
+fn node_keys(hub: &Hub, cert: &DeviceCert) -> anyhow::Result<NodeKeys> {
+    let key_of = |c: &DeviceCert, effective_from: Option<u64>| NodeKey {
+        serial: normalise_serial(&c.serial),
+        key: c.key,
+        validity: Validity {
+            not_before: c.not_before,
+            not_after: c.not_after,
+        },
+        effective_from,
+        revoked_at: hub.revoked_at(&c.serial),
+    };
+    let mut held = Vec::new();
+    for c in hub.storage.certificates(&cert.name)? {
+        if c.effective_from.is_none() {
+            continue;
+        }
+        match hub.anchor.check_device_der(&c.der) {
+            Ok(d) if d.name == cert.name => held.push(key_of(&d, c.effective_from)),
+            // A certificate that no longer checks vouches for nothing.
+            Ok(_) | Err(_) => {
+                warn!(serial = %c.serial, "a stored certificate of this node does not check; ignored")
+            }
+        }
+    }
+    Ok(NodeKeys::new(held, key_of(cert, None)))
 }
 
 async fn close_refused(
@@ -296,13 +461,38 @@ async fn node_connection(
     peer: SocketAddr,
 ) {
     let name = cert.name.clone();
-    let replaced = hub
-        .connections
-        .lock()
-        .ok()
-        .and_then(|mut m| m.insert(name.clone(), conn.clone()));
+    let progress = match hub.storage.node(&name) {
+        Ok(r) => r.map(|r| r.progress()).unwrap_or_default(),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the node's progress");
+            conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub storage error");
+            return;
+        }
+    };
+    let keys = match node_keys(&hub, &cert) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the node's certificates");
+            conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub storage error");
+            return;
+        }
+    };
+    info!(%peer, acked = progress.next_seq, serial = %cert.serial, "node connected");
+    let session = Arc::new(Mutex::new(
+        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress).with_keys(keys),
+    ));
+    let replaced = hub.connections.lock().ok().and_then(|mut m| {
+        m.insert(
+            name.clone(),
+            Live {
+                conn: conn.clone(),
+                serial: normalise_serial(&cert.serial),
+                session: session.clone(),
+            },
+        )
+    });
     if let Some(old) = replaced {
-        old.close(
+        old.conn.close(
             RefusalCode::Replaced.close_code().into(),
             b"a newer connection of this node",
         );
@@ -318,28 +508,11 @@ async fn node_connection(
             hub.refuse(Some(&name), peer, &r).await;
         }
     }
-    let progress = match hub.storage.node(&name) {
-        Ok(r) => r.map(|r| r.progress()).unwrap_or_default(),
-        Err(e) => {
-            tracing::error!(error = %e, "reading the node's progress");
-            conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub storage error");
-            return;
-        }
-    };
-    info!(%peer, acked = progress.next_seq, "node connected");
-    let session = Arc::new(Mutex::new(
-        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress).with_validity(
-            Validity {
-                not_before: cert.not_before,
-                not_after: cert.not_after,
-            },
-        ),
-    ));
     let ctx = Arc::new(StreamCtx {
         hub: hub.clone(),
         session,
         device: name.clone(),
-        serial: cert.serial.clone(),
+        serial: normalise_serial(&cert.serial),
         cert_der: cert.der.clone(),
         peer,
     });
@@ -366,7 +539,7 @@ async fn node_connection(
     streams.wait().await;
     if let Ok(mut m) = hub.connections.lock() {
         if m.get(&name)
-            .is_some_and(|c| c.stable_id() == conn.stable_id())
+            .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
         {
             m.remove(&name);
         }
@@ -440,6 +613,8 @@ enum Job {
         pending: Pending,
         first: Option<u64>,
         count: usize,
+        /// Released once the commit is answered.
+        _admitted: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     /// Wait for this image's commit, then acknowledge it.
     Image {
@@ -500,8 +675,34 @@ impl StreamCtx {
                 Frame::Hello(h) => Some(h.log_size),
                 _ => None,
             };
-            let Some(outs) = self.with_session(|s| s.handle_frame(frame, now)) else {
+            // Admission: a frame of entries waits (in its stream) until the
+            // entries ahead of it are few enough to be acknowledged soon.
+            let mut admitted = match &frame {
+                Frame::Entries(e) => {
+                    let n = u32::try_from(e.entries.len().clamp(1, ADMITTED_ENTRIES)).unwrap_or(1);
+                    match self.hub.admission.clone().acquire_many_owned(n).await {
+                        Ok(p) => Some(p),
+                        Err(_) => return,
+                    }
+                }
+                _ => None,
+            };
+            // Verifying a frame's signatures is CPU work: it runs on the
+            // blocking pool (and on several threads for a large frame),
+            // never on the async workers.
+            let Ok(slot) = self.hub.verify_slots.clone().acquire_owned().await else {
                 return;
+            };
+            let session = self.session.clone();
+            let outs = match tokio::task::spawn_blocking(move || {
+                let outs = session.lock().ok().map(|mut s| s.handle_frame(frame, now));
+                drop(slot);
+                outs
+            })
+            .await
+            {
+                Ok(Some(outs)) => outs,
+                _ => return,
             };
             if let Some(size) = hello_size {
                 let held = self.with_session(|s| s.progress().next_seq).unwrap_or(0);
@@ -543,6 +744,7 @@ impl StreamCtx {
                             device: self.device.clone(),
                             entries: batch.entries,
                             checkpoint: batch.checkpoint,
+                            new_key: batch.new_key,
                             at: now,
                         };
                         let Ok(pending) = self.hub.writer.enqueue(op).await else {
@@ -552,6 +754,7 @@ impl StreamCtx {
                             pending,
                             first,
                             count,
+                            _admitted: admitted.take(),
                         }
                     }
                     HubOutput::Skip {
@@ -580,6 +783,7 @@ impl StreamCtx {
                             pending,
                             first: Some(first),
                             count: 0,
+                            _admitted: None,
                         }
                     }
                     HubOutput::StoreImage { seq, image } => {
@@ -617,6 +821,7 @@ impl StreamCtx {
                     pending,
                     first,
                     count,
+                    _admitted,
                 } => {
                     let res = match pending.committed().await {
                         Ok(WriteResult::Ingested(r)) => r,

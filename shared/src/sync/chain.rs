@@ -1,7 +1,7 @@
 //! Placing verified entries on a device's stored chain: the rule that makes
 //! uploads idempotent and forks impossible to store.
 
-use crate::log::Checkpoint;
+use crate::log::{Checkpoint, SignedCheckpoint};
 use crate::types::Hash32;
 use crate::wire::{Refusal, RefusalCode};
 
@@ -37,6 +37,36 @@ pub fn place(
     progress: Progress,
     mut stored_hash: impl FnMut(u64) -> Option<Hash32>,
 ) -> Result<Placement, Refusal> {
+    try_place(batch, progress, |s| {
+        Ok::<_, std::convert::Infallible>(stored_hash(s))
+    })
+    .map_err(|e| match e {
+        ChainError::Refused(r) => r,
+        ChainError::Storage(never) => match never {},
+    })
+}
+
+/// Why a batch cannot be placed: the protocol refuses it, or the stored
+/// state could not be read (then nothing is acknowledged: a read error never
+/// counts as "nothing stored").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainError<E> {
+    Refused(Refusal),
+    Storage(E),
+}
+
+impl<E> From<Refusal> for ChainError<E> {
+    fn from(r: Refusal) -> Self {
+        ChainError::Refused(r)
+    }
+}
+
+/// [`place`] over a store whose reads can fail.
+pub fn try_place<E>(
+    batch: &[Verified],
+    progress: Progress,
+    mut stored_hash: impl FnMut(u64) -> Result<Option<Hash32>, E>,
+) -> Result<Placement, ChainError<E>> {
     let mut after = progress;
     let mut duplicates = 0;
     let mut append_from = batch.len();
@@ -44,27 +74,27 @@ pub fn place(
         let seq = v.seq();
         if seq < after.next_seq {
             if i >= append_from {
-                return Err(refusal(
-                    RefusalCode::Malformed,
-                    seq,
-                    "sequence numbers go back",
-                ));
+                return Err(
+                    refusal(RefusalCode::Malformed, seq, "sequence numbers go back").into(),
+                );
             }
-            match stored_hash(seq) {
+            match stored_hash(seq).map_err(ChainError::Storage)? {
                 Some(h) if h == v.hash => duplicates += 1,
                 Some(_) => {
                     return Err(refusal(
                         RefusalCode::Fork,
                         seq,
                         "a different entry is already stored for this sequence number",
-                    ))
+                    )
+                    .into())
                 }
                 None => {
                     return Err(refusal(
                         RefusalCode::Gap,
                         seq,
                         "stored entry missing below the acknowledged sequence",
-                    ))
+                    )
+                    .into())
                 }
             }
         } else if seq == after.next_seq {
@@ -73,7 +103,8 @@ pub fn place(
                     RefusalCode::BrokenChain,
                     seq,
                     "entry does not link to the stored head",
-                ));
+                )
+                .into());
             }
             if append_from == batch.len() {
                 append_from = i;
@@ -87,7 +118,8 @@ pub fn place(
                 RefusalCode::Gap,
                 seq,
                 &format!("expected sequence {}", after.next_seq),
-            ));
+            )
+            .into());
         }
     }
     Ok(Placement {
@@ -115,18 +147,92 @@ pub fn check_checkpoint(
     new: &Checkpoint,
     mut chain_hash: impl FnMut(u64) -> Option<Hash32>,
 ) -> Result<bool, Refusal> {
+    try_check_checkpoint(stored, new, |s| {
+        Ok::<_, std::convert::Infallible>(chain_hash(s))
+    })
+    .map_err(|e| match e {
+        ChainError::Refused(r) => r,
+        ChainError::Storage(never) => match never {},
+    })
+}
+
+/// [`check_checkpoint`] over a store whose reads can fail.
+pub fn try_check_checkpoint<E>(
+    stored: Option<&Checkpoint>,
+    new: &Checkpoint,
+    mut chain_hash: impl FnMut(u64) -> Result<Option<Hash32>, E>,
+) -> Result<bool, ChainError<E>> {
     for c in stored.into_iter().chain([new]) {
         let on_chain = match c.size.checked_sub(1) {
             None => c.head == Hash32::ZERO,
-            Some(last) => chain_hash(last) == Some(c.head),
+            Some(last) => chain_hash(last).map_err(ChainError::Storage)? == Some(c.head),
         };
         if !on_chain {
             return Err(refusal(
                 RefusalCode::Fork,
                 c.size,
                 "the node signed two histories: a checkpoint names a head that is not on its stored chain",
-            ));
+            )
+            .into());
         }
     }
     Ok(stored.is_none_or(|s| new.size > s.size))
+}
+
+/// What a storage backend holds of one device's chain, read inside the
+/// transaction that will write the batch. A read that fails (or a record
+/// that does not decode) is an error, never "nothing stored".
+pub trait ChainState {
+    type Error;
+    /// The hash of stored entry `seq`, if held.
+    fn stored_hash(&mut self, seq: u64) -> Result<Option<Hash32>, Self::Error>;
+    /// The latest checkpoint kept for the device.
+    fn checkpoint(&mut self) -> Result<Option<SignedCheckpoint>, Self::Error>;
+}
+
+/// What a backend writes for an accepted batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub placement: Placement,
+    /// The batch's checkpoint extends the kept one: keep it instead.
+    pub keep_checkpoint: bool,
+}
+
+/// The protocol's rules for one verified batch, for every storage backend:
+/// place the entries on the chain held at `progress` ([`try_place`]), then
+/// hold the node to one history ([`try_check_checkpoint`]). The backend
+/// only reads through `state` and writes what the decision says.
+pub fn decide<S: ChainState>(
+    batch: &[Verified],
+    checkpoint: Option<&SignedCheckpoint>,
+    progress: Progress,
+    state: &mut S,
+) -> Result<Decision, ChainError<S::Error>> {
+    let stored = |state: &mut S, seq: u64| {
+        if seq.checked_add(1) == Some(progress.next_seq) {
+            return Ok(Some(progress.head));
+        }
+        state.stored_hash(seq)
+    };
+    let placement = try_place(batch, progress, |seq| stored(state, seq))?;
+    let Some(c) = checkpoint else {
+        return Ok(Decision {
+            placement,
+            keep_checkpoint: false,
+        });
+    };
+    let kept = state.checkpoint().map_err(ChainError::Storage)?;
+    let first = batch.first().map_or(0, Verified::seq);
+    let keep_checkpoint = try_check_checkpoint(
+        kept.as_ref().map(|k| &k.checkpoint),
+        &c.checkpoint,
+        |seq| match seq.checked_sub(first) {
+            Some(i) if (i as usize) < batch.len() => Ok(Some(batch[i as usize].hash)),
+            _ => stored(state, seq),
+        },
+    )?;
+    Ok(Decision {
+        placement,
+        keep_checkpoint,
+    })
 }

@@ -191,6 +191,7 @@ impl MemHub {
         let VerifiedBatch {
             entries: batch,
             checkpoint,
+            ..
         } = batch;
         let p = place(&batch, self.progress, |s| {
             self.entries.get(&s).map(|v| v.hash)

@@ -33,6 +33,17 @@ impl Verified {
 pub struct VerifiedBatch {
     pub entries: Vec<Verified>,
     pub checkpoint: Option<SignedCheckpoint>,
+    /// Set when entries of this batch are signed by the node's pending
+    /// (new) certificate: it takes effect at the first of them the store
+    /// appends to the chain.
+    pub new_key: Option<NewKey>,
+}
+
+/// A pending certificate whose key signed entries from `first_seq` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    pub serial: String,
+    pub first_seq: u64,
 }
 
 /// The validity window of the node's certificate: every entry's capture
@@ -55,6 +66,106 @@ impl Validity {
     }
 }
 
+/// One certificate a node has held, as ingest uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeKey {
+    /// Serial number as lower-case hex.
+    pub serial: String,
+    pub key: PublicKey,
+    pub validity: Validity,
+    /// The first sequence number this key signs; `None` while pending.
+    pub effective_from: Option<u64>,
+    /// Revoked: entries captured at or after this time are refused.
+    pub revoked_at: Option<UnixMillis>,
+}
+
+/// The keys in force along a node's log: the certificates that took
+/// effect, in order, and at most one pending (the one the node connected
+/// with, not yet proved to extend the same log). Keys only move forward:
+/// entry `seq` is checked with the certificate in force at `seq`, and the
+/// pending one may only sign after the last effective one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeKeys {
+    effective: Vec<NodeKey>,
+    pending: Option<NodeKey>,
+}
+
+impl NodeKeys {
+    /// One key in force from the start (tools, tests, benches).
+    pub fn single(key: PublicKey, validity: Validity) -> Self {
+        NodeKeys {
+            effective: vec![NodeKey {
+                serial: String::new(),
+                key,
+                validity,
+                effective_from: Some(0),
+                revoked_at: None,
+            }],
+            pending: None,
+        }
+    }
+
+    /// From every certificate the hub holds for a node and the one it
+    /// connected with (`current`, pending unless it already took effect).
+    /// Other pending certificates vouch for nothing.
+    pub fn new(held: Vec<NodeKey>, current: NodeKey) -> Self {
+        let mut effective: Vec<NodeKey> = held
+            .into_iter()
+            .filter(|k| k.effective_from.is_some())
+            .collect();
+        effective.sort_by_key(|k| k.effective_from);
+        let pending = match effective.iter_mut().find(|k| k.serial == current.serial) {
+            Some(k) => {
+                k.revoked_at = k.revoked_at.or(current.revoked_at);
+                None
+            }
+            None => Some(NodeKey {
+                effective_from: None,
+                ..current
+            }),
+        };
+        NodeKeys { effective, pending }
+    }
+
+    /// The pending certificate took effect at `seq`.
+    pub fn took_effect(&mut self, serial: &str, seq: u64) {
+        if self.pending.as_ref().is_some_and(|p| p.serial == serial) {
+            if let Some(mut k) = self.pending.take() {
+                k.effective_from = Some(seq);
+                self.effective.push(k);
+            }
+        }
+    }
+
+    /// Record a revocation of `serial` effective at `at`.
+    pub fn revoke(&mut self, serial: &str, at: UnixMillis) {
+        for k in self.effective.iter_mut().chain(self.pending.as_mut()) {
+            if k.serial == serial {
+                k.revoked_at = Some(k.revoked_at.map_or(at, |t| t.min(at)));
+            }
+        }
+    }
+
+    /// The newest key: what signs the node's checkpoints from now on.
+    fn newest(&self) -> Option<&NodeKey> {
+        self.pending.as_ref().or(self.effective.last())
+    }
+
+    /// Index of the effective certificate in force at `seq`.
+    fn in_force(&self, seq: u64) -> Option<usize> {
+        self.effective
+            .iter()
+            .rposition(|k| k.effective_from.is_some_and(|f| f <= seq))
+    }
+}
+
+/// Which certificate signed an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signer {
+    Effective(usize),
+    Pending,
+}
+
 fn refuse(code: RefusalCode, seq: Option<u64>, detail: impl Into<String>) -> Refusal {
     Refusal {
         code,
@@ -63,17 +174,139 @@ fn refuse(code: RefusalCode, seq: Option<u64>, detail: impl Into<String>) -> Ref
     }
 }
 
-/// Rebuild and check a frame from `device`, each entry in one pass: the
-/// full entry from its compact form (device, sequence number and `prev`
-/// chain filled in), its bounds, its capture time against the certificate's
-/// `validity`, its content commitment, its canonical bytes and hash; then
-/// every signature in one Ed25519 batch verification (on failure, each entry
-/// is checked with `verify_strict` to name the bad one); then the frame's
-/// checkpoint, which must be signed by the node and name the head reached.
+/// Check one entry against one certificate: the signature (with
+/// `verify_strict`, the auditor's rule), the capture time within its
+/// validity, and before its revocation.
+fn check_with(k: &NodeKey, msg: &[u8], v: &Verified) -> Result<(), Refusal> {
+    let seq = Some(v.seq());
+    let sig = crate::crypto::Signature(v.entry.signature.0);
+    if !k.key.verify(&[], msg, &sig) {
+        return Err(refuse(
+            RefusalCode::BadSignature,
+            seq,
+            "signature does not verify with the node's certified key",
+        ));
+    }
+    let at = v.entry.header.captured_at;
+    if !k.validity.contains(at) {
+        return Err(refuse(
+            RefusalCode::OutsideValidity,
+            seq,
+            format!(
+                "captured at {} outside the certificate's validity ({} to {})",
+                at, k.validity.not_before, k.validity.not_after
+            ),
+        ));
+    }
+    if k.revoked_at.is_some_and(|r| r <= at) {
+        return Err(refuse(
+            RefusalCode::Revoked,
+            seq,
+            format!("signed by certificate {} after its revocation", k.serial),
+        ));
+    }
+    Ok(())
+}
+
+/// Which certificate accepts entry `v` (message `msg`): the one in force at
+/// its sequence number, else the pending one if it may sign there.
+fn signer_of(keys: &NodeKeys, msg: &[u8], v: &Verified) -> Result<Signer, Refusal> {
+    let primary = keys.in_force(v.seq());
+    let pending_may =
+        keys.pending.is_some() && primary.is_none_or(|i| i + 1 == keys.effective.len());
+    let first = match primary.and_then(|i| keys.effective.get(i).map(|k| (i, k))) {
+        Some((i, k)) => match check_with(k, msg, v) {
+            Ok(()) => return Ok(Signer::Effective(i)),
+            Err(r) => Some(r),
+        },
+        None => None,
+    };
+    match (&keys.pending, pending_may) {
+        (Some(p), true) => match check_with(p, msg, v) {
+            Ok(()) => Ok(Signer::Pending),
+            // A failed signature under the pending key says less than the
+            // primary's reason (e.g. revoked, outside validity).
+            Err(r) if r.code == RefusalCode::BadSignature => Err(first.unwrap_or(r)),
+            Err(r) => Err(r),
+        },
+        _ => Err(first.unwrap_or_else(|| {
+            refuse(
+                RefusalCode::BadSignature,
+                Some(v.seq()),
+                "no certificate of this node is in force for this entry",
+            )
+        })),
+    }
+}
+
+/// Entries at or above this count are verified on several threads.
+const PARALLEL_FROM: usize = 64;
+
+/// Find each entry's signer, spreading the signature checks over the cores
+/// for a large batch.
+fn signers(keys: &NodeKeys, msgs: &[Vec<u8>], out: &[Verified]) -> Vec<Result<Signer, Refusal>> {
+    let n = out.len();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    if n < PARALLEL_FROM || threads < 2 {
+        return msgs
+            .iter()
+            .zip(out)
+            .map(|(m, v)| signer_of(keys, m, v))
+            .collect();
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = msgs
+            .chunks(chunk)
+            .zip(out.chunks(chunk))
+            .map(|(ms, vs)| {
+                s.spawn(move || {
+                    ms.iter()
+                        .zip(vs)
+                        .map(|(m, v)| signer_of(keys, m, v))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(r) => r,
+                // A verifier thread cannot panic on input; if it did,
+                // refuse its share rather than accept it.
+                Err(_) => vec![Err(refuse(
+                    RefusalCode::BadSignature,
+                    None,
+                    "signature check failed",
+                ))],
+            })
+            .collect()
+    })
+}
+
+/// Rebuild and check a frame from `device` signed with `key` alone (tools
+/// and tests): see [`verify_frame`].
 pub fn verify_batch(
     key: &PublicKey,
     device: &DeviceId,
     validity: Validity,
+    batch: Entries,
+) -> Result<VerifiedBatch, Refusal> {
+    verify_frame(&NodeKeys::single(*key, validity), device, batch)
+}
+
+/// Rebuild and check a frame from `device`: the full entry from its
+/// compact form (device, sequence number and `prev` chain filled in), its
+/// bounds, its content commitment, its canonical bytes and hash; then each
+/// signature with `verify_strict` (the auditor's rule, never a batch
+/// equation that accepts more), with the certificate in force for it, its
+/// capture time within that certificate's validity and before any
+/// revocation, on several threads for a large frame; keys only move
+/// forward; then the frame's checkpoint, which must be signed by the node
+/// and name the head reached.
+pub fn verify_frame(
+    keys: &NodeKeys,
+    device: &DeviceId,
     batch: Entries,
 ) -> Result<VerifiedBatch, Refusal> {
     let first_seq = batch.first_seq;
@@ -88,16 +321,6 @@ pub fn verify_batch(
         entry
             .validate()
             .map_err(|e| refuse(RefusalCode::Malformed, Some(seq), e.to_string()))?;
-        if !validity.contains(entry.header.captured_at) {
-            return Err(refuse(
-                RefusalCode::OutsideValidity,
-                Some(seq),
-                format!(
-                    "captured at {} outside the certificate's validity ({} to {})",
-                    entry.header.captured_at, validity.not_before, validity.not_after
-                ),
-            ));
-        }
         if !entry.body_matches() {
             return Err(refuse(
                 RefusalCode::Edited,
@@ -122,26 +345,49 @@ pub fn verify_batch(
         signed.push(msg);
         out.push(Verified { entry, bytes, hash });
     }
-    let msgs: Vec<&[u8]> = signed.iter().map(Vec::as_slice).collect();
-    let sigs: Vec<ed25519_dalek::Signature> = out
-        .iter()
-        .map(|v| ed25519_dalek::Signature::from_bytes(&v.entry.signature.0))
-        .collect();
-    let keys = vec![*key.inner(); msgs.len()];
-    if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_err() {
-        let bad = out
-            .iter()
-            .find(|v| !v.entry.signature_valid(key))
-            .map(Verified::seq);
-        return Err(refuse(
-            RefusalCode::BadSignature,
-            bad,
-            "signature does not verify with the node's certified key",
-        ));
+    let mut new_key: Option<NewKey> = None;
+    let mut last: Option<Signer> = None;
+    for (v, s) in out.iter().zip(signers(keys, &signed, &out)) {
+        let s = s?;
+        match (last, s) {
+            (Some(Signer::Pending), Signer::Effective(_)) => {
+                return Err(refuse(
+                    RefusalCode::BadSignature,
+                    Some(v.seq()),
+                    "signed by an older certificate after a newer one took effect",
+                ))
+            }
+            (Some(Signer::Effective(a)), Signer::Effective(b)) if b < a => {
+                return Err(refuse(
+                    RefusalCode::BadSignature,
+                    Some(v.seq()),
+                    "signed by an older certificate after a newer one took effect",
+                ))
+            }
+            (_, Signer::Pending) if new_key.is_none() => {
+                new_key = keys.pending.as_ref().map(|p| NewKey {
+                    serial: p.serial.clone(),
+                    first_seq: v.seq(),
+                });
+            }
+            _ => {}
+        }
+        last = Some(s);
     }
     if let Some(c) = &batch.checkpoint {
         let end = first_seq + out.len() as u64;
-        if c.checkpoint.device != *device || !c.signature_valid(key) {
+        let key = match last {
+            Some(Signer::Effective(i)) => keys.effective.get(i),
+            Some(Signer::Pending) => keys.pending.as_ref(),
+            None => keys.newest(),
+        };
+        let signed_by_node = key.is_some_and(|k| c.signature_valid(&k.key))
+            || (last.is_none()
+                && keys
+                    .effective
+                    .last()
+                    .is_some_and(|k| c.signature_valid(&k.key)));
+        if c.checkpoint.device != *device || !signed_by_node {
             return Err(refuse(
                 RefusalCode::BadSignature,
                 Some(end),
@@ -160,6 +406,7 @@ pub fn verify_batch(
     Ok(VerifiedBatch {
         entries: out,
         checkpoint: batch.checkpoint,
+        new_key,
     })
 }
 
@@ -202,8 +449,7 @@ pub const MISSING_IMAGE_SCAN: u64 = 16_384;
 #[derive(Debug)]
 pub struct HubSession {
     device: DeviceId,
-    node_key: PublicKey,
-    validity: Validity,
+    keys: NodeKeys,
     hub_key: Arc<SecretKey>,
     progress: Progress,
     greeted: bool,
@@ -224,8 +470,7 @@ impl HubSession {
     ) -> Self {
         HubSession {
             device,
-            node_key,
-            validity: Validity::ALWAYS,
+            keys: NodeKeys::single(node_key, Validity::ALWAYS),
             hub_key,
             progress,
             greeted: false,
@@ -236,8 +481,22 @@ impl HubSession {
 
     /// Refuse entries captured outside the certificate's validity.
     pub fn with_validity(mut self, validity: Validity) -> Self {
-        self.validity = validity;
+        for k in self.keys.effective.iter_mut() {
+            k.validity = validity;
+        }
         self
+    }
+
+    /// Check entries with every certificate the node has held
+    /// ([`NodeKeys`]) rather than the one key given to [`HubSession::new`].
+    pub fn with_keys(mut self, keys: NodeKeys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// A revocation recorded while the node is connected.
+    pub fn revoke(&mut self, serial: &str, at: UnixMillis) {
+        self.keys.revoke(serial, at);
     }
 
     pub fn device(&self) -> &DeviceId {
@@ -312,8 +571,16 @@ impl HubSession {
                 }
                 // Replays are verified too: placing them compares each with
                 // what is stored, so a replay is counted and a fork caught.
-                match verify_batch(&self.node_key, &self.device, self.validity, batch) {
-                    Ok(v) => vec![HubOutput::Ingest(v)],
+                match verify_frame(&self.keys, &self.device, batch) {
+                    Ok(v) => {
+                        // The store makes the new key effective when it
+                        // appends the first entry it signed; later frames,
+                        // verified before that commit, already need it.
+                        if let Some(n) = &v.new_key {
+                            self.keys.took_effect(&n.serial, n.first_seq);
+                        }
+                        vec![HubOutput::Ingest(v)]
+                    }
                     Err(r) => self.refused(r),
                 }
             }
@@ -379,7 +646,13 @@ impl HubSession {
                 "a loss frame without a loss record",
             ));
         };
-        if e.header.device != self.device || !e.signature_valid(&self.node_key) {
+        let signed = self
+            .keys
+            .effective
+            .iter()
+            .chain(self.keys.pending.iter())
+            .any(|k| e.signature_valid(&k.key));
+        if e.header.device != self.device || !signed {
             return self.refused(refuse(
                 RefusalCode::BadSignature,
                 Some(e.seq()),

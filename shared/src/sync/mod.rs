@@ -13,7 +13,8 @@
 //! from that point, a window at a time, each frame with a checkpoint the
 //! edge signs of its log up to the frame's end; the hub verifies each batch
 //! ([`verify_batch`]: rebuild the compact entries, check each once,
-//! signatures in one batch, the checkpoint against the entries), places it
+//! each signature with `verify_strict` under the certificate in force for
+//! it, the checkpoint against the entries), places it
 //! on the stored chain ([`chain::place`]: duplicates are skipped, forks,
 //! broken links and gaps refused), checks the checkpoint against the one it
 //! kept ([`chain::check_checkpoint`]: a node shows one history), commits,
@@ -40,10 +41,17 @@ mod harness;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{check_checkpoint, place, Placement, Progress};
+pub use chain::{
+    check_checkpoint, decide, place, ChainError, ChainState, Decision, Placement, Progress,
+};
 pub use edge::{EdgeConfig, EdgeEvent, EdgeSync, LinkState, LogSource, Outgoing};
-pub use hub::{verify_batch, HubOutput, HubSession, Validity, Verified, VerifiedBatch};
+pub use hub::{
+    verify_batch, verify_frame, HubOutput, HubSession, NewKey, NodeKey, NodeKeys, Validity,
+    Verified, VerifiedBatch,
+};
 
 /// Monotonic time as the cores see it: any fixed origin, chosen by the driver
 /// (a real clock's start, or a test's virtual clock).
 pub type Now = std::time::Duration;
+#[cfg(test)]
+mod vectors;
