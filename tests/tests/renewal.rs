@@ -4,7 +4,8 @@
 //! revocation applied to the running hub closes the node's connection and
 //! refuses what it signs afterwards.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use alpr_e2e::raw::RawNode;
@@ -38,6 +39,34 @@ fn certificates(hub: &Hub, name: &str) -> anyhow::Result<Vec<(String, Option<u64
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// `hub audit verify --json --export FILE` of the running hub.
+fn audit(hub: &Hub, export: &Path) -> anyhow::Result<(Output, serde_json::Value)> {
+    let out = Command::new(bin("hub")?)
+        .args(["audit", "verify", "--json", "--config"])
+        .arg(&hub.config)
+        .arg("--export")
+        .arg(export)
+        .output()?;
+    let report = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok((out, report))
+}
+
+/// `hub verify --ca ca.crt BUNDLE`, offline.
+fn verify_offline(pki: &Pki, bundle: &Path) -> anyhow::Result<(Output, String)> {
+    let out = Command::new(bin("hub")?)
+        .args(["verify", "--ca"])
+        .arg(pki.ca_cert())
+        .arg(bundle)
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out, text))
 }
 
 /// Copy a node's files aside (enrolling again overwrites them).
@@ -101,6 +130,81 @@ fn a_re_enrolled_node_carries_on_and_the_hub_keeps_both_certificates() -> anyhow
         "{certs:?}"
     );
     assert_eq!(node_row(&hub, "car-21")?["acked"].as_u64(), Some(90));
+
+    // The auditor sees one authentic history signed by two keys, on the
+    // running hub and offline from the exported bundle.
+    let bundle = dir.path().join("renewed.bundle");
+    let (out, report) = audit(&hub, &bundle)?;
+    assert!(out.status.success(), "audit: {report}");
+    assert_eq!(report["authentic"], true, "{report}");
+    assert_eq!(report["reads"].as_u64(), Some(90), "{report}");
+    let (out, text) = verify_offline(&pki, &bundle)?;
+    assert!(out.status.success(), "hub verify: {text}");
+    assert!(text.contains("AUTHENTIC") && !text.contains("NOT AUTHENTIC"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn entries_signed_after_a_back_dated_revocation_are_reported_by_both_audits(
+) -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let node = pki.node("car-24")?;
+    let hub = Hub::start(&pki, dir.path(), &[])?;
+    let mut edge = Edge::start(
+        &node,
+        hub.addr,
+        dir.path(),
+        &EdgeOptions {
+            generate: 30,
+            ..EdgeOptions::default()
+        },
+    )?;
+    edge.wait_synced(30, LIMIT)?;
+    edge.proc.stop()?;
+    let stored = hub.stored_entries("car-24")?;
+    assert_eq!(stored.len(), 30);
+    // The key is found to have been stolen before the last ten reads.
+    let at = stored[20].header.captured_at;
+    let out = Command::new(bin("hub")?)
+        .args(["revoke", &node.serial, "--reason", "key stolen", "--at"])
+        .arg(at.to_string())
+        .arg("--config")
+        .arg(&hub.config)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "hub revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bundle = dir.path().join("revoked.bundle");
+    let (out, report) = audit(&hub, &bundle)?;
+    assert!(!out.status.success(), "the audit must fail: {report}");
+    let faults = report["nodes"][0]["faults"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let after: Vec<u64> = faults
+        .iter()
+        .filter(|f| f["fault"] == "signed_after_revocation")
+        .filter_map(|f| f["seq"].as_u64())
+        .collect();
+    let expected: Vec<u64> = stored
+        .iter()
+        .filter(|e| e.header.captured_at >= at)
+        .map(|e| e.seq())
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < 30);
+    assert_eq!(after, expected, "{report}");
+
+    let (out, text) = verify_offline(&pki, &bundle)?;
+    assert!(!out.status.success(), "hub verify must fail: {text}");
+    assert_eq!(
+        text.matches("after its revocation took effect").count(),
+        expected.len(),
+        "every entry signed after the revocation is named: {text}"
+    );
     Ok(())
 }
 

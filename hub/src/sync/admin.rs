@@ -256,7 +256,7 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
     // A failing database is reported, not an error: the report says why.
     // Identity conflicts are refusal records with their own code.
     let mut conflicts: HashMap<String, (u64, RefusalRecord)> = HashMap::new();
-    for r in hub.storage.refusals(CONFLICT_SCAN)? {
+    for r in hub.storage.refusals(CONFLICT_SCAN).unwrap_or_default() {
         if r.code != RefusalCode::IdentityConflict.as_str() {
             continue;
         }
