@@ -65,12 +65,17 @@ pub struct MemLog {
     pub entries: Vec<SignedEntry>,
     pub images: BTreeMap<Hash32, Vec<u8>>,
     pub image_queue: BTreeMap<(u64, Hash32), ()>,
+    /// Bytes of each image appended from now on (at least its name).
+    pub image_size: usize,
 }
 
 impl MemLog {
     pub fn append(&mut self, i: u64, with_image: bool) {
         let plate = format!("P{:06}", i % 1_000_000);
-        let image = format!("jpeg bytes of read {i}").into_bytes();
+        let mut image = format!("jpeg bytes of read {i}").into_bytes();
+        if image.len() < self.image_size {
+            image.resize(self.image_size, 0xA5);
+        }
         let hash = sha256(&image);
         let content = ReadContent {
             location: Location::Site {
@@ -185,6 +190,8 @@ pub struct Stats {
     pub bytes_sent: u64,
     pub connects: u64,
     pub failed_connects: u64,
+    /// How often each image was sent to the hub.
+    pub image_sends: BTreeMap<Hash32, u32>,
 }
 
 /// An edge and a hub over a simulated link.
@@ -228,6 +235,7 @@ impl Pair {
                 entries: Vec::new(),
                 images: BTreeMap::new(),
                 image_queue: BTreeMap::new(),
+                image_size: 0,
             },
             hub: MemHub::default(),
             hub_key,
@@ -262,6 +270,9 @@ impl Pair {
     fn send(&mut self, dir: Dir, frame: Frame) {
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += frame.encode().len() as u64;
+        if let (Dir::ToHub, Frame::Image(i)) = (dir, &frame) {
+            *self.stats.image_sends.entry(i.hash).or_default() += 1;
+        }
         if self.in_outage(self.now).is_some() {
             self.stats.frames_lost += 1;
             return;
