@@ -129,6 +129,11 @@ pub struct EdgeSync {
     image_bytes_in_flight: usize,
     /// The image window in bytes, from the link's path estimate.
     image_window: usize,
+    /// When the hub last acknowledged an image on this connection. An
+    /// image is resent only after `retransmit_after` without any image
+    /// acknowledged since it went out: behind a full window on a slow link
+    /// an image may wait longer than that for its turn, and is not lost.
+    image_progress: Option<Now>,
     /// Images acknowledged whose removal from the store's queue may not
     /// have happened yet: never resend these.
     images_done: VecDeque<Hash32>,
@@ -158,6 +163,7 @@ impl EdgeSync {
             images_in_flight: BTreeMap::new(),
             image_bytes_in_flight: 0,
             image_window,
+            image_progress: None,
             images_done: VecDeque::new(),
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
@@ -222,6 +228,12 @@ impl EdgeSync {
     fn clear_images_in_flight(&mut self) {
         self.images_in_flight.clear();
         self.image_bytes_in_flight = 0;
+        self.image_progress = None;
+    }
+
+    /// When an image sent at `sent` counts as lost if still unacknowledged.
+    fn image_deadline(&self, sent: Now) -> Now {
+        self.image_progress.map_or(sent, |p| p.max(sent)) + self.config.retransmit_after
     }
 
     fn forget_image(&mut self, hash: &Hash32) -> Option<u64> {
@@ -334,6 +346,7 @@ impl EdgeSync {
             }
             Frame::ImageAck { hash } => {
                 if let Some(seq) = self.forget_image(&hash) {
+                    self.image_progress = Some(now);
                     if self.images_done.len() >= 4096 {
                         self.images_done.pop_front();
                     }
@@ -408,7 +421,7 @@ impl EdgeSync {
                 let stale: Vec<Hash32> = self
                     .images_in_flight
                     .iter()
-                    .filter(|(_, (_, t, _))| now >= *t + self.config.retransmit_after)
+                    .filter(|(_, (_, t, _))| now >= self.image_deadline(*t))
                     .map(|(h, _)| *h)
                     .collect();
                 for h in stale {
@@ -432,7 +445,7 @@ impl EdgeSync {
                 let images = self
                     .images_in_flight
                     .values()
-                    .map(|(_, t, _)| *t + self.config.retransmit_after)
+                    .map(|(_, t, _)| self.image_deadline(*t))
                     .min();
                 match (entries, images) {
                     (Some(a), Some(b)) => Some(a.min(b)),

@@ -56,6 +56,9 @@ pub struct LinkModel {
     pub outages: Vec<(Duration, Duration)>,
     /// A connection is declared dead this long into an outage.
     pub idle_timeout: Duration,
+    /// Bandwidth each way in bits per second: frames queue for the link
+    /// one after another (None: unlimited).
+    pub rate_bps: Option<u64>,
 }
 
 /// The edge's log, in memory.
@@ -210,6 +213,8 @@ pub struct Pair {
     order: u64,
     bad_state: bool,
     queue: BinaryHeap<Reverse<(Now, u64, Dir, u64)>>,
+    /// When the link is next free, each way (with `rate_bps`).
+    link_free: [Now; 2],
     payloads: BTreeMap<u64, Frame>,
     node_key_pub: crate::crypto::PublicKey,
 }
@@ -246,6 +251,7 @@ impl Pair {
             order: 0,
             bad_state: false,
             queue: BinaryHeap::new(),
+            link_free: [Now::ZERO; 2],
             payloads: BTreeMap::new(),
             node_key_pub,
         }
@@ -268,8 +274,19 @@ impl Pair {
     }
 
     fn send(&mut self, dir: Dir, frame: Frame) {
+        let len = frame.encode().len() as u64;
         self.stats.frames_sent += 1;
-        self.stats.bytes_sent += frame.encode().len() as u64;
+        self.stats.bytes_sent += len;
+        // The frame holds the link for its length, lost or not.
+        let on_link_until = match self.link.rate_bps {
+            Some(rate) if rate > 0 => {
+                let free = &mut self.link_free[dir as usize];
+                *free = (*free).max(self.now)
+                    + Duration::from_nanos(len.saturating_mul(8_000_000_000) / rate);
+                *free
+            }
+            _ => self.now,
+        };
         if let (Dir::ToHub, Frame::Image(i)) = (dir, &frame) {
             *self.stats.image_sends.entry(i.hash).or_default() += 1;
         }
@@ -306,7 +323,7 @@ impl Pair {
             } else {
                 self.rng.next() % jitter_ms
             };
-            let at = self.now + self.link.delay + Duration::from_millis(extra);
+            let at = on_link_until + self.link.delay + Duration::from_millis(extra);
             self.order += 1;
             self.payloads.insert(self.order, frame.clone());
             self.queue.push(Reverse((at, self.order, dir, self.epoch)));

@@ -516,3 +516,33 @@ fn entries_overtake_images_in_flight() {
     let first = p.edge.poll_transmit(p.now, &p.log);
     assert_eq!(first.map(|o| o.lane), Some(Lane::Entries));
 }
+
+#[test]
+fn images_fill_a_slow_long_link_without_needless_resends() {
+    // 1 Mbit/s, 600 ms RTT: 600 plate crops of 8 KiB need 39 s of link.
+    let cfg = EdgeConfig {
+        // Shorter than an image may wait behind a full window.
+        retransmit_after: secs(2),
+        ..sim_config()
+    };
+    let mut p = Pair::new(
+        35,
+        LinkModel {
+            delay: ms(300),
+            rate_bps: Some(1_000_000),
+            ..Default::default()
+        },
+        cfg,
+    );
+    p.log.image_size = 8 * 1024;
+    // About what quinn's BBR reports on such a link: two BDPs.
+    p.edge.set_congestion_window(150_000);
+    add_reads(&mut p, 600, true);
+    assert!(p.run_until(secs(300), |p| p.synced() && p.log.image_queue.is_empty()));
+    assert_eq!(p.hub.images.len(), 600);
+    let resent = p.stats.image_sends.values().filter(|&&n| n > 1).count();
+    assert_eq!(resent, 0, "images resent while the link was busy");
+    let image_bits = 600.0 * 8.0 * 1024.0 * 8.0;
+    let share = image_bits / 1e6 / p.now.as_secs_f64();
+    assert!(share >= 0.8, "images used {share:.2} of the link");
+}
