@@ -40,7 +40,7 @@ pub struct EdgeConfig {
     /// bookkeeping; the byte window below is what sizes the lane).
     pub window_images: usize,
     /// Image bytes sent and not yet acknowledged: the window follows the
-    /// link's bandwidth-delay product (see [`EdgeSync::set_path`]), never
+    /// link's bandwidth-delay product (see [`EdgeSync::set_congestion_window`]), never
     /// below `min` nor above `max`. One image always may be in flight, so
     /// an image larger than the window still moves.
     pub window_image_bytes_min: usize,
@@ -197,8 +197,8 @@ impl EdgeSync {
         self.config.metered = metered;
     }
 
-    /// The transport's congestion window (bytes it lets be in flight: its
-    /// estimate of the bandwidth-delay product, about two with BBR). The
+    /// The transport's congestion window (bytes it lets be in flight; with
+    /// BBR about twice its estimate of the bandwidth-delay product). The
     /// image window becomes twice that, clamped to the configured bounds:
     /// enough that the transport, not this window, limits the lane (an
     /// image is acknowledged only after the hub committed it, a little
