@@ -3,6 +3,10 @@
 //! limit with propagation delay, and rebinding (its hub-side socket moves to
 //! a new port, as a vehicle's address changes between networks).
 //! `tc netem` is not available here; this is the project's own.
+//!
+//! A packet lost on the radio still held the radio for its length: loss is
+//! decided after the bandwidth queue has charged the packet's time (see
+//! [`Radio`]), so a lossy link carries less, as a real one does.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +41,65 @@ pub struct RelayStats {
     /// UDP payload bytes forwarded edge → hub and hub → edge.
     pub bytes_up: AtomicU64,
     pub bytes_down: AtomicU64,
+    /// UDP payload bytes that held the link each way: forwarded, or lost
+    /// on the radio after taking their time on it.
+    pub air_up: AtomicU64,
+    pub air_down: AtomicU64,
+}
+
+/// What became of a packet offered to the link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Tail-dropped: the queue before the radio was full (never sent).
+    QueueFull,
+    /// Sent, and lost on the way: it held the radio until `busy_until`.
+    Lost { busy_until: Instant },
+    /// Arrives at the other end at this time.
+    Deliver { at: Instant },
+}
+
+/// One direction's bottleneck: a queue (tail drop past 250 ms of waiting)
+/// in front of a radio of `rate_bps`, then propagation delay. Loss happens
+/// on the radio, so a lost packet is charged its transmission time.
+#[derive(Debug, Clone, Copy)]
+pub struct Radio {
+    next_free: Instant,
+}
+
+impl Radio {
+    /// The longest a packet may wait for the radio before it is dropped.
+    pub const MAX_QUEUE: Duration = Duration::from_millis(250);
+
+    pub fn new(now: Instant) -> Self {
+        Radio { next_free: now }
+    }
+
+    /// Offer a packet of `len` bytes at `now`; `lost` says whether the
+    /// loss model takes it once it is on the air.
+    pub fn offer(&mut self, now: Instant, len: usize, model: &LinkModel, lost: bool) -> Verdict {
+        let on_air_until = match model.rate_bps {
+            Some(rate) if rate > 0 => {
+                let start = self.next_free.max(now);
+                if start - now > Self::MAX_QUEUE {
+                    return Verdict::QueueFull;
+                }
+                let tx_time =
+                    Duration::from_nanos((len as u64 * 8).saturating_mul(1_000_000_000) / rate);
+                self.next_free = start + tx_time;
+                self.next_free
+            }
+            _ => now,
+        };
+        if lost {
+            Verdict::Lost {
+                busy_until: on_air_until,
+            }
+        } else {
+            Verdict::Deliver {
+                at: on_air_until + model.delay,
+            }
+        }
+    }
 }
 
 struct Shared {
@@ -50,11 +113,8 @@ struct Shared {
 }
 
 impl Shared {
-    /// Whether this packet gets through the loss model.
+    /// Whether this packet gets through the loss model (outages aside).
     fn passes(&self) -> bool {
-        if self.outage.load(Ordering::Relaxed) {
-            return false;
-        }
         let Ok(mut g) = self.model.lock() else {
             return true;
         };
@@ -211,8 +271,9 @@ async fn back_reader(sock: Arc<UdpSocket>, down: mpsc::Sender<Vec<u8>>) {
     }
 }
 
-/// A direction's path: loss model, then a bandwidth queue (tail drop past
-/// 250 ms of queueing), then propagation delay, then the socket.
+/// A direction's path: outage, then a bandwidth queue (tail drop past
+/// 250 ms of queueing) and the radio, where the loss model strikes, then
+/// propagation delay, then the socket.
 fn shaper(
     shared: Arc<Shared>,
     dir: Dir,
@@ -223,35 +284,33 @@ fn shaper(
     let (dtx, mut drx) = mpsc::channel::<(Instant, Vec<u8>)>(8192);
     let s = shared.clone();
     tokio::spawn(async move {
-        let mut next_free = Instant::now();
+        let mut radio = Radio::new(Instant::now());
         while let Some(p) = rx.recv().await {
             s.stats.packets.fetch_add(1, Ordering::Relaxed);
-            if !s.passes() {
+            if s.outage.load(Ordering::Relaxed) {
                 s.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             let model = s.model();
-            let now = Instant::now();
-            let start = next_free.max(now);
-            let at = match model.rate_bps {
-                Some(rate) if rate > 0 => {
-                    if start - now > Duration::from_millis(250) {
-                        s.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    let tx_time = Duration::from_nanos(
-                        (p.len() as u64 * 8).saturating_mul(1_000_000_000) / rate,
-                    );
-                    next_free = start + tx_time;
-                    next_free + model.delay
+            let lost = !s.passes();
+            let (air, forwarded) = match dir {
+                Dir::Up => (&s.stats.air_up, &s.stats.bytes_up),
+                Dir::Down => (&s.stats.air_down, &s.stats.bytes_down),
+            };
+            let at = match radio.offer(Instant::now(), p.len(), &model, lost) {
+                Verdict::QueueFull => {
+                    s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-                _ => now + model.delay,
+                Verdict::Lost { .. } => {
+                    air.fetch_add(p.len() as u64, Ordering::Relaxed);
+                    s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Verdict::Deliver { at } => at,
             };
-            let counter = match dir {
-                Dir::Up => &s.stats.bytes_up,
-                Dir::Down => &s.stats.bytes_down,
-            };
-            counter.fetch_add(p.len() as u64, Ordering::Relaxed);
+            air.fetch_add(p.len() as u64, Ordering::Relaxed);
+            forwarded.fetch_add(p.len() as u64, Ordering::Relaxed);
             if dtx.send((at, p)).await.is_err() {
                 return;
             }
@@ -277,4 +336,57 @@ fn shaper(
         }
     });
     tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link() -> LinkModel {
+        LinkModel {
+            rate_bps: Some(8_000), // 1 byte per millisecond
+            delay: Duration::from_millis(50),
+            ..LinkModel::default()
+        }
+    }
+
+    #[test]
+    fn a_lost_packet_holds_the_radio_for_its_length() {
+        let t0 = Instant::now();
+        let mut radio = Radio::new(t0);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            radio.offer(t0, 100, &link(), true),
+            Verdict::Lost {
+                busy_until: t0 + ms(100)
+            }
+        );
+        // The next packet waits for the lost one to leave the air.
+        assert_eq!(
+            radio.offer(t0, 100, &link(), false),
+            Verdict::Deliver {
+                at: t0 + ms(200) + ms(50)
+            }
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_without_charging_the_radio() {
+        let t0 = Instant::now();
+        let mut radio = Radio::new(t0);
+        // 300 ms of queue: the next packet would wait past 250 ms.
+        for _ in 0..3 {
+            assert!(matches!(
+                radio.offer(t0, 100, &link(), false),
+                Verdict::Deliver { .. }
+            ));
+        }
+        assert_eq!(radio.offer(t0, 100, &link(), false), Verdict::QueueFull);
+        assert_eq!(
+            radio.offer(t0 + Duration::from_millis(100), 100, &link(), false),
+            Verdict::Deliver {
+                at: t0 + Duration::from_millis(400 + 50)
+            }
+        );
+    }
 }

@@ -140,13 +140,16 @@ fn a_re_enrolled_node_carries_on_and_the_hub_keeps_both_certificates() -> anyhow
     assert_eq!(report["reads"].as_u64(), Some(90), "{report}");
     let (out, text) = verify_offline(&pki, &bundle)?;
     assert!(out.status.success(), "hub verify: {text}");
-    assert!(text.contains("AUTHENTIC") && !text.contains("NOT AUTHENTIC"), "{text}");
+    assert!(
+        text.contains("AUTHENTIC") && !text.contains("NOT AUTHENTIC"),
+        "{text}"
+    );
     Ok(())
 }
 
 #[test]
-fn entries_signed_after_a_back_dated_revocation_are_reported_by_both_audits(
-) -> anyhow::Result<()> {
+fn entries_signed_after_a_back_dated_revocation_are_reported_by_both_audits() -> anyhow::Result<()>
+{
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;
     let node = pki.node("car-24")?;

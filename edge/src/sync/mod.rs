@@ -2,6 +2,7 @@
 //! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/2`,
 //! keep-alives), reconnects with the core's jittered exponential backoff,
 //! one stream per lane with QUIC priorities control > entries > images,
+//! the image window sized from the connection's congestion window,
 //! and the store's receipts and image queue kept up to date.
 //!
 //! An address change (a vehicle moving between networks) is QUIC
@@ -188,6 +189,8 @@ async fn session(
     set_status(status, |s| s.receipt_current = false);
     set_status(status, |s| s.link = "handshake".into());
     let outcome: Result<(), String> = loop {
+        // The image window follows the transport's estimate of the path.
+        core.set_congestion_window(conn.stats().path.cwnd);
         // Send all the core has, each frame on its lane's stream.
         let mut failed = None;
         while let Some(o) = core.poll_transmit(now(), store) {

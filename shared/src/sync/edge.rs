@@ -56,8 +56,15 @@ pub struct EdgeConfig {
     pub batch_bytes: usize,
     /// Entries sent and not yet acknowledged, at most.
     pub window_entries: u64,
-    /// Images sent and not yet acknowledged, at most.
+    /// Images sent and not yet acknowledged, at most (a bound on
+    /// bookkeeping; the byte window below is what sizes the lane).
     pub window_images: usize,
+    /// Image bytes sent and not yet acknowledged: the window follows the
+    /// link's bandwidth-delay product (see [`EdgeSync::set_congestion_window`]), never
+    /// below `min` nor above `max`. One image always may be in flight, so
+    /// an image larger than the window still moves.
+    pub window_image_bytes_min: usize,
+    pub window_image_bytes_max: usize,
     /// With no acknowledgement for this long, resend from the last receipt.
     pub retransmit_after: Duration,
     /// Reconnect backoff: first delay and cap (each doubles, with jitter).
@@ -74,7 +81,9 @@ impl Default for EdgeConfig {
             batch_entries: 256,
             batch_bytes: 256 * 1024,
             window_entries: 4096,
-            window_images: 4,
+            window_images: 1024,
+            window_image_bytes_min: 64 * 1024,
+            window_image_bytes_max: 8 * 1024 * 1024,
             retransmit_after: Duration::from_secs(20),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
@@ -152,7 +161,17 @@ pub struct EdgeSync {
     /// When the oldest unacknowledged frame went out (or progress was last made).
     last_progress: Option<Now>,
     hello_sent_at: Option<Now>,
-    images_in_flight: BTreeMap<Hash32, (u64, Now)>,
+    /// Image hash → (entry seq, when sent, bytes).
+    images_in_flight: BTreeMap<Hash32, (u64, Now, usize)>,
+    /// Sum of the bytes of `images_in_flight`.
+    image_bytes_in_flight: usize,
+    /// The image window in bytes, from the link's path estimate.
+    image_window: usize,
+    /// When the hub last acknowledged an image on this connection. An
+    /// image is resent only after `retransmit_after` without any image
+    /// acknowledged since it went out: behind a full window on a slow link
+    /// an image may wait longer than that for its turn, and is not lost.
+    image_progress: Option<Now>,
     /// Images acknowledged whose removal from the store's queue may not
     /// have happened yet: never resend these.
     images_done: VecDeque<Hash32>,
@@ -170,6 +189,7 @@ impl EdgeSync {
     /// A core for `device`, whose hub had acknowledged `0..acked` when last
     /// heard of. `hub_key` checks receipts once known (see [`Self::set_hub_key`]).
     pub fn new(device: DeviceId, config: EdgeConfig, acked: u64, seed: u64) -> Self {
+        let image_window = config.window_image_bytes_min.max(1);
         EdgeSync {
             device,
             config,
@@ -183,6 +203,9 @@ impl EdgeSync {
             last_progress: None,
             hello_sent_at: None,
             images_in_flight: BTreeMap::new(),
+            image_bytes_in_flight: 0,
+            image_window,
+            image_progress: None,
             images_done: VecDeque::new(),
             wanted: VecDeque::new(),
             loss_reported: None,
@@ -218,6 +241,51 @@ impl EdgeSync {
         self.config.metered = metered;
     }
 
+    /// The transport's congestion window (bytes it lets be in flight; with
+    /// BBR about twice its estimate of the bandwidth-delay product). The
+    /// image window becomes twice that, clamped to the configured bounds:
+    /// enough that the transport, not this window, limits the lane (an
+    /// image is acknowledged only after the hub committed it, a little
+    /// after it arrived), while only a few round trips of images wait in
+    /// the send buffer, so entries and control are not queued behind them
+    /// and no image waits long enough to be resent needlessly.
+    pub fn set_congestion_window(&mut self, cwnd: u64) {
+        let bdp = usize::try_from(cwnd).unwrap_or(usize::MAX);
+        self.image_window = bdp.saturating_mul(2).clamp(
+            self.config.window_image_bytes_min.max(1),
+            self.config
+                .window_image_bytes_max
+                .max(self.config.window_image_bytes_min.max(1)),
+        );
+    }
+
+    /// The image window in bytes now.
+    pub fn image_window(&self) -> usize {
+        self.image_window
+    }
+
+    /// Images sent and not yet acknowledged: (count, bytes).
+    pub fn images_in_flight(&self) -> (usize, usize) {
+        (self.images_in_flight.len(), self.image_bytes_in_flight)
+    }
+
+    fn clear_images_in_flight(&mut self) {
+        self.images_in_flight.clear();
+        self.image_bytes_in_flight = 0;
+        self.image_progress = None;
+    }
+
+    /// When an image sent at `sent` counts as lost if still unacknowledged.
+    fn image_deadline(&self, sent: Now) -> Now {
+        self.image_progress.map_or(sent, |p| p.max(sent)) + self.config.retransmit_after
+    }
+
+    fn forget_image(&mut self, hash: &Hash32) -> Option<u64> {
+        let (seq, _, bytes) = self.images_in_flight.remove(hash)?;
+        self.image_bytes_in_flight = self.image_bytes_in_flight.saturating_sub(bytes);
+        Some(seq)
+    }
+
     /// Whether the driver should try to connect now.
     pub fn wants_link(&self, now: Now) -> bool {
         match self.state {
@@ -232,7 +300,7 @@ impl EdgeSync {
     pub fn link_up(&mut self, now: Now, log_len: u64) {
         self.state = LinkState::Handshake;
         self.out.clear();
-        self.images_in_flight.clear();
+        self.clear_images_in_flight();
         self.wanted.clear();
         self.send_hello(now, log_len);
     }
@@ -262,7 +330,7 @@ impl EdgeSync {
             retry_at: now + delay,
         };
         self.out.clear();
-        self.images_in_flight.clear();
+        self.clear_images_in_flight();
         self.hello_sent_at = None;
         self.last_progress = None;
     }
@@ -346,7 +414,8 @@ impl EdgeSync {
                 }
             }
             Frame::ImageAck { hash } => {
-                if let Some((seq, _)) = self.images_in_flight.remove(&hash) {
+                if let Some(seq) = self.forget_image(&hash) {
+                    self.image_progress = Some(now);
                     if self.images_done.len() >= 4096 {
                         self.images_done.pop_front();
                     }
@@ -410,7 +479,7 @@ impl EdgeSync {
             retry_at: now + self.config.backoff_max,
         };
         self.out.clear();
-        self.images_in_flight.clear();
+        self.clear_images_in_flight();
         self.next_send = self.acked;
         self.events.push_back(EdgeEvent::IdentityConflict(why));
     }
@@ -462,11 +531,11 @@ impl EdgeSync {
                 let stale: Vec<Hash32> = self
                     .images_in_flight
                     .iter()
-                    .filter(|(_, (_, t))| now >= *t + self.config.retransmit_after)
+                    .filter(|(_, (_, t, _))| now >= self.image_deadline(*t))
                     .map(|(h, _)| *h)
                     .collect();
                 for h in stale {
-                    self.images_in_flight.remove(&h);
+                    self.forget_image(&h);
                 }
             }
             LinkState::Down { .. } | LinkState::Refused { .. } | LinkState::Conflict { .. } => {}
@@ -488,7 +557,7 @@ impl EdgeSync {
                 let images = self
                     .images_in_flight
                     .values()
-                    .map(|(_, t)| *t + self.config.retransmit_after)
+                    .map(|(_, t, _)| self.image_deadline(*t))
                     .min();
                 match (entries, images) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -574,7 +643,14 @@ impl EdgeSync {
         if self.config.metered && !self.config.images_on_metered {
             return None;
         }
-        while self.images_in_flight.len() < self.config.window_images {
+        let room = |s: &Self| {
+            s.images_in_flight.is_empty()
+                || (s.images_in_flight.len() < s.config.window_images
+                    && s.image_bytes_in_flight < s.image_window)
+        };
+        // Images the hub asked for (it lacks them for entries it holds)
+        // go first.
+        while room(self) {
             let Some((seq, hash)) = self.wanted.pop_front() else {
                 break;
             };
@@ -584,17 +660,18 @@ impl EdgeSync {
             // An image the node no longer has cannot be sent; the hub's
             // audit reports it missing.
             if let Some(bytes) = src.image(&hash) {
-                self.images_in_flight.insert(hash, (seq, now));
+                self.image_bytes_in_flight += bytes.len();
+                self.images_in_flight.insert(hash, (seq, now, bytes.len()));
                 return Some(Outgoing {
                     lane: Lane::Images,
                     frame: Frame::Image(ImageBlob { seq, hash, bytes }),
                 });
             }
         }
-        if self.images_in_flight.len() < self.config.window_images {
-            let limit = self.config.window_images
-                + self.images_in_flight.len()
-                + self.images_done.len().min(64);
+        if room(self) {
+            // The queue lists images in flight and (briefly) acknowledged
+            // ones too: look far enough to find one that is neither.
+            let limit = self.images_in_flight.len() + self.images_done.len().min(256) + 8;
             for (seq, hash) in src.pending_images(self.acked, limit) {
                 if self.images_in_flight.contains_key(&hash) || self.images_done.contains(&hash) {
                     continue;
@@ -604,7 +681,8 @@ impl EdgeSync {
                     self.events.push_back(EdgeEvent::ImageAcked { seq, hash });
                     continue;
                 };
-                self.images_in_flight.insert(hash, (seq, now));
+                self.image_bytes_in_flight += bytes.len();
+                self.images_in_flight.insert(hash, (seq, now, bytes.len()));
                 return Some(Outgoing {
                     lane: Lane::Images,
                     frame: Frame::Image(ImageBlob { seq, hash, bytes }),

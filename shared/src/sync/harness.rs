@@ -56,6 +56,9 @@ pub struct LinkModel {
     pub outages: Vec<(Duration, Duration)>,
     /// A connection is declared dead this long into an outage.
     pub idle_timeout: Duration,
+    /// Bandwidth each way in bits per second: frames queue for the link
+    /// one after another (None: unlimited).
+    pub rate_bps: Option<u64>,
 }
 
 /// The edge's log, in memory.
@@ -67,6 +70,8 @@ pub struct MemLog {
     pub image_queue: BTreeMap<(u64, Hash32), ()>,
     /// first lost seq → (last lost seq, seq of the loss record).
     pub losses: BTreeMap<u64, (u64, u64)>,
+    /// Bytes of each image appended from now on (at least its name).
+    pub image_size: usize,
 }
 
 impl MemLog {
@@ -97,7 +102,10 @@ impl MemLog {
 
     pub fn append(&mut self, i: u64, with_image: bool) {
         let plate = format!("P{:06}", i % 1_000_000);
-        let image = format!("jpeg bytes of read {i}").into_bytes();
+        let mut image = format!("jpeg bytes of read {i}").into_bytes();
+        if image.len() < self.image_size {
+            image.resize(self.image_size, 0xA5);
+        }
         let hash = sha256(&image);
         let content = ReadContent {
             location: Location::Site {
@@ -233,6 +241,8 @@ pub struct Stats {
     pub bytes_sent: u64,
     pub connects: u64,
     pub failed_connects: u64,
+    /// How often each image was sent to the hub.
+    pub image_sends: BTreeMap<Hash32, u32>,
 }
 
 /// An edge and a hub over a simulated link.
@@ -251,6 +261,8 @@ pub struct Pair {
     order: u64,
     bad_state: bool,
     queue: BinaryHeap<Reverse<(Now, u64, Dir, u64)>>,
+    /// When the link is next free, each way (with `rate_bps`).
+    link_free: [Now; 2],
     payloads: BTreeMap<u64, Frame>,
     node_key_pub: crate::crypto::PublicKey,
 }
@@ -277,6 +289,7 @@ impl Pair {
                 images: BTreeMap::new(),
                 image_queue: BTreeMap::new(),
                 losses: BTreeMap::new(),
+                image_size: 0,
             },
             hub: MemHub::default(),
             hub_key,
@@ -287,6 +300,7 @@ impl Pair {
             order: 0,
             bad_state: false,
             queue: BinaryHeap::new(),
+            link_free: [Now::ZERO; 2],
             payloads: BTreeMap::new(),
             node_key_pub,
         }
@@ -309,8 +323,22 @@ impl Pair {
     }
 
     fn send(&mut self, dir: Dir, frame: Frame) {
+        let len = frame.encode().len() as u64;
         self.stats.frames_sent += 1;
-        self.stats.bytes_sent += frame.encode().len() as u64;
+        self.stats.bytes_sent += len;
+        // The frame holds the link for its length, lost or not.
+        let on_link_until = match self.link.rate_bps {
+            Some(rate) if rate > 0 => {
+                let free = &mut self.link_free[dir as usize];
+                *free = (*free).max(self.now)
+                    + Duration::from_nanos(len.saturating_mul(8_000_000_000) / rate);
+                *free
+            }
+            _ => self.now,
+        };
+        if let (Dir::ToHub, Frame::Image(i)) = (dir, &frame) {
+            *self.stats.image_sends.entry(i.hash).or_default() += 1;
+        }
         if self.in_outage(self.now).is_some() {
             self.stats.frames_lost += 1;
             return;
@@ -344,7 +372,7 @@ impl Pair {
             } else {
                 self.rng.next() % jitter_ms
             };
-            let at = self.now + self.link.delay + Duration::from_millis(extra);
+            let at = on_link_until + self.link.delay + Duration::from_millis(extra);
             self.order += 1;
             self.payloads.insert(self.order, frame.clone());
             self.queue.push(Reverse((at, self.order, dir, self.epoch)));

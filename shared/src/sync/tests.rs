@@ -597,3 +597,135 @@ fn a_hub_restored_from_a_backup_gets_entries_and_images_back() {
     );
     assert_hub_copy_exact(&p);
 }
+
+/// Images of 8 KiB over a 600 ms round trip with no loss.
+fn long_rtt_pair(seed: u64, cwnd: Option<u64>, cfg: EdgeConfig) -> Pair {
+    let mut p = Pair::new(
+        seed,
+        LinkModel {
+            delay: ms(300),
+            ..Default::default()
+        },
+        cfg,
+    );
+    p.log.image_size = 8 * 1024;
+    if let Some(c) = cwnd {
+        p.edge.set_congestion_window(c);
+    }
+    p
+}
+
+#[test]
+fn long_rtt_keeps_the_image_window_full_and_sends_each_image_once() {
+    let cfg = EdgeConfig {
+        retransmit_after: secs(5),
+        ..sim_config()
+    };
+    // What quinn reports for 1 Mbit/s at 600 ms RTT: about 75 kB.
+    let mut p = long_rtt_pair(31, Some(75_000), cfg);
+    add_reads(&mut p, 300, true);
+    let (mut most, mut most_bytes) = (0, 0);
+    assert!(p.run_until(secs(120), |p| {
+        let (n, b) = p.edge.images_in_flight();
+        most = most.max(n);
+        most_bytes = most_bytes.max(b);
+        p.synced() && p.log.image_queue.is_empty()
+    }));
+    assert_eq!(p.hub.images.len(), 300, "images lost");
+    assert!(
+        most > 4,
+        "only {most} images in flight over a 600 ms round trip"
+    );
+    let window = p.edge.image_window();
+    assert_eq!(window, 150_000);
+    assert!(
+        most_bytes <= window + 8 * 1024,
+        "{most_bytes} image bytes in flight past a {window}-byte window"
+    );
+    let resent: Vec<_> = p.stats.image_sends.values().filter(|&&n| n != 1).collect();
+    assert!(resent.is_empty(), "images sent more than once: {resent:?}");
+    assert_eq!(p.stats.image_sends.len(), 300);
+}
+
+#[test]
+fn image_window_is_capped_in_bytes_and_one_large_image_still_moves() {
+    let cfg = EdgeConfig {
+        retransmit_after: secs(5),
+        window_image_bytes_min: 4 * 1024,
+        window_image_bytes_max: 32 * 1024,
+        ..sim_config()
+    };
+    // A congestion window far past the cap.
+    let mut p = long_rtt_pair(32, Some(1 << 30), cfg);
+    add_reads(&mut p, 40, true);
+    let mut most_bytes = 0;
+    assert!(p.run_until(secs(120), |p| {
+        most_bytes = most_bytes.max(p.edge.images_in_flight().1);
+        p.synced() && p.log.image_queue.is_empty()
+    }));
+    assert_eq!(p.edge.image_window(), 32 * 1024);
+    assert!(most_bytes <= 32 * 1024 + 8 * 1024, "{most_bytes} in flight");
+    assert_eq!(p.hub.images.len(), 40);
+
+    // An image larger than the whole window goes alone.
+    let cfg = EdgeConfig {
+        retransmit_after: secs(5),
+        window_image_bytes_min: 1024,
+        window_image_bytes_max: 1024,
+        ..sim_config()
+    };
+    let mut p = long_rtt_pair(33, None, cfg);
+    add_reads(&mut p, 5, true);
+    let mut most = 0;
+    assert!(p.run_until(secs(60), |p| {
+        most = most.max(p.edge.images_in_flight().0);
+        p.synced() && p.log.image_queue.is_empty()
+    }));
+    assert_eq!(most, 1);
+    assert_eq!(p.hub.images.len(), 5);
+}
+
+#[test]
+fn entries_overtake_images_in_flight() {
+    let cfg = EdgeConfig {
+        retransmit_after: secs(5),
+        ..sim_config()
+    };
+    let mut p = long_rtt_pair(34, Some(1 << 20), cfg);
+    add_reads(&mut p, 50, true);
+    // Entries acknowledged, images under way.
+    assert!(p.run_until(secs(30), |p| p.synced() && p.edge.images_in_flight().0 > 4));
+    add_reads(&mut p, 10, true);
+    let first = p.edge.poll_transmit(p.now, &p.log);
+    assert_eq!(first.map(|o| o.lane), Some(Lane::Entries));
+}
+
+#[test]
+fn images_fill_a_slow_long_link_without_needless_resends() {
+    // 1 Mbit/s, 600 ms RTT: 600 plate crops of 8 KiB need 39 s of link.
+    let cfg = EdgeConfig {
+        // Shorter than an image may wait behind a full window.
+        retransmit_after: secs(2),
+        ..sim_config()
+    };
+    let mut p = Pair::new(
+        35,
+        LinkModel {
+            delay: ms(300),
+            rate_bps: Some(1_000_000),
+            ..Default::default()
+        },
+        cfg,
+    );
+    p.log.image_size = 8 * 1024;
+    // About what quinn's BBR reports on such a link: two BDPs.
+    p.edge.set_congestion_window(150_000);
+    add_reads(&mut p, 600, true);
+    assert!(p.run_until(secs(300), |p| p.synced() && p.log.image_queue.is_empty()));
+    assert_eq!(p.hub.images.len(), 600);
+    let resent = p.stats.image_sends.values().filter(|&&n| n > 1).count();
+    assert_eq!(resent, 0, "images resent while the link was busy");
+    let image_bits = 600.0 * 8.0 * 1024.0 * 8.0;
+    let share = image_bits / 1e6 / p.now.as_secs_f64();
+    assert!(share >= 0.8, "images used {share:.2} of the link");
+}
