@@ -94,7 +94,7 @@ impl Default for EdgeConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        let core = alpr_shared::sync::EdgeConfig::default();
+        let core = alpr_shared::sync::SyncTuning::default();
         SyncConfig {
             enabled: true,
             metered: false,
@@ -247,8 +247,8 @@ impl EdgeConfig {
         self.data_dir.join("edge.sock")
     }
 
-    pub fn core(&self) -> alpr_shared::sync::EdgeConfig {
-        alpr_shared::sync::EdgeConfig {
+    pub fn core(&self) -> alpr_shared::sync::SyncTuning {
+        alpr_shared::sync::SyncTuning {
             batch_entries: self
                 .sync
                 .batch_entries
@@ -259,7 +259,7 @@ impl EdgeConfig {
             backoff_max: self.sync.backoff_max.max(self.sync.backoff_min),
             metered: self.sync.metered,
             images_on_metered: self.sync.images_on_metered,
-            ..alpr_shared::sync::EdgeConfig::default()
+            ..alpr_shared::sync::SyncTuning::default()
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The edge node: capture frames, recognise plates, seal each read into the
-//! node's signed log, store it in redb, match hotlists, and sync with the hub.
+//! node's signed log, store it in redb, and sync it with the hub.
 //!
 //! Data flows `capture` → `recognise` → `store` (signed via
 //! `alpr_shared::log::LogWriter`) → `sync` (upload to the hub).

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::capture::{Frame, ImageReplay, MjpegFile, Source};
+use crate::capture::{CapturedFrame, ImageReplay, MjpegFile, Source};
 use crate::health::CaptureHealth;
 use crate::recognise::fusion::{PassRead, Tracker, TrackerConfig};
 use crate::recognise::{PlateRead, Recogniser, RecogniserOptions, MODELS_ENV};
@@ -345,11 +345,11 @@ impl Pipeline {
         // they are left for the restart to read again (a live camera cannot
         // be read again, so it stores them now).
         if let Some(t) = tracker.as_mut().filter(|_| ended || live) {
-            let last = Frame {
+            let last = CapturedFrame {
                 source: source.describe(),
                 seq: position,
                 captured_at: SystemTime::now(),
-                time_source: crate::capture::TimeSource::SystemClock,
+                time_source: crate::capture::FrameClock::SystemClock,
                 image: crate::recognise::RgbImage::from_raw(1, 1, vec![0; 3])
                     .context("a 1-pixel image")?,
                 encoded: None,
@@ -424,7 +424,7 @@ impl Pipeline {
     /// still held.
     fn pass_read(
         &self,
-        frame: &Frame,
+        frame: &CapturedFrame,
         pass: &PassRead,
         overviews: &VecDeque<(Duration, Vec<u8>)>,
     ) -> anyhow::Result<(NewRead, String)> {
@@ -441,7 +441,7 @@ impl Pipeline {
 
     fn new_read(
         &self,
-        frame: &Frame,
+        frame: &CapturedFrame,
         plate: &PlateRead,
         overview: Vec<u8>,
     ) -> anyhow::Result<(NewRead, String)> {
@@ -491,15 +491,15 @@ impl Pipeline {
 /// The capture time of a read and where it came from. `stamp_now` stamps
 /// it with the node's clock (a replay paced like a live camera).
 fn capture_time(
-    frame: &Frame,
+    frame: &CapturedFrame,
     stamp_now: bool,
     gps: Option<&GpsHandle>,
 ) -> (UnixMillis, TimeSource) {
-    use crate::capture::TimeSource as Frame;
+    use crate::capture::FrameClock as Clock;
     match (stamp_now, frame.time_source) {
-        (false, Frame::Exif) => (millis(frame.captured_at), TimeSource::Exif),
-        (false, Frame::FileTime) => (millis(frame.captured_at), TimeSource::FileTime),
-        (false, Frame::SystemClock) => clock_time(frame.captured_at, gps),
+        (false, Clock::Exif) => (millis(frame.captured_at), TimeSource::Exif),
+        (false, Clock::FileTime) => (millis(frame.captured_at), TimeSource::FileTime),
+        (false, Clock::SystemClock) => clock_time(frame.captured_at, gps),
         (true, _) => clock_time(SystemTime::now(), gps),
     }
 }
@@ -571,7 +571,7 @@ fn since_epoch(t: SystemTime) -> Duration {
 }
 
 /// The frame as JPEG: the bytes captured when the source had them.
-fn overview_of(frame: &Frame) -> anyhow::Result<Vec<u8>> {
+fn overview_of(frame: &CapturedFrame) -> anyhow::Result<Vec<u8>> {
     match &frame.encoded {
         Some(b) => Ok(b.clone()),
         None => frame
@@ -673,7 +673,7 @@ mod tests {
 
     #[test]
     fn a_photos_time_says_where_it_came_from() {
-        let frame = |ts| Frame {
+        let frame = |ts| CapturedFrame {
             source: "a.jpg".into(),
             seq: 0,
             captured_at: UNIX_EPOCH + Duration::from_secs(1_000),
@@ -681,7 +681,7 @@ mod tests {
             image: crate::recognise::RgbImage::from_raw(1, 1, vec![0; 3]).expect("1 px"),
             encoded: None,
         };
-        use crate::capture::TimeSource as F;
+        use crate::capture::FrameClock as F;
         assert_eq!(
             capture_time(&frame(F::Exif), false, None),
             (UnixMillis(1_000_000), TimeSource::Exif)

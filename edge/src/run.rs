@@ -536,11 +536,20 @@ pub fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
 pub fn query_status(config: &EdgeConfig) -> anyhow::Result<Status> {
     use std::io::{Read, Write};
     let path = config.socket_path();
-    let mut s = std::os::unix::net::UnixStream::connect(&path).with_context(|| {
-        format!(
-            "the node is not running (no status socket at {})",
-            path.display()
-        )
+    let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
+        use std::io::ErrorKind;
+        match e.kind() {
+            // The socket and its folder are the node's user's alone.
+            ErrorKind::PermissionDenied => anyhow::anyhow!(
+                "permission denied on {}: run `edge status` as the user the node runs as",
+                path.display()
+            ),
+            ErrorKind::NotFound | ErrorKind::ConnectionRefused => anyhow::anyhow!(
+                "the node is not running (no status socket answers at {})",
+                path.display()
+            ),
+            _ => anyhow::anyhow!("cannot reach the node at {}: {e}", path.display()),
+        }
     })?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
     s.write_all(b"status\n")?;

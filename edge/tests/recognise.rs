@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use alpr_edge::recognise::batch;
 use alpr_edge::recognise::cli::labelled_folder;
 use alpr_edge::recognise::models::{DETECTOR, OCR_V2};
-use alpr_edge::recognise::pipeline;
 use alpr_edge::recognise::{
     decode, ModelError, RecogniseError, Recogniser, RecogniserOptions, RgbImage,
 };
@@ -95,10 +95,10 @@ fn accuracy_floor_on_the_us_set() {
     let paths: Vec<PathBuf> = set.iter().map(|l| l.image.clone()).collect();
     let mut exact = 0;
     let mut errors = Vec::new();
-    pipeline::recognise_files(
+    batch::recognise_files(
         &models(),
         &RecogniserOptions::default(),
-        pipeline::default_workers(),
+        batch::default_workers(),
         &paths,
         |r| match r.result {
             Ok((reads, _)) => {

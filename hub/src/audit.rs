@@ -36,11 +36,11 @@ use crate::sync::admin::{
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Re-verify every node log the hub holds, from the CA certificate alone.
-    Verify(VerifyArgs),
+    Verify(AuditVerifyArgs),
 }
 
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+pub struct AuditVerifyArgs {
     /// The running hub's configuration file (its `ca_cert` is the trust anchor).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -88,7 +88,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref())?;
     let ca = std::fs::read(&config.ca_cert)
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;

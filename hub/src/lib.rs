@@ -1,5 +1,6 @@
-//! The hub: ingests signed reads from edge nodes over QUIC, keeps them in
-//! redb, pushes control state, and serves operators and auditors.
+//! The hub: ingests signed reads from edge nodes over QUIC, verifies and
+//! keeps them in redb, signs receipts, and serves operators and auditors
+//! (`hub nodes`, `hub audit verify`, `hub revoke`) over its admin API.
 
 pub mod pki;
 pub mod verify;

@@ -22,7 +22,7 @@ enum Command {
     #[command(subcommand)]
     Pki(pki::PkiCommand),
     /// Verify exported log bundles offline, from the CA certificate alone.
-    Verify(verify::VerifyArgs),
+    Verify(verify::OfflineVerifyArgs),
     /// Run the hub: accept nodes over QUIC, verify and store their reads.
     Serve(sync_cli::ServeArgs),
     /// List nodes: last contact, acknowledged sequence, backlog, refusals.

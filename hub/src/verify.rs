@@ -10,7 +10,7 @@ use alpr_shared::log::verify::{LogReport, VerifyOptions};
 use anyhow::Context;
 
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+pub struct OfflineVerifyArgs {
     /// The deployment's CA certificate (PEM).
     #[arg(long)]
     pub ca: PathBuf,
@@ -25,7 +25,7 @@ pub struct VerifyArgs {
     pub bundles: Vec<PathBuf>,
 }
 
-pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: OfflineVerifyArgs) -> anyhow::Result<ExitCode> {
     let ca = std::fs::read(&args.ca).with_context(|| format!("reading {}", args.ca.display()))?;
     let anchor = TrustAnchor::from_pem(&ca)
         .with_context(|| format!("{} is not a usable CA certificate", args.ca.display()))?;

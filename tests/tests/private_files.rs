@@ -80,6 +80,34 @@ fn hub_serve(config: &Path, dir: &Path) -> (bool, String) {
     )
 }
 
+/// `edge status` run as the user `nobody` (with a world-readable copy of
+/// the config); `None`, said loudly, where this test cannot switch users.
+fn edge_status_as_nobody(config: &Path) -> anyhow::Result<Option<String>> {
+    let shared = tempfile::Builder::new()
+        .prefix("alpr-other-user")
+        .tempdir()?;
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o755))?;
+    let copy = shared.path().join("edge.toml");
+    std::fs::copy(config, &copy)?;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644))?;
+    let out = Command::new("runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(bin("edge")?)
+        .args(["status", "--config"])
+        .arg(&copy)
+        .output();
+    match out {
+        Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("runuser:") => {
+            assert!(!o.status.success(), "edge status as nobody succeeded");
+            Ok(Some(String::from_utf8_lossy(&o.stderr).to_lowercase()))
+        }
+        other => {
+            eprintln!("SKIPPED: cannot run a command as another user here: {other:?}");
+            Ok(None)
+        }
+    }
+}
+
 #[test]
 fn data_folders_databases_and_the_socket_are_owner_only() -> anyhow::Result<()> {
     let pki = Pki::new()?;
@@ -102,6 +130,15 @@ fn data_folders_databases_and_the_socket_are_owner_only() -> anyhow::Result<()> 
     assert_eq!(mode(&edge.data), 0o700, "edge data folder");
     assert_eq!(mode(&edge.data.join("edge.redb")), 0o600, "edge.redb");
     assert_eq!(mode(&edge.data.join("edge.sock")), 0o600, "edge.sock");
+
+    // Another local user cannot ask the node, and is told why (not that
+    // the node is not running).
+    if let Some(text) = edge_status_as_nobody(&edge.config)? {
+        assert!(
+            text.contains("permission denied") && !text.contains("not running"),
+            "edge status as another user: {text}"
+        );
+    }
 
     // An export of the hub's logs holds plates too.
     let export = dir.path().join("logs.bundle");

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use nokhwa::pixel_format::RgbFormat;
 use nokhwa::utils::{CameraIndex, RequestedFormat, RequestedFormatType};
 
-use super::{CaptureError, Frame, Source, TimeSource};
+use super::{CaptureError, CapturedFrame, FrameClock, Source};
 use crate::recognise::image::RgbImage;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -101,18 +101,18 @@ fn capture_loop(index: u32, tx: &SyncSender<Grab>) {
 }
 
 impl Source for Camera {
-    fn next_frame(&mut self) -> Option<Result<Frame, CaptureError>> {
+    fn next_frame(&mut self) -> Option<Result<CapturedFrame, CaptureError>> {
         let device = format!("/dev/video{}", self.index);
         let g = self.frames.recv().ok()?;
         Some(match g {
             Ok((image, encoded, captured_at)) => {
                 let seq = self.seq;
                 self.seq += 1;
-                Ok(Frame {
+                Ok(CapturedFrame {
                     source: device,
                     seq,
                     captured_at,
-                    time_source: TimeSource::SystemClock,
+                    time_source: FrameClock::SystemClock,
                     image,
                     encoded,
                 })

@@ -1,4 +1,4 @@
-//! Frame sources for the edge: where pictures come from before recognition.
+//! CapturedFrame sources for the edge: where pictures come from before recognition.
 //!
 //! - [`ImageReplay`]: image files and folders (JPEG, PNG, BMP), replayed in
 //!   capture-time order — EXIF `DateTimeOriginal` when the file has one,
@@ -16,7 +16,7 @@
 //!   FFmpeg libraries. Convert them to MJPEG, or extract frames
 //!   (`ffmpeg -i in.mp4 -qscale:v 2 frames/%06d.jpg`) and replay the folder.
 //!
-//! A [`Source`] yields `Option<Result<Frame, CaptureError>>`: `None` is the
+//! A [`Source`] yields `Option<Result<CapturedFrame, CaptureError>>`: `None` is the
 //! end of the stream, `Some(Err(_))` a frame lost (log it and continue).
 
 #[cfg(feature = "camera")]
@@ -32,7 +32,7 @@ use crate::recognise::image::{decode, DecodeError, RgbImage};
 
 /// Where a frame's capture time came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeSource {
+pub enum FrameClock {
     /// The photo's own EXIF capture time.
     Exif,
     /// The file's modification time.
@@ -41,26 +41,26 @@ pub enum TimeSource {
     SystemClock,
 }
 
-impl TimeSource {
-    /// As a read records it (`alpr_shared::types::TimeSource::as_str`).
+impl FrameClock {
+    /// As a read records it (`alpr_shared::types::FrameClock::as_str`).
     pub fn as_str(self) -> &'static str {
         match self {
-            TimeSource::Exif => "exif",
-            TimeSource::FileTime => "file-time",
-            TimeSource::SystemClock => "system-clock",
+            FrameClock::Exif => "exif",
+            FrameClock::FileTime => "file-time",
+            FrameClock::SystemClock => "system-clock",
         }
     }
 }
 
 /// One captured frame.
 #[derive(Debug, Clone)]
-pub struct Frame {
+pub struct CapturedFrame {
     /// Which source produced it (a path or a device name).
     pub source: String,
     /// Position in its stream, from 0.
     pub seq: u64,
     pub captured_at: SystemTime,
-    pub time_source: TimeSource,
+    pub time_source: FrameClock,
     pub image: RgbImage,
     /// The encoded bytes as captured (the JPEG for the overview blob), when
     /// the source had them.
@@ -84,7 +84,7 @@ pub enum CaptureError {
 /// A stream of frames.
 pub trait Source {
     /// The next frame; `None` at the end of the stream.
-    fn next_frame(&mut self) -> Option<Result<Frame, CaptureError>>;
+    fn next_frame(&mut self) -> Option<Result<CapturedFrame, CaptureError>>;
     /// For logs.
     fn describe(&self) -> String;
 }
@@ -92,7 +92,7 @@ pub trait Source {
 /// Image files replayed in capture-time order.
 #[derive(Debug)]
 pub struct ImageReplay {
-    files: Vec<(SystemTime, TimeSource, PathBuf)>,
+    files: Vec<(SystemTime, FrameClock, PathBuf)>,
     next: usize,
     label: String,
 }
@@ -110,7 +110,7 @@ const EXIF_PROBE: u64 = 256 * 1024;
 
 /// A photo's capture time and where it came from: its EXIF
 /// `DateTimeOriginal`, else the file's modification time.
-pub fn capture_time(path: &Path) -> (SystemTime, TimeSource) {
+pub fn capture_time(path: &Path) -> (SystemTime, FrameClock) {
     use std::io::Read;
     let exif_time = std::fs::File::open(path).ok().and_then(|f| {
         let mut head = Vec::new();
@@ -120,12 +120,12 @@ pub fn capture_time(path: &Path) -> (SystemTime, TimeSource) {
         UNIX_EPOCH.checked_add(Duration::from_secs_f64(secs))
     });
     if let Some(t) = exif_time {
-        return (t, TimeSource::Exif);
+        return (t, FrameClock::Exif);
     }
     let mtime = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .unwrap_or(UNIX_EPOCH);
-    (mtime, TimeSource::FileTime)
+    (mtime, FrameClock::FileTime)
 }
 
 impl ImageReplay {
@@ -150,7 +150,7 @@ impl ImageReplay {
                 files.push(p.clone());
             }
         }
-        let mut files: Vec<(SystemTime, TimeSource, PathBuf)> = files
+        let mut files: Vec<(SystemTime, FrameClock, PathBuf)> = files
             .into_iter()
             .map(|p| {
                 let (t, s) = capture_time(&p);
@@ -192,7 +192,7 @@ impl ImageReplay {
 }
 
 impl Source for ImageReplay {
-    fn next_frame(&mut self) -> Option<Result<Frame, CaptureError>> {
+    fn next_frame(&mut self) -> Option<Result<CapturedFrame, CaptureError>> {
         let (t, ts, path) = self.files.get(self.next)?.clone();
         let seq = self.next as u64;
         self.next += 1;
@@ -216,7 +216,7 @@ impl Source for ImageReplay {
             }
         };
         let is_jpeg = bytes.starts_with(&[0xFF, 0xD8]);
-        Some(Ok(Frame {
+        Some(Ok(CapturedFrame {
             source: shown,
             seq,
             captured_at: t,
@@ -237,7 +237,7 @@ impl Source for ImageReplay {
 
 /// A Motion-JPEG file: JPEG frames back to back. The file is read whole
 /// (bounded by [`MjpegFile::MAX_BYTES`]); frames are split without decoding
-/// and decoded one at a time. Frame `n` is stamped `start + n / fps`, where
+/// and decoded one at a time. CapturedFrame `n` is stamped `start + n / fps`, where
 /// `start` is the file's modification time.
 #[derive(Debug)]
 pub struct MjpegFile {
@@ -329,7 +329,7 @@ pub fn jpeg_len(b: &[u8]) -> Option<usize> {
 }
 
 impl Source for MjpegFile {
-    fn next_frame(&mut self) -> Option<Result<Frame, CaptureError>> {
+    fn next_frame(&mut self) -> Option<Result<CapturedFrame, CaptureError>> {
         // Find the next start of image.
         let rest = self.data.get(self.pos..)?;
         let soi = rest.windows(2).position(|w| w == [0xFF, 0xD8])?;
@@ -349,11 +349,11 @@ impl Source for MjpegFile {
         self.pos = start + len;
         let bytes = &self.data[start..start + len];
         Some(match decode(bytes) {
-            Ok(image) => Ok(Frame {
+            Ok(image) => Ok(CapturedFrame {
                 source: shown,
                 seq,
                 captured_at,
-                time_source: TimeSource::FileTime,
+                time_source: FrameClock::FileTime,
                 image,
                 encoded: Some(bytes.to_vec()),
             }),
@@ -453,7 +453,7 @@ mod tests {
                 Ok(f) => {
                     ok += 1;
                     assert_eq!(f.seq, 2);
-                    assert_eq!(f.time_source, TimeSource::FileTime);
+                    assert_eq!(f.time_source, FrameClock::FileTime);
                     assert!(f.encoded.is_some());
                     assert_eq!(f.image.width(), 8);
                 }

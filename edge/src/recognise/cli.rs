@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::batch::{self, FileResult};
 use super::fusion::edit_distance;
-use super::pipeline::{self, FileResult};
 use super::{PlateRead, Recogniser, RecogniserOptions, StageTimes, MODELS_ENV};
 
 /// Arguments of `edge recognize`.
@@ -162,12 +162,12 @@ fn plate_line(r: &PlateRead) -> String {
 
 pub fn recognize(args: RecognizeArgs) -> anyhow::Result<ExitCode> {
     let files = expand(&args.paths);
-    let workers = args.workers.unwrap_or_else(pipeline::default_workers);
+    let workers = args.workers.unwrap_or_else(batch::default_workers);
     let mut failures = 0usize;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut write_err = None;
-    pipeline::recognise_files(
+    batch::recognise_files(
         &args.models,
         &RecogniserOptions::default(),
         workers,
@@ -364,7 +364,7 @@ struct FolderReport {
 }
 
 pub fn bench(args: BenchRecognizeArgs) -> anyhow::Result<ExitCode> {
-    let cores = pipeline::default_workers();
+    let cores = batch::default_workers();
     let workers = args.workers.unwrap_or(cores);
     let threads = args.threads.max(1);
     let mut options = RecogniserOptions::default();
@@ -493,7 +493,7 @@ fn bench_ours(
     let paths: Vec<PathBuf> = set.iter().map(|l| l.image.clone()).collect();
     let t0 = Instant::now();
     let mut done = 0usize;
-    pipeline::run_with(recs, &paths, |r| {
+    batch::run_with(recs, &paths, |r| {
         if r.result.is_ok() {
             done += 1;
         }

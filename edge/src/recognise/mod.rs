@@ -28,6 +28,7 @@
 //! Streams: [`fusion::Tracker`] turns per-frame reads into one read per
 //! vehicle pass. Parallel folders: [`pipeline`].
 
+pub mod batch;
 pub mod cli;
 pub mod decide;
 pub mod engine;
@@ -35,7 +36,6 @@ pub mod exif;
 pub mod fusion;
 pub mod image;
 pub mod models;
-pub mod pipeline;
 pub mod runtime;
 
 use std::path::Path;

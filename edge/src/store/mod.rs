@@ -7,8 +7,8 @@
 //! the commit — so a read that [`StoreHandle::append_read`] returned survives
 //! `kill -9`. Readers (sync, status) use read transactions concurrently.
 //!
-//! Nothing here deletes an entry or an image: retention (later) may delete
-//! only below the hub's acknowledged sequence ([`StoreHandle::acked`]),
+//! Nothing here deletes an entry or an image; whatever comes to delete them
+//! may delete only below the hub's acknowledged sequence ([`StoreHandle::acked`]),
 //! which is the hub's latest receipt as checked by the sync core (it goes
 //! backwards when the hub was restored from a backup).
 //!

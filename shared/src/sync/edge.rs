@@ -49,7 +49,7 @@ pub trait LogSource {
 
 /// Tunables of the edge core; `Default` suits a real QUIC link.
 #[derive(Debug, Clone)]
-pub struct EdgeConfig {
+pub struct SyncTuning {
     /// Entries per frame.
     pub batch_entries: usize,
     /// Bytes per frame (beyond the first entry).
@@ -75,9 +75,9 @@ pub struct EdgeConfig {
     pub images_on_metered: bool,
 }
 
-impl Default for EdgeConfig {
+impl Default for SyncTuning {
     fn default() -> Self {
-        EdgeConfig {
+        SyncTuning {
             batch_entries: 256,
             batch_bytes: 256 * 1024,
             window_entries: 4096,
@@ -148,7 +148,7 @@ pub enum LinkState {
 #[derive(Debug)]
 pub struct EdgeSync {
     device: DeviceId,
-    config: EdgeConfig,
+    config: SyncTuning,
     hub_key: Option<PublicKey>,
     /// The node's key and the wall-clock time at [`Now`] zero: each entries
     /// frame carries a checkpoint signed with them.
@@ -188,7 +188,7 @@ pub struct EdgeSync {
 impl EdgeSync {
     /// A core for `device`, whose hub had acknowledged `0..acked` when last
     /// heard of. `hub_key` checks receipts once known (see [`Self::set_hub_key`]).
-    pub fn new(device: DeviceId, config: EdgeConfig, acked: u64, seed: u64) -> Self {
+    pub fn new(device: DeviceId, config: SyncTuning, acked: u64, seed: u64) -> Self {
         let image_window = config.window_image_bytes_min.max(1);
         EdgeSync {
             device,

@@ -268,7 +268,7 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn new(seed: u64, link: LinkModel, config: EdgeConfig) -> Self {
+    pub fn new(seed: u64, link: LinkModel, config: SyncTuning) -> Self {
         let device = DeviceId::new("veh-1").expect("valid");
         let node_key = SecretKey::from_bytes(&[11; 32]);
         let node_key_pub = node_key.public();

@@ -44,7 +44,7 @@ mod tests;
 pub use chain::{
     check_checkpoint, decide, place, ChainError, ChainState, Decision, Placement, Progress,
 };
-pub use edge::{EdgeConfig, EdgeEvent, EdgeSync, LinkState, LogSource, Outgoing};
+pub use edge::{EdgeEvent, EdgeSync, LinkState, LogSource, Outgoing, SyncTuning};
 pub use hub::{
     verify_batch, verify_frame, HubOutput, HubSession, NewKey, NodeKey, NodeKeys, Validity,
     Verified, VerifiedBatch,

@@ -17,14 +17,14 @@ fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
 }
 
-fn sim_config() -> EdgeConfig {
-    EdgeConfig {
+fn sim_config() -> SyncTuning {
+    SyncTuning {
         batch_entries: 64,
         window_entries: 512,
         retransmit_after: ms(600),
         backoff_min: ms(100),
         backoff_max: secs(4),
-        ..EdgeConfig::default()
+        ..SyncTuning::default()
     }
 }
 
@@ -486,10 +486,10 @@ fn entries_go_before_images_and_images_follow_their_entries() {
 
 #[test]
 fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
-    let cfg = EdgeConfig {
+    let cfg = SyncTuning {
         backoff_min: ms(100),
         backoff_max: secs(10),
-        ..EdgeConfig::default()
+        ..SyncTuning::default()
     };
     let mut e = EdgeSync::new(crate::types::DeviceId::new("v").expect("valid"), cfg, 0, 42);
     let mut now = Duration::ZERO;
@@ -515,7 +515,7 @@ fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
     // Different seeds jitter differently.
     let mut other = EdgeSync::new(
         crate::types::DeviceId::new("v").expect("valid"),
-        EdgeConfig::default(),
+        SyncTuning::default(),
         0,
         43,
     );
@@ -524,7 +524,7 @@ fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
     other.link_down(Duration::ZERO);
     let mut same = EdgeSync::new(
         crate::types::DeviceId::new("v").expect("valid"),
-        EdgeConfig::default(),
+        SyncTuning::default(),
         0,
         42,
     );
@@ -599,7 +599,7 @@ fn a_hub_restored_from_a_backup_gets_entries_and_images_back() {
 }
 
 /// Images of 8 KiB over a 600 ms round trip with no loss.
-fn long_rtt_pair(seed: u64, cwnd: Option<u64>, cfg: EdgeConfig) -> Pair {
+fn long_rtt_pair(seed: u64, cwnd: Option<u64>, cfg: SyncTuning) -> Pair {
     let mut p = Pair::new(
         seed,
         LinkModel {
@@ -617,7 +617,7 @@ fn long_rtt_pair(seed: u64, cwnd: Option<u64>, cfg: EdgeConfig) -> Pair {
 
 #[test]
 fn long_rtt_keeps_the_image_window_full_and_sends_each_image_once() {
-    let cfg = EdgeConfig {
+    let cfg = SyncTuning {
         retransmit_after: secs(5),
         ..sim_config()
     };
@@ -649,7 +649,7 @@ fn long_rtt_keeps_the_image_window_full_and_sends_each_image_once() {
 
 #[test]
 fn image_window_is_capped_in_bytes_and_one_large_image_still_moves() {
-    let cfg = EdgeConfig {
+    let cfg = SyncTuning {
         retransmit_after: secs(5),
         window_image_bytes_min: 4 * 1024,
         window_image_bytes_max: 32 * 1024,
@@ -668,7 +668,7 @@ fn image_window_is_capped_in_bytes_and_one_large_image_still_moves() {
     assert_eq!(p.hub.images.len(), 40);
 
     // An image larger than the whole window goes alone.
-    let cfg = EdgeConfig {
+    let cfg = SyncTuning {
         retransmit_after: secs(5),
         window_image_bytes_min: 1024,
         window_image_bytes_max: 1024,
@@ -687,7 +687,7 @@ fn image_window_is_capped_in_bytes_and_one_large_image_still_moves() {
 
 #[test]
 fn entries_overtake_images_in_flight() {
-    let cfg = EdgeConfig {
+    let cfg = SyncTuning {
         retransmit_after: secs(5),
         ..sim_config()
     };
@@ -703,7 +703,7 @@ fn entries_overtake_images_in_flight() {
 #[test]
 fn images_fill_a_slow_long_link_without_needless_resends() {
     // 1 Mbit/s, 600 ms RTT: 600 plate crops of 8 KiB need 39 s of link.
-    let cfg = EdgeConfig {
+    let cfg = SyncTuning {
         // Shorter than an image may wait behind a full window.
         retransmit_after: secs(2),
         ..sim_config()

@@ -1,4 +1,4 @@
-//! The sync wire protocol, `alpr-sync/1`: what an edge and the hub say to
+//! The sync wire protocol, `alpr-sync/3` ([`ALPN`]): what an edge and the hub say to
 //! each other over QUIC, and how each message is framed.
 //!
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
@@ -29,11 +29,11 @@ use crate::log::{
 use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
-pub const ALPN: &[u8] = b"alpr-sync/2";
+pub const ALPN: &[u8] = b"alpr-sync/3";
 /// ALPN of the hub's administrative API (same endpoint, hub's own identity).
 pub const ADMIN_ALPN: &[u8] = b"alpr-admin/1";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Size of the length prefix in front of every frame.
 pub const LEN_PREFIX: usize = 4;
