@@ -84,6 +84,14 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         "\n{} entries stored since start; {} refusals ({} at the TLS handshake)",
         report.entries_stored, report.refusals, report.refused_handshakes
     );
+    if !report.refusals_by_kind.is_empty() {
+        let kinds: Vec<String> = report
+            .refusals_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("refusals by kind: {}", kinds.join(", "));
+    }
     if !report.recent_refusals.is_empty() {
         println!("\nrecent refusals:");
         for r in &report.recent_refusals {
@@ -94,6 +102,15 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
                 r.peer,
                 r.code,
                 r.detail
+            );
+        }
+    }
+    if !report.unauthenticated_refusals.is_empty() {
+        println!("\nunauthenticated sources (one line per source per minute at most):");
+        for r in &report.unauthenticated_refusals {
+            println!(
+                "  {}  {:<22} {:>6}x {:<18} {}",
+                r.at, r.source, r.count, r.code, r.detail
             );
         }
     }

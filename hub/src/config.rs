@@ -28,6 +28,20 @@ pub struct HubConfig {
     pub keep_alive: Duration,
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// TLS handshakes in progress, at most: a budget apart from
+    /// `max_connections`, whose permits only authenticated nodes take.
+    pub max_handshakes: usize,
+    /// A handshake not finished within this is dropped.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Bytes of frames one node may have in the hub (being read, verified,
+    /// queued for the writer), at most. At least two image frames.
+    pub node_buffer_bytes: usize,
+    /// Bytes of frames all nodes together may have in the hub, at most.
+    pub buffer_bytes: usize,
+    /// Refusals of unauthenticated sources are kept this long.
+    #[serde(with = "humantime_serde")]
+    pub refusal_retention: Duration,
 }
 
 impl Default for HubConfig {
@@ -42,6 +56,11 @@ impl Default for HubConfig {
             max_connections: 1024,
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            max_handshakes: 256,
+            handshake_timeout: Duration::from_secs(10),
+            node_buffer_bytes: 24 * 1024 * 1024,
+            buffer_bytes: 256 * 1024 * 1024,
+            refusal_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }

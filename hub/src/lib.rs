@@ -2,6 +2,7 @@
 //! redb, pushes control state, and serves operators and auditors.
 
 pub mod pki;
+pub mod refusals;
 pub mod verify;
 
 pub mod audit;

@@ -16,7 +16,7 @@ use tracing::warn;
 use super::Hub;
 use crate::config::HubConfig;
 use crate::ingest::Metrics;
-use crate::store::RefusalRecord;
+use crate::store::{RefusalRecord, SourceRefusalRecord};
 
 const MAX_REQUEST: usize = 64 * 1024;
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
@@ -72,6 +72,15 @@ pub struct NodesReport {
     pub entries_stored: u64,
     pub refusals: u64,
     pub refused_handshakes: u64,
+    /// Refusals since start by kind: refusal codes (`revoked`, `fork`,
+    /// `unknown-node`, …) and limits (`connection-limit`,
+    /// `handshake-limit`, `handshake-timeout`, `wrong-protocol`).
+    #[serde(default)]
+    pub refusals_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Refusals of unauthenticated sources, aggregated per source; apart
+    /// from `recent_refusals` so they never push a node's out.
+    #[serde(default)]
+    pub unauthenticated_refusals: Vec<SourceRefusalRecord>,
 }
 
 pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
@@ -137,6 +146,8 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         entries_stored: Metrics::get(&hub.metrics.entries_stored),
         refusals: Metrics::get(&hub.metrics.refusals),
         refused_handshakes: Metrics::get(&hub.metrics.refused_handshakes),
+        refusals_by_kind: hub.metrics.refusals_by_kind(),
+        unauthenticated_refusals: hub.storage.source_refusals(50)?,
     })
 }
 
