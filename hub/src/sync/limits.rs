@@ -18,12 +18,16 @@ use crate::config::HubConfig;
 use crate::ingest::Hold;
 
 /// QUIC flow control towards the hub, per node connection: what a node
-/// may send before the hub reads it.
+/// may send before the hub reads it. The connection's window holds every
+/// stream's full window: streams waiting for the node's budget must not
+/// take the window the stream holding it needs to finish its frame.
 pub const WINDOWS: ReceiveWindows = ReceiveWindows {
-    stream: 2 * 1024 * 1024,
-    connection: 4 * 1024 * 1024,
-    bidi_streams: 8,
+    stream: STREAM_WINDOW,
+    connection: STREAM_WINDOW * (BIDI_STREAMS + 1),
+    bidi_streams: BIDI_STREAMS,
 };
+const STREAM_WINDOW: u32 = 512 * 1024;
+const BIDI_STREAMS: u32 = 8;
 
 /// Ops one node may have waiting in the writer's queue (of 1024), at most.
 pub const NODE_QUEUED_OPS: usize = 64;
