@@ -42,6 +42,8 @@ pub struct HubConfig {
     /// Refusals of unauthenticated sources are kept this long.
     #[serde(with = "humantime_serde")]
     pub refusal_retention: Duration,
+    /// Memory for the database's page cache, at most.
+    pub db_cache_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -57,10 +59,11 @@ impl Default for HubConfig {
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             max_handshakes: 256,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(20),
             node_buffer_bytes: 24 * 1024 * 1024,
             buffer_bytes: 256 * 1024 * 1024,
             refusal_retention: Duration::from_secs(30 * 24 * 3600),
+            db_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

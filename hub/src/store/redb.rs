@@ -81,6 +81,21 @@ impl RedbStore {
     /// Open (or create) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(db_err)?;
+        Self::init(db)
+    }
+
+    /// [`RedbStore::open`] with redb's page cache bounded to `cache_bytes`
+    /// (redb's default is 1 GiB): the hub's memory stays within its
+    /// configured budgets however much is written through it.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(db_err)?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
         let tx = db.begin_write().map_err(db_err)?;
         {
             tx.open_table(NODES).map_err(db_err)?;

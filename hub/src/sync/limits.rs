@@ -65,6 +65,11 @@ pub fn check(config: &HubConfig) -> anyhow::Result<()> {
         config.node_buffer_bytes
     );
     anyhow::ensure!(
+        config.db_cache_bytes >= 1024 * 1024,
+        "db_cache_bytes must be at least 1 MiB, not {}",
+        config.db_cache_bytes
+    );
+    anyhow::ensure!(
         u32::try_from(config.buffer_bytes).is_ok(),
         "buffer_bytes must be below 4 GiB"
     );

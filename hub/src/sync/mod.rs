@@ -125,8 +125,10 @@ pub async fn serve(
     limits::check(&config).context("hub configuration")?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let storage: Arc<dyn HubStorage> =
-        Arc::new(RedbStore::open(&config.db_path()).context("opening the hub database")?);
+    let storage: Arc<dyn HubStorage> = Arc::new(
+        RedbStore::open_with_cache(&config.db_path(), config.db_cache_bytes)
+            .context("opening the hub database")?,
+    );
     let ca_pem = std::fs::read(&config.ca_cert)
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;
     let cert_pem = std::fs::read(&config.cert)
