@@ -54,6 +54,11 @@ bench-catchup-images reads="300" *flags="":
     cargo build --release --workspace --bins
     target/release/catchup-bench {{reads}} --images --rtt-ms 600 {{flags}}
 
+# The hub's peak memory (VmHWM) while many edges push images as fast as they can.
+bench-images edges="100" kib="256":
+    cargo build --workspace --bins
+    target/debug/image-flood --edges {{edges}} --image-kib {{kib}} --per-stream 1
+
 # The newcomer's demo: a hub and two edges on loopback, photos as cameras.
 demo photos=(justfile_directory() / "../shared/data/plates/us"):
     cargo build --workspace --bins

@@ -127,6 +127,14 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
     for p in &report.problems {
         println!("PROBLEM: {p}");
     }
+    if !report.refusals_by_kind.is_empty() {
+        let kinds: Vec<String> = report
+            .refusals_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!("refusals by kind: {}", kinds.join(", "));
+    }
     if !report.recent_refusals.is_empty() {
         println!("\nrecent refusals:");
         for r in &report.recent_refusals {
@@ -137,6 +145,15 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
                 r.peer,
                 r.code,
                 r.detail
+            );
+        }
+    }
+    if !report.unauthenticated_refusals.is_empty() {
+        println!("\nunauthenticated sources (one line per source per minute at most):");
+        for r in &report.unauthenticated_refusals {
+            println!(
+                "  {}  {:<22} {:>6}x {:<18} {}",
+                r.at, r.source, r.count, r.code, r.detail
             );
         }
     }

@@ -34,6 +34,22 @@ pub struct HubConfig {
     /// Where `/metrics` (Prometheus) and `/healthz` are served; off when
     /// unset. Keep it on loopback unless a scraper elsewhere needs it.
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS handshakes in progress, at most: a budget apart from
+    /// `max_connections`, whose permits only authenticated nodes take.
+    pub max_handshakes: usize,
+    /// A handshake not finished within this is dropped.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Bytes of frames one node may have in the hub (being read, verified,
+    /// queued for the writer), at most. At least two image frames.
+    pub node_buffer_bytes: usize,
+    /// Bytes of frames all nodes together may have in the hub, at most.
+    pub buffer_bytes: usize,
+    /// Refusals of unauthenticated sources are kept this long.
+    #[serde(with = "humantime_serde")]
+    pub refusal_retention: Duration,
+    /// Memory for the database's page cache, at most.
+    pub db_cache_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -49,6 +65,12 @@ impl Default for HubConfig {
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             metrics_listen: None,
+            max_handshakes: 256,
+            handshake_timeout: Duration::from_secs(20),
+            node_buffer_bytes: 24 * 1024 * 1024,
+            buffer_bytes: 256 * 1024 * 1024,
+            refusal_retention: Duration::from_secs(30 * 24 * 3600),
+            db_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -2,8 +2,7 @@
 //! stored, backlog, refusals by kind, commit latency, nodes connected,
 //! disk free) and whether the hub does its job (`/healthz`, `hub health`).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use alpr_shared::metrics::{Exporter, MetricsText};
 
@@ -14,31 +13,13 @@ use crate::sync::Hub;
 /// What the hub tracks for its health beyond the ingest counters.
 #[derive(Debug, Default)]
 pub struct HubHealth {
-    /// Refusals since start, by code.
-    refusals_by_code: Mutex<BTreeMap<String, u64>>,
     /// The database, when it can reopen itself (the served hub).
     storage: Option<Arc<Recovering>>,
 }
 
 impl HubHealth {
     pub fn new(storage: Option<Arc<Recovering>>) -> Self {
-        HubHealth {
-            refusals_by_code: Mutex::default(),
-            storage,
-        }
-    }
-
-    pub fn refused(&self, code: &str) {
-        if let Ok(mut m) = self.refusals_by_code.lock() {
-            *m.entry(code.to_owned()).or_default() += 1;
-        }
-    }
-
-    pub fn refusals_by_code(&self) -> Vec<(String, f64)> {
-        self.refusals_by_code
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v as f64)).collect())
-            .unwrap_or_default()
+        HubHealth { storage }
     }
 
     /// Why the database cannot be used now (it reopens itself).
@@ -104,11 +85,14 @@ impl Exporter for HubExporter {
             g(&m.refused_handshakes),
         )
         .labelled(
-            "alpr_hub_refusals_by_code_total",
+            "alpr_hub_refusals_by_kind_total",
             "counter",
-            "Refusals since start, by code.",
-            "code",
-            &hub.health.refusals_by_code(),
+            "Refusals since start, by kind (refusal codes and limits).",
+            "kind",
+            &m.refusals_by_kind()
+                .into_iter()
+                .map(|(k, n)| (k, n as f64))
+                .collect::<Vec<_>>(),
         )
         .counter("alpr_hub_commits_total", "Durable commits.", g(&m.commits))
         .counter(

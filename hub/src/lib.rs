@@ -3,6 +3,7 @@
 //! (`hub nodes`, `hub audit verify`, `hub revoke`) over its admin API.
 
 pub mod pki;
+pub mod refusals;
 pub mod verify;
 
 pub mod audit;

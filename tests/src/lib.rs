@@ -4,6 +4,7 @@
 //! what each durably holds, and a UDP relay that loses, bursts, cuts and
 //! rebinds a link.
 
+pub mod flood;
 pub mod relay;
 pub mod story;
 
@@ -270,6 +271,35 @@ impl Proc {
         Ok(())
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(Child::id))
+    }
+
+    /// The process's resident memory now and at its peak (VmRSS, VmHWM
+    /// from /proc), in bytes.
+    pub fn rss(&self) -> anyhow::Result<(u64, u64)> {
+        let pid = self.pid().context("not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+            let kib: u64 = line
+                .trim_start_matches(name)
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()?;
+            Ok(kib * 1024)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
     pub fn is_running(&self) -> bool {
         self.child
             .lock()
@@ -309,6 +339,22 @@ pub struct Hub {
 impl Hub {
     /// Start a hub on a free loopback port; `revoked` serials are refused.
     pub fn start(pki: &Pki, dir: &Path, revoked: &[String]) -> anyhow::Result<Hub> {
+        Self::start_with(pki, dir, revoked, "")
+    }
+
+    /// [`Hub::start`] with more lines of `hub.toml` (which may set
+    /// `idle_timeout`; the other keys written here must not repeat).
+    pub fn start_with(
+        pki: &Pki,
+        dir: &Path,
+        revoked: &[String],
+        extra_toml: &str,
+    ) -> anyhow::Result<Hub> {
+        let idle = if extra_toml.contains("idle_timeout") {
+            ""
+        } else {
+            "idle_timeout = \"10s\"\n"
+        };
         let port = free_udp_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let data = dir.join("hub-data");
@@ -318,7 +364,7 @@ impl Hub {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{addr}\"\ndata_dir = {:?}\nca_cert = {:?}\ncert = {:?}\nkey = {:?}\nrevoked = [{}]\nkeep_alive = \"1s\"\nidle_timeout = \"10s\"\n",
+                "listen = \"{addr}\"\ndata_dir = {:?}\nca_cert = {:?}\ncert = {:?}\nkey = {:?}\nrevoked = [{}]\nkeep_alive = \"1s\"\n{idle}{extra_toml}\n",
                 data,
                 ca.join("ca.crt"),
                 ca.join("hub.crt"),

@@ -149,15 +149,14 @@ fn forged_replayed_revoked_foreign_and_malformed_are_refused_and_logged() -> any
 
     // The log line comes first; the stored record follows with the
     // writer's next commit.
+    // Nodes' refusals and unauthenticated sources' are listed apart.
     let codes = |nodes: &serde_json::Value| -> Vec<String> {
-        nodes["recent_refusals"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r["code"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
+        ["recent_refusals", "unauthenticated_refusals"]
+            .iter()
+            .filter_map(|list| nodes[list].as_array())
+            .flatten()
+            .filter_map(|r| r["code"].as_str().map(String::from))
+            .collect()
     };
     let nodes = wait_for(LIMIT, "the foreign node's refusal on record", || {
         let nodes = hub.nodes().ok()?;

@@ -33,6 +33,9 @@ pub struct Metrics {
     /// Time spent in durable commits, in microseconds.
     pub commit_micros: AtomicU64,
     pub images_stored: AtomicU64,
+    /// Refusals counted by kind (a refusal code, or a limit such as
+    /// `connection-limit`), since start.
+    pub refusals_by_kind: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -43,7 +46,27 @@ impl Metrics {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
+
+    /// Count one refusal of `kind` (and in the total).
+    pub fn count_refusal(&self, kind: &str) {
+        Metrics::add(&self.refusals, 1);
+        if let Ok(mut m) = self.refusals_by_kind.lock() {
+            *m.entry(kind.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Refusals since start, by kind.
+    pub fn refusals_by_kind(&self) -> std::collections::BTreeMap<String, u64> {
+        self.refusals_by_kind
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
 }
+
+/// Something held until the op it came with is committed (a share of a
+/// node's memory or queue budget), then released.
+pub type Hold = Box<dyn std::any::Any + Send>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -59,6 +82,8 @@ struct Request {
     /// May wait (up to the linger) for others to share its commit.
     lingers: bool,
     reply: oneshot::Sender<Result<WriteResult, String>>,
+    /// Released after the commit that holds `op`.
+    hold: Option<Hold>,
 }
 
 /// Handle to the writer; cheap to clone.
@@ -156,7 +181,14 @@ impl Writer {
                     .expect("a current-thread runtime for the writer's timer");
                 let mut busy = false;
                 while let Some(batch) = rt.block_on(gather(&mut rx, &cfg, busy)) {
-                    let (ops, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.op, r.reply)).unzip();
+                    let mut holds = Vec::with_capacity(batch.len());
+                    let (ops, replies): (Vec<_>, Vec<_>) = batch
+                        .into_iter()
+                        .map(|r| {
+                            holds.push(r.hold);
+                            (r.op, r.reply)
+                        })
+                        .unzip();
                     let started = std::time::Instant::now();
                     let committed = storage.commit(ops);
                     Metrics::add(
@@ -185,6 +217,7 @@ impl Writer {
                             }
                         }
                     }
+                    drop(holds);
                 }
             })
             .expect("spawning the writer thread");
@@ -206,6 +239,17 @@ impl Writer {
     /// resolves after its commit: a caller may verify its next batch while
     /// this one is written. Ops are applied in the order they are queued.
     pub async fn enqueue(&self, op: WriteOp) -> Result<Pending, IngestError> {
+        self.enqueue_holding(op, None).await
+    }
+
+    /// [`Writer::enqueue`], keeping `hold` until the op is committed (or
+    /// failed): a node's budget stays taken while its op waits in the
+    /// queue, even if the node has gone.
+    pub async fn enqueue_holding(
+        &self,
+        op: WriteOp,
+        hold: Option<Hold>,
+    ) -> Result<Pending, IngestError> {
         let weight = match &op {
             WriteOp::Ingest { entries, .. } => entries.len().max(1),
             _ => 1,
@@ -218,6 +262,7 @@ impl Writer {
                 weight,
                 lingers,
                 reply,
+                hold,
             })
             .await
             .map_err(|_| IngestError::Stopped)?;

@@ -66,6 +66,23 @@ pub struct RefusalRecord {
     pub detail: String,
 }
 
+/// Refusals of one unauthenticated source (an address that never proved an
+/// enrolled identity), aggregated: one row stands for `count` refusals
+/// since the source's previous row. Kept apart from nodes' refusals, so a
+/// flood of bad handshakes never pushes a node's refusal out of sight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRefusalRecord {
+    pub at: UnixMillis,
+    /// The source's IP address, or `*` for sources beyond the hub's cap.
+    pub source: String,
+    /// The kind of the latest refusal (a refusal code or a limit).
+    pub code: String,
+    /// Refusals of this source since its previous row, this one included.
+    pub count: u64,
+    /// The latest refusal's reason.
+    pub detail: String,
+}
+
 /// A certificate a node has held, as the hub keeps it (every one, by node
 /// and serial: a renewal never replaces the history of the one before).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +144,14 @@ pub enum WriteOp {
     },
     /// Record a revocation (the earliest effective time recorded wins).
     Revoke(alpr_shared::cert::Revocation),
+    /// Log an unauthenticated source's aggregated refusals, and prune
+    /// that table: rows before `keep_after` go, and the oldest beyond
+    /// `max_rows`.
+    SourceRefusal {
+        record: SourceRefusalRecord,
+        keep_after: UnixMillis,
+        max_rows: u64,
+    },
 }
 
 /// The result of one [`WriteOp`].
@@ -184,6 +209,10 @@ pub trait HubStorage: Send + Sync + 'static {
     ) -> Result<Vec<Vec<u8>>, StoreError>;
     /// The most recent refusals, newest last.
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError>;
+    /// The most recent refusals of unauthenticated sources, newest last.
+    fn source_refusals(&self, _limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
+        Ok(Vec::new())
+    }
     /// (device, seq) of reads of `plate` captured in [from, to].
     fn reads_of_plate(
         &self,

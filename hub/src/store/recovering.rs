@@ -23,6 +23,8 @@ const RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Recovering {
     path: PathBuf,
+    /// redb's page cache, at most.
+    cache_bytes: usize,
     inner: RwLock<Option<Arc<RedbStore>>>,
     /// Why the store does not work now; `None` when it does.
     failing: Mutex<Option<String>>,
@@ -30,11 +32,16 @@ pub struct Recovering {
 }
 
 impl Recovering {
-    /// Open the store at `path` (checked; see [`RedbStore::open`]).
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Open the store at `path` (checked; see [`RedbStore::open`]) with
+    /// at most `cache_bytes` of page cache.
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         Ok(Recovering {
             path: path.to_owned(),
-            inner: RwLock::new(Some(Arc::new(RedbStore::open(path)?))),
+            cache_bytes,
+            inner: RwLock::new(Some(Arc::new(RedbStore::open_with_cache(
+                path,
+                cache_bytes,
+            )?))),
             failing: Mutex::new(None),
             last_attempt: Mutex::new(None),
         })
@@ -77,7 +84,9 @@ impl Recovering {
         if let Some(s) = slot.clone() {
             return Ok(s);
         }
-        match alpr_shared::health::catch_panic(|| RedbStore::open(&self.path)) {
+        match alpr_shared::health::catch_panic(|| {
+            RedbStore::open_with_cache(&self.path, self.cache_bytes)
+        }) {
             Ok(Ok(s)) => {
                 let s = Arc::new(s);
                 *slot = Some(s.clone());

@@ -9,10 +9,13 @@ use alpr_shared::log::{SignedCheckpoint, SignedEntry};
 use alpr_shared::sync::{decide, ChainError, ChainState, NewKey, Placement, Verified};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 use alpr_shared::wire::{Refusal, RefusalCode};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 
 use super::{
-    HubStorage, Ingested, NodeCert, NodeRecord, RefusalRecord, StoreError, WriteOp, WriteResult,
+    HubStorage, Ingested, NodeCert, NodeRecord, RefusalRecord, SourceRefusalRecord, StoreError,
+    WriteOp, WriteResult,
 };
 
 /// name → postcard [`NodeRecord`].
@@ -27,6 +30,10 @@ const PLATE_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("plate-time-
 const IMAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("images-v1");
 /// at (BE) ‖ counter (BE) → postcard [`RefusalRecord`].
 const REFUSALS: TableDefinition<&[u8; 16], &[u8]> = TableDefinition::new("refusals-v1");
+/// at (BE) ‖ counter (BE) → postcard [`SourceRefusalRecord`]: refusals of
+/// unauthenticated sources, aggregated and pruned by the writer.
+const SOURCE_REFUSALS: TableDefinition<&[u8; 16], &[u8]> =
+    TableDefinition::new("source-refusals-v1");
 /// node id (BE u32) → postcard [`SignedCheckpoint`]: the latest checked one.
 const CHECKPOINTS: TableDefinition<&[u8; 4], &[u8]> = TableDefinition::new("checkpoints-v1");
 /// name → the DER certificate the node last connected with (read only to
@@ -205,7 +212,18 @@ impl RedbStore {
     /// a million reads on the development machine (1.5 s with the file in
     /// the page cache), once per start.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = open_checked(path)?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbStore::open`] with redb's page cache bounded to `cache_bytes`
+    /// (redb's default is 1 GiB): the hub's memory stays within its
+    /// configured budgets however much is written through it.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        let db = open_checked(path, cache_bytes)?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
         let tx = db.begin_write().map_err(db_err)?;
         {
             tx.open_table(NODES).map_err(db_err)?;
@@ -243,17 +261,24 @@ impl RedbStore {
                     .map_err(db_err)?;
                 }
             }
+            tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
     }
 }
 
+/// redb's page cache for a store opened with [`RedbStore::open`].
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Open `path` and check its integrity (see [`RedbStore::open`]).
-fn open_checked(path: &Path) -> Result<Database, StoreError> {
+fn open_checked(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     let named = |e: String| StoreError::Db(format!("{}: {e}", path.display()));
     let opened = alpr_shared::health::catch_panic(|| -> Result<Database, StoreError> {
-        let mut db = Database::create(path).map_err(|e| named(e.to_string()))?;
+        let mut db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(|e| named(e.to_string()))?;
         let started = std::time::Instant::now();
         let checked = db.check_integrity();
         tracing::info!(
@@ -295,6 +320,7 @@ impl HubStorage for RedbStore {
             let mut checkpoints = tx.open_table(CHECKPOINTS).map_err(db_err)?;
             let mut certs = tx.open_table(NODE_CERTS_V2).map_err(db_err)?;
             let mut revocations = tx.open_table(REVOCATIONS).map_err(db_err)?;
+            let mut sources = tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut plate_keys: Vec<Vec<u8>> = Vec::new();
 
@@ -548,6 +574,26 @@ impl HubStorage for RedbStore {
                         }
                         results.push(WriteResult::Done);
                     }
+                    WriteOp::SourceRefusal {
+                        record,
+                        keep_after,
+                        max_rows,
+                    } => {
+                        let n = meta
+                            .get("source-refusal-counter")
+                            .map_err(db_err)?
+                            .map_or(0, |v| v.value());
+                        meta.insert("source-refusal-counter", n + 1)
+                            .map_err(db_err)?;
+                        let mut key = [0u8; 16];
+                        key[..8].copy_from_slice(&record.at.0.to_be_bytes());
+                        key[8..].copy_from_slice(&n.to_be_bytes());
+                        sources
+                            .insert(&key, encode(&record).as_slice())
+                            .map_err(db_err)?;
+                        prune_source_refusals(&mut sources, keep_after, max_rows)?;
+                        results.push(WriteResult::Done);
+                    }
                 }
             }
             // The index is written last and in key order: plates arrive in
@@ -685,6 +731,23 @@ impl HubStorage for RedbStore {
         Ok(out)
     }
 
+    fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)?.rev().take(limit) {
+            let (_, v) = row.map_err(db_err)?;
+            out.push(
+                postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
+                    table: "source-refusals-v1",
+                    detail: e.to_string(),
+                })?,
+            );
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     fn reads_of_plate(
         &self,
         plate: &str,
@@ -722,6 +785,30 @@ impl HubStorage for RedbStore {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(IMAGES).map_err(db_err)?;
         Ok(t.get(&hash.0).map_err(db_err)?.is_some())
+    }
+}
+
+/// Drop unauthenticated sources' rows older than `keep_after`, then the
+/// oldest while more than `max_rows` remain (keys start with the time).
+fn prune_source_refusals(
+    t: &mut redb::Table<&'static [u8; 16], &'static [u8]>,
+    keep_after: UnixMillis,
+    max_rows: u64,
+) -> Result<(), StoreError> {
+    loop {
+        let len = t.len().map_err(db_err)?;
+        let stale = match t.first().map_err(db_err)? {
+            Some((k, _)) => {
+                let mut at = [0u8; 8];
+                at.copy_from_slice(&k.value()[..8]);
+                u64::from_be_bytes(at) < keep_after.0
+            }
+            None => return Ok(()),
+        };
+        if !stale && len <= max_rows {
+            return Ok(());
+        }
+        t.pop_first().map_err(db_err)?;
     }
 }
 
@@ -859,6 +946,44 @@ mod tests {
         assert_eq!((rec.next_seq, rec.head), (5, Hash32([5; 32])));
         // A replay of the same statement changes nothing.
         assert!(matches!(skip(3, 4), WriteResult::Ingested(Ok(ref i)) if i.progress.next_seq == 5));
+    }
+
+    #[test]
+    fn unauthenticated_refusals_are_pruned_by_age_and_count_and_spare_nodes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
+        let node = RefusalRecord {
+            at: UnixMillis(10),
+            device: Some("stolen-1".into()),
+            peer: "127.0.0.1:1".into(),
+            code: "revoked".into(),
+            seq: None,
+            detail: "revoked".into(),
+        };
+        store
+            .commit(vec![WriteOp::Refusal(node.clone())])
+            .expect("commit");
+        let row = |at: u64| WriteOp::SourceRefusal {
+            record: SourceRefusalRecord {
+                at: UnixMillis(at),
+                source: format!("10.0.0.{}", at % 250),
+                code: "unknown-node".into(),
+                count: 3,
+                detail: "TLS handshake failed".into(),
+            },
+            keep_after: UnixMillis(at.saturating_sub(100)),
+            max_rows: 20,
+        };
+        store
+            .commit((1_000..1_100).map(row).collect())
+            .expect("commit");
+        let kept = store.source_refusals(1_000).expect("read");
+        assert_eq!(kept.len(), 20, "at most max_rows are kept");
+        assert_eq!(kept.last().map(|r| r.at), Some(UnixMillis(1_099)));
+        // Far later: everything older than the retention goes.
+        store.commit(vec![row(100_000)]).expect("commit");
+        assert_eq!(store.source_refusals(1_000).expect("read").len(), 1);
+        assert_eq!(store.refusals(50).expect("read"), vec![node]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tracing::warn;
 use super::Hub;
 use crate::config::HubConfig;
 use crate::ingest::Metrics;
-use crate::store::RefusalRecord;
+use crate::store::{RefusalRecord, SourceRefusalRecord};
 
 /// A request may carry a bundle manifest (hex).
 const MAX_REQUEST: usize = 2 * alpr_shared::log::bundle::MAX_MANIFEST_BYTES + 4096;
@@ -179,6 +179,15 @@ pub struct NodesReport {
     /// What is wrong now; empty when healthy (`hub health`).
     #[serde(default)]
     pub problems: Vec<String>,
+    /// Refusals since start by kind: refusal codes (`revoked`, `fork`,
+    /// `unknown-node`, …) and limits (`connection-limit`,
+    /// `handshake-limit`, `handshake-timeout`, `wrong-protocol`).
+    #[serde(default)]
+    pub refusals_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Refusals of unauthenticated sources, aggregated per source; apart
+    /// from `recent_refusals` so they never push a node's out.
+    #[serde(default)]
+    pub unauthenticated_refusals: Vec<SourceRefusalRecord>,
 }
 
 pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
@@ -315,6 +324,8 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         entries_stored: Metrics::get(&hub.metrics.entries_stored),
         refusals: Metrics::get(&hub.metrics.refusals),
         refused_handshakes: Metrics::get(&hub.metrics.refused_handshakes),
+        refusals_by_kind: hub.metrics.refusals_by_kind(),
+        unauthenticated_refusals: hub.storage.source_refusals(50)?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! writer. Refusals are logged with their reason, counted, and stored.
 
 pub mod admin;
+pub mod limits;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::config::{normalise_serial, HubConfig};
 use crate::ingest::{Metrics, Pending, Writer, WriterConfig};
+use crate::refusals::{self, kind, SourceRefusals};
 use crate::store::recovering::Recovering;
 use crate::store::{HubStorage, RefusalRecord, WriteOp, WriteResult};
 
@@ -51,6 +53,12 @@ pub struct Hub {
     /// devices with one certificate keep doing it.
     replacements: Mutex<HashMap<DeviceId, VecDeque<Instant>>>,
     cancel: CancellationToken,
+    /// Unauthenticated sources' refusals, aggregated before they are stored.
+    pub sources: SourceRefusals,
+    /// How long unauthenticated sources' refusals are kept.
+    refusal_retention: std::time::Duration,
+    /// Each node's share of the hub's memory and writer queue.
+    pub budgets: limits::Budgets,
 }
 
 /// This many replacements of one identity's connection within
@@ -158,25 +166,59 @@ impl Hub {
 
     /// Log, count and store a refusal.
     pub async fn refuse(&self, device: Option<&DeviceId>, peer: SocketAddr, r: &Refusal) {
-        warn!(
-            node = device.map(|d| d.as_str()).unwrap_or("?"),
-            %peer,
-            code = %r.code,
-            seq = r.seq,
-            reason = %r.detail,
-            "refused"
-        );
-        Metrics::add(&self.metrics.refusals, 1);
-        self.health.refused(&r.code.to_string());
-        let rec = RefusalRecord {
-            at: UnixMillis::now(),
-            device: device.map(ToString::to_string),
-            peer: peer.to_string(),
-            code: r.code.to_string(),
-            seq: r.seq,
-            detail: r.detail.clone(),
+        self.refuse_as(device, peer, r.code.as_str(), r.seq, &r.detail)
+            .await;
+    }
+
+    /// Log, count (by `kind`: a refusal code or a [`refusals::kind`]) and
+    /// store a refusal. A node's refusal is one row of its own; an
+    /// unauthenticated source's are aggregated ([`SourceRefusals`]), and
+    /// logged when a row is due.
+    pub async fn refuse_as(
+        &self,
+        device: Option<&DeviceId>,
+        peer: SocketAddr,
+        kind: &str,
+        seq: Option<u64>,
+        detail: &str,
+    ) {
+        self.metrics.count_refusal(kind);
+        let now = UnixMillis::now();
+        let op = match device {
+            Some(d) => {
+                warn!(node = %d, %peer, code = %kind, seq, reason = %detail, "refused");
+                WriteOp::Refusal(RefusalRecord {
+                    at: now,
+                    device: Some(d.to_string()),
+                    peer: peer.to_string(),
+                    code: kind.to_owned(),
+                    seq,
+                    detail: detail.to_owned(),
+                })
+            }
+            None => {
+                let Some(record) = self.sources.note(peer.ip(), kind, detail, now) else {
+                    tracing::debug!(%peer, code = %kind, reason = %detail, "refused (aggregated)");
+                    return;
+                };
+                warn!(
+                    node = "?",
+                    %peer,
+                    code = %kind,
+                    count = record.count,
+                    reason = %detail,
+                    "refused"
+                );
+                let retention =
+                    u64::try_from(self.refusal_retention.as_millis()).unwrap_or(u64::MAX);
+                WriteOp::SourceRefusal {
+                    record,
+                    keep_after: UnixMillis(now.0.saturating_sub(retention)),
+                    max_rows: refusals::MAX_SOURCE_ROWS,
+                }
+            }
         };
-        if let Err(e) = self.writer.submit(WriteOp::Refusal(rec)).await {
+        if let Err(e) = self.writer.submit(op).await {
             warn!(error = %e, "could not store the refusal");
         }
     }
@@ -191,9 +233,12 @@ pub async fn serve(
     bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
     config.check_ca_key_apart()?;
+    limits::check(&config).context("hub configuration")?;
     alpr_shared::private::create_private_dir(&config.data_dir)?;
-    let recovering =
-        Arc::new(Recovering::open(&config.db_path()).context("opening the hub database")?);
+    let recovering = Arc::new(
+        Recovering::open(&config.db_path(), config.db_cache_bytes)
+            .context("opening the hub database")?,
+    );
     alpr_shared::private::make_private(&config.db_path())?;
     let storage: Arc<dyn HubStorage> = recovering.clone();
     let metrics_listener = match config.metrics_listen {
@@ -221,7 +266,9 @@ pub async fn serve(
         keep_alive: config.keep_alive,
         idle_timeout: config.idle_timeout,
     };
-    let server = quic::server_config(&ca_pem, &cert_pem, &key_pem, &[ALPN, ADMIN_ALPN], liveness)?;
+    let mut server =
+        quic::server_config(&ca_pem, &cert_pem, &key_pem, &[ALPN, ADMIN_ALPN], liveness)?;
+    quic::bound_receive(&mut server, liveness, limits::WINDOWS);
     let endpoint = quinn::Endpoint::server(server, config.listen)
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
@@ -277,8 +324,18 @@ pub async fn serve(
         verify_slots: Arc::new(Semaphore::new(verify_slots())),
         admission: Arc::new(Semaphore::new(ADMITTED_ENTRIES)),
         cancel: cancel.child_token(),
+        sources: SourceRefusals::default(),
+        refusal_retention: config.refusal_retention,
+        budgets: limits::Budgets::new(&config),
     });
-    let limit = Arc::new(Semaphore::new(config.max_connections));
+    // Handshakes take from their own budget, and only for as long as they
+    // last; a node's permit is taken once it has authenticated, so peers
+    // that never finish a handshake cannot lock enrolled nodes out.
+    let handshakes = Arc::new(Semaphore::new(config.max_handshakes));
+    let gate = Gate {
+        nodes: Arc::new(Semaphore::new(config.max_connections)),
+        handshake_timeout: config.handshake_timeout,
+    };
     let tasks = tokio_util::task::TaskTracker::new();
     if let Some(listener) = metrics_listener {
         info!(addr = %listener.local_addr()?, "metrics endpoint listening");
@@ -304,15 +361,20 @@ pub async fn serve(
             }
             i = endpoint.accept() => match i { Some(i) => i, None => break },
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!(peer = %incoming.remote_address(), "connection limit reached; refusing");
+        let hub = hub.clone();
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            let peer = incoming.remote_address();
             incoming.refuse();
+            tasks.spawn(async move {
+                let detail = "too many handshakes in progress";
+                hub.refuse_as(None, peer, kind::HANDSHAKE_LIMIT, None, detail)
+                    .await;
+            });
             continue;
         };
-        let hub = hub.clone();
+        let gate = gate.clone();
         tasks.spawn(async move {
-            handle_incoming(hub, incoming).await;
-            drop(permit);
+            handle_incoming(hub, incoming, handshake, gate).await;
         });
     }
     info!("shutting down: closing connections");
@@ -333,22 +395,57 @@ pub async fn serve(
     }
 }
 
-async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
+/// The accept loop's limits on what passed the handshake.
+#[derive(Clone)]
+struct Gate {
+    /// Permits of authenticated node connections (`max_connections`).
+    nodes: Arc<Semaphore>,
+    handshake_timeout: std::time::Duration,
+}
+
+async fn handle_incoming(
+    hub: Arc<Hub>,
+    incoming: quinn::Incoming,
+    handshake: tokio::sync::OwnedSemaphorePermit,
+    gate: Gate,
+) {
     let peer = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    let conn = match tokio::time::timeout(gate.handshake_timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            drop(handshake);
             Metrics::add(&hub.metrics.refused_handshakes, 1);
-            let r = Refusal {
-                code: RefusalCode::UnknownNode,
-                seq: None,
-                detail: format!("TLS handshake failed: {e}"),
-            };
-            hub.refuse(None, peer, &r).await;
+            let detail = format!("TLS handshake failed: {e}");
+            let code = RefusalCode::UnknownNode.as_str();
+            hub.refuse_as(None, peer, code, None, &detail).await;
+            return;
+        }
+        Err(_) => {
+            // Dropping the handshake's future abandons the connection.
+            drop(handshake);
+            Metrics::add(&hub.metrics.refused_handshakes, 1);
+            let detail = format!("handshake not finished within {:?}", gate.handshake_timeout);
+            hub.refuse_as(None, peer, kind::HANDSHAKE_TIMEOUT, None, &detail)
+                .await;
             return;
         }
     };
+    drop(handshake);
     if quic::negotiated_alpn(&conn).as_deref() == Some(ADMIN_ALPN) {
+        if quic::peer_certificate(&conn).as_deref() != Some(hub.hub_cert_der.as_slice()) {
+            // A node's (or any other) certificate on the admin API.
+            let device = quic::peer_certificate(&conn)
+                .and_then(|der| hub.anchor.check_device_der(&der).ok())
+                .map(|c| c.name);
+            let detail = "the admin API needs the hub's identity";
+            hub.refuse_as(device.as_ref(), peer, kind::WRONG_PROTOCOL, None, detail)
+                .await;
+            conn.close(
+                RefusalCode::UnknownNode.close_code().into(),
+                detail.as_bytes(),
+            );
+            return;
+        }
         admin::serve(hub, conn).await;
         return;
     }
@@ -395,10 +492,18 @@ async fn handle_incoming(hub: Arc<Hub>, incoming: quinn::Incoming) {
         .await;
         return;
     }
+    let Ok(permit) = gate.nodes.clone().try_acquire_owned() else {
+        let detail = "the hub's connection limit is reached";
+        hub.refuse_as(Some(&cert.name), peer, kind::CONNECTION_LIMIT, None, detail)
+            .await;
+        conn.close(CLOSE_BUSY.into(), detail.as_bytes());
+        return;
+    };
     let span = tracing::info_span!("node", node = %cert.name);
     node_connection(hub, conn, cert, peer)
         .instrument(span)
         .await;
+    drop(permit);
 }
 
 /// How many frames are verified at once: one per core.
@@ -436,6 +541,9 @@ fn node_keys(hub: &Hub, cert: &DeviceCert) -> anyhow::Result<NodeKeys> {
     }
     Ok(NodeKeys::new(held, key_of(cert, None)))
 }
+
+/// Connection close code: the hub is at its connection limit; try later.
+pub const CLOSE_BUSY: u32 = 2;
 
 async fn close_refused(
     hub: &Hub,
@@ -509,6 +617,7 @@ async fn node_connection(
         }
     }
     let ctx = Arc::new(StreamCtx {
+        budget: hub.budgets.node(&name),
         hub: hub.clone(),
         session,
         device: name.clone(),
@@ -591,6 +700,8 @@ async fn node_reported_conflict(
 }
 
 struct StreamCtx {
+    /// The node's share of the hub's memory and writer queue.
+    budget: Arc<limits::NodeBudget>,
     hub: Arc<Hub>,
     session: Arc<Mutex<HubSession>>,
     device: DeviceId,
@@ -654,7 +765,7 @@ impl StreamCtx {
 
     async fn read_half(&self, lane: Lane, mut recv: quinn::RecvStream, jobs: mpsc::Sender<Job>) {
         loop {
-            let frame = match quic::read_frame(&mut recv, lane.max_frame()).await {
+            let (frame, hold) = match self.budget.read_frame(&mut recv, lane.max_frame()).await {
                 Ok(f) => f,
                 Err(ReadFrameError::Wire(e)) => {
                     let _ = recv.stop(quic::STREAM_MALFORMED.into());
@@ -728,6 +839,8 @@ impl StreamCtx {
                     return;
                 }
             }
+            // The frame's bytes stay reserved until its first write commits.
+            let mut hold = Some(hold);
             let mut work: VecDeque<HubOutput> = outs.into();
             while let Some(o) = work.pop_front() {
                 let job = match o {
@@ -747,7 +860,9 @@ impl StreamCtx {
                             new_key: batch.new_key,
                             at: now,
                         };
-                        let Ok(pending) = self.hub.writer.enqueue(op).await else {
+                        let held = hold.take().unwrap_or_default();
+                        let held = held.with(self.budget.op_slot().await).boxed();
+                        let Ok(pending) = self.hub.writer.enqueue_holding(op, held).await else {
                             return;
                         };
                         Job::Ingest {
@@ -794,7 +909,9 @@ impl StreamCtx {
                             hash,
                             bytes: image.bytes,
                         };
-                        let Ok(pending) = self.hub.writer.enqueue(op).await else {
+                        let held = hold.take().unwrap_or_default();
+                        let held = held.with(self.budget.op_slot().await).boxed();
+                        let Ok(pending) = self.hub.writer.enqueue_holding(op, held).await else {
                             return;
                         };
                         Job::Image { pending, seq, hash }

@@ -100,6 +100,26 @@ pub fn server_config(
     Ok(cfg)
 }
 
+/// How much a peer may have in flight towards us before it must wait for
+/// us to read: QUIC flow control, per stream and per connection, and the
+/// streams it may open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiveWindows {
+    pub stream: u32,
+    pub connection: u32,
+    pub bidi_streams: u32,
+}
+
+/// Bound what each peer of `cfg` (built by [`server_config`]) may have in
+/// flight towards us; keeps its keep-alive and idle timeout.
+pub fn bound_receive(cfg: &mut quinn::ServerConfig, liveness: Liveness, w: ReceiveWindows) {
+    let mut t = transport(liveness);
+    t.stream_receive_window(w.stream.into());
+    t.receive_window(w.connection.into());
+    t.max_concurrent_bidi_streams(w.bidi_streams.into());
+    cfg.transport_config(Arc::new(t));
+}
+
 /// A node's (or an admin client's) configuration: the hub must present a
 /// certificate from the deployment CA; we present ours.
 pub fn client_config(
@@ -149,17 +169,57 @@ pub enum ReadFrameError {
 
 /// Read one frame, refusing an oversized length before allocating.
 pub async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Frame, ReadFrameError> {
+    let len = read_frame_len(recv, max).await?;
+    read_frame_body(recv, len, max).await
+}
+
+/// Read a frame's length prefix, refusing one over `max`: a caller may
+/// reserve the announced size (against a memory budget) before reading the
+/// body with [`read_frame_body`].
+pub async fn read_frame_len(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<usize, ReadFrameError> {
     let mut prefix = [0u8; LEN_PREFIX];
     match recv.read_exact(&mut prefix).await {
         Ok(()) => {}
         Err(quinn::ReadExactError::FinishedEarly(0)) => return Err(ReadFrameError::Finished),
         Err(e) => return Err(e.into()),
     }
-    let len = Frame::body_len(prefix, max)?;
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await?;
+    Ok(Frame::body_len(prefix, max)?)
+}
+
+/// Read and decode a frame body of `len` bytes (from [`read_frame_len`]).
+/// The buffer grows with what arrives, never ahead of it: a peer that
+/// announces a large frame and sends nothing costs nothing.
+pub async fn read_frame_body(
+    recv: &mut quinn::RecvStream,
+    len: usize,
+    max: usize,
+) -> Result<Frame, ReadFrameError> {
+    let mut body: Vec<u8> = Vec::with_capacity(len.min(READ_CHUNK));
+    while body.len() < len {
+        let want = len - body.len();
+        match recv.read_chunk(want, true).await {
+            Ok(Some(chunk)) => {
+                if body.capacity() - body.len() < chunk.bytes.len() {
+                    // Grow by doubling, bounded by the announced length.
+                    let target = (body.capacity() * 2).clamp(body.len() + chunk.bytes.len(), len);
+                    body.reserve_exact(target - body.len());
+                }
+                body.extend_from_slice(&chunk.bytes);
+            }
+            Ok(None) => {
+                return Err(quinn::ReadExactError::FinishedEarly(body.len()).into());
+            }
+            Err(e) => return Err(quinn::ReadExactError::ReadError(e).into()),
+        }
+    }
     Ok(Frame::decode_body(&body, max)?)
 }
+
+/// First allocation of a frame body; it grows as the bytes arrive.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Write one frame.
 pub async fn write_frame(
