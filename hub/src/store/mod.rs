@@ -182,24 +182,11 @@ pub trait HubStorage: Send + Sync + 'static {
     fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError>;
     /// The certificate (DER) in force for the node's latest entries.
     fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Every certificate the node has held, oldest first. The default
-    /// serves the single one [`HubStorage::certificate`] keeps.
-    fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError> {
-        Ok(self
-            .certificate(device)?
-            .into_iter()
-            .map(|der| NodeCert {
-                serial: String::new(),
-                der,
-                first_seen: UnixMillis(0),
-                effective_from: Some(0),
-            })
-            .collect())
-    }
+    /// Every certificate the node has held, oldest first. (No default:
+    /// a wrapper that forgot to forward it would serve a wrong history.)
+    fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError>;
     /// Revocations recorded at the hub, with the time each took effect.
-    fn revocations(&self) -> Result<Vec<alpr_shared::cert::Revocation>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn revocations(&self) -> Result<Vec<alpr_shared::cert::Revocation>, StoreError>;
     /// Canonical bytes of a device's entries from `first`, at most `limit`.
     fn entries(
         &self,
@@ -210,9 +197,7 @@ pub trait HubStorage: Send + Sync + 'static {
     /// The most recent refusals, newest last.
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError>;
     /// The most recent refusals of unauthenticated sources, newest last.
-    fn source_refusals(&self, _limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
-        Ok(Vec::new())
-    }
+    fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError>;
     /// (device, seq) of reads of `plate` captured in [from, to].
     fn reads_of_plate(
         &self,

@@ -15,7 +15,10 @@ use alpr_shared::log::SignedCheckpoint;
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 
 use super::redb::RedbStore;
-use super::{HubStorage, NodeCert, NodeRecord, RefusalRecord, StoreError, WriteOp, WriteResult};
+use super::{
+    HubStorage, MissingImages, NodeCert, NodeRecord, RefusalRecord, SourceRefusalRecord,
+    StoreError, WriteOp, WriteResult,
+};
 
 /// Shortest time between two attempts to reopen.
 const RETRY: Duration = Duration::from_secs(1);
@@ -196,5 +199,17 @@ impl HubStorage for Recovering {
     }
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
         self.call(|s| s.has_image(hash))
+    }
+    fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
+        self.call(|s| s.source_refusals(limit))
+    }
+    fn missing_images(
+        &self,
+        device: &DeviceId,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<MissingImages, StoreError> {
+        self.call(|s| s.missing_images(device, from, to, limit))
     }
 }
