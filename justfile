@@ -30,9 +30,9 @@ ort:
 peer:
     bash scripts/install-peer.sh
 
-# The US photos and the held-out Brazilian ones (tuned on by nobody), each
+# Recognition accuracy and speed per labelled folder, beside the fast-alpr peer:
+# the US photos and the held-out Brazilian ones (tuned on by nobody), each
 # reported on its own; extra flags (--json, --threads N, --no-peer) follow.
-# Recognition accuracy and speed per labelled folder, beside the fast-alpr peer.
 bench-recognize us=(justfile_directory() / "../shared/data/plates/us") br=(justfile_directory() / "../shared/data/plates/br") *flags="": peer
     cargo build --release -p alpr-edge
     target/release/edge bench recognize "{{us}}" "{{br}}" {{flags}}
@@ -43,8 +43,8 @@ bench-ingest edges="100" reads="200000":
     target/release/hub bench ingest --edges {{edges}} --reads {{reads}}
     target/release/hub bench ingest --quic --edges {{edges}} --reads {{reads}}
 
-# Extra flags (--json, --rtt-ms, --loss, --rate-bps) follow the count.
-# A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link.
+# A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link;
+# extra flags (--json, --rtt-ms, --loss, --rate-bps) follow the count.
 bench-catchup reads="20000" *flags="":
     cargo build --release --workspace --bins
     target/release/catchup-bench {{reads}} {{flags}}

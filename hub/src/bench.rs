@@ -57,8 +57,8 @@ pub struct IngestArgs {
     /// `sync::ADMITTED_ENTRIES`).
     #[arg(long, default_value_t = crate::sync::ADMITTED_ENTRIES)]
     pub admit: usize,
-    /// Folder for the database (default: a temporary folder in the current
-    /// one, so the figure is for a real disk).
+    /// Where the run's fresh, temporary database folder goes (default: the
+    /// current folder, so the figure is for a real disk).
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Run even if the folder is on tmpfs (the figure then says nothing
@@ -190,20 +190,15 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         args.edges > 0 && args.reads >= args.edges,
         "need at least one read per edge"
     );
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("hub-bench-")
-                .tempdir_in(".")
-                .context("a temporary folder in the current one")?;
-            tmp.path().to_path_buf()
-        }
-    };
+    // A fresh folder for every run (inside `--dir`, else the current
+    // folder): a database left by an earlier run would hold other logs.
+    let parent = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("hub-bench-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("a temporary folder in {}", parent.display()))?;
+    let dir = tmp.path().to_path_buf();
     let dir = dir.canonicalize().unwrap_or(dir);
     let fs = filesystem_of(&dir);
     anyhow::ensure!(
@@ -576,7 +571,11 @@ fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authority> {
     let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
     let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], 30)?;
     std::fs::write(dir.join("hub.crt"), &hub.cert_pem)?;
-    std::fs::write(dir.join("hub.key"), hub.key_pem.as_bytes())?;
+    // A key others may read is refused by `hub serve`, as ssh does.
+    std::io::Write::write_all(
+        &mut alpr_shared::private::create_private_file(&dir.join("hub.key"))?,
+        hub.key_pem.as_bytes(),
+    )?;
     Ok(authority)
 }
 
@@ -600,7 +599,14 @@ async fn run_quic(
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
-    let addr = rx.await.context("the hub did not start")?;
+    let Ok(addr) = rx.await else {
+        let why = match server.await {
+            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Ok(())) => "it stopped".into(),
+            Err(e) => e.to_string(),
+        };
+        anyhow::bail!("the hub did not start: {why}");
+    };
 
     let t1 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();

@@ -268,6 +268,29 @@ impl RedbStore {
     }
 }
 
+/// The last `limit` rows of a log-like table (postcard values), oldest first.
+fn newest_rows<T: serde::de::DeserializeOwned>(
+    db: &Database,
+    def: TableDefinition<&[u8; 16], &[u8]>,
+    name: &'static str,
+    limit: usize,
+) -> Result<Vec<T>, StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let t = tx.open_table(def).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in t.iter().map_err(db_err)?.rev().take(limit) {
+        let (_, v) = row.map_err(db_err)?;
+        out.push(
+            postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
+                table: name,
+                detail: e.to_string(),
+            })?,
+        );
+    }
+    out.reverse();
+    Ok(out)
+}
+
 /// redb's page cache for a store opened with [`RedbStore::open`].
 pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
@@ -715,37 +738,11 @@ impl HubStorage for RedbStore {
     }
 
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(REFUSALS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(db_err)?.rev().take(limit) {
-            let (_, v) = row.map_err(db_err)?;
-            out.push(
-                postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "refusals-v1",
-                    detail: e.to_string(),
-                })?,
-            );
-        }
-        out.reverse();
-        Ok(out)
+        newest_rows(&self.db, REFUSALS, "refusals-v1", limit)
     }
 
     fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in t.iter().map_err(db_err)?.rev().take(limit) {
-            let (_, v) = row.map_err(db_err)?;
-            out.push(
-                postcard::from_bytes(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "source-refusals-v1",
-                    detail: e.to_string(),
-                })?,
-            );
-        }
-        out.reverse();
-        Ok(out)
+        newest_rows(&self.db, SOURCE_REFUSALS, "source-refusals-v1", limit)
     }
 
     fn reads_of_plate(

@@ -1,0 +1,57 @@
+//! The benchmark commands still run and say what they measured: a small
+//! `hub bench ingest`, in process and through `hub serve` over QUIC, and a
+//! short catch-up over the emulated link. Figures come from the real runs
+//! (`just bench-*`); here only that each run completes, stores every read
+//! and reports the keys scripts read.
+
+use std::process::Command;
+
+use alpr_e2e::bin;
+
+fn json_of(out: &std::process::Output) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+#[test]
+fn hub_bench_ingest_runs_in_process_and_over_quic() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for quic in [false, true] {
+        let mut cmd = Command::new(bin("hub")?);
+        cmd.args([
+            "bench", "ingest", "--edges", "4", "--reads", "2000", "--json",
+        ])
+        .args(["--allow-tmpfs", "--dir"])
+        .arg(dir.path());
+        if quic {
+            cmd.arg("--quic");
+        }
+        let report = json_of(&cmd.output()?)?;
+        assert_eq!(report["reads"], 2000, "{report}");
+        assert!(report["reads_per_s"].as_f64() > Some(0.0), "{report}");
+        for key in ["ack_p50_ms", "ack_p99_ms", "fs"] {
+            assert!(!report[key].is_null(), "{key} missing: {report}");
+        }
+        // A second run in the same folder starts from an empty database.
+        let again = json_of(&cmd.output()?)?;
+        assert_eq!(again["reads"], 2000, "{again}");
+    }
+    Ok(())
+}
+
+#[test]
+fn catchup_bench_reports_payload_and_wire_ratios() -> anyhow::Result<()> {
+    let out = Command::new(bin("catchup-bench")?)
+        .args(["300", "--json", "--rtt-ms", "20", "--loss", "0.01"])
+        .output()?;
+    let report = json_of(&out)?;
+    assert_eq!(report["reads"], 300, "{report}");
+    for key in ["seconds", "ratio_payload", "ratio_wire", "bytes_per_read"] {
+        assert!(report[key].as_f64() > Some(0.0), "{key}: {report}");
+    }
+    Ok(())
+}
