@@ -122,7 +122,9 @@ fn a_killed_edge_reads_every_photo_once() -> anyhow::Result<()> {
     let opts = EdgeOptions {
         generate: 0,
         extra_toml: format!(
-            "\n[capture]\npaths = [{photos:?}]\nmodels_dir = {models:?}\nsite_id = \"test-site\"\n",
+            // Paced like a camera, so that kills land while photos remain
+            // however fast this machine recognises them.
+            "\n[capture]\npaths = [{photos:?}]\nmodels_dir = {models:?}\nsite_id = \"test-site\"\ninterval = \"250ms\"\n",
         ),
         ..EdgeOptions::default()
     };

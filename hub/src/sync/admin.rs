@@ -325,7 +325,7 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         refusals: Metrics::get(&hub.metrics.refusals),
         refused_handshakes: Metrics::get(&hub.metrics.refused_handshakes),
         refusals_by_kind: hub.metrics.refusals_by_kind(),
-        unauthenticated_refusals: hub.storage.source_refusals(50)?,
+        unauthenticated_refusals: hub.storage.source_refusals(50).unwrap_or_default(),
     })
 }
 
