@@ -65,13 +65,20 @@ impl HubCert {
 /// The common name a certificate claims, without checking who issued it
 /// (to file a refused certificate under the node it names).
 pub fn claimed_name(der: &[u8]) -> Result<DeviceId, CertError> {
-    let c = parse(der)?;
-    let name = c
-        .subject()
+    device_name(&parse(der)?)
+}
+
+/// The common name of a certificate's subject, if it has a readable one.
+fn common_name<'a>(c: &'a X509Certificate<'_>) -> Option<&'a str> {
+    c.subject()
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
-        .ok_or(CertError::WronglyIssued("no common name"))?;
+}
+
+/// A node certificate's name: its common name, which must be a device id.
+fn device_name(c: &X509Certificate<'_>) -> Result<DeviceId, CertError> {
+    let name = common_name(c).ok_or(CertError::WronglyIssued("no common name"))?;
     DeviceId::new(name).map_err(|_| CertError::WronglyIssued("common name is not a device id"))
 }
 
@@ -208,13 +215,7 @@ impl TrustAnchor {
                 "not issued for server authentication",
             ));
         }
-        let name = c
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let name = common_name(&c).unwrap_or("").to_owned();
         Ok(HubCert {
             name,
             key: ed25519_key(&c)?,
@@ -242,14 +243,7 @@ impl TrustAnchor {
                 "not issued for client authentication",
             ));
         }
-        let name = c
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .ok_or(CertError::WronglyIssued("no common name"))?;
-        let name = DeviceId::new(name)
-            .map_err(|_| CertError::WronglyIssued("common name is not a device id"))?;
+        let name = device_name(&c)?;
         let kind = c
             .subject()
             .iter_organizational_unit()
