@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
-use super::{DecodeError, SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
+use super::{decode_exact, DecodeError, SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
 use crate::cert::{claimed_name, CertError, HubCert, Revocation, TrustAnchor};
 use crate::crypto::{sha256, tag, PublicKey, SecretKey, Signature};
 use crate::types::{DeviceId, Hash32, UnixMillis};
@@ -115,16 +115,7 @@ impl Manifest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_MANIFEST_BYTES,
-            });
-        }
-        let (m, rest): (Manifest, _) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            return Err(DecodeError::Trailing(rest.len()));
-        }
+        let m: Manifest = decode_exact(bytes, MAX_MANIFEST_BYTES)?;
         if m.format != MANIFEST_VERSION {
             return Err(DecodeError::Version(m.format));
         }
@@ -161,16 +152,7 @@ impl SignedManifest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: MAX_MANIFEST_BYTES,
-            });
-        }
-        let (m, rest): (SignedManifest, _) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            return Err(DecodeError::Trailing(rest.len()));
-        }
+        let m: SignedManifest = decode_exact(bytes, MAX_MANIFEST_BYTES)?;
         if m.manifest.format != MANIFEST_VERSION {
             return Err(DecodeError::Version(m.manifest.format));
         }
@@ -533,17 +515,9 @@ pub fn verify_bundle(
                 if revocations.len() >= MAX_REVOCATIONS {
                     return Err(layout(format!("more than {MAX_REVOCATIONS} revocations")));
                 }
-                let (rev, rest): (Revocation, _) =
-                    postcard::take_from_bytes(&buf).map_err(|e| BundleError::Record {
-                        index,
-                        source: e.into(),
-                    })?;
-                if !rest.is_empty() {
-                    return Err(BundleError::Record {
-                        index,
-                        source: DecodeError::Trailing(rest.len()),
-                    });
-                }
+                // The record's length was checked against its kind's limit.
+                let rev: Revocation = decode_exact(&buf, buf.len())
+                    .map_err(|source| BundleError::Record { index, source })?;
                 revocations.push(rev);
             }
             KIND_CERT => {

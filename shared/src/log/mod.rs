@@ -138,7 +138,12 @@ pub enum DecodeError {
     Invalid(#[from] InvalidValue),
 }
 
-fn decode_exact<'a, T: Deserialize<'a>>(bytes: &'a [u8], max: usize) -> Result<T, DecodeError> {
+/// Decode one value that fills `bytes` exactly, refusing more than `max`
+/// bytes before decoding.
+pub(crate) fn decode_exact<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+    max: usize,
+) -> Result<T, DecodeError> {
     if bytes.len() > max {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
