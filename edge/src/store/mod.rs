@@ -585,25 +585,7 @@ impl StoreHandle {
             .transpose()
             .map_err(db_err)?
             .map(|(k, _)| u64::from_be_bytes(*k.value()));
-        let t = tx.open_table(READS).map_err(db_err)?;
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for row in t
-            .range::<&[u8; 8]>(&first.to_be_bytes()..)
-            .map_err(db_err)?
-            .take(max_count)
-        {
-            let (k, v) = row.map_err(db_err)?;
-            if stop.is_some_and(|s| u64::from_be_bytes(*k.value()) >= s) {
-                break;
-            }
-            bytes += v.value().len();
-            if !out.is_empty() && bytes > max_bytes {
-                break;
-            }
-            out.push(v.value().to_vec());
-        }
-        Ok(out)
+        entries_from_tx(&tx, first, max_count, max_bytes, stop)
     }
 
     /// The loss record covering `seq`: (its first lost seq, its bytes).
@@ -674,22 +656,7 @@ impl StoreHandle {
         max_bytes: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         let tx = self.db.get()?.begin_read().map_err(db_err)?;
-        let t = tx.open_table(READS).map_err(db_err)?;
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for row in t
-            .range::<&[u8; 8]>(&first.to_be_bytes()..)
-            .map_err(db_err)?
-            .take(max_count)
-        {
-            let (_, v) = row.map_err(db_err)?;
-            bytes += v.value().len();
-            if !out.is_empty() && bytes > max_bytes {
-                break;
-            }
-            out.push(v.value().to_vec());
-        }
-        Ok(out)
+        entries_from_tx(&tx, first, max_count, max_bytes, None)
     }
 
     /// Sequence numbers of reads of `plate` captured in [from, to].
@@ -809,6 +776,36 @@ fn split_loss(v: &[u8; 16]) -> (u64, u64) {
     at.copy_from_slice(&v[..8]);
     last.copy_from_slice(&v[8..]);
     (u64::from_be_bytes(at), u64::from_be_bytes(last))
+}
+
+/// Canonical bytes of entries from `first`: at most `max_count`, at most
+/// `max_bytes` beyond the first, and none at or past `stop`.
+fn entries_from_tx(
+    tx: &redb::ReadTransaction,
+    first: u64,
+    max_count: usize,
+    max_bytes: usize,
+    stop: Option<u64>,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let t = tx.open_table(READS).map_err(db_err)?;
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for row in t
+        .range::<&[u8; 8]>(&first.to_be_bytes()..)
+        .map_err(db_err)?
+        .take(max_count)
+    {
+        let (k, v) = row.map_err(db_err)?;
+        if stop.is_some_and(|s| u64::from_be_bytes(*k.value()) >= s) {
+            break;
+        }
+        bytes += v.value().len();
+        if !out.is_empty() && bytes > max_bytes {
+            break;
+        }
+        out.push(v.value().to_vec());
+    }
+    Ok(out)
 }
 
 fn load_receipt(db: &Database) -> Result<Option<SignedReceipt>, StoreError> {
