@@ -54,6 +54,31 @@ pub fn disk_free(path: &Path) -> Option<u64> {
     }
 }
 
+/// Check every page of a database just opened, timed and logged: a file
+/// that redb had to repair is said; a corrupt one is an error for the caller
+/// to name. (Run inside [`catch_panic`]: redb may panic on some corruptions.)
+pub fn check_database(db: &mut redb::Database, path: &Path) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let checked = db.check_integrity();
+    tracing::info!(
+        path = %path.display(),
+        bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        ms = started.elapsed().as_millis() as u64,
+        "database integrity checked"
+    );
+    match checked {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            tracing::warn!(
+                path = %path.display(),
+                "the database was not closed cleanly; redb repaired it"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -290,22 +290,7 @@ pub fn open_checked(path: &Path) -> Result<Database, StoreError> {
                 named(e.to_string())
             }
         })?;
-        let started = std::time::Instant::now();
-        let checked = db.check_integrity();
-        tracing::info!(
-            path = %path.display(),
-            bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-            ms = started.elapsed().as_millis() as u64,
-            "database integrity checked"
-        );
-        match checked {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                path = %path.display(),
-                "the store was not closed cleanly; redb repaired it"
-            ),
-            Err(e) => return Err(named(e.to_string())),
-        }
+        alpr_shared::health::check_database(&mut db, path).map_err(named)?;
         Ok(db)
     });
     match opened {

@@ -302,22 +302,8 @@ fn open_checked(path: &Path, cache_bytes: usize) -> Result<Database, StoreError>
             .set_cache_size(cache_bytes)
             .create(path)
             .map_err(|e| named(e.to_string()))?;
-        let started = std::time::Instant::now();
-        let checked = db.check_integrity();
-        tracing::info!(
-            path = %path.display(),
-            bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-            ms = started.elapsed().as_millis() as u64,
-            "database integrity checked"
-        );
-        match checked {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                path = %path.display(),
-                "the hub database was not closed cleanly; redb repaired it"
-            ),
-            Err(e) => return Err(named(format!("the database is corrupt: {e}"))),
-        }
+        alpr_shared::health::check_database(&mut db, path)
+            .map_err(|e| named(format!("the database is corrupt: {e}")))?;
         Ok(db)
     });
     opened.unwrap_or_else(|panic| {
