@@ -6,6 +6,7 @@ pub mod pki;
 pub mod refusals;
 pub mod verify;
 
+pub mod access;
 pub mod audit;
 pub mod bench;
 pub mod cli;

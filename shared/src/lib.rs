@@ -16,6 +16,7 @@ pub mod log;
 pub mod metrics;
 pub mod pki;
 pub mod private;
+pub mod search;
 pub mod settings;
 pub mod sync;
 pub mod types;

@@ -144,6 +144,9 @@ pub enum WriteOp {
     },
     /// Record a revocation (the earliest effective time recorded wins).
     Revoke(alpr_shared::cert::Revocation),
+    /// Append entries to the hub's own access log ([`crate::access`]), in
+    /// order: each must be the log's next entry, or the commit fails.
+    HubAccess(Vec<alpr_shared::log::SignedEntry>),
     /// Log an unauthenticated source's aggregated refusals, and prune
     /// that table: rows before `keep_after` go, and the oldest beyond
     /// `max_rows`.
@@ -205,6 +208,11 @@ pub trait HubStorage: Send + Sync + 'static {
         from: UnixMillis,
         to: UnixMillis,
     ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
+    /// Canonical bytes of the hub's own access log from `first`, at most
+    /// `limit` ([`crate::access`]).
+    fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The hub's access log: its size and the hash of its last entry.
+    fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
     /// Images named by the device's reads `from..to` (content held) that the

@@ -186,6 +186,12 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         self.call(|s| s.entries(device, first, limit))
     }
+    fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.call(|s| s.hub_access_entries(first, limit))
+    }
+    fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError> {
+        self.call(|s| s.hub_access_head())
+    }
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
         self.call(|s| s.refusals(limit))
     }

@@ -45,6 +45,8 @@ const NODE_CERTS_V2: TableDefinition<&[u8], &[u8]> = TableDefinition::new("node-
 /// serial (lower-case hex) → postcard [`Revocation`].
 const REVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocations-v1");
 /// Counters.
+/// The hub's own access log: seq (big-endian) → canonical entry.
+const HUB_ACCESS: TableDefinition<u64, &[u8]> = TableDefinition::new("hub-access-v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -262,6 +264,7 @@ impl RedbStore {
                 }
             }
             tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
+            tx.open_table(HUB_ACCESS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
@@ -330,6 +333,7 @@ impl HubStorage for RedbStore {
             let mut certs = tx.open_table(NODE_CERTS_V2).map_err(db_err)?;
             let mut revocations = tx.open_table(REVOCATIONS).map_err(db_err)?;
             let mut sources = tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
+            let mut access = tx.open_table(HUB_ACCESS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut plate_keys: Vec<Vec<u8>> = Vec::new();
 
@@ -603,6 +607,24 @@ impl HubStorage for RedbStore {
                         prune_source_refusals(&mut sources, keep_after, max_rows)?;
                         results.push(WriteResult::Done);
                     }
+                    WriteOp::HubAccess(batch) => {
+                        for e in batch {
+                            let (size, head) = access_head(&access)?;
+                            if e.seq() != size || e.header.prev != head {
+                                return Err(StoreError::Corrupt {
+                                    table: "hub-access-v1",
+                                    detail: format!(
+                                        "entry {} does not extend the access log of {size} entries",
+                                        e.seq()
+                                    ),
+                                });
+                            }
+                            access
+                                .insert(e.seq(), e.encode().as_slice())
+                                .map_err(db_err)?;
+                        }
+                        results.push(WriteResult::Done);
+                    }
                 }
             }
             // The index is written last and in key order: plates arrive in
@@ -764,11 +786,40 @@ impl HubStorage for RedbStore {
         Ok(out)
     }
 
+    fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HUB_ACCESS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.range(first..).map_err(db_err)?.take(limit) {
+            let (_, v) = row.map_err(db_err)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        access_head(&tx.open_table(HUB_ACCESS).map_err(db_err)?)
+    }
+
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(IMAGES).map_err(db_err)?;
         Ok(t.get(&hash.0).map_err(db_err)?.is_some())
     }
+}
+
+/// Size and head of the hub's access log as `t` holds it.
+fn access_head(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, Hash32), StoreError> {
+    let Some(last) = t.last().map_err(db_err)? else {
+        return Ok((0, Hash32::ZERO));
+    };
+    let e =
+        alpr_shared::log::SignedEntry::decode(last.1.value()).map_err(|e| StoreError::Corrupt {
+            table: "hub-access-v1",
+            detail: e.to_string(),
+        })?;
+    Ok((e.seq() + 1, e.hash()))
 }
 
 /// Drop unauthenticated sources' rows older than `keep_after`, then the

@@ -13,6 +13,7 @@
 //! purged in [`SignedEntry::purge_content`] + [`LogWriter::append_purge`],
 //! and verified in [`verify::verify_log`].
 
+pub mod access;
 pub mod bundle;
 pub mod loss;
 pub mod verify;
@@ -24,6 +25,7 @@ use crate::types::{
     check_text, DeviceId, Hash32, InvalidValue, ReadContent, TimeSource, UnixMillis, MAX_TEXT_LEN,
 };
 
+pub use access::{AccessAction, AccessOutcome, AccessRecord};
 pub use verify::{verify_log, verify_node_log, Fault, LogReport, NodeKeys};
 
 /// The encoding version written in every header.
@@ -65,6 +67,9 @@ pub enum EntryKind {
         lost_head: Hash32,
         reason: String,
     },
+    /// A person accessed data on this node ([`access`]). The record is
+    /// part of the signed header: retention never deletes it.
+    Access(AccessRecord),
 }
 
 /// The signed part of an entry. It survives a purge.
@@ -227,10 +232,27 @@ impl SignedEntry {
                 .into());
             }
         }
+        if let EntryKind::Access(record) = &self.header.kind {
+            record.validate()?;
+            if self.body.is_some() {
+                return Err(InvalidValue::OutOfRange {
+                    field: "access entry body",
+                }
+                .into());
+            }
+        }
         if let Some(b) = &self.body {
             b.content.validate()?;
         }
         Ok(())
+    }
+
+    /// The access record, if this entry is one.
+    pub fn access(&self) -> Option<&AccessRecord> {
+        match &self.header.kind {
+            EntryKind::Access(r) => Some(r),
+            _ => None,
+        }
     }
 
     /// The read content, if this is a read whose content is still held.
@@ -260,7 +282,9 @@ impl SignedEntry {
         match (&self.header.kind, &self.body) {
             (EntryKind::Read { content }, Some(b)) => b.commitment() == *content,
             (_, None) => true,
-            (EntryKind::Purge { .. } | EntryKind::Loss { .. }, Some(_)) => false,
+            (EntryKind::Purge { .. } | EntryKind::Loss { .. } | EntryKind::Access(_), Some(_)) => {
+                false
+            }
         }
     }
 }
@@ -462,6 +486,18 @@ impl LogWriter {
             reason: reason.to_owned(),
         };
         Ok(self.seal(kind, now, time_source, None))
+    }
+
+    /// Record an access by a person, at `now`. The caller must persist
+    /// the entry durably before it returns any data the access asked for.
+    pub fn append_access(
+        &mut self,
+        record: AccessRecord,
+        now: UnixMillis,
+        time_source: TimeSource,
+    ) -> Result<SignedEntry, InvalidValue> {
+        record.validate()?;
+        Ok(self.seal(EntryKind::Access(record), now, time_source, None))
     }
 
     fn seal(

@@ -466,3 +466,45 @@ proptest! {
         }
     }
 }
+
+fn access(user: &str) -> AccessRecord {
+    AccessRecord {
+        user: user.into(),
+        agency: "CA0194200".into(),
+        action: AccessAction::Search,
+        purpose: Some("stolen-vehicle".into()),
+        case: Some("24-001".into()),
+        query: "plate=7ABC123 mode=exact".into(),
+        results: 1,
+        outcome: AccessOutcome::Allowed,
+        source: "10.0.0.5".into(),
+    }
+}
+
+#[test]
+fn access_records_share_the_read_chain_and_an_edit_is_named() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 2);
+    log.push(
+        f.writer
+            .append_access(access("officer1"), UnixMillis::now(), TimeSource::Ntp)
+            .expect("access"),
+    );
+    log.extend(write(&mut f, 1));
+    let report = verify_log(&f.cert, &log, &[], VerifyOptions { from_start: true });
+    assert!(report.authentic(), "{report:?}");
+    assert_eq!((report.reads, report.accesses), (3, 1));
+    // The record survives a purge of the log's content: it is in the header.
+    log[2].purge_content();
+    assert_eq!(log[2].access().map(|r| r.user.as_str()), Some("officer1"));
+    // Editing who searched breaks the entry's signature.
+    let mut edited = log.clone();
+    if let EntryKind::Access(r) = &mut edited[2].header.kind {
+        r.user = "someone-else".into();
+    }
+    assert!(faults(&f, &edited, &[]).contains(&Fault::BadSignature { seq: 2 }));
+    // An access entry never carries a read body.
+    let mut smuggled = log[2].clone();
+    smuggled.body = log[0].body.clone();
+    assert!(SignedEntry::decode(&smuggled.encode()).is_err());
+}

@@ -146,6 +146,9 @@ pub struct LogReport {
     pub purged: u64,
     /// Purge entries.
     pub purge_records: u64,
+    /// Access records (§1798.90.52) in the log.
+    #[serde(default)]
+    pub accesses: u64,
     /// One past the highest valid sequence number.
     pub size: u64,
     /// Hash of the highest valid entry.
@@ -179,6 +182,7 @@ impl LogReport {
             reads: 0,
             purged: 0,
             purge_records: 0,
+            accesses: 0,
             size: 0,
             head: None,
             faults: vec![Fault::Certificate {
@@ -336,6 +340,7 @@ pub struct LogVerifier {
     reads: u64,
     purged: u64,
     purge_records: u64,
+    accesses: u64,
     /// One past the highest sequence number that appeared.
     next_present: Option<u64>,
     /// The highest valid entry and its hash.
@@ -368,6 +373,7 @@ impl LogVerifier {
             reads: 0,
             purged: 0,
             purge_records: 0,
+            accesses: 0,
             next_present: None,
             highest: None,
             recent: BTreeMap::new(),
@@ -626,6 +632,7 @@ impl LogVerifier {
                     });
                 }
             }
+            EntryKind::Access(_) => self.accesses += 1,
         }
     }
 
@@ -680,6 +687,7 @@ impl LogVerifier {
             reads: self.reads,
             purged: self.purged,
             purge_records: self.purge_records,
+            accesses: self.accesses,
             size,
             head: self.highest.map(|(_, h)| h.to_hex()),
             faults: self.faults,

@@ -1,0 +1,232 @@
+//! The hub's own access log (§1798.90.52): every access a person makes
+//! through the hub — login, search, view, export, audit query — is sealed
+//! into a log signed with the hub's key, in the same format and chain rules
+//! as a node's read log, and committed durably before the access returns
+//! any data. Edges keep theirs in their own logs and sync it with their
+//! reads; `hub audit verify` and `hub verify` check both with one verifier.
+//!
+//! [`AccessLog`] is an actor: one thread owns the [`LogWriter`], takes
+//! records from a bounded queue, seals everything waiting into one
+//! transaction (group commit) and answers each caller once it is durable.
+//! If the commit fails, the writer rewinds and every caller of that batch
+//! gets the error: the access is refused, nothing is returned.
+
+use std::sync::Arc;
+
+use alpr_shared::crypto::SecretKey;
+use alpr_shared::log::{AccessRecord, LogWriter, SignedEntry};
+use alpr_shared::types::{DeviceId, TimeSource, UnixMillis};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{HubStorage, StoreError, WriteOp};
+
+/// Records waiting to be sealed, at most; callers beyond it wait.
+const QUEUE: usize = 1024;
+/// Most records sealed into one transaction.
+const MAX_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("the access log could not be written, so the access is refused: {0}")]
+    Store(#[from] StoreError),
+    #[error("the access record is invalid: {0}")]
+    Invalid(#[from] alpr_shared::types::InvalidValue),
+    #[error("the access log has stopped")]
+    Stopped,
+}
+
+type Job = (
+    AccessRecord,
+    oneshot::Sender<Result<SignedEntry, AccessError>>,
+);
+
+/// A handle to the hub's access log; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    tx: mpsc::Sender<Job>,
+    device: DeviceId,
+}
+
+impl AccessLog {
+    /// Resume the hub's access log from `storage` and start its writer
+    /// thread; entries are signed by `key` under the name `device` (the
+    /// hub's certificate name). The thread ends when every handle is gone.
+    pub fn start(
+        storage: Arc<dyn HubStorage>,
+        key: SecretKey,
+        device: DeviceId,
+    ) -> Result<Self, StoreError> {
+        let (size, head) = storage.hub_access_head()?;
+        let writer = LogWriter::resume(key, device.clone(), size, head);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || run(storage, writer, rx))
+            .map_err(|e| StoreError::Db(format!("starting the access-log writer: {e}")))?;
+        Ok(AccessLog { tx, device })
+    }
+
+    /// The name the hub's access entries are signed under.
+    pub fn device(&self) -> &DeviceId {
+        &self.device
+    }
+
+    /// Seal `record` and commit it durably; only then may the caller
+    /// return the data the access asked for.
+    pub async fn record(&self, record: AccessRecord) -> Result<SignedEntry, AccessError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send((record, reply))
+            .await
+            .map_err(|_| AccessError::Stopped)?;
+        answer.await.map_err(|_| AccessError::Stopped)?
+    }
+}
+
+fn run(storage: Arc<dyn HubStorage>, mut writer: LogWriter, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let (size, head) = (writer.len(), writer.head());
+        let now = UnixMillis::now();
+        let mut sealed = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        for (record, reply) in jobs {
+            match writer.append_access(record, now, TimeSource::LocalClock) {
+                Ok(e) => {
+                    sealed.push(e);
+                    replies.push(reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+        }
+        if sealed.is_empty() {
+            continue;
+        }
+        match storage.commit(vec![WriteOp::HubAccess(sealed.clone())]) {
+            Ok(_) => {
+                for (e, reply) in sealed.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(e));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "the access log could not be written; accesses are refused");
+                writer.rewind(size, head);
+                for reply in replies {
+                    let _ = reply.send(Err(AccessError::Store(StoreError::Db(err.to_string()))));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alpr_shared::log::{verify_log, AccessAction, AccessOutcome};
+
+    fn record(user: &str) -> AccessRecord {
+        AccessRecord {
+            user: user.into(),
+            agency: "CA0000000".into(),
+            action: AccessAction::Search,
+            purpose: Some("stolen-vehicle".into()),
+            case: Some("2026-0001".into()),
+            query: "plate=7ABC123 mode=exact".into(),
+            results: 2,
+            outcome: AccessOutcome::Allowed,
+            source: "127.0.0.1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn accesses_are_durable_chained_and_resume_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hub.redb");
+        let seed = [7u8; 32];
+        let public = SecretKey::from_bytes(&seed).public();
+        let device = DeviceId::new("hub").expect("name");
+        {
+            let storage: Arc<dyn HubStorage> =
+                Arc::new(crate::store::redb::RedbStore::open(&path).expect("open"));
+            let log = AccessLog::start(storage, SecretKey::from_bytes(&seed), device.clone())
+                .expect("start");
+            let a = log.record(record("alice")).await.expect("first");
+            let b = log.record(record("bob")).await.expect("second");
+            assert_eq!((a.seq(), b.seq()), (0, 1));
+        }
+        // The writer thread lets go of the database once its last handle
+        // is gone.
+        let mut reopened = None;
+        for _ in 0..200 {
+            match crate::store::redb::RedbStore::open(&path) {
+                Ok(s) => {
+                    reopened = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        let storage: Arc<dyn HubStorage> = Arc::new(reopened.expect("reopen"));
+        let log = AccessLog::start(
+            storage.clone(),
+            SecretKey::from_bytes(&seed),
+            device.clone(),
+        )
+        .expect("restart");
+        let c = log.record(record("carol")).await.expect("third");
+        assert_eq!(c.seq(), 2);
+        let entries: Vec<SignedEntry> = storage
+            .hub_access_entries(0, 10)
+            .expect("read")
+            .iter()
+            .map(|b| SignedEntry::decode(b).expect("decode"))
+            .collect();
+        let users: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e.access().map(|r| r.user.as_str()))
+            .collect();
+        assert_eq!(users, ["alice", "bob", "carol"]);
+        let signer = alpr_shared::cert::DeviceCert {
+            name: device.clone(),
+            kind: alpr_shared::types::DeviceKind::Pole,
+            key: public,
+            not_before: UnixMillis(0),
+            not_after: UnixMillis(u64::MAX),
+            serial: "01".into(),
+            der: Vec::new(),
+        };
+        let report = verify_log(&signer, &entries, &[], Default::default());
+        assert!(report.authentic(), "{report:?}");
+        assert_eq!(report.accesses, 3);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_record_is_refused_and_takes_no_place_in_the_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage: Arc<dyn HubStorage> = Arc::new(
+            crate::store::redb::RedbStore::open(&dir.path().join("hub.redb")).expect("open"),
+        );
+        let log = AccessLog::start(
+            storage.clone(),
+            SecretKey::generate(),
+            DeviceId::new("hub").expect("name"),
+        )
+        .expect("start");
+        let mut bad = record("mallory");
+        bad.query = "x".repeat(alpr_shared::log::access::MAX_QUERY_LEN + 1);
+        assert!(matches!(
+            log.record(bad).await,
+            Err(AccessError::Invalid(_))
+        ));
+        assert_eq!(log.record(record("alice")).await.expect("ok").seq(), 0);
+        assert_eq!(storage.hub_access_head().expect("head").0, 1);
+    }
+}
