@@ -10,6 +10,7 @@
 
 pub mod cert;
 pub mod cli;
+pub mod control;
 pub mod crypto;
 pub mod health;
 pub mod log;

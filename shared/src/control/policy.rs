@@ -1,0 +1,387 @@
+//! The policy document: one writer (the hub), signed, versioned.
+//!
+//! A [`Policy`] is signed as its canonical postcard bytes behind the
+//! [`crate::crypto::tag::POLICY_SIG`] tag; [`SignedPolicy`] keeps exactly
+//! the bytes that were signed, so what an edge verifies, stores and shows is
+//! what the hub signed. Decoding is bounded ([`MAX_POLICY_BYTES`] checked
+//! before anything is decoded, no trailing bytes) and every decoded policy
+//! passes [`Policy::validate`], whose messages say what is wrong and why.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cert::Revocation;
+use crate::crypto::{tag, PublicKey, SecretKey, Signature};
+use crate::log::{decode_exact, DecodeError};
+use crate::types::UnixMillis;
+
+/// Format of the policy's canonical bytes.
+pub const POLICY_FORMAT: u8 = 1;
+/// Largest signed policy (its canonical bytes and signature).
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
+/// ALPR data the hub holds must be kept at least a year (Government Code
+/// §34090.6, policy 426.6): no policy may set less.
+pub const LEGAL_MIN_HUB_RETENTION_DAYS: u32 = 365;
+/// Longest a policy may let an edge run without refreshing it.
+pub const MAX_STALE_LIMIT_MS: u64 = 30 * 24 * 3600 * 1000;
+/// Longest text field of a policy (names, titles, labels).
+pub const MAX_POLICY_TEXT: usize = 128;
+/// Longest password hash (an argon2id PHC string is about 100 bytes).
+pub const MAX_PASSWORD_HASH: usize = 256;
+pub const MAX_OFFICERS: usize = 2000;
+pub const MAX_AGENCIES: usize = 500;
+pub const MAX_PURPOSES: usize = 200;
+pub const MAX_REVOCATIONS: usize = 2000;
+
+/// An officer who may log in on an edge, offline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeOfficer {
+    pub username: String,
+    /// The officer's agency (its ORI).
+    pub agency: String,
+    pub title: String,
+    /// argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+    pub password_hash: String,
+    /// Training lapses at this moment; no current training, no access.
+    pub training_expires: UnixMillis,
+}
+
+impl EdgeOfficer {
+    pub fn trained_at(&self, t: UnixMillis) -> bool {
+        t < self.training_expires
+    }
+}
+
+/// Whom an agency answers to, which decides whether it may receive ALPR
+/// data (§1798.90.55: public agencies only; by the Attorney General's
+/// reading, not out-of-state or federal ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgencyKind {
+    /// A California public agency.
+    InStatePublic,
+    /// A public agency of another state: flagged, no exports.
+    OutOfState,
+    /// A federal agency: flagged, no exports.
+    Federal,
+}
+
+impl AgencyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgencyKind::InStatePublic => "in-state public",
+            AgencyKind::OutOfState => "out-of-state",
+            AgencyKind::Federal => "federal",
+        }
+    }
+}
+
+/// An agency named in policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agency {
+    /// Originating Agency Identifier: nine letters and digits.
+    pub ori: String,
+    pub name: String,
+    pub kind: AgencyKind,
+}
+
+impl Agency {
+    /// Whether exports to this agency are allowed; if not, why.
+    pub fn export_refusal(&self) -> Option<String> {
+        match self.kind {
+            AgencyKind::InStatePublic => None,
+            k => Some(format!(
+                "{} ({}) is a {} agency: California Civil Code §1798.90.55 allows sharing \
+                 ALPR data only with California public agencies",
+                self.name,
+                self.ori,
+                k.as_str()
+            )),
+        }
+    }
+}
+
+/// A purpose a search or view may name (an offence type), and whether it
+/// needs a case number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purpose {
+    pub code: String,
+    pub label: String,
+    pub case_required: bool,
+}
+
+/// The policy document. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub format: u8,
+    /// Starts at 1; each change signs the next.
+    pub version: u64,
+    pub issued_at: UnixMillis,
+    pub hub_retention_days: u32,
+    pub edge_retention_days: u32,
+    /// How long an edge may run on this policy without the hub confirming
+    /// it (ms); after that it refuses logins until it reaches the hub.
+    pub max_stale_ms: u64,
+    pub officers: Vec<EdgeOfficer>,
+    /// Agencies that may receive exports (out-of-state and federal ones are
+    /// listed flagged, see [`Agency::export_refusal`]).
+    pub agencies: Vec<Agency>,
+    pub revoked_nodes: Vec<Revocation>,
+    pub purposes: Vec<Purpose>,
+}
+
+/// Why a policy is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid policy: {0}")]
+    Invalid(String),
+    #[error("policy bytes: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("unsupported policy format {0}")]
+    Format(u8),
+    #[error("the policy's signature is not the hub's")]
+    BadSignature,
+    #[error("the signed policy is {len} bytes, over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
+}
+
+fn invalid(msg: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid(msg.into())
+}
+
+fn text(field: &str, s: &str, max: usize, required: bool) -> Result<(), PolicyError> {
+    if required && s.trim().is_empty() {
+        return Err(invalid(format!("{field} is empty")));
+    }
+    if s.len() > max {
+        return Err(invalid(format!("{field} {s:?} is longer than {max} bytes")));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(invalid(format!("{field} has a control character")));
+    }
+    Ok(())
+}
+
+fn ori_ok(ori: &str) -> bool {
+    ori.len() == 9
+        && ori
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+}
+
+impl Policy {
+    /// Check every rule; the message names the field and the reason.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.format != POLICY_FORMAT {
+            return Err(PolicyError::Format(self.format));
+        }
+        if self.version == 0 {
+            return Err(invalid("version must be at least 1"));
+        }
+        if self.hub_retention_days < LEGAL_MIN_HUB_RETENTION_DAYS {
+            return Err(invalid(format!(
+                "hub retention of {} days is below the legal minimum of {} days \
+                 (Government Code §34090.6, policy 426.6): ALPR data must be kept at least a year",
+                self.hub_retention_days, LEGAL_MIN_HUB_RETENTION_DAYS
+            )));
+        }
+        if self.edge_retention_days == 0 {
+            return Err(invalid("edge retention must be at least 1 day"));
+        }
+        if self.edge_retention_days > self.hub_retention_days {
+            return Err(invalid(format!(
+                "edge retention of {} days is longer than the hub's {} days",
+                self.edge_retention_days, self.hub_retention_days
+            )));
+        }
+        if self.max_stale_ms == 0 || self.max_stale_ms > MAX_STALE_LIMIT_MS {
+            return Err(invalid(format!(
+                "max_stale must be more than 0 and at most 30 days (got {} ms)",
+                self.max_stale_ms
+            )));
+        }
+        if self.officers.len() > MAX_OFFICERS {
+            return Err(invalid(format!("more than {MAX_OFFICERS} officers")));
+        }
+        if self.agencies.len() > MAX_AGENCIES {
+            return Err(invalid(format!("more than {MAX_AGENCIES} agencies")));
+        }
+        if self.purposes.len() > MAX_PURPOSES {
+            return Err(invalid(format!("more than {MAX_PURPOSES} purposes")));
+        }
+        if self.revoked_nodes.len() > MAX_REVOCATIONS {
+            return Err(invalid(format!("more than {MAX_REVOCATIONS} revocations")));
+        }
+        let mut names = HashSet::new();
+        for o in &self.officers {
+            text("officer username", &o.username, MAX_POLICY_TEXT, true)?;
+            if o.username.chars().any(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "officer username {:?} has a space",
+                    o.username
+                )));
+            }
+            if !names.insert(o.username.as_str()) {
+                return Err(invalid(format!("officer {:?} is listed twice", o.username)));
+            }
+            text("officer agency", &o.agency, MAX_POLICY_TEXT, true)?;
+            text("officer title", &o.title, MAX_POLICY_TEXT, false)?;
+            text(
+                "officer password hash",
+                &o.password_hash,
+                MAX_PASSWORD_HASH,
+                true,
+            )?;
+            if !o.password_hash.starts_with("$argon2id$") {
+                return Err(invalid(format!(
+                    "officer {:?}: the password hash is not an argon2id PHC string",
+                    o.username
+                )));
+            }
+        }
+        let mut oris = HashSet::new();
+        for a in &self.agencies {
+            if !ori_ok(&a.ori) {
+                return Err(invalid(format!(
+                    "agency ORI {:?} is not nine capital letters and digits",
+                    a.ori
+                )));
+            }
+            if !oris.insert(a.ori.as_str()) {
+                return Err(invalid(format!("agency {} is listed twice", a.ori)));
+            }
+            text("agency name", &a.name, MAX_POLICY_TEXT, true)?;
+        }
+        if self.purposes.is_empty() {
+            return Err(invalid(
+                "no purposes: every search must name one from policy's list (policy 426.3)",
+            ));
+        }
+        let mut codes = HashSet::new();
+        for p in &self.purposes {
+            text("purpose code", &p.code, MAX_POLICY_TEXT, true)?;
+            if !codes.insert(p.code.as_str()) {
+                return Err(invalid(format!("purpose {:?} is listed twice", p.code)));
+            }
+            text("purpose label", &p.label, MAX_POLICY_TEXT, true)?;
+        }
+        let mut serials = HashSet::new();
+        for r in &self.revoked_nodes {
+            if r.serial.is_empty()
+                || r.serial.len() > 64
+                || !r
+                    .serial
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(invalid(format!(
+                    "revoked serial {:?} is not lower-case hex",
+                    r.serial
+                )));
+            }
+            if !serials.insert(r.serial.as_str()) {
+                return Err(invalid(format!("serial {} is revoked twice", r.serial)));
+            }
+            text("revocation reason", &r.reason, MAX_POLICY_TEXT, false)?;
+        }
+        Ok(())
+    }
+
+    /// The canonical bytes (what is signed).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a policy always serialises")
+    }
+
+    pub fn officer(&self, username: &str) -> Option<&EdgeOfficer> {
+        self.officers.iter().find(|o| o.username == username)
+    }
+
+    pub fn purpose(&self, code: &str) -> Option<&Purpose> {
+        self.purposes.iter().find(|p| p.code == code)
+    }
+
+    /// Check and sign.
+    pub fn sign(self, key: &SecretKey) -> Result<SignedPolicy, PolicyError> {
+        self.validate()?;
+        let bytes = self.canonical_bytes();
+        let signature = key.sign(tag::POLICY_SIG, &bytes);
+        let signed = SignedPolicy {
+            bytes,
+            signature,
+            policy: self,
+        };
+        let len = signed.encode().len();
+        if len > MAX_POLICY_BYTES {
+            return Err(PolicyError::TooLarge {
+                len,
+                max: MAX_POLICY_BYTES,
+            });
+        }
+        Ok(signed)
+    }
+}
+
+/// The form a signed policy travels and is stored in.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    policy: Vec<u8>,
+    signature: Signature,
+}
+
+/// A policy with the hub's signature over its canonical bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPolicy {
+    bytes: Vec<u8>,
+    signature: Signature,
+    policy: Policy,
+}
+
+impl SignedPolicy {
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn version(&self) -> u64 {
+        self.policy.version
+    }
+
+    /// Whether `hub` signed exactly these bytes.
+    pub fn verify(&self, hub: &PublicKey) -> Result<(), PolicyError> {
+        if hub.verify(tag::POLICY_SIG, &self.bytes, &self.signature) {
+            Ok(())
+        } else {
+            Err(PolicyError::BadSignature)
+        }
+    }
+
+    /// Bytes to send or store.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(&Envelope {
+            policy: self.bytes.clone(),
+            signature: self.signature,
+        })
+        .expect("a policy always serialises")
+    }
+
+    /// Decode and validate (the signature is checked by [`Self::verify`]).
+    pub fn decode(bytes: &[u8]) -> Result<SignedPolicy, PolicyError> {
+        let env: Envelope = decode_exact(bytes, MAX_POLICY_BYTES)?;
+        let policy: Policy = decode_exact(&env.policy, MAX_POLICY_BYTES)?;
+        policy.validate()?;
+        Ok(SignedPolicy {
+            bytes: env.policy,
+            signature: env.signature,
+            policy,
+        })
+    }
+
+    /// Decode, validate and check the hub's signature.
+    pub fn decode_verified(bytes: &[u8], hub: &PublicKey) -> Result<SignedPolicy, PolicyError> {
+        let p = Self::decode(bytes)?;
+        p.verify(hub)?;
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests;

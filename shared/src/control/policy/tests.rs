@@ -1,0 +1,234 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0d8yTe0vb1b+fcZkBO0wdDWW+NVqJvvgLULRTxGe8mc";
+
+pub(crate) fn sample(version: u64) -> Policy {
+    Policy {
+        format: POLICY_FORMAT,
+        version,
+        issued_at: UnixMillis(1_780_000_000_000),
+        hub_retention_days: 365,
+        edge_retention_days: 30,
+        max_stale_ms: 72 * 3600 * 1000,
+        officers: vec![EdgeOfficer {
+            username: "jdoe".into(),
+            agency: "CA0190000".into(),
+            title: "Officer".into(),
+            password_hash: HASH.into(),
+            training_expires: UnixMillis(1_800_000_000_000),
+        }],
+        agencies: vec![
+            Agency {
+                ori: "CA0190000".into(),
+                name: "Fresno Police Department".into(),
+                kind: AgencyKind::InStatePublic,
+            },
+            Agency {
+                ori: "NV0020000".into(),
+                name: "Las Vegas Metropolitan PD".into(),
+                kind: AgencyKind::OutOfState,
+            },
+        ],
+        revoked_nodes: vec![Revocation {
+            serial: "0a1b2c".into(),
+            effective_at: UnixMillis(1_779_000_000_000),
+            reason: "stolen vehicle".into(),
+        }],
+        purposes: vec![
+            Purpose {
+                code: "stolen-vehicle".into(),
+                label: "Stolen vehicle".into(),
+                case_required: false,
+            },
+            Purpose {
+                code: "homicide".into(),
+                label: "Homicide".into(),
+                case_required: true,
+            },
+        ],
+    }
+}
+
+fn key() -> SecretKey {
+    SecretKey::from_bytes(&[7; 32])
+}
+
+fn msg(p: Policy) -> String {
+    match p.validate() {
+        Err(e) => e.to_string(),
+        Ok(()) => panic!("the policy was accepted"),
+    }
+}
+
+#[test]
+fn signed_policy_round_trips_and_verifies() {
+    let k = key();
+    let s = sample(3).sign(&k).expect("valid");
+    let back = SignedPolicy::decode_verified(&s.encode(), &k.public()).expect("decodes");
+    assert_eq!(back, s);
+    assert_eq!(back.version(), 3);
+    assert_eq!(
+        back.policy().officer("jdoe").map(|o| o.title.as_str()),
+        Some("Officer")
+    );
+}
+
+#[test]
+fn another_key_or_edited_bytes_fail_verification() {
+    let s = sample(1).sign(&key()).expect("valid");
+    let other = SecretKey::from_bytes(&[8; 32]);
+    assert!(matches!(
+        s.verify(&other.public()),
+        Err(PolicyError::BadSignature)
+    ));
+    // Edit the retention inside the signed bytes: still a valid policy,
+    // no longer the hub's.
+    let mut forged = sample(1);
+    forged.hub_retention_days = 3650;
+    let env = Envelope {
+        policy: forged.canonical_bytes(),
+        signature: s.signature,
+    };
+    let bytes = postcard::to_allocvec(&env).expect("encodes");
+    let decoded = SignedPolicy::decode(&bytes).expect("well formed");
+    assert!(decoded.verify(&key().public()).is_err());
+}
+
+#[test]
+fn retention_below_a_year_is_refused_naming_the_law() {
+    let mut p = sample(1);
+    p.hub_retention_days = 364;
+    let m = msg(p.clone());
+    assert!(m.contains("365"), "{m}");
+    assert!(m.contains("34090.6"), "{m}");
+    assert!(p.sign(&key()).is_err());
+}
+
+#[test]
+fn each_rule_has_its_message() {
+    let mut p = sample(1);
+    p.officers.push(p.officers[0].clone());
+    assert!(msg(p).contains("listed twice"));
+
+    let mut p = sample(1);
+    p.purposes.clear();
+    assert!(msg(p).contains("no purposes"));
+
+    let mut p = sample(1);
+    p.officers[0].password_hash = "plaintext".into();
+    assert!(msg(p).contains("argon2id"));
+
+    let mut p = sample(1);
+    p.agencies[0].ori = "fresno".into();
+    assert!(msg(p).contains("ORI"));
+
+    let mut p = sample(1);
+    p.edge_retention_days = 400;
+    assert!(msg(p).contains("edge retention"));
+
+    let mut p = sample(1);
+    p.max_stale_ms = 0;
+    assert!(msg(p).contains("max_stale"));
+
+    let mut p = sample(1);
+    p.version = 0;
+    assert!(msg(p).contains("version"));
+
+    let mut p = sample(1);
+    p.purposes[1].code = "stolen-vehicle".into();
+    assert!(msg(p).contains("listed twice"));
+}
+
+#[test]
+fn out_of_state_agencies_are_flagged() {
+    let p = sample(1);
+    assert!(p.agencies[0].export_refusal().is_none());
+    let why = p.agencies[1].export_refusal().expect("flagged");
+    assert!(why.contains("1798.90.55"), "{why}");
+}
+
+#[test]
+fn oversized_or_trailing_bytes_are_refused_before_decoding() {
+    let s = sample(1).sign(&key()).expect("valid");
+    let mut bytes = s.encode();
+    bytes.push(0);
+    assert!(matches!(
+        SignedPolicy::decode(&bytes),
+        Err(PolicyError::Decode(DecodeError::Trailing(1)))
+    ));
+    let huge = vec![0u8; MAX_POLICY_BYTES + 1];
+    assert!(matches!(
+        SignedPolicy::decode(&huge),
+        Err(PolicyError::Decode(DecodeError::TooLarge { .. }))
+    ));
+}
+
+#[test]
+fn an_invalid_policy_inside_a_valid_signature_is_refused() {
+    let k = key();
+    let mut p = sample(1);
+    p.hub_retention_days = 30;
+    let bytes = p.canonical_bytes();
+    let env = Envelope {
+        signature: k.sign(tag::POLICY_SIG, &bytes),
+        policy: bytes,
+    };
+    let enc = postcard::to_allocvec(&env).expect("encodes");
+    assert!(matches!(
+        SignedPolicy::decode(&enc),
+        Err(PolicyError::Invalid(_))
+    ));
+}
+
+/// A policy signed by this version decodes and verifies in every later one.
+#[test]
+fn format_v1_vector_still_decodes() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/control/testdata/policy-v1.hex"
+    );
+    let s = sample(5).sign(&key()).expect("valid");
+    if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
+        std::fs::write(path, hex::encode(s.encode()) + "\n").expect("write vector");
+    }
+    let stored = hex::decode(include_str!("../testdata/policy-v1.hex").trim()).expect("hex");
+    let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
+    assert_eq!(back.policy(), &sample(5));
+    assert_eq!(stored, s.encode(), "the canonical encoding changed");
+}
+
+proptest! {
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = SignedPolicy::decode(&bytes);
+    }
+
+    #[test]
+    fn any_valid_change_round_trips(
+        version in 1u64..u64::MAX,
+        hub in 365u32..5000,
+        edge in 1u32..365,
+        stale in 1u64..MAX_STALE_LIMIT_MS,
+        case in any::<bool>(),
+    ) {
+        let mut p = sample(version);
+        p.hub_retention_days = hub;
+        p.edge_retention_days = edge;
+        p.max_stale_ms = stale;
+        p.purposes[0].case_required = case;
+        let s = p.clone().sign(&key()).expect("valid");
+        let back = SignedPolicy::decode_verified(&s.encode(), &key().public()).expect("decodes");
+        prop_assert_eq!(back.policy(), &p);
+    }
+
+    #[test]
+    fn retention_under_a_year_never_signs(hub in 0u32..365) {
+        let mut p = sample(1);
+        p.hub_retention_days = hub;
+        p.edge_retention_days = 1;
+        prop_assert!(p.sign(&key()).is_err());
+    }
+}
