@@ -384,4 +384,4 @@ impl SignedPolicy {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use crate::control::SignedPolicy;
 use crate::crypto::{PublicKey, SecretKey};
 use crate::log::SignedEntry;
 use crate::types::{DeviceId, Hash32, UnixMillis};
@@ -126,6 +127,18 @@ pub enum EdgeEvent {
     /// it (and any unreadable entries right after), which
     /// [`LogSource::loss_at`] then gives; uploads wait until it does.
     LocalLoss { seq: u64 },
+    /// The hub sent a policy newer than the one held, signed by the hub's
+    /// certificate key: store it (refreshed now), then call
+    /// [`EdgeSync::policy_applied`].
+    Policy(Box<SignedPolicy>),
+    /// The hub confirmed that the policy held is its current one: the
+    /// policy counts as refreshed now.
+    PolicyRefreshed { version: u64 },
+    /// The hub offered an older policy than the one held: not applied.
+    PolicyIgnored { held: u64, offered: u64 },
+    /// A policy that is not the hub's, or not a valid one: not applied; the
+    /// driver logs it.
+    PolicyRefused(String),
 }
 
 /// Where the link stands, for status displays.
@@ -179,6 +192,8 @@ pub struct EdgeSync {
     wanted: VecDeque<(u64, Hash32)>,
     /// The entry of the node's own log last found unreadable (reported once).
     loss_reported: Option<u64>,
+    /// Version of the policy the node enforces (0: none yet).
+    policy_version: u64,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -209,6 +224,7 @@ impl EdgeSync {
             images_done: VecDeque::new(),
             wanted: VecDeque::new(),
             loss_reported: None,
+            policy_version: 0,
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -231,6 +247,65 @@ impl EdgeSync {
 
     pub fn state(&self) -> LinkState {
         self.state
+    }
+
+    /// The policy version the node holds (from its store, at start): told
+    /// to the hub in every hello.
+    pub fn set_policy_version(&mut self, version: u64) {
+        self.policy_version = version;
+    }
+
+    pub fn policy_version(&self) -> u64 {
+        self.policy_version
+    }
+
+    /// The driver stored the policy of an [`EdgeEvent::Policy`]: enforce
+    /// it, and tell the hub.
+    pub fn policy_applied(&mut self, version: u64) {
+        self.policy_version = self.policy_version.max(version);
+        self.tell_policy();
+    }
+
+    fn tell_policy(&mut self) {
+        if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+            self.out.push_back(Outgoing {
+                lane: Lane::Control,
+                frame: Frame::PolicyApplied {
+                    version: self.policy_version,
+                },
+            });
+        }
+    }
+
+    /// A policy frame from the hub: apply only a newer version that the
+    /// hub's certificate key signed.
+    fn offered_policy(&mut self, bytes: &[u8]) {
+        let Some(key) = self.hub_key else {
+            self.events.push_back(EdgeEvent::PolicyRefused(
+                "no hub key known to check the policy's signature".into(),
+            ));
+            return;
+        };
+        let p = match SignedPolicy::decode_verified(bytes, &key) {
+            Ok(p) => p,
+            Err(e) => {
+                self.events
+                    .push_back(EdgeEvent::PolicyRefused(e.to_string()));
+                return;
+            }
+        };
+        let (held, offered) = (self.policy_version, p.version());
+        if offered > held {
+            self.events.push_back(EdgeEvent::Policy(Box::new(p)));
+        } else if offered == held {
+            self.events
+                .push_back(EdgeEvent::PolicyRefreshed { version: held });
+            self.tell_policy();
+        } else {
+            self.events
+                .push_back(EdgeEvent::PolicyIgnored { held, offered });
+            self.tell_policy();
+        }
     }
 
     pub fn acked(&self) -> u64 {
@@ -313,6 +388,7 @@ impl EdgeSync {
                 version: PROTOCOL_VERSION,
                 device: self.device.clone(),
                 log_size: log_len,
+                policy_version: self.policy_version,
             }),
         });
     }
@@ -460,8 +536,27 @@ impl EdgeSync {
                     }
                 }
             }
+            Frame::Policy { policy } => {
+                if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+                    self.offered_policy(&policy);
+                }
+            }
+            Frame::PolicyCurrent { version } => {
+                if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+                    if version == self.policy_version && version > 0 {
+                        self.events
+                            .push_back(EdgeEvent::PolicyRefreshed { version });
+                    } else if version < self.policy_version {
+                        self.events.push_back(EdgeEvent::PolicyIgnored {
+                            held: self.policy_version,
+                            offered: version,
+                        });
+                    }
+                }
+            }
             Frame::Pong { .. } => {}
-            Frame::Hello(_)
+            Frame::PolicyApplied { .. }
+            | Frame::Hello(_)
             | Frame::Entries(_)
             | Frame::Image(_)
             | Frame::Loss { .. }

@@ -265,6 +265,13 @@ pub struct Pair {
     link_free: [Now; 2],
     payloads: BTreeMap<u64, Frame>,
     node_key_pub: crate::crypto::PublicKey,
+    /// The hub's current policy (version, encoded), given to each session.
+    pub hub_policy: Option<(u64, Arc<Vec<u8>>)>,
+    /// What the hub recorded as the node's policy version.
+    pub node_policy: Option<u64>,
+    /// The policy the edge stored, and when it was last refreshed.
+    pub edge_policy: Option<crate::control::SignedPolicy>,
+    pub edge_refreshed: Option<Now>,
 }
 
 impl Pair {
@@ -303,6 +310,20 @@ impl Pair {
             link_free: [Now::ZERO; 2],
             payloads: BTreeMap::new(),
             node_key_pub,
+            hub_policy: None,
+            node_policy: None,
+            edge_policy: None,
+            edge_refreshed: None,
+        }
+    }
+
+    /// The hub's policy changes: connected sessions push it.
+    pub fn publish_policy(&mut self, p: &crate::control::SignedPolicy) {
+        let enc = Arc::new(p.encode());
+        self.hub_policy = Some((p.version(), enc.clone()));
+        if let Some(s) = self.session.as_mut() {
+            let outs = s.set_policy(p.version(), enc);
+            self.hub_outputs(outs);
         }
     }
 
@@ -382,12 +403,16 @@ impl Pair {
     fn connect(&mut self) {
         self.epoch += 1;
         self.stats.connects += 1;
-        self.session = Some(HubSession::new(
+        let mut session = HubSession::new(
             self.device(),
             self.node_key_pub,
             self.hub_key.clone(),
             self.hub.progress,
-        ));
+        );
+        if let Some((v, enc)) = &self.hub_policy {
+            session = session.with_policy(*v, enc.clone());
+        }
+        self.session = Some(session);
         let len = self.log.log_len();
         self.edge.link_up(self.now, len);
     }
@@ -426,6 +451,7 @@ impl Pair {
                         }
                     }
                     HubOutput::Refused(r) => self.hub.refusals.push(r),
+                    HubOutput::NodePolicy { version } => self.node_policy = Some(version),
                     HubOutput::Skip {
                         first, last, head, ..
                     } => {
@@ -517,6 +543,16 @@ impl Pair {
             }
             if let EdgeEvent::LocalLoss { seq } = &ev {
                 self.log.record_loss(*seq);
+            }
+            // As the edge's driver does: store a newer policy, then enforce it.
+            match &ev {
+                EdgeEvent::Policy(p) => {
+                    self.edge_policy = Some(p.as_ref().clone());
+                    self.edge_refreshed = Some(self.now);
+                    self.edge.policy_applied(p.version());
+                }
+                EdgeEvent::PolicyRefreshed { .. } => self.edge_refreshed = Some(self.now),
+                _ => {}
             }
             // As the edge's driver does: the hub lost what it acknowledged,
             // so the images of those entries go back on the queue.

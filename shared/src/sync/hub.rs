@@ -438,6 +438,9 @@ pub enum HubOutput {
         head: Hash32,
         statement: Box<SignedEntry>,
     },
+    /// The node holds (hello) or now enforces (after a push) this policy
+    /// version: record it for `hub nodes`.
+    NodePolicy { version: u64 },
 }
 
 /// How far back from what it holds the hub looks for missing images when a
@@ -457,6 +460,10 @@ pub struct HubSession {
     wanted: std::collections::HashSet<Hash32>,
     /// Where the search for missing images goes on, and where it ends.
     scan: Option<(u64, u64)>,
+    /// The hub's current signed policy: (version, encoded bytes).
+    policy: Option<(u64, Arc<Vec<u8>>)>,
+    /// The policy version the node said it holds.
+    node_policy: Option<u64>,
 }
 
 impl HubSession {
@@ -476,6 +483,48 @@ impl HubSession {
             greeted: false,
             wanted: std::collections::HashSet::new(),
             scan: None,
+            policy: None,
+            node_policy: None,
+        }
+    }
+
+    /// The hub's current signed policy (version and encoded
+    /// [`crate::control::SignedPolicy`]), sent to the node after its hello
+    /// when newer than the node's.
+    pub fn with_policy(mut self, version: u64, encoded: Arc<Vec<u8>>) -> Self {
+        self.policy = Some((version, encoded));
+        self
+    }
+
+    /// The hub's policy changed while the node is connected: push it if the
+    /// node has greeted and holds an older one.
+    pub fn set_policy(&mut self, version: u64, encoded: Arc<Vec<u8>>) -> Vec<HubOutput> {
+        if self.policy.as_ref().is_some_and(|(v, _)| *v >= version) {
+            return Vec::new();
+        }
+        self.policy = Some((version, encoded));
+        self.offer_policy()
+    }
+
+    /// The policy version the node last reported.
+    pub fn node_policy(&self) -> Option<u64> {
+        self.node_policy
+    }
+
+    fn offer_policy(&self) -> Vec<HubOutput> {
+        let (Some((version, bytes)), Some(held), true) =
+            (self.policy.as_ref(), self.node_policy, self.greeted)
+        else {
+            return Vec::new();
+        };
+        if held < *version {
+            vec![HubOutput::Send(Frame::Policy {
+                policy: bytes.as_ref().clone(),
+            })]
+        } else if held == *version {
+            vec![HubOutput::Send(Frame::PolicyCurrent { version: held })]
+        } else {
+            Vec::new()
         }
     }
 
@@ -552,10 +601,17 @@ impl HubSession {
                 let from = to.saturating_sub(MISSING_IMAGE_SCAN);
                 self.wanted.clear();
                 self.scan = None;
-                let mut out = vec![HubOutput::Send(Frame::Welcome(Welcome {
-                    version: PROTOCOL_VERSION,
-                    receipt: self.receipt(now),
-                }))];
+                self.node_policy = Some(h.policy_version);
+                let mut out = vec![
+                    HubOutput::NodePolicy {
+                        version: h.policy_version,
+                    },
+                    HubOutput::Send(Frame::Welcome(Welcome {
+                        version: PROTOCOL_VERSION,
+                        receipt: self.receipt(now),
+                    })),
+                ];
+                out.extend(self.offer_policy());
                 if from < to {
                     out.push(HubOutput::FindMissingImages { from, to });
                 }
@@ -614,7 +670,20 @@ impl HubSession {
                 self.loss(&entry, now)
             }
             Frame::Ping { nonce } => vec![HubOutput::Send(Frame::Pong { nonce })],
-            Frame::Welcome(_)
+            Frame::PolicyApplied { version } => {
+                if !self.greeted {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "policy report before hello",
+                    ));
+                }
+                self.node_policy = Some(version);
+                vec![HubOutput::NodePolicy { version }]
+            }
+            Frame::Policy { .. }
+            | Frame::PolicyCurrent { .. }
+            | Frame::Welcome(_)
             | Frame::WantImages { .. }
             | Frame::Ack(_)
             | Frame::Refused(_)

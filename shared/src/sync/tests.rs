@@ -729,3 +729,143 @@ fn images_fill_a_slow_long_link_without_needless_resends() {
     let share = image_bits / 1e6 / p.now.as_secs_f64();
     assert!(share >= 0.8, "images used {share:.2} of the link");
 }
+
+// ---- Policy push (control lane) ----
+
+fn policy(version: u64, key: &crate::crypto::SecretKey) -> crate::control::SignedPolicy {
+    crate::control::policy::tests::sample(version)
+        .sign(key)
+        .expect("valid policy")
+}
+
+#[test]
+fn hub_pushes_its_policy_on_connect_and_learns_what_the_edge_enforces() {
+    let mut pair = Pair::new(1, LinkModel::default(), sim_config());
+    let p1 = policy(1, &pair.hub_key.clone());
+    pair.publish_policy(&p1);
+    add_reads(&mut pair, 5, false);
+    assert!(pair.run_until(secs(30), |p| p.synced() && p.node_policy == Some(1)));
+    assert_eq!(pair.edge_policy.as_ref().map(|p| p.version()), Some(1));
+    assert_eq!(pair.edge.policy_version(), 1);
+    assert!(pair.edge_refreshed.is_some());
+    assert_hub_copy_exact(&pair);
+}
+
+#[test]
+fn a_newer_policy_reaches_a_connected_edge_and_replaces_the_old() {
+    let mut pair = Pair::new(2, LinkModel::default(), sim_config());
+    let key = pair.hub_key.clone();
+    pair.publish_policy(&policy(1, &key));
+    assert!(pair.run_until(secs(30), |p| p.node_policy == Some(1)));
+    let mut p2 = crate::control::policy::tests::sample(2);
+    p2.officers.clear();
+    let p2 = p2.sign(&key).expect("valid");
+    pair.publish_policy(&p2);
+    assert!(pair.run_until(secs(60), |p| p.node_policy == Some(2)));
+    let held = pair.edge_policy.as_ref().expect("held");
+    assert_eq!(held.version(), 2);
+    assert!(
+        held.policy().officer("jdoe").is_none(),
+        "the removed officer is gone"
+    );
+}
+
+#[test]
+fn an_equal_version_refreshes_without_resending_the_document() {
+    let mut pair = Pair::new(3, LinkModel::default(), sim_config());
+    let key = pair.hub_key.clone();
+    pair.publish_policy(&policy(4, &key));
+    assert!(pair.run_until(secs(30), |p| p.node_policy == Some(4)));
+    let first = pair.edge_refreshed.expect("refreshed");
+    // Reconnect later: the hub confirms version 4 without sending it again.
+    pair.edge.link_down(pair.now);
+    pair.session = None;
+    let before = pair.edge_events.len();
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(60), |p| {
+        p.edge_events[before..]
+            .iter()
+            .any(|e| matches!(e, EdgeEvent::PolicyRefreshed { version: 4 }))
+    }));
+    assert!(pair.edge_refreshed.expect("refreshed") > first);
+    assert!(!pair.edge_events[before..]
+        .iter()
+        .any(|e| matches!(e, EdgeEvent::Policy(_))));
+}
+
+#[test]
+fn an_older_policy_is_not_applied() {
+    let mut pair = Pair::new(4, LinkModel::default(), sim_config());
+    let key = pair.hub_key.clone();
+    pair.publish_policy(&policy(5, &key));
+    assert!(pair.run_until(secs(30), |p| p.node_policy == Some(5)));
+    // The hub restored from a backup with version 3: the edge keeps 5.
+    pair.hub_policy = Some((3, std::sync::Arc::new(policy(3, &key).encode())));
+    pair.edge.link_down(pair.now);
+    pair.session = None;
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(60), |p| p.session.is_some()
+        && p.edge.state() == LinkState::Ready
+        && p.node_policy == Some(5)));
+    assert_eq!(pair.edge_policy.as_ref().map(|p| p.version()), Some(5));
+    assert_eq!(pair.edge.policy_version(), 5);
+}
+
+#[test]
+fn a_forged_policy_is_refused_and_not_applied() {
+    let mut pair = Pair::new(5, LinkModel::default(), sim_config());
+    let key = pair.hub_key.clone();
+    pair.publish_policy(&policy(1, &key));
+    assert!(pair.run_until(secs(30), |p| p.node_policy == Some(1)));
+    // Someone else's key signs version 9 and it reaches the edge.
+    let forger = crate::crypto::SecretKey::from_bytes(&[99; 32]);
+    let forged = policy(9, &forger);
+    pair.edge.handle_frame(
+        Frame::Policy {
+            policy: forged.encode(),
+        },
+        pair.now,
+        &pair.log,
+    );
+    let mut refused = false;
+    while let Some(ev) = pair.edge.poll_event() {
+        assert!(!matches!(ev, EdgeEvent::Policy(_)), "forged policy offered");
+        refused |= matches!(ev, EdgeEvent::PolicyRefused(ref why) if why.contains("signature"));
+    }
+    assert!(refused);
+    assert_eq!(pair.edge.policy_version(), 1);
+    // Garbage bytes are refused too, without a panic.
+    pair.edge.handle_frame(
+        Frame::Policy {
+            policy: vec![0xff; 40],
+        },
+        pair.now,
+        &pair.log,
+    );
+    assert!(matches!(
+        pair.edge.poll_event(),
+        Some(EdgeEvent::PolicyRefused(_))
+    ));
+}
+
+#[test]
+fn policy_travels_on_the_control_lane_and_the_edge_reports_on_it() {
+    let key = crate::crypto::SecretKey::from_bytes(&[12; 32]);
+    let f = Frame::Policy {
+        policy: policy(1, &key).encode(),
+    };
+    assert_eq!(f.lane(), Lane::Control);
+    assert_eq!(Frame::PolicyApplied { version: 1 }.lane(), Lane::Control);
+    // A hub-to-node frame is refused by the hub.
+    let mut pair = Pair::new(6, LinkModel::default(), sim_config());
+    assert!(pair.run_until(secs(10), |p| p.edge.state() == LinkState::Ready));
+    let unix = UnixMillis(1_700_000_000_000);
+    let outs = pair
+        .session
+        .as_mut()
+        .expect("connected")
+        .handle_frame(f, unix);
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, HubOutput::Refused(r) if r.code == RefusalCode::Malformed)));
+}

@@ -1,4 +1,4 @@
-//! The sync wire protocol, `alpr-sync/3` ([`ALPN`]): what an edge and the hub say to
+//! The sync wire protocol, `alpr-sync/4` ([`ALPN`]): what an edge and the hub say to
 //! each other over QUIC, and how each message is framed.
 //!
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
@@ -29,16 +29,19 @@ use crate::log::{
 use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
-pub const ALPN: &[u8] = b"alpr-sync/3";
+pub const ALPN: &[u8] = b"alpr-sync/4";
 /// ALPN of the hub's administrative API (same endpoint, hub's own identity).
 pub const ADMIN_ALPN: &[u8] = b"alpr-admin/1";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Size of the length prefix in front of every frame.
 pub const LEN_PREFIX: usize = 4;
 /// Largest control frame (hello, welcome, receipts, refusals, pings).
 pub const MAX_CONTROL_FRAME: usize = 16 * 1024;
+/// Largest control frame from the hub to a node: it may carry the signed
+/// policy ([`Frame::Policy`]). Frames from nodes keep [`MAX_CONTROL_FRAME`].
+pub const MAX_POLICY_FRAME: usize = crate::control::MAX_POLICY_BYTES + 1024;
 /// Largest entries frame.
 pub const MAX_ENTRIES_FRAME: usize = 1024 * 1024;
 /// Largest image, and so (with a little room) the largest image frame.
@@ -70,6 +73,15 @@ impl Lane {
             Lane::Control => MAX_CONTROL_FRAME,
             Lane::Entries => MAX_ENTRIES_FRAME,
             Lane::Images => MAX_IMAGE_FRAME,
+        }
+    }
+
+    /// The largest frame a node accepts from the hub on this lane (the
+    /// control lane carries the policy document that way).
+    pub fn max_frame_from_hub(self) -> usize {
+        match self {
+            Lane::Control => MAX_POLICY_FRAME,
+            lane => lane.max_frame(),
         }
     }
 
@@ -108,6 +120,8 @@ pub struct Hello {
     pub device: DeviceId,
     /// Entries in the edge's log.
     pub log_size: u64,
+    /// Version of the policy the edge holds (0: none yet).
+    pub policy_version: u64,
 }
 
 /// The hub's answer: where the edge's upload resumes.
@@ -381,6 +395,21 @@ pub enum Frame {
     Loss {
         entry: Vec<u8>,
     },
+    /// Hub to node, on the control lane: the hub's current signed policy
+    /// ([`crate::control::SignedPolicy`], encoded), newer than the one the
+    /// node said it holds. At most [`crate::control::MAX_POLICY_BYTES`].
+    Policy {
+        policy: Vec<u8>,
+    },
+    /// Hub to node: the policy the node holds is the hub's current one
+    /// (the node counts its policy as refreshed).
+    PolicyCurrent {
+        version: u64,
+    },
+    /// Node to hub: the policy version the node now enforces.
+    PolicyApplied {
+        version: u64,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -483,6 +512,9 @@ impl Frame {
             }
             Frame::Loss { entry } if entry.len() > crate::log::MAX_ENTRY_BYTES => {
                 return Err(WireError::Invalid("loss entry over the size limit"));
+            }
+            Frame::Policy { policy } if policy.len() > crate::control::MAX_POLICY_BYTES => {
+                return Err(WireError::Invalid("policy over the size limit"));
             }
             Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
                 return Err(WireError::Invalid("too many wanted images"));

@@ -45,6 +45,7 @@ fn sample_frames() -> Vec<Frame> {
             version: PROTOCOL_VERSION,
             device,
             log_size: 1,
+            policy_version: 2,
         }),
         Frame::Welcome(Welcome {
             version: PROTOCOL_VERSION,
@@ -70,6 +71,11 @@ fn sample_frames() -> Vec<Frame> {
         },
         Frame::Ping { nonce: 7 },
         Frame::Pong { nonce: 7 },
+        Frame::Policy {
+            policy: vec![1, 2, 3],
+        },
+        Frame::PolicyCurrent { version: 3 },
+        Frame::PolicyApplied { version: 3 },
         Frame::WantImages {
             images: vec![(0, Hash32([9; 32]))],
         },
