@@ -446,6 +446,8 @@ async fn run_in_process(
                     version: PROTOCOL_VERSION,
                     device: name.clone(),
                     log_size: reads,
+                    // Says it holds every policy: the hub pushes none.
+                    policy_version: u64::MAX,
                 }),
                 now,
             );
@@ -673,6 +675,8 @@ async fn quic_edge(
             version: PROTOCOL_VERSION,
             device: load.name.clone(),
             log_size: load.reads,
+            // Says it holds every policy: the hub pushes none.
+            policy_version: u64::MAX,
         }),
     )
     .await?;

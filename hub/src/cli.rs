@@ -90,12 +90,12 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8}",
-        "NODE", "LINK", "LAST CONTACT", "ACKED", "BACKLOG", "REFUSED", "REPLAYS"
+        "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8} {:>7}",
+        "NODE", "LINK", "LAST CONTACT", "ACKED", "BACKLOG", "REFUSED", "REPLAYS", "POLICY"
     );
     for n in &report.nodes {
         println!(
-            "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8}",
+            "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8} {:>7}",
             n.name,
             if n.connected { "online" } else { "offline" },
             n.last_contact.to_string(),
@@ -103,7 +103,9 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
             n.backlog
                 .map_or_else(|| "unknown".to_string(), |b| b.to_string()),
             n.refusals,
-            n.duplicates
+            n.duplicates,
+            n.policy_version
+                .map_or_else(|| "-".to_string(), |v| format!("v{v}"))
         );
         if let Some(c) = &n.identity_conflict {
             println!(

@@ -50,6 +50,9 @@ pub struct HubConfig {
     pub refusal_retention: Duration,
     /// Memory for the database's page cache, at most.
     pub db_cache_bytes: usize,
+    /// The policy edges enforce (version 1, and a new version whenever this
+    /// section changes): retention, purposes, agencies, officers.
+    pub policy: crate::policy::PolicySettings,
 }
 
 impl Default for HubConfig {
@@ -71,6 +74,7 @@ impl Default for HubConfig {
             buffer_bytes: 256 * 1024 * 1024,
             refusal_retention: Duration::from_secs(30 * 24 * 3600),
             db_cache_bytes: 256 * 1024 * 1024,
+            policy: crate::policy::PolicySettings::default(),
         }
     }
 }

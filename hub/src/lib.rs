@@ -13,5 +13,6 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod ingest;
+pub mod policy;
 pub mod store;
 pub mod sync;

@@ -589,6 +589,8 @@ pub mod raw {
                 version: PROTOCOL_VERSION,
                 device: DeviceId::new(device)?,
                 log_size: 0,
+                // Says it holds every policy: the hub pushes none.
+                policy_version: u64::MAX,
             });
             let mut r = self.exchange(Lane::Control, &[f]).await?;
             r.pop().ok_or_else(|| anyhow::anyhow!("no answer"))

@@ -144,6 +144,18 @@ pub enum WriteOp {
     },
     /// Record a revocation (the earliest effective time recorded wins).
     Revoke(alpr_shared::cert::Revocation),
+    /// Store a new version of the hub's signed policy (encoded
+    /// [`alpr_shared::control::SignedPolicy`]); every version is kept. It
+    /// must be newer than the latest stored, or the commit fails.
+    /// `seed`: the hash of the `[policy]` configuration it was made from,
+    /// when it was (the hub makes a new version when that file changes).
+    Policy {
+        version: u64,
+        encoded: Vec<u8>,
+        seed: Option<Hash32>,
+    },
+    /// The policy version a node holds or enforces, as it last said.
+    NodePolicy { device: DeviceId, version: u64 },
     /// Append entries to the hub's own access log ([`crate::access`]), in
     /// order: each must be the log's next entry, or the commit fails.
     HubAccess(Vec<alpr_shared::log::SignedEntry>),
@@ -213,6 +225,13 @@ pub trait HubStorage: Send + Sync + 'static {
     fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
     /// The hub's access log: its size and the hash of its last entry.
     fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError>;
+    /// The latest signed policy (encoded [`alpr_shared::control::SignedPolicy`]).
+    fn policy(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The hash of the `[policy]` configuration the latest version made
+    /// from the configuration was made from.
+    fn policy_seed(&self) -> Result<Option<Hash32>, StoreError>;
+    /// The policy version each node last said it holds or enforces.
+    fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
     /// Images named by the device's reads `from..to` (content held) that the

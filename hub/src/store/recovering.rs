@@ -206,6 +206,15 @@ impl HubStorage for Recovering {
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
         self.call(|s| s.has_image(hash))
     }
+    fn policy(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.policy())
+    }
+    fn policy_seed(&self) -> Result<Option<Hash32>, StoreError> {
+        self.call(|s| s.policy_seed())
+    }
+    fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+        self.call(|s| s.node_policies())
+    }
     fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
         self.call(|s| s.source_refusals(limit))
     }

@@ -47,6 +47,13 @@ const REVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocati
 /// Counters.
 /// The hub's own access log: seq (big-endian) → canonical entry.
 const HUB_ACCESS: TableDefinition<u64, &[u8]> = TableDefinition::new("hub-access-v1");
+/// The hub's signed policy, every version: version (BE) → encoded
+/// [`alpr_shared::control::SignedPolicy`].
+const POLICY: TableDefinition<u64, &[u8]> = TableDefinition::new("policy-v1");
+/// node name → the policy version it last said it holds or enforces.
+const NODE_POLICY: TableDefinition<&str, u64> = TableDefinition::new("node-policy-v1");
+/// "config" → the hash of the `[policy]` configuration last seeded from.
+const POLICY_SEED: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("policy-seed-v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -265,6 +272,9 @@ impl RedbStore {
             }
             tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
             tx.open_table(HUB_ACCESS).map_err(db_err)?;
+            tx.open_table(POLICY).map_err(db_err)?;
+            tx.open_table(NODE_POLICY).map_err(db_err)?;
+            tx.open_table(POLICY_SEED).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
@@ -334,6 +344,9 @@ impl HubStorage for RedbStore {
             let mut revocations = tx.open_table(REVOCATIONS).map_err(db_err)?;
             let mut sources = tx.open_table(SOURCE_REFUSALS).map_err(db_err)?;
             let mut access = tx.open_table(HUB_ACCESS).map_err(db_err)?;
+            let mut policy = tx.open_table(POLICY).map_err(db_err)?;
+            let mut node_policy = tx.open_table(NODE_POLICY).map_err(db_err)?;
+            let mut policy_seed = tx.open_table(POLICY_SEED).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut plate_keys: Vec<Vec<u8>> = Vec::new();
 
@@ -607,6 +620,33 @@ impl HubStorage for RedbStore {
                         prune_source_refusals(&mut sources, keep_after, max_rows)?;
                         results.push(WriteResult::Done);
                     }
+                    WriteOp::Policy {
+                        version,
+                        encoded,
+                        seed,
+                    } => {
+                        let latest = policy.last().map_err(db_err)?.map(|(k, _)| k.value());
+                        if latest.is_some_and(|l| l >= version) {
+                            return Err(StoreError::Corrupt {
+                                table: "policy-v1",
+                                detail: format!(
+                                    "policy version {version} is not newer than the stored {}",
+                                    latest.unwrap_or_default()
+                                ),
+                            });
+                        }
+                        policy.insert(version, encoded.as_slice()).map_err(db_err)?;
+                        if let Some(seed) = seed {
+                            policy_seed.insert("config", &seed.0).map_err(db_err)?;
+                        }
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::NodePolicy { device, version } => {
+                        node_policy
+                            .insert(device.as_str(), version)
+                            .map_err(db_err)?;
+                        results.push(WriteResult::Done);
+                    }
                     WriteOp::HubAccess(batch) => {
                         for e in batch {
                             let (size, head) = access_head(&access)?;
@@ -800,6 +840,32 @@ impl HubStorage for RedbStore {
     fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         access_head(&tx.open_table(HUB_ACCESS).map_err(db_err)?)
+    }
+
+    fn policy(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(POLICY).map_err(db_err)?;
+        let last = t.last().map_err(db_err)?.map(|(_, v)| v.value().to_vec());
+        Ok(last)
+    }
+
+    fn policy_seed(&self) -> Result<Option<Hash32>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(POLICY_SEED).map_err(db_err)?;
+        Ok(t.get("config").map_err(db_err)?.map(|v| Hash32(*v.value())))
+    }
+
+    fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(NODE_POLICY).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            if let Ok(d) = DeviceId::new(k.value()) {
+                out.push((d, v.value()));
+            }
+        }
+        Ok(out)
     }
 
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {

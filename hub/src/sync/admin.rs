@@ -150,6 +150,9 @@ pub struct NodeRow {
     /// Every certificate the node has held.
     #[serde(default)]
     pub certificates: Vec<CertRow>,
+    /// The policy version the node enforces, as it last said.
+    #[serde(default)]
+    pub policy_version: Option<u64>,
 }
 
 /// A certificate a node has held, as `hub nodes` shows it.
@@ -275,6 +278,13 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
             e.1 = r;
         }
     }
+    let policies: HashMap<String, u64> = hub
+        .storage
+        .node_policies()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(d, v)| (d.to_string(), v))
+        .collect();
     let nodes = hub
         .storage
         .nodes()
@@ -291,6 +301,7 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
                     || r.reported_size < r.next_seq
             });
             NodeRow {
+                policy_version: policies.get(name.as_str()).copied(),
                 connected: connected.contains(&name.to_string()),
                 name: name.to_string(),
                 last_contact: r.last_contact,

@@ -59,6 +59,8 @@ pub struct Hub {
     refusal_retention: std::time::Duration,
     /// Each node's share of the hub's memory and writer queue.
     pub budgets: limits::Budgets,
+    /// The signed policy, pushed to every connected node when it changes.
+    pub policy: crate::policy::PolicyService,
 }
 
 /// This many replacements of one identity's connection within
@@ -161,6 +163,15 @@ impl Hub {
             .submit(WriteOp::Revoke(recorded.clone()))
             .await
             .context("recording the revocation")?;
+        let all: Vec<Revocation> = self
+            .revoked
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        self.policy
+            .set_revocations(all)
+            .await
+            .context("putting the revocation in the policy")?;
         Ok((recorded, closed))
     }
 
@@ -307,6 +318,19 @@ pub async fn serve(
             .context("recording the configured revocations")?;
     }
 
+    let policy = crate::policy::PolicyService::open(
+        storage.clone(),
+        hub_key.clone(),
+        &config.policy,
+        Vec::new(),
+    )
+    .context("the hub's policy ([policy] in hub.toml)")?;
+    policy
+        .set_revocations(revoked.values().cloned().collect())
+        .await
+        .context("putting the revocations in the policy")?;
+    info!(version = policy.current().version(), "policy in force");
+
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
         Writer::spawn(storage.clone(), metrics.clone(), WriterConfig::default());
@@ -327,6 +351,7 @@ pub async fn serve(
         sources: SourceRefusals::default(),
         refusal_retention: config.refusal_retention,
         budgets: limits::Budgets::new(&config),
+        policy,
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers
@@ -586,8 +611,12 @@ async fn node_connection(
         }
     };
     info!(%peer, acked = progress.next_seq, serial = %cert.serial, "node connected");
+    let mut policy_rx = hub.policy.subscribe();
+    let policy = policy_rx.borrow_and_update().clone();
     let session = Arc::new(Mutex::new(
-        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress).with_keys(keys),
+        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
+            .with_keys(keys)
+            .with_policy(policy.version(), Arc::new(policy.encode())),
     ));
     let replaced = hub.connections.lock().ok().and_then(|mut m| {
         m.insert(
@@ -624,6 +653,7 @@ async fn node_connection(
         serial: normalise_serial(&cert.serial),
         cert_der: cert.der.clone(),
         peer,
+        control: Mutex::new(None),
     });
     let streams = tokio_util::task::TaskTracker::new();
     let reason = loop {
@@ -631,6 +661,13 @@ async fn node_connection(
             _ = hub.cancel.cancelled() => {
                 conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub shutting down");
                 break "hub shutting down".to_string();
+            }
+            changed = policy_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let p = policy_rx.borrow_and_update().clone();
+                ctx.push_policy(&p).await;
             }
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
@@ -709,6 +746,10 @@ struct StreamCtx {
     /// The certificate the node authenticated with, kept for audits.
     cert_der: Vec<u8>,
     peer: SocketAddr,
+    /// The answering half of the node's control stream, once it opened
+    /// one: policy changes are pushed through it.
+    /// Weak: the stream ends when its reading half does.
+    control: Mutex<Option<mpsc::WeakSender<Job>>>,
 }
 
 /// Frames of one stream whose writes are queued ahead of their commits: a
@@ -742,6 +783,26 @@ impl StreamCtx {
         self.session.lock().ok().map(|mut s| f(&mut s))
     }
 
+    /// A new policy version: the session sends it on the control stream if
+    /// the node holds an older one (or keeps it for the node's hello).
+    async fn push_policy(&self, p: &alpr_shared::control::SignedPolicy) {
+        let encoded = Arc::new(p.encode());
+        let outs = self
+            .with_session(|s| s.set_policy(p.version(), encoded))
+            .unwrap_or_default();
+        let control = self
+            .control
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
+        for o in outs {
+            if let (HubOutput::Send(f), Some(tx)) = (o, control.as_ref()) {
+                info!(version = p.version(), "pushing the new policy to the node");
+                let _ = tx.send(Job::Send(f)).await;
+            }
+        }
+    }
+
     /// One stream: its reading half verifies frames and queues their writes
     /// (at most [`PIPELINE`] ahead); its answering half waits for each
     /// commit in order and only then acknowledges.
@@ -757,6 +818,11 @@ impl StreamCtx {
         };
         let _ = send.set_priority(lane.priority());
         let (jobs, queue) = mpsc::channel::<Job>(PIPELINE);
+        if lane == Lane::Control {
+            if let Ok(mut c) = self.control.lock() {
+                *c = Some(jobs.downgrade());
+            }
+        }
         tokio::join!(
             self.read_half(lane, recv, jobs),
             self.answer_half(send, queue)
@@ -850,6 +916,16 @@ impl StreamCtx {
                     }
                     HubOutput::Send(f) => Job::Send(f),
                     HubOutput::Refused(r) => Job::Refused(r),
+                    HubOutput::NodePolicy { version } => {
+                        let op = WriteOp::NodePolicy {
+                            device: self.device.clone(),
+                            version,
+                        };
+                        if self.hub.writer.submit(op).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     HubOutput::Ingest(batch) => {
                         let (first, count) =
                             (batch.entries.first().map(|v| v.seq()), batch.entries.len());
@@ -1011,6 +1087,7 @@ impl StreamCtx {
                     // The session asks for writes only in answer to frames.
                     HubOutput::Ingest(_)
                     | HubOutput::StoreImage { .. }
+                    | HubOutput::NodePolicy { .. }
                     | HubOutput::Skip { .. } => {}
                 }
             }

@@ -57,6 +57,7 @@ impl EdgeOfficer {
 /// data (§1798.90.55: public agencies only; by the Attorney General's
 /// reading, not out-of-state or federal ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum AgencyKind {
     /// A California public agency.
     InStatePublic,
@@ -282,7 +283,12 @@ impl Policy {
             if !serials.insert(r.serial.as_str()) {
                 return Err(invalid(format!("serial {} is revoked twice", r.serial)));
             }
-            text("revocation reason", &r.reason, MAX_POLICY_TEXT, false)?;
+            text(
+                "revocation reason",
+                &r.reason,
+                crate::log::access::MAX_QUERY_LEN,
+                false,
+            )?;
         }
         Ok(())
     }

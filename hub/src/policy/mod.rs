@@ -1,0 +1,400 @@
+//! The hub's policy: one signed, versioned document ([`SignedPolicy`]) that
+//! every edge enforces — retention, the officers who may log in on edges,
+//! agencies that may receive exports, revoked nodes, purposes, and how long
+//! an edge may run on a policy it could not refresh.
+//!
+//! [`PolicyService`] holds the current version (cheap to clone). Every
+//! change makes the next version, signs it with the hub's key and stores it
+//! durably through [`HubStorage`] before anyone sees it; an invalid change
+//! is refused with the reason and changes nothing. Connected nodes learn of
+//! a new version through [`PolicyService::subscribe`] (the sync side pushes
+//! it on each node's control lane).
+//!
+//! Version 1 comes from `[policy]` in `hub.toml`; when that section changes
+//! (its hash differs from the one the stored policy was last made from), the
+//! hub makes a new version from it at start. Changes made through the API
+//! survive restarts as long as the file is left alone.
+
+pub mod cli;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alpr_shared::cert::Revocation;
+use alpr_shared::control::{
+    Agency, AgencyKind, EdgeOfficer, Policy, PolicyError as DocError, Purpose, SignedPolicy,
+    POLICY_FORMAT,
+};
+use alpr_shared::crypto::SecretKey;
+use alpr_shared::types::{Hash32, UnixMillis};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Mutex};
+
+use crate::store::{HubStorage, StoreError, WriteOp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The change breaks a rule; nothing changed.
+    #[error("{0}")]
+    Refused(#[from] DocError),
+    #[error("the policy could not be stored, so it did not change: {0}")]
+    Store(#[from] StoreError),
+    #[error("the stored policy is unreadable: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// An officer as `[[policy.officers]]` in `hub.toml` writes one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficerSetting {
+    pub username: String,
+    /// The officer's agency ORI.
+    pub agency: String,
+    #[serde(default)]
+    pub title: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// RFC 3339 UTC (`2027-06-30T00:00:00Z`).
+    pub training_expires: String,
+}
+
+impl OfficerSetting {
+    pub fn to_officer(&self) -> Result<EdgeOfficer, PolicyError> {
+        let training_expires = crate::config::parse_time(&self.training_expires)
+            .map_err(|e| PolicyError::Config(format!("officer {}: {e:#}", self.username)))?;
+        Ok(EdgeOfficer {
+            username: self.username.clone(),
+            agency: self.agency.clone(),
+            title: self.title.clone(),
+            password_hash: self.password_hash.clone(),
+            training_expires,
+        })
+    }
+
+    pub fn from_officer(o: &EdgeOfficer) -> Self {
+        OfficerSetting {
+            username: o.username.clone(),
+            agency: o.agency.clone(),
+            title: o.title.clone(),
+            password_hash: o.password_hash.clone(),
+            training_expires: o.training_expires.to_string(),
+        }
+    }
+}
+
+/// What an administrator sets (`hub policy set FILE`, the `[policy]`
+/// section of `hub.toml`). Officers come from the hub's users
+/// ([`PolicyService::set_officers`]) or, for deployments without the API,
+/// from `[[policy.officers]]`; revocations from the hub's revocation list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Days the hub keeps reads; never below 365.
+    pub hub_retention_days: u32,
+    /// Days an edge keeps reads.
+    pub edge_retention_days: u32,
+    /// How long an edge may run on a policy it could not refresh; after
+    /// that it refuses logins until it reaches the hub.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+    pub purposes: Vec<Purpose>,
+    /// Agencies that may receive exports.
+    pub agencies: Vec<Agency>,
+    /// Officers seeded from the configuration (TOML only: `hub policy
+    /// set` leaves the officers as they are).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub officers: Vec<OfficerSetting>,
+}
+
+fn purpose(code: &str, label: &str, case_required: bool) -> Purpose {
+    Purpose {
+        code: code.into(),
+        label: label.into(),
+        case_required,
+    }
+}
+
+/// Typical purposes (offence types) of an ALPR search; serious crimes ask
+/// for a case number.
+pub fn default_purposes() -> Vec<Purpose> {
+    vec![
+        purpose("stolen-vehicle", "Stolen vehicle", false),
+        purpose("amber-alert", "AMBER alert / abducted child", false),
+        purpose("missing-person", "Missing or at-risk person", false),
+        purpose("wanted-person", "Wanted person (warrant)", false),
+        purpose("homicide", "Homicide", true),
+        purpose("robbery", "Robbery", true),
+        purpose("assault", "Assault / battery", true),
+        purpose("sex-offence", "Sex offence", true),
+        purpose("burglary", "Burglary", true),
+        purpose("hit-and-run", "Hit and run", true),
+        purpose("narcotics", "Narcotics investigation", true),
+        purpose("fraud", "Fraud / identity theft", true),
+        purpose("other-investigation", "Other criminal investigation", true),
+    ]
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            hub_retention_days: 365,
+            edge_retention_days: 30,
+            max_stale: Duration::from_secs(72 * 3600),
+            purposes: default_purposes(),
+            agencies: Vec::new(),
+            officers: Vec::new(),
+        }
+    }
+}
+
+impl PolicySettings {
+    /// The settings of a policy (officers left out).
+    pub fn of(p: &Policy) -> Self {
+        PolicySettings {
+            hub_retention_days: p.hub_retention_days,
+            edge_retention_days: p.edge_retention_days,
+            max_stale: Duration::from_millis(p.max_stale_ms),
+            purposes: p.purposes.clone(),
+            agencies: p.agencies.clone(),
+            officers: Vec::new(),
+        }
+    }
+
+    /// Read a TOML file of settings (`hub policy set FILE`).
+    pub fn from_toml(text: &str) -> Result<Self, PolicyError> {
+        toml::from_str(text).map_err(|e| PolicyError::Config(format!("policy settings: {e}")))
+    }
+
+    /// The officers of `[[policy.officers]]`.
+    pub fn seeded_officers(&self) -> Result<Vec<EdgeOfficer>, PolicyError> {
+        self.officers
+            .iter()
+            .map(OfficerSetting::to_officer)
+            .collect()
+    }
+
+    /// A hash of these settings, to notice when the configuration changed.
+    fn seed_hash(&self) -> Hash32 {
+        let text = toml::to_string(self).unwrap_or_default();
+        alpr_shared::crypto::tagged_hash(b"alpr/hub/policy-config-seed\0", &[text.as_bytes()])
+    }
+
+    fn max_stale_ms(&self) -> u64 {
+        u64::try_from(self.max_stale.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// An agency of the hub's own (for a default list).
+pub fn own_agency(ori: &str, name: &str) -> Agency {
+    Agency {
+        ori: ori.into(),
+        name: name.into(),
+        kind: AgencyKind::InStatePublic,
+    }
+}
+
+struct Inner {
+    storage: Arc<dyn HubStorage>,
+    key: Arc<SecretKey>,
+    /// Serialises changes: one version at a time.
+    change: Mutex<()>,
+    tx: watch::Sender<Arc<SignedPolicy>>,
+}
+
+/// The hub's current policy and its changes. See the module docs.
+#[derive(Clone)]
+pub struct PolicyService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PolicyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PolicyService(v{})", self.current().version())
+    }
+}
+
+impl PolicyService {
+    /// Load the stored policy, or make version 1 from `seed` (the `[policy]`
+    /// section); if `seed` changed since the stored policy was last made
+    /// from it, make the next version from it. `revoked` is the hub's
+    /// revocation list. Blocking (reads and commits the store).
+    pub fn open(
+        storage: Arc<dyn HubStorage>,
+        key: Arc<SecretKey>,
+        seed: &PolicySettings,
+        revoked: Vec<Revocation>,
+    ) -> Result<Self, PolicyError> {
+        let stored = match storage.policy()? {
+            Some(bytes) => Some(
+                SignedPolicy::decode_verified(&bytes, &key.public())
+                    .map_err(|e| PolicyError::Corrupt(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let seed_hash = seed.seed_hash();
+        let seed_changed = storage.policy_seed()? != Some(seed_hash);
+        let current = match stored {
+            Some(p) if !seed_changed => p,
+            stored => {
+                let version = stored.as_ref().map_or(1, |p| p.version() + 1);
+                let doc = build(
+                    version,
+                    seed,
+                    seed.seeded_officers()?,
+                    revoked,
+                    UnixMillis::now(),
+                );
+                let signed = doc.sign(&key)?;
+                storage.commit(vec![WriteOp::Policy {
+                    version,
+                    encoded: signed.encode(),
+                    seed: Some(seed_hash),
+                }])?;
+                tracing::info!(version, "policy made from the hub configuration");
+                signed
+            }
+        };
+        let (tx, _) = watch::channel(Arc::new(current));
+        Ok(PolicyService {
+            inner: Arc::new(Inner {
+                storage,
+                key,
+                change: Mutex::new(()),
+                tx,
+            }),
+        })
+    }
+
+    /// The version in force.
+    pub fn current(&self) -> Arc<SignedPolicy> {
+        self.inner.tx.borrow().clone()
+    }
+
+    /// Each new version, as it is made (after it is durable).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<SignedPolicy>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// The current settings (what `hub policy show` prints and `set` takes).
+    pub fn settings(&self) -> PolicySettings {
+        PolicySettings::of(self.current().policy())
+    }
+
+    /// New settings: the next version, with the officers and revocations
+    /// as they are. An invalid change is refused and changes nothing.
+    pub async fn update(&self, settings: PolicySettings) -> Result<Arc<SignedPolicy>, PolicyError> {
+        self.change(move |cur| {
+            let mut p = build(
+                cur.version + 1,
+                &settings,
+                cur.officers.clone(),
+                cur.revoked_nodes.clone(),
+                UnixMillis::now(),
+            );
+            // Officers seeded by the settings file join (TOML only).
+            if !settings.officers.is_empty() {
+                p.officers = settings.seeded_officers()?;
+            }
+            Ok(Some(p))
+        })
+        .await
+        .map(|p| p.unwrap_or_else(|| self.current()))
+    }
+
+    /// The officers who may log in on edges (from the hub's users): a new
+    /// version if they differ from the current ones. Returns the new
+    /// version, or `None` if nothing changed.
+    pub async fn set_officers(
+        &self,
+        mut officers: Vec<EdgeOfficer>,
+    ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
+        officers.sort_by(|a, b| a.username.cmp(&b.username));
+        self.change(move |cur| {
+            if cur.officers == officers {
+                return Ok(None);
+            }
+            let mut p = cur.clone();
+            p.version += 1;
+            p.issued_at = UnixMillis::now();
+            p.officers = officers;
+            Ok(Some(p))
+        })
+        .await
+    }
+
+    /// The hub's revocation list changed: a new version if it differs.
+    pub async fn set_revocations(
+        &self,
+        mut revoked: Vec<Revocation>,
+    ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
+        revoked.sort_by(|a, b| a.serial.cmp(&b.serial));
+        self.change(move |cur| {
+            if cur.revoked_nodes == revoked {
+                return Ok(None);
+            }
+            let mut p = cur.clone();
+            p.version += 1;
+            p.issued_at = UnixMillis::now();
+            p.revoked_nodes = revoked;
+            Ok(Some(p))
+        })
+        .await
+    }
+
+    /// Make, sign and store the next version from the current one; publish
+    /// it once durable.
+    async fn change(
+        &self,
+        make: impl FnOnce(&Policy) -> Result<Option<Policy>, PolicyError> + Send + 'static,
+    ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
+        let _one_at_a_time = self.inner.change.lock().await;
+        let cur = self.current();
+        let Some(next) = make(cur.policy())? else {
+            return Ok(None);
+        };
+        let signed = next.sign(&self.inner.key)?;
+        let storage = self.inner.storage.clone();
+        let (version, encoded) = (signed.version(), signed.encode());
+        tokio::task::spawn_blocking(move || {
+            storage.commit(vec![WriteOp::Policy {
+                version,
+                encoded,
+                seed: None,
+            }])
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))??;
+        let signed = Arc::new(signed);
+        self.inner.tx.send_replace(signed.clone());
+        tracing::info!(version, "policy changed");
+        Ok(Some(signed))
+    }
+}
+
+fn build(
+    version: u64,
+    s: &PolicySettings,
+    mut officers: Vec<EdgeOfficer>,
+    mut revoked: Vec<Revocation>,
+    now: UnixMillis,
+) -> Policy {
+    officers.sort_by(|a, b| a.username.cmp(&b.username));
+    revoked.sort_by(|a, b| a.serial.cmp(&b.serial));
+    Policy {
+        format: POLICY_FORMAT,
+        version,
+        issued_at: now,
+        hub_retention_days: s.hub_retention_days,
+        edge_retention_days: s.edge_retention_days,
+        max_stale_ms: s.max_stale_ms(),
+        officers,
+        agencies: s.agencies.clone(),
+        revoked_nodes: revoked,
+        purposes: s.purposes.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+use super::*;
+use crate::store::redb::RedbStore;
+
+const HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0d8yTe0vb1b+fcZkBO0wdDWW+NVqJvvgLULRTxGe8mc";
+
+fn key() -> Arc<SecretKey> {
+    Arc::new(SecretKey::from_bytes(&[21; 32]))
+}
+
+fn open(path: &std::path::Path, seed: &PolicySettings) -> PolicyService {
+    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(path).expect("open"));
+    PolicyService::open(storage, key(), seed, Vec::new()).expect("policy")
+}
+
+fn officer(name: &str) -> EdgeOfficer {
+    EdgeOfficer {
+        username: name.into(),
+        agency: "CA0190000".into(),
+        title: "Officer".into(),
+        password_hash: HASH.into(),
+        training_expires: UnixMillis(1_900_000_000_000),
+    }
+}
+
+#[tokio::test]
+async fn version_one_comes_from_the_configuration_with_sane_defaults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = open(&dir.path().join("hub.redb"), &PolicySettings::default());
+    let p = svc.current();
+    assert_eq!(p.version(), 1);
+    p.verify(&key().public()).expect("signed by the hub");
+    let d = p.policy();
+    assert_eq!(d.hub_retention_days, 365);
+    assert_eq!(d.edge_retention_days, 30);
+    assert_eq!(d.max_stale_ms, 72 * 3600 * 1000);
+    assert!(d.purpose("homicide").is_some_and(|p| p.case_required));
+    assert!(d
+        .purpose("stolen-vehicle")
+        .is_some_and(|p| !p.case_required));
+}
+
+#[tokio::test]
+async fn changes_make_new_signed_versions_that_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let seed = PolicySettings::default();
+    {
+        let svc = open(&path, &seed);
+        let mut watch = svc.subscribe();
+        let mut s = svc.settings();
+        s.edge_retention_days = 14;
+        let p = svc.update(s).await.expect("valid change");
+        assert_eq!(p.version(), 2);
+        assert!(watch.has_changed().expect("open"));
+        assert_eq!(watch.borrow_and_update().version(), 2);
+        let p = svc
+            .set_officers(vec![officer("jdoe")])
+            .await
+            .expect("stored")
+            .expect("changed");
+        assert_eq!(p.version(), 3);
+        // The same officers again: no new version.
+        assert!(svc
+            .set_officers(vec![officer("jdoe")])
+            .await
+            .expect("ok")
+            .is_none());
+    }
+    let svc = open(&path, &seed);
+    let p = svc.current();
+    assert_eq!(
+        p.version(),
+        3,
+        "the configuration did not change: API changes stay"
+    );
+    assert_eq!(p.policy().edge_retention_days, 14);
+    assert!(p.policy().officer("jdoe").is_some());
+}
+
+#[tokio::test]
+async fn an_invalid_change_is_refused_with_the_reason_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let svc = open(&path, &PolicySettings::default());
+    let mut s = svc.settings();
+    s.hub_retention_days = 180;
+    let err = svc.update(s).await.expect_err("refused");
+    let msg = err.to_string();
+    assert!(msg.contains("365") && msg.contains("34090.6"), "{msg}");
+    let mut s = svc.settings();
+    s.purposes.clear();
+    assert!(svc.update(s).await.is_err());
+    let dup = vec![officer("a"), officer("a")];
+    assert!(svc.set_officers(dup).await.is_err());
+    assert_eq!(svc.current().version(), 1);
+    drop(svc);
+    assert_eq!(
+        open(&path, &PolicySettings::default()).current().version(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_changed_configuration_makes_the_next_version_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let mut seed = PolicySettings::default();
+    assert_eq!(open(&path, &seed).current().version(), 1);
+    seed.max_stale = Duration::from_secs(60);
+    seed.officers = vec![OfficerSetting {
+        username: "ofc1".into(),
+        agency: "CA0190000".into(),
+        title: "Officer".into(),
+        password_hash: HASH.into(),
+        training_expires: "2030-01-01T00:00:00Z".into(),
+    }];
+    let p = open(&path, &seed).current();
+    assert_eq!(p.version(), 2);
+    assert_eq!(p.policy().max_stale_ms, 60_000);
+    assert!(p.policy().officer("ofc1").is_some());
+    // A configuration that breaks the law does not start.
+    seed.hub_retention_days = 90;
+    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
+    let err = PolicyService::open(storage, key(), &seed, Vec::new()).expect_err("refused");
+    assert!(err.to_string().contains("365"), "{err}");
+}
+
+#[test]
+fn settings_files_parse_and_print_back() {
+    let text = r#"
+hub_retention_days = 730
+edge_retention_days = 7
+max_stale = "24h"
+
+[[purposes]]
+code = "homicide"
+label = "Homicide"
+case_required = true
+
+[[agencies]]
+ori = "CA0190000"
+name = "Fresno PD"
+kind = "in-state-public"
+
+[[agencies]]
+ori = "DCFBI0000"
+name = "FBI"
+kind = "federal"
+"#;
+    let s = PolicySettings::from_toml(text).expect("parses");
+    assert_eq!(s.hub_retention_days, 730);
+    assert_eq!(s.max_stale, Duration::from_secs(24 * 3600));
+    assert_eq!(s.agencies[1].kind, AgencyKind::Federal);
+    let back = PolicySettings::from_toml(&toml::to_string(&s).expect("prints")).expect("parses");
+    assert_eq!(back, s);
+    assert!(PolicySettings::from_toml("hub_retention = 3").is_err());
+}
