@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use alpr_edge::policy::cli as officer;
 use alpr_edge::{recognise, run as node};
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,15 @@ enum Command {
     /// For a service manager: exit 0 if the running node is healthy, else 1
     /// with the reason.
     Health(node::HealthArgs),
+    /// Show the policy this node enforces (pushed by the hub).
+    Policy(officer::PolicyArgs),
+    /// Log an officer in on this node, offline, against its policy
+    /// (password from ALPR_PASSWORD or prompted).
+    Login(officer::LoginArgs),
+    /// End the officer's session.
+    Logout(officer::LogoutArgs),
+    /// Search this node's reads (needs a login and a purpose; logged).
+    Search(officer::SearchArgs),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -47,6 +57,10 @@ fn main() -> ExitCode {
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
         Command::Health(a) => node::health(a),
+        Command::Policy(a) => officer::policy(a),
+        Command::Login(a) => officer::login(a),
+        Command::Logout(a) => officer::logout(a),
+        Command::Search(a) => officer::search(a),
     };
     alpr_shared::cli::exit_with(result)
 }

@@ -83,6 +83,15 @@ pub struct Status {
     /// The gpsd client's state (vehicles, or where `gpsd` is configured).
     #[serde(default)]
     pub gps: Option<GpsStatus>,
+    /// The policy version this node enforces (none before the hub sent one).
+    #[serde(default)]
+    pub policy_version: Option<u64>,
+    /// When the hub last confirmed that policy.
+    #[serde(default)]
+    pub policy_refreshed_at: Option<String>,
+    /// Not refreshed for longer than the policy allows: logins are refused.
+    #[serde(default)]
+    pub policy_stale: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,7 +114,13 @@ fn status_of(
         .parent()
         .and_then(alpr_shared::health::disk_free);
     let problems = crate::health::problems(store, &capture, disk_free);
+    let policy = store.policy().ok().flatten().map(|(p, at)| {
+        crate::policy::PolicyView::of(&p, at, alpr_shared::types::UnixMillis::now())
+    });
     Status {
+        policy_version: policy.as_ref().map(|p| p.version),
+        policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
+        policy_stale: policy.as_ref().is_some_and(|p| p.stale),
         capture,
         store_error: store.failing(),
         disk_free,
@@ -209,8 +224,19 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
         let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
         let socket = bind_status_socket(&config.socket_path())?;
         let (device, capture, gps) = (device.clone(), capture_health.clone(), gps.clone());
+        let access = crate::policy::EdgeAccess::new(store.clone(), store.public_key());
         critical.spawn(async move {
-            let r = serve_status(socket, device, store, status, capture, gps, cancel.clone()).await;
+            let r = serve_status(
+                socket,
+                device,
+                store,
+                status,
+                capture,
+                gps,
+                access,
+                cancel.clone(),
+            )
+            .await;
             ("the status socket", must_run(r, &cancel))
         });
     }
@@ -317,7 +343,31 @@ fn must_run(r: anyhow::Result<()>, cancel: &CancellationToken) -> anyhow::Result
     }
 }
 
+/// Largest request on the local socket (a search with its token).
+pub const MAX_LOCAL_REQUEST: usize = 16 * 1024;
+
+/// A request on the node's local socket: one JSON line (`status` alone is
+/// the status, as older clients ask).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum LocalRequest {
+    Status,
+    Policy,
+    Login { user: String, password: String },
+    Logout { token: String },
+    Search(crate::search::SearchRequest),
+}
+
+/// The answer to a request other than `status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalAnswer {
+    Ok(serde_json::Value),
+    Error(String),
+}
+
 #[cfg(unix)]
+#[allow(clippy::too_many_arguments)]
 async fn serve_status(
     (listener, _bound): (tokio::net::UnixListener, BoundSocket),
     device: String,
@@ -325,6 +375,7 @@ async fn serve_status(
     status: SharedStatus,
     capture: CaptureHealth,
     gps: Option<GpsHandle>,
+    access: crate::policy::EdgeAccess,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let limit = Arc::new(tokio::sync::Semaphore::new(16));
@@ -346,16 +397,91 @@ async fn serve_status(
                     .map(|g| g.state().summary(std::time::Instant::now()));
                 st
             })?;
+        let access = access.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 64];
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_secs(1), sock.read(&mut buf)).await;
-            if let Ok(bytes) = serde_json::to_vec(&st) {
+            let request = read_request(&mut sock).await;
+            let bytes = match request {
+                Ok(LocalRequest::Status) => serde_json::to_vec(&st).ok(),
+                Ok(r) => serde_json::to_vec(&answer(&access, r).await).ok(),
+                Err(e) => serde_json::to_vec(&LocalAnswer::Error(e)).ok(),
+            };
+            if let Some(bytes) = bytes {
                 let _ = sock.write_all(&bytes).await;
             }
             let _ = sock.shutdown().await;
             drop(permit);
         });
+    }
+}
+
+/// One request line, bounded in size and time.
+#[cfg(unix)]
+async fn read_request(sock: &mut tokio::net::UnixStream) -> Result<LocalRequest, String> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    let read = async {
+        loop {
+            let n = sock.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.contains(&b'\n') {
+                break;
+            }
+            if buf.len() > MAX_LOCAL_REQUEST {
+                return Err(format!("request over {MAX_LOCAL_REQUEST} bytes"));
+            }
+        }
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), read).await {
+        Ok(r) => r?,
+        // An old client that sends nothing gets the status.
+        Err(_) => return Ok(LocalRequest::Status),
+    }
+    let line = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
+    let text = text.trim();
+    if text.is_empty() || text == "status" {
+        return Ok(LocalRequest::Status);
+    }
+    serde_json::from_str(text).map_err(|e| format!("bad request: {e}"))
+}
+
+async fn answer(access: &crate::policy::EdgeAccess, r: LocalRequest) -> LocalAnswer {
+    let to_value = |v: Result<serde_json::Value, String>| match v {
+        Ok(v) => LocalAnswer::Ok(v),
+        Err(e) => LocalAnswer::Error(e),
+    };
+    match r {
+        LocalRequest::Status => LocalAnswer::Error("status is answered apart".into()),
+        LocalRequest::Policy => to_value(access.policy().and_then(|p| {
+            match p {
+                None => Err("this edge holds no policy yet".into()),
+                Some((p, at)) => serde_json::to_value(crate::policy::PolicyView::of(
+                    &p,
+                    at,
+                    alpr_shared::types::UnixMillis::now(),
+                ))
+                .map_err(|e| e.to_string()),
+            }
+        })),
+        LocalRequest::Login { user, password } => to_value(
+            access
+                .login(&user, &password)
+                .await
+                .and_then(|ok| serde_json::to_value(ok).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::Logout { token } => {
+            access.end_session(&token);
+            LocalAnswer::Ok(serde_json::Value::Null)
+        }
+        LocalRequest::Search(req) => to_value(
+            crate::search::search(access, req)
+                .await
+                .and_then(|a| serde_json::to_value(a).map_err(|e| e.to_string())),
+        ),
     }
 }
 
@@ -410,6 +536,7 @@ fn bind_status_socket(_path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
+#[allow(clippy::too_many_arguments)]
 async fn serve_status(
     _socket: (),
     _device: String,
@@ -417,6 +544,7 @@ async fn serve_status(
     _status: SharedStatus,
     _capture: CaptureHealth,
     _gps: Option<GpsHandle>,
+    _access: crate::policy::EdgeAccess,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     cancel.cancelled().await;
@@ -438,6 +566,18 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             if st.metered { ", metered" } else { "" }
         );
         println!("log          {} reads", st.log_size);
+        match st.policy_version {
+            Some(v) => println!(
+                "policy       v{v} (refreshed {}){}",
+                st.policy_refreshed_at.as_deref().unwrap_or("never"),
+                if st.policy_stale {
+                    "; STALE: logins are refused until the hub is reached"
+                } else {
+                    ""
+                }
+            ),
+            None => println!("policy       none yet (logins are refused until the hub sends one)"),
+        }
         if let Some(c) = &st.identity_conflict {
             println!("IDENTITY CONFLICT: uploads stopped; a person must resolve it");
             println!("             {c}");
@@ -534,6 +674,29 @@ pub fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
 
 #[cfg(unix)]
 pub fn query_status(config: &EdgeConfig) -> anyhow::Result<Status> {
+    let out = local_call(config, b"status\n")?;
+    serde_json::from_slice(&out).context("the node's answer")
+}
+
+/// Send a request to the running node's local socket.
+#[cfg(unix)]
+pub fn local_request(config: &EdgeConfig, r: &LocalRequest) -> anyhow::Result<serde_json::Value> {
+    let mut line = serde_json::to_vec(r)?;
+    line.push(b'\n');
+    let out = local_call(config, &line)?;
+    match serde_json::from_slice::<LocalAnswer>(&out).context("the node's answer")? {
+        LocalAnswer::Ok(v) => Ok(v),
+        LocalAnswer::Error(e) => Err(anyhow::anyhow!(e)),
+    }
+}
+
+#[cfg(not(unix))]
+pub fn local_request(_config: &EdgeConfig, _r: &LocalRequest) -> anyhow::Result<serde_json::Value> {
+    anyhow::bail!("the edge's local socket needs Unix")
+}
+
+#[cfg(unix)]
+fn local_call(config: &EdgeConfig, request: &[u8]) -> anyhow::Result<Vec<u8>> {
     use std::io::{Read, Write};
     let path = config.socket_path();
     let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| {
@@ -551,11 +714,11 @@ pub fn query_status(config: &EdgeConfig) -> anyhow::Result<Status> {
             _ => anyhow::anyhow!("cannot reach the node at {}: {e}", path.display()),
         }
     })?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    s.write_all(b"status\n")?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    s.write_all(request)?;
     let mut out = Vec::new();
-    s.take(1 << 20).read_to_end(&mut out)?;
-    serde_json::from_slice(&out).context("the node's answer")
+    s.take(64 << 20).read_to_end(&mut out)?;
+    Ok(out)
 }
 
 #[cfg(not(unix))]

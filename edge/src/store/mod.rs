@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use alpr_shared::control::SignedPolicy;
 use alpr_shared::crypto::{sha256, SecretKey};
-use alpr_shared::log::{LogWriter, SignedEntry};
+use alpr_shared::log::{AccessRecord, LogWriter, SignedEntry};
 use alpr_shared::sync::LogSource;
 use alpr_shared::types::{DeviceId, Hash32, ReadContent, TimeSource, UnixMillis};
 use alpr_shared::wire::SignedReceipt;
@@ -46,6 +47,10 @@ const LOSSES: TableDefinition<&[u8; 8], &[u8; 16]> = TableDefinition::new("losse
 /// "receipt" → the hub's latest receipt; "device" → the log's device name;
 /// [`CURSOR_KEY`] → the capture source's position ([`CaptureCursor`]).
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
+/// The policy this node enforces: "current" → encoded
+/// [`SignedPolicy`] (verified before it was stored), "refreshed-at" → when
+/// the hub last confirmed it (ms, BE).
+const POLICY: TableDefinition<&str, &[u8]> = TableDefinition::new("policy-v1");
 
 /// META key of the capture cursor.
 const CURSOR_KEY: &str = "capture-cursor";
@@ -184,6 +189,18 @@ enum Cmd {
         seq: u64,
         reply: oneshot::Sender<Result<Option<(u64, u64)>, StoreError>>,
     },
+    /// Store a policy (verified by the sync core) and when it was
+    /// refreshed, or (without a policy) only the refresh time.
+    Policy {
+        encoded: Option<Vec<u8>>,
+        refreshed_at: UnixMillis,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Append an access record to the node's own log.
+    Access {
+        record: AccessRecord,
+        reply: oneshot::Sender<Result<SignedEntry, StoreError>>,
+    },
     /// The reads of one step of the capture source and its new position,
     /// in one transaction.
     Capture {
@@ -201,6 +218,8 @@ pub struct StoreHandle {
     status: watch::Receiver<LogStatus>,
     device: DeviceId,
     health: Arc<StoreHealth>,
+    /// The key this node's log is signed with.
+    public: alpr_shared::crypto::PublicKey,
 }
 
 /// The open database, replaced when the writer reopens it after a failed
@@ -365,6 +384,7 @@ impl StoreHandle {
             tx.open_table(IMAGES).map_err(db_err)?;
             tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
             tx.open_table(LOSSES).map_err(db_err)?;
+            tx.open_table(POLICY).map_err(db_err)?;
             let last = reads.last().map_err(db_err)?;
             match last {
                 Some((_, v)) => {
@@ -376,6 +396,7 @@ impl StoreHandle {
             }
         };
         tx.commit().map_err(db_err)?;
+        let public = key.public();
         let writer = LogWriter::resume(key, device.clone(), next_seq, head);
         let initial = read_status(&db, next_seq)?;
         let db = Arc::new(DbSlot {
@@ -405,9 +426,15 @@ impl StoreHandle {
                 status,
                 device,
                 health,
+                public,
             },
             join,
         ))
+    }
+
+    /// The key this node's log is signed with.
+    pub fn public_key(&self) -> alpr_shared::crypto::PublicKey {
+        self.public
     }
 
     pub fn device(&self) -> &DeviceId {
@@ -536,6 +563,67 @@ impl StoreHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Requeue { from, to, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Store a policy the sync core verified (a newer version than held),
+    /// refreshed now; durable when this returns.
+    pub async fn store_policy(
+        &self,
+        p: &SignedPolicy,
+        refreshed_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.policy_cmd(Some(p.encode()), refreshed_at).await
+    }
+
+    /// The hub confirmed the policy held.
+    pub async fn policy_refreshed(&self, at: UnixMillis) -> Result<(), StoreError> {
+        self.policy_cmd(None, at).await
+    }
+
+    async fn policy_cmd(
+        &self,
+        encoded: Option<Vec<u8>>,
+        refreshed_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Policy {
+                encoded,
+                refreshed_at,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// The policy held (it was verified against the hub's key before it
+    /// was stored) and when the hub last confirmed it.
+    pub fn policy(&self) -> Result<Option<(SignedPolicy, Option<UnixMillis>)>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(POLICY).map_err(db_err)?;
+        let Some(bytes) = t.get("current").map_err(db_err)? else {
+            return Ok(None);
+        };
+        let p = SignedPolicy::decode(bytes.value())
+            .map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))?;
+        let at = t
+            .get("refreshed-at")
+            .map_err(db_err)?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(|b| UnixMillis(u64::from_be_bytes(b)));
+        Ok(Some((p, at)))
+    }
+
+    /// Seal `record` into this node's own log and commit it; only then may
+    /// the caller return the data the access asked for.
+    pub async fn append_access(&self, record: AccessRecord) -> Result<SignedEntry, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Access { record, reply })
             .await
             .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
@@ -953,6 +1041,7 @@ enum Done {
     Dequeued,
     Requeued(u64),
     Lost(Option<(u64, u64)>),
+    Accessed(Box<SignedEntry>),
     Nothing,
     Failed(StoreError),
 }
@@ -987,7 +1076,14 @@ fn reply(cmd: Cmd, r: Done) {
                 _ => Err(StoreError::Db("no capture result".into())),
             });
         }
-        Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } => {
+        Cmd::Access { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Accessed(e) => Ok(*e),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no access result".into())),
+            });
+        }
+        Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } | Cmd::Policy { reply, .. } => {
             let _ = reply.send(match r {
                 Done::Failed(e) => Err(e),
                 _ => Ok(()),
@@ -1011,8 +1107,37 @@ fn write_batch(
         let mut queue = tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
         let mut meta = tx.open_table(META).map_err(db_err)?;
         let mut losses = tx.open_table(LOSSES).map_err(db_err)?;
+        let mut policy = tx.open_table(POLICY).map_err(db_err)?;
         for cmd in batch.iter_mut() {
             match cmd {
+                Cmd::Policy {
+                    encoded,
+                    refreshed_at,
+                    ..
+                } => {
+                    if let Some(p) = encoded {
+                        policy.insert("current", p.as_slice()).map_err(db_err)?;
+                    }
+                    policy
+                        .insert("refreshed-at", refreshed_at.0.to_be_bytes().as_slice())
+                        .map_err(db_err)?;
+                    out.push(Done::Nothing);
+                }
+                Cmd::Access { record, .. } => {
+                    match log.append_access(
+                        record.clone(),
+                        UnixMillis::now(),
+                        TimeSource::LocalClock,
+                    ) {
+                        Ok(e) => {
+                            reads
+                                .insert(&e.seq().to_be_bytes(), e.encode().as_slice())
+                                .map_err(db_err)?;
+                            out.push(Done::Accessed(Box::new(e)));
+                        }
+                        Err(e) => out.push(Done::Failed(e.into())),
+                    }
+                }
                 Cmd::Append {
                     content,
                     captured_at,

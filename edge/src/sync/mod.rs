@@ -1,9 +1,14 @@
 //! The edge's QUIC driver around [`alpr_shared::sync::EdgeSync`]: one
-//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/3`,
+//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/4`,
 //! keep-alives), reconnects with the core's jittered exponential backoff,
 //! one stream per lane with QUIC priorities control > entries > images,
 //! the image window sized from the connection's congestion window,
 //! and the store's receipts and image queue kept up to date.
+//!
+//! The hub's signed policy arrives on the control lane; the core checks it
+//! against the hub certificate's key and offers only a newer version, which
+//! is stored (with the time it was refreshed) before the core reports it
+//! as enforced.
 //!
 //! An address change (a vehicle moving between networks) is QUIC
 //! connection migration: the connection survives it without a reconnect.
@@ -99,6 +104,11 @@ pub async fn run(
     let seed = rand::random::<u64>();
     let mut core = EdgeSync::new(store.device().clone(), config.core(), store.acked(), seed)
         .with_checkpoints(log_key, wall_at_start);
+    match store.policy() {
+        Ok(Some((p, _))) => core.set_policy_version(p.version()),
+        Ok(None) => {}
+        Err(e) => error!(error = %e, "cannot read the stored policy; asking the hub for it"),
+    }
     set_status(&status, |s| {
         s.hub = config.hub.to_string();
         s.metered = config.sync.metered;
@@ -154,7 +164,7 @@ type Incoming = (Lane, Result<Frame, String>);
 fn spawn_reader(lane: Lane, mut recv: quinn::RecvStream, tx: mpsc::Sender<Incoming>) {
     tokio::spawn(async move {
         loop {
-            let r = quic::read_frame(&mut recv, lane.max_frame()).await;
+            let r = quic::read_frame(&mut recv, lane.max_frame_from_hub()).await;
             let stop = r.is_err();
             let item = r.map_err(|e| match e {
                 ReadFrameError::Finished => "stream finished".to_string(),
@@ -269,6 +279,30 @@ async fn session(
                         Err(e) => error!(error = %e, "cannot record the loss"),
                     }
                 }
+                EdgeEvent::Policy(p) => {
+                    let version = p.version();
+                    match store.store_policy(&p, UnixMillis::now()).await {
+                        Ok(()) => {
+                            info!(version, "new policy from the hub in force");
+                            core.policy_applied(version);
+                        }
+                        Err(e) => error!(error = %e, version, "cannot store the hub's policy"),
+                    }
+                }
+                EdgeEvent::PolicyRefreshed { version } => {
+                    if let Err(e) = store.policy_refreshed(UnixMillis::now()).await {
+                        error!(error = %e, "cannot record the policy's refresh");
+                    }
+                    tracing::debug!(version, "the hub confirmed the policy");
+                }
+                EdgeEvent::PolicyIgnored { held, offered } => warn!(
+                    held,
+                    offered, "the hub offered an older policy than this node enforces; not applied"
+                ),
+                EdgeEvent::PolicyRefused(why) => error!(
+                    reason = %why,
+                    "a policy that is not the hub's, or not valid, was refused"
+                ),
                 EdgeEvent::HubBehind { had, now_holds } => {
                     warn!(
                         had,
