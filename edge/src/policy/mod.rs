@@ -401,9 +401,15 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
 /// An argon2id PHC string for `password` (OWASP parameters: 19 MiB, t=2,
 /// p=1), for tests and tools.
 pub fn hash_password(password: &str) -> Result<String, String> {
+    hash_password_with(password, 19 * 1024, 2)
+}
+
+/// An argon2id PHC string with `m_kib` KiB of memory and `t` passes (tests
+/// use small ones; the check reads them from the string).
+pub fn hash_password_with(password: &str, m_kib: u32, t: u32) -> Result<String, String> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    let params = argon2::Params::new(19 * 1024, 2, 1, None).map_err(|e| e.to_string())?;
+    let params = argon2::Params::new(m_kib, t, 1, None).map_err(|e| e.to_string())?;
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
