@@ -28,9 +28,10 @@ use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::load_config;
-use crate::sync::admin::{
-    AdminClient, AdminRequest, NodeLogPage, NodesReport, SignedManifestReply, MAX_LOG_PAGE,
+use crate::api::client::{ApiClient, Session};
+use crate::api::nodes::{
+    MissingImagesReport, NodeLogPage, NodesReport, SignManifestRequest, SignedManifestReply,
+    MAX_LOG_PAGE,
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -41,9 +42,10 @@ pub enum AuditCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct AuditVerifyArgs {
-    /// The running hub's configuration file (its `ca_cert` is the trust anchor).
+    /// The trust anchor; the CA certificate of the session (`hub login
+    /// --ca`) when absent.
     #[arg(long)]
-    pub config: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -79,7 +81,7 @@ pub struct AuditReport {
     pub verdict: String,
     /// Reads whose images the hub is missing, per node that has any (the
     /// log can be authentic and still incomplete: a restore from a backup).
-    pub missing_images: Vec<crate::sync::admin::MissingImagesReport>,
+    pub missing_images: Vec<MissingImagesReport>,
 }
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -89,29 +91,21 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config.as_deref())?;
-    let ca = std::fs::read(&config.ca_cert)
-        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
-    let anchor = TrustAnchor::from_pem(&ca).with_context(|| {
-        format!(
-            "{} is not a usable CA certificate",
-            config.ca_cert.display()
-        )
-    })?;
+    let session = Session::load()?;
+    let ca_path = args.ca.clone().unwrap_or_else(|| session.ca.clone());
+    let ca =
+        std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+    let anchor = TrustAnchor::from_pem(&ca)
+        .with_context(|| format!("{} is not a usable CA certificate", ca_path.display()))?;
     let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
         .block_on(async {
-            let client = AdminClient::connect(&config).await?;
-            let result = async {
-                let mut report = audit_hub(&client, &anchor, args.export.as_deref()).await?;
-                report.missing_images = fetch_missing_images(&client, &report).await?;
-                anyhow::Ok(report)
-            }
-            .await;
-            client.close().await;
-            result
+            let mut client = session.client().await?;
+            let mut report = audit_hub(&mut client, &anchor, args.export.as_deref()).await?;
+            report.missing_images = fetch_missing_images(&mut client, &report).await?;
+            anyhow::Ok(report)
         })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -148,11 +142,11 @@ type Export = BundleWriter<std::io::BufWriter<std::fs::File>>;
 /// Audit every node the hub holds, one node and one page at a time (memory
 /// does not grow with the logs), writing the export as pages arrive.
 async fn audit_hub(
-    client: &AdminClient,
+    client: &mut ApiClient,
     anchor: &TrustAnchor,
     export: Option<&std::path::Path>,
 ) -> anyhow::Result<AuditReport> {
-    let nodes: NodesReport = client.call(&AdminRequest::Nodes).await?;
+    let nodes: NodesReport = client.get("/api/v1/nodes").await?;
     let mut out = match export {
         Some(path) => Some(
             start_export(client, path)
@@ -166,12 +160,10 @@ async fn audit_hub(
     for n in nodes.nodes {
         let mut from = 0u64;
         let page: NodeLogPage = client
-            .call(&AdminRequest::NodeLog {
-                node: n.name.clone(),
-                from,
-                limit: MAX_LOG_PAGE,
-                size: None,
-            })
+            .get(&format!(
+                "/api/v1/nodes/{}/log?from={from}&limit={MAX_LOG_PAGE}",
+                n.name
+            ))
             .await
             .with_context(|| format!("fetching the log of {}", n.name))?;
         let snapshot = Snapshot::from_page(&page)?;
@@ -211,12 +203,10 @@ async fn audit_hub(
                 _ => break,
             }
             page = client
-                .call(&AdminRequest::NodeLog {
-                    node: n.name.clone(),
-                    from,
-                    limit: MAX_LOG_PAGE,
-                    size: Some(size),
-                })
+                .get(&format!(
+                    "/api/v1/nodes/{}/log?from={from}&limit={MAX_LOG_PAGE}&size={size}",
+                    n.name
+                ))
                 .await
                 .with_context(|| format!("fetching the log of {}", n.name))?;
         }
@@ -232,12 +222,15 @@ async fn audit_hub(
 
 /// Open the export and write the hub's certificate, asked of the hub (it
 /// answers with the certificate whose key signs manifests).
-async fn start_export(client: &AdminClient, path: &std::path::Path) -> anyhow::Result<Export> {
+async fn start_export(client: &mut ApiClient, path: &std::path::Path) -> anyhow::Result<Export> {
     let probe = BundleWriter::new(Vec::new())?.manifest(UnixMillis::now());
     let reply: SignedManifestReply = client
-        .call(&AdminRequest::SignManifest {
-            manifest: hex::encode(probe.encode()),
-        })
+        .post(
+            "/api/v1/bundle/sign",
+            &SignManifestRequest {
+                manifest: hex::encode(probe.encode()),
+            },
+        )
         .await
         .context("asking the hub for its certificate")?;
     let hub_der = hex::decode(&reply.hub_certificate)?;
@@ -249,12 +242,15 @@ async fn start_export(client: &AdminClient, path: &std::path::Path) -> anyhow::R
 }
 
 /// Have the hub sign the manifest (its key never leaves it) and close.
-async fn finish_export(client: &AdminClient, w: Export) -> anyhow::Result<()> {
+async fn finish_export(client: &mut ApiClient, w: Export) -> anyhow::Result<()> {
     let manifest = w.manifest(UnixMillis::now());
     let reply: SignedManifestReply = client
-        .call(&AdminRequest::SignManifest {
-            manifest: hex::encode(manifest.encode()),
-        })
+        .post(
+            "/api/v1/bundle/sign",
+            &SignManifestRequest {
+                manifest: hex::encode(manifest.encode()),
+            },
+        )
         .await
         .context("asking the hub to sign the bundle's manifest")?;
     let signed = SignedManifest::decode(&hex::decode(&reply.signed)?)
@@ -269,15 +265,13 @@ async fn finish_export(client: &AdminClient, w: Export) -> anyhow::Result<()> {
 
 /// For each audited node, the reads whose images the hub lacks.
 async fn fetch_missing_images(
-    client: &AdminClient,
+    client: &mut ApiClient,
     report: &AuditReport,
-) -> anyhow::Result<Vec<crate::sync::admin::MissingImagesReport>> {
+) -> anyhow::Result<Vec<MissingImagesReport>> {
     let mut out = Vec::new();
     for n in &report.nodes {
-        let m: crate::sync::admin::MissingImagesReport = client
-            .call(&AdminRequest::MissingImages {
-                node: n.report.device.clone(),
-            })
+        let m: MissingImagesReport = client
+            .get(&format!("/api/v1/nodes/{}/missing-images", n.report.device))
             .await
             .with_context(|| format!("asking for the missing images of {}", n.report.device))?;
         if m.images > 0 {
