@@ -36,8 +36,45 @@ use crate::api::nodes::{
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Re-verify every node log the hub holds, from the CA certificate alone.
+    /// Re-verify every node log the hub holds, and the hub's own access
+    /// log, from the CA certificate alone.
     Verify(AuditVerifyArgs),
+    /// Who accessed what, when and why (auditors; supervisors: their agency).
+    Access(AccessArgs),
+    /// Users whose training lapsed, what they did before, and any access
+    /// after a lapse (a violation).
+    Training(TrainingArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AccessArgs {
+    /// From (RFC 3339 UTC or YYYY-MM-DD); the beginning if absent.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To (RFC 3339 UTC or YYYY-MM-DD); now if absent.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Accesses whose query names this plate.
+    #[arg(long)]
+    pub plate: Option<String>,
+    #[arg(long)]
+    pub purpose: Option<String>,
+    #[arg(long)]
+    pub case: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainingArgs {
+    #[arg(long)]
+    pub from: Option<String>,
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,12 +119,139 @@ pub struct AuditReport {
     /// Reads whose images the hub is missing, per node that has any (the
     /// log can be authentic and still incomplete: a restore from a backup).
     pub missing_images: Vec<MissingImagesReport>,
+    /// The hub's own access log, signed with the hub's key (its
+    /// certificate checked against the CA).
+    pub hub_access_log: Option<NodeAudit>,
 }
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify(args) => verify(args),
+        AuditCommand::Access(args) => access(args),
+        AuditCommand::Training(args) => training(args),
     }
+}
+
+fn time_arg(s: Option<&str>) -> anyhow::Result<Option<String>> {
+    s.map(|s| {
+        crate::users::parse_date(s)
+            .map(|t| t.0.to_string())
+            .map_err(|e| anyhow::anyhow!(e))
+    })
+    .transpose()
+}
+
+fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
+    use crate::api::audit::AccessAudit;
+    use crate::api::client::query;
+    let q = query(&[
+        ("from", time_arg(args.from.as_deref())?),
+        ("to", time_arg(args.to.as_deref())?),
+        ("user", args.user),
+        ("plate", args.plate),
+        ("purpose", args.purpose),
+        ("case", args.case),
+    ]);
+    let a: AccessAudit = crate::cli::runtime()?.block_on(async {
+        Session::load()?
+            .client()
+            .await?
+            .get(&format!("/api/v1/audit/access{q}"))
+            .await
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<9} QUERY",
+        "TIME", "NODE", "USER", "AGENCY", "ACTION", "PURPOSE", "CASE", "RESULTS", "SOURCE", "OUTCOME"
+    );
+    for r in &a.rows {
+        println!(
+            "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<9} {}",
+            r.time.to_string(),
+            r.node,
+            r.user,
+            r.agency,
+            r.action,
+            r.purpose.as_deref().unwrap_or("-"),
+            r.case.as_deref().unwrap_or("-"),
+            r.results,
+            r.source,
+            r.outcome,
+            r.query
+        );
+    }
+    println!(
+        "\n{} accesses from {} to {}{}",
+        a.rows.len(),
+        a.from,
+        a.to,
+        if a.truncated { " (more not shown)" } else { "" }
+    );
+    println!("searches without a case number: {}", a.searches_without_case.len());
+    for r in &a.searches_without_case {
+        println!(
+            "  {}  {} ({})  purpose {}  {}",
+            r.time,
+            r.user,
+            r.agency,
+            r.purpose.as_deref().unwrap_or("-"),
+            r.query
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn training(args: TrainingArgs) -> anyhow::Result<ExitCode> {
+    use crate::api::audit::TrainingAudit;
+    use crate::api::client::query;
+    let q = query(&[
+        ("from", time_arg(args.from.as_deref())?),
+        ("to", time_arg(args.to.as_deref())?),
+    ]);
+    let a: TrainingAudit = crate::cli::runtime()?.block_on(async {
+        Session::load()?
+            .client()
+            .await?
+            .get(&format!("/api/v1/audit/training{q}"))
+            .await
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+    } else {
+        if a.users.is_empty() {
+            println!("no user's training lapsed in the window or is lapsed now");
+        }
+        for u in &a.users {
+            println!(
+                "{} ({}, {}): training expired {}{}; {} accesses before, {} after the lapse",
+                u.username,
+                u.role,
+                u.agency,
+                u.training_expires,
+                if u.lapsed_now { " (lapsed now)" } else { "" },
+                u.before.len(),
+                u.after_lapse.len()
+            );
+            for r in &u.before {
+                println!("    {}  {}  {}  {}", r.time, r.action, r.outcome, r.query);
+            }
+            for r in &u.after_lapse {
+                println!(
+                    "    VIOLATION: {}  {} on {}  {}",
+                    r.time, r.action, r.node, r.query
+                );
+            }
+        }
+        println!("violations (accesses after a lapse): {}", a.violations);
+    }
+    Ok(if a.violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
@@ -116,6 +280,12 @@ fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
                 println!("    checked against the checkpoint the node signed at size {size}");
             }
             for p in &n.problems {
+                println!("    - {p}");
+            }
+        }
+        if let Some(h) = &report.hub_access_log {
+            crate::verify::print_reports("access log", std::slice::from_ref(&h.report));
+            for p in &h.problems {
                 println!("    - {p}");
             }
         }
@@ -212,12 +382,100 @@ async fn audit_hub(
         }
         audits.push(auditor.finish());
     }
+    let hub_log = audit_hub_log(client, anchor, out.as_mut()).await?;
     if let Some(w) = out {
         finish_export(client, w)
             .await
             .context("closing the exported bundle")?;
     }
-    Ok(verdict(audits))
+    let mut report = verdict(audits);
+    if !hub_log.authentic() {
+        report.authentic = false;
+        report.verdict = format!(
+            "NOT AUTHENTIC: the hub's access log ({}); {}",
+            hub_log.report.device, report.verdict
+        );
+    }
+    report.hub_access_log = Some(hub_log);
+    Ok(report)
+}
+
+/// Verify the hub's own access log, page by page, from the CA: the hub's
+/// certificate must be issued by it for server authentication, and every
+/// entry signed with its key in one chain from entry 0.
+async fn audit_hub_log(
+    client: &mut ApiClient,
+    anchor: &TrustAnchor,
+    mut out: Option<&mut Export>,
+) -> anyhow::Result<NodeAudit> {
+    use crate::api::audit::{HubLogPage, MAX_PAGE};
+    let mut page: HubLogPage = client
+        .get(&format!("/api/v1/audit/hub-log?from=0&limit={MAX_PAGE}"))
+        .await
+        .context("fetching the hub's access log")?;
+    let der = hex::decode(&page.hub_certificate)?;
+    let name = alpr_shared::cert::claimed_name(&der).context("the hub's certificate")?;
+    let size = page.size;
+    let mut problems = Vec::new();
+    let mut verifier = match anchor.check_hub_der(&der) {
+        Ok(h) => LogVerifier::new(
+            name.clone(),
+            NodeKeys::single(&h.as_signer(name.clone(), der.clone())),
+            VerifyOptions { from_start: true },
+        ),
+        Err(e) => {
+            problems.push(format!("the hub's certificate is refused: {e}"));
+            let mut v = LogVerifier::new(
+                name.clone(),
+                NodeKeys::new(Vec::new(), &[]),
+                VerifyOptions { from_start: true },
+            );
+            v.refuse_certificate(e);
+            v
+        }
+    };
+    if let Some(w) = out.as_deref_mut() {
+        if size > 0 {
+            w.certificate(&der)?;
+        }
+    }
+    let mut from = 0u64;
+    loop {
+        for e in &page.entries {
+            let bytes = hex::decode(e)?;
+            let entry = SignedEntry::decode(&bytes);
+            if entry.as_ref().is_ok_and(|e| e.seq() >= size) {
+                break;
+            }
+            if let Some(w) = out.as_deref_mut() {
+                w.entry_bytes(&bytes)?;
+            }
+            match entry {
+                Ok(e) => verifier.entry(&e),
+                Err(e) => problems.push(format!("an entry cannot be decoded: {e}")),
+            }
+        }
+        match page.next {
+            Some(next) if next > from && next < size => from = next,
+            _ => break,
+        }
+        page = client
+            .get(&format!("/api/v1/audit/hub-log?from={from}&limit={MAX_PAGE}"))
+            .await
+            .context("fetching the hub's access log")?;
+    }
+    let report = verifier.finish();
+    if report.entries < size {
+        problems.push(format!(
+            "the hub served {} of the {size} entries of its access log",
+            report.entries
+        ));
+    }
+    Ok(NodeAudit {
+        report,
+        checkpoints: Vec::new(),
+        problems,
+    })
 }
 
 /// Open the export and write the hub's certificate, asked of the hub (it
@@ -341,6 +599,7 @@ fn verdict(nodes: Vec<NodeAudit>) -> AuditReport {
         reads,
         verdict,
         missing_images: Vec::new(),
+        hub_access_log: None,
     }
 }
 

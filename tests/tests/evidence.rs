@@ -19,10 +19,8 @@ const LIMIT: Duration = Duration::from_secs(600);
 const RSS_BOUND_KB: u64 = 200 * 1024;
 
 fn audit(hub: &Hub, export: Option<&Path>) -> anyhow::Result<Output> {
-    let mut cmd = Command::new(bin("hub")?);
-    cmd.args(["audit", "verify", "--json", "--config"])
-        .arg(&hub.config)
-        .env("NO_COLOR", "1");
+    let mut cmd = hub.as_user("auditor")?;
+    cmd.args(["audit", "verify", "--json"]);
     if let Some(p) = export {
         cmd.arg("--export").arg(p);
     }

@@ -230,8 +230,9 @@ fn accesses(
     Ok((rows, truncated))
 }
 
+/// The window asked for: from the beginning, to now, by default.
 fn window(from: Option<UnixMillis>, to: Option<UnixMillis>) -> (UnixMillis, UnixMillis) {
-    (from.unwrap_or(UnixMillis(0)), to.unwrap_or(UnixMillis(u64::MAX)))
+    (from.unwrap_or(UnixMillis(0)), to.unwrap_or_else(UnixMillis::now))
 }
 
 fn describe(q: &AccessQuery) -> String {

@@ -168,7 +168,7 @@ impl ApiClient {
                 }
             }
             Err(anyhow::anyhow!(
-                "connecting to the hub's API at {url}: {}",
+                "connecting to the hub's API at {url}: {}: is `hub serve` running?",
                 last.map_or("no address".to_string(), |e| e.to_string())
             ))
         };
