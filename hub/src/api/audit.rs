@@ -267,10 +267,9 @@ async fn access(
     let (rows, truncated) = tokio::task::spawn_blocking(move || accesses(&st, from, to))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
-    let plate = q
-        .plate
-        .as_deref()
-        .map(alpr_shared::search::fold_plate);
+    // Plates compare folded (case and OCR-confusable characters alike).
+    let fold = |t: &str| alpr_shared::search::fold_plate(&t.to_ascii_uppercase());
+    let plate = q.plate.as_deref().map(fold);
     let rows: Vec<AccessRow> = rows
         .into_iter()
         .filter(|r| caller.role != Role::Supervisor || r.agency == caller.agency)
@@ -278,8 +277,9 @@ async fn access(
         .filter(|r| q.purpose.as_ref().is_none_or(|p| r.purpose.as_ref() == Some(p)))
         .filter(|r| q.case.as_ref().is_none_or(|c| r.case.as_ref() == Some(c)))
         .filter(|r| {
+            // An audit naming a plate is not an access to its reads.
             plate.as_ref().is_none_or(|p| {
-                alpr_shared::search::fold_plate(&r.query).contains(p.as_str())
+                r.action != AccessAction::AuditQuery.as_str() && fold(&r.query).contains(p.as_str())
             })
         })
         .collect();

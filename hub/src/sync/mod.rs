@@ -291,10 +291,6 @@ pub async fn serve(
     let endpoint = quinn::Endpoint::server(server, config.listen)
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
-    info!(%addr, "hub listening");
-    if let Some(tx) = bound {
-        let _ = tx.send(addr);
-    }
 
     // Revocations from the configuration join those recorded: a bare
     // serial takes effect when first loaded, a table at its time.
@@ -407,6 +403,11 @@ pub async fn serve(
         },
         hub.cancel.clone(),
     ));
+    // Both ports are ready: nodes and people may come.
+    info!(%addr, "hub listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
     let writer_closed = hub.writer.clone();
     let mut failure = None;
     loop {
