@@ -165,7 +165,16 @@ fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
     }
     println!(
         "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<9} QUERY",
-        "TIME", "NODE", "USER", "AGENCY", "ACTION", "PURPOSE", "CASE", "RESULTS", "SOURCE", "OUTCOME"
+        "TIME",
+        "NODE",
+        "USER",
+        "AGENCY",
+        "ACTION",
+        "PURPOSE",
+        "CASE",
+        "RESULTS",
+        "SOURCE",
+        "OUTCOME"
     );
     for r in &a.rows {
         println!(
@@ -190,7 +199,10 @@ fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
         a.to,
         if a.truncated { " (more not shown)" } else { "" }
     );
-    println!("searches without a case number: {}", a.searches_without_case.len());
+    println!(
+        "searches without a case number: {}",
+        a.searches_without_case.len()
+    );
     for r in &a.searches_without_case {
         println!(
             "  {}  {} ({})  purpose {}  {}",
@@ -257,8 +269,7 @@ fn training(args: TrainingArgs) -> anyhow::Result<ExitCode> {
 fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     let session = Session::load()?;
     let ca_path = args.ca.clone().unwrap_or_else(|| session.ca.clone());
-    let ca =
-        std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+    let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
     let anchor = TrustAnchor::from_pem(&ca)
         .with_context(|| format!("{} is not a usable CA certificate", ca_path.display()))?;
     let report = tokio::runtime::Builder::new_current_thread()
@@ -460,7 +471,9 @@ async fn audit_hub_log(
             _ => break,
         }
         page = client
-            .get(&format!("/api/v1/audit/hub-log?from={from}&limit={MAX_PAGE}"))
+            .get(&format!(
+                "/api/v1/audit/hub-log?from={from}&limit={MAX_PAGE}"
+            ))
             .await
             .context("fetching the hub's access log")?;
     }

@@ -155,9 +155,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
-    let report: NodesReport = runtime()?.block_on(async {
-        Session::load()?.client().await?.get("/api/v1/nodes").await
-    })?;
+    let report: NodesReport = runtime()?
+        .block_on(async { Session::load()?.client().await?.get("/api/v1/nodes").await })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);

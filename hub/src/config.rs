@@ -162,7 +162,10 @@ impl HubConfig {
                 *p = base.join(&*p);
             }
         }
-        for p in [c.api_cert.as_mut(), c.api_key.as_mut()].into_iter().flatten() {
+        for p in [c.api_cert.as_mut(), c.api_key.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -205,7 +208,12 @@ impl HubConfig {
             self.idle_timeout,
         )?;
         c.number("api_max_connections", self.api_max_connections, 1, 65_536)?;
-        c.number("api_body_limit", self.api_body_limit, 1024, 64 * 1024 * 1024)?;
+        c.number(
+            "api_body_limit",
+            self.api_body_limit,
+            1024,
+            64 * 1024 * 1024,
+        )?;
         c.duration(
             "api_request_timeout",
             self.api_request_timeout,

@@ -414,9 +414,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     }
 
     say.step("hub nodes");
-    let (_, hub_nodes) = run_cmd(
-        hub.as_user("auditor")?.args(["nodes"]),
-    )?;
+    let (_, hub_nodes) = run_cmd(hub.as_user("auditor")?.args(["nodes"]))?;
     for l in hub_nodes.lines() {
         say.line(l);
     }

@@ -295,7 +295,10 @@ fn the_quic_port_serves_no_admin_protocol() -> anyhow::Result<()> {
         let n = hub.nodes().ok()?;
         (n["refused_handshakes"].as_u64()? >= 1).then_some(n)
     })?;
-    assert!(nodes["nodes"].as_array().is_some_and(|n| n.is_empty()), "{nodes:#}");
+    assert!(
+        nodes["nodes"].as_array().is_some_and(|n| n.is_empty()),
+        "{nodes:#}"
+    );
     Ok(())
 }
 

@@ -63,8 +63,15 @@ fn a_user_without_current_training_is_refused_with_the_reason() -> anyhow::Resul
     )?;
     assert!(out.status.success(), "{}", stderr(&out));
     let out = hub.run_as("op", &["nodes"])?;
-    assert!(!out.status.success(), "a lapsed operator's session still works");
-    assert!(stderr(&out).contains("no current training"), "{}", stderr(&out));
+    assert!(
+        !out.status.success(),
+        "a lapsed operator's session still works"
+    );
+    assert!(
+        stderr(&out).contains("no current training"),
+        "{}",
+        stderr(&out)
+    );
 
     // A disabled user is refused too.
     let out = hub.run_as("admin", &["user", "disable", "ofc"])?;
@@ -112,7 +119,11 @@ fn an_officer_cannot_add_users_or_read_audits() -> anyhow::Result<()> {
         .env("ALPR_NEW_PASSWORD", password_of("mallory"))
         .output()?;
     assert!(!out.status.success(), "an officer added a user");
-    assert!(stderr(&out).contains("may not manage users"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("may not manage users"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!hub.run_as("ofc", &["audit", "access"])?.status.success());
     assert!(!hub.run_as("ofc", &["nodes"])?.status.success());
 
@@ -144,15 +155,17 @@ fn throttling_stops_a_password_guessing_loop_and_every_attempt_is_logged() -> an
         let err = hub
             .login_with("ofc", &format!("guess-number-{i}"))
             .expect_err("a wrong password logged in");
-        assert!(err.to_string().contains("wrong username or password"), "{err}");
+        assert!(
+            err.to_string().contains("wrong username or password"),
+            "{err}"
+        );
     }
     // Locked: the right password is refused too, with when to retry.
-    let err = hub.login("ofc").expect_err("the right password got through the lock");
+    let err = hub
+        .login("ofc")
+        .expect_err("the right password got through the lock");
     let err = err.to_string();
-    assert!(
-        err.contains("locked until") && err.contains("429"),
-        "{err}"
-    );
+    assert!(err.contains("locked until") && err.contains("429"), "{err}");
     // Until the lock expires.
     wait_for(LIMIT, "the lock to expire", || hub.login("ofc").ok())?;
 
@@ -245,7 +258,11 @@ fn hub_audit_access_shows_the_four_statutory_fields_from_nodes_and_hub() -> anyh
         source: "console".into(),
     };
     let entries = vec![
-        log.append_access(record("7ABC123", Some("2026-0042")), UnixMillis::now(), TimeSource::Ntp)?,
+        log.append_access(
+            record("7ABC123", Some("2026-0042")),
+            UnixMillis::now(),
+            TimeSource::Ntp,
+        )?,
         log.append_access(record("4XYZ999", None), UnixMillis::now(), TimeSource::Ntp)?,
     ];
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -273,7 +290,10 @@ fn hub_audit_access_shows_the_four_statutory_fields_from_nodes_and_hub() -> anyh
         anyhow::Ok(())
     })?;
 
-    let out = hub.run_as("auditor", &["audit", "access", "--json", "--plate", "7abc123"])?;
+    let out = hub.run_as(
+        "auditor",
+        &["audit", "access", "--json", "--plate", "7abc123"],
+    )?;
     assert!(out.status.success(), "{}", stderr(&out));
     let audit: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let rows = audit["rows"].as_array().cloned().unwrap_or_default();

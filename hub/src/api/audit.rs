@@ -232,7 +232,10 @@ fn accesses(
 
 /// The window asked for: from the beginning, to now, by default.
 fn window(from: Option<UnixMillis>, to: Option<UnixMillis>) -> (UnixMillis, UnixMillis) {
-    (from.unwrap_or(UnixMillis(0)), to.unwrap_or_else(UnixMillis::now))
+    (
+        from.unwrap_or(UnixMillis(0)),
+        to.unwrap_or_else(UnixMillis::now),
+    )
 }
 
 fn describe(q: &AccessQuery) -> String {
@@ -274,7 +277,11 @@ async fn access(
         .into_iter()
         .filter(|r| caller.role != Role::Supervisor || r.agency == caller.agency)
         .filter(|r| q.user.as_ref().is_none_or(|u| &r.user == u))
-        .filter(|r| q.purpose.as_ref().is_none_or(|p| r.purpose.as_ref() == Some(p)))
+        .filter(|r| {
+            q.purpose
+                .as_ref()
+                .is_none_or(|p| r.purpose.as_ref() == Some(p))
+        })
         .filter(|r| q.case.as_ref().is_none_or(|c| r.case.as_ref() == Some(c)))
         .filter(|r| {
             // An audit naming a plate is not an access to its reads.

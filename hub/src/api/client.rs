@@ -88,9 +88,11 @@ impl Session {
 
     /// A client of the session's hub, sending its token.
     pub async fn client(&self) -> anyhow::Result<ApiClient> {
-        let mut c = ApiClient::connect(&self.hub, &std::fs::read(&self.ca).with_context(|| {
-            format!("reading the CA certificate {}", self.ca.display())
-        })?)
+        let mut c = ApiClient::connect(
+            &self.hub,
+            &std::fs::read(&self.ca)
+                .with_context(|| format!("reading the CA certificate {}", self.ca.display()))?,
+        )
         .await?;
         c.token = Some(self.token.clone());
         Ok(c)
@@ -174,11 +176,20 @@ impl ApiClient {
         };
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| anyhow::anyhow!("no answer from the hub's API at {url} within {} s: is `hub serve` running?", CONNECT_TIMEOUT.as_secs()))??;
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no answer from the hub's API at {url} within {} s: is `hub serve` running?",
+                    CONNECT_TIMEOUT.as_secs()
+                )
+            })??;
         let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
             .connect(name, tcp)
             .await
-            .with_context(|| format!("TLS with the hub at {url} (is its certificate issued by this CA for {host}?)"))?;
+            .with_context(|| {
+                format!(
+                    "TLS with the hub at {url} (is its certificate issued by this CA for {host}?)"
+                )
+            })?;
         let (send, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await

@@ -277,8 +277,14 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<rustls::Ser
         .into_iter()
         .map(rustls::pki_types::CertificateDer::from)
         .collect::<Vec<_>>();
-    anyhow::ensure!(!certs.is_empty(), "no certificate in the API certificate file");
-    let key = <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_slice(key_pem)
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "no certificate in the API certificate file"
+    );
+    let key =
+        <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_slice(
+            key_pem,
+        )
         .context("the API key")?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -347,8 +353,7 @@ pub async fn serve(
         let cancel = cancel.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-            {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "API TLS handshake failed");

@@ -405,7 +405,10 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/nodes", get(get_nodes))
         .route("/api/v1/nodes/{node}/log", get(get_node_log))
-        .route("/api/v1/nodes/{node}/missing-images", get(get_missing_images))
+        .route(
+            "/api/v1/nodes/{node}/missing-images",
+            get(get_missing_images),
+        )
         .route("/api/v1/bundle/sign", post(post_sign_manifest))
         .route("/api/v1/revoke", post(post_revoke))
 }
@@ -429,16 +432,18 @@ async fn get_node_log(
         // The first page of each node's log is one audit access.
         state
             .access
-            .record(caller.record(AccessAction::AuditQuery, format!("audit verify node={node}")))
+            .record(caller.record(
+                AccessAction::AuditQuery,
+                format!("audit verify node={node}"),
+            ))
             .await?;
     }
     let hub = state.hub.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        node_log_page(&hub, &node, q.from, q.limit, q.size)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
+    let page =
+        tokio::task::spawn_blocking(move || node_log_page(&hub, &node, q.from, q.limit, q.size))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
     Ok(Json(page))
 }
 
@@ -464,7 +469,10 @@ async fn post_sign_manifest(
     caller.require(Permission::VerifyLogs)?;
     state
         .access
-        .record(caller.record(AccessAction::Export, "audit verify --export (bundle manifest signed)"))
+        .record(caller.record(
+            AccessAction::Export,
+            "audit verify --export (bundle manifest signed)",
+        ))
         .await?;
     sign_manifest(&state.hub, &req.manifest)
         .map(Json)

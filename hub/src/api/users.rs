@@ -121,12 +121,7 @@ async fn list(
     caller.require(Permission::ManageUsers)?;
     let now = UnixMillis::now();
     Ok(Json(
-        state
-            .users
-            .list()?
-            .iter()
-            .map(|u| u.view(now))
-            .collect(),
+        state.users.list()?.iter().map(|u| u.view(now)).collect(),
     ))
 }
 
@@ -170,5 +165,7 @@ async fn password(
     Json(req): Json<PasswordRequest>,
 ) -> Result<Json<UserView>, ApiError> {
     caller.require(Permission::ManageUsers)?;
-    Ok(Json(state.users.passwd(&caller, &name, req.password).await?))
+    Ok(Json(
+        state.users.passwd(&caller, &name, req.password).await?,
+    ))
 }

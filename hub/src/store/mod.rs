@@ -225,8 +225,7 @@ pub trait HubStorage: Send + Sync + 'static {
     /// Every user account, by username.
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
     /// The session kept under the SHA-256 of its token.
-    fn session(&self, hash: &[u8; 32])
-        -> Result<Option<crate::users::SessionRecord>, StoreError>;
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
     /// Access entries of nodes (`EntryKind::Access` in their logs) whose
     /// time is in [from, to], as (node, seq) in time order, at most `limit`
     /// (index `node-access-v1`, written at ingest).

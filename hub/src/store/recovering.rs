@@ -198,10 +198,7 @@ impl HubStorage for Recovering {
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
         self.call(|s| s.users())
     }
-    fn session(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
         self.call(|s| s.session(hash))
     }
     fn node_accesses(

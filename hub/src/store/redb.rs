@@ -862,10 +862,7 @@ impl HubStorage for RedbStore {
         Ok(out)
     }
 
-    fn session(
-        &self,
-        hash: &[u8; 32],
-    ) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(SESSIONS).map_err(db_err)?;
         t.get(hash)

@@ -285,8 +285,7 @@ pub async fn serve(
         let key = alpr_shared::private::read_key_file(key)?;
         crate::api::tls_config(&cert, &key)?
     };
-    let mut server =
-        quic::server_config(&ca_pem, &cert_pem, &key_pem, &[ALPN], liveness)?;
+    let mut server = quic::server_config(&ca_pem, &cert_pem, &key_pem, &[ALPN], liveness)?;
     quic::bound_receive(&mut server, liveness, limits::WINDOWS);
     let endpoint = quinn::Endpoint::server(server, config.listen)
         .with_context(|| format!("listening on {}", config.listen))?;

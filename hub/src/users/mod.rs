@@ -250,7 +250,10 @@ pub fn check_username(name: &str) -> Result<(), String> {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -273,7 +276,8 @@ pub fn check_password(p: &str) -> Result<(), String> {
 
 /// argon2id with OWASP's parameters (m = 19456 KiB, t = 2, p = 1).
 fn argon2() -> argon2::Argon2<'static> {
-    let params = argon2::Params::new(19_456, 2, 1, None).expect("OWASP argon2 parameters are valid");
+    let params =
+        argon2::Params::new(19_456, 2, 1, None).expect("OWASP argon2 parameters are valid");
     argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
 }
 
@@ -339,7 +343,10 @@ pub enum UserError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]
-    Locked { message: String, retry_after: Duration },
+    Locked {
+        message: String,
+        retry_after: Duration,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -548,9 +555,7 @@ impl Users {
         check_password(&new.password).map_err(UserError::Invalid)?;
         for (what, v) in [("agency", &new.agency), ("title", &new.title)] {
             if v.trim().is_empty() || v.len() > 128 {
-                return Err(UserError::Invalid(format!(
-                    "{what} is 1 to 128 characters"
-                )));
+                return Err(UserError::Invalid(format!("{what} is 1 to 128 characters")));
             }
         }
         let completed = parse_date(&new.training_completed).map_err(UserError::Invalid)?;
@@ -572,10 +577,7 @@ impl Users {
             ));
         }
         if self.storage.user(&new.username)?.is_some() {
-            return Err(UserError::Conflict(format!(
-                "user {} exists",
-                new.username
-            )));
+            return Err(UserError::Conflict(format!("user {} exists", new.username)));
         }
         let now = UnixMillis::now();
         let rec = UserRecord {
@@ -709,9 +711,7 @@ impl Users {
             .map_err(|_| UserError::Invalid("throttle poisoned".into()))?
             .locked(username, source, now);
         if let Some(until) = locked {
-            let message = format!(
-                "too many failed logins: locked until {until}; try again then",
-            );
+            let message = format!("too many failed logins: locked until {until}; try again then",);
             self.access
                 .record(self.refused(username, "", source, &message))
                 .await?;
@@ -750,9 +750,7 @@ impl Users {
                     r.action = AccessAction::Lockout;
                     self.access.record(r).await?;
                 }
-                return Err(UserError::Unauthorized(
-                    "wrong username or password".into(),
-                ));
+                return Err(UserError::Unauthorized("wrong username or password".into()));
             }
         };
         if let Some(reason) = user.refusal(now) {
@@ -802,7 +800,9 @@ impl Users {
         let now = UnixMillis::now();
         let hash = token_hash(token);
         let expired = || {
-            UserError::Unauthorized("no session or session expired: log in again (`hub login`)".into())
+            UserError::Unauthorized(
+                "no session or session expired: log in again (`hub login`)".into(),
+            )
         };
         let session = self.storage.session(&hash)?.ok_or_else(expired)?;
         let idle = millis(self.config.session_idle);
@@ -907,7 +907,10 @@ mod tests {
         };
         let now = parse_date("2026-01-01").expect("date");
         let why = u.refusal(now).expect("refused");
-        assert!(why.contains("training") && why.contains("2025-01-01"), "{why}");
+        assert!(
+            why.contains("training") && why.contains("2025-01-01"),
+            "{why}"
+        );
         u.training_expires = parse_date("2027-01-01").expect("date");
         assert_eq!(u.refusal(now), None);
         u.disabled = true;
