@@ -127,6 +127,8 @@ pub enum UserCommand {
 pub enum BenchCommand {
     /// Verified, durably stored reads per second from many edges.
     Ingest(crate::bench::IngestArgs),
+    /// Login time through the API (argon2id), p50 and p99.
+    Login(crate::bench::LoginArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -303,6 +305,7 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
 pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
+        BenchCommand::Login(a) => runtime()?.block_on(crate::bench::login(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -413,6 +413,9 @@ pub async fn serve(
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
             r = &mut api_task => {
+                if cancel.is_cancelled() {
+                    break;
+                }
                 tracing::error!("the API stopped; the hub stops so that its supervisor restarts it");
                 failure = Some(match r {
                     Ok(Err(e)) => e.context("the API stopped"),
