@@ -869,6 +869,160 @@ fn constant_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 mod tests {
     use super::*;
 
+    fn users_in(dir: &std::path::Path, config: UsersConfig) -> (Users, Arc<dyn HubStorage>) {
+        let storage: Arc<dyn HubStorage> =
+            Arc::new(crate::store::redb::RedbStore::open(&dir.join("hub.redb")).expect("open"));
+        let access = AccessLog::start(
+            storage.clone(),
+            alpr_shared::crypto::SecretKey::generate(),
+            alpr_shared::types::DeviceId::new("hub").expect("name"),
+        )
+        .expect("access log");
+        (
+            Users::new(storage.clone(), access, config).expect("users"),
+            storage,
+        )
+    }
+
+    fn config() -> UsersConfig {
+        UsersConfig {
+            session_idle: Duration::from_secs(600),
+            session_max: Duration::from_secs(3600),
+            throttle: ThrottleConfig::default(),
+        }
+    }
+
+    fn new_user(name: &str, role: Role) -> NewUser {
+        NewUser {
+            username: name.into(),
+            agency: "CA0000001".into(),
+            title: "t".into(),
+            role,
+            password: format!("password-of-{name}"),
+            training_completed: "2026-01-01".into(),
+            training_expires: "2099-01-01".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_follow_the_account_and_changes_notify_subscribers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (users, storage) = users_in(dir.path(), config());
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        assert!(users
+            .prepare_bootstrap(dir.path(), "127.0.0.1:1".parse().expect("addr"))
+            .expect("bootstrap file"));
+        let file: BootstrapFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join(BOOTSTRAP_FILE)).expect("read"))
+                .expect("json");
+        let mut changes = users.subscribe();
+        let admin = users
+            .bootstrap(
+                &file.token,
+                new_user("admin", Role::Administrator),
+                ip,
+                dir.path(),
+            )
+            .await
+            .expect("bootstrap");
+        assert_eq!(admin.role, Role::Administrator);
+        assert!(!dir.path().join(BOOTSTRAP_FILE).exists());
+        assert!(changes.has_changed().expect("watch"));
+        changes.mark_unchanged();
+        // Once is all.
+        assert!(users
+            .bootstrap(
+                &file.token,
+                new_user("again", Role::Administrator),
+                ip,
+                dir.path()
+            )
+            .await
+            .is_err());
+
+        let login = users
+            .login("admin", "password-of-admin", ip)
+            .await
+            .expect("login");
+        // Only the token's hash is kept.
+        assert!(storage
+            .session(&token_hash(&login.token))
+            .expect("read")
+            .is_some());
+        let stored = format!("{:?}", storage.users().expect("users"));
+        assert!(!stored.contains(&login.token));
+        let caller = users.authenticate(&login.token, ip).expect("a session");
+        assert_eq!(caller.username, "admin");
+
+        users
+            .add(&caller, new_user("ofc", Role::Officer))
+            .await
+            .expect("add");
+        assert!(changes.has_changed().expect("watch"));
+        changes.mark_unchanged();
+        let ofc = users
+            .login("ofc", "password-of-ofc", ip)
+            .await
+            .expect("login");
+        users.authenticate(&ofc.token, ip).expect("a session");
+        users
+            .train(&caller, "ofc", "2024-01-01", "2025-01-01")
+            .await
+            .expect("train");
+        assert!(changes.has_changed().expect("watch"));
+        assert!(matches!(
+            users.authenticate(&ofc.token, ip),
+            Err(UserError::Forbidden(m)) if m.contains("2025-01-01")
+        ));
+
+        users.logout(&caller, &login.token).await.expect("logout");
+        assert!(matches!(
+            users.authenticate(&login.token, ip),
+            Err(UserError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            users.authenticate("not a token", ip),
+            Err(UserError::Unauthorized(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_session_past_its_absolute_end_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = config();
+        c.session_max = Duration::from_millis(1);
+        let (users, storage) = users_in(dir.path(), c);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let now = UnixMillis::now();
+        storage
+            .commit(vec![WriteOp::User(UserRecord {
+                username: "a".into(),
+                agency: "X".into(),
+                title: "t".into(),
+                role: Role::Auditor,
+                password_hash: hash_password("password-of-a").expect("hash"),
+                training_completed: UnixMillis(0),
+                training_expires: UnixMillis(u64::MAX),
+                disabled: false,
+                created: now,
+                updated: now,
+            })])
+            .expect("user");
+        let login = users.login("a", "password-of-a", ip).await.expect("login");
+        while UnixMillis::now() <= login.expires {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(matches!(
+            users.authenticate(&login.token, ip),
+            Err(UserError::Unauthorized(_))
+        ));
+        // And it is gone from storage.
+        assert!(storage
+            .session(&token_hash(&login.token))
+            .expect("read")
+            .is_none());
+    }
+
     #[test]
     fn passwords_hash_with_argon2id_owasp_parameters_and_verify() {
         let h = hash_password("correct horse battery").expect("hash");
