@@ -682,7 +682,7 @@ impl Users {
 
     fn refused(&self, username: &str, agency: &str, source: IpAddr, reason: &str) -> AccessRecord {
         AccessRecord {
-            user: username.chars().take(64).collect(),
+            user: printable(username),
             agency: agency.to_owned(),
             action: AccessAction::LoginFailed,
             purpose: None,
@@ -705,6 +705,8 @@ impl Users {
         source: IpAddr,
     ) -> Result<Login, UserError> {
         let now = UnixMillis::now();
+        // Throttled and recorded under what can be recorded of it.
+        let username = &printable(username);
         let locked = self
             .throttle
             .lock()
@@ -859,6 +861,22 @@ impl Users {
         }])?;
         Ok(())
     }
+}
+
+/// What a person typed, fit for a record: control characters dropped, at
+/// most 100 bytes.
+fn printable(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > 100 {
+            break;
+        }
+        out.push(c);
+    }
+    if out.is_empty() {
+        out.push_str("(empty)");
+    }
+    out
 }
 
 fn constant_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
