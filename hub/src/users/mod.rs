@@ -18,6 +18,9 @@
 //!   session ends after `session_idle` without use or `session_max` after
 //!   login, whichever comes first. Idle time is counted in memory: after a
 //!   restart it counts from the restart.
+//! - Accounts and sessions in use are also held in memory (the hub is
+//!   their only writer), so a request is authenticated without reading the
+//!   database: `hub nodes` answers while the database fails.
 //! - **Throttling** ([`Throttle`]): failures are counted per username and
 //!   per source address over `login_window`; past the limit the name (or
 //!   the source) is locked for `login_lockout`, and every attempt meanwhile
@@ -391,8 +394,9 @@ pub struct BootstrapFile {
 /// The name of the bootstrap file in the hub's data folder.
 pub const BOOTSTRAP_FILE: &str = "bootstrap.json";
 
-/// A session being used: when it was last used (in memory).
-type Live = HashMap<[u8; 32], UnixMillis>;
+/// Sessions in use, by token hash: the record and when it was last used
+/// (in memory; records are also kept in storage).
+type Live = HashMap<[u8; 32], (SessionRecord, UnixMillis)>;
 
 /// Users, sessions and throttling; cheap to share (`Arc`).
 pub struct Users {
@@ -400,7 +404,11 @@ pub struct Users {
     access: AccessLog,
     config: UsersConfig,
     throttle: Mutex<Throttle>,
-    last_used: Mutex<Live>,
+    /// Accounts, as stored (this is their only writer): a request is
+    /// authenticated without the database, so `hub nodes` and `hub health`
+    /// answer while it fails.
+    accounts: Mutex<HashMap<String, UserRecord>>,
+    sessions: Mutex<Live>,
     changes: watch::Sender<u64>,
     /// One change of accounts at a time (check-then-write).
     write: tokio::sync::Mutex<()>,
@@ -435,12 +443,19 @@ impl Users {
         config: UsersConfig,
     ) -> Result<Self, String> {
         let (changes, _) = watch::channel(0);
+        let accounts = storage
+            .users()
+            .map_err(|e| format!("reading the users: {e}"))?
+            .into_iter()
+            .map(|u| (u.username.clone(), u))
+            .collect();
         Ok(Users {
+            accounts: Mutex::new(accounts),
             throttle: Mutex::new(Throttle::new(config.throttle.clone())),
             storage,
             access,
             config,
-            last_used: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
             changes,
             write: tokio::sync::Mutex::new(()),
             bootstrap: Mutex::new(None),
@@ -466,12 +481,29 @@ impl Users {
 
     /// Every account, by username.
     pub fn list(&self) -> Result<Vec<UserRecord>, UserError> {
-        Ok(self.storage.users()?)
+        let mut all: Vec<UserRecord> = self.accounts()?.values().cloned().collect();
+        all.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(all)
     }
 
     /// One account.
     pub fn get(&self, username: &str) -> Result<Option<UserRecord>, UserError> {
-        Ok(self.storage.user(username)?)
+        Ok(self.accounts()?.get(username).cloned())
+    }
+
+    fn accounts(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, UserRecord>>, UserError> {
+        self.accounts
+            .lock()
+            .map_err(|_| UserError::Invalid("accounts poisoned".into()))
+    }
+
+    /// Store `rec` and keep it.
+    fn put(&self, rec: &UserRecord) -> Result<(), UserError> {
+        self.storage.commit(vec![WriteOp::User(rec.clone())])?;
+        self.accounts()?.insert(rec.username.clone(), rec.clone());
+        Ok(())
     }
 
     /// While no user exists, make a bootstrap token, write it (0600) into
@@ -483,7 +515,11 @@ impl Users {
         api: std::net::SocketAddr,
     ) -> anyhow::Result<bool> {
         let path = dir.join(BOOTSTRAP_FILE);
-        if !self.storage.users()?.is_empty() {
+        if !self
+            .accounts()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .is_empty()
+        {
             let _ = std::fs::remove_file(&path);
             return Ok(false);
         }
@@ -571,12 +607,12 @@ impl Users {
             .map_err(|e| UserError::Invalid(e.to_string()))?
             .map_err(UserError::Invalid)?;
         let _guard = self.write.lock().await;
-        if first && !self.storage.users()?.is_empty() {
+        if first && !self.accounts()?.is_empty() {
             return Err(UserError::Forbidden(
                 "bootstrap refused: the hub already has users".into(),
             ));
         }
-        if self.storage.user(&new.username)?.is_some() {
+        if self.get(&new.username)?.is_some() {
             return Err(UserError::Conflict(format!("user {} exists", new.username)));
         }
         let now = UnixMillis::now();
@@ -602,7 +638,7 @@ impl Users {
         self.access
             .record(by.record(AccessAction::UserAdmin, query))
             .await?;
-        self.storage.commit(vec![WriteOp::User(rec.clone())])?;
+        self.put(&rec)?;
         self.changed();
         Ok(rec.view(now))
     }
@@ -617,8 +653,7 @@ impl Users {
     ) -> Result<UserView, UserError> {
         let _guard = self.write.lock().await;
         let mut rec = self
-            .storage
-            .user(username)?
+            .get(username)?
             .ok_or_else(|| UserError::NotFound(format!("no user {username}")))?;
         f(&mut rec);
         let now = UnixMillis::now();
@@ -626,7 +661,7 @@ impl Users {
         self.access
             .record(by.record(AccessAction::UserAdmin, format!("user {what} {username}")))
             .await?;
-        self.storage.commit(vec![WriteOp::User(rec.clone())])?;
+        self.put(&rec)?;
         self.changed();
         Ok(rec.view(now))
     }
@@ -722,7 +757,7 @@ impl Users {
                 retry_after: Duration::from_millis(until.0.saturating_sub(now.0).max(1000)),
             });
         }
-        let user = self.storage.user(username)?;
+        let user = self.get(username)?;
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.clone(), |u| u.password_hash.clone());
@@ -786,8 +821,8 @@ impl Users {
             hash,
             session: Some(session.clone()),
         }])?;
-        if let Ok(mut l) = self.last_used.lock() {
-            l.insert(hash, now);
+        if let Ok(mut l) = self.sessions.lock() {
+            l.insert(hash, (session.clone(), now));
         }
         Ok(Login {
             token,
@@ -806,34 +841,34 @@ impl Users {
                 "no session or session expired: log in again (`hub login`)".into(),
             )
         };
-        let session = self.storage.session(&hash)?.ok_or_else(expired)?;
+        let cached = self
+            .sessions
+            .lock()
+            .map_err(|_| UserError::Invalid("sessions poisoned".into()))?
+            .get(&hash)
+            .cloned();
+        // Sessions from before a restart are read once; idle time then
+        // counts from now.
+        let (session, last) = match cached {
+            Some(c) => c,
+            None => (self.storage.session(&hash)?.ok_or_else(expired)?, now),
+        };
         let idle = millis(self.config.session_idle);
-        let end = |this: &Self| {
-            if let Ok(mut l) = this.last_used.lock() {
+        let fresh = now <= session.expires && now.0.saturating_sub(last.0) <= idle;
+        if !fresh {
+            if let Ok(mut l) = self.sessions.lock() {
                 l.remove(&hash);
             }
-            let _ = this.storage.commit(vec![WriteOp::Session {
+            let _ = self.storage.commit(vec![WriteOp::Session {
                 hash,
                 session: None,
             }]);
-        };
-        let fresh = {
-            let mut l = self
-                .last_used
-                .lock()
-                .map_err(|_| UserError::Invalid("sessions poisoned".into()))?;
-            let last = *l.entry(hash).or_insert(now);
-            let fresh = now <= session.expires && now.0.saturating_sub(last.0) <= idle;
-            if fresh {
-                l.insert(hash, now);
-            }
-            fresh
-        };
-        if !fresh {
-            end(self);
             return Err(expired());
         }
-        let user = self.storage.user(&session.username)?.ok_or_else(expired)?;
+        if let Ok(mut l) = self.sessions.lock() {
+            l.insert(hash, (session.clone(), now));
+        }
+        let user = self.get(&session.username)?.ok_or_else(expired)?;
         if let Some(reason) = user.refusal(now) {
             return Err(UserError::Forbidden(reason));
         }
@@ -852,7 +887,7 @@ impl Users {
         self.access
             .record(caller.record(AccessAction::Logout, "logout"))
             .await?;
-        if let Ok(mut l) = self.last_used.lock() {
+        if let Ok(mut l) = self.sessions.lock() {
             l.remove(&hash);
         }
         self.storage.commit(vec![WriteOp::Session {
@@ -890,6 +925,10 @@ mod tests {
     fn users_in(dir: &std::path::Path, config: UsersConfig) -> (Users, Arc<dyn HubStorage>) {
         let storage: Arc<dyn HubStorage> =
             Arc::new(crate::store::redb::RedbStore::open(&dir.join("hub.redb")).expect("open"));
+        users_of(storage, config)
+    }
+
+    fn users_of(storage: Arc<dyn HubStorage>, config: UsersConfig) -> (Users, Arc<dyn HubStorage>) {
         let access = AccessLog::start(
             storage.clone(),
             alpr_shared::crypto::SecretKey::generate(),
@@ -1009,7 +1048,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = config();
         c.session_max = Duration::from_millis(1);
-        let (users, storage) = users_in(dir.path(), c);
+        let storage: Arc<dyn HubStorage> = Arc::new(
+            crate::store::redb::RedbStore::open(&dir.path().join("hub.redb")).expect("open"),
+        );
         let ip: IpAddr = [127, 0, 0, 1].into();
         let now = UnixMillis::now();
         storage
@@ -1026,6 +1067,8 @@ mod tests {
                 updated: now,
             })])
             .expect("user");
+        // Accounts stored before the start are known.
+        let (users, storage) = users_of(storage, c);
         let login = users.login("a", "password-of-a", ip).await.expect("login");
         while UnixMillis::now() <= login.expires {
             tokio::time::sleep(Duration::from_millis(2)).await;
