@@ -1,12 +1,13 @@
-//! `hub audit verify`: re-verify every node log the running hub holds, from
-//! the deployment's CA certificate alone.
+//! `hub audit verify`: re-verify every node log the running hub holds, and
+//! its own access log, from the deployment's CA certificate alone.
 //!
-//! The command asks the hub (over its admin API, like every operator
-//! command) for each node's stored entries, every certificate the node has
+//! The command asks the hub (over its HTTPS API, as an auditor logged in
+//! with `hub login`, like every command for people) for each node's stored
+//! entries, every certificate the node has
 //! held, the deployment's revocations and the node's latest signed
 //! checkpoint, as one consistent snapshot of a log that may still grow; it
-//! trusts none of them. It checks each certificate against the CA in the
-//! configuration, then the log with the offline verifier (signatures under
+//! trusts none of them. It checks each certificate against the CA (the
+//! session's, or `--ca`), then the log with the offline verifier (signatures under
 //! a certificate valid at capture and not revoked by then, keys moving
 //! only forward, chain from sequence 0, content commitments, purge
 //! records, checkpoints), and ends with a one-line verdict. The exit
@@ -16,6 +17,13 @@
 //! arrive, so the command's memory does not grow with the hub's data.
 //! `--export` writes what was fetched, as it arrives, into a bundle whose
 //! manifest the hub signs (its key never leaves the hub).
+//!
+//! The hub's own access log is verified the same way, under the hub's
+//! certificate (checked against the CA for server authentication), and
+//! exported with the node logs so `hub verify` checks it offline.
+//!
+//! `hub audit access` and `hub audit training` ask the hub for who
+//! accessed what, when and why ([`crate::api::audit`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! The hub stays bounded under abuse: handshakes without a certificate do
 //! not flush a node's refusal out of `hub nodes` nor fill its database;
-//! handshakes that never finish do not lock enrolled nodes out; a node
-//! certificate on the admin API is refused and counted; nodes pushing huge
+//! handshakes that never finish do not lock enrolled nodes out; the QUIC
+//! port serves nodes only (no admin protocol); nodes pushing huge
 //! image frames on many streams cannot raise the hub's memory past its
 //! budgets.
 

@@ -60,7 +60,7 @@ fn an_audit_during_full_speed_ingest_is_authentic_every_time() -> anyhow::Result
             ..EdgeOptions::default()
         },
     )?;
-    // Wait until the log spans more than one page of the admin API.
+    // Wait until the log spans more than one page of the API.
     alpr_e2e::wait_for(LIMIT, "more than 4096 entries at the hub", || {
         let nodes = hub.nodes().ok()?;
         let acked = nodes["nodes"][0]["acked"].as_u64()?;

@@ -186,7 +186,7 @@ pub struct NodesReport {
     pub problems: Vec<String>,
     /// Refusals since start by kind: refusal codes (`revoked`, `fork`,
     /// `unknown-node`, …) and limits (`connection-limit`,
-    /// `handshake-limit`, `handshake-timeout`, `wrong-protocol`).
+    /// `handshake-limit`, `handshake-timeout`).
     #[serde(default)]
     pub refusals_by_kind: std::collections::BTreeMap<String, u64>,
     /// Refusals of unauthenticated sources, aggregated per source; apart
