@@ -79,6 +79,42 @@ fn a_user_without_current_training_is_refused_with_the_reason() -> anyhow::Resul
     let err = hub.login("ofc").expect_err("a disabled user logged in");
     assert!(err.to_string().contains("disabled"), "{err}");
 
+    // The training audit names both. The operator's training was recorded
+    // as expired in 2025, yet they logged in since: the audit flags that
+    // access as a violation and exits non-zero.
+    let out = hub.run_as("auditor", &["audit", "training", "--json"])?;
+    assert!(!out.status.success(), "a violation passed the audit");
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let user = |name: &str| {
+        audit["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["username"] == name)
+            .cloned()
+    };
+    let op = user("op").ok_or_else(|| anyhow::anyhow!("op missing: {audit:#}"))?;
+    assert_eq!(op["lapsed_now"], true);
+    assert_eq!(op["training_expires"], LAPSED.1);
+    let after: Vec<&str> = op["after_lapse"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    assert_eq!(after, ["login"], "{op:#}");
+    assert_eq!(audit["violations"], 1, "{audit:#}");
+    // Refused logins are not violations.
+    let lapsed = user("lapsed").ok_or_else(|| anyhow::anyhow!("lapsed missing: {audit:#}"))?;
+    assert!(
+        lapsed["after_lapse"].as_array().is_some_and(Vec::is_empty),
+        "{lapsed:#}"
+    );
+    assert!(user("auditor").is_none(), "{audit:#}");
+    let out = hub.run_as("auditor", &["audit", "training"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("VIOLATION") && text.contains("op"), "{text}");
+
     // Each refusal is in the access log with its reason.
     let rows = access_rows(&hub, &["--user", "lapsed"])?;
     assert!(
