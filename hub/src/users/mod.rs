@@ -817,10 +817,35 @@ impl Users {
             .record(caller.record(AccessAction::Login, "login"))
             .await?;
         let hash = token_hash(&token);
-        self.storage.commit(vec![WriteOp::Session {
+        // Sessions that ended unused go with this one's commit.
+        let idle = millis(self.config.session_idle);
+        let ended: Vec<[u8; 32]> = self
+            .sessions
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter(|(_, (s, last))| now > s.expires || now.0.saturating_sub(last.0) > idle)
+                    .map(|(h, _)| *h)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ops: Vec<WriteOp> = ended
+            .iter()
+            .map(|h| WriteOp::Session {
+                hash: *h,
+                session: None,
+            })
+            .collect();
+        ops.push(WriteOp::Session {
             hash,
             session: Some(session.clone()),
-        }])?;
+        });
+        self.storage.commit(ops)?;
+        if let Ok(mut l) = self.sessions.lock() {
+            for h in &ended {
+                l.remove(h);
+            }
+        }
         if let Ok(mut l) = self.sessions.lock() {
             l.insert(hash, (session.clone(), now));
         }
@@ -1080,6 +1105,17 @@ mod tests {
         // And it is gone from storage.
         assert!(storage
             .session(&token_hash(&login.token))
+            .expect("read")
+            .is_none());
+
+        // A session that ends unused is removed at the next login.
+        let unused = users.login("a", "password-of-a", ip).await.expect("login");
+        while UnixMillis::now() <= unused.expires {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let _next = users.login("a", "password-of-a", ip).await.expect("login");
+        assert!(storage
+            .session(&token_hash(&unused.token))
             .expect("read")
             .is_none());
     }
