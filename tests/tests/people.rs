@@ -366,3 +366,53 @@ fn hub_audit_access_shows_the_four_statutory_fields_from_nodes_and_hub() -> anyh
     assert!(text.contains("searches without a case number: 1"), "{text}");
     Ok(())
 }
+
+/// The API answers only with a session, and within its limits; its health
+/// answer needs no login and carries no read data.
+#[test]
+fn the_api_needs_a_session_and_bounds_what_it_reads() -> anyhow::Result<()> {
+    use alpr_hub::api::client::{ApiClient, ApiFailure};
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let hub = Hub::start(&pki, dir.path(), &[])?;
+    let ca = std::fs::read(&hub.ca)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let status = |r: anyhow::Result<serde_json::Value>| {
+            r.err()
+                .and_then(|e| e.downcast::<ApiFailure>().ok())
+                .map(|f| (f.status, f.message))
+        };
+        let mut c = ApiClient::connect(&hub.api, &ca).await?;
+        let (code, message) =
+            status(c.get("/api/v1/nodes").await).ok_or_else(|| anyhow::anyhow!("answered"))?;
+        assert_eq!(code, 401, "{message}");
+        assert!(message.contains("log in"), "{message}");
+        c.token = Some("0".repeat(64));
+        let (code, _) =
+            status(c.get("/api/v1/nodes").await).ok_or_else(|| anyhow::anyhow!("answered"))?;
+        assert_eq!(code, 401);
+
+        let health: serde_json::Value = c.get("/api/v1/health").await?;
+        assert_eq!(health, serde_json::json!({"problems": []}));
+
+        let mut c = ApiClient::connect(&hub.api, &ca).await?;
+        let huge = serde_json::json!({"username": "auditor", "password": "x".repeat(2 << 20)});
+        let (code, _) = status(c.post("/api/v1/login", &huge).await)
+            .ok_or_else(|| anyhow::anyhow!("a 2 MiB body was read"))?;
+        assert_eq!(code, 413);
+        anyhow::Ok(())
+    })?;
+    // A client that does not trust the deployment CA gets no answer.
+    let other = Pki::new()?;
+    let err = rt
+        .block_on(ApiClient::connect(
+            &hub.api,
+            &std::fs::read(other.ca_cert())?,
+        ))
+        .expect_err("a client of another CA connected");
+    assert!(format!("{err:#}").contains("TLS"), "{err:#}");
+    Ok(())
+}
