@@ -1120,6 +1120,43 @@ mod tests {
             .is_none());
     }
 
+    #[tokio::test]
+    async fn a_session_left_idle_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = config();
+        c.session_idle = Duration::from_millis(1);
+        let (users, _) = users_in(dir.path(), c);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let file = {
+            users
+                .prepare_bootstrap(dir.path(), "127.0.0.1:1".parse().expect("addr"))
+                .expect("bootstrap file");
+            let f: BootstrapFile = serde_json::from_slice(
+                &std::fs::read(dir.path().join(BOOTSTRAP_FILE)).expect("read"),
+            )
+            .expect("json");
+            f
+        };
+        users
+            .bootstrap(
+                &file.token,
+                new_user("a", Role::Administrator),
+                ip,
+                dir.path(),
+            )
+            .await
+            .expect("bootstrap");
+        let login = users.login("a", "password-of-a", ip).await.expect("login");
+        let start = UnixMillis::now();
+        while UnixMillis::now().0 <= start.0 + 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(matches!(
+            users.authenticate(&login.token, ip),
+            Err(UserError::Unauthorized(_))
+        ));
+    }
+
     #[test]
     fn passwords_hash_with_argon2id_owasp_parameters_and_verify() {
         let h = hash_password("correct horse battery").expect("hash");
