@@ -490,6 +490,17 @@ impl Hub {
 
     /// The administrator adds `user` with `role` and a training record.
     pub fn add_user(&self, user: &str, role: &str, training: (&str, &str)) -> anyhow::Result<()> {
+        self.add_user_in(user, role, training, AGENCY)
+    }
+
+    /// [`Hub::add_user`] in another agency.
+    pub fn add_user_in(
+        &self,
+        user: &str,
+        role: &str,
+        training: (&str, &str),
+        agency: &str,
+    ) -> anyhow::Result<()> {
         let out = self
             .as_user("admin")?
             .args([
@@ -497,7 +508,7 @@ impl Hub {
                 "add",
                 user,
                 "--agency",
-                AGENCY,
+                agency,
                 "--title",
                 "Test user",
                 "--role",

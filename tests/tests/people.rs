@@ -364,6 +364,21 @@ fn hub_audit_access_shows_the_four_statutory_fields_from_nodes_and_hub() -> anyh
     let out = hub.run_as("auditor", &["audit", "access"])?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("searches without a case number: 1"), "{text}");
+
+    // A supervisor of another agency sees none of it.
+    hub.add_user_in("sup-other", "supervisor", TRAINED, "CA9999999")?;
+    hub.login("sup-other")?;
+    let out = hub.run_as("sup-other", &["audit", "access", "--json"])?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let agencies: Vec<&str> = audit["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["agency"].as_str())
+        .collect();
+    assert!(!agencies.is_empty(), "{audit:#}");
+    assert!(agencies.iter().all(|a| *a == "CA9999999"), "{audit:#}");
     Ok(())
 }
 
