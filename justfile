@@ -43,6 +43,11 @@ bench-ingest edges="100" reads="200000":
     target/release/hub bench ingest --edges {{edges}} --reads {{reads}}
     target/release/hub bench ingest --quic --edges {{edges}} --reads {{reads}}
 
+# argon2id login time through the hub's API (target p99 ≤ 100 ms)
+bench-login logins="100":
+    cargo build --release -p alpr-hub
+    target/release/hub bench login --logins {{logins}}
+
 # A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link;
 # extra flags (--json, --rtt-ms, --loss, --rate-bps) follow the count.
 bench-catchup reads="20000" *flags="":

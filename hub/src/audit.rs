@@ -1,12 +1,13 @@
-//! `hub audit verify`: re-verify every node log the running hub holds, from
-//! the deployment's CA certificate alone.
+//! `hub audit verify`: re-verify every node log the running hub holds, and
+//! its own access log, from the deployment's CA certificate alone.
 //!
-//! The command asks the hub (over its admin API, like every operator
-//! command) for each node's stored entries, every certificate the node has
+//! The command asks the hub (over its HTTPS API, as an auditor logged in
+//! with `hub login`, like every command for people) for each node's stored
+//! entries, every certificate the node has
 //! held, the deployment's revocations and the node's latest signed
 //! checkpoint, as one consistent snapshot of a log that may still grow; it
-//! trusts none of them. It checks each certificate against the CA in the
-//! configuration, then the log with the offline verifier (signatures under
+//! trusts none of them. It checks each certificate against the CA (the
+//! session's, or `--ca`), then the log with the offline verifier (signatures under
 //! a certificate valid at capture and not revoked by then, keys moving
 //! only forward, chain from sequence 0, content commitments, purge
 //! records, checkpoints), and ends with a one-line verdict. The exit
@@ -16,6 +17,13 @@
 //! arrive, so the command's memory does not grow with the hub's data.
 //! `--export` writes what was fetched, as it arrives, into a bundle whose
 //! manifest the hub signs (its key never leaves the hub).
+//!
+//! The hub's own access log is verified the same way, under the hub's
+//! certificate (checked against the CA for server authentication), and
+//! exported with the node logs so `hub verify` checks it offline.
+//!
+//! `hub audit access` and `hub audit training` ask the hub for who
+//! accessed what, when and why ([`crate::api::audit`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,22 +36,61 @@ use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cli::load_config;
-use crate::sync::admin::{
-    AdminClient, AdminRequest, NodeLogPage, NodesReport, SignedManifestReply, MAX_LOG_PAGE,
+use crate::api::client::{ApiClient, Session};
+use crate::api::nodes::{
+    MissingImagesReport, NodeLogPage, NodesReport, SignManifestRequest, SignedManifestReply,
+    MAX_LOG_PAGE,
 };
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Re-verify every node log the hub holds, from the CA certificate alone.
+    /// Re-verify every node log the hub holds, and the hub's own access
+    /// log, from the CA certificate alone.
     Verify(AuditVerifyArgs),
+    /// Who accessed what, when and why (auditors; supervisors: their agency).
+    Access(AccessArgs),
+    /// Users whose training lapsed, what they did before, and any access
+    /// after a lapse (a violation).
+    Training(TrainingArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AccessArgs {
+    /// From (RFC 3339 UTC or YYYY-MM-DD); the beginning if absent.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To (RFC 3339 UTC or YYYY-MM-DD); now if absent.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Accesses whose query names this plate.
+    #[arg(long)]
+    pub plate: Option<String>,
+    #[arg(long)]
+    pub purpose: Option<String>,
+    #[arg(long)]
+    pub case: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainingArgs {
+    #[arg(long)]
+    pub from: Option<String>,
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct AuditVerifyArgs {
-    /// The running hub's configuration file (its `ca_cert` is the trust anchor).
+    /// The trust anchor; the CA certificate of the session (`hub login
+    /// --ca`) when absent.
     #[arg(long)]
-    pub config: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -79,39 +126,169 @@ pub struct AuditReport {
     pub verdict: String,
     /// Reads whose images the hub is missing, per node that has any (the
     /// log can be authentic and still incomplete: a restore from a backup).
-    pub missing_images: Vec<crate::sync::admin::MissingImagesReport>,
+    pub missing_images: Vec<MissingImagesReport>,
+    /// The hub's own access log, signed with the hub's key (its
+    /// certificate checked against the CA).
+    pub hub_access_log: Option<NodeAudit>,
 }
 
 pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify(args) => verify(args),
+        AuditCommand::Access(args) => access(args),
+        AuditCommand::Training(args) => training(args),
     }
 }
 
-fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config.as_deref())?;
-    let ca = std::fs::read(&config.ca_cert)
-        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
-    let anchor = TrustAnchor::from_pem(&ca).with_context(|| {
-        format!(
-            "{} is not a usable CA certificate",
-            config.ca_cert.display()
-        )
+fn time_arg(s: Option<&str>) -> anyhow::Result<Option<String>> {
+    s.map(|s| {
+        crate::users::parse_date(s)
+            .map(|t| t.0.to_string())
+            .map_err(|e| anyhow::anyhow!(e))
+    })
+    .transpose()
+}
+
+fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
+    use crate::api::audit::AccessAudit;
+    use crate::api::client::query;
+    let q = query(&[
+        ("from", time_arg(args.from.as_deref())?),
+        ("to", time_arg(args.to.as_deref())?),
+        ("user", args.user),
+        ("plate", args.plate),
+        ("purpose", args.purpose),
+        ("case", args.case),
+    ]);
+    let a: AccessAudit = crate::cli::runtime()?.block_on(async {
+        Session::load()?
+            .client()
+            .await?
+            .get(&format!("/api/v1/audit/access{q}"))
+            .await
     })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<9} QUERY",
+        "TIME",
+        "NODE",
+        "USER",
+        "AGENCY",
+        "ACTION",
+        "PURPOSE",
+        "CASE",
+        "RESULTS",
+        "SOURCE",
+        "OUTCOME"
+    );
+    for r in &a.rows {
+        println!(
+            "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<9} {}",
+            r.time.to_string(),
+            r.node,
+            r.user,
+            r.agency,
+            r.action,
+            r.purpose.as_deref().unwrap_or("-"),
+            r.case.as_deref().unwrap_or("-"),
+            r.results,
+            r.source,
+            r.outcome,
+            r.query
+        );
+    }
+    println!(
+        "\n{} accesses from {} to {}{}",
+        a.rows.len(),
+        a.from,
+        a.to,
+        if a.truncated { " (more not shown)" } else { "" }
+    );
+    println!(
+        "searches without a case number: {}",
+        a.searches_without_case.len()
+    );
+    for r in &a.searches_without_case {
+        println!(
+            "  {}  {} ({})  purpose {}  {}",
+            r.time,
+            r.user,
+            r.agency,
+            r.purpose.as_deref().unwrap_or("-"),
+            r.query
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn training(args: TrainingArgs) -> anyhow::Result<ExitCode> {
+    use crate::api::audit::TrainingAudit;
+    use crate::api::client::query;
+    let q = query(&[
+        ("from", time_arg(args.from.as_deref())?),
+        ("to", time_arg(args.to.as_deref())?),
+    ]);
+    let a: TrainingAudit = crate::cli::runtime()?.block_on(async {
+        Session::load()?
+            .client()
+            .await?
+            .get(&format!("/api/v1/audit/training{q}"))
+            .await
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+    } else {
+        if a.users.is_empty() {
+            println!("no user's training lapsed in the window or is lapsed now");
+        }
+        for u in &a.users {
+            println!(
+                "{} ({}, {}): training expired {}{}; {} accesses before, {} after the lapse",
+                u.username,
+                u.role,
+                u.agency,
+                u.training_expires,
+                if u.lapsed_now { " (lapsed now)" } else { "" },
+                u.before.len(),
+                u.after_lapse.len()
+            );
+            for r in &u.before {
+                println!("    {}  {}  {}  {}", r.time, r.action, r.outcome, r.query);
+            }
+            for r in &u.after_lapse {
+                println!(
+                    "    VIOLATION: {}  {} on {}  {}",
+                    r.time, r.action, r.node, r.query
+                );
+            }
+        }
+        println!("violations (accesses after a lapse): {}", a.violations);
+    }
+    Ok(if a.violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
+    let session = Session::load()?;
+    let ca_path = args.ca.clone().unwrap_or_else(|| session.ca.clone());
+    let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
+    let anchor = TrustAnchor::from_pem(&ca)
+        .with_context(|| format!("{} is not a usable CA certificate", ca_path.display()))?;
     let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
         .block_on(async {
-            let client = AdminClient::connect(&config).await?;
-            let result = async {
-                let mut report = audit_hub(&client, &anchor, args.export.as_deref()).await?;
-                report.missing_images = fetch_missing_images(&client, &report).await?;
-                anyhow::Ok(report)
-            }
-            .await;
-            client.close().await;
-            result
+            let mut client = session.client().await?;
+            let mut report = audit_hub(&mut client, &anchor, args.export.as_deref()).await?;
+            report.missing_images = fetch_missing_images(&mut client, &report).await?;
+            anyhow::Ok(report)
         })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -122,6 +299,12 @@ fn verify(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
                 println!("    checked against the checkpoint the node signed at size {size}");
             }
             for p in &n.problems {
+                println!("    - {p}");
+            }
+        }
+        if let Some(h) = &report.hub_access_log {
+            crate::verify::print_reports("access log", std::slice::from_ref(&h.report));
+            for p in &h.problems {
                 println!("    - {p}");
             }
         }
@@ -148,11 +331,11 @@ type Export = BundleWriter<std::io::BufWriter<std::fs::File>>;
 /// Audit every node the hub holds, one node and one page at a time (memory
 /// does not grow with the logs), writing the export as pages arrive.
 async fn audit_hub(
-    client: &AdminClient,
+    client: &mut ApiClient,
     anchor: &TrustAnchor,
     export: Option<&std::path::Path>,
 ) -> anyhow::Result<AuditReport> {
-    let nodes: NodesReport = client.call(&AdminRequest::Nodes).await?;
+    let nodes: NodesReport = client.get("/api/v1/nodes").await?;
     let mut out = match export {
         Some(path) => Some(
             start_export(client, path)
@@ -166,12 +349,10 @@ async fn audit_hub(
     for n in nodes.nodes {
         let mut from = 0u64;
         let page: NodeLogPage = client
-            .call(&AdminRequest::NodeLog {
-                node: n.name.clone(),
-                from,
-                limit: MAX_LOG_PAGE,
-                size: None,
-            })
+            .get(&format!(
+                "/api/v1/nodes/{}/log?from={from}&limit={MAX_LOG_PAGE}",
+                n.name
+            ))
             .await
             .with_context(|| format!("fetching the log of {}", n.name))?;
         let snapshot = Snapshot::from_page(&page)?;
@@ -211,33 +392,124 @@ async fn audit_hub(
                 _ => break,
             }
             page = client
-                .call(&AdminRequest::NodeLog {
-                    node: n.name.clone(),
-                    from,
-                    limit: MAX_LOG_PAGE,
-                    size: Some(size),
-                })
+                .get(&format!(
+                    "/api/v1/nodes/{}/log?from={from}&limit={MAX_LOG_PAGE}&size={size}",
+                    n.name
+                ))
                 .await
                 .with_context(|| format!("fetching the log of {}", n.name))?;
         }
         audits.push(auditor.finish());
     }
+    let hub_log = audit_hub_log(client, anchor, out.as_mut()).await?;
     if let Some(w) = out {
         finish_export(client, w)
             .await
             .context("closing the exported bundle")?;
     }
-    Ok(verdict(audits))
+    let mut report = verdict(audits);
+    if !hub_log.authentic() {
+        report.authentic = false;
+        report.verdict = format!(
+            "NOT AUTHENTIC: the hub's access log ({}); {}",
+            hub_log.report.device, report.verdict
+        );
+    }
+    report.hub_access_log = Some(hub_log);
+    Ok(report)
+}
+
+/// Verify the hub's own access log, page by page, from the CA: the hub's
+/// certificate must be issued by it for server authentication, and every
+/// entry signed with its key in one chain from entry 0.
+async fn audit_hub_log(
+    client: &mut ApiClient,
+    anchor: &TrustAnchor,
+    mut out: Option<&mut Export>,
+) -> anyhow::Result<NodeAudit> {
+    use crate::api::audit::{HubLogPage, MAX_PAGE};
+    let mut page: HubLogPage = client
+        .get(&format!("/api/v1/audit/hub-log?from=0&limit={MAX_PAGE}"))
+        .await
+        .context("fetching the hub's access log")?;
+    let der = hex::decode(&page.hub_certificate)?;
+    let name = alpr_shared::cert::claimed_name(&der).context("the hub's certificate")?;
+    let size = page.size;
+    let mut problems = Vec::new();
+    let mut verifier = match anchor.check_hub_der(&der) {
+        Ok(h) => LogVerifier::new(
+            name.clone(),
+            NodeKeys::single(&h.as_signer(name.clone(), der.clone())),
+            VerifyOptions { from_start: true },
+        ),
+        Err(e) => {
+            problems.push(format!("the hub's certificate is refused: {e}"));
+            let mut v = LogVerifier::new(
+                name.clone(),
+                NodeKeys::new(Vec::new(), &[]),
+                VerifyOptions { from_start: true },
+            );
+            v.refuse_certificate(e);
+            v
+        }
+    };
+    if let Some(w) = out.as_deref_mut() {
+        if size > 0 {
+            w.certificate(&der)?;
+        }
+    }
+    let mut from = 0u64;
+    loop {
+        for e in &page.entries {
+            let bytes = hex::decode(e)?;
+            let entry = SignedEntry::decode(&bytes);
+            if entry.as_ref().is_ok_and(|e| e.seq() >= size) {
+                break;
+            }
+            if let Some(w) = out.as_deref_mut() {
+                w.entry_bytes(&bytes)?;
+            }
+            match entry {
+                Ok(e) => verifier.entry(&e),
+                Err(e) => problems.push(format!("an entry cannot be decoded: {e}")),
+            }
+        }
+        match page.next {
+            Some(next) if next > from && next < size => from = next,
+            _ => break,
+        }
+        page = client
+            .get(&format!(
+                "/api/v1/audit/hub-log?from={from}&limit={MAX_PAGE}"
+            ))
+            .await
+            .context("fetching the hub's access log")?;
+    }
+    let report = verifier.finish();
+    if report.entries < size {
+        problems.push(format!(
+            "the hub served {} of the {size} entries of its access log",
+            report.entries
+        ));
+    }
+    Ok(NodeAudit {
+        report,
+        checkpoints: Vec::new(),
+        problems,
+    })
 }
 
 /// Open the export and write the hub's certificate, asked of the hub (it
 /// answers with the certificate whose key signs manifests).
-async fn start_export(client: &AdminClient, path: &std::path::Path) -> anyhow::Result<Export> {
+async fn start_export(client: &mut ApiClient, path: &std::path::Path) -> anyhow::Result<Export> {
     let probe = BundleWriter::new(Vec::new())?.manifest(UnixMillis::now());
     let reply: SignedManifestReply = client
-        .call(&AdminRequest::SignManifest {
-            manifest: hex::encode(probe.encode()),
-        })
+        .post(
+            "/api/v1/bundle/sign",
+            &SignManifestRequest {
+                manifest: hex::encode(probe.encode()),
+            },
+        )
         .await
         .context("asking the hub for its certificate")?;
     let hub_der = hex::decode(&reply.hub_certificate)?;
@@ -249,12 +521,15 @@ async fn start_export(client: &AdminClient, path: &std::path::Path) -> anyhow::R
 }
 
 /// Have the hub sign the manifest (its key never leaves it) and close.
-async fn finish_export(client: &AdminClient, w: Export) -> anyhow::Result<()> {
+async fn finish_export(client: &mut ApiClient, w: Export) -> anyhow::Result<()> {
     let manifest = w.manifest(UnixMillis::now());
     let reply: SignedManifestReply = client
-        .call(&AdminRequest::SignManifest {
-            manifest: hex::encode(manifest.encode()),
-        })
+        .post(
+            "/api/v1/bundle/sign",
+            &SignManifestRequest {
+                manifest: hex::encode(manifest.encode()),
+            },
+        )
         .await
         .context("asking the hub to sign the bundle's manifest")?;
     let signed = SignedManifest::decode(&hex::decode(&reply.signed)?)
@@ -269,15 +544,13 @@ async fn finish_export(client: &AdminClient, w: Export) -> anyhow::Result<()> {
 
 /// For each audited node, the reads whose images the hub lacks.
 async fn fetch_missing_images(
-    client: &AdminClient,
+    client: &mut ApiClient,
     report: &AuditReport,
-) -> anyhow::Result<Vec<crate::sync::admin::MissingImagesReport>> {
+) -> anyhow::Result<Vec<MissingImagesReport>> {
     let mut out = Vec::new();
     for n in &report.nodes {
-        let m: crate::sync::admin::MissingImagesReport = client
-            .call(&AdminRequest::MissingImages {
-                node: n.report.device.clone(),
-            })
+        let m: MissingImagesReport = client
+            .get(&format!("/api/v1/nodes/{}/missing-images", n.report.device))
             .await
             .with_context(|| format!("asking for the missing images of {}", n.report.device))?;
         if m.images > 0 {
@@ -347,6 +620,7 @@ fn verdict(nodes: Vec<NodeAudit>) -> AuditReport {
         reads,
         verdict,
         missing_images: Vec::new(),
+        hub_access_log: None,
     }
 }
 

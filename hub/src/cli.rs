@@ -1,4 +1,7 @@
-//! The hub's sync-related subcommands: `serve`, `nodes`, `bench ingest`.
+//! The hub's subcommands: `serve`, and the commands for people, which
+//! all go through the HTTPS API with the saved session (`hub login`):
+//! `nodes`, `revoke`, `user …`, `logout`; `bootstrap` (first
+//! administrator, on the hub's machine) and `health` (no login).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,8 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::client::{self, ApiClient, Session};
+use crate::api::nodes::{NodesReport, RevokeReport, RevokeRequest};
 use crate::config::HubConfig;
-use crate::sync::admin::{self, AdminRequest};
+use crate::users::{BootstrapFile, NewUser, Role, UserView};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -18,9 +23,6 @@ pub struct ServeArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct NodesArgs {
-    /// The running hub's configuration file.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -43,18 +45,90 @@ pub struct RevokeArgs {
     /// Why (kept with the revocation and shown to auditors).
     #[arg(long, default_value = "revoked by the operator")]
     pub reason: String,
-    /// The running hub's configuration file.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    /// The hub's API, `https://HOST:PORT`.
+    #[arg(long)]
+    pub hub: String,
+    /// The deployment CA certificate (the hub's must chain to it).
+    #[arg(long)]
+    pub ca: PathBuf,
+    /// Username; the password comes from `ALPR_PASSWORD` or a prompt.
+    #[arg(long)]
+    pub user: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    /// The running hub's configuration file (its data folder holds the
+    /// one-time bootstrap token).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub user: String,
+    /// Agency ORI.
+    #[arg(long)]
+    pub agency: String,
+    #[arg(long, default_value = "ALPR administrator")]
+    pub title: String,
+    /// Training completed (YYYY-MM-DD).
+    #[arg(long)]
+    pub training_completed: String,
+    /// Training expires (YYYY-MM-DD).
+    #[arg(long)]
+    pub training_expires: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password comes from `ALPR_NEW_PASSWORD` or a prompt.
+    Add {
+        username: String,
+        #[arg(long)]
+        agency: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long, value_enum)]
+        role: Role,
+        /// Training completed (YYYY-MM-DD).
+        #[arg(long)]
+        training_completed: String,
+        /// Training expires (YYYY-MM-DD).
+        #[arg(long)]
+        training_expires: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user (refused at once, sessions included).
+    Disable { username: String },
+    /// Record a training (completion and expiry dates).
+    Train {
+        username: String,
+        #[arg(long)]
+        completed: String,
+        #[arg(long)]
+        expires: String,
+    },
+    /// Set a user's password (from `ALPR_NEW_PASSWORD` or a prompt).
+    Passwd { username: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Verified, durably stored reads per second from many edges.
     Ingest(crate::bench::IngestArgs),
+    /// Login time through the API (argon2id), p50 and p99.
+    Login(crate::bench::LoginArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -65,7 +139,7 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,8 +157,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config.as_deref())?;
-    let report = runtime()?.block_on(admin::request(&config, &AdminRequest::Nodes))?;
+    let report: NodesReport = runtime()?
+        .block_on(async { Session::load()?.client().await?.get("/api/v1/nodes").await })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -166,7 +240,17 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
 /// with the reason otherwise.
 pub fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref())?;
-    match runtime()?.block_on(admin::request(&config, &AdminRequest::Nodes)) {
+    let asked = runtime()?.block_on(async {
+        let ca = std::fs::read(&config.ca_cert)
+            .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+        let url = format!("https://{}", config.api_local());
+        let r: crate::api::HealthReport = ApiClient::connect(&url, &ca)
+            .await?
+            .get("/api/v1/health")
+            .await?;
+        anyhow::Ok(r)
+    });
+    match asked {
         Err(e) => {
             println!("unhealthy: {e:#}");
             Ok(ExitCode::FAILURE)
@@ -185,22 +269,22 @@ pub fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
 /// Revoke a certificate on the running hub: recorded, in force at once
 /// (or from `--at`), and the node's live connection closed.
 pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config.as_deref())?;
     let at = args
         .at
         .as_deref()
         .map(crate::config::parse_time)
         .transpose()?;
-    let req = AdminRequest::Revoke {
+    let req = RevokeRequest {
         serial: args.serial,
         at,
         reason: args.reason,
     };
-    let report: admin::RevokeReport = runtime()?.block_on(async {
-        let client = admin::AdminClient::connect(&config).await?;
-        let r = client.call(&req).await;
-        client.close().await;
-        r
+    let report: RevokeReport = runtime()?.block_on(async {
+        Session::load()?
+            .client()
+            .await?
+            .post("/api/v1/revoke", &req)
+            .await
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -223,6 +307,251 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
 pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
+        BenchCommand::Login(a) => runtime()?.block_on(crate::bench::login(a))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `hub login`: a session saved for the other commands.
+pub fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    let ca = std::fs::read(&args.ca).with_context(|| format!("reading {}", args.ca.display()))?;
+    let password = client::password(&format!("password for {}: ", args.user))?;
+    let login: crate::users::Login = runtime()?.block_on(async {
+        ApiClient::connect(&args.hub, &ca)
+            .await?
+            .post(
+                "/api/v1/login",
+                &crate::api::users::LoginRequest {
+                    username: args.user.clone(),
+                    password,
+                },
+            )
+            .await
+    })?;
+    let ca_path = std::fs::canonicalize(&args.ca).unwrap_or(args.ca.clone());
+    let path = Session {
+        hub: args.hub,
+        ca: ca_path,
+        username: login.user.username.clone(),
+        token: login.token,
+        expires: login.expires,
+    }
+    .save()?;
+    println!(
+        "logged in as {} ({}, {}); session until {} saved in {}",
+        login.user.username,
+        login.user.role,
+        login.user.agency,
+        login.expires,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hub logout`: end the session at the hub and forget it here.
+pub fn logout() -> anyhow::Result<ExitCode> {
+    let path = client::session_path()?;
+    let session = Session::load();
+    if let Ok(s) = &session {
+        let r: anyhow::Result<serde_json::Value> = runtime()?.block_on(async {
+            s.client()
+                .await?
+                .post("/api/v1/logout", &serde_json::json!({}))
+                .await
+        });
+        if let Err(e) = r {
+            eprintln!("the hub did not end the session: {e:#}");
+        }
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => println!("logged out"),
+        Err(_) => println!("no session"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hub bootstrap`: the first administrator, on the hub's machine.
+pub fn bootstrap(args: BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    let file = config.data_dir.join(crate::users::BOOTSTRAP_FILE);
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        anyhow::anyhow!(
+            "no bootstrap token at {} ({e}): the hub has users already, is not running, or this is not the hub's user",
+            file.display()
+        )
+    })?;
+    let b: BootstrapFile =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?;
+    let ca = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+    let password = client::password(&format!("new password for {}: ", args.user))?;
+    let mut api = b.api;
+    if api.ip().is_unspecified() {
+        api.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let user: UserView = runtime()?.block_on(async {
+        ApiClient::connect(&format!("https://{api}"), &ca)
+            .await?
+            .post(
+                "/api/v1/bootstrap",
+                &crate::api::users::BootstrapRequest {
+                    token: b.token,
+                    user: NewUser {
+                        username: args.user,
+                        agency: args.agency,
+                        title: args.title,
+                        role: Role::Administrator,
+                        password,
+                        training_completed: args.training_completed,
+                        training_expires: args.training_expires,
+                    },
+                },
+            )
+            .await
+    })?;
+    println!(
+        "administrator {} created ({}); log in with `hub login --hub https://{api} --ca {} --user {}`",
+        user.username,
+        user.agency,
+        config.ca_cert.display(),
+        user.username
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new_password(username: &str) -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("ALPR_NEW_PASSWORD") {
+        return Ok(p);
+    }
+    rpassword::prompt_password(format!("new password for {username}: "))
+        .context("reading the new password (set ALPR_NEW_PASSWORD when not on a terminal)")
+}
+
+fn print_users(users: &[UserView]) {
+    println!(
+        "{:<20} {:<14} {:<12} {:<24} {:<12} {:<9}",
+        "USER", "ROLE", "AGENCY", "TITLE", "TRAINED TO", "STATE"
+    );
+    for u in users {
+        let state = if u.disabled {
+            "disabled"
+        } else if !u.training_current {
+            "lapsed"
+        } else {
+            "active"
+        };
+        println!(
+            "{:<20} {:<14} {:<12} {:<24} {:<12} {:<9}",
+            u.username,
+            u.role.as_str(),
+            u.agency,
+            u.title,
+            u.training_expires,
+            state
+        );
+    }
+}
+
+/// `hub user …` (administrators).
+pub fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    let session = Session::load()?;
+    let rt = runtime()?;
+    let done = |u: UserView, what: &str| {
+        println!("{what} {} ({}, {})", u.username, u.role, u.agency);
+        Ok(ExitCode::SUCCESS)
+    };
+    match cmd {
+        UserCommand::Add {
+            username,
+            agency,
+            title,
+            role,
+            training_completed,
+            training_expires,
+            json,
+        } => {
+            let password = new_password(&username)?;
+            let u: UserView = rt.block_on(async {
+                session
+                    .client()
+                    .await?
+                    .post(
+                        "/api/v1/users",
+                        &NewUser {
+                            username,
+                            agency,
+                            title,
+                            role,
+                            password,
+                            training_completed,
+                            training_expires,
+                        },
+                    )
+                    .await
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&u)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            done(u, "added")
+        }
+        UserCommand::List { json } => {
+            let users: Vec<UserView> =
+                rt.block_on(async { session.client().await?.get("/api/v1/users").await })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else {
+                print_users(&users);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Disable { username } => {
+            let u: UserView = rt.block_on(async {
+                session
+                    .client()
+                    .await?
+                    .post(
+                        &format!("/api/v1/users/{username}/disable"),
+                        &serde_json::json!({}),
+                    )
+                    .await
+            })?;
+            done(u, "disabled")
+        }
+        UserCommand::Train {
+            username,
+            completed,
+            expires,
+        } => {
+            let u: UserView = rt.block_on(async {
+                session
+                    .client()
+                    .await?
+                    .post(
+                        &format!("/api/v1/users/{username}/train"),
+                        &crate::api::users::TrainRequest { completed, expires },
+                    )
+                    .await
+            })?;
+            println!(
+                "training of {} recorded: expires {}",
+                u.username, u.training_expires
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Passwd { username } => {
+            let password = new_password(&username)?;
+            let u: UserView = rt.block_on(async {
+                session
+                    .client()
+                    .await?
+                    .post(
+                        &format!("/api/v1/users/{username}/password"),
+                        &crate::api::users::PasswordRequest { password },
+                    )
+                    .await
+            })?;
+            done(u, "password set for")
+        }
+    }
 }

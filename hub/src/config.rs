@@ -53,6 +53,36 @@ pub struct HubConfig {
     /// The policy edges enforce (version 1, and a new version whenever this
     /// section changes): retention, purposes, agencies, officers.
     pub policy: crate::policy::PolicySettings,
+    /// TCP address of the HTTPS API for people (`hub login`, `hub nodes`,
+    /// `hub user`, `hub audit`, …).
+    pub api_listen: SocketAddr,
+    /// The API's TLS certificate and key; the hub's own (`cert`, `key`,
+    /// issued by the deployment CA) when unset.
+    pub api_cert: Option<PathBuf>,
+    pub api_key: Option<PathBuf>,
+    /// API connections at once, at most.
+    pub api_max_connections: usize,
+    /// An API request not answered within this is cut off.
+    #[serde(with = "humantime_serde")]
+    pub api_request_timeout: Duration,
+    /// Largest API request body.
+    pub api_body_limit: usize,
+    /// A session ends after this long without a request…
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// …or this long after login, whichever comes first.
+    #[serde(with = "humantime_serde")]
+    pub session_max: Duration,
+    /// Failed logins of one username within `login_window` that lock it.
+    pub login_failures: u32,
+    /// Failed logins from one source address within `login_window` that
+    /// lock it.
+    pub login_source_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_window: Duration,
+    /// How long a locked username or source is refused.
+    #[serde(with = "humantime_serde")]
+    pub login_lockout: Duration,
 }
 
 impl Default for HubConfig {
@@ -75,11 +105,54 @@ impl Default for HubConfig {
             refusal_retention: Duration::from_secs(30 * 24 * 3600),
             db_cache_bytes: 256 * 1024 * 1024,
             policy: crate::policy::PolicySettings::default(),
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            api_cert: None,
+            api_key: None,
+            api_max_connections: 256,
+            api_request_timeout: Duration::from_secs(60),
+            api_body_limit: 1024 * 1024,
+            session_idle: Duration::from_secs(15 * 60),
+            session_max: Duration::from_secs(8 * 3600),
+            login_failures: 5,
+            login_source_failures: 20,
+            login_window: Duration::from_secs(15 * 60),
+            login_lockout: Duration::from_secs(15 * 60),
         }
     }
 }
 
 impl HubConfig {
+    /// The API's certificate and key files.
+    pub fn api_tls_files(&self) -> (&Path, &Path) {
+        (
+            self.api_cert.as_deref().unwrap_or(&self.cert),
+            self.api_key.as_deref().unwrap_or(&self.key),
+        )
+    }
+
+    /// Where a client on this machine reaches the API.
+    pub fn api_local(&self) -> SocketAddr {
+        let mut a = self.api_listen;
+        if a.ip().is_unspecified() {
+            a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        a
+    }
+
+    /// Users' session lifetimes and login throttling.
+    pub fn users(&self) -> crate::users::UsersConfig {
+        crate::users::UsersConfig {
+            session_idle: self.session_idle,
+            session_max: self.session_max,
+            throttle: crate::users::ThrottleConfig {
+                user_failures: self.login_failures,
+                source_failures: self.login_source_failures,
+                window: self.login_window,
+                lockout: self.login_lockout,
+            },
+        }
+    }
+
     /// Read a config file; relative paths in it are relative to its folder.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         use anyhow::Context;
@@ -89,6 +162,14 @@ impl HubConfig {
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut c.data_dir, &mut c.ca_cert, &mut c.cert, &mut c.key] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        for p in [c.api_cert.as_mut(), c.api_key.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -129,6 +210,50 @@ impl HubConfig {
             self.keep_alive,
             "idle_timeout",
             self.idle_timeout,
+        )?;
+        c.number("api_max_connections", self.api_max_connections, 1, 65_536)?;
+        c.number(
+            "api_body_limit",
+            self.api_body_limit,
+            1024,
+            64 * 1024 * 1024,
+        )?;
+        c.duration(
+            "api_request_timeout",
+            self.api_request_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        c.duration(
+            "session_idle",
+            self.session_idle,
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+        )?;
+        c.duration(
+            "session_max",
+            self.session_max,
+            Duration::from_secs(1),
+            Duration::from_secs(7 * 24 * 3600),
+        )?;
+        c.number("login_failures", self.login_failures as usize, 1, 1000)?;
+        c.number(
+            "login_source_failures",
+            self.login_source_failures as usize,
+            1,
+            100_000,
+        )?;
+        c.duration(
+            "login_window",
+            self.login_window,
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
+        )?;
+        c.duration(
+            "login_lockout",
+            self.login_lockout,
+            Duration::from_secs(1),
+            Duration::from_secs(24 * 3600),
         )?;
         for (field, p) in [
             ("data_dir", &self.data_dir),

@@ -1,12 +1,14 @@
 //! The hub: ingests signed reads from edge nodes over QUIC, verifies and
 //! keeps them in redb, signs receipts, and serves operators and auditors
-//! (`hub nodes`, `hub audit verify`, `hub revoke`) over its admin API.
+//! (`hub login`, `hub user`, `hub nodes`, `hub audit`, `hub revoke`) over
+//! its HTTPS API for people ([`api`]).
 
 pub mod pki;
 pub mod refusals;
 pub mod verify;
 
 pub mod access;
+pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod cli;
@@ -16,3 +18,4 @@ pub mod ingest;
 pub mod policy;
 pub mod store;
 pub mod sync;
+pub mod users;

@@ -25,6 +25,16 @@ enum Command {
     Verify(verify::OfflineVerifyArgs),
     /// Run the hub: accept nodes over QUIC, verify and store their reads.
     Serve(sync_cli::ServeArgs),
+    /// Log in to the hub's API; the session is saved for the other commands.
+    Login(sync_cli::LoginArgs),
+    /// End the saved session.
+    Logout,
+    /// Create the first administrator (once, on the hub's machine).
+    Bootstrap(sync_cli::BootstrapArgs),
+    /// Users: add, list, disable, record training, set passwords
+    /// (administrators).
+    #[command(subcommand)]
+    User(sync_cli::UserCommand),
     /// List nodes: last contact, acknowledged sequence, backlog, refusals.
     Nodes(sync_cli::NodesArgs),
     /// For a service manager: exit 0 if the running hub is healthy, else 1
@@ -32,7 +42,7 @@ enum Command {
     Health(sync_cli::HealthArgs),
     /// Revoke a node certificate on the running hub (closes its connection).
     Revoke(sync_cli::RevokeArgs),
-    /// Audits: re-verify every node log the running hub holds.
+    /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Benchmarks that print a table.
@@ -47,6 +57,10 @@ fn main() -> ExitCode {
         Command::Pki(cmd) => pki::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => sync_cli::serve(args),
+        Command::Login(args) => sync_cli::login(args),
+        Command::Logout => sync_cli::logout(),
+        Command::Bootstrap(args) => sync_cli::bootstrap(args),
+        Command::User(cmd) => sync_cli::user(cmd),
         Command::Nodes(args) => sync_cli::nodes(args),
         Command::Health(args) => sync_cli::health(args),
         Command::Revoke(args) => sync_cli::revoke(args),

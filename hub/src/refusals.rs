@@ -26,9 +26,6 @@ pub mod kind {
     pub const HANDSHAKE_TIMEOUT: &str = "handshake-timeout";
     /// An authenticated node over the hub's connection limit.
     pub const CONNECTION_LIMIT: &str = "connection-limit";
-    /// A certificate used on a protocol it may not use (a node's on the
-    /// admin API).
-    pub const WRONG_PROTOCOL: &str = "wrong-protocol";
 }
 
 /// Most unauthenticated sources whose counts are kept apart.

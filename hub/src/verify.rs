@@ -113,8 +113,13 @@ pub fn print_reports(source: &str, reports: &[LogReport]) {
         } else {
             "NOT AUTHENTIC"
         };
+        let accesses = if r.accesses > 0 {
+            format!(", {} accesses", r.accesses)
+        } else {
+            String::new()
+        };
         println!(
-            "{source}: {}: {verdict} — {} entries, {} reads, {} purged with record, {} purge records",
+            "{source}: {}: {verdict} — {} entries, {} reads, {} purged with record, {} purge records{accesses}",
             r.device, r.entries, r.reads, r.purged, r.purge_records
         );
         for f in &r.faults {

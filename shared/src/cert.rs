@@ -60,6 +60,21 @@ impl HubCert {
     pub fn valid_at(&self, t: UnixMillis) -> bool {
         self.not_before <= t && t <= self.not_after
     }
+
+    /// The hub as the signer of its own access log, for the log verifier:
+    /// its key, validity and serial under `name` (its common name). The
+    /// kind is not a claim about the hub: the verifier does not read it.
+    pub fn as_signer(&self, name: DeviceId, der: Vec<u8>) -> DeviceCert {
+        DeviceCert {
+            name,
+            kind: crate::types::DeviceKind::Pole,
+            key: self.key,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            serial: self.serial.clone(),
+            der,
+        }
+    }
 }
 
 /// The common name a certificate claims, without checking who issued it

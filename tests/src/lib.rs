@@ -334,7 +334,25 @@ pub struct Hub {
     pub addr: SocketAddr,
     pub config: PathBuf,
     pub data: PathBuf,
+    /// The API for people, `https://127.0.0.1:PORT`.
+    pub api: String,
+    /// The deployment CA certificate (what `hub login --ca` trusts).
+    pub ca: PathBuf,
+    /// Saved sessions, one file per user (`ALPR_SESSION`).
+    pub sessions: PathBuf,
 }
+
+/// The password the test helpers give `user`.
+pub fn password_of(user: &str) -> String {
+    format!("password-of-{user}")
+}
+
+/// A training record: (completed, expires), `YYYY-MM-DD`.
+pub const TRAINED: (&str, &str) = ("2026-01-01", "2099-01-01");
+/// A training that lapsed.
+pub const LAPSED: (&str, &str) = ("2024-01-01", "2025-01-01");
+/// The agency of the test users.
+pub const AGENCY: &str = "CA0000001";
 
 impl Hub {
     /// Start a hub on a free loopback port; `revoked` serials are refused.
@@ -357,6 +375,12 @@ impl Hub {
         };
         let port = free_udp_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let api_port = free_tcp_port()?;
+        let api_toml = if extra_toml.contains("api_listen") {
+            String::new()
+        } else {
+            format!("api_listen = \"127.0.0.1:{api_port}\"\n")
+        };
         let data = dir.join("hub-data");
         let ca = pki.ca_dir();
         let revoked: Vec<String> = revoked.iter().map(|s| format!("{s:?}")).collect();
@@ -364,7 +388,7 @@ impl Hub {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{addr}\"\ndata_dir = {:?}\nca_cert = {:?}\ncert = {:?}\nkey = {:?}\nrevoked = [{}]\nkeep_alive = \"1s\"\n{idle}{extra_toml}\n",
+                "listen = \"{addr}\"\n{api_toml}data_dir = {:?}\nca_cert = {:?}\ncert = {:?}\nkey = {:?}\nrevoked = [{}]\nkeep_alive = \"1s\"\n{idle}{extra_toml}\n",
                 data,
                 ca.join("ca.crt"),
                 ca.join("hub.crt"),
@@ -382,14 +406,126 @@ impl Hub {
             dir.join("hub.log"),
         );
         proc.start()?;
+        let sessions = dir.join("sessions");
+        std::fs::create_dir_all(&sessions)?;
         let mut hub = Hub {
             proc,
             addr,
             config,
             data,
+            api: format!("https://127.0.0.1:{api_port}"),
+            ca: ca.join("ca.crt"),
+            sessions,
         };
         hub.wait_listening(1)?;
+        hub.bootstrap("admin")?;
+        hub.add_user("auditor", "auditor", TRAINED)?;
+        hub.login("auditor")?;
         Ok(hub)
+    }
+
+    /// `hub` with `args`, as `user` (their saved session).
+    pub fn as_user(&self, user: &str) -> anyhow::Result<Command> {
+        let mut c = Command::new(bin("hub")?);
+        c.env("ALPR_SESSION", self.sessions.join(format!("{user}.json")))
+            .env("NO_COLOR", "1")
+            .env_remove("ALPR_PASSWORD")
+            .env_remove("ALPR_NEW_PASSWORD");
+        Ok(c)
+    }
+
+    /// Run `hub ARGS` as `user`; its output whatever the exit status.
+    pub fn run_as(&self, user: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        Ok(self.as_user(user)?.args(args).output()?)
+    }
+
+    /// `hub bootstrap` of the first administrator `user`, logged in.
+    pub fn bootstrap(&self, user: &str) -> anyhow::Result<()> {
+        let out = self
+            .as_user(user)?
+            .args(["bootstrap", "--config"])
+            .arg(&self.config)
+            .args([
+                "--user",
+                user,
+                "--agency",
+                AGENCY,
+                "--training-completed",
+                TRAINED.0,
+                "--training-expires",
+                TRAINED.1,
+            ])
+            .env("ALPR_PASSWORD", password_of(user))
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "hub bootstrap: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.login(user)
+    }
+
+    /// `hub login` as `user` with their password; error with the hub's
+    /// message when refused.
+    pub fn login(&self, user: &str) -> anyhow::Result<()> {
+        self.login_with(user, &password_of(user))
+    }
+
+    pub fn login_with(&self, user: &str, password: &str) -> anyhow::Result<()> {
+        let out = self
+            .as_user(user)?
+            .args(["login", "--hub", &self.api, "--ca"])
+            .arg(&self.ca)
+            .args(["--user", user])
+            .env("ALPR_PASSWORD", password)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// The administrator adds `user` with `role` and a training record.
+    pub fn add_user(&self, user: &str, role: &str, training: (&str, &str)) -> anyhow::Result<()> {
+        self.add_user_in(user, role, training, AGENCY)
+    }
+
+    /// [`Hub::add_user`] in another agency.
+    pub fn add_user_in(
+        &self,
+        user: &str,
+        role: &str,
+        training: (&str, &str),
+        agency: &str,
+    ) -> anyhow::Result<()> {
+        let out = self
+            .as_user("admin")?
+            .args([
+                "user",
+                "add",
+                user,
+                "--agency",
+                agency,
+                "--title",
+                "Test user",
+                "--role",
+                role,
+                "--training-completed",
+                training.0,
+                "--training-expires",
+                training.1,
+            ])
+            .env("ALPR_NEW_PASSWORD", password_of(user))
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "hub user add {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
     }
 
     fn wait_listening(&mut self, times: usize) -> anyhow::Result<()> {
@@ -408,13 +544,9 @@ impl Hub {
         self.wait_listening(n + 1)
     }
 
-    /// `hub nodes --json`, parsed.
+    /// `hub nodes --json` as the auditor, parsed.
     pub fn nodes(&self) -> anyhow::Result<serde_json::Value> {
-        let out = Command::new(bin("hub")?)
-            .args(["nodes", "--json", "--config"])
-            .arg(&self.config)
-            .env("NO_COLOR", "1")
-            .output()?;
+        let out = self.run_as("auditor", &["nodes", "--json"])?;
         anyhow::ensure!(
             out.status.success(),
             "hub nodes: {}",
@@ -529,6 +661,12 @@ impl Edge {
     pub fn stored_entries(&self) -> anyhow::Result<Vec<SignedEntry>> {
         alpr_edge::store::read_log(&self.data.join("edge.redb")).map_err(Into::into)
     }
+}
+
+/// A TCP port free right now on loopback.
+pub fn free_tcp_port() -> anyhow::Result<u16> {
+    let s = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(s.local_addr()?.port())
 }
 
 /// A UDP port free right now on loopback.

@@ -414,11 +414,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     }
 
     say.step("hub nodes");
-    let (_, hub_nodes) = run_cmd(
-        Command::new(bin("hub")?)
-            .args(["nodes", "--config"])
-            .arg(&hub.config),
-    )?;
+    let (_, hub_nodes) = run_cmd(hub.as_user("auditor")?.args(["nodes"]))?;
     for l in hub_nodes.lines() {
         say.line(l);
     }
@@ -426,11 +422,9 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     say.step("hub audit verify: every node log at the hub, checked from the CA certificate alone");
     let evidence = out.join("evidence.bundle");
     let (audit_ok, audit) = run_cmd(
-        Command::new(bin("hub")?)
+        hub.as_user("auditor")?
             .args(["audit", "verify", "--export"])
-            .arg(&evidence)
-            .arg("--config")
-            .arg(&hub.config),
+            .arg(&evidence),
     )?;
     for l in audit.lines() {
         say.line(l);

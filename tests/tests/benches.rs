@@ -55,3 +55,18 @@ fn catchup_bench_reports_payload_and_wire_ratios() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn hub_bench_login_times_logins_through_the_api() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(bin("hub")?)
+        .args(["bench", "login", "--logins", "3", "--json", "--dir"])
+        .arg(dir.path())
+        .output()?;
+    let report = json_of(&out)?;
+    assert_eq!(report["logins"], 3, "{report}");
+    for key in ["login_p50_ms", "login_p99_ms"] {
+        assert!(report[key].as_f64() > Some(0.0), "{key}: {report}");
+    }
+    Ok(())
+}

@@ -4,10 +4,9 @@
 //! loss is shown on `edge status` as the node's own fault (not the hub's),
 //! and the verifier reports it as a loss, not as a forgery or a gap.
 
-use std::process::Command;
 use std::time::Duration;
 
-use alpr_e2e::{bin, wait_for, Edge, EdgeOptions, Hub, Pki};
+use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki};
 use alpr_shared::log::verify::VerifyOptions;
 use alpr_shared::log::{verify_log, EntryKind};
 
@@ -63,11 +62,7 @@ fn a_damaged_entry_in_the_edge_store_is_signed_as_lost_and_later_reads_flow() ->
     );
 
     // The auditor sees one loss, signed by the node, and an authentic log.
-    let out = Command::new(bin("hub")?)
-        .args(["audit", "verify", "--config"])
-        .arg(&hub.config)
-        .env("NO_COLOR", "1")
-        .output()?;
+    let out = hub.run_as("auditor", &["audit", "verify"])?;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(

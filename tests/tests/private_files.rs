@@ -142,9 +142,9 @@ fn data_folders_databases_and_the_socket_are_owner_only() -> anyhow::Result<()> 
 
     // An export of the hub's logs holds plates too.
     let export = dir.path().join("logs.bundle");
-    let out = Command::new(bin("hub")?)
-        .args(["audit", "verify", "--config"])
-        .arg(&hub.config)
+    let out = hub
+        .as_user("auditor")?
+        .args(["audit", "verify"])
         .arg("--export")
         .arg(&export)
         .output()?;

@@ -43,9 +43,9 @@ fn certificates(hub: &Hub, name: &str) -> anyhow::Result<Vec<(String, Option<u64
 
 /// `hub audit verify --json --export FILE` of the running hub.
 fn audit(hub: &Hub, export: &Path) -> anyhow::Result<(Output, serde_json::Value)> {
-    let out = Command::new(bin("hub")?)
-        .args(["audit", "verify", "--json", "--config"])
-        .arg(&hub.config)
+    let out = hub
+        .as_user("auditor")?
+        .args(["audit", "verify", "--json"])
         .arg("--export")
         .arg(export)
         .output()?;
@@ -170,11 +170,10 @@ fn entries_signed_after_a_back_dated_revocation_are_reported_by_both_audits() ->
     assert_eq!(stored.len(), 30);
     // The key is found to have been stolen before the last ten reads.
     let at = stored[20].header.captured_at;
-    let out = Command::new(bin("hub")?)
+    let out = hub
+        .as_user("admin")?
         .args(["revoke", &node.serial, "--reason", "key stolen", "--at"])
         .arg(at.to_string())
-        .arg("--config")
-        .arg(&hub.config)
         .output()?;
     assert!(
         out.status.success(),
@@ -277,17 +276,10 @@ fn a_revocation_on_the_running_hub_closes_the_node_and_refuses_its_new_entries(
         (row["acked"].as_u64()? >= 5 && row["connected"] == true).then_some(())
     })?;
 
-    let out = Command::new(bin("hub")?)
-        .args([
-            "revoke",
-            &node.serial,
-            "--reason",
-            "stolen",
-            "--json",
-            "--config",
-        ])
-        .arg(&hub.config)
-        .output()?;
+    let out = hub.run_as(
+        "admin",
+        &["revoke", &node.serial, "--reason", "stolen", "--json"],
+    )?;
     assert!(
         out.status.success(),
         "hub revoke: {}",

@@ -3,20 +3,15 @@
 //! `hub audit verify` reports the reads whose images are missing, and
 //! `edge status` shows that the hub holds less than it had acknowledged.
 
-use std::process::Command;
 use std::time::Duration;
 
-use alpr_e2e::{bin, wait_for, Edge, EdgeOptions, Hub, Pki};
+use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki};
 use alpr_hub::store::HubStorage;
 
 const LIMIT: Duration = Duration::from_secs(180);
 
 fn audit_text(hub: &Hub) -> anyhow::Result<String> {
-    let out = Command::new(bin("hub")?)
-        .args(["audit", "verify", "--config"])
-        .arg(&hub.config)
-        .env("NO_COLOR", "1")
-        .output()?;
+    let out = hub.run_as("auditor", &["audit", "verify"])?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

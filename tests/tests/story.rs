@@ -71,9 +71,15 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
         "hub verify of the export failed:\n{}",
         outcome.offline
     );
+    // Both node logs, and the hub's own access log.
     assert_eq!(
         outcome.offline.matches(": AUTHENTIC").count(),
-        2,
+        3,
+        "{}",
+        outcome.offline
+    );
+    assert!(
+        outcome.offline.contains("hub: AUTHENTIC") && outcome.offline.contains(" accesses"),
         "{}",
         outcome.offline
     );

@@ -159,6 +159,13 @@ pub enum WriteOp {
     /// Append entries to the hub's own access log ([`crate::access`]), in
     /// order: each must be the log's next entry, or the commit fails.
     HubAccess(Vec<alpr_shared::log::SignedEntry>),
+    /// Create or replace a user account ([`crate::users`]).
+    User(crate::users::UserRecord),
+    /// Keep a session under the SHA-256 of its token, or end it (`None`).
+    Session {
+        hash: [u8; 32],
+        session: Option<crate::users::SessionRecord>,
+    },
     /// Log an unauthenticated source's aggregated refusals, and prune
     /// that table: rows before `keep_after` go, and the oldest beyond
     /// `max_rows`.
@@ -232,6 +239,21 @@ pub trait HubStorage: Send + Sync + 'static {
     fn policy_seed(&self) -> Result<Option<Hash32>, StoreError>;
     /// The policy version each node last said it holds or enforces.
     fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError>;
+    /// A user account by username ([`crate::users`]).
+    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError>;
+    /// Every user account, by username.
+    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
+    /// The session kept under the SHA-256 of its token.
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
+    /// Access entries of nodes (`EntryKind::Access` in their logs) whose
+    /// time is in [from, to], as (node, seq) in time order, at most `limit`
+    /// (index `node-access-v1`, written at ingest).
+    fn node_accesses(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
     /// Images named by the device's reads `from..to` (content held) that the

@@ -192,6 +192,23 @@ impl HubStorage for Recovering {
     fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError> {
         self.call(|s| s.hub_access_head())
     }
+    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError> {
+        self.call(|s| s.user(username))
+    }
+    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
+        self.call(|s| s.users())
+    }
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+        self.call(|s| s.session(hash))
+    }
+    fn node_accesses(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+        self.call(|s| s.node_accesses(from, to, limit))
+    }
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
         self.call(|s| s.refusals(limit))
     }

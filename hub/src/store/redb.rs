@@ -55,6 +55,12 @@ const NODE_POLICY: TableDefinition<&str, u64> = TableDefinition::new("node-polic
 /// "config" → the hash of the `[policy]` configuration last seeded from.
 const POLICY_SEED: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("policy-seed-v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
+/// User accounts by username (postcard [`crate::users::UserRecord`]).
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
+/// Sessions by the SHA-256 of their token (postcard [`crate::users::SessionRecord`]).
+const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions-v1");
+/// Nodes' access entries: (time BE, node id BE, seq BE).
+const NODE_ACCESS: TableDefinition<&[u8; 20], ()> = TableDefinition::new("node-access-v1");
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
@@ -275,6 +281,9 @@ impl RedbStore {
             tx.open_table(POLICY).map_err(db_err)?;
             tx.open_table(NODE_POLICY).map_err(db_err)?;
             tx.open_table(POLICY_SEED).map_err(db_err)?;
+            tx.open_table(USERS).map_err(db_err)?;
+            tx.open_table(SESSIONS).map_err(db_err)?;
+            tx.open_table(NODE_ACCESS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
@@ -347,6 +356,9 @@ impl HubStorage for RedbStore {
             let mut policy = tx.open_table(POLICY).map_err(db_err)?;
             let mut node_policy = tx.open_table(NODE_POLICY).map_err(db_err)?;
             let mut policy_seed = tx.open_table(POLICY_SEED).map_err(db_err)?;
+            let mut users = tx.open_table(USERS).map_err(db_err)?;
+            let mut sessions = tx.open_table(SESSIONS).map_err(db_err)?;
+            let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut plate_keys: Vec<Vec<u8>> = Vec::new();
 
@@ -437,6 +449,15 @@ impl HubStorage for RedbStore {
                                     entries
                                         .insert(&entry_key(id, v.seq()), v.bytes.as_slice())
                                         .map_err(db_err)?;
+                                    if v.entry.access().is_some() {
+                                        let mut k = [0u8; 20];
+                                        k[..8].copy_from_slice(
+                                            &v.entry.header.captured_at.0.to_be_bytes(),
+                                        );
+                                        k[8..12].copy_from_slice(&id.to_be_bytes());
+                                        k[12..].copy_from_slice(&v.seq().to_be_bytes());
+                                        node_access.insert(&k, ()).map_err(db_err)?;
+                                    }
                                     if let Some(read) = v.entry.read() {
                                         plate_keys.push(plate_key(
                                             &read.plate,
@@ -645,6 +666,25 @@ impl HubStorage for RedbStore {
                         node_policy
                             .insert(device.as_str(), version)
                             .map_err(db_err)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::User(u) => {
+                        users
+                            .insert(u.username.as_str(), encode(&u).as_slice())
+                            .map_err(db_err)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::Session { hash, session } => {
+                        match session {
+                            Some(s) => {
+                                sessions
+                                    .insert(&hash, encode(&s).as_slice())
+                                    .map_err(db_err)?;
+                            }
+                            None => {
+                                sessions.remove(&hash).map_err(db_err)?;
+                            }
+                        }
                         results.push(WriteResult::Done);
                     }
                     WriteOp::HubAccess(batch) => {
@@ -868,11 +908,91 @@ impl HubStorage for RedbStore {
         Ok(out)
     }
 
+    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(USERS).map_err(db_err)?;
+        t.get(username)
+            .map_err(db_err)?
+            .map(|v| decode_row(v.value(), "users-v1"))
+            .transpose()
+    }
+
+    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(USERS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            out.push(decode_row(v.value(), "users-v1")?);
+        }
+        Ok(out)
+    }
+
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(SESSIONS).map_err(db_err)?;
+        t.get(hash)
+            .map_err(db_err)?
+            .map(|v| decode_row(v.value(), "sessions-v1"))
+            .transpose()
+    }
+
+    fn node_accesses(
+        &self,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(NODE_ACCESS).map_err(db_err)?;
+        let names = tx.open_table(NODE_NAMES).map_err(db_err)?;
+        let mut lo = [0u8; 20];
+        lo[..8].copy_from_slice(&from.0.to_be_bytes());
+        let mut hi = [0xffu8; 20];
+        hi[..8].copy_from_slice(&to.0.to_be_bytes());
+        let mut ids: HashMap<[u8; 4], Option<DeviceId>> = HashMap::new();
+        let mut out = Vec::new();
+        for row in t.range::<&[u8; 20]>(&lo..=&hi).map_err(db_err)?.take(limit) {
+            let (k, _) = row.map_err(db_err)?;
+            let k = k.value();
+            let mut id = [0u8; 4];
+            id.copy_from_slice(&k[8..12]);
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&k[12..]);
+            let name = match ids.get(&id) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = names
+                        .get(&id)
+                        .map_err(db_err)?
+                        .and_then(|v| DeviceId::new(v.value()).ok());
+                    ids.insert(id, n.clone());
+                    n
+                }
+            };
+            if let Some(d) = name {
+                out.push((d, u64::from_be_bytes(seq)));
+            }
+        }
+        Ok(out)
+    }
+
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(IMAGES).map_err(db_err)?;
         Ok(t.get(&hash.0).map_err(db_err)?.is_some())
     }
+}
+
+/// A postcard row of `table`.
+fn decode_row<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    table: &'static str,
+) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
 }
 
 /// Size and head of the hub's access log as `t` holds it.

@@ -4,7 +4,6 @@
 //! and run each stream's frames through the session, the verifier and the
 //! writer. Refusals are logged with their reason, counted, and stored.
 
-pub mod admin;
 pub mod limits;
 
 use std::collections::{HashMap, VecDeque};
@@ -17,7 +16,7 @@ use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{HubOutput, HubSession, NodeKey, NodeKeys, Validity};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use alpr_shared::wire::quic::{self, ReadFrameError};
-use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ADMIN_ALPN, ALPN};
+use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ALPN};
 use anyhow::Context;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -37,8 +36,8 @@ pub struct Hub {
     /// Refusals by kind, the database's state.
     pub health: Arc<crate::health::HubHealth>,
     anchor: TrustAnchor,
-    hub_key: Arc<SecretKey>,
-    hub_cert_der: Vec<u8>,
+    pub(crate) hub_key: Arc<SecretKey>,
+    pub(crate) hub_cert_der: Vec<u8>,
     /// Revocations by serial (also kept in the store).
     revoked: Mutex<HashMap<String, Revocation>>,
     connections: Mutex<HashMap<DeviceId, Live>>,
@@ -106,6 +105,14 @@ impl Hub {
     /// the connections that authenticated with that certificate once it is
     /// in effect. Returns the revocation as recorded and the nodes whose
     /// connection was closed.
+    /// Names of the nodes connected now.
+    pub fn connected(&self) -> Vec<String> {
+        self.connections
+            .lock()
+            .map(|m| m.keys().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
     pub async fn revoke(&self, r: Revocation) -> anyhow::Result<(Revocation, Vec<String>)> {
         // Applied in memory first, so no entry captured after it is
         // verified while it is being written; the earliest time wins.
@@ -277,16 +284,23 @@ pub async fn serve(
         keep_alive: config.keep_alive,
         idle_timeout: config.idle_timeout,
     };
-    let mut server =
-        quic::server_config(&ca_pem, &cert_pem, &key_pem, &[ALPN, ADMIN_ALPN], liveness)?;
+    // The API for people is bound before the hub says it listens, so a
+    // command run right after finds it.
+    let api_listener = tokio::net::TcpListener::bind(config.api_listen)
+        .await
+        .with_context(|| format!("binding the API on {}", config.api_listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let api_tls = {
+        let (cert, key) = config.api_tls_files();
+        let cert = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+        let key = alpr_shared::private::read_key_file(key)?;
+        crate::api::tls_config(&cert, &key)?
+    };
+    let mut server = quic::server_config(&ca_pem, &cert_pem, &key_pem, &[ALPN], liveness)?;
     quic::bound_receive(&mut server, liveness, limits::WINDOWS);
     let endpoint = quinn::Endpoint::server(server, config.listen)
         .with_context(|| format!("listening on {}", config.listen))?;
     let addr = endpoint.local_addr()?;
-    info!(%addr, "hub listening");
-    if let Some(tx) = bound {
-        let _ = tx.send(addr);
-    }
 
     // Revocations from the configuration join those recorded: a bare
     // serial takes effect when first loaded, a table at its time.
@@ -372,11 +386,69 @@ pub async fn serve(
             }
         });
     }
+    // The hub's own access log, signed with its key under its
+    // certificate's name; users and sessions; the API for people.
+    let hub_name = alpr_shared::cert::claimed_name(&hub.hub_cert_der)
+        .or_else(|_| DeviceId::new("hub"))
+        .context("the hub's name")?;
+    let access = crate::access::AccessLog::start(
+        hub.storage.clone(),
+        SecretKey::from_pkcs8_pem(key_text).context("the hub key")?,
+        hub_name,
+    )
+    .context("starting the access log")?;
+    let users = Arc::new(
+        crate::users::Users::new(hub.storage.clone(), access.clone(), config.users())
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    if users.prepare_bootstrap(&config.data_dir, api_addr)? {
+        info!(
+            file = %config.data_dir.join(crate::users::BOOTSTRAP_FILE).display(),
+            "no users yet: run `hub bootstrap` on this machine to create the first administrator"
+        );
+    }
+    let api_state = crate::api::ApiState {
+        hub: hub.clone(),
+        users,
+        access,
+        data_dir: config.data_dir.clone(),
+    };
+    // Routes of other rooms (search, policy) merge here:
+    // `.merge(search::routes().with_state(api_state.clone()))`.
+    let app = crate::api::router(api_state, config.api_body_limit);
+    info!(addr = %api_addr, "api listening");
+    let mut api_task = tokio::spawn(crate::api::serve(
+        api_listener,
+        api_tls,
+        app,
+        crate::api::ApiLimits {
+            max_connections: config.api_max_connections,
+            request_timeout: config.api_request_timeout,
+        },
+        hub.cancel.clone(),
+    ));
+    // Both ports are ready: nodes and people may come.
+    info!(%addr, "hub listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
     let writer_closed = hub.writer.clone();
     let mut failure = None;
     loop {
         let incoming = tokio::select! {
             _ = cancel.cancelled() => break,
+            r = &mut api_task => {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                tracing::error!("the API stopped; the hub stops so that its supervisor restarts it");
+                failure = Some(match r {
+                    Ok(Err(e)) => e.context("the API stopped"),
+                    Ok(Ok(())) => anyhow::anyhow!("the API stopped"),
+                    Err(e) => anyhow::anyhow!("the API panicked: {e}"),
+                });
+                break;
+            }
             _ = writer_closed.closed() => {
                 // The writer is gone: nothing could be stored or
                 // acknowledged. Stop, so that a supervisor restarts the hub.
@@ -405,6 +477,9 @@ pub async fn serve(
     info!("shutting down: closing connections");
     endpoint.close(quic::CLOSE_SHUTDOWN.into(), b"hub shutting down");
     hub.cancel.cancel();
+    if !api_task.is_finished() {
+        let _ = api_task.await;
+    }
     tasks.close();
     tasks.wait().await;
     endpoint.wait_idle().await;
@@ -456,24 +531,6 @@ async fn handle_incoming(
         }
     };
     drop(handshake);
-    if quic::negotiated_alpn(&conn).as_deref() == Some(ADMIN_ALPN) {
-        if quic::peer_certificate(&conn).as_deref() != Some(hub.hub_cert_der.as_slice()) {
-            // A node's (or any other) certificate on the admin API.
-            let device = quic::peer_certificate(&conn)
-                .and_then(|der| hub.anchor.check_device_der(&der).ok())
-                .map(|c| c.name);
-            let detail = "the admin API needs the hub's identity";
-            hub.refuse_as(device.as_ref(), peer, kind::WRONG_PROTOCOL, None, detail)
-                .await;
-            conn.close(
-                RefusalCode::UnknownNode.close_code().into(),
-                detail.as_bytes(),
-            );
-            return;
-        }
-        admin::serve(hub, conn).await;
-        return;
-    }
     let Some(der) = quic::peer_certificate(&conn) else {
         close_refused(
             &hub,

@@ -479,6 +479,9 @@ pub fn verify_bundle(
         index: 0,
     };
     let mut hub: Option<Result<HubCert, CertError>> = None;
+    // The hub's certificate as it came: a log under it is the hub's own
+    // access log.
+    let mut hub_der: Option<Vec<u8>> = None;
     let mut logs: Vec<LogReport> = Vec::new();
     let mut done: BTreeMap<DeviceId, Seen> = BTreeMap::new();
     let mut current: Option<Current> = None;
@@ -507,6 +510,7 @@ pub fn verify_bundle(
                     return Err(layout("a second hub certificate".into()));
                 }
                 hub = Some(anchor.check_hub_der(&buf));
+                hub_der = Some(buf.clone());
             }
             KIND_REVOCATION => {
                 if current.is_some() || !done.is_empty() {
@@ -523,7 +527,13 @@ pub fn verify_bundle(
             KIND_CERT => {
                 let name = claimed_name(&buf)
                     .map_err(|source| BundleError::Certificate { index, source })?;
-                let checked = anchor.check_device_der(&buf);
+                let checked = if hub_der.as_deref() == Some(buf.as_slice()) {
+                    anchor
+                        .check_hub_der(&buf)
+                        .map(|h| h.as_signer(name.clone(), buf.clone()))
+                } else {
+                    anchor.check_device_der(&buf)
+                };
                 let node = switch(
                     &mut current,
                     &mut done,

@@ -30,8 +30,6 @@ use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
 pub const ALPN: &[u8] = b"alpr-sync/4";
-/// ALPN of the hub's administrative API (same endpoint, hub's own identity).
-pub const ADMIN_ALPN: &[u8] = b"alpr-admin/1";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
 pub const PROTOCOL_VERSION: u16 = 4;
 

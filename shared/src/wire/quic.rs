@@ -120,7 +120,7 @@ pub fn bound_receive(cfg: &mut quinn::ServerConfig, liveness: Liveness, w: Recei
     cfg.transport_config(Arc::new(t));
 }
 
-/// A node's (or an admin client's) configuration: the hub must present a
+/// A node's configuration: the hub must present a
 /// certificate from the deployment CA; we present ours.
 pub fn client_config(
     ca_pem: &[u8],

@@ -1,60 +1,65 @@
-//! The hub's administrative API on its QUIC endpoint (ALPN `alpr-admin/1`).
-//! Commands such as `hub nodes` ask the running hub rather than opening its
-//! database. For now the only caller allowed is the hub's own identity
-//! (operator logins come with the accountability work).
+//! Routes about nodes and their logs, moved from the QUIC admin protocol
+//! (the QUIC port is for nodes only):
+//!
+//! - `GET  /api/v1/nodes` — nodes report ([`Permission::ViewNodes`]);
+//! - `GET  /api/v1/nodes/{node}/log?from=&limit=&size=` — a page of a
+//!   node's stored log, for an audit ([`Permission::VerifyLogs`]);
+//! - `GET  /api/v1/nodes/{node}/missing-images` ([`Permission::VerifyLogs`]);
+//! - `POST /api/v1/bundle/sign` — the hub signs a bundle manifest with its
+//!   key, which never leaves it ([`Permission::VerifyLogs`]);
+//! - `POST /api/v1/revoke` — revoke a node certificate
+//!   ([`Permission::Revoke`]).
+//!
+//! Reading logs is itself an access (an audit query) and is recorded
+//! before the answer.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 
+use alpr_shared::log::AccessAction;
 use alpr_shared::types::UnixMillis;
-use alpr_shared::wire::quic;
-use alpr_shared::wire::{RefusalCode, ADMIN_ALPN};
+use alpr_shared::wire::RefusalCode;
 use anyhow::Context;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tracing::warn;
 
-use super::Hub;
-use crate::config::HubConfig;
+use super::{ApiError, ApiState};
 use crate::ingest::Metrics;
 use crate::store::{RefusalRecord, SourceRefusalRecord};
+use crate::sync::Hub;
+use crate::users::{Caller, Permission};
 
-/// A request may carry a bundle manifest (hex).
-const MAX_REQUEST: usize = 2 * alpr_shared::log::bundle::MAX_MANIFEST_BYTES + 4096;
 /// Refusal records searched for identity conflicts by `hub nodes`.
 const CONFLICT_SCAN: usize = 10_000;
 /// An identity conflict counts as current this long after the node's
 /// last contact (a node in conflict checks again every backoff cap).
 const CONFLICT_CURRENT_MS: u64 = 5 * 60 * 1000;
-const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
+/// A request for one page of a node's log. Without `size`, the page fixes
+/// a snapshot of the log (its size, checkpoint and certificates); later
+/// pages give that `size` and serve nothing beyond it, so a log still
+/// growing reads consistently.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum AdminRequest {
-    /// Nodes with last contact, acknowledged sequence, backlog, refusals.
-    Nodes,
-    /// One page of a node's stored log, for an audit ([`NodeLogPage`]).
-    /// Without `size`, the page fixes a snapshot of the log (its size,
-    /// checkpoint and certificates); later pages give that `size` and
-    /// serve nothing beyond it, so a log still growing reads consistently.
-    NodeLog {
-        node: String,
-        from: u64,
-        limit: u32,
-        #[serde(default)]
-        size: Option<u64>,
-    },
-    /// Sign a bundle manifest (hex of its postcard encoding) with the hub's
-    /// key, which never leaves the hub ([`SignedManifestReply`]).
-    SignManifest { manifest: String },
-    /// Reads of a node whose images the hub lacks ([`MissingImagesReport`]).
-    MissingImages { node: String },
-    /// Revoke a node certificate from `at` (now if absent); closes the
-    /// live connection that authenticated with it ([`RevokeReport`]).
-    Revoke {
-        serial: String,
-        at: Option<UnixMillis>,
-        reason: String,
-    },
+pub struct NodeLogQuery {
+    pub from: u64,
+    pub limit: u32,
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+/// A bundle manifest to sign (hex of its postcard encoding).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignManifestRequest {
+    pub manifest: String,
+}
+
+/// Revoke a node certificate from `at` (now if absent).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    pub serial: String,
+    pub at: Option<UnixMillis>,
+    pub reason: String,
 }
 
 /// The hub's signature over a bundle manifest.
@@ -77,7 +82,7 @@ pub struct ServedCert {
     pub effective_from: Option<u64>,
 }
 
-/// Most missing images one [`AdminRequest::MissingImages`] lists.
+/// Most missing images one request lists.
 pub const MAX_MISSING_LISTED: usize = 100_000;
 
 /// Reads of one node whose images the hub does not hold.
@@ -92,7 +97,7 @@ pub struct MissingImagesReport {
     pub first: Vec<(u64, String)>,
 }
 
-/// The answer to [`AdminRequest::Revoke`].
+/// The answer to a revocation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeReport {
     /// As recorded (an earlier revocation of the same serial wins).
@@ -101,7 +106,7 @@ pub struct RevokeReport {
     pub closed: Vec<String>,
 }
 
-/// Most entries one [`AdminRequest::NodeLog`] page holds.
+/// Most entries one log page holds.
 pub const MAX_LOG_PAGE: u32 = 4096;
 
 /// A page of a node's log as the hub holds it: what an auditor needs to
@@ -184,61 +189,13 @@ pub struct NodesReport {
     pub problems: Vec<String>,
     /// Refusals since start by kind: refusal codes (`revoked`, `fork`,
     /// `unknown-node`, …) and limits (`connection-limit`,
-    /// `handshake-limit`, `handshake-timeout`, `wrong-protocol`).
+    /// `handshake-limit`, `handshake-timeout`).
     #[serde(default)]
     pub refusals_by_kind: std::collections::BTreeMap<String, u64>,
     /// Refusals of unauthenticated sources, aggregated per source; apart
     /// from `recent_refusals` so they never push a node's out.
     #[serde(default)]
     pub unauthenticated_refusals: Vec<SourceRefusalRecord>,
-}
-
-pub(super) async fn serve(hub: Arc<Hub>, conn: quinn::Connection) {
-    let peer = conn.remote_address();
-    if quic::peer_certificate(&conn).as_deref() != Some(hub.hub_cert_der.as_slice()) {
-        warn!(%peer, "admin connection without the hub's identity refused");
-        conn.close(
-            RefusalCode::UnknownNode.close_code().into(),
-            b"admin API needs the hub identity",
-        );
-        return;
-    }
-    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-        let req = match recv.read_to_end(MAX_REQUEST).await {
-            Ok(b) => b,
-            Err(_) => continue,
-        };
-        let reply = match serde_json::from_slice::<AdminRequest>(&req) {
-            Ok(AdminRequest::Nodes) => nodes_report(&hub).map(|r| serde_json::to_vec(&r)),
-            Ok(AdminRequest::NodeLog {
-                node,
-                from,
-                limit,
-                size,
-            }) => node_log_page(&hub, &node, from, limit, size).map(|r| serde_json::to_vec(&r)),
-            Ok(AdminRequest::SignManifest { manifest }) => {
-                sign_manifest(&hub, &manifest).map(|r| serde_json::to_vec(&r))
-            }
-            Ok(AdminRequest::MissingImages { node }) => {
-                missing_images(&hub, &node).map(|r| serde_json::to_vec(&r))
-            }
-            Ok(AdminRequest::Revoke { serial, at, reason }) => revoke(&hub, &serial, at, reason)
-                .await
-                .map(|r| serde_json::to_vec(&r)),
-            Err(e) => Err(anyhow::anyhow!("bad request: {e}")),
-        };
-        match reply {
-            Ok(Ok(bytes)) => {
-                let _ = send.write_all(&bytes).await;
-                let _ = send.finish();
-            }
-            Ok(Err(e)) => warn!(error = %e, "admin reply"),
-            Err(e) => {
-                warn!(error = %e, "admin request failed");
-                let _ = send.reset(quic::STREAM_MALFORMED.into());
-            }
-        }
-    }
 }
 
 async fn revoke(
@@ -259,12 +216,9 @@ async fn revoke(
     Ok(RevokeReport { revocation, closed })
 }
 
-fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
-    let connected: Vec<String> = hub
-        .connections
-        .lock()
-        .map(|m| m.keys().map(ToString::to_string).collect())
-        .unwrap_or_default();
+/// What `hub nodes` shows (and `hub health` checks).
+pub fn nodes_report(hub: &Hub) -> NodesReport {
+    let connected = hub.connected();
     // A failing database is reported, not an error: the report says why.
     // Identity conflicts are refusal records with their own code.
     let mut conflicts: HashMap<String, (u64, RefusalRecord)> = HashMap::new();
@@ -326,7 +280,7 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
             }
         })
         .collect();
-    Ok(NodesReport {
+    NodesReport {
         nodes,
         recent_refusals: hub.storage.refusals(50).unwrap_or_default(),
         storage_error: hub.health.storage_error(),
@@ -337,7 +291,7 @@ fn nodes_report(hub: &Hub) -> anyhow::Result<NodesReport> {
         refused_handshakes: Metrics::get(&hub.metrics.refused_handshakes),
         refusals_by_kind: hub.metrics.refusals_by_kind(),
         unauthenticated_refusals: hub.storage.source_refusals(50).unwrap_or_default(),
-    })
+    }
 }
 
 fn missing_images(hub: &Hub, node: &str) -> anyhow::Result<MissingImagesReport> {
@@ -457,77 +411,100 @@ fn sign_manifest(hub: &Hub, manifest: &str) -> anyhow::Result<SignedManifestRepl
     })
 }
 
-/// How long a command waits for the hub to answer before saying it is
-/// not running.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A connection to the running hub's admin API.
-#[derive(Debug)]
-pub struct AdminClient {
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
+/// The routes of this module.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/nodes", get(get_nodes))
+        .route("/api/v1/nodes/{node}/log", get(get_node_log))
+        .route(
+            "/api/v1/nodes/{node}/missing-images",
+            get(get_missing_images),
+        )
+        .route("/api/v1/bundle/sign", post(post_sign_manifest))
+        .route("/api/v1/revoke", post(post_revoke))
 }
 
-impl AdminClient {
-    /// Connect to the hub described by `config`, with its own identity.
-    pub async fn connect(config: &HubConfig) -> anyhow::Result<Self> {
-        let ca = std::fs::read(&config.ca_cert)
-            .with_context(|| format!("reading {}", config.ca_cert.display()))?;
-        let cert = std::fs::read(&config.cert)
-            .with_context(|| format!("reading {}", config.cert.display()))?;
-        let key = alpr_shared::private::read_key_file(&config.key)?;
-        let liveness = quic::Liveness {
-            keep_alive: config.keep_alive,
-            idle_timeout: config.idle_timeout,
-        };
-        let client = quic::client_config(&ca, &cert, &key, ADMIN_ALPN, liveness)?;
-        let mut target = config.listen;
-        if target.ip().is_unspecified() {
-            target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let bind: SocketAddr = if target.is_ipv4() {
-            ([127, 0, 0, 1], 0).into()
-        } else {
-            (std::net::Ipv6Addr::LOCALHOST, 0).into()
-        };
-        let mut endpoint = quinn::Endpoint::client(bind)?;
-        endpoint.set_default_client_config(client);
-        let connecting = endpoint.connect(target, "localhost")?;
-        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(c) => c.with_context(|| format!("connecting to the hub at {target}"))?,
-            Err(_) => anyhow::bail!(
-                "no answer from the hub at {target} within {} s: is `hub serve` running with this configuration?",
-                CONNECT_TIMEOUT.as_secs()
-            ),
-        };
-        Ok(AdminClient { endpoint, conn })
-    }
+async fn get_nodes(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<NodesReport>, ApiError> {
+    caller.require(Permission::ViewNodes)?;
+    Ok(Json(nodes_report(&state.hub)))
+}
 
-    /// One request, one answer.
-    pub async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        req: &AdminRequest,
-    ) -> anyhow::Result<T> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
-        send.write_all(&serde_json::to_vec(req)?).await?;
-        send.finish()?;
-        let bytes = recv
-            .read_to_end(MAX_RESPONSE)
+async fn get_node_log(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(node): Path<String>,
+    Query(q): Query<NodeLogQuery>,
+) -> Result<Json<NodeLogPage>, ApiError> {
+    caller.require(Permission::VerifyLogs)?;
+    if q.size.is_none() {
+        // The first page of each node's log is one audit access.
+        state
+            .access
+            .record(caller.record(
+                AccessAction::AuditQuery,
+                format!("audit verify node={node}"),
+            ))
+            .await?;
+    }
+    let hub = state.hub.clone();
+    let page =
+        tokio::task::spawn_blocking(move || node_log_page(&hub, &node, q.from, q.limit, q.size))
             .await
-            .context("reading the hub's answer (is this the hub's own certificate?)")?;
-        Ok(serde_json::from_slice(&bytes)?)
-    }
-
-    pub async fn close(self) {
-        self.conn.close(quic::CLOSE_SHUTDOWN.into(), b"done");
-        self.endpoint.wait_idle().await;
-    }
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
+    Ok(Json(page))
 }
 
-/// Ask the running hub described by `config` for its nodes.
-pub async fn request(config: &HubConfig, req: &AdminRequest) -> anyhow::Result<NodesReport> {
-    let client = AdminClient::connect(config).await?;
-    let report = client.call(req).await;
-    client.close().await;
-    report
+async fn get_missing_images(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> Result<Json<MissingImagesReport>, ApiError> {
+    caller.require(Permission::VerifyLogs)?;
+    let hub = state.hub.clone();
+    let r = tokio::task::spawn_blocking(move || missing_images(&hub, &node))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
+    Ok(Json(r))
+}
+
+async fn post_sign_manifest(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(req): Json<SignManifestRequest>,
+) -> Result<Json<SignedManifestReply>, ApiError> {
+    caller.require(Permission::VerifyLogs)?;
+    state
+        .access
+        .record(caller.record(
+            AccessAction::Export,
+            "audit verify --export (bundle manifest signed)",
+        ))
+        .await?;
+    sign_manifest(&state.hub, &req.manifest)
+        .map(Json)
+        .map_err(|e| ApiError::BadRequest(format!("{e:#}")))
+}
+
+async fn post_revoke(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(req): Json<RevokeRequest>,
+) -> Result<Json<RevokeReport>, ApiError> {
+    caller.require(Permission::Revoke)?;
+    state
+        .access
+        .record(caller.record(
+            AccessAction::UserAdmin,
+            format!("revoke serial={} reason={}", req.serial, req.reason),
+        ))
+        .await?;
+    revoke(&state.hub, &req.serial, req.at, req.reason)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::BadRequest(format!("{e:#}")))
 }
