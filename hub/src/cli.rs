@@ -555,3 +555,36 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// `hub policy show|set`: through the API, as the logged-in user.
+pub fn policy(cmd: crate::policy::cli::PolicyCommand) -> anyhow::Result<ExitCode> {
+    use crate::api::policy::PolicyReply;
+    use crate::policy::cli::{read_settings, render, PolicyCommand};
+    let (reply, json): (PolicyReply, bool) = match cmd {
+        PolicyCommand::Show { json } => (
+            runtime()?
+                .block_on(async { Session::load()?.client().await?.get("/api/v1/policy").await })?,
+            json,
+        ),
+        PolicyCommand::Set { file } => {
+            let settings = read_settings(&file)?;
+            let reply = runtime()?.block_on(async {
+                Session::load()?
+                    .client()
+                    .await?
+                    .post("/api/v1/policy", &settings)
+                    .await
+            })?;
+            (reply, false)
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply.summary)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bytes = hex::decode(&reply.signed).context("the hub's policy is not hex")?;
+    let signed = alpr_shared::control::SignedPolicy::decode(&bytes)
+        .context("the hub's policy does not decode")?;
+    print!("{}", render(&signed));
+    Ok(ExitCode::SUCCESS)
+}

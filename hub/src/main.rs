@@ -42,6 +42,10 @@ enum Command {
     Health(sync_cli::HealthArgs),
     /// Revoke a node certificate on the running hub (closes its connection).
     Revoke(sync_cli::RevokeArgs),
+    /// The signed policy edges enforce: show it, or set new settings
+    /// (administrators; the next version is pushed to every edge).
+    #[command(subcommand)]
+    Policy(alpr_hub::policy::cli::PolicyCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Serve(args) => sync_cli::serve(args),
         Command::Login(args) => sync_cli::login(args),
+        Command::Policy(cmd) => sync_cli::policy(cmd),
         Command::Logout => sync_cli::logout(),
         Command::Bootstrap(args) => sync_cli::bootstrap(args),
         Command::User(cmd) => sync_cli::user(cmd),

@@ -35,6 +35,7 @@
 pub mod audit;
 pub mod client;
 pub mod nodes;
+pub mod policy;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -264,6 +265,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(users::routes())
         .merge(nodes::routes())
         .merge(audit::routes())
+        .merge(policy::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -16,6 +16,7 @@
 //! survive restarts as long as the file is left alone.
 
 pub mod cli;
+pub mod officers;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -407,6 +407,16 @@ pub async fn serve(
             "no users yet: run `hub bootstrap` on this machine to create the first administrator"
         );
     }
+    let seeded = config
+        .policy
+        .seeded_officers()
+        .context("the officers in [policy]")?;
+    tokio::spawn(crate::policy::officers::follow_users(
+        users.clone(),
+        hub.policy.clone(),
+        seeded,
+        cancel.child_token(),
+    ));
     let api_state = crate::api::ApiState {
         hub: hub.clone(),
         users,
