@@ -37,6 +37,9 @@ pub struct StoryOptions {
     pub verbose: bool,
 }
 
+/// The officer of the story.
+pub const OFFICER: &str = "ofc-garcia";
+
 /// What happened to one node.
 #[derive(Debug, Clone, Default)]
 pub struct NodeOutcome {
@@ -57,6 +60,20 @@ pub struct NodeOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub nodes: Vec<NodeOutcome>,
+    /// `hub user list` as the administrator printed it, once the officer
+    /// was added.
+    pub users: String,
+    /// The plate the officer searched for, `hub search` as printed, and
+    /// whether it succeeded.
+    pub searched_plate: String,
+    pub search: String,
+    pub search_ok: bool,
+    /// The same search without a case number, for a purpose that needs
+    /// one: the hub's refusal.
+    pub refused_search: String,
+    pub refused_search_ok: bool,
+    /// `hub audit access --plate PLATE` as the auditor printed it.
+    pub access_audit: String,
     /// `hub nodes` as printed.
     pub hub_nodes: String,
     /// `hub audit verify` as printed, and whether it passed.
@@ -258,7 +275,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     let mut say = Say {
         verbose: opts.verbose,
         step: 0,
-        steps: 7,
+        steps: 10,
     };
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)?;
@@ -297,6 +314,19 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     let hub = Hub::start(&pki, &out, &[])?;
     say.line(&format!("hub listening on {} (QUIC, mutual TLS)", hub.addr));
     let relay = Relay::start(hub.addr, LinkModel::default(), 7)?;
+
+    say.step("people: an administrator, users with training records");
+    say.line(&format!(
+        "people use the hub's HTTPS API at {} (`hub login`); nodes use QUIC only",
+        hub.api
+    ));
+    say.line("`hub bootstrap` made the first administrator, `admin`, once, on the hub's machine");
+    hub.add_user(OFFICER, "officer", crate::TRAINED)?;
+    hub.login(OFFICER)?;
+    let (_, users) = run_cmd(hub.as_user("admin")?.args(["user", "list"]))?;
+    for l in users.lines() {
+        say.line(l);
+    }
 
     say.step("edges read plates from their cameras (replayed photos) and sync");
     link_photos(pole_photos, &out.join("photos/pole-1"))?;
@@ -419,6 +449,54 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         say.line(l);
     }
 
+    // An officer looks for a plate the pole read, for a stated purpose.
+    let searched_plate = pole_f
+        .reads
+        .lock()
+        .ok()
+        .and_then(|r| {
+            r.first()
+                .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        })
+        .context("the pole read no plate")?;
+    say.step("an officer searches the hub for a plate: purpose and case number required");
+    let (refused_search_ok, refused_search) =
+        run_cmd(
+            hub.as_user(OFFICER)?
+                .args(["search", &searched_plate, "--purpose", "robbery"]),
+        )?;
+    say.line(&format!(
+        "$ hub search {searched_plate} --purpose robbery        (no case number)"
+    ));
+    for l in refused_search.lines() {
+        say.line(&format!("  {l}"));
+    }
+    let (search_ok, search) = run_cmd(hub.as_user(OFFICER)?.args([
+        "search",
+        &searched_plate,
+        "--purpose",
+        "robbery",
+        "--case",
+        "26-004711",
+    ]))?;
+    say.line(&format!(
+        "$ hub search {searched_plate} --purpose robbery --case 26-004711"
+    ));
+    for l in search.lines() {
+        say.line(&format!("  {l}"));
+    }
+
+    say.step("the auditor: who searched for this plate, when, and why");
+    let (_, access_audit) =
+        run_cmd(
+            hub.as_user("auditor")?
+                .args(["audit", "access", "--plate", &searched_plate]),
+        )?;
+    say.line(&format!("$ hub audit access --plate {searched_plate}"));
+    for l in access_audit.lines() {
+        say.line(&format!("  {l}"));
+    }
+
     say.step("hub audit verify: every node log at the hub, checked from the CA certificate alone");
     let evidence = out.join("evidence.bundle");
     let (audit_ok, audit) = run_cmd(
@@ -493,6 +571,13 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     }
     Ok(Outcome {
         nodes,
+        users,
+        searched_plate,
+        search,
+        search_ok,
+        refused_search,
+        refused_search_ok,
+        access_audit,
         hub_nodes,
         audit,
         audit_ok,

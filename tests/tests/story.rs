@@ -55,6 +55,42 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
         outcome.hub_nodes
     );
 
+    // Lawful access: the officer is listed with a training record; a
+    // search for a purpose that needs a case number is refused without
+    // one; with it, the plate is found, and the reads' signatures verify.
+    assert!(
+        outcome.users.contains(alpr_e2e::story::OFFICER) && outcome.users.contains("officer"),
+        "{}",
+        outcome.users
+    );
+    assert!(
+        !outcome.refused_search_ok && outcome.refused_search.contains("case number"),
+        "{}",
+        outcome.refused_search
+    );
+    assert!(outcome.search_ok, "hub search failed:\n{}", outcome.search);
+    assert!(
+        outcome.search.contains(&outcome.searched_plate) && outcome.search.contains("pole-1"),
+        "{}",
+        outcome.search
+    );
+    assert!(!outcome.search.contains("BAD"), "{}", outcome.search);
+    // The auditor sees that search with the four statutory fields: when
+    // (a row's time), what (the plate), who and for which agency, and why.
+    let row = outcome
+        .access_audit
+        .lines()
+        .find(|l| l.contains(alpr_e2e::story::OFFICER) && l.contains("26-004711"))
+        .unwrap_or_else(|| panic!("no access row of the search:\n{}", outcome.access_audit));
+    for field in [
+        outcome.searched_plate.as_str(),
+        alpr_e2e::AGENCY,
+        "robbery",
+        "search",
+    ] {
+        assert!(row.contains(field), "{field} missing from {row}");
+    }
+
     // Nothing lost, nothing duplicated: the hub's copy is each log exactly.
     for (name, same) in &outcome.hub_matches_edge {
         assert!(same, "{name}: the hub's copy differs from the node's log");
