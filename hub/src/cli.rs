@@ -55,6 +55,9 @@ pub struct RevokeArgs {
 pub enum BenchCommand {
     /// Verified, durably stored reads per second from many edges.
     Ingest(crate::bench::IngestArgs),
+    /// Searches over a store of N signed reads, each after its durable
+    /// access record: exact, wildcard, OCR-tolerant, canvass.
+    Search(crate::search::bench::SearchBenchArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -221,6 +224,7 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
 pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
+        BenchCommand::Search(a) => runtime()?.block_on(crate::search::bench::run(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }
