@@ -438,16 +438,17 @@ impl Searcher {
             }
             (None, Some(n)) => {
                 let area = bounding_box(n);
-                let placed = self
-                    .storage
-                    .reads_in_box(&area, plan.from, plan.to, MAX_SCANNED)?;
+                let placed = self.storage.reads_in_box(
+                    &area,
+                    plan.from,
+                    plan.to,
+                    plan.node.as_ref(),
+                    MAX_SCANNED,
+                )?;
                 capped = !placed.complete;
                 unplaced = Some(placed.unplaced);
                 let (lat0, lon0) = (e7(n.lat), e7(n.lon));
                 for p in placed.placed {
-                    if plan.node.as_ref().is_some_and(|d| *d != p.read.device) {
-                        continue;
-                    }
                     let d = distance_m(lat0, lon0, p.lat_e7, p.lon_e7);
                     if d <= n.radius_m {
                         found.push((p.read, Some(d)));
@@ -492,8 +493,9 @@ impl Searcher {
         let Some(content) = entry.read().cloned() else {
             return Ok(None);
         };
-        let mut keys = HashMap::new();
-        let hit = self.hit(&device, &entry, None, &mut keys)?;
+        let mut certs = HashMap::new();
+        let key = self.key_for(&device, seq, &mut certs)?;
+        let hit = self.hit(&device, &entry, None, problem(&device, &entry, &key))?;
         let crop_jpeg = self.storage.image(&content.crop_hash)?;
         let overview_jpeg = self.storage.image(&content.overview_hash)?;
         Ok(Some(ReadDetail {
@@ -518,7 +520,8 @@ impl Searcher {
     }
 
     /// Hits for `found`, fetched in one transaction; reads whose content
-    /// is gone (purged since indexed) are left out.
+    /// is gone (purged since indexed) are left out. Signatures are checked
+    /// on two threads: they are most of a search's work.
     fn hits(&self, found: &[(IndexedRead, Option<f64>)]) -> Result<Vec<SearchHit>, SearchError> {
         let keys: Vec<(DeviceId, u64)> = found
             .iter()
@@ -526,7 +529,7 @@ impl Searcher {
             .collect();
         let entries = self.storage.entries_at(&keys)?;
         let mut certs: HashMap<DeviceId, KeyRanges> = HashMap::new();
-        let mut out = Vec::with_capacity(found.len());
+        let mut work = Vec::with_capacity(found.len());
         for ((r, d), bytes) in found.iter().zip(entries) {
             let Some(entry) = bytes.and_then(|b| SignedEntry::decode(&b).ok()) else {
                 continue;
@@ -534,9 +537,60 @@ impl Searcher {
             if entry.read().is_none() {
                 continue;
             }
-            out.push(self.hit(&r.device, &entry, *d, &mut certs)?);
+            let key = self.key_for(&r.device, entry.header.seq, &mut certs)?;
+            work.push((&r.device, entry, *d, key));
+        }
+        let check = |w: &[(
+            &DeviceId,
+            SignedEntry,
+            Option<f64>,
+            Result<PublicKey, String>,
+        )]| {
+            w.iter()
+                .map(|(device, entry, _, key)| problem(device, entry, key))
+                .collect::<Vec<_>>()
+        };
+        let problems: Vec<Option<String>> = if work.len() >= 16 {
+            let (a, b) = work.split_at(work.len() / 2);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| check(b));
+                let mut p = check(a);
+                match other.join() {
+                    Ok(q) => p.extend(q),
+                    // A panic while checking a signature: check again here.
+                    Err(_) => p.extend(check(b)),
+                }
+                p
+            })
+        } else {
+            check(&work)
+        };
+        let mut out = Vec::with_capacity(work.len());
+        for ((device, entry, distance, _), problem) in work.into_iter().zip(problems) {
+            out.push(self.hit(device, &entry, distance, problem)?);
         }
         Ok(out)
+    }
+
+    /// The key in force for entry `seq` of `device`, or why there is none.
+    fn key_for(
+        &self,
+        device: &DeviceId,
+        seq: u64,
+        certs: &mut HashMap<DeviceId, KeyRanges>,
+    ) -> Result<Result<PublicKey, String>, SearchError> {
+        if !certs.contains_key(device) {
+            let ranges = self.key_ranges(device)?;
+            certs.insert(device.clone(), ranges);
+        }
+        let ranges = certs.get(device).map(Vec::as_slice).unwrap_or(&[]);
+        Ok(match ranges.iter().rev().find(|(from, _)| *from <= seq) {
+            None => Err("no certificate of the node is in force for this entry".to_owned()),
+            Some((_, None)) => {
+                Err("the certificate in force no longer checks against the CA".to_owned())
+            }
+            Some((_, Some(key))) => Ok(*key),
+        })
     }
 
     fn hit(
@@ -544,38 +598,15 @@ impl Searcher {
         device: &DeviceId,
         entry: &SignedEntry,
         distance: Option<f64>,
-        certs: &mut HashMap<DeviceId, KeyRanges>,
+        problem: Option<String>,
     ) -> Result<SearchHit, SearchError> {
         let content = entry
             .read()
             .ok_or_else(|| SearchError::BadQuery("the read's content is gone".into()))?;
-        if !certs.contains_key(device) {
-            let ranges = self.key_ranges(device)?;
-            certs.insert(device.clone(), ranges);
-        }
-        let ranges = certs.get(device).map(Vec::as_slice).unwrap_or(&[]);
-        let seq = entry.header.seq;
-        let problem = if entry.header.device != *device {
-            Some(format!("the entry names node {}", entry.header.device))
-        } else {
-            match ranges.iter().rev().find(|(from, _)| *from <= seq) {
-                None => Some("no certificate of the node is in force for this entry".to_owned()),
-                Some((_, None)) => {
-                    Some("the certificate in force no longer checks against the CA".to_owned())
-                }
-                Some((_, Some(key))) if !entry.signature_valid(key) => {
-                    Some("the header signature does not verify".to_owned())
-                }
-                Some(_) if !entry.body_matches() => {
-                    Some("the content does not match the signed commitment".to_owned())
-                }
-                Some(_) => None,
-            }
-        };
         let crop_held = self.storage.has_image(&content.crop_hash)?;
         Ok(SearchHit {
             node: device.to_string(),
-            seq,
+            seq: entry.header.seq,
             plate: content.plate.clone(),
             captured_at: entry.header.captured_at,
             time_source: entry.header.time_source,
@@ -623,6 +654,28 @@ impl Searcher {
         }
         out.sort_by_key(|(from, _)| *from);
         Ok(out)
+    }
+}
+
+/// Why `entry` does not verify under `key` as entry of `device`; `None`
+/// when it does (header signature and content commitment).
+fn problem(
+    device: &DeviceId,
+    entry: &SignedEntry,
+    key: &Result<PublicKey, String>,
+) -> Option<String> {
+    if entry.header.device != *device {
+        return Some(format!("the entry names node {}", entry.header.device));
+    }
+    match key {
+        Err(why) => Some(why.clone()),
+        Ok(key) if !entry.signature_valid(key) => {
+            Some("the header signature does not verify".to_owned())
+        }
+        Ok(_) if !entry.body_matches() => {
+            Some("the content does not match the signed commitment".to_owned())
+        }
+        Ok(_) => None,
     }
 }
 

@@ -223,14 +223,15 @@ pub trait HubStorage: Send + Sync + 'static {
         to: UnixMillis,
         limit: usize,
     ) -> Result<Vec<IndexedRead>, StoreError>;
-    /// Reads captured in [from, to] whose coordinates lie in the index
-    /// cells covering `area`, at most `limit`; and how many reads of that
-    /// window carry no coordinates.
+    /// Reads captured in [from, to] (of `node` only, if given) whose
+    /// coordinates lie in the index cells covering `area`, at most `limit`;
+    /// and how many reads of that window (and node) carry no coordinates.
     fn reads_in_box(
         &self,
         area: &GeoBox,
         from: UnixMillis,
         to: UnixMillis,
+        node: Option<&DeviceId>,
         limit: usize,
     ) -> Result<PlacedReads, StoreError>;
     /// Canonical bytes of the given entries (`None`: not stored), in order,

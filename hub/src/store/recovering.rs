@@ -223,9 +223,10 @@ impl HubStorage for Recovering {
         area: &GeoBox,
         from: UnixMillis,
         to: UnixMillis,
+        node: Option<&DeviceId>,
         limit: usize,
     ) -> Result<PlacedReads, StoreError> {
-        self.call(|s| s.reads_in_box(area, from, to, limit))
+        self.call(|s| s.reads_in_box(area, from, to, node, limit))
     }
     fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.call(|s| s.entries_at(at))

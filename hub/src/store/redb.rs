@@ -1075,6 +1075,7 @@ impl HubStorage for RedbStore {
         area: &GeoBox,
         from: UnixMillis,
         to: UnixMillis,
+        node: Option<&DeviceId>,
         limit: usize,
     ) -> Result<PlacedReads, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
@@ -1107,6 +1108,9 @@ impl HubStorage for RedbStore {
                     let (k, v) = (k.value(), v.value());
                     let id = u32::from_be_bytes([k[12], k[13], k[14], k[15]]);
                     if let Some(device) = names.get(id)? {
+                        if node.is_some_and(|n| *n != device) {
+                            continue;
+                        }
                         out.placed.push(PlacedRead {
                             read: IndexedRead {
                                 device,
@@ -1123,7 +1127,14 @@ impl HubStorage for RedbStore {
         let lo = geo_key(UNPLACED, from, 0, 0);
         let hi = geo_key(UNPLACED, to, u32::MAX, u64::MAX);
         for row in t.range::<&[u8; 24]>(&lo..=&hi).map_err(db_err)? {
-            row.map_err(db_err)?;
+            let (k, _) = row.map_err(db_err)?;
+            let k = k.value();
+            if let Some(n) = node {
+                let id = u32::from_be_bytes([k[12], k[13], k[14], k[15]]);
+                if names.get(id)?.as_ref() != Some(n) {
+                    continue;
+                }
+            }
             out.unplaced += 1;
         }
         Ok(out)
