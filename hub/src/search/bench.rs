@@ -255,7 +255,7 @@ fn build(db: &Path, ca_file: &Path, reads: usize) -> anyhow::Result<f64> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Half>(2);
     let rounds = (reads / NODES).div_ceil(ROUND) + 1;
     let second = nodes.split_off(NODES / 2);
-    let mut first_batch = vec![true; NODES];
+    let mut first_batch = [true; NODES];
     let stored = std::thread::scope(|s| -> anyhow::Result<u64> {
         for mut half in [nodes, second] {
             let tx = tx.clone();

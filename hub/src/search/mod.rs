@@ -319,6 +319,14 @@ impl SearchQuery {
     }
 }
 
+/// A hit whose signature is to be checked: node, entry, distance, key.
+type Checking<'a> = (
+    &'a DeviceId,
+    SignedEntry,
+    Option<f64>,
+    Result<PublicKey, String>,
+);
+
 /// Keys that verify a node's entries: (first seq, key) of each certificate
 /// that took effect, in order.
 type KeyRanges = Vec<(u64, Option<PublicKey>)>;
@@ -540,12 +548,7 @@ impl Searcher {
             let key = self.key_for(&r.device, entry.header.seq, &mut certs)?;
             work.push((&r.device, entry, *d, key));
         }
-        let check = |w: &[(
-            &DeviceId,
-            SignedEntry,
-            Option<f64>,
-            Result<PublicKey, String>,
-        )]| {
+        let check = |w: &[Checking<'_>]| {
             w.iter()
                 .map(|(device, entry, _, key)| problem(device, entry, key))
                 .collect::<Vec<_>>()

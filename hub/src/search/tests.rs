@@ -233,19 +233,21 @@ fn every_kind_of_search_finds_what_a_scan_of_every_read_finds() {
             _ => None,
         };
         let tolerant = i % 6 == 4 || (i % 7 == 0 && plate.is_some());
-        let near = (plate.is_none() || i % 5 == 0).then(|| Near {
+        let near = (plate.is_none() || rng.gen_bool(0.2)).then(|| Near {
             lat: f64::from(LAT + rng.gen_range(-100_000..100_000)) / 1e7,
             lon: f64::from(LON + rng.gen_range(-100_000..100_000)) / 1e7,
             radius_m: rng.gen_range(100.0..3000.0),
         });
-        let (from, to) = if i % 3 == 0 {
+        let (from, to) = if rng.gen_bool(0.4) {
             let a = rng.gen_range(t0.0..=t1.0);
             let b = rng.gen_range(a..=t1.0);
             (Some(UnixMillis(a)), Some(UnixMillis(b)))
         } else {
             (None, None)
         };
-        let node = (i % 4 == 0).then(|| format!("node-{}", rng.gen_range(0..4)));
+        let node = rng
+            .gen_bool(0.3)
+            .then(|| format!("node-{}", rng.gen_range(0..4)));
         let q = SearchQuery {
             plate,
             tolerant,
