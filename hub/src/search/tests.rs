@@ -585,3 +585,49 @@ fn the_query_is_described_in_one_line_for_the_access_log() {
         .starts_with("plate=7ABC123 mode=tolerant"));
     assert!(serde_json::from_str::<SearchQuery>(r#"{"plates":"x"}"#).is_err());
 }
+
+#[test]
+fn a_database_written_before_the_search_indexes_is_indexed_when_opened() {
+    use redb::TableDefinition;
+    let f = fixture(120, 8);
+    {
+        // Make the file what an older hub left: reads and `plate-time-v1`
+        // only.
+        let db = redb::Database::open(&f.db).expect("open");
+        let tx = db.begin_write().expect("write");
+        for name in ["plates-v1", "plate-order-v1", "geo-time-v1"] {
+            let t: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+            assert!(tx.delete_table(t).expect("delete"), "{name} existed");
+        }
+        {
+            let meta: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
+            let mut m = tx.open_table(meta).expect("meta");
+            m.remove("search-index-version").expect("remove");
+            m.remove("next-plate-ordinal").expect("remove");
+        }
+        tx.commit().expect("commit");
+    }
+    let s = f.searcher();
+    let sample = &f.reads[7];
+    for q in [
+        SearchQuery {
+            plate: Some(format!("*{}", &sample.plate[1..])),
+            limit: Some(MAX_LIMIT),
+            ..SearchQuery::default()
+        },
+        SearchQuery {
+            near: Some(Near {
+                lat: f64::from(LAT) / 1e7,
+                lon: f64::from(LON) / 1e7,
+                radius_m: 2000.0,
+            }),
+            limit: Some(MAX_LIMIT),
+            ..SearchQuery::default()
+        },
+    ] {
+        let r = s.search(&q).expect("search");
+        let (want, _) = f.brute(&q);
+        assert!(!want.is_empty());
+        assert_eq!(got(&r), want, "{q:?}");
+    }
+}
