@@ -155,3 +155,56 @@ pub fn format_results(r: &SearchResults) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: SearchArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SearchArgs, clap::Error> {
+        Cmd::try_parse_from(std::iter::once("search").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn what_a_person_types_becomes_the_query_sent() {
+        let a = parse(&[
+            "*4?21*",
+            "--from",
+            "2026-11-01T00:00:00Z",
+            "--near",
+            "37.5,-122.25",
+            "--radius",
+            "500",
+            "--node",
+            "pole-1",
+            "--purpose",
+            "robbery",
+            "--case",
+            "26-0042",
+        ])
+        .expect("parses");
+        assert_eq!(a.purpose, "robbery");
+        assert_eq!(a.case.as_deref(), Some("26-0042"));
+        let q = a.to_query().expect("query");
+        assert_eq!(
+            q.describe().expect("describe"),
+            "plate=*4?21* mode=wildcard from=2026-11-01T00:00:00.000Z \
+             near=37.500000,-122.250000 r=500m node=pole-1 limit=100"
+        );
+        // A purpose is required; --near needs --radius.
+        assert!(parse(&["7ABC123"]).is_err());
+        assert!(parse(&["--near", "37.5,-122.2", "--purpose", "p"]).is_err());
+        // Wrong values are refused before anything is sent.
+        let bad = |args: &[&str]| parse(args).expect("parses").to_query().is_err();
+        assert!(bad(&["7ABC123", "--from", "yesterday", "--purpose", "p"]));
+        assert!(bad(&["--near", "north", "--radius", "5", "--purpose", "p"]));
+        assert!(bad(&["--node", "pole-1", "--purpose", "p"]));
+    }
+}
