@@ -631,3 +631,24 @@ fn a_database_written_before_the_search_indexes_is_indexed_when_opened() {
         assert_eq!(got(&r), want, "{q:?}");
     }
 }
+
+#[test]
+fn the_distinct_plates_are_counted_and_listed_once_each_in_order() {
+    let f = fixture(400, 9);
+    let store = RedbStore::open(&f.db).expect("open");
+    let listed = store.plates_from(0, usize::MAX).expect("plates");
+    let ordinals: Vec<u64> = listed.iter().map(|(o, _)| *o).collect();
+    assert_eq!(ordinals, (0..listed.len() as u64).collect::<Vec<_>>());
+    let distinct: BTreeSet<&str> = f.reads.iter().map(|r| r.plate.as_str()).collect();
+    let names: BTreeSet<&str> = listed.iter().map(|(_, p)| p.as_str()).collect();
+    assert_eq!(names, distinct);
+    assert_eq!(listed.len(), distinct.len(), "each plate once");
+    for p in distinct {
+        let n = f.reads.iter().filter(|r| r.plate == p).count() as u64;
+        assert_eq!(store.plate_count(p).expect("count"), n, "{p}");
+    }
+    assert_eq!(store.plate_count("NOSUCH").expect("count"), 0);
+    // Loading from the middle gives the rest.
+    let rest = store.plates_from(5, usize::MAX).expect("plates");
+    assert_eq!(rest.as_slice(), &listed[5..]);
+}

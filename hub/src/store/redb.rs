@@ -170,22 +170,28 @@ impl SearchRows {
             .map_or(0, |v| v.value());
         let first = next;
         for (plate, n) in counts {
+            // Insert as a new plate; one seen before gets its ordinal back
+            // and its count raised (one tree walk for a new plate, which
+            // most plates are).
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&next.to_be_bytes());
+            v[8..].copy_from_slice(&n.to_be_bytes());
             let old = plates
-                .get(plate.as_str())
+                .insert(plate.as_str(), &v)
                 .map_err(db_err)?
-                .map(|v| *v.value());
-            let (ordinal, count) = match old {
-                Some(v) => (be_u64(&v[..8])?, be_u64(&v[8..])? + n),
+                .map(|g| *g.value());
+            match old {
                 None => {
                     order.insert(next, plate.as_str()).map_err(db_err)?;
                     next += 1;
-                    (next - 1, n)
                 }
-            };
-            let mut v = [0u8; 16];
-            v[..8].copy_from_slice(&ordinal.to_be_bytes());
-            v[8..].copy_from_slice(&count.to_be_bytes());
-            plates.insert(plate.as_str(), &v).map_err(db_err)?;
+                Some(o) => {
+                    let count = be_u64(&o[8..])? + n;
+                    v[..8].copy_from_slice(&o[..8]);
+                    v[8..].copy_from_slice(&count.to_be_bytes());
+                    plates.insert(plate.as_str(), &v).map_err(db_err)?;
+                }
+            }
         }
         if next != first {
             meta.insert("next-plate-ordinal", next).map_err(db_err)?;
