@@ -47,6 +47,11 @@ bench-ingest edges="100" reads="200000":
 bench-login logins="100":
     cargo build --release -p alpr-hub
     target/release/hub bench login --logins {{logins}}
+# Searches over a store of N signed reads (built once in --dir, then reused),
+# each after its durable access record: exact, wildcard, OCR-tolerant, canvass.
+bench-search reads="200000" dir=".":
+    cargo build --release -p alpr-hub
+    target/release/hub bench search --reads {{reads}} --dir {{dir}}
 
 # A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link;
 # extra flags (--json, --rtt-ms, --loss, --rate-bps) follow the count.

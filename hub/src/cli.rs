@@ -129,6 +129,9 @@ pub enum BenchCommand {
     Ingest(crate::bench::IngestArgs),
     /// Login time through the API (argon2id), p50 and p99.
     Login(crate::bench::LoginArgs),
+    /// Searches over a store of N signed reads, each after its durable
+    /// access record: exact, wildcard, OCR-tolerant, canvass.
+    Search(crate::search::bench::SearchBenchArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -308,6 +311,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
         BenchCommand::Login(a) => runtime()?.block_on(crate::bench::login(a))?,
+        BenchCommand::Search(a) => runtime()?.block_on(crate::search::bench::run(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }

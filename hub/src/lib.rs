@@ -5,6 +5,7 @@
 
 pub mod pki;
 pub mod refusals;
+pub mod search;
 pub mod verify;
 
 pub mod access;

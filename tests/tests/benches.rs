@@ -1,8 +1,8 @@
 //! The benchmark commands still run and say what they measured: a small
-//! `hub bench ingest`, in process and through `hub serve` over QUIC, and a
-//! short catch-up over the emulated link. Figures come from the real runs
-//! (`just bench-*`); here only that each run completes, stores every read
-//! and reports the keys scripts read.
+//! `hub bench ingest`, in process and through `hub serve` over QUIC, a
+//! short catch-up over the emulated link, and a small `hub bench search`.
+//! Figures come from the real runs (`just bench-*`); here only that each
+//! run completes, stores every read and reports the keys scripts read.
 
 use std::process::Command;
 
@@ -40,6 +40,45 @@ fn hub_bench_ingest_runs_in_process_and_over_quic() -> anyhow::Result<()> {
         let again = json_of(&cmd.output()?)?;
         assert_eq!(again["reads"], 2000, "{again}");
     }
+    Ok(())
+}
+
+#[test]
+fn hub_bench_search_builds_a_store_once_and_times_every_kind_of_search() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let run = || -> anyhow::Result<serde_json::Value> {
+        let out = Command::new(bin("hub")?)
+            .args([
+                "bench",
+                "search",
+                "--reads",
+                "400",
+                "--queries",
+                "5",
+                "--json",
+            ])
+            .args(["--allow-tmpfs", "--dir"])
+            .arg(dir.path())
+            .output()?;
+        json_of(&out)
+    };
+    let report = run()?;
+    assert_eq!(report["reads"], 400, "{report}");
+    assert_eq!(report["reused"], false, "{report}");
+    assert!(report["distinct_plates"].as_u64() > Some(0), "{report}");
+    for kind in ["exact", "wildcard", "tolerant", "canvass"] {
+        for stat in ["p50_ms", "p99_ms"] {
+            let key = format!("{kind}_{stat}");
+            assert!(report[&key].as_f64() > Some(0.0), "{key}: {report}");
+        }
+    }
+    // Every search found reads that verify (the bench refuses otherwise),
+    // and exact plates taken from the store are found.
+    assert!(report["exact_hits_mean"].as_f64() >= Some(1.0), "{report}");
+    // The second run reuses the store the first one built.
+    let again = run()?;
+    assert_eq!(again["reused"], true, "{again}");
+    assert_eq!(again["reads"], 400, "{again}");
     Ok(())
 }
 

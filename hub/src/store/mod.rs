@@ -227,6 +227,37 @@ pub trait HubStorage: Send + Sync + 'static {
         from: UnixMillis,
         to: UnixMillis,
     ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
+    /// Distinct plates of stored reads in the order they were first seen,
+    /// from ordinal `first` (ordinals are 0, 1, 2, … with no gaps), at most
+    /// `limit`: a search index loads them once, then only what is new.
+    fn plates_from(&self, first: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError>;
+    /// How many stored reads carry `plate` (0 if none).
+    fn plate_count(&self, plate: &str) -> Result<u64, StoreError>;
+    /// Reads of any of `plates` captured in [from, to], at most `limit`,
+    /// plate by plate, each plate's in time order (one range scan each).
+    fn reads_of_plates(
+        &self,
+        plates: &[String],
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<IndexedRead>, StoreError>;
+    /// Reads captured in [from, to] (of `node` only, if given) whose
+    /// coordinates lie in the index cells covering `area`, at most `limit`;
+    /// and how many reads of that window (and node) carry no coordinates.
+    fn reads_in_box(
+        &self,
+        area: &GeoBox,
+        from: UnixMillis,
+        to: UnixMillis,
+        node: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<PlacedReads, StoreError>;
+    /// Canonical bytes of the given entries (`None`: not stored), in order,
+    /// read in one transaction.
+    fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// An image's bytes, if held.
+    fn image(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
     /// Canonical bytes of the hub's own access log from `first`, at most
     /// `limit` ([`crate::access`]).
     fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
@@ -312,6 +343,45 @@ pub trait HubStorage: Send + Sync + 'static {
         }
         Ok(out)
     }
+}
+
+/// A read found through an index: which entry, and when it was captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedRead {
+    pub device: DeviceId,
+    pub seq: u64,
+    pub captured_at: UnixMillis,
+}
+
+/// A read found through the place index, with the coordinates it carries
+/// (measured or configured; degrees × 10⁷).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedRead {
+    pub read: IndexedRead,
+    pub lat_e7: i32,
+    pub lon_e7: i32,
+}
+
+/// A rectangle of latitude and longitude (degrees × 10⁷, inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeoBox {
+    pub lat_min_e7: i32,
+    pub lat_max_e7: i32,
+    pub lon_min_e7: i32,
+    pub lon_max_e7: i32,
+}
+
+/// What [`HubStorage::reads_in_box`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacedReads {
+    /// Reads whose coordinates fall in the box's index cells (a superset
+    /// of the box: the caller filters by exact distance).
+    pub placed: Vec<PlacedRead>,
+    /// Reads in the time window that carry no coordinates (a site or an
+    /// unknown position): they cannot be placed in any canvass.
+    pub unplaced: u64,
+    /// False when `limit` stopped the scan: more reads lie in the cells.
+    pub complete: bool,
 }
 
 /// Images the hub lacks for a device's reads ([`HubStorage::missing_images`]).

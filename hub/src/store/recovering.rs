@@ -16,8 +16,8 @@ use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 
 use super::redb::RedbStore;
 use super::{
-    HubStorage, MissingImages, NodeCert, NodeRecord, RefusalRecord, SourceRefusalRecord,
-    StoreError, WriteOp, WriteResult,
+    GeoBox, HubStorage, IndexedRead, MissingImages, NodeCert, NodeRecord, PlacedReads,
+    RefusalRecord, SourceRefusalRecord, StoreError, WriteOp, WriteResult,
 };
 
 /// Shortest time between two attempts to reopen.
@@ -219,6 +219,37 @@ impl HubStorage for Recovering {
         to: UnixMillis,
     ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
         self.call(|s| s.reads_of_plate(plate, from, to))
+    }
+    fn plates_from(&self, first: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        self.call(|s| s.plates_from(first, limit))
+    }
+    fn plate_count(&self, plate: &str) -> Result<u64, StoreError> {
+        self.call(|s| s.plate_count(plate))
+    }
+    fn reads_of_plates(
+        &self,
+        plates: &[String],
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<IndexedRead>, StoreError> {
+        self.call(|s| s.reads_of_plates(plates, from, to, limit))
+    }
+    fn reads_in_box(
+        &self,
+        area: &GeoBox,
+        from: UnixMillis,
+        to: UnixMillis,
+        node: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<PlacedReads, StoreError> {
+        self.call(|s| s.reads_in_box(area, from, to, node, limit))
+    }
+    fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.call(|s| s.entries_at(at))
+    }
+    fn image(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.image(hash))
     }
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
         self.call(|s| s.has_image(hash))

@@ -14,8 +14,8 @@ use redb::{
 };
 
 use super::{
-    HubStorage, Ingested, NodeCert, NodeRecord, RefusalRecord, SourceRefusalRecord, StoreError,
-    WriteOp, WriteResult,
+    GeoBox, HubStorage, IndexedRead, Ingested, NodeCert, NodeRecord, PlacedRead, PlacedReads,
+    RefusalRecord, SourceRefusalRecord, StoreError, WriteOp, WriteResult,
 };
 
 /// name → postcard [`NodeRecord`].
@@ -26,6 +26,17 @@ const NODE_NAMES: TableDefinition<&[u8; 4], &str> = TableDefinition::new("node-n
 const ENTRIES: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("entries-v1");
 /// plate ‖ 0 ‖ captured_at (BE) ‖ node id (BE) ‖ seq (BE) → ().
 const PLATE_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("plate-time-v1");
+/// plate → first-seen ordinal (BE u64) ‖ reads (BE u64): the distinct
+/// plates, so wildcard and OCR-tolerant searches never scan reads.
+const PLATES: TableDefinition<&str, &[u8; 16]> = TableDefinition::new("plates-v1");
+/// first-seen ordinal → plate: what a search index loaded last tells it
+/// where to continue.
+const PLATE_ORDER: TableDefinition<u64, &str> = TableDefinition::new("plate-order-v1");
+/// cell (BE u32, [`geo_cell`]) ‖ captured_at (BE) ‖ node id (BE) ‖ seq (BE)
+/// → lat_e7 ‖ lon_e7 (BE i32): reads by place and time for a canvass.
+/// Reads without coordinates sit in cell [`UNPLACED`], so a canvass can
+/// say how many it could not place.
+const GEO_TIME: TableDefinition<&[u8; 24], &[u8; 8]> = TableDefinition::new("geo-time-v1");
 /// SHA-256 → image bytes.
 const IMAGES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("images-v1");
 /// at (BE) ‖ counter (BE) → postcard [`RefusalRecord`].
@@ -81,6 +92,162 @@ fn plate_key(plate: &str, at: UnixMillis, id: u32, seq: u64) -> Vec<u8> {
     k.extend_from_slice(&id.to_be_bytes());
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// Side of a geo cell: 0.01° of latitude and of longitude (about 1.1 km ×
+/// 0.85 km at 40°N): a 500 m canvass reads at most 3 × 3 cells.
+pub const CELL_E7: i32 = 100_000;
+/// The cell of reads that carry no coordinates.
+const UNPLACED: u32 = u32::MAX;
+
+fn cell_of(lat_idx: i32, lon_idx: i32) -> u32 {
+    let lat = (lat_idx + 9_000).clamp(0, 18_000) as u32;
+    let lon = (lon_idx + 18_000).clamp(0, 36_000) as u32;
+    (lat << 16) | lon
+}
+
+/// The index cell holding a position (degrees × 10⁷).
+pub fn geo_cell(lat_e7: i32, lon_e7: i32) -> u32 {
+    cell_of(lat_e7.div_euclid(CELL_E7), lon_e7.div_euclid(CELL_E7))
+}
+
+fn geo_key(cell: u32, at: UnixMillis, id: u32, seq: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..4].copy_from_slice(&cell.to_be_bytes());
+    k[4..12].copy_from_slice(&at.0.to_be_bytes());
+    k[12..16].copy_from_slice(&id.to_be_bytes());
+    k[16..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The coordinates a read carries, if any (measured or configured).
+fn coordinates(loc: &alpr_shared::types::Location) -> Option<(i32, i32)> {
+    use alpr_shared::types::Location;
+    match loc {
+        Location::Gps { lat_e7, lon_e7, .. } | Location::Configured { lat_e7, lon_e7, .. } => {
+            Some((*lat_e7, *lon_e7))
+        }
+        Location::Site { .. } | Location::Unknown => None,
+    }
+}
+
+/// Index rows of the reads of one commit, gathered while entries are
+/// placed and written at the end in key order (sorted inserts walk each
+/// tree once).
+#[derive(Default)]
+struct SearchRows {
+    plate_time: Vec<Vec<u8>>,
+    geo: Vec<([u8; 24], [u8; 8])>,
+    plates: HashMap<String, u64>,
+}
+
+impl SearchRows {
+    fn add(&mut self, id: u32, entry: &SignedEntry) {
+        let Some(read) = entry.read() else { return };
+        let (at, seq) = (entry.header.captured_at, entry.header.seq);
+        self.plate_time.push(plate_key(&read.plate, at, id, seq));
+        let (cell, value) = match coordinates(&read.location) {
+            Some((lat, lon)) => {
+                let mut v = [0u8; 8];
+                v[..4].copy_from_slice(&lat.to_be_bytes());
+                v[4..].copy_from_slice(&lon.to_be_bytes());
+                (geo_cell(lat, lon), v)
+            }
+            None => (UNPLACED, [0u8; 8]),
+        };
+        self.geo.push((geo_key(cell, at, id, seq), value));
+        *self.plates.entry(read.plate.clone()).or_default() += 1;
+    }
+
+    fn write(
+        mut self,
+        plate_time: &mut redb::Table<&[u8], ()>,
+        geo: &mut redb::Table<&[u8; 24], &[u8; 8]>,
+        plates: &mut redb::Table<&str, &[u8; 16]>,
+        order: &mut redb::Table<u64, &str>,
+        meta: &mut redb::Table<&str, u64>,
+    ) -> Result<(), StoreError> {
+        self.plate_time.sort_unstable();
+        for k in &self.plate_time {
+            plate_time.insert(k.as_slice(), ()).map_err(db_err)?;
+        }
+        self.geo.sort_unstable();
+        for (k, v) in &self.geo {
+            geo.insert(k, v).map_err(db_err)?;
+        }
+        let mut counts: Vec<(String, u64)> = self.plates.into_iter().collect();
+        counts.sort_unstable();
+        let mut next = meta
+            .get("next-plate-ordinal")
+            .map_err(db_err)?
+            .map_or(0, |v| v.value());
+        let first = next;
+        for (plate, n) in counts {
+            // Insert as a new plate; one seen before gets its ordinal back
+            // and its count raised (one tree walk for a new plate, which
+            // most plates are).
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&next.to_be_bytes());
+            v[8..].copy_from_slice(&n.to_be_bytes());
+            let old = plates
+                .insert(plate.as_str(), &v)
+                .map_err(db_err)?
+                .map(|g| *g.value());
+            match old {
+                None => {
+                    order.insert(next, plate.as_str()).map_err(db_err)?;
+                    next += 1;
+                }
+                Some(o) => {
+                    let count = be_u64(&o[8..])? + n;
+                    v[..8].copy_from_slice(&o[..8]);
+                    v[8..].copy_from_slice(&count.to_be_bytes());
+                    plates.insert(plate.as_str(), &v).map_err(db_err)?;
+                }
+            }
+        }
+        if next != first {
+            meta.insert("next-plate-ordinal", next).map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
+fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
+    b.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            table: "plates-v1",
+            detail: "short value".into(),
+        })
+}
+
+/// Names of node ids, looked up once per call.
+struct Names<'a, T> {
+    table: &'a T,
+    known: HashMap<u32, Option<DeviceId>>,
+}
+
+impl<'a, T: ReadableTable<&'static [u8; 4], &'static str>> Names<'a, T> {
+    fn new(table: &'a T) -> Self {
+        Names {
+            table,
+            known: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, id: u32) -> Result<Option<DeviceId>, StoreError> {
+        if let Some(d) = self.known.get(&id) {
+            return Ok(d.clone());
+        }
+        let d = self
+            .table
+            .get(&id.to_be_bytes())
+            .map_err(db_err)?
+            .and_then(|v| DeviceId::new(v.value()).ok());
+        self.known.insert(id, d.clone());
+        Ok(d)
+    }
 }
 
 fn cert_key(id: u32, serial: &str) -> Vec<u8> {
@@ -245,6 +412,9 @@ impl RedbStore {
             tx.open_table(NODE_NAMES).map_err(db_err)?;
             tx.open_table(ENTRIES).map_err(db_err)?;
             tx.open_table(PLATE_TIME).map_err(db_err)?;
+            tx.open_table(PLATES).map_err(db_err)?;
+            tx.open_table(PLATE_ORDER).map_err(db_err)?;
+            tx.open_table(GEO_TIME).map_err(db_err)?;
             tx.open_table(IMAGES).map_err(db_err)?;
             tx.open_table(REFUSALS).map_err(db_err)?;
             tx.open_table(META).map_err(db_err)?;
@@ -284,10 +454,68 @@ impl RedbStore {
             tx.open_table(USERS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
+            backfill_search_indexes(&tx)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
     }
+}
+
+/// Version of the search indexes (`plates-v1`, `plate-order-v1`,
+/// `geo-time-v1`); a database written before them is indexed once, here.
+const SEARCH_INDEX_VERSION: u64 = 1;
+
+fn backfill_search_indexes(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = tx.open_table(META).map_err(db_err)?;
+    let done = meta
+        .get("search-index-version")
+        .map_err(db_err)?
+        .map_or(0, |v| v.value());
+    if done >= SEARCH_INDEX_VERSION {
+        return Ok(());
+    }
+    let entries = tx.open_table(ENTRIES).map_err(db_err)?;
+    let mut plate_time = tx.open_table(PLATE_TIME).map_err(db_err)?;
+    let mut geo = tx.open_table(GEO_TIME).map_err(db_err)?;
+    let mut plates = tx.open_table(PLATES).map_err(db_err)?;
+    let mut order = tx.open_table(PLATE_ORDER).map_err(db_err)?;
+    let mut rows = SearchRows::default();
+    let mut n = 0u64;
+    for row in entries.iter().map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        let id = u32::from_be_bytes([k.value()[0], k.value()[1], k.value()[2], k.value()[3]]);
+        // An entry that does not decode is reported by the verifier; it
+        // has nothing a search could show.
+        if let Ok(e) = SignedEntry::decode(v.value()) {
+            rows.add(id, &e);
+            n += 1;
+        }
+        if rows.plate_time.len() >= 100_000 {
+            std::mem::take(&mut rows).write(
+                &mut plate_time,
+                &mut geo,
+                &mut plates,
+                &mut order,
+                &mut meta,
+            )?;
+        }
+    }
+    rows.write(
+        &mut plate_time,
+        &mut geo,
+        &mut plates,
+        &mut order,
+        &mut meta,
+    )?;
+    if n > 0 {
+        tracing::info!(
+            entries = n,
+            "search indexes built for reads stored before them"
+        );
+    }
+    meta.insert("search-index-version", SEARCH_INDEX_VERSION)
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// The last `limit` rows of a log-like table (postcard values), oldest first.
@@ -344,7 +572,10 @@ impl HubStorage for RedbStore {
             let mut nodes = tx.open_table(NODES).map_err(db_err)?;
             let mut names = tx.open_table(NODE_NAMES).map_err(db_err)?;
             let mut entries = tx.open_table(ENTRIES).map_err(db_err)?;
-            let mut plates = tx.open_table(PLATE_TIME).map_err(db_err)?;
+            let mut plate_time = tx.open_table(PLATE_TIME).map_err(db_err)?;
+            let mut geo = tx.open_table(GEO_TIME).map_err(db_err)?;
+            let mut plates = tx.open_table(PLATES).map_err(db_err)?;
+            let mut order = tx.open_table(PLATE_ORDER).map_err(db_err)?;
             let mut images = tx.open_table(IMAGES).map_err(db_err)?;
             let mut refusals = tx.open_table(REFUSALS).map_err(db_err)?;
             let mut meta = tx.open_table(META).map_err(db_err)?;
@@ -360,7 +591,7 @@ impl HubStorage for RedbStore {
             let mut sessions = tx.open_table(SESSIONS).map_err(db_err)?;
             let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
-            let mut plate_keys: Vec<Vec<u8>> = Vec::new();
+            let mut rows = SearchRows::default();
 
             let record = |device: &DeviceId,
                           cache: &mut HashMap<DeviceId, NodeRecord>,
@@ -458,14 +689,7 @@ impl HubStorage for RedbStore {
                                         k[12..].copy_from_slice(&v.seq().to_be_bytes());
                                         node_access.insert(&k, ()).map_err(db_err)?;
                                     }
-                                    if let Some(read) = v.entry.read() {
-                                        plate_keys.push(plate_key(
-                                            &read.plate,
-                                            v.entry.header.captured_at,
-                                            id,
-                                            v.seq(),
-                                        ));
-                                    }
+                                    rows.add(id, &v.entry);
                                 }
                                 rec.next_seq = p.after.next_seq;
                                 rec.head = p.after.head;
@@ -707,12 +931,16 @@ impl HubStorage for RedbStore {
                     }
                 }
             }
-            // The index is written last and in key order: plates arrive in
-            // random order, and sorted inserts walk the tree once.
-            plate_keys.sort_unstable();
-            for k in &plate_keys {
-                plates.insert(k.as_slice(), ()).map_err(db_err)?;
-            }
+            // The indexes are written last and in key order: plates and
+            // places arrive in random order, and sorted inserts walk each
+            // tree once.
+            rows.write(
+                &mut plate_time,
+                &mut geo,
+                &mut plates,
+                &mut order,
+                &mut meta,
+            )?;
             for (device, rec) in cache {
                 nodes
                     .insert(device.as_str(), encode(&rec).as_slice())
@@ -864,6 +1092,176 @@ impl HubStorage for RedbStore {
             }
         }
         Ok(out)
+    }
+
+    fn plates_from(&self, first: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(PLATE_ORDER).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.range(first..).map_err(db_err)?.take(limit) {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((k.value(), v.value().to_owned()));
+        }
+        Ok(out)
+    }
+
+    fn plate_count(&self, plate: &str) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(PLATES).map_err(db_err)?;
+        match t.get(plate).map_err(db_err)? {
+            Some(v) => be_u64(&v.value()[8..]),
+            None => Ok(0),
+        }
+    }
+
+    fn reads_of_plates(
+        &self,
+        plates: &[String],
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<IndexedRead>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(PLATE_TIME).map_err(db_err)?;
+        let names_t = tx.open_table(NODE_NAMES).map_err(db_err)?;
+        let mut names = Names::new(&names_t);
+        let mut out = Vec::new();
+        for plate in plates {
+            let lo = plate_key(plate, from, 0, 0);
+            let hi = plate_key(plate, to, u32::MAX, u64::MAX);
+            for row in t
+                .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
+                .map_err(db_err)?
+            {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                let (k, _) = row.map_err(db_err)?;
+                let k = k.value();
+                let Some(tail) = k.len().checked_sub(20).and_then(|n| k.get(n..)) else {
+                    continue;
+                };
+                let at = be_u64(&tail[..8])?;
+                let id = u32::from_be_bytes([tail[8], tail[9], tail[10], tail[11]]);
+                let seq = be_u64(&tail[12..])?;
+                if let Some(device) = names.get(id)? {
+                    out.push(IndexedRead {
+                        device,
+                        seq,
+                        captured_at: UnixMillis(at),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn reads_in_box(
+        &self,
+        area: &GeoBox,
+        from: UnixMillis,
+        to: UnixMillis,
+        node: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<PlacedReads, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(GEO_TIME).map_err(db_err)?;
+        let names_t = tx.open_table(NODE_NAMES).map_err(db_err)?;
+        let mut names = Names::new(&names_t);
+        let mut out = PlacedReads {
+            complete: true,
+            ..PlacedReads::default()
+        };
+        let (lat0, lat1) = (
+            area.lat_min_e7.div_euclid(CELL_E7),
+            area.lat_max_e7.div_euclid(CELL_E7),
+        );
+        let (lon0, lon1) = (
+            area.lon_min_e7.div_euclid(CELL_E7),
+            area.lon_max_e7.div_euclid(CELL_E7),
+        );
+        'cells: for lat in lat0..=lat1 {
+            for lon in lon0..=lon1 {
+                let cell = cell_of(lat, lon);
+                let lo = geo_key(cell, from, 0, 0);
+                let hi = geo_key(cell, to, u32::MAX, u64::MAX);
+                for row in t.range::<&[u8; 24]>(&lo..=&hi).map_err(db_err)? {
+                    if out.placed.len() >= limit {
+                        out.complete = false;
+                        break 'cells;
+                    }
+                    let (k, v) = row.map_err(db_err)?;
+                    let (k, v) = (k.value(), v.value());
+                    let id = u32::from_be_bytes([k[12], k[13], k[14], k[15]]);
+                    if let Some(device) = names.get(id)? {
+                        if node.is_some_and(|n| *n != device) {
+                            continue;
+                        }
+                        out.placed.push(PlacedRead {
+                            read: IndexedRead {
+                                device,
+                                seq: be_u64(&k[16..])?,
+                                captured_at: UnixMillis(be_u64(&k[4..12])?),
+                            },
+                            lat_e7: i32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                            lon_e7: i32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+                        });
+                    }
+                }
+            }
+        }
+        let lo = geo_key(UNPLACED, from, 0, 0);
+        let hi = geo_key(UNPLACED, to, u32::MAX, u64::MAX);
+        for row in t.range::<&[u8; 24]>(&lo..=&hi).map_err(db_err)? {
+            let (k, _) = row.map_err(db_err)?;
+            let k = k.value();
+            if let Some(n) = node {
+                let id = u32::from_be_bytes([k[12], k[13], k[14], k[15]]);
+                if names.get(id)?.as_ref() != Some(n) {
+                    continue;
+                }
+            }
+            out.unplaced += 1;
+        }
+        Ok(out)
+    }
+
+    fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let nodes = tx.open_table(NODES).map_err(db_err)?;
+        let t = tx.open_table(ENTRIES).map_err(db_err)?;
+        let mut ids: HashMap<&DeviceId, Option<u32>> = HashMap::new();
+        let mut out = Vec::with_capacity(at.len());
+        for (device, seq) in at {
+            let id = match ids.get(device) {
+                Some(id) => *id,
+                None => {
+                    let id = nodes
+                        .get(device.as_str())
+                        .map_err(db_err)?
+                        .map(|v| decode_node(v.value()))
+                        .transpose()?
+                        .map(|r| r.id);
+                    ids.insert(device, id);
+                    id
+                }
+            };
+            let bytes = match id {
+                Some(id) => t
+                    .get(&entry_key(id, *seq))
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_vec()),
+                None => None,
+            };
+            out.push(bytes);
+        }
+        Ok(out)
+    }
+
+    fn image(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(IMAGES).map_err(db_err)?;
+        Ok(t.get(&hash.0).map_err(db_err)?.map(|v| v.value().to_vec()))
     }
 
     fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
