@@ -592,3 +592,116 @@ pub fn policy(cmd: crate::policy::cli::PolicyCommand) -> anyhow::Result<ExitCode
     print!("{}", render(&signed));
     Ok(ExitCode::SUCCESS)
 }
+
+/// `hub search`: through the API, with a purpose (and a case number where
+/// the policy asks for one), as the logged-in user.
+pub fn search(args: crate::search::cli::SearchArgs) -> anyhow::Result<ExitCode> {
+    use crate::api::search::{Reason, SearchRequest};
+    let req = SearchRequest {
+        query: args.to_query()?,
+        reason: Reason {
+            purpose: Some(args.purpose.clone()),
+            case: args.case.clone(),
+        },
+    };
+    let results: crate::search::SearchResults = runtime()?.block_on(async {
+        Session::load()?
+            .client()
+            .await?
+            .post("/api/v1/search", &req)
+            .await
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        crate::search::cli::print_results(&results);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReadArgs {
+    /// The read: NODE#SEQ, as `hub search` lists it.
+    pub read: String,
+    /// Why (an offence type from the policy's list of purposes).
+    #[arg(long)]
+    pub purpose: String,
+    /// Case number (required for some purposes by policy).
+    #[arg(long)]
+    pub case: Option<String>,
+    /// Save the plate crop and overview photos into this folder.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+    /// Print JSON for scripts (images in base64).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `hub read NODE#SEQ`: one read in full, with its photos.
+pub fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
+    use crate::api::search::{Reason, ViewRequest};
+    let (node, seq) = args
+        .read
+        .split_once('#')
+        .and_then(|(n, s)| Some((n.to_owned(), s.parse::<u64>().ok()?)))
+        .with_context(|| format!("a read is NODE#SEQ (got {:?})", args.read))?;
+    let req = ViewRequest {
+        node,
+        seq,
+        reason: Reason {
+            purpose: Some(args.purpose.clone()),
+            case: args.case.clone(),
+        },
+    };
+    let detail: crate::search::ReadDetail = runtime()?.block_on(async {
+        Session::load()?
+            .client()
+            .await?
+            .post("/api/v1/read", &req)
+            .await
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&detail)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let h = &detail.hit;
+    println!("read {}#{}", h.node, h.seq);
+    println!("  plate       {} ({}%)", h.plate, h.confidence / 100);
+    println!("  captured    {} (clock: {})", h.captured_at, h.time_source);
+    println!(
+        "  place       {} (source: {})",
+        h.location,
+        h.place_source.as_str()
+    );
+    println!("  camera      {}", h.camera);
+    println!(
+        "  models      {} / {}",
+        detail.detector_model, detail.ocr_model
+    );
+    println!(
+        "  signature   {}",
+        if h.signature {
+            "verifies under the node's certificate".to_owned()
+        } else {
+            format!("BAD: {}", h.signature_problem.as_deref().unwrap_or("?"))
+        }
+    );
+    if let Some(dir) = &args.save {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (what, bytes) in [
+            ("crop", &detail.crop_jpeg),
+            ("overview", &detail.overview_jpeg),
+        ] {
+            match bytes {
+                Some(b) => {
+                    let path = dir.join(format!("{}-{}-{what}.jpg", h.node, h.seq));
+                    std::fs::write(&path, b)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("  {what:<11} {}", path.display());
+                }
+                None => println!("  {what:<11} not held at the hub"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

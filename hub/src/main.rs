@@ -42,6 +42,11 @@ enum Command {
     Health(sync_cli::HealthArgs),
     /// Revoke a node certificate on the running hub (closes its connection).
     Revoke(sync_cli::RevokeArgs),
+    /// Search reads: plate (exact, `*`/`?` wildcards, --tolerant), time,
+    /// place, node; a purpose (and case number where policy asks) required.
+    Search(alpr_hub::search::cli::SearchArgs),
+    /// One read in full, with its photos (a logged view; purpose required).
+    Read(sync_cli::ReadArgs),
     /// The signed policy edges enforce: show it, or set new settings
     /// (administrators; the next version is pushed to every edge).
     #[command(subcommand)]
@@ -63,6 +68,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => sync_cli::serve(args),
         Command::Login(args) => sync_cli::login(args),
         Command::Policy(cmd) => sync_cli::policy(cmd),
+        Command::Search(args) => sync_cli::search(args),
+        Command::Read(args) => sync_cli::read(args),
         Command::Logout => sync_cli::logout(),
         Command::Bootstrap(args) => sync_cli::bootstrap(args),
         Command::User(cmd) => sync_cli::user(cmd),

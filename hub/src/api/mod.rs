@@ -36,6 +36,7 @@ pub mod audit;
 pub mod client;
 pub mod nodes;
 pub mod policy;
+pub mod search;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -68,6 +69,8 @@ pub struct ApiState {
     pub access: AccessLog,
     /// The hub's data folder (bootstrap file).
     pub data_dir: PathBuf,
+    /// Searches of the stored reads (shares its plate index across requests).
+    pub search: crate::search::Searcher,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -266,6 +269,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(nodes::routes())
         .merge(audit::routes())
         .merge(policy::routes())
+        .merge(search::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -1,7 +1,8 @@
 //! The officers who may log in on edges follow the hub's users: every
 //! enabled user with the officer role, with their password hash and
 //! training expiry, joins the officers written in `[policy]` (a user of
-//! the same name wins, so disabling the user removes the officer). Each
+//! the same name wins, so disabling the user removes the officer).
+//! Supervisors work in the field too and are listed with the officers. Each
 //! change of the users makes the next policy version, which the sync side
 //! pushes to every edge: an officer disabled at the hub cannot log in on
 //! an edge once it has synced.
@@ -22,13 +23,16 @@ pub fn officers(seeded: &[EdgeOfficer], users: &[UserRecord]) -> Vec<EdgeOfficer
         .map(|o| (o.username.clone(), Some(o.clone())))
         .collect();
     for u in users {
-        let officer = (u.role == Role::Officer && !u.disabled).then(|| EdgeOfficer {
-            username: u.username.clone(),
-            agency: u.agency.clone(),
-            title: u.title.clone(),
-            password_hash: u.password_hash.clone(),
-            training_expires: u.training_expires,
-        });
+        let officer =
+            (matches!(u.role, Role::Officer | Role::Supervisor) && !u.disabled).then(|| {
+                EdgeOfficer {
+                    username: u.username.clone(),
+                    agency: u.agency.clone(),
+                    title: u.title.clone(),
+                    password_hash: u.password_hash.clone(),
+                    training_expires: u.training_expires,
+                }
+            });
         if officer.is_some() || by_name.contains_key(&u.username) {
             by_name.insert(u.username.clone(), officer);
         }

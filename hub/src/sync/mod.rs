@@ -422,6 +422,7 @@ pub async fn serve(
         users,
         access,
         data_dir: config.data_dir.clone(),
+        search: crate::search::Searcher::new(hub.storage.clone(), hub.anchor.clone()),
     };
     // Routes of other rooms (search, policy) merge here:
     // `.merge(search::routes().with_state(api_state.clone()))`.
