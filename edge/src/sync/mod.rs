@@ -57,6 +57,8 @@ pub struct SyncStatus {
     /// The hub confirmed what it holds on the current connection (else
     /// the acknowledged count is the receipt stored from an earlier one).
     pub receipt_current: bool,
+    /// The last policy refused (not the hub's signature, or invalid), and why.
+    pub policy_error: Option<String>,
 }
 
 pub type SharedStatus = Arc<Mutex<SyncStatus>>;
@@ -303,10 +305,15 @@ async fn session(
                     held,
                     offered, "the hub offered an older policy than this node enforces; not applied"
                 ),
-                EdgeEvent::PolicyRefused(why) => error!(
-                    reason = %why,
-                    "a policy that is not the hub's, or not valid, was refused"
-                ),
+                EdgeEvent::PolicyRefused(why) => {
+                    error!(
+                        reason = %why,
+                        "a policy that is not the hub's, or not valid, was refused"
+                    );
+                    set_status(status, |s| {
+                        s.policy_error = Some(format!("{}: {why}", UnixMillis::now()))
+                    });
+                }
                 EdgeEvent::HubBehind { had, now_holds } => {
                     warn!(
                         had,
