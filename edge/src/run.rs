@@ -477,10 +477,10 @@ async fn answer(access: &crate::policy::EdgeAccess, r: LocalRequest) -> LocalAns
                 .await
                 .and_then(|ok| serde_json::to_value(ok).map_err(|e| e.to_string())),
         ),
-        LocalRequest::Logout { token } => {
-            access.end_session(&token);
-            LocalAnswer::Ok(serde_json::Value::Null)
-        }
+        LocalRequest::Logout { token } => match access.logout(&token).await {
+            Ok(()) => LocalAnswer::Ok(serde_json::Value::Null),
+            Err(e) => LocalAnswer::Error(e),
+        },
         LocalRequest::Search(req) => to_value(
             crate::search::search(access, req)
                 .await

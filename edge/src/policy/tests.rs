@@ -131,6 +131,8 @@ async fn an_officer_logs_in_and_each_refusal_says_why() {
     assert!(e.contains("not an officer"), "{e}");
     let e = n.access.login("lapsed", "pw").await.expect_err("refused");
     assert!(e.contains("training lapsed"), "{e}");
+    n.access.logout(&ok.token).await.expect("logged out");
+    assert!(n.access.session(&ok.token, UnixMillis::now()).is_err());
     let log = accesses(&n.store);
     let actions: Vec<_> = log.iter().map(|r| r.action).collect();
     assert_eq!(
@@ -139,7 +141,8 @@ async fn an_officer_logs_in_and_each_refusal_says_why() {
             AccessAction::Login,
             AccessAction::LoginFailed,
             AccessAction::LoginFailed,
-            AccessAction::LoginFailed
+            AccessAction::LoginFailed,
+            AccessAction::Logout
         ]
     );
     assert_eq!(log[0].agency, "CA0190000");
