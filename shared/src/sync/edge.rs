@@ -472,19 +472,20 @@ impl EdgeSync {
                 self.state = LinkState::Ready;
                 self.policy_told_at = Some(now);
                 let n = w.receipt.receipt.next_seq;
-                if n < self.acked {
-                    // The hub lost what it had acknowledged (a restore):
-                    // images acknowledged by the old copy go again too.
-                    self.images_done.clear();
-                    self.events.push_back(EdgeEvent::HubBehind {
-                        had: self.acked,
-                        now_holds: n,
-                    });
-                }
+                let had = self.acked;
                 self.acked = n;
                 self.next_send = self.acked;
                 self.last_progress = Some(now);
+                // The receipt first: once the driver reports that the hub
+                // lost reads, what the hub holds now is already recorded.
                 self.events.push_back(EdgeEvent::Acked(w.receipt));
+                if n < had {
+                    // The hub lost what it had acknowledged (a restore):
+                    // images acknowledged by the old copy go again too.
+                    self.images_done.clear();
+                    self.events
+                        .push_back(EdgeEvent::HubBehind { had, now_holds: n });
+                }
             }
             Frame::Ack(r) => {
                 if !matches!(self.state, LinkState::Ready) || !self.receipt_ok(&r) {
