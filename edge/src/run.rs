@@ -92,6 +92,9 @@ pub struct Status {
     /// Not refreshed for longer than the policy allows: logins are refused.
     #[serde(default)]
     pub policy_stale: bool,
+    /// The last policy refused as not the hub's (or invalid), and why.
+    #[serde(default)]
+    pub policy_error: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +124,7 @@ fn status_of(
         policy_version: policy.as_ref().map(|p| p.version),
         policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
         policy_stale: policy.as_ref().is_some_and(|p| p.stale),
+        policy_error: sync.policy_error.clone(),
         capture,
         store_error: store.failing(),
         disk_free,
@@ -473,10 +477,10 @@ async fn answer(access: &crate::policy::EdgeAccess, r: LocalRequest) -> LocalAns
                 .await
                 .and_then(|ok| serde_json::to_value(ok).map_err(|e| e.to_string())),
         ),
-        LocalRequest::Logout { token } => {
-            access.end_session(&token);
-            LocalAnswer::Ok(serde_json::Value::Null)
-        }
+        LocalRequest::Logout { token } => match access.logout(&token).await {
+            Ok(()) => LocalAnswer::Ok(serde_json::Value::Null),
+            Err(e) => LocalAnswer::Error(e),
+        },
         LocalRequest::Search(req) => to_value(
             crate::search::search(access, req)
                 .await
@@ -577,6 +581,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 }
             ),
             None => println!("policy       none yet (logins are refused until the hub sends one)"),
+        }
+        if let Some(e) = &st.policy_error {
+            println!("POLICY REFUSED {e}");
         }
         if let Some(c) = &st.identity_conflict {
             println!("IDENTITY CONFLICT: uploads stopped; a person must resolve it");

@@ -267,3 +267,60 @@ fn an_edge_search_is_logged_and_its_access_entry_reaches_the_hub() -> anyhow::Re
     assert_eq!(allowed.results, 5);
     Ok(())
 }
+
+#[test]
+fn a_policy_change_reaches_a_connected_edge_without_a_reconnect() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let node = pki.node("patrol-4")?;
+    let stolen = pki.node("patrol-5")?;
+    let toml = policy_toml("1h", &[officer_toml("jdoe", "correct horse")?]);
+    let hub = Hub::start_with(&pki, dir.path(), &[], &toml)?;
+    let opts = EdgeOptions {
+        generate: 3,
+        ..EdgeOptions::default()
+    };
+    let edge = Edge::start(&node, hub.addr, dir.path(), &opts)?;
+    wait_for(LIMIT, "the edge to enforce policy v1", || {
+        (policy_version(&edge) == Some(1)).then_some(())
+    })?;
+    let connects = edge.status().expect("status")["connects"].as_u64();
+    // Revoking another car's certificate changes the policy (its revoked
+    // nodes): the hub signs v2 and pushes it on the live connection.
+    let out = Command::new(bin("hub")?)
+        .args(["revoke", &stolen.serial, "--reason", "car stolen"])
+        .arg("--config")
+        .arg(&hub.config)
+        .output()?;
+    assert!(
+        out.status.success(),
+        "hub revoke: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(LIMIT, "the edge to enforce policy v2", || {
+        (policy_version(&edge) == Some(2)).then_some(())
+    })?;
+    wait_for(LIMIT, "the hub to show v2 for the node", || {
+        hub_sees(&hub, "patrol-4", 2)
+    })?;
+    assert_eq!(
+        edge.status().expect("status")["connects"].as_u64(),
+        connects,
+        "the policy came on the same connection"
+    );
+    let session = dir.path().join("session.json");
+    let (ok, text) = edge_cmd(&edge, &session, &["policy", "--json"])?;
+    assert!(ok, "{text}");
+    let policy: serde_json::Value = serde_json::from_str(&text)?;
+    let serials = policy["revoked_serials"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        serials
+            .iter()
+            .any(|s| s.as_str() == Some(stolen.serial.as_str())),
+        "{text}"
+    );
+    Ok(())
+}

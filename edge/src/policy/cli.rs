@@ -65,6 +65,9 @@ pub struct SearchArgs {
     /// The case number (required for some purposes).
     #[arg(long)]
     pub case: Option<String>,
+    /// Write each hit's crop image (JPEG) into this folder.
+    #[arg(long)]
+    pub crops: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -227,6 +230,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         radius_m: args.radius,
         purpose: args.purpose,
         case: args.case,
+        with_crops: args.crops.is_some(),
     };
     let v = match local_request(&config, &LocalRequest::Search(req)) {
         Ok(v) => v,
@@ -239,7 +243,18 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let a: SearchAnswer = serde_json::from_value(v).context("the node's answer")?;
+    let mut a: SearchAnswer = serde_json::from_value(v).context("the node's answer")?;
+    let mut crop_files = std::collections::HashMap::new();
+    if let Some(dir) = &args.crops {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for h in &mut a.hits {
+            if let Some(bytes) = h.crop_jpeg_hex.take().and_then(|x| hex::decode(x).ok()) {
+                let path = dir.join(format!("{}-{}.jpg", h.seq, h.plate));
+                write_private(&path, &bytes)?;
+                crop_files.insert(h.seq, path);
+            }
+        }
+    }
     println!(
         "{} read(s) for {} (purpose {}{}), logged under policy v{}",
         a.hits.len(),
@@ -266,7 +281,11 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "DOES NOT VERIFY"
             },
-            if h.crop_held { "held" } else { "not held" }
+            match crop_files.get(&h.seq) {
+                Some(p) => p.display().to_string(),
+                None if h.crop_held => "held".to_string(),
+                None => "not held".to_string(),
+            }
         );
     }
     if a.truncated {

@@ -357,7 +357,7 @@ impl EdgeAccess {
         let policy = self.usable_policy(now)?;
         match policy.policy().officer(&session.user) {
             None => {
-                self.end_session(token);
+                let _ = self.end_session(token);
                 Err(format!(
                     "{} is no longer an officer in policy v{}: the session ended",
                     session.user,
@@ -372,10 +372,32 @@ impl EdgeAccess {
         }
     }
 
-    pub fn end_session(&self, token: &str) {
-        if let Ok(mut s) = self.sessions.lock() {
-            s.remove(&sha256(token.trim().as_bytes()));
-        }
+    /// End a session; returns its officer and agency if it was live.
+    pub fn end_session(&self, token: &str) -> Option<(String, String)> {
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|mut s| s.remove(&sha256(token.trim().as_bytes())))
+            .map(|s| (s.user, s.agency))
+    }
+
+    /// `edge logout`: end the session and record it.
+    pub async fn logout(&self, token: &str) -> Result<(), String> {
+        let Some((user, agency)) = self.end_session(token) else {
+            return Ok(());
+        };
+        self.record(AccessRecord {
+            user,
+            agency,
+            action: AccessAction::Logout,
+            purpose: None,
+            case: None,
+            query: "logout".into(),
+            results: 0,
+            outcome: AccessOutcome::Allowed,
+            source: LOCAL_SOURCE.into(),
+        })
+        .await
     }
 }
 

@@ -131,6 +131,8 @@ async fn an_officer_logs_in_and_each_refusal_says_why() {
     assert!(e.contains("not an officer"), "{e}");
     let e = n.access.login("lapsed", "pw").await.expect_err("refused");
     assert!(e.contains("training lapsed"), "{e}");
+    n.access.logout(&ok.token).await.expect("logged out");
+    assert!(n.access.session(&ok.token, UnixMillis::now()).is_err());
     let log = accesses(&n.store);
     let actions: Vec<_> = log.iter().map(|r| r.action).collect();
     assert_eq!(
@@ -139,7 +141,8 @@ async fn an_officer_logs_in_and_each_refusal_says_why() {
             AccessAction::Login,
             AccessAction::LoginFailed,
             AccessAction::LoginFailed,
-            AccessAction::LoginFailed
+            AccessAction::LoginFailed,
+            AccessAction::Logout
         ]
     );
     assert_eq!(log[0].agency, "CA0190000");
@@ -274,6 +277,15 @@ async fn searches_need_a_purpose_and_a_case_where_policy_asks_and_are_logged_fir
     let plates: Vec<_> = a.hits.iter().map(|h| h.plate.as_str()).collect();
     assert_eq!(plates, vec!["7ABC123", "7ABC128"]);
     assert!(a.hits.iter().all(|h| h.signature_verified && h.crop_held));
+    assert!(a.hits.iter().all(|h| h.crop_jpeg_hex.is_none()));
+    let mut with = req("7ABC123", Some("stolen-vehicle"), None);
+    with.with_crops = true;
+    let a = search(&n.access, with).await.expect("crops");
+    assert_eq!(
+        a.hits[0].crop_jpeg_hex.as_deref(),
+        Some(hex::encode(b"7ABC123").as_str()),
+        "the crop's bytes come back"
+    );
     let a = search(&n.access, req("7ABC123", Some("stolen-vehicle"), None))
         .await
         .expect("exact");
@@ -298,7 +310,7 @@ async fn searches_need_a_purpose_and_a_case_where_policy_asks_and_are_logged_fir
         .into_iter()
         .filter(|r| r.action == AccessAction::Search)
         .collect();
-    assert_eq!(log.len(), 7, "every search, refused or not, is logged");
+    assert_eq!(log.len(), 8, "every search, refused or not, is logged");
     let allowed = &log[3];
     assert!(allowed.allowed());
     assert_eq!(allowed.user, "jdoe");

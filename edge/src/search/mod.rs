@@ -37,6 +37,9 @@ pub struct SearchRequest {
     pub purpose: Option<String>,
     #[serde(default)]
     pub case: Option<String>,
+    /// Return each hit's crop image (the CLI writes them to files).
+    #[serde(default)]
+    pub with_crops: bool,
 }
 
 /// One read found.
@@ -58,6 +61,9 @@ pub struct SearchHit {
     pub crop_sha256: String,
     /// Whether this node still holds the crop image.
     pub crop_held: bool,
+    /// The crop JPEG (hex), when asked for and held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_jpeg_hex: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +92,9 @@ impl SearchRequest {
         }
         if let (Some((lat, lon)), Some(r)) = (self.near, self.radius_m) {
             q.push_str(&format!(" near={lat:.6},{lon:.6} radius={r:.0}m"));
+        }
+        if self.with_crops {
+            q.push_str(" crops");
         }
         q.chars().filter(|c| !c.is_control()).take(1000).collect()
     }
@@ -237,7 +246,7 @@ fn scan(
             truncated = true;
             return false;
         }
-        if let Some(h) = hit(access, e, pattern, from, to, near) {
+        if let Some(h) = hit(access, e, pattern, from, to, near, req.with_crops) {
             hits.push(h);
         }
         true
@@ -275,6 +284,7 @@ fn hit(
     from: UnixMillis,
     to: UnixMillis,
     near: Option<(i32, i32, f64)>,
+    with_crop: bool,
 ) -> Option<SearchHit> {
     let r = e.read()?;
     let at = e.header.captured_at;
@@ -291,6 +301,7 @@ fn hit(
             return None;
         }
     }
+    let crop = access.store().image_bytes(&r.crop_hash).ok().flatten();
     let location_source = match &r.location {
         Location::Gps { .. } => "gps (measured)",
         Location::Configured { .. } => "configured position",
@@ -308,11 +319,7 @@ fn hit(
         confidence: r.confidence,
         signature_verified: e.signature_valid(&access.node_key),
         crop_sha256: r.crop_hash.to_string(),
-        crop_held: access
-            .store()
-            .image_bytes(&r.crop_hash)
-            .ok()
-            .flatten()
-            .is_some(),
+        crop_held: crop.is_some(),
+        crop_jpeg_hex: crop.filter(|_| with_crop).map(hex::encode),
     })
 }

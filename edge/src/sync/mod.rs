@@ -57,6 +57,8 @@ pub struct SyncStatus {
     /// The hub confirmed what it holds on the current connection (else
     /// the acknowledged count is the receipt stored from an earlier one).
     pub receipt_current: bool,
+    /// The last policy refused (not the hub's signature, or invalid), and why.
+    pub policy_error: Option<String>,
 }
 
 pub type SharedStatus = Arc<Mutex<SyncStatus>>;
@@ -105,7 +107,10 @@ pub async fn run(
     let mut core = EdgeSync::new(store.device().clone(), config.core(), store.acked(), seed)
         .with_checkpoints(log_key, wall_at_start);
     match store.policy() {
-        Ok(Some((p, _))) => core.set_policy_version(p.version()),
+        Ok(Some((p, _))) => {
+            core.set_policy_version(p.version());
+            core.set_policy_refresh(refresh_every(&p));
+        }
         Ok(None) => {}
         Err(e) => error!(error = %e, "cannot read the stored policy; asking the hub for it"),
     }
@@ -284,7 +289,8 @@ async fn session(
                     match store.store_policy(&p, UnixMillis::now()).await {
                         Ok(()) => {
                             info!(version, "new policy from the hub in force");
-                            core.policy_applied(version);
+                            core.set_policy_refresh(refresh_every(&p));
+                            core.policy_applied(version, now());
                         }
                         Err(e) => error!(error = %e, version, "cannot store the hub's policy"),
                     }
@@ -299,10 +305,15 @@ async fn session(
                     held,
                     offered, "the hub offered an older policy than this node enforces; not applied"
                 ),
-                EdgeEvent::PolicyRefused(why) => error!(
-                    reason = %why,
-                    "a policy that is not the hub's, or not valid, was refused"
-                ),
+                EdgeEvent::PolicyRefused(why) => {
+                    error!(
+                        reason = %why,
+                        "a policy that is not the hub's, or not valid, was refused"
+                    );
+                    set_status(status, |s| {
+                        s.policy_error = Some(format!("{}: {why}", UnixMillis::now()))
+                    });
+                }
                 EdgeEvent::HubBehind { had, now_holds } => {
                     warn!(
                         had,
@@ -379,6 +390,12 @@ async fn session(
     });
     conn.close(quic::CLOSE_SHUTDOWN.into(), b"");
     core.link_down(now());
+}
+
+/// How often a connected node has its policy confirmed: often enough that
+/// it never goes stale while the link is up.
+fn refresh_every(p: &alpr_shared::control::SignedPolicy) -> Duration {
+    (Duration::from_millis(p.policy().max_stale_ms) / 4).min(Duration::from_secs(600))
 }
 
 fn report_refusal(r: &Refusal, status: &SharedStatus) {

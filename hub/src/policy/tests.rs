@@ -156,3 +156,37 @@ kind = "federal"
     assert_eq!(back, s);
     assert!(PolicySettings::from_toml("hub_retention = 3").is_err());
 }
+
+#[tokio::test]
+async fn a_new_hub_key_signs_the_policy_again_as_the_next_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let seed = PolicySettings::default();
+    assert_eq!(open(&path, &seed).current().version(), 1);
+    let new_key = Arc::new(SecretKey::from_bytes(&[22; 32]));
+    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
+    let svc = PolicyService::open(storage, new_key.clone(), &seed, Vec::new()).expect("opens");
+    let p = svc.current();
+    assert_eq!(p.version(), 2);
+    p.verify(&new_key.public())
+        .expect("signed with the new key");
+}
+
+#[tokio::test]
+async fn show_prints_no_password_hashes_and_set_takes_back_what_show_gives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = open(&dir.path().join("hub.redb"), &PolicySettings::default());
+    svc.set_officers(vec![officer("jdoe")])
+        .await
+        .expect("stored");
+    let p = svc.current();
+    let json = cli::to_json(&p).to_string();
+    let text = cli::render(&p);
+    for out in [&json, &text] {
+        assert!(out.contains("jdoe"), "{out}");
+        assert!(!out.contains("argon2id"), "a password hash is shown: {out}");
+    }
+    assert!(text.contains("case number required"), "{text}");
+    let back = PolicySettings::from_toml(&cli::settings_toml(&p)).expect("parses");
+    assert_eq!(back, svc.settings());
+}

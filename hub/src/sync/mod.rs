@@ -724,14 +724,16 @@ async fn node_connection(
         control: Mutex::new(None),
     });
     let streams = tokio_util::task::TaskTracker::new();
+    let mut policy_open = true;
     let reason = loop {
         tokio::select! {
             _ = hub.cancel.cancelled() => {
                 conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub shutting down");
                 break "hub shutting down".to_string();
             }
-            changed = policy_rx.changed() => {
+            changed = policy_rx.changed(), if policy_open => {
                 if changed.is_err() {
+                    policy_open = false;
                     continue;
                 }
                 let p = policy_rx.borrow_and_update().clone();

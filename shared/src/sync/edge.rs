@@ -71,6 +71,10 @@ pub struct SyncTuning {
     /// Reconnect backoff: first delay and cap (each doubles, with jitter).
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// While connected, the edge tells the hub the policy version it
+    /// enforces this often, and the hub confirms it (or sends a newer one):
+    /// a policy stays refreshed on a connection that lasts for days.
+    pub policy_refresh: Duration,
     /// The link is metered (cellular): images wait unless allowed.
     pub metered: bool,
     pub images_on_metered: bool,
@@ -88,6 +92,7 @@ impl Default for SyncTuning {
             retransmit_after: Duration::from_secs(20),
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
+            policy_refresh: Duration::from_secs(600),
             metered: false,
             images_on_metered: false,
         }
@@ -194,6 +199,8 @@ pub struct EdgeSync {
     loss_reported: Option<u64>,
     /// Version of the policy the node enforces (0: none yet).
     policy_version: u64,
+    /// When the hub was last told (hello or report) which policy is held.
+    policy_told_at: Option<Now>,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -225,6 +232,7 @@ impl EdgeSync {
             wanted: VecDeque::new(),
             loss_reported: None,
             policy_version: 0,
+            policy_told_at: None,
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -259,15 +267,22 @@ impl EdgeSync {
         self.policy_version
     }
 
-    /// The driver stored the policy of an [`EdgeEvent::Policy`]: enforce
-    /// it, and tell the hub.
-    pub fn policy_applied(&mut self, version: u64) {
-        self.policy_version = self.policy_version.max(version);
-        self.tell_policy();
+    /// How often to have the policy confirmed while connected (the driver
+    /// sets a fraction of the policy's `max_stale`).
+    pub fn set_policy_refresh(&mut self, every: Duration) {
+        self.config.policy_refresh = every.max(Duration::from_millis(100));
     }
 
-    fn tell_policy(&mut self) {
+    /// The driver stored the policy of an [`EdgeEvent::Policy`]: enforce
+    /// it, and tell the hub.
+    pub fn policy_applied(&mut self, version: u64, now: Now) {
+        self.policy_version = self.policy_version.max(version);
+        self.tell_policy(now);
+    }
+
+    fn tell_policy(&mut self, now: Now) {
         if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+            self.policy_told_at = Some(now);
             self.out.push_back(Outgoing {
                 lane: Lane::Control,
                 frame: Frame::PolicyApplied {
@@ -279,7 +294,7 @@ impl EdgeSync {
 
     /// A policy frame from the hub: apply only a newer version that the
     /// hub's certificate key signed.
-    fn offered_policy(&mut self, bytes: &[u8]) {
+    fn offered_policy(&mut self, bytes: &[u8], now: Now) {
         let Some(key) = self.hub_key else {
             self.events.push_back(EdgeEvent::PolicyRefused(
                 "no hub key known to check the policy's signature".into(),
@@ -300,11 +315,10 @@ impl EdgeSync {
         } else if offered == held {
             self.events
                 .push_back(EdgeEvent::PolicyRefreshed { version: held });
-            self.tell_policy();
         } else {
             self.events
                 .push_back(EdgeEvent::PolicyIgnored { held, offered });
-            self.tell_policy();
+            self.tell_policy(now);
         }
     }
 
@@ -456,20 +470,22 @@ impl EdgeSync {
                 }
                 self.attempt = 0;
                 self.state = LinkState::Ready;
+                self.policy_told_at = Some(now);
                 let n = w.receipt.receipt.next_seq;
-                if n < self.acked {
-                    // The hub lost what it had acknowledged (a restore):
-                    // images acknowledged by the old copy go again too.
-                    self.images_done.clear();
-                    self.events.push_back(EdgeEvent::HubBehind {
-                        had: self.acked,
-                        now_holds: n,
-                    });
-                }
+                let had = self.acked;
                 self.acked = n;
                 self.next_send = self.acked;
                 self.last_progress = Some(now);
+                // The receipt first: once the driver reports that the hub
+                // lost reads, what the hub holds now is already recorded.
                 self.events.push_back(EdgeEvent::Acked(w.receipt));
+                if n < had {
+                    // The hub lost what it had acknowledged (a restore):
+                    // images acknowledged by the old copy go again too.
+                    self.images_done.clear();
+                    self.events
+                        .push_back(EdgeEvent::HubBehind { had, now_holds: n });
+                }
             }
             Frame::Ack(r) => {
                 if !matches!(self.state, LinkState::Ready) || !self.receipt_ok(&r) {
@@ -538,7 +554,7 @@ impl EdgeSync {
             }
             Frame::Policy { policy } => {
                 if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
-                    self.offered_policy(&policy);
+                    self.offered_policy(&policy, now);
                 }
             }
             Frame::PolicyCurrent { version } => {
@@ -615,6 +631,12 @@ impl EdgeSync {
                 }
             }
             LinkState::Ready => {
+                if self
+                    .policy_told_at
+                    .is_none_or(|t| now >= t + self.config.policy_refresh)
+                {
+                    self.tell_policy(now);
+                }
                 if self.next_send > self.acked
                     && self
                         .last_progress
@@ -654,10 +676,8 @@ impl EdgeSync {
                     .values()
                     .map(|(_, t, _)| self.image_deadline(*t))
                     .min();
-                match (entries, images) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                let policy = self.policy_told_at.map(|t| t + self.config.policy_refresh);
+                [entries, images, policy].into_iter().flatten().min()
             }
         }
     }

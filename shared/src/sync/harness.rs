@@ -549,7 +549,7 @@ impl Pair {
                 EdgeEvent::Policy(p) => {
                     self.edge_policy = Some(p.as_ref().clone());
                     self.edge_refreshed = Some(self.now);
-                    self.edge.policy_applied(p.version());
+                    self.edge.policy_applied(p.version(), self.now);
                 }
                 EdgeEvent::PolicyRefreshed { .. } => self.edge_refreshed = Some(self.now),
                 _ => {}

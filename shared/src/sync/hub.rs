@@ -678,8 +678,12 @@ impl HubSession {
                         "policy report before hello",
                     ));
                 }
+                // The report asks too: the hub confirms the version held
+                // (the node counts its policy as refreshed) or sends a newer.
                 self.node_policy = Some(version);
-                vec![HubOutput::NodePolicy { version }]
+                let mut out = vec![HubOutput::NodePolicy { version }];
+                out.extend(self.offer_policy());
+                out
             }
             Frame::Policy { .. }
             | Frame::PolicyCurrent { .. }

@@ -869,3 +869,32 @@ fn policy_travels_on_the_control_lane_and_the_edge_reports_on_it() {
         .iter()
         .any(|o| matches!(o, HubOutput::Refused(r) if r.code == RefusalCode::Malformed)));
 }
+
+#[test]
+fn a_long_connection_keeps_the_policy_refreshed_and_a_lost_push_is_repaired() {
+    let config = SyncTuning {
+        policy_refresh: secs(5),
+        ..sim_config()
+    };
+    let mut pair = Pair::new(7, LinkModel::default(), config);
+    let key = pair.hub_key.clone();
+    pair.publish_policy(&policy(1, &key));
+    assert!(pair.run_until(secs(30), |p| p.node_policy == Some(1)));
+    let first = pair.edge_refreshed.expect("refreshed");
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(60), |p| p
+        .edge_refreshed
+        .is_some_and(|t| t >= first + secs(30))));
+    assert_eq!(pair.stats.connects, 1, "refreshed without reconnecting");
+
+    // A newer version whose push is lost on the way (the session never
+    // sends it): the next report brings it.
+    pair.hub_policy = Some((2, std::sync::Arc::new(policy(2, &key).encode())));
+    if let Some(s) = pair.session.as_mut() {
+        let _lost = s.set_policy(2, std::sync::Arc::new(policy(2, &key).encode()));
+    }
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(60), |p| p.node_policy == Some(2)));
+    assert_eq!(pair.edge.policy_version(), 2);
+    assert_eq!(pair.stats.connects, 1);
+}

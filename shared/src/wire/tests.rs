@@ -322,3 +322,27 @@ fn new_frames_keep_the_old_variant_numbers_and_their_bounds() {
     };
     assert!(Frame::decode_prefixed(&big.encode(), MAX_ENTRIES_FRAME).is_err());
 }
+
+#[test]
+fn a_policy_frame_is_bounded_and_only_the_hubs_control_lane_carries_one() {
+    let max = crate::control::MAX_POLICY_BYTES;
+    let ok = Frame::Policy {
+        policy: vec![7; max],
+    };
+    let bytes = ok.encode();
+    // Nodes' control frames stay small; the hub's may carry the policy.
+    assert!(Frame::decode_prefixed(&bytes, Lane::Control.max_frame()).is_err());
+    let (back, _) = Frame::decode_prefixed(&bytes, Lane::Control.max_frame_from_hub())
+        .expect("decodes")
+        .expect("whole");
+    assert_eq!(back, ok);
+    let over = Frame::Policy {
+        policy: vec![7; max + 1],
+    };
+    assert!(Frame::decode_prefixed(&over.encode(), Lane::Control.max_frame_from_hub()).is_err());
+    // A length prefix over the limit is refused before anything is read.
+    let prefix = u32::try_from(MAX_POLICY_FRAME + 1)
+        .expect("fits")
+        .to_be_bytes();
+    assert!(Frame::body_len(prefix, Lane::Control.max_frame_from_hub()).is_err());
+}
