@@ -48,6 +48,9 @@ pub const MAX_RADIUS_M: f64 = 10_000.0;
 /// Most index rows one search looks at; beyond, `matched` is a lower bound
 /// and the answer says so.
 pub const MAX_SCANNED: usize = 1_000_000;
+/// With a place, a plate pattern matching more reads than this is
+/// searched by place first (then each read's plate is matched).
+pub const PLATE_FIRST_MAX: usize = 20_000;
 /// Distinct plates loaded from storage per page.
 const PLATE_PAGE: usize = 100_000;
 
@@ -339,6 +342,9 @@ pub struct Searcher {
     storage: Arc<dyn HubStorage>,
     anchor: Arc<TrustAnchor>,
     plates: Arc<RwLock<PlateIndex>>,
+    /// With a place, a plate that matches more reads than this is
+    /// searched by place first.
+    plate_first_max: usize,
     /// Certificate serial → its key (`None`: it no longer checks).
     keys: Arc<Mutex<HashMap<String, Option<PublicKey>>>>,
 }
@@ -357,8 +363,16 @@ impl Searcher {
             storage,
             anchor: Arc::new(anchor),
             plates: Arc::new(RwLock::new(PlateIndex::default())),
+            plate_first_max: PLATE_FIRST_MAX,
             keys: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// As [`Searcher::new`], searching a plate with a place by place first
+    /// when the plate matches more than `max` reads (tests use a small one).
+    pub fn with_plate_first_max(mut self, max: usize) -> Self {
+        self.plate_first_max = max.max(1);
+        self
     }
 
     /// Load the distinct plates stored since the last call (all of them the
@@ -388,7 +402,7 @@ impl Searcher {
         let description = query.describe()?;
         let plan = query.plan()?;
         let mut found: Vec<(IndexedRead, Option<f64>)> = Vec::new();
-        let capped;
+        let mut capped;
         let mut unplaced = None;
         let mut plates_matched = None;
         // Which plates: exact, or those of the distinct plates that match.
@@ -406,18 +420,38 @@ impl Searcher {
         };
         match (&plates, &plan.near) {
             (Some(plates), near) => {
-                let reads =
-                    self.storage
-                        .reads_of_plates(plates, plan.from, plan.to, MAX_SCANNED)?;
+                // With a place too, the plate narrows first unless it
+                // matches many reads: then the place does.
+                let most = if near.is_some() {
+                    self.plate_first_max
+                } else {
+                    MAX_SCANNED
+                };
+                let reads = self
+                    .storage
+                    .reads_of_plates(plates, plan.from, plan.to, most)?;
                 capped = reads.len() >= MAX_SCANNED;
-                for r in reads {
-                    if plan.node.as_ref().is_some_and(|n| *n != r.device) {
-                        continue;
+                match near {
+                    Some(n) if reads.len() >= most => {
+                        let pattern = plan.pattern.as_ref().ok_or_else(|| {
+                            SearchError::BadQuery("a plate search without a pattern".into())
+                        })?;
+                        let (f, u, c) = self.plate_near(pattern, n, &plan)?;
+                        found = f;
+                        unplaced = Some(u);
+                        capped = c;
                     }
-                    found.push((r, None));
+                    _ => {
+                        for r in reads {
+                            if plan.node.as_ref().is_some_and(|n| *n != r.device) {
+                                continue;
+                            }
+                            found.push((r, None));
+                        }
+                    }
                 }
-                if let Some(n) = near {
-                    // Plate and place: the plate narrows most; place each
+                if let (Some(n), false) = (near, unplaced.is_some()) {
+                    // Plate and place: the plate narrowed most; place each
                     // candidate from its entry.
                     let keys: Vec<(DeviceId, u64)> = found
                         .iter()
@@ -452,6 +486,7 @@ impl Searcher {
                     plan.to,
                     plan.node.as_ref(),
                     MAX_SCANNED,
+                    false,
                 )?;
                 capped = !placed.complete;
                 unplaced = Some(placed.unplaced);
@@ -488,6 +523,62 @@ impl Searcher {
             plates_matched,
             hits,
         })
+    }
+
+    /// A plate pattern that matches many reads, near a place: the reads of
+    /// the place and window (placed or not), whose content is read and
+    /// matched. Returns the hits with their distance, the unplaced reads
+    /// that match, and whether a limit cut the scan.
+    #[allow(clippy::type_complexity)]
+    fn plate_near(
+        &self,
+        pattern: &PlatePattern,
+        n: &Near,
+        plan: &Plan,
+    ) -> Result<(Vec<(IndexedRead, Option<f64>)>, u64, bool), SearchError> {
+        let placed = self.storage.reads_in_box(
+            &bounding_box(n),
+            plan.from,
+            plan.to,
+            plan.node.as_ref(),
+            MAX_SCANNED,
+            true,
+        )?;
+        let (lat0, lon0) = (e7(n.lat), e7(n.lon));
+        let near: Vec<(IndexedRead, f64)> = placed
+            .placed
+            .into_iter()
+            .map(|p| {
+                let d = distance_m(lat0, lon0, p.lat_e7, p.lon_e7);
+                (p.read, d)
+            })
+            .filter(|(_, d)| *d <= n.radius_m)
+            .collect();
+        let matches = |reads: &[&IndexedRead]| -> Result<Vec<bool>, SearchError> {
+            let keys: Vec<(DeviceId, u64)> =
+                reads.iter().map(|r| (r.device.clone(), r.seq)).collect();
+            Ok(self
+                .storage
+                .entries_at(&keys)?
+                .into_iter()
+                .map(|b| {
+                    b.and_then(|b| SignedEntry::decode(&b).ok())
+                        .and_then(|e| e.read().map(|c| pattern.matches(&c.plate)))
+                        .unwrap_or(false)
+                })
+                .collect())
+        };
+        let refs: Vec<&IndexedRead> = near.iter().map(|(r, _)| r).collect();
+        let keep = matches(&refs)?;
+        let found = near
+            .into_iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|((r, d), _)| (r, Some(d)))
+            .collect();
+        let refs: Vec<&IndexedRead> = placed.unplaced_reads.iter().collect();
+        let unplaced = matches(&refs)?.into_iter().filter(|k| *k).count() as u64;
+        Ok((found, unplaced, !placed.complete))
     }
 
     /// One read in full, with its images if held (blocking). `None`: no

@@ -210,6 +210,9 @@ fn got(r: &SearchResults) -> BTreeSet<(String, u64)> {
 fn every_kind_of_search_finds_what_a_scan_of_every_read_finds() {
     let f = fixture(800, 1);
     let s = f.searcher();
+    // The same store, searching a plate with a place by place first.
+    let by_place = s.clone().with_plate_first_max(1);
+    let mut by_place_checked = 0;
     let mut rng = rand::rngs::StdRng::seed_from_u64(2);
     let (t0, t1) = (
         f.reads.iter().map(|r| r.at).min().expect("reads"),
@@ -274,7 +277,15 @@ fn every_kind_of_search_finds_what_a_scan_of_every_read_finds() {
         );
         checked += 1;
         nonempty += usize::from(!want.is_empty());
+        if q.plate.is_some() && q.near.is_some() {
+            let r2 = by_place.search(&q).expect("search by place");
+            assert_eq!(got(&r2), want, "by place first: {q:?}");
+            assert_eq!(r2.unplaced, Some(unplaced), "by place first: {q:?}");
+            assert_eq!(r2.matched, r.matched);
+            by_place_checked += 1;
+        }
     }
+    assert!(by_place_checked > 20, "{by_place_checked}");
     assert_eq!(checked, 300);
     assert!(nonempty > 100, "the queries found little: {nonempty}");
 }

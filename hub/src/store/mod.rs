@@ -244,7 +244,8 @@ pub trait HubStorage: Send + Sync + 'static {
     ) -> Result<Vec<IndexedRead>, StoreError>;
     /// Reads captured in [from, to] (of `node` only, if given) whose
     /// coordinates lie in the index cells covering `area`, at most `limit`;
-    /// and how many reads of that window (and node) carry no coordinates.
+    /// and how many reads of that window (and node) carry no coordinates
+    /// (with `list_unplaced`, which: at most `limit`).
     fn reads_in_box(
         &self,
         area: &GeoBox,
@@ -252,6 +253,7 @@ pub trait HubStorage: Send + Sync + 'static {
         to: UnixMillis,
         node: Option<&DeviceId>,
         limit: usize,
+        list_unplaced: bool,
     ) -> Result<PlacedReads, StoreError>;
     /// Canonical bytes of the given entries (`None`: not stored), in order,
     /// read in one transaction.
@@ -380,7 +382,10 @@ pub struct PlacedReads {
     /// Reads in the time window that carry no coordinates (a site or an
     /// unknown position): they cannot be placed in any canvass.
     pub unplaced: u64,
-    /// False when `limit` stopped the scan: more reads lie in the cells.
+    /// Those reads, when asked for (at most the limit).
+    pub unplaced_reads: Vec<IndexedRead>,
+    /// False when `limit` stopped the scan: more reads lie in the cells
+    /// (or, when listed, more unplaced reads).
     pub complete: bool,
 }
 

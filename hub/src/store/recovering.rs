@@ -242,8 +242,9 @@ impl HubStorage for Recovering {
         to: UnixMillis,
         node: Option<&DeviceId>,
         limit: usize,
+        list_unplaced: bool,
     ) -> Result<PlacedReads, StoreError> {
-        self.call(|s| s.reads_in_box(area, from, to, node, limit))
+        self.call(|s| s.reads_in_box(area, from, to, node, limit, list_unplaced))
     }
     fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.call(|s| s.entries_at(at))

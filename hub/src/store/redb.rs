@@ -1163,6 +1163,7 @@ impl HubStorage for RedbStore {
         to: UnixMillis,
         node: Option<&DeviceId>,
         limit: usize,
+        list_unplaced: bool,
     ) -> Result<PlacedReads, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(GEO_TIME).map_err(db_err)?;
@@ -1215,13 +1216,29 @@ impl HubStorage for RedbStore {
         for row in t.range::<&[u8; 24]>(&lo..=&hi).map_err(db_err)? {
             let (k, _) = row.map_err(db_err)?;
             let k = k.value();
-            if let Some(n) = node {
-                let id = u32::from_be_bytes([k[12], k[13], k[14], k[15]]);
-                if names.get(id)?.as_ref() != Some(n) {
-                    continue;
-                }
+            let id = u32::from_be_bytes([k[12], k[13], k[14], k[15]]);
+            if node.is_none() && !list_unplaced {
+                out.unplaced += 1;
+                continue;
+            }
+            let Some(device) = names.get(id)? else {
+                continue;
+            };
+            if node.is_some_and(|n| *n != device) {
+                continue;
             }
             out.unplaced += 1;
+            if list_unplaced {
+                if out.unplaced_reads.len() >= limit {
+                    out.complete = false;
+                    break;
+                }
+                out.unplaced_reads.push(IndexedRead {
+                    device,
+                    seq: be_u64(&k[16..])?,
+                    captured_at: UnixMillis(be_u64(&k[4..12])?),
+                });
+            }
         }
         Ok(out)
     }
