@@ -287,11 +287,10 @@ fn a_policy_change_reaches_a_connected_edge_without_a_reconnect() -> anyhow::Res
     let connects = edge.status().expect("status")["connects"].as_u64();
     // Revoking another car's certificate changes the policy (its revoked
     // nodes): the hub signs v2 and pushes it on the live connection.
-    let out = Command::new(bin("hub")?)
-        .args(["revoke", &stolen.serial, "--reason", "car stolen"])
-        .arg("--config")
-        .arg(&hub.config)
-        .output()?;
+    let out = hub.run_as(
+        "admin",
+        &["revoke", &stolen.serial, "--reason", "car stolen"],
+    )?;
     assert!(
         out.status.success(),
         "hub revoke: {}",

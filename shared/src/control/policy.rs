@@ -21,7 +21,7 @@ pub const POLICY_FORMAT: u8 = 1;
 /// Largest signed policy (its canonical bytes and signature).
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 /// ALPR data the hub holds must be kept at least a year (Government Code
-/// §34090.6, policy 426.6): no policy may set less.
+/// §34090.6, policy 426.4): no policy may set less.
 pub const LEGAL_MIN_HUB_RETENTION_DAYS: u32 = 365;
 /// Longest a policy may let an edge run without refreshing it.
 pub const MAX_STALE_LIMIT_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -182,7 +182,7 @@ impl Policy {
         if self.hub_retention_days < LEGAL_MIN_HUB_RETENTION_DAYS {
             return Err(invalid(format!(
                 "hub retention of {} days is below the legal minimum of {} days \
-                 (Government Code §34090.6, policy 426.6): ALPR data must be kept at least a year",
+                 (Government Code §34090.6, policy 426.4): ALPR data must be kept at least a year",
                 self.hub_retention_days, LEGAL_MIN_HUB_RETENTION_DAYS
             )));
         }
