@@ -172,21 +172,12 @@ fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<9} QUERY",
-        "TIME",
-        "NODE",
-        "USER",
-        "AGENCY",
-        "ACTION",
-        "PURPOSE",
-        "CASE",
-        "RESULTS",
-        "SOURCE",
-        "OUTCOME"
+        "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<40} OUTCOME",
+        "TIME", "NODE", "USER", "AGENCY", "ACTION", "PURPOSE", "CASE", "RESULTS", "SOURCE", "QUERY"
     );
     for r in &a.rows {
         println!(
-            "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<9} {}",
+            "{:<24} {:<12} {:<12} {:<10} {:<17} {:<16} {:<12} {:>7} {:<15} {:<40} {}",
             r.time.to_string(),
             r.node,
             r.user,
@@ -196,8 +187,8 @@ fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
             r.case.as_deref().unwrap_or("-"),
             r.results,
             r.source,
-            r.outcome,
-            r.query
+            r.query,
+            r.outcome
         );
     }
     println!(

@@ -81,7 +81,7 @@ pub struct AccessAudit {
     pub from: UnixMillis,
     pub to: UnixMillis,
     pub rows: Vec<AccessRow>,
-    /// Searches in the window that named no case number.
+    /// Searches answered in the window that named no case number.
     pub searches_without_case: Vec<AccessRow>,
     /// True when more rows matched than [`MAX_ROWS`].
     pub truncated: bool,
@@ -292,7 +292,9 @@ async fn access(
         .collect();
     let searches_without_case = rows
         .iter()
-        .filter(|r| r.action == AccessAction::Search.as_str() && r.case.is_none())
+        .filter(|r| {
+            r.action == AccessAction::Search.as_str() && r.case.is_none() && r.outcome == "allowed"
+        })
         .cloned()
         .collect();
     Ok(Json(AccessAudit {
