@@ -160,13 +160,7 @@ fn access(args: AccessArgs) -> anyhow::Result<ExitCode> {
         ("purpose", args.purpose),
         ("case", args.case),
     ]);
-    let a: AccessAudit = crate::cli::runtime()?.block_on(async {
-        Session::load()?
-            .client()
-            .await?
-            .get(&format!("/api/v1/audit/access{q}"))
-            .await
-    })?;
+    let a: AccessAudit = crate::cli::api_get(&format!("/api/v1/audit/access{q}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&a)?);
         return Ok(ExitCode::SUCCESS);
@@ -222,13 +216,7 @@ fn training(args: TrainingArgs) -> anyhow::Result<ExitCode> {
         ("from", time_arg(args.from.as_deref())?),
         ("to", time_arg(args.to.as_deref())?),
     ]);
-    let a: TrainingAudit = crate::cli::runtime()?.block_on(async {
-        Session::load()?
-            .client()
-            .await?
-            .get(&format!("/api/v1/audit/training{q}"))
-            .await
-    })?;
+    let a: TrainingAudit = crate::cli::api_get(&format!("/api/v1/audit/training{q}"))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&a)?);
     } else {

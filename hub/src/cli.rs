@@ -149,6 +149,19 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// One GET of the hub's API with the saved session (`hub login`).
+pub(crate) fn api_get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
+    runtime()?.block_on(async { Session::load()?.client().await?.get(path).await })
+}
+
+/// One POST of `body` to the hub's API with the saved session.
+pub(crate) fn api_post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    path: &str,
+    body: &B,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async { Session::load()?.client().await?.post(path, body).await })
+}
+
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref())?;
     runtime()?.block_on(async move {
@@ -160,8 +173,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
-    let report: NodesReport = runtime()?
-        .block_on(async { Session::load()?.client().await?.get("/api/v1/nodes").await })?;
+    let report: NodesReport = api_get("/api/v1/nodes")?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -282,13 +294,7 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
         at,
         reason: args.reason,
     };
-    let report: RevokeReport = runtime()?.block_on(async {
-        Session::load()?
-            .client()
-            .await?
-            .post("/api/v1/revoke", &req)
-            .await
-    })?;
+    let report: RevokeReport = api_post("/api/v1/revoke", &req)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -565,21 +571,10 @@ pub fn policy(cmd: crate::policy::cli::PolicyCommand) -> anyhow::Result<ExitCode
     use crate::api::policy::PolicyReply;
     use crate::policy::cli::{read_settings, render, PolicyCommand};
     let (reply, json): (PolicyReply, bool) = match cmd {
-        PolicyCommand::Show { json } => (
-            runtime()?
-                .block_on(async { Session::load()?.client().await?.get("/api/v1/policy").await })?,
-            json,
-        ),
+        PolicyCommand::Show { json } => (api_get("/api/v1/policy")?, json),
         PolicyCommand::Set { file } => {
             let settings = read_settings(&file)?;
-            let reply = runtime()?.block_on(async {
-                Session::load()?
-                    .client()
-                    .await?
-                    .post("/api/v1/policy", &settings)
-                    .await
-            })?;
-            (reply, false)
+            (api_post("/api/v1/policy", &settings)?, false)
         }
     };
     if json {
@@ -604,13 +599,7 @@ pub fn search(args: crate::search::cli::SearchArgs) -> anyhow::Result<ExitCode> 
             case: args.case.clone(),
         },
     };
-    let results: crate::search::SearchResults = runtime()?.block_on(async {
-        Session::load()?
-            .client()
-            .await?
-            .post("/api/v1/search", &req)
-            .await
-    })?;
+    let results: crate::search::SearchResults = api_post("/api/v1/search", &req)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
@@ -653,13 +642,7 @@ pub fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
             case: args.case.clone(),
         },
     };
-    let detail: crate::search::ReadDetail = runtime()?.block_on(async {
-        Session::load()?
-            .client()
-            .await?
-            .post("/api/v1/read", &req)
-            .await
-    })?;
+    let detail: crate::search::ReadDetail = api_post("/api/v1/read", &req)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&detail)?);
         return Ok(ExitCode::SUCCESS);

@@ -5,7 +5,7 @@
 //! No search scans reads:
 //! - an exact plate is one range scan of `plate-time-v1` (plate, time);
 //! - a wildcard or tolerant pattern is matched against the distinct plates
-//!   (`plates-v1`), held in memory by the [`Searcher`] with n-gram postings
+//!   (`plate-order-v1`), held in memory by the [`Searcher`] with n-gram postings
 //!   ([`index::PlateIndex`]), and each matching plate is then an exact
 //!   range scan;
 //! - a canvass reads only the geo cells around the point over the time
