@@ -442,12 +442,7 @@ impl RevokedEntry {
 
 /// An RFC 3339 time in UTC (`2026-11-28T16:00:00Z`).
 pub fn parse_time(s: &str) -> anyhow::Result<UnixMillis> {
-    let t = humantime::parse_rfc3339_weak(s)
-        .map_err(|e| anyhow::anyhow!("{s:?} is not an RFC 3339 UTC time: {e}"))?;
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| anyhow::anyhow!("{s:?} is before 1970"))?;
-    Ok(UnixMillis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+    Ok(alpr_shared::cli::parse_time(s)?)
 }
 
 /// Serial numbers compare as lower-case hex without separators.

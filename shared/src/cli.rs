@@ -47,3 +47,56 @@ pub fn cancel_on_signals(token: tokio_util::sync::CancellationToken) {
         token.cancel();
     });
 }
+
+/// Why a command-line value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("{0:?} is not an RFC 3339 UTC time (e.g. 2026-11-28T16:00:00Z): {1}")]
+    Time(String, String),
+    #[error("{0:?} is before 1970")]
+    BeforeEpoch(String),
+    #[error("a place is LAT,LON in degrees (got {0:?})")]
+    Point(String),
+}
+
+/// A time as people type it on a command line (RFC 3339, UTC).
+pub fn parse_time(s: &str) -> Result<crate::types::UnixMillis, ArgError> {
+    let t =
+        humantime::parse_rfc3339_weak(s).map_err(|e| ArgError::Time(s.into(), e.to_string()))?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| ArgError::BeforeEpoch(s.into()))?;
+    Ok(crate::types::UnixMillis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
+}
+
+/// A place as people type it: `LAT,LON` in degrees.
+pub fn parse_point(s: &str) -> Result<(f64, f64), ArgError> {
+    let bad = || ArgError::Point(s.into());
+    let (lat, lon) = s.split_once(',').ok_or_else(bad)?;
+    let lat: f64 = lat.trim().parse().map_err(|_| bad())?;
+    let lon: f64 = lon.trim().parse().map_err(|_| bad())?;
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(bad());
+    }
+    Ok((lat, lon))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_places_parse_or_say_why() {
+        assert_eq!(
+            parse_time("1970-01-01T00:00:01Z"),
+            Ok(crate::types::UnixMillis(1000))
+        );
+        assert!(matches!(parse_time("yesterday"), Err(ArgError::Time(..))));
+        assert_eq!(parse_point(" 38.58, -121.49"), Ok((38.58, -121.49)));
+        for bad in ["38.58", "north,west", "91,0", "0,181"] {
+            assert!(parse_point(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -80,12 +80,7 @@ pub fn session_path(config: &EdgeConfig) -> PathBuf {
 }
 
 fn parse_time(s: &str) -> anyhow::Result<UnixMillis> {
-    let t = humantime::parse_rfc3339_weak(s)
-        .map_err(|e| anyhow::anyhow!("{s:?} is not an RFC 3339 UTC time: {e}"))?;
-    let d = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| anyhow::anyhow!("{s:?} is before 1970"))?;
-    Ok(UnixMillis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
+    Ok(alpr_shared::cli::parse_time(s)?)
 }
 
 pub fn policy(args: PolicyArgs) -> anyhow::Result<ExitCode> {
@@ -210,16 +205,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let config = EdgeConfig::load_or_default(args.config.as_deref())?;
     let token = read_token(&session_path(&config))?;
-    let near = match &args.near {
-        None => None,
-        Some(s) => {
-            let (lat, lon) = s.split_once(',').context("--near is LAT,LON in degrees")?;
-            Some((
-                lat.trim().parse::<f64>().context("--near latitude")?,
-                lon.trim().parse::<f64>().context("--near longitude")?,
-            ))
-        }
-    };
+    let near = args
+        .near
+        .as_deref()
+        .map(alpr_shared::cli::parse_point)
+        .transpose()
+        .context("--near")?;
     let req = SearchRequest {
         token,
         pattern: args.pattern,

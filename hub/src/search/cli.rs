@@ -52,19 +52,8 @@ impl SearchArgs {
         };
         let near = match (&self.near, self.radius) {
             (Some(p), Some(radius_m)) => {
-                let (lat, lon) = p
-                    .split_once(',')
-                    .ok_or_else(|| anyhow::anyhow!("--near is LAT,LON (got {p:?})"))?;
-                let parse = |v: &str| -> anyhow::Result<f64> {
-                    v.trim()
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("--near is LAT,LON in degrees (got {p:?})"))
-                };
-                Some(Near {
-                    lat: parse(lat)?,
-                    lon: parse(lon)?,
-                    radius_m,
-                })
+                let (lat, lon) = alpr_shared::cli::parse_point(p)?;
+                Some(Near { lat, lon, radius_m })
             }
             (None, None) => None,
             _ => anyhow::bail!("--near and --radius go together"),
