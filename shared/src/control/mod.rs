@@ -5,6 +5,7 @@
 //! it could not refresh. One writer (the hub) signs each version; an edge
 //! applies only a newer one.
 
+pub mod holds;
 pub mod policy;
 
 pub use policy::{

@@ -1,0 +1,224 @@
+//! Legal holds (policy 426.4): what a hold names, and which reads it
+//! covers. A hold keeps reads from retention's purge until that very hold
+//! is explicitly released.
+//!
+//! These are the plain values. The replicated document that several
+//! writers edit — the hub and edges, some offline — and that merges with
+//! automerge lives beside them; whatever the merge, a hold appears in
+//! [`Hold`] form and is active while `released` is `None`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::search::distance_m;
+use crate::types::{Location, ReadContent, UnixMillis};
+
+/// A point and radius: reads within `radius_m` metres of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Place {
+    pub lat_e7: i32,
+    pub lon_e7: i32,
+    pub radius_m: u32,
+}
+
+/// What a hold covers: a read is covered when it matches every part that
+/// is given (an empty list or `None` does not restrict). A hold with no
+/// part at all covers nothing: it is refused when placed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldScope {
+    /// Normalised plates (A–Z, 0–9).
+    #[serde(default)]
+    pub plates: Vec<String>,
+    /// Node names.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Captured at or after.
+    #[serde(default)]
+    pub from: Option<UnixMillis>,
+    /// Captured at or before.
+    #[serde(default)]
+    pub to: Option<UnixMillis>,
+    #[serde(default)]
+    pub place: Option<Place>,
+}
+
+impl HoldScope {
+    /// Whether the scope names anything at all.
+    pub fn is_empty(&self) -> bool {
+        self.plates.is_empty()
+            && self.nodes.is_empty()
+            && self.from.is_none()
+            && self.to.is_none()
+            && self.place.is_none()
+    }
+
+    /// Whether a read of `node`, captured at `at`, is covered. A read whose
+    /// content is gone cannot be matched by plate or place; `content`
+    /// `None` is covered only by a scope that names neither.
+    pub fn covers(&self, node: &str, at: UnixMillis, content: Option<&ReadContent>) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        if !self.nodes.is_empty() && !self.nodes.iter().any(|n| n == node) {
+            return false;
+        }
+        if self.from.is_some_and(|f| at < f) || self.to.is_some_and(|t| at > t) {
+            return false;
+        }
+        if !self.plates.is_empty()
+            && !content.is_some_and(|c| self.plates.iter().any(|p| *p == c.plate))
+        {
+            return false;
+        }
+        if let Some(place) = &self.place {
+            let here = content.and_then(|c| match &c.location {
+                Location::Gps { lat_e7, lon_e7, .. }
+                | Location::Configured { lat_e7, lon_e7, .. } => Some((*lat_e7, *lon_e7)),
+                Location::Site { .. } | Location::Unknown => None,
+            });
+            match here {
+                Some((lat, lon)) => {
+                    if distance_m(place.lat_e7, place.lon_e7, lat, lon) > f64::from(place.radius_m)
+                    {
+                        return false;
+                    }
+                }
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// How a hold ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub by: String,
+    pub at: UnixMillis,
+    pub reason: String,
+}
+
+/// One legal hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// Unique: random, made where the hold was placed.
+    pub id: String,
+    pub case: String,
+    pub reason: String,
+    /// Username of who placed it, and their agency (ORI).
+    pub placed_by: String,
+    pub agency: String,
+    pub placed_at: UnixMillis,
+    /// Where it was placed: `hub` or a node's name.
+    pub placed_on: String,
+    pub scope: HoldScope,
+    pub released: Option<Release>,
+}
+
+impl Hold {
+    pub fn active(&self) -> bool {
+        self.released.is_none()
+    }
+}
+
+/// Whether any active hold in `holds` covers the read.
+pub fn held(holds: &[Hold], node: &str, at: UnixMillis, content: Option<&ReadContent>) -> bool {
+    holds
+        .iter()
+        .any(|h| h.active() && h.scope.covers(node, at, content))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Hash32;
+
+    fn read(plate: &str, location: Location) -> ReadContent {
+        ReadContent {
+            location,
+            camera: "cam0".into(),
+            plate: plate.into(),
+            confidence: 9000,
+            char_confidence: vec![9000; plate.len()],
+            region: None,
+            detector_model: "d".into(),
+            ocr_model: "o".into(),
+            crop_hash: Hash32::ZERO,
+            overview_hash: Hash32::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_scope_covers_what_matches_every_part_it_names() {
+        let at = UnixMillis(1_000);
+        let here = Location::Gps {
+            lat_e7: 385_816_000,
+            lon_e7: -1_214_944_000,
+            accuracy_cm: 400,
+        };
+        let r = read("7ABC123", here.clone());
+        let plate = HoldScope {
+            plates: vec!["7ABC123".into()],
+            ..HoldScope::default()
+        };
+        assert!(plate.covers("car-7", at, Some(&r)));
+        assert!(!plate.covers("car-7", at, Some(&read("7ABC124", here.clone()))));
+        assert!(
+            !plate.covers("car-7", at, None),
+            "a purged read has no plate"
+        );
+        let window = HoldScope {
+            nodes: vec!["car-7".into()],
+            from: Some(UnixMillis(500)),
+            to: Some(UnixMillis(1_500)),
+            ..HoldScope::default()
+        };
+        assert!(window.covers("car-7", at, Some(&r)));
+        assert!(!window.covers("pole-1", at, Some(&r)));
+        assert!(!window.covers("car-7", UnixMillis(2_000), Some(&r)));
+        let near = HoldScope {
+            place: Some(Place {
+                lat_e7: 385_817_000,
+                lon_e7: -1_214_944_000,
+                radius_m: 50,
+            }),
+            ..HoldScope::default()
+        };
+        assert!(near.covers("car-7", at, Some(&r)), "11 m away");
+        let site = read(
+            "7ABC123",
+            Location::Site {
+                site_id: "s".into(),
+            },
+        );
+        assert!(
+            !near.covers("pole-1", at, Some(&site)),
+            "a site has no coordinates"
+        );
+        assert!(!HoldScope::default().covers("car-7", at, Some(&r)));
+    }
+
+    #[test]
+    fn only_active_holds_hold() {
+        let mut h = Hold {
+            id: "h1".into(),
+            case: "26-1".into(),
+            reason: "homicide".into(),
+            placed_by: "sgt".into(),
+            agency: "CA0000001".into(),
+            placed_at: UnixMillis(0),
+            placed_on: "hub".into(),
+            scope: HoldScope {
+                nodes: vec!["car-7".into()],
+                ..HoldScope::default()
+            },
+            released: None,
+        };
+        assert!(held(std::slice::from_ref(&h), "car-7", UnixMillis(5), None));
+        h.released = Some(Release {
+            by: "sgt".into(),
+            at: UnixMillis(9),
+            reason: "case closed".into(),
+        });
+        assert!(!held(&[h], "car-7", UnixMillis(5), None));
+    }
+}
