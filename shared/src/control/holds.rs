@@ -64,9 +64,7 @@ impl HoldScope {
         if self.from.is_some_and(|f| at < f) || self.to.is_some_and(|t| at > t) {
             return false;
         }
-        if !self.plates.is_empty()
-            && !content.is_some_and(|c| self.plates.iter().any(|p| *p == c.plate))
-        {
+        if !self.plates.is_empty() && !content.is_some_and(|c| self.plates.contains(&c.plate)) {
             return false;
         }
         if let Some(place) = &self.place {
