@@ -19,6 +19,7 @@ pub mod tag {
     pub const CHECKPOINT_SIG: &[u8] = b"alpr/read-log/v1/checkpoint-signature\0";
     pub const BUNDLE_MANIFEST_SIG: &[u8] = b"alpr/log-bundle/v2/manifest-signature\0";
     pub const POLICY_SIG: &[u8] = b"alpr/control/v1/policy-signature\0";
+    pub const EVIDENCE_MANIFEST_SIG: &[u8] = b"alpr/evidence/v1/manifest-signature\0";
 }
 
 /// SHA-256 over a tag and the given parts.

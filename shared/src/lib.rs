@@ -12,6 +12,7 @@ pub mod cert;
 pub mod cli;
 pub mod control;
 pub mod crypto;
+pub mod evidence;
 pub mod health;
 pub mod log;
 pub mod metrics;
