@@ -52,6 +52,9 @@ pub enum AuditCommand {
     /// Users whose training lapsed, what they did before, and any access
     /// after a lapse (a violation).
     Training(TrainingArgs),
+    /// Every evidence export (and refused attempt): who, which case, to
+    /// which agency, how many reads (from the access log).
+    Exports(crate::export::cli::ExportsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +140,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify(args) => verify(args),
         AuditCommand::Access(args) => access(args),
         AuditCommand::Training(args) => training(args),
+        AuditCommand::Exports(args) => crate::export::cli::exports(args),
     }
 }
 

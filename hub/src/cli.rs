@@ -132,6 +132,9 @@ pub enum BenchCommand {
     /// Searches over a store of N signed reads, each after its durable
     /// access record: exact, wildcard, OCR-tolerant, canvass.
     Search(crate::search::bench::SearchBenchArgs),
+    /// Write and verify the evidence bundle of a case of N reads with
+    /// photos: `export_s`, `verify_s`.
+    Export(crate::export::bench::ExportBenchArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -318,6 +321,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
         BenchCommand::Login(a) => runtime()?.block_on(crate::bench::login(a))?,
         BenchCommand::Search(a) => runtime()?.block_on(crate::search::bench::run(a))?,
+        BenchCommand::Export(a) => crate::export::bench::run(a)?,
     }
     Ok(ExitCode::SUCCESS)
 }

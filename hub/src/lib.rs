@@ -14,6 +14,7 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod export;
 pub mod health;
 pub mod ingest;
 pub mod policy;

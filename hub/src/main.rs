@@ -54,6 +54,9 @@ enum Command {
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Export a case's reads as an evidence bundle for an in-state public
+    /// agency (supervisors); writes FILE and its HTML report FILE.html.
+    Export(alpr_hub::export::cli::ExportArgs),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(sync_cli::BenchCommand),
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
+        Command::Export(args) => alpr_hub::export::cli::export(args),
     };
     alpr_shared::cli::exit_with(result)
 }

@@ -253,6 +253,64 @@ impl ApiClient {
         serde_json::from_slice(&bytes).with_context(|| format!("the hub's answer to {path}"))
     }
 
+    /// POST `body` and stream a successful answer's bytes into `out` (no
+    /// size limit: evidence bundles); an error answer is read as JSON.
+    pub async fn post_download<B: Serialize>(
+        &mut self,
+        path: &str,
+        body: &B,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> anyhow::Result<u64> {
+        let mut req = hyper::Request::builder()
+            .method(hyper::Method::POST)
+            .uri(path)
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
+        self.send
+            .ready()
+            .await
+            .context("the hub closed the connection")?;
+        let resp = self
+            .send
+            .send_request(req)
+            .await
+            .with_context(|| format!("asking the hub ({path})"))?;
+        let status = resp.status();
+        let mut body = resp.into_body();
+        if !status.is_success() {
+            let bytes = http_body_util::Limited::new(body, MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the hub's answer: {e}"))?
+                .to_bytes();
+            #[derive(Deserialize)]
+            struct E {
+                error: String,
+            }
+            let message = serde_json::from_slice::<E>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(ApiFailure {
+                status: status.as_u16(),
+                message,
+            }
+            .into());
+        }
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("reading the hub's answer")?;
+            if let Some(data) = frame.data_ref() {
+                out.write_all(data).context("writing the answer")?;
+                written += data.len() as u64;
+            }
+        }
+        Ok(written)
+    }
+
     pub async fn get<T: DeserializeOwned>(&mut self, path: &str) -> anyhow::Result<T> {
         self.request(hyper::Method::GET, path, None).await
     }

@@ -270,6 +270,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(audit::routes())
         .merge(policy::routes())
         .merge(search::routes())
+        .merge(crate::export::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -88,6 +88,13 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    /// The deployment's CA, as the hub trusts it.
+    pub fn anchor(&self) -> &TrustAnchor {
+        &self.anchor
+    }
+}
+
+impl Hub {
     /// Nodes connected now.
     pub fn connected_count(&self) -> usize {
         self.connections.lock().map(|m| m.len()).unwrap_or(0)

@@ -95,6 +95,8 @@ pub enum Permission {
     ManagePolicy,
     /// Revoke node certificates.
     Revoke,
+    /// Export a case's reads as an evidence bundle to another agency.
+    ExportEvidence,
 }
 
 impl Permission {
@@ -111,6 +113,7 @@ impl Permission {
             Permission::ManageUsers => "manage users",
             Permission::ManagePolicy => "change the policy",
             Permission::Revoke => "revoke node certificates",
+            Permission::ExportEvidence => "export evidence",
         }
     }
 }
@@ -139,6 +142,7 @@ impl Role {
                 ManageHolds,
                 ViewNodes,
                 ReadAudits,
+                ExportEvidence,
             ],
             Role::Administrator => &[ManageUsers, ManagePolicy, Revoke, ViewNodes],
             Role::Auditor => &[ReadAudits, VerifyLogs, ViewNodes],

@@ -1,0 +1,458 @@
+//! Evidence export (policy 426.4, Civil Code §1798.90.55): a case's reads,
+//! for a recipient agency listed in the policy, as one evidence bundle
+//! ([`alpr_shared::evidence`]) that `hub verify` checks offline.
+//!
+//! `POST /api/v1/export` [`ExportRequest`] → the bundle's bytes
+//! (`application/octet-stream`). Supervisors only
+//! ([`Permission::ExportEvidence`]): they own their agency's cases;
+//! auditors verify bundles but do not hand data out. The recipient must be
+//! an agency in the policy, public and in-state: an out-of-state or federal
+//! agency is refused with the reason ([`Agency::export_refusal`]). Every
+//! attempt, refused or not, is in the access log (`AccessAction::Export`,
+//! naming the case, the recipient and the count); an allowed export's entry
+//! is durable before the first byte is sent, and is inside the bundle.
+//!
+//! Which reads make up a case is a seam ([`CaseSelection`]): for now the
+//! request carries the case's holds as values; the reads those holds cover
+//! ([`held`]) are exported.
+
+pub mod bench;
+pub mod cli;
+
+use std::collections::BTreeMap;
+use std::io::{Seek, Write};
+
+use alpr_shared::control::holds::{held, Hold};
+use alpr_shared::control::{Agency, SignedPolicy};
+use alpr_shared::evidence::{CaseRead, EvidenceWriter, ExportInfo};
+use alpr_shared::log::{AccessAction, AccessOutcome, SignedEntry};
+use alpr_shared::types::{DeviceId, UnixMillis};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ApiError, ApiState};
+use crate::store::HubStorage;
+use crate::sync::Hub;
+use crate::users::{Caller, Permission};
+
+/// Most reads one export may carry.
+pub const MAX_EXPORT_READS: usize = 10_000;
+/// Entries read from the store at a time.
+const PAGE: usize = 4_096;
+
+/// What `hub export` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportRequest {
+    pub case: String,
+    /// The recipient agency's ORI (listed in the policy).
+    pub to: String,
+    #[serde(default)]
+    pub purpose: Option<String>,
+    /// The case's holds (the case-selection seam, see [`CaseSelection`]).
+    #[serde(default)]
+    pub holds: Vec<Hold>,
+}
+
+/// How the reads of a case are chosen. Today: the holds the request
+/// carries. The holds service replaces it with the holds it keeps for the
+/// case (`HoldsService::for_case`).
+#[derive(Debug, Clone)]
+pub enum CaseSelection {
+    Holds(Vec<Hold>),
+}
+
+impl CaseSelection {
+    fn holds(&self, case: &str) -> Vec<Hold> {
+        match self {
+            CaseSelection::Holds(h) => h.iter().filter(|h| h.case == case).cloned().collect(),
+        }
+    }
+}
+
+pub fn routes() -> Router<ApiState> {
+    Router::new().route("/api/v1/export", post(export))
+}
+
+/// The recipient's refusal under `policy`, if it may not receive data.
+pub fn recipient(policy: &SignedPolicy, ori: &str) -> Result<Agency, String> {
+    let doc = policy.policy();
+    let Some(a) = doc.agencies.iter().find(|a| a.ori == ori) else {
+        let listed = doc
+            .agencies
+            .iter()
+            .map(|a| a.ori.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(format!(
+            "{ori} is not an agency in policy v{} (listed: {}): exports go only to listed agencies",
+            doc.version,
+            if listed.is_empty() { "none" } else { &listed }
+        ));
+    };
+    match a.export_refusal() {
+        Some(why) => Err(format!("{why} (AG bulletin 2023-DLE-06)")),
+        None => Ok(a.clone()),
+    }
+}
+
+/// A case's reads, chosen and fetched: per node, the sequence numbers of
+/// its case reads.
+type Chosen = BTreeMap<DeviceId, Vec<u64>>;
+
+/// The reads the holds cover, by node.
+pub fn select(storage: &dyn HubStorage, holds: &[Hold]) -> Result<Chosen, String> {
+    let active: Vec<Hold> = holds.iter().filter(|h| h.active()).cloned().collect();
+    let mut chosen = Chosen::new();
+    let mut count = 0usize;
+    let mut add = |chosen: &mut Chosen, device: DeviceId, seq: u64| -> Result<(), String> {
+        let seqs = chosen.entry(device).or_default();
+        if !seqs.contains(&seq) {
+            seqs.push(seq);
+            count += 1;
+        }
+        if count > MAX_EXPORT_READS {
+            return Err(format!(
+                "the case covers more than {MAX_EXPORT_READS} reads: narrow its holds"
+            ));
+        }
+        Ok(())
+    };
+    let e = |e: crate::store::StoreError| e.to_string();
+    for h in &active {
+        let s = &h.scope;
+        if !s.plates.is_empty() {
+            let from = s.from.unwrap_or(UnixMillis(0));
+            let to = s.to.unwrap_or(UnixMillis(u64::MAX));
+            let found = storage
+                .reads_of_plates(&s.plates, from, to, MAX_EXPORT_READS + 1)
+                .map_err(e)?;
+            let at: Vec<(DeviceId, u64)> =
+                found.iter().map(|r| (r.device.clone(), r.seq)).collect();
+            for ((device, seq), bytes) in at.into_iter().zip(
+                storage
+                    .entries_at(
+                        &found
+                            .iter()
+                            .map(|r| (r.device.clone(), r.seq))
+                            .collect::<Vec<_>>(),
+                    )
+                    .map_err(e)?,
+            ) {
+                let Some(bytes) = bytes else { continue };
+                let Ok(entry) = SignedEntry::decode(&bytes) else {
+                    continue;
+                };
+                if held(
+                    &active,
+                    device.as_str(),
+                    entry.header.captured_at,
+                    entry.read(),
+                ) && entry.read().is_some()
+                {
+                    add(&mut chosen, device, seq)?;
+                }
+            }
+        } else {
+            // No plate: scan the named nodes (or all) for what the hold covers.
+            let nodes: Vec<DeviceId> = if s.nodes.is_empty() {
+                storage
+                    .nodes()
+                    .map_err(e)?
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .collect()
+            } else {
+                s.nodes
+                    .iter()
+                    .filter_map(|n| DeviceId::new(n).ok())
+                    .collect()
+            };
+            for device in nodes {
+                let mut first = 0u64;
+                loop {
+                    let page = storage.entries(&device, first, PAGE).map_err(e)?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    for bytes in &page {
+                        let Ok(entry) = SignedEntry::decode(bytes) else {
+                            continue;
+                        };
+                        first = entry.seq() + 1;
+                        if entry.read().is_some()
+                            && held(
+                                std::slice::from_ref(h),
+                                device.as_str(),
+                                entry.header.captured_at,
+                                entry.read(),
+                            )
+                        {
+                            add(&mut chosen, device.clone(), entry.seq())?;
+                        }
+                    }
+                    if page.len() < PAGE {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    for seqs in chosen.values_mut() {
+        seqs.sort_unstable();
+    }
+    Ok(chosen)
+}
+
+/// Why an export cannot be written now (a read not yet placed, a photo
+/// not yet at the hub): a conflict, not a fault of the request.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{0}")]
+    NotReady(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Check that every chosen read can be exported (under its node's latest
+/// checkpoint, photos held), before anything is logged or written.
+pub fn check_ready(storage: &dyn HubStorage, chosen: &Chosen) -> Result<(), ExportError> {
+    let f = |e: crate::store::StoreError| ExportError::Failed(e.to_string());
+    for (device, seqs) in chosen {
+        let cp = storage.checkpoint(device).map_err(f)?.ok_or_else(|| {
+            ExportError::NotReady(format!("node {device} has sent no checkpoint yet"))
+        })?;
+        if let Some(last) = seqs.last() {
+            if *last >= cp.checkpoint.size {
+                return Err(ExportError::NotReady(format!(
+                    "read {device}#{last} is newer than the node's latest checkpoint ({} \
+                     entries): export again after its next checkpoint",
+                    cp.checkpoint.size
+                )));
+            }
+        }
+        let at: Vec<(DeviceId, u64)> = seqs.iter().map(|s| (device.clone(), *s)).collect();
+        for (bytes, seq) in storage.entries_at(&at).map_err(f)?.into_iter().zip(seqs) {
+            let entry = bytes
+                .and_then(|b| SignedEntry::decode(&b).ok())
+                .ok_or_else(|| ExportError::Failed(format!("read {device}#{seq} unreadable")))?;
+            let Some(c) = entry.read() else {
+                return Err(ExportError::NotReady(format!(
+                    "read {device}#{seq} has no content at the hub (purged?)"
+                )));
+            };
+            for h in [&c.crop_hash, &c.overview_hash] {
+                if !storage.has_image(h).map_err(f)? {
+                    return Err(ExportError::NotReady(format!(
+                        "a photo of read {device}#{seq} is not at the hub yet"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the bundle of `chosen` to `out`: for each node its certificates,
+/// its checkpoint and its entries from the first case read to the
+/// checkpoint (case reads in full with photos, others as headers).
+pub fn write_bundle<W: Write>(
+    hub: &Hub,
+    out: W,
+    info: ExportInfo,
+    holds: &[Hold],
+    chosen: &Chosen,
+    access: &SignedEntry,
+) -> Result<W, ExportError> {
+    let storage = hub.storage.as_ref();
+    let f = |e: crate::store::StoreError| ExportError::Failed(e.to_string());
+    let g = |e: alpr_shared::evidence::EvidenceError| ExportError::Failed(e.to_string());
+    let created_at = info.created_at;
+    let mut w = EvidenceWriter::new(out, info, hub.anchor().der(), &hub.hub_cert_der).map_err(g)?;
+    for h in holds {
+        w.hold(h).map_err(g)?;
+    }
+    for (device, seqs) in chosen {
+        let Some(first) = seqs.first().copied() else {
+            continue;
+        };
+        let cp = storage
+            .checkpoint(device)
+            .map_err(f)?
+            .ok_or_else(|| ExportError::NotReady(format!("node {device}: no checkpoint")))?;
+        let certs: Vec<Vec<u8>> = storage
+            .certificates(device)
+            .map_err(f)?
+            .into_iter()
+            .map(|c| c.der)
+            .collect();
+        w.node(&certs, &cp).map_err(g)?;
+        let end = cp.checkpoint.size;
+        let mut next = first;
+        let mut case = seqs.iter().copied().peekable();
+        while next < end {
+            let limit = usize::try_from(end - next).unwrap_or(PAGE).min(PAGE);
+            let page = storage.entries(device, next, limit).map_err(f)?;
+            if page.is_empty() {
+                return Err(ExportError::Failed(format!(
+                    "node {device}: entries from #{next} are not at the hub"
+                )));
+            }
+            for bytes in &page {
+                let entry = SignedEntry::decode(bytes)
+                    .map_err(|e| ExportError::Failed(format!("{device}#{next}: {e}")))?;
+                if entry.seq() != next {
+                    return Err(ExportError::Failed(format!(
+                        "node {device}: entry #{next} is missing at the hub"
+                    )));
+                }
+                if case.peek() == Some(&next) {
+                    case.next();
+                    let c = entry.read().ok_or_else(|| {
+                        ExportError::NotReady(format!("read {device}#{next} has no content"))
+                    })?;
+                    let photo = |h| {
+                        storage.image(h).map_err(f)?.ok_or_else(|| {
+                            ExportError::NotReady(format!("a photo of {device}#{next} is missing"))
+                        })
+                    };
+                    let crop = photo(&c.crop_hash)?;
+                    let overview = photo(&c.overview_hash)?;
+                    w.read(CaseRead {
+                        entry: &entry,
+                        crop: &crop,
+                        overview: &overview,
+                    })
+                    .map_err(g)?;
+                } else {
+                    w.header(&entry).map_err(g)?;
+                }
+                next += 1;
+            }
+        }
+    }
+    w.access(access).map_err(g)?;
+    let (out, _report) = w.finish(&hub.hub_key, created_at).map_err(g)?;
+    Ok(out)
+}
+
+fn blocking_err(e: tokio::task::JoinError) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+async fn export(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(req): Json<ExportRequest>,
+) -> Result<Response, ApiError> {
+    let case = req.case.trim().to_owned();
+    let query = format!("export case={case} to={}", req.to);
+    let mut record = caller.record(AccessAction::Export, query);
+    record.case = Some(case.clone()).filter(|c| !c.is_empty());
+    record.purpose = req.purpose.clone().filter(|p| !p.trim().is_empty());
+    let policy = state.hub.policy.current();
+    let refused = if let Err(e) = caller.require(Permission::ExportEvidence) {
+        Some((e.to_string(), e))
+    } else if case.is_empty() {
+        let why = "an export needs a case number (--case)".to_owned();
+        Some((why.clone(), ApiError::BadRequest(why)))
+    } else if let Some(p) = record
+        .purpose
+        .as_deref()
+        .filter(|p| policy.policy().purpose(p).is_none())
+    {
+        let why = format!(
+            "{p:?} is not a purpose in policy v{}",
+            policy.policy().version
+        );
+        Some((why.clone(), ApiError::BadRequest(why)))
+    } else {
+        match recipient(&policy, &req.to) {
+            Err(why) => Some((why.clone(), ApiError::Forbidden(why))),
+            Ok(_) => None,
+        }
+    };
+    if let Some((why, err)) = refused {
+        let mut r = record;
+        r.outcome = AccessOutcome::Refused { reason: why };
+        state.access.record(r).await?;
+        return Err(err);
+    }
+    let agency = recipient(&policy, &req.to).map_err(ApiError::Forbidden)?;
+    let holds = CaseSelection::Holds(req.holds.clone()).holds(&case);
+    if holds.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "no hold names case {case:?}: a case's reads are those its holds cover"
+        )));
+    }
+    let hub = state.hub.clone();
+    let sel_holds = holds.clone();
+    let chosen = tokio::task::spawn_blocking(move || {
+        let chosen = select(hub.storage.as_ref(), &sel_holds).map_err(ApiError::BadRequest)?;
+        check_ready(hub.storage.as_ref(), &chosen).map_err(|e| match e {
+            ExportError::NotReady(m) => ApiError::Conflict(m),
+            ExportError::Failed(m) => ApiError::Unavailable(m),
+        })?;
+        Ok::<_, ApiError>(chosen)
+    })
+    .await
+    .map_err(blocking_err)??;
+    let count: usize = chosen.values().map(Vec::len).sum();
+    if count == 0 {
+        return Err(ApiError::NotFound(format!(
+            "the holds of case {case} cover no read with its content at the hub"
+        )));
+    }
+    record.query = format!(
+        "{} ({}) reads={count} nodes={}",
+        record.query,
+        agency.name,
+        chosen.len()
+    );
+    record.results = u32::try_from(count).unwrap_or(u32::MAX);
+    // Durable before a byte of the bundle is written or sent.
+    let access = state.access.record(record).await?;
+    let info = ExportInfo {
+        case,
+        recipient_ori: agency.ori.clone(),
+        recipient_name: agency.name.clone(),
+        purpose: req.purpose.clone(),
+        exported_by: caller.username.clone(),
+        agency: caller.agency.clone(),
+        created_at: UnixMillis::now(),
+    };
+    let hub = state.hub.clone();
+    let dir = state.data_dir.clone();
+    let file = tokio::task::spawn_blocking(move || {
+        let file = tempfile::tempfile_in(&dir).map_err(|e| ExportError::Failed(e.to_string()))?;
+        let out = write_bundle(
+            &hub,
+            std::io::BufWriter::new(file),
+            info,
+            &holds,
+            &chosen,
+            &access,
+        )?;
+        let mut file = out
+            .into_inner()
+            .map_err(|e| ExportError::Failed(e.into_error().to_string()))?;
+        file.rewind()
+            .map_err(|e| ExportError::Failed(e.to_string()))?;
+        Ok::<_, ExportError>(file)
+    })
+    .await
+    .map_err(blocking_err)?
+    .map_err(|e| match e {
+        ExportError::NotReady(m) => ApiError::Conflict(m),
+        ExportError::Failed(m) => ApiError::Unavailable(m),
+    })?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
