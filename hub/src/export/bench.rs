@@ -1,19 +1,27 @@
 //! `hub bench export`: write and verify the evidence bundle of a case of N
 //! reads with photos, through files on disk, and print how long each took.
 //!
-//! The case is built in memory first (throwaway CA, hub and node, real
-//! signatures; photos of `--photo-bytes`), so the figures are the bundle's
-//! own cost: writing every record, the checks the writer runs, the HTML
-//! report with inline photos and the manifest — then an offline
-//! verification of the file from the CA certificate alone.
+//! The case is built first (throwaway CA, hub and node, real signatures;
+//! photos of `--photo-bytes`) and stored in a real redb hub store (the
+//! node's log, its checkpoint, the photos). Timed: choosing the case's
+//! reads by its hold, reading entries and photos from the store, writing
+//! every record with the writer's checks, the HTML report with inline
+//! photos and the signed manifest, syncing the file — then an offline
+//! verification of the file from the CA certificate alone. (The API adds
+//! the access record and the HTTPS transfer.)
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use alpr_shared::cert::TrustAnchor;
 use alpr_shared::evidence::sample::sample_case;
-use alpr_shared::evidence::{verify_evidence, CaseRead, EvidenceWriter};
+use alpr_shared::evidence::verify_evidence;
+use alpr_shared::sync::{NewKey, Verified};
+use alpr_shared::types::UnixMillis;
 use anyhow::Context;
+
+use crate::store::redb::RedbStore;
+use crate::store::{HubStorage, WriteOp, WriteResult};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportBenchArgs {
@@ -23,7 +31,8 @@ pub struct ExportBenchArgs {
     /// Size of each overview photo in bytes (the crop is an eighth of it).
     #[arg(long, default_value_t = 150_000)]
     pub photo_bytes: usize,
-    /// Folder for the bundle (default: the system's temporary folder).
+    /// Folder for the store and the bundle (default: the system's
+    /// temporary folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Print JSON for scripts.
@@ -38,44 +47,84 @@ pub fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
         Some(d) => tempfile::tempdir_in(d),
         None => tempfile::tempdir(),
     }
-    .context("a folder for the bundle")?;
-    let path = dir.path().join("case.alpr-evidence");
+    .context("a folder for the store and the bundle")?;
+    let anchor = TrustAnchor::from_pem(case.ca_pem.as_bytes())?;
 
-    let started = Instant::now();
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    let mut w = EvidenceWriter::new(
-        std::io::BufWriter::new(file),
-        case.info.clone(),
-        &case.ca_der,
-        &case.hub_der,
-    )?;
-    w.hold(&case.hold)?;
-    w.node(std::slice::from_ref(&case.node_der), &case.checkpoint)?;
+    // The hub's store, holding the node's log, checkpoint and photos.
+    let store = RedbStore::open(&dir.path().join("hub.redb"))?;
+    let device = case.entries[0].header.device.clone();
+    let serial = anchor.check_device_der(&case.node_der)?.serial;
+    store.commit(vec![WriteOp::Contact {
+        device: device.clone(),
+        serial: serial.clone(),
+        cert_der: case.node_der.clone(),
+        reported_size: 0,
+        at: UnixMillis::now(),
+    }])?;
+    let mut ops = vec![WriteOp::Ingest {
+        device: device.clone(),
+        entries: case
+            .entries
+            .iter()
+            .map(|e| Verified {
+                bytes: e.encode(),
+                hash: e.hash(),
+                entry: e.clone(),
+            })
+            .collect(),
+        checkpoint: Some(case.checkpoint.clone()),
+        new_key: Some(NewKey {
+            serial,
+            first_seq: 0,
+        }),
+        at: UnixMillis::now(),
+    }];
     for (e, p) in case.entries.iter().zip(&case.photos) {
-        match p {
-            Some((crop, overview)) => w.read(CaseRead {
-                entry: e,
-                crop,
-                overview,
-            })?,
-            None => w.header(e)?,
+        if let (Some((crop, overview)), Some(c)) = (p, e.read()) {
+            for (hash, bytes) in [(c.crop_hash, crop), (c.overview_hash, overview)] {
+                ops.push(WriteOp::Image {
+                    device: device.clone(),
+                    seq: e.seq(),
+                    hash,
+                    bytes: bytes.clone(),
+                });
+            }
         }
     }
-    w.access(&case.access)?;
-    let (out, written) = w.finish(&case.hub_key, case.info.created_at)?;
+    for r in store.commit(ops)? {
+        if let WriteResult::Ingested(Err(refusal)) = r {
+            anyhow::bail!("the bench's own reads were refused: {refusal:?}");
+        }
+    }
+
+    // Timed: choose the case's reads by its hold, check them, write the
+    // bundle (reading entries and photos from the store) and sync it.
+    let path = dir.path().join("case.alpr-evidence");
+    let started = Instant::now();
+    let holds = vec![case.hold.clone()];
+    let chosen = super::select(&store, &holds).map_err(anyhow::Error::msg)?;
+    super::check_ready(&store, &chosen)?;
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let out = super::write_bundle(
+        &store,
+        super::Signer {
+            ca_der: &case.ca_der,
+            hub_cert_der: &case.hub_der,
+            hub_key: &case.hub_key,
+        },
+        std::io::BufWriter::new(file),
+        case.info.clone(),
+        &holds,
+        &chosen,
+        &case.access,
+    )?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all().context("syncing the bundle")?;
     let export_s = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        written.faults.is_empty(),
-        "the writer found faults: {:?}",
-        written.faults
-    );
     let bytes = std::fs::metadata(&path)?.len();
 
     let started = Instant::now();
-    let anchor = TrustAnchor::from_pem(case.ca_pem.as_bytes())?;
     let file = std::fs::File::open(&path)?;
     let report = verify_evidence(std::io::BufReader::new(file), &anchor, None)?;
     let verify_s = started.elapsed().as_secs_f64();

@@ -256,22 +256,40 @@ pub fn check_ready(storage: &dyn HubStorage, chosen: &Chosen) -> Result<(), Expo
     Ok(())
 }
 
+/// What signs a bundle: the hub's key and certificate, and the CA's.
+#[derive(Clone, Copy)]
+pub struct Signer<'a> {
+    pub ca_der: &'a [u8],
+    pub hub_cert_der: &'a [u8],
+    pub hub_key: &'a alpr_shared::crypto::SecretKey,
+}
+
+impl<'a> Signer<'a> {
+    pub fn of(hub: &'a Hub) -> Self {
+        Signer {
+            ca_der: hub.anchor().der(),
+            hub_cert_der: &hub.hub_cert_der,
+            hub_key: &hub.hub_key,
+        }
+    }
+}
+
 /// Write the bundle of `chosen` to `out`: for each node its certificates,
 /// its checkpoint and its entries from the first case read to the
 /// checkpoint (case reads in full with photos, others as headers).
 pub fn write_bundle<W: Write>(
-    hub: &Hub,
+    storage: &dyn HubStorage,
+    signer: Signer<'_>,
     out: W,
     info: ExportInfo,
     holds: &[Hold],
     chosen: &Chosen,
     access: &SignedEntry,
 ) -> Result<W, ExportError> {
-    let storage = hub.storage.as_ref();
     let f = |e: crate::store::StoreError| ExportError::Failed(e.to_string());
     let g = |e: alpr_shared::evidence::EvidenceError| ExportError::Failed(e.to_string());
     let created_at = info.created_at;
-    let mut w = EvidenceWriter::new(out, info, hub.anchor().der(), &hub.hub_cert_der).map_err(g)?;
+    let mut w = EvidenceWriter::new(out, info, signer.ca_der, signer.hub_cert_der).map_err(g)?;
     for h in holds {
         w.hold(h).map_err(g)?;
     }
@@ -335,7 +353,7 @@ pub fn write_bundle<W: Write>(
         }
     }
     w.access(access).map_err(g)?;
-    let (out, _report) = w.finish(&hub.hub_key, created_at).map_err(g)?;
+    let (out, _report) = w.finish(signer.hub_key, created_at).map_err(g)?;
     Ok(out)
 }
 
@@ -429,7 +447,8 @@ async fn export(
     let file = tokio::task::spawn_blocking(move || {
         let file = tempfile::tempfile_in(&dir).map_err(|e| ExportError::Failed(e.to_string()))?;
         let out = write_bundle(
-            &hub,
+            hub.storage.as_ref(),
+            Signer::of(&hub),
             std::io::BufWriter::new(file),
             info,
             &holds,
