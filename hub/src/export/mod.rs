@@ -475,3 +475,56 @@ async fn export(
     )
         .into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use alpr_shared::control::{Agency, AgencyKind, Policy};
+    use alpr_shared::crypto::SecretKey;
+    use alpr_shared::types::UnixMillis;
+
+    use super::recipient;
+
+    fn agency(ori: &str, kind: AgencyKind) -> Agency {
+        Agency {
+            ori: ori.into(),
+            name: format!("agency {ori}"),
+            kind,
+        }
+    }
+
+    #[test]
+    fn only_listed_in_state_public_agencies_receive_exports() {
+        let policy = Policy {
+            format: alpr_shared::control::policy::POLICY_FORMAT,
+            version: 3,
+            issued_at: UnixMillis(1),
+            hub_retention_days: 365,
+            edge_retention_days: 30,
+            max_stale_ms: 86_400_000,
+            officers: Vec::new(),
+            agencies: vec![
+                agency("CA0020000", AgencyKind::InStatePublic),
+                agency("NV0010000", AgencyKind::OutOfState),
+                agency("DCFBI0000", AgencyKind::Federal),
+            ],
+            revoked_nodes: Vec::new(),
+            purposes: crate::policy::default_purposes(),
+        }
+        .sign(&SecretKey::generate())
+        .expect("a valid policy");
+        assert_eq!(
+            recipient(&policy, "CA0020000").map(|a| a.ori),
+            Ok("CA0020000".to_owned())
+        );
+        let federal = recipient(&policy, "DCFBI0000").expect_err("federal refused");
+        assert!(
+            federal.contains("federal") && federal.contains("§1798.90.55"),
+            "{federal}"
+        );
+        assert!(federal.contains("2023-DLE-06"), "{federal}");
+        let other = recipient(&policy, "NV0010000").expect_err("out of state refused");
+        assert!(other.contains("out-of-state"), "{other}");
+        let unknown = recipient(&policy, "CA9990000").expect_err("unlisted refused");
+        assert!(unknown.contains("not an agency in policy v3"), "{unknown}");
+    }
+}
