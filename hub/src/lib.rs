@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod health;
+pub mod holds;
 pub mod ingest;
 pub mod policy;
 pub mod store;

@@ -60,6 +60,8 @@ pub struct Hub {
     pub budgets: limits::Budgets,
     /// The signed policy, pushed to every connected node when it changes.
     pub policy: crate::policy::PolicyService,
+    /// The legal holds, merged with every node's.
+    pub holds: crate::holds::HoldsService,
 }
 
 /// This many replacements of one identity's connection within
@@ -344,6 +346,8 @@ pub async fn serve(
         .await
         .context("putting the revocations in the policy")?;
     info!(version = policy.current().version(), "policy in force");
+    let holds = crate::holds::HoldsService::open(storage.clone()).context("the legal holds")?;
+    info!(active = holds.active().len(), "legal holds loaded");
 
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
@@ -366,6 +370,7 @@ pub async fn serve(
         refusal_retention: config.refusal_retention,
         budgets: limits::Budgets::new(&config),
         policy,
+        holds,
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers
