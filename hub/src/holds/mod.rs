@@ -8,6 +8,8 @@
 //! Retention asks [`HoldsService::active`] which holds are in force; an
 //! evidence export asks [`HoldsService::for_case`].
 
+pub mod cli;
+
 use std::sync::Arc;
 
 use alpr_shared::control::holds::{Hold, HoldScope, Release};
@@ -137,8 +139,10 @@ impl HoldsService {
         };
         let id = hold.id.clone();
         self.edit(move |doc| doc.add(hold).map(|()| true)).await?;
-        self.get(&id)
-            .ok_or_else(|| HoldsError::Doc(HoldsDocError::NoSuchHold(id)))
+        match self.get(&id) {
+            Some(h) => Ok(h),
+            None => Err(HoldsError::Doc(HoldsDocError::NoSuchHold(id))),
+        }
     }
 
     /// Release hold `id` (only it); returns it once durable.
