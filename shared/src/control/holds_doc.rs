@@ -20,8 +20,9 @@ use automerge::{AutoCommit, ReadDoc, ScalarValue, Value, ROOT};
 
 use super::holds::{Hold, Release};
 
-/// The largest saved document accepted from storage or a peer.
-pub const MAX_HOLDS_DOC_BYTES: usize = 8 << 20;
+/// The largest saved document accepted from storage or a peer (some
+/// thousands of holds); it bounds the control frame nodes may send.
+pub const MAX_HOLDS_DOC_BYTES: usize = 256 << 10;
 
 const HOLD_PREFIX: &str = "hold/";
 const RELEASE_PREFIX: &str = "release/";
