@@ -95,6 +95,13 @@ pub struct Status {
     /// The last policy refused as not the hub's (or invalid), and why.
     #[serde(default)]
     pub policy_error: Option<String>,
+    /// Legal holds in force on this node (retention purges nothing they
+    /// cover).
+    #[serde(default)]
+    pub active_holds: usize,
+    /// When this node last merged the hub's legal holds.
+    #[serde(default)]
+    pub holds_refreshed_at: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,7 +127,10 @@ fn status_of(
     let policy = store.policy().ok().flatten().map(|(p, at)| {
         crate::policy::PolicyView::of(&p, at, alpr_shared::types::UnixMillis::now())
     });
+    let (holds, holds_refreshed_at) = store.holds().unwrap_or_default();
     Status {
+        active_holds: holds.iter().filter(|h| h.active()).count(),
+        holds_refreshed_at: holds_refreshed_at.map(|t| t.to_string()),
         policy_version: policy.as_ref().map(|p| p.version),
         policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
         policy_stale: policy.as_ref().is_some_and(|p| p.stale),
@@ -585,6 +595,11 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         if let Some(e) = &st.policy_error {
             println!("POLICY REFUSED {e}");
         }
+        println!(
+            "holds        {} active (hub's merged {})",
+            st.active_holds,
+            st.holds_refreshed_at.as_deref().unwrap_or("never")
+        );
         if let Some(c) = &st.identity_conflict {
             println!("IDENTITY CONFLICT: uploads stopped; a person must resolve it");
             println!("             {c}");

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod export;
 pub mod health;
+pub mod holds;
 pub mod ingest;
 pub mod policy;
 pub mod store;

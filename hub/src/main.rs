@@ -51,6 +51,9 @@ enum Command {
     /// (administrators; the next version is pushed to every edge).
     #[command(subcommand)]
     Policy(alpr_hub::policy::cli::PolicyCommand),
+    /// Legal holds: place, release, list (operators and supervisors).
+    #[command(subcommand)]
+    Hold(alpr_hub::holds::cli::HoldCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Health(args) => sync_cli::health(args),
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),
     };

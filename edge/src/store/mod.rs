@@ -22,6 +22,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use alpr_shared::control::holds::Hold;
+use alpr_shared::control::holds_doc::HoldsDoc;
 use alpr_shared::control::SignedPolicy;
 use alpr_shared::crypto::{sha256, SecretKey};
 use alpr_shared::log::{AccessRecord, LogWriter, SignedEntry};
@@ -51,6 +53,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
 /// [`SignedPolicy`] (verified before it was stored), "refreshed-at" → when
 /// the hub last confirmed it (ms, BE).
 const POLICY: TableDefinition<&str, &[u8]> = TableDefinition::new("policy-v1");
+/// Legal holds: "doc" → the saved [`HoldsDoc`] (it only grows),
+/// "refreshed-at" → when the hub's document was last merged (ms, BE).
+const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
 
 /// META key of the capture cursor.
 const CURSOR_KEY: &str = "capture-cursor";
@@ -128,6 +133,19 @@ pub enum StoreError {
     Stopped,
     #[error("the database is being reopened after a failure")]
     Reopening,
+    #[error("legal holds: {0}")]
+    Holds(#[from] alpr_shared::control::holds_doc::HoldsDocError),
+}
+
+/// A change to the node's legal holds, made in the store's writer so
+/// changes never race.
+#[derive(Debug)]
+pub enum HoldsChange {
+    /// Merge a saved document; `from_hub`: it is the hub's, so the holds
+    /// count as refreshed now.
+    Merge { doc: Vec<u8>, from_hub: bool },
+    /// Place a hold here.
+    Add(Box<alpr_shared::control::holds::Hold>),
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -195,6 +213,11 @@ enum Cmd {
         encoded: Option<Vec<u8>>,
         refreshed_at: UnixMillis,
         reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Change the legal holds; answers the saved document if it changed.
+    Holds {
+        change: HoldsChange,
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>,
     },
     /// Append an access record to the node's own log.
     Access {
@@ -385,6 +408,7 @@ impl StoreHandle {
             tx.open_table(IMAGE_QUEUE).map_err(db_err)?;
             tx.open_table(LOSSES).map_err(db_err)?;
             tx.open_table(POLICY).map_err(db_err)?;
+            tx.open_table(HOLDS).map_err(db_err)?;
             let last = reads.last().map_err(db_err)?;
             match last {
                 Some((_, v)) => {
@@ -598,6 +622,42 @@ impl StoreHandle {
             .await
             .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Change the legal holds (merge a document, or place a hold); durable
+    /// when this returns. The saved document if it changed.
+    pub async fn change_holds(&self, change: HoldsChange) -> Result<Option<Vec<u8>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Holds { change, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// The saved legal holds document, if any.
+    pub fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HOLDS).map_err(db_err)?;
+        Ok(t.get("doc").map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every legal hold this node knows (released ones too, sorted by id),
+    /// and when it last merged the hub's holds. Retention purges nothing
+    /// an active one covers (`alpr_shared::control::holds::held`).
+    pub fn holds(&self) -> Result<(Vec<Hold>, Option<UnixMillis>), StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HOLDS).map_err(db_err)?;
+        let holds = match t.get("doc").map_err(db_err)? {
+            Some(v) => HoldsDoc::load(v.value())?.holds(),
+            None => Vec::new(),
+        };
+        let at = t
+            .get("refreshed-at")
+            .map_err(db_err)?
+            .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+            .map(|b| UnixMillis(u64::from_be_bytes(b)));
+        Ok((holds, at))
     }
 
     /// The policy held (it was verified against the hub's key before it
@@ -1042,6 +1102,7 @@ enum Done {
     Requeued(u64),
     Lost(Option<(u64, u64)>),
     Accessed(Box<SignedEntry>),
+    Holds(Option<Vec<u8>>),
     Nothing,
     Failed(StoreError),
 }
@@ -1083,6 +1144,13 @@ fn reply(cmd: Cmd, r: Done) {
                 _ => Err(StoreError::Db("no access result".into())),
             });
         }
+        Cmd::Holds { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Holds(doc) => Ok(doc),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no holds result".into())),
+            });
+        }
         Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } | Cmd::Policy { reply, .. } => {
             let _ = reply.send(match r {
                 Done::Failed(e) => Err(e),
@@ -1108,8 +1176,46 @@ fn write_batch(
         let mut meta = tx.open_table(META).map_err(db_err)?;
         let mut losses = tx.open_table(LOSSES).map_err(db_err)?;
         let mut policy = tx.open_table(POLICY).map_err(db_err)?;
+        let mut holds = tx.open_table(HOLDS).map_err(db_err)?;
         for cmd in batch.iter_mut() {
             match cmd {
+                Cmd::Holds { change, .. } => {
+                    let stored = holds
+                        .get("doc")
+                        .map_err(db_err)?
+                        .map(|v| v.value().to_vec());
+                    let result = (|| -> Result<Option<Vec<u8>>, StoreError> {
+                        let mut doc = match &stored {
+                            Some(b) => HoldsDoc::load(b)?,
+                            None => HoldsDoc::new(),
+                        };
+                        let changed = match change {
+                            HoldsChange::Merge { doc: other, .. } => doc.merge_bytes(other)?,
+                            HoldsChange::Add(h) => {
+                                doc.add(h.as_ref().clone())?;
+                                true
+                            }
+                        };
+                        Ok(changed.then(|| doc.save()))
+                    })();
+                    match result {
+                        Ok(saved) => {
+                            if let Some(bytes) = &saved {
+                                holds.insert("doc", bytes.as_slice()).map_err(db_err)?;
+                            }
+                            if matches!(change, HoldsChange::Merge { from_hub: true, .. }) {
+                                holds
+                                    .insert(
+                                        "refreshed-at",
+                                        UnixMillis::now().0.to_be_bytes().as_slice(),
+                                    )
+                                    .map_err(db_err)?;
+                            }
+                            out.push(Done::Holds(saved));
+                        }
+                        Err(e) => out.push(Done::Failed(e)),
+                    }
+                }
                 Cmd::Policy {
                     encoded,
                     refreshed_at,
@@ -1608,5 +1714,64 @@ mod tests {
             DeviceId::new("b").expect("valid"),
         );
         assert!(matches!(r, Err(StoreError::WrongDevice { .. })));
+    }
+
+    fn hold(id: &str) -> alpr_shared::control::holds::Hold {
+        alpr_shared::control::holds::Hold {
+            id: id.into(),
+            case: "24-001".into(),
+            reason: "pursuit".into(),
+            placed_by: "ofc.kim".into(),
+            agency: "CA0349400".into(),
+            placed_at: UnixMillis(1),
+            placed_on: "v-1".into(),
+            scope: alpr_shared::control::holds::HoldScope {
+                nodes: vec!["v-1".into()],
+                ..Default::default()
+            },
+            released: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn holds_are_kept_merged_and_a_bad_document_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("e.redb");
+        let device = DeviceId::new("v-1").expect("valid");
+        let (store, _join) =
+            StoreHandle::open(&path, SecretKey::from_bytes(&[5; 32]), device).expect("open");
+        assert_eq!(store.holds().expect("holds"), (Vec::new(), None));
+        let saved = store
+            .change_holds(HoldsChange::Add(Box::new(hold("mine"))))
+            .await
+            .expect("add")
+            .expect("changed");
+        assert!(store
+            .change_holds(HoldsChange::Add(Box::new(hold("mine"))))
+            .await
+            .is_err());
+        // The hub's document: it knew "mine" and placed "theirs".
+        let mut hub = HoldsDoc::load(&saved).expect("load");
+        hub.add(hold("theirs")).expect("add");
+        let changed = store
+            .change_holds(HoldsChange::Merge {
+                doc: hub.save(),
+                from_hub: true,
+            })
+            .await
+            .expect("merge");
+        assert!(changed.is_some());
+        let (holds, refreshed) = store.holds().expect("holds");
+        let ids: Vec<&str> = holds.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(ids, vec!["mine", "theirs"]);
+        assert!(refreshed.is_some());
+        assert!(store
+            .change_holds(HoldsChange::Merge {
+                doc: b"junk".to_vec(),
+                from_hub: true,
+            })
+            .await
+            .is_err());
+        assert_eq!(store.holds().expect("holds").0.len(), 2);
     }
 }

@@ -1,5 +1,5 @@
 //! The edge's QUIC driver around [`alpr_shared::sync::EdgeSync`]: one
-//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/4`,
+//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/5`,
 //! keep-alives), reconnects with the core's jittered exponential backoff,
 //! one stream per lane with QUIC priorities control > entries > images,
 //! the image window sized from the connection's congestion window,
@@ -113,6 +113,12 @@ pub async fn run(
         }
         Ok(None) => {}
         Err(e) => error!(error = %e, "cannot read the stored policy; asking the hub for it"),
+    }
+    // The node's legal holds go to the hub after every welcome.
+    match store.holds_doc() {
+        Ok(Some(doc)) => core.set_holds(doc),
+        Ok(None) => {}
+        Err(e) => error!(error = %e, "cannot read the stored legal holds"),
     }
     set_status(&status, |s| {
         s.hub = config.hub.to_string();
@@ -300,6 +306,21 @@ async fn session(
                         error!(error = %e, "cannot record the policy's refresh");
                     }
                     tracing::debug!(version, "the hub confirmed the policy");
+                }
+                EdgeEvent::Holds(doc) => {
+                    let change = crate::store::HoldsChange::Merge {
+                        doc,
+                        from_hub: true,
+                    };
+                    match store.change_holds(change).await {
+                        // Changed: the hub lacks what this node added.
+                        Ok(Some(saved)) => {
+                            info!("merged the hub's legal holds");
+                            core.set_holds(saved);
+                        }
+                        Ok(None) => tracing::debug!("the hub's legal holds are known here"),
+                        Err(e) => error!(error = %e, "cannot merge the hub's legal holds"),
+                    }
                 }
                 EdgeEvent::PolicyIgnored { held, offered } => warn!(
                     held,

@@ -34,6 +34,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod holds;
 pub mod nodes;
 pub mod policy;
 pub mod search;
@@ -269,6 +270,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(nodes::routes())
         .merge(audit::routes())
         .merge(policy::routes())
+        .merge(holds::routes())
         .merge(search::routes())
         .merge(crate::export::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))

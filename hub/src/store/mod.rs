@@ -161,6 +161,9 @@ pub enum WriteOp {
     HubAccess(Vec<alpr_shared::log::SignedEntry>),
     /// Create or replace a user account ([`crate::users`]).
     User(crate::users::UserRecord),
+    /// Replace the saved legal holds document ([`crate::holds`]; a saved
+    /// [`alpr_shared::control::holds_doc::HoldsDoc`], which only grows).
+    Holds(Vec<u8>),
     /// Keep a session under the SHA-256 of its token, or end it (`None`).
     Session {
         hash: [u8; 32],
@@ -274,6 +277,8 @@ pub trait HubStorage: Send + Sync + 'static {
     fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError>;
     /// A user account by username ([`crate::users`]).
     fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError>;
+    /// The saved legal holds document ([`crate::holds`]), if any.
+    fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every user account, by username.
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
     /// The session kept under the SHA-256 of its token.

@@ -198,6 +198,9 @@ impl HubStorage for Recovering {
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
         self.call(|s| s.users())
     }
+    fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.holds_doc())
+    }
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
         self.call(|s| s.session(hash))
     }

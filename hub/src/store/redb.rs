@@ -63,6 +63,8 @@ const POLICY: TableDefinition<u64, &[u8]> = TableDefinition::new("policy-v1");
 const NODE_POLICY: TableDefinition<&str, u64> = TableDefinition::new("node-policy-v1");
 /// "config" → the hash of the `[policy]` configuration last seeded from.
 const POLICY_SEED: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("policy-seed-v1");
+/// "doc" → the saved legal holds document (automerge; it only grows).
+const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 /// User accounts by username (postcard [`crate::users::UserRecord`]).
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
@@ -444,6 +446,7 @@ impl RedbStore {
             tx.open_table(POLICY).map_err(db_err)?;
             tx.open_table(NODE_POLICY).map_err(db_err)?;
             tx.open_table(POLICY_SEED).map_err(db_err)?;
+            tx.open_table(HOLDS).map_err(db_err)?;
             tx.open_table(USERS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
@@ -573,6 +576,7 @@ impl HubStorage for RedbStore {
             let mut policy = tx.open_table(POLICY).map_err(db_err)?;
             let mut node_policy = tx.open_table(NODE_POLICY).map_err(db_err)?;
             let mut policy_seed = tx.open_table(POLICY_SEED).map_err(db_err)?;
+            let mut holds = tx.open_table(HOLDS).map_err(db_err)?;
             let mut users = tx.open_table(USERS).map_err(db_err)?;
             let mut sessions = tx.open_table(SESSIONS).map_err(db_err)?;
             let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
@@ -876,6 +880,10 @@ impl HubStorage for RedbStore {
                         node_policy
                             .insert(device.as_str(), version)
                             .map_err(db_err)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::Holds(doc) => {
+                        holds.insert("doc", doc.as_slice()).map_err(db_err)?;
                         results.push(WriteResult::Done);
                     }
                     WriteOp::User(u) => {
@@ -1289,6 +1297,12 @@ impl HubStorage for RedbStore {
         let t = tx.open_table(POLICY).map_err(db_err)?;
         let last = t.last().map_err(db_err)?.map(|(_, v)| v.value().to_vec());
         Ok(last)
+    }
+
+    fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HOLDS).map_err(db_err)?;
+        Ok(t.get("doc").map_err(db_err)?.map(|v| v.value().to_vec()))
     }
 
     fn policy_seed(&self) -> Result<Option<Hash32>, StoreError> {

@@ -60,6 +60,8 @@ pub struct Hub {
     pub budgets: limits::Budgets,
     /// The signed policy, pushed to every connected node when it changes.
     pub policy: crate::policy::PolicyService,
+    /// The legal holds, merged with every node's.
+    pub holds: crate::holds::HoldsService,
 }
 
 /// This many replacements of one identity's connection within
@@ -351,6 +353,8 @@ pub async fn serve(
         .await
         .context("putting the revocations in the policy")?;
     info!(version = policy.current().version(), "policy in force");
+    let holds = crate::holds::HoldsService::open(storage.clone()).context("the legal holds")?;
+    info!(active = holds.active().len(), "legal holds loaded");
 
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
@@ -373,6 +377,7 @@ pub async fn serve(
         refusal_retention: config.refusal_retention,
         budgets: limits::Budgets::new(&config),
         policy,
+        holds,
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers
@@ -688,10 +693,13 @@ async fn node_connection(
     info!(%peer, acked = progress.next_seq, serial = %cert.serial, "node connected");
     let mut policy_rx = hub.policy.subscribe();
     let policy = policy_rx.borrow_and_update().clone();
+    let mut holds_rx = hub.holds.watch();
+    let holds = holds_rx.borrow_and_update().clone();
     let session = Arc::new(Mutex::new(
         HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
             .with_keys(keys)
-            .with_policy(policy.version(), Arc::new(policy.encode())),
+            .with_policy(policy.version(), Arc::new(policy.encode()))
+            .with_holds(holds),
     ));
     let replaced = hub.connections.lock().ok().and_then(|mut m| {
         m.insert(
@@ -732,6 +740,7 @@ async fn node_connection(
     });
     let streams = tokio_util::task::TaskTracker::new();
     let mut policy_open = true;
+    let mut holds_open = true;
     let reason = loop {
         tokio::select! {
             _ = hub.cancel.cancelled() => {
@@ -745,6 +754,14 @@ async fn node_connection(
                 }
                 let p = policy_rx.borrow_and_update().clone();
                 ctx.push_policy(&p).await;
+            }
+            changed = holds_rx.changed(), if holds_open => {
+                if changed.is_err() {
+                    holds_open = false;
+                    continue;
+                }
+                let doc = holds_rx.borrow_and_update().clone();
+                ctx.push_holds(doc).await;
             }
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
@@ -880,6 +897,21 @@ impl StreamCtx {
         }
     }
 
+    /// The hub's holds changed: send them to the node.
+    async fn push_holds(&self, doc: Arc<Vec<u8>>) {
+        let outs = self.with_session(|s| s.set_holds(doc)).unwrap_or_default();
+        let control = self
+            .control
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
+        for o in outs {
+            if let (HubOutput::Send(f), Some(tx)) = (o, control.as_ref()) {
+                let _ = tx.send(Job::Send(f)).await;
+            }
+        }
+    }
+
     /// One stream: its reading half verifies frames and queues their writes
     /// (at most [`PIPELINE`] ahead); its answering half waits for each
     /// commit in order and only then acknowledges.
@@ -1000,6 +1032,16 @@ impl StreamCtx {
                         };
                         if self.hub.writer.submit(op).await.is_err() {
                             return;
+                        }
+                        continue;
+                    }
+                    // Merged and stored; a change is published on the
+                    // holds watch, which pushes it to every node.
+                    HubOutput::NodeHolds { doc } => {
+                        match self.hub.holds.merge_from_node(doc).await {
+                            Ok(true) => info!("merged the node's legal holds"),
+                            Ok(false) => {}
+                            Err(e) => warn!(error = %e, "the node's legal holds were not merged"),
                         }
                         continue;
                     }
@@ -1165,6 +1207,7 @@ impl StreamCtx {
                     HubOutput::Ingest(_)
                     | HubOutput::StoreImage { .. }
                     | HubOutput::NodePolicy { .. }
+                    | HubOutput::NodeHolds { .. }
                     | HubOutput::Skip { .. } => {}
                 }
             }

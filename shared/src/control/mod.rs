@@ -6,6 +6,7 @@
 //! applies only a newer one.
 
 pub mod holds;
+pub mod holds_doc;
 pub mod policy;
 
 pub use policy::{

@@ -39,6 +39,10 @@ pub enum AccessAction {
     PolicyChange,
     /// An auditor read access logs or reports.
     AuditQuery,
+    /// A legal hold was placed.
+    Hold,
+    /// A legal hold was released.
+    HoldRelease,
 }
 
 impl AccessAction {
@@ -56,6 +60,8 @@ impl AccessAction {
             AccessAction::UserAdmin => "user-admin",
             AccessAction::PolicyChange => "policy-change",
             AccessAction::AuditQuery => "audit-query",
+            AccessAction::Hold => "hold",
+            AccessAction::HoldRelease => "hold-release",
         }
     }
 }

@@ -144,6 +144,10 @@ pub enum EdgeEvent {
     /// A policy that is not the hub's, or not a valid one: not applied; the
     /// driver logs it.
     PolicyRefused(String),
+    /// The hub sent its legal holds document: merge it into the node's
+    /// (and count the holds as refreshed now). If the merge changed the
+    /// node's document, hand it back with [`EdgeSync::set_holds`].
+    Holds(Vec<u8>),
 }
 
 /// Where the link stands, for status displays.
@@ -201,6 +205,9 @@ pub struct EdgeSync {
     policy_version: u64,
     /// When the hub was last told (hello or report) which policy is held.
     policy_told_at: Option<Now>,
+    /// The node's saved legal holds document: sent after each welcome and
+    /// whenever it changes while connected.
+    holds: Option<Vec<u8>>,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -233,6 +240,7 @@ impl EdgeSync {
             loss_reported: None,
             policy_version: 0,
             policy_told_at: None,
+            holds: None,
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -271,6 +279,27 @@ impl EdgeSync {
     /// sets a fraction of the policy's `max_stale`).
     pub fn set_policy_refresh(&mut self, every: Duration) {
         self.config.policy_refresh = every.max(Duration::from_millis(100));
+    }
+
+    /// The node's legal holds document changed (or is known at start):
+    /// send it to the hub now if connected, and after every welcome.
+    pub fn set_holds(&mut self, doc: Vec<u8>) {
+        if self.holds.as_ref() == Some(&doc) {
+            return;
+        }
+        self.holds = Some(doc);
+        if matches!(self.state, LinkState::Ready) {
+            self.send_holds();
+        }
+    }
+
+    fn send_holds(&mut self) {
+        if let Some(doc) = &self.holds {
+            self.out.push_back(Outgoing {
+                lane: Lane::Control,
+                frame: Frame::Holds { doc: doc.clone() },
+            });
+        }
     }
 
     /// The driver stored the policy of an [`EdgeEvent::Policy`]: enforce
@@ -479,6 +508,7 @@ impl EdgeSync {
                 // The receipt first: once the driver reports that the hub
                 // lost reads, what the hub holds now is already recorded.
                 self.events.push_back(EdgeEvent::Acked(w.receipt));
+                self.send_holds();
                 if n < had {
                     // The hub lost what it had acknowledged (a restore):
                     // images acknowledged by the old copy go again too.
@@ -568,6 +598,11 @@ impl EdgeSync {
                             offered: version,
                         });
                     }
+                }
+            }
+            Frame::Holds { doc } => {
+                if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+                    self.events.push_back(EdgeEvent::Holds(doc));
                 }
             }
             Frame::Pong { .. } => {}

@@ -272,6 +272,11 @@ pub struct Pair {
     /// The policy the edge stored, and when it was last refreshed.
     pub edge_policy: Option<crate::control::SignedPolicy>,
     pub edge_refreshed: Option<Now>,
+    /// The hub's legal holds, and the edge's (merged as the drivers do).
+    pub hub_holds: crate::control::holds_doc::HoldsDoc,
+    pub edge_holds: crate::control::holds_doc::HoldsDoc,
+    /// When the edge last merged the hub's holds.
+    pub holds_refreshed: Option<Now>,
 }
 
 impl Pair {
@@ -314,7 +319,26 @@ impl Pair {
             node_policy: None,
             edge_policy: None,
             edge_refreshed: None,
+            hub_holds: crate::control::holds_doc::HoldsDoc::new(),
+            edge_holds: crate::control::holds_doc::HoldsDoc::new(),
+            holds_refreshed: None,
         }
+    }
+
+    /// The hub's holds changed (a person edited them): connected sessions
+    /// push them.
+    pub fn hub_holds_changed(&mut self) {
+        let doc = Arc::new(self.hub_holds.save());
+        if let Some(s) = self.session.as_mut() {
+            let outs = s.set_holds(doc);
+            self.hub_outputs(outs);
+        }
+    }
+
+    /// The edge's holds changed locally: the edge sends them.
+    pub fn edge_holds_changed(&mut self) {
+        let doc = self.edge_holds.save();
+        self.edge.set_holds(doc);
     }
 
     /// The hub's policy changes: connected sessions push it.
@@ -412,6 +436,7 @@ impl Pair {
         if let Some((v, enc)) = &self.hub_policy {
             session = session.with_policy(*v, enc.clone());
         }
+        session = session.with_holds(Arc::new(self.hub_holds.save()));
         self.session = Some(session);
         let len = self.log.log_len();
         self.edge.link_up(self.now, len);
@@ -452,6 +477,16 @@ impl Pair {
                     }
                     HubOutput::Refused(r) => self.hub.refusals.push(r),
                     HubOutput::NodePolicy { version } => self.node_policy = Some(version),
+                    // As the hub's driver does: merge, and push a change
+                    // back to the node.
+                    HubOutput::NodeHolds { doc } => {
+                        if self.hub_holds.merge_bytes(&doc).unwrap_or(false) {
+                            let saved = Arc::new(self.hub_holds.save());
+                            if let Some(s) = self.session.as_mut() {
+                                next.extend(s.set_holds(saved));
+                            }
+                        }
+                    }
                     HubOutput::Skip {
                         first, last, head, ..
                     } => {
@@ -552,6 +587,17 @@ impl Pair {
                     self.edge.policy_applied(p.version(), self.now);
                 }
                 EdgeEvent::PolicyRefreshed { .. } => self.edge_refreshed = Some(self.now),
+                // As the edge's driver does: merge, mark refreshed, and
+                // send back what the hub lacks.
+                EdgeEvent::Holds(doc) => {
+                    if let Ok(changed) = self.edge_holds.merge_bytes(doc) {
+                        self.holds_refreshed = Some(self.now);
+                        if changed {
+                            let saved = self.edge_holds.save();
+                            self.edge.set_holds(saved);
+                        }
+                    }
+                }
                 _ => {}
             }
             // As the edge's driver does: the hub lost what it acknowledged,

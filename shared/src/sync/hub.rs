@@ -441,6 +441,9 @@ pub enum HubOutput {
     /// The node holds (hello) or now enforces (after a push) this policy
     /// version: record it for `hub nodes`.
     NodePolicy { version: u64 },
+    /// The node sent its legal holds document: merge it into the hub's
+    /// (a change is then pushed back with [`HubSession::set_holds`]).
+    NodeHolds { doc: Vec<u8> },
 }
 
 /// How far back from what it holds the hub looks for missing images when a
@@ -464,6 +467,8 @@ pub struct HubSession {
     policy: Option<(u64, Arc<Vec<u8>>)>,
     /// The policy version the node said it holds.
     node_policy: Option<u64>,
+    /// The hub's saved legal holds document, sent after hello and on change.
+    holds: Option<Arc<Vec<u8>>>,
 }
 
 impl HubSession {
@@ -485,6 +490,32 @@ impl HubSession {
             scan: None,
             policy: None,
             node_policy: None,
+            holds: None,
+        }
+    }
+
+    /// The hub's saved legal holds document, sent to the node after hello.
+    pub fn with_holds(mut self, doc: Arc<Vec<u8>>) -> Self {
+        self.holds = Some(doc);
+        self
+    }
+
+    /// The hub's holds changed while the node is connected: send them if
+    /// the node has greeted (at once otherwise, after its hello).
+    pub fn set_holds(&mut self, doc: Arc<Vec<u8>>) -> Vec<HubOutput> {
+        if self.holds.as_ref().is_some_and(|h| h == &doc) {
+            return Vec::new();
+        }
+        self.holds = Some(doc);
+        self.offer_holds()
+    }
+
+    fn offer_holds(&self) -> Vec<HubOutput> {
+        match (&self.holds, self.greeted) {
+            (Some(doc), true) => vec![HubOutput::Send(Frame::Holds {
+                doc: doc.as_ref().clone(),
+            })],
+            _ => Vec::new(),
         }
     }
 
@@ -612,6 +643,7 @@ impl HubSession {
                     })),
                 ];
                 out.extend(self.offer_policy());
+                out.extend(self.offer_holds());
                 if from < to {
                     out.push(HubOutput::FindMissingImages { from, to });
                 }
@@ -684,6 +716,16 @@ impl HubSession {
                 let mut out = vec![HubOutput::NodePolicy { version }];
                 out.extend(self.offer_policy());
                 out
+            }
+            Frame::Holds { doc } => {
+                if !self.greeted {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "holds before hello",
+                    ));
+                }
+                vec![HubOutput::NodeHolds { doc }]
             }
             Frame::Policy { .. }
             | Frame::PolicyCurrent { .. }

@@ -898,3 +898,84 @@ fn a_long_connection_keeps_the_policy_refreshed_and_a_lost_push_is_repaired() {
     assert_eq!(pair.edge.policy_version(), 2);
     assert_eq!(pair.stats.connects, 1);
 }
+
+fn a_hold(id: &str, on: &str) -> crate::control::holds::Hold {
+    crate::control::holds::Hold {
+        id: id.into(),
+        case: "24-001".into(),
+        reason: "investigation".into(),
+        placed_by: "det.lee".into(),
+        agency: "CA0349400".into(),
+        placed_at: UnixMillis(1),
+        placed_on: on.into(),
+        scope: crate::control::holds::HoldScope {
+            plates: vec!["7ABC123".into()],
+            ..Default::default()
+        },
+        released: None,
+    }
+}
+
+fn ids(holds: &[crate::control::holds::Hold]) -> Vec<String> {
+    holds.iter().map(|h| h.id.clone()).collect()
+}
+
+#[test]
+fn holds_travel_both_ways_on_connect() {
+    let mut pair = Pair::new(21, LinkModel::default(), sim_config());
+    pair.hub_holds.add(a_hold("from-hub", "hub")).expect("add");
+    pair.edge_holds
+        .add(a_hold("from-edge", "veh-1"))
+        .expect("add");
+    pair.edge_holds_changed();
+    add_reads(&mut pair, 3, false);
+    assert!(pair.run_until(secs(30), |p| p.synced()
+        && p.hub_holds.holds().len() == 2
+        && p.edge_holds.holds().len() == 2));
+    assert_eq!(pair.hub_holds.holds(), pair.edge_holds.holds());
+    assert!(pair.holds_refreshed.is_some());
+}
+
+#[test]
+fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() {
+    let mut pair = Pair::new(22, LinkModel::default(), sim_config());
+    pair.hub_holds.add(a_hold("other", "hub")).expect("add");
+    assert!(pair.run_until(secs(30), |p| p.edge_holds.holds().len() == 1));
+    // The link drops; the edge places a hold, the hub releases the other.
+    pair.edge.link_down(pair.now);
+    pair.session = None;
+    pair.edge_holds.add(a_hold("mine", "veh-1")).expect("add");
+    pair.edge_holds_changed();
+    let release = crate::control::holds::Release {
+        by: "sgt.ray".into(),
+        at: UnixMillis(2),
+        reason: "closed".into(),
+    };
+    pair.hub_holds.release("other", release).expect("release");
+    pair.hub_holds_changed();
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(60), |p| {
+        p.hub_holds.holds().len() == 2 && p.hub_holds.holds() == p.edge_holds.holds()
+    }));
+    assert_eq!(ids(&pair.edge_holds.active()), vec!["mine".to_string()]);
+    assert_eq!(ids(&pair.hub_holds.active()), vec!["mine".to_string()]);
+}
+
+#[test]
+fn a_hub_change_reaches_a_connected_edge_and_holds_before_hello_are_refused() {
+    let mut pair = Pair::new(23, LinkModel::default(), sim_config());
+    assert!(pair.run_until(secs(30), |p| p.edge.state() == LinkState::Ready));
+    pair.hub_holds.add(a_hold("late", "hub")).expect("add");
+    pair.hub_holds_changed();
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(30), |p| p.edge_holds.holds().len() == 1));
+    // A session that has not heard hello refuses a holds frame.
+    let mut fresh = HubSession::new(
+        pair.device(),
+        crate::crypto::SecretKey::from_bytes(&[11; 32]).public(),
+        pair.hub_key.clone(),
+        pair.hub.progress,
+    );
+    let out = fresh.handle_frame(Frame::Holds { doc: Vec::new() }, UnixMillis(5));
+    assert!(out.iter().any(|o| matches!(o, HubOutput::Refused(_))));
+}

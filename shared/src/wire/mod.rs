@@ -1,4 +1,4 @@
-//! The sync wire protocol, `alpr-sync/4` ([`ALPN`]): what an edge and the hub say to
+//! The sync wire protocol, `alpr-sync/5` ([`ALPN`]): what an edge and the hub say to
 //! each other over QUIC, and how each message is framed.
 //!
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
@@ -29,9 +29,9 @@ use crate::log::{
 use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
-pub const ALPN: &[u8] = b"alpr-sync/4";
+pub const ALPN: &[u8] = b"alpr-sync/5";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Size of the length prefix in front of every frame.
 pub const LEN_PREFIX: usize = 4;
@@ -40,6 +40,9 @@ pub const MAX_CONTROL_FRAME: usize = 16 * 1024;
 /// Largest control frame from the hub to a node: it may carry the signed
 /// policy ([`Frame::Policy`]). Frames from nodes keep [`MAX_CONTROL_FRAME`].
 pub const MAX_POLICY_FRAME: usize = crate::control::MAX_POLICY_BYTES + 1024;
+/// Largest control frame carrying the legal holds document
+/// ([`Frame::Holds`]), which travels both ways.
+pub const MAX_HOLDS_FRAME: usize = crate::control::holds_doc::MAX_HOLDS_DOC_BYTES + 1024;
 /// Largest entries frame.
 pub const MAX_ENTRIES_FRAME: usize = 1024 * 1024;
 /// Largest image, and so (with a little room) the largest image frame.
@@ -68,7 +71,8 @@ impl Lane {
     /// The largest frame allowed on this lane.
     pub fn max_frame(self) -> usize {
         match self {
-            Lane::Control => MAX_CONTROL_FRAME,
+            // The holds document travels on it from nodes too.
+            Lane::Control => MAX_HOLDS_FRAME,
             Lane::Entries => MAX_ENTRIES_FRAME,
             Lane::Images => MAX_IMAGE_FRAME,
         }
@@ -78,7 +82,7 @@ impl Lane {
     /// control lane carries the policy document that way).
     pub fn max_frame_from_hub(self) -> usize {
         match self {
-            Lane::Control => MAX_POLICY_FRAME,
+            Lane::Control => MAX_POLICY_FRAME.max(MAX_HOLDS_FRAME),
             lane => lane.max_frame(),
         }
     }
@@ -408,6 +412,14 @@ pub enum Frame {
     PolicyApplied {
         version: u64,
     },
+    /// Either way, on the control lane: the sender's legal holds document
+    /// (a saved [`crate::control::holds_doc::HoldsDoc`]), which the
+    /// receiver merges. The hub sends it after hello and on each change;
+    /// a node after welcome and on each local change. At most
+    /// [`crate::control::holds_doc::MAX_HOLDS_DOC_BYTES`].
+    Holds {
+        doc: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -513,6 +525,9 @@ impl Frame {
             }
             Frame::Policy { policy } if policy.len() > crate::control::MAX_POLICY_BYTES => {
                 return Err(WireError::Invalid("policy over the size limit"));
+            }
+            Frame::Holds { doc } if doc.len() > crate::control::holds_doc::MAX_HOLDS_DOC_BYTES => {
+                return Err(WireError::Invalid("holds document over the size limit"));
             }
             Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
                 return Err(WireError::Invalid("too many wanted images"));

@@ -346,3 +346,22 @@ fn a_policy_frame_is_bounded_and_only_the_hubs_control_lane_carries_one() {
         .to_be_bytes();
     assert!(Frame::body_len(prefix, Lane::Control.max_frame_from_hub()).is_err());
 }
+
+#[test]
+fn a_holds_frame_is_bounded_either_way() {
+    let max = crate::control::holds_doc::MAX_HOLDS_DOC_BYTES;
+    let ok = Frame::Holds { doc: vec![7; max] };
+    for limit in [
+        Lane::Control.max_frame(),
+        Lane::Control.max_frame_from_hub(),
+    ] {
+        let (back, _) = Frame::decode_prefixed(&ok.encode(), limit)
+            .expect("decodes")
+            .expect("whole");
+        assert_eq!(back, ok);
+        let over = Frame::Holds {
+            doc: vec![7; max + 1],
+        };
+        assert!(Frame::decode_prefixed(&over.encode(), limit).is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! `hub hold add|release|list|show`: legal holds through the hub's API,
+//! as the logged-in user (operators and supervisors).
+
+use std::process::ExitCode;
+
+use alpr_shared::control::holds::{Hold, HoldScope, Place};
+use alpr_shared::types::UnixMillis;
+use anyhow::Context;
+
+use crate::api::holds::{PlaceHold, ReleaseHold};
+use crate::cli::{api_get, api_post};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum HoldCommand {
+    /// Place a hold: reads it covers are kept from retention's purge until
+    /// it is released. Name at least one plate, node, time bound or place.
+    Add(AddArgs),
+    /// Release one hold (only that one).
+    Release {
+        id: String,
+        /// Why it is released (e.g. the case closed).
+        #[arg(long)]
+        reason: String,
+    },
+    /// The holds in force (with --all, released ones too).
+    List {
+        #[arg(long)]
+        all: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One hold in full (JSON).
+    Show { id: String },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AddArgs {
+    /// Case number.
+    #[arg(long)]
+    pub case: String,
+    /// Why the reads are held.
+    #[arg(long)]
+    pub reason: String,
+    /// A plate to hold (repeatable).
+    #[arg(long = "plate")]
+    pub plates: Vec<String>,
+    /// A node whose reads to hold (repeatable).
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Captured at or after (RFC 3339 UTC).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Captured at or before (RFC 3339 UTC).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Reads around a point: LAT,LON in degrees (with --radius).
+    #[arg(long, value_name = "LAT,LON", requires = "radius")]
+    pub near: Option<String>,
+    /// Radius in metres.
+    #[arg(long, value_name = "M", requires = "near")]
+    pub radius: Option<u32>,
+}
+
+impl AddArgs {
+    /// The scope asked for; an error says what is wrong before anything
+    /// is sent.
+    pub fn scope(&self) -> anyhow::Result<HoldScope> {
+        let time = |s: &Option<String>| -> anyhow::Result<Option<UnixMillis>> {
+            s.as_deref().map(crate::config::parse_time).transpose()
+        };
+        let place = match (&self.near, self.radius) {
+            (Some(p), Some(radius_m)) => {
+                let (lat, lon) = alpr_shared::cli::parse_point(p)?;
+                Some(Place {
+                    lat_e7: (lat * 1e7).round() as i32,
+                    lon_e7: (lon * 1e7).round() as i32,
+                    radius_m,
+                })
+            }
+            (None, None) => None,
+            _ => anyhow::bail!("--near and --radius go together"),
+        };
+        let scope = HoldScope {
+            plates: self.plates.clone(),
+            nodes: self.nodes.clone(),
+            from: time(&self.from)?,
+            to: time(&self.to)?,
+            place,
+        };
+        anyhow::ensure!(
+            !scope.is_empty(),
+            "a hold must name at least one --plate, --node, --from/--to or --near/--radius"
+        );
+        Ok(scope)
+    }
+}
+
+/// One line per hold.
+pub fn render(holds: &[Hold]) -> String {
+    if holds.is_empty() {
+        return "no holds\n".into();
+    }
+    let mut out = String::new();
+    for h in holds {
+        let state = match &h.released {
+            None => "active".to_string(),
+            Some(r) => format!("released by {} ({})", r.by, r.reason),
+        };
+        out.push_str(&format!(
+            "{}  case {}  {}  placed by {} on {}  {}\n",
+            h.id,
+            h.case,
+            state,
+            h.placed_by,
+            h.placed_on,
+            describe(&h.scope)
+        ));
+    }
+    out
+}
+
+fn describe(s: &HoldScope) -> String {
+    let mut parts = Vec::new();
+    if !s.plates.is_empty() {
+        parts.push(format!("plates {}", s.plates.join(",")));
+    }
+    if !s.nodes.is_empty() {
+        parts.push(format!("nodes {}", s.nodes.join(",")));
+    }
+    let t = |m: UnixMillis| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.0),
+        )
+        .to_string()
+    };
+    if let Some(f) = s.from {
+        parts.push(format!("from {}", t(f)));
+    }
+    if let Some(to) = s.to {
+        parts.push(format!("to {}", t(to)));
+    }
+    if let Some(p) = s.place {
+        parts.push(format!(
+            "within {} m of {:.5},{:.5}",
+            p.radius_m,
+            f64::from(p.lat_e7) / 1e7,
+            f64::from(p.lon_e7) / 1e7
+        ));
+    }
+    parts.join("; ")
+}
+
+pub fn run(cmd: HoldCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        HoldCommand::Add(args) => {
+            let req = PlaceHold {
+                case: args.case.clone(),
+                reason: args.reason.clone(),
+                scope: args.scope()?,
+            };
+            let hold: Hold = api_post("/api/v1/holds", &req)?;
+            println!("hold {} placed for case {}", hold.id, hold.case);
+        }
+        HoldCommand::Release { id, reason } => {
+            let hold: Hold = api_post(
+                &format!("/api/v1/holds/{}/release", path_segment(&id)?),
+                &ReleaseHold { reason },
+            )?;
+            println!("hold {} released", hold.id);
+        }
+        HoldCommand::List { all, json } => {
+            let holds: Vec<Hold> = api_get(&format!(
+                "/api/v1/holds{}",
+                if all { "?all=true" } else { "" }
+            ))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&holds)?);
+            } else {
+                print!("{}", render(&holds));
+            }
+        }
+        HoldCommand::Show { id } => {
+            let hold: Hold = api_get(&format!("/api/v1/holds/{}", path_segment(&id)?))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&hold).context("printing the hold")?
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A hold id as a URL path segment (ids are `[A-Za-z0-9-_]`).
+fn path_segment(id: &str) -> anyhow::Result<&str> {
+    anyhow::ensure!(
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{id:?} is not a hold id"
+    );
+    Ok(id)
+}

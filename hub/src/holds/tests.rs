@@ -1,0 +1,89 @@
+use super::*;
+use crate::store::redb::RedbStore;
+
+fn open(path: &std::path::Path) -> HoldsService {
+    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(path).expect("open"));
+    HoldsService::open(storage).expect("holds")
+}
+
+fn new(case: &str, plate: &str) -> NewHold {
+    NewHold {
+        case: case.into(),
+        reason: "homicide investigation".into(),
+        placed_by: "det.lee".into(),
+        agency: "CA0349400".into(),
+        scope: HoldScope {
+            plates: vec![plate.into()],
+            ..HoldScope::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn holds_are_kept_across_restarts_and_released_one_by_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let (a, b) = {
+        let svc = open(&path);
+        let mut watch = svc.watch();
+        watch.borrow_and_update();
+        let a = svc.add(new("24-001", "7ABC123")).await.expect("add");
+        assert!(watch.has_changed().expect("open"), "a change is published");
+        let b = svc.add(new("24-002", "8XYZ999")).await.expect("add");
+        svc.release(&a.id, "sgt.ray", "case closed")
+            .await
+            .expect("release");
+        assert!(svc.release(&a.id, "sgt.ray", "again").await.is_err());
+        assert!(svc.release("nope", "sgt.ray", "x").await.is_err());
+        let mut empty = new("24-003", "X");
+        empty.scope = HoldScope::default();
+        assert!(svc.add(empty).await.is_err(), "an empty scope is refused");
+        (a, b)
+    };
+    let svc = open(&path);
+    assert_eq!(svc.holds().len(), 2);
+    let active: Vec<String> = svc.active().into_iter().map(|h| h.id).collect();
+    assert_eq!(active, vec![b.id.clone()]);
+    let released = svc.get(&a.id).and_then(|h| h.released).expect("released");
+    assert_eq!(released.by, "sgt.ray");
+    assert_eq!(svc.for_case("24-002").len(), 1);
+    assert!(svc.for_case("24-009").is_empty());
+}
+
+#[tokio::test]
+async fn a_nodes_document_merges_in_and_a_bad_one_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = open(&dir.path().join("hub.redb"));
+    let other = svc.add(new("24-001", "7ABC123")).await.expect("add");
+    // The edge got the hub's document, then placed a hold offline while
+    // the hub released the other one.
+    let mut edge = HoldsDoc::load(&svc.saved()).expect("load");
+    edge.add(Hold {
+        id: "edge-1".into(),
+        case: "24-005".into(),
+        reason: "pursuit".into(),
+        placed_by: "ofc.kim".into(),
+        agency: "CA0349400".into(),
+        placed_at: UnixMillis(5),
+        placed_on: "car-7".into(),
+        scope: HoldScope {
+            nodes: vec!["car-7".into()],
+            ..HoldScope::default()
+        },
+        released: None,
+    })
+    .expect("edge add");
+    svc.release(&other.id, "sgt.ray", "closed")
+        .await
+        .expect("release");
+    assert!(svc.merge_from_node(edge.save()).await.expect("merge"));
+    assert!(
+        !svc.merge_from_node(edge.save()).await.expect("merge"),
+        "nothing new the second time"
+    );
+    let active: Vec<String> = svc.active().into_iter().map(|h| h.id).collect();
+    assert_eq!(active, vec!["edge-1".to_string()]);
+    assert!(svc.get(&other.id).is_some_and(|h| !h.active()));
+    assert!(svc.merge_from_node(b"garbage".to_vec()).await.is_err());
+    assert_eq!(svc.holds().len(), 2);
+}
