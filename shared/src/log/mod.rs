@@ -16,6 +16,7 @@
 pub mod access;
 pub mod bundle;
 pub mod loss;
+pub mod retention;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
