@@ -1,0 +1,195 @@
+//! Retention at the hub (§1798.90.51 keeps reads no longer than policy
+//! says, unless a legal hold covers them): every `retention_interval`, and
+//! on `hub retention run`, purge the content of reads captured before now
+//! − `policy.hub_retention_days` that no active hold covers.
+//!
+//! The hub cannot write into a node's log, so for each batch it signs a
+//! [`alpr_shared::log::EntryKind::NodePurge`] into its own log, committed
+//! with the purge itself ([`crate::access::AccessLog::purge`]): the
+//! verifier accepts a node's read purged at the hub only when such a
+//! record covers it. Batches are small (one page of a node's log) so the
+//! single writer keeps ingesting between them.
+//!
+//! Seams: where the active holds come from ([`HoldSource`]) and what time
+//! it is (`now`), so tests can run "a year and a day later".
+
+use std::sync::{Arc, Mutex};
+
+use alpr_shared::control::holds::Hold;
+use alpr_shared::log::retention::{cutoff, plan, Candidate};
+use alpr_shared::log::SignedEntry;
+use alpr_shared::types::UnixMillis;
+use serde::{Deserialize, Serialize};
+
+use crate::access::{AccessError, AccessLog};
+use crate::store::{HubStorage, StoreError, WriteOp, WriteResult};
+
+/// Entries read (and at most purged) per batch.
+const PAGE: usize = 4096;
+
+/// Where the active legal holds come from.
+pub trait HoldSource: Send + Sync {
+    fn active(&self) -> Vec<Hold>;
+}
+
+impl<F: Fn() -> Vec<Hold> + Send + Sync> HoldSource for F {
+    fn active(&self) -> Vec<Hold> {
+        self()
+    }
+}
+
+/// The time retention measures from.
+pub type Clock = Arc<dyn Fn() -> UnixMillis + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("reading the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("purging: {0}")]
+    Purge(#[from] AccessError),
+    #[error("the retention task failed: {0}")]
+    Task(String),
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// When it ran, by the retention clock.
+    pub at: UnixMillis,
+    /// Reads captured before this were past retention.
+    pub cutoff: UnixMillis,
+    pub retention_days: u32,
+    /// Reads past retention that were purged.
+    pub purged: u64,
+    /// Reads past retention kept because a hold covers them.
+    pub held: u64,
+    pub images: u64,
+    /// Plates no longer named by any read, dropped from the plate list.
+    pub plates: u64,
+    /// Purge records signed into the hub's log.
+    pub records: u64,
+}
+
+/// The hub's retention job.
+pub struct Retention {
+    storage: Arc<dyn HubStorage>,
+    access: AccessLog,
+    holds: Arc<dyn HoldSource>,
+    now: Clock,
+    last: Mutex<Option<RunReport>>,
+}
+
+impl Retention {
+    pub fn new(
+        storage: Arc<dyn HubStorage>,
+        access: AccessLog,
+        holds: Arc<dyn HoldSource>,
+        now: Clock,
+    ) -> Self {
+        Retention {
+            storage,
+            access,
+            holds,
+            now,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The last run's report, if any ran since the hub started.
+    pub fn last(&self) -> Option<RunReport> {
+        self.last.lock().map(|g| g.clone()).unwrap_or(None)
+    }
+
+    /// Purge every node's reads past `retention_days` that no active hold
+    /// covers.
+    pub async fn run(&self, retention_days: u32) -> Result<RunReport, RetentionError> {
+        let at = (self.now)();
+        let before = cutoff(at, retention_days);
+        let holds = self.holds.active();
+        let mut report = RunReport {
+            at,
+            cutoff: before,
+            retention_days,
+            ..RunReport::default()
+        };
+        let nodes = self.blocking(|s| s.nodes()).await?;
+        for (device, rec) in nodes {
+            let mut from = 0u64;
+            while from < rec.next_seq {
+                let dev = device.clone();
+                let page = self.blocking(move |s| s.entries(&dev, from, PAGE)).await?;
+                if page.is_empty() {
+                    break;
+                }
+                let entries: Vec<SignedEntry> = page
+                    .iter()
+                    .filter_map(|b| SignedEntry::decode(b).ok())
+                    .collect();
+                let next = entries
+                    .last()
+                    .map_or(from + page.len() as u64, |e| e.seq() + 1);
+                // Entries are in sequence order: once one is recent, so is
+                // every later read (capture times only move forward on a
+                // node's clock, near enough; later pages are checked anyway).
+                let p = plan(
+                    device.as_str(),
+                    entries.iter().map(|e| Candidate {
+                        seq: e.seq(),
+                        captured_at: e.header.captured_at,
+                        content: e.read(),
+                    }),
+                    before,
+                    &holds,
+                );
+                report.held += p.held;
+                for ranges in p.records() {
+                    let reason = format!("hub retention {retention_days} days");
+                    // The record is dated when the purge ran, by the
+                    // system clock (the retention clock decides what is due).
+                    let (_, done) = self
+                        .access
+                        .purge(device.clone(), ranges.to_vec(), &reason, UnixMillis::now())
+                        .await?;
+                    report.purged += done.reads;
+                    report.images += done.images;
+                    report.records += 1;
+                }
+                if next <= from {
+                    break;
+                }
+                from = next;
+            }
+        }
+        let pruned = self
+            .blocking(|s| s.commit(vec![WriteOp::PrunePlates]))
+            .await?;
+        if let Some(WriteResult::Purged(p)) = pruned.first() {
+            report.plates = p.plates;
+        }
+        if let Ok(mut g) = self.last.lock() {
+            *g = Some(report.clone());
+        }
+        tracing::info!(
+            purged = report.purged,
+            held = report.held,
+            images = report.images,
+            plates = report.plates,
+            "retention run"
+        );
+        Ok(report)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn HubStorage) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, RetentionError> {
+        let s = self.storage.clone();
+        tokio::task::spawn_blocking(move || f(&*s))
+            .await
+            .map_err(|e| RetentionError::Task(e.to_string()))?
+            .map_err(RetentionError::from)
+    }
+}
+
+#[cfg(test)]
+mod tests;
