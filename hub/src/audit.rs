@@ -52,6 +52,11 @@ pub enum AuditCommand {
     /// Users whose training lapsed, what they did before, and any access
     /// after a lapse (a violation).
     Training(TrainingArgs),
+    /// Purges retention did (node, sequence ranges, when) and reads overdue.
+    Retention {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +142,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify(args) => verify(args),
         AuditCommand::Access(args) => access(args),
         AuditCommand::Training(args) => training(args),
+        AuditCommand::Retention { json } => crate::retention::cli::audit(json),
     }
 }
 

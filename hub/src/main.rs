@@ -54,6 +54,9 @@ enum Command {
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Retention: what is due, and run it now (administrators).
+    #[command(subcommand)]
+    Retention(alpr_hub::retention::cli::RetentionCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(sync_cli::BenchCommand),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Health(args) => sync_cli::health(args),
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
     };
     alpr_shared::cli::exit_with(result)

@@ -36,6 +36,7 @@ pub mod audit;
 pub mod client;
 pub mod nodes;
 pub mod policy;
+pub mod retention;
 pub mod search;
 pub mod users;
 
@@ -71,6 +72,9 @@ pub struct ApiState {
     pub data_dir: PathBuf,
     /// Searches of the stored reads (shares its plate index across requests).
     pub search: crate::search::Searcher,
+    /// The retention job, and how often it runs.
+    pub retention: Arc<crate::retention::Retention>,
+    pub retention_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -270,6 +274,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(audit::routes())
         .merge(policy::routes())
         .merge(search::routes())
+        .merge(retention::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -13,6 +13,8 @@
 //! Seams: where the active holds come from ([`HoldSource`]) and what time
 //! it is (`now`), so tests can run "a year and a day later".
 
+pub mod cli;
+
 use std::sync::{Arc, Mutex};
 
 use alpr_shared::control::holds::Hold;
@@ -103,6 +105,16 @@ impl Retention {
     /// Purge every node's reads past `retention_days` that no active hold
     /// covers.
     pub async fn run(&self, retention_days: u32) -> Result<RunReport, RetentionError> {
+        self.pass(retention_days, true).await
+    }
+
+    /// What a run would purge now (`purged`: reads due) and keep under a
+    /// hold, purging nothing.
+    pub async fn survey(&self, retention_days: u32) -> Result<RunReport, RetentionError> {
+        self.pass(retention_days, false).await
+    }
+
+    async fn pass(&self, retention_days: u32, purge: bool) -> Result<RunReport, RetentionError> {
         let at = (self.now)();
         let before = cutoff(at, retention_days);
         let holds = self.holds.active();
@@ -142,7 +154,10 @@ impl Retention {
                     &holds,
                 );
                 report.held += p.held;
-                for ranges in p.records() {
+                if !purge {
+                    report.purged += p.due;
+                }
+                for ranges in p.records().filter(|_| purge) {
                     let reason = format!("hub retention {retention_days} days");
                     // The record is dated when the purge ran, by the
                     // system clock (the retention clock decides what is due).
@@ -159,6 +174,9 @@ impl Retention {
                 }
                 from = next;
             }
+        }
+        if !purge {
+            return Ok(report);
         }
         let pruned = self
             .blocking(|s| s.commit(vec![WriteOp::PrunePlates]))
@@ -188,6 +206,74 @@ impl Retention {
             .await
             .map_err(|e| RetentionError::Task(e.to_string()))?
             .map_err(RetentionError::from)
+    }
+}
+
+/// Run retention every `interval` until `cancel`, with the retention days
+/// of the policy in force at each run. A failed run is logged and retried
+/// at the next tick: nothing is lost by waiting.
+pub async fn schedule(
+    retention: Arc<Retention>,
+    policy: crate::policy::PolicyService,
+    interval: std::time::Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval.max(std::time::Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let days = policy.current().policy().hub_retention_days;
+        if let Err(e) = retention.run(days).await {
+            tracing::error!(error = %e, "retention run failed; retrying at the next interval");
+        }
+    }
+}
+
+/// One purge the hub signed into its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeDone {
+    /// Its sequence number in the hub's log.
+    pub record: u64,
+    pub at: UnixMillis,
+    pub node: String,
+    pub ranges: Vec<alpr_shared::log::SeqRange>,
+    pub reads: u64,
+    pub reason: String,
+}
+
+/// Every purge the hub recorded in its own log, oldest first.
+pub fn purges(storage: &dyn HubStorage) -> Result<Vec<PurgeDone>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let page = storage.hub_access_entries(from, PAGE)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        from += page.len() as u64;
+        for b in &page {
+            let Ok(e) = SignedEntry::decode(b) else {
+                continue;
+            };
+            if let alpr_shared::log::EntryKind::NodePurge {
+                node,
+                ranges,
+                reason,
+            } = &e.header.kind
+            {
+                out.push(PurgeDone {
+                    record: e.seq(),
+                    at: e.header.captured_at,
+                    node: node.to_string(),
+                    reads: ranges.iter().map(|r| r.last - r.first + 1).sum(),
+                    ranges: ranges.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
     }
 }
 

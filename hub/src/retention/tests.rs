@@ -289,6 +289,9 @@ async fn a_held_read_survives_a_year_and_a_day_and_goes_once_released() {
 
     // A year and a day later: everything but the held and the recent read.
     *f.now.lock().expect("now") = UnixMillis(day0() + 366 * DAY_MS);
+    let due = f.retention.survey(365).await.expect("survey");
+    assert_eq!((due.purged, due.held, due.records), (4, 1, 0));
+    assert_eq!(f.reads_in_area(), 6, "a survey purges nothing");
     let r = f.retention.run(365).await.expect("run");
     assert_eq!((r.purged, r.held, r.records), (4, 1, 1));
     assert_eq!(r.images, 8);
@@ -339,4 +342,8 @@ async fn a_held_read_survives_a_year_and_a_day_and_goes_once_released() {
     assert!(node.authentic(), "node log: {:?}", node.faults);
     assert_eq!((node.reads, node.purged, hub.purge_records), (1, 5, 2));
     assert_eq!(f.retention.last().map(|r| r.purged), Some(1));
+    let done = purges(&*f.store).expect("purges");
+    let reads: Vec<u64> = done.iter().map(|p| p.reads).collect();
+    assert_eq!(reads, vec![4, 1]);
+    assert!(done.iter().all(|p| p.node == "pole-1"));
 }
