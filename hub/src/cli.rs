@@ -132,6 +132,9 @@ pub enum BenchCommand {
     /// Searches over a store of N signed reads, each after its durable
     /// access record: exact, wildcard, OCR-tolerant, canvass.
     Search(crate::search::bench::SearchBenchArgs),
+    /// Purge N expired reads with images while edges keep ingesting:
+    /// purge time and the share of ingest rate kept.
+    Retention(crate::retention::bench::RetentionBenchArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -318,6 +321,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
         BenchCommand::Login(a) => runtime()?.block_on(crate::bench::login(a))?,
         BenchCommand::Search(a) => runtime()?.block_on(crate::search::bench::run(a))?,
+        BenchCommand::Retention(a) => runtime()?.block_on(crate::retention::bench::run(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }
