@@ -32,6 +32,14 @@ fn retention_status_run_and_audit_through_the_api() -> anyhow::Result<()> {
     };
     let edge = Edge::start(&pole, hub.addr, dir.path(), &opts)?;
     edge.wait_synced(40, LIMIT)?;
+    // The edge purges nothing while it has no policy or its legal holds
+    // are not fresh (on this build no hold state is refreshed from the hub
+    // yet), and says so.
+    alpr_e2e::wait_for(LIMIT, "edge status to report retention", || {
+        edge.status()
+            .and_then(|s| s["retention"].as_str().map(str::to_owned))
+            .filter(|r| r.contains("retention paused"))
+    })?;
 
     let status = json(&hub.run_as("admin", &["retention", "status", "--json"])?)?;
     assert_eq!(status["due"], 0, "{status}");
