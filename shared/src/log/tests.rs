@@ -245,7 +245,15 @@ fn a_hub_signed_node_purge_records_the_purge() {
     assert!(report.authentic(), "{:?}", report.faults);
     assert_eq!((report.reads, report.purged), (3, 2));
     // Without any hub record, both are faults.
-    assert_eq!(verify(&[]).faults.len(), 2);
+    let mut late = verify(&[]);
+    assert_eq!(late.faults.len(), 2);
+    // A bundle meets the hub's log after the node's: the same ranges,
+    // applied to the finished report, clear exactly what they cover.
+    late.accept_hub_purges(ranges);
+    assert_eq!(late.faults, vec![Fault::PurgedWithoutRecord { seq: 2 }]);
+    late.accept_hub_purges(&[SeqRange { first: 2, last: 2 }]);
+    assert!(late.authentic());
+    assert_eq!(late.purged, 2);
 }
 
 #[test]

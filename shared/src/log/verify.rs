@@ -174,6 +174,20 @@ impl LogReport {
         self.faults.is_empty() && self.faults_omitted == 0
     }
 
+    /// Reads purged without a record in this log but covered by a
+    /// hub-signed [`EntryKind::NodePurge`] (checked by the caller) are
+    /// purged with a record: for a verifier that met the hub's log only
+    /// after this one (an evidence bundle). Prefer
+    /// [`LogVerifier::hub_purged`] when the ranges are known first.
+    pub fn accept_hub_purges(&mut self, ranges: &[super::SeqRange]) {
+        let before = self.faults.len();
+        self.faults.retain(|f| match f {
+            Fault::PurgedWithoutRecord { seq } => !ranges.iter().any(|r| r.contains(*seq)),
+            _ => true,
+        });
+        self.purged += (before - self.faults.len()) as u64;
+    }
+
     /// A report for a log whose certificate could not be accepted.
     pub fn refused(device: &str, entries: usize, err: &CertError) -> Self {
         LogReport {
