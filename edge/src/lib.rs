@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod recognise;
 pub mod replay;
+pub mod retention;
 pub mod run;
 pub mod search;
 pub mod store;

@@ -102,6 +102,10 @@ pub struct Status {
     /// When this node last merged the hub's legal holds.
     #[serde(default)]
     pub holds_refreshed_at: Option<String>,
+    /// What the last retention pass did, or why it purged nothing
+    /// ([`crate::retention::Outcome`]).
+    #[serde(default)]
+    pub retention: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +139,7 @@ fn status_of(
         policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
         policy_stale: policy.as_ref().is_some_and(|p| p.stale),
         policy_error: sync.policy_error.clone(),
+        retention: None,
         capture,
         store_error: store.failing(),
         disk_free,
@@ -234,8 +239,26 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    // Retention, hourly. INTEGRATOR: the hold source is the node's holds
+    // from the hub (`holds() -> (Vec<Hold>, refreshed_at)`); until then
+    // the node's holds are never refreshed, so it purges nothing and
+    // `edge status` says so.
+    let retention_last: Arc<std::sync::Mutex<Option<crate::retention::Outcome>>> =
+        Arc::new(std::sync::Mutex::new(None));
+    {
+        let never_refreshed: Arc<dyn crate::retention::HoldSource> =
+            Arc::new(|| (Vec::new(), None));
+        tokio::spawn(crate::retention::schedule(
+            store.clone(),
+            never_refreshed,
+            std::time::Duration::from_secs(3600),
+            retention_last.clone(),
+            cancel.clone(),
+        ));
+    }
     {
         let (store, status, cancel) = (store.clone(), status.clone(), cancel.clone());
+        let retention = retention_last.clone();
         let socket = bind_status_socket(&config.socket_path())?;
         let (device, capture, gps) = (device.clone(), capture_health.clone(), gps.clone());
         let access = crate::policy::EdgeAccess::new(store.clone(), store.public_key());
@@ -248,6 +271,7 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
                 capture,
                 gps,
                 access,
+                retention,
                 cancel.clone(),
             )
             .await;
@@ -390,6 +414,7 @@ async fn serve_status(
     capture: CaptureHealth,
     gps: Option<GpsHandle>,
     access: crate::policy::EdgeAccess,
+    retention: Arc<std::sync::Mutex<Option<crate::retention::Outcome>>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let limit = Arc::new(tokio::sync::Semaphore::new(16));
@@ -409,6 +434,10 @@ async fn serve_status(
                 st.gps = gps
                     .as_ref()
                     .map(|g| g.state().summary(std::time::Instant::now()));
+                st.retention = retention
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.as_ref().map(ToString::to_string));
                 st
             })?;
         let access = access.clone();
@@ -559,6 +588,7 @@ async fn serve_status(
     _capture: CaptureHealth,
     _gps: Option<GpsHandle>,
     _access: crate::policy::EdgeAccess,
+    _retention: Arc<std::sync::Mutex<Option<crate::retention::Outcome>>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     cancel.cancelled().await;
@@ -600,6 +630,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.active_holds,
             st.holds_refreshed_at.as_deref().unwrap_or("never")
         );
+        if let Some(r) = &st.retention {
+            println!("retention    {r}");
+        }
         if let Some(c) = &st.identity_conflict {
             println!("IDENTITY CONFLICT: uploads stopped; a person must resolve it");
             println!("             {c}");

@@ -32,7 +32,7 @@ use alpr_shared::cert::{Revocation, TrustAnchor};
 use alpr_shared::log::bundle::{BundleWriter, SignedManifest};
 use alpr_shared::log::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
-use alpr_shared::types::UnixMillis;
+use alpr_shared::types::{DeviceId, UnixMillis};
 use anyhow::Context;
 use serde::Serialize;
 
@@ -55,6 +55,11 @@ pub enum AuditCommand {
     /// Every evidence export (and refused attempt): who, which case, to
     /// which agency, how many reads (from the access log).
     Exports(crate::export::cli::ExportsArgs),
+    /// Purges retention did (node, sequence ranges, when) and reads overdue.
+    Retention {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -141,6 +146,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Access(args) => access(args),
         AuditCommand::Training(args) => training(args),
         AuditCommand::Exports(args) => crate::export::cli::exports(args),
+        AuditCommand::Retention { json } => crate::retention::cli::audit(json),
     }
 }
 
@@ -329,6 +335,7 @@ async fn audit_hub(
     };
     let mut revocations_written = false;
     let mut audits = Vec::new();
+    let hub_purges = hub_purge_records(client, anchor).await?;
     for n in nodes.nodes {
         let mut from = 0u64;
         let page: NodeLogPage = client
@@ -361,6 +368,11 @@ async fn audit_hub(
         }
         let size = snapshot.acked;
         let mut auditor = NodeAuditor::new(anchor, &n.name, snapshot);
+        if let Some(v) = auditor.verifier.as_mut() {
+            if let Some(ranges) = DeviceId::new(&n.name).ok().and_then(|d| hub_purges.get(&d)) {
+                v.hub_purged(ranges);
+            }
+        }
         let mut page = page;
         loop {
             for e in &page.entries {
@@ -400,6 +412,51 @@ async fn audit_hub(
     }
     report.hub_access_log = Some(hub_log);
     Ok(report)
+}
+
+/// The ranges of each node's log the hub signed that it purged (its
+/// [`alpr_shared::log::EntryKind::NodePurge`] records, each checked
+/// against the hub's certificate from the CA): a read purged at the hub is
+/// recorded only by these. The hub's log itself is verified in full by
+/// [`audit_hub_log`].
+async fn hub_purge_records(
+    client: &mut ApiClient,
+    anchor: &TrustAnchor,
+) -> anyhow::Result<std::collections::BTreeMap<DeviceId, Vec<alpr_shared::log::SeqRange>>> {
+    use crate::api::audit::{HubLogPage, MAX_PAGE};
+    let mut out: std::collections::BTreeMap<DeviceId, Vec<alpr_shared::log::SeqRange>> =
+        std::collections::BTreeMap::new();
+    let mut from = 0u64;
+    loop {
+        let page: HubLogPage = client
+            .get(&format!(
+                "/api/v1/audit/hub-log?from={from}&limit={MAX_PAGE}"
+            ))
+            .await
+            .context("fetching the hub's log")?;
+        let der = hex::decode(&page.hub_certificate)?;
+        // A refused hub certificate is reported by `audit_hub_log`; its
+        // records vouch for nothing.
+        let Ok(hub) = anchor.check_hub_der(&der) else {
+            return Ok(out);
+        };
+        let name = alpr_shared::cert::claimed_name(&der).context("the hub's certificate")?;
+        let key = hub.as_signer(name, der.clone()).key;
+        for e in &page.entries {
+            let Ok(e) = SignedEntry::decode(&hex::decode(e)?) else {
+                continue;
+            };
+            if let alpr_shared::log::EntryKind::NodePurge { node, ranges, .. } = &e.header.kind {
+                if e.signature_valid(&key) {
+                    out.entry(node.clone()).or_default().extend(ranges);
+                }
+            }
+        }
+        match page.next {
+            Some(next) if next > from && next < page.size => from = next,
+            _ => return Ok(out),
+        }
+    }
 }
 
 /// Verify the hub's own access log, page by page, from the CA: the hub's

@@ -122,7 +122,7 @@ pub fn sample_read(i: u64) -> ReadContent {
 
 /// A simulated edge's key, derived from its name (the bench needs it twice:
 /// to sign the log, and its checkpoints when framing).
-fn node_key(name: &DeviceId) -> SecretKey {
+pub(crate) fn node_key(name: &DeviceId) -> SecretKey {
     SecretKey::from_bytes(&sha256(name.as_str().as_bytes()).0)
 }
 
@@ -154,11 +154,11 @@ pub fn filesystem_of(path: &Path) -> String {
 }
 
 /// A QUIC edge's certificate and key (PEM).
-type EdgeFiles = Option<(Vec<u8>, Vec<u8>)>;
+pub(crate) type EdgeFiles = Option<(Vec<u8>, Vec<u8>)>;
 
 /// An edge ready to upload: its name, its certificate (QUIC), and its
 /// frames, encoded as it sends them.
-struct EdgeLoad {
+pub(crate) struct EdgeLoad {
     name: DeviceId,
     public: alpr_shared::crypto::PublicKey,
     files: EdgeFiles,
@@ -167,13 +167,13 @@ struct EdgeLoad {
 }
 
 /// The outcome of one run.
-struct Run {
-    stored: u64,
+pub(crate) struct Run {
+    pub(crate) stored: u64,
     /// Admission to receipt.
     latencies_ms: Vec<f64>,
     /// Ready (waiting for admission) to receipt, in process only.
     waits_ms: Vec<f64>,
-    seconds: f64,
+    pub(crate) seconds: f64,
     commits: Option<(u64, f64)>,
 }
 
@@ -362,7 +362,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
 
 /// Sign one edge's log and cut it into frames, each with the checkpoint
 /// at its end. Returns the load and its canonical bytes.
-fn sign_edge(
+pub(crate) fn sign_edge(
     e: usize,
     name: DeviceId,
     key: SecretKey,
@@ -410,6 +410,15 @@ async fn run_in_process(
     loads: Vec<EdgeLoad>,
 ) -> anyhow::Result<Run> {
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&dir.join("bench.redb"))?);
+    run_in_process_on(args, storage, loads).await
+}
+
+/// As [`run_in_process`], into `storage` (which may hold other logs).
+pub(crate) async fn run_in_process_on(
+    args: &IngestArgs,
+    storage: Arc<dyn HubStorage>,
+    loads: Vec<EdgeLoad>,
+) -> anyhow::Result<Run> {
     let metrics = Arc::new(Metrics::default());
     let writer_config = WriterConfig {
         max_batch: args.max_commit.max(1),

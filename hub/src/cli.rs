@@ -135,6 +135,9 @@ pub enum BenchCommand {
     /// Write and verify the evidence bundle of a case of N reads with
     /// photos: `export_s`, `verify_s`.
     Export(crate::export::bench::ExportBenchArgs),
+    /// Purge N expired reads with images while edges keep ingesting:
+    /// purge time and the share of ingest rate kept.
+    Retention(crate::retention::bench::RetentionBenchArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -322,6 +325,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Login(a) => runtime()?.block_on(crate::bench::login(a))?,
         BenchCommand::Search(a) => runtime()?.block_on(crate::search::bench::run(a))?,
         BenchCommand::Export(a) => crate::export::bench::run(a)?,
+        BenchCommand::Retention(a) => runtime()?.block_on(crate::retention::bench::run(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -50,6 +50,10 @@ pub struct HubConfig {
     pub refusal_retention: Duration,
     /// Memory for the database's page cache, at most.
     pub db_cache_bytes: usize,
+    /// How often retention purges reads past `policy.hub_retention_days`
+    /// that no legal hold covers (also `hub retention run`).
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
     /// The policy edges enforce (version 1, and a new version whenever this
     /// section changes): retention, purposes, agencies, officers.
     pub policy: crate::policy::PolicySettings,
@@ -104,6 +108,7 @@ impl Default for HubConfig {
             buffer_bytes: 256 * 1024 * 1024,
             refusal_retention: Duration::from_secs(30 * 24 * 3600),
             db_cache_bytes: 256 * 1024 * 1024,
+            retention_interval: Duration::from_secs(3600),
             policy: crate::policy::PolicySettings::default(),
             api_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             api_cert: None,

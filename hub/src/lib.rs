@@ -5,6 +5,7 @@
 
 pub mod pki;
 pub mod refusals;
+pub mod retention;
 pub mod search;
 pub mod verify;
 

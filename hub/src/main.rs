@@ -60,6 +60,9 @@ enum Command {
     /// Export a case's reads as an evidence bundle for an in-state public
     /// agency (supervisors); writes FILE and its HTML report FILE.html.
     Export(alpr_hub::export::cli::ExportArgs),
+    /// Retention: what is due, and run it now (administrators).
+    #[command(subcommand)]
+    Retention(alpr_hub::retention::cli::RetentionCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(sync_cli::BenchCommand),
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
+        Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),
     };

@@ -26,7 +26,7 @@ use alpr_shared::control::holds::Hold;
 use alpr_shared::control::holds_doc::HoldsDoc;
 use alpr_shared::control::SignedPolicy;
 use alpr_shared::crypto::{sha256, SecretKey};
-use alpr_shared::log::{AccessRecord, LogWriter, SignedEntry};
+use alpr_shared::log::{AccessRecord, LogWriter, SeqRange, SignedEntry};
 use alpr_shared::sync::LogSource;
 use alpr_shared::types::{DeviceId, Hash32, ReadContent, TimeSource, UnixMillis};
 use alpr_shared::wire::SignedReceipt;
@@ -223,6 +223,13 @@ enum Cmd {
     Access {
         record: AccessRecord,
         reply: oneshot::Sender<Result<SignedEntry, StoreError>>,
+    },
+    /// Retention: delete the content, salt, plate rows and images of the
+    /// reads in `ranges` and append a signed purge entry naming them.
+    Purge {
+        ranges: Vec<SeqRange>,
+        reason: String,
+        reply: oneshot::Sender<Result<Purged, StoreError>>,
     },
     /// The reads of one step of the capture source and its new position,
     /// in one transaction.
@@ -689,6 +696,24 @@ impl StoreHandle {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// Purge the content of the reads in `ranges` (at most
+    /// [`alpr_shared::log::MAX_PURGE_RANGES`], all below [`Self::acked`]:
+    /// the caller checks) and record it with a signed purge entry in this
+    /// node's log, in one transaction. The entry syncs to the hub like any
+    /// other; the hub's copy keeps the content until its own retention.
+    pub async fn purge(&self, ranges: Vec<SeqRange>, reason: &str) -> Result<Purged, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Purge {
+                ranges,
+                reason: reason.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
     /// Entry `seq` of this log cannot be read back from the store: sign and
     /// store a loss record for it and the unreadable entries right after
     /// it. Returns the lost range, `None` if a record already covers it.
@@ -1092,6 +1117,17 @@ fn disk_position(db: &Database) -> Result<(u64, Hash32), StoreError> {
     }
 }
 
+/// What one edge purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub reads: u64,
+    pub images: u64,
+    /// Images kept because the hub does not hold them yet (still queued).
+    pub images_kept: u64,
+    /// The purge entry's sequence number.
+    pub record: u64,
+}
+
 enum Done {
     /// The read, and how many images joined the upload queue.
     Appended(Appended, u64),
@@ -1103,6 +1139,7 @@ enum Done {
     Lost(Option<(u64, u64)>),
     Accessed(Box<SignedEntry>),
     Holds(Option<Vec<u8>>),
+    Purged(Purged),
     Nothing,
     Failed(StoreError),
 }
@@ -1149,6 +1186,13 @@ fn reply(cmd: Cmd, r: Done) {
                 Done::Holds(doc) => Ok(doc),
                 Done::Failed(e) => Err(e),
                 _ => Err(StoreError::Db("no holds result".into())),
+            });
+        }
+        Cmd::Purge { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Purged(p) => Ok(p),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no purge result".into())),
             });
         }
         Cmd::Acked { reply, .. } | Cmd::ImageDone { reply, .. } | Cmd::Policy { reply, .. } => {
@@ -1228,6 +1272,18 @@ fn write_batch(
                         .insert("refreshed-at", refreshed_at.0.to_be_bytes().as_slice())
                         .map_err(db_err)?;
                     out.push(Done::Nothing);
+                }
+                Cmd::Purge { ranges, reason, .. } => {
+                    let mut t = Tables {
+                        reads: &mut reads,
+                        plates: &mut plates,
+                        images: &mut images,
+                        queue: &mut queue,
+                    };
+                    out.push(match purge_reads(&mut t, log, ranges, reason)? {
+                        Ok(p) => Done::Purged(p),
+                        Err(e) => Done::Failed(e),
+                    });
                 }
                 Cmd::Access { record, .. } => {
                     match log.append_access(
@@ -1427,6 +1483,101 @@ fn write_batch(
 }
 
 /// The tables an append writes.
+/// How far either side of a purged range a read may share an image with
+/// one in it (reads of one frame are sealed consecutively).
+const IMAGE_NEIGHBOURS: u64 = 32;
+
+/// Purge the reads in `ranges` and append the signed purge entry. The
+/// outer error fails the transaction; the inner one refuses this purge.
+fn purge_reads(
+    t: &mut Tables<'_, '_>,
+    log: &mut LogWriter,
+    ranges: &[SeqRange],
+    reason: &str,
+) -> Result<Result<Purged, StoreError>, StoreError> {
+    let corrupt = |e: alpr_shared::log::DecodeError| StoreError::Corrupt(e.to_string());
+    let (size, head) = (log.len(), log.head());
+    let record = match log.append_purge(
+        ranges.to_vec(),
+        reason,
+        UnixMillis::now(),
+        TimeSource::LocalClock,
+    ) {
+        Ok(e) => e,
+        Err(e) => return Ok(Err(e.into())),
+    };
+    let mut done = Purged {
+        record: record.seq(),
+        ..Purged::default()
+    };
+    let mut named = std::collections::HashSet::new();
+    for r in ranges {
+        for seq in r.first..=r.last {
+            let key = seq.to_be_bytes();
+            let Some(bytes) = t
+                .reads
+                .get(&key)
+                .map_err(db_err)?
+                .map(|v| v.value().to_vec())
+            else {
+                continue;
+            };
+            let mut e = SignedEntry::decode(&bytes).map_err(corrupt)?;
+            let Some(read) = e.read().cloned() else {
+                continue;
+            };
+            t.plates
+                .remove(plate_key(&read.plate, e.header.captured_at, seq).as_slice())
+                .map_err(db_err)?;
+            named.insert(read.crop_hash);
+            named.insert(read.overview_hash);
+            e.purge_content();
+            t.reads
+                .insert(&key, e.encode().as_slice())
+                .map_err(db_err)?;
+            done.reads += 1;
+        }
+    }
+    if done.reads == 0 {
+        // Nothing to record: the signed entry is not kept.
+        log.rewind(size, head);
+        return Ok(Err(StoreError::Db(
+            "no read in these ranges holds content".into(),
+        )));
+    }
+    for r in ranges {
+        let before = r.first.saturating_sub(IMAGE_NEIGHBOURS)..r.first;
+        let after = r.last.saturating_add(1)..r.last.saturating_add(1 + IMAGE_NEIGHBOURS);
+        for seq in before.chain(after) {
+            if let Some(v) = t.reads.get(&seq.to_be_bytes()).map_err(db_err)? {
+                if let Some(read) = SignedEntry::decode(v.value()).map_err(corrupt)?.read() {
+                    named.remove(&read.crop_hash);
+                    named.remove(&read.overview_hash);
+                }
+            }
+        }
+    }
+    // An image still queued for upload is one the hub lacks: keep it.
+    let mut queued = std::collections::HashSet::new();
+    for row in t.queue.iter().map_err(db_err)? {
+        let (k, _) = row.map_err(db_err)?;
+        let mut h = [0u8; 32];
+        h.copy_from_slice(&k.value()[8..]);
+        queued.insert(Hash32(h));
+    }
+    for h in named {
+        if queued.contains(&h) {
+            done.images_kept += 1;
+        } else if t.images.remove(&h.0).map_err(db_err)?.is_some() {
+            done.images += 1;
+        }
+    }
+    t.reads
+        .insert(&record.seq().to_be_bytes(), record.encode().as_slice())
+        .map_err(db_err)?;
+    Ok(Ok(done))
+}
+
 struct Tables<'a, 't> {
     reads: &'a mut redb::Table<'t, &'static [u8; 8], &'static [u8]>,
     plates: &'a mut redb::Table<'t, &'static [u8], ()>,

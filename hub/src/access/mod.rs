@@ -14,11 +14,11 @@
 use std::sync::Arc;
 
 use alpr_shared::crypto::SecretKey;
-use alpr_shared::log::{AccessRecord, LogWriter, SignedEntry};
+use alpr_shared::log::{AccessRecord, LogWriter, SeqRange, SignedEntry};
 use alpr_shared::types::{DeviceId, TimeSource, UnixMillis};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{HubStorage, StoreError, WriteOp};
+use crate::store::{HubStorage, Purged, StoreError, WriteOp, WriteResult};
 
 /// Records waiting to be sealed, at most; callers beyond it wait.
 const QUEUE: usize = 1024;
@@ -35,10 +35,20 @@ pub enum AccessError {
     Stopped,
 }
 
-type Job = (
-    AccessRecord,
-    oneshot::Sender<Result<SignedEntry, AccessError>>,
-);
+type Reply<T> = oneshot::Sender<Result<T, AccessError>>;
+
+enum Job {
+    Access(AccessRecord, Reply<SignedEntry>),
+    /// Retention: sign a [`alpr_shared::log::EntryKind::NodePurge`] and
+    /// commit it with the purge it records ([`WriteOp::Purge`]).
+    Purge {
+        device: DeviceId,
+        ranges: Vec<SeqRange>,
+        reason: String,
+        at: UnixMillis,
+        reply: Reply<(SignedEntry, Purged)>,
+    },
+}
 
 /// A handle to the hub's access log; cheap to clone.
 #[derive(Debug, Clone)]
@@ -76,10 +86,72 @@ impl AccessLog {
     pub async fn record(&self, record: AccessRecord) -> Result<SignedEntry, AccessError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((record, reply))
+            .send(Job::Access(record, reply))
             .await
             .map_err(|_| AccessError::Stopped)?;
         answer.await.map_err(|_| AccessError::Stopped)?
+    }
+
+    /// Purge the content of `device`'s reads in `ranges` (at most
+    /// [`alpr_shared::log::MAX_PURGE_RANGES`]) and record it, in one
+    /// durable step, with a purge record in this log signed by the hub,
+    /// dated `at`.
+    pub async fn purge(
+        &self,
+        device: DeviceId,
+        ranges: Vec<SeqRange>,
+        reason: &str,
+        at: UnixMillis,
+    ) -> Result<(SignedEntry, Purged), AccessError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job::Purge {
+                device,
+                ranges,
+                reason: reason.to_owned(),
+                at,
+                reply,
+            })
+            .await
+            .map_err(|_| AccessError::Stopped)?;
+        answer.await.map_err(|_| AccessError::Stopped)?
+    }
+}
+
+fn purge(
+    storage: &dyn HubStorage,
+    writer: &mut LogWriter,
+    device: DeviceId,
+    ranges: Vec<SeqRange>,
+    reason: &str,
+    at: UnixMillis,
+) -> Result<(SignedEntry, Purged), AccessError> {
+    let (size, head) = (writer.len(), writer.head());
+    let record = writer.append_node_purge(
+        device.clone(),
+        ranges.clone(),
+        reason,
+        at,
+        TimeSource::LocalClock,
+    )?;
+    let op = WriteOp::Purge {
+        device,
+        ranges,
+        record: Box::new(record.clone()),
+    };
+    match storage.commit(vec![op]) {
+        Ok(r) => {
+            let done = match r.first() {
+                Some(WriteResult::Purged(p)) => *p,
+                _ => Purged::default(),
+            };
+            Ok((record, done))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "a retention purge could not be written");
+            writer.rewind(size, head);
+            Err(AccessError::Store(err))
+        }
     }
 }
 
@@ -92,11 +164,27 @@ fn run(storage: Arc<dyn HubStorage>, mut writer: LogWriter, mut rx: mpsc::Receiv
                 Err(_) => break,
             }
         }
-        let (size, head) = (writer.len(), writer.head());
         let now = UnixMillis::now();
         let mut sealed = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
-        for (record, reply) in jobs {
+        let mut records = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                Job::Access(record, reply) => records.push((record, reply)),
+                Job::Purge {
+                    device,
+                    ranges,
+                    reason,
+                    at,
+                    reply,
+                } => {
+                    let r = purge(&*storage, &mut writer, device, ranges, &reason, at);
+                    let _ = reply.send(r);
+                }
+            }
+        }
+        let (size, head) = (writer.len(), writer.head());
+        for (record, reply) in records {
             match writer.append_access(record, now, TimeSource::LocalClock) {
                 Ok(e) => {
                     sealed.push(e);

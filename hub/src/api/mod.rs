@@ -37,6 +37,7 @@ pub mod client;
 pub mod holds;
 pub mod nodes;
 pub mod policy;
+pub mod retention;
 pub mod search;
 pub mod users;
 
@@ -72,6 +73,9 @@ pub struct ApiState {
     pub data_dir: PathBuf,
     /// Searches of the stored reads (shares its plate index across requests).
     pub search: crate::search::Searcher,
+    /// The retention job, and how often it runs.
+    pub retention: Arc<crate::retention::Retention>,
+    pub retention_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -273,6 +277,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(holds::routes())
         .merge(search::routes())
         .merge(crate::export::routes())
+        .merge(retention::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

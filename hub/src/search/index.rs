@@ -37,6 +37,9 @@ pub struct PlateIndex {
     /// Plate ordinals containing each folded bigram / trigram, ascending.
     bigrams: Vec<Vec<u32>>,
     trigrams: Vec<Vec<u32>>,
+    /// The next store ordinal to load: retention drops plates from the
+    /// store's list, so its ordinals have gaps and run ahead of `len`.
+    next_ordinal: u64,
 }
 
 impl Default for PlateIndex {
@@ -47,14 +50,29 @@ impl Default for PlateIndex {
             ends: Vec::new(),
             bigrams: vec![Vec::new(); ALPHABET * ALPHABET],
             trigrams: vec![Vec::new(); ALPHABET * ALPHABET * ALPHABET],
+            next_ordinal: 0,
         }
     }
 }
 
 impl PlateIndex {
-    /// Plates held; the next ordinal to load.
+    /// Plates held.
     pub fn len(&self) -> u64 {
         self.ends.len() as u64
+    }
+
+    /// The next store ordinal ([`crate::store::HubStorage::plates_from`])
+    /// to load.
+    pub fn next_ordinal(&self) -> u64 {
+        self.next_ordinal
+    }
+
+    /// Add the plate the store lists at `ordinal`, if not loaded yet.
+    pub fn load(&mut self, ordinal: u64, plate: &str) {
+        if ordinal >= self.next_ordinal {
+            self.push(plate);
+            self.next_ordinal = ordinal + 1;
+        }
     }
 
     pub fn is_empty(&self) -> bool {

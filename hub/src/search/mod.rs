@@ -379,17 +379,19 @@ impl Searcher {
     /// first time); returns how many the index holds.
     pub fn refresh_plates(&self) -> Result<u64, SearchError> {
         loop {
-            let next = self.plates.read().map_err(|_| poisoned())?.len();
+            let (next, len) = {
+                let idx = self.plates.read().map_err(|_| poisoned())?;
+                (idx.next_ordinal(), idx.len())
+            };
             let page = self.storage.plates_from(next, PLATE_PAGE)?;
             if page.is_empty() {
-                return Ok(next);
+                return Ok(len);
             }
             let mut idx = self.plates.write().map_err(|_| poisoned())?;
             for (ordinal, plate) in &page {
-                // Another caller may have loaded this page meanwhile.
-                if *ordinal == idx.len() {
-                    idx.push(plate);
-                }
+                // Another caller may have loaded this page meanwhile;
+                // ordinals have gaps where retention dropped plates.
+                idx.load(*ordinal, plate);
             }
             if page.len() < PLATE_PAGE {
                 return Ok(idx.len());

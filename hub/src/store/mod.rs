@@ -159,6 +159,22 @@ pub enum WriteOp {
     /// Append entries to the hub's own access log ([`crate::access`]), in
     /// order: each must be the log's next entry, or the commit fails.
     HubAccess(Vec<alpr_shared::log::SignedEntry>),
+    /// Retention at the hub ([`crate::retention`]): delete the content and
+    /// salt of `device`'s reads in `ranges` (each entry rewritten without
+    /// its body), their search-index rows, and the images no read still
+    /// holding content names; append `record` — the hub-signed
+    /// [`alpr_shared::log::EntryKind::NodePurge`] naming exactly these
+    /// ranges — to the hub's own log, in the same transaction. Reads
+    /// already purged are skipped. Answered with [`WriteResult::Purged`].
+    Purge {
+        device: DeviceId,
+        ranges: Vec<alpr_shared::log::SeqRange>,
+        record: Box<alpr_shared::log::SignedEntry>,
+    },
+    /// Drop from `plate-order-v1` every plate no read in `plate-time-v1`
+    /// names any more (after purges), so no purged plate stays listed.
+    /// Answered with [`WriteResult::Purged`] (`plates` set).
+    PrunePlates,
     /// Create or replace a user account ([`crate::users`]).
     User(crate::users::UserRecord),
     /// Replace the saved legal holds document ([`crate::holds`]; a saved
@@ -185,7 +201,17 @@ pub enum WriteResult {
     Ingested(Result<Ingested, Refusal>),
     /// Whether the image was stored (false: no such entry names it).
     Image(bool),
+    /// What a [`WriteOp::Purge`] or [`WriteOp::PrunePlates`] deleted.
+    Purged(Purged),
     Done,
+}
+
+/// What one purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub reads: u64,
+    pub images: u64,
+    pub plates: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -905,6 +905,73 @@ impl HubStorage for RedbStore {
                         }
                         results.push(WriteResult::Done);
                     }
+                    WriteOp::Purge {
+                        device,
+                        ranges,
+                        record,
+                    } => {
+                        let alpr_shared::log::EntryKind::NodePurge {
+                            node,
+                            ranges: recorded,
+                            ..
+                        } = &record.header.kind
+                        else {
+                            return Err(db_err("a purge must carry a node purge record"));
+                        };
+                        if *node != device || *recorded != ranges {
+                            return Err(db_err("the purge record does not name the purged ranges"));
+                        }
+                        let (size, head) = access_head(&access)?;
+                        if record.seq() != size || record.header.prev != head {
+                            return Err(StoreError::Corrupt {
+                                table: "hub-access-v1",
+                                detail: format!(
+                                    "purge record {} does not extend the hub's log of {size} entries",
+                                    record.seq()
+                                ),
+                            });
+                        }
+                        access
+                            .insert(record.seq(), record.encode().as_slice())
+                            .map_err(db_err)?;
+                        let id = match nodes.get(device.as_str()).map_err(db_err)? {
+                            Some(v) => decode_node(v.value())?.id,
+                            None => return Err(db_err(format!("no node {device} to purge"))),
+                        };
+                        let done = purge_reads(
+                            id,
+                            &ranges,
+                            &mut entries,
+                            &mut plate_time,
+                            &mut geo,
+                            &mut images,
+                        )?;
+                        results.push(WriteResult::Purged(done));
+                    }
+                    WriteOp::PrunePlates => {
+                        let mut gone = Vec::new();
+                        for row in order.iter().map_err(db_err)? {
+                            let (k, v) = row.map_err(db_err)?;
+                            let plate = v.value();
+                            let lo = plate_key(plate, UnixMillis(0), 0, 0);
+                            let hi = plate_key(plate, UnixMillis(u64::MAX), u32::MAX, u64::MAX);
+                            let held = plate_time
+                                .range::<&[u8]>(lo.as_slice()..=hi.as_slice())
+                                .map_err(db_err)?
+                                .next()
+                                .is_some();
+                            if !held {
+                                gone.push(k.value());
+                            }
+                        }
+                        for k in &gone {
+                            order.remove(k).map_err(db_err)?;
+                        }
+                        results.push(WriteResult::Purged(super::Purged {
+                            plates: gone.len() as u64,
+                            ..super::Purged::default()
+                        }));
+                    }
                     WriteOp::HubAccess(batch) => {
                         for e in batch {
                             let (size, head) = access_head(&access)?;
@@ -1412,6 +1479,83 @@ fn decode_row<T: serde::de::DeserializeOwned>(
 }
 
 /// Size and head of the hub's access log as `t` holds it.
+/// How far either side of a purged range a read may share an image with
+/// one in it: reads share an image only when they come from one frame,
+/// which the node seals consecutively.
+const IMAGE_NEIGHBOURS: u64 = 32;
+
+/// The images a read names.
+fn images_of(read: &alpr_shared::types::ReadContent) -> [Hash32; 2] {
+    [read.crop_hash, read.overview_hash]
+}
+
+/// Purge the content of node `id`'s reads in `ranges` (see
+/// [`WriteOp::Purge`]).
+fn purge_reads(
+    id: u32,
+    ranges: &[alpr_shared::log::SeqRange],
+    entries: &mut redb::Table<&[u8; 12], &[u8]>,
+    plate_time: &mut redb::Table<&[u8], ()>,
+    geo: &mut redb::Table<&[u8; 24], &[u8; 8]>,
+    images: &mut redb::Table<&[u8; 32], &[u8]>,
+) -> Result<super::Purged, StoreError> {
+    let corrupt = |e: alpr_shared::log::DecodeError| StoreError::Corrupt {
+        table: "entries-v1",
+        detail: e.to_string(),
+    };
+    let mut done = super::Purged::default();
+    let mut named = std::collections::HashSet::new();
+    for r in ranges {
+        for seq in r.first..=r.last {
+            let key = entry_key(id, seq);
+            let Some(bytes) = entries
+                .get(&key)
+                .map_err(db_err)?
+                .map(|v| v.value().to_vec())
+            else {
+                continue;
+            };
+            let mut e = SignedEntry::decode(&bytes).map_err(corrupt)?;
+            let Some(read) = e.read().cloned() else {
+                continue;
+            };
+            let at = e.header.captured_at;
+            plate_time
+                .remove(plate_key(&read.plate, at, id, seq).as_slice())
+                .map_err(db_err)?;
+            let cell =
+                coordinates(&read.location).map_or(UNPLACED, |(lat, lon)| geo_cell(lat, lon));
+            geo.remove(&geo_key(cell, at, id, seq)).map_err(db_err)?;
+            named.extend(images_of(&read));
+            e.purge_content();
+            entries
+                .insert(&key, e.encode().as_slice())
+                .map_err(db_err)?;
+            done.reads += 1;
+        }
+    }
+    // Keep an image a neighbouring read still holding content names.
+    for r in ranges {
+        let before = r.first.saturating_sub(IMAGE_NEIGHBOURS)..r.first;
+        let after = r.last.saturating_add(1)..r.last.saturating_add(1 + IMAGE_NEIGHBOURS);
+        for seq in before.chain(after) {
+            if let Some(v) = entries.get(&entry_key(id, seq)).map_err(db_err)? {
+                if let Some(read) = SignedEntry::decode(v.value()).map_err(corrupt)?.read() {
+                    for h in images_of(read) {
+                        named.remove(&h);
+                    }
+                }
+            }
+        }
+    }
+    for h in named {
+        if images.remove(&h.0).map_err(db_err)?.is_some() {
+            done.images += 1;
+        }
+    }
+    Ok(done)
+}
+
 fn access_head(t: &impl ReadableTable<u64, &'static [u8]>) -> Result<(u64, Hash32), StoreError> {
     let Some(last) = t.last().map_err(db_err)? else {
         return Ok((0, Hash32::ZERO));

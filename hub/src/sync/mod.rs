@@ -429,12 +429,31 @@ pub async fn serve(
         seeded,
         cancel.child_token(),
     ));
+    // Retention, every `retention_interval`. INTEGRATOR: the hold source
+    // is the holds service's active holds (`HoldsService::active`); on
+    // this branch no hold can be placed yet, so none is active.
+    let holds: Arc<dyn crate::retention::HoldSource> =
+        Arc::new(Vec::<alpr_shared::control::holds::Hold>::new);
+    let retention = Arc::new(crate::retention::Retention::new(
+        hub.storage.clone(),
+        access.clone(),
+        holds,
+        Arc::new(alpr_shared::types::UnixMillis::now),
+    ));
+    tokio::spawn(crate::retention::schedule(
+        retention.clone(),
+        hub.policy.clone(),
+        config.retention_interval,
+        cancel.child_token(),
+    ));
     let api_state = crate::api::ApiState {
         hub: hub.clone(),
         users,
         access,
         data_dir: config.data_dir.clone(),
         search: crate::search::Searcher::new(hub.storage.clone(), hub.anchor.clone()),
+        retention,
+        retention_interval: config.retention_interval,
     };
     // Routes of other rooms (search, policy) merge here:
     // `.merge(search::routes().with_state(api_state.clone()))`.

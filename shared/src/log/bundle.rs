@@ -486,6 +486,10 @@ pub fn verify_bundle(
     let mut done: BTreeMap<DeviceId, Seen> = BTreeMap::new();
     let mut current: Option<Current> = None;
     let mut revocations: Vec<Revocation> = Vec::new();
+    // What the hub signed that it purged from nodes' logs, from entries of
+    // its own log whose signature its certificate verifies; applied to the
+    // nodes' reports at the end (the hub's log may come after theirs).
+    let mut hub_purges: BTreeMap<DeviceId, Vec<super::SeqRange>> = BTreeMap::new();
 
     let manifest = loop {
         let Some((kind, buf)) = r.next()? else {
@@ -592,6 +596,18 @@ pub fn verify_bundle(
                 .map_err(&layout)?;
                 node.seen.size = node.seen.size.max(e.seq().saturating_add(1));
                 node.verifier.entry(&e);
+                if let (super::EntryKind::NodePurge { node, ranges, .. }, Some(Ok(h))) =
+                    (&e.header.kind, &hub)
+                {
+                    if claimed_name(hub_der.as_deref().unwrap_or_default()).ok() == Some(name)
+                        && e.signature_valid(&h.key)
+                    {
+                        let held = hub_purges.entry(node.clone()).or_default();
+                        if held.len() < super::verify::MAX_FAULTS * 4 {
+                            held.extend(ranges);
+                        }
+                    }
+                }
             }
         }
         if done.len() > MAX_NODES {
@@ -600,6 +616,14 @@ pub fn verify_bundle(
     };
     if let Some(c) = current.take() {
         finish_node(c, &mut done, &mut logs);
+    }
+    for log in &mut logs {
+        if let Some(ranges) = DeviceId::new(&log.device)
+            .ok()
+            .and_then(|d| hub_purges.get(&d))
+        {
+            log.accept_hub_purges(ranges);
+        }
     }
 
     let mut faults = Vec::new();

@@ -16,6 +16,7 @@
 pub mod access;
 pub mod bundle;
 pub mod loss;
+pub mod retention;
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,15 @@ pub enum EntryKind {
     /// A person accessed data on this node ([`access`]). The record is
     /// part of the signed header: retention never deletes it.
     Access(AccessRecord),
+    /// The hub deleted the content of `ranges` of `node`'s log, for
+    /// `reason`. Only the hub writes it, in its own log: it cannot write
+    /// into a node's log, so it signs what it purged. (Appended last so
+    /// older encodings keep their indices.)
+    NodePurge {
+        node: DeviceId,
+        ranges: Vec<SeqRange>,
+        reason: String,
+    },
 }
 
 /// The signed part of an entry. It survives a purge.
@@ -232,6 +242,24 @@ impl SignedEntry {
                 .into());
             }
         }
+        if let EntryKind::NodePurge { ranges, reason, .. } = &self.header.kind {
+            if ranges.is_empty()
+                || ranges.len() > MAX_PURGE_RANGES
+                || ranges.iter().any(|r| r.first > r.last)
+            {
+                return Err(InvalidValue::OutOfRange {
+                    field: "node purge ranges",
+                }
+                .into());
+            }
+            check_text("purge reason", reason, MAX_TEXT_LEN)?;
+            if self.body.is_some() {
+                return Err(InvalidValue::OutOfRange {
+                    field: "node purge entry body",
+                }
+                .into());
+            }
+        }
         if let EntryKind::Access(record) = &self.header.kind {
             record.validate()?;
             if self.body.is_some() {
@@ -282,9 +310,13 @@ impl SignedEntry {
         match (&self.header.kind, &self.body) {
             (EntryKind::Read { content }, Some(b)) => b.commitment() == *content,
             (_, None) => true,
-            (EntryKind::Purge { .. } | EntryKind::Loss { .. } | EntryKind::Access(_), Some(_)) => {
-                false
-            }
+            (
+                EntryKind::Purge { .. }
+                | EntryKind::Loss { .. }
+                | EntryKind::Access(_)
+                | EntryKind::NodePurge { .. },
+                Some(_),
+            ) => false,
         }
     }
 }
@@ -455,6 +487,34 @@ impl LogWriter {
             });
         }
         let kind = EntryKind::Purge {
+            ranges,
+            reason: reason.to_owned(),
+        };
+        Ok(self.seal(kind, now, time_source, None))
+    }
+
+    /// Record (in the hub's own log) that the hub deleted the content of
+    /// `ranges` of `node`'s log. The ranges name the node's sequence
+    /// numbers, not this log's.
+    pub fn append_node_purge(
+        &mut self,
+        node: DeviceId,
+        ranges: Vec<SeqRange>,
+        reason: &str,
+        now: UnixMillis,
+        time_source: TimeSource,
+    ) -> Result<SignedEntry, InvalidValue> {
+        check_text("purge reason", reason, MAX_TEXT_LEN)?;
+        if ranges.is_empty()
+            || ranges.len() > MAX_PURGE_RANGES
+            || ranges.iter().any(|r| r.first > r.last)
+        {
+            return Err(InvalidValue::OutOfRange {
+                field: "node purge ranges",
+            });
+        }
+        let kind = EntryKind::NodePurge {
+            node,
             ranges,
             reason: reason.to_owned(),
         };

@@ -203,6 +203,60 @@ fn purges_need_a_record() {
 }
 
 #[test]
+fn a_hub_signed_node_purge_records_the_purge() {
+    let mut f = fixture();
+    let mut log = write(&mut f, 5);
+    log[1].purge_content();
+    log[2].purge_content();
+    // The hub's own log, signed by the hub's key, says what it purged.
+    let hub_key = crate::crypto::SecretKey::generate();
+    let mut hub = LogWriter::new(hub_key, DeviceId::new("hub").expect("name"));
+    let record = hub
+        .append_node_purge(
+            f.writer.device().clone(),
+            vec![SeqRange { first: 1, last: 1 }],
+            "hub retention 365d",
+            UnixMillis::now(),
+            TimeSource::Ntp,
+        )
+        .expect("node purge");
+    assert!(SignedEntry::decode(&record.encode()).is_ok());
+    let EntryKind::NodePurge { ranges, .. } = &record.header.kind else {
+        panic!("a node purge")
+    };
+    let verify = |ranges: &[SeqRange]| {
+        let mut v = verify::LogVerifier::new(
+            f.writer.device().clone(),
+            NodeKeys::single(&f.cert),
+            VerifyOptions { from_start: true },
+        );
+        v.hub_purged(ranges);
+        for e in &log {
+            v.entry(e);
+        }
+        v.finish()
+    };
+    // Entry 2 is not covered by the hub's record: still a fault.
+    assert_eq!(
+        verify(ranges).faults,
+        vec![Fault::PurgedWithoutRecord { seq: 2 }]
+    );
+    let report = verify(&[SeqRange { first: 1, last: 2 }]);
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!((report.reads, report.purged), (3, 2));
+    // Without any hub record, both are faults.
+    let mut late = verify(&[]);
+    assert_eq!(late.faults.len(), 2);
+    // A bundle meets the hub's log after the node's: the same ranges,
+    // applied to the finished report, clear exactly what they cover.
+    late.accept_hub_purges(ranges);
+    assert_eq!(late.faults, vec![Fault::PurgedWithoutRecord { seq: 2 }]);
+    late.accept_hub_purges(&[SeqRange { first: 2, last: 2 }]);
+    assert!(late.authentic());
+    assert_eq!(late.purged, 2);
+}
+
+#[test]
 fn a_purged_entry_keeps_no_trace_of_its_plate() {
     let mut f = fixture();
     let mut log = write(&mut f, 1);

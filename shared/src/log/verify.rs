@@ -174,6 +174,20 @@ impl LogReport {
         self.faults.is_empty() && self.faults_omitted == 0
     }
 
+    /// Reads purged without a record in this log but covered by a
+    /// hub-signed [`EntryKind::NodePurge`] (checked by the caller) are
+    /// purged with a record: for a verifier that met the hub's log only
+    /// after this one (an evidence bundle). Prefer
+    /// [`LogVerifier::hub_purged`] when the ranges are known first.
+    pub fn accept_hub_purges(&mut self, ranges: &[super::SeqRange]) {
+        let before = self.faults.len();
+        self.faults.retain(|f| match f {
+            Fault::PurgedWithoutRecord { seq } => !ranges.iter().any(|r| r.contains(*seq)),
+            _ => true,
+        });
+        self.purged += (before - self.faults.len()) as u64;
+    }
+
     /// A report for a log whose certificate could not be accepted.
     pub fn refused(device: &str, entries: usize, err: &CertError) -> Self {
         LogReport {
@@ -318,6 +332,13 @@ impl RangeSet {
         self.0.len()
     }
 
+    fn contains(&self, seq: u64) -> bool {
+        self.0
+            .range(..=seq)
+            .next_back()
+            .is_some_and(|(_, &l)| seq <= l)
+    }
+
     fn pop_first(&mut self) -> Option<(u64, u64)> {
         self.0.pop_first()
     }
@@ -349,6 +370,8 @@ pub struct LogVerifier {
     recent: BTreeMap<u64, (Hash32, Hash32)>,
     missing: RangeSet,
     unrecorded: RangeSet,
+    /// Ranges the hub signed that it purged ([`LogVerifier::hub_purged`]).
+    hub_ranges: RangeSet,
     checkpoints: BTreeMap<u64, Hash32>,
     /// The newest certificate (index into the keys) that has signed.
     key_index: usize,
@@ -379,6 +402,7 @@ impl LogVerifier {
             recent: BTreeMap::new(),
             missing: RangeSet::default(),
             unrecorded: RangeSet::default(),
+            hub_ranges: RangeSet::default(),
             checkpoints: BTreeMap::new(),
             key_index: 0,
             after_gap: BTreeMap::new(),
@@ -400,6 +424,19 @@ impl LogVerifier {
     /// certificate is accepted.
     pub fn refuse_certificate(&mut self, err: CertError) {
         self.refusal.get_or_insert(err);
+    }
+
+    /// Ranges of this node's log whose content the hub purged, as a
+    /// hub-signed [`EntryKind::NodePurge`] record states (the caller checks
+    /// that record against the hub's key). Feed them before the entries: a
+    /// read without content in these ranges is purged with a record.
+    pub fn hub_purged(&mut self, ranges: &[super::SeqRange]) {
+        for r in ranges {
+            if self.hub_ranges.len() >= MAX_PENDING {
+                break;
+            }
+            self.hub_ranges.insert(r.first, r.last);
+        }
     }
 
     /// Entries seen so far.
@@ -597,6 +634,8 @@ impl LogVerifier {
             EntryKind::Read { .. } => {
                 if e.read().is_some() {
                     self.reads += 1;
+                } else if e.is_purged() && self.hub_ranges.contains(seq) {
+                    self.purged += 1;
                 } else if e.is_purged() {
                     self.unrecorded.insert(seq, seq);
                     while self.unrecorded.len() > MAX_PENDING {
@@ -633,6 +672,10 @@ impl LogVerifier {
                 }
             }
             EntryKind::Access(_) => self.accesses += 1,
+            // A hub's record of what it purged from a node's log: counted
+            // as a purge record of this (the hub's) log; the ranges are fed
+            // to the node's verifier with [`LogVerifier::hub_purged`].
+            EntryKind::NodePurge { .. } => self.purge_records += 1,
         }
     }
 
