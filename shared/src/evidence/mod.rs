@@ -18,6 +18,12 @@
 //! 7. the [`EvidenceManifest`], signed by the hub: a SHA-256 and count per
 //!    section and over every byte before it.
 //!
+//! A header carries no plate for a read, a purge or a loss; a node's own
+//! access entries (`EntryKind::Access`) carry their record in the signed
+//! header, so an officer's search on that edge between the case read and
+//! the checkpoint travels with the chain (it cannot be cut out without
+//! breaking it).
+//!
 //! [`verify_evidence`] reads it record by record; only the case reads'
 //! verdicts grow with the file. The writer runs the same checks on what it
 //! writes, and the report shows their result.
