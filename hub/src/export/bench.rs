@@ -113,7 +113,10 @@ pub fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
             hub_cert_der: &case.hub_der,
             hub_key: &case.hub_key,
         },
-        std::io::BufWriter::new(file),
+        (
+            std::io::BufWriter::new(file),
+            tempfile::tempfile_in(dir.path())?,
+        ),
         case.info.clone(),
         &holds,
         &chosen,

@@ -274,13 +274,14 @@ impl<'a> Signer<'a> {
     }
 }
 
-/// Write the bundle of `chosen` to `out`: for each node its certificates,
+/// Write the bundle of `chosen` to `out` (`spill`: a scratch file for the
+/// report's read sections): for each node its certificates,
 /// its checkpoint and its entries from the first case read to the
 /// checkpoint (case reads in full with photos, others as headers).
-pub fn write_bundle<W: Write>(
+pub fn write_bundle<W: Write, S: std::io::Read + Write + Seek>(
     storage: &dyn HubStorage,
     signer: Signer<'_>,
-    out: W,
+    (out, spill): (W, S),
     info: ExportInfo,
     holds: &[Hold],
     chosen: &Chosen,
@@ -289,7 +290,8 @@ pub fn write_bundle<W: Write>(
     let f = |e: crate::store::StoreError| ExportError::Failed(e.to_string());
     let g = |e: alpr_shared::evidence::EvidenceError| ExportError::Failed(e.to_string());
     let created_at = info.created_at;
-    let mut w = EvidenceWriter::new(out, info, signer.ca_der, signer.hub_cert_der).map_err(g)?;
+    let mut w =
+        EvidenceWriter::new(out, spill, info, signer.ca_der, signer.hub_cert_der).map_err(g)?;
     for h in holds {
         w.hold(h).map_err(g)?;
     }
@@ -353,7 +355,14 @@ pub fn write_bundle<W: Write>(
         }
     }
     w.access(access).map_err(g)?;
-    let (out, _report) = w.finish(signer.hub_key, created_at).map_err(g)?;
+    let (out, report) = w.finish(signer.hub_key, created_at).map_err(g)?;
+    if !report.faults.is_empty() {
+        let list: Vec<String> = report.faults.iter().map(ToString::to_string).collect();
+        return Err(ExportError::Failed(format!(
+            "the stored data does not verify, nothing exported: {}",
+            list.join("; ")
+        )));
+    }
     Ok(out)
 }
 
@@ -445,11 +454,13 @@ async fn export(
     let hub = state.hub.clone();
     let dir = state.data_dir.clone();
     let file = tokio::task::spawn_blocking(move || {
-        let file = tempfile::tempfile_in(&dir).map_err(|e| ExportError::Failed(e.to_string()))?;
+        let scratch = |e: std::io::Error| ExportError::Failed(format!("a scratch file: {e}"));
+        let file = tempfile::tempfile_in(&dir).map_err(scratch)?;
+        let spill = tempfile::tempfile_in(&dir).map_err(scratch)?;
         let out = write_bundle(
             hub.storage.as_ref(),
             Signer::of(&hub),
-            std::io::BufWriter::new(file),
+            (std::io::BufWriter::new(file), spill),
             info,
             &holds,
             &chosen,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use super::{EvidenceReport, ExportInfo};
+use super::{EvidenceReport, ExportInfo, ReadVerdict};
 
 /// Escape text for HTML element content and quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -33,14 +33,10 @@ fn yes(b: bool) -> &'static str {
     }
 }
 
-pub(super) fn render(
-    info: &ExportInfo,
-    report: &EvidenceReport,
-    photos: &[(Vec<u8>, Vec<u8>)],
-) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let size: usize = photos.iter().map(|(a, b)| a.len() + b.len()).sum();
-    let mut h = String::with_capacity(size / 3 * 4 + 4096 + report.reads.len() * 1500);
+/// The report's start: the export, the holds, any problem found; then
+/// the reads' sections ([`section`]) and [`TAIL`].
+pub(super) fn head(info: &ExportInfo, report: &EvidenceReport) -> String {
+    let mut h = String::with_capacity(4096);
     let case = escape(&info.case);
     let _ = write!(
         h,
@@ -98,15 +94,30 @@ pub(super) fn render(
         h.push_str("</ul>\n");
     }
     h.push_str("<h2>Reads</h2>\n");
-    for (i, r) in report.reads.iter().enumerate() {
-        let placed = match r.placed_by_checkpoint {
-            Some(size) => format!("verified: in the node's signed log of {size} entries"),
-            None => "FAILED: not placed under a signed checkpoint".into(),
-        };
-        let verdict = if r.ok() { "verified" } else { "FAILED" };
-        let _ = write!(
-            h,
-            "<section id=\"read-{i}\"><h3>{}. Plate {}</h3><table>\
+    h
+}
+
+/// The report's end.
+pub(super) const TAIL: &str = "</body></html>\n";
+
+/// One read's section, with its photos inline, written to `out`.
+pub(super) fn section(
+    out: &mut dyn std::io::Write,
+    i: usize,
+    r: &ReadVerdict,
+    crop: &[u8],
+    overview: &[u8],
+) -> std::io::Result<u64> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut h = String::with_capacity((crop.len() + overview.len()) / 3 * 4 + 2048);
+    let placed = match r.placed_by_checkpoint {
+        Some(size) => format!("verified: in the node's signed log of {size} entries"),
+        None => "FAILED: not placed under a signed checkpoint".into(),
+    };
+    let verdict = if r.ok() { "verified" } else { "FAILED" };
+    let _ = write!(
+        h,
+        "<section id=\"read-{i}\"><h3>{}. Plate {}</h3><table>\
              <tr><td>Time</td><td>{} (source: {})</td></tr>\
              <tr><td>Place</td><td>{}</td></tr>\
              <tr><td>Camera</td><td>{}</td></tr>\
@@ -117,38 +128,35 @@ pub(super) fn render(
              <tr><td>Photos</td><td>crop {}, overview {}</td></tr>\
              <tr><td>Place in log</td><td>{}</td></tr>\
              <tr><td>Result</td><td class=\"{}\">{}</td></tr></table>",
-            i + 1,
-            escape(&r.plate),
-            r.captured_at,
-            escape(&r.time_source),
-            escape(&r.location),
-            escape(&r.camera),
-            escape(&r.node),
-            r.seq,
-            r.confidence / 100,
-            r.confidence % 100,
-            yes(r.signature),
-            yes(r.content),
-            yes(r.crop),
-            yes(r.overview),
-            escape(&placed),
-            if r.ok() { "ok" } else { "bad" },
-            verdict,
+        i + 1,
+        escape(&r.plate),
+        r.captured_at,
+        escape(&r.time_source),
+        escape(&r.location),
+        escape(&r.camera),
+        escape(&r.node),
+        r.seq,
+        r.confidence / 100,
+        r.confidence % 100,
+        yes(r.signature),
+        yes(r.content),
+        yes(r.crop),
+        yes(r.overview),
+        escape(&placed),
+        if r.ok() { "ok" } else { "bad" },
+        verdict,
+    );
+    h.push('\n');
+    for (what, bytes) in [("plate crop", crop), ("overview", overview)] {
+        let _ = write!(
+            h,
+            "<img alt=\"{what} of plate {}\" src=\"data:image/jpeg;base64,",
+            escape(&r.plate)
         );
-        h.push('\n');
-        if let Some((crop, overview)) = photos.get(i) {
-            for (what, bytes) in [("plate crop", crop), ("overview", overview)] {
-                let _ = write!(
-                    h,
-                    "<img alt=\"{what} of plate {}\" src=\"data:image/jpeg;base64,",
-                    escape(&r.plate)
-                );
-                b64.encode_string(bytes, &mut h);
-                h.push_str("\">\n");
-            }
-        }
-        h.push_str("</section>\n");
+        b64.encode_string(bytes, &mut h);
+        h.push_str("\">\n");
     }
-    h.push_str("</body></html>\n");
-    h
+    h.push_str("</section>\n");
+    out.write_all(h.as_bytes())?;
+    Ok(h.len() as u64)
 }

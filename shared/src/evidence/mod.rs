@@ -18,6 +18,12 @@
 //! 7. the [`EvidenceManifest`], signed by the hub: a SHA-256 and count per
 //!    section and over every byte before it.
 //!
+//! A header carries no plate for a read, a purge or a loss; a node's own
+//! access entries (`EntryKind::Access`) carry their record in the signed
+//! header, so an officer's search on that edge between the case read and
+//! the checkpoint travels with the chain (it cannot be cut out without
+//! breaking it).
+//!
 //! [`verify_evidence`] reads it record by record; only the case reads'
 //! verdicts grow with the file. The writer runs the same checks on what it
 //! writes, and the report shows their result.
@@ -29,7 +35,7 @@ pub mod sample;
 mod tests;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -730,18 +736,23 @@ pub struct CaseRead<'a> {
 }
 
 /// Writes an evidence bundle section by section, checking what it writes.
-/// Photos are kept until [`EvidenceWriter::finish`] for the HTML report.
-pub struct EvidenceWriter<W: Write> {
+/// Each read's part of the HTML report (its photos inline) goes to `spill`
+/// as the read is written, and is copied into the bundle at
+/// [`EvidenceWriter::finish`]: memory holds one read at a time.
+pub struct EvidenceWriter<W: Write, S: Read + Write + Seek> {
     out: W,
     checker: Checker,
-    photos: Vec<(Vec<u8>, Vec<u8>)>,
+    spill: S,
+    spilled: u64,
     info: ExportInfo,
 }
 
-impl<W: Write> EvidenceWriter<W> {
+impl<W: Write, S: Read + Write + Seek> EvidenceWriter<W, S> {
     /// Start a bundle: the export's details, the CA and hub certificates.
+    /// `spill` is an empty scratch file (for the report's read sections).
     pub fn new(
         mut out: W,
+        spill: S,
         info: ExportInfo,
         ca_der: &[u8],
         hub_cert_der: &[u8],
@@ -752,7 +763,8 @@ impl<W: Write> EvidenceWriter<W> {
         let mut w = EvidenceWriter {
             out,
             checker: Checker::new(anchor),
-            photos: Vec::new(),
+            spill,
+            spilled: 0,
             info: info.clone(),
         };
         let bytes =
@@ -796,8 +808,6 @@ impl<W: Write> EvidenceWriter<W> {
             return Err(EvidenceError::Misuse("a node without certificates".into()));
         }
         self.checker.close_node();
-        // A new node starts at its first certificate.
-        self.checker.node = None;
         for c in certificates {
             self.record(KIND_NODE_CERT, c)?;
         }
@@ -823,7 +833,23 @@ impl<W: Write> EvidenceWriter<W> {
         self.record(KIND_READ, &r.entry.encode())?;
         self.record(KIND_IMAGE, r.crop)?;
         self.record(KIND_IMAGE, r.overview)?;
-        self.photos.push((r.crop.to_vec(), r.overview.to_vec()));
+        // The read's verdict so far; its place is the node's checkpoint,
+        // whose chain is checked when the node's section ends (a break
+        // is then listed at the top of the report, and in the verdict).
+        let i = self.checker.reads.len().saturating_sub(1);
+        let mut v = self
+            .checker
+            .reads
+            .last()
+            .cloned()
+            .ok_or_else(|| EvidenceError::Misuse("a read the checks did not see".into()))?;
+        v.placed_by_checkpoint = self.checker.node.as_ref().and_then(|n| {
+            n.checkpoint
+                .as_ref()
+                .filter(|_| n.checkpoint_ok)
+                .map(|c| c.checkpoint.size)
+        });
+        self.spilled += html::section(&mut self.spill, i, &v, r.crop, r.overview)?;
         Ok(())
     }
 
@@ -848,16 +874,45 @@ impl<W: Write> EvidenceWriter<W> {
     }
 
     /// Write the HTML report and the signed manifest. Returns the output
-    /// and the report the HTML shows.
+    /// and what the writer's checks found (the report lists any fault).
     pub fn finish(
         mut self,
         hub_key: &SecretKey,
         created_at: UnixMillis,
     ) -> Result<(W, EvidenceReport), EvidenceError> {
         let report = self.report();
-        let html = html::render(&self.info, &report, &self.photos);
-        self.photos = Vec::new();
-        self.record(KIND_HTML, html.as_bytes())?;
+        let head = html::head(&self.info, &report);
+        let total = head.len() as u64 + self.spilled + html::TAIL.len() as u64;
+        let len = u32::try_from(total)
+            .ok()
+            .filter(|l| (*l as usize) <= MAX_HTML_BYTES)
+            .ok_or_else(|| EvidenceError::TooLarge {
+                index: self.checker.records,
+                section: section_name(KIND_HTML),
+                len: usize::try_from(total).unwrap_or(usize::MAX),
+                max: MAX_HTML_BYTES,
+            })?;
+        self.out.write_all(&[KIND_HTML])?;
+        self.out.write_all(&len.to_be_bytes())?;
+        self.checker.hash_record_start(KIND_HTML, len);
+        self.out.write_all(head.as_bytes())?;
+        self.checker.hash_bytes(KIND_HTML, head.as_bytes());
+        self.spill.flush()?;
+        self.spill.seek(io::SeekFrom::Start(0))?;
+        let mut left = self.spilled;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = usize::try_from(left)
+                .unwrap_or(chunk.len())
+                .min(chunk.len());
+            read_full(&mut self.spill, &mut chunk[..n])?;
+            self.out.write_all(&chunk[..n])?;
+            self.checker.hash_bytes(KIND_HTML, &chunk[..n]);
+            left -= n as u64;
+        }
+        self.out.write_all(html::TAIL.as_bytes())?;
+        self.checker.hash_bytes(KIND_HTML, html::TAIL.as_bytes());
+        self.checker.check(KIND_HTML, &[])?;
         let manifest = EvidenceManifest {
             format: MANIFEST_VERSION,
             created_at,

@@ -162,8 +162,13 @@ pub fn sample_case(reads: usize, photo_bytes: usize) -> Result<SampleCase, Strin
 impl SampleCase {
     /// Write the case's evidence bundle into memory.
     pub fn write(&self) -> Result<(Vec<u8>, EvidenceReport), EvidenceError> {
-        let mut w =
-            EvidenceWriter::new(Vec::new(), self.info.clone(), &self.ca_der, &self.hub_der)?;
+        let mut w = EvidenceWriter::new(
+            Vec::new(),
+            std::io::Cursor::new(Vec::new()),
+            self.info.clone(),
+            &self.ca_der,
+            &self.hub_der,
+        )?;
         w.hold(&self.hold)?;
         w.node(std::slice::from_ref(&self.node_der), &self.checkpoint)?;
         for (e, p) in self.entries.iter().zip(&self.photos) {

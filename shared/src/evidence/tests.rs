@@ -66,7 +66,14 @@ fn a_dropped_header_breaks_the_chain_even_if_re_signed() {
     // A writer that leaves out one non-case entry: the hub signs it, but the
     // chain to the node's checkpoint is broken and says where.
     let s = sample_case(3, 100).expect("sample");
-    let mut w = EvidenceWriter::new(Vec::new(), s.info.clone(), &s.ca_der, &s.hub_der).expect("w");
+    let mut w = EvidenceWriter::new(
+        Vec::new(),
+        std::io::Cursor::new(Vec::new()),
+        s.info.clone(),
+        &s.ca_der,
+        &s.hub_der,
+    )
+    .expect("w");
     w.node(std::slice::from_ref(&s.node_der), &s.checkpoint)
         .expect("node");
     for (i, (e, p)) in s.entries.iter().zip(&s.photos).enumerate() {
