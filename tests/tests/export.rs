@@ -63,24 +63,24 @@ fn a_case_exported_to_an_in_state_agency_verifies_offline_and_a_federal_one_is_r
     hub.add_user("ofc1", "officer", TRAINED)?;
     hub.login("ofc1")?;
 
-    let holds = dir.path().join("holds.json");
-    std::fs::write(
-        &holds,
-        serde_json::json!([{
-            "id": "hold-1",
-            "case": CASE,
-            "reason": "robbery <at> the \"bank\"",
-            "placed_by": "sup1",
-            "agency": "CA0000001",
-            "placed_at": 1,
-            "placed_on": "hub",
-            "scope": {"plates": ["GEN00002", "GEN00004"], "nodes": [], "from": null, "to": null, "place": null},
-            "released": null
-        }])
-        .to_string(),
+    // The supervisor holds the case: the reads of two plates.
+    let out = hub.run_as(
+        "sup1",
+        &[
+            "hold",
+            "add",
+            "--case",
+            CASE,
+            "--reason",
+            "robbery <at> the \"bank\"",
+            "--plate",
+            "GEN00002",
+            "--plate",
+            "GEN00004",
+        ],
     )?;
+    assert!(out.status.success(), "hub hold add: {}", text(&out));
     let bundle = dir.path().join("case.evidence");
-    let holds_s = holds.display().to_string();
     let bundle_s = bundle.display().to_string();
     let export = |to: &str| {
         hub.run_as(
@@ -95,8 +95,6 @@ fn a_case_exported_to_an_in_state_agency_verifies_offline_and_a_federal_one_is_r
                 &bundle_s,
                 "--purpose",
                 "robbery",
-                "--holds",
-                &holds_s,
             ],
         )
     };
@@ -117,8 +115,6 @@ fn a_case_exported_to_an_in_state_agency_verifies_offline_and_a_federal_one_is_r
             "CA0020000",
             "--out",
             &bundle_s,
-            "--holds",
-            &holds_s,
         ],
     )?;
     assert!(!out.status.success(), "an officer exported");

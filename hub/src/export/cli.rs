@@ -1,6 +1,6 @@
 //! `hub export` and `hub audit exports`.
 //!
-//! `hub export --case C --to ORI --out FILE [--purpose P] --holds HOLDS.json`
+//! `hub export --case C --to ORI --out FILE [--purpose P]`
 //! asks the hub for the case's evidence bundle, writes it to FILE (through
 //! `FILE.partial`, renamed once complete), verifies it offline with the
 //! session's CA certificate, and writes the HTML report inside it to
@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alpr_shared::cert::TrustAnchor;
-use alpr_shared::control::holds::Hold;
 use alpr_shared::evidence::verify_evidence;
 use anyhow::Context;
 
@@ -32,9 +31,6 @@ pub struct ExportArgs {
     /// Purpose code from the policy.
     #[arg(long)]
     pub purpose: Option<String>,
-    /// The case's holds, as a JSON list (until the hub keeps holds itself).
-    #[arg(long)]
-    pub holds: Option<PathBuf>,
 }
 
 /// `FILE.html` next to the bundle.
@@ -45,20 +41,10 @@ pub fn html_path(out: &std::path::Path) -> PathBuf {
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let holds: Vec<Hold> = match &args.holds {
-        Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a JSON list of holds", p.display()))?
-        }
-        None => Vec::new(),
-    };
     let req = ExportRequest {
         case: args.case.clone(),
         to: args.to.clone(),
         purpose: args.purpose.clone(),
-        holds,
     };
     let session = Session::load()?;
     let mut partial = args.out.as_os_str().to_owned();

@@ -12,9 +12,8 @@
 //! naming the case, the recipient and the count); an allowed export's entry
 //! is durable before the first byte is sent, and is inside the bundle.
 //!
-//! Which reads make up a case is a seam ([`CaseSelection`]): for now the
-//! request carries the case's holds as values; the reads those holds cover
-//! ([`held`]) are exported.
+//! A case's reads are those its legal holds cover ([`held`]): the holds
+//! the hub keeps and merges with every node's ([`crate::holds`]).
 
 pub mod bench;
 pub mod cli;
@@ -52,25 +51,6 @@ pub struct ExportRequest {
     pub to: String,
     #[serde(default)]
     pub purpose: Option<String>,
-    /// The case's holds (the case-selection seam, see [`CaseSelection`]).
-    #[serde(default)]
-    pub holds: Vec<Hold>,
-}
-
-/// How the reads of a case are chosen. Today: the holds the request
-/// carries. The holds service replaces it with the holds it keeps for the
-/// case (`HoldsService::for_case`).
-#[derive(Debug, Clone)]
-pub enum CaseSelection {
-    Holds(Vec<Hold>),
-}
-
-impl CaseSelection {
-    fn holds(&self, case: &str) -> Vec<Hold> {
-        match self {
-            CaseSelection::Holds(h) => h.iter().filter(|h| h.case == case).cloned().collect(),
-        }
-    }
 }
 
 pub fn routes() -> Router<ApiState> {
@@ -409,7 +389,7 @@ async fn export(
         return Err(err);
     }
     let agency = recipient(&policy, &req.to).map_err(ApiError::Forbidden)?;
-    let holds = CaseSelection::Holds(req.holds.clone()).holds(&case);
+    let holds = state.hub.holds.for_case(&case);
     if holds.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "no hold names case {case:?}: a case's reads are those its holds cover"

@@ -429,11 +429,10 @@ pub async fn serve(
         seeded,
         cancel.child_token(),
     ));
-    // Retention, every `retention_interval`. INTEGRATOR: the hold source
-    // is the holds service's active holds (`HoldsService::active`); on
-    // this branch no hold can be placed yet, so none is active.
-    let holds: Arc<dyn crate::retention::HoldSource> =
-        Arc::new(Vec::<alpr_shared::control::holds::Hold>::new);
+    // Retention, every `retention_interval`, sparing what the legal holds
+    // in force cover.
+    let held_now = hub.holds.clone();
+    let holds: Arc<dyn crate::retention::HoldSource> = Arc::new(move || held_now.active());
     let retention = Arc::new(crate::retention::Retention::new(
         hub.storage.clone(),
         access.clone(),
