@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod config;
 pub mod health;
+pub mod holds;
 pub mod pipeline;
 pub mod policy;
 pub mod recognise;

@@ -37,6 +37,9 @@ enum Command {
     Logout(officer::LogoutArgs),
     /// Search this node's reads (needs a login and a purpose; logged).
     Search(officer::SearchArgs),
+    /// Legal holds on this node: place one, list them (needs a login).
+    #[command(subcommand)]
+    Hold(alpr_edge::holds::cli::HoldCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Login(a) => officer::login(a),
         Command::Logout(a) => officer::logout(a),
         Command::Search(a) => officer::search(a),
+        Command::Hold(c) => alpr_edge::holds::cli::run(c),
     };
     alpr_shared::cli::exit_with(result)
 }

@@ -394,6 +394,8 @@ pub enum LocalRequest {
     Login { user: String, password: String },
     Logout { token: String },
     Search(crate::search::SearchRequest),
+    HoldAdd(crate::holds::HoldAddRequest),
+    HoldList(crate::holds::HoldListRequest),
 }
 
 /// The answer to a request other than `status`.
@@ -520,6 +522,15 @@ async fn answer(access: &crate::policy::EdgeAccess, r: LocalRequest) -> LocalAns
             Ok(()) => LocalAnswer::Ok(serde_json::Value::Null),
             Err(e) => LocalAnswer::Error(e),
         },
+        LocalRequest::HoldAdd(req) => to_value(
+            crate::holds::add(access, req)
+                .await
+                .and_then(|h| serde_json::to_value(h).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HoldList(req) => to_value(
+            crate::holds::list(access, &req)
+                .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string())),
+        ),
         LocalRequest::Search(req) => to_value(
             crate::search::search(access, req)
                 .await

@@ -173,7 +173,7 @@ pub fn logout(args: LogoutArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_token(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_token(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("no session at {}: run `edge login`", path.display()))?;
     let ok: LoginOk = serde_json::from_slice(&bytes)

@@ -250,6 +250,9 @@ pub struct StoreHandle {
     health: Arc<StoreHealth>,
     /// The key this node's log is signed with.
     public: alpr_shared::crypto::PublicKey,
+    /// Bumped after each hold placed here (the sync driver sends the
+    /// document to the hub).
+    holds_placed: Arc<watch::Sender<u64>>,
 }
 
 /// The open database, replaced when the writer reopens it after a failed
@@ -458,6 +461,7 @@ impl StoreHandle {
                 device,
                 health,
                 public,
+                holds_placed: Arc::new(watch::channel(0).0),
             },
             join,
         ))
@@ -634,12 +638,22 @@ impl StoreHandle {
     /// Change the legal holds (merge a document, or place a hold); durable
     /// when this returns. The saved document if it changed.
     pub async fn change_holds(&self, change: HoldsChange) -> Result<Option<Vec<u8>>, StoreError> {
+        let placed = matches!(change, HoldsChange::Add(_));
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Holds { change, reply })
             .await
             .map_err(|_| StoreError::Stopped)?;
-        rx.await.map_err(|_| StoreError::Stopped)?
+        let r = rx.await.map_err(|_| StoreError::Stopped)?;
+        if placed && r.is_ok() {
+            self.holds_placed.send_modify(|n| *n += 1);
+        }
+        r
+    }
+
+    /// Changes with each hold placed on this node.
+    pub fn watch_holds_placed(&self) -> watch::Receiver<u64> {
+        self.holds_placed.subscribe()
     }
 
     /// The saved legal holds document, if any.

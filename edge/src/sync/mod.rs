@@ -142,6 +142,8 @@ pub async fn run(
             match conn {
                 Ok(conn) => {
                     set_status(&status, |s| s.connects += 1);
+                    // Holds placed while offline go after the welcome.
+                    send_local_holds(&mut core, &store);
                     session(&mut core, conn, &store, &status, &cancel, &now).await;
                 }
                 Err(e) => {
@@ -168,6 +170,16 @@ pub async fn run(
     endpoint.close(quic::CLOSE_SHUTDOWN.into(), b"edge shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
+}
+
+/// Give the core the stored holds document (sent now if connected, and
+/// after every welcome).
+fn send_local_holds(core: &mut EdgeSync, store: &StoreHandle) {
+    match store.holds_doc() {
+        Ok(Some(doc)) => core.set_holds(doc),
+        Ok(None) => {}
+        Err(e) => error!(error = %e, "cannot read the stored legal holds"),
+    }
 }
 
 type Incoming = (Lane, Result<Frame, String>);
@@ -206,6 +218,7 @@ async fn session(
     let (tx, mut rx) = mpsc::channel::<Incoming>(64);
     let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
     let mut changes = store.watch();
+    let mut placed = store.watch_holds_placed();
     core.link_up(now(), store.log_len());
     set_status(status, |s| s.receipt_current = false);
     set_status(status, |s| s.link = "handshake".into());
@@ -386,6 +399,13 @@ async fn session(
                 if r.is_err() {
                     break Err("the store stopped".into());
                 }
+            }
+            r = placed.changed() => {
+                if r.is_err() {
+                    break Err("the store stopped".into());
+                }
+                placed.borrow_and_update();
+                send_local_holds(core, store);
             }
             _ = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(3600))) => {
                 core.handle_timeout(now(), store.log_len());

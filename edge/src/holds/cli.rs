@@ -1,0 +1,157 @@
+//! `edge hold add|list`: through the running node's local socket, as the
+//! officer logged in with `edge login`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alpr_shared::control::holds::{HoldScope, Place};
+use anyhow::Context;
+
+use super::{HoldAddRequest, HoldList, HoldListRequest};
+use crate::config::EdgeConfig;
+use crate::policy::cli::{read_token, session_path};
+use crate::run::{local_request, LocalRequest};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum HoldCommand {
+    /// Place a hold on this node (kept from retention's purge until it is
+    /// released at the hub); it reaches the hub when the link is up.
+    Add(AddArgs),
+    /// The holds this node knows (with --all, released ones too).
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        all: bool,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Case number.
+    #[arg(long)]
+    pub case: String,
+    /// Why the reads are held.
+    #[arg(long)]
+    pub reason: String,
+    /// A plate to hold (repeatable).
+    #[arg(long = "plate")]
+    pub plates: Vec<String>,
+    /// A node whose reads to hold (repeatable).
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Captured at or after (RFC 3339 UTC).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Captured at or before (RFC 3339 UTC).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Reads around a point: LAT,LON in degrees (with --radius).
+    #[arg(long, value_name = "LAT,LON", requires = "radius")]
+    pub near: Option<String>,
+    /// Radius in metres.
+    #[arg(long, value_name = "M", requires = "near")]
+    pub radius: Option<u32>,
+}
+
+fn scope(a: &AddArgs) -> anyhow::Result<HoldScope> {
+    let time = |s: &Option<String>| {
+        s.as_deref()
+            .map(alpr_shared::cli::parse_time)
+            .transpose()
+            .context("--from/--to")
+    };
+    let place = match (&a.near, a.radius) {
+        (Some(p), Some(radius_m)) => {
+            let (lat, lon) = alpr_shared::cli::parse_point(p).context("--near")?;
+            Some(Place {
+                lat_e7: (lat * 1e7).round() as i32,
+                lon_e7: (lon * 1e7).round() as i32,
+                radius_m,
+            })
+        }
+        (None, None) => None,
+        _ => anyhow::bail!("--near and --radius go together"),
+    };
+    let scope = HoldScope {
+        plates: a.plates.clone(),
+        nodes: a.nodes.clone(),
+        from: time(&a.from)?,
+        to: time(&a.to)?,
+        place,
+    };
+    anyhow::ensure!(
+        !scope.is_empty(),
+        "a hold must name at least one --plate, --node, --from/--to or --near/--radius"
+    );
+    Ok(scope)
+}
+
+pub fn run(cmd: HoldCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        HoldCommand::Add(a) => {
+            let config = EdgeConfig::load_or_default(a.config.as_deref())?;
+            let token = read_token(&session_path(&config))?;
+            let req = HoldAddRequest {
+                token,
+                case: a.case.clone(),
+                reason: a.reason.clone(),
+                scope: scope(&a)?,
+            };
+            match local_request(&config, &LocalRequest::HoldAdd(req)) {
+                Ok(v) => {
+                    let id = v.get("id").and_then(|i| i.as_str()).unwrap_or("?");
+                    println!("hold {id} placed for case {}", a.case);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("hold refused: {e:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        HoldCommand::List { config, all, json } => {
+            let config = EdgeConfig::load_or_default(config.as_deref())?;
+            let token = read_token(&session_path(&config))?;
+            let v = match local_request(
+                &config,
+                &LocalRequest::HoldList(HoldListRequest { token, all }),
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("refused: {e:#}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list: HoldList = serde_json::from_value(v).context("the node's answer")?;
+            println!(
+                "hub's holds merged: {}",
+                list.refreshed_at
+                    .map_or("never".to_string(), |t| t.to_string())
+            );
+            if list.holds.is_empty() {
+                println!("no holds");
+            }
+            for h in &list.holds {
+                let state = match &h.released {
+                    None => "active".to_string(),
+                    Some(r) => format!("released by {}", r.by),
+                };
+                println!(
+                    "{}  case {}  {}  placed by {} on {}",
+                    h.id, h.case, state, h.placed_by, h.placed_on
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
