@@ -239,18 +239,25 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    // Retention, hourly. INTEGRATOR: the hold source is the node's holds
-    // from the hub (`holds() -> (Vec<Hold>, refreshed_at)`); until then
-    // the node's holds are never refreshed, so it purges nothing and
+    // Retention, hourly, sparing what the node's legal holds cover. Holds
+    // it cannot read count as never refreshed: it then purges nothing, and
     // `edge status` says so.
     let retention_last: Arc<std::sync::Mutex<Option<crate::retention::Outcome>>> =
         Arc::new(std::sync::Mutex::new(None));
     {
-        let never_refreshed: Arc<dyn crate::retention::HoldSource> =
-            Arc::new(|| (Vec::new(), None));
+        let held_by = store.clone();
+        let holds: Arc<dyn crate::retention::HoldSource> = Arc::new(move || {
+            match held_by.holds() {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::error!(error = %e, "legal holds unreadable: retention keeps everything");
+                    (Vec::new(), None)
+                }
+            }
+        });
         tokio::spawn(crate::retention::schedule(
             store.clone(),
-            never_refreshed,
+            holds,
             std::time::Duration::from_secs(3600),
             retention_last.clone(),
             cancel.clone(),
