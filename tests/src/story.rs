@@ -39,6 +39,10 @@ pub struct StoryOptions {
 
 /// The officer of the story.
 pub const OFFICER: &str = "ofc-garcia";
+/// The supervisor who holds and exports the case.
+pub const SUPERVISOR: &str = "sgt-lee";
+/// The case.
+pub const CASE: &str = "26-004711";
 
 /// What happened to one node.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +78,22 @@ pub struct Outcome {
     pub refused_search_ok: bool,
     /// `hub audit access --plate PLATE` as the auditor printed it.
     pub access_audit: String,
+    /// The supervisor's `hub hold add` of the case, and whether it worked.
+    pub hold: String,
+    pub hold_ok: bool,
+    /// `hub retention run` as printed.
+    pub retention: String,
+    /// An export of the case to a federal agency: refused, as printed.
+    pub federal_export: String,
+    pub federal_export_ok: bool,
+    /// The export of the case to the county DA, `hub verify` of the
+    /// bundle as printed, and whether both succeeded.
+    pub export: String,
+    pub export_ok: bool,
+    pub evidence_verify: String,
+    pub evidence_ok: bool,
+    /// The bundle's HTML report, as written beside it.
+    pub report_html: String,
     /// `hub nodes` as printed.
     pub hub_nodes: String,
     /// `hub audit verify` as printed, and whether it passed.
@@ -275,7 +295,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     let mut say = Say {
         verbose: opts.verbose,
         step: 0,
-        steps: 10,
+        steps: 11,
     };
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)?;
@@ -497,6 +517,101 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         say.line(&format!("  {l}"));
     }
 
+    say.step("evidence: a supervisor holds the case, retention spares it, it goes to the DA");
+    let agencies = out.join("agencies.toml");
+    std::fs::write(
+        &agencies,
+        "[[agencies]]\nori = \"CA0340000\"\nname = \"Sacramento County District Attorney\"\nkind = \"in-state-public\"\n\n\
+         [[agencies]]\nori = \"DCFBI0000\"\nname = \"Federal Bureau of Investigation\"\nkind = \"federal\"\n",
+    )?;
+    let (ok, text) = run_cmd(hub.as_user("admin")?.args(["policy", "set"]).arg(&agencies))?;
+    anyhow::ensure!(ok, "hub policy set: {text}");
+    say.line("the administrator lists the agencies that may receive evidence (policy set)");
+    hub.add_user(SUPERVISOR, "supervisor", crate::TRAINED)?;
+    hub.login(SUPERVISOR)?;
+    let (hold_ok, hold) = run_cmd(hub.as_user(SUPERVISOR)?.args([
+        "hold",
+        "add",
+        "--case",
+        CASE,
+        "--reason",
+        "robbery at 5th and Main",
+        "--plate",
+        &searched_plate,
+    ]))?;
+    say.line(&format!(
+        "$ hub hold add --case {CASE} --reason \"robbery at 5th and Main\" --plate {searched_plate}"
+    ));
+    for l in hold.lines() {
+        say.line(&format!("  {l}"));
+    }
+    let (_, retention) = run_cmd(hub.as_user("admin")?.args(["retention", "run"]))?;
+    say.line("$ hub retention run");
+    for l in retention.lines() {
+        say.line(&format!("  {l}"));
+    }
+    let bundle = out.join(format!("evidence-{CASE}.bundle"));
+    let export_to = |to: &str| -> anyhow::Result<(bool, String)> {
+        run_cmd(
+            hub.as_user(SUPERVISOR)?
+                .args([
+                    "export",
+                    "--case",
+                    CASE,
+                    "--to",
+                    to,
+                    "--purpose",
+                    "robbery",
+                    "--out",
+                ])
+                .arg(&bundle),
+        )
+    };
+    let (federal_export_ok, federal_export) = export_to("DCFBI0000")?;
+    say.line(&format!(
+        "$ hub export --case {CASE} --to DCFBI0000 …   (a federal agency)"
+    ));
+    for l in federal_export.lines() {
+        say.line(&format!("  {l}"));
+    }
+    // The node's next checkpoint must cover the read, and its photos be
+    // at the hub: retry a little while they arrive.
+    let mut exported = export_to("CA0340000")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !exported.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        exported = export_to("CA0340000")?;
+    }
+    let (export_ok, export) = exported;
+    say.line(&format!(
+        "$ hub export --case {CASE} --to CA0340000 --out {}",
+        bundle.display()
+    ));
+    for l in export.lines() {
+        say.line(&format!("  {l}"));
+    }
+    let (evidence_ok, evidence_verify) = run_cmd(
+        Command::new(bin("hub")?)
+            .args(["verify", "--ca"])
+            .arg(pki.ca_cert())
+            .arg(&bundle),
+    )?;
+    say.line("$ hub verify --ca ca.crt (offline, on another machine)");
+    for l in evidence_verify.lines() {
+        say.line(&format!("  {l}"));
+    }
+    let html = {
+        let mut p = bundle.as_os_str().to_owned();
+        p.push(".html");
+        PathBuf::from(p)
+    };
+    let report_html = std::fs::read_to_string(&html).unwrap_or_default();
+    say.line(&format!(
+        "the court's report: {} ({} KB; open it in a browser)",
+        html.display(),
+        report_html.len() / 1024
+    ));
+
     say.step("hub audit verify: every node log at the hub, checked from the CA certificate alone");
     let evidence = out.join("evidence.bundle");
     let (audit_ok, audit) = run_cmd(
@@ -578,6 +693,16 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         refused_search,
         refused_search_ok,
         access_audit,
+        hold,
+        hold_ok,
+        retention,
+        federal_export,
+        federal_export_ok,
+        export,
+        export_ok,
+        evidence_verify,
+        evidence_ok,
+        report_html,
         hub_nodes,
         audit,
         audit_ok,

@@ -91,6 +91,32 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
         assert!(row.contains(field), "{field} missing from {row}");
     }
 
+    // Evidence: the supervisor's hold of the case, a retention run that
+    // purges nothing of it, no export to a federal agency, and an export
+    // to the county DA that verifies offline, with a report a clerk opens.
+    assert!(outcome.hold_ok, "hub hold add failed:\n{}", outcome.hold);
+    assert!(
+        outcome.retention.contains("0 reads purged"),
+        "{}",
+        outcome.retention
+    );
+    assert!(
+        !outcome.federal_export_ok && outcome.federal_export.contains("1798.90.55"),
+        "{}",
+        outcome.federal_export
+    );
+    assert!(outcome.export_ok, "hub export failed:\n{}", outcome.export);
+    assert!(
+        outcome.evidence_ok && outcome.evidence_verify.contains("AUTHENTIC"),
+        "hub verify of the evidence failed:\n{}",
+        outcome.evidence_verify
+    );
+    assert!(
+        outcome.report_html.contains(&outcome.searched_plate)
+            && outcome.report_html.contains("data:image/jpeg;base64,"),
+        "the HTML report lacks the read or its photos"
+    );
+
     // Nothing lost, nothing duplicated: the hub's copy is each log exactly.
     for (name, same) in &outcome.hub_matches_edge {
         assert!(same, "{name}: the hub's copy differs from the node's log");
