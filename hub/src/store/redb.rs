@@ -1505,6 +1505,10 @@ fn purge_reads(
     };
     let mut done = super::Purged::default();
     let mut named = std::collections::HashSet::new();
+    // Index rows and images are deleted in key order, each tree walked
+    // once (plates and image hashes come in random order).
+    let mut plate_rows = Vec::new();
+    let mut geo_rows = Vec::new();
     for r in ranges {
         for seq in r.first..=r.last {
             let key = entry_key(id, seq);
@@ -1520,12 +1524,10 @@ fn purge_reads(
                 continue;
             };
             let at = e.header.captured_at;
-            plate_time
-                .remove(plate_key(&read.plate, at, id, seq).as_slice())
-                .map_err(db_err)?;
+            plate_rows.push(plate_key(&read.plate, at, id, seq));
             let cell =
                 coordinates(&read.location).map_or(UNPLACED, |(lat, lon)| geo_cell(lat, lon));
-            geo.remove(&geo_key(cell, at, id, seq)).map_err(db_err)?;
+            geo_rows.push(geo_key(cell, at, id, seq));
             named.extend(images_of(&read));
             e.purge_content();
             entries
@@ -1533,6 +1535,14 @@ fn purge_reads(
                 .map_err(db_err)?;
             done.reads += 1;
         }
+    }
+    plate_rows.sort_unstable();
+    for k in &plate_rows {
+        plate_time.remove(k.as_slice()).map_err(db_err)?;
+    }
+    geo_rows.sort_unstable();
+    for k in &geo_rows {
+        geo.remove(k).map_err(db_err)?;
     }
     // Keep an image a neighbouring read still holding content names.
     for r in ranges {
@@ -1548,6 +1558,8 @@ fn purge_reads(
             }
         }
     }
+    let mut named: Vec<Hash32> = named.into_iter().collect();
+    named.sort_unstable_by_key(|h| h.0);
     for h in named {
         if images.remove(&h.0).map_err(db_err)?.is_some() {
             done.images += 1;
