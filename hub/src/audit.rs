@@ -60,6 +60,12 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every legal hold: who placed it and when, what it covers, who
+    /// released it, when and why.
+    Holds {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -147,6 +153,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Training(args) => training(args),
         AuditCommand::Exports(args) => crate::export::cli::exports(args),
         AuditCommand::Retention { json } => crate::retention::cli::audit(json),
+        AuditCommand::Holds { json } => crate::holds::cli::audit(json),
     }
 }
 

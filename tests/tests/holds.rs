@@ -207,6 +207,18 @@ fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() -> anyhow
         ok && text.contains("patrol-3") && text.contains("jdoe"),
         "{text}"
     );
+    // The auditor sees both: the one in force and the one released, with
+    // who released it.
+    let (ok, text) = hub_cmd(&hub, "auditor", &["audit", "holds", "--json"])?;
+    assert!(ok, "{text}");
+    let audited: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+    assert_eq!(summary(&audited), want, "{text}");
+    assert!(
+        audited
+            .iter()
+            .any(|h| h["id"] == other.as_str() && h["released"]["by"] == "op1"),
+        "{text}"
+    );
     edge.proc.stop()?;
     hub.proc.stop()?;
     Ok(())

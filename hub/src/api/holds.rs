@@ -5,7 +5,9 @@
 //! - `POST /api/v1/holds/{id}/release` [`ReleaseHold`] — release that hold
 //!   only; the hold as released;
 //! - `GET /api/v1/holds?all=true` — the holds in force (all with `all`);
-//! - `GET /api/v1/holds/{id}` — one hold.
+//! - `GET /api/v1/holds/{id}` — one hold;
+//! - `GET /api/v1/audit/holds` — every hold, placed and released, for
+//!   auditors.
 //!
 //! Placing and releasing are in the access log (`hold`, `hold-release`),
 //! refused attempts too, before the answer.
@@ -48,6 +50,19 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/holds", get(list).post(place))
         .route("/api/v1/holds/{id}", get(show))
         .route("/api/v1/holds/{id}/release", post(release))
+        .route("/api/v1/audit/holds", get(audit))
+}
+
+/// `GET /api/v1/audit/holds` — every hold, placed and released, with who
+/// and when, for auditors ([`Permission::ReadAudits`]); the audit itself
+/// is in the access log.
+async fn audit(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<Hold>>, ApiError> {
+    caller.require(Permission::ReadAudits)?;
+    state
+        .access
+        .record(caller.record(AccessAction::AuditQuery, "audit holds"))
+        .await?;
+    Ok(Json(state.hub.holds.holds()))
 }
 
 fn check_text(what: &str, text: &str) -> Result<(), ApiError> {

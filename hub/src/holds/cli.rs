@@ -191,6 +191,23 @@ pub fn run(cmd: HoldCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `hub audit holds`: every hold, placed and released (auditors).
+pub fn audit(json: bool) -> anyhow::Result<ExitCode> {
+    let holds: Vec<Hold> = api_get("/api/v1/audit/holds")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&holds)?);
+    } else {
+        print!("{}", render(&holds));
+        let released = holds.iter().filter(|h| !h.active()).count();
+        println!(
+            "{} holds: {} in force, {released} released",
+            holds.len(),
+            holds.len() - released
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A hold id as a URL path segment (ids are `[A-Za-z0-9-_]`).
 fn path_segment(id: &str) -> anyhow::Result<&str> {
     anyhow::ensure!(
