@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alpr_shared::control::holds::{HoldScope, Place};
 use anyhow::Context;
 
 use super::{HoldAddRequest, HoldList, HoldListRequest};
@@ -33,63 +32,8 @@ pub enum HoldCommand {
 pub struct AddArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Case number.
-    #[arg(long)]
-    pub case: String,
-    /// Why the reads are held.
-    #[arg(long)]
-    pub reason: String,
-    /// A plate to hold (repeatable).
-    #[arg(long = "plate")]
-    pub plates: Vec<String>,
-    /// A node whose reads to hold (repeatable).
-    #[arg(long = "node")]
-    pub nodes: Vec<String>,
-    /// Captured at or after (RFC 3339 UTC).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Captured at or before (RFC 3339 UTC).
-    #[arg(long)]
-    pub to: Option<String>,
-    /// Reads around a point: LAT,LON in degrees (with --radius).
-    #[arg(long, value_name = "LAT,LON", requires = "radius")]
-    pub near: Option<String>,
-    /// Radius in metres.
-    #[arg(long, value_name = "M", requires = "near")]
-    pub radius: Option<u32>,
-}
-
-fn scope(a: &AddArgs) -> anyhow::Result<HoldScope> {
-    let time = |s: &Option<String>| {
-        s.as_deref()
-            .map(alpr_shared::cli::parse_time)
-            .transpose()
-            .context("--from/--to")
-    };
-    let place = match (&a.near, a.radius) {
-        (Some(p), Some(radius_m)) => {
-            let (lat, lon) = alpr_shared::cli::parse_point(p).context("--near")?;
-            Some(Place {
-                lat_e7: (lat * 1e7).round() as i32,
-                lon_e7: (lon * 1e7).round() as i32,
-                radius_m,
-            })
-        }
-        (None, None) => None,
-        _ => anyhow::bail!("--near and --radius go together"),
-    };
-    let scope = HoldScope {
-        plates: a.plates.clone(),
-        nodes: a.nodes.clone(),
-        from: time(&a.from)?,
-        to: time(&a.to)?,
-        place,
-    };
-    anyhow::ensure!(
-        !scope.is_empty(),
-        "a hold must name at least one --plate, --node, --from/--to or --near/--radius"
-    );
-    Ok(scope)
+    #[command(flatten)]
+    pub hold: alpr_shared::control::holds::HoldArgs,
 }
 
 pub fn run(cmd: HoldCommand) -> anyhow::Result<ExitCode> {
@@ -99,14 +43,14 @@ pub fn run(cmd: HoldCommand) -> anyhow::Result<ExitCode> {
             let token = read_token(&session_path(&config))?;
             let req = HoldAddRequest {
                 token,
-                case: a.case.clone(),
-                reason: a.reason.clone(),
-                scope: scope(&a)?,
+                case: a.hold.case.clone(),
+                reason: a.hold.reason.clone(),
+                scope: a.hold.scope()?,
             };
             match local_request(&config, &LocalRequest::HoldAdd(req)) {
                 Ok(v) => {
                     let id = v.get("id").and_then(|i| i.as_str()).unwrap_or("?");
-                    println!("hold {id} placed for case {}", a.case);
+                    println!("hold {id} placed for case {}", a.hold.case);
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {

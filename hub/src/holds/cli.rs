@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use alpr_shared::control::holds::{Hold, HoldScope, Place};
+use alpr_shared::control::holds::{Hold, HoldScope};
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
@@ -34,67 +34,8 @@ pub enum HoldCommand {
     Show { id: String },
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct AddArgs {
-    /// Case number.
-    #[arg(long)]
-    pub case: String,
-    /// Why the reads are held.
-    #[arg(long)]
-    pub reason: String,
-    /// A plate to hold (repeatable).
-    #[arg(long = "plate")]
-    pub plates: Vec<String>,
-    /// A node whose reads to hold (repeatable).
-    #[arg(long = "node")]
-    pub nodes: Vec<String>,
-    /// Captured at or after (RFC 3339 UTC).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// Captured at or before (RFC 3339 UTC).
-    #[arg(long)]
-    pub to: Option<String>,
-    /// Reads around a point: LAT,LON in degrees (with --radius).
-    #[arg(long, value_name = "LAT,LON", requires = "radius")]
-    pub near: Option<String>,
-    /// Radius in metres.
-    #[arg(long, value_name = "M", requires = "near")]
-    pub radius: Option<u32>,
-}
-
-impl AddArgs {
-    /// The scope asked for; an error says what is wrong before anything
-    /// is sent.
-    pub fn scope(&self) -> anyhow::Result<HoldScope> {
-        let time = |s: &Option<String>| -> anyhow::Result<Option<UnixMillis>> {
-            s.as_deref().map(crate::config::parse_time).transpose()
-        };
-        let place = match (&self.near, self.radius) {
-            (Some(p), Some(radius_m)) => {
-                let (lat, lon) = alpr_shared::cli::parse_point(p)?;
-                Some(Place {
-                    lat_e7: (lat * 1e7).round() as i32,
-                    lon_e7: (lon * 1e7).round() as i32,
-                    radius_m,
-                })
-            }
-            (None, None) => None,
-            _ => anyhow::bail!("--near and --radius go together"),
-        };
-        let scope = HoldScope {
-            plates: self.plates.clone(),
-            nodes: self.nodes.clone(),
-            from: time(&self.from)?,
-            to: time(&self.to)?,
-            place,
-        };
-        anyhow::ensure!(
-            !scope.is_empty(),
-            "a hold must name at least one --plate, --node, --from/--to or --near/--radius"
-        );
-        Ok(scope)
-    }
-}
+/// What `hub hold add` takes: the shared hold arguments.
+pub type AddArgs = alpr_shared::control::holds::HoldArgs;
 
 /// One line per hold.
 pub fn render(holds: &[Hold]) -> String {

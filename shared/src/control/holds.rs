@@ -118,6 +118,85 @@ impl Hold {
     }
 }
 
+/// A hold as people place it on a command line (`hub hold add`,
+/// `edge hold add`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HoldArgs {
+    /// Case number.
+    #[arg(long)]
+    pub case: String,
+    /// Why the reads are held.
+    #[arg(long)]
+    pub reason: String,
+    /// A plate to hold (repeatable).
+    #[arg(long = "plate")]
+    pub plates: Vec<String>,
+    /// A node whose reads to hold (repeatable).
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Captured at or after (RFC 3339 UTC).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Captured at or before (RFC 3339 UTC).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Reads around a point: LAT,LON in degrees (with --radius).
+    #[arg(long, value_name = "LAT,LON", requires = "radius")]
+    pub near: Option<String>,
+    /// Radius in metres.
+    #[arg(long, value_name = "M", requires = "near")]
+    pub radius: Option<u32>,
+}
+
+/// Why the arguments of a hold do not make one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldArgsError {
+    #[error("--from/--to: {0}")]
+    Time(crate::cli::ArgError),
+    #[error("--near: {0}")]
+    Place(crate::cli::ArgError),
+    #[error("--near and --radius go together")]
+    HalfPlace,
+    #[error("a hold must name at least one --plate, --node, --from/--to or --near/--radius")]
+    Empty,
+}
+
+impl HoldArgs {
+    /// The scope asked for; an error says what is wrong before anything
+    /// is sent.
+    pub fn scope(&self) -> Result<HoldScope, HoldArgsError> {
+        let time = |s: &Option<String>| {
+            s.as_deref()
+                .map(crate::cli::parse_time)
+                .transpose()
+                .map_err(HoldArgsError::Time)
+        };
+        let place = match (&self.near, self.radius) {
+            (Some(p), Some(radius_m)) => {
+                let (lat, lon) = crate::cli::parse_point(p).map_err(HoldArgsError::Place)?;
+                Some(Place {
+                    lat_e7: (lat * 1e7).round() as i32,
+                    lon_e7: (lon * 1e7).round() as i32,
+                    radius_m,
+                })
+            }
+            (None, None) => None,
+            _ => return Err(HoldArgsError::HalfPlace),
+        };
+        let scope = HoldScope {
+            plates: self.plates.clone(),
+            nodes: self.nodes.clone(),
+            from: time(&self.from)?,
+            to: time(&self.to)?,
+            place,
+        };
+        if scope.is_empty() {
+            return Err(HoldArgsError::Empty);
+        }
+        Ok(scope)
+    }
+}
+
 /// Whether any active hold in `holds` covers the read.
 pub fn held(holds: &[Hold], node: &str, at: UnixMillis, content: Option<&ReadContent>) -> bool {
     holds
@@ -193,6 +272,44 @@ mod tests {
             "a site has no coordinates"
         );
         assert!(!HoldScope::default().covers("car-7", at, Some(&r)));
+    }
+
+    #[test]
+    fn hold_arguments_make_a_scope_or_say_what_is_missing() {
+        let args = |plates: &[&str], near: Option<&str>, radius: Option<u32>| HoldArgs {
+            case: "26-1".into(),
+            reason: "robbery".into(),
+            plates: plates.iter().map(|p| (*p).to_owned()).collect(),
+            nodes: Vec::new(),
+            from: Some("2026-11-28T00:00:00Z".into()),
+            to: None,
+            near: near.map(str::to_owned),
+            radius,
+        };
+        let s = args(&["7ABC123"], Some("38.5,-121.5"), Some(200))
+            .scope()
+            .expect("scope");
+        assert_eq!(s.plates, ["7ABC123"]);
+        assert_eq!(
+            s.place,
+            Some(Place {
+                lat_e7: 385_000_000,
+                lon_e7: -1_215_000_000,
+                radius_m: 200
+            })
+        );
+        assert!(s.from.is_some());
+        assert_eq!(
+            args(&[], Some("38.5,-121.5"), None).scope(),
+            Err(HoldArgsError::HalfPlace)
+        );
+        assert!(matches!(
+            args(&[], Some("north"), Some(5)).scope(),
+            Err(HoldArgsError::Place(_))
+        ));
+        let mut empty = args(&[], None, None);
+        empty.from = None;
+        assert_eq!(empty.scope(), Err(HoldArgsError::Empty));
     }
 
     #[test]
