@@ -517,7 +517,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         say.line(&format!("  {l}"));
     }
 
-    say.step("evidence: a supervisor holds the case, retention spares it, it goes to the DA");
+    say.step("evidence: a supervisor holds the case; retention runs; the case goes to the DA");
     let agencies = out.join("agencies.toml");
     std::fs::write(
         &agencies,
