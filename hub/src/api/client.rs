@@ -204,12 +204,13 @@ impl ApiClient {
         })
     }
 
-    async fn request<T: DeserializeOwned>(
+    /// Send one request with the session's token; the hub's response.
+    async fn send(
         &mut self,
         method: hyper::Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> anyhow::Result<T> {
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -225,30 +226,23 @@ impl ApiClient {
             .ready()
             .await
             .context("the hub closed the connection")?;
-        let resp = self
-            .send
+        self.send
             .send_request(req)
             .await
-            .with_context(|| format!("asking the hub ({path})"))?;
+            .with_context(|| format!("asking the hub ({path})"))
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<T> {
+        let resp = self.send(method, path, body).await?;
         let status = resp.status();
-        let bytes = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the hub's answer: {e}"))?
-            .to_bytes();
+        let bytes = read_limited(resp.into_body()).await?;
         if !status.is_success() {
-            #[derive(Deserialize)]
-            struct E {
-                error: String,
-            }
-            let message = serde_json::from_slice::<E>(&bytes)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ApiFailure {
-                status: status.as_u16(),
-                message,
-            }
-            .into());
+            return Err(failure(status, &bytes));
         }
         serde_json::from_slice(&bytes).with_context(|| format!("the hub's answer to {path}"))
     }
@@ -261,44 +255,13 @@ impl ApiClient {
         body: &B,
         out: &mut (dyn std::io::Write + Send),
     ) -> anyhow::Result<u64> {
-        let mut req = hyper::Request::builder()
-            .method(hyper::Method::POST)
-            .uri(path)
-            .header(hyper::header::HOST, &self.host)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
-        if let Some(t) = &self.token {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req.body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
-        self.send
-            .ready()
-            .await
-            .context("the hub closed the connection")?;
         let resp = self
-            .send
-            .send_request(req)
-            .await
-            .with_context(|| format!("asking the hub ({path})"))?;
+            .send(hyper::Method::POST, path, Some(serde_json::to_vec(body)?))
+            .await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {
-            let bytes = http_body_util::Limited::new(body, MAX_RESPONSE)
-                .collect()
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the hub's answer: {e}"))?
-                .to_bytes();
-            #[derive(Deserialize)]
-            struct E {
-                error: String,
-            }
-            let message = serde_json::from_slice::<E>(&bytes)
-                .map(|e| e.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(ApiFailure {
-                status: status.as_u16(),
-                message,
-            }
-            .into());
+            return Err(failure(status, &read_limited(body).await?));
         }
         let mut written = 0u64;
         while let Some(frame) = body.frame().await {
@@ -323,6 +286,31 @@ impl ApiClient {
         self.request(hyper::Method::POST, path, Some(serde_json::to_vec(body)?))
             .await
     }
+}
+
+/// An answer's body, at most [`MAX_RESPONSE`] bytes.
+async fn read_limited(body: hyper::body::Incoming) -> anyhow::Result<Bytes> {
+    Ok(http_body_util::Limited::new(body, MAX_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the hub's answer: {e}"))?
+        .to_bytes())
+}
+
+/// The hub's refusal: its JSON `{"error": …}`, or the body as text.
+fn failure(status: hyper::StatusCode, bytes: &[u8]) -> anyhow::Error {
+    #[derive(Deserialize)]
+    struct E {
+        error: String,
+    }
+    let message = serde_json::from_slice::<E>(bytes)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(bytes).into_owned());
+    ApiFailure {
+        status: status.as_u16(),
+        message,
+    }
+    .into()
 }
 
 /// A query string of `pairs` (values percent-encoded).
