@@ -92,13 +92,7 @@ pub async fn add(access: &EdgeAccess, req: HoldAddRequest) -> Result<Hold, Strin
             results: 0,
             outcome: match &result {
                 Ok(()) => AccessOutcome::Allowed,
-                Err(e) => AccessOutcome::Refused {
-                    reason: {
-                        let mut r = e.clone();
-                        r.truncate(alpr_shared::log::access::MAX_QUERY_LEN);
-                        r
-                    },
-                },
+                Err(e) => AccessOutcome::refused(e),
             },
             source: LOCAL_SOURCE.into(),
         })

@@ -152,9 +152,7 @@ async fn place(
     );
     record.case = Some(req.case);
     if let Err(e) = &result {
-        let mut reason = e.to_string();
-        reason.truncate(alpr_shared::log::access::MAX_QUERY_LEN);
-        record.outcome = AccessOutcome::Refused { reason };
+        record.outcome = AccessOutcome::refused(e);
     }
     state.access.record(record).await?;
     result.map(Json).map_err(to_api)
@@ -179,9 +177,7 @@ async fn release(
     let mut record = caller.record(AccessAction::HoldRelease, format!("release hold {shown}"));
     record.case = case;
     if let Err(e) = &result {
-        let mut reason = e.to_string();
-        reason.truncate(alpr_shared::log::access::MAX_QUERY_LEN);
-        record.outcome = AccessOutcome::Refused { reason };
+        record.outcome = AccessOutcome::refused(e);
     }
     state.access.record(record).await?;
     result.map(Json).map_err(to_api)

@@ -62,9 +62,7 @@ async fn set(
         ),
     );
     if let Err(e) = &result {
-        let mut reason = e.to_string();
-        reason.truncate(alpr_shared::log::access::MAX_QUERY_LEN);
-        record.outcome = AccessOutcome::Refused { reason };
+        record.outcome = AccessOutcome::refused(e);
     }
     state.access.record(record).await?;
     match result {

@@ -82,6 +82,20 @@ pub enum AccessOutcome {
     },
 }
 
+impl AccessOutcome {
+    /// Refused for `reason`, cut to [`MAX_QUERY_LEN`] bytes on a
+    /// character boundary so the record always validates.
+    pub fn refused(reason: impl std::fmt::Display) -> Self {
+        let mut reason = reason.to_string();
+        let mut end = reason.len().min(MAX_QUERY_LEN);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        AccessOutcome::Refused { reason }
+    }
+}
+
 /// One access, with the four statutory fields: when (the entry's header
 /// time), what data was queried ([`Self::query`]), who and for which agency
 /// ([`Self::user`], [`Self::agency`]), and why ([`Self::purpose`], with a
@@ -126,5 +140,25 @@ impl AccessRecord {
 
     pub fn allowed(&self) -> bool {
         self.outcome == AccessOutcome::Allowed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_refusal_is_cut_on_a_character_boundary() {
+        let long = "é".repeat(MAX_QUERY_LEN);
+        let AccessOutcome::Refused { reason } = AccessOutcome::refused(&long) else {
+            panic!("not refused");
+        };
+        assert!(reason.len() <= MAX_QUERY_LEN && reason.len() >= MAX_QUERY_LEN - 1);
+        assert_eq!(
+            AccessOutcome::refused("no case number"),
+            AccessOutcome::Refused {
+                reason: "no case number".into()
+            }
+        );
     }
 }
