@@ -14,6 +14,7 @@ pub mod control;
 pub mod crypto;
 pub mod evidence;
 pub mod health;
+pub mod hotlist;
 pub mod log;
 pub mod metrics;
 pub mod pki;

@@ -28,6 +28,7 @@ fn policy(version: u64, officers: Vec<EdgeOfficer>, max_stale_ms: u64) -> Signed
         officers,
         agencies: Vec::new(),
         revoked_nodes: Vec::new(),
+        hotlists: Default::default(),
         purposes: vec![
             Purpose {
                 code: "stolen-vehicle".into(),

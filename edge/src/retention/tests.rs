@@ -29,6 +29,7 @@ fn policy() -> SignedPolicy {
         officers: Vec::new(),
         agencies: Vec::new(),
         revoked_nodes: Vec::new(),
+        hotlists: Default::default(),
         purposes: vec![alpr_shared::control::Purpose {
             code: "stolen-vehicle".into(),
             label: "Stolen vehicle".into(),

@@ -500,6 +500,7 @@ mod tests {
             ],
             revoked_nodes: Vec::new(),
             purposes: crate::policy::default_purposes(),
+            hotlists: Default::default(),
         }
         .sign(&SecretKey::generate())
         .expect("a valid policy");

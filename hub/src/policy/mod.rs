@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use alpr_shared::cert::Revocation;
 use alpr_shared::control::{
-    Agency, AgencyKind, EdgeOfficer, Policy, PolicyError as DocError, Purpose, SignedPolicy,
-    POLICY_FORMAT,
+    Agency, AgencyKind, EdgeOfficer, HotlistPolicy, Policy, PolicyError as DocError, Purpose,
+    SignedPolicy, POLICY_FORMAT,
 };
 use alpr_shared::crypto::SecretKey;
 use alpr_shared::types::{Hash32, UnixMillis};
@@ -107,6 +107,9 @@ pub struct PolicySettings {
     /// set` leaves the officers as they are).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub officers: Vec<OfficerSetting>,
+    /// Hotlist rules: local entry expiry, list age, back-matching,
+    /// excluded categories.
+    pub hotlists: HotlistPolicy,
 }
 
 fn purpose(code: &str, label: &str, case_required: bool) -> Purpose {
@@ -146,6 +149,7 @@ impl Default for PolicySettings {
             purposes: default_purposes(),
             agencies: Vec::new(),
             officers: Vec::new(),
+            hotlists: HotlistPolicy::default(),
         }
     }
 }
@@ -160,6 +164,7 @@ impl PolicySettings {
             purposes: p.purposes.clone(),
             agencies: p.agencies.clone(),
             officers: Vec::new(),
+            hotlists: p.hotlists.clone(),
         }
     }
 
@@ -412,6 +417,7 @@ fn build(
         agencies: s.agencies.clone(),
         revoked_nodes: revoked,
         purposes: s.purposes.clone(),
+        hotlists: s.hotlists.clone(),
     }
 }
 

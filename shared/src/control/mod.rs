@@ -10,6 +10,6 @@ pub mod holds_doc;
 pub mod policy;
 
 pub use policy::{
-    Agency, AgencyKind, EdgeOfficer, Policy, PolicyError, Purpose, SignedPolicy,
+    Agency, AgencyKind, EdgeOfficer, HotlistPolicy, Policy, PolicyError, Purpose, SignedPolicy,
     LEGAL_MIN_HUB_RETENTION_DAYS, MAX_POLICY_BYTES, POLICY_FORMAT,
 };

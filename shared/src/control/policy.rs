@@ -16,8 +16,9 @@ use crate::crypto::{tag, PublicKey, SecretKey, Signature};
 use crate::log::{decode_exact, DecodeError};
 use crate::types::UnixMillis;
 
-/// Format of the policy's canonical bytes.
-pub const POLICY_FORMAT: u8 = 1;
+/// Format of the policy's canonical bytes. Format 1 (before hotlists)
+/// still decodes, with [`HotlistPolicy::default`].
+pub const POLICY_FORMAT: u8 = 2;
 /// Largest signed policy (its canonical bytes and signature).
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 /// ALPR data the hub holds must be kept at least a year (Government Code
@@ -129,6 +130,76 @@ pub struct Policy {
     pub agencies: Vec<Agency>,
     pub revoked_nodes: Vec<Revocation>,
     pub purposes: Vec<Purpose>,
+    /// Hotlist rules (format 2 on).
+    pub hotlists: HotlistPolicy,
+}
+
+/// Longest expiry a policy may allow a local hotlist entry.
+pub const MAX_LOCAL_EXPIRY_DAYS: u32 = 365;
+
+/// What policy says about hotlists and their alerts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HotlistPolicy {
+    /// A local entry added without an expiry expires after this many days.
+    pub local_default_expiry_days: u32,
+    /// No local entry may be set to expire later than this many days
+    /// after its last edit.
+    pub local_max_expiry_days: u32,
+    /// A node's copy of a bulk list older than this (from the generation's
+    /// issue time) is flagged on every alert it raises.
+    pub max_list_age_ms: u64,
+    /// How far back a new entry is matched against stored reads (past
+    /// matches), in days.
+    pub back_match_days: u32,
+    /// Categories no node loads or alerts on (California: immigration).
+    pub excluded_categories: Vec<crate::hotlist::Category>,
+}
+
+impl Default for HotlistPolicy {
+    fn default() -> Self {
+        Self {
+            local_default_expiry_days: 30,
+            local_max_expiry_days: 100,
+            max_list_age_ms: 24 * 3600 * 1000,
+            back_match_days: 30,
+            excluded_categories: vec![crate::hotlist::Category::Immigration],
+        }
+    }
+}
+
+/// Format 1: the policy before [`HotlistPolicy`]. Decoded as signed, then
+/// given the default hotlist rules.
+#[derive(Deserialize)]
+struct PolicyV1 {
+    format: u8,
+    version: u64,
+    issued_at: UnixMillis,
+    hub_retention_days: u32,
+    edge_retention_days: u32,
+    max_stale_ms: u64,
+    officers: Vec<EdgeOfficer>,
+    agencies: Vec<Agency>,
+    revoked_nodes: Vec<Revocation>,
+    purposes: Vec<Purpose>,
+}
+
+impl From<PolicyV1> for Policy {
+    fn from(p: PolicyV1) -> Policy {
+        Policy {
+            format: p.format,
+            version: p.version,
+            issued_at: p.issued_at,
+            hub_retention_days: p.hub_retention_days,
+            edge_retention_days: p.edge_retention_days,
+            max_stale_ms: p.max_stale_ms,
+            officers: p.officers,
+            agencies: p.agencies,
+            revoked_nodes: p.revoked_nodes,
+            purposes: p.purposes,
+            hotlists: HotlistPolicy::default(),
+        }
+    }
 }
 
 /// Why a policy is refused.
@@ -173,8 +244,27 @@ fn ori_ok(ori: &str) -> bool {
 impl Policy {
     /// Check every rule; the message names the field and the reason.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if self.format != POLICY_FORMAT {
+        if self.format != POLICY_FORMAT && self.format != 1 {
             return Err(PolicyError::Format(self.format));
+        }
+        let h = &self.hotlists;
+        if h.local_max_expiry_days == 0 || h.local_max_expiry_days > MAX_LOCAL_EXPIRY_DAYS {
+            return Err(invalid(format!(
+                "local hotlist entries may expire after 1 to {MAX_LOCAL_EXPIRY_DAYS} days, not {}",
+                h.local_max_expiry_days
+            )));
+        }
+        if h.local_default_expiry_days == 0 || h.local_default_expiry_days > h.local_max_expiry_days
+        {
+            return Err(invalid(format!(
+                "the default expiry of local hotlist entries ({} days) must be 1 day to the maximum ({} days)",
+                h.local_default_expiry_days, h.local_max_expiry_days
+            )));
+        }
+        if h.max_list_age_ms == 0 {
+            return Err(invalid(
+                "the longest a hotlist copy may age must be more than 0",
+            ));
         }
         if self.version == 0 {
             return Err(invalid("version must be at least 1"));
@@ -372,7 +462,10 @@ impl SignedPolicy {
     /// Decode and validate (the signature is checked by [`Self::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<SignedPolicy, PolicyError> {
         let env: Envelope = decode_exact(bytes, MAX_POLICY_BYTES)?;
-        let policy: Policy = decode_exact(&env.policy, MAX_POLICY_BYTES)?;
+        let policy: Policy = match env.policy.first() {
+            Some(1) => decode_exact::<PolicyV1>(&env.policy, MAX_POLICY_BYTES)?.into(),
+            _ => decode_exact(&env.policy, MAX_POLICY_BYTES)?,
+        };
         policy.validate()?;
         Ok(SignedPolicy {
             bytes: env.policy,

@@ -37,6 +37,7 @@ pub(crate) fn sample(version: u64) -> Policy {
             effective_at: UnixMillis(1_779_000_000_000),
             reason: "stolen vehicle".into(),
         }],
+        hotlists: HotlistPolicy::default(),
         purposes: vec![
             Purpose {
                 code: "stolen-vehicle".into(),
@@ -183,21 +184,43 @@ fn an_invalid_policy_inside_a_valid_signature_is_refused() {
     ));
 }
 
-/// A policy signed by this version decodes and verifies in every later one.
+/// A format-1 policy (signed before hotlists) still decodes and verifies,
+/// with the default hotlist rules.
 #[test]
 fn format_v1_vector_still_decodes() {
+    let stored = hex::decode(include_str!("../testdata/policy-v1.hex").trim()).expect("hex");
+    let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
+    let mut want = sample(5);
+    want.format = 1;
+    assert_eq!(back.policy(), &want);
+    assert_eq!(back.encode(), stored, "the signed bytes are kept as signed");
+}
+
+/// A policy signed by this version decodes and verifies in every later one.
+#[test]
+fn format_v2_vector_still_decodes() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/control/testdata/policy-v1.hex"
+        "/src/control/testdata/policy-v2.hex"
     );
     let s = sample(5).sign(&key()).expect("valid");
     if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
         std::fs::write(path, hex::encode(s.encode()) + "\n").expect("write vector");
     }
-    let stored = hex::decode(include_str!("../testdata/policy-v1.hex").trim()).expect("hex");
+    let stored = hex::decode(include_str!("../testdata/policy-v2.hex").trim()).expect("hex");
     let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
     assert_eq!(back.policy(), &sample(5));
     assert_eq!(stored, s.encode(), "the canonical encoding changed");
+}
+
+#[test]
+fn hotlist_expiry_beyond_the_limit_is_refused() {
+    let mut p = sample(2);
+    p.hotlists.local_max_expiry_days = MAX_LOCAL_EXPIRY_DAYS + 1;
+    assert!(matches!(p.sign(&key()), Err(PolicyError::Invalid(m)) if m.contains("expire")));
+    let mut p = sample(2);
+    p.hotlists.local_default_expiry_days = p.hotlists.local_max_expiry_days + 1;
+    assert!(p.sign(&key()).is_err());
 }
 
 proptest! {

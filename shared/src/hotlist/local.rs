@@ -1,0 +1,2 @@
+//! Locally entered hotlist entries as one automerge document. (Skeleton:
+//! the local-entries helper replaces this file.)
