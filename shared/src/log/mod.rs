@@ -14,6 +14,7 @@
 //! and verified in [`verify::verify_log`].
 
 pub mod access;
+pub mod alert;
 pub mod bundle;
 pub mod loss;
 pub mod retention;
@@ -27,6 +28,7 @@ use crate::types::{
 };
 
 pub use access::{AccessAction, AccessOutcome, AccessRecord};
+pub use alert::{AlertRecord, DispositionRecord};
 pub use verify::{verify_log, verify_node_log, Fault, LogReport, NodeKeys};
 
 /// The encoding version written in every header.
@@ -80,6 +82,12 @@ pub enum EntryKind {
         ranges: Vec<SeqRange>,
         reason: String,
     },
+    /// A read of this log matched a hotlist entry ([`alert`]). In the
+    /// signed header: retention never deletes it. (Appended after
+    /// `NodePurge` so older encodings keep their indices.)
+    Alert(Box<AlertRecord>),
+    /// One stage of an alert's disposition, by a logged-in user.
+    Disposition(DispositionRecord),
 }
 
 /// The signed part of an entry. It survives a purge.
@@ -269,6 +277,24 @@ impl SignedEntry {
                 .into());
             }
         }
+        if let EntryKind::Alert(record) = &self.header.kind {
+            record.validate()?;
+            if record.read_seq >= self.header.seq || self.body.is_some() {
+                return Err(InvalidValue::OutOfRange {
+                    field: "alert entry",
+                }
+                .into());
+            }
+        }
+        if let EntryKind::Disposition(record) = &self.header.kind {
+            record.validate()?;
+            if self.body.is_some() {
+                return Err(InvalidValue::OutOfRange {
+                    field: "disposition entry body",
+                }
+                .into());
+            }
+        }
         if let Some(b) = &self.body {
             b.content.validate()?;
         }
@@ -279,6 +305,22 @@ impl SignedEntry {
     pub fn access(&self) -> Option<&AccessRecord> {
         match &self.header.kind {
             EntryKind::Access(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The alert record, if this entry is one.
+    pub fn alert(&self) -> Option<&AlertRecord> {
+        match &self.header.kind {
+            EntryKind::Alert(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The disposition record, if this entry is one.
+    pub fn disposition(&self) -> Option<&DispositionRecord> {
+        match &self.header.kind {
+            EntryKind::Disposition(r) => Some(r),
             _ => None,
         }
     }
@@ -314,7 +356,9 @@ impl SignedEntry {
                 EntryKind::Purge { .. }
                 | EntryKind::Loss { .. }
                 | EntryKind::Access(_)
-                | EntryKind::NodePurge { .. },
+                | EntryKind::NodePurge { .. }
+                | EntryKind::Alert(_)
+                | EntryKind::Disposition(_),
                 Some(_),
             ) => false,
         }
@@ -558,6 +602,35 @@ impl LogWriter {
     ) -> Result<SignedEntry, InvalidValue> {
         record.validate()?;
         Ok(self.seal(EntryKind::Access(record), now, time_source, None))
+    }
+
+    /// Record that read `record.read_seq` of this log matched a hotlist
+    /// entry, at `now`.
+    pub fn append_alert(
+        &mut self,
+        record: AlertRecord,
+        now: UnixMillis,
+        time_source: TimeSource,
+    ) -> Result<SignedEntry, InvalidValue> {
+        record.validate()?;
+        if record.read_seq >= self.next_seq {
+            return Err(InvalidValue::OutOfRange {
+                field: "alert read",
+            });
+        }
+        Ok(self.seal(EntryKind::Alert(Box::new(record)), now, time_source, None))
+    }
+
+    /// Record one stage of an alert's disposition, at `now`. The caller
+    /// checks the stage rules ([`alert::Progress`]).
+    pub fn append_disposition(
+        &mut self,
+        record: DispositionRecord,
+        now: UnixMillis,
+        time_source: TimeSource,
+    ) -> Result<SignedEntry, InvalidValue> {
+        record.validate()?;
+        Ok(self.seal(EntryKind::Disposition(record), now, time_source, None))
     }
 
     fn seal(

@@ -676,6 +676,9 @@ impl LogVerifier {
             // as a purge record of this (the hub's) log; the ranges are fed
             // to the node's verifier with [`LogVerifier::hub_purged`].
             EntryKind::NodePurge { .. } => self.purge_records += 1,
+            // Alerts and dispositions carry their record in the signed
+            // header; nothing to pair up.
+            EntryKind::Alert(_) | EntryKind::Disposition(_) => {}
         }
     }
 
