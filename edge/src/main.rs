@@ -40,6 +40,11 @@ enum Command {
     /// Legal holds on this node: place one, list them (needs a login).
     #[command(subcommand)]
     Hold(alpr_edge::holds::cli::HoldCommand),
+    /// Hotlist alerts awaiting disposition (with --all, every one).
+    Alerts(alpr_edge::alert::cli::AlertsArgs),
+    /// One alert: show it, or record its disposition in stages.
+    #[command(subcommand)]
+    Alert(alpr_edge::alert::cli::AlertCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         Command::Logout(a) => officer::logout(a),
         Command::Search(a) => officer::search(a),
         Command::Hold(c) => alpr_edge::holds::cli::run(c),
+        Command::Alerts(a) => alpr_edge::alert::cli::alerts(a),
+        Command::Alert(c) => alpr_edge::alert::cli::alert(c),
     };
     alpr_shared::cli::exit_with(result)
 }

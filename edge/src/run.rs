@@ -403,6 +403,9 @@ pub enum LocalRequest {
     Search(crate::search::SearchRequest),
     HoldAdd(crate::holds::HoldAddRequest),
     HoldList(crate::holds::HoldListRequest),
+    AlertList(crate::alert::AlertListRequest),
+    AlertShow(crate::alert::AlertShowRequest),
+    AlertDispose(crate::alert::AlertDisposeRequest),
 }
 
 /// The answer to a request other than `status`.
@@ -540,6 +543,21 @@ async fn answer(access: &crate::policy::EdgeAccess, r: LocalRequest) -> LocalAns
         ),
         LocalRequest::Search(req) => to_value(
             crate::search::search(access, req)
+                .await
+                .and_then(|a| serde_json::to_value(a).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::AlertList(req) => to_value(
+            crate::alert::list(access, req)
+                .await
+                .and_then(|a| serde_json::to_value(a).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::AlertShow(req) => to_value(
+            crate::alert::show(access, req)
+                .await
+                .and_then(|a| serde_json::to_value(a).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::AlertDispose(req) => to_value(
+            crate::alert::dispose(access, req)
                 .await
                 .and_then(|a| serde_json::to_value(a).map_err(|e| e.to_string())),
         ),

@@ -26,6 +26,7 @@ use alpr_shared::control::holds::Hold;
 use alpr_shared::control::holds_doc::HoldsDoc;
 use alpr_shared::control::SignedPolicy;
 use alpr_shared::crypto::{sha256, SecretKey};
+use alpr_shared::log::alert::Progress;
 use alpr_shared::log::{AccessRecord, LogWriter, SeqRange, SignedEntry};
 use alpr_shared::sync::LogSource;
 use alpr_shared::types::{DeviceId, Hash32, ReadContent, TimeSource, UnixMillis};
@@ -56,6 +57,11 @@ const POLICY: TableDefinition<&str, &[u8]> = TableDefinition::new("policy-v1");
 /// Legal holds: "doc" → the saved [`HoldsDoc`] (it only grows),
 /// "refreshed-at" → when the hub's document was last merged (ms, BE).
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
+
+/// Alerts this node raised: alert entry seq (BE) → disposition progress
+/// ([`alpr_shared::log::alert::Progress::encode`], 3 bytes) ‖ covert (1)
+/// ‖ the disposition entries' seqs (BE, 8 each, at most 3).
+const ALERTS: TableDefinition<&[u8; 8], &[u8]> = TableDefinition::new("alerts-v1");
 
 /// META key of the capture cursor.
 const CURSOR_KEY: &str = "capture-cursor";
@@ -135,6 +141,8 @@ pub enum StoreError {
     Reopening,
     #[error("legal holds: {0}")]
     Holds(#[from] alpr_shared::control::holds_doc::HoldsDocError),
+    #[error("{0}")]
+    Alert(String),
 }
 
 /// A change to the node's legal holds, made in the store's writer so
@@ -230,6 +238,17 @@ enum Cmd {
         ranges: Vec<SeqRange>,
         reason: String,
         reply: oneshot::Sender<Result<Purged, StoreError>>,
+    },
+    /// Alerts raised by reads of this log, signed into it and listed in
+    /// the alerts table, in one transaction.
+    Alerts {
+        records: Vec<alpr_shared::log::AlertRecord>,
+        reply: oneshot::Sender<Result<Vec<u64>, StoreError>>,
+    },
+    /// One stage of an alert's disposition, if the stage rules allow it.
+    Dispose {
+        record: alpr_shared::log::DispositionRecord,
+        reply: oneshot::Sender<Result<(u64, Progress), StoreError>>,
     },
     /// The reads of one step of the capture source and its new position,
     /// in one transaction.
@@ -419,6 +438,7 @@ impl StoreHandle {
             tx.open_table(LOSSES).map_err(db_err)?;
             tx.open_table(POLICY).map_err(db_err)?;
             tx.open_table(HOLDS).map_err(db_err)?;
+            tx.open_table(ALERTS).map_err(db_err)?;
             let last = reads.last().map_err(db_err)?;
             match last {
                 Some((_, v)) => {
@@ -831,6 +851,119 @@ impl StoreHandle {
         entries_from_tx(&tx, first, max_count, max_bytes, None)
     }
 
+    /// Sign `records` (alerts raised by reads of this log) into the log and
+    /// list them as awaiting disposition; durable when this returns. The
+    /// alert entries' sequence numbers.
+    pub async fn append_alerts(
+        &self,
+        records: Vec<alpr_shared::log::AlertRecord>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Alerts { records, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// As [`Self::append_alerts`], for a caller on a plain thread.
+    pub fn append_alerts_blocking(
+        &self,
+        records: Vec<alpr_shared::log::AlertRecord>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .blocking_send(Cmd::Alerts { records, reply })
+            .map_err(|_| StoreError::Stopped)?;
+        rx.blocking_recv().map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Record one stage of an alert's disposition, if the stage rules
+    /// ([`Progress`]) allow it now; durable when this returns. The
+    /// disposition entry's sequence number and the alert's progress.
+    pub async fn dispose_alert(
+        &self,
+        record: alpr_shared::log::DispositionRecord,
+    ) -> Result<(u64, Progress), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Dispose { record, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// The alerts this node raised, newest first, at most `limit`.
+    pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRow>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(ALERTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)?.rev().take(limit) {
+            let (k, v) = row.map_err(db_err)?;
+            let row = parse_alert_row(u64::from_be_bytes(*k.value()), v.value())
+                .ok_or_else(|| StoreError::Corrupt("alerts table row".into()))?;
+            out.push(row);
+        }
+        Ok(out)
+    }
+
+    /// One alert's row, if this node raised it.
+    pub fn alert_row(&self, seq: u64) -> Result<Option<AlertRow>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(ALERTS).map_err(db_err)?;
+        let Some(v) = t.get(&seq.to_be_bytes()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        parse_alert_row(seq, v.value())
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt("alerts table row".into()))
+    }
+
+    /// Reads whose plate is in [`from_plate`, `to_plate`) (byte order),
+    /// captured in [`from`, `to`]: (plate, seq). For past matches of a
+    /// pattern, the caller filters by its prefix range.
+    pub fn plates_in_range(
+        &self,
+        from_plate: &str,
+        to_plate: Option<&str>,
+        from: UnixMillis,
+        to: UnixMillis,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(PLATE_TIME).map_err(db_err)?;
+        let mut out = Vec::new();
+        let lo = from_plate.as_bytes().to_vec();
+        for row in t.range::<&[u8]>(lo.as_slice()..).map_err(db_err)? {
+            let (k, _) = row.map_err(db_err)?;
+            let k = k.value();
+            let Some(zero) = k.iter().position(|b| *b == 0) else {
+                continue;
+            };
+            let plate = String::from_utf8_lossy(&k[..zero]).into_owned();
+            if to_plate.is_some_and(|t| plate.as_str() >= t) {
+                break;
+            }
+            let (Some(at), Some(seq)) = (
+                k.get(zero + 1..zero + 9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok()),
+                k.get(zero + 9..zero + 17)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok()),
+            ) else {
+                continue;
+            };
+            let at = u64::from_be_bytes(at);
+            if at < from.0 || at > to.0 {
+                continue;
+            }
+            out.push((plate, u64::from_be_bytes(seq)));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Sequence numbers of reads of `plate` captured in [from, to].
     pub fn reads_of_plate(
         &self,
@@ -1153,6 +1286,8 @@ enum Done {
     Lost(Option<(u64, u64)>),
     Accessed(Box<SignedEntry>),
     Holds(Option<Vec<u8>>),
+    Alerted(Vec<u64>),
+    Disposed(u64, Progress),
     Purged(Purged),
     Nothing,
     Failed(StoreError),
@@ -1202,6 +1337,20 @@ fn reply(cmd: Cmd, r: Done) {
                 _ => Err(StoreError::Db("no holds result".into())),
             });
         }
+        Cmd::Alerts { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Alerted(v) => Ok(v),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no alert result".into())),
+            });
+        }
+        Cmd::Dispose { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::Disposed(seq, p) => Ok((seq, p)),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no disposition result".into())),
+            });
+        }
         Cmd::Purge { reply, .. } => {
             let _ = reply.send(match r {
                 Done::Purged(p) => Ok(p),
@@ -1235,8 +1384,76 @@ fn write_batch(
         let mut losses = tx.open_table(LOSSES).map_err(db_err)?;
         let mut policy = tx.open_table(POLICY).map_err(db_err)?;
         let mut holds = tx.open_table(HOLDS).map_err(db_err)?;
+        let mut alerts = tx.open_table(ALERTS).map_err(db_err)?;
         for cmd in batch.iter_mut() {
             match cmd {
+                Cmd::Alerts { records, .. } => {
+                    let mut seqs = Vec::with_capacity(records.len());
+                    let mut failed = None;
+                    for r in records.iter() {
+                        let covert = r.covert;
+                        match log.append_alert(r.clone(), UnixMillis::now(), TimeSource::LocalClock)
+                        {
+                            Ok(e) => {
+                                reads
+                                    .insert(&e.seq().to_be_bytes(), e.encode().as_slice())
+                                    .map_err(db_err)?;
+                                let row = AlertRow {
+                                    seq: e.seq(),
+                                    progress: Progress::default(),
+                                    covert,
+                                    dispositions: Vec::new(),
+                                };
+                                alerts
+                                    .insert(&e.seq().to_be_bytes(), alert_row(&row).as_slice())
+                                    .map_err(db_err)?;
+                                seqs.push(e.seq());
+                            }
+                            Err(e) => failed = Some(e),
+                        }
+                    }
+                    out.push(match failed {
+                        Some(e) if seqs.is_empty() => Done::Failed(e.into()),
+                        _ => Done::Alerted(seqs),
+                    });
+                }
+                Cmd::Dispose { record, .. } => {
+                    let row = alerts
+                        .get(&record.alert_seq.to_be_bytes())
+                        .map_err(db_err)?
+                        .map(|v| v.value().to_vec());
+                    let Some(mut row) = row
+                        .as_deref()
+                        .and_then(|v| parse_alert_row(record.alert_seq, v))
+                    else {
+                        out.push(Done::Failed(StoreError::Alert(format!(
+                            "no alert {} on this node",
+                            record.alert_seq
+                        ))));
+                        continue;
+                    };
+                    if let Err(e) = row.progress.apply(record.stage) {
+                        out.push(Done::Failed(StoreError::Alert(e.to_string())));
+                        continue;
+                    }
+                    match log.append_disposition(
+                        record.clone(),
+                        UnixMillis::now(),
+                        TimeSource::LocalClock,
+                    ) {
+                        Ok(e) => {
+                            reads
+                                .insert(&e.seq().to_be_bytes(), e.encode().as_slice())
+                                .map_err(db_err)?;
+                            row.dispositions.push(e.seq());
+                            alerts
+                                .insert(&record.alert_seq.to_be_bytes(), alert_row(&row).as_slice())
+                                .map_err(db_err)?;
+                            out.push(Done::Disposed(e.seq(), row.progress));
+                        }
+                        Err(e) => out.push(Done::Failed(e.into())),
+                    }
+                }
                 Cmd::Holds { change, .. } => {
                     let stored = holds
                         .get("doc")
@@ -1494,6 +1711,47 @@ fn write_batch(
     }
     tx.commit().map_err(db_err)?;
     Ok(out)
+}
+
+/// An alerts-table row: progress ‖ covert ‖ disposition seqs.
+fn alert_row(r: &AlertRow) -> Vec<u8> {
+    let mut v = r.progress.encode().to_vec();
+    v.push(u8::from(r.covert));
+    for s in &r.dispositions {
+        v.extend_from_slice(&s.to_be_bytes());
+    }
+    v
+}
+
+fn parse_alert_row(seq: u64, v: &[u8]) -> Option<AlertRow> {
+    let progress = Progress::decode(v.get(..3)?)?;
+    let covert = v.get(3).copied()? != 0;
+    let rest = v.get(4..)?;
+    if rest.len() % 8 != 0 || rest.len() > 24 {
+        return None;
+    }
+    let dispositions = rest
+        .chunks_exact(8)
+        .filter_map(|c| <[u8; 8]>::try_from(c).ok())
+        .map(u64::from_be_bytes)
+        .collect();
+    Some(AlertRow {
+        seq,
+        progress,
+        covert,
+        dispositions,
+    })
+}
+
+/// One alert of this node as the alerts table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    /// The alert entry's sequence number in this log.
+    pub seq: u64,
+    pub progress: Progress,
+    pub covert: bool,
+    /// Its disposition entries in this log, in order.
+    pub dispositions: Vec<u64>,
 }
 
 /// The tables an append writes.
