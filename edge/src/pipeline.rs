@@ -180,7 +180,13 @@ pub struct Pipeline {
     cursor: Option<CaptureCursor>,
     gps: Option<GpsHandle>,
     health: CaptureHealth,
+    /// Matches each stored read against the node's lists.
+    alerter: Option<crate::alert::Alerter>,
 }
+
+/// A read ready to store: the read, the file it came from, and its texts
+/// (best first, then the recogniser's alternatives) for matching.
+type Pending = (NewRead, String, Vec<String>);
 
 impl Pipeline {
     /// Load the models (a clear error if they are missing or altered) and
@@ -221,6 +227,7 @@ impl Pipeline {
             source,
             gps: None,
             health: CaptureHealth::default(),
+            alerter: None,
         })
     }
 
@@ -228,6 +235,12 @@ impl Pipeline {
     /// `edge status` at once).
     pub fn with_health(mut self, health: CaptureHealth) -> Self {
         self.health = health;
+        self
+    }
+
+    /// Match every stored read with this alerter.
+    pub fn with_alerter(mut self, alerter: Option<crate::alert::Alerter>) -> Self {
+        self.alerter = alerter;
         self
     }
 
@@ -272,7 +285,7 @@ impl Pipeline {
             let index = position;
             position += 1;
             stats.frames += 1;
-            let mut reads: Vec<(NewRead, String)> = Vec::new();
+            let mut reads: Vec<Pending> = Vec::new();
             match frame {
                 Err(e) => {
                     stats.frames_failed += 1;
@@ -376,13 +389,20 @@ impl Pipeline {
     fn commit(
         &self,
         store: &StoreHandle,
-        reads: Vec<(NewRead, String)>,
+        reads: Vec<Pending>,
         cursor: Option<CaptureCursor>,
     ) -> anyhow::Result<u64> {
         if reads.is_empty() && cursor.is_none() {
             return Ok(0);
         }
-        let (reads, files): (Vec<NewRead>, Vec<String>) = reads.into_iter().unzip();
+        let mut texts = Vec::with_capacity(reads.len());
+        let (reads, files): (Vec<NewRead>, Vec<String>) = reads
+            .into_iter()
+            .map(|(r, f, t)| {
+                texts.push(t);
+                (r, f)
+            })
+            .unzip();
         let shown: Vec<(String, f32, TimeSource, Location)> = reads
             .iter()
             .map(|r| {
@@ -398,10 +418,17 @@ impl Pipeline {
             .commit_capture_blocking(reads, cursor)
             .context("storing the reads")?;
         let mut stored = 0;
-        for ((r, file), (plate, pct, ts, loc)) in results.into_iter().zip(files).zip(shown) {
+        let mut to_match = Vec::new();
+        for (((r, file), (plate, pct, ts, loc)), texts) in
+            results.into_iter().zip(files).zip(shown).zip(texts)
+        {
             match r {
                 Ok(appended) => {
                     stored += 1;
+                    to_match.push(crate::alert::StoredRead {
+                        seq: appended.seq,
+                        texts,
+                    });
                     info!(
                         plate = %plate,
                         confidence = format_args!("{pct:.1}%"),
@@ -417,6 +444,13 @@ impl Pipeline {
                 }
             }
         }
+        // After the reads are durable: an alert names a stored read. A
+        // failure to sign an alert is logged; the reads stay stored.
+        if let Some(alerter) = &self.alerter {
+            if let Err(e) = alerter.check_blocking(&to_match) {
+                tracing::error!(error = %format!("{e:#}"), "alerts for these reads could not be recorded");
+            }
+        }
         Ok(stored)
     }
 
@@ -427,7 +461,7 @@ impl Pipeline {
         frame: &CapturedFrame,
         pass: &PassRead,
         overviews: &VecDeque<(Duration, Vec<u8>)>,
-    ) -> anyhow::Result<(NewRead, String)> {
+    ) -> anyhow::Result<Pending> {
         let overview = overviews
             .iter()
             .find(|(at, _)| *at == pass.best_frame)
@@ -444,7 +478,7 @@ impl Pipeline {
         frame: &CapturedFrame,
         plate: &PlateRead,
         overview: Vec<u8>,
-    ) -> anyhow::Result<(NewRead, String)> {
+    ) -> anyhow::Result<Pending> {
         let cfg = &self.cfg;
         let crop = plate
             .crop_jpeg()
@@ -484,6 +518,9 @@ impl Pipeline {
                 overview,
             },
             file,
+            std::iter::once(plate.text.clone())
+                .chain(plate.alternatives.iter().map(|a| a.text.clone()))
+                .collect(),
         ))
     }
 }

@@ -323,10 +323,24 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
             ("sync", must_run(r, &cancel))
         });
     }
+    // The node's lists, matched against every read. Inputs are set by
+    // whoever holds them (policy here; bulk generations and local entries
+    // by their owners) through `MatcherSource::set_*`.
+    let matcher_source = crate::alert::MatcherSource::new();
+    matcher_source.set_excluded(crate::alert::hotlist_policy(&store).excluded_categories);
+    tokio::spawn(crate::alert::back_match_loop(
+        store.clone(),
+        matcher_source.clone(),
+        cancel.clone(),
+    ));
     if config.capture.enabled() {
         let pipeline = crate::pipeline::Pipeline::open(&config.capture, &config.data_dir, &store)?
             .with_health(capture_health.clone())
-            .with_gps(gps.clone());
+            .with_gps(gps.clone())
+            .with_alerter(Some(crate::alert::Alerter::new(
+                store.clone(),
+                &matcher_source,
+            )));
         capture_health.update(|s| s.state = "running".into());
         let (store, cancel, health) = (store.clone(), cancel.clone(), capture_health.clone());
         critical.spawn_blocking(move || {

@@ -320,6 +320,16 @@ pub trait HubStorage: Send + Sync + 'static {
     ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
+    /// Alerts raised in nodes' logs (of `node` only, if given), by node
+    /// then sequence, at most `limit` (index `alerts-v1`, written at
+    /// ingest with each disposition stage).
+    fn alerts(
+        &self,
+        node: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<AlertIndexRow>, StoreError>;
+    /// One alert of a node's log, if indexed.
+    fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<AlertIndexRow>, StoreError>;
     /// Images named by the device's reads `from..to` (content held) that the
     /// hub lacks, in log order, at most `limit`; and where the search
     /// stopped (`to`, or the entry after the last one looked at when the
@@ -376,6 +386,19 @@ pub trait HubStorage: Send + Sync + 'static {
         }
         Ok(out)
     }
+}
+
+/// An alert as the hub indexes it; its record and dispositions are
+/// entries of the node's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertIndexRow {
+    pub node: DeviceId,
+    /// The alert entry's sequence number in the node's log.
+    pub seq: u64,
+    pub progress: alpr_shared::log::alert::Progress,
+    pub covert: bool,
+    /// The node's disposition entries, in order.
+    pub dispositions: Vec<u64>,
 }
 
 /// A read found through an index: which entry, and when it was captured.

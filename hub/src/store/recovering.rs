@@ -212,6 +212,20 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
         self.call(|s| s.node_accesses(from, to, limit))
     }
+    fn alerts(
+        &self,
+        node: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<super::AlertIndexRow>, StoreError> {
+        self.call(|s| s.alerts(node, limit))
+    }
+    fn alert(
+        &self,
+        node: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<super::AlertIndexRow>, StoreError> {
+        self.call(|s| s.alert(node, seq))
+    }
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
         self.call(|s| s.refusals(limit))
     }

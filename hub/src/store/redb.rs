@@ -72,6 +72,10 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
 const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions-v1");
 /// Nodes' access entries: (time BE, node id BE, seq BE).
 const NODE_ACCESS: TableDefinition<&[u8; 20], ()> = TableDefinition::new("node-access-v1");
+/// Alerts raised in nodes' logs: node id BE ‖ alert seq BE → progress (3
+/// bytes, [`alpr_shared::log::alert::Progress::encode`]) ‖ covert (1) ‖
+/// the node's disposition entries' seqs (BE, 8 each). Written at ingest.
+const ALERTS: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("alerts-v1");
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
@@ -450,6 +454,7 @@ impl RedbStore {
             tx.open_table(USERS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
+            tx.open_table(ALERTS).map_err(db_err)?;
             backfill_search_indexes(&tx)?;
         }
         tx.commit().map_err(db_err)?;
@@ -580,6 +585,7 @@ impl HubStorage for RedbStore {
             let mut users = tx.open_table(USERS).map_err(db_err)?;
             let mut sessions = tx.open_table(SESSIONS).map_err(db_err)?;
             let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
+            let mut alerts = tx.open_table(ALERTS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut rows = SearchRows::default();
 
@@ -679,6 +685,7 @@ impl HubStorage for RedbStore {
                                         k[12..].copy_from_slice(&v.seq().to_be_bytes());
                                         node_access.insert(&k, ()).map_err(db_err)?;
                                     }
+                                    index_alert(&mut alerts, id, &v.entry)?;
                                     rows.add(id, &v.entry);
                                 }
                                 rec.next_seq = p.after.next_seq;
@@ -1465,6 +1472,147 @@ impl HubStorage for RedbStore {
         let t = tx.open_table(IMAGES).map_err(db_err)?;
         Ok(t.get(&hash.0).map_err(db_err)?.is_some())
     }
+
+    fn alerts(
+        &self,
+        node: Option<&DeviceId>,
+        limit: usize,
+    ) -> Result<Vec<super::AlertIndexRow>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(ALERTS).map_err(db_err)?;
+        let names = tx.open_table(NODE_NAMES).map_err(db_err)?;
+        let nodes = tx.open_table(NODES).map_err(db_err)?;
+        let (lo, hi) = match node {
+            Some(d) => {
+                let Some(rec) = nodes
+                    .get(d.as_str())
+                    .map_err(db_err)?
+                    .map(|v| decode_node(v.value()))
+                    .transpose()?
+                else {
+                    return Ok(Vec::new());
+                };
+                (entry_key(rec.id, 0), entry_key(rec.id, u64::MAX))
+            }
+            None => ([0u8; 12], [0xffu8; 12]),
+        };
+        let mut ids: HashMap<[u8; 4], Option<DeviceId>> = HashMap::new();
+        let mut out = Vec::new();
+        for row in t.range::<&[u8; 12]>(&lo..=&hi).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let k = k.value();
+            let mut id = [0u8; 4];
+            id.copy_from_slice(&k[..4]);
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&k[4..]);
+            let name = match ids.get(&id) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = names
+                        .get(&id)
+                        .map_err(db_err)?
+                        .and_then(|v| DeviceId::new(v.value()).ok());
+                    ids.insert(id, n.clone());
+                    n
+                }
+            };
+            if let Some(d) = name {
+                out.push(parse_alert_row(d, u64::from_be_bytes(seq), v.value())?);
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn alert(
+        &self,
+        node: &DeviceId,
+        seq: u64,
+    ) -> Result<Option<super::AlertIndexRow>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(ALERTS).map_err(db_err)?;
+        let nodes = tx.open_table(NODES).map_err(db_err)?;
+        let Some(rec) = nodes
+            .get(node.as_str())
+            .map_err(db_err)?
+            .map(|v| decode_node(v.value()))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let Some(v) = t.get(&entry_key(rec.id, seq)).map_err(db_err)? else {
+            return Ok(None);
+        };
+        parse_alert_row(node.clone(), seq, v.value()).map(Some)
+    }
+}
+
+/// Index an alert or a disposition entry of node `id` (anything else is
+/// left alone). A disposition the stage rules refuse (a node's log is the
+/// node's word; the rules were checked there) is kept in the log and not
+/// counted here.
+fn index_alert(
+    t: &mut redb::Table<&[u8; 12], &[u8]>,
+    id: u32,
+    e: &alpr_shared::log::SignedEntry,
+) -> Result<(), StoreError> {
+    use alpr_shared::log::alert::Progress;
+    if let Some(r) = e.alert() {
+        let mut row = Progress::default().encode().to_vec();
+        row.push(u8::from(r.covert));
+        t.insert(&entry_key(id, e.seq()), row.as_slice())
+            .map_err(db_err)?;
+    } else if let Some(d) = e.disposition() {
+        let key = entry_key(id, d.alert_seq);
+        let Some(mut row) = t.get(&key).map_err(db_err)?.map(|v| v.value().to_vec()) else {
+            return Ok(());
+        };
+        let Some(mut p) = row.get(..3).and_then(Progress::decode) else {
+            return Err(StoreError::Corrupt {
+                table: "alerts-v1",
+                detail: "progress".into(),
+            });
+        };
+        if p.apply(d.stage).is_ok() {
+            row[..3].copy_from_slice(&p.encode());
+            row.extend_from_slice(&e.seq().to_be_bytes());
+            t.insert(&key, row.as_slice()).map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_alert_row(
+    node: DeviceId,
+    seq: u64,
+    v: &[u8],
+) -> Result<super::AlertIndexRow, StoreError> {
+    let bad = || StoreError::Corrupt {
+        table: "alerts-v1",
+        detail: format!("row of {node}#{seq}"),
+    };
+    let progress = v
+        .get(..3)
+        .and_then(alpr_shared::log::alert::Progress::decode)
+        .ok_or_else(bad)?;
+    let covert = v.get(3).copied().ok_or_else(bad)? != 0;
+    let rest = v.get(4..).ok_or_else(bad)?;
+    if rest.len() % 8 != 0 {
+        return Err(bad());
+    }
+    Ok(super::AlertIndexRow {
+        node,
+        seq,
+        progress,
+        covert,
+        dispositions: rest
+            .chunks_exact(8)
+            .filter_map(|c| <[u8; 8]>::try_from(c).ok())
+            .map(u64::from_be_bytes)
+            .collect(),
+    })
 }
 
 /// A postcard row of `table`.
