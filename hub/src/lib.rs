@@ -10,6 +10,7 @@ pub mod search;
 pub mod verify;
 
 pub mod access;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod bench;

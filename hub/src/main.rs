@@ -54,6 +54,12 @@ enum Command {
     /// Legal holds: place, release, list (operators and supervisors).
     #[command(subcommand)]
     Hold(alpr_hub::holds::cli::HoldCommand),
+    /// Alerts raised on the nodes, with their dispositions (officers,
+    /// operators, supervisors; covert ones for supervisors).
+    Alerts(alpr_hub::alerts::cli::AlertsArgs),
+    /// One alert in full: `hub alert show NODE#SEQ`.
+    #[command(subcommand)]
+    Alert(alpr_hub::alerts::cli::AlertCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -87,6 +93,8 @@ fn main() -> ExitCode {
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
+        Command::Alerts(args) => alpr_hub::alerts::cli::alerts(args),
+        Command::Alert(cmd) => alpr_hub::alerts::cli::alert(cmd),
         Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),

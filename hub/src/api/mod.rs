@@ -32,6 +32,7 @@
 //! `POST /api/v1/bootstrap`, users ([`users`]), nodes and logs
 //! ([`nodes`]), audits ([`audit`]).
 
+pub mod alerts;
 pub mod audit;
 pub mod client;
 pub mod holds;
@@ -275,6 +276,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(audit::routes())
         .merge(policy::routes())
         .merge(holds::routes())
+        .merge(alerts::routes())
         .merge(search::routes())
         .merge(crate::export::routes())
         .merge(retention::routes())
