@@ -60,6 +60,10 @@ enum Command {
     /// One alert in full: `hub alert show NODE#SEQ`.
     #[command(subcommand)]
     Alert(alpr_hub::alerts::cli::AlertCommand),
+    /// Bulk hotlists: import a list file (NCIC, CA DOJ, CSV) as a signed
+    /// generation; list, show, generations.
+    #[command(subcommand)]
+    Hotlist(alpr_hub::hotlist::cli::HotlistCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
         Command::Alerts(args) => alpr_hub::alerts::cli::alerts(args),
         Command::Alert(cmd) => alpr_hub::alerts::cli::alert(cmd),
+        Command::Hotlist(cmd) => alpr_hub::hotlist::cli::run(cmd),
         Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),

@@ -36,6 +36,7 @@ pub mod alerts;
 pub mod audit;
 pub mod client;
 pub mod holds;
+pub mod hotlists;
 pub mod nodes;
 pub mod policy;
 pub mod retention;
@@ -277,6 +278,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(policy::routes())
         .merge(holds::routes())
         .merge(alerts::routes())
+        .merge(hotlists::routes())
         .merge(search::routes())
         .merge(crate::export::routes())
         .merge(retention::routes())

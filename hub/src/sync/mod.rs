@@ -62,6 +62,8 @@ pub struct Hub {
     pub policy: crate::policy::PolicyService,
     /// The legal holds, merged with every node's.
     pub holds: crate::holds::HoldsService,
+    /// The bulk hotlists' signed generations, pushed to every node.
+    pub hotlists: crate::hotlist::HotlistService,
 }
 
 /// This many replacements of one identity's connection within
@@ -355,6 +357,13 @@ pub async fn serve(
     info!(version = policy.current().version(), "policy in force");
     let holds = crate::holds::HoldsService::open(storage.clone()).context("the legal holds")?;
     info!(active = holds.active().len(), "legal holds loaded");
+    let hotlists = crate::hotlist::HotlistService::open(
+        storage.clone(),
+        hub_key.clone(),
+        config.hotlist.clone(),
+    )
+    .context("the hotlists ([hotlist] in hub.toml)")?;
+    info!(lists = hotlists.current().len(), "hotlist generations loaded");
 
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
@@ -378,6 +387,7 @@ pub async fn serve(
         budgets: limits::Budgets::new(&config),
         policy,
         holds,
+        hotlists,
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers
