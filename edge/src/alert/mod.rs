@@ -25,9 +25,7 @@ use std::sync::Arc;
 use alpr_shared::control::HotlistPolicy;
 use alpr_shared::hotlist::matcher::Matcher;
 use alpr_shared::hotlist::{Hit, HotEntry, ListRef, MatchKind};
-use alpr_shared::log::alert::{
-    ActionTaken, Progress, ReadCheck, Stage, StatusCheck, MAX_NOTE_LEN,
-};
+use alpr_shared::log::alert::{ActionTaken, Progress, ReadCheck, Stage, StatusCheck, MAX_NOTE_LEN};
 use alpr_shared::log::{
     AccessAction, AccessOutcome, AccessRecord, AlertRecord, DispositionRecord, SignedEntry,
 };
@@ -74,7 +72,10 @@ fn strength(kind: &MatchKind) -> u8 {
 fn entry_key(list: &ListRef, e: &HotEntry) -> String {
     match list {
         ListRef::Bulk { source, .. } => {
-            format!("bulk/{source}/{}/{}/{}/{}", e.plate, e.state, e.category, e.nic)
+            format!(
+                "bulk/{source}/{}/{}/{}/{}",
+                e.plate, e.state, e.category, e.nic
+            )
         }
         ListRef::Local { id } => format!("local/{id}"),
     }
@@ -562,14 +563,15 @@ pub fn stages_of(
         })?));
     }
     if let Some(s) = status {
-        stages.push(Stage::Status(StatusCheck::from_name(s).ok_or_else(|| {
-            format!("--status {s}: one of active, inactive")
-        })?));
+        stages
+            .push(Stage::Status(StatusCheck::from_name(s).ok_or_else(
+                || format!("--status {s}: one of active, inactive"),
+            )?));
     }
     if let Some(a) = action {
-        stages.push(Stage::Action(ActionTaken::from_name(a).ok_or_else(|| {
-            format!("--action {a}: one of stop, no-stop, unable")
-        })?));
+        stages.push(Stage::Action(ActionTaken::from_name(a).ok_or_else(
+            || format!("--action {a}: one of stop, no-stop, unable"),
+        )?));
     }
     if stages.is_empty() {
         return Err("say at least one stage: --read, --status or --action".into());

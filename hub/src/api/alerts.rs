@@ -80,7 +80,10 @@ async fn list(
         format!(
             "alerts{}{}",
             if q.open { " open" } else { "" },
-            q.node.as_deref().map(|n| format!(" node={n}")).unwrap_or_default()
+            q.node
+                .as_deref()
+                .map(|n| format!(" node={n}"))
+                .unwrap_or_default()
         ),
     );
     record.results = u32::try_from(views.len()).unwrap_or(u32::MAX);

@@ -219,11 +219,7 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<super::AlertIndexRow>, StoreError> {
         self.call(|s| s.alerts(node, limit))
     }
-    fn alert(
-        &self,
-        node: &DeviceId,
-        seq: u64,
-    ) -> Result<Option<super::AlertIndexRow>, StoreError> {
+    fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<super::AlertIndexRow>, StoreError> {
         self.call(|s| s.alert(node, seq))
     }
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {

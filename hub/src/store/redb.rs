@@ -1600,11 +1600,7 @@ impl HubStorage for RedbStore {
         Ok(out)
     }
 
-    fn alert(
-        &self,
-        node: &DeviceId,
-        seq: u64,
-    ) -> Result<Option<super::AlertIndexRow>, StoreError> {
+    fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<super::AlertIndexRow>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(ALERTS).map_err(db_err)?;
         let nodes = tx.open_table(NODES).map_err(db_err)?;
@@ -1658,11 +1654,7 @@ fn index_alert(
     Ok(())
 }
 
-fn parse_alert_row(
-    node: DeviceId,
-    seq: u64,
-    v: &[u8],
-) -> Result<super::AlertIndexRow, StoreError> {
+fn parse_alert_row(node: DeviceId, seq: u64, v: &[u8]) -> Result<super::AlertIndexRow, StoreError> {
     let bad = || StoreError::Corrupt {
         table: "alerts-v1",
         detail: format!("row of {node}#{seq}"),
