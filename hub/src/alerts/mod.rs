@@ -5,6 +5,10 @@
 //! ([`crate::api::alerts`]).
 
 pub mod cli;
+#[cfg(test)]
+mod tests;
+
+pub use cli::render;
 
 use alpr_shared::hotlist::{HotEntry, ListRef, MatchKind};
 use alpr_shared::log::alert::Progress;
