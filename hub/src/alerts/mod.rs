@@ -4,6 +4,7 @@
 //! read the entries back for `hub alerts` and `hub alert show`
 //! ([`crate::api::alerts`]).
 
+pub mod back_match;
 pub mod cli;
 #[cfg(test)]
 mod tests;
@@ -25,8 +26,11 @@ pub const REMINDER: &str =
 /// One alert as the hub shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AlertView {
-    /// `node#seq`.
+    /// `node#seq` (an alert in a node's log), or `hub#N` (a past match
+    /// the hub found).
     pub id: String,
+    /// `node` or `hub`: who raised it.
+    pub source: String,
     pub node: String,
     pub seq: u64,
     pub raised_at: UnixMillis,
@@ -115,6 +119,7 @@ pub fn views(
         let Some(rec) = alert.alert() else { continue };
         out.push(AlertView {
             id: format!("{}#{}", r.node, r.seq),
+            source: "node".into(),
             node: r.node.to_string(),
             seq: r.seq,
             raised_at: alert.header.captured_at,
@@ -136,6 +141,34 @@ pub fn views(
         });
     }
     Ok(out)
+}
+
+/// The view of a past match the hub found (number `n`).
+pub fn hub_view(n: u64, a: &crate::store::HubAlert) -> AlertView {
+    let r = &a.record;
+    let progress = Progress::default();
+    AlertView {
+        id: format!("hub#{n}"),
+        source: "hub".into(),
+        node: a.node.to_string(),
+        seq: r.read_seq,
+        raised_at: a.at,
+        read_seq: r.read_seq,
+        matched_text: r.matched_text.clone(),
+        entry: r.entry.clone(),
+        list: r.list.clone(),
+        kind: r.kind.clone(),
+        match_kind: r.kind_text(),
+        level: format!("{:?}", r.level).to_lowercase(),
+        covert: r.covert,
+        list_age_ms: r.list_age_ms,
+        list_stale: r.list_stale,
+        past_match: r.past_match,
+        progress,
+        status: format!("past match on {}#{}", a.node, r.read_seq),
+        open: true,
+        dispositions: Vec::new(),
+    }
 }
 
 /// One alert with its read.

@@ -127,3 +127,101 @@ fn alert_ids_parse() {
     assert_eq!(parse_id("car-9"), None);
     assert_eq!(parse_id("car 9#1"), None);
 }
+
+fn generation(
+    number: u64,
+    plates: &[&str],
+) -> std::sync::Arc<alpr_shared::hotlist::generation::Generation> {
+    use alpr_shared::hotlist::generation::{Generation, GenerationInfo};
+    let entries = plates
+        .iter()
+        .map(|p| HotEntry {
+            plate: (*p).into(),
+            state: "CA".into(),
+            category: Category::StolenVehicle,
+            ..HotEntry::default()
+        })
+        .collect();
+    let info = GenerationInfo {
+        source: "ncic".into(),
+        number,
+        issued_at: UnixMillis(1_000),
+        source_sha256: alpr_shared::types::Hash32::ZERO,
+        source_rows: plates.len() as u64,
+        rows: 0,
+        categories: Vec::new(),
+        settings: Default::default(),
+    };
+    std::sync::Arc::new(
+        Generation::build(info, entries, &SecretKey::from_bytes(&[8; 32])).expect("built"),
+    )
+}
+
+#[tokio::test]
+async fn a_new_generation_row_finds_reads_stored_before_it() {
+    use super::back_match::{BackMatcher, BACK_MATCH_PURPOSE, SYSTEM_USER};
+    use crate::store::HubStorage;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(RedbStore::open(&dir.path().join("h.redb")).expect("open"));
+    let device = DeviceId::new("pole-2").expect("valid");
+    let mut w = LogWriter::new(SecretKey::from_bytes(&[4; 32]), device.clone());
+    let now = UnixMillis::now();
+    let read = w
+        .append_read(crate::bench::sample_read(0), now, TimeSource::Ntp)
+        .expect("read");
+    let plate = read.read().expect("content").plate.clone();
+    ingest(&store, &mut w, vec![read]);
+
+    let old = vec![generation(1, &["1OLD111"])];
+    let new = vec![generation(2, &["1OLD111", plate.as_str()])];
+    let entries = BackMatcher::changed(&old, &new);
+    assert_eq!(entries.len(), 1, "only the new row");
+    assert!(
+        BackMatcher::changed(&[], &new).is_empty(),
+        "a source first seen is a baseline"
+    );
+
+    let ca = alpr_shared::pki::new_ca("Test PD", 30).expect("ca");
+    let anchor = alpr_shared::cert::TrustAnchor::from_pem(ca.cert_pem.as_bytes()).expect("anchor");
+    let storage: Arc<dyn HubStorage> = store.clone();
+    let access = crate::access::AccessLog::start(
+        storage.clone(),
+        SecretKey::from_bytes(&[6; 32]),
+        DeviceId::new("hub").expect("valid"),
+    )
+    .expect("access log");
+    let matcher = BackMatcher {
+        storage: storage.clone(),
+        searcher: crate::search::Searcher::new(storage.clone(), anchor),
+        access,
+    };
+    let found = matcher
+        .entries(entries, 30, &[], UnixMillis(now.0 + 1))
+        .await
+        .expect("run");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].node, device);
+    assert!(found[0].record.past_match && found[0].record.read_seq == 0);
+    let held = store.hub_alerts(10).expect("read");
+    assert_eq!(held.len(), 1);
+    assert_eq!(hub_view(held[0].0, &held[0].1).id, "hub#1");
+    let accesses: Vec<_> = store
+        .hub_access_entries(0, 100)
+        .expect("access")
+        .iter()
+        .filter_map(|b| SignedEntry::decode(b).ok())
+        .filter_map(|e| e.access().cloned())
+        .collect();
+    assert!(accesses.iter().any(|a| a.user == SYSTEM_USER
+        && a.purpose.as_deref() == Some(BACK_MATCH_PURPOSE)
+        && a.query == format!("plate={plate}")
+        && a.results == 1));
+    // Out of the back-match window: nothing found, nothing logged.
+    let later = UnixMillis(now.0 + 40 * 86_400_000);
+    let again = matcher
+        .entries(BackMatcher::changed(&old, &new), 30, &[], later)
+        .await
+        .expect("run");
+    assert!(again.is_empty());
+}

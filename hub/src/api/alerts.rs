@@ -69,7 +69,14 @@ async fn list(
             .filter(|r| !open || !r.progress.closed())
             .collect();
         let newest: Vec<_> = rows.into_iter().rev().take(MAX_LIST).collect();
-        crate::alerts::views(storage.as_ref(), &newest).map_err(storage_err)
+        let mut views = crate::alerts::views(storage.as_ref(), &newest).map_err(storage_err)?;
+        // Past matches the hub found in the reads it holds.
+        for (n, a) in storage.hub_alerts(MAX_LIST).map_err(storage_err)? {
+            if (covert || !a.record.covert) && node.as_ref().is_none_or(|d| *d == a.node) {
+                views.push(crate::alerts::hub_view(n, &a));
+            }
+        }
+        Ok(views)
     })
     .await
     .map_err(storage_err)??;

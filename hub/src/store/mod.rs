@@ -159,6 +159,9 @@ pub enum WriteOp {
     /// Append entries to the hub's own access log ([`crate::access`]), in
     /// order: each must be the log's next entry, or the commit fails.
     HubAccess(Vec<alpr_shared::log::SignedEntry>),
+    /// Past matches found at the hub ([`crate::alerts::back_match`]):
+    /// appended to `hub-alerts-v1`, numbered from 1.
+    HubAlerts(Vec<HubAlert>),
     /// Retention at the hub ([`crate::retention`]): delete the content and
     /// salt of `device`'s reads in `ranges` (each entry rewritten without
     /// its body), their search-index rows, and the images no read still
@@ -345,6 +348,9 @@ pub trait HubStorage: Send + Sync + 'static {
         node: Option<&DeviceId>,
         limit: usize,
     ) -> Result<Vec<AlertIndexRow>, StoreError>;
+    /// Past matches the hub found, newest first, at most `limit`: (number,
+    /// alert).
+    fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, HubAlert)>, StoreError>;
     /// One alert of a node's log, if indexed.
     fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<AlertIndexRow>, StoreError>;
     /// Images named by the device's reads `from..to` (content held) that the
@@ -403,6 +409,18 @@ pub trait HubStorage: Send + Sync + 'static {
         }
         Ok(out)
     }
+}
+
+/// A past match the hub found in the reads it holds (a new entry matched
+/// a read stored before it). Not in any node's log: the hub's access log
+/// holds the system's access that found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubAlert {
+    /// The node whose read matched.
+    pub node: DeviceId,
+    pub at: UnixMillis,
+    /// `record.read_seq` is the read's seq in `node`'s log.
+    pub record: alpr_shared::log::AlertRecord,
 }
 
 /// An alert as the hub indexes it; its record and dispositions are

@@ -219,6 +219,9 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<super::AlertIndexRow>, StoreError> {
         self.call(|s| s.alerts(node, limit))
     }
+    fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, super::HubAlert)>, StoreError> {
+        self.call(|s| s.hub_alerts(limit))
+    }
     fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<super::AlertIndexRow>, StoreError> {
         self.call(|s| s.alert(node, seq))
     }

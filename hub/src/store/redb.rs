@@ -76,6 +76,9 @@ const NODE_ACCESS: TableDefinition<&[u8; 20], ()> = TableDefinition::new("node-a
 /// bytes, [`alpr_shared::log::alert::Progress::encode`]) ‖ covert (1) ‖
 /// the node's disposition entries' seqs (BE, 8 each). Written at ingest.
 const ALERTS: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("alerts-v1");
+/// Past matches the hub found: number (from 1) → postcard
+/// [`super::HubAlert`].
+const HUB_ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("hub-alerts-v1");
 /// Bulk hotlist generations ([`crate::hotlist`]): (source, number) →
 /// the signed generation bytes; the last few of each source only.
 const HOTLIST_GEN: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("hotlist-gen-v1");
@@ -462,6 +465,7 @@ impl RedbStore {
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
             tx.open_table(ALERTS).map_err(db_err)?;
+            tx.open_table(HUB_ALERTS).map_err(db_err)?;
             backfill_search_indexes(&tx)?;
         }
         tx.commit().map_err(db_err)?;
@@ -593,6 +597,7 @@ impl HubStorage for RedbStore {
             let mut sessions = tx.open_table(SESSIONS).map_err(db_err)?;
             let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
             let mut alerts = tx.open_table(ALERTS).map_err(db_err)?;
+            let mut hub_alerts = tx.open_table(HUB_ALERTS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut rows = SearchRows::default();
 
@@ -985,6 +990,19 @@ impl HubStorage for RedbStore {
                             plates: gone.len() as u64,
                             ..super::Purged::default()
                         }));
+                    }
+                    WriteOp::HubAlerts(found) => {
+                        let mut next = hub_alerts
+                            .last()
+                            .map_err(db_err)?
+                            .map_or(1, |(k, _)| k.value() + 1);
+                        for a in found {
+                            hub_alerts
+                                .insert(next, encode(&a).as_slice())
+                                .map_err(db_err)?;
+                            next += 1;
+                        }
+                        results.push(WriteResult::Done);
                     }
                     WriteOp::HubAccess(batch) => {
                         for e in batch {
@@ -1596,6 +1614,17 @@ impl HubStorage for RedbStore {
             if out.len() >= limit {
                 break;
             }
+        }
+        Ok(out)
+    }
+
+    fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, super::HubAlert)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HUB_ALERTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)?.rev().take(limit) {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((k.value(), decode_row(v.value(), "hub-alerts-v1")?));
         }
         Ok(out)
     }

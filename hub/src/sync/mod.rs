@@ -458,12 +458,23 @@ pub async fn serve(
         config.retention_interval,
         cancel.child_token(),
     ));
+    let search = crate::search::Searcher::new(hub.storage.clone(), hub.anchor.clone());
+    // Past matches: each new generation's new rows searched in the reads
+    // held (the system's access is logged).
+    tokio::spawn(
+        crate::alerts::back_match::BackMatcher {
+            storage: hub.storage.clone(),
+            searcher: search.clone(),
+            access: access.clone(),
+        }
+        .follow_bulk(hub.clone(), cancel.child_token()),
+    );
     let api_state = crate::api::ApiState {
         hub: hub.clone(),
         users,
         access,
         data_dir: config.data_dir.clone(),
-        search: crate::search::Searcher::new(hub.storage.clone(), hub.anchor.clone()),
+        search,
         retention,
         retention_interval: config.retention_interval,
     };
