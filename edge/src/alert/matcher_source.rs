@@ -98,6 +98,14 @@ impl MatcherSource {
         });
     }
 
+    /// The categories excluded now.
+    pub fn excluded(&self) -> Vec<Category> {
+        self.inputs
+            .lock()
+            .map(|i| i.excluded.clone())
+            .unwrap_or_default()
+    }
+
     /// The categories policy excludes (no new entries: never a past match).
     pub fn set_excluded(&self, excluded: Vec<Category>) {
         self.update(|i| {

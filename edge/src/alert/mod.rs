@@ -143,6 +143,7 @@ pub fn list_name(list: &ListRef) -> String {
 #[derive(Clone)]
 pub struct Alerter {
     store: StoreHandle,
+    source: MatcherSource,
     matcher: watch::Receiver<Arc<Matcher>>,
 }
 
@@ -157,6 +158,7 @@ impl Alerter {
     pub fn new(store: StoreHandle, source: &MatcherSource) -> Self {
         Alerter {
             store,
+            source: source.clone(),
             matcher: source.watch(),
         }
     }
@@ -165,9 +167,14 @@ impl Alerter {
     /// `ALERT` line for each one that is not covert. Returns the alerts'
     /// sequence numbers. Blocking (the pipeline's thread).
     pub fn check_blocking(&self, reads: &[StoredRead]) -> anyhow::Result<Vec<u64>> {
-        let matcher = self.matcher.borrow().clone();
         let now = UnixMillis::now();
         let policy = hotlist_policy(&self.store);
+        // A new policy may exclude other categories: the lists follow it
+        // before this read is matched.
+        if self.source.excluded() != policy.excluded_categories {
+            self.source.set_excluded(policy.excluded_categories.clone());
+        }
+        let matcher = self.matcher.borrow().clone();
         let mut records = Vec::new();
         let mut hits = Vec::new();
         for r in reads {

@@ -400,3 +400,27 @@ fn dispose_stages_parse_in_order_and_refuse_unknown_words() {
     assert!(stages_of(None, None, None).is_err());
     assert!(stages_of(Some("maybe"), None, None).is_err());
 }
+
+#[tokio::test]
+async fn policy_excluded_categories_never_alert() {
+    let n = node().await;
+    let source = MatcherSource::new();
+    source.set_bulk(vec![generation(
+        1,
+        UnixMillis::now(),
+        &[("9IMM999", Category::Immigration)],
+    )]);
+    let alerter = Alerter::new(n.store.clone(), &source);
+    let seq = store_read(&n.store, "9IMM999").await;
+    let seqs = tokio::task::spawn_blocking(move || {
+        alerter.check_blocking(&[StoredRead {
+            seq,
+            texts: vec!["9IMM999".into()],
+        }])
+    })
+    .await
+    .expect("joined")
+    .expect("checked");
+    assert!(seqs.is_empty(), "policy excludes immigration by default");
+    assert_eq!(source.excluded(), vec![Category::Immigration]);
+}

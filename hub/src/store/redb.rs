@@ -992,15 +992,14 @@ impl HubStorage for RedbStore {
                         }));
                     }
                     WriteOp::HubAlerts(found) => {
-                        let mut next = hub_alerts
+                        let first = hub_alerts
                             .last()
                             .map_err(db_err)?
                             .map_or(1, |(k, _)| k.value() + 1);
-                        for a in found {
+                        for (n, a) in (first..).zip(found) {
                             hub_alerts
-                                .insert(next, encode(&a).as_slice())
+                                .insert(n, encode(&a).as_slice())
                                 .map_err(db_err)?;
-                            next += 1;
                         }
                         results.push(WriteResult::Done);
                     }
