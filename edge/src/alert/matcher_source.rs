@@ -114,6 +114,60 @@ impl MatcherSource {
         });
     }
 
+    /// Follow the bulk generations published on `rx` (the push helper's
+    /// `Generations::watch()`) until `cancel`; the value held now first.
+    pub fn follow_bulk(
+        &self,
+        mut rx: watch::Receiver<Arc<Vec<Arc<Generation>>>>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        me.set_bulk(rx.borrow_and_update().to_vec());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = rx.changed() => if r.is_err() { return },
+                }
+                me.set_bulk(rx.borrow_and_update().to_vec());
+            }
+        })
+    }
+
+    /// Follow the local entries: each time `changes` moves (the store's
+    /// `watch_local_entries()`), read them again with `read` (e.g. the
+    /// store's `local_entries()`), until `cancel`; the entries held now
+    /// first.
+    pub fn follow_local<F>(
+        &self,
+        mut changes: watch::Receiver<u64>,
+        read: F,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: Fn() -> Result<Vec<LocalEntry>, String> + Send + 'static,
+    {
+        let me = self.clone();
+        let load = move |me: &MatcherSource| match read() {
+            Ok(entries) => me.set_local(entries),
+            Err(e) => {
+                tracing::error!(error = %e, "local entries unreadable; the lists keep the last ones")
+            }
+        };
+        changes.borrow_and_update();
+        load(&me);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = changes.changed() => if r.is_err() { return },
+                }
+                changes.borrow_and_update();
+                load(&me);
+            }
+        })
+    }
+
     /// Apply `change` (which says whether the input had a value before:
     /// only then can the new lists hold entries new to this node) and
     /// publish the rebuilt matcher.

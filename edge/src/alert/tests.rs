@@ -424,3 +424,70 @@ async fn policy_excluded_categories_never_alert() {
     assert!(seqs.is_empty(), "policy excludes immigration by default");
     assert_eq!(source.excluded(), vec![Category::Immigration]);
 }
+
+#[tokio::test]
+async fn the_lists_follow_published_generations_and_local_entries() {
+    let source = MatcherSource::new();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (tx, rx) = watch::channel(Arc::new(Vec::<Arc<Generation>>::new()));
+    source.follow_bulk(rx, cancel.clone());
+    let mut m = source.watch();
+    let g = generation(1, UnixMillis::now(), &[("2FOL222", Category::StolenPlate)]);
+    tx.send_replace(Arc::new(vec![g]));
+    m.changed().await.expect("rebuilt");
+    let mut hits = Vec::new();
+    source
+        .current()
+        .match_read(&["2FOL222"], None, UnixMillis::now(), &mut hits);
+    assert_eq!(hits.len(), 1, "the new generation is matched");
+    assert!(
+        source.take_change().is_some(),
+        "a second generation is a change"
+    );
+
+    let (bump, changes) = watch::channel(0u64);
+    let entries = Arc::new(std::sync::Mutex::new(
+        Vec::<alpr_shared::hotlist::LocalEntry>::new(),
+    ));
+    let read = {
+        let entries = entries.clone();
+        move || Ok(entries.lock().expect("lock").clone())
+    };
+    source.follow_local(changes, read, cancel.clone());
+    // The entries held now were loaded at once (none).
+    m.borrow_and_update();
+    let now = UnixMillis::now();
+    entries
+        .lock()
+        .expect("lock")
+        .push(alpr_shared::hotlist::LocalEntry {
+            id: "e1".into(),
+            plate: "7AB*".into(),
+            state: String::new(),
+            category: Category::Suspect,
+            reason: "hit and run".into(),
+            case: "24-1".into(),
+            level: alpr_shared::hotlist::AlertLevel::Urgent,
+            make: String::new(),
+            model: String::new(),
+            colour: String::new(),
+            expires_at: UnixMillis(now.0 + DAY),
+            author: "op1".into(),
+            agency: "CA0190000".into(),
+            created_at: now,
+            updated_at: now,
+            removed: None,
+        });
+    bump.send_replace(1);
+    m.changed().await.expect("rebuilt");
+    hits.clear();
+    source
+        .current()
+        .match_read(&["7ABX99"], None, UnixMillis::now(), &mut hits);
+    assert!(
+        hits.iter()
+            .any(|h| matches!(h.kind, MatchKind::Wildcard { .. })),
+        "the partial plate matches: {hits:?}"
+    );
+    cancel.cancel();
+}
