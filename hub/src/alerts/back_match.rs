@@ -182,6 +182,77 @@ impl BackMatcher {
         out
     }
 
+    /// Local entries of `now` whose id is not in `known` (active ones
+    /// only), as entries to search; `known` gains them.
+    pub fn new_local(
+        known: &mut HashSet<String>,
+        entries: &[alpr_shared::hotlist::LocalEntry],
+        now: UnixMillis,
+    ) -> Vec<NewEntry> {
+        let mut out = Vec::new();
+        for e in entries {
+            if !known.insert(e.id.clone()) || !e.active(now) {
+                continue;
+            }
+            out.push(NewEntry {
+                list: ListRef::Local { id: e.id.clone() },
+                entry: HotEntry {
+                    plate: e.plate.clone(),
+                    state: e.state.clone(),
+                    category: e.category,
+                    make: e.make.clone(),
+                    model: e.model.clone(),
+                    colour: e.colour.clone(),
+                    oca: e.case.clone(),
+                    note: e.reason.clone(),
+                    ..HotEntry::default()
+                },
+                plate: e.plate.clone(),
+                level: e.level,
+                covert: false,
+            });
+        }
+        out
+    }
+
+    /// Follow the local entries until `cancel`: each time `changes` moves
+    /// (the `local` helper's `LocalEntriesService::watch()`), entries new
+    /// since the hub started are searched (read with `entries`, e.g.
+    /// `LocalEntriesService::entries`).
+    pub async fn follow_local<T, F>(
+        self,
+        hub: Arc<Hub>,
+        mut changes: tokio::sync::watch::Receiver<T>,
+        entries: F,
+        cancel: CancellationToken,
+    ) where
+        T: Send + Sync + 'static,
+        F: Fn() -> Arc<Vec<alpr_shared::hotlist::LocalEntry>> + Send + 'static,
+    {
+        let mut known: HashSet<String> = entries().iter().map(|e| e.id.clone()).collect();
+        changes.borrow_and_update();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = changes.changed() => if r.is_err() { return },
+            }
+            changes.borrow_and_update();
+            let now = UnixMillis::now();
+            let new = Self::new_local(&mut known, &entries(), now);
+            if new.is_empty() {
+                continue;
+            }
+            let p = hub.policy.current();
+            let rules = &p.policy().hotlists;
+            if let Err(e) = self
+                .entries(new, rules.back_match_days, &rules.excluded_categories, now)
+                .await
+            {
+                warn!(error = %format!("{e:#}"), "past matches of local entries failed");
+            }
+        }
+    }
+
     /// Follow the hub's bulk lists until `cancel`: each new generation's
     /// new rows are searched.
     pub async fn follow_bulk(self, hub: Arc<Hub>, cancel: CancellationToken) {

@@ -217,6 +217,44 @@ async fn a_new_generation_row_finds_reads_stored_before_it() {
         && a.purpose.as_deref() == Some(BACK_MATCH_PURPOSE)
         && a.query == format!("plate={plate}")
         && a.results == 1));
+    // A new local entry, a partial plate: found by pattern, once.
+    let local = |id: &str, pattern: String| alpr_shared::hotlist::LocalEntry {
+        id: id.into(),
+        plate: pattern,
+        state: String::new(),
+        category: Category::Suspect,
+        reason: "hit and run".into(),
+        case: "24-77".into(),
+        level: AlertLevel::Urgent,
+        make: String::new(),
+        model: String::new(),
+        colour: String::new(),
+        expires_at: UnixMillis(now.0 + 86_400_000),
+        author: "op1".into(),
+        agency: "CA0000001".into(),
+        created_at: now,
+        updated_at: now,
+        removed: None,
+    };
+    let mut known = std::collections::HashSet::from(["old".to_string()]);
+    let pattern = format!("{}*", &plate[..3]);
+    let list = vec![local("old", "ZZZ*".into()), local("new", pattern.clone())];
+    let new_entries = BackMatcher::new_local(&mut known, &list, now);
+    assert_eq!(new_entries.len(), 1);
+    assert!(
+        BackMatcher::new_local(&mut known, &list, now).is_empty(),
+        "once"
+    );
+    let found = matcher
+        .entries(new_entries, 30, &[], UnixMillis(now.0 + 1))
+        .await
+        .expect("run");
+    assert_eq!(found.len(), 1);
+    assert!(matches!(
+        &found[0].record.kind,
+        MatchKind::Wildcard { pattern: p } if *p == pattern
+    ));
+    assert_eq!(found[0].record.entry.oca, "24-77");
     // Out of the back-match window: nothing found, nothing logged.
     let later = UnixMillis(now.0 + 40 * 86_400_000);
     let again = matcher
