@@ -92,11 +92,12 @@ fn line(a: &AlertSummary) -> String {
 pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
     let config = EdgeConfig::load_or_default(a.config.as_deref())?;
     let token = read_token(&session_path(&config))?;
-    let mut seen = std::collections::HashSet::new();
+    let mut after = None;
     loop {
         let req = LocalRequest::AlertList(AlertListRequest {
             token: token.clone(),
             all: a.all,
+            after,
         });
         let v = match local_request(&config, &req) {
             Ok(v) => v,
@@ -119,13 +120,19 @@ pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        for x in list.iter().rev().filter(|x| seen.insert(x.id)) {
+        let mut new: Vec<&AlertSummary> = list.iter().collect();
+        new.sort_by_key(|x| x.id);
+        for x in new {
+            after = Some(after.map_or(x.id, |a: u64| a.max(x.id)));
             if a.json {
                 println!("{}", serde_json::to_string(x)?);
             } else {
                 println!("{}", line(x));
             }
         }
+        // From now on only new alerts (an alert's id is never 0: its read
+        // comes before it).
+        after.get_or_insert(0);
         std::thread::sleep(Duration::from_secs(1));
     }
 }

@@ -347,6 +347,10 @@ pub struct AlertListRequest {
     /// Also those already disposed.
     #[serde(default)]
     pub all: bool,
+    /// Only alerts raised after this one (`--follow`); an answer with none
+    /// shows no data and is not logged.
+    #[serde(default)]
+    pub after: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -457,7 +461,7 @@ pub async fn list(access: &EdgeAccess, req: AlertListRequest) -> Result<Vec<Aler
     let rows = store.alerts(10_000).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for row in rows.iter().filter(|r| !r.covert) {
-        if !req.all && row.progress.closed() {
+        if (!req.all && row.progress.closed()) || req.after.is_some_and(|a| row.seq <= a) {
             continue;
         }
         let e = entry_at(store, row.seq)?;
@@ -466,6 +470,9 @@ pub async fn list(access: &EdgeAccess, req: AlertListRequest) -> Result<Vec<Aler
         }
     }
     out.sort_by_key(|s| (!s.open, std::cmp::Reverse(s.id)));
+    if req.after.is_some() && out.is_empty() {
+        return Ok(out);
+    }
     access
         .record(AccessRecord {
             user,

@@ -199,6 +199,7 @@ async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
         AlertListRequest {
             token: token.clone(),
             all: false,
+            after: None,
         },
     )
     .await
@@ -250,6 +251,7 @@ async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
         AlertListRequest {
             token: token.clone(),
             all: false,
+            after: None,
         },
     )
     .await
@@ -269,6 +271,24 @@ async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
     assert_eq!(detail.read_plate.as_deref(), Some("7A8C123"));
     assert!(detail.crop.is_some() && detail.overview.is_some());
     assert!(detail.reminder.contains("state system"));
+
+    let views_before = access_records(&n.store).len();
+    let newer = list(
+        &n.access,
+        AlertListRequest {
+            token: token.clone(),
+            all: true,
+            after: Some(id),
+        },
+    )
+    .await
+    .expect("follow");
+    assert!(newer.is_empty());
+    assert_eq!(
+        access_records(&n.store).len(),
+        views_before,
+        "a follow poll that shows nothing is not an access"
+    );
 
     let log = access_records(&n.store);
     let dispositions: Vec<_> = log
@@ -320,6 +340,7 @@ async fn covert_hits_are_logged_but_never_shown_in_the_car() {
         AlertListRequest {
             token: token.clone(),
             all: true,
+            after: None,
         },
     )
     .await
