@@ -142,6 +142,15 @@ fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
     assert_eq!(found["node"], node.name.as_str());
     assert_eq!(found["entry"]["category"], "stolen-vehicle");
 
+    let id = found["id"].as_str().expect("id").to_string();
+    let o = hub.run_as("ofc1", &["alert", "show", &id])?;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(
+        out(&o).contains("state system") && out(&o).contains(&plate),
+        "{}",
+        out(&o)
+    );
+
     // The system's search is in the hub's access log, with its purpose.
     let o = hub.run_as("auditor", &["audit", "access", "--json"])?;
     assert!(o.status.success(), "{}", out(&o));

@@ -24,7 +24,7 @@ pub struct AlertsArgs {
 pub enum AlertCommand {
     /// One alert with its read and every disposition stage.
     Show {
-        /// `node#seq`, as `hub alerts` lists it.
+        /// `node#seq` or `hub#N`, as `hub alerts` lists it.
         id: String,
         #[arg(long)]
         json: bool,
@@ -102,9 +102,13 @@ pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
 pub fn alert(cmd: AlertCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AlertCommand::Show { id, json } => {
-            let (node, seq) = super::parse_id(&id)
-                .ok_or_else(|| anyhow::anyhow!("{id:?} is not an alert id (node#seq)"))?;
-            let d: AlertDetail = api_get(&format!("/api/v1/alerts/{node}/{seq}"))?;
+            let d: AlertDetail = match super::parse_id(&id) {
+                Some((node, n)) if node.as_str() == "hub" => {
+                    api_get(&format!("/api/v1/hub-alerts/{n}"))?
+                }
+                Some((node, seq)) => api_get(&format!("/api/v1/alerts/{node}/{seq}"))?,
+                None => anyhow::bail!("{id:?} is not an alert id (node#seq or hub#N)"),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(ExitCode::SUCCESS);

@@ -171,6 +171,28 @@ pub fn hub_view(n: u64, a: &crate::store::HubAlert) -> AlertView {
     }
 }
 
+/// A hub past match with its read.
+pub fn hub_detail(
+    storage: &dyn HubStorage,
+    n: u64,
+    a: &crate::store::HubAlert,
+) -> Result<Option<AlertDetail>, StoreError> {
+    let alert = hub_view(n, a);
+    let read = storage
+        .entries_at(&[(a.node.clone(), a.record.read_seq)])?
+        .pop()
+        .and_then(decode);
+    let content = read.as_ref().and_then(|e| e.read().cloned());
+    Ok(Some(AlertDetail {
+        read_at: read.as_ref().map(|e| e.header.captured_at),
+        read_plate: content.as_ref().map(|c| c.plate.clone()),
+        read_location: content.as_ref().map(|c| c.location.to_string()),
+        camera: content.as_ref().map(|c| c.camera.clone()),
+        alert,
+        reminder: REMINDER.into(),
+    }))
+}
+
 /// One alert with its read.
 pub fn detail(
     storage: &dyn HubStorage,

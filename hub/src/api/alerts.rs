@@ -33,6 +33,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/alerts", get(list))
         .route("/api/v1/alerts/{node}/{seq}", get(show))
+        .route("/api/v1/hub-alerts/{n}", get(show_hub))
 }
 
 /// Covert alerts are for supervisors only.
@@ -96,6 +97,43 @@ async fn list(
     record.results = u32::try_from(views.len()).unwrap_or(u32::MAX);
     state.access.record(record).await?;
     Ok(Json(views))
+}
+
+/// A past match the hub found (`hub#N`), with the read it matched.
+async fn show_hub(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(n): Path<u64>,
+) -> Result<Json<AlertDetail>, ApiError> {
+    caller.require(Permission::HandleAlerts)?;
+    let storage = state.hub.storage.clone();
+    let detail = tokio::task::spawn_blocking(move || -> Result<Option<AlertDetail>, ApiError> {
+        // Numbered from 1 in order: the newest is the last.
+        let Some((_, a)) = storage
+            .hub_alerts(usize::MAX)
+            .map_err(storage_err)?
+            .into_iter()
+            .find(|(k, _)| *k == n)
+        else {
+            return Ok(None);
+        };
+        crate::alerts::hub_detail(storage.as_ref(), n, &a).map_err(storage_err)
+    })
+    .await
+    .map_err(storage_err)??;
+    let detail = detail
+        .filter(|d| sees_covert(&caller) || !d.alert.covert)
+        .ok_or_else(|| ApiError::NotFound(format!("no alert hub#{n}")))?;
+    let mut record = caller.record(
+        AccessAction::View,
+        format!(
+            "alert hub#{n} read {}#{} plate={}",
+            detail.alert.node, detail.alert.read_seq, detail.alert.matched_text
+        ),
+    );
+    record.results = 1;
+    state.access.record(record).await?;
+    Ok(Json(detail))
 }
 
 async fn show(
