@@ -528,6 +528,43 @@ mod tests {
         assert_eq!(Progress::decode(&[1, 0]), None);
     }
 
+    proptest::proptest! {
+        /// Stored progress bytes never panic the decoder, and whatever
+        /// decodes encodes back to the same bytes.
+        #[test]
+        fn progress_bytes_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6)) {
+            if let Some(p) = Progress::decode(&b) {
+                proptest::prop_assert_eq!(p.encode().to_vec(), b);
+            }
+        }
+
+        /// Any sequence of stages: the rules hold after each accepted one.
+        #[test]
+        fn accepted_stages_keep_the_rules(stages in proptest::collection::vec(0u8..9, 0..8)) {
+            let all = [
+                Stage::Read(ReadCheck::Correct),
+                Stage::Read(ReadCheck::WrongState),
+                Stage::Read(ReadCheck::Misread),
+                Stage::Read(ReadCheck::DismissedUnreviewed),
+                Stage::Status(StatusCheck::ConfirmedActive),
+                Stage::Status(StatusCheck::NoLongerActive),
+                Stage::Action(ActionTaken::Stop),
+                Stage::Action(ActionTaken::NoStop),
+                Stage::Action(ActionTaken::Unable),
+            ];
+            let mut p = Progress::default();
+            for i in stages {
+                let _ = p.apply(all[usize::from(i)]);
+                proptest::prop_assert!(p.status.is_none() || p.read == Some(ReadCheck::Correct));
+                proptest::prop_assert!(p.action.is_none() || p.status.is_some());
+                proptest::prop_assert!(
+                    p.action != Some(ActionTaken::Stop)
+                        || p.status == Some(StatusCheck::ConfirmedActive)
+                );
+            }
+        }
+    }
+
     #[test]
     fn stage_names_round_trip() {
         for r in ["correct", "wrong-state", "misread", "dismissed"] {
