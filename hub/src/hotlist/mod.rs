@@ -389,11 +389,9 @@ impl HotlistService {
         let storage = self.inner.storage.clone();
         let public = self.inner.public;
         let source = source.to_owned();
-        tokio::task::spawn_blocking(move || {
-            match storage.generation_bytes(&source, number)? {
-                Some(bytes) => Ok(Some(Arc::new(Generation::open(bytes, &public)?))),
-                None => Ok(None),
-            }
+        tokio::task::spawn_blocking(move || match storage.generation_bytes(&source, number)? {
+            Some(bytes) => Ok(Some(Arc::new(Generation::open(bytes, &public)?))),
+            None => Ok(None),
         })
         .await
         .map_err(|e| HotlistError::Join(e.to_string()))?
@@ -527,11 +525,10 @@ impl HotlistService {
             let from = prev.info().number;
             let to = generation.info().number;
             let new = generation.clone();
-            let d = tokio::task::spawn_blocking(move || {
-                alpr_shared::hotlist::delta::diff(&prev, &new)
-            })
-            .await
-            .map_err(|e| HotlistError::Join(e.to_string()))?;
+            let d =
+                tokio::task::spawn_blocking(move || alpr_shared::hotlist::delta::diff(&prev, &new))
+                    .await
+                    .map_err(|e| HotlistError::Join(e.to_string()))?;
             report.delta_bytes = Some(d.len() as u64);
             let cell = OnceCell::new_with(Some(Some(Arc::new(d))));
             let mut map = match self.inner.deltas.lock() {
