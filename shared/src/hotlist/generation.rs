@@ -119,7 +119,7 @@ pub fn bucket_bits(rows: usize) -> u32 {
     ceil_log2.saturating_sub(1).clamp(4, 24)
 }
 
-fn bucket_of(hash: u64, bits: u32) -> usize {
+pub(crate) fn bucket_of(hash: u64, bits: u32) -> usize {
     // bits ≤ 24: the shifted value fits in usize.
     (hash >> (64 - bits)) as usize
 }
@@ -328,21 +328,31 @@ pub(crate) fn write_body(out: &mut Vec<u8>, records: &[u8], blob: &[u8]) {
     out.extend_from_slice(&(n as u32).to_le_bytes());
     out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
-    // The directory: dir[b] = first record whose bucket is ≥ b.
+    let dir_at = out.len();
+    out.resize(dir_at + (buckets + 1) * 4, 0);
+    fill_directory(&mut out[dir_at..], records, bits);
+    out.extend_from_slice(records);
+    out.extend_from_slice(blob);
+}
+
+/// The directory of `records`: slot `b` (of `dir.len() / 4`) is the first
+/// record whose bucket is ≥ b.
+pub(crate) fn fill_directory(dir: &mut [u8], records: &[u8], bits: u32) {
+    let n = records.len() / RECORD_LEN;
+    let mut slots = dir.chunks_exact_mut(4);
     let mut next_bucket = 0usize;
     for (i, rec) in records.chunks_exact(RECORD_LEN).enumerate() {
         let b = bucket_of(record_key(&rec[..MAX_PLATE_LEN]).0, bits);
         while next_bucket <= b {
-            out.extend_from_slice(&(i as u32).to_le_bytes());
+            if let Some(s) = slots.next() {
+                s.copy_from_slice(&(i as u32).to_le_bytes());
+            }
             next_bucket += 1;
         }
     }
-    while next_bucket <= buckets {
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        next_bucket += 1;
+    for s in slots {
+        s.copy_from_slice(&(n as u32).to_le_bytes());
     }
-    out.extend_from_slice(records);
-    out.extend_from_slice(blob);
 }
 
 /// A generation held in memory, ready to match. Everything is read in
@@ -601,6 +611,11 @@ impl Generation {
     fn record(&self, i: usize) -> &[u8] {
         let at = self.rec_at + i * RECORD_LEN;
         &self.bytes[at..at + RECORD_LEN]
+    }
+
+    /// Directory slot `b`: the first record of bucket `b` (or after).
+    pub(crate) fn dir_slot(&self, b: usize) -> u32 {
+        u32_at(&self.bytes, self.dir_at + b * 4).unwrap_or(self.rows as u32)
     }
 
     /// Bytes of the signed header (the body follows).
