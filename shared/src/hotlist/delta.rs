@@ -28,12 +28,13 @@ use super::generation::{
     Generation, GenerationError, EXTRA_FIELDS, MAX_FIELD_BYTES, MAX_GENERATION_BYTES, MAX_INFO_LEN,
     MAX_ROWS, RECORD_LEN,
 };
-use super::MAX_PLATE_LEN;
+use super::{Category, MAX_PLATE_LEN};
 
 /// First bytes of every delta (format version 1).
 pub const DELTA_MAGIC: &[u8; 8] = b"ALPRHDL1";
-/// Largest delta once decompressed.
-pub const MAX_DELTA_RAW: usize = MAX_GENERATION_BYTES;
+/// Largest delta once decompressed (and most bytes its records may
+/// expand to).
+pub const MAX_DELTA_RAW: usize = 256 << 20;
 
 fn invalid(msg: impl Into<String>) -> GenerationError {
     GenerationError::Invalid(format!("delta: {}", msg.into()))
@@ -109,9 +110,11 @@ pub fn diff(old: &Generation, new: &Generation) -> Vec<u8> {
     }
     let plates: Vec<&[u8]> = added.iter().map(|&k| new.plate(k)).collect();
     put_str_columns(&mut raw, &plates);
-    for &k in &added {
-        raw.extend_from_slice(&record_head(new, k)[10..12]);
-    }
+    let states: Vec<&[u8]> = added
+        .iter()
+        .map(|&k| &record_head(new, k)[10..12])
+        .collect();
+    put_str_columns(&mut raw, &states);
     for &k in &added {
         raw.push(record_head(new, k)[12]);
     }
@@ -130,6 +133,10 @@ pub fn diff(old: &Generation, new: &Generation) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     enc.write_all(&raw).expect("deflate into a Vec");
     enc.finish().expect("deflate into a Vec")
+}
+
+fn category_slot(c: Category) -> usize {
+    Category::ALL.iter().position(|k| *k == c).unwrap_or(0)
 }
 
 /// A stretch of the new generation.
@@ -175,13 +182,43 @@ fn put_u32_planes(raw: &mut Vec<u8>, values: &[u32]) {
     }
 }
 
-/// Strings transposed: their lengths (as planes), then every string's
-/// first byte, every second byte, … so each column holds one kind of
-/// character (digits of an NCIC number, letters of a make) and compresses
-/// as such.
+/// Numbers below 2^16 as two byte planes.
+fn put_u16_planes(raw: &mut Vec<u8>, values: &[u32]) {
+    for shift in [0, 8] {
+        raw.extend(values.iter().map(|v| (v >> shift) as u8));
+    }
+}
+
+/// A column of strings, in one of two codings:
+/// - `0`, transposed: the lengths (two byte planes), then every string's
+///   first byte, every second byte, … so each column holds one kind of
+///   character (the digits of an NCIC number) and compresses as such;
+/// - `1`, a dictionary, for columns of few distinct values (makes,
+///   colours, states): the sorted distinct values (count varint, then
+///   transposed), then each row's index in it (two byte planes).
 fn put_str_columns(raw: &mut Vec<u8>, values: &[&[u8]]) {
+    let mut distinct: Vec<&[u8]> = values.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() <= usize::from(u16::MAX) && distinct.len() * 4 <= values.len() {
+        raw.push(1);
+        put_varint(raw, distinct.len() as u64);
+        put_transposed(raw, &distinct);
+        let index: Vec<u32> = values
+            .iter()
+            .map(|v| distinct.binary_search(v).unwrap_or(0) as u32)
+            .collect();
+        put_u16_planes(raw, &index);
+    } else {
+        raw.push(0);
+        put_transposed(raw, values);
+    }
+}
+
+/// Strings transposed (lengths ≤ MAX_FIELD_BYTES).
+fn put_transposed(raw: &mut Vec<u8>, values: &[&[u8]]) {
     let lens: Vec<u32> = values.iter().map(|v| v.len() as u32).collect();
-    put_u32_planes(raw, &lens);
+    put_u16_planes(raw, &lens);
     let longest = values.iter().map(|v| v.len()).max().unwrap_or(0);
     for pos in 0..longest {
         raw.extend(values.iter().filter_map(|v| v.get(pos)));
@@ -242,14 +279,57 @@ impl<'a> Reader<'a> {
             .collect())
     }
 
-    /// `count` strings written by `put_str_columns`, each at most `max`.
+    /// `count` numbers written by `put_u16_planes`.
+    fn u16_planes(&mut self, count: usize, what: &str) -> Result<Vec<u32>, GenerationError> {
+        let planes = self.bytes(count.checked_mul(2).ok_or_else(|| invalid(what))?, what)?;
+        Ok((0..count)
+            .map(|k| u32::from(u16::from_le_bytes([planes[k], planes[count + k]])))
+            .collect())
+    }
+
+    /// `count` strings written by `put_str_columns`, each at most `max`
+    /// bytes; `budget` is what the delta may still materialise.
     fn str_columns(
         &mut self,
         count: usize,
         max: usize,
+        budget: &mut usize,
         what: &str,
     ) -> Result<Vec<Vec<u8>>, GenerationError> {
-        let lens = self.u32_planes(count, what)?;
+        let mode = self.bytes(1, what)?[0];
+        match mode {
+            0 => self.transposed(count, max, budget, what),
+            1 => {
+                let n = self.varint(what)?;
+                if n > count as u64 {
+                    return Err(invalid(format!("{what}: more values than rows")));
+                }
+                let dict = self.transposed(n as usize, max, budget, what)?;
+                let index = self.u16_planes(count, what)?;
+                let mut out = Vec::with_capacity(count);
+                for k in index {
+                    let v = dict
+                        .get(k as usize)
+                        .ok_or_else(|| invalid(format!("{what}: index out of range")))?;
+                    *budget = budget
+                        .checked_sub(v.len())
+                        .ok_or_else(|| invalid("too large once expanded"))?;
+                    out.push(v.clone());
+                }
+                Ok(out)
+            }
+            _ => Err(invalid(format!("{what}: unknown column coding {mode}"))),
+        }
+    }
+
+    fn transposed(
+        &mut self,
+        count: usize,
+        max: usize,
+        budget: &mut usize,
+        what: &str,
+    ) -> Result<Vec<Vec<u8>>, GenerationError> {
+        let lens = self.u16_planes(count, what)?;
         let mut total = 0usize;
         for &l in &lens {
             if l as usize > max {
@@ -259,6 +339,9 @@ impl<'a> Reader<'a> {
         }
         // The bytes must be there before anything is allocated for them.
         let data = self.bytes(total, what)?;
+        *budget = budget
+            .checked_sub(total)
+            .ok_or_else(|| invalid("too large once expanded"))?;
         let mut out: Vec<Vec<u8>> = lens
             .iter()
             .map(|&l| Vec::with_capacity(l as usize))
@@ -366,12 +449,23 @@ pub fn apply(
         )));
     }
     let n_add = added.len();
-    let plates = r.str_columns(n_add, MAX_PLATE_LEN, "plates")?;
-    let states = r.bytes(n_add * 2, "states")?;
+    let mut budget = MAX_DELTA_RAW;
+    let plates = r.str_columns(n_add, MAX_PLATE_LEN, &mut budget, "plates")?;
+    let states = r.str_columns(n_add, 2, &mut budget, "states")?;
     let cats = r.bytes(n_add, "categories")?;
+    for k in 0..n_add {
+        let (p, st) = (&plates[k], &states[k]);
+        let plate_ok = !p.is_empty()
+            && p.iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let state_ok = st.len() == 2 && (st[..] == [0, 0] || st.iter().all(u8::is_ascii_uppercase));
+        if !plate_ok || !state_ok || usize::from(cats[k]) >= Category::ALL.len() {
+            return Err(invalid(format!("added record {k} is malformed")));
+        }
+    }
     let mut fields: Vec<Vec<Vec<u8>>> = Vec::with_capacity(EXTRA_FIELDS.len());
     for name in EXTRA_FIELDS {
-        fields.push(r.str_columns(n_add, MAX_FIELD_BYTES, name)?);
+        fields.push(r.str_columns(n_add, MAX_FIELD_BYTES, &mut budget, name)?);
     }
     if r.at != raw.len() {
         return Err(invalid("trailing bytes"));
@@ -385,7 +479,7 @@ pub fn apply(
             put_varint(&mut extra, col[ai].len() as u64);
             extra.extend_from_slice(&col[ai]);
         }
-        if extra.len() > usize::from(u16::MAX) || plates[ai].is_empty() {
+        if extra.len() > usize::from(u16::MAX) {
             return Err(invalid("an added record is malformed"));
         }
         extras.push(extra);
@@ -457,7 +551,7 @@ pub fn apply(
                 let plate = &plates[k];
                 bytes.extend_from_slice(plate);
                 bytes.resize(bytes.len() + MAX_PLATE_LEN - plate.len(), 0);
-                bytes.extend_from_slice(&states[k * 2..k * 2 + 2]);
+                bytes.extend_from_slice(&states[k]);
                 bytes.push(cats[k]);
                 bytes.push(0);
                 bytes.extend_from_slice(&(off as u32).to_le_bytes());
@@ -514,7 +608,27 @@ pub fn apply(
             "the result does not match the hub's signed generation (wrong or forged delta)",
         ));
     }
-    Generation::open_inner(bytes, hub, Some(hash))
+    // The categories the header counts are those of the records.
+    let mut counts = [0i64; Category::ALL.len()];
+    for (c, n) in &old.info().categories {
+        counts[category_slot(*c)] += *n as i64;
+    }
+    for &i in &removed {
+        counts[category_slot(old.category(i))] -= 1;
+    }
+    for &c in cats {
+        counts[usize::from(c)] += 1;
+    }
+    let listed: Vec<(Category, u64)> = Category::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| (*c, n as u64))
+        .collect();
+    if listed != header.info.categories {
+        return Err(invalid("category counts differ from the header's"));
+    }
+    Generation::from_applied(bytes, header)
 }
 
 #[cfg(test)]
