@@ -24,9 +24,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
-use crate::hotlist::{
-    GenerationView, HotlistError, ImportReport, ImportRequest, SourceView,
-};
+use crate::hotlist::{GenerationView, HotlistError, ImportReport, ImportRequest, SourceView};
 use crate::users::{Caller, Permission};
 
 /// What an import takes beside the file.
@@ -124,10 +122,7 @@ async fn import(
         let max = hotlists.config().max_file_bytes;
         let file = axum::body::to_bytes(body, max)
             .await
-            .map_err(|_| HotlistError::TooLarge {
-                size: max + 1,
-                max,
-            })?;
+            .map_err(|_| HotlistError::TooLarge { size: max + 1, max })?;
         let excluded = state
             .hub
             .policy

@@ -123,13 +123,19 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("hotlist import, {n} rows ({file_bytes} bytes of NCIC extract)");
-        println!("  import_s      {:>10.2}  (parse {:.2} s; target ≤ 10 s)", import_s, parse_s);
+        println!(
+            "  import_s      {:>10.2}  (parse {:.2} s; target ≤ 10 s)",
+            import_s, parse_s
+        );
         println!("  generation    {:>10} bytes", report.generation_bytes);
         println!(
             "  reimport_s    {:>10.2}  ({changes} rows replaced: +{} -{})",
             reimport_s, report.added, report.removed
         );
-        println!("  delta_bytes   {:>10}  (target ≤ 100 KB)", report.delta_bytes);
+        println!(
+            "  delta_bytes   {:>10}  (target ≤ 100 KB)",
+            report.delta_bytes
+        );
     }
     Ok(())
 }

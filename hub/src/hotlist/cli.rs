@@ -247,8 +247,8 @@ fn segment(source: &str) -> anyhow::Result<&str> {
 pub fn run(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         HotlistCommand::Import(a) => {
-            let file = std::fs::read(&a.file)
-                .with_context(|| format!("reading {}", a.file.display()))?;
+            let file =
+                std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
             let category = a.category.clone().or_else(|| {
                 (a.format == Some(Format::CaDoj))
                     .then(|| {

@@ -280,6 +280,8 @@ pub struct SourceView {
 }
 
 type DeltaKey = (String, u64, u64);
+/// A delta being computed or computed (`None`: cannot be made).
+type DeltaCell = Arc<OnceCell<Option<Arc<Vec<u8>>>>>;
 
 struct Inner {
     storage: Arc<dyn HubStorage>,
@@ -292,7 +294,7 @@ struct Inner {
     importing: Mutex<()>,
     /// Deltas computed (or being computed: concurrent askers wait for one
     /// computation), to the current generation of their source only.
-    deltas: std::sync::Mutex<HashMap<DeltaKey, Arc<OnceCell<Option<Arc<Vec<u8>>>>>>>,
+    deltas: std::sync::Mutex<HashMap<DeltaKey, DeltaCell>>,
 }
 
 /// The hub's bulk hotlists. Cheap to clone.
@@ -389,11 +391,9 @@ impl HotlistService {
         let storage = self.inner.storage.clone();
         let public = self.inner.public;
         let source = source.to_owned();
-        tokio::task::spawn_blocking(move || {
-            match storage.generation_bytes(&source, number)? {
-                Some(bytes) => Ok(Some(Arc::new(Generation::open(bytes, &public)?))),
-                None => Ok(None),
-            }
+        tokio::task::spawn_blocking(move || match storage.generation_bytes(&source, number)? {
+            Some(bytes) => Ok(Some(Arc::new(Generation::open(bytes, &public)?))),
+            None => Ok(None),
         })
         .await
         .map_err(|e| HotlistError::Join(e.to_string()))?
@@ -527,11 +527,10 @@ impl HotlistService {
             let from = prev.info().number;
             let to = generation.info().number;
             let new = generation.clone();
-            let d = tokio::task::spawn_blocking(move || {
-                alpr_shared::hotlist::delta::diff(&prev, &new)
-            })
-            .await
-            .map_err(|e| HotlistError::Join(e.to_string()))?;
+            let d =
+                tokio::task::spawn_blocking(move || alpr_shared::hotlist::delta::diff(&prev, &new))
+                    .await
+                    .map_err(|e| HotlistError::Join(e.to_string()))?;
             report.delta_bytes = Some(d.len() as u64);
             let cell = OnceCell::new_with(Some(Some(Arc::new(d))));
             let mut map = match self.inner.deltas.lock() {

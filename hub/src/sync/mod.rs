@@ -363,7 +363,10 @@ pub async fn serve(
         config.hotlist.clone(),
     )
     .context("the hotlists ([hotlist] in hub.toml)")?;
-    info!(lists = hotlists.current().len(), "hotlist generations loaded");
+    info!(
+        lists = hotlists.current().len(),
+        "hotlist generations loaded"
+    );
 
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =

@@ -93,13 +93,7 @@ fn plate(rng: &mut Rng) -> String {
     };
     shape
         .iter()
-        .map(|s| {
-            if *s == b'A' {
-                letter(rng)
-            } else {
-                digit(rng)
-            }
-        })
+        .map(|s| if *s == b'A' { letter(rng) } else { digit(rng) })
         .collect()
 }
 
@@ -122,11 +116,7 @@ pub fn entry(rng: &mut Rng) -> HotEntry {
         nic: format!("{}{:09}", category.code(), rng.below(1_000_000_000)),
         ori: rng.pick(&ORIS).to_owned(),
         oca: String::new(),
-        entered: format!(
-            "2026{:02}{:02}",
-            1 + rng.below(11),
-            1 + rng.below(28)
-        ),
+        entered: format!("2026{:02}{:02}", 1 + rng.below(11), 1 + rng.below(28)),
         note: String::new(),
     }
 }

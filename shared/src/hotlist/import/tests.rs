@@ -72,7 +72,11 @@ fn stolen() -> ParseOptions {
 #[test]
 fn ca_doj_reads_records_with_the_category_given() {
     let file = doj(
-        &["7ABC123 CA1911/20/2026", "4XYZ99  CA3711/21/2026", "########CA1911/21/2026"],
+        &[
+            "7ABC123 CA1911/20/2026",
+            "4XYZ99  CA3711/21/2026",
+            "########CA1911/21/2026",
+        ],
         "TOTAL RECORD 0000003",
     );
     let p = parse_with(Format::CaDoj, &file, &stolen()).expect("parses");
@@ -83,7 +87,10 @@ fn ca_doj_reads_records_with_the_category_given() {
     assert_eq!(p.entries[0].entered, "11/20/2026");
     assert_eq!(p.entries[0].note, "county 19");
     assert_eq!(p.entries[1].plate, "4XYZ99");
-    assert!(p.entries.iter().all(|e| e.category == Category::StolenVehicle));
+    assert!(p
+        .entries
+        .iter()
+        .all(|e| e.category == Category::StolenVehicle));
     assert_eq!(p.bad[0].line, 4);
     assert!(p.warnings.is_empty());
 }
@@ -93,7 +100,13 @@ fn ca_doj_footer_must_match_unless_forced() {
     let file = doj(&["7ABC123 CA1911/20/2026"], "TOTAL RECORD 0000002");
     let e = parse_with(Format::CaDoj, &file, &stolen()).expect_err("refused");
     assert!(
-        matches!(e, ImportError::FooterMismatch { declared: 2, found: 1 }),
+        matches!(
+            e,
+            ImportError::FooterMismatch {
+                declared: 2,
+                found: 1
+            }
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("says 2 records"), "{e}");
@@ -202,7 +215,10 @@ fn excluded_categories_are_dropped_and_counted() {
     let dropped = p.exclude(&[Category::Immigration]);
     assert_eq!(dropped, vec![(Category::Immigration, immigration)]);
     assert_eq!(p.entries.len() as u64, 2000 - immigration);
-    assert!(p.entries.iter().all(|e| e.category != Category::Immigration));
+    assert!(p
+        .entries
+        .iter()
+        .all(|e| e.category != Category::Immigration));
 }
 
 #[test]
@@ -226,14 +242,28 @@ fn sample_files_read_back_as_written() {
     assert!(p.entries.iter().any(|e| e.plate == "8OS123"));
     let c = parse(Format::Csv, &sample::csv(&rows), &Columns::default()).expect("csv");
     assert_eq!(c.entries, rows);
-    let short: Vec<HotEntry> = rows.iter().filter(|e| e.plate.len() <= 8).cloned().collect();
-    let d = parse_with(Format::CaDoj, &sample::ca_doj(&short, "11/27/2026 23:05"), &stolen())
-        .expect("ca-doj");
+    let short: Vec<HotEntry> = rows
+        .iter()
+        .filter(|e| e.plate.len() <= 8)
+        .cloned()
+        .collect();
+    let d = parse_with(
+        Format::CaDoj,
+        &sample::ca_doj(&short, "11/27/2026 23:05"),
+        &stolen(),
+    )
+    .expect("ca-doj");
     assert_eq!(d.entries.len(), short.len());
     assert_eq!(d.bad_rows, 0);
     // Seeded: the same seed, the same file.
-    assert_eq!(sample::ncic(&sample::entries(50, 9)), sample::ncic(&sample::entries(50, 9)));
-    assert_ne!(sample::ncic(&sample::entries(50, 9)), sample::ncic(&sample::entries(50, 10)));
+    assert_eq!(
+        sample::ncic(&sample::entries(50, 9)),
+        sample::ncic(&sample::entries(50, 9))
+    );
+    assert_ne!(
+        sample::ncic(&sample::entries(50, 9)),
+        sample::ncic(&sample::entries(50, 10))
+    );
     let changed = sample::change(&rows, 10, 5);
     let differing = changed.iter().zip(&rows).filter(|(a, b)| a != b).count();
     assert!((1..=10).contains(&differing), "{differing}");
