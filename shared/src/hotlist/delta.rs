@@ -5,12 +5,20 @@
 //! "ALPRHDL1" | deflate(
 //!     from: source (varint len + UTF-8) | number varint | content hash (32)
 //!     the new generation's signed header (varint len + bytes)
-//!     removed: count varint, then old record indices as ascending gaps
-//!     added: count varint, then new record indices as ascending gaps
-//!     the added records column by column: plates (10 bytes each),
-//!     states (2), categories (1), then each of the twelve extra fields
-//!     (varint len + bytes) for every added record in turn )
+//!     removed: count varint, then the gaps between the ascending old
+//!         record indices (four byte planes: all low bytes, then …)
+//!     added: the same for the new record indices
+//!     the added records column by column: plates and states as string
+//!     columns, categories (1 byte each), then the twelve extra fields as
+//!     string columns )
 //! ```
+//! A string column is coded `0` (transposed: lengths as two byte planes,
+//! then every value's first byte, every second byte, …) or `1` (a
+//! dictionary of its sorted distinct values, transposed, then each row's
+//! index as two byte planes), whichever suits it: each run of bytes then
+//! holds one kind of symbol, which deflate codes near its entropy (5,000
+//! changed rows of a 1M-row list: about 75 KB).
+//!
 //! A changed entry is a removal and an addition. The new generation is
 //! every old record not removed, in order, with the added records placed at
 //! their indices: a linear merge without comparisons. The result must hash
