@@ -280,6 +280,8 @@ pub struct SourceView {
 }
 
 type DeltaKey = (String, u64, u64);
+/// A delta being computed or computed (`None`: cannot be made).
+type DeltaCell = Arc<OnceCell<Option<Arc<Vec<u8>>>>>;
 
 struct Inner {
     storage: Arc<dyn HubStorage>,
@@ -292,7 +294,7 @@ struct Inner {
     importing: Mutex<()>,
     /// Deltas computed (or being computed: concurrent askers wait for one
     /// computation), to the current generation of their source only.
-    deltas: std::sync::Mutex<HashMap<DeltaKey, Arc<OnceCell<Option<Arc<Vec<u8>>>>>>>,
+    deltas: std::sync::Mutex<HashMap<DeltaKey, DeltaCell>>,
 }
 
 /// The hub's bulk hotlists. Cheap to clone.

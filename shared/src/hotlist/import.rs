@@ -672,10 +672,8 @@ fn csv_row(
             "OCA" => e.oca = text(value),
             "DOT" => e.entered = text(value),
             "MIS" => e.note = text(value),
-            "MKE" => {
-                if !value.trim().is_empty() {
-                    e.category = category_of_mke(value).unwrap_or(Category::Other);
-                }
+            "MKE" if !value.trim().is_empty() => {
+                e.category = category_of_mke(value).unwrap_or(Category::Other);
             }
             _ => {}
         }
