@@ -460,7 +460,10 @@ pub async fn serve(
     ));
     let search = crate::search::Searcher::new(hub.storage.clone(), hub.anchor.clone());
     // Past matches: each new generation's new rows searched in the reads
-    // held (the system's access is logged).
+    // held (the system's access is logged). New local entries likewise,
+    // once the local entries service is here:
+    //   tokio::spawn(matcher.clone().follow_local(hub.clone(),
+    //       hub.local_entries.watch(), move || local.entries(), cancel.child_token()));
     tokio::spawn(
         crate::alerts::back_match::BackMatcher {
             storage: hub.storage.clone(),
