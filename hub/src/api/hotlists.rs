@@ -78,16 +78,26 @@ async fn may_import(
     State(state): State<ApiState>,
     caller: Caller,
     Path(source): Path<String>,
-) -> Result<Json<SourceView>, ApiError> {
+) -> Result<Json<ImportReady>, ApiError> {
     caller.require(Permission::ManageLists)?;
-    state
-        .hub
-        .hotlists
+    let hotlists = &state.hub.hotlists;
+    let view = hotlists
         .sources()
         .into_iter()
         .find(|s| s.name == source)
-        .map(Json)
-        .ok_or_else(|| to_api(HotlistError::UnknownSource(source)))
+        .ok_or_else(|| to_api(HotlistError::UnknownSource(source)))?;
+    Ok(Json(ImportReady {
+        source: view,
+        max_file_bytes: hotlists.config().max_file_bytes as u64,
+    }))
+}
+
+/// The answer to `GET /api/v1/hotlists/{source}/import`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportReady {
+    pub source: SourceView,
+    /// Largest file the hub takes (`hotlist.max_file_bytes`).
+    pub max_file_bytes: u64,
 }
 
 fn may_see(caller: &Caller) -> Result<(), ApiError> {

@@ -351,7 +351,14 @@ pub fn run(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
             let report: ImportReport = runtime()?.block_on(async {
                 let mut client = Session::load()?.client().await?;
                 // Refused before the upload, with the reason.
-                let _: SourceView = client.get(&ask).await?;
+                let ready: crate::api::hotlists::ImportReady = client.get(&ask).await?;
+                anyhow::ensure!(
+                    file.len() as u64 <= ready.max_file_bytes,
+                    "{} is {} bytes; the hub takes at most {} (hotlist.max_file_bytes)",
+                    a.file.display(),
+                    file.len(),
+                    ready.max_file_bytes
+                );
                 client.post_bytes(&path, file).await
             })?;
             if a.json {
