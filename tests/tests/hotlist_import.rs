@@ -14,6 +14,7 @@ use alpr_shared::hotlist::{sample, Category};
 const SOURCES: &str = r#"
 [hotlist]
 max_change = 0.5
+max_file_bytes = 2000000
 
 [[hotlist.sources]]
 name = "ncic"
@@ -213,6 +214,22 @@ fn operator_imports_lists_over_the_api_and_officers_may_not() -> anyhow::Result<
     assert!(!o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("max_change"), "{}", out(&o));
 
+    // A file larger than the hub takes is refused before its upload.
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, sample::ncic(&sample::entries(40_000, 5)))?;
+    let o = hub.run_as(
+        "op1",
+        &[
+            "hotlist",
+            "import",
+            &big.to_string_lossy(),
+            "--source",
+            "ncic",
+        ],
+    )?;
+    assert!(!o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("at most 2000000"), "{}", out(&o));
+
     // The list of sources and the generations.
     let list = json(&hub.run_as("op1", &["hotlist", "list", "--json"])?)?;
     let names: Vec<&str> = list
@@ -236,7 +253,9 @@ fn operator_imports_lists_over_the_api_and_officers_may_not() -> anyhow::Result<
         })
         .unwrap_or_default();
     let by = |u: &str| imports.iter().filter(|r| r["user"] == u).count();
-    assert_eq!(by("op1"), 5, "{imports:?}");
+    // (The unknown source was refused before its upload: nothing imported,
+    // nothing to log.)
+    assert_eq!(by("op1"), 4, "{imports:?}");
     assert_eq!(
         by("ofc1"),
         0,

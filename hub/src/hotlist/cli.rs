@@ -347,12 +347,19 @@ pub fn run(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
                     ("force", a.force.then(|| "true".to_owned())),
                 ])
             );
+            let ask = format!("/api/v1/hotlists/{}/import", segment(&a.source)?);
             let report: ImportReport = runtime()?.block_on(async {
-                Session::load()?
-                    .client()
-                    .await?
-                    .post_bytes(&path, file)
-                    .await
+                let mut client = Session::load()?.client().await?;
+                // Refused before the upload, with the reason.
+                let ready: crate::api::hotlists::ImportReady = client.get(&ask).await?;
+                anyhow::ensure!(
+                    file.len() as u64 <= ready.max_file_bytes,
+                    "{} is {} bytes; the hub takes at most {} (hotlist.max_file_bytes)",
+                    a.file.display(),
+                    file.len(),
+                    ready.max_file_bytes
+                );
+                client.post_bytes(&path, file).await
             })?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
