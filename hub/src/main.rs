@@ -54,6 +54,9 @@ enum Command {
     /// Legal holds: place, release, list (operators and supervisors).
     #[command(subcommand)]
     Hold(alpr_hub::holds::cli::HoldCommand),
+    /// Hotlists: local entries (add, edit, remove, list --local).
+    #[command(subcommand)]
+    Hotlist(alpr_hub::hotlist::local_cli::HotlistCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
+        Command::Hotlist(cmd) => alpr_hub::hotlist::local_cli::run_hotlist(cmd),
         Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),

@@ -43,6 +43,14 @@ pub enum AccessAction {
     Hold,
     /// A legal hold was released.
     HoldRelease,
+    /// A local hotlist entry was added.
+    HotlistAdd,
+    /// A local hotlist entry was edited.
+    HotlistEdit,
+    /// A local hotlist entry was removed.
+    HotlistRemove,
+    /// Local hotlist entries were listed or shown.
+    HotlistList,
 }
 
 impl AccessAction {
@@ -62,6 +70,10 @@ impl AccessAction {
             AccessAction::AuditQuery => "audit-query",
             AccessAction::Hold => "hold",
             AccessAction::HoldRelease => "hold-release",
+            AccessAction::HotlistAdd => "hotlist-add",
+            AccessAction::HotlistEdit => "hotlist-edit",
+            AccessAction::HotlistRemove => "hotlist-remove",
+            AccessAction::HotlistList => "hotlist-list",
         }
     }
 }
