@@ -40,6 +40,10 @@ enum Command {
     /// Legal holds on this node: place one, list them (needs a login).
     #[command(subcommand)]
     Hold(alpr_edge::holds::cli::HoldCommand),
+    /// Local hotlist entries on this node: add, edit, remove, list (needs
+    /// a login; works offline).
+    #[command(subcommand)]
+    Hotlist(alpr_edge::hotlist::local_cli::HotlistCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Logout(a) => officer::logout(a),
         Command::Search(a) => officer::search(a),
         Command::Hold(c) => alpr_edge::holds::cli::run(c),
+        Command::Hotlist(c) => alpr_edge::hotlist::local_cli::run(c),
     };
     alpr_shared::cli::exit_with(result)
 }

@@ -403,6 +403,10 @@ pub enum LocalRequest {
     Search(crate::search::SearchRequest),
     HoldAdd(crate::holds::HoldAddRequest),
     HoldList(crate::holds::HoldListRequest),
+    HotlistAdd(crate::hotlist::local::LocalAddRequest),
+    HotlistEdit(crate::hotlist::local::LocalEditRequest),
+    HotlistRemove(crate::hotlist::local::LocalRemoveRequest),
+    HotlistList(crate::hotlist::local::LocalListRequest),
 }
 
 /// The answer to a request other than `status`.
@@ -533,6 +537,26 @@ async fn answer(access: &crate::policy::EdgeAccess, r: LocalRequest) -> LocalAns
             crate::holds::add(access, req)
                 .await
                 .and_then(|h| serde_json::to_value(h).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HotlistAdd(req) => to_value(
+            crate::hotlist::local::add(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HotlistEdit(req) => to_value(
+            crate::hotlist::local::edit(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HotlistRemove(req) => to_value(
+            crate::hotlist::local::remove(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HotlistList(req) => to_value(
+            crate::hotlist::local::list(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
         ),
         LocalRequest::HoldList(req) => to_value(
             crate::holds::list(access, &req)

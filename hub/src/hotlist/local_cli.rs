@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use alpr_shared::hotlist::local::EntryArgs;
+use alpr_shared::hotlist::local::{summary, EntryArgs};
 use alpr_shared::hotlist::LocalEntry;
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
@@ -77,7 +77,7 @@ fn print_entry(verb: &str, e: &LocalEntry, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(e)?);
     } else {
-        println!("entry {} {verb}: {}", e.id, line(e, UnixMillis::now()));
+        println!("entry {} {verb}: {}", e.id, summary(e, UnixMillis::now()));
     }
     Ok(())
 }
@@ -141,49 +141,8 @@ pub fn render(entries: &[LocalEntry], now: UnixMillis) -> String {
     }
     entries
         .iter()
-        .map(|e| format!("{}  {}\n", e.id, line(e, now)))
+        .map(|e| format!("{}  {}\n", e.id, summary(e, now)))
         .collect()
-}
-
-fn line(e: &LocalEntry, now: UnixMillis) -> String {
-    let state = match &e.removed {
-        Some(r) => format!("removed by {} ({})", r.by, r.reason),
-        None if !e.active(now) => "expired".into(),
-        None => format!("active until {}", time(e.expires_at)),
-    };
-    let mut vehicle = [e.colour.as_str(), e.make.as_str(), e.model.as_str()]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if !vehicle.is_empty() {
-        vehicle = format!("  {vehicle}");
-    }
-    format!(
-        "{}{}  {}  {}  {}{}{}  by {}  {state}",
-        e.plate,
-        if e.state.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", e.state)
-        },
-        e.category,
-        format!("{:?}", e.level).to_lowercase(),
-        e.reason,
-        if e.case.is_empty() {
-            String::new()
-        } else {
-            format!("  case {}", e.case)
-        },
-        vehicle,
-        e.author,
-    )
-}
-
-fn time(m: UnixMillis) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.0))
-        .to_string()
 }
 
 /// An entry id as a URL path segment (ids are `[A-Za-z0-9-_]`).

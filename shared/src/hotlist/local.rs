@@ -912,6 +912,49 @@ impl EntryArgs {
     }
 }
 
+/// One line about an entry, for people (`hub hotlist list --local`,
+/// `edge hotlist list`).
+pub fn summary(e: &LocalEntry, now: UnixMillis) -> String {
+    let state = match &e.removed {
+        Some(r) => format!("removed by {} ({})", r.by, r.reason),
+        None if !e.active(now) => "expired".into(),
+        None => format!("active until {}", time(e.expires_at)),
+    };
+    let mut vehicle = [e.colour.as_str(), e.make.as_str(), e.model.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !vehicle.is_empty() {
+        vehicle = format!("  {vehicle}");
+    }
+    format!(
+        "{}{}  {}  {}  {}{}{}  by {}  {state}",
+        e.plate,
+        if e.state.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", e.state)
+        },
+        e.category,
+        format!("{:?}", e.level).to_lowercase(),
+        e.reason,
+        if e.case.is_empty() {
+            String::new()
+        } else {
+            format!("  case {}", e.case)
+        },
+        vehicle,
+        e.author,
+    )
+}
+
+fn time(m: UnixMillis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.0))
+        .to_string()
+}
+
 /// A new entry id: the writer's name and a random part, so ids made on
 /// different nodes offline never collide.
 pub fn new_id(writer: &str) -> String {
