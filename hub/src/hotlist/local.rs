@@ -119,8 +119,10 @@ impl LocalEntriesService {
                 .map(|_| true)
         })
         .await?;
-        self.get(&id)
-            .ok_or_else(|| LocalEntriesError::Doc(LocalDocError::NoSuchEntry(id)))
+        match self.get(&id) {
+            Some(e) => Ok(e),
+            None => Err(LocalEntriesError::Doc(LocalDocError::NoSuchEntry(id))),
+        }
     }
 
     /// Change the given fields of entry `id`; returns it once durable.

@@ -47,6 +47,8 @@ pub enum LocalCommand {
 
 /// `hub hotlist` until the bulk-list commands join it: the local-entry
 /// commands and `list --local`.
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum HotlistCommand {
     #[command(flatten)]
