@@ -540,7 +540,15 @@ impl LocalEntriesDoc {
 
     /// Apply the content of `stale` (an older epoch) onto this document.
     fn rebase(&mut self, stale: &LocalEntriesDoc, now: UnixMillis) -> Result<(), LocalDocError> {
-        let gone = self.tombstones();
+        // Its tombstones first: they travel on, so no third replica's
+        // copy of the record can revive it.
+        let mut gone = self.tombstones();
+        for (id, until) in stale.tombstones() {
+            if until > now && gone.get(&id).is_none_or(|&mine| mine < until) {
+                self.put_gone(&id, until)?;
+                gone.insert(id, until);
+            }
+        }
         let mine = self.records();
         for (id, theirs) in stale.records() {
             if gone.contains_key(&id) {
