@@ -451,3 +451,94 @@ proptest! {
         }
     }
 }
+
+/// The document this version writes: an entry added and edited, one
+/// removed, one compacted away to a tombstone, in epoch 1.
+fn vector_doc() -> LocalEntriesDoc {
+    let mut doc = LocalEntriesDoc::new();
+    let mut f = fields("7ABC*", "shooting on 5th");
+    f.case = Some("24-77".into());
+    f.state = Some("ca".into());
+    doc.add("hub-a", f, "op.kim", "CA0349400", &rules(), at(0))
+        .expect("add");
+    doc.add(
+        "car-b",
+        fields("5XY?12", "pursuit"),
+        "ofc.ray",
+        "CA",
+        &rules(),
+        at(0),
+    )
+    .expect("add");
+    doc.add(
+        "car-c",
+        fields("8KL123", "stolen"),
+        "ofc.ray",
+        "CA",
+        &rules(),
+        at(0),
+    )
+    .expect("add");
+    doc.edit(
+        "hub-a",
+        EntryFields {
+            colour: Some("red".into()),
+            level: Some(AlertLevel::Urgent),
+            ..EntryFields::default()
+        },
+        "op.kim",
+        &rules(),
+        at(1),
+    )
+    .expect("edit");
+    doc.remove("car-b", removal("op.kim", at(1)))
+        .expect("remove");
+    doc.remove("car-c", removal("op.kim", at(1)))
+        .expect("remove");
+    let mut compacted = doc.compact(at(9)).expect("compact");
+    compacted
+        .add(
+            "car-d",
+            fields("6GH*", "robbery"),
+            "ofc.ray",
+            "CA",
+            &rules(),
+            at(9),
+        )
+        .expect("add");
+    compacted
+}
+
+/// A document saved by this version loads, lists the same entries and
+/// keeps its tombstone in every later one.
+#[test]
+fn format_v1_vector_still_loads() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/hotlist/testdata/local-v1.hex"
+    );
+    let mut doc = vector_doc();
+    if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
+        std::fs::write(path, hex::encode(doc.save()) + "\n").expect("write vector");
+    }
+    let stored = hex::decode(include_str!("../testdata/local-v1.hex").trim()).expect("hex");
+    let mut back = LocalEntriesDoc::load(&stored).expect("old document loads");
+    assert_eq!(back.epoch(), 1);
+    assert_eq!(back.entries(), doc.entries());
+    let a = back.get("hub-a").expect("hub-a");
+    assert_eq!(
+        (a.colour.as_str(), a.level, a.state.as_str()),
+        ("red", AlertLevel::Urgent, "CA")
+    );
+    assert!(matches!(
+        back.add(
+            "car-c",
+            fields("8KL123", "again"),
+            "x",
+            "CA",
+            &rules(),
+            at(9)
+        ),
+        Err(LocalDocError::Exists(_))
+    ));
+}
