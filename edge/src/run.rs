@@ -102,6 +102,9 @@ pub struct Status {
     /// When this node last merged the hub's legal holds.
     #[serde(default)]
     pub holds_refreshed_at: Option<String>,
+    /// Local hotlist entries active on this node now.
+    #[serde(default)]
+    pub active_local_entries: usize,
     /// What the last retention pass did, or why it purged nothing
     /// ([`crate::retention::Outcome`]).
     #[serde(default)]
@@ -134,6 +137,13 @@ fn status_of(
     let (holds, holds_refreshed_at) = store.holds().unwrap_or_default();
     Status {
         active_holds: holds.iter().filter(|h| h.active()).count(),
+        active_local_entries: {
+            let now = alpr_shared::types::UnixMillis::now();
+            store
+                .local_entries()
+                .map(|e| e.iter().filter(|e| e.active(now)).count())
+                .unwrap_or_default()
+        },
         holds_refreshed_at: holds_refreshed_at.map(|t| t.to_string()),
         policy_version: policy.as_ref().map(|p| p.version),
         policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
@@ -672,6 +682,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.active_holds,
             st.holds_refreshed_at.as_deref().unwrap_or("never")
         );
+        println!("local hotlist {} active entries", st.active_local_entries);
         if let Some(r) = &st.retention {
             println!("retention    {r}");
         }

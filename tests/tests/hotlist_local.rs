@@ -267,6 +267,9 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     let active = rows(&serde_json::from_str(&text)?).unwrap_or_default();
     assert_eq!(active.len(), 2, "{text}");
     assert!(active.iter().all(|r| r.0 != edited), "{text}");
+    wait_for(LIMIT, "edge status to count the active entries", || {
+        (edge.status()?["active_local_entries"].as_u64() == Some(2)).then_some(())
+    })?;
     // Each change is in the hub's access log.
     let (ok, text) = hub_cmd(&hub, "auditor", &["audit", "access", "--json"])?;
     assert!(ok, "{text}");
