@@ -169,6 +169,33 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
         &["hotlist", "remove", &from_hub, "--reason", "mine now"],
     )?;
     assert!(!ok, "an officer removed an operator's entry: {text}");
+    // An officer adds one, and may remove it.
+    let (ok, text) = hub_cmd(
+        &hub,
+        "ofc1",
+        &[
+            "hotlist",
+            "add",
+            "9ZZ?",
+            "--reason",
+            "hit and run",
+            "--json",
+        ],
+    )?;
+    assert!(ok, "{text}");
+    let officers = id_of(&text)?;
+    let (ok, text) = hub_cmd(
+        &hub,
+        "ofc1",
+        &[
+            "hotlist",
+            "remove",
+            &officers,
+            "--reason",
+            "entered by mistake",
+        ],
+    )?;
+    assert!(ok, "{text}");
 
     let opts = EdgeOptions {
         generate: 3,
@@ -180,7 +207,8 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     assert!(ok, "{text}");
     wait_for(LIMIT, "the hub's entry on the edge", || {
         let at_edge = edge_entries(&edge, &session)?;
-        (at_edge.len() == 1 && at_edge[0].0 == from_hub && at_edge[0].1 == "7ABC*").then_some(())
+        (at_edge.len() == 2 && at_edge.iter().any(|r| r.0 == from_hub && r.1 == "7ABC*"))
+            .then_some(())
     })?;
 
     // The officer adds one on the edge: it reaches the hub.
@@ -245,6 +273,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
         (from_hub.clone(), "7ABC*".into(), String::new(), false),
         (edited.clone(), "5XY?12".into(), "red".into(), true),
         (offline.clone(), "8KL*".into(), "white".into(), false),
+        (officers.clone(), "9ZZ?".into(), String::new(), true),
     ];
     want.sort();
     let both = wait_for(LIMIT, "hub and edge to list the same entries", || {
