@@ -54,9 +54,10 @@ enum Command {
     /// Legal holds: place, release, list (operators and supervisors).
     #[command(subcommand)]
     Hold(alpr_hub::holds::cli::HoldCommand),
-    /// Hotlists: local entries (add, edit, remove, list --local).
+    /// Bulk hotlists: import a list file (NCIC, CA DOJ, CSV) as a signed
+    /// generation; list, show, generations.
     #[command(subcommand)]
-    Hotlist(alpr_hub::hotlist::local_cli::HotlistCommand),
+    Hotlist(alpr_hub::hotlist::cli::HotlistCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -90,7 +91,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
-        Command::Hotlist(cmd) => alpr_hub::hotlist::local_cli::run_hotlist(cmd),
+        Command::Hotlist(cmd) => alpr_hub::hotlist::cli::run(cmd),
         Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),

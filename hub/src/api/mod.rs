@@ -35,6 +35,7 @@
 pub mod audit;
 pub mod client;
 pub mod holds;
+pub mod hotlists;
 pub mod local_entries;
 pub mod nodes;
 pub mod policy;
@@ -277,6 +278,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(policy::routes())
         .merge(holds::routes())
         .merge(local_entries::routes())
+        .merge(hotlists::routes())
         .merge(search::routes())
         .merge(crate::export::routes())
         .merge(retention::routes())

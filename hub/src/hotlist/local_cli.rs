@@ -1,5 +1,6 @@
 //! `hub hotlist add|edit|remove` and `hub hotlist list --local`: local
-//! hotlist entries through the hub's API, as the logged-in user.
+//! hotlist entries through the hub's API, as the logged-in user (the
+//! subcommands join [`super::cli::HotlistCommand`]).
 
 use std::process::ExitCode;
 
@@ -43,36 +44,6 @@ pub enum LocalCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// `hub hotlist` until the bulk-list commands join it: the local-entry
-/// commands and `list --local`.
-// Parsed once per process: the size of a variant does not matter.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, clap::Subcommand)]
-pub enum HotlistCommand {
-    #[command(flatten)]
-    Local(LocalCommand),
-    /// List hotlists (with --local: the local entries).
-    List {
-        #[arg(long)]
-        local: bool,
-        /// Removed and expired entries too.
-        #[arg(long)]
-        all: bool,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-pub fn run_hotlist(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        HotlistCommand::Local(cmd) => run(cmd),
-        HotlistCommand::List { local, all, json } => {
-            anyhow::ensure!(local, "only local entries here yet: use --local");
-            list(all, json)
-        }
-    }
 }
 
 fn print_entry(verb: &str, e: &LocalEntry, json: bool) -> anyhow::Result<()> {

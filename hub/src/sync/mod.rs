@@ -62,6 +62,8 @@ pub struct Hub {
     pub policy: crate::policy::PolicyService,
     /// The legal holds, merged with every node's.
     pub holds: crate::holds::HoldsService,
+    /// The bulk hotlists' signed generations, pushed to every node.
+    pub hotlists: crate::hotlist::HotlistService,
     /// The local hotlist entries, merged with every node's.
     pub local_entries: crate::hotlist::local::LocalEntriesService,
 }
@@ -357,6 +359,16 @@ pub async fn serve(
     info!(version = policy.current().version(), "policy in force");
     let holds = crate::holds::HoldsService::open(storage.clone()).context("the legal holds")?;
     info!(active = holds.active().len(), "legal holds loaded");
+    let hotlists = crate::hotlist::HotlistService::open(
+        storage.clone(),
+        hub_key.clone(),
+        config.hotlist.clone(),
+    )
+    .context("the hotlists ([hotlist] in hub.toml)")?;
+    info!(
+        lists = hotlists.current().len(),
+        "hotlist generations loaded"
+    );
     let local_entries = crate::hotlist::local::LocalEntriesService::open(storage.clone())
         .context("the local hotlist entries")?;
     info!(
@@ -387,6 +399,7 @@ pub async fn serve(
         policy,
         holds,
         local_entries,
+        hotlists,
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers

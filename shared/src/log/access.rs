@@ -43,6 +43,8 @@ pub enum AccessAction {
     Hold,
     /// A legal hold was released.
     HoldRelease,
+    /// A bulk hotlist file was imported (or its import refused).
+    HotlistImport,
     /// A local hotlist entry was added.
     HotlistAdd,
     /// A local hotlist entry was edited.
@@ -70,6 +72,7 @@ impl AccessAction {
             AccessAction::AuditQuery => "audit-query",
             AccessAction::Hold => "hold",
             AccessAction::HoldRelease => "hold-release",
+            AccessAction::HotlistImport => "hotlist-import",
             AccessAction::HotlistAdd => "hotlist-add",
             AccessAction::HotlistEdit => "hotlist-edit",
             AccessAction::HotlistRemove => "hotlist-remove",
