@@ -270,5 +270,26 @@ mod tests {
         let back = svc.get(&e.id).expect("kept");
         assert_eq!(back.colour, "red");
         assert!(back.removed.is_some(), "the removal is durable");
+        // A week and a day on, compaction drops it (durably, published).
+        let live = svc
+            .add(fields("8XY*"), "op.kim", "CA0349400", &rules)
+            .await
+            .expect("add");
+        let later = UnixMillis(UnixMillis::now().0 + 8 * 24 * 3600 * 1000);
+        let mut rx = svc.watch();
+        rx.borrow_and_update();
+        assert!(svc.compact(later).await.expect("compact"));
+        assert!(rx.has_changed().expect("watch open"), "published");
+        assert!(
+            !svc.compact(later).await.expect("compact"),
+            "nothing left to drop"
+        );
+        drop(svc);
+        let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("reopen"));
+        let svc = LocalEntriesService::open(storage).expect("service");
+        let ids: Vec<String> = svc.entries().iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids, vec![live.id]);
+        let doc = LocalEntriesDoc::load(&svc.saved()).expect("load");
+        assert_eq!(doc.epoch(), 1);
     }
 }
