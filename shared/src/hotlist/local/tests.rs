@@ -542,3 +542,63 @@ fn format_v1_vector_still_loads() {
         Err(LocalDocError::Exists(_))
     ));
 }
+
+/// Many wildcard entries, each edited once and a tenth removed, fit in
+/// one document a peer accepts (`ALPR_LOCAL_ENTRIES` sets how many; 1,000
+/// saved to 15 KB).
+#[test]
+fn many_entries_fit_the_limit() {
+    let n: u32 = std::env::var("ALPR_LOCAL_ENTRIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let mut doc = LocalEntriesDoc::new();
+    for i in 0..n {
+        let mut f = fields(
+            &format!("{}{:03}*", (b'A' + (i % 26) as u8) as char, i),
+            "partial plate from a robbery, witness saw a dark sedan",
+        );
+        f.case = Some(format!("24-{i:05}"));
+        f.make = Some("Toyota".into());
+        doc.add(
+            &format!("hub-{i:016x}"),
+            f,
+            "op.kim",
+            "CA0349400",
+            &rules(),
+            at(0),
+        )
+        .expect("add");
+        doc.edit(
+            &format!("hub-{i:016x}"),
+            EntryFields {
+                colour: Some("black".into()),
+                ..EntryFields::default()
+            },
+            "op.kim",
+            &rules(),
+            at(1),
+        )
+        .expect("edit");
+        if i % 10 == 0 {
+            doc.remove(&format!("hub-{i:016x}"), removal("op.kim", at(1)))
+                .expect("remove");
+        }
+    }
+    let t = std::time::Instant::now();
+    let listed = doc.entries().len();
+    eprintln!("{n} entries: entries() {:?}", t.elapsed());
+    assert_eq!(listed as u32, n);
+    let started = std::time::Instant::now();
+    let saved = doc.save();
+    let mut back = LocalEntriesDoc::load(&saved).expect("loads");
+    let mut peer = LocalEntriesDoc::new();
+    peer.merge(&mut back, at(2)).expect("merge");
+    eprintln!(
+        "{n} entries: {} bytes saved, save+load+merge {:?}",
+        saved.len(),
+        started.elapsed()
+    );
+    assert!(saved.len() < MAX_LOCAL_DOC_BYTES, "{} bytes", saved.len());
+    assert_eq!(peer.active(at(2)).len() as u32, n - n.div_ceil(10));
+}
