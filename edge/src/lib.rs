@@ -4,6 +4,7 @@
 //! Data flows `capture` → `recognise` → `store` (signed via
 //! `alpr_shared::log::LogWriter`) → `sync` (upload to the hub).
 
+pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod health;

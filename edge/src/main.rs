@@ -53,6 +53,8 @@ enum Command {
 enum BenchCommand {
     /// Accuracy and speed of recognition on a labelled folder, beside the peer.
     Recognize(recognise::cli::BenchRecognizeArgs),
+    /// Load, match and delta-update speed of a bulk hotlist (1M rows).
+    Hotlist(alpr_edge::bench::HotlistBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Recognize(a) => recognise::cli::recognize(a),
         Command::Bench(BenchCommand::Recognize(a)) => recognise::cli::bench(a),
+        Command::Bench(BenchCommand::Hotlist(a)) => alpr_edge::bench::hotlist(a),
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
         Command::Health(a) => node::health(a),

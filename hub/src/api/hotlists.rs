@@ -6,6 +6,8 @@
 //!   the [`ImportReport`]. Operators and supervisors
 //!   ([`Permission::ManageLists`]); every attempt, refused ones too, is in
 //!   the access log (`hotlist-import`) before the answer;
+//! - `GET /api/v1/hotlists/{source}/import` — whether the caller may
+//!   import into `source` (asked before uploading);
 //! - `GET /api/v1/hotlists` — every source with its latest generation;
 //! - `GET /api/v1/hotlists/{source}?plate=P` — one source, and the rows
 //!   its latest generation lists for plate `P`;
@@ -62,8 +64,30 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/api/v1/hotlists/{source}/import",
             // The file is read below with the configured limit.
-            post(import).layer(axum::extract::DefaultBodyLimit::disable()),
+            post(import)
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .get(may_import),
         )
+}
+
+/// `GET /api/v1/hotlists/{source}/import`: whether the caller may import
+/// into `source` (the source as it is now), asked before an upload: a
+/// refusal answered before a large body is read reaches the uploader as a
+/// broken connection, not as the reason.
+async fn may_import(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(source): Path<String>,
+) -> Result<Json<SourceView>, ApiError> {
+    caller.require(Permission::ManageLists)?;
+    state
+        .hub
+        .hotlists
+        .sources()
+        .into_iter()
+        .find(|s| s.name == source)
+        .map(Json)
+        .ok_or_else(|| to_api(HotlistError::UnknownSource(source)))
 }
 
 fn may_see(caller: &Caller) -> Result<(), ApiError> {

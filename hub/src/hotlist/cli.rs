@@ -52,6 +52,84 @@ pub enum HotlistCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a realistic generated list file (seeded) for tests and demos,
+    /// with given plates in it. Works on files only (no login).
+    Sample(SampleArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SampleArgs {
+    /// Where to write it.
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Ncic)]
+    pub format: Format,
+    /// Generated rows (besides the planted ones).
+    #[arg(long, default_value_t = 10_000)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A plate to list: `PLATE[:STATE[:CATEGORY]]` (state CA, category
+    /// stolen-vehicle when absent). Repeatable.
+    #[arg(long)]
+    pub plant: Vec<String>,
+    /// Replace this many generated rows, as the next day's extract would
+    /// (the same --seed gives the day before).
+    #[arg(long, default_value_t = 0)]
+    pub changes: usize,
+}
+
+/// `PLATE[:STATE[:CATEGORY]]`.
+fn planted(spec: &str, seed: u64) -> anyhow::Result<HotEntry> {
+    let mut parts = spec.split(':');
+    let plate = parts.next().unwrap_or_default();
+    anyhow::ensure!(
+        !alpr_shared::hotlist::import::normalise_plate(plate).is_empty(),
+        "--plant {spec:?}: no plate"
+    );
+    let state = parts.next().filter(|s| !s.is_empty()).unwrap_or("CA");
+    anyhow::ensure!(
+        state.len() == 2 && state.bytes().all(|b| b.is_ascii_alphabetic()),
+        "--plant {spec:?}: the state is two letters"
+    );
+    let category = match parts.next() {
+        Some(c) => Category::from_name(c)
+            .with_context(|| format!("--plant {spec:?}: no category {c:?}"))?,
+        None => Category::StolenVehicle,
+    };
+    Ok(alpr_shared::hotlist::sample::planted(
+        plate, state, category, seed,
+    ))
+}
+
+fn sample_file(a: &SampleArgs) -> anyhow::Result<()> {
+    use alpr_shared::hotlist::sample;
+    let mut rows = sample::entries(a.rows, a.seed);
+    if a.format == Format::CaDoj {
+        rows.retain(|e| e.plate.len() <= 8);
+    }
+    if a.changes > 0 {
+        rows = sample::change(&rows, a.changes, a.seed.wrapping_add(1));
+    }
+    let plants = a
+        .plant
+        .iter()
+        .enumerate()
+        .map(|(i, p)| planted(p, a.seed.wrapping_add(100 + i as u64)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    sample::plant(&mut rows, plants, a.seed);
+    let bytes = match a.format {
+        Format::Ncic => sample::ncic(&rows),
+        Format::Csv => sample::csv(&rows),
+        Format::CaDoj => sample::ca_doj(&rows, "11/27/2026 23:05"),
+    };
+    std::fs::write(&a.out, bytes).with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "{} rows ({}) written to {}",
+        rows.len(),
+        a.format,
+        a.out.display()
+    );
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -283,12 +361,12 @@ pub fn run(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
                     ("force", a.force.then(|| "true".to_owned())),
                 ])
             );
+            let ask = format!("/api/v1/hotlists/{}/import", segment(&a.source)?);
             let report: ImportReport = runtime()?.block_on(async {
-                Session::load()?
-                    .client()
-                    .await?
-                    .post_bytes(&path, file)
-                    .await
+                let mut client = Session::load()?.client().await?;
+                // Refused before the upload, with the reason.
+                let _: SourceView = client.get(&ask).await?;
+                client.post_bytes(&path, file).await
             })?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -344,6 +422,7 @@ pub fn run(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        HotlistCommand::Sample(a) => sample_file(&a)?,
         HotlistCommand::Generations { source, json } => {
             let gens: Vec<GenerationView> = api_get(&format!(
                 "/api/v1/hotlists/{}/generations",

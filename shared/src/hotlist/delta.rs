@@ -24,15 +24,17 @@ use crate::crypto::{tag, tagged_hash, PublicKey};
 use crate::types::Hash32;
 
 use super::generation::{
-    get_varint, put_varint, read_header, record_key, write_body, Generation, GenerationError,
-    EXTRA_FIELDS, MAX_FIELD_BYTES, MAX_GENERATION_BYTES, MAX_INFO_LEN, MAX_ROWS, RECORD_LEN,
+    bucket_bits, bucket_of, fill_directory, get_varint, put_varint, read_header, record_key,
+    Generation, GenerationError, EXTRA_FIELDS, MAX_FIELD_BYTES, MAX_GENERATION_BYTES, MAX_INFO_LEN,
+    MAX_ROWS, RECORD_LEN,
 };
-use super::MAX_PLATE_LEN;
+use super::{Category, MAX_PLATE_LEN};
 
 /// First bytes of every delta (format version 1).
 pub const DELTA_MAGIC: &[u8; 8] = b"ALPRHDL1";
-/// Largest delta once decompressed.
-pub const MAX_DELTA_RAW: usize = MAX_GENERATION_BYTES;
+/// Largest delta once decompressed (and most bytes its records may
+/// expand to).
+pub const MAX_DELTA_RAW: usize = 256 << 20;
 
 fn invalid(msg: impl Into<String>) -> GenerationError {
     GenerationError::Invalid(format!("delta: {}", msg.into()))
@@ -95,27 +97,34 @@ pub fn diff(old: &Generation, new: &Generation) -> Vec<u8> {
     for list in [&removed, &added] {
         put_varint(&mut raw, list.len() as u64);
         let mut next = 0usize;
-        for &k in list.iter() {
-            put_varint(&mut raw, (k - next) as u64);
-            next = k + 1;
-        }
+        let gaps: Vec<u32> = list
+            .iter()
+            .map(|&k| {
+                // Indices are below MAX_ROWS: gaps fit in u32.
+                let gap = (k - next) as u32;
+                next = k + 1;
+                gap
+            })
+            .collect();
+        put_u32_planes(&mut raw, &gaps);
     }
-    for &k in &added {
-        raw.extend_from_slice(&record_head(new, k)[..MAX_PLATE_LEN]);
-    }
-    for &k in &added {
-        raw.extend_from_slice(&record_head(new, k)[10..12]);
-    }
+    let plates: Vec<&[u8]> = added.iter().map(|&k| new.plate(k)).collect();
+    put_str_columns(&mut raw, &plates);
+    let states: Vec<&[u8]> = added
+        .iter()
+        .map(|&k| &record_head(new, k)[10..12])
+        .collect();
+    put_str_columns(&mut raw, &states);
     for &k in &added {
         raw.push(record_head(new, k)[12]);
     }
     let fields: Vec<Vec<&[u8]>> = added.iter().map(|&k| split_extra(new.extra(k))).collect();
     for f in 0..EXTRA_FIELDS.len() {
-        for entry in &fields {
-            let v = entry.get(f).copied().unwrap_or(&[]);
-            put_varint(&mut raw, v.len() as u64);
-            raw.extend_from_slice(v);
-        }
+        let column: Vec<&[u8]> = fields
+            .iter()
+            .map(|e| e.get(f).copied().unwrap_or(&[]))
+            .collect();
+        put_str_columns(&mut raw, &column);
     }
 
     let mut out = Vec::with_capacity(raw.len() / 2 + 16);
@@ -124,6 +133,96 @@ pub fn diff(old: &Generation, new: &Generation) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     enc.write_all(&raw).expect("deflate into a Vec");
     enc.finish().expect("deflate into a Vec")
+}
+
+fn category_slot(c: Category) -> usize {
+    Category::ALL.iter().position(|k| *k == c).unwrap_or(0)
+}
+
+/// A stretch of the new generation.
+enum Run {
+    /// Old records `a..b`, none removed.
+    Old(usize, usize),
+    /// The `k`th added record.
+    Added(usize),
+}
+
+/// Where old record `i`'s extra starts (the blob's end for `i == len`).
+fn old_extra_offset(records: &[u8], i: usize) -> usize {
+    let at = i * RECORD_LEN;
+    records
+        .get(at + 14..at + 18)
+        .map_or(0, |r| u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize)
+}
+
+/// Where old record `b - 1`'s extra ends (extras are laid out in order).
+fn old_extra_end(records: &[u8], b: usize) -> usize {
+    if b == 0 {
+        return 0;
+    }
+    let at = (b - 1) * RECORD_LEN;
+    records.get(at + 14..at + 20).map_or(0, |r| {
+        u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize
+            + usize::from(u16::from_le_bytes([r[4], r[5]]))
+    })
+}
+
+/// The bucket of record `p` of `records`.
+fn bucket(records: &[u8], p: usize, bits: u32) -> usize {
+    let at = p * RECORD_LEN;
+    let plate = records.get(at..at + MAX_PLATE_LEN).unwrap_or(&[]);
+    bucket_of(record_key(plate).0, bits)
+}
+
+/// Numbers as four byte planes (all low bytes, then the next…): small
+/// numbers leave the high planes zero, which deflate all but removes.
+fn put_u32_planes(raw: &mut Vec<u8>, values: &[u32]) {
+    for shift in [0, 8, 16, 24] {
+        raw.extend(values.iter().map(|v| (v >> shift) as u8));
+    }
+}
+
+/// Numbers below 2^16 as two byte planes.
+fn put_u16_planes(raw: &mut Vec<u8>, values: &[u32]) {
+    for shift in [0, 8] {
+        raw.extend(values.iter().map(|v| (v >> shift) as u8));
+    }
+}
+
+/// A column of strings, in one of two codings:
+/// - `0`, transposed: the lengths (two byte planes), then every string's
+///   first byte, every second byte, … so each column holds one kind of
+///   character (the digits of an NCIC number) and compresses as such;
+/// - `1`, a dictionary, for columns of few distinct values (makes,
+///   colours, states): the sorted distinct values (count varint, then
+///   transposed), then each row's index in it (two byte planes).
+fn put_str_columns(raw: &mut Vec<u8>, values: &[&[u8]]) {
+    let mut distinct: Vec<&[u8]> = values.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() <= usize::from(u16::MAX) && distinct.len() * 4 <= values.len() {
+        raw.push(1);
+        put_varint(raw, distinct.len() as u64);
+        put_transposed(raw, &distinct);
+        let index: Vec<u32> = values
+            .iter()
+            .map(|v| distinct.binary_search(v).unwrap_or(0) as u32)
+            .collect();
+        put_u16_planes(raw, &index);
+    } else {
+        raw.push(0);
+        put_transposed(raw, values);
+    }
+}
+
+/// Strings transposed (lengths ≤ MAX_FIELD_BYTES).
+fn put_transposed(raw: &mut Vec<u8>, values: &[&[u8]]) {
+    let lens: Vec<u32> = values.iter().map(|v| v.len() as u32).collect();
+    put_u16_planes(raw, &lens);
+    let longest = values.iter().map(|v| v.len()).max().unwrap_or(0);
+    for pos in 0..longest {
+        raw.extend(values.iter().filter_map(|v| v.get(pos)));
+    }
 }
 
 /// The signed header of a generation (everything before its body).
@@ -165,19 +264,115 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// `count` numbers written by `put_u32_planes`.
+    fn u32_planes(&mut self, count: usize, what: &str) -> Result<Vec<u32>, GenerationError> {
+        let planes = self.bytes(count.checked_mul(4).ok_or_else(|| invalid(what))?, what)?;
+        Ok((0..count)
+            .map(|k| {
+                u32::from_le_bytes([
+                    planes[k],
+                    planes[count + k],
+                    planes[2 * count + k],
+                    planes[3 * count + k],
+                ])
+            })
+            .collect())
+    }
+
+    /// `count` numbers written by `put_u16_planes`.
+    fn u16_planes(&mut self, count: usize, what: &str) -> Result<Vec<u32>, GenerationError> {
+        let planes = self.bytes(count.checked_mul(2).ok_or_else(|| invalid(what))?, what)?;
+        Ok((0..count)
+            .map(|k| u32::from(u16::from_le_bytes([planes[k], planes[count + k]])))
+            .collect())
+    }
+
+    /// `count` strings written by `put_str_columns`, each at most `max`
+    /// bytes; `budget` is what the delta may still materialise.
+    fn str_columns(
+        &mut self,
+        count: usize,
+        max: usize,
+        budget: &mut usize,
+        what: &str,
+    ) -> Result<Vec<Vec<u8>>, GenerationError> {
+        let mode = self.bytes(1, what)?[0];
+        match mode {
+            0 => self.transposed(count, max, budget, what),
+            1 => {
+                let n = self.varint(what)?;
+                if n > count as u64 {
+                    return Err(invalid(format!("{what}: more values than rows")));
+                }
+                let dict = self.transposed(n as usize, max, budget, what)?;
+                let index = self.u16_planes(count, what)?;
+                let mut out = Vec::with_capacity(count);
+                for k in index {
+                    let v = dict
+                        .get(k as usize)
+                        .ok_or_else(|| invalid(format!("{what}: index out of range")))?;
+                    *budget = budget
+                        .checked_sub(v.len())
+                        .ok_or_else(|| invalid("too large once expanded"))?;
+                    out.push(v.clone());
+                }
+                Ok(out)
+            }
+            _ => Err(invalid(format!("{what}: unknown column coding {mode}"))),
+        }
+    }
+
+    fn transposed(
+        &mut self,
+        count: usize,
+        max: usize,
+        budget: &mut usize,
+        what: &str,
+    ) -> Result<Vec<Vec<u8>>, GenerationError> {
+        let lens = self.u16_planes(count, what)?;
+        let mut total = 0usize;
+        for &l in &lens {
+            if l as usize > max {
+                return Err(invalid(format!("{what} too long")));
+            }
+            total += l as usize;
+        }
+        // The bytes must be there before anything is allocated for them.
+        let data = self.bytes(total, what)?;
+        *budget = budget
+            .checked_sub(total)
+            .ok_or_else(|| invalid("too large once expanded"))?;
+        let mut out: Vec<Vec<u8>> = lens
+            .iter()
+            .map(|&l| Vec::with_capacity(l as usize))
+            .collect();
+        let mut at = 0usize;
+        let longest = lens.iter().copied().max().unwrap_or(0) as usize;
+        for pos in 0..longest {
+            for (v, &l) in out.iter_mut().zip(&lens) {
+                if pos < l as usize {
+                    v.push(data[at]);
+                    at += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Ascending indices given as gaps, each below `limit`.
     fn indices(&mut self, limit: usize, what: &str) -> Result<Vec<usize>, GenerationError> {
         let count = self.varint(what)?;
         if count > limit as u64 {
             return Err(invalid(format!("{count} {what} of {limit} records")));
         }
-        let mut out = Vec::with_capacity(count as usize);
+        let gaps = self.u32_planes(count as usize, what)?;
+        let mut out = Vec::with_capacity(gaps.len());
         let mut next = 0u64;
-        for _ in 0..count {
-            let k = next
-                .checked_add(self.varint(what)?)
-                .filter(|&k| k < limit as u64)
-                .ok_or_else(|| invalid(format!("{what} index out of range")))?;
+        for gap in gaps {
+            let k = next + u64::from(gap);
+            if k >= limit as u64 {
+                return Err(invalid(format!("{what} index out of range")));
+            }
             out.push(k as usize);
             next = k + 1;
         }
@@ -254,81 +449,186 @@ pub fn apply(
         )));
     }
     let n_add = added.len();
-    let plates = r.bytes(n_add * MAX_PLATE_LEN, "plates")?;
-    let states = r.bytes(n_add * 2, "states")?;
+    let mut budget = MAX_DELTA_RAW;
+    let plates = r.str_columns(n_add, MAX_PLATE_LEN, &mut budget, "plates")?;
+    let states = r.str_columns(n_add, 2, &mut budget, "states")?;
     let cats = r.bytes(n_add, "categories")?;
-    let mut fields: Vec<Vec<&[u8]>> = Vec::with_capacity(EXTRA_FIELDS.len());
-    for name in EXTRA_FIELDS {
-        let mut col = Vec::with_capacity(n_add);
-        for _ in 0..n_add {
-            let len = r.varint(name)?;
-            if len > MAX_FIELD_BYTES as u64 {
-                return Err(invalid(format!("{name} too long")));
-            }
-            col.push(r.bytes(len as usize, name)?);
+    for k in 0..n_add {
+        let (p, st) = (&plates[k], &states[k]);
+        let plate_ok = !p.is_empty()
+            && p.iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        let state_ok = st.len() == 2 && (st[..] == [0, 0] || st.iter().all(u8::is_ascii_uppercase));
+        if !plate_ok || !state_ok || usize::from(cats[k]) >= Category::ALL.len() {
+            return Err(invalid(format!("added record {k} is malformed")));
         }
-        fields.push(col);
+    }
+    let mut fields: Vec<Vec<Vec<u8>>> = Vec::with_capacity(EXTRA_FIELDS.len());
+    for name in EXTRA_FIELDS {
+        fields.push(r.str_columns(n_add, MAX_FIELD_BYTES, &mut budget, name)?);
     }
     if r.at != raw.len() {
         return Err(invalid("trailing bytes"));
     }
 
-    // The linear merge.
-    let mut records = Vec::with_capacity(new_rows * RECORD_LEN);
-    let mut blob = Vec::with_capacity(old.blob().len() + n_add * 96);
-    let old_records = old.records();
-    let (mut oi, mut ri, mut ai) = (0usize, 0usize, 0usize);
-    let mut extra = Vec::with_capacity(256);
-    for p in 0..new_rows {
-        let off = blob.len();
-        if added.get(ai) == Some(&p) {
-            records.extend_from_slice(&plates[ai * MAX_PLATE_LEN..(ai + 1) * MAX_PLATE_LEN]);
-            records.extend_from_slice(&states[ai * 2..ai * 2 + 2]);
-            records.push(cats[ai]);
-            records.push(0);
-            extra.clear();
-            for col in &fields {
-                put_varint(&mut extra, col[ai].len() as u64);
-                extra.extend_from_slice(col[ai]);
-            }
-            if extra.len() > usize::from(u16::MAX) {
-                return Err(invalid("added record too long"));
-            }
-            blob.extend_from_slice(&extra);
-            ai += 1;
-        } else {
-            while removed.get(ri) == Some(&oi) {
-                ri += 1;
-                oi += 1;
-            }
-            // Counts were checked above: an old record remains for p.
-            let at = oi * RECORD_LEN;
-            let rec = old_records
-                .get(at..at + RECORD_LEN)
-                .ok_or_else(|| invalid("ran out of old records"))?;
-            records.extend_from_slice(&rec[..14]);
-            blob.extend_from_slice(old.extra(oi));
-            oi += 1;
+    // The added records' extras, and so the new blob's size.
+    let mut extras: Vec<Vec<u8>> = Vec::with_capacity(n_add);
+    for ai in 0..n_add {
+        let mut extra = Vec::with_capacity(64);
+        for col in &fields {
+            put_varint(&mut extra, col[ai].len() as u64);
+            extra.extend_from_slice(&col[ai]);
         }
-        let len = blob.len() - off;
-        records.extend_from_slice(&(off as u32).to_le_bytes());
-        records.extend_from_slice(&(len as u16).to_le_bytes());
+        if extra.len() > usize::from(u16::MAX) {
+            return Err(invalid("an added record is malformed"));
+        }
+        extras.push(extra);
     }
-    if blob.len() > MAX_GENERATION_BYTES {
+    drop(fields);
+    let removed_bytes: usize = removed.iter().map(|&i| old.extra(i).len()).sum();
+    let blob_len = old.blob().len() - removed_bytes + extras.iter().map(Vec::len).sum::<usize>();
+    if blob_len > MAX_GENERATION_BYTES {
         return Err(invalid("result over the generation size limit"));
     }
 
-    let mut bytes = Vec::with_capacity(header_bytes.len() + records.len() + blob.len() + (4 << 20));
+    // The new order as runs of old records and single added ones: a
+    // linear merge without comparisons.
+    let mut runs: Vec<Run> = Vec::with_capacity(2 * (n_add + removed.len()) + 1);
+    let (mut oi, mut ri, mut ai, mut p) = (0usize, 0usize, 0usize, 0usize);
+    while p < new_rows {
+        if added.get(ai) == Some(&p) {
+            runs.push(Run::Added(ai));
+            ai += 1;
+            p += 1;
+            continue;
+        }
+        while removed.get(ri) == Some(&oi) {
+            ri += 1;
+            oi += 1;
+        }
+        // Old records up to the next removal, the next addition or the end.
+        let until_removed = removed.get(ri).map_or(old.len(), |&r| r);
+        let until_added = added.get(ai).map_or(new_rows, |&a| a) - p;
+        let n = (until_removed - oi).min(until_added);
+        if n == 0 {
+            return Err(invalid("ran out of old records"));
+        }
+        runs.push(Run::Old(oi, oi + n));
+        oi += n;
+        p += n;
+    }
+
+    let bits = bucket_bits(new_rows);
+    let dir_len = ((1usize << bits) + 1) * 4;
+    let body_len = 12 + dir_len + new_rows * RECORD_LEN + blob_len;
+    let mut bytes = Vec::with_capacity(header_bytes.len() + body_len);
     bytes.extend_from_slice(header_bytes);
-    write_body(&mut bytes, &records, &blob);
-    drop((records, blob));
-    let hash = tagged_hash(tag::HOTLIST_HASH, &[&bytes[header_bytes.len()..]]);
+    let body_at = bytes.len();
+    bytes.extend_from_slice(&(new_rows as u32).to_le_bytes());
+    bytes.extend_from_slice(&bits.to_le_bytes());
+    bytes.extend_from_slice(&(blob_len as u32).to_le_bytes());
+    let dir_at = bytes.len();
+    bytes.resize(dir_at + dir_len, 0);
+    let rec_at = bytes.len();
+
+    // Records: old runs copied whole, then their extra offsets moved.
+    let old_records = old.records();
+    let mut off = 0usize;
+    for run in &runs {
+        match *run {
+            Run::Old(a, b) => {
+                let start = bytes.len();
+                bytes.extend_from_slice(&old_records[a * RECORD_LEN..b * RECORD_LEN]);
+                let first = old_extra_offset(old_records, a);
+                for rec in bytes[start..].chunks_exact_mut(RECORD_LEN) {
+                    let o = u32::from_le_bytes([rec[14], rec[15], rec[16], rec[17]]) as usize;
+                    let moved = (o - first + off) as u32;
+                    rec[14..18].copy_from_slice(&moved.to_le_bytes());
+                }
+                off += old_extra_end(old_records, b) - first;
+            }
+            Run::Added(k) => {
+                let plate = &plates[k];
+                bytes.extend_from_slice(plate);
+                bytes.resize(bytes.len() + MAX_PLATE_LEN - plate.len(), 0);
+                bytes.extend_from_slice(&states[k]);
+                bytes.push(cats[k]);
+                bytes.push(0);
+                bytes.extend_from_slice(&(off as u32).to_le_bytes());
+                bytes.extend_from_slice(&(extras[k].len() as u16).to_le_bytes());
+                off += extras[k].len();
+            }
+        }
+    }
+    // The blob: old runs are one copy each.
+    let old_blob = old.blob();
+    for run in &runs {
+        match *run {
+            Run::Old(a, b) => {
+                let (from, to) = (
+                    old_extra_offset(old_records, a),
+                    old_extra_end(old_records, b),
+                );
+                bytes.extend_from_slice(&old_blob[from..to]);
+            }
+            Run::Added(k) => bytes.extend_from_slice(&extras[k]),
+        }
+    }
+    if bytes.len() != body_at + body_len {
+        return Err(invalid("the result's size is not what the header says"));
+    }
+
+    // The directory: moved from the old one when the bucket count is the
+    // same (a bucket's first record shifts by the removals before it and
+    // the additions before it), else counted afresh.
+    let (head, rest) = bytes.split_at_mut(rec_at);
+    let dir = &mut head[dir_at..];
+    let records = &rest[..new_rows * RECORD_LEN];
+    if bits == bucket_bits(old.len()) {
+        let added_buckets: Vec<usize> = added.iter().map(|&p| bucket(records, p, bits)).collect();
+        let (mut ri, mut ai) = (0usize, 0usize);
+        for (b, slot) in dir.chunks_exact_mut(4).enumerate() {
+            let first_old = old.dir_slot(b) as usize;
+            while removed.get(ri).is_some_and(|&r| r < first_old) {
+                ri += 1;
+            }
+            while added_buckets.get(ai).is_some_and(|&ab| ab < b) {
+                ai += 1;
+            }
+            let v = (first_old - ri + ai) as u32;
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+    } else {
+        fill_directory(dir, records, bits);
+    }
+
+    let hash = tagged_hash(tag::HOTLIST_HASH, &[&bytes[body_at..]]);
     if hash != header.content_hash {
         return Err(invalid(
             "the result does not match the hub's signed generation (wrong or forged delta)",
         ));
     }
-    Generation::open_inner(bytes, hub, Some(hash))
+    // The categories the header counts are those of the records.
+    let mut counts = [0i64; Category::ALL.len()];
+    for (c, n) in &old.info().categories {
+        counts[category_slot(*c)] += *n as i64;
+    }
+    for &i in &removed {
+        counts[category_slot(old.category(i))] -= 1;
+    }
+    for &c in cats {
+        counts[usize::from(c)] += 1;
+    }
+    let listed: Vec<(Category, u64)> = Category::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(c, n)| (*c, n as u64))
+        .collect();
+    if listed != header.info.categories {
+        return Err(invalid("category counts differ from the header's"));
+    }
+    Generation::from_applied(bytes, header)
 }
 
 #[cfg(test)]

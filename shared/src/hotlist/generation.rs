@@ -119,7 +119,7 @@ pub fn bucket_bits(rows: usize) -> u32 {
     ceil_log2.saturating_sub(1).clamp(4, 24)
 }
 
-fn bucket_of(hash: u64, bits: u32) -> usize {
+pub(crate) fn bucket_of(hash: u64, bits: u32) -> usize {
     // bits ≤ 24: the shifted value fits in usize.
     (hash >> (64 - bits)) as usize
 }
@@ -328,21 +328,31 @@ pub(crate) fn write_body(out: &mut Vec<u8>, records: &[u8], blob: &[u8]) {
     out.extend_from_slice(&(n as u32).to_le_bytes());
     out.extend_from_slice(&bits.to_le_bytes());
     out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
-    // The directory: dir[b] = first record whose bucket is ≥ b.
+    let dir_at = out.len();
+    out.resize(dir_at + (buckets + 1) * 4, 0);
+    fill_directory(&mut out[dir_at..], records, bits);
+    out.extend_from_slice(records);
+    out.extend_from_slice(blob);
+}
+
+/// The directory of `records`: slot `b` (of `dir.len() / 4`) is the first
+/// record whose bucket is ≥ b.
+pub(crate) fn fill_directory(dir: &mut [u8], records: &[u8], bits: u32) {
+    let n = records.len() / RECORD_LEN;
+    let mut slots = dir.chunks_exact_mut(4);
     let mut next_bucket = 0usize;
     for (i, rec) in records.chunks_exact(RECORD_LEN).enumerate() {
         let b = bucket_of(record_key(&rec[..MAX_PLATE_LEN]).0, bits);
         while next_bucket <= b {
-            out.extend_from_slice(&(i as u32).to_le_bytes());
+            if let Some(s) = slots.next() {
+                s.copy_from_slice(&(i as u32).to_le_bytes());
+            }
             next_bucket += 1;
         }
     }
-    while next_bucket <= buckets {
-        out.extend_from_slice(&(n as u32).to_le_bytes());
-        next_bucket += 1;
+    for s in slots {
+        s.copy_from_slice(&(n as u32).to_le_bytes());
     }
-    out.extend_from_slice(records);
-    out.extend_from_slice(blob);
 }
 
 /// A generation held in memory, ready to match. Everything is read in
@@ -502,9 +512,21 @@ impl Generation {
         })
     }
 
-    /// Every directory slot, record and extra is within bounds and well
-    /// formed, so reading them later cannot fail.
-    fn check_records(&self) -> Result<(), GenerationError> {
+    /// A generation rebuilt from a held one and a delta whose content hash
+    /// matched the hub's signed one. The records carried over were checked
+    /// when the held generation was opened, the added ones when the delta
+    /// was read, and their offsets were laid out afresh: only the layout
+    /// and the directory are left to check.
+    pub(crate) fn from_applied(
+        bytes: Vec<u8>,
+        header: Header,
+    ) -> Result<Generation, GenerationError> {
+        let g = Generation::layout(bytes, header)?;
+        g.check_directory()?;
+        Ok(g)
+    }
+
+    fn check_directory(&self) -> Result<(), GenerationError> {
         let buckets = 1usize << self.bits;
         let mut prev = 0u32;
         for b in 0..=buckets {
@@ -517,6 +539,13 @@ impl Generation {
         if prev as usize != self.rows {
             return Err(invalid("directory does not end at the last record"));
         }
+        Ok(())
+    }
+
+    /// Every directory slot, record and extra is within bounds and well
+    /// formed, so reading them later cannot fail.
+    fn check_records(&self) -> Result<(), GenerationError> {
+        self.check_directory()?;
         let blob = &self.bytes[self.blob_at..];
         let mut expect_off = 0usize;
         let mut counts = [0u64; Category::ALL.len()];
@@ -601,6 +630,11 @@ impl Generation {
     fn record(&self, i: usize) -> &[u8] {
         let at = self.rec_at + i * RECORD_LEN;
         &self.bytes[at..at + RECORD_LEN]
+    }
+
+    /// Directory slot `b`: the first record of bucket `b` (or after).
+    pub(crate) fn dir_slot(&self, b: usize) -> u32 {
+        u32_at(&self.bytes, self.dir_at + b * 4).unwrap_or(self.rows as u32)
     }
 
     /// Bytes of the signed header (the body follows).

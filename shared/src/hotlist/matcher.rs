@@ -20,6 +20,7 @@
 //! kind and, among equals, the best-ranked text.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::search::{fold_char, PlatePattern};
@@ -62,11 +63,9 @@ pub struct Matcher {
     bulk: Vec<Bulk>,
     local: Vec<Local>,
     /// Folded plate → local entries without wildcards.
-    local_exact: HashMap<Vec<u8>, Vec<u32>>,
+    local_exact: HashMap<u64, Vec<u32>, BuildHasherDefault<KeyHasher>>,
     /// Folded literal gram → wildcard local entries that contain it.
-    wild_tri: HashMap<[u8; 3], Vec<u32>>,
-    wild_bi: HashMap<[u8; 2], Vec<u32>>,
-    wild_uni: HashMap<u8, Vec<u32>>,
+    wild: Grams,
     excluded: Vec<Category>,
 }
 
@@ -171,6 +170,7 @@ impl Matcher {
             excluded: excluded.to_vec(),
             ..Matcher::default()
         };
+        let mut grams = Vec::new();
         for generation in bulk {
             let info = generation.info();
             let settings = &info.settings;
@@ -216,20 +216,10 @@ impl Matcher {
                     .max_by_key(|r| r.len())
                     .cloned()
                     .unwrap_or_default();
-                match longest.len() {
-                    0 => continue,
-                    1 => m.wild_uni.entry(longest[0]).or_default().push(id),
-                    2 => m
-                        .wild_bi
-                        .entry([longest[0], longest[1]])
-                        .or_default()
-                        .push(id),
-                    _ => m
-                        .wild_tri
-                        .entry([longest[0], longest[1], longest[2]])
-                        .or_default()
-                        .push(id),
-                }
+                let Some(key) = gram_key(&longest[..longest.len().min(3)]) else {
+                    continue;
+                };
+                grams.push((key, id));
                 m.local.push(Local {
                     entry,
                     pattern: Some(pattern),
@@ -243,13 +233,17 @@ impl Matcher {
                 m.push_exact(entry, plate);
             }
         }
+        m.wild = Grams::new(grams);
         m
     }
 
     fn push_exact(&mut self, entry: LocalEntry, plate: Vec<u8>) {
         let id = self.local.len() as u32;
         let folded: Vec<u8> = plate.iter().map(|&b| fold_char(b)).collect();
-        self.local_exact.entry(folded).or_default().push(id);
+        self.local_exact
+            .entry(plate_key(&folded))
+            .or_default()
+            .push(id);
         self.local.push(Local {
             entry,
             pattern: None,
@@ -314,7 +308,7 @@ impl Matcher {
             if self.local.is_empty() {
                 continue;
             }
-            if let Some(ids) = self.local_exact.get(folded) {
+            if let Some(ids) = self.local_exact.get(&plate_key(folded)) {
                 for &id in ids {
                     let l = &self.local[id as usize];
                     if !l.entry.active(now) {
@@ -336,19 +330,13 @@ impl Matcher {
                 }
             }
             wild.clear();
-            for w in folded.windows(3) {
-                if let Some(ids) = self.wild_tri.get(&[w[0], w[1], w[2]]) {
-                    wild.extend_from_slice(ids);
-                }
-            }
-            for w in folded.windows(2) {
-                if let Some(ids) = self.wild_bi.get(&[w[0], w[1]]) {
-                    wild.extend_from_slice(ids);
-                }
-            }
-            for c in folded {
-                if let Some(ids) = self.wild_uni.get(c) {
-                    wild.extend_from_slice(ids);
+            if !self.wild.is_empty() {
+                for n in 1..=3 {
+                    for w in folded.windows(n) {
+                        if let Some(key) = gram_key(w) {
+                            wild.extend_from_slice(self.wild.get(key));
+                        }
+                    }
                 }
             }
             wild.sort_unstable();
@@ -450,6 +438,106 @@ impl Matcher {
             level,
             covert,
         }
+    }
+}
+
+/// A folded plate (≤ MAX_PLATE_LEN characters of 36) as one number:
+/// base 37 digits, 0 for none, so different plates give different keys.
+fn plate_key(folded: &[u8]) -> u64 {
+    folded.iter().fold(0u64, |k, &c| {
+        k * 37 + u64::from(symbol(c).map_or(0, |s| s + 1))
+    })
+}
+
+/// A plate character's place among 0–9 and A–Z.
+fn symbol(c: u8) -> Option<u16> {
+    match c {
+        b'0'..=b'9' => Some(u16::from(c - b'0')),
+        b'A'..=b'Z' => Some(u16::from(c - b'A') + 10),
+        _ => None,
+    }
+}
+
+const GRAMS_1: usize = 36;
+const GRAMS_2: usize = 36 * 36;
+const GRAMS_3: usize = 36 * 36 * 36;
+
+/// A gram of 1 to 3 folded characters as one index: single characters,
+/// then pairs, then triples.
+fn gram_key(gram: &[u8]) -> Option<usize> {
+    let base = match gram.len() {
+        1 => 0,
+        2 => GRAMS_1,
+        3 => GRAMS_1 + GRAMS_2,
+        _ => return None,
+    };
+    let mut k = 0usize;
+    for &c in gram {
+        k = k * 36 + usize::from(symbol(c)?);
+    }
+    Some(base + k)
+}
+
+/// Wildcard entries by gram: a compressed sparse row table (one array
+/// lookup per gram of a read's text).
+#[derive(Debug, Default)]
+struct Grams {
+    /// `starts[k]..starts[k + 1]` indexes `ids` for gram key `k`; empty
+    /// when there are no wildcard entries.
+    starts: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl Grams {
+    fn new(mut pairs: Vec<(usize, u32)>) -> Grams {
+        if pairs.is_empty() {
+            return Grams::default();
+        }
+        pairs.sort_unstable();
+        let total = GRAMS_1 + GRAMS_2 + GRAMS_3;
+        let mut starts = Vec::with_capacity(total + 1);
+        let mut at = 0usize;
+        for k in 0..=total {
+            while pairs.get(at).is_some_and(|p| p.0 < k) {
+                at += 1;
+            }
+            starts.push(at as u32);
+        }
+        Grams {
+            starts,
+            ids: pairs.into_iter().map(|p| p.1).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn get(&self, key: usize) -> &[u32] {
+        let (Some(&a), Some(&b)) = (self.starts.get(key), self.starts.get(key + 1)) else {
+            return &[];
+        };
+        self.ids.get(a as usize..b as usize).unwrap_or(&[])
+    }
+}
+
+/// The hasher of plate keys (already unique numbers): one multiply.
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, k: u64) {
+        self.0 = k.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26);
     }
 }
 

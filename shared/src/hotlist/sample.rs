@@ -150,16 +150,25 @@ pub fn plant(rows: &mut Vec<HotEntry>, planted: Vec<HotEntry>, seed: u64) {
 }
 
 /// The next extract: `changes` rows replaced by new ones (as many
-/// recoveries as new thefts), chosen from `seed`.
+/// recoveries as new thefts), chosen from `seed`. As in a real next-day
+/// extract, the new rows were entered that day (one date) and carry the
+/// NICs NCIC assigned that day, in sequence; the rest of each new row is
+/// random like [`entry`].
 pub fn change(rows: &[HotEntry], changes: usize, seed: u64) -> Vec<HotEntry> {
     let mut rng = Rng::new(seed);
     let mut out = rows.to_vec();
     if out.is_empty() {
         return out;
     }
+    let day = format!("2026{:02}{:02}", 1 + rng.below(11), 1 + rng.below(28));
+    let mut nic = rng.below(900_000_000);
     for _ in 0..changes {
         let i = rng.below(out.len());
-        out[i] = entry(&mut rng);
+        let mut e = entry(&mut rng);
+        e.entered.clone_from(&day);
+        nic += 1 + rng.below(3);
+        e.nic = format!("{}{:09}", e.category.code(), nic % 1_000_000_000);
+        out[i] = e;
     }
     out
 }
