@@ -45,6 +45,10 @@ enum Command {
     /// One alert: show it, or record its disposition in stages.
     #[command(subcommand)]
     Alert(alpr_edge::alert::cli::AlertCommand),
+    /// Local hotlist entries on this node: add, edit, remove, list (needs
+    /// a login; works offline).
+    #[command(subcommand)]
+    Hotlist(alpr_edge::hotlist::local_cli::HotlistCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Hold(c) => alpr_edge::holds::cli::run(c),
         Command::Alerts(a) => alpr_edge::alert::cli::alerts(a),
         Command::Alert(c) => alpr_edge::alert::cli::alert(c),
+        Command::Hotlist(c) => alpr_edge::hotlist::local_cli::run(c),
     };
     alpr_shared::cli::exit_with(result)
 }

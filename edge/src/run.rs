@@ -102,6 +102,9 @@ pub struct Status {
     /// When this node last merged the hub's legal holds.
     #[serde(default)]
     pub holds_refreshed_at: Option<String>,
+    /// Local hotlist entries active on this node now.
+    #[serde(default)]
+    pub active_local_entries: usize,
     /// What the last retention pass did, or why it purged nothing
     /// ([`crate::retention::Outcome`]).
     #[serde(default)]
@@ -134,6 +137,13 @@ fn status_of(
     let (holds, holds_refreshed_at) = store.holds().unwrap_or_default();
     Status {
         active_holds: holds.iter().filter(|h| h.active()).count(),
+        active_local_entries: {
+            let now = alpr_shared::types::UnixMillis::now();
+            store
+                .local_entries()
+                .map(|e| e.iter().filter(|e| e.active(now)).count())
+                .unwrap_or_default()
+        },
         holds_refreshed_at: holds_refreshed_at.map(|t| t.to_string()),
         policy_version: policy.as_ref().map(|p| p.version),
         policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
@@ -424,6 +434,10 @@ pub enum LocalRequest {
     AlertList(crate::alert::AlertListRequest),
     AlertShow(crate::alert::AlertShowRequest),
     AlertDispose(crate::alert::AlertDisposeRequest),
+    HotlistAdd(crate::hotlist::local::LocalAddRequest),
+    HotlistEdit(crate::hotlist::local::LocalEditRequest),
+    HotlistRemove(crate::hotlist::local::LocalRemoveRequest),
+    HotlistList(crate::hotlist::local::LocalListRequest),
 }
 
 /// The answer to a request other than `status`.
@@ -555,6 +569,26 @@ async fn answer(access: &crate::policy::EdgeAccess, r: LocalRequest) -> LocalAns
                 .await
                 .and_then(|h| serde_json::to_value(h).map_err(|e| e.to_string())),
         ),
+        LocalRequest::HotlistAdd(req) => to_value(
+            crate::hotlist::local::add(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HotlistEdit(req) => to_value(
+            crate::hotlist::local::edit(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HotlistRemove(req) => to_value(
+            crate::hotlist::local::remove(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
+        ),
+        LocalRequest::HotlistList(req) => to_value(
+            crate::hotlist::local::list(access, req)
+                .await
+                .and_then(|e| serde_json::to_value(e).map_err(|e| e.to_string())),
+        ),
         LocalRequest::HoldList(req) => to_value(
             crate::holds::list(access, &req)
                 .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string())),
@@ -684,6 +718,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.active_holds,
             st.holds_refreshed_at.as_deref().unwrap_or("never")
         );
+        println!("local hotlist {} active entries", st.active_local_entries);
         if let Some(r) = &st.retention {
             println!("retention    {r}");
         }

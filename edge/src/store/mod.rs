@@ -57,6 +57,9 @@ const POLICY: TableDefinition<&str, &[u8]> = TableDefinition::new("policy-v1");
 /// Legal holds: "doc" → the saved [`HoldsDoc`] (it only grows),
 /// "refreshed-at" → when the hub's document was last merged (ms, BE).
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
+/// Local hotlist entries: "doc" → the saved
+/// [`alpr_shared::hotlist::local::LocalEntriesDoc`].
+const HOTLIST_LOCAL: TableDefinition<&str, &[u8]> = TableDefinition::new("hotlist-local-v1");
 
 /// Alerts this node raised: alert entry seq (BE) → disposition progress
 /// ([`alpr_shared::log::alert::Progress::encode`], 3 bytes) ‖ covert (1)
@@ -143,6 +146,36 @@ pub enum StoreError {
     Holds(#[from] alpr_shared::control::holds_doc::HoldsDocError),
     #[error("{0}")]
     Alert(String),
+    #[error("local hotlist entries: {0}")]
+    LocalEntries(#[from] alpr_shared::hotlist::local::LocalDocError),
+}
+
+/// A change to the node's local hotlist entries, made in the store's
+/// writer so changes never race.
+#[derive(Debug)]
+pub enum LocalEntriesChange {
+    /// Merge a saved document (the hub's).
+    Merge { doc: Vec<u8> },
+    /// Add an entry here.
+    Add {
+        id: String,
+        fields: alpr_shared::hotlist::local::EntryFields,
+        author: String,
+        agency: String,
+        rules: alpr_shared::control::policy::HotlistPolicy,
+    },
+    /// Change fields of an entry.
+    Edit {
+        id: String,
+        fields: alpr_shared::hotlist::local::EntryFields,
+        by: String,
+        rules: alpr_shared::control::policy::HotlistPolicy,
+    },
+    /// Remove an entry for good.
+    Remove {
+        id: String,
+        removal: alpr_shared::hotlist::Removal,
+    },
 }
 
 /// A change to the node's legal holds, made in the store's writer so
@@ -222,6 +255,12 @@ enum Cmd {
         refreshed_at: UnixMillis,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Change the local hotlist entries; answers the saved document if
+    /// it changed.
+    LocalEntries {
+        change: LocalEntriesChange,
+        reply: oneshot::Sender<Result<Option<Vec<u8>>, StoreError>>,
+    },
     /// Change the legal holds; answers the saved document if it changed.
     Holds {
         change: HoldsChange,
@@ -272,6 +311,10 @@ pub struct StoreHandle {
     /// Bumped after each hold placed here (the sync driver sends the
     /// document to the hub).
     holds_placed: Arc<watch::Sender<u64>>,
+    /// Bumped after each durable change of the local hotlist entries
+    /// (added here or merged from the hub): the matcher rebuilds, the sync
+    /// driver sends the document to the hub.
+    local_changed: Arc<watch::Sender<u64>>,
 }
 
 /// The open database, replaced when the writer reopens it after a failed
@@ -439,6 +482,7 @@ impl StoreHandle {
             tx.open_table(POLICY).map_err(db_err)?;
             tx.open_table(HOLDS).map_err(db_err)?;
             tx.open_table(ALERTS).map_err(db_err)?;
+            tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
             let last = reads.last().map_err(db_err)?;
             match last {
                 Some((_, v)) => {
@@ -482,6 +526,7 @@ impl StoreHandle {
                 health,
                 public,
                 holds_placed: Arc::new(watch::channel(0).0),
+                local_changed: Arc::new(watch::channel(0).0),
             },
             join,
         ))
@@ -669,6 +714,47 @@ impl StoreHandle {
             self.holds_placed.send_modify(|n| *n += 1);
         }
         r
+    }
+
+    /// Change the local hotlist entries (merge the hub's document, or add,
+    /// edit, remove an entry); durable when this returns. The saved
+    /// document if it changed.
+    pub async fn change_local_entries(
+        &self,
+        change: LocalEntriesChange,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::LocalEntries { change, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        let r = rx.await.map_err(|_| StoreError::Stopped)?;
+        if matches!(r, Ok(Some(_))) {
+            self.local_changed.send_modify(|n| *n += 1);
+        }
+        r
+    }
+
+    /// Changes with each durable change of the local hotlist entries.
+    pub fn watch_local_entries(&self) -> watch::Receiver<u64> {
+        self.local_changed.subscribe()
+    }
+
+    /// The saved local hotlist entries document, if any.
+    pub fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.get()?.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
+        Ok(t.get("doc").map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every local hotlist entry this node knows (removed and expired ones
+    /// until the hub's compaction drops them), sorted by id; the matcher
+    /// takes those `active(now)`.
+    pub fn local_entries(&self) -> Result<Vec<alpr_shared::hotlist::LocalEntry>, StoreError> {
+        Ok(match self.local_entries_doc()? {
+            Some(bytes) => alpr_shared::hotlist::local::LocalEntriesDoc::load(&bytes)?.entries(),
+            None => Vec::new(),
+        })
     }
 
     /// Changes with each hold placed on this node.
@@ -1288,6 +1374,7 @@ enum Done {
     Holds(Option<Vec<u8>>),
     Alerted(Vec<u64>),
     Disposed(u64, Progress),
+    LocalEntries(Option<Vec<u8>>),
     Purged(Purged),
     Nothing,
     Failed(StoreError),
@@ -1351,6 +1438,13 @@ fn reply(cmd: Cmd, r: Done) {
                 _ => Err(StoreError::Db("no disposition result".into())),
             });
         }
+        Cmd::LocalEntries { reply, .. } => {
+            let _ = reply.send(match r {
+                Done::LocalEntries(doc) => Ok(doc),
+                Done::Failed(e) => Err(e),
+                _ => Err(StoreError::Db("no local entries result".into())),
+            });
+        }
         Cmd::Purge { reply, .. } => {
             let _ = reply.send(match r {
                 Done::Purged(p) => Ok(p),
@@ -1385,6 +1479,7 @@ fn write_batch(
         let mut policy = tx.open_table(POLICY).map_err(db_err)?;
         let mut holds = tx.open_table(HOLDS).map_err(db_err)?;
         let mut alerts = tx.open_table(ALERTS).map_err(db_err)?;
+        let mut hotlist_local = tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
         for cmd in batch.iter_mut() {
             match cmd {
                 Cmd::Alerts { records, .. } => {
@@ -1452,6 +1547,71 @@ fn write_batch(
                             out.push(Done::Disposed(e.seq(), row.progress));
                         }
                         Err(e) => out.push(Done::Failed(e.into())),
+                    }
+                }
+                Cmd::LocalEntries { change, .. } => {
+                    let stored = hotlist_local
+                        .get("doc")
+                        .map_err(db_err)?
+                        .map(|v| v.value().to_vec());
+                    let result = (|| -> Result<Option<Vec<u8>>, StoreError> {
+                        use alpr_shared::hotlist::local::{LocalEntriesDoc, MAX_LOCAL_DOC_BYTES};
+                        let mut doc = match &stored {
+                            Some(b) => LocalEntriesDoc::load(b)?,
+                            None => LocalEntriesDoc::new(),
+                        };
+                        let now = UnixMillis::now();
+                        let changed = match change {
+                            LocalEntriesChange::Merge { doc: other } => {
+                                doc.merge_bytes(other, now)?
+                            }
+                            LocalEntriesChange::Add {
+                                id,
+                                fields,
+                                author,
+                                agency,
+                                rules,
+                            } => {
+                                doc.add(id, fields.clone(), author, agency, rules, now)?;
+                                true
+                            }
+                            LocalEntriesChange::Edit {
+                                id,
+                                fields,
+                                by,
+                                rules,
+                            } => {
+                                doc.edit(id, fields.clone(), by, rules, now)?;
+                                true
+                            }
+                            LocalEntriesChange::Remove { id, removal } => {
+                                doc.remove(id, removal.clone())?;
+                                true
+                            }
+                        };
+                        if !changed {
+                            return Ok(None);
+                        }
+                        let saved = doc.save();
+                        // The hub refuses a document over the limit.
+                        if saved.len() > MAX_LOCAL_DOC_BYTES {
+                            return Err(alpr_shared::hotlist::local::LocalDocError::TooLarge(
+                                saved.len(),
+                            )
+                            .into());
+                        }
+                        Ok(Some(saved))
+                    })();
+                    match result {
+                        Ok(saved) => {
+                            if let Some(bytes) = &saved {
+                                hotlist_local
+                                    .insert("doc", bytes.as_slice())
+                                    .map_err(db_err)?;
+                            }
+                            out.push(Done::LocalEntries(saved));
+                        }
+                        Err(e) => out.push(Done::Failed(e)),
                     }
                 }
                 Cmd::Holds { change, .. } => {
@@ -2196,5 +2356,59 @@ mod tests {
             .await
             .is_err());
         assert_eq!(store.holds().expect("holds").0.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn local_entries_are_kept_merged_watched_and_a_bad_document_changes_nothing() {
+        use alpr_shared::hotlist::local::{EntryFields, LocalEntriesDoc};
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("e.redb");
+        let device = DeviceId::new("v-1").expect("valid");
+        let (store, _join) =
+            StoreHandle::open(&path, SecretKey::from_bytes(&[5; 32]), device).expect("open");
+        assert!(store.local_entries().expect("entries").is_empty());
+        let mut watch = store.watch_local_entries();
+        watch.borrow_and_update();
+        let fields = EntryFields {
+            plate: Some("7ab*".into()),
+            reason: Some("shooting".into()),
+            ..EntryFields::default()
+        };
+        let rules = alpr_shared::control::policy::HotlistPolicy::default();
+        let saved = store
+            .change_local_entries(LocalEntriesChange::Add {
+                id: "mine".into(),
+                fields: fields.clone(),
+                author: "ofc.kim".into(),
+                agency: "CA0349400".into(),
+                rules: rules.clone(),
+            })
+            .await
+            .expect("add")
+            .expect("changed");
+        assert!(watch.has_changed().expect("open"), "a change is announced");
+        // The hub's document: it knew "mine" and added "theirs".
+        let mut hub = LocalEntriesDoc::load(&saved).expect("load");
+        hub.add("theirs", fields, "op.lee", "CA", &rules, UnixMillis::now())
+            .expect("add");
+        let changed = store
+            .change_local_entries(LocalEntriesChange::Merge { doc: hub.save() })
+            .await
+            .expect("merge");
+        assert!(changed.is_some());
+        let ids: Vec<String> = store
+            .local_entries()
+            .expect("entries")
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, vec!["mine".to_string(), "theirs".to_string()]);
+        assert!(store
+            .change_local_entries(LocalEntriesChange::Merge {
+                doc: b"junk".to_vec()
+            })
+            .await
+            .is_err());
+        assert_eq!(store.local_entries().expect("entries").len(), 2);
     }
 }

@@ -114,6 +114,8 @@ pub async fn run(
         Ok(None) => {}
         Err(e) => error!(error = %e, "cannot read the stored policy; asking the hub for it"),
     }
+    // The node's local hotlist entries go to the hub after every welcome.
+    send_local_entries(&mut core, &store);
     // The node's legal holds go to the hub after every welcome.
     match store.holds_doc() {
         Ok(Some(doc)) => core.set_holds(doc),
@@ -144,6 +146,8 @@ pub async fn run(
                     set_status(&status, |s| s.connects += 1);
                     // Holds placed while offline go after the welcome.
                     send_local_holds(&mut core, &store);
+                    // So do local entries added or edited while offline.
+                    send_local_entries(&mut core, &store);
                     session(&mut core, conn, &store, &status, &cancel, &now).await;
                 }
                 Err(e) => {
@@ -170,6 +174,16 @@ pub async fn run(
     endpoint.close(quic::CLOSE_SHUTDOWN.into(), b"edge shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
+}
+
+/// Give the core the stored local hotlist entries document (sent now if
+/// connected, and after every welcome).
+fn send_local_entries(core: &mut EdgeSync, store: &StoreHandle) {
+    match store.local_entries_doc() {
+        Ok(Some(doc)) => core.set_local_entries(doc),
+        Ok(None) => {}
+        Err(e) => error!(error = %e, "cannot read the stored local hotlist entries"),
+    }
 }
 
 /// Give the core the stored holds document (sent now if connected, and
@@ -219,6 +233,7 @@ async fn session(
     let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
     let mut changes = store.watch();
     let mut placed = store.watch_holds_placed();
+    let mut local_changed = store.watch_local_entries();
     core.link_up(now(), store.log_len());
     set_status(status, |s| s.receipt_current = false);
     set_status(status, |s| s.link = "handshake".into());
@@ -335,6 +350,20 @@ async fn session(
                         Err(e) => error!(error = %e, "cannot merge the hub's legal holds"),
                     }
                 }
+                EdgeEvent::LocalEntries(doc) => {
+                    let change = crate::store::LocalEntriesChange::Merge { doc };
+                    match store.change_local_entries(change).await {
+                        // Changed: the hub may lack what this node added
+                        // (the watch sends the document back).
+                        Ok(Some(_)) => info!("merged the hub's local hotlist entries"),
+                        Ok(None) => {
+                            tracing::debug!("the hub's local hotlist entries are known here")
+                        }
+                        Err(e) => {
+                            error!(error = %e, "cannot merge the hub's local hotlist entries")
+                        }
+                    }
+                }
                 EdgeEvent::PolicyIgnored { held, offered } => warn!(
                     held,
                     offered, "the hub offered an older policy than this node enforces; not applied"
@@ -406,6 +435,14 @@ async fn session(
                 }
                 placed.borrow_and_update();
                 send_local_holds(core, store);
+            }
+            r = local_changed.changed() => {
+                if r.is_err() {
+                    break Err("the store stopped".into());
+                }
+                local_changed.borrow_and_update();
+                // The same bytes as last sent are not sent again.
+                send_local_entries(core, store);
             }
             _ = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(3600))) => {
                 core.handle_timeout(now(), store.log_len());

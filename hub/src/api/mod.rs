@@ -37,6 +37,7 @@ pub mod audit;
 pub mod client;
 pub mod holds;
 pub mod hotlists;
+pub mod local_entries;
 pub mod nodes;
 pub mod policy;
 pub mod retention;
@@ -278,6 +279,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(policy::routes())
         .merge(holds::routes())
         .merge(alerts::routes())
+        .merge(local_entries::routes())
         .merge(hotlists::routes())
         .merge(search::routes())
         .merge(crate::export::routes())

@@ -1,5 +1,7 @@
 //! `hub hotlist import|list|show|generations`: bulk hotlists through the
-//! hub's API, as the logged-in user (imports: operators and supervisors).
+//! hub's API, as the logged-in user (imports: operators and supervisors);
+//! `hub hotlist add|edit|remove` and `list --local`: local entries
+//! ([`super::local_cli`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,17 +16,29 @@ use crate::api::client::{query, Session};
 use crate::api::hotlists::SourceDetail;
 use crate::cli::{api_get, runtime};
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum HotlistCommand {
     /// Import a list file as the next generation of a source: parsed,
     /// checked, signed and pushed to every edge.
     Import(ImportArgs),
-    /// The sources: latest generation, its age, rows, categories.
+    /// The sources: latest generation, its age, rows, categories (with
+    /// --local: the local entries).
     List {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// The local entries instead of the bulk lists.
+        #[arg(long)]
+        local: bool,
+        /// With --local: removed and expired entries too.
+        #[arg(long, requires = "local")]
+        all: bool,
     },
+    /// Local entries: add, edit, remove.
+    #[command(flatten)]
+    Local(super::local_cli::LocalCommand),
     /// One source; with PLATE, the rows its latest generation lists for it.
     Show {
         source: String,
@@ -367,7 +381,13 @@ pub fn run(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", render_import(&report));
             }
         }
-        HotlistCommand::List { json } => {
+        HotlistCommand::Local(cmd) => return super::local_cli::run(cmd),
+        HotlistCommand::List {
+            local: true,
+            all,
+            json,
+        } => return super::local_cli::list(all, json),
+        HotlistCommand::List { json, .. } => {
             let sources: Vec<SourceView> = api_get("/api/v1/hotlists")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&sources)?);

@@ -15,9 +15,14 @@
 //!
 //! Invariant: what is published is durable, and numbers of a source only
 //! grow (a number is never reused, even after its bytes are dropped).
+//!
+//! The entries people add by hand (often partial plates) are not a bulk
+//! list: they live in an automerge document, [`local`].
 
 pub mod bench;
 pub mod cli;
+pub mod local;
+pub mod local_cli;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};

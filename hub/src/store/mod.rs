@@ -183,6 +183,10 @@ pub enum WriteOp {
     /// Replace the saved legal holds document ([`crate::holds`]; a saved
     /// [`alpr_shared::control::holds_doc::HoldsDoc`], which only grows).
     Holds(Vec<u8>),
+    /// Replace the saved local hotlist entries document
+    /// ([`crate::hotlist::local`]; a saved
+    /// [`alpr_shared::hotlist::local::LocalEntriesDoc`]).
+    LocalEntries(Vec<u8>),
     /// Keep a session under the SHA-256 of its token, or end it (`None`).
     Session {
         hash: [u8; 32],
@@ -308,6 +312,9 @@ pub trait HubStorage: Send + Sync + 'static {
     fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError>;
     /// The saved legal holds document ([`crate::holds`]), if any.
     fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The saved local hotlist entries document
+    /// ([`crate::hotlist::local`]), if any.
+    fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every user account, by username.
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
     /// The session kept under the SHA-256 of its token.

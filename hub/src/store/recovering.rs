@@ -201,6 +201,9 @@ impl HubStorage for Recovering {
     fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.call(|s| s.holds_doc())
     }
+    fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.local_entries_doc())
+    }
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
         self.call(|s| s.session(hash))
     }

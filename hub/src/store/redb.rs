@@ -65,6 +65,8 @@ const NODE_POLICY: TableDefinition<&str, u64> = TableDefinition::new("node-polic
 const POLICY_SEED: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("policy-seed-v1");
 /// "doc" → the saved legal holds document (automerge; it only grows).
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
+/// "doc" → the saved local hotlist entries document (automerge).
+const HOTLIST_LOCAL: TableDefinition<&str, &[u8]> = TableDefinition::new("hotlist-local-v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 /// User accounts by username (postcard [`crate::users::UserRecord`]).
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
@@ -461,6 +463,7 @@ impl RedbStore {
             tx.open_table(NODE_POLICY).map_err(db_err)?;
             tx.open_table(POLICY_SEED).map_err(db_err)?;
             tx.open_table(HOLDS).map_err(db_err)?;
+            tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
             tx.open_table(USERS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
@@ -593,6 +596,7 @@ impl HubStorage for RedbStore {
             let mut node_policy = tx.open_table(NODE_POLICY).map_err(db_err)?;
             let mut policy_seed = tx.open_table(POLICY_SEED).map_err(db_err)?;
             let mut holds = tx.open_table(HOLDS).map_err(db_err)?;
+            let mut hotlist_local = tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
             let mut users = tx.open_table(USERS).map_err(db_err)?;
             let mut sessions = tx.open_table(SESSIONS).map_err(db_err)?;
             let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
@@ -903,6 +907,12 @@ impl HubStorage for RedbStore {
                     }
                     WriteOp::Holds(doc) => {
                         holds.insert("doc", doc.as_slice()).map_err(db_err)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::LocalEntries(doc) => {
+                        hotlist_local
+                            .insert("doc", doc.as_slice())
+                            .map_err(db_err)?;
                         results.push(WriteResult::Done);
                     }
                     WriteOp::User(u) => {
@@ -1400,6 +1410,12 @@ impl HubStorage for RedbStore {
     fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(HOLDS).map_err(db_err)?;
+        Ok(t.get("doc").map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
         Ok(t.get("doc").map_err(db_err)?.map(|v| v.value().to_vec()))
     }
 

@@ -64,6 +64,8 @@ pub struct Hub {
     pub holds: crate::holds::HoldsService,
     /// The bulk hotlists' signed generations, pushed to every node.
     pub hotlists: crate::hotlist::HotlistService,
+    /// The local hotlist entries, merged with every node's.
+    pub local_entries: crate::hotlist::local::LocalEntriesService,
 }
 
 /// This many replacements of one identity's connection within
@@ -367,6 +369,12 @@ pub async fn serve(
         lists = hotlists.current().len(),
         "hotlist generations loaded"
     );
+    let local_entries = crate::hotlist::local::LocalEntriesService::open(storage.clone())
+        .context("the local hotlist entries")?;
+    info!(
+        entries = local_entries.entries().len(),
+        "local hotlist entries loaded"
+    );
 
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
@@ -390,6 +398,7 @@ pub async fn serve(
         budgets: limits::Budgets::new(&config),
         policy,
         holds,
+        local_entries,
         hotlists,
     });
     // Handshakes take from their own budget, and only for as long as they
@@ -442,6 +451,27 @@ pub async fn serve(
         seeded,
         cancel.child_token(),
     ));
+    // Local hotlist entries removed or expired longer than the grace
+    // period leave the document: at start, then hourly.
+    {
+        let local = hub.local_entries.clone();
+        let stop = cancel.child_token();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        match local.compact(alpr_shared::types::UnixMillis::now()).await {
+                            Ok(true) => info!("compacted the local hotlist entries"),
+                            Ok(false) => {}
+                            Err(e) => warn!(error = %e, "compacting the local hotlist entries"),
+                        }
+                    }
+                }
+            }
+        });
+    }
     // Retention, every `retention_interval`, sparing what the legal holds
     // in force cover.
     let held_now = hub.holds.clone();
@@ -740,11 +770,14 @@ async fn node_connection(
     let policy = policy_rx.borrow_and_update().clone();
     let mut holds_rx = hub.holds.watch();
     let holds = holds_rx.borrow_and_update().clone();
+    let mut local_rx = hub.local_entries.watch();
+    let local_entries = local_rx.borrow_and_update().clone();
     let session = Arc::new(Mutex::new(
         HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
             .with_keys(keys)
             .with_policy(policy.version(), Arc::new(policy.encode()))
-            .with_holds(holds),
+            .with_holds(holds)
+            .with_local_entries(local_entries),
     ));
     let replaced = hub.connections.lock().ok().and_then(|mut m| {
         m.insert(
@@ -786,6 +819,7 @@ async fn node_connection(
     let streams = tokio_util::task::TaskTracker::new();
     let mut policy_open = true;
     let mut holds_open = true;
+    let mut local_open = true;
     let reason = loop {
         tokio::select! {
             _ = hub.cancel.cancelled() => {
@@ -807,6 +841,14 @@ async fn node_connection(
                 }
                 let doc = holds_rx.borrow_and_update().clone();
                 ctx.push_holds(doc).await;
+            }
+            changed = local_rx.changed(), if local_open => {
+                if changed.is_err() {
+                    local_open = false;
+                    continue;
+                }
+                let doc = local_rx.borrow_and_update().clone();
+                ctx.push_local_entries(doc).await;
             }
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
@@ -937,6 +979,23 @@ impl StreamCtx {
         for o in outs {
             if let (HubOutput::Send(f), Some(tx)) = (o, control.as_ref()) {
                 info!(version = p.version(), "pushing the new policy to the node");
+                let _ = tx.send(Job::Send(f)).await;
+            }
+        }
+    }
+
+    /// The hub's local hotlist entries changed: send them to the node.
+    async fn push_local_entries(&self, doc: Arc<Vec<u8>>) {
+        let outs = self
+            .with_session(|s| s.set_local_entries(doc))
+            .unwrap_or_default();
+        let control = self
+            .control
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
+        for o in outs {
+            if let (HubOutput::Send(f), Some(tx)) = (o, control.as_ref()) {
                 let _ = tx.send(Job::Send(f)).await;
             }
         }
@@ -1087,6 +1146,17 @@ impl StreamCtx {
                             Ok(true) => info!("merged the node's legal holds"),
                             Ok(false) => {}
                             Err(e) => warn!(error = %e, "the node's legal holds were not merged"),
+                        }
+                        continue;
+                    }
+                    // Likewise for the local hotlist entries.
+                    HubOutput::NodeLocalEntries { doc } => {
+                        match self.hub.local_entries.merge_from_node(doc).await {
+                            Ok(true) => info!("merged the node's local hotlist entries"),
+                            Ok(false) => {}
+                            Err(e) => {
+                                warn!(error = %e, "the node's local hotlist entries were not merged")
+                            }
                         }
                         continue;
                     }
@@ -1253,6 +1323,7 @@ impl StreamCtx {
                     | HubOutput::StoreImage { .. }
                     | HubOutput::NodePolicy { .. }
                     | HubOutput::NodeHolds { .. }
+                    | HubOutput::NodeLocalEntries { .. }
                     | HubOutput::Skip { .. } => {}
                 }
             }

@@ -1,2 +1,979 @@
-//! Locally entered hotlist entries as one automerge document. (Skeleton:
-//! the local-entries helper replaces this file.)
+//! Locally entered hotlist entries as one automerge document that the hub
+//! and its edges each edit — some of them offline for days — and that
+//! merges deterministically.
+//!
+//! Layout, chosen so no edit can shadow another (like the holds document):
+//! the root map holds only scalar keys, never a nested object two replicas
+//! could each create and so conflict over:
+//! - `entry/<id>`: the entry as added (postcard bytes, never changed);
+//! - `edit/<id>/<field>`: the latest value of one field ([`Edit`]: value,
+//!   when and by whom). Fields are written one by one, so two concurrent
+//!   edits of different fields both survive; concurrent edits of one field
+//!   resolve to the greatest `(at, by, value)` on every replica (each
+//!   writer stamps an edit later than the value it replaces, so a causal
+//!   overwrite is also the greatest);
+//! - `removed/<id>`: the removal, set once. It wins over any edit,
+//!   concurrent or later: an entry with a removal is never active again;
+//! - `gone/<id>`: the small tombstone of a removed entry whose record
+//!   compaction dropped (value: the time until which it is kept);
+//! - `epoch`: the compaction count (absent: 0).
+//!
+//! Keeping it small: automerge keeps every change, so deleting keys would
+//! not shrink it. Instead the hub [`compact`](LocalEntriesDoc::compact)s:
+//! it writes a fresh document, `epoch + 1`, holding the live entries, the
+//! recently removed or expired ones, and a tombstone for each older
+//! removal. Documents of different epochs never merge histories: the newer
+//! one is taken and the older one's content *rebased* onto it — entries
+//! it lacks (unless tombstoned or expired) added, its removals applied,
+//! its field edits applied where they are the greater. A stale peer
+//! therefore cannot resurrect a removed entry, and an offline edge's new
+//! entries and edits survive a compaction they never saw.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ReadDoc, ScalarValue, Value, ROOT};
+use serde::{Deserialize, Serialize};
+
+use super::{AlertLevel, Category, LocalEntry, Removal, MAX_ENTRY_TEXT};
+use crate::control::policy::HotlistPolicy;
+use crate::search::PlatePattern;
+use crate::types::UnixMillis;
+
+/// The largest saved document accepted from storage or a peer (some
+/// thousands of entries); it bounds the control frame nodes may send.
+pub const MAX_LOCAL_DOC_BYTES: usize = 512 << 10;
+/// Removed and expired entries stay whole this long (so a node offline a
+/// few days still sees why an entry stopped), then compaction drops them.
+pub const GRACE_MS: u64 = 7 * DAY_MS;
+/// A removed entry's tombstone is kept this long after the removal, and
+/// at least until the entry expired: longer than any edge runs offline.
+pub const TOMBSTONE_MS: u64 = 365 * DAY_MS;
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+const EPOCH_KEY: &str = "epoch";
+const ENTRY_PREFIX: &str = "entry/";
+const EDIT_PREFIX: &str = "edit/";
+const REMOVED_PREFIX: &str = "removed/";
+const GONE_PREFIX: &str = "gone/";
+/// Ids are made by the adding side; bound them so a key stays small.
+const MAX_ID_LEN: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalDocError {
+    #[error("local entries document is {0} bytes, over the {MAX_LOCAL_DOC_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("local entries document does not load: {0}")]
+    Corrupt(String),
+    #[error("local entries document: key {0:?} does not decode")]
+    BadEntry(String),
+    #[error("entry id {0:?} is empty, too long, or not [A-Za-z0-9-_]")]
+    BadId(String),
+    #[error("plate {0:?}: {1}")]
+    BadPlate(String, crate::search::PatternError),
+    #[error("state {0:?} is not two letters")]
+    BadState(String),
+    #[error("{0} is longer than {MAX_ENTRY_TEXT} characters")]
+    TooLong(&'static str),
+    #[error("an entry needs a plate and a reason")]
+    Missing,
+    #[error("the expiry is not in the future")]
+    ExpiryPast,
+    #[error("entry {0} already exists")]
+    Exists(String),
+    #[error("no entry {0}")]
+    NoSuchEntry(String),
+    #[error("entry {0} is removed")]
+    Removed(String),
+    #[error("entry {0} has expired; add it again")]
+    Expired(String),
+    #[error("nothing to change")]
+    NoChange,
+    #[error("local entries document edit failed: {0}")]
+    Edit(String),
+}
+
+/// The fields of an add or an edit; `None` keeps (edit) or defaults (add).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryFields {
+    pub plate: Option<String>,
+    pub state: Option<String>,
+    pub category: Option<Category>,
+    pub reason: Option<String>,
+    pub case: Option<String>,
+    pub level: Option<AlertLevel>,
+    pub make: Option<String>,
+    pub model: Option<String>,
+    pub colour: Option<String>,
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// One editable field of an entry (the key suffix of its edits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Field {
+    Plate,
+    State,
+    Category,
+    Reason,
+    Case,
+    Level,
+    Make,
+    Model,
+    Colour,
+    Expires,
+}
+
+impl Field {
+    const ALL: [Field; 10] = [
+        Field::Plate,
+        Field::State,
+        Field::Category,
+        Field::Reason,
+        Field::Case,
+        Field::Level,
+        Field::Make,
+        Field::Model,
+        Field::Colour,
+        Field::Expires,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Plate => "plate",
+            Field::State => "state",
+            Field::Category => "category",
+            Field::Reason => "reason",
+            Field::Case => "case",
+            Field::Level => "level",
+            Field::Make => "make",
+            Field::Model => "model",
+            Field::Colour => "colour",
+            Field::Expires => "expires",
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// A field's value in an edit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum FieldValue {
+    Text(String),
+    Category(Category),
+    Level(AlertLevel),
+    Time(UnixMillis),
+}
+
+/// One field edit as stored under `edit/<id>/<field>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct Edit {
+    at: UnixMillis,
+    by: String,
+    value: FieldValue,
+}
+
+/// One entry's raw parts, as read from a document.
+#[derive(Debug, Clone)]
+struct Record {
+    base: LocalEntry,
+    base_bytes: Vec<u8>,
+    edits: BTreeMap<Field, (Edit, Vec<u8>)>,
+    removal: Option<(Removal, Vec<u8>)>,
+}
+
+impl Record {
+    fn view(&self) -> LocalEntry {
+        let mut e = self.base.clone();
+        for (field, (edit, _)) in &self.edits {
+            apply_edit(&mut e, *field, &edit.value);
+            e.updated_at = e.updated_at.max(edit.at);
+        }
+        e.removed = self.removal.as_ref().map(|(r, _)| r.clone());
+        e
+    }
+}
+
+fn apply_edit(e: &mut LocalEntry, field: Field, value: &FieldValue) {
+    match (field, value) {
+        (Field::Plate, FieldValue::Text(t)) => e.plate = t.clone(),
+        (Field::State, FieldValue::Text(t)) => e.state = t.clone(),
+        (Field::Reason, FieldValue::Text(t)) => e.reason = t.clone(),
+        (Field::Case, FieldValue::Text(t)) => e.case = t.clone(),
+        (Field::Make, FieldValue::Text(t)) => e.make = t.clone(),
+        (Field::Model, FieldValue::Text(t)) => e.model = t.clone(),
+        (Field::Colour, FieldValue::Text(t)) => e.colour = t.clone(),
+        (Field::Category, FieldValue::Category(c)) => e.category = *c,
+        (Field::Level, FieldValue::Level(l)) => e.level = *l,
+        (Field::Expires, FieldValue::Time(t)) => e.expires_at = *t,
+        // validate() refuses a mismatched pair; nothing to apply.
+        _ => {}
+    }
+}
+
+fn value_fits(field: Field, value: &FieldValue) -> bool {
+    matches!(
+        (field, value),
+        (
+            Field::Plate
+                | Field::State
+                | Field::Reason
+                | Field::Case
+                | Field::Make
+                | Field::Model
+                | Field::Colour,
+            FieldValue::Text(_)
+        ) | (Field::Category, FieldValue::Category(_))
+            | (Field::Level, FieldValue::Level(_))
+            | (Field::Expires, FieldValue::Time(_))
+    )
+}
+
+/// The local entries, by id, as one automerge document.
+pub struct LocalEntriesDoc {
+    doc: AutoCommit,
+}
+
+impl std::fmt::Debug for LocalEntriesDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEntriesDoc")
+            .field("epoch", &self.epoch())
+            .field("entries", &self.entries().len())
+            .finish()
+    }
+}
+
+impl Default for LocalEntriesDoc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalEntriesDoc {
+    /// An empty document (epoch 0), with a fresh random actor.
+    pub fn new() -> Self {
+        Self {
+            doc: AutoCommit::new(),
+        }
+    }
+
+    /// A saved document (from storage or a peer). Bounded in size; every
+    /// key must decode, so a document that loads also lists cleanly.
+    pub fn load(bytes: &[u8]) -> Result<Self, LocalDocError> {
+        if bytes.len() > MAX_LOCAL_DOC_BYTES {
+            return Err(LocalDocError::TooLarge(bytes.len()));
+        }
+        // automerge checks its input; catching a panic here keeps a
+        // malformed peer document from ever taking a process down.
+        let doc = catch_unwind(|| AutoCommit::load(bytes))
+            .map_err(|_| LocalDocError::Corrupt("decoder panicked".into()))?
+            .map_err(|e| LocalDocError::Corrupt(e.to_string()))?;
+        let this = Self { doc };
+        this.validate()?;
+        Ok(this)
+    }
+
+    /// The whole document, compacted by automerge (history kept).
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// How many times the hub has compacted this document.
+    pub fn epoch(&self) -> u64 {
+        match self.doc.get(ROOT, EPOCH_KEY) {
+            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
+                ScalarValue::Uint(n) => *n,
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    /// Add an entry. The plate (or pattern) and reason are required; the
+    /// category defaults to `Suspect`, the expiry to policy's default and
+    /// is clamped to its maximum.
+    pub fn add(
+        &mut self,
+        id: &str,
+        fields: EntryFields,
+        author: &str,
+        agency: &str,
+        rules: &HotlistPolicy,
+        now: UnixMillis,
+    ) -> Result<LocalEntry, LocalDocError> {
+        check_id(id)?;
+        let key = format!("{ENTRY_PREFIX}{id}");
+        if bytes_in(&self.doc, &key).is_some()
+            || self.doc.get(ROOT, gone_key(id)).ok().flatten().is_some()
+        {
+            return Err(LocalDocError::Exists(id.into()));
+        }
+        let (Some(plate), Some(reason)) = (fields.plate.as_deref(), fields.reason.as_deref())
+        else {
+            return Err(LocalDocError::Missing);
+        };
+        let expires_at = fields
+            .expires_at
+            .unwrap_or(UnixMillis(now.0.saturating_add(
+                u64::from(rules.local_default_expiry_days) * DAY_MS,
+            )));
+        let entry = LocalEntry {
+            id: id.into(),
+            plate: normal_plate(plate)?,
+            state: normal_state(fields.state.as_deref().unwrap_or(""))?,
+            category: fields.category.unwrap_or(Category::Suspect),
+            reason: text("reason", reason)?,
+            case: text("case", fields.case.as_deref().unwrap_or(""))?,
+            level: fields.level.unwrap_or_default(),
+            make: text("make", fields.make.as_deref().unwrap_or(""))?,
+            model: text("model", fields.model.as_deref().unwrap_or(""))?,
+            colour: text("colour", fields.colour.as_deref().unwrap_or(""))?,
+            expires_at: clamp_expiry(expires_at, rules, now)?,
+            author: text("author", author)?,
+            agency: text("agency", agency)?,
+            created_at: now,
+            updated_at: now,
+            removed: None,
+        };
+        if reason.trim().is_empty() {
+            return Err(LocalDocError::Missing);
+        }
+        let bytes =
+            postcard::to_allocvec(&entry).map_err(|e| LocalDocError::Edit(e.to_string()))?;
+        self.put_bytes(key, bytes)?;
+        Ok(entry)
+    }
+
+    /// Change the given fields of a live entry, each written on its own.
+    pub fn edit(
+        &mut self,
+        id: &str,
+        fields: EntryFields,
+        by: &str,
+        rules: &HotlistPolicy,
+        now: UnixMillis,
+    ) -> Result<LocalEntry, LocalDocError> {
+        let record = self
+            .record(id)?
+            .ok_or_else(|| LocalDocError::NoSuchEntry(id.into()))?;
+        if record.removal.is_some() {
+            return Err(LocalDocError::Removed(id.into()));
+        }
+        let current = record.view();
+        if !current.active(now) {
+            return Err(LocalDocError::Expired(id.into()));
+        }
+        let mut changes: Vec<(Field, FieldValue)> = Vec::new();
+        let mut text_field = |field: Field,
+                              v: &Option<String>,
+                              f: fn(&str) -> Result<String, LocalDocError>|
+         -> Result<(), LocalDocError> {
+            if let Some(v) = v {
+                changes.push((field, FieldValue::Text(f(v)?)));
+            }
+            Ok(())
+        };
+        text_field(Field::Plate, &fields.plate, normal_plate)?;
+        text_field(Field::State, &fields.state, normal_state)?;
+        text_field(Field::Reason, &fields.reason, |s| text("reason", s))?;
+        text_field(Field::Case, &fields.case, |s| text("case", s))?;
+        text_field(Field::Make, &fields.make, |s| text("make", s))?;
+        text_field(Field::Model, &fields.model, |s| text("model", s))?;
+        text_field(Field::Colour, &fields.colour, |s| text("colour", s))?;
+        if let Some(c) = fields.category {
+            changes.push((Field::Category, FieldValue::Category(c)));
+        }
+        if let Some(l) = fields.level {
+            changes.push((Field::Level, FieldValue::Level(l)));
+        }
+        if let Some(t) = fields.expires_at {
+            changes.push((
+                Field::Expires,
+                FieldValue::Time(clamp_expiry(t, rules, now)?),
+            ));
+        }
+        if changes.is_empty() {
+            return Err(LocalDocError::NoChange);
+        }
+        let by = text("editor", by)?;
+        for (field, value) in changes {
+            // Stamp later than the value replaced, so this causal
+            // overwrite is also the greatest edit on every replica.
+            let floor = record
+                .edits
+                .get(&field)
+                .map(|(e, _)| e.at)
+                .unwrap_or(current.created_at);
+            let at = now.max(UnixMillis(floor.0.saturating_add(1)));
+            let edit = Edit {
+                at,
+                by: by.clone(),
+                value,
+            };
+            let bytes =
+                postcard::to_allocvec(&edit).map_err(|e| LocalDocError::Edit(e.to_string()))?;
+            self.put_bytes(edit_key(id, field), bytes)?;
+        }
+        self.get(id)
+            .ok_or_else(|| LocalDocError::NoSuchEntry(id.into()))
+    }
+
+    /// Remove an entry for good ("vehicle recovered").
+    pub fn remove(&mut self, id: &str, removal: Removal) -> Result<(), LocalDocError> {
+        let record = self
+            .record(id)?
+            .ok_or_else(|| LocalDocError::NoSuchEntry(id.into()))?;
+        if record.removal.is_some() {
+            return Err(LocalDocError::Removed(id.into()));
+        }
+        let removal = Removal {
+            by: text("remover", &removal.by)?,
+            at: removal.at,
+            reason: text("reason", &removal.reason)?,
+        };
+        let bytes =
+            postcard::to_allocvec(&removal).map_err(|e| LocalDocError::Edit(e.to_string()))?;
+        self.put_bytes(format!("{REMOVED_PREFIX}{id}"), bytes)
+    }
+
+    /// Every entry the document holds whole (removed and expired ones
+    /// until compaction drops them), sorted by id.
+    pub fn entries(&self) -> Vec<LocalEntry> {
+        self.records().values().map(Record::view).collect()
+    }
+
+    /// The entries that may raise alerts at `now`, sorted by id.
+    pub fn active(&self, now: UnixMillis) -> Vec<LocalEntry> {
+        self.entries()
+            .into_iter()
+            .filter(|e| e.active(now))
+            .collect()
+    }
+
+    /// One entry, removed or not.
+    pub fn get(&self, id: &str) -> Option<LocalEntry> {
+        self.record(id).ok().flatten().map(|r| r.view())
+    }
+
+    /// Whether [`compact`](Self::compact) at `now` would drop anything.
+    pub fn needs_compaction(&self, now: UnixMillis) -> bool {
+        self.records().values().any(|r| drop_record(&r.view(), now))
+            || self.tombstones().values().any(|&until| until <= now)
+    }
+
+    /// A fresh document of the next epoch holding what is still worth
+    /// keeping at `now`: entries removed or expired more than
+    /// [`GRACE_MS`] ago leave (a removed one keeps a tombstone until
+    /// [`TOMBSTONE_MS`] after its removal and its expiry). Only the hub
+    /// compacts; other replicas take the new epoch when they merge it.
+    pub fn compact(&self, now: UnixMillis) -> Result<LocalEntriesDoc, LocalDocError> {
+        let mut fresh = LocalEntriesDoc::new();
+        fresh
+            .doc
+            .put(
+                ROOT,
+                EPOCH_KEY,
+                ScalarValue::Uint(self.epoch().saturating_add(1)),
+            )
+            .map_err(|e| LocalDocError::Edit(e.to_string()))?;
+        for (until_id, until) in self.tombstones() {
+            if until > now {
+                fresh.put_gone(&until_id, until)?;
+            }
+        }
+        for (id, record) in self.records() {
+            let view = record.view();
+            if drop_record(&view, now) {
+                if view.removed.is_some() {
+                    let until = tombstone_until(&view);
+                    if until > now {
+                        fresh.put_gone(&id, until)?;
+                    }
+                }
+                continue;
+            }
+            fresh.copy_record(&id, &record)?;
+        }
+        Ok(fresh)
+    }
+
+    /// Take in what `other` has that this one lacks. `other` is checked
+    /// first, so a bad peer document changes nothing here. Returns whether
+    /// anything changed here.
+    pub fn merge(
+        &mut self,
+        other: &mut LocalEntriesDoc,
+        now: UnixMillis,
+    ) -> Result<bool, LocalDocError> {
+        other.validate()?;
+        let before = self.doc.get_heads();
+        let (mine, theirs) = (self.epoch(), other.epoch());
+        if mine == theirs {
+            catch_unwind(AssertUnwindSafe(|| self.doc.merge(&mut other.doc)))
+                .map_err(|_| LocalDocError::Corrupt("merge panicked".into()))?
+                .map_err(|e| LocalDocError::Corrupt(e.to_string()))?;
+            // Both sides valid; check the union too (an edit key can only
+            // arrive with its entry, but a peer is not trusted to keep it).
+            self.validate()?;
+            return Ok(self.doc.get_heads() != before);
+        }
+        if theirs > mine {
+            // Take the newer epoch (own actor), then rebase our content.
+            let fresh = catch_unwind(AssertUnwindSafe(|| other.doc.fork()))
+                .map_err(|_| LocalDocError::Corrupt("fork panicked".into()))?;
+            let old = std::mem::replace(self, LocalEntriesDoc { doc: fresh });
+            self.rebase(&old, now)?;
+            return Ok(true);
+        }
+        self.rebase(other, now)?;
+        Ok(self.doc.get_heads() != before)
+    }
+
+    /// Merge a saved document (as sent by a peer). Returns whether
+    /// anything changed here.
+    pub fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, LocalDocError> {
+        let mut other = Self::load(bytes)?;
+        self.merge(&mut other, now)
+    }
+
+    /// Apply the content of `stale` (an older epoch) onto this document.
+    fn rebase(&mut self, stale: &LocalEntriesDoc, now: UnixMillis) -> Result<(), LocalDocError> {
+        // Its tombstones first: they travel on, so no third replica's
+        // copy of the record can revive it.
+        let mut gone = self.tombstones();
+        for (id, until) in stale.tombstones() {
+            if until > now && gone.get(&id).is_none_or(|&mine| mine < until) {
+                self.put_gone(&id, until)?;
+                gone.insert(id, until);
+            }
+        }
+        let mine = self.records();
+        for (id, theirs) in stale.records() {
+            if gone.contains_key(&id) {
+                continue;
+            }
+            let Some(ours) = mine.get(&id) else {
+                // Unknown here: new on the stale side, or dropped here as
+                // expired. A live one comes back; a removed one comes as
+                // its removal (a tombstone once past the grace period), so
+                // a third replica's stale copy cannot revive it later.
+                let view = theirs.view();
+                if view.removed.is_some() && drop_record(&view, now) {
+                    let until = tombstone_until(&view);
+                    if until > now {
+                        self.put_gone(&id, until)?;
+                    }
+                } else if view.removed.is_some() || view.active(now) {
+                    self.copy_record(&id, &theirs)?;
+                }
+                continue;
+            };
+            if ours.removal.is_none() {
+                if let Some((_, bytes)) = &theirs.removal {
+                    self.put_bytes(format!("{REMOVED_PREFIX}{id}"), bytes.clone())?;
+                }
+            }
+            for (field, (edit, bytes)) in &theirs.edits {
+                if ours.edits.get(field).is_none_or(|(o, _)| edit > o) {
+                    self.put_bytes(edit_key(&id, *field), bytes.clone())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_record(&mut self, id: &str, record: &Record) -> Result<(), LocalDocError> {
+        self.put_bytes(format!("{ENTRY_PREFIX}{id}"), record.base_bytes.clone())?;
+        for (field, (_, bytes)) in &record.edits {
+            self.put_bytes(edit_key(id, *field), bytes.clone())?;
+        }
+        if let Some((_, bytes)) = &record.removal {
+            self.put_bytes(format!("{REMOVED_PREFIX}{id}"), bytes.clone())?;
+        }
+        Ok(())
+    }
+
+    fn put_gone(&mut self, id: &str, until: UnixMillis) -> Result<(), LocalDocError> {
+        self.doc
+            .put(ROOT, gone_key(id), ScalarValue::Uint(until.0))
+            .map_err(|e| LocalDocError::Edit(e.to_string()))
+    }
+
+    fn put_bytes(&mut self, key: String, bytes: Vec<u8>) -> Result<(), LocalDocError> {
+        self.doc
+            .put(ROOT, key, ScalarValue::Bytes(bytes))
+            .map_err(|e| LocalDocError::Edit(e.to_string()))
+    }
+
+    fn tombstones(&self) -> BTreeMap<String, UnixMillis> {
+        self.doc
+            .keys(ROOT)
+            .filter_map(|k| {
+                let id = k.strip_prefix(GONE_PREFIX)?.to_string();
+                // Concurrent tombstones (two compactions) keep the longest.
+                let until = uints_in(&self.doc, &k).into_iter().max()?;
+                Some((id, UnixMillis(until)))
+            })
+            .collect()
+    }
+
+    fn records(&self) -> BTreeMap<String, Record> {
+        self.doc
+            .keys(ROOT)
+            .filter_map(|k| {
+                let id = k.strip_prefix(ENTRY_PREFIX)?;
+                let record = self.record(id).ok().flatten()?;
+                Some((id.to_string(), record))
+            })
+            .collect()
+    }
+
+    fn record(&self, id: &str) -> Result<Option<Record>, LocalDocError> {
+        let bad = || LocalDocError::BadEntry(id.into());
+        // A tombstone (met in a merge with a copy that still had the
+        // record) hides the record: it was removed for good.
+        if self.doc.get(ROOT, gone_key(id)).ok().flatten().is_some() {
+            return Ok(None);
+        }
+        // Copies of one entry are identical bytes; take the least.
+        let Some(base_bytes) = all_bytes_in(&self.doc, &format!("{ENTRY_PREFIX}{id}"))?
+            .into_iter()
+            .min()
+        else {
+            return Ok(None);
+        };
+        let base: LocalEntry = postcard::from_bytes(&base_bytes).map_err(|_| bad())?;
+        if base.id != id || base.removed.is_some() {
+            return Err(bad());
+        }
+        let mut edits = BTreeMap::new();
+        for field in Field::ALL {
+            let mut best: Option<(Edit, Vec<u8>)> = None;
+            for bytes in all_bytes_in(&self.doc, &edit_key(id, field))? {
+                let edit: Edit = postcard::from_bytes(&bytes).map_err(|_| bad())?;
+                if !value_fits(field, &edit.value) {
+                    return Err(bad());
+                }
+                if best.as_ref().is_none_or(|(b, _)| edit > *b) {
+                    best = Some((edit, bytes));
+                }
+            }
+            if let Some(best) = best {
+                edits.insert(field, best);
+            }
+        }
+        let mut removal: Option<(Removal, Vec<u8>)> = None;
+        for bytes in all_bytes_in(&self.doc, &format!("{REMOVED_PREFIX}{id}"))? {
+            let r: Removal = postcard::from_bytes(&bytes).map_err(|_| bad())?;
+            // Concurrent removals: the earliest (then least bytes) counts.
+            let key = (r.at, bytes.clone());
+            if removal
+                .as_ref()
+                .is_none_or(|(o, ob)| key < (o.at, ob.clone()))
+            {
+                removal = Some((r, bytes));
+            }
+        }
+        Ok(Some(Record {
+            base,
+            base_bytes,
+            edits,
+            removal,
+        }))
+    }
+
+    fn validate(&self) -> Result<(), LocalDocError> {
+        let mut ids = BTreeSet::new();
+        let mut referenced = BTreeSet::new();
+        for key in self.doc.keys(ROOT) {
+            if key == EPOCH_KEY {
+                if uints_in(&self.doc, &key).is_empty() {
+                    return Err(LocalDocError::BadEntry(key));
+                }
+                continue;
+            }
+            if let Some(id) = key.strip_prefix(ENTRY_PREFIX) {
+                check_id(id).map_err(|_| LocalDocError::BadEntry(key.clone()))?;
+                self.record(id)?;
+                ids.insert(id.to_string());
+            } else if let Some(rest) = key.strip_prefix(EDIT_PREFIX) {
+                let (id, field) = rest
+                    .rsplit_once('/')
+                    .ok_or_else(|| LocalDocError::BadEntry(key.clone()))?;
+                Field::from_name(field).ok_or_else(|| LocalDocError::BadEntry(key.clone()))?;
+                referenced.insert(id.to_string());
+            } else if let Some(id) = key.strip_prefix(REMOVED_PREFIX) {
+                referenced.insert(id.to_string());
+            } else if let Some(id) = key.strip_prefix(GONE_PREFIX) {
+                check_id(id).map_err(|_| LocalDocError::BadEntry(key.clone()))?;
+                if uints_in(&self.doc, &key).is_empty() {
+                    return Err(LocalDocError::BadEntry(key));
+                }
+            } else {
+                return Err(LocalDocError::BadEntry(key));
+            }
+        }
+        // Edits and removals only travel with the entry they change.
+        if let Some(orphan) = referenced.difference(&ids).next() {
+            return Err(LocalDocError::BadEntry(orphan.clone()));
+        }
+        Ok(())
+    }
+}
+
+fn drop_record(e: &LocalEntry, now: UnixMillis) -> bool {
+    let past = |t: UnixMillis| t.0.saturating_add(GRACE_MS) <= now.0;
+    past(e.expires_at) || e.removed.as_ref().is_some_and(|r| past(r.at))
+}
+
+/// How long a removed entry's tombstone is kept.
+fn tombstone_until(e: &LocalEntry) -> UnixMillis {
+    let removed_at = e.removed.as_ref().map_or(e.updated_at, |r| r.at);
+    UnixMillis(
+        removed_at
+            .0
+            .saturating_add(TOMBSTONE_MS)
+            .max(e.expires_at.0),
+    )
+}
+
+fn edit_key(id: &str, field: Field) -> String {
+    format!("{EDIT_PREFIX}{id}/{}", field.name())
+}
+
+fn gone_key(id: &str) -> String {
+    format!("{GONE_PREFIX}{id}")
+}
+
+/// Every value under `key` (each side of a conflict), which must all be
+/// bytes.
+fn all_bytes_in(doc: &AutoCommit, key: &str) -> Result<Vec<Vec<u8>>, LocalDocError> {
+    let all = doc
+        .get_all(ROOT, key)
+        .map_err(|e| LocalDocError::Corrupt(e.to_string()))?;
+    all.into_iter()
+        .map(|(v, _)| match v {
+            Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Bytes(b) => Ok(b.clone()),
+                _ => Err(LocalDocError::BadEntry(key.into())),
+            },
+            _ => Err(LocalDocError::BadEntry(key.into())),
+        })
+        .collect()
+}
+
+fn bytes_in(doc: &AutoCommit, key: &str) -> Option<Vec<u8>> {
+    all_bytes_in(doc, key).ok()?.into_iter().min()
+}
+
+fn uints_in(doc: &AutoCommit, key: &str) -> Vec<u64> {
+    doc.get_all(ROOT, key)
+        .map(|all| {
+            all.into_iter()
+                .filter_map(|(v, _)| match v {
+                    Value::Scalar(s) => match s.as_ref() {
+                        ScalarValue::Uint(n) => Some(*n),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn check_id(id: &str) -> Result<(), LocalDocError> {
+    if id.is_empty()
+        || id.len() > MAX_ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(LocalDocError::BadId(id.into()));
+    }
+    Ok(())
+}
+
+/// A plate or wildcard pattern as [`PlatePattern`] normalises it.
+pub fn normal_plate(plate: &str) -> Result<String, LocalDocError> {
+    PlatePattern::parse(plate, false)
+        .map(|p| p.as_str().to_string())
+        .map_err(|e| LocalDocError::BadPlate(plate.into(), e))
+}
+
+fn normal_state(state: &str) -> Result<String, LocalDocError> {
+    let s = state.trim().to_ascii_uppercase();
+    if s.is_empty() || (s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())) {
+        Ok(s)
+    } else {
+        Err(LocalDocError::BadState(state.into()))
+    }
+}
+
+fn text(what: &'static str, s: &str) -> Result<String, LocalDocError> {
+    let s = s.trim();
+    if s.chars().count() > MAX_ENTRY_TEXT {
+        return Err(LocalDocError::TooLong(what));
+    }
+    Ok(s.to_string())
+}
+
+/// An expiry in the future, no later than policy's maximum after `now`.
+fn clamp_expiry(
+    at: UnixMillis,
+    rules: &HotlistPolicy,
+    now: UnixMillis,
+) -> Result<UnixMillis, LocalDocError> {
+    if at <= now {
+        return Err(LocalDocError::ExpiryPast);
+    }
+    let max = now
+        .0
+        .saturating_add(u64::from(rules.local_max_expiry_days) * DAY_MS);
+    Ok(UnixMillis(at.0.min(max)))
+}
+
+/// The command-line arguments of an add or edit, shared by `hub hotlist`
+/// and `edge hotlist`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct EntryArgs {
+    /// Why the vehicle is listed.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Issuing state (two letters).
+    #[arg(long)]
+    pub state: Option<String>,
+    /// Case number.
+    #[arg(long)]
+    pub case: Option<String>,
+    /// Category (suspect, stolen-vehicle, amber, wanted, …).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Alert level: low, standard or urgent.
+    #[arg(long)]
+    pub level: Option<String>,
+    #[arg(long)]
+    pub make: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub colour: Option<String>,
+    /// Expires after this long (e.g. `30d`, `12h`); policy caps it.
+    #[arg(long)]
+    pub expires: Option<String>,
+}
+
+impl EntryArgs {
+    /// The fields asked for (`plate` given separately for an add), with
+    /// the expiry counted from `now`.
+    pub fn fields(&self, plate: Option<&str>, now: UnixMillis) -> Result<EntryFields, String> {
+        let category = self
+            .category
+            .as_deref()
+            .map(|c| {
+                Category::from_name(c).ok_or_else(|| {
+                    format!(
+                        "--category {c:?}: one of {}",
+                        Category::ALL.map(|k| k.name()).join(", ")
+                    )
+                })
+            })
+            .transpose()?;
+        let level = self
+            .level
+            .as_deref()
+            .map(|l| match l {
+                "low" => Ok(AlertLevel::Low),
+                "standard" => Ok(AlertLevel::Standard),
+                "urgent" => Ok(AlertLevel::Urgent),
+                other => Err(format!("--level {other:?}: low, standard or urgent")),
+            })
+            .transpose()?;
+        let expires_at = self
+            .expires
+            .as_deref()
+            .map(|e| {
+                humantime::parse_duration(e)
+                    .map(|d| {
+                        UnixMillis(
+                            now.0
+                                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        )
+                    })
+                    .map_err(|err| format!("--expires {e:?}: {err}"))
+            })
+            .transpose()?;
+        Ok(EntryFields {
+            plate: plate.map(str::to_string),
+            state: self.state.clone(),
+            category,
+            reason: self.reason.clone(),
+            case: self.case.clone(),
+            level,
+            make: self.make.clone(),
+            model: self.model.clone(),
+            colour: self.colour.clone(),
+            expires_at,
+        })
+    }
+}
+
+/// One line about an entry, for people (`hub hotlist list --local`,
+/// `edge hotlist list`).
+pub fn summary(e: &LocalEntry, now: UnixMillis) -> String {
+    let state = match &e.removed {
+        Some(r) => format!("removed by {} ({})", r.by, r.reason),
+        None if !e.active(now) => "expired".into(),
+        None => format!("active until {}", time(e.expires_at)),
+    };
+    let mut vehicle = [e.colour.as_str(), e.make.as_str(), e.model.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if !vehicle.is_empty() {
+        vehicle = format!("  {vehicle}");
+    }
+    format!(
+        "{}{}  {}  {}  {}{}{}  by {}  {state}",
+        e.plate,
+        if e.state.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", e.state)
+        },
+        e.category,
+        format!("{:?}", e.level).to_lowercase(),
+        e.reason,
+        if e.case.is_empty() {
+            String::new()
+        } else {
+            format!("  case {}", e.case)
+        },
+        vehicle,
+        e.author,
+    )
+}
+
+fn time(m: UnixMillis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.0))
+        .to_string()
+}
+
+/// A new entry id: the writer's name and a random part, so ids made on
+/// different nodes offline never collide.
+pub fn new_id(writer: &str) -> String {
+    let prefix: String = writer
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(24)
+        .collect();
+    let random: u64 = rand::random();
+    format!("{prefix}-{random:016x}")
+}
+
+#[cfg(test)]
+mod tests;

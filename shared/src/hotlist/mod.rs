@@ -36,7 +36,9 @@ pub const MAX_SUBSTITUTIONS: u8 = 2;
 
 /// What an entry is listed for. NCIC's list-type codes; an agency chooses
 /// which it loads (California policy must be able to exclude immigration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     StolenVehicle,
@@ -52,6 +54,7 @@ pub enum Category {
     Terrorism,
     /// A locally entered suspect vehicle (a partial plate from a crime).
     Suspect,
+    #[default]
     Other,
 }
 
@@ -156,13 +159,6 @@ pub struct HotEntry {
     pub entered: String,
     /// Miscellaneous remarks (MIS).
     pub note: String,
-}
-
-#[allow(clippy::derivable_impls)]
-impl Default for Category {
-    fn default() -> Self {
-        Category::Other
-    }
 }
 
 /// How hard a list's hits are pressed on the officer.

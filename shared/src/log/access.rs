@@ -45,6 +45,14 @@ pub enum AccessAction {
     HoldRelease,
     /// A bulk hotlist file was imported (or its import refused).
     HotlistImport,
+    /// A local hotlist entry was added.
+    HotlistAdd,
+    /// A local hotlist entry was edited.
+    HotlistEdit,
+    /// A local hotlist entry was removed.
+    HotlistRemove,
+    /// Local hotlist entries were listed or shown.
+    HotlistList,
 }
 
 impl AccessAction {
@@ -65,6 +73,10 @@ impl AccessAction {
             AccessAction::Hold => "hold",
             AccessAction::HoldRelease => "hold-release",
             AccessAction::HotlistImport => "hotlist-import",
+            AccessAction::HotlistAdd => "hotlist-add",
+            AccessAction::HotlistEdit => "hotlist-edit",
+            AccessAction::HotlistRemove => "hotlist-remove",
+            AccessAction::HotlistList => "hotlist-list",
         }
     }
 }

@@ -148,6 +148,10 @@ pub enum EdgeEvent {
     /// (and count the holds as refreshed now). If the merge changed the
     /// node's document, hand it back with [`EdgeSync::set_holds`].
     Holds(Vec<u8>),
+    /// The hub sent its local hotlist entries document: merge it into the
+    /// node's. If the merge changed the node's document, hand it back with
+    /// [`EdgeSync::set_local_entries`].
+    LocalEntries(Vec<u8>),
 }
 
 /// Where the link stands, for status displays.
@@ -208,6 +212,9 @@ pub struct EdgeSync {
     /// The node's saved legal holds document: sent after each welcome and
     /// whenever it changes while connected.
     holds: Option<Vec<u8>>,
+    /// The node's saved local hotlist entries document: sent after each
+    /// welcome and whenever it changes while connected.
+    local_entries: Option<Vec<u8>>,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -241,6 +248,7 @@ impl EdgeSync {
             policy_version: 0,
             policy_told_at: None,
             holds: None,
+            local_entries: None,
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -290,6 +298,27 @@ impl EdgeSync {
         self.holds = Some(doc);
         if matches!(self.state, LinkState::Ready) {
             self.send_holds();
+        }
+    }
+
+    /// The node's local hotlist entries document changed (or is known at
+    /// start): send it to the hub now if connected, and after every welcome.
+    pub fn set_local_entries(&mut self, doc: Vec<u8>) {
+        if self.local_entries.as_ref() == Some(&doc) {
+            return;
+        }
+        self.local_entries = Some(doc);
+        if matches!(self.state, LinkState::Ready) {
+            self.send_local_entries();
+        }
+    }
+
+    fn send_local_entries(&mut self) {
+        if let Some(doc) = &self.local_entries {
+            self.out.push_back(Outgoing {
+                lane: Lane::Control,
+                frame: Frame::LocalEntries { doc: doc.clone() },
+            });
         }
     }
 
@@ -509,6 +538,7 @@ impl EdgeSync {
                 // lost reads, what the hub holds now is already recorded.
                 self.events.push_back(EdgeEvent::Acked(w.receipt));
                 self.send_holds();
+                self.send_local_entries();
                 if n < had {
                     // The hub lost what it had acknowledged (a restore):
                     // images acknowledged by the old copy go again too.
@@ -603,6 +633,11 @@ impl EdgeSync {
             Frame::Holds { doc } => {
                 if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
                     self.events.push_back(EdgeEvent::Holds(doc));
+                }
+            }
+            Frame::LocalEntries { doc } => {
+                if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+                    self.events.push_back(EdgeEvent::LocalEntries(doc));
                 }
             }
             Frame::Pong { .. } => {}

@@ -15,6 +15,10 @@ use crate::wire::{Frame, Refusal};
 
 use super::*;
 
+/// The wall clock at which the pair merges local hotlist entries (their
+/// expiry is by wall time, not the virtual link clock).
+pub const LOCAL_ENTRIES_NOW: UnixMillis = UnixMillis(1_700_000_000_000);
+
 /// A small deterministic PRNG (xorshift64*).
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -277,6 +281,10 @@ pub struct Pair {
     pub edge_holds: crate::control::holds_doc::HoldsDoc,
     /// When the edge last merged the hub's holds.
     pub holds_refreshed: Option<Now>,
+    /// The hub's local hotlist entries, and the edge's (merged as the
+    /// drivers do, at [`LOCAL_ENTRIES_NOW`]).
+    pub hub_local: crate::hotlist::local::LocalEntriesDoc,
+    pub edge_local: crate::hotlist::local::LocalEntriesDoc,
 }
 
 impl Pair {
@@ -322,6 +330,8 @@ impl Pair {
             hub_holds: crate::control::holds_doc::HoldsDoc::new(),
             edge_holds: crate::control::holds_doc::HoldsDoc::new(),
             holds_refreshed: None,
+            hub_local: crate::hotlist::local::LocalEntriesDoc::new(),
+            edge_local: crate::hotlist::local::LocalEntriesDoc::new(),
         }
     }
 
@@ -333,6 +343,21 @@ impl Pair {
             let outs = s.set_holds(doc);
             self.hub_outputs(outs);
         }
+    }
+
+    /// The hub's local entries changed: connected sessions push them.
+    pub fn hub_local_changed(&mut self) {
+        let doc = Arc::new(self.hub_local.save());
+        if let Some(s) = self.session.as_mut() {
+            let outs = s.set_local_entries(doc);
+            self.hub_outputs(outs);
+        }
+    }
+
+    /// The edge's local entries changed: the edge sends them.
+    pub fn edge_local_changed(&mut self) {
+        let doc = self.edge_local.save();
+        self.edge.set_local_entries(doc);
     }
 
     /// The edge's holds changed locally: the edge sends them.
@@ -437,6 +462,7 @@ impl Pair {
             session = session.with_policy(*v, enc.clone());
         }
         session = session.with_holds(Arc::new(self.hub_holds.save()));
+        session = session.with_local_entries(Arc::new(self.hub_local.save()));
         self.session = Some(session);
         let len = self.log.log_len();
         self.edge.link_up(self.now, len);
@@ -484,6 +510,18 @@ impl Pair {
                             let saved = Arc::new(self.hub_holds.save());
                             if let Some(s) = self.session.as_mut() {
                                 next.extend(s.set_holds(saved));
+                            }
+                        }
+                    }
+                    HubOutput::NodeLocalEntries { doc } => {
+                        if self
+                            .hub_local
+                            .merge_bytes(&doc, LOCAL_ENTRIES_NOW)
+                            .unwrap_or(false)
+                        {
+                            let saved = Arc::new(self.hub_local.save());
+                            if let Some(s) = self.session.as_mut() {
+                                next.extend(s.set_local_entries(saved));
                             }
                         }
                     }
@@ -596,6 +634,12 @@ impl Pair {
                             let saved = self.edge_holds.save();
                             self.edge.set_holds(saved);
                         }
+                    }
+                }
+                EdgeEvent::LocalEntries(doc) => {
+                    if let Ok(true) = self.edge_local.merge_bytes(doc, LOCAL_ENTRIES_NOW) {
+                        let saved = self.edge_local.save();
+                        self.edge.set_local_entries(saved);
                     }
                 }
                 _ => {}

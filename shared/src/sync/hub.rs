@@ -444,6 +444,10 @@ pub enum HubOutput {
     /// The node sent its legal holds document: merge it into the hub's
     /// (a change is then pushed back with [`HubSession::set_holds`]).
     NodeHolds { doc: Vec<u8> },
+    /// The node sent its local hotlist entries document: merge it into the
+    /// hub's (a change is then pushed back with
+    /// [`HubSession::set_local_entries`]).
+    NodeLocalEntries { doc: Vec<u8> },
 }
 
 /// How far back from what it holds the hub looks for missing images when a
@@ -469,6 +473,9 @@ pub struct HubSession {
     node_policy: Option<u64>,
     /// The hub's saved legal holds document, sent after hello and on change.
     holds: Option<Arc<Vec<u8>>>,
+    /// The hub's saved local hotlist entries document, sent after hello
+    /// and on change.
+    local_entries: Option<Arc<Vec<u8>>>,
 }
 
 impl HubSession {
@@ -491,6 +498,33 @@ impl HubSession {
             policy: None,
             node_policy: None,
             holds: None,
+            local_entries: None,
+        }
+    }
+
+    /// The hub's saved local hotlist entries document, sent to the node
+    /// after hello.
+    pub fn with_local_entries(mut self, doc: Arc<Vec<u8>>) -> Self {
+        self.local_entries = Some(doc);
+        self
+    }
+
+    /// The hub's local entries changed while the node is connected: send
+    /// them if the node has greeted (otherwise after its hello).
+    pub fn set_local_entries(&mut self, doc: Arc<Vec<u8>>) -> Vec<HubOutput> {
+        if self.local_entries.as_ref().is_some_and(|h| h == &doc) {
+            return Vec::new();
+        }
+        self.local_entries = Some(doc);
+        self.offer_local_entries()
+    }
+
+    fn offer_local_entries(&self) -> Vec<HubOutput> {
+        match (&self.local_entries, self.greeted) {
+            (Some(doc), true) => vec![HubOutput::Send(Frame::LocalEntries {
+                doc: doc.as_ref().clone(),
+            })],
+            _ => Vec::new(),
         }
     }
 
@@ -644,6 +678,7 @@ impl HubSession {
                 ];
                 out.extend(self.offer_policy());
                 out.extend(self.offer_holds());
+                out.extend(self.offer_local_entries());
                 if from < to {
                     out.push(HubOutput::FindMissingImages { from, to });
                 }
@@ -726,6 +761,16 @@ impl HubSession {
                     ));
                 }
                 vec![HubOutput::NodeHolds { doc }]
+            }
+            Frame::LocalEntries { doc } => {
+                if !self.greeted {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "local entries before hello",
+                    ));
+                }
+                vec![HubOutput::NodeLocalEntries { doc }]
             }
             Frame::Policy { .. }
             | Frame::PolicyCurrent { .. }

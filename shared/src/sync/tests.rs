@@ -979,3 +979,89 @@ fn a_hub_change_reaches_a_connected_edge_and_holds_before_hello_are_refused() {
     let out = fresh.handle_frame(Frame::Holds { doc: Vec::new() }, UnixMillis(5));
     assert!(out.iter().any(|o| matches!(o, HubOutput::Refused(_))));
 }
+
+fn local_rules() -> crate::control::policy::HotlistPolicy {
+    crate::control::policy::HotlistPolicy::default()
+}
+
+fn local_fields(plate: &str) -> crate::hotlist::local::EntryFields {
+    crate::hotlist::local::EntryFields {
+        plate: Some(plate.into()),
+        reason: Some("shooting suspect".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn local_entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() {
+    use super::harness::LOCAL_ENTRIES_NOW as NOW;
+    let mut pair = Pair::new(24, LinkModel::default(), sim_config());
+    pair.hub_local
+        .add(
+            "hub-1",
+            local_fields("7AB*"),
+            "op.kim",
+            "CA",
+            &local_rules(),
+            NOW,
+        )
+        .expect("add");
+    pair.edge_local
+        .add(
+            "car-1",
+            local_fields("5XY?12"),
+            "ofc.ray",
+            "CA",
+            &local_rules(),
+            NOW,
+        )
+        .expect("add");
+    pair.edge_local_changed();
+    add_reads(&mut pair, 3, false);
+    assert!(pair.run_until(secs(30), |p| p.synced()
+        && p.hub_local.entries().len() == 2
+        && p.edge_local.entries().len() == 2));
+    assert_eq!(pair.hub_local.entries(), pair.edge_local.entries());
+    // The link drops; the edge edits hub-1 while the hub removes it.
+    pair.edge.link_down(pair.now);
+    pair.session = None;
+    let edit = crate::hotlist::local::EntryFields {
+        colour: Some("red".into()),
+        ..Default::default()
+    };
+    pair.edge_local
+        .edit("hub-1", edit, "ofc.ray", &local_rules(), NOW)
+        .expect("edit");
+    pair.edge_local_changed();
+    let removal = crate::hotlist::Removal {
+        by: "op.kim".into(),
+        at: NOW,
+        reason: "vehicle recovered".into(),
+    };
+    pair.hub_local.remove("hub-1", removal).expect("remove");
+    pair.hub_local_changed();
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(60), |p| {
+        p.edge_local
+            .get("hub-1")
+            .is_some_and(|e| e.removed.is_some())
+            && p.hub_local.entries() == p.edge_local.entries()
+            && p.hub_local.get("hub-1").is_some_and(|e| e.colour == "red")
+    }));
+    let active: Vec<String> = pair
+        .edge_local
+        .active(NOW)
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(active, vec!["car-1".to_string()]);
+    // A session that has not heard hello refuses a local entries frame.
+    let mut fresh = HubSession::new(
+        pair.device(),
+        crate::crypto::SecretKey::from_bytes(&[11; 32]).public(),
+        pair.hub_key.clone(),
+        pair.hub.progress,
+    );
+    let out = fresh.handle_frame(Frame::LocalEntries { doc: Vec::new() }, UnixMillis(5));
+    assert!(out.iter().any(|o| matches!(o, HubOutput::Refused(_))));
+}

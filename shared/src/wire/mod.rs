@@ -43,6 +43,15 @@ pub const MAX_POLICY_FRAME: usize = crate::control::MAX_POLICY_BYTES + 1024;
 /// Largest control frame carrying the legal holds document
 /// ([`Frame::Holds`]), which travels both ways.
 pub const MAX_HOLDS_FRAME: usize = crate::control::holds_doc::MAX_HOLDS_DOC_BYTES + 1024;
+/// Largest control frame carrying the local hotlist entries document
+/// ([`Frame::LocalEntries`]), which travels both ways.
+pub const MAX_LOCAL_ENTRIES_FRAME: usize = crate::hotlist::local::MAX_LOCAL_DOC_BYTES + 1024;
+/// Largest control frame either way: the larger of the two documents.
+const MAX_DOC_FRAME: usize = if MAX_LOCAL_ENTRIES_FRAME > MAX_HOLDS_FRAME {
+    MAX_LOCAL_ENTRIES_FRAME
+} else {
+    MAX_HOLDS_FRAME
+};
 /// Largest entries frame.
 pub const MAX_ENTRIES_FRAME: usize = 1024 * 1024;
 /// Largest image, and so (with a little room) the largest image frame.
@@ -72,7 +81,7 @@ impl Lane {
     pub fn max_frame(self) -> usize {
         match self {
             // The holds document travels on it from nodes too.
-            Lane::Control => MAX_HOLDS_FRAME,
+            Lane::Control => MAX_DOC_FRAME,
             Lane::Entries => MAX_ENTRIES_FRAME,
             Lane::Images => MAX_IMAGE_FRAME,
         }
@@ -82,7 +91,7 @@ impl Lane {
     /// control lane carries the policy document that way).
     pub fn max_frame_from_hub(self) -> usize {
         match self {
-            Lane::Control => MAX_POLICY_FRAME.max(MAX_HOLDS_FRAME),
+            Lane::Control => MAX_POLICY_FRAME.max(MAX_DOC_FRAME),
             lane => lane.max_frame(),
         }
     }
@@ -420,6 +429,15 @@ pub enum Frame {
     Holds {
         doc: Vec<u8>,
     },
+    /// Either way, on the control lane: the sender's local hotlist entries
+    /// document (a saved [`crate::hotlist::local::LocalEntriesDoc`]),
+    /// which the receiver merges. Sent like [`Frame::Holds`]: the hub
+    /// after hello (before the node's backlog) and on each change; a node
+    /// after welcome and on each local change. At most
+    /// [`crate::hotlist::local::MAX_LOCAL_DOC_BYTES`].
+    LocalEntries {
+        doc: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -528,6 +546,13 @@ impl Frame {
             }
             Frame::Holds { doc } if doc.len() > crate::control::holds_doc::MAX_HOLDS_DOC_BYTES => {
                 return Err(WireError::Invalid("holds document over the size limit"));
+            }
+            Frame::LocalEntries { doc }
+                if doc.len() > crate::hotlist::local::MAX_LOCAL_DOC_BYTES =>
+            {
+                return Err(WireError::Invalid(
+                    "local entries document over the size limit",
+                ));
             }
             Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
                 return Err(WireError::Invalid("too many wanted images"));

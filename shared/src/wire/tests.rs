@@ -365,3 +365,22 @@ fn a_holds_frame_is_bounded_either_way() {
         assert!(Frame::decode_prefixed(&over.encode(), limit).is_err());
     }
 }
+
+#[test]
+fn a_local_entries_frame_is_bounded_either_way() {
+    let max = crate::hotlist::local::MAX_LOCAL_DOC_BYTES;
+    let ok = Frame::LocalEntries { doc: vec![7; max] };
+    for limit in [
+        Lane::Control.max_frame(),
+        Lane::Control.max_frame_from_hub(),
+    ] {
+        let (back, _) = Frame::decode_prefixed(&ok.encode(), limit)
+            .expect("decodes")
+            .expect("whole");
+        assert_eq!(back, ok);
+        let over = Frame::LocalEntries {
+            doc: vec![7; max + 1],
+        };
+        assert!(Frame::decode_prefixed(&over.encode(), limit).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! Local hotlist entries on the node: an officer logged in on the node
+//! adds one (`edge hotlist add`, even with the hub out of reach — a
+//! partial plate from a scene), edits or removes the entries they added,
+//! or lists them. The document merges with the hub's on the control lane
+//! ([`crate::sync`]); the matcher reads
+//! [`crate::store::StoreHandle::local_entries`] and follows
+//! [`crate::store::StoreHandle::watch_local_entries`].
+//!
+//! Who may: every officer who may log in on the node adds entries; an
+//! officer edits or removes only the entries they added (as at the hub,
+//! where operators and supervisors manage every entry). Each request,
+//! refused ones too, is in the node's access log.
+
+use alpr_shared::hotlist::local::{new_id, EntryFields};
+use alpr_shared::hotlist::{LocalEntry, Removal};
+use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord};
+use alpr_shared::types::UnixMillis;
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{EdgeAccess, LOCAL_SOURCE};
+use crate::store::LocalEntriesChange;
+
+/// Longest removal reason accepted.
+const MAX_TEXT: usize = 200;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalAddRequest {
+    pub token: String,
+    pub fields: EntryFields,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalEditRequest {
+    pub token: String,
+    pub id: String,
+    pub fields: EntryFields,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalRemoveRequest {
+    pub token: String,
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LocalListRequest {
+    pub token: String,
+    #[serde(default)]
+    pub all: bool,
+}
+
+fn bounded(mut s: String) -> String {
+    let max = alpr_shared::log::access::MAX_QUERY_LEN.saturating_sub(16);
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+async fn record(
+    access: &EdgeAccess,
+    user: String,
+    agency: String,
+    action: AccessAction,
+    query: String,
+    case: Option<String>,
+    outcome: Result<(), &String>,
+) -> Result<(), String> {
+    access
+        .record(AccessRecord {
+            user,
+            agency,
+            action,
+            purpose: None,
+            case: case
+                .filter(|c| !c.is_empty() && !c.chars().any(char::is_control))
+                .map(|c| c.chars().take(MAX_TEXT).collect()),
+            query: bounded(query),
+            results: 0,
+            outcome: match outcome {
+                Ok(()) => AccessOutcome::Allowed,
+                Err(e) => AccessOutcome::refused(e),
+            },
+            source: LOCAL_SOURCE.into(),
+        })
+        .await
+}
+
+fn entry(access: &EdgeAccess, id: &str) -> Result<LocalEntry, String> {
+    access
+        .store()
+        .local_entries()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(|| format!("no local entry {id}"))
+}
+
+/// Add an entry on this node, logged in its own access log.
+pub async fn add(access: &EdgeAccess, req: LocalAddRequest) -> Result<LocalEntry, String> {
+    let now = UnixMillis::now();
+    let (user, agency, policy) = access.session(&req.token, now)?;
+    let id = new_id(&access.store().device().to_string());
+    let case = req.fields.case.clone();
+    let query = format!(
+        "add {id} plate={}",
+        req.fields.plate.as_deref().unwrap_or("")
+    );
+    let result = access
+        .store()
+        .change_local_entries(LocalEntriesChange::Add {
+            id: id.clone(),
+            fields: req.fields,
+            author: user.clone(),
+            agency: agency.clone(),
+            rules: policy.policy().hotlists.clone(),
+        })
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    record(
+        access,
+        user,
+        agency,
+        AccessAction::HotlistAdd,
+        query,
+        case,
+        result.as_ref().map(|_| ()),
+    )
+    .await?;
+    result?;
+    entry(access, &id)
+}
+
+/// Change fields of an entry this officer added.
+pub async fn edit(access: &EdgeAccess, req: LocalEditRequest) -> Result<LocalEntry, String> {
+    let now = UnixMillis::now();
+    let (user, agency, policy) = access.session(&req.token, now)?;
+    let current = entry(access, &req.id);
+    let query = format!("edit {}", req.id.chars().take(64).collect::<String>());
+    let result = match &current {
+        Ok(e) if e.author != user => Err(format!(
+            "{user} may change only the entries they added ({} added {})",
+            e.author, e.id
+        )),
+        Ok(_) => access
+            .store()
+            .change_local_entries(LocalEntriesChange::Edit {
+                id: req.id.clone(),
+                fields: req.fields,
+                by: user.clone(),
+                rules: policy.policy().hotlists.clone(),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    let case = current.ok().map(|e| e.case);
+    record(
+        access,
+        user,
+        agency,
+        AccessAction::HotlistEdit,
+        query,
+        case,
+        result.as_ref().map(|_| ()),
+    )
+    .await?;
+    result?;
+    entry(access, &req.id)
+}
+
+/// Remove an entry this officer added, for good.
+pub async fn remove(access: &EdgeAccess, req: LocalRemoveRequest) -> Result<LocalEntry, String> {
+    let now = UnixMillis::now();
+    let (user, agency, _policy) = access.session(&req.token, now)?;
+    let current = entry(access, &req.id);
+    let query = format!(
+        "remove {} reason={}",
+        req.id.chars().take(64).collect::<String>(),
+        req.reason
+    );
+    let result = match &current {
+        _ if req.reason.trim().is_empty()
+            || req.reason.len() > MAX_TEXT
+            || req.reason.chars().any(char::is_control) =>
+        {
+            Err(format!(
+                "a removal needs a reason of at most {MAX_TEXT} bytes, without control characters"
+            ))
+        }
+        Ok(e) if e.author != user => Err(format!(
+            "{user} may remove only the entries they added ({} added {})",
+            e.author, e.id
+        )),
+        Ok(_) => access
+            .store()
+            .change_local_entries(LocalEntriesChange::Remove {
+                id: req.id.clone(),
+                removal: Removal {
+                    by: user.clone(),
+                    at: now,
+                    reason: req.reason.clone(),
+                },
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.clone()),
+    };
+    let case = current.ok().map(|e| e.case);
+    record(
+        access,
+        user,
+        agency,
+        AccessAction::HotlistRemove,
+        query,
+        case,
+        result.as_ref().map(|_| ()),
+    )
+    .await?;
+    result?;
+    entry(access, &req.id)
+}
+
+/// The entries this node knows (active ones, or all).
+pub async fn list(access: &EdgeAccess, req: LocalListRequest) -> Result<Vec<LocalEntry>, String> {
+    let now = UnixMillis::now();
+    let (user, agency, _policy) = access.session(&req.token, now)?;
+    let entries: Vec<LocalEntry> = access
+        .store()
+        .local_entries()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|e| req.all || e.active(now))
+        .collect();
+    record(
+        access,
+        user,
+        agency,
+        AccessAction::HotlistList,
+        if req.all { "list all" } else { "list active" }.into(),
+        None,
+        Ok(()),
+    )
+    .await?;
+    Ok(entries)
+}
