@@ -333,15 +333,18 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
             ("sync", must_run(r, &cancel))
         });
     }
-    // The node's lists, matched against every read. Inputs are set by
-    // whoever holds them (policy here; bulk generations and local entries
-    // by their owners), e.g. once both have landed:
-    //   matcher_source.follow_bulk(generations.watch(), cancel.clone());
-    //   let s = store.clone();
-    //   matcher_source.follow_local(store.watch_local_entries(),
-    //       move || s.local_entries().map_err(|e| e.to_string()), cancel.clone());
+    // The node's lists, matched against every read: the policy's
+    // exclusions, the bulk generations and the local entries.
     let matcher_source = crate::alert::MatcherSource::new();
     matcher_source.set_excluded(crate::alert::hotlist_policy(&store).excluded_categories);
+    {
+        let s = store.clone();
+        matcher_source.follow_local(
+            store.watch_local_entries(),
+            move || s.local_entries().map_err(|e| e.to_string()),
+            cancel.clone(),
+        );
+    }
     tokio::spawn(crate::alert::back_match_loop(
         store.clone(),
         matcher_source.clone(),

@@ -489,19 +489,27 @@ pub async fn serve(
         cancel.child_token(),
     ));
     let search = crate::search::Searcher::new(hub.storage.clone(), hub.anchor.clone());
-    // Past matches: each new generation's new rows searched in the reads
-    // held (the system's access is logged). New local entries likewise,
-    // once the local entries service is here:
-    //   tokio::spawn(matcher.clone().follow_local(hub.clone(),
-    //       hub.local_entries.watch(), move || local.entries(), cancel.child_token()));
+    // Past matches: each new generation's new rows and each new local
+    // entry searched in the reads held (the system's access is logged).
+    let back_matcher = crate::alerts::back_match::BackMatcher {
+        storage: hub.storage.clone(),
+        searcher: search.clone(),
+        access: access.clone(),
+    };
     tokio::spawn(
-        crate::alerts::back_match::BackMatcher {
-            storage: hub.storage.clone(),
-            searcher: search.clone(),
-            access: access.clone(),
-        }
-        .follow_bulk(hub.clone(), cancel.child_token()),
+        back_matcher
+            .clone()
+            .follow_bulk(hub.clone(), cancel.child_token()),
     );
+    {
+        let local = hub.local_entries.clone();
+        tokio::spawn(back_matcher.follow_local(
+            hub.clone(),
+            hub.local_entries.watch_entries(),
+            move || local.entries(),
+            cancel.child_token(),
+        ));
+    }
     let api_state = crate::api::ApiState {
         hub: hub.clone(),
         users,
