@@ -1,8 +1,10 @@
 //! The newcomer's story, as one function: a hub and two edges (a fixed pole
 //! and a patrol vehicle) on loopback, a deployment CA made on the spot, real
 //! photos replayed as their cameras; reads flow to the hub; the vehicle
-//! loses its link, reads plates offline, and catches up; `hub nodes`; and a
-//! final `hub audit verify` of every node log the hub holds.
+//! loses its link, reads plates offline, and catches up; an operator's
+//! hotlists raise an alert in the car that an officer verifies in stages;
+//! `hub nodes`; and a final `hub audit verify` of every node log the hub
+//! holds.
 //!
 //! `just demo` runs it with output for people (the `demo` binary); the
 //! story test runs it quietly and asserts on the [`Outcome`].
@@ -43,6 +45,8 @@ pub const OFFICER: &str = "ofc-garcia";
 pub const SUPERVISOR: &str = "sgt-lee";
 /// The case.
 pub const CASE: &str = "26-004711";
+/// The operator who imports and keeps the hotlists.
+pub const OPERATOR: &str = "op-nguyen";
 
 /// What happened to one node.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +61,9 @@ pub struct NodeOutcome {
     pub offline_reads: usize,
     /// The node's log size and what the hub acknowledged, at the end.
     pub log_size: u64,
+    /// Read entries in the node's own log (the rest are its alerts,
+    /// dispositions and officers' accesses).
+    pub log_reads: usize,
     pub acked: u64,
 }
 
@@ -105,6 +112,17 @@ pub struct Outcome {
     /// After an orderly stop: for each node, whether the hub's stored copy
     /// equals the node's own log, entry for entry.
     pub hub_matches_edge: Vec<(String, bool)>,
+    /// The hotlists: the import report, the local entry added, the plates
+    /// listed from the car's photos.
+    pub import: String,
+    pub import_ok: bool,
+    pub local_add_ok: bool,
+    pub listed: Vec<String>,
+    /// The car's alert as the officer saw it (`edge alert show`), the
+    /// three disposition stages, and `hub alerts` once they synced.
+    pub alert_show: String,
+    pub dispositions_ok: bool,
+    pub hub_alerts: String,
     pub out: PathBuf,
 }
 
@@ -282,6 +300,17 @@ fn link_photos(photos: &[PathBuf], dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Run a command for its JSON on stdout.
+fn run_json(cmd: &mut Command) -> anyhow::Result<Vec<serde_json::Value>> {
+    let out = cmd.env("NO_COLOR", "1").output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 fn run_cmd(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
     let out = cmd.env("NO_COLOR", "1").output()?;
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -295,7 +324,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     let mut say = Say {
         verbose: opts.verbose,
         step: 0,
-        steps: 11,
+        steps: 13,
     };
     let started = Instant::now();
     std::fs::create_dir_all(&opts.out)?;
@@ -331,7 +360,7 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     say.line("car-7:  patrol vehicle (its link goes through a relay we can cut)");
 
     say.step("hub starts");
-    let hub = Hub::start(&pki, &out, &[])?;
+    let hub = Hub::start_with(&pki, &out, &[], HOTLIST_SOURCES)?;
     say.line(&format!("hub listening on {} (QUIC, mutual TLS)", hub.addr));
     let relay = Relay::start(hub.addr, LinkModel::default(), 7)?;
 
@@ -346,6 +375,63 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     let (_, users) = run_cmd(hub.as_user("admin")?.args(["user", "list"]))?;
     for l in users.lines() {
         say.line(l);
+    }
+
+    say.step("hotlists: the operator imports the state's stolen-vehicle extract and adds a partial plate");
+    hub.add_user(OPERATOR, "operator", crate::TRAINED)?;
+    hub.login(OPERATOR)?;
+    // The cars some of car-7's photos show are on the list (by the plate
+    // their photos' ground truth gives), among 20,000 generated rows.
+    let listed: Vec<String> = car_photos
+        .iter()
+        .skip(car_photos.len() / 2)
+        .take(4)
+        .filter_map(|p| ground_truth(p))
+        .collect();
+    anyhow::ensure!(!listed.is_empty(), "no ground truth beside car-7's photos");
+    let extract = out.join("ncic-extract.txt");
+    let mut sample = Command::new(bin("hub")?);
+    sample
+        .args(["hotlist", "sample", "--format", "ncic", "--rows", "20000"])
+        .arg(&extract);
+    for p in &listed {
+        sample.args(["--plant", p]);
+    }
+    let (ok, text) = run_cmd(&mut sample)?;
+    anyhow::ensure!(ok, "hub hotlist sample: {text}");
+    let (import_ok, import) = run_cmd(
+        hub.as_user(OPERATOR)?
+            .args(["hotlist", "import"])
+            .arg(&extract)
+            .args(["--source", "ca-svs", "--format", "ncic"]),
+    )?;
+    say.line("$ hub hotlist import ncic-extract.txt --source ca-svs --format ncic");
+    for l in import.lines() {
+        say.line(&format!("  {l}"));
+    }
+    // A partial plate from a witness: the pole's first car, first three
+    // characters.
+    let partial = pole_photos
+        .first()
+        .and_then(|p| ground_truth(p))
+        .map(|p| format!("{}*", &p[..3.min(p.len())]))
+        .context("no ground truth beside pole-1's photos")?;
+    let (local_add_ok, local_add) = run_cmd(hub.as_user(OPERATOR)?.args([
+        "hotlist",
+        "add",
+        &partial,
+        "--reason",
+        "hit and run, witness saw part of the plate",
+        "--case",
+        CASE,
+        "--expires",
+        "14d",
+    ]))?;
+    say.line(&format!(
+        "$ hub hotlist add '{partial}' --reason \"hit and run, witness saw part of the plate\" --case {CASE} --expires 14d"
+    ));
+    for l in local_add.lines() {
+        say.line(&format!("  {l}"));
     }
 
     say.step("edges read plates from their cameras (replayed photos) and sync");
@@ -461,6 +547,86 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
             "{name}: all {} reads acknowledged by the hub",
             s["log_size"]
         ));
+    }
+
+    say.step("an alert in car-7: the officer verifies it before acting (policy 426.3(f))");
+    let alert_line = wait_for(limit, "car-7's alert", || {
+        car_edge
+            .proc
+            .log_text()
+            .lines()
+            .find(|l| l.contains("ALERT"))
+            .map(str::to_owned)
+    })?;
+    say.line(&format!("car-7: {}", alert_line.trim()));
+    let car_cmd = |args: &[&str]| -> anyhow::Result<Command> {
+        let mut c = Command::new(bin("edge")?);
+        c.args(args)
+            .arg("--config")
+            .arg(&car_edge.config)
+            .env("ALPR_PASSWORD", crate::password_of(OFFICER));
+        Ok(c)
+    };
+    let edge_cmd = |args: &[&str]| -> anyhow::Result<(bool, String)> { run_cmd(&mut car_cmd(args)?) };
+    let (ok, text) = edge_cmd(&["login", "--user", OFFICER])?;
+    anyhow::ensure!(ok, "edge login: {text}");
+    say.line(&format!("$ edge login --user {OFFICER}        (offline-capable, against policy)"));
+    let (ok, text) = edge_cmd(&["alerts"])?;
+    anyhow::ensure!(ok, "edge alerts: {text}");
+    say.line("$ edge alerts");
+    for l in text.lines() {
+        say.line(&format!("  {l}"));
+    }
+    let alerts: Vec<serde_json::Value> = run_json(&mut car_cmd(&["alerts", "--json"])?)?;
+    let id = alerts
+        .iter()
+        .find(|a| a["open"] == true)
+        .and_then(|a| a["id"].as_u64())
+        .context("no open alert in car-7")?
+        .to_string();
+    let (show_ok, alert_show) = edge_cmd(&["alert", "show", &id])?;
+    anyhow::ensure!(show_ok, "edge alert show: {alert_show}");
+    say.line(&format!("$ edge alert show {id}"));
+    for l in alert_show.lines() {
+        say.line(&format!("  {l}"));
+    }
+    let mut dispositions_ok = true;
+    for stage in [
+        ["--read", "correct"],
+        ["--status", "active"],
+        ["--action", "stop"],
+    ] {
+        let (ok, text) = edge_cmd(&[
+            "alert",
+            "dispose",
+            &id,
+            stage[0],
+            stage[1],
+            "--note",
+            "checked with the state system by radio",
+        ])?;
+        say.line(&format!("$ edge alert dispose {id} {} {}", stage[0], stage[1]));
+        for l in text.lines() {
+            say.line(&format!("  {l}"));
+        }
+        dispositions_ok &= ok;
+    }
+    // The dispositions are entries of car-7's log: once at the hub, the
+    // hub's alerts show them.
+    let hub_alerts = wait_for(limit, "the dispositions at the hub", || {
+        let v: Vec<serde_json::Value> =
+            run_json(hub.as_user(OFFICER).ok()?.args(["alerts", "--json"])).ok()?;
+        v.iter()
+            .any(|a| {
+                a["node"] == "car-7" && a["dispositions"].as_array().is_some_and(|d| d.len() == 3)
+            })
+            .then_some(())
+    })
+    .and_then(|()| run_cmd(hub.as_user(OFFICER)?.args(["alerts"])))
+    .map(|(_, t)| t)?;
+    say.line("$ hub alerts");
+    for l in hub_alerts.lines() {
+        say.line(&format!("  {l}"));
     }
 
     say.step("hub nodes");
@@ -647,7 +813,18 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         (&car_edge, car_f, car_photos.len(), "car-7", offline_reads),
     ] {
         let s = edge.status().context("status")?;
+        let log_reads = edge
+            .stored_entries()?
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.header.kind,
+                    alpr_shared::log::EntryKind::Read { .. }
+                )
+            })
+            .count();
         nodes.push(NodeOutcome {
+            log_reads,
             name: name.into(),
             photos,
             frames: frames_done(&edge.proc.log_text()).unwrap_or(0),
@@ -709,6 +886,30 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         offline,
         offline_ok,
         hub_matches_edge,
+        import,
+        import_ok,
+        local_add_ok,
+        listed,
+        alert_show,
+        dispositions_ok,
+        hub_alerts,
         out,
     })
+}
+
+/// The hotlist sources of the demo's hub.
+const HOTLIST_SOURCES: &str = r#"
+[[hotlist.sources]]
+name = "ca-svs"
+format = "ncic"
+strategy = "ocr-equivalent"
+alert_level = "urgent"
+"#;
+
+/// The plate a photo shows, from the `.txt` beside it (the data set's
+/// ground truth: name, box, plate).
+fn ground_truth(photo: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(photo.with_extension("txt")).ok()?;
+    let plate = text.split_whitespace().last()?.to_ascii_uppercase();
+    (plate.len() >= 2 && plate.chars().all(|c| c.is_ascii_alphanumeric())).then_some(plate)
 }

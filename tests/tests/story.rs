@@ -40,7 +40,7 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
             n.photos
         );
         // Each read the node logged is one entry of its log, all at the hub.
-        assert_eq!(n.log_size, n.reads.len() as u64, "{}: log size", n.name);
+        assert_eq!(n.log_reads, n.reads.len(), "{}: reads in its log", n.name);
         assert_eq!(n.acked, n.log_size, "{}: acknowledged by the hub", n.name);
     }
     let car = outcome
@@ -115,6 +115,33 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
         outcome.report_html.contains(&outcome.searched_plate)
             && outcome.report_html.contains("data:image/jpeg;base64,"),
         "the HTML report lacks the read or its photos"
+    );
+
+    // Hotlists: the extract imported, a partial plate listed; a listed car
+    // passed car-7, whose officer saw the alert with its entry, how it
+    // matched and how old the list is, verified it in three stages, and
+    // the hub shows the alert with them.
+    assert!(outcome.import_ok, "hub hotlist import:\n{}", outcome.import);
+    assert!(outcome.import.contains("generation 1"), "{}", outcome.import);
+    assert!(outcome.local_add_ok, "hub hotlist add failed");
+    assert!(
+        outcome.listed.iter().any(|p| outcome.alert_show.contains(p.as_str())),
+        "the alert shows none of the listed plates {:?}:\n{}",
+        outcome.listed,
+        outcome.alert_show
+    );
+    for shown in ["ca-svs", "state system", "stolen-vehicle"] {
+        assert!(
+            outcome.alert_show.contains(shown),
+            "`edge alert show` lacks {shown:?}:\n{}",
+            outcome.alert_show
+        );
+    }
+    assert!(outcome.dispositions_ok, "a disposition stage was refused");
+    assert!(
+        outcome.hub_alerts.contains("car-7"),
+        "{}",
+        outcome.hub_alerts
     );
 
     // Nothing lost, nothing duplicated: the hub's copy is each log exactly.
