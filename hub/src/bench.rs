@@ -457,6 +457,7 @@ pub(crate) async fn run_in_process_on(
                     log_size: reads,
                     // Says it holds every policy: the hub pushes none.
                     policy_version: u64::MAX,
+                    hotlists: Vec::new(),
                 }),
                 now,
             );
@@ -687,6 +688,7 @@ async fn quic_edge(
             log_size: load.reads,
             // Says it holds every policy: the hub pushes none.
             policy_version: u64::MAX,
+            hotlists: Vec::new(),
         }),
     )
     .await?;
