@@ -8,6 +8,7 @@ pub mod capture;
 pub mod config;
 pub mod health;
 pub mod holds;
+pub mod hotlist;
 pub mod pipeline;
 pub mod policy;
 pub mod recognise;

@@ -106,6 +106,12 @@ pub struct Status {
     /// ([`crate::retention::Outcome`]).
     #[serde(default)]
     pub retention: Option<String>,
+    /// The bulk lists this node matches against: (source, generation).
+    #[serde(default)]
+    pub hotlists: Vec<(String, u64)>,
+    /// The last bulk list from the hub that could not be applied, and why.
+    #[serde(default)]
+    pub hotlist_error: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +145,8 @@ fn status_of(
         policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
         policy_stale: policy.as_ref().is_some_and(|p| p.stale),
         policy_error: sync.policy_error.clone(),
+        hotlists: sync.hotlists.clone(),
+        hotlist_error: sync.hotlist_error.clone(),
         retention: None,
         capture,
         store_error: store.failing(),
@@ -215,6 +223,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let (store, store_thread) = open_store(&config)?;
+    // The bulk lists held, loaded and checked now (a bad file is left out,
+    // and the hub sends that list whole).
+    let generations = crate::hotlist::generations::Generations::open(&config.data_dir)
+        .context("the bulk lists")?;
     let device = store.device().to_string();
     info!(node = %device, log = store.status().len, acked = store.acked(), "edge starting");
     let cancel = CancellationToken::new();
@@ -312,14 +324,15 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
         });
     }
     if config.sync.enabled {
-        let (store, status, cancel, cfg) = (
+        let (store, status, cancel, cfg, generations) = (
             store.clone(),
             status.clone(),
             cancel.clone(),
             config.clone(),
+            generations.clone(),
         );
         critical.spawn(async move {
-            let r = crate::sync::run(cfg, store, status, cancel.clone()).await;
+            let r = crate::sync::run(cfg, store, generations, status, cancel.clone()).await;
             ("sync", must_run(r, &cancel))
         });
     }
@@ -648,6 +661,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.active_holds,
             st.holds_refreshed_at.as_deref().unwrap_or("never")
         );
+        if st.hotlists.is_empty() {
+            println!("lists        none yet");
+        } else {
+            let lists: Vec<String> = st
+                .hotlists
+                .iter()
+                .map(|(s, g)| format!("{s} #{g}"))
+                .collect();
+            println!("lists        {}", lists.join(", "));
+        }
+        if let Some(e) = &st.hotlist_error {
+            println!("LIST REFUSED {e}");
+        }
         if let Some(r) = &st.retention {
             println!("retention    {r}");
         }

@@ -1,0 +1,3 @@
+//! Bulk lists on the edge.
+
+pub mod generations;
