@@ -185,12 +185,13 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8} {:>7}",
+        "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8} {:>7}  LISTS",
         "NODE", "LINK", "LAST CONTACT", "ACKED", "BACKLOG", "REFUSED", "REPLAYS", "POLICY"
     );
     for n in &report.nodes {
+        let lists: Vec<String> = n.hotlists.iter().map(|(s, g)| format!("{s}#{g}")).collect();
         println!(
-            "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8} {:>7}",
+            "{:<20} {:<9} {:<24} {:>10} {:>8} {:>8} {:>8} {:>7}  {}",
             n.name,
             if n.connected { "online" } else { "offline" },
             n.last_contact.to_string(),
@@ -200,7 +201,12 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<ExitCode> {
             n.refusals,
             n.duplicates,
             n.policy_version
-                .map_or_else(|| "-".to_string(), |v| format!("v{v}"))
+                .map_or_else(|| "-".to_string(), |v| format!("v{v}")),
+            if lists.is_empty() {
+                "-".to_string()
+            } else {
+                lists.join(",")
+            }
         );
         if let Some(c) = &n.identity_conflict {
             println!(

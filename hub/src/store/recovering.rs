@@ -267,6 +267,9 @@ impl HubStorage for Recovering {
     fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {
         self.call(|s| s.node_policies())
     }
+    fn node_hotlists(&self) -> Result<Vec<(DeviceId, Vec<(String, u64)>)>, StoreError> {
+        self.call(|s| s.node_hotlists())
+    }
     fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
         self.call(|s| s.source_refusals(limit))
     }

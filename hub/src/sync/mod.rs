@@ -4,6 +4,7 @@
 //! and run each stream's frames through the session, the verifier and the
 //! writer. Refusals are logged with their reason, counted, and stored.
 
+pub mod hotlists;
 pub mod limits;
 
 use std::collections::{HashMap, VecDeque};
@@ -62,6 +63,9 @@ pub struct Hub {
     pub policy: crate::policy::PolicyService,
     /// The legal holds, merged with every node's.
     pub holds: crate::holds::HoldsService,
+    /// The bulk lists: each new generation is pushed to every connected
+    /// node, and a node that connects gets what it lacks before its welcome.
+    pub hotlist_feed: Arc<dyn hotlists::HotlistFeed>,
 }
 
 /// This many replacements of one identity's connection within
@@ -378,6 +382,7 @@ pub async fn serve(
         budgets: limits::Budgets::new(&config),
         policy,
         holds,
+        hotlist_feed: Arc::new(hotlists::NoHotlists::default()),
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers
@@ -713,11 +718,14 @@ async fn node_connection(
     let policy = policy_rx.borrow_and_update().clone();
     let mut holds_rx = hub.holds.watch();
     let holds = holds_rx.borrow_and_update().clone();
+    let mut lists_rx = hub.hotlist_feed.watch();
+    let lists = hotlists::summary(&lists_rx.borrow_and_update());
     let session = Arc::new(Mutex::new(
         HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
             .with_keys(keys)
             .with_policy(policy.version(), Arc::new(policy.encode()))
-            .with_holds(holds),
+            .with_holds(holds)
+            .with_hotlists(lists),
     ));
     let replaced = hub.connections.lock().ok().and_then(|mut m| {
         m.insert(
@@ -755,10 +763,12 @@ async fn node_connection(
         cert_der: cert.der.clone(),
         peer,
         control: Mutex::new(None),
+        hotlist_turn: tokio::sync::Mutex::new(()),
     });
     let streams = tokio_util::task::TaskTracker::new();
     let mut policy_open = true;
     let mut holds_open = true;
+    let mut lists_open = true;
     let reason = loop {
         tokio::select! {
             _ = hub.cancel.cancelled() => {
@@ -780,6 +790,21 @@ async fn node_connection(
                 }
                 let doc = holds_rx.borrow_and_update().clone();
                 ctx.push_holds(doc).await;
+            }
+            changed = lists_rx.changed(), if lists_open => {
+                if changed.is_err() {
+                    lists_open = false;
+                    continue;
+                }
+                let lists = hotlists::summary(&lists_rx.borrow_and_update());
+                // Sent from their own task (a whole list is many frames),
+                // one list at a time per node.
+                for o in ctx.with_session(|s| s.set_hotlists(lists)).unwrap_or_default() {
+                    if let HubOutput::SendHotlist { source, from, to } = o {
+                        let ctx = ctx.clone();
+                        streams.spawn(async move { ctx.push_hotlist(source, from, to).await }.in_current_span());
+                    }
+                }
             }
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
@@ -862,6 +887,9 @@ struct StreamCtx {
     /// one: policy changes are pushed through it.
     /// Weak: the stream ends when its reading half does.
     control: Mutex<Option<mpsc::WeakSender<Job>>>,
+    /// Held while one bulk list's frames are queued: a whole list's chunks
+    /// are never interleaved with another send of the same node.
+    hotlist_turn: tokio::sync::Mutex<()>,
 }
 
 /// Frames of one stream whose writes are queued ahead of their commits: a
@@ -913,6 +941,70 @@ impl StreamCtx {
                 let _ = tx.send(Job::Send(f)).await;
             }
         }
+    }
+
+    /// A new generation while connected: send it on the control stream
+    /// (nothing if the node has not opened one: its hello gets it).
+    async fn push_hotlist(&self, source: String, from: Option<u64>, to: u64) {
+        let control = self
+            .control
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
+        if let Some(tx) = control {
+            self.send_hotlist(&tx, source, from, to).await;
+        }
+    }
+
+    /// Queue bulk list `source` at generation `to` for the node: the delta
+    /// from `from` when the hub has one that fits a frame, else the list
+    /// whole. `false` if the stream is gone.
+    async fn send_hotlist(
+        &self,
+        jobs: &mpsc::Sender<Job>,
+        source: String,
+        from: Option<u64>,
+        to: u64,
+    ) -> bool {
+        let _turn = self.hotlist_turn.lock().await;
+        let feed = self.hub.hotlist_feed.clone();
+        let name = source.clone();
+        let plan = tokio::task::spawn_blocking(move || {
+            hotlists::Plan::make(feed.as_ref(), &name, from, to)
+        })
+        .await;
+        let plan = match plan {
+            Ok(Ok(Some(p))) => p,
+            Ok(Ok(None)) => {
+                warn!(
+                    source,
+                    generation = to,
+                    "the hub no longer holds that generation; not sent"
+                );
+                return true;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(
+                    source,
+                    generation = to,
+                    error = format!("{e:#}"),
+                    "reading a bulk list to send"
+                );
+                return true;
+            }
+            Err(_) => return true,
+        };
+        let how = match &plan {
+            hotlists::Plan::Delta(_) => "delta",
+            hotlists::Plan::Whole(_) => "whole",
+        };
+        info!(source, from, to, how, "sending a bulk list to the node");
+        plan.send(&source, to, |f| {
+            let jobs = jobs.clone();
+            async move { jobs.send(Job::Send(f)).await.map_err(|_| ()) }
+        })
+        .await
+        .is_ok()
     }
 
     /// The hub's holds changed: send them to the node.
@@ -1043,6 +1135,23 @@ impl StreamCtx {
                     }
                     HubOutput::Send(f) => Job::Send(f),
                     HubOutput::Refused(r) => Job::Refused(r),
+                    // In order: after hello these go before the welcome.
+                    HubOutput::SendHotlist { source, from, to } => {
+                        if !self.send_hotlist(&jobs, source, from, to).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    HubOutput::NodeHotlists { held } => {
+                        let op = WriteOp::NodeHotlists {
+                            device: self.device.clone(),
+                            held,
+                        };
+                        if self.hub.writer.submit(op).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     HubOutput::NodePolicy { version } => {
                         let op = WriteOp::NodePolicy {
                             device: self.device.clone(),
@@ -1226,6 +1335,8 @@ impl StreamCtx {
                     | HubOutput::StoreImage { .. }
                     | HubOutput::NodePolicy { .. }
                     | HubOutput::NodeHolds { .. }
+                    | HubOutput::SendHotlist { .. }
+                    | HubOutput::NodeHotlists { .. }
                     | HubOutput::Skip { .. } => {}
                 }
             }
