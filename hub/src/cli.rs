@@ -138,6 +138,9 @@ pub enum BenchCommand {
     /// Purge N expired reads with images while edges keep ingesting:
     /// purge time and the share of ingest rate kept.
     Retention(crate::retention::bench::RetentionBenchArgs),
+    /// Import a generated N-row NCIC extract (`import_s`), then one with
+    /// --changes rows replaced (`delta_bytes`).
+    Hotlist(crate::hotlist::bench::HotlistBenchArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -332,6 +335,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Search(a) => runtime()?.block_on(crate::search::bench::run(a))?,
         BenchCommand::Export(a) => crate::export::bench::run(a)?,
         BenchCommand::Retention(a) => runtime()?.block_on(crate::retention::bench::run(a))?,
+        BenchCommand::Hotlist(a) => runtime()?.block_on(crate::hotlist::bench::run(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -87,6 +87,9 @@ pub struct HubConfig {
     /// How long a locked username or source is refused.
     #[serde(with = "humantime_serde")]
     pub login_lockout: Duration,
+    /// Bulk hotlists (`[hotlist]`, `[[hotlist.sources]]`): which lists may
+    /// be imported, how they match, how many generations are kept.
+    pub hotlist: crate::hotlist::HotlistConfig,
 }
 
 impl Default for HubConfig {
@@ -122,6 +125,7 @@ impl Default for HubConfig {
             login_source_failures: 20,
             login_window: Duration::from_secs(15 * 60),
             login_lockout: Duration::from_secs(15 * 60),
+            hotlist: crate::hotlist::HotlistConfig::default(),
         }
     }
 }
@@ -267,6 +271,9 @@ impl HubConfig {
             ("key", &self.key),
         ] {
             c.not_empty(field, &p.to_string_lossy())?;
+        }
+        if let Err(e) = self.hotlist.validate() {
+            return Err(c.invalid("hotlist", "[hotlist]", e));
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod export;
 pub mod health;
 pub mod holds;
+pub mod hotlist;
 pub mod ingest;
 pub mod policy;
 pub mod store;

@@ -54,6 +54,10 @@ enum Command {
     /// Legal holds: place, release, list (operators and supervisors).
     #[command(subcommand)]
     Hold(alpr_hub::holds::cli::HoldCommand),
+    /// Bulk hotlists: import a list file (NCIC, CA DOJ, CSV) as a signed
+    /// generation; list, show, generations.
+    #[command(subcommand)]
+    Hotlist(alpr_hub::hotlist::cli::HotlistCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
         Command::Revoke(args) => sync_cli::revoke(args),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
+        Command::Hotlist(cmd) => alpr_hub::hotlist::cli::run(cmd),
         Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),

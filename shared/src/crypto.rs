@@ -20,6 +20,8 @@ pub mod tag {
     pub const BUNDLE_MANIFEST_SIG: &[u8] = b"alpr/log-bundle/v2/manifest-signature\0";
     pub const POLICY_SIG: &[u8] = b"alpr/control/v1/policy-signature\0";
     pub const EVIDENCE_MANIFEST_SIG: &[u8] = b"alpr/evidence/v1/manifest-signature\0";
+    pub const HOTLIST_SIG: &[u8] = b"alpr/hotlist/v1/generation-signature\0";
+    pub const HOTLIST_HASH: &[u8] = b"alpr/hotlist/v1/generation-content\0";
 }
 
 /// SHA-256 over a tag and the given parts.

@@ -274,6 +274,39 @@ impl ApiClient {
         Ok(written)
     }
 
+    /// POST raw bytes (a list file, `application/octet-stream`); the
+    /// answer as JSON.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<T> {
+        let mut req = hyper::Request::builder()
+            .method(hyper::Method::POST)
+            .uri(path)
+            .header(hyper::header::HOST, &self.host)
+            .header(hyper::header::CONTENT_TYPE, "application/octet-stream");
+        if let Some(t) = &self.token {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(Bytes::from(body)))?;
+        self.send
+            .ready()
+            .await
+            .context("the hub closed the connection")?;
+        let resp = self
+            .send
+            .send_request(req)
+            .await
+            .with_context(|| format!("asking the hub ({path})"))?;
+        let status = resp.status();
+        let bytes = read_limited(resp.into_body()).await?;
+        if !status.is_success() {
+            return Err(failure(status, &bytes));
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("the hub's answer to {path}"))
+    }
+
     pub async fn get<T: DeserializeOwned>(&mut self, path: &str) -> anyhow::Result<T> {
         self.request(hyper::Method::GET, path, None).await
     }

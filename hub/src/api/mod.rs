@@ -35,6 +35,7 @@
 pub mod audit;
 pub mod client;
 pub mod holds;
+pub mod hotlists;
 pub mod nodes;
 pub mod policy;
 pub mod retention;
@@ -275,6 +276,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(audit::routes())
         .merge(policy::routes())
         .merge(holds::routes())
+        .merge(hotlists::routes())
         .merge(search::routes())
         .merge(crate::export::routes())
         .merge(retention::routes())

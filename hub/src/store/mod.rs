@@ -325,6 +325,23 @@ pub trait HubStorage: Send + Sync + 'static {
         to: UnixMillis,
         limit: usize,
     ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
+    /// Keep generation `number` of the bulk list `source` ([`crate::hotlist`]):
+    /// its signed bytes and its import record, in one durable transaction;
+    /// then drop that source's generation bytes older than the last `keep`
+    /// (import records stay: they are the list's history).
+    fn store_generation(
+        &self,
+        source: &str,
+        number: u64,
+        bytes: &[u8],
+        record: &[u8],
+        keep: u64,
+    ) -> Result<(), StoreError>;
+    /// The signed bytes of generation `number` of `source`, if still kept.
+    fn generation_bytes(&self, source: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every import record of `source`, by generation number, and whether
+    /// that generation's bytes are still kept.
+    fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
     /// Images named by the device's reads `from..to` (content held) that the

@@ -270,6 +270,24 @@ impl HubStorage for Recovering {
     fn node_hotlists(&self) -> Result<Vec<(DeviceId, Vec<(String, u64)>)>, StoreError> {
         self.call(|s| s.node_hotlists())
     }
+    fn store_generation(
+        &self,
+        source: &str,
+        number: u64,
+        bytes: &[u8],
+        record: &[u8],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        self.call_as(true, |s| {
+            s.store_generation(source, number, bytes, record, keep)
+        })
+    }
+    fn generation_bytes(&self, source: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.generation_bytes(source, number))
+    }
+    fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError> {
+        self.call(|s| s.generation_records(source))
+    }
     fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
         self.call(|s| s.source_refusals(limit))
     }

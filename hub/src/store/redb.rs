@@ -74,6 +74,13 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
 const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions-v1");
 /// Nodes' access entries: (time BE, node id BE, seq BE).
 const NODE_ACCESS: TableDefinition<&[u8; 20], ()> = TableDefinition::new("node-access-v1");
+/// Bulk hotlist generations ([`crate::hotlist`]): (source, number) →
+/// the signed generation bytes; the last few of each source only.
+const HOTLIST_GEN: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("hotlist-gen-v1");
+/// (source, number) → the import record of that generation (postcard
+/// [`crate::hotlist::GenerationRecord`]); kept for every generation.
+const HOTLIST_IMPORT: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("hotlist-import-v1");
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
@@ -1386,6 +1393,73 @@ impl HubStorage for RedbStore {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(POLICY_SEED).map_err(db_err)?;
         Ok(t.get("config").map_err(db_err)?.map(|v| Hash32(*v.value())))
+    }
+
+    fn store_generation(
+        &self,
+        source: &str,
+        number: u64,
+        bytes: &[u8],
+        record: &[u8],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(Durability::Immediate).map_err(db_err)?;
+        {
+            let mut gens = tx.open_table(HOTLIST_GEN).map_err(db_err)?;
+            let mut imports = tx.open_table(HOTLIST_IMPORT).map_err(db_err)?;
+            gens.insert((source, number), bytes).map_err(db_err)?;
+            imports.insert((source, number), record).map_err(db_err)?;
+            // Generations below `number + 1 - keep` go (the new one stays
+            // whatever `keep` says).
+            let first_kept = number.saturating_add(1).saturating_sub(keep.max(1));
+            let old: Vec<u64> = gens
+                .range((source, 0)..(source, first_kept))
+                .map_err(db_err)?
+                .map(|row| row.map(|(k, _)| k.value().1))
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?;
+            for n in old {
+                gens.remove((source, n)).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(())
+    }
+
+    fn generation_bytes(&self, source: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = match tx.open_table(HOTLIST_GEN) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(db_err(e)),
+        };
+        let v = t
+            .get((source, number))
+            .map_err(db_err)?
+            .map(|v| v.value().to_vec());
+        Ok(v)
+    }
+
+    fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let (imports, gens) = match (tx.open_table(HOTLIST_IMPORT), tx.open_table(HOTLIST_GEN)) {
+            (Ok(i), Ok(g)) => (i, g),
+            (Err(redb::TableError::TableDoesNotExist(_)), _)
+            | (_, Err(redb::TableError::TableDoesNotExist(_))) => return Ok(Vec::new()),
+            (Err(e), _) | (_, Err(e)) => return Err(db_err(e)),
+        };
+        let mut out = Vec::new();
+        for row in imports
+            .range((source, 0)..=(source, u64::MAX))
+            .map_err(db_err)?
+        {
+            let (k, v) = row.map_err(db_err)?;
+            let n = k.value().1;
+            let kept = gens.get((source, n)).map_err(db_err)?.is_some();
+            out.push((n, v.value().to_vec(), kept));
+        }
+        Ok(out)
     }
 
     fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {

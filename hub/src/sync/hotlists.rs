@@ -1,6 +1,4 @@
-//! Bulk lists on the sync link, the driver's side: what a session needs of
-//! the hub's lists ([`HotlistFeed`], which `HotlistService` provides), and
-//! how a [`HubOutput::SendHotlist`](alpr_shared::sync::HubOutput) becomes
+//! Bulk lists on the sync link, the driver's side: how a [`HubOutput::SendHotlist`](alpr_shared::sync::HubOutput) becomes
 //! frames: the delta if the hub has one from the node's generation that
 //! fits a frame, else the generation whole in chunks of at most
 //! [`MAX_HOTLIST_CHUNK`], made one at a time as the stream drains.
@@ -9,42 +7,11 @@ use std::sync::Arc;
 
 use alpr_shared::hotlist::generation::Generation;
 use alpr_shared::wire::{full_generation_frames, Frame, MAX_HOTLIST_CHUNK};
-use tokio::sync::watch;
+
+use crate::hotlist::{HotlistError, HotlistService};
 
 /// The latest generation of each source.
 pub type GenerationSet = Arc<Vec<Arc<Generation>>>;
-
-/// What sync needs of the hub's bulk lists.
-pub trait HotlistFeed: Send + Sync {
-    /// The latest generation of each source, published after a durable import.
-    fn watch(&self) -> watch::Receiver<GenerationSet>;
-    /// Generation `number` of `source`, if the hub holds it.
-    fn generation(&self, source: &str, number: u64) -> anyhow::Result<Option<Arc<Generation>>>;
-    /// The delta from generation `from` to `to` of `source`; `None` when the
-    /// hub has none (too far behind, or unknown): the list goes whole.
-    fn delta(&self, source: &str, from: u64, to: u64) -> anyhow::Result<Option<Arc<Vec<u8>>>>;
-}
-
-/// No bulk lists (tools and tests without an import service).
-pub struct NoHotlists(watch::Sender<GenerationSet>);
-
-impl Default for NoHotlists {
-    fn default() -> Self {
-        NoHotlists(watch::Sender::new(Arc::new(Vec::new())))
-    }
-}
-
-impl HotlistFeed for NoHotlists {
-    fn watch(&self) -> watch::Receiver<GenerationSet> {
-        self.0.subscribe()
-    }
-    fn generation(&self, _: &str, _: u64) -> anyhow::Result<Option<Arc<Generation>>> {
-        Ok(None)
-    }
-    fn delta(&self, _: &str, _: u64, _: u64) -> anyhow::Result<Option<Arc<Vec<u8>>>> {
-        Ok(None)
-    }
-}
 
 /// (source, number) of each generation in `set`, for the session core.
 pub fn summary(set: &GenerationSet) -> Vec<(String, u64)> {
@@ -60,15 +27,16 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// Decide (blocking: the service may read its store or compute a delta).
-    pub fn make(
-        feed: &dyn HotlistFeed,
+    /// Decide: the service reads its store or computes the delta (once
+    /// for all nodes: it caches it).
+    pub async fn make(
+        lists: &HotlistService,
         source: &str,
         from: Option<u64>,
         to: u64,
-    ) -> anyhow::Result<Option<Plan>> {
+    ) -> Result<Option<Plan>, HotlistError> {
         if let Some(from) = from {
-            if let Some(delta) = feed.delta(source, from, to)? {
+            if let Some(delta) = lists.delta(source, from, to).await? {
                 if delta.len() <= MAX_HOTLIST_CHUNK {
                     return Ok(Some(Plan::Delta(Frame::HotlistDelta {
                         source: source.to_owned(),
@@ -79,7 +47,7 @@ impl Plan {
                 }
             }
         }
-        Ok(feed.generation(source, to)?.map(Plan::Whole))
+        Ok(lists.generation(source, to).await?.map(Plan::Whole))
     }
 
     /// Hand each frame to `send` in order, stopping at its first error.

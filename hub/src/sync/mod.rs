@@ -63,9 +63,8 @@ pub struct Hub {
     pub policy: crate::policy::PolicyService,
     /// The legal holds, merged with every node's.
     pub holds: crate::holds::HoldsService,
-    /// The bulk lists: each new generation is pushed to every connected
-    /// node, and a node that connects gets what it lacks before its welcome.
-    pub hotlist_feed: Arc<dyn hotlists::HotlistFeed>,
+    /// The bulk hotlists' signed generations, pushed to every node.
+    pub hotlists: crate::hotlist::HotlistService,
 }
 
 /// This many replacements of one identity's connection within
@@ -359,6 +358,16 @@ pub async fn serve(
     info!(version = policy.current().version(), "policy in force");
     let holds = crate::holds::HoldsService::open(storage.clone()).context("the legal holds")?;
     info!(active = holds.active().len(), "legal holds loaded");
+    let hotlists = crate::hotlist::HotlistService::open(
+        storage.clone(),
+        hub_key.clone(),
+        config.hotlist.clone(),
+    )
+    .context("the hotlists ([hotlist] in hub.toml)")?;
+    info!(
+        lists = hotlists.current().len(),
+        "hotlist generations loaded"
+    );
 
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
@@ -382,7 +391,7 @@ pub async fn serve(
         budgets: limits::Budgets::new(&config),
         policy,
         holds,
-        hotlist_feed: Arc::new(hotlists::NoHotlists::default()),
+        hotlists,
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers
@@ -718,7 +727,7 @@ async fn node_connection(
     let policy = policy_rx.borrow_and_update().clone();
     let mut holds_rx = hub.holds.watch();
     let holds = holds_rx.borrow_and_update().clone();
-    let mut lists_rx = hub.hotlist_feed.watch();
+    let mut lists_rx = hub.hotlists.watch();
     let lists = hotlists::summary(&lists_rx.borrow_and_update());
     let session = Arc::new(Mutex::new(
         HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
@@ -967,15 +976,9 @@ impl StreamCtx {
         to: u64,
     ) -> bool {
         let _turn = self.hotlist_turn.lock().await;
-        let feed = self.hub.hotlist_feed.clone();
-        let name = source.clone();
-        let plan = tokio::task::spawn_blocking(move || {
-            hotlists::Plan::make(feed.as_ref(), &name, from, to)
-        })
-        .await;
-        let plan = match plan {
-            Ok(Ok(Some(p))) => p,
-            Ok(Ok(None)) => {
+        let plan = match hotlists::Plan::make(&self.hub.hotlists, &source, from, to).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
                 warn!(
                     source,
                     generation = to,
@@ -983,16 +986,15 @@ impl StreamCtx {
                 );
                 return true;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::error!(
                     source,
                     generation = to,
-                    error = format!("{e:#}"),
+                    error = %e,
                     "reading a bulk list to send"
                 );
                 return true;
             }
-            Err(_) => return true,
         };
         let how = match &plan {
             hotlists::Plan::Delta(_) => "delta",

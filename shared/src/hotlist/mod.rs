@@ -158,6 +158,7 @@ pub struct HotEntry {
     pub note: String,
 }
 
+#[allow(clippy::derivable_impls)]
 impl Default for Category {
     fn default() -> Self {
         Category::Other

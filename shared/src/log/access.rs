@@ -43,6 +43,8 @@ pub enum AccessAction {
     Hold,
     /// A legal hold was released.
     HoldRelease,
+    /// A bulk hotlist file was imported (or its import refused).
+    HotlistImport,
 }
 
 impl AccessAction {
@@ -62,6 +64,7 @@ impl AccessAction {
             AccessAction::AuditQuery => "audit-query",
             AccessAction::Hold => "hold",
             AccessAction::HoldRelease => "hold-release",
+            AccessAction::HotlistImport => "hotlist-import",
         }
     }
 }
