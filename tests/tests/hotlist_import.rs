@@ -57,7 +57,9 @@ fn real_plate() -> anyhow::Result<String> {
         .filter(|p| p.extension().is_some_and(|x| x == "txt"))
         .collect();
     names.sort();
-    let first = names.first().ok_or_else(|| anyhow::anyhow!("no photos in {}", dir.display()))?;
+    let first = names
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no photos in {}", dir.display()))?;
     let line = std::fs::read_to_string(first)?;
     let plate = line
         .split('\t')
@@ -105,7 +107,9 @@ fn operator_imports_lists_over_the_api_and_officers_may_not() -> anyhow::Result<
     // An officer may not import (403), and nothing is published.
     let o = hub.run_as(
         "ofc1",
-        &["hotlist", "import", &file_arg, "--source", "ncic", "--format", "ncic"],
+        &[
+            "hotlist", "import", &file_arg, "--source", "ncic", "--format", "ncic",
+        ],
     )?;
     assert!(!o.status.success(), "an officer imported: {}", out(&o));
     assert!(out(&o).contains("HTTP 403"), "{}", out(&o));
@@ -113,7 +117,9 @@ fn operator_imports_lists_over_the_api_and_officers_may_not() -> anyhow::Result<
     // An unknown source is refused.
     let o = hub.run_as(
         "op1",
-        &["hotlist", "import", &file_arg, "--source", "nope", "--format", "ncic"],
+        &[
+            "hotlist", "import", &file_arg, "--source", "nope", "--format", "ncic",
+        ],
     )?;
     assert!(!o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("no hotlist source"), "{}", out(&o));
@@ -126,12 +132,22 @@ fn operator_imports_lists_over_the_api_and_officers_may_not() -> anyhow::Result<
     )?)?;
     let rec = &report["record"];
     assert_eq!(rec["info"]["number"], 1, "{report}");
-    assert_eq!(rec["info"]["source_rows"], rows.len() as u64 + 1, "{report}");
+    assert_eq!(
+        rec["info"]["source_rows"],
+        rows.len() as u64 + 1,
+        "{report}"
+    );
     assert_eq!(rec["info"]["rows"], rows.len() as u64 - 1, "{report}");
     assert_eq!(rec["bad_rows"], 1, "{report}");
     assert_eq!(report["bad"][0]["line"], bad_line as u64, "{report}");
-    assert!(report["bad"][0]["reason"].as_str().is_some_and(|r| r.contains('#')));
-    assert_eq!(rec["excluded"], serde_json::json!([["immigration", 1]]), "{report}");
+    assert!(report["bad"][0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains('#')));
+    assert_eq!(
+        rec["excluded"],
+        serde_json::json!([["immigration", 1]]),
+        "{report}"
+    );
     assert_eq!(rec["imported_by"], "op1");
 
     // The people's output says the same.
@@ -149,14 +165,21 @@ fn operator_imports_lists_over_the_api_and_officers_may_not() -> anyhow::Result<
     // A CA DOJ file whose footer says more records than it has: refused,
     // nothing published; taken when forced, with the warning recorded.
     let svs = dir.path().join("svs.tbl");
-    let short: Vec<_> = rows.iter().filter(|e| e.plate.len() <= 8).take(50).cloned().collect();
+    let short: Vec<_> = rows
+        .iter()
+        .filter(|e| e.plate.len() <= 8)
+        .take(50)
+        .cloned()
+        .collect();
     let mut doj = String::from_utf8(sample::ca_doj(&short, "11/27/2026 23:05"))?;
     doj = doj.replace("TOTAL RECORD 0000050", "TOTAL RECORD 0000051");
     std::fs::write(&svs, doj)?;
     let svs_arg = svs.to_string_lossy().to_string();
     let o = hub.run_as(
         "op1",
-        &["hotlist", "import", &svs_arg, "--source", "ca-svs", "--format", "ca-doj"],
+        &[
+            "hotlist", "import", &svs_arg, "--source", "ca-svs", "--format", "ca-doj",
+        ],
     )?;
     assert!(!o.status.success(), "a wrong footer was taken: {}", out(&o));
     assert!(out(&o).contains("footer says 51 records"), "{}", out(&o));
@@ -205,10 +228,18 @@ fn operator_imports_lists_over_the_api_and_officers_may_not() -> anyhow::Result<
     let audit = json(&hub.run_as("auditor", &["audit", "access", "--json"])?)?;
     let imports: Vec<&serde_json::Value> = audit["rows"]
         .as_array()
-        .map(|a| a.iter().filter(|r| r["action"] == "hotlist-import").collect())
+        .map(|a| {
+            a.iter()
+                .filter(|r| r["action"] == "hotlist-import")
+                .collect()
+        })
         .unwrap_or_default();
     let by = |u: &str| imports.iter().filter(|r| r["user"] == u).count();
     assert_eq!(by("op1"), 5, "{imports:?}");
-    assert_eq!(by("ofc1"), 0, "refused by role before anything: {imports:?}");
+    assert_eq!(
+        by("ofc1"),
+        0,
+        "refused by role before anything: {imports:?}"
+    );
     Ok(())
 }

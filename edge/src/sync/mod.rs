@@ -493,6 +493,10 @@ async fn session(
             );
             return;
         }
+        // Answers to events (a list applied) go out before waiting.
+        if core.has_control_to_send() {
+            continue;
+        }
         let deadline = core.poll_timeout().map(|t| t.saturating_sub(now()));
         tokio::select! {
             _ = cancel.cancelled() => {

@@ -88,17 +88,23 @@ async fn an_import_is_durable_before_it_is_published() {
     let published = rx.borrow_and_update().clone();
     assert_eq!(published.len(), 1);
     assert_eq!(published[0].info().source, "ncic");
-    assert!(published[0].info().settings.skip.contains(&"000".to_string()));
+    assert!(published[0]
+        .info()
+        .settings
+        .skip
+        .contains(&"000".to_string()));
     // Reopened from the store: the same generation, checked under the key.
     let again = HotlistService::open(f.storage.clone(), f.key.clone(), config(4)).expect("reopen");
     let cur = again.current();
     assert_eq!(cur.len(), 1);
     assert_eq!(cur[0].bytes(), published[0].bytes());
     // Under another key the stored generation does not verify.
-    assert!(
-        HotlistService::open(f.storage.clone(), Arc::new(SecretKey::generate()), config(4))
-            .is_err()
-    );
+    assert!(HotlistService::open(
+        f.storage.clone(),
+        Arc::new(SecretKey::generate()),
+        config(4)
+    )
+    .is_err());
 }
 
 #[tokio::test]
@@ -113,15 +119,26 @@ async fn deltas_take_an_old_generation_to_the_new_one_and_old_bytes_go() {
             .expect("import");
         assert_eq!(report.record.info.number, i + 1);
         if i > 0 {
-            assert!(report.record.added > 0 && report.record.removed > 0, "{report:?}");
+            assert!(
+                report.record.added > 0 && report.record.removed > 0,
+                "{report:?}"
+            );
             assert!(report.delta_bytes.is_some());
         }
         rows = sample::change(&rows, 20, 10 + i);
     }
     let g3 = service.latest("ncic").expect("current");
     assert_eq!(g3.info().number, 3);
-    let g2 = service.generation("ncic", 2).await.expect("read").expect("kept");
-    let d = service.delta("ncic", 2, 3).await.expect("delta").expect("made");
+    let g2 = service
+        .generation("ncic", 2)
+        .await
+        .expect("read")
+        .expect("kept");
+    let d = service
+        .delta("ncic", 2, 3)
+        .await
+        .expect("delta")
+        .expect("made");
     let applied = alpr_shared::hotlist::delta::apply(&g2, &d, service.public_key()).expect("apply");
     assert_eq!(applied.bytes(), g3.bytes());
     // keep = 2: generation 1's bytes are gone, its record stays.
@@ -130,7 +147,10 @@ async fn deltas_take_an_old_generation_to_the_new_one_and_old_bytes_go() {
     assert!(service.delta("ncic", 3, 2).await.expect("delta").is_none());
     assert!(service.delta("nope", 1, 2).await.expect("delta").is_none());
     let history = service.history("ncic").await.expect("history");
-    let kept: Vec<(u64, bool)> = history.iter().map(|g| (g.record.info.number, g.kept)).collect();
+    let kept: Vec<(u64, bool)> = history
+        .iter()
+        .map(|g| (g.record.info.number, g.kept))
+        .collect();
     assert_eq!(kept, [(1, false), (2, true), (3, true)]);
 }
 
@@ -139,7 +159,10 @@ async fn refused_imports_change_nothing() {
     let f = fixture();
     let service = HotlistService::open(f.storage.clone(), f.key.clone(), config(4)).expect("open");
     service
-        .import(request("ncic", false), sample::ncic(&sample::entries(400, 3)))
+        .import(
+            request("ncic", false),
+            sample::ncic(&sample::entries(400, 3)),
+        )
         .await
         .expect("import");
     let rx = service.watch();
@@ -159,7 +182,10 @@ async fn refused_imports_change_nothing() {
         .import(request("ca-svs", false), doj.clone())
         .await
         .expect_err("footer");
-    assert!(matches!(e, HotlistError::Parse(ImportError::FooterMismatch { .. })), "{e}");
+    assert!(
+        matches!(e, HotlistError::Parse(ImportError::FooterMismatch { .. })),
+        "{e}"
+    );
     let e = service
         .import(request("elsewhere", false), doj.clone())
         .await
@@ -168,12 +194,22 @@ async fn refused_imports_change_nothing() {
     assert!(!rx.has_changed().expect("open"), "nothing was published");
     assert_eq!(service.history("ncic").await.expect("history").len(), 1);
     // Forced, both are taken and say so.
-    let r = service.import(request("ncic", true), other).await.expect("forced");
+    let r = service
+        .import(request("ncic", true), other)
+        .await
+        .expect("forced");
     assert!(r.record.forced);
-    let r = service.import(request("ca-svs", true), doj).await.expect("forced");
+    let r = service
+        .import(request("ca-svs", true), doj)
+        .await
+        .expect("forced");
     assert!(r.record.forced && !r.record.warnings.is_empty());
     assert!(r.record.info.settings.covert);
-    let names: Vec<String> = service.current().iter().map(|g| g.info().source.clone()).collect();
+    let names: Vec<String> = service
+        .current()
+        .iter()
+        .map(|g| g.info().source.clone())
+        .collect();
     assert_eq!(names, ["ncic", "ca-svs"], "configuration order");
 }
 
@@ -193,7 +229,10 @@ fn bad_configurations_are_refused() {
         "[[hotlist.sources]]\nname = \"ncic\"\nformat = \"ncic\"\nstrategy = \"exact\"\n",
     )
     .expect("parses");
-    assert_eq!(c.hotlist.sources[0].settings().strategy, MatchStrategy::Exact);
+    assert_eq!(
+        c.hotlist.sources[0].settings().strategy,
+        MatchStrategy::Exact
+    );
     assert!(toml::from_str::<crate::config::HubConfig>(
         "[[hotlist.sources]]\nname = \"ncic\"\nformat = \"ncic\"\nbogus = 1\n"
     )

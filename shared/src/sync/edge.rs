@@ -1116,6 +1116,12 @@ impl EdgeSync {
         })
     }
 
+    /// Control frames are waiting to be sent (the driver's answers to
+    /// events queue some): poll [`Self::poll_transmit`] before sleeping.
+    pub fn has_control_to_send(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     pub fn poll_event(&mut self) -> Option<EdgeEvent> {
         self.events.pop_front()
     }
