@@ -6,6 +6,7 @@
 
 pub mod hotlists;
 pub mod limits;
+pub mod push_bench;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
