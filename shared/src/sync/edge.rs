@@ -448,7 +448,13 @@ impl EdgeSync {
                 format!("a piece of generation {generation} without its start"),
             );
         };
-        if a.generation != generation || a.total != total || a.bytes.len() as u64 != offset {
+        let end = offset.saturating_add(chunk.len() as u64);
+        if a.generation != generation
+            || a.total != total
+            || a.bytes.len() as u64 != offset
+            || end > total
+            || total > crate::wire::MAX_GENERATION_BYTES
+        {
             return self.refuse_hotlist(
                 source,
                 format!("a piece of generation {generation} out of order (at {offset})"),
