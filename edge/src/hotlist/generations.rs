@@ -271,3 +271,106 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alpr_shared::crypto::SecretKey;
+    use alpr_shared::hotlist::generation::GenerationInfo;
+    use alpr_shared::hotlist::{sample, ListSettings};
+    use alpr_shared::types::{Hash32, UnixMillis};
+
+    fn generation(source: &str, number: u64, rows: usize, key: &SecretKey) -> Generation {
+        let info = GenerationInfo {
+            source: source.into(),
+            number,
+            issued_at: UnixMillis(1_795_868_054_000 + number),
+            source_sha256: Hash32([number as u8; 32]),
+            source_rows: rows as u64,
+            rows: 0,
+            categories: Vec::new(),
+            settings: ListSettings::default(),
+        };
+        let mut entries = sample::entries(rows, 3);
+        entries.truncate(rows - number as usize);
+        Generation::build(info, entries, key).expect("builds")
+    }
+
+    #[test]
+    fn lists_survive_a_restart_and_a_damaged_one_is_left_out() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let hub = SecretKey::from_bytes(&[9; 32]);
+        let g = Generations::open(dir.path())?;
+        assert!(g.current().is_empty());
+        let mut rx = g.watch();
+        g.set_hub_key(hub.public())?;
+        let one = generation("ncic", 1, 300, &hub);
+        g.apply_full("ncic", 1, one.bytes().to_vec(), &hub.public())?;
+        g.apply_full(
+            "ca-svs",
+            1,
+            generation("ca-svs", 1, 50, &hub).bytes().to_vec(),
+            &hub.public(),
+        )?;
+        assert!(rx.has_changed()?);
+        assert_eq!(rx.borrow_and_update().len(), 2);
+        // A delta to generation 2, checked against the hub's key.
+        let two = generation("ncic", 2, 300, &hub);
+        let d = delta::diff(&one, &two);
+        assert_eq!(g.apply_delta("ncic", 1, 2, &d, &hub.public())?, 2);
+        assert_eq!(
+            g.held(),
+            [("ca-svs".to_string(), 1), ("ncic".to_string(), 2)]
+        );
+        drop(g);
+
+        // Loaded again at start, checked against the stored hub key.
+        let g = Generations::open(dir.path())?;
+        assert_eq!(
+            g.held(),
+            [("ca-svs".to_string(), 1), ("ncic".to_string(), 2)]
+        );
+        assert_eq!(g.get("ncic").map(|l| l.len()), Some(two.len()));
+        drop(g);
+
+        // One damaged file: that list is missing, the other still there.
+        let path = dir.path().join("hotlists/ncic.gen");
+        let mut bytes = std::fs::read(&path)?;
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&path, bytes)?;
+        let g = Generations::open(dir.path())?;
+        assert_eq!(g.held(), [("ca-svs".to_string(), 1)]);
+        Ok(())
+    }
+
+    #[test]
+    fn nothing_unverified_or_mislabelled_is_kept() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let hub = SecretKey::from_bytes(&[9; 32]);
+        let other = SecretKey::from_bytes(&[10; 32]);
+        let g = Generations::open(dir.path())?;
+        // Signed by another key.
+        let forged = generation("ncic", 1, 100, &other);
+        assert!(g
+            .apply_full("ncic", 1, forged.bytes().to_vec(), &hub.public())
+            .is_err());
+        // The hub's, but sent as another list or another number.
+        let real = generation("ncic", 1, 100, &hub);
+        assert!(g
+            .apply_full("ca-svs", 1, real.bytes().to_vec(), &hub.public())
+            .is_err());
+        assert!(g
+            .apply_full("ncic", 2, real.bytes().to_vec(), &hub.public())
+            .is_err());
+        // A delta from a generation not held.
+        assert!(g.apply_delta("ncic", 1, 2, b"junk", &hub.public()).is_err());
+        assert!(g.held().is_empty());
+        assert!(!dir.path().join("hotlists/ncic.gen").exists());
+        // A bad delta leaves the held generation in force.
+        g.apply_full("ncic", 1, real.bytes().to_vec(), &hub.public())?;
+        assert!(g.apply_delta("ncic", 1, 2, b"junk", &hub.public()).is_err());
+        assert_eq!(g.held(), [("ncic".to_string(), 1)]);
+        Ok(())
+    }
+}
