@@ -1475,7 +1475,7 @@ impl HubStorage for RedbStore {
         Ok(out)
     }
 
-    fn node_hotlists(&self) -> Result<Vec<(DeviceId, Vec<(String, u64)>)>, StoreError> {
+    fn node_hotlists(&self) -> Result<Vec<(DeviceId, super::NodeLists)>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(NODE_HOTLISTS).map_err(db_err)?;
         let mut out = Vec::new();

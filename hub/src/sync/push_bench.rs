@@ -234,7 +234,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     // Node certificates: the seed edge and the N edges.
     let mut creds = Vec::with_capacity(edges + 1);
     for i in 0..=edges {
-        let name = DeviceId::new(&format!("bench-{i:05}"))?;
+        let name = DeviceId::new(format!("bench-{i:05}"))?;
         let (issued, _) = authority.issue_device(&name, DeviceKind::Pole, 30)?;
         creds.push((
             name,
