@@ -109,6 +109,12 @@ pub struct Status {
     /// ([`crate::retention::Outcome`]).
     #[serde(default)]
     pub retention: Option<String>,
+    /// The bulk lists this node matches against: (source, generation).
+    #[serde(default)]
+    pub hotlists: Vec<(String, u64)>,
+    /// The last bulk list from the hub that could not be applied, and why.
+    #[serde(default)]
+    pub hotlist_error: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +155,8 @@ fn status_of(
         policy_refreshed_at: policy.as_ref().and_then(|p| p.refreshed_at.clone()),
         policy_stale: policy.as_ref().is_some_and(|p| p.stale),
         policy_error: sync.policy_error.clone(),
+        hotlists: sync.hotlists.clone(),
+        hotlist_error: sync.hotlist_error.clone(),
         retention: None,
         capture,
         store_error: store.failing(),
@@ -225,6 +233,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let (store, store_thread) = open_store(&config)?;
+    // The bulk lists held, loaded and checked now (a bad file is left out,
+    // and the hub sends that list whole).
+    let generations = crate::hotlist::generations::Generations::open(&config.data_dir)
+        .context("the bulk lists")?;
     let device = store.device().to_string();
     info!(node = %device, log = store.status().len, acked = store.acked(), "edge starting");
     let cancel = CancellationToken::new();
@@ -322,14 +334,15 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
         });
     }
     if config.sync.enabled {
-        let (store, status, cancel, cfg) = (
+        let (store, status, cancel, cfg, generations) = (
             store.clone(),
             status.clone(),
             cancel.clone(),
             config.clone(),
+            generations.clone(),
         );
         critical.spawn(async move {
-            let r = crate::sync::run(cfg, store, status, cancel.clone()).await;
+            let r = crate::sync::run(cfg, store, generations, status, cancel.clone()).await;
             ("sync", must_run(r, &cancel))
         });
     }
@@ -337,6 +350,7 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     // exclusions, the bulk generations and the local entries.
     let matcher_source = crate::alert::MatcherSource::new();
     matcher_source.set_excluded(crate::alert::hotlist_policy(&store).excluded_categories);
+    matcher_source.follow_bulk(generations.watch(), cancel.clone());
     {
         let s = store.clone();
         matcher_source.follow_local(
@@ -722,6 +736,19 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             st.holds_refreshed_at.as_deref().unwrap_or("never")
         );
         println!("local hotlist {} active entries", st.active_local_entries);
+        if st.hotlists.is_empty() {
+            println!("lists        none yet");
+        } else {
+            let lists: Vec<String> = st
+                .hotlists
+                .iter()
+                .map(|(s, g)| format!("{s} #{g}"))
+                .collect();
+            println!("lists        {}", lists.join(", "));
+        }
+        if let Some(e) = &st.hotlist_error {
+            println!("LIST REFUSED {e}");
+        }
         if let Some(r) = &st.retention {
             println!("retention    {r}");
         }

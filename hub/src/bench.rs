@@ -457,6 +457,7 @@ pub(crate) async fn run_in_process_on(
                     log_size: reads,
                     // Says it holds every policy: the hub pushes none.
                     policy_version: u64::MAX,
+                    hotlists: Vec::new(),
                 }),
                 now,
             );
@@ -575,7 +576,7 @@ pub(crate) async fn run_in_process_on(
 }
 
 /// A deployment CA and the hub's certificate in `dir`.
-fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authority> {
+pub(crate) fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authority> {
     std::fs::create_dir_all(dir)?;
     let ca = alpr_shared::pki::new_ca("Bench Agency", 30)?;
     std::fs::write(dir.join("ca.crt"), &ca.cert_pem)?;
@@ -687,6 +688,7 @@ async fn quic_edge(
             log_size: load.reads,
             // Says it holds every policy: the hub pushes none.
             policy_version: u64::MAX,
+            hotlists: Vec::new(),
         }),
     )
     .await?;

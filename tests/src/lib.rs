@@ -729,6 +729,7 @@ pub mod raw {
                 log_size: 0,
                 // Says it holds every policy: the hub pushes none.
                 policy_version: u64::MAX,
+                hotlists: Vec::new(),
             });
             let mut r = self.exchange(Lane::Control, &[f]).await?;
             r.pop().ok_or_else(|| anyhow::anyhow!("no answer"))

@@ -7,9 +7,7 @@
 //!   system's access is in the hub's access log.
 //! - `an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub`: the
 //!   edge matches its read against the pushed list, the officer disposes
-//!   the alert on the edge, the hub shows it with its stages. Needs the
-//!   push helper's `Generations` fed into `MatcherSource::set_bulk` (see
-//!   `edge/src/run.rs`); ignored until that glue is merged.
+//!   the alert on the edge, the hub shows it with its stages.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -171,7 +169,7 @@ fn edge_cmd(edge: &Edge, args: &[&str]) -> anyhow::Result<std::process::Output> 
 }
 
 #[test]
-#[ignore = "needs the push helper's Generations fed into MatcherSource::set_bulk (integrator glue)"]
+
 fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = Pki::create_in(dir.path())?;

@@ -1,5 +1,7 @@
-//! Hotlists on the node: the local entries officers add here or the hub
-//! sends ([`local`]).
+//! Hotlists on the node: the bulk lists the hub sends as signed
+//! generations ([`generations`]), and the local entries officers add here
+//! or the hub sends ([`local`]).
 
+pub mod generations;
 pub mod local;
 pub mod local_cli;

@@ -1,5 +1,5 @@
 //! The edge's QUIC driver around [`alpr_shared::sync::EdgeSync`]: one
-//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/5`,
+//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/6`,
 //! keep-alives), reconnects with the core's jittered exponential backoff,
 //! one stream per lane with QUIC priorities control > entries > images,
 //! the image window sized from the connection's congestion window,
@@ -12,13 +12,19 @@
 //!
 //! An address change (a vehicle moving between networks) is QUIC
 //! connection migration: the connection survives it without a reconnect.
+//!
+//! Bulk lists: the hello says which generation of each list the node holds;
+//! the hub sends what is newer (a delta, or the list whole in chunks)
+//! before its welcome, and pushes each new generation while connected. Each
+//! is checked against the hub certificate's key, stored and swapped in
+//! ([`crate::hotlist::generations`]) before the core lets the backlog go.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alpr_shared::crypto::SecretKey;
+use alpr_shared::crypto::{PublicKey, SecretKey};
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource};
 use alpr_shared::types::UnixMillis;
 use alpr_shared::wire::quic::{self, ReadFrameError};
@@ -31,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::EdgeConfig;
+use crate::hotlist::generations::Generations;
 use crate::store::StoreHandle;
 
 /// What `edge status` shows about the link.
@@ -59,6 +66,10 @@ pub struct SyncStatus {
     pub receipt_current: bool,
     /// The last policy refused (not the hub's signature, or invalid), and why.
     pub policy_error: Option<String>,
+    /// The bulk lists held: (source, generation).
+    pub hotlists: Vec<(String, u64)>,
+    /// The last bulk list that could not be applied, and why.
+    pub hotlist_error: Option<String>,
 }
 
 pub type SharedStatus = Arc<Mutex<SyncStatus>>;
@@ -73,6 +84,7 @@ fn set_status(s: &SharedStatus, f: impl FnOnce(&mut SyncStatus)) {
 pub async fn run(
     config: EdgeConfig,
     store: StoreHandle,
+    generations: Generations,
     status: SharedStatus,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -122,7 +134,12 @@ pub async fn run(
         Ok(None) => {}
         Err(e) => error!(error = %e, "cannot read the stored legal holds"),
     }
+    // The hub is told which lists are held; it sends what is newer.
+    for (source, generation) in generations.held() {
+        core.set_hotlist_held(&source, generation);
+    }
     set_status(&status, |s| {
+        s.hotlists = generations.held();
         s.hub = config.hub.to_string();
         s.metered = config.sync.metered;
         s.link = "starting".into();
@@ -148,7 +165,13 @@ pub async fn run(
                     send_local_holds(&mut core, &store);
                     // So do local entries added or edited while offline.
                     send_local_entries(&mut core, &store);
-                    session(&mut core, conn, &store, &status, &cancel, &now).await;
+                    let link = Link {
+                        store: &store,
+                        generations: &generations,
+                        status: &status,
+                        cancel: &cancel,
+                    };
+                    session(&mut core, conn, &link, &now).await;
                 }
                 Err(e) => {
                     info!(hub = %config.hub, error = %e, "cannot reach the hub");
@@ -214,20 +237,83 @@ fn spawn_reader(lane: Lane, mut recv: quinn::RecvStream, tx: mpsc::Sender<Incomi
     });
 }
 
+/// What a connection works with.
+struct Link<'a> {
+    store: &'a StoreHandle,
+    generations: &'a Generations,
+    status: &'a SharedStatus,
+    cancel: &'a CancellationToken,
+}
+
+/// Apply a bulk list from the hub (delta or whole) off the async workers:
+/// checked against the hub's key, stored, swapped in; the core is told
+/// either way (a failure makes the hub send the list whole).
+async fn apply_hotlist(
+    core: &mut EdgeSync,
+    generations: &Generations,
+    hub_key: Option<PublicKey>,
+    status: &SharedStatus,
+    source: String,
+    update: HotlistUpdate,
+) {
+    let Some(key) = hub_key else {
+        error!(
+            source,
+            "a bulk list came but the hub's key is unknown; not applied"
+        );
+        core.hotlist_failed(&source);
+        return;
+    };
+    let g = generations.clone();
+    let src = source.clone();
+    let r = tokio::task::spawn_blocking(move || match update {
+        HotlistUpdate::Delta { from, to, delta } => g.apply_delta(&src, from, to, &delta, &key),
+        HotlistUpdate::Full { generation, bytes } => g.apply_full(&src, generation, bytes, &key),
+    })
+    .await
+    .unwrap_or_else(|e| Err(anyhow::anyhow!("the apply task failed: {e}")));
+    match r {
+        Ok(generation) => {
+            info!(source, generation, "bulk list from the hub in force");
+            core.hotlist_applied(&source, generation);
+            set_status(status, |s| s.hotlists = generations.held());
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            error!(source, reason = %why, "a bulk list from the hub was not applied; keeping the one held");
+            core.hotlist_failed(&source);
+            set_status(status, |s| {
+                s.hotlist_error = Some(format!("{}: {source}: {why}", UnixMillis::now()))
+            });
+        }
+    }
+}
+
+enum HotlistUpdate {
+    Delta { from: u64, to: u64, delta: Vec<u8> },
+    Full { generation: u64, bytes: Vec<u8> },
+}
+
 /// One connection's life: greet, upload, until it drops or we stop.
 async fn session(
     core: &mut EdgeSync,
     conn: quinn::Connection,
-    store: &StoreHandle,
-    status: &SharedStatus,
-    cancel: &CancellationToken,
+    link: &Link<'_>,
     now: &impl Fn() -> Duration,
 ) {
-    if let Some(key) = quic::peer_certificate(&conn)
+    let (store, status, cancel) = (link.store, link.status, link.cancel);
+    let hub_key = quic::peer_certificate(&conn)
         .as_deref()
-        .and_then(certificate_key)
-    {
+        .and_then(certificate_key);
+    if let Some(key) = hub_key {
         core.set_hub_key(key);
+        // Lists loaded at the next start are checked against it.
+        if let Err(e) = link.generations.set_hub_key(key) {
+            error!(
+                error = format!("{e:#}"),
+                "cannot store the hub's key for the bulk lists"
+            );
+        }
     }
     let (tx, mut rx) = mpsc::channel::<Incoming>(64);
     let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
@@ -364,6 +450,29 @@ async fn session(
                         }
                     }
                 }
+                EdgeEvent::HotlistDelta {
+                    source,
+                    from,
+                    to,
+                    delta,
+                } => {
+                    let update = HotlistUpdate::Delta { from, to, delta };
+                    apply_hotlist(core, link.generations, hub_key, status, source, update).await;
+                }
+                EdgeEvent::HotlistFull {
+                    source,
+                    generation,
+                    bytes,
+                } => {
+                    let update = HotlistUpdate::Full { generation, bytes };
+                    apply_hotlist(core, link.generations, hub_key, status, source, update).await;
+                }
+                EdgeEvent::HotlistRefused { source, why } => {
+                    warn!(source, reason = %why, "bulk list frames from the hub refused; nothing applied");
+                    set_status(status, |s| {
+                        s.hotlist_error = Some(format!("{}: {source}: {why}", UnixMillis::now()))
+                    });
+                }
                 EdgeEvent::PolicyIgnored { held, offered } => warn!(
                     held,
                     offered, "the hub offered an older policy than this node enforces; not applied"
@@ -412,6 +521,10 @@ async fn session(
                 reason.as_bytes(),
             );
             return;
+        }
+        // Answers to events (a list applied) go out before waiting.
+        if core.has_control_to_send() {
+            continue;
         }
         let deadline = core.poll_timeout().map(|t| t.saturating_sub(now()));
         tokio::select! {

@@ -158,6 +158,9 @@ pub struct NodeRow {
     /// The policy version the node enforces, as it last said.
     #[serde(default)]
     pub policy_version: Option<u64>,
+    /// The bulk lists the node holds, (source, generation), as it last said.
+    #[serde(default)]
+    pub hotlists: Vec<(String, u64)>,
 }
 
 /// A certificate a node has held, as `hub nodes` shows it.
@@ -239,6 +242,13 @@ pub fn nodes_report(hub: &Hub) -> NodesReport {
         .into_iter()
         .map(|(d, v)| (d.to_string(), v))
         .collect();
+    let mut hotlists: HashMap<String, Vec<(String, u64)>> = hub
+        .storage
+        .node_hotlists()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(d, h)| (d.to_string(), h))
+        .collect();
     let nodes = hub
         .storage
         .nodes()
@@ -256,6 +266,7 @@ pub fn nodes_report(hub: &Hub) -> NodesReport {
             });
             NodeRow {
                 policy_version: policies.get(name.as_str()).copied(),
+                hotlists: hotlists.remove(name.as_str()).unwrap_or_default(),
                 connected: connected.contains(&name.to_string()),
                 name: name.to_string(),
                 last_contact: r.last_contact,

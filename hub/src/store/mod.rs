@@ -98,6 +98,9 @@ pub struct NodeCert {
     pub effective_from: Option<u64>,
 }
 
+/// The bulk lists a node holds: (source, generation).
+pub type NodeLists = Vec<(String, u64)>;
+
 /// One write, batched with others into a transaction.
 #[derive(Debug)]
 pub enum WriteOp {
@@ -156,6 +159,11 @@ pub enum WriteOp {
     },
     /// The policy version a node holds or enforces, as it last said.
     NodePolicy { device: DeviceId, version: u64 },
+    /// The bulk lists a node holds, (source, generation), as it last said.
+    NodeHotlists {
+        device: DeviceId,
+        held: Vec<(String, u64)>,
+    },
     /// Append entries to the hub's own access log ([`crate::access`]), in
     /// order: each must be the log's next entry, or the commit fails.
     HubAccess(Vec<alpr_shared::log::SignedEntry>),
@@ -308,6 +316,8 @@ pub trait HubStorage: Send + Sync + 'static {
     fn policy_seed(&self) -> Result<Option<Hash32>, StoreError>;
     /// The policy version each node last said it holds or enforces.
     fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError>;
+    /// The bulk lists each node last said it holds.
+    fn node_hotlists(&self) -> Result<Vec<(DeviceId, NodeLists)>, StoreError>;
     /// A user account by username ([`crate::users`]).
     fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError>;
     /// The saved legal holds document ([`crate::holds`]), if any.

@@ -283,6 +283,9 @@ impl HubStorage for Recovering {
     fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {
         self.call(|s| s.node_policies())
     }
+    fn node_hotlists(&self) -> Result<Vec<(DeviceId, super::NodeLists)>, StoreError> {
+        self.call(|s| s.node_hotlists())
+    }
     fn store_generation(
         &self,
         source: &str,

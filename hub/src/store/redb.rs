@@ -61,6 +61,8 @@ const HUB_ACCESS: TableDefinition<u64, &[u8]> = TableDefinition::new("hub-access
 const POLICY: TableDefinition<u64, &[u8]> = TableDefinition::new("policy-v1");
 /// node name → the policy version it last said it holds or enforces.
 const NODE_POLICY: TableDefinition<&str, u64> = TableDefinition::new("node-policy-v1");
+/// Node name → the bulk lists it holds (postcard `Vec<(source, generation)>`).
+const NODE_HOTLISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("node-hotlists-v1");
 /// "config" → the hash of the `[policy]` configuration last seeded from.
 const POLICY_SEED: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("policy-seed-v1");
 /// "doc" → the saved legal holds document (automerge; it only grows).
@@ -461,6 +463,7 @@ impl RedbStore {
             tx.open_table(HUB_ACCESS).map_err(db_err)?;
             tx.open_table(POLICY).map_err(db_err)?;
             tx.open_table(NODE_POLICY).map_err(db_err)?;
+            tx.open_table(NODE_HOTLISTS).map_err(db_err)?;
             tx.open_table(POLICY_SEED).map_err(db_err)?;
             tx.open_table(HOLDS).map_err(db_err)?;
             tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
@@ -594,6 +597,7 @@ impl HubStorage for RedbStore {
             let mut access = tx.open_table(HUB_ACCESS).map_err(db_err)?;
             let mut policy = tx.open_table(POLICY).map_err(db_err)?;
             let mut node_policy = tx.open_table(NODE_POLICY).map_err(db_err)?;
+            let mut node_hotlists = tx.open_table(NODE_HOTLISTS).map_err(db_err)?;
             let mut policy_seed = tx.open_table(POLICY_SEED).map_err(db_err)?;
             let mut holds = tx.open_table(HOLDS).map_err(db_err)?;
             let mut hotlist_local = tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
@@ -902,6 +906,12 @@ impl HubStorage for RedbStore {
                     WriteOp::NodePolicy { device, version } => {
                         node_policy
                             .insert(device.as_str(), version)
+                            .map_err(db_err)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::NodeHotlists { device, held } => {
+                        node_hotlists
+                            .insert(device.as_str(), encode(&held).as_slice())
                             .map_err(db_err)?;
                         results.push(WriteResult::Done);
                     }
@@ -1500,6 +1510,20 @@ impl HubStorage for RedbStore {
             let (k, v) = row.map_err(db_err)?;
             if let Ok(d) = DeviceId::new(k.value()) {
                 out.push((d, v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn node_hotlists(&self) -> Result<Vec<(DeviceId, super::NodeLists)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(NODE_HOTLISTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let held: Vec<(String, u64)> = decode_row(v.value(), "node-hotlists-v1")?;
+            if let Ok(d) = DeviceId::new(k.value()) {
+                out.push((d, held));
             }
         }
         Ok(out)

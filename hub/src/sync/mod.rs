@@ -4,7 +4,9 @@
 //! and run each stream's frames through the session, the verifier and the
 //! writer. Refusals are logged with their reason, counted, and stored.
 
+pub mod hotlists;
 pub mod limits;
+pub mod push_bench;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -780,12 +782,15 @@ async fn node_connection(
     let holds = holds_rx.borrow_and_update().clone();
     let mut local_rx = hub.local_entries.watch();
     let local_entries = local_rx.borrow_and_update().clone();
+    let mut lists_rx = hub.hotlists.watch();
+    let lists = hotlists::summary(&lists_rx.borrow_and_update());
     let session = Arc::new(Mutex::new(
         HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
             .with_keys(keys)
             .with_policy(policy.version(), Arc::new(policy.encode()))
             .with_holds(holds)
-            .with_local_entries(local_entries),
+            .with_local_entries(local_entries)
+            .with_hotlists(lists),
     ));
     let replaced = hub.connections.lock().ok().and_then(|mut m| {
         m.insert(
@@ -823,11 +828,13 @@ async fn node_connection(
         cert_der: cert.der.clone(),
         peer,
         control: Mutex::new(None),
+        hotlist_turn: tokio::sync::Mutex::new(()),
     });
     let streams = tokio_util::task::TaskTracker::new();
     let mut policy_open = true;
     let mut holds_open = true;
     let mut local_open = true;
+    let mut lists_open = true;
     let reason = loop {
         tokio::select! {
             _ = hub.cancel.cancelled() => {
@@ -857,6 +864,21 @@ async fn node_connection(
                 }
                 let doc = local_rx.borrow_and_update().clone();
                 ctx.push_local_entries(doc).await;
+            }
+            changed = lists_rx.changed(), if lists_open => {
+                if changed.is_err() {
+                    lists_open = false;
+                    continue;
+                }
+                let lists = hotlists::summary(&lists_rx.borrow_and_update());
+                // Sent from their own task (a whole list is many frames),
+                // one list at a time per node.
+                for o in ctx.with_session(|s| s.set_hotlists(lists)).unwrap_or_default() {
+                    if let HubOutput::SendHotlist { source, from, to } = o {
+                        let ctx = ctx.clone();
+                        streams.spawn(async move { ctx.push_hotlist(source, from, to).await }.in_current_span());
+                    }
+                }
             }
             s = conn.accept_bi() => match s {
                 Ok((send, recv)) => {
@@ -939,6 +961,9 @@ struct StreamCtx {
     /// one: policy changes are pushed through it.
     /// Weak: the stream ends when its reading half does.
     control: Mutex<Option<mpsc::WeakSender<Job>>>,
+    /// Held while one bulk list's frames are queued: a whole list's chunks
+    /// are never interleaved with another send of the same node.
+    hotlist_turn: tokio::sync::Mutex<()>,
 }
 
 /// Frames of one stream whose writes are queued ahead of their commits: a
@@ -1007,6 +1032,63 @@ impl StreamCtx {
                 let _ = tx.send(Job::Send(f)).await;
             }
         }
+    }
+
+    /// A new generation while connected: send it on the control stream
+    /// (nothing if the node has not opened one: its hello gets it).
+    async fn push_hotlist(&self, source: String, from: Option<u64>, to: u64) {
+        let control = self
+            .control
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
+        if let Some(tx) = control {
+            self.send_hotlist(&tx, source, from, to).await;
+        }
+    }
+
+    /// Queue bulk list `source` at generation `to` for the node: the delta
+    /// from `from` when the hub has one that fits a frame, else the list
+    /// whole. `false` if the stream is gone.
+    async fn send_hotlist(
+        &self,
+        jobs: &mpsc::Sender<Job>,
+        source: String,
+        from: Option<u64>,
+        to: u64,
+    ) -> bool {
+        let _turn = self.hotlist_turn.lock().await;
+        let plan = match hotlists::Plan::make(&self.hub.hotlists, &source, from, to).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                warn!(
+                    source,
+                    generation = to,
+                    "the hub no longer holds that generation; not sent"
+                );
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(
+                    source,
+                    generation = to,
+                    error = %e,
+                    "reading a bulk list to send"
+                );
+                return true;
+            }
+        };
+        let how = match &plan {
+            hotlists::Plan::Delta(_) => "delta",
+            hotlists::Plan::Whole(_) => "whole",
+        };
+        info!(source, from, to, how, "sending a bulk list to the node");
+        plan.send(&source, to, |f| {
+            let jobs = jobs.clone();
+            async move { jobs.send(Job::Send(f)).await.map_err(|_| ()) }
+        })
+        .await
+        .is_ok()
     }
 
     /// The hub's holds changed: send them to the node.
@@ -1137,6 +1219,23 @@ impl StreamCtx {
                     }
                     HubOutput::Send(f) => Job::Send(f),
                     HubOutput::Refused(r) => Job::Refused(r),
+                    // In order: after hello these go before the welcome.
+                    HubOutput::SendHotlist { source, from, to } => {
+                        if !self.send_hotlist(&jobs, source, from, to).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    HubOutput::NodeHotlists { held } => {
+                        let op = WriteOp::NodeHotlists {
+                            device: self.device.clone(),
+                            held,
+                        };
+                        if self.hub.writer.submit(op).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     HubOutput::NodePolicy { version } => {
                         let op = WriteOp::NodePolicy {
                             device: self.device.clone(),
@@ -1332,6 +1431,8 @@ impl StreamCtx {
                     | HubOutput::NodePolicy { .. }
                     | HubOutput::NodeHolds { .. }
                     | HubOutput::NodeLocalEntries { .. }
+                    | HubOutput::SendHotlist { .. }
+                    | HubOutput::NodeHotlists { .. }
                     | HubOutput::Skip { .. } => {}
                 }
             }

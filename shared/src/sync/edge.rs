@@ -8,8 +8,8 @@ use crate::crypto::{PublicKey, SecretKey};
 use crate::log::SignedEntry;
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
-    sign_checkpoint, Entries, Frame, Hello, ImageBlob, Lane, Refusal, RefusalCode, SignedReceipt,
-    PROTOCOL_VERSION,
+    sign_checkpoint, Entries, Frame, HeldList, Hello, ImageBlob, Lane, Refusal, RefusalCode,
+    SignedReceipt, PROTOCOL_VERSION,
 };
 
 use super::Now;
@@ -78,6 +78,11 @@ pub struct SyncTuning {
     /// The link is metered (cellular): images wait unless allowed.
     pub metered: bool,
     pub images_on_metered: bool,
+    /// After a welcome, entries wait at most this long for the bulk lists
+    /// the hub sent before it to be applied (the backlog is matched against
+    /// current lists); a list that cannot be applied never blocks uploads
+    /// for longer.
+    pub hotlist_wait: Duration,
 }
 
 impl Default for SyncTuning {
@@ -95,6 +100,7 @@ impl Default for SyncTuning {
             policy_refresh: Duration::from_secs(600),
             metered: false,
             images_on_metered: false,
+            hotlist_wait: Duration::from_secs(30),
         }
     }
 }
@@ -152,6 +158,36 @@ pub enum EdgeEvent {
     /// node's. If the merge changed the node's document, hand it back with
     /// [`EdgeSync::set_local_entries`].
     LocalEntries(Vec<u8>),
+    /// The hub sent the change from the generation of bulk list `source`
+    /// the node holds (`from`) to generation `to`: apply it (the result is
+    /// checked against the hub's signature), store it, then call
+    /// [`EdgeSync::hotlist_applied`], or [`EdgeSync::hotlist_failed`] if it
+    /// could not be applied (the hub then sends the list whole).
+    HotlistDelta {
+        source: String,
+        from: u64,
+        to: u64,
+        delta: Vec<u8>,
+    },
+    /// The hub sent generation `generation` of `source` whole (all its
+    /// chunks, in order): check, store and report it as for a delta.
+    HotlistFull {
+        source: String,
+        generation: u64,
+        bytes: Vec<u8>,
+    },
+    /// The hub sent bulk-list frames that do not fit together (a delta
+    /// from a generation the node does not hold, chunks out of order):
+    /// nothing applied; the node told the hub what it holds.
+    HotlistRefused { source: String, why: String },
+}
+
+/// A whole generation arriving in chunks.
+#[derive(Debug)]
+struct Assembly {
+    generation: u64,
+    total: u64,
+    bytes: Vec<u8>,
 }
 
 /// Where the link stands, for status displays.
@@ -215,6 +251,15 @@ pub struct EdgeSync {
     /// The node's saved local hotlist entries document: sent after each
     /// welcome and whenever it changes while connected.
     local_entries: Option<Vec<u8>>,
+    /// The generation of each bulk list the node holds (told in hello).
+    hotlists: BTreeMap<String, u64>,
+    /// Whole generations being received, by source (at most
+    /// [`crate::wire::MAX_HOTLIST_SOURCES`]).
+    assembling: BTreeMap<String, Assembly>,
+    /// Bulk lists handed to the driver and not yet applied (or failed):
+    /// entries wait for them until `hotlist_wait_until`.
+    hotlists_pending: usize,
+    hotlist_wait_until: Option<Now>,
     attempt: u32,
     rng: u64,
     out: VecDeque<Outgoing>,
@@ -249,6 +294,10 @@ impl EdgeSync {
             policy_told_at: None,
             holds: None,
             local_entries: None,
+            hotlists: BTreeMap::new(),
+            assembling: BTreeMap::new(),
+            hotlists_pending: 0,
+            hotlist_wait_until: None,
             attempt: 0,
             rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             out: VecDeque::new(),
@@ -319,6 +368,137 @@ impl EdgeSync {
                 lane: Lane::Control,
                 frame: Frame::LocalEntries { doc: doc.clone() },
             });
+        }
+    }
+
+    /// The node holds generation `generation` of bulk list `source` (from
+    /// its store at start): told to the hub in every hello.
+    pub fn set_hotlist_held(&mut self, source: &str, generation: u64) {
+        self.hotlists.insert(source.to_owned(), generation);
+    }
+
+    /// The bulk lists the node holds: (source, generation).
+    pub fn hotlists_held(&self) -> Vec<HeldList> {
+        self.hotlists
+            .iter()
+            .map(|(source, generation)| HeldList {
+                source: source.clone(),
+                generation: *generation,
+            })
+            .collect()
+    }
+
+    /// The driver stored generation `generation` of `source` (from an
+    /// [`EdgeEvent::HotlistDelta`] or [`EdgeEvent::HotlistFull`]): match
+    /// against it, and tell the hub.
+    pub fn hotlist_applied(&mut self, source: &str, generation: u64) {
+        self.hotlists.insert(source.to_owned(), generation);
+        self.hotlist_done();
+        self.tell_hotlist(source);
+    }
+
+    /// Whether entries wait for bulk lists being applied.
+    pub fn hotlists_pending(&self) -> usize {
+        self.hotlists_pending
+    }
+
+    fn hotlist_done(&mut self) {
+        self.hotlists_pending = self.hotlists_pending.saturating_sub(1);
+        if self.hotlists_pending == 0 {
+            self.hotlist_wait_until = None;
+        }
+    }
+
+    fn hotlist_handed(&mut self, now: Now) {
+        self.hotlists_pending += 1;
+        if self.hotlist_wait_until.is_none() {
+            self.hotlist_wait_until = Some(now + self.config.hotlist_wait);
+        }
+    }
+
+    /// What came for `source` could not be applied (it does not verify, or
+    /// could not be stored): the node keeps what it holds and tells the hub
+    /// so, which then sends the list whole.
+    pub fn hotlist_failed(&mut self, source: &str) {
+        self.assembling.remove(source);
+        self.hotlist_done();
+        self.tell_hotlist(source);
+    }
+
+    fn tell_hotlist(&mut self, source: &str) {
+        if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+            let generation = self.hotlists.get(source).copied().unwrap_or(0);
+            self.out.push_back(Outgoing {
+                lane: Lane::Control,
+                frame: Frame::HotlistApplied {
+                    source: source.to_owned(),
+                    generation,
+                },
+            });
+        }
+    }
+
+    fn refuse_hotlist(&mut self, source: String, why: String) {
+        self.assembling.remove(&source);
+        self.tell_hotlist(&source);
+        self.events
+            .push_back(EdgeEvent::HotlistRefused { source, why });
+    }
+
+    /// A piece of a whole generation: kept until the last one arrives.
+    fn hotlist_chunk(
+        &mut self,
+        now: Now,
+        source: String,
+        generation: u64,
+        total: u64,
+        offset: u64,
+        chunk: Vec<u8>,
+    ) {
+        if offset == 0 {
+            if !self.assembling.contains_key(&source)
+                && self.assembling.len() >= crate::wire::MAX_HOTLIST_SOURCES
+            {
+                return self.refuse_hotlist(source, "too many lists arriving at once".into());
+            }
+            self.assembling.insert(
+                source.clone(),
+                Assembly {
+                    generation,
+                    total,
+                    // Grown chunk by chunk: `total` is the sender's word.
+                    bytes: Vec::new(),
+                },
+            );
+        }
+        let Some(a) = self.assembling.get_mut(&source) else {
+            return self.refuse_hotlist(
+                source,
+                format!("a piece of generation {generation} without its start"),
+            );
+        };
+        let end = offset.saturating_add(chunk.len() as u64);
+        if a.generation != generation
+            || a.total != total
+            || a.bytes.len() as u64 != offset
+            || end > total
+            || total > crate::wire::MAX_GENERATION_BYTES
+        {
+            return self.refuse_hotlist(
+                source,
+                format!("a piece of generation {generation} out of order (at {offset})"),
+            );
+        }
+        a.bytes.extend_from_slice(&chunk);
+        if a.bytes.len() as u64 == a.total {
+            if let Some(a) = self.assembling.remove(&source) {
+                self.hotlist_handed(now);
+                self.events.push_back(EdgeEvent::HotlistFull {
+                    source,
+                    generation: a.generation,
+                    bytes: a.bytes,
+                });
+            }
         }
     }
 
@@ -447,6 +627,9 @@ impl EdgeSync {
     pub fn link_up(&mut self, now: Now, log_len: u64) {
         self.state = LinkState::Handshake;
         self.out.clear();
+        self.assembling.clear();
+        self.hotlists_pending = 0;
+        self.hotlist_wait_until = None;
         self.clear_images_in_flight();
         self.wanted.clear();
         self.send_hello(now, log_len);
@@ -461,6 +644,7 @@ impl EdgeSync {
                 device: self.device.clone(),
                 log_size: log_len,
                 policy_version: self.policy_version,
+                hotlists: self.hotlists_held(),
             }),
         });
     }
@@ -640,8 +824,44 @@ impl EdgeSync {
                     self.events.push_back(EdgeEvent::LocalEntries(doc));
                 }
             }
+            Frame::HotlistDelta {
+                source,
+                from,
+                to,
+                delta,
+            } => {
+                if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+                    let held = self.hotlists.get(&source).copied().unwrap_or(0);
+                    if held != from {
+                        self.refuse_hotlist(
+                            source,
+                            format!("a delta from generation {from}, but this node holds {held}"),
+                        );
+                    } else {
+                        self.hotlist_handed(now);
+                        self.events.push_back(EdgeEvent::HotlistDelta {
+                            source,
+                            from,
+                            to,
+                            delta,
+                        });
+                    }
+                }
+            }
+            Frame::HotlistFull {
+                source,
+                generation,
+                total,
+                offset,
+                chunk,
+            } => {
+                if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+                    self.hotlist_chunk(now, source, generation, total, offset, chunk);
+                }
+            }
             Frame::Pong { .. } => {}
-            Frame::PolicyApplied { .. }
+            Frame::HotlistApplied { .. }
+            | Frame::PolicyApplied { .. }
             | Frame::Hello(_)
             | Frame::Entries(_)
             | Frame::Image(_)
@@ -747,7 +967,10 @@ impl EdgeSync {
                     .map(|(_, t, _)| self.image_deadline(*t))
                     .min();
                 let policy = self.policy_told_at.map(|t| t + self.config.policy_refresh);
-                [entries, images, policy].into_iter().flatten().min()
+                [entries, images, policy, self.hotlist_wait_until]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
         }
     }
@@ -759,6 +982,10 @@ impl EdgeSync {
             return Some(o);
         }
         if !matches!(self.state, LinkState::Ready) {
+            return None;
+        }
+        // The backlog waits for the lists the hub sent before its welcome.
+        if self.hotlist_wait_until.is_some_and(|t| now < t) {
             return None;
         }
         let log_len = src.log_len();
@@ -928,6 +1155,12 @@ impl EdgeSync {
             lane: Lane::Entries,
             frame: Frame::Loss { entry },
         })
+    }
+
+    /// Control frames are waiting to be sent (the driver's answers to
+    /// events queue some): poll [`Self::poll_transmit`] before sleeping.
+    pub fn has_control_to_send(&self) -> bool {
+        !self.out.is_empty()
     }
 
     pub fn poll_event(&mut self) -> Option<EdgeEvent> {

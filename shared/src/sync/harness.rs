@@ -285,6 +285,24 @@ pub struct Pair {
     /// drivers do, at [`LOCAL_ENTRIES_NOW`]).
     pub hub_local: crate::hotlist::local::LocalEntriesDoc,
     pub edge_local: crate::hotlist::local::LocalEntriesDoc,
+    /// The hub's bulk lists: source → latest generation. A generation's
+    /// bytes are [`Pair::generation_bytes`]; the hub keeps a delta only
+    /// from the generation just before (`hub_delta_depth` back).
+    pub hub_lists: BTreeMap<String, u64>,
+    pub hub_list_size: usize,
+    pub hub_delta_depth: u64,
+    /// What the hub recorded the node holds.
+    pub node_lists: Vec<(String, u64)>,
+    /// The edge's bulk lists, as its driver stores them.
+    pub edge_lists: BTreeMap<String, u64>,
+    /// The edge's driver fails to apply deltas / everything.
+    pub edge_delta_broken: bool,
+    pub edge_lists_broken: bool,
+    /// The edge's driver never answers about a list (a hung apply).
+    pub edge_lists_hang: bool,
+    /// What happened, in order: `applied <source> <gen>`,
+    /// `ingest <first_seq>`, `delta <source> <from> <to>`, `full <source> <gen>`.
+    pub trace: Vec<String>,
 }
 
 impl Pair {
@@ -332,6 +350,44 @@ impl Pair {
             holds_refreshed: None,
             hub_local: crate::hotlist::local::LocalEntriesDoc::new(),
             edge_local: crate::hotlist::local::LocalEntriesDoc::new(),
+            hub_lists: BTreeMap::new(),
+            hub_list_size: 64,
+            hub_delta_depth: 1,
+            node_lists: Vec::new(),
+            edge_lists: BTreeMap::new(),
+            edge_delta_broken: false,
+            edge_lists_broken: false,
+            edge_lists_hang: false,
+            trace: Vec::new(),
+        }
+    }
+
+    /// The stored form of generation `g` of `source` (stands in for a
+    /// signed generation: the harness checks what arrives byte for byte).
+    pub fn generation_bytes(&self, source: &str, g: u64) -> Vec<u8> {
+        let seed = format!("{source}:{g}:");
+        seed.bytes()
+            .cycle()
+            .take(self.hub_list_size.max(seed.len()))
+            .collect()
+    }
+
+    fn delta_bytes(source: &str, from: u64, to: u64) -> Vec<u8> {
+        format!("delta {source} {from} {to}").into_bytes()
+    }
+
+    /// The hub published a new generation of `source`: connected
+    /// sessions push it.
+    pub fn publish_list(&mut self, source: &str, generation: u64) {
+        self.hub_lists.insert(source.to_owned(), generation);
+        let current: Vec<(String, u64)> = self
+            .hub_lists
+            .iter()
+            .map(|(s, g)| (s.clone(), *g))
+            .collect();
+        if let Some(s) = self.session.as_mut() {
+            let outs = s.set_hotlists(current);
+            self.hub_outputs(outs);
         }
     }
 
@@ -463,6 +519,12 @@ impl Pair {
         }
         session = session.with_holds(Arc::new(self.hub_holds.save()));
         session = session.with_local_entries(Arc::new(self.hub_local.save()));
+        session = session.with_hotlists(
+            self.hub_lists
+                .iter()
+                .map(|(s, g)| (s.clone(), *g))
+                .collect(),
+        );
         self.session = Some(session);
         let len = self.log.log_len();
         self.edge.link_up(self.now, len);
@@ -481,7 +543,40 @@ impl Pair {
             for o in work {
                 match o {
                     HubOutput::Send(f) => self.send(Dir::ToEdge, f),
+                    // As the hub's driver does: the delta if it keeps one
+                    // from the node's generation, else the list whole.
+                    HubOutput::SendHotlist { source, from, to } => {
+                        match from.filter(|f| to.saturating_sub(*f) <= self.hub_delta_depth) {
+                            Some(from) => {
+                                self.trace.push(format!("delta {source} {from} {to}"));
+                                let delta = Self::delta_bytes(&source, from, to);
+                                self.send(
+                                    Dir::ToEdge,
+                                    Frame::HotlistDelta {
+                                        source,
+                                        from,
+                                        to,
+                                        delta,
+                                    },
+                                );
+                            }
+                            None => {
+                                self.trace.push(format!("full {source} {to}"));
+                                let bytes = self.generation_bytes(&source, to);
+                                let frames: Vec<Frame> =
+                                    crate::wire::full_generation_frames(&source, to, &bytes)
+                                        .collect();
+                                for f in frames {
+                                    self.send(Dir::ToEdge, f);
+                                }
+                            }
+                        }
+                    }
+                    HubOutput::NodeHotlists { held } => self.node_lists = held,
                     HubOutput::Ingest(batch) => {
+                        if let Some(first) = batch.entries.first() {
+                            self.trace.push(format!("ingest {}", first.seq()));
+                        }
                         let r = self.hub.ingest(batch);
                         let unix = self.unix();
                         if let Some(s) = self.session.as_mut() {
@@ -625,6 +720,40 @@ impl Pair {
                     self.edge.policy_applied(p.version(), self.now);
                 }
                 EdgeEvent::PolicyRefreshed { .. } => self.edge_refreshed = Some(self.now),
+                // As the edge's driver does: apply, check, store, report.
+                EdgeEvent::HotlistDelta {
+                    source,
+                    from,
+                    to,
+                    delta,
+                } if !self.edge_lists_hang => {
+                    let ok = !self.edge_delta_broken
+                        && !self.edge_lists_broken
+                        && self.edge_lists.get(source) == Some(from)
+                        && *delta == Self::delta_bytes(source, *from, *to);
+                    if ok {
+                        self.edge_lists.insert(source.clone(), *to);
+                        self.trace.push(format!("applied {source} {to}"));
+                        self.edge.hotlist_applied(source, *to);
+                    } else {
+                        self.edge.hotlist_failed(source);
+                    }
+                }
+                EdgeEvent::HotlistFull {
+                    source,
+                    generation,
+                    bytes,
+                } if !self.edge_lists_hang => {
+                    let ok = !self.edge_lists_broken
+                        && *bytes == self.generation_bytes(source, *generation);
+                    if ok {
+                        self.edge_lists.insert(source.clone(), *generation);
+                        self.trace.push(format!("applied {source} {generation}"));
+                        self.edge.hotlist_applied(source, *generation);
+                    } else {
+                        self.edge.hotlist_failed(source);
+                    }
+                }
                 // As the edge's driver does: merge, mark refreshed, and
                 // send back what the hub lacks.
                 EdgeEvent::Holds(doc) => {

@@ -448,6 +448,19 @@ pub enum HubOutput {
     /// hub's (a change is then pushed back with
     /// [`HubSession::set_local_entries`]).
     NodeLocalEntries { doc: Vec<u8> },
+    /// Send the node bulk list `source` at generation `to`: the delta from
+    /// its generation `from` if the hub has one that fits a frame
+    /// ([`crate::wire::Frame::HotlistDelta`]), else the generation whole
+    /// ([`crate::wire::full_generation_frames`]). On the control lane, in
+    /// order: after hello these come before the welcome.
+    SendHotlist {
+        source: String,
+        from: Option<u64>,
+        to: u64,
+    },
+    /// The bulk lists the node holds (hello) or now holds (after a push):
+    /// record them for `hub nodes`.
+    NodeHotlists { held: Vec<(String, u64)> },
 }
 
 /// How far back from what it holds the hub looks for missing images when a
@@ -476,6 +489,12 @@ pub struct HubSession {
     /// The hub's saved local hotlist entries document, sent after hello
     /// and on change.
     local_entries: Option<Arc<Vec<u8>>>,
+    /// The hub's latest generation of each bulk list.
+    hotlists: std::collections::BTreeMap<String, u64>,
+    /// The generation of each bulk list the node holds, as it said.
+    node_hotlists: std::collections::BTreeMap<String, u64>,
+    /// What was last offered to the node per list: (generation, whole).
+    offered: std::collections::BTreeMap<String, (u64, bool)>,
 }
 
 impl HubSession {
@@ -498,6 +517,9 @@ impl HubSession {
             policy: None,
             node_policy: None,
             holds: None,
+            hotlists: std::collections::BTreeMap::new(),
+            node_hotlists: std::collections::BTreeMap::new(),
+            offered: std::collections::BTreeMap::new(),
             local_entries: None,
         }
     }
@@ -526,6 +548,87 @@ impl HubSession {
             })],
             _ => Vec::new(),
         }
+    }
+
+    /// The hub's latest generation of each bulk list: (source, number).
+    pub fn with_hotlists(mut self, current: Vec<(String, u64)>) -> Self {
+        self.hotlists = current.into_iter().collect();
+        self
+    }
+
+    /// The hub published new generations while the node is connected:
+    /// send each list the node lacks (the delta if the hub has it).
+    pub fn set_hotlists(&mut self, current: Vec<(String, u64)>) -> Vec<HubOutput> {
+        self.hotlists = current.into_iter().collect();
+        self.offer_hotlists()
+    }
+
+    /// The bulk lists the node holds, as it last said: (source, generation).
+    pub fn node_hotlists(&self) -> Vec<(String, u64)> {
+        self.node_hotlists
+            .iter()
+            .map(|(s, g)| (s.clone(), *g))
+            .collect()
+    }
+
+    /// A [`HubOutput::SendHotlist`] for every list where the hub's
+    /// generation is newer than the node's and not already offered.
+    fn offer_hotlists(&mut self) -> Vec<HubOutput> {
+        if !self.greeted {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (source, &to) in &self.hotlists {
+            let held = self.node_hotlists.get(source).copied().unwrap_or(0);
+            if held >= to || self.offered.get(source).is_some_and(|(g, _)| *g >= to) {
+                continue;
+            }
+            let from = (held > 0).then_some(held);
+            self.offered.insert(source.clone(), (to, from.is_none()));
+            out.push(HubOutput::SendHotlist {
+                source: source.clone(),
+                from,
+                to,
+            });
+        }
+        out
+    }
+
+    /// The node reports the generation of `source` it holds now.
+    fn hotlist_applied(&mut self, source: String, generation: u64) -> Vec<HubOutput> {
+        if !self.node_hotlists.contains_key(&source)
+            && self.node_hotlists.len() >= crate::wire::MAX_HOTLIST_SOURCES
+        {
+            return self.refused(refuse(
+                RefusalCode::Malformed,
+                None,
+                "too many bulk lists reported",
+            ));
+        }
+        self.node_hotlists.insert(source.clone(), generation);
+        let mut out = vec![HubOutput::NodeHotlists {
+            held: self.node_hotlists(),
+        }];
+        let current = self.hotlists.get(&source).copied().unwrap_or(0);
+        match self.offered.get(&source).copied() {
+            // A delta offered and not applied: send the list whole, once.
+            Some((to, false)) if generation < to && to == current => {
+                self.offered.insert(source.clone(), (to, true));
+                out.push(HubOutput::SendHotlist {
+                    source,
+                    from: None,
+                    to,
+                });
+            }
+            // Whole and still not applied: wait for the next generation
+            // (the node logged why); anything older offered is superseded.
+            Some((to, _)) if generation >= to || to < current => {
+                self.offered.remove(&source);
+                out.extend(self.offer_hotlists());
+            }
+            _ => {}
+        }
+        out
     }
 
     /// The hub's saved legal holds document, sent to the node after hello.
@@ -667,15 +770,27 @@ impl HubSession {
                 self.wanted.clear();
                 self.scan = None;
                 self.node_policy = Some(h.policy_version);
+                self.node_hotlists = h
+                    .hotlists
+                    .iter()
+                    .map(|l| (l.source.clone(), l.generation))
+                    .collect();
+                self.offered.clear();
                 let mut out = vec![
                     HubOutput::NodePolicy {
                         version: h.policy_version,
                     },
-                    HubOutput::Send(Frame::Welcome(Welcome {
-                        version: PROTOCOL_VERSION,
-                        receipt: self.receipt(now),
-                    })),
+                    HubOutput::NodeHotlists {
+                        held: self.node_hotlists(),
+                    },
                 ];
+                // Current lists before the welcome: the node matches its
+                // backlog against them before it uploads it.
+                out.extend(self.offer_hotlists());
+                out.extend([HubOutput::Send(Frame::Welcome(Welcome {
+                    version: PROTOCOL_VERSION,
+                    receipt: self.receipt(now),
+                }))]);
                 out.extend(self.offer_policy());
                 out.extend(self.offer_holds());
                 out.extend(self.offer_local_entries());
@@ -772,7 +887,19 @@ impl HubSession {
                 }
                 vec![HubOutput::NodeLocalEntries { doc }]
             }
-            Frame::Policy { .. }
+            Frame::HotlistApplied { source, generation } => {
+                if !self.greeted {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "bulk list report before hello",
+                    ));
+                }
+                self.hotlist_applied(source, generation)
+            }
+            Frame::HotlistDelta { .. }
+            | Frame::HotlistFull { .. }
+            | Frame::Policy { .. }
             | Frame::PolicyCurrent { .. }
             | Frame::Welcome(_)
             | Frame::WantImages { .. }

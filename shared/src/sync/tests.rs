@@ -992,6 +992,14 @@ fn local_fields(plate: &str) -> crate::hotlist::local::EntryFields {
     }
 }
 
+fn lists_link() -> LinkModel {
+    LinkModel {
+        delay: ms(20),
+        idle_timeout: secs(2),
+        ..Default::default()
+    }
+}
+
 #[test]
 fn local_entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() {
     use super::harness::LOCAL_ENTRIES_NOW as NOW;
@@ -1064,4 +1072,238 @@ fn local_entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() {
     );
     let out = fresh.handle_frame(Frame::LocalEntries { doc: Vec::new() }, UnixMillis(5));
     assert!(out.iter().any(|o| matches!(o, HubOutput::Refused(_))));
+}
+
+fn edge_holds(p: &Pair, source: &str, g: u64) -> bool {
+    p.edge_lists.get(source) == Some(&g) && p.node_lists.iter().any(|(s, n)| s == source && *n == g)
+}
+
+#[test]
+fn a_new_generation_reaches_a_connected_edge_whole_then_as_a_delta() {
+    let mut p = Pair::new(31, lists_link(), sim_config());
+    add_reads(&mut p, 50, false);
+    assert!(p.run_until(secs(30), Pair::synced));
+    p.publish_list("ncic", 1);
+    assert!(p.run_until(p.now + secs(10), |p| edge_holds(p, "ncic", 1)));
+    p.publish_list("ncic", 2);
+    assert!(p.run_until(p.now + secs(10), |p| edge_holds(p, "ncic", 2)));
+    // The first went whole (the edge had none), the second as a delta.
+    assert_eq!(
+        p.trace
+            .iter()
+            .filter(|t| !t.starts_with("ingest"))
+            .cloned()
+            .collect::<Vec<_>>(),
+        [
+            "full ncic 1",
+            "applied ncic 1",
+            "delta ncic 1 2",
+            "applied ncic 2"
+        ]
+    );
+    assert!(p.hub.refusals.is_empty());
+}
+
+#[test]
+fn an_edge_offline_during_two_generations_applies_them_before_its_backlog_reaches_the_hub() {
+    let mut link = lists_link();
+    link.outages = vec![(secs(5), secs(15))];
+    let mut p = Pair::new(32, link, sim_config());
+    // Large enough to go in several chunks.
+    p.hub_list_size = 3 * crate::wire::MAX_HOTLIST_CHUNK + 5;
+    p.publish_list("ncic", 1);
+    p.publish_list("ca-svs", 1);
+    add_reads(&mut p, 20, false);
+    assert!(p.run_until(secs(5), |p| p.synced() && edge_holds(p, "ca-svs", 1)));
+    let uploaded = p.log.log_len();
+    // Offline: two imports of one list (too far behind for a delta),
+    // one of the other, and a backlog of reads.
+    p.run_until(secs(8), |_| false);
+    assert!(p.session.is_none(), "the outage dropped the link");
+    p.publish_list("ncic", 2);
+    p.publish_list("ncic", 3);
+    p.publish_list("ca-svs", 2);
+    add_reads(&mut p, 500, false);
+    assert!(p.run_until(secs(60), |p| p.synced()
+        && edge_holds(p, "ncic", 3)
+        && edge_holds(p, "ca-svs", 2)));
+    let pos = |what: &str| p.trace.iter().position(|t| t == what);
+    let backlog = pos(&format!("ingest {uploaded}")).expect("the backlog was ingested");
+    assert!(pos("full ncic 3").is_some(), "{:?}", p.trace);
+    assert!(pos("delta ca-svs 1 2").is_some(), "{:?}", p.trace);
+    assert!(
+        pos("applied ncic 3").is_some_and(|a| a < backlog),
+        "{:?}",
+        p.trace
+    );
+    assert!(
+        pos("applied ca-svs 2").is_some_and(|a| a < backlog),
+        "{:?}",
+        p.trace
+    );
+    assert_hub_copy_exact(&p);
+}
+
+#[test]
+fn a_delta_that_does_not_apply_is_followed_by_the_whole_list() {
+    let mut p = Pair::new(33, lists_link(), sim_config());
+    p.publish_list("ncic", 1);
+    assert!(p.run_until(secs(10), |p| edge_holds(p, "ncic", 1)));
+    p.edge_delta_broken = true;
+    p.publish_list("ncic", 2);
+    assert!(p.run_until(p.now + secs(10), |p| edge_holds(p, "ncic", 2)));
+    let tail: Vec<&str> = p.trace.iter().map(String::as_str).skip(2).collect();
+    assert_eq!(tail, ["delta ncic 1 2", "full ncic 2", "applied ncic 2"]);
+}
+
+#[test]
+fn a_list_that_cannot_be_applied_never_blocks_the_reads() {
+    for hang in [false, true] {
+        let mut link = lists_link();
+        link.outages = vec![(secs(2), secs(6))];
+        let cfg = SyncTuning {
+            hotlist_wait: secs(5),
+            ..sim_config()
+        };
+        let mut p = Pair::new(34, link, cfg);
+        p.edge_lists_broken = !hang;
+        p.edge_lists_hang = hang;
+        p.publish_list("ncic", 1);
+        add_reads(&mut p, 100, false);
+        assert!(p.run_until(secs(60), Pair::synced), "hang: {hang}");
+        assert!(p.edge_lists.is_empty());
+        // Refused each time it came, never applied; the hub knows the
+        // node holds nothing (or was never told otherwise).
+        assert!(p.node_lists.iter().all(|(_, g)| *g == 0));
+        assert_hub_copy_exact(&p);
+    }
+}
+
+#[test]
+fn hotlist_frames_that_do_not_fit_together_are_refused_and_nothing_applied() {
+    let mut p = Pair::new(35, lists_link(), sim_config());
+    assert!(p.run_until(secs(5), |p| p.edge.state() == LinkState::Ready));
+    let log = &p.log;
+    // A delta from a generation the node does not hold.
+    p.edge.handle_frame(
+        Frame::HotlistDelta {
+            source: "ncic".into(),
+            from: 4,
+            to: 5,
+            delta: vec![1],
+        },
+        p.now,
+        log,
+    );
+    // Chunks without a start, or out of order.
+    for offset in [4, 0, 9] {
+        p.edge.handle_frame(
+            Frame::HotlistFull {
+                source: "ca-svs".into(),
+                generation: 2,
+                total: 12,
+                offset,
+                chunk: vec![1; 3],
+            },
+            p.now,
+            log,
+        );
+    }
+    let mut refused = 0;
+    while let Some(ev) = p.edge.poll_event() {
+        match ev {
+            EdgeEvent::HotlistRefused { .. } => refused += 1,
+            EdgeEvent::HotlistDelta { .. } | EdgeEvent::HotlistFull { .. } => {
+                panic!("nothing may be applied: {ev:?}")
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(refused, 3);
+    assert_eq!(p.edge.hotlists_pending(), 0);
+    // Each refusal tells the hub what the node still holds.
+    let mut told = Vec::new();
+    while let Some(o) = p.edge.poll_transmit(p.now, &p.log) {
+        if let Frame::HotlistApplied { source, generation } = o.frame {
+            told.push((source, generation));
+        }
+    }
+    assert_eq!(told.len(), 3);
+    assert!(told.iter().all(|(_, g)| *g == 0));
+}
+
+fn arb_hotlist_frame() -> impl proptest::strategy::Strategy<Value = Frame> {
+    use proptest::prelude::*;
+    let source = prop::sample::select(vec!["ncic", "ca-svs"]);
+    prop_oneof![
+        (
+            source.clone(),
+            0u64..4,
+            0u64..6,
+            prop::collection::vec(any::<u8>(), 0..8)
+        )
+            .prop_map(|(s, from, to, delta)| Frame::HotlistDelta {
+                source: s.into(),
+                from,
+                to,
+                delta,
+            }),
+        (
+            source,
+            0u64..4,
+            0u64..24,
+            0u64..24,
+            prop::collection::vec(any::<u8>(), 0..8)
+        )
+            .prop_map(|(s, generation, total, offset, chunk)| Frame::HotlistFull {
+                source: s.into(),
+                generation,
+                total,
+                offset,
+                chunk,
+            }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+    /// Whatever bulk-list frames a hub sends, in whatever order, the edge
+    /// core never panics, hands over only generations assembled whole from
+    /// in-order pieces and deltas from what it holds, and never leaves the
+    /// backlog waiting once the driver answered each.
+    #[test]
+    fn the_edge_core_takes_any_hotlist_frames_without_panicking(
+        frames in proptest::collection::vec(arb_hotlist_frame(), 0..40),
+        apply in proptest::prelude::any::<bool>(),
+    ) {
+        let mut p = Pair::new(36, lists_link(), sim_config());
+        proptest::prop_assert!(p.run_until(secs(5), |p| p.edge.state() == LinkState::Ready));
+        let mut held: BTreeMap<String, u64> = BTreeMap::new();
+        for f in frames {
+            p.edge.handle_frame(f, p.now, &p.log);
+            while let Some(ev) = p.edge.poll_event() {
+                match ev {
+                    EdgeEvent::HotlistFull { source, generation, .. } => {
+                        if apply {
+                            held.insert(source.clone(), generation);
+                            p.edge.hotlist_applied(&source, generation);
+                        } else {
+                            p.edge.hotlist_failed(&source);
+                        }
+                    }
+                    EdgeEvent::HotlistDelta { source, from, to, .. } => {
+                        proptest::prop_assert_eq!(held.get(&source).copied().unwrap_or(0), from);
+                        if apply {
+                            held.insert(source.clone(), to);
+                            p.edge.hotlist_applied(&source, to);
+                        } else {
+                            p.edge.hotlist_failed(&source);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        proptest::prop_assert_eq!(p.edge.hotlists_pending(), 0);
+    }
 }

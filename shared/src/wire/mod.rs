@@ -1,4 +1,4 @@
-//! The sync wire protocol, `alpr-sync/5` ([`ALPN`]): what an edge and the hub say to
+//! The sync wire protocol, `alpr-sync/6` ([`ALPN`]): what an edge and the hub say to
 //! each other over QUIC, and how each message is framed.
 //!
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
@@ -29,9 +29,9 @@ use crate::log::{
 use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
-pub const ALPN: &[u8] = b"alpr-sync/5";
+pub const ALPN: &[u8] = b"alpr-sync/6";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Size of the length prefix in front of every frame.
 pub const LEN_PREFIX: usize = 4;
@@ -62,6 +62,20 @@ pub const MAX_WANTED_IMAGES: usize = 256;
 /// Most entries one [`Entries`] frame may carry.
 pub const MAX_ENTRIES_PER_FRAME: usize = 1024;
 
+/// Largest piece of a bulk list in one frame ([`Frame::HotlistDelta`],
+/// [`Frame::HotlistFull`]): a whole generation of a large list travels in
+/// many of these, so other control frames interleave with it.
+pub const MAX_HOTLIST_CHUNK: usize = 1024 * 1024;
+/// Largest whole generation a node accepts (it assembles the chunks up to
+/// this, and no further, before checking the hub's signature).
+pub const MAX_GENERATION_BYTES: u64 = 512 * 1024 * 1024;
+/// Most bulk lists a node may say it holds in its hello.
+pub const MAX_HOTLIST_SOURCES: usize = 64;
+/// Longest name of a bulk list's source.
+pub const MAX_SOURCE_NAME: usize = 64;
+/// Largest hotlist frame from the hub: a chunk and its header.
+pub const MAX_HOTLIST_FRAME: usize = MAX_HOTLIST_CHUNK + 1024;
+
 /// Domain-separation tag of hub receipts.
 pub const RECEIPT_SIG_TAG: &[u8] = b"alpr/sync/v1/receipt-signature\0";
 
@@ -91,7 +105,7 @@ impl Lane {
     /// control lane carries the policy document that way).
     pub fn max_frame_from_hub(self) -> usize {
         match self {
-            Lane::Control => MAX_POLICY_FRAME.max(MAX_DOC_FRAME),
+            Lane::Control => MAX_POLICY_FRAME.max(MAX_DOC_FRAME).max(MAX_HOTLIST_FRAME),
             lane => lane.max_frame(),
         }
     }
@@ -133,6 +147,52 @@ pub struct Hello {
     pub log_size: u64,
     /// Version of the policy the edge holds (0: none yet).
     pub policy_version: u64,
+    /// The generation of each bulk list the edge holds (at most
+    /// [`MAX_HOTLIST_SOURCES`]): the hub sends what is newer before its
+    /// welcome, so the edge matches against current lists before it
+    /// uploads its backlog.
+    pub hotlists: Vec<HeldList>,
+}
+
+/// One bulk list a node holds: its source and generation number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HeldList {
+    pub source: String,
+    pub generation: u64,
+}
+
+/// Whether `s` may name a bulk list's source: 1 to [`MAX_SOURCE_NAME`]
+/// bytes of lower-case letters, digits, `-`, `_` and `.` (it names a file on
+/// the edge), not starting with `.`.
+pub fn valid_source_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SOURCE_NAME
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+/// The frames that carry generation `generation` of `source` whole
+/// (`bytes`, its stored form), each at most [`MAX_HOTLIST_CHUNK`] of it.
+/// Built one at a time, so a large list is never copied whole.
+pub fn full_generation_frames<'a>(
+    source: &'a str,
+    generation: u64,
+    bytes: &'a [u8],
+) -> impl Iterator<Item = Frame> + 'a {
+    let total = bytes.len() as u64;
+    let chunks = bytes.len().div_ceil(MAX_HOTLIST_CHUNK).max(1);
+    (0..chunks).map(move |i| {
+        let start = i * MAX_HOTLIST_CHUNK;
+        let end = (start + MAX_HOTLIST_CHUNK).min(bytes.len());
+        Frame::HotlistFull {
+            source: source.to_owned(),
+            generation,
+            total,
+            offset: start as u64,
+            chunk: bytes.get(start..end).unwrap_or_default().to_vec(),
+        }
+    })
 }
 
 /// The hub's answer: where the edge's upload resumes.
@@ -429,6 +489,34 @@ pub enum Frame {
     Holds {
         doc: Vec<u8>,
     },
+    /// Hub to node, on the control lane: the change that takes the node's
+    /// generation `from` of bulk list `source` to generation `to`
+    /// ([`crate::hotlist::delta`], signed by the hub within). At most
+    /// [`MAX_HOTLIST_CHUNK`]; a larger change goes whole.
+    HotlistDelta {
+        source: String,
+        from: u64,
+        to: u64,
+        delta: Vec<u8>,
+    },
+    /// Hub to node, on the control lane: bytes `offset..offset+chunk.len()`
+    /// of generation `generation` of `source` whole (`total` bytes, at most
+    /// [`MAX_GENERATION_BYTES`]), in order; the node checks the hub's
+    /// signature once it has all of it.
+    HotlistFull {
+        source: String,
+        generation: u64,
+        total: u64,
+        offset: u64,
+        chunk: Vec<u8>,
+    },
+    /// Node to hub: the generation of `source` the node now holds (after
+    /// applying one, or the one it kept when what came could not be
+    /// applied; 0: none). Shown per node by `hub nodes`.
+    HotlistApplied {
+        source: String,
+        generation: u64,
+    },
     /// Either way, on the control lane: the sender's local hotlist entries
     /// document (a saved [`crate::hotlist::local::LocalEntriesDoc`]),
     /// which the receiver merges. Sent like [`Frame::Holds`]: the hub
@@ -553,6 +641,57 @@ impl Frame {
                 return Err(WireError::Invalid(
                     "local entries document over the size limit",
                 ));
+            }
+            Frame::Hello(h) => {
+                if h.hotlists.len() > MAX_HOTLIST_SOURCES {
+                    return Err(WireError::Invalid("too many bulk lists in hello"));
+                }
+                if !h.hotlists.iter().all(|l| valid_source_name(&l.source)) {
+                    return Err(WireError::Invalid("invalid bulk list name"));
+                }
+            }
+            Frame::HotlistDelta {
+                source,
+                from,
+                to,
+                delta,
+            } => {
+                if !valid_source_name(source) {
+                    return Err(WireError::Invalid("invalid bulk list name"));
+                }
+                if from >= to {
+                    return Err(WireError::Invalid("a delta must go forward"));
+                }
+                if delta.len() > MAX_HOTLIST_CHUNK {
+                    return Err(WireError::Invalid("delta over the size limit"));
+                }
+            }
+            Frame::HotlistFull {
+                source,
+                generation,
+                total,
+                offset,
+                chunk,
+            } => {
+                if !valid_source_name(source) {
+                    return Err(WireError::Invalid("invalid bulk list name"));
+                }
+                if *generation == 0 {
+                    return Err(WireError::Invalid("generations count from 1"));
+                }
+                if chunk.len() > MAX_HOTLIST_CHUNK {
+                    return Err(WireError::Invalid("chunk over the size limit"));
+                }
+                if *total > MAX_GENERATION_BYTES {
+                    return Err(WireError::Invalid("generation over the size limit"));
+                }
+                let end = offset.checked_add(chunk.len() as u64);
+                if end.is_none_or(|e| e > *total) || (chunk.is_empty() && *total > 0) {
+                    return Err(WireError::Invalid("chunk outside its generation"));
+                }
+            }
+            Frame::HotlistApplied { source, .. } if !valid_source_name(source) => {
+                return Err(WireError::Invalid("invalid bulk list name"));
             }
             Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
                 return Err(WireError::Invalid("too many wanted images"));

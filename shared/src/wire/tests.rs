@@ -46,6 +46,7 @@ fn sample_frames() -> Vec<Frame> {
             device,
             log_size: 1,
             policy_version: 2,
+            hotlists: Vec::new(),
         }),
         Frame::Welcome(Welcome {
             version: PROTOCOL_VERSION,
@@ -84,6 +85,23 @@ fn sample_frames() -> Vec<Frame> {
                 .append_loss(0, 0, e.hash(), "unreadable", UnixMillis(7), TimeSource::Ntp)
                 .expect("valid loss")
                 .encode(),
+        },
+        Frame::HotlistDelta {
+            source: "ncic".into(),
+            from: 1,
+            to: 2,
+            delta: vec![1, 2, 3],
+        },
+        Frame::HotlistFull {
+            source: "ca-svs".into(),
+            generation: 3,
+            total: 5,
+            offset: 2,
+            chunk: vec![4, 5, 6],
+        },
+        Frame::HotlistApplied {
+            source: "ncic".into(),
+            generation: 2,
         },
     ]
 }
@@ -341,7 +359,7 @@ fn a_policy_frame_is_bounded_and_only_the_hubs_control_lane_carries_one() {
     };
     assert!(Frame::decode_prefixed(&over.encode(), Lane::Control.max_frame_from_hub()).is_err());
     // A length prefix over the limit is refused before anything is read.
-    let prefix = u32::try_from(MAX_POLICY_FRAME + 1)
+    let prefix = u32::try_from(Lane::Control.max_frame_from_hub() + 1)
         .expect("fits")
         .to_be_bytes();
     assert!(Frame::body_len(prefix, Lane::Control.max_frame_from_hub()).is_err());
@@ -383,4 +401,131 @@ fn a_local_entries_frame_is_bounded_either_way() {
         };
         assert!(Frame::decode_prefixed(&over.encode(), limit).is_err());
     }
+}
+
+#[test]
+fn hotlist_frames_keep_the_old_variants_and_are_bounded() {
+    // Appended after Holds (variant 14).
+    assert_eq!(Frame::Holds { doc: vec![] }.encode()[LEN_PREFIX], 14);
+    let applied = Frame::HotlistApplied {
+        source: "ncic".into(),
+        generation: 1,
+    };
+    assert_eq!(applied.encode()[LEN_PREFIX], 17);
+    let decode =
+        |f: &Frame| Frame::decode_prefixed(&f.encode(), Lane::Control.max_frame_from_hub());
+    // A whole chunk passes; one byte more is refused, by the lane's limit
+    // or the frame's own.
+    let chunk = Frame::HotlistFull {
+        source: "ncic".into(),
+        generation: 1,
+        total: MAX_HOTLIST_CHUNK as u64 * 3,
+        offset: MAX_HOTLIST_CHUNK as u64,
+        chunk: vec![7; MAX_HOTLIST_CHUNK],
+    };
+    assert!(decode(&chunk).expect("decodes").is_some());
+    // Nodes never send one: their control frames stay small.
+    assert!(Frame::decode_prefixed(&chunk.encode(), Lane::Control.max_frame()).is_err());
+    let bad = |f: Frame| assert!(decode(&f).is_err(), "{f:?} must be refused");
+    bad(Frame::HotlistFull {
+        source: "ncic".into(),
+        generation: 1,
+        total: MAX_HOTLIST_CHUNK as u64 * 3,
+        offset: 0,
+        chunk: vec![7; MAX_HOTLIST_CHUNK + 1],
+    });
+    // A chunk past the end of its generation, or an over-large generation.
+    bad(Frame::HotlistFull {
+        source: "ncic".into(),
+        generation: 1,
+        total: 10,
+        offset: 8,
+        chunk: vec![7; 3],
+    });
+    bad(Frame::HotlistFull {
+        source: "ncic".into(),
+        generation: 1,
+        total: MAX_GENERATION_BYTES + 1,
+        offset: 0,
+        chunk: vec![7; 3],
+    });
+    bad(Frame::HotlistFull {
+        source: "ncic".into(),
+        generation: 1,
+        total: u64::MAX,
+        offset: u64::MAX - 1,
+        chunk: vec![7; 3],
+    });
+    bad(Frame::HotlistDelta {
+        source: "ncic".into(),
+        from: 2,
+        to: 2,
+        delta: vec![],
+    });
+    bad(Frame::HotlistDelta {
+        source: "ncic".into(),
+        from: 1,
+        to: 2,
+        delta: vec![0; MAX_HOTLIST_CHUNK + 1],
+    });
+    // A source names a file on the edge: no paths.
+    for name in [
+        "",
+        "../etc",
+        "a/b",
+        ".hidden",
+        "UPPER",
+        &"x".repeat(MAX_SOURCE_NAME + 1),
+    ] {
+        bad(Frame::HotlistApplied {
+            source: name.into(),
+            generation: 1,
+        });
+    }
+    let hello = |n: usize| {
+        Frame::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            device: DeviceId::new("pole-1").expect("valid"),
+            log_size: 0,
+            policy_version: 0,
+            hotlists: (0..n)
+                .map(|i| HeldList {
+                    source: format!("list-{i}"),
+                    generation: 1,
+                })
+                .collect(),
+        })
+    };
+    assert!(decode(&hello(MAX_HOTLIST_SOURCES))
+        .expect("decodes")
+        .is_some());
+    assert!(decode(&hello(MAX_HOTLIST_SOURCES + 1)).is_err());
+}
+
+#[test]
+fn a_generation_goes_whole_in_bounded_chunks_that_rebuild_it() {
+    let bytes: Vec<u8> = (0..(MAX_HOTLIST_CHUNK * 2 + 17)).map(|i| i as u8).collect();
+    let frames: Vec<Frame> = full_generation_frames("ncic", 4, &bytes).collect();
+    assert_eq!(frames.len(), 3);
+    let mut back = Vec::new();
+    for f in &frames {
+        let (f, _) = Frame::decode_prefixed(&f.encode(), Lane::Control.max_frame_from_hub())
+            .expect("decodes")
+            .expect("whole");
+        let Frame::HotlistFull {
+            offset,
+            chunk,
+            total,
+            ..
+        } = f
+        else {
+            panic!("a chunk");
+        };
+        assert_eq!(offset, back.len() as u64);
+        assert_eq!(total, bytes.len() as u64);
+        back.extend(chunk);
+    }
+    assert_eq!(back, bytes);
+    // An empty generation is one empty chunk.
+    assert_eq!(full_generation_frames("ncic", 1, &[]).count(), 1);
 }
