@@ -567,10 +567,13 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
             .env("ALPR_PASSWORD", crate::password_of(OFFICER));
         Ok(c)
     };
-    let edge_cmd = |args: &[&str]| -> anyhow::Result<(bool, String)> { run_cmd(&mut car_cmd(args)?) };
+    let edge_cmd =
+        |args: &[&str]| -> anyhow::Result<(bool, String)> { run_cmd(&mut car_cmd(args)?) };
     let (ok, text) = edge_cmd(&["login", "--user", OFFICER])?;
     anyhow::ensure!(ok, "edge login: {text}");
-    say.line(&format!("$ edge login --user {OFFICER}        (offline-capable, against policy)"));
+    say.line(&format!(
+        "$ edge login --user {OFFICER}        (offline-capable, against policy)"
+    ));
     let (ok, text) = edge_cmd(&["alerts"])?;
     anyhow::ensure!(ok, "edge alerts: {text}");
     say.line("$ edge alerts");
@@ -605,7 +608,10 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
             "--note",
             "checked with the state system by radio",
         ])?;
-        say.line(&format!("$ edge alert dispose {id} {} {}", stage[0], stage[1]));
+        say.line(&format!(
+            "$ edge alert dispose {id} {} {}",
+            stage[0], stage[1]
+        ));
         for l in text.lines() {
             say.line(&format!("  {l}"));
         }

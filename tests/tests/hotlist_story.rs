@@ -57,8 +57,7 @@ fn live(alerts: &[serde_json::Value]) -> usize {
 }
 
 #[test]
-fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> anyhow::Result<()>
-{
+fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = Pki::create_in(dir.path())?;
     let hub = Hub::start(&pki, dir.path(), &[])?;
@@ -91,14 +90,20 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
     let plate = wait_for(Duration::from_secs(120), "the first pass", || {
         reads(&edge).into_iter().next()
     })?;
-    wait_for(Duration::from_secs(60), "two passes before the entry", || {
-        (reads(&edge).len() >= 2).then_some(())
-    })?;
-    wait_for(Duration::from_secs(60), "the officer known on the node", || {
-        edge_cmd(&edge, &["login", "--user", "ofc1"])
-            .ok()
-            .filter(|o| o.status.success())
-    })?;
+    wait_for(
+        Duration::from_secs(60),
+        "two passes before the entry",
+        || (reads(&edge).len() >= 2).then_some(()),
+    )?;
+    wait_for(
+        Duration::from_secs(60),
+        "the officer known on the node",
+        || {
+            edge_cmd(&edge, &["login", "--user", "ofc1"])
+                .ok()
+                .filter(|o| o.status.success())
+        },
+    )?;
     assert!(edge_alerts(&edge)?.is_empty(), "nothing is listed yet");
 
     // The operator lists the plate: later passes alert, earlier ones are
@@ -119,10 +124,14 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
     assert!(o.status.success(), "hotlist add: {}", out(&o));
     let entry: serde_json::Value = serde_json::from_slice(&o.stdout)?;
     let id = entry["id"].as_str().expect("entry id").to_string();
-    let alerts = wait_for(Duration::from_secs(60), "a live alert and a past match", || {
-        let a = edge_alerts(&edge).ok()?;
-        (live(&a) >= 1 && a.iter().any(|x| x["past_match"] == true)).then_some(a)
-    })?;
+    let alerts = wait_for(
+        Duration::from_secs(60),
+        "a live alert and a past match",
+        || {
+            let a = edge_alerts(&edge).ok()?;
+            (live(&a) >= 1 && a.iter().any(|x| x["past_match"] == true)).then_some(a)
+        },
+    )?;
     let a = alerts
         .iter()
         .find(|a| a["past_match"] == false)

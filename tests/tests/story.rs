@@ -122,10 +122,17 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
     // matched and how old the list is, verified it in three stages, and
     // the hub shows the alert with them.
     assert!(outcome.import_ok, "hub hotlist import:\n{}", outcome.import);
-    assert!(outcome.import.contains("generation 1"), "{}", outcome.import);
+    assert!(
+        outcome.import.contains("generation 1"),
+        "{}",
+        outcome.import
+    );
     assert!(outcome.local_add_ok, "hub hotlist add failed");
     assert!(
-        outcome.listed.iter().any(|p| outcome.alert_show.contains(p.as_str())),
+        outcome
+            .listed
+            .iter()
+            .any(|p| outcome.alert_show.contains(p.as_str())),
         "the alert shows none of the listed plates {:?}:\n{}",
         outcome.listed,
         outcome.alert_show
