@@ -59,6 +59,18 @@ bench-catchup reads="20000" *flags="":
     cargo build --release --workspace --bins
     target/release/catchup-bench {{reads}} {{flags}}
 
+# Hotlists: import of a generated 1M-row NCIC extract and its 5,000-change delta (hub);
+# cold start, memory, matching and delta apply on an edge holding it; a change pushed
+# to 1,000 QUIC edges.
+bench-hotlist entries="1000000":
+    cargo build --release -p alpr-hub -p alpr-edge
+    target/release/hub bench hotlist --entries {{entries}}
+    target/release/edge bench hotlist --entries {{entries}}
+
+bench-push edges="1000":
+    cargo build --release -p alpr-hub
+    target/release/hub bench push --edges {{edges}}
+
 # The image lane: reads with 8 KiB images (plate crops) over 1 Mbit/s, 600 ms RTT, 2 % loss.
 bench-catchup-images reads="300" *flags="":
     cargo build --release --workspace --bins
