@@ -1,8 +1,10 @@
 //! `hub bench push`: how fast an operator's change to a bulk list is in
 //! force on every edge. A real hub (`hub serve` in this process: QUIC,
 //! HotlistService, redb) and N real QUIC connections on loopback, each
-//! with its own node certificate, sharing one client endpoint (one UDP
-//! socket, so 1,000 edges need no more file descriptors). Each simulated
+//! with its own node certificate; `--edges-per-socket` of them share one
+//! client endpoint (a real edge has a socket of its own; one socket for all
+//! overflows its kernel receive buffer when every edge gets its delta at
+//! once, and QUIC's loss recovery then shows in the tail). Each simulated
 //! edge runs the real edge sync core ([`EdgeSync`]); one edge first fetches
 //! generation 1 whole over the protocol, which becomes every edge's base.
 //! Then the operator imports generation 2 over the HTTPS API, and each
@@ -44,6 +46,9 @@ pub struct PushArgs {
     /// 1 = every edge (all on this machine's cores).
     #[arg(long, default_value_t = 50)]
     pub apply_every: usize,
+    /// Simulated edges sharing one UDP socket (file descriptors: edges / this).
+    #[arg(long, default_value_t = 4)]
+    pub edges_per_socket: usize,
     /// Where the temporary database folder goes (default: the current folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -126,8 +131,16 @@ async fn edge(
     ready: tokio::sync::mpsc::Sender<()>,
     result: tokio::sync::mpsc::Sender<anyhow::Result<Outcome>>,
     done: CancellationToken,
+    connecting: Arc<tokio::sync::Semaphore>,
 ) -> anyhow::Result<()> {
-    let conn = endpoint.connect_with(cfg, addr, "localhost")?.await?;
+    // Connections are made a few at a time, as edges come online; the
+    // measure is of the push, not of 1,000 simultaneous handshakes.
+    let permit = connecting.acquire_owned().await?;
+    let conn = endpoint
+        .connect_with(cfg, addr, "localhost")?
+        .await
+        .with_context(|| format!("{name}: connecting"))?;
+    drop(permit);
     let hub_key: PublicKey = quic::peer_certificate(&conn)
         .as_deref()
         .and_then(certificate_key)
@@ -372,18 +385,32 @@ async fn measure(
         keep_alive: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(120),
     };
-    let endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let per_socket = args.edges_per_socket.max(1);
+    let mut endpoints: Vec<quinn::Endpoint> = Vec::new();
+    for _ in 0..(args.edges + 1).div_ceil(per_socket) {
+        endpoints.push(quinn::Endpoint::client(SocketAddr::from((
+            [127, 0, 0, 1],
+            0,
+        )))?);
+    }
+    let mut spawned = 0usize;
+    let connecting = Arc::new(tokio::sync::Semaphore::new(32));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.edges + 1);
     let (res_tx, mut res_rx) = tokio::sync::mpsc::channel(args.edges + 1);
     let mut tasks = tokio::task::JoinSet::new();
     let mut creds = creds.into_iter();
-    let spawn = |tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-                 (name, cert, key): (DeviceId, Vec<u8>, Vec<u8>),
-                 role: EdgeRole|
+    let mut spawn = |tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+                     (name, cert, key): (DeviceId, Vec<u8>, Vec<u8>),
+                     role: EdgeRole|
      -> anyhow::Result<()> {
         let cfg = quic::client_config(ca, &cert, &key, ALPN, liveness)?;
+        let endpoint = endpoints
+            .get(spawned / per_socket)
+            .context("no endpoint left")?
+            .clone();
+        spawned += 1;
         tasks.spawn(edge(
-            endpoint.clone(),
+            endpoint,
             cfg,
             addr,
             name,
@@ -391,6 +418,7 @@ async fn measure(
             ready_tx.clone(),
             res_tx.clone(),
             done.clone(),
+            connecting.clone(),
         ));
         Ok(())
     };
@@ -441,6 +469,8 @@ async fn measure(
     rows.truncate(rows.len() - change);
     rows.extend(list_rows(change, 2));
     let file = sample::ncic(&rows);
+    // A fresh API connection: the first may have idled out meanwhile.
+    let mut op = login("op").await?;
     let started = Instant::now();
     let t0: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let _ = t0.set(started);
@@ -474,7 +504,9 @@ async fn measure(
     while let Some(r) = tasks.join_next().await {
         r.context("an edge task")??;
     }
-    endpoint.wait_idle().await;
+    for e in &endpoints {
+        e.wait_idle().await;
+    }
     lat.sort_by(f64::total_cmp);
     push.sort_by(f64::total_cmp);
     Ok(PushReport {
