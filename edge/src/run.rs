@@ -398,6 +398,17 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
                 // Capture or replay finished its source: the node goes on.
                 Some(Ok((_, Ok(())))) => {}
                 Some(Ok((task, Err(e)))) => {
+                    // Capture, replay and sync fail when the store under
+                    // them stops: name the cause, not the first to notice.
+                    let mut why = store.stop_reason();
+                    if why.is_none() {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        why = store.stop_reason();
+                    }
+                    let (task, e) = match why {
+                        Some(why) if task != "the store writer" => ("the store writer", anyhow::anyhow!(why)),
+                        _ => (task, e),
+                    };
                     error!(task, reason = %format!("{e:#}"), "a critical task failed; the node stops so that its supervisor restarts it");
                     code = ExitCode::FAILURE;
                     cancel.cancel();

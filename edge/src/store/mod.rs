@@ -555,6 +555,11 @@ impl StoreHandle {
         StoreHealth::get(&self.health.stopped)
     }
 
+    /// Why the writer stopped, if it has.
+    pub fn stop_reason(&self) -> Option<String> {
+        StoreHealth::get(&self.health.stopped)
+    }
+
     /// Shutdown has begun: a writer waiting for the disk stops waiting and
     /// fails what it holds (unacknowledged, so nothing is lost).
     pub fn close(&self) {
