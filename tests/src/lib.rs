@@ -343,6 +343,15 @@ pub struct Hub {
 }
 
 /// The password the test helpers give `user`.
+/// A finished command's stdout then stderr, for messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub fn password_of(user: &str) -> String {
     format!("password-of-{user}")
 }

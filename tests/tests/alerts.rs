@@ -9,6 +9,7 @@
 //!   edge matches its read against the pushed list, the officer disposes
 //!   the alert on the edge, the hub shows it with its stages.
 
+use alpr_e2e::output_text as out;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,14 +28,6 @@ strategy = "ocr-equivalent"
 
 fn shared() -> PathBuf {
     PathBuf::from(std::env::var("ALPR_SHARED").unwrap_or_else(|_| "/work/shared".into()))
-}
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn import(hub: &Hub, dir: &std::path::Path, rows: &[HotEntry]) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! refused (and taken only when forced); the generations are listed; an
 //! officer may not import; every import attempt is in the access log.
 
+use alpr_e2e::output_text as out;
 use std::path::Path;
 
 use alpr_e2e::{Hub, Pki, TRAINED};
@@ -30,14 +31,6 @@ format = "ca-doj"
 category = "stolen-vehicle"
 strategy = "exact"
 "#;
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn json(o: &std::process::Output) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(o.status.success(), "failed: {}", out(o));

@@ -5,6 +5,7 @@
 //! holds the current generation before any of its backlog reaches the hub;
 //! a damaged list file is left out at start and the hub sends it whole.
 
+use alpr_e2e::output_text as out;
 use std::time::Duration;
 
 use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
@@ -19,14 +20,6 @@ name = "ncic"
 format = "ncic"
 strategy = "ocr-equivalent"
 "#;
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Import NCIC rows as the next generation of `ncic`; its number.
 fn import(

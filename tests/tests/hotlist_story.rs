@@ -5,20 +5,13 @@
 //! the entry became past matches; then the car is recovered, the entry is
 //! removed at the hub, and the passes after that raise nothing.
 
+use alpr_e2e::output_text as out;
 use std::time::Duration;
 
 use alpr_e2e::{password_of, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
 
 fn shared() -> std::path::PathBuf {
     std::path::PathBuf::from(std::env::var("ALPR_SHARED").unwrap_or_else(|_| "/work/shared".into()))
-}
-
-fn out(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Plates the node logged as read, in order.

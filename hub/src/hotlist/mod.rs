@@ -565,22 +565,9 @@ impl HotlistService {
 /// A 64-bit fingerprint of an entry's content, for counting changes.
 fn fingerprint(e: &HotEntry) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for field in [
-        &e.plate,
-        &e.state,
-        &e.plate_type,
-        &e.plate_year,
-        &e.vehicle_year,
-        &e.make,
-        &e.model,
-        &e.colour,
-        &e.vin,
-        &e.nic,
-        &e.ori,
-        &e.oca,
-        &e.entered,
-        &e.note,
-    ] {
+    e.plate.hash(&mut h);
+    e.state.hash(&mut h);
+    for field in e.details() {
         field.hash(&mut h);
     }
     e.category.hash(&mut h);

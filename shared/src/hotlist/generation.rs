@@ -159,29 +159,12 @@ pub fn check_entry(e: &HotEntry) -> Result<(), String> {
             e.state
         ));
     }
-    for (name, v) in EXTRA_FIELDS.iter().zip(extra_fields(e)) {
+    for (name, v) in EXTRA_FIELDS.iter().zip(e.details()) {
         if v.chars().count() > MAX_ENTRY_TEXT {
             return Err(format!("{name} is longer than {MAX_ENTRY_TEXT} characters"));
         }
     }
     Ok(())
-}
-
-fn extra_fields(e: &HotEntry) -> [&str; 12] {
-    [
-        &e.plate_type,
-        &e.plate_year,
-        &e.vehicle_year,
-        &e.make,
-        &e.model,
-        &e.colour,
-        &e.vin,
-        &e.nic,
-        &e.ori,
-        &e.oca,
-        &e.entered,
-        &e.note,
-    ]
 }
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -227,7 +210,7 @@ pub(crate) fn encode_entry(e: &HotEntry) -> ([u8; 14], Vec<u8>) {
     }
     head[12] = category_index(e.category);
     let mut extra = Vec::with_capacity(64);
-    for f in extra_fields(e) {
+    for f in e.details() {
         put_varint(&mut extra, f.len() as u64);
         extra.extend_from_slice(f.as_bytes());
     }

@@ -161,6 +161,27 @@ pub struct HotEntry {
     pub note: String,
 }
 
+impl HotEntry {
+    /// The entry's text fields besides plate and state, in a fixed order
+    /// (what a generation stores for it, and what a change is judged by).
+    pub fn details(&self) -> [&str; 12] {
+        [
+            &self.plate_type,
+            &self.plate_year,
+            &self.vehicle_year,
+            &self.make,
+            &self.model,
+            &self.colour,
+            &self.vin,
+            &self.nic,
+            &self.ori,
+            &self.oca,
+            &self.entered,
+            &self.note,
+        ]
+    }
+}
+
 /// How hard a list's hits are pressed on the officer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
