@@ -75,6 +75,11 @@ pub struct PushReport {
     /// The same, from the import's answer (the push alone).
     pub push_p50_ms: f64,
     pub push_p99_ms: f64,
+    /// An operator's local entry (a partial plate) through the API, from
+    /// the request to its document on each edge (loaded by those that
+    /// apply in full).
+    pub local_p50_ms: f64,
+    pub local_p99_ms: f64,
 }
 
 struct NoLog;
@@ -116,6 +121,9 @@ enum Outcome {
     Whole(Arc<Generation>),
     /// The delta applied at this instant.
     Applied { at: Instant, delta_bytes: usize },
+    /// A local entries document received (and, for the edges that apply
+    /// in full, loaded) at this instant.
+    Local { at: Instant },
 }
 
 /// One simulated edge: connect, hello (saying what it holds), run the
@@ -156,7 +164,7 @@ async fn edge(
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&[Lane::Control.tag()]).await?;
     let mut greeted = false;
-    let mut outcome = None;
+    let mut outcomes = Vec::new();
     loop {
         while let Some(o) = core.poll_transmit(now(), &NoLog) {
             quic::write_frame(&mut send, &o.frame).await?;
@@ -175,7 +183,7 @@ async fn edge(
                     let g = tokio::task::spawn_blocking(move || Generation::open(bytes, &hub_key))
                         .await??;
                     core.hotlist_applied(&source, generation);
-                    outcome = Some(Outcome::Whole(Arc::new(g)));
+                    outcomes.push(Outcome::Whole(Arc::new(g)));
                 }
                 EdgeEvent::HotlistDelta {
                     source,
@@ -196,10 +204,19 @@ async fn edge(
                         );
                     }
                     core.hotlist_applied(&source, to);
-                    outcome = Some(Outcome::Applied {
+                    outcomes.push(Outcome::Applied {
                         at: Instant::now(),
                         delta_bytes,
                     });
+                }
+                EdgeEvent::LocalEntries(doc) => {
+                    if role.apply_full {
+                        tokio::task::spawn_blocking(move || {
+                            alpr_shared::hotlist::local::LocalEntriesDoc::load(&doc)
+                        })
+                        .await??;
+                    }
+                    outcomes.push(Outcome::Local { at: Instant::now() });
                 }
                 EdgeEvent::Refused(r) => anyhow::bail!("{name}: refused: {r:?}"),
                 EdgeEvent::HotlistRefused { why, .. } => {
@@ -208,12 +225,14 @@ async fn edge(
                 _ => {}
             }
         }
-        if let Some(o) = outcome.take() {
+        if !outcomes.is_empty() {
             while let Some(o) = core.poll_transmit(now(), &NoLog) {
                 quic::write_frame(&mut send, &o.frame).await?;
             }
-            let whole = matches!(o, Outcome::Whole(_));
-            let _ = result.send(Ok(o)).await;
+            let whole = outcomes.iter().any(|o| matches!(o, Outcome::Whole(_)));
+            for o in outcomes.drain(..) {
+                let _ = result.send(Ok(o)).await;
+            }
             if whole {
                 // The seed edge's work is done: it leaves.
                 break;
@@ -319,6 +338,10 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
             "(from the start of the import to applied on each edge; {} edges applied in full; target p99 ≤ 1000 ms)",
             report.full_applies
         );
+        println!(
+            "local entry (partial plate) added through the API, to its document on each edge (every --apply-every-th loads it): p50 {:.0} ms, p99 {:.0} ms",
+            report.local_p50_ms, report.local_p99_ms
+        );
     }
     Ok(())
 }
@@ -396,7 +419,9 @@ async fn measure(
     let mut spawned = 0usize;
     let connecting = Arc::new(tokio::sync::Semaphore::new(32));
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.edges + 1);
-    let (res_tx, mut res_rx) = tokio::sync::mpsc::channel(args.edges + 1);
+    // Room for each edge's outcomes of every phase (documents at welcome,
+    // the delta, the local entry).
+    let (res_tx, mut res_rx) = tokio::sync::mpsc::channel(4 * (args.edges + 1));
     let mut tasks = tokio::task::JoinSet::new();
     let mut creds = creds.into_iter();
     let mut spawn = |tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
@@ -433,9 +458,12 @@ async fn measure(
             apply_full: true,
         },
     )?;
-    let base = match res_rx.recv().await.context("the seed edge stopped")?? {
-        Outcome::Whole(g) => g,
-        Outcome::Applied { .. } => anyhow::bail!("the seed edge got a delta"),
+    let base = loop {
+        match res_rx.recv().await.context("the seed edge stopped")?? {
+            Outcome::Whole(g) => break g,
+            Outcome::Applied { .. } => anyhow::bail!("the seed edge got a delta"),
+            Outcome::Local { .. } => {}
+        }
     };
     // (It leaves before its welcome: the list comes first.)
     let whole_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -497,7 +525,35 @@ async fn measure(
                 lat.push(since.as_secs_f64() * 1e3);
                 push.push(since.saturating_sub(imported).as_secs_f64() * 1e3);
             }
-            Outcome::Whole(_) => {}
+            Outcome::Whole(_) | Outcome::Local { .. } => {}
+        }
+    }
+
+    // An operator's local entry: a partial plate from a witness.
+    let fields = alpr_shared::hotlist::local::EntryFields {
+        plate: Some("7AB*".into()),
+        reason: Some("bench: hit and run".into()),
+        ..Default::default()
+    };
+    let local_started = Instant::now();
+    let _: serde_json::Value = op.post("/api/v1/hotlist/local", &fields).await?;
+    let mut local = Vec::with_capacity(args.edges);
+    while local.len() < args.edges {
+        let r = tokio::select! {
+            r = res_rx.recv() => r.context("edges stopped")?,
+            Some(r) = tasks.join_next() => {
+                r.context("an edge task")??;
+                continue;
+            }
+            _ = tokio::time::sleep(Duration::from_secs(120)) => {
+                anyhow::bail!("{} of {} edges had the local entry after 120 s", local.len(), args.edges)
+            }
+        };
+        // (Documents sent at welcome came before the entry.)
+        if let Outcome::Local { at } = r? {
+            if at >= local_started {
+                local.push(at.duration_since(local_started).as_secs_f64() * 1e3);
+            }
         }
     }
     done.cancel();
@@ -509,6 +565,7 @@ async fn measure(
     }
     lat.sort_by(f64::total_cmp);
     push.sort_by(f64::total_cmp);
+    local.sort_by(f64::total_cmp);
     Ok(PushReport {
         edges: args.edges,
         rows: base.info().rows,
@@ -522,5 +579,7 @@ async fn measure(
         max_ms: lat.last().copied().unwrap_or(0.0),
         push_p50_ms: percentile(&push, 0.50),
         push_p99_ms: percentile(&push, 0.99),
+        local_p50_ms: percentile(&local, 0.50),
+        local_p99_ms: percentile(&local, 0.99),
     })
 }
