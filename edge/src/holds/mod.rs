@@ -78,9 +78,9 @@ pub async fn add(access: &EdgeAccess, req: HoldAddRequest) -> Result<Hold, Strin
         Err(e) => Err(e),
     };
     let mut query = format!("hold {}", hold.id);
-    query.truncate(alpr_shared::log::access::MAX_QUERY_LEN);
+    alpr_shared::log::access::cut(&mut query, alpr_shared::log::access::MAX_QUERY_LEN);
     let mut case = req.case;
-    case.truncate(MAX_TEXT);
+    alpr_shared::log::access::cut(&mut case, MAX_TEXT);
     access
         .record(AccessRecord {
             user,

@@ -52,13 +52,7 @@ pub struct LocalListRequest {
 
 fn bounded(mut s: String) -> String {
     let max = alpr_shared::log::access::MAX_QUERY_LEN.saturating_sub(16);
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    alpr_shared::log::access::cut(&mut s, max);
     s
 }
 

@@ -95,7 +95,10 @@ fn describe(scope: &HoldScope) -> String {
         parts.push(format!("near={},{} r={}m", p.lat_e7, p.lon_e7, p.radius_m));
     }
     let mut s = parts.join(" ");
-    s.truncate(alpr_shared::log::access::MAX_QUERY_LEN.saturating_sub(64));
+    alpr_shared::log::access::cut(
+        &mut s,
+        alpr_shared::log::access::MAX_QUERY_LEN.saturating_sub(64),
+    );
     s
 }
 
@@ -173,7 +176,7 @@ async fn release(
         .release(&id, &caller.username, &req.reason)
         .await;
     let mut shown = id.clone();
-    shown.truncate(64);
+    alpr_shared::log::access::cut(&mut shown, 64);
     let mut record = caller.record(AccessAction::HoldRelease, format!("release hold {shown}"));
     record.case = case;
     if let Err(e) = &result {

@@ -131,7 +131,7 @@ async fn import(
     caller.require(Permission::ManageLists)?;
     let hotlists = state.hub.hotlists.clone();
     let mut shown = source.clone();
-    shown.truncate(64);
+    alpr_shared::log::access::cut(&mut shown, 64);
     let query = format!(
         "import {shown}{}{}",
         q.format.map(|f| format!(" format={f}")).unwrap_or_default(),

@@ -20,7 +20,7 @@
 
 use alpr_shared::hotlist::local::{EntryFields, LocalDocError};
 use alpr_shared::hotlist::LocalEntry;
-use alpr_shared::log::{AccessAction, AccessOutcome};
+use alpr_shared::log::{access, AccessAction, AccessOutcome};
 use alpr_shared::types::UnixMillis;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -99,14 +99,7 @@ fn describe(f: &EntryFields) -> String {
 }
 
 fn bound(s: &mut String) {
-    let max = alpr_shared::log::access::MAX_QUERY_LEN.saturating_sub(80);
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    access::cut(s, access::MAX_QUERY_LEN.saturating_sub(80));
 }
 
 fn shown(id: &str) -> String {

@@ -97,16 +97,25 @@ pub enum AccessOutcome {
     },
 }
 
+/// Cut `s` to at most `max` bytes, on a character boundary (text that
+/// people typed goes into access records: `String::truncate` would panic
+/// in the middle of a character).
+pub fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
 impl AccessOutcome {
     /// Refused for `reason`, cut to [`MAX_QUERY_LEN`] bytes on a
     /// character boundary so the record always validates.
     pub fn refused(reason: impl std::fmt::Display) -> Self {
         let mut reason = reason.to_string();
-        let mut end = reason.len().min(MAX_QUERY_LEN);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
+        cut(&mut reason, MAX_QUERY_LEN);
         AccessOutcome::Refused { reason }
     }
 }
@@ -161,6 +170,17 @@ impl AccessRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_text_is_cut_on_a_character_boundary() {
+        // A 65-byte name whose 64th byte falls inside "é".
+        let mut s = format!("{}é", "x".repeat(63));
+        cut(&mut s, 64);
+        assert_eq!(s, "x".repeat(63));
+        let mut short = String::from("ncic");
+        cut(&mut short, 64);
+        assert_eq!(short, "ncic");
+    }
 
     #[test]
     fn a_long_refusal_is_cut_on_a_character_boundary() {
