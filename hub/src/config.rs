@@ -90,6 +90,8 @@ pub struct HubConfig {
     /// Bulk hotlists (`[hotlist]`, `[[hotlist.sources]]`): which lists may
     /// be imported, how they match, how many generations are kept.
     pub hotlist: crate::hotlist::HotlistConfig,
+    /// The web console (`[console]`): its map tiles.
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl Default for HubConfig {
@@ -126,6 +128,7 @@ impl Default for HubConfig {
             login_window: Duration::from_secs(15 * 60),
             login_lockout: Duration::from_secs(15 * 60),
             hotlist: crate::hotlist::HotlistConfig::default(),
+            console: crate::console::ConsoleConfig::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod export;
 pub mod health;
 pub mod holds;

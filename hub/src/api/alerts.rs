@@ -45,7 +45,7 @@ fn storage_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
@@ -100,7 +100,7 @@ async fn list(
 }
 
 /// A past match the hub found (`hub#N`), with the read it matched.
-async fn show_hub(
+pub(crate) async fn show_hub(
     State(state): State<ApiState>,
     caller: Caller,
     Path(n): Path<u64>,
@@ -136,7 +136,7 @@ async fn show_hub(
     Ok(Json(detail))
 }
 
-async fn show(
+pub(crate) async fn show(
     State(state): State<ApiState>,
     caller: Caller,
     Path((node, seq)): Path<(String, u64)>,

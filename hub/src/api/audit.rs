@@ -122,7 +122,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/audit/training", get(training))
 }
 
-async fn hub_log(
+pub(crate) async fn hub_log(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<HubLogQuery>,
@@ -255,7 +255,7 @@ fn describe(q: &AccessQuery) -> String {
     s.chars().take(1000).collect()
 }
 
-async fn access(
+pub(crate) async fn access(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<AccessQuery>,
@@ -306,7 +306,7 @@ async fn access(
     }))
 }
 
-async fn training(
+pub(crate) async fn training(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<TrainingQuery>,

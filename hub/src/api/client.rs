@@ -322,7 +322,7 @@ impl ApiClient {
 }
 
 /// An answer's body, at most [`MAX_RESPONSE`] bytes.
-async fn read_limited(body: hyper::body::Incoming) -> anyhow::Result<Bytes> {
+pub(crate) async fn read_limited(body: hyper::body::Incoming) -> anyhow::Result<Bytes> {
     Ok(http_body_util::Limited::new(body, MAX_RESPONSE)
         .collect()
         .await

@@ -56,7 +56,10 @@ pub fn routes() -> Router<ApiState> {
 /// `GET /api/v1/audit/holds` — every hold, placed and released, with who
 /// and when, for auditors ([`Permission::ReadAudits`]); the audit itself
 /// is in the access log.
-async fn audit(State(state): State<ApiState>, caller: Caller) -> Result<Json<Vec<Hold>>, ApiError> {
+pub(crate) async fn audit(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<Hold>>, ApiError> {
     caller.require(Permission::ReadAudits)?;
     state
         .access
@@ -117,7 +120,7 @@ fn to_api(e: HoldsError) -> ApiError {
     }
 }
 
-async fn place(
+pub(crate) async fn place(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<PlaceHold>,
@@ -161,7 +164,7 @@ async fn place(
     result.map(Json).map_err(to_api)
 }
 
-async fn release(
+pub(crate) async fn release(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -186,7 +189,7 @@ async fn release(
     result.map(Json).map_err(to_api)
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
@@ -200,7 +203,7 @@ async fn list(
     }))
 }
 
-async fn show(
+pub(crate) async fn show(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,

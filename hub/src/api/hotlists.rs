@@ -74,7 +74,7 @@ pub fn routes() -> Router<ApiState> {
 /// into `source` (the source as it is now), asked before an upload: a
 /// refusal answered before a large body is read reaches the uploader as a
 /// broken connection, not as the reason.
-async fn may_import(
+pub(crate) async fn may_import(
     State(state): State<ApiState>,
     caller: Caller,
     Path(source): Path<String>,
@@ -121,7 +121,7 @@ fn to_api(e: HotlistError) -> ApiError {
     }
 }
 
-async fn import(
+pub(crate) async fn import(
     State(state): State<ApiState>,
     caller: Caller,
     Path(source): Path<String>,
@@ -198,7 +198,7 @@ async fn import(
     result.map(Json).map_err(to_api)
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Vec<SourceView>>, ApiError> {
@@ -206,7 +206,7 @@ async fn list(
     Ok(Json(state.hub.hotlists.sources()))
 }
 
-async fn show(
+pub(crate) async fn show(
     State(state): State<ApiState>,
     caller: Caller,
     Path(source): Path<String>,
@@ -239,7 +239,7 @@ async fn show(
     }))
 }
 
-async fn generations(
+pub(crate) async fn generations(
     State(state): State<ApiState>,
     caller: Caller,
     Path(source): Path<String>,

@@ -128,7 +128,7 @@ fn to_api(e: LocalEntriesError) -> ApiError {
     }
 }
 
-async fn add(
+pub(crate) async fn add(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<EntryFields>,
@@ -157,7 +157,7 @@ async fn add(
     result.map(Json).map_err(to_api)
 }
 
-async fn edit(
+pub(crate) async fn edit(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -182,7 +182,7 @@ async fn edit(
     result.map(Json).map_err(to_api)
 }
 
-async fn remove(
+pub(crate) async fn remove(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -214,7 +214,7 @@ async fn remove(
     result.map(Json).map_err(to_api)
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
@@ -238,7 +238,7 @@ async fn list(
     Ok(Json(entries))
 }
 
-async fn show(
+pub(crate) async fn show(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,

@@ -79,6 +79,8 @@ pub struct ApiState {
     /// The retention job, and how often it runs.
     pub retention: Arc<crate::retention::Retention>,
     pub retention_interval: std::time::Duration,
+    /// The web console's settings (map tiles).
+    pub console: Arc<crate::console::ConsoleConfig>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -127,9 +129,10 @@ struct ErrorBody<'a> {
     retry_after_s: Option<u64>,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl ApiError {
+    /// The HTTP status of the error.
+    pub fn status(&self) -> StatusCode {
+        match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -138,7 +141,13 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
         let retry = match &self {
             ApiError::TooManyRequests { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             _ => None,
@@ -262,7 +271,7 @@ pub struct HealthReport {
     pub problems: Vec<String>,
 }
 
-async fn health(State(state): State<ApiState>) -> Json<HealthReport> {
+pub(crate) async fn health(State(state): State<ApiState>) -> Json<HealthReport> {
     Json(HealthReport {
         problems: state.hub.health.problems(),
     })
@@ -284,6 +293,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(search::routes())
         .merge(crate::export::routes())
         .merge(retention::routes())
+        .merge(crate::console::routes(state.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -201,7 +201,7 @@ pub struct NodesReport {
     pub unauthenticated_refusals: Vec<SourceRefusalRecord>,
 }
 
-async fn revoke(
+pub(crate) async fn revoke(
     hub: &Hub,
     serial: &str,
     at: Option<UnixMillis>,
@@ -435,7 +435,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/revoke", post(post_revoke))
 }
 
-async fn get_nodes(
+pub(crate) async fn get_nodes(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<NodesReport>, ApiError> {
@@ -443,7 +443,7 @@ async fn get_nodes(
     Ok(Json(nodes_report(&state.hub)))
 }
 
-async fn get_node_log(
+pub(crate) async fn get_node_log(
     State(state): State<ApiState>,
     caller: Caller,
     Path(node): Path<String>,
@@ -469,7 +469,7 @@ async fn get_node_log(
     Ok(Json(page))
 }
 
-async fn get_missing_images(
+pub(crate) async fn get_missing_images(
     State(state): State<ApiState>,
     caller: Caller,
     Path(node): Path<String>,
@@ -483,7 +483,7 @@ async fn get_missing_images(
     Ok(Json(r))
 }
 
-async fn post_sign_manifest(
+pub(crate) async fn post_sign_manifest(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<SignManifestRequest>,
@@ -501,7 +501,7 @@ async fn post_sign_manifest(
         .map_err(|e| ApiError::BadRequest(format!("{e:#}")))
 }
 
-async fn post_revoke(
+pub(crate) async fn post_revoke(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<RevokeRequest>,

@@ -39,11 +39,11 @@ fn reply(p: &alpr_shared::control::SignedPolicy) -> PolicyReply {
     }
 }
 
-async fn show(State(state): State<ApiState>, _caller: Caller) -> Json<PolicyReply> {
+pub(crate) async fn show(State(state): State<ApiState>, _caller: Caller) -> Json<PolicyReply> {
     Json(reply(&state.hub.policy.current()))
 }
 
-async fn set(
+pub(crate) async fn set(
     State(state): State<ApiState>,
     caller: Caller,
     Json(settings): Json<PolicySettings>,

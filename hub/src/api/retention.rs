@@ -55,7 +55,7 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
 
-async fn status(
+pub(crate) async fn status(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<RetentionStatus>, ApiError> {
@@ -75,7 +75,10 @@ async fn status(
     }))
 }
 
-async fn run(State(state): State<ApiState>, caller: Caller) -> Result<Json<RunReport>, ApiError> {
+pub(crate) async fn run(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<RunReport>, ApiError> {
     caller.require(Permission::ManagePolicy)?;
     let days = state.hub.policy.current().policy().hub_retention_days;
     // Recorded before the purge: the purge itself is in the hub's log too.
@@ -90,7 +93,7 @@ async fn run(State(state): State<ApiState>, caller: Caller) -> Result<Json<RunRe
     Ok(Json(report))
 }
 
-async fn audit(
+pub(crate) async fn audit(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<RetentionAudit>, ApiError> {

@@ -88,7 +88,7 @@ pub fn refusal(policy: &SignedPolicy, reason: &Reason) -> Option<String> {
 
 /// Refuse (and log the refusal) unless the caller may search with this
 /// reason; the access record to complete otherwise.
-async fn admit(
+pub(crate) async fn admit(
     state: &ApiState,
     caller: &Caller,
     action: AccessAction,
@@ -120,7 +120,7 @@ fn failed(e: SearchError) -> ApiError {
     }
 }
 
-async fn search(
+pub(crate) async fn search(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<SearchRequest>,
@@ -145,7 +145,7 @@ async fn search(
     Ok(Json(results))
 }
 
-async fn view(
+pub(crate) async fn view(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<ViewRequest>,

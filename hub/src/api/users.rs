@@ -57,7 +57,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/users/{name}/password", post(password))
 }
 
-async fn login(
+pub(crate) async fn login(
     State(state): State<ApiState>,
     Source(source): Source,
     Json(req): Json<LoginRequest>,
@@ -71,7 +71,7 @@ async fn login(
 }
 
 /// The bearer token again (the extractor checked it).
-struct Token(String);
+pub(crate) struct Token(String);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Token {
     type Rejection = ApiError;
@@ -83,7 +83,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Token {
     }
 }
 
-async fn logout(
+pub(crate) async fn logout(
     State(state): State<ApiState>,
     caller: Caller,
     Token(token): Token,
@@ -92,11 +92,11 @@ async fn logout(
     Ok(Json(serde_json::json!({"logged_out": caller.username})))
 }
 
-async fn whoami(caller: Caller) -> Json<Caller> {
+pub(crate) async fn whoami(caller: Caller) -> Json<Caller> {
     Json(caller)
 }
 
-async fn bootstrap(
+pub(crate) async fn bootstrap(
     State(state): State<ApiState>,
     Source(source): Source,
     Json(req): Json<BootstrapRequest>,
@@ -114,7 +114,7 @@ async fn bootstrap(
     ))
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
@@ -125,7 +125,7 @@ async fn list(
     ))
 }
 
-async fn add(
+pub(crate) async fn add(
     State(state): State<ApiState>,
     caller: Caller,
     Json(new): Json<NewUser>,
@@ -134,7 +134,7 @@ async fn add(
     Ok(Json(state.users.add(&caller, new).await?))
 }
 
-async fn disable(
+pub(crate) async fn disable(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
@@ -143,7 +143,7 @@ async fn disable(
     Ok(Json(state.users.disable(&caller, &name).await?))
 }
 
-async fn train(
+pub(crate) async fn train(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,
@@ -158,7 +158,7 @@ async fn train(
     ))
 }
 
-async fn password(
+pub(crate) async fn password(
     State(state): State<ApiState>,
     caller: Caller,
     Path(name): Path<String>,

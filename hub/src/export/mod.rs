@@ -350,7 +350,7 @@ fn blocking_err(e: tokio::task::JoinError) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
-async fn export(
+pub(crate) async fn export(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<ExportRequest>,

@@ -1,0 +1,9 @@
+//! The console's users page(s). (To be built.)
+
+use axum::Router;
+
+use crate::api::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+}
