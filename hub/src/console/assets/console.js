@@ -5,7 +5,8 @@
 
 // A map with data-pick="LAT_INPUT,LON_INPUT": a click sets the two inputs
 // from the map's projection (data-west, data-east, data-north, data-south
-// in degrees, over its viewBox).
+// in degrees, over its viewBox; data-projection "plate" is linear in
+// latitude, "mercator" is Web Mercator).
 function setUpPickers() {
   document.querySelectorAll("svg[data-pick]").forEach((svg) => {
     const [latId, lonId] = svg.dataset.pick.split(",");
@@ -17,7 +18,14 @@ function setUpPickers() {
       const west = parseFloat(svg.dataset.west), east = parseFloat(svg.dataset.east);
       const north = parseFloat(svg.dataset.north), south = parseFloat(svg.dataset.south);
       const lon = west + (p.x - box.x) / box.width * (east - west);
-      const lat = north - (p.y - box.y) / box.height * (north - south);
+      const down = (p.y - box.y) / box.height;
+      let lat = north - down * (north - south);
+      if (svg.dataset.projection === "mercator") {
+        // Web Mercator (the tiles'): linear in ln(tan(pi/4 + lat/2)).
+        const m = (deg) => Math.log(Math.tan(Math.PI / 4 + deg * Math.PI / 360));
+        const y = m(north) - down * (m(north) - m(south));
+        lat = (2 * Math.atan(Math.exp(y)) - Math.PI / 2) * 180 / Math.PI;
+      }
       const lat_in = document.getElementById(latId), lon_in = document.getElementById(lonId);
       if (lat_in && lon_in) { lat_in.value = lat.toFixed(5); lon_in.value = lon.toFixed(5); }
     });
