@@ -321,6 +321,75 @@ impl ApiClient {
     }
 }
 
+/// An answer as it came (the console's pages and downloads).
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// Every value of header `name`.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl ApiClient {
+    /// Send `method path` with exactly these headers and body (a browser's
+    /// cookies and form posts); the answer whatever its status.
+    pub async fn raw(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> anyhow::Result<RawAnswer> {
+        let mut req = hyper::Request::builder()
+            .method(hyper::Method::from_bytes(method.as_bytes())?)
+            .uri(path)
+            .header(hyper::header::HOST, &self.host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body)))?;
+        self.send
+            .ready()
+            .await
+            .context("the hub closed the connection")?;
+        let resp = self
+            .send
+            .send_request(req)
+            .await
+            .with_context(|| format!("asking the hub ({path})"))?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = read_limited(resp.into_body()).await?.to_vec();
+        Ok(RawAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
 /// An answer's body, at most [`MAX_RESPONSE`] bytes.
 pub(crate) async fn read_limited(body: hyper::body::Incoming) -> anyhow::Result<Bytes> {
     Ok(http_body_util::Limited::new(body, MAX_RESPONSE)

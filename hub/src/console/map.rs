@@ -166,7 +166,7 @@ impl View {
             }
         };
         let (south, north) = if lats.is_empty() {
-            (-60.0, 75.0)
+            (-90.0, 90.0)
         } else {
             range(&lats, -MERCATOR_MAX_LAT, MERCATOR_MAX_LAT)
         };
@@ -198,6 +198,16 @@ impl View {
         } else {
             h = w * HEIGHT / WIDTH;
         }
+        // Never beyond the poles: at most the whole height of the plane.
+        let (top, bottom) = match projection {
+            Projection::Plate { .. } => (-90.0, 90.0),
+            Projection::Mercator => (0.0, 1.0),
+        };
+        if h > bottom - top {
+            h = bottom - top;
+            w = h * WIDTH / HEIGHT;
+        }
+        let cy = cy.clamp(top + h / 2.0, bottom - h / 2.0);
         View {
             projection,
             x0: cx - w / 2.0,
@@ -568,8 +578,11 @@ mod tests {
         .into_string();
         assert!(svg.contains("data-pick=\"lat,lon\""));
         assert!(svg.contains("No position to draw"));
-        let e = View::fit(&MapInput::default(), false).edges();
-        assert!(e.west <= -179.0 && e.east >= 179.0, "{e:?}");
+        for mercator in [false, true] {
+            let e = View::fit(&MapInput::default(), mercator).edges();
+            assert!(e.west <= -100.0 && e.east >= 100.0, "{e:?}");
+            assert!(e.north <= 90.0 + 1e-9 && e.south >= -90.0 - 1e-9, "{e:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,424 @@
+//! The console's search, read and export pages over HTTPS against a real
+//! hub fed by a real edge, as a browser would use them: log in with the
+//! form, keep the session cookie, send the CSRF value the pages carry.
+//!
+//! - a search without a purpose is refused on the page and in the access
+//!   log; with one it lists the reads; a read opens with its photos and a
+//!   valid signature, and the view is logged with its plate;
+//! - a supervisor's export downloads a bundle that `hub verify` accepts;
+//!   an export to a federal agency is refused on the page.
+
+use std::time::Duration;
+
+use alpr_e2e::{bin, output_text, password_of, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_hub::api::client::{ApiClient, RawAnswer};
+
+const LIMIT: Duration = Duration::from_secs(120);
+const CASE: &str = "26-0200";
+
+/// `application/x-www-form-urlencoded` of `fields`.
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+/// The value of the first `name="NAME" value="…"` in a page.
+fn field(page: &str, name: &str) -> Option<String> {
+    let at = page.find(&format!("name=\"{name}\" value=\""))?;
+    let rest = &page[at + name.len() + 15..];
+    Some(rest[..rest.find('"')?].to_owned())
+}
+
+/// The `NAME=VALUE` of a `Set-Cookie` for `name`.
+fn set_cookie(answer: &RawAnswer, name: &str) -> Option<String> {
+    answer
+        .header_values("set-cookie")
+        .filter_map(|c| c.split(';').next())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// A browser's view of the console: one connection, the session cookie
+/// and the session's CSRF value.
+struct Console {
+    client: ApiClient,
+    cookie: String,
+    csrf: String,
+}
+
+impl Console {
+    async fn login(hub: &Hub, user: &str) -> anyhow::Result<Console> {
+        let ca = std::fs::read(&hub.ca)?;
+        let mut client = ApiClient::connect(&hub.api, &ca).await?;
+        let page = client.raw("GET", "/console/login", &[], Vec::new()).await?;
+        anyhow::ensure!(page.status == 200, "login page: {}", page.status);
+        let login_cookie = set_cookie(&page, "__Host-alpr_login").expect("a login cookie");
+        let csrf = field(&page.text(), "csrf").expect("a login form CSRF value");
+        let password = password_of(user);
+        let answer = client
+            .raw(
+                "POST",
+                "/console/login",
+                &[
+                    ("cookie", &login_cookie),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                form(&[("csrf", &csrf), ("username", user), ("password", &password)]),
+            )
+            .await?;
+        anyhow::ensure!(
+            answer.status == 303,
+            "login of {user}: {} {}",
+            answer.status,
+            answer.text()
+        );
+        let cookie = set_cookie(&answer, "__Host-alpr_session").expect("a session cookie");
+        let mut console = Console {
+            client,
+            cookie,
+            csrf: String::new(),
+        };
+        // Any page carries the session's CSRF value (the logout form).
+        let home = console.get("/console/search").await?;
+        console.csrf = field(&home.text(), "csrf").expect("the session's CSRF value");
+        Ok(console)
+    }
+
+    async fn get(&mut self, path: &str) -> anyhow::Result<RawAnswer> {
+        self.client
+            .raw("GET", path, &[("cookie", &self.cookie)], Vec::new())
+            .await
+    }
+
+    /// POST a form with the session's CSRF value.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<RawAnswer> {
+        let mut all = vec![("csrf", self.csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.client
+            .raw(
+                "POST",
+                path,
+                &[
+                    ("cookie", &self.cookie),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                form(&all),
+            )
+            .await
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A hub with one pole camera's six reads (GEN00001…) and their photos.
+fn hub_with_reads(dir: &std::path::Path, pki: &Pki) -> anyhow::Result<(Hub, Edge)> {
+    let hub = Hub::start(pki, dir, &[])?;
+    let node = pki.node("pole-7")?;
+    let edge = Edge::start(
+        &node,
+        hub.addr,
+        dir,
+        &EdgeOptions {
+            generate: 6,
+            images: true,
+            ..EdgeOptions::default()
+        },
+    )?;
+    edge.wait_synced(6, LIMIT)?;
+    Ok((hub, edge))
+}
+
+/// The access log's rows, as the auditor reads them.
+fn access_rows(hub: &Hub) -> anyhow::Result<Vec<serde_json::Value>> {
+    let out = hub.run_as("auditor", &["audit", "access", "--json"])?;
+    anyhow::ensure!(out.status.success(), "{}", output_text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v["rows"].as_array().cloned().unwrap_or_default())
+}
+
+#[test]
+fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signature(
+) -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let (hub, _edge) = hub_with_reads(dir.path(), &pki)?;
+    hub.add_user("ofc1", "officer", TRAINED)?;
+    runtime()?.block_on(async {
+        let mut c = Console::login(&hub, "ofc1").await?;
+        let page = c.get("/console/search").await?;
+        assert_eq!(page.status, 200);
+        let text = page.text();
+        for id in [
+            "page-search",
+            "search-form",
+            "pick-map",
+            "purpose",
+            "case",
+            "plate",
+        ] {
+            assert!(
+                text.contains(&format!("id=\"{id}\"")),
+                "#{id} missing: {text}"
+            );
+        }
+
+        // No purpose: refused on the page, and the refusal is logged.
+        let refused = c
+            .post(
+                "/console/search",
+                &[
+                    ("purpose", ""),
+                    ("case", ""),
+                    ("plate", "GEN00002"),
+                    ("mode", "exact"),
+                ],
+            )
+            .await?;
+        let text = refused.text();
+        assert_eq!(refused.status, 400, "{text}");
+        assert!(text.contains("id=\"error\""), "{text}");
+        assert!(text.contains("a purpose is required"), "{text}");
+        assert!(!text.contains("class=\"hit\""), "results without a purpose");
+        let rows = access_rows(&hub)?;
+        assert!(
+            rows.iter().any(|r| r["user"] == "ofc1"
+                && r["action"] == "search"
+                && r["outcome"].as_str().is_some_and(|o| o.contains("refused"))),
+            "no refused search in {rows:?}"
+        );
+
+        // With a purpose: every read of the pattern, newest first.
+        let found = c
+            .post(
+                "/console/search",
+                &[
+                    ("purpose", "stolen-vehicle"),
+                    ("case", ""),
+                    ("plate", "GEN0000*"),
+                    ("mode", "wildcard"),
+                    ("from", ""),
+                    ("to", ""),
+                    ("lat", ""),
+                    ("lon", ""),
+                    ("radius_m", "500"),
+                    ("node", "pole-7"),
+                ],
+            )
+            .await?;
+        let text = found.text();
+        assert_eq!(found.status, 200, "{text}");
+        assert_eq!(text.matches("<tr class=\"hit\">").count(), 6, "{text}");
+        assert!(text.contains("id=\"results-map\""), "{text}");
+        assert!(
+            text.contains("a surveyed site"),
+            "place source shown: {text}"
+        );
+
+        // One plate exactly; open its read.
+        let one = c
+            .post(
+                "/console/search",
+                &[
+                    ("purpose", "stolen-vehicle"),
+                    ("plate", "gen00002"),
+                    ("mode", "exact"),
+                ],
+            )
+            .await?;
+        let text = one.text();
+        assert_eq!(text.matches("<tr class=\"hit\">").count(), 1, "{text}");
+        let row = &text[text.find("<tr class=\"hit\">").expect("a row")..];
+        let seq = field(row, "seq").expect("the row's seq");
+        assert!(
+            row.contains("class=\"ok\">Valid"),
+            "the row's signature: {row}"
+        );
+        let mut read = None;
+        for _ in 0..LIMIT.as_secs() {
+            let page = c
+                .post(
+                    "/console/read",
+                    &[
+                        ("node", "pole-7"),
+                        ("seq", &seq),
+                        ("purpose", "stolen-vehicle"),
+                        ("case", ""),
+                    ],
+                )
+                .await?;
+            if page.text().contains("class=\"photo\"") {
+                read = Some(page);
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let read = read.expect("the read's photos at the hub within two minutes");
+        let text = read.text();
+        assert_eq!(read.status, 200, "{text}");
+        assert!(text.contains("id=\"page-read\""), "{text}");
+        assert!(
+            text.contains("<span id=\"signature\" class=\"ok\">Valid"),
+            "{text}"
+        );
+        assert!(text.contains("src=\"data:image/jpeg;base64,"), "{text}");
+        assert!(text.contains(">GEN00002</dd>"), "{text}");
+        assert!(
+            text.contains("id=\"read-location-source\">a surveyed site"),
+            "{text}"
+        );
+
+        // A read without a purpose is refused; an officer has no export page.
+        let no_purpose = c
+            .post("/console/read", &[("node", "pole-7"), ("seq", &seq)])
+            .await?;
+        assert_eq!(no_purpose.status, 400, "{}", no_purpose.text());
+        assert!(no_purpose.text().contains("id=\"error\""));
+        let export = c.get("/console/export").await?;
+        assert_eq!(export.status, 403, "{}", export.text());
+        assert!(!c
+            .get("/console/search")
+            .await?
+            .text()
+            .contains("id=\"nav-export\""));
+        anyhow::Ok(())
+    })?;
+
+    // The views are in the access log with the plate and the purpose.
+    let rows = access_rows(&hub)?;
+    assert!(
+        rows.iter().any(|r| r["user"] == "ofc1"
+            && r["action"] == "view"
+            && r["purpose"] == "stolen-vehicle"
+            && r["query"].as_str().is_some_and(|q| q.contains("GEN00002"))),
+        "no view of GEN00002 in {rows:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_supervisor_downloads_a_case_bundle_that_verifies_offline() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let (hub, _edge) = hub_with_reads(dir.path(), &pki)?;
+    let agencies = dir.path().join("agencies.toml");
+    std::fs::write(
+        &agencies,
+        "[[agencies]]\nori = \"CA0020000\"\nname = \"County District Attorney\"\nkind = \"in-state-public\"\n\n\
+         [[agencies]]\nori = \"DCFBI0000\"\nname = \"FBI\"\nkind = \"federal\"\n",
+    )?;
+    let out = hub
+        .as_user("admin")?
+        .args(["policy", "set"])
+        .arg(&agencies)
+        .output()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    hub.add_user("sup1", "supervisor", TRAINED)?;
+    hub.login("sup1")?;
+    let out = hub.run_as(
+        "sup1",
+        &[
+            "hold", "add", "--case", CASE, "--reason", "robbery", "--plate", "GEN00003",
+        ],
+    )?;
+    assert!(out.status.success(), "hub hold add: {}", output_text(&out));
+
+    let bundle = runtime()?.block_on(async {
+        let mut c = Console::login(&hub, "sup1").await?;
+        let page = c.get("/console/export").await?;
+        let text = page.text();
+        assert_eq!(page.status, 200, "{text}");
+        assert!(
+            text.contains("<option value=\"CA0020000\">County District Attorney"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<option value=\"DCFBI0000\" disabled>"),
+            "a federal agency is offered: {text}"
+        );
+
+        // A forged choice of the federal agency: refused with the statute.
+        let refused = c
+            .post(
+                "/console/export",
+                &[("case", CASE), ("to", "DCFBI0000"), ("purpose", "robbery")],
+            )
+            .await?;
+        let text = refused.text();
+        assert_eq!(refused.status, 403, "{text}");
+        assert!(
+            text.contains("id=\"error\"") && text.contains("1798.90.55"),
+            "{text}"
+        );
+        assert!(
+            text.contains("id=\"export-form\""),
+            "the form again: {text}"
+        );
+
+        // The case, once its photos and checkpoint are at the hub.
+        let mut last = String::new();
+        for _ in 0..120 {
+            let answer = c
+                .post(
+                    "/console/export",
+                    &[("case", CASE), ("to", "CA0020000"), ("purpose", "robbery")],
+                )
+                .await?;
+            if answer.status == 200 {
+                let disposition: Vec<&str> = answer.header_values("content-disposition").collect();
+                assert_eq!(
+                    disposition,
+                    [format!("attachment; filename=\"{CASE}.alprbundle\"").as_str()]
+                );
+                return anyhow::Ok(answer.body);
+            }
+            last = answer.text();
+            assert!(
+                last.contains("not at the hub yet") || last.contains("checkpoint"),
+                "{}: {last}",
+                answer.status
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        anyhow::bail!("no bundle within two minutes: {last}")
+    })?;
+
+    let path = dir.path().join(format!("{CASE}.alprbundle"));
+    std::fs::write(&path, &bundle)?;
+    let out = std::process::Command::new(bin("hub")?)
+        .arg("verify")
+        .arg("--ca")
+        .arg(pki.ca_cert())
+        .arg(&path)
+        .output()?;
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("evidence AUTHENTIC"),
+        "{}",
+        output_text(&out)
+    );
+    assert!(
+        output_text(&out).contains("1 reads (1 verified)"),
+        "{}",
+        output_text(&out)
+    );
+    Ok(())
+}
