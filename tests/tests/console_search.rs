@@ -279,7 +279,11 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
             text.contains("<span id=\"signature\" class=\"ok\">Valid"),
             "{text}"
         );
-        assert!(text.contains("src=\"data:image/jpeg;base64,"), "{text}");
+        // The replayed read's own crop, inline: base64 of "synthetic crop of read 2".
+        assert!(
+            text.contains("src=\"data:image/jpeg;base64,c3ludGhldGljIGNyb3Agb2YgcmVhZCAy\""),
+            "{text}"
+        );
         assert!(text.contains(">GEN00002</dd>"), "{text}");
         assert!(
             text.contains("id=\"read-location-source\">a surveyed site"),

@@ -380,7 +380,7 @@ pub fn render(
     );
     html! {
         figure class="map-figure" {
-            svg id=(id) class="map" viewBox={ "0 0 " (WIDTH) " " (HEIGHT) }
+            svg id=(id) class=(if input.is_empty() { "map empty" } else { "map" }) viewBox={ "0 0 " (WIDTH) " " (HEIGHT) }
                 width=(WIDTH) height=(HEIGHT) role="img" aria-label=(label)
                 data-west=(deg(edges.west)) data-east=(deg(edges.east))
                 data-north=(deg(edges.north)) data-south=(deg(edges.south))
@@ -398,10 +398,6 @@ pub fn render(
                         title { "Canvass: " (c.radius_m) " m around " (deg(c.lat)) "," (deg(c.lon)) }
                     }
                 }
-                @for r in &input.reads {
-                    @let (x, y) = view.project(r.lat, r.lon);
-                    circle class="read" cx=(f(x)) cy=(f(y)) r="5" { title { (r.label) } }
-                }
                 @for n in &input.nodes {
                     @let (x, y) = view.project(n.lat, n.lon);
                     g class="node-marker" {
@@ -411,6 +407,11 @@ pub fn render(
                         }
                         text x=(f(x + 9.0)) y=(f(y - 8.0)) { (n.label) }
                     }
+                }
+                // Reads over the nodes: a read at a pole is seen on its marker.
+                @for r in &input.reads {
+                    @let (x, y) = view.project(r.lat, r.lon);
+                    circle class="read" cx=(f(x)) cy=(f(y)) r="5" { title { (r.label) } }
                 }
                 g class="scale" {
                     line x1="20" y1=(f(HEIGHT - 20.0)) x2=(f(20.0 + bar)) y2=(f(HEIGHT - 20.0)) {}

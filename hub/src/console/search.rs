@@ -219,7 +219,7 @@ fn render(
 ) -> Response {
     let body = html! {
         @if let Some(e) = error { (error_box(e)) }
-        (form_markup(state, session, form))
+        (form_markup(state, session, form, results))
         @if let Some(r) = results { (results_markup(state, session, form, r)) }
     };
     let mut resp = page(session, Section::Search, "search", "Search reads", body);
@@ -227,10 +227,15 @@ fn render(
     resp.into_response()
 }
 
-fn form_markup(state: &ApiState, session: &Session, f: &SearchForm) -> Markup {
+fn form_markup(
+    state: &ApiState,
+    session: &Session,
+    f: &SearchForm,
+    results: Option<&SearchResults>,
+) -> Markup {
     let policy = state.hub.policy.current();
     let doc = policy.policy();
-    let pick_area = pick_area(f);
+    let pick_area = pick_area(f, results);
     let modes = [
         ("exact", "Exact plate"),
         ("wildcard", "Wildcard (* any run, ? one character)"),
@@ -322,8 +327,9 @@ fn form_markup(state: &ApiState, session: &Session, f: &SearchForm) -> Markup {
     }
 }
 
-/// The picker map's area: the place typed, with its radius.
-fn pick_area(f: &SearchForm) -> MapInput {
+/// The picker map's area: the place typed, with its radius, and what the
+/// last search placed (to canvass around it).
+fn pick_area(f: &SearchForm, results: Option<&SearchResults>) -> MapInput {
     let num = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite());
     let circle = match (num(&f.lat), num(&f.lon)) {
         (Some(lat), Some(lon))
@@ -339,10 +345,8 @@ fn pick_area(f: &SearchForm) -> MapInput {
         }
         _ => None,
     };
-    MapInput {
-        circle,
-        ..MapInput::default()
-    }
+    let placed = results.map(|r| results_map(r, None)).unwrap_or_default();
+    MapInput { circle, ..placed }
 }
 
 /// The results' map: the hits with coordinates, the nodes at their
@@ -460,7 +464,10 @@ fn results_markup(
 
 #[cfg(test)]
 mod tests {
+    use alpr_shared::types::{Location, TimeSource};
+
     use super::*;
+    use crate::search::SearchHit;
 
     fn form() -> SearchForm {
         SearchForm {
@@ -509,6 +516,73 @@ mod tests {
             ..form()
         };
         assert!(tolerant.query().expect("tolerant").tolerant);
+    }
+
+    fn hit(node: &str, seq: u64, location: Location) -> SearchHit {
+        SearchHit {
+            node: node.into(),
+            seq,
+            plate: format!("PLATE{seq}"),
+            captured_at: UnixMillis(1_764_000_000_000 + seq),
+            time_source: TimeSource::Ntp,
+            place_source: match location {
+                Location::Gps { .. } => PlaceSource::Gps,
+                Location::Configured { .. } => PlaceSource::Configured,
+                Location::Site { .. } => PlaceSource::Site,
+                Location::Unknown => PlaceSource::Unknown,
+            },
+            location,
+            distance_m: None,
+            camera: "cam0".into(),
+            confidence: 9000,
+            crop_held: true,
+            signature: true,
+            signature_problem: None,
+        }
+    }
+
+    #[test]
+    fn the_results_map_marks_poles_at_their_configured_place_and_every_placed_read() {
+        let pole = Location::Configured {
+            lat_e7: 385_816_000,
+            lon_e7: -1_214_944_000,
+            accuracy_cm: 300,
+        };
+        let car = |lat_e7| Location::Gps {
+            lat_e7,
+            lon_e7: -1_214_800_000,
+            accuracy_cm: 500,
+        };
+        let results = SearchResults {
+            query: "plate=PLATE* mode=wildcard".into(),
+            matched: 5,
+            matched_capped: false,
+            truncated: false,
+            unplaced: None,
+            plates_matched: Some(5),
+            hits: vec![
+                hit("pole-7", 1, pole.clone()),
+                hit("pole-7", 2, pole),
+                hit("car-3", 3, car(385_700_000)),
+                hit("car-3", 4, car(385_710_000)),
+                hit(
+                    "pole-9",
+                    5,
+                    Location::Site {
+                        site_id: "s9".into(),
+                    },
+                ),
+            ],
+        };
+        let map = results_map(&results, None);
+        // One marker per pole with a configured position; a moving car's
+        // GPS fixes are reads, not a node's place; a site has no coordinates.
+        assert_eq!(map.nodes.len(), 1);
+        assert_eq!(map.nodes[0].label, "pole-7");
+        assert!((map.nodes[0].lat - 38.5816).abs() < 1e-9);
+        assert_eq!(map.reads.len(), 4);
+        assert!(map.reads[2].label.starts_with("PLATE3 · "));
+        assert!(map.circle.is_none());
     }
 
     #[test]
