@@ -180,6 +180,10 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
                 "#{id} missing: {text}"
             );
         }
+        assert!(
+            text.contains("<option value=\"pole-7\">"),
+            "the node is suggested: {text}"
+        );
 
         // No purpose: refused on the page, and the refusal is logged.
         let refused = c

@@ -154,11 +154,11 @@ fn form_markup(state: &ApiState, session: &Session, f: &ExportForm) -> Markup {
             div class="row" {
                 div {
                     label for="export-case" { "Case number" }
-                    input id="export-case" name="case" value=(f.case) required autocomplete="off";
+                    input id="export-case" name="case" value=(f.case) autocomplete="off";
                 }
                 div {
                     label for="export-recipient" { "Recipient agency" }
-                    select id="export-recipient" name="to" required {
+                    select id="export-recipient" name="to" {
                         option value="" selected[f.to.is_empty()] { "— choose the agency —" }
                         @for a in &allowed {
                             option value=(a.ori) selected[f.to == a.ori] { (a.name) " (" (a.ori) ")" }

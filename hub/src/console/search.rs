@@ -161,7 +161,27 @@ async fn show(State(state): State<ApiState>, session: Session) -> PageResult {
         radius_m: DEFAULT_RADIUS_M.into(),
         ..SearchForm::default()
     };
-    Ok(render(&state, &session, &form, None, None, StatusCode::OK))
+    let nodes = node_names(&state).await;
+    Ok(render(
+        &state,
+        &session,
+        &form,
+        &nodes,
+        None,
+        None,
+        StatusCode::OK,
+    ))
+}
+
+/// The nodes the hub knows (suggestions for the node field; no read data).
+async fn node_names(state: &ApiState) -> Vec<String> {
+    let storage = state.hub.storage.clone();
+    tokio::task::spawn_blocking(move || storage.nodes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|n| n.into_iter().map(|(d, _)| d.to_string()).collect())
+        .unwrap_or_default()
 }
 
 async fn run(
@@ -171,6 +191,7 @@ async fn run(
 ) -> PageResult {
     session.check(&form.csrf)?;
     Section::Search.require(&session)?;
+    let nodes = node_names(&state).await;
     let query = match form.query() {
         Ok(q) => q,
         Err(e) => {
@@ -178,6 +199,7 @@ async fn run(
                 &state,
                 &session,
                 &form,
+                &nodes,
                 Some(&e.to_string()),
                 None,
                 StatusCode::BAD_REQUEST,
@@ -194,6 +216,7 @@ async fn run(
             &state,
             &session,
             &form,
+            &nodes,
             None,
             Some(&results),
             StatusCode::OK,
@@ -202,6 +225,7 @@ async fn run(
             &state,
             &session,
             &form,
+            &nodes,
             Some(&e.to_string()),
             None,
             e.status(),
@@ -213,13 +237,14 @@ fn render(
     state: &ApiState,
     session: &Session,
     form: &SearchForm,
+    nodes: &[String],
     error: Option<&str>,
     results: Option<&SearchResults>,
     status: StatusCode,
 ) -> Response {
     let body = html! {
         @if let Some(e) = error { (error_box(e)) }
-        (form_markup(state, session, form, results))
+        (form_markup(state, session, form, nodes, results))
         @if let Some(r) = results { (results_markup(state, session, form, r)) }
     };
     let mut resp = page(session, Section::Search, "search", "Search reads", body);
@@ -231,6 +256,7 @@ fn form_markup(
     state: &ApiState,
     session: &Session,
     f: &SearchForm,
+    nodes: &[String],
     results: Option<&SearchResults>,
 ) -> Markup {
     let policy = state.hub.policy.current();
@@ -252,7 +278,9 @@ fn form_markup(
                 div class="row" {
                     div {
                         label for="purpose" { "Purpose" }
-                        select id="purpose" name="purpose" required {
+                        // Not `required`: the hub refuses a search without
+                        // a purpose itself, says why, and logs the refusal.
+                        select id="purpose" name="purpose" {
                             option value="" selected[f.purpose.is_empty()] { "— choose a purpose —" }
                             @for p in &doc.purposes {
                                 option value=(p.code) selected[f.purpose == p.code] {
@@ -316,7 +344,11 @@ fn form_markup(
                     }
                     div {
                         label for="node" { "Node" }
-                        input id="node" name="node" value=(f.node) autocomplete="off" placeholder="any";
+                        input id="node" name="node" value=(f.node) autocomplete="off"
+                            placeholder="any" list="node-names";
+                        datalist id="node-names" {
+                            @for n in nodes { option value=(n) {} }
+                        }
                     }
                 }
                 p class="muted" { "Type the place, or click the map to set the latitude and longitude." }
