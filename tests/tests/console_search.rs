@@ -237,6 +237,31 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
             "place source shown: {text}"
         );
 
+        // A canvass: the pole's reads name a surveyed site, not
+        // coordinates, and the page says why none is in the circle.
+        let canvass = c
+            .post(
+                "/console/search",
+                &[
+                    ("purpose", "stolen-vehicle"),
+                    ("lat", "38.58160"),
+                    ("lon", "-121.49440"),
+                    ("radius_m", "400"),
+                ],
+            )
+            .await?;
+        let text = canvass.text();
+        assert_eq!(canvass.status, 200, "{text}");
+        assert_eq!(text.matches("<tr class=\"hit\">").count(), 0, "{text}");
+        assert!(
+            text.contains("6 read(s) of the time window carry no coordinates"),
+            "{text}"
+        );
+        assert!(
+            text.contains("class=\"radius\""),
+            "the circle on the map: {text}"
+        );
+
         // One plate exactly; open its read.
         let one = c
             .post(
