@@ -260,7 +260,7 @@ impl View {
 }
 
 /// The edges of a map's viewBox in degrees, as the SVG's data attributes
-/// carry them.
+/// carry them for the picker in `console.js`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Edges {
     pub west: f64,
@@ -268,21 +268,6 @@ pub struct Edges {
     pub north: f64,
     pub south: f64,
     pub mercator: bool,
-}
-
-impl Edges {
-    /// The place under viewBox point (x, y), computed as `console.js`
-    /// does from the data attributes alone.
-    pub fn pick(&self, x: f64, y: f64) -> (f64, f64) {
-        let lon = self.west + x / WIDTH * (self.east - self.west);
-        let lat = if self.mercator {
-            let (n, s) = (mercator_y(self.north), mercator_y(self.south));
-            inverse_mercator_y(n - y / HEIGHT * (n - s))
-        } else {
-            self.north - y / HEIGHT * (self.north - self.south)
-        };
-        (lat, lon)
-    }
 }
 
 /// A scale bar's length in metres: 1, 2 or 5 × 10ⁿ, at most `most`.
@@ -440,6 +425,19 @@ mod tests {
         (a - b).abs() <= tolerance
     }
 
+    /// The place under viewBox point (x, y), computed as `console.js`
+    /// does from the SVG's data attributes alone.
+    fn pick(e: &Edges, x: f64, y: f64) -> (f64, f64) {
+        let lon = e.west + x / WIDTH * (e.east - e.west);
+        let lat = if e.mercator {
+            let (n, s) = (mercator_y(e.north), mercator_y(e.south));
+            inverse_mercator_y(n - y / HEIGHT * (n - s))
+        } else {
+            e.north - y / HEIGHT * (e.north - e.south)
+        };
+        (lat, lon)
+    }
+
     fn sacramento() -> MapInput {
         MapInput {
             nodes: vec![
@@ -527,7 +525,7 @@ mod tests {
             let edges = view.edges();
             for (lat, lon) in [(38.5816, -121.4944), (38.57, -121.48), (38.56, -121.47)] {
                 let (x, y) = view.project(lat, lon);
-                let (plat, plon) = edges.pick(x, y);
+                let (plat, plon) = pick(&edges, x, y);
                 assert!(
                     near(plat, lat, 1e-6) && near(plon, lon, 1e-6),
                     "{mercator}: {lat},{lon} → {x},{y} → {plat},{plon}"
