@@ -189,7 +189,7 @@ fn sources_table(sources: &[SourceView], max_age_ms: u64, now: UnixMillis) -> Ma
                                     } @else {
                                         td class="list-age" { (age(age_ms)) }
                                     }
-                                    td class="num" { (g.rows) }
+                                    td class="num" { (count(g.rows)) }
                                     td { (categories(&g.categories)) }
                                 }
                                 None => {
@@ -205,9 +205,22 @@ fn sources_table(sources: &[SourceView], max_age_ms: u64, now: UnixMillis) -> Ma
     }
 }
 
+/// A count as people read it: `1,048,576`.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn categories(c: &[(Category, u64)]) -> String {
     c.iter()
-        .map(|(k, n)| format!("{k} {n}"))
+        .map(|(k, n)| format!("{k} {}", count(*n)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -692,9 +705,9 @@ fn import_notice(r: &ImportReport) -> Markup {
         "Imported {} as generation {}: {} rows (of {} in the file); {} bad row{} skipped",
         info.source,
         info.number,
-        info.rows,
-        info.source_rows,
-        rec.bad_rows,
+        count(info.rows),
+        count(info.source_rows),
+        count(rec.bad_rows),
         if rec.bad_rows == 1 { "" } else { "s" },
     );
     if !rec.excluded.is_empty() {
@@ -705,8 +718,8 @@ fn import_notice(r: &ImportReport) -> Markup {
     }
     summary.push_str(&format!(
         "; {} added, {} removed since the last generation{}; took {} ms.",
-        rec.added,
-        rec.removed,
+        count(rec.added),
+        count(rec.removed),
         if rec.forced { "; forced" } else { "" },
         r.took_ms
     ));
@@ -771,6 +784,44 @@ mod tests {
         for bad in ["2026-13-01", "1.12.2026", "2026-12-1", "", "2026-12-01T00"] {
             assert!(end_of_day(bad).is_err(), "{bad}");
         }
+    }
+
+    fn source(issued_at: UnixMillis) -> SourceView {
+        SourceView {
+            name: "ncic".into(),
+            format: alpr_shared::hotlist::import::Format::Ncic,
+            settings: Default::default(),
+            current: Some(alpr_shared::hotlist::generation::GenerationInfo {
+                source: "ncic".into(),
+                number: 7,
+                issued_at,
+                source_sha256: alpr_shared::types::Hash32::ZERO,
+                source_rows: 1_250_001,
+                rows: 1_250_000,
+                categories: vec![(Category::StolenVehicle, 1_250_000)],
+                settings: Default::default(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_list_older_than_the_policy_allows_is_flagged_stale() {
+        let now = UnixMillis(1_800_000_000_000);
+        let day = 86_400_000;
+        let fresh = sources_table(&[source(UnixMillis(now.0 - 3_600_000))], day, now).into_string();
+        assert!(fresh.contains(">1,250,000<"), "{fresh}");
+        assert!(fresh.contains("stolen-vehicle 1,250,000"), "{fresh}");
+        assert!(!fresh.contains("stale"), "{fresh}");
+        let old = sources_table(&[source(UnixMillis(now.0 - 3 * day))], day, now).into_string();
+        assert!(old.contains("3 d — stale (older than 24 h)"), "{old}");
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_048_576), "1,048,576");
     }
 
     #[test]
