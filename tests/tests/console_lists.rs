@@ -15,6 +15,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 
 const SOURCES: &str = r#"
+[hotlist]
+max_file_bytes = 1500000
+
 [[hotlist.sources]]
 name = "ncic"
 format = "ncic"
@@ -435,7 +438,28 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
             "{}",
             sources[0]
         );
+        // A file over `hotlist.max_file_bytes` is refused with the reason.
+        let big = sample::ncic(&sample::entries(26_000, 6));
+        assert!(big.len() > 1_500_000);
+        let p = b
+            .upload(
+                "/console/hotlists/import",
+                &[("csrf", &csrf), ("source", "ncic"), ("format", "")],
+                ("file", "big.txt", &big),
+            )
+            .await?;
+        assert!(
+            p.text_of("error")
+                .is_some_and(|e| e.contains("at most 1500000 are accepted")),
+            "{}",
+            p.body
+        );
         let generations = api_json(&hub, "op1", &["hotlist", "generations", "ncic", "--json"])?;
+        assert_eq!(
+            generations.as_array().map(Vec::len),
+            Some(1),
+            "{generations}"
+        );
         assert_eq!(
             generations[0]["record"]["imported_by"], "op1",
             "{generations}"

@@ -627,8 +627,10 @@ struct ImportForm {
     file: Vec<u8>,
 }
 
-/// Read a field up to `max` bytes; more is cut at `max + 1` (so a size
-/// check after still sees it was too large).
+/// Read a field, keeping at most `max + 1` bytes (so a size check after
+/// still sees it was too large). The rest is read and dropped: a browser
+/// shows an answer sent before its upload ends as a broken connection,
+/// not as the reason (the request timeout bounds the time).
 async fn read_field(field: &mut Field<'_>, max: usize) -> Result<Vec<u8>, ConsoleError> {
     let mut out = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(|e| {
@@ -639,9 +641,6 @@ async fn read_field(field: &mut Field<'_>, max: usize) -> Result<Vec<u8>, Consol
     })? {
         let room = (max + 1).saturating_sub(out.len());
         out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if out.len() > max {
-            break;
-        }
     }
     Ok(out)
 }
@@ -660,11 +659,8 @@ async fn read_import(
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "file" {
+            // Too large: the API refuses it, and says so.
             form.file = read_field(&mut field, max_file).await?;
-            if form.file.len() > max_file {
-                // Too large: the API says so; the rest is not read.
-                break;
-            }
             continue;
         }
         let value = read_field(&mut field, MAX_FORM_FIELD).await?;
