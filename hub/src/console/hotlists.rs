@@ -5,11 +5,13 @@
 //!
 //! Every action calls the API's own handler ([`crate::api::hotlists`],
 //! [`crate::api::local_entries`]), so the checks and the access record
-//! are the API's. The import form is multipart; its file is read here up
-//! to `hotlist.max_file_bytes` (the route lifts the console's body limit
-//! as the API's import route does) and handed to the API's import as its
+//! are the API's. The import form is multipart; its file is kept up to
+//! `hotlist.max_file_bytes` (the route lifts the console's body limit as
+//! the API's import route does; a larger file is read to its end and
+//! refused by the API's size check) and handed to the API's import as its
 //! body.
 
+use alpr_shared::hotlist::import::Format;
 use alpr_shared::hotlist::local::EntryFields;
 use alpr_shared::hotlist::{Category, LocalEntry};
 use alpr_shared::types::UnixMillis;
@@ -38,7 +40,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/console/hotlists", get(show))
         .route(
             "/console/hotlists/import",
-            // The file is read below up to `hotlist.max_file_bytes`.
+            // The file is kept below up to `hotlist.max_file_bytes`.
             post(import).layer(DefaultBodyLimit::disable()),
         )
         .route("/console/hotlists/local", post(add))
@@ -136,7 +138,7 @@ async fn render(
             table id="local-past" {
                 thead { tr {
                     th scope="col" { "Plate" } th scope="col" { "Category" } th scope="col" { "Reason" }
-                    th scope="col" { "Added by" } th scope="col" { "Expiry" } th scope="col" { "State" }
+                    th scope="col" { "Added by" } th scope="col" { "Expiry" } th scope="col" { "Status" }
                 } }
                 tbody {
                     @for e in &past {
@@ -164,43 +166,42 @@ async fn render(
 
 fn sources_table(sources: &[SourceView], max_age_ms: u64, now: UnixMillis) -> Markup {
     html! {
-        @if sources.is_empty() {
-            p class="muted" { "No bulk list is configured (hub.toml " code { "[[hotlist.sources]]" } ")." }
-        } @else {
-            table id="sources" {
-                thead { tr {
-                    th scope="col" { "Source" } th scope="col" { "Format" }
-                    th scope="col" class="num" { "Generation" } th scope="col" { "Issued" }
-                    th scope="col" { "Age" } th scope="col" class="num" { "Rows" }
-                    th scope="col" { "Categories" }
-                } }
-                tbody {
-                    @for s in sources {
-                        tr class="source" data-source=(s.name) {
-                            td { (s.name) }
-                            td { (s.format) }
-                            @match &s.current {
-                                Some(g) => {
-                                    @let age_ms = now.0.saturating_sub(g.issued_at.0);
-                                    td class="num generation" { (g.number) }
-                                    td { (when(g.issued_at)) }
-                                    @if age_ms > max_age_ms {
-                                        td class="list-age warn" { (age(age_ms)) " — stale (older than " (age(max_age_ms)) ")" }
-                                    } @else {
-                                        td class="list-age" { (age(age_ms)) }
-                                    }
-                                    td class="num" { (count(g.rows)) }
-                                    td { (categories(&g.categories)) }
+        table id="sources" {
+            thead { tr {
+                th scope="col" { "Source" } th scope="col" { "Format" }
+                th scope="col" class="num" { "Generation" } th scope="col" { "Issued" }
+                th scope="col" { "Age" } th scope="col" class="num" { "Rows" }
+                th scope="col" { "Categories" }
+            } }
+            tbody {
+                @for s in sources {
+                    tr class="source" data-source=(s.name) {
+                        td { (s.name) }
+                        td { (s.format) }
+                        @match &s.current {
+                            Some(g) => {
+                                @let age_ms = now.0.saturating_sub(g.issued_at.0);
+                                td class="num generation" { (g.number) }
+                                td { (when(g.issued_at)) }
+                                @if age_ms > max_age_ms {
+                                    td class="list-age warn" { (age(age_ms)) " — stale (older than " (age(max_age_ms)) ")" }
+                                } @else {
+                                    td class="list-age" { (age(age_ms)) }
                                 }
-                                None => {
-                                    td class="num generation" { "—" }
-                                    td colspan="4" class="muted" { "nothing imported yet" }
-                                }
+                                td class="num" { (count(g.rows)) }
+                                td { (categories(&g.categories)) }
+                            }
+                            None => {
+                                td class="num generation" { "—" }
+                                td colspan="4" class="muted" { "nothing imported yet" }
                             }
                         }
                     }
                 }
             }
+        }
+        @if sources.is_empty() {
+            p class="muted" { "No bulk list is configured (hub.toml " code { "[[hotlist.sources]]" } ")." }
         }
     }
 }
@@ -290,7 +291,7 @@ fn local_table(session: &Session, entries: &[&LocalEntry], now: UnixMillis) -> M
             thead { tr {
                 th scope="col" { "Plate" } th scope="col" { "Category" } th scope="col" { "Reason" }
                 th scope="col" { "Case" } th scope="col" { "Added by" } th scope="col" { "Expires" }
-                th scope="col" { "State" } th scope="col" { "Change" }
+                th scope="col" { "Status" } th scope="col" { "Change" }
             } }
             tbody {
                 @for e in entries {
@@ -681,10 +682,10 @@ async fn read_import(
 fn import_query(form: &ImportForm) -> Result<ImportQuery, String> {
     let format = match form.format.as_str() {
         "" => None,
-        f => Some(
-            serde_json::from_value(serde_json::Value::String(f.to_owned()))
-                .map_err(|_| format!("no list format {f:?}: ncic, ca-doj or csv"))?,
-        ),
+        "ncic" => Some(Format::Ncic),
+        "ca-doj" => Some(Format::CaDoj),
+        "csv" => Some(Format::Csv),
+        f => return Err(format!("no list format {f:?}: ncic, ca-doj or csv")),
     };
     Ok(ImportQuery {
         format,
@@ -785,7 +786,7 @@ mod tests {
     fn source(issued_at: UnixMillis) -> SourceView {
         SourceView {
             name: "ncic".into(),
-            format: alpr_shared::hotlist::import::Format::Ncic,
+            format: Format::Ncic,
             settings: Default::default(),
             current: Some(alpr_shared::hotlist::generation::GenerationInfo {
                 source: "ncic".into(),
