@@ -205,7 +205,7 @@ async fn a_new_generation_row_finds_reads_stored_before_it() {
     assert!(found[0].record.past_match && found[0].record.read_seq == 0);
     let held = store.hub_alerts(10).expect("read");
     assert_eq!(held.len(), 1);
-    assert_eq!(hub_view(held[0].0, &held[0].1).id, "hub#1");
+    assert_eq!(hub_view(held[0].0, &held[0].1, Vec::new()).id, "hub#1");
     let accesses: Vec<_> = store
         .hub_access_entries(0, 100)
         .expect("access")
