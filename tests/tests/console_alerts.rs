@@ -91,7 +91,11 @@ impl Console {
             "/console/login",
             &[("username", user), ("password", &password), ("csrf", &csrf)],
         )?;
-        anyhow::ensure!(status == 303, "login: {status} {body}");
+        anyhow::ensure!(
+            status == 303,
+            "login: {status} {body}; cookies: {}",
+            std::fs::read_to_string(&c.jar).unwrap_or_default()
+        );
         Ok(c)
     }
 
@@ -202,7 +206,7 @@ fn edge_on(pki: &Pki, hub: &Hub, dir: &Path, name: &str, photos: &Path) -> anyho
 
 /// The plate the node read (its "plate read" log line).
 fn plate_read(edge: &Edge) -> anyhow::Result<String> {
-    wait_for(Duration::from_secs(120), "the photo read", || {
+    let read = wait_for(Duration::from_secs(240), "the photo read", || {
         edge.proc
             .log_text()
             .lines()
@@ -215,7 +219,8 @@ fn plate_read(edge: &Edge) -> anyhow::Result<String> {
                     .collect();
                 (!p.is_empty()).then_some(p)
             })
-    })
+    });
+    read.map_err(|e| anyhow::anyhow!("{e}; the node's log:\n{}", edge.proc.log_tail(30)))
 }
 
 #[test]
@@ -249,7 +254,12 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     // The dispatcher opens the alerts page: nothing yet, and the live list.
     let console = Console::login(&hub, dir.path(), "disp1")?;
     let (status, page) = console.get("/console/alerts")?;
-    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        status,
+        200,
+        "{page}; cookies: {}",
+        std::fs::read_to_string(&console.jar).unwrap_or_default()
+    );
     assert!(page.contains("id=\"page-alerts\""), "{page}");
     assert!(page.contains("data-live=\"/console/alerts/live\""));
     assert!(!page.contains("class=\"alert "), "no alert yet: {page}");
