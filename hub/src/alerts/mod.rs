@@ -308,17 +308,24 @@ pub fn hub_alert_stages(
         .collect())
 }
 
-/// The photos of read `seq` of `node` the hub holds: (plate crop,
-/// overview if `overview`), JPEG. For pages that show an alert's read,
-/// after the API allowed and logged the view.
+/// The photos of a read the hub holds, JPEG.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPhotos {
+    pub crop: Option<Vec<u8>>,
+    pub overview: Option<Vec<u8>>,
+}
+
+/// The photos of read `seq` of `node` the hub holds (the overview only if
+/// `overview`). For pages that show an alert's read, after the API
+/// allowed and logged the view.
 pub fn read_photos(
     storage: &dyn HubStorage,
     node: &str,
     seq: u64,
     overview: bool,
-) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>), StoreError> {
+) -> Result<ReadPhotos, StoreError> {
     let Ok(device) = DeviceId::new(node) else {
-        return Ok((None, None));
+        return Ok(ReadPhotos::default());
     };
     let Some(content) = storage
         .entries_at(&[(device, seq)])?
@@ -326,7 +333,7 @@ pub fn read_photos(
         .and_then(decode)
         .and_then(|e| e.read().cloned())
     else {
-        return Ok((None, None));
+        return Ok(ReadPhotos::default());
     };
     let crop = storage.image(&content.crop_hash)?;
     let overview = if !overview || content.overview_hash == content.crop_hash {
@@ -334,7 +341,7 @@ pub fn read_photos(
     } else {
         storage.image(&content.overview_hash)?
     };
-    Ok((crop, overview))
+    Ok(ReadPhotos { crop, overview })
 }
 
 /// A hub past match with its read.

@@ -113,9 +113,9 @@ async fn shown(
         views
             .into_iter()
             .map(|v| {
-                let (crop, _) =
+                let photos =
                     crate::alerts::read_photos(storage.as_ref(), &v.node, v.read_seq, false)?;
-                Ok((v, crop))
+                Ok((v, photos.crop))
             })
             .collect::<Result<Vec<_>, StoreError>>()
     })
@@ -297,7 +297,7 @@ impl Live {
                 _ = tokio::time::sleep(TICK) => {}
             }
             self.ticks = self.ticks.wrapping_add(1);
-            if self.ticks % SESSION_TICKS == 0 && !self.allowed().await {
+            if self.ticks.is_multiple_of(SESSION_TICKS) && !self.allowed().await {
                 return None;
             }
             if let Some(html) = self.changed().await {
@@ -480,7 +480,7 @@ async fn alert_page(
     let a = &d.alert;
     let storage = state.hub.storage.clone();
     let (node, read_seq) = (a.node.clone(), a.read_seq);
-    let (crop, overview) = tokio::task::spawn_blocking(move || {
+    let crate::alerts::ReadPhotos { crop, overview } = tokio::task::spawn_blocking(move || {
         crate::alerts::read_photos(storage.as_ref(), &node, read_seq, true)
     })
     .await
