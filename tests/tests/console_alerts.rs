@@ -9,6 +9,11 @@
 //!   hub is refused a stage out of order (409, the rule on the page), then
 //!   disposes the alert in three stages through the page's form; `hub
 //!   alerts` shows the stages as the hub's, and the access log holds each.
+//! - `a_past_match_found_at_the_hub_is_disposed_at_the_hub`: a read stored
+//!   before its plate was listed becomes `hub#1`; the console lists it and
+//!   opens it at its own address, a stage out of order is refused by `hub
+//!   alert dispose`, and the page's form closes it; an auditor may not open
+//!   the alerts.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -396,5 +401,92 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
         log.contains(&format!("plate={plate} stage action: no-stop")),
         "{log}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::create_in(dir.path())?;
+    let hub = Hub::start_with(&pki, dir.path(), &[], SOURCES)?;
+    hub.add_user("op1", "operator", TRAINED)?;
+    hub.login("op1")?;
+    hub.add_user("disp1", "operator", TRAINED)?;
+    let mut rows = sample::entries(200, 12);
+    rows.retain(|e| e.category != Category::Immigration);
+    import(&hub, dir.path(), &rows)?;
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos)?;
+    std::fs::copy(
+        shared().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg"),
+        photos.join("car.jpg"),
+    )?;
+    let edge = edge_on(&pki, &hub, dir.path(), "pole-1", &photos)?;
+    let plate = plate_read(&edge)?;
+    wait_for(Duration::from_secs(60), "the read reaches the hub", || {
+        let s = edge.status()?;
+        let size = s["log_size"].as_u64()?;
+        (size > 0 && s["acked"].as_u64() == Some(size)).then_some(())
+    })?;
+    rows.retain(|e| e.plate != plate);
+    rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
+    import(&hub, dir.path(), &rows)?;
+
+    let console = Console::login(&hub, dir.path(), "disp1")?;
+    let list = wait_for(Duration::from_secs(60), "the past match listed", || {
+        console
+            .get("/console/alerts")
+            .ok()
+            .map(|(_, p)| p)
+            .filter(|p| p.contains("href=\"/console/hub-alerts/1\""))
+    })?;
+    assert!(list.contains("past match"), "{list}");
+    let (status, page) = console.get("/console/hub-alerts/1")?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("the hub (past match)"), "{page}");
+    assert!(page.contains(&plate));
+    assert!(page.contains("value=\"read:misread\""));
+
+    let o = hub.run_as(
+        "op1",
+        &["alert", "dispose", "hub#1", "--stage", "status:active"],
+    )?;
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains("the status check needs the read disposed as correct first"),
+        "{}",
+        out(&o)
+    );
+
+    let csrf = csrf_of(&page)?;
+    let (status, page) = console.post(
+        "/console/hub-alerts/1",
+        &[
+            ("csrf", &csrf),
+            ("stage", "read:misread"),
+            ("note", "a B read as 8"),
+        ],
+    )?;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"notice\""), "{page}");
+    assert_eq!(page.matches("class=\"disposition\"").count(), 1);
+    assert!(page.contains("Nothing more is expected"), "{page}");
+
+    let o = hub.run_as("op1", &["alerts", "--json"])?;
+    assert!(o.status.success(), "{}", out(&o));
+    let alerts: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)?;
+    let a = alerts
+        .iter()
+        .find(|a| a["id"] == "hub#1")
+        .ok_or_else(|| anyhow::anyhow!("no hub#1: {alerts:?}"))?;
+    assert_eq!(a["open"], false);
+    assert_eq!(a["dispositions"][0]["by"], "hub");
+    assert_eq!(a["dispositions"][0]["user"], "disp1");
+
+    let auditor = Console::login(&hub, dir.path(), "auditor")?;
+    let (status, page) = auditor.get("/console/alerts")?;
+    assert_eq!(status, 403, "{page}");
+    let (status, _) = auditor.get("/console/hub-alerts/1")?;
+    assert_eq!(status, 403);
     Ok(())
 }
