@@ -13,7 +13,7 @@
 //!   before its plate was listed becomes `hub#1`; the console lists it and
 //!   opens it at its own address, a stage out of order is refused by `hub
 //!   alert dispose`, and the page's form closes it; an auditor may not open
-//!   the alerts.
+//!   the alerts; the hub stops promptly with a live list open.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -488,5 +488,16 @@ fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> 
     assert_eq!(status, 403, "{page}");
     let (status, _) = auditor.get("/console/hub-alerts/1")?;
     assert_eq!(status, 403);
+    let (status, _) = auditor.get("/console/alerts/live")?;
+    assert_eq!(status, 403, "nor its live list");
+
+    // An open live list does not hold the hub up when it stops.
+    let live = console.events("/console/alerts/live")?;
+    let rows = wait_for(Duration::from_secs(30), "the live rows", || {
+        live.alerts().into_iter().next()
+    })?;
+    assert!(rows.contains("/console/hub-alerts/1"), "{rows}");
+    let mut hub = hub;
+    hub.proc.stop()?;
     Ok(())
 }
