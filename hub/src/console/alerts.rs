@@ -10,8 +10,8 @@
 //! theirs. The live list logs one view when it opens, then polls the
 //! alerts index once a second (a cheap fingerprint of it; nothing in the
 //! hub announces a new alert) and sends the rows again when they changed;
-//! it ends when the session ends, the role may no longer handle alerts,
-//! or the hub stops.
+//! it ends when the session ends (logout, expiry, idle: an open list is
+//! not activity), the role may no longer handle alerts, or the hub stops.
 
 use std::convert::Infallible;
 use std::hash::{Hash, Hasher};
@@ -253,13 +253,14 @@ struct Live {
 }
 
 impl Live {
-    /// Whether the session still stands and its role may still see alerts.
+    /// Whether the session still stands and its role may still see alerts
+    /// (a list left open is not activity: the session still idles out).
     async fn allowed(&self) -> bool {
         let users = self.state.users.clone();
         let token = self.session.token.clone();
         let source = self.source;
         matches!(
-            tokio::task::spawn_blocking(move || users.authenticate(&token, source)).await,
+            tokio::task::spawn_blocking(move || users.still_authenticated(&token, source)).await,
             Ok(Ok(c)) if c.role.may(Permission::HandleAlerts)
         )
     }
