@@ -589,3 +589,60 @@ async fn alert_page(
         },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alpr_shared::hotlist::{AlertLevel, Category, HotEntry, ListRef, MatchKind};
+    use alpr_shared::log::AlertRecord;
+    use alpr_shared::types::{DeviceId, UnixMillis};
+
+    fn past_match(stale: bool) -> AlertView {
+        let a = crate::store::HubAlert {
+            node: DeviceId::new("pole-4").expect("name"),
+            at: UnixMillis(1_764_000_000_000),
+            record: AlertRecord {
+                read_seq: 17,
+                list: ListRef::Bulk {
+                    source: "ncic".into(),
+                    generation: 3,
+                    issued_at: UnixMillis(1_763_990_000_000),
+                },
+                entry: HotEntry {
+                    plate: "7ABC123".into(),
+                    state: "CA".into(),
+                    category: Category::StolenVehicle,
+                    note: "<script>alert(1)</script>".into(),
+                    ..HotEntry::default()
+                },
+                kind: MatchKind::Exact,
+                matched_text: "7ABC123".into(),
+                level: AlertLevel::Standard,
+                covert: false,
+                list_age_ms: 30 * 3_600_000,
+                list_stale: stale,
+                past_match: true,
+            },
+        };
+        crate::alerts::hub_view(3, &a, Vec::new())
+    }
+
+    #[test]
+    fn a_row_links_by_id_flags_a_stale_list_and_escapes_the_entry() {
+        let html = rows(&[(past_match(true), None)]).into_string();
+        assert!(html.contains("href=\"/console/hub-alerts/3\""), "{html}");
+        assert!(!html.contains("href=\"/console/hub-alerts/7ABC123"));
+        assert!(html.contains("<td class=\"alert-plate plate\">7ABC123</td>"));
+        assert!(html.contains("STALE"));
+        assert!(html.contains("30 h"), "the list's age: {html}");
+        assert!(!html.contains("<script>"), "escaped: {html}");
+        assert!(html.contains("no photo at the hub"));
+        let fresh = rows(&[(past_match(false), Some(vec![0xff, 0xd8]))]).into_string();
+        assert!(!fresh.contains("STALE"));
+        assert!(
+            fresh.contains("src=\"data:image/jpeg;base64,/9g=\""),
+            "{fresh}"
+        );
+        assert!(rows(&[]).into_string().contains("No alerts."));
+    }
+}
