@@ -475,9 +475,9 @@ impl RedbStore {
             tx.open_table(USERS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
+            tx.open_table(HUB_DISPOSITIONS).map_err(db_err)?;
             tx.open_table(ALERTS).map_err(db_err)?;
             tx.open_table(HUB_ALERTS).map_err(db_err)?;
-            tx.open_table(HUB_DISPOSITIONS).map_err(db_err)?;
             backfill_search_indexes(&tx)?;
         }
         tx.commit().map_err(db_err)?;
