@@ -1,11 +1,12 @@
-//! `hub alerts`, `hub alert show NODE#SEQ`: through the hub's API as the
-//! logged-in user.
+//! `hub alerts`, `hub alert show NODE#SEQ`, `hub alert dispose NODE#SEQ
+//! --stage read:correct`: through the hub's API as the logged-in user.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{AlertDetail, AlertView};
-use crate::cli::api_get;
+use crate::api::alerts::DisposeRequest;
+use crate::cli::{api_get, api_post};
 
 #[derive(Debug, clap::Args)]
 pub struct AlertsArgs {
@@ -29,6 +30,29 @@ pub enum AlertCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Record a disposition stage at the hub (dispatchers, supervisors):
+    /// the read, then the status check, then the action.
+    Dispose {
+        /// `node#seq` or `hub#N`, as `hub alerts` lists it.
+        id: String,
+        /// `read:correct|wrong-state|misread|dismissed`,
+        /// `status:active|inactive`, `action:stop|no-stop|unable`.
+        #[arg(long)]
+        stage: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The API path of alert `id` (`node#seq` or `hub#N`).
+fn alert_path(id: &str) -> anyhow::Result<String> {
+    match super::parse_id(id) {
+        Some((node, n)) if node.as_str() == "hub" => Ok(format!("/api/v1/hub-alerts/{n}")),
+        Some((node, seq)) => Ok(format!("/api/v1/alerts/{node}/{seq}")),
+        None => anyhow::bail!("{id:?} is not an alert id (node#seq or hub#N)"),
+    }
 }
 
 fn age(ms: u64) -> String {
@@ -59,11 +83,12 @@ pub fn render(alerts: &[AlertView]) -> String {
         ));
         for d in &a.dispositions {
             out.push_str(&format!(
-                "    {}  {} by {} ({}){}\n",
+                "    {}  {} by {} ({}{}){}\n",
                 d.at,
                 d.stage,
                 d.user,
                 d.agency,
+                if d.by == "hub" { ", at the hub" } else { "" },
                 if d.note.is_empty() {
                     String::new()
                 } else {
@@ -101,14 +126,23 @@ pub fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
 
 pub fn alert(cmd: AlertCommand) -> anyhow::Result<ExitCode> {
     match cmd {
+        AlertCommand::Dispose {
+            id,
+            stage,
+            note,
+            json,
+        } => {
+            let path = format!("{}/dispose", alert_path(&id)?);
+            let d: AlertDetail = api_post(&path, &DisposeRequest { stage, note })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                print!("{}", render(std::slice::from_ref(&d.alert)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         AlertCommand::Show { id, json } => {
-            let d: AlertDetail = match super::parse_id(&id) {
-                Some((node, n)) if node.as_str() == "hub" => {
-                    api_get(&format!("/api/v1/hub-alerts/{n}"))?
-                }
-                Some((node, seq)) => api_get(&format!("/api/v1/alerts/{node}/{seq}"))?,
-                None => anyhow::bail!("{id:?} is not an alert id (node#seq or hub#N)"),
-            };
+            let d: AlertDetail = api_get(&alert_path(&id)?)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
                 return Ok(ExitCode::SUCCESS);

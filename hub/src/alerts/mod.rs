@@ -3,6 +3,12 @@
 //! them (`alerts-v1`, [`crate::store::HubStorage::alerts`]) and these views
 //! read the entries back for `hub alerts` and `hub alert show`
 //! ([`crate::api::alerts`]).
+//!
+//! Dispatchers and supervisors dispose alerts at the hub too
+//! (`hub-dispositions-v1`, [`crate::store::HubDisposition`]). A view
+//! merges the hub's stages with the node's in time order and works out the
+//! alert's progress from them all, under the same rules
+//! ([`Progress::check`]).
 
 pub mod back_match;
 pub mod cli;
@@ -12,12 +18,12 @@ mod tests;
 pub use cli::render;
 
 use alpr_shared::hotlist::{HotEntry, ListRef, MatchKind};
-use alpr_shared::log::alert::Progress;
+use alpr_shared::log::alert::{ActionTaken, Progress, ReadCheck, Stage, StatusCheck};
 use alpr_shared::log::SignedEntry;
 use alpr_shared::types::{DeviceId, UnixMillis};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{AlertIndexRow, HubStorage, StoreError};
+use crate::store::{AlertIndexRow, HubDisposition, HubStorage, StoreError};
 
 /// What an officer must do before acting on any alert.
 pub const REMINDER: &str =
@@ -53,6 +59,11 @@ pub struct AlertView {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DispositionView {
+    /// `node`: an entry of the node's log (`seq` is its sequence number);
+    /// `hub`: recorded at the hub (`seq` numbers the alert's hub stages
+    /// from 0).
+    #[serde(default)]
+    pub by: String,
     pub seq: u64,
     pub at: UnixMillis,
     pub stage: String,
@@ -96,29 +107,37 @@ pub fn views(
         }
     }
     let mut entries = storage.entries_at(&at)?.into_iter().map(decode);
+    let mut hub = hub_stages(storage, rows)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let alert = entries.next().flatten();
-        let dispositions: Vec<DispositionView> = r
+        let stages: Vec<(Stage, DispositionView)> = r
             .dispositions
             .iter()
             .filter_map(|seq| {
                 let e = entries.next().flatten()?;
                 let d = e.disposition()?;
-                Some(DispositionView {
-                    seq: *seq,
-                    at: e.header.captured_at,
-                    stage: d.stage.to_string(),
-                    user: d.user.clone(),
-                    agency: d.agency.clone(),
-                    note: d.note.clone(),
-                })
+                Some((
+                    d.stage,
+                    DispositionView {
+                        by: "node".into(),
+                        seq: *seq,
+                        at: e.header.captured_at,
+                        stage: d.stage.to_string(),
+                        user: d.user.clone(),
+                        agency: d.agency.clone(),
+                        note: d.note.clone(),
+                    },
+                ))
             })
             .collect();
         let Some(alert) = alert else { continue };
         let Some(rec) = alert.alert() else { continue };
+        let id = format!("{}#{}", r.node, r.seq);
+        let (progress, dispositions) =
+            combine(r.progress, stages, hub.remove(&id).unwrap_or_default());
         out.push(AlertView {
-            id: format!("{}#{}", r.node, r.seq),
+            id,
             source: "node".into(),
             node: r.node.to_string(),
             seq: r.seq,
@@ -134,19 +153,121 @@ pub fn views(
             list_age_ms: rec.list_age_ms,
             list_stale: rec.list_stale,
             past_match: rec.past_match,
-            progress: r.progress,
-            status: r.progress.summary(),
-            open: !r.progress.closed(),
+            progress,
+            status: progress.summary(),
+            open: !progress.closed(),
             dispositions,
         });
     }
     Ok(out)
 }
 
-/// The view of a past match the hub found (number `n`).
-pub fn hub_view(n: u64, a: &crate::store::HubAlert) -> AlertView {
+/// The hub's stages of `rows`' alerts, by alert id (one scan of the
+/// table for many rows, one range for one).
+fn hub_stages(
+    storage: &dyn HubStorage,
+    rows: &[AlertIndexRow],
+) -> Result<std::collections::HashMap<String, Vec<HubDisposition>>, StoreError> {
+    let found = match rows {
+        [] => Vec::new(),
+        [r] => storage.hub_dispositions(Some(&format!("{}#{}", r.node, r.seq)))?,
+        _ => storage.hub_dispositions(None)?,
+    };
+    let mut by_alert: std::collections::HashMap<String, Vec<HubDisposition>> =
+        std::collections::HashMap::new();
+    for (id, d) in found {
+        by_alert.entry(id).or_default().push(d);
+    }
+    Ok(by_alert)
+}
+
+/// An alert's progress and its stages in time order: the node's stages
+/// (`node_progress` is what they came to) with the hub's merged in. When
+/// both disposed, the stages are replayed in time order and one the rules
+/// refuse after those before it (an officer and a dispatcher disposing at
+/// once) is listed but not counted.
+fn combine(
+    node_progress: Progress,
+    node: Vec<(Stage, DispositionView)>,
+    hub: Vec<HubDisposition>,
+) -> (Progress, Vec<DispositionView>) {
+    if hub.is_empty() {
+        return (node_progress, node.into_iter().map(|(_, v)| v).collect());
+    }
+    let mut all = node;
+    for (n, d) in (0u64..).zip(hub) {
+        all.push((
+            d.stage,
+            DispositionView {
+                by: "hub".into(),
+                seq: n,
+                at: d.at,
+                stage: d.stage.to_string(),
+                user: d.user,
+                agency: d.agency,
+                note: d.note,
+            },
+        ));
+    }
+    all.sort_by_key(|(_, v)| v.at);
+    let mut progress = Progress::default();
+    for (stage, _) in &all {
+        // A refused stage stays listed; the progress is what the rules allow.
+        let _ = progress.apply(*stage);
+    }
+    (progress, all.into_iter().map(|(_, v)| v).collect())
+}
+
+/// Every stage there is, in the order a form offers them.
+pub const STAGES: [Stage; 9] = [
+    Stage::Read(ReadCheck::Correct),
+    Stage::Read(ReadCheck::WrongState),
+    Stage::Read(ReadCheck::Misread),
+    Stage::Read(ReadCheck::DismissedUnreviewed),
+    Stage::Status(StatusCheck::ConfirmedActive),
+    Stage::Status(StatusCheck::NoLongerActive),
+    Stage::Action(ActionTaken::Stop),
+    Stage::Action(ActionTaken::NoStop),
+    Stage::Action(ActionTaken::Unable),
+];
+
+/// A stage as a form or the API names it: `read:correct`,
+/// `status:active`, `action:no-stop`.
+pub fn stage_name(stage: Stage) -> String {
+    match stage {
+        Stage::Read(r) => format!("read:{}", r.name()),
+        Stage::Status(s) => format!("status:{}", s.name()),
+        Stage::Action(a) => format!("action:{}", a.name()),
+    }
+}
+
+/// Parse `read:correct` (also `read: correct`, as views print it).
+pub fn parse_stage(s: &str) -> Option<Stage> {
+    let (kind, value) = s.split_once(':')?;
+    let value = value.trim();
+    match kind.trim() {
+        "read" => ReadCheck::from_name(value).map(Stage::Read),
+        "status" => StatusCheck::from_name(value).map(Stage::Status),
+        "action" => ActionTaken::from_name(value).map(Stage::Action),
+        _ => None,
+    }
+}
+
+/// The stages the rules allow next, after `progress`.
+pub fn next_stages(progress: Progress) -> Vec<Stage> {
+    STAGES
+        .into_iter()
+        .filter(|s| progress.check(*s).is_ok())
+        .collect()
+}
+
+/// The view of a past match the hub found (number `n`), with the stages
+/// disposed at the hub (`hub`, in the order recorded).
+pub fn hub_view(n: u64, a: &crate::store::HubAlert, hub: Vec<HubDisposition>) -> AlertView {
     let r = &a.record;
-    let progress = Progress::default();
+    let disposed = !hub.is_empty();
+    let (progress, dispositions) = combine(Progress::default(), Vec::new(), hub);
+    let found = format!("past match on {}#{}", a.node, r.read_seq);
     AlertView {
         id: format!("hub#{n}"),
         source: "hub".into(),
@@ -165,10 +286,62 @@ pub fn hub_view(n: u64, a: &crate::store::HubAlert) -> AlertView {
         list_stale: r.list_stale,
         past_match: r.past_match,
         progress,
-        status: format!("past match on {}#{}", a.node, r.read_seq),
-        open: true,
-        dispositions: Vec::new(),
+        status: if disposed {
+            format!("{found}; {}", progress.summary())
+        } else {
+            found
+        },
+        open: !progress.closed(),
+        dispositions,
     }
+}
+
+/// The stages disposed at the hub of the past match `hub#n`.
+pub fn hub_alert_stages(
+    storage: &dyn HubStorage,
+    n: u64,
+) -> Result<Vec<HubDisposition>, StoreError> {
+    Ok(storage
+        .hub_dispositions(Some(&format!("hub#{n}")))?
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect())
+}
+
+/// The photos of a read the hub holds, JPEG.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPhotos {
+    pub crop: Option<Vec<u8>>,
+    pub overview: Option<Vec<u8>>,
+}
+
+/// The photos of read `seq` of `node` the hub holds (the overview only if
+/// `overview`). For pages that show an alert's read, after the API
+/// allowed and logged the view.
+pub fn read_photos(
+    storage: &dyn HubStorage,
+    node: &str,
+    seq: u64,
+    overview: bool,
+) -> Result<ReadPhotos, StoreError> {
+    let Ok(device) = DeviceId::new(node) else {
+        return Ok(ReadPhotos::default());
+    };
+    let Some(content) = storage
+        .entries_at(&[(device, seq)])?
+        .pop()
+        .and_then(decode)
+        .and_then(|e| e.read().cloned())
+    else {
+        return Ok(ReadPhotos::default());
+    };
+    let crop = storage.image(&content.crop_hash)?;
+    let overview = if !overview || content.overview_hash == content.crop_hash {
+        None
+    } else {
+        storage.image(&content.overview_hash)?
+    };
+    Ok(ReadPhotos { crop, overview })
 }
 
 /// A hub past match with its read.
@@ -177,7 +350,7 @@ pub fn hub_detail(
     n: u64,
     a: &crate::store::HubAlert,
 ) -> Result<Option<AlertDetail>, StoreError> {
-    let alert = hub_view(n, a);
+    let alert = hub_view(n, a, hub_alert_stages(storage, n)?);
     let read = storage
         .entries_at(&[(a.node.clone(), a.record.read_seq)])?
         .pop()

@@ -205,7 +205,7 @@ async fn a_new_generation_row_finds_reads_stored_before_it() {
     assert!(found[0].record.past_match && found[0].record.read_seq == 0);
     let held = store.hub_alerts(10).expect("read");
     assert_eq!(held.len(), 1);
-    assert_eq!(hub_view(held[0].0, &held[0].1).id, "hub#1");
+    assert_eq!(hub_view(held[0].0, &held[0].1, Vec::new()).id, "hub#1");
     let accesses: Vec<_> = store
         .hub_access_entries(0, 100)
         .expect("access")
@@ -262,4 +262,107 @@ async fn a_new_generation_row_finds_reads_stored_before_it() {
         .await
         .expect("run");
     assert!(again.is_empty());
+}
+
+#[test]
+fn hub_stages_merge_with_the_nodes_in_time_order_under_the_same_rules() {
+    use crate::store::HubDisposition;
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
+    let device = DeviceId::new("car-7").expect("valid");
+    let mut w = LogWriter::new(SecretKey::from_bytes(&[4; 32]), device.clone());
+    let read = w
+        .append_read(
+            crate::bench::sample_read(0),
+            UnixMillis(5_000),
+            TimeSource::Ntp,
+        )
+        .expect("read");
+    let plate = read.read().expect("content").plate.clone();
+    let a = w
+        .append_alert(alert(0, &plate, false), UnixMillis(5_100), TimeSource::Ntp)
+        .expect("alert");
+    // The officer in the car checks the read (at 7 000).
+    let s1 = stage(&mut w, a.seq(), Stage::Read(ReadCheck::Correct));
+    ingest(&store, &mut w, vec![read, a.clone(), s1]);
+    let id = format!("car-7#{}", a.seq());
+
+    // The dispatcher checks the state system at the hub, later.
+    let at_hub = |stage, at| WriteOp::HubDisposition {
+        alert: id.clone(),
+        disposition: HubDisposition {
+            at: UnixMillis(at),
+            stage,
+            user: "disp.lee".into(),
+            agency: "CA0190000".into(),
+            note: "CLETS: still stolen".into(),
+            access_seq: 3,
+        },
+    };
+    store
+        .commit(vec![at_hub(
+            Stage::Status(StatusCheck::ConfirmedActive),
+            8_000,
+        )])
+        .expect("stored");
+    let row = store
+        .alert(&device, a.seq())
+        .expect("read")
+        .expect("indexed");
+    let d = detail(&store, &row).expect("detail").expect("found");
+    let v = &d.alert;
+    let by: Vec<(&str, &str)> = v
+        .dispositions
+        .iter()
+        .map(|d| (d.by.as_str(), d.stage.as_str()))
+        .collect();
+    assert_eq!(
+        by,
+        [("node", "read: correct"), ("hub", "status: active")],
+        "the node's stage, then the hub's, in time order"
+    );
+    assert_eq!(v.status, "awaiting action");
+    assert!(v.open);
+    assert_eq!(
+        next_stages(v.progress),
+        [
+            Stage::Action(ActionTaken::Stop),
+            Stage::Action(ActionTaken::NoStop),
+            Stage::Action(ActionTaken::Unable)
+        ],
+        "only an action is left to record"
+    );
+    assert!(v
+        .progress
+        .check(Stage::Status(StatusCheck::NoLongerActive))
+        .is_err());
+
+    // The action closes it; the list says so, and `hub alerts` shows who.
+    store
+        .commit(vec![at_hub(Stage::Action(ActionTaken::NoStop), 9_000)])
+        .expect("stored");
+    let all = views(&store, &store.alerts(None, 10).expect("rows")).expect("views");
+    assert!(!all[0].open);
+    assert_eq!(all[0].dispositions.len(), 3);
+    assert!(render(&all).contains("action: no-stop by disp.lee (CA0190000, at the hub)"));
+    assert_eq!(
+        store.hub_dispositions(Some(&id)).expect("stored").len(),
+        2,
+        "one alert's stages, in the order recorded"
+    );
+    assert!(store
+        .hub_dispositions(Some("car-7#999"))
+        .expect("none")
+        .is_empty());
+}
+
+#[test]
+fn stage_names_parse_as_forms_and_views_write_them() {
+    for s in STAGES {
+        assert_eq!(parse_stage(&stage_name(s)), Some(s));
+        assert_eq!(parse_stage(&s.to_string()), Some(s), "{s}");
+    }
+    assert_eq!(parse_stage("read"), None);
+    assert_eq!(parse_stage("action:arrest"), None);
+    assert_eq!(next_stages(Progress::default()).len(), 4, "the read first");
 }

@@ -4,19 +4,29 @@
 //!
 //! - `GET /api/v1/alerts?open=true&node=NAME` — alerts, newest first;
 //! - `GET /api/v1/alerts/{node}/{seq}` — one alert with its read and
-//!   dispositions.
+//!   dispositions (`GET /api/v1/hub-alerts/{n}`: a past match the hub
+//!   found);
+//! - `POST /api/v1/alerts/{node}/{seq}/dispose` [`DisposeRequest`] (and
+//!   `POST /api/v1/hub-alerts/{n}/dispose`) — a dispatcher or supervisor
+//!   records a disposition stage at the hub, under the rules an officer's
+//!   stages keep ([`alpr_shared::log::alert::Progress::check`]), applied
+//!   to the alert's stages from the node and the hub together; a stage
+//!   the rules refuse is 409 with the rule.
 //!
-//! Each view is in the access log (`view`) before the answer.
+//! Each view is in the access log (`view`) before the answer; each stage
+//! recorded at the hub is in it (`alert-disposition`) before it is stored.
 
-use alpr_shared::log::AccessAction;
-use alpr_shared::types::DeviceId;
+use alpr_shared::log::alert::{DispositionRecord, Stage};
+use alpr_shared::log::{AccessAction, AccessOutcome};
+use alpr_shared::types::{DeviceId, UnixMillis};
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
 use crate::alerts::{AlertDetail, AlertView};
+use crate::store::{HubDisposition, HubStorage, WriteOp};
 use crate::users::{Caller, Permission, Role};
 
 /// Most alerts one list answers.
@@ -29,11 +39,23 @@ pub struct ListQuery {
     pub node: Option<String>,
 }
 
+/// One disposition stage recorded at the hub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DisposeRequest {
+    /// `read:correct|wrong-state|misread|dismissed`,
+    /// `status:active|inactive`, `action:stop|no-stop|unable`.
+    pub stage: String,
+    #[serde(default)]
+    pub note: String,
+}
+
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/alerts", get(list))
         .route("/api/v1/alerts/{node}/{seq}", get(show))
+        .route("/api/v1/alerts/{node}/{seq}/dispose", post(dispose))
         .route("/api/v1/hub-alerts/{n}", get(show_hub))
+        .route("/api/v1/hub-alerts/{n}/dispose", post(dispose_hub))
 }
 
 /// Covert alerts are for supervisors only.
@@ -43,6 +65,103 @@ fn sees_covert(caller: &Caller) -> bool {
 
 fn storage_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
+}
+
+/// Which alert: one in a node's log, or a past match the hub found.
+#[derive(Debug, Clone)]
+enum AlertKey {
+    Node(DeviceId, u64),
+    Hub(u64),
+}
+
+impl AlertKey {
+    fn id(&self) -> String {
+        match self {
+            AlertKey::Node(node, seq) => format!("{node}#{seq}"),
+            AlertKey::Hub(n) => format!("hub#{n}"),
+        }
+    }
+
+    /// The alert with its read, as the caller may see it (a covert alert
+    /// is not found for one who may not see it).
+    async fn load(&self, state: &ApiState, caller: &Caller) -> Result<AlertDetail, ApiError> {
+        let storage = state.hub.storage.clone();
+        let key = self.clone();
+        let detail = tokio::task::spawn_blocking(move || key.find(storage.as_ref()))
+            .await
+            .map_err(storage_err)??;
+        detail
+            .filter(|d| sees_covert(caller) || !d.alert.covert)
+            .ok_or_else(|| ApiError::NotFound(format!("no alert {}", self.id())))
+    }
+
+    fn find(&self, storage: &dyn HubStorage) -> Result<Option<AlertDetail>, ApiError> {
+        match self {
+            AlertKey::Node(node, seq) => {
+                let Some(row) = storage.alert(node, *seq).map_err(storage_err)? else {
+                    return Ok(None);
+                };
+                crate::alerts::detail(storage, &row).map_err(storage_err)
+            }
+            AlertKey::Hub(n) => {
+                // Numbered from 1 in order: the newest is the last.
+                let Some((_, a)) = storage
+                    .hub_alerts(usize::MAX)
+                    .map_err(storage_err)?
+                    .into_iter()
+                    .find(|(k, _)| k == n)
+                else {
+                    return Ok(None);
+                };
+                crate::alerts::hub_detail(storage, *n, &a).map_err(storage_err)
+            }
+        }
+    }
+}
+
+fn node_key(node: &str, seq: u64) -> Result<AlertKey, ApiError> {
+    let node =
+        DeviceId::new(node).map_err(|e| ApiError::BadRequest(format!("node {node:?}: {e}")))?;
+    Ok(AlertKey::Node(node, seq))
+}
+
+/// The alerts `caller` may see (covert ones for a supervisor only), newest
+/// first, without an access record: for [`list`], and for the console's
+/// live list after its first (logged) answer.
+pub(crate) fn collect(
+    storage: &dyn HubStorage,
+    caller: &Caller,
+    open: bool,
+    node: Option<&DeviceId>,
+) -> Result<Vec<AlertView>, ApiError> {
+    let covert = sees_covert(caller);
+    let rows: Vec<_> = storage
+        .alerts(node, usize::MAX)
+        .map_err(storage_err)?
+        .into_iter()
+        .filter(|r| covert || !r.covert)
+        .collect();
+    let newest: Vec<_> = rows.into_iter().rev().take(MAX_LIST).collect();
+    let mut views = crate::alerts::views(storage, &newest).map_err(storage_err)?;
+    // Past matches the hub found in the reads it holds.
+    let hub_alerts = storage.hub_alerts(MAX_LIST).map_err(storage_err)?;
+    if !hub_alerts.is_empty() {
+        let mut stages: std::collections::HashMap<String, Vec<HubDisposition>> =
+            std::collections::HashMap::new();
+        for (id, d) in storage.hub_dispositions(None).map_err(storage_err)? {
+            stages.entry(id).or_default().push(d);
+        }
+        for (n, a) in hub_alerts {
+            if (covert || !a.record.covert) && node.is_none_or(|d| *d == a.node) {
+                let mine = stages.remove(&format!("hub#{n}")).unwrap_or_default();
+                views.push(crate::alerts::hub_view(n, &a, mine));
+            }
+        }
+    }
+    // Open: after the node's and the hub's stages are combined.
+    views.retain(|v| !open || v.open);
+    views.sort_by_key(|v| std::cmp::Reverse(v.raised_at));
+    Ok(views)
 }
 
 pub(crate) async fn list(
@@ -59,30 +178,12 @@ pub(crate) async fn list(
         None => None,
     };
     let storage = state.hub.storage.clone();
-    let covert = sees_covert(&caller);
+    let who = caller.clone();
     let open = q.open;
-    let views = tokio::task::spawn_blocking(move || -> Result<Vec<AlertView>, ApiError> {
-        let rows: Vec<_> = storage
-            .alerts(node.as_ref(), usize::MAX)
-            .map_err(storage_err)?
-            .into_iter()
-            .filter(|r| covert || !r.covert)
-            .filter(|r| !open || !r.progress.closed())
-            .collect();
-        let newest: Vec<_> = rows.into_iter().rev().take(MAX_LIST).collect();
-        let mut views = crate::alerts::views(storage.as_ref(), &newest).map_err(storage_err)?;
-        // Past matches the hub found in the reads it holds.
-        for (n, a) in storage.hub_alerts(MAX_LIST).map_err(storage_err)? {
-            if (covert || !a.record.covert) && node.as_ref().is_none_or(|d| *d == a.node) {
-                views.push(crate::alerts::hub_view(n, &a));
-            }
-        }
-        Ok(views)
-    })
-    .await
-    .map_err(storage_err)??;
-    let mut views = views;
-    views.sort_by_key(|v| std::cmp::Reverse(v.raised_at));
+    let views =
+        tokio::task::spawn_blocking(move || collect(storage.as_ref(), &who, open, node.as_ref()))
+            .await
+            .map_err(storage_err)??;
     let mut record = caller.record(
         AccessAction::View,
         format!(
@@ -99,41 +200,36 @@ pub(crate) async fn list(
     Ok(Json(views))
 }
 
+/// One alert, with its access record.
+async fn show_key(
+    state: &ApiState,
+    caller: &Caller,
+    key: AlertKey,
+) -> Result<Json<AlertDetail>, ApiError> {
+    caller.require(Permission::HandleAlerts)?;
+    let detail = key.load(state, caller).await?;
+    let mut record = caller.record(
+        AccessAction::View,
+        format!(
+            "alert {} read {}#{} plate={}",
+            key.id(),
+            detail.alert.node,
+            detail.alert.read_seq,
+            detail.alert.matched_text
+        ),
+    );
+    record.results = 1;
+    state.access.record(record).await?;
+    Ok(Json(detail))
+}
+
 /// A past match the hub found (`hub#N`), with the read it matched.
 pub(crate) async fn show_hub(
     State(state): State<ApiState>,
     caller: Caller,
     Path(n): Path<u64>,
 ) -> Result<Json<AlertDetail>, ApiError> {
-    caller.require(Permission::HandleAlerts)?;
-    let storage = state.hub.storage.clone();
-    let detail = tokio::task::spawn_blocking(move || -> Result<Option<AlertDetail>, ApiError> {
-        // Numbered from 1 in order: the newest is the last.
-        let Some((_, a)) = storage
-            .hub_alerts(usize::MAX)
-            .map_err(storage_err)?
-            .into_iter()
-            .find(|(k, _)| *k == n)
-        else {
-            return Ok(None);
-        };
-        crate::alerts::hub_detail(storage.as_ref(), n, &a).map_err(storage_err)
-    })
-    .await
-    .map_err(storage_err)??;
-    let detail = detail
-        .filter(|d| sees_covert(&caller) || !d.alert.covert)
-        .ok_or_else(|| ApiError::NotFound(format!("no alert hub#{n}")))?;
-    let mut record = caller.record(
-        AccessAction::View,
-        format!(
-            "alert hub#{n} read {}#{} plate={}",
-            detail.alert.node, detail.alert.read_seq, detail.alert.matched_text
-        ),
-    );
-    record.results = 1;
-    state.access.record(record).await?;
-    Ok(Json(detail))
+    show_key(&state, &caller, AlertKey::Hub(n)).await
 }
 
 pub(crate) async fn show(
@@ -142,29 +238,102 @@ pub(crate) async fn show(
     Path((node, seq)): Path<(String, u64)>,
 ) -> Result<Json<AlertDetail>, ApiError> {
     caller.require(Permission::HandleAlerts)?;
-    let node = DeviceId::new(node.as_str())
-        .map_err(|e| ApiError::BadRequest(format!("node {node:?}: {e}")))?;
-    let storage = state.hub.storage.clone();
-    let id = format!("{node}#{seq}");
-    let detail = tokio::task::spawn_blocking(move || -> Result<Option<AlertDetail>, ApiError> {
-        let Some(row) = storage.alert(&node, seq).map_err(storage_err)? else {
-            return Ok(None);
-        };
-        crate::alerts::detail(storage.as_ref(), &row).map_err(storage_err)
-    })
-    .await
-    .map_err(storage_err)??;
-    let detail = detail
-        .filter(|d| sees_covert(&caller) || !d.alert.covert)
-        .ok_or_else(|| ApiError::NotFound(format!("no alert {id}")))?;
-    let mut record = caller.record(
-        AccessAction::View,
+    show_key(&state, &caller, node_key(&node, seq)?).await
+}
+
+/// Record a stage of an alert in a node's log, at the hub; the alert as
+/// it now stands.
+pub(crate) async fn dispose(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((node, seq)): Path<(String, u64)>,
+    Json(req): Json<DisposeRequest>,
+) -> Result<Json<AlertDetail>, ApiError> {
+    caller.require(Permission::HandleAlerts)?;
+    dispose_key(&state, &caller, node_key(&node, seq)?, req).await
+}
+
+/// Record a stage of a past match the hub found (`hub#N`).
+pub(crate) async fn dispose_hub(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(n): Path<u64>,
+    Json(req): Json<DisposeRequest>,
+) -> Result<Json<AlertDetail>, ApiError> {
+    dispose_key(&state, &caller, AlertKey::Hub(n), req).await
+}
+
+/// One disposition at a time at this hub: the check of the rules and the
+/// store of the stage it allowed are one step (two dispatchers pressing
+/// at once get one stage each, in order, or a refusal).
+static DISPOSING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn dispose_key(
+    state: &ApiState,
+    caller: &Caller,
+    key: AlertKey,
+    req: DisposeRequest,
+) -> Result<Json<AlertDetail>, ApiError> {
+    caller.require(Permission::HandleAlerts)?;
+    let stage = crate::alerts::parse_stage(&req.stage).ok_or_else(|| {
+        let names: Vec<String> = crate::alerts::STAGES
+            .into_iter()
+            .map(crate::alerts::stage_name)
+            .collect();
+        ApiError::BadRequest(format!(
+            "{:?} is not a disposition stage: one of {}",
+            req.stage,
+            names.join(", ")
+        ))
+    })?;
+    let note = req.note.trim().to_owned();
+    DispositionRecord {
+        alert_seq: 0,
+        stage,
+        user: caller.username.clone(),
+        agency: caller.agency.clone(),
+        note: note.clone(),
+    }
+    .validate()
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+
+    let _one_at_a_time = DISPOSING.lock().await;
+    let detail = key.load(state, caller).await?;
+    let id = key.id();
+    let what = |stage: Stage| {
         format!(
-            "alert {id} read {} plate={}",
-            detail.alert.read_seq, detail.alert.matched_text
-        ),
-    );
+            "alert {id} read {}#{} plate={} stage {stage}",
+            detail.alert.node, detail.alert.read_seq, detail.alert.matched_text
+        )
+    };
+    if let Err(rule) = detail.alert.progress.check(stage) {
+        let message = format!("alert {id}: {rule} (now {})", detail.alert.status);
+        let mut record = caller.record(AccessAction::AlertDisposition, what(stage));
+        record.outcome = AccessOutcome::Refused {
+            reason: rule.to_string(),
+        };
+        state.access.record(record).await?;
+        return Err(ApiError::Conflict(message));
+    }
+    let mut record = caller.record(AccessAction::AlertDisposition, what(stage));
     record.results = 1;
-    state.access.record(record).await?;
-    Ok(Json(detail))
+    let signed = state.access.record(record).await?;
+    let disposition = HubDisposition {
+        at: UnixMillis::now(),
+        stage,
+        user: caller.username.clone(),
+        agency: caller.agency.clone(),
+        note,
+        access_seq: signed.seq(),
+    };
+    let storage = state.hub.storage.clone();
+    let op = WriteOp::HubDisposition {
+        alert: id,
+        disposition,
+    };
+    tokio::task::spawn_blocking(move || storage.commit(vec![op]))
+        .await
+        .map_err(storage_err)?
+        .map_err(storage_err)?;
+    Ok(Json(key.load(state, caller).await?))
 }

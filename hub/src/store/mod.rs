@@ -170,6 +170,13 @@ pub enum WriteOp {
     /// Past matches found at the hub ([`crate::alerts::back_match`]):
     /// appended to `hub-alerts-v1`, numbered from 1.
     HubAlerts(Vec<HubAlert>),
+    /// A disposition stage recorded at the hub ([`crate::api::alerts`])
+    /// for the alert `alert` (`node#seq` or `hub#N`): appended to
+    /// `hub-dispositions-v1` after that alert's others.
+    HubDisposition {
+        alert: String,
+        disposition: HubDisposition,
+    },
     /// Retention at the hub ([`crate::retention`]): delete the content and
     /// salt of `device`'s reads in `ranges` (each entry rewritten without
     /// its body), their search-index rows, and the images no read still
@@ -368,6 +375,13 @@ pub trait HubStorage: Send + Sync + 'static {
     /// Past matches the hub found, newest first, at most `limit`: (number,
     /// alert).
     fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, HubAlert)>, StoreError>;
+    /// Disposition stages recorded at the hub, in the order recorded, as
+    /// (alert id, stage): of the alert `alert` (`node#seq` or `hub#N`)
+    /// only, if given; else of every alert.
+    fn hub_dispositions(
+        &self,
+        alert: Option<&str>,
+    ) -> Result<Vec<(String, HubDisposition)>, StoreError>;
     /// One alert of a node's log, if indexed.
     fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<AlertIndexRow>, StoreError>;
     /// Images named by the device's reads `from..to` (content held) that the
@@ -438,6 +452,21 @@ pub struct HubAlert {
     pub at: UnixMillis,
     /// `record.read_seq` is the read's seq in `node`'s log.
     pub record: alpr_shared::log::AlertRecord,
+}
+
+/// A disposition stage a dispatcher or supervisor recorded at the hub. It
+/// is signed through the hub's access log: the access record
+/// (`alert-disposition`) naming the alert and the stage was made durable
+/// before it was stored, at `access_seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubDisposition {
+    pub at: UnixMillis,
+    pub stage: alpr_shared::log::alert::Stage,
+    pub user: String,
+    pub agency: String,
+    pub note: String,
+    /// The access record's sequence number in the hub's access log.
+    pub access_seq: u64,
 }
 
 /// An alert as the hub indexes it; its record and dispositions are

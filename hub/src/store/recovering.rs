@@ -228,6 +228,12 @@ impl HubStorage for Recovering {
     fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<super::AlertIndexRow>, StoreError> {
         self.call(|s| s.alert(node, seq))
     }
+    fn hub_dispositions(
+        &self,
+        alert: Option<&str>,
+    ) -> Result<Vec<(String, super::HubDisposition)>, StoreError> {
+        self.call(|s| s.hub_dispositions(alert))
+    }
     fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
         self.call(|s| s.refusals(limit))
     }

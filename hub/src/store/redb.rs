@@ -83,6 +83,11 @@ const ALERTS: TableDefinition<&[u8; 12], &[u8]> = TableDefinition::new("alerts-v
 /// Past matches the hub found: number (from 1) → postcard
 /// [`super::HubAlert`].
 const HUB_ALERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("hub-alerts-v1");
+/// Disposition stages recorded at the hub: (alert id `node#seq` or
+/// `hub#N`, number from 0 in the order recorded) → postcard
+/// [`super::HubDisposition`].
+const HUB_DISPOSITIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("hub-dispositions-v1");
 /// Bulk hotlist generations ([`crate::hotlist`]): (source, number) →
 /// the signed generation bytes; the last few of each source only.
 const HOTLIST_GEN: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("hotlist-gen-v1");
@@ -470,6 +475,7 @@ impl RedbStore {
             tx.open_table(USERS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
+            tx.open_table(HUB_DISPOSITIONS).map_err(db_err)?;
             tx.open_table(ALERTS).map_err(db_err)?;
             tx.open_table(HUB_ALERTS).map_err(db_err)?;
             backfill_search_indexes(&tx)?;
@@ -606,6 +612,7 @@ impl HubStorage for RedbStore {
             let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
             let mut alerts = tx.open_table(ALERTS).map_err(db_err)?;
             let mut hub_alerts = tx.open_table(HUB_ALERTS).map_err(db_err)?;
+            let mut hub_dispositions = tx.open_table(HUB_DISPOSITIONS).map_err(db_err)?;
             let mut cache: HashMap<DeviceId, NodeRecord> = HashMap::new();
             let mut rows = SearchRows::default();
 
@@ -1021,6 +1028,19 @@ impl HubStorage for RedbStore {
                                 .insert(n, encode(&a).as_slice())
                                 .map_err(db_err)?;
                         }
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::HubDisposition { alert, disposition } => {
+                        let next = hub_dispositions
+                            .range((alert.as_str(), 0)..=(alert.as_str(), u64::MAX))
+                            .map_err(db_err)?
+                            .next_back()
+                            .transpose()
+                            .map_err(db_err)?
+                            .map_or(0, |(k, _)| k.value().1 + 1);
+                        hub_dispositions
+                            .insert((alert.as_str(), next), encode(&disposition).as_slice())
+                            .map_err(db_err)?;
                         results.push(WriteResult::Done);
                     }
                     WriteOp::HubAccess(batch) => {
@@ -1664,6 +1684,28 @@ impl HubStorage for RedbStore {
         for row in t.iter().map_err(db_err)?.rev().take(limit) {
             let (k, v) = row.map_err(db_err)?;
             out.push((k.value(), decode_row(v.value(), "hub-alerts-v1")?));
+        }
+        Ok(out)
+    }
+
+    fn hub_dispositions(
+        &self,
+        alert: Option<&str>,
+    ) -> Result<Vec<(String, super::HubDisposition)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(HUB_DISPOSITIONS).map_err(db_err)?;
+        let rows = match alert {
+            Some(a) => t.range((a, 0)..=(a, u64::MAX)),
+            None => t.range::<(&str, u64)>(..),
+        }
+        .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((
+                k.value().0.to_owned(),
+                decode_row(v.value(), "hub-dispositions-v1")?,
+            ));
         }
         Ok(out)
     }

@@ -100,6 +100,12 @@ impl Hub {
     pub fn anchor(&self) -> &TrustAnchor {
         &self.anchor
     }
+
+    /// Cancelled when the hub shuts down: an answer that streams until
+    /// then (the console's live alerts) ends, so the API can stop.
+    pub fn shutdown(&self) -> CancellationToken {
+        self.cancel.child_token()
+    }
 }
 
 impl Hub {

@@ -863,6 +863,17 @@ impl Users {
     /// The caller a bearer token stands for, or why not: unknown, expired
     /// (idle or absolute), user disabled or training lapsed.
     pub fn authenticate(&self, token: &str, source: IpAddr) -> Result<Caller, UserError> {
+        self.caller_of(token, source, true)
+    }
+
+    /// [`Users::authenticate`] without counting as activity: for a page
+    /// that keeps itself up to date (the console's live alerts), which
+    /// must end with its session but not keep it from idling out.
+    pub fn still_authenticated(&self, token: &str, source: IpAddr) -> Result<Caller, UserError> {
+        self.caller_of(token, source, false)
+    }
+
+    fn caller_of(&self, token: &str, source: IpAddr, activity: bool) -> Result<Caller, UserError> {
         let now = UnixMillis::now();
         let hash = token_hash(token);
         let expired = || {
@@ -894,8 +905,10 @@ impl Users {
             }]);
             return Err(expired());
         }
-        if let Ok(mut l) = self.sessions.lock() {
-            l.insert(hash, (session.clone(), now));
+        if activity {
+            if let Ok(mut l) = self.sessions.lock() {
+                l.insert(hash, (session.clone(), now));
+            }
         }
         let user = self.get(&session.username)?.ok_or_else(expired)?;
         if let Some(reason) = user.refusal(now) {
@@ -1159,6 +1172,47 @@ mod tests {
             users.authenticate(&login.token, ip),
             Err(UserError::Unauthorized(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_page_that_keeps_itself_up_to_date_does_not_keep_its_session_alive() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = config();
+        c.session_idle = Duration::from_millis(1000);
+        let (users, _) = users_in(dir.path(), c);
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        users
+            .prepare_bootstrap(dir.path(), "127.0.0.1:1".parse().expect("addr"))
+            .expect("bootstrap file");
+        let file: BootstrapFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join(BOOTSTRAP_FILE)).expect("read"))
+                .expect("json");
+        users
+            .bootstrap(
+                &file.token,
+                new_user("a", Role::Administrator),
+                ip,
+                dir.path(),
+            )
+            .await
+            .expect("bootstrap");
+        let login = users.login("a", "password-of-a", ip).await.expect("login");
+        users.authenticate(&login.token, ip).expect("used");
+        users
+            .still_authenticated(&login.token, ip)
+            .expect("still a session");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        users
+            .still_authenticated(&login.token, ip)
+            .expect("still within the idle time");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            matches!(
+                users.still_authenticated(&login.token, ip),
+                Err(UserError::Unauthorized(_))
+            ),
+            "the checks were not activity: idle since the last use"
+        );
     }
 
     #[test]

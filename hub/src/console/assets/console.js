@@ -40,7 +40,14 @@ function setUpLive() {
     const source = new EventSource(el.dataset.live);
     const status = document.getElementById("live-status");
     source.addEventListener("open", () => { if (status) status.textContent = "live"; });
-    source.addEventListener("error", () => { if (status) status.textContent = "reconnecting…"; });
+    // Closed for good (the session ended): say so rather than "reconnecting".
+    source.addEventListener("error", () => {
+      if (status) {
+        status.textContent = source.readyState === EventSource.CLOSED
+          ? "stopped: reload the page (log in again if your session ended)"
+          : "reconnecting…";
+      }
+    });
     source.addEventListener("alerts", (ev) => {
       const body = el.querySelector("tbody") || el;
       const template = document.createElement("template");
