@@ -460,7 +460,7 @@ async fn exports_csv(
     Ok(csv(&stamp("exports-audit"), &ACCESS_HEADER, &rows))
 }
 
-fn access_table(id: &str, rows: &[AccessRow]) -> Markup {
+fn access_table(id: &str, row_class: &str, rows: &[AccessRow]) -> Markup {
     html! {
         table id=(id) {
             thead {
@@ -471,7 +471,7 @@ fn access_table(id: &str, rows: &[AccessRow]) -> Markup {
             }
             tbody {
                 @for r in rows.iter().take(SHOWN_ROWS) {
-                    tr class="access" {
+                    tr class=(row_class) {
                         td { (when(r.time)) }
                         td { (r.user) }
                         td { (r.agency) }
@@ -493,6 +493,10 @@ fn access_table(id: &str, rows: &[AccessRow]) -> Markup {
             p class="warn" { "Showing the first " (SHOWN_ROWS) " of " (rows.len()) " rows: download the CSV for all of them." }
         }
     }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// A section's buttons: show it here, or download it as CSV.
@@ -539,13 +543,13 @@ fn render(state: &ApiState, session: &Session, f: &AccessForm, shown: Shown) -> 
             }
             @if let Some(a) = &shown.access {
                 p id="access-summary" {
-                    (a.rows.len()) " accesses from " (when(a.from)) " to " (when(a.to)) "."
+                    (plural(a.rows.len(), "access", "accesses")) " from " (when(a.from)) " to " (when(a.to)) "."
                     @if a.truncated { " " span class="warn" { "More matched than one audit answers: narrow the window." } }
                 }
-                (access_table("access", &a.rows))
+                (access_table("access", "access", &a.rows))
                 @if !a.searches_without_case.is_empty() {
                     h3 { "Searches that named no case number" }
-                    (access_table("searches-without-case", &a.searches_without_case))
+                    (access_table("searches-without-case", "access-without-case", &a.searches_without_case))
                 }
             }
         }
@@ -554,7 +558,7 @@ fn render(state: &ApiState, session: &Session, f: &AccessForm, shown: Shown) -> 
             p class="muted" { "Users whose training has lapsed, and any access allowed after it lapsed (a violation)." }
             (section_form("training", session))
             @if let Some(t) = &shown.training {
-                p { (t.users.len()) " users with a lapsed training; " strong { (t.violations) } " accesses after a lapse." }
+                p { (plural(t.users.len(), "user", "users")) " with a lapsed training; " strong { (t.violations) } " accesses after a lapse." }
                 table id="training-users" {
                     thead { tr { th { "User" } th { "Agency" } th { "Role" } th { "Training expired" } th class="num" { "Accesses before" } th class="num" { "Accesses after lapse" } } }
                     tbody {
@@ -623,8 +627,8 @@ fn render(state: &ApiState, session: &Session, f: &AccessForm, shown: Shown) -> 
             p class="muted" { "Evidence exported to another agency (access entries whose action is export)." }
             (section_form("exports", session))
             @if let Some(x) = &shown.exports {
-                p { (x.len()) " exports." }
-                (access_table("exports-table", x))
+                p { (plural(x.len(), "export", "exports")) "." }
+                (access_table("exports-table", "export", x))
             }
         }
     };
