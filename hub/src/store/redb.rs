@@ -1995,6 +1995,49 @@ mod tests {
     }
 
     #[test]
+    fn reads_are_counted_per_hour_of_capture_once_and_an_older_database_is_counted_at_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("h.redb");
+        let store = RedbStore::open(&path).expect("open");
+        let key = SecretKey::from_bytes(&[8; 32]).public();
+        let device = DeviceId::new("pole-h").expect("valid");
+        let mut w = LogWriter::new(SecretKey::from_bytes(&[8; 32]), device.clone());
+        let log: Vec<SignedEntry> = [10u64, 10, 10, 12, 12]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let at = UnixMillis(h * HOUR_MS + i as u64 * 1000);
+                w.append_read(crate::bench::sample_read(i as u64), at, TimeSource::Ntp)
+                    .expect("valid")
+            })
+            .collect();
+        let cp = w.checkpoint(UnixMillis(13 * HOUR_MS));
+        let again = || Entries::from_log(log.clone(), Some(cp.clone())).expect("consecutive");
+        ingest(&store, &device, again(), &key);
+        // The same batch again: duplicates, counted once.
+        ingest(&store, &device, again(), &key);
+        let want = vec![(10, 3), (12, 2)];
+        assert_eq!(store.reads_per_hour(0, 100).expect("count"), want);
+        assert_eq!(store.reads_per_hour(11, 11).expect("count"), vec![]);
+        assert_eq!(store.reads_per_hour(12, 12).expect("count"), vec![(12, 2)]);
+        drop(store);
+
+        // A database written before the counter: counted when opened.
+        {
+            let db = Database::create(&path).expect("open");
+            let tx = db.begin_write().expect("tx");
+            tx.delete_table(READ_HOURS).expect("drop");
+            tx.open_table(META)
+                .expect("meta")
+                .remove("read-hours-version")
+                .expect("unmark");
+            tx.commit().expect("commit");
+        }
+        let store = RedbStore::open(&path).expect("reopen");
+        assert_eq!(store.reads_per_hour(0, 100).expect("count"), want);
+    }
+
+    #[test]
     fn missing_images_are_found_and_stored_ones_are_not() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
