@@ -634,3 +634,20 @@ fn render(state: &ApiState, session: &Session, f: &AccessForm, shown: Shown) -> 
     };
     page(session, Section::Audits, "audits", "Audits", body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_browser_time_is_read_as_utc_and_a_bad_one_says_which_field() {
+        assert_eq!(parse_time("From", " "), Ok(None));
+        let t = parse_time("From", "2026-11-28T16:05")
+            .expect("valid")
+            .expect("set");
+        assert_eq!(t.to_string().get(..19), Some("2026-11-28T16:05:00"));
+        assert!(parse_time("From", "2026-11-28").expect("a date").is_some());
+        let e = parse_time("To", "yesterday").expect_err("not a time");
+        assert!(e.starts_with("To:"), "{e}");
+    }
+}

@@ -2,7 +2,8 @@
 //! at a glance.
 //!
 //! - **Nodes** ([`Permission::ViewNodes`]): online, last contact, backlog,
-//!   the bulk lists each holds, refusals — the API's nodes report.
+//!   the bulk lists each holds (with the age of the generation, or how
+//!   far behind the latest it is), refusals — the API's nodes report.
 //! - **Reads per hour** over the last 24 hours (any role: counts only),
 //!   from the per-hour counter ingest keeps (`read-hours-v1`), so it
 //!   costs 24 rows however many reads are stored.
@@ -145,6 +146,17 @@ async fn show(State(state): State<ApiState>, session: Session) -> PageResult {
     let retention = session
         .may(Permission::ViewNodes)
         .then(|| retention(&state, &session));
+    // The latest generation of each bulk list: (number, issued at).
+    let latest: HashMap<String, (u64, UnixMillis)> = state
+        .hub
+        .hotlists
+        .current()
+        .iter()
+        .map(|g| {
+            let i = g.info();
+            (i.source.clone(), (i.number, i.issued_at))
+        })
+        .collect();
     let body = html! {
         div class="cards" {
             div class="card" {
@@ -179,7 +191,7 @@ async fn show(State(state): State<ApiState>, session: Session) -> PageResult {
             @if !r.problems.is_empty() {
                 ul class="bad" id="problems" { @for p in &r.problems { li { (p) } } }
             }
-            (nodes_table(r, now))
+            (nodes_table(r, &latest, now))
         }
     };
     Ok(page(
@@ -259,7 +271,36 @@ fn chart(hours: &[(u64, u64)]) -> Markup {
     }
 }
 
-fn nodes_table(r: &crate::api::nodes::NodesReport, now: UnixMillis) -> Markup {
+/// The bulk lists a node holds: each generation, its age when it is the
+/// latest, or how far behind it is.
+fn lists(
+    held: &[(String, u64)],
+    latest: &HashMap<String, (u64, UnixMillis)>,
+    now: UnixMillis,
+) -> Markup {
+    html! {
+        @if held.is_empty() { span class="muted" { "none" } }
+        @for (i, (source, generation)) in held.iter().enumerate() {
+            @if i > 0 { br; }
+            (source) " #" (generation) " "
+            @match latest.get(source) {
+                Some((n, at)) if n == generation => {
+                    span class="muted" { "(latest, " (age(now.0.saturating_sub(at.0))) " old)" }
+                }
+                Some((n, at)) => {
+                    span class="warn" { "(behind: #" (n) " issued " (age(now.0.saturating_sub(at.0))) " ago)" }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+fn nodes_table(
+    r: &crate::api::nodes::NodesReport,
+    latest: &HashMap<String, (u64, UnixMillis)>,
+    now: UnixMillis,
+) -> Markup {
     html! {
         table id="nodes" {
             thead {
@@ -285,13 +326,7 @@ fn nodes_table(r: &crate::api::nodes::NodesReport, now: UnixMillis) -> Markup {
                                 None => span class="bad" { "identity conflict" },
                             }
                         }
-                        td {
-                            @if n.hotlists.is_empty() { span class="muted" { "none" } }
-                            @for (i, (source, generation)) in n.hotlists.iter().enumerate() {
-                                @if i > 0 { ", " }
-                                (source) " #" (generation)
-                            }
-                        }
+                        td { (lists(&n.hotlists, latest, now)) }
                         td { @match n.policy_version { Some(v) => { "v" (v) }, None => span class="muted" { "—" } } }
                         td class="num" { (n.refusals) }
                     }
@@ -299,5 +334,40 @@ fn nodes_table(r: &crate::api::nodes::NodesReport, now: UnixMillis) -> Markup {
             }
         }
         @if r.nodes.is_empty() { p class="muted" { "No node has connected yet." } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_behind_the_latest_list_is_marked_and_one_up_to_date_shows_its_age() {
+        let now = UnixMillis(10 * HOUR_MS);
+        let latest = HashMap::from([("ncic".to_owned(), (7, UnixMillis(8 * HOUR_MS)))]);
+        let up = lists(&[("ncic".into(), 7)], &latest, now).into_string();
+        assert!(
+            up.contains("ncic #7") && up.contains("latest, 2 h old"),
+            "{up}"
+        );
+        let behind = lists(&[("ncic".into(), 5)], &latest, now).into_string();
+        assert!(
+            behind.contains("ncic #5") && behind.contains("behind: #7"),
+            "{behind}"
+        );
+        assert!(lists(&[], &latest, now).into_string().contains("none"));
+    }
+
+    #[test]
+    fn the_chart_has_a_bar_and_a_row_per_hour_scaled_to_the_busiest() {
+        let hours: Vec<(u64, u64)> = (100..124)
+            .map(|h| (h, if h == 110 { 40 } else { 10 }))
+            .collect();
+        let html = chart(&hours).into_string();
+        assert_eq!(html.matches("<rect").count(), 24);
+        assert_eq!(html.matches("<td class=\"num\">").count(), 24);
+        // The busiest hour is the full height; the others a quarter of it.
+        assert!(html.contains("height=\"100\""), "{html}");
+        assert_eq!(html.matches("height=\"25\"").count(), 23);
     }
 }
