@@ -53,6 +53,12 @@ bench-search reads="200000" dir=".":
     cargo build --release -p alpr-hub
     target/release/hub bench search --reads {{reads}} --dir {{dir}}
 
+# Server time of console pages (dashboard; search: exact, wildcard, tolerant,
+# canvass) over a store of N signed reads, built once in --dir, then reused.
+bench-console reads="1000000" dir=".":
+    cargo build --release -p alpr-hub
+    target/release/hub bench console --reads {{reads}} --dir {{dir}}
+
 # A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link;
 # extra flags (--json, --rtt-ms, --loss, --rate-bps) follow the count.
 bench-catchup reads="20000" *flags="":

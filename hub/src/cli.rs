@@ -144,6 +144,9 @@ pub enum BenchCommand {
     /// Import a generated N-row NCIC extract (`import_s`), then one with
     /// --changes rows replaced (`delta_bytes`).
     Hotlist(crate::hotlist::bench::HotlistBenchArgs),
+    /// Server time of console pages over a store of N signed reads: the
+    /// dashboard and the search form (exact, wildcard, tolerant, canvass).
+    Console(crate::console::bench::ConsoleBenchArgs),
 }
 
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
@@ -340,6 +343,7 @@ pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Export(a) => crate::export::bench::run(a)?,
         BenchCommand::Retention(a) => runtime()?.block_on(crate::retention::bench::run(a))?,
         BenchCommand::Hotlist(a) => runtime()?.block_on(crate::hotlist::bench::run(a))?,
+        BenchCommand::Console(a) => runtime()?.block_on(crate::console::bench::run(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }

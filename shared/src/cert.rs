@@ -83,6 +83,15 @@ pub fn claimed_name(der: &[u8]) -> Result<DeviceId, CertError> {
     device_name(&parse(der)?)
 }
 
+/// The organisation of a certificate's issuer (the agency that runs the
+/// deployment CA), if it names one: what the public transparency page
+/// calls the agency.
+pub fn issuer_organization(der: &[u8]) -> Option<String> {
+    let c = parse(der).ok()?;
+    let org = c.issuer().iter_organization().next()?.as_str().ok()?;
+    Some(org.to_owned())
+}
+
 /// The common name of a certificate's subject, if it has a readable one.
 fn common_name<'a>(c: &'a X509Certificate<'_>) -> Option<&'a str> {
     c.subject()

@@ -28,6 +28,7 @@
 pub mod alerts;
 pub mod assets;
 pub mod audits;
+pub mod bench;
 pub mod dashboard;
 pub mod export;
 pub mod holds;
@@ -122,7 +123,8 @@ pub fn content_security_policy(config: &ConsoleConfig) -> String {
     )
 }
 
-/// Refuse a cross-site POST; add the security headers to every answer.
+/// Refuse a cross-site POST; add the security headers, and the time the
+/// answer took (`Server-Timing: app;dur=…`), to every answer.
 pub async fn security_headers(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     if req.method() == Method::POST && cross_site(req.headers()) {
         return (
@@ -131,8 +133,15 @@ pub async fn security_headers(State(state): State<ApiState>, req: Request, next:
         )
             .into_response();
     }
+    let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    // How long the hub took to make the answer (browsers' developer
+    // tools and `hub bench console` read it).
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.1}")) {
+        h.insert("server-timing", v);
+    }
     if let Ok(v) = HeaderValue::from_str(&content_security_policy(&state.console)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }

@@ -202,6 +202,18 @@ type Half = Vec<(DeviceId, Vec<SignedEntry>)>;
 /// through the storage (not QUIC).
 fn build(db: &Path, ca_file: &Path, reads: usize) -> anyhow::Result<f64> {
     let ca = alpr_shared::pki::new_ca("Bench Agency", 3650)?;
+    let took = build_under(db, &ca, reads)?;
+    std::fs::write(ca_file, ca.cert_pem.as_bytes())?;
+    Ok(took)
+}
+
+/// [`build`] with the nodes' certificates issued by `ca` (`hub bench
+/// console` signs them under its hub's CA); the seconds it took.
+pub(crate) fn build_under(
+    db: &Path,
+    ca: &alpr_shared::pki::Issued,
+    reads: usize,
+) -> anyhow::Result<f64> {
     let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
     let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes())?;
     let store = RedbStore::open(db)?;
@@ -320,7 +332,6 @@ fn build(db: &Path, ca_file: &Path, reads: usize) -> anyhow::Result<f64> {
         Ok(stored)
     })?;
     anyhow::ensure!(stored == reads as u64, "stored {stored} of {reads} reads");
-    std::fs::write(ca_file, ca.cert_pem.as_bytes())?;
     Ok(t0.elapsed().as_secs_f64())
 }
 

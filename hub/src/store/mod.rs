@@ -336,6 +336,10 @@ pub trait HubStorage: Send + Sync + 'static {
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
     /// The session kept under the SHA-256 of its token.
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
+    /// Reads stored per hour of capture (hour = captured_at / 3 600 000),
+    /// for hours `first..=last` that have any: (hour, reads). Counted at
+    /// ingest; a purge does not lower them.
+    fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError>;
     /// Access entries of nodes (`EntryKind::Access` in their logs) whose
     /// time is in [from, to], as (node, seq) in time order, at most `limit`
     /// (index `node-access-v1`, written at ingest).

@@ -207,6 +207,9 @@ impl HubStorage for Recovering {
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
         self.call(|s| s.session(hash))
     }
+    fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        self.call(|s| s.reads_per_hour(first, last))
+    }
     fn node_accesses(
         &self,
         from: UnixMillis,

@@ -95,6 +95,14 @@ const HOTLIST_GEN: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("h
 /// [`crate::hotlist::GenerationRecord`]); kept for every generation.
 const HOTLIST_IMPORT: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("hotlist-import-v1");
+/// Hour of capture (captured_at / 3 600 000) → reads stored that were
+/// captured in it: the dashboard's reads per hour and the transparency
+/// page's reads of the last 30 days, without scanning reads. A purge does
+/// not lower it: it counts what was collected.
+const READ_HOURS: TableDefinition<u64, u64> = TableDefinition::new("read-hours-v1");
+
+/// Milliseconds in an hour (the unit of [`READ_HOURS`]).
+pub const HOUR_MS: u64 = 3_600_000;
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
@@ -162,6 +170,8 @@ struct SearchRows {
     plate_time: Vec<Vec<u8>>,
     geo: Vec<([u8; 24], [u8; 8])>,
     plates: std::collections::HashSet<String>,
+    /// Reads of this commit per hour of capture ([`READ_HOURS`]).
+    hours: std::collections::BTreeMap<u64, u64>,
 }
 
 impl SearchRows {
@@ -169,6 +179,7 @@ impl SearchRows {
         let Some(read) = entry.read() else { return };
         let (at, seq) = (entry.header.captured_at, entry.header.seq);
         self.plate_time.push(plate_key(&read.plate, at, id, seq));
+        *self.hours.entry(at.0 / HOUR_MS).or_default() += 1;
         let (cell, value) = match coordinates(&read.location) {
             Some((lat, lon)) => {
                 let mut v = [0u8; 8];
@@ -196,7 +207,12 @@ impl SearchRows {
         geo: &mut redb::Table<&[u8; 24], &[u8; 8]>,
         order: &mut redb::Table<u64, &str>,
         meta: &mut redb::Table<&str, u64>,
+        hours: &mut redb::Table<u64, u64>,
     ) -> Result<(), StoreError> {
+        for (hour, n) in &self.hours {
+            let had = hours.get(hour).map_err(db_err)?.map_or(0, |v| v.value());
+            hours.insert(hour, had + n).map_err(db_err)?;
+        }
         let mut plates: Vec<String> = self.plates.into_iter().collect();
         plates.sort_unstable();
         let mut next = meta
@@ -479,6 +495,7 @@ impl RedbStore {
             tx.open_table(ALERTS).map_err(db_err)?;
             tx.open_table(HUB_ALERTS).map_err(db_err)?;
             backfill_search_indexes(&tx)?;
+            backfill_read_hours(&tx)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
@@ -509,6 +526,8 @@ fn backfill_search_indexes(tx: &redb::WriteTransaction) -> Result<(), StoreError
     let mut plate_time = tx.open_table(PLATE_TIME).map_err(db_err)?;
     let mut geo = tx.open_table(GEO_TIME).map_err(db_err)?;
     let mut order = tx.open_table(PLATE_ORDER).map_err(db_err)?;
+    // The hours are counted by `backfill_read_hours`, from the rebuilt index.
+    let mut hours = tx.open_table(READ_HOURS).map_err(db_err)?;
     let mut rows = SearchRows::default();
     let mut n = 0u64;
     for row in entries.iter().map_err(db_err)? {
@@ -521,10 +540,13 @@ fn backfill_search_indexes(tx: &redb::WriteTransaction) -> Result<(), StoreError
             n += 1;
         }
         if rows.plate_time.len() >= 100_000 {
-            std::mem::take(&mut rows).write(&mut plate_time, &mut geo, &mut order, &mut meta)?;
+            let mut full = std::mem::take(&mut rows);
+            full.hours.clear();
+            full.write(&mut plate_time, &mut geo, &mut order, &mut meta, &mut hours)?;
         }
     }
-    rows.write(&mut plate_time, &mut geo, &mut order, &mut meta)?;
+    rows.hours.clear();
+    rows.write(&mut plate_time, &mut geo, &mut order, &mut meta, &mut hours)?;
     if n > 0 {
         tracing::info!(
             entries = n,
@@ -533,6 +555,28 @@ fn backfill_search_indexes(tx: &redb::WriteTransaction) -> Result<(), StoreError
     }
     meta.insert("search-index-version", SEARCH_INDEX_VERSION)
         .map_err(db_err)?;
+    Ok(())
+}
+
+/// `read-hours-v1` for a database written before it: counted once from
+/// the keys of `geo-time-v1` (every read held has one row there).
+fn backfill_read_hours(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let mut meta = tx.open_table(META).map_err(db_err)?;
+    if meta.get("read-hours-version").map_err(db_err)?.is_some() {
+        return Ok(());
+    }
+    let geo = tx.open_table(GEO_TIME).map_err(db_err)?;
+    let mut counts = std::collections::BTreeMap::<u64, u64>::new();
+    for row in geo.iter().map_err(db_err)? {
+        let (k, _) = row.map_err(db_err)?;
+        let at = be_u64(&k.value()[4..12])?;
+        *counts.entry(at / HOUR_MS).or_default() += 1;
+    }
+    let mut hours = tx.open_table(READ_HOURS).map_err(db_err)?;
+    for (hour, n) in &counts {
+        hours.insert(hour, n).map_err(db_err)?;
+    }
+    meta.insert("read-hours-version", 1).map_err(db_err)?;
     Ok(())
 }
 
@@ -1066,7 +1110,8 @@ impl HubStorage for RedbStore {
             // The indexes are written last and in key order: plates and
             // places arrive in random order, and sorted inserts walk each
             // tree once.
-            rows.write(&mut plate_time, &mut geo, &mut order, &mut meta)?;
+            let mut hours = tx.open_table(READ_HOURS).map_err(db_err)?;
+            rows.write(&mut plate_time, &mut geo, &mut order, &mut meta, &mut hours)?;
             for (device, rec) in cache {
                 nodes
                     .insert(device.as_str(), encode(&rec).as_slice())
@@ -1578,6 +1623,17 @@ impl HubStorage for RedbStore {
             .transpose()
     }
 
+    fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(READ_HOURS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.range(first..=last).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((k.value(), v.value()));
+        }
+        Ok(out)
+    }
+
     fn node_accesses(
         &self,
         from: UnixMillis,
@@ -1978,6 +2034,49 @@ mod tests {
             .iter()
             .map(|b| SignedEntry::decode(b).expect("canonical"))
             .collect()
+    }
+
+    #[test]
+    fn reads_are_counted_per_hour_of_capture_once_and_an_older_database_is_counted_at_open() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("h.redb");
+        let store = RedbStore::open(&path).expect("open");
+        let key = SecretKey::from_bytes(&[8; 32]).public();
+        let device = DeviceId::new("pole-h").expect("valid");
+        let mut w = LogWriter::new(SecretKey::from_bytes(&[8; 32]), device.clone());
+        let log: Vec<SignedEntry> = [10u64, 10, 10, 12, 12]
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let at = UnixMillis(h * HOUR_MS + i as u64 * 1000);
+                w.append_read(crate::bench::sample_read(i as u64), at, TimeSource::Ntp)
+                    .expect("valid")
+            })
+            .collect();
+        let cp = w.checkpoint(UnixMillis(13 * HOUR_MS));
+        let again = || Entries::from_log(log.clone(), Some(cp.clone())).expect("consecutive");
+        ingest(&store, &device, again(), &key);
+        // The same batch again: duplicates, counted once.
+        ingest(&store, &device, again(), &key);
+        let want = vec![(10, 3), (12, 2)];
+        assert_eq!(store.reads_per_hour(0, 100).expect("count"), want);
+        assert_eq!(store.reads_per_hour(11, 11).expect("count"), vec![]);
+        assert_eq!(store.reads_per_hour(12, 12).expect("count"), vec![(12, 2)]);
+        drop(store);
+
+        // A database written before the counter: counted when opened.
+        {
+            let db = Database::create(&path).expect("open");
+            let tx = db.begin_write().expect("tx");
+            tx.delete_table(READ_HOURS).expect("drop");
+            tx.open_table(META)
+                .expect("meta")
+                .remove("read-hours-version")
+                .expect("unmark");
+            tx.commit().expect("commit");
+        }
+        let store = RedbStore::open(&path).expect("reopen");
+        assert_eq!(store.reads_per_hour(0, 100).expect("count"), want);
     }
 
     #[test]
