@@ -29,7 +29,7 @@ use super::{age, page, when, ConsoleError, PageResult, Section, Session};
 use crate::api::retention::RetentionStatus;
 use crate::api::{ApiError, ApiState};
 use crate::store::redb::HOUR_MS;
-use crate::users::{Permission, Role};
+use crate::users::{Caller, Permission};
 
 /// How old a retention count may be before the next visit recounts it.
 pub const RETENTION_FRESH: Duration = Duration::from_secs(300);
@@ -58,25 +58,11 @@ pub(crate) fn reads_per_hour(
         .collect())
 }
 
-/// Alerts not yet closed that this role sees (node alerts by their
-/// disposition progress; past matches the hub found wait until handled).
-fn alerts_waiting(state: &ApiState, role: Role) -> Result<u64, ApiError> {
-    let covert = role == Role::Supervisor;
-    let storage = &state.hub.storage;
-    let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(e.to_string());
-    let node = storage
-        .alerts(None, usize::MAX)
-        .map_err(unavailable)?
-        .into_iter()
-        .filter(|r| (covert || !r.covert) && !r.progress.closed())
-        .count();
-    let hub = storage
-        .hub_alerts(usize::MAX)
-        .map_err(unavailable)?
-        .into_iter()
-        .filter(|(_, a)| covert || !a.record.covert)
-        .count();
-    Ok((node + hub) as u64)
+/// Alerts not yet closed that this caller sees: the node's and the hub's
+/// stages combined, as the alerts page shows them.
+fn alerts_waiting(state: &ApiState, caller: &Caller) -> Result<u64, ApiError> {
+    crate::api::alerts::collect(state.hub.storage.as_ref(), caller, true, None)
+        .map(|v| v.len() as u64)
 }
 
 /// The last retention count of a hub, and whether one is running.
@@ -134,11 +120,13 @@ async fn show(State(state): State<ApiState>, session: Session) -> PageResult {
         None
     };
     let now = UnixMillis::now();
-    let (st, role) = (state.clone(), session.caller.role);
+    let (st, caller) = (state.clone(), session.caller.clone());
     let may_alerts = session.may(Permission::HandleAlerts);
     let (hours, waiting) = tokio::task::spawn_blocking(move || {
         let hours = reads_per_hour(&st, now)?;
-        let waiting = may_alerts.then(|| alerts_waiting(&st, role)).transpose()?;
+        let waiting = may_alerts
+            .then(|| alerts_waiting(&st, &caller))
+            .transpose()?;
         Ok::<_, ApiError>((hours, waiting))
     })
     .await
