@@ -8,7 +8,7 @@
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::{html, DOCTYPE};
@@ -98,14 +98,15 @@ async fn login(
     {
         Ok(login) => {
             let left = login.expires.0.saturating_sub(UnixMillis::now().0) / 1000;
+            // Appended: an array of headers would keep only the last cookie.
             (
-                [
+                AppendHeaders([
                     (
                         header::SET_COOKIE,
                         set_cookie(SESSION_COOKIE, &login.token, left),
                     ),
                     (header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0)),
-                ],
+                ]),
                 Redirect::to("/console/"),
             )
                 .into_response()
