@@ -70,6 +70,10 @@ fn photo_edge(
 /// once the hub acknowledged everything the node holds.
 fn plate_read(edge: &Edge) -> anyhow::Result<String> {
     let plate = wait_for(EDGE_WAIT, "the photo's read", || {
+        if !edge.proc.is_running() {
+            // Stop waiting: the error below names why it stopped.
+            return Some(String::new());
+        }
         edge.proc.log_text().lines().find_map(|l| {
             let rest = l.split("plate=").nth(1)?;
             let p: String = rest
@@ -79,6 +83,11 @@ fn plate_read(edge: &Edge) -> anyhow::Result<String> {
             (l.contains("plate read") && !p.is_empty()).then_some(p)
         })
     })?;
+    anyhow::ensure!(
+        !plate.is_empty(),
+        "the edge stopped before reading its photo:\n{}",
+        edge.proc.log_tail(5)
+    );
     wait_for(EDGE_WAIT, "the read at the hub", || {
         let s = edge.status()?;
         let size = s["log_size"].as_u64()?;
