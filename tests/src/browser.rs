@@ -430,8 +430,15 @@ impl Drop for Browser {
                 }
                 let _ = client.close().await;
             };
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                tokio::task::block_in_place(|| handle.block_on(shot));
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| handle.block_on(shot));
+                }
+                // (Blocking in place would panic here, and a panic in a drop
+                // while unwinding aborts.)
+                _ => eprintln!(
+                    "no screenshot of {name}: the browser was dropped outside a multi-threaded tokio runtime"
+                ),
             }
         }
         let _ = self.driver.kill();
