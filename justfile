@@ -88,6 +88,9 @@ bench-images edges="100" kib="256":
     target/debug/image-flood --edges {{edges}} --image-kib {{kib}} --per-stream 1
 
 # The newcomer's demo: a hub and two edges on loopback, photos as cameras.
-demo photos=(justfile_directory() / "../shared/data/plates/us"):
+# `just demo /other/photos` replays another folder; `just demo --serve` keeps
+# the hub and its web console up at the end, until Ctrl-C.
+demo *args:
     cargo build --workspace --bins
-    target/debug/demo --photos "{{photos}}" --models "$ALPR_MODELS"
+    ALPR_DEMO_PHOTOS="${ALPR_DEMO_PHOTOS:-{{justfile_directory() / "../shared/data/plates/us"}}}" \
+        target/debug/demo --models "$ALPR_MODELS" {{args}}

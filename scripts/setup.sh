@@ -19,10 +19,11 @@ for arg in "$@"; do
     esac
 done
 
-# Run a command, or only say it under --dry-run.
+# Run a command, or only say it under --dry-run (on stderr, which no
+# caller silences).
 act() {
     if [[ $dry_run -eq 1 ]]; then
-        echo "setup: would run: $*"
+        echo "setup: would run: $*" >&2
     else
         "$@"
     fi
@@ -41,9 +42,11 @@ pip_install() {
 # System packages: libclang for nokhwa's bindgen (camera feature, built by
 # `just check`), openssl's command line and Python `cryptography` for the
 # tests that check our key files with other people's tools, pkg-config for
-# -sys crates, gpsd and gpsfake (in gpsd-clients) for the vehicle GPS test.
-# python3-pip only where the machine has no pip of its own.
-pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients)
+# -sys crates, gpsd and gpsfake (in gpsd-clients) for the vehicle GPS test,
+# chromium and chromium-driver (chromedriver) for the web console's browser
+# tests (tests/tests/console_browser.rs). python3-pip only where the
+# machine has no pip of its own.
+pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients chromium chromium-driver)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 py_crypto=0
 python3 -c 'import cryptography.hazmat.primitives.serialization' >/dev/null 2>&1 || py_crypto=1

@@ -4,6 +4,7 @@
 //! what each durably holds, and a UDP relay that loses, bursts, cuts and
 //! rebinds a link.
 
+pub mod browser;
 pub mod flood;
 pub mod relay;
 pub mod story;

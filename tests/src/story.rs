@@ -37,6 +37,9 @@ pub struct StoryOptions {
     pub vehicle_interval: Duration,
     /// Print the story for people.
     pub verbose: bool,
+    /// At the end, start the hub again and keep it (and its web console)
+    /// up until Ctrl-C.
+    pub serve: bool,
 }
 
 /// The officer of the story.
@@ -360,7 +363,10 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
     say.line("car-7:  patrol vehicle (its link goes through a relay we can cut)");
 
     say.step("hub starts");
-    let hub = Hub::start_with(&pki, &out, &[], HOTLIST_SOURCES)?;
+    // The HTTPS port gets a certificate browsers can use (ECDSA; they
+    // refuse the deployment's Ed25519 keys), for the console.
+    let console = crate::browser::console_toml(&pki)?;
+    let hub = Hub::start_with(&pki, &out, &[], &format!("{console}{HOTLIST_SOURCES}"))?;
     say.line(&format!("hub listening on {} (QUIC, mutual TLS)", hub.addr));
     let relay = Relay::start(hub.addr, LinkModel::default(), 7)?;
 
@@ -866,6 +872,19 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
             out.display()
         );
     }
+    if opts.serve {
+        hub.restart()?;
+    }
+    if opts.verbose {
+        say_console(&hub, &pki, opts.serve);
+    }
+    if opts.serve {
+        wait_for_ctrl_c()?;
+        hub.proc.stop()?;
+        if opts.verbose {
+            println!("hub stopped.");
+        }
+    }
     Ok(Outcome {
         nodes,
         users,
@@ -900,6 +919,47 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         hub_alerts,
         out,
     })
+}
+
+/// Where the web console is and how to log in to it (the supervisor, who
+/// sees most of its pages).
+fn say_console(hub: &Hub, pki: &Pki, serving: bool) {
+    println!("\nThe web console: {}/console/", hub.api);
+    println!(
+        "  log in as {SUPERVISOR} (supervisor, trained), password {}",
+        crate::password_of(SUPERVISOR)
+    );
+    println!(
+        "  the browser will warn about the certificate: the demo's CA ({}) was made on the spot",
+        pki.ca_cert().display()
+    );
+    if serving {
+        println!("The hub (and its console) stays up until Ctrl-C; the edges have stopped.");
+    } else {
+        println!("The hub has stopped: `just demo --serve` keeps it up for the console.");
+    }
+}
+
+/// Block until the person at the terminal presses Ctrl-C (or the process
+/// gets SIGTERM).
+fn wait_for_ctrl_c() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                let mut term = signal(SignalKind::terminate())?;
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => r,
+                    _ = term.recv() => Ok(()),
+                }
+            }
+            #[cfg(not(unix))]
+            tokio::signal::ctrl_c().await
+        })?;
+    Ok(())
 }
 
 /// The hotlist sources of the demo's hub.

@@ -15,16 +15,29 @@ fn repo() -> PathBuf {
 }
 
 /// Run the script with only `fake` and the system folders on PATH, where
-/// `fake/cargo` answers `cargo nextest --version` with `nextest_status`.
-fn dry_run(nextest_status: u8) -> String {
+/// `fake/cargo` answers `cargo nextest --version` with `nextest_status`
+/// and, when `missing` names packages, `fake/dpkg` says those are not
+/// installed (and every other one is).
+fn dry_run_with(nextest_status: u8, missing: &[&str]) -> String {
     let fake = tempfile::tempdir().expect("tmp");
-    let cargo = fake.path().join("cargo");
-    std::fs::write(
-        &cargo,
+    let script = |name: &str, text: String| {
+        let path = fake.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    script(
+        "cargo",
         format!("#!/bin/sh\nif [ \"$1\" = nextest ]; then exit {nextest_status}; fi\nexit 0\n"),
-    )
-    .expect("write");
-    std::fs::set_permissions(&cargo, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
+    if !missing.is_empty() {
+        script(
+            "dpkg",
+            format!(
+                "#!/bin/sh\ncase \"$2\" in {}) exit 1 ;; esac\nexit 0\n",
+                missing.join("|")
+            ),
+        );
+    }
     let out = Command::new("bash")
         .arg(repo().join("scripts/setup.sh"))
         .arg("--dry-run")
@@ -38,6 +51,22 @@ fn dry_run(nextest_status: u8) -> String {
     );
     assert!(out.status.success(), "setup.sh --dry-run failed: {text}");
     text
+}
+
+fn dry_run(nextest_status: u8) -> String {
+    dry_run_with(nextest_status, &[])
+}
+
+#[test]
+fn setup_installs_chromium_and_its_driver_for_the_browser_tests() {
+    let missing = dry_run_with(0, &["chromium", "chromium-driver"]);
+    assert!(
+        missing.contains("setup: installing chromium chromium-driver")
+            && missing.contains("apt-get install -y -qq chromium chromium-driver"),
+        "{missing}"
+    );
+    let present = dry_run_with(0, &["gpsd"]);
+    assert!(!present.contains("chromium"), "{present}");
 }
 
 #[test]

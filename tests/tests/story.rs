@@ -23,6 +23,7 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
         limit: photos,
         vehicle_interval: Duration::from_millis(300),
         verbose: false,
+        serve: false,
     })
     .expect("the story runs to its end");
 

@@ -163,13 +163,14 @@ pub async fn security_headers(State(state): State<ApiState>, req: Request, next:
 }
 
 /// Whether a request says it comes from another site (`Sec-Fetch-Site`,
-/// or an `Origin` whose host is not this one).
+/// or, from a browser that does not send it, an `Origin` whose host is not
+/// this one). A browser that sends `Sec-Fetch-Site` is believed: under
+/// our `Referrer-Policy: no-referrer` it sends `Origin: null` with the
+/// console's own forms.
 fn cross_site(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site") {
-        if !matches!(site, "same-origin" | "none") {
-            return true;
-        }
+        return !matches!(site, "same-origin" | "none");
     }
     match (text("origin"), text("host")) {
         (Some("null"), _) => true,

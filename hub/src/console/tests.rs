@@ -24,6 +24,12 @@ fn a_cross_site_post_is_recognised() {
     h.insert("origin", HeaderValue::from_static("https://hub.local:8443"));
     h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
     assert!(cross_site(&h));
+    // Chromium's own form under `Referrer-Policy: no-referrer`.
+    h.insert("origin", HeaderValue::from_static("null"));
+    h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+    assert!(!cross_site(&h));
+    h.remove("sec-fetch-site");
+    assert!(cross_site(&h), "Origin: null without Sec-Fetch-Site");
 }
 
 #[test]

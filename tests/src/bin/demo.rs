@@ -1,6 +1,8 @@
 //! `just demo`: the newcomer's story on loopback — a hub, a fixed pole
 //! camera and a patrol car, real photos as their cameras, the car's link
 //! cut and restored, and a final audit. Leaves its data in one folder.
+//! Ends with the web console's address and a login; `--serve` keeps the
+//! hub up for it until Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,7 +17,7 @@ use clap::Parser;
 )]
 struct Args {
     /// Folder of plate photos replayed as the two cameras.
-    #[arg(long, env = "ALPR_DEMO_PHOTOS")]
+    #[arg(env = "ALPR_DEMO_PHOTOS")]
     photos: PathBuf,
     /// The plate models.
     #[arg(long, env = "ALPR_MODELS")]
@@ -26,6 +28,9 @@ struct Args {
     /// At most this many photos (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// At the end, keep the hub and its web console up until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         limit: args.limit,
         vehicle_interval: Duration::from_millis(400),
         verbose: true,
+        serve: args.serve,
     };
     match alpr_e2e::story::run(&opts) {
         Ok(o) if o.audit_ok && o.offline_ok && o.hub_matches_edge.iter().all(|(_, same)| *same) => {
