@@ -72,6 +72,26 @@ pub enum PkiCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Issue the certificate of the hub's HTTPS port for browsers (the
+    /// web console): an ECDSA P-256 key, since browsers refuse Ed25519
+    /// ones, signed by the deployment CA. Writes console.crt and
+    /// console.key beside ca.crt; point `api_cert`/`api_key` at them.
+    Console {
+        /// Folder holding ca.crt (and the CA key in ca-private/ca.key).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The CA's private key (default: <ca>/ca-private/ca.key).
+        #[arg(long)]
+        ca_key: Option<PathBuf>,
+        /// DNS names and IP addresses people reach the hub by.
+        #[arg(long = "name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        names: Vec<String>,
+        /// Validity in days (1 to 397, what browsers accept).
+        #[arg(long, default_value_t = 397, value_parser = clap::value_parser!(i64).range(1..=397))]
+        days: i64,
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
@@ -131,18 +151,7 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
             let name = DeviceId::new(device).context("invalid device name")?;
             let ca_pem = fs::read_to_string(ca.join("ca.crt"))
                 .with_context(|| format!("reading {}", ca.join("ca.crt").display()))?;
-            let ca_key = ca_key.unwrap_or_else(|| {
-                let apart = ca.join(CA_PRIVATE_DIR).join("ca.key");
-                if apart.exists() {
-                    apart
-                } else {
-                    ca.join("ca.key")
-                }
-            });
-            let key_bytes = read_key_file(&ca_key)?;
-            let key_pem = std::str::from_utf8(&key_bytes)
-                .with_context(|| format!("{} is not PEM text", ca_key.display()))?;
-            let authority = Authority::load(&ca_pem, key_pem).context("loading the CA")?;
+            let authority = load_authority(&ca, ca_key, &ca_pem)?;
             fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             refuse_overwrite(&out, &["node.crt", "node.key"], force)?;
             let (issued, key) = authority
@@ -158,7 +167,76 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        PkiCommand::Console {
+            ca,
+            ca_key,
+            names,
+            days,
+            force,
+        } => {
+            let ca_pem = fs::read_to_string(ca.join("ca.crt"))
+                .with_context(|| format!("reading {}", ca.join("ca.crt").display()))?;
+            let authority = load_authority(&ca, ca_key, &ca_pem)?;
+            refuse_overwrite(&ca, &[CONSOLE_CERT, CONSOLE_KEY], force)?;
+            let issued = authority
+                .issue_console(&names, days)
+                .context("issuing the console certificate")?;
+            let (cert, key) = (ca.join(CONSOLE_CERT), ca.join(CONSOLE_KEY));
+            write_public(&cert, &issued.cert_pem)?;
+            write_secret(&key, &issued.key_pem)?;
+            println!(
+                "console certificate for {} written to {}",
+                names.join(", "),
+                cert.display()
+            );
+            println!("in hub.toml (before any [section]):");
+            println!("  api_cert = {:?}", cert.display().to_string());
+            println!("  api_key = {:?}", key.display().to_string());
+            println!(
+                "browsers cannot check the Ed25519 signature of the deployment CA: for staff \
+                 browsers use a certificate from the agency's own web PKI in api_cert/api_key, \
+                 or trust this certificate's key (SHA-256 of its SPKI, base64: {})",
+                spki_sha256(&issued.cert_pem)?
+            );
+            Ok(())
+        }
     }
+}
+
+/// The files `hub pki console` writes beside `ca.crt`.
+pub const CONSOLE_CERT: &str = "console.crt";
+pub const CONSOLE_KEY: &str = "console.key";
+
+/// The base64 SHA-256 of a PEM certificate's public key (SPKI): how
+/// browsers pin a key (Chromium's `--ignore-certificate-errors-spki-list`).
+pub fn spki_sha256(cert_pem: &str) -> anyhow::Result<String> {
+    use base64::Engine;
+    use sha2::Digest;
+    let der = alpr_shared::cert::pem_certificates(cert_pem.as_bytes())?
+        .into_iter()
+        .next()
+        .context("no certificate in the PEM text")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| anyhow::anyhow!("the certificate does not parse: {e}"))?;
+    Ok(base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(cert.tbs_certificate.subject_pki.raw)))
+}
+
+/// The CA of folder `ca`, with its key from `ca_key` or where `hub pki
+/// init` put it.
+fn load_authority(ca: &Path, ca_key: Option<PathBuf>, ca_pem: &str) -> anyhow::Result<Authority> {
+    let ca_key = ca_key.unwrap_or_else(|| {
+        let apart = ca.join(CA_PRIVATE_DIR).join("ca.key");
+        if apart.exists() {
+            apart
+        } else {
+            ca.join("ca.key")
+        }
+    });
+    let key_bytes = read_key_file(&ca_key)?;
+    let key_pem = std::str::from_utf8(&key_bytes)
+        .with_context(|| format!("{} is not PEM text", ca_key.display()))?;
+    Authority::load(ca_pem, key_pem).context("loading the CA")
 }
 
 fn refuse_overwrite(dir: &Path, names: &[&str], force: bool) -> anyhow::Result<()> {

@@ -149,6 +149,24 @@ impl Authority {
         })
     }
 
+    /// Issue the certificate of the hub's HTTPS port for people (the API
+    /// and the web console) for a fresh ECDSA P-256 key: browsers refuse
+    /// Ed25519 server keys, so the port that browsers use cannot serve
+    /// [`Self::issue_hub`]'s. Server authentication only; the `hub`
+    /// commands verify it from the CA as before.
+    pub fn issue_console(&self, names: &[String], days: i64) -> Result<Issued, PkiError> {
+        let kp = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut p = params("hub console", Some("hub"), &self.org, days);
+        p.subject_alt_names = CertificateParams::new(names.to_vec())?.subject_alt_names;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        p.use_authority_key_identifier_extension = true;
+        Ok(Issued {
+            cert_pem: p.signed_by(&kp, &self.issuer)?.pem(),
+            key_pem: Zeroizing::new(kp.serialize_pem()),
+        })
+    }
+
     /// Issue a certificate that breaks the node rules on purpose (a CA-less
     /// server certificate used as a node). For tests of the refusal paths.
     #[doc(hidden)]

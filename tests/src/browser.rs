@@ -26,10 +26,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use base64::Engine;
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
-use sha2::{Digest, Sha256};
 
 use crate::{free_tcp_port, Hub, Pki};
 
@@ -60,49 +58,30 @@ fn program(env: &str, default: &str) -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
-/// The base64 SHA-256 of a PEM certificate's public key (SPKI), as
-/// Chromium's `--ignore-certificate-errors-spki-list` takes it.
-pub fn spki_hash(cert_pem: &[u8]) -> anyhow::Result<String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem).context("the hub's certificate")?;
-    let cert = pem.parse_x509().context("the hub's certificate")?;
-    let spki = cert.tbs_certificate.subject_pki.raw;
-    Ok(base64::engine::general_purpose::STANDARD.encode(Sha256::digest(spki)))
-}
+/// The file names `hub pki console` writes in the deployment's `ca/`.
+pub use alpr_hub::pki::{CONSOLE_CERT, CONSOLE_KEY};
 
-/// The file names [`console_toml`] writes in the deployment's `ca/`.
-pub const CONSOLE_CERT: &str = "console.crt";
-pub const CONSOLE_KEY: &str = "console.key";
-
-/// Issue the hub's HTTPS certificate for browsers (ECDSA P-256, for
-/// `localhost` and `127.0.0.1`, signed by the deployment CA) into the
-/// PKI's `ca/` folder, and give the `hub.toml` lines that use it. They are
-/// top-level keys: put them before any `[section]` of the extra config.
+/// Issue the hub's HTTPS certificate for browsers with `hub pki console`
+/// (ECDSA P-256, for `localhost` and `127.0.0.1`, signed by the
+/// deployment CA) into the PKI's `ca/` folder, and give the `hub.toml`
+/// lines that use it. They are top-level keys: put them before any
+/// `[section]` of the extra config.
 pub fn console_toml(pki: &Pki) -> anyhow::Result<String> {
     let ca_dir = pki.ca_dir();
-    let ca_pem = std::fs::read_to_string(ca_dir.join("ca.crt"))?;
-    let ca_key = std::fs::read_to_string(ca_dir.join("ca-private/ca.key"))?;
-    let issuer = rcgen::Issuer::from_ca_cert_pem(
-        &ca_pem,
-        rcgen::KeyPair::from_pem_and_sign_algo(&ca_key, &rcgen::PKCS_ED25519)?,
-    )?;
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut p = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?;
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, "hub console");
-    let now = time::OffsetDateTime::now_utc();
-    p.not_before = now - time::Duration::minutes(5);
-    p.not_after = now + time::Duration::days(30);
-    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    p.use_authority_key_identifier_extension = true;
-    let cert = p.signed_by(&key, &issuer)?;
-    let cert_path = ca_dir.join(CONSOLE_CERT);
-    let key_path = ca_dir.join(CONSOLE_KEY);
-    std::fs::write(&cert_path, cert.pem())?;
-    crate::write_key(&key_path, key.serialize_pem().as_bytes())?;
+    let out = Command::new(crate::bin("hub")?)
+        .args(["pki", "console", "--force", "--ca"])
+        .arg(&ca_dir)
+        .output()
+        .context("running hub pki console")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "hub pki console failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(format!(
         "api_cert = {:?}\napi_key = {:?}\n",
-        cert_path, key_path
+        ca_dir.join(CONSOLE_CERT),
+        ca_dir.join(CONSOLE_KEY)
     ))
 }
 
@@ -128,7 +107,7 @@ impl Browser {
         let chromium = program("ALPR_CHROMIUM", CHROMIUM)?;
         let chromedriver = program("ALPR_CHROMEDRIVER", CHROMEDRIVER)?;
         let cert = hub.ca.with_file_name(CONSOLE_CERT);
-        let spki = spki_hash(&std::fs::read(&cert).with_context(|| {
+        let spki = alpr_hub::pki::spki_sha256(&std::fs::read_to_string(&cert).with_context(|| {
             format!(
                 "reading {} (start the hub with browser::console_toml: browsers refuse its Ed25519 key)",
                 cert.display()
