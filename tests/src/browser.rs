@@ -375,10 +375,14 @@ impl Browser {
                     .ok()?
                     .filter_map(|e| e.ok().map(|e| e.path()))
                     .collect();
-                if names
-                    .iter()
-                    .any(|p| p.extension().is_some_and(|x| x == "crdownload"))
-                {
+                // Chromium writes a download under a hidden name, then
+                // `.crdownload`, then renames it: only a finished file counts.
+                let unfinished = |p: &PathBuf| {
+                    p.extension().is_some_and(|x| x == "crdownload")
+                        || p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                };
+                if names.iter().any(unfinished) {
                     return None;
                 }
                 names

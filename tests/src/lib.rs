@@ -21,6 +21,14 @@ use alpr_shared::pki::{new_ca, Authority};
 use alpr_shared::types::{DeviceId, DeviceKind};
 use anyhow::Context;
 
+/// The team's material beside the repository (`../shared`: photos,
+/// models), or `ALPR_SHARED`.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("ALPR_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
 /// A built binary of the workspace: `target/<profile>/<name>`, found from
 /// the test executable's path (`target/<profile>/deps/<test>`).
 pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
@@ -447,6 +455,31 @@ impl Hub {
     /// Run `hub ARGS` as `user`; its output whatever the exit status.
     pub fn run_as(&self, user: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
         Ok(self.as_user(user)?.args(args).output()?)
+    }
+
+    /// `user` imports `rows` as the NCIC source's next generation
+    /// (`hub hotlist import`, a file written in `dir`).
+    pub fn import_ncic(
+        &self,
+        user: &str,
+        dir: &Path,
+        rows: &[alpr_shared::hotlist::HotEntry],
+    ) -> anyhow::Result<()> {
+        let file = dir.join("extract.txt");
+        std::fs::write(&file, alpr_shared::hotlist::sample::ncic(rows))?;
+        let o = self.run_as(
+            user,
+            &[
+                "hotlist",
+                "import",
+                &file.to_string_lossy(),
+                "--source",
+                "ncic",
+                "--json",
+            ],
+        )?;
+        anyhow::ensure!(o.status.success(), "import failed: {}", output_text(&o));
+        Ok(())
     }
 
     /// `hub bootstrap` of the first administrator `user`, logged in.

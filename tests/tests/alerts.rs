@@ -10,11 +10,10 @@
 //!   the alert on the edge, the hub shows it with its stages.
 
 use alpr_e2e::output_text as out;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
-use alpr_shared::hotlist::{sample, Category, HotEntry};
+use alpr_shared::hotlist::{sample, Category};
 
 const SOURCES: &str = r#"
 [hotlist]
@@ -26,28 +25,6 @@ format = "ncic"
 strategy = "ocr-equivalent"
 "#;
 
-fn shared() -> PathBuf {
-    PathBuf::from(std::env::var("ALPR_SHARED").unwrap_or_else(|_| "/work/shared".into()))
-}
-
-fn import(hub: &Hub, dir: &std::path::Path, rows: &[HotEntry]) -> anyhow::Result<()> {
-    let file = dir.join("extract.txt");
-    std::fs::write(&file, sample::ncic(rows))?;
-    let o = hub.run_as(
-        "op1",
-        &[
-            "hotlist",
-            "import",
-            &file.to_string_lossy(),
-            "--source",
-            "ncic",
-            "--json",
-        ],
-    )?;
-    anyhow::ensure!(o.status.success(), "import failed: {}", out(&o));
-    Ok(())
-}
-
 /// One real photo in its own folder, and the node replaying it.
 fn edge_with_photo(
     pki: &Pki,
@@ -56,9 +33,10 @@ fn edge_with_photo(
 ) -> anyhow::Result<(Edge, alpr_e2e::NodeFiles)> {
     let photos = dir.join("photos");
     std::fs::create_dir_all(&photos)?;
-    let src = shared().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
+    let src =
+        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
     std::fs::copy(&src, photos.join("car.jpg"))?;
-    let models = shared().join("models");
+    let models = alpr_e2e::shared_dir().join("models");
     let node = pki.node("car-1")?;
     let opts = EdgeOptions {
         generate: 0,
@@ -114,7 +92,7 @@ fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration);
     // Generation 1: the baseline, without the photo's plate.
-    import(&hub, dir.path(), &rows)?;
+    hub.import_ncic("op1", dir.path(), &rows)?;
     let (edge, node) = edge_with_photo(&pki, &hub, dir.path())?;
     let plate = plate_read(&edge)?;
     rows.retain(|e| e.plate != plate);
@@ -122,7 +100,7 @@ fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
 
     // Generation 2 lists it: the read stored before is a past match.
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
-    import(&hub, dir.path(), &rows)?;
+    hub.import_ncic("op1", dir.path(), &rows)?;
     let found = wait_for(Duration::from_secs(30), "a past match at the hub", || {
         alerts(&hub, "ofc1")
             .ok()
@@ -180,11 +158,11 @@ fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Re
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration && e.plate != plate);
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
-    import(&hub, dir.path(), &rows)?;
+    hub.import_ncic("op1", dir.path(), &rows)?;
 
     let node = pki.node("car-2")?;
     let photos = scout_dir.join("photos");
-    let models = shared().join("models");
+    let models = alpr_e2e::shared_dir().join("models");
     let edge = Edge::start(
         &node,
         hub.addr,

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use alpr_e2e::output_text as out;
 use alpr_e2e::{password_of, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
-use alpr_shared::hotlist::{sample, Category, HotEntry};
+use alpr_shared::hotlist::{sample, Category};
 
 const SOURCES: &str = r#"
 [hotlist]
@@ -34,10 +34,6 @@ name = "ncic"
 format = "ncic"
 strategy = "ocr-equivalent"
 "#;
-
-fn shared() -> PathBuf {
-    PathBuf::from(std::env::var("ALPR_SHARED").unwrap_or_else(|_| "/work/shared".into()))
-}
 
 /// A person in a browser: the console's cookies in a jar.
 struct Console {
@@ -176,27 +172,9 @@ fn value_after(text: &str, marker: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_owned())
 }
 
-fn import(hub: &Hub, dir: &Path, rows: &[HotEntry]) -> anyhow::Result<()> {
-    let file = dir.join("extract.txt");
-    std::fs::write(&file, sample::ncic(rows))?;
-    let o = hub.run_as(
-        "op1",
-        &[
-            "hotlist",
-            "import",
-            &file.to_string_lossy(),
-            "--source",
-            "ncic",
-            "--json",
-        ],
-    )?;
-    anyhow::ensure!(o.status.success(), "import failed: {}", out(&o));
-    Ok(())
-}
-
 /// A node replaying one real photo from `photos`.
 fn edge_on(pki: &Pki, hub: &Hub, dir: &Path, name: &str, photos: &Path) -> anyhow::Result<Edge> {
-    let models = shared().join("models");
+    let models = alpr_e2e::shared_dir().join("models");
     let node = pki.node(name)?;
     let opts = EdgeOptions {
         generate: 0,
@@ -243,7 +221,7 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     let photos = dir.path().join("photos");
     std::fs::create_dir_all(&photos)?;
     std::fs::copy(
-        shared().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg"),
+        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg"),
         photos.join("car.jpg"),
     )?;
     let scout_dir = dir.path().join("scout");
@@ -254,7 +232,7 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration && e.plate != plate);
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
-    import(&hub, dir.path(), &rows)?;
+    hub.import_ncic("op1", dir.path(), &rows)?;
 
     // The dispatcher opens the alerts page: nothing yet, and the live list.
     let console = Console::login(&hub, dir.path(), "disp1")?;
@@ -414,11 +392,11 @@ fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> 
     hub.add_user("disp1", "operator", TRAINED)?;
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration);
-    import(&hub, dir.path(), &rows)?;
+    hub.import_ncic("op1", dir.path(), &rows)?;
     let photos = dir.path().join("photos");
     std::fs::create_dir_all(&photos)?;
     std::fs::copy(
-        shared().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg"),
+        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg"),
         photos.join("car.jpg"),
     )?;
     let edge = edge_on(&pki, &hub, dir.path(), "pole-1", &photos)?;
@@ -430,7 +408,7 @@ fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> 
     })?;
     rows.retain(|e| e.plate != plate);
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
-    import(&hub, dir.path(), &rows)?;
+    hub.import_ncic("op1", dir.path(), &rows)?;
 
     let console = Console::login(&hub, dir.path(), "disp1")?;
     let list = wait_for(Duration::from_secs(60), "the past match listed", || {

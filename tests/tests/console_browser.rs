@@ -9,7 +9,7 @@
 //! The pages are written against the element contract of the console
 //! (`#page-search`, `table#results tr.hit`, `#signature`…).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use alpr_e2e::browser::{console_toml, Browser, PAGE_WAIT};
@@ -20,10 +20,6 @@ use alpr_e2e::{
 
 /// Reads from a real photo take the models' time on a busy machine.
 const EDGE_WAIT: Duration = Duration::from_secs(180);
-
-fn shared() -> PathBuf {
-    PathBuf::from(std::env::var("ALPR_SHARED").unwrap_or_else(|_| "/work/shared".into()))
-}
 
 /// A hub whose HTTPS port has a certificate a browser can use.
 fn console_hub(pki: &Pki, dir: &Path) -> anyhow::Result<Hub> {
@@ -50,9 +46,10 @@ fn photo_edge(
 ) -> anyhow::Result<(Edge, NodeFiles)> {
     let photos = dir.join(format!("photos-{name}"));
     std::fs::create_dir_all(&photos)?;
-    let src = shared().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
+    let src =
+        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
     std::fs::copy(&src, photos.join("car.jpg"))?;
-    let models = shared().join("models");
+    let models = alpr_e2e::shared_dir().join("models");
     let node = pki.node(name)?;
     let opts = EdgeOptions {
         generate: 0,
@@ -591,7 +588,7 @@ async fn a_held_case_is_exported_and_the_bundle_verifies_offline() -> anyhow::Re
             b.select("export-recipient", "CA0020000").await.ok()?;
             b.select("export-purpose", "robbery").await.ok()?;
             b.click("export").await.ok()?;
-            match b.download("", Duration::from_secs(5)).await {
+            match b.download(".alprbundle", Duration::from_secs(5)).await {
                 Ok(p) => Some(p),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(500)).await;

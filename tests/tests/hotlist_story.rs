@@ -10,10 +10,6 @@ use std::time::Duration;
 
 use alpr_e2e::{password_of, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
 
-fn shared() -> std::path::PathBuf {
-    std::path::PathBuf::from(std::env::var("ALPR_SHARED").unwrap_or_else(|_| "/work/shared".into()))
-}
-
 /// Plates the node logged as read, in order.
 fn reads(edge: &Edge) -> Vec<String> {
     edge.proc
@@ -61,11 +57,12 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
     // One car passing the pole every 1.5 s: the same real photo, 60 times.
     let photos = dir.path().join("photos");
     std::fs::create_dir_all(&photos)?;
-    let src = shared().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
+    let src =
+        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
     for i in 0..60 {
         std::fs::copy(&src, photos.join(format!("pass-{i:02}.jpg")))?;
     }
-    let models = shared().join("models");
+    let models = alpr_e2e::shared_dir().join("models");
     let node = pki.node("pole-3")?;
     let edge = Edge::start(
         &node,

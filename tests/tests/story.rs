@@ -3,22 +3,17 @@
 //! QUIC, the patrol car offline for a while, nothing lost or duplicated,
 //! every log verified at the hub from the CA certificate alone.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use alpr_e2e::story::{run, StoryOptions};
-
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
 
 #[test]
 fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
     let out = tempfile::tempdir().expect("tmp");
     let photos = 24;
     let outcome = run(&StoryOptions {
-        photos: shared().join("data/plates/us"),
-        models: shared().join("models"),
+        photos: alpr_e2e::shared_dir().join("data/plates/us"),
+        models: alpr_e2e::shared_dir().join("models"),
         out: out.path().to_path_buf(),
         limit: photos,
         vehicle_interval: Duration::from_millis(300),

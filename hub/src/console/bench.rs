@@ -346,21 +346,6 @@ fn local(t: UnixMillis) -> String {
     t.to_string().chars().take(16).collect()
 }
 
-/// The PKI of the bench hub (its CA issues the nodes' certificates too).
-fn write_pki(pki: &Path) -> anyhow::Result<alpr_shared::pki::Issued> {
-    std::fs::create_dir_all(pki)?;
-    let ca = alpr_shared::pki::new_ca("Bench Agency", 3650)?;
-    std::fs::write(pki.join("ca.crt"), &ca.cert_pem)?;
-    let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
-    let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], 3650)?;
-    std::fs::write(pki.join("hub.crt"), &hub.cert_pem)?;
-    std::io::Write::write_all(
-        &mut alpr_shared::private::create_private_file(&pki.join("hub.key"))?,
-        hub.key_pem.as_bytes(),
-    )?;
-    Ok(ca)
-}
-
 /// Time `n` requests after `warm` untimed ones; each answer must be the
 /// page (`marker` in it) without an error box.
 async fn time_page<F, Fut>(
@@ -507,7 +492,7 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-        let ca = write_pki(&pki)?;
+        let ca = crate::bench::write_ca_and_hub(&pki, 3650)?;
         eprintln!(
             "building {} with {} signed reads…",
             db.display(),
