@@ -79,8 +79,8 @@ pub struct ApiState {
     /// The retention job, and how often it runs.
     pub retention: Arc<crate::retention::Retention>,
     pub retention_interval: std::time::Duration,
-    /// The web console's settings (map tiles).
-    pub console: Arc<crate::console::ConsoleConfig>,
+    /// The web console's settings (map tiles) and page caches.
+    pub console: Arc<crate::console::ConsoleState>,
 }
 
 impl std::fmt::Debug for ApiState {

@@ -16,7 +16,6 @@
 //!   page shows the last count with its age.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use alpr_shared::types::UnixMillis;
@@ -66,17 +65,10 @@ fn alerts_waiting(state: &ApiState, caller: &Caller) -> Result<u64, ApiError> {
 }
 
 /// The last retention count of a hub, and whether one is running.
-#[derive(Default)]
-struct RetentionCount {
+#[derive(Debug, Default)]
+pub(crate) struct RetentionCount {
     last: Option<(Instant, Result<RetentionStatus, String>)>,
     running: bool,
-}
-
-/// Retention counts by hub (the retention job's address), shared by
-/// every session.
-fn retention_counts() -> &'static Mutex<HashMap<usize, RetentionCount>> {
-    static COUNTS: OnceLock<Mutex<HashMap<usize, RetentionCount>>> = OnceLock::new();
-    COUNTS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
 /// The last retention count (if any), starting a recount in the
@@ -85,9 +77,7 @@ fn retention(
     state: &ApiState,
     session: &Session,
 ) -> Option<(Duration, Result<RetentionStatus, String>)> {
-    let key = Arc::as_ptr(&state.retention) as usize;
-    let mut counts = retention_counts().lock().ok()?;
-    let entry = counts.entry(key).or_default();
+    let mut entry = state.console.retention.lock().ok()?;
     let stale = entry
         .last
         .as_ref()
@@ -96,15 +86,15 @@ fn retention(
         entry.running = true;
         let (state, caller) = (state.clone(), session.caller.clone());
         tokio::spawn(async move {
+            let console = state.console.clone();
             let r = crate::api::retention::status(State(state), caller)
                 .await
                 .map(|Json(s)| s)
                 .map_err(|e| e.to_string());
-            if let Ok(mut counts) = retention_counts().lock() {
-                let entry = counts.entry(key).or_default();
+            if let Ok(mut entry) = console.retention.lock() {
                 entry.running = false;
                 entry.last = Some((Instant::now(), r));
-            }
+            };
         });
     }
     entry.last.as_ref().map(|(t, r)| (t.elapsed(), r.clone()))

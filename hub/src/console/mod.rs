@@ -81,6 +81,27 @@ impl ConsoleConfig {
     }
 }
 
+/// The console's settings and what its pages keep between requests (one
+/// per hub, in [`ApiState::console`]).
+#[derive(Debug, Default)]
+pub struct ConsoleState {
+    pub config: ConsoleConfig,
+    /// The dashboard's last retention count.
+    pub(crate) retention: std::sync::Mutex<dashboard::RetentionCount>,
+    /// The transparency page's last counts (one visitor recounts, the
+    /// others wait for it).
+    pub(crate) transparency: tokio::sync::Mutex<Option<(std::time::Instant, transparency::Counts)>>,
+}
+
+impl ConsoleState {
+    pub fn new(config: ConsoleConfig) -> Self {
+        ConsoleState {
+            config,
+            ..ConsoleState::default()
+        }
+    }
+}
+
 /// The session cookie; `__Host-` makes the browser refuse it unless it is
 /// `Secure`, has `Path=/` and no `Domain`.
 pub const SESSION_COOKIE: &str = "__Host-alpr_session";
@@ -142,7 +163,7 @@ pub async fn security_headers(State(state): State<ApiState>, req: Request, next:
     if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.1}")) {
         h.insert("server-timing", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&content_security_policy(&state.console)) {
+    if let Ok(v) = HeaderValue::from_str(&content_security_policy(&state.console.config)) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -210,7 +210,7 @@ fn body(state: &ApiState, form: &ReadForm, d: &ReadDetail) -> Markup {
             dt { "Models" } dd { "detector " (d.detector_model) ", OCR " (d.ocr_model) }
         }
         @if let Some(input) = place {
-            (map::render(&state.console, "read-map", &input, None))
+            (map::render(&state.console.config, "read-map", &input, None))
         }
         p { a href=(Section::Search.path()) { "New search" } }
     }

@@ -352,7 +352,7 @@ fn form_markup(
                     }
                 }
                 p class="muted" { "Type the place, or click the map to set the latitude and longitude." }
-                (map::render(&state.console, "pick-map", &pick_area, Some(("lat", "lon"))))
+                (map::render(&state.console.config, "pick-map", &pick_area, Some(("lat", "lon"))))
             }
             button type="submit" id="search" { "Search" }
         }
@@ -448,7 +448,7 @@ fn results_markup(
             }
         }
         p class="muted" { "Recorded in the access log as: " code { (r.query) } }
-        (map::render(&state.console, "results-map", &placed, None))
+        (map::render(&state.console.config, "results-map", &placed, None))
         table id="results" {
             thead {
                 tr {

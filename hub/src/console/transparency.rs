@@ -10,8 +10,6 @@
 //! nodes' by their time index), so a visit costs nothing however many
 //! reads are stored.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use alpr_shared::control::SignedPolicy;
@@ -109,17 +107,13 @@ pub fn count(storage: &dyn HubStorage, now: UnixMillis) -> Result<Counts, StoreE
     })
 }
 
-/// The counts of each hub (by its storage's address), with when made.
-fn cache() -> &'static Mutex<HashMap<usize, (Instant, Counts)>> {
-    static CACHE: OnceLock<Mutex<HashMap<usize, (Instant, Counts)>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
+/// The counts, recounted when older than [`FRESH`]; one visitor
+/// recounts while the others wait for it.
 async fn counts(state: &ApiState) -> Result<Counts, String> {
-    let key = std::sync::Arc::as_ptr(&state.hub.storage) as *const () as usize;
-    if let Some((t, c)) = cache().lock().ok().and_then(|m| m.get(&key).cloned()) {
+    let mut cached = state.console.transparency.lock().await;
+    if let Some((t, c)) = cached.as_ref() {
         if t.elapsed() < FRESH {
-            return Ok(c);
+            return Ok(c.clone());
         }
     }
     let storage = state.hub.storage.clone();
@@ -127,9 +121,7 @@ async fn counts(state: &ApiState) -> Result<Counts, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    if let Ok(mut m) = cache().lock() {
-        m.insert(key, (Instant::now(), c.clone()));
-    }
+    *cached = Some((Instant::now(), c.clone()));
     Ok(c)
 }
 

@@ -526,7 +526,7 @@ pub async fn serve(
         search,
         retention,
         retention_interval: config.retention_interval,
-        console: Arc::new(config.console.clone()),
+        console: Arc::new(crate::console::ConsoleState::new(config.console.clone())),
     };
     // Routes of other rooms (search, policy) merge here:
     // `.merge(search::routes().with_state(api_state.clone()))`.
