@@ -510,6 +510,19 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
     let db2 = db.clone();
     let sample = tokio::task::spawn_blocking(move || samples(&db2, (warm + n) * 2)).await??;
     let placed: Vec<&Sample> = sample.iter().filter(|s| s.place.is_some()).collect();
+    // Counted before the hub opens the store (it holds it until its
+    // last task ends).
+    let storage_reads = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+            Ok(RedbStore::open(&db)?
+                .nodes()?
+                .iter()
+                .map(|(_, r)| r.next_seq)
+                .sum())
+        })
+        .await??
+    };
     anyhow::ensure!(!placed.is_empty(), "no placed read sampled");
 
     let api_port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -546,17 +559,6 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
     cancel.cancel();
     let _ = server.await;
     let (pages, retention_count_s) = result?;
-    let storage_reads = {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-            Ok(RedbStore::open(&db)?
-                .nodes()?
-                .iter()
-                .map(|(_, r)| r.next_seq)
-                .sum())
-        })
-        .await??
-    };
     let report = ConsoleBenchReport {
         reads: storage_reads,
         nodes: 100,
