@@ -296,3 +296,59 @@ fn an_old_layout_with_ca_key_beside_ca_crt_still_enrolls() {
         .arg(tmp.path().join("n2")));
     assert!(tmp.path().join("n2/node.crt").exists());
 }
+
+/// A browser can use the console's certificate: an ECDSA P-256 key for
+/// the names asked, for server authentication, chained to the deployment
+/// CA (openssl checks the chain); it is not silently replaced.
+#[test]
+fn the_console_certificate_is_ecdsa_and_chains_to_the_deployment_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca");
+    init(&ca, "Console County");
+    let said = ok(hub().args(["pki", "console", "--ca"]).arg(&ca).args([
+        "--name",
+        "hub.console.test",
+        "--name",
+        "10.0.0.5",
+    ]));
+    assert!(said.contains("api_cert = "), "{said}");
+    assert!(said.contains("SPKI"), "the key pin is printed: {said}");
+    let cert = ca.join("console.crt");
+    let text = openssl_text(&cert);
+    for want in [
+        "id-ecPublicKey",
+        "P-256",
+        "TLS Web Server Authentication",
+        "DNS:hub.console.test",
+        "IP Address:10.0.0.5",
+        "Console County",
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
+    let verified = ok(Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca.join("ca.crt"))
+        .arg(&cert));
+    assert!(verified.contains(": OK"), "{verified}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(ca.join("console.key"))
+        .expect("console.key")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "the key is private: {mode:o}");
+
+    let before = std::fs::read_to_string(&cert).expect("console.crt");
+    let again = run(hub().args(["pki", "console", "--ca"]).arg(&ca));
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("--force"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&cert).expect("console.crt"),
+        before,
+        "a refused run leaves the certificate as it was"
+    );
+}
