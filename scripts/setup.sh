@@ -44,9 +44,9 @@ pip_install() {
 # tests that check our key files with other people's tools, pkg-config for
 # -sys crates, gpsd and gpsfake (in gpsd-clients) for the vehicle GPS test,
 # chromium and chromium-driver (chromedriver) for the web console's browser
-# tests (tests/tests/console_browser.rs), curl for the live alerts test.
+# tests (tests/tests/console_browser.rs).
 # python3-pip only where the machine has no pip of its own.
-pkgs=(libclang-dev pkg-config openssl curl gpsd gpsd-clients chromium chromium-driver)
+pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients chromium chromium-driver)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 py_crypto=0
 python3 -c 'import cryptography.hazmat.primitives.serialization' >/dev/null 2>&1 || py_crypto=1

@@ -531,6 +531,33 @@ impl Hub {
         Ok(())
     }
 
+    /// A console client of this hub (HTTPS trusting the deployment CA),
+    /// not logged in.
+    pub fn console_client(&self) -> anyhow::Result<alpr_hub::console::client::ConsoleClient> {
+        alpr_hub::console::client::ConsoleClient::new(&self.api, &std::fs::read(&self.ca)?)
+    }
+
+    /// A console client logged in as `user` through the login form (its
+    /// 303 to the dashboard and the session cookie checked).
+    pub async fn console(
+        &self,
+        user: &str,
+    ) -> anyhow::Result<alpr_hub::console::client::ConsoleClient> {
+        let mut c = self.console_client()?;
+        let answer = c.login(user, &password_of(user)).await?;
+        anyhow::ensure!(
+            answer.status == 303,
+            "console login of {user}: HTTP {}: {}",
+            answer.status,
+            answer.body
+        );
+        anyhow::ensure!(
+            c.cookie("__Host-alpr_session").is_some(),
+            "console login of {user}: no session cookie"
+        );
+        Ok(c)
+    }
+
     /// The administrator adds `user` with `role` and a training record.
     pub fn add_user(&self, user: &str, role: &str, training: (&str, &str)) -> anyhow::Result<()> {
         self.add_user_in(user, role, training, AGENCY)

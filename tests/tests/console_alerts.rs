@@ -1,6 +1,6 @@
-//! The console's alerts over HTTPS, as a browser would use them (curl with
-//! a cookie jar: the session cookie, the forms' CSRF field, the live
-//! stream of server-sent events), against a real `hub serve` and real
+//! The console's alerts over HTTPS, as a browser would use them (the
+//! session cookie, the forms' CSRF field, the live stream of server-sent
+//! events), against a real `hub serve` and real
 //! `edge run`s reading a real photo from `/work/shared/data/plates`.
 //!
 //! - `the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it`: the
@@ -15,14 +15,11 @@
 //!   alert dispose`, and the page's form closes it; an auditor may not open
 //!   the alerts; the hub stops promptly with a live list open.
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use alpr_e2e::output_text as out;
-use alpr_e2e::{password_of, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
 const SOURCES: &str = r#"
@@ -35,136 +32,10 @@ format = "ncic"
 strategy = "ocr-equivalent"
 "#;
 
-/// A person in a browser: the console's cookies in a jar.
-struct Console {
-    base: String,
-    ca: PathBuf,
-    jar: PathBuf,
-}
-
-impl Console {
-    fn curl(&self) -> Command {
-        let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "60", "--cacert"])
-            .arg(&self.ca)
-            .arg("-b")
-            .arg(&self.jar)
-            .arg("-c")
-            .arg(&self.jar);
-        c
-    }
-
-    /// The status and the body of an answer.
-    fn answer(mut c: Command) -> anyhow::Result<(u16, String)> {
-        let o = c.args(["-w", "\n%{http_code}"]).output()?;
-        anyhow::ensure!(o.status.success(), "curl: {}", out(&o));
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-        Ok((code.trim().parse()?, body.to_owned()))
-    }
-
-    fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let mut c = self.curl();
-        c.arg(format!("{}{path}", self.base));
-        Self::answer(c)
-    }
-
-    fn post(&self, path: &str, form: &[(&str, &str)]) -> anyhow::Result<(u16, String)> {
-        let mut c = self.curl();
-        for (k, v) in form {
-            c.arg("--data-urlencode").arg(format!("{k}={v}"));
-        }
-        c.arg(format!("{}{path}", self.base));
-        Self::answer(c)
-    }
-
-    /// Log in through the login page's form.
-    fn login(hub: &Hub, dir: &Path, user: &str) -> anyhow::Result<Console> {
-        let c = Console {
-            base: hub.api.clone(),
-            ca: hub.ca.clone(),
-            jar: dir.join(format!("{user}.cookies")),
-        };
-        let (_, page) = c.get("/console/login")?;
-        let csrf = csrf_of(&page)?;
-        let password = password_of(user);
-        let (status, body) = c.post(
-            "/console/login",
-            &[("username", user), ("password", &password), ("csrf", &csrf)],
-        )?;
-        anyhow::ensure!(
-            status == 303,
-            "login: {status} {body}; cookies: {}",
-            std::fs::read_to_string(&c.jar).unwrap_or_default()
-        );
-        Ok(c)
-    }
-
-    /// Open a stream of server-sent events; its lines as they arrive.
-    fn events(&self, path: &str) -> anyhow::Result<Events> {
-        let mut child = self
-            .curl()
-            .args(["-N", "--max-time", "600"])
-            .arg(format!("{}{path}", self.base))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(mut l) = sink.lock() {
-                    l.push(line);
-                }
-            }
-        });
-        Ok(Events { child, lines })
-    }
-}
-
-/// A stream of server-sent events being read.
-struct Events {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Events {
-    /// The data of every `alerts` event so far, in order.
-    fn alerts(&self) -> Vec<String> {
-        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
-        let mut out = Vec::new();
-        let mut current: Option<String> = None;
-        for l in lines {
-            if l == "event: alerts" {
-                current = Some(String::new());
-            } else if let Some(d) = l.strip_prefix("data:") {
-                if let Some(c) = current.as_mut() {
-                    c.push_str(d.strip_prefix(' ').unwrap_or(d));
-                }
-            } else if l.is_empty() {
-                out.extend(current.take());
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The CSRF field of a page's (first) form.
-fn csrf_of(page: &str) -> anyhow::Result<String> {
-    value_after(page, "name=\"csrf\" value=\"")
-        .ok_or_else(|| anyhow::anyhow!("no CSRF field in {page}"))
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn value_after(text: &str, marker: &str) -> Option<String> {
@@ -235,23 +106,16 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     hub.import_ncic("op1", dir.path(), &rows)?;
 
     // The dispatcher opens the alerts page: nothing yet, and the live list.
-    let console = Console::login(&hub, dir.path(), "disp1")?;
-    let (status, page) = console.get("/console/alerts")?;
-    assert_eq!(
-        status,
-        200,
-        "{page}; cookies: {}",
-        std::fs::read_to_string(&console.jar).unwrap_or_default()
-    );
+    let rt = runtime()?;
+    let mut console = rt.block_on(hub.console("disp1"))?;
+    let answer = rt.block_on(console.get("/console/alerts"))?;
+    let (status, page) = (answer.status, answer.body);
+    assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"page-alerts\""), "{page}");
     assert!(page.contains("data-live=\"/console/alerts/live\""));
     assert!(!page.contains("class=\"alert "), "no alert yet: {page}");
-    let live = console.events("/console/alerts/live")?;
-    let first = wait_for(
-        Duration::from_secs(30),
-        "the live list's first rows",
-        || live.alerts().into_iter().next(),
-    )?;
+    let mut live = rt.block_on(console.events("/console/alerts/live"))?;
+    let first = rt.block_on(live.next_alerts(Duration::from_secs(30)))?;
     assert!(first.contains("No alerts."), "{first}");
 
     // A car reads the listed plate: the node raises the alert, the hub
@@ -259,10 +123,16 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     let car_dir = dir.path().join("car");
     std::fs::create_dir_all(&car_dir)?;
     let car = edge_on(&pki, &hub, &car_dir, "car-2", &photos)?;
-    let row = wait_for(Duration::from_secs(180), "the alert's live row", || {
-        live.alerts()
-            .into_iter()
-            .find(|r| r.contains("/console/alerts/car-2/"))
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let row = rt.block_on(async {
+        loop {
+            let rows = live
+                .next_alerts(deadline.saturating_duration_since(Instant::now()))
+                .await?;
+            if rows.contains("/console/alerts/car-2/") {
+                return anyhow::Ok(rows);
+            }
+        }
     })?;
     assert!(row.contains("class=\"alert open"), "{row}");
     assert!(
@@ -281,7 +151,8 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
 
     // The alert page: the reminder, the read, no stage yet; the form
     // offers the read check only.
-    let (status, page) = console.get(&link)?;
+    let answer = rt.block_on(console.get(&link))?;
+    let (status, page) = (answer.status, answer.body);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"page-alert\""));
     assert!(page.contains("state system before enforcement"), "{page}");
@@ -291,19 +162,21 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     assert!(!page.contains("class=\"disposition\""));
 
     // Out of order: refused with the rule, and nothing recorded.
-    let csrf = csrf_of(&page)?;
-    let (status, page) = console.post(
+    let csrf = console.csrf()?;
+    let answer = rt.block_on(console.post_form(
         &link,
         &[("csrf", &csrf), ("stage", "action:stop"), ("note", "")],
-    )?;
+    ))?;
+    let (status, page) = (answer.status, answer.body);
     assert_eq!(status, 409, "{page}");
     assert!(page.contains("id=\"error\""), "{page}");
     assert!(page.contains("the action needs the status checked first"));
     assert!(!page.contains("class=\"disposition\""));
 
     // A form from elsewhere (no CSRF value of this session) is refused.
-    let (status, _) = console.post(&link, &[("csrf", "x"), ("stage", "read:correct")])?;
-    assert_eq!(status, 403);
+    let forged =
+        rt.block_on(console.post_form(&link, &[("csrf", "x"), ("stage", "read:correct")]))?;
+    assert_eq!(forged.status, 403);
 
     // Three stages through the form.
     let mut page = page;
@@ -312,9 +185,11 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
         ("status:active", "CLETS: still stolen", 2),
         ("action:no-stop", "unit not near", 3),
     ] {
-        let csrf = csrf_of(&page)?;
-        let (status, next) =
-            console.post(&link, &[("csrf", &csrf), ("stage", stage), ("note", note)])?;
+        let csrf = console.csrf()?;
+        let answer = rt.block_on(
+            console.post_form(&link, &[("csrf", &csrf), ("stage", stage), ("note", note)]),
+        )?;
+        let (status, next) = (answer.status, answer.body);
         assert_eq!(status, 200, "{next}");
         assert!(next.contains("id=\"notice\""), "{next}");
         assert_eq!(
@@ -410,16 +285,17 @@ fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> 
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
     hub.import_ncic("op1", dir.path(), &rows)?;
 
-    let console = Console::login(&hub, dir.path(), "disp1")?;
+    let rt = runtime()?;
+    let mut console = rt.block_on(hub.console("disp1"))?;
     let list = wait_for(Duration::from_secs(60), "the past match listed", || {
-        console
-            .get("/console/alerts")
+        rt.block_on(console.get("/console/alerts"))
             .ok()
-            .map(|(_, p)| p)
+            .map(|a| a.body)
             .filter(|p| p.contains("href=\"/console/hub-alerts/1\""))
     })?;
     assert!(list.contains("past match"), "{list}");
-    let (status, page) = console.get("/console/hub-alerts/1")?;
+    let answer = rt.block_on(console.get("/console/hub-alerts/1"))?;
+    let (status, page) = (answer.status, answer.body);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("the hub (past match)"), "{page}");
     assert!(page.contains(&plate));
@@ -436,15 +312,16 @@ fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> 
         out(&o)
     );
 
-    let csrf = csrf_of(&page)?;
-    let (status, page) = console.post(
+    let csrf = console.csrf()?;
+    let answer = rt.block_on(console.post_form(
         "/console/hub-alerts/1",
         &[
             ("csrf", &csrf),
             ("stage", "read:misread"),
             ("note", "a B read as 8"),
         ],
-    )?;
+    ))?;
+    let (status, page) = (answer.status, answer.body);
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"notice\""), "{page}");
     assert_eq!(page.matches("class=\"disposition\"").count(), 1);
@@ -461,19 +338,17 @@ fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> 
     assert_eq!(a["dispositions"][0]["by"], "hub");
     assert_eq!(a["dispositions"][0]["user"], "disp1");
 
-    let auditor = Console::login(&hub, dir.path(), "auditor")?;
-    let (status, page) = auditor.get("/console/alerts")?;
-    assert_eq!(status, 403, "{page}");
-    let (status, _) = auditor.get("/console/hub-alerts/1")?;
-    assert_eq!(status, 403);
-    let (status, _) = auditor.get("/console/alerts/live")?;
-    assert_eq!(status, 403, "nor its live list");
+    let mut auditor = rt.block_on(hub.console("auditor"))?;
+    let denied = rt.block_on(auditor.get("/console/alerts"))?;
+    assert_eq!(denied.status, 403, "{}", denied.body);
+    let denied = rt.block_on(auditor.get("/console/hub-alerts/1"))?;
+    assert_eq!(denied.status, 403);
+    let denied = rt.block_on(auditor.get("/console/alerts/live"))?;
+    assert_eq!(denied.status, 403, "nor its live list");
 
     // An open live list does not hold the hub up when it stops.
-    let live = console.events("/console/alerts/live")?;
-    let rows = wait_for(Duration::from_secs(30), "the live rows", || {
-        live.alerts().into_iter().next()
-    })?;
+    let mut live = rt.block_on(console.events("/console/alerts/live"))?;
+    let rows = rt.block_on(live.next_alerts(Duration::from_secs(30)))?;
     assert!(rows.contains("/console/hub-alerts/1"), "{rows}");
     let mut hub = hub;
     hub.proc.stop()?;

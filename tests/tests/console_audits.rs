@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use alpr_e2e::{password_of, Edge, EdgeOptions, Hub, Pki, AGENCY, TRAINED};
-use alpr_hub::console::bench::{Answer, Browser};
+use alpr_hub::console::client::Answer;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -19,27 +19,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-async fn logged_in(hub: &Hub, user: &str) -> anyhow::Result<Browser> {
-    let mut b = Browser::new(&hub.api, &std::fs::read(&hub.ca)?)?;
-    let a = b.login(user, &password_of(user)).await?;
-    anyhow::ensure!(
-        a.status == 303,
-        "login of {user}: HTTP {}: {}",
-        a.status,
-        a.body
-    );
-    Ok(b)
-}
-
-/// The text of the element with `id` (up to its first closing tag).
-fn text_of<'a>(a: &'a Answer, id: &str) -> &'a str {
-    let Some(at) = a.body.find(&format!("id=\"{id}\"")) else {
+/// The text of the element with `id`.
+fn text_of(a: &Answer, id: &str) -> String {
+    let Some(text) = a.text_of(id) else {
         panic!("no #{id} on the page: {}", a.body)
     };
-    let rest = &a.body[at..];
-    let start = rest.find('>').map_or(0, |i| i + 1);
-    let end = rest[start..].find('<').map_or(rest.len(), |i| start + i);
-    rest[start..end].trim()
+    text
 }
 
 #[test]
@@ -68,7 +53,7 @@ fn an_auditor_finds_a_search_in_the_access_audit_and_its_csv_and_the_public_page
     assert!(out.status.success(), "{}", alpr_e2e::output_text(&out));
 
     runtime().block_on(async {
-        let mut b = logged_in(&hub, "auditor").await?;
+        let mut b = hub.console("auditor").await?;
         let page = b.get("/console/audits").await?;
         assert_eq!(page.status, 200, "{}", page.body);
         assert!(page.body.contains("id=\"page-audits\""));
@@ -83,7 +68,7 @@ fn an_auditor_finds_a_search_in_the_access_audit_and_its_csv_and_the_public_page
             ("plate", "gen00002"),
             ("purpose", ""),
         ];
-        let listed = b.post("/console/audits", &filter).await?;
+        let listed = b.post_form("/console/audits", &filter).await?;
         assert_eq!(listed.status, 200, "{}", listed.body);
         let rows: Vec<&str> = listed.body.split("<tr class=\"access\">").skip(1).collect();
         assert_eq!(rows.len(), 1, "one search named the plate: {}", listed.body);
@@ -94,7 +79,7 @@ fn an_auditor_finds_a_search_in_the_access_audit_and_its_csv_and_the_public_page
         );
 
         // The same audit as CSV: a download with the header and the row.
-        let csv = b.post("/console/audits/access.csv", &filter).await?;
+        let csv = b.post_form("/console/audits/access.csv", &filter).await?;
         assert_eq!(csv.status, 200, "{}", csv.body);
         assert!(csv
             .header("content-type")
@@ -121,7 +106,7 @@ fn an_auditor_finds_a_search_in_the_access_audit_and_its_csv_and_the_public_page
 
         // A form without this session's CSRF value is refused.
         let forged = b
-            .post(
+            .post_form(
                 "/console/audits",
                 &[("csrf", "0000"), ("plate", "GEN00002")],
             )
@@ -129,7 +114,7 @@ fn an_auditor_finds_a_search_in_the_access_audit_and_its_csv_and_the_public_page
         assert_eq!(forged.status, 403);
 
         // The public page: no login, counts, the policy, and no plate.
-        let mut public = Browser::new(&hub.api, &std::fs::read(&hub.ca)?)?;
+        let mut public = hub.console_client()?;
         let t = public.get("/transparency").await?;
         assert_eq!(t.status, 200, "{}", t.body);
         assert_eq!(text_of(&t, "cameras"), "1");
@@ -173,7 +158,7 @@ fn an_administrator_adds_a_user_and_records_training_and_an_officer_may_not() ->
     let hub = Hub::start(&pki, dir.path(), &[])?;
     hub.add_user("ofc1", "officer", TRAINED)?;
     runtime().block_on(async {
-        let mut admin = logged_in(&hub, "admin").await?;
+        let mut admin = hub.console("admin").await?;
         let dash = admin.get("/console/").await?;
         assert_eq!(dash.status, 200, "{}", dash.body);
         for id in [
@@ -204,18 +189,18 @@ fn an_administrator_adds_a_user_and_records_training_and_an_officer_may_not() ->
             ("training_completed", "2026-01-01"),
             ("training_expires", "2099-01-01"),
         ];
-        let refused = admin.post("/console/users/add", &add).await?;
+        let refused = admin.post_form("/console/users/add", &add).await?;
         assert_eq!(refused.status, 200, "re-rendered with the reason");
         assert!(refused.body.contains("id=\"error\""), "{}", refused.body);
         assert!(!refused.body.contains("<td>clerk1</td>"));
 
         add[5].1 = clerk.as_str();
-        let added = admin.post("/console/users/add", &add).await?;
+        let added = admin.post_form("/console/users/add", &add).await?;
         assert!(added.body.contains("id=\"notice\""), "{}", added.body);
         assert!(added.body.contains("<td>clerk1</td>"), "{}", added.body);
 
         let trained = admin
-            .post(
+            .post_form(
                 "/console/users/train",
                 &[
                     ("csrf", csrf.as_str()),
@@ -233,10 +218,10 @@ fn an_administrator_adds_a_user_and_records_training_and_an_officer_may_not() ->
         assert!(trained.body.contains("2026-02-01 → 2027-02-01"));
 
         // The new user can log in to the console.
-        logged_in(&hub, "clerk1").await?;
+        hub.console("clerk1").await?;
 
         // An officer: no users page, and no link to it.
-        let mut officer = logged_in(&hub, "ofc1").await?;
+        let mut officer = hub.console("ofc1").await?;
         let denied = officer.get("/console/users").await?;
         assert_eq!(denied.status, 403, "{}", denied.body);
         assert!(denied.body.contains("id=\"error\""));
@@ -249,7 +234,7 @@ fn an_administrator_adds_a_user_and_records_training_and_an_officer_may_not() ->
         );
         assert_eq!(text_of(&dash, "alerts-waiting"), "0");
         let forged = officer
-            .post(
+            .post_form(
                 "/console/users/disable",
                 &[("csrf", &csrf), ("username", "admin")],
             )
@@ -258,7 +243,7 @@ fn an_administrator_adds_a_user_and_records_training_and_an_officer_may_not() ->
 
         // Disabled: the account can no longer log in.
         let disabled = admin
-            .post(
+            .post_form(
                 "/console/users/disable",
                 &[("csrf", csrf.as_str()), ("username", "clerk1")],
             )
@@ -268,7 +253,7 @@ fn an_administrator_adds_a_user_and_records_training_and_an_officer_may_not() ->
             "{}",
             disabled.body
         );
-        let mut b = Browser::new(&hub.api, &std::fs::read(&hub.ca)?)?;
+        let mut b = hub.console_client()?;
         let again = b.login("clerk1", &clerk).await?;
         assert_eq!(again.status, 403, "{}", again.body);
         anyhow::Ok(())

@@ -5,14 +5,9 @@
 //! would notice it: the page, the API's lists (`hub hotlist list`, `hub
 //! hold list`) and the access log.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use alpr_e2e::{output_text, password_of, Hub, Pki, TRAINED};
 use alpr_shared::hotlist::sample;
 use alpr_shared::types::UnixMillis;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 
 const SOURCES: &str = r#"
 [hotlist]
@@ -22,214 +17,6 @@ max_file_bytes = 1500000
 name = "ncic"
 format = "ncic"
 "#;
-
-/// One answer: status, `Location`, body.
-struct Page {
-    status: u16,
-    location: Option<String>,
-    body: String,
-}
-
-impl Page {
-    /// The text of the element with `id` (up to its closing tag), entities
-    /// decoded.
-    fn text_of(&self, id: &str) -> Option<String> {
-        let at = self.body.find(&format!("id=\"{id}\""))?;
-        let rest = &self.body[at..];
-        let start = rest.find('>')? + 1;
-        let end = rest[start..].find("</")? + start;
-        Some(unescape(&rest[start..end]))
-    }
-
-    fn has_id(&self, id: &str) -> bool {
-        self.body.contains(&format!("id=\"{id}\""))
-    }
-
-    /// The CSRF value of the page's forms.
-    fn csrf(&self) -> anyhow::Result<String> {
-        let key = "name=\"csrf\" value=\"";
-        let at = self
-            .body
-            .find(key)
-            .ok_or_else(|| anyhow::anyhow!("no csrf field in the page: {}", self.body))?
-            + key.len();
-        let end = self.body[at..]
-            .find('"')
-            .ok_or_else(|| anyhow::anyhow!("an unterminated csrf field"))?;
-        Ok(self.body[at..at + end].to_owned())
-    }
-
-    /// The rows (`<tr class="CLASS" …>…</tr>`) of the page, as text.
-    fn rows(&self, class: &str) -> Vec<String> {
-        self.body
-            .split(&format!("<tr class=\"{class}\""))
-            .skip(1)
-            .filter_map(|r| r.split("</tr>").next())
-            .map(unescape)
-            .collect()
-    }
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
-}
-
-/// A browser as far as these pages need one: HTTPS trusting the
-/// deployment CA, a cookie jar, forms and file uploads.
-struct Browser {
-    addr: String,
-    tls: Arc<rustls::ClientConfig>,
-    cookies: BTreeMap<String, String>,
-}
-
-impl Browser {
-    fn new(hub: &Hub) -> anyhow::Result<Browser> {
-        let ca = std::fs::read(&hub.ca)?;
-        Ok(Browser {
-            addr: hub.api.trim_start_matches("https://").to_owned(),
-            tls: Arc::new(alpr_hub::api::client::tls_client(&ca)?),
-            cookies: BTreeMap::new(),
-        })
-    }
-
-    async fn send(
-        &mut self,
-        method: hyper::Method,
-        path: &str,
-        body: Option<(String, Vec<u8>)>,
-    ) -> anyhow::Result<Page> {
-        let tcp = tokio::net::TcpStream::connect(&self.addr).await?;
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await?;
-        let (mut send, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
-        tokio::spawn(conn);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, &self.addr);
-        if !self.cookies.is_empty() {
-            let jar: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            req = req.header(hyper::header::COOKIE, jar.join("; "));
-        }
-        let bytes = match body {
-            Some((ty, bytes)) => {
-                req = req.header(hyper::header::CONTENT_TYPE, ty);
-                bytes
-            }
-            None => Vec::new(),
-        };
-        let resp = send
-            .send_request(req.body(Full::new(Bytes::from(bytes)))?)
-            .await?;
-        for c in resp.headers().get_all(hyper::header::SET_COOKIE) {
-            let c = c.to_str()?;
-            let (k, v) = c
-                .split(';')
-                .next()
-                .and_then(|kv| kv.split_once('='))
-                .ok_or_else(|| anyhow::anyhow!("a bad cookie {c:?}"))?;
-            if c.contains("Max-Age=0") {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), v.to_owned());
-            }
-        }
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get(hyper::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp.into_body().collect().await?.to_bytes();
-        Ok(Page {
-            status,
-            location,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    }
-
-    async fn get(&mut self, path: &str) -> anyhow::Result<Page> {
-        self.send(hyper::Method::GET, path, None).await
-    }
-
-    /// POST a form (urlencoded).
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<Page> {
-        let pairs: Vec<(&str, Option<String>)> = fields
-            .iter()
-            .map(|(k, v)| (*k, Some((*v).to_owned())))
-            .collect();
-        let body = alpr_hub::api::client::query(&pairs)
-            .trim_start_matches('?')
-            .to_owned();
-        self.send(
-            hyper::Method::POST,
-            path,
-            Some((
-                "application/x-www-form-urlencoded".into(),
-                body.into_bytes(),
-            )),
-        )
-        .await
-    }
-
-    /// POST a multipart form with one file (after the other fields, as
-    /// the page orders them).
-    async fn upload(
-        &mut self,
-        path: &str,
-        fields: &[(&str, &str)],
-        file: (&str, &str, &[u8]),
-    ) -> anyhow::Result<Page> {
-        let boundary = "----alpr-console-test-7d3f9a";
-        let mut body = Vec::new();
-        for (k, v) in fields {
-            body.extend_from_slice(
-                format!(
-                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
-                )
-                .as_bytes(),
-            );
-        }
-        let (name, filename, bytes) = file;
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: text/plain\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        self.send(
-            hyper::Method::POST,
-            path,
-            Some((format!("multipart/form-data; boundary={boundary}"), body)),
-        )
-        .await
-    }
-
-    /// Log in through the login form; the answer to the form.
-    async fn login(&mut self, user: &str) -> anyhow::Result<Page> {
-        let form = self.get("/console/login").await?;
-        let csrf = form.csrf()?;
-        let password = password_of(user);
-        self.post(
-            "/console/login",
-            &[("username", user), ("password", &password), ("csrf", &csrf)],
-        )
-        .await
-    }
-}
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -257,10 +44,10 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
     hub.add_user("op1", "operator", TRAINED)?;
     hub.login("op1")?;
     runtime()?.block_on(async {
-        let mut b = Browser::new(&hub)?;
-        let login = b.login("op1").await?;
+        let mut b = hub.console_client()?;
+        let login = b.login("op1", &password_of("op1")).await?;
         assert_eq!(login.status, 303, "{}", login.body);
-        assert_eq!(login.location.as_deref(), Some("/console/"));
+        assert_eq!(login.header("location"), Some("/console/"));
 
         // The page, with only the sections an operator may use.
         let p = b.get("/console/hotlists").await?;
@@ -279,12 +66,12 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
             "{}",
             sources[0]
         );
-        let csrf = p.csrf()?;
+        let csrf = b.csrf()?;
 
         // A partial plate is added, listed on the page and by the API.
         let expires = date_in(10);
         let p = b
-            .post(
+            .post_form(
                 "/console/hotlists/local",
                 &[
                     ("csrf", &csrf),
@@ -315,7 +102,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
         // A bad pattern and a past expiry are refused with the API's
         // words, and what was typed stays in the form.
         let p = b
-            .post(
+            .post_form(
                 "/console/hotlists/local",
                 &[
                     ("csrf", &csrf),
@@ -332,7 +119,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
         assert!(p.body.contains("value=\"typed in a hurry\""));
         assert!(p.body.contains("<option value=\"stolen-plate\" selected>"));
         let p = b
-            .post(
+            .post_form(
                 "/console/hotlists/local",
                 &[
                     ("csrf", &csrf),
@@ -358,7 +145,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
             p.body
         );
         let p = b
-            .post(
+            .post_form(
                 &format!("/console/hotlists/local/{id}"),
                 &[
                     ("csrf", &csrf),
@@ -382,7 +169,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
 
         // Remove: it leaves the active list, here and in the API.
         let p = b
-            .post(
+            .post_form(
                 &format!("/console/hotlists/local/{id}/remove"),
                 &[("csrf", &csrf), ("reason", "vehicle found")],
             )
@@ -404,7 +191,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
         let mut text = String::from_utf8(sample::ncic(&rows))?;
         text.insert_str(0, "V000000999CA019420020261101AB#12     CA2027\n");
         let p = b
-            .upload(
+            .post_multipart(
                 "/console/hotlists/import",
                 &[("csrf", &csrf), ("source", "nope"), ("format", "ncic")],
                 ("file", "extract.txt", text.as_bytes()),
@@ -417,7 +204,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
             p.body
         );
         let p = b
-            .upload(
+            .post_multipart(
                 "/console/hotlists/import",
                 &[("csrf", &csrf), ("source", "ncic"), ("format", "ncic")],
                 ("file", "extract.txt", text.as_bytes()),
@@ -442,7 +229,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
         let big = sample::ncic(&sample::entries(26_000, 6));
         assert!(big.len() > 1_500_000);
         let p = b
-            .upload(
+            .post_multipart(
                 "/console/hotlists/import",
                 &[("csrf", &csrf), ("source", "ncic"), ("format", "")],
                 ("file", "big.txt", &big),
@@ -467,7 +254,7 @@ fn an_operator_keeps_local_entries_and_imports_a_list_in_the_console() -> anyhow
 
         // A form from another session is refused.
         let p = b
-            .post(
+            .post_form(
                 "/console/hotlists/local",
                 &[("csrf", "0123"), ("plate", "9ZZ*99"), ("reason", "x")],
             )
@@ -498,17 +285,17 @@ fn holds_are_placed_and_released_in_the_console_and_an_officer_may_not() -> anyh
     hub.login("op1")?;
     hub.add_user("ofc1", "officer", TRAINED)?;
     runtime()?.block_on(async {
-        let mut b = Browser::new(&hub)?;
-        assert_eq!(b.login("op1").await?.status, 303);
+        let mut b = hub.console_client()?;
+        assert_eq!(b.login("op1", &password_of("op1")).await?.status, 303);
         let p = b.get("/console/holds").await?;
         assert_eq!(p.status, 200, "{}", p.body);
         assert!(p.has_id("page-holds") && p.has_id("hold-form"));
-        let csrf = p.csrf()?;
+        let csrf = b.csrf()?;
 
         // A hold without a scope is refused with the API's words; the
         // form keeps the case.
         let p = b
-            .post(
+            .post_form(
                 "/console/holds",
                 &[
                     ("csrf", &csrf),
@@ -527,7 +314,7 @@ fn holds_are_placed_and_released_in_the_console_and_an_officer_may_not() -> anyh
 
         // Placed: a plate and a time range.
         let p = b
-            .post(
+            .post_form(
                 "/console/holds",
                 &[
                     ("csrf", &csrf),
@@ -559,7 +346,7 @@ fn holds_are_placed_and_released_in_the_console_and_an_officer_may_not() -> anyh
         // Released only with a reason.
         let release = format!("/console/holds/{id}/release");
         let p = b
-            .post(&release, &[("csrf", &csrf), ("reason", " ")])
+            .post_form(&release, &[("csrf", &csrf), ("reason", " ")])
             .await?;
         assert!(
             p.text_of("error")
@@ -569,7 +356,7 @@ fn holds_are_placed_and_released_in_the_console_and_an_officer_may_not() -> anyh
         );
         assert_eq!(p.rows("hold").len(), 1);
         let p = b
-            .post(&release, &[("csrf", &csrf), ("reason", "case closed")])
+            .post_form(&release, &[("csrf", &csrf), ("reason", "case closed")])
             .await?;
         assert!(
             p.text_of("notice").is_some_and(|n| n.contains("released")),
@@ -583,14 +370,14 @@ fn holds_are_placed_and_released_in_the_console_and_an_officer_may_not() -> anyh
         assert_eq!(active, serde_json::json!([]), "{active}");
 
         // An officer may use neither page, nor post to them.
-        let mut o = Browser::new(&hub)?;
-        assert_eq!(o.login("ofc1").await?.status, 303);
+        let mut o = hub.console_client()?;
+        assert_eq!(o.login("ofc1", &password_of("ofc1")).await?.status, 303);
         for path in ["/console/holds", "/console/hotlists"] {
             let p = o.get(path).await?;
             assert_eq!(p.status, 403, "{path}: {}", p.body);
         }
         let p = o
-            .post(
+            .post_form(
                 "/console/holds",
                 &[
                     ("csrf", "any"),

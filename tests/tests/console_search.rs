@@ -10,118 +10,11 @@
 
 use std::time::Duration;
 
-use alpr_e2e::{bin, output_text, password_of, Edge, EdgeOptions, Hub, Pki, TRAINED};
-use alpr_hub::api::client::{ApiClient, RawAnswer};
+use alpr_e2e::{bin, output_text, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_hub::console::client::field_in;
 
 const LIMIT: Duration = Duration::from_secs(120);
 const CASE: &str = "26-0200";
-
-/// `application/x-www-form-urlencoded` of `fields`.
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                b' ' => "+".to_owned(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-        .into_bytes()
-}
-
-/// The value of the first `name="NAME" value="…"` in a page.
-fn field(page: &str, name: &str) -> Option<String> {
-    let at = page.find(&format!("name=\"{name}\" value=\""))?;
-    let rest = &page[at + name.len() + 15..];
-    Some(rest[..rest.find('"')?].to_owned())
-}
-
-/// The `NAME=VALUE` of a `Set-Cookie` for `name`.
-fn set_cookie(answer: &RawAnswer, name: &str) -> Option<String> {
-    answer
-        .header_values("set-cookie")
-        .filter_map(|c| c.split(';').next())
-        .find(|c| c.starts_with(&format!("{name}=")))
-        .map(str::to_owned)
-}
-
-/// A browser's view of the console: one connection, the session cookie
-/// and the session's CSRF value.
-struct Console {
-    client: ApiClient,
-    cookie: String,
-    csrf: String,
-}
-
-impl Console {
-    async fn login(hub: &Hub, user: &str) -> anyhow::Result<Console> {
-        let ca = std::fs::read(&hub.ca)?;
-        let mut client = ApiClient::connect(&hub.api, &ca).await?;
-        let page = client.raw("GET", "/console/login", &[], Vec::new()).await?;
-        anyhow::ensure!(page.status == 200, "login page: {}", page.status);
-        let login_cookie = set_cookie(&page, "__Host-alpr_login").expect("a login cookie");
-        let csrf = field(&page.text(), "csrf").expect("a login form CSRF value");
-        let password = password_of(user);
-        let answer = client
-            .raw(
-                "POST",
-                "/console/login",
-                &[
-                    ("cookie", &login_cookie),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                ],
-                form(&[("csrf", &csrf), ("username", user), ("password", &password)]),
-            )
-            .await?;
-        anyhow::ensure!(
-            answer.status == 303,
-            "login of {user}: {} {}",
-            answer.status,
-            answer.text()
-        );
-        let cookie = set_cookie(&answer, "__Host-alpr_session").expect("a session cookie");
-        let mut console = Console {
-            client,
-            cookie,
-            csrf: String::new(),
-        };
-        // Any page carries the session's CSRF value (the logout form).
-        let home = console.get("/console/search").await?;
-        console.csrf = field(&home.text(), "csrf").expect("the session's CSRF value");
-        Ok(console)
-    }
-
-    async fn get(&mut self, path: &str) -> anyhow::Result<RawAnswer> {
-        self.client
-            .raw("GET", path, &[("cookie", &self.cookie)], Vec::new())
-            .await
-    }
-
-    /// POST a form with the session's CSRF value.
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<RawAnswer> {
-        let mut all = vec![("csrf", self.csrf.as_str())];
-        all.extend_from_slice(fields);
-        self.client
-            .raw(
-                "POST",
-                path,
-                &[
-                    ("cookie", &self.cookie),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                ],
-                form(&all),
-            )
-            .await
-    }
-}
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -163,10 +56,11 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
     let (hub, _edge) = hub_with_reads(dir.path(), &pki)?;
     hub.add_user("ofc1", "officer", TRAINED)?;
     runtime()?.block_on(async {
-        let mut c = Console::login(&hub, "ofc1").await?;
+        let mut c = hub.console("ofc1").await?;
         let page = c.get("/console/search").await?;
+        let csrf = c.csrf()?;
         assert_eq!(page.status, 200);
-        let text = page.text();
+        let text = &page.body;
         for id in [
             "page-search",
             "search-form",
@@ -187,9 +81,10 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
 
         // No purpose: refused on the page, and the refusal is logged.
         let refused = c
-            .post(
+            .post_form(
                 "/console/search",
                 &[
+                    ("csrf", &csrf),
                     ("purpose", ""),
                     ("case", ""),
                     ("plate", "GEN00002"),
@@ -197,7 +92,7 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
                 ],
             )
             .await?;
-        let text = refused.text();
+        let text = &refused.body;
         assert_eq!(refused.status, 400, "{text}");
         assert!(text.contains("id=\"error\""), "{text}");
         assert!(text.contains("a purpose is required"), "{text}");
@@ -212,9 +107,10 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
 
         // With a purpose: every read of the pattern, newest first.
         let found = c
-            .post(
+            .post_form(
                 "/console/search",
                 &[
+                    ("csrf", &csrf),
                     ("purpose", "stolen-vehicle"),
                     ("case", ""),
                     ("plate", "GEN0000*"),
@@ -228,7 +124,7 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
                 ],
             )
             .await?;
-        let text = found.text();
+        let text = &found.body;
         assert_eq!(found.status, 200, "{text}");
         assert_eq!(text.matches("<tr class=\"hit\">").count(), 6, "{text}");
         assert!(text.contains("id=\"results-map\""), "{text}");
@@ -240,9 +136,10 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
         // A canvass: the pole's reads name a surveyed site, not
         // coordinates, and the page says why none is in the circle.
         let canvass = c
-            .post(
+            .post_form(
                 "/console/search",
                 &[
+                    ("csrf", &csrf),
                     ("purpose", "stolen-vehicle"),
                     ("lat", "38.58160"),
                     ("lon", "-121.49440"),
@@ -250,7 +147,7 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
                 ],
             )
             .await?;
-        let text = canvass.text();
+        let text = &canvass.body;
         assert_eq!(canvass.status, 200, "{text}");
         assert_eq!(text.matches("<tr class=\"hit\">").count(), 0, "{text}");
         assert!(
@@ -264,19 +161,20 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
 
         // One plate exactly; open its read.
         let one = c
-            .post(
+            .post_form(
                 "/console/search",
                 &[
+                    ("csrf", &csrf),
                     ("purpose", "stolen-vehicle"),
                     ("plate", "gen00002"),
                     ("mode", "exact"),
                 ],
             )
             .await?;
-        let text = one.text();
+        let text = &one.body;
         assert_eq!(text.matches("<tr class=\"hit\">").count(), 1, "{text}");
         let row = &text[text.find("<tr class=\"hit\">").expect("a row")..];
-        let seq = field(row, "seq").expect("the row's seq");
+        let seq = field_in(row, "seq").expect("the row's seq");
         assert!(
             row.contains("class=\"ok\">Valid"),
             "the row's signature: {row}"
@@ -284,9 +182,10 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
         let mut read = None;
         for _ in 0..LIMIT.as_secs() {
             let page = c
-                .post(
+                .post_form(
                     "/console/read",
                     &[
+                        ("csrf", &csrf),
                         ("node", "pole-7"),
                         ("seq", &seq),
                         ("purpose", "stolen-vehicle"),
@@ -294,14 +193,14 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
                     ],
                 )
                 .await?;
-            if page.text().contains("class=\"photo\"") {
+            if page.body.contains("class=\"photo\"") {
                 read = Some(page);
                 break;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         let read = read.expect("the read's photos at the hub within two minutes");
-        let text = read.text();
+        let text = &read.body;
         assert_eq!(read.status, 200, "{text}");
         assert!(text.contains("id=\"page-read\""), "{text}");
         assert!(
@@ -321,16 +220,19 @@ fn a_search_needs_a_purpose_and_a_read_opens_with_its_photos_and_a_valid_signatu
 
         // A read without a purpose is refused; an officer has no export page.
         let no_purpose = c
-            .post("/console/read", &[("node", "pole-7"), ("seq", &seq)])
+            .post_form(
+                "/console/read",
+                &[("csrf", &csrf), ("node", "pole-7"), ("seq", &seq)],
+            )
             .await?;
-        assert_eq!(no_purpose.status, 400, "{}", no_purpose.text());
-        assert!(no_purpose.text().contains("id=\"error\""));
+        assert_eq!(no_purpose.status, 400, "{}", no_purpose.body);
+        assert!(no_purpose.body.contains("id=\"error\""));
         let export = c.get("/console/export").await?;
-        assert_eq!(export.status, 403, "{}", export.text());
+        assert_eq!(export.status, 403, "{}", export.body);
         assert!(!c
             .get("/console/search")
             .await?
-            .text()
+            .body
             .contains("id=\"nav-export\""));
         anyhow::Ok(())
     })?;
@@ -375,9 +277,10 @@ fn a_supervisor_downloads_a_case_bundle_that_verifies_offline() -> anyhow::Resul
     assert!(out.status.success(), "hub hold add: {}", output_text(&out));
 
     let bundle = runtime()?.block_on(async {
-        let mut c = Console::login(&hub, "sup1").await?;
+        let mut c = hub.console("sup1").await?;
         let page = c.get("/console/export").await?;
-        let text = page.text();
+        let csrf = c.csrf()?;
+        let text = &page.body;
         assert_eq!(page.status, 200, "{text}");
         assert!(
             text.contains("<option value=\"CA0020000\">County District Attorney"),
@@ -390,12 +293,17 @@ fn a_supervisor_downloads_a_case_bundle_that_verifies_offline() -> anyhow::Resul
 
         // A forged choice of the federal agency: refused with the statute.
         let refused = c
-            .post(
+            .post_form(
                 "/console/export",
-                &[("case", CASE), ("to", "DCFBI0000"), ("purpose", "robbery")],
+                &[
+                    ("csrf", &csrf),
+                    ("case", CASE),
+                    ("to", "DCFBI0000"),
+                    ("purpose", "robbery"),
+                ],
             )
             .await?;
-        let text = refused.text();
+        let text = &refused.body;
         assert_eq!(refused.status, 403, "{text}");
         assert!(
             text.contains("id=\"error\"") && text.contains("1798.90.55"),
@@ -410,20 +318,30 @@ fn a_supervisor_downloads_a_case_bundle_that_verifies_offline() -> anyhow::Resul
         let mut last = String::new();
         for _ in 0..120 {
             let answer = c
-                .post(
+                .post_form(
                     "/console/export",
-                    &[("case", CASE), ("to", "CA0020000"), ("purpose", "robbery")],
+                    &[
+                        ("csrf", &csrf),
+                        ("case", CASE),
+                        ("to", "CA0020000"),
+                        ("purpose", "robbery"),
+                    ],
                 )
                 .await?;
             if answer.status == 200 {
-                let disposition: Vec<&str> = answer.header_values("content-disposition").collect();
+                let disposition: Vec<&str> = answer
+                    .headers
+                    .get_all("content-disposition")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
                 assert_eq!(
                     disposition,
                     [format!("attachment; filename=\"{CASE}.alprbundle\"").as_str()]
                 );
-                return anyhow::Ok(answer.body);
+                return anyhow::Ok(answer.bytes.to_vec());
             }
-            last = answer.text();
+            last = answer.body.clone();
             assert!(
                 last.contains("not at the hub yet") || last.contains("checkpoint"),
                 "{}: {last}",

@@ -4,7 +4,7 @@
 //!
 //! A real hub (`hub serve` in this process, on loopback) serves the
 //! store; a supervisor logs in through the console like a browser
-//! ([`Browser`]: cookies, CSRF field) and the bench times the dashboard
+//! ([`ConsoleClient`]: cookies, CSRF field) and the bench times the dashboard
 //! (`GET /console/`) and the search form (`POST /console/search`: exact
 //! plate, wildcard, OCR-tolerant, canvass of 500 m × 1 h). The figure is
 //! the server's time (`Server-Timing: app;dur=…`, set by the console's
@@ -17,21 +17,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alpr_shared::log::SignedEntry;
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
-use axum::body::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderMap, HeaderValue};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::client::ApiClient;
 use crate::config::HubConfig;
+use crate::console::client::{Answer, ConsoleClient};
 use crate::store::redb::RedbStore;
 use crate::store::HubStorage;
 
@@ -92,205 +89,6 @@ pub const TARGET_MS: f64 = 300.0;
 const ADMIN: &str = "bench-admin";
 const SUPERVISOR: &str = "bench-supervisor";
 const PASSWORD: &str = "bench-console-password-0123";
-/// Most bytes of one answer read.
-const MAX_ANSWER: usize = 64 << 20;
-
-/// An answer as a browser gets it.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: HeaderMap,
-    pub body: String,
-    /// Round trip, ms.
-    pub took_ms: f64,
-}
-
-impl Answer {
-    /// The server's time (`Server-Timing: app;dur=MS`).
-    pub fn server_ms(&self) -> Option<f64> {
-        let v = self.headers.get("server-timing")?.to_str().ok()?;
-        v.split(';')
-            .find_map(|p| p.trim().strip_prefix("dur="))?
-            .parse()
-            .ok()
-    }
-
-    /// A header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The CSRF value of the first form on the page.
-    pub fn csrf(&self) -> Option<String> {
-        let at = self.body.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
-        let rest = &self.body[at..];
-        Some(rest[..rest.find('"')?].to_owned())
-    }
-}
-
-/// A minimal browser for the console over HTTPS: one connection, the
-/// cookies the hub sets, urlencoded forms. For `hub bench console` and
-/// the end-to-end tests.
-pub struct Browser {
-    url: String,
-    ca: Vec<u8>,
-    host: String,
-    send: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
-    cookies: Vec<(String, String)>,
-}
-
-/// `application/x-www-form-urlencoded` of `fields`.
-pub fn form_body(fields: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        let mut out = String::new();
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                out.push(char::from(b));
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-impl Browser {
-    /// A browser for the hub at `url` (`https://HOST:PORT`) trusting `ca_pem`.
-    pub fn new(url: &str, ca_pem: &[u8]) -> anyhow::Result<Browser> {
-        let (host, port) = crate::api::client::parse_url(url)?;
-        Ok(Browser {
-            url: url.to_owned(),
-            ca: ca_pem.to_vec(),
-            host: format!("{host}:{port}"),
-            send: None,
-            cookies: Vec::new(),
-        })
-    }
-
-    async fn connect(&mut self) -> anyhow::Result<()> {
-        let (host, port) = crate::api::client::parse_url(&self.url)?;
-        let tls = crate::api::client::tls_client(&self.ca)?;
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .with_context(|| format!("{host:?} is not a host name"))?;
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .with_context(|| format!("connecting to {}", self.url))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
-            .connect(name, tcp)
-            .await
-            .context("TLS with the hub")?;
-        let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .context("HTTP with the hub")?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        self.send = Some(send);
-        Ok(())
-    }
-
-    /// The value of a cookie the hub set.
-    pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.cookies
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn keep_cookies(&mut self, headers: &HeaderMap) {
-        for v in headers.get_all(hyper::header::SET_COOKIE) {
-            let Some((name, rest)) = v.to_str().ok().and_then(|v| v.split_once('=')) else {
-                continue;
-            };
-            let value = rest.split(';').next().unwrap_or("").to_owned();
-            self.cookies.retain(|(k, _)| k != name);
-            if !rest.contains("Max-Age=0") {
-                self.cookies.push((name.to_owned(), value));
-            }
-        }
-    }
-
-    /// One request; the answer (redirects are not followed).
-    pub async fn request(
-        &mut self,
-        method: hyper::Method,
-        path: &str,
-        form: Option<String>,
-    ) -> anyhow::Result<Answer> {
-        if self.send.as_mut().is_none_or(|s| s.is_closed()) {
-            self.connect().await?;
-        }
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, &self.host);
-        if !self.cookies.is_empty() {
-            let c: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            req = req.header(hyper::header::COOKIE, c.join("; "));
-        }
-        if form.is_some() {
-            req = req.header(
-                hyper::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            );
-        }
-        let req = req.body(Full::new(Bytes::from(form.unwrap_or_default())))?;
-        let send = self.send.as_mut().context("no connection")?;
-        let t0 = Instant::now();
-        send.ready()
-            .await
-            .context("the hub closed the connection")?;
-        let resp = send
-            .send_request(req)
-            .await
-            .with_context(|| format!("asking the hub ({path})"))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading the answer to {path}: {e}"))?
-            .to_bytes();
-        let took_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        self.keep_cookies(&headers);
-        Ok(Answer {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            took_ms,
-        })
-    }
-
-    pub async fn get(&mut self, path: &str) -> anyhow::Result<Answer> {
-        self.request(hyper::Method::GET, path, None).await
-    }
-
-    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> anyhow::Result<Answer> {
-        self.request(hyper::Method::POST, path, Some(form_body(fields)))
-            .await
-    }
-
-    /// Log in through the console's form; the answer to the form (a 303
-    /// to the dashboard when it worked).
-    pub async fn login(&mut self, user: &str, password: &str) -> anyhow::Result<Answer> {
-        let form = self.get("/console/login").await?;
-        let csrf = form.csrf().context("the login page has no CSRF field")?;
-        self.post(
-            "/console/login",
-            &[("username", user), ("password", password), ("csrf", &csrf)],
-        )
-        .await
-    }
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -670,7 +468,7 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let mut b = Browser::new(url, ca)?;
+    let mut b = ConsoleClient::new(url, ca)?;
     let a = b.login(SUPERVISOR, PASSWORD).await?;
     anyhow::ensure!(a.status == 303, "console login: HTTP {}", a.status);
     // The dashboard counts what retention has due in the background:
@@ -709,7 +507,11 @@ async fn measure(
         let mut fields = search_fields("exact", &sample[0]);
         fields.push(("csrf", csrf.clone()));
         let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        browser.lock().await.post("/console/search", &f).await?
+        browser
+            .lock()
+            .await
+            .post_form("/console/search", &f)
+            .await?
     };
     let console_search = !matches!(probe.status, 404 | 405);
     let mut api = login(SUPERVISOR).await?;
@@ -731,7 +533,7 @@ async fn measure(
                     async move {
                         let f: Vec<(&str, &str)> =
                             fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                        br.lock().await.post("/console/search", &f).await
+                        br.lock().await.post_form("/console/search", &f).await
                     }
                 })
                 .await?,

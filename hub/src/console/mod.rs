@@ -29,6 +29,7 @@ pub mod alerts;
 pub mod assets;
 pub mod audits;
 pub mod bench;
+pub mod client;
 pub mod dashboard;
 pub mod export;
 pub mod holds;
