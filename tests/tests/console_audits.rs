@@ -104,6 +104,32 @@ fn an_auditor_finds_a_search_in_the_access_audit_and_its_csv_and_the_public_page
         );
         assert!(data[0].contains(AGENCY));
 
+        // Each other audit is a file too, with its own header.
+        for (name, first_column) in [
+            ("training", "user,"),
+            ("retention", "record,"),
+            ("holds", "id,"),
+            ("exports", "time,"),
+        ] {
+            let file = b
+                .post_form(
+                    &format!("/console/audits/{name}.csv"),
+                    &[("csrf", csrf.as_str())],
+                )
+                .await?;
+            assert_eq!(file.status, 200, "{name}: {}", file.body);
+            let disposition = file.header("content-disposition").unwrap_or_default();
+            assert!(
+                disposition.starts_with(&format!("attachment; filename=\"{name}-audit-")),
+                "{disposition}"
+            );
+            assert!(file.body.starts_with(first_column), "{name}: {}", file.body);
+        }
+        let unknown = b
+            .post_form("/console/audits/payroll.csv", &[("csrf", csrf.as_str())])
+            .await?;
+        assert_eq!(unknown.status, 404, "{}", unknown.body);
+
         // A form without this session's CSRF value is refused.
         let forged = b
             .post_form(

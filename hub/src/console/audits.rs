@@ -18,17 +18,18 @@
 use alpr_shared::control::holds::Hold;
 use alpr_shared::log::AccessAction;
 use alpr_shared::types::UnixMillis;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{csv, error_box, page, when, PageResult, Section, Session};
+use super::{csv, error_box, page, when, ConsoleError, PageResult, Section, Session};
 use crate::api::audit::{AccessAudit, AccessQuery, AccessRow, TrainingAudit, TrainingQuery};
 use crate::api::retention::RetentionAudit;
-use crate::api::ApiState;
+use crate::api::{ApiError, ApiState};
 
 /// Most access rows shown on the page; the CSV has them all.
 pub const SHOWN_ROWS: usize = 1000;
@@ -37,14 +38,8 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/console/audits", get(show).post(access))
         .route("/console/audits/access.csv", post(access_csv))
-        .route("/console/audits/training", post(training))
-        .route("/console/audits/training.csv", post(training_csv))
-        .route("/console/audits/retention", post(retention))
-        .route("/console/audits/retention.csv", post(retention_csv))
-        .route("/console/audits/holds", post(holds))
-        .route("/console/audits/holds.csv", post(holds_csv))
-        .route("/console/audits/exports", post(exports))
-        .route("/console/audits/exports.csv", post(exports_csv))
+        // `training`, `retention`, `holds`, `exports`; `NAME.csv` for the file.
+        .route("/console/audits/{report}", post(report))
 }
 
 /// The access audit's filters, as the form sends them (empty: any).
@@ -205,92 +200,184 @@ async fn access_csv(
     Ok(csv(&stamp("access-audit"), &ACCESS_HEADER, &rows))
 }
 
-async fn run_training(
-    state: &ApiState,
-    session: &Session,
-) -> Result<TrainingAudit, crate::api::ApiError> {
-    let Json(t) = crate::api::audit::training(
-        State(state.clone()),
-        session.caller.clone(),
-        Query(TrainingQuery::default()),
-    )
-    .await?;
-    Ok(t)
+/// The audits shown on request, besides the access audit.
+#[derive(Debug, Clone, Copy)]
+enum Report {
+    Training,
+    Retention,
+    Holds,
+    Exports,
 }
 
-async fn training(
-    State(state): State<ApiState>,
-    session: Session,
-    Form(f): Form<PlainForm>,
-) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let shown = Shown {
-        training: Some(run_training(&state, &session).await?),
-        ..Shown::default()
-    };
-    Ok(render(&state, &session, &AccessForm::default(), shown))
+/// What a report's API handler answered.
+enum Fetched {
+    Training(TrainingAudit),
+    Retention(RetentionAudit),
+    Holds(Vec<Hold>),
+    Exports(Vec<AccessRow>),
 }
 
-async fn training_csv(
-    State(state): State<ApiState>,
-    session: Session,
-    Form(f): Form<PlainForm>,
-) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let t = run_training(&state, &session).await?;
-    let rows: Vec<Vec<String>> = t
-        .users
-        .iter()
-        .map(|u| {
-            vec![
-                u.username.clone(),
-                u.agency.clone(),
-                u.role.to_string(),
-                u.training_expires.clone(),
-                if u.lapsed_now { "yes" } else { "no" }.to_owned(),
-                u.before.len().to_string(),
-                u.after_lapse.len().to_string(),
-            ]
+impl Report {
+    fn parse(name: &str) -> Option<Report> {
+        Some(match name {
+            "training" => Report::Training,
+            "retention" => Report::Retention,
+            "holds" => Report::Holds,
+            "exports" => Report::Exports,
+            _ => return None,
         })
-        .collect();
-    Ok(csv(
-        &stamp("training-audit"),
-        &[
-            "user",
-            "agency",
-            "role",
-            "training_expires",
-            "lapsed_now",
-            "accesses_before_lapse",
-            "accesses_after_lapse",
-        ],
-        &rows,
-    ))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Report::Training => "training",
+            Report::Retention => "retention",
+            Report::Holds => "holds",
+            Report::Exports => "exports",
+        }
+    }
+
+    /// The report through its API handler (which records the audit).
+    async fn fetch(self, state: &ApiState, session: &Session) -> Result<Fetched, ApiError> {
+        let (s, caller) = (State(state.clone()), session.caller.clone());
+        Ok(match self {
+            Report::Training => {
+                let Json(t) =
+                    crate::api::audit::training(s, caller, Query(TrainingQuery::default())).await?;
+                Fetched::Training(t)
+            }
+            Report::Retention => {
+                let Json(r) = crate::api::retention::audit(s, caller).await?;
+                Fetched::Retention(r)
+            }
+            Report::Holds => {
+                let Json(h) = crate::api::holds::audit(s, caller).await?;
+                Fetched::Holds(h)
+            }
+            Report::Exports => {
+                let a = run_access(state, session, AccessQuery::default()).await?;
+                Fetched::Exports(
+                    a.rows
+                        .into_iter()
+                        .filter(|r| r.action == AccessAction::Export.as_str())
+                        .collect(),
+                )
+            }
+        })
+    }
 }
 
-async fn run_retention(
-    state: &ApiState,
-    session: &Session,
-) -> Result<RetentionAudit, crate::api::ApiError> {
-    let Json(r) =
-        crate::api::retention::audit(State(state.clone()), session.caller.clone()).await?;
-    Ok(r)
+impl Fetched {
+    /// The page's part.
+    fn shown(self) -> Shown {
+        let mut shown = Shown::default();
+        match self {
+            Fetched::Training(t) => shown.training = Some(t),
+            Fetched::Retention(r) => shown.retention = Some(r),
+            Fetched::Holds(h) => shown.holds = Some(h),
+            Fetched::Exports(e) => shown.exports = Some(e),
+        }
+        shown
+    }
+
+    /// The CSV's header and rows.
+    fn table(&self) -> (&'static [&'static str], Vec<Vec<String>>) {
+        match self {
+            Fetched::Training(t) => (
+                &[
+                    "user",
+                    "agency",
+                    "role",
+                    "training_expires",
+                    "lapsed_now",
+                    "accesses_before_lapse",
+                    "accesses_after_lapse",
+                ],
+                t.users
+                    .iter()
+                    .map(|u| {
+                        vec![
+                            u.username.clone(),
+                            u.agency.clone(),
+                            u.role.to_string(),
+                            u.training_expires.clone(),
+                            if u.lapsed_now { "yes" } else { "no" }.to_owned(),
+                            u.before.len().to_string(),
+                            u.after_lapse.len().to_string(),
+                        ]
+                    })
+                    .collect(),
+            ),
+            Fetched::Retention(r) => (
+                &["record", "time", "node", "ranges", "reads", "reason"],
+                r.purges
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.record.to_string(),
+                            p.at.to_string(),
+                            p.node.clone(),
+                            ranges(&p.ranges),
+                            p.reads.to_string(),
+                            p.reason.clone(),
+                        ]
+                    })
+                    .collect(),
+            ),
+            Fetched::Holds(h) => (
+                &[
+                    "id",
+                    "case",
+                    "reason",
+                    "placed_by",
+                    "agency",
+                    "placed_at",
+                    "placed_on",
+                    "scope",
+                    "released_by",
+                    "released_at",
+                    "release_reason",
+                ],
+                h.iter().map(hold_cells).collect(),
+            ),
+            Fetched::Exports(e) => (&ACCESS_HEADER, e.iter().map(access_cells).collect()),
+        }
+    }
 }
 
-async fn retention(
+/// `POST /console/audits/{report}`: the report on the page;
+/// `…/{report}.csv`: the same rows as a file.
+async fn report(
     State(state): State<ApiState>,
     session: Session,
+    Path(name): Path<String>,
     Form(f): Form<PlainForm>,
 ) -> PageResult {
     session.check(&f.csrf)?;
     Section::Audits.require(&session)?;
-    let shown = Shown {
-        retention: Some(run_retention(&state, &session).await?),
-        ..Shown::default()
+    let (base, as_csv) = match name.strip_suffix(".csv") {
+        Some(base) => (base, true),
+        None => (name.as_str(), false),
     };
-    Ok(render(&state, &session, &AccessForm::default(), shown))
+    let report = Report::parse(base).ok_or_else(|| {
+        ConsoleError::new(StatusCode::NOT_FOUND, format!("no audit named {base:?}"))
+    })?;
+    let fetched = report.fetch(&state, &session).await?;
+    if as_csv {
+        let (header, rows) = fetched.table();
+        Ok(csv(
+            &stamp(&format!("{}-audit", report.name())),
+            header,
+            &rows,
+        ))
+    } else {
+        Ok(render(
+            &state,
+            &session,
+            &AccessForm::default(),
+            fetched.shown(),
+        ))
+    }
 }
 
 fn ranges(r: &[alpr_shared::log::SeqRange]) -> String {
@@ -298,54 +385,6 @@ fn ranges(r: &[alpr_shared::log::SeqRange]) -> String {
         .map(|r| format!("{}-{}", r.first, r.last))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-async fn retention_csv(
-    State(state): State<ApiState>,
-    session: Session,
-    Form(f): Form<PlainForm>,
-) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let r = run_retention(&state, &session).await?;
-    let rows: Vec<Vec<String>> = r
-        .purges
-        .iter()
-        .map(|p| {
-            vec![
-                p.record.to_string(),
-                p.at.to_string(),
-                p.node.clone(),
-                ranges(&p.ranges),
-                p.reads.to_string(),
-                p.reason.clone(),
-            ]
-        })
-        .collect();
-    Ok(csv(
-        &stamp("retention-audit"),
-        &["record", "time", "node", "ranges", "reads", "reason"],
-        &rows,
-    ))
-}
-
-async fn run_holds(state: &ApiState, session: &Session) -> Result<Vec<Hold>, crate::api::ApiError> {
-    let Json(h) = crate::api::holds::audit(State(state.clone()), session.caller.clone()).await?;
-    Ok(h)
-}
-
-async fn holds(
-    State(state): State<ApiState>,
-    session: Session,
-    Form(f): Form<PlainForm>,
-) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let shown = Shown {
-        holds: Some(run_holds(&state, &session).await?),
-        ..Shown::default()
-    };
-    Ok(render(&state, &session, &AccessForm::default(), shown))
 }
 
 /// A hold's scope in words.
@@ -390,74 +429,6 @@ fn hold_cells(h: &Hold) -> Vec<String> {
         r.map(|r| r.at.to_string()).unwrap_or_default(),
         r.map(|r| r.reason.clone()).unwrap_or_default(),
     ]
-}
-
-async fn holds_csv(
-    State(state): State<ApiState>,
-    session: Session,
-    Form(f): Form<PlainForm>,
-) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let h = run_holds(&state, &session).await?;
-    let rows: Vec<Vec<String>> = h.iter().map(hold_cells).collect();
-    Ok(csv(
-        &stamp("holds-audit"),
-        &[
-            "id",
-            "case",
-            "reason",
-            "placed_by",
-            "agency",
-            "placed_at",
-            "placed_on",
-            "scope",
-            "released_by",
-            "released_at",
-            "release_reason",
-        ],
-        &rows,
-    ))
-}
-
-async fn run_exports(
-    state: &ApiState,
-    session: &Session,
-) -> Result<Vec<AccessRow>, crate::api::ApiError> {
-    let a = run_access(state, session, AccessQuery::default()).await?;
-    Ok(a.rows
-        .into_iter()
-        .filter(|r| r.action == AccessAction::Export.as_str())
-        .collect())
-}
-
-async fn exports(
-    State(state): State<ApiState>,
-    session: Session,
-    Form(f): Form<PlainForm>,
-) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let shown = Shown {
-        exports: Some(run_exports(&state, &session).await?),
-        ..Shown::default()
-    };
-    Ok(render(&state, &session, &AccessForm::default(), shown))
-}
-
-async fn exports_csv(
-    State(state): State<ApiState>,
-    session: Session,
-    Form(f): Form<PlainForm>,
-) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let rows: Vec<Vec<String>> = run_exports(&state, &session)
-        .await?
-        .iter()
-        .map(access_cells)
-        .collect();
-    Ok(csv(&stamp("exports-audit"), &ACCESS_HEADER, &rows))
 }
 
 fn access_table(id: &str, row_class: &str, rows: &[AccessRow]) -> Markup {
