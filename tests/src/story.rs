@@ -933,6 +933,17 @@ fn say_console(hub: &Hub, pki: &Pki, serving: bool) {
         "  the browser will warn about the certificate: the demo's CA ({}) was made on the spot",
         pki.ca_cert().display()
     );
+    // Chromium can trust exactly the console's key instead.
+    let cert = pki.ca_dir().join(alpr_hub::pki::CONSOLE_CERT);
+    if let Ok(pin) = std::fs::read_to_string(&cert)
+        .map_err(anyhow::Error::from)
+        .and_then(|pem| alpr_hub::pki::spki_sha256(&pem))
+    {
+        println!(
+            "  or trust only its key: chromium --ignore-certificate-errors-spki-list={pin} {}/console/",
+            hub.api
+        );
+    }
     if serving {
         println!("The hub (and its console) stays up until Ctrl-C; the edges have stopped.");
     } else {
