@@ -218,19 +218,6 @@ fn combine(
     (progress, all.into_iter().map(|(_, v)| v).collect())
 }
 
-/// Every stage there is, in the order a form offers them.
-pub const STAGES: [Stage; 9] = [
-    Stage::Read(ReadCheck::Correct),
-    Stage::Read(ReadCheck::WrongState),
-    Stage::Read(ReadCheck::Misread),
-    Stage::Read(ReadCheck::DismissedUnreviewed),
-    Stage::Status(StatusCheck::ConfirmedActive),
-    Stage::Status(StatusCheck::NoLongerActive),
-    Stage::Action(ActionTaken::Stop),
-    Stage::Action(ActionTaken::NoStop),
-    Stage::Action(ActionTaken::Unable),
-];
-
 /// A stage as a form or the API names it: `read:correct`,
 /// `status:active`, `action:no-stop`.
 pub fn stage_name(stage: Stage) -> String {
@@ -255,7 +242,7 @@ pub fn parse_stage(s: &str) -> Option<Stage> {
 
 /// The stages the rules allow next, after `progress`.
 pub fn next_stages(progress: Progress) -> Vec<Stage> {
-    STAGES
+    Stage::ALL
         .into_iter()
         .filter(|s| progress.check(*s).is_ok())
         .collect()

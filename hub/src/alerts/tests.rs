@@ -358,7 +358,7 @@ fn hub_stages_merge_with_the_nodes_in_time_order_under_the_same_rules() {
 
 #[test]
 fn stage_names_parse_as_forms_and_views_write_them() {
-    for s in STAGES {
+    for s in Stage::ALL {
         assert_eq!(parse_stage(&stage_name(s)), Some(s));
         assert_eq!(parse_stage(&s.to_string()), Some(s), "{s}");
     }

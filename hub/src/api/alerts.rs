@@ -276,7 +276,7 @@ async fn dispose_key(
 ) -> Result<Json<AlertDetail>, ApiError> {
     caller.require(Permission::HandleAlerts)?;
     let stage = crate::alerts::parse_stage(&req.stage).ok_or_else(|| {
-        let names: Vec<String> = crate::alerts::STAGES
+        let names: Vec<String> = alpr_shared::log::alert::Stage::ALL
             .into_iter()
             .map(crate::alerts::stage_name)
             .collect();

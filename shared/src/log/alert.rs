@@ -253,6 +253,22 @@ pub enum Stage {
     Action(ActionTaken),
 }
 
+impl Stage {
+    /// Every stage there is, in the order of the rules (a form offers
+    /// them so).
+    pub const ALL: [Stage; 9] = [
+        Stage::Read(ReadCheck::Correct),
+        Stage::Read(ReadCheck::WrongState),
+        Stage::Read(ReadCheck::Misread),
+        Stage::Read(ReadCheck::DismissedUnreviewed),
+        Stage::Status(StatusCheck::ConfirmedActive),
+        Stage::Status(StatusCheck::NoLongerActive),
+        Stage::Action(ActionTaken::Stop),
+        Stage::Action(ActionTaken::NoStop),
+        Stage::Action(ActionTaken::Unable),
+    ];
+}
+
 impl ReadCheck {
     pub fn name(self) -> &'static str {
         match self {
@@ -541,17 +557,7 @@ mod tests {
         /// Any sequence of stages: the rules hold after each accepted one.
         #[test]
         fn accepted_stages_keep_the_rules(stages in proptest::collection::vec(0u8..9, 0..8)) {
-            let all = [
-                Stage::Read(ReadCheck::Correct),
-                Stage::Read(ReadCheck::WrongState),
-                Stage::Read(ReadCheck::Misread),
-                Stage::Read(ReadCheck::DismissedUnreviewed),
-                Stage::Status(StatusCheck::ConfirmedActive),
-                Stage::Status(StatusCheck::NoLongerActive),
-                Stage::Action(ActionTaken::Stop),
-                Stage::Action(ActionTaken::NoStop),
-                Stage::Action(ActionTaken::Unable),
-            ];
+            let all = Stage::ALL;
             let mut p = Progress::default();
             for i in stages {
                 let _ = p.apply(all[usize::from(i)]);
