@@ -29,6 +29,71 @@ pub fn shared_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
 }
 
+/// A real photo of a car with a US plate, in [`shared_dir`].
+pub const CAR_PHOTO: &str = "data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg";
+
+/// Node `name` replaying [`CAR_PHOTO`] from its own folder under `dir`
+/// with the real models (site `main-st`, images kept), a frame every
+/// `interval` (the edge's default when `None`).
+pub fn photo_edge(
+    pki: &Pki,
+    hub: &Hub,
+    dir: &Path,
+    name: &str,
+    interval: Option<&str>,
+) -> anyhow::Result<(Edge, NodeFiles)> {
+    let photos = dir.join(format!("photos-{name}"));
+    std::fs::create_dir_all(&photos)?;
+    std::fs::copy(shared_dir().join(CAR_PHOTO), photos.join("car.jpg"))?;
+    let models = shared_dir().join("models");
+    let interval = interval
+        .map(|i| format!("interval = {i:?}\n"))
+        .unwrap_or_default();
+    let node = pki.node(name)?;
+    let opts = EdgeOptions {
+        generate: 0,
+        images: true,
+        extra_toml: format!(
+            "\n[capture]\npaths = [{photos:?}]\nmodels_dir = {models:?}\nsite_id = \"main-st\"\n{interval}"
+        ),
+        ..EdgeOptions::default()
+    };
+    let edge = Edge::start(&node, hub.addr, dir, &opts)?;
+    Ok((edge, node))
+}
+
+/// The plate `edge` read from its photo (its "plate read" log line), once
+/// the hub acknowledged everything the node holds; each wait at most
+/// `limit`. An edge that stops first is an error with its log's tail.
+pub fn plate_read(edge: &Edge, limit: Duration) -> anyhow::Result<String> {
+    let plate = wait_for(limit, "the photo's read", || {
+        if !edge.proc.is_running() {
+            // Stop waiting: the error below names why it stopped.
+            return Some(String::new());
+        }
+        edge.proc.log_text().lines().find_map(|l| {
+            let rest = l.split("plate=").nth(1)?;
+            let p: String = rest
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            (l.contains("plate read") && !p.is_empty()).then_some(p)
+        })
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; the node's log:\n{}", edge.proc.log_tail(30)))?;
+    anyhow::ensure!(
+        !plate.is_empty(),
+        "the edge stopped before reading its photo:\n{}",
+        edge.proc.log_tail(5)
+    );
+    wait_for(limit, "the read at the hub", || {
+        let s = edge.status()?;
+        let size = s["log_size"].as_u64()?;
+        (size > 0 && s["acked"].as_u64() == Some(size)).then_some(())
+    })?;
+    Ok(plate)
+}
+
 /// A built binary of the workspace: `target/<profile>/<name>`, found from
 /// the test executable's path (`target/<profile>/deps/<test>`).
 pub fn bin(name: &str) -> anyhow::Result<PathBuf> {

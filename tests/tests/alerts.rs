@@ -12,7 +12,7 @@
 use alpr_e2e::output_text as out;
 use std::time::Duration;
 
-use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_e2e::{photo_edge, plate_read, wait_for, Edge, Hub, Pki, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
 const SOURCES: &str = r#"
@@ -24,55 +24,6 @@ name = "ncic"
 format = "ncic"
 strategy = "ocr-equivalent"
 "#;
-
-/// One real photo in its own folder, and the node replaying it.
-fn edge_with_photo(
-    pki: &Pki,
-    hub: &Hub,
-    dir: &std::path::Path,
-) -> anyhow::Result<(Edge, alpr_e2e::NodeFiles)> {
-    let photos = dir.join("photos");
-    std::fs::create_dir_all(&photos)?;
-    let src =
-        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
-    std::fs::copy(&src, photos.join("car.jpg"))?;
-    let models = alpr_e2e::shared_dir().join("models");
-    let node = pki.node("car-1")?;
-    let opts = EdgeOptions {
-        generate: 0,
-        images: true,
-        extra_toml: format!(
-            "\n[capture]\npaths = [{photos:?}]\nmodels_dir = {models:?}\nsite_id = \"main-st\"\n"
-        ),
-        ..EdgeOptions::default()
-    };
-    let edge = Edge::start(&node, hub.addr, dir, &opts)?;
-    Ok((edge, node))
-}
-
-/// The plate the node read from the photo (its "plate read" log line),
-/// once the hub acknowledged every entry the node holds.
-fn plate_read(edge: &Edge) -> anyhow::Result<String> {
-    let plate = wait_for(Duration::from_secs(120), "the photo read", || {
-        let log = edge.proc.log_text();
-        log.lines()
-            .filter(|l| l.contains("plate read"))
-            .find_map(|l| {
-                let rest = l.split("plate=").nth(1)?;
-                let p: String = rest
-                    .chars()
-                    .take_while(char::is_ascii_alphanumeric)
-                    .collect();
-                (!p.is_empty()).then_some(p)
-            })
-    })?;
-    wait_for(Duration::from_secs(60), "the read reaches the hub", || {
-        let s = edge.status()?;
-        let size = s["log_size"].as_u64()?;
-        (size > 0 && s["acked"].as_u64() == Some(size)).then_some(())
-    })?;
-    Ok(plate)
-}
 
 fn alerts(hub: &Hub, user: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let o = hub.run_as(user, &["alerts", "--json"])?;
@@ -93,8 +44,8 @@ fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
     rows.retain(|e| e.category != Category::Immigration);
     // Generation 1: the baseline, without the photo's plate.
     hub.import_ncic("op1", dir.path(), &rows)?;
-    let (edge, node) = edge_with_photo(&pki, &hub, dir.path())?;
-    let plate = plate_read(&edge)?;
+    let (edge, node) = photo_edge(&pki, &hub, dir.path(), "car-1", None)?;
+    let plate = plate_read(&edge, Duration::from_secs(120))?;
     rows.retain(|e| e.plate != plate);
     assert!(alerts(&hub, "ofc1")?.is_empty(), "nothing listed yet");
 
@@ -152,30 +103,15 @@ fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Re
     // Learn the plate this photo reads as, on a first node.
     let scout_dir = dir.path().join("scout");
     std::fs::create_dir_all(&scout_dir)?;
-    let (scout, _) = edge_with_photo(&pki, &hub, &scout_dir)?;
-    let plate = plate_read(&scout)?;
+    let (scout, _) = photo_edge(&pki, &hub, &scout_dir, "car-1", None)?;
+    let plate = plate_read(&scout, Duration::from_secs(120))?;
     drop(scout);
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration && e.plate != plate);
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
     hub.import_ncic("op1", dir.path(), &rows)?;
 
-    let node = pki.node("car-2")?;
-    let photos = scout_dir.join("photos");
-    let models = alpr_e2e::shared_dir().join("models");
-    let edge = Edge::start(
-        &node,
-        hub.addr,
-        dir.path(),
-        &EdgeOptions {
-            generate: 0,
-            images: true,
-            extra_toml: format!(
-                "\n[capture]\npaths = [{photos:?}]\nmodels_dir = {models:?}\nsite_id = \"main-st\"\ninterval = \"5s\"\n"
-            ),
-            ..EdgeOptions::default()
-        },
-    )?;
+    let (edge, _) = photo_edge(&pki, &hub, dir.path(), "car-2", Some("5s"))?;
     wait_for(Duration::from_secs(120), "the ALERT line", || {
         edge.proc.log_text().contains("ALERT").then_some(())
     })?;

@@ -15,11 +15,10 @@
 //!   alert dispose`, and the page's form closes it; an auditor may not open
 //!   the alerts; the hub stops promptly with a live list open.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use alpr_e2e::output_text as out;
-use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_e2e::{photo_edge, plate_read, wait_for, Hub, Pki, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
 const SOURCES: &str = r#"
@@ -43,40 +42,6 @@ fn value_after(text: &str, marker: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_owned())
 }
 
-/// A node replaying one real photo from `photos`.
-fn edge_on(pki: &Pki, hub: &Hub, dir: &Path, name: &str, photos: &Path) -> anyhow::Result<Edge> {
-    let models = alpr_e2e::shared_dir().join("models");
-    let node = pki.node(name)?;
-    let opts = EdgeOptions {
-        generate: 0,
-        images: true,
-        extra_toml: format!(
-            "\n[capture]\npaths = [{photos:?}]\nmodels_dir = {models:?}\nsite_id = \"main-st\"\ninterval = \"5s\"\n"
-        ),
-        ..EdgeOptions::default()
-    };
-    Edge::start(&node, hub.addr, dir, &opts)
-}
-
-/// The plate the node read (its "plate read" log line).
-fn plate_read(edge: &Edge) -> anyhow::Result<String> {
-    let read = wait_for(Duration::from_secs(240), "the photo read", || {
-        edge.proc
-            .log_text()
-            .lines()
-            .filter(|l| l.contains("plate read"))
-            .find_map(|l| {
-                let rest = l.split("plate=").nth(1)?;
-                let p: String = rest
-                    .chars()
-                    .take_while(char::is_ascii_alphanumeric)
-                    .collect();
-                (!p.is_empty()).then_some(p)
-            })
-    });
-    read.map_err(|e| anyhow::anyhow!("{e}; the node's log:\n{}", edge.proc.log_tail(30)))
-}
-
 #[test]
 fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -89,16 +54,10 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     hub.login("ofc1")?;
 
     // Learn the plate the photo reads as, on a first node.
-    let photos = dir.path().join("photos");
-    std::fs::create_dir_all(&photos)?;
-    std::fs::copy(
-        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg"),
-        photos.join("car.jpg"),
-    )?;
     let scout_dir = dir.path().join("scout");
     std::fs::create_dir_all(&scout_dir)?;
-    let scout = edge_on(&pki, &hub, &scout_dir, "scout-1", &photos)?;
-    let plate = plate_read(&scout)?;
+    let scout = photo_edge(&pki, &hub, &scout_dir, "scout-1", Some("5s"))?.0;
+    let plate = plate_read(&scout, Duration::from_secs(240))?;
     drop(scout);
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration && e.plate != plate);
@@ -122,7 +81,7 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
     // ingests it, and the open page receives its row.
     let car_dir = dir.path().join("car");
     std::fs::create_dir_all(&car_dir)?;
-    let car = edge_on(&pki, &hub, &car_dir, "car-2", &photos)?;
+    let car = photo_edge(&pki, &hub, &car_dir, "car-2", Some("5s"))?.0;
     let deadline = Instant::now() + Duration::from_secs(180);
     let row = rt.block_on(async {
         loop {
@@ -268,14 +227,8 @@ fn a_past_match_found_at_the_hub_is_disposed_at_the_hub() -> anyhow::Result<()> 
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration);
     hub.import_ncic("op1", dir.path(), &rows)?;
-    let photos = dir.path().join("photos");
-    std::fs::create_dir_all(&photos)?;
-    std::fs::copy(
-        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg"),
-        photos.join("car.jpg"),
-    )?;
-    let edge = edge_on(&pki, &hub, dir.path(), "pole-1", &photos)?;
-    let plate = plate_read(&edge)?;
+    let edge = photo_edge(&pki, &hub, dir.path(), "pole-1", Some("5s"))?.0;
+    let plate = plate_read(&edge, Duration::from_secs(240))?;
     wait_for(Duration::from_secs(60), "the read reaches the hub", || {
         let s = edge.status()?;
         let size = s["log_size"].as_u64()?;

@@ -13,10 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use alpr_e2e::browser::{console_toml, Browser, PAGE_WAIT};
-use alpr_e2e::{
-    bin, output_text, password_of, wait_for, Edge, EdgeOptions, Hub, NodeFiles, Pki, LAPSED,
-    TRAINED,
-};
+use alpr_e2e::{bin, output_text, password_of, photo_edge, plate_read, Hub, Pki, LAPSED, TRAINED};
 
 /// Reads from a real photo take the models' time on a busy machine.
 const EDGE_WAIT: Duration = Duration::from_secs(180);
@@ -33,64 +30,6 @@ fn hub_with_supervisor(pki: &Pki, dir: &Path) -> anyhow::Result<Hub> {
     hub.add_user("sup1", "supervisor", TRAINED)?;
     hub.login("sup1")?;
     Ok(hub)
-}
-
-/// A node replaying one real photo (waiting `interval` before it, so a
-/// list pushed on connect is there first), with images kept.
-fn photo_edge(
-    pki: &Pki,
-    hub: &Hub,
-    dir: &Path,
-    name: &str,
-    interval: &str,
-) -> anyhow::Result<(Edge, NodeFiles)> {
-    let photos = dir.join(format!("photos-{name}"));
-    std::fs::create_dir_all(&photos)?;
-    let src =
-        alpr_e2e::shared_dir().join("data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg");
-    std::fs::copy(&src, photos.join("car.jpg"))?;
-    let models = alpr_e2e::shared_dir().join("models");
-    let node = pki.node(name)?;
-    let opts = EdgeOptions {
-        generate: 0,
-        images: true,
-        extra_toml: format!(
-            "\n[capture]\npaths = [{photos:?}]\nmodels_dir = {models:?}\nsite_id = \"main-st\"\ninterval = \"{interval}\"\n"
-        ),
-        ..EdgeOptions::default()
-    };
-    let edge = Edge::start(&node, hub.addr, dir, &opts)?;
-    Ok((edge, node))
-}
-
-/// The plate the node read from its photo (its "plate read" log line),
-/// once the hub acknowledged everything the node holds.
-fn plate_read(edge: &Edge) -> anyhow::Result<String> {
-    let plate = wait_for(EDGE_WAIT, "the photo's read", || {
-        if !edge.proc.is_running() {
-            // Stop waiting: the error below names why it stopped.
-            return Some(String::new());
-        }
-        edge.proc.log_text().lines().find_map(|l| {
-            let rest = l.split("plate=").nth(1)?;
-            let p: String = rest
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect();
-            (l.contains("plate read") && !p.is_empty()).then_some(p)
-        })
-    })?;
-    anyhow::ensure!(
-        !plate.is_empty(),
-        "the edge stopped before reading its photo:\n{}",
-        edge.proc.log_tail(5)
-    );
-    wait_for(EDGE_WAIT, "the read at the hub", || {
-        let s = edge.status()?;
-        let size = s["log_size"].as_u64()?;
-        (size > 0 && s["acked"].as_u64() == Some(size)).then_some(())
-    })?;
-    Ok(plate)
 }
 
 /// `hub audit access --json` as the auditor: its rows.
@@ -237,8 +176,8 @@ async fn a_search_needs_a_purpose_and_the_auditor_sees_the_one_made() -> anyhow:
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;
     let hub = hub_with_supervisor(&pki, dir.path())?;
-    let (edge, node) = photo_edge(&pki, &hub, dir.path(), "pole-1", "10ms")?;
-    let plate = plate_read(&edge)?;
+    let (edge, node) = photo_edge(&pki, &hub, dir.path(), "pole-1", Some("10ms"))?;
+    let plate = plate_read(&edge, EDGE_WAIT)?;
     let b = Browser::start("search_purpose_and_audit", &hub).await?;
     log_in(&b, "sup1").await?;
 
@@ -340,8 +279,8 @@ async fn an_opened_read_shows_its_photo_and_a_valid_signature() -> anyhow::Resul
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;
     let hub = hub_with_supervisor(&pki, dir.path())?;
-    let (edge, node) = photo_edge(&pki, &hub, dir.path(), "pole-2", "10ms")?;
-    let plate = plate_read(&edge)?;
+    let (edge, node) = photo_edge(&pki, &hub, dir.path(), "pole-2", Some("10ms"))?;
+    let plate = plate_read(&edge, EDGE_WAIT)?;
     let b = Browser::start("read_photo_and_signature", &hub).await?;
     log_in(&b, "sup1").await?;
 
@@ -420,8 +359,8 @@ async fn a_local_entry_raises_a_live_alert_that_is_disposed_in_three_stages() ->
     // Learn the plate this photo reads as, on a first node.
     let scout_dir = dir.path().join("scout");
     std::fs::create_dir_all(&scout_dir)?;
-    let (scout, _) = photo_edge(&pki, &hub, &scout_dir, "scout-1", "10ms")?;
-    let plate = plate_read(&scout)?;
+    let (scout, _) = photo_edge(&pki, &hub, &scout_dir, "scout-1", Some("10ms"))?;
+    let plate = plate_read(&scout, EDGE_WAIT)?;
     drop(scout);
 
     let b = Browser::start("local_entry_live_alert_dispose", &hub).await?;
@@ -453,7 +392,7 @@ async fn a_local_entry_raises_a_live_alert_that_is_disposed_in_three_stages() ->
     );
     b.eval("window.alprNotReloaded = true; return null;")
         .await?;
-    let (_car, node) = photo_edge(&pki, &hub, dir.path(), "car-2", "5s")?;
+    let (_car, node) = photo_edge(&pki, &hub, dir.path(), "car-2", Some("5s"))?;
     // (The hub's own past match of the scout's read may be listed already:
     // the row wanted is car-2's.)
     let car_link = format!("/console/alerts/{}/", node.name);
@@ -558,8 +497,8 @@ async fn a_held_case_is_exported_and_the_bundle_verifies_offline() -> anyhow::Re
         .arg(&agencies)
         .output()?;
     assert!(o.status.success(), "{}", output_text(&o));
-    let (edge, _) = photo_edge(&pki, &hub, dir.path(), "pole-3", "10ms")?;
-    let plate = plate_read(&edge)?;
+    let (edge, _) = photo_edge(&pki, &hub, dir.path(), "pole-3", Some("10ms"))?;
+    let plate = plate_read(&edge, EDGE_WAIT)?;
     let b = Browser::start("hold_and_export", &hub).await?;
     log_in(&b, "sup1").await?;
 
