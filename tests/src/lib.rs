@@ -29,6 +29,28 @@ pub fn shared_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
 }
 
+/// The password of the officers the tests put in edges' policies.
+pub const OFFICER_PASSWORD: &str = "correct horse";
+
+/// A `[[policy.officers]]` entry: `user` of agency CA0190000, trained
+/// until 2099, with `password`.
+pub fn officer_toml(user: &str, password: &str) -> anyhow::Result<String> {
+    let hash =
+        alpr_edge::policy::hash_password_with(password, 256, 1).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(format!(
+        "[[policy.officers]]\nusername = \"{user}\"\nagency = \"CA0190000\"\ntitle = \"Officer\"\n\
+         password_hash = \"{hash}\"\ntraining_expires = \"2099-01-01T00:00:00Z\"\n"
+    ))
+}
+
+/// The hub's `[policy]` with these officers (from [`officer_toml`]).
+pub fn policy_toml(max_stale: &str, officers: &[String]) -> String {
+    format!(
+        "[policy]\nedge_retention_days = 30\nmax_stale = \"{max_stale}\"\n{}",
+        officers.concat()
+    )
+}
+
 /// A real photo of a car with a US plate, in [`shared_dir`].
 pub const CAR_PHOTO: &str = "data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg";
 
@@ -517,6 +539,13 @@ impl Hub {
         Ok(c)
     }
 
+    /// Run `hub ARGS` as `user`: whether it succeeded, and its stdout and
+    /// stderr.
+    pub fn run_text(&self, user: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        let out = self.run_as(user, args)?;
+        Ok((out.status.success(), output_text(&out)))
+    }
+
     /// Run `hub ARGS` as `user`; its output whatever the exit status.
     pub fn run_as(&self, user: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
         Ok(self.as_user(user)?.args(args).output()?)
@@ -733,6 +762,21 @@ impl Default for EdgeOptions {
 }
 
 impl Edge {
+    /// Run `edge ARGS --config` of this node as an officer of
+    /// [`officer_toml`] (session file `session`, [`OFFICER_PASSWORD`]):
+    /// whether it succeeded, and its stdout and stderr.
+    pub fn run_as_officer(&self, session: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
+        let out = Command::new(bin("edge")?)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("NO_COLOR", "1")
+            .env("ALPR_SESSION", session)
+            .env("ALPR_PASSWORD", OFFICER_PASSWORD)
+            .output()?;
+        Ok((out.status.success(), output_text(&out)))
+    }
+
     pub fn start(
         node: &NodeFiles,
         hub: SocketAddr,

@@ -5,49 +5,14 @@
 //! edge list the same holds, the edge's active, the other released.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use alpr_e2e::{bin, free_udp_port, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_e2e::{
+    free_udp_port, officer_toml, policy_toml, wait_for, Edge, EdgeOptions, Hub, Pki,
+    OFFICER_PASSWORD, TRAINED,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn officer_toml(user: &str, password: &str) -> anyhow::Result<String> {
-    let hash =
-        alpr_edge::policy::hash_password_with(password, 256, 1).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(format!(
-        "[policy]\nedge_retention_days = 30\nmax_stale = \"1h\"\n\
-         [[policy.officers]]\nusername = \"{user}\"\nagency = \"CA0190000\"\ntitle = \"Officer\"\n\
-         password_hash = \"{hash}\"\ntraining_expires = \"2099-01-01T00:00:00Z\"\n"
-    ))
-}
-
-fn edge_cmd(edge: &Edge, session: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = Command::new(bin("edge")?)
-        .args(args)
-        .arg("--config")
-        .arg(&edge.config)
-        .env("NO_COLOR", "1")
-        .env("ALPR_SESSION", session)
-        .env("ALPR_PASSWORD", "correct horse")
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
-
-fn hub_cmd(hub: &Hub, user: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = hub.run_as(user, args)?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
 
 /// The id in "hold ID placed for case C".
 fn placed_id(text: &str) -> anyhow::Result<String> {
@@ -60,7 +25,9 @@ fn placed_id(text: &str) -> anyhow::Result<String> {
 
 /// (id, active) of each hold the hub lists, sorted by id.
 fn hub_holds(hub: &Hub) -> Option<Vec<(String, bool)>> {
-    let (ok, text) = hub_cmd(hub, "op1", &["hold", "list", "--all", "--json"]).ok()?;
+    let (ok, text) = hub
+        .run_text("op1", &["hold", "list", "--all", "--json"])
+        .ok()?;
     if !ok {
         return None;
     }
@@ -69,7 +36,9 @@ fn hub_holds(hub: &Hub) -> Option<Vec<(String, bool)>> {
 }
 
 fn edge_holds(edge: &Edge, session: &Path) -> Option<Vec<(String, bool)>> {
-    let (ok, text) = edge_cmd(edge, session, &["hold", "list", "--all", "--json"]).ok()?;
+    let (ok, text) = edge
+        .run_as_officer(session, &["hold", "list", "--all", "--json"])
+        .ok()?;
     if !ok {
         return None;
     }
@@ -116,7 +85,7 @@ fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() -> anyhow
         &pki,
         dir.path(),
         &[],
-        &officer_toml("jdoe", "correct horse")?,
+        &policy_toml("1h", &[officer_toml("jdoe", OFFICER_PASSWORD)?]),
     )?;
     hub.add_user("op1", "operator", TRAINED)?;
     hub.login("op1")?;
@@ -124,17 +93,12 @@ fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() -> anyhow
     hub.login("ofc1")?;
 
     // Officers at the hub may not manage holds; an empty scope is refused.
-    let (ok, text) = hub_cmd(&hub, "ofc1", &["hold", "list"])?;
+    let (ok, text) = hub.run_text("ofc1", &["hold", "list"])?;
     assert!(!ok, "an officer listed holds: {text}");
-    let (ok, text) = hub_cmd(
-        &hub,
-        "op1",
-        &["hold", "add", "--case", "24-1", "--reason", "r"],
-    )?;
+    let (ok, text) = hub.run_text("op1", &["hold", "add", "--case", "24-1", "--reason", "r"])?;
     assert!(!ok, "a hold without scope was placed: {text}");
 
-    let (ok, text) = hub_cmd(
-        &hub,
+    let (ok, text) = hub.run_text(
         "op1",
         &[
             "hold", "add", "--case", "24-1", "--reason", "homicide", "--plate", "7abc123",
@@ -159,10 +123,9 @@ fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() -> anyhow
     set_hub(&edge, &format!("127.0.0.1:{}", free_udp_port()?))?;
     edge.proc.start()?;
     wait_for(LIMIT, "the edge to run offline", || edge.status())?;
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "{text}");
-    let (ok, text) = edge_cmd(
-        &edge,
+    let (ok, text) = edge.run_as_officer(
         &session,
         &[
             "hold", "add", "--case", "24-9", "--reason", "pursuit", "--plate", "8XYZ999",
@@ -171,11 +134,7 @@ fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() -> anyhow
     assert!(ok, "{text}");
     let mine = placed_id(&text)?;
     // Meanwhile the hub releases the other hold.
-    let (ok, text) = hub_cmd(
-        &hub,
-        "op1",
-        &["hold", "release", &other, "--reason", "closed"],
-    )?;
+    let (ok, text) = hub.run_text("op1", &["hold", "release", &other, "--reason", "closed"])?;
     assert!(ok, "{text}");
 
     // Reconnect.
@@ -184,7 +143,7 @@ fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() -> anyhow
     edge.proc.start()?;
     wait_for(LIMIT, "the edge to run again", || edge.status())?;
     // Sessions on an edge end with its process.
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "{text}");
     let mut want = vec![(other.clone(), false), (mine.clone(), true)];
     want.sort();
@@ -202,14 +161,14 @@ fn a_hold_placed_offline_and_another_released_meanwhile_both_survive() -> anyhow
         )
     })?;
     assert_eq!(both, want);
-    let (ok, text) = hub_cmd(&hub, "op1", &["hold", "show", &mine])?;
+    let (ok, text) = hub.run_text("op1", &["hold", "show", &mine])?;
     assert!(
         ok && text.contains("patrol-3") && text.contains("jdoe"),
         "{text}"
     );
     // The auditor sees both: the one in force and the one released, with
     // who released it.
-    let (ok, text) = hub_cmd(&hub, "auditor", &["audit", "holds", "--json"])?;
+    let (ok, text) = hub.run_text("auditor", &["audit", "holds", "--json"])?;
     assert!(ok, "{text}");
     let audited: Vec<serde_json::Value> = serde_json::from_str(&text)?;
     assert_eq!(summary(&audited), want, "{text}");

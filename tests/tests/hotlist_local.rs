@@ -7,49 +7,14 @@
 //! added offline is there and the removal won over the concurrent edit.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use alpr_e2e::{bin, free_udp_port, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_e2e::{
+    free_udp_port, officer_toml, policy_toml, wait_for, Edge, EdgeOptions, Hub, Pki,
+    OFFICER_PASSWORD, TRAINED,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn officer_toml(user: &str, password: &str) -> anyhow::Result<String> {
-    let hash =
-        alpr_edge::policy::hash_password_with(password, 256, 1).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(format!(
-        "[policy]\nedge_retention_days = 30\nmax_stale = \"1h\"\n\
-         [[policy.officers]]\nusername = \"{user}\"\nagency = \"CA0190000\"\ntitle = \"Officer\"\n\
-         password_hash = \"{hash}\"\ntraining_expires = \"2099-01-01T00:00:00Z\"\n"
-    ))
-}
-
-fn edge_cmd(edge: &Edge, session: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = Command::new(bin("edge")?)
-        .args(args)
-        .arg("--config")
-        .arg(&edge.config)
-        .env("NO_COLOR", "1")
-        .env("ALPR_SESSION", session)
-        .env("ALPR_PASSWORD", "correct horse")
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
-
-fn hub_cmd(hub: &Hub, user: &str, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = hub.run_as(user, args)?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
 
 fn id_of(json: &str) -> anyhow::Result<String> {
     let v: serde_json::Value =
@@ -80,18 +45,17 @@ fn rows(v: &serde_json::Value) -> Option<Vec<Row>> {
 }
 
 fn hub_entries(hub: &Hub) -> Option<Vec<Row>> {
-    let (ok, text) = hub_cmd(
-        hub,
-        "op1",
-        &["hotlist", "list", "--local", "--all", "--json"],
-    )
-    .ok()?;
+    let (ok, text) = hub
+        .run_text("op1", &["hotlist", "list", "--local", "--all", "--json"])
+        .ok()?;
     ok.then_some(())?;
     rows(&serde_json::from_str(&text).ok()?)
 }
 
 fn edge_entries(edge: &Edge, session: &Path) -> Option<Vec<Row>> {
-    let (ok, text) = edge_cmd(edge, session, &["hotlist", "list", "--all", "--json"]).ok()?;
+    let (ok, text) = edge
+        .run_as_officer(session, &["hotlist", "list", "--all", "--json"])
+        .ok()?;
     ok.then_some(())?;
     rows(&serde_json::from_str(&text).ok()?)
 }
@@ -123,7 +87,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
         &pki,
         dir.path(),
         &[],
-        &officer_toml("jdoe", "correct horse")?,
+        &policy_toml("1h", &[officer_toml("jdoe", OFFICER_PASSWORD)?]),
     )?;
     hub.add_user("op1", "operator", TRAINED)?;
     hub.login("op1")?;
@@ -131,14 +95,9 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     hub.login("ofc1")?;
 
     // An operator adds a partial plate; a bad pattern is refused.
-    let (ok, text) = hub_cmd(
-        &hub,
-        "op1",
-        &["hotlist", "add", "7*", "--reason", "shooting"],
-    )?;
+    let (ok, text) = hub.run_text("op1", &["hotlist", "add", "7*", "--reason", "shooting"])?;
     assert!(!ok, "a one-character pattern was added: {text}");
-    let (ok, text) = hub_cmd(
-        &hub,
+    let (ok, text) = hub.run_text(
         "op1",
         &[
             "hotlist",
@@ -163,15 +122,13 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
         "policy caps the expiry at 100 days: {text}"
     );
     // An officer at the hub may add, but not remove another's entry.
-    let (ok, text) = hub_cmd(
-        &hub,
+    let (ok, text) = hub.run_text(
         "ofc1",
         &["hotlist", "remove", &from_hub, "--reason", "mine now"],
     )?;
     assert!(!ok, "an officer removed an operator's entry: {text}");
     // An officer adds one, and may remove it.
-    let (ok, text) = hub_cmd(
-        &hub,
+    let (ok, text) = hub.run_text(
         "ofc1",
         &[
             "hotlist",
@@ -184,8 +141,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     )?;
     assert!(ok, "{text}");
     let officers = id_of(&text)?;
-    let (ok, text) = hub_cmd(
-        &hub,
+    let (ok, text) = hub.run_text(
         "ofc1",
         &[
             "hotlist",
@@ -203,7 +159,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     };
     let mut edge = Edge::start(&node, hub.addr, dir.path(), &opts)?;
     edge.wait_synced(3, LIMIT)?;
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "{text}");
     wait_for(LIMIT, "the hub's entry on the edge", || {
         let at_edge = edge_entries(&edge, &session)?;
@@ -212,8 +168,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     })?;
 
     // The officer adds one on the edge: it reaches the hub.
-    let (ok, text) = edge_cmd(
-        &edge,
+    let (ok, text) = edge.run_as_officer(
         &session,
         &["hotlist", "add", "5XY?12", "--reason", "pursuit", "--json"],
     )?;
@@ -231,10 +186,9 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     set_hub(&edge, &format!("127.0.0.1:{}", free_udp_port()?))?;
     edge.proc.start()?;
     wait_for(LIMIT, "the edge to run offline", || edge.status())?;
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "{text}");
-    let (ok, text) = edge_cmd(
-        &edge,
+    let (ok, text) = edge.run_as_officer(
         &session,
         &[
             "hotlist", "add", "8KL*", "--reason", "robbery", "--colour", "white", "--json",
@@ -242,15 +196,11 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     )?;
     assert!(ok, "{text}");
     let offline = id_of(&text)?;
-    let (ok, text) = edge_cmd(
-        &edge,
-        &session,
-        &["hotlist", "edit", &edited, "--colour", "red"],
-    )?;
+    let (ok, text) =
+        edge.run_as_officer(&session, &["hotlist", "edit", &edited, "--colour", "red"])?;
     assert!(ok, "{text}");
     // Meanwhile the hub removes that entry: the vehicle was recovered.
-    let (ok, text) = hub_cmd(
-        &hub,
+    let (ok, text) = hub.run_text(
         "op1",
         &[
             "hotlist",
@@ -267,7 +217,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     set_hub(&edge, &hub.addr.to_string())?;
     edge.proc.start()?;
     wait_for(LIMIT, "the edge to run again", || edge.status())?;
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "{text}");
     let mut want: Vec<Row> = vec![
         (from_hub.clone(), "7ABC*".into(), String::new(), false),
@@ -291,7 +241,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
     })?;
     assert_eq!(both, want);
     // Only active entries alert: the removed one is not listed as active.
-    let (ok, text) = edge_cmd(&edge, &session, &["hotlist", "list", "--json"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["hotlist", "list", "--json"])?;
     assert!(ok, "{text}");
     let active = rows(&serde_json::from_str(&text)?).unwrap_or_default();
     assert_eq!(active.len(), 2, "{text}");
@@ -300,7 +250,7 @@ fn entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() -> anyhow:
         (edge.status()?["active_local_entries"].as_u64() == Some(2)).then_some(())
     })?;
     // Each change is in the hub's access log.
-    let (ok, text) = hub_cmd(&hub, "auditor", &["audit", "access", "--json"])?;
+    let (ok, text) = hub.run_text("auditor", &["audit", "access", "--json"])?;
     assert!(ok, "{text}");
     for action in ["hotlist-add", "hotlist-remove"] {
         assert!(

@@ -7,31 +7,15 @@
 //! logins; an edge search writes an access entry that reaches the hub in
 //! the node's log and verifies.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use alpr_e2e::{bin, wait_for, Edge, EdgeOptions, Hub, Pki};
+use alpr_e2e::{
+    officer_toml, policy_toml, wait_for, Edge, EdgeOptions, Hub, Pki, OFFICER_PASSWORD,
+};
 use alpr_shared::log::verify::VerifyOptions;
 use alpr_shared::log::{verify_log, AccessAction, EntryKind};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn officer_toml(user: &str, password: &str) -> anyhow::Result<String> {
-    let hash =
-        alpr_edge::policy::hash_password_with(password, 256, 1).map_err(|e| anyhow::anyhow!(e))?;
-    Ok(format!(
-        "[[policy.officers]]\nusername = \"{user}\"\nagency = \"CA0190000\"\ntitle = \"Officer\"\n\
-         password_hash = \"{hash}\"\ntraining_expires = \"2099-01-01T00:00:00Z\"\n"
-    ))
-}
-
-fn policy_toml(max_stale: &str, officers: &[String]) -> String {
-    format!(
-        "[policy]\nedge_retention_days = 30\nmax_stale = \"{max_stale}\"\n{}",
-        officers.concat()
-    )
-}
 
 /// Replace the `[policy]` part (the end) of the hub's config.
 fn set_policy(hub: &Hub, toml: &str) -> anyhow::Result<()> {
@@ -43,23 +27,6 @@ fn set_policy(hub: &Hub, toml: &str) -> anyhow::Result<()> {
         .to_string();
     std::fs::write(&hub.config, format!("{head}{toml}"))?;
     Ok(())
-}
-
-fn edge_cmd(edge: &Edge, session: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = Command::new(bin("edge")?)
-        .args(args)
-        .arg("--config")
-        .arg(&edge.config)
-        .env("NO_COLOR", "1")
-        .env("ALPR_SESSION", session)
-        .env("ALPR_PASSWORD", "correct horse")
-        .output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
 }
 
 fn policy_version(edge: &Edge) -> Option<u64> {
@@ -84,8 +51,8 @@ fn policy_versions_reach_the_edge_and_a_removed_officer_cannot_log_in() -> anyho
     let v1 = policy_toml(
         "1h",
         &[
-            officer_toml("jdoe", "correct horse")?,
-            officer_toml("asmith", "correct horse")?,
+            officer_toml("jdoe", OFFICER_PASSWORD)?,
+            officer_toml("asmith", OFFICER_PASSWORD)?,
         ],
     );
     let mut hub = Hub::start_with(&pki, dir.path(), &[], &v1)?;
@@ -100,10 +67,10 @@ fn policy_versions_reach_the_edge_and_a_removed_officer_cannot_log_in() -> anyho
     wait_for(LIMIT, "the hub to show v1 for the node", || {
         hub_sees(&hub, "patrol-1", 1)
     })?;
-    let (ok, text) = edge_cmd(&edge, &session, &["policy", "--json"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["policy", "--json"])?;
     assert!(ok, "{text}");
     assert!(text.contains("jdoe"), "{text}");
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "jdoe logs in under v1: {text}");
 
     // A backup of the hub at v1, for later.
@@ -116,17 +83,16 @@ fn policy_versions_reach_the_edge_and_a_removed_officer_cannot_log_in() -> anyho
     // v2: jdoe is removed.
     set_policy(
         &hub,
-        &policy_toml("1h", &[officer_toml("asmith", "correct horse")?]),
+        &policy_toml("1h", &[officer_toml("asmith", OFFICER_PASSWORD)?]),
     )?;
     hub.restart()?;
     wait_for(LIMIT, "the edge to enforce policy v2", || {
         (policy_version(&edge) == Some(2)).then_some(())
     })?;
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(!ok, "a removed officer logged in: {text}");
     assert!(text.contains("not an officer in policy v2"), "{text}");
-    let (ok, text) = edge_cmd(
-        &edge,
+    let (ok, text) = edge.run_as_officer(
         &session,
         &["search", "GEN0000?", "--purpose", "stolen-vehicle"],
     )?;
@@ -134,7 +100,7 @@ fn policy_versions_reach_the_edge_and_a_removed_officer_cannot_log_in() -> anyho
         !ok,
         "the removed officer's old session still searches: {text}"
     );
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "asmith"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "asmith"])?;
     assert!(ok, "{text}");
 
     // The hub restored from the v1 backup offers v1: not applied.
@@ -152,7 +118,7 @@ fn policy_versions_reach_the_edge_and_a_removed_officer_cannot_log_in() -> anyho
         Some(2),
         "an older policy was applied"
     );
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(!ok, "v1 came back into force: {text}");
     Ok(())
 }
@@ -163,7 +129,7 @@ fn an_edge_that_cannot_refresh_its_policy_refuses_logins() -> anyhow::Result<()>
     let dir = tempfile::tempdir()?;
     let session = dir.path().join("session.json");
     let node = pki.node("patrol-2")?;
-    let toml = policy_toml("3s", &[officer_toml("jdoe", "correct horse")?]);
+    let toml = policy_toml("3s", &[officer_toml("jdoe", OFFICER_PASSWORD)?]);
     let mut hub = Hub::start_with(&pki, dir.path(), &[], &toml)?;
     let opts = EdgeOptions {
         generate: 3,
@@ -173,11 +139,13 @@ fn an_edge_that_cannot_refresh_its_policy_refuses_logins() -> anyhow::Result<()>
     wait_for(LIMIT, "the edge to enforce policy v1", || {
         (policy_version(&edge) == Some(1)).then_some(())
     })?;
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "{text}");
     hub.kill9();
     let refusal = wait_for(LIMIT, "logins to be refused on a stale policy", || {
-        let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"]).ok()?;
+        let (ok, text) = edge
+            .run_as_officer(&session, &["login", "--user", "jdoe"])
+            .ok()?;
         (!ok && text.contains("has not reached the hub since")).then_some(text)
     })?;
     assert!(
@@ -189,7 +157,9 @@ fn an_edge_that_cannot_refresh_its_policy_refuses_logins() -> anyhow::Result<()>
     // Back in touch: logins work again.
     hub.restart()?;
     wait_for(LIMIT, "logins to work again", || {
-        let (ok, _) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"]).ok()?;
+        let (ok, _) = edge
+            .run_as_officer(&session, &["login", "--user", "jdoe"])
+            .ok()?;
         ok.then_some(())
     })?;
     Ok(())
@@ -201,7 +171,7 @@ fn an_edge_search_is_logged_and_its_access_entry_reaches_the_hub() -> anyhow::Re
     let dir = tempfile::tempdir()?;
     let session = dir.path().join("session.json");
     let node = pki.node("patrol-3")?;
-    let toml = policy_toml("1h", &[officer_toml("jdoe", "correct horse")?]);
+    let toml = policy_toml("1h", &[officer_toml("jdoe", OFFICER_PASSWORD)?]);
     let mut hub = Hub::start_with(&pki, dir.path(), &[], &toml)?;
     let opts = EdgeOptions {
         generate: 5,
@@ -212,18 +182,16 @@ fn an_edge_search_is_logged_and_its_access_entry_reaches_the_hub() -> anyhow::Re
     wait_for(LIMIT, "the edge to enforce policy v1", || {
         (policy_version(&edge) == Some(1)).then_some(())
     })?;
-    let (ok, text) = edge_cmd(
-        &edge,
+    let (ok, text) = edge.run_as_officer(
         &session,
         &["search", "GEN00001", "--purpose", "stolen-vehicle"],
     )?;
     assert!(!ok, "a search without a login: {text}");
-    let (ok, text) = edge_cmd(&edge, &session, &["login", "--user", "jdoe"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["login", "--user", "jdoe"])?;
     assert!(ok, "{text}");
-    let (ok, text) = edge_cmd(&edge, &session, &["search", "GEN00001"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["search", "GEN00001"])?;
     assert!(!ok && text.contains("no purpose"), "{text}");
-    let (ok, text) = edge_cmd(
-        &edge,
+    let (ok, text) = edge.run_as_officer(
         &session,
         &[
             "search",
@@ -274,7 +242,7 @@ fn a_policy_change_reaches_a_connected_edge_without_a_reconnect() -> anyhow::Res
     let dir = tempfile::tempdir()?;
     let node = pki.node("patrol-4")?;
     let stolen = pki.node("patrol-5")?;
-    let toml = policy_toml("1h", &[officer_toml("jdoe", "correct horse")?]);
+    let toml = policy_toml("1h", &[officer_toml("jdoe", OFFICER_PASSWORD)?]);
     let hub = Hub::start_with(&pki, dir.path(), &[], &toml)?;
     let opts = EdgeOptions {
         generate: 3,
@@ -308,7 +276,7 @@ fn a_policy_change_reaches_a_connected_edge_without_a_reconnect() -> anyhow::Res
         "the policy came on the same connection"
     );
     let session = dir.path().join("session.json");
-    let (ok, text) = edge_cmd(&edge, &session, &["policy", "--json"])?;
+    let (ok, text) = edge.run_as_officer(&session, &["policy", "--json"])?;
     assert!(ok, "{text}");
     let policy: serde_json::Value = serde_json::from_str(&text)?;
     let serials = policy["revoked_serials"]
