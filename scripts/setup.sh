@@ -46,7 +46,7 @@ pip_install() {
 # chromium and chromium-driver (chromedriver) for the web console's browser
 # tests (tests/tests/console_browser.rs).
 # python3-pip only where the machine has no pip of its own.
-pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients chromium chromium-driver)
+pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients chromium chromium-driver postgresql postgresql-contrib)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 py_crypto=0
 python3 -c 'import cryptography.hazmat.primitives.serialization' >/dev/null 2>&1 || py_crypto=1

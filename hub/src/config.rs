@@ -92,6 +92,37 @@ pub struct HubConfig {
     pub hotlist: crate::hotlist::HotlistConfig,
     /// The web console (`[console]`): its map tiles.
     pub console: crate::console::ConsoleConfig,
+    /// Where the hub keeps everything (`[store]`): the embedded redb file
+    /// in `data_dir` (the default), or a PostgreSQL database shared by
+    /// several hub processes.
+    pub store: StoreConfig,
+}
+
+/// `[store]` in `hub.toml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    /// PostgreSQL: the connection URL (`postgres://user@host:port/db`,
+    /// with `sslmode=require` for TLS). A password is better given in
+    /// `PGPASSWORD` or a `passfile` than here.
+    pub url: Option<String>,
+    /// PostgreSQL: connections in this process's pool (default 8).
+    pub pool_size: Option<usize>,
+    /// PostgreSQL over TLS: the CA certificate (PEM) the database's
+    /// certificate must chain to; with it, TLS is required.
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// Which database the hub keeps its records in.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One file in `data_dir`, one hub process.
+    #[default]
+    Redb,
+    /// A PostgreSQL database, any number of hub processes.
+    Postgres,
 }
 
 impl Default for HubConfig {
@@ -129,6 +160,7 @@ impl Default for HubConfig {
             login_lockout: Duration::from_secs(15 * 60),
             hotlist: crate::hotlist::HotlistConfig::default(),
             console: crate::console::ConsoleConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -178,9 +210,13 @@ impl HubConfig {
                 *p = base.join(&*p);
             }
         }
-        for p in [c.api_cert.as_mut(), c.api_key.as_mut()]
-            .into_iter()
-            .flatten()
+        for p in [
+            c.api_cert.as_mut(),
+            c.api_key.as_mut(),
+            c.store.tls_ca.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -344,6 +380,53 @@ impl HubConfig {
 
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hub.redb")
+    }
+
+    /// The PostgreSQL settings of `[store]` (backend `postgres`).
+    pub fn postgres(&self) -> anyhow::Result<crate::store::postgres::PgConfig> {
+        use anyhow::Context;
+        let url = self
+            .store
+            .url
+            .clone()
+            .context("[store] backend = \"postgres\" needs a url")?;
+        Ok(crate::store::postgres::PgConfig {
+            url,
+            pool_size: self.store.pool_size.unwrap_or(8),
+            tls_ca: self.store.tls_ca.clone(),
+        })
+    }
+
+    /// Open the store `[store]` names. The redb file is wrapped so that a
+    /// broken file is recovered ([`crate::store::recovering::Recovering`],
+    /// returned too for health reports); PostgreSQL is migrated to this
+    /// binary's schema on open, and refused if newer.
+    pub fn open_storage(
+        &self,
+    ) -> anyhow::Result<(
+        std::sync::Arc<dyn crate::store::HubStorage>,
+        Option<std::sync::Arc<crate::store::recovering::Recovering>>,
+    )> {
+        use anyhow::Context;
+        match self.store.backend {
+            StoreBackend::Redb => {
+                alpr_shared::private::create_private_dir(&self.data_dir)?;
+                let r = std::sync::Arc::new(
+                    crate::store::recovering::Recovering::open(
+                        &self.db_path(),
+                        self.db_cache_bytes,
+                    )
+                    .context("opening the hub database")?,
+                );
+                alpr_shared::private::make_private(&self.db_path())?;
+                Ok((r.clone(), Some(r)))
+            }
+            StoreBackend::Postgres => {
+                let pg = crate::store::postgres::PgStore::open(&self.postgres()?)
+                    .context("opening the PostgreSQL store")?;
+                Ok((std::sync::Arc::new(pg), None))
+            }
+        }
     }
 }
 

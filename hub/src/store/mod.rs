@@ -5,7 +5,13 @@
 //!
 //! Writes arrive in batches from the single writer ([`crate::ingest`]): one
 //! call to [`HubStorage::commit`] is one durable transaction.
+//!
+//! [`postgres::PgStore`] keeps the same records in PostgreSQL, where
+//! several hub processes share one database: a node's chain has one writer
+//! at a time ([`HubStorage::lease_node`]), and changes one process makes to
+//! the shared documents reach the others ([`HubStorage::watch_changes`]).
 
+pub mod postgres;
 pub mod recovering;
 pub mod redb;
 
@@ -21,6 +27,59 @@ pub enum StoreError {
     Db(String),
     #[error("corrupt record in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    /// Another hub process changed what this write builds on (the hub's
+    /// access log moved on, a newer policy version was stored): reload
+    /// from the store and try again.
+    #[error("changed by another hub process: {0}")]
+    Conflict(String),
+}
+
+/// A hub process's exclusive right to place a node's entries: held while
+/// the node is connected to it, released when dropped. With a shared
+/// database the lease is a lock in the database, which also ends when the
+/// holding process dies or loses its connection: then [`NodeLease::lost`]
+/// fires and the process must drop the node's connection (the node
+/// reconnects, to it or another).
+pub struct NodeLease {
+    lost: tokio_util::sync::CancellationToken,
+    _release: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for NodeLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeLease")
+            .field("lost", &self.lost.is_cancelled())
+            .finish()
+    }
+}
+
+impl NodeLease {
+    /// A lease in a store only one process opens (redb holds its file
+    /// locked): never lost.
+    pub fn local() -> Self {
+        NodeLease {
+            lost: tokio_util::sync::CancellationToken::new(),
+            _release: None,
+        }
+    }
+
+    /// A lease that is released when `release` is dropped and is lost
+    /// when `lost` is cancelled.
+    pub fn new(lost: tokio_util::sync::CancellationToken, release: Box<dyn Send + Sync>) -> Self {
+        NodeLease {
+            lost,
+            _release: Some(release),
+        }
+    }
+
+    /// Resolves when the lease is lost.
+    pub async fn lost(&self) {
+        self.lost.cancelled().await
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
 }
 
 /// What the hub knows of a node.
@@ -247,6 +306,18 @@ pub struct Ingested {
 pub trait HubStorage: Send + Sync + 'static {
     /// Apply all ops in one durable transaction; results in order.
     fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError>;
+    /// Take the right to place `device`'s entries, for as long as the
+    /// lease is held; `None` while another hub process holds it.
+    fn lease_node(&self, device: &DeviceId) -> Result<Option<NodeLease>, StoreError> {
+        let _ = device;
+        Ok(Some(NodeLease::local()))
+    }
+    /// A counter that moves whenever another process may have changed the
+    /// shared documents (policy, holds, local entries, hotlist
+    /// generations, users); `None` where no other process writes (redb).
+    fn watch_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// A node's record, if it ever connected.
     fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError>;
     /// All nodes, by name.

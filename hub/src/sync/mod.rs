@@ -27,7 +27,6 @@ use tracing::{info, warn, Instrument};
 use crate::config::{normalise_serial, HubConfig};
 use crate::ingest::{Metrics, Pending, Writer, WriterConfig};
 use crate::refusals::{self, kind, SourceRefusals};
-use crate::store::recovering::Recovering;
 use crate::store::{HubStorage, RefusalRecord, WriteOp, WriteResult};
 
 /// Everything a connection task needs; shared by all of them.
@@ -274,12 +273,7 @@ pub async fn serve(
     config.check_ca_key_apart()?;
     limits::check(&config).context("hub configuration")?;
     alpr_shared::private::create_private_dir(&config.data_dir)?;
-    let recovering = Arc::new(
-        Recovering::open(&config.db_path(), config.db_cache_bytes)
-            .context("opening the hub database")?,
-    );
-    alpr_shared::private::make_private(&config.db_path())?;
-    let storage: Arc<dyn HubStorage> = recovering.clone();
+    let (storage, recovering) = config.open_storage()?;
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
             alpr_shared::metrics::bind(addr)
@@ -391,7 +385,7 @@ pub async fn serve(
         storage,
         writer,
         metrics,
-        health: Arc::new(crate::health::HubHealth::new(Some(recovering))),
+        health: Arc::new(crate::health::HubHealth::new(recovering)),
         anchor,
         hub_key,
         hub_cert_der,

@@ -1,0 +1,301 @@
+//! A throwaway PostgreSQL cluster: `initdb` in a temporary folder, a
+//! postmaster on a free loopback port, stopped and deleted on drop. The
+//! tests and the benches use it when no `--database-url` is given; it needs
+//! PostgreSQL's server binaries (Debian's `postgresql` package, installed by
+//! `scripts/setup.sh`).
+//!
+//! PostgreSQL refuses to run as root: as root, the cluster belongs to the
+//! `postgres` user (created by the package) and its commands run as that
+//! user through `runuser`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The role the cluster is made with (trust authentication on loopback).
+pub const ROLE: &str = "alpr";
+
+/// A running throwaway cluster.
+#[derive(Debug)]
+pub struct TempCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    /// Run the server's commands as this user (`Some("postgres")` as root).
+    run_as: Option<String>,
+}
+
+/// The folder of PostgreSQL's server binaries: `$PG_BIN`, else the newest
+/// of `/usr/lib/postgresql/*/bin`, else whatever `initdb` is on `PATH`.
+pub fn server_bin() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    if let Some((_, bin)) = found.pop() {
+        return Ok(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .find(|d| d.join("initdb").exists())
+        .context(
+            "PostgreSQL's server binaries are not installed (initdb not found): \
+             run scripts/setup.sh, or set PG_BIN",
+        )
+}
+
+fn is_root() -> bool {
+    // `id -u` rather than libc: the workspace denies unsafe code.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .is_some_and(|s| s.trim() == "0")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl TempCluster {
+    /// Make and start a cluster.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = server_bin()?;
+        let run_as = is_root().then(|| "postgres".to_owned());
+        let dir = tempfile::Builder::new()
+            .prefix("alpr-pg-")
+            .tempdir()
+            .context("making the cluster's folder")?;
+        if let Some(user) = &run_as {
+            let status = Command::new("chown")
+                .arg(user)
+                .arg(dir.path())
+                .status()
+                .context("chown of the cluster's folder")?;
+            if !status.success() {
+                bail!("chown {user} {} failed", dir.path().display());
+            }
+        }
+        let cluster = TempCluster {
+            dir,
+            bin,
+            port: free_port()?,
+            run_as,
+        };
+        let data = cluster.data_dir();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-A",
+                "trust",
+                "-U",
+                ROLE,
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        cluster.start_server()?;
+        Ok(cluster)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for database `postgres` as the cluster's role.
+    pub fn url(&self) -> String {
+        self.url_for("postgres")
+    }
+
+    /// A connection URL for `database`.
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgres://{ROLE}@127.0.0.1:{}/{database}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Make a fresh database in the cluster and return its URL (one per
+    /// test, so tests sharing a cluster never see each other's rows).
+    pub fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        let port = self.port.to_string();
+        let out = Command::new(self.bin.join("createdb"))
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", ROLE, name])
+            .output()
+            .context("running createdb")?;
+        if !out.status.success() {
+            bail!(
+                "createdb {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(self.url_for(name))
+    }
+
+    /// The server's log (for a test that failed).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    fn start_server(&self) -> anyhow::Result<()> {
+        let data = self.data_dir();
+        let socket_dir = path_str(self.dir.path())?.to_owned();
+        let opts = format!(
+            "-p {} -k {socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 \
+             -c shared_buffers=128MB -c fsync=on -c synchronous_commit=on",
+            self.port
+        );
+        let log = self.dir.path().join("log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data)?,
+                "-o",
+                &opts,
+                "-l",
+                path_str(&log)?,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        self.wait_ready(Duration::from_secs(60))
+    }
+
+    fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let port = self.port.to_string();
+        loop {
+            let ok = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port, "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("PostgreSQL did not start: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stop the server at once (`immediate`: as a crash would, every
+    /// connection cut, recovery from the WAL at the next start).
+    pub fn stop_immediate(&self) -> anyhow::Result<()> {
+        let data = self.data_dir();
+        self.run(
+            "pg_ctl",
+            &["-D", path_str(&data)?, "-m", "immediate", "-w", "stop"],
+        )
+    }
+
+    /// Start the server again after [`TempCluster::stop_immediate`], on
+    /// the same port.
+    pub fn restart(&self) -> anyhow::Result<()> {
+        self.start_server()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+        let exe = self.bin.join(tool);
+        let mut cmd = match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        cmd.args(args).current_dir(self.dir.path());
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", exe.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{tool} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempCluster {
+    fn drop(&mut self) {
+        if let Ok(data) = path_str(&self.data_dir()).map(str::to_owned) {
+            let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "stop"]);
+        }
+    }
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("{} is not UTF-8", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throwaway_cluster_starts_migrates_restarts_and_refuses_a_newer_schema() {
+        let cluster = TempCluster::start().expect("cluster");
+        let url = cluster.create_database("t1").expect("database");
+        let config = crate::store::postgres::PgConfig {
+            url,
+            pool_size: 2,
+            tls_ca: None,
+        };
+        let m = crate::store::postgres::migrate(&config).expect("migrate");
+        assert_eq!(m.from, 0);
+        assert_eq!(m.to, crate::store::postgres::schema::latest());
+        let again = crate::store::postgres::migrate(&config).expect("migrate again");
+        assert!(again.applied.is_empty(), "{again:?}");
+        cluster.stop_immediate().expect("stop");
+        cluster.restart().expect("restart");
+        // A schema from a newer binary is refused, not written to.
+        let rt = tokio::runtime::Runtime::new().expect("rt");
+        rt.block_on(async {
+            let (client, _t, _) = crate::store::postgres::connect_one(&config)
+                .await
+                .expect("connect");
+            client
+                .execute(
+                    "INSERT INTO alpr_schema (version, name) VALUES (9999, 'future')",
+                    &[],
+                )
+                .await
+                .expect("insert");
+        });
+        let err = crate::store::postgres::PgStore::open(&config).expect_err("newer schema");
+        assert!(
+            format!("{err:#}").contains("newer than this hub"),
+            "{err:#}"
+        );
+    }
+}
