@@ -9,7 +9,7 @@
 //! and no checkpoint reaches beyond the entries. The hub's own access log
 //! is verified against the hub's certificate.
 
-use alpr_shared::cert::{DeviceCert, TrustAnchor};
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::log::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
 use alpr_shared::types::DeviceId;
@@ -117,8 +117,11 @@ fn check_access_log(
     hub_cert: &[u8],
 ) -> Result<ChainCheck, StoreError> {
     let (size, head) = storage.hub_access_head()?;
-    let cert: DeviceCert = match anchor.check_device_der(hub_cert) {
-        Ok(c) => c,
+    let name = alpr_shared::cert::claimed_name(hub_cert)
+        .or_else(|_| DeviceId::new("hub"))
+        .map_err(|e| StoreError::Db(format!("the hub's name: {e}")))?;
+    let signer = match anchor.check_hub_der(hub_cert) {
+        Ok(h) => h.as_signer(name.clone(), hub_cert.to_vec()),
         Err(e) => {
             return Ok(ChainCheck {
                 chain: "hub access log".into(),
@@ -128,8 +131,7 @@ fn check_access_log(
             })
         }
     };
-    let name = cert.name.clone();
-    let (entries, report) = verify_chain(&name, NodeKeys::single(&cert), None, |_, f| {
+    let (entries, report) = verify_chain(&name, NodeKeys::single(&signer), None, |_, f| {
         storage.hub_access_entries(f, PAGE)
     })?;
     let mut problems: Vec<String> = report.faults.iter().map(ToString::to_string).collect();
@@ -183,4 +185,102 @@ fn verify_chain(
         }
     }
     Ok((count, v.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redb::RedbStore;
+    use crate::store::WriteOp;
+    use alpr_shared::log::LogWriter;
+    use alpr_shared::pki::{new_ca, Authority};
+    use alpr_shared::sync::{verify_batch, Validity};
+    use alpr_shared::types::{DeviceKind, TimeSource, UnixMillis};
+    use alpr_shared::wire::Entries;
+
+    #[test]
+    fn a_consistent_store_passes_and_a_record_ahead_of_its_chain_is_reported() {
+        let ca = new_ca("Check Agency", 30).expect("ca");
+        let authority = Authority::load(&ca.cert_pem, &ca.key_pem).expect("authority");
+        let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes()).expect("anchor");
+        let device = DeviceId::new("pole-1").expect("name");
+        let (issued, key) = authority
+            .issue_device(&device, DeviceKind::Pole, 30)
+            .expect("node cert");
+        let der = alpr_shared::cert::pem_certificates(issued.cert_pem.as_bytes())
+            .expect("pem")
+            .remove(0);
+        let hub = authority
+            .issue_hub(&["localhost".into()], 30)
+            .expect("hub cert");
+        let hub_der = alpr_shared::cert::pem_certificates(hub.cert_pem.as_bytes())
+            .expect("pem")
+            .remove(0);
+        let dir = tempfile::tempdir().expect("dir");
+        let store = RedbStore::open(&dir.path().join("hub.redb")).expect("open");
+        let serial = anchor.check_device_der(&der).expect("valid").serial;
+        store
+            .commit(vec![WriteOp::Contact {
+                device: device.clone(),
+                serial,
+                cert_der: der,
+                reported_size: 12,
+                at: UnixMillis(1),
+            }])
+            .expect("contact");
+        let public = key.public();
+        let mut w = LogWriter::new(key, device.clone());
+        let now = UnixMillis::now();
+        let log = (0..12)
+            .map(|i| {
+                w.append_read(
+                    crate::bench::sample_read(i),
+                    UnixMillis(now.0 + i),
+                    TimeSource::Ntp,
+                )
+                .expect("valid")
+            })
+            .collect();
+        let batch =
+            Entries::from_log(log, Some(w.checkpoint(UnixMillis(now.0 + 100)))).expect("batch");
+        let v = verify_batch(&public, &device, Validity::ALWAYS, batch).expect("verifies");
+        store
+            .commit(vec![WriteOp::Ingest {
+                device: device.clone(),
+                entries: v.entries,
+                checkpoint: v.checkpoint,
+                new_key: v.new_key,
+                at: UnixMillis(2),
+            }])
+            .expect("ingest");
+
+        let report = check(&store, &anchor, &hub_der).expect("check");
+        assert!(report.ok(), "{report:#?}");
+        let node = &report.chains[0];
+        assert_eq!(
+            (node.chain.as_str(), node.entries, node.next_seq),
+            ("pole-1", 12, 12)
+        );
+
+        // The record moved past entries the chain does not hold, with no
+        // signed loss in the chain to say why: reported.
+        store
+            .commit(vec![WriteOp::Skip {
+                device: device.clone(),
+                first: 12,
+                last: 20,
+                head: alpr_shared::types::Hash32([7; 32]),
+                at: UnixMillis(3),
+            }])
+            .expect("skip");
+        let report = check(&store, &anchor, &hub_der).expect("check");
+        assert!(!report.ok());
+        assert!(
+            report.chains[0]
+                .problems
+                .iter()
+                .any(|p| p.contains("next entry is 21")),
+            "{report:#?}"
+        );
+    }
 }
