@@ -257,10 +257,11 @@ impl Drop for TempCluster {
 /// tests (`scripts/test-pg.sh` sets it for a whole suite).
 pub const TEST_PG_URL: &str = "ALPR_TEST_PG_URL";
 
-/// A fresh, empty database for one test, and the cluster it lives in when
-/// the test had to start one. The database is left in place when dropped
-/// (the cluster is thrown away after the suite); a cluster started for it
-/// stops with it.
+/// A fresh, empty database for one test ([`test_database`]), and the
+/// cluster it lives in when the test process had to start one. The
+/// database is left in place when dropped (its cluster is thrown away
+/// after the run); a cluster the process started stops with the last of
+/// its databases.
 #[derive(Debug)]
 pub struct TestDatabase {
     /// Its connection URL.
