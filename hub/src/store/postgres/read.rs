@@ -83,7 +83,7 @@ pub(super) fn decode_alert(
     dispositions: &[u8],
 ) -> Option<(alpr_shared::log::alert::Progress, Vec<u64>)> {
     let progress = alpr_shared::log::alert::Progress::decode(progress)?;
-    if dispositions.len() % 8 != 0 {
+    if !dispositions.len().is_multiple_of(8) {
         return None;
     }
     let seqs = dispositions
