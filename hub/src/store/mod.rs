@@ -12,6 +12,8 @@
 //! the shared documents reach the others ([`HubStorage::watch_changes`]).
 
 pub mod check;
+#[cfg(test)]
+mod contract;
 pub mod postgres;
 pub mod recovering;
 pub mod redb;
