@@ -273,7 +273,7 @@ mod tests {
 
     #[test]
     fn a_database_restart_loses_every_lease_and_new_ones_are_granted() {
-        let mut cluster = TempCluster::start().expect("a PostgreSQL cluster");
+        let cluster = TempCluster::start().expect("a PostgreSQL cluster");
         let rt = runtime();
         let a = leases(&rt, &cluster.url());
         let n1 = device("n1");
