@@ -586,7 +586,8 @@ impl Hub {
             sessions,
             database,
         };
-        hub.wait_listening(1)?;
+        hub.wait_listening(1)
+            .map_err(|e| anyhow::anyhow!("{e}; the hub's log:\n{}", hub.proc.log_tail(20)))?;
         Ok(hub)
     }
 

@@ -359,6 +359,74 @@ mod tests {
         assert_eq!(report.accesses, 3);
     }
 
+    #[test]
+    fn two_hub_processes_interleave_their_accesses_in_one_valid_chain() {
+        let db = crate::store::postgres::cluster::test_database().expect("a database");
+        let open = || -> Arc<dyn HubStorage> {
+            Arc::new(crate::store::postgres::PgStore::open(&db.config).expect("open"))
+        };
+        let (store_a, store_b) = (open(), open());
+        let seed = [9u8; 32];
+        let device = DeviceId::new("hub").expect("name");
+        let a = AccessLog::start(
+            store_a.clone(),
+            SecretKey::from_bytes(&seed),
+            device.clone(),
+        )
+        .expect("a");
+        let b = AccessLog::start(store_b, SecretKey::from_bytes(&seed), device.clone()).expect("b");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            // Turn by turn: each writer finds the other moved the log on.
+            for i in 0..5 {
+                a.record(record(&format!("a{i}")))
+                    .await
+                    .expect("a's access");
+                b.record(record(&format!("b{i}")))
+                    .await
+                    .expect("b's access");
+            }
+            // At once: the conflicts come mid-batch.
+            let mut all = Vec::new();
+            for i in 0..20 {
+                let (a, b) = (a.clone(), b.clone());
+                all.push(tokio::spawn(async move {
+                    a.record(record(&format!("a-late{i}"))).await.map(|_| ())
+                }));
+                all.push(tokio::spawn(async move {
+                    b.record(record(&format!("b-late{i}"))).await.map(|_| ())
+                }));
+            }
+            for t in all {
+                t.await.expect("task").expect("every access recorded");
+            }
+        });
+        let entries: Vec<SignedEntry> = store_a
+            .hub_access_entries(0, 1000)
+            .expect("read")
+            .iter()
+            .map(|b| SignedEntry::decode(b).expect("decode"))
+            .collect();
+        assert_eq!(entries.len(), 50, "every access once");
+        let users: std::collections::HashSet<&str> = entries
+            .iter()
+            .filter_map(|e| e.access().map(|r| r.user.as_str()))
+            .collect();
+        assert_eq!(users.len(), 50, "no access twice");
+        let signer = alpr_shared::cert::DeviceCert {
+            name: device,
+            kind: alpr_shared::types::DeviceKind::Pole,
+            key: SecretKey::from_bytes(&seed).public(),
+            not_before: UnixMillis(0),
+            not_after: UnixMillis(u64::MAX),
+            serial: "01".into(),
+            der: Vec::new(),
+        };
+        let report = verify_log(&signer, &entries, &[], Default::default());
+        assert!(report.authentic(), "{report:?}");
+        assert_eq!(report.accesses, 50);
+    }
+
     #[tokio::test]
     async fn an_invalid_record_is_refused_and_takes_no_place_in_the_chain() {
         let dir = tempfile::tempdir().expect("tempdir");
