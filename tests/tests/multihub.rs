@@ -244,16 +244,22 @@ fn nothing_lost_or_twice(
     Ok(())
 }
 
-/// Wait until the nodes have uploaded some of their reads (so a fault
-/// comes mid-ingest).
-fn some_acknowledged(edges: &[(String, Edge)], at_least: u64) -> anyhow::Result<()> {
-    wait_for(LIMIT, "uploads under way", || {
+/// Wait until the nodes have uploaded some of their reads, and check
+/// they have more to upload (so a fault comes mid-ingest).
+fn mid_ingest(edges: &[(String, Edge)], reads: u64) -> anyhow::Result<()> {
+    let total = reads * edges.len() as u64;
+    let acked = wait_for(LIMIT, "uploads under way", || {
         let acked: u64 = edges
             .iter()
             .filter_map(|(_, e)| e.status()?["acked"].as_u64())
             .sum();
-        (acked >= at_least).then_some(())
-    })
+        (acked >= total / 10).then_some(acked)
+    })?;
+    anyhow::ensure!(
+        acked < total / 2,
+        "uploads were nearly done ({acked} of {total}) before the fault"
+    );
+    Ok(())
 }
 
 #[test]
@@ -263,7 +269,7 @@ fn a_hub_killed_under_load_loses_and_duplicates_nothing() -> anyhow::Result<()> 
     let mut hubs = TwoHubs::start(&pki, dir.path(), "")?;
     let reads = 600;
     let mut edges = twenty_nodes(&pki, dir.path(), &hubs, reads)?;
-    some_acknowledged(&edges, 20 * 60)?;
+    mid_ingest(&edges, reads)?;
     let started = Instant::now();
     hubs.a.kill9();
     // Every node ends on b, with its whole log.
@@ -284,7 +290,7 @@ fn a_database_restart_under_load_loses_and_duplicates_nothing() -> anyhow::Resul
     let hubs = TwoHubs::start(&pki, dir.path(), "")?;
     let reads = 600;
     let mut edges = twenty_nodes(&pki, dir.path(), &hubs, reads)?;
-    some_acknowledged(&edges, 20 * 60)?;
+    mid_ingest(&edges, reads)?;
     hubs.cluster.stop_immediate()?;
     std::thread::sleep(Duration::from_secs(2));
     hubs.cluster.restart()?;
