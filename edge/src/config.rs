@@ -8,6 +8,12 @@ use std::time::Duration;
 use alpr_shared::settings::{Checker, InvalidSetting};
 use serde::Deserialize;
 
+/// The hub's address when the config names none: a local setup.
+pub const DEFAULT_HUB: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    4433,
+));
+
 /// Unacknowledged entries an edge may have in flight, at most.
 pub const MAX_WINDOW_ENTRIES: u64 = 1 << 20;
 
@@ -16,9 +22,15 @@ pub const MAX_WINDOW_ENTRIES: u64 = 1 << 20;
 pub struct EdgeConfig {
     /// Folder of the store (`edge.redb`) and the status socket.
     pub data_dir: PathBuf,
-    /// The hub's UDP address.
-    pub hub: SocketAddr,
-    /// The name the hub's certificate must carry.
+    /// The hub's UDP address (one hub; `hubs` for several). Neither:
+    /// [`DEFAULT_HUB`].
+    #[serde(default)]
+    pub hub: Option<SocketAddr>,
+    /// Several hub processes sharing one database, tried in this order:
+    /// when one cannot be reached, drops the link or says the node is
+    /// connected to another hub, the node moves on to the next.
+    pub hubs: Vec<SocketAddr>,
+    /// The name the hub's certificate must carry (every hub's).
     pub hub_name: String,
     /// This node's certificate and key, and the deployment CA.
     pub cert: PathBuf,
@@ -79,7 +91,8 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         EdgeConfig {
             data_dir: PathBuf::from("edge-data"),
-            hub: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            hub: None,
+            hubs: Vec::new(),
             hub_name: "localhost".into(),
             cert: PathBuf::from("certs/dev/node/node.crt"),
             key: PathBuf::from("certs/dev/node/node.key"),
@@ -156,6 +169,18 @@ impl EdgeConfig {
     pub fn validate(&self, file: &Path) -> Result<(), InvalidSetting> {
         let c = Checker::new(file);
         c.not_empty("hub_name", &self.hub_name)?;
+        if let Some(hub) = self.hub.filter(|_| !self.hubs.is_empty()) {
+            return Err(c.invalid(
+                "hub",
+                format!("\"{hub}\""),
+                "either `hub` (one address) or `hubs` (several), not both",
+            ));
+        }
+        for (i, a) in self.hubs.iter().enumerate() {
+            if self.hubs[..i].contains(a) {
+                return Err(c.invalid("hubs", format!("\"{a}\""), "each address once"));
+            }
+        }
         for (field, p) in [
             ("data_dir", &self.data_dir),
             ("cert", &self.cert),
@@ -236,6 +261,15 @@ impl EdgeConfig {
             Some(p) => Self::load(p),
             None if Path::new("edge.toml").exists() => Self::load(Path::new("edge.toml")),
             None => Ok(Self::default()),
+        }
+    }
+
+    /// The hubs to connect to, in the order they are tried (at least one).
+    pub fn hub_addresses(&self) -> Vec<SocketAddr> {
+        match (&self.hub, self.hubs.is_empty()) {
+            (_, false) => self.hubs.clone(),
+            (Some(h), true) => vec![*h],
+            (None, true) => vec![DEFAULT_HUB],
         }
     }
 
@@ -354,6 +388,41 @@ mod tests {
             "sync.window_entries",
             "10",
             "from 256 to",
+        );
+    }
+
+    #[test]
+    fn one_hub_or_several_in_order() {
+        let one = load("hub = \"192.0.2.1:4433\"").expect("one hub");
+        assert_eq!(
+            one.hub_addresses(),
+            vec!["192.0.2.1:4433".parse().expect("addr")]
+        );
+        let several =
+            load("hubs = [\"192.0.2.2:4433\", \"192.0.2.1:4433\"]").expect("several hubs");
+        assert_eq!(
+            several.hub_addresses(),
+            vec![
+                "192.0.2.2:4433".parse().expect("addr"),
+                "192.0.2.1:4433".parse().expect("addr")
+            ]
+        );
+        assert_eq!(load("").expect("none").hub_addresses(), vec![DEFAULT_HUB]);
+    }
+
+    #[test]
+    fn hub_and_hubs_together_or_a_repeated_hub_are_refused() {
+        refused(
+            "hub = \"192.0.2.1:4433\"\nhubs = [\"192.0.2.2:4433\"]",
+            "hub",
+            "\"192.0.2.1:4433\"",
+            "not both",
+        );
+        refused(
+            "hubs = [\"192.0.2.2:4433\", \"192.0.2.2:4433\"]",
+            "hubs",
+            "\"192.0.2.2:4433\"",
+            "each address once",
         );
     }
 

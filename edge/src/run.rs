@@ -55,7 +55,11 @@ pub struct Status {
     pub backlog: Option<u64>,
     pub images_pending: u64,
     pub link: String,
+    /// The hub connected to, or being tried.
     pub hub: String,
+    /// Every hub configured, in the order they are tried.
+    #[serde(default)]
+    pub hubs: Vec<String>,
     pub last_sync: Option<String>,
     pub last_error: Option<String>,
     pub connects: u64,
@@ -171,6 +175,7 @@ fn status_of(
         images_pending: log.images_pending,
         link: sync.link.clone(),
         hub: sync.hub.clone(),
+        hubs: sync.hubs.clone(),
         last_sync: sync.last_sync.map(|t| t.to_string()),
         last_error: sync.last_error.clone(),
         connects: sync.connects,
@@ -719,8 +724,12 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&st)?);
     } else {
         println!("node         {}", st.device);
+        let of = match st.hubs.iter().position(|h| *h == st.hub) {
+            Some(i) if st.hubs.len() > 1 => format!(", {} of {} hubs", i + 1, st.hubs.len()),
+            _ => String::new(),
+        };
         println!(
-            "link         {}  (hub {}{})",
+            "link         {}  (hub {}{of}{})",
             st.link,
             st.hub,
             if st.metered { ", metered" } else { "" }

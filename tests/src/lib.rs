@@ -502,6 +502,26 @@ impl Hub {
         revoked: &[String],
         extra_toml: &str,
     ) -> anyhow::Result<Hub> {
+        let hub = Self::launch(pki, dir, revoked, extra_toml)?;
+        hub.bootstrap("admin")?;
+        hub.add_user("auditor", "auditor", TRAINED)?;
+        hub.login("auditor")?;
+        Ok(hub)
+    }
+
+    /// A second hub process on the database another one set up (its
+    /// `[store]` in `extra_toml`): the administrator and the auditor that
+    /// hub made log in here.
+    pub fn join_with(pki: &Pki, dir: &Path, extra_toml: &str) -> anyhow::Result<Hub> {
+        let hub = Self::launch(pki, dir, &[], extra_toml)?;
+        hub.login("admin")?;
+        hub.login("auditor")?;
+        Ok(hub)
+    }
+
+    /// Write `hub.toml` in `dir`, start `hub serve`, and wait until it
+    /// listens.
+    fn launch(pki: &Pki, dir: &Path, revoked: &[String], extra_toml: &str) -> anyhow::Result<Hub> {
         let idle = if extra_toml.contains("idle_timeout") {
             ""
         } else {
@@ -566,10 +586,8 @@ impl Hub {
             sessions,
             database,
         };
-        hub.wait_listening(1)?;
-        hub.bootstrap("admin")?;
-        hub.add_user("auditor", "auditor", TRAINED)?;
-        hub.login("auditor")?;
+        hub.wait_listening(1)
+            .map_err(|e| anyhow::anyhow!("{e}; the hub's log:\n{}", hub.proc.log_tail(20)))?;
         Ok(hub)
     }
 
@@ -837,12 +855,30 @@ impl Edge {
         dir: &Path,
         opts: &EdgeOptions,
     ) -> anyhow::Result<Edge> {
+        Self::start_hubs(node, &[hub], dir, opts)
+    }
+
+    /// [`Edge::start`] with several hubs (`hubs` in `edge.toml`), tried in
+    /// this order.
+    pub fn start_hubs(
+        node: &NodeFiles,
+        hubs: &[SocketAddr],
+        dir: &Path,
+        opts: &EdgeOptions,
+    ) -> anyhow::Result<Edge> {
         let data = dir.join(format!("edge-{}", node.name));
         let config = dir.join(format!("edge-{}.toml", node.name));
+        let hub = match hubs {
+            [one] => format!("hub = \"{one}\""),
+            several => {
+                let quoted: Vec<String> = several.iter().map(|h| format!("\"{h}\"")).collect();
+                format!("hubs = [{}]", quoted.join(", "))
+            }
+        };
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\nhub = \"{hub}\"\ncert = {:?}\nkey = {:?}\nca_cert = {:?}\n\n[sync]\nmetered = {}\nkeep_alive = \"1s\"\nidle_timeout = \"10s\"\nbackoff_min = \"100ms\"\nbackoff_max = \"{}ms\"\nretransmit_after = \"5s\"\n\n[replay]\ngenerate = {}\ninterval = \"{}ms\"\nimages = {}\n{}",
+                "data_dir = {:?}\n{hub}\ncert = {:?}\nkey = {:?}\nca_cert = {:?}\n\n[sync]\nmetered = {}\nkeep_alive = \"1s\"\nidle_timeout = \"10s\"\nbackoff_min = \"100ms\"\nbackoff_max = \"{}ms\"\nretransmit_after = \"5s\"\n\n[replay]\ngenerate = {}\ninterval = \"{}ms\"\nimages = {}\n{}",
                 data,
                 node.cert,
                 node.key,

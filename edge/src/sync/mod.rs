@@ -13,6 +13,14 @@
 //! An address change (a vehicle moving between networks) is QUIC
 //! connection migration: the connection survives it without a reconnect.
 //!
+//! Several hubs (`hubs` in `edge.toml`, processes sharing one database):
+//! the node connects to one at a time, in the order listed, and stays
+//! with it while it works. When it cannot be reached, drops the link, is
+//! at its limit, or says another hub holds this node's chain, the next
+//! one is tried (after the same backoff). Nothing is lost or sent twice
+//! by moving: every hub's welcome says what the database holds of this
+//! node's log, and the node resumes from there.
+//!
 //! Bulk lists: the hello says which generation of each list the node holds;
 //! the hub sends what is newer (a delta, or the list whole in chunks)
 //! before its welcome, and pushes each new generation while connected. Each
@@ -45,7 +53,10 @@ use crate::store::StoreHandle;
 pub struct SyncStatus {
     /// "connected", "connecting", "offline (retry in …)", "refused: …".
     pub link: String,
+    /// The hub connected to, or being tried.
     pub hub: String,
+    /// Every hub configured, in the order they are tried.
+    pub hubs: Vec<String>,
     /// Last time the hub acknowledged something.
     pub last_sync: Option<UnixMillis>,
     pub last_error: Option<String>,
@@ -98,7 +109,10 @@ pub async fn run(
         idle_timeout: config.sync.idle_timeout,
     };
     let client = quic::client_config(&ca, &cert, &key, ALPN, liveness)?;
-    let bind: SocketAddr = if config.hub.is_ipv4() {
+    let hubs = config.hub_addresses();
+    // The hub tried next: the first, and then the one that last worked.
+    let mut at = 0usize;
+    let bind: SocketAddr = if hubs.iter().all(SocketAddr::is_ipv4) {
         ([0, 0, 0, 0], 0).into()
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -140,7 +154,8 @@ pub async fn run(
     }
     set_status(&status, |s| {
         s.hotlists = generations.held();
-        s.hub = config.hub.to_string();
+        s.hub = hubs.first().map(ToString::to_string).unwrap_or_default();
+        s.hubs = hubs.iter().map(ToString::to_string).collect();
         s.metered = config.sync.metered;
         s.link = "starting".into();
     });
@@ -149,9 +164,15 @@ pub async fn run(
             break;
         }
         if core.wants_link(now()) {
-            set_status(&status, |s| s.link = "connecting".into());
+            let Some(&hub) = hubs.get(at % hubs.len().max(1)) else {
+                anyhow::bail!("no hub address configured");
+            };
+            set_status(&status, |s| {
+                s.link = "connecting".into();
+                s.hub = hub.to_string();
+            });
             let attempt = async {
-                let connecting = endpoint.connect(config.hub, &config.hub_name)?;
+                let connecting = endpoint.connect(hub, &config.hub_name)?;
                 anyhow::Ok(tokio::time::timeout(config.sync.idle_timeout, connecting).await??)
             };
             let conn = tokio::select! {
@@ -171,12 +192,15 @@ pub async fn run(
                         status: &status,
                         cancel: &cancel,
                     };
-                    session(&mut core, conn, &link, &now).await;
+                    if session(&mut core, conn, &link, &now).await == Ended::TryNext {
+                        at = next_hub(at, &hubs);
+                    }
                 }
                 Err(e) => {
-                    info!(hub = %config.hub, error = %e, "cannot reach the hub");
+                    info!(%hub, error = %e, "cannot reach the hub");
                     set_status(&status, |s| s.last_error = Some(e.to_string()));
                     core.link_down(now());
+                    at = next_hub(at, &hubs);
                 }
             }
             continue;
@@ -197,6 +221,26 @@ pub async fn run(
     endpoint.close(quic::CLOSE_SHUTDOWN.into(), b"edge shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
+}
+
+/// The index of the hub to try after the one at `at` failed (the same
+/// when there is only one).
+fn next_hub(at: usize, hubs: &[SocketAddr]) -> usize {
+    let next = (at + 1) % hubs.len().max(1);
+    if hubs.len() > 1 {
+        info!(from = %hubs[at % hubs.len()], to = %hubs[next], "trying the next hub");
+    }
+    next
+}
+
+/// How a connection ended, for the choice of the next hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Stay with this hub: the node stops, or was refused for a reason
+    /// every hub shares (its certificate, its log).
+    Stay,
+    /// The link failed, or the hub sent the node elsewhere: try the next.
+    TryNext,
 }
 
 /// Give the core the stored local hotlist entries document (sent now if
@@ -300,7 +344,7 @@ async fn session(
     conn: quinn::Connection,
     link: &Link<'_>,
     now: &impl Fn() -> Duration,
-) {
+) -> Ended {
     let (store, status, cancel) = (link.store, link.status, link.cancel);
     let hub_key = quic::peer_certificate(&conn)
         .as_deref()
@@ -507,7 +551,7 @@ async fn session(
         }
         if matches!(core.state(), LinkState::Refused { .. }) {
             conn.close(quic::CLOSE_SHUTDOWN.into(), b"refused");
-            return;
+            return Ended::Stay;
         }
         if matches!(core.state(), LinkState::Conflict { .. }) {
             let why = status
@@ -520,7 +564,7 @@ async fn session(
                 RefusalCode::IdentityConflict.close_code().into(),
                 reason.as_bytes(),
             );
-            return;
+            return Ended::Stay;
         }
         // Answers to events (a list applied) go out before waiting.
         if core.has_control_to_send() {
@@ -530,7 +574,7 @@ async fn session(
         tokio::select! {
             _ = cancel.cancelled() => {
                 conn.close(quic::CLOSE_SHUTDOWN.into(), b"edge shutting down");
-                return;
+                return Ended::Stay;
             }
             m = rx.recv() => match m {
                 Some((_, Ok(frame))) => core.handle_frame(frame, now(), store),
@@ -565,14 +609,21 @@ async fn session(
     };
     // Why did it end? A refusal by the hub is an application close.
     let reason = conn.close_reason();
+    let mut why = outcome.err().unwrap_or_default();
     if let Some(quinn::ConnectionError::ApplicationClosed(ac)) = &reason {
-        if let Some(r) = Refusal::from_close(ac.error_code.into_inner(), &ac.reason) {
+        let code = ac.error_code.into_inner();
+        if let Some(r) = Refusal::from_close(code, &ac.reason) {
             report_refusal(&r, status);
             core.connection_refused(now(), r);
-            return;
+            return Ended::Stay;
+        }
+        if code == u64::from(quic::CLOSE_HELD_ELSEWHERE) {
+            why = format!(
+                "the node is connected to another hub ({})",
+                String::from_utf8_lossy(&ac.reason)
+            );
         }
     }
-    let why = outcome.err().unwrap_or_default();
     info!(reason = %why, "link to the hub lost");
     set_status(status, |s| {
         s.last_error = Some(why);
@@ -581,6 +632,7 @@ async fn session(
     });
     conn.close(quic::CLOSE_SHUTDOWN.into(), b"");
     core.link_down(now());
+    Ended::TryNext
 }
 
 /// How often a connected node has its policy confirmed: often enough that

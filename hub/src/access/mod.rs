@@ -10,6 +10,18 @@
 //! transaction (group commit) and answers each caller once it is durable.
 //! If the commit fails, the writer rewinds and every caller of that batch
 //! gets the error: the access is refused, nothing is returned.
+//!
+//! Several hub processes on one database append to one access log: a
+//! commit whose entries do not extend the stored head fails with
+//! [`StoreError::Conflict`] (another process appended first), and the
+//! writer resumes from the stored head and seals the batch again, so the
+//! processes' accesses interleave in one valid chain.
+//!
+//! Retention may run in several processes at once: each signs purge
+//! records for what it found due. Reads already purged are skipped by the
+//! store, so two runs that meet delete nothing twice; the later one's
+//! record names reads that were already purged (it deleted none), and
+//! `hub audit` shows both records.
 
 use std::sync::Arc;
 
@@ -24,6 +36,8 @@ use crate::store::{HubStorage, Purged, StoreError, WriteOp, WriteResult};
 const QUEUE: usize = 1024;
 /// Most records sealed into one transaction.
 const MAX_BATCH: usize = 256;
+/// Tries of one batch while other hub processes keep moving the log on.
+const CONFLICT_TRIES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -126,32 +140,112 @@ fn purge(
     reason: &str,
     at: UnixMillis,
 ) -> Result<(SignedEntry, Purged), AccessError> {
-    let (size, head) = (writer.len(), writer.head());
-    let record = writer.append_node_purge(
-        device.clone(),
-        ranges.clone(),
-        reason,
-        at,
-        TimeSource::LocalClock,
-    )?;
-    let op = WriteOp::Purge {
-        device,
-        ranges,
-        record: Box::new(record.clone()),
-    };
-    match storage.commit(vec![op]) {
-        Ok(r) => {
-            let done = match r.first() {
-                Some(WriteResult::Purged(p)) => *p,
-                _ => Purged::default(),
-            };
-            Ok((record, done))
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (size, head) = (writer.len(), writer.head());
+        let record = writer.append_node_purge(
+            device.clone(),
+            ranges.clone(),
+            reason,
+            at,
+            TimeSource::LocalClock,
+        )?;
+        let op = WriteOp::Purge {
+            device: device.clone(),
+            ranges: ranges.clone(),
+            record: Box::new(record.clone()),
+        };
+        match storage.commit(vec![op]) {
+            Ok(r) => {
+                let done = match r.first() {
+                    Some(WriteResult::Purged(p)) => *p,
+                    _ => Purged::default(),
+                };
+                return Ok((record, done));
+            }
+            Err(StoreError::Conflict(why)) if tries < CONFLICT_TRIES => {
+                tracing::debug!(reason = %why, "another hub moved the access log on; sealing the purge again");
+                writer.rewind(size, head);
+                resume(storage, writer)?;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "a retention purge could not be written");
+                writer.rewind(size, head);
+                return Err(AccessError::Store(err));
+            }
         }
-        Err(err) => {
-            tracing::error!(error = %err, "a retention purge could not be written");
-            writer.rewind(size, head);
-            Err(AccessError::Store(err))
+    }
+}
+
+/// Move the writer to the log's head as stored (another hub process
+/// appended to it).
+fn resume(storage: &dyn HubStorage, writer: &mut LogWriter) -> Result<(), StoreError> {
+    let (size, head) = storage.hub_access_head()?;
+    writer.rewind(size, head);
+    Ok(())
+}
+
+/// Seal `records` and commit them in one transaction; on a conflict with
+/// another hub process, seal them again after its entries. Each caller is
+/// answered.
+fn seal(
+    storage: &dyn HubStorage,
+    writer: &mut LogWriter,
+    mut records: Vec<(AccessRecord, Reply<SignedEntry>)>,
+) {
+    let mut tries = 0;
+    while !records.is_empty() {
+        tries += 1;
+        let now = UnixMillis::now();
+        let (size, head) = (writer.len(), writer.head());
+        let mut sealed = Vec::with_capacity(records.len());
+        let mut waiting = Vec::with_capacity(records.len());
+        for (record, reply) in records.drain(..) {
+            match writer.append_access(record.clone(), now, TimeSource::LocalClock) {
+                Ok(e) => {
+                    sealed.push(e);
+                    waiting.push((record, reply));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
         }
+        if sealed.is_empty() {
+            return;
+        }
+        let err = match storage.commit(vec![WriteOp::HubAccess(sealed.clone())]) {
+            Ok(_) => {
+                for (e, (_, reply)) in sealed.into_iter().zip(waiting) {
+                    let _ = reply.send(Ok(e));
+                }
+                return;
+            }
+            Err(err) => err,
+        };
+        writer.rewind(size, head);
+        if let (StoreError::Conflict(why), true) = (&err, tries < CONFLICT_TRIES) {
+            tracing::debug!(reason = %why, "another hub moved the access log on; sealing the batch again");
+            match resume(storage, writer) {
+                Ok(()) => {
+                    records = waiting;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the access log could not be read; accesses are refused");
+                    for (_, reply) in waiting {
+                        let _ = reply.send(Err(AccessError::Store(StoreError::Db(e.to_string()))));
+                    }
+                    return;
+                }
+            }
+        }
+        tracing::error!(error = %err, "the access log could not be written; accesses are refused");
+        for (_, reply) in waiting {
+            let _ = reply.send(Err(AccessError::Store(StoreError::Db(err.to_string()))));
+        }
+        return;
     }
 }
 
@@ -164,9 +258,6 @@ fn run(storage: Arc<dyn HubStorage>, mut writer: LogWriter, mut rx: mpsc::Receiv
                 Err(_) => break,
             }
         }
-        let now = UnixMillis::now();
-        let mut sealed = Vec::with_capacity(jobs.len());
-        let mut replies = Vec::with_capacity(jobs.len());
         let mut records = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
@@ -183,35 +274,7 @@ fn run(storage: Arc<dyn HubStorage>, mut writer: LogWriter, mut rx: mpsc::Receiv
                 }
             }
         }
-        let (size, head) = (writer.len(), writer.head());
-        for (record, reply) in records {
-            match writer.append_access(record, now, TimeSource::LocalClock) {
-                Ok(e) => {
-                    sealed.push(e);
-                    replies.push(reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
-                }
-            }
-        }
-        if sealed.is_empty() {
-            continue;
-        }
-        match storage.commit(vec![WriteOp::HubAccess(sealed.clone())]) {
-            Ok(_) => {
-                for (e, reply) in sealed.into_iter().zip(replies) {
-                    let _ = reply.send(Ok(e));
-                }
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "the access log could not be written; accesses are refused");
-                writer.rewind(size, head);
-                for reply in replies {
-                    let _ = reply.send(Err(AccessError::Store(StoreError::Db(err.to_string()))));
-                }
-            }
-        }
+        seal(&*storage, &mut writer, records);
     }
 }
 
@@ -294,6 +357,74 @@ mod tests {
         let report = verify_log(&signer, &entries, &[], Default::default());
         assert!(report.authentic(), "{report:?}");
         assert_eq!(report.accesses, 3);
+    }
+
+    #[test]
+    fn two_hub_processes_interleave_their_accesses_in_one_valid_chain() {
+        let db = crate::store::postgres::cluster::test_database().expect("a database");
+        let open = || -> Arc<dyn HubStorage> {
+            Arc::new(crate::store::postgres::PgStore::open(&db.config).expect("open"))
+        };
+        let (store_a, store_b) = (open(), open());
+        let seed = [9u8; 32];
+        let device = DeviceId::new("hub").expect("name");
+        let a = AccessLog::start(
+            store_a.clone(),
+            SecretKey::from_bytes(&seed),
+            device.clone(),
+        )
+        .expect("a");
+        let b = AccessLog::start(store_b, SecretKey::from_bytes(&seed), device.clone()).expect("b");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            // Turn by turn: each writer finds the other moved the log on.
+            for i in 0..5 {
+                a.record(record(&format!("a{i}")))
+                    .await
+                    .expect("a's access");
+                b.record(record(&format!("b{i}")))
+                    .await
+                    .expect("b's access");
+            }
+            // At once: the conflicts come mid-batch.
+            let mut all = Vec::new();
+            for i in 0..20 {
+                let (a, b) = (a.clone(), b.clone());
+                all.push(tokio::spawn(async move {
+                    a.record(record(&format!("a-late{i}"))).await.map(|_| ())
+                }));
+                all.push(tokio::spawn(async move {
+                    b.record(record(&format!("b-late{i}"))).await.map(|_| ())
+                }));
+            }
+            for t in all {
+                t.await.expect("task").expect("every access recorded");
+            }
+        });
+        let entries: Vec<SignedEntry> = store_a
+            .hub_access_entries(0, 1000)
+            .expect("read")
+            .iter()
+            .map(|b| SignedEntry::decode(b).expect("decode"))
+            .collect();
+        assert_eq!(entries.len(), 50, "every access once");
+        let users: std::collections::HashSet<&str> = entries
+            .iter()
+            .filter_map(|e| e.access().map(|r| r.user.as_str()))
+            .collect();
+        assert_eq!(users.len(), 50, "no access twice");
+        let signer = alpr_shared::cert::DeviceCert {
+            name: device,
+            kind: alpr_shared::types::DeviceKind::Pole,
+            key: SecretKey::from_bytes(&seed).public(),
+            not_before: UnixMillis(0),
+            not_after: UnixMillis(u64::MAX),
+            serial: "01".into(),
+            der: Vec::new(),
+        };
+        let report = verify_log(&signer, &entries, &[], Default::default());
+        assert!(report.authentic(), "{report:?}");
+        assert_eq!(report.accesses, 50);
     }
 
     #[tokio::test]

@@ -165,6 +165,29 @@ impl HoldsService {
         self.edit(move |doc| doc.merge_bytes(&bytes)).await
     }
 
+    /// Merge the stored document into this one: another hub process on
+    /// the same database may have changed it (the store merges every
+    /// write into what it holds, so it holds this process's edits too).
+    /// Returns whether anything new came; then it is published, and the
+    /// sync side pushes it to this hub's nodes.
+    pub async fn reload(&self) -> Result<bool, HoldsError> {
+        let storage = self.inner.storage.clone();
+        let stored = tokio::task::spawn_blocking(move || storage.holds_doc())
+            .await
+            .map_err(|e| HoldsError::Join(e.to_string()))??;
+        let Some(bytes) = stored else {
+            return Ok(false);
+        };
+        let mut doc = self.inner.doc.lock().await;
+        let mut next = HoldsDoc::load(&doc.save())?;
+        if !next.merge_bytes(&bytes)? {
+            return Ok(false);
+        }
+        let saved = next.save();
+        self.publish(&mut doc, next, saved);
+        Ok(true)
+    }
+
     fn snapshot(&self) -> Arc<Vec<Hold>> {
         match self.inner.holds.read() {
             Ok(g) => g.clone(),
@@ -189,6 +212,13 @@ impl HoldsService {
         tokio::task::spawn_blocking(move || storage.commit(vec![WriteOp::Holds(bytes)]))
             .await
             .map_err(|e| HoldsError::Join(e.to_string()))??;
+        self.publish(&mut doc, next, saved);
+        Ok(true)
+    }
+
+    /// Make `next` (durable; `saved` is its saved form) the current
+    /// document and publish it.
+    fn publish(&self, doc: &mut HoldsDoc, next: HoldsDoc, saved: Vec<u8>) {
         let holds = next.holds();
         *doc = next;
         match self.inner.holds.write() {
@@ -196,7 +226,6 @@ impl HoldsService {
             Err(poisoned) => *poisoned.into_inner() = Arc::new(holds),
         }
         self.inner.tx.send_replace(Arc::new(saved));
-        Ok(true)
     }
 }
 

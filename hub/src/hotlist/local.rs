@@ -169,6 +169,28 @@ impl LocalEntriesService {
             .await
     }
 
+    /// Merge the stored document into this one: another hub process on
+    /// the same database may have changed it (the store merges every
+    /// write into what it holds). Returns whether anything new came; then
+    /// it is published, and the sync side pushes it to this hub's nodes.
+    pub async fn reload(&self) -> Result<bool, LocalEntriesError> {
+        let storage = self.inner.storage.clone();
+        let stored = tokio::task::spawn_blocking(move || storage.local_entries_doc())
+            .await
+            .map_err(|e| LocalEntriesError::Join(e.to_string()))??;
+        let Some(bytes) = stored else {
+            return Ok(false);
+        };
+        let mut doc = self.inner.doc.lock().await;
+        let mut next = LocalEntriesDoc::load(&doc.save())?;
+        if !next.merge_bytes(&bytes, UnixMillis::now())? {
+            return Ok(false);
+        }
+        let saved = next.save();
+        self.publish(&mut doc, next, saved);
+        Ok(true)
+    }
+
     /// Start a new epoch without the entries removed or expired longer
     /// than the grace period, if there are any. Returns whether it did.
     pub async fn compact(&self, now: UnixMillis) -> Result<bool, LocalEntriesError> {
@@ -211,11 +233,17 @@ impl LocalEntriesService {
         tokio::task::spawn_blocking(move || storage.commit(vec![WriteOp::LocalEntries(bytes)]))
             .await
             .map_err(|e| LocalEntriesError::Join(e.to_string()))??;
+        self.publish(doc, next, saved);
+        Ok(())
+    }
+
+    /// Make `next` (durable; `saved` is its saved form) the current
+    /// document and publish it.
+    fn publish(&self, doc: &mut LocalEntriesDoc, next: LocalEntriesDoc, saved: Vec<u8>) {
         let entries = next.entries();
         *doc = next;
         self.inner.entries.send_replace(Arc::new(entries));
         self.inner.tx.send_replace(Arc::new(saved));
-        Ok(())
     }
 }
 

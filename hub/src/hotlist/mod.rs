@@ -445,6 +445,57 @@ impl HotlistService {
         Ok(got.clone())
     }
 
+    /// Another hub process on the same database may have imported newer
+    /// generations: they become current and are published (the sync side
+    /// sends them to this hub's nodes). Returns the (source, generation)
+    /// pairs that came.
+    pub async fn reload(&self) -> Result<Vec<(String, u64)>, HotlistError> {
+        let _one = self.inner.importing.lock().await;
+        let current = self.current();
+        let inner = self.inner.clone();
+        let newer = tokio::task::spawn_blocking(move || {
+            let mut newer = Vec::new();
+            for s in &inner.config.sources {
+                let held = current
+                    .iter()
+                    .find(|g| g.info().source == s.name)
+                    .map(|g| g.info().number);
+                let records = inner.storage.generation_records(&s.name)?;
+                let Some((n, _, true)) = records.last() else {
+                    continue;
+                };
+                if held.is_some_and(|h| h >= *n) {
+                    continue;
+                }
+                if let Some(bytes) = inner.storage.generation_bytes(&s.name, *n)? {
+                    newer.push(Arc::new(Generation::open(bytes, &inner.public)?));
+                }
+            }
+            Ok::<_, HotlistError>(newer)
+        })
+        .await
+        .map_err(|e| HotlistError::Join(e.to_string()))??;
+        if newer.is_empty() {
+            return Ok(Vec::new());
+        }
+        let came: Vec<(String, u64)> = newer
+            .iter()
+            .map(|g| (g.info().source.clone(), g.info().number))
+            .collect();
+        self.inner.tx.send_modify(|cur| {
+            let mut next: Vec<Arc<Generation>> = Vec::with_capacity(cur.len() + newer.len());
+            for s in &self.inner.config.sources {
+                if let Some(g) = newer.iter().find(|g| g.info().source == s.name) {
+                    next.push(g.clone());
+                } else if let Some(g) = cur.iter().find(|g| g.info().source == s.name) {
+                    next.push(g.clone());
+                }
+            }
+            *cur = Arc::new(next);
+        });
+        Ok(came)
+    }
+
     /// Every source with its latest generation.
     pub fn sources(&self) -> Vec<SourceView> {
         let current = self.current();

@@ -225,8 +225,28 @@ impl PolicyService {
     /// Load the stored policy, or make version 1 from `seed` (the `[policy]`
     /// section); if `seed` changed since the stored policy was last made
     /// from it, make the next version from it. `revoked` is the hub's
-    /// revocation list. Blocking (reads and commits the store).
+    /// revocation list. Blocking (reads and commits the store). Hubs
+    /// sharing a database that start together may both make a version:
+    /// the one that stored second loads the other's and looks again.
     pub fn open(
+        storage: Arc<dyn HubStorage>,
+        key: Arc<SecretKey>,
+        seed: &PolicySettings,
+        revoked: Vec<Revocation>,
+    ) -> Result<Self, PolicyError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::open_once(storage.clone(), key.clone(), seed, revoked.clone()) {
+                Err(PolicyError::Store(StoreError::Conflict(why))) if tries < 3 => {
+                    tracing::info!(reason = %why, "another hub stored a policy version first; loading it");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_once(
         storage: Arc<dyn HubStorage>,
         key: Arc<SecretKey>,
         seed: &PolicySettings,
@@ -342,7 +362,7 @@ impl PolicyService {
             let mut p = cur.clone();
             p.version += 1;
             p.issued_at = UnixMillis::now();
-            p.officers = officers;
+            p.officers = officers.clone();
             Ok(Some(p))
         })
         .await
@@ -361,39 +381,88 @@ impl PolicyService {
             let mut p = cur.clone();
             p.version += 1;
             p.issued_at = UnixMillis::now();
-            p.revoked_nodes = revoked;
+            p.revoked_nodes = revoked.clone();
             Ok(Some(p))
         })
         .await
     }
 
-    /// Make, sign and store the next version from the current one; publish
-    /// it once durable.
-    async fn change(
-        &self,
-        make: impl FnOnce(&Policy) -> Result<Option<Policy>, PolicyError> + Send + 'static,
-    ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
+    /// Another hub process on the same database may have stored a newer
+    /// version: if so, it is put in force and published (the sync side
+    /// pushes it to this hub's nodes). Returns its version.
+    pub async fn reload(&self) -> Result<Option<u64>, PolicyError> {
         let _one_at_a_time = self.inner.change.lock().await;
-        let cur = self.current();
-        let Some(next) = make(cur.policy())? else {
+        self.load_newer().await
+    }
+
+    /// The stored version, made current if newer than the current one.
+    /// The caller holds `change`.
+    async fn load_newer(&self) -> Result<Option<u64>, PolicyError> {
+        let storage = self.inner.storage.clone();
+        let stored = tokio::task::spawn_blocking(move || storage.policy())
+            .await
+            .map_err(|e| StoreError::Db(format!("reading the policy did not finish: {e}")))??;
+        let Some(bytes) = stored else {
             return Ok(None);
         };
-        let signed = next.sign(&self.inner.key)?;
-        let storage = self.inner.storage.clone();
-        let (version, encoded) = (signed.version(), signed.encode());
-        tokio::task::spawn_blocking(move || {
-            storage.commit(vec![WriteOp::Policy {
-                version,
-                encoded,
-                seed: None,
-            }])
-        })
-        .await
-        .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))??;
-        let signed = Arc::new(signed);
-        self.inner.tx.send_replace(signed.clone());
-        tracing::info!(version, "policy changed");
-        Ok(Some(signed))
+        let p = SignedPolicy::decode(&bytes).map_err(|e| PolicyError::Corrupt(e.to_string()))?;
+        let version = p.version();
+        if version <= self.current().version() {
+            return Ok(None);
+        }
+        p.verify(&self.inner.key.public()).map_err(|e| {
+            PolicyError::Corrupt(format!(
+                "stored version {version} does not verify under this hub's key: {e}"
+            ))
+        })?;
+        self.inner.tx.send_replace(Arc::new(p));
+        tracing::info!(version, "policy changed by another hub process: in force");
+        Ok(Some(version))
+    }
+
+    /// Make, sign and store the next version from the current one; publish
+    /// it once durable. When another hub process stored a version first,
+    /// that one is loaded and the change is made again on top of it.
+    async fn change(
+        &self,
+        make: impl Fn(&Policy) -> Result<Option<Policy>, PolicyError> + Send + 'static,
+    ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
+        /// Tries while other processes keep storing versions first.
+        const TRIES: usize = 5;
+        let _one_at_a_time = self.inner.change.lock().await;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let cur = self.current();
+            let Some(next) = make(cur.policy())? else {
+                return Ok(None);
+            };
+            let signed = next.sign(&self.inner.key)?;
+            let storage = self.inner.storage.clone();
+            let (version, encoded) = (signed.version(), signed.encode());
+            let stored = tokio::task::spawn_blocking(move || {
+                storage.commit(vec![WriteOp::Policy {
+                    version,
+                    encoded,
+                    seed: None,
+                }])
+            })
+            .await
+            .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))?;
+            match stored {
+                Ok(_) => {
+                    let signed = Arc::new(signed);
+                    self.inner.tx.send_replace(signed.clone());
+                    tracing::info!(version, "policy changed");
+                    return Ok(Some(signed));
+                }
+                Err(StoreError::Conflict(why)) if tries < TRIES => {
+                    tracing::debug!(reason = %why, "another hub stored a policy version first; changing that one");
+                    self.load_newer().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 

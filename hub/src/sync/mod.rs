@@ -4,6 +4,7 @@
 //! and run each stream's frames through the session, the verifier and the
 //! writer. Refusals are logged with their reason, counted, and stored.
 
+pub mod follow;
 pub mod hotlists;
 pub mod limits;
 pub mod push_bench;
@@ -121,10 +122,6 @@ impl Hub {
             .and_then(|m| m.get(&normalise_serial(serial)).map(|r| r.effective_at))
     }
 
-    /// Record a revocation durably, apply it to live sessions, and close
-    /// the connections that authenticated with that certificate once it is
-    /// in effect. Returns the revocation as recorded and the nodes whose
-    /// connection was closed.
     /// Names of the nodes connected now.
     pub fn connected(&self) -> Vec<String> {
         self.connections
@@ -133,9 +130,44 @@ impl Hub {
             .unwrap_or_default()
     }
 
+    /// Record a revocation durably, apply it to live sessions, and close
+    /// the connections that authenticated with that certificate once it is
+    /// in effect. Returns the revocation as recorded and the nodes whose
+    /// connection was closed.
     pub async fn revoke(&self, r: Revocation) -> anyhow::Result<(Revocation, Vec<String>)> {
         // Applied in memory first, so no entry captured after it is
         // verified while it is being written; the earliest time wins.
+        let (recorded, closed) = self.apply_revocation(r).await?;
+        self.writer
+            .submit(WriteOp::Revoke(recorded.clone()))
+            .await
+            .context("recording the revocation")?;
+        let all: Vec<Revocation> = self
+            .revoked
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        self.policy
+            .set_revocations(all)
+            .await
+            .context("putting the revocation in the policy")?;
+        Ok((recorded, closed))
+    }
+
+    /// Whether `r` is news: a serial not revoked here yet, or revoked from
+    /// an earlier time.
+    fn revocation_is_new(&self, r: &Revocation) -> bool {
+        self.revoked.lock().is_ok_and(|m| {
+            m.get(&r.serial)
+                .is_none_or(|known| r.effective_at < known.effective_at)
+        })
+    }
+
+    /// Apply a revocation in memory (the earliest time wins): live
+    /// sessions refuse what it covers, and the connections that
+    /// authenticated with that certificate close once it is in effect.
+    /// Returns the revocation as it now stands and the nodes closed.
+    async fn apply_revocation(&self, r: Revocation) -> anyhow::Result<(Revocation, Vec<String>)> {
         let recorded = match self.revoked.lock() {
             Ok(mut m) => {
                 let e = m.entry(r.serial.clone()).or_insert_with(|| r.clone());
@@ -186,19 +218,6 @@ impl Hub {
                 closed.push(device.to_string());
             }
         }
-        self.writer
-            .submit(WriteOp::Revoke(recorded.clone()))
-            .await
-            .context("recording the revocation")?;
-        let all: Vec<Revocation> = self
-            .revoked
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        self.policy
-            .set_revocations(all)
-            .await
-            .context("putting the revocation in the policy")?;
         Ok((recorded, closed))
     }
 
@@ -447,6 +466,16 @@ pub async fn serve(
         .policy
         .seeded_officers()
         .context("the officers in [policy]")?;
+    // Other hub processes on the same database: their changes to the
+    // shared documents reach this one's nodes and people.
+    if let Some(changes) = hub.storage.watch_changes() {
+        tokio::spawn(follow::follow(
+            hub.clone(),
+            users.clone(),
+            changes,
+            cancel.child_token(),
+        ));
+    }
     tokio::spawn(crate::policy::officers::follow_users(
         users.clone(),
         hub.policy.clone(),
@@ -734,7 +763,7 @@ fn node_keys(hub: &Hub, cert: &DeviceCert) -> anyhow::Result<NodeKeys> {
 }
 
 /// Connection close code: the hub is at its connection limit; try later.
-pub const CLOSE_BUSY: u32 = 2;
+pub const CLOSE_BUSY: u32 = quic::CLOSE_BUSY;
 
 async fn close_refused(
     hub: &Hub,
@@ -760,6 +789,31 @@ async fn node_connection(
     peer: SocketAddr,
 ) {
     let name = cert.name.clone();
+    // One hub process at a time places a node's entries: its lease is
+    // taken before its progress is read, and held while it is connected.
+    let storage = hub.storage.clone();
+    let leased = name.clone();
+    let lease = match tokio::task::spawn_blocking(move || storage.lease_node(&leased)).await {
+        Ok(Ok(Some(l))) => l,
+        Ok(Ok(None)) => {
+            info!(%peer, "the node is connected to another hub: sent there");
+            conn.close(
+                quic::CLOSE_HELD_ELSEWHERE.into(),
+                b"node is connected to another hub",
+            );
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "taking the node's lease");
+            conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub storage error");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "taking the node's lease");
+            conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub error");
+            return;
+        }
+    };
     let progress = match hub.storage.node(&name) {
         Ok(r) => r.map(|r| r.progress()).unwrap_or_default(),
         Err(e) => {
@@ -842,6 +896,16 @@ async fn node_connection(
                 conn.close(quic::CLOSE_SHUTDOWN.into(), b"hub shutting down");
                 break "hub shutting down".to_string();
             }
+            // The database let go of this process's hold on the node:
+            // another hub may take it now.
+            _ = lease.lost() => {
+                warn!("the node's lease was lost (the database connection ended): closing");
+                conn.close(
+                    quic::CLOSE_SHUTDOWN.into(),
+                    b"the hub lost its hold on this node; connect again",
+                );
+                break "lease lost".to_string();
+            }
             changed = policy_rx.changed(), if policy_open => {
                 if changed.is_err() {
                     policy_open = false;
@@ -902,6 +966,7 @@ async fn node_connection(
             m.remove(&name);
         }
     }
+    drop(lease);
     info!(%reason, "node disconnected");
 }
 

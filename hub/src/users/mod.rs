@@ -408,9 +408,10 @@ pub struct Users {
     access: AccessLog,
     config: UsersConfig,
     throttle: Mutex<Throttle>,
-    /// Accounts, as stored (this is their only writer): a request is
-    /// authenticated without the database, so `hub nodes` and `hub health`
-    /// answer while it fails.
+    /// Accounts, as stored: a request is authenticated without the
+    /// database, so `hub nodes` and `hub health` answer while it fails.
+    /// Other hub processes sharing the database change them too:
+    /// [`Users::reload`] reads them again.
     accounts: Mutex<HashMap<String, UserRecord>>,
     sessions: Mutex<Live>,
     changes: watch::Sender<u64>,
@@ -481,6 +482,27 @@ impl Users {
 
     fn changed(&self) {
         self.changes.send_modify(|g| *g += 1);
+    }
+
+    /// Read the accounts again: another hub process on the same database
+    /// may have added or changed one. Returns whether any changed (then
+    /// subscribers are told, as for a change made here).
+    pub fn reload(&self) -> Result<bool, UserError> {
+        let stored: HashMap<String, UserRecord> = self
+            .storage
+            .users()?
+            .into_iter()
+            .map(|u| (u.username.clone(), u))
+            .collect();
+        {
+            let mut accounts = self.accounts()?;
+            if *accounts == stored {
+                return Ok(false);
+            }
+            *accounts = stored;
+        }
+        self.changed();
+        Ok(true)
     }
 
     /// Every account, by username.

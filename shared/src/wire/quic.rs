@@ -233,3 +233,10 @@ pub async fn write_frame(
 pub const STREAM_MALFORMED: u32 = 1;
 /// Connection close code for an orderly shutdown.
 pub const CLOSE_SHUTDOWN: u32 = 0;
+/// Connection close code: the hub is at its connection limit; try later,
+/// or another hub.
+pub const CLOSE_BUSY: u32 = 2;
+/// Connection close code: another hub process holds this node's chain
+/// (the node is connected to it, or was until moments ago); try another
+/// hub, or this one later.
+pub const CLOSE_HELD_ELSEWHERE: u32 = 3;

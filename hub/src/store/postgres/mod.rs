@@ -268,14 +268,23 @@ impl PgStore {
             .build()
             .context("the connection pool")?;
         let cfg = config.clone();
-        let (leases, changes) = rt.block_on(async move {
-            let (mut client, _task, _) = connect_one(&cfg).await?;
-            migrate_on(&mut client).await?;
-            drop(client);
-            let leases = lease::Leases::start(cfg.clone()).await?;
-            let changes = changes::Changes::start(cfg).await?;
-            anyhow::Ok((leases, changes))
-        })?;
+        // Waited for on a thread of its own: `open` may be called from a
+        // task of another runtime (the hub's), where blocking on this one
+        // is refused.
+        let (leases, changes) = std::thread::scope(|s| {
+            s.spawn(|| {
+                rt.block_on(async move {
+                    let (mut client, _task, _) = connect_one(&cfg).await?;
+                    migrate_on(&mut client).await?;
+                    drop(client);
+                    let leases = lease::Leases::start(cfg.clone()).await?;
+                    let changes = changes::Changes::start(cfg).await?;
+                    anyhow::Ok((leases, changes))
+                })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("opening the PostgreSQL store panicked"))
+        })??;
         Ok(PgStore {
             rt: Some(rt),
             pool,
