@@ -11,6 +11,7 @@
 //! at a time ([`HubStorage::lease_node`]), and changes one process makes to
 //! the shared documents reach the others ([`HubStorage::watch_changes`]).
 
+pub mod check;
 #[cfg(test)]
 mod contract;
 pub mod postgres;
