@@ -586,8 +586,7 @@ impl Hub {
             sessions,
             database,
         };
-        hub.wait_listening(1)
-            .map_err(|e| anyhow::anyhow!("{e}; the hub's log:\n{}", hub.proc.log_tail(20)))?;
+        hub.wait_listening(1)?;
         Ok(hub)
     }
 
@@ -754,10 +753,13 @@ impl Hub {
         Ok(())
     }
 
+    /// Wait for the hub's `times`-th "hub listening"; on failure the error
+    /// carries the end of its log (why it did not start).
     fn wait_listening(&mut self, times: usize) -> anyhow::Result<()> {
         wait_for(Duration::from_secs(30), "the hub to listen", || {
             (self.proc.log_text().matches("hub listening").count() >= times).then_some(())
         })
+        .map_err(|e| e.context(format!("the hub's log ends:\n{}", self.proc.log_tail(20))))
     }
 
     pub fn kill9(&mut self) {

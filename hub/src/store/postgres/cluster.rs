@@ -329,20 +329,28 @@ fn create_database_at(admin: &str, name: &str) -> anyhow::Result<String> {
         pool_size: 1,
         tls_ca: None,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("a runtime to create a test database")?;
-    rt.block_on(async {
-        let (client, _conn, _) = super::connect_one(&config)
-            .await
-            .with_context(|| format!("connecting to {TEST_PG_URL} ({admin})"))?;
-        // The name is made here of [a-z0-9_] only: safe to splice.
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("creating database {name} at {TEST_PG_URL}"))?;
-        anyhow::Ok(())
+    // On a thread of its own: the caller may be inside a runtime (an
+    // async test starting a hub), where another could not block.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("a runtime to create a test database")?;
+            rt.block_on(async {
+                let (client, _conn, _) = super::connect_one(&config)
+                    .await
+                    .with_context(|| format!("connecting to {TEST_PG_URL} ({admin})"))?;
+                // The name is made here of [a-z0-9_] only: safe to splice.
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .with_context(|| format!("creating database {name} at {TEST_PG_URL}"))?;
+                anyhow::Ok(())
+            })
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("creating database {name} panicked"))?
     })?;
     Ok(url)
 }

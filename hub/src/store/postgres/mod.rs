@@ -234,16 +234,31 @@ async fn apply_migrations(client: &mut tokio_postgres::Client) -> Result<Migrate
     })
 }
 
+/// Run `fut` on `rt` and wait for it on this thread, which may be driving
+/// another runtime (the hub opens its store inside its own: there
+/// `Runtime::block_on` would panic).
+fn wait_on<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().context("the database runtime stopped")?
+}
+
 /// Bring the database's schema to this binary's (`hub migrate`).
 pub fn migrate(config: &PgConfig) -> anyhow::Result<Migrated> {
     let rt = runtime()?;
     let config = config.clone();
-    let m = rt.block_on(async move {
+    let m = wait_on(&rt, async move {
         let (mut client, _task, _) = connect_one(&config).await?;
         anyhow::Ok(migrate_on(&mut client).await?)
-    })?;
+    });
+    // Dropping a runtime inside another one panics; this never blocks.
     rt.shutdown_background();
-    Ok(m)
+    m
 }
 
 impl PgStore {
@@ -268,23 +283,22 @@ impl PgStore {
             .build()
             .context("the connection pool")?;
         let cfg = config.clone();
-        // Waited for on a thread of its own: `open` may be called from a
-        // task of another runtime (the hub's), where blocking on this one
-        // is refused.
-        let (leases, changes) = std::thread::scope(|s| {
-            s.spawn(|| {
-                rt.block_on(async move {
-                    let (mut client, _task, _) = connect_one(&cfg).await?;
-                    migrate_on(&mut client).await?;
-                    drop(client);
-                    let leases = lease::Leases::start(cfg.clone()).await?;
-                    let changes = changes::Changes::start(cfg).await?;
-                    anyhow::Ok((leases, changes))
-                })
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("opening the PostgreSQL store panicked"))
-        })??;
+        let started = wait_on(&rt, async move {
+            let (mut client, _task, _) = connect_one(&cfg).await?;
+            migrate_on(&mut client).await?;
+            drop(client);
+            let leases = lease::Leases::start(cfg.clone()).await?;
+            let changes = changes::Changes::start(cfg).await?;
+            anyhow::Ok((leases, changes))
+        });
+        let (leases, changes) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // Dropping a runtime inside another one panics.
+                rt.shutdown_background();
+                return Err(e);
+            }
+        };
         Ok(PgStore {
             rt: Some(rt),
             pool,
