@@ -131,7 +131,7 @@ pub const CELL_E7: i32 = 100_000;
 /// The cell of reads that carry no coordinates.
 const UNPLACED: u32 = u32::MAX;
 
-fn cell_of(lat_idx: i32, lon_idx: i32) -> u32 {
+pub(crate) fn cell_of(lat_idx: i32, lon_idx: i32) -> u32 {
     let lat = (lat_idx + 9_000).clamp(0, 18_000) as u32;
     let lon = (lon_idx + 18_000).clamp(0, 36_000) as u32;
     (lat << 16) | lon
@@ -152,7 +152,7 @@ fn geo_key(cell: u32, at: UnixMillis, id: u32, seq: u64) -> [u8; 24] {
 }
 
 /// The coordinates a read carries, if any (measured or configured).
-fn coordinates(loc: &alpr_shared::types::Location) -> Option<(i32, i32)> {
+pub(crate) fn coordinates(loc: &alpr_shared::types::Location) -> Option<(i32, i32)> {
     use alpr_shared::types::Location;
     match loc {
         Location::Gps { lat_e7, lon_e7, .. } | Location::Configured { lat_e7, lon_e7, .. } => {
@@ -366,7 +366,7 @@ where
 /// appended here; refused if another certificate took effect at or after
 /// that point (keys only move forward) or the certificate is unknown.
 /// Returns the record to write, if it changes.
-fn new_key_effect(
+pub(crate) fn new_key_effect(
     certs: &[NodeCert],
     new: &NewKey,
     batch: &[Verified],
@@ -409,7 +409,7 @@ fn decode_node(bytes: &[u8]) -> Result<NodeRecord, StoreError> {
     })
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).expect("plain records always serialise")
 }
 
@@ -1848,7 +1848,7 @@ fn parse_alert_row(node: DeviceId, seq: u64, v: &[u8]) -> Result<super::AlertInd
 }
 
 /// A postcard row of `table`.
-fn decode_row<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode_row<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     table: &'static str,
 ) -> Result<T, StoreError> {
@@ -1862,10 +1862,10 @@ fn decode_row<T: serde::de::DeserializeOwned>(
 /// How far either side of a purged range a read may share an image with
 /// one in it: reads share an image only when they come from one frame,
 /// which the node seals consecutively.
-const IMAGE_NEIGHBOURS: u64 = 32;
+pub(crate) const IMAGE_NEIGHBOURS: u64 = 32;
 
 /// The images a read names.
-fn images_of(read: &alpr_shared::types::ReadContent) -> [Hash32; 2] {
+pub(crate) fn images_of(read: &alpr_shared::types::ReadContent) -> [Hash32; 2] {
     [read.crop_hash, read.overview_hash]
 }
 

@@ -16,8 +16,12 @@
 mod changes;
 pub mod cluster;
 mod lease;
+mod partition;
 mod read;
 pub mod schema;
+mod sql;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::future::Future;
@@ -55,6 +59,8 @@ pub struct PgStore {
     config: PgConfig,
     leases: lease::Leases,
     changes: changes::Changes,
+    /// The months whose partitions this process has seen made.
+    partitions: Arc<partition::Partitions>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -276,6 +282,7 @@ impl PgStore {
             config: config.clone(),
             leases,
             changes,
+            partitions: Arc::default(),
         })
     }
 

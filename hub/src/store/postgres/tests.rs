@@ -1,0 +1,495 @@
+//! The PostgreSQL store against a real, throwaway PostgreSQL: what the
+//! redb store's own tests check, and what only several hub processes on
+//! one database can break.
+
+use std::sync::Arc;
+
+use alpr_shared::crypto::{sha256, SecretKey};
+use alpr_shared::log::{LogWriter, SeqRange, SignedEntry};
+use alpr_shared::sync::{verify_batch, Validity};
+use alpr_shared::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
+use alpr_shared::wire::{Entries, RefusalCode};
+
+use super::cluster::TempCluster;
+use super::{PgConfig, PgStore};
+use crate::store::*;
+
+/// A store on a fresh database (fields drop in order: the store, then
+/// the cluster).
+struct Db {
+    store: PgStore,
+    config: PgConfig,
+    _cluster: TempCluster,
+}
+
+fn db() -> Db {
+    let cluster = TempCluster::start().expect("cluster");
+    let url = cluster.create_database("hub").expect("database");
+    let config = PgConfig {
+        url,
+        pool_size: 4,
+        tls_ca: None,
+    };
+    let store = PgStore::open(&config).expect("open");
+    Db {
+        store,
+        config,
+        _cluster: cluster,
+    }
+}
+
+/// 2026-11-01T00:00:00Z.
+const NOV_2026: u64 = 1_793_491_200_000;
+const HOUR: u64 = 3_600_000;
+
+fn read(i: u64, plate: &str, place: Option<(i32, i32)>) -> ReadContent {
+    ReadContent {
+        location: match place {
+            Some((lat_e7, lon_e7)) => Location::Gps {
+                lat_e7,
+                lon_e7,
+                accuracy_cm: 300,
+            },
+            None => Location::Site {
+                site_id: "gate".into(),
+            },
+        },
+        camera: "cam-1".into(),
+        plate: plate.into(),
+        confidence: 9000,
+        char_confidence: vec![9000; plate.len()],
+        region: None,
+        detector_model: "det".into(),
+        ocr_model: "ocr".into(),
+        crop_hash: sha256(format!("crop {i}").as_bytes()),
+        overview_hash: sha256(format!("overview {i}").as_bytes()),
+    }
+}
+
+/// `n` reads of `sample_read` plates, one a minute from `at`.
+fn batch(w: &mut LogWriter, n: u64, at: u64) -> Entries {
+    let first = w.len();
+    let log = (0..n)
+        .map(|i| {
+            w.append_read(
+                crate::bench::sample_read(first + i),
+                UnixMillis(at + (first + i) * 60_000),
+                TimeSource::Ntp,
+            )
+            .expect("valid")
+        })
+        .collect();
+    Entries::from_log(log, Some(w.checkpoint(UnixMillis(at)))).expect("consecutive")
+}
+
+fn ingest_op(device: &DeviceId, e: Entries, key: &alpr_shared::crypto::PublicKey) -> WriteOp {
+    let v = verify_batch(key, device, Validity::ALWAYS, e).expect("verifies");
+    WriteOp::Ingest {
+        device: device.clone(),
+        entries: v.entries,
+        checkpoint: v.checkpoint,
+        new_key: v.new_key,
+        at: UnixMillis(1),
+    }
+}
+
+fn ingest(
+    store: &PgStore,
+    device: &DeviceId,
+    e: Entries,
+    key: &alpr_shared::crypto::PublicKey,
+) -> Result<Ingested, alpr_shared::wire::Refusal> {
+    match store
+        .commit(vec![ingest_op(device, e, key)])
+        .expect("commit")
+        .remove(0)
+    {
+        WriteResult::Ingested(r) => r,
+        other => panic!("not an ingest result: {other:?}"),
+    }
+}
+
+fn log_of(store: &PgStore, device: &DeviceId) -> Vec<SignedEntry> {
+    store
+        .entries(device, 0, 100_000)
+        .expect("read")
+        .iter()
+        .map(|b| SignedEntry::decode(b).expect("canonical"))
+        .collect()
+}
+
+#[test]
+fn ingest_is_idempotent_refuses_forks_and_gaps_and_indexes_reads() {
+    let db = db();
+    let store = &db.store;
+    let device = DeviceId::new("p-1").expect("valid");
+    let key = SecretKey::from_bytes(&[3; 32]);
+    let public = key.public();
+    let mut w = LogWriter::new(key, device.clone());
+    // Two months: the second batch's reads go to a partition of their own.
+    let first = batch(&mut w, 100, NOV_2026);
+    let r = ingest(store, &device, first.clone(), &public).expect("placed");
+    assert_eq!((r.appended, r.progress.next_seq), (100, 100));
+    // The same batch again: nothing appended, all counted as duplicates.
+    let r = ingest(store, &device, first, &public).expect("placed");
+    assert_eq!((r.appended, r.duplicates), (0, 100));
+    // A gap: entries 150.. while 100 is due.
+    let _skipped = batch(&mut w, 50, NOV_2026);
+    let later = batch(&mut w, 10, NOV_2026);
+    let r = ingest(store, &device, later, &public).expect_err("a gap");
+    assert_eq!(r.code, RefusalCode::Gap);
+    // A fork: a different history from 0 with the same key.
+    let mut fork = LogWriter::new(SecretKey::from_bytes(&[3; 32]), device.clone());
+    let r = ingest(store, &device, batch(&mut fork, 5, NOV_2026), &public).expect_err("a fork");
+    assert_eq!(r.code, RefusalCode::Fork);
+    // The checkpoint of the first batch is kept; one naming another head
+    // at the same size (a second history) is refused.
+    let kept = store.checkpoint(&device).expect("read").expect("kept");
+    assert_eq!(kept.checkpoint.size, 100);
+    let replay = verify_batch(
+        &public,
+        &device,
+        Validity::ALWAYS,
+        Entries::from_log(log_of(store, &device)[..10].to_vec(), None).expect("consecutive"),
+    )
+    .expect("verifies");
+    let two_faced = alpr_shared::wire::sign_checkpoint(
+        &SecretKey::from_bytes(&[3; 32]),
+        device.clone(),
+        100,
+        Hash32([7; 32]),
+        UnixMillis(2),
+    );
+    let r = store
+        .commit(vec![WriteOp::Ingest {
+            device: device.clone(),
+            entries: replay.entries,
+            checkpoint: Some(two_faced),
+            new_key: None,
+            at: UnixMillis(2),
+        }])
+        .expect("commit")
+        .remove(0);
+    assert!(matches!(r, WriteResult::Ingested(Err(ref f)) if f.code == RefusalCode::Fork));
+    assert_eq!(store.checkpoint(&device).expect("read"), Some(kept));
+    let rec = store.node(&device).expect("read").expect("known");
+    assert_eq!((rec.next_seq, rec.duplicates), (100, 100));
+    let log = log_of(store, &device);
+    assert_eq!(log.len(), 100);
+    assert!(log.iter().enumerate().all(|(i, e)| e.seq() == i as u64));
+
+    // Every read is found by its plate, in time order; the plates are
+    // numbered once each, in the order first stored.
+    let plate = |e: &SignedEntry| e.read().expect("a read").plate.clone();
+    let p7 = plate(&log[7]);
+    assert_eq!(store.plate_count(&p7).expect("count"), 1);
+    assert_eq!(
+        store
+            .reads_of_plate(&p7, UnixMillis(0), UnixMillis(u64::MAX))
+            .expect("search"),
+        vec![(device.clone(), 7)]
+    );
+    let at7 = log[7].header.captured_at;
+    assert!(store
+        .reads_of_plate(&p7, UnixMillis(at7.0 + 1), UnixMillis(u64::MAX))
+        .expect("search")
+        .is_empty());
+    let plates = store.plates_from(0, 1000).expect("plates");
+    assert_eq!(plates.len(), 100);
+    assert!(plates.iter().enumerate().all(|(i, (o, _))| *o == i as u64));
+    let mut names: Vec<String> = plates.into_iter().map(|(_, p)| p).collect();
+    names.sort();
+    let mut want: Vec<String> = log.iter().map(plate).collect();
+    want.sort();
+    assert_eq!(names, want);
+    let found = store
+        .reads_of_plates(
+            &[plate(&log[9]), plate(&log[3])],
+            UnixMillis(0),
+            UnixMillis(u64::MAX),
+            10,
+        )
+        .expect("search");
+    let seqs: Vec<u64> = found.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![9, 3], "plate by plate, in the order asked");
+    // 100 reads a minute apart from the hour's start: 60 + 40.
+    let h0 = NOV_2026 / HOUR;
+    assert_eq!(
+        store.reads_per_hour(h0, h0 + 5).expect("hours"),
+        vec![(h0, 60), (h0 + 1, 40)]
+    );
+    let at = store
+        .entries_at(&[
+            (device.clone(), 5),
+            (DeviceId::new("nobody").expect("valid"), 5),
+            (device.clone(), 500),
+            (device.clone(), 0),
+        ])
+        .expect("entries");
+    assert_eq!(at.len(), 4);
+    assert_eq!(at[0].as_deref(), Some(log[5].encode().as_slice()));
+    assert_eq!((at[1].is_none(), at[2].is_none()), (true, true));
+    assert_eq!(at[3].as_deref(), Some(log[0].encode().as_slice()));
+}
+
+#[test]
+fn two_hubs_placing_one_chain_at_once_store_each_entry_once() {
+    let db = db();
+    let other = Arc::new(PgStore::open(&db.config).expect("second hub"));
+    let device = DeviceId::new("p-race").expect("valid");
+    let key = SecretKey::from_bytes(&[4; 32]);
+    let public = key.public();
+    let mut w = LogWriter::new(key, device.clone());
+    let batches: Vec<Entries> = (0..20).map(|_| batch(&mut w, 25, NOV_2026)).collect();
+    // Both hubs upload the same batches in the same order, racing: the
+    // node's row serialises them, so one appends what the other finds
+    // already stored.
+    let appended = std::thread::scope(|s| {
+        let hubs: [&PgStore; 2] = [&db.store, &other];
+        let runs: Vec<_> = hubs
+            .into_iter()
+            .map(|hub| {
+                let (batches, device) = (batches.clone(), device.clone());
+                s.spawn(move || {
+                    batches
+                        .into_iter()
+                        .map(|b| ingest(hub, &device, b, &public).expect("placed").appended)
+                        .sum::<usize>()
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("no panic"))
+            .sum::<usize>()
+    });
+    assert_eq!(appended, 500);
+    let log = log_of(&db.store, &device);
+    assert_eq!(log.len(), 500);
+    assert!(log.iter().enumerate().all(|(i, e)| e.seq() == i as u64));
+    let rec = other.node(&device).expect("read").expect("known");
+    assert_eq!(rec.next_seq, 500);
+    let plates = db.store.plates_from(0, 10_000).expect("plates");
+    assert!(plates.iter().enumerate().all(|(i, (o, _))| *o == i as u64));
+    let distinct: std::collections::BTreeSet<String> = log
+        .iter()
+        .map(|e| e.read().expect("a read").plate.clone())
+        .collect();
+    assert_eq!(plates.len(), distinct.len(), "each plate numbered once");
+}
+
+#[test]
+fn another_hubs_access_entry_or_policy_is_a_conflict_to_resume_from() {
+    let db = db();
+    let other = PgStore::open(&db.config).expect("second hub");
+    let hub = DeviceId::new("hub").expect("valid");
+    let key = || SecretKey::from_bytes(&[5; 32]);
+    let access = |w: &mut LogWriter, what: &str| {
+        w.append_node_purge(
+            DeviceId::new("p-x").expect("valid"),
+            vec![SeqRange { first: 0, last: 0 }],
+            what,
+            UnixMillis(10),
+            TimeSource::Ntp,
+        )
+        .expect("valid")
+    };
+    let mut a = LogWriter::new(key(), hub.clone());
+    let mut b = LogWriter::new(key(), hub.clone());
+    let first = access(&mut a, "a");
+    db.store
+        .commit(vec![WriteOp::HubAccess(vec![first.clone()])])
+        .expect("appended");
+    // The other hub signed its own entry 0: the log moved on under it.
+    let err = other
+        .commit(vec![WriteOp::HubAccess(vec![access(&mut b, "b")])])
+        .expect_err("stale");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // Resumed from what is stored, it extends the log.
+    let (size, head) = other.hub_access_head().expect("head");
+    assert_eq!((size, head), (1, first.hash()));
+    let mut b = LogWriter::resume(key(), hub, size, head);
+    other
+        .commit(vec![WriteOp::HubAccess(vec![access(&mut b, "b")])])
+        .expect("appended");
+    assert_eq!(db.store.hub_access_entries(0, 10).expect("log").len(), 2);
+
+    let policy = |version: u64| WriteOp::Policy {
+        version,
+        encoded: vec![version as u8],
+        seed: None,
+    };
+    db.store.commit(vec![policy(1)]).expect("stored");
+    let err = other.commit(vec![policy(1)]).expect_err("not newer");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    other.commit(vec![policy(2)]).expect("stored");
+    assert_eq!(db.store.policy().expect("read"), Some(vec![2]));
+}
+
+#[test]
+fn holds_placed_through_two_hubs_both_stay() {
+    use alpr_shared::control::holds::{Hold, HoldScope};
+    use alpr_shared::control::holds_doc::HoldsDoc;
+    let db = db();
+    let other = PgStore::open(&db.config).expect("second hub");
+    let hold = |id: &str| Hold {
+        id: id.into(),
+        case: "2026-0042".into(),
+        reason: "investigation".into(),
+        placed_by: "sgt".into(),
+        agency: "CA0000000".into(),
+        placed_at: UnixMillis(NOV_2026),
+        placed_on: "hub".into(),
+        scope: HoldScope {
+            plates: vec!["ABC123".into()],
+            ..HoldScope::default()
+        },
+        released: None,
+    };
+    // Each hub edits the document as it last loaded it (empty).
+    let mut a = HoldsDoc::new();
+    a.add(hold("hold-a")).expect("add");
+    let mut b = HoldsDoc::new();
+    b.add(hold("hold-b")).expect("add");
+    db.store
+        .commit(vec![WriteOp::Holds(a.save())])
+        .expect("saved");
+    other.commit(vec![WriteOp::Holds(b.save())]).expect("saved");
+    let stored = HoldsDoc::load(&db.store.holds_doc().expect("read").expect("saved")).expect("doc");
+    let ids: Vec<String> = stored.holds().into_iter().map(|h| h.id).collect();
+    assert_eq!(ids, vec!["hold-a", "hold-b"]);
+}
+
+#[test]
+fn a_purge_deletes_content_search_rows_and_images_and_the_log_records_it() {
+    let db = db();
+    let store = &db.store;
+    let device = DeviceId::new("p-purge").expect("valid");
+    let key = SecretKey::from_bytes(&[6; 32]);
+    let public = key.public();
+    let mut w = LogWriter::new(key, device.clone());
+    // Reads far apart (more than the neighbours an image may be shared
+    // with), so each read's images are its own.
+    let spot = (377_749_000, -1_224_194_000);
+    let log: Vec<SignedEntry> = (0..80u64)
+        .map(|i| {
+            let place = (i % 2 == 0).then_some(spot);
+            w.append_read(
+                read(i, &format!("PLT{i}"), place),
+                UnixMillis(NOV_2026 + i * 1000),
+                TimeSource::Ntp,
+            )
+            .expect("valid")
+        })
+        .collect();
+    let entries = Entries::from_log(log.clone(), None).expect("consecutive");
+    ingest(store, &device, entries, &public).expect("placed");
+    let crop = |i: usize| log[i].read().expect("a read").crop_hash;
+    let image = |seq: u64, hash: Hash32| WriteOp::Image {
+        device: device.clone(),
+        seq,
+        hash,
+        bytes: b"jpeg".to_vec(),
+    };
+    let r = store
+        .commit(vec![
+            image(40, crop(40)),
+            image(70, crop(70)),
+            image(41, crop(40)),
+        ])
+        .expect("images");
+    assert_eq!(
+        r,
+        vec![
+            WriteResult::Image(true),
+            WriteResult::Image(true),
+            WriteResult::Image(false)
+        ],
+        "an image no entry names is not stored"
+    );
+    assert_eq!(store.node(&device).expect("read").expect("known").images, 2);
+    let area = GeoBox {
+        lat_min_e7: spot.0 - 1000,
+        lat_max_e7: spot.0 + 1000,
+        lon_min_e7: spot.1 - 1000,
+        lon_max_e7: spot.1 + 1000,
+    };
+    let window = (UnixMillis(NOV_2026), UnixMillis(NOV_2026 + HOUR));
+    let found = store
+        .reads_in_box(&area, window.0, window.1, None, 1000, false)
+        .expect("canvass");
+    assert_eq!(
+        (found.placed.len(), found.unplaced, found.complete),
+        (40, 40, true)
+    );
+    let few = store
+        .reads_in_box(&area, window.0, window.1, Some(&device), 5, true)
+        .expect("canvass");
+    assert_eq!((few.placed.len(), few.complete), (5, false));
+    assert_eq!(few.placed[0].read.seq, 0);
+    assert_eq!(
+        (few.unplaced_reads.len(), few.unplaced_reads[0].seq),
+        (5, 1)
+    );
+
+    let hub = DeviceId::new("hub").expect("valid");
+    let mut hub_log = LogWriter::new(SecretKey::from_bytes(&[9; 32]), hub);
+    let ranges = vec![SeqRange {
+        first: 38,
+        last: 42,
+    }];
+    let record = hub_log
+        .append_node_purge(
+            device.clone(),
+            ranges.clone(),
+            "retention",
+            UnixMillis(NOV_2026),
+            TimeSource::Ntp,
+        )
+        .expect("valid");
+    let r = store
+        .commit(vec![
+            WriteOp::Purge {
+                device: device.clone(),
+                ranges,
+                record: Box::new(record.clone()),
+            },
+            WriteOp::PrunePlates,
+        ])
+        .expect("purged");
+    assert_eq!(
+        r,
+        vec![
+            WriteResult::Purged(Purged {
+                reads: 5,
+                images: 1,
+                plates: 0
+            }),
+            WriteResult::Purged(Purged {
+                reads: 0,
+                images: 0,
+                plates: 5
+            })
+        ]
+    );
+    assert!(!store.has_image(&crop(40)).expect("read"));
+    assert!(store.has_image(&crop(70)).expect("read"));
+    let after = log_of(store, &device);
+    assert_eq!(after.len(), 80);
+    assert!(after[38..=42].iter().all(|e| e.read().is_none()));
+    assert!(after[37].read().is_some() && after[43].read().is_some());
+    assert_eq!(store.plate_count("PLT40").expect("count"), 0);
+    assert!(store
+        .reads_of_plate("PLT40", UnixMillis(0), UnixMillis(u64::MAX))
+        .expect("search")
+        .is_empty());
+    assert!(!store
+        .plates_from(0, 1000)
+        .expect("plates")
+        .iter()
+        .any(|(_, p)| p == "PLT40"));
+    let found = store
+        .reads_in_box(&area, window.0, window.1, None, 1000, false)
+        .expect("canvass");
+    assert_eq!((found.placed.len(), found.unplaced), (37, 38));
+    assert_eq!(store.hub_access_head().expect("head"), (1, record.hash()));
+}
