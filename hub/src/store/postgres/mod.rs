@@ -268,14 +268,22 @@ impl PgStore {
             .build()
             .context("the connection pool")?;
         let cfg = config.clone();
-        let (leases, changes) = rt.block_on(async move {
-            let (mut client, _task, _) = connect_one(&cfg).await?;
-            migrate_on(&mut client).await?;
-            drop(client);
-            let leases = lease::Leases::start(cfg.clone()).await?;
-            let changes = changes::Changes::start(cfg).await?;
-            anyhow::Ok((leases, changes))
-        })?;
+        // Spawned and waited for on a channel, not `block_on`: `hub serve`
+        // opens the store from inside its own runtime, where `block_on`
+        // panics.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let opened = async move {
+                let (mut client, _task, _) = connect_one(&cfg).await?;
+                migrate_on(&mut client).await?;
+                drop(client);
+                let leases = lease::Leases::start(cfg.clone()).await?;
+                let changes = changes::Changes::start(cfg).await?;
+                anyhow::Ok((leases, changes))
+            };
+            let _ = tx.send(opened.await);
+        });
+        let (leases, changes) = rx.recv().context("the database runtime stopped")??;
         Ok(PgStore {
             rt: Some(rt),
             pool,
