@@ -145,12 +145,11 @@ pub struct CpuUse {
     pub postgres_s: Option<f64>,
 }
 
-type CpuMark = (Option<(u64, u64)>, Option<f64>, Option<f64>);
+type CpuMark = (Option<(u64, u64)>, Option<f64>);
 
 impl CpuUse {
-    /// From the marks taken before the run (machine, this process,
-    /// PostgreSQL) to now.
-    fn since(before: CpuMark, postgres_now: Option<f64>) -> Self {
+    /// From the marks taken before the run (machine, this process) to now.
+    fn since(before: CpuMark) -> Self {
         let machine_busy = match (before.0, hubs::machine_cpu()) {
             (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
             _ => 0.0,
@@ -161,7 +160,7 @@ impl CpuUse {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             bench_s: me.zip(before.1).map_or(0.0, |(a, b)| a - b),
             hubs_s: None,
-            postgres_s: postgres_now.zip(before.2).map(|(a, b)| a - b),
+            postgres_s: None,
         }
     }
 }
@@ -287,6 +286,9 @@ pub(crate) struct Run {
     commits: Option<(u64, f64)>,
     /// Each hub's share.
     hubs: Vec<HubRun>,
+    /// CPU seconds of the PostgreSQL backends serving the run's database,
+    /// measured while the hubs are still connected.
+    postgres_cpu_s: Option<f64>,
 }
 
 /// One hub's share of a run.
@@ -470,9 +472,6 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
     let cpu_before = (
         hubs::machine_cpu(),
         hubs::process_cpu_seconds("/proc/self/stat"),
-        database
-            .as_ref()
-            .map(|d| hubs::postgres_cpu_seconds(&d.name)),
     );
     let outcome = async {
         let durability = match &database {
@@ -492,12 +491,7 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
         anyhow::Ok((run, durability, stored_in_database))
     }
     .await;
-    let cpu = CpuUse::since(
-        cpu_before,
-        database
-            .as_ref()
-            .map(|d| hubs::postgres_cpu_seconds(&d.name)),
-    );
+    let cpu = CpuUse::since(cpu_before);
     let described = database.as_ref().map(|d| d.described.clone());
     if let Some(d) = database {
         if let Err(e) = d.finish().await {
@@ -554,6 +548,7 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
         per_hub,
         cpu: CpuUse {
             hubs_s: hubs_cpu,
+            postgres_s: run.postgres_cpu_s,
             ..cpu
         },
         sign_s,
@@ -927,6 +922,7 @@ pub(crate) async fn run_in_process_on(
             Metrics::get(&metrics.commits),
             Metrics::get(&metrics.commit_micros) as f64 / 1e6,
         )),
+        postgres_cpu_s: None,
     })
 }
 
@@ -949,6 +945,9 @@ async fn run_in_process_pg(
         let store = tokio::task::spawn_blocking(move || PgStore::open(&config)).await??;
         stores.push(Arc::new(store) as Arc<dyn HubStorage>);
     }
+    // The stores stay open (their backends alive) until measured.
+    let open = stores.clone();
+    let pg0 = hubs::postgres_cpu_seconds(&db.name);
     let t = Instant::now();
     let runs = futures_util::future::try_join_all(
         stores
@@ -958,6 +957,8 @@ async fn run_in_process_pg(
     )
     .await?;
     let seconds = t.elapsed().as_secs_f64();
+    let postgres_cpu_s = Some(hubs::postgres_cpu_seconds(&db.name) - pg0);
+    drop(open);
     let mut all = Run {
         stored: 0,
         latencies_ms: Vec::new(),
@@ -965,6 +966,7 @@ async fn run_in_process_pg(
         seconds,
         commits: Some((0, 0.0)),
         hubs: Vec::new(),
+        postgres_cpu_s,
     };
     for r in runs {
         all.stored += r.stored;
@@ -1074,6 +1076,7 @@ async fn run_quic(
         waits_ms: Vec::new(),
         seconds,
         commits: None,
+        postgres_cpu_s: None,
     })
 }
 
@@ -1094,20 +1097,20 @@ async fn run_quic_hubs(
         pool_size: args.pool_size,
         max_connections: args.edges + 16,
     };
-    // Started together, as a deployment's hubs may be: they migrate the
-    // schema under a lock.
-    let starting: Vec<_> = (0..hubs)
-        .map(|n| {
-            let files = files.clone();
-            tokio::task::spawn_blocking(move || HubProcess::start(n, &files))
-        })
-        .collect();
+    // One after the other: the first makes the deployment's first policy
+    // version, the others load it.
     let mut procs = Vec::new();
-    for s in starting {
-        procs.push(s.await.context("starting a hub")??);
+    for n in 0..hubs {
+        let files = files.clone();
+        procs.push(
+            tokio::task::spawn_blocking(move || HubProcess::start(n, &files))
+                .await
+                .context("starting a hub")??,
+        );
     }
     let ca = std::fs::read(pki.join("ca.crt"))?;
     let cpu0: Vec<Option<f64>> = procs.iter().map(HubProcess::cpu_seconds).collect();
+    let pg0 = hubs::postgres_cpu_seconds(&db.name);
     let mut per_hub: Vec<HubRun> = (0..hubs)
         .map(|_| HubRun {
             edges: 0,
@@ -1139,6 +1142,7 @@ async fn run_quic_hubs(
         }
     }
     let seconds = t1.elapsed().as_secs_f64();
+    let postgres_cpu_s = Some(hubs::postgres_cpu_seconds(&db.name) - pg0);
     for ((h, p), c0) in per_hub.iter_mut().zip(&procs).zip(cpu0) {
         h.counters = p.counters().ok();
         h.cpu_s = p.cpu_seconds().zip(c0).map(|(a, b)| a - b);
@@ -1170,6 +1174,7 @@ async fn run_quic_hubs(
         seconds,
         commits: None,
         hubs: per_hub,
+        postgres_cpu_s,
     })
 }
 
@@ -1204,8 +1209,9 @@ async fn quic_edge(
             version: PROTOCOL_VERSION,
             device: load.name.clone(),
             log_size: load.reads,
-            // Says it holds every policy: the hub pushes none.
-            policy_version: u64::MAX,
+            // Says it holds every policy: the hub pushes none. (The
+            // largest version a PostgreSQL bigint keeps.)
+            policy_version: i64::MAX as u64,
             hotlists: Vec::new(),
         }),
     )
