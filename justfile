@@ -8,10 +8,31 @@ export ALPR_MODELS := env_var_or_default("ALPR_MODELS", justfile_directory() / "
 default:
     @just --list
 
-# Build everything, then run every test (the README's test command calls this).
+# The end-to-end tests that run a second time on PostgreSQL (nextest filter).
+pg_e2e := "binary(sync) | binary(audit) | binary(console_search) | binary(lawful_access) | binary(holds) | binary(retention)"
+
+# Build everything, then run every test (the README's test command calls this):
+# all of them on the embedded store, then the end-to-end tests of sync, audit,
+# search, holds and retention again with each hub on PostgreSQL. One throwaway
+# cluster serves the whole run (the store's contract tests use it too) and is
+# deleted at the end, pass or fail (scripts/test-pg.sh).
 test:
     cargo build --workspace --bins
-    cargo nextest run --workspace --no-fail-fast
+    scripts/test-pg.sh run just _test-both
+
+# (Inside `just test`: both runs, every failure reported, either failing fails.)
+_test-both:
+    #!/usr/bin/env bash
+    set -uo pipefail
+    status=0
+    cargo nextest run --workspace --no-fail-fast || status=$?
+    ALPR_TEST_BACKEND=postgres cargo nextest run -p alpr-e2e --no-fail-fast -E '{{pg_e2e}}' || status=$?
+    exit "$status"
+
+# The end-to-end tests above on PostgreSQL only (a cluster of their own).
+test-pg:
+    cargo build --workspace --bins
+    scripts/test-pg.sh run env ALPR_TEST_BACKEND=postgres cargo nextest run -p alpr-e2e --no-fail-fast -E '{{pg_e2e}}'
 
 # The gate before every commit: formatting, lints as errors (also of the
 # edge's live-camera feature, which needs libclang), tests.

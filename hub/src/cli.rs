@@ -714,3 +714,100 @@ pub fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The hub's configuration file (its `[store]`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum StoreCommand {
+    /// Verify every node's chain and the hub's access log as the store
+    /// holds them, and that each node's record agrees with its chain.
+    /// Exit 0 when all is consistent, 1 otherwise.
+    Check {
+        /// The hub's configuration file (its `[store]`, CA and certificate).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `hub migrate`: bring the store's schema to this binary's version.
+pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref())?;
+    match config.store.backend {
+        crate::config::StoreBackend::Redb => {
+            // The embedded store upgrades its tables when opened.
+            config.open_storage()?;
+            println!(
+                "redb store {}: up to date (it upgrades itself when opened)",
+                config.db_path().display()
+            );
+        }
+        crate::config::StoreBackend::Postgres => {
+            let m = crate::store::postgres::migrate(&config.postgres()?)?;
+            for (version, name) in &m.applied {
+                println!("applied migration {version}: {name}");
+            }
+            if m.applied.is_empty() {
+                println!("schema version {}: up to date", m.to);
+            } else {
+                println!("schema version {} → {}", m.from, m.to);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `hub store …`.
+pub fn store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
+    let StoreCommand::Check { config, json } = cmd;
+    let config = load_config(config.as_deref())?;
+    let ca = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+    let anchor = alpr_shared::cert::TrustAnchor::from_pem(&ca).context("the CA certificate")?;
+    let cert_pem = std::fs::read(&config.cert)
+        .with_context(|| format!("reading {}", config.cert.display()))?;
+    let hub_cert = alpr_shared::cert::pem_certificates(&cert_pem)
+        .context("the hub certificate")?
+        .into_iter()
+        .next()
+        .context("no hub certificate")?;
+    let (storage, _) = config.open_storage()?;
+    let report = crate::store::check::check(&*storage, &anchor, &hub_cert)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{:<28} {:>10} {:>10}  VERDICT", "CHAIN", "ENTRIES", "NEXT");
+        for c in &report.chains {
+            let verdict = if c.ok() { "consistent" } else { "PROBLEMS" };
+            println!(
+                "{:<28} {:>10} {:>10}  {verdict}",
+                c.chain, c.entries, c.next_seq
+            );
+            for p in &c.problems {
+                println!("    {p}");
+            }
+        }
+        let bad = report.chains.iter().filter(|c| !c.ok()).count();
+        println!(
+            "{} chains checked: {}",
+            report.chains.len(),
+            if bad == 0 {
+                "all consistent".to_owned()
+            } else {
+                format!("{bad} with problems")
+            }
+        );
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

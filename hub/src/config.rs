@@ -98,6 +98,13 @@ pub struct HubConfig {
     pub store: StoreConfig,
 }
 
+/// A store opened from `[store]`, and the redb recovery wrapper when
+/// that is the backend (for health reports).
+pub type OpenedStore = (
+    std::sync::Arc<dyn crate::store::HubStorage>,
+    Option<std::sync::Arc<crate::store::recovering::Recovering>>,
+);
+
 /// `[store]` in `hub.toml`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -401,12 +408,7 @@ impl HubConfig {
     /// broken file is recovered ([`crate::store::recovering::Recovering`],
     /// returned too for health reports); PostgreSQL is migrated to this
     /// binary's schema on open, and refused if newer.
-    pub fn open_storage(
-        &self,
-    ) -> anyhow::Result<(
-        std::sync::Arc<dyn crate::store::HubStorage>,
-        Option<std::sync::Arc<crate::store::recovering::Recovering>>,
-    )> {
+    pub fn open_storage(&self) -> anyhow::Result<OpenedStore> {
         use anyhow::Context;
         match self.store.backend {
             StoreBackend::Redb => {

@@ -73,6 +73,12 @@ enum Command {
     /// Retention: what is due, and run it now (administrators).
     #[command(subcommand)]
     Retention(alpr_hub::retention::cli::RetentionCommand),
+    /// Bring the store's schema to this binary's version (PostgreSQL:
+    /// also done by `hub serve` on start; a newer schema is refused).
+    Migrate(sync_cli::MigrateArgs),
+    /// The store itself: `hub store check` verifies every chain it holds.
+    #[command(subcommand)]
+    Store(sync_cli::StoreCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(sync_cli::BenchCommand),
@@ -102,6 +108,8 @@ fn main() -> ExitCode {
         Command::Hotlist(cmd) => alpr_hub::hotlist::cli::run(cmd),
         Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
+        Command::Migrate(args) => sync_cli::migrate(args),
+        Command::Store(cmd) => sync_cli::store(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),
     };
     alpr_shared::cli::exit_with(result)

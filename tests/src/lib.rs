@@ -436,6 +436,32 @@ pub struct Hub {
     pub ca: PathBuf,
     /// Saved sessions, one file per user (`ALPR_SESSION`).
     pub sessions: PathBuf,
+    /// The PostgreSQL database this hub keeps its records in, when the
+    /// tests run on PostgreSQL ([`test_backend`]); held as long as the hub,
+    /// so a restarted hub finds its records again.
+    pub database: Option<alpr_hub::store::postgres::cluster::TestDatabase>,
+}
+
+/// Where the hubs the tests start keep their records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestBackend {
+    /// redb in the hub's data folder (the default).
+    Redb,
+    /// A fresh PostgreSQL database per hub, in the cluster
+    /// `ALPR_TEST_PG_URL` names (`scripts/test-pg.sh`) or one the test
+    /// starts.
+    Postgres,
+}
+
+/// The backend `ALPR_TEST_BACKEND` names (`redb`, the default, or
+/// `postgres`); any other value is an error, so a typo never runs the
+/// suite on the wrong store.
+pub fn test_backend() -> anyhow::Result<TestBackend> {
+    match std::env::var("ALPR_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("redb") => Ok(TestBackend::Redb),
+        Ok("postgres") => Ok(TestBackend::Postgres),
+        Ok(other) => anyhow::bail!("ALPR_TEST_BACKEND={other:?}: expected redb or postgres"),
+    }
 }
 
 /// The password the test helpers give `user`.
@@ -466,7 +492,10 @@ impl Hub {
     }
 
     /// [`Hub::start`] with more lines of `hub.toml` (which may set
-    /// `idle_timeout`; the other keys written here must not repeat).
+    /// `idle_timeout`; the other keys written here must not repeat). On
+    /// PostgreSQL ([`test_backend`]) the hub gets a `[store]` with a fresh
+    /// database, unless `extra_toml` has its own `[store]` (hubs sharing
+    /// one database).
     pub fn start_with(
         pki: &Pki,
         dir: &Path,
@@ -489,11 +518,25 @@ impl Hub {
         let data = dir.join("hub-data");
         let ca = pki.ca_dir();
         let revoked: Vec<String> = revoked.iter().map(|s| format!("{s:?}")).collect();
+        // `[store]` goes last: a table header ends the top-level keys that
+        // `extra_toml` may add.
+        let database = match test_backend()? {
+            TestBackend::Postgres if !extra_toml.contains("[store]") => {
+                Some(alpr_hub::store::postgres::cluster::test_database()?)
+            }
+            _ => None,
+        };
+        let store_toml = database.as_ref().map_or(String::new(), |db| {
+            format!(
+                "\n[store]\nbackend = \"postgres\"\nurl = {:?}\npool_size = 4\n",
+                db.url
+            )
+        });
         let config = dir.join("hub.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{addr}\"\n{api_toml}data_dir = {:?}\nca_cert = {:?}\ncert = {:?}\nkey = {:?}\nrevoked = [{}]\nkeep_alive = \"1s\"\n{idle}{extra_toml}\n",
+                "listen = \"{addr}\"\n{api_toml}data_dir = {:?}\nca_cert = {:?}\ncert = {:?}\nkey = {:?}\nrevoked = [{}]\nkeep_alive = \"1s\"\n{idle}{extra_toml}\n{store_toml}",
                 data,
                 ca.join("ca.crt"),
                 ca.join("hub.crt"),
@@ -521,6 +564,7 @@ impl Hub {
             api: format!("https://127.0.0.1:{api_port}"),
             ca: ca.join("ca.crt"),
             sessions,
+            database,
         };
         hub.wait_listening(1)?;
         hub.bootstrap("admin")?;
@@ -719,10 +763,20 @@ impl Hub {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
-    /// What the hub durably holds for `device` (the hub must be stopped).
+    /// What the hub durably holds for `device`, read from the store its
+    /// `hub.toml` names (with redb, the hub must be stopped).
     pub fn stored_entries(&self, device: &str) -> anyhow::Result<Vec<SignedEntry>> {
+        use alpr_hub::config::StoreBackend;
         use alpr_hub::store::HubStorage;
-        let store = alpr_hub::store::redb::RedbStore::open(&self.data.join("hub.redb"))?;
+        let config = alpr_hub::config::HubConfig::load(&self.config)?;
+        let store: Box<dyn HubStorage> = match config.store.backend {
+            StoreBackend::Redb => {
+                Box::new(alpr_hub::store::redb::RedbStore::open(&config.db_path())?)
+            }
+            StoreBackend::Postgres => Box::new(alpr_hub::store::postgres::PgStore::open(
+                &config.postgres()?,
+            )?),
+        };
         let raw = store.entries(&DeviceId::new(device)?, 0, usize::MAX)?;
         raw.iter().map(|b| Ok(SignedEntry::decode(b)?)).collect()
     }

@@ -11,6 +11,9 @@
 //! at a time ([`HubStorage::lease_node`]), and changes one process makes to
 //! the shared documents reach the others ([`HubStorage::watch_changes`]).
 
+pub mod check;
+#[cfg(test)]
+mod contract;
 pub mod postgres;
 pub mod recovering;
 pub mod redb;

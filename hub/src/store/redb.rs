@@ -1991,7 +1991,7 @@ mod tests {
     use alpr_shared::log::LogWriter;
     use alpr_shared::sync::{verify_batch, Validity};
     use alpr_shared::types::TimeSource;
-    use alpr_shared::wire::{Entries, RefusalCode};
+    use alpr_shared::wire::Entries;
 
     fn batch(w: &mut LogWriter, n: u64) -> Entries {
         let first_seq = w.len();
@@ -2027,17 +2027,8 @@ mod tests {
             .remove(0)
     }
 
-    fn store_log(store: &RedbStore, device: &DeviceId, n: usize) -> Vec<SignedEntry> {
-        store
-            .entries(device, 0, n)
-            .expect("read")
-            .iter()
-            .map(|b| SignedEntry::decode(b).expect("canonical"))
-            .collect()
-    }
-
     #[test]
-    fn reads_are_counted_per_hour_of_capture_once_and_an_older_database_is_counted_at_open() {
+    fn a_database_written_before_the_hour_counter_is_counted_at_open() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("h.redb");
         let store = RedbStore::open(&path).expect("open");
@@ -2055,13 +2046,10 @@ mod tests {
             .collect();
         let cp = w.checkpoint(UnixMillis(13 * HOUR_MS));
         let again = || Entries::from_log(log.clone(), Some(cp.clone())).expect("consecutive");
-        ingest(&store, &device, again(), &key);
-        // The same batch again: duplicates, counted once.
+        // Counting at ingest is in the store's contract (`contract.rs`).
         ingest(&store, &device, again(), &key);
         let want = vec![(10, 3), (12, 2)];
         assert_eq!(store.reads_per_hour(0, 100).expect("count"), want);
-        assert_eq!(store.reads_per_hour(11, 11).expect("count"), vec![]);
-        assert_eq!(store.reads_per_hour(12, 12).expect("count"), vec![(12, 2)]);
         drop(store);
 
         // A database written before the counter: counted when opened.
@@ -2077,292 +2065,6 @@ mod tests {
         }
         let store = RedbStore::open(&path).expect("reopen");
         assert_eq!(store.reads_per_hour(0, 100).expect("count"), want);
-    }
-
-    #[test]
-    fn missing_images_are_found_and_stored_ones_are_not() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
-        let key = SecretKey::from_bytes(&[7; 32]).public();
-        let device = DeviceId::new("pole-m").expect("valid");
-        let mut w = LogWriter::new(SecretKey::from_bytes(&[7; 32]), device.clone());
-        ingest(&store, &device, batch(&mut w, 5), &key);
-        let log = store_log(&store, &device, 5);
-        let named: Vec<(u64, Hash32)> = log
-            .iter()
-            .filter_map(|e| e.read().map(|r| (e.seq(), r.crop_hash)))
-            .collect();
-        let none = alpr_shared::crypto::sha256(&[]);
-        let expected: Vec<(u64, Hash32)> = log
-            .iter()
-            .filter_map(|e| e.read().map(|r| (e.seq(), r)))
-            .flat_map(|(s, r)| {
-                let mut v = vec![(s, r.crop_hash)];
-                if r.overview_hash != r.crop_hash {
-                    v.push((s, r.overview_hash));
-                }
-                v
-            })
-            .filter(|(_, h)| *h != none)
-            .collect();
-        let m = store.missing_images(&device, 0, 5, 1000).expect("scan");
-        assert_eq!(
-            m.images, expected,
-            "nothing stored yet: every image is missing"
-        );
-        // Store the images of entry 0 (bytes whose hash is the named one
-        // cannot be made up here, so the image table is written directly).
-        {
-            let tx = store.db.begin_write().expect("tx");
-            {
-                let mut t = tx.open_table(IMAGES).expect("table");
-                for (s, h) in &expected {
-                    if *s == 0 {
-                        t.insert(&h.0, b"bytes".as_slice()).expect("insert");
-                    }
-                }
-            }
-            tx.commit().expect("commit");
-        }
-        let m = store.missing_images(&device, 0, 5, 1000).expect("scan");
-        assert!(m.images.iter().all(|(s, _)| *s != 0));
-        assert_eq!(
-            m.images.len(),
-            expected.iter().filter(|(s, _)| *s != 0).count()
-        );
-        assert!(!named.is_empty());
-    }
-
-    #[test]
-    fn a_signed_loss_moves_the_chain_past_the_lost_entries_only_from_where_it_stands() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
-        let key = SecretKey::from_bytes(&[8; 32]).public();
-        let device = DeviceId::new("pole-s").expect("valid");
-        let mut w = LogWriter::new(SecretKey::from_bytes(&[8; 32]), device.clone());
-        ingest(&store, &device, batch(&mut w, 3), &key);
-        let skip = |first: u64, last: u64| {
-            store
-                .commit(vec![WriteOp::Skip {
-                    device: device.clone(),
-                    first,
-                    last,
-                    head: Hash32([5; 32]),
-                    at: UnixMillis(2),
-                }])
-                .expect("commit")
-                .remove(0)
-        };
-        assert!(
-            matches!(skip(5, 5), WriteResult::Ingested(Err(ref r)) if r.code == RefusalCode::Gap)
-        );
-        assert!(matches!(skip(3, 4), WriteResult::Ingested(Ok(ref i)) if i.progress.next_seq == 5));
-        let rec = store.node(&device).expect("read").expect("known");
-        assert_eq!((rec.next_seq, rec.head), (5, Hash32([5; 32])));
-        // A replay of the same statement changes nothing.
-        assert!(matches!(skip(3, 4), WriteResult::Ingested(Ok(ref i)) if i.progress.next_seq == 5));
-    }
-
-    #[test]
-    fn unauthenticated_refusals_are_pruned_by_age_and_count_and_spare_nodes() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
-        let node = RefusalRecord {
-            at: UnixMillis(10),
-            device: Some("stolen-1".into()),
-            peer: "127.0.0.1:1".into(),
-            code: "revoked".into(),
-            seq: None,
-            detail: "revoked".into(),
-        };
-        store
-            .commit(vec![WriteOp::Refusal(node.clone())])
-            .expect("commit");
-        let row = |at: u64| WriteOp::SourceRefusal {
-            record: SourceRefusalRecord {
-                at: UnixMillis(at),
-                source: format!("10.0.0.{}", at % 250),
-                code: "unknown-node".into(),
-                count: 3,
-                detail: "TLS handshake failed".into(),
-            },
-            keep_after: UnixMillis(at.saturating_sub(100)),
-            max_rows: 20,
-        };
-        store
-            .commit((1_000..1_100).map(row).collect())
-            .expect("commit");
-        let kept = store.source_refusals(1_000).expect("read");
-        assert_eq!(kept.len(), 20, "at most max_rows are kept");
-        assert_eq!(kept.last().map(|r| r.at), Some(UnixMillis(1_099)));
-        // Far later: everything older than the retention goes.
-        store.commit(vec![row(100_000)]).expect("commit");
-        assert_eq!(store.source_refusals(1_000).expect("read").len(), 1);
-        assert_eq!(store.refusals(50).expect("read"), vec![node]);
-    }
-
-    #[test]
-    fn ingest_is_idempotent_and_refuses_forks_and_gaps() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
-        let device = DeviceId::new("p-1").expect("valid");
-        let key = SecretKey::from_bytes(&[3; 32]);
-        let public = key.public();
-        let mut w = LogWriter::new(key, device.clone());
-        let first = batch(&mut w, 100);
-        let r = ingest(&store, &device, first.clone(), &public);
-        assert!(
-            matches!(r, WriteResult::Ingested(Ok(i)) if i.appended == 100 && i.progress.next_seq == 100)
-        );
-        // The same batch again: nothing appended, all counted as duplicates.
-        let r = ingest(&store, &device, first, &public);
-        assert!(
-            matches!(r, WriteResult::Ingested(Ok(i)) if i.appended == 0 && i.duplicates == 100)
-        );
-        // A gap: entries 150.. while 100 is due.
-        let _skipped = batch(&mut w, 50);
-        let later = batch(&mut w, 10);
-        let r = ingest(&store, &device, later, &public);
-        assert!(matches!(r, WriteResult::Ingested(Err(ref f)) if f.code == RefusalCode::Gap));
-        // A fork: a different history from 0 with the same key.
-        let mut fork = LogWriter::new(SecretKey::from_bytes(&[3; 32]), device.clone());
-        let other = batch(&mut fork, 5);
-        let r = ingest(&store, &device, other, &public);
-        assert!(matches!(r, WriteResult::Ingested(Err(ref f)) if f.code == RefusalCode::Fork));
-        // The checkpoint of the first batch is kept; one naming another head
-        // at an earlier size (a second history) is refused.
-        let kept = store.checkpoint(&device).expect("read").expect("kept");
-        assert_eq!(kept.checkpoint.size, 100);
-        let replay = verify_batch(
-            &public,
-            &device,
-            Validity::ALWAYS,
-            Entries::from_log(store_log(&store, &device, 10), None).expect("consecutive"),
-        )
-        .expect("verifies");
-        let two_faced = alpr_shared::wire::sign_checkpoint(
-            &SecretKey::from_bytes(&[3; 32]),
-            device.clone(),
-            100,
-            Hash32([7; 32]),
-            UnixMillis(2),
-        );
-        let r = store
-            .commit(vec![WriteOp::Ingest {
-                device: device.clone(),
-                entries: replay.entries,
-                checkpoint: Some(two_faced),
-                new_key: None,
-                at: UnixMillis(2),
-            }])
-            .expect("commit")
-            .remove(0);
-        assert!(matches!(r, WriteResult::Ingested(Err(ref f)) if f.code == RefusalCode::Fork));
-        assert_eq!(store.checkpoint(&device).expect("read"), Some(kept));
-        let rec = store.node(&device).expect("read").expect("known");
-        assert_eq!(rec.next_seq, 100);
-        assert_eq!(rec.duplicates, 100);
-        assert_eq!(store.entries(&device, 0, 1000).expect("read").len(), 100);
-        let hits = store
-            .reads_of_plate(
-                &crate::bench::sample_read(7).plate,
-                UnixMillis(0),
-                UnixMillis(u64::MAX),
-            )
-            .expect("index");
-        assert!(hits.contains(&(device, 7)));
-    }
-
-    fn contact(store: &RedbStore, device: &DeviceId, serial: &str, at: u64) {
-        store
-            .commit(vec![WriteOp::Contact {
-                device: device.clone(),
-                serial: serial.into(),
-                cert_der: serial.as_bytes().to_vec(),
-                reported_size: 0,
-                at: UnixMillis(at),
-            }])
-            .expect("commit");
-    }
-
-    fn ingest_new_key(
-        store: &RedbStore,
-        device: &DeviceId,
-        e: Entries,
-        key: &alpr_shared::crypto::PublicKey,
-        serial: &str,
-    ) -> WriteResult {
-        let mut v = verify_batch(key, device, Validity::ALWAYS, e).expect("verifies");
-        v.new_key = v.entries.first().map(|f| alpr_shared::sync::NewKey {
-            serial: serial.into(),
-            first_seq: f.seq(),
-        });
-        store
-            .commit(vec![WriteOp::Ingest {
-                device: device.clone(),
-                entries: v.entries,
-                checkpoint: v.checkpoint,
-                new_key: v.new_key,
-                at: UnixMillis(1),
-            }])
-            .expect("commit")
-            .remove(0)
-    }
-
-    #[test]
-    fn every_certificate_is_kept_and_a_new_one_takes_effect_on_the_chain() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
-        let device = DeviceId::new("p-2").expect("valid");
-        let old = SecretKey::from_bytes(&[5; 32]);
-        let old_pub = old.public();
-        let mut w = LogWriter::new(old, device.clone());
-        contact(&store, &device, "aa", 10);
-        assert_eq!(
-            store.certificates(&device).expect("read")[0].effective_from,
-            None
-        );
-        let r = ingest_new_key(&store, &device, batch(&mut w, 5), &old_pub, "aa");
-        assert!(matches!(r, WriteResult::Ingested(Ok(_))));
-        // A second certificate that only says hello replaces nothing.
-        contact(&store, &device, "bb", 20);
-        let certs = store.certificates(&device).expect("read");
-        assert_eq!(
-            certs
-                .iter()
-                .map(|c| (c.serial.as_str(), c.effective_from))
-                .collect::<Vec<_>>(),
-            vec![("aa", Some(0)), ("bb", None)]
-        );
-        assert_eq!(
-            store.certificate(&device).expect("read"),
-            Some(b"aa".to_vec())
-        );
-        // Its first entry placed on the chain makes it effective there.
-        let new = SecretKey::from_bytes(&[6; 32]);
-        let new_pub = new.public();
-        let mut w = LogWriter::resume(new, device.clone(), w.len(), w.head());
-        let r = ingest_new_key(&store, &device, batch(&mut w, 3), &new_pub, "bb");
-        assert!(matches!(r, WriteResult::Ingested(Ok(i)) if i.appended == 3));
-        let certs = store.certificates(&device).expect("read");
-        assert_eq!(certs[1].effective_from, Some(5));
-        assert_eq!(
-            store.certificate(&device).expect("read"),
-            Some(b"bb".to_vec())
-        );
-        // A third one seen, and a revocation kept with its time.
-        contact(&store, &device, "cc", 30);
-        store
-            .commit(vec![WriteOp::Revoke(alpr_shared::cert::Revocation {
-                serial: "aa".into(),
-                effective_at: UnixMillis(50),
-                reason: "lost".into(),
-            })])
-            .expect("commit");
-        assert_eq!(
-            store.revocations().expect("read")[0].effective_at,
-            UnixMillis(50)
-        );
     }
 
     #[test]

@@ -253,6 +253,118 @@ impl Drop for TempCluster {
     }
 }
 
+/// The environment variable naming a running cluster's admin URL for the
+/// tests (`scripts/test-pg.sh` sets it for a whole suite).
+pub const TEST_PG_URL: &str = "ALPR_TEST_PG_URL";
+
+/// A fresh, empty database for one test ([`test_database`]), and the
+/// cluster it lives in when the test process had to start one. The
+/// database is left in place when dropped (its cluster is thrown away
+/// after the run); a cluster the process started stops with the last of
+/// its databases.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// Its connection URL.
+    pub url: String,
+    /// [`TestDatabase::url`] as a store configuration (a small pool, no TLS).
+    pub config: super::PgConfig,
+    _cluster: Option<std::sync::Arc<TempCluster>>,
+}
+
+/// A new database for a test: in the cluster `$ALPR_TEST_PG_URL` names
+/// (its admin URL: a role that may create databases), else in a
+/// [`TempCluster`] of this process (started for the first test that needs
+/// one, about a second, and shared by the tests running at the same time;
+/// it stops when the last of their databases is dropped). Each name is
+/// unique (process id, a counter, random bits), so tests running at once,
+/// in one process or several, never share rows.
+pub fn test_database() -> anyhow::Result<TestDatabase> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!(
+        "alpr_test_{}_{n}_{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let (url, cluster) = match std::env::var(TEST_PG_URL) {
+        Ok(admin) if !admin.trim().is_empty() => (create_database_at(admin.trim(), &name)?, None),
+        _ => {
+            let cluster = shared_cluster()?;
+            (cluster.create_database(&name)?, Some(cluster))
+        }
+    };
+    Ok(TestDatabase {
+        config: super::PgConfig {
+            url: url.clone(),
+            pool_size: 4,
+            tls_ca: None,
+        },
+        url,
+        _cluster: cluster,
+    })
+}
+
+/// This process's throwaway cluster: the running one if a test still
+/// holds it, else a new one.
+fn shared_cluster() -> anyhow::Result<std::sync::Arc<TempCluster>> {
+    use std::sync::{Arc, Mutex, Weak};
+    static SHARED: Mutex<Weak<TempCluster>> = Mutex::new(Weak::new());
+    // Held while starting, so tests starting together share one cluster.
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(cluster) = shared.upgrade() {
+        return Ok(cluster);
+    }
+    let cluster =
+        Arc::new(TempCluster::start().context("starting a PostgreSQL cluster for a test")?);
+    *shared = Arc::downgrade(&cluster);
+    Ok(cluster)
+}
+
+/// `CREATE DATABASE name` through the admin URL `admin`; the new
+/// database's URL (the admin URL with the database replaced).
+fn create_database_at(admin: &str, name: &str) -> anyhow::Result<String> {
+    let url = with_database(admin, name)?;
+    let config = super::PgConfig {
+        url: admin.to_owned(),
+        pool_size: 1,
+        tls_ca: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("a runtime to create a test database")?;
+    rt.block_on(async {
+        let (client, _conn, _) = super::connect_one(&config)
+            .await
+            .with_context(|| format!("connecting to {TEST_PG_URL} ({admin})"))?;
+        // The name is made here of [a-z0-9_] only: safe to splice.
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("creating database {name} at {TEST_PG_URL}"))?;
+        anyhow::Ok(())
+    })?;
+    Ok(url)
+}
+
+/// `url` (a `postgres://` URL) naming database `name` instead of its own.
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .with_context(|| format!("{TEST_PG_URL} must be a postgres:// URL, not {url:?}"))?;
+    let scheme = &url[..url.len() - rest.len()];
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    let authority = main.split_once('/').map_or(main, |(a, _)| a);
+    Ok(match query {
+        Some(q) => format!("{scheme}{authority}/{name}?{q}"),
+        None => format!("{scheme}{authority}/{name}"),
+    })
+}
+
 fn path_str(p: &Path) -> anyhow::Result<&str> {
     p.to_str()
         .with_context(|| format!("{} is not UTF-8", p.display()))
@@ -261,6 +373,24 @@ fn path_str(p: &Path) -> anyhow::Result<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_test_database_url_keeps_host_role_and_options() {
+        assert_eq!(
+            with_database(
+                "postgres://alpr@127.0.0.1:5433/postgres?sslmode=disable",
+                "t_1"
+            )
+            .expect("url"),
+            "postgres://alpr@127.0.0.1:5433/t_1?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgresql://u:p@db:5432", "t_2").expect("url"),
+            "postgresql://u:p@db:5432/t_2"
+        );
+        let err = with_database("host=db dbname=x", "t").expect_err("not a URL");
+        assert!(err.to_string().contains("postgres:// URL"), "{err}");
+    }
 
     #[test]
     fn a_throwaway_cluster_starts_migrates_restarts_and_refuses_a_newer_schema() {

@@ -83,7 +83,7 @@ pub(super) fn decode_alert(
     dispositions: &[u8],
 ) -> Option<(alpr_shared::log::alert::Progress, Vec<u64>)> {
     let progress = alpr_shared::log::alert::Progress::decode(progress)?;
-    if dispositions.len() % 8 != 0 {
+    if !dispositions.len().is_multiple_of(8) {
         return None;
     }
     let seqs = dispositions
@@ -846,6 +846,75 @@ impl HubStorage for PgStore {
                 .map(|r| decode_row(r.get(0), "sessions"))
                 .transpose()
         })
+    }
+
+    /// As the trait's, with the images of a page of entries looked up in
+    /// one query instead of one each.
+    fn missing_images(
+        &self,
+        device: &DeviceId,
+        from: u64,
+        to: u64,
+        n: usize,
+    ) -> Result<MissingImages, StoreError> {
+        const PAGE: usize = 1024;
+        let none = alpr_shared::crypto::sha256(&[]);
+        let mut out = MissingImages {
+            images: Vec::new(),
+            scanned_to: to,
+        };
+        let mut next = from;
+        while next < to {
+            let page = self.entries(device, next, PAGE)?;
+            let full = page.len() == PAGE;
+            let entries = page
+                .iter()
+                .map(|b| super::sql::entry(b))
+                .collect::<Result<Vec<_>, _>>()?;
+            let named: Vec<Vec<u8>> = entries
+                .iter()
+                .filter_map(|e| e.read())
+                .flat_map(|r| [r.crop_hash.0.to_vec(), r.overview_hash.0.to_vec()])
+                .collect();
+            let held: std::collections::HashSet<Vec<u8>> = if named.is_empty() {
+                Default::default()
+            } else {
+                self.run(move |c| async move {
+                    Ok(
+                        query!(c, "SELECT hash FROM images WHERE hash = ANY($1)", &named)
+                            .await?
+                            .iter()
+                            .map(|r| r.get(0))
+                            .collect(),
+                    )
+                })?
+            };
+            for e in &entries {
+                let seq = e.seq();
+                if seq >= to {
+                    return Ok(out);
+                }
+                next = seq + 1;
+                let Some(r) = e.read() else { continue };
+                if out.images.len() + 2 > n {
+                    out.scanned_to = seq;
+                    return Ok(out);
+                }
+                let mut hashes = vec![r.crop_hash];
+                if r.overview_hash != r.crop_hash {
+                    hashes.push(r.overview_hash);
+                }
+                for h in hashes {
+                    if h != none && !held.contains(h.0.as_slice()) {
+                        out.images.push((seq, h));
+                    }
+                }
+            }
+            if entries.is_empty() || !full {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     fn lease_node(&self, device: &DeviceId) -> Result<Option<NodeLease>, StoreError> {

@@ -1,8 +1,7 @@
-//! The PostgreSQL store against a real, throwaway PostgreSQL: what the
-//! redb store's own tests check, and what only several hub processes on
-//! one database can break.
-
-use std::sync::Arc;
+//! What only the PostgreSQL store has, against a real PostgreSQL: reads
+//! spread over monthly partitions (made by whichever hub needs one first),
+//! and searches and purges over them. Everything every store does is in
+//! [`crate::store::contract`].
 
 use alpr_shared::crypto::{sha256, SecretKey};
 use alpr_shared::log::{LogWriter, SeqRange, SignedEntry};
@@ -10,31 +9,25 @@ use alpr_shared::sync::{verify_batch, Validity};
 use alpr_shared::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
 use alpr_shared::wire::{Entries, RefusalCode};
 
-use super::cluster::TempCluster;
-use super::{PgConfig, PgStore};
+use super::cluster::{test_database, TestDatabase};
+use super::{pg_err, PgConfig, PgStore};
 use crate::store::*;
 
 /// A store on a fresh database (fields drop in order: the store, then
-/// the cluster).
+/// the database).
 struct Db {
     store: PgStore,
     config: PgConfig,
-    _cluster: TempCluster,
+    _db: TestDatabase,
 }
 
 fn db() -> Db {
-    let cluster = TempCluster::start().expect("cluster");
-    let url = cluster.create_database("hub").expect("database");
-    let config = PgConfig {
-        url,
-        pool_size: 4,
-        tls_ca: None,
-    };
-    let store = PgStore::open(&config).expect("open");
+    let db = test_database().expect("a test database");
+    let store = PgStore::open(&db.config).expect("open");
     Db {
         store,
-        config,
-        _cluster: cluster,
+        config: db.config.clone(),
+        _db: db,
     }
 }
 
@@ -119,28 +112,30 @@ fn log_of(store: &PgStore, device: &DeviceId) -> Vec<SignedEntry> {
 }
 
 #[test]
-fn ingest_is_idempotent_refuses_forks_and_gaps_and_indexes_reads() {
+fn reads_over_two_months_are_placed_once_and_found_by_plate_and_time() {
     let db = db();
     let store = &db.store;
     let device = DeviceId::new("p-1").expect("valid");
     let key = SecretKey::from_bytes(&[3; 32]);
     let public = key.public();
     let mut w = LogWriter::new(key, device.clone());
-    // Two months: the second batch's reads go to a partition of their own.
-    let first = batch(&mut w, 100, NOV_2026);
+    // A read a minute from 50 minutes before November: half the reads
+    // go to October's partition, half to November's.
+    let start = NOV_2026 - 50 * 60_000;
+    let first = batch(&mut w, 100, start);
     let r = ingest(store, &device, first.clone(), &public).expect("placed");
     assert_eq!((r.appended, r.progress.next_seq), (100, 100));
     // The same batch again: nothing appended, all counted as duplicates.
     let r = ingest(store, &device, first, &public).expect("placed");
     assert_eq!((r.appended, r.duplicates), (0, 100));
     // A gap: entries 150.. while 100 is due.
-    let _skipped = batch(&mut w, 50, NOV_2026);
-    let later = batch(&mut w, 10, NOV_2026);
+    let _skipped = batch(&mut w, 50, start);
+    let later = batch(&mut w, 10, start);
     let r = ingest(store, &device, later, &public).expect_err("a gap");
     assert_eq!(r.code, RefusalCode::Gap);
     // A fork: a different history from 0 with the same key.
     let mut fork = LogWriter::new(SecretKey::from_bytes(&[3; 32]), device.clone());
-    let r = ingest(store, &device, batch(&mut fork, 5, NOV_2026), &public).expect_err("a fork");
+    let r = ingest(store, &device, batch(&mut fork, 5, start), &public).expect_err("a fork");
     assert_eq!(r.code, RefusalCode::Fork);
     // The checkpoint of the first batch is kept; one naming another head
     // at the same size (a second history) is refused.
@@ -212,12 +207,41 @@ fn ingest_is_idempotent_refuses_forks_and_gaps_and_indexes_reads() {
         .expect("search");
     let seqs: Vec<u64> = found.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![9, 3], "plate by plate, in the order asked");
-    // 100 reads a minute apart from the hour's start: 60 + 40.
+    // 50 reads in October's last hour, 50 in November's first.
     let h0 = NOV_2026 / HOUR;
     assert_eq!(
-        store.reads_per_hour(h0, h0 + 5).expect("hours"),
-        vec![(h0, 60), (h0 + 1, 40)]
+        store.reads_per_hour(h0 - 5, h0 + 5).expect("hours"),
+        vec![(h0 - 1, 50), (h0, 50)]
     );
+    assert_eq!(
+        store
+            .reads_of_plate(&plate(&log[49]), UnixMillis(0), UnixMillis(NOV_2026 - 1))
+            .expect("search"),
+        vec![(device.clone(), 49)]
+    );
+    // Each month's rows are in its own partition, none in the default one
+    // (where they would stop that month's partition from ever being made).
+    let pool = store.pool().clone();
+    let counts = store
+        .spawn_wait(async move {
+            let c = pool.get().await.map_err(pg_err)?;
+            let mut n = Vec::new();
+            for t in [
+                "entries_2026_10",
+                "entries_2026_11",
+                "entries_default",
+                "reads_default",
+            ] {
+                let row = c
+                    .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+                    .await
+                    .map_err(pg_err)?;
+                n.push(row.get::<_, i64>(0));
+            }
+            Ok(n)
+        })
+        .expect("counted");
+    assert_eq!(counts, vec![50, 50, 0, 0]);
     let at = store
         .entries_at(&[
             (device.clone(), 5),
@@ -230,133 +254,6 @@ fn ingest_is_idempotent_refuses_forks_and_gaps_and_indexes_reads() {
     assert_eq!(at[0].as_deref(), Some(log[5].encode().as_slice()));
     assert_eq!((at[1].is_none(), at[2].is_none()), (true, true));
     assert_eq!(at[3].as_deref(), Some(log[0].encode().as_slice()));
-}
-
-#[test]
-fn two_hubs_placing_one_chain_at_once_store_each_entry_once() {
-    let db = db();
-    let other = Arc::new(PgStore::open(&db.config).expect("second hub"));
-    let device = DeviceId::new("p-race").expect("valid");
-    let key = SecretKey::from_bytes(&[4; 32]);
-    let public = key.public();
-    let mut w = LogWriter::new(key, device.clone());
-    let batches: Vec<Entries> = (0..20).map(|_| batch(&mut w, 25, NOV_2026)).collect();
-    // Both hubs upload the same batches in the same order, racing: the
-    // node's row serialises them, so one appends what the other finds
-    // already stored.
-    let appended = std::thread::scope(|s| {
-        let hubs: [&PgStore; 2] = [&db.store, &other];
-        let runs: Vec<_> = hubs
-            .into_iter()
-            .map(|hub| {
-                let (batches, device) = (batches.clone(), device.clone());
-                s.spawn(move || {
-                    batches
-                        .into_iter()
-                        .map(|b| ingest(hub, &device, b, &public).expect("placed").appended)
-                        .sum::<usize>()
-                })
-            })
-            .collect();
-        runs.into_iter()
-            .map(|r| r.join().expect("no panic"))
-            .sum::<usize>()
-    });
-    assert_eq!(appended, 500);
-    let log = log_of(&db.store, &device);
-    assert_eq!(log.len(), 500);
-    assert!(log.iter().enumerate().all(|(i, e)| e.seq() == i as u64));
-    let rec = other.node(&device).expect("read").expect("known");
-    assert_eq!(rec.next_seq, 500);
-    let plates = db.store.plates_from(0, 10_000).expect("plates");
-    assert!(plates.iter().enumerate().all(|(i, (o, _))| *o == i as u64));
-    let distinct: std::collections::BTreeSet<String> = log
-        .iter()
-        .map(|e| e.read().expect("a read").plate.clone())
-        .collect();
-    assert_eq!(plates.len(), distinct.len(), "each plate numbered once");
-}
-
-#[test]
-fn another_hubs_access_entry_or_policy_is_a_conflict_to_resume_from() {
-    let db = db();
-    let other = PgStore::open(&db.config).expect("second hub");
-    let hub = DeviceId::new("hub").expect("valid");
-    let key = || SecretKey::from_bytes(&[5; 32]);
-    let access = |w: &mut LogWriter, what: &str| {
-        w.append_node_purge(
-            DeviceId::new("p-x").expect("valid"),
-            vec![SeqRange { first: 0, last: 0 }],
-            what,
-            UnixMillis(10),
-            TimeSource::Ntp,
-        )
-        .expect("valid")
-    };
-    let mut a = LogWriter::new(key(), hub.clone());
-    let mut b = LogWriter::new(key(), hub.clone());
-    let first = access(&mut a, "a");
-    db.store
-        .commit(vec![WriteOp::HubAccess(vec![first.clone()])])
-        .expect("appended");
-    // The other hub signed its own entry 0: the log moved on under it.
-    let err = other
-        .commit(vec![WriteOp::HubAccess(vec![access(&mut b, "b")])])
-        .expect_err("stale");
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    // Resumed from what is stored, it extends the log.
-    let (size, head) = other.hub_access_head().expect("head");
-    assert_eq!((size, head), (1, first.hash()));
-    let mut b = LogWriter::resume(key(), hub, size, head);
-    other
-        .commit(vec![WriteOp::HubAccess(vec![access(&mut b, "b")])])
-        .expect("appended");
-    assert_eq!(db.store.hub_access_entries(0, 10).expect("log").len(), 2);
-
-    let policy = |version: u64| WriteOp::Policy {
-        version,
-        encoded: vec![version as u8],
-        seed: None,
-    };
-    db.store.commit(vec![policy(1)]).expect("stored");
-    let err = other.commit(vec![policy(1)]).expect_err("not newer");
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
-    other.commit(vec![policy(2)]).expect("stored");
-    assert_eq!(db.store.policy().expect("read"), Some(vec![2]));
-}
-
-#[test]
-fn holds_placed_through_two_hubs_both_stay() {
-    use alpr_shared::control::holds::{Hold, HoldScope};
-    use alpr_shared::control::holds_doc::HoldsDoc;
-    let db = db();
-    let other = PgStore::open(&db.config).expect("second hub");
-    let hold = |id: &str| Hold {
-        id: id.into(),
-        case: "2026-0042".into(),
-        reason: "investigation".into(),
-        placed_by: "sgt".into(),
-        agency: "CA0000000".into(),
-        placed_at: UnixMillis(NOV_2026),
-        placed_on: "hub".into(),
-        scope: HoldScope {
-            plates: vec!["ABC123".into()],
-            ..HoldScope::default()
-        },
-        released: None,
-    };
-    // Each hub edits the document as it last loaded it (empty).
-    let mut a = HoldsDoc::new();
-    a.add(hold("hold-a")).expect("add");
-    let mut b = HoldsDoc::new();
-    b.add(hold("hold-b")).expect("add");
-    db.store
-        .commit(vec![WriteOp::Holds(a.save())])
-        .expect("saved");
-    other.commit(vec![WriteOp::Holds(b.save())]).expect("saved");
-    let stored = HoldsDoc::load(&db.store.holds_doc().expect("read").expect("saved")).expect("doc");
-    let ids: Vec<String> = stored.holds().into_iter().map(|h| h.id).collect();
-    assert_eq!(ids, vec!["hold-a", "hold-b"]);
 }
 
 #[test]
@@ -492,4 +389,55 @@ fn a_purge_deletes_content_search_rows_and_images_and_the_log_records_it() {
         .expect("canvass");
     assert_eq!((found.placed.len(), found.unplaced), (37, 38));
     assert_eq!(store.hub_access_head().expect("head"), (1, record.hash()));
+}
+
+#[test]
+fn reads_of_any_time_are_kept_whichever_hub_makes_their_month() {
+    let db = db();
+    let other = PgStore::open(&db.config).expect("second hub");
+    // Two hubs, each a node of its own, both first into the same months:
+    // each makes the partitions it needs, or finds them made.
+    let times = [
+        NOV_2026 + 40 * 24 * HOUR,
+        5_000,
+        9_999 * 366 * 24 * HOUR,
+        u64::MAX,
+    ];
+    std::thread::scope(|s| {
+        for (i, hub) in [&db.store, &other].into_iter().enumerate() {
+            s.spawn(move || {
+                let device = DeviceId::new(format!("p-time-{i}")).expect("valid");
+                let key = SecretKey::from_bytes(&[20 + i as u8; 32]);
+                let public = key.public();
+                let mut w = LogWriter::new(key, device.clone());
+                let log: Vec<SignedEntry> = times
+                    .iter()
+                    .enumerate()
+                    .map(|(j, at)| {
+                        w.append_read(
+                            read(j as u64, &format!("T{i}X{j}"), None),
+                            UnixMillis(*at),
+                            TimeSource::Ntp,
+                        )
+                        .expect("valid")
+                    })
+                    .collect();
+                let entries = Entries::from_log(log, None).expect("consecutive");
+                let r = ingest(hub, &device, entries, &public).expect("placed");
+                assert_eq!(r.appended, times.len());
+            });
+        }
+    });
+    for i in 0..2 {
+        let device = DeviceId::new(format!("p-time-{i}")).expect("valid");
+        assert_eq!(log_of(&db.store, &device).len(), times.len());
+        for j in 0..times.len() {
+            assert_eq!(
+                db.store
+                    .reads_of_plate(&format!("T{i}X{j}"), UnixMillis(0), UnixMillis(u64::MAX))
+                    .expect("search"),
+                vec![(device.clone(), j as u64)]
+            );
+        }
+    }
 }
