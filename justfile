@@ -115,3 +115,21 @@ demo *args:
     cargo build --workspace --bins
     ALPR_DEMO_PHOTOS="${ALPR_DEMO_PHOTOS:-{{justfile_directory() / "../shared/data/plates/us"}}}" \
         target/debug/demo --models "$ALPR_MODELS" {{args}}
+
+# Ingest over QUIC on redb (one hub) and on PostgreSQL (two `hub serve`
+# processes sharing one database), in the same run. Without url, the bench
+# starts a throwaway PostgreSQL cluster; with it, a fresh database is made
+# in that server for the run and dropped after.
+# Flags pass on (e.g. `--batch 64 --in-flight 1`: less queued per edge,
+# so the acknowledgement time is the hub's, not the queue's).
+bench-ingest-pg edges="100" reads="200000" hubs="2" url="" *flags="":
+    cargo build --release -p alpr-hub
+    target/release/hub bench ingest --quic --backend redb,postgres --hubs {{hubs}} --edges {{edges}} --reads {{reads}} {{ if url == "" { "" } else { "--database-url " + url } }} {{flags}}
+
+# Searches over N signed reads in PostgreSQL (the database url names is
+# built once if empty, then reused; without url, a throwaway cluster built
+# for the run), then the same over redb in dir.
+bench-search-pg reads="10000000" url="" dir=".":
+    cargo build --release -p alpr-hub
+    target/release/hub bench search --backend postgres --reads {{reads}} --dir {{dir}} {{ if url == "" { "" } else { "--database-url " + url } }}
+    target/release/hub bench search --backend redb --reads {{reads}} --dir {{dir}}

@@ -4,7 +4,12 @@
 //! transaction, signed receipts — and a table of what it sustained: reads
 //! per second and the acknowledgement latency (a frame's submission to its
 //! receipt). With `--quic`, the edges are real QUIC connections with real
-//! certificates to `hub serve` running in this process.
+//! certificates to `hub serve` running in this process; with
+//! `--backend postgres --hubs N`, to N `hub serve` processes sharing one
+//! PostgreSQL database, the edges spread over them.
+
+mod hubs;
+pub(crate) mod pg;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -26,8 +31,29 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HubConfig;
 use crate::ingest::{Metrics, Writer, WriterConfig};
+use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
 use crate::store::{HubStorage, WriteOp, WriteResult};
+use hubs::{HubCounters, HubFiles, HubProcess};
+
+/// Where the bench's hub keeps its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchBackend {
+    /// One file in the run's folder, one hub.
+    Redb,
+    /// A PostgreSQL database, one or more hubs.
+    Postgres,
+}
+
+impl BenchBackend {
+    fn name(self) -> &'static str {
+        match self {
+            BenchBackend::Redb => "redb",
+            BenchBackend::Postgres => "postgres",
+        }
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub struct IngestArgs {
@@ -69,17 +95,89 @@ pub struct IngestArgs {
     /// with real certificates.
     #[arg(long)]
     pub quic: bool,
+    /// Where the hub keeps its records: `redb`, `postgres`, or both one
+    /// after the other in the same run (`redb,postgres`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "redb")]
+    pub backend: Vec<BenchBackend>,
+    /// Hubs sharing the PostgreSQL database (with --quic, `hub serve`
+    /// processes), the edges spread over them; redb has one.
+    #[arg(long, default_value_t = 1)]
+    pub hubs: usize,
+    /// A PostgreSQL server to make the run's fresh database in (dropped
+    /// after); without it the bench starts a throwaway cluster.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Connections in each hub's PostgreSQL pool.
+    #[arg(long, default_value_t = 8)]
+    pub pool_size: usize,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
+}
+
+/// One hub's share of a run, in `--json`.
+#[derive(Debug, Serialize)]
+pub struct HubFigures {
+    pub hub: usize,
+    pub edges: usize,
+    pub reads: u64,
+    pub reads_per_s: f64,
+    pub ack_p50_ms: f64,
+    pub ack_p99_ms: f64,
+    /// From the hub's metrics endpoint (hub processes only).
+    pub counters: Option<HubCounters>,
+    /// CPU seconds the hub process used during the run.
+    pub cpu_s: Option<f64>,
+}
+
+/// Where the CPU went during the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CpuUse {
+    /// Busy share of all the machine's cores (other work on the machine
+    /// counts too).
+    pub machine_busy: f64,
+    pub cores: usize,
+    /// This process: the edges (and the hub, when it runs here).
+    pub bench_s: f64,
+    /// The hub processes.
+    pub hubs_s: Option<f64>,
+    /// The PostgreSQL backends serving the run's database.
+    pub postgres_s: Option<f64>,
+}
+
+type CpuMark = (Option<(u64, u64)>, Option<f64>);
+
+impl CpuUse {
+    /// From the marks taken before the run (machine, this process) to now.
+    fn since(before: CpuMark) -> Self {
+        let machine_busy = match (before.0, hubs::machine_cpu()) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
+            _ => 0.0,
+        };
+        let me = hubs::process_cpu_seconds("/proc/self/stat");
+        CpuUse {
+            machine_busy,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            bench_s: me.zip(before.1).map_or(0.0, |(a, b)| a - b),
+            hubs_s: None,
+            postgres_s: None,
+        }
+    }
 }
 
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
 pub struct IngestReport {
     pub mode: &'static str,
+    pub backend: BenchBackend,
+    pub hubs: usize,
     pub path: String,
     pub fs: String,
+    /// Which PostgreSQL database (made for the run).
+    pub database: Option<String>,
+    /// As the PostgreSQL server ran them.
+    pub synchronous_commit: Option<String>,
+    pub fsync: Option<String>,
     pub edges: usize,
     pub reads: usize,
     pub reads_per_s: f64,
@@ -92,6 +190,17 @@ pub struct IngestReport {
     pub seconds: f64,
     /// Durable commits (in-process only).
     pub commits: Option<u64>,
+    /// Seconds the writers spent in commits (in-process only).
+    pub commit_s: Option<f64>,
+    /// Reads the PostgreSQL database holds after the run, checked edge by
+    /// edge.
+    pub stored_in_database: Option<u64>,
+    pub per_hub: Vec<HubFigures>,
+    pub cpu: CpuUse,
+    /// Seconds the edges took to sign their logs (not hub work).
+    pub sign_s: f64,
+    pub wire_bytes_per_read: f64,
+    pub stored_bytes_per_read: f64,
 }
 
 /// A plausible read: a plate from a small space, a site, model names.
@@ -175,6 +284,22 @@ pub(crate) struct Run {
     waits_ms: Vec<f64>,
     pub(crate) seconds: f64,
     commits: Option<(u64, f64)>,
+    /// Each hub's share.
+    hubs: Vec<HubRun>,
+    /// CPU seconds of the PostgreSQL backends serving the run's database,
+    /// measured while the hubs are still connected.
+    postgres_cpu_s: Option<f64>,
+}
+
+/// One hub's share of a run.
+struct HubRun {
+    edges: usize,
+    stored: u64,
+    latencies_ms: Vec<f64>,
+    /// From its metrics endpoint (hub processes only).
+    counters: Option<HubCounters>,
+    /// CPU seconds the hub process used during the run (hub processes only).
+    cpu_s: Option<f64>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -185,11 +310,71 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.edges > 0 && args.reads >= args.edges,
         "need at least one read per edge"
     );
+    anyhow::ensure!(args.hubs >= 1, "need at least one hub");
+    let mut backends = args.backend.clone();
+    backends.dedup();
+    if backends.is_empty() {
+        backends.push(BenchBackend::Redb);
+    }
+    anyhow::ensure!(
+        args.hubs == 1 || backends.contains(&BenchBackend::Postgres),
+        "several hubs share a PostgreSQL database: --backend postgres (redb's file is held \
+         by one hub process)"
+    );
+    anyhow::ensure!(
+        args.hubs == 1 || args.quic || args.edges >= args.hubs,
+        "need at least one edge per hub"
+    );
+    let mut reports = Vec::new();
+    for backend in backends {
+        reports.push(ingest_on(&args, backend).await?);
+    }
+    if args.json {
+        match reports.as_slice() {
+            [one] => println!("{}", serde_json::to_string_pretty(one)?),
+            all => println!("{}", serde_json::to_string_pretty(all)?),
+        }
+        return Ok(());
+    }
+    for (i, r) in reports.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        print_report(&args, r);
+    }
+    if reports.len() > 1 {
+        println!(
+            "\n{:<10} {:>5} {:>10} {:>10} {:>9} {:>9}",
+            "BACKEND", "HUBS", "READS", "reads/s", "ack p50", "ack p99"
+        );
+        for r in &reports {
+            println!(
+                "{:<10} {:>5} {:>10} {:>10.0} {:>7.1}ms {:>7.1}ms",
+                r.backend.name(),
+                r.hubs,
+                r.reads,
+                r.reads_per_s,
+                r.ack_p50_ms,
+                r.ack_p99_ms
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One run on `backend`: sign the edges' logs, upload them, verify what
+/// was stored.
+async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<IngestReport> {
     // A fresh folder for every run (inside `--dir`, else the current
     // folder): a database left by an earlier run would hold other logs.
     let parent = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -207,6 +392,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
          Choose a folder on disk with --dir, or pass --allow-tmpfs",
         dir.display()
     );
+    let hubs = match backend {
+        BenchBackend::Redb => 1,
+        BenchBackend::Postgres => args.hubs,
+    };
     let per_edge = args.reads / args.edges;
     let total = per_edge * args.edges;
     let batch = args.batch.clamp(1, MAX_ENTRIES_PER_FRAME);
@@ -267,31 +456,85 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             .unzip()
     });
     anyhow::ensure!(loads.len() == args.edges, "an edge's log failed to sign");
-    let sign_secs = t0.elapsed().as_secs_f64();
+    let sign_s = t0.elapsed().as_secs_f64();
     let canonical_bytes: usize = canonical_bytes.iter().sum();
     let wire_bytes: usize = loads
         .iter()
         .flat_map(|l| l.frames.iter().map(Vec::len))
         .sum();
 
-    let run = if args.quic {
-        run_quic(&args, &dir, &pki_dir, loads).await?
-    } else {
-        run_in_process(&args, &dir, loads).await?
+    let database = match backend {
+        BenchBackend::Redb => None,
+        BenchBackend::Postgres => {
+            Some(pg::BenchDatabase::fresh(args.database_url.as_deref(), "alpr_bench_ingest").await?)
+        }
     };
+    let cpu_before = (
+        hubs::machine_cpu(),
+        hubs::process_cpu_seconds("/proc/self/stat"),
+    );
+    let outcome = async {
+        let durability = match &database {
+            Some(d) => Some(d.durability().await?),
+            None => None,
+        };
+        let run = match (&database, args.quic) {
+            (None, true) => run_quic(args, &dir, &pki_dir, loads).await?,
+            (None, false) => run_in_process(args, &dir, loads).await?,
+            (Some(d), true) => run_quic_hubs(args, hubs, &dir, &pki_dir, loads, d).await?,
+            (Some(d), false) => run_in_process_pg(args, hubs, loads, d).await?,
+        };
+        let stored_in_database = match &database {
+            Some(d) => Some(stored_in_postgres(d, args.edges, per_edge as u64).await?),
+            None => None,
+        };
+        anyhow::Ok((run, durability, stored_in_database))
+    }
+    .await;
+    let cpu = CpuUse::since(cpu_before);
+    let described = database.as_ref().map(|d| d.described.clone());
+    if let Some(d) = database {
+        if let Err(e) = d.finish().await {
+            tracing::warn!("the bench's database: {e:#}");
+        }
+    }
+    let (run, durability, stored_in_database) = outcome?;
     anyhow::ensure!(
         run.stored as usize == total,
-        "stored {} of {total}",
+        "acknowledged {} of {total}",
         run.stored
     );
-    let mut lat = run.latencies_ms;
-    lat.sort_by(f64::total_cmp);
-    let mut waits = run.waits_ms;
-    waits.sort_by(f64::total_cmp);
-    let report = IngestReport {
+    let lat = sorted(run.latencies_ms.clone());
+    let waits = sorted(run.waits_ms);
+    let per_hub = run
+        .hubs
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let lat = sorted(h.latencies_ms);
+            HubFigures {
+                hub: i,
+                edges: h.edges,
+                reads: h.stored,
+                reads_per_s: h.stored as f64 / run.seconds,
+                ack_p50_ms: percentile(&lat, 0.5),
+                ack_p99_ms: percentile(&lat, 0.99),
+                counters: h.counters,
+                cpu_s: h.cpu_s,
+            }
+        })
+        .collect::<Vec<_>>();
+    let hubs_cpu: Option<f64> = per_hub.iter().map(|h| h.cpu_s).sum();
+    let (synchronous_commit, fsync) = durability.unzip();
+    Ok(IngestReport {
         mode: if args.quic { "quic" } else { "in-process" },
+        backend,
+        hubs,
         path: dir.display().to_string(),
         fs,
+        database: described,
+        synchronous_commit,
+        fsync,
         edges: args.edges,
         reads: total,
         reads_per_s: total as f64 / run.seconds,
@@ -300,16 +543,40 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         ready_to_ack_p99_ms: (!waits.is_empty()).then(|| percentile(&waits, 0.99)),
         seconds: run.seconds,
         commits: run.commits.map(|c| c.0),
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
-    }
+        commit_s: run.commits.map(|c| c.1),
+        stored_in_database,
+        per_hub,
+        cpu: CpuUse {
+            hubs_s: hubs_cpu,
+            postgres_s: run.postgres_cpu_s,
+            ..cpu
+        },
+        sign_s,
+        wire_bytes_per_read: wire_bytes as f64 / total as f64,
+        stored_bytes_per_read: canonical_bytes as f64 / total as f64,
+    })
+}
+
+/// The table for people.
+fn print_report(args: &IngestArgs, report: &IngestReport) {
+    let per_edge = report.reads / args.edges;
     println!(
-        "hub bench ingest ({}): {} edges × {} reads = {} reads",
-        report.mode, args.edges, per_edge, total
+        "hub bench ingest ({}, {}, {} hub{}): {} edges × {} reads = {} reads",
+        report.mode,
+        report.backend.name(),
+        report.hubs,
+        if report.hubs == 1 { "" } else { "s" },
+        args.edges,
+        per_edge,
+        report.reads
     );
-    println!("database in {} ({})", report.path, report.fs);
+    println!("run folder {} ({})", report.path, report.fs);
+    if let Some(d) = &report.database {
+        println!("PostgreSQL: {d}");
+    }
+    if let (Some(s), Some(f)) = (&report.synchronous_commit, &report.fsync) {
+        println!("PostgreSQL synchronous_commit = {s}, fsync = {f}");
+    }
     println!(
         "{:<40} {:>10} {:>9} {:>10} {:>9} {:>9}",
         "phase", "reads", "seconds", "reads/s", "ack p50", "ack p99"
@@ -317,15 +584,15 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     println!(
         "{:<40} {:>10} {:>9.2} {:>10.0}",
         "edges sign their logs (not hub work)",
-        total,
-        sign_secs,
-        total as f64 / sign_secs
+        report.reads,
+        report.sign_s,
+        report.reads as f64 / report.sign_s
     );
     println!(
         "{:<40} {:>10} {:>9.2} {:>10.0} {:>7.1}ms {:>7.1}ms",
         "verify_strict + chain + durable + ack",
-        total,
-        run.seconds,
+        report.reads,
+        report.seconds,
         report.reads_per_s,
         report.ack_p50_ms,
         report.ack_p99_ms
@@ -336,10 +603,22 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             "  the same from ready (incl. admission)", "", "", "", "", w
         );
     }
+    if report.per_hub.len() > 1 {
+        for h in &report.per_hub {
+            println!(
+                "{:<40} {:>10} {:>9} {:>10.0} {:>7.1}ms {:>7.1}ms",
+                format!("  hub {} ({} edges)", h.hub, h.edges),
+                h.reads,
+                "",
+                h.reads_per_s,
+                h.ack_p50_ms,
+                h.ack_p99_ms
+            );
+        }
+    }
     println!(
         "\n{:.0} bytes per entry on the wire ({:.0} stored)",
-        wire_bytes as f64 / total as f64,
-        canonical_bytes as f64 / total as f64,
+        report.wire_bytes_per_read, report.stored_bytes_per_read,
     );
     if args.quic {
         println!("ack latency: from the edge's write of a frame to the receipt it reads back");
@@ -349,15 +628,78 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             args.admit
         );
     }
-    if let Some((commits, commit_secs)) = run.commits {
+    if let (Some(commits), Some(commit_s)) = (report.commits, report.commit_s) {
         println!(
-            "{} durable commits ({:.0} reads per commit); the writer spent {commit_secs:.2} s of {:.2} s in commits",
+            "{} durable commits ({:.0} reads per commit); the writer spent {commit_s:.2} s of {:.2} s in commits",
             commits,
-            total as f64 / commits.max(1) as f64,
-            run.seconds
+            report.reads as f64 / commits.max(1) as f64,
+            report.seconds
         );
     }
-    Ok(())
+    for h in &report.per_hub {
+        if let Some(c) = &h.counters {
+            println!(
+                "hub {}: {} durable commits ({:.0} reads per commit), {:.2} s in commits, {} duplicates",
+                h.hub,
+                c.commits,
+                c.entries_stored as f64 / c.commits.max(1) as f64,
+                c.commit_s,
+                c.duplicates
+            );
+        }
+    }
+    if let Some(n) = report.stored_in_database {
+        println!("the database holds {n} reads, every edge's chain complete");
+    }
+    let c = &report.cpu;
+    println!(
+        "CPU during the run: machine {:.0}% busy of {} cores; this process (edges{}) {:.1} s{}{}",
+        c.machine_busy * 100.0,
+        c.cores,
+        if report.per_hub.iter().any(|h| h.cpu_s.is_some()) {
+            ""
+        } else {
+            " and hub"
+        },
+        c.bench_s,
+        c.hubs_s
+            .map(|s| format!(", hub processes {s:.1} s"))
+            .unwrap_or_default(),
+        c.postgres_s
+            .map(|s| format!(", PostgreSQL backends {s:.1} s"))
+            .unwrap_or_default(),
+    );
+}
+
+/// Whether the database holds every edge's `per_edge` reads: each edge's
+/// chain is complete, none longer. Returns the reads held.
+async fn stored_in_postgres(
+    db: &pg::BenchDatabase,
+    edges: usize,
+    per_edge: u64,
+) -> anyhow::Result<u64> {
+    let config = pg::config(&db.url, 2);
+    let nodes = tokio::task::spawn_blocking(move || {
+        let store = PgStore::open(&config)?;
+        anyhow::Ok(store.nodes()?)
+    })
+    .await??;
+    let bench: Vec<_> = nodes
+        .iter()
+        .filter(|(d, _)| d.as_str().starts_with("bench-"))
+        .collect();
+    anyhow::ensure!(
+        bench.len() == edges,
+        "the database knows {} of {edges} edges",
+        bench.len()
+    );
+    if let Some((d, r)) = bench.iter().find(|(_, r)| r.next_seq != per_edge) {
+        anyhow::bail!(
+            "{d}'s chain in the database holds {} reads, not {per_edge}",
+            r.next_seq
+        );
+    }
+    Ok(bench.iter().map(|(_, r)| r.next_seq).sum())
 }
 
 /// Sign one edge's log and cut it into frames, each with the checkpoint
@@ -419,6 +761,7 @@ pub(crate) async fn run_in_process_on(
     storage: Arc<dyn HubStorage>,
     loads: Vec<EdgeLoad>,
 ) -> anyhow::Result<Run> {
+    let edges = loads.len();
     let metrics = Arc::new(Metrics::default());
     let writer_config = WriterConfig {
         max_batch: args.max_commit.max(1),
@@ -565,6 +908,13 @@ pub(crate) async fn run_in_process_on(
     tokio::task::spawn_blocking(move || join.join()).await.ok();
     Ok(Run {
         stored,
+        hubs: vec![HubRun {
+            edges,
+            stored,
+            latencies_ms: latencies_ms.clone(),
+            counters: None,
+            cpu_s: None,
+        }],
         latencies_ms,
         waits_ms,
         seconds,
@@ -572,7 +922,63 @@ pub(crate) async fn run_in_process_on(
             Metrics::get(&metrics.commits),
             Metrics::get(&metrics.commit_micros) as f64 / 1e6,
         )),
+        postgres_cpu_s: None,
     })
+}
+
+/// The in-process path into one PostgreSQL database, through `hubs`
+/// stores and writers of their own (as `hubs` processes would), the
+/// edges spread over them.
+async fn run_in_process_pg(
+    args: &IngestArgs,
+    hubs: usize,
+    loads: Vec<EdgeLoad>,
+    db: &pg::BenchDatabase,
+) -> anyhow::Result<Run> {
+    let mut groups: Vec<Vec<EdgeLoad>> = (0..hubs).map(|_| Vec::new()).collect();
+    for (i, load) in loads.into_iter().enumerate() {
+        groups[i % hubs].push(load);
+    }
+    let mut stores = Vec::new();
+    for _ in 0..hubs {
+        let config = pg::config(&db.url, args.pool_size);
+        let store = tokio::task::spawn_blocking(move || PgStore::open(&config)).await??;
+        stores.push(Arc::new(store) as Arc<dyn HubStorage>);
+    }
+    // The stores stay open (their backends alive) until measured.
+    let open = stores.clone();
+    let pg0 = hubs::postgres_cpu_seconds(&db.name);
+    let t = Instant::now();
+    let runs = futures_util::future::try_join_all(
+        stores
+            .into_iter()
+            .zip(groups)
+            .map(|(store, group)| run_in_process_on(args, store, group)),
+    )
+    .await?;
+    let seconds = t.elapsed().as_secs_f64();
+    let postgres_cpu_s = Some(hubs::postgres_cpu_seconds(&db.name) - pg0);
+    drop(open);
+    let mut all = Run {
+        stored: 0,
+        latencies_ms: Vec::new(),
+        waits_ms: Vec::new(),
+        seconds,
+        commits: Some((0, 0.0)),
+        hubs: Vec::new(),
+        postgres_cpu_s,
+    };
+    for r in runs {
+        all.stored += r.stored;
+        all.latencies_ms.extend(r.latencies_ms);
+        all.waits_ms.extend(r.waits_ms);
+        if let (Some(a), Some(b)) = (all.commits.as_mut(), r.commits) {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+        all.hubs.extend(r.hubs);
+    }
+    Ok(all)
 }
 
 /// A deployment CA and the hub's certificate in `dir`.
@@ -608,6 +1014,7 @@ async fn run_quic(
     pki: &Path,
     loads: Vec<EdgeLoad>,
 ) -> anyhow::Result<Run> {
+    let edges = loads.len();
     let config = HubConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: dir.join("hub-data"),
@@ -658,10 +1065,116 @@ async fn run_quic(
     }
     Ok(Run {
         stored,
+        hubs: vec![HubRun {
+            edges,
+            stored,
+            latencies_ms: latencies_ms.clone(),
+            counters: None,
+            cpu_s: None,
+        }],
         latencies_ms,
         waits_ms: Vec::new(),
         seconds,
         commits: None,
+        postgres_cpu_s: None,
+    })
+}
+
+/// `hubs` `hub serve` processes on the PostgreSQL database `db`, and one
+/// QUIC connection per edge, edge `i` to hub `i % hubs`.
+async fn run_quic_hubs(
+    args: &IngestArgs,
+    hubs: usize,
+    dir: &Path,
+    pki: &Path,
+    loads: Vec<EdgeLoad>,
+    db: &pg::BenchDatabase,
+) -> anyhow::Result<Run> {
+    let files = HubFiles {
+        dir: dir.to_path_buf(),
+        pki: pki.to_path_buf(),
+        database_url: db.url.clone(),
+        pool_size: args.pool_size,
+        max_connections: args.edges + 16,
+    };
+    // One after the other: the first makes the deployment's first policy
+    // version, the others load it.
+    let mut procs = Vec::new();
+    for n in 0..hubs {
+        let files = files.clone();
+        procs.push(
+            tokio::task::spawn_blocking(move || HubProcess::start(n, &files))
+                .await
+                .context("starting a hub")??,
+        );
+    }
+    let ca = std::fs::read(pki.join("ca.crt"))?;
+    let cpu0: Vec<Option<f64>> = procs.iter().map(HubProcess::cpu_seconds).collect();
+    let pg0 = hubs::postgres_cpu_seconds(&db.name);
+    let mut per_hub: Vec<HubRun> = (0..hubs)
+        .map(|_| HubRun {
+            edges: 0,
+            stored: 0,
+            latencies_ms: Vec::new(),
+            counters: None,
+            cpu_s: None,
+        })
+        .collect();
+    let t1 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, load) in loads.into_iter().enumerate() {
+        let h = i % hubs;
+        per_hub[h].edges += 1;
+        let addr = procs[h].addr;
+        let ca = ca.clone();
+        let in_flight = args.in_flight.max(1);
+        tasks.spawn(async move { (h, quic_edge(addr, &ca, load, in_flight).await) });
+    }
+    let mut failed = None;
+    while let Some(r) = tasks.join_next().await {
+        match r.context("edge task") {
+            Ok((h, Ok((n, l)))) => {
+                per_hub[h].stored += n;
+                per_hub[h].latencies_ms.extend(l);
+            }
+            Ok((h, Err(e))) => failed = Some(e.context(format!("an edge of hub {h}"))),
+            Err(e) => failed = Some(e),
+        }
+    }
+    let seconds = t1.elapsed().as_secs_f64();
+    let postgres_cpu_s = Some(hubs::postgres_cpu_seconds(&db.name) - pg0);
+    for ((h, p), c0) in per_hub.iter_mut().zip(&procs).zip(cpu0) {
+        h.counters = p.counters().ok();
+        h.cpu_s = p.cpu_seconds().zip(c0).map(|(a, b)| a - b);
+    }
+    if let Some(e) = failed {
+        let logs: Vec<String> = procs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("hub {i}'s last log lines:\n{}", p.log_tail()))
+            .collect();
+        return Err(e.context(logs.join("\n")));
+    }
+    tokio::task::spawn_blocking(move || {
+        procs
+            .into_iter()
+            .enumerate()
+            .try_for_each(|(i, p)| p.stop().with_context(|| format!("stopping hub {i}")))
+    })
+    .await??;
+    let stored = per_hub.iter().map(|h| h.stored).sum();
+    let latencies_ms = per_hub
+        .iter()
+        .flat_map(|h| h.latencies_ms.iter().copied())
+        .collect();
+    Ok(Run {
+        stored,
+        latencies_ms,
+        waits_ms: Vec::new(),
+        seconds,
+        commits: None,
+        hubs: per_hub,
+        postgres_cpu_s,
     })
 }
 
@@ -696,8 +1209,9 @@ async fn quic_edge(
             version: PROTOCOL_VERSION,
             device: load.name.clone(),
             log_size: load.reads,
-            // Says it holds every policy: the hub pushes none.
-            policy_version: u64::MAX,
+            // Says it holds every policy: the hub pushes none. (The
+            // largest version a PostgreSQL bigint keeps.)
+            policy_version: i64::MAX as u64,
             hotlists: Vec::new(),
         }),
     )

@@ -8,7 +8,10 @@
 //!
 //! The store is built once per folder and size (`search-bench-N.redb`,
 //! with its CA beside it) and reused by later runs: building 10 million
-//! signed reads takes minutes.
+//! signed reads takes minutes. With `--backend postgres`, the store is a
+//! PostgreSQL database: the one `--database-url` names (built there if
+//! empty, reused if it holds the N reads this bench built, its CA kept in
+//! the folder), else a throwaway cluster's, built for the run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +30,9 @@ use serde::Serialize;
 
 use super::{Near, SearchQuery, Searcher};
 use crate::access::AccessLog;
+use crate::bench::pg::{self, BenchDatabase};
+use crate::bench::BenchBackend;
+use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
 use crate::store::{HubStorage, WriteOp, WriteResult};
 
@@ -46,6 +52,14 @@ pub struct SearchBenchArgs {
     /// Timed queries of each kind (after a warm-up).
     #[arg(long, default_value_t = 200)]
     pub queries: usize,
+    /// Where the store is: a redb file in --dir, or a PostgreSQL database.
+    #[arg(long, value_enum, default_value = "redb")]
+    pub backend: BenchBackend,
+    /// PostgreSQL (--backend postgres): the database to build the store in
+    /// (it must be empty) or to reuse (it holds the --reads this bench
+    /// built; its CA is in --dir). Without it, a throwaway cluster.
+    #[arg(long)]
+    pub database_url: Option<String>,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -63,6 +77,7 @@ const ROUND: usize = 1000;
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
 pub struct SearchBenchReport {
+    pub backend: BenchBackend,
     pub reads: u64,
     pub nodes: usize,
     pub distinct_plates: u64,
@@ -214,9 +229,17 @@ pub(crate) fn build_under(
     ca: &alpr_shared::pki::Issued,
     reads: usize,
 ) -> anyhow::Result<f64> {
+    build_into(&RedbStore::open(db)?, ca, reads)
+}
+
+/// [`build_under`] into `store` (redb or PostgreSQL).
+fn build_into(
+    store: &dyn HubStorage,
+    ca: &alpr_shared::pki::Issued,
+    reads: usize,
+) -> anyhow::Result<f64> {
     let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
     let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes())?;
-    let store = RedbStore::open(db)?;
     let now = UnixMillis::now().0;
     let span = DAYS * 86_400_000;
     let start = now - 3_600_000 - span;
@@ -402,6 +425,45 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
          mislead. Choose a folder on disk with --dir, or pass --allow-tmpfs",
         dir.display()
     );
+    let opened = match args.backend {
+        BenchBackend::Redb => open_redb(&args, &dir).await?,
+        BenchBackend::Postgres => open_postgres(&args, &dir).await?,
+    };
+    let cleanup = opened.database;
+    let result = measure(
+        &args,
+        fs,
+        opened.storage,
+        opened.pg,
+        opened.anchor,
+        opened.path,
+        opened.build_s,
+    )
+    .await;
+    if let Some(db) = cleanup {
+        if let Err(e) = db.finish().await {
+            tracing::warn!("the bench's database: {e:#}");
+        }
+    }
+    result
+}
+
+/// The store to search, as [`run`] opened (and perhaps built) it.
+struct Opened {
+    storage: Arc<dyn HubStorage>,
+    /// The same store, when it is PostgreSQL (for its size).
+    pg: Option<Arc<PgStore>>,
+    anchor: TrustAnchor,
+    /// Where it is, for people.
+    path: String,
+    /// Seconds it took to build; `None` when reused.
+    build_s: Option<f64>,
+    /// A database made for this run (dropped after it).
+    database: Option<BenchDatabase>,
+}
+
+/// The redb store in `dir`, built there if absent.
+async fn open_redb(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened> {
     let db = dir.join(format!("search-bench-{}.redb", args.reads));
     let ca_file = dir.join(format!("search-bench-{}.ca.pem", args.reads));
     let reused = db.exists() && ca_file.exists();
@@ -411,7 +473,7 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
             db.display(),
             args.reads
         );
-        0.0
+        None
     } else {
         let _ = std::fs::remove_file(&db);
         eprintln!(
@@ -420,10 +482,97 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
             args.reads
         );
         let (db2, ca2, n) = (db.clone(), ca_file.clone(), args.reads);
-        tokio::task::spawn_blocking(move || build(&db2, &ca2, n)).await??
+        Some(tokio::task::spawn_blocking(move || build(&db2, &ca2, n)).await??)
     };
-    let anchor = TrustAnchor::from_pem(&std::fs::read(&ca_file)?)?;
-    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&db)?);
+    Ok(Opened {
+        anchor: TrustAnchor::from_pem(&std::fs::read(&ca_file)?)?,
+        storage: Arc::new(RedbStore::open(&db)?),
+        pg: None,
+        path: db.display().to_string(),
+        build_s,
+        database: None,
+    })
+}
+
+/// The PostgreSQL store `--database-url` names (built there if empty,
+/// reused if it holds what this bench built), else a throwaway cluster's.
+async fn open_postgres(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened> {
+    let database = match &args.database_url {
+        Some(_) => None,
+        None => Some(BenchDatabase::fresh(None, "alpr_bench_search").await?),
+    };
+    let url = match (&database, &args.database_url) {
+        (Some(d), _) => d.url.clone(),
+        (None, Some(u)) => u.clone(),
+        (None, None) => anyhow::bail!("no database"),
+    };
+    let described = match &database {
+        Some(d) => d.described.clone(),
+        None => pg::without_password(&url),
+    };
+    let ca_file = dir.join(format!(
+        "search-bench-{}-{}.ca.pem",
+        pg::database_of(&url),
+        args.reads
+    ));
+    let config = pg::config(&url, 8);
+    let store = Arc::new(tokio::task::spawn_blocking(move || PgStore::open(&config)).await??);
+    let held: u64 = {
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.nodes())
+            .await??
+            .iter()
+            .map(|(_, r)| r.next_seq)
+            .sum()
+    };
+    let build_s = if held == args.reads as u64 && ca_file.exists() {
+        eprintln!("reusing {described} (built earlier by this bench with {held} reads)");
+        None
+    } else {
+        anyhow::ensure!(
+            held == 0,
+            "{described} holds {held} reads{}: give --database-url an empty database, or \
+             one this bench built with --reads {held} from this --dir",
+            if ca_file.exists() {
+                ""
+            } else {
+                " and its CA is not in --dir"
+            }
+        );
+        eprintln!("building {described} with {} signed reads…", args.reads);
+        let (s, ca2, n) = (store.clone(), ca_file.clone(), args.reads);
+        Some(
+            tokio::task::spawn_blocking(move || {
+                let ca = alpr_shared::pki::new_ca("Bench Agency", 3650)?;
+                let took = build_into(s.as_ref(), &ca, n)?;
+                std::fs::write(&ca2, ca.cert_pem.as_bytes())?;
+                anyhow::Ok(took)
+            })
+            .await??,
+        )
+    };
+    Ok(Opened {
+        anchor: TrustAnchor::from_pem(&std::fs::read(&ca_file)?)?,
+        storage: store.clone(),
+        pg: Some(store),
+        path: described,
+        build_s,
+        database,
+    })
+}
+
+/// The timed searches over `storage`, and the report.
+async fn measure(
+    args: &SearchBenchArgs,
+    fs: String,
+    storage: Arc<dyn HubStorage>,
+    pg: Option<Arc<PgStore>>,
+    anchor: TrustAnchor,
+    path: String,
+    build_s: Option<f64>,
+) -> anyhow::Result<()> {
+    let reused = build_s.is_none();
+    let build_s = build_s.unwrap_or(0.0);
     let access = AccessLog::start(
         storage.clone(),
         SecretKey::generate(),
@@ -561,16 +710,20 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     );
     let reads: u64 = storage.nodes()?.iter().map(|(_, r)| r.next_seq).sum();
     let report = SearchBenchReport {
+        backend: args.backend,
         reads,
         nodes: NODES,
         distinct_plates,
-        db_bytes: std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0),
+        db_bytes: match pg {
+            Some(pg) => tokio::task::spawn_blocking(move || pg::database_bytes(&pg)).await??,
+            None => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+        },
         build_s,
         reused,
         build_reads_per_s: (!reused && build_s > 0.0).then(|| args.reads as f64 / build_s),
         index_load_s,
         fs,
-        path: db.display().to_string(),
+        path,
         queries: args.queries,
         exact_p50_ms: e.0,
         exact_p99_ms: e.1,
