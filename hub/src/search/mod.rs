@@ -33,7 +33,7 @@ use alpr_shared::cert::TrustAnchor;
 use alpr_shared::crypto::PublicKey;
 use alpr_shared::log::SignedEntry;
 use alpr_shared::search::{distance_m, PatternError, PlatePattern};
-use alpr_shared::types::{Confidence, DeviceId, Location, TimeSource, UnixMillis};
+use alpr_shared::types::{Confidence, DeviceId, Hash32, Location, TimeSource, UnixMillis};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{GeoBox, HubStorage, IndexedRead, StoreError};
@@ -596,8 +596,9 @@ impl Searcher {
         };
         let mut certs = HashMap::new();
         let key = self.key_for(&device, seq, &mut certs)?;
-        let hit = self.hit(&device, &entry, None, problem(&device, &entry, &key))?;
         let crop_jpeg = self.storage.image(&content.crop_hash)?;
+        let problem = problem(&device, &entry, &key);
+        let hit = self.hit(&device, &entry, None, problem, crop_jpeg.is_some())?;
         let overview_jpeg = self.storage.image(&content.overview_hash)?;
         Ok(Some(ReadDetail {
             hit,
@@ -624,12 +625,18 @@ impl Searcher {
     /// is gone (purged since indexed) are left out. Signatures are checked
     /// on two threads: they are most of a search's work.
     fn hits(&self, found: &[(IndexedRead, Option<f64>)]) -> Result<Vec<SearchHit>, SearchError> {
-        let keys: Vec<(DeviceId, u64)> = found
-            .iter()
-            .map(|(r, _)| (r.device.clone(), r.seq))
-            .collect();
-        let entries = self.storage.entries_at(&keys)?;
+        let reads: Vec<IndexedRead> = found.iter().map(|(r, _)| r.clone()).collect();
+        let entries = self.storage.entries_of_reads(&reads)?;
+        // Every node's certificates and every crop's presence in one
+        // question each, not one per hit.
+        let mut devices: Vec<DeviceId> = reads.iter().map(|r| r.device.clone()).collect();
+        devices.sort_unstable();
+        devices.dedup();
         let mut certs: HashMap<DeviceId, KeyRanges> = HashMap::new();
+        for (device, held) in devices.iter().zip(self.storage.certificates_of(&devices)?) {
+            let ranges = self.key_ranges_of(device, held)?;
+            certs.insert(device.clone(), ranges);
+        }
         let mut work = Vec::with_capacity(found.len());
         for ((r, d), bytes) in found.iter().zip(entries) {
             let Some(entry) = bytes.and_then(|b| SignedEntry::decode(&b).ok()) else {
@@ -661,9 +668,16 @@ impl Searcher {
         } else {
             check(&work)
         };
+        let crops: Vec<Hash32> = work
+            .iter()
+            .filter_map(|(_, e, _, _)| e.read().map(|r| r.crop_hash))
+            .collect();
+        let held = self.storage.images_held(&crops)?;
         let mut out = Vec::with_capacity(work.len());
-        for ((device, entry, distance, _), problem) in work.into_iter().zip(problems) {
-            out.push(self.hit(device, &entry, distance, problem)?);
+        for (((device, entry, distance, _), problem), crop_held) in
+            work.into_iter().zip(problems).zip(held)
+        {
+            out.push(self.hit(device, &entry, distance, problem, crop_held)?);
         }
         Ok(out)
     }
@@ -676,7 +690,7 @@ impl Searcher {
         certs: &mut HashMap<DeviceId, KeyRanges>,
     ) -> Result<Result<PublicKey, String>, SearchError> {
         if !certs.contains_key(device) {
-            let ranges = self.key_ranges(device)?;
+            let ranges = self.key_ranges_of(device, self.storage.certificates(device)?)?;
             certs.insert(device.clone(), ranges);
         }
         let ranges = certs.get(device).map(Vec::as_slice).unwrap_or(&[]);
@@ -695,11 +709,11 @@ impl Searcher {
         entry: &SignedEntry,
         distance: Option<f64>,
         problem: Option<String>,
+        crop_held: bool,
     ) -> Result<SearchHit, SearchError> {
         let content = entry
             .read()
             .ok_or_else(|| SearchError::BadQuery("the read's content is gone".into()))?;
-        let crop_held = self.storage.has_image(&content.crop_hash)?;
         Ok(SearchHit {
             node: device.to_string(),
             seq: entry.header.seq,
@@ -717,10 +731,15 @@ impl Searcher {
         })
     }
 
-    /// The node's certificates that took effect, as (first seq, key).
-    fn key_ranges(&self, device: &DeviceId) -> Result<KeyRanges, SearchError> {
+    /// Of the node's certificates `held`, those that took effect, as
+    /// (first seq, key).
+    fn key_ranges_of(
+        &self,
+        device: &DeviceId,
+        held: Vec<crate::store::NodeCert>,
+    ) -> Result<KeyRanges, SearchError> {
         let mut out = Vec::new();
-        for c in self.storage.certificates(device)? {
+        for c in held {
             let Some(from) = c.effective_from else {
                 continue;
             };

@@ -383,6 +383,22 @@ pub trait HubStorage: Send + Sync + 'static {
     /// Canonical bytes of the given entries (`None`: not stored), in order,
     /// read in one transaction.
     fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// Canonical bytes of the entries of reads found through an index
+    /// (`None`: not stored), in order. The capture time lets a store whose
+    /// entries are partitioned by it look in one partition.
+    fn entries_of_reads(&self, reads: &[IndexedRead]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let at: Vec<(DeviceId, u64)> = reads.iter().map(|r| (r.device.clone(), r.seq)).collect();
+        self.entries_at(&at)
+    }
+    /// Every certificate of each of `devices` ([`HubStorage::certificates`]),
+    /// in order, in one question where the store can.
+    fn certificates_of(&self, devices: &[DeviceId]) -> Result<Vec<Vec<NodeCert>>, StoreError> {
+        devices.iter().map(|d| self.certificates(d)).collect()
+    }
+    /// Whether each image is held ([`HubStorage::has_image`]), in order.
+    fn images_held(&self, hashes: &[Hash32]) -> Result<Vec<bool>, StoreError> {
+        hashes.iter().map(|h| self.has_image(h)).collect()
+    }
     /// An image's bytes, if held.
     fn image(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
     /// Canonical bytes of the hub's own access log from `first`, at most

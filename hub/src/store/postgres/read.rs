@@ -484,6 +484,39 @@ impl HubStorage for PgStore {
         })
     }
 
+    fn entries_of_reads(&self, reads: &[IndexedRead]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = reads.iter().map(|r| r.device.as_str().to_owned()).collect();
+        let seqs: Vec<i64> = reads.iter().map(|r| bound(r.seq)).collect();
+        let times: Vec<i64> = reads.iter().map(|r| at_col(r.captured_at)).collect();
+        let len = reads.len();
+        self.run(move |c| async move {
+            // With the capture time, each lookup prunes to the one monthly
+            // partition that holds it (a year of partitions otherwise).
+            let rows = query!(
+                c,
+                "SELECT q.o, e.bytes FROM unnest($1::text[], $2::bigint[], $3::bigint[]) \
+                 WITH ORDINALITY AS q(name, seq, at, o) \
+                 JOIN nodes n ON n.name = q.name \
+                 JOIN entries e ON e.node_id = n.id AND e.seq = q.seq AND e.captured_at = q.at",
+                &names,
+                &seqs,
+                &times
+            )
+            .await?;
+            let mut out = vec![None; len];
+            for r in rows {
+                let o: i64 = r.get(0);
+                if let Some(slot) = usize::try_from(o - 1).ok().and_then(|i| out.get_mut(i)) {
+                    *slot = Some(r.get(1));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if at.is_empty() {
             return Ok(Vec::new());
@@ -737,6 +770,55 @@ impl HubStorage for PgStore {
             .iter()
             .map(|r| Ok((uncol(r.get(0), "hotlist_import")?, r.get(1), r.get(2))))
             .collect()
+        })
+    }
+
+    fn certificates_of(&self, devices: &[DeviceId]) -> Result<Vec<Vec<NodeCert>>, StoreError> {
+        const T: &str = "node_certs";
+        let names: Vec<String> = devices.iter().map(|d| d.as_str().to_owned()).collect();
+        let len = devices.len();
+        self.run(move |c| async move {
+            let rows = query!(
+                c,
+                "SELECT q.o, c.serial, c.der, c.first_seen, c.effective_from \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS q(name, o) \
+                 JOIN nodes n ON n.name = q.name JOIN node_certs c ON c.node_id = n.id",
+                &names
+            )
+            .await?;
+            let mut out = vec![Vec::new(); len];
+            for r in rows {
+                let o: i64 = r.get(0);
+                let cert = NodeCert {
+                    serial: r.get(1),
+                    der: r.get(2),
+                    first_seen: millis(r.get(3), T)?,
+                    effective_from: r
+                        .get::<_, Option<i64>>(4)
+                        .map(|v| uncol(v, T))
+                        .transpose()?,
+                };
+                if let Some(slot) = usize::try_from(o - 1).ok().and_then(|i| out.get_mut(i)) {
+                    slot.push(cert);
+                }
+            }
+            // The order `certificates` gives (as redb's).
+            for certs in &mut out {
+                certs.sort_by_key(|c| (c.effective_from.is_none(), c.effective_from, c.first_seen));
+            }
+            Ok(out)
+        })
+    }
+
+    fn images_held(&self, hashes: &[Hash32]) -> Result<Vec<bool>, StoreError> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<Vec<u8>> = hashes.iter().map(|h| h.0.to_vec()).collect();
+        self.run(move |c| async move {
+            let rows = query!(c, "SELECT hash FROM images WHERE hash = ANY($1)", &wanted).await?;
+            let held: std::collections::HashSet<Vec<u8>> = rows.iter().map(|r| r.get(0)).collect();
+            Ok(wanted.iter().map(|h| held.contains(h)).collect())
         })
     }
 
