@@ -414,6 +414,10 @@ pub struct Users {
     /// [`Users::reload`] reads them again.
     accounts: Mutex<HashMap<String, UserRecord>>,
     sessions: Mutex<Live>,
+    /// The store is shared with other hub processes: a session kept in
+    /// memory is checked against the store at each use, so a logout on
+    /// another hub ends it here too.
+    shared: bool,
     changes: watch::Sender<u64>,
     /// One change of accounts at a time (check-then-write).
     write: tokio::sync::Mutex<()>,
@@ -455,6 +459,7 @@ impl Users {
             .map(|u| (u.username.clone(), u))
             .collect();
         Ok(Users {
+            shared: storage.watch_changes().is_some(),
             accounts: Mutex::new(accounts),
             throttle: Mutex::new(Throttle::new(config.throttle.clone())),
             storage,
@@ -912,7 +917,16 @@ impl Users {
         // Sessions from before a restart are read once; idle time then
         // counts from now.
         let (session, last) = match cached {
-            Some(c) => c,
+            Some(c) if !self.shared => c,
+            Some((_, last)) => match self.storage.session(&hash)? {
+                Some(stored) => (stored, last),
+                None => {
+                    if let Ok(mut l) = self.sessions.lock() {
+                        l.remove(&hash);
+                    }
+                    return Err(expired());
+                }
+            },
             None => (self.storage.session(&hash)?.ok_or_else(expired)?, now),
         };
         let idle = millis(self.config.session_idle);
@@ -1023,6 +1037,51 @@ mod tests {
             training_completed: "2026-01-01".into(),
             training_expires: "2099-01-01".into(),
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_logout_on_one_hub_ends_the_session_on_another_sharing_the_database() {
+        let db = crate::store::postgres::cluster::test_database().expect("database");
+        let open = || -> Arc<dyn HubStorage> {
+            Arc::new(crate::store::postgres::PgStore::open(&db.config).expect("open"))
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, _) = users_of(open(), config());
+        let (b, _) = users_of(open(), config());
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        assert!(a
+            .prepare_bootstrap(dir.path(), "127.0.0.1:1".parse().expect("addr"))
+            .expect("bootstrap file"));
+        let file: BootstrapFile =
+            serde_json::from_slice(&std::fs::read(dir.path().join(BOOTSTRAP_FILE)).expect("read"))
+                .expect("json");
+        a.bootstrap(
+            &file.token,
+            new_user("admin", Role::Administrator),
+            ip,
+            dir.path(),
+        )
+        .await
+        .expect("bootstrap");
+        assert!(b.reload().expect("reload"), "hub b sees the new account");
+        let login = a
+            .login("admin", "password-of-admin", ip)
+            .await
+            .expect("login");
+        // Hub b serves the session (and keeps it in memory)…
+        let caller = b.authenticate(&login.token, ip).expect("a session on b");
+        assert_eq!(caller.username, "admin");
+        assert!(b.authenticate(&login.token, ip).is_ok());
+        // …until it ends on hub a.
+        let on_a = a.authenticate(&login.token, ip).expect("a session on a");
+        a.logout(&on_a, &login.token).await.expect("logout");
+        assert!(
+            matches!(
+                b.authenticate(&login.token, ip),
+                Err(UserError::Unauthorized(_))
+            ),
+            "a session ended on one hub is refused by the other"
+        );
     }
 
     #[tokio::test]
