@@ -817,9 +817,29 @@ fn node_policies_and_hotlists_are_what_each_node_last_said(store: &dyn HubStorag
     assert_eq!(
         sorted(store.node_hotlists().expect("read")),
         vec![
-            (b, vec![]),
+            (b.clone(), vec![]),
             (a, vec![("ncic".to_owned(), 5), ("dmv".to_owned(), 2)])
         ]
+    );
+    // A node may say anything: an absurd version is kept (PostgreSQL:
+    // up to its column's range) and never fails the commit it rides in.
+    let applied = store
+        .commit(vec![
+            WriteOp::NodePolicy {
+                device: b.clone(),
+                version: u64::MAX,
+            },
+            WriteOp::NodeHotlists {
+                device: b.clone(),
+                held: vec![("ncic".into(), u64::MAX)],
+            },
+        ])
+        .expect("an out-of-range version does not fail the commit");
+    assert_eq!(applied.len(), 2);
+    let held = store.node_policies().expect("read");
+    assert!(
+        held.iter().any(|(d, v)| *d == b && *v >= i64::MAX as u64),
+        "{held:?}"
     );
 }
 

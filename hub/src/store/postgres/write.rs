@@ -409,7 +409,9 @@ impl Commit<'_> {
                     "INSERT INTO node_policy (name, version) VALUES ($1, $2) \
                      ON CONFLICT (name) DO UPDATE SET version = excluded.version",
                     &device.as_str(),
-                    &col(version, "policy version")?
+                    // What a node says it holds, kept as said up to the
+                    // column's range: never a reason to fail the commit.
+                    &super::sql::bound(version)
                 )
                 .await?;
                 WriteResult::Done
@@ -1230,6 +1232,15 @@ fn skip(
     head: Hash32,
     at: UnixMillis,
 ) -> Result<Ingested, Refusal> {
+    if last >= i64::MAX as u64 {
+        // Refused alone: a value past the column's range must not fail
+        // the commit of other nodes' batches.
+        return Err(Refusal {
+            code: RefusalCode::Gap,
+            seq: Some(first),
+            detail: format!("loss record up to {last} is beyond any log the hub keeps"),
+        });
+    }
     if rec.next_seq == first {
         rec.next_seq = last + 1;
         rec.head = head;
