@@ -217,6 +217,21 @@ fn nothing_lost_or_twice(
         .map_err(|e| anyhow::anyhow!("{e}: {}", alpr_e2e::output_text(&out)))?;
     assert!(out.status.success(), "{report}");
     assert_eq!(report["authentic"], true, "{report}");
+    // The same from the store itself, as an operator checks a database.
+    let config = auditor_hub.config.display().to_string();
+    let out = auditor_hub.run_as(
+        "auditor",
+        &["store", "check", "--config", &config, "--json"],
+    )?;
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("{e}: {}", alpr_e2e::output_text(&out)))?;
+    assert!(out.status.success(), "hub store check: {check}");
+    let chains = check["chains"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        chains.len(),
+        edges.len() + 1,
+        "every node and the access log: {check}"
+    );
     let store = hubs.store()?;
     for (name, edge) in edges.iter_mut() {
         edge.proc.stop()?;
