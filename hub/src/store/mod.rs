@@ -498,16 +498,28 @@ pub trait HubStorage: Send + Sync + 'static {
         let mut next = from;
         while next < to {
             let page = self.entries(device, next, PAGE)?;
-            if page.is_empty() {
-                break;
-            }
-            for bytes in &page {
-                let e = alpr_shared::log::SignedEntry::decode(bytes).map_err(|e| {
-                    StoreError::Corrupt {
+            let full = page.len() == PAGE;
+            let entries = page
+                .iter()
+                .map(|b| {
+                    alpr_shared::log::SignedEntry::decode(b).map_err(|e| StoreError::Corrupt {
                         table: "entries",
                         detail: e.to_string(),
-                    }
-                })?;
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // The page's images asked about at once, not one by one.
+            let named: Vec<Hash32> = entries
+                .iter()
+                .filter_map(|e| e.read())
+                .flat_map(|r| [r.crop_hash, r.overview_hash])
+                .collect();
+            let held: std::collections::HashSet<Hash32> = named
+                .iter()
+                .zip(self.images_held(&named)?)
+                .filter_map(|(h, held)| held.then_some(*h))
+                .collect();
+            for e in &entries {
                 let seq = e.seq();
                 if seq >= to {
                     return Ok(out);
@@ -523,12 +535,12 @@ pub trait HubStorage: Send + Sync + 'static {
                     hashes.push(r.overview_hash);
                 }
                 for h in hashes {
-                    if h != none && !self.has_image(&h)? {
+                    if h != none && !held.contains(&h) {
                         out.images.push((seq, h));
                     }
                 }
             }
-            if page.len() < PAGE {
+            if entries.is_empty() || !full {
                 break;
             }
         }
