@@ -548,6 +548,31 @@ pub trait HubStorage: Send + Sync + 'static {
     }
 }
 
+/// A [`WriteOp::Purge`]'s record must be a node purge naming exactly the
+/// node and ranges purged (either backend refuses the commit otherwise).
+pub(crate) fn check_purge_record(
+    device: &DeviceId,
+    ranges: &[alpr_shared::log::SeqRange],
+    record: &alpr_shared::log::SignedEntry,
+) -> Result<(), StoreError> {
+    let alpr_shared::log::EntryKind::NodePurge {
+        node,
+        ranges: recorded,
+        ..
+    } = &record.header.kind
+    else {
+        return Err(StoreError::Db(
+            "a purge must carry a node purge record".into(),
+        ));
+    };
+    if node != device || recorded.as_slice() != ranges {
+        return Err(StoreError::Db(
+            "the purge record does not name the purged ranges".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A past match the hub found in the reads it holds (a new entry matched
 /// a read stored before it). Not in any node's log: the hub's access log
 /// holds the system's access that found it.

@@ -1000,17 +1000,7 @@ impl HubStorage for RedbStore {
                         ranges,
                         record,
                     } => {
-                        let alpr_shared::log::EntryKind::NodePurge {
-                            node,
-                            ranges: recorded,
-                            ..
-                        } = &record.header.kind
-                        else {
-                            return Err(db_err("a purge must carry a node purge record"));
-                        };
-                        if *node != device || *recorded != ranges {
-                            return Err(db_err("the purge record does not name the purged ranges"));
-                        }
+                        super::check_purge_record(&device, &ranges, &record)?;
                         let (size, head) = access_head(&access)?;
                         if record.seq() != size || record.header.prev != head {
                             return Err(StoreError::Corrupt {

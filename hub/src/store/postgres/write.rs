@@ -475,17 +475,7 @@ impl Commit<'_> {
                 ranges,
                 record,
             } => {
-                let alpr_shared::log::EntryKind::NodePurge {
-                    node,
-                    ranges: recorded,
-                    ..
-                } = &record.header.kind
-                else {
-                    return Err(db_err("a purge must carry a node purge record"));
-                };
-                if *node != device || *recorded != ranges {
-                    return Err(db_err("the purge record does not name the purged ranges"));
-                }
+                super::super::check_purge_record(&device, &ranges, &record)?;
                 self.append_access(&record, "purge record").await?;
                 let Some(id) = self.nodes.get(device.as_str()).map(|r| r.id) else {
                     return Err(db_err(format!("no node {device} to purge")));
