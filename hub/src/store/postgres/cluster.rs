@@ -204,6 +204,33 @@ impl TempCluster {
         }
     }
 
+    /// Serve TLS with this certificate and key (PEM), from now on: both
+    /// plain and TLS connections are then accepted, as `sslmode` asks.
+    pub fn enable_tls(&self, cert_pem: &str, key_pem: &str) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data_dir();
+        for (name, text) in [("server.crt", cert_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            // PostgreSQL refuses a key others may read, or not its own.
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            if let Some(user) = &self.run_as {
+                let status = Command::new("chown").arg(user).arg(&path).status()?;
+                if !status.success() {
+                    bail!("chown {user} {} failed", path.display());
+                }
+            }
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf)?;
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text)?;
+        self.run("pg_ctl", &["-D", path_str(&data)?, "reload"])?;
+        // The reload is asynchronous: wait until TLS is on.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
     /// Stop the server at once (`immediate`: as a crash would, every
     /// connection cut, recovery from the WAL at the next start).
     pub fn stop_immediate(&self) -> anyhow::Result<()> {
@@ -381,6 +408,57 @@ fn path_str(p: &Path) -> anyhow::Result<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_over_tls_checks_the_databases_certificate() {
+        let cluster = TempCluster::start().expect("cluster");
+        let ca = alpr_shared::pki::new_ca("DB Agency", 30).expect("ca");
+        let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem).expect("ca");
+        let server = authority
+            .issue_console(&["127.0.0.1".into()], 30)
+            .expect("server cert");
+        cluster
+            .enable_tls(&server.cert_pem, &server.key_pem)
+            .expect("tls on");
+        let dir = tempfile::tempdir().expect("dir");
+        let ca_file = dir.path().join("db-ca.crt");
+        std::fs::write(&ca_file, &ca.cert_pem).expect("write");
+        let url = format!("postgres://{ROLE}@127.0.0.1:{}/postgres", cluster.port());
+        let config = crate::store::postgres::PgConfig {
+            url: url.clone(),
+            pool_size: 2,
+            tls_ca: Some(ca_file),
+        };
+        let store = crate::store::postgres::PgStore::open(&config).expect("open over TLS");
+        let on: bool = store
+            .spawn_wait({
+                let pool = store.pool().clone();
+                async move {
+                    let c = pool.get().await.map_err(crate::store::postgres::pg_err)?;
+                    let row = c
+                        .query_one(
+                            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                            &[],
+                        )
+                        .await
+                        .map_err(crate::store::postgres::pg_err)?;
+                    Ok(row.get(0))
+                }
+            })
+            .expect("query");
+        assert!(on, "the pool's connections are TLS");
+        drop(store);
+        // A database whose certificate chains to another CA is refused.
+        let other = alpr_shared::pki::new_ca("Elsewhere", 30).expect("ca");
+        let other_file = dir.path().join("other-ca.crt");
+        std::fs::write(&other_file, &other.cert_pem).expect("write");
+        let refused = crate::store::postgres::PgStore::open(&crate::store::postgres::PgConfig {
+            url,
+            pool_size: 2,
+            tls_ca: Some(other_file),
+        });
+        assert!(refused.is_err(), "a certificate from another CA is refused");
+    }
 
     #[test]
     fn a_test_database_url_keeps_host_role_and_options() {
