@@ -327,8 +327,16 @@ pub trait HubStorage: Send + Sync + 'static {
     fn nodes(&self) -> Result<Vec<(DeviceId, NodeRecord)>, StoreError>;
     /// The latest checkpoint the node signed and the hub checked.
     fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError>;
-    /// The certificate (DER) in force for the node's latest entries.
-    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The certificate (DER) in force for the node's latest entries (or,
+    /// before any took effect, the one most recently seen).
+    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
+        let certs = self.certificates(device)?;
+        let latest = certs
+            .iter()
+            .rfind(|c| c.effective_from.is_some())
+            .or_else(|| certs.iter().max_by_key(|c| c.first_seen));
+        Ok(latest.map(|c| c.der.clone()))
+    }
     /// Every certificate the node has held, oldest first. (No default:
     /// a wrapper that forgot to forward it would serve a wrong history.)
     fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError>;

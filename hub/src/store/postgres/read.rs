@@ -223,17 +223,6 @@ impl HubStorage for PgStore {
         self.run(move |c| async move { checkpoint_of(&c, id).await })
     }
 
-    /// The latest certificate in force (or, before any took effect, the
-    /// one most recently seen).
-    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
-        let certs = self.certificates(device)?;
-        let latest = certs
-            .iter()
-            .rfind(|c| c.effective_from.is_some())
-            .or_else(|| certs.iter().max_by_key(|c| c.first_seen));
-        Ok(latest.map(|c| c.der.clone()))
-    }
-
     fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError> {
         let Some(id) = self.node_id(device)? else {
             return Ok(Vec::new());
