@@ -13,7 +13,7 @@
 pub mod back_match;
 pub mod cli;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use cli::render;
 

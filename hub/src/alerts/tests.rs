@@ -26,7 +26,8 @@ fn ingest(store: &RedbStore, w: &mut LogWriter, log: Vec<SignedEntry>) {
     assert!(matches!(r, WriteResult::Ingested(Ok(_))));
 }
 
-fn alert(read_seq: u64, plate: &str, covert: bool) -> AlertRecord {
+/// An alert on a bulk NCIC entry for `plate` (also the store contract's).
+pub(crate) fn alert(read_seq: u64, plate: &str, covert: bool) -> AlertRecord {
     AlertRecord {
         read_seq,
         list: ListRef::Bulk {

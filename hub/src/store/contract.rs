@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use alpr_shared::crypto::{sha256, PublicKey, SecretKey};
-use alpr_shared::hotlist::{AlertLevel, Category, HotEntry, ListRef, MatchKind};
 use alpr_shared::log::alert::{ActionTaken, ReadCheck, Stage, StatusCheck};
 use alpr_shared::log::{
     AccessAction, AccessOutcome, AccessRecord, AlertRecord, DispositionRecord, LogWriter, SeqRange,
@@ -1021,30 +1020,6 @@ fn the_hub_access_log_grows_only_by_its_next_entry(store: &dyn HubStorage) {
     assert!(store.hub_access_entries(3, 10).expect("read").is_empty());
 }
 
-fn alert_record(read_seq: u64, plate: &str, covert: bool) -> AlertRecord {
-    AlertRecord {
-        read_seq,
-        list: ListRef::Bulk {
-            source: "ncic".into(),
-            generation: 2,
-            issued_at: UnixMillis(1_000),
-        },
-        entry: HotEntry {
-            plate: plate.into(),
-            state: "CA".into(),
-            category: Category::StolenVehicle,
-            ..HotEntry::default()
-        },
-        kind: MatchKind::StateUnread,
-        matched_text: plate.into(),
-        level: AlertLevel::Standard,
-        covert,
-        list_age_ms: 3_600_000,
-        list_stale: false,
-        past_match: false,
-    }
-}
-
 fn hub_alerts_are_numbered_from_one_and_listed_newest_first(store: &dyn HubStorage) {
     assert!(store.hub_alerts(10).expect("read").is_empty());
     let node = DeviceId::new("pole-h").expect("valid");
@@ -1053,7 +1028,7 @@ fn hub_alerts_are_numbered_from_one_and_listed_newest_first(store: &dyn HubStora
         at: UnixMillis(1_000 + seq),
         record: AlertRecord {
             past_match: true,
-            ..alert_record(seq, "7ABC123", false)
+            ..crate::alerts::tests::alert(seq, "7ABC123", false)
         },
     };
     store
@@ -1140,14 +1115,14 @@ fn alerts_and_their_stages_are_indexed_at_ingest(store: &dyn HubStorage) {
     };
     let a =
         n.w.append_alert(
-            alert_record(0, "7ABC123", false),
+            crate::alerts::tests::alert(0, "7ABC123", false),
             UnixMillis(5_100),
             TimeSource::Ntp,
         )
         .expect("alert");
     let covert =
         n.w.append_alert(
-            alert_record(0, "7ABC123", true),
+            crate::alerts::tests::alert(0, "7ABC123", true),
             UnixMillis(5_100),
             TimeSource::Ntp,
         )
@@ -1188,7 +1163,7 @@ fn alerts_and_their_stages_are_indexed_at_ingest(store: &dyn HubStorage) {
     let r = m.read(read_of(1, "8XYZ999", site()), 5_000);
     let other =
         m.w.append_alert(
-            alert_record(0, "8XYZ999", false),
+            crate::alerts::tests::alert(0, "8XYZ999", false),
             UnixMillis(5_100),
             TimeSource::Ntp,
         )
