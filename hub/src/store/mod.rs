@@ -163,6 +163,12 @@ pub struct NodeCert {
 /// The bulk lists a node holds: (source, generation).
 pub type NodeLists = Vec<(String, u64)>;
 
+/// A node's certificates in the order they took effect, pending ones last
+/// by when they were first seen ([`HubStorage::certificates`]' order).
+pub(crate) fn in_effect_order(certs: &mut [NodeCert]) {
+    certs.sort_by_key(|c| (c.effective_from.is_none(), c.effective_from, c.first_seen));
+}
+
 /// One write, batched with others into a transaction.
 #[derive(Debug)]
 pub enum WriteOp {

@@ -314,7 +314,7 @@ fn node_certs(
         }
         out.push(decode_cert(v.value())?);
     }
-    out.sort_by_key(|c| (c.effective_from.is_none(), c.effective_from, c.first_seen));
+    super::in_effect_order(&mut out);
     Ok(out)
 }
 

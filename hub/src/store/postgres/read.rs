@@ -6,7 +6,9 @@ use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 use deadpool_postgres::GenericClient;
 
 use super::partition::at_col;
-use super::sql::{bound, col, device, hash, id_col, id_of, limit, millis, node_row, query, uncol};
+use super::sql::{
+    bound, by_ordinal, col, device, hash, id_col, id_of, limit, millis, node_row, query, uncol,
+};
 use super::sql::{execute, NODE_COLUMNS};
 use super::write::UNPLACED;
 use super::{pg_err, PgStore};
@@ -39,7 +41,7 @@ pub(super) async fn node_certs(
                 .transpose()?,
         });
     }
-    out.sort_by_key(|c| (c.effective_from.is_none(), c.effective_from, c.first_seen));
+    in_effect_order(&mut out);
     Ok(out)
 }
 
@@ -495,14 +497,10 @@ impl HubStorage for PgStore {
                 &times
             )
             .await?;
-            let mut out = vec![None; len];
-            for r in rows {
-                let o: i64 = r.get(0);
-                if let Some(slot) = usize::try_from(o - 1).ok().and_then(|i| out.get_mut(i)) {
-                    *slot = Some(r.get(1));
-                }
-            }
-            Ok(out)
+            by_ordinal(&rows, len, None, |slot, r| {
+                *slot = Some(r.get(1));
+                Ok(())
+            })
         })
     }
 
@@ -524,14 +522,10 @@ impl HubStorage for PgStore {
                 &seqs
             )
             .await?;
-            let mut out = vec![None; len];
-            for r in rows {
-                let o: i64 = r.get(0);
-                if let Some(slot) = usize::try_from(o - 1).ok().and_then(|i| out.get_mut(i)) {
-                    *slot = Some(r.get(1));
-                }
-            }
-            Ok(out)
+            by_ordinal(&rows, len, None, |slot, r| {
+                *slot = Some(r.get(1));
+                Ok(())
+            })
         })
     }
 
@@ -775,10 +769,8 @@ impl HubStorage for PgStore {
                 &names
             )
             .await?;
-            let mut out = vec![Vec::new(); len];
-            for r in rows {
-                let o: i64 = r.get(0);
-                let cert = NodeCert {
+            let mut out = by_ordinal(&rows, len, Vec::new(), |certs, r| {
+                certs.push(NodeCert {
                     serial: r.get(1),
                     der: r.get(2),
                     first_seen: millis(r.get(3), T)?,
@@ -786,14 +778,11 @@ impl HubStorage for PgStore {
                         .get::<_, Option<i64>>(4)
                         .map(|v| uncol(v, T))
                         .transpose()?,
-                };
-                if let Some(slot) = usize::try_from(o - 1).ok().and_then(|i| out.get_mut(i)) {
-                    slot.push(cert);
-                }
-            }
-            // The order `certificates` gives (as redb's).
+                });
+                Ok(())
+            })?;
             for certs in &mut out {
-                certs.sort_by_key(|c| (c.effective_from.is_none(), c.effective_from, c.first_seen));
+                in_effect_order(certs);
             }
             Ok(out)
         })

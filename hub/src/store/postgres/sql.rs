@@ -127,3 +127,22 @@ pub(super) fn id_of(v: i32, table: &'static str) -> Result<u32, StoreError> {
         detail: format!("node id {v}"),
     })
 }
+
+/// Rows of a query over `unnest(…) WITH ORDINALITY` (the ordinal in
+/// column 0), gathered into one slot per item asked about, in order; `add`
+/// puts a row into its item's slot. Rows of no item are ignored.
+pub(super) fn by_ordinal<T: Clone>(
+    rows: &[tokio_postgres::Row],
+    len: usize,
+    empty: T,
+    mut add: impl FnMut(&mut T, &tokio_postgres::Row) -> Result<(), StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = vec![empty; len];
+    for r in rows {
+        let o: i64 = r.get(0);
+        if let Some(slot) = usize::try_from(o - 1).ok().and_then(|i| out.get_mut(i)) {
+            add(slot, r)?;
+        }
+    }
+    Ok(out)
+}
