@@ -29,6 +29,23 @@ pub fn shared_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
 }
 
+/// Whether this run is CI (`CI=true`), where every test must really run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// A test that cannot run here (`why`: a tool or a permission missing).
+/// Outside CI it says so loudly and the test passes as skipped; in CI it
+/// fails, so a missing tool never passes for a green test.
+pub fn cannot_run(test: &str, why: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !in_ci(),
+        "{test} cannot run in CI: {why} (scripts/setup.sh installs what it needs; CI runs as root)"
+    );
+    eprintln!("\n!!!!!!!! SKIPPED {test}: {why} !!!!!!!!\n");
+    Ok(())
+}
+
 /// The password of the officers the tests put in edges' policies.
 pub const OFFICER_PASSWORD: &str = "correct horse";
 
@@ -291,6 +308,8 @@ pub struct Proc {
     pub log: PathBuf,
     child: std::sync::Mutex<Option<Child>>,
     starts: u32,
+    /// `RUST_LOG` of the process (`info` unless a test asks for more).
+    filter: String,
 }
 
 impl Proc {
@@ -301,6 +320,7 @@ impl Proc {
             log,
             child: std::sync::Mutex::new(None),
             starts: 0,
+            filter: "info".into(),
         }
     }
 
@@ -313,7 +333,7 @@ impl Proc {
         let child = Command::new(bin(self.name)?)
             .args(&self.args)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -820,6 +840,8 @@ pub struct EdgeOptions {
     pub backoff_max: Duration,
     /// More TOML appended to the config (e.g. a `[capture]` section).
     pub extra_toml: String,
+    /// The edge's `RUST_LOG`.
+    pub log_filter: String,
 }
 
 impl Default for EdgeOptions {
@@ -831,6 +853,7 @@ impl Default for EdgeOptions {
             metered: false,
             backoff_max: Duration::from_secs(2),
             extra_toml: String::new(),
+            log_filter: "info".into(),
         }
     }
 }
@@ -902,6 +925,7 @@ impl Edge {
             ],
             dir.join(format!("edge-{}.log", node.name)),
         );
+        proc.filter = opts.log_filter.clone();
         proc.start()?;
         Ok(Edge { proc, config, data })
     }

@@ -329,29 +329,28 @@ struct SmallDisk {
 }
 
 impl SmallDisk {
-    /// `None` (with a loud message) where mounting is not permitted.
-    fn mount(path: &Path, size: &str) -> anyhow::Result<Option<SmallDisk>> {
+    /// `None` where mounting is not permitted (the test then skips, and
+    /// fails in CI: [`alpr_e2e::cannot_run`]).
+    fn mount(test: &str, path: &Path, size: &str) -> anyhow::Result<Option<SmallDisk>> {
         std::fs::create_dir_all(path)?;
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(path)
             .output();
-        match out {
-            Ok(o) if o.status.success() => Ok(Some(SmallDisk {
-                path: path.to_owned(),
-            })),
-            Ok(o) => {
-                eprintln!(
-                    "\n!!! SKIPPED: cannot mount a small tmpfs to fill ({}); run as root to test a full disk\n",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                Ok(None)
+        let why = match out {
+            Ok(o) if o.status.success() => {
+                return Ok(Some(SmallDisk {
+                    path: path.to_owned(),
+                }))
             }
-            Err(e) => {
-                eprintln!("\n!!! SKIPPED: no mount command ({e}); cannot test a full disk\n");
-                Ok(None)
-            }
-        }
+            Ok(o) => format!(
+                "cannot mount a small tmpfs to fill ({}); run as root to test a full disk",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("no mount command ({e}); cannot test a full disk"),
+        };
+        alpr_e2e::cannot_run(test, &why)?;
+        Ok(None)
     }
 
     /// Write a file until the disk is full.
@@ -396,10 +395,10 @@ fn after_a_full_disk_hub_and_edge_recover_by_themselves_and_lose_nothing() -> an
 }
 
 fn full_disk(pki: &Pki, dir: &Path) -> anyhow::Result<()> {
-    let Some(hub_disk) = SmallDisk::mount(&dir.join("hub-disk"), "12m")? else {
+    let Some(hub_disk) = SmallDisk::mount("full disk", &dir.join("hub-disk"), "12m")? else {
         return Ok(());
     };
-    let Some(edge_disk) = SmallDisk::mount(&dir.join("edge-disk"), "12m")? else {
+    let Some(edge_disk) = SmallDisk::mount("full disk", &dir.join("edge-disk"), "12m")? else {
         return Ok(());
     };
     let node = pki.node("patrol-full")?;
@@ -490,7 +489,8 @@ fn full_disk(pki: &Pki, dir: &Path) -> anyhow::Result<()> {
 fn a_dead_store_writer_stops_the_edge_non_zero_with_the_reason() -> anyhow::Result<()> {
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;
-    let Some(disk) = SmallDisk::mount(&dir.path().join("edge-disk"), "8m")? else {
+    let Some(disk) = SmallDisk::mount("dead store writer", &dir.path().join("edge-disk"), "8m")?
+    else {
         return Ok(());
     };
     let node = pki.node("pole-w")?;

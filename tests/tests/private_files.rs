@@ -102,7 +102,10 @@ fn edge_status_as_nobody(config: &Path) -> anyhow::Result<Option<String>> {
             Ok(Some(String::from_utf8_lossy(&o.stderr).to_lowercase()))
         }
         other => {
-            eprintln!("SKIPPED: cannot run a command as another user here: {other:?}");
+            alpr_e2e::cannot_run(
+                "edge status as another user",
+                &format!("cannot run a command as another user here: {other:?}"),
+            )?;
             Ok(None)
         }
     }
