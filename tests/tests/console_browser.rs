@@ -149,9 +149,29 @@ async fn the_dashboard_offers_the_roles_sections_and_logout_ends_the_session() -
             "an officer is offered #{id}"
         );
     }
+    // The session as the browser holds it, before logging out.
+    let kept = b
+        .client()?
+        .get_named_cookie(alpr_hub::console::SESSION_COOKIE)
+        .await?;
     b.click("logout").await?;
     b.wait_for("#notice", PAGE_WAIT).await?;
     assert!(b.text("#notice").await?.contains("logged out"));
+    b.goto("/console/").await?;
+    b.wait_for("#page-login", PAGE_WAIT).await?;
+    // Logout ends the session at the hub, not only the browser's cookie:
+    // the old token, presented again, gets the login page.
+    let token = kept.value().to_owned();
+    b.client()?.add_cookie(kept).await?;
+    let held = b
+        .client()?
+        .get_named_cookie(alpr_hub::console::SESSION_COOKIE)
+        .await?;
+    assert_eq!(
+        held.value(),
+        token,
+        "the browser did not take the old cookie back"
+    );
     b.goto("/console/").await?;
     b.wait_for("#page-login", PAGE_WAIT).await?;
 

@@ -431,3 +431,37 @@ fn the_api_needs_a_session_and_bounds_what_it_reads() -> anyhow::Result<()> {
     assert!(format!("{err:#}").contains("TLS"), "{err:#}");
     Ok(())
 }
+
+#[test]
+fn hub_logout_ends_the_session_at_the_hub_not_only_on_this_machine() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let hub = Hub::start(&pki, dir.path(), &[])?;
+    hub.add_user("ofc", "officer", TRAINED)?;
+    hub.login("ofc")?;
+    let (ok, out) = hub.run_text("ofc", &["policy", "show"])?;
+    assert!(ok, "a fresh session is refused: {out}");
+
+    // A copy of the session file, as a thief of the laptop would keep.
+    let file = hub.sessions.join("ofc.json");
+    let kept = std::fs::read(&file)?;
+    let (ok, out) = hub.run_text("ofc", &["logout"])?;
+    assert!(ok && out.contains("logged out"), "{out}");
+    assert!(!out.contains("did not end the session"), "{out}");
+    assert!(!file.exists(), "the session file is still there");
+
+    // The hub itself refuses the token now.
+    std::fs::write(&file, kept)?;
+    let (ok, out) = hub.run_text("ofc", &["policy", "show"])?;
+    assert!(
+        !ok,
+        "the session still works at the hub after logout: {out}"
+    );
+    assert!(out.contains("no session or session expired"), "{out}");
+    let rows = access_rows(&hub, &["--user", "ofc"])?;
+    assert!(
+        rows.iter().any(|r| r["action"] == "logout"),
+        "the logout is not in the access log: {rows:#?}"
+    );
+    Ok(())
+}
