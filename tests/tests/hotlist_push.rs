@@ -133,23 +133,47 @@ fn lists_reach_connected_edges_and_an_offline_edge_catches_up_before_its_backlog
     offline.proc.stop()?;
 
     // Back online: no read of the backlog is acknowledged before the edge
-    // holds generation 4.
-    let edge = Edge::start(&node, hub.addr, dir.path(), &opts(300))?;
-    let mut samples = 0;
+    // holds generation 4. The edge handles the hub's receipts and its
+    // lists on one task, in order, and logs each (receipts at debug): the
+    // log after the restart gives the exact order, not a sample of it.
+    let log_path = dir.path().join("edge-pole-1.log");
+    let before = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
+    let edge = Edge::start(
+        &node,
+        hub.addr,
+        dir.path(),
+        &EdgeOptions {
+            log_filter: "info,alpr_edge::sync=debug".into(),
+            ..opts(300)
+        },
+    )?;
     wait_for(Duration::from_secs(60), "the backlog acknowledged", || {
-        let s = edge.status()?;
-        let acked = s["acked"].as_u64().unwrap_or(0);
-        if acked > 50 {
-            samples += 1;
-            assert_eq!(
-                edge_list(&s),
-                Some(4),
-                "reads were acknowledged before the current list was applied: {s}"
-            );
-        }
-        (acked == 300).then_some(())
+        (edge.status()?["acked"].as_u64() == Some(300)).then_some(())
     })?;
-    assert!(samples > 0);
+    let log = std::fs::read(&log_path)?;
+    let log = String::from_utf8_lossy(log.get(before..).unwrap_or_default());
+    let lines: Vec<&str> = log.lines().collect();
+    let in_force = lines
+        .iter()
+        .position(|l| l.contains("bulk list from the hub in force") && l.contains("generation=4"));
+    let first_backlog_ack = lines.iter().position(|l| {
+        l.contains("hub acknowledged")
+            && l.split("acked=")
+                .nth(1)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|acked| acked > 50)
+    });
+    match (in_force, first_backlog_ack) {
+        (Some(list), Some(ack)) => assert!(
+            list < ack,
+            "a read of the backlog was acknowledged before ncic #4 was in force:\n{}",
+            lines[list.min(ack)..=list.max(ack)].join("\n")
+        ),
+        _ => anyhow::bail!(
+            "the edge's log does not show both ncic #4 in force and the backlog's receipts:\n{log}"
+        ),
+    }
     wait_for(Duration::from_secs(10), "the hub records ncic #4", || {
         (hub_list(&hub, "pole-1") == Some(4)).then_some(())
     })?;
