@@ -233,6 +233,25 @@ impl Pki {
         )
     }
 
+    /// Enroll a pole whose certificate was issued `days_ago` days ago, so
+    /// the hub accepts reads it captured that long ago (retention tests on
+    /// a running hub).
+    pub fn node_enrolled_days_ago(&self, name: &str, days_ago: i64) -> anyhow::Result<NodeFiles> {
+        let id = DeviceId::new(name)?;
+        let (issued, _) =
+            self.authority
+                .issue_device_enrolled_days_ago(&id, DeviceKind::Pole, days_ago, 30)?;
+        let anchor = TrustAnchor::from_pem(&std::fs::read(self.ca_cert())?)?;
+        let serial = anchor.check_device_pem(issued.cert_pem.as_bytes())?.serial;
+        self.write_node(
+            name,
+            &issued.cert_pem,
+            issued.key_pem.as_bytes(),
+            &self.ca_cert(),
+            serial,
+        )
+    }
+
     /// Enroll a node with another deployment's CA (it still trusts ours for
     /// the hub, so only the hub's check stands between it and the data).
     pub fn foreign_node(&self, name: &str) -> anyhow::Result<NodeFiles> {
