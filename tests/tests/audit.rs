@@ -5,6 +5,9 @@
 use std::time::Duration;
 
 use alpr_e2e::{Edge, EdgeOptions, Hub, Pki};
+use alpr_shared::log::bundle::{
+    KIND_CERT, KIND_CHECKPOINT, KIND_ENTRY, KIND_HUB_CERT, KIND_MANIFEST, KIND_REVOCATION,
+};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -101,13 +104,6 @@ fn records(bytes: &[u8]) -> anyhow::Result<Vec<(u8, Vec<u8>)>> {
     }
     Ok(out)
 }
-
-const KIND_CERT: u8 = 1;
-const KIND_ENTRY: u8 = 2;
-const KIND_CHECKPOINT: u8 = 3;
-const KIND_HUB_CERT: u8 = 4;
-const KIND_MANIFEST: u8 = 5;
-const KIND_REVOCATION: u8 = 6;
 
 /// Whether record (kind, bytes) belongs to node `name`.
 fn of_node(kind: u8, bytes: &[u8], name: &str) -> bool {

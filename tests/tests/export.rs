@@ -219,26 +219,7 @@ fn an_export_refused_for_a_photo_not_yet_at_the_hub_is_in_the_audit() -> anyhow:
         },
     )?;
     edge.wait_synced(4, LIMIT)?;
-    let agencies = dir.path().join("agencies.toml");
-    std::fs::write(
-        &agencies,
-        "[[agencies]]\nori = \"CA0020000\"\nname = \"County District Attorney\"\nkind = \"in-state-public\"\n",
-    )?;
-    let out = hub
-        .as_user("admin")?
-        .args(["policy", "set"])
-        .arg(&agencies)
-        .output()?;
-    assert!(out.status.success(), "{}", text(&out));
-    hub.add_user("sup1", "supervisor", TRAINED)?;
-    hub.login("sup1")?;
-    let out = hub.run_as(
-        "sup1",
-        &[
-            "hold", "add", "--case", CASE, "--reason", "robbery", "--plate", "GEN00002",
-        ],
-    )?;
-    assert!(out.status.success(), "hub hold add: {}", text(&out));
+    hub.hold_case_for_export(dir.path(), CASE, "GEN00002")?;
 
     let bundle = dir.path().join("case.evidence");
     let out = hub

@@ -41,17 +41,14 @@ fn plates(results: &serde_json::Value) -> Vec<String> {
     p
 }
 
-#[test]
-fn a_search_needs_a_purpose_and_every_search_leaves_the_four_statutory_fields() -> anyhow::Result<()>
-{
-    let pki = Pki::new()?;
-    let dir = tempfile::tempdir()?;
-    let hub = Hub::start(&pki, dir.path(), &[])?;
-    let node = pki.node("pole-9")?;
+/// A hub holding six reads of `pole-9` (`GEN00000`…), and officer `ofc1`
+/// logged in.
+fn six_reads_and_an_officer(pki: &Pki, dir: &Path) -> anyhow::Result<(Hub, Edge)> {
+    let hub = Hub::start(pki, dir, &[])?;
     let edge = Edge::start(
-        &node,
+        &pki.node("pole-9")?,
         hub.addr,
-        dir.path(),
+        dir,
         &EdgeOptions {
             generate: 6,
             ..EdgeOptions::default()
@@ -60,6 +57,15 @@ fn a_search_needs_a_purpose_and_every_search_leaves_the_four_statutory_fields() 
     edge.wait_synced(6, LIMIT)?;
     hub.add_user("ofc1", "officer", TRAINED)?;
     hub.login("ofc1")?;
+    Ok((hub, edge))
+}
+
+#[test]
+fn a_search_needs_a_purpose_and_every_search_leaves_the_four_statutory_fields() -> anyhow::Result<()>
+{
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let (hub, _edge) = six_reads_and_an_officer(&pki, dir.path())?;
 
     // No purpose, one not in the policy, no case number where one is due:
     // refused, each with its reason.
@@ -313,19 +319,7 @@ fn every_attempt_at_read_data_leaves_a_record_with_its_reason() -> anyhow::Resul
     use alpr_hub::api::client::{ApiClient, ApiFailure, Session};
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;
-    let hub = Hub::start(&pki, dir.path(), &[])?;
-    let edge = Edge::start(
-        &pki.node("pole-9")?,
-        hub.addr,
-        dir.path(),
-        &EdgeOptions {
-            generate: 6,
-            ..EdgeOptions::default()
-        },
-    )?;
-    edge.wait_synced(6, LIMIT)?;
-    hub.add_user("ofc1", "officer", TRAINED)?;
-    hub.login("ofc1")?;
+    let (hub, _edge) = six_reads_and_an_officer(&pki, dir.path())?;
 
     // (command, the action recorded, what its query names, the reason).
     let attempts: [(&[&str], &str, &str, &str); 2] = [

@@ -48,12 +48,13 @@ pub const MAX_NODES: usize = 20_000;
 /// Most checkpoints one node may carry in a bundle.
 const MAX_NODE_CHECKPOINTS: usize = 256;
 
-const KIND_CERT: u8 = 1;
-const KIND_ENTRY: u8 = 2;
-const KIND_CHECKPOINT: u8 = 3;
-const KIND_HUB_CERT: u8 = 4;
-const KIND_MANIFEST: u8 = 5;
-const KIND_REVOCATION: u8 = 6;
+/// Record kinds (see the layout above).
+pub const KIND_CERT: u8 = 1;
+pub const KIND_ENTRY: u8 = 2;
+pub const KIND_CHECKPOINT: u8 = 3;
+pub const KIND_HUB_CERT: u8 = 4;
+pub const KIND_MANIFEST: u8 = 5;
+pub const KIND_REVOCATION: u8 = 6;
 const MAX_REVOCATION_BYTES: usize = 1024;
 /// Most revocations one bundle may carry.
 pub const MAX_REVOCATIONS: usize = 100_000;

@@ -493,11 +493,8 @@ fn reads_the_hub_purged_verify_under_its_log_after_the_nodes_whatever_their_numb
     );
     let r = verdict(&p, &purged_at_hub(&p, n, purged, 1024, true)).expect("readable");
     assert!(r.authentic(), "{:?} {:?}", r.faults, r.logs);
-    let node = r
-        .logs
-        .iter()
-        .find(|l| l.device == "pole-1")
-        .expect("pole-1");
+    let pole = |r: &BundleReport| r.logs.iter().find(|l| l.device == "pole-1").cloned();
+    let node = pole(&r).expect("pole-1");
     assert_eq!(
         (node.reads, node.purged),
         ((n - purged) as u64, purged as u64)
@@ -507,11 +504,7 @@ fn reads_the_hub_purged_verify_under_its_log_after_the_nodes_whatever_their_numb
     // beyond those kept).
     let r = verdict(&p, &purged_at_hub(&p, n, purged, 1024, false)).expect("readable");
     assert!(!r.authentic());
-    let node = r
-        .logs
-        .iter()
-        .find(|l| l.device == "pole-1")
-        .expect("pole-1");
+    let node = pole(&r).expect("pole-1");
     assert_eq!(
         node.faults.len() as u64 + node.faults_omitted,
         purged as u64
