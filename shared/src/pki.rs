@@ -43,6 +43,23 @@ fn random_serial() -> SerialNumber {
 }
 
 fn params(cn: &str, ou: Option<&str>, org: &str, days: i64) -> CertificateParams {
+    let now = OffsetDateTime::now_utc();
+    params_from(
+        cn,
+        ou,
+        org,
+        now - Duration::minutes(5),
+        now + Duration::days(days),
+    )
+}
+
+fn params_from(
+    cn: &str,
+    ou: Option<&str>,
+    org: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> CertificateParams {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, org);
@@ -51,9 +68,8 @@ fn params(cn: &str, ou: Option<&str>, org: &str, days: i64) -> CertificateParams
     }
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
-    let now = OffsetDateTime::now_utc();
-    p.not_before = now - Duration::minutes(5);
-    p.not_after = now + Duration::days(days);
+    p.not_before = not_before;
+    p.not_after = not_after;
     p.serial_number = Some(random_serial());
     p
 }
@@ -123,8 +139,42 @@ impl Authority {
         kind: DeviceKind,
         days: i64,
     ) -> Result<String, PkiError> {
+        let p = params(name.as_str(), Some(kind.as_str()), &self.org, days);
+        self.sign_device(key, p)
+    }
+
+    /// A node certificate for a fresh key, issued as if `days_ago` days
+    /// ago (valid from then, for `days` from now): a node whose reads are
+    /// a year old, for tests of retention on a running hub.
+    #[doc(hidden)]
+    pub fn issue_device_enrolled_days_ago(
+        &self,
+        name: &DeviceId,
+        kind: DeviceKind,
+        days_ago: i64,
+        days: i64,
+    ) -> Result<(Issued, SecretKey), PkiError> {
+        let key = SecretKey::generate();
+        let now = OffsetDateTime::now_utc();
+        let p = params_from(
+            name.as_str(),
+            Some(kind.as_str()),
+            &self.org,
+            now - Duration::days(days_ago),
+            now + Duration::days(days),
+        );
+        let cert_pem = self.sign_device(&key, p)?;
+        Ok((
+            Issued {
+                cert_pem,
+                key_pem: key.to_pkcs8_pem()?,
+            },
+            key,
+        ))
+    }
+
+    fn sign_device(&self, key: &SecretKey, mut p: CertificateParams) -> Result<String, PkiError> {
         let kp = ed25519_keypair(key)?;
-        let mut p = params(name.as_str(), Some(kind.as_str()), &self.org, days);
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         p.use_authority_key_identifier_extension = true;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use alpr_shared::cert::{DeviceCert, TrustAnchor};
 use alpr_shared::log::SignedEntry;
-use alpr_shared::pki::{new_ca, Authority};
+use alpr_shared::pki::{new_ca, Authority, Issued};
 use alpr_shared::types::{DeviceId, DeviceKind};
 use anyhow::Context;
 
@@ -237,8 +237,14 @@ impl Pki {
 
     /// Enroll a node of this deployment.
     pub fn node_of_kind(&self, name: &str, kind: DeviceKind) -> anyhow::Result<NodeFiles> {
-        let id = DeviceId::new(name)?;
-        let (issued, _) = self.authority.issue_device(&id, kind, 30)?;
+        let (issued, _) = self
+            .authority
+            .issue_device(&DeviceId::new(name)?, kind, 30)?;
+        self.enrolled(name, &issued)
+    }
+
+    /// The files of a node this deployment's CA issued `issued` to.
+    fn enrolled(&self, name: &str, issued: &Issued) -> anyhow::Result<NodeFiles> {
         let anchor = TrustAnchor::from_pem(&std::fs::read(self.ca_cert())?)?;
         let serial = anchor.check_device_pem(issued.cert_pem.as_bytes())?.serial;
         self.write_node(
@@ -248,6 +254,17 @@ impl Pki {
             &self.ca_cert(),
             serial,
         )
+    }
+
+    /// Enroll a pole whose certificate was issued `days_ago` days ago, so
+    /// the hub accepts reads it captured that long ago (retention tests on
+    /// a running hub).
+    pub fn node_enrolled_days_ago(&self, name: &str, days_ago: i64) -> anyhow::Result<NodeFiles> {
+        let id = DeviceId::new(name)?;
+        let (issued, _) =
+            self.authority
+                .issue_device_enrolled_days_ago(&id, DeviceKind::Pole, days_ago, 30)?;
+        self.enrolled(name, &issued)
     }
 
     /// Enroll a node with another deployment's CA (it still trusts ours for
@@ -630,6 +647,36 @@ impl Hub {
     /// Run `hub ARGS` as `user`; its output whatever the exit status.
     pub fn run_as(&self, user: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
         Ok(self.as_user(user)?.args(args).output()?)
+    }
+
+    /// Ready a case for export: the county DA (`CA0020000`, in-state) and
+    /// the FBI (`DCFBI0000`, federal) in the policy, and supervisor `sup1`
+    /// holding `case` over the reads of `plate` (files written in `dir`).
+    pub fn hold_case_for_export(&self, dir: &Path, case: &str, plate: &str) -> anyhow::Result<()> {
+        let agencies = dir.join("agencies.toml");
+        std::fs::write(
+            &agencies,
+            "[[agencies]]\nori = \"CA0020000\"\nname = \"County District Attorney\"\nkind = \"in-state-public\"\n\n\
+             [[agencies]]\nori = \"DCFBI0000\"\nname = \"FBI\"\nkind = \"federal\"\n",
+        )?;
+        let out = self
+            .as_user("admin")?
+            .args(["policy", "set"])
+            .arg(&agencies)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "hub policy set: {}",
+            output_text(&out)
+        );
+        self.add_user("sup1", "supervisor", TRAINED)?;
+        self.login("sup1")?;
+        let hold = [
+            "hold", "add", "--case", case, "--reason", "robbery", "--plate", plate,
+        ];
+        let out = self.run_as("sup1", &hold)?;
+        anyhow::ensure!(out.status.success(), "hub hold add: {}", output_text(&out));
+        Ok(())
     }
 
     /// `user` imports `rows` as the NCIC source's next generation

@@ -254,27 +254,7 @@ fn a_supervisor_downloads_a_case_bundle_that_verifies_offline() -> anyhow::Resul
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;
     let (hub, _edge) = hub_with_reads(dir.path(), &pki)?;
-    let agencies = dir.path().join("agencies.toml");
-    std::fs::write(
-        &agencies,
-        "[[agencies]]\nori = \"CA0020000\"\nname = \"County District Attorney\"\nkind = \"in-state-public\"\n\n\
-         [[agencies]]\nori = \"DCFBI0000\"\nname = \"FBI\"\nkind = \"federal\"\n",
-    )?;
-    let out = hub
-        .as_user("admin")?
-        .args(["policy", "set"])
-        .arg(&agencies)
-        .output()?;
-    assert!(out.status.success(), "{}", output_text(&out));
-    hub.add_user("sup1", "supervisor", TRAINED)?;
-    hub.login("sup1")?;
-    let out = hub.run_as(
-        "sup1",
-        &[
-            "hold", "add", "--case", CASE, "--reason", "robbery", "--plate", "GEN00003",
-        ],
-    )?;
-    assert!(out.status.success(), "hub hold add: {}", output_text(&out));
+    hub.hold_case_for_export(dir.path(), CASE, "GEN00003")?;
 
     let bundle = runtime()?.block_on(async {
         let mut c = hub.console("sup1").await?;

@@ -198,3 +198,48 @@ fn a_case_exported_to_an_in_state_agency_verifies_offline_and_a_federal_one_is_r
     );
     Ok(())
 }
+
+/// An export refused because a photo is not at the hub yet (the car is on
+/// a metered link: its photos wait for Wi-Fi) is in the access log and in
+/// `hub audit exports`, with its reason, like every other attempt.
+#[test]
+fn an_export_refused_for_a_photo_not_yet_at_the_hub_is_in_the_audit() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let hub = Hub::start(&pki, dir.path(), &[])?;
+    let edge = Edge::start(
+        &pki.node("car-8")?,
+        hub.addr,
+        dir.path(),
+        &EdgeOptions {
+            generate: 4,
+            images: true,
+            metered: true,
+            ..EdgeOptions::default()
+        },
+    )?;
+    edge.wait_synced(4, LIMIT)?;
+    hub.hold_case_for_export(dir.path(), CASE, "GEN00002")?;
+
+    let bundle = dir.path().join("case.evidence");
+    let out = hub
+        .as_user("sup1")?
+        .args(["export", "--case", CASE, "--to", "CA0020000", "--out"])
+        .arg(&bundle)
+        .output()?;
+    assert!(!out.status.success(), "exported without its photos");
+    assert!(text(&out).contains("not at the hub yet"), "{}", text(&out));
+    assert!(!bundle.exists(), "a refused export left a file");
+
+    let log = exports(&hub)?;
+    assert!(
+        log.iter().any(|r| r["case"] == CASE
+            && r["recipient"] == "CA0020000"
+            && r["user"] == "sup1"
+            && r["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("refused") && o.contains("not at the hub yet"))),
+        "the refused export is not in hub audit exports: {log:#?}"
+    );
+    Ok(())
+}

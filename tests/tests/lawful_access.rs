@@ -41,17 +41,14 @@ fn plates(results: &serde_json::Value) -> Vec<String> {
     p
 }
 
-#[test]
-fn a_search_needs_a_purpose_and_every_search_leaves_the_four_statutory_fields() -> anyhow::Result<()>
-{
-    let pki = Pki::new()?;
-    let dir = tempfile::tempdir()?;
-    let hub = Hub::start(&pki, dir.path(), &[])?;
-    let node = pki.node("pole-9")?;
+/// A hub holding six reads of `pole-9` (`GEN00000`…), and officer `ofc1`
+/// logged in.
+fn six_reads_and_an_officer(pki: &Pki, dir: &Path) -> anyhow::Result<(Hub, Edge)> {
+    let hub = Hub::start(pki, dir, &[])?;
     let edge = Edge::start(
-        &node,
+        &pki.node("pole-9")?,
         hub.addr,
-        dir.path(),
+        dir,
         &EdgeOptions {
             generate: 6,
             ..EdgeOptions::default()
@@ -60,6 +57,15 @@ fn a_search_needs_a_purpose_and_every_search_leaves_the_four_statutory_fields() 
     edge.wait_synced(6, LIMIT)?;
     hub.add_user("ofc1", "officer", TRAINED)?;
     hub.login("ofc1")?;
+    Ok((hub, edge))
+}
+
+#[test]
+fn a_search_needs_a_purpose_and_every_search_leaves_the_four_statutory_fields() -> anyhow::Result<()>
+{
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let (hub, _edge) = six_reads_and_an_officer(&pki, dir.path())?;
 
     // No purpose, one not in the policy, no case number where one is due:
     // refused, each with its reason.
@@ -300,5 +306,97 @@ fn an_officer_disabled_at_the_hub_cannot_log_in_on_an_edge_once_it_has_synced() 
     })?;
     let (ok, out) = edge_login(&edge, dir.path(), "ofc7")?;
     assert!(!ok, "a disabled officer logged in on the edge: {out}");
+    Ok(())
+}
+
+/// The hub, not the client, decides what an access is, and records every
+/// attempt at read data: a search that cannot run, a view of a read the
+/// hub does not hold, a view of an alert that is not there and a log
+/// bundle asked for by a role that may not have it each leave a refused
+/// record with the reason, beside the view that was answered.
+#[test]
+fn every_attempt_at_read_data_leaves_a_record_with_its_reason() -> anyhow::Result<()> {
+    use alpr_hub::api::client::{ApiClient, ApiFailure, Session};
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let (hub, _edge) = six_reads_and_an_officer(&pki, dir.path())?;
+
+    // (command, the action recorded, what its query names, the reason).
+    let attempts: [(&[&str], &str, &str, &str); 2] = [
+        (
+            &["read", "pole-9#999", "--purpose", "stolen-vehicle"],
+            "view",
+            "read=pole-9#999",
+            "no read pole-9#999",
+        ),
+        (
+            &["alert", "show", "pole-9#3"],
+            "view",
+            "alert pole-9#3",
+            "no alert pole-9#3",
+        ),
+    ];
+    for (args, ..) in &attempts {
+        let out = hub.run_as("ofc1", args)?;
+        assert!(
+            !out.status.success(),
+            "{args:?} was answered: {}",
+            text(&out)
+        );
+    }
+    let out = hub.run_as("ofc1", &["read", "pole-9#2", "--purpose", "stolen-vehicle"])?;
+    assert!(out.status.success(), "{}", text(&out));
+    // Straight to the API (`hub search` checks a query before sending
+    // it): a search that cannot run; and the log bundle, which holds every
+    // read, that an officer may not have.
+    let session: Session = serde_json::from_slice(&std::fs::read(hub.sessions.join("ofc1.json"))?)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = |r: anyhow::Error| r.downcast::<ApiFailure>().ok().map(|f| f.status);
+    let (search, bundle) = rt.block_on(async {
+        let mut c = ApiClient::connect(&hub.api, &std::fs::read(&hub.ca)?).await?;
+        c.token = Some(session.token);
+        let bad = serde_json::json!({"query": {"plate": "G*"}, "purpose": "stolen-vehicle"});
+        let search: anyhow::Result<serde_json::Value> = c.post("/api/v1/search", &bad).await;
+        let mut sink = Vec::new();
+        let bundle = c.get_download("/api/v1/audit/bundle", &mut sink).await;
+        anyhow::Ok((search.err().and_then(status), bundle.err().and_then(status)))
+    })?;
+    assert_eq!((search, bundle), (Some(400), Some(403)));
+
+    let audit = json(&hub.run_as("auditor", &["audit", "access", "--json", "--user", "ofc1"])?);
+    let rows = audit["rows"].as_array().cloned().unwrap_or_default();
+    let refused = |action: &str, names: &str, why: &str| {
+        rows.iter().any(|r| {
+            r["action"] == action
+                && r["query"].as_str().is_some_and(|q| q.contains(names))
+                && r["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("refused") && o.contains(why))
+        })
+    };
+    for (args, action, names, why) in attempts {
+        assert!(
+            refused(action, names, why),
+            "{args:?} left no refused {action} record naming {names:?} ({why}): {audit:#}"
+        );
+    }
+    assert!(
+        refused("search", "G*", "needs at least"),
+        "the search that could not run left no record: {audit:#}"
+    );
+    assert!(
+        refused("audit-query", "bundle", "may not"),
+        "the refused bundle left no record: {audit:#}"
+    );
+    assert!(
+        rows.iter().any(|r| r["action"] == "view"
+            && r["outcome"] == "allowed"
+            && r["query"]
+                .as_str()
+                .is_some_and(|q| q.contains("read=pole-9#2") && q.contains("plate=GEN"))),
+        "{audit:#}"
+    );
     Ok(())
 }

@@ -15,6 +15,8 @@
 //!
 //! Each view is in the access log (`view`) before the answer; each stage
 //! recorded at the hub is in it (`alert-disposition`) before it is stored.
+//! A refused or failed one, or one of an alert that is not there (or is
+//! covert to the caller), is recorded too, with the reason.
 
 use alpr_shared::log::alert::{DispositionRecord, Stage};
 use alpr_shared::log::{AccessAction, AccessOutcome};
@@ -169,21 +171,6 @@ pub(crate) async fn list(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<AlertView>>, ApiError> {
-    caller.require(Permission::HandleAlerts)?;
-    let node = match &q.node {
-        Some(n) => Some(
-            DeviceId::new(n.as_str())
-                .map_err(|e| ApiError::BadRequest(format!("node {n:?}: {e}")))?,
-        ),
-        None => None,
-    };
-    let storage = state.hub.storage.clone();
-    let who = caller.clone();
-    let open = q.open;
-    let views =
-        tokio::task::spawn_blocking(move || collect(storage.as_ref(), &who, open, node.as_ref()))
-            .await
-            .map_err(storage_err)??;
     let mut record = caller.record(
         AccessAction::View,
         format!(
@@ -195,28 +182,46 @@ pub(crate) async fn list(
                 .unwrap_or_default()
         ),
     );
+    let node = caller.require(Permission::HandleAlerts).and_then(|()| {
+        q.node
+            .as_deref()
+            .map(|n| DeviceId::new(n).map_err(|e| ApiError::BadRequest(format!("node {n:?}: {e}"))))
+            .transpose()
+    });
+    let node = state.or_refuse(&record, node).await?;
+    let storage = state.hub.storage.clone();
+    let who = caller.clone();
+    let open = q.open;
+    let views =
+        tokio::task::spawn_blocking(move || collect(storage.as_ref(), &who, open, node.as_ref()))
+            .await
+            .map_err(storage_err)
+            .and_then(|r| r);
+    let views = state.or_refuse(&record, views).await?;
     record.results = u32::try_from(views.len()).unwrap_or(u32::MAX);
     state.access.record(record).await?;
     Ok(Json(views))
 }
 
-/// One alert, with its access record.
+/// One alert (`id` as asked, `key` if it names one), with its access
+/// record.
 async fn show_key(
     state: &ApiState,
     caller: &Caller,
-    key: AlertKey,
+    id: String,
+    key: Result<AlertKey, ApiError>,
 ) -> Result<Json<AlertDetail>, ApiError> {
-    caller.require(Permission::HandleAlerts)?;
-    let detail = key.load(state, caller).await?;
-    let mut record = caller.record(
-        AccessAction::View,
-        format!(
-            "alert {} read {}#{} plate={}",
-            key.id(),
-            detail.alert.node,
-            detail.alert.read_seq,
-            detail.alert.matched_text
-        ),
+    let mut record = caller.record(AccessAction::View, format!("alert {id}"));
+    let key = caller.require(Permission::HandleAlerts).and(key);
+    let key = state.or_refuse(&record, key).await?;
+    let detail = key.load(state, caller).await;
+    let detail = state.or_refuse(&record, detail).await?;
+    record.query = format!(
+        "alert {} read {}#{} plate={}",
+        key.id(),
+        detail.alert.node,
+        detail.alert.read_seq,
+        detail.alert.matched_text
     );
     record.results = 1;
     state.access.record(record).await?;
@@ -229,7 +234,7 @@ pub(crate) async fn show_hub(
     caller: Caller,
     Path(n): Path<u64>,
 ) -> Result<Json<AlertDetail>, ApiError> {
-    show_key(&state, &caller, AlertKey::Hub(n)).await
+    show_key(&state, &caller, format!("hub#{n}"), Ok(AlertKey::Hub(n))).await
 }
 
 pub(crate) async fn show(
@@ -237,8 +242,8 @@ pub(crate) async fn show(
     caller: Caller,
     Path((node, seq)): Path<(String, u64)>,
 ) -> Result<Json<AlertDetail>, ApiError> {
-    caller.require(Permission::HandleAlerts)?;
-    show_key(&state, &caller, node_key(&node, seq)?).await
+    let key = node_key(&node, seq);
+    show_key(&state, &caller, format!("{node}#{seq}"), key).await
 }
 
 /// Record a stage of an alert in a node's log, at the hub; the alert as
@@ -249,8 +254,8 @@ pub(crate) async fn dispose(
     Path((node, seq)): Path<(String, u64)>,
     Json(req): Json<DisposeRequest>,
 ) -> Result<Json<AlertDetail>, ApiError> {
-    caller.require(Permission::HandleAlerts)?;
-    dispose_key(&state, &caller, node_key(&node, seq)?, req).await
+    let key = node_key(&node, seq);
+    dispose_key(&state, &caller, format!("{node}#{seq}"), key, req).await
 }
 
 /// Record a stage of a past match the hub found (`hub#N`).
@@ -260,7 +265,14 @@ pub(crate) async fn dispose_hub(
     Path(n): Path<u64>,
     Json(req): Json<DisposeRequest>,
 ) -> Result<Json<AlertDetail>, ApiError> {
-    dispose_key(&state, &caller, AlertKey::Hub(n), req).await
+    dispose_key(
+        &state,
+        &caller,
+        format!("hub#{n}"),
+        Ok(AlertKey::Hub(n)),
+        req,
+    )
+    .await
 }
 
 /// One disposition at a time at this hub: the check of the rules and the
@@ -271,34 +283,46 @@ static DISPOSING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn dispose_key(
     state: &ApiState,
     caller: &Caller,
-    key: AlertKey,
+    id: String,
+    key: Result<AlertKey, ApiError>,
     req: DisposeRequest,
 ) -> Result<Json<AlertDetail>, ApiError> {
-    caller.require(Permission::HandleAlerts)?;
-    let stage = crate::alerts::parse_stage(&req.stage).ok_or_else(|| {
-        let names: Vec<String> = alpr_shared::log::alert::Stage::ALL
-            .into_iter()
-            .map(crate::alerts::stage_name)
-            .collect();
-        ApiError::BadRequest(format!(
-            "{:?} is not a disposition stage: one of {}",
-            req.stage,
-            names.join(", ")
-        ))
-    })?;
+    let record = caller.record(
+        AccessAction::AlertDisposition,
+        format!("alert {id} stage {}", req.stage),
+    );
+    let checked = caller
+        .require(Permission::HandleAlerts)
+        .and(key)
+        .and_then(|key| {
+            let stage = crate::alerts::parse_stage(&req.stage).ok_or_else(|| {
+                let names: Vec<String> = alpr_shared::log::alert::Stage::ALL
+                    .into_iter()
+                    .map(crate::alerts::stage_name)
+                    .collect();
+                ApiError::BadRequest(format!(
+                    "{:?} is not a disposition stage: one of {}",
+                    req.stage,
+                    names.join(", ")
+                ))
+            })?;
+            DispositionRecord {
+                alert_seq: 0,
+                stage,
+                user: caller.username.clone(),
+                agency: caller.agency.clone(),
+                note: req.note.trim().to_owned(),
+            }
+            .validate()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            Ok((key, stage))
+        });
+    let (key, stage) = state.or_refuse(&record, checked).await?;
     let note = req.note.trim().to_owned();
-    DispositionRecord {
-        alert_seq: 0,
-        stage,
-        user: caller.username.clone(),
-        agency: caller.agency.clone(),
-        note: note.clone(),
-    }
-    .validate()
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
     let _one_at_a_time = DISPOSING.lock().await;
-    let detail = key.load(state, caller).await?;
+    let detail = key.load(state, caller).await;
+    let detail = state.or_refuse(&record, detail).await?;
     let id = key.id();
     let what = |stage: Stage| {
         format!(
@@ -309,9 +333,7 @@ async fn dispose_key(
     if let Err(rule) = detail.alert.progress.check(stage) {
         let message = format!("alert {id}: {rule} (now {})", detail.alert.status);
         let mut record = caller.record(AccessAction::AlertDisposition, what(stage));
-        record.outcome = AccessOutcome::Refused {
-            reason: rule.to_string(),
-        };
+        record.outcome = AccessOutcome::refused(rule);
         state.access.record(record).await?;
         return Err(ApiError::Conflict(message));
     }

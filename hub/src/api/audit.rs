@@ -1,8 +1,12 @@
 //! Audit routes (policy 426.5(c), §1798.90.52):
 //!
-//! - `GET /api/v1/audit/hub-log?from=&limit=` — a page of the hub's own
-//!   access log with the hub's certificate, to re-verify it from the CA
-//!   ([`Permission::VerifyLogs`]);
+//! - `GET /api/v1/audit/bundle` — every node log the hub holds and its own
+//!   log, as one `ALPR-LOG-BUNDLE2` the hub builds from its store and
+//!   signs ([`crate::audit::bundle`]), streamed (`application/octet-stream`)
+//!   ([`Permission::VerifyLogs`]); one access record per bundle, before
+//!   the first byte (and another if it fails on the way);
+//! - `GET /api/v1/audit/missing-images` — per node, the reads whose images
+//!   the hub lacks ([`Permission::VerifyLogs`]);
 //! - `GET /api/v1/audit/access?from=&to=&user=&plate=&purpose=&case=` —
 //!   who accessed what, when and why, from the hub's access log and the
 //!   nodes' access entries (index `node-access-v1`), with the searches
@@ -12,11 +16,14 @@
 //!   any access after (a violation) ([`Permission::ReadAudits`]).
 //!
 //! A supervisor sees the rows of their own agency only. Running an audit
-//! is itself recorded (`AuditQuery`) before the answer.
+//! is itself recorded (`AuditQuery`) before the answer, and a refused or
+//! failed one too.
 
 use alpr_shared::log::{AccessAction, AccessOutcome, SignedEntry};
 use alpr_shared::types::UnixMillis;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -29,22 +36,19 @@ pub const MAX_ROWS: usize = 100_000;
 /// Most entries of a log page.
 pub const MAX_PAGE: usize = 4096;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HubLogQuery {
-    pub from: u64,
-    pub limit: u32,
-}
+/// Most missing images counted per node.
+pub const MAX_MISSING_LISTED: usize = 100_000;
 
-/// A page of the hub's access log. Bytes are hex.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HubLogPage {
-    /// The hub's certificate (DER), whose key signs the log.
-    pub hub_certificate: String,
-    /// The log's size when the page was read.
-    pub size: u64,
-    /// Canonical entries from `from`, in order.
-    pub entries: Vec<String>,
-    pub next: Option<u64>,
+/// Reads of one node whose images the hub does not hold.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MissingImagesReport {
+    pub node: String,
+    /// Distinct reads (sequence numbers) with at least one image missing.
+    pub reads: u64,
+    /// Images missing (capped at [`MAX_MISSING_LISTED`]).
+    pub images: u64,
+    /// The first few, (entry seq, image hash hex).
+    pub first: Vec<(u64, String)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -117,45 +121,105 @@ pub struct TrainingAudit {
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/api/v1/audit/hub-log", get(hub_log))
+        .route("/api/v1/audit/bundle", get(bundle))
+        .route("/api/v1/audit/missing-images", get(missing_images))
         .route("/api/v1/audit/access", get(access))
         .route("/api/v1/audit/training", get(training))
 }
 
-pub(crate) async fn hub_log(
+pub(crate) async fn bundle(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(q): Query<HubLogQuery>,
-) -> Result<Json<HubLogPage>, ApiError> {
-    caller.require(Permission::VerifyLogs)?;
-    if q.from == 0 {
-        state
-            .access
-            .record(caller.record(AccessAction::AuditQuery, "audit verify hub access log"))
-            .await?;
-    }
+) -> Result<Response, ApiError> {
+    let record = caller.record(
+        AccessAction::AuditQuery,
+        "audit verify: every node log and the hub's, as a bundle the hub built and signed",
+    );
+    state
+        .or_refuse(&record, caller.require(Permission::VerifyLogs))
+        .await?;
+    state.access.record(record.clone()).await?;
     let hub = state.hub.clone();
-    let limit = (q.limit as usize).clamp(1, MAX_PAGE);
-    let page = tokio::task::spawn_blocking(move || -> Result<HubLogPage, ApiError> {
-        let (size, _) = hub
+    let access = state.access.clone();
+    let rt = tokio::runtime::Handle::current();
+    let body = super::stream::blocking_body(move |out| {
+        let signer = crate::audit::bundle::Signer::of(&hub);
+        match crate::audit::bundle::write(hub.storage.as_ref(), signer, out) {
+            Ok((_, w)) => {
+                tracing::info!(
+                    nodes = w.nodes,
+                    entries = w.entries,
+                    hub_entries = w.hub_entries,
+                    "log bundle served"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                // The bundle was cut: that is in the access log too.
+                let mut failed = record;
+                failed.outcome = AccessOutcome::Refused {
+                    reason: format!("the bundle failed on the way: {e}"),
+                };
+                if let Err(a) = rt.block_on(access.record(failed)) {
+                    tracing::error!(error = %a, "a failed bundle could not be recorded");
+                }
+                Err(e.to_string())
+            }
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}
+
+/// Per node, the reads whose images the hub lacks (nodes lacking none
+/// are left out).
+fn missing(hub: &crate::sync::Hub) -> Result<Vec<MissingImagesReport>, ApiError> {
+    let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(e.to_string());
+    let mut out = Vec::new();
+    for (device, rec) in hub.storage.nodes().map_err(unavailable)? {
+        let m = hub
             .storage
-            .hub_access_head()
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let entries = hub
-            .storage
-            .hub_access_entries(q.from, limit)
-            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let end = q.from + entries.len() as u64;
-        Ok(HubLogPage {
-            hub_certificate: hex::encode(&hub.hub_cert_der),
-            size,
-            next: (!entries.is_empty() && end < size).then_some(end),
-            entries: entries.into_iter().map(hex::encode).collect(),
-        })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(Json(page))
+            .missing_images(&device, 0, rec.next_seq, MAX_MISSING_LISTED)
+            .map_err(unavailable)?;
+        if m.images.is_empty() {
+            continue;
+        }
+        let mut seqs: Vec<u64> = m.images.iter().map(|(s, _)| *s).collect();
+        seqs.dedup();
+        out.push(MissingImagesReport {
+            node: device.to_string(),
+            reads: seqs.len() as u64,
+            images: m.images.len() as u64,
+            first: m
+                .images
+                .iter()
+                .take(10)
+                .map(|(s, h)| (*s, h.to_hex()))
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn missing_images(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<Vec<MissingImagesReport>>, ApiError> {
+    let mut record = caller.record(
+        AccessAction::AuditQuery,
+        "audit verify: reads whose images the hub lacks",
+    );
+    state
+        .or_refuse(&record, caller.require(Permission::VerifyLogs))
+        .await?;
+    let hub = state.hub.clone();
+    let found = tokio::task::spawn_blocking(move || missing(&hub))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .and_then(|r| r);
+    let found = state.or_refuse(&record, found).await?;
+    record.results = u32::try_from(found.len()).unwrap_or(u32::MAX);
+    state.access.record(record).await?;
+    Ok(Json(found))
 }
 
 fn row(node: &str, e: &SignedEntry) -> Option<AccessRow> {
@@ -260,16 +324,18 @@ pub(crate) async fn access(
     caller: Caller,
     Query(q): Query<AccessQuery>,
 ) -> Result<Json<AccessAudit>, ApiError> {
-    caller.require(Permission::ReadAudits)?;
+    let record = caller.record(AccessAction::AuditQuery, describe(&q));
     state
-        .access
-        .record(caller.record(AccessAction::AuditQuery, describe(&q)))
+        .or_refuse(&record, caller.require(Permission::ReadAudits))
         .await?;
+    state.access.record(record.clone()).await?;
     let (from, to) = window(q.from, q.to);
     let st = state.clone();
-    let (rows, truncated) = tokio::task::spawn_blocking(move || accesses(&st, from, to))
+    let found = tokio::task::spawn_blocking(move || accesses(&st, from, to))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .and_then(|r| r);
+    let (rows, truncated) = state.or_refuse(&record, found).await?;
     // Plates compare folded (case and OCR-confusable characters alike).
     let fold = |t: &str| alpr_shared::search::fold_plate(&t.to_ascii_uppercase());
     let plate = q.plate.as_deref().map(fold);
@@ -311,20 +377,22 @@ pub(crate) async fn training(
     caller: Caller,
     Query(q): Query<TrainingQuery>,
 ) -> Result<Json<TrainingAudit>, ApiError> {
-    caller.require(Permission::ReadAudits)?;
     let (from, to) = window(q.from, q.to);
+    let record = caller.record(
+        AccessAction::AuditQuery,
+        format!("audit training from={from} to={to}"),
+    );
     state
-        .access
-        .record(caller.record(
-            AccessAction::AuditQuery,
-            format!("audit training from={from} to={to}"),
-        ))
+        .or_refuse(&record, caller.require(Permission::ReadAudits))
         .await?;
+    state.access.record(record.clone()).await?;
     let now = UnixMillis::now();
     let st = state.clone();
-    let (rows, _) = tokio::task::spawn_blocking(move || accesses(&st, from, to))
+    let found = tokio::task::spawn_blocking(move || accesses(&st, from, to))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .and_then(|r| r);
+    let (rows, _) = state.or_refuse(&record, found).await?;
     let mut users = Vec::new();
     let mut violations = 0u64;
     for u in state.users.list()? {

@@ -255,9 +255,28 @@ impl ApiClient {
         body: &B,
         out: &mut (dyn std::io::Write + Send),
     ) -> anyhow::Result<u64> {
-        let resp = self
-            .send(hyper::Method::POST, path, Some(serde_json::to_vec(body)?))
-            .await?;
+        let body = Some(serde_json::to_vec(body)?);
+        self.download(hyper::Method::POST, path, body, out).await
+    }
+
+    /// GET `path` and stream a successful answer's bytes into `out`, as
+    /// [`ApiClient::post_download`] (log bundles).
+    pub async fn get_download(
+        &mut self,
+        path: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> anyhow::Result<u64> {
+        self.download(hyper::Method::GET, path, None, out).await
+    }
+
+    async fn download(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> anyhow::Result<u64> {
+        let resp = self.send(method, path, body).await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {

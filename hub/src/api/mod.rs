@@ -25,12 +25,17 @@
 //! training or a disabled user, and answers 401/403 itself), checks
 //! `caller.require(Permission::X)?`, records the access with
 //! `state.access.record(caller.record(action, query)).await?` **before**
-//! touching read data, and returns `Result<Json<T>, ApiError>`.
+//! touching read data, and returns `Result<Json<T>, ApiError>`. A route
+//! that serves read data (plates, photos, places, times of reads) decides
+//! itself what the access is, whatever the client sends, and records
+//! every attempt: one refused (role, purpose), failed, or asking for a
+//! read that is not there is recorded with its reason
+//! ([`ApiState::refuse`], [`ApiState::or_refuse`]).
 //!
 //! Routes of this module: `GET /api/v1/health` (no login: no read data),
 //! `POST /api/v1/login`, `POST /api/v1/logout`, `GET /api/v1/whoami`,
-//! `POST /api/v1/bootstrap`, users ([`users`]), nodes and logs
-//! ([`nodes`]), audits ([`audit`]).
+//! `POST /api/v1/bootstrap`, users ([`users`]), nodes ([`nodes`]), audits
+//! and the log bundle ([`audit`]).
 
 pub mod alerts;
 pub mod audit;
@@ -42,6 +47,7 @@ pub mod nodes;
 pub mod policy;
 pub mod retention;
 pub mod search;
+pub mod stream;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -60,6 +66,8 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use alpr_shared::log::{AccessOutcome, AccessRecord};
 
 use crate::access::{AccessError, AccessLog};
 use crate::sync::Hub;
@@ -81,6 +89,63 @@ pub struct ApiState {
     pub retention_interval: std::time::Duration,
     /// The web console's settings (map tiles) and page caches.
     pub console: Arc<crate::console::ConsoleState>,
+}
+
+impl ApiState {
+    /// Record `record` in the access log as refused for `err`'s reason
+    /// (a refusal, a failure, a read that is not there: every attempt at
+    /// read data leaves a record) and give `err` back, or the access log's
+    /// own failure.
+    pub(crate) async fn refuse(&self, mut record: AccessRecord, err: ApiError) -> ApiError {
+        record.outcome = AccessOutcome::Refused {
+            reason: err.to_string(),
+        };
+        fit(&mut record);
+        match self.access.record(record).await {
+            Ok(_) => err,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// `step`'s value, or its error after [`ApiState::refuse`] recorded it
+    /// against `record`.
+    pub(crate) async fn or_refuse<T>(
+        &self,
+        record: &AccessRecord,
+        step: Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        match step {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.refuse(record.clone(), e).await),
+        }
+    }
+}
+
+/// Make a refusal's record valid whatever the client sent (text it typed
+/// may be long or hold control characters): cut to each field's limit,
+/// control characters shown as `?`.
+fn fit(record: &mut AccessRecord) {
+    use alpr_shared::log::access::{cut, MAX_QUERY_LEN};
+    use alpr_shared::types::MAX_TEXT_LEN;
+    let printable = |s: &mut String, max: usize| {
+        if s.chars().any(char::is_control) {
+            *s = s
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+        }
+        cut(s, max);
+    };
+    printable(&mut record.query, MAX_QUERY_LEN);
+    if let AccessOutcome::Refused { reason } = &mut record.outcome {
+        printable(reason, MAX_QUERY_LEN);
+    }
+    for field in [&mut record.purpose, &mut record.case]
+        .into_iter()
+        .flatten()
+    {
+        printable(field, MAX_TEXT_LEN);
+    }
 }
 
 impl std::fmt::Debug for ApiState {

@@ -1,25 +1,20 @@
-//! Routes about nodes and their logs, moved from the QUIC admin protocol
-//! (the QUIC port is for nodes only):
+//! Routes about nodes, moved from the QUIC admin protocol (the QUIC port
+//! is for nodes only):
 //!
-//! - `GET  /api/v1/nodes` — nodes report ([`Permission::ViewNodes`]);
-//! - `GET  /api/v1/nodes/{node}/log?from=&limit=&size=` — a page of a
-//!   node's stored log, for an audit ([`Permission::VerifyLogs`]);
-//! - `GET  /api/v1/nodes/{node}/missing-images` ([`Permission::VerifyLogs`]);
-//! - `POST /api/v1/bundle/sign` — the hub signs a bundle manifest with its
-//!   key, which never leaves it ([`Permission::VerifyLogs`]);
+//! - `GET  /api/v1/nodes` — nodes report ([`Permission::ViewNodes`]): link,
+//!   counts and refusals, no read data;
 //! - `POST /api/v1/revoke` — revoke a node certificate
 //!   ([`Permission::Revoke`]).
 //!
-//! Reading logs is itself an access (an audit query) and is recorded
-//! before the answer.
+//! The logs themselves reach an auditor only as the bundle the hub builds
+//! and signs ([`crate::api::audit`]).
 
 use std::collections::HashMap;
 
 use alpr_shared::log::AccessAction;
 use alpr_shared::types::UnixMillis;
 use alpr_shared::wire::RefusalCode;
-use anyhow::Context;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -36,65 +31,12 @@ const CONFLICT_SCAN: usize = 10_000;
 /// last contact (a node in conflict checks again every backoff cap).
 const CONFLICT_CURRENT_MS: u64 = 5 * 60 * 1000;
 
-/// A request for one page of a node's log. Without `size`, the page fixes
-/// a snapshot of the log (its size, checkpoint and certificates); later
-/// pages give that `size` and serve nothing beyond it, so a log still
-/// growing reads consistently.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeLogQuery {
-    pub from: u64,
-    pub limit: u32,
-    #[serde(default)]
-    pub size: Option<u64>,
-}
-
-/// A bundle manifest to sign (hex of its postcard encoding).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignManifestRequest {
-    pub manifest: String,
-}
-
 /// Revoke a node certificate from `at` (now if absent).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeRequest {
     pub serial: String,
     pub at: Option<UnixMillis>,
     pub reason: String,
-}
-
-/// The hub's signature over a bundle manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SignedManifestReply {
-    /// Hex of the postcard [`alpr_shared::log::bundle::SignedManifest`].
-    pub signed: String,
-    /// The hub's certificate (DER, hex), whose key signed.
-    pub hub_certificate: String,
-}
-
-/// A certificate a node has held, as served to an auditor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ServedCert {
-    pub serial: String,
-    /// DER, hex.
-    pub der: String,
-    /// The first sequence number it signed; `None` while it vouches for
-    /// nothing yet (the node has not proved it extends the same log).
-    pub effective_from: Option<u64>,
-}
-
-/// Most missing images one request lists.
-pub const MAX_MISSING_LISTED: usize = 100_000;
-
-/// Reads of one node whose images the hub does not hold.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct MissingImagesReport {
-    pub node: String,
-    /// Distinct reads (sequence numbers) with at least one image missing.
-    pub reads: u64,
-    /// Images missing (capped at [`MAX_MISSING_LISTED`]).
-    pub images: u64,
-    /// The first few, (entry seq, image hash hex).
-    pub first: Vec<(u64, String)>,
 }
 
 /// The answer to a revocation.
@@ -104,34 +46,6 @@ pub struct RevokeReport {
     pub revocation: alpr_shared::cert::Revocation,
     /// Nodes whose connection was closed.
     pub closed: Vec<String>,
-}
-
-/// Most entries one log page holds.
-pub const MAX_LOG_PAGE: u32 = 4096;
-
-/// A page of a node's log as the hub holds it: what an auditor needs to
-/// re-verify it from the CA certificate alone. Bytes are hex.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NodeLogPage {
-    pub node: String,
-    /// The DER certificate the node last connected with.
-    pub certificate: Option<String>,
-    /// Every certificate the node has held, oldest first (snapshot pages).
-    #[serde(default)]
-    pub certificates: Vec<ServedCert>,
-    /// The deployment's revocations (snapshot pages).
-    #[serde(default)]
-    pub revocations: Vec<alpr_shared::cert::Revocation>,
-    /// The latest checkpoint the node signed (postcard [`SignedCheckpoint`]).
-    ///
-    /// [`SignedCheckpoint`]: alpr_shared::log::SignedCheckpoint
-    pub checkpoints: Vec<String>,
-    /// The snapshot holds entries `0..acked`.
-    pub acked: u64,
-    /// Canonical entries from the requested sequence number, in order.
-    pub entries: Vec<String>,
-    /// Where the next page starts; `None` after the last.
-    pub next: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -305,133 +219,10 @@ pub fn nodes_report(hub: &Hub) -> NodesReport {
     }
 }
 
-fn missing_images(hub: &Hub, node: &str) -> anyhow::Result<MissingImagesReport> {
-    let device = alpr_shared::types::DeviceId::new(node)?;
-    let held = hub.storage.node(&device)?.map_or(0, |r| r.next_seq);
-    let m = hub
-        .storage
-        .missing_images(&device, 0, held, MAX_MISSING_LISTED)?;
-    let mut seqs: Vec<u64> = m.images.iter().map(|(s, _)| *s).collect();
-    seqs.dedup();
-    Ok(MissingImagesReport {
-        node: node.to_owned(),
-        reads: seqs.len() as u64,
-        images: m.images.len() as u64,
-        first: m
-            .images
-            .iter()
-            .take(10)
-            .map(|(s, h)| (*s, h.to_hex()))
-            .collect(),
-    })
-}
-
-fn node_log_page(
-    hub: &Hub,
-    node: &str,
-    from: u64,
-    limit: u32,
-    size: Option<u64>,
-) -> anyhow::Result<NodeLogPage> {
-    let device = alpr_shared::types::DeviceId::new(node)?;
-    let limit = limit.clamp(1, MAX_LOG_PAGE) as usize;
-    let mut page = NodeLogPage {
-        node: node.to_owned(),
-        certificate: None,
-        certificates: Vec::new(),
-        revocations: Vec::new(),
-        checkpoints: Vec::new(),
-        acked: 0,
-        entries: Vec::new(),
-        next: None,
-    };
-    let size = match size {
-        Some(size) => size,
-        None => {
-            // The snapshot. The log is append-only and a checkpoint is
-            // stored in the same transaction as the entries it covers, so
-            // reading the checkpoint first, then the size, then the
-            // certificates gives a consistent view without holding one
-            // read transaction across pages: every entry below the size,
-            // and every certificate that signed them, is already there.
-            let checkpoint = hub.storage.checkpoint(&device)?;
-            let rec = hub
-                .storage
-                .node(&device)?
-                .with_context(|| format!("no node {node}"))?;
-            page.certificate = hub.storage.certificate(&device)?.map(hex::encode);
-            page.certificates = hub
-                .storage
-                .certificates(&device)?
-                .into_iter()
-                .map(|c| ServedCert {
-                    serial: c.serial,
-                    der: hex::encode(c.der),
-                    effective_from: c.effective_from,
-                })
-                .collect();
-            page.revocations = hub.storage.revocations()?;
-            page.checkpoints = checkpoint
-                .map(|c| hex::encode(c.encode()))
-                .into_iter()
-                .collect();
-            rec.next_seq
-        }
-    };
-    let want = usize::try_from(size.saturating_sub(from))
-        .unwrap_or(usize::MAX)
-        .min(limit);
-    // A signed loss leaves a hole in the sequence numbers: serve nothing
-    // at or past the snapshot's size, and continue after the last entry
-    // served (not after the count).
-    let mut entries = if want == 0 {
-        Vec::new()
-    } else {
-        hub.storage.entries(&device, from, want)?
-    };
-    let seq_of = |b: &Vec<u8>| alpr_shared::log::SignedEntry::decode(b).map(|e| e.seq());
-    while entries
-        .last()
-        .is_some_and(|b| seq_of(b).is_ok_and(|s| s >= size))
-    {
-        entries.pop();
-    }
-    let end = entries
-        .last()
-        .and_then(|b| seq_of(b).ok())
-        .map_or(from.saturating_add(entries.len() as u64), |s| s + 1);
-    page.acked = size;
-    page.next = (!entries.is_empty() && end < size).then_some(end);
-    page.entries = entries.into_iter().map(hex::encode).collect();
-    Ok(page)
-}
-
-fn sign_manifest(hub: &Hub, manifest: &str) -> anyhow::Result<SignedManifestReply> {
-    use alpr_shared::log::bundle::Manifest;
-    let bytes = hex::decode(manifest).context("manifest is not hex")?;
-    let m = Manifest::decode(&bytes).context("not a bundle manifest")?;
-    tracing::info!(
-        nodes = m.nodes.len(),
-        records = m.records,
-        "signing an evidence bundle manifest"
-    );
-    let signed = m.sign(&hub.hub_key);
-    Ok(SignedManifestReply {
-        signed: hex::encode(signed.encode()),
-        hub_certificate: hex::encode(&hub.hub_cert_der),
-    })
-}
-
 /// The routes of this module.
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/nodes", get(get_nodes))
-        .route("/api/v1/nodes/{node}/log", get(get_node_log))
-        .route(
-            "/api/v1/nodes/{node}/missing-images",
-            get(get_missing_images),
-        )
-        .route("/api/v1/bundle/sign", post(post_sign_manifest))
         .route("/api/v1/revoke", post(post_revoke))
 }
 
@@ -441,64 +232,6 @@ pub(crate) async fn get_nodes(
 ) -> Result<Json<NodesReport>, ApiError> {
     caller.require(Permission::ViewNodes)?;
     Ok(Json(nodes_report(&state.hub)))
-}
-
-pub(crate) async fn get_node_log(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(node): Path<String>,
-    Query(q): Query<NodeLogQuery>,
-) -> Result<Json<NodeLogPage>, ApiError> {
-    caller.require(Permission::VerifyLogs)?;
-    if q.size.is_none() {
-        // The first page of each node's log is one audit access.
-        state
-            .access
-            .record(caller.record(
-                AccessAction::AuditQuery,
-                format!("audit verify node={node}"),
-            ))
-            .await?;
-    }
-    let hub = state.hub.clone();
-    let page =
-        tokio::task::spawn_blocking(move || node_log_page(&hub, &node, q.from, q.limit, q.size))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
-    Ok(Json(page))
-}
-
-pub(crate) async fn get_missing_images(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Path(node): Path<String>,
-) -> Result<Json<MissingImagesReport>, ApiError> {
-    caller.require(Permission::VerifyLogs)?;
-    let hub = state.hub.clone();
-    let r = tokio::task::spawn_blocking(move || missing_images(&hub, &node))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::BadRequest(format!("{e:#}")))?;
-    Ok(Json(r))
-}
-
-pub(crate) async fn post_sign_manifest(
-    State(state): State<ApiState>,
-    caller: Caller,
-    Json(req): Json<SignManifestRequest>,
-) -> Result<Json<SignedManifestReply>, ApiError> {
-    caller.require(Permission::VerifyLogs)?;
-    state
-        .access
-        .record(caller.record(
-            AccessAction::Export,
-            "audit verify --export (bundle manifest signed)",
-        ))
-        .await?;
-    sign_manifest(&state.hub, &req.manifest)
-        .map(Json)
-        .map_err(|e| ApiError::BadRequest(format!("{e:#}")))
 }
 
 pub(crate) async fn post_revoke(

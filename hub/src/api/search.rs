@@ -6,13 +6,15 @@
 //!
 //! Both need [`Permission::Search`], current training (the session checks
 //! it), a purpose from the policy's list and a case number where the
-//! policy asks for one. A refusal for want of them is logged too. The
-//! search runs first, then its access record — the data elements queried,
-//! who, for which agency, why, how many reads — is made durable, and only
-//! then is anything returned.
+//! policy asks for one. The search runs first, then its access record —
+//! the data elements queried, who, for which agency, why, how many reads —
+//! is made durable, and only then is anything returned. Every other end is
+//! recorded too, with its reason: a refusal for want of a role or a
+//! purpose, a query that cannot run, a search or view that failed, a view
+//! of a read the hub does not hold.
 
 use alpr_shared::control::SignedPolicy;
-use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord};
+use alpr_shared::log::{AccessAction, AccessRecord};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -98,17 +100,13 @@ pub(crate) async fn admit(
     let mut record = caller.record(action, query);
     record.purpose = reason.purpose.clone().filter(|p| !p.trim().is_empty());
     record.case = reason.case.clone().filter(|c| !c.trim().is_empty());
-    let refused = match caller.require(Permission::Search) {
-        Err(e) => Some((e.to_string(), e)),
-        Ok(()) => refusal(&state.hub.policy.current(), reason)
-            .map(|why| (why.clone(), ApiError::BadRequest(why))),
-    };
-    if let Some((why, err)) = refused {
-        let mut r = record;
-        r.outcome = AccessOutcome::Refused { reason: why };
-        state.access.record(r).await?;
-        return Err(err);
-    }
+    let allowed = caller.require(Permission::Search).and_then(|()| {
+        match refusal(&state.hub.policy.current(), reason) {
+            Some(why) => Err(ApiError::BadRequest(why)),
+            None => Ok(()),
+        }
+    });
+    state.or_refuse(&record, allowed).await?;
     Ok(record)
 }
 
@@ -120,25 +118,30 @@ fn failed(e: SearchError) -> ApiError {
     }
 }
 
+/// A query as the client sent it, for the record of one that cannot run.
+fn as_sent(q: &SearchQuery) -> String {
+    let mut s = serde_json::to_string(q).unwrap_or_default();
+    alpr_shared::log::access::cut(&mut s, alpr_shared::log::access::MAX_QUERY_LEN);
+    s
+}
+
 pub(crate) async fn search(
     State(state): State<ApiState>,
     caller: Caller,
     Json(req): Json<SearchRequest>,
 ) -> Result<Json<SearchResults>, ApiError> {
-    let described = req.query.describe().map_err(failed)?;
-    let mut record = admit(
-        &state,
-        &caller,
-        AccessAction::Search,
-        described,
-        &req.reason,
-    )
-    .await?;
+    let described = req.query.describe().map_err(failed);
+    let what = described
+        .as_ref()
+        .map_or_else(|_| as_sent(&req.query), Clone::clone);
+    let mut record = admit(&state, &caller, AccessAction::Search, what, &req.reason).await?;
+    state.or_refuse(&record, described).await?;
     let searcher = state.search.clone();
     let results = tokio::task::spawn_blocking(move || searcher.search(&req.query))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(failed)?;
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .and_then(|r| r.map_err(failed));
+    let results = state.or_refuse(&record, results).await?;
     record.query = results.query.clone();
     record.results = u32::try_from(results.hits.len()).unwrap_or(u32::MAX);
     state.access.record(record).await?;
@@ -156,14 +159,17 @@ pub(crate) async fn view(
     let (node, seq) = (req.node.clone(), req.seq);
     let detail = tokio::task::spawn_blocking(move || searcher.read(&node, seq))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(failed)?;
-    let Some(detail) = detail else {
-        return Err(ApiError::NotFound(format!(
-            "no read {}#{} with its content at the hub",
-            req.node, req.seq
-        )));
-    };
+        .map_err(|e| ApiError::Internal(e.to_string()))
+        .and_then(|r| r.map_err(failed))
+        .and_then(|d| {
+            d.ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "no read {}#{} with its content at the hub",
+                    req.node, req.seq
+                ))
+            })
+        });
+    let detail = state.or_refuse(&record, detail).await?;
     record.query = format!("{} plate={}", record.query, detail.hit.plate);
     record.results = 1;
     state.access.record(record).await?;

@@ -77,23 +77,8 @@ async fn run(
     Form(form): Form<ExportForm>,
 ) -> PageResult {
     session.check(&form.csrf)?;
-    Section::Export.require(&session)?;
-    let missing = if form.case.trim().is_empty() {
-        Some("Give the case number: a case's reads are those its legal holds cover.")
-    } else if form.to.trim().is_empty() {
-        Some("Choose the agency that receives the evidence.")
-    } else {
-        None
-    };
-    if let Some(m) = missing {
-        return Ok(render(
-            &state,
-            &session,
-            &form,
-            Some(m),
-            StatusCode::BAD_REQUEST,
-        ));
-    }
+    // The role, the case and the recipient are the API's to check, and
+    // every attempt its to record.
     let req = ExportRequest {
         case: form.case.trim().to_owned(),
         to: form.to.trim().to_owned(),

@@ -7,6 +7,7 @@
 //! plate, before answering. The read's node and sequence number come in
 //! the POST body of a search result's row, never in a URL.
 
+use alpr_shared::log::AccessAction;
 use alpr_shared::types::{Confidence, Location, TimeSource, CONFIDENCE_ONE};
 use axum::extract::State;
 use axum::routing::post;
@@ -16,9 +17,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::map::{self, MapInput, Marker};
-use super::{page, when, ConsoleError, PageResult, Section, Session};
+use super::{page, when, PageResult, Section, Session};
 use crate::api::search::{Reason, ViewRequest};
-use crate::api::ApiState;
+use crate::api::{ApiError, ApiState};
 use crate::search::{ReadDetail, SearchHit};
 
 pub fn routes() -> Router<ApiState> {
@@ -128,13 +129,17 @@ async fn show(
     Form(form): Form<ReadForm>,
 ) -> PageResult {
     session.check(&form.csrf)?;
-    Section::Search.require(&session)?;
-    let seq = form.seq.trim().parse::<u64>().map_err(|_| {
-        ConsoleError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            format!("{:?} is not a read's sequence number", form.seq),
-        )
-    })?;
+    // The role and the purpose are the API's to check and record.
+    let Ok(seq) = form.seq.trim().parse::<u64>() else {
+        let mut record = session.caller.record(
+            AccessAction::View,
+            format!("read={}#{}", form.node.trim(), form.seq.trim()),
+        );
+        record.purpose = Some(form.purpose.clone()).filter(|p| !p.trim().is_empty());
+        record.case = Some(form.case.clone()).filter(|c| !c.trim().is_empty());
+        let why = format!("{:?} is not a read's sequence number", form.seq);
+        return Err(state.refuse(record, ApiError::BadRequest(why)).await.into());
+    };
     let req = ViewRequest {
         node: form.node.trim().to_owned(),
         seq,

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use alpr_shared::log::AccessAction;
 use alpr_shared::types::UnixMillis;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -27,7 +28,7 @@ use super::reads::{
 };
 use super::{error_box, page, when, PageResult, Section, Session};
 use crate::api::search::{Reason, SearchRequest};
-use crate::api::ApiState;
+use crate::api::{ApiError, ApiState};
 use crate::search::{Near, PlaceSource, SearchQuery, SearchResults, MAX_RADIUS_M};
 
 /// Most hits one search page asks for and shows.
@@ -146,6 +147,22 @@ impl SearchForm {
         })
     }
 
+    /// The form's terms as typed, for the record of a form that makes no
+    /// query.
+    fn as_typed(&self) -> String {
+        format!(
+            "plate={} mode={} from={} to={} near={},{} r={} node={}",
+            self.plate.trim(),
+            self.mode,
+            self.from,
+            self.to,
+            self.lat.trim(),
+            self.lon.trim(),
+            self.radius_m.trim(),
+            self.node.trim()
+        )
+    }
+
     fn reason(&self) -> Reason {
         Reason {
             purpose: Some(self.purpose.clone()),
@@ -190,20 +207,27 @@ async fn run(
     Form(form): Form<SearchForm>,
 ) -> PageResult {
     session.check(&form.csrf)?;
-    Section::Search.require(&session)?;
+    // The role and the purpose are the API's to check and record.
     let nodes = node_names(&state).await;
     let query = match form.query() {
         Ok(q) => q,
         Err(e) => {
+            // A form that makes no query is an attempt too.
+            let mut record = session.caller.record(AccessAction::Search, form.as_typed());
+            record.purpose = form.reason().purpose.filter(|p| !p.trim().is_empty());
+            record.case = form.reason().case.filter(|c| !c.trim().is_empty());
+            let err = state
+                .refuse(record, ApiError::BadRequest(e.to_string()))
+                .await;
             return Ok(render(
                 &state,
                 &session,
                 &form,
                 &nodes,
-                Some(&e.to_string()),
+                Some(&err.to_string()),
                 None,
-                StatusCode::BAD_REQUEST,
-            ))
+                err.status(),
+            ));
         }
     };
     let req = SearchRequest {

@@ -9,8 +9,11 @@
 //! an agency in the policy, public and in-state: an out-of-state or federal
 //! agency is refused with the reason ([`Agency::export_refusal`]). Every
 //! attempt, refused or not, is in the access log (`AccessAction::Export`,
-//! naming the case, the recipient and the count); an allowed export's entry
-//! is durable before the first byte is sent, and is inside the bundle.
+//! naming the case, the recipient and the count) with its reason: refused
+//! by role, purpose or recipient, a case no hold names, a read or photo
+//! not at the hub yet, or a bundle that failed on the way (recorded after
+//! the allowed entry that names it). An allowed export's entry is durable
+//! before the first byte is sent, and is inside the bundle.
 //!
 //! A case's reads are those its legal holds cover ([`held`]): the holds
 //! the hub keeps and merges with every node's ([`crate::holds`]).
@@ -24,7 +27,7 @@ use std::io::{Seek, Write};
 use alpr_shared::control::holds::{held, Hold};
 use alpr_shared::control::{Agency, SignedPolicy};
 use alpr_shared::evidence::{CaseRead, EvidenceWriter, ExportInfo};
-use alpr_shared::log::{AccessAction, AccessOutcome, SignedEntry};
+use alpr_shared::log::{AccessAction, SignedEntry};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use axum::extract::State;
 use axum::http::header;
@@ -350,6 +353,13 @@ fn blocking_err(e: tokio::task::JoinError) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
+fn not_ready(e: ExportError) -> ApiError {
+    match e {
+        ExportError::NotReady(m) => ApiError::Conflict(m),
+        ExportError::Failed(m) => ApiError::Unavailable(m),
+    }
+}
+
 pub(crate) async fn export(
     State(state): State<ApiState>,
     caller: Caller,
@@ -361,58 +371,56 @@ pub(crate) async fn export(
     record.case = Some(case.clone()).filter(|c| !c.is_empty());
     record.purpose = req.purpose.clone().filter(|p| !p.trim().is_empty());
     let policy = state.hub.policy.current();
-    let refused = if let Err(e) = caller.require(Permission::ExportEvidence) {
-        Some((e.to_string(), e))
-    } else if case.is_empty() {
-        let why = "an export needs a case number (--case)".to_owned();
-        Some((why.clone(), ApiError::BadRequest(why)))
-    } else if let Some(p) = record
-        .purpose
-        .as_deref()
-        .filter(|p| policy.policy().purpose(p).is_none())
-    {
-        let why = format!(
-            "{p:?} is not a purpose in policy v{}",
-            policy.policy().version
-        );
-        Some((why.clone(), ApiError::BadRequest(why)))
-    } else {
-        match recipient(&policy, &req.to) {
-            Err(why) => Some((why.clone(), ApiError::Forbidden(why))),
-            Ok(_) => None,
-        }
-    };
-    if let Some((why, err)) = refused {
-        let mut r = record;
-        r.outcome = AccessOutcome::Refused { reason: why };
-        state.access.record(r).await?;
-        return Err(err);
-    }
-    let agency = recipient(&policy, &req.to).map_err(ApiError::Forbidden)?;
-    let holds = state.hub.holds.for_case(&case);
-    if holds.is_empty() {
-        return Err(ApiError::BadRequest(format!(
-            "no hold names case {case:?}: a case's reads are those its holds cover"
-        )));
-    }
+    let allowed = caller
+        .require(Permission::ExportEvidence)
+        .and_then(|()| {
+            if case.is_empty() {
+                return Err(ApiError::BadRequest(
+                    "an export needs a case number (--case)".to_owned(),
+                ));
+            }
+            match record
+                .purpose
+                .as_deref()
+                .filter(|p| policy.policy().purpose(p).is_none())
+            {
+                Some(p) => Err(ApiError::BadRequest(format!(
+                    "{p:?} is not a purpose in policy v{}",
+                    policy.policy().version
+                ))),
+                None => recipient(&policy, &req.to).map_err(ApiError::Forbidden),
+            }
+        })
+        .and_then(|agency| {
+            let holds = state.hub.holds.for_case(&case);
+            if holds.is_empty() {
+                return Err(ApiError::BadRequest(format!(
+                    "no hold names case {case:?}: a case's reads are those its holds cover"
+                )));
+            }
+            Ok((agency, holds))
+        });
+    let (agency, holds) = state.or_refuse(&record, allowed).await?;
     let hub = state.hub.clone();
     let sel_holds = holds.clone();
     let chosen = tokio::task::spawn_blocking(move || {
         let chosen = select(hub.storage.as_ref(), &sel_holds).map_err(ApiError::BadRequest)?;
-        check_ready(hub.storage.as_ref(), &chosen).map_err(|e| match e {
-            ExportError::NotReady(m) => ApiError::Conflict(m),
-            ExportError::Failed(m) => ApiError::Unavailable(m),
-        })?;
+        check_ready(hub.storage.as_ref(), &chosen).map_err(not_ready)?;
         Ok::<_, ApiError>(chosen)
     })
     .await
-    .map_err(blocking_err)??;
+    .map_err(blocking_err)
+    .and_then(|r| r)
+    .and_then(|chosen| {
+        if chosen.values().all(Vec::is_empty) {
+            return Err(ApiError::NotFound(format!(
+                "the holds of case {case} cover no read with its content at the hub"
+            )));
+        }
+        Ok(chosen)
+    });
+    let chosen = state.or_refuse(&record, chosen).await?;
     let count: usize = chosen.values().map(Vec::len).sum();
-    if count == 0 {
-        return Err(ApiError::NotFound(format!(
-            "the holds of case {case} cover no read with its content at the hub"
-        )));
-    }
     record.query = format!(
         "{} ({}) reads={count} nodes={}",
         record.query,
@@ -421,7 +429,7 @@ pub(crate) async fn export(
     );
     record.results = u32::try_from(count).unwrap_or(u32::MAX);
     // Durable before a byte of the bundle is written or sent.
-    let access = state.access.record(record).await?;
+    let access = state.access.record(record.clone()).await?;
     let info = ExportInfo {
         case,
         recipient_ori: agency.ori.clone(),
@@ -454,11 +462,17 @@ pub(crate) async fn export(
         Ok::<_, ExportError>(file)
     })
     .await
-    .map_err(blocking_err)?
-    .map_err(|e| match e {
-        ExportError::NotReady(m) => ApiError::Conflict(m),
-        ExportError::Failed(m) => ApiError::Unavailable(m),
-    })?;
+    .map_err(blocking_err)
+    .and_then(|r| r.map_err(not_ready));
+    // The allowed entry names the export; a bundle that could not be
+    // written after it gets its own record with the reason.
+    let file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            record.results = 0;
+            return Err(state.refuse(record, e).await);
+        }
+    };
     let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],

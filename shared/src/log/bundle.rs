@@ -8,16 +8,22 @@
 //! certificate (DER), 5 the [`SignedManifest`], which is the last record,
 //! 6 a [`Revocation`] (postcard). Revocations come before the first node;
 //! each node's records are together: its certificates, its checkpoints,
-//! then its entries in order.
+//! then its entries in order. The hub's own log (its access log, with the
+//! records of what retention purged from nodes' logs) is a log like the
+//! nodes', under the hub's certificate, after them: the hub builds the
+//! bundle and reads its own log last, so every purge that a node's entries
+//! show is recorded in it.
 //!
 //! The manifest names every node with its log size, its latest checkpoint
 //! and how many certificates it carries, and a SHA-256 over every byte
 //! before the manifest. The hub signs it with the key of its certificate
 //! (issued by the CA for server authentication), so a dropped, added or
-//! changed byte, node, tail or checkpoint is reported.
+//! changed byte, node, tail or checkpoint is reported. The hub signs only
+//! bundles it built itself from its store.
 //!
 //! [`verify_bundle`] reads a bundle record by record: its memory does not
-//! grow with the bundle's size, only with the number of nodes.
+//! grow with the bundle's size, only with the number of nodes (and the
+//! ranges of reads purged at the hub, which wait for the hub's log).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -25,7 +31,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
+use super::verify::{AwaitingHubPurges, LogReport, LogVerifier, NodeKeys, RangeSet, VerifyOptions};
 use super::{decode_exact, DecodeError, SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
 use crate::cert::{claimed_name, CertError, HubCert, Revocation, TrustAnchor};
 use crate::crypto::{sha256, tag, PublicKey, SecretKey, Signature};
@@ -42,12 +48,13 @@ pub const MAX_NODES: usize = 20_000;
 /// Most checkpoints one node may carry in a bundle.
 const MAX_NODE_CHECKPOINTS: usize = 256;
 
-const KIND_CERT: u8 = 1;
-const KIND_ENTRY: u8 = 2;
-const KIND_CHECKPOINT: u8 = 3;
-const KIND_HUB_CERT: u8 = 4;
-const KIND_MANIFEST: u8 = 5;
-const KIND_REVOCATION: u8 = 6;
+/// Record kinds (see the layout above).
+pub const KIND_CERT: u8 = 1;
+pub const KIND_ENTRY: u8 = 2;
+pub const KIND_CHECKPOINT: u8 = 3;
+pub const KIND_HUB_CERT: u8 = 4;
+pub const KIND_MANIFEST: u8 = 5;
+pub const KIND_REVOCATION: u8 = 6;
 const MAX_REVOCATION_BYTES: usize = 1024;
 /// Most revocations one bundle may carry.
 pub const MAX_REVOCATIONS: usize = 100_000;
@@ -379,6 +386,10 @@ pub struct BundleReport {
     pub hub: Option<String>,
     pub signed_at: UnixMillis,
     pub logs: Vec<LogReport>,
+    /// The log signed with the hub's certificate (the hub's own access
+    /// log), by the name it carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_log: Option<String>,
     pub faults: Vec<BundleFault>,
 }
 
@@ -482,14 +493,15 @@ pub fn verify_bundle(
     // The hub's certificate as it came: a log under it is the hub's own
     // access log.
     let mut hub_der: Option<Vec<u8>> = None;
-    let mut logs: Vec<LogReport> = Vec::new();
+    let mut hub_log: Option<String> = None;
+    let mut logs: Vec<AwaitingHubPurges> = Vec::new();
     let mut done: BTreeMap<DeviceId, Seen> = BTreeMap::new();
     let mut current: Option<Current> = None;
     let mut revocations: Vec<Revocation> = Vec::new();
     // What the hub signed that it purged from nodes' logs, from entries of
     // its own log whose signature its certificate verifies; applied to the
-    // nodes' reports at the end (the hub's log may come after theirs).
-    let mut hub_purges: BTreeMap<DeviceId, Vec<super::SeqRange>> = BTreeMap::new();
+    // nodes' reports at the end (the hub's log comes after theirs).
+    let mut hub_purges: BTreeMap<DeviceId, RangeSet> = BTreeMap::new();
 
     let manifest = loop {
         let Some((kind, buf)) = r.next()? else {
@@ -532,6 +544,7 @@ pub fn verify_bundle(
                 let name = claimed_name(&buf)
                     .map_err(|source| BundleError::Certificate { index, source })?;
                 let checked = if hub_der.as_deref() == Some(buf.as_slice()) {
+                    hub_log = Some(name.to_string());
                     anchor
                         .check_hub_der(&buf)
                         .map(|h| h.as_signer(name.clone(), buf.clone()))
@@ -601,10 +614,14 @@ pub fn verify_bundle(
                 {
                     if claimed_name(hub_der.as_deref().unwrap_or_default()).ok() == Some(name)
                         && e.signature_valid(&h.key)
+                        && (hub_purges.len() < MAX_NODES || hub_purges.contains_key(node))
                     {
                         let held = hub_purges.entry(node.clone()).or_default();
-                        if held.len() < super::verify::MAX_FAULTS * 4 {
-                            held.extend(ranges);
+                        for r in ranges {
+                            if held.len() >= super::verify::MAX_PENDING {
+                                break;
+                            }
+                            held.insert(r.first, r.last);
                         }
                     }
                 }
@@ -617,14 +634,15 @@ pub fn verify_bundle(
     if let Some(c) = current.take() {
         finish_node(c, &mut done, &mut logs);
     }
-    for log in &mut logs {
-        if let Some(ranges) = DeviceId::new(&log.device)
-            .ok()
-            .and_then(|d| hub_purges.get(&d))
-        {
-            log.accept_hub_purges(ranges);
-        }
-    }
+    let logs: Vec<LogReport> = logs
+        .into_iter()
+        .map(|log| {
+            let hub = DeviceId::new(log.device())
+                .ok()
+                .and_then(|d| hub_purges.get(&d));
+            log.resolve(hub)
+        })
+        .collect();
 
     let mut faults = Vec::new();
     let m = &manifest.manifest;
@@ -703,6 +721,7 @@ pub fn verify_bundle(
         hub: hub_name,
         signed_at: m.created_at,
         logs,
+        hub_log,
         faults,
     })
 }
@@ -712,7 +731,7 @@ pub fn verify_bundle(
 fn switch<'a>(
     current: &'a mut Option<Current>,
     done: &mut BTreeMap<DeviceId, Seen>,
-    logs: &mut Vec<LogReport>,
+    logs: &mut Vec<AwaitingHubPurges>,
     name: &DeviceId,
     revocations: &[Revocation],
     opts: VerifyOptions,
@@ -741,8 +760,8 @@ fn switch<'a>(
     current.as_mut().ok_or_else(|| "no current node".to_owned())
 }
 
-fn finish_node(c: Current, done: &mut BTreeMap<DeviceId, Seen>, logs: &mut Vec<LogReport>) {
+fn finish_node(c: Current, done: &mut BTreeMap<DeviceId, Seen>, logs: &mut Vec<AwaitingHubPurges>) {
     let device = c.verifier.device().clone();
-    logs.push(c.verifier.finish());
+    logs.push(c.verifier.finish_awaiting_hub());
     done.insert(device, c.seen);
 }

@@ -445,3 +445,68 @@ fn a_node_in_two_places_is_a_clear_error() {
     let err = verdict(&p, &assemble(&recs)).expect_err("scattered");
     assert!(err.contains("in two places"), "{err}");
 }
+
+/// A node log with `purged` of its `n` reads purged at the hub, in a
+/// bundle whose hub log (after the node's, as the hub writes it) holds the
+/// hub's purge records in batches of `batch`, or none.
+fn purged_at_hub(p: &Pki, n: usize, purged: usize, batch: usize, recorded: bool) -> Vec<u8> {
+    let (cert, key) = enroll(p, "pole-1");
+    let mut w = LogWriter::new(key, cert.name.clone());
+    let mut log: Vec<SignedEntry> = (0..n).map(|i| read(&mut w, i, UnixMillis::now())).collect();
+    for e in &mut log[..purged] {
+        e.purge_content();
+    }
+    let mut hub = LogWriter::new(copy(&p.hub_key), DeviceId::new("hub").expect("name"));
+    let mut out = BundleWriter::new(Vec::new()).expect("writer");
+    out.hub_certificate(&p.hub_der).expect("hub cert");
+    out.certificate(&cert.der).expect("cert");
+    for e in &log {
+        out.entry(e).expect("entry");
+    }
+    out.certificate(&p.hub_der).expect("hub's log certificate");
+    let mut first = 0u64;
+    while recorded && (first as usize) < purged {
+        let last = (first + batch as u64).min(purged as u64) - 1;
+        let record = hub
+            .append_node_purge(
+                cert.name.clone(),
+                vec![SeqRange { first, last }],
+                "hub retention 365 days",
+                UnixMillis::now(),
+                TimeSource::LocalClock,
+            )
+            .expect("purge record");
+        out.entry(&record).expect("hub entry");
+        first = last + 1;
+    }
+    out.finish_signed(&p.hub_key, UnixMillis::now())
+        .expect("finish")
+}
+
+#[test]
+fn reads_the_hub_purged_verify_under_its_log_after_the_nodes_whatever_their_number() {
+    let p = pki();
+    // More purged reads than a report keeps faults, in retention's batches.
+    let (n, purged) = (
+        3 * super::verify::MAX_FAULTS,
+        2 * super::verify::MAX_FAULTS + 7,
+    );
+    let r = verdict(&p, &purged_at_hub(&p, n, purged, 1024, true)).expect("readable");
+    assert!(r.authentic(), "{:?} {:?}", r.faults, r.logs);
+    let pole = |r: &BundleReport| r.logs.iter().find(|l| l.device == "pole-1").cloned();
+    let node = pole(&r).expect("pole-1");
+    assert_eq!(
+        (node.reads, node.purged),
+        ((n - purged) as u64, purged as u64)
+    );
+    assert_eq!(r.hub_log.as_deref(), Some("hub"));
+    // Without the hub's records, every purged read is a fault (counted
+    // beyond those kept).
+    let r = verdict(&p, &purged_at_hub(&p, n, purged, 1024, false)).expect("readable");
+    assert!(!r.authentic());
+    let node = pole(&r).expect("pole-1");
+    assert_eq!(
+        node.faults.len() as u64 + node.faults_omitted,
+        purged as u64
+    );
+}

@@ -245,15 +245,32 @@ fn a_hub_signed_node_purge_records_the_purge() {
     assert!(report.authentic(), "{:?}", report.faults);
     assert_eq!((report.reads, report.purged), (3, 2));
     // Without any hub record, both are faults.
-    let mut late = verify(&[]);
-    assert_eq!(late.faults.len(), 2);
+    assert_eq!(verify(&[]).faults.len(), 2);
     // A bundle meets the hub's log after the node's: the same ranges,
-    // applied to the finished report, clear exactly what they cover.
-    late.accept_hub_purges(ranges);
-    assert_eq!(late.faults, vec![Fault::PurgedWithoutRecord { seq: 2 }]);
-    late.accept_hub_purges(&[SeqRange { first: 2, last: 2 }]);
-    assert!(late.authentic());
-    assert_eq!(late.purged, 2);
+    // given once the node's log is finished, clear exactly what they cover.
+    let late = |hub: &[SeqRange]| {
+        let mut v = verify::LogVerifier::new(
+            f.writer.device().clone(),
+            NodeKeys::single(&f.cert),
+            VerifyOptions { from_start: true },
+        );
+        for e in &log {
+            v.entry(e);
+        }
+        let waiting = v.finish_awaiting_hub();
+        let mut set = verify::RangeSet::default();
+        for r in hub {
+            set.insert(r.first, r.last);
+        }
+        waiting.resolve(Some(&set))
+    };
+    assert_eq!(
+        late(ranges).faults,
+        vec![Fault::PurgedWithoutRecord { seq: 2 }]
+    );
+    let report = late(&[SeqRange { first: 1, last: 2 }]);
+    assert!(report.authentic(), "{:?}", report.faults);
+    assert_eq!(report.purged, 2);
 }
 
 #[test]

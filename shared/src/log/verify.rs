@@ -153,6 +153,8 @@ pub struct LogReport {
     pub size: u64,
     /// Hash of the highest valid entry.
     pub head: Option<String>,
+    /// Sizes of the signed checkpoints the log was checked against.
+    pub checkpoints: Vec<u64>,
     pub faults: Vec<Fault>,
     /// Faults found beyond the first [`MAX_FAULTS`], counted but not kept.
     #[serde(skip_serializing_if = "is_zero")]
@@ -174,18 +176,13 @@ impl LogReport {
         self.faults.is_empty() && self.faults_omitted == 0
     }
 
-    /// Reads purged without a record in this log but covered by a
-    /// hub-signed [`EntryKind::NodePurge`] (checked by the caller) are
-    /// purged with a record: for a verifier that met the hub's log only
-    /// after this one (an evidence bundle). Prefer
-    /// [`LogVerifier::hub_purged`] when the ranges are known first.
-    pub fn accept_hub_purges(&mut self, ranges: &[super::SeqRange]) {
-        let before = self.faults.len();
-        self.faults.retain(|f| match f {
-            Fault::PurgedWithoutRecord { seq } => !ranges.iter().any(|r| r.contains(*seq)),
-            _ => true,
-        });
-        self.purged += (before - self.faults.len()) as u64;
+    /// Keep `f`, or count it once [`MAX_FAULTS`] are kept.
+    fn fault(&mut self, f: Fault) {
+        if self.faults.len() < MAX_FAULTS {
+            self.faults.push(f);
+        } else {
+            self.faults_omitted += 1;
+        }
     }
 
     /// A report for a log whose certificate could not be accepted.
@@ -199,6 +196,7 @@ impl LogReport {
             accesses: 0,
             size: 0,
             head: None,
+            checkpoints: Vec::new(),
             faults: vec![Fault::Certificate {
                 reason: err.to_string(),
             }],
@@ -220,7 +218,7 @@ pub struct VerifyOptions {
 const WINDOW: usize = 256;
 /// Most ranges (missing entries, purged reads awaiting their record) one
 /// log keeps open; beyond, the oldest is reported at once.
-const MAX_PENDING: usize = 4096;
+pub(crate) const MAX_PENDING: usize = 4096;
 /// Most checkpoints one log keeps to match against later entries.
 const MAX_CHECKPOINTS: usize = 256;
 
@@ -279,10 +277,10 @@ impl NodeKeys {
 
 /// Disjoint inclusive ranges of sequence numbers.
 #[derive(Debug, Default)]
-struct RangeSet(BTreeMap<u64, u64>);
+pub(crate) struct RangeSet(BTreeMap<u64, u64>);
 
 impl RangeSet {
-    fn insert(&mut self, first: u64, last: u64) {
+    pub(crate) fn insert(&mut self, first: u64, last: u64) {
         let (mut first, mut last) = (first, last);
         if let Some((&f, &l)) = self.0.range(..=first).next_back() {
             if l.saturating_add(1) >= first {
@@ -328,8 +326,13 @@ impl RangeSet {
         removed
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// The ranges, `(first, last)`, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0.iter().map(|(&f, &l)| (f, l))
     }
 
     fn contains(&self, seq: u64) -> bool {
@@ -683,7 +686,12 @@ impl LogVerifier {
     }
 
     /// The verdict, once every entry was given.
-    pub fn finish(mut self) -> LogReport {
+    pub fn finish(self) -> LogReport {
+        self.finish_awaiting_hub().resolve(None)
+    }
+
+    /// The verdict but for the reads purged without a record.
+    fn report(mut self) -> LogReport {
         if self.keys.certs.is_empty() {
             let err = self.refusal.take().unwrap_or(CertError::NotPem);
             return LogReport::refused(self.device.as_str(), self.entries as usize, &err);
@@ -708,18 +716,9 @@ impl LogVerifier {
                 None => self.fault(Fault::Gap { first, last }),
             }
         }
-        while let Some((first, last)) = self.unrecorded.pop_first() {
-            for seq in first..=last {
-                if self.faults.len() >= MAX_FAULTS {
-                    self.omitted += last - seq + 1;
-                    break;
-                }
-                self.fault(Fault::PurgedWithoutRecord { seq });
-            }
-        }
         let size = self.highest.map_or(0, |(s, _)| s.saturating_add(1));
         let sizes: Vec<u64> = self.checkpoints.keys().copied().collect();
-        for c in sizes {
+        for &c in &sizes {
             if c > size {
                 self.fault(Fault::MissingTail {
                     checkpoint_size: c,
@@ -736,10 +735,60 @@ impl LogVerifier {
             accesses: self.accesses,
             size,
             head: self.highest.map(|(_, h)| h.to_hex()),
+            checkpoints: sizes,
             faults: self.faults,
             faults_omitted: self.omitted,
             losses,
         }
+    }
+
+    /// The verdict, except for reads whose content is gone without a
+    /// record in this log: a bundle carries the hub's own log, whose
+    /// signed [`EntryKind::NodePurge`] records may cover them, after the
+    /// nodes' logs (the hub reads its log last, so every purge a node's
+    /// entries show is in it). [`AwaitingHubPurges::resolve`] settles them
+    /// once that log was read. What is kept meanwhile is the ranges of such
+    /// reads (at most [`MAX_PENDING`]), not the reads.
+    pub(crate) fn finish_awaiting_hub(mut self) -> AwaitingHubPurges {
+        let unrecorded = std::mem::take(&mut self.unrecorded);
+        AwaitingHubPurges {
+            report: self.report(),
+            unrecorded,
+        }
+    }
+}
+
+/// A log's verdict waiting for the hub's purge records
+/// ([`LogVerifier::finish_awaiting_hub`]).
+#[derive(Debug)]
+pub(crate) struct AwaitingHubPurges {
+    report: LogReport,
+    unrecorded: RangeSet,
+}
+
+impl AwaitingHubPurges {
+    pub(crate) fn device(&self) -> &str {
+        &self.report.device
+    }
+
+    /// The verdict: a read purged without a record in its own log is
+    /// purged with a record when `hub` (the ranges the hub signed that it
+    /// purged from this log, checked by the caller) covers it, and a fault
+    /// otherwise.
+    pub(crate) fn resolve(mut self, hub: Option<&RangeSet>) -> LogReport {
+        for (first, last) in hub.into_iter().flat_map(RangeSet::iter) {
+            self.report.purged += self.unrecorded.remove(first, last);
+        }
+        while let Some((first, last)) = self.unrecorded.pop_first() {
+            for seq in first..=last {
+                if self.report.faults.len() >= MAX_FAULTS {
+                    self.report.faults_omitted += last - seq + 1;
+                    break;
+                }
+                self.report.fault(Fault::PurgedWithoutRecord { seq });
+            }
+        }
+        self.report
     }
 }
 
