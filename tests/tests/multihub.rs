@@ -168,6 +168,39 @@ fn a_node_is_held_by_one_hub_and_what_either_hub_is_told_reaches_it() -> anyhow:
     Ok(())
 }
 
+#[test]
+fn failed_logins_on_two_hubs_add_up_to_one_lock_on_both() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::create_in(dir.path())?;
+    let hubs = TwoHubs::start(&pki, dir.path(), "login_lockout = \"10m\"\n")?;
+    hubs.a.add_user("ofc", "officer", TRAINED)?;
+    wait_for(Duration::from_secs(10), "ofc logs in on b", || {
+        hubs.b.login("ofc").ok()
+    })?;
+    // Five guesses of one name, spread over the two hubs: the limit is
+    // five in all, not five per hub.
+    for (i, hub) in [&hubs.a, &hubs.b, &hubs.a, &hubs.b, &hubs.a]
+        .into_iter()
+        .enumerate()
+    {
+        let err = hub
+            .login_with("ofc", &format!("guess-number-{i}"))
+            .expect_err("a wrong password logged in");
+        assert!(
+            err.to_string().contains("wrong username or password"),
+            "{err}"
+        );
+    }
+    for hub in [&hubs.a, &hubs.b] {
+        let err = hub
+            .login("ofc")
+            .expect_err("a hub let the right password through the lock")
+            .to_string();
+        assert!(err.contains("locked until") && err.contains("429"), "{err}");
+    }
+    Ok(())
+}
+
 /// 20 nodes, each listing both hubs (half with `a` first), reading
 /// `reads` plates each a few milliseconds apart.
 fn twenty_nodes(

@@ -220,6 +220,33 @@ fn throttling_stops_a_password_guessing_loop_and_every_attempt_is_logged() -> an
 }
 
 #[test]
+fn a_lockout_outlives_a_hub_restart() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let mut hub = Hub::start_with(&pki, dir.path(), &[], "login_lockout = \"10m\"\n")?;
+    hub.add_user("ofc", "officer", TRAINED)?;
+    for i in 0..5 {
+        let err = hub
+            .login_with("ofc", &format!("guess-number-{i}"))
+            .expect_err("a wrong password logged in");
+        assert!(
+            err.to_string().contains("wrong username or password"),
+            "{err}"
+        );
+    }
+    // The restarted hub still refuses the right password, saying until
+    // when: the count and the lock are in its store, not its memory.
+    hub.proc.stop()?;
+    hub.restart()?;
+    let err = hub
+        .login("ofc")
+        .expect_err("the restart lifted the lock")
+        .to_string();
+    assert!(err.contains("locked until") && err.contains("429"), "{err}");
+    Ok(())
+}
+
+#[test]
 fn an_edited_access_log_entry_is_detected_by_hub_verify() -> anyhow::Result<()> {
     let pki = Pki::new()?;
     let dir = tempfile::tempdir()?;

@@ -283,6 +283,26 @@ pub enum WriteOp {
         keep_after: UnixMillis,
         max_rows: u64,
     },
+    /// A failed login ([`crate::users`]' throttle), counted against each
+    /// of `keys` (a username, a source address) at `at`; then failures
+    /// before `keep_after` go, and the oldest beyond `max_rows`.
+    LoginFailure {
+        keys: Vec<String>,
+        at: UnixMillis,
+        keep_after: UnixMillis,
+        max_rows: u64,
+    },
+    /// Lock `key` until `until` (a later lock already kept stays) and
+    /// forget its failures; then locks that ended by `at` go, and the
+    /// soonest to end beyond `max_rows`.
+    LoginLock {
+        key: String,
+        until: UnixMillis,
+        at: UnixMillis,
+        max_rows: u64,
+    },
+    /// Forget `key`'s failures (a login succeeded).
+    LoginCleared { key: String },
 }
 
 /// The result of one [`WriteOp`].
@@ -440,6 +460,11 @@ pub trait HubStorage: Send + Sync + 'static {
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
     /// The session kept under the SHA-256 of its token.
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
+    /// Failed logins counted against `key` at or after `since`
+    /// ([`WriteOp::LoginFailure`]).
+    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError>;
+    /// When `key`'s lock ends, if one is kept (it may have ended).
+    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError>;
     /// Reads stored per hour of capture (hour = captured_at / 3 600 000),
     /// for hours `first..=last` that have any: (hour, reads). Counted at
     /// ingest; a purge does not lower them.

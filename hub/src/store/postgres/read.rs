@@ -908,6 +908,16 @@ impl HubStorage for PgStore {
         })
     }
 
+    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| async move { super::logins::failures(&c, &key, since).await })
+    }
+
+    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| async move { super::logins::locked_until(&c, &key).await })
+    }
+
     /// As the trait's, with the images of a page of entries looked up in
     /// one query instead of one each.
     fn lease_node(&self, device: &DeviceId) -> Result<Option<NodeLease>, StoreError> {

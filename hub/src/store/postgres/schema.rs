@@ -28,11 +28,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: INITIAL,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: INITIAL,
+    },
+    Migration {
+        version: 2,
+        name: "login throttle",
+        sql: LOGIN_THROTTLE,
+    },
+];
 
 /// Version 1: every record the hub keeps.
 const INITIAL: &str = r#"
@@ -245,6 +252,24 @@ CREATE TABLE hotlist_import (
     number bigint NOT NULL,
     record bytea NOT NULL,
     PRIMARY KEY (source, number)
+);
+"#;
+
+/// Version 2: failed logins and lock-outs, shared by every hub process
+/// (reference tables; the throttle's rules live in the hub).
+const LOGIN_THROTTLE: &str = r#"
+-- One row per failed login and key (a username or a source address).
+CREATE TABLE login_failures (
+    id bigserial PRIMARY KEY,
+    key text COLLATE "C" NOT NULL,
+    at bigint NOT NULL
+);
+CREATE INDEX login_failures_key ON login_failures (key, at);
+CREATE INDEX login_failures_at ON login_failures (at, id);
+-- Keys locked out, and until when.
+CREATE TABLE login_locks (
+    key text COLLATE "C" PRIMARY KEY,
+    until bigint NOT NULL
 );
 "#;
 

@@ -197,6 +197,9 @@ impl Commit<'_> {
                 WriteOp::NodePolicy { .. }
                 | WriteOp::NodeHotlists { .. }
                 | WriteOp::Session { .. }
+                | WriteOp::LoginFailure { .. }
+                | WriteOp::LoginLock { .. }
+                | WriteOp::LoginCleared { .. }
                 | WriteOp::PrunePlates => {}
             }
         }
@@ -367,6 +370,28 @@ impl Commit<'_> {
                 max_rows,
             } => {
                 self.source_refusal(&record, keep_after, max_rows).await?;
+                WriteResult::Done
+            }
+            WriteOp::LoginFailure {
+                keys,
+                at,
+                keep_after,
+                max_rows,
+            } => {
+                super::logins::failure(&self.tx, &keys, at, keep_after, max_rows).await?;
+                WriteResult::Done
+            }
+            WriteOp::LoginLock {
+                key,
+                until,
+                at,
+                max_rows,
+            } => {
+                super::logins::lock(&self.tx, &key, until, at, max_rows).await?;
+                WriteResult::Done
+            }
+            WriteOp::LoginCleared { key } => {
+                super::logins::clear(&self.tx, &key).await?;
                 WriteResult::Done
             }
             WriteOp::Policy {
