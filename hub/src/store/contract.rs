@@ -23,7 +23,9 @@ use alpr_shared::wire::{Entries, RefusalCode};
 
 use super::*;
 
+mod floors;
 mod logins;
+use floors::*;
 use logins::*;
 
 /// A store under test, with what must outlive it (its folder, its
@@ -88,6 +90,7 @@ macro_rules! contract_tests {
                 entries_and_entries_at_return_the_stored_bytes,
                 failed_logins_are_counted_per_key_since_a_time_and_pruned,
                 a_lock_keeps_the_latest_end_forgets_failures_and_ended_locks_go,
+                a_learned_generation_number_is_kept_per_list_and_only_raised,
             );
         }
     )+};

@@ -303,6 +303,12 @@ pub enum WriteOp {
     },
     /// Forget `key`'s failures (a login succeeded).
     LoginCleared { key: String },
+    /// Generation `number` of the bulk list `source` was signed by this
+    /// hub once, and it no longer knows it (a node showed its signed
+    /// header after the hub was restored from a backup): the list's next
+    /// number goes past it ([`HubStorage::generation_floor`]). The larger
+    /// of this and the number kept stays.
+    GenerationFloor { source: String, number: u64 },
 }
 
 /// The result of one [`WriteOp`].
@@ -495,6 +501,9 @@ pub trait HubStorage: Send + Sync + 'static {
     /// Every import record of `source`, by generation number, and whether
     /// that generation's bytes are still kept.
     fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError>;
+    /// The highest generation number of `source` learned from a node
+    /// ([`WriteOp::GenerationFloor`]); 0 if none.
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
     /// Alerts raised in nodes' logs (of `node` only, if given), by node

@@ -207,6 +207,9 @@ impl HubStorage for Recovering {
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
         self.call(|s| s.session(hash))
     }
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
+        self.call(|s| s.generation_floor(source))
+    }
     fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
         self.call(|s| s.login_failures(key, since))
     }

@@ -13,6 +13,7 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
+mod floors;
 mod logins;
 
 use super::{
@@ -497,6 +498,7 @@ impl RedbStore {
             tx.open_table(ALERTS).map_err(db_err)?;
             tx.open_table(HUB_ALERTS).map_err(db_err)?;
             logins::create(&tx)?;
+            floors::create(&tx)?;
             backfill_search_indexes(&tx)?;
             backfill_read_hours(&tx)?;
         }
@@ -956,6 +958,10 @@ impl HubStorage for RedbStore {
                     }
                     WriteOp::LoginCleared { key } => {
                         logins::clear(&tx, &key)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::GenerationFloor { source, number } => {
+                        floors::raise(&tx, &source, number)?;
                         results.push(WriteResult::Done);
                     }
                     WriteOp::Policy {
@@ -1629,6 +1635,10 @@ impl HubStorage for RedbStore {
 
     fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
         logins::failures(&self.db, key, since)
+    }
+
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
+        floors::floor(&self.db, source)
     }
 
     fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {

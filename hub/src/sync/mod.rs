@@ -5,6 +5,7 @@
 //! writer. Refusals are logged with their reason, counted, and stored.
 
 pub mod follow;
+mod held;
 pub mod hotlists;
 pub mod limits;
 pub mod push_bench;
@@ -1302,6 +1303,16 @@ impl StreamCtx {
                         }
                         continue;
                     }
+                    // Shown when asked: the hub learns how far its
+                    // numbers had gone.
+                    HubOutput::NodeHeldPolicy { policy } => {
+                        self.held_policy(policy).await;
+                        continue;
+                    }
+                    HubOutput::NodeHeldList { header } => {
+                        self.held_list(header).await;
+                        continue;
+                    }
                     HubOutput::NodePolicy { version } => {
                         let op = WriteOp::NodePolicy {
                             device: self.device.clone(),
@@ -1499,6 +1510,8 @@ impl StreamCtx {
                     | HubOutput::NodeLocalEntries { .. }
                     | HubOutput::SendHotlist { .. }
                     | HubOutput::NodeHotlists { .. }
+                    | HubOutput::NodeHeldPolicy { .. }
+                    | HubOutput::NodeHeldList { .. }
                     | HubOutput::Skip { .. } => {}
                 }
             }

@@ -36,8 +36,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        name: "login throttle",
-        sql: LOGIN_THROTTLE,
+        name: "login throttle, list numbers learned from nodes",
+        sql: LOGINS_AND_FLOORS,
     },
 ];
 
@@ -256,8 +256,9 @@ CREATE TABLE hotlist_import (
 "#;
 
 /// Version 2: failed logins and lock-outs, shared by every hub process
-/// (reference tables; the throttle's rules live in the hub).
-const LOGIN_THROTTLE: &str = r#"
+/// (the throttle's rules live in the hub); the generation numbers of bulk
+/// lists learned from nodes. Reference tables.
+const LOGINS_AND_FLOORS: &str = r#"
 -- One row per failed login and key (a username or a source address).
 CREATE TABLE login_failures (
     id bigserial PRIMARY KEY,
@@ -270,6 +271,12 @@ CREATE INDEX login_failures_at ON login_failures (at, id);
 CREATE TABLE login_locks (
     key text COLLATE "C" PRIMARY KEY,
     until bigint NOT NULL
+);
+-- The highest generation number of each bulk list a node showed the hub
+-- signed (after a restore from a backup): the next import goes past it.
+CREATE TABLE hotlist_floor (
+    source text COLLATE "C" PRIMARY KEY,
+    number bigint NOT NULL
 );
 "#;
 

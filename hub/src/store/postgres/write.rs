@@ -200,6 +200,7 @@ impl Commit<'_> {
                 | WriteOp::LoginFailure { .. }
                 | WriteOp::LoginLock { .. }
                 | WriteOp::LoginCleared { .. }
+                | WriteOp::GenerationFloor { .. }
                 | WriteOp::PrunePlates => {}
             }
         }
@@ -392,6 +393,18 @@ impl Commit<'_> {
             }
             WriteOp::LoginCleared { key } => {
                 super::logins::clear(&self.tx, &key).await?;
+                WriteResult::Done
+            }
+            WriteOp::GenerationFloor { source, number } => {
+                execute!(
+                    self.tx,
+                    "INSERT INTO hotlist_floor (source, number) VALUES ($1, $2) \
+                     ON CONFLICT (source) DO UPDATE \
+                     SET number = greatest(hotlist_floor.number, excluded.number)",
+                    &source,
+                    &super::sql::bound(number)
+                )
+                .await?;
                 WriteResult::Done
             }
             WriteOp::Policy {
