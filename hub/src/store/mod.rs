@@ -12,6 +12,7 @@
 //! the shared documents reach the others ([`HubStorage::watch_changes`]).
 
 pub mod check;
+pub mod cli;
 #[cfg(test)]
 mod contract;
 pub mod postgres;

@@ -444,15 +444,7 @@ pub async fn serve(
     }
     // The hub's own access log, signed with its key under its
     // certificate's name; users and sessions; the API for people.
-    let hub_name = alpr_shared::cert::claimed_name(&hub.hub_cert_der)
-        .or_else(|_| DeviceId::new("hub"))
-        .context("the hub's name")?;
-    let access = crate::access::AccessLog::start(
-        hub.storage.clone(),
-        SecretKey::from_pkcs8_pem(key_text).context("the hub key")?,
-        hub_name,
-    )
-    .context("starting the access log")?;
+    let access = config.start_access_log(hub.storage.clone())?;
     let users = Arc::new(
         crate::users::Users::new(hub.storage.clone(), access.clone(), config.users())
             .map_err(|e| anyhow::anyhow!(e))?,
