@@ -404,6 +404,18 @@ impl HubConfig {
         })
     }
 
+    /// The hub's certificate (`cert`, its first PEM block), DER.
+    pub fn hub_certificate(&self) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context;
+        let cert_pem = std::fs::read(&self.cert)
+            .with_context(|| format!("reading {}", self.cert.display()))?;
+        alpr_shared::cert::pem_certificates(&cert_pem)
+            .context("the hub certificate")?
+            .into_iter()
+            .next()
+            .context("no hub certificate")
+    }
+
     /// The hub's own access log on `storage`, as `hub serve` writes it:
     /// signed with the hub's key under its certificate's name. The
     /// operator tools that open the store (`hub store check`, `hub
@@ -417,14 +429,7 @@ impl HubConfig {
         let key_text = std::str::from_utf8(&key_pem).context("hub key is not PEM text")?;
         let key =
             alpr_shared::crypto::SecretKey::from_pkcs8_pem(key_text).context("the hub key")?;
-        let cert_pem = std::fs::read(&self.cert)
-            .with_context(|| format!("reading {}", self.cert.display()))?;
-        let cert_der = alpr_shared::cert::pem_certificates(&cert_pem)
-            .context("the hub certificate")?
-            .into_iter()
-            .next()
-            .context("no hub certificate")?;
-        let name = alpr_shared::cert::claimed_name(&cert_der)
+        let name = alpr_shared::cert::claimed_name(&self.hub_certificate()?)
             .or_else(|_| alpr_shared::types::DeviceId::new("hub"))
             .context("the hub's name")?;
         crate::access::AccessLog::start(storage, key, name).context("starting the access log")

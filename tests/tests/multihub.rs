@@ -19,16 +19,7 @@ use alpr_shared::types::DeviceId;
 
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// A bulk list source, for the import test.
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.5
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+const SOURCES: &str = alpr_e2e::NCIC_SOURCE;
 
 /// `[store]` of a hub on `url`; last in `hub.toml`.
 fn store_toml(url: &str) -> String {
@@ -179,17 +170,8 @@ fn failed_logins_on_two_hubs_add_up_to_one_lock_on_both() -> anyhow::Result<()> 
     })?;
     // Five guesses of one name, spread over the two hubs: the limit is
     // five in all, not five per hub.
-    for (i, hub) in [&hubs.a, &hubs.b, &hubs.a, &hubs.b, &hubs.a]
-        .into_iter()
-        .enumerate()
-    {
-        let err = hub
-            .login_with("ofc", &format!("guess-number-{i}"))
-            .expect_err("a wrong password logged in");
-        assert!(
-            err.to_string().contains("wrong username or password"),
-            "{err}"
-        );
+    for hub in [&hubs.a, &hubs.b, &hubs.a, &hubs.b, &hubs.a] {
+        alpr_e2e::wrong_logins(hub, "ofc", 1)?;
     }
     for hub in [&hubs.a, &hubs.b] {
         let err = hub

@@ -13,16 +13,7 @@ use alpr_hub::store::HubStorage;
 
 const LIMIT: Duration = Duration::from_secs(180);
 
-/// A bulk list source for the hotlist imports.
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.5
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+const SOURCES: &str = alpr_e2e::NCIC_SOURCE;
 
 fn audit_text(hub: &Hub) -> anyhow::Result<String> {
     let out = hub.run_as("auditor", &["audit", "verify"])?;

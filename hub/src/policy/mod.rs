@@ -449,19 +449,8 @@ impl PolicyService {
         if version <= self.current().version() {
             return Ok(None);
         }
-        let storage = self.inner.storage.clone();
-        let encoded = shown.encode();
-        let stored = tokio::task::spawn_blocking(move || {
-            storage.commit(vec![WriteOp::Policy {
-                version,
-                encoded,
-                seed: None,
-            }])
-        })
-        .await
-        .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))?;
-        match stored {
-            Ok(_) => {
+        match self.store_version(version, shown.encode()).await {
+            Ok(()) => {
                 let shown = Arc::new(shown);
                 self.inner.tx.send_replace(shown.clone());
                 Ok(Some(shown))
@@ -470,6 +459,22 @@ impl PolicyService {
             Err(StoreError::Conflict(_)) => self.load_newer().await.map(|_| None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Store signed version `version` (`encoded`) durably; a conflict when
+    /// the store holds it or a newer one (another process stored first).
+    async fn store_version(&self, version: u64, encoded: Vec<u8>) -> Result<(), StoreError> {
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            storage.commit(vec![WriteOp::Policy {
+                version,
+                encoded,
+                seed: None,
+            }])
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))?
+        .map(|_| ())
     }
 
     /// Make, sign and store the next version from the current one; publish
@@ -490,19 +495,9 @@ impl PolicyService {
                 return Ok(None);
             };
             let signed = next.sign(&self.inner.key)?;
-            let storage = self.inner.storage.clone();
-            let (version, encoded) = (signed.version(), signed.encode());
-            let stored = tokio::task::spawn_blocking(move || {
-                storage.commit(vec![WriteOp::Policy {
-                    version,
-                    encoded,
-                    seed: None,
-                }])
-            })
-            .await
-            .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))?;
-            match stored {
-                Ok(_) => {
+            let version = signed.version();
+            match self.store_version(version, signed.encode()).await {
+                Ok(()) => {
                     let signed = Arc::new(signed);
                     self.inner.tx.send_replace(signed.clone());
                     tracing::info!(version, "policy changed");

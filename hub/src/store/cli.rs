@@ -144,13 +144,7 @@ pub fn store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     let ca = std::fs::read(&config.ca_cert)
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;
     let anchor = alpr_shared::cert::TrustAnchor::from_pem(&ca).context("the CA certificate")?;
-    let cert_pem = std::fs::read(&config.cert)
-        .with_context(|| format!("reading {}", config.cert.display()))?;
-    let hub_cert = alpr_shared::cert::pem_certificates(&cert_pem)
-        .context("the hub certificate")?
-        .into_iter()
-        .next()
-        .context("no hub certificate")?;
+    let hub_cert = config.hub_certificate()?;
     let (storage, _) = config.open_storage()?;
     // Every read and access entry is about to be read: sealed first.
     let entries = storage
