@@ -404,6 +404,37 @@ impl HubConfig {
         })
     }
 
+    /// The hub's certificate (`cert`, its first PEM block), DER.
+    pub fn hub_certificate(&self) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context;
+        let cert_pem = std::fs::read(&self.cert)
+            .with_context(|| format!("reading {}", self.cert.display()))?;
+        alpr_shared::cert::pem_certificates(&cert_pem)
+            .context("the hub certificate")?
+            .into_iter()
+            .next()
+            .context("no hub certificate")
+    }
+
+    /// The hub's own access log on `storage`, as `hub serve` writes it:
+    /// signed with the hub's key under its certificate's name. The
+    /// operator tools that open the store (`hub store check`, `hub
+    /// migrate`) record themselves in it the same way.
+    pub fn start_access_log(
+        &self,
+        storage: std::sync::Arc<dyn crate::store::HubStorage>,
+    ) -> anyhow::Result<crate::access::AccessLog> {
+        use anyhow::Context;
+        let key_pem = alpr_shared::private::read_key_file(&self.key)?;
+        let key_text = std::str::from_utf8(&key_pem).context("hub key is not PEM text")?;
+        let key =
+            alpr_shared::crypto::SecretKey::from_pkcs8_pem(key_text).context("the hub key")?;
+        let name = alpr_shared::cert::claimed_name(&self.hub_certificate()?)
+            .or_else(|_| alpr_shared::types::DeviceId::new("hub"))
+            .context("the hub's name")?;
+        crate::access::AccessLog::start(storage, key, name).context("starting the access log")
+    }
+
     /// Open the store `[store]` names. The redb file is wrapped so that a
     /// broken file is recovered ([`crate::store::recovering::Recovering`],
     /// returned too for health reports); PostgreSQL is migrated to this

@@ -75,10 +75,10 @@ enum Command {
     Retention(alpr_hub::retention::cli::RetentionCommand),
     /// Bring the store's schema to this binary's version (PostgreSQL:
     /// also done by `hub serve` on start; a newer schema is refused).
-    Migrate(sync_cli::MigrateArgs),
+    Migrate(alpr_hub::store::cli::MigrateArgs),
     /// The store itself: `hub store check` verifies every chain it holds.
     #[command(subcommand)]
-    Store(sync_cli::StoreCommand),
+    Store(alpr_hub::store::cli::StoreCommand),
     /// Benchmarks that print a table.
     #[command(subcommand)]
     Bench(sync_cli::BenchCommand),
@@ -108,8 +108,8 @@ fn main() -> ExitCode {
         Command::Hotlist(cmd) => alpr_hub::hotlist::cli::run(cmd),
         Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
-        Command::Migrate(args) => sync_cli::migrate(args),
-        Command::Store(cmd) => sync_cli::store(cmd),
+        Command::Migrate(args) => alpr_hub::store::cli::migrate(args),
+        Command::Store(cmd) => alpr_hub::store::cli::store(cmd),
         Command::Export(args) => alpr_hub::export::cli::export(args),
     };
     alpr_shared::cli::exit_with(result)

@@ -515,6 +515,31 @@ pub fn password_of(user: &str) -> String {
     format!("password-of-{user}")
 }
 
+/// `hub.toml` lines of one bulk list, `ncic` (NCIC files, OCR-equivalent
+/// matching), for tests that import lists.
+pub const NCIC_SOURCE: &str = r#"
+[hotlist]
+max_change = 0.5
+
+[[hotlist.sources]]
+name = "ncic"
+format = "ncic"
+strategy = "ocr-equivalent"
+"#;
+
+/// `n` logins of `user` at `hub` with wrong passwords, each refused as
+/// such (not as locked).
+pub fn wrong_logins(hub: &Hub, user: &str, n: usize) -> anyhow::Result<()> {
+    for i in 0..n {
+        match hub.login_with(user, &format!("guess-number-{i}")) {
+            Ok(()) => anyhow::bail!("a wrong password logged in"),
+            Err(e) if e.to_string().contains("wrong username or password") => {}
+            Err(e) => anyhow::bail!("refused otherwise: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// A training record: (completed, expires), `YYYY-MM-DD`.
 pub const TRAINED: (&str, &str) = ("2026-01-01", "2099-01-01");
 /// A training that lapsed.

@@ -11,15 +11,7 @@ use std::time::Duration;
 use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.5
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+const SOURCES: &str = alpr_e2e::NCIC_SOURCE;
 
 /// Import NCIC rows as the next generation of `ncic`; its number.
 fn import(

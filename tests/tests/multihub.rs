@@ -19,16 +19,7 @@ use alpr_shared::types::DeviceId;
 
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// A bulk list source, for the import test.
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.5
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+const SOURCES: &str = alpr_e2e::NCIC_SOURCE;
 
 /// `[store]` of a hub on `url`; last in `hub.toml`.
 fn store_toml(url: &str) -> String {
@@ -165,6 +156,30 @@ fn a_node_is_held_by_one_hub_and_what_either_hub_is_told_reaches_it() -> anyhow:
     // And b, which the node is connected to, lists it to people.
     let (ok, text) = hubs.b.run_text("op1", &["hold", "list"])?;
     assert!(ok && text.contains("24-1"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn failed_logins_on_two_hubs_add_up_to_one_lock_on_both() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pki = Pki::create_in(dir.path())?;
+    let hubs = TwoHubs::start(&pki, dir.path(), "login_lockout = \"10m\"\n")?;
+    hubs.a.add_user("ofc", "officer", TRAINED)?;
+    wait_for(Duration::from_secs(10), "ofc logs in on b", || {
+        hubs.b.login("ofc").ok()
+    })?;
+    // Five guesses of one name, spread over the two hubs: the limit is
+    // five in all, not five per hub.
+    for hub in [&hubs.a, &hubs.b, &hubs.a, &hubs.b, &hubs.a] {
+        alpr_e2e::wrong_logins(hub, "ofc", 1)?;
+    }
+    for hub in [&hubs.a, &hubs.b] {
+        let err = hub
+            .login("ofc")
+            .expect_err("a hub let the right password through the lock")
+            .to_string();
+        assert!(err.contains("locked until") && err.contains("429"), "{err}");
+    }
     Ok(())
 }
 

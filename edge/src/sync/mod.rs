@@ -1,5 +1,5 @@
 //! The edge's QUIC driver around [`alpr_shared::sync::EdgeSync`]: one
-//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/6`,
+//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/7`,
 //! keep-alives), reconnects with the core's jittered exponential backoff,
 //! one stream per lane with QUIC priorities control > entries > images,
 //! the image window sized from the connection's congestion window,
@@ -516,6 +516,33 @@ async fn session(
                     set_status(status, |s| {
                         s.hotlist_error = Some(format!("{}: {source}: {why}", UnixMillis::now()))
                     });
+                }
+                // The hub holds older numbers than this node (restored
+                // from a backup): show it what it signed, so its next
+                // policy and lists go past what this node holds.
+                EdgeEvent::ShowHeld { policy, sources } => {
+                    let policy = if policy {
+                        match store.policy() {
+                            Ok(held) => held.map(|(p, _)| p.encode()),
+                            Err(e) => {
+                                error!(error = %e, "cannot read the policy held to show the hub");
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
+                    let headers: Vec<Vec<u8>> = sources
+                        .iter()
+                        .filter_map(|s| link.generations.get(s))
+                        .map(|g| g.signed_header().to_vec())
+                        .collect();
+                    warn!(
+                        policy = policy.is_some(),
+                        lists = headers.len(),
+                        "the hub holds older numbers than this node (restored from a backup?): showing it what it signed"
+                    );
+                    core.show_held(policy, headers);
                 }
                 EdgeEvent::PolicyIgnored { held, offered } => warn!(
                     held,

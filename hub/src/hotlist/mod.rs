@@ -14,7 +14,10 @@
 //! [`HotlistService::delta`] from what a node holds) to every edge.
 //!
 //! Invariant: what is published is durable, and numbers of a source only
-//! grow (a number is never reused, even after its bytes are dropped).
+//! grow (a number is never reused, even after its bytes are dropped, or
+//! after a restore from a backup: a node that holds a newer generation
+//! shows its signed header, [`HotlistService::learn`], and the next import
+//! goes past it).
 //!
 //! The entries people add by hand (often partial plates) are not a bulk
 //! list: they live in an automerge document, [`local`].
@@ -36,7 +39,7 @@ use alpr_shared::types::UnixMillis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex, OnceCell};
 
-use crate::store::{HubStorage, StoreError};
+use crate::store::{HubStorage, StoreError, WriteOp};
 
 /// The latest generation of each configured source (sources never
 /// imported are absent), in configuration order.
@@ -212,6 +215,9 @@ pub enum HotlistError {
     Corrupt(String),
     #[error("the import did not finish: {0}")]
     Join(String),
+    /// A generation header a node showed is not one this hub signed.
+    #[error("the list header the node shows is not this hub's: {0}")]
+    NotOurs(GenerationError),
 }
 
 /// What a person asks to import.
@@ -496,6 +502,51 @@ impl HotlistService {
         Ok(came)
     }
 
+    /// The highest generation number of `source` this hub knows it
+    /// signed: its latest import, or one a node showed it (0 if none).
+    async fn highest_number(&self, source: &str) -> Result<u64, HotlistError> {
+        let storage = self.inner.storage.clone();
+        let name = source.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let imported = storage
+                .generation_records(&name)?
+                .last()
+                .map_or(0, |(n, _, _)| *n);
+            Ok(imported.max(storage.generation_floor(&name)?))
+        })
+        .await
+        .map_err(|e| HotlistError::Join(e.to_string()))?
+    }
+
+    /// A node showed the signed header of a generation it holds, having
+    /// said it holds a newer one than the hub's: the hub was restored
+    /// from a backup and lost the generations it made since. If this hub
+    /// signed it, it is of a configured list and newer than any number
+    /// the hub knows for it, the number is kept, so the list's next
+    /// generation goes past what edges hold (the edges keep their newer
+    /// copy until then); returns (source, number). A header this hub did
+    /// not sign changes nothing ([`HotlistError::NotOurs`]).
+    pub async fn learn(&self, header: &[u8]) -> Result<Option<(String, u64)>, HotlistError> {
+        let info = alpr_shared::hotlist::generation::verify_header(header, &self.inner.public)
+            .map_err(HotlistError::NotOurs)?;
+        if self.inner.config.source(&info.source).is_none() {
+            return Ok(None);
+        }
+        let _one = self.inner.importing.lock().await;
+        if info.number <= self.highest_number(&info.source).await? {
+            return Ok(None);
+        }
+        let storage = self.inner.storage.clone();
+        let op = WriteOp::GenerationFloor {
+            source: info.source.clone(),
+            number: info.number,
+        };
+        tokio::task::spawn_blocking(move || storage.commit(vec![op]))
+            .await
+            .map_err(|e| HotlistError::Join(e.to_string()))??;
+        Ok(Some((info.source, info.number)))
+    }
+
     /// Every source with its latest generation.
     pub fn sources(&self) -> Vec<SourceView> {
         let current = self.current();
@@ -560,14 +611,7 @@ impl HotlistService {
         }
         let _one = self.inner.importing.lock().await;
         let previous = self.latest(&source.name);
-        let next_number = {
-            let storage = self.inner.storage.clone();
-            let name = source.name.clone();
-            let records = tokio::task::spawn_blocking(move || storage.generation_records(&name))
-                .await
-                .map_err(|e| HotlistError::Join(e.to_string()))??;
-            records.last().map_or(1, |(n, _, _)| n + 1)
-        };
+        let next_number = self.highest_number(&source.name).await? + 1;
         let inner = self.inner.clone();
         let prev = previous.clone();
         let (generation, report) = tokio::task::spawn_blocking(move || {

@@ -238,3 +238,73 @@ fn bad_configurations_are_refused() {
     )
     .is_err());
 }
+
+#[tokio::test]
+async fn a_restored_hub_learns_a_newer_generation_a_node_shows_and_imports_past_it() {
+    let f = fixture();
+    let svc = HotlistService::open(f.storage.clone(), f.key.clone(), config(4)).expect("open");
+    let rows = sample::entries(200, 1);
+    svc.import(request("ncic", false), sample::ncic(&rows))
+        .await
+        .expect("import 1");
+    // What a node holds: generation 3 of ncic, signed by this hub before
+    // its restore (the store lost 2 and 3).
+    let info = GenerationInfo {
+        number: 3,
+        ..svc.latest("ncic").expect("current").info().clone()
+    };
+    let held = Generation::build(info, rows.clone(), &f.key).expect("builds");
+    let learned = svc.learn(held.signed_header()).await.expect("learned");
+    assert_eq!(learned, Some(("ncic".to_owned(), 3)));
+    assert_eq!(f.storage.generation_floor("ncic").expect("read"), 3);
+    // Shown again, or an older one: nothing more.
+    assert_eq!(svc.learn(held.signed_header()).await.expect("ok"), None);
+    // The next import goes past what the node holds.
+    let report = svc
+        .import(request("ncic", false), sample::ncic(&rows))
+        .await
+        .expect("import");
+    assert_eq!(report.record.info.number, 4);
+    assert_eq!(svc.latest("ncic").expect("current").info().number, 4);
+}
+
+#[tokio::test]
+async fn a_header_the_hub_did_not_sign_or_of_an_unknown_list_moves_no_number() {
+    let f = fixture();
+    let svc = HotlistService::open(f.storage.clone(), f.key.clone(), config(4)).expect("open");
+    let rows = sample::entries(50, 2);
+    svc.import(request("ncic", false), sample::ncic(&rows))
+        .await
+        .expect("import 1");
+    let base = svc.latest("ncic").expect("current").info().clone();
+    let forged = Generation::build(
+        GenerationInfo {
+            number: u64::MAX,
+            ..base.clone()
+        },
+        rows.clone(),
+        &SecretKey::generate(),
+    )
+    .expect("builds");
+    assert!(matches!(
+        svc.learn(forged.signed_header()).await,
+        Err(HotlistError::NotOurs(_))
+    ));
+    let unknown = Generation::build(
+        GenerationInfo {
+            source: "elsewhere".into(),
+            number: 9,
+            ..base
+        },
+        rows.clone(),
+        &f.key,
+    )
+    .expect("builds");
+    assert_eq!(svc.learn(unknown.signed_header()).await.expect("ok"), None);
+    assert_eq!(f.storage.generation_floor("ncic").expect("read"), 0);
+    let report = svc
+        .import(request("ncic", false), sample::ncic(&rows))
+        .await
+        .expect("import");
+    assert_eq!(report.record.info.number, 2);
+}

@@ -44,6 +44,9 @@ pub enum PolicyError {
     Corrupt(String),
     #[error("{0}")]
     Config(String),
+    /// A policy a node showed is not one this hub signed.
+    #[error("the policy the node shows is not this hub's: {0}")]
+    NotOurs(DocError),
 }
 
 /// An officer as `[[policy.officers]]` in `hub.toml` writes one.
@@ -410,7 +413,7 @@ impl PolicyService {
         if version <= self.current().version() {
             return Ok(None);
         }
-        p.verify(&self.inner.key.public()).map_err(|e| {
+        self.signed_here(&p).map_err(|e| {
             PolicyError::Corrupt(format!(
                 "stored version {version} does not verify under this hub's key: {e}"
             ))
@@ -418,6 +421,60 @@ impl PolicyService {
         self.inner.tx.send_replace(Arc::new(p));
         tracing::info!(version, "policy changed by another hub process: in force");
         Ok(Some(version))
+    }
+
+    /// Whether this hub signed `p`: the check of every version read back
+    /// from the store or shown by a node.
+    fn signed_here(&self, p: &SignedPolicy) -> Result<(), DocError> {
+        p.verify(&self.inner.key.public())
+    }
+
+    /// A node showed the signed policy it holds (`shown`, encoded), having
+    /// said it holds a newer version than the one in force here: the hub
+    /// was restored from a backup and lost the versions it made since.
+    /// If this hub signed it and it is newer, it becomes the version in
+    /// force again (stored as it was signed, and published): the edges
+    /// keep what they enforce — an officer removed or a node revoked after
+    /// the backup does not come back — and every later version goes past
+    /// it. Returns it when taken. A policy this hub did not sign changes
+    /// nothing ([`PolicyError::NotOurs`]): a node can only move the
+    /// numbers to where the hub once put them.
+    pub async fn learn(&self, shown: &[u8]) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
+        let shown = SignedPolicy::decode(shown).map_err(PolicyError::NotOurs)?;
+        self.signed_here(&shown).map_err(PolicyError::NotOurs)?;
+        let version = shown.version();
+        let _one_at_a_time = self.inner.change.lock().await;
+        // Another hub process on the database may have stored it already.
+        self.load_newer().await?;
+        if version <= self.current().version() {
+            return Ok(None);
+        }
+        match self.store_version(version, shown.encode()).await {
+            Ok(()) => {
+                let shown = Arc::new(shown);
+                self.inner.tx.send_replace(shown.clone());
+                Ok(Some(shown))
+            }
+            // Another process stored this version or a newer one first.
+            Err(StoreError::Conflict(_)) => self.load_newer().await.map(|_| None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Store signed version `version` (`encoded`) durably; a conflict when
+    /// the store holds it or a newer one (another process stored first).
+    async fn store_version(&self, version: u64, encoded: Vec<u8>) -> Result<(), StoreError> {
+        let storage = self.inner.storage.clone();
+        tokio::task::spawn_blocking(move || {
+            storage.commit(vec![WriteOp::Policy {
+                version,
+                encoded,
+                seed: None,
+            }])
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))?
+        .map(|_| ())
     }
 
     /// Make, sign and store the next version from the current one; publish
@@ -438,19 +495,9 @@ impl PolicyService {
                 return Ok(None);
             };
             let signed = next.sign(&self.inner.key)?;
-            let storage = self.inner.storage.clone();
-            let (version, encoded) = (signed.version(), signed.encode());
-            let stored = tokio::task::spawn_blocking(move || {
-                storage.commit(vec![WriteOp::Policy {
-                    version,
-                    encoded,
-                    seed: None,
-                }])
-            })
-            .await
-            .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))?;
-            match stored {
-                Ok(_) => {
+            let version = signed.version();
+            match self.store_version(version, signed.encode()).await {
+                Ok(()) => {
                     let signed = Arc::new(signed);
                     self.inner.tx.send_replace(signed.clone());
                     tracing::info!(version, "policy changed");

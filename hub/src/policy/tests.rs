@@ -190,3 +190,72 @@ async fn show_prints_no_password_hashes_and_set_takes_back_what_show_gives() {
     let back = PolicySettings::from_toml(&cli::settings_toml(&p)).expect("parses");
     assert_eq!(back, svc.settings());
 }
+
+#[tokio::test]
+async fn a_restored_hub_takes_back_the_newer_version_a_node_shows_and_goes_on_past_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let backup = dir.path().join("backup.redb");
+    let seed = PolicySettings::default();
+    let held = {
+        let svc = open(&path, &seed);
+        std::fs::copy(&path, &backup).expect("backup at version 1");
+        for days in [20, 21, 22] {
+            let mut s = svc.settings();
+            s.edge_retention_days = days;
+            svc.update(s).await.expect("valid change");
+        }
+        svc.current()
+    };
+    assert_eq!(held.version(), 4, "what the nodes hold");
+    // Restored: the hub is back at version 1, and would make 2 next.
+    std::fs::copy(&backup, &path).expect("restore");
+    let svc = open(&path, &seed);
+    assert_eq!(svc.current().version(), 1);
+    let mut watch = svc.subscribe();
+    watch.borrow_and_update();
+    // A node shows version 4, which this hub signed: it is in force again
+    // (what the edges enforce stays), published and stored.
+    let p = svc
+        .learn(&held.encode())
+        .await
+        .expect("learned")
+        .expect("taken");
+    assert_eq!(*p, *held);
+    assert_eq!(svc.current().version(), 4);
+    assert_eq!(svc.settings().edge_retention_days, 22);
+    assert!(watch.has_changed().expect("open"));
+    // Another node showing 4 (or less) changes nothing; the next change
+    // goes on from 4, and a restart keeps it.
+    assert!(svc.learn(&held.encode()).await.expect("ok").is_none());
+    let mut s = svc.settings();
+    s.edge_retention_days = 15;
+    assert_eq!(svc.update(s).await.expect("valid").version(), 5);
+    drop(svc);
+    let svc = open(&path, &seed);
+    assert_eq!(svc.current().version(), 5);
+    assert_eq!(svc.settings().edge_retention_days, 15);
+}
+
+#[tokio::test]
+async fn a_policy_the_hub_did_not_sign_moves_no_number() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = open(&dir.path().join("hub.redb"), &PolicySettings::default());
+    // A hostile node's: version u64::MAX, signed by another key.
+    let mut forged = svc.current().policy().clone();
+    forged.version = u64::MAX;
+    let forged = forged
+        .sign(&SecretKey::from_bytes(&[99; 32]))
+        .expect("signs");
+    assert!(matches!(
+        svc.learn(&forged.encode()).await,
+        Err(PolicyError::NotOurs(_))
+    ));
+    assert!(matches!(
+        svc.learn(b"not a policy").await,
+        Err(PolicyError::NotOurs(_))
+    ));
+    assert_eq!(svc.current().version(), 1);
+    let s = svc.settings();
+    assert_eq!(svc.update(s).await.expect("valid").version(), 2);
+}

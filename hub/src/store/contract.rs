@@ -23,6 +23,11 @@ use alpr_shared::wire::{Entries, RefusalCode};
 
 use super::*;
 
+mod floors;
+mod logins;
+use floors::*;
+use logins::*;
+
 /// A store under test, with what must outlive it (its folder, its
 /// database); the store is dropped first.
 pub(crate) struct Opened {
@@ -83,6 +88,9 @@ macro_rules! contract_tests {
                 reads_are_counted_per_hour_of_capture_once,
                 generations_keep_the_last_bytes_and_every_record,
                 entries_and_entries_at_return_the_stored_bytes,
+                failed_logins_are_counted_per_key_since_a_time_and_pruned,
+                a_lock_keeps_the_latest_end_forgets_failures_and_ended_locks_go,
+                a_learned_generation_number_is_kept_per_list_and_only_raised,
             );
         }
     )+};

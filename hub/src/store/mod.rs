@@ -12,6 +12,7 @@
 //! the shared documents reach the others ([`HubStorage::watch_changes`]).
 
 pub mod check;
+pub mod cli;
 #[cfg(test)]
 mod contract;
 pub mod postgres;
@@ -283,6 +284,32 @@ pub enum WriteOp {
         keep_after: UnixMillis,
         max_rows: u64,
     },
+    /// A failed login ([`crate::users`]' throttle), counted against each
+    /// of `keys` (a username, a source address) at `at`; then failures
+    /// before `keep_after` go, and the oldest beyond `max_rows`.
+    LoginFailure {
+        keys: Vec<String>,
+        at: UnixMillis,
+        keep_after: UnixMillis,
+        max_rows: u64,
+    },
+    /// Lock `key` until `until` (a later lock already kept stays) and
+    /// forget its failures; then locks that ended by `at` go, and the
+    /// soonest to end beyond `max_rows`.
+    LoginLock {
+        key: String,
+        until: UnixMillis,
+        at: UnixMillis,
+        max_rows: u64,
+    },
+    /// Forget `key`'s failures (a login succeeded).
+    LoginCleared { key: String },
+    /// Generation `number` of the bulk list `source` was signed by this
+    /// hub once, and it no longer knows it (a node showed its signed
+    /// header after the hub was restored from a backup): the list's next
+    /// number goes past it ([`HubStorage::generation_floor`]). The larger
+    /// of this and the number kept stays.
+    GenerationFloor { source: String, number: u64 },
 }
 
 /// The result of one [`WriteOp`].
@@ -440,6 +467,11 @@ pub trait HubStorage: Send + Sync + 'static {
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
     /// The session kept under the SHA-256 of its token.
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
+    /// Failed logins counted against `key` at or after `since`
+    /// ([`WriteOp::LoginFailure`]).
+    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError>;
+    /// When `key`'s lock ends, if one is kept (it may have ended).
+    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError>;
     /// Reads stored per hour of capture (hour = captured_at / 3 600 000),
     /// for hours `first..=last` that have any: (hour, reads). Counted at
     /// ingest; a purge does not lower them.
@@ -470,6 +502,9 @@ pub trait HubStorage: Send + Sync + 'static {
     /// Every import record of `source`, by generation number, and whether
     /// that generation's bytes are still kept.
     fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError>;
+    /// The highest generation number of `source` learned from a node
+    /// ([`WriteOp::GenerationFloor`]); 0 if none.
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError>;
     /// Whether an image is held.
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
     /// Alerts raised in nodes' logs (of `node` only, if given), by node

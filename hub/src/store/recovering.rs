@@ -207,6 +207,15 @@ impl HubStorage for Recovering {
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
         self.call(|s| s.session(hash))
     }
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
+        self.call(|s| s.generation_floor(source))
+    }
+    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
+        self.call(|s| s.login_failures(key, since))
+    }
+    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {
+        self.call(|s| s.login_lock(key))
+    }
     fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
         self.call(|s| s.reads_per_hour(first, last))
     }

@@ -13,6 +13,9 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 
+mod floors;
+mod logins;
+
 use super::{
     GeoBox, HubStorage, IndexedRead, Ingested, NodeCert, NodeRecord, PlacedRead, PlacedReads,
     RefusalRecord, SourceRefusalRecord, StoreError, WriteOp, WriteResult,
@@ -494,6 +497,8 @@ impl RedbStore {
             tx.open_table(HUB_DISPOSITIONS).map_err(db_err)?;
             tx.open_table(ALERTS).map_err(db_err)?;
             tx.open_table(HUB_ALERTS).map_err(db_err)?;
+            logins::create(&tx)?;
+            floors::create(&tx)?;
             backfill_search_indexes(&tx)?;
             backfill_read_hours(&tx)?;
         }
@@ -931,6 +936,32 @@ impl HubStorage for RedbStore {
                             .insert(&key, encode(&record).as_slice())
                             .map_err(db_err)?;
                         prune_source_refusals(&mut sources, keep_after, max_rows)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::LoginFailure {
+                        keys,
+                        at,
+                        keep_after,
+                        max_rows,
+                    } => {
+                        logins::failure(&tx, &mut meta, &keys, at, keep_after, max_rows)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::LoginLock {
+                        key,
+                        until,
+                        at,
+                        max_rows,
+                    } => {
+                        logins::lock(&tx, &key, until, at, max_rows)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::LoginCleared { key } => {
+                        logins::clear(&tx, &key)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::GenerationFloor { source, number } => {
+                        floors::raise(&tx, &source, number)?;
                         results.push(WriteResult::Done);
                     }
                     WriteOp::Policy {
@@ -1600,6 +1631,18 @@ impl HubStorage for RedbStore {
             .map_err(db_err)?
             .map(|v| decode_row(v.value(), "sessions-v1"))
             .transpose()
+    }
+
+    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
+        logins::failures(&self.db, key, since)
+    }
+
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
+        floors::floor(&self.db, source)
+    }
+
+    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {
+        logins::locked_until(&self.db, key)
     }
 
     fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {

@@ -5,6 +5,7 @@
 //! writer. Refusals are logged with their reason, counted, and stored.
 
 pub mod follow;
+mod held;
 pub mod hotlists;
 pub mod limits;
 pub mod push_bench;
@@ -443,15 +444,7 @@ pub async fn serve(
     }
     // The hub's own access log, signed with its key under its
     // certificate's name; users and sessions; the API for people.
-    let hub_name = alpr_shared::cert::claimed_name(&hub.hub_cert_der)
-        .or_else(|_| DeviceId::new("hub"))
-        .context("the hub's name")?;
-    let access = crate::access::AccessLog::start(
-        hub.storage.clone(),
-        SecretKey::from_pkcs8_pem(key_text).context("the hub key")?,
-        hub_name,
-    )
-    .context("starting the access log")?;
+    let access = config.start_access_log(hub.storage.clone())?;
     let users = Arc::new(
         crate::users::Users::new(hub.storage.clone(), access.clone(), config.users())
             .map_err(|e| anyhow::anyhow!(e))?,
@@ -1302,6 +1295,16 @@ impl StreamCtx {
                         }
                         continue;
                     }
+                    // Shown when asked: the hub learns how far its
+                    // numbers had gone.
+                    HubOutput::NodeHeldPolicy { policy } => {
+                        self.held_policy(policy).await;
+                        continue;
+                    }
+                    HubOutput::NodeHeldList { header } => {
+                        self.held_list(header).await;
+                        continue;
+                    }
                     HubOutput::NodePolicy { version } => {
                         let op = WriteOp::NodePolicy {
                             device: self.device.clone(),
@@ -1499,6 +1502,8 @@ impl StreamCtx {
                     | HubOutput::NodeLocalEntries { .. }
                     | HubOutput::SendHotlist { .. }
                     | HubOutput::NodeHotlists { .. }
+                    | HubOutput::NodeHeldPolicy { .. }
+                    | HubOutput::NodeHeldList { .. }
                     | HubOutput::Skip { .. } => {}
                 }
             }

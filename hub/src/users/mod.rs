@@ -24,8 +24,9 @@
 //! - **Throttling** ([`Throttle`]): failures are counted per username and
 //!   per source address over `login_window`; past the limit the name (or
 //!   the source) is locked for `login_lockout`, and every attempt meanwhile
-//!   is refused with when to retry, even with the right password. Counts
-//!   are kept in memory.
+//!   is refused with when to retry, even with the right password. The
+//!   counts and locks are kept in the store: every hub process sharing the
+//!   database counts the same failures, and a restart keeps a lock.
 //! - Every login, failure, lock-out and logout is sealed in the hub's
 //!   access log ([`crate::access`]) before the answer.
 //! - **Bootstrap**: while the hub has no user, it writes a one-time token
@@ -407,7 +408,7 @@ pub struct Users {
     storage: Arc<dyn HubStorage>,
     access: AccessLog,
     config: UsersConfig,
-    throttle: Mutex<Throttle>,
+    throttle: Throttle,
     /// Accounts, as stored: a request is authenticated without the
     /// database, so `hub nodes` and `hub health` answer while it fails.
     /// Other hub processes sharing the database change them too:
@@ -461,7 +462,7 @@ impl Users {
         Ok(Users {
             shared: storage.watch_changes().is_some(),
             accounts: Mutex::new(accounts),
-            throttle: Mutex::new(Throttle::new(config.throttle.clone())),
+            throttle: Throttle::new(config.throttle.clone(), storage.clone()),
             storage,
             access,
             config,
@@ -773,11 +774,7 @@ impl Users {
         let now = UnixMillis::now();
         // Throttled and recorded under what can be recorded of it.
         let username = &printable(username);
-        let locked = self
-            .throttle
-            .lock()
-            .map_err(|_| UserError::Invalid("throttle poisoned".into()))?
-            .locked(username, source, now);
+        let locked = self.throttle.locked(username, source, now)?;
         if let Some(until) = locked {
             let message = format!("too many failed logins: locked until {until}; try again then",);
             self.access
@@ -800,11 +797,7 @@ impl Users {
             Some(u) if matches => u,
             other => {
                 let agency = other.map(|u| u.agency).unwrap_or_default();
-                let lock = self
-                    .throttle
-                    .lock()
-                    .map_err(|_| UserError::Invalid("throttle poisoned".into()))?
-                    .failed(username, source, now);
+                let lock = self.throttle.failed(username, source, now)?;
                 self.access
                     .record(self.refused(username, &agency, source, "wrong username or password"))
                     .await?;
@@ -827,9 +820,7 @@ impl Users {
                 .await?;
             return Err(UserError::Forbidden(reason));
         }
-        if let Ok(mut t) = self.throttle.lock() {
-            t.succeeded(username);
-        }
+        self.throttle.succeeded(username)?;
         let token = new_token();
         let session = SessionRecord {
             username: user.username.clone(),

@@ -92,6 +92,9 @@ pub const EXTRA_FIELDS: [&str; 12] = [
 const SIG_LEN: usize = 64;
 const HASH_LEN: usize = 32;
 const BODY_FIXED: usize = 12;
+/// Largest signed header (magic, info length, info, content hash,
+/// signature): what [`Generation::signed_header`] gives.
+pub const MAX_HEADER_BYTES: usize = MAGIC.len() + 4 + MAX_INFO_LEN + HASH_LEN + SIG_LEN;
 
 fn invalid(msg: impl Into<String>) -> GenerationError {
     GenerationError::Invalid(msg.into())
@@ -274,6 +277,18 @@ pub(crate) fn read_header(bytes: &[u8], hub: &PublicKey) -> Result<Header, Gener
         content_hash: Hash32(h),
         body_at,
     })
+}
+
+/// What a generation's signed header alone says ([`Generation::signed_header`]:
+/// a node shows it to prove which generation it holds), once the hub's
+/// signature over it is checked. `bytes` must be the header and nothing
+/// more.
+pub fn verify_header(bytes: &[u8], hub: &PublicKey) -> Result<GenerationInfo, GenerationError> {
+    let header = read_header(bytes, hub)?;
+    if header.body_at != bytes.len() {
+        return Err(invalid("bytes after the signed header"));
+    }
+    Ok(header.info)
 }
 
 /// The signed header for `info` and a body hashing to `content_hash`.
@@ -623,6 +638,12 @@ impl Generation {
     /// Bytes of the signed header (the body follows).
     pub(crate) fn header_len(&self) -> usize {
         self.dir_at - BODY_FIXED
+    }
+
+    /// The signed header alone: the hub's signature over the info and the
+    /// content hash, which [`verify_header`] checks without the body.
+    pub fn signed_header(&self) -> &[u8] {
+        &self.bytes[..self.header_len()]
     }
 
     /// The records (as bytes) in index order.

@@ -138,6 +138,35 @@ fn altered_or_foreign_generations_are_refused() {
 }
 
 #[test]
+fn the_signed_header_alone_proves_the_number_and_nothing_forged_passes() {
+    let g = Generation::build(info("ncic", 7), entries(0..100), &key()).expect("builds");
+    let header = g.signed_header();
+    assert!(header.len() < g.bytes().len() && header.len() <= MAX_HEADER_BYTES);
+    let shown = verify_header(header, &key().public()).expect("the hub's own header");
+    assert_eq!(shown, *g.info());
+    assert_eq!(shown.number, 7);
+    // Another key's, an altered number, or the header with bytes after it.
+    let other = SecretKey::from_bytes(&[8; 32]);
+    assert!(matches!(
+        verify_header(header, &other.public()),
+        Err(GenerationError::BadSignature)
+    ));
+    let huge = GenerationInfo {
+        number: u64::MAX,
+        ..info("ncic", 8)
+    };
+    let forged = Generation::build(huge, entries(0..1), &other).expect("builds");
+    assert!(verify_header(forged.signed_header(), &key().public()).is_err());
+    let mut altered = header.to_vec();
+    altered[MAGIC.len() + 6] ^= 1;
+    assert!(verify_header(&altered, &key().public()).is_err());
+    let mut longer = header.to_vec();
+    longer.push(0);
+    assert!(verify_header(&longer, &key().public()).is_err());
+    assert!(verify_header(&header[..header.len() - 1], &key().public()).is_err());
+}
+
+#[test]
 fn bad_rows_are_named() {
     let mut es = entries(0..3);
     es[1].plate = "AB-12".into();

@@ -53,6 +53,9 @@ pub enum AccessAction {
     HotlistRemove,
     /// Local hotlist entries were listed or shown.
     HotlistList,
+    /// An operator tool on the hub's machine opened the hub's store
+    /// without a login (`hub store check`, `hub migrate`).
+    StoreTool,
 }
 
 impl AccessAction {
@@ -77,6 +80,7 @@ impl AccessAction {
             AccessAction::HotlistEdit => "hotlist-edit",
             AccessAction::HotlistRemove => "hotlist-remove",
             AccessAction::HotlistList => "hotlist-list",
+            AccessAction::StoreTool => "store-tool",
         }
     }
 }

@@ -180,6 +180,10 @@ pub enum EdgeEvent {
     /// from a generation the node does not hold, chunks out of order):
     /// nothing applied; the node told the hub what it holds.
     HotlistRefused { source: String, why: String },
+    /// The hub holds an older policy (`policy`) or older generations of
+    /// the lists `sources` than this node (it was restored from a backup):
+    /// answer with [`EdgeSync::show_held`], giving what the hub signed.
+    ShowHeld { policy: bool, sources: Vec<String> },
 }
 
 /// A whole generation arriving in chunks.
@@ -499,6 +503,27 @@ impl EdgeSync {
                     bytes: a.bytes,
                 });
             }
+        }
+    }
+
+    /// Answer an [`EdgeEvent::ShowHeld`]: the signed policy the node holds
+    /// (encoded), and the signed header of each generation it holds of the
+    /// lists asked for.
+    pub fn show_held(&mut self, policy: Option<Vec<u8>>, headers: Vec<Vec<u8>>) {
+        if !matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+            return;
+        }
+        if let Some(policy) = policy {
+            self.out.push_back(Outgoing {
+                lane: Lane::Control,
+                frame: Frame::HeldPolicy { policy },
+            });
+        }
+        for header in headers {
+            self.out.push_back(Outgoing {
+                lane: Lane::Control,
+                frame: Frame::HeldList { header },
+            });
         }
     }
 
@@ -859,8 +884,16 @@ impl EdgeSync {
                     self.hotlist_chunk(now, source, generation, total, offset, chunk);
                 }
             }
+            Frame::ShowHeld { policy, sources } => {
+                if matches!(self.state, LinkState::Ready | LinkState::Handshake) {
+                    self.events
+                        .push_back(EdgeEvent::ShowHeld { policy, sources });
+                }
+            }
             Frame::Pong { .. } => {}
-            Frame::HotlistApplied { .. }
+            Frame::HeldPolicy { .. }
+            | Frame::HeldList { .. }
+            | Frame::HotlistApplied { .. }
             | Frame::PolicyApplied { .. }
             | Frame::Hello(_)
             | Frame::Entries(_)

@@ -300,6 +300,11 @@ pub struct Pair {
     pub edge_lists_broken: bool,
     /// The edge's driver never answers about a list (a hung apply).
     pub edge_lists_hang: bool,
+    /// What the node showed the hub when asked ([`Frame::ShowHeld`]): its
+    /// signed policy, and generation headers (the harness's stand-in for
+    /// a generation's signed header is `header <source> <gen>`).
+    pub shown_policy: Option<Vec<u8>>,
+    pub shown_lists: Vec<Vec<u8>>,
     /// What happened, in order: `applied <source> <gen>`,
     /// `ingest <first_seq>`, `delta <source> <from> <to>`, `full <source> <gen>`.
     pub trace: Vec<String>,
@@ -358,6 +363,8 @@ impl Pair {
             edge_delta_broken: false,
             edge_lists_broken: false,
             edge_lists_hang: false,
+            shown_policy: None,
+            shown_lists: Vec::new(),
             trace: Vec::new(),
         }
     }
@@ -573,6 +580,8 @@ impl Pair {
                         }
                     }
                     HubOutput::NodeHotlists { held } => self.node_lists = held,
+                    HubOutput::NodeHeldPolicy { policy } => self.shown_policy = Some(policy),
+                    HubOutput::NodeHeldList { header } => self.shown_lists.push(header),
                     HubOutput::Ingest(batch) => {
                         if let Some(first) = batch.entries.first() {
                             self.trace.push(format!("ingest {}", first.seq()));
@@ -720,6 +729,20 @@ impl Pair {
                     self.edge.policy_applied(p.version(), self.now);
                 }
                 EdgeEvent::PolicyRefreshed { .. } => self.edge_refreshed = Some(self.now),
+                // As the edge's driver does: what it holds, as signed.
+                EdgeEvent::ShowHeld { policy, sources } => {
+                    let policy = policy
+                        .then(|| self.edge_policy.as_ref().map(|p| p.encode()))
+                        .flatten();
+                    let headers = sources
+                        .iter()
+                        .filter_map(|s| {
+                            let g = self.edge_lists.get(s)?;
+                            Some(format!("header {s} {g}").into_bytes())
+                        })
+                        .collect();
+                    self.edge.show_held(policy, headers);
+                }
                 // As the edge's driver does: apply, check, store, report.
                 EdgeEvent::HotlistDelta {
                     source,

@@ -461,6 +461,16 @@ pub enum HubOutput {
     /// The bulk lists the node holds (hello) or now holds (after a push):
     /// record them for `hub nodes`.
     NodeHotlists { held: Vec<(String, u64)> },
+    /// The node showed the signed policy it holds (encoded
+    /// [`crate::control::SignedPolicy`]), asked because it said it holds a
+    /// newer version than the hub's: check the hub's signature, and take it
+    /// back as the version in force (the next one goes past it).
+    NodeHeldPolicy { policy: Vec<u8> },
+    /// The node showed the signed header of a generation it holds
+    /// ([`crate::hotlist::generation::verify_header`]), asked likewise:
+    /// check the hub's signature, and make that list's next generation go
+    /// past it.
+    NodeHeldList { header: Vec<u8> },
 }
 
 /// How far back from what it holds the hub looks for missing images when a
@@ -495,6 +505,11 @@ pub struct HubSession {
     node_hotlists: std::collections::BTreeMap<String, u64>,
     /// What was last offered to the node per list: (generation, whole).
     offered: std::collections::BTreeMap<String, (u64, bool)>,
+    /// What the node was asked to show ([`Frame::ShowHeld`]) and has not
+    /// yet: its policy, and this many generation headers. Nothing else is
+    /// taken from it.
+    asked_policy: bool,
+    asked_lists: usize,
 }
 
 impl HubSession {
@@ -521,6 +536,8 @@ impl HubSession {
             node_hotlists: std::collections::BTreeMap::new(),
             offered: std::collections::BTreeMap::new(),
             local_entries: None,
+            asked_policy: false,
+            asked_lists: 0,
         }
     }
 
@@ -696,6 +713,28 @@ impl HubSession {
         }
     }
 
+    /// After hello: ask the node to show what it holds that is newer than
+    /// the hub's (a hub restored from a backup lost the versions and
+    /// generations it made since), so the hub's next numbers go past them.
+    fn ask_held(&mut self) -> Vec<HubOutput> {
+        let policy = match (&self.policy, self.node_policy) {
+            (Some((version, _)), Some(held)) => held > *version,
+            _ => false,
+        };
+        let sources: Vec<String> = self
+            .node_hotlists
+            .iter()
+            .filter(|(s, g)| **g > self.hotlists.get(*s).copied().unwrap_or(0))
+            .map(|(s, _)| s.clone())
+            .collect();
+        self.asked_policy = policy;
+        self.asked_lists = sources.len();
+        if !policy && sources.is_empty() {
+            return Vec::new();
+        }
+        vec![HubOutput::Send(Frame::ShowHeld { policy, sources })]
+    }
+
     /// Refuse entries captured outside the certificate's validity.
     pub fn with_validity(mut self, validity: Validity) -> Self {
         for k in self.keys.effective.iter_mut() {
@@ -792,6 +831,7 @@ impl HubSession {
                     receipt: self.receipt(now),
                 }))]);
                 out.extend(self.offer_policy());
+                out.extend(self.ask_held());
                 out.extend(self.offer_holds());
                 out.extend(self.offer_local_entries());
                 if from < to {
@@ -897,8 +937,31 @@ impl HubSession {
                 }
                 self.hotlist_applied(source, generation)
             }
+            Frame::HeldPolicy { policy } => {
+                if !self.asked_policy {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "a policy shown without being asked",
+                    ));
+                }
+                self.asked_policy = false;
+                vec![HubOutput::NodeHeldPolicy { policy }]
+            }
+            Frame::HeldList { header } => {
+                if self.asked_lists == 0 {
+                    return self.refused(refuse(
+                        RefusalCode::Malformed,
+                        None,
+                        "a bulk list header shown without being asked",
+                    ));
+                }
+                self.asked_lists -= 1;
+                vec![HubOutput::NodeHeldList { header }]
+            }
             Frame::HotlistDelta { .. }
             | Frame::HotlistFull { .. }
+            | Frame::ShowHeld { .. }
             | Frame::Policy { .. }
             | Frame::PolicyCurrent { .. }
             | Frame::Welcome(_)

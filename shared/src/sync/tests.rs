@@ -809,6 +809,76 @@ fn an_older_policy_is_not_applied() {
         && p.node_policy == Some(5)));
     assert_eq!(pair.edge_policy.as_ref().map(|p| p.version()), Some(5));
     assert_eq!(pair.edge.policy_version(), 5);
+    // Asked, the edge showed the hub what it signed: version 5, which
+    // verifies under the hub's key (the hub's next version goes past it).
+    assert!(pair.run_until(start + secs(90), |p| p.shown_policy.is_some()));
+    let shown = crate::control::SignedPolicy::decode_verified(
+        pair.shown_policy.as_deref().expect("shown"),
+        &key.public(),
+    )
+    .expect("the hub's own signature");
+    assert_eq!(shown.version(), 5);
+    // So the version the hub makes next reaches the edge.
+    pair.publish_policy(&policy(6, &key));
+    assert!(pair.run_until(pair.now + secs(60), |p| p.node_policy == Some(6)));
+    assert_eq!(pair.edge.policy_version(), 6);
+}
+
+#[test]
+fn a_hub_behind_on_a_list_is_shown_only_the_headers_it_lacks_and_only_once_asked() {
+    let mut pair = Pair::new(41, LinkModel::default(), sim_config());
+    pair.publish_list("ncic", 5);
+    pair.publish_list("ca-svs", 2);
+    assert!(
+        pair.run_until(secs(30), |p| p.edge_lists.get("ncic") == Some(&5)
+            && p.edge_lists.get("ca-svs") == Some(&2))
+    );
+    assert!(
+        pair.shown_lists.is_empty(),
+        "nothing asked while the hub is current"
+    );
+    // Restored from a backup: the hub's ncic is back at 3.
+    pair.hub_lists.insert("ncic".into(), 3);
+    pair.edge.link_down(pair.now);
+    pair.session = None;
+    let start = pair.now;
+    assert!(pair.run_until(start + secs(60), |p| !p.shown_lists.is_empty()));
+    // A while longer: nothing else is shown (ca-svs is current at the hub).
+    let _ = pair.run_until(pair.now + secs(5), |_| false);
+    assert_eq!(pair.shown_lists, vec![b"header ncic 5".to_vec()]);
+    assert!(pair.shown_policy.is_none(), "no policy was asked for");
+    assert_eq!(
+        pair.edge_lists.get("ncic"),
+        Some(&5),
+        "the edge keeps its newer list"
+    );
+
+    // Shown without being asked, a header or a policy is refused.
+    let mut s = HubSession::new(
+        pair.device(),
+        crate::crypto::SecretKey::from_bytes(&[11; 32]).public(),
+        pair.hub_key.clone(),
+        Progress::default(),
+    );
+    for f in [
+        Frame::HeldList {
+            header: b"header ncic 99".to_vec(),
+        },
+        Frame::HeldPolicy {
+            policy: vec![1, 2, 3],
+        },
+    ] {
+        let outs = s.handle_frame(f, UnixMillis(1));
+        assert!(
+            outs.iter()
+                .any(|o| matches!(o, HubOutput::Refused(r) if r.code == RefusalCode::Malformed)),
+            "{outs:?}"
+        );
+        assert!(!outs.iter().any(|o| matches!(
+            o,
+            HubOutput::NodeHeldList { .. } | HubOutput::NodeHeldPolicy { .. }
+        )));
+    }
 }
 
 #[test]

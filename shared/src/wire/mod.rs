@@ -1,4 +1,4 @@
-//! The sync wire protocol, `alpr-sync/6` ([`ALPN`]): what an edge and the hub say to
+//! The sync wire protocol, `alpr-sync/7` ([`ALPN`]): what an edge and the hub say to
 //! each other over QUIC, and how each message is framed.
 //!
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
@@ -29,16 +29,16 @@ use crate::log::{
 use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
-pub const ALPN: &[u8] = b"alpr-sync/6";
+pub const ALPN: &[u8] = b"alpr-sync/7";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
-pub const PROTOCOL_VERSION: u16 = 6;
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Size of the length prefix in front of every frame.
 pub const LEN_PREFIX: usize = 4;
 /// Largest control frame (hello, welcome, receipts, refusals, pings).
 pub const MAX_CONTROL_FRAME: usize = 16 * 1024;
-/// Largest control frame from the hub to a node: it may carry the signed
-/// policy ([`Frame::Policy`]). Frames from nodes keep [`MAX_CONTROL_FRAME`].
+/// Largest control frame carrying the signed policy: the hub's to a node
+/// ([`Frame::Policy`]), or the one a node shows the hub ([`Frame::HeldPolicy`]).
 pub const MAX_POLICY_FRAME: usize = crate::control::MAX_POLICY_BYTES + 1024;
 /// Largest control frame carrying the legal holds document
 /// ([`Frame::Holds`]), which travels both ways.
@@ -52,6 +52,15 @@ const MAX_DOC_FRAME: usize = if MAX_LOCAL_ENTRIES_FRAME > MAX_HOLDS_FRAME {
 } else {
     MAX_HOLDS_FRAME
 };
+/// Largest control frame from a node: a document, or the signed policy it
+/// holds ([`Frame::HeldPolicy`]).
+const MAX_NODE_CONTROL_FRAME: usize = if MAX_POLICY_FRAME > MAX_DOC_FRAME {
+    MAX_POLICY_FRAME
+} else {
+    MAX_DOC_FRAME
+};
+/// Largest signed header of a generation a node shows ([`Frame::HeldList`]).
+pub const MAX_HELD_HEADER: usize = crate::hotlist::generation::MAX_HEADER_BYTES;
 /// Largest entries frame.
 pub const MAX_ENTRIES_FRAME: usize = 1024 * 1024;
 /// Largest image, and so (with a little room) the largest image frame.
@@ -94,8 +103,9 @@ impl Lane {
     /// The largest frame allowed on this lane.
     pub fn max_frame(self) -> usize {
         match self {
-            // The holds document travels on it from nodes too.
-            Lane::Control => MAX_DOC_FRAME,
+            // Documents travel on it from nodes too, and the policy a
+            // node shows the hub.
+            Lane::Control => MAX_NODE_CONTROL_FRAME,
             Lane::Entries => MAX_ENTRIES_FRAME,
             Lane::Images => MAX_IMAGE_FRAME,
         }
@@ -105,7 +115,7 @@ impl Lane {
     /// control lane carries the policy document that way).
     pub fn max_frame_from_hub(self) -> usize {
         match self {
-            Lane::Control => MAX_POLICY_FRAME.max(MAX_DOC_FRAME).max(MAX_HOTLIST_FRAME),
+            Lane::Control => MAX_NODE_CONTROL_FRAME.max(MAX_HOTLIST_FRAME),
             lane => lane.max_frame(),
         }
     }
@@ -526,6 +536,28 @@ pub enum Frame {
     LocalEntries {
         doc: Vec<u8>,
     },
+    /// Hub to node, on the control lane: the node said it holds a newer
+    /// policy (`policy`) or newer generations of the lists `sources` than
+    /// the hub has (the hub was restored from a backup): show the hub what
+    /// it signed, so its next numbers go past them. At most
+    /// [`MAX_HOTLIST_SOURCES`] sources.
+    ShowHeld {
+        policy: bool,
+        sources: Vec<String>,
+    },
+    /// Node to hub, answering [`Frame::ShowHeld`]: the signed policy the
+    /// node holds ([`crate::control::SignedPolicy`], encoded). At most
+    /// [`crate::control::MAX_POLICY_BYTES`].
+    HeldPolicy {
+        policy: Vec<u8>,
+    },
+    /// Node to hub, answering [`Frame::ShowHeld`]: the signed header of the
+    /// generation of a bulk list the node holds
+    /// ([`crate::hotlist::generation::Generation::signed_header`]). At most
+    /// [`MAX_HELD_HEADER`].
+    HeldList {
+        header: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a frame.
@@ -692,6 +724,20 @@ impl Frame {
             }
             Frame::HotlistApplied { source, .. } if !valid_source_name(source) => {
                 return Err(WireError::Invalid("invalid bulk list name"));
+            }
+            Frame::ShowHeld { sources, .. } => {
+                if sources.len() > MAX_HOTLIST_SOURCES {
+                    return Err(WireError::Invalid("too many bulk lists asked for"));
+                }
+                if !sources.iter().all(|s| valid_source_name(s)) {
+                    return Err(WireError::Invalid("invalid bulk list name"));
+                }
+            }
+            Frame::HeldPolicy { policy } if policy.len() > crate::control::MAX_POLICY_BYTES => {
+                return Err(WireError::Invalid("policy over the size limit"));
+            }
+            Frame::HeldList { header } if header.len() > MAX_HELD_HEADER => {
+                return Err(WireError::Invalid("generation header over the size limit"));
             }
             Frame::WantImages { images } if images.len() > MAX_WANTED_IMAGES => {
                 return Err(WireError::Invalid("too many wanted images"));

@@ -103,7 +103,53 @@ fn sample_frames() -> Vec<Frame> {
             source: "ncic".into(),
             generation: 2,
         },
+        Frame::ShowHeld {
+            policy: true,
+            sources: vec!["ncic".into()],
+        },
+        Frame::HeldPolicy {
+            policy: vec![1, 2, 3],
+        },
+        Frame::HeldList {
+            header: vec![4, 5, 6],
+        },
     ]
+}
+
+#[test]
+fn what_a_node_shows_and_what_it_is_asked_for_are_bounded() {
+    let ok = |f: Frame| {
+        assert!(
+            Frame::decode_prefixed(&f.encode(), Lane::Control.max_frame_from_hub())
+                .expect("decodes")
+                .is_some()
+        );
+    };
+    let bad = |f: Frame| {
+        assert!(
+            Frame::decode_prefixed(&f.encode(), Lane::Control.max_frame_from_hub()).is_err(),
+            "{f:?} must be refused"
+        );
+    };
+    let names = |n: usize| (0..n).map(|i| format!("list-{i}")).collect::<Vec<_>>();
+    ok(Frame::ShowHeld {
+        policy: false,
+        sources: names(MAX_HOTLIST_SOURCES),
+    });
+    bad(Frame::ShowHeld {
+        policy: false,
+        sources: names(MAX_HOTLIST_SOURCES + 1),
+    });
+    bad(Frame::ShowHeld {
+        policy: false,
+        sources: vec!["../etc".into()],
+    });
+    ok(Frame::HeldList {
+        header: vec![0; MAX_HELD_HEADER],
+    });
+    bad(Frame::HeldList {
+        header: vec![0; MAX_HELD_HEADER + 1],
+    });
 }
 
 #[test]
@@ -348,12 +394,29 @@ fn a_policy_frame_is_bounded_and_only_the_hubs_control_lane_carries_one() {
         policy: vec![7; max],
     };
     let bytes = ok.encode();
-    // Nodes' control frames stay small; the hub's may carry the policy.
-    assert!(Frame::decode_prefixed(&bytes, Lane::Control.max_frame()).is_err());
-    let (back, _) = Frame::decode_prefixed(&bytes, Lane::Control.max_frame_from_hub())
-        .expect("decodes")
-        .expect("whole");
-    assert_eq!(back, ok);
+    // The hub's control frames may carry the policy, and so may a node's
+    // (the policy it holds, shown to a hub restored from a backup).
+    for limit in [
+        Lane::Control.max_frame(),
+        Lane::Control.max_frame_from_hub(),
+    ] {
+        let (back, _) = Frame::decode_prefixed(&bytes, limit)
+            .expect("decodes")
+            .expect("whole");
+        assert_eq!(back, ok);
+    }
+    let shown = Frame::HeldPolicy {
+        policy: vec![7; max],
+    };
+    assert!(
+        Frame::decode_prefixed(&shown.encode(), Lane::Control.max_frame())
+            .expect("decodes")
+            .is_some()
+    );
+    let over_shown = Frame::HeldPolicy {
+        policy: vec![7; max + 1],
+    };
+    assert!(Frame::decode_prefixed(&over_shown.encode(), Lane::Control.max_frame()).is_err());
     let over = Frame::Policy {
         policy: vec![7; max + 1],
     };
@@ -424,8 +487,13 @@ fn hotlist_frames_keep_the_old_variants_and_are_bounded() {
         chunk: vec![7; MAX_HOTLIST_CHUNK],
     };
     assert!(decode(&chunk).expect("decodes").is_some());
-    // Nodes never send one: their control frames stay small.
-    assert!(Frame::decode_prefixed(&chunk.encode(), Lane::Control.max_frame()).is_err());
+    // Nodes never send one; their control frames stay within the largest
+    // they send (a policy shown).
+    let prefix = u32::try_from(Lane::Control.max_frame() + 1)
+        .expect("fits")
+        .to_be_bytes();
+    assert!(Frame::body_len(prefix, Lane::Control.max_frame()).is_err());
+    assert!(Lane::Control.max_frame() <= crate::control::MAX_POLICY_BYTES + 1024);
     let bad = |f: Frame| assert!(decode(&f).is_err(), "{f:?} must be refused");
     bad(Frame::HotlistFull {
         source: "ncic".into(),

@@ -16,6 +16,7 @@
 mod changes;
 pub mod cluster;
 mod lease;
+mod logins;
 mod partition;
 mod read;
 pub mod schema;

@@ -908,6 +908,30 @@ impl HubStorage for PgStore {
         })
     }
 
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
+        let source = source.to_owned();
+        self.run(move |c| async move {
+            query!(
+                c,
+                "SELECT number FROM hotlist_floor WHERE source = $1",
+                &source
+            )
+            .await?
+            .first()
+            .map_or(Ok(0), |r| uncol(r.get(0), "hotlist_floor"))
+        })
+    }
+
+    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| async move { super::logins::failures(&c, &key, since).await })
+    }
+
+    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {
+        let key = key.to_owned();
+        self.run(move |c| async move { super::logins::locked_until(&c, &key).await })
+    }
+
     /// As the trait's, with the images of a page of entries looked up in
     /// one query instead of one each.
     fn lease_node(&self, device: &DeviceId) -> Result<Option<NodeLease>, StoreError> {

@@ -28,11 +28,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: INITIAL,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: INITIAL,
+    },
+    Migration {
+        version: 2,
+        name: "login throttle, list numbers learned from nodes",
+        sql: LOGINS_AND_FLOORS,
+    },
+];
 
 /// Version 1: every record the hub keeps.
 const INITIAL: &str = r#"
@@ -245,6 +252,31 @@ CREATE TABLE hotlist_import (
     number bigint NOT NULL,
     record bytea NOT NULL,
     PRIMARY KEY (source, number)
+);
+"#;
+
+/// Version 2: failed logins and lock-outs, shared by every hub process
+/// (the throttle's rules live in the hub); the generation numbers of bulk
+/// lists learned from nodes. Reference tables.
+const LOGINS_AND_FLOORS: &str = r#"
+-- One row per failed login and key (a username or a source address).
+CREATE TABLE login_failures (
+    id bigserial PRIMARY KEY,
+    key text COLLATE "C" NOT NULL,
+    at bigint NOT NULL
+);
+CREATE INDEX login_failures_key ON login_failures (key, at);
+CREATE INDEX login_failures_at ON login_failures (at, id);
+-- Keys locked out, and until when.
+CREATE TABLE login_locks (
+    key text COLLATE "C" PRIMARY KEY,
+    until bigint NOT NULL
+);
+-- The highest generation number of each bulk list a node showed the hub
+-- signed (after a restore from a backup): the next import goes past it.
+CREATE TABLE hotlist_floor (
+    source text COLLATE "C" PRIMARY KEY,
+    number bigint NOT NULL
 );
 "#;
 

@@ -197,6 +197,10 @@ impl Commit<'_> {
                 WriteOp::NodePolicy { .. }
                 | WriteOp::NodeHotlists { .. }
                 | WriteOp::Session { .. }
+                | WriteOp::LoginFailure { .. }
+                | WriteOp::LoginLock { .. }
+                | WriteOp::LoginCleared { .. }
+                | WriteOp::GenerationFloor { .. }
                 | WriteOp::PrunePlates => {}
             }
         }
@@ -367,6 +371,40 @@ impl Commit<'_> {
                 max_rows,
             } => {
                 self.source_refusal(&record, keep_after, max_rows).await?;
+                WriteResult::Done
+            }
+            WriteOp::LoginFailure {
+                keys,
+                at,
+                keep_after,
+                max_rows,
+            } => {
+                super::logins::failure(&self.tx, &keys, at, keep_after, max_rows).await?;
+                WriteResult::Done
+            }
+            WriteOp::LoginLock {
+                key,
+                until,
+                at,
+                max_rows,
+            } => {
+                super::logins::lock(&self.tx, &key, until, at, max_rows).await?;
+                WriteResult::Done
+            }
+            WriteOp::LoginCleared { key } => {
+                super::logins::clear(&self.tx, &key).await?;
+                WriteResult::Done
+            }
+            WriteOp::GenerationFloor { source, number } => {
+                execute!(
+                    self.tx,
+                    "INSERT INTO hotlist_floor (source, number) VALUES ($1, $2) \
+                     ON CONFLICT (source) DO UPDATE \
+                     SET number = greatest(hotlist_floor.number, excluded.number)",
+                    &source,
+                    &super::sql::bound(number)
+                )
+                .await?;
                 WriteResult::Done
             }
             WriteOp::Policy {
