@@ -23,7 +23,7 @@ fn hub_bench_ingest_runs_in_process_and_over_quic() -> anyhow::Result<()> {
     for quic in [false, true] {
         let mut cmd = Command::new(bin("hub")?);
         cmd.args([
-            "bench", "ingest", "--edges", "4", "--reads", "2000", "--json",
+            "bench", "ingest", "--edges", "4", "--reads", "2000", "--json", "--rate", "4000",
         ])
         .args(["--allow-tmpfs", "--dir"])
         .arg(dir.path());
@@ -36,6 +36,18 @@ fn hub_bench_ingest_runs_in_process_and_over_quic() -> anyhow::Result<()> {
         for key in ["ack_p50_ms", "ack_p99_ms", "fs"] {
             assert!(!report[key].is_null(), "{key} missing: {report}");
         }
+        // The machine's limit on the same entries, and the share of it.
+        let limit = report["verify_limit_per_s"].as_f64().unwrap_or(0.0);
+        let ratio = report["ratio_to_limit"].as_f64().unwrap_or(0.0);
+        assert!(limit > 0.0 && ratio > 0.0, "{report}");
+        let reads_per_s = report["reads_per_s"].as_f64().unwrap_or(0.0);
+        assert!((reads_per_s / limit - ratio).abs() < 1e-9, "{report}");
+        // The same path at a fixed offered rate, on a fresh store.
+        let open = &report["open_loop"];
+        assert_eq!(open["reads"], 2000, "{report}");
+        assert!(open["offered_per_s"].as_f64() > Some(0.0), "{report}");
+        assert!(open["ack_p99_ms"].as_f64() > Some(0.0), "{report}");
+        assert_ne!(open["path"], report["path"], "{report}");
         // A second run in the same folder starts from an empty database.
         let again = json_of(&cmd.output()?)?;
         assert_eq!(again["reads"], 2000, "{again}");

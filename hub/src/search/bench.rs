@@ -499,7 +499,9 @@ async fn open_redb(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened>
 async fn open_postgres(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened> {
     let database = match &args.database_url {
         Some(_) => None,
-        None => Some(BenchDatabase::fresh(None, "alpr_bench_search").await?),
+        None => Some(
+            BenchDatabase::fresh(None, "alpr_bench_search", dir, args.allow_tmpfs).await?,
+        ),
     };
     let url = match (&database, &args.database_url) {
         (Some(d), _) => d.url.clone(),
