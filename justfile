@@ -76,6 +76,12 @@ bench-search reads="200000" dir=".":
     cargo build --release -p alpr-hub
     target/release/hub bench search --reads {{reads}} --dir {{dir}}
 
+# A retention purge of N expired reads with real-size photos (20 KB crop, 150 KB
+# overview) while 100 edges ingest through all of it: purge_s and ingest_ratio.
+bench-retention reads="20000" dir=".":
+    cargo build --release -p alpr-hub
+    target/release/hub bench retention --reads {{reads}} --dir {{dir}}
+
 # Server time of console pages (dashboard; search: exact, wildcard, tolerant,
 # canvass) over a store of N signed reads, built once in --dir, then reused.
 bench-console reads="1000000" dir=".":

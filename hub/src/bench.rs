@@ -16,7 +16,7 @@ pub(crate) mod pg;
 mod quic;
 
 use inproc::{run_in_process, run_in_process_pg};
-pub(crate) use inproc::run_in_process_on;
+pub(crate) use inproc::{run_in_process_on, run_in_process_with};
 pub use login::{login, LoginArgs, LoginReport};
 use quic::{run_quic, run_quic_hubs};
 pub(crate) use quic::{write_ca_and_hub, write_pki};

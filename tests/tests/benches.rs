@@ -95,6 +95,44 @@ fn hub_bench_search_builds_a_store_once_and_times_every_kind_of_search() -> anyh
 }
 
 #[test]
+fn hub_bench_retention_purges_real_size_photos_while_ingest_runs_through_the_purge(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(bin("hub")?)
+        .args([
+            "bench",
+            "retention",
+            "--reads",
+            "300",
+            "--edges",
+            "4",
+            "--ingest",
+            "2000",
+            "--pool",
+            "200000",
+            "--json",
+        ])
+        .args(["--allow-tmpfs", "--dir"])
+        .arg(dir.path())
+        .output()?;
+    let report = json_of(&out)?;
+    assert_eq!(report["purged"], 300, "{report}");
+    assert_eq!(report["images_deleted"], 600, "{report}");
+    // Photos of the size the issue names, really stored.
+    assert_eq!(report["crop_bytes"], 20_000, "{report}");
+    assert_eq!(report["overview_bytes"], 150_000, "{report}");
+    assert!(
+        report["db_bytes_before"].as_u64() > Some(300 * 170_000),
+        "{report}"
+    );
+    // The edges were still sending when the purge ended.
+    assert_eq!(report["ingest_covered_purge"], true, "{report}");
+    assert!(report["ingest_ratio"].as_f64() > Some(0.0), "{report}");
+    assert!(report["purge_s"].as_f64() > Some(0.0), "{report}");
+    Ok(())
+}
+
+#[test]
 fn catchup_bench_reports_payload_and_wire_ratios() -> anyhow::Result<()> {
     let out = Command::new(bin("catchup-bench")?)
         .args(["300", "--json", "--rtt-ms", "20", "--loss", "0.01"])
