@@ -70,11 +70,13 @@ bench-ingest edges="100" reads="200000" rate="10000":
 bench-login logins="100":
     cargo build --release -p alpr-hub
     target/release/hub bench login --logins {{logins}}
-# Searches over a store of N signed reads (built once in --dir, then reused),
-# each after its durable access record: exact, wildcard, OCR-tolerant, canvass.
-bench-search reads="200000" dir=".":
+# Searches over a store of N signed reads over 13 months with their photos
+# (every n-th read's: a year's photos fit no small disk; built once in --dir,
+# then reused), each after its durable access record: exact, wildcard,
+# OCR-tolerant, canvass; extra flags (--drop-cache, --json) follow.
+bench-search reads="1000000" images_every="50" dir="." *flags="":
     cargo build --release -p alpr-hub
-    target/release/hub bench search --reads {{reads}} --dir {{dir}}
+    target/release/hub bench search --reads {{reads}} --images-every {{images_every}} --dir {{dir}} {{flags}}
 
 # A retention purge of N expired reads with real-size photos (20 KB crop, 150 KB
 # overview) while 100 edges ingest through all of it: purge_s and ingest_ratio.

@@ -64,9 +64,15 @@ fn hub_bench_search_builds_a_store_once_and_times_every_kind_of_search() -> anyh
                 "bench",
                 "search",
                 "--reads",
-                "400",
+                "2000",
                 "--queries",
                 "5",
+                "--images-every",
+                "10",
+                "--crop-bytes",
+                "2000",
+                "--overview-bytes",
+                "15000",
                 "--json",
             ])
             .args(["--allow-tmpfs", "--dir"])
@@ -75,22 +81,36 @@ fn hub_bench_search_builds_a_store_once_and_times_every_kind_of_search() -> anyh
         json_of(&out)
     };
     let report = run()?;
-    assert_eq!(report["reads"], 400, "{report}");
+    assert_eq!(report["reads"], 2000, "{report}");
     assert_eq!(report["reused"], false, "{report}");
     assert!(report["distinct_plates"].as_u64() > Some(0), "{report}");
+    // Thirteen months, and every 10th read of each node with its photos.
+    assert_eq!(report["days"], 395, "{report}");
+    assert_eq!(report["reads_with_images"], 200, "{report}");
+    assert_eq!(report["image_bytes"], 200 * 17_000, "{report}");
+    assert!(
+        report["db_bytes"].as_u64() > Some(200 * 17_000),
+        "the photos are in the store: {report}"
+    );
+    assert!(report["cache"]["ram_bytes"].as_u64() > Some(0), "{report}");
     for kind in ["exact", "wildcard", "tolerant", "canvass"] {
         for stat in ["p50_ms", "p99_ms"] {
             let key = format!("{kind}_{stat}");
             assert!(report[&key].as_f64() > Some(0.0), "{key}: {report}");
         }
     }
+    // Each kind's queries (and the warm-up's) on plates of their own.
+    assert_eq!(report["query_plates"], report["plate_queries"], "{report}");
+    assert_eq!(report["plate_queries"], 4 * (5 + 20), "{report}");
     // Every search found reads that verify (the bench refuses otherwise),
-    // and exact plates taken from the store are found.
+    // and the exact plates, drawn by replaying the build rather than by
+    // reading the store, are found.
     assert!(report["exact_hits_mean"].as_f64() >= Some(1.0), "{report}");
     // The second run reuses the store the first one built.
     let again = run()?;
     assert_eq!(again["reused"], true, "{again}");
-    assert_eq!(again["reads"], 400, "{again}");
+    assert_eq!(again["reads"], 2000, "{again}");
+    assert!(again["exact_hits_mean"].as_f64() >= Some(1.0), "{again}");
     Ok(())
 }
 

@@ -297,9 +297,10 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
             args.reads
         );
         let (db2, n) = (db.clone(), args.reads);
-        let s =
-            tokio::task::spawn_blocking(move || crate::search::bench::build_under(&db2, &ca, n))
-                .await??;
+        let s = tokio::task::spawn_blocking(move || {
+            crate::search::bench::build_under(&db2, &ca, crate::search::bench::Shape::plain(n))
+        })
+        .await??;
         std::fs::write(&built, b"")?;
         s
     };

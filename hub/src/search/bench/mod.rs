@@ -1,31 +1,43 @@
 //! `hub bench search`: a store of N signed reads from ~100 nodes over a
-//! city (~20 km) and 30 days, plates with realistic repetition (a pool of
-//! regulars seen often, most plates seen once or twice), then timed
-//! searches of each kind — exact (present and absent), wildcard with a
-//! leading or inner `*`, OCR-tolerant, and canvasses of 500 m × 1 h — each
-//! first writing its access record durably through the hub's
-//! [`AccessLog`], as the API does, and only then searching.
+//! city (~20 km) and `--days` (default 395: thirteen months, a year kept
+//! and the month being purged), plates with realistic repetition (a pool
+//! of regulars seen often, most plates seen once or twice), each read (or
+//! every `--images-every`-th) with its plate crop and overview photo of
+//! realistic size, then timed searches of each kind — exact (present and
+//! absent), wildcard with a leading or inner `*`, OCR-tolerant, and
+//! canvasses of 500 m × 1 h — each first writing its access record
+//! durably through the hub's [`AccessLog`], as the API does, and only then
+//! searching.
 //!
-//! The store is built once per folder and size (`search-bench-N.redb`,
-//! with its CA beside it) and reused by later runs: building 10 million
-//! signed reads takes minutes. With `--backend postgres`, the store is a
-//! PostgreSQL database: the one `--database-url` names (built there if
-//! empty, reused if it holds the N reads this bench built, its CA kept in
-//! the folder), else a throwaway cluster's, built for the run.
+//! The queries are drawn from how the store was generated (the same
+//! seeded nodes, replayed without signing), not by reading it, so nothing
+//! they will touch is warmed by drawing them; the warm-up queries and each
+//! kind's timed queries use plates of their own. The report says what
+//! fits in the page cache: the store's size beside the machine's memory,
+//! and how much of the store the page cache held when the queries began.
+//!
+//! A mid-size agency's year is *assumed* at 100 nodes × 1,000 reads a day:
+//! 39.5 million reads over 395 days, about 32 GB of reads and 6.7 TB of
+//! photos at the default sizes; `--reads` says how many are built here.
+//!
+//! The store is built once per folder, size, span and images
+//! (`search-bench-N-Dd-iK.redb`, with its CA beside it) and reused by
+//! later runs: building 10 million signed reads takes minutes. With
+//! `--backend postgres`, the store is a PostgreSQL database: the one
+//! `--database-url` names (built there if empty, reused if it holds the N
+//! reads this bench built, its CA kept in the folder), else a throwaway
+//! cluster's, built for the run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use alpr_shared::cert::TrustAnchor;
-use alpr_shared::crypto::{sha256, SecretKey};
-use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord, LogWriter, SignedEntry};
-use alpr_shared::sync::{NewKey, Verified};
-use alpr_shared::types::{
-    DeviceId, DeviceKind, Location, ReadContent, TimeSource, UnixMillis, ACCURACY_UNKNOWN,
-};
+use alpr_shared::crypto::SecretKey;
+use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord};
+use alpr_shared::types::{DeviceId, UnixMillis};
 use anyhow::Context;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::Serialize;
 
 use super::{Near, SearchQuery, Searcher};
@@ -34,7 +46,12 @@ use crate::bench::pg::{self, BenchDatabase};
 use crate::bench::BenchBackend;
 use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
-use crate::store::{HubStorage, WriteOp, WriteResult};
+use crate::store::HubStorage;
+
+mod city;
+
+use city::{build, build_into, draw, stem, BuiltFiles, Sample, NODES};
+pub(crate) use city::{build_under, Shape};
 
 #[derive(Debug, clap::Args)]
 pub struct SearchBenchArgs {
@@ -52,6 +69,23 @@ pub struct SearchBenchArgs {
     /// Timed queries of each kind (after a warm-up).
     #[arg(long, default_value_t = 200)]
     pub queries: usize,
+    /// Days the reads span, up to now (395: a year kept and a month more).
+    #[arg(long, default_value_t = 395)]
+    pub days: u64,
+    /// Every n-th read of a node carries its crop and overview photo (1:
+    /// every read; a year of them does not fit on a small disk).
+    #[arg(long, default_value_t = 1)]
+    pub images_every: u64,
+    /// Bytes of each plate crop.
+    #[arg(long, default_value_t = 20_000)]
+    pub crop_bytes: usize,
+    /// Bytes of each overview photo.
+    #[arg(long, default_value_t = 150_000)]
+    pub overview_bytes: usize,
+    /// Drop the store's file from the page cache before the queries
+    /// (`posix_fadvise(DONTNEED)`): a store larger than memory, cold.
+    #[arg(long)]
+    pub drop_cache: bool,
     /// Where the store is: a redb file in --dir, or a PostgreSQL database.
     #[arg(long, value_enum, default_value = "redb")]
     pub backend: BenchBackend,
@@ -65,15 +99,6 @@ pub struct SearchBenchArgs {
     pub json: bool,
 }
 
-const NODES: usize = 100;
-/// Where the city is (San Francisco), and its half-width in degrees of
-/// latitude (~10 km).
-const CITY: (f64, f64) = (37.7749, -122.4194);
-const HALF_DEG: f64 = 0.09;
-const DAYS: u64 = 30;
-/// Reads of one node signed per round (one commit holds half a round).
-const ROUND: usize = 1000;
-
 /// What `--json` prints.
 #[derive(Debug, Serialize)]
 pub struct SearchBenchReport {
@@ -82,6 +107,13 @@ pub struct SearchBenchReport {
     pub nodes: usize,
     pub distinct_plates: u64,
     pub db_bytes: u64,
+    /// Days the reads span (up to the build).
+    pub days: u64,
+    /// Reads stored with their crop and overview, and those images' bytes.
+    pub reads_with_images: u64,
+    pub image_bytes: u64,
+    /// What fits in the page cache when the queries began.
+    pub cache: CacheView,
     /// Seconds to build the store (0 when reused).
     pub build_s: f64,
     pub reused: bool,
@@ -91,6 +123,11 @@ pub struct SearchBenchReport {
     pub fs: String,
     pub path: String,
     pub queries: usize,
+    /// Queries aimed at a stored read's plate or place (exact, wildcard,
+    /// tolerant, canvass, warm-ups included), and the distinct plates
+    /// they were drawn from: equal when no two queries share a plate.
+    pub plate_queries: usize,
+    pub query_plates: usize,
     pub exact_p50_ms: f64,
     pub exact_p99_ms: f64,
     pub exact_hits_mean: f64,
@@ -109,292 +146,12 @@ pub struct SearchBenchReport {
     pub access_record_p50_ms: f64,
 }
 
-fn plate_of(x: u64) -> String {
-    const L: &[u8] = b"ABCDEFGHJKLMNPRSTUVWXYZ";
-    let d = |n: u64| char::from(b'0' + (n % 10) as u8);
-    let l = |n: u64| char::from(L[(n % L.len() as u64) as usize]);
-    let mut s = String::with_capacity(7);
-    s.push(d(x));
-    s.push(l(x / 10));
-    s.push(l(x / 230));
-    s.push(l(x / 5290));
-    s.push(d(x / 121_670));
-    s.push(d(x / 1_216_700));
-    s.push(d(x / 12_167_000));
-    s
-}
-
-/// A node of the simulated city.
-struct SimNode {
-    name: DeviceId,
-    writer: LogWriter,
-    /// Position (degrees × 10⁷).
-    base: (i32, i32),
-    kind: u8,
-    reads: u64,
-    done: u64,
-    rng: rand::rngs::StdRng,
-}
-
-fn e7(deg: f64) -> i32 {
-    (deg * 1e7).round() as i32
-}
-
-impl SimNode {
-    /// The next `n` reads of this node (time-ordered over the 30 days).
-    fn sign(&mut self, n: u64, start: u64, span: u64, pool: u64) -> Vec<SignedEntry> {
-        let mut out = Vec::new();
-        let step = span / self.reads.max(1);
-        for _ in 0..n.min(self.reads - self.done) {
-            let i = self.done;
-            self.done += 1;
-            let at = start + i * step + self.rng.gen_range(0..step.max(1));
-            let plate = if self.rng.gen_bool(0.5) {
-                // A regular: a few are seen very often.
-                let v: f64 = self.rng.gen();
-                let idx = (pool as f64 * v.powf(1.5)) as u64;
-                plate_of(idx.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 20)
-            } else {
-                plate_of(self.rng.gen::<u64>() >> 8)
-            };
-            let location = match self.kind {
-                // Pole with a surveyed position in its configuration.
-                0..=6 => Location::Configured {
-                    lat_e7: self.base.0,
-                    lon_e7: self.base.1,
-                    accuracy_cm: 500,
-                },
-                // Vehicle: GPS around its beat, sometimes without a fix.
-                7 | 8 => {
-                    if self.rng.gen_bool(0.03) {
-                        Location::Unknown
-                    } else {
-                        Location::Gps {
-                            lat_e7: self.base.0 + self.rng.gen_range(-150_000..150_000),
-                            lon_e7: self.base.1 + self.rng.gen_range(-190_000..190_000),
-                            accuracy_cm: if self.rng.gen_bool(0.1) {
-                                ACCURACY_UNKNOWN
-                            } else {
-                                400
-                            },
-                        }
-                    }
-                }
-                _ => Location::Site {
-                    site_id: format!("site-{}", self.name),
-                },
-            };
-            let seed = (u64::from(self.base.0 as u32) << 32) ^ i;
-            let content = ReadContent {
-                location,
-                camera: "cam-1".into(),
-                char_confidence: vec![9500; plate.len()],
-                plate,
-                confidence: self.rng.gen_range(7000..9900),
-                region: Some("US-CA".into()),
-                detector_model: "plate-det-v1".into(),
-                ocr_model: "plate-ocr-v1".into(),
-                crop_hash: sha256(&seed.to_be_bytes()),
-                overview_hash: sha256(&(seed ^ u64::MAX).to_be_bytes()),
-            };
-            let source = if self.kind >= 7 {
-                TimeSource::Gps
-            } else {
-                TimeSource::Ntp
-            };
-            match self.writer.append_read(content, UnixMillis(at), source) {
-                Ok(e) => out.push(e),
-                Err(e) => tracing::error!("bench read refused: {e}"),
-            }
-        }
-        out
-    }
-}
-
-type Half = Vec<(DeviceId, Vec<SignedEntry>)>;
-
-/// Build the store: sign in two threads, commit in large batches straight
-/// through the storage (not QUIC).
-fn build(db: &Path, ca_file: &Path, reads: usize) -> anyhow::Result<f64> {
-    let ca = alpr_shared::pki::new_ca("Bench Agency", 3650)?;
-    let took = build_under(db, &ca, reads)?;
-    std::fs::write(ca_file, ca.cert_pem.as_bytes())?;
-    Ok(took)
-}
-
-/// [`build`] with the nodes' certificates issued by `ca` (`hub bench
-/// console` signs them under its hub's CA); the seconds it took.
-pub(crate) fn build_under(
-    db: &Path,
-    ca: &alpr_shared::pki::Issued,
-    reads: usize,
-) -> anyhow::Result<f64> {
-    build_into(&RedbStore::open(db)?, ca, reads)
-}
-
-/// [`build_under`] into `store` (redb or PostgreSQL).
-fn build_into(
-    store: &dyn HubStorage,
-    ca: &alpr_shared::pki::Issued,
-    reads: usize,
-) -> anyhow::Result<f64> {
-    let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
-    let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes())?;
-    let now = UnixMillis::now().0;
-    let span = DAYS * 86_400_000;
-    let start = now - 3_600_000 - span;
-    let pool = (reads as u64 / 20).max(100);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut nodes = Vec::new();
-    let mut contacts = Vec::new();
-    let mut serials = Vec::new();
-    for i in 0..NODES {
-        let name = DeviceId::new(format!("bench-node-{i:03}"))?;
-        let key = SecretKey::generate();
-        let kind = (i % 10) as u8;
-        let dkind = if (7..=8).contains(&kind) {
-            DeviceKind::Vehicle
-        } else {
-            DeviceKind::Pole
-        };
-        let pem = authority.issue_device_for(&key, &name, dkind, 3650)?;
-        let der = alpr_shared::cert::pem_certificates(pem.as_bytes())?
-            .into_iter()
-            .next()
-            .context("an issued certificate")?;
-        let serial = anchor.check_device_der(&der)?.serial;
-        contacts.push(WriteOp::Contact {
-            device: name.clone(),
-            serial: serial.clone(),
-            cert_der: der,
-            reported_size: 0,
-            at: UnixMillis(now),
-        });
-        serials.push(serial);
-        let count = reads / NODES + usize::from(i < reads % NODES);
-        nodes.push(SimNode {
-            writer: LogWriter::new(key, name.clone()),
-            name,
-            base: (
-                e7(CITY.0 + rng.gen_range(-HALF_DEG..HALF_DEG)),
-                e7(CITY.1 + rng.gen_range(-HALF_DEG..HALF_DEG) * 1.27),
-            ),
-            kind,
-            reads: count as u64,
-            done: 0,
-            rng: rand::rngs::StdRng::seed_from_u64(1000 + i as u64),
-        });
-    }
-    store.commit(contacts)?;
-    let t0 = Instant::now();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Half>(2);
-    let rounds = (reads / NODES).div_ceil(ROUND) + 1;
-    let second = nodes.split_off(NODES / 2);
-    let mut first_batch = [true; NODES];
-    let stored = std::thread::scope(|s| -> anyhow::Result<u64> {
-        for mut half in [nodes, second] {
-            let tx = tx.clone();
-            s.spawn(move || {
-                for _ in 0..rounds {
-                    let batch: Half = half
-                        .iter_mut()
-                        .map(|n| (n.name.clone(), n.sign(ROUND as u64, start, span, pool)))
-                        .filter(|(_, e)| !e.is_empty())
-                        .collect();
-                    if batch.is_empty() || tx.send(batch).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut stored = 0u64;
-        let mut next_report = reads as u64 / 10;
-        for half in rx {
-            let mut ops = Vec::new();
-            for (device, entries) in half {
-                let idx = device
-                    .as_str()
-                    .rsplit('-')
-                    .next()
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .context("bench node name")?;
-                let new_key = std::mem::replace(&mut first_batch[idx], false).then(|| NewKey {
-                    serial: serials[idx].clone(),
-                    first_seq: 0,
-                });
-                stored += entries.len() as u64;
-                ops.push(WriteOp::Ingest {
-                    device,
-                    entries: entries
-                        .into_iter()
-                        .map(|e| Verified {
-                            bytes: e.encode(),
-                            hash: e.hash(),
-                            entry: e,
-                        })
-                        .collect(),
-                    checkpoint: None,
-                    new_key,
-                    at: UnixMillis(now),
-                });
-            }
-            for r in store.commit(ops)? {
-                if let WriteResult::Ingested(Err(refusal)) = r {
-                    anyhow::bail!("the bench's own reads were refused: {refusal:?}");
-                }
-            }
-            if stored >= next_report {
-                eprintln!(
-                    "  {stored} reads stored ({:.0}/s)",
-                    stored as f64 / t0.elapsed().as_secs_f64()
-                );
-                next_report += reads as u64 / 10;
-            }
-        }
-        Ok(stored)
-    })?;
-    anyhow::ensure!(stored == reads as u64, "stored {stored} of {reads} reads");
-    Ok(t0.elapsed().as_secs_f64())
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-/// A read of the store, to aim queries at.
-struct Sample {
-    plate: String,
-    at: UnixMillis,
-    place: Option<(i32, i32)>,
-}
-
-fn samples(storage: &dyn HubStorage, n: usize, rng: &mut impl Rng) -> anyhow::Result<Vec<Sample>> {
-    let nodes = storage.nodes()?;
-    anyhow::ensure!(!nodes.is_empty(), "the store has no nodes");
-    let mut keys = Vec::new();
-    for _ in 0..n * 2 {
-        let (d, rec) = &nodes[rng.gen_range(0..nodes.len())];
-        if rec.next_seq > 0 {
-            keys.push((d.clone(), rng.gen_range(0..rec.next_seq)));
-        }
-    }
-    let mut out = Vec::new();
-    for bytes in storage.entries_at(&keys)?.into_iter().flatten() {
-        let e = SignedEntry::decode(&bytes)?;
-        if let Some(r) = e.read() {
-            out.push(Sample {
-                plate: r.plate.clone(),
-                at: e.header.captured_at,
-                place: super::coordinates(&r.location),
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// Swap characters for ones an OCR engine confuses them with.
@@ -425,18 +182,22 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
          mislead. Choose a folder on disk with --dir, or pass --allow-tmpfs",
         dir.display()
     );
+    let shape = Shape::from_args(&args);
     let opened = match args.backend {
-        BenchBackend::Redb => open_redb(&args, &dir).await?,
-        BenchBackend::Postgres => open_postgres(&args, &dir).await?,
+        BenchBackend::Redb => open_redb(&args, &shape, &dir).await?,
+        BenchBackend::Postgres => open_postgres(&args, &shape, &dir).await?,
     };
     let cleanup = opened.database;
     let result = measure(
         &args,
+        &shape,
         fs,
         opened.storage,
         opened.pg,
         opened.anchor,
         opened.path,
+        opened.file,
+        opened.built_at,
         opened.build_s,
     )
     .await;
@@ -456,17 +217,42 @@ struct Opened {
     anchor: TrustAnchor,
     /// Where it is, for people.
     path: String,
+    /// The redb file.
+    file: Option<PathBuf>,
+    /// When it was built (its reads' times count back from then).
+    built_at: u64,
     /// Seconds it took to build; `None` when reused.
     build_s: Option<f64>,
     /// A database made for this run (dropped after it).
     database: Option<BenchDatabase>,
 }
 
+/// Refuse a build that would not fit on the disk.
+fn check_room(shape: &Shape, dir: &Path) -> anyhow::Result<()> {
+    // About 830 bytes a read without images (docs/scale.md).
+    let need = shape.reads as u64 * 830 + shape.image_bytes();
+    if let Some(free) = alpr_shared::health::disk_free(dir) {
+        anyhow::ensure!(
+            need < free / 10 * 9,
+            "{} reads ({} of them with {} bytes of images) need about {} GB; {} has {} GB \
+             free. Ask for fewer --reads or a larger --images-every",
+            shape.reads,
+            shape.with_images(),
+            shape.crop_bytes + shape.overview_bytes,
+            need >> 30,
+            dir.display(),
+            free >> 30
+        );
+    }
+    Ok(())
+}
+
 /// The redb store in `dir`, built there if absent.
-async fn open_redb(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened> {
-    let db = dir.join(format!("search-bench-{}.redb", args.reads));
-    let ca_file = dir.join(format!("search-bench-{}.ca.pem", args.reads));
-    let reused = db.exists() && ca_file.exists();
+async fn open_redb(args: &SearchBenchArgs, shape: &Shape, dir: &Path) -> anyhow::Result<Opened> {
+    let stem = stem(shape);
+    let db = dir.join(format!("{stem}.redb"));
+    let files = BuiltFiles::new(dir, &stem);
+    let reused = db.exists() && files.exist();
     let build_s = if reused {
         eprintln!(
             "reusing {} (built earlier by this bench with {} reads)",
@@ -476,19 +262,26 @@ async fn open_redb(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened>
         None
     } else {
         let _ = std::fs::remove_file(&db);
+        check_room(shape, dir)?;
         eprintln!(
-            "building {} with {} signed reads…",
+            "building {} with {} signed reads over {} days, {} with images…",
             db.display(),
-            args.reads
+            shape.reads,
+            shape.days,
+            shape.with_images()
         );
-        let (db2, ca2, n) = (db.clone(), ca_file.clone(), args.reads);
-        Some(tokio::task::spawn_blocking(move || build(&db2, &ca2, n)).await??)
+        let (db2, shape) = (db.clone(), *shape);
+        let files = BuiltFiles::new(dir, &stem);
+        Some(tokio::task::spawn_blocking(move || build(&db2, &files, shape)).await??)
     };
+    let (anchor, built_at) = files.read()?;
     Ok(Opened {
-        anchor: TrustAnchor::from_pem(&std::fs::read(&ca_file)?)?,
+        anchor,
         storage: Arc::new(RedbStore::open(&db)?),
         pg: None,
         path: db.display().to_string(),
+        file: Some(db),
+        built_at,
         build_s,
         database: None,
     })
@@ -496,12 +289,14 @@ async fn open_redb(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened>
 
 /// The PostgreSQL store `--database-url` names (built there if empty,
 /// reused if it holds what this bench built), else a throwaway cluster's.
-async fn open_postgres(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Opened> {
+async fn open_postgres(
+    args: &SearchBenchArgs,
+    shape: &Shape,
+    dir: &Path,
+) -> anyhow::Result<Opened> {
     let database = match &args.database_url {
         Some(_) => None,
-        None => Some(
-            BenchDatabase::fresh(None, "alpr_bench_search", dir, args.allow_tmpfs).await?,
-        ),
+        None => Some(BenchDatabase::fresh(None, "alpr_bench_search", dir, args.allow_tmpfs).await?),
     };
     let url = match (&database, &args.database_url) {
         (Some(d), _) => d.url.clone(),
@@ -512,11 +307,7 @@ async fn open_postgres(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Ope
         Some(d) => d.described.clone(),
         None => pg::without_password(&url),
     };
-    let ca_file = dir.join(format!(
-        "search-bench-{}-{}.ca.pem",
-        pg::database_of(&url),
-        args.reads
-    ));
+    let files = BuiltFiles::new(dir, &format!("{}-{}", pg::database_of(&url), stem(shape)));
     let config = pg::config(&url, 8);
     let store = Arc::new(tokio::task::spawn_blocking(move || PgStore::open(&config)).await??);
     let held: u64 = {
@@ -527,54 +318,83 @@ async fn open_postgres(args: &SearchBenchArgs, dir: &Path) -> anyhow::Result<Ope
             .map(|(_, r)| r.next_seq)
             .sum()
     };
-    let build_s = if held == args.reads as u64 && ca_file.exists() {
+    let build_s = if held == args.reads as u64 && files.exist() {
         eprintln!("reusing {described} (built earlier by this bench with {held} reads)");
         None
     } else {
         anyhow::ensure!(
             held == 0,
             "{described} holds {held} reads{}: give --database-url an empty database, or \
-             one this bench built with --reads {held} from this --dir",
-            if ca_file.exists() {
+             one this bench built with the same --reads, --days and images from this --dir",
+            if files.exist() {
                 ""
             } else {
                 " and its CA is not in --dir"
             }
         );
         eprintln!("building {described} with {} signed reads…", args.reads);
-        let (s, ca2, n) = (store.clone(), ca_file.clone(), args.reads);
+        let (s, shape) = (store.clone(), *shape);
+        let files2 = BuiltFiles::new(dir, &format!("{}-{}", pg::database_of(&url), stem(&shape)));
         Some(
             tokio::task::spawn_blocking(move || {
                 let ca = alpr_shared::pki::new_ca("Bench Agency", 3650)?;
-                let took = build_into(s.as_ref(), &ca, n)?;
-                std::fs::write(&ca2, ca.cert_pem.as_bytes())?;
+                let (took, now) = build_into(s.as_ref(), &ca, shape)?;
+                files2.write(&ca, now)?;
                 anyhow::Ok(took)
             })
             .await??,
         )
     };
+    let (anchor, built_at) = files.read()?;
     Ok(Opened {
-        anchor: TrustAnchor::from_pem(&std::fs::read(&ca_file)?)?,
+        anchor,
         storage: store.clone(),
         pg: Some(store),
         path: described,
+        file: None,
+        built_at,
         build_s,
         database,
     })
 }
 
+/// What fits in the page cache, just before the queries.
+#[derive(Debug, Serialize)]
+pub struct CacheView {
+    /// The machine's memory (MemTotal).
+    pub ram_bytes: Option<u64>,
+    /// The page cache of the whole machine (Cached).
+    pub page_cache_bytes: Option<u64>,
+    /// Of the store's file, in the page cache (fincore; redb only).
+    pub store_cached_bytes: Option<u64>,
+    /// Whether the store is smaller than the machine's memory (all of it
+    /// could be cached).
+    pub store_fits_in_ram: Option<bool>,
+    /// Whether the store's file was dropped from the cache first
+    /// (`--drop-cache`).
+    pub dropped: bool,
+}
+
 /// The timed searches over `storage`, and the report.
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     args: &SearchBenchArgs,
+    shape: &Shape,
     fs: String,
     storage: Arc<dyn HubStorage>,
     pg: Option<Arc<PgStore>>,
     anchor: TrustAnchor,
     path: String,
+    file: Option<PathBuf>,
+    built_at: u64,
     build_s: Option<f64>,
 ) -> anyhow::Result<()> {
     let reused = build_s.is_none();
     let build_s = build_s.unwrap_or(0.0);
+    let db_bytes = match pg.clone() {
+        Some(pg) => tokio::task::spawn_blocking(move || pg::database_bytes(&pg)).await??,
+        None => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+    };
     let access = AccessLog::start(
         storage.clone(),
         SecretKey::generate(),
@@ -585,13 +405,47 @@ async fn measure(
     let s2 = searcher.clone();
     let distinct_plates = tokio::task::spawn_blocking(move || s2.refresh_plates()).await??;
     let index_load_s = t.elapsed().as_secs_f64();
+    let dropped = match (&file, args.drop_cache) {
+        (Some(f), true) => {
+            alpr_shared::health::drop_from_page_cache(f)
+                .with_context(|| format!("dropping {} from the page cache", f.display()))?;
+            true
+        }
+        _ => false,
+    };
+    let ram_bytes = alpr_shared::health::meminfo_bytes("MemTotal");
+    let cache = CacheView {
+        ram_bytes,
+        page_cache_bytes: alpr_shared::health::meminfo_bytes("Cached"),
+        store_cached_bytes: file.as_deref().and_then(alpr_shared::health::cached_bytes),
+        store_fits_in_ram: ram_bytes.map(|r| db_bytes < r),
+        dropped,
+    };
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let warm = 20;
     let n = args.queries + warm;
-    let sample = samples(storage.as_ref(), n * 3, &mut rng)?;
-    anyhow::ensure!(sample.len() >= n, "too few reads sampled");
-    let placed: Vec<&Sample> = sample.iter().filter(|s| s.place.is_some()).collect();
+    // Each kind its own plates (the first `warm` of each only warm up),
+    // none read from the store to draw them.
+    let drawn = draw(shape, built_at, n * 6, &mut rng)?;
+    let (placed, unplaced): (Vec<Sample>, Vec<Sample>) =
+        drawn.into_iter().partition(|s| s.place.is_some());
+    anyhow::ensure!(placed.len() >= n, "too few placed reads drawn");
+    let (canvass, rest) = placed.split_at(n);
+    let others: Vec<&Sample> = rest.iter().chain(&unplaced).collect();
+    anyhow::ensure!(others.len() >= 3 * n, "too few distinct plates drawn");
+    let (exact, others) = others.split_at(n);
+    let (wildcard, others) = others.split_at(n);
+    let tolerant = &others[..n];
+    let used: Vec<&str> = canvass
+        .iter()
+        .chain(exact.iter().copied())
+        .chain(wildcard.iter().copied())
+        .chain(tolerant.iter().copied())
+        .map(|s| s.plate.as_str())
+        .collect();
+    let plate_queries = used.len();
+    let query_plates = used.iter().collect::<std::collections::HashSet<_>>().len();
     let q = |plate: Option<String>, tolerant: bool| SearchQuery {
         plate,
         tolerant,
@@ -600,7 +454,7 @@ async fn measure(
     let mut kinds: Vec<(&str, Vec<SearchQuery>)> = vec![
         (
             "exact",
-            sample[..n]
+            exact
                 .iter()
                 .map(|s| q(Some(s.plate.clone()), false))
                 .collect(),
@@ -613,7 +467,7 @@ async fn measure(
         ),
         (
             "wildcard",
-            sample[..n]
+            wildcard
                 .iter()
                 .enumerate()
                 .map(|(i, s)| {
@@ -632,16 +486,16 @@ async fn measure(
         ),
         (
             "tolerant",
-            sample[..n]
+            tolerant
                 .iter()
                 .map(|s| q(Some(confuse(&s.plate)), true))
                 .collect(),
         ),
         (
             "canvass",
-            (0..n)
-                .map(|i| {
-                    let s = placed[i % placed.len().max(1)];
+            canvass
+                .iter()
+                .map(|s| {
                     let (lat, lon) = s.place.unwrap_or((0, 0));
                     SearchQuery {
                         from: Some(UnixMillis(s.at.0.saturating_sub(1_800_000))),
@@ -657,7 +511,6 @@ async fn measure(
                 .collect(),
         ),
     ];
-    anyhow::ensure!(!placed.is_empty(), "no placed reads sampled");
     let mut results: Vec<(&str, Vec<f64>, f64)> = Vec::new();
     let mut access_ms = Vec::new();
     for (kind, queries) in kinds.drain(..) {
@@ -716,10 +569,11 @@ async fn measure(
         reads,
         nodes: NODES,
         distinct_plates,
-        db_bytes: match pg {
-            Some(pg) => tokio::task::spawn_blocking(move || pg::database_bytes(&pg)).await??,
-            None => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-        },
+        db_bytes,
+        days: shape.days,
+        reads_with_images: shape.with_images(),
+        image_bytes: shape.image_bytes(),
+        cache,
         build_s,
         reused,
         build_reads_per_s: (!reused && build_s > 0.0).then(|| args.reads as f64 / build_s),
@@ -727,6 +581,8 @@ async fn measure(
         fs,
         path,
         queries: args.queries,
+        plate_queries,
+        query_plates,
         exact_p50_ms: e.0,
         exact_p99_ms: e.1,
         exact_hits_mean: e.2,
@@ -755,6 +611,36 @@ async fn measure(
         report.db_bytes >> 20,
         report.path,
         report.fs
+    );
+    println!(
+        "over {} days; {} reads with their crop and overview ({} MiB of images)",
+        report.days,
+        report.reads_with_images,
+        report.image_bytes >> 20
+    );
+    let mib = |b: Option<u64>| b.map_or_else(|| "?".to_string(), |b| (b >> 20).to_string());
+    let c = &report.cache;
+    println!(
+        "page cache: the store is {} MiB, the machine has {} MiB of memory ({}), {} MiB cached \
+         in all, {} MiB of the store cached as the queries began{}",
+        report.db_bytes >> 20,
+        mib(c.ram_bytes),
+        match c.store_fits_in_ram {
+            Some(true) => "the whole store fits",
+            Some(false) => "the store does not fit",
+            None => "?",
+        },
+        mib(c.page_cache_bytes),
+        mib(c.store_cached_bytes),
+        if c.dropped {
+            " (dropped with --drop-cache first)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "(a mid-size agency's year, assumed at 100 nodes × 1,000 reads a day over 395 days: \
+         39.5 million reads, about 32 GB of reads and 6.7 TB of photos — it fits no page cache)"
     );
     match report.build_reads_per_s {
         Some(r) => println!("built in {:.1} s ({r:.0} reads/s)", report.build_s),
