@@ -96,9 +96,9 @@ bench-catchup reads="20000" *flags="":
     cargo build --release --workspace --bins
     target/release/catchup-bench {{reads}} {{flags}}
 
-# Hotlists: import of a generated 1M-row NCIC extract and its 5,000-change delta (hub);
-# cold start, memory, matching and delta apply on an edge holding it; a change pushed
-# to 1,000 QUIC edges.
+# Hotlists: import of a generated 1M-row NCIC extract and its 5,000-change delta
+# through the API (hub); an edge's cold start from disk, memory, matching, and the
+# delta applied (checked, stored durably, matcher rebuilt) with the swap's peak memory.
 bench-hotlist entries="1000000":
     cargo build --release -p alpr-hub -p alpr-edge
     target/release/hub bench hotlist --entries {{entries}}
