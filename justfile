@@ -104,8 +104,10 @@ bench-hotlist entries="1000000":
     target/release/hub bench hotlist --entries {{entries}}
     target/release/edge bench hotlist --entries {{entries}}
 
+# A change to a 100,000-row list, from the operator's request to delivered on, and
+# applied by the edge's own code on, each of N QUIC edges (run by the edge binary).
 bench-push edges="1000":
-    cargo build --release -p alpr-hub
+    cargo build --release -p alpr-hub -p alpr-edge
     target/release/hub bench push --edges {{edges}}
 
 # The image lane: reads with 8 KiB images (plate crops) over 1 Mbit/s, 600 ms RTT, 2 % loss.

@@ -60,6 +60,9 @@ enum BenchCommand {
     Recognize(recognise::cli::BenchRecognizeArgs),
     /// Load, match and delta-update speed of a bulk hotlist (1M rows).
     Hotlist(alpr_edge::bench::HotlistBenchArgs),
+    /// Simulated edges for `hub bench push` (started by it).
+    #[command(hide = true)]
+    PushEdges(alpr_edge::bench::PushEdgesArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Recognize(a) => recognise::cli::recognize(a),
         Command::Bench(BenchCommand::Recognize(a)) => recognise::cli::bench(a),
         Command::Bench(BenchCommand::Hotlist(a)) => alpr_edge::bench::hotlist(a),
+        Command::Bench(BenchCommand::PushEdges(a)) => alpr_edge::bench::push_edges(a),
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
         Command::Health(a) => node::health(a),

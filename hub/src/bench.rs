@@ -14,6 +14,7 @@ mod limit;
 mod login;
 pub(crate) mod pg;
 mod quic;
+pub(crate) mod served;
 
 use inproc::{run_in_process, run_in_process_pg};
 pub(crate) use inproc::{run_in_process_on, run_in_process_with};

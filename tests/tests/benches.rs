@@ -1,8 +1,13 @@
-//! The benchmark commands still run and say what they measured: a small
-//! `hub bench ingest`, in process and through `hub serve` over QUIC, a
-//! short catch-up over the emulated link, and a small `hub bench search`.
-//! Figures come from the real runs (`just bench-*`); here only that each
-//! run completes, stores every read and reports the keys scripts read.
+//! The benchmark commands still run and measure what they say: a small
+//! `hub bench ingest`, in process and through `hub serve` over QUIC, at
+//! most speed and at a fixed rate, beside the machine's own limit; a short
+//! catch-up over the emulated link; a small `hub bench search` over
+//! thirteen months with images, its queries on plates of their own; a
+//! retention purge of real-size photos with ingest running through it; a
+//! list change applied on every simulated edge by the edge's own code; an
+//! edge's cold start from disk. Figures come from the real runs (`just
+//! bench-*`); here only that each run completes, does the work it names
+//! and reports the keys scripts read.
 
 use std::process::Command;
 
@@ -149,6 +154,57 @@ fn hub_bench_retention_purges_real_size_photos_while_ingest_runs_through_the_pur
     assert_eq!(report["ingest_covered_purge"], true, "{report}");
     assert!(report["ingest_ratio"].as_f64() > Some(0.0), "{report}");
     assert!(report["purge_s"].as_f64() > Some(0.0), "{report}");
+    Ok(())
+}
+
+#[test]
+fn hub_bench_push_applies_the_change_on_every_edge_with_the_edges_code() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(bin("hub")?)
+        .args([
+            "bench", "push", "--edges", "3", "--rows", "3000", "--change", "40", "--json",
+        ])
+        .arg("--edge-bin")
+        .arg(bin("edge")?)
+        .arg("--dir")
+        .arg(dir.path())
+        .output()?;
+    let report = json_of(&out)?;
+    assert_eq!(report["edges"], 3, "{report}");
+    // Every edge applied it (checked, stored, matcher rebuilt), after it
+    // was delivered there.
+    assert_eq!(report["applied_edges"], 3, "{report}");
+    let delivered = report["delivered_max_ms"].as_f64().unwrap_or(0.0);
+    let applied = report["applied_every_edge_ms"].as_f64().unwrap_or(0.0);
+    assert!(delivered > 0.0 && applied >= delivered, "{report}");
+    assert!(report["apply_p50_ms"].as_f64() > Some(0.0), "{report}");
+    // Timed from the operator's request: the import's answer comes first.
+    assert!(report["import_ms"].as_f64() > Some(0.0), "{report}");
+    assert!(report["local_p99_ms"].as_f64() > Some(0.0), "{report}");
+    Ok(())
+}
+
+#[test]
+fn hub_bench_hotlist_times_the_import_from_the_operators_request() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = Command::new(bin("hub")?)
+        .args([
+            "bench",
+            "hotlist",
+            "--entries",
+            "5000",
+            "--changes",
+            "50",
+            "--json",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()?;
+    let report = json_of(&out)?;
+    let from_request = report["import_s"].as_f64().unwrap_or(0.0);
+    let inside = report["hub_import_s"].as_f64().unwrap_or(f64::MAX);
+    assert!(from_request > 0.0 && from_request >= inside, "{report}");
+    assert!(report["delta_bytes"].as_u64() > Some(0), "{report}");
     Ok(())
 }
 
