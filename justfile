@@ -51,9 +51,11 @@ ort:
 peer:
     bash scripts/install-peer.sh
 
-# Recognition accuracy and speed per labelled folder, beside the fast-alpr peer:
-# the US photos and the held-out Brazilian ones (tuned on by nobody), each
-# reported on its own; extra flags (--json, --threads N, --no-peer) follow.
+# Recognition, system against system with the fast-alpr peer (our thresholds,
+# crops and OCR ensemble against its defaults, same models), per labelled
+# folder: the US photos and the held-out Brazilian ones (tuned on by nobody),
+# each with the difference and its 95 % interval (paired bootstrap); extra
+# flags (--json, --threads N, --no-peer) follow.
 bench-recognize us=(justfile_directory() / "../shared/data/plates/us") br=(justfile_directory() / "../shared/data/plates/br") *flags="": peer
     cargo build --release -p alpr-edge
     target/release/edge bench recognize "{{us}}" "{{br}}" {{flags}}

@@ -22,7 +22,7 @@ pub use login::{login, LoginArgs, LoginReport};
 use quic::{run_quic, run_quic_hubs};
 pub(crate) use quic::{write_ca_and_hub, write_pki};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use alpr_shared::crypto::{sha256, SecretKey};
@@ -282,6 +282,19 @@ pub(crate) fn node_key(name: &DeviceId) -> SecretKey {
 
 pub use alpr_shared::health::filesystem_of;
 
+/// The filesystem `dir` is on, refused when it is tmpfs (unless
+/// `allow_tmpfs`): there a durable write costs nothing, and `why` says
+/// which figure that would mislead.
+pub(crate) fn on_disk(dir: &Path, allow_tmpfs: bool, why: &str) -> anyhow::Result<String> {
+    let fs = filesystem_of(dir);
+    anyhow::ensure!(
+        fs != "tmpfs" || allow_tmpfs,
+        "{} is on tmpfs: {why}. Choose a folder on disk with --dir, or pass --allow-tmpfs",
+        dir.display()
+    );
+    Ok(fs)
+}
+
 /// A QUIC edge's certificate and key (PEM).
 pub(crate) type EdgeFiles = Option<(Vec<u8>, Vec<u8>)>;
 
@@ -344,6 +357,37 @@ pub(crate) struct Run {
     /// CPU seconds of the PostgreSQL backends serving the run's database,
     /// measured while the hubs are still connected.
     postgres_cpu_s: Option<f64>,
+}
+
+impl Run {
+    /// A run through one hub in this process: all its reads are that
+    /// hub's.
+    fn one_hub(
+        edges: usize,
+        stored: u64,
+        acked_before_stop: u64,
+        latencies_ms: Vec<f64>,
+        waits_ms: Vec<f64>,
+        seconds: f64,
+        commits: Option<(u64, f64)>,
+    ) -> Run {
+        Run {
+            stored,
+            acked_before_stop,
+            hubs: vec![HubRun {
+                edges,
+                stored,
+                latencies_ms: latencies_ms.clone(),
+                counters: None,
+                cpu_s: None,
+            }],
+            latencies_ms,
+            waits_ms,
+            seconds,
+            commits,
+            postgres_cpu_s: None,
+        }
+    }
 }
 
 /// One hub's share of a run.
@@ -501,13 +545,11 @@ async fn run_once(
         .with_context(|| format!("a temporary folder in {}", parent.display()))?;
     let dir = tmp.path().to_path_buf();
     let dir = dir.canonicalize().unwrap_or(dir);
-    let fs = filesystem_of(&dir);
-    anyhow::ensure!(
-        fs != "tmpfs" || args.allow_tmpfs,
-        "{} is on tmpfs: a durable commit there costs nothing, so the figure would mislead. \
-         Choose a folder on disk with --dir, or pass --allow-tmpfs",
-        dir.display()
-    );
+    let fs = on_disk(
+        &dir,
+        args.allow_tmpfs,
+        "the durable commits would cost nothing",
+    )?;
     let hubs = match backend {
         BenchBackend::Redb => 1,
         BenchBackend::Postgres => args.hubs,

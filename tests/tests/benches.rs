@@ -166,11 +166,15 @@ fn hub_bench_push_applies_the_change_on_every_edge_with_the_edges_code() -> anyh
         ])
         .arg("--edge-bin")
         .arg(bin("edge")?)
-        .arg("--dir")
+        .args(["--allow-tmpfs", "--dir"])
         .arg(dir.path())
         .output()?;
     let report = json_of(&out)?;
     assert_eq!(report["edges"], 3, "{report}");
+    assert!(
+        report["fs"].as_str().is_some_and(|fs| !fs.is_empty()),
+        "{report}"
+    );
     // Every edge applied it (checked, stored, matcher rebuilt), after it
     // was delivered there.
     assert_eq!(report["applied_edges"], 3, "{report}");
@@ -196,11 +200,16 @@ fn hub_bench_hotlist_times_the_import_from_the_operators_request() -> anyhow::Re
             "--changes",
             "50",
             "--json",
+            "--allow-tmpfs",
             "--dir",
         ])
         .arg(dir.path())
         .output()?;
     let report = json_of(&out)?;
+    assert!(
+        report["fs"].as_str().is_some_and(|fs| !fs.is_empty()),
+        "{report}"
+    );
     let from_request = report["import_s"].as_f64().unwrap_or(0.0);
     let inside = report["hub_import_s"].as_f64().unwrap_or(f64::MAX);
     assert!(from_request > 0.0 && from_request >= inside, "{report}");

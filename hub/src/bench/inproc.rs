@@ -16,7 +16,7 @@ use alpr_shared::wire::{Frame, Hello, MAX_ENTRIES_FRAME, MAX_ENTRIES_PER_FRAME, 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::{hubs, pg, EdgeLoad, HubRun, IngestArgs, Offer, Run};
+use super::{hubs, pg, EdgeLoad, IngestArgs, Offer, Run};
 use crate::ingest::{Metrics, Writer, WriterConfig};
 use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
@@ -222,25 +222,19 @@ pub(crate) async fn run_in_process_with(
     let seconds = t1.elapsed().as_secs_f64();
     drop(writer);
     tokio::task::spawn_blocking(move || join.join()).await.ok();
-    Ok(Run {
+    let commits = (
+        Metrics::get(&metrics.commits),
+        Metrics::get(&metrics.commit_micros) as f64 / 1e6,
+    );
+    Ok(Run::one_hub(
+        edges,
         stored,
         acked_before_stop,
-        hubs: vec![HubRun {
-            edges,
-            stored,
-            latencies_ms: latencies_ms.clone(),
-            counters: None,
-            cpu_s: None,
-        }],
         latencies_ms,
         waits_ms,
         seconds,
-        commits: Some((
-            Metrics::get(&metrics.commits),
-            Metrics::get(&metrics.commit_micros) as f64 / 1e6,
-        )),
-        postgres_cpu_s: None,
-    })
+        Some(commits),
+    ))
 }
 
 /// The in-process path into one PostgreSQL database, through `hubs`

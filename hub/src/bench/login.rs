@@ -1,13 +1,12 @@
 //! `hub bench login`: argon2id logins through the hub's API.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
+use super::served::{loopback_config, ServedHub, PASSWORD};
 use super::{percentile, write_pki};
 use crate::config::HubConfig;
 
@@ -46,52 +45,16 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let pki = dir.path().join("pki");
     write_pki(&pki)?;
     let config = HubConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().join("hub-data"),
-        ca_cert: pki.join("ca.crt"),
-        cert: pki.join("hub.crt"),
-        key: pki.join("hub.key"),
         // The bench logs in many times as one user: no lock-out.
         login_failures: 1000,
         login_source_failures: 100_000,
-        ..HubConfig::default()
+        ..loopback_config(&dir.path().join("hub-data"), &pki)
     };
-    let ca = std::fs::read(&config.ca_cert)?;
-    let bootstrap = config.data_dir.join(crate::users::BOOTSTRAP_FILE);
-    let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
-    if rx.await.is_err() {
-        let why = match server.await {
-            Ok(Err(e)) => format!("{e:#}"),
-            Ok(Ok(())) => "it stopped".into(),
-            Err(e) => e.to_string(),
-        };
-        anyhow::bail!("the hub did not start: {why}");
-    }
+    let hub = ServedHub::start(config).await?;
+    let (url, ca) = (hub.url.clone(), hub.ca.clone());
     let result = async {
-        let b: crate::users::BootstrapFile = serde_json::from_slice(&std::fs::read(&bootstrap)?)?;
-        let url = format!("https://{}", b.api);
-        let password = "bench-password-0123".to_string();
-        let _: crate::users::UserView = crate::api::client::ApiClient::connect(&url, &ca)
-            .await?
-            .post(
-                "/api/v1/bootstrap",
-                &crate::api::users::BootstrapRequest {
-                    token: b.token,
-                    user: crate::users::NewUser {
-                        username: "bench".into(),
-                        agency: "BENCH0000".into(),
-                        title: "bench".into(),
-                        role: crate::users::Role::Administrator,
-                        password: password.clone(),
-                        training_completed: "2026-01-01".into(),
-                        training_expires: "2099-01-01".into(),
-                    },
-                },
-            )
-            .await?;
+        // An administrator and an operator; the operator's logins are timed.
+        hub.operator().await?;
         let mut lat = Vec::with_capacity(args.logins);
         for _ in 0..args.logins.max(1) {
             let mut c = crate::api::client::ApiClient::connect(&url, &ca).await?;
@@ -100,8 +63,8 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
                 .post(
                     "/api/v1/login",
                     &crate::api::users::LoginRequest {
-                        username: "bench".into(),
-                        password: password.clone(),
+                        username: "op".into(),
+                        password: PASSWORD.into(),
                     },
                 )
                 .await?;
@@ -110,9 +73,9 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         anyhow::Ok(lat)
     }
     .await;
-    cancel.cancel();
-    let _ = server.await;
+    let stopped = hub.stop().await;
     let mut lat = result?;
+    stopped?;
     lat.sort_by(f64::total_cmp);
     let report = LoginReport {
         logins: lat.len(),

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 use alpr_shared::wire::quic::{self, Liveness};
 use alpr_shared::wire::{Frame, Hello, Lane, ALPN, PROTOCOL_VERSION};
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 
 use super::hubs::{self, HubFiles, HubProcess};
+use super::served::{loopback_config, ServedHub};
 use super::{pg, EdgeLoad, HubRun, IngestArgs, Offer, Run};
 use crate::config::HubConfig;
 
@@ -53,27 +53,11 @@ pub(super) async fn run_quic(
 ) -> anyhow::Result<Run> {
     let edges = loads.len();
     let config = HubConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.join("hub-data"),
-        ca_cert: pki.join("ca.crt"),
-        cert: pki.join("hub.crt"),
-        key: pki.join("hub.key"),
         max_connections: args.edges + 16,
-        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ..HubConfig::default()
+        ..loopback_config(&dir.join("hub-data"), pki)
     };
-    let ca = std::fs::read(&config.ca_cert)?;
-    let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
-    let Ok(addr) = rx.await else {
-        let why = match server.await {
-            Ok(Err(e)) => format!("{e:#}"),
-            Ok(Ok(())) => "it stopped".into(),
-            Err(e) => e.to_string(),
-        };
-        anyhow::bail!("the hub did not start: {why}");
-    };
+    let hub = ServedHub::start(config).await?;
+    let (addr, ca) = (hub.addr, hub.ca.clone());
 
     let t1 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -102,27 +86,19 @@ pub(super) async fn run_quic(
         }
     }
     let seconds = t1.elapsed().as_secs_f64();
-    cancel.cancel();
-    server.await.context("the hub task")??;
+    hub.stop().await?;
     if let Some(e) = failed {
         return Err(e);
     }
-    Ok(Run {
+    Ok(Run::one_hub(
+        edges,
         stored,
-        acked_before_stop: stored,
-        hubs: vec![HubRun {
-            edges,
-            stored,
-            latencies_ms: latencies_ms.clone(),
-            counters: None,
-            cpu_s: None,
-        }],
+        stored,
         latencies_ms,
-        waits_ms: Vec::new(),
+        Vec::new(),
         seconds,
-        commits: None,
-        postgres_cpu_s: None,
-    })
+        None,
+    ))
 }
 
 /// `hubs` `hub serve` processes on the PostgreSQL database `db`, and one

@@ -4,7 +4,7 @@
 //! the client's side of the API.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -13,7 +13,8 @@ use crate::api::client::ApiClient;
 use crate::config::HubConfig;
 use crate::users::{NewUser, Role};
 
-const PASSWORD: &str = "bench-password-0123";
+/// The password of every user the benches make.
+pub(crate) const PASSWORD: &str = "bench-password-0123";
 
 /// A running hub and its API's address.
 pub(crate) struct ServedHub {
@@ -40,6 +41,42 @@ fn user(name: &str, role: Role) -> NewUser {
     }
 }
 
+/// A hub of the benches on loopback (QUIC and the API on free ports), its
+/// data in `data_dir`, its CA and certificate in `pki` (as
+/// [`super::write_pki`] leaves them).
+pub(crate) fn loopback_config(data_dir: &Path, pki: &Path) -> HubConfig {
+    HubConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data_dir.to_path_buf(),
+        ca_cert: pki.join("ca.crt"),
+        cert: pki.join("hub.crt"),
+        key: pki.join("hub.key"),
+        ..HubConfig::default()
+    }
+}
+
+/// A new connection to the API at `url` (its CA `ca`), logged in.
+pub(crate) async fn login(
+    url: &str,
+    ca: &[u8],
+    name: &str,
+    password: &str,
+) -> anyhow::Result<ApiClient> {
+    let mut c = ApiClient::connect(url, ca).await?;
+    let l: crate::users::Login = c
+        .post(
+            "/api/v1/login",
+            &crate::api::users::LoginRequest {
+                username: name.into(),
+                password: password.into(),
+            },
+        )
+        .await?;
+    c.token = Some(l.token);
+    Ok(c)
+}
+
 impl ServedHub {
     /// Serve `config` (its API on a free loopback port) until [`Self::stop`].
     pub(crate) async fn start(config: HubConfig) -> anyhow::Result<ServedHub> {
@@ -57,25 +94,30 @@ impl ServedHub {
             };
             anyhow::bail!("the hub did not start: {why}");
         };
-        let b: crate::users::BootstrapFile = serde_json::from_slice(
-            &std::fs::read(&bootstrap).context("reading the hub's bootstrap file")?,
-        )?;
-        Ok(ServedHub {
+        let mut hub = ServedHub {
             addr,
-            url: format!("https://{}", b.api),
+            url: String::new(),
             ca,
             bootstrap,
             cancel,
             server,
-        })
+        };
+        hub.url = format!("https://{}", hub.bootstrap()?.api);
+        Ok(hub)
+    }
+
+    /// The one-time token and the API's address the hub wrote while it
+    /// has no user.
+    pub(crate) fn bootstrap(&self) -> anyhow::Result<crate::users::BootstrapFile> {
+        Ok(serde_json::from_slice(
+            &std::fs::read(&self.bootstrap).context("reading the hub's bootstrap file")?,
+        )?)
     }
 
     /// The first administrator (from the bootstrap token), then an
     /// operator, logged in: who imports lists and adds entries.
     pub(crate) async fn operator(&self) -> anyhow::Result<ApiClient> {
-        let b: crate::users::BootstrapFile = serde_json::from_slice(
-            &std::fs::read(&self.bootstrap).context("reading the hub's bootstrap file")?,
-        )?;
+        let b = self.bootstrap()?;
         let _: crate::users::UserView = ApiClient::connect(&self.url, &self.ca)
             .await?
             .post(
@@ -95,22 +137,12 @@ impl ServedHub {
 
     /// A new API connection logged in as `name`.
     pub(crate) async fn login(&self, name: &str) -> anyhow::Result<ApiClient> {
-        let mut c = ApiClient::connect(&self.url, &self.ca).await?;
-        let l: crate::users::Login = c
-            .post(
-                "/api/v1/login",
-                &crate::api::users::LoginRequest {
-                    username: name.into(),
-                    password: PASSWORD.into(),
-                },
-            )
-            .await?;
-        c.token = Some(l.token);
-        Ok(c)
+        login(&self.url, &self.ca, name, PASSWORD).await
     }
 
-    pub(crate) async fn stop(self) {
+    /// Stop it; what its task ended with.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.cancel.cancel();
-        let _ = self.server.await;
+        self.server.await.context("the hub task")?
     }
 }

@@ -414,20 +414,7 @@ async fn measure(
     warm: usize,
     n: usize,
 ) -> anyhow::Result<(Vec<PageTiming>, f64)> {
-    let login = |user: &'static str| async move {
-        let mut c = ApiClient::connect(url, ca).await?;
-        let l: crate::users::Login = c
-            .post(
-                "/api/v1/login",
-                &crate::api::users::LoginRequest {
-                    username: user.into(),
-                    password: PASSWORD.into(),
-                },
-            )
-            .await?;
-        c.token = Some(l.token);
-        anyhow::Ok(c)
-    };
+    let login = |user: &'static str| crate::bench::served::login(url, ca, user, PASSWORD);
     if bootstrap.exists() {
         let b: crate::users::BootstrapFile = serde_json::from_slice(&std::fs::read(bootstrap)?)?;
         let user = |username: &str, role| crate::users::NewUser {

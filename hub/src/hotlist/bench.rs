@@ -15,7 +15,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{HotlistConfig, ImportReport, SourceConfig, StrategyName};
-use crate::bench::served::ServedHub;
+use crate::bench::served::{loopback_config, ServedHub};
 use crate::config::HubConfig;
 
 #[derive(Debug, clap::Args)]
@@ -30,6 +30,8 @@ pub struct HotlistBenchArgs {
     /// current folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub allow_tmpfs: bool,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
@@ -54,6 +56,8 @@ pub struct HotlistBenchReport {
     pub added: u64,
     pub removed: u64,
     pub delta_bytes: u64,
+    /// The filesystem of the hub's database.
+    pub fs: String,
 }
 
 pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
@@ -62,6 +66,11 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
         .prefix("hotlist-bench-")
         .tempdir_in(&base)
         .with_context(|| format!("a temporary folder in {}", base.display()))?;
+    let fs = crate::bench::on_disk(
+        dir.path(),
+        args.allow_tmpfs,
+        "the import's durable store would cost nothing",
+    )?;
     let n = args.entries;
     let changes = args.changes;
     eprintln!("generating {n} rows…");
@@ -87,14 +96,8 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
         ..HotlistConfig::default()
     };
     let config = HubConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().join("hub-data"),
-        ca_cert: pki.join("ca.crt"),
-        cert: pki.join("hub.crt"),
-        key: pki.join("hub.key"),
         hotlist,
-        ..HubConfig::default()
+        ..loopback_config(&dir.path().join("hub-data"), &pki)
     };
     let parse_file = file.clone();
     let t = Instant::now();
@@ -119,8 +122,9 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
         anyhow::Ok((first, import_s, second, reimport_s))
     }
     .await;
-    hub.stop().await;
+    let stopped = hub.stop().await;
     let (first, import_s, second, reimport_s) = imports?;
+    stopped?;
     let report = HotlistBenchReport {
         entries: n,
         changes,
@@ -133,11 +137,16 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
         added: second.record.added,
         removed: second.record.removed,
         delta_bytes: second.delta_bytes.unwrap_or(0),
+        fs,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("hotlist import, {n} rows ({file_bytes} bytes of NCIC extract), through the API");
+        println!(
+            "hotlist import, {n} rows ({file_bytes} bytes of NCIC extract), through the API; \
+             the database on {}",
+            report.fs
+        );
         println!(
             "  import_s      {:>10.2}  (from the operator's request; the hub's own {:.2} s; \
              parse alone {:.2} s; target ≤ 10 s)",

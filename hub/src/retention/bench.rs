@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access::AccessLog;
 use crate::bench::{
-    filesystem_of, node_key, run_in_process_on, run_in_process_with, sample_read, sign_edge,
-    IngestArgs, Offer,
+    node_key, on_disk, run_in_process_on, run_in_process_with, sample_read, sign_edge, IngestArgs,
+    Offer,
 };
 use crate::store::redb::RedbStore;
 use crate::store::{HubStorage, WriteOp};
@@ -169,12 +169,11 @@ pub async fn run(args: RetentionBenchArgs) -> anyhow::Result<()> {
         .tempdir_in(&parent)
         .with_context(|| format!("a temporary folder in {}", parent.display()))?;
     let dir = tmp.path().to_path_buf();
-    let fs = filesystem_of(&dir);
-    anyhow::ensure!(
-        fs != "tmpfs" || args.allow_tmpfs,
-        "{} is on tmpfs: choose a folder on disk with --dir, or pass --allow-tmpfs",
-        dir.display()
-    );
+    let fs = on_disk(
+        &dir,
+        args.allow_tmpfs,
+        "the purge's and ingest's durable commits would cost nothing",
+    )?;
     let per_read = args.crop_bytes + args.overview_bytes;
     // redb keeps a photo of 150 KB in about 1.7 times its size.
     let need = (args.reads as u64).saturating_mul(2 * per_read as u64 + 1024);

@@ -28,7 +28,7 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
-use crate::bench::served::ServedHub;
+use crate::bench::served::{loopback_config, ServedHub};
 use crate::config::HubConfig;
 
 #[derive(Debug, clap::Args)]
@@ -53,6 +53,8 @@ pub struct PushArgs {
     /// edge's lists; default: the current folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub allow_tmpfs: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -91,6 +93,8 @@ pub struct PushReport {
     /// the request to its document delivered and loaded on each edge.
     pub local_p50_ms: f64,
     pub local_p99_ms: f64,
+    /// The filesystem of the hub's database and the edges' lists.
+    pub fs: String,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -152,6 +156,11 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         .prefix("hub-bench-push-")
         .tempdir_in(&base_dir)
         .with_context(|| format!("creating a folder in {}", base_dir.display()))?;
+    crate::bench::on_disk(
+        dir.path(),
+        args.allow_tmpfs,
+        "the edges' durable stores would cost nothing",
+    )?;
     let pki = dir.path().join("pki");
     let authority = crate::bench::write_pki(&pki)?;
     let edges_dir = dir.path().join("edges");
@@ -159,21 +168,16 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
     let hotlist: crate::hotlist::HotlistConfig =
         toml::from_str("max_change = 0.5\n[[sources]]\nname = \"ncic\"\nformat = \"ncic\"\n")?;
     let config = HubConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().join("hub-data"),
-        ca_cert: pki.join("ca.crt"),
-        cert: pki.join("hub.crt"),
-        key: pki.join("hub.key"),
         max_connections: args.edges + 16,
         max_handshakes: args.edges + 16,
         hotlist,
-        ..HubConfig::default()
+        ..loopback_config(&dir.path().join("hub-data"), &pki)
     };
     let hub = ServedHub::start(config).await?;
     let result = measure(&args, &hub, &edge_bin, &pki, &edges_dir, dir.path()).await;
-    hub.stop().await;
+    let stopped = hub.stop().await;
     let report = result?;
+    stopped?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -184,8 +188,8 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &PushReport) {
     println!(
-        "hub bench push: {} edges, {} rows ({} bytes), a change of {} delta bytes",
-        r.edges, r.rows, r.generation_bytes, r.delta_bytes
+        "hub bench push: {} edges, {} rows ({} bytes), a change of {} delta bytes; on {}",
+        r.edges, r.rows, r.generation_bytes, r.delta_bytes, r.fs
     );
     println!(
         "{:<52} {:>9} {:>9} {:>9}",
@@ -488,5 +492,6 @@ async fn measure(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         local_p50_ms: percentile(&local, 0.50),
         local_p99_ms: percentile(&local, 0.99),
+        fs: crate::bench::filesystem_of(dir),
     })
 }

@@ -289,6 +289,7 @@ pub(super) fn build(db: &Path, files: &BuiltFiles, shape: Shape) -> anyhow::Resu
 /// What a build leaves beside its store, for later runs: the CA that
 /// issued its nodes, and when it was built (the reads' times count back
 /// from then; queries are drawn by replaying the build).
+#[derive(Clone)]
 pub(super) struct BuiltFiles {
     ca: PathBuf,
     built_at: PathBuf,

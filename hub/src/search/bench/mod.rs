@@ -175,13 +175,11 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.queries > 0, "need at least one query per kind");
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let fs = crate::bench::filesystem_of(&dir);
-    anyhow::ensure!(
-        fs != "tmpfs" || args.allow_tmpfs,
-        "{} is on tmpfs: a durable access record there costs nothing, so the figures would \
-         mislead. Choose a folder on disk with --dir, or pass --allow-tmpfs",
-        dir.display()
-    );
+    let fs = crate::bench::on_disk(
+        &dir,
+        args.allow_tmpfs,
+        "a durable access record would cost nothing, and no read would come from a disk",
+    )?;
     let shape = Shape::from_args(&args);
     let opened = match args.backend {
         BenchBackend::Redb => open_redb(&args, &shape, &dir).await?,
@@ -271,8 +269,7 @@ async fn open_redb(args: &SearchBenchArgs, shape: &Shape, dir: &Path) -> anyhow:
             shape.days,
             shape.with_images()
         );
-        let (db2, shape) = (db.clone(), *shape);
-        let files = BuiltFiles::new(dir, &stem);
+        let (db2, shape, files) = (db.clone(), *shape, files.clone());
         Some(tokio::task::spawn_blocking(move || build(&db2, &files, shape)).await??)
     };
     let (anchor, built_at) = files.read()?;
@@ -309,6 +306,7 @@ async fn open_postgres(
         None => pg::without_password(&url),
     };
     let files = BuiltFiles::new(dir, &format!("{}-{}", pg::database_of(&url), stem(shape)));
+    let files2 = files.clone();
     let config = pg::config(&url, 8);
     let store = Arc::new(tokio::task::spawn_blocking(move || PgStore::open(&config)).await??);
     let held: u64 = {
@@ -335,7 +333,6 @@ async fn open_postgres(
         );
         eprintln!("building {described} with {} signed reads…", args.reads);
         let (s, shape) = (store.clone(), *shape);
-        let files2 = BuiltFiles::new(dir, &format!("{}-{}", pg::database_of(&url), stem(&shape)));
         Some(
             tokio::task::spawn_blocking(move || {
                 let ca = alpr_shared::pki::new_ca("Bench Agency", 3650)?;
