@@ -57,9 +57,12 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// Accuracy and speed of recognition on a labelled folder, beside the peer.
-    Recognize(recognise::cli::BenchRecognizeArgs),
+    Recognize(recognise::bench::BenchRecognizeArgs),
     /// Load, match and delta-update speed of a bulk hotlist (1M rows).
     Hotlist(alpr_edge::bench::HotlistBenchArgs),
+    /// Simulated edges for `hub bench push` (started by it).
+    #[command(hide = true)]
+    PushEdges(alpr_edge::bench::PushEdgesArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,8 +70,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Recognize(a) => recognise::cli::recognize(a),
-        Command::Bench(BenchCommand::Recognize(a)) => recognise::cli::bench(a),
+        Command::Bench(BenchCommand::Recognize(a)) => recognise::bench::bench(a),
         Command::Bench(BenchCommand::Hotlist(a)) => alpr_edge::bench::hotlist(a),
+        Command::Bench(BenchCommand::PushEdges(a)) => alpr_edge::bench::push_edges(a),
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
         Command::Health(a) => node::health(a),

@@ -9,32 +9,36 @@
 //! PostgreSQL database, the edges spread over them.
 
 mod hubs;
+mod inproc;
+mod limit;
+mod login;
 pub(crate) mod pg;
+mod quic;
+mod report;
+pub(crate) mod served;
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+use inproc::{run_in_process, run_in_process_pg};
+pub(crate) use inproc::{run_in_process_on, run_in_process_with};
+pub use login::{login, LoginArgs, LoginReport};
+use quic::{run_quic, run_quic_hubs};
+pub(crate) use quic::{write_ca_and_hub, write_pki};
+use report::print_report;
+pub use report::{CpuUse, HubFigures, IngestReport, OpenLoop};
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alpr_shared::crypto::{sha256, SecretKey};
 use alpr_shared::log::LogWriter;
-use alpr_shared::sync::{HubOutput, HubSession, Progress};
 use alpr_shared::types::{DeviceId, DeviceKind, Location, ReadContent, TimeSource, UnixMillis};
-use alpr_shared::wire::quic::{self, Liveness};
-use alpr_shared::wire::{
-    Entries, Frame, Hello, Lane, ALPN, MAX_ENTRIES_FRAME, MAX_ENTRIES_PER_FRAME, PROTOCOL_VERSION,
-};
+use alpr_shared::wire::{Entries, Frame, MAX_ENTRIES_PER_FRAME};
 use anyhow::Context;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use crate::config::HubConfig;
-use crate::ingest::{Metrics, Writer, WriterConfig};
+use crate::ingest::WriterConfig;
 use crate::store::postgres::PgStore;
-use crate::store::redb::RedbStore;
-use crate::store::{HubStorage, WriteOp, WriteResult};
-use hubs::{HubCounters, HubFiles, HubProcess};
+use crate::store::HubStorage;
+use hubs::HubCounters;
 
 /// Where the bench's hub keeps its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -110,97 +114,18 @@ pub struct IngestArgs {
     /// Connections in each hub's PostgreSQL pool.
     #[arg(long, default_value_t = 8)]
     pub pool_size: usize,
+    /// After the run at most speed, the same again (fresh store) at this
+    /// offered rate, reads per second over all edges (an open loop, e.g.
+    /// 10000 from 100 edges): the acknowledgement time at that rate.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// At a fixed rate, each edge sends what it read in this many
+    /// milliseconds as one frame.
+    #[arg(long, default_value_t = 100)]
+    pub tick_ms: u64,
     /// Print JSON for scripts.
     #[arg(long)]
     pub json: bool,
-}
-
-/// One hub's share of a run, in `--json`.
-#[derive(Debug, Serialize)]
-pub struct HubFigures {
-    pub hub: usize,
-    pub edges: usize,
-    pub reads: u64,
-    pub reads_per_s: f64,
-    pub ack_p50_ms: f64,
-    pub ack_p99_ms: f64,
-    /// From the hub's metrics endpoint (hub processes only).
-    pub counters: Option<HubCounters>,
-    /// CPU seconds the hub process used during the run.
-    pub cpu_s: Option<f64>,
-}
-
-/// Where the CPU went during the run.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct CpuUse {
-    /// Busy share of all the machine's cores (other work on the machine
-    /// counts too).
-    pub machine_busy: f64,
-    pub cores: usize,
-    /// This process: the edges (and the hub, when it runs here).
-    pub bench_s: f64,
-    /// The hub processes.
-    pub hubs_s: Option<f64>,
-    /// The PostgreSQL backends serving the run's database.
-    pub postgres_s: Option<f64>,
-}
-
-type CpuMark = (Option<(u64, u64)>, Option<f64>);
-
-impl CpuUse {
-    /// From the marks taken before the run (machine, this process) to now.
-    fn since(before: CpuMark) -> Self {
-        let machine_busy = match (before.0, hubs::machine_cpu()) {
-            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
-            _ => 0.0,
-        };
-        let me = hubs::process_cpu_seconds("/proc/self/stat");
-        CpuUse {
-            machine_busy,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            bench_s: me.zip(before.1).map_or(0.0, |(a, b)| a - b),
-            hubs_s: None,
-            postgres_s: None,
-        }
-    }
-}
-
-/// What `--json` prints.
-#[derive(Debug, Serialize)]
-pub struct IngestReport {
-    pub mode: &'static str,
-    pub backend: BenchBackend,
-    pub hubs: usize,
-    pub path: String,
-    pub fs: String,
-    /// Which PostgreSQL database (made for the run).
-    pub database: Option<String>,
-    /// As the PostgreSQL server ran them.
-    pub synchronous_commit: Option<String>,
-    pub fsync: Option<String>,
-    pub edges: usize,
-    pub reads: usize,
-    pub reads_per_s: f64,
-    pub ack_p50_ms: f64,
-    pub ack_p99_ms: f64,
-    /// From a frame ready at the edge (before the hub admits it) to its
-    /// receipt (in process only; over QUIC `ack_*` already count from the
-    /// edge's write).
-    pub ready_to_ack_p99_ms: Option<f64>,
-    pub seconds: f64,
-    /// Durable commits (in-process only).
-    pub commits: Option<u64>,
-    /// Seconds the writers spent in commits (in-process only).
-    pub commit_s: Option<f64>,
-    /// Reads the PostgreSQL database holds after the run, checked edge by
-    /// edge.
-    pub stored_in_database: Option<u64>,
-    pub per_hub: Vec<HubFigures>,
-    pub cpu: CpuUse,
-    /// Seconds the edges took to sign their logs (not hub work).
-    pub sign_s: f64,
-    pub wire_bytes_per_read: f64,
-    pub stored_bytes_per_read: f64,
 }
 
 /// A plausible read: a plate from a small space, a site, model names.
@@ -235,31 +160,19 @@ pub(crate) fn node_key(name: &DeviceId) -> SecretKey {
     SecretKey::from_bytes(&sha256(name.as_str().as_bytes()).0)
 }
 
-/// The filesystem type holding `path` (from /proc/self/mountinfo: the
-/// longest mount point that contains it), or "unknown".
-pub fn filesystem_of(path: &Path) -> String {
-    let Ok(path) = path.canonicalize() else {
-        return "unknown".into();
-    };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return "unknown".into();
-    };
-    let mut best: Option<(usize, String)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let (Some(mount), Some(dash)) = (fields.get(4), fields.iter().position(|f| *f == "-"))
-        else {
-            continue;
-        };
-        let Some(fs) = fields.get(dash + 1) else {
-            continue;
-        };
-        let mount = mount.replace("\\040", " ");
-        if path.starts_with(&mount) && best.as_ref().is_none_or(|(l, _)| mount.len() >= *l) {
-            best = Some((mount.len(), (*fs).to_owned()));
-        }
-    }
-    best.map_or_else(|| "unknown".into(), |(_, fs)| fs)
+pub use alpr_shared::health::filesystem_of;
+
+/// The filesystem `dir` is on, refused when it is tmpfs (unless
+/// `allow_tmpfs`): there a durable write costs nothing, and `why` says
+/// which figure that would mislead.
+pub(crate) fn on_disk(dir: &Path, allow_tmpfs: bool, why: &str) -> anyhow::Result<String> {
+    let fs = filesystem_of(dir);
+    anyhow::ensure!(
+        fs != "tmpfs" || allow_tmpfs,
+        "{} is on tmpfs: {why}. Choose a folder on disk with --dir, or pass --allow-tmpfs",
+        dir.display()
+    );
+    Ok(fs)
 }
 
 /// A QUIC edge's certificate and key (PEM).
@@ -273,11 +186,46 @@ pub(crate) struct EdgeLoad {
     files: EdgeFiles,
     reads: u64,
     frames: Vec<Vec<u8>>,
+    /// Each entry's signed message (tag and header) and signature, for the
+    /// machine's limit.
+    signed: Vec<(Vec<u8>, alpr_shared::crypto::Signature)>,
+}
+
+/// How the simulated edges offer their frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Offer {
+    /// Each edge as fast as the hub takes its frames (its pipeline kept
+    /// full): the most the hub sustains, and the latency of a queue.
+    Closed,
+    /// At a fixed rate: each edge sends a frame every `every`, the edges'
+    /// frames spread evenly over that interval; a frame's latency counts
+    /// from when it was due, sent late or not.
+    Open { every: Duration },
+}
+
+impl Offer {
+    /// When edge `e` of `edges` offers its first frame, and how often after.
+    pub(crate) fn schedule(
+        self,
+        start: Instant,
+        e: usize,
+        edges: usize,
+    ) -> Option<(Instant, Duration)> {
+        match self {
+            Offer::Closed => None,
+            Offer::Open { every } => {
+                Some((start + every.mul_f64(e as f64 / edges.max(1) as f64), every))
+            }
+        }
+    }
 }
 
 /// The outcome of one run.
 pub(crate) struct Run {
     pub(crate) stored: u64,
+    /// Reads acknowledged before the run's stop fired (all of them
+    /// without one).
+    pub(crate) acked_before_stop: u64,
     /// Admission to receipt.
     latencies_ms: Vec<f64>,
     /// Ready (waiting for admission) to receipt, in process only.
@@ -289,6 +237,37 @@ pub(crate) struct Run {
     /// CPU seconds of the PostgreSQL backends serving the run's database,
     /// measured while the hubs are still connected.
     postgres_cpu_s: Option<f64>,
+}
+
+impl Run {
+    /// A run through one hub in this process: all its reads are that
+    /// hub's.
+    fn one_hub(
+        edges: usize,
+        stored: u64,
+        acked_before_stop: u64,
+        latencies_ms: Vec<f64>,
+        waits_ms: Vec<f64>,
+        seconds: f64,
+        commits: Option<(u64, f64)>,
+    ) -> Run {
+        Run {
+            stored,
+            acked_before_stop,
+            hubs: vec![HubRun {
+                edges,
+                stored,
+                latencies_ms: latencies_ms.clone(),
+                counters: None,
+                cpu_s: None,
+            }],
+            latencies_ms,
+            waits_ms,
+            seconds,
+            commits,
+            postgres_cpu_s: None,
+        }
+    }
 }
 
 /// One hub's share of a run.
@@ -354,27 +333,88 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     if reports.len() > 1 {
         println!(
-            "\n{:<10} {:>5} {:>10} {:>10} {:>9} {:>9}",
-            "BACKEND", "HUBS", "READS", "reads/s", "ack p50", "ack p99"
+            "\n{:<10} {:>5} {:>10} {:>10} {:>9} {:>9} {:>8} {:>12}",
+            "BACKEND", "HUBS", "READS", "reads/s", "ack p50", "ack p99", "÷limit", "rate p99"
         );
         for r in &reports {
             println!(
-                "{:<10} {:>5} {:>10} {:>10.0} {:>7.1}ms {:>7.1}ms",
+                "{:<10} {:>5} {:>10} {:>10.0} {:>7.1}ms {:>7.1}ms {:>8} {:>12}",
                 r.backend.name(),
                 r.hubs,
                 r.reads,
                 r.reads_per_s,
                 r.ack_p50_ms,
-                r.ack_p99_ms
+                r.ack_p99_ms,
+                r.ratio_to_limit
+                    .map_or_else(|| "-".to_string(), |x| format!("{x:.2}")),
+                r.open_loop
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |o| format!("{:.1}ms", o.ack_p99_ms)),
             );
         }
     }
     Ok(())
 }
 
-/// One run on `backend`: sign the edges' logs, upload them, verify what
-/// was stored.
+/// The runs on `backend`: at most speed (with the machine's own limit
+/// measured on the same entries), then at `--rate` if given, each on a
+/// fresh store.
 async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<IngestReport> {
+    let mut report = run_once(args, backend, Offer::Closed).await?;
+    if let Some(rate) = args.rate {
+        let open = open_offer(args, rate)?;
+        let r = run_once(args, backend, open.offer).await?;
+        report.open_loop = Some(OpenLoop {
+            offered_per_s: open.per_s,
+            frame_entries: open.frame_entries,
+            every_ms: open.every.as_secs_f64() * 1e3,
+            reads: r.reads,
+            achieved_per_s: r.reads_per_s,
+            ack_p50_ms: r.ack_p50_ms,
+            ack_p99_ms: r.ack_p99_ms,
+            ack_max_ms: r.ack_max_ms,
+            seconds: r.seconds,
+            path: r.path,
+            database: r.database,
+        });
+    }
+    Ok(report)
+}
+
+/// A fixed offered rate: each edge sends what it read in a tick.
+struct OpenOffer {
+    offer: Offer,
+    per_s: f64,
+    frame_entries: usize,
+    every: Duration,
+}
+
+fn open_offer(args: &IngestArgs, rate: f64) -> anyhow::Result<OpenOffer> {
+    anyhow::ensure!(
+        rate.is_finite() && rate > 0.0,
+        "--rate wants reads per second above 0"
+    );
+    let tick = Duration::from_millis(args.tick_ms.max(1));
+    let per_edge = rate / args.edges as f64;
+    let frame_entries =
+        ((per_edge * tick.as_secs_f64()).round() as usize).clamp(1, MAX_ENTRIES_PER_FRAME);
+    // The interval that gives the rate asked with whole frames.
+    let every = Duration::from_secs_f64(frame_entries as f64 / per_edge);
+    Ok(OpenOffer {
+        offer: Offer::Open { every },
+        per_s: frame_entries as f64 * args.edges as f64 / every.as_secs_f64(),
+        frame_entries,
+        every,
+    })
+}
+
+/// One run on `backend`: sign the edges' logs, upload them as `offer`
+/// says, verify what was stored.
+async fn run_once(
+    args: &IngestArgs,
+    backend: BenchBackend,
+    offer: Offer,
+) -> anyhow::Result<IngestReport> {
     // A fresh folder for every run (inside `--dir`, else the current
     // folder): a database left by an earlier run would hold other logs.
     let parent = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -385,20 +425,21 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
         .with_context(|| format!("a temporary folder in {}", parent.display()))?;
     let dir = tmp.path().to_path_buf();
     let dir = dir.canonicalize().unwrap_or(dir);
-    let fs = filesystem_of(&dir);
-    anyhow::ensure!(
-        fs != "tmpfs" || args.allow_tmpfs,
-        "{} is on tmpfs: a durable commit there costs nothing, so the figure would mislead. \
-         Choose a folder on disk with --dir, or pass --allow-tmpfs",
-        dir.display()
-    );
+    let fs = on_disk(
+        &dir,
+        args.allow_tmpfs,
+        "the durable commits would cost nothing",
+    )?;
     let hubs = match backend {
         BenchBackend::Redb => 1,
         BenchBackend::Postgres => args.hubs,
     };
     let per_edge = args.reads / args.edges;
     let total = per_edge * args.edges;
-    let batch = args.batch.clamp(1, MAX_ENTRIES_PER_FRAME);
+    let batch = match offer {
+        Offer::Closed => args.batch.clamp(1, MAX_ENTRIES_PER_FRAME),
+        Offer::Open { .. } => open_offer(args, args.rate.unwrap_or(1.0))?.frame_entries,
+    };
 
     // Identities: with --quic, a deployment CA, the hub's certificate and
     // one certificate per edge; in process, keys derived from the names.
@@ -462,12 +503,35 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
         .iter()
         .flat_map(|l| l.frames.iter().map(Vec::len))
         .sum();
+    // The machine's own limit on the same entries, before the run.
+    let verify_limit_per_s = match offer {
+        Offer::Closed => {
+            let signed: Vec<_> = loads.iter().map(|l| (l.public, &l.signed[..])).collect();
+            Some(tokio::task::block_in_place(|| {
+                limit::verify_limit(&signed)
+            })?)
+        }
+        Offer::Open { .. } => None,
+    };
+    let loads: Vec<EdgeLoad> = loads
+        .into_iter()
+        .map(|l| EdgeLoad {
+            signed: Vec::new(),
+            ..l
+        })
+        .collect();
 
     let database = match backend {
         BenchBackend::Redb => None,
-        BenchBackend::Postgres => {
-            Some(pg::BenchDatabase::fresh(args.database_url.as_deref(), "alpr_bench_ingest").await?)
-        }
+        BenchBackend::Postgres => Some(
+            pg::BenchDatabase::fresh(
+                args.database_url.as_deref(),
+                "alpr_bench_ingest",
+                &parent,
+                args.allow_tmpfs,
+            )
+            .await?,
+        ),
     };
     let cpu_before = (
         hubs::machine_cpu(),
@@ -479,10 +543,10 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
             None => None,
         };
         let run = match (&database, args.quic) {
-            (None, true) => run_quic(args, &dir, &pki_dir, loads).await?,
-            (None, false) => run_in_process(args, &dir, loads).await?,
-            (Some(d), true) => run_quic_hubs(args, hubs, &dir, &pki_dir, loads, d).await?,
-            (Some(d), false) => run_in_process_pg(args, hubs, loads, d).await?,
+            (None, true) => run_quic(args, &dir, &pki_dir, loads, offer).await?,
+            (None, false) => run_in_process(args, &dir, loads, offer).await?,
+            (Some(d), true) => run_quic_hubs(args, hubs, &dir, &pki_dir, loads, d, offer).await?,
+            (Some(d), false) => run_in_process_pg(args, hubs, loads, d, offer).await?,
         };
         let stored_in_database = match &database {
             Some(d) => Some(stored_in_postgres(d, args.edges, per_edge as u64).await?),
@@ -493,6 +557,7 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
     .await;
     let cpu = CpuUse::since(cpu_before);
     let described = database.as_ref().map(|d| d.described.clone());
+    let database_fs = database.as_ref().map(|d| d.fs.clone());
     if let Some(d) = database {
         if let Err(e) = d.finish().await {
             tracing::warn!("the bench's database: {e:#}");
@@ -533,6 +598,7 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
         path: dir.display().to_string(),
         fs,
         database: described,
+        database_fs,
         synchronous_commit,
         fsync,
         edges: args.edges,
@@ -540,6 +606,7 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
         reads_per_s: total as f64 / run.seconds,
         ack_p50_ms: percentile(&lat, 0.5),
         ack_p99_ms: percentile(&lat, 0.99),
+        ack_max_ms: lat.last().copied().unwrap_or(0.0),
         ready_to_ack_p99_ms: (!waits.is_empty()).then(|| percentile(&waits, 0.99)),
         seconds: run.seconds,
         commits: run.commits.map(|c| c.0),
@@ -554,121 +621,10 @@ async fn ingest_on(args: &IngestArgs, backend: BenchBackend) -> anyhow::Result<I
         sign_s,
         wire_bytes_per_read: wire_bytes as f64 / total as f64,
         stored_bytes_per_read: canonical_bytes as f64 / total as f64,
+        verify_limit_per_s,
+        ratio_to_limit: verify_limit_per_s.map(|l| total as f64 / run.seconds / l),
+        open_loop: None,
     })
-}
-
-/// The table for people.
-fn print_report(args: &IngestArgs, report: &IngestReport) {
-    let per_edge = report.reads / args.edges;
-    println!(
-        "hub bench ingest ({}, {}, {} hub{}): {} edges × {} reads = {} reads",
-        report.mode,
-        report.backend.name(),
-        report.hubs,
-        if report.hubs == 1 { "" } else { "s" },
-        args.edges,
-        per_edge,
-        report.reads
-    );
-    println!("run folder {} ({})", report.path, report.fs);
-    if let Some(d) = &report.database {
-        println!("PostgreSQL: {d}");
-    }
-    if let (Some(s), Some(f)) = (&report.synchronous_commit, &report.fsync) {
-        println!("PostgreSQL synchronous_commit = {s}, fsync = {f}");
-    }
-    println!(
-        "{:<40} {:>10} {:>9} {:>10} {:>9} {:>9}",
-        "phase", "reads", "seconds", "reads/s", "ack p50", "ack p99"
-    );
-    println!(
-        "{:<40} {:>10} {:>9.2} {:>10.0}",
-        "edges sign their logs (not hub work)",
-        report.reads,
-        report.sign_s,
-        report.reads as f64 / report.sign_s
-    );
-    println!(
-        "{:<40} {:>10} {:>9.2} {:>10.0} {:>7.1}ms {:>7.1}ms",
-        "verify_strict + chain + durable + ack",
-        report.reads,
-        report.seconds,
-        report.reads_per_s,
-        report.ack_p50_ms,
-        report.ack_p99_ms
-    );
-    if let Some(w) = report.ready_to_ack_p99_ms {
-        println!(
-            "{:<40} {:>10} {:>9} {:>10} {:>9} {:>7.1}ms",
-            "  the same from ready (incl. admission)", "", "", "", "", w
-        );
-    }
-    if report.per_hub.len() > 1 {
-        for h in &report.per_hub {
-            println!(
-                "{:<40} {:>10} {:>9} {:>10.0} {:>7.1}ms {:>7.1}ms",
-                format!("  hub {} ({} edges)", h.hub, h.edges),
-                h.reads,
-                "",
-                h.reads_per_s,
-                h.ack_p50_ms,
-                h.ack_p99_ms
-            );
-        }
-    }
-    println!(
-        "\n{:.0} bytes per entry on the wire ({:.0} stored)",
-        report.wire_bytes_per_read, report.stored_bytes_per_read,
-    );
-    if args.quic {
-        println!("ack latency: from the edge's write of a frame to the receipt it reads back");
-    } else {
-        println!(
-            "ack latency: from the hub's admission of a frame (at most {} entries admitted at once) to its receipt",
-            args.admit
-        );
-    }
-    if let (Some(commits), Some(commit_s)) = (report.commits, report.commit_s) {
-        println!(
-            "{} durable commits ({:.0} reads per commit); the writer spent {commit_s:.2} s of {:.2} s in commits",
-            commits,
-            report.reads as f64 / commits.max(1) as f64,
-            report.seconds
-        );
-    }
-    for h in &report.per_hub {
-        if let Some(c) = &h.counters {
-            println!(
-                "hub {}: {} durable commits ({:.0} reads per commit), {:.2} s in commits, {} duplicates",
-                h.hub,
-                c.commits,
-                c.entries_stored as f64 / c.commits.max(1) as f64,
-                c.commit_s,
-                c.duplicates
-            );
-        }
-    }
-    if let Some(n) = report.stored_in_database {
-        println!("the database holds {n} reads, every edge's chain complete");
-    }
-    let c = &report.cpu;
-    println!(
-        "CPU during the run: machine {:.0}% busy of {} cores; this process (edges{}) {:.1} s{}{}",
-        c.machine_busy * 100.0,
-        c.cores,
-        if report.per_hub.iter().any(|h| h.cpu_s.is_some()) {
-            ""
-        } else {
-            " and hub"
-        },
-        c.bench_s,
-        c.hubs_s
-            .map(|s| format!(", hub processes {s:.1} s"))
-            .unwrap_or_default(),
-        c.postgres_s
-            .map(|s| format!(", PostgreSQL backends {s:.1} s"))
-            .unwrap_or_default(),
-    );
 }
 
 /// Whether the database holds every edge's `per_edge` reads: each edge's
@@ -717,6 +673,7 @@ pub(crate) fn sign_edge(
     let mut w = LogWriter::new(key, name.clone());
     let mut frames = Vec::new();
     let mut canonical = 0;
+    let mut signed = Vec::with_capacity(per_edge);
     let mut chunk = Vec::with_capacity(batch);
     for i in 0..per_edge {
         let n = (e * per_edge + i) as u64;
@@ -724,6 +681,9 @@ pub(crate) fn sign_edge(
             .append_read(sample_read(n), UnixMillis(base + i as u64), TimeSource::Gps)
             .expect("valid read");
         canonical += entry.encode().len();
+        let mut msg = alpr_shared::crypto::tag::ENTRY_SIG.to_vec();
+        msg.extend_from_slice(&entry.header.encode());
+        signed.push((msg, entry.signature));
         chunk.push(entry);
         if chunk.len() == batch || i + 1 == per_edge {
             let cp = w.checkpoint(UnixMillis::now());
@@ -739,646 +699,8 @@ pub(crate) fn sign_edge(
             files,
             reads: per_edge as u64,
             frames,
+            signed,
         },
         canonical,
     )
-}
-
-/// The hub's path without sockets: session, verification on the blocking
-/// pool, the writer.
-async fn run_in_process(
-    args: &IngestArgs,
-    dir: &Path,
-    loads: Vec<EdgeLoad>,
-) -> anyhow::Result<Run> {
-    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&dir.join("bench.redb"))?);
-    run_in_process_on(args, storage, loads).await
-}
-
-/// As [`run_in_process`], into `storage` (which may hold other logs).
-pub(crate) async fn run_in_process_on(
-    args: &IngestArgs,
-    storage: Arc<dyn HubStorage>,
-    loads: Vec<EdgeLoad>,
-) -> anyhow::Result<Run> {
-    let edges = loads.len();
-    let metrics = Arc::new(Metrics::default());
-    let writer_config = WriterConfig {
-        max_batch: args.max_commit.max(1),
-        min_batch: args.min_commit,
-        linger: Duration::from_millis(args.linger_ms),
-        ..WriterConfig::default()
-    };
-    let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), writer_config);
-    let hub_key = Arc::new(SecretKey::generate());
-    let slots = Arc::new(tokio::sync::Semaphore::new(crate::sync::verify_slots()));
-    let admit = args.admit.max(MAX_ENTRIES_PER_FRAME);
-    let admission = Arc::new(tokio::sync::Semaphore::new(admit));
-
-    let t1 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for load in loads {
-        let writer = writer.clone();
-        let hub_key = hub_key.clone();
-        let slots = slots.clone();
-        let admission = admission.clone();
-        let in_flight = args.in_flight.max(1);
-        tasks.spawn(async move {
-            let EdgeLoad {
-                name,
-                public,
-                reads,
-                frames,
-                ..
-            } = load;
-            let mut session = HubSession::new(name.clone(), public, hub_key, Progress::default());
-            let now = UnixMillis::now();
-            session.handle_frame(
-                Frame::Hello(Hello {
-                    version: PROTOCOL_VERSION,
-                    device: name.clone(),
-                    log_size: reads,
-                    // Says it holds every policy: the hub pushes none.
-                    policy_version: u64::MAX,
-                    hotlists: Vec::new(),
-                }),
-                now,
-            );
-            let mut latencies = Vec::with_capacity(frames.len());
-            let mut waits = Vec::with_capacity(frames.len());
-            let mut pending: VecDeque<(tokio::task::JoinHandle<_>, Instant, Instant)> =
-                VecDeque::new();
-            let mut frames = frames.into_iter();
-            loop {
-                // Keep `in_flight` frames queued for the writer, as a hub
-                // reading a node's stream ahead of its commits would.
-                let next = if pending.len() < in_flight {
-                    frames.next()
-                } else {
-                    None
-                };
-                let Some(bytes) = next else {
-                    let Some((p, sent, ready)) = pending.pop_front() else {
-                        break;
-                    };
-                    let (res, done): (Result<WriteResult, crate::ingest::IngestError>, Instant) =
-                        p.await.context("commit waiter")?;
-                    let WriteResult::Ingested(r) = res? else {
-                        anyhow::bail!("unexpected writer answer");
-                    };
-                    for o in session.ingested(r.map(|i| i.progress), now) {
-                        match o {
-                            HubOutput::Send(Frame::Ack(_)) => {
-                                latencies.push((done - sent).as_secs_f64() * 1e3);
-                                waits.push((done - ready).as_secs_f64() * 1e3);
-                            }
-                            HubOutput::Refused(r) => anyhow::bail!("refused: {r:?}"),
-                            _ => {}
-                        }
-                    }
-                    continue;
-                };
-                // The frame is ready; the hub admits it when the entries
-                // ahead of it are few enough (see `sync::ADMITTED_ENTRIES`).
-                let ready = Instant::now();
-                // The hub's path from the bytes a stream delivers.
-                let frame = match Frame::decode_prefixed(&bytes, MAX_ENTRIES_FRAME) {
-                    Ok(Some((f, _))) => f,
-                    other => anyhow::bail!("a frame that does not decode: {other:?}"),
-                };
-                let weight = match &frame {
-                    Frame::Entries(e) => e.entries.len(),
-                    _ => 1,
-                };
-                let weight = u32::try_from(weight.clamp(1, admit)).unwrap_or(1);
-                let admitted = admission.clone().acquire_many_owned(weight).await?;
-                let sent = Instant::now();
-                // The signature checks on the blocking pool, a frame per core.
-                let slot = slots.clone().acquire_owned().await?;
-                let (back, outs) = tokio::task::spawn_blocking(move || {
-                    let _slot = slot;
-                    let outs = session.handle_frame(frame, now);
-                    (session, outs)
-                })
-                .await
-                .context("verification task")?;
-                session = back;
-                for out in outs {
-                    match out {
-                        HubOutput::Ingest(v) => {
-                            let p = writer
-                                .enqueue(WriteOp::Ingest {
-                                    device: name.clone(),
-                                    entries: v.entries,
-                                    checkpoint: v.checkpoint,
-                                    new_key: v.new_key,
-                                    at: now,
-                                })
-                                .await?;
-                            // As the hub's answering half does: wait for
-                            // the commit, then release the admission.
-                            let p = tokio::spawn(async move {
-                                let r = p.committed().await;
-                                let done = Instant::now();
-                                drop(admitted);
-                                (r, done)
-                            });
-                            pending.push_back((p, sent, ready));
-                            break;
-                        }
-                        HubOutput::Refused(r) => anyhow::bail!("refused: {r:?}"),
-                        _ => {}
-                    }
-                }
-            }
-            anyhow::Ok((session.progress().next_seq, latencies, waits))
-        });
-    }
-    let mut stored = 0;
-    let mut latencies_ms = Vec::new();
-    let mut waits_ms = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        let (n, l, w) = r.context("edge task")??;
-        stored += n;
-        latencies_ms.extend(l);
-        waits_ms.extend(w);
-    }
-    let seconds = t1.elapsed().as_secs_f64();
-    drop(writer);
-    tokio::task::spawn_blocking(move || join.join()).await.ok();
-    Ok(Run {
-        stored,
-        hubs: vec![HubRun {
-            edges,
-            stored,
-            latencies_ms: latencies_ms.clone(),
-            counters: None,
-            cpu_s: None,
-        }],
-        latencies_ms,
-        waits_ms,
-        seconds,
-        commits: Some((
-            Metrics::get(&metrics.commits),
-            Metrics::get(&metrics.commit_micros) as f64 / 1e6,
-        )),
-        postgres_cpu_s: None,
-    })
-}
-
-/// The in-process path into one PostgreSQL database, through `hubs`
-/// stores and writers of their own (as `hubs` processes would), the
-/// edges spread over them.
-async fn run_in_process_pg(
-    args: &IngestArgs,
-    hubs: usize,
-    loads: Vec<EdgeLoad>,
-    db: &pg::BenchDatabase,
-) -> anyhow::Result<Run> {
-    let mut groups: Vec<Vec<EdgeLoad>> = (0..hubs).map(|_| Vec::new()).collect();
-    for (i, load) in loads.into_iter().enumerate() {
-        groups[i % hubs].push(load);
-    }
-    let mut stores = Vec::new();
-    for _ in 0..hubs {
-        let config = pg::config(&db.url, args.pool_size);
-        let store = tokio::task::spawn_blocking(move || PgStore::open(&config)).await??;
-        stores.push(Arc::new(store) as Arc<dyn HubStorage>);
-    }
-    // The stores stay open (their backends alive) until measured.
-    let open = stores.clone();
-    let pg0 = hubs::postgres_cpu_seconds(&db.name);
-    let t = Instant::now();
-    let runs = futures_util::future::try_join_all(
-        stores
-            .into_iter()
-            .zip(groups)
-            .map(|(store, group)| run_in_process_on(args, store, group)),
-    )
-    .await?;
-    let seconds = t.elapsed().as_secs_f64();
-    let postgres_cpu_s = Some(hubs::postgres_cpu_seconds(&db.name) - pg0);
-    drop(open);
-    let mut all = Run {
-        stored: 0,
-        latencies_ms: Vec::new(),
-        waits_ms: Vec::new(),
-        seconds,
-        commits: Some((0, 0.0)),
-        hubs: Vec::new(),
-        postgres_cpu_s,
-    };
-    for r in runs {
-        all.stored += r.stored;
-        all.latencies_ms.extend(r.latencies_ms);
-        all.waits_ms.extend(r.waits_ms);
-        if let (Some(a), Some(b)) = (all.commits.as_mut(), r.commits) {
-            a.0 += b.0;
-            a.1 += b.1;
-        }
-        all.hubs.extend(r.hubs);
-    }
-    Ok(all)
-}
-
-/// A deployment CA and the hub's certificate in `dir`.
-pub(crate) fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authority> {
-    let ca = write_ca_and_hub(dir, 30)?;
-    Ok(alpr_shared::pki::Authority::load(
-        &ca.cert_pem,
-        &ca.key_pem,
-    )?)
-}
-
-/// A deployment CA valid `days` and the hub's certificate in `dir`; the
-/// CA (its key too, for benches that sign reads as its nodes).
-pub(crate) fn write_ca_and_hub(dir: &Path, days: i64) -> anyhow::Result<alpr_shared::pki::Issued> {
-    std::fs::create_dir_all(dir)?;
-    let ca = alpr_shared::pki::new_ca("Bench Agency", days)?;
-    std::fs::write(dir.join("ca.crt"), &ca.cert_pem)?;
-    let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
-    let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], days)?;
-    std::fs::write(dir.join("hub.crt"), &hub.cert_pem)?;
-    // A key others may read is refused by `hub serve`, as ssh does.
-    std::io::Write::write_all(
-        &mut alpr_shared::private::create_private_file(&dir.join("hub.key"))?,
-        hub.key_pem.as_bytes(),
-    )?;
-    Ok(ca)
-}
-
-/// `hub serve` in this process, and one QUIC connection per edge.
-async fn run_quic(
-    args: &IngestArgs,
-    dir: &Path,
-    pki: &Path,
-    loads: Vec<EdgeLoad>,
-) -> anyhow::Result<Run> {
-    let edges = loads.len();
-    let config = HubConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.join("hub-data"),
-        ca_cert: pki.join("ca.crt"),
-        cert: pki.join("hub.crt"),
-        key: pki.join("hub.key"),
-        max_connections: args.edges + 16,
-        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        ..HubConfig::default()
-    };
-    let ca = std::fs::read(&config.ca_cert)?;
-    let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
-    let Ok(addr) = rx.await else {
-        let why = match server.await {
-            Ok(Err(e)) => format!("{e:#}"),
-            Ok(Ok(())) => "it stopped".into(),
-            Err(e) => e.to_string(),
-        };
-        anyhow::bail!("the hub did not start: {why}");
-    };
-
-    let t1 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for load in loads {
-        let ca = ca.clone();
-        let in_flight = args.in_flight.max(1);
-        tasks.spawn(async move { quic_edge(addr, &ca, load, in_flight).await });
-    }
-    let mut stored = 0;
-    let mut latencies_ms = Vec::new();
-    let mut failed = None;
-    while let Some(r) = tasks.join_next().await {
-        match r.context("edge task").and_then(|r| r) {
-            Ok((n, l)) => {
-                stored += n;
-                latencies_ms.extend(l);
-            }
-            Err(e) => failed = Some(e),
-        }
-    }
-    let seconds = t1.elapsed().as_secs_f64();
-    cancel.cancel();
-    server.await.context("the hub task")??;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    Ok(Run {
-        stored,
-        hubs: vec![HubRun {
-            edges,
-            stored,
-            latencies_ms: latencies_ms.clone(),
-            counters: None,
-            cpu_s: None,
-        }],
-        latencies_ms,
-        waits_ms: Vec::new(),
-        seconds,
-        commits: None,
-        postgres_cpu_s: None,
-    })
-}
-
-/// `hubs` `hub serve` processes on the PostgreSQL database `db`, and one
-/// QUIC connection per edge, edge `i` to hub `i % hubs`.
-async fn run_quic_hubs(
-    args: &IngestArgs,
-    hubs: usize,
-    dir: &Path,
-    pki: &Path,
-    loads: Vec<EdgeLoad>,
-    db: &pg::BenchDatabase,
-) -> anyhow::Result<Run> {
-    let files = HubFiles {
-        dir: dir.to_path_buf(),
-        pki: pki.to_path_buf(),
-        database_url: db.url.clone(),
-        pool_size: args.pool_size,
-        max_connections: args.edges + 16,
-    };
-    // One after the other: the first makes the deployment's first policy
-    // version, the others load it.
-    let mut procs = Vec::new();
-    for n in 0..hubs {
-        let files = files.clone();
-        procs.push(
-            tokio::task::spawn_blocking(move || HubProcess::start(n, &files))
-                .await
-                .context("starting a hub")??,
-        );
-    }
-    let ca = std::fs::read(pki.join("ca.crt"))?;
-    let cpu0: Vec<Option<f64>> = procs.iter().map(HubProcess::cpu_seconds).collect();
-    let pg0 = hubs::postgres_cpu_seconds(&db.name);
-    let mut per_hub: Vec<HubRun> = (0..hubs)
-        .map(|_| HubRun {
-            edges: 0,
-            stored: 0,
-            latencies_ms: Vec::new(),
-            counters: None,
-            cpu_s: None,
-        })
-        .collect();
-    let t1 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, load) in loads.into_iter().enumerate() {
-        let h = i % hubs;
-        per_hub[h].edges += 1;
-        let addr = procs[h].addr;
-        let ca = ca.clone();
-        let in_flight = args.in_flight.max(1);
-        tasks.spawn(async move { (h, quic_edge(addr, &ca, load, in_flight).await) });
-    }
-    let mut failed = None;
-    while let Some(r) = tasks.join_next().await {
-        match r.context("edge task") {
-            Ok((h, Ok((n, l)))) => {
-                per_hub[h].stored += n;
-                per_hub[h].latencies_ms.extend(l);
-            }
-            Ok((h, Err(e))) => failed = Some(e.context(format!("an edge of hub {h}"))),
-            Err(e) => failed = Some(e),
-        }
-    }
-    let seconds = t1.elapsed().as_secs_f64();
-    let postgres_cpu_s = Some(hubs::postgres_cpu_seconds(&db.name) - pg0);
-    for ((h, p), c0) in per_hub.iter_mut().zip(&procs).zip(cpu0) {
-        h.counters = p.counters().ok();
-        h.cpu_s = p.cpu_seconds().zip(c0).map(|(a, b)| a - b);
-    }
-    if let Some(e) = failed {
-        let logs: Vec<String> = procs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("hub {i}'s last log lines:\n{}", p.log_tail()))
-            .collect();
-        return Err(e.context(logs.join("\n")));
-    }
-    tokio::task::spawn_blocking(move || {
-        procs
-            .into_iter()
-            .enumerate()
-            .try_for_each(|(i, p)| p.stop().with_context(|| format!("stopping hub {i}")))
-    })
-    .await??;
-    let stored = per_hub.iter().map(|h| h.stored).sum();
-    let latencies_ms = per_hub
-        .iter()
-        .flat_map(|h| h.latencies_ms.iter().copied())
-        .collect();
-    Ok(Run {
-        stored,
-        latencies_ms,
-        waits_ms: Vec::new(),
-        seconds,
-        commits: None,
-        hubs: per_hub,
-        postgres_cpu_s,
-    })
-}
-
-/// One edge over QUIC: hello, then its frames on the entries lane with
-/// `in_flight` unacknowledged at most; returns what the hub acknowledged
-/// and each frame's acknowledgement latency.
-async fn quic_edge(
-    addr: SocketAddr,
-    ca: &[u8],
-    load: EdgeLoad,
-    in_flight: usize,
-) -> anyhow::Result<(u64, Vec<f64>)> {
-    let (cert, key) = load.files.context("an edge without a certificate")?;
-    let cfg = quic::client_config(
-        ca,
-        &cert,
-        &key,
-        ALPN,
-        Liveness {
-            keep_alive: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
-        },
-    )?;
-    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(cfg);
-    let conn = endpoint.connect(addr, "localhost")?.await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&[Lane::Control.tag()]).await?;
-    quic::write_frame(
-        &mut send,
-        &Frame::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            device: load.name.clone(),
-            log_size: load.reads,
-            // Says it holds every policy: the hub pushes none. (The
-            // largest version a PostgreSQL bigint keeps.)
-            policy_version: i64::MAX as u64,
-            hotlists: Vec::new(),
-        }),
-    )
-    .await?;
-    match quic::read_frame(&mut recv, Lane::Control.max_frame()).await? {
-        Frame::Welcome(_) => {}
-        other => anyhow::bail!("{}: no welcome: {other:?}", load.name),
-    }
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&[Lane::Entries.tag()]).await?;
-    let window = Arc::new(tokio::sync::Semaphore::new(in_flight));
-    let sent_at: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::new()));
-    let frames = load.frames;
-    let writer = {
-        let window = window.clone();
-        let sent_at = sent_at.clone();
-        tokio::spawn(async move {
-            for f in frames {
-                window.acquire().await?.forget();
-                if let Ok(mut q) = sent_at.lock() {
-                    q.push_back(Instant::now());
-                }
-                send.write_all(&f).await?;
-            }
-            anyhow::Ok(send)
-        })
-    };
-    let mut latencies = Vec::new();
-    let mut acked = 0;
-    while acked < load.reads {
-        match quic::read_frame(&mut recv, Lane::Entries.max_frame()).await? {
-            Frame::Ack(r) => {
-                acked = r.receipt.next_seq;
-                let sent = sent_at.lock().ok().and_then(|mut q| q.pop_front());
-                if let Some(t) = sent {
-                    latencies.push(t.elapsed().as_secs_f64() * 1e3);
-                }
-                window.add_permits(1);
-            }
-            Frame::Refused(r) => anyhow::bail!("{}: refused: {r:?}", load.name),
-            _ => {}
-        }
-    }
-    let _send = writer.await.context("the edge's writer")??;
-    conn.close(quic::CLOSE_SHUTDOWN.into(), b"done");
-    endpoint.wait_idle().await;
-    Ok((acked, latencies))
-}
-
-#[derive(Debug, clap::Args)]
-pub struct LoginArgs {
-    /// Logins to time.
-    #[arg(long, default_value_t = 50)]
-    pub logins: usize,
-    /// Where the run's temporary folder goes (default: the current folder).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Print JSON for scripts.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// What `hub bench login --json` prints.
-#[derive(Debug, Serialize)]
-pub struct LoginReport {
-    pub logins: usize,
-    pub login_p50_ms: f64,
-    pub login_p99_ms: f64,
-    /// argon2id parameters.
-    pub argon2: &'static str,
-}
-
-/// `hub bench login`: logins through the API of a hub served in this
-/// process (HTTPS on loopback, argon2id, the access-log entry committed
-/// before each answer), one at a time, each on a new connection.
-pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let base = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
-    let dir = tempfile::Builder::new()
-        .prefix("hub-bench-login-")
-        .tempdir_in(&base)
-        .with_context(|| format!("creating a folder in {}", base.display()))?;
-    let pki = dir.path().join("pki");
-    write_pki(&pki)?;
-    let config = HubConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().join("hub-data"),
-        ca_cert: pki.join("ca.crt"),
-        cert: pki.join("hub.crt"),
-        key: pki.join("hub.key"),
-        // The bench logs in many times as one user: no lock-out.
-        login_failures: 1000,
-        login_source_failures: 100_000,
-        ..HubConfig::default()
-    };
-    let ca = std::fs::read(&config.ca_cert)?;
-    let bootstrap = config.data_dir.join(crate::users::BOOTSTRAP_FILE);
-    let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
-    if rx.await.is_err() {
-        let why = match server.await {
-            Ok(Err(e)) => format!("{e:#}"),
-            Ok(Ok(())) => "it stopped".into(),
-            Err(e) => e.to_string(),
-        };
-        anyhow::bail!("the hub did not start: {why}");
-    }
-    let result = async {
-        let b: crate::users::BootstrapFile = serde_json::from_slice(&std::fs::read(&bootstrap)?)?;
-        let url = format!("https://{}", b.api);
-        let password = "bench-password-0123".to_string();
-        let _: crate::users::UserView = crate::api::client::ApiClient::connect(&url, &ca)
-            .await?
-            .post(
-                "/api/v1/bootstrap",
-                &crate::api::users::BootstrapRequest {
-                    token: b.token,
-                    user: crate::users::NewUser {
-                        username: "bench".into(),
-                        agency: "BENCH0000".into(),
-                        title: "bench".into(),
-                        role: crate::users::Role::Administrator,
-                        password: password.clone(),
-                        training_completed: "2026-01-01".into(),
-                        training_expires: "2099-01-01".into(),
-                    },
-                },
-            )
-            .await?;
-        let mut lat = Vec::with_capacity(args.logins);
-        for _ in 0..args.logins.max(1) {
-            let mut c = crate::api::client::ApiClient::connect(&url, &ca).await?;
-            let t = Instant::now();
-            let _: crate::users::Login = c
-                .post(
-                    "/api/v1/login",
-                    &crate::api::users::LoginRequest {
-                        username: "bench".into(),
-                        password: password.clone(),
-                    },
-                )
-                .await?;
-            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-        }
-        anyhow::Ok(lat)
-    }
-    .await;
-    cancel.cancel();
-    let _ = server.await;
-    let mut lat = result?;
-    lat.sort_by(f64::total_cmp);
-    let report = LoginReport {
-        logins: lat.len(),
-        login_p50_ms: percentile(&lat, 0.50),
-        login_p99_ms: percentile(&lat, 0.99),
-        argon2: "argon2id m=19456 KiB t=2 p=1",
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        println!("{:<8} {:>10} {:>10}", "logins", "p50 ms", "p99 ms");
-        println!(
-            "{:<8} {:>10.1} {:>10.1}",
-            report.logins, report.login_p50_ms, report.login_p99_ms
-        );
-        println!("({}; target p99 ≤ 100 ms)", report.argon2);
-    }
-    Ok(())
 }

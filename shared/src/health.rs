@@ -1,6 +1,7 @@
 //! What hub and edge share to stay up unattended: a panic inside a storage
 //! call becomes an error (with no backtrace on stderr), and the free space
-//! of the filesystem a database lives on, for health reports and metrics.
+//! and type of the filesystem a database lives on, for health reports,
+//! metrics and benchmarks (a figure taken on tmpfs says nothing of a disk).
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,6 +53,68 @@ pub fn disk_free(path: &Path) -> Option<u64> {
         let _ = path;
         None
     }
+}
+
+/// The filesystem type holding `path` (from /proc/self/mountinfo: the
+/// longest mount point that contains it), or "unknown".
+pub fn filesystem_of(path: &Path) -> String {
+    let Ok(path) = path.canonicalize() else {
+        return "unknown".into();
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return "unknown".into();
+    };
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mount), Some(dash)) = (fields.get(4), fields.iter().position(|f| *f == "-"))
+        else {
+            continue;
+        };
+        let Some(fs) = fields.get(dash + 1) else {
+            continue;
+        };
+        let mount = mount.replace("\\040", " ");
+        if path.starts_with(&mount) && best.as_ref().is_none_or(|(l, _)| mount.len() >= *l) {
+            best = Some((mount.len(), (*fs).to_owned()));
+        }
+    }
+    best.map_or_else(|| "unknown".into(), |(_, fs)| fs)
+}
+
+/// Drop `path` from the page cache: sync it (dirty pages stay cached),
+/// then `posix_fadvise(DONTNEED)` over the whole file. A benchmark's cold
+/// start then reads the disk.
+pub fn drop_from_page_cache(path: &Path) -> std::io::Result<()> {
+    let f = std::fs::File::open(path)?;
+    f.sync_all()?;
+    #[cfg(unix)]
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)?;
+    Ok(())
+}
+
+/// Bytes of `path` in the page cache, from util-linux's `fincore` (`None`
+/// where it is not installed or says nothing readable).
+pub fn cached_bytes(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+        .arg(path)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// A field of /proc/meminfo (`MemTotal`, `Cached`, …), in bytes.
+pub fn meminfo_bytes(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(field)?.strip_prefix(':')?;
+        let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb * 1024)
+    })
 }
 
 /// Check every page of a database just opened, timed and logged: a file

@@ -29,6 +29,7 @@
 //! vehicle pass. Parallel folders: [`pipeline`].
 
 pub mod batch;
+pub mod bench;
 pub mod cli;
 pub mod decide;
 pub mod engine;
@@ -36,6 +37,7 @@ pub mod exif;
 pub mod fusion;
 pub mod image;
 pub mod models;
+pub mod paired;
 pub mod runtime;
 
 use std::path::Path;

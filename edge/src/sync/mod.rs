@@ -289,10 +289,35 @@ struct Link<'a> {
     cancel: &'a CancellationToken,
 }
 
+/// The hub's key, from its certificate (checked by the TLS handshake):
+/// what the core checks the hub's policy with, and what every bulk list
+/// must be signed with (stored, so lists loaded at the next start are
+/// checked against it). `hub bench push` learns it the same way.
+pub(crate) fn learn_hub_key(
+    core: &mut EdgeSync,
+    conn: &quinn::Connection,
+    generations: &Generations,
+) -> Option<PublicKey> {
+    let hub_key = quic::peer_certificate(conn)
+        .as_deref()
+        .and_then(certificate_key);
+    if let Some(key) = hub_key {
+        core.set_hub_key(key);
+        if let Err(e) = generations.set_hub_key(key) {
+            error!(
+                error = format!("{e:#}"),
+                "cannot store the hub's key for the bulk lists"
+            );
+        }
+    }
+    hub_key
+}
+
 /// Apply a bulk list from the hub (delta or whole) off the async workers:
 /// checked against the hub's key, stored, swapped in; the core is told
-/// either way (a failure makes the hub send the list whole).
-async fn apply_hotlist(
+/// either way (a failure makes the hub send the list whole). `hub bench
+/// push`'s simulated edges apply through it too.
+pub(crate) async fn apply_hotlist(
     core: &mut EdgeSync,
     generations: &Generations,
     hub_key: Option<PublicKey>,
@@ -333,7 +358,7 @@ async fn apply_hotlist(
     }
 }
 
-enum HotlistUpdate {
+pub(crate) enum HotlistUpdate {
     Delta { from: u64, to: u64, delta: Vec<u8> },
     Full { generation: u64, bytes: Vec<u8> },
 }
@@ -346,19 +371,7 @@ async fn session(
     now: &impl Fn() -> Duration,
 ) -> Ended {
     let (store, status, cancel) = (link.store, link.status, link.cancel);
-    let hub_key = quic::peer_certificate(&conn)
-        .as_deref()
-        .and_then(certificate_key);
-    if let Some(key) = hub_key {
-        core.set_hub_key(key);
-        // Lists loaded at the next start are checked against it.
-        if let Err(e) = link.generations.set_hub_key(key) {
-            error!(
-                error = format!("{e:#}"),
-                "cannot store the hub's key for the bulk lists"
-            );
-        }
-    }
+    let hub_key = learn_hub_key(core, &conn, link.generations);
     let (tx, mut rx) = mpsc::channel::<Incoming>(64);
     let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
     let mut changes = store.watch();

@@ -1,8 +1,10 @@
 //! The PostgreSQL database a bench runs on: a fresh one made for the run
 //! in the server `--database-url` names (dropped afterwards), or, without
 //! a URL, in a throwaway cluster the bench starts
-//! ([`crate::store::postgres::cluster::TempCluster`]) — the output says
-//! which.
+//! ([`crate::store::postgres::cluster::TempCluster`]) in the bench's
+//! folder — the output says which, and on what filesystem its data lies
+//! (tmpfs is refused, as for the benches' own folders: a commit there
+//! costs nothing).
 
 use anyhow::Context;
 
@@ -19,6 +21,9 @@ pub(crate) struct BenchDatabase {
     pub(crate) url: String,
     /// Where it is, for people.
     pub(crate) described: String,
+    /// The filesystem of the server's data folder ("unknown" when the
+    /// server's folder is not on this machine).
+    pub(crate) fs: String,
 }
 
 /// `url` with its database replaced by `database` (the path after the
@@ -85,6 +90,23 @@ pub(crate) fn config(url: &str, pool_size: usize) -> PgConfig {
     }
 }
 
+/// The filesystem of the data folder of the server `url` names, when that
+/// folder is on this machine; else "unknown".
+async fn server_filesystem(url: &str) -> String {
+    let dir = async {
+        let (client, _task, _) = connect_one(&config(url, 1)).await?;
+        let row = client.query_one("SHOW data_directory", &[]).await?;
+        anyhow::Ok(row.get::<_, String>(0))
+    }
+    .await;
+    match dir {
+        Ok(d) if std::path::Path::new(&d).exists() => {
+            alpr_shared::health::filesystem_of(std::path::Path::new(&d))
+        }
+        _ => "unknown".into(),
+    }
+}
+
 /// Run one statement on `url` outside a transaction (CREATE/DROP DATABASE).
 async fn execute(url: &str, sql: &str) -> anyhow::Result<()> {
     let (client, _task, _) = connect_one(&config(url, 1)).await?;
@@ -96,50 +118,74 @@ async fn execute(url: &str, sql: &str) -> anyhow::Result<()> {
 }
 
 impl BenchDatabase {
-    /// A fresh database named `{prefix}_{pid}_{millis}`.
-    pub(crate) async fn fresh(url: Option<&str>, prefix: &str) -> anyhow::Result<Self> {
+    /// A fresh database named `{prefix}_{pid}_{millis}`: in the server
+    /// `url` names, else in a throwaway cluster made in `parent`. Refused
+    /// when the server's data folder is on tmpfs, unless `allow_tmpfs`.
+    pub(crate) async fn fresh(
+        url: Option<&str>,
+        prefix: &str,
+        parent: &std::path::Path,
+        allow_tmpfs: bool,
+    ) -> anyhow::Result<Self> {
         let name = format!(
             "{prefix}_{}_{}",
             std::process::id(),
             alpr_shared::types::UnixMillis::now().0
         );
-        match url {
+        let db = match url {
             Some(url) => {
                 execute(url, &format!("CREATE DATABASE {name}")).await?;
                 let db_url = with_database(url, &name)?;
-                Ok(BenchDatabase {
+                let fs = server_filesystem(&db_url).await;
+                BenchDatabase {
                     cluster: None,
                     admin: Some(url.to_owned()),
                     described: format!(
-                        "database {name} made for this run at {} (dropped after)",
+                        "database {name} made for this run at {} (dropped after), its data on {fs}",
                         without_password(&db_url)
                     ),
                     name,
                     url: db_url,
-                })
+                    fs,
+                }
             }
             None => {
                 let n = name.clone();
+                let parent = parent.to_path_buf();
                 let (cluster, url) = tokio::task::spawn_blocking(move || {
-                    let c = TempCluster::start()?;
+                    let c = TempCluster::start_in(&parent)?;
                     let url = c.create_database(&n)?;
                     anyhow::Ok((c, url))
                 })
                 .await??;
+                let fs = alpr_shared::health::filesystem_of(&cluster.data_dir());
                 let described = format!(
-                    "a throwaway PostgreSQL cluster started by the bench (no --database-url), \
-                     port {}, database {name}",
+                    "a throwaway PostgreSQL cluster started by the bench (no --database-url) in \
+                     {} ({fs}), port {}, database {name}",
+                    cluster.data_dir().display(),
                     cluster.port()
                 );
-                Ok(BenchDatabase {
+                BenchDatabase {
                     cluster: Some(cluster),
                     admin: None,
                     described,
                     name,
                     url,
-                })
+                    fs,
+                }
             }
+        };
+        if db.fs == "tmpfs" && !allow_tmpfs {
+            let why = format!(
+                "the PostgreSQL data of {} is on tmpfs: a durable commit there costs nothing, so \
+                 the figure would mislead. Choose a folder on disk with --dir (or a server on \
+                 disk with --database-url), or pass --allow-tmpfs",
+                db.name
+            );
+            let _ = db.finish().await;
+            anyhow::bail!(why);
         }
+        Ok(db)
     }
 
     /// `synchronous_commit` and `fsync` as the server runs them.

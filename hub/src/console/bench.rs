@@ -297,9 +297,10 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
             args.reads
         );
         let (db2, n) = (db.clone(), args.reads);
-        let s =
-            tokio::task::spawn_blocking(move || crate::search::bench::build_under(&db2, &ca, n))
-                .await??;
+        let s = tokio::task::spawn_blocking(move || {
+            crate::search::bench::build_under(&db2, &ca, crate::search::bench::Shape::plain(n))
+        })
+        .await??;
         std::fs::write(&built, b"")?;
         s
     };
@@ -413,20 +414,7 @@ async fn measure(
     warm: usize,
     n: usize,
 ) -> anyhow::Result<(Vec<PageTiming>, f64)> {
-    let login = |user: &'static str| async move {
-        let mut c = ApiClient::connect(url, ca).await?;
-        let l: crate::users::Login = c
-            .post(
-                "/api/v1/login",
-                &crate::api::users::LoginRequest {
-                    username: user.into(),
-                    password: PASSWORD.into(),
-                },
-            )
-            .await?;
-        c.token = Some(l.token);
-        anyhow::Ok(c)
-    };
+    let login = |user: &'static str| crate::bench::served::login(url, ca, user, PASSWORD);
     if bootstrap.exists() {
         let b: crate::users::BootstrapFile = serde_json::from_slice(&std::fs::read(bootstrap)?)?;
         let user = |username: &str, role| crate::users::NewUser {

@@ -1,34 +1,34 @@
 //! `hub bench push`: how fast an operator's change to a bulk list is in
-//! force on every edge. A real hub (`hub serve` in this process: QUIC,
-//! HotlistService, redb) and N real QUIC connections on loopback, each
-//! with its own node certificate; `--edges-per-socket` of them share one
-//! client endpoint (a real edge has a socket of its own; one socket for all
-//! overflows its kernel receive buffer when every edge gets its delta at
-//! once, and QUIC's loss recovery then shows in the tail). Each simulated
-//! edge runs the real edge sync core ([`EdgeSync`]); one edge first fetches
-//! generation 1 whole over the protocol, which becomes every edge's base.
-//! Then the operator imports generation 2 over the HTTPS API, and each
-//! edge receives the delta, applies it (every `--apply-every`-th edge runs
-//! the full [`delta::apply`] with its signature check; the others check
-//! the frame and count it) and reports it applied. Figures: time from the
-//! start of the import to applied on each edge, p50/p99/max.
+//! force on every edge. A real hub (`hub serve`'s code in this process:
+//! QUIC, HotlistService, redb) and N simulated edges in a process of the
+//! edge binary (`edge bench push-edges`), each a real QUIC connection with
+//! its own node certificate that applies what it receives the way `edge
+//! run` does — the edge's own code: the hub's key learnt from its
+//! certificate, the list checked against it, stored durably in the edge's
+//! own folder, and the matcher rebuilt and swapped in.
+//!
+//! A seed edge first fetches generation 1 whole over the protocol; every
+//! edge starts from its own copy of that file. Then the operator imports
+//! generation 2 over the HTTPS API, and the figures count from the
+//! operator's request: the delta *delivered* to each edge, and the new
+//! generation *applied* (in force) on each edge and on every edge (the
+//! last one). The N edges share this machine's cores for their applies,
+//! so the applied figures include waiting for a core; `edge bench hotlist`
+//! times one edge's apply alone.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
 
-use alpr_shared::crypto::PublicKey;
-use alpr_shared::hotlist::generation::Generation;
-use alpr_shared::hotlist::{delta, sample, Category, HotEntry};
-use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource, SyncTuning};
-use alpr_shared::types::{DeviceId, DeviceKind, Hash32};
-use alpr_shared::wire::quic::{self, Liveness};
-use alpr_shared::wire::{certificate_key, Lane, ALPN};
+use alpr_shared::hotlist::push_events::{now_us, PushEvent};
+use alpr_shared::hotlist::{sample, Category, HotEntry};
+use alpr_shared::types::{DeviceId, DeviceKind};
 use anyhow::Context;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
 
+use crate::bench::served::{loopback_config, ServedHub};
 use crate::config::HubConfig;
 
 #[derive(Debug, clap::Args)]
@@ -42,16 +42,19 @@ pub struct PushArgs {
     /// Rows the operator's change removes and adds.
     #[arg(long, default_value_t = 500)]
     pub change: usize,
-    /// Every n-th edge applies the delta in full (signature check and all);
-    /// 1 = every edge (all on this machine's cores).
-    #[arg(long, default_value_t = 50)]
-    pub apply_every: usize,
     /// Simulated edges sharing one UDP socket (file descriptors: edges / this).
     #[arg(long, default_value_t = 4)]
     pub edges_per_socket: usize,
-    /// Where the temporary database folder goes (default: the current folder).
+    /// The edge binary that runs the simulated edges (default: `edge`
+    /// beside this binary).
+    #[arg(long)]
+    pub edge_bin: Option<PathBuf>,
+    /// Where the temporary folder goes (the hub's database and every
+    /// edge's lists; default: the current folder).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    #[arg(long)]
+    pub allow_tmpfs: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -60,43 +63,38 @@ pub struct PushArgs {
 pub struct PushReport {
     pub edges: usize,
     pub rows: u64,
-    pub generation_bytes: usize,
-    pub delta_bytes: usize,
-    /// Edges that ran the full apply (the others checked and counted).
-    pub full_applies: usize,
-    /// The whole generation to one edge over the protocol (chunks, open, verify).
+    pub generation_bytes: u64,
+    pub delta_bytes: u64,
+    /// The whole generation to the seed edge over the protocol (chunks,
+    /// check, durable store, matcher).
     pub whole_ms: f64,
-    /// The operator's import over the API (parse, build, sign, durable).
+    /// The operator's import over the API, from the request to its answer
+    /// (parse, build, sign, durable store, publish).
     pub import_ms: f64,
-    /// From the start of the import to applied, over the edges.
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    /// The same, from the import's answer (the push alone).
-    pub push_p50_ms: f64,
-    pub push_p99_ms: f64,
+    /// From the operator's request to the delta at each edge (its frames
+    /// checked by the edge's sync core).
+    pub delivered_p50_ms: f64,
+    pub delivered_p99_ms: f64,
+    pub delivered_max_ms: f64,
+    /// From the operator's request to the new generation in force on each
+    /// edge: signature checked, stored durably, matcher rebuilt.
+    pub applied_p50_ms: f64,
+    pub applied_p99_ms: f64,
+    /// ... on every edge (the last one).
+    pub applied_every_edge_ms: f64,
+    /// Edges that applied the change (every one, or the run fails).
+    pub applied_edges: usize,
+    /// From delivered to applied on each edge, waiting for one of this
+    /// machine's `cores` (which all the simulated edges share) included.
+    pub apply_p50_ms: f64,
+    pub apply_p99_ms: f64,
+    pub cores: usize,
     /// An operator's local entry (a partial plate) through the API, from
-    /// the request to its document on each edge (loaded by those that
-    /// apply in full).
+    /// the request to its document delivered and loaded on each edge.
     pub local_p50_ms: f64,
     pub local_p99_ms: f64,
-}
-
-struct NoLog;
-
-impl LogSource for NoLog {
-    fn log_len(&self) -> u64 {
-        0
-    }
-    fn entries(&self, _: u64, _: usize, _: usize) -> Vec<Vec<u8>> {
-        Vec::new()
-    }
-    fn pending_images(&self, _: u64, _: usize) -> Vec<(u64, Hash32)> {
-        Vec::new()
-    }
-    fn image(&self, _: &Hash32) -> Option<Vec<u8>> {
-        None
-    }
+    /// The filesystem of the hub's database and the edges' lists.
+    pub fs: String,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -107,479 +105,393 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// What one simulated edge does with a list from the hub.
-#[derive(Clone)]
-struct EdgeRole {
-    /// The base it holds (None: it holds nothing and takes the list whole).
-    base: Option<Arc<Generation>>,
-    apply_full: bool,
-}
-
-/// What a simulated edge reports.
-enum Outcome {
-    /// Generation received whole (the seed edge).
-    Whole(Arc<Generation>),
-    /// The delta applied at this instant.
-    Applied { at: Instant, delta_bytes: usize },
-    /// A local entries document received (and, for the edges that apply
-    /// in full, loaded) at this instant.
-    Local { at: Instant },
-}
-
-/// One simulated edge: connect, hello (saying what it holds), run the
-/// edge core until a list arrives and is applied; then stay connected
-/// until `done` fires.
-#[allow(clippy::too_many_arguments)]
-async fn edge(
-    endpoint: quinn::Endpoint,
-    cfg: quinn::ClientConfig,
-    addr: SocketAddr,
-    name: DeviceId,
-    role: EdgeRole,
-    ready: tokio::sync::mpsc::Sender<()>,
-    result: tokio::sync::mpsc::Sender<anyhow::Result<Outcome>>,
-    done: CancellationToken,
-    connecting: Arc<tokio::sync::Semaphore>,
-) -> anyhow::Result<()> {
-    // Connections are made a few at a time, as edges come online; the
-    // measure is of the push, not of 1,000 simultaneous handshakes.
-    let permit = connecting.acquire_owned().await?;
-    let conn = endpoint
-        .connect_with(cfg, addr, "localhost")?
-        .await
-        .with_context(|| format!("{name}: connecting"))?;
-    drop(permit);
-    let hub_key: PublicKey = quic::peer_certificate(&conn)
-        .as_deref()
-        .and_then(certificate_key)
-        .context("the hub's certificate has no Ed25519 key")?;
-    let start = Instant::now();
-    let now = || start.elapsed();
-    let mut core = EdgeSync::new(name.clone(), SyncTuning::default(), 0, 7);
-    core.set_hub_key(hub_key);
-    if let Some(b) = &role.base {
-        core.set_hotlist_held(&b.info().source, b.info().number);
-    }
-    core.link_up(now(), 0);
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&[Lane::Control.tag()]).await?;
-    let mut greeted = false;
-    let mut outcomes = Vec::new();
-    loop {
-        while let Some(o) = core.poll_transmit(now(), &NoLog) {
-            quic::write_frame(&mut send, &o.frame).await?;
-        }
-        if !greeted && core.state() == LinkState::Ready {
-            greeted = true;
-            let _ = ready.send(()).await;
-        }
-        while let Some(ev) = core.poll_event() {
-            match ev {
-                EdgeEvent::HotlistFull {
-                    source,
-                    generation,
-                    bytes,
-                } => {
-                    let g = tokio::task::spawn_blocking(move || Generation::open(bytes, &hub_key))
-                        .await??;
-                    core.hotlist_applied(&source, generation);
-                    outcomes.push(Outcome::Whole(Arc::new(g)));
-                }
-                EdgeEvent::HotlistDelta {
-                    source,
-                    from: _,
-                    to,
-                    delta,
-                } => {
-                    let delta_bytes = delta.len();
-                    if role.apply_full {
-                        let base = role.base.clone().context("a delta without a base")?;
-                        let g = tokio::task::spawn_blocking(move || {
-                            delta::apply(&base, &delta, &hub_key)
-                        })
-                        .await??;
-                        anyhow::ensure!(
-                            g.info().number == to,
-                            "the delta made the wrong generation"
-                        );
-                    }
-                    core.hotlist_applied(&source, to);
-                    outcomes.push(Outcome::Applied {
-                        at: Instant::now(),
-                        delta_bytes,
-                    });
-                }
-                EdgeEvent::LocalEntries(doc) => {
-                    if role.apply_full {
-                        tokio::task::spawn_blocking(move || {
-                            alpr_shared::hotlist::local::LocalEntriesDoc::load(&doc)
-                        })
-                        .await??;
-                    }
-                    outcomes.push(Outcome::Local { at: Instant::now() });
-                }
-                EdgeEvent::Refused(r) => anyhow::bail!("{name}: refused: {r:?}"),
-                EdgeEvent::HotlistRefused { why, .. } => {
-                    anyhow::bail!("{name}: list refused: {why}")
-                }
-                _ => {}
-            }
-        }
-        if !outcomes.is_empty() {
-            while let Some(o) = core.poll_transmit(now(), &NoLog) {
-                quic::write_frame(&mut send, &o.frame).await?;
-            }
-            let whole = outcomes.iter().any(|o| matches!(o, Outcome::Whole(_)));
-            for o in outcomes.drain(..) {
-                let _ = result.send(Ok(o)).await;
-            }
-            if whole {
-                // The seed edge's work is done: it leaves.
-                break;
-            }
-        }
-        let frame = tokio::select! {
-            _ = done.cancelled() => break,
-            f = quic::read_frame(&mut recv, Lane::Control.max_frame_from_hub()) => f?,
-        };
-        core.handle_frame(frame, now(), &NoLog);
-    }
-    conn.close(quic::CLOSE_SHUTDOWN.into(), b"done");
-    Ok(())
-}
-
 fn list_rows(n: usize, seed: u64) -> Vec<HotEntry> {
     let mut rows = sample::entries(n, seed);
     rows.retain(|e| e.category != Category::Immigration);
     rows
 }
 
+/// The edge binary: `--edge-bin`, else `edge` beside this binary.
+fn edge_binary(args: &PushArgs) -> anyhow::Result<PathBuf> {
+    if let Some(p) = &args.edge_bin {
+        return Ok(p.clone());
+    }
+    let me = std::env::current_exe().context("finding this binary")?;
+    let beside = me.with_file_name("edge");
+    anyhow::ensure!(
+        beside.exists(),
+        "the simulated edges run in the edge binary, and there is none at {} \
+         (build it: cargo build --release -p alpr-edge, or pass --edge-bin)",
+        beside.display()
+    );
+    Ok(beside)
+}
+
+/// Node certificates for the seed (`bench-00000`) and the N edges, one
+/// folder each under `dir`.
+fn write_edges(
+    dir: &Path,
+    authority: &alpr_shared::pki::Authority,
+    edges: usize,
+) -> anyhow::Result<()> {
+    for i in 0..=edges {
+        let name = DeviceId::new(format!("bench-{i:05}"))?;
+        let (issued, _) = authority.issue_device(&name, DeviceKind::Pole, 30)?;
+        let folder = dir.join(name.as_str());
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(folder.join("node.crt"), issued.cert_pem.as_bytes())?;
+        std::io::Write::write_all(
+            &mut alpr_shared::private::create_private_file(&folder.join("node.key"))?,
+            issued.key_pem.as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
 pub async fn run(args: PushArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.edges > 0, "need at least one edge");
+    let edge_bin = edge_binary(&args)?;
     let base_dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let dir = tempfile::Builder::new()
         .prefix("hub-bench-push-")
         .tempdir_in(&base_dir)
         .with_context(|| format!("creating a folder in {}", base_dir.display()))?;
+    crate::bench::on_disk(
+        dir.path(),
+        args.allow_tmpfs,
+        "the edges' durable stores would cost nothing",
+    )?;
     let pki = dir.path().join("pki");
     let authority = crate::bench::write_pki(&pki)?;
-    let edges = args.edges.max(1);
-    // Node certificates: the seed edge and the N edges.
-    let mut creds = Vec::with_capacity(edges + 1);
-    for i in 0..=edges {
-        let name = DeviceId::new(format!("bench-{i:05}"))?;
-        let (issued, _) = authority.issue_device(&name, DeviceKind::Pole, 30)?;
-        creds.push((
-            name,
-            issued.cert_pem.into_bytes(),
-            issued.key_pem.as_bytes().to_vec(),
-        ));
-    }
+    let edges_dir = dir.path().join("edges");
+    write_edges(&edges_dir, &authority, args.edges)?;
     let hotlist: crate::hotlist::HotlistConfig =
         toml::from_str("max_change = 0.5\n[[sources]]\nname = \"ncic\"\nformat = \"ncic\"\n")?;
     let config = HubConfig {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: dir.path().join("hub-data"),
-        ca_cert: pki.join("ca.crt"),
-        cert: pki.join("hub.crt"),
-        key: pki.join("hub.key"),
-        max_connections: edges + 16,
-        max_handshakes: edges + 16,
+        max_connections: args.edges + 16,
+        max_handshakes: args.edges + 16,
         hotlist,
-        ..HubConfig::default()
+        ..loopback_config(&dir.path().join("hub-data"), &pki)
     };
-    let ca = std::fs::read(&config.ca_cert)?;
-    let bootstrap = config.data_dir.join(crate::users::BOOTSTRAP_FILE);
-    let cancel = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
-    let Ok(addr) = rx.await else {
-        let why = match server.await {
-            Ok(Err(e)) => format!("{e:#}"),
-            Ok(Ok(())) => "it stopped".into(),
-            Err(e) => e.to_string(),
-        };
-        anyhow::bail!("the hub did not start: {why}");
-    };
-    let done = CancellationToken::new();
-    let result = measure(&args, addr, &ca, &bootstrap, creds, done.clone()).await;
-    done.cancel();
-    cancel.cancel();
-    let _ = server.await;
+    let hub = ServedHub::start(config).await?;
+    let result = measure(&args, &hub, &edge_bin, &pki, &edges_dir, dir.path()).await;
+    let stopped = hub.stop().await;
     let report = result?;
+    stopped?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
-            "{:>6} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}",
-            "edges",
-            "rows",
-            "delta B",
-            "whole ms",
-            "import ms",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "push p99"
-        );
-        println!(
-            "{:>6} {:>8} {:>10} {:>9.0} {:>9.0} {:>9.0} {:>8.0} {:>8.0} {:>8.0}",
-            report.edges,
-            report.rows,
-            report.delta_bytes,
-            report.whole_ms,
-            report.import_ms,
-            report.p50_ms,
-            report.p99_ms,
-            report.max_ms,
-            report.push_p99_ms
-        );
-        println!(
-            "(from the start of the import to applied on each edge; {} edges applied in full; target p99 ≤ 1000 ms)",
-            report.full_applies
-        );
-        println!(
-            "local entry (partial plate) added through the API, to its document on each edge (every --apply-every-th loads it): p50 {:.0} ms, p99 {:.0} ms",
-            report.local_p50_ms, report.local_p99_ms
-        );
+        print_table(&report);
     }
     Ok(())
 }
 
+fn print_table(r: &PushReport) {
+    println!(
+        "hub bench push: {} edges, {} rows ({} bytes), a change of {} delta bytes; on {}",
+        r.edges, r.rows, r.generation_bytes, r.delta_bytes, r.fs
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>9}",
+        "from the operator's request (API) to", "p50 ms", "p99 ms", "max ms"
+    );
+    println!(
+        "{:<52} {:>9.0}",
+        "  the import's answer (parse, build, sign, store)", r.import_ms
+    );
+    println!(
+        "{:<52} {:>9.0} {:>9.0} {:>9.0}",
+        "  the delta delivered to each edge",
+        r.delivered_p50_ms,
+        r.delivered_p99_ms,
+        r.delivered_max_ms
+    );
+    println!(
+        "{:<52} {:>9.0} {:>9.0} {:>9.0}",
+        "  applied on each edge (checked, stored, matcher)",
+        r.applied_p50_ms,
+        r.applied_p99_ms,
+        r.applied_every_edge_ms
+    );
+    println!(
+        "applied on every edge ({} of {}): {:.0} ms (target p99 ≤ 1000 ms)",
+        r.applied_edges, r.edges, r.applied_every_edge_ms
+    );
+    println!(
+        "one edge's apply, delivered to in force: p50 {:.0} ms, p99 {:.0} ms — the {} edges share \
+         this machine's {} cores, so this includes waiting for a core",
+        r.apply_p50_ms, r.apply_p99_ms, r.edges, r.cores
+    );
+    println!(
+        "the whole list to the seed edge: {:.0} ms; a local entry (partial plate) through the API \
+         to its document on each edge: p50 {:.0} ms, p99 {:.0} ms",
+        r.whole_ms, r.local_p50_ms, r.local_p99_ms
+    );
+}
+
+/// The edge process's event lines.
+struct Edges {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    log: PathBuf,
+}
+
+impl Edges {
+    fn start(
+        bin: &Path,
+        hub: std::net::SocketAddr,
+        ca: &Path,
+        dir: &Path,
+        log: PathBuf,
+        per_socket: usize,
+    ) -> anyhow::Result<Edges> {
+        let stderr =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.args(["bench", "push-edges", "--hub", &hub.to_string()])
+            .arg("--ca")
+            .arg(ca)
+            .arg("--dir")
+            .arg(dir)
+            .args(["--edges-per-socket", &per_socket.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("the edges' output")?;
+        Ok(Edges {
+            child,
+            lines: BufReader::new(stdout).lines(),
+            log,
+        })
+    }
+
+    /// The next event, within `within`.
+    async fn next(&mut self, within: Duration) -> anyhow::Result<PushEvent> {
+        loop {
+            let line = tokio::time::timeout(within, self.lines.next_line())
+                .await
+                .map_err(|_| anyhow::anyhow!("no word from the edges for {within:?}"))
+                .and_then(|l| l.context("reading the edges' output"))
+                .and_then(|l| l.context("the edge process ended"))
+                .map_err(|e| e.context(self.log_tail()))?;
+            // (Anything else on stdout is not ours.)
+            let Ok(event) = serde_json::from_str::<PushEvent>(&line) else {
+                continue;
+            };
+            if let PushEvent::Failed { edge, error } = &event {
+                anyhow::bail!("edge {edge} failed: {error}");
+            }
+            return Ok(event);
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "the edge process's last log lines:\n{}",
+            lines[lines.len().saturating_sub(20)..].join("\n")
+        )
+    }
+
+    /// Close its input (it disconnects every edge and exits).
+    async fn stop(mut self) -> anyhow::Result<()> {
+        drop(self.child.stdin.take());
+        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(status) => {
+                let status = status?;
+                anyhow::ensure!(status.success(), "the edge process: {status}");
+            }
+            Err(_) => {
+                let _ = self.child.kill().await;
+                anyhow::bail!("the edge process did not stop within 60 s");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one run timed (milliseconds).
+struct Timings {
+    whole_ms: f64,
+    generation_bytes: u64,
+    import_ms: f64,
+    delta_bytes: u64,
+    delivered: Vec<f64>,
+    applied: Vec<f64>,
+    apply: Vec<f64>,
+    local: Vec<f64>,
+}
+
+fn ms_since(t0_us: u64, at_us: u64) -> f64 {
+    at_us.saturating_sub(t0_us) as f64 / 1e3
+}
+
 async fn measure(
     args: &PushArgs,
-    addr: SocketAddr,
-    ca: &[u8],
-    bootstrap: &std::path::Path,
-    creds: Vec<(DeviceId, Vec<u8>, Vec<u8>)>,
-    done: CancellationToken,
+    hub: &ServedHub,
+    edge_bin: &Path,
+    pki: &Path,
+    edges_dir: &Path,
+    dir: &Path,
 ) -> anyhow::Result<PushReport> {
-    use crate::api::client::ApiClient;
-    // An administrator, then an operator who may import.
-    let b: crate::users::BootstrapFile = serde_json::from_slice(&std::fs::read(bootstrap)?)?;
-    let url = format!("https://{}", b.api);
-    let user = |name: &str, role| crate::users::NewUser {
-        username: name.into(),
-        agency: "BENCH0000".into(),
-        title: "bench".into(),
-        role,
-        password: "bench-password-0123".into(),
-        training_completed: "2026-01-01".into(),
-        training_expires: "2099-01-01".into(),
-    };
-    let _: crate::users::UserView = ApiClient::connect(&url, ca)
-        .await?
-        .post(
-            "/api/v1/bootstrap",
-            &crate::api::users::BootstrapRequest {
-                token: b.token,
-                user: user("admin", crate::users::Role::Administrator),
-            },
-        )
-        .await?;
-    let login = |name: &'static str| {
-        let url = url.clone();
-        async move {
-            let mut c = ApiClient::connect(&url, ca).await?;
-            let l: crate::users::Login = c
-                .post(
-                    "/api/v1/login",
-                    &crate::api::users::LoginRequest {
-                        username: name.into(),
-                        password: "bench-password-0123".into(),
-                    },
-                )
-                .await?;
-            c.token = Some(l.token);
-            anyhow::Ok(c)
-        }
-    };
-    let mut admin = login("admin").await?;
-    let _: serde_json::Value = admin
-        .post("/api/v1/users", &user("op", crate::users::Role::Operator))
-        .await?;
-    let mut op = login("op").await?;
     let import_path = "/api/v1/hotlists/ncic/import?format=ncic";
-
+    let mut op = hub.operator().await?;
     let mut rows = list_rows(args.rows, 1);
     let _: serde_json::Value = op.post_bytes(import_path, sample::ncic(&rows)).await?;
 
-    let liveness = Liveness {
-        keep_alive: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(120),
-    };
-    let per_socket = args.edges_per_socket.max(1);
-    let mut endpoints: Vec<quinn::Endpoint> = Vec::new();
-    for _ in 0..(args.edges + 1).div_ceil(per_socket) {
-        endpoints.push(quinn::Endpoint::client(SocketAddr::from((
-            [127, 0, 0, 1],
-            0,
-        )))?);
-    }
-    let mut spawned = 0usize;
-    let connecting = Arc::new(tokio::sync::Semaphore::new(32));
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(args.edges + 1);
-    // Room for each edge's outcomes of every phase (documents at welcome,
-    // the delta, the local entry).
-    let (res_tx, mut res_rx) = tokio::sync::mpsc::channel(4 * (args.edges + 1));
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut creds = creds.into_iter();
-    let mut spawn = |tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-                     (name, cert, key): (DeviceId, Vec<u8>, Vec<u8>),
-                     role: EdgeRole|
-     -> anyhow::Result<()> {
-        let cfg = quic::client_config(ca, &cert, &key, ALPN, liveness)?;
-        let endpoint = endpoints
-            .get(spawned / per_socket)
-            .context("no endpoint left")?
-            .clone();
-        spawned += 1;
-        tasks.spawn(edge(
-            endpoint,
-            cfg,
-            addr,
-            name,
-            role,
-            ready_tx.clone(),
-            res_tx.clone(),
-            done.clone(),
-            connecting.clone(),
-        ));
-        Ok(())
-    };
-
-    // The seed edge holds nothing: generation 1 comes whole.
-    let t = Instant::now();
-    spawn(
-        &mut tasks,
-        creds.next().context("no seed edge")?,
-        EdgeRole {
-            base: None,
-            apply_full: true,
-        },
+    let mut edges = Edges::start(
+        edge_bin,
+        hub.addr,
+        &pki.join("ca.crt"),
+        edges_dir,
+        dir.join("edges.log"),
+        args.edges_per_socket,
     )?;
-    let base = loop {
-        match res_rx.recv().await.context("the seed edge stopped")?? {
-            Outcome::Whole(g) => break g,
-            Outcome::Applied { .. } => anyhow::bail!("the seed edge got a delta"),
-            Outcome::Local { .. } => {}
-        }
-    };
-    // (It leaves before its welcome: the list comes first.)
-    let whole_ms = t.elapsed().as_secs_f64() * 1e3;
-
-    // N edges holding generation 1, all connected and welcomed.
-    let every = args.apply_every.max(1);
-    for (i, c) in creds.enumerate() {
-        spawn(
-            &mut tasks,
-            c,
-            EdgeRole {
-                base: Some(base.clone()),
-                apply_full: i % every == 0,
-            },
-        )?;
-    }
-    let mut welcomed = 0;
-    while welcomed < args.edges {
-        tokio::select! {
-            r = ready_rx.recv() => {
-                r.context("edges stopped")?;
-                welcomed += 1;
-            }
-            // (The seed edge's task ends; another's error ends the run.)
-            Some(r) = tasks.join_next() => r.context("an edge task")??,
-        }
-    }
-
-    // The operator's change.
-    let change = args.change.min(rows.len() / 4).max(1);
-    rows.truncate(rows.len() - change);
-    rows.extend(list_rows(change, 2));
-    let file = sample::ncic(&rows);
-    // A fresh API connection: the first may have idled out meanwhile.
-    let mut op = login("op").await?;
-    let started = Instant::now();
-    let t0: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let _ = t0.set(started);
-    let _: serde_json::Value = op.post_bytes(import_path, file).await?;
-    let imported = started.elapsed();
-    let mut lat = Vec::with_capacity(args.edges);
-    let mut push = Vec::with_capacity(args.edges);
-    let mut delta_bytes = 0;
-    while lat.len() < args.edges {
-        let r = tokio::select! {
-            r = res_rx.recv() => r.context("edges stopped")?,
-            Some(r) = tasks.join_next() => {
-                r.context("an edge task")??;
-                continue;
-            }
-            _ = tokio::time::sleep(Duration::from_secs(120)) => {
-                anyhow::bail!("{} of {} edges applied the change after 120 s", lat.len(), args.edges)
+    let outcome = async {
+        // Setting up takes a while with many edges: each opens its store.
+        let setup = Duration::from_secs(600);
+        let (whole_ms, generation_bytes) = loop {
+            if let PushEvent::Whole { ms, bytes, .. } = edges.next(setup).await? {
+                break (ms, bytes);
             }
         };
-        match r? {
-            Outcome::Applied { at, delta_bytes: d } => {
-                delta_bytes = d;
-                let since = at.duration_since(started);
-                lat.push(since.as_secs_f64() * 1e3);
-                push.push(since.saturating_sub(imported).as_secs_f64() * 1e3);
+        loop {
+            if let PushEvent::Ready { edges: n } = edges.next(setup).await? {
+                anyhow::ensure!(n == args.edges, "{n} of {} edges connected", args.edges);
+                break;
             }
-            Outcome::Whole(_) | Outcome::Local { .. } => {}
         }
-    }
 
-    // An operator's local entry: a partial plate from a witness.
-    let fields = alpr_shared::hotlist::local::EntryFields {
-        plate: Some("7AB*".into()),
-        reason: Some("bench: hit and run".into()),
-        ..Default::default()
-    };
-    let local_started = Instant::now();
-    let _: serde_json::Value = op.post("/api/v1/hotlist/local", &fields).await?;
-    let mut local = Vec::with_capacity(args.edges);
-    while local.len() < args.edges {
-        let r = tokio::select! {
-            r = res_rx.recv() => r.context("edges stopped")?,
-            Some(r) = tasks.join_next() => {
-                r.context("an edge task")??;
-                continue;
-            }
-            _ = tokio::time::sleep(Duration::from_secs(120)) => {
-                anyhow::bail!("{} of {} edges had the local entry after 120 s", local.len(), args.edges)
-            }
-        };
-        // (Documents sent at welcome came before the entry.)
-        if let Outcome::Local { at } = r? {
-            if at >= local_started {
-                local.push(at.duration_since(local_started).as_secs_f64() * 1e3);
+        // The operator's change, timed from the request.
+        let change = args.change.min(rows.len() / 4).max(1);
+        rows.truncate(rows.len() - change);
+        rows.extend(list_rows(change, 2));
+        let file = sample::ncic(&rows);
+        // A fresh API connection: the first may have idled out meanwhile.
+        let mut op = hub.login("op").await?;
+        let t0 = now_us();
+        let _: serde_json::Value = op.post_bytes(import_path, file).await?;
+        let import_ms = ms_since(t0, now_us());
+        let mut delivered = vec![None; args.edges];
+        let mut applied = vec![None; args.edges];
+        let mut delta_bytes = 0;
+        let mut pending = 2 * args.edges;
+        while pending > 0 {
+            match edges.next(setup).await? {
+                PushEvent::Delivered {
+                    edge, at_us, bytes, ..
+                } => {
+                    delta_bytes = bytes;
+                    if let Some(d) = delivered.get_mut(edge) {
+                        pending -= usize::from(d.replace(at_us).is_none());
+                    }
+                }
+                PushEvent::Applied {
+                    edge,
+                    at_us,
+                    generation,
+                } => {
+                    anyhow::ensure!(
+                        generation == 2,
+                        "edge {edge} applied generation {generation}"
+                    );
+                    if let Some(a) = applied.get_mut(edge) {
+                        pending -= usize::from(a.replace(at_us).is_none());
+                    }
+                }
+                _ => {}
             }
         }
-    }
-    done.cancel();
-    while let Some(r) = tasks.join_next().await {
-        r.context("an edge task")??;
-    }
-    for e in &endpoints {
-        e.wait_idle().await;
-    }
-    lat.sort_by(f64::total_cmp);
-    push.sort_by(f64::total_cmp);
-    local.sort_by(f64::total_cmp);
+        let mut apply = Vec::new();
+        for (d, a) in delivered.iter().zip(&applied) {
+            if let (Some(d), Some(a)) = (d, a) {
+                apply.push(ms_since(*d, *a));
+            }
+        }
+        let delivered: Vec<f64> = delivered
+            .iter()
+            .flatten()
+            .map(|&at| ms_since(t0, at))
+            .collect();
+        let applied: Vec<f64> = applied
+            .iter()
+            .flatten()
+            .map(|&at| ms_since(t0, at))
+            .collect();
+
+        // An operator's local entry: a partial plate from a witness.
+        let fields = alpr_shared::hotlist::local::EntryFields {
+            plate: Some("7AB*".into()),
+            reason: Some("bench: hit and run".into()),
+            ..Default::default()
+        };
+        let t1 = now_us();
+        let _: serde_json::Value = op.post("/api/v1/hotlist/local", &fields).await?;
+        let mut local = vec![None; args.edges];
+        let mut waiting = args.edges;
+        while waiting > 0 {
+            // (Documents sent at welcome came before the entry.)
+            if let PushEvent::Local { edge, at_us } = edges.next(setup).await? {
+                if at_us >= t1 {
+                    if let Some(l) = local.get_mut(edge) {
+                        waiting -= usize::from(l.replace(ms_since(t1, at_us)).is_none());
+                    }
+                }
+            }
+        }
+        let local: Vec<f64> = local.into_iter().flatten().collect();
+        anyhow::Ok(Timings {
+            whole_ms,
+            generation_bytes,
+            import_ms,
+            delta_bytes,
+            delivered,
+            applied,
+            apply,
+            local,
+        })
+    };
+    let outcome = outcome.await;
+    let stopped = edges.stop().await;
+    let t = outcome?;
+    stopped?;
+    let sorted = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (delivered, applied, apply, local) = (
+        sorted(t.delivered),
+        sorted(t.applied),
+        sorted(t.apply),
+        sorted(t.local),
+    );
     Ok(PushReport {
         edges: args.edges,
-        rows: base.info().rows,
-        generation_bytes: base.bytes().len(),
-        delta_bytes,
-        full_applies: args.edges.div_ceil(every),
-        whole_ms,
-        import_ms: imported.as_secs_f64() * 1e3,
-        p50_ms: percentile(&lat, 0.50),
-        p99_ms: percentile(&lat, 0.99),
-        max_ms: lat.last().copied().unwrap_or(0.0),
-        push_p50_ms: percentile(&push, 0.50),
-        push_p99_ms: percentile(&push, 0.99),
+        rows: rows.len() as u64,
+        generation_bytes: t.generation_bytes,
+        delta_bytes: t.delta_bytes,
+        whole_ms: t.whole_ms,
+        import_ms: t.import_ms,
+        delivered_p50_ms: percentile(&delivered, 0.50),
+        delivered_p99_ms: percentile(&delivered, 0.99),
+        delivered_max_ms: delivered.last().copied().unwrap_or(0.0),
+        applied_p50_ms: percentile(&applied, 0.50),
+        applied_p99_ms: percentile(&applied, 0.99),
+        applied_every_edge_ms: applied.last().copied().unwrap_or(0.0),
+        applied_edges: applied.len(),
+        apply_p50_ms: percentile(&apply, 0.50),
+        apply_p99_ms: percentile(&apply, 0.99),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         local_p50_ms: percentile(&local, 0.50),
         local_p99_ms: percentile(&local, 0.99),
+        fs: crate::bench::filesystem_of(dir),
     })
 }

@@ -14,13 +14,15 @@
 //!
 //! [`matcher::Matcher`] holds both and matches every alternative of a
 //! read against them, saying how each hit matched ([`MatchKind`]).
-//! [`sample`] writes realistic extracts for tests and benchmarks.
+//! [`sample`] writes realistic extracts for tests and benchmarks;
+//! [`push_events`] is what `hub bench push` hears from its simulated edges.
 
 pub mod delta;
 pub mod generation;
 pub mod import;
 pub mod local;
 pub mod matcher;
+pub mod push_events;
 pub mod sample;
 
 use serde::{Deserialize, Serialize};

@@ -72,14 +72,20 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl TempCluster {
-    /// Make and start a cluster.
+    /// Make and start a cluster in the system's temporary folder.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_in(&std::env::temp_dir())
+    }
+
+    /// Make and start a cluster in a new folder inside `parent` (which the
+    /// server's user must be able to enter).
+    pub fn start_in(parent: &Path) -> anyhow::Result<Self> {
         let bin = server_bin()?;
         let run_as = is_root().then(|| "postgres".to_owned());
         let dir = tempfile::Builder::new()
             .prefix("alpr-pg-")
-            .tempdir()
-            .context("making the cluster's folder")?;
+            .tempdir_in(parent)
+            .with_context(|| format!("making the cluster's folder in {}", parent.display()))?;
         if let Some(user) = &run_as {
             let status = Command::new("chown")
                 .arg(user)
@@ -115,7 +121,8 @@ impl TempCluster {
         Ok(cluster)
     }
 
-    fn data_dir(&self) -> PathBuf {
+    /// The cluster's data folder.
+    pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
