@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alpr_shared::types::{
-    confidence_from_f32, Hash32, Location, ReadContent, TimeSource, UnixMillis,
+    confidence_from_f32, Confidence, Hash32, Location, ReadContent, TimeSource, UnixMillis,
 };
 
 use crate::capture::gps::GpsHandle;
@@ -184,9 +184,13 @@ pub struct Pipeline {
     alerter: Option<crate::alert::Alerter>,
 }
 
-/// A read ready to store: the read, the file it came from, and its texts
-/// (best first, then the recogniser's alternatives) for matching.
-type Pending = (NewRead, String, Vec<String>);
+/// A read ready to store: the read, the file it came from, and the
+/// recogniser's alternatives with their probabilities, for matching.
+struct Pending {
+    read: NewRead,
+    file: String,
+    alternatives: Vec<(String, Confidence)>,
+}
 
 impl Pipeline {
     /// Load the models (a clear error if they are missing or altered) and
@@ -395,42 +399,30 @@ impl Pipeline {
         if reads.is_empty() && cursor.is_none() {
             return Ok(0);
         }
-        let mut texts = Vec::with_capacity(reads.len());
-        let (reads, files): (Vec<NewRead>, Vec<String>) = reads
+        let (reads, rest): (Vec<NewRead>, Vec<_>) = reads
             .into_iter()
-            .map(|(r, f, t)| {
-                texts.push(t);
-                (r, f)
+            .map(|p| {
+                let shown = (
+                    p.read.content.plate.clone(),
+                    p.file,
+                    f32::from(p.read.content.confidence) / 100.0,
+                    p.read.time_source,
+                    p.read.content.location.clone(),
+                );
+                (p.read, (shown, p.alternatives))
             })
             .unzip();
-        let shown: Vec<(String, f32, TimeSource, Location)> = reads
-            .iter()
-            .map(|r| {
-                (
-                    r.content.plate.clone(),
-                    f32::from(r.content.confidence) / 100.0,
-                    r.time_source,
-                    r.content.location.clone(),
-                )
-            })
-            .collect();
         let results = store
             .commit_capture_blocking(reads, cursor)
             .context("storing the reads")?;
         let mut stored = 0;
         let mut to_match = Vec::new();
-        for (((r, file), (plate, pct, ts, loc)), texts) in
-            results.into_iter().zip(files).zip(shown).zip(texts)
-        {
+        for (r, ((best, file, pct, ts, loc), alternatives)) in results.into_iter().zip(rest) {
             match r {
                 Ok(appended) => {
                     stored += 1;
-                    to_match.push(crate::alert::StoredRead {
-                        seq: appended.seq,
-                        texts,
-                    });
                     info!(
-                        plate = %plate,
+                        plate = %best,
                         confidence = format_args!("{pct:.1}%"),
                         file = %file,
                         entry = appended.seq,
@@ -438,9 +430,14 @@ impl Pipeline {
                         location = ?loc.to_string(),
                         "plate read"
                     );
+                    to_match.push(crate::alert::StoredRead {
+                        seq: appended.seq,
+                        best,
+                        alternatives,
+                    });
                 }
                 Err(e) => {
-                    warn!(plate = %plate, file = %file, error = %e, "read refused by the store")
+                    warn!(plate = %best, file = %file, error = %e, "read refused by the store")
                 }
             }
         }
@@ -509,8 +506,8 @@ impl Pipeline {
             || frame.source.clone(),
             |f| f.to_string_lossy().into_owned(),
         );
-        Ok((
-            NewRead {
+        Ok(Pending {
+            read: NewRead {
                 content,
                 captured_at,
                 time_source,
@@ -518,10 +515,12 @@ impl Pipeline {
                 overview,
             },
             file,
-            std::iter::once(plate.text.clone())
-                .chain(plate.alternatives.iter().map(|a| a.text.clone()))
+            alternatives: plate
+                .alternatives
+                .iter()
+                .map(|a| (a.text.clone(), confidence_from_f32(a.probability)))
                 .collect(),
-        ))
+        })
     }
 }
 

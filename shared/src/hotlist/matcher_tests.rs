@@ -48,9 +48,21 @@ fn local(id: &str, plate: &str, state: &str) -> LocalEntry {
     }
 }
 
+/// The recogniser's probability of alternative `rank` in these tests.
+fn probability(rank: usize) -> Confidence {
+    (5_000 / (rank + 1)) as Confidence
+}
+
+/// Match `texts` (the best first, then the alternatives).
 fn run(m: &Matcher, texts: &[&str], state: Option<&str>) -> Vec<Hit> {
+    let alternatives: Vec<(&str, Confidence)> = texts
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(rank, t)| (*t, probability(rank)))
+        .collect();
     let mut out = Vec::new();
-    m.match_read(texts, state, NOW, &mut out);
+    m.match_read(texts[0], &alternatives, state, NOW, &mut out);
     out
 }
 
@@ -215,7 +227,16 @@ fn one_entry_hit_by_several_texts_is_reported_once_at_its_strongest() {
         .filter(|h| matches!(h.list, ListRef::Bulk { .. }))
         .collect();
     assert_eq!(bulk.len(), 1);
-    assert_eq!(bulk[0].kind, MatchKind::Exact);
+    assert_eq!(
+        bulk[0].kind,
+        MatchKind::Alternative {
+            best: "7A8C123".into(),
+            rank: 1,
+            probability: probability(1),
+            how: Box::new(MatchKind::Exact),
+        },
+        "the exact match of the first alternative, naming the plate as read"
+    );
     assert_eq!(bulk[0].matched_text, "7ABC123");
     let wild: Vec<_> = h
         .iter()
@@ -228,7 +249,37 @@ fn one_entry_hit_by_several_texts_is_reported_once_at_its_strongest() {
         "the best-ranked text that matched"
     );
     // Strongest first.
-    assert_eq!(h[0].kind, MatchKind::Exact);
+    assert_eq!(h[0].kind.strength(), MatchKind::Exact.strength());
+}
+
+/// The case of a wrong stop: `YG9*` listed, the plate read YG8E4F, its
+/// first alternative YG9E4F. The hit says so: the best reading, the
+/// alternative's rank and probability, how the alternative matched.
+#[test]
+fn a_hit_on_an_alternative_names_the_plate_as_read() {
+    let m = Matcher::new(Vec::new(), vec![local("w", "YG9*", "")], &[]);
+    let h = run(&m, &["YG8E4F", "YG9E4F", "YG8E4"], None);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].matched_text, "YG9E4F");
+    assert_eq!(
+        h[0].kind,
+        MatchKind::Alternative {
+            best: "YG8E4F".into(),
+            rank: 1,
+            probability: probability(1),
+            how: Box::new(MatchKind::Wildcard {
+                pattern: "YG9*".into()
+            }),
+        }
+    );
+    // The plate as read matching: a plain kind, whatever else matched.
+    let h = run(&m, &["YG9E4F", "YG8E4F"], None);
+    assert_eq!(
+        h[0].kind,
+        MatchKind::Wildcard {
+            pattern: "YG9*".into()
+        }
+    );
 }
 
 #[test]
@@ -279,7 +330,7 @@ fn matching_during_a_swap_never_misses_an_entry_in_both_generations() {
         for p in both.iter().skip(round).step_by(7) {
             let m = current.read().expect("lock").clone();
             let mut out = Vec::new();
-            m.match_read(&[p], None, NOW, &mut out);
+            m.match_read(p, &[], None, NOW, &mut out);
             if !out.iter().any(|h| h.entry.plate == *p) {
                 misses += 1;
             }
@@ -298,6 +349,7 @@ fn rank(kind: &MatchKind) -> usize {
         MatchKind::StateDiffers { .. } => 2,
         MatchKind::OcrEquivalent { substitutions } => 3 + substitutions.len(),
         MatchKind::Wildcard { .. } => 10,
+        MatchKind::Alternative { .. } => unreachable!("the reference ranks plain kinds"),
     }
 }
 
@@ -394,9 +446,22 @@ fn reference(
             }
         }
     }
+    // A hit on an alternative names the best text, its rank, its
+    // probability.
     let mut out: Vec<_> = best
         .into_iter()
-        .map(|(key, _, kind, plate, text)| (key.0, 0, plate, kind, text))
+        .map(|(key, (_, ti), kind, plate, text)| {
+            let kind = match ti {
+                0 => kind,
+                _ => MatchKind::Alternative {
+                    best: texts[0].to_string(),
+                    rank: ti as u8,
+                    probability: probability(ti),
+                    how: Box::new(kind),
+                },
+            };
+            (key.0, 0, plate, kind, text)
+        })
         .collect();
     out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     out
