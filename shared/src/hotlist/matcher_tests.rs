@@ -1,9 +1,7 @@
-use std::sync::RwLock;
-
 use proptest::prelude::*;
 
 use super::*;
-use crate::hotlist::generation::tests::{entries, entry, info, key};
+use crate::hotlist::generation::tests::{entry, info, key};
 use crate::hotlist::generation::GenerationInfo;
 use crate::hotlist::{ListSettings, Removal};
 
@@ -302,42 +300,6 @@ fn many_wildcards_still_find_theirs() {
             "{p}"
         );
     }
-}
-
-/// Matching while generations are swapped (an `Arc` replacement) never
-/// misses an entry present in both.
-#[test]
-fn matching_during_a_swap_never_misses_an_entry_in_both_generations() {
-    let settings = ListSettings::default();
-    let g1 = generation(1, settings.clone(), entries(0..3000));
-    let g2 = generation(2, settings, entries(1500..4500));
-    let m1 = Arc::new(Matcher::new(vec![g1], Vec::new(), &[]));
-    let m2 = Arc::new(Matcher::new(vec![g2], Vec::new(), &[]));
-    let current = Arc::new(RwLock::new(m1.clone()));
-    let swapper = {
-        let current = current.clone();
-        std::thread::spawn(move || {
-            for k in 0..2000 {
-                let next = if k % 2 == 0 { m2.clone() } else { m1.clone() };
-                *current.write().expect("lock") = next;
-                std::thread::yield_now();
-            }
-        })
-    };
-    let both: Vec<String> = (1500..3000).map(|k| entry(k).plate).collect();
-    let mut misses = 0;
-    for round in 0..20 {
-        for p in both.iter().skip(round).step_by(7) {
-            let m = current.read().expect("lock").clone();
-            let mut out = Vec::new();
-            m.match_read(p, &[], None, NOW, &mut out);
-            if !out.iter().any(|h| h.entry.plate == *p) {
-                misses += 1;
-            }
-        }
-    }
-    swapper.join().expect("swapper");
-    assert_eq!(misses, 0);
 }
 
 // The naive reference: every entry of every list against every text.
