@@ -84,6 +84,47 @@ pub fn photo_edge(
     Ok((edge, node))
 }
 
+/// One plate as the recogniser reads it: the best text, then its
+/// alternatives, most probable first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub text: String,
+    pub alternatives: Vec<String>,
+}
+
+/// What the recogniser reads on `photo` with the team's models (`edge
+/// recognize --json`, as an edge's pipeline reads it): one [`Reading`] per
+/// plate.
+pub fn recognised(photo: &Path) -> anyhow::Result<Vec<Reading>> {
+    let out = Command::new(bin("edge")?)
+        .args(["recognize", "--json", "--models"])
+        .arg(shared_dir().join("models"))
+        .arg(photo)
+        .env("NO_COLOR", "1")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "edge recognize: {}",
+        output_text(&out)
+    );
+    let mut found = Vec::new();
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        for p in v["plates"].as_array().into_iter().flatten() {
+            found.push(Reading {
+                text: p["text"].as_str().unwrap_or_default().to_owned(),
+                alternatives: p["alternatives"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["text"].as_str().map(str::to_owned))
+                    .collect(),
+            });
+        }
+    }
+    Ok(found)
+}
+
 /// The plate `edge` read from its photo (its "plate read" log line), once
 /// the hub acknowledged everything the node holds; each wait at most
 /// `limit`. An edge that stops first is an error with its log's tail.

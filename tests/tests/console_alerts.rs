@@ -98,7 +98,12 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
         row.contains(&format!("<td class=\"alert-plate plate\">{plate}</td>")),
         "{row}"
     );
-    assert!(row.contains("class=\"match-kind\""), "{row}");
+    // The photo's plate is the listed one; the recogniser reads no state.
+    assert!(
+        row.contains("<td class=\"match-kind\">plate exact, state not read (check it)</td>"),
+        "{row}"
+    );
+    assert!(!row.contains("ALTERNATIVE READING"), "{row}");
     assert!(
         row.contains("<img class=\"photo\" src=\"data:image/jpeg;base64,"),
         "the crop is inlined once the hub holds it: {row}"

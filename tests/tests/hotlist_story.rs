@@ -127,7 +127,10 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
         .find(|a| a["past_match"] == false)
         .expect("a live alert");
     assert_eq!(a["matched_text"], plate.as_str());
+    assert_eq!(a["plate_read"], plate.as_str());
     assert_eq!(a["listed_plate"], plate.as_str());
+    // The officer's entry is the plate as read; no state is read.
+    assert_eq!(a["match_kind"], "plate exact, state not read (check it)");
     assert!(
         a["list"].as_str().is_some_and(|l| l.contains(&id)),
         "the alert names the local entry: {a}"
