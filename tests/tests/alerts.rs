@@ -20,15 +20,7 @@ use alpr_e2e::{photo_edge, plate_read, recognised, shared_dir, wait_for, Edge, H
 use alpr_e2e::{CAR_PHOTO, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.9
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+use alpr_e2e::NCIC_SOURCES as SOURCES;
 
 fn alerts(hub: &Hub, user: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let o = hub.run_as(user, &["alerts", "--json"])?;
@@ -36,15 +28,22 @@ fn alerts(hub: &Hub, user: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(serde_json::from_slice(&o.stdout)?)
 }
 
-#[test]
-fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let pki = Pki::create_in(dir.path())?;
-    let hub = Hub::start_with(&pki, dir.path(), &[], SOURCES)?;
+/// A hub with the NCIC source, an operator `op1` and an officer `ofc1`,
+/// both logged in.
+fn hub_with_users(dir: &std::path::Path) -> anyhow::Result<(Pki, Hub)> {
+    let pki = Pki::create_in(dir)?;
+    let hub = Hub::start_with(&pki, dir, &[], SOURCES)?;
     hub.add_user("op1", "operator", TRAINED)?;
     hub.login("op1")?;
     hub.add_user("ofc1", "officer", TRAINED)?;
     hub.login("ofc1")?;
+    Ok((pki, hub))
+}
+
+#[test]
+fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (pki, hub) = hub_with_users(dir.path())?;
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration);
     // Generation 1: the baseline, without the photo's plate.
@@ -107,12 +106,7 @@ fn edge_cmd(edge: &Edge, args: &[&str]) -> anyhow::Result<std::process::Output> 
 
 fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let pki = Pki::create_in(dir.path())?;
-    let hub = Hub::start_with(&pki, dir.path(), &[], SOURCES)?;
-    hub.add_user("op1", "operator", TRAINED)?;
-    hub.login("op1")?;
-    hub.add_user("ofc1", "officer", TRAINED)?;
-    hub.login("ofc1")?;
+    let (pki, hub) = hub_with_users(dir.path())?;
     // Learn the plate this photo reads as, on a first node.
     let scout_dir = dir.path().join("scout");
     std::fs::create_dir_all(&scout_dir)?;
@@ -191,12 +185,7 @@ fn an_alternative_reading_that_matches_is_shown_beside_the_plate_read() -> anyho
         .position(|a| *a == alternative)
         .unwrap_or_default();
     let dir = tempfile::tempdir()?;
-    let pki = Pki::create_in(dir.path())?;
-    let hub = Hub::start_with(&pki, dir.path(), &[], SOURCES)?;
-    hub.add_user("op1", "operator", TRAINED)?;
-    hub.login("op1")?;
-    hub.add_user("ofc1", "officer", TRAINED)?;
-    hub.login("ofc1")?;
+    let (pki, hub) = hub_with_users(dir.path())?;
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration && e.plate != reading.text);
     rows.push(sample::planted(

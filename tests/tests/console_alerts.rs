@@ -21,15 +21,7 @@ use alpr_e2e::output_text as out;
 use alpr_e2e::{photo_edge, plate_read, wait_for, Hub, Pki, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.9
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+use alpr_e2e::NCIC_SOURCES as SOURCES;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()

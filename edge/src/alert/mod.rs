@@ -195,7 +195,9 @@ impl Alerter {
     }
 }
 
-/// The in-car line for an alert (none for a covert one).
+/// The in-car line for an alert (none for a covert one). Like every log
+/// line it names no plate, place or person: the alert's number says where
+/// to look (`edge alert show`).
 fn announce(seq: u64, r: &AlertRecord) {
     if r.covert {
         tracing::debug!(alert = seq, "covert hit recorded (no in-car alert)");
@@ -203,19 +205,14 @@ fn announce(seq: u64, r: &AlertRecord) {
     }
     info!(
         alert = seq,
-        plate = %r.plate_read(),
-        alternative = ?r.alternative().map(|a| a.text),
-        listed = %r.entry.plate,
-        state = %r.entry.state,
+        read = r.read_seq,
         category = %r.entry.category,
         level = ?r.level,
-        list = %list_name(&r.list),
-        kind = %r.kind_text(),
+        kind = r.kind.name(),
         list_age_s = r.list_age_ms / 1000,
         stale = r.list_stale,
         past_match = r.past_match,
-        "ALERT {} ({}): verify through the state system before enforcement",
-        r.plate_read(),
+        "ALERT {seq} ({}): `edge alert show {seq}`; verify through the state system before enforcement",
         r.entry.category
     );
 }

@@ -66,8 +66,15 @@ fn stage(w: &mut LogWriter, alert_seq: u64, stage: Stage) -> SignedEntry {
     .expect("valid")
 }
 
-#[test]
-fn alerts_and_their_stages_are_indexed_at_ingest() {
+/// A hub store, and node car-9's log writer with its first read (not yet
+/// ingested).
+fn car_with_a_read() -> (
+    tempfile::TempDir,
+    RedbStore,
+    DeviceId,
+    LogWriter,
+    SignedEntry,
+) {
     let dir = tempfile::tempdir().expect("tmp");
     let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
     let device = DeviceId::new("car-9").expect("valid");
@@ -79,6 +86,12 @@ fn alerts_and_their_stages_are_indexed_at_ingest() {
             TimeSource::Ntp,
         )
         .expect("read");
+    (dir, store, device, w, read)
+}
+
+#[test]
+fn alerts_and_their_stages_are_indexed_at_ingest() {
+    let (_dir, store, device, mut w, read) = car_with_a_read();
     let plate = read.read().expect("content").plate.clone();
     let a = w
         .append_alert(alert(0, &plate, false), UnixMillis(5_100), TimeSource::Ntp)
@@ -124,17 +137,7 @@ fn alerts_and_their_stages_are_indexed_at_ingest() {
 /// comes first.
 #[test]
 fn an_alternative_reading_is_never_shown_as_the_plate_read() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
-    let device = DeviceId::new("car-9").expect("valid");
-    let mut w = LogWriter::new(SecretKey::from_bytes(&[4; 32]), device.clone());
-    let read = w
-        .append_read(
-            crate::bench::sample_read(0),
-            UnixMillis(5_000),
-            TimeSource::Ntp,
-        )
-        .expect("read");
+    let (_dir, store, device, mut w, read) = car_with_a_read();
     let best = read.read().expect("content").plate.clone();
     let record = AlertRecord {
         kind: MatchKind::Alternative {
