@@ -94,6 +94,25 @@ fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Car `car-2` replaying the photo until it logs an alert, and the alerts
+/// `ofc1` lists there once logged in (`edge alerts --json`).
+fn car_alerts(
+    pki: &Pki,
+    hub: &Hub,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Edge, Vec<serde_json::Value>)> {
+    let (edge, _) = photo_edge(pki, hub, dir, "car-2", Some("5s"))?;
+    wait_for(Duration::from_secs(120), "the ALERT line", || {
+        edge.proc.log_text().contains("ALERT").then_some(())
+    })?;
+    let o = edge_cmd(&edge, &["login", "--user", "ofc1"])?;
+    anyhow::ensure!(o.status.success(), "{}", out(&o));
+    let o = edge_cmd(&edge, &["alerts", "--json"])?;
+    anyhow::ensure!(o.status.success(), "{}", out(&o));
+    let list = serde_json::from_slice(&o.stdout)?;
+    Ok((edge, list))
+}
+
 /// `edge …` as the officer logged in on the node.
 fn edge_cmd(edge: &Edge, args: &[&str]) -> anyhow::Result<std::process::Output> {
     let mut c = std::process::Command::new(alpr_e2e::bin("edge")?);
@@ -118,15 +137,7 @@ fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Re
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
     hub.import_ncic("op1", dir.path(), &rows)?;
 
-    let (edge, _) = photo_edge(&pki, &hub, dir.path(), "car-2", Some("5s"))?;
-    wait_for(Duration::from_secs(120), "the ALERT line", || {
-        edge.proc.log_text().contains("ALERT").then_some(())
-    })?;
-    let o = edge_cmd(&edge, &["login", "--user", "ofc1"])?;
-    assert!(o.status.success(), "{}", out(&o));
-    let o = edge_cmd(&edge, &["alerts", "--json"])?;
-    assert!(o.status.success(), "{}", out(&o));
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)?;
+    let (edge, list) = car_alerts(&pki, &hub, dir.path())?;
     let a = &list[0];
     assert_eq!(a["matched_text"], plate.as_str());
     assert_eq!(a["plate_read"], plate.as_str());
@@ -196,15 +207,7 @@ fn an_alternative_reading_that_matches_is_shown_beside_the_plate_read() -> anyho
     ));
     hub.import_ncic("op1", dir.path(), &rows)?;
 
-    let (edge, _) = photo_edge(&pki, &hub, dir.path(), "car-2", Some("5s"))?;
-    wait_for(Duration::from_secs(120), "the ALERT line", || {
-        edge.proc.log_text().contains("ALERT").then_some(())
-    })?;
-    let o = edge_cmd(&edge, &["login", "--user", "ofc1"])?;
-    assert!(o.status.success(), "{}", out(&o));
-    let o = edge_cmd(&edge, &["alerts", "--json"])?;
-    assert!(o.status.success(), "{}", out(&o));
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)?;
+    let (edge, list) = car_alerts(&pki, &hub, dir.path())?;
     let a = &list[0];
     assert_eq!(
         a["plate_read"],
