@@ -9,11 +9,11 @@ default:
     @just --list
 
 # The end-to-end tests that run a second time on PostgreSQL (nextest filter).
-pg_e2e := "binary(sync) | binary(audit) | binary(console_search) | binary(lawful_access) | binary(holds) | binary(retention)"
+pg_e2e := "binary(sync) | binary(audit) | binary(console_search) | binary(lawful_access) | binary(holds) | binary(retention) | binary(quiet_logs)"
 
 # Build everything, then run every test (the README's test command calls this):
 # all of them on the embedded store, then the end-to-end tests of sync, audit,
-# search, holds and retention again with each hub on PostgreSQL. One throwaway
+# search, holds, retention and quiet logs again with each hub on PostgreSQL. One throwaway
 # cluster serves the whole run (the store's contract tests use it too) and is
 # deleted at the end, pass or fail (scripts/test-pg.sh).
 test:

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alpr_shared::types::{
-    confidence_from_f32, Hash32, Location, ReadContent, TimeSource, UnixMillis,
+    confidence_from_f32, Confidence, Hash32, Location, ReadContent, TimeSource, UnixMillis,
 };
 
 use crate::capture::gps::GpsHandle;
@@ -113,6 +113,18 @@ impl CaptureConfig {
         !self.paths.is_empty() || self.video.is_some() || self.camera_device.is_some()
     }
 
+    /// What kind of source this is, for logs (never its paths or
+    /// address).
+    fn source_kind(&self) -> &'static str {
+        if self.video.is_some() {
+            "video file"
+        } else if self.camera_device.is_some() {
+            "camera"
+        } else {
+            "image replay"
+        }
+    }
+
     fn fuse(&self) -> bool {
         self.fuse
             .unwrap_or(self.video.is_some() || self.camera_device.is_some())
@@ -184,9 +196,14 @@ pub struct Pipeline {
     alerter: Option<crate::alert::Alerter>,
 }
 
-/// A read ready to store: the read, the file it came from, and its texts
-/// (best first, then the recogniser's alternatives) for matching.
-type Pending = (NewRead, String, Vec<String>);
+/// A read ready to store: the read, the frame it came from (its position
+/// in the source, which is what the log says of it), and the recogniser's
+/// alternatives with their probabilities, for matching.
+struct Pending {
+    read: NewRead,
+    frame: u64,
+    alternatives: Vec<(String, Confidence)>,
+}
 
 impl Pipeline {
     /// Load the models (a clear error if they are missing or altered) and
@@ -266,7 +283,13 @@ impl Pipeline {
         // restart: re-reading them must not store those passes again.
         let suppress_below = start.emitted_through;
         let mut position = start.resume_at;
-        info!(source = %source.describe(), resumed_at = position, fuse = self.cfg.fuse(), "capture starting");
+        // Not the source's paths or address: a log line names no place.
+        info!(
+            source = self.cfg.source_kind(),
+            resumed_at = position,
+            fuse = self.cfg.fuse(),
+            "capture starting"
+        );
         let mut tracker = self
             .cfg
             .fuse()
@@ -290,14 +313,14 @@ impl Pipeline {
                 Err(e) => {
                     stats.frames_failed += 1;
                     self.health.frame_failed(&e.to_string());
-                    warn!(error = %e, "frame skipped");
+                    warn!(frame = index, error = %e.cause(), "frame skipped");
                 }
                 Ok(frame) => match self.recogniser.recognise(&frame.image) {
                     Err(e) => {
                         stats.frames_failed += 1;
                         self.health
                             .frame_failed(&format!("{}: recognition failed: {e}", frame.source));
-                        warn!(source = %frame.source, error = %e, "recognition failed; frame skipped");
+                        warn!(frame = index, error = %e, "recognition failed; frame skipped");
                     }
                     Ok(plates) => {
                         let plates: Vec<PlateRead> = plates
@@ -323,7 +346,10 @@ impl Pipeline {
                                 }
                                 for pass in t.push(at, plates) {
                                     if index < suppress_below {
-                                        info!(plate = %pass.read.text, "pass stored before the restart; not stored again");
+                                        info!(
+                                            frame = index,
+                                            "pass stored before the restart; not stored again"
+                                        );
                                         continue;
                                     }
                                     reads.push(self.pass_read(&frame, &pass, &overviews)?);
@@ -395,53 +421,45 @@ impl Pipeline {
         if reads.is_empty() && cursor.is_none() {
             return Ok(0);
         }
-        let mut texts = Vec::with_capacity(reads.len());
-        let (reads, files): (Vec<NewRead>, Vec<String>) = reads
+        // What is matched and logged of each read once stored: its plate
+        // and alternatives go to the matcher; the log gets the frame, the
+        // entry's number, the confidence and the time's source, never the
+        // plate or the place (logs outlive retention and the access log).
+        let (reads, rest): (Vec<NewRead>, Vec<_>) = reads
             .into_iter()
-            .map(|(r, f, t)| {
-                texts.push(t);
-                (r, f)
+            .map(|p| {
+                let shown = (
+                    p.read.content.plate.clone(),
+                    p.frame,
+                    f32::from(p.read.content.confidence) / 100.0,
+                    p.read.time_source,
+                );
+                (p.read, (shown, p.alternatives))
             })
             .unzip();
-        let shown: Vec<(String, f32, TimeSource, Location)> = reads
-            .iter()
-            .map(|r| {
-                (
-                    r.content.plate.clone(),
-                    f32::from(r.content.confidence) / 100.0,
-                    r.time_source,
-                    r.content.location.clone(),
-                )
-            })
-            .collect();
         let results = store
             .commit_capture_blocking(reads, cursor)
             .context("storing the reads")?;
         let mut stored = 0;
         let mut to_match = Vec::new();
-        for (((r, file), (plate, pct, ts, loc)), texts) in
-            results.into_iter().zip(files).zip(shown).zip(texts)
-        {
+        for (r, ((best, frame, pct, ts), alternatives)) in results.into_iter().zip(rest) {
             match r {
                 Ok(appended) => {
                     stored += 1;
                     to_match.push(crate::alert::StoredRead {
                         seq: appended.seq,
-                        texts,
+                        best,
+                        alternatives,
                     });
                     info!(
-                        plate = %plate,
-                        confidence = format_args!("{pct:.1}%"),
-                        file = %file,
                         entry = appended.seq,
+                        frame,
+                        confidence = format_args!("{pct:.1}%"),
                         time_source = %ts,
-                        location = ?loc.to_string(),
-                        "plate read"
+                        "read stored"
                     );
                 }
-                Err(e) => {
-                    warn!(plate = %plate, file = %file, error = %e, "read refused by the store")
-                }
+                Err(e) => warn!(frame, error = %e, "read refused by the store"),
             }
         }
         // After the reads are durable: an alert names a stored read. A
@@ -505,23 +523,21 @@ impl Pipeline {
             crop_hash: Hash32::ZERO,
             overview_hash: Hash32::ZERO,
         };
-        let file = Path::new(&frame.source).file_name().map_or_else(
-            || frame.source.clone(),
-            |f| f.to_string_lossy().into_owned(),
-        );
-        Ok((
-            NewRead {
+        Ok(Pending {
+            read: NewRead {
                 content,
                 captured_at,
                 time_source,
                 crop,
                 overview,
             },
-            file,
-            std::iter::once(plate.text.clone())
-                .chain(plate.alternatives.iter().map(|a| a.text.clone()))
+            frame: frame.seq,
+            alternatives: plate
+                .alternatives
+                .iter()
+                .map(|a| (a.text.clone(), confidence_from_f32(a.probability)))
                 .collect(),
-        ))
+        })
     }
 }
 

@@ -6,13 +6,30 @@
 use std::fmt::Display;
 use std::process::ExitCode;
 
+/// Libraries whose debug lines print the data they carry (tokio-postgres
+/// prints each statement's parameters: plates, places, usernames). They
+/// are held at WARN whatever `RUST_LOG` asks: no log line, at any level,
+/// names a plate, a place or a person.
+const HELD_AT_WARN: &[&str] = &["tokio_postgres", "postgres_protocol"];
+
+/// The filter of `RUST_LOG` (`info` when unset or invalid), with
+/// [`HELD_AT_WARN`] held at WARN.
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let mut filter = rust_log
+        .and_then(|s| tracing_subscriber::EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    for target in HELD_AT_WARN {
+        if let Ok(d) = format!("{target}=warn").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 /// Send `tracing` events to stderr; stdout stays for the command's output.
 pub fn init_logging() {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -86,6 +103,46 @@ pub fn parse_point(s: &str) -> Result<(f64, f64), ArgError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a subscriber with `log_filter(rust_log)` writes of a
+    /// tokio-postgres debug line carrying a plate, and of one of ours.
+    fn written(rust_log: &str) -> String {
+        #[derive(Clone, Default)]
+        struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().expect("sink").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let out = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(log_filter(Some(rust_log)))
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(
+                target: "tokio_postgres::query",
+                "executing statement s1 with parameters: [\"7ABC123\"]"
+            );
+            tracing::debug!(target: "alpr_hub::sync", "ours");
+        });
+        let bytes = sink.0.lock().expect("sink").clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn a_library_that_logs_its_data_is_held_at_warn_whatever_rust_log_asks() {
+        for asked in ["trace", "debug", "tokio_postgres=trace,debug"] {
+            let out = written(asked);
+            assert!(out.contains("ours"), "{asked}: {out}");
+            assert!(!out.contains("7ABC123"), "{asked}: {out}");
+        }
+    }
 
     #[test]
     fn times_and_places_parse_or_say_why() {

@@ -68,6 +68,18 @@ pub fn policy_toml(max_stale: &str, officers: &[String]) -> String {
     )
 }
 
+/// `hub.toml` lines for one bulk list, `ncic`, in NCIC format, matched
+/// OCR-equivalent (for [`Hub::start_with`]; [`Hub::import_ncic`] fills it).
+pub const NCIC_SOURCES: &str = r#"
+[hotlist]
+max_change = 0.9
+
+[[hotlist.sources]]
+name = "ncic"
+format = "ncic"
+strategy = "ocr-equivalent"
+"#;
+
 /// A real photo of a car with a US plate, in [`shared_dir`].
 pub const CAR_PHOTO: &str = "data/plates/us/0b86cecf-67d1-4fc0-87c9-b36b0ee228bb.jpg";
 
@@ -101,27 +113,75 @@ pub fn photo_edge(
     Ok((edge, node))
 }
 
-/// The plate `edge` read from its photo (its "plate read" log line), once
-/// the hub acknowledged everything the node holds; each wait at most
-/// `limit`. An edge that stops first is an error with its log's tail.
+/// One plate as the recogniser reads it: the best text, then its
+/// alternatives, most probable first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub text: String,
+    /// Probability (0..1) that `text` is right.
+    pub confidence: f64,
+    pub alternatives: Vec<String>,
+}
+
+/// The edge pipeline's default `min_confidence`: plates read with less are
+/// not stored.
+pub const MIN_CONFIDENCE: f64 = 0.25;
+
+/// What the recogniser reads on `photo` with the team's models (`edge
+/// recognize --json`, as an edge's pipeline reads it): one [`Reading`] per
+/// plate.
+pub fn recognised(photo: &Path) -> anyhow::Result<Vec<Reading>> {
+    let out = Command::new(bin("edge")?)
+        .args(["recognize", "--json", "--models"])
+        .arg(shared_dir().join("models"))
+        .arg(photo)
+        .env("NO_COLOR", "1")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "edge recognize: {}",
+        output_text(&out)
+    );
+    let mut found = Vec::new();
+    for line in String::from_utf8(out.stdout)?.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        for p in v["plates"].as_array().into_iter().flatten() {
+            found.push(Reading {
+                text: p["text"].as_str().unwrap_or_default().to_owned(),
+                confidence: p["confidence"].as_f64().unwrap_or_default(),
+                alternatives: p["alternatives"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["text"].as_str().map(str::to_owned))
+                    .collect(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The plate `edge` read from its photo ([`CAR_PHOTO`], as [`photo_edge`]
+/// gives it), once it stored a read (its "read stored" log line, which
+/// names no plate) and the hub acknowledged everything the node holds;
+/// each wait at most `limit`. The plate is what the recogniser reads on
+/// that photo ([`recognised`]). An edge that stops first is an error with
+/// its log's tail.
 pub fn plate_read(edge: &Edge, limit: Duration) -> anyhow::Result<String> {
-    let plate = wait_for(limit, "the photo's read", || {
+    let stored = wait_for(limit, "the photo's read", || {
         if !edge.proc.is_running() {
             // Stop waiting: the error below names why it stopped.
-            return Some(String::new());
+            return Some(false);
         }
-        edge.proc.log_text().lines().find_map(|l| {
-            let rest = l.split("plate=").nth(1)?;
-            let p: String = rest
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect();
-            (l.contains("plate read") && !p.is_empty()).then_some(p)
-        })
+        edge.proc
+            .log_text()
+            .lines()
+            .any(|l| story::parse_read(l).is_some())
+            .then_some(true)
     })
     .map_err(|e| anyhow::anyhow!("{e}; the node's log:\n{}", edge.proc.log_tail(30)))?;
     anyhow::ensure!(
-        !plate.is_empty(),
+        stored,
         "the edge stopped before reading its photo:\n{}",
         edge.proc.log_tail(5)
     );
@@ -130,7 +190,22 @@ pub fn plate_read(edge: &Edge, limit: Duration) -> anyhow::Result<String> {
         let size = s["log_size"].as_u64()?;
         (size > 0 && s["acked"].as_u64() == Some(size)).then_some(())
     })?;
-    Ok(plate)
+    photo_plate()
+}
+
+/// The plate the recogniser reads on [`CAR_PHOTO`] (read once per test
+/// process).
+pub fn photo_plate() -> anyhow::Result<String> {
+    static PLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(p) = PLATE.get() {
+        return Ok(p.clone());
+    }
+    let plate = recognised(&shared_dir().join(CAR_PHOTO))?
+        .into_iter()
+        .find(|r| r.confidence >= MIN_CONFIDENCE)
+        .map(|r| r.text)
+        .context("the car photo reads no plate")?;
+    Ok(PLATE.get_or_init(|| plate).clone())
 }
 
 /// A built binary of the workspace: `target/<profile>/<name>`, found from
@@ -318,6 +393,28 @@ pub fn write_key(path: &Path, pem: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `RUST_LOG` of the processes the harness starts (`hub serve`, `edge
+/// run`, the `hub` commands of [`Hub::as_user`]): `info` unless a test
+/// sets another with [`set_process_log`].
+static PROCESS_LOG: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Start the processes of this test process with `RUST_LOG=filter` (e.g.
+/// `trace`, to see every log line they could write).
+pub fn set_process_log(filter: &str) {
+    if let Ok(mut f) = PROCESS_LOG.lock() {
+        *f = Some(filter.to_owned());
+    }
+}
+
+/// The `RUST_LOG` the harness gives the processes it starts.
+pub fn process_log() -> String {
+    PROCESS_LOG
+        .lock()
+        .ok()
+        .and_then(|f| f.clone())
+        .unwrap_or_else(|| "info".into())
+}
+
 /// A running (or stopped) process of ours, with its stderr in a file.
 pub struct Proc {
     pub name: &'static str,
@@ -325,8 +422,6 @@ pub struct Proc {
     pub log: PathBuf,
     child: std::sync::Mutex<Option<Child>>,
     starts: u32,
-    /// `RUST_LOG` of the process (`info` unless a test asks for more).
-    filter: String,
 }
 
 impl Proc {
@@ -337,7 +432,6 @@ impl Proc {
             log,
             child: std::sync::Mutex::new(None),
             starts: 0,
-            filter: "info".into(),
         }
     }
 
@@ -350,7 +444,7 @@ impl Proc {
         let child = Command::new(bin(self.name)?)
             .args(&self.args)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", &self.filter)
+            .env("RUST_LOG", process_log())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -657,6 +751,7 @@ impl Hub {
         let mut c = Command::new(bin("hub")?);
         c.env("ALPR_SESSION", self.sessions.join(format!("{user}.json")))
             .env("NO_COLOR", "1")
+            .env("RUST_LOG", process_log())
             .env_remove("ALPR_PASSWORD")
             .env_remove("ALPR_NEW_PASSWORD");
         Ok(c)
@@ -912,8 +1007,6 @@ pub struct EdgeOptions {
     pub backoff_max: Duration,
     /// More TOML appended to the config (e.g. a `[capture]` section).
     pub extra_toml: String,
-    /// The edge's `RUST_LOG`.
-    pub log_filter: String,
 }
 
 impl Default for EdgeOptions {
@@ -925,7 +1018,6 @@ impl Default for EdgeOptions {
             metered: false,
             backoff_max: Duration::from_secs(2),
             extra_toml: String::new(),
-            log_filter: "info".into(),
         }
     }
 }
@@ -997,7 +1089,6 @@ impl Edge {
             ],
             dir.join(format!("edge-{}.log", node.name)),
         );
-        proc.filter = opts.log_filter.clone();
         proc.start()?;
         Ok(Edge { proc, config, data })
     }

@@ -58,7 +58,7 @@ pub struct NodeOutcome {
     pub photos: usize,
     /// Frames the node finished (read or skipped).
     pub frames: u64,
-    /// Plate reads the node logged, in order.
+    /// The reads the node logged (entry, confidence, frame), in order.
     pub reads: Vec<String>,
     /// Reads made while the link was cut.
     pub offline_reads: usize,
@@ -149,9 +149,9 @@ impl Say {
     }
 }
 
-/// Follows an edge's log and collects (and prints) its plate reads.
+/// Follows an edge's log and collects (and prints) its reads.
 struct Follower {
-    reads: Arc<Mutex<Vec<String>>>,
+    reads: Arc<Mutex<Vec<LoggedRead>>>,
     offline_mark: Arc<Mutex<Option<usize>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -187,7 +187,7 @@ impl Follower {
                                     println!("      {name:<7} {read}{tag}");
                                 }
                                 if let Ok(mut v) = r.lock() {
-                                    v.push(read.to_string());
+                                    v.push(read);
                                 }
                             }
                             partial.clear();
@@ -216,32 +216,42 @@ impl Follower {
         }
     }
 
+    fn first(&self) -> Option<LoggedRead> {
+        self.reads.lock().ok()?.first().cloned()
+    }
+
     fn finish(mut self) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(250));
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.reads.lock().map(|v| v.clone()).unwrap_or_default()
+        self.reads
+            .lock()
+            .map(|v| v.iter().map(LoggedRead::to_string).collect())
+            .unwrap_or_default()
     }
 }
 
-/// One read as the edge logs it once it is durably stored:
-/// `… plate read plate=7ABC123 confidence=97.1% file=x.jpg entry=3`.
+/// One read as the edge logs it once it is durably stored, without its
+/// plate or place (no log line names them): `… read stored entry=3
+/// frame=5 confidence=97.1% time_source=ntp`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedRead {
-    pub plate: String,
-    pub confidence: String,
-    pub file: String,
+    /// Its sequence number in the node's log.
     pub entry: u64,
+    /// The frame it was read from: its position in the source (for a
+    /// replay of photos, in `ImageReplay`'s order).
+    pub frame: u64,
+    pub confidence: String,
 }
 
 impl std::fmt::Display for LoggedRead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:<8} {:>6}  {}  -> entry {}",
-            self.plate, self.confidence, self.file, self.entry
+            "entry {:<4} {:>6}  from frame {}",
+            self.entry, self.confidence, self.frame
         )
     }
 }
@@ -249,17 +259,27 @@ impl std::fmt::Display for LoggedRead {
 /// The read an edge log line reports, if it reports one.
 pub fn parse_read(line: &str) -> Option<LoggedRead> {
     let clean: String = strip_ansi(line);
-    let rest = &clean[clean.find("plate read")? + "plate read".len()..];
+    let rest = &clean[clean.find("read stored")? + "read stored".len()..];
     let field = |k: &str| {
         rest.split_whitespace()
             .find_map(|t| t.strip_prefix(&format!("{k}=")).map(str::to_owned))
     };
     Some(LoggedRead {
-        plate: field("plate")?,
-        confidence: field("confidence").unwrap_or_default(),
-        file: field("file").unwrap_or_default(),
         entry: field("entry")?.parse().ok()?,
+        frame: field("frame")?.parse().ok()?,
+        confidence: field("confidence").unwrap_or_default(),
     })
+}
+
+/// The photo a node replaying the photos in `dir` read at `frame` (the
+/// node's own replay order).
+pub fn replayed_photo(dir: &Path, frame: u64) -> anyhow::Result<PathBuf> {
+    let replay = alpr_edge::capture::ImageReplay::open(&[dir.to_path_buf()])?;
+    let path = replay
+        .paths()
+        .nth(usize::try_from(frame)?)
+        .with_context(|| format!("no frame {frame} in {}", dir.display()))?;
+    Ok(path.to_path_buf())
 }
 
 fn strip_ansi(s: &str) -> String {
@@ -647,16 +667,15 @@ pub fn run(opts: &StoryOptions) -> anyhow::Result<Outcome> {
         say.line(l);
     }
 
-    // An officer looks for a plate the pole read, for a stated purpose.
-    let searched_plate = pole_f
-        .reads
-        .lock()
-        .ok()
-        .and_then(|r| {
-            r.first()
-                .and_then(|l| l.split_whitespace().next().map(str::to_owned))
-        })
-        .context("the pole read no plate")?;
+    // An officer looks for a plate the pole read, for a stated purpose:
+    // the plate of the photo of its first read (no log line names it).
+    let first = pole_f.first().context("the pole read no plate")?;
+    let photo = replayed_photo(&out.join("photos/pole-1"), first.frame)?;
+    let searched_plate = crate::recognised(&photo)?
+        .into_iter()
+        .find(|r| r.confidence >= crate::MIN_CONFIDENCE)
+        .map(|r| r.text)
+        .with_context(|| format!("{} reads no plate", photo.display()))?;
     say.step("an officer searches the hub for a plate: purpose and case number required");
     let (refused_search_ok, refused_search) =
         run_cmd(

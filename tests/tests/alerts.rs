@@ -8,22 +8,19 @@
 //! - `an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub`: the
 //!   edge matches its read against the pushed list, the officer disposes
 //!   the alert on the edge, the hub shows it with its stages.
+//! - `an_alternative_reading_that_matches_is_shown_beside_the_plate_read`:
+//!   the list holds one of the recogniser's alternatives, not the plate it
+//!   read; the edge and the hub show the plate read, the alternative that
+//!   matched beside it, and ask for the crop to be compared first.
 
 use alpr_e2e::output_text as out;
 use std::time::Duration;
 
-use alpr_e2e::{photo_edge, plate_read, wait_for, Edge, Hub, Pki, TRAINED};
+use alpr_e2e::{photo_edge, plate_read, recognised, shared_dir, wait_for, Edge, Hub, Pki};
+use alpr_e2e::{CAR_PHOTO, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.9
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+use alpr_e2e::NCIC_SOURCES as SOURCES;
 
 fn alerts(hub: &Hub, user: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     let o = hub.run_as(user, &["alerts", "--json"])?;
@@ -31,15 +28,22 @@ fn alerts(hub: &Hub, user: &str) -> anyhow::Result<Vec<serde_json::Value>> {
     Ok(serde_json::from_slice(&o.stdout)?)
 }
 
-#[test]
-fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let pki = Pki::create_in(dir.path())?;
-    let hub = Hub::start_with(&pki, dir.path(), &[], SOURCES)?;
+/// A hub with the NCIC source, an operator `op1` and an officer `ofc1`,
+/// both logged in.
+fn hub_with_users(dir: &std::path::Path) -> anyhow::Result<(Pki, Hub)> {
+    let pki = Pki::create_in(dir)?;
+    let hub = Hub::start_with(&pki, dir, &[], SOURCES)?;
     hub.add_user("op1", "operator", TRAINED)?;
     hub.login("op1")?;
     hub.add_user("ofc1", "officer", TRAINED)?;
     hub.login("ofc1")?;
+    Ok((pki, hub))
+}
+
+#[test]
+fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (pki, hub) = hub_with_users(dir.path())?;
     let mut rows = sample::entries(200, 12);
     rows.retain(|e| e.category != Category::Immigration);
     // Generation 1: the baseline, without the photo's plate.
@@ -58,6 +62,14 @@ fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
             .and_then(|a| a.into_iter().find(|x| x["source"] == "hub"))
     })?;
     assert_eq!(found["matched_text"], plate.as_str());
+    assert_eq!(found["plate_read"], plate.as_str());
+    assert!(found["alternative"].is_null(), "{found}");
+    // The read's plate is the listed one; the recogniser reads no state.
+    assert_eq!(found["kind"]["kind"], "state-unread");
+    assert_eq!(
+        found["match_kind"],
+        "plate exact, state not read (check it)"
+    );
     assert_eq!(found["past_match"], true);
     assert_eq!(found["node"], node.name.as_str());
     assert_eq!(found["entry"]["category"], "stolen-vehicle");
@@ -82,6 +94,25 @@ fn a_new_list_row_raises_a_past_match_at_the_hub() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Car `car-2` replaying the photo until it logs an alert, and the alerts
+/// `ofc1` lists there once logged in (`edge alerts --json`).
+fn car_alerts(
+    pki: &Pki,
+    hub: &Hub,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Edge, Vec<serde_json::Value>)> {
+    let (edge, _) = photo_edge(pki, hub, dir, "car-2", Some("5s"))?;
+    wait_for(Duration::from_secs(120), "the ALERT line", || {
+        edge.proc.log_text().contains("ALERT").then_some(())
+    })?;
+    let o = edge_cmd(&edge, &["login", "--user", "ofc1"])?;
+    anyhow::ensure!(o.status.success(), "{}", out(&o));
+    let o = edge_cmd(&edge, &["alerts", "--json"])?;
+    anyhow::ensure!(o.status.success(), "{}", out(&o));
+    let list = serde_json::from_slice(&o.stdout)?;
+    Ok((edge, list))
+}
+
 /// `edge …` as the officer logged in on the node.
 fn edge_cmd(edge: &Edge, args: &[&str]) -> anyhow::Result<std::process::Output> {
     let mut c = std::process::Command::new(alpr_e2e::bin("edge")?);
@@ -94,12 +125,7 @@ fn edge_cmd(edge: &Edge, args: &[&str]) -> anyhow::Result<std::process::Output> 
 
 fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let pki = Pki::create_in(dir.path())?;
-    let hub = Hub::start_with(&pki, dir.path(), &[], SOURCES)?;
-    hub.add_user("op1", "operator", TRAINED)?;
-    hub.login("op1")?;
-    hub.add_user("ofc1", "officer", TRAINED)?;
-    hub.login("ofc1")?;
+    let (pki, hub) = hub_with_users(dir.path())?;
     // Learn the plate this photo reads as, on a first node.
     let scout_dir = dir.path().join("scout");
     std::fs::create_dir_all(&scout_dir)?;
@@ -111,18 +137,12 @@ fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Re
     rows.push(sample::planted(&plate, "CA", Category::StolenVehicle, 5));
     hub.import_ncic("op1", dir.path(), &rows)?;
 
-    let (edge, _) = photo_edge(&pki, &hub, dir.path(), "car-2", Some("5s"))?;
-    wait_for(Duration::from_secs(120), "the ALERT line", || {
-        edge.proc.log_text().contains("ALERT").then_some(())
-    })?;
-    let o = edge_cmd(&edge, &["login", "--user", "ofc1"])?;
-    assert!(o.status.success(), "{}", out(&o));
-    let o = edge_cmd(&edge, &["alerts", "--json"])?;
-    assert!(o.status.success(), "{}", out(&o));
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout)?;
+    let (edge, list) = car_alerts(&pki, &hub, dir.path())?;
     let a = &list[0];
     assert_eq!(a["matched_text"], plate.as_str());
-    assert!(a["match_kind"].as_str().is_some_and(|k| !k.is_empty()));
+    assert_eq!(a["plate_read"], plate.as_str());
+    assert!(a["alternative"].is_null(), "{a}");
+    assert_eq!(a["match_kind"], "plate exact, state not read (check it)");
     assert!(a["list_age_ms"].as_u64().is_some());
     let id = a["id"].as_u64().expect("id").to_string();
     let saved = dir.path().join("alert-photos");
@@ -150,5 +170,94 @@ fn an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub() -> anyhow::Re
     })?;
     assert_eq!(seen["open"], false);
     assert_eq!(seen["dispositions"][2]["stage"], "action: no-stop");
+    Ok(())
+}
+
+/// The list holds the recogniser's first alternative reading of the photo,
+/// not the plate it reads (the `YG9*` case: a stop of the wrong car starts
+/// with the alternative shown as the plate read).
+#[test]
+fn an_alternative_reading_that_matches_is_shown_beside_the_plate_read() -> anyhow::Result<()> {
+    let reading = recognised(&shared_dir().join(CAR_PHOTO))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the photo reads no plate"))?;
+    let alternative = reading
+        .alternatives
+        .iter()
+        .find(|a| {
+            !alpr_shared::search::fold_plate(a).eq(&alpr_shared::search::fold_plate(&reading.text))
+        })
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no alternative apart from OCR-equivalents: {reading:?}"))?;
+    let rank = 1 + reading
+        .alternatives
+        .iter()
+        .position(|a| *a == alternative)
+        .unwrap_or_default();
+    let dir = tempfile::tempdir()?;
+    let (pki, hub) = hub_with_users(dir.path())?;
+    let mut rows = sample::entries(200, 12);
+    rows.retain(|e| e.category != Category::Immigration && e.plate != reading.text);
+    rows.push(sample::planted(
+        &alternative,
+        "CA",
+        Category::StolenVehicle,
+        5,
+    ));
+    hub.import_ncic("op1", dir.path(), &rows)?;
+
+    let (edge, list) = car_alerts(&pki, &hub, dir.path())?;
+    let a = &list[0];
+    assert_eq!(
+        a["plate_read"],
+        reading.text.as_str(),
+        "the plate as read: {a}"
+    );
+    assert_eq!(a["matched_text"], alternative.as_str());
+    assert_eq!(a["listed_plate"], alternative.as_str());
+    assert_eq!(a["alternative"]["text"], alternative.as_str());
+    assert_eq!(a["alternative"]["rank"], rank);
+    assert!(
+        a["match_kind"]
+            .as_str()
+            .is_some_and(|k| k.starts_with(&format!("alternative reading #{rank} ("))
+                && k.ends_with("plate exact, state not read (check it)")),
+        "{a}"
+    );
+    let notice = format!(
+        "ALTERNATIVE READING {alternative} matched, not the plate as read: compare the crop"
+    );
+    let o = edge_cmd(&edge, &["alerts"])?;
+    assert!(o.status.success(), "{}", out(&o));
+    let line = out(&o);
+    assert!(line.contains(&notice), "{line}");
+    assert_eq!(
+        line.split_whitespace().nth(2),
+        Some(reading.text.as_str()),
+        "{line}"
+    );
+    let id = a["id"].as_u64().expect("id").to_string();
+    let o = edge_cmd(&edge, &["alert", "show", &id])?;
+    assert!(o.status.success(), "{}", out(&o));
+    let shown = out(&o);
+    assert!(
+        shown.contains(&format!("  read     {} ", reading.text)) && shown.contains(&notice),
+        "{shown}"
+    );
+
+    // The hub shows it so too, once synced.
+    let seen = wait_for(Duration::from_secs(60), "the alert at the hub", || {
+        alerts(&hub, "ofc1")
+            .ok()
+            .and_then(|a| a.into_iter().find(|x| x["source"] == "node"))
+    })?;
+    assert_eq!(seen["plate_read"], reading.text.as_str());
+    assert_eq!(seen["alternative"]["text"], alternative.as_str());
+    assert_eq!(seen["kind"]["kind"], "alternative");
+    assert_eq!(seen["kind"]["how"]["kind"], "state-unread");
+    let o = hub.run_as("ofc1", &["alerts"])?;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains(&notice), "{}", out(&o));
     Ok(())
 }

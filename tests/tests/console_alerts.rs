@@ -21,15 +21,7 @@ use alpr_e2e::output_text as out;
 use alpr_e2e::{photo_edge, plate_read, wait_for, Hub, Pki, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
-const SOURCES: &str = r#"
-[hotlist]
-max_change = 0.9
-
-[[hotlist.sources]]
-name = "ncic"
-format = "ncic"
-strategy = "ocr-equivalent"
-"#;
+use alpr_e2e::NCIC_SOURCES as SOURCES;
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -98,7 +90,12 @@ fn the_live_list_shows_a_new_alert_and_a_dispatcher_disposes_it() -> anyhow::Res
         row.contains(&format!("<td class=\"alert-plate plate\">{plate}</td>")),
         "{row}"
     );
-    assert!(row.contains("class=\"match-kind\""), "{row}");
+    // The photo's plate is the listed one; the recogniser reads no state.
+    assert!(
+        row.contains("<td class=\"match-kind\">plate exact, state not read (check it)</td>"),
+        "{row}"
+    );
+    assert!(!row.contains("ALTERNATIVE READING"), "{row}");
     assert!(
         row.contains("<img class=\"photo\" src=\"data:image/jpeg;base64,"),
         "the crop is inlined once the hub holds it: {row}"

@@ -441,6 +441,15 @@ async fn a_local_entry_raises_a_live_alert_that_is_disposed_in_three_stages() ->
         let el = row.find(fantoccini::Locator::Css(css)).await?;
         assert!(!el.text().await?.trim().is_empty(), "{css} is empty");
     }
+    // The local entry is the plate as read; the recogniser reads no state.
+    assert_eq!(
+        row.find(fantoccini::Locator::Css(".match-kind"))
+            .await?
+            .text()
+            .await?
+            .trim(),
+        "plate exact, state not read (check it)"
+    );
     assert!(row
         .find(fantoccini::Locator::Css(".alert-plate"))
         .await?

@@ -1,9 +1,10 @@
 //! An edge killed (-9) again and again while it recognises and stores real
 //! photos ends with exactly the reads an uninterrupted run makes: every
 //! photo's plates once, none lost, none twice, each read it reported in the
-//! log at the place it reported, and a log that verifies from the CA.
+//! log at the entry it reported, from the photo (frame) it reported, and a
+//! log that verifies from the CA.
 //!
-//! Most kills land right after a "plate read" log line, that is right after
+//! Most kills land right after a "read stored" log line, that is right after
 //! a store commit — where a node that keeps its position apart from its
 //! reads has stored a read but not yet moved past its photo. The others land
 //! at a random moment. The seed is printed; `CRASH_SEED=N` replays a run.
@@ -12,15 +13,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use alpr_e2e::story::{frames_done, parse_read, LoggedRead};
-use alpr_e2e::{bin, free_udp_port, wait_for, Edge, EdgeOptions, Pki};
+use alpr_e2e::{bin, free_udp_port, wait_for, Edge, EdgeOptions, Pki, MIN_CONFIDENCE};
 use alpr_shared::crypto::sha256;
 use alpr_shared::log::verify::VerifyOptions;
 use alpr_shared::log::verify_log;
 use alpr_shared::types::{DeviceKind, Hash32};
 
 const LIMIT: Duration = Duration::from_secs(180);
-/// The pipeline's default `min_confidence`.
-const MIN_CONFIDENCE: f64 = 0.25;
 
 /// Reads the edge reported durable so far, in log order.
 fn reported(log: &str) -> Vec<LoggedRead> {
@@ -199,12 +198,17 @@ fn a_killed_edge_reads_every_photo_once() -> anyhow::Result<()> {
         *held.entry((photo.clone(), r.plate.clone())).or_insert(0) += 1;
         by_seq.push((photo, r.plate.clone()));
     }
-    // Every read the node reported is in the log where it said, naming the
-    // photo it was read from (a lost read whose number was reused fails here).
+    // Every read the node reported is in the log where it said, from the
+    // photo it was read from (a lost read whose number was reused fails
+    // here): frame N is the node's N-th photo in its replay order.
+    let order: Vec<String> = alpr_edge::capture::ImageReplay::open(std::slice::from_ref(&photos))?
+        .paths()
+        .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+        .collect();
     for r in reported(&edge.proc.log_text()) {
         assert_eq!(
-            by_seq.get(r.entry as usize),
-            Some(&(r.file.clone(), r.plate.clone())),
+            by_seq.get(r.entry as usize).map(|(photo, _)| photo),
+            order.get(r.frame as usize),
             "reported read {r} is not in the log at entry {}",
             r.entry
         );

@@ -130,15 +130,8 @@ fn lists_reach_connected_edges_and_an_offline_edge_catches_up_before_its_backlog
     // log after the restart gives the exact order, not a sample of it.
     let log_path = dir.path().join("edge-pole-1.log");
     let before = std::fs::metadata(&log_path).map_or(0, |m| m.len()) as usize;
-    let edge = Edge::start(
-        &node,
-        hub.addr,
-        dir.path(),
-        &EdgeOptions {
-            log_filter: "info,alpr_edge::sync=debug".into(),
-            ..opts(300)
-        },
-    )?;
+    alpr_e2e::set_process_log("info,alpr_edge::sync=debug");
+    let edge = Edge::start(&node, hub.addr, dir.path(), &opts(300))?;
     wait_for(Duration::from_secs(60), "the backlog acknowledged", || {
         (edge.status()?["acked"].as_u64() == Some(300)).then_some(())
     })?;

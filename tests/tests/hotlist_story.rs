@@ -8,22 +8,17 @@
 use alpr_e2e::output_text as out;
 use std::time::Duration;
 
-use alpr_e2e::{password_of, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
+use alpr_e2e::story::{parse_read, LoggedRead};
+use alpr_e2e::TRAINED;
+use alpr_e2e::{password_of, wait_for, Edge, EdgeOptions, Hub, Pki};
 
-/// Plates the node logged as read, in order.
-fn reads(edge: &Edge) -> Vec<String> {
+/// The reads the node logged as stored, in order (the lines name no
+/// plate: every pass is of the same photo).
+fn reads(edge: &Edge) -> Vec<LoggedRead> {
     edge.proc
         .log_text()
         .lines()
-        .filter(|l| l.contains("plate read"))
-        .filter_map(|l| {
-            let rest = l.split("plate=").nth(1)?;
-            let p: String = rest
-                .chars()
-                .take_while(char::is_ascii_alphanumeric)
-                .collect();
-            (!p.is_empty()).then_some(p)
-        })
+        .filter_map(parse_read)
         .collect()
 }
 
@@ -64,7 +59,7 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
     }
     let models = alpr_e2e::shared_dir().join("models");
     let node = pki.node("pole-3")?;
-    let edge = Edge::start(
+    let mut edge = Edge::start(
         &node,
         hub.addr,
         dir.path(),
@@ -77,9 +72,10 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
             ..EdgeOptions::default()
         },
     )?;
-    let plate = wait_for(Duration::from_secs(120), "the first pass", || {
+    wait_for(Duration::from_secs(120), "the first pass", || {
         reads(&edge).into_iter().next()
     })?;
+    let plate = alpr_e2e::photo_plate()?;
     wait_for(
         Duration::from_secs(60),
         "two passes before the entry",
@@ -127,7 +123,10 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
         .find(|a| a["past_match"] == false)
         .expect("a live alert");
     assert_eq!(a["matched_text"], plate.as_str());
+    assert_eq!(a["plate_read"], plate.as_str());
     assert_eq!(a["listed_plate"], plate.as_str());
+    // The officer's entry is the plate as read; no state is read.
+    assert_eq!(a["match_kind"], "plate exact, state not read (check it)");
     assert!(
         a["list"].as_str().is_some_and(|l| l.contains(&id)),
         "the alert names the local entry: {a}"
@@ -154,14 +153,22 @@ fn an_entry_alerts_on_each_pass_finds_earlier_ones_and_stops_once_removed() -> a
     wait_for(Duration::from_secs(60), "three more passes", || {
         (reads(&edge).len() >= n + 3).then_some(())
     })?;
-    assert!(
-        reads(&edge)[n..].iter().all(|p| *p == plate),
-        "the same car passed again"
-    );
+    let after: Vec<u64> = reads(&edge)[n..].iter().map(|r| r.entry).collect();
     assert_eq!(
         live(&edge_alerts(&edge)?),
         before,
         "a removed entry raised an alert"
     );
+    // The passes that raised nothing were reads of the same car.
+    edge.proc.stop()?;
+    let log = edge.stored_entries()?;
+    for seq in after {
+        let read = log.iter().find(|e| e.seq() == seq).and_then(|e| e.read());
+        assert_eq!(
+            read.map(|r| r.plate.as_str()),
+            Some(plate.as_str()),
+            "the same car passed again (entry {seq})"
+        );
+    }
     Ok(())
 }

@@ -71,12 +71,19 @@ fn age(ms: u64) -> String {
     humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
 }
 
+/// Beside the plate read: the alternative that matched instead, if one
+/// did.
+fn beside(alternative: Option<&alpr_shared::log::alert::AlternativeMatch>) -> String {
+    alternative.map_or(String::new(), |alt| format!("  ({})", alt.notice()))
+}
+
 fn line(a: &AlertSummary) -> String {
     format!(
-        "#{:<6} {}  {:<8} listed {} {} ({})  {}  list {} aged {}{}{}  [{}]",
+        "#{:<6} {}  {:<8}{}  listed {} {} ({})  {}  list {} aged {}{}{}  [{}]",
         a.id,
         a.raised_at,
-        a.matched_text,
+        a.plate_read,
+        beside(a.alternative.as_ref()),
         a.listed_plate,
         a.state,
         a.category,
@@ -243,7 +250,7 @@ fn print_detail(d: &AlertDetail) {
     println!("  {}", d.reminder);
     println!(
         "  read     {} at {} (entry {}){}",
-        d.read_plate.as_deref().unwrap_or("(content purged)"),
+        s.plate_read,
         d.read_at.map_or("?".to_string(), |t| t.to_string()),
         s.read_seq,
         d.read_location
@@ -251,6 +258,9 @@ fn print_detail(d: &AlertDetail) {
             .map(|l| format!(", {l}"))
             .unwrap_or_default()
     );
+    if let Some(alt) = &s.alternative {
+        println!("  {}", alt.notice());
+    }
     println!("  matched  {}  — {}", s.matched_text, s.match_kind);
     println!(
         "  entry    plate {} state {} · {} {} {} {} · {}",

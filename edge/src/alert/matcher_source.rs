@@ -170,7 +170,11 @@ impl MatcherSource {
 
     /// Apply `change` (which says whether the input had a value before:
     /// only then can the new lists hold entries new to this node) and
-    /// publish the rebuilt matcher.
+    /// publish the rebuilt matcher. Published under the inputs' lock:
+    /// writers of different inputs (the bulk follower, the local entries'
+    /// follower, the pipeline's policy check) publish in the order they
+    /// changed them, so a matcher built from older inputs never replaces
+    /// a newer one.
     fn update(&self, change: impl FnOnce(&mut Inputs) -> bool) {
         let Ok(mut inputs) = self.inputs.lock() else {
             tracing::error!("matcher inputs lock poisoned; lists not updated");
@@ -182,7 +186,6 @@ impl MatcherSource {
             inputs.local.clone(),
             &inputs.excluded,
         ));
-        drop(inputs);
         let old = self.tx.send_replace(new.clone());
         if had_before {
             if let Ok(mut c) = self.last_change.lock() {
@@ -195,3 +198,7 @@ impl MatcherSource {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "matcher_source_tests.rs"]
+mod tests;

@@ -24,12 +24,14 @@ use std::sync::Arc;
 
 use alpr_shared::control::HotlistPolicy;
 use alpr_shared::hotlist::matcher::Matcher;
-use alpr_shared::hotlist::{Hit, HotEntry, ListRef, MatchKind};
-use alpr_shared::log::alert::{ActionTaken, Progress, ReadCheck, Stage, StatusCheck, MAX_NOTE_LEN};
+use alpr_shared::hotlist::{Hit, HotEntry, ListRef};
+use alpr_shared::log::alert::{
+    ActionTaken, AlternativeMatch, Progress, ReadCheck, Stage, StatusCheck, MAX_NOTE_LEN,
+};
 use alpr_shared::log::{
     AccessAction, AccessOutcome, AccessRecord, AlertRecord, DispositionRecord, SignedEntry,
 };
-use alpr_shared::types::UnixMillis;
+use alpr_shared::types::{Confidence, UnixMillis};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -57,17 +59,6 @@ pub fn hotlist_policy(store: &StoreHandle) -> HotlistPolicy {
     }
 }
 
-/// How strongly a hit matched: lower is stronger.
-fn strength(kind: &MatchKind) -> u8 {
-    match kind {
-        MatchKind::Exact => 0,
-        MatchKind::StateUnread => 1,
-        MatchKind::StateDiffers { .. } => 2,
-        MatchKind::OcrEquivalent { .. } => 3,
-        MatchKind::Wildcard { .. } => 4,
-    }
-}
-
 /// Which listed entry a hit is for (one alert per entry per read).
 fn entry_key(list: &ListRef, e: &HotEntry) -> String {
     match list {
@@ -88,7 +79,7 @@ fn strongest(hits: Vec<Hit>) -> Vec<Hit> {
     for h in hits {
         let k = entry_key(&h.list, &h.entry);
         match best.get(&k) {
-            Some(b) if strength(&b.kind) <= strength(&h.kind) => {}
+            Some(b) if b.kind.strength() <= h.kind.strength() => {}
             Some(_) => {
                 best.insert(k, h);
             }
@@ -147,11 +138,14 @@ pub struct Alerter {
     matcher: watch::Receiver<Arc<Matcher>>,
 }
 
-/// One stored read to match: its sequence number and texts, best first.
+/// One stored read to match: its sequence number, its best text and the
+/// recogniser's alternatives (most probable first, with their
+/// probabilities).
 #[derive(Debug, Clone)]
 pub struct StoredRead {
     pub seq: u64,
-    pub texts: Vec<String>,
+    pub best: String,
+    pub alternatives: Vec<(String, Confidence)>,
 }
 
 impl Alerter {
@@ -179,8 +173,12 @@ impl Alerter {
         let mut hits = Vec::new();
         for r in reads {
             hits.clear();
-            let texts: Vec<&str> = r.texts.iter().map(String::as_str).collect();
-            matcher.match_read(&texts, None, now, &mut hits);
+            let alternatives: Vec<(&str, Confidence)> = r
+                .alternatives
+                .iter()
+                .map(|(t, p)| (t.as_str(), *p))
+                .collect();
+            matcher.match_read(&r.best, &alternatives, None, now, &mut hits);
             for h in strongest(std::mem::take(&mut hits)) {
                 records.push(record_of(h, r.seq, now, &policy, false));
             }
@@ -197,7 +195,9 @@ impl Alerter {
     }
 }
 
-/// The in-car line for an alert (none for a covert one).
+/// The in-car line for an alert (none for a covert one). Like every log
+/// line it names no plate, place or person: the alert's number says where
+/// to look (`edge alert show`).
 fn announce(seq: u64, r: &AlertRecord) {
     if r.covert {
         tracing::debug!(alert = seq, "covert hit recorded (no in-car alert)");
@@ -205,18 +205,14 @@ fn announce(seq: u64, r: &AlertRecord) {
     }
     info!(
         alert = seq,
-        plate = %r.matched_text,
-        listed = %r.entry.plate,
-        state = %r.entry.state,
+        read = r.read_seq,
         category = %r.entry.category,
         level = ?r.level,
-        list = %list_name(&r.list),
-        kind = %r.kind_text(),
+        kind = r.kind.name(),
         list_age_s = r.list_age_ms / 1000,
         stale = r.list_stale,
         past_match = r.past_match,
-        "ALERT {} ({}): verify through the state system before enforcement",
-        r.matched_text,
+        "ALERT {seq} ({}): `edge alert show {seq}`; verify through the state system before enforcement",
         r.entry.category
     );
 }
@@ -274,12 +270,12 @@ pub fn back_match(
     let (mut hits, mut before) = (Vec::new(), Vec::new());
     for (plate, seq) in reads {
         hits.clear();
-        new.match_read(&[plate.as_str()], None, now, &mut hits);
+        new.match_read(&plate, &[], None, now, &mut hits);
         if hits.is_empty() {
             continue;
         }
         before.clear();
-        old.match_read(&[plate.as_str()], None, now, &mut before);
+        old.match_read(&plate, &[], None, now, &mut before);
         let known: Vec<String> = before
             .iter()
             .map(|h| entry_key(&h.list, &h.entry))
@@ -379,7 +375,15 @@ pub struct AlertSummary {
     pub id: u64,
     pub read_seq: u64,
     pub raised_at: UnixMillis,
+    /// The plate as read (the recogniser's best reading).
+    #[serde(default)]
+    pub plate_read: String,
+    /// The text that matched: the plate read, or [`Self::alternative`]'s.
     pub matched_text: String,
+    /// The alternative reading that matched, when the plate read did not:
+    /// shown beside it, with the crop to be compared first.
+    #[serde(default)]
+    pub alternative: Option<AlternativeMatch>,
     pub listed_plate: String,
     pub state: String,
     pub category: String,
@@ -436,7 +440,9 @@ fn summary_of(row: &AlertRow, alert: &SignedEntry) -> Option<AlertSummary> {
         id: row.seq,
         read_seq: r.read_seq,
         raised_at: alert.header.captured_at,
+        plate_read: r.plate_read().to_owned(),
         matched_text: r.matched_text.clone(),
+        alternative: r.alternative(),
         listed_plate: r.entry.plate.clone(),
         state: r.entry.state.clone(),
         category: r.entry.category.to_string(),

@@ -2,7 +2,7 @@ use super::*;
 use alpr_shared::control::{EdgeOfficer, Policy, SignedPolicy, POLICY_FORMAT};
 use alpr_shared::crypto::SecretKey;
 use alpr_shared::hotlist::generation::{Generation, GenerationInfo};
-use alpr_shared::hotlist::{Category, ListSettings};
+use alpr_shared::hotlist::{Category, ListSettings, MatchKind};
 use alpr_shared::log::EntryKind;
 use alpr_shared::types::{DeviceId, Hash32, Location, ReadContent, TimeSource};
 
@@ -166,12 +166,15 @@ async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
         a.check_blocking(&[
             StoredRead {
                 seq: s[0],
-                // The best text misread B as 8; an alternative has it right.
-                texts: vec!["7A8C123".into(), "7ABC123".into()],
+                // The best text misread B as 8, or the car is another one:
+                // the first alternative is the listed plate.
+                best: "7A8C123".into(),
+                alternatives: vec![("7ABC123".into(), 2_100)],
             },
             StoredRead {
                 seq: s[1],
-                texts: vec!["4QQQ444".into()],
+                best: "4QQQ444".into(),
+                alternatives: Vec::new(),
             },
         ])
     })
@@ -184,11 +187,18 @@ async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
     let r = entry.alert().expect("an alert entry");
     assert_eq!(r.read_seq, listed);
     assert_eq!(r.entry.plate, "7ABC123");
-    assert!(
-        matches!(r.kind, MatchKind::StateUnread),
-        "the alternative matched exactly; the state was not read: {:?}",
-        r.kind
+    assert_eq!(
+        r.kind,
+        MatchKind::Alternative {
+            best: "7A8C123".into(),
+            rank: 1,
+            probability: 2_100,
+            how: Box::new(MatchKind::StateUnread),
+        },
+        "the alternative matched exactly (the state was not read), and the \
+         alert says it was an alternative of the plate read 7A8C123"
     );
+    assert_eq!(r.matched_text, "7ABC123");
     assert!(r.list_age_ms >= 2 * DAY && r.list_stale);
     assert!(matches!(r.list, ListRef::Bulk { generation: 3, .. }));
 
@@ -206,6 +216,17 @@ async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
     .expect("list");
     assert_eq!(open.len(), 1);
     assert!(open[0].open && open[0].list_stale);
+    assert_eq!(open[0].plate_read, "7A8C123", "the plate as read");
+    let alt = open[0]
+        .alternative
+        .as_ref()
+        .expect("the alternative, beside it");
+    assert_eq!((alt.text.as_str(), alt.rank), ("7ABC123", 1));
+    assert!(alt.notice().contains("compare the crop"));
+    assert_eq!(
+        open[0].match_kind,
+        "alternative reading #1 (21.0%), plate exact, state not read (check it)"
+    );
 
     // Out of order: refused, and the refusal is in the access log.
     let req =
@@ -327,7 +348,8 @@ async fn covert_hits_are_logged_but_never_shown_in_the_car() {
     let seqs = tokio::task::spawn_blocking(move || {
         alerter.check_blocking(&[StoredRead {
             seq,
-            texts: vec!["6COV666".into()],
+            best: "6COV666".into(),
+            alternatives: Vec::new(),
         }])
     })
     .await
@@ -436,7 +458,8 @@ async fn policy_excluded_categories_never_alert() {
     let seqs = tokio::task::spawn_blocking(move || {
         alerter.check_blocking(&[StoredRead {
             seq,
-            texts: vec!["9IMM999".into()],
+            best: "9IMM999".into(),
+            alternatives: Vec::new(),
         }])
     })
     .await
@@ -459,7 +482,7 @@ async fn the_lists_follow_published_generations_and_local_entries() {
     let mut hits = Vec::new();
     source
         .current()
-        .match_read(&["2FOL222"], None, UnixMillis::now(), &mut hits);
+        .match_read("2FOL222", &[], None, UnixMillis::now(), &mut hits);
     assert_eq!(hits.len(), 1, "the new generation is matched");
     assert!(
         source.take_change().is_some(),
@@ -504,7 +527,7 @@ async fn the_lists_follow_published_generations_and_local_entries() {
     hits.clear();
     source
         .current()
-        .match_read(&["7ABX99"], None, UnixMillis::now(), &mut hits);
+        .match_read("7ABX99", &[], None, UnixMillis::now(), &mut hits);
     assert!(
         hits.iter()
             .any(|h| matches!(h.kind, MatchKind::Wildcard { .. })),

@@ -81,6 +81,18 @@ pub enum CaptureError {
     Camera { device: String, message: String },
 }
 
+impl CaptureError {
+    /// The error without the file or device it concerns (what a log line
+    /// may say: a path may name a place or a person).
+    pub fn cause(&self) -> String {
+        match self {
+            CaptureError::Io { source, .. } => source.to_string(),
+            CaptureError::Decode { source, .. } => source.to_string(),
+            CaptureError::Camera { message, .. } => format!("camera: {message}"),
+        }
+    }
+}
+
 /// A stream of frames.
 pub trait Source {
     /// The next frame; `None` at the end of the stream.

@@ -59,7 +59,8 @@ fn age(ms: u64) -> String {
     humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
 }
 
-/// One line per alert, then its dispositions indented.
+/// One line per alert (the plate read, and beside it the alternative
+/// that matched instead, if one did), then its dispositions indented.
 pub fn render(alerts: &[AlertView]) -> String {
     if alerts.is_empty() {
         return "no alerts\n".into();
@@ -67,10 +68,13 @@ pub fn render(alerts: &[AlertView]) -> String {
     let mut out = String::new();
     for a in alerts {
         out.push_str(&format!(
-            "{:<16} {}  {:<8} listed {} {} ({})  {}  copy aged {}{}{}{}  [{}]\n",
+            "{:<16} {}  {:<8}{} listed {} {} ({})  {}  copy aged {}{}{}{}  [{}]\n",
             a.id,
             a.raised_at,
-            a.matched_text,
+            a.plate_read,
+            a.alternative
+                .as_ref()
+                .map_or(String::new(), |alt| format!("  ({})", alt.notice())),
             a.entry.plate,
             a.entry.state,
             a.entry.category,

@@ -18,7 +18,9 @@ pub(crate) mod tests;
 pub use cli::render;
 
 use alpr_shared::hotlist::{HotEntry, ListRef, MatchKind};
-use alpr_shared::log::alert::{ActionTaken, Progress, ReadCheck, Stage, StatusCheck};
+use alpr_shared::log::alert::{
+    ActionTaken, AlternativeMatch, Progress, ReadCheck, Stage, StatusCheck,
+};
 use alpr_shared::log::SignedEntry;
 use alpr_shared::types::{DeviceId, UnixMillis};
 use serde::{Deserialize, Serialize};
@@ -41,7 +43,15 @@ pub struct AlertView {
     pub seq: u64,
     pub raised_at: UnixMillis,
     pub read_seq: u64,
+    /// The plate as read (the recogniser's best reading).
+    #[serde(default)]
+    pub plate_read: String,
+    /// The text that matched: the plate read, or [`Self::alternative`]'s.
     pub matched_text: String,
+    /// The alternative reading that matched, when the plate read did not:
+    /// shown beside it, with the crop to be compared first.
+    #[serde(default)]
+    pub alternative: Option<AlternativeMatch>,
     pub entry: HotEntry,
     pub list: ListRef,
     pub kind: MatchKind,
@@ -143,7 +153,9 @@ pub fn views(
             seq: r.seq,
             raised_at: alert.header.captured_at,
             read_seq: rec.read_seq,
+            plate_read: rec.plate_read().to_owned(),
             matched_text: rec.matched_text.clone(),
+            alternative: rec.alternative(),
             entry: rec.entry.clone(),
             list: rec.list.clone(),
             kind: rec.kind.clone(),
@@ -262,7 +274,9 @@ pub fn hub_view(n: u64, a: &crate::store::HubAlert, hub: Vec<HubDisposition>) ->
         seq: r.read_seq,
         raised_at: a.at,
         read_seq: r.read_seq,
+        plate_read: r.plate_read().to_owned(),
         matched_text: r.matched_text.clone(),
+        alternative: r.alternative(),
         entry: r.entry.clone(),
         list: r.list.clone(),
         kind: r.kind.clone(),

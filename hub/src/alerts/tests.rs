@@ -66,8 +66,15 @@ fn stage(w: &mut LogWriter, alert_seq: u64, stage: Stage) -> SignedEntry {
     .expect("valid")
 }
 
-#[test]
-fn alerts_and_their_stages_are_indexed_at_ingest() {
+/// A hub store, and node car-9's log writer with its first read (not yet
+/// ingested).
+fn car_with_a_read() -> (
+    tempfile::TempDir,
+    RedbStore,
+    DeviceId,
+    LogWriter,
+    SignedEntry,
+) {
     let dir = tempfile::tempdir().expect("tmp");
     let store = RedbStore::open(&dir.path().join("h.redb")).expect("open");
     let device = DeviceId::new("car-9").expect("valid");
@@ -79,6 +86,12 @@ fn alerts_and_their_stages_are_indexed_at_ingest() {
             TimeSource::Ntp,
         )
         .expect("read");
+    (dir, store, device, w, read)
+}
+
+#[test]
+fn alerts_and_their_stages_are_indexed_at_ingest() {
+    let (_dir, store, device, mut w, read) = car_with_a_read();
     let plate = read.read().expect("content").plate.clone();
     let a = w
         .append_alert(alert(0, &plate, false), UnixMillis(5_100), TimeSource::Ntp)
@@ -117,6 +130,56 @@ fn alerts_and_their_stages_are_indexed_at_ingest() {
         .alerts(Some(&DeviceId::new("other").expect("v")), 10)
         .expect("none")
         .is_empty());
+}
+
+/// An alert raised by an alternative reading: `hub alerts` shows the plate
+/// as read, and beside it the alternative that matched and that the crop
+/// comes first.
+#[test]
+fn an_alternative_reading_is_never_shown_as_the_plate_read() {
+    let (_dir, store, device, mut w, read) = car_with_a_read();
+    let best = read.read().expect("content").plate.clone();
+    let record = AlertRecord {
+        kind: MatchKind::Alternative {
+            best: best.clone(),
+            rank: 2,
+            probability: 1_250,
+            how: Box::new(MatchKind::Wildcard {
+                pattern: "YG9*".into(),
+            }),
+        },
+        matched_text: "YG9E4F".into(),
+        ..alert(0, "YG9*", false)
+    };
+    let a = w
+        .append_alert(record, UnixMillis(5_100), TimeSource::Ntp)
+        .expect("alert");
+    ingest(&store, &mut w, vec![read, a.clone()]);
+    let row = store
+        .alert(&device, a.seq())
+        .expect("read")
+        .expect("indexed");
+    let v = views(&store, std::slice::from_ref(&row)).expect("views");
+    assert_eq!(v[0].plate_read, best, "the plate as read");
+    assert_eq!(v[0].matched_text, "YG9E4F");
+    let alt = v[0].alternative.as_ref().expect("the alternative");
+    assert_eq!(
+        (alt.text.as_str(), alt.rank, alt.probability),
+        ("YG9E4F", 2, 1_250)
+    );
+    assert_eq!(
+        v[0].match_kind,
+        "alternative reading #2 (12.5%), wildcard YG9*"
+    );
+    let line = render(&v);
+    let shown_first = line.split_whitespace().nth(2);
+    assert_eq!(shown_first, Some(best.as_str()), "{line}");
+    assert!(
+        line.contains(
+            "ALTERNATIVE READING YG9E4F matched, not the plate as read: compare the crop"
+        ),
+        "{line}"
+    );
 }
 
 #[test]

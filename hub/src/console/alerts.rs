@@ -129,12 +129,18 @@ fn rows(shown: &[(AlertView, Option<Vec<u8>>)]) -> Markup {
     html! {
         @for (v, crop) in shown {
             tr class={ "alert " (if v.open { "open" } else { "closed" }) (if v.list_stale { " stale" } else { "" }) } {
-                td class="alert-plate plate" { (v.matched_text) }
+                td class="alert-plate plate" { (v.plate_read) }
                 td {
                     @if let Some(c) = crop {
                         img class="photo" src=(data_uri(c)) alt={ "Plate photo of the read " (v.node) "#" (v.read_seq) };
                     } @else {
                         span class="muted" { "no photo at the hub" }
+                    }
+                    // Beside the plate read and under its crop: what matched
+                    // instead, and that the crop comes first.
+                    @if let Some(alt) = &v.alternative {
+                        br;
+                        strong class="bad alternative" { (alt.notice()) }
                     }
                 }
                 td class="entry" {
@@ -514,7 +520,10 @@ async fn alert_page(
             h2 { "The alert" }
             table class="facts" {
                 tbody {
-                    tr { th scope="row" { "Plate read" } td class="alert-plate plate" { (a.matched_text) } }
+                    tr { th scope="row" { "Plate read" } td class="alert-plate plate" { (a.plate_read) } }
+                    @if let Some(alt) = &a.alternative {
+                        tr { th scope="row" { "Matched instead" } td { strong class="bad alternative" { (alt.notice()) } } }
+                    }
                     tr { th scope="row" { "Listed as" } td { span class="plate" { (e.plate) } " " (e.state) " · " (e.category) } }
                     @if !e.note.is_empty() { tr { th scope="row" { "Reason" } td { (e.note) } } }
                     @if !vehicle.is_empty() { tr { th scope="row" { "Vehicle" } td { (vehicle.join(" ")) } } }
@@ -641,5 +650,30 @@ mod tests {
             "{fresh}"
         );
         assert!(rows(&[]).into_string().contains("No alerts."));
+    }
+
+    #[test]
+    fn a_row_of_an_alternative_shows_the_plate_read_and_the_alternative_beside_it() {
+        let mut a = past_match(false);
+        a.plate_read = "YG8E4F".into();
+        a.matched_text = "YG9E4F".into();
+        a.alternative = Some(alpr_shared::log::alert::AlternativeMatch {
+            text: "YG9E4F".into(),
+            rank: 1,
+            probability: 2_100,
+        });
+        let html = rows(&[(a, None)]).into_string();
+        assert!(
+            html.contains("<td class=\"alert-plate plate\">YG8E4F</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                "ALTERNATIVE READING YG9E4F matched, not the plate as read: compare the crop"
+            ),
+            "{html}"
+        );
+        let plain = rows(&[(past_match(false), None)]).into_string();
+        assert!(!plain.contains("ALTERNATIVE"), "{plain}");
     }
 }

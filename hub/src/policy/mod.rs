@@ -65,9 +65,11 @@ pub struct OfficerSetting {
 }
 
 impl OfficerSetting {
-    pub fn to_officer(&self) -> Result<EdgeOfficer, PolicyError> {
+    /// Officer number `n` of `[[policy.officers]]` (a bad one is named by
+    /// its number, never its username: the error reaches the logs).
+    pub fn to_officer(&self, n: usize) -> Result<EdgeOfficer, PolicyError> {
         let training_expires = crate::config::parse_time(&self.training_expires)
-            .map_err(|e| PolicyError::Config(format!("officer {}: {e:#}", self.username)))?;
+            .map_err(|e| PolicyError::Config(format!("officer #{n}: {e:#}")))?;
         Ok(EdgeOfficer {
             username: self.username.clone(),
             agency: self.agency.clone(),
@@ -178,9 +180,9 @@ impl PolicySettings {
 
     /// The officers of `[[policy.officers]]`.
     pub fn seeded_officers(&self) -> Result<Vec<EdgeOfficer>, PolicyError> {
-        self.officers
-            .iter()
-            .map(OfficerSetting::to_officer)
+        (1..)
+            .zip(&self.officers)
+            .map(|(n, o)| o.to_officer(n))
             .collect()
     }
 

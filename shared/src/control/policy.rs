@@ -303,17 +303,19 @@ impl Policy {
         if self.revoked_nodes.len() > MAX_REVOCATIONS {
             return Err(invalid(format!("more than {MAX_REVOCATIONS} revocations")));
         }
+        // Officers are named by their place in the list, never by their
+        // username: these messages reach logs (a policy refused), and no
+        // log line names a person.
         let mut names = HashSet::new();
-        for o in &self.officers {
+        for (n, o) in (1..).zip(&self.officers) {
             text("officer username", &o.username, MAX_POLICY_TEXT, true)?;
             if o.username.chars().any(char::is_whitespace) {
-                return Err(invalid(format!(
-                    "officer username {:?} has a space",
-                    o.username
-                )));
+                return Err(invalid(format!("officer #{n}: the username has a space")));
             }
             if !names.insert(o.username.as_str()) {
-                return Err(invalid(format!("officer {:?} is listed twice", o.username)));
+                return Err(invalid(format!(
+                    "officer #{n} is listed twice (an officer before it has its username)"
+                )));
             }
             text("officer agency", &o.agency, MAX_POLICY_TEXT, true)?;
             text("officer title", &o.title, MAX_POLICY_TEXT, false)?;
@@ -325,8 +327,7 @@ impl Policy {
             )?;
             if !o.password_hash.starts_with("$argon2id$") {
                 return Err(invalid(format!(
-                    "officer {:?}: the password hash is not an argon2id PHC string",
-                    o.username
+                    "officer #{n}: the password hash is not an argon2id PHC string"
                 )));
             }
         }

@@ -70,7 +70,9 @@ pub enum LocalDocError {
     BadEntry(String),
     #[error("entry id {0:?} is empty, too long, or not [A-Za-z0-9-_]")]
     BadId(String),
-    #[error("plate {0:?}: {1}")]
+    /// The plate is kept for the caller, not shown: this error reaches
+    /// logs (a merge refused), and no log line names a plate.
+    #[error("the plate: {1}")]
     BadPlate(String, crate::search::PatternError),
     #[error("state {0:?} is not two letters")]
     BadState(String),

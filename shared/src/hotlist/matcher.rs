@@ -17,14 +17,16 @@
 //!   contain, so a text only tries the patterns that share one.
 //!
 //! One entry hit by several texts is reported once, with its strongest
-//! kind and, among equals, the best-ranked text.
+//! kind and, among equals, the best-ranked text. A hit on an alternative
+//! (not the best text) is [`MatchKind::Alternative`]: it names the best
+//! text, the alternative's rank and probability, and how it matched.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::search::{fold_char, PlatePattern};
-use crate::types::UnixMillis;
+use crate::types::{Confidence, UnixMillis};
 
 use super::generation::Generation;
 use super::{
@@ -261,19 +263,23 @@ impl Matcher {
         self.local.len()
     }
 
-    /// Hits of a read whose best text and alternatives are `texts` (best
-    /// first) and whose state is `read_state` if the recogniser read one;
-    /// local entries expired at `now` do not match. Appends to `out`.
+    /// Hits of a read whose best text is `best` and whose recogniser's
+    /// alternatives are `alternatives` (most probable first, each with its
+    /// probability), and whose state is `read_state` if the recogniser
+    /// read one; local entries expired at `now` do not match. Appends to
+    /// `out`.
     pub fn match_read(
         &self,
-        texts: &[&str],
+        best: &str,
+        alternatives: &[(&str, Confidence)],
         read_state: Option<&str>,
         now: UnixMillis,
         out: &mut Vec<Hit>,
     ) {
         let mut found: Vec<Candidate> = Vec::new();
         let mut wild: Vec<u32> = Vec::new();
-        for (ti, text) in texts.iter().enumerate().take(MAX_TEXTS) {
+        let texts = std::iter::once(best).chain(alternatives.iter().map(|a| a.0));
+        for (ti, text) in texts.enumerate().take(MAX_TEXTS) {
             let Some((raw, folded, len)) = normalise(text) else {
                 continue;
             };
@@ -363,12 +369,23 @@ impl Matcher {
         }
         found.sort_by_key(|c| (c.strength, c.text));
         for c in found {
-            out.push(self.hit(c, texts, read_state));
+            out.push(self.hit(c, best, alternatives, read_state));
         }
     }
 
-    fn hit(&self, c: Candidate, texts: &[&str], read_state: Option<&str>) -> Hit {
-        let text = texts.get(c.text).copied().unwrap_or_default();
+    fn hit(
+        &self,
+        c: Candidate,
+        best: &str,
+        alternatives: &[(&str, Confidence)],
+        read_state: Option<&str>,
+    ) -> Hit {
+        // Text 0 is the best, text k the alternative k.
+        let alternative = c
+            .text
+            .checked_sub(1)
+            .and_then(|k| alternatives.get(k).copied());
+        let text = alternative.map_or(best, |a| a.0);
         let read = text.to_ascii_uppercase();
         let (list, entry, listed_plate, level, covert) = match c.source {
             Source::Bulk { list, record } => {
@@ -429,6 +446,16 @@ impl Matcher {
                     Source::Bulk { .. } => String::new(),
                 },
             },
+        };
+        let kind = match alternative {
+            Some((_, probability)) => MatchKind::Alternative {
+                best: best.to_string(),
+                // c.text < MAX_TEXTS: fits in u8.
+                rank: c.text as u8,
+                probability,
+                how: Box::new(kind),
+            },
+            None => kind,
         };
         Hit {
             list,

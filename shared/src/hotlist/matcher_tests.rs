@@ -1,9 +1,7 @@
-use std::sync::RwLock;
-
 use proptest::prelude::*;
 
 use super::*;
-use crate::hotlist::generation::tests::{entries, entry, info, key};
+use crate::hotlist::generation::tests::{entry, info, key};
 use crate::hotlist::generation::GenerationInfo;
 use crate::hotlist::{ListSettings, Removal};
 
@@ -48,9 +46,21 @@ fn local(id: &str, plate: &str, state: &str) -> LocalEntry {
     }
 }
 
+/// The recogniser's probability of alternative `rank` in these tests.
+fn probability(rank: usize) -> Confidence {
+    (5_000 / (rank + 1)) as Confidence
+}
+
+/// Match `texts` (the best first, then the alternatives).
 fn run(m: &Matcher, texts: &[&str], state: Option<&str>) -> Vec<Hit> {
+    let alternatives: Vec<(&str, Confidence)> = texts
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(rank, t)| (*t, probability(rank)))
+        .collect();
     let mut out = Vec::new();
-    m.match_read(texts, state, NOW, &mut out);
+    m.match_read(texts[0], &alternatives, state, NOW, &mut out);
     out
 }
 
@@ -215,7 +225,16 @@ fn one_entry_hit_by_several_texts_is_reported_once_at_its_strongest() {
         .filter(|h| matches!(h.list, ListRef::Bulk { .. }))
         .collect();
     assert_eq!(bulk.len(), 1);
-    assert_eq!(bulk[0].kind, MatchKind::Exact);
+    assert_eq!(
+        bulk[0].kind,
+        MatchKind::Alternative {
+            best: "7A8C123".into(),
+            rank: 1,
+            probability: probability(1),
+            how: Box::new(MatchKind::Exact),
+        },
+        "the exact match of the first alternative, naming the plate as read"
+    );
     assert_eq!(bulk[0].matched_text, "7ABC123");
     let wild: Vec<_> = h
         .iter()
@@ -228,7 +247,37 @@ fn one_entry_hit_by_several_texts_is_reported_once_at_its_strongest() {
         "the best-ranked text that matched"
     );
     // Strongest first.
-    assert_eq!(h[0].kind, MatchKind::Exact);
+    assert_eq!(h[0].kind.strength(), MatchKind::Exact.strength());
+}
+
+/// The case of a wrong stop: `YG9*` listed, the plate read YG8E4F, its
+/// first alternative YG9E4F. The hit says so: the best reading, the
+/// alternative's rank and probability, how the alternative matched.
+#[test]
+fn a_hit_on_an_alternative_names_the_plate_as_read() {
+    let m = Matcher::new(Vec::new(), vec![local("w", "YG9*", "")], &[]);
+    let h = run(&m, &["YG8E4F", "YG9E4F", "YG8E4"], None);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].matched_text, "YG9E4F");
+    assert_eq!(
+        h[0].kind,
+        MatchKind::Alternative {
+            best: "YG8E4F".into(),
+            rank: 1,
+            probability: probability(1),
+            how: Box::new(MatchKind::Wildcard {
+                pattern: "YG9*".into()
+            }),
+        }
+    );
+    // The plate as read matching: a plain kind, whatever else matched.
+    let h = run(&m, &["YG9E4F", "YG8E4F"], None);
+    assert_eq!(
+        h[0].kind,
+        MatchKind::Wildcard {
+            pattern: "YG9*".into()
+        }
+    );
 }
 
 #[test]
@@ -253,42 +302,6 @@ fn many_wildcards_still_find_theirs() {
     }
 }
 
-/// Matching while generations are swapped (an `Arc` replacement) never
-/// misses an entry present in both.
-#[test]
-fn matching_during_a_swap_never_misses_an_entry_in_both_generations() {
-    let settings = ListSettings::default();
-    let g1 = generation(1, settings.clone(), entries(0..3000));
-    let g2 = generation(2, settings, entries(1500..4500));
-    let m1 = Arc::new(Matcher::new(vec![g1], Vec::new(), &[]));
-    let m2 = Arc::new(Matcher::new(vec![g2], Vec::new(), &[]));
-    let current = Arc::new(RwLock::new(m1.clone()));
-    let swapper = {
-        let current = current.clone();
-        std::thread::spawn(move || {
-            for k in 0..2000 {
-                let next = if k % 2 == 0 { m2.clone() } else { m1.clone() };
-                *current.write().expect("lock") = next;
-                std::thread::yield_now();
-            }
-        })
-    };
-    let both: Vec<String> = (1500..3000).map(|k| entry(k).plate).collect();
-    let mut misses = 0;
-    for round in 0..20 {
-        for p in both.iter().skip(round).step_by(7) {
-            let m = current.read().expect("lock").clone();
-            let mut out = Vec::new();
-            m.match_read(&[p], None, NOW, &mut out);
-            if !out.iter().any(|h| h.entry.plate == *p) {
-                misses += 1;
-            }
-        }
-    }
-    swapper.join().expect("swapper");
-    assert_eq!(misses, 0);
-}
-
 // The naive reference: every entry of every list against every text.
 
 fn rank(kind: &MatchKind) -> usize {
@@ -298,6 +311,7 @@ fn rank(kind: &MatchKind) -> usize {
         MatchKind::StateDiffers { .. } => 2,
         MatchKind::OcrEquivalent { substitutions } => 3 + substitutions.len(),
         MatchKind::Wildcard { .. } => 10,
+        MatchKind::Alternative { .. } => unreachable!("the reference ranks plain kinds"),
     }
 }
 
@@ -394,9 +408,22 @@ fn reference(
             }
         }
     }
+    // A hit on an alternative names the best text, its rank, its
+    // probability.
     let mut out: Vec<_> = best
         .into_iter()
-        .map(|(key, _, kind, plate, text)| (key.0, 0, plate, kind, text))
+        .map(|(key, (_, ti), kind, plate, text)| {
+            let kind = match ti {
+                0 => kind,
+                _ => MatchKind::Alternative {
+                    best: texts[0].to_string(),
+                    rank: ti as u8,
+                    probability: probability(ti),
+                    how: Box::new(kind),
+                },
+            };
+            (key.0, 0, plate, kind, text)
+        })
         .collect();
     out.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     out

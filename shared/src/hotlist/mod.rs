@@ -27,7 +27,7 @@ pub mod sample;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::UnixMillis;
+use crate::types::{Confidence, UnixMillis};
 
 /// Longest plate a list may carry (NCIC's LIC field is ten characters).
 pub const MAX_PLATE_LEN: usize = 10;
@@ -258,6 +258,55 @@ pub enum MatchKind {
     OcrEquivalent { substitutions: Vec<Substitution> },
     /// A wildcard entry (`*` any run, `?` one character) matched.
     Wildcard { pattern: String },
+    /// Not the plate as read but one of the recogniser's alternative
+    /// readings matched (the hit's `matched_text` is that alternative):
+    /// the crop most likely shows `best`, so it is compared with the entry
+    /// before anything else (a wrong stop starts with the alternative
+    /// shown as the plate read).
+    Alternative {
+        /// The recogniser's best reading: the plate as read.
+        best: String,
+        /// The alternative's rank among the readings (1: the first after
+        /// the best).
+        rank: u8,
+        /// The recogniser's probability of the alternative.
+        probability: Confidence,
+        /// How the alternative matched the entry: one of the kinds above,
+        /// never itself an alternative.
+        how: Box<MatchKind>,
+    },
+}
+
+impl MatchKind {
+    /// The kind's name alone, without plates or patterns (what a log line
+    /// may say).
+    pub fn name(&self) -> &'static str {
+        match self {
+            MatchKind::Exact => "exact",
+            MatchKind::StateUnread => "state-unread",
+            MatchKind::StateDiffers { .. } => "state-differs",
+            MatchKind::OcrEquivalent { .. } => "ocr-equivalent",
+            MatchKind::Wildcard { .. } => "wildcard",
+            MatchKind::Alternative { .. } => "alternative",
+        }
+    }
+
+    /// The one strength order of kinds (lower is stronger); an
+    /// alternative's is that of how it matched (the matcher keeps, among
+    /// equals, the best-ranked text).
+    pub fn strength(&self) -> u8 {
+        match self {
+            MatchKind::Exact => 0,
+            MatchKind::StateUnread => 1,
+            MatchKind::StateDiffers { .. } => 2,
+            MatchKind::OcrEquivalent { .. } => 3,
+            MatchKind::Wildcard { .. } => 4,
+            MatchKind::Alternative { how, .. } => match how.as_ref() {
+                MatchKind::Alternative { .. } => u8::MAX,
+                inner => inner.strength(),
+            },
+        }
+    }
 }
 
 /// Which list a hit came from.

@@ -17,8 +17,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::hotlist::matcher::MAX_TEXTS;
 use crate::hotlist::{AlertLevel, HotEntry, ListRef, MatchKind, MAX_ENTRY_TEXT};
-use crate::types::{check_text, InvalidValue, MAX_PLATE_LEN, MAX_TEXT_LEN};
+use crate::types::{
+    check_text, Confidence, InvalidValue, CONFIDENCE_ONE, MAX_PLATE_LEN, MAX_TEXT_LEN,
+};
 
 /// Longest disposition note.
 pub const MAX_NOTE_LEN: usize = 1024;
@@ -36,7 +39,9 @@ pub struct AlertRecord {
     pub entry: HotEntry,
     #[serde(with = "wire::match_kind")]
     pub kind: MatchKind,
-    /// The read's text (or the alternative) that matched.
+    /// The read's text that matched: the plate as read, or the
+    /// alternative reading of a [`MatchKind::Alternative`] (never show it
+    /// as the plate read: see [`AlertRecord::plate_read`]).
     pub matched_text: String,
     pub level: AlertLevel,
     /// No in-car alert; shown to privileged users only.
@@ -77,59 +82,156 @@ impl AlertRecord {
         ] {
             check_text(field, v, MAX_ENTRY_TEXT)?;
         }
-        match &self.kind {
-            MatchKind::Exact | MatchKind::StateUnread => {}
-            MatchKind::StateDiffers { read_state } => {
-                check_text("alert read state", read_state, MAX_PLATE_LEN)?
-            }
-            MatchKind::OcrEquivalent { substitutions } => {
-                if substitutions.len() > MAX_ALERT_SUBSTITUTIONS {
-                    return Err(InvalidValue::OutOfRange {
-                        field: "alert substitutions",
-                    });
-                }
-            }
-            MatchKind::Wildcard { pattern } => check_text("alert pattern", pattern, MAX_TEXT_LEN)?,
-        }
+        check_kind(&self.kind, false)?;
         check_text("alert matched text", &self.matched_text, MAX_PLATE_LEN)?;
         Ok(())
     }
 
-    /// "exact", "state differs (read NV)", "OCR-equivalent (read 0 as O at 3)", …
-    pub fn kind_text(&self) -> String {
+    /// The plate as read: the recogniser's best reading, also when one of
+    /// its alternatives is what matched.
+    pub fn plate_read(&self) -> &str {
         match &self.kind {
-            MatchKind::Exact => "exact".into(),
-            MatchKind::StateUnread => "plate exact, state not read (check it)".into(),
-            MatchKind::StateDiffers { read_state } => {
-                format!("plate exact, STATE DIFFERS (read {read_state})")
-            }
-            MatchKind::OcrEquivalent { substitutions } => {
-                let subs: Vec<String> = substitutions
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "read '{}' as listed '{}' at position {}",
-                            s.read,
-                            s.listed,
-                            u32::from(s.position) + 1
-                        )
-                    })
-                    .collect();
-                format!("OCR-equivalent: {}", subs.join(", "))
-            }
-            MatchKind::Wildcard { pattern } => format!("wildcard {pattern}"),
+            MatchKind::Alternative { best, .. } => best,
+            _ => &self.matched_text,
         }
+    }
+
+    /// The alternative reading that matched, when the plate as read did
+    /// not.
+    pub fn alternative(&self) -> Option<AlternativeMatch> {
+        match &self.kind {
+            MatchKind::Alternative {
+                rank, probability, ..
+            } => Some(AlternativeMatch {
+                text: self.matched_text.clone(),
+                rank: *rank,
+                probability: *probability,
+            }),
+            _ => None,
+        }
+    }
+
+    /// "exact", "state differs (read NV)", "OCR-equivalent (read 0 as O at
+    /// 3)", "alternative reading #1 (21.0%), wildcard YG9*", …
+    pub fn kind_text(&self) -> String {
+        kind_text(&self.kind)
+    }
+}
+
+/// A recogniser's alternative reading that matched a list where the plate
+/// as read did not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlternativeMatch {
+    /// The alternative's text.
+    pub text: String,
+    /// Its rank among the readings (1: the first after the best).
+    pub rank: u8,
+    /// The recogniser's probability of it.
+    pub probability: Confidence,
+}
+
+impl AlternativeMatch {
+    /// What every screen shows beside the plate read: which alternative
+    /// matched, and that the crop comes first.
+    pub fn notice(&self) -> String {
+        format!(
+            "ALTERNATIVE READING {} matched, not the plate as read: \
+             compare the crop with the listed plate first",
+            self.text
+        )
+    }
+}
+
+/// Check a kind's bounds; `nested` for the kind inside an alternative
+/// (which may not be one itself).
+fn check_kind(kind: &MatchKind, nested: bool) -> Result<(), InvalidValue> {
+    match kind {
+        MatchKind::Exact | MatchKind::StateUnread => {}
+        MatchKind::StateDiffers { read_state } => {
+            check_text("alert read state", read_state, MAX_PLATE_LEN)?
+        }
+        MatchKind::OcrEquivalent { substitutions } => {
+            if substitutions.len() > MAX_ALERT_SUBSTITUTIONS {
+                return Err(InvalidValue::OutOfRange {
+                    field: "alert substitutions",
+                });
+            }
+        }
+        MatchKind::Wildcard { pattern } => check_text("alert pattern", pattern, MAX_TEXT_LEN)?,
+        MatchKind::Alternative {
+            best,
+            rank,
+            probability,
+            how,
+        } => {
+            if nested {
+                return Err(InvalidValue::OutOfRange {
+                    field: "alert alternative inside an alternative",
+                });
+            }
+            check_text("alert best reading", best, MAX_PLATE_LEN)?;
+            if *rank == 0 || usize::from(*rank) >= MAX_TEXTS {
+                return Err(InvalidValue::OutOfRange {
+                    field: "alert alternative rank",
+                });
+            }
+            if *probability > CONFIDENCE_ONE {
+                return Err(InvalidValue::OutOfRange {
+                    field: "alert alternative probability",
+                });
+            }
+            check_kind(how, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// How a plate matched, for people.
+fn kind_text(kind: &MatchKind) -> String {
+    match kind {
+        MatchKind::Exact => "exact".into(),
+        MatchKind::StateUnread => "plate exact, state not read (check it)".into(),
+        MatchKind::StateDiffers { read_state } => {
+            format!("plate exact, STATE DIFFERS (read {read_state})")
+        }
+        MatchKind::OcrEquivalent { substitutions } => {
+            let subs: Vec<String> = substitutions
+                .iter()
+                .map(|s| {
+                    format!(
+                        "read '{}' as listed '{}' at position {}",
+                        s.read,
+                        s.listed,
+                        u32::from(s.position) + 1
+                    )
+                })
+                .collect();
+            format!("OCR-equivalent: {}", subs.join(", "))
+        }
+        MatchKind::Wildcard { pattern } => format!("wildcard {pattern}"),
+        MatchKind::Alternative {
+            rank,
+            probability,
+            how,
+            ..
+        } => format!(
+            "alternative reading #{rank} ({:.1}%), {}",
+            f64::from(*probability) / 100.0,
+            kind_text(how)
+        ),
     }
 }
 
 /// `ListRef` and `MatchKind` are internally tagged for JSON, which postcard
 /// cannot decode; in the log they are written as these plain enums (same
-/// variants, same order).
+/// variants, same order; new variants only ever appended, so the bytes of
+/// every record already signed decode as they did).
 mod wire {
+    use serde::ser::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     use crate::hotlist::{ListRef, MatchKind, Substitution};
-    use crate::types::UnixMillis;
+    use crate::types::{Confidence, UnixMillis};
 
     #[derive(Serialize, Deserialize)]
     enum ListRefW {
@@ -143,14 +245,30 @@ mod wire {
         },
     }
 
+    /// The kinds as written. `A` is what an alternative carries: at the
+    /// top an [`AlternativeW`], inside one [`Never`], so no bytes can nest
+    /// alternatives (a decoder's depth is bounded whatever it is sent).
     #[derive(Serialize, Deserialize)]
-    enum MatchKindW {
+    enum MatchKindW<A> {
         Exact,
         StateUnread,
         StateDiffers { read_state: String },
         OcrEquivalent { substitutions: Vec<Substitution> },
         Wildcard { pattern: String },
+        Alternative(A),
     }
+
+    #[derive(Serialize, Deserialize)]
+    struct AlternativeW {
+        best: String,
+        rank: u8,
+        probability: Confidence,
+        how: MatchKindW<Never>,
+    }
+
+    /// No value: an alternative inside an alternative cannot be written.
+    #[derive(Serialize, Deserialize)]
+    enum Never {}
 
     pub mod list_ref {
         use super::*;
@@ -187,32 +305,76 @@ mod wire {
         }
     }
 
+    /// A kind as written; `alternative` writes what an alternative
+    /// carries (best, rank, probability, how it matched).
+    fn written<A, E>(
+        v: &MatchKind,
+        alternative: impl FnOnce(&str, u8, Confidence, &MatchKind) -> Result<A, E>,
+    ) -> Result<MatchKindW<A>, E> {
+        Ok(match v {
+            MatchKind::Exact => MatchKindW::Exact,
+            MatchKind::StateUnread => MatchKindW::StateUnread,
+            MatchKind::StateDiffers { read_state } => MatchKindW::StateDiffers {
+                read_state: read_state.clone(),
+            },
+            MatchKind::OcrEquivalent { substitutions } => MatchKindW::OcrEquivalent {
+                substitutions: substitutions.clone(),
+            },
+            MatchKind::Wildcard { pattern } => MatchKindW::Wildcard {
+                pattern: pattern.clone(),
+            },
+            MatchKind::Alternative {
+                best,
+                rank,
+                probability,
+                how,
+            } => MatchKindW::Alternative(alternative(best, *rank, *probability, how)?),
+        })
+    }
+
+    /// A written kind read back; `alternative` makes one of what it
+    /// carries.
+    fn read<A>(w: MatchKindW<A>, alternative: impl FnOnce(A) -> MatchKind) -> MatchKind {
+        match w {
+            MatchKindW::Exact => MatchKind::Exact,
+            MatchKindW::StateUnread => MatchKind::StateUnread,
+            MatchKindW::StateDiffers { read_state } => MatchKind::StateDiffers { read_state },
+            MatchKindW::OcrEquivalent { substitutions } => {
+                MatchKind::OcrEquivalent { substitutions }
+            }
+            MatchKindW::Wildcard { pattern } => MatchKind::Wildcard { pattern },
+            MatchKindW::Alternative(a) => alternative(a),
+        }
+    }
+
     pub mod match_kind {
         use super::*;
 
         pub fn serialize<S: Serializer>(v: &MatchKind, s: S) -> Result<S::Ok, S::Error> {
-            match v.clone() {
-                MatchKind::Exact => MatchKindW::Exact,
-                MatchKind::StateUnread => MatchKindW::StateUnread,
-                MatchKind::StateDiffers { read_state } => MatchKindW::StateDiffers { read_state },
-                MatchKind::OcrEquivalent { substitutions } => {
-                    MatchKindW::OcrEquivalent { substitutions }
-                }
-                MatchKind::Wildcard { pattern } => MatchKindW::Wildcard { pattern },
-            }
+            written(v, |best, rank, probability, how| {
+                Ok(AlternativeW {
+                    best: best.to_owned(),
+                    rank,
+                    probability,
+                    how: written(how, |_, _, _, _| {
+                        Err(S::Error::custom(
+                            "an alternative's match is itself an alternative",
+                        ))
+                    })?,
+                })
+            })?
             .serialize(s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MatchKind, D::Error> {
-            Ok(match MatchKindW::deserialize(d)? {
-                MatchKindW::Exact => MatchKind::Exact,
-                MatchKindW::StateUnread => MatchKind::StateUnread,
-                MatchKindW::StateDiffers { read_state } => MatchKind::StateDiffers { read_state },
-                MatchKindW::OcrEquivalent { substitutions } => {
-                    MatchKind::OcrEquivalent { substitutions }
+            Ok(read(MatchKindW::<AlternativeW>::deserialize(d)?, |a| {
+                MatchKind::Alternative {
+                    best: a.best,
+                    rank: a.rank,
+                    probability: a.probability,
+                    how: Box::new(read(a.how, |never: Never| match never {})),
                 }
-                MatchKindW::Wildcard { pattern } => MatchKind::Wildcard { pattern },
-            })
+            }))
         }
     }
 }

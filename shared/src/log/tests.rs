@@ -686,6 +686,148 @@ fn alert_vector() {
     assert!(entries[1].alert().is_some() && entries[2].disposition().is_some());
 }
 
+/// An alert raised by an alternative reading (`YG9*` listed, YG8E4F
+/// read, its first alternative YG9E4F), as in its vector.
+fn alternative_alert() -> SignedEntry {
+    use crate::hotlist::{AlertLevel, Category, HotEntry, ListRef, MatchKind};
+    let key = crate::crypto::SecretKey::from_bytes(&[0x42; 32]);
+    let mut w = LogWriter::new(key, DeviceId::new("pole-7").expect("id"));
+    w.append_read_salted(
+        content("YG8E4F"),
+        UnixMillis(1_795_868_054_123),
+        TimeSource::Gps,
+        [0x11; 32],
+    )
+    .expect("read");
+    w.append_alert(
+        AlertRecord {
+            read_seq: 0,
+            list: ListRef::Local { id: "w-17".into() },
+            entry: HotEntry {
+                plate: "YG9*".into(),
+                category: Category::Suspect,
+                note: "hit and run".into(),
+                ..HotEntry::default()
+            },
+            kind: MatchKind::Alternative {
+                best: "YG8E4F".into(),
+                rank: 1,
+                probability: 2_100,
+                how: Box::new(MatchKind::Wildcard {
+                    pattern: "YG9*".into(),
+                }),
+            },
+            matched_text: "YG9E4F".into(),
+            level: AlertLevel::Urgent,
+            covert: false,
+            list_age_ms: 0,
+            list_stale: false,
+            past_match: false,
+        },
+        UnixMillis(1_795_868_054_200),
+        TimeSource::Gps,
+    )
+    .expect("alert")
+}
+
+/// The alternative kind was appended to the kinds: the alert vector above
+/// keeps its bytes, and an alternative's alert has fixed bytes too.
+#[test]
+fn alternative_alert_vector() {
+    let alert = alternative_alert();
+    let hex = hex::encode(alert.encode());
+    if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/log/testdata");
+        std::fs::write(format!("{dir}/alert-alternative-v1.hex"), &hex).expect("write");
+        return;
+    }
+    assert_eq!(
+        hex,
+        include_str!("testdata/alert-alternative-v1.hex").trim()
+    );
+    let decoded = SignedEntry::decode(&alert.encode()).expect("decodes");
+    let record = decoded.alert().expect("an alert");
+    assert_eq!(record.plate_read(), "YG8E4F", "the plate as read");
+    let alt = record.alternative().expect("an alternative matched");
+    assert_eq!(
+        (alt.text.as_str(), alt.rank, alt.probability),
+        ("YG9E4F", 1, 2_100)
+    );
+    assert!(
+        alt.notice().contains("compare the crop") && record.kind_text().contains("#1 (21.0%)"),
+        "{}",
+        record.kind_text()
+    );
+}
+
+/// An alternative inside an alternative, or out of its bounds, is never
+/// signed; and bytes that nest one never decode.
+#[test]
+fn an_alternative_alert_out_of_bounds_is_refused() {
+    use crate::hotlist::MatchKind;
+    let mut f = fixture();
+    let read = f
+        .writer
+        .append_read(content("YG8E4F"), UnixMillis::now(), TimeSource::Ntp)
+        .expect("read");
+    let template = alternative_alert().alert().cloned().expect("alert");
+    let MatchKind::Alternative { how, .. } = &template.kind else {
+        panic!("an alternative")
+    };
+    let bad = |kind: MatchKind| AlertRecord {
+        read_seq: read.seq(),
+        kind,
+        ..template.clone()
+    };
+    let nested = MatchKind::Alternative {
+        best: "YG8E4F".into(),
+        rank: 1,
+        probability: 2_100,
+        how: Box::new(template.kind.clone()),
+    };
+    for kind in [
+        nested.clone(),
+        MatchKind::Alternative {
+            best: "YG8E4F".into(),
+            rank: 0,
+            probability: 2_100,
+            how: how.clone(),
+        },
+        MatchKind::Alternative {
+            best: "YG8E4F".into(),
+            rank: 9,
+            probability: 2_100,
+            how: how.clone(),
+        },
+        MatchKind::Alternative {
+            best: "YG8E4F".into(),
+            rank: 1,
+            probability: 10_001,
+            how: how.clone(),
+        },
+    ] {
+        assert!(
+            f.writer
+                .append_alert(bad(kind.clone()), UnixMillis::now(), TimeSource::Ntp)
+                .is_err(),
+            "{kind:?}"
+        );
+    }
+    // Written by hand: the kind's tag 5 (alternative) again where the
+    // alternative's own match goes.
+    let bytes = postcard::to_allocvec(&bad(MatchKind::Exact)).expect("encodes");
+    let mut nested_bytes = postcard::to_allocvec(&bad(template.kind.clone())).expect("encodes");
+    assert!(postcard::from_bytes::<AlertRecord>(&bytes).is_ok());
+    assert!(postcard::from_bytes::<AlertRecord>(&nested_bytes).is_ok());
+    let wildcard_tag = nested_bytes
+        .windows(5)
+        .position(|w| w == [4, 4, b'Y', b'G', b'9'])
+        .expect("the wildcard inside the alternative");
+    nested_bytes[wildcard_tag] = 5;
+    assert!(postcard::from_bytes::<AlertRecord>(&nested_bytes).is_err());
+    assert!(postcard::to_allocvec(&bad(nested)).is_err());
+}
+
 #[test]
 fn alert_entries_verify_and_are_never_content() {
     let mut f = fixture();
@@ -721,12 +863,13 @@ fn alert_entries_verify_and_are_never_content() {
 proptest! {
     #[test]
     fn alert_bytes_never_panic_the_decoder(cut in 0usize..2000, flip in any::<(usize, u8)>()) {
-        let bytes = alert_entries()[1].encode();
-        let mut b = bytes[..cut.min(bytes.len())].to_vec();
-        if !b.is_empty() {
-            let i = flip.0 % b.len();
-            b[i] ^= flip.1;
+        for bytes in [alert_entries()[1].encode(), alternative_alert().encode()] {
+            let mut b = bytes[..cut.min(bytes.len())].to_vec();
+            if !b.is_empty() {
+                let i = flip.0 % b.len();
+                b[i] ^= flip.1;
+            }
+            let _ = SignedEntry::decode(&b);
         }
-        let _ = SignedEntry::decode(&b);
     }
 }

@@ -112,7 +112,13 @@ fn retention_below_a_year_is_refused_naming_the_law() {
 fn each_rule_has_its_message() {
     let mut p = sample(1);
     p.officers.push(p.officers[0].clone());
-    assert!(msg(p).contains("listed twice"));
+    let username = p.officers[0].username.clone();
+    let m = msg(p);
+    assert!(m.contains("listed twice"), "{m}");
+    assert!(
+        !m.contains(&username),
+        "the message reaches logs: it names no person: {m}"
+    );
 
     let mut p = sample(1);
     p.purposes.clear();
