@@ -23,6 +23,7 @@ pub mod holds;
 pub mod hotlist;
 pub mod ingest;
 pub mod policy;
+pub mod replicated;
 pub mod store;
 pub mod sync;
 pub mod users;

@@ -54,7 +54,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta-v1");
 /// [`SignedPolicy`] (verified before it was stored), "refreshed-at" → when
 /// the hub last confirmed it (ms, BE).
 const POLICY: TableDefinition<&str, &[u8]> = TableDefinition::new("policy-v1");
-/// Legal holds: "doc" → the saved [`HoldsDoc`] (it only grows),
+/// Legal holds: "doc" → the saved [`HoldsDoc`] (the hub compacts it),
 /// "refreshed-at" → when the hub's document was last merged (ms, BE).
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
 /// Local hotlist entries: "doc" → the saved
@@ -1630,7 +1630,9 @@ fn write_batch(
                             None => HoldsDoc::new(),
                         };
                         let changed = match change {
-                            HoldsChange::Merge { doc: other, .. } => doc.merge_bytes(other)?,
+                            HoldsChange::Merge { doc: other, .. } => {
+                                doc.merge_bytes(other, UnixMillis::now())?
+                            }
                             HoldsChange::Add(h) => {
                                 doc.add(h.as_ref().clone())?;
                                 true

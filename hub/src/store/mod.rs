@@ -265,7 +265,7 @@ pub enum WriteOp {
     /// Create or replace a user account ([`crate::users`]).
     User(crate::users::UserRecord),
     /// Replace the saved legal holds document ([`crate::holds`]; a saved
-    /// [`alpr_shared::control::holds_doc::HoldsDoc`], which only grows).
+    /// [`alpr_shared::control::holds_doc::HoldsDoc`]).
     Holds(Vec<u8>),
     /// Replace the saved local hotlist entries document
     /// ([`crate::hotlist::local`]; a saved

@@ -68,7 +68,7 @@ const NODE_POLICY: TableDefinition<&str, u64> = TableDefinition::new("node-polic
 const NODE_HOTLISTS: TableDefinition<&str, &[u8]> = TableDefinition::new("node-hotlists-v1");
 /// "config" → the hash of the `[policy]` configuration last seeded from.
 const POLICY_SEED: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("policy-seed-v1");
-/// "doc" → the saved legal holds document (automerge; it only grows).
+/// "doc" → the saved legal holds document (automerge).
 const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
 /// "doc" → the saved local hotlist entries document (automerge).
 const HOTLIST_LOCAL: TableDefinition<&str, &[u8]> = TableDefinition::new("hotlist-local-v1");

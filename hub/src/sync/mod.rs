@@ -475,10 +475,12 @@ pub async fn serve(
         seeded,
         cancel.child_token(),
     ));
-    // Local hotlist entries removed or expired longer than the grace
-    // period leave the document: at start, then hourly.
+    // Local hotlist entries removed or expired, and legal holds released,
+    // longer than the grace period leave their documents: at start, then
+    // hourly.
     {
         let local = hub.local_entries.clone();
+        let holds = hub.holds.clone();
         let stop = cancel.child_token();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
@@ -486,10 +488,16 @@ pub async fn serve(
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tick.tick() => {
-                        match local.compact(alpr_shared::types::UnixMillis::now()).await {
+                        let now = UnixMillis::now();
+                        match local.compact(now).await {
                             Ok(true) => info!("compacted the local hotlist entries"),
                             Ok(false) => {}
                             Err(e) => warn!(error = %e, "compacting the local hotlist entries"),
+                        }
+                        match holds.compact(now).await {
+                            Ok(true) => info!("compacted the legal holds"),
+                            Ok(false) => {}
+                            Err(e) => warn!(error = %e, "compacting the legal holds"),
                         }
                     }
                 }

@@ -3,31 +3,49 @@
 //! merges without losing a hold.
 //!
 //! Layout, chosen so no edit can shadow another: the document's root map
-//! (which every replica shares from the start) holds one key per hold,
-//! `hold/<id>`, whose value is the hold as placed (postcard bytes, never
-//! changed), and one key per release, `release/<id>`, set once when that
-//! hold is released. Nothing is ever deleted. There is no nested object
-//! that two replicas could each create and so conflict over: a replica
-//! that never saw a hold cannot overwrite it, a release writes only its
-//! own hold's key, and a stale copy merges in as a subset of the history.
-//! A hold is therefore active until a `release/<id>` for that very id
-//! exists in the merged history.
+//! holds only scalar keys ([`super::replica`]):
+//! - `hold/<id>`: the hold as placed (postcard bytes, never changed);
+//! - `release/<id>`: its release, set once. Concurrent releases (two hub
+//!   processes): the earliest counts;
+//! - `gone/<id>`: the small tombstone of a released hold whose record
+//!   compaction dropped (value: the time until which it is kept);
+//! - `epoch`: the compaction count (absent: 0).
+//!
+//! A replica that never saw a hold cannot overwrite it, a release writes
+//! only its own hold's key, and a stale copy merges in as a subset of the
+//! history. A hold is therefore active until a `release/<id>` for that
+//! very id exists in the merged history.
+//!
+//! Keeping it small: automerge keeps every change, so the document would
+//! only grow. The hub [`compact`](HoldsDoc::compact)s it: a fresh
+//! document, `epoch + 1`, holding every active hold, the holds released
+//! within [`GRACE_MS`] (so a node offline a few days still sees why a hold
+//! ended) and a tombstone for each hold released before, kept
+//! [`TOMBSTONE_MS`]. An active hold is never dropped. Documents of
+//! different epochs never merge histories: the newer one is taken and the
+//! older one's content *rebased* onto it — holds it lacks added (unless
+//! tombstoned), its releases applied. A stale copy therefore never drops
+//! a hold and never brings a released one back, and an offline edge's
+//! new holds survive a compaction they never saw.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ReadDoc, ScalarValue, Value, ROOT};
+use std::collections::BTreeMap;
 
 use super::holds::{Hold, Release};
+use super::replica::{valid_id, Replica, ReplicaError, ReplicatedDoc};
+use crate::types::UnixMillis;
 
 /// The largest saved document accepted from storage or a peer (some
 /// thousands of holds); it bounds the control frame nodes may send.
 pub const MAX_HOLDS_DOC_BYTES: usize = 256 << 10;
+/// Released holds stay whole this long, then compaction drops them.
+pub const GRACE_MS: u64 = 7 * DAY_MS;
+/// A dropped hold's tombstone is kept this long after its release:
+/// longer than any edge runs offline.
+pub const TOMBSTONE_MS: u64 = 365 * DAY_MS;
+const DAY_MS: u64 = 24 * 3600 * 1000;
 
 const HOLD_PREFIX: &str = "hold/";
 const RELEASE_PREFIX: &str = "release/";
-/// Ids are made by the placing side; bound them so a key stays small.
-const MAX_ID_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HoldsDocError {
@@ -35,7 +53,7 @@ pub enum HoldsDocError {
     TooLarge(usize),
     #[error("holds document does not load: {0}")]
     Corrupt(String),
-    #[error("hold {0}: entry in the holds document does not decode")]
+    #[error("holds document: key {0:?} does not decode")]
     BadEntry(String),
     #[error("a hold must name at least one plate, node, time bound or place")]
     EmptyScope,
@@ -51,14 +69,58 @@ pub enum HoldsDocError {
     Edit(String),
 }
 
+impl From<ReplicaError> for HoldsDocError {
+    fn from(e: ReplicaError) -> Self {
+        match e {
+            ReplicaError::Corrupt(m) => HoldsDocError::Corrupt(m),
+            ReplicaError::Edit(m) => HoldsDocError::Edit(m),
+            ReplicaError::BadKey(k) => HoldsDocError::BadEntry(k),
+        }
+    }
+}
+
+/// One hold's raw parts, as read from a document.
+#[derive(Debug, Clone)]
+struct Record {
+    /// As placed (never released).
+    hold: Hold,
+    bytes: Vec<u8>,
+    release: Option<(Release, Vec<u8>)>,
+}
+
+impl Record {
+    fn view(&self) -> Hold {
+        let mut h = self.hold.clone();
+        h.released = self.release.as_ref().map(|(r, _)| r.clone());
+        h
+    }
+
+    /// Released longer than the grace period ago: compaction drops it.
+    fn droppable(&self, now: UnixMillis) -> bool {
+        self.release
+            .as_ref()
+            .is_some_and(|(r, _)| r.at.0.saturating_add(GRACE_MS) <= now.0)
+    }
+
+    /// Until when the tombstone of this (released) hold is kept.
+    fn tombstone_until(&self) -> UnixMillis {
+        let released = self
+            .release
+            .as_ref()
+            .map_or(self.hold.placed_at, |(r, _)| r.at);
+        UnixMillis(released.0.saturating_add(TOMBSTONE_MS))
+    }
+}
+
 /// The holds, by id, as one automerge document.
 pub struct HoldsDoc {
-    doc: AutoCommit,
+    doc: Replica,
 }
 
 impl std::fmt::Debug for HoldsDoc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HoldsDoc")
+            .field("epoch", &self.epoch())
             .field("holds", &self.holds().len())
             .finish()
     }
@@ -71,51 +133,53 @@ impl Default for HoldsDoc {
 }
 
 impl HoldsDoc {
-    /// An empty document, with a fresh random actor.
+    /// An empty document (epoch 0), with a fresh random actor.
     pub fn new() -> Self {
         Self {
-            doc: AutoCommit::new(),
+            doc: Replica::new(),
         }
     }
 
     /// A saved document (from storage or a peer). Bounded in size; every
-    /// entry must decode, so a document that loads also lists cleanly.
+    /// key must decode, so a document that loads also lists cleanly.
     pub fn load(bytes: &[u8]) -> Result<Self, HoldsDocError> {
         if bytes.len() > MAX_HOLDS_DOC_BYTES {
             return Err(HoldsDocError::TooLarge(bytes.len()));
         }
-        // automerge checks its input; catching a panic here keeps a
-        // malformed peer document from ever taking a process down.
-        let doc = catch_unwind(|| AutoCommit::load(bytes))
-            .map_err(|_| HoldsDocError::Corrupt("decoder panicked".into()))?
-            .map_err(|e| HoldsDocError::Corrupt(e.to_string()))?;
-        let this = Self { doc };
+        let this = Self {
+            doc: Replica::load(bytes)?,
+        };
         this.validate()?;
         Ok(this)
     }
 
-    /// The whole document, compacted.
+    /// The whole document, compacted by automerge (history kept).
     pub fn save(&mut self) -> Vec<u8> {
         self.doc.save()
     }
 
+    /// How many times the hub has compacted this document.
+    pub fn epoch(&self) -> u64 {
+        self.doc.epoch()
+    }
+
     /// Place a hold. Its id must be new and its scope name something.
     pub fn add(&mut self, hold: Hold) -> Result<(), HoldsDocError> {
-        check_id(&hold.id)?;
+        if !valid_id(&hold.id) {
+            return Err(HoldsDocError::BadId(hold.id));
+        }
         if hold.scope.is_empty() {
             return Err(HoldsDocError::EmptyScope);
         }
-        let key = format!("{HOLD_PREFIX}{}", hold.id);
-        if self.bytes_at(&key).is_some() {
+        let key = hold_key(&hold.id);
+        if self.doc.has(&key) || self.doc.gone(&hold.id) {
             return Err(HoldsDocError::Exists(hold.id));
         }
         let mut placed = hold;
         let release = placed.released.take();
         let bytes =
             postcard::to_allocvec(&placed).map_err(|e| HoldsDocError::Edit(e.to_string()))?;
-        self.doc
-            .put(ROOT, key, ScalarValue::Bytes(bytes))
-            .map_err(|e| HoldsDocError::Edit(e.to_string()))?;
+        self.doc.put_bytes(&key, bytes)?;
         if let Some(release) = release {
             self.release(&placed.id, release)?;
         }
@@ -124,54 +188,52 @@ impl HoldsDoc {
 
     /// Release the hold `id`, and only it.
     pub fn release(&mut self, id: &str, release: Release) -> Result<(), HoldsDocError> {
-        if self.bytes_at(&format!("{HOLD_PREFIX}{id}")).is_none() {
-            return Err(HoldsDocError::NoSuchHold(id.into()));
-        }
-        let key = format!("{RELEASE_PREFIX}{id}");
-        if self.bytes_at(&key).is_some() {
+        let record = self
+            .record(id)?
+            .ok_or_else(|| HoldsDocError::NoSuchHold(id.into()))?;
+        if record.release.is_some() {
             return Err(HoldsDocError::AlreadyReleased(id.into()));
         }
         let bytes =
             postcard::to_allocvec(&release).map_err(|e| HoldsDocError::Edit(e.to_string()))?;
-        self.doc
-            .put(ROOT, key, ScalarValue::Bytes(bytes))
-            .map_err(|e| HoldsDocError::Edit(e.to_string()))
+        Ok(self.doc.put_bytes(&release_key(id), bytes)?)
     }
 
-    /// Take in every change `other` has that this one lacks. `other` is
-    /// checked first, so a bad peer document changes nothing here.
-    pub fn merge(&mut self, other: &mut HoldsDoc) -> Result<(), HoldsDocError> {
-        // Both sides valid means the union is: each key's values come
-        // from one side or the other, and a release always travels with
-        // the history that placed its hold.
+    /// Take in what `other` has that this one lacks. `other` is checked
+    /// first, so a bad peer document changes nothing here. Returns whether
+    /// anything changed here.
+    pub fn merge(&mut self, other: &mut HoldsDoc, now: UnixMillis) -> Result<bool, HoldsDocError> {
         other.validate()?;
-        catch_unwind(AssertUnwindSafe(|| self.doc.merge(&mut other.doc)))
-            .map_err(|_| HoldsDocError::Corrupt("merge panicked".into()))?
-            .map_err(|e| HoldsDocError::Corrupt(e.to_string()))?;
-        Ok(())
+        let before = self.doc.heads();
+        let (mine, theirs) = (self.epoch(), other.epoch());
+        if mine == theirs {
+            self.doc.merge(&mut other.doc)?;
+            // Both sides valid; check the union too (a release can only
+            // arrive with its hold, but a peer is not trusted to keep it).
+            self.validate()?;
+            return Ok(self.doc.heads() != before);
+        }
+        if theirs > mine {
+            // Take the newer epoch (own actor), then rebase our content.
+            let fresh = other.doc.fork()?;
+            let old = std::mem::replace(self, HoldsDoc { doc: fresh });
+            self.rebase(&old, now)?;
+            return Ok(true);
+        }
+        self.rebase(other, now)?;
+        Ok(self.doc.heads() != before)
     }
 
     /// Merge a saved document (as sent by a peer). Returns whether anything
-    /// new arrived.
-    pub fn merge_bytes(&mut self, bytes: &[u8]) -> Result<bool, HoldsDocError> {
+    /// changed here.
+    pub fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, HoldsDocError> {
         let mut other = Self::load(bytes)?;
-        let before = self.doc.get_heads();
-        self.merge(&mut other)?;
-        Ok(self.doc.get_heads() != before)
+        self.merge(&mut other, now)
     }
 
-    /// Every hold, released or not, sorted by id.
+    /// Every hold the document holds whole, released or not, sorted by id.
     pub fn holds(&self) -> Vec<Hold> {
-        let mut out: Vec<Hold> = self
-            .doc
-            .keys(ROOT)
-            .filter_map(|k| {
-                let id = k.strip_prefix(HOLD_PREFIX)?;
-                self.hold(id).ok().flatten()
-            })
-            .collect();
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        out
+        self.records().values().map(Record::view).collect()
     }
 
     /// The holds not released, sorted by id.
@@ -181,86 +243,218 @@ impl HoldsDoc {
 
     /// One hold, with its release if any.
     pub fn get(&self, id: &str) -> Option<Hold> {
-        self.hold(id).ok().flatten()
+        self.record(id).ok().flatten().map(|r| r.view())
     }
 
-    fn hold(&self, id: &str) -> Result<Option<Hold>, HoldsDocError> {
-        Self::hold_in(&self.doc, id)
+    /// Whether it is time to [`compact`](Self::compact): something has
+    /// been droppable for a grace period already, so compactions (each a
+    /// new epoch every node rebases onto) come at most about once per
+    /// [`GRACE_MS`], each dropping a batch.
+    pub fn needs_compaction(&self, now: UnixMillis) -> bool {
+        let earlier = UnixMillis(now.0.saturating_sub(GRACE_MS));
+        self.records().values().any(|r| r.droppable(earlier))
+            || self
+                .doc
+                .tombstones()
+                .values()
+                .any(|&until| until <= earlier)
     }
 
-    fn hold_in(doc: &AutoCommit, id: &str) -> Result<Option<Hold>, HoldsDocError> {
-        let Some(bytes) = bytes_in(doc, &format!("{HOLD_PREFIX}{id}")) else {
+    /// A fresh document of the next epoch holding what is still worth
+    /// keeping at `now`: every active hold; holds released more than
+    /// [`GRACE_MS`] ago leave, each with a tombstone kept until
+    /// [`TOMBSTONE_MS`] after its release. Only the hub compacts; other
+    /// replicas take the new epoch when they merge it.
+    pub fn compact(&self, now: UnixMillis) -> Result<HoldsDoc, HoldsDocError> {
+        let mut fresh = HoldsDoc::new();
+        fresh.doc.set_epoch(self.epoch().saturating_add(1))?;
+        for (id, until) in self.doc.tombstones() {
+            if until > now {
+                fresh.doc.put_gone(&id, until)?;
+            }
+        }
+        for (id, record) in self.records() {
+            if record.droppable(now) {
+                let until = record.tombstone_until();
+                if until > now {
+                    fresh.doc.put_gone(&id, until)?;
+                }
+                continue;
+            }
+            fresh.copy_record(&id, &record)?;
+        }
+        Ok(fresh)
+    }
+
+    /// Apply the content of `stale` (another epoch) onto this document:
+    /// what it has that this one lacks is added, never removed.
+    fn rebase(&mut self, stale: &HoldsDoc, now: UnixMillis) -> Result<(), HoldsDocError> {
+        // Its tombstones first: they travel on, so no third replica's
+        // copy of the record can bring it back.
+        let mut gone = self.doc.tombstones();
+        for (id, until) in stale.doc.tombstones() {
+            if until > now && gone.get(&id).is_none_or(|&mine| mine < until) {
+                self.doc.put_gone(&id, until)?;
+                gone.insert(id, until);
+            }
+        }
+        let mine = self.records();
+        for (id, theirs) in stale.records() {
+            if gone.contains_key(&id) {
+                continue;
+            }
+            match mine.get(&id) {
+                // Unknown here: new on the stale side, or dropped here
+                // past its tombstone. An active one comes back (a hold is
+                // never dropped by a copy); a long-released one comes as
+                // its tombstone.
+                None if theirs.droppable(now) => {
+                    let until = theirs.tombstone_until();
+                    if until > now {
+                        self.doc.put_gone(&id, until)?;
+                    }
+                }
+                None => self.copy_record(&id, &theirs)?,
+                Some(ours) => {
+                    if let (None, Some((_, bytes))) = (&ours.release, &theirs.release) {
+                        self.doc.put_bytes(&release_key(&id), bytes.clone())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_record(&mut self, id: &str, record: &Record) -> Result<(), HoldsDocError> {
+        self.doc.put_bytes(&hold_key(id), record.bytes.clone())?;
+        if let Some((_, bytes)) = &record.release {
+            self.doc.put_bytes(&release_key(id), bytes.clone())?;
+        }
+        Ok(())
+    }
+
+    fn records(&self) -> BTreeMap<String, Record> {
+        self.doc
+            .keys()
+            .into_iter()
+            .filter_map(|k| {
+                let id = k.strip_prefix(HOLD_PREFIX)?;
+                let record = self.record(id).ok().flatten()?;
+                Some((id.to_string(), record))
+            })
+            .collect()
+    }
+
+    fn record(&self, id: &str) -> Result<Option<Record>, HoldsDocError> {
+        let bad = || HoldsDocError::BadEntry(id.into());
+        // A tombstone (met in a merge with a copy that still had the
+        // record) hides the record: it was released for good.
+        if self.doc.gone(id) {
+            return Ok(None);
+        }
+        // Copies of one hold are identical bytes; take the least.
+        let Some(bytes) = self.doc.all_bytes(&hold_key(id))?.into_iter().min() else {
             return Ok(None);
         };
-        let mut hold: Hold =
-            postcard::from_bytes(&bytes).map_err(|_| HoldsDocError::BadEntry(id.into()))?;
-        if hold.id != id {
-            return Err(HoldsDocError::BadEntry(id.into()));
+        let hold: Hold = postcard::from_bytes(&bytes).map_err(|_| bad())?;
+        if hold.id != id || hold.released.is_some() {
+            return Err(bad());
         }
-        if let Some(bytes) = bytes_in(doc, &format!("{RELEASE_PREFIX}{id}")) {
-            hold.released =
-                Some(postcard::from_bytes(&bytes).map_err(|_| HoldsDocError::BadEntry(id.into()))?);
+        let mut release: Option<(Release, Vec<u8>)> = None;
+        for bytes in self.doc.all_bytes(&release_key(id))? {
+            let r: Release = postcard::from_bytes(&bytes).map_err(|_| bad())?;
+            // Concurrent releases: the earliest (then least bytes) counts.
+            if release
+                .as_ref()
+                .is_none_or(|(o, ob)| (r.at, &bytes) < (o.at, ob))
+            {
+                release = Some((r, bytes));
+            }
         }
-        Ok(Some(hold))
-    }
-
-    fn bytes_at(&self, key: &str) -> Option<Vec<u8>> {
-        bytes_in(&self.doc, key)
+        Ok(Some(Record {
+            hold,
+            bytes,
+            release,
+        }))
     }
 
     fn validate(&self) -> Result<(), HoldsDocError> {
-        Self::validate_doc(&self.doc)
-    }
-
-    fn validate_doc(doc: &AutoCommit) -> Result<(), HoldsDocError> {
-        for key in doc.keys(ROOT) {
-            let id = if let Some(id) = key.strip_prefix(HOLD_PREFIX) {
-                id
+        for key in self.doc.keys() {
+            if self.doc.check_common(&key)? {
+                continue;
+            }
+            if let Some(id) = key.strip_prefix(HOLD_PREFIX) {
+                if !valid_id(id) {
+                    return Err(HoldsDocError::BadEntry(key.clone()));
+                }
+                // Every value (each side of a conflict too) must decode.
+                for bytes in self.doc.all_bytes(&key)? {
+                    let hold: Hold = postcard::from_bytes(&bytes)
+                        .map_err(|_| HoldsDocError::BadEntry(key.clone()))?;
+                    if hold.id != id || hold.released.is_some() {
+                        return Err(HoldsDocError::BadEntry(key.clone()));
+                    }
+                }
             } else if let Some(id) = key.strip_prefix(RELEASE_PREFIX) {
-                id
+                // A release only travels with the hold it ends.
+                if !self.doc.has(&hold_key(id)) {
+                    return Err(HoldsDocError::BadEntry(key.clone()));
+                }
+                for bytes in self.doc.all_bytes(&key)? {
+                    postcard::from_bytes::<Release>(&bytes)
+                        .map_err(|_| HoldsDocError::BadEntry(key.clone()))?;
+                }
             } else {
                 return Err(HoldsDocError::BadEntry(key));
-            };
-            // Every value (each side of a conflict too) must be bytes.
-            let all = doc
-                .get_all(ROOT, key.as_str())
-                .map_err(|e| HoldsDocError::Corrupt(e.to_string()))?;
-            if all
-                .iter()
-                .any(|(v, _)| !matches!(v, Value::Scalar(s) if matches!(s.as_ref(), ScalarValue::Bytes(_))))
-            {
-                return Err(HoldsDocError::BadEntry(id.into()));
-            }
-            if key.starts_with(HOLD_PREFIX) {
-                Self::hold_in(doc, id)?;
-            } else if bytes_in(doc, &format!("{HOLD_PREFIX}{id}")).is_none() {
-                return Err(HoldsDocError::BadEntry(id.into()));
             }
         }
         Ok(())
     }
 }
 
-fn bytes_in(doc: &AutoCommit, key: &str) -> Option<Vec<u8>> {
-    match doc.get(ROOT, key).ok()?? {
-        (Value::Scalar(s), _) => match s.as_ref() {
-            ScalarValue::Bytes(b) => Some(b.clone()),
-            _ => None,
-        },
-        _ => None,
+impl ReplicatedDoc for HoldsDoc {
+    type Error = HoldsDocError;
+    const MAX_BYTES: usize = MAX_HOLDS_DOC_BYTES;
+
+    fn load(bytes: &[u8]) -> Result<Self, Self::Error> {
+        HoldsDoc::load(bytes)
+    }
+
+    fn save(&mut self) -> Vec<u8> {
+        HoldsDoc::save(self)
+    }
+
+    fn write_as(&mut self, other: &Self) {
+        self.doc.write_as(&other.doc);
+    }
+
+    fn new_actor(&mut self) {
+        self.doc.new_actor();
+    }
+
+    fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, Self::Error> {
+        HoldsDoc::merge_bytes(self, bytes, now)
+    }
+
+    fn needs_compaction(&self, now: UnixMillis) -> bool {
+        HoldsDoc::needs_compaction(self, now)
+    }
+
+    fn compact(&self, now: UnixMillis) -> Result<Self, Self::Error> {
+        HoldsDoc::compact(self, now)
+    }
+
+    fn too_large(len: usize) -> Self::Error {
+        HoldsDocError::TooLarge(len)
     }
 }
 
-fn check_id(id: &str) -> Result<(), HoldsDocError> {
-    if id.is_empty()
-        || id.len() > MAX_ID_LEN
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(HoldsDocError::BadId(id.into()));
-    }
-    Ok(())
+fn hold_key(id: &str) -> String {
+    format!("{HOLD_PREFIX}{id}")
+}
+
+fn release_key(id: &str) -> String {
+    format!("{RELEASE_PREFIX}{id}")
 }
 
 #[cfg(test)]

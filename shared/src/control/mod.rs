@@ -8,6 +8,7 @@
 pub mod holds;
 pub mod holds_doc;
 pub mod policy;
+pub mod replica;
 
 pub use policy::{
     Agency, AgencyKind, EdgeOfficer, HotlistPolicy, Policy, PolicyError, Purpose, SignedPolicy,

@@ -30,14 +30,12 @@
 //! entries and edits survive a compaction they never saw.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use automerge::transaction::Transactable;
-use automerge::{AutoCommit, ReadDoc, ScalarValue, Value, ROOT};
 use serde::{Deserialize, Serialize};
 
 use super::{AlertLevel, Category, LocalEntry, Removal, MAX_ENTRY_TEXT};
 use crate::control::policy::HotlistPolicy;
+use crate::control::replica::{valid_id, Replica, ReplicaError, ReplicatedDoc};
 use crate::search::PlatePattern;
 use crate::types::UnixMillis;
 
@@ -52,13 +50,9 @@ pub const GRACE_MS: u64 = 7 * DAY_MS;
 pub const TOMBSTONE_MS: u64 = 365 * DAY_MS;
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
-const EPOCH_KEY: &str = "epoch";
 const ENTRY_PREFIX: &str = "entry/";
 const EDIT_PREFIX: &str = "edit/";
 const REMOVED_PREFIX: &str = "removed/";
-const GONE_PREFIX: &str = "gone/";
-/// Ids are made by the adding side; bound them so a key stays small.
-const MAX_ID_LEN: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalDocError {
@@ -94,6 +88,16 @@ pub enum LocalDocError {
     NoChange,
     #[error("local entries document edit failed: {0}")]
     Edit(String),
+}
+
+impl From<ReplicaError> for LocalDocError {
+    fn from(e: ReplicaError) -> Self {
+        match e {
+            ReplicaError::Corrupt(m) => LocalDocError::Corrupt(m),
+            ReplicaError::Edit(m) => LocalDocError::Edit(m),
+            ReplicaError::BadKey(k) => LocalDocError::BadEntry(k),
+        }
+    }
 }
 
 /// The fields of an add or an edit; `None` keeps (edit) or defaults (add).
@@ -235,7 +239,7 @@ fn value_fits(field: Field, value: &FieldValue) -> bool {
 
 /// The local entries, by id, as one automerge document.
 pub struct LocalEntriesDoc {
-    doc: AutoCommit,
+    doc: Replica,
 }
 
 impl std::fmt::Debug for LocalEntriesDoc {
@@ -257,7 +261,7 @@ impl LocalEntriesDoc {
     /// An empty document (epoch 0), with a fresh random actor.
     pub fn new() -> Self {
         Self {
-            doc: AutoCommit::new(),
+            doc: Replica::new(),
         }
     }
 
@@ -267,12 +271,9 @@ impl LocalEntriesDoc {
         if bytes.len() > MAX_LOCAL_DOC_BYTES {
             return Err(LocalDocError::TooLarge(bytes.len()));
         }
-        // automerge checks its input; catching a panic here keeps a
-        // malformed peer document from ever taking a process down.
-        let doc = catch_unwind(|| AutoCommit::load(bytes))
-            .map_err(|_| LocalDocError::Corrupt("decoder panicked".into()))?
-            .map_err(|e| LocalDocError::Corrupt(e.to_string()))?;
-        let this = Self { doc };
+        let this = Self {
+            doc: Replica::load(bytes)?,
+        };
         this.validate()?;
         Ok(this)
     }
@@ -284,13 +285,7 @@ impl LocalEntriesDoc {
 
     /// How many times the hub has compacted this document.
     pub fn epoch(&self) -> u64 {
-        match self.doc.get(ROOT, EPOCH_KEY) {
-            Ok(Some((Value::Scalar(s), _))) => match s.as_ref() {
-                ScalarValue::Uint(n) => *n,
-                _ => 0,
-            },
-            _ => 0,
-        }
+        self.doc.epoch()
     }
 
     /// Add an entry. The plate (or pattern) and reason are required; the
@@ -307,9 +302,7 @@ impl LocalEntriesDoc {
     ) -> Result<LocalEntry, LocalDocError> {
         check_id(id)?;
         let key = format!("{ENTRY_PREFIX}{id}");
-        if bytes_in(&self.doc, &key).is_some()
-            || self.doc.get(ROOT, gone_key(id)).ok().flatten().is_some()
-        {
+        if self.doc.has(&key) || self.doc.gone(id) {
             return Err(LocalDocError::Exists(id.into()));
         }
         let (Some(plate), Some(reason)) = (fields.plate.as_deref(), fields.reason.as_deref())
@@ -344,7 +337,7 @@ impl LocalEntriesDoc {
         }
         let bytes =
             postcard::to_allocvec(&entry).map_err(|e| LocalDocError::Edit(e.to_string()))?;
-        self.put_bytes(key, bytes)?;
+        self.doc.put_bytes(&key, bytes)?;
         Ok(entry)
     }
 
@@ -416,7 +409,7 @@ impl LocalEntriesDoc {
             };
             let bytes =
                 postcard::to_allocvec(&edit).map_err(|e| LocalDocError::Edit(e.to_string()))?;
-            self.put_bytes(edit_key(id, field), bytes)?;
+            self.doc.put_bytes(&edit_key(id, field), bytes)?;
         }
         self.get(id)
             .ok_or_else(|| LocalDocError::NoSuchEntry(id.into()))
@@ -437,7 +430,7 @@ impl LocalEntriesDoc {
         };
         let bytes =
             postcard::to_allocvec(&removal).map_err(|e| LocalDocError::Edit(e.to_string()))?;
-        self.put_bytes(format!("{REMOVED_PREFIX}{id}"), bytes)
+        Ok(self.doc.put_bytes(&removed_key(id), bytes)?)
     }
 
     /// Every entry the document holds whole (removed and expired ones
@@ -462,7 +455,7 @@ impl LocalEntriesDoc {
     /// Whether [`compact`](Self::compact) at `now` would drop anything.
     pub fn needs_compaction(&self, now: UnixMillis) -> bool {
         self.records().values().any(|r| drop_record(&r.view(), now))
-            || self.tombstones().values().any(|&until| until <= now)
+            || self.doc.tombstones().values().any(|&until| until <= now)
     }
 
     /// A fresh document of the next epoch holding what is still worth
@@ -472,17 +465,10 @@ impl LocalEntriesDoc {
     /// compacts; other replicas take the new epoch when they merge it.
     pub fn compact(&self, now: UnixMillis) -> Result<LocalEntriesDoc, LocalDocError> {
         let mut fresh = LocalEntriesDoc::new();
-        fresh
-            .doc
-            .put(
-                ROOT,
-                EPOCH_KEY,
-                ScalarValue::Uint(self.epoch().saturating_add(1)),
-            )
-            .map_err(|e| LocalDocError::Edit(e.to_string()))?;
-        for (until_id, until) in self.tombstones() {
+        fresh.doc.set_epoch(self.epoch().saturating_add(1))?;
+        for (until_id, until) in self.doc.tombstones() {
             if until > now {
-                fresh.put_gone(&until_id, until)?;
+                fresh.doc.put_gone(&until_id, until)?;
             }
         }
         for (id, record) in self.records() {
@@ -491,7 +477,7 @@ impl LocalEntriesDoc {
                 if view.removed.is_some() {
                     let until = tombstone_until(&view);
                     if until > now {
-                        fresh.put_gone(&id, until)?;
+                        fresh.doc.put_gone(&id, until)?;
                     }
                 }
                 continue;
@@ -510,27 +496,24 @@ impl LocalEntriesDoc {
         now: UnixMillis,
     ) -> Result<bool, LocalDocError> {
         other.validate()?;
-        let before = self.doc.get_heads();
+        let before = self.doc.heads();
         let (mine, theirs) = (self.epoch(), other.epoch());
         if mine == theirs {
-            catch_unwind(AssertUnwindSafe(|| self.doc.merge(&mut other.doc)))
-                .map_err(|_| LocalDocError::Corrupt("merge panicked".into()))?
-                .map_err(|e| LocalDocError::Corrupt(e.to_string()))?;
+            self.doc.merge(&mut other.doc)?;
             // Both sides valid; check the union too (an edit key can only
             // arrive with its entry, but a peer is not trusted to keep it).
             self.validate()?;
-            return Ok(self.doc.get_heads() != before);
+            return Ok(self.doc.heads() != before);
         }
         if theirs > mine {
             // Take the newer epoch (own actor), then rebase our content.
-            let fresh = catch_unwind(AssertUnwindSafe(|| other.doc.fork()))
-                .map_err(|_| LocalDocError::Corrupt("fork panicked".into()))?;
+            let fresh = other.doc.fork()?;
             let old = std::mem::replace(self, LocalEntriesDoc { doc: fresh });
             self.rebase(&old, now)?;
             return Ok(true);
         }
         self.rebase(other, now)?;
-        Ok(self.doc.get_heads() != before)
+        Ok(self.doc.heads() != before)
     }
 
     /// Merge a saved document (as sent by a peer). Returns whether
@@ -544,10 +527,10 @@ impl LocalEntriesDoc {
     fn rebase(&mut self, stale: &LocalEntriesDoc, now: UnixMillis) -> Result<(), LocalDocError> {
         // Its tombstones first: they travel on, so no third replica's
         // copy of the record can revive it.
-        let mut gone = self.tombstones();
-        for (id, until) in stale.tombstones() {
+        let mut gone = self.doc.tombstones();
+        for (id, until) in stale.doc.tombstones() {
             if until > now && gone.get(&id).is_none_or(|&mine| mine < until) {
-                self.put_gone(&id, until)?;
+                self.doc.put_gone(&id, until)?;
                 gone.insert(id, until);
             }
         }
@@ -565,7 +548,7 @@ impl LocalEntriesDoc {
                 if view.removed.is_some() && drop_record(&view, now) {
                     let until = tombstone_until(&view);
                     if until > now {
-                        self.put_gone(&id, until)?;
+                        self.doc.put_gone(&id, until)?;
                     }
                 } else if view.removed.is_some() || view.active(now) {
                     self.copy_record(&id, &theirs)?;
@@ -574,12 +557,12 @@ impl LocalEntriesDoc {
             };
             if ours.removal.is_none() {
                 if let Some((_, bytes)) = &theirs.removal {
-                    self.put_bytes(format!("{REMOVED_PREFIX}{id}"), bytes.clone())?;
+                    self.doc.put_bytes(&removed_key(&id), bytes.clone())?;
                 }
             }
             for (field, (edit, bytes)) in &theirs.edits {
                 if ours.edits.get(field).is_none_or(|(o, _)| edit > o) {
-                    self.put_bytes(edit_key(&id, *field), bytes.clone())?;
+                    self.doc.put_bytes(&edit_key(&id, *field), bytes.clone())?;
                 }
             }
         }
@@ -587,43 +570,21 @@ impl LocalEntriesDoc {
     }
 
     fn copy_record(&mut self, id: &str, record: &Record) -> Result<(), LocalDocError> {
-        self.put_bytes(format!("{ENTRY_PREFIX}{id}"), record.base_bytes.clone())?;
+        self.doc
+            .put_bytes(&format!("{ENTRY_PREFIX}{id}"), record.base_bytes.clone())?;
         for (field, (_, bytes)) in &record.edits {
-            self.put_bytes(edit_key(id, *field), bytes.clone())?;
+            self.doc.put_bytes(&edit_key(id, *field), bytes.clone())?;
         }
         if let Some((_, bytes)) = &record.removal {
-            self.put_bytes(format!("{REMOVED_PREFIX}{id}"), bytes.clone())?;
+            self.doc.put_bytes(&removed_key(id), bytes.clone())?;
         }
         Ok(())
     }
 
-    fn put_gone(&mut self, id: &str, until: UnixMillis) -> Result<(), LocalDocError> {
-        self.doc
-            .put(ROOT, gone_key(id), ScalarValue::Uint(until.0))
-            .map_err(|e| LocalDocError::Edit(e.to_string()))
-    }
-
-    fn put_bytes(&mut self, key: String, bytes: Vec<u8>) -> Result<(), LocalDocError> {
-        self.doc
-            .put(ROOT, key, ScalarValue::Bytes(bytes))
-            .map_err(|e| LocalDocError::Edit(e.to_string()))
-    }
-
-    fn tombstones(&self) -> BTreeMap<String, UnixMillis> {
-        self.doc
-            .keys(ROOT)
-            .filter_map(|k| {
-                let id = k.strip_prefix(GONE_PREFIX)?.to_string();
-                // Concurrent tombstones (two compactions) keep the longest.
-                let until = uints_in(&self.doc, &k).into_iter().max()?;
-                Some((id, UnixMillis(until)))
-            })
-            .collect()
-    }
-
     fn records(&self) -> BTreeMap<String, Record> {
         self.doc
-            .keys(ROOT)
+            .keys()
+            .into_iter()
             .filter_map(|k| {
                 let id = k.strip_prefix(ENTRY_PREFIX)?;
                 let record = self.record(id).ok().flatten()?;
@@ -636,11 +597,13 @@ impl LocalEntriesDoc {
         let bad = || LocalDocError::BadEntry(id.into());
         // A tombstone (met in a merge with a copy that still had the
         // record) hides the record: it was removed for good.
-        if self.doc.get(ROOT, gone_key(id)).ok().flatten().is_some() {
+        if self.doc.gone(id) {
             return Ok(None);
         }
         // Copies of one entry are identical bytes; take the least.
-        let Some(base_bytes) = all_bytes_in(&self.doc, &format!("{ENTRY_PREFIX}{id}"))?
+        let Some(base_bytes) = self
+            .doc
+            .all_bytes(&format!("{ENTRY_PREFIX}{id}"))?
             .into_iter()
             .min()
         else {
@@ -653,7 +616,7 @@ impl LocalEntriesDoc {
         let mut edits = BTreeMap::new();
         for field in Field::ALL {
             let mut best: Option<(Edit, Vec<u8>)> = None;
-            for bytes in all_bytes_in(&self.doc, &edit_key(id, field))? {
+            for bytes in self.doc.all_bytes(&edit_key(id, field))? {
                 let edit: Edit = postcard::from_bytes(&bytes).map_err(|_| bad())?;
                 if !value_fits(field, &edit.value) {
                     return Err(bad());
@@ -667,7 +630,7 @@ impl LocalEntriesDoc {
             }
         }
         let mut removal: Option<(Removal, Vec<u8>)> = None;
-        for bytes in all_bytes_in(&self.doc, &format!("{REMOVED_PREFIX}{id}"))? {
+        for bytes in self.doc.all_bytes(&removed_key(id))? {
             let r: Removal = postcard::from_bytes(&bytes).map_err(|_| bad())?;
             // Concurrent removals: the earliest (then least bytes) counts.
             let key = (r.at, bytes.clone());
@@ -689,11 +652,8 @@ impl LocalEntriesDoc {
     fn validate(&self) -> Result<(), LocalDocError> {
         let mut ids = BTreeSet::new();
         let mut referenced = BTreeSet::new();
-        for key in self.doc.keys(ROOT) {
-            if key == EPOCH_KEY {
-                if uints_in(&self.doc, &key).is_empty() {
-                    return Err(LocalDocError::BadEntry(key));
-                }
+        for key in self.doc.keys() {
+            if self.doc.check_common(&key)? {
                 continue;
             }
             if let Some(id) = key.strip_prefix(ENTRY_PREFIX) {
@@ -708,11 +668,6 @@ impl LocalEntriesDoc {
                 referenced.insert(id.to_string());
             } else if let Some(id) = key.strip_prefix(REMOVED_PREFIX) {
                 referenced.insert(id.to_string());
-            } else if let Some(id) = key.strip_prefix(GONE_PREFIX) {
-                check_id(id).map_err(|_| LocalDocError::BadEntry(key.clone()))?;
-                if uints_in(&self.doc, &key).is_empty() {
-                    return Err(LocalDocError::BadEntry(key));
-                }
             } else {
                 return Err(LocalDocError::BadEntry(key));
             }
@@ -722,6 +677,43 @@ impl LocalEntriesDoc {
             return Err(LocalDocError::BadEntry(orphan.clone()));
         }
         Ok(())
+    }
+}
+
+impl ReplicatedDoc for LocalEntriesDoc {
+    type Error = LocalDocError;
+    const MAX_BYTES: usize = MAX_LOCAL_DOC_BYTES;
+
+    fn load(bytes: &[u8]) -> Result<Self, Self::Error> {
+        LocalEntriesDoc::load(bytes)
+    }
+
+    fn save(&mut self) -> Vec<u8> {
+        LocalEntriesDoc::save(self)
+    }
+
+    fn write_as(&mut self, other: &Self) {
+        self.doc.write_as(&other.doc);
+    }
+
+    fn new_actor(&mut self) {
+        self.doc.new_actor();
+    }
+
+    fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, Self::Error> {
+        LocalEntriesDoc::merge_bytes(self, bytes, now)
+    }
+
+    fn needs_compaction(&self, now: UnixMillis) -> bool {
+        LocalEntriesDoc::needs_compaction(self, now)
+    }
+
+    fn compact(&self, now: UnixMillis) -> Result<Self, Self::Error> {
+        LocalEntriesDoc::compact(self, now)
+    }
+
+    fn too_large(len: usize) -> Self::Error {
+        LocalDocError::TooLarge(len)
     }
 }
 
@@ -745,54 +737,12 @@ fn edit_key(id: &str, field: Field) -> String {
     format!("{EDIT_PREFIX}{id}/{}", field.name())
 }
 
-fn gone_key(id: &str) -> String {
-    format!("{GONE_PREFIX}{id}")
-}
-
-/// Every value under `key` (each side of a conflict), which must all be
-/// bytes.
-fn all_bytes_in(doc: &AutoCommit, key: &str) -> Result<Vec<Vec<u8>>, LocalDocError> {
-    let all = doc
-        .get_all(ROOT, key)
-        .map_err(|e| LocalDocError::Corrupt(e.to_string()))?;
-    all.into_iter()
-        .map(|(v, _)| match v {
-            Value::Scalar(s) => match s.as_ref() {
-                ScalarValue::Bytes(b) => Ok(b.clone()),
-                _ => Err(LocalDocError::BadEntry(key.into())),
-            },
-            _ => Err(LocalDocError::BadEntry(key.into())),
-        })
-        .collect()
-}
-
-fn bytes_in(doc: &AutoCommit, key: &str) -> Option<Vec<u8>> {
-    all_bytes_in(doc, key).ok()?.into_iter().min()
-}
-
-fn uints_in(doc: &AutoCommit, key: &str) -> Vec<u64> {
-    doc.get_all(ROOT, key)
-        .map(|all| {
-            all.into_iter()
-                .filter_map(|(v, _)| match v {
-                    Value::Scalar(s) => match s.as_ref() {
-                        ScalarValue::Uint(n) => Some(*n),
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+fn removed_key(id: &str) -> String {
+    format!("{REMOVED_PREFIX}{id}")
 }
 
 fn check_id(id: &str) -> Result<(), LocalDocError> {
-    if id.is_empty()
-        || id.len() > MAX_ID_LEN
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if !valid_id(id) {
         return Err(LocalDocError::BadId(id.into()));
     }
     Ok(())

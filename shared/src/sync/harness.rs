@@ -610,7 +610,11 @@ impl Pair {
                     // As the hub's driver does: merge, and push a change
                     // back to the node.
                     HubOutput::NodeHolds { doc } => {
-                        if self.hub_holds.merge_bytes(&doc).unwrap_or(false) {
+                        if self
+                            .hub_holds
+                            .merge_bytes(&doc, LOCAL_ENTRIES_NOW)
+                            .unwrap_or(false)
+                        {
                             let saved = Arc::new(self.hub_holds.save());
                             if let Some(s) = self.session.as_mut() {
                                 next.extend(s.set_holds(saved));
@@ -780,7 +784,7 @@ impl Pair {
                 // As the edge's driver does: merge, mark refreshed, and
                 // send back what the hub lacks.
                 EdgeEvent::Holds(doc) => {
-                    if let Ok(changed) = self.edge_holds.merge_bytes(doc) {
+                    if let Ok(changed) = self.edge_holds.merge_bytes(doc, LOCAL_ENTRIES_NOW) {
                         self.holds_refreshed = Some(self.now);
                         if changed {
                             let saved = self.edge_holds.save();

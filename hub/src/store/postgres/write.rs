@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use alpr_shared::control::replica::ReplicatedDoc;
 use alpr_shared::log::alert::Progress;
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
 use alpr_shared::sync::{decide, ChainError, ChainState, NewKey, Verified};
@@ -1313,21 +1314,20 @@ impl Doc {
             table,
             detail: format!("the {which} document: {e}"),
         };
+        fn merged<D: ReplicatedDoc>(
+            stored: &[u8],
+            new: &[u8],
+            bad: impl Fn(&str, &dyn std::fmt::Display) -> StoreError,
+        ) -> Result<Vec<u8>, StoreError> {
+            let mut doc = D::load(stored).map_err(|e| bad("stored", &e))?;
+            doc.merge_bytes(new, UnixMillis::now())
+                .map_err(|e| bad("new or merged", &e))?;
+            Ok(doc.save())
+        }
         match self {
-            Doc::Holds => {
-                use alpr_shared::control::holds_doc::HoldsDoc;
-                let mut doc = HoldsDoc::load(stored).map_err(|e| bad("stored", &e))?;
-                let mut other = HoldsDoc::load(new).map_err(|e| bad("new", &e))?;
-                doc.merge(&mut other).map_err(|e| bad("merged", &e))?;
-                Ok(doc.save())
-            }
+            Doc::Holds => merged::<alpr_shared::control::holds_doc::HoldsDoc>(stored, new, bad),
             Doc::LocalEntries => {
-                use alpr_shared::hotlist::local::LocalEntriesDoc;
-                let mut doc = LocalEntriesDoc::load(stored).map_err(|e| bad("stored", &e))?;
-                let mut other = LocalEntriesDoc::load(new).map_err(|e| bad("new", &e))?;
-                doc.merge(&mut other, UnixMillis::now())
-                    .map_err(|e| bad("merged", &e))?;
-                Ok(doc.save())
+                merged::<alpr_shared::hotlist::local::LocalEntriesDoc>(stored, new, bad)
             }
         }
     }

@@ -2,6 +2,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ScalarValue, ROOT};
+
 use super::*;
 
 const T0: u64 = 1_800_000_000_000;
