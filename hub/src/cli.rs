@@ -121,6 +121,20 @@ pub enum UserCommand {
     },
     /// Set a user's password (from `ALPR_NEW_PASSWORD` or a prompt).
     Passwd { username: String },
+    /// Print a `[[policy.officers]]` entry for an officer seeded by
+    /// `hub.toml`: the password's argon2id hash and the signing key it
+    /// gives, from `ALPR_NEW_PASSWORD` or a prompt. Offline: needs no
+    /// login, reads and changes nothing.
+    Credential {
+        username: String,
+        #[arg(long)]
+        agency: String,
+        #[arg(long, default_value = "")]
+        title: String,
+        /// Training expires (RFC 3339 UTC, `2027-06-30T00:00:00Z`).
+        #[arg(long)]
+        training_expires: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -463,6 +477,32 @@ fn new_password(username: &str) -> anyhow::Result<String> {
         .context("reading the new password (set ALPR_NEW_PASSWORD when not on a terminal)")
 }
 
+/// `hub user credential`: an officer entry for `hub.toml`, checked the
+/// way the hub reads it.
+fn credential(
+    username: &str,
+    agency: &str,
+    title: &str,
+    training_expires: &str,
+) -> anyhow::Result<ExitCode> {
+    crate::users::check_username(username).map_err(|e| anyhow::anyhow!(e))?;
+    let password = new_password(username)?;
+    crate::users::check_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+    let password_hash = crate::users::hash_password(&password).map_err(|e| anyhow::anyhow!(e))?;
+    let (key, _secret) = alpr_shared::control::officer::OfficerKey::generate(&password)?;
+    let setting = crate::policy::OfficerSetting {
+        username: username.into(),
+        agency: agency.into(),
+        title: title.into(),
+        password_hash,
+        training_expires: training_expires.into(),
+        signing_key: Some(key.to_string()),
+    };
+    setting.to_officer()?;
+    println!("[[policy.officers]]\n{}", toml::to_string(&setting)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_users(users: &[UserView]) {
     println!(
         "{:<20} {:<14} {:<12} {:<24} {:<12} {:<9}",
@@ -490,6 +530,19 @@ fn print_users(users: &[UserView]) {
 
 /// `hub user …` (administrators).
 pub fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        UserCommand::Credential {
+            username,
+            agency,
+            title,
+            training_expires,
+        } => credential(&username, &agency, &title, &training_expires),
+        other => user_through_api(other),
+    }
+}
+
+/// The `hub user` commands that go through the API, as the logged-in user.
+fn user_through_api(cmd: UserCommand) -> anyhow::Result<ExitCode> {
     let session = Session::load()?;
     let rt = runtime()?;
     let done = |u: UserView, what: &str| {
@@ -589,6 +642,7 @@ pub fn user(cmd: UserCommand) -> anyhow::Result<ExitCode> {
             })?;
             done(u, "password set for")
         }
+        UserCommand::Credential { .. } => Err(anyhow::anyhow!("hub user credential runs offline")),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod tag {
     pub const EVIDENCE_MANIFEST_SIG: &[u8] = b"alpr/evidence/v1/manifest-signature\0";
     pub const HOTLIST_SIG: &[u8] = b"alpr/hotlist/v1/generation-signature\0";
     pub const HOTLIST_HASH: &[u8] = b"alpr/hotlist/v1/generation-content\0";
+    pub const OFFICER_CHANGE_SIG: &[u8] = b"alpr/control/v1/officer-change-signature\0";
 }
 
 /// SHA-256 over a tag and the given parts.

@@ -50,13 +50,17 @@ pub fn cannot_run(test: &str, why: &str) -> anyhow::Result<()> {
 pub const OFFICER_PASSWORD: &str = "correct horse";
 
 /// A `[[policy.officers]]` entry: `user` of agency CA0190000, trained
-/// until 2099, with `password`.
+/// until 2099, with `password` and the signing key it gives (cheap
+/// parameters, for tests).
 pub fn officer_toml(user: &str, password: &str) -> anyhow::Result<String> {
     let hash =
         alpr_edge::policy::hash_password_with(password, 256, 1).map_err(|e| anyhow::anyhow!(e))?;
+    let (key, _) =
+        alpr_shared::control::officer::OfficerKey::derive(password, rand::random(), 256, 1)?;
     Ok(format!(
         "[[policy.officers]]\nusername = \"{user}\"\nagency = \"CA0190000\"\ntitle = \"Officer\"\n\
-         password_hash = \"{hash}\"\ntraining_expires = \"2099-01-01T00:00:00Z\"\n"
+         password_hash = \"{hash}\"\ntraining_expires = \"2099-01-01T00:00:00Z\"\n\
+         signing_key = \"{key}\"\n"
     ))
 }
 

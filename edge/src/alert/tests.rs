@@ -32,6 +32,7 @@ fn policy() -> SignedPolicy {
             title: "Officer".into(),
             password_hash: cheap_hash("pw"),
             training_expires: UnixMillis(UnixMillis::now().0 + 365 * DAY),
+            key: None,
         }],
         agencies: Vec::new(),
         revoked_nodes: Vec::new(),

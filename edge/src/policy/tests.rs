@@ -7,6 +7,13 @@ use alpr_shared::types::{DeviceId, Location, ReadContent, TimeSource};
 
 /// A cheap argon2id hash (tests only: the node checks whatever parameters
 /// the PHC string names).
+/// An officer key of `password` with cheap parameters (tests only).
+pub(crate) fn cheap_key(password: &str) -> alpr_shared::control::officer::OfficerKey {
+    alpr_shared::control::officer::OfficerKey::derive(password, [1; 16], 64, 1)
+        .expect("derive")
+        .0
+}
+
 fn cheap_hash(password: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::encode_b64(b"0123456789abcdef").expect("salt");
@@ -53,6 +60,7 @@ fn officer(name: &str, password: &str, trained_until: UnixMillis) -> EdgeOfficer
         title: "Officer".into(),
         password_hash: cheap_hash(password),
         training_expires: trained_until,
+        key: Some(cheap_key(password)),
     }
 }
 

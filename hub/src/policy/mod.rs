@@ -62,6 +62,11 @@ pub struct OfficerSetting {
     pub password_hash: String,
     /// RFC 3339 UTC (`2027-06-30T00:00:00Z`).
     pub training_expires: String,
+    /// The officer's signing key (`$alpr-officer-key$v=1$…`, as `hub user
+    /// credential` prints it); without one the officer changes nothing on
+    /// an edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 impl OfficerSetting {
@@ -70,12 +75,19 @@ impl OfficerSetting {
     pub fn to_officer(&self, n: usize) -> Result<EdgeOfficer, PolicyError> {
         let training_expires = crate::config::parse_time(&self.training_expires)
             .map_err(|e| PolicyError::Config(format!("officer #{n}: {e:#}")))?;
+        let key = self
+            .signing_key
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| PolicyError::Config(format!("officer #{n}: {e}")))?;
         Ok(EdgeOfficer {
             username: self.username.clone(),
             agency: self.agency.clone(),
             title: self.title.clone(),
             password_hash: self.password_hash.clone(),
             training_expires,
+            key,
         })
     }
 
@@ -86,6 +98,7 @@ impl OfficerSetting {
             title: o.title.clone(),
             password_hash: o.password_hash.clone(),
             training_expires: o.training_expires.to_string(),
+            signing_key: o.key.as_ref().map(ToString::to_string),
         }
     }
 }

@@ -1,23 +1,30 @@
 //! The officers who may log in on edges follow the hub's users: every
-//! enabled user with the officer role, with their password hash and
-//! training expiry, joins the officers written in `[policy]` (a user of
-//! the same name wins, so disabling the user removes the officer).
+//! enabled user with the officer role, with their password hash, current
+//! signing key and training expiry, joins the officers written in
+//! `[policy]` (a user of the same name wins, so disabling the user removes
+//! the officer).
 //! Supervisors work in the field too and are listed with the officers. Each
 //! change of the users makes the next policy version, which the sync side
 //! pushes to every edge: an officer disabled at the hub cannot log in on
 //! an edge once it has synced.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use alpr_shared::control::officer::OfficerKey;
 use alpr_shared::control::EdgeOfficer;
 use tokio_util::sync::CancellationToken;
 
 use super::PolicyService;
 use crate::users::{Role, UserRecord, Users};
 
-/// The officer list from the configured officers and the users.
-pub fn officers(seeded: &[EdgeOfficer], users: &[UserRecord]) -> Vec<EdgeOfficer> {
+/// The officer list from the configured officers and the users (with
+/// each user's current signing key from `keys`).
+pub fn officers(
+    seeded: &[EdgeOfficer],
+    users: &[UserRecord],
+    keys: &HashMap<String, OfficerKey>,
+) -> Vec<EdgeOfficer> {
     let mut by_name: BTreeMap<String, Option<EdgeOfficer>> = seeded
         .iter()
         .map(|o| (o.username.clone(), Some(o.clone())))
@@ -31,6 +38,7 @@ pub fn officers(seeded: &[EdgeOfficer], users: &[UserRecord]) -> Vec<EdgeOfficer
                     title: u.title.clone(),
                     password_hash: u.password_hash.clone(),
                     training_expires: u.training_expires,
+                    key: keys.get(&u.username).cloned(),
                 }
             });
         if officer.is_some() || by_name.contains_key(&u.username) {
@@ -50,7 +58,10 @@ pub async fn follow_users(
     let mut changes = users.subscribe();
     loop {
         match users.list() {
-            Ok(list) => match policy.set_officers(officers(&seeded, &list)).await {
+            Ok(list) => match policy
+                .set_officers(officers(&seeded, &list, &users.current_keys()))
+                .await
+            {
                 Ok(Some(p)) => {
                     tracing::info!(version = p.version(), "policy: officers changed")
                 }
@@ -94,18 +105,22 @@ mod tests {
             title: "Deputy".into(),
             password_hash: "h".into(),
             training_expires: UnixMillis(5),
+            key: None,
         }];
         let users = [
             user("alice", Role::Officer, false),
             user("bob", Role::Officer, true),
             user("carol", Role::Auditor, false),
         ];
-        let names: Vec<String> = officers(&seeded, &users)
-            .into_iter()
-            .map(|o| o.username)
-            .collect();
+        let key = OfficerKey::derive("correct horse", [1; 16], 64, 1)
+            .expect("derive")
+            .0;
+        let keys = HashMap::from([("alice".to_string(), key.clone())]);
+        let listed = officers(&seeded, &users, &keys);
+        let names: Vec<&str> = listed.iter().map(|o| o.username.as_str()).collect();
         assert_eq!(names, ["alice", "seeded"]);
+        assert_eq!(listed[0].key, Some(key), "a user's current key goes along");
         let disabled = [user("seeded", Role::Officer, true)];
-        assert!(officers(&seeded, &disabled).is_empty());
+        assert!(officers(&seeded, &disabled, &keys).is_empty());
     }
 }

@@ -20,6 +20,7 @@ fn officer(name: &str) -> EdgeOfficer {
         title: "Officer".into(),
         password_hash: HASH.into(),
         training_expires: UnixMillis(1_900_000_000_000),
+        key: None,
     }
 }
 
@@ -114,11 +115,27 @@ async fn a_changed_configuration_makes_the_next_version_at_start() {
         title: "Officer".into(),
         password_hash: HASH.into(),
         training_expires: "2030-01-01T00:00:00Z".into(),
+        signing_key: Some(
+            "$alpr-officer-key$v=1$m=64,t=1$AQEBAQEBAQEBAQEBAQEBAQ$\
+             kJ9dri5h11nA5gdwEcIeh+wpkhobwxvOMDzgSNrXqZg"
+                .into(),
+        ),
     }];
     let p = open(&path, &seed).current();
     assert_eq!(p.version(), 2);
     assert_eq!(p.policy().max_stale_ms, 60_000);
-    assert!(p.policy().officer("ofc1").is_some());
+    let ofc1 = p.policy().officer("ofc1").expect("seeded");
+    assert_eq!(
+        ofc1.key.as_ref().map(|k| k.m_kib),
+        Some(64),
+        "the configured signing key goes into the policy"
+    );
+    // A signing key that is not one stops the start, naming the officer.
+    let mut bad = seed.clone();
+    bad.officers[0].signing_key = Some("$alpr-officer-key$v=1$nope".into());
+    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
+    let err = PolicyService::open(storage, key(), &bad, Vec::new()).expect_err("refused");
+    assert!(err.to_string().contains("ofc1"), "{err}");
     // A configuration that breaks the law does not start.
     seed.hub_retention_days = 90;
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));

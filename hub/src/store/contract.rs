@@ -73,6 +73,7 @@ macro_rules! contract_tests {
                 every_policy_version_is_kept_and_a_stale_one_fails_the_whole_commit,
                 node_policies_and_hotlists_are_what_each_node_last_said,
                 users_are_created_replaced_and_listed,
+                every_signing_key_of_a_user_is_kept_once,
                 a_session_is_kept_under_its_hash_until_ended,
                 the_holds_and_local_entries_documents_are_kept,
                 the_hub_access_log_grows_only_by_its_next_entry,
@@ -868,6 +869,44 @@ fn users_are_created_replaced_and_listed(store: &dyn HubStorage) {
         store.users().expect("read"),
         vec![user("adm.kim", "Administrator"), changed],
         "by username"
+    );
+}
+
+fn every_signing_key_of_a_user_is_kept_once(store: &dyn HubStorage) {
+    use alpr_shared::control::officer::OfficerKey;
+    let key = |seed: u8, since: u64| crate::users::UserKey {
+        key: OfficerKey::derive("correct horse", [seed; 16], 64, 1)
+            .expect("derive")
+            .0,
+        since: UnixMillis(since),
+    };
+    assert!(store.user_keys().expect("read").is_empty());
+    let uk = |name: &str, key: crate::users::UserKey| WriteOp::UserKey {
+        username: name.into(),
+        key,
+    };
+    store
+        .commit(vec![
+            uk("ofc.lee", key(1, 1_000)),
+            uk("adm.kim", key(2, 1_000)),
+        ])
+        .expect("commit");
+    // A password change adds a key; the same key again changes nothing.
+    store
+        .commit(vec![
+            uk("ofc.lee", key(3, 2_000)),
+            uk("ofc.lee", key(1, 9_000)),
+        ])
+        .expect("commit");
+    let mut kept = store.user_keys().expect("read");
+    kept.sort_by_key(|(name, k)| (name.clone(), k.since));
+    assert_eq!(
+        kept,
+        vec![
+            ("adm.kim".to_string(), key(2, 1_000)),
+            ("ofc.lee".to_string(), key(1, 1_000)),
+            ("ofc.lee".to_string(), key(3, 2_000)),
+        ]
     );
 }
 

@@ -264,6 +264,13 @@ pub enum WriteOp {
     PrunePlates,
     /// Create or replace a user account ([`crate::users`]).
     User(crate::users::UserRecord),
+    /// Keep a signing key of a user ([`crate::users::UserKey`]): every key
+    /// a user has had is kept, by its public key; one kept already is
+    /// left as it is.
+    UserKey {
+        username: String,
+        key: crate::users::UserKey,
+    },
     /// Replace the saved legal holds document ([`crate::holds`]; a saved
     /// [`alpr_shared::control::holds_doc::HoldsDoc`]).
     Holds(Vec<u8>),
@@ -465,6 +472,9 @@ pub trait HubStorage: Send + Sync + 'static {
     fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every user account, by username.
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
+    /// Every signing key of every user ([`WriteOp::UserKey`]), as
+    /// (username, key), by username.
+    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError>;
     /// The session kept under the SHA-256 of its token.
     fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
     /// Failed logins counted against `key` at or after `since`

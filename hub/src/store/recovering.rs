@@ -198,6 +198,9 @@ impl HubStorage for Recovering {
     fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
         self.call(|s| s.users())
     }
+    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
+        self.call(|s| s.user_keys())
+    }
     fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
         self.call(|s| s.holds_doc())
     }

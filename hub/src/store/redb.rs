@@ -75,6 +75,9 @@ const HOTLIST_LOCAL: TableDefinition<&str, &[u8]> = TableDefinition::new("hotlis
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
 /// User accounts by username (postcard [`crate::users::UserRecord`]).
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
+/// Every signing key a user has had, by (username, public key) (postcard
+/// [`crate::users::UserKey`]).
+const USER_KEYS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("user-keys-v1");
 /// Sessions by the SHA-256 of their token (postcard [`crate::users::SessionRecord`]).
 const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions-v1");
 /// Nodes' access entries: (time BE, node id BE, seq BE).
@@ -492,6 +495,7 @@ impl RedbStore {
             tx.open_table(HOLDS).map_err(db_err)?;
             tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
             tx.open_table(USERS).map_err(db_err)?;
+            tx.open_table(USER_KEYS).map_err(db_err)?;
             tx.open_table(SESSIONS).map_err(db_err)?;
             tx.open_table(NODE_ACCESS).map_err(db_err)?;
             tx.open_table(HUB_DISPOSITIONS).map_err(db_err)?;
@@ -657,6 +661,7 @@ impl HubStorage for RedbStore {
             let mut holds = tx.open_table(HOLDS).map_err(db_err)?;
             let mut hotlist_local = tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
             let mut users = tx.open_table(USERS).map_err(db_err)?;
+            let mut user_keys = tx.open_table(USER_KEYS).map_err(db_err)?;
             let mut sessions = tx.open_table(SESSIONS).map_err(db_err)?;
             let mut node_access = tx.open_table(NODE_ACCESS).map_err(db_err)?;
             let mut alerts = tx.open_table(ALERTS).map_err(db_err)?;
@@ -1011,6 +1016,15 @@ impl HubStorage for RedbStore {
                         users
                             .insert(u.username.as_str(), encode(&u).as_slice())
                             .map_err(db_err)?;
+                        results.push(WriteResult::Done);
+                    }
+                    WriteOp::UserKey { username, key } => {
+                        let at = (username.as_str(), &key.key.public);
+                        if user_keys.get(at).map_err(db_err)?.is_none() {
+                            user_keys
+                                .insert(at, encode(&key).as_slice())
+                                .map_err(db_err)?;
+                        }
                         results.push(WriteResult::Done);
                     }
                     WriteOp::Session { hash, session } => {
@@ -1620,6 +1634,20 @@ impl HubStorage for RedbStore {
         for row in t.iter().map_err(db_err)? {
             let (_, v) = row.map_err(db_err)?;
             out.push(decode_row(v.value(), "users-v1")?);
+        }
+        Ok(out)
+    }
+
+    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(USER_KEYS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((
+                k.value().0.to_owned(),
+                decode_row(v.value(), "user-keys-v1")?,
+            ));
         }
         Ok(out)
     }

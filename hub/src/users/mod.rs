@@ -37,9 +37,17 @@
 //!   opened by one process only, and only someone who can read the hub's
 //!   private data folder can claim the first account. Once any user
 //!   exists the file is removed and bootstrap is refused.
-//! - **Changes** (add, disable, train, password) bump a generation number
-//!   that [`Users::subscribe`] watches, so the policy service can
-//!   republish the officers allowed on edges.
+//! - **Signing keys** ([`UserKey`]): each user has an Ed25519 key derived
+//!   from their password ([`OfficerKey`], argon2id with a salt of its
+//!   own), with which an officer signs the changes they make on an edge.
+//!   The hub learns the public key when the password passes through it —
+//!   a user added, a password set, and a login of a user who has none
+//!   yet — and keeps every key a user has had (`user-keys-v1`): a change
+//!   signed offline before a password change still verifies. The
+//!   current key goes into the policy's officers.
+//! - **Changes** (add, disable, train, password, a key learnt) bump a
+//!   generation number that [`Users::subscribe`] watches, so the policy
+//!   service can republish the officers allowed on edges.
 
 mod throttle;
 
@@ -48,6 +56,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use alpr_shared::control::officer::OfficerKey;
 use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord};
 use alpr_shared::types::UnixMillis;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -209,6 +218,33 @@ impl UserRecord {
             updated: self.updated,
         }
     }
+}
+
+/// A signing key a user has had, and since when it is theirs
+/// (`user-keys-v1`, postcard).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserKey {
+    pub key: OfficerKey,
+    pub since: UnixMillis,
+}
+
+/// A password's hash and signing key, made together (argon2id twice:
+/// slow on purpose, so on the blocking pool).
+async fn credentials(password: String) -> Result<(String, UserKey), UserError> {
+    tokio::task::spawn_blocking(move || {
+        let hash = hash_password(&password)?;
+        let (key, _secret) = OfficerKey::generate(&password).map_err(|e| e.to_string())?;
+        Ok((
+            hash,
+            UserKey {
+                key,
+                since: UnixMillis::now(),
+            },
+        ))
+    })
+    .await
+    .map_err(|e| UserError::Invalid(e.to_string()))?
+    .map_err(UserError::Invalid)
 }
 
 /// A user as the API shows it.
@@ -414,6 +450,8 @@ pub struct Users {
     /// Other hub processes sharing the database change them too:
     /// [`Users::reload`] reads them again.
     accounts: Mutex<HashMap<String, UserRecord>>,
+    /// Every signing key of each user, oldest first.
+    keys: Mutex<HashMap<String, Vec<UserKey>>>,
     sessions: Mutex<Live>,
     /// The store is shared with other hub processes: a session kept in
     /// memory is checked against the store at each use, so a logout on
@@ -459,9 +497,15 @@ impl Users {
             .into_iter()
             .map(|u| (u.username.clone(), u))
             .collect();
+        let keys = keys_by_user(
+            storage
+                .user_keys()
+                .map_err(|e| format!("reading the users' keys: {e}"))?,
+        );
         Ok(Users {
             shared: storage.watch_changes().is_some(),
             accounts: Mutex::new(accounts),
+            keys: Mutex::new(keys),
             throttle: Throttle::new(config.throttle.clone(), storage.clone()),
             storage,
             access,
@@ -500,15 +544,58 @@ impl Users {
             .into_iter()
             .map(|u| (u.username.clone(), u))
             .collect();
+        let keys = keys_by_user(self.storage.user_keys()?);
         {
             let mut accounts = self.accounts()?;
-            if *accounts == stored {
+            let mut known = self.key_table()?;
+            if *accounts == stored && *known == keys {
                 return Ok(false);
             }
             *accounts = stored;
+            *known = keys;
         }
         self.changed();
         Ok(true)
+    }
+
+    /// Every signing key `username` has had, oldest first.
+    pub fn keys(&self, username: &str) -> Vec<UserKey> {
+        self.key_table()
+            .map(|k| k.get(username).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Each user's current signing key (their latest), by username.
+    pub fn current_keys(&self) -> HashMap<String, OfficerKey> {
+        self.key_table()
+            .map(|k| {
+                k.iter()
+                    .filter_map(|(name, keys)| Some((name.clone(), keys.last()?.key.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn key_table(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, Vec<UserKey>>>, UserError> {
+        self.keys
+            .lock()
+            .map_err(|_| UserError::Invalid("keys poisoned".into()))
+    }
+
+    /// Keep a key learnt for `username` (stored first).
+    fn keep_key(&self, username: &str, key: UserKey) -> Result<(), UserError> {
+        self.storage.commit(vec![WriteOp::UserKey {
+            username: username.into(),
+            key: key.clone(),
+        }])?;
+        let mut keys = self.key_table()?;
+        let theirs = keys.entry(username.into()).or_default();
+        if !theirs.iter().any(|k| k.key.public == key.key.public) {
+            theirs.push(key);
+        }
+        Ok(())
     }
 
     /// Every account, by username.
@@ -633,11 +720,7 @@ impl Users {
                 "training expires after it was completed".into(),
             ));
         }
-        let password = new.password.clone();
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| UserError::Invalid(e.to_string()))?
-            .map_err(UserError::Invalid)?;
+        let (hash, key) = credentials(new.password.clone()).await?;
         let _guard = self.write.lock().await;
         if first && !self.accounts()?.is_empty() {
             return Err(UserError::Forbidden(
@@ -671,6 +754,7 @@ impl Users {
             .record(by.record(AccessAction::UserAdmin, query))
             .await?;
         self.put(&rec)?;
+        self.keep_key(&rec.username, key)?;
         self.changed();
         Ok(rec.view(now))
     }
@@ -683,6 +767,19 @@ impl Users {
         what: String,
         f: impl FnOnce(&mut UserRecord),
     ) -> Result<UserView, UserError> {
+        self.change_keyed(by, username, what, f, None).await
+    }
+
+    /// [`Users::change`], keeping `key` as the user's new signing key in
+    /// the same step.
+    async fn change_keyed(
+        &self,
+        by: &Caller,
+        username: &str,
+        what: String,
+        f: impl FnOnce(&mut UserRecord),
+        key: Option<UserKey>,
+    ) -> Result<UserView, UserError> {
         let _guard = self.write.lock().await;
         let mut rec = self
             .get(username)?
@@ -694,6 +791,9 @@ impl Users {
             .record(by.record(AccessAction::UserAdmin, format!("user {what} {username}")))
             .await?;
         self.put(&rec)?;
+        if let Some(key) = key {
+            self.keep_key(username, key)?;
+        }
         self.changed();
         Ok(rec.view(now))
     }
@@ -739,12 +839,15 @@ impl Users {
         password: String,
     ) -> Result<UserView, UserError> {
         check_password(&password).map_err(UserError::Invalid)?;
-        let hash = tokio::task::spawn_blocking(move || hash_password(&password))
-            .await
-            .map_err(|e| UserError::Invalid(e.to_string()))?
-            .map_err(UserError::Invalid)?;
-        self.change(by, username, "passwd".into(), |r| r.password_hash = hash)
-            .await
+        let (hash, key) = credentials(password).await?;
+        self.change_keyed(
+            by,
+            username,
+            "passwd".into(),
+            |r| r.password_hash = hash,
+            Some(key),
+        )
+        .await
     }
 
     fn refused(&self, username: &str, agency: &str, source: IpAddr, reason: &str) -> AccessRecord {
@@ -821,6 +924,9 @@ impl Users {
             return Err(UserError::Forbidden(reason));
         }
         self.throttle.succeeded(username)?;
+        if self.keys(&user.username).is_empty() {
+            self.learn_key(&user.username, password).await;
+        }
         let token = new_token();
         let session = SessionRecord {
             username: user.username.clone(),
@@ -876,6 +982,33 @@ impl Users {
             expires: session.expires,
             user: user.view(now),
         })
+    }
+
+    /// The signing key of `username` (who has none yet), from the password
+    /// that just logged them in. A failure costs the login nothing: the
+    /// next login tries again.
+    async fn learn_key(&self, username: &str, password: &str) {
+        let pw = password.to_owned();
+        let made = tokio::task::spawn_blocking(move || OfficerKey::generate(&pw)).await;
+        let key = match made {
+            Ok(Ok((key, _secret))) => UserKey {
+                key,
+                since: UnixMillis::now(),
+            },
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "deriving a user's signing key at login");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "deriving a user's signing key at login");
+                return;
+            }
+        };
+        let _guard = self.write.lock().await;
+        match self.keep_key(username, key) {
+            Ok(()) => self.changed(),
+            Err(e) => tracing::warn!(error = %e, "storing a signing key learnt at login"),
+        }
     }
 
     /// The caller a bearer token stands for, or why not: unknown, expired
@@ -965,6 +1098,18 @@ impl Users {
         }])?;
         Ok(())
     }
+}
+
+/// Stored keys by username, each user's oldest first.
+fn keys_by_user(rows: Vec<(String, UserKey)>) -> HashMap<String, Vec<UserKey>> {
+    let mut out: HashMap<String, Vec<UserKey>> = HashMap::new();
+    for (name, key) in rows {
+        out.entry(name).or_default().push(key);
+    }
+    for keys in out.values_mut() {
+        keys.sort_by_key(|k| (k.since, k.key.public));
+    }
+    out
 }
 
 /// What a person typed, fit for a record: control characters dropped, at
@@ -1073,6 +1218,72 @@ mod tests {
             ),
             "a session ended on one hub is refused by the other"
         );
+    }
+
+    #[tokio::test]
+    async fn the_hub_learns_each_signing_key_when_the_password_passes_and_keeps_them_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (users, storage) = users_in(dir.path(), config());
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let admin = Caller {
+            username: "admin".into(),
+            agency: "CA0000001".into(),
+            role: Role::Administrator,
+            title: "t".into(),
+            source: "127.0.0.1".into(),
+        };
+        // Added: the key of the password set.
+        users
+            .add(&admin, new_user("ofc", Role::Officer))
+            .await
+            .expect("add");
+        let first = users.keys("ofc");
+        assert_eq!(first.len(), 1);
+        first[0]
+            .key
+            .unlock("password-of-ofc")
+            .expect("the key is the password's");
+        // A new password: a new key, and the old one is kept.
+        let mut changes = users.subscribe();
+        changes.mark_unchanged();
+        users
+            .passwd(&admin, "ofc", "a brand new password".into())
+            .await
+            .expect("passwd");
+        assert!(changes.has_changed().expect("watch"), "the policy follows");
+        let both = users.keys("ofc");
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[0], first[0], "the old key stays known");
+        both[1]
+            .key
+            .unlock("a brand new password")
+            .expect("the current key is the new password's");
+        assert_eq!(
+            users.current_keys().get("ofc"),
+            Some(&both[1].key),
+            "the current key is the latest"
+        );
+        // A user without a key (made before keys) gets one at login.
+        let mut old = storage.user("ofc").expect("read").expect("kept");
+        old.username = "old.timer".into();
+        storage.commit(vec![WriteOp::User(old)]).expect("commit");
+        assert!(users.reload().expect("reload"));
+        assert!(users.keys("old.timer").is_empty());
+        users
+            .login("old.timer", "a brand new password", ip)
+            .await
+            .expect("login");
+        let learnt = users.keys("old.timer");
+        assert_eq!(learnt.len(), 1);
+        learnt[0]
+            .key
+            .unlock("a brand new password")
+            .expect("learnt from the password");
+        // All of it is durable.
+        drop(users);
+        let (again, _) = users_of(storage, config());
+        assert_eq!(again.keys("ofc"), both);
+        assert_eq!(again.keys("old.timer"), learnt);
     }
 
     #[tokio::test]

@@ -11,14 +11,16 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::officer::OfficerKey;
 use crate::cert::Revocation;
 use crate::crypto::{tag, PublicKey, SecretKey, Signature};
 use crate::log::{decode_exact, DecodeError};
 use crate::types::UnixMillis;
 
 /// Format of the policy's canonical bytes. Format 1 (before hotlists)
-/// still decodes, with [`HotlistPolicy::default`].
-pub const POLICY_FORMAT: u8 = 2;
+/// still decodes, with [`HotlistPolicy::default`]; formats 1 and 2 (before
+/// officers' signing keys) with no officer key.
+pub const POLICY_FORMAT: u8 = 3;
 /// Largest signed policy (its canonical bytes and signature).
 pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 /// ALPR data the hub holds must be kept at least a year (Government Code
@@ -46,6 +48,35 @@ pub struct EdgeOfficer {
     pub password_hash: String,
     /// Training lapses at this moment; no current training, no access.
     pub training_expires: UnixMillis,
+    /// The officer's signing key (format 3 on): an edge derives it from
+    /// the password at login and signs the officer's changes with it.
+    /// `None` until the hub has learnt it (the officer's password has not
+    /// passed through the hub since): such an officer changes nothing on
+    /// an edge.
+    pub key: Option<OfficerKey>,
+}
+
+/// An officer as formats 1 and 2 wrote one (no signing key).
+#[derive(Deserialize)]
+struct EdgeOfficerV2 {
+    username: String,
+    agency: String,
+    title: String,
+    password_hash: String,
+    training_expires: UnixMillis,
+}
+
+impl From<EdgeOfficerV2> for EdgeOfficer {
+    fn from(o: EdgeOfficerV2) -> EdgeOfficer {
+        EdgeOfficer {
+            username: o.username,
+            agency: o.agency,
+            title: o.title,
+            password_hash: o.password_hash,
+            training_expires: o.training_expires,
+            key: None,
+        }
+    }
 }
 
 impl EdgeOfficer {
@@ -178,7 +209,7 @@ struct PolicyV1 {
     hub_retention_days: u32,
     edge_retention_days: u32,
     max_stale_ms: u64,
-    officers: Vec<EdgeOfficer>,
+    officers: Vec<EdgeOfficerV2>,
     agencies: Vec<Agency>,
     revoked_nodes: Vec<Revocation>,
     purposes: Vec<Purpose>,
@@ -193,11 +224,45 @@ impl From<PolicyV1> for Policy {
             hub_retention_days: p.hub_retention_days,
             edge_retention_days: p.edge_retention_days,
             max_stale_ms: p.max_stale_ms,
-            officers: p.officers,
+            officers: p.officers.into_iter().map(EdgeOfficer::from).collect(),
             agencies: p.agencies,
             revoked_nodes: p.revoked_nodes,
             purposes: p.purposes,
             hotlists: HotlistPolicy::default(),
+        }
+    }
+}
+
+/// Format 2: the policy before officers' signing keys.
+#[derive(Deserialize)]
+struct PolicyV2 {
+    format: u8,
+    version: u64,
+    issued_at: UnixMillis,
+    hub_retention_days: u32,
+    edge_retention_days: u32,
+    max_stale_ms: u64,
+    officers: Vec<EdgeOfficerV2>,
+    agencies: Vec<Agency>,
+    revoked_nodes: Vec<Revocation>,
+    purposes: Vec<Purpose>,
+    hotlists: HotlistPolicy,
+}
+
+impl From<PolicyV2> for Policy {
+    fn from(p: PolicyV2) -> Policy {
+        Policy {
+            format: p.format,
+            version: p.version,
+            issued_at: p.issued_at,
+            hub_retention_days: p.hub_retention_days,
+            edge_retention_days: p.edge_retention_days,
+            max_stale_ms: p.max_stale_ms,
+            officers: p.officers.into_iter().map(EdgeOfficer::from).collect(),
+            agencies: p.agencies,
+            revoked_nodes: p.revoked_nodes,
+            purposes: p.purposes,
+            hotlists: p.hotlists,
         }
     }
 }
@@ -244,7 +309,7 @@ fn ori_ok(ori: &str) -> bool {
 impl Policy {
     /// Check every rule; the message names the field and the reason.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if self.format != POLICY_FORMAT && self.format != 1 {
+        if !(1..=POLICY_FORMAT).contains(&self.format) {
             return Err(PolicyError::Format(self.format));
         }
         let h = &self.hotlists;
@@ -330,6 +395,10 @@ impl Policy {
                     "officer #{n}: the password hash is not an argon2id PHC string"
                 )));
             }
+            if let Some(key) = &o.key {
+                key.validate()
+                    .map_err(|e| invalid(format!("officer {:?}: {e}", o.username)))?;
+            }
         }
         let mut oris = HashSet::new();
         for a in &self.agencies {
@@ -397,8 +466,10 @@ impl Policy {
         self.purposes.iter().find(|p| p.code == code)
     }
 
-    /// Check and sign.
-    pub fn sign(self, key: &SecretKey) -> Result<SignedPolicy, PolicyError> {
+    /// Check and sign, in the current format (a version made from an
+    /// older one is written in this one).
+    pub fn sign(mut self, key: &SecretKey) -> Result<SignedPolicy, PolicyError> {
+        self.format = POLICY_FORMAT;
         self.validate()?;
         let bytes = self.canonical_bytes();
         let signature = key.sign(tag::POLICY_SIG, &bytes);
@@ -465,6 +536,7 @@ impl SignedPolicy {
         let env: Envelope = decode_exact(bytes, MAX_POLICY_BYTES)?;
         let policy: Policy = match env.policy.first() {
             Some(1) => decode_exact::<PolicyV1>(&env.policy, MAX_POLICY_BYTES)?.into(),
+            Some(2) => decode_exact::<PolicyV2>(&env.policy, MAX_POLICY_BYTES)?.into(),
             _ => decode_exact(&env.policy, MAX_POLICY_BYTES)?,
         };
         policy.validate()?;

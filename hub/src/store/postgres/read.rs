@@ -623,6 +623,19 @@ impl HubStorage for PgStore {
         })
     }
 
+    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
+        self.run(move |c| async move {
+            query!(
+                c,
+                "SELECT username, bytes FROM user_keys ORDER BY username, public"
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.get(0), decode_row(r.get(1), "user_keys")?)))
+            .collect()
+        })
+    }
+
     fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
         self.run(move |c| async move {
             query!(

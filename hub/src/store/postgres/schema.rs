@@ -39,7 +39,23 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "login throttle, list numbers learned from nodes",
         sql: LOGINS_AND_FLOORS,
     },
+    Migration {
+        version: 3,
+        name: "user keys",
+        sql: USER_KEYS,
+    },
 ];
+
+/// Version 3: every signing key each user has had (postcard
+/// `users::UserKey`), by its public key.
+const USER_KEYS: &str = r#"
+CREATE TABLE user_keys (
+    username text COLLATE "C" NOT NULL,
+    public bytea NOT NULL,
+    bytes bytea NOT NULL,
+    PRIMARY KEY (username, public)
+);
+"#;
 
 /// Version 1: every record the hub keeps.
 const INITIAL: &str = r#"

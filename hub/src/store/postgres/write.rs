@@ -192,6 +192,7 @@ impl Commit<'_> {
                 | WriteOp::Holds(_)
                 | WriteOp::LocalEntries(_)
                 | WriteOp::User(_)
+                | WriteOp::UserKey { .. }
                 | WriteOp::HubAlerts(_)
                 | WriteOp::HubDisposition { .. }
                 | WriteOp::SourceRefusal { .. } => changes = true,
@@ -481,6 +482,19 @@ impl Commit<'_> {
                      ON CONFLICT (username) DO UPDATE SET bytes = excluded.bytes",
                     &u.username,
                     &encode(&u)
+                )
+                .await?;
+                self.changed = true;
+                WriteResult::Done
+            }
+            WriteOp::UserKey { username, key } => {
+                execute!(
+                    self.tx,
+                    "INSERT INTO user_keys (username, public, bytes) VALUES ($1, $2, $3) \
+                     ON CONFLICT (username, public) DO NOTHING",
+                    &username,
+                    &key.key.public.as_slice(),
+                    &encode(&key)
                 )
                 .await?;
                 self.changed = true;

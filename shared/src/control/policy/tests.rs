@@ -1,9 +1,28 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::control::officer::OfficerKey;
 
 const HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0d8yTe0vb1b+fcZkBO0wdDWW+NVqJvvgLULRTxGe8mc";
+
+/// A fixed officer key (salt and public key of "correct horse", m = 64,
+/// t = 1).
+fn officer_key() -> OfficerKey {
+    crate::control::officer::OfficerKey::derive("correct horse", [3; 16], 64, 1)
+        .expect("derive")
+        .0
+}
+
+/// [`sample`] as formats 1 and 2 knew it: officers without a key.
+fn sample_without_keys(version: u64, format: u8) -> Policy {
+    let mut p = sample(version);
+    p.format = format;
+    for o in &mut p.officers {
+        o.key = None;
+    }
+    p
+}
 
 pub(crate) fn sample(version: u64) -> Policy {
     Policy {
@@ -19,6 +38,7 @@ pub(crate) fn sample(version: u64) -> Policy {
             title: "Officer".into(),
             password_hash: HASH.into(),
             training_expires: UnixMillis(1_800_000_000_000),
+            key: Some(officer_key()),
         }],
         agencies: vec![
             Agency {
@@ -191,32 +211,61 @@ fn an_invalid_policy_inside_a_valid_signature_is_refused() {
 }
 
 /// A format-1 policy (signed before hotlists) still decodes and verifies,
-/// with the default hotlist rules.
+/// with the default hotlist rules and officers without keys.
 #[test]
 fn format_v1_vector_still_decodes() {
     let stored = hex::decode(include_str!("../testdata/policy-v1.hex").trim()).expect("hex");
     let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
-    let mut want = sample(5);
-    want.format = 1;
-    assert_eq!(back.policy(), &want);
+    assert_eq!(back.policy(), &sample_without_keys(5, 1));
     assert_eq!(back.encode(), stored, "the signed bytes are kept as signed");
+}
+
+/// A format-2 policy (signed before officers' keys) still decodes and
+/// verifies, its officers without keys; the next version made from it is
+/// written in the current format.
+#[test]
+fn format_v2_vector_still_decodes() {
+    let stored = hex::decode(include_str!("../testdata/policy-v2.hex").trim()).expect("hex");
+    let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
+    assert_eq!(back.policy(), &sample_without_keys(5, 2));
+    assert_eq!(back.encode(), stored, "the signed bytes are kept as signed");
+    let mut next = back.policy().clone();
+    next.version += 1;
+    let signed = next.sign(&key()).expect("sign");
+    assert_eq!(signed.policy().format, POLICY_FORMAT);
+    let again = SignedPolicy::decode_verified(&signed.encode(), &key().public()).expect("decodes");
+    assert_eq!(again.policy().officers, back.policy().officers);
 }
 
 /// A policy signed by this version decodes and verifies in every later one.
 #[test]
-fn format_v2_vector_still_decodes() {
+fn format_v3_vector_still_decodes() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/control/testdata/policy-v2.hex"
+        "/src/control/testdata/policy-v3.hex"
     );
     let s = sample(5).sign(&key()).expect("valid");
     if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
         std::fs::write(path, hex::encode(s.encode()) + "\n").expect("write vector");
     }
-    let stored = hex::decode(include_str!("../testdata/policy-v2.hex").trim()).expect("hex");
+    let stored = hex::decode(include_str!("../testdata/policy-v3.hex").trim()).expect("hex");
     let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
     assert_eq!(back.policy(), &sample(5));
     assert_eq!(stored, s.encode(), "the canonical encoding changed");
+}
+
+#[test]
+fn an_officer_key_out_of_range_is_refused() {
+    let mut p = sample(1);
+    if let Some(k) = p.officers[0].key.as_mut() {
+        k.m_kib = 1;
+    }
+    assert!(msg(p).contains("jdoe"));
+    let mut p = sample(1);
+    if let Some(k) = p.officers[0].key.as_mut() {
+        k.public = [0; 32];
+    }
+    assert!(msg(p).contains("jdoe"));
 }
 
 #[test]
