@@ -71,7 +71,10 @@ pub async fn add(access: &EdgeAccess, req: HoldAddRequest) -> Result<Hold, Strin
     let result = match checked {
         Ok(()) => access
             .store()
-            .change_holds(HoldsChange::Add(Box::new(hold.clone())))
+            .change_holds(HoldsChange::Add {
+                hold: Box::new(hold.clone()),
+                signer: access.signer(&req.token),
+            })
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),

@@ -113,6 +113,7 @@ pub async fn add(access: &EdgeAccess, req: LocalAddRequest) -> Result<LocalEntry
             author: user.clone(),
             agency: agency.clone(),
             rules: policy.policy().hotlists.clone(),
+            signer: access.signer(&req.token),
         })
         .await
         .map(|_| ())
@@ -149,6 +150,7 @@ pub async fn edit(access: &EdgeAccess, req: LocalEditRequest) -> Result<LocalEnt
                 fields: req.fields,
                 by: user.clone(),
                 rules: policy.policy().hotlists.clone(),
+                signer: access.signer(&req.token),
             })
             .await
             .map(|_| ())
@@ -202,6 +204,7 @@ pub async fn remove(access: &EdgeAccess, req: LocalRemoveRequest) -> Result<Loca
                     at: now,
                     reason: req.reason.clone(),
                 },
+                signer: access.signer(&req.token),
             })
             .await
             .map(|_| ())

@@ -112,6 +112,10 @@ struct Session {
     user: String,
     agency: String,
     expires: UnixMillis,
+    /// The officer's signing key for the session, derived from the
+    /// password at login (none if the policy names no key for them: the
+    /// hub then takes none of their changes).
+    signer: Option<Arc<alpr_shared::control::officer::OfficerSigner>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -223,6 +227,7 @@ impl EdgeAccess {
         })
         .await?;
         let (officer, version) = decided.map_err(|(why, _, _)| why)?;
+        let signer = self.derive_signer(&officer, password).await;
         let mut raw = [0u8; 32];
         rand::Rng::fill(&mut rand::thread_rng(), &mut raw);
         let token = hex::encode(raw);
@@ -240,6 +245,7 @@ impl EdgeAccess {
                     user: officer.username.clone(),
                     agency: officer.agency.clone(),
                     expires,
+                    signer,
                 },
             );
         }
@@ -312,6 +318,41 @@ impl EdgeAccess {
             f.remove(user);
         }
         Ok((officer, policy.version()))
+    }
+
+    /// The officer's signing key from `password` (already checked), for
+    /// the session; none if the policy names no key for them or the
+    /// password does not give it.
+    async fn derive_signer(
+        &self,
+        officer: &EdgeOfficer,
+        password: &str,
+    ) -> Option<Arc<alpr_shared::control::officer::OfficerSigner>> {
+        let key = officer.key.clone()?;
+        let password = zeroize::Zeroizing::new(password.to_string());
+        let secret = tokio::task::spawn_blocking(move || key.unlock(&password))
+            .await
+            .ok()?;
+        match secret {
+            Ok(secret) => Some(Arc::new(alpr_shared::control::officer::OfficerSigner::new(
+                &officer.username,
+                &self.store.device().to_string(),
+                secret,
+            ))),
+            Err(e) => {
+                tracing::warn!(error = %e, "a login gave no signing key: the officer's changes will not count at the hub");
+                None
+            }
+        }
+    }
+
+    /// The signing key of a live session, if it has one.
+    pub fn signer(&self, token: &str) -> Option<Arc<alpr_shared::control::officer::OfficerSigner>> {
+        let key = sha256(token.trim().as_bytes());
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&key).and_then(|s| s.signer.clone()))
     }
 
     fn locked_until(&self, user: &str, now: UnixMillis) -> Option<UnixMillis> {

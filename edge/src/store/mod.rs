@@ -163,6 +163,7 @@ pub enum LocalEntriesChange {
         author: String,
         agency: String,
         rules: alpr_shared::control::policy::HotlistPolicy,
+        signer: Signer,
     },
     /// Change fields of an entry.
     Edit {
@@ -170,13 +171,19 @@ pub enum LocalEntriesChange {
         fields: alpr_shared::hotlist::local::EntryFields,
         by: String,
         rules: alpr_shared::control::policy::HotlistPolicy,
+        signer: Signer,
     },
     /// Remove an entry for good.
     Remove {
         id: String,
         removal: alpr_shared::hotlist::Removal,
+        signer: Signer,
     },
 }
+
+/// The officer who signs a change made on the node (their session's key;
+/// the hub takes no unsigned change).
+pub type Signer = Option<std::sync::Arc<alpr_shared::control::officer::OfficerSigner>>;
 
 /// A change to the node's legal holds, made in the store's writer so
 /// changes never race.
@@ -185,8 +192,11 @@ pub enum HoldsChange {
     /// Merge a saved document; `from_hub`: it is the hub's, so the holds
     /// count as refreshed now.
     Merge { doc: Vec<u8>, from_hub: bool },
-    /// Place a hold here.
-    Add(Box<alpr_shared::control::holds::Hold>),
+    /// Place a hold here, signed by the officer placing it.
+    Add {
+        hold: Box<alpr_shared::control::holds::Hold>,
+        signer: Signer,
+    },
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -708,7 +718,7 @@ impl StoreHandle {
     /// Change the legal holds (merge a document, or place a hold); durable
     /// when this returns. The saved document if it changed.
     pub async fn change_holds(&self, change: HoldsChange) -> Result<Option<Vec<u8>>, StoreError> {
-        let placed = matches!(change, HoldsChange::Add(_));
+        let placed = matches!(change, HoldsChange::Add { .. });
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Cmd::Holds { change, reply })
@@ -1576,7 +1586,11 @@ fn write_batch(
                                 author,
                                 agency,
                                 rules,
+                                signer,
                             } => {
+                                if let Some(s) = signer {
+                                    doc.sign_as(s.clone());
+                                }
                                 doc.add(id, fields.clone(), author, agency, rules, now)?;
                                 true
                             }
@@ -1585,11 +1599,22 @@ fn write_batch(
                                 fields,
                                 by,
                                 rules,
+                                signer,
                             } => {
+                                if let Some(s) = signer {
+                                    doc.sign_as(s.clone());
+                                }
                                 doc.edit(id, fields.clone(), by, rules, now)?;
                                 true
                             }
-                            LocalEntriesChange::Remove { id, removal } => {
+                            LocalEntriesChange::Remove {
+                                id,
+                                removal,
+                                signer,
+                            } => {
+                                if let Some(s) = signer {
+                                    doc.sign_as(s.clone());
+                                }
                                 doc.remove(id, removal.clone())?;
                                 true
                             }
@@ -1633,8 +1658,11 @@ fn write_batch(
                             HoldsChange::Merge { doc: other, .. } => {
                                 doc.merge_bytes(other, UnixMillis::now())?
                             }
-                            HoldsChange::Add(h) => {
-                                doc.add(h.as_ref().clone())?;
+                            HoldsChange::Add { hold, signer } => {
+                                if let Some(s) = signer {
+                                    doc.sign_as(s.clone());
+                                }
+                                doc.add(hold.as_ref().clone())?;
                                 true
                             }
                         };
@@ -2332,12 +2360,18 @@ mod tests {
             StoreHandle::open(&path, SecretKey::from_bytes(&[5; 32]), device).expect("open");
         assert_eq!(store.holds().expect("holds"), (Vec::new(), None));
         let saved = store
-            .change_holds(HoldsChange::Add(Box::new(hold("mine"))))
+            .change_holds(HoldsChange::Add {
+                hold: Box::new(hold("mine")),
+                signer: None,
+            })
             .await
             .expect("add")
             .expect("changed");
         assert!(store
-            .change_holds(HoldsChange::Add(Box::new(hold("mine"))))
+            .change_holds(HoldsChange::Add {
+                hold: Box::new(hold("mine")),
+                signer: None,
+            })
             .await
             .is_err());
         // The hub's document: it knew "mine" and placed "theirs".
@@ -2389,6 +2423,7 @@ mod tests {
                 author: "ofc.kim".into(),
                 agency: "CA0349400".into(),
                 rules: rules.clone(),
+                signer: None,
             })
             .await
             .expect("add")

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use alpr_shared::control::holds::{Hold, HoldScope, Release};
 use alpr_shared::control::holds_doc::{HoldsDoc, HoldsDocError};
+use alpr_shared::control::node_change::{NodeChange, Verdict};
 use alpr_shared::types::UnixMillis;
 use tokio::sync::watch;
 
@@ -155,13 +156,35 @@ impl HoldsService {
             .ok_or_else(|| HoldsError::Doc(HoldsDocError::NoSuchHold(id.into())))
     }
 
-    /// Merge a node's saved document. Returns whether anything new came
-    /// (then it is durable and published). A bad document changes nothing.
-    pub async fn merge_from_node(&self, bytes: Vec<u8>) -> Result<bool, HoldsError> {
-        Ok(self
-            .kept
-            .edit(move |doc| doc.merge_bytes(&bytes, UnixMillis::now()))
-            .await?)
+    /// Take in the changes a node's copy `theirs` has that ours lacks,
+    /// each as `judge` decides ([`alpr_shared::control::node_change`]):
+    /// the accepted ones are written as this hub's own (durable and
+    /// published together), the others change nothing. The node's
+    /// document is never merged wholesale. Returns every change with its
+    /// verdict (an accepted change that could not be written is refused).
+    pub async fn take_from_node(
+        &self,
+        theirs: HoldsDoc,
+        judge: impl Fn(&NodeChange) -> Verdict,
+    ) -> Result<Vec<(NodeChange, Verdict)>, HoldsError> {
+        let mut out = Vec::new();
+        self.kept
+            .edit(|doc| {
+                let mut changed = false;
+                for change in doc.changes_from(&theirs, UnixMillis::now()) {
+                    let mut verdict = judge(&change);
+                    if let Ok(signature) = &verdict.outcome {
+                        match doc.apply(&change, signature) {
+                            Ok(()) => changed = true,
+                            Err(e) => verdict.outcome = Err(format!("not applied: {e}")),
+                        }
+                    }
+                    out.push((change, verdict));
+                }
+                Ok(changed)
+            })
+            .await?;
+        Ok(out)
     }
 
     /// Merge what another hub process on the same database stored.

@@ -51,20 +51,26 @@ async fn holds_are_kept_across_restarts_and_released_one_by_one() {
 }
 
 #[tokio::test]
-async fn a_nodes_document_merges_in_and_a_bad_one_changes_nothing() {
+async fn a_nodes_signed_hold_is_taken_and_its_release_of_another_is_not() {
+    use alpr_shared::control::node_change::{check, Context, KnownOfficer};
+    use alpr_shared::control::officer::{OfficerKey, OfficerSigner};
+    use alpr_shared::types::DeviceKind;
+
     let dir = tempfile::tempdir().expect("tempdir");
     let svc = open(&dir.path().join("hub.redb"));
     let other = svc.add(new("24-001", "7ABC123")).await.expect("add");
-    // The edge got the hub's document, then placed a hold offline while
-    // the hub released the other one.
+    // The car got the hub's document, then its officer placed a hold
+    // offline (signed) and released the hub's (which no node may do).
+    let (key, secret) = OfficerKey::derive("pw", [1; 16], 64, 1).expect("key");
     let mut edge = HoldsDoc::load(&svc.saved()).expect("load");
+    edge.sign_as(Arc::new(OfficerSigner::new("ofc.kim", "car-7", secret)));
     edge.add(Hold {
         id: "edge-1".into(),
         case: "24-005".into(),
         reason: "pursuit".into(),
         placed_by: "ofc.kim".into(),
         agency: "CA0349400".into(),
-        placed_at: UnixMillis(5),
+        placed_at: UnixMillis::now(),
         placed_on: "car-7".into(),
         scope: HoldScope {
             nodes: vec!["car-7".into()],
@@ -73,19 +79,61 @@ async fn a_nodes_document_merges_in_and_a_bad_one_changes_nothing() {
         released: None,
     })
     .expect("edge add");
-    svc.release(&other.id, "sgt.ray", "closed")
+    edge.release(
+        &other.id,
+        Release {
+            by: "ofc.kim".into(),
+            at: UnixMillis::now(),
+            reason: "done".into(),
+        },
+    )
+    .expect("edge release");
+    let rules = alpr_shared::control::policy::HotlistPolicy::default();
+    let officer = |name: &str| {
+        (name == "ofc.kim").then(|| KnownOfficer {
+            agency: "CA0349400".into(),
+            keys: vec![key.public],
+        })
+    };
+    let ctx = Context {
+        node: "car-7",
+        kind: DeviceKind::Vehicle,
+        now: UnixMillis::now(),
+        rules: &rules,
+        officer: &officer,
+    };
+    let mut watch = svc.watch();
+    watch.borrow_and_update();
+    let taken = svc
+        .take_from_node(HoldsDoc::load(&edge.save()).expect("load"), |c| {
+            check(c, &ctx)
+        })
         .await
-        .expect("release");
-    assert!(svc.merge_from_node(edge.save()).await.expect("merge"));
+        .expect("take");
+    let outcomes: Vec<(String, bool)> = taken
+        .iter()
+        .map(|(c, v)| (c.describe().1, v.outcome.is_ok()))
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    assert!(outcomes.contains(&("hold edge-1 placed on car-7".into(), true)));
+    assert!(outcomes.contains(&(format!("hold {} released", other.id), false)));
     assert!(
-        !svc.merge_from_node(edge.save()).await.expect("merge"),
-        "nothing new the second time"
+        watch.has_changed().expect("open"),
+        "what was taken is published"
     );
     let active: Vec<String> = svc.active().into_iter().map(|h| h.id).collect();
-    assert_eq!(active, vec!["edge-1".to_string()]);
-    assert!(svc.get(&other.id).is_some_and(|h| !h.active()));
-    assert!(svc.merge_from_node(b"garbage".to_vec()).await.is_err());
-    assert_eq!(svc.holds().len(), 2);
+    let mut want = vec!["edge-1".to_string(), other.id.clone()];
+    want.sort();
+    assert_eq!(active, want, "the hub's hold is still in force");
+    // Sent again: the hold is the hub's now, the release still refused.
+    let again = svc
+        .take_from_node(HoldsDoc::load(&edge.save()).expect("load"), |c| {
+            check(c, &ctx)
+        })
+        .await
+        .expect("take");
+    assert_eq!(again.len(), 1);
+    assert!(again[0].1.outcome.is_err());
 }
 
 #[tokio::test]

@@ -69,6 +69,9 @@ pub struct Hub {
     pub hotlists: crate::hotlist::HotlistService,
     /// The local hotlist entries, merged with every node's.
     pub local_entries: crate::hotlist::local::LocalEntriesService,
+    /// Takes nodes' changes to the holds and local entries, change by
+    /// change, into the access log.
+    pub node_writes: crate::node_writes::NodeWrites,
 }
 
 /// This many replacements of one identity's connection within
@@ -398,6 +401,15 @@ pub async fn serve(
         "local hotlist entries loaded"
     );
 
+    // The hub's own access log, signed with its key under its
+    // certificate's name; users and sessions; the API for people.
+    let access = config.start_access_log(storage.clone())?;
+    let users = Arc::new(
+        crate::users::Users::new(storage.clone(), access.clone(), config.users())
+            .map_err(|e| anyhow::anyhow!(e))?,
+    );
+    let node_writes = crate::node_writes::NodeWrites::new(access.clone(), users.clone());
+
     let metrics = Arc::new(Metrics::default());
     let (writer, writer_thread) =
         Writer::spawn(storage.clone(), metrics.clone(), WriterConfig::default());
@@ -422,6 +434,7 @@ pub async fn serve(
         holds,
         local_entries,
         hotlists,
+        node_writes,
     });
     // Handshakes take from their own budget, and only for as long as they
     // last; a node's permit is taken once it has authenticated, so peers
@@ -442,13 +455,6 @@ pub async fn serve(
             }
         });
     }
-    // The hub's own access log, signed with its key under its
-    // certificate's name; users and sessions; the API for people.
-    let access = config.start_access_log(hub.storage.clone())?;
-    let users = Arc::new(
-        crate::users::Users::new(hub.storage.clone(), access.clone(), config.users())
-            .map_err(|e| anyhow::anyhow!(e))?,
-    );
     if users.prepare_bootstrap(&config.data_dir, api_addr)? {
         info!(
             file = %config.data_dir.join(crate::users::BOOTSTRAP_FILE).display(),
@@ -880,6 +886,7 @@ async fn node_connection(
         hub: hub.clone(),
         session,
         device: name.clone(),
+        kind: cert.kind,
         serial: normalise_serial(&cert.serial),
         cert_der: cert.der.clone(),
         peer,
@@ -1020,6 +1027,8 @@ struct StreamCtx {
     hub: Arc<Hub>,
     session: Arc<Mutex<HubSession>>,
     device: DeviceId,
+    /// A pole or a patrol vehicle, by its certificate.
+    kind: alpr_shared::types::DeviceKind,
     serial: String,
     /// The certificate the node authenticated with, kept for audits.
     cert_der: Vec<u8>,
@@ -1060,6 +1069,18 @@ enum Job {
 }
 
 impl StreamCtx {
+    /// Take the changes in a node's copy of a shared document.
+    async fn take_node_doc(&self, which: crate::node_writes::NodeDoc, doc: Vec<u8>) {
+        if let Err(e) = self
+            .hub
+            .node_writes
+            .take(&self.hub, &self.device, self.kind, which, doc)
+            .await
+        {
+            warn!(node = %self.device, ?which, error = %e, "a node's document was not taken");
+        }
+    }
+
     fn with_session<T>(&self, f: impl FnOnce(&mut HubSession) -> T) -> Option<T> {
         self.session.lock().ok().map(|mut s| f(&mut s))
     }
@@ -1323,25 +1344,19 @@ impl StreamCtx {
                         }
                         continue;
                     }
-                    // Merged and stored; a change is published on the
-                    // holds watch, which pushes it to every node.
+                    // Taken change by change (each checked and in the
+                    // access log, never merged wholesale); what is taken
+                    // is published on the holds watch, which pushes it to
+                    // every node.
                     HubOutput::NodeHolds { doc } => {
-                        match self.hub.holds.merge_from_node(doc).await {
-                            Ok(true) => info!("merged the node's legal holds"),
-                            Ok(false) => {}
-                            Err(e) => warn!(error = %e, "the node's legal holds were not merged"),
-                        }
+                        self.take_node_doc(crate::node_writes::NodeDoc::Holds, doc)
+                            .await;
                         continue;
                     }
                     // Likewise for the local hotlist entries.
                     HubOutput::NodeLocalEntries { doc } => {
-                        match self.hub.local_entries.merge_from_node(doc).await {
-                            Ok(true) => info!("merged the node's local hotlist entries"),
-                            Ok(false) => {}
-                            Err(e) => {
-                                warn!(error = %e, "the node's local hotlist entries were not merged")
-                            }
-                        }
+                        self.take_node_doc(crate::node_writes::NodeDoc::LocalEntries, doc)
+                            .await;
                         continue;
                     }
                     HubOutput::Ingest(batch) => {

@@ -112,9 +112,47 @@ pub struct Hold {
     pub released: Option<Release>,
 }
 
+/// Longest case number and reason of a hold (bytes).
+pub const MAX_HOLD_TEXT: usize = 200;
+/// Longest name in a hold (who placed it, their agency, a node).
+const MAX_HOLD_NAME: usize = 128;
+
 impl Hold {
     pub fn active(&self) -> bool {
         self.released.is_none()
+    }
+
+    /// What is wrong with a hold as a node placed it, if anything: the
+    /// rules `hub hold add` and `edge hold add` apply (a scope that names
+    /// something, plates normalised, a case and a reason within bounds).
+    pub fn problem(&self) -> Option<String> {
+        let text = |what: &str, s: &str, max: usize| {
+            (s.trim().is_empty() || s.len() > max || s.chars().any(char::is_control)).then(|| {
+                format!("the {what} is empty, over {max} bytes or has a control character")
+            })
+        };
+        if self.scope.is_empty() {
+            return Some("its scope names nothing".into());
+        }
+        if let Some(p) = self.scope.plates.iter().find(|p| {
+            p.is_empty()
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        }) {
+            return Some(format!("plate {p:?} is not normalised (A-Z, 0-9)"));
+        }
+        text("case", &self.case, MAX_HOLD_TEXT)
+            .or_else(|| text("reason", &self.reason, MAX_HOLD_TEXT))
+            .or_else(|| text("placer", &self.placed_by, MAX_HOLD_NAME))
+            .or_else(|| text("agency", &self.agency, MAX_HOLD_NAME))
+            .or_else(|| text("node", &self.placed_on, MAX_HOLD_NAME))
+            .or_else(|| {
+                self.scope
+                    .nodes
+                    .iter()
+                    .find_map(|n| text("scope's node", n, MAX_HOLD_NAME))
+            })
     }
 }
 

@@ -9,7 +9,12 @@
 //!   processes): the earliest counts;
 //! - `gone/<id>`: the small tombstone of a released hold whose record
 //!   compaction dropped (value: the time until which it is kept);
-//! - `epoch`: the compaction count (absent: 0).
+//! - `epoch`: the compaction count (absent: 0);
+//! - `sig/<digest>`: an officer's signature of one value at one key
+//!   ([`crate::control::officer::ChangeSignature`]; the digest names the
+//!   key and value), written beside a hold placed on an edge and copied
+//!   with it, so the hub can check who placed it
+//!   ([`crate::control::node_change`]).
 //!
 //! A replica that never saw a hold cannot overwrite it, a release writes
 //! only its own hold's key, and a stale copy merges in as a subset of the
@@ -179,7 +184,7 @@ impl HoldsDoc {
         let release = placed.released.take();
         let bytes =
             postcard::to_allocvec(&placed).map_err(|e| HoldsDocError::Edit(e.to_string()))?;
-        self.doc.put_bytes(&key, bytes)?;
+        self.doc.write(&key, bytes)?;
         if let Some(release) = release {
             self.release(&placed.id, release)?;
         }
@@ -196,7 +201,13 @@ impl HoldsDoc {
         }
         let bytes =
             postcard::to_allocvec(&release).map_err(|e| HoldsDocError::Edit(e.to_string()))?;
-        Ok(self.doc.put_bytes(&release_key(id), bytes)?)
+        Ok(self.doc.write(&release_key(id), bytes)?)
+    }
+
+    /// Sign every change this document's writer makes from now on as
+    /// `signer` (an officer logged in on an edge).
+    pub fn sign_as(&mut self, signer: std::sync::Arc<crate::control::officer::OfficerSigner>) {
+        self.doc.sign_as(DOC_NAME, signer);
     }
 
     /// Take in what `other` has that this one lacks. `other` is checked
@@ -281,7 +292,7 @@ impl HoldsDoc {
                 }
                 continue;
             }
-            fresh.copy_record(&id, &record)?;
+            fresh.copy_record(self, &id, &record)?;
         }
         Ok(fresh)
     }
@@ -314,10 +325,10 @@ impl HoldsDoc {
                         self.doc.put_gone(&id, until)?;
                     }
                 }
-                None => self.copy_record(&id, &theirs)?,
+                None => self.copy_record(stale, &id, &theirs)?,
                 Some(ours) => {
                     if let (None, Some((_, bytes))) = (&ours.release, &theirs.release) {
-                        self.doc.put_bytes(&release_key(&id), bytes.clone())?;
+                        self.doc.copy_from(&stale.doc, &release_key(&id), bytes)?;
                     }
                 }
             }
@@ -325,10 +336,17 @@ impl HoldsDoc {
         Ok(())
     }
 
-    fn copy_record(&mut self, id: &str, record: &Record) -> Result<(), HoldsDocError> {
-        self.doc.put_bytes(&hold_key(id), record.bytes.clone())?;
+    /// Copy `record` of `from` (with the signatures it keeps).
+    fn copy_record(
+        &mut self,
+        from: &HoldsDoc,
+        id: &str,
+        record: &Record,
+    ) -> Result<(), HoldsDocError> {
+        self.doc
+            .copy_from(&from.doc, &hold_key(id), &record.bytes)?;
         if let Some((_, bytes)) = &record.release {
-            self.doc.put_bytes(&release_key(id), bytes.clone())?;
+            self.doc.copy_from(&from.doc, &release_key(id), bytes)?;
         }
         Ok(())
     }
@@ -456,6 +474,10 @@ fn hold_key(id: &str) -> String {
 fn release_key(id: &str) -> String {
     format!("{RELEASE_PREFIX}{id}")
 }
+
+mod changes;
+
+pub use changes::DOC_NAME;
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 
 pub mod holds;
 pub mod holds_doc;
+pub mod node_change;
 pub mod officer;
 pub mod policy;
 pub mod replica;

@@ -13,14 +13,19 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use automerge::transaction::Transactable;
 use automerge::{ActorId, AutoCommit, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
 
+use super::officer::{ChangeSignature, OfficerSigner};
 use crate::types::UnixMillis;
 
 pub(crate) const EPOCH_KEY: &str = "epoch";
 pub(crate) const GONE_PREFIX: &str = "gone/";
+/// `sig/<first 16 bytes of a hash of key and value, hex>`: the officers'
+/// signatures of that very value at that key ([`ChangeSignature`]).
+pub(crate) const SIG_PREFIX: &str = "sig/";
 /// Ids are made by the writing side; bound them so a key stays small.
 pub(crate) const MAX_ID_LEN: usize = 64;
 
@@ -64,6 +69,9 @@ pub(crate) enum ReplicaError {
 /// One replicated document's root map.
 pub(crate) struct Replica {
     doc: AutoCommit,
+    /// Who signs what [`Replica::write`] writes (an officer on an edge):
+    /// the document's name and the signer.
+    signer: Option<(&'static str, Arc<OfficerSigner>)>,
 }
 
 impl Replica {
@@ -71,6 +79,7 @@ impl Replica {
     pub(crate) fn new() -> Self {
         Replica {
             doc: AutoCommit::new(),
+            signer: None,
         }
     }
 
@@ -81,7 +90,7 @@ impl Replica {
         let doc = catch_unwind(|| AutoCommit::load(bytes))
             .map_err(|_| ReplicaError::Corrupt("decoder panicked".into()))?
             .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
-        Ok(Replica { doc })
+        Ok(Replica { doc, signer: None })
     }
 
     /// The whole document (history kept).
@@ -105,7 +114,10 @@ impl Replica {
     pub(crate) fn fork(&mut self) -> Result<Replica, ReplicaError> {
         let doc = catch_unwind(AssertUnwindSafe(|| self.doc.fork()))
             .map_err(|_| ReplicaError::Corrupt("fork panicked".into()))?;
-        Ok(Replica { doc })
+        Ok(Replica {
+            doc,
+            signer: self.signer.clone(),
+        })
     }
 
     /// Write as `other` does (its actor): one writer editing copies of its
@@ -172,6 +184,96 @@ impl Replica {
             .map_err(|e| ReplicaError::Edit(e.to_string()))
     }
 
+    /// Sign what [`Replica::write`] writes from now on, as `signer`, in
+    /// the document named `doc`.
+    pub(crate) fn sign_as(&mut self, doc: &'static str, signer: Arc<OfficerSigner>) {
+        self.signer = Some((doc, signer));
+    }
+
+    /// A change of this replica's own writer: the value, and its signature
+    /// when an officer signs ([`Replica::sign_as`]). Copies of what others
+    /// wrote go through [`Replica::put_bytes`] and carry the signatures
+    /// they had ([`Replica::copy_signatures`]).
+    pub(crate) fn write(&mut self, key: &str, bytes: Vec<u8>) -> Result<(), ReplicaError> {
+        if let Some((doc, signer)) = &self.signer {
+            let signature = signer.sign(doc, key, &bytes);
+            self.put_signature(key, &bytes, &signature)?;
+        }
+        self.put_bytes(key, bytes)
+    }
+
+    /// Keep `signature` of `value` at `key`.
+    pub(crate) fn put_signature(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        signature: &ChangeSignature,
+    ) -> Result<(), ReplicaError> {
+        let bytes =
+            postcard::to_allocvec(signature).map_err(|e| ReplicaError::Edit(e.to_string()))?;
+        self.put_bytes(&sig_key(key, value), bytes)
+    }
+
+    /// The signatures kept for `value` at `key` (those that decode).
+    pub(crate) fn signatures(&self, key: &str, value: &[u8]) -> Vec<ChangeSignature> {
+        self.all_bytes(&sig_key(key, value))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| postcard::from_bytes(b).ok())
+            .collect()
+    }
+
+    /// A change this replica (a node's copy) makes to document `doc`: the
+    /// key and value, what it does, what is wrong with it if anything,
+    /// and the signatures kept for it.
+    pub(crate) fn node_change(
+        &self,
+        doc: &'static str,
+        key: &str,
+        value: Vec<u8>,
+        what: super::node_change::What,
+        invalid: Option<String>,
+    ) -> super::node_change::NodeChange {
+        super::node_change::NodeChange {
+            doc,
+            signatures: self.signatures(key, &value),
+            key: key.to_string(),
+            value,
+            what,
+            invalid,
+        }
+    }
+
+    /// Write `value` at `key` as `from` has it, with the signatures `from`
+    /// keeps for it (a copied record keeps them, so the hub can still
+    /// check a change it has not seen).
+    pub(crate) fn copy_from(
+        &mut self,
+        from: &Replica,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), ReplicaError> {
+        self.copy_signatures(from, key, value)?;
+        self.put_bytes(key, value.to_vec())
+    }
+
+    fn copy_signatures(
+        &mut self,
+        from: &Replica,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), ReplicaError> {
+        let at = sig_key(key, value);
+        let mut have = self.all_bytes(&at).unwrap_or_default();
+        for bytes in from.all_bytes(&at).unwrap_or_default() {
+            if !have.contains(&bytes) {
+                self.put_bytes(&at, bytes.clone())?;
+                have.push(bytes);
+            }
+        }
+        Ok(())
+    }
+
     fn put_uint(&mut self, key: &str, n: u64) -> Result<(), ReplicaError> {
         self.doc
             .put(ROOT, key, ScalarValue::Uint(n))
@@ -211,8 +313,26 @@ impl Replica {
     }
 
     /// The checks every document makes of the keys it shares: the epoch
-    /// and tombstones hold integers, a tombstone names a valid id.
+    /// and tombstones hold integers, a tombstone names a valid id, a
+    /// signature decodes. Whether `key` is one of those.
     pub(crate) fn check_common(&self, key: &str) -> Result<bool, ReplicaError> {
+        if let Some(digest) = key.strip_prefix(SIG_PREFIX) {
+            let hex_ok = digest.len() == 32
+                && digest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex_ok {
+                return Err(ReplicaError::BadKey(key.into()));
+            }
+            for bytes in self.all_bytes(key)? {
+                let s: ChangeSignature =
+                    postcard::from_bytes(&bytes).map_err(|_| ReplicaError::BadKey(key.into()))?;
+                if !s.well_formed() {
+                    return Err(ReplicaError::BadKey(key.into()));
+                }
+            }
+            return Ok(true);
+        }
         if key == EPOCH_KEY {
             if self.uints(key).is_empty() {
                 return Err(ReplicaError::BadKey(key.into()));
@@ -227,6 +347,15 @@ impl Replica {
         }
         Ok(false)
     }
+}
+
+/// Where the signatures of `value` at `key` are kept.
+fn sig_key(key: &str, value: &[u8]) -> String {
+    let h = crate::crypto::tagged_hash(
+        b"alpr/control/v1/signature-place\0",
+        &[key.as_bytes(), &[0], value],
+    );
+    format!("{SIG_PREFIX}{}", hex::encode(&h.0[..16]))
 }
 
 pub(crate) fn gone_key(id: &str) -> String {

@@ -337,7 +337,7 @@ impl LocalEntriesDoc {
         }
         let bytes =
             postcard::to_allocvec(&entry).map_err(|e| LocalDocError::Edit(e.to_string()))?;
-        self.doc.put_bytes(&key, bytes)?;
+        self.doc.write(&key, bytes)?;
         Ok(entry)
     }
 
@@ -409,7 +409,7 @@ impl LocalEntriesDoc {
             };
             let bytes =
                 postcard::to_allocvec(&edit).map_err(|e| LocalDocError::Edit(e.to_string()))?;
-            self.doc.put_bytes(&edit_key(id, field), bytes)?;
+            self.doc.write(&edit_key(id, field), bytes)?;
         }
         self.get(id)
             .ok_or_else(|| LocalDocError::NoSuchEntry(id.into()))
@@ -430,7 +430,13 @@ impl LocalEntriesDoc {
         };
         let bytes =
             postcard::to_allocvec(&removal).map_err(|e| LocalDocError::Edit(e.to_string()))?;
-        Ok(self.doc.put_bytes(&removed_key(id), bytes)?)
+        Ok(self.doc.write(&removed_key(id), bytes)?)
+    }
+
+    /// Sign every change this document's writer makes from now on as
+    /// `signer` (an officer logged in on an edge).
+    pub fn sign_as(&mut self, signer: std::sync::Arc<crate::control::officer::OfficerSigner>) {
+        self.doc.sign_as(DOC_NAME, signer);
     }
 
     /// Every entry the document holds whole (removed and expired ones
@@ -482,7 +488,7 @@ impl LocalEntriesDoc {
                 }
                 continue;
             }
-            fresh.copy_record(&id, &record)?;
+            fresh.copy_record(self, &id, &record)?;
         }
         Ok(fresh)
     }
@@ -551,32 +557,43 @@ impl LocalEntriesDoc {
                         self.doc.put_gone(&id, until)?;
                     }
                 } else if view.removed.is_some() || view.active(now) {
-                    self.copy_record(&id, &theirs)?;
+                    self.copy_record(stale, &id, &theirs)?;
                 }
                 continue;
             };
             if ours.removal.is_none() {
                 if let Some((_, bytes)) = &theirs.removal {
-                    self.doc.put_bytes(&removed_key(&id), bytes.clone())?;
+                    self.doc.copy_from(&stale.doc, &removed_key(&id), bytes)?;
                 }
             }
             for (field, (edit, bytes)) in &theirs.edits {
                 if ours.edits.get(field).is_none_or(|(o, _)| edit > o) {
-                    self.doc.put_bytes(&edit_key(&id, *field), bytes.clone())?;
+                    self.doc
+                        .copy_from(&stale.doc, &edit_key(&id, *field), bytes)?;
                 }
             }
         }
         Ok(())
     }
 
-    fn copy_record(&mut self, id: &str, record: &Record) -> Result<(), LocalDocError> {
-        self.doc
-            .put_bytes(&format!("{ENTRY_PREFIX}{id}"), record.base_bytes.clone())?;
+    /// Copy `record` of `from` (with the signatures it keeps).
+    fn copy_record(
+        &mut self,
+        from: &LocalEntriesDoc,
+        id: &str,
+        record: &Record,
+    ) -> Result<(), LocalDocError> {
+        self.doc.copy_from(
+            &from.doc,
+            &format!("{ENTRY_PREFIX}{id}"),
+            &record.base_bytes,
+        )?;
         for (field, (_, bytes)) in &record.edits {
-            self.doc.put_bytes(&edit_key(id, *field), bytes.clone())?;
+            self.doc
+                .copy_from(&from.doc, &edit_key(id, *field), bytes)?;
         }
         if let Some((_, bytes)) = &record.removal {
-            self.doc.put_bytes(&removed_key(id), bytes.clone())?;
+            self.doc.copy_from(&from.doc, &removed_key(id), bytes)?;
         }
         Ok(())
     }
@@ -787,134 +804,6 @@ fn clamp_expiry(
     Ok(UnixMillis(at.0.min(max)))
 }
 
-/// The command-line arguments of an add or edit, shared by `hub hotlist`
-/// and `edge hotlist`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct EntryArgs {
-    /// Why the vehicle is listed.
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// Issuing state (two letters).
-    #[arg(long)]
-    pub state: Option<String>,
-    /// Case number.
-    #[arg(long)]
-    pub case: Option<String>,
-    /// Category (suspect, stolen-vehicle, amber, wanted, …).
-    #[arg(long)]
-    pub category: Option<String>,
-    /// Alert level: low, standard or urgent.
-    #[arg(long)]
-    pub level: Option<String>,
-    #[arg(long)]
-    pub make: Option<String>,
-    #[arg(long)]
-    pub model: Option<String>,
-    #[arg(long)]
-    pub colour: Option<String>,
-    /// Expires after this long (e.g. `30d`, `12h`); policy caps it.
-    #[arg(long)]
-    pub expires: Option<String>,
-}
-
-impl EntryArgs {
-    /// The fields asked for (`plate` given separately for an add), with
-    /// the expiry counted from `now`.
-    pub fn fields(&self, plate: Option<&str>, now: UnixMillis) -> Result<EntryFields, String> {
-        let category = self
-            .category
-            .as_deref()
-            .map(|c| {
-                Category::from_name(c).ok_or_else(|| {
-                    format!(
-                        "--category {c:?}: one of {}",
-                        Category::ALL.map(|k| k.name()).join(", ")
-                    )
-                })
-            })
-            .transpose()?;
-        let level = self
-            .level
-            .as_deref()
-            .map(|l| match l {
-                "low" => Ok(AlertLevel::Low),
-                "standard" => Ok(AlertLevel::Standard),
-                "urgent" => Ok(AlertLevel::Urgent),
-                other => Err(format!("--level {other:?}: low, standard or urgent")),
-            })
-            .transpose()?;
-        let expires_at = self
-            .expires
-            .as_deref()
-            .map(|e| {
-                humantime::parse_duration(e)
-                    .map(|d| {
-                        UnixMillis(
-                            now.0
-                                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                        )
-                    })
-                    .map_err(|err| format!("--expires {e:?}: {err}"))
-            })
-            .transpose()?;
-        Ok(EntryFields {
-            plate: plate.map(str::to_string),
-            state: self.state.clone(),
-            category,
-            reason: self.reason.clone(),
-            case: self.case.clone(),
-            level,
-            make: self.make.clone(),
-            model: self.model.clone(),
-            colour: self.colour.clone(),
-            expires_at,
-        })
-    }
-}
-
-/// One line about an entry, for people (`hub hotlist list --local`,
-/// `edge hotlist list`).
-pub fn summary(e: &LocalEntry, now: UnixMillis) -> String {
-    let state = match &e.removed {
-        Some(r) => format!("removed by {} ({})", r.by, r.reason),
-        None if !e.active(now) => "expired".into(),
-        None => format!("active until {}", time(e.expires_at)),
-    };
-    let mut vehicle = [e.colour.as_str(), e.make.as_str(), e.model.as_str()]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if !vehicle.is_empty() {
-        vehicle = format!("  {vehicle}");
-    }
-    format!(
-        "{}{}  {}  {}  {}{}{}  by {}  {state}",
-        e.plate,
-        if e.state.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", e.state)
-        },
-        e.category,
-        format!("{:?}", e.level).to_lowercase(),
-        e.reason,
-        if e.case.is_empty() {
-            String::new()
-        } else {
-            format!("  case {}", e.case)
-        },
-        vehicle,
-        e.author,
-    )
-}
-
-fn time(m: UnixMillis) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(m.0))
-        .to_string()
-}
-
 /// A new entry id: the writer's name and a random part, so ids made on
 /// different nodes offline never collide.
 pub fn new_id(writer: &str) -> String {
@@ -926,6 +815,12 @@ pub fn new_id(writer: &str) -> String {
     let random: u64 = rand::random();
     format!("{prefix}-{random:016x}")
 }
+
+mod changes;
+mod cli;
+
+pub use changes::DOC_NAME;
+pub use cli::{summary, EntryArgs};
 
 #[cfg(test)]
 mod tests;
