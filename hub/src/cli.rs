@@ -498,7 +498,7 @@ fn credential(
         training_expires: training_expires.into(),
         signing_key: Some(key.to_string()),
     };
-    setting.to_officer()?;
+    setting.to_officer(1)?;
     println!("[[policy.officers]]\n{}", toml::to_string(&setting)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -254,9 +254,13 @@ fn a_poles_release_and_a_cars_removal_of_anothers_entry_are_refused_and_logged_o
     })?;
     // The edges again send what the hub refused (after each change and
     // each connection): it is recorded once.
+    // The hub sends its holds after every hello: a new refresh time on the
+    // pole says it connected again (and sent its documents again).
+    let before = wait_for(LIMIT, "the pole's status", || {
+        pole.status().map(|s| s["holds_refreshed_at"].clone())
+    })?;
     pole.proc.stop()?;
     pole.proc.start()?;
-    let before = pole.status()?["holds_refreshed_at"].clone();
     wait_for(LIMIT, "the pole to sync again", || {
         let s = pole.status()?;
         (s["holds_refreshed_at"] != before).then_some(())
