@@ -136,7 +136,12 @@ fn a_poles_release_and_a_cars_removal_of_anothers_entry_are_refused_and_logged_o
     let pole_node = pki.node_of_kind("pole-1", DeviceKind::Pole)?;
     let car_node = pki.node("patrol-5")?;
     let jdoe = officer_toml("jdoe", OFFICER_PASSWORD)?;
-    let mut hub = Hub::start_with(&pki, dir.path(), &[], &policy_toml("1h", &[jdoe.clone()]))?;
+    let mut hub = Hub::start_with(
+        &pki,
+        dir.path(),
+        &[],
+        &policy_toml("1h", std::slice::from_ref(&jdoe)),
+    )?;
     hub.add_user("op1", "operator", TRAINED)?;
     hub.login("op1")?;
     let (ok, text) = hub.run_text(
