@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use alpr_shared::control::node_change::{NodeChange, Verdict};
 use alpr_shared::control::replica::ReplicatedDoc;
 use alpr_shared::types::UnixMillis;
 use tokio::sync::{watch, Mutex};
@@ -131,6 +132,36 @@ impl<D: ReplicatedDoc, V> Kept<D, V> {
         }
         self.commit(&mut doc, next).await?;
         Ok(true)
+    }
+
+    /// Take a node's copy change by change, each as `judge` decides
+    /// ([`alpr_shared::control::node_change`]): the accepted ones are
+    /// written as this hub's own (durable and published together), the
+    /// others change nothing. The node's document is never merged
+    /// wholesale. Returns every change with its verdict (an accepted
+    /// change that could not be written is refused).
+    pub async fn take_from_node(
+        &self,
+        theirs: D,
+        judge: impl Fn(&NodeChange) -> Verdict,
+    ) -> Result<Vec<(NodeChange, Verdict)>, KeptError<D::Error>> {
+        let mut out = Vec::new();
+        self.edit(|doc| {
+            let mut changed = false;
+            for change in doc.node_changes(&theirs, UnixMillis::now()) {
+                let mut verdict = judge(&change);
+                if let Ok(signature) = &verdict.outcome {
+                    match doc.take_change(&change, signature) {
+                        Ok(()) => changed = true,
+                        Err(e) => verdict.outcome = Err(format!("not applied: {e}")),
+                    }
+                }
+                out.push((change, verdict));
+            }
+            Ok(changed)
+        })
+        .await?;
+        Ok(out)
     }
 
     /// Merge the stored document into this one: another hub process on

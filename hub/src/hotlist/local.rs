@@ -171,24 +171,7 @@ impl LocalEntriesService {
         theirs: LocalEntriesDoc,
         judge: impl Fn(&NodeChange) -> Verdict,
     ) -> Result<Vec<(NodeChange, Verdict)>, LocalEntriesError> {
-        let mut out = Vec::new();
-        self.kept
-            .edit(|doc| {
-                let mut changed = false;
-                for change in doc.changes_from(&theirs, UnixMillis::now()) {
-                    let mut verdict = judge(&change);
-                    if let Ok(signature) = &verdict.outcome {
-                        match doc.apply(&change, signature) {
-                            Ok(()) => changed = true,
-                            Err(e) => verdict.outcome = Err(format!("not applied: {e}")),
-                        }
-                    }
-                    out.push((change, verdict));
-                }
-                Ok(changed)
-            })
-            .await?;
-        Ok(out)
+        Ok(self.kept.take_from_node(theirs, judge).await?)
     }
 
     /// Merge what another hub process on the same database stored.

@@ -465,6 +465,22 @@ impl ReplicatedDoc for HoldsDoc {
     fn too_large(len: usize) -> Self::Error {
         HoldsDocError::TooLarge(len)
     }
+
+    fn node_changes(
+        &self,
+        theirs: &Self,
+        now: UnixMillis,
+    ) -> Vec<crate::control::node_change::NodeChange> {
+        HoldsDoc::changes_from(self, theirs, now)
+    }
+
+    fn take_change(
+        &mut self,
+        change: &crate::control::node_change::NodeChange,
+        signature: &crate::control::officer::ChangeSignature,
+    ) -> Result<(), Self::Error> {
+        HoldsDoc::apply(self, change, signature)
+    }
 }
 
 fn hold_key(id: &str) -> String {

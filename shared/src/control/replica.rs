@@ -50,6 +50,16 @@ pub trait ReplicatedDoc: Sized + Send + 'static {
     fn compact(&self, now: UnixMillis) -> Result<Self, Self::Error>;
     /// The error of a document of `len` bytes, over [`Self::MAX_BYTES`].
     fn too_large(len: usize) -> Self::Error;
+    /// What a node's copy `theirs` changes against this document, one
+    /// logical change each ([`super::node_change`]).
+    fn node_changes(&self, theirs: &Self, now: UnixMillis) -> Vec<super::node_change::NodeChange>;
+    /// Write an accepted change (its exact value, and the signature that
+    /// verified) as this document's own writer.
+    fn take_change(
+        &mut self,
+        change: &super::node_change::NodeChange,
+        signature: &ChangeSignature,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Why a replica could not be read or changed.

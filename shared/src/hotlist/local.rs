@@ -732,6 +732,22 @@ impl ReplicatedDoc for LocalEntriesDoc {
     fn too_large(len: usize) -> Self::Error {
         LocalDocError::TooLarge(len)
     }
+
+    fn node_changes(
+        &self,
+        theirs: &Self,
+        now: UnixMillis,
+    ) -> Vec<crate::control::node_change::NodeChange> {
+        LocalEntriesDoc::changes_from(self, theirs, now)
+    }
+
+    fn take_change(
+        &mut self,
+        change: &crate::control::node_change::NodeChange,
+        signature: &crate::control::officer::ChangeSignature,
+    ) -> Result<(), Self::Error> {
+        LocalEntriesDoc::apply(self, change, signature)
+    }
 }
 
 fn drop_record(e: &LocalEntry, now: UnixMillis) -> bool {
