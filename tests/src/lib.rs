@@ -49,6 +49,25 @@ pub fn cannot_run(test: &str, why: &str) -> anyhow::Result<()> {
 /// The password of the officers the tests put in edges' policies.
 pub const OFFICER_PASSWORD: &str = "correct horse";
 
+/// The hold's id in `hub`/`edge hold add`'s answer, "hold ID placed for case C".
+pub fn placed_id(text: &str) -> anyhow::Result<String> {
+    text.split_whitespace()
+        .skip_while(|w| *w != "hold")
+        .nth(1)
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no hold id in {text:?}"))
+}
+
+/// The `id` of an entry a `--json` command printed (a local hotlist entry).
+pub fn id_of(json: &str) -> anyhow::Result<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| anyhow::anyhow!("not an entry ({e}): {json}"))?;
+    v["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no id in {json}"))
+}
+
 /// A `[[policy.officers]]` entry: `user` of agency CA0190000, trained
 /// until 2099, with `password` and the signing key it gives (cheap
 /// parameters, for tests).

@@ -12,16 +12,9 @@ use alpr_e2e::{
     OFFICER_PASSWORD, TRAINED,
 };
 
-const LIMIT: Duration = Duration::from_secs(120);
+use alpr_e2e::placed_id;
 
-/// The id in "hold ID placed for case C".
-fn placed_id(text: &str) -> anyhow::Result<String> {
-    text.split_whitespace()
-        .skip_while(|w| *w != "hold")
-        .nth(1)
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no hold id in {text:?}"))
-}
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// (id, active) of each hold the hub lists, sorted by id.
 fn hub_holds(hub: &Hub) -> Option<Vec<(String, bool)>> {

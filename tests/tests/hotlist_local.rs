@@ -14,16 +14,9 @@ use alpr_e2e::{
     OFFICER_PASSWORD, TRAINED,
 };
 
-const LIMIT: Duration = Duration::from_secs(120);
+use alpr_e2e::id_of;
 
-fn id_of(json: &str) -> anyhow::Result<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| anyhow::anyhow!("not an entry ({e}): {json}"))?;
-    v["id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no id in {json}"))
-}
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// (id, plate, colour, removed) of each entry, sorted by id.
 type Row = (String, String, String, bool);

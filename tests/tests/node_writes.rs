@@ -22,25 +22,9 @@ use alpr_shared::hotlist::local::LocalEntriesDoc;
 use alpr_shared::hotlist::Removal;
 use alpr_shared::types::{DeviceId, DeviceKind, UnixMillis};
 
+use alpr_e2e::{id_of, placed_id};
+
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// The id in "hold ID placed for case C".
-fn placed_id(text: &str) -> anyhow::Result<String> {
-    text.split_whitespace()
-        .skip_while(|w| *w != "hold")
-        .nth(1)
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no hold id in {text:?}"))
-}
-
-fn id_of(json: &str) -> anyhow::Result<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| anyhow::anyhow!("not an entry ({e}): {json}"))?;
-    v["id"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("no id in {json}"))
-}
 
 /// The hub's access records, as the auditor reads them.
 fn access(hub: &Hub) -> anyhow::Result<Vec<serde_json::Value>> {
