@@ -15,10 +15,11 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::time::Instant;
 
-use alpr_shared::crypto::{PublicKey, SecretKey};
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::hotlist::generation::{Generation, GenerationInfo};
 use alpr_shared::hotlist::matcher::Matcher;
 use alpr_shared::hotlist::{delta, sample, Category, ListSettings, LocalEntry};
+use alpr_shared::signer::{dev::Deployment, HotlistSigning, HubKey};
 use alpr_shared::types::{Hash32, UnixMillis};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -102,7 +103,8 @@ struct LoadReport {
 
 const GEN_FILE: &str = "ncic-1.gen";
 const DELTA_FILE: &str = "ncic-1-2.delta";
-const KEY_FILE: &str = "hub.pub";
+/// The CA the generation's hotlist key chains to.
+const CA_FILE: &str = "ca.crt";
 const NEXT_HASH_FILE: &str = "ncic-2.hash";
 
 fn ms(since: Instant) -> f64 {
@@ -146,7 +148,8 @@ fn info(number: u64) -> GenerationInfo {
 }
 
 fn build_and_measure(args: &HotlistBenchArgs, dir: &Path) -> anyhow::Result<HotlistBenchReport> {
-    let key = SecretKey::generate();
+    let deployment = Deployment::new().map_err(anyhow::Error::msg)?;
+    let key: HubKey<HotlistSigning> = deployment.key("hub").map_err(anyhow::Error::msg)?;
     eprintln!("generating {} rows…", args.entries);
     let rows = sample::entries(args.entries, 1);
     let next = sample::change(&rows, args.changes, 2);
@@ -163,7 +166,7 @@ fn build_and_measure(args: &HotlistBenchArgs, dir: &Path) -> anyhow::Result<Hotl
     let diff_ms = ms(t);
     std::fs::write(dir.join(GEN_FILE), g1.bytes()).context("writing the generation")?;
     std::fs::write(dir.join(DELTA_FILE), &d).context("writing the delta")?;
-    std::fs::write(dir.join(KEY_FILE), hex::encode(key.public().to_bytes()))?;
+    std::fs::write(dir.join(CA_FILE), &deployment.ca_pem)?;
     std::fs::write(dir.join(NEXT_HASH_FILE), g2.content_hash().to_hex())?;
     let (generation_bytes, delta_bytes) = (g1.bytes().len(), d.len());
     drop((g1, g2, d));
@@ -328,10 +331,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// The measuring process.
 fn load(dir: &Path, args: &HotlistBenchArgs) -> anyhow::Result<LoadReport> {
-    let key_hex = std::fs::read_to_string(dir.join(KEY_FILE))?;
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(key_hex.trim(), &mut key).context("hub key")?;
-    let hub = PublicKey::from_bytes(&key)?;
+    let hub = TrustAnchor::from_pem(&std::fs::read(dir.join(CA_FILE))?).context("the CA")?;
     let mut rng = sample::Rng::new(7);
     let rss0 = rss_bytes()?;
 

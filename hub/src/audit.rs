@@ -28,7 +28,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alpr_shared::cert::{Revocation, TrustAnchor};
+use alpr_shared::cert::{KeyPurpose, Revocation, TrustAnchor};
 use alpr_shared::log::bundle::{BundleWriter, SignedManifest};
 use alpr_shared::log::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
@@ -442,13 +442,12 @@ async fn hub_purge_records(
             .await
             .context("fetching the hub's log")?;
         let der = hex::decode(&page.hub_certificate)?;
-        // A refused hub certificate is reported by `audit_hub_log`; its
+        // A refused log certificate is reported by `audit_hub_log`; its
         // records vouch for nothing.
-        let Ok(hub) = anchor.check_hub_der(&der) else {
+        let Ok(hub) = anchor.check_signer_der(&der, KeyPurpose::Log) else {
             return Ok(out);
         };
-        let name = alpr_shared::cert::claimed_name(&der).context("the hub's certificate")?;
-        let key = hub.as_signer(name, der.clone()).key;
+        let key = hub.key;
         for e in &page.entries {
             let Ok(e) = SignedEntry::decode(&hex::decode(e)?) else {
                 continue;
@@ -467,7 +466,7 @@ async fn hub_purge_records(
 }
 
 /// Verify the hub's own access log, page by page, from the CA: the hub's
-/// certificate must be issued by it for server authentication, and every
+/// log key's certificate must be issued by it for the log alone, and every
 /// entry signed with its key in one chain from entry 0.
 async fn audit_hub_log(
     client: &mut ApiClient,
@@ -480,17 +479,20 @@ async fn audit_hub_log(
         .await
         .context("fetching the hub's access log")?;
     let der = hex::decode(&page.hub_certificate)?;
-    let name = alpr_shared::cert::claimed_name(&der).context("the hub's certificate")?;
+    let name = alpr_shared::cert::claimed_name(&der).context("the hub's log certificate")?;
     let size = page.size;
     let mut problems = Vec::new();
-    let mut verifier = match anchor.check_hub_der(&der) {
-        Ok(h) => LogVerifier::new(
+    let signer = anchor
+        .check_signer_der(&der, KeyPurpose::Log)
+        .and_then(|c| c.as_log_signer());
+    let mut verifier = match signer {
+        Ok(c) => LogVerifier::new(
             name.clone(),
-            NodeKeys::single(&h.as_signer(name.clone(), der.clone())),
+            NodeKeys::single(&c),
             VerifyOptions { from_start: true },
         ),
         Err(e) => {
-            problems.push(format!("the hub's certificate is refused: {e}"));
+            problems.push(format!("the hub's log certificate is refused: {e}"));
             let mut v = LogVerifier::new(
                 name.clone(),
                 NodeKeys::new(Vec::new(), &[]),
@@ -546,8 +548,8 @@ async fn audit_hub_log(
     })
 }
 
-/// Open the export and write the hub's certificate, asked of the hub (it
-/// answers with the certificate whose key signs manifests).
+/// Open the export and write the hub's export certificate, asked of the
+/// hub (it answers with the certificate of the key that signs manifests).
 async fn start_export(client: &mut ApiClient, path: &std::path::Path) -> anyhow::Result<Export> {
     let probe = BundleWriter::new(Vec::new())?.manifest(UnixMillis::now());
     let reply: SignedManifestReply = client

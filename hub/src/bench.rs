@@ -770,7 +770,12 @@ pub(crate) async fn run_in_process_on(
         ..WriterConfig::default()
     };
     let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), writer_config);
-    let hub_key = Arc::new(SecretKey::generate());
+    let receipt_key: Arc<alpr_shared::signer::HubKey<alpr_shared::signer::ReceiptSigning>> =
+        Arc::new(
+            alpr_shared::signer::dev::Deployment::new()
+                .and_then(|d| d.key("hub"))
+                .map_err(anyhow::Error::msg)?,
+        );
     let slots = Arc::new(tokio::sync::Semaphore::new(crate::sync::verify_slots()));
     let admit = args.admit.max(MAX_ENTRIES_PER_FRAME);
     let admission = Arc::new(tokio::sync::Semaphore::new(admit));
@@ -779,7 +784,7 @@ pub(crate) async fn run_in_process_on(
     let mut tasks = tokio::task::JoinSet::new();
     for load in loads {
         let writer = writer.clone();
-        let hub_key = hub_key.clone();
+        let receipt_key = receipt_key.clone();
         let slots = slots.clone();
         let admission = admission.clone();
         let in_flight = args.in_flight.max(1);
@@ -791,7 +796,8 @@ pub(crate) async fn run_in_process_on(
                 frames,
                 ..
             } = load;
-            let mut session = HubSession::new(name.clone(), public, hub_key, Progress::default());
+            let mut session =
+                HubSession::new(name.clone(), public, receipt_key, Progress::default());
             let now = UnixMillis::now();
             session.handle_frame(
                 Frame::Hello(Hello {
@@ -981,7 +987,7 @@ async fn run_in_process_pg(
     Ok(all)
 }
 
-/// A deployment CA and the hub's certificate in `dir`.
+/// A deployment CA and the hub's keys in `dir`.
 pub(crate) fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authority> {
     let ca = write_ca_and_hub(dir, 30)?;
     Ok(alpr_shared::pki::Authority::load(
@@ -990,19 +996,18 @@ pub(crate) fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authorit
     )?)
 }
 
-/// A deployment CA valid `days` and the hub's certificate in `dir`; the
+/// A deployment CA valid `days` and the hub's keys in `dir`; the
 /// CA (its key too, for benches that sign reads as its nodes).
 pub(crate) fn write_ca_and_hub(dir: &Path, days: i64) -> anyhow::Result<alpr_shared::pki::Issued> {
     std::fs::create_dir_all(dir)?;
     let ca = alpr_shared::pki::new_ca("Bench Agency", days)?;
     std::fs::write(dir.join("ca.crt"), &ca.cert_pem)?;
     let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
-    let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], days)?;
-    std::fs::write(dir.join("hub.crt"), &hub.cert_pem)?;
-    // A key others may read is refused by `hub serve`, as ssh does.
-    std::io::Write::write_all(
-        &mut alpr_shared::private::create_private_file(&dir.join("hub.key"))?,
-        hub.key_pem.as_bytes(),
+    crate::pki::write_hub_keys(
+        &authority,
+        dir,
+        &["localhost".into(), "127.0.0.1".into()],
+        days,
     )?;
     Ok(ca)
 }

@@ -771,15 +771,16 @@ pub fn store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     let ca = std::fs::read(&config.ca_cert)
         .with_context(|| format!("reading {}", config.ca_cert.display()))?;
     let anchor = alpr_shared::cert::TrustAnchor::from_pem(&ca).context("the CA certificate")?;
-    let cert_pem = std::fs::read(&config.cert)
-        .with_context(|| format!("reading {}", config.cert.display()))?;
-    let hub_cert = alpr_shared::cert::pem_certificates(&cert_pem)
-        .context("the hub certificate")?
+    let (log_cert, _) = config.signing_files(alpr_shared::cert::KeyPurpose::Log);
+    let cert_pem = std::fs::read(&log_cert)
+        .with_context(|| format!("reading {} (the log key's certificate)", log_cert.display()))?;
+    let log_cert = alpr_shared::cert::pem_certificates(&cert_pem)
+        .context("the log key's certificate")?
         .into_iter()
         .next()
-        .context("no hub certificate")?;
+        .context("no certificate in the log key's certificate file")?;
     let (storage, _) = config.open_storage()?;
-    let report = crate::store::check::check(&*storage, &anchor, &hub_cert)?;
+    let report = crate::store::check::check(&*storage, &anchor, &log_cert)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

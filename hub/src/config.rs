@@ -1,10 +1,17 @@
 //! `hub.toml`. Every field has a default that works for a local setup
 //! (certificates from `hub pki init --out certs/dev/ca`).
+//!
+//! The hub has a TLS identity (`cert`, `key`) and one signing key per
+//! purpose (`[keys.receipt]`, `[keys.policy]`, `[keys.hotlist]`,
+//! `[keys.log]`, `[keys.export]`, each a `cert` and a `key`), by default
+//! `<purpose>.crt` and `<purpose>.key` beside `cert`, as `hub pki init`
+//! writes them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alpr_shared::cert::KeyPurpose;
 use alpr_shared::settings::{Checker, InvalidSetting};
 use alpr_shared::types::UnixMillis;
 use serde::Deserialize;
@@ -18,9 +25,12 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// The deployment CA certificate.
     pub ca_cert: PathBuf,
-    /// The hub's certificate and key.
+    /// The hub's TLS certificate and key (the QUIC port for nodes, and the
+    /// API unless `api_cert` is set). This key signs nothing else.
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The signing keys, one per purpose (`[keys.<purpose>]`).
+    pub keys: SigningKeys,
     /// Revoked node certificates: a serial number (hex, as `hub pki enroll`
     /// prints it; effective from when the hub first loads it) or a table
     /// `{ serial = "..", at = "RFC 3339 time", reason = ".." }`.
@@ -98,6 +108,51 @@ pub struct HubConfig {
     pub store: StoreConfig,
 }
 
+/// `[keys]`: a certificate and key per signing purpose; unset ones are
+/// `<purpose>.crt` and `<purpose>.key` beside the TLS `cert`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningKeys {
+    pub receipt: KeyFiles,
+    pub policy: KeyFiles,
+    pub hotlist: KeyFiles,
+    pub log: KeyFiles,
+    pub export: KeyFiles,
+}
+
+/// One signing key's files.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeyFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl SigningKeys {
+    fn files(&self, purpose: KeyPurpose) -> &KeyFiles {
+        match purpose {
+            KeyPurpose::Receipt => &self.receipt,
+            KeyPurpose::Policy => &self.policy,
+            KeyPurpose::Hotlist => &self.hotlist,
+            KeyPurpose::Log => &self.log,
+            KeyPurpose::Export => &self.export,
+        }
+    }
+
+    fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        [
+            &mut self.receipt,
+            &mut self.policy,
+            &mut self.hotlist,
+            &mut self.log,
+            &mut self.export,
+        ]
+        .into_iter()
+        .flat_map(|f| [f.cert.as_mut(), f.key.as_mut()])
+        .flatten()
+    }
+}
+
 /// A store opened from `[store]`, and the redb recovery wrapper when
 /// that is the backend (for health reports).
 pub type OpenedStore = (
@@ -140,6 +195,7 @@ impl Default for HubConfig {
             ca_cert: PathBuf::from("certs/dev/ca/ca.crt"),
             cert: PathBuf::from("certs/dev/ca/hub.crt"),
             key: PathBuf::from("certs/dev/ca/hub.key"),
+            keys: SigningKeys::default(),
             revoked: Vec::new(),
             max_connections: 1024,
             keep_alive: Duration::from_secs(5),
@@ -173,6 +229,25 @@ impl Default for HubConfig {
 }
 
 impl HubConfig {
+    /// The certificate and key files of the signing key for `purpose`:
+    /// as `[keys.<purpose>]` names them, else `<purpose>.crt` and
+    /// `<purpose>.key` beside the TLS certificate.
+    pub fn signing_files(&self, purpose: KeyPurpose) -> (PathBuf, PathBuf) {
+        let dir = match self.cert.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let f = self.keys.files(purpose);
+        (
+            f.cert
+                .clone()
+                .unwrap_or_else(|| dir.join(format!("{purpose}.crt"))),
+            f.key
+                .clone()
+                .unwrap_or_else(|| dir.join(format!("{purpose}.key"))),
+        )
+    }
+
     /// The API's certificate and key files.
     pub fn api_tls_files(&self) -> (&Path, &Path) {
         (
@@ -224,6 +299,7 @@ impl HubConfig {
         ]
         .into_iter()
         .flatten()
+        .chain(c.keys.paths_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -330,10 +406,29 @@ impl HubConfig {
     /// found by its name (`ca.key`) or, under any name, by matching the
     /// public key of `ca_cert`.
     pub fn check_ca_key_apart(&self) -> anyhow::Result<()> {
-        let dir = match self.key.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for key in std::iter::once(self.key.clone())
+            .chain(KeyPurpose::ALL.iter().map(|p| self.signing_files(*p).1))
+        {
+            let dir = match key.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+        for dir in &dirs {
+            self.check_ca_key_not_in(dir)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_ca_key_apart`] for one folder of the hub's keys.
+    fn check_ca_key_not_in(&self, dir: &Path) -> anyhow::Result<()> {
+        let own_keys: Vec<PathBuf> = std::iter::once(self.key.clone())
+            .chain(KeyPurpose::ALL.iter().map(|p| self.signing_files(*p).1))
+            .collect();
         let refuse = |found: &Path| {
             anyhow::anyhow!(
                 "the CA private key {} is beside the hub's key {}: move it out of what the hub reads \
@@ -364,7 +459,7 @@ impl HubConfig {
             let small_file = entry
                 .metadata()
                 .is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024);
-            if !small_file || path == self.key {
+            if !small_file || own_keys.contains(&path) {
                 continue;
             }
             let Ok(text) = std::fs::read(&path).map(zeroize::Zeroizing::new) else {

@@ -22,6 +22,7 @@ pub mod health;
 pub mod holds;
 pub mod hotlist;
 pub mod ingest;
+pub mod keys;
 pub mod policy;
 pub mod store;
 pub mod sync;

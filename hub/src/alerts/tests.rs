@@ -154,7 +154,12 @@ fn generation(
         settings: Default::default(),
     };
     std::sync::Arc::new(
-        Generation::build(info, entries, &SecretKey::from_bytes(&[8; 32])).expect("built"),
+        Generation::build(
+            info,
+            entries,
+            &crate::keys::throwaway().expect("a hotlist key"),
+        )
+        .expect("built"),
     )
 }
 
@@ -188,8 +193,7 @@ async fn a_new_generation_row_finds_reads_stored_before_it() {
     let storage: Arc<dyn HubStorage> = store.clone();
     let access = crate::access::AccessLog::start(
         storage.clone(),
-        SecretKey::from_bytes(&[6; 32]),
-        DeviceId::new("hub").expect("valid"),
+        crate::keys::throwaway().expect("a log key"),
     )
     .expect("access log");
     let matcher = BackMatcher {

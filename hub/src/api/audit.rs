@@ -38,7 +38,7 @@ pub struct HubLogQuery {
 /// A page of the hub's access log. Bytes are hex.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HubLogPage {
-    /// The hub's certificate (DER), whose key signs the log.
+    /// The certificate (DER) of the hub's log key, which signs the log.
     pub hub_certificate: String,
     /// The log's size when the page was read.
     pub size: u64,
@@ -147,7 +147,7 @@ pub(crate) async fn hub_log(
             .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let end = q.from + entries.len() as u64;
         Ok(HubLogPage {
-            hub_certificate: hex::encode(&hub.hub_cert_der),
+            hub_certificate: hex::encode(&hub.keys.log_cert.der),
             size,
             next: (!entries.is_empty() && end < size).then_some(end),
             entries: entries.into_iter().map(hex::encode).collect(),

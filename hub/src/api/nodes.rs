@@ -67,7 +67,7 @@ pub struct RevokeRequest {
 pub struct SignedManifestReply {
     /// Hex of the postcard [`alpr_shared::log::bundle::SignedManifest`].
     pub signed: String,
-    /// The hub's certificate (DER, hex), whose key signed.
+    /// The certificate (DER, hex) of the hub's export key, which signed.
     pub hub_certificate: String,
 }
 
@@ -415,10 +415,10 @@ fn sign_manifest(hub: &Hub, manifest: &str) -> anyhow::Result<SignedManifestRepl
         records = m.records,
         "signing an evidence bundle manifest"
     );
-    let signed = m.sign(&hub.hub_key);
+    let signed = m.sign(&hub.keys.export);
     Ok(SignedManifestReply {
         signed: hex::encode(signed.encode()),
-        hub_certificate: hex::encode(&hub.hub_cert_der),
+        hub_certificate: hex::encode(hub.keys.export.cert_der()),
     })
 }
 

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use alpr_shared::crypto::SecretKey;
 use alpr_shared::hotlist::import::Format;
 use alpr_shared::hotlist::{sample, Category};
 use anyhow::Context;
@@ -81,7 +80,7 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
         }],
         ..HotlistConfig::default()
     };
-    let service = HotlistService::open(storage, Arc::new(SecretKey::generate()), config)?;
+    let service = HotlistService::open(storage, crate::hotlist::HotlistKeys::throwaway()?, config)?;
     let request = || ImportRequest {
         source: "ncic".into(),
         format: Some(Format::Ncic),

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use alpr_shared::crypto::SecretKey;
 use alpr_shared::log::retention::DAY_MS;
 use alpr_shared::log::LogWriter;
 use alpr_shared::sync::Verified;
@@ -182,11 +181,7 @@ pub async fn run(args: RetentionBenchArgs) -> anyhow::Result<()> {
     let ingest_alone = alone.stored as f64 / alone.seconds;
 
     // Purge while other edges ingest.
-    let access = AccessLog::start(
-        storage.clone(),
-        SecretKey::generate(),
-        DeviceId::new("hub").expect("valid name"),
-    )?;
+    let access = AccessLog::start(storage.clone(), crate::keys::throwaway()?)?;
     let retention = Arc::new(Retention::new(
         storage.clone(),
         access,

@@ -573,11 +573,7 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let reused = build_s.is_none();
     let build_s = build_s.unwrap_or(0.0);
-    let access = AccessLog::start(
-        storage.clone(),
-        SecretKey::generate(),
-        DeviceId::new("bench-hub")?,
-    )?;
+    let access = AccessLog::start(storage.clone(), crate::keys::throwaway()?)?;
     let searcher = Searcher::new(storage.clone(), anchor);
     let t = Instant::now();
     let s2 = searcher.clone();

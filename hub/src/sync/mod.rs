@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alpr_shared::cert::{DeviceCert, Revocation, TrustAnchor};
-use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{HubOutput, HubSession, NodeKey, NodeKeys, Validity};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use alpr_shared::wire::quic::{self, ReadFrameError};
@@ -38,8 +37,8 @@ pub struct Hub {
     /// Refusals by kind, the database's state.
     pub health: Arc<crate::health::HubHealth>,
     anchor: TrustAnchor,
-    pub(crate) hub_key: Arc<SecretKey>,
-    pub(crate) hub_cert_der: Vec<u8>,
+    /// The hub's signing keys (one per purpose) and certificates.
+    pub(crate) keys: crate::keys::HubKeys,
     /// Revocations by serial (also kept in the store).
     revoked: Mutex<HashMap<String, Revocation>>,
     connections: Mutex<HashMap<DeviceId, Live>>,
@@ -307,13 +306,7 @@ pub async fn serve(
         .with_context(|| format!("reading {}", config.cert.display()))?;
     let key_pem = alpr_shared::private::read_key_file(&config.key)?;
     let anchor = TrustAnchor::from_pem(&ca_pem).context("the CA certificate")?;
-    let key_text = std::str::from_utf8(&key_pem).context("hub key is not PEM text")?;
-    let hub_key = Arc::new(SecretKey::from_pkcs8_pem(key_text).context("the hub key")?);
-    let hub_cert_der = alpr_shared::cert::pem_certificates(&cert_pem)
-        .context("the hub certificate")?
-        .into_iter()
-        .next()
-        .context("no hub certificate")?;
+    let (keys, log_key) = crate::keys::load(&config, &anchor)?;
     let liveness = quic::Liveness {
         keep_alive: config.keep_alive,
         idle_timeout: config.idle_timeout,
@@ -368,7 +361,8 @@ pub async fn serve(
 
     let policy = crate::policy::PolicyService::open(
         storage.clone(),
-        hub_key.clone(),
+        keys.policy.clone(),
+        anchor.clone(),
         &config.policy,
         Vec::new(),
     )
@@ -382,7 +376,11 @@ pub async fn serve(
     info!(active = holds.active().len(), "legal holds loaded");
     let hotlists = crate::hotlist::HotlistService::open(
         storage.clone(),
-        hub_key.clone(),
+        crate::hotlist::HotlistKeys {
+            key: keys.hotlist.clone(),
+            anchor: anchor.clone(),
+            legacy: Some(keys.tls_public),
+        },
         config.hotlist.clone(),
     )
     .context("the hotlists ([hotlist] in hub.toml)")?;
@@ -406,8 +404,7 @@ pub async fn serve(
         metrics,
         health: Arc::new(crate::health::HubHealth::new(recovering)),
         anchor,
-        hub_key,
-        hub_cert_der,
+        keys,
         revoked: Mutex::new(revoked),
         connections: Mutex::new(HashMap::new()),
         replacements: Mutex::new(HashMap::new()),
@@ -441,17 +438,10 @@ pub async fn serve(
             }
         });
     }
-    // The hub's own access log, signed with its key under its
+    // The hub's own access log, signed with its log key under that key's
     // certificate's name; users and sessions; the API for people.
-    let hub_name = alpr_shared::cert::claimed_name(&hub.hub_cert_der)
-        .or_else(|_| DeviceId::new("hub"))
-        .context("the hub's name")?;
-    let access = crate::access::AccessLog::start(
-        hub.storage.clone(),
-        SecretKey::from_pkcs8_pem(key_text).context("the hub key")?,
-        hub_name,
-    )
-    .context("starting the access log")?;
+    let access = crate::access::AccessLog::start(hub.storage.clone(), log_key)
+        .context("starting the access log")?;
     let users = Arc::new(
         crate::users::Users::new(hub.storage.clone(), access.clone(), config.users())
             .map_err(|e| anyhow::anyhow!(e))?,
@@ -840,7 +830,7 @@ async fn node_connection(
     let mut lists_rx = hub.hotlists.watch();
     let lists = hotlists::summary(&lists_rx.borrow_and_update());
     let session = Arc::new(Mutex::new(
-        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
+        HubSession::new(name.clone(), cert.key, hub.keys.receipt.clone(), progress)
             .with_keys(keys)
             .with_policy(policy.version(), Arc::new(policy.encode()))
             .with_holds(holds)

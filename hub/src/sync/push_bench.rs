@@ -18,13 +18,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use alpr_shared::crypto::PublicKey;
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::hotlist::generation::Generation;
 use alpr_shared::hotlist::{delta, sample, Category, HotEntry};
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource, SyncTuning};
 use alpr_shared::types::{DeviceId, DeviceKind, Hash32};
 use alpr_shared::wire::quic::{self, Liveness};
-use alpr_shared::wire::{certificate_key, Lane, ALPN};
+use alpr_shared::wire::{Lane, ALPN};
 use anyhow::Context;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -113,6 +113,8 @@ struct EdgeRole {
     /// The base it holds (None: it holds nothing and takes the list whole).
     base: Option<Arc<Generation>>,
     apply_full: bool,
+    /// The deployment's CA, which the hub's signing keys chain to.
+    anchor: TrustAnchor,
 }
 
 /// What a simulated edge reports.
@@ -149,14 +151,10 @@ async fn edge(
         .await
         .with_context(|| format!("{name}: connecting"))?;
     drop(permit);
-    let hub_key: PublicKey = quic::peer_certificate(&conn)
-        .as_deref()
-        .and_then(certificate_key)
-        .context("the hub's certificate has no Ed25519 key")?;
+    let anchor = role.anchor.clone();
     let start = Instant::now();
     let now = || start.elapsed();
-    let mut core = EdgeSync::new(name.clone(), SyncTuning::default(), 0, 7);
-    core.set_hub_key(hub_key);
+    let mut core = EdgeSync::new(name.clone(), SyncTuning::default(), 0, 7, anchor.clone());
     if let Some(b) = &role.base {
         core.set_hotlist_held(&b.info().source, b.info().number);
     }
@@ -180,7 +178,8 @@ async fn edge(
                     generation,
                     bytes,
                 } => {
-                    let g = tokio::task::spawn_blocking(move || Generation::open(bytes, &hub_key))
+                    let anchor = anchor.clone();
+                    let g = tokio::task::spawn_blocking(move || Generation::open(bytes, &anchor))
                         .await??;
                     core.hotlist_applied(&source, generation);
                     outcomes.push(Outcome::Whole(Arc::new(g)));
@@ -194,8 +193,9 @@ async fn edge(
                     let delta_bytes = delta.len();
                     if role.apply_full {
                         let base = role.base.clone().context("a delta without a base")?;
+                        let anchor = anchor.clone();
                         let g = tokio::task::spawn_blocking(move || {
-                            delta::apply(&base, &delta, &hub_key)
+                            delta::apply(&base, &delta, &anchor)
                         })
                         .await??;
                         anyhow::ensure!(
@@ -355,6 +355,7 @@ async fn measure(
     done: CancellationToken,
 ) -> anyhow::Result<PushReport> {
     use crate::api::client::ApiClient;
+    let anchor = TrustAnchor::from_pem(ca)?;
     // An administrator, then an operator who may import.
     let b: crate::users::BootstrapFile = serde_json::from_slice(&std::fs::read(bootstrap)?)?;
     let url = format!("https://{}", b.api);
@@ -456,6 +457,7 @@ async fn measure(
         EdgeRole {
             base: None,
             apply_full: true,
+            anchor: anchor.clone(),
         },
     )?;
     let base = loop {
@@ -477,6 +479,7 @@ async fn measure(
             EdgeRole {
                 base: Some(base.clone()),
                 apply_full: i % every == 0,
+                anchor: anchor.clone(),
             },
         )?;
     }

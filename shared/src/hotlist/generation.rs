@@ -2,16 +2,24 @@
 //! without parsing.
 //!
 //! ```text
-//! header  "ALPRHOT1" | info_len u32 | info (postcard GenerationInfo)
-//!         | content hash (32) | signature (64) over everything before it
+//! header  "ALPRHOT2" | info_len u32 | info (postcard GenerationInfo)
+//!         | content hash (32) | cert_len u32 | certificate (DER)
+//!         | signature (64) over everything before it
 //! body    rows u32 | bucket_bits u32 | blob_len u32
 //!         | directory: 2^bucket_bits + 1 × u32 (first record of each bucket)
 //!         | records: rows × 20 bytes, sorted (see below)
 //!         | blob: each record's other fields, in record order
 //! ```
 //! All integers little-endian. The content hash is
-//! `tagged_hash(HOTLIST_HASH, body)`; the signature is the hub's over
-//! `HOTLIST_SIG || header-before-signature`.
+//! `tagged_hash(HOTLIST_HASH, body)`; the signature is the hub's hotlist
+//! key's over `HOTLIST_SIG || header-before-signature`, and the certificate
+//! is that key's: a reader checks it against the CA (issued for hotlists
+//! alone, valid at the generation's `issued_at`) before the signature.
+//! Format 1 (`ALPRHOT1`, the same header without the certificate) was
+//! signed with the hub's single key; readers refuse it
+//! ([`GenerationError::Format1`]): an edge then counts the list as missing
+//! and gets it whole, and the hub signs its stored ones again
+//! ([`Generation::resign_format1`]).
 //!
 //! A record is `plate [10] (zero padded) | state [2] (zeros if none) |
 //! category u8 | 0 u8 | extra offset u32 | extra len u16`; its extra (in
@@ -29,8 +37,10 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::crypto::{tag, tagged_hash, PublicKey, SecretKey, Signature};
+use crate::cert::{CertError, KeyPurpose, TrustAnchor};
+use crate::crypto::{tag, tagged_hash, PublicKey, Signature};
 use crate::search::fold_char;
+use crate::signer::{HotlistSigning, HubKey};
 use crate::types::{Hash32, UnixMillis};
 
 use super::{Category, HotEntry, ListSettings, MAX_ENTRY_TEXT, MAX_PLATE_LEN};
@@ -59,10 +69,23 @@ pub enum GenerationError {
     Invalid(String),
     #[error("the generation's signature is not the hub's")]
     BadSignature,
+    #[error("the generation's certificate is refused: {0}")]
+    Certificate(CertError),
+    #[error("the generation was issued outside its certificate's validity")]
+    OutsideValidity,
+    #[error(
+        "a format-1 generation, signed with the hub's single key before it had a key per \
+         purpose: it no longer verifies; the hub sends the list again"
+    )]
+    Format1,
 }
 
-/// First bytes of every generation file (format version 1).
-pub const MAGIC: &[u8; 8] = b"ALPRHOT1";
+/// First bytes of every generation file (format version 2).
+pub const MAGIC: &[u8; 8] = b"ALPRHOT2";
+/// First bytes of a format-1 generation (no certificate).
+pub const MAGIC_V1: &[u8; 8] = b"ALPRHOT1";
+/// Largest certificate in a header.
+pub const MAX_CERT_LEN: usize = 8 * 1024;
 /// Most rows a generation may hold.
 pub const MAX_ROWS: usize = 4_000_000;
 /// Largest postcard `GenerationInfo` (skip lists included).
@@ -242,38 +265,91 @@ pub(crate) struct Header {
     pub body_at: usize,
 }
 
-/// Parse and check the signature of a header at the start of `bytes`.
-pub(crate) fn read_header(bytes: &[u8], hub: &PublicKey) -> Result<Header, GenerationError> {
-    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(invalid("not a hotlist generation (bad magic)"));
-    }
-    let info_len = u32_at(bytes, MAGIC.len()).ok_or_else(|| invalid("truncated header"))? as usize;
+/// Where the parts of a header lie, before anything is checked.
+struct Layout {
+    info_at: usize,
+    hash_at: usize,
+    /// The certificate's range (format 2; empty in format 1).
+    cert: Range<usize>,
+    sig_at: usize,
+    body_at: usize,
+}
+
+fn layout_header(bytes: &[u8], magic: &[u8; 8]) -> Result<Layout, GenerationError> {
+    let info_len = u32_at(bytes, magic.len()).ok_or_else(|| invalid("truncated header"))? as usize;
     if info_len > MAX_INFO_LEN {
         return Err(invalid(format!(
             "info of {info_len} bytes is over the {MAX_INFO_LEN} limit"
         )));
     }
-    let info_at = MAGIC.len() + 4;
+    let info_at = magic.len() + 4;
     let hash_at = info_at + info_len;
-    let sig_at = hash_at + HASH_LEN;
+    let mut sig_at = hash_at + HASH_LEN;
+    let mut cert = sig_at..sig_at;
+    if magic == MAGIC {
+        let cert_len = u32_at(bytes, sig_at).ok_or_else(|| invalid("truncated header"))? as usize;
+        if cert_len > MAX_CERT_LEN {
+            return Err(invalid(format!(
+                "certificate of {cert_len} bytes is over the {MAX_CERT_LEN} limit"
+            )));
+        }
+        cert = sig_at + 4..sig_at + 4 + cert_len;
+        sig_at = cert.end;
+    }
     let body_at = sig_at + SIG_LEN;
     if bytes.len() < body_at {
         return Err(invalid("truncated header"));
     }
+    Ok(Layout {
+        info_at,
+        hash_at,
+        cert,
+        sig_at,
+        body_at,
+    })
+}
+
+fn magic_of(bytes: &[u8]) -> Option<&[u8]> {
+    bytes.get(..MAGIC.len())
+}
+
+/// Check a header's signature under `key` and read it.
+fn checked_header(bytes: &[u8], l: &Layout, key: &PublicKey) -> Result<Header, GenerationError> {
     let mut sig = [0u8; SIG_LEN];
-    sig.copy_from_slice(&bytes[sig_at..body_at]);
-    if !hub.verify(tag::HOTLIST_SIG, &bytes[..sig_at], &Signature(sig)) {
+    sig.copy_from_slice(&bytes[l.sig_at..l.body_at]);
+    if !key.verify(tag::HOTLIST_SIG, &bytes[..l.sig_at], &Signature(sig)) {
         return Err(GenerationError::BadSignature);
     }
-    let info: GenerationInfo = postcard::from_bytes(&bytes[info_at..hash_at])
+    let info: GenerationInfo = postcard::from_bytes(&bytes[l.info_at..l.hash_at])
         .map_err(|e| invalid(format!("info does not decode: {e}")))?;
     let mut h = [0u8; HASH_LEN];
-    h.copy_from_slice(&bytes[hash_at..sig_at]);
+    h.copy_from_slice(&bytes[l.hash_at..l.hash_at + HASH_LEN]);
     Ok(Header {
         info,
         content_hash: Hash32(h),
-        body_at,
+        body_at: l.body_at,
     })
+}
+
+/// Parse and check a header at the start of `bytes`: its certificate
+/// against `anchor` (for hotlists alone), its signature under that
+/// certificate's key, and that the certificate was valid when the
+/// generation was issued.
+pub(crate) fn read_header(bytes: &[u8], anchor: &TrustAnchor) -> Result<Header, GenerationError> {
+    match magic_of(bytes) {
+        Some(m) if m == MAGIC => {}
+        Some(m) if m == MAGIC_V1 => return Err(GenerationError::Format1),
+        _ => return Err(invalid("not a hotlist generation (bad magic)")),
+    }
+    let l = layout_header(bytes, MAGIC)?;
+    let cert = anchor
+        .check_signer_der(&bytes[l.cert.clone()], KeyPurpose::Hotlist)
+        .map_err(GenerationError::Certificate)?;
+    let header = checked_header(bytes, &l, &cert.key)?;
+    if !cert.valid_at(header.info.issued_at) {
+        return Err(GenerationError::OutsideValidity);
+    }
+    Ok(header)
 }
 
 /// The signed header for `info` and a body hashing to `content_hash`.
@@ -281,7 +357,7 @@ pub(crate) fn write_header(
     out: &mut Vec<u8>,
     info: &GenerationInfo,
     content_hash: &Hash32,
-    key: &SecretKey,
+    key: &HubKey<HotlistSigning>,
 ) -> Result<(), GenerationError> {
     let info_bytes =
         postcard::to_allocvec(info).map_err(|e| invalid(format!("info does not encode: {e}")))?;
@@ -291,11 +367,19 @@ pub(crate) fn write_header(
             info_bytes.len()
         )));
     }
+    let cert = key.cert_der();
+    if cert.len() > MAX_CERT_LEN {
+        return Err(invalid(
+            "the hotlist key's certificate is over the size limit",
+        ));
+    }
     let start = out.len();
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(info_bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(&info_bytes);
     out.extend_from_slice(&content_hash.0);
+    out.extend_from_slice(&(cert.len() as u32).to_le_bytes());
+    out.extend_from_slice(cert);
     let sig = key.sign(tag::HOTLIST_SIG, &out[start..]);
     out.extend_from_slice(&sig.0);
     Ok(())
@@ -368,7 +452,7 @@ impl Generation {
     pub fn build(
         mut info: GenerationInfo,
         entries: Vec<HotEntry>,
-        key: &SecretKey,
+        key: &HubKey<HotlistSigning>,
     ) -> Result<Generation, GenerationError> {
         if entries.len() > MAX_ROWS {
             return Err(invalid(format!(
@@ -417,29 +501,69 @@ impl Generation {
         write_header(&mut bytes, &info, &content_hash, key)?;
         bytes.extend_from_slice(&body);
         drop(body);
-        Generation::open_inner(bytes, &key.public(), Some(content_hash))
+        let l = layout_header(&bytes, MAGIC)?;
+        let header = checked_header(&bytes, &l, &key.public())?;
+        Generation::open_with(bytes, header, Some(content_hash))
     }
 
-    /// Load stored or received bytes, checking the hub's signature, the
-    /// content hash and every offset.
-    pub fn open(bytes: Vec<u8>, hub: &PublicKey) -> Result<Generation, GenerationError> {
-        Generation::open_inner(bytes, hub, None)
+    /// Load stored or received bytes, checking the signer's certificate
+    /// against `anchor` and its signature ([`read_header`]), the content
+    /// hash and every offset.
+    pub fn open(bytes: Vec<u8>, anchor: &TrustAnchor) -> Result<Generation, GenerationError> {
+        Self::check_size(&bytes)?;
+        let header = read_header(&bytes, anchor)?;
+        Generation::open_with(bytes, header, None)
     }
 
-    /// `hashed`: the content hash of the body, already computed by the
-    /// caller from these very bytes.
-    pub(crate) fn open_inner(
-        bytes: Vec<u8>,
-        hub: &PublicKey,
-        hashed: Option<Hash32>,
+    /// A format-1 generation (signed with the hub's single key, `legacy`,
+    /// before it had a key per purpose), checked under that key and signed
+    /// again, unchanged but for its header, with the hotlist key: how a hub
+    /// keeps serving the generations it stored then.
+    pub fn resign_format1(
+        bytes: &[u8],
+        legacy: &PublicKey,
+        key: &HubKey<HotlistSigning>,
     ) -> Result<Generation, GenerationError> {
+        Self::check_size(bytes)?;
+        if magic_of(bytes) != Some(&MAGIC_V1[..]) {
+            return Err(invalid("not a format-1 generation"));
+        }
+        let l = layout_header(bytes, MAGIC_V1)?;
+        let old = checked_header(bytes, &l, legacy)?;
+        let body = &bytes[l.body_at..];
+        if tagged_hash(tag::HOTLIST_HASH, &[body]) != old.content_hash {
+            return Err(invalid(
+                "the content does not match the signed hash (corrupt or altered)",
+            ));
+        }
+        let mut out = Vec::with_capacity(bytes.len() + key.cert_der().len() + 4);
+        write_header(&mut out, &old.info, &old.content_hash, key)?;
+        out.extend_from_slice(body);
+        let l = layout_header(&out, MAGIC)?;
+        let header = checked_header(&out, &l, &key.public())?;
+        let g = Generation::layout(out, header)?;
+        g.check_records()?;
+        Ok(g)
+    }
+
+    fn check_size(bytes: &[u8]) -> Result<(), GenerationError> {
         if bytes.len() > MAX_GENERATION_BYTES {
             return Err(invalid(format!(
                 "{} bytes is over the {MAX_GENERATION_BYTES} a generation may have",
                 bytes.len()
             )));
         }
-        let header = read_header(&bytes, hub)?;
+        Ok(())
+    }
+
+    /// `hashed`: the content hash of the body, already computed by the
+    /// caller from these very bytes.
+    fn open_with(
+        bytes: Vec<u8>,
+        header: Header,
+        hashed: Option<Hash32>,
+    ) -> Result<Generation, GenerationError> {
+        Self::check_size(&bytes)?;
         let body = &bytes[header.body_at..];
         let actual = match hashed {
             Some(h) => h,

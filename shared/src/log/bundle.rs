@@ -3,18 +3,22 @@
 //! verify offline with the CA certificate alone.
 //!
 //! Layout: the 16-byte magic `ALPR-LOG-BUNDLE2`, then records of
-//! `kind: u8, len: u32 big-endian, bytes`. Kind 1 is a device certificate
-//! (DER), 2 a [`SignedEntry`], 3 a [`SignedCheckpoint`], 4 the hub's
-//! certificate (DER), 5 the [`SignedManifest`], which is the last record,
+//! `kind: u8, len: u32 big-endian, bytes`. Kind 1 is the certificate (DER)
+//! of a log's signer (a node's, or the hub's log key's for its own log), 2
+//! a [`SignedEntry`], 3 a [`SignedCheckpoint`], 4 the certificate of the
+//! hub's export key (DER), 5 the [`SignedManifest`], which is the last record,
 //! 6 a [`Revocation`] (postcard). Revocations come before the first node;
 //! each node's records are together: its certificates, its checkpoints,
 //! then its entries in order.
 //!
 //! The manifest names every node with its log size, its latest checkpoint
 //! and how many certificates it carries, and a SHA-256 over every byte
-//! before the manifest. The hub signs it with the key of its certificate
-//! (issued by the CA for server authentication), so a dropped, added or
-//! changed byte, node, tail or checkpoint is reported.
+//! before the manifest. The hub signs it with its export key, whose
+//! certificate the CA issued for that purpose alone (a bundle signed with
+//! any other key, the hub's TLS key included, is refused), so a dropped,
+//! added or changed byte, node, tail or checkpoint is reported. Bundles
+//! made before the hub had a key per purpose carry its TLS certificate in
+//! kind 4 and are refused for it: export them again.
 //!
 //! [`verify_bundle`] reads a bundle record by record: its memory does not
 //! grow with the bundle's size, only with the number of nodes.
@@ -27,8 +31,9 @@ use sha2::{Digest, Sha256};
 
 use super::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
 use super::{decode_exact, DecodeError, SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
-use crate::cert::{claimed_name, CertError, HubCert, Revocation, TrustAnchor};
-use crate::crypto::{sha256, tag, PublicKey, SecretKey, Signature};
+use crate::cert::{claimed_name, CertError, KeyPurpose, Revocation, SignerCert, TrustAnchor};
+use crate::crypto::{sha256, tag, PublicKey, Signature};
+use crate::signer::{ExportSigning, HubKey};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 
 pub const MAGIC: &[u8; 16] = b"ALPR-LOG-BUNDLE2";
@@ -122,8 +127,8 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Sign with the hub's key.
-    pub fn sign(self, key: &SecretKey) -> SignedManifest {
+    /// Sign with the hub's export key.
+    pub fn sign(self, key: &HubKey<ExportSigning>) -> SignedManifest {
         SignedManifest {
             signature: key.sign(tag::BUNDLE_MANIFEST_SIG, &self.encode()),
             manifest: self,
@@ -208,7 +213,8 @@ impl<W: Write> BundleWriter<W> {
         })
     }
 
-    /// The hub's certificate (DER), whose key signs the manifest.
+    /// The certificate (DER) of the hub's export key, which signs the
+    /// manifest.
     pub fn hub_certificate(&mut self, der: &[u8]) -> io::Result<()> {
         self.record(KIND_HUB_CERT, der)
     }
@@ -220,7 +226,8 @@ impl<W: Write> BundleWriter<W> {
         self.record(KIND_REVOCATION, &bytes)
     }
 
-    /// A device certificate (DER). Write a node's certificates first.
+    /// A log signer's certificate (DER): a node's, or the hub's log key's
+    /// before its own log. Write a log's certificates first.
     pub fn certificate(&mut self, der: &[u8]) -> io::Result<()> {
         self.record(KIND_CERT, der)?;
         if let Ok(name) = claimed_name(der) {
@@ -285,8 +292,12 @@ impl<W: Write> BundleWriter<W> {
         Ok(self.out)
     }
 
-    /// Close the bundle, signing the manifest with `key` (the hub's).
-    pub fn finish_signed(self, key: &SecretKey, created_at: UnixMillis) -> io::Result<W> {
+    /// Close the bundle, signing the manifest with the hub's export key.
+    pub fn finish_signed(
+        self,
+        key: &HubKey<ExportSigning>,
+        created_at: UnixMillis,
+    ) -> io::Result<W> {
         let signed = self.manifest(created_at).sign(key);
         self.finish(&signed)
     }
@@ -296,9 +307,9 @@ impl<W: Write> BundleWriter<W> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum BundleFault {
-    /// No hub certificate, or one the CA did not issue for a hub.
+    /// No export certificate, or one the CA did not issue for exports.
     HubCertificate { reason: String },
-    /// The manifest's signature does not verify with the hub's key.
+    /// The manifest's signature does not verify with the export key.
     ManifestSignature,
     /// The bytes differ from what the hub signed: records were added,
     /// removed or changed.
@@ -329,11 +340,12 @@ impl std::fmt::Display for BundleFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BundleFault::HubCertificate { reason } => {
-                write!(f, "hub certificate refused: {reason}")
+                write!(f, "the hub's export certificate is refused: {reason}")
             }
-            BundleFault::ManifestSignature => {
-                write!(f, "the manifest's signature does not verify with the hub's key")
-            }
+            BundleFault::ManifestSignature => write!(
+                f,
+                "the manifest's signature does not verify with the hub's export key"
+            ),
             BundleFault::Altered => write!(
                 f,
                 "the bundle's bytes are not what the hub signed: records were added, removed or changed"
@@ -478,16 +490,16 @@ pub fn verify_bundle(
         hasher,
         index: 0,
     };
-    let mut hub: Option<Result<HubCert, CertError>> = None;
-    // The hub's certificate as it came: a log under it is the hub's own
-    // access log.
-    let mut hub_der: Option<Vec<u8>> = None;
+    let mut hub: Option<Result<SignerCert, CertError>> = None;
+    // The logs whose certificate is the hub's log key's (the hub's own),
+    // with that key: its purge records vouch for what it purged.
+    let mut hub_logs: BTreeMap<DeviceId, Vec<PublicKey>> = BTreeMap::new();
     let mut logs: Vec<LogReport> = Vec::new();
     let mut done: BTreeMap<DeviceId, Seen> = BTreeMap::new();
     let mut current: Option<Current> = None;
     let mut revocations: Vec<Revocation> = Vec::new();
     // What the hub signed that it purged from nodes' logs, from entries of
-    // its own log whose signature its certificate verifies; applied to the
+    // its own log whose signature its log key's certificate verifies; applied to the
     // nodes' reports at the end (the hub's log may come after theirs).
     let mut hub_purges: BTreeMap<DeviceId, Vec<super::SeqRange>> = BTreeMap::new();
 
@@ -513,8 +525,7 @@ pub fn verify_bundle(
                 if hub.is_some() {
                     return Err(layout("a second hub certificate".into()));
                 }
-                hub = Some(anchor.check_hub_der(&buf));
-                hub_der = Some(buf.clone());
+                hub = Some(anchor.check_signer_der(&buf, KeyPurpose::Export));
             }
             KIND_REVOCATION => {
                 if current.is_some() || !done.is_empty() {
@@ -531,13 +542,12 @@ pub fn verify_bundle(
             KIND_CERT => {
                 let name = claimed_name(&buf)
                     .map_err(|source| BundleError::Certificate { index, source })?;
-                let checked = if hub_der.as_deref() == Some(buf.as_slice()) {
-                    anchor
-                        .check_hub_der(&buf)
-                        .map(|h| h.as_signer(name.clone(), buf.clone()))
-                } else {
-                    anchor.check_device_der(&buf)
-                };
+                let checked = anchor.check_chain_signer_der(&buf);
+                if let Ok(c) = &checked {
+                    if c.name == name && anchor.check_signer_der(&buf, KeyPurpose::Log).is_ok() {
+                        hub_logs.entry(name.clone()).or_default().push(c.key);
+                    }
+                }
                 let node = switch(
                     &mut current,
                     &mut done,
@@ -596,12 +606,10 @@ pub fn verify_bundle(
                 .map_err(&layout)?;
                 node.seen.size = node.seen.size.max(e.seq().saturating_add(1));
                 node.verifier.entry(&e);
-                if let (super::EntryKind::NodePurge { node, ranges, .. }, Some(Ok(h))) =
-                    (&e.header.kind, &hub)
+                if let (super::EntryKind::NodePurge { node, ranges, .. }, Some(keys)) =
+                    (&e.header.kind, hub_logs.get(&name))
                 {
-                    if claimed_name(hub_der.as_deref().unwrap_or_default()).ok() == Some(name)
-                        && e.signature_valid(&h.key)
-                    {
+                    if keys.iter().any(|k| e.signature_valid(k)) {
                         let held = hub_purges.entry(node.clone()).or_default();
                         if held.len() < super::verify::MAX_FAULTS * 4 {
                             held.extend(ranges);
@@ -631,7 +639,7 @@ pub fn verify_bundle(
     let hub_name = match &hub {
         None => {
             faults.push(BundleFault::HubCertificate {
-                reason: "the bundle carries no hub certificate".into(),
+                reason: "the bundle carries no export certificate".into(),
             });
             None
         }
