@@ -1,5 +1,5 @@
 //! The edge's QUIC driver around [`alpr_shared::sync::EdgeSync`]: one
-//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/6`,
+//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/7`,
 //! keep-alives), reconnects with the core's jittered exponential backoff,
 //! one stream per lane with QUIC priorities control > entries > images,
 //! the image window sized from the connection's congestion window,

@@ -1,4 +1,4 @@
-//! The sync wire protocol, `alpr-sync/6` ([`ALPN`]): what an edge and the hub say to
+//! The sync wire protocol, `alpr-sync/7` ([`ALPN`]): what an edge and the hub say to
 //! each other over QUIC, and how each message is framed.
 //!
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
