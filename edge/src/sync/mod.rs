@@ -6,7 +6,8 @@
 //! and the store's receipts and image queue kept up to date.
 //!
 //! The hub's signed policy arrives on the control lane; the core checks it
-//! against the hub certificate's key and offers only a newer version, which
+//! against the CA (a key certified for the policy alone signed it) and
+//! offers only a newer version, which
 //! is stored (with the time it was refreshed) before the core reports it
 //! as enforced.
 //!
@@ -24,7 +25,7 @@
 //! Bulk lists: the hello says which generation of each list the node holds;
 //! the hub sends what is newer (a delta, or the list whole in chunks)
 //! before its welcome, and pushes each new generation while connected. Each
-//! is checked against the hub certificate's key, stored and swapped in
+//! is checked against the CA (the hotlist key's certificate it carries), stored and swapped in
 //! ([`crate::hotlist::generations`]) before the core lets the backlog go.
 
 use std::collections::HashMap;
