@@ -573,7 +573,17 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let reused = build_s.is_none();
     let build_s = build_s.unwrap_or(0.0);
-    let access = AccessLog::start(storage.clone(), crate::keys::throwaway()?)?;
+    // The store is reused across runs, and its access log continues only
+    // under the key that signed it: a fixed key, certified afresh.
+    let log_key = alpr_shared::signer::dev::Deployment::new()
+        .and_then(|d| {
+            d.key_for(
+                "hub",
+                alpr_shared::crypto::SecretKey::from_bytes(&[0x5e; 32]),
+            )
+        })
+        .map_err(anyhow::Error::msg)?;
+    let access = AccessLog::start(storage.clone(), log_key)?;
     let searcher = Searcher::new(storage.clone(), anchor);
     let t = Instant::now();
     let s2 = searcher.clone();
