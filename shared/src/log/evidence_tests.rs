@@ -393,7 +393,7 @@ fn a_manifest_signed_with_the_tls_key_is_refused() {
 
 /// The hub's own log in a bundle is verified under its log key's
 /// certificate; under the TLS certificate (whose key signed it before the
-/// hub had a key per purpose) it is refused.
+/// hub had a key per purpose) or its export key's it is refused.
 #[test]
 fn the_hubs_log_verifies_under_its_log_key_only() {
     let p = pki();
@@ -416,9 +416,25 @@ fn the_hubs_log_verifies_under_its_log_key_only() {
     )
     .expect("a log key");
     let log_der = log_key.cert_der().to_vec();
+    let export = SecretKey::generate();
+    let export_pem = p
+        .authority
+        .issue_usages_between(
+            &export,
+            "hub",
+            &[crate::cert::KeyPurpose::Export],
+            &[],
+            crate::signer::dev::since(),
+            crate::signer::dev::until(),
+        )
+        .expect("export certificate");
+    let export_der = crate::cert::pem_certificates(export_pem.as_bytes())
+        .expect("pem")
+        .remove(0);
     for (signer, cert, ok) in [
         (copy(&key), log_der.clone(), true),
         (copy(&p.tls.0), p.tls.1.clone(), false),
+        (export, export_der, false),
     ] {
         let mut lw = LogWriter::new(signer, DeviceId::new("hub").expect("name"));
         let mut w = BundleWriter::new(Vec::new()).expect("writer");
