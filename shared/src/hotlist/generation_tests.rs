@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::cert::CertError;
+use crate::cert::{CertError, KeyPurpose};
 use crate::hotlist::{AlertLevel, MatchStrategy};
 use crate::signer::HotlistSigning;
 
