@@ -220,11 +220,16 @@ impl SignerCert {
     /// a test needs to play a hub that signs with the wrong key.
     #[doc(hidden)]
     pub fn unchecked(der: &[u8], purpose: KeyPurpose) -> Result<SignerCert, CertError> {
-        let c = parse(der)?;
+        SignerCert::of(&parse(der)?, der, purpose)
+    }
+
+    /// The facts of the parsed certificate `c` (whose DER is `der`), for
+    /// `purpose`.
+    fn of(c: &X509Certificate<'_>, der: &[u8], purpose: KeyPurpose) -> Result<Self, CertError> {
         Ok(SignerCert {
             purpose,
-            name: common_name(&c).unwrap_or("").to_owned(),
-            key: ed25519_key(&c)?,
+            name: common_name(c).unwrap_or("").to_owned(),
+            key: ed25519_key(c)?,
             not_before: millis(c.validity().not_before),
             not_after: millis(c.validity().not_after),
             serial: c.raw_serial_as_string().replace(':', ""),
@@ -463,15 +468,7 @@ impl TrustAnchor {
                 found,
             });
         }
-        Ok(SignerCert {
-            purpose,
-            name: common_name(&c).unwrap_or("").to_owned(),
-            key: ed25519_key(&c)?,
-            not_before: millis(c.validity().not_before),
-            not_after: millis(c.validity().not_after),
-            serial: c.raw_serial_as_string().replace(':', ""),
-            der: der.to_vec(),
-        })
+        SignerCert::of(&c, der, purpose)
     }
 
     /// Verify a certificate (DER) that may sign a chain of the log format:

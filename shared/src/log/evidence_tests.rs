@@ -7,7 +7,7 @@ use super::*;
 use crate::cert::{DeviceCert, Revocation, TrustAnchor};
 use crate::crypto::SecretKey;
 use crate::pki::Authority;
-use crate::signer::{dev::Deployment, ExportSigning, HubKey, LogSigning};
+use crate::signer::{dev::Deployment, ExportSigning, HubKey};
 use crate::types::{DeviceKind, Location};
 
 const FULL: VerifyOptions = VerifyOptions { from_start: true };
@@ -33,6 +33,27 @@ fn pki() -> Pki {
         hub_key,
         tls,
     }
+}
+
+/// A fresh key certified by `p`'s CA for `purpose` alone, and its
+/// certificate (DER).
+fn certified(p: &Pki, purpose: crate::cert::KeyPurpose) -> (SecretKey, Vec<u8>) {
+    let key = SecretKey::generate();
+    let pem = p
+        .authority
+        .issue_usages_between(
+            &key,
+            "hub",
+            &[purpose],
+            &[],
+            crate::signer::dev::since(),
+            crate::signer::dev::until(),
+        )
+        .expect("certificate");
+    let der = crate::cert::pem_certificates(pem.as_bytes())
+        .expect("pem")
+        .remove(0);
+    (key, der)
 }
 
 /// A fresh certificate and key for `name` (a renewal makes a new key).
@@ -397,42 +418,10 @@ fn a_manifest_signed_with_the_tls_key_is_refused() {
 #[test]
 fn the_hubs_log_verifies_under_its_log_key_only() {
     let p = pki();
-    let key = SecretKey::generate();
-    let pem = p
-        .authority
-        .issue_usages_between(
-            &key,
-            "hub",
-            &[crate::cert::KeyPurpose::Log],
-            &[],
-            crate::signer::dev::since(),
-            crate::signer::dev::until(),
-        )
-        .expect("log certificate");
-    let log_key: HubKey<LogSigning> = HubKey::from_pem(
-        key.to_pkcs8_pem().expect("pem").as_bytes(),
-        pem.as_bytes(),
-        &p.anchor,
-    )
-    .expect("a log key");
-    let log_der = log_key.cert_der().to_vec();
-    let export = SecretKey::generate();
-    let export_pem = p
-        .authority
-        .issue_usages_between(
-            &export,
-            "hub",
-            &[crate::cert::KeyPurpose::Export],
-            &[],
-            crate::signer::dev::since(),
-            crate::signer::dev::until(),
-        )
-        .expect("export certificate");
-    let export_der = crate::cert::pem_certificates(export_pem.as_bytes())
-        .expect("pem")
-        .remove(0);
+    let (key, log_der) = certified(&p, crate::cert::KeyPurpose::Log);
+    let (export, export_der) = certified(&p, crate::cert::KeyPurpose::Export);
     for (signer, cert, ok) in [
-        (copy(&key), log_der.clone(), true),
+        (key, log_der, true),
         (copy(&p.tls.0), p.tls.1.clone(), false),
         (export, export_der, false),
     ] {
