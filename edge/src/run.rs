@@ -240,7 +240,11 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
     let (store, store_thread) = open_store(&config)?;
     // The bulk lists held, loaded and checked now (a bad file is left out,
     // and the hub sends that list whole).
-    let generations = crate::hotlist::generations::Generations::open(&config.data_dir)
+    let ca = std::fs::read(&config.ca_cert)
+        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
+    let anchor =
+        alpr_shared::cert::TrustAnchor::from_pem(&ca).context("the deployment's CA certificate")?;
+    let generations = crate::hotlist::generations::Generations::open(&config.data_dir, anchor)
         .context("the bulk lists")?;
     let device = store.device().to_string();
     info!(node = %device, log = store.status().len, acked = store.acked(), "edge starting");

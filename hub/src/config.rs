@@ -1,5 +1,11 @@
 //! `hub.toml`. Every field has a default that works for a local setup
 //! (certificates from `hub pki init --out certs/dev/ca`).
+//!
+//! The hub has a TLS identity (`cert`, `key`) and one signing key per
+//! purpose (`[keys.receipt]`, `[keys.policy]`, `[keys.hotlist]`,
+//! `[keys.log]`, `[keys.export]`, each a `cert` and a `key`), by default
+//! `<purpose>.crt` and `<purpose>.key` beside `cert`, as `hub pki init`
+//! writes them.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,6 +14,9 @@ use std::time::Duration;
 use alpr_shared::settings::{Checker, InvalidSetting};
 use alpr_shared::types::UnixMillis;
 use serde::Deserialize;
+
+mod key_files;
+pub use key_files::{KeyFiles, SigningKeys};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -18,9 +27,12 @@ pub struct HubConfig {
     pub data_dir: PathBuf,
     /// The deployment CA certificate.
     pub ca_cert: PathBuf,
-    /// The hub's certificate and key.
+    /// The hub's TLS certificate and key (the QUIC port for nodes, and the
+    /// API unless `api_cert` is set). This key signs nothing else.
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The signing keys, one per purpose (`[keys.<purpose>]`).
+    pub keys: SigningKeys,
     /// Revoked node certificates: a serial number (hex, as `hub pki enroll`
     /// prints it; effective from when the hub first loads it) or a table
     /// `{ serial = "..", at = "RFC 3339 time", reason = ".." }`.
@@ -140,6 +152,7 @@ impl Default for HubConfig {
             ca_cert: PathBuf::from("certs/dev/ca/ca.crt"),
             cert: PathBuf::from("certs/dev/ca/hub.crt"),
             key: PathBuf::from("certs/dev/ca/hub.key"),
+            keys: SigningKeys::default(),
             revoked: Vec::new(),
             max_connections: 1024,
             keep_alive: Duration::from_secs(5),
@@ -224,6 +237,7 @@ impl HubConfig {
         ]
         .into_iter()
         .flatten()
+        .chain(c.keys.paths_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -324,67 +338,6 @@ impl HubConfig {
         Ok(())
     }
 
-    /// The hub refuses to run with the deployment CA's private key in the
-    /// folder of its own key: whoever reads the hub's files must not be able
-    /// to enroll nodes (`hub pki init` keeps it in `ca-private/`). The key is
-    /// found by its name (`ca.key`) or, under any name, by matching the
-    /// public key of `ca_cert`.
-    pub fn check_ca_key_apart(&self) -> anyhow::Result<()> {
-        let dir = match self.key.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let refuse = |found: &Path| {
-            anyhow::anyhow!(
-                "the CA private key {} is beside the hub's key {}: move it out of what the hub reads \
-                 (hub pki init keeps it in ca-private/; enrolling needs it, serving does not)",
-                found.display(),
-                self.key.display()
-            )
-        };
-        let by_name = dir.join("ca.key");
-        if by_name.exists() {
-            return Err(refuse(&by_name));
-        }
-        // Under another name: a private key whose public half is the CA's.
-        let Ok(ca_pem) = std::fs::read(&self.ca_cert) else {
-            return Ok(()); // reported where the certificate is loaded
-        };
-        let Ok(ca_der) = alpr_shared::cert::pem_certificates(&ca_pem) else {
-            return Ok(());
-        };
-        let Some(ca_der) = ca_der.first() else {
-            return Ok(());
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let small_file = entry
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.len() <= 64 * 1024);
-            if !small_file || path == self.key {
-                continue;
-            }
-            let Ok(text) = std::fs::read(&path).map(zeroize::Zeroizing::new) else {
-                continue;
-            };
-            let Ok(text) = std::str::from_utf8(&text) else {
-                continue;
-            };
-            if !text.contains("PRIVATE KEY") {
-                continue;
-            }
-            if let Ok(key) = alpr_shared::crypto::SecretKey::from_pkcs8_pem(text) {
-                if holds_ed25519_key(ca_der, &key.public().to_bytes()) {
-                    return Err(refuse(&path));
-                }
-            }
-        }
-        Ok(())
-    }
-
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("hub.redb")
     }
@@ -404,35 +357,40 @@ impl HubConfig {
         })
     }
 
-    /// The hub's certificate (`cert`, its first PEM block), DER.
-    pub fn hub_certificate(&self) -> anyhow::Result<Vec<u8>> {
+    /// The certificate of the hub's log key (`[keys.log]`, its first PEM
+    /// block), DER: what the hub's access log verifies under.
+    pub fn log_certificate(&self) -> anyhow::Result<Vec<u8>> {
         use anyhow::Context;
-        let cert_pem = std::fs::read(&self.cert)
-            .with_context(|| format!("reading {}", self.cert.display()))?;
+        let (cert, _) = self.signing_files(alpr_shared::cert::KeyPurpose::Log);
+        let cert_pem = std::fs::read(&cert)
+            .with_context(|| format!("reading {} (the log key's certificate)", cert.display()))?;
         alpr_shared::cert::pem_certificates(&cert_pem)
-            .context("the hub certificate")?
+            .context("the log key's certificate")?
             .into_iter()
             .next()
-            .context("no hub certificate")
+            .context("no certificate in the log key's certificate file")
+    }
+
+    /// The deployment's CA, from `ca_cert`.
+    pub fn anchor(&self) -> anyhow::Result<alpr_shared::cert::TrustAnchor> {
+        use anyhow::Context;
+        let ca = std::fs::read(&self.ca_cert)
+            .with_context(|| format!("reading {}", self.ca_cert.display()))?;
+        alpr_shared::cert::TrustAnchor::from_pem(&ca).context("the CA certificate")
     }
 
     /// The hub's own access log on `storage`, as `hub serve` writes it:
-    /// signed with the hub's key under its certificate's name. The
-    /// operator tools that open the store (`hub store check`, `hub
-    /// migrate`) record themselves in it the same way.
+    /// signed with the hub's log key (checked against the CA) under its
+    /// certificate's name. The operator tools that open the store (`hub
+    /// store check`, `hub migrate`) record themselves in it the same way.
     pub fn start_access_log(
         &self,
         storage: std::sync::Arc<dyn crate::store::HubStorage>,
     ) -> anyhow::Result<crate::access::AccessLog> {
         use anyhow::Context;
-        let key_pem = alpr_shared::private::read_key_file(&self.key)?;
-        let key_text = std::str::from_utf8(&key_pem).context("hub key is not PEM text")?;
-        let key =
-            alpr_shared::crypto::SecretKey::from_pkcs8_pem(key_text).context("the hub key")?;
-        let name = alpr_shared::cert::claimed_name(&self.hub_certificate()?)
-            .or_else(|_| alpr_shared::types::DeviceId::new("hub"))
-            .context("the hub's name")?;
-        crate::access::AccessLog::start(storage, key, name).context("starting the access log")
+        let key: alpr_shared::signer::HubKey<alpr_shared::signer::LogSigning> =
+            crate::keys::one(self, &self.anchor()?)?;
+        crate::access::AccessLog::start(storage, key).context("starting the access log")
     }
 
     /// Open the store `[store]` names. The redb file is wrapped so that a
@@ -461,17 +419,6 @@ impl HubConfig {
             }
         }
     }
-}
-
-/// Whether a DER certificate carries `public` as its Ed25519 subject key.
-fn holds_ed25519_key(cert_der: &[u8], public: &[u8; 32]) -> bool {
-    // SubjectPublicKeyInfo { AlgorithmIdentifier { id-Ed25519 }, BIT STRING }
-    const SPKI_PREFIX: [u8; 12] = [
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    let mut spki = SPKI_PREFIX.to_vec();
-    spki.extend_from_slice(public);
-    cert_der.windows(spki.len()).any(|w| w == spki.as_slice())
 }
 
 /// Connections one hub accepts at most, whatever the config says.

@@ -22,6 +22,7 @@ pub mod health;
 pub mod holds;
 pub mod hotlist;
 pub mod ingest;
+pub mod keys;
 pub mod node_writes;
 pub mod policy;
 pub mod replicated;

@@ -1,9 +1,11 @@
 //! `hub pki …`: the deployment's certificate authority, on files.
 //!
-//! `init` writes `ca.crt`, `hub.crt`, `hub.key` into a directory and the CA's
-//! private key into its own folder `ca-private/ca.key` (0700), away from what
-//! the running hub reads: `hub serve` refuses to start with the CA key beside
-//! its own. `enroll` writes a node's `node.crt`, `node.key` and a copy of
+//! `init` writes `ca.crt`, the hub's TLS identity (`hub.crt`, `hub.key`) and
+//! one signing key per purpose (`receipt`, `policy`, `hotlist`, `log`,
+//! `export`: `<purpose>.crt` and `<purpose>.key`, each certified for that
+//! purpose alone) into a directory, and the CA's private key into its own
+//! folder `ca-private/ca.key` (0700), away from what the running hub reads:
+//! `hub serve` refuses to start with the CA key beside its own. `enroll` writes a node's `node.crt`, `node.key` and a copy of
 //! `ca.crt`. Private keys are PKCS#8 v1 PEM (openssl and Python read them),
 //! written with mode 0600 and never printed.
 
@@ -11,6 +13,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use alpr_shared::cert::KeyPurpose;
 use alpr_shared::pki::{new_ca, Authority};
 use alpr_shared::private::{create_private_dir, create_private_file, read_key_file};
 use alpr_shared::types::{DeviceId, DeviceKind};
@@ -25,10 +28,13 @@ pub const CA_PRIVATE_DIR: &str = "ca-private";
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PkiCommand {
-    /// Create the deployment CA and the hub's certificate.
+    /// Create the deployment CA, the hub's TLS certificate and its signing
+    /// keys (one per purpose).
     Init {
-        /// Folder to write ca.crt, hub.crt, hub.key into; the CA key goes to
-        /// its `ca-private/` subfolder unless --ca-key-dir says elsewhere.
+        /// Folder to write ca.crt, hub.crt, hub.key and the signing keys
+        /// (receipt, policy, hotlist, log, export: .crt and .key) into; the
+        /// CA key goes to its `ca-private/` subfolder unless --ca-key-dir
+        /// says elsewhere.
         #[arg(long)]
         out: PathBuf,
         /// Folder for the CA's private key (default: <out>/ca-private).
@@ -113,19 +119,18 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
                 );
             }
             create_private_dir(&key_dir)?;
-            refuse_overwrite(&out, &["ca.crt", "hub.crt", "hub.key"], force)?;
+            let mut names = vec!["ca.crt".to_owned()];
+            names.extend(hub_file_names());
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            refuse_overwrite(&out, &names, force)?;
             refuse_overwrite(&key_dir, &["ca.key"], force)?;
             let ca = new_ca(&org, days).context("creating the CA")?;
             let authority = Authority::load(&ca.cert_pem, &ca.key_pem)?;
-            let hub = authority
-                .issue_hub(&hub_names, days.min(825))
-                .context("issuing the hub certificate")?;
             write_public(&out.join("ca.crt"), &ca.cert_pem)?;
             write_secret(&key_dir.join("ca.key"), &ca.key_pem)?;
-            write_public(&out.join("hub.crt"), &hub.cert_pem)?;
-            write_secret(&out.join("hub.key"), &hub.key_pem)?;
+            write_hub_keys(&authority, &out, &hub_names, days.min(825))?;
             println!(
-                "deployment CA and hub certificate written to {}",
+                "deployment CA, hub certificate and signing keys written to {}",
                 out.display()
             );
             println!("  ca.crt   give to every node and auditor");
@@ -134,9 +139,26 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
                 key_dir.join("ca.key").display()
             );
             println!(
-                "  hub.crt, hub.key   the hub's TLS identity ({})",
+                "  hub.crt, hub.key   the hub's TLS identity ({}); it signs nothing else",
                 hub_names.join(", ")
             );
+            for p in KeyPurpose::ALL {
+                println!("  {p}.crt, {p}.key   signs {} (only)", p.signs());
+            }
+            println!("in hub.toml (these are the defaults when the files sit beside cert):");
+            println!("  cert = {:?}", out.join("hub.crt").display().to_string());
+            println!("  key = {:?}", out.join("hub.key").display().to_string());
+            for p in KeyPurpose::ALL {
+                println!("  [keys.{p}]");
+                println!(
+                    "  cert = {:?}",
+                    out.join(format!("{p}.crt")).display().to_string()
+                );
+                println!(
+                    "  key = {:?}",
+                    out.join(format!("{p}.key")).display().to_string()
+                );
+            }
             Ok(())
         }
         PkiCommand::Enroll {
@@ -201,6 +223,41 @@ pub fn run(cmd: PkiCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The files of the hub's keys `hub pki init` writes beside `ca.crt`: the
+/// TLS identity, then one certificate and key per signing purpose.
+pub fn hub_file_names() -> Vec<String> {
+    let mut names = vec!["hub.crt".to_owned(), "hub.key".to_owned()];
+    for p in KeyPurpose::ALL {
+        names.push(format!("{p}.crt"));
+        names.push(format!("{p}.key"));
+    }
+    names
+}
+
+/// Issue and write the hub's keys into `dir` ([`hub_file_names`]): its TLS
+/// certificate for `hub_names` and a signing key per purpose, named `hub`
+/// (the name its log is kept under), valid `days`. Keys are 0600.
+pub fn write_hub_keys(
+    authority: &Authority,
+    dir: &Path,
+    hub_names: &[String],
+    days: i64,
+) -> anyhow::Result<()> {
+    let tls = authority
+        .issue_hub(hub_names, days)
+        .context("issuing the hub's TLS certificate")?;
+    write_public(&dir.join("hub.crt"), &tls.cert_pem)?;
+    write_secret(&dir.join("hub.key"), &tls.key_pem)?;
+    for p in KeyPurpose::ALL {
+        let (issued, _) = authority
+            .issue_signer(p, "hub", days)
+            .with_context(|| format!("issuing the hub's {p} key"))?;
+        write_public(&dir.join(format!("{p}.crt")), &issued.cert_pem)?;
+        write_secret(&dir.join(format!("{p}.key")), &issued.key_pem)?;
+    }
+    Ok(())
 }
 
 /// The files `hub pki console` writes beside `ca.crt`.

@@ -4,9 +4,18 @@
 //! common name, its kind (`pole` or `vehicle`) in its organisational unit,
 //! an Ed25519 key (the same key signs the node's log and authenticates it in
 //! mutual TLS), the client-authentication purpose and no CA rights. The hub
-//! certificate carries the server-authentication purpose.
+//! certificate for TLS carries the server-authentication purpose.
+//!
+//! The hub signs with one key per [`KeyPurpose`] (receipts, policy, hotlist
+//! generations, its own log, export manifests). Each key's certificate
+//! names its purpose, and nothing else, in its extended key usage (a
+//! private OID under `2.25`, [`KeyPurpose::oid`]); a verifier accepts a
+//! signature only under a certificate of the purpose it checks
+//! ([`TrustAnchor::check_signer_der`]), so the network-facing TLS key, or
+//! any key of another purpose, cannot sign policy or evidence.
 
 use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::ExtendedKeyUsage;
 use x509_parser::oid_registry::OID_SIG_ED25519;
 use x509_parser::prelude::FromDer;
 
@@ -25,6 +34,208 @@ pub enum CertError {
     WronglyIssued(&'static str),
     #[error("the CA certificate is not a self-signed CA: {0}")]
     BadCa(&'static str),
+    #[error("certified for {found}, not for signing {}", wanted.signs())]
+    WrongPurpose { wanted: KeyPurpose, found: String },
+}
+
+/// What one of the hub's keys may sign. Each purpose has its own key and
+/// certificate, so a key that leaks (the TLS key faces the network) signs
+/// nothing of another purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyPurpose {
+    /// Receipts (acknowledgements) to nodes.
+    Receipt,
+    /// The policy edges enforce.
+    Policy,
+    /// Hotlist generations (and, within them, deltas).
+    Hotlist,
+    /// The hub's own hash-chained log: access entries and purge records.
+    Log,
+    /// Manifests of log bundles and evidence bundles.
+    Export,
+}
+
+/// The arc under which the purposes' OIDs sit: `2.25.<UUID>` (X.667: a
+/// UUID as an OID arc needs no registration), DER content bytes.
+const PURPOSE_ARC: [u8; 20] = [
+    0x69, 0x82, 0xc8, 0xaf, 0xf3, 0xc2, 0x81, 0x97, 0xb2, 0xb6, 0x8b, 0xb2, 0xc0, 0x91, 0xed, 0xb8,
+    0xec, 0xa9, 0xe1, 0x66,
+];
+/// The UUID of [`PURPOSE_ARC`] as a decimal integer (for people and tools).
+pub const PURPOSE_ARC_TEXT: &str = "2.25.218242115134449468128353057467070574822";
+
+impl KeyPurpose {
+    pub const ALL: [KeyPurpose; 5] = [
+        KeyPurpose::Receipt,
+        KeyPurpose::Policy,
+        KeyPurpose::Hotlist,
+        KeyPurpose::Log,
+        KeyPurpose::Export,
+    ];
+
+    /// The purpose's name in file names and `hub.toml` (`receipt`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyPurpose::Receipt => "receipt",
+            KeyPurpose::Policy => "policy",
+            KeyPurpose::Hotlist => "hotlist",
+            KeyPurpose::Log => "log",
+            KeyPurpose::Export => "export",
+        }
+    }
+
+    /// What a key of this purpose signs, for people.
+    pub fn signs(self) -> &'static str {
+        match self {
+            KeyPurpose::Receipt => "receipts to nodes",
+            KeyPurpose::Policy => "the policy",
+            KeyPurpose::Hotlist => "hotlist generations",
+            KeyPurpose::Log => "the hub's log (access entries and purge records)",
+            KeyPurpose::Export => "bundle and evidence manifests",
+        }
+    }
+
+    /// The last arc of the purpose's OID.
+    fn arc(self) -> u8 {
+        match self {
+            KeyPurpose::Receipt => 1,
+            KeyPurpose::Policy => 2,
+            KeyPurpose::Hotlist => 3,
+            KeyPurpose::Log => 4,
+            KeyPurpose::Export => 5,
+        }
+    }
+
+    /// The DER content bytes of the purpose's OID,
+    /// `2.25.218242115134449468128353057467070574822.<n>` (n = 1 receipt,
+    /// 2 policy, 3 hotlist, 4 log, 5 export).
+    pub fn oid(self) -> [u8; 21] {
+        let mut out = [0u8; 21];
+        out[..20].copy_from_slice(&PURPOSE_ARC);
+        out[20] = self.arc();
+        out
+    }
+
+    /// The OID in dotted form.
+    pub fn oid_text(self) -> String {
+        format!("{PURPOSE_ARC_TEXT}.{}", self.arc())
+    }
+
+    fn from_oid(bytes: &[u8]) -> Option<KeyPurpose> {
+        KeyPurpose::ALL.into_iter().find(|p| p.oid() == bytes)
+    }
+}
+
+impl std::fmt::Display for KeyPurpose {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeyPurpose {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        KeyPurpose::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!("{s:?} is not a key purpose (receipt, policy, hotlist, log, export)")
+            })
+    }
+}
+
+/// The purposes a certificate's extended key usage names, for messages and
+/// checks: (the hub purposes it carries, every other usage by name).
+fn usages(eku: Option<&ExtendedKeyUsage<'_>>) -> (Vec<KeyPurpose>, Vec<String>) {
+    let Some(e) = eku else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for (set, name) in [
+        (e.any, "any purpose"),
+        (e.server_auth, "server authentication (a TLS certificate)"),
+        (e.client_auth, "client authentication (a node certificate)"),
+        (e.code_signing, "code signing"),
+        (e.email_protection, "e-mail protection"),
+        (e.time_stamping, "time stamping"),
+        (e.ocsp_signing, "OCSP signing"),
+    ] {
+        if set {
+            others.push(name.to_owned());
+        }
+    }
+    for oid in &e.other {
+        match KeyPurpose::from_oid(oid.as_bytes()) {
+            Some(p) => ours.push(p),
+            None => others.push(format!("usage {oid}")),
+        }
+    }
+    (ours, others)
+}
+
+/// A verified certificate of one of the hub's signing keys: issued by the
+/// CA for `purpose` and nothing else.
+#[derive(Debug, Clone)]
+pub struct SignerCert {
+    pub purpose: KeyPurpose,
+    /// Its common name (the hub's log is kept under it).
+    pub name: String,
+    pub key: PublicKey,
+    pub not_before: UnixMillis,
+    pub not_after: UnixMillis,
+    pub serial: String,
+    pub der: Vec<u8>,
+}
+
+impl SignerCert {
+    pub fn valid_at(&self, t: UnixMillis) -> bool {
+        self.not_before <= t && t <= self.not_after
+    }
+
+    /// The hub's log key as the signer of its chain, for the log verifier:
+    /// its key, validity and serial under its common name. The kind is not
+    /// a claim about the hub: the verifier does not read it.
+    pub fn as_log_signer(&self) -> Result<DeviceCert, CertError> {
+        if self.purpose != KeyPurpose::Log {
+            return Err(CertError::WrongPurpose {
+                wanted: KeyPurpose::Log,
+                found: format!("the {} purpose", self.purpose),
+            });
+        }
+        let name = DeviceId::new(&self.name)
+            .map_err(|_| CertError::WronglyIssued("common name is not a log name"))?;
+        Ok(DeviceCert {
+            name,
+            kind: DeviceKind::Pole,
+            key: self.key,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            serial: self.serial.clone(),
+            der: self.der.clone(),
+        })
+    }
+
+    /// A certificate's facts without any check of issuer or purpose: what
+    /// a test needs to play a hub that signs with the wrong key.
+    #[doc(hidden)]
+    pub fn unchecked(der: &[u8], purpose: KeyPurpose) -> Result<SignerCert, CertError> {
+        SignerCert::of(&parse(der)?, der, purpose)
+    }
+
+    /// The facts of the parsed certificate `c` (whose DER is `der`), for
+    /// `purpose`.
+    fn of(c: &X509Certificate<'_>, der: &[u8], purpose: KeyPurpose) -> Result<Self, CertError> {
+        Ok(SignerCert {
+            purpose,
+            name: common_name(c).unwrap_or("").to_owned(),
+            key: ed25519_key(c)?,
+            not_before: millis(c.validity().not_before),
+            not_after: millis(c.validity().not_after),
+            serial: c.raw_serial_as_string().replace(':', ""),
+            der: der.to_vec(),
+        })
+    }
 }
 
 /// A verified node certificate.
@@ -46,35 +257,12 @@ impl DeviceCert {
     }
 }
 
-/// A verified hub certificate: the key that signs bundle manifests.
+/// The hub's verified TLS certificate.
 #[derive(Debug, Clone)]
-pub struct HubCert {
+pub struct TlsCert {
     pub name: String,
     pub key: PublicKey,
-    pub not_before: UnixMillis,
     pub not_after: UnixMillis,
-    pub serial: String,
-}
-
-impl HubCert {
-    pub fn valid_at(&self, t: UnixMillis) -> bool {
-        self.not_before <= t && t <= self.not_after
-    }
-
-    /// The hub as the signer of its own access log, for the log verifier:
-    /// its key, validity and serial under `name` (its common name). The
-    /// kind is not a claim about the hub: the verifier does not read it.
-    pub fn as_signer(&self, name: DeviceId, der: Vec<u8>) -> DeviceCert {
-        DeviceCert {
-            name,
-            kind: crate::types::DeviceKind::Pole,
-            key: self.key,
-            not_before: self.not_before,
-            not_after: self.not_after,
-            serial: self.serial.clone(),
-            der,
-        }
-    }
 }
 
 /// The common name a certificate claims, without checking who issued it
@@ -225,28 +413,83 @@ impl TrustAnchor {
         Ok(c)
     }
 
-    /// Verify the hub's certificate (DER): issued by this CA for server
-    /// authentication, with an Ed25519 key.
-    pub fn check_hub_der(&self, der: &[u8]) -> Result<HubCert, CertError> {
+    /// Verify the hub's TLS certificate (DER): issued by this CA for
+    /// server authentication, with an Ed25519 key, and for no signing
+    /// purpose of the hub's.
+    pub fn check_tls_der(&self, der: &[u8]) -> Result<TlsCert, CertError> {
         let c = self.check_issued(der)?;
-        let eku_server = c
-            .extended_key_usage()
-            .ok()
-            .flatten()
-            .is_some_and(|e| e.value.server_auth);
-        if !eku_server {
+        let eku = c.extended_key_usage().ok().flatten().map(|e| e.value);
+        if !eku.is_some_and(|e| e.server_auth) {
             return Err(CertError::WronglyIssued(
                 "not issued for server authentication",
             ));
         }
-        let name = common_name(&c).unwrap_or("").to_owned();
-        Ok(HubCert {
-            name,
+        if let Some(p) = usages(eku).0.first() {
+            return Err(CertError::WronglyIssued(match p {
+                KeyPurpose::Receipt => "a TLS certificate that may also sign receipts",
+                KeyPurpose::Policy => "a TLS certificate that may also sign the policy",
+                KeyPurpose::Hotlist => "a TLS certificate that may also sign hotlists",
+                KeyPurpose::Log => "a TLS certificate that may also sign the hub's log",
+                KeyPurpose::Export => "a TLS certificate that may also sign manifests",
+            }));
+        }
+        Ok(TlsCert {
+            name: common_name(&c).unwrap_or("").to_owned(),
             key: ed25519_key(&c)?,
-            not_before: millis(c.validity().not_before),
             not_after: millis(c.validity().not_after),
-            serial: c.raw_serial_as_string().replace(':', ""),
         })
+    }
+
+    /// Verify the certificate (DER) of one of the hub's signing keys:
+    /// issued by this CA, with an Ed25519 key, for `purpose` alone (its
+    /// extended key usage names that purpose and nothing else).
+    pub fn check_signer_der(
+        &self,
+        der: &[u8],
+        purpose: KeyPurpose,
+    ) -> Result<SignerCert, CertError> {
+        let c = self.check_issued(der)?;
+        let eku = c.extended_key_usage().ok().flatten().map(|e| e.value);
+        let (ours, others) = usages(eku);
+        if ours != [purpose] || !others.is_empty() {
+            let mut found: Vec<String> = ours
+                .iter()
+                .filter(|p| **p != purpose)
+                .map(|p| format!("signing {}", p.signs()))
+                .collect();
+            found.extend(others);
+            let found = if found.is_empty() {
+                "no purpose of the hub's".to_owned()
+            } else {
+                found.join(" and ")
+            };
+            return Err(CertError::WrongPurpose {
+                wanted: purpose,
+                found,
+            });
+        }
+        SignerCert::of(&c, der, purpose)
+    }
+
+    /// Verify a certificate (DER) that may sign a chain of the log format:
+    /// a node's (the node rules) or the hub's log key's (the log purpose,
+    /// its common name naming the chain). Which one it claims to be is
+    /// read from its extended key usage.
+    pub fn check_chain_signer_der(&self, der: &[u8]) -> Result<DeviceCert, CertError> {
+        let claims_hub_purpose = parse(der)
+            .ok()
+            .and_then(|c| {
+                c.extended_key_usage()
+                    .ok()
+                    .flatten()
+                    .map(|e| usages(Some(e.value)).0)
+            })
+            .is_some_and(|ours| !ours.is_empty());
+        if claims_hub_purpose {
+            self.check_signer_der(der, KeyPurpose::Log)?.as_log_signer()
+        } else {
+            self.check_device_der(der)
+        }
     }
 
     /// Verify a node certificate (PEM) against this CA and the node rules.
@@ -257,14 +500,15 @@ impl TrustAnchor {
     /// Verify a node certificate (DER) against this CA and the node rules.
     pub fn check_device_der(&self, der: &[u8]) -> Result<DeviceCert, CertError> {
         let c = self.check_issued(der)?;
-        let eku_client = c
-            .extended_key_usage()
-            .ok()
-            .flatten()
-            .is_some_and(|e| e.value.client_auth);
-        if !eku_client {
+        let eku = c.extended_key_usage().ok().flatten().map(|e| e.value);
+        if !eku.is_some_and(|e| e.client_auth) {
             return Err(CertError::WronglyIssued(
                 "not issued for client authentication",
+            ));
+        }
+        if !usages(eku).0.is_empty() {
+            return Err(CertError::WronglyIssued(
+                "a node certificate that may also sign for the hub",
             ));
         }
         let name = device_name(&c)?;

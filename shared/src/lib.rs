@@ -21,6 +21,7 @@ pub mod pki;
 pub mod private;
 pub mod search;
 pub mod settings;
+pub mod signer;
 pub mod sync;
 pub mod types;
 pub mod wire;

@@ -1,14 +1,16 @@
-//! Issuing the deployment PKI: the CA, the hub's TLS certificate and node
-//! certificates. Every key is Ed25519. The checks that go with these rules
-//! live in [`crate::cert`].
+//! Issuing the deployment PKI: the CA, the hub's TLS certificate, the
+//! certificates of the hub's signing keys (one per [`KeyPurpose`]) and node
+//! certificates. Every key is Ed25519 (but the console's, for browsers).
+//! The checks that go with these rules live in [`crate::cert`].
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ED25519,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ED25519,
 };
 use time::{Duration, OffsetDateTime};
 use zeroize::Zeroizing;
 
+use crate::cert::KeyPurpose;
 use crate::crypto::SecretKey;
 use crate::types::{DeviceId, DeviceKind};
 
@@ -81,9 +83,23 @@ fn ed25519_keypair(key: &SecretKey) -> Result<KeyPair, PkiError> {
 
 /// Create a deployment CA named `org`, valid for `days`.
 pub fn new_ca(org: &str, days: i64) -> Result<Issued, PkiError> {
-    let key = SecretKey::generate();
+    let now = OffsetDateTime::now_utc();
+    new_ca_with(SecretKey::generate(), org, now - Duration::minutes(5), days)
+}
+
+/// A CA with a given key, valid from `not_before` for `days` (test vectors
+/// keep theirs fixed).
+#[doc(hidden)]
+pub fn new_ca_with(
+    key: SecretKey,
+    org: &str,
+    not_before: OffsetDateTime,
+    days: i64,
+) -> Result<Issued, PkiError> {
     let kp = ed25519_keypair(&key)?;
     let mut p = params(&format!("{org} deployment CA"), None, org, days);
+    p.not_before = not_before;
+    p.not_after = not_before + Duration::days(days);
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -199,6 +215,81 @@ impl Authority {
         })
     }
 
+    /// Issue the certificate of one of the hub's signing keys, for `purpose`
+    /// alone, named `name` (the hub's log is kept under its log key's
+    /// name), for a fresh Ed25519 key.
+    pub fn issue_signer(
+        &self,
+        purpose: KeyPurpose,
+        name: &str,
+        days: i64,
+    ) -> Result<(Issued, SecretKey), PkiError> {
+        let key = SecretKey::generate();
+        let cert_pem = self.issue_usages_for(&key, name, &[purpose], &[], days)?;
+        Ok((
+            Issued {
+                cert_pem,
+                key_pem: key.to_pkcs8_pem()?,
+            },
+            key,
+        ))
+    }
+
+    /// Issue a certificate for `key` whose extended key usage names the
+    /// hub purposes `purposes` and the standard usages `standard`: one
+    /// purpose and nothing else for a signing key. More (or a TLS usage
+    /// beside a purpose) only for tests of the refusal paths.
+    #[doc(hidden)]
+    pub fn issue_usages_for(
+        &self,
+        key: &SecretKey,
+        name: &str,
+        purposes: &[KeyPurpose],
+        standard: &[StandardUsage],
+        days: i64,
+    ) -> Result<String, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        self.issue_usages_between(
+            key,
+            name,
+            purposes,
+            standard,
+            now - Duration::minutes(5),
+            now + Duration::days(days),
+        )
+    }
+
+    /// [`Self::issue_usages_for`] valid from `not_before` to `not_after`
+    /// (test vectors and test deployments sign at fixed past times).
+    #[doc(hidden)]
+    pub fn issue_usages_between(
+        &self,
+        key: &SecretKey,
+        name: &str,
+        purposes: &[KeyPurpose],
+        standard: &[StandardUsage],
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<String, PkiError> {
+        let kp = ed25519_keypair(key)?;
+        let ou = match purposes {
+            [p] => format!("hub {p} signing"),
+            _ => "hub".to_owned(),
+        };
+        let mut p = params(name, Some(&ou), &self.org, 1);
+        p.not_before = not_before;
+        p.not_after = not_after;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // rcgen writes only OIDs whose arcs fit in u64; the purposes sit
+        // under a UUID arc, so the extension is written here.
+        let mut eku =
+            CustomExtension::from_oid_content(&[2, 5, 29, 37], eku_der(purposes, standard));
+        eku.set_criticality(true);
+        p.custom_extensions = vec![eku];
+        p.use_authority_key_identifier_extension = true;
+        Ok(p.signed_by(&kp, &self.issuer)?.pem())
+    }
+
     /// Issue the certificate of the hub's HTTPS port for people (the API
     /// and the web console) for a fresh ECDSA P-256 key: browsers refuse
     /// Ed25519 server keys, so the port that browsers use cannot serve
@@ -226,6 +317,48 @@ impl Authority {
         let mut p = params(name.as_str(), Some("pole"), &self.org, 30);
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         Ok((p.signed_by(&kp, &self.issuer)?.pem(), key))
+    }
+}
+
+/// A standard extended key usage, for [`Authority::issue_usages_for`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum StandardUsage {
+    ServerAuth,
+    ClientAuth,
+}
+
+/// DER of an ExtKeyUsageSyntax (a SEQUENCE of OIDs) naming `purposes`
+/// and `standard`.
+fn eku_der(purposes: &[KeyPurpose], standard: &[StandardUsage]) -> Vec<u8> {
+    const SERVER_AUTH: [u8; 8] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+    const CLIENT_AUTH: [u8; 8] = [0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+    let mut oids: Vec<Vec<u8>> = purposes.iter().map(|p| p.oid().to_vec()).collect();
+    oids.extend(standard.iter().map(|s| match s {
+        StandardUsage::ServerAuth => SERVER_AUTH.to_vec(),
+        StandardUsage::ClientAuth => CLIENT_AUTH.to_vec(),
+    }));
+    let mut body = Vec::new();
+    for oid in oids {
+        body.push(0x06);
+        body.push(oid.len() as u8);
+        body.extend_from_slice(&oid);
+    }
+    let mut out = vec![0x30];
+    der_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A DER length: short form under 128, else long form.
+fn der_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
     }
 }
 

@@ -310,9 +310,14 @@ impl Pki {
         alpr_shared::private::create_private_dir(&ca_private)?;
         write_key(&ca_private.join("ca.key"), ca.key_pem.as_bytes())?;
         let authority = Authority::load(&ca.cert_pem, &ca.key_pem)?;
-        let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], 30)?;
-        std::fs::write(ca_dir.join("hub.crt"), &hub.cert_pem)?;
-        write_key(&ca_dir.join("hub.key"), hub.key_pem.as_bytes())?;
+        // The hub's TLS identity and its signing keys, as `hub pki init`
+        // writes them (the hub finds the signing keys beside hub.crt).
+        alpr_hub::pki::write_hub_keys(
+            &authority,
+            &ca_dir,
+            &["localhost".into(), "127.0.0.1".into()],
+            30,
+        )?;
         Ok(Pki {
             root: root.to_path_buf(),
             _temp: None,

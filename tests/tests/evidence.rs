@@ -12,6 +12,7 @@ use alpr_shared::cert::{pem_certificates, Revocation};
 use alpr_shared::crypto::SecretKey;
 use alpr_shared::log::bundle::BundleWriter;
 use alpr_shared::log::LogWriter;
+use alpr_shared::signer::{ExportSigning, HubKey};
 use alpr_shared::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
 
 const LIMIT: Duration = Duration::from_secs(600);
@@ -118,8 +119,9 @@ fn an_audit_during_full_speed_ingest_is_authentic_every_time() -> anyhow::Result
 }
 
 struct Signer {
+    /// The hub's export key and its certificate.
     hub_der: Vec<u8>,
-    hub_key: SecretKey,
+    hub_key: HubKey<ExportSigning>,
     node_der: Vec<u8>,
     serial: String,
     log: LogWriter,
@@ -128,8 +130,12 @@ struct Signer {
 fn signer(pki: &Pki, node: &NodeFiles) -> anyhow::Result<Signer> {
     let ca = pki.ca_dir();
     Ok(Signer {
-        hub_der: pem_certificates(&std::fs::read(ca.join("hub.crt"))?)?.remove(0),
-        hub_key: SecretKey::from_pkcs8_pem(&std::fs::read_to_string(ca.join("hub.key"))?)?,
+        hub_der: pem_certificates(&std::fs::read(ca.join("export.crt"))?)?.remove(0),
+        hub_key: HubKey::from_pem(
+            &std::fs::read(ca.join("export.key"))?,
+            &std::fs::read(ca.join("export.crt"))?,
+            &alpr_shared::cert::TrustAnchor::from_pem(&std::fs::read(ca.join("ca.crt"))?)?,
+        )?,
         node_der: pem_certificates(&std::fs::read(&node.cert)?)?.remove(0),
         serial: node.serial.clone(),
         log: LogWriter::new(

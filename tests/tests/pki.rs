@@ -1,13 +1,17 @@
-//! The deployment PKI as an operator and an auditor use it: `hub pki init`,
-//! `hub pki enroll`, openssl reading the files, and `hub verify` refusing a
-//! node certificate from another CA.
+//! The deployment PKI as an operator and an auditor use it: `hub pki init`
+//! (the CA, the hub's TLS certificate and one signing key per purpose),
+//! `hub pki enroll`, openssl reading the files, `hub verify` refusing a node
+//! certificate from another CA and a manifest signed with the TLS key, and
+//! `hub serve` refusing a key whose certificate is not for its purpose.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use alpr_shared::cert::KeyPurpose;
 use alpr_shared::crypto::SecretKey;
 use alpr_shared::log::bundle::BundleWriter;
 use alpr_shared::log::LogWriter;
+use alpr_shared::signer::{ExportSigning, HubKey};
 use alpr_shared::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
 
 /// The workspace's built binary `name` (built by `cargo build --bins`).
@@ -67,8 +71,15 @@ fn openssl_text(cert: &Path) -> String {
 }
 
 /// Write a small signed log for the node in `node_dir` into a bundle file
-/// whose manifest the hub of the PKI in `hub_dir` signs.
+/// whose manifest the hub of the PKI in `hub_dir` signs with its export key.
 fn bundle_for(node_dir: &Path, hub_dir: &Path, device: &str, out: &Path) {
+    bundle_signed_by(node_dir, hub_dir, "export", device, out);
+}
+
+/// [`bundle_for`] with the manifest signed by the hub's key `key` (its
+/// `<key>.key` under its `<key>.crt`, whatever that certifies).
+fn bundle_signed_by(node_dir: &Path, hub_dir: &Path, key: &str, device: &str, out: &Path) {
+    let hub_file = |ext: &str| hub_dir.join(format!("{key}.{ext}"));
     let key = SecretKey::from_pkcs8_pem(
         &std::fs::read_to_string(node_dir.join("node.key")).expect("key"),
     )
@@ -78,14 +89,17 @@ fn bundle_for(node_dir: &Path, hub_dir: &Path, device: &str, out: &Path) {
         .expect("pem")
         .remove(0);
     let mut log = LogWriter::new(key, DeviceId::new(device).expect("id"));
-    let hub_key = SecretKey::from_pkcs8_pem(
-        &std::fs::read_to_string(hub_dir.join("hub.key")).expect("hub key"),
-    )
-    .expect("pkcs8");
     let hub_der =
-        alpr_shared::cert::pem_certificates(&std::fs::read(hub_dir.join("hub.crt")).expect("crt"))
+        alpr_shared::cert::pem_certificates(&std::fs::read(hub_file("crt")).expect("crt"))
             .expect("pem")
             .remove(0);
+    // As a hub would that signs with this key whatever its certificate.
+    let hub_key: HubKey<ExportSigning> = HubKey::unchecked(
+        SecretKey::from_pkcs8_pem(&std::fs::read_to_string(hub_file("key")).expect("hub key"))
+            .expect("pkcs8"),
+        &hub_der,
+    )
+    .expect("a certificate");
     let mut entries = Vec::new();
     for plate in ["7ABC123", "4XYZ987", "8KLM456"] {
         let e = log
@@ -145,19 +159,48 @@ fn pki_files_are_standard_and_a_foreign_node_is_refused() {
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
     let ca_text = openssl_text(&ca.join("ca.crt"));
     assert!(ca_text.contains("CA:TRUE"), "{ca_text}");
-    let verified = ok(Command::new("openssl")
-        .args(["verify", "-CAfile"])
+    // Each signing key's certificate names its purpose, and only it, in a
+    // critical extended key usage; the TLS certificate names none.
+    for p in KeyPurpose::ALL {
+        let text = openssl_text(&ca.join(format!("{p}.crt")));
+        assert!(text.contains("Extended Key Usage: critical"), "{text}");
+        for q in KeyPurpose::ALL {
+            assert_eq!(text.contains(&q.oid_text()), p == q, "{p}: {text}");
+        }
+        assert!(!text.contains("TLS Web"), "{text}");
+    }
+    let tls_text = openssl_text(&ca.join("hub.crt"));
+    assert!(
+        tls_text.contains("TLS Web Server Authentication"),
+        "{tls_text}"
+    );
+    assert!(!tls_text.contains("2.25."), "{tls_text}");
+    let mut verify = Command::new("openssl");
+    verify
+        .args(["verify", "-purpose", "any", "-CAfile"])
         .arg(ca.join("ca.crt"))
         .arg(tmp.path().join("car-12/node.crt"))
-        .arg(ca.join("hub.crt")));
-    assert_eq!(verified.matches(": OK").count(), 2, "{verified}");
+        .arg(ca.join("hub.crt"));
+    for p in KeyPurpose::ALL {
+        verify.arg(ca.join(format!("{p}.crt")));
+    }
+    let verified = ok(&mut verify);
+    assert_eq!(verified.matches(": OK").count(), 7, "{verified}");
 
     // openssl and Python `cryptography` read every private key we write.
-    for key in [
+    let mut keys = vec![
         tmp.path().join("car-12/node.key"),
         ca.join("hub.key"),
         ca.join("ca-private/ca.key"),
-    ] {
+    ];
+    keys.extend(KeyPurpose::ALL.iter().map(|p| ca.join(format!("{p}.key"))));
+    for key in keys {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is readable by others", key.display());
+        }
         ok(Command::new("openssl")
             .args(["pkey", "-noout", "-in"])
             .arg(&key));
@@ -214,6 +257,83 @@ fn pki_files_are_standard_and_a_foreign_node_is_refused() {
         stdout.contains("not issued by this deployment's CA"),
         "{stdout}"
     );
+}
+
+/// A bundle whose manifest the hub's TLS key signed — how bundles were
+/// signed before the hub had a key per purpose, or a TLS key that leaked —
+/// is refused by `hub verify`, and says why; so is one the log key signed.
+#[test]
+fn a_manifest_signed_with_the_tls_or_another_key_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    init(&ca, "Test PD");
+    enroll(&ca, "car-12", &tmp.path().join("car-12"));
+    for (key, why) in [
+        ("hub", "server authentication"),
+        ("log", "not for signing bundle and evidence manifests"),
+    ] {
+        let bundle = tmp.path().join(format!("{key}.bundle"));
+        bundle_signed_by(&tmp.path().join("car-12"), &ca, key, "car-12", &bundle);
+        let out = run(hub()
+            .args(["verify", "--ca"])
+            .arg(ca.join("ca.crt"))
+            .arg(&bundle));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{key}: {stdout}");
+        assert!(stdout.contains("NOT AUTHENTIC"), "{key}: {stdout}");
+        assert!(stdout.contains(why), "{key}: {stdout}");
+    }
+}
+
+/// `hub serve` refuses to start with a signing key whose certificate is
+/// for another purpose (the TLS certificate above all), or one key for two
+/// purposes, and names the file and the reason.
+#[test]
+fn the_hub_refuses_a_key_certified_for_another_purpose() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    init(&ca, "Test PD");
+    let serve = |keys: &str| -> String {
+        let config = tmp.path().join("hub.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+                 ca_cert = {:?}\ncert = {:?}\nkey = {:?}\n{keys}",
+                tmp.path().join("hub-data"),
+                ca.join("ca.crt"),
+                ca.join("hub.crt"),
+                ca.join("hub.key"),
+            ),
+        )
+        .expect("config");
+        let out = run(hub().args(["serve", "--config"]).arg(&config));
+        assert!(!out.status.success(), "the hub started with {keys}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let pair = |purpose: &str, file: &str| {
+        format!(
+            "[keys.{purpose}]\ncert = {:?}\nkey = {:?}\n",
+            ca.join(format!("{file}.crt")),
+            ca.join(format!("{file}.key"))
+        )
+    };
+    let err = serve(&pair("policy", "hub"));
+    assert!(err.contains("server authentication"), "{err}");
+    assert!(err.contains("policy"), "{err}");
+    let err = serve(&pair("export", "receipt"));
+    assert!(
+        err.contains("not for signing bundle and evidence manifests"),
+        "{err}"
+    );
+    // A receipt certificate with the policy key: not its key.
+    let err = serve(&format!(
+        "[keys.receipt]\ncert = {:?}\nkey = {:?}\n",
+        ca.join("receipt.crt"),
+        ca.join("policy.key")
+    ));
+    assert!(err.contains("not the key of its certificate"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]

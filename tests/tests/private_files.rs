@@ -217,6 +217,16 @@ fn a_key_readable_by_others_is_refused() -> anyhow::Result<()> {
         err.contains("permissions 0644 for") && err.contains("hub.key") && err.contains("too open"),
         "{err}"
     );
+    // …each of its signing keys…
+    std::fs::set_permissions(&hub_key, std::fs::Permissions::from_mode(0o600))?;
+    let export_key = pki.ca_dir().join("export.key");
+    std::fs::set_permissions(&export_key, std::fs::Permissions::from_mode(0o644))?;
+    let (ok, err) = hub_serve(&config, dir.path());
+    assert!(!ok, "the hub started with a 0644 signing key");
+    assert!(
+        err.contains("permissions 0644 for") && err.contains("export.key"),
+        "{err}"
+    );
 
     // …and the edge.
     let node = pki.node("car-9")?;

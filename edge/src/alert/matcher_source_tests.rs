@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use alpr_shared::crypto::SecretKey;
+use alpr_shared::signer::{dev::Deployment, HotlistSigning, HubKey};
 use alpr_shared::hotlist::generation::GenerationInfo;
 use alpr_shared::hotlist::{delta, sample, AlertLevel, HotEntry, ListSettings};
 use alpr_shared::types::{Hash32, UnixMillis};
@@ -16,7 +16,7 @@ const LAST: u64 = 41;
 /// The category the policy writer excludes and includes in turn.
 const TOGGLED: Category = Category::Immigration;
 
-fn generation(number: u64, rows: &[HotEntry], hub: &SecretKey) -> Generation {
+fn generation(number: u64, rows: &[HotEntry], hub: &HubKey<HotlistSigning>) -> Generation {
     let info = GenerationInfo {
         source: SOURCE.into(),
         number,
@@ -75,7 +75,8 @@ fn hits(m: &Matcher, plate: &str) -> bool {
 #[test]
 fn matching_during_generation_swaps_never_misses_an_entry_in_both() {
     let dir = tempfile::tempdir().expect("tmp");
-    let hub = SecretKey::from_bytes(&[9; 32]);
+    let deployment = Deployment::new().expect("deployment");
+    let hub: HubKey<HotlistSigning> = deployment.key("hub").expect("hotlist key");
     let all = sample::entries(4500, 7);
     let (a, b) = (&all[..3000], &all[1500..]);
     let both: Vec<String> = all[1500..3000]
@@ -84,11 +85,10 @@ fn matching_during_generation_swaps_never_misses_an_entry_in_both() {
         .map(|e| e.plate.clone())
         .collect();
     let rows = |n: u64| if n % 2 == 1 { a } else { b };
-    let generations = Generations::open(dir.path()).expect("open");
-    generations.set_hub_key(hub.public()).expect("key");
+    let generations = Generations::open(dir.path(), deployment.anchor.clone()).expect("open");
     let first = generation(1, rows(1), &hub);
     generations
-        .apply_full(SOURCE, 1, first.bytes().to_vec(), &hub.public())
+        .apply_full(SOURCE, 1, first.bytes().to_vec())
         .expect("first generation");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -112,7 +112,7 @@ fn matching_during_generation_swaps_never_misses_an_entry_in_both() {
                 let next = generation(n, rows(n), &hub);
                 let d = delta::diff(&prev, &next);
                 generations
-                    .apply_delta(SOURCE, n - 1, n, &d, &hub.public())
+                    .apply_delta(SOURCE, n - 1, n, &d)
                     .expect("delta applied");
                 prev = next;
             }

@@ -4,6 +4,7 @@ use alpr_shared::crypto::SecretKey;
 use alpr_shared::hotlist::generation::{Generation, GenerationInfo};
 use alpr_shared::hotlist::{Category, ListSettings, MatchKind};
 use alpr_shared::log::EntryKind;
+use alpr_shared::signer::dev::throwaway;
 use alpr_shared::types::{DeviceId, Hash32, Location, ReadContent, TimeSource};
 
 const DAY: u64 = 86_400_000;
@@ -43,7 +44,7 @@ fn policy() -> SignedPolicy {
             case_required: false,
         }],
     }
-    .sign(&SecretKey::from_bytes(&[5; 32]))
+    .sign(&throwaway().expect("a policy key"))
     .expect("valid")
 }
 
@@ -88,7 +89,7 @@ fn generation(number: u64, issued_at: UnixMillis, plates: &[(&str, Category)]) -
         categories: Vec::new(),
         settings: ListSettings::default(),
     };
-    Arc::new(Generation::build(info, entries, &SecretKey::from_bytes(&[7; 32])).expect("built"))
+    Arc::new(Generation::build(info, entries, &throwaway().expect("a hotlist key")).expect("built"))
 }
 
 struct Node {
@@ -340,7 +341,7 @@ async fn covert_hits_are_logged_but_never_shown_in_the_car() {
         };
         let entries = (0..g.len()).map(|i| g.entry(i)).collect();
         g = Arc::new(
-            Generation::build(info, entries, &SecretKey::from_bytes(&[7; 32])).expect("built"),
+            Generation::build(info, entries, &throwaway().expect("a hotlist key")).expect("built"),
         );
     }
     source.set_bulk(vec![g]);

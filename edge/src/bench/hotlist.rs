@@ -21,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use alpr_shared::crypto::{PublicKey, SecretKey};
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::hotlist::generation::{Generation, GenerationInfo};
 use alpr_shared::hotlist::{delta, sample, Category, ListSettings, LocalEntry};
+use alpr_shared::signer::{dev::Deployment, HotlistSigning, HubKey};
 use alpr_shared::types::{Confidence, Hash32, UnixMillis};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -134,7 +135,8 @@ struct LoadReport {
 const DATA: &str = "edge-data";
 const SOURCE: &str = "ncic";
 const DELTA_FILE: &str = "ncic-1-2.delta";
-const KEY_FILE: &str = "hub.pub";
+/// The CA the generation's hotlist key chains to.
+const CA_FILE: &str = "ca.crt";
 const NEXT_HASH_FILE: &str = "ncic-2.hash";
 
 fn ms(since: Instant) -> f64 {
@@ -190,7 +192,8 @@ fn build_and_measure(
     dir: &Path,
     fs: String,
 ) -> anyhow::Result<HotlistBenchReport> {
-    let key = SecretKey::generate();
+    let deployment = Deployment::new().map_err(anyhow::Error::msg)?;
+    let key: HubKey<HotlistSigning> = deployment.key("hub").map_err(anyhow::Error::msg)?;
     eprintln!("generating {} rows…", args.entries);
     let rows = sample::entries(args.entries, 1);
     let next = sample::change(&rows, args.changes, 2);
@@ -207,12 +210,11 @@ fn build_and_measure(
     let diff_ms = ms(t);
     // The list stored as an edge stores what the hub sends it.
     let data = dir.join(DATA);
-    let store = Generations::open(&data)?;
-    store.set_hub_key(key.public())?;
-    store.apply_full(SOURCE, 1, g1.bytes().to_vec(), &key.public())?;
+    let store = Generations::open(&data, deployment.anchor.clone())?;
+    store.apply_full(SOURCE, 1, g1.bytes().to_vec())?;
     drop(store);
     std::fs::write(dir.join(DELTA_FILE), &d).context("writing the delta")?;
-    std::fs::write(dir.join(KEY_FILE), hex::encode(key.public().to_bytes()))?;
+    std::fs::write(dir.join(CA_FILE), &deployment.ca_pem)?;
     std::fs::write(dir.join(NEXT_HASH_FILE), g2.content_hash().to_hex())?;
     let (generation_bytes, delta_bytes) = (g1.bytes().len(), d.len());
     drop((g1, g2, d));
@@ -393,10 +395,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// The measuring process: an edge starting with the list on disk, then
 /// taking the next day's delta.
 fn load(dir: &Path, args: &HotlistBenchArgs) -> anyhow::Result<LoadReport> {
-    let key_hex = std::fs::read_to_string(dir.join(KEY_FILE))?;
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(key_hex.trim(), &mut key).context("hub key")?;
-    let hub = PublicKey::from_bytes(&key)?;
+    let anchor = TrustAnchor::from_pem(&std::fs::read(dir.join(CA_FILE))?).context("the CA")?;
     let data = dir.join(DATA);
     let file = data.join("hotlists").join(format!("{SOURCE}.gen"));
     alpr_shared::health::drop_from_page_cache(&file)
@@ -416,7 +415,7 @@ fn load(dir: &Path, args: &HotlistBenchArgs) -> anyhow::Result<LoadReport> {
     // The cold start: the store reads and checks every list …
     let cpu0 = cpu_ms();
     let t0 = Instant::now();
-    let generations = Generations::open(&data)?;
+    let generations = Generations::open(&data, anchor)?;
     let open_ms = ms(t0);
     let g = generations.get(SOURCE).context("the list did not load")?;
     // (The wildcard entries come from the officers' document, not from
@@ -489,7 +488,7 @@ fn load(dir: &Path, args: &HotlistBenchArgs) -> anyhow::Result<LoadReport> {
     let swap_peak_reset = reset_peak_rss();
     let cpu = cpu_ms();
     let t = Instant::now();
-    generations.apply_delta(SOURCE, 1, 2, &d, &hub)?;
+    generations.apply_delta(SOURCE, 1, 2, &d)?;
     runtime
         .block_on(tokio::time::timeout(
             Duration::from_secs(120),

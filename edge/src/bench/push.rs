@@ -1,9 +1,9 @@
 //! `edge bench push-edges` (hidden; `hub bench push` starts it): N
 //! simulated edges in this process, each applying the hub's lists the way
 //! a running edge does — the edge's sync core over a real QUIC connection
-//! with its own node certificate, the hub's key learnt from its
-//! certificate ([`crate::sync::learn_hub_key`]), each list checked against
-//! it, stored durably and swapped in by [`crate::sync::apply_hotlist`]
+//! with its own node certificate, each list checked against the
+//! deployment's CA (a hotlist key's certificate, its signature), stored
+//! durably and swapped in by [`crate::sync::apply_hotlist`]
 //! into the edge's own generations store, and the matcher rebuilt by a
 //! [`MatcherSource`] following that store, as `edge run` wires them.
 //!
@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use alpr_shared::hotlist::local::LocalEntriesDoc;
 use alpr_shared::hotlist::push_events::{now_us, PushEvent};
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource, SyncTuning};
 use alpr_shared::types::{DeviceId, Hash32};
 use alpr_shared::wire::quic::{self, Liveness};
@@ -38,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::MatcherSource;
 use crate::hotlist::generations::Generations;
-use crate::sync::{apply_hotlist, learn_hub_key, HotlistUpdate, SharedStatus};
+use crate::sync::{apply_hotlist, HotlistUpdate, SharedStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct PushEdgesArgs {
@@ -111,6 +112,8 @@ pub fn push_edges(args: PushEdgesArgs) -> anyhow::Result<ExitCode> {
 struct Shared {
     hub: SocketAddr,
     ca: Vec<u8>,
+    /// The same CA, as the lists are checked against it.
+    anchor: TrustAnchor,
     connecting: tokio::sync::Semaphore,
     done: CancellationToken,
 }
@@ -125,9 +128,12 @@ async fn run(args: PushEdgesArgs) -> anyhow::Result<()> {
     dirs.sort();
     anyhow::ensure!(dirs.len() >= 2, "need a seed edge and at least one edge");
     let seed_dir = dirs.remove(0);
+    let ca = std::fs::read(&args.ca).with_context(|| format!("reading {}", args.ca.display()))?;
+    let anchor = TrustAnchor::from_pem(&ca).context("the CA certificate")?;
     let shared = Arc::new(Shared {
         hub: args.hub,
-        ca: std::fs::read(&args.ca).with_context(|| format!("reading {}", args.ca.display()))?,
+        ca,
+        anchor,
         connecting: tokio::sync::Semaphore::new(CONNECTING),
         done: CancellationToken::new(),
     });
@@ -233,8 +239,9 @@ impl SimEdge {
             .context("an edge folder without a name")?;
         let name = DeviceId::new(name.to_owned())?;
         let (cert, key) = credentials(dir)?;
-        let d = dir.to_path_buf();
-        let generations = tokio::task::spawn_blocking(move || Generations::open(&d)).await??;
+        let (d, anchor) = (dir.to_path_buf(), shared.anchor.clone());
+        let generations =
+            tokio::task::spawn_blocking(move || Generations::open(&d, anchor)).await??;
         let matchers = MatcherSource::new();
         matchers.follow_bulk(generations.watch(), shared.done.clone());
         Ok(SimEdge {
@@ -266,8 +273,13 @@ impl SimEdge {
             .with_context(|| format!("{}: connecting", self.name))?;
         drop(permit);
         let now = || started.elapsed();
-        let mut core = EdgeSync::new(self.name.clone(), SyncTuning::default(), 0, 7);
-        let hub_key = learn_hub_key(&mut core, &conn, &self.generations);
+        let mut core = EdgeSync::new(
+            self.name.clone(),
+            SyncTuning::default(),
+            0,
+            7,
+            self.shared.anchor.clone(),
+        );
         for (source, generation) in self.generations.held() {
             core.set_hotlist_held(&source, generation);
         }
@@ -302,7 +314,7 @@ impl SimEdge {
                             bytes: delta.len() as u64,
                         });
                         let update = HotlistUpdate::Delta { from, to, delta };
-                        self.apply(&mut core, hub_key, &status, &mut matchers, source, update)
+                        self.apply(&mut core, &status, &mut matchers, source, update)
                             .await?;
                         emit(&PushEvent::Applied {
                             edge: self.index,
@@ -327,7 +339,7 @@ impl SimEdge {
                             });
                         }
                         let update = HotlistUpdate::Full { generation, bytes };
-                        self.apply(&mut core, hub_key, &status, &mut matchers, source, update)
+                        self.apply(&mut core, &status, &mut matchers, source, update)
                             .await?;
                         if seed {
                             emit(&PushEvent::Whole {
@@ -379,7 +391,6 @@ impl SimEdge {
     async fn apply(
         &self,
         core: &mut EdgeSync,
-        hub_key: Option<alpr_shared::crypto::PublicKey>,
         status: &SharedStatus,
         matchers: &mut tokio::sync::watch::Receiver<Arc<alpr_shared::hotlist::matcher::Matcher>>,
         source: String,
@@ -392,7 +403,6 @@ impl SimEdge {
         apply_hotlist(
             core,
             &self.generations,
-            hub_key,
             status,
             source.clone(),
             update,

@@ -1,14 +1,18 @@
 //! The bulk lists this edge holds: one signed generation per source, kept
-//! as `hotlists/<source>.gen` under the data dir, beside the hub's key that
-//! signed them (`hotlists/hub.key`, learnt from the hub's TLS certificate).
+//! as `hotlists/<source>.gen` under the data dir. Each carries the
+//! certificate of the hub's hotlist key that signed it, checked against the
+//! deployment's CA (issued for hotlists alone) whenever it is received or
+//! loaded. A generation signed before the hub had a key per purpose
+//! (format 1) no longer verifies: it is left out at start, and the hub
+//! sends the list whole.
 //!
 //! Invariants: a file is written to a temporary name, synced, and renamed
 //! over the old one (then the directory is synced), so a crash leaves the
 //! old generation or the new one, never half of one. The in-memory set is
 //! replaced whole ([`Generations::watch`] publishes a new `Arc<Vec<…>>`), so
 //! a matcher never sees an empty or half list. Nothing unverified is kept:
-//! every generation, received or loaded, passes the hub's signature check
-//! first. A file that fails at start is logged and left out (the list
+//! every generation, received or loaded, passes the certificate and
+//! signature checks first. A file that fails at start is logged and left out (the list
 //! counts as missing, so the hub sends it whole on the next connection).
 
 use std::collections::BTreeMap;
@@ -16,7 +20,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use alpr_shared::crypto::PublicKey;
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::hotlist::delta;
 use alpr_shared::hotlist::generation::Generation;
 use alpr_shared::wire::{valid_source_name, MAX_GENERATION_BYTES};
@@ -36,13 +40,15 @@ pub struct Generations {
 
 struct Inner {
     dir: PathBuf,
+    /// The deployment's CA: generations are signed by a hotlist key it
+    /// certified.
+    anchor: TrustAnchor,
     state: Mutex<State>,
     tx: watch::Sender<GenerationSet>,
 }
 
 struct State {
     lists: BTreeMap<String, Arc<Generation>>,
-    hub_key: Option<PublicKey>,
 }
 
 impl std::fmt::Debug for Generations {
@@ -54,15 +60,17 @@ impl std::fmt::Debug for Generations {
     }
 }
 
-const HUB_KEY_FILE: &str = "hub.key";
+/// Where the hub's TLS key was kept when it signed the lists (before the
+/// hub had a key per purpose); removed at start.
+const OLD_HUB_KEY_FILE: &str = "hub.key";
 
 impl Generations {
     /// Open (creating) `data_dir/hotlists` and load every generation in it
-    /// that verifies under the stored hub key.
-    pub fn open(data_dir: &Path) -> anyhow::Result<Generations> {
+    /// that verifies under `anchor`.
+    pub fn open(data_dir: &Path, anchor: TrustAnchor) -> anyhow::Result<Generations> {
         let dir = data_dir.join("hotlists");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let hub_key = read_hub_key(&dir);
+        let _ = std::fs::remove_file(dir.join(OLD_HUB_KEY_FILE));
         let mut lists = BTreeMap::new();
         let entries =
             std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
@@ -86,7 +94,7 @@ impl Generations {
                 warn!(file = %path.display(), "not a bulk list file name; ignored");
                 continue;
             }
-            match load(&path, source, hub_key.as_ref()) {
+            match load(&path, source, &anchor) {
                 Ok(g) => {
                     info!(
                         source,
@@ -107,7 +115,8 @@ impl Generations {
         Ok(Generations {
             inner: Arc::new(Inner {
                 dir,
-                state: Mutex::new(State { lists, hub_key }),
+                anchor,
+                state: Mutex::new(State { lists }),
                 tx,
             }),
         })
@@ -146,32 +155,16 @@ impl Generations {
             .map_err(|_| anyhow::anyhow!("the bulk list store's lock is poisoned"))
     }
 
-    /// The hub's key (from its certificate, checked by TLS): what every
-    /// generation must be signed with. Stored, so lists verify at start.
-    pub fn set_hub_key(&self, key: PublicKey) -> anyhow::Result<()> {
-        let mut s = self.lock()?;
-        if s.hub_key.as_ref().map(|k| k.to_bytes()) == Some(key.to_bytes()) {
-            return Ok(());
-        }
-        write_atomic(
-            &self.inner.dir,
-            HUB_KEY_FILE,
-            hex::encode(key.to_bytes()).as_bytes(),
-        )?;
-        s.hub_key = Some(key);
-        Ok(())
-    }
-
     /// Apply the hub's delta from generation `from` of `source` to `to`:
-    /// the result must verify under the hub's key and be generation `to`
-    /// of `source`. Stored, then swapped in. Returns the new generation.
+    /// the result must verify under a hotlist key the CA certified and be
+    /// generation `to` of `source`. Stored, then swapped in. Returns the
+    /// new generation.
     pub fn apply_delta(
         &self,
         source: &str,
         from: u64,
         to: u64,
         delta_bytes: &[u8],
-        hub: &PublicKey,
     ) -> anyhow::Result<u64> {
         let old = self
             .get(source)
@@ -179,21 +172,15 @@ impl Generations {
             .with_context(|| {
                 format!("a delta from generation {from} of {source}, which this edge does not hold")
             })?;
-        let new = delta::apply(&old, delta_bytes, hub)
+        let new = delta::apply(&old, delta_bytes, &self.inner.anchor)
             .with_context(|| format!("applying the delta of {source} {from} → {to}"))?;
         self.install(source, to, new)
     }
 
     /// Take generation `generation` of `source` whole (its stored bytes):
-    /// checked against the hub's key, stored, swapped in.
-    pub fn apply_full(
-        &self,
-        source: &str,
-        generation: u64,
-        bytes: Vec<u8>,
-        hub: &PublicKey,
-    ) -> anyhow::Result<u64> {
-        let g = Generation::open(bytes, hub)
+    /// checked against the CA, stored, swapped in.
+    pub fn apply_full(&self, source: &str, generation: u64, bytes: Vec<u8>) -> anyhow::Result<u64> {
+        let g = Generation::open(bytes, &self.inner.anchor)
             .with_context(|| format!("generation {generation} of {source}"))?;
         self.install(source, generation, g)
     }
@@ -225,29 +212,13 @@ impl Generations {
     }
 }
 
-fn read_hub_key(dir: &Path) -> Option<PublicKey> {
-    let path = dir.join(HUB_KEY_FILE);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let key = hex::decode(text.trim())
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|b| PublicKey::from_bytes(&b).ok());
-    if key.is_none() {
-        error!(file = %path.display(), "the stored hub key is not a key; bulk lists are fetched again");
-    }
-    key
-}
-
-fn load(path: &Path, source: &str, hub: Option<&PublicKey>) -> anyhow::Result<Generation> {
-    let Some(hub) = hub else {
-        bail!("no hub key stored to check it with");
-    };
+fn load(path: &Path, source: &str, anchor: &TrustAnchor) -> anyhow::Result<Generation> {
     let len = std::fs::metadata(path)?.len();
     if len > MAX_GENERATION_BYTES {
         bail!("{len} bytes is over the {MAX_GENERATION_BYTES}-byte limit");
     }
     let bytes = std::fs::read(path)?;
-    let g = Generation::open(bytes, hub)?;
+    let g = Generation::open(bytes, anchor)?;
     if g.info().source != source {
         bail!("the file holds list {}", g.info().source);
     }
@@ -275,12 +246,19 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alpr_shared::crypto::SecretKey;
+    use alpr_shared::cert::KeyPurpose;
     use alpr_shared::hotlist::generation::GenerationInfo;
     use alpr_shared::hotlist::{sample, ListSettings};
+    use alpr_shared::signer::dev::Deployment;
+    use alpr_shared::signer::{HotlistSigning, HubKey};
     use alpr_shared::types::{Hash32, UnixMillis};
 
-    fn generation(source: &str, number: u64, rows: usize, key: &SecretKey) -> Generation {
+    fn generation(
+        source: &str,
+        number: u64,
+        rows: usize,
+        key: &HubKey<HotlistSigning>,
+    ) -> Generation {
         let info = GenerationInfo {
             source: source.into(),
             number,
@@ -299,33 +277,32 @@ mod tests {
     #[test]
     fn lists_survive_a_restart_and_a_damaged_one_is_left_out() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let hub = SecretKey::from_bytes(&[9; 32]);
-        let g = Generations::open(dir.path())?;
+        let d = Deployment::new().map_err(anyhow::Error::msg)?;
+        let hub: HubKey<HotlistSigning> = d.key("hub").map_err(anyhow::Error::msg)?;
+        let g = Generations::open(dir.path(), d.anchor.clone())?;
         assert!(g.current().is_empty());
         let mut rx = g.watch();
-        g.set_hub_key(hub.public())?;
         let one = generation("ncic", 1, 300, &hub);
-        g.apply_full("ncic", 1, one.bytes().to_vec(), &hub.public())?;
+        g.apply_full("ncic", 1, one.bytes().to_vec())?;
         g.apply_full(
             "ca-svs",
             1,
             generation("ca-svs", 1, 50, &hub).bytes().to_vec(),
-            &hub.public(),
         )?;
         assert!(rx.has_changed()?);
         assert_eq!(rx.borrow_and_update().len(), 2);
-        // A delta to generation 2, checked against the hub's key.
+        // A delta to generation 2, checked against the CA.
         let two = generation("ncic", 2, 300, &hub);
-        let d = delta::diff(&one, &two);
-        assert_eq!(g.apply_delta("ncic", 1, 2, &d, &hub.public())?, 2);
+        let delta = delta::diff(&one, &two);
+        assert_eq!(g.apply_delta("ncic", 1, 2, &delta)?, 2);
         assert_eq!(
             g.held(),
             [("ca-svs".to_string(), 1), ("ncic".to_string(), 2)]
         );
         drop(g);
 
-        // Loaded again at start, checked against the stored hub key.
-        let g = Generations::open(dir.path())?;
+        // Loaded again at start, checked against the CA.
+        let g = Generations::open(dir.path(), d.anchor.clone())?;
         assert_eq!(
             g.held(),
             [("ca-svs".to_string(), 1), ("ncic".to_string(), 2)]
@@ -339,7 +316,7 @@ mod tests {
         let mid = bytes.len() / 2;
         bytes[mid] ^= 1;
         std::fs::write(&path, bytes)?;
-        let g = Generations::open(dir.path())?;
+        let g = Generations::open(dir.path(), d.anchor.clone())?;
         assert_eq!(g.held(), [("ca-svs".to_string(), 1)]);
         Ok(())
     }
@@ -347,30 +324,63 @@ mod tests {
     #[test]
     fn nothing_unverified_or_mislabelled_is_kept() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
-        let hub = SecretKey::from_bytes(&[9; 32]);
-        let other = SecretKey::from_bytes(&[10; 32]);
-        let g = Generations::open(dir.path())?;
-        // Signed by another key.
+        let d = Deployment::new().map_err(anyhow::Error::msg)?;
+        let hub: HubKey<HotlistSigning> = d.key("hub").map_err(anyhow::Error::msg)?;
+        let g = Generations::open(dir.path(), d.anchor.clone())?;
+        // Signed by another deployment's hotlist key.
+        let theirs = Deployment::new().map_err(anyhow::Error::msg)?;
+        let other: HubKey<HotlistSigning> = theirs.key("hub").map_err(anyhow::Error::msg)?;
         let forged = generation("ncic", 1, 100, &other);
-        assert!(g
-            .apply_full("ncic", 1, forged.bytes().to_vec(), &hub.public())
-            .is_err());
+        assert!(g.apply_full("ncic", 1, forged.bytes().to_vec()).is_err());
+        // Signed by this deployment's key of another purpose: its TLS key,
+        // its policy key.
+        let (tls_key, tls_der) = d.tls().map_err(anyhow::Error::msg)?;
+        let (policy_key, policy_der) = d
+            .secret_of(KeyPurpose::Policy)
+            .map_err(anyhow::Error::msg)?;
+        for (key, der) in [(tls_key, tls_der), (policy_key, policy_der)] {
+            let wrong: HubKey<HotlistSigning> = HubKey::unchecked(key, &der)?;
+            let forged = generation("ncic", 1, 100, &wrong);
+            let e = g
+                .apply_full("ncic", 1, forged.bytes().to_vec())
+                .expect_err("a list signed with a key of another purpose");
+            assert!(
+                format!("{e:#}").contains("not for signing hotlist"),
+                "{e:#}"
+            );
+        }
         // The hub's, but sent as another list or another number.
         let real = generation("ncic", 1, 100, &hub);
-        assert!(g
-            .apply_full("ca-svs", 1, real.bytes().to_vec(), &hub.public())
-            .is_err());
-        assert!(g
-            .apply_full("ncic", 2, real.bytes().to_vec(), &hub.public())
-            .is_err());
+        assert!(g.apply_full("ca-svs", 1, real.bytes().to_vec()).is_err());
+        assert!(g.apply_full("ncic", 2, real.bytes().to_vec()).is_err());
         // A delta from a generation not held.
-        assert!(g.apply_delta("ncic", 1, 2, b"junk", &hub.public()).is_err());
+        assert!(g.apply_delta("ncic", 1, 2, b"junk").is_err());
         assert!(g.held().is_empty());
         assert!(!dir.path().join("hotlists/ncic.gen").exists());
         // A bad delta leaves the held generation in force.
-        g.apply_full("ncic", 1, real.bytes().to_vec(), &hub.public())?;
-        assert!(g.apply_delta("ncic", 1, 2, b"junk", &hub.public()).is_err());
+        g.apply_full("ncic", 1, real.bytes().to_vec())?;
+        assert!(g.apply_delta("ncic", 1, 2, b"junk").is_err());
         assert_eq!(g.held(), [("ncic".to_string(), 1)]);
+        Ok(())
+    }
+
+    /// A list stored before the hub had a key per purpose (format 1) no
+    /// longer verifies: it is left out at start (the hub sends it whole),
+    /// and the old stored hub key goes.
+    #[test]
+    fn a_list_signed_with_the_single_hub_key_is_left_out_at_start() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let lists = dir.path().join("hotlists");
+        std::fs::create_dir_all(&lists)?;
+        let v1 = hex::decode(
+            include_str!("../../../shared/src/hotlist/testdata/generation-v1.hex").trim(),
+        )?;
+        std::fs::write(lists.join("ncic.gen"), v1)?;
+        std::fs::write(lists.join(OLD_HUB_KEY_FILE), "00")?;
+        let d = Deployment::new().map_err(anyhow::Error::msg)?;
+        let g = Generations::open(dir.path(), d.anchor.clone())?;
+        assert!(g.held().is_empty());
+        assert!(!lists.join(OLD_HUB_KEY_FILE).exists());
         Ok(())
     }
 }

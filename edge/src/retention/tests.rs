@@ -36,7 +36,7 @@ fn policy() -> SignedPolicy {
             case_required: false,
         }],
     }
-    .sign(&SecretKey::from_bytes(&[5; 32]))
+    .sign(&alpr_shared::signer::dev::throwaway().expect("a policy key"))
     .expect("valid")
 }
 
@@ -117,7 +117,7 @@ async fn stale_holds_purge_nothing_and_fresh_ones_purge_what_is_due() {
                 head,
                 at: UnixMillis::now(),
             }
-            .sign(&SecretKey::from_bytes(&[6; 32])),
+            .sign(&alpr_shared::signer::dev::throwaway().expect("a receipt key")),
         )
         .await
         .expect("acked");

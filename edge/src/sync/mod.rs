@@ -1,12 +1,13 @@
 //! The edge's QUIC driver around [`alpr_shared::sync::EdgeSync`]: one
-//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/7`,
+//! connection to the hub at a time (mutual TLS, ALPN `alpr-sync/8`,
 //! keep-alives), reconnects with the core's jittered exponential backoff,
 //! one stream per lane with QUIC priorities control > entries > images,
 //! the image window sized from the connection's congestion window,
 //! and the store's receipts and image queue kept up to date.
 //!
 //! The hub's signed policy arrives on the control lane; the core checks it
-//! against the hub certificate's key and offers only a newer version, which
+//! against the CA (a key certified for the policy alone signed it) and
+//! offers only a newer version, which
 //! is stored (with the time it was refreshed) before the core reports it
 //! as enforced.
 //!
@@ -24,7 +25,7 @@
 //! Bulk lists: the hello says which generation of each list the node holds;
 //! the hub sends what is newer (a delta, or the list whole in chunks)
 //! before its welcome, and pushes each new generation while connected. Each
-//! is checked against the hub certificate's key, stored and swapped in
+//! is checked against the CA (the hotlist key's certificate it carries), stored and swapped in
 //! ([`crate::hotlist::generations`]) before the core lets the backlog go.
 
 use std::collections::HashMap;
@@ -32,11 +33,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alpr_shared::crypto::{PublicKey, SecretKey};
+use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource};
 use alpr_shared::types::UnixMillis;
 use alpr_shared::wire::quic::{self, ReadFrameError};
-use alpr_shared::wire::{certificate_key, Frame, Lane, Refusal, RefusalCode, ALPN};
+use alpr_shared::wire::{Frame, Lane, Refusal, RefusalCode, ALPN};
 use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -109,6 +110,10 @@ pub async fn run(
         idle_timeout: config.sync.idle_timeout,
     };
     let client = quic::client_config(&ca, &cert, &key, ALPN, liveness)?;
+    // What the hub signs is checked against the CA, each kind under a key
+    // certified for it alone.
+    let anchor =
+        alpr_shared::cert::TrustAnchor::from_pem(&ca).context("the deployment's CA certificate")?;
     let hubs = config.hub_addresses();
     // The hub tried next: the first, and then the one that last worked.
     let mut at = 0usize;
@@ -130,8 +135,14 @@ pub async fn run(
     let wall_at_start = UnixMillis::now();
     let now = move || start.elapsed();
     let seed = rand::random::<u64>();
-    let mut core = EdgeSync::new(store.device().clone(), config.core(), store.acked(), seed)
-        .with_checkpoints(log_key, wall_at_start);
+    let mut core = EdgeSync::new(
+        store.device().clone(),
+        config.core(),
+        store.acked(),
+        seed,
+        anchor,
+    )
+    .with_checkpoints(log_key, wall_at_start);
     match store.policy() {
         Ok(Some((p, _))) => {
             core.set_policy_version(p.version());
@@ -289,55 +300,23 @@ struct Link<'a> {
     cancel: &'a CancellationToken,
 }
 
-/// The hub's key, from its certificate (checked by the TLS handshake):
-/// what the core checks the hub's policy with, and what every bulk list
-/// must be signed with (stored, so lists loaded at the next start are
-/// checked against it). `hub bench push` learns it the same way.
-pub(crate) fn learn_hub_key(
-    core: &mut EdgeSync,
-    conn: &quinn::Connection,
-    generations: &Generations,
-) -> Option<PublicKey> {
-    let hub_key = quic::peer_certificate(conn)
-        .as_deref()
-        .and_then(certificate_key);
-    if let Some(key) = hub_key {
-        core.set_hub_key(key);
-        if let Err(e) = generations.set_hub_key(key) {
-            error!(
-                error = format!("{e:#}"),
-                "cannot store the hub's key for the bulk lists"
-            );
-        }
-    }
-    hub_key
-}
-
 /// Apply a bulk list from the hub (delta or whole) off the async workers:
-/// checked against the hub's key, stored, swapped in; the core is told
-/// either way (a failure makes the hub send the list whole). `hub bench
-/// push`'s simulated edges apply through it too.
+/// checked against the CA (a hotlist key's certificate, its signature),
+/// stored, swapped in; the core is told either way (a failure makes the
+/// hub send the list whole). `hub bench push`'s simulated edges apply
+/// through it too.
 pub(crate) async fn apply_hotlist(
     core: &mut EdgeSync,
     generations: &Generations,
-    hub_key: Option<PublicKey>,
     status: &SharedStatus,
     source: String,
     update: HotlistUpdate,
 ) {
-    let Some(key) = hub_key else {
-        error!(
-            source,
-            "a bulk list came but the hub's key is unknown; not applied"
-        );
-        core.hotlist_failed(&source);
-        return;
-    };
     let g = generations.clone();
     let src = source.clone();
     let r = tokio::task::spawn_blocking(move || match update {
-        HotlistUpdate::Delta { from, to, delta } => g.apply_delta(&src, from, to, &delta, &key),
-        HotlistUpdate::Full { generation, bytes } => g.apply_full(&src, generation, bytes, &key),
+        HotlistUpdate::Delta { from, to, delta } => g.apply_delta(&src, from, to, &delta),
+        HotlistUpdate::Full { generation, bytes } => g.apply_full(&src, generation, bytes),
     })
     .await
     .unwrap_or_else(|e| Err(anyhow::anyhow!("the apply task failed: {e}")));
@@ -371,7 +350,6 @@ async fn session(
     now: &impl Fn() -> Duration,
 ) -> Ended {
     let (store, status, cancel) = (link.store, link.status, link.cancel);
-    let hub_key = learn_hub_key(core, &conn, link.generations);
     let (tx, mut rx) = mpsc::channel::<Incoming>(64);
     let mut streams: HashMap<Lane, quinn::SendStream> = HashMap::new();
     let mut changes = store.watch();
@@ -514,7 +492,7 @@ async fn session(
                     delta,
                 } => {
                     let update = HotlistUpdate::Delta { from, to, delta };
-                    apply_hotlist(core, link.generations, hub_key, status, source, update).await;
+                    apply_hotlist(core, link.generations, status, source, update).await;
                 }
                 EdgeEvent::HotlistFull {
                     source,
@@ -522,7 +500,7 @@ async fn session(
                     bytes,
                 } => {
                     let update = HotlistUpdate::Full { generation, bytes };
-                    apply_hotlist(core, link.generations, hub_key, status, source, update).await;
+                    apply_hotlist(core, link.generations, status, source, update).await;
                 }
                 EdgeEvent::HotlistRefused { source, why } => {
                     warn!(source, reason = %why, "bulk list frames from the hub refused; nothing applied");

@@ -1,6 +1,7 @@
 //! The hub's own access log (§1798.90.52): every access a person makes
 //! through the hub — login, search, view, export, audit query — is sealed
-//! into a log signed with the hub's key, in the same format and chain rules
+//! into a log signed with the hub's log key (certified by the CA for that
+//! purpose alone), in the same format and chain rules
 //! as a node's read log, and committed durably before the access returns
 //! any data. Edges keep theirs in their own logs and sync it with their
 //! reads; `hub audit verify` and `hub verify` check both with one verifier.
@@ -11,7 +12,10 @@
 //! If the commit fails, the writer rewinds and every caller of that batch
 //! gets the error: the access is refused, nothing is returned.
 //!
-//! Several hub processes on one database append to one access log: a
+//! Several hub processes on one database append to one access log, so they
+//! share one log key; a hub whose log key did not sign the stored log's
+//! last entry refuses to start ([`AccessLog::start`]) rather than extend a
+//! chain nobody could verify. A
 //! commit whose entries do not extend the stored head fails with
 //! [`StoreError::Conflict`] (another process appended first), and the
 //! writer resumes from the stored head and seals the batch again, so the
@@ -25,8 +29,8 @@
 
 use std::sync::Arc;
 
-use alpr_shared::crypto::SecretKey;
 use alpr_shared::log::{AccessRecord, LogWriter, SeqRange, SignedEntry};
+use alpr_shared::signer::{HubKey, LogSigning};
 use alpr_shared::types::{DeviceId, TimeSource, UnixMillis};
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,6 +51,15 @@ pub enum AccessError {
     Invalid(#[from] alpr_shared::types::InvalidValue),
     #[error("the access log has stopped")]
     Stopped,
+    #[error(
+        "the hub's access log ({size} entries) ends in an entry its log key did not sign: hubs \
+         on one database share one log key, and a log signed with the hub's TLS key before it \
+         had a key per purpose cannot be continued (verify and keep it with the version that \
+         wrote it, then start on a new data directory)"
+    )]
+    ForeignHead { size: u64 },
+    #[error("the log key's certificate names {0:?}, not a log name")]
+    BadName(String),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, AccessError>>;
@@ -73,14 +86,27 @@ pub struct AccessLog {
 
 impl AccessLog {
     /// Resume the hub's access log from `storage` and start its writer
-    /// thread; entries are signed by `key` under the name `device` (the
-    /// hub's certificate name). The thread ends when every handle is gone.
+    /// thread; entries are signed by the hub's log key under its
+    /// certificate's common name. The stored log's last entry must be that
+    /// key's. The thread ends when every handle is gone.
     pub fn start(
         storage: Arc<dyn HubStorage>,
-        key: SecretKey,
-        device: DeviceId,
-    ) -> Result<Self, StoreError> {
+        key: HubKey<LogSigning>,
+    ) -> Result<Self, AccessError> {
+        let name = key.cert().name.clone();
+        let device = DeviceId::new(&name).map_err(|_| AccessError::BadName(name))?;
+        let (key, _) = key.into_log_key();
         let (size, head) = storage.hub_access_head()?;
+        if size > 0 {
+            let last = storage.hub_access_entries(size - 1, 1)?;
+            let signed = last
+                .first()
+                .and_then(|b| SignedEntry::decode(b).ok())
+                .is_some_and(|e| e.signature_valid(&key.public()));
+            if !signed {
+                return Err(AccessError::ForeignHead { size });
+            }
+        }
         let writer = LogWriter::resume(key, device.clone(), size, head);
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
@@ -281,7 +307,15 @@ fn run(storage: Arc<dyn HubStorage>, mut writer: LogWriter, mut rx: mpsc::Receiv
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alpr_shared::crypto::SecretKey;
     use alpr_shared::log::{verify_log, AccessAction, AccessOutcome};
+    use alpr_shared::signer::dev::Deployment;
+
+    /// The log key `[seed; 32]`, certified in `d` under the name `hub`.
+    fn log_key(d: &Deployment, seed: [u8; 32]) -> HubKey<LogSigning> {
+        d.key_for("hub", SecretKey::from_bytes(&seed))
+            .expect("a log key")
+    }
 
     fn record(user: &str) -> AccessRecord {
         AccessRecord {
@@ -304,11 +338,11 @@ mod tests {
         let seed = [7u8; 32];
         let public = SecretKey::from_bytes(&seed).public();
         let device = DeviceId::new("hub").expect("name");
+        let d = Deployment::new().expect("deployment");
         {
             let storage: Arc<dyn HubStorage> =
                 Arc::new(crate::store::redb::RedbStore::open(&path).expect("open"));
-            let log = AccessLog::start(storage, SecretKey::from_bytes(&seed), device.clone())
-                .expect("start");
+            let log = AccessLog::start(storage, log_key(&d, seed)).expect("start");
             let a = log.record(record("alice")).await.expect("first");
             let b = log.record(record("bob")).await.expect("second");
             assert_eq!((a.seq(), b.seq()), (0, 1));
@@ -326,12 +360,12 @@ mod tests {
             }
         }
         let storage: Arc<dyn HubStorage> = Arc::new(reopened.expect("reopen"));
-        let log = AccessLog::start(
-            storage.clone(),
-            SecretKey::from_bytes(&seed),
-            device.clone(),
-        )
-        .expect("restart");
+        // Another key, though certified for the log, may not continue it.
+        assert!(matches!(
+            AccessLog::start(storage.clone(), log_key(&d, [8; 32])),
+            Err(AccessError::ForeignHead { size: 2 })
+        ));
+        let log = AccessLog::start(storage.clone(), log_key(&d, seed)).expect("restart");
         let c = log.record(record("carol")).await.expect("third");
         assert_eq!(c.seq(), 2);
         let entries: Vec<SignedEntry> = storage
@@ -368,13 +402,10 @@ mod tests {
         let (store_a, store_b) = (open(), open());
         let seed = [9u8; 32];
         let device = DeviceId::new("hub").expect("name");
-        let a = AccessLog::start(
-            store_a.clone(),
-            SecretKey::from_bytes(&seed),
-            device.clone(),
-        )
-        .expect("a");
-        let b = AccessLog::start(store_b, SecretKey::from_bytes(&seed), device.clone()).expect("b");
+        // The hubs share the deployment's log key.
+        let d = Deployment::new().expect("deployment");
+        let a = AccessLog::start(store_a.clone(), log_key(&d, seed)).expect("a");
+        let b = AccessLog::start(store_b, log_key(&d, seed)).expect("b");
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async {
             // Turn by turn: each writer finds the other moved the log on.
@@ -433,12 +464,8 @@ mod tests {
         let storage: Arc<dyn HubStorage> = Arc::new(
             crate::store::redb::RedbStore::open(&dir.path().join("hub.redb")).expect("open"),
         );
-        let log = AccessLog::start(
-            storage.clone(),
-            SecretKey::generate(),
-            DeviceId::new("hub").expect("name"),
-        )
-        .expect("start");
+        let log = AccessLog::start(storage.clone(), crate::keys::throwaway().expect("key"))
+            .expect("start");
         let mut bad = record("mallory");
         bad.query = "x".repeat(alpr_shared::log::access::MAX_QUERY_LEN + 1);
         assert!(matches!(

@@ -217,7 +217,12 @@ fn generation(
         settings: Default::default(),
     };
     std::sync::Arc::new(
-        Generation::build(info, entries, &SecretKey::from_bytes(&[8; 32])).expect("built"),
+        Generation::build(
+            info,
+            entries,
+            &crate::keys::throwaway().expect("a hotlist key"),
+        )
+        .expect("built"),
     )
 }
 
@@ -251,8 +256,7 @@ async fn a_new_generation_row_finds_reads_stored_before_it() {
     let storage: Arc<dyn HubStorage> = store.clone();
     let access = crate::access::AccessLog::start(
         storage.clone(),
-        SecretKey::from_bytes(&[6; 32]),
-        DeviceId::new("hub").expect("valid"),
+        crate::keys::throwaway().expect("a log key"),
     )
     .expect("access log");
     let matcher = BackMatcher {

@@ -27,7 +27,7 @@
 
 use std::io::Write;
 
-use alpr_shared::crypto::SecretKey;
+use alpr_shared::signer::{ExportSigning, HubKey};
 use alpr_shared::log::bundle::{BundleWriter, Manifest, SignedManifest};
 use alpr_shared::log::SignedEntry;
 use alpr_shared::types::{DeviceId, UnixMillis};
@@ -46,31 +46,33 @@ pub enum BundleError {
     Write(#[from] std::io::Error),
 }
 
-/// What signs a log bundle's manifest: the certificate the bundle names
-/// and the key of it.
+/// What signs a log bundle: the hub's export key (its manifest, under
+/// the certificate kind 4 carries), and the certificate of its log key
+/// (under which the hub's own log is written).
 #[derive(Clone, Copy)]
 pub struct Signer<'a> {
-    pub hub_cert_der: &'a [u8],
-    key: &'a SecretKey,
+    export_key: &'a HubKey<ExportSigning>,
+    log_cert_der: &'a [u8],
 }
 
 impl<'a> Signer<'a> {
     /// The hub's signer of log bundles: the one place that says which of
     /// its keys signs them.
     pub fn of(hub: &'a Hub) -> Self {
+        Signer::new(&hub.keys.export, &hub.keys.log_cert.der)
+    }
+
+    /// A signer from an export key and a log key's certificate (tests,
+    /// benches).
+    pub fn new(export_key: &'a HubKey<ExportSigning>, log_cert_der: &'a [u8]) -> Self {
         Signer {
-            hub_cert_der: &hub.hub_cert_der,
-            key: &hub.hub_key,
+            export_key,
+            log_cert_der,
         }
     }
 
-    /// A signer from a certificate and its key (tests, benches).
-    pub fn new(hub_cert_der: &'a [u8], key: &'a SecretKey) -> Self {
-        Signer { hub_cert_der, key }
-    }
-
     fn sign(&self, manifest: Manifest) -> SignedManifest {
-        manifest.sign(self.key)
+        manifest.sign(self.export_key)
     }
 }
 
@@ -92,7 +94,7 @@ pub fn write<W: Write>(
 ) -> Result<(W, Written), BundleError> {
     let mut w = BundleWriter::new(out)?;
     let mut written = Written::default();
-    w.hub_certificate(signer.hub_cert_der)?;
+    w.hub_certificate(signer.export_key.cert_der())?;
     for r in storage.revocations()? {
         w.revocation(&r)?;
     }
@@ -103,7 +105,7 @@ pub fn write<W: Write>(
         }
     }
     // Last: see "One snapshot under a running hub".
-    written.hub_entries = hub_log(storage, &mut w, signer.hub_cert_der)?;
+    written.hub_entries = hub_log(storage, &mut w, signer.log_cert_der)?;
     let signed = signer.sign(w.manifest(UnixMillis::now()));
     Ok((w.finish(&signed)?, written))
 }
@@ -144,17 +146,17 @@ fn node<W: Write>(
     entries(w, size, |from, limit| storage.entries(device, from, limit)).map(Some)
 }
 
-/// The hub's own log, under its certificate, up to its size now.
+/// The hub's own log, under its log key's certificate, up to its size now.
 fn hub_log<W: Write>(
     storage: &dyn HubStorage,
     w: &mut BundleWriter<W>,
-    hub_cert_der: &[u8],
+    log_cert_der: &[u8],
 ) -> Result<u64, BundleError> {
     let (size, _) = storage.hub_access_head()?;
     if size == 0 {
         return Ok(0);
     }
-    w.certificate(hub_cert_der)?;
+    w.certificate(log_cert_der)?;
     entries(w, size, |from, limit| {
         storage.hub_access_entries(from, limit)
     })

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{HubOutput, HubSession, Progress};
 use alpr_shared::types::UnixMillis;
 use alpr_shared::wire::{Frame, Hello, MAX_ENTRIES_FRAME, MAX_ENTRIES_PER_FRAME, PROTOCOL_VERSION};
@@ -64,7 +63,8 @@ pub(crate) async fn run_in_process_with(
         ..WriterConfig::default()
     };
     let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), writer_config);
-    let hub_key = Arc::new(SecretKey::generate());
+    let receipt_key: Arc<alpr_shared::signer::HubKey<alpr_shared::signer::ReceiptSigning>> =
+        Arc::new(crate::keys::throwaway()?);
     let slots = Arc::new(tokio::sync::Semaphore::new(crate::sync::verify_slots()));
     let admit = args.admit.max(MAX_ENTRIES_PER_FRAME);
     let admission = Arc::new(tokio::sync::Semaphore::new(admit));
@@ -75,7 +75,7 @@ pub(crate) async fn run_in_process_with(
         let schedule = offer.schedule(t1, e, edges);
         let stop = stop.clone();
         let writer = writer.clone();
-        let hub_key = hub_key.clone();
+        let receipt_key = receipt_key.clone();
         let slots = slots.clone();
         let admission = admission.clone();
         let in_flight = args.in_flight.max(1);
@@ -87,7 +87,7 @@ pub(crate) async fn run_in_process_with(
                 frames,
                 ..
             } = load;
-            let mut session = HubSession::new(name.clone(), public, hub_key, Progress::default());
+            let mut session = HubSession::new(name.clone(), public, receipt_key, Progress::default());
             let now = UnixMillis::now();
             session.handle_frame(
                 Frame::Hello(Hello {

@@ -17,7 +17,7 @@ use super::served::{loopback_config, ServedHub};
 use super::{pg, EdgeLoad, HubRun, IngestArgs, Offer, Run};
 use crate::config::HubConfig;
 
-/// A deployment CA and the hub's certificate in `dir`.
+/// A deployment CA and the hub's keys in `dir`.
 pub(crate) fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authority> {
     let ca = write_ca_and_hub(dir, 30)?;
     Ok(alpr_shared::pki::Authority::load(
@@ -26,19 +26,18 @@ pub(crate) fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authorit
     )?)
 }
 
-/// A deployment CA valid `days` and the hub's certificate in `dir`; the
+/// A deployment CA valid `days` and the hub's keys in `dir`; the
 /// CA (its key too, for benches that sign reads as its nodes).
 pub(crate) fn write_ca_and_hub(dir: &Path, days: i64) -> anyhow::Result<alpr_shared::pki::Issued> {
     std::fs::create_dir_all(dir)?;
     let ca = alpr_shared::pki::new_ca("Bench Agency", days)?;
     std::fs::write(dir.join("ca.crt"), &ca.cert_pem)?;
     let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
-    let hub = authority.issue_hub(&["localhost".into(), "127.0.0.1".into()], days)?;
-    std::fs::write(dir.join("hub.crt"), &hub.cert_pem)?;
-    // A key others may read is refused by `hub serve`, as ssh does.
-    std::io::Write::write_all(
-        &mut alpr_shared::private::create_private_file(&dir.join("hub.key"))?,
-        hub.key_pem.as_bytes(),
+    crate::pki::write_hub_keys(
+        &authority,
+        dir,
+        &["localhost".into(), "127.0.0.1".into()],
+        days,
     )?;
     Ok(ca)
 }

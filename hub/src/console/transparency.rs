@@ -128,7 +128,7 @@ async fn counts(state: &ApiState) -> Result<Counts, String> {
 /// The agency running the system: the organisation of the deployment CA
 /// that issued the hub's certificate.
 fn agency(state: &ApiState) -> String {
-    alpr_shared::cert::issuer_organization(&state.hub.hub_cert_der)
+    alpr_shared::cert::issuer_organization(&state.hub.keys.tls_cert_der)
         .unwrap_or_else(|| "This agency".to_owned())
 }
 

@@ -110,8 +110,8 @@ pub fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
         &store,
         super::Signer {
             ca_der: &case.ca_der,
-            hub_cert_der: &case.hub_der,
-            hub_key: &case.hub_key,
+            export_key: &case.export_key,
+            log_cert_der: &case.log_der,
         },
         (
             std::io::BufWriter::new(file),

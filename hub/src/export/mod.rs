@@ -26,8 +26,9 @@ use std::io::{Seek, Write};
 
 use alpr_shared::control::holds::{held, Hold};
 use alpr_shared::control::{Agency, SignedPolicy};
-use alpr_shared::evidence::{CaseRead, EvidenceWriter, ExportInfo};
+use alpr_shared::evidence::{CaseRead, EvidenceWriter, ExportInfo, HubCertificates};
 use alpr_shared::log::{AccessAction, SignedEntry};
+use alpr_shared::signer::{ExportSigning, HubKey};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use axum::extract::State;
 use axum::http::header;
@@ -239,20 +240,21 @@ pub fn check_ready(storage: &dyn HubStorage, chosen: &Chosen) -> Result<(), Expo
     Ok(())
 }
 
-/// What signs a bundle: the hub's key and certificate, and the CA's.
+/// What signs a bundle: the hub's export key (its manifest), the
+/// certificate of its log key (its access entries), and the CA's.
 #[derive(Clone, Copy)]
 pub struct Signer<'a> {
     pub ca_der: &'a [u8],
-    pub hub_cert_der: &'a [u8],
-    pub hub_key: &'a alpr_shared::crypto::SecretKey,
+    pub export_key: &'a HubKey<ExportSigning>,
+    pub log_cert_der: &'a [u8],
 }
 
 impl<'a> Signer<'a> {
     pub fn of(hub: &'a Hub) -> Self {
         Signer {
             ca_der: hub.anchor().der(),
-            hub_cert_der: &hub.hub_cert_der,
-            hub_key: &hub.hub_key,
+            export_key: &hub.keys.export,
+            log_cert_der: &hub.keys.log_cert.der,
         }
     }
 }
@@ -273,8 +275,17 @@ pub fn write_bundle<W: Write, S: std::io::Read + Write + Seek>(
     let f = |e: crate::store::StoreError| ExportError::Failed(e.to_string());
     let g = |e: alpr_shared::evidence::EvidenceError| ExportError::Failed(e.to_string());
     let created_at = info.created_at;
-    let mut w =
-        EvidenceWriter::new(out, spill, info, signer.ca_der, signer.hub_cert_der).map_err(g)?;
+    let mut w = EvidenceWriter::new(
+        out,
+        spill,
+        info,
+        signer.ca_der,
+        HubCertificates {
+            export: signer.export_key.cert_der(),
+            log: signer.log_cert_der,
+        },
+    )
+    .map_err(g)?;
     for h in holds {
         w.hold(h).map_err(g)?;
     }
@@ -338,7 +349,7 @@ pub fn write_bundle<W: Write, S: std::io::Read + Write + Seek>(
         }
     }
     w.access(access).map_err(g)?;
-    let (out, report) = w.finish(signer.hub_key, created_at).map_err(g)?;
+    let (out, report) = w.finish(signer.export_key, created_at).map_err(g)?;
     if !report.faults.is_empty() {
         let list: Vec<String> = report.faults.iter().map(ToString::to_string).collect();
         return Err(ExportError::Failed(format!(
@@ -484,7 +495,6 @@ pub(crate) async fn export(
 #[cfg(test)]
 mod tests {
     use alpr_shared::control::{Agency, AgencyKind, Policy};
-    use alpr_shared::crypto::SecretKey;
     use alpr_shared::types::UnixMillis;
 
     use super::recipient;
@@ -516,7 +526,7 @@ mod tests {
             purposes: crate::policy::default_purposes(),
             hotlists: Default::default(),
         }
-        .sign(&SecretKey::generate())
+        .sign(&crate::keys::throwaway().expect("a policy key"))
         .expect("a valid policy");
         assert_eq!(
             recipient(&policy, "CA0020000").map(|a| a.ori),

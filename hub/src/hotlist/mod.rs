@@ -31,10 +31,12 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use alpr_shared::crypto::{PublicKey, SecretKey};
-use alpr_shared::hotlist::generation::{Generation, GenerationError, GenerationInfo};
+use alpr_shared::cert::TrustAnchor;
+use alpr_shared::crypto::PublicKey;
+use alpr_shared::hotlist::generation::{Generation, GenerationError, GenerationInfo, MAGIC_V1};
 use alpr_shared::hotlist::import::{self, BadRow, Format, ImportError, ParseOptions, Parsed};
 use alpr_shared::hotlist::{AlertLevel, Category, HotEntry, ListSettings, MatchStrategy};
+use alpr_shared::signer::{HotlistSigning, HubKey};
 use alpr_shared::types::UnixMillis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex, OnceCell};
@@ -294,10 +296,55 @@ type DeltaKey = (String, u64, u64);
 /// A delta being computed or computed (`None`: cannot be made).
 type DeltaCell = Arc<OnceCell<Option<Arc<Vec<u8>>>>>;
 
+/// What the hub's generations are signed and checked with.
+#[derive(Clone)]
+pub struct HotlistKeys {
+    /// Signs new generations.
+    pub key: Arc<HubKey<HotlistSigning>>,
+    /// Stored generations count if a hotlist key it certified signed them
+    /// (another hub's on the same database too).
+    pub anchor: TrustAnchor,
+    /// The key that signed format-1 generations (the hub's TLS key before
+    /// it had a key per purpose): those found stored are checked under it
+    /// and signed again with `key` as they load. `None`: refused.
+    pub legacy: Option<PublicKey>,
+}
+
+impl HotlistKeys {
+    /// A hotlist key and its CA made in memory (benchmarks and tests).
+    #[doc(hidden)]
+    pub fn throwaway() -> anyhow::Result<Self> {
+        let d = alpr_shared::signer::dev::Deployment::new().map_err(anyhow::Error::msg)?;
+        Ok(HotlistKeys {
+            key: Arc::new(d.key("hub").map_err(anyhow::Error::msg)?),
+            anchor: d.anchor.clone(),
+            legacy: None,
+        })
+    }
+
+    /// A stored generation, checked: under the CA, or (format 1) under the
+    /// legacy key and then signed again with the hotlist key, unchanged
+    /// but for its header (what edges get; the stored bytes stay as they
+    /// were).
+    pub fn open(&self, bytes: Vec<u8>) -> Result<Generation, GenerationError> {
+        match &self.legacy {
+            Some(legacy) if bytes.starts_with(MAGIC_V1) => {
+                let g = Generation::resign_format1(&bytes, legacy, &self.key)?;
+                tracing::warn!(
+                    source = %g.info().source,
+                    generation = g.info().number,
+                    "a generation signed with the hub's single key: checked under it and signed again with the hotlist key"
+                );
+                Ok(g)
+            }
+            _ => Generation::open(bytes, &self.anchor),
+        }
+    }
+}
+
 struct Inner {
     storage: Arc<dyn HubStorage>,
-    key: Arc<SecretKey>,
-    public: PublicKey,
+    keys: HotlistKeys,
     config: HotlistConfig,
     tx: watch::Sender<Current>,
     /// One import at a time: numbers and change checks see the previous
@@ -322,22 +369,21 @@ impl std::fmt::Debug for HotlistService {
 
 impl HotlistService {
     /// Load the latest generation of each configured source (checked
-    /// against the hub's key). Blocking (reads the store).
+    /// against the CA, [`HotlistKeys`]). Blocking (reads the store).
     pub fn open(
         storage: Arc<dyn HubStorage>,
-        key: Arc<SecretKey>,
+        keys: HotlistKeys,
         config: HotlistConfig,
     ) -> Result<Self, HotlistError> {
         config
             .validate()
             .map_err(|e| HotlistError::Parse(ImportError::Invalid(e)))?;
-        let public = key.public();
         let mut current = Vec::new();
         for s in &config.sources {
             let records = storage.generation_records(&s.name)?;
             if let Some((n, _, true)) = records.last() {
                 if let Some(bytes) = storage.generation_bytes(&s.name, *n)? {
-                    current.push(Arc::new(Generation::open(bytes, &public)?));
+                    current.push(Arc::new(keys.open(bytes)?));
                 }
             }
         }
@@ -345,8 +391,7 @@ impl HotlistService {
         Ok(HotlistService {
             inner: Arc::new(Inner {
                 storage,
-                key,
-                public,
+                keys,
                 config,
                 tx,
                 importing: Mutex::new(()),
@@ -360,9 +405,9 @@ impl HotlistService {
         &self.inner.config
     }
 
-    /// The hub's key generations verify under.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.inner.public
+    /// The CA generations verify under.
+    pub fn anchor(&self) -> &TrustAnchor {
+        &self.inner.keys.anchor
     }
 
     /// The latest generation of each source.
@@ -400,10 +445,10 @@ impl HotlistService {
             return Ok(None);
         }
         let storage = self.inner.storage.clone();
-        let public = self.inner.public;
+        let keys = self.inner.keys.clone();
         let source = source.to_owned();
         tokio::task::spawn_blocking(move || match storage.generation_bytes(&source, number)? {
-            Some(bytes) => Ok(Some(Arc::new(Generation::open(bytes, &public)?))),
+            Some(bytes) => Ok(Some(Arc::new(keys.open(bytes)?))),
             None => Ok(None),
         })
         .await
@@ -474,7 +519,7 @@ impl HotlistService {
                     continue;
                 }
                 if let Some(bytes) = inner.storage.generation_bytes(&s.name, *n)? {
-                    newer.push(Arc::new(Generation::open(bytes, &inner.public)?));
+                    newer.push(Arc::new(inner.keys.open(bytes)?));
                 }
             }
             Ok::<_, HotlistError>(newer)
@@ -520,14 +565,15 @@ impl HotlistService {
 
     /// A node showed the signed header of a generation it holds, having
     /// said it holds a newer one than the hub's: the hub was restored
-    /// from a backup and lost the generations it made since. If this hub
-    /// signed it, it is of a configured list and newer than any number
-    /// the hub knows for it, the number is kept, so the list's next
-    /// generation goes past what edges hold (the edges keep their newer
-    /// copy until then); returns (source, number). A header this hub did
-    /// not sign changes nothing ([`HotlistError::NotOurs`]).
+    /// from a backup and lost the generations it made since. If a hotlist
+    /// key of this deployment signed it (certified by the CA), it is of a
+    /// configured list and newer than any number the hub knows for it,
+    /// the number is kept, so the list's next generation goes past what
+    /// edges hold (the edges keep their newer copy until then); returns
+    /// (source, number). A header no hotlist key of this deployment signed
+    /// changes nothing ([`HotlistError::NotOurs`]).
     pub async fn learn(&self, header: &[u8]) -> Result<Option<(String, u64)>, HotlistError> {
-        let info = alpr_shared::hotlist::generation::verify_header(header, &self.inner.public)
+        let info = alpr_shared::hotlist::generation::verify_header(header, &self.inner.keys.anchor)
             .map_err(HotlistError::NotOurs)?;
         if self.inner.config.source(&info.source).is_none() {
             return Ok(None);
@@ -727,7 +773,7 @@ fn build(
         categories: Vec::new(),
         settings: source.settings(),
     };
-    let generation = Generation::build(info, std::mem::take(&mut parsed.entries), &inner.key)?;
+    let generation = Generation::build(info, std::mem::take(&mut parsed.entries), &inner.keys.key)?;
     let record = GenerationRecord {
         info: generation.info().clone(),
         format,

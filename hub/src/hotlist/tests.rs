@@ -51,7 +51,7 @@ fn request(source: &str, force: bool) -> ImportRequest {
 struct Fixture {
     _dir: tempfile::TempDir,
     storage: Arc<dyn HubStorage>,
-    key: Arc<SecretKey>,
+    key: HotlistKeys,
 }
 
 fn fixture() -> Fixture {
@@ -61,7 +61,7 @@ fn fixture() -> Fixture {
     Fixture {
         _dir: dir,
         storage,
-        key: Arc::new(SecretKey::generate()),
+        key: HotlistKeys::throwaway().expect("keys"),
     }
 }
 
@@ -98,13 +98,64 @@ async fn an_import_is_durable_before_it_is_published() {
     let cur = again.current();
     assert_eq!(cur.len(), 1);
     assert_eq!(cur[0].bytes(), published[0].bytes());
-    // Under another key the stored generation does not verify.
+    // Under another deployment's CA the stored generation does not verify.
     assert!(HotlistService::open(
         f.storage.clone(),
-        Arc::new(SecretKey::generate()),
+        HotlistKeys::throwaway().expect("keys"),
         config(4)
     )
     .is_err());
+}
+
+/// A generation the hub stored before it had a key per purpose (format 1,
+/// signed with its TLS key then) is checked under that key and signed again
+/// with the hotlist key as it loads: edges get it in the current format.
+/// Without the old key it is refused, not served.
+#[tokio::test]
+async fn a_generation_signed_with_the_single_hub_key_is_signed_again_at_load() {
+    let f = fixture();
+    let v1 =
+        hex::decode(include_str!("../../../shared/src/hotlist/testdata/generation-v1.hex").trim())
+            .expect("hex");
+    let legacy = SecretKey::from_bytes(&[7; 32]).public();
+    let keys = HotlistKeys {
+        legacy: Some(legacy),
+        ..f.key.clone()
+    };
+    let info = Generation::resign_format1(&v1, &legacy, &keys.key)
+        .expect("the vector")
+        .info()
+        .clone();
+    let record = GenerationRecord {
+        info,
+        format: Format::Ncic,
+        imported_by: "op1".into(),
+        bytes: v1.len() as u64,
+        bad_rows: 0,
+        excluded: Vec::new(),
+        added: 0,
+        removed: 0,
+        forced: false,
+        warnings: Vec::new(),
+    };
+    f.storage
+        .store_generation(
+            "ncic",
+            3,
+            &v1,
+            &postcard::to_allocvec(&record).expect("record"),
+            4,
+        )
+        .expect("stored");
+    let service = HotlistService::open(f.storage.clone(), keys, config(4)).expect("open");
+    let g = service.latest("ncic").expect("loaded");
+    assert_eq!(g.info().number, 3);
+    let again = Generation::open(g.bytes().to_vec(), &f.key.anchor).expect("current format");
+    assert_eq!(again.len(), g.len());
+    assert!(matches!(
+        HotlistService::open(f.storage.clone(), f.key.clone(), config(4)),
+        Err(HotlistError::Generation(GenerationError::Format1))
+    ));
 }
 
 #[tokio::test]
@@ -139,7 +190,7 @@ async fn deltas_take_an_old_generation_to_the_new_one_and_old_bytes_go() {
         .await
         .expect("delta")
         .expect("made");
-    let applied = alpr_shared::hotlist::delta::apply(&g2, &d, service.public_key()).expect("apply");
+    let applied = alpr_shared::hotlist::delta::apply(&g2, &d, service.anchor()).expect("apply");
     assert_eq!(applied.bytes(), g3.bytes());
     // keep = 2: generation 1's bytes are gone, its record stays.
     assert!(service.generation("ncic", 1).await.expect("read").is_none());
@@ -247,13 +298,13 @@ async fn a_restored_hub_learns_a_newer_generation_a_node_shows_and_imports_past_
     svc.import(request("ncic", false), sample::ncic(&rows))
         .await
         .expect("import 1");
-    // What a node holds: generation 3 of ncic, signed by this hub before
-    // its restore (the store lost 2 and 3).
+    // What a node holds: generation 3 of ncic, signed with this
+    // deployment's hotlist key before the hub's restore (the store lost 2 and 3).
     let info = GenerationInfo {
         number: 3,
         ..svc.latest("ncic").expect("current").info().clone()
     };
-    let held = Generation::build(info, rows.clone(), &f.key).expect("builds");
+    let held = Generation::build(info, rows.clone(), &f.key.key).expect("builds");
     let learned = svc.learn(held.signed_header()).await.expect("learned");
     assert_eq!(learned, Some(("ncic".to_owned(), 3)));
     assert_eq!(f.storage.generation_floor("ncic").expect("read"), 3);
@@ -283,7 +334,7 @@ async fn a_header_the_hub_did_not_sign_or_of_an_unknown_list_moves_no_number() {
             ..base.clone()
         },
         rows.clone(),
-        &SecretKey::generate(),
+        &HotlistKeys::throwaway().expect("another deployment").key,
     )
     .expect("builds");
     assert!(matches!(
@@ -297,7 +348,7 @@ async fn a_header_the_hub_did_not_sign_or_of_an_unknown_list_moves_no_number() {
             ..base
         },
         rows.clone(),
-        &f.key,
+        &f.key.key,
     )
     .expect("builds");
     assert_eq!(svc.learn(unknown.signed_header()).await.expect("ok"), None);

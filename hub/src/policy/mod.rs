@@ -4,7 +4,7 @@
 //! an edge may run on a policy it could not refresh.
 //!
 //! [`PolicyService`] holds the current version (cheap to clone). Every
-//! change makes the next version, signs it with the hub's key and stores it
+//! change makes the next version, signs it with the hub's policy key and stores it
 //! durably through [`HubStorage`] before anyone sees it; an invalid change
 //! is refused with the reason and changes nothing. Connected nodes learn of
 //! a new version through [`PolicyService::subscribe`] (the sync side pushes
@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alpr_shared::cert::Revocation;
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::control::{
     Agency, AgencyKind, EdgeOfficer, HotlistPolicy, Policy, PolicyError as DocError, Purpose,
     SignedPolicy, POLICY_FORMAT,
 };
-use alpr_shared::crypto::SecretKey;
+use alpr_shared::signer::{HubKey, PolicySigning};
 use alpr_shared::types::{Hash32, UnixMillis};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
@@ -221,7 +222,10 @@ pub fn own_agency(ori: &str, name: &str) -> Agency {
 
 struct Inner {
     storage: Arc<dyn HubStorage>,
-    key: Arc<SecretKey>,
+    key: Arc<HubKey<PolicySigning>>,
+    /// The deployment's CA: a stored version counts if a policy key it
+    /// certified signed it (another hub's on the same database too).
+    anchor: TrustAnchor,
     /// Serialises changes: one version at a time.
     change: Mutex<()>,
     tx: watch::Sender<Arc<SignedPolicy>>,
@@ -248,14 +252,21 @@ impl PolicyService {
     /// the one that stored second loads the other's and looks again.
     pub fn open(
         storage: Arc<dyn HubStorage>,
-        key: Arc<SecretKey>,
+        key: Arc<HubKey<PolicySigning>>,
+        anchor: TrustAnchor,
         seed: &PolicySettings,
         revoked: Vec<Revocation>,
     ) -> Result<Self, PolicyError> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match Self::open_once(storage.clone(), key.clone(), seed, revoked.clone()) {
+            match Self::open_once(
+                storage.clone(),
+                key.clone(),
+                anchor.clone(),
+                seed,
+                revoked.clone(),
+            ) {
                 Err(PolicyError::Store(StoreError::Conflict(why))) if tries < 3 => {
                     tracing::info!(reason = %why, "another hub stored a policy version first; loading it");
                 }
@@ -266,7 +277,8 @@ impl PolicyService {
 
     fn open_once(
         storage: Arc<dyn HubStorage>,
-        key: Arc<SecretKey>,
+        key: Arc<HubKey<PolicySigning>>,
+        anchor: TrustAnchor,
         seed: &PolicySettings,
         revoked: Vec<Revocation>,
     ) -> Result<Self, PolicyError> {
@@ -279,11 +291,12 @@ impl PolicyService {
         let seed_hash = seed.seed_hash();
         let seed_changed = storage.policy_seed()? != Some(seed_hash);
         let current = match stored {
-            Some(p) if !seed_changed && p.verify(&key.public()).is_ok() => p,
+            Some(p) if !seed_changed && p.verify(&anchor).is_ok() => p,
             Some(p) if !seed_changed => {
-                // The hub's key changed (a renewed certificate): the same
-                // policy, signed again as the next version, so edges that
-                // check it against the hub's new key accept it.
+                // No policy key of this deployment signed it (it was
+                // signed with the hub's single key before it had one per
+                // purpose, or under another CA): the same policy, signed
+                // again as the next version, so edges accept it.
                 let mut next = p.policy().clone();
                 next.version += 1;
                 next.issued_at = UnixMillis::now();
@@ -295,7 +308,7 @@ impl PolicyService {
                 }])?;
                 tracing::warn!(
                     version = signed.version(),
-                    "the stored policy was signed by another key: signed again with the hub's key"
+                    "the stored policy was not signed by a policy key of this deployment: signed again with the hub's policy key"
                 );
                 signed
             }
@@ -323,6 +336,7 @@ impl PolicyService {
             inner: Arc::new(Inner {
                 storage,
                 key,
+                anchor,
                 change: Mutex::new(()),
                 tx,
             }),
@@ -428,9 +442,9 @@ impl PolicyService {
         if version <= self.current().version() {
             return Ok(None);
         }
-        self.signed_here(&p).map_err(|e| {
+        p.verify(&self.inner.anchor).map_err(|e| {
             PolicyError::Corrupt(format!(
-                "stored version {version} does not verify under this hub's key: {e}"
+                "stored version {version} was not signed by a policy key of this deployment: {e}"
             ))
         })?;
         self.inner.tx.send_replace(Arc::new(p));
@@ -438,25 +452,22 @@ impl PolicyService {
         Ok(Some(version))
     }
 
-    /// Whether this hub signed `p`: the check of every version read back
-    /// from the store or shown by a node.
-    fn signed_here(&self, p: &SignedPolicy) -> Result<(), DocError> {
-        p.verify(&self.inner.key.public())
-    }
-
     /// A node showed the signed policy it holds (`shown`, encoded), having
     /// said it holds a newer version than the one in force here: the hub
     /// was restored from a backup and lost the versions it made since.
-    /// If this hub signed it and it is newer, it becomes the version in
+    /// If the deployment's policy key signed it (certified by the CA for
+    /// the policy alone) and it is newer, it becomes the version in
     /// force again (stored as it was signed, and published): the edges
     /// keep what they enforce — an officer removed or a node revoked after
     /// the backup does not come back — and every later version goes past
-    /// it. Returns it when taken. A policy this hub did not sign changes
-    /// nothing ([`PolicyError::NotOurs`]): a node can only move the
-    /// numbers to where the hub once put them.
+    /// it. Returns it when taken. A policy no policy key of this
+    /// deployment signed changes nothing ([`PolicyError::NotOurs`]): a
+    /// node can only move the numbers to where the hub once put them.
     pub async fn learn(&self, shown: &[u8]) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
         let shown = SignedPolicy::decode(shown).map_err(PolicyError::NotOurs)?;
-        self.signed_here(&shown).map_err(PolicyError::NotOurs)?;
+        shown
+            .verify(&self.inner.anchor)
+            .map_err(PolicyError::NotOurs)?;
         let version = shown.version();
         let _one_at_a_time = self.inner.change.lock().await;
         // Another hub process on the database may have stored it already.

@@ -4,13 +4,28 @@ use crate::store::redb::RedbStore;
 const HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0d8yTe0vb1b+fcZkBO0wdDWW+NVqJvvgLULRTxGe8mc";
 
-fn key() -> Arc<SecretKey> {
-    Arc::new(SecretKey::from_bytes(&[21; 32]))
+use alpr_shared::signer::dev::Deployment;
+
+/// The deployment of these tests (made once).
+fn deployment() -> &'static Deployment {
+    static D: std::sync::OnceLock<Deployment> = std::sync::OnceLock::new();
+    D.get_or_init(|| Deployment::new().expect("a deployment"))
+}
+
+fn anchor() -> TrustAnchor {
+    deployment().anchor.clone()
+}
+
+/// The hub's policy key in [`deployment`].
+fn key() -> Arc<HubKey<PolicySigning>> {
+    static K: std::sync::OnceLock<Arc<HubKey<PolicySigning>>> = std::sync::OnceLock::new();
+    K.get_or_init(|| Arc::new(deployment().key("hub").expect("a policy key")))
+        .clone()
 }
 
 fn open(path: &std::path::Path, seed: &PolicySettings) -> PolicyService {
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(path).expect("open"));
-    PolicyService::open(storage, key(), seed, Vec::new()).expect("policy")
+    PolicyService::open(storage, key(), anchor(), seed, Vec::new()).expect("policy")
 }
 
 fn officer(name: &str) -> EdgeOfficer {
@@ -30,7 +45,7 @@ async fn version_one_comes_from_the_configuration_with_sane_defaults() {
     let svc = open(&dir.path().join("hub.redb"), &PolicySettings::default());
     let p = svc.current();
     assert_eq!(p.version(), 1);
-    p.verify(&key().public()).expect("signed by the hub");
+    p.verify(&anchor()).expect("signed by the hub");
     let d = p.policy();
     assert_eq!(d.hub_retention_days, 365);
     assert_eq!(d.edge_retention_days, 30);
@@ -135,13 +150,15 @@ async fn a_changed_configuration_makes_the_next_version_at_start() {
     let mut bad = seed.clone();
     bad.officers[0].signing_key = Some("$alpr-officer-key$v=1$nope".into());
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
-    let err = PolicyService::open(storage, key(), &bad, Vec::new()).expect_err("refused");
+    let err =
+        PolicyService::open(storage, key(), anchor(), &bad, Vec::new()).expect_err("refused");
     assert!(err.to_string().contains("officer #1"), "{err}");
     assert!(!err.to_string().contains("ofc1"), "{err}");
     // A configuration that breaks the law does not start.
     seed.hub_retention_days = 90;
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
-    let err = PolicyService::open(storage, key(), &seed, Vec::new()).expect_err("refused");
+    let err =
+        PolicyService::open(storage, key(), anchor(), &seed, Vec::new()).expect_err("refused");
     assert!(err.to_string().contains("365"), "{err}");
 }
 
@@ -176,19 +193,60 @@ kind = "federal"
     assert!(PolicySettings::from_toml("hub_retention = 3").is_err());
 }
 
+/// A policy no policy key of this deployment signed (another CA's) is
+/// signed again as the next version; another policy key of the same
+/// deployment (a second hub sharing the database) keeps it.
 #[tokio::test]
-async fn a_new_hub_key_signs_the_policy_again_as_the_next_version() {
+async fn a_policy_not_signed_by_this_deployment_is_signed_again_as_the_next_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("hub.redb");
     let seed = PolicySettings::default();
     assert_eq!(open(&path, &seed).current().version(), 1);
-    let new_key = Arc::new(SecretKey::from_bytes(&[22; 32]));
+    let same: Arc<HubKey<PolicySigning>> = Arc::new(deployment().key("hub").expect("key"));
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
-    let svc = PolicyService::open(storage, new_key.clone(), &seed, Vec::new()).expect("opens");
+    let svc =
+        PolicyService::open(storage.clone(), same, anchor(), &seed, Vec::new()).expect("opens");
+    assert_eq!(
+        svc.current().version(),
+        1,
+        "another key of the deployment's"
+    );
+    drop((svc, storage));
+    let other = Deployment::new().expect("deployment");
+    let new_key: Arc<HubKey<PolicySigning>> = Arc::new(other.key("hub").expect("key"));
+    let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
+    let svc = PolicyService::open(storage, new_key, other.anchor.clone(), &seed, Vec::new())
+        .expect("opens");
     let p = svc.current();
     assert_eq!(p.version(), 2);
-    p.verify(&new_key.public())
-        .expect("signed with the new key");
+    p.verify(&other.anchor).expect("signed with the new key");
+}
+
+/// A policy the hub stored before it had a key per purpose (signed with
+/// its single key, no certificate with it) is signed again with the policy
+/// key as the next version, so edges take it.
+#[tokio::test]
+async fn a_policy_signed_with_the_single_hub_key_is_signed_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hub.redb");
+    let seed = PolicySettings::default();
+    let old =
+        hex::decode(include_str!("../../../shared/src/control/testdata/policy-v2.hex").trim())
+            .expect("hex");
+    let old_version = SignedPolicy::decode(&old).expect("decodes").version();
+    {
+        let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
+        storage
+            .commit(vec![WriteOp::Policy {
+                version: old_version,
+                encoded: old,
+                seed: Some(seed.seed_hash()),
+            }])
+            .expect("stored");
+    }
+    let p = open(&path, &seed).current();
+    assert_eq!(p.version(), old_version + 1);
+    p.verify(&anchor()).expect("signed with the policy key");
 }
 
 #[tokio::test]
@@ -260,12 +318,12 @@ async fn a_restored_hub_takes_back_the_newer_version_a_node_shows_and_goes_on_pa
 async fn a_policy_the_hub_did_not_sign_moves_no_number() {
     let dir = tempfile::tempdir().expect("tempdir");
     let svc = open(&dir.path().join("hub.redb"), &PolicySettings::default());
-    // A hostile node's: version u64::MAX, signed by another key.
+    // A hostile node's: version u64::MAX, signed by another deployment's
+    // policy key.
     let mut forged = svc.current().policy().clone();
     forged.version = u64::MAX;
-    let forged = forged
-        .sign(&SecretKey::from_bytes(&[99; 32]))
-        .expect("signs");
+    let theirs: HubKey<PolicySigning> = crate::keys::throwaway().expect("a policy key");
+    let forged = forged.sign(&theirs).expect("signs");
     assert!(matches!(
         svc.learn(&forged.encode()).await,
         Err(PolicyError::NotOurs(_))

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use alpr_shared::crypto::{sha256, SecretKey};
+use alpr_shared::crypto::sha256;
 use alpr_shared::log::retention::DAY_MS;
 use alpr_shared::log::LogWriter;
 use alpr_shared::sync::Verified;
@@ -278,11 +278,7 @@ pub async fn run(args: RetentionBenchArgs) -> anyhow::Result<()> {
         let (edges, pool) = (args.edges, args.pool);
         tokio::task::spawn_blocking(move || loads("during", edges, pool, 256)).await?
     };
-    let access = AccessLog::start(
-        storage.clone(),
-        SecretKey::generate(),
-        DeviceId::new("hub").expect("valid name"),
-    )?;
+    let access = AccessLog::start(storage.clone(), crate::keys::throwaway()?)?;
     let retention = Arc::new(Retention::new(
         storage.clone(),
         access,

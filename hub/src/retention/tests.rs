@@ -139,14 +139,19 @@ fn fixture() -> Fixture {
     let stored = store.commit(images).expect("images");
     assert!(stored.iter().all(|r| *r == WriteResult::Image(true)));
 
-    // The hub signs its log with a certificate from the same CA.
+    // The hub signs its log with its log key, certified by the same CA.
     let hub = DeviceId::new("hub").expect("name");
-    let hub_key = SecretKey::generate();
-    let hub_pem = authority
-        .issue_device_for(&hub_key, &hub, DeviceKind::Pole, 30)
-        .expect("issue hub");
-    std::fs::write(dir.path().join("hub.pem"), hub_pem).expect("write");
-    let access = AccessLog::start(store.clone(), hub_key, hub.clone()).expect("access log");
+    let (issued, _) = authority
+        .issue_signer(alpr_shared::cert::KeyPurpose::Log, "hub", 30)
+        .expect("issue the log key");
+    std::fs::write(dir.path().join("hub.pem"), &issued.cert_pem).expect("write");
+    let log_key = alpr_shared::signer::HubKey::from_pem(
+        issued.key_pem.as_bytes(),
+        issued.cert_pem.as_bytes(),
+        &anchor,
+    )
+    .expect("the log key");
+    let access = AccessLog::start(store.clone(), log_key).expect("access log");
 
     let holds = Arc::new(Mutex::new(vec![hold("HELD1")]));
     let now = Arc::new(Mutex::new(UnixMillis(day0())));
@@ -172,7 +177,13 @@ fn fixture() -> Fixture {
 impl Fixture {
     fn hub_cert(&self) -> alpr_shared::cert::DeviceCert {
         let pem = std::fs::read(self._dir.path().join("hub.pem")).expect("read");
-        self.anchor.check_device_pem(&pem).expect("hub cert")
+        let der = alpr_shared::cert::pem_certificates(&pem)
+            .expect("pem")
+            .remove(0);
+        self.anchor
+            .check_signer_der(&der, alpr_shared::cert::KeyPurpose::Log)
+            .and_then(|c| c.as_log_signer())
+            .expect("hub cert")
     }
 
     fn hub_log(&self) -> Vec<alpr_shared::log::SignedEntry> {

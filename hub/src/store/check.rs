@@ -9,7 +9,7 @@
 //! and no checkpoint reaches beyond the entries. The hub's own access log
 //! is verified against the hub's certificate.
 
-use alpr_shared::cert::TrustAnchor;
+use alpr_shared::cert::{KeyPurpose, TrustAnchor};
 use alpr_shared::log::verify::{LogReport, LogVerifier, NodeKeys, VerifyOptions};
 use alpr_shared::log::{SignedCheckpoint, SignedEntry};
 use alpr_shared::types::DeviceId;
@@ -52,12 +52,12 @@ impl StoreCheck {
     }
 }
 
-/// Check every node's chain and the hub's access log (signed by
-/// `hub_cert`, DER).
+/// Check every node's chain and the hub's access log (signed by the key of
+/// `log_cert`, DER, which must be certified for the hub's log).
 pub fn check(
     storage: &dyn HubStorage,
     anchor: &TrustAnchor,
-    hub_cert: &[u8],
+    log_cert: &[u8],
 ) -> Result<StoreCheck, StoreError> {
     let revocations = storage.revocations()?;
     let mut chains = Vec::new();
@@ -107,30 +107,31 @@ pub fn check(
             problems,
         });
     }
-    chains.push(check_access_log(storage, anchor, hub_cert)?);
+    chains.push(check_access_log(storage, anchor, log_cert)?);
     Ok(StoreCheck { chains })
 }
 
 fn check_access_log(
     storage: &dyn HubStorage,
     anchor: &TrustAnchor,
-    hub_cert: &[u8],
+    log_cert: &[u8],
 ) -> Result<ChainCheck, StoreError> {
     let (size, head) = storage.hub_access_head()?;
-    let name = alpr_shared::cert::claimed_name(hub_cert)
-        .or_else(|_| DeviceId::new("hub"))
-        .map_err(|e| StoreError::Db(format!("the hub's name: {e}")))?;
-    let signer = match anchor.check_hub_der(hub_cert) {
-        Ok(h) => h.as_signer(name.clone(), hub_cert.to_vec()),
+    let signer = match anchor
+        .check_signer_der(log_cert, KeyPurpose::Log)
+        .and_then(|c| c.as_log_signer())
+    {
+        Ok(c) => c,
         Err(e) => {
             return Ok(ChainCheck {
                 chain: "hub access log".into(),
                 entries: 0,
                 next_seq: size,
-                problems: vec![format!("the hub's certificate is refused: {e}")],
+                problems: vec![format!("the hub's log certificate is refused: {e}")],
             })
         }
     };
+    let name = signer.name.clone();
     let (entries, report) = verify_chain(&name, NodeKeys::single(&signer), None, |_, f| {
         storage.hub_access_entries(f, PAGE)
     })?;
@@ -210,10 +211,17 @@ mod tests {
         let der = alpr_shared::cert::pem_certificates(issued.cert_pem.as_bytes())
             .expect("pem")
             .remove(0);
-        let hub = authority
+        let (log_cert, _) = authority
+            .issue_signer(KeyPurpose::Log, "hub", 30)
+            .expect("log cert");
+        let hub_der = alpr_shared::cert::pem_certificates(log_cert.cert_pem.as_bytes())
+            .expect("pem")
+            .remove(0);
+        // The TLS certificate is no log key's: the access log is refused.
+        let tls = authority
             .issue_hub(&["localhost".into()], 30)
             .expect("hub cert");
-        let hub_der = alpr_shared::cert::pem_certificates(hub.cert_pem.as_bytes())
+        let tls_der = alpr_shared::cert::pem_certificates(tls.cert_pem.as_bytes())
             .expect("pem")
             .remove(0);
         let dir = tempfile::tempdir().expect("dir");
@@ -254,6 +262,15 @@ mod tests {
             }])
             .expect("ingest");
 
+        let report = check(&store, &anchor, &tls_der).expect("check");
+        let hub_log = report.chains.last().expect("the access log");
+        assert!(
+            hub_log
+                .problems
+                .iter()
+                .any(|p| p.contains("server authentication")),
+            "{hub_log:?}"
+        );
         let report = check(&store, &anchor, &hub_der).expect("check");
         assert!(report.ok(), "{report:#?}");
         let node = &report.chains[0];

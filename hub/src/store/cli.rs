@@ -141,10 +141,8 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 pub fn store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
     let StoreCommand::Check { config, json } = cmd;
     let config = load_config(config.as_deref())?;
-    let ca = std::fs::read(&config.ca_cert)
-        .with_context(|| format!("reading {}", config.ca_cert.display()))?;
-    let anchor = alpr_shared::cert::TrustAnchor::from_pem(&ca).context("the CA certificate")?;
-    let hub_cert = config.hub_certificate()?;
+    let anchor = config.anchor()?;
+    let log_cert = config.log_certificate()?;
     let (storage, _) = config.open_storage()?;
     // Every read and access entry is about to be read: sealed first.
     let entries = storage
@@ -160,7 +158,7 @@ pub fn store(cmd: StoreCommand) -> anyhow::Result<ExitCode> {
         "hub store check: every node log and the hub access log".into(),
         entries,
     )?;
-    let report = crate::store::check::check(&*storage, &anchor, &hub_cert)?;
+    let report = crate::store::check::check(&*storage, &anchor, &log_cert)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -16,7 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alpr_shared::cert::{DeviceCert, Revocation, TrustAnchor};
-use alpr_shared::crypto::SecretKey;
 use alpr_shared::sync::{HubOutput, HubSession, NodeKey, NodeKeys, Validity};
 use alpr_shared::types::{DeviceId, UnixMillis};
 use alpr_shared::wire::quic::{self, ReadFrameError};
@@ -39,8 +38,8 @@ pub struct Hub {
     /// Refusals by kind, the database's state.
     pub health: Arc<crate::health::HubHealth>,
     anchor: TrustAnchor,
-    pub(crate) hub_key: Arc<SecretKey>,
-    pub(crate) hub_cert_der: Vec<u8>,
+    /// The hub's signing keys (one per purpose) and certificates.
+    pub(crate) keys: crate::keys::HubKeys,
     /// Revocations by serial (also kept in the store).
     revoked: Mutex<HashMap<String, Revocation>>,
     connections: Mutex<HashMap<DeviceId, Live>>,
@@ -311,13 +310,7 @@ pub async fn serve(
         .with_context(|| format!("reading {}", config.cert.display()))?;
     let key_pem = alpr_shared::private::read_key_file(&config.key)?;
     let anchor = TrustAnchor::from_pem(&ca_pem).context("the CA certificate")?;
-    let key_text = std::str::from_utf8(&key_pem).context("hub key is not PEM text")?;
-    let hub_key = Arc::new(SecretKey::from_pkcs8_pem(key_text).context("the hub key")?);
-    let hub_cert_der = alpr_shared::cert::pem_certificates(&cert_pem)
-        .context("the hub certificate")?
-        .into_iter()
-        .next()
-        .context("no hub certificate")?;
+    let (keys, log_key) = crate::keys::load(&config, &anchor)?;
     let liveness = quic::Liveness {
         keep_alive: config.keep_alive,
         idle_timeout: config.idle_timeout,
@@ -372,7 +365,8 @@ pub async fn serve(
 
     let policy = crate::policy::PolicyService::open(
         storage.clone(),
-        hub_key.clone(),
+        keys.policy.clone(),
+        anchor.clone(),
         &config.policy,
         Vec::new(),
     )
@@ -386,7 +380,11 @@ pub async fn serve(
     info!(active = holds.active().len(), "legal holds loaded");
     let hotlists = crate::hotlist::HotlistService::open(
         storage.clone(),
-        hub_key.clone(),
+        crate::hotlist::HotlistKeys {
+            key: keys.hotlist.clone(),
+            anchor: anchor.clone(),
+            legacy: Some(keys.tls_public),
+        },
         config.hotlist.clone(),
     )
     .context("the hotlists ([hotlist] in hub.toml)")?;
@@ -401,9 +399,10 @@ pub async fn serve(
         "local hotlist entries loaded"
     );
 
-    // The hub's own access log, signed with its key under its
+    // The hub's own access log, signed with its log key under that key's
     // certificate's name; users and sessions; the API for people.
-    let access = config.start_access_log(storage.clone())?;
+    let access = crate::access::AccessLog::start(storage.clone(), log_key)
+        .context("starting the access log")?;
     let users = Arc::new(
         crate::users::Users::new(storage.clone(), access.clone(), config.users())
             .map_err(|e| anyhow::anyhow!(e))?,
@@ -419,8 +418,7 @@ pub async fn serve(
         metrics,
         health: Arc::new(crate::health::HubHealth::new(recovering)),
         anchor,
-        hub_key,
-        hub_cert_der,
+        keys,
         revoked: Mutex::new(revoked),
         connections: Mutex::new(HashMap::new()),
         replacements: Mutex::new(HashMap::new()),
@@ -847,7 +845,7 @@ async fn node_connection(
     let mut lists_rx = hub.hotlists.watch();
     let lists = hotlists::summary(&lists_rx.borrow_and_update());
     let session = Arc::new(Mutex::new(
-        HubSession::new(name.clone(), cert.key, hub.hub_key.clone(), progress)
+        HubSession::new(name.clone(), cert.key, hub.keys.receipt.clone(), progress)
             .with_keys(keys)
             .with_policy(policy.version(), Arc::new(policy.encode()))
             .with_holds(holds)

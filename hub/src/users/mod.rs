@@ -1145,8 +1145,7 @@ mod tests {
     fn users_of(storage: Arc<dyn HubStorage>, config: UsersConfig) -> (Users, Arc<dyn HubStorage>) {
         let access = AccessLog::start(
             storage.clone(),
-            alpr_shared::crypto::SecretKey::generate(),
-            alpr_shared::types::DeviceId::new("hub").expect("name"),
+            crate::keys::throwaway().expect("a log key"),
         )
         .expect("access log");
         (

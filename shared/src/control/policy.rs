@@ -1,9 +1,16 @@
 //! The policy document: one writer (the hub), signed, versioned.
 //!
 //! A [`Policy`] is signed as its canonical postcard bytes behind the
-//! [`crate::crypto::tag::POLICY_SIG`] tag; [`SignedPolicy`] keeps exactly
-//! the bytes that were signed, so what an edge verifies, stores and shows is
-//! what the hub signed. Decoding is bounded ([`MAX_POLICY_BYTES`] checked
+//! [`crate::crypto::tag::POLICY_SIG`] tag by the hub's policy key, and
+//! travels with that key's certificate; [`SignedPolicy`] keeps exactly the
+//! bytes that were signed, so what an edge verifies, stores and shows is
+//! what the hub signed. [`SignedPolicy::verify`] checks the certificate
+//! against the CA (issued for the policy purpose alone, valid when the
+//! policy was issued), then the signature. A policy signed before the hub
+//! had a key per purpose (no certificate with it) still decodes, so an
+//! edge keeps enforcing the one it verified and stored then, but it no
+//! longer verifies: the hub signs it again as the next version. Decoding
+//! is bounded ([`MAX_POLICY_BYTES`] checked
 //! before anything is decoded, no trailing bytes) and every decoded policy
 //! passes [`Policy::validate`], whose messages say what is wrong and why.
 
@@ -12,9 +19,10 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::officer::OfficerKey;
-use crate::cert::Revocation;
-use crate::crypto::{tag, PublicKey, SecretKey, Signature};
+use crate::cert::{CertError, KeyPurpose, Revocation, SignerCert, TrustAnchor};
+use crate::crypto::{tag, Signature};
 use crate::log::{decode_exact, DecodeError};
+use crate::signer::{HubKey, PolicySigning};
 use crate::types::UnixMillis;
 
 /// Format of the policy's canonical bytes. Format 1 (before hotlists)
@@ -278,6 +286,15 @@ pub enum PolicyError {
     Format(u8),
     #[error("the policy's signature is not the hub's")]
     BadSignature,
+    #[error(
+        "the policy carries no certificate: it was signed with the hub's single key, before \
+         the hub had a key per purpose; the hub signs it again with its policy key"
+    )]
+    NoCertificate,
+    #[error("the policy's certificate is refused: {0}")]
+    Certificate(CertError),
+    #[error("the policy was issued outside its certificate's validity")]
+    OutsideValidity,
     #[error("the signed policy is {len} bytes, over the {max}-byte limit")]
     TooLarge { len: usize, max: usize },
 }
@@ -466,9 +483,9 @@ impl Policy {
         self.purposes.iter().find(|p| p.code == code)
     }
 
-    /// Check and sign, in the current format (a version made from an
-    /// older one is written in this one).
-    pub fn sign(mut self, key: &SecretKey) -> Result<SignedPolicy, PolicyError> {
+    /// Check and sign with the hub's policy key, in the current format (a
+    /// version made from an older one is written in this one).
+    pub fn sign(mut self, key: &HubKey<PolicySigning>) -> Result<SignedPolicy, PolicyError> {
         self.format = POLICY_FORMAT;
         self.validate()?;
         let bytes = self.canonical_bytes();
@@ -476,6 +493,7 @@ impl Policy {
         let signed = SignedPolicy {
             bytes,
             signature,
+            signer: Some(key.cert_der().to_vec()),
             policy: self,
         };
         let len = signed.encode().len();
@@ -489,9 +507,20 @@ impl Policy {
     }
 }
 
-/// The form a signed policy travels and is stored in.
+/// The form a signed policy travels and is stored in: the policy's
+/// canonical bytes, the signature, and the DER of the certificate whose key
+/// signed them.
 #[derive(Serialize, Deserialize)]
 struct Envelope {
+    policy: Vec<u8>,
+    signature: Signature,
+    signer: Vec<u8>,
+}
+
+/// The envelope before the hub had a key per purpose: no certificate (the
+/// edge took the key from the hub's TLS certificate). Decoded, never made.
+#[derive(Serialize, Deserialize)]
+struct EnvelopeV1 {
     policy: Vec<u8>,
     signature: Signature,
 }
@@ -501,6 +530,9 @@ struct Envelope {
 pub struct SignedPolicy {
     bytes: Vec<u8>,
     signature: Signature,
+    /// The signing key's certificate (DER); `None` in a policy signed
+    /// before the hub had a key per purpose.
+    signer: Option<Vec<u8>>,
     policy: Policy,
 }
 
@@ -513,10 +545,23 @@ impl SignedPolicy {
         self.policy.version
     }
 
-    /// Whether `hub` signed exactly these bytes.
-    pub fn verify(&self, hub: &PublicKey) -> Result<(), PolicyError> {
-        if hub.verify(tag::POLICY_SIG, &self.bytes, &self.signature) {
-            Ok(())
+    /// Whether a key of the deployment certified for the policy signed
+    /// exactly these bytes: the certificate that came with them is issued
+    /// by `anchor` for the policy purpose alone and valid when the policy
+    /// was issued, and its key's signature verifies. Returns it.
+    pub fn verify(&self, anchor: &TrustAnchor) -> Result<SignerCert, PolicyError> {
+        let der = self.signer.as_deref().ok_or(PolicyError::NoCertificate)?;
+        let cert = anchor
+            .check_signer_der(der, KeyPurpose::Policy)
+            .map_err(PolicyError::Certificate)?;
+        if !cert.valid_at(self.policy.issued_at) {
+            return Err(PolicyError::OutsideValidity);
+        }
+        if cert
+            .key
+            .verify(tag::POLICY_SIG, &self.bytes, &self.signature)
+        {
+            Ok(cert)
         } else {
             Err(PolicyError::BadSignature)
         }
@@ -524,34 +569,61 @@ impl SignedPolicy {
 
     /// Bytes to send or store.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(&Envelope {
-            policy: self.bytes.clone(),
-            signature: self.signature,
-        })
+        match &self.signer {
+            Some(signer) => postcard::to_allocvec(&Envelope {
+                policy: self.bytes.clone(),
+                signature: self.signature,
+                signer: signer.clone(),
+            }),
+            None => postcard::to_allocvec(&EnvelopeV1 {
+                policy: self.bytes.clone(),
+                signature: self.signature,
+            }),
+        }
         .expect("a policy always serialises")
     }
 
     /// Decode and validate (the signature is checked by [`Self::verify`]).
+    /// An envelope without a certificate (signed before the hub had a key
+    /// per purpose) decodes too; it does not verify.
     pub fn decode(bytes: &[u8]) -> Result<SignedPolicy, PolicyError> {
-        let env: Envelope = decode_exact(bytes, MAX_POLICY_BYTES)?;
-        let policy: Policy = match env.policy.first() {
-            Some(1) => decode_exact::<PolicyV1>(&env.policy, MAX_POLICY_BYTES)?.into(),
-            Some(2) => decode_exact::<PolicyV2>(&env.policy, MAX_POLICY_BYTES)?.into(),
-            _ => decode_exact(&env.policy, MAX_POLICY_BYTES)?,
+        // The two envelopes cannot both decode the same bytes exactly: the
+        // newer one has a field after the signature.
+        let (bytes_signed, signature, signer) =
+            match decode_exact::<Envelope>(bytes, MAX_POLICY_BYTES) {
+                Ok(env) => (env.policy, env.signature, Some(env.signer)),
+                Err(newer) => match decode_exact::<EnvelopeV1>(bytes, MAX_POLICY_BYTES) {
+                    Ok(env) => (env.policy, env.signature, None),
+                    Err(_) => return Err(newer.into()),
+                },
+            };
+        let policy: Policy = match bytes_signed.first() {
+            Some(1) => decode_exact::<PolicyV1>(&bytes_signed, MAX_POLICY_BYTES)?.into(),
+            Some(2) => decode_exact::<PolicyV2>(&bytes_signed, MAX_POLICY_BYTES)?.into(),
+            _ => decode_exact(&bytes_signed, MAX_POLICY_BYTES)?,
         };
         policy.validate()?;
         Ok(SignedPolicy {
-            bytes: env.policy,
-            signature: env.signature,
+            bytes: bytes_signed,
+            signature,
+            signer,
             policy,
         })
     }
 
-    /// Decode, validate and check the hub's signature.
-    pub fn decode_verified(bytes: &[u8], hub: &PublicKey) -> Result<SignedPolicy, PolicyError> {
+    /// Decode, validate and verify ([`Self::verify`]).
+    pub fn decode_verified(
+        bytes: &[u8],
+        anchor: &TrustAnchor,
+    ) -> Result<SignedPolicy, PolicyError> {
         let p = Self::decode(bytes)?;
-        p.verify(hub)?;
+        p.verify(anchor)?;
         Ok(p)
+    }
+
+    /// The certificate (DER) of the key that signed it, if it came with one.
+    pub fn signer_certificate(&self) -> Option<&[u8]> {
+        self.signer.as_deref()
     }
 }
 

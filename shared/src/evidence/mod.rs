@@ -6,16 +6,21 @@
 //! `kind: u8, len: u32 big-endian, bytes`, in this order:
 //!
 //! 1. [`ExportInfo`] (postcard): case, recipient, purpose, who exported;
-//! 2. the CA certificate (DER), then the hub's certificate (DER);
+//! 2. the CA certificate (DER), then the hub's certificates (DER): its
+//!    export key's, which signs the manifest, and its log key's, which
+//!    signs its access entries, each issued by the CA for that purpose
+//!    alone (a bundle made before the hub had a key per purpose carries
+//!    its TLS certificate here and is refused for it);
 //! 3. the case's holds ([`Hold`], postcard), any number;
 //! 4. per node: its certificates (DER), its signed checkpoint, then its
 //!    entries in sequence order with no gap, from the first case read to
 //!    the checkpoint: a case read in full ([`SignedEntry`] with its body)
 //!    followed by its crop and overview JPEGs; every other entry as its
 //!    signed header only (its body, which may hold a plate, is dropped);
-//! 5. the hub-signed access-log entries of the export itself;
+//! 5. the access-log entries of the export itself, signed by the hub's
+//!    log key;
 //! 6. the HTML report (self-contained: photos as `data:` URIs);
-//! 7. the [`EvidenceManifest`], signed by the hub: a SHA-256 and count per
+//! 7. the [`EvidenceManifest`], signed by the hub's export key: a SHA-256 and count per
 //!    section and over every byte before it.
 //!
 //! A header carries no plate for a read, a purge or a loss; a node's own
@@ -40,12 +45,13 @@ use std::io::{self, Read, Seek, Write};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cert::{HubCert, TrustAnchor};
+use crate::cert::{KeyPurpose, SignerCert, TrustAnchor};
 use crate::control::holds::Hold;
-use crate::crypto::{sha256, tag, PublicKey, SecretKey, Signature};
+use crate::crypto::{sha256, tag, PublicKey, Signature};
 use crate::log::{
     decode_exact, AccessAction, DecodeError, EntryKind, SignedCheckpoint, SignedEntry,
 };
+use crate::signer::{ExportSigning, HubKey};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 
 pub const MAGIC: &[u8; 16] = b"ALPR-EVIDENCE-V1";
@@ -340,7 +346,12 @@ struct NodeState {
 /// time, in order.
 struct Checker {
     anchor: TrustAnchor,
-    hub: Option<HubCert>,
+    /// The hub's export key's certificate: it signs the manifest.
+    hub: Option<SignerCert>,
+    /// The hub's log key's certificate: it signs the access entries.
+    hub_log: Option<SignerCert>,
+    /// Hub certificates read so far.
+    hub_certs: u8,
     info: Option<ExportInfo>,
     holds: Vec<Hold>,
     node: Option<NodeState>,
@@ -369,6 +380,8 @@ impl Checker {
         Checker {
             anchor,
             hub: None,
+            hub_log: None,
+            hub_certs: 0,
             info: None,
             holds: Vec::new(),
             node: None,
@@ -455,12 +468,24 @@ impl Checker {
             KIND_CA if bytes != self.anchor.der() => {
                 self.faults.push(EvidenceFault::CaMismatch);
             }
-            KIND_HUB_CERT => match self.anchor.check_hub_der(bytes) {
-                Ok(h) => self.hub = Some(h),
-                Err(e) => self.faults.push(EvidenceFault::HubCertificate {
-                    reason: e.to_string(),
-                }),
-            },
+            KIND_HUB_CERT => {
+                // The export key's certificate, then the log key's.
+                self.hub_certs += 1;
+                let (want, slot) = match self.hub_certs {
+                    1 => (KeyPurpose::Export, &mut self.hub),
+                    2 => (KeyPurpose::Log, &mut self.hub_log),
+                    _ => {
+                        self.layout("a third hub certificate");
+                        return Ok(());
+                    }
+                };
+                match self.anchor.check_signer_der(bytes, want) {
+                    Ok(c) => *slot = Some(c),
+                    Err(e) => self.faults.push(EvidenceFault::HubCertificate {
+                        reason: format!("the certificate for {}: {e}", want.signs()),
+                    }),
+                }
+            }
             KIND_HOLD => {
                 let h: Hold =
                     decode_exact(bytes, MAX_SMALL).map_err(|e| self.decode_err(kind, e))?;
@@ -561,10 +586,13 @@ impl Checker {
                 self.close_node();
                 let e = SignedEntry::decode(bytes).map_err(|e| self.decode_err(kind, e))?;
                 self.accesses += 1;
-                let signed = self.hub.as_ref().is_some_and(|h| e.signature_valid(&h.key));
+                let signed = self
+                    .hub_log
+                    .as_ref()
+                    .is_some_and(|h| e.signature_valid(&h.key) && h.valid_at(e.header.captured_at));
                 if !signed {
                     self.faults.push(EvidenceFault::Access {
-                        what: format!("entry #{} is not signed by the hub", e.seq()),
+                        what: format!("entry #{} is not signed by the hub's log key", e.seq()),
                     });
                 }
                 let case = self.info.as_ref().map(|i| i.case.as_str());
@@ -735,6 +763,15 @@ pub struct CaseRead<'a> {
     pub overview: &'a [u8],
 }
 
+/// The certificates (DER) of the hub's keys an evidence bundle carries.
+#[derive(Debug, Clone, Copy)]
+pub struct HubCertificates<'a> {
+    /// The export key's: it signs the manifest.
+    pub export: &'a [u8],
+    /// The log key's: it signs the export's access entries.
+    pub log: &'a [u8],
+}
+
 /// Writes an evidence bundle section by section, checking what it writes.
 /// Each read's part of the HTML report (its photos inline) goes to `spill`
 /// as the read is written, and is copied into the bundle at
@@ -748,14 +785,15 @@ pub struct EvidenceWriter<W: Write, S: Read + Write + Seek> {
 }
 
 impl<W: Write, S: Read + Write + Seek> EvidenceWriter<W, S> {
-    /// Start a bundle: the export's details, the CA and hub certificates.
-    /// `spill` is an empty scratch file (for the report's read sections).
+    /// Start a bundle: the export's details, the CA certificate and the
+    /// certificates of the hub's export and log keys. `spill` is an empty
+    /// scratch file (for the report's read sections).
     pub fn new(
         mut out: W,
         spill: S,
         info: ExportInfo,
         ca_der: &[u8],
-        hub_cert_der: &[u8],
+        hub: HubCertificates<'_>,
     ) -> Result<Self, EvidenceError> {
         let anchor = TrustAnchor::from_der(ca_der.to_vec())
             .map_err(|e| EvidenceError::Misuse(format!("an unusable CA certificate: {e}")))?;
@@ -771,7 +809,8 @@ impl<W: Write, S: Read + Write + Seek> EvidenceWriter<W, S> {
             postcard::to_allocvec(&info).map_err(|e| EvidenceError::Misuse(e.to_string()))?;
         w.record(KIND_INFO, &bytes)?;
         w.record(KIND_CA, ca_der)?;
-        w.record(KIND_HUB_CERT, hub_cert_der)?;
+        w.record(KIND_HUB_CERT, hub.export)?;
+        w.record(KIND_HUB_CERT, hub.log)?;
         Ok(w)
     }
 
@@ -853,7 +892,7 @@ impl<W: Write, S: Read + Write + Seek> EvidenceWriter<W, S> {
         Ok(())
     }
 
-    /// A hub-signed access-log entry of this export.
+    /// An access-log entry of this export, signed by the hub's log key.
     pub fn access(&mut self, e: &SignedEntry) -> Result<(), EvidenceError> {
         self.record(KIND_ACCESS, &e.encode())
     }
@@ -877,7 +916,7 @@ impl<W: Write, S: Read + Write + Seek> EvidenceWriter<W, S> {
     /// and what the writer's checks found (the report lists any fault).
     pub fn finish(
         mut self,
-        hub_key: &SecretKey,
+        export_key: &HubKey<ExportSigning>,
         created_at: UnixMillis,
     ) -> Result<(W, EvidenceReport), EvidenceError> {
         let report = self.report();
@@ -924,7 +963,7 @@ impl<W: Write, S: Read + Write + Seek> EvidenceWriter<W, S> {
             sections: self.checker.section_hashes(),
         };
         let signed = SignedEvidenceManifest {
-            signature: hub_key.sign(tag::EVIDENCE_MANIFEST_SIG, &manifest.encode()),
+            signature: export_key.sign(tag::EVIDENCE_MANIFEST_SIG, &manifest.encode()),
             manifest,
         };
         let bytes =
@@ -1033,7 +1072,10 @@ fn finish_verify(mut c: Checker, m: SignedEvidenceManifest) -> EvidenceReport {
     if !c.photos.is_empty() {
         c.missing_photos();
     }
-    let signed_ok = c.hub.as_ref().is_some_and(|h| m.signature_valid(&h.key));
+    let signed_ok = c
+        .hub
+        .as_ref()
+        .is_some_and(|h| m.signature_valid(&h.key) && h.valid_at(m.manifest.created_at));
     if !signed_ok {
         c.faults.push(EvidenceFault::ManifestSignature);
     }

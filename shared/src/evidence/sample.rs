@@ -2,20 +2,24 @@
 //! evidence tests and `hub bench export`. Real certificates, real
 //! signatures; the photos are random bytes of a JPEG's size.
 
-use super::{CaseRead, EvidenceError, EvidenceReport, EvidenceWriter, ExportInfo};
+use super::{CaseRead, EvidenceError, EvidenceReport, EvidenceWriter, ExportInfo, HubCertificates};
 use crate::cert::pem_certificates;
 use crate::control::holds::{Hold, HoldScope};
-use crate::crypto::SecretKey;
 use crate::log::{AccessAction, AccessOutcome, AccessRecord, LogWriter, SignedEntry};
-use crate::pki::{new_ca, Authority};
+use crate::signer::dev::Deployment;
+use crate::signer::{ExportSigning, HubKey, LogSigning};
 use crate::types::{DeviceId, DeviceKind, Location, ReadContent, TimeSource, UnixMillis};
 
 /// Everything needed to write and verify a sample case.
 pub struct SampleCase {
     pub ca_pem: String,
     pub ca_der: Vec<u8>,
-    pub hub_der: Vec<u8>,
-    pub hub_key: SecretKey,
+    /// The certificates of the hub's export and log keys.
+    pub export_der: Vec<u8>,
+    pub log_der: Vec<u8>,
+    pub export_key: HubKey<ExportSigning>,
+    /// The deployment (its CA can issue more: a test's wrong keys).
+    pub deployment: Deployment,
     pub node_der: Vec<u8>,
     /// The node's log: case reads and other entries, in order.
     pub entries: Vec<SignedEntry>,
@@ -46,16 +50,14 @@ fn photo(len: usize, seed: u64) -> Vec<u8> {
 /// entry of the node's log not part of the case.
 pub fn sample_case(reads: usize, photo_bytes: usize) -> Result<SampleCase, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
-    let ca = new_ca("Test PD", 30).map_err(|x| e(&x))?;
-    let authority = Authority::load(&ca.cert_pem, &ca.key_pem).map_err(|x| e(&x))?;
+    let deployment = Deployment::new()?;
     let name = DeviceId::new("pole-1").map_err(|x| e(&x))?;
-    let (issued, key) = authority
+    let (issued, key) = deployment
+        .authority
         .issue_device(&name, DeviceKind::Pole, 30)
         .map_err(|x| e(&x))?;
-    let hub = authority
-        .issue_hub(&["hub".into()], 30)
-        .map_err(|x| e(&x))?;
-    let hub_key = SecretKey::from_pkcs8_pem(&hub.key_pem).map_err(|x| e(&x))?;
+    let export_key: HubKey<ExportSigning> = deployment.key("hub")?;
+    let log_key: HubKey<LogSigning> = deployment.key("hub")?;
     let first = |pem: &str| -> Result<Vec<u8>, String> {
         pem_certificates(pem.as_bytes())
             .map_err(|x| e(&x))?
@@ -63,8 +65,9 @@ pub fn sample_case(reads: usize, photo_bytes: usize) -> Result<SampleCase, Strin
             .next()
             .ok_or_else(|| "no certificate".to_owned())
     };
-    let ca_der = first(&ca.cert_pem)?;
-    let hub_der = first(&hub.cert_pem)?;
+    let ca_der = first(&deployment.ca_pem)?;
+    let export_der = export_key.cert_der().to_vec();
+    let log_der = log_key.cert_der().to_vec();
     let node_der = first(&issued.cert_pem)?;
     let mut log = LogWriter::new(key, name);
     let mut entries = Vec::new();
@@ -102,8 +105,8 @@ pub fn sample_case(reads: usize, photo_bytes: usize) -> Result<SampleCase, Strin
         photos.push(case.then_some((crop, overview)));
     }
     let checkpoint = log.checkpoint(UnixMillis(t0 + reads as u64 * 2000));
-    let hub_signer = SecretKey::from_pkcs8_pem(&hub.key_pem).map_err(|x| e(&x))?;
-    let mut hub_log = LogWriter::new(hub_signer, DeviceId::new("hub").map_err(|x| e(&x))?);
+    let (log_secret, _) = log_key.into_log_key();
+    let mut hub_log = LogWriter::new(log_secret, DeviceId::new("hub").map_err(|x| e(&x))?);
     let access = hub_log
         .append_access(
             AccessRecord {
@@ -145,10 +148,12 @@ pub fn sample_case(reads: usize, photo_bytes: usize) -> Result<SampleCase, Strin
         created_at: UnixMillis(t0 + reads as u64 * 3000),
     };
     Ok(SampleCase {
-        ca_pem: ca.cert_pem,
+        ca_pem: deployment.ca_pem.clone(),
         ca_der,
-        hub_der,
-        hub_key,
+        export_der,
+        log_der,
+        export_key,
+        deployment,
         node_der,
         entries,
         photos,
@@ -162,12 +167,26 @@ pub fn sample_case(reads: usize, photo_bytes: usize) -> Result<SampleCase, Strin
 impl SampleCase {
     /// Write the case's evidence bundle into memory.
     pub fn write(&self) -> Result<(Vec<u8>, EvidenceReport), EvidenceError> {
+        let certs = HubCertificates {
+            export: &self.export_der,
+            log: &self.log_der,
+        };
+        self.write_signed(certs, &self.export_key)
+    }
+
+    /// [`Self::write`] with the given hub certificates, the manifest signed
+    /// by `export_key` (a test's wrong key).
+    pub fn write_signed(
+        &self,
+        certs: HubCertificates<'_>,
+        export_key: &HubKey<ExportSigning>,
+    ) -> Result<(Vec<u8>, EvidenceReport), EvidenceError> {
         let mut w = EvidenceWriter::new(
             Vec::new(),
             std::io::Cursor::new(Vec::new()),
             self.info.clone(),
             &self.ca_der,
-            &self.hub_der,
+            certs,
         )?;
         w.hold(&self.hold)?;
         w.node(std::slice::from_ref(&self.node_der), &self.checkpoint)?;
@@ -182,6 +201,6 @@ impl SampleCase {
             }
         }
         w.access(&self.access)?;
-        w.finish(&self.hub_key, self.info.created_at)
+        w.finish(export_key, self.info.created_at)
     }
 }

@@ -71,7 +71,10 @@ fn a_dropped_header_breaks_the_chain_even_if_re_signed() {
         std::io::Cursor::new(Vec::new()),
         s.info.clone(),
         &s.ca_der,
-        &s.hub_der,
+        HubCertificates {
+            export: &s.export_der,
+            log: &s.log_der,
+        },
     )
     .expect("w");
     w.node(std::slice::from_ref(&s.node_der), &s.checkpoint)
@@ -92,7 +95,7 @@ fn a_dropped_header_breaks_the_chain_even_if_re_signed() {
         }
     }
     w.access(&s.access).expect("access");
-    let (bytes, written) = w.finish(&s.hub_key, s.info.created_at).expect("finish");
+    let (bytes, written) = w.finish(&s.export_key, s.info.created_at).expect("finish");
     assert!(!written.faults.is_empty());
     let r = verify(&s, &bytes).expect("verify");
     assert!(!r.authentic());
@@ -103,6 +106,60 @@ fn a_dropped_header_breaks_the_chain_even_if_re_signed() {
         "{:?}",
         r.faults
     );
+}
+
+/// A bundle whose manifest was signed with a key of the deployment not
+/// certified for exports — the hub's TLS key (a bundle made before the hub
+/// had a key per purpose), its log key — is refused and says why; so is
+/// one whose access entry the export key signed in the log key's place.
+#[test]
+fn a_manifest_or_access_entry_signed_with_a_key_of_another_purpose_is_refused() {
+    let s = sample_case(2, 1_000).expect("sample");
+    let (tls_key, tls_der) = s.deployment.tls().expect("tls");
+    let as_export = |key, der: &[u8]| -> HubKey<ExportSigning> {
+        HubKey::unchecked(key, der).expect("a certificate")
+    };
+    let tls = as_export(tls_key, &tls_der);
+    let certs = HubCertificates {
+        export: &tls_der,
+        log: &s.log_der,
+    };
+    let (bytes, _) = s.write_signed(certs, &tls).expect("written");
+    let r = verify(&s, &bytes).expect("verify");
+    assert!(!r.authentic());
+    let text: Vec<String> = r.faults.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter().any(|t| t.contains("server authentication")),
+        "{text:?}"
+    );
+    assert!(
+        r.faults.contains(&EvidenceFault::ManifestSignature),
+        "{text:?}"
+    );
+
+    // The log key's certificate given for the export key's, and the export
+    // key's for the log key's.
+    let certs = HubCertificates {
+        export: &s.log_der,
+        log: &s.export_der,
+    };
+    let (bytes, _) = s.write_signed(certs, &s.export_key).expect("written");
+    let r = verify(&s, &bytes).expect("verify");
+    assert!(!r.authentic());
+    let text: Vec<String> = r.faults.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("not for signing bundle and evidence manifests")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("not signed by the hub's log key")),
+        "{text:?}"
+    );
+    // The right ones verify.
+    let (bytes, _) = s.write().expect("written");
+    assert!(verify(&s, &bytes).expect("verify").authentic());
 }
 
 #[test]

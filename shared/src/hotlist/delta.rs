@@ -28,13 +28,14 @@
 use std::cmp::Ordering;
 use std::io::{Read, Write};
 
-use crate::crypto::{tag, tagged_hash, PublicKey};
+use crate::cert::TrustAnchor;
+use crate::crypto::{tag, tagged_hash};
 use crate::types::Hash32;
 
 use super::generation::{
     bucket_bits, bucket_of, fill_directory, get_varint, put_varint, read_header, record_key,
-    Generation, GenerationError, EXTRA_FIELDS, MAX_FIELD_BYTES, MAX_GENERATION_BYTES, MAX_INFO_LEN,
-    MAX_ROWS, RECORD_LEN,
+    Generation, GenerationError, EXTRA_FIELDS, MAX_CERT_LEN, MAX_FIELD_BYTES, MAX_GENERATION_BYTES,
+    MAX_INFO_LEN, MAX_ROWS, RECORD_LEN,
 };
 use super::{Category, MAX_PLATE_LEN};
 
@@ -389,11 +390,13 @@ impl<'a> Reader<'a> {
 }
 
 /// Apply a delta to the generation it was made from; the result must
-/// verify under the hub's key exactly as the new generation does.
+/// verify exactly as the new generation does: its header (carried in the
+/// delta) under a hotlist key certified by `anchor`, its body against the
+/// header's content hash.
 pub fn apply(
     old: &Generation,
     delta: &[u8],
-    hub: &PublicKey,
+    anchor: &TrustAnchor,
 ) -> Result<Generation, GenerationError> {
     if delta.len() < DELTA_MAGIC.len() || &delta[..DELTA_MAGIC.len()] != DELTA_MAGIC {
         return Err(invalid("not a hotlist delta (bad magic)"));
@@ -425,13 +428,13 @@ pub fn apply(
     }
 
     let header_len = r.varint("header")?;
-    if header_len > (MAX_INFO_LEN + 256) as u64 {
+    if header_len > (MAX_INFO_LEN + MAX_CERT_LEN + 256) as u64 {
         return Err(invalid("header too long"));
     }
     let header_bytes = r.bytes(header_len as usize, "header")?;
     // The header must be the whole of what read_header reads: append a
     // body-less generation and check it parsed to exactly its end.
-    let header = read_header(header_bytes, hub)?;
+    let header = read_header(header_bytes, anchor)?;
     if header.body_at != header_bytes.len() {
         return Err(invalid("header has trailing bytes"));
     }

@@ -1,9 +1,10 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::crypto::SecretKey;
-use crate::hotlist::generation::tests::{entries, entry, info, key};
+use crate::cert::CertError;
+use crate::hotlist::generation::tests::{anchor, entries, entry, info, key};
 use crate::hotlist::HotEntry;
+use crate::signer::{HotlistSigning, HubKey};
 
 fn build(number: u64, es: Vec<HotEntry>) -> Generation {
     Generation::build(info("ncic", number), es, &key()).expect("builds")
@@ -16,7 +17,7 @@ fn a_delta_takes_the_held_generation_to_the_next_byte_for_byte() {
     next[5].note = "RECOVERED? CHECK".into();
     let new = build(2, next);
     let d = diff(&old, &new);
-    let got = apply(&old, &d, &key().public()).expect("applies");
+    let got = apply(&old, &d, &anchor()).expect("applies");
     assert_eq!(got.bytes(), new.bytes());
     assert_eq!(got.info(), new.info());
     // 100 removed, 100 added, one changed: far smaller than the list.
@@ -29,11 +30,11 @@ fn a_delta_from_another_generation_is_refused() {
     let g2 = build(2, entries(0..120));
     let g3 = build(3, entries(0..130));
     let d = diff(&g2, &g3);
-    let err = apply(&g1, &d, &key().public()).expect_err("refused");
+    let err = apply(&g1, &d, &anchor()).expect_err("refused");
     assert!(err.to_string().contains("holds generation 1"), "{err}");
     // Same number and content but another list.
     let other = Generation::build(info("ca-svs", 2), entries(0..120), &key()).expect("builds");
-    assert!(apply(&other, &d, &key().public()).is_err());
+    assert!(apply(&other, &d, &anchor()).is_err());
 }
 
 #[test]
@@ -41,12 +42,22 @@ fn a_forged_delta_is_refused() {
     let old = build(1, entries(0..200));
     let new = build(2, entries(0..210));
     let d = diff(&old, &new);
-    // A delta from someone else's key.
-    let mallory = SecretKey::from_bytes(&[9; 32]);
+    // A delta from someone else's key: another deployment's hotlist key,
+    // and another key under this deployment's hotlist certificate.
+    let theirs = crate::signer::dev::Deployment::new().expect("deployment");
+    let mallory: HubKey<HotlistSigning> = theirs.key("hub").expect("key");
     let forged_new = Generation::build(info("ncic", 2), entries(0..210), &mallory).expect("b");
     let d2 = diff(&old, &forged_new);
     assert!(matches!(
-        apply(&old, &d2, &key().public()),
+        apply(&old, &d2, &anchor()),
+        Err(GenerationError::Certificate(CertError::UnknownIssuer))
+    ));
+    let (tls_key, _) = theirs.tls().expect("tls");
+    let wrong: HubKey<HotlistSigning> =
+        HubKey::unchecked(tls_key, key().cert_der()).expect("a certificate");
+    let forged_new = Generation::build(info("ncic", 2), entries(0..210), &wrong).expect("b");
+    assert!(matches!(
+        apply(&old, &diff(&old, &forged_new), &anchor()),
         Err(GenerationError::BadSignature)
     ));
     // The hub's header with other records: decompress, change one plate
@@ -61,7 +72,7 @@ fn a_forged_delta_is_refused() {
     let mut enc = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::fast());
     enc.write_all(&raw).expect("deflate");
     enc.finish().expect("deflate");
-    assert!(apply(&old, &out, &key().public()).is_err());
+    assert!(apply(&old, &out, &anchor()).is_err());
 }
 
 #[test]
@@ -69,9 +80,10 @@ fn identical_generations_give_an_empty_change() {
     let g1 = build(1, entries(0..50));
     let g2 = build(2, entries(0..50));
     let d = diff(&g1, &g2);
-    assert!(d.len() < 400, "{}", d.len());
+    // The new generation's header, its certificate included, and little else.
+    assert!(d.len() < 400 + key().cert_der().len(), "{}", d.len());
     assert_eq!(
-        apply(&g1, &d, &key().public()).expect("applies").bytes(),
+        apply(&g1, &d, &anchor()).expect("applies").bytes(),
         g2.bytes()
     );
 }
@@ -93,7 +105,7 @@ proptest! {
             }
         }
         let new = build(2, next);
-        let got = apply(&old, &diff(&old, &new), &key().public()).expect("applies");
+        let got = apply(&old, &diff(&old, &new), &anchor()).expect("applies");
         prop_assert_eq!(got.bytes(), new.bytes());
     }
 
@@ -109,7 +121,7 @@ proptest! {
             enc.finish().expect("deflate");
             d = out;
         }
-        let _ = apply(&old, &d, &key().public());
+        let _ = apply(&old, &d, &anchor());
     }
 
     #[test]
@@ -129,6 +141,6 @@ proptest! {
         let mut enc = flate2::write::DeflateEncoder::new(&mut out, flate2::Compression::fast());
         enc.write_all(&raw).expect("deflate");
         enc.finish().expect("deflate");
-        let _ = apply(&old, &out, &key().public());
+        let _ = apply(&old, &out, &anchor());
     }
 }

@@ -2,16 +2,24 @@
 //! without parsing.
 //!
 //! ```text
-//! header  "ALPRHOT1" | info_len u32 | info (postcard GenerationInfo)
-//!         | content hash (32) | signature (64) over everything before it
+//! header  "ALPRHOT2" | info_len u32 | info (postcard GenerationInfo)
+//!         | content hash (32) | cert_len u32 | certificate (DER)
+//!         | signature (64) over everything before it
 //! body    rows u32 | bucket_bits u32 | blob_len u32
 //!         | directory: 2^bucket_bits + 1 × u32 (first record of each bucket)
 //!         | records: rows × 20 bytes, sorted (see below)
 //!         | blob: each record's other fields, in record order
 //! ```
 //! All integers little-endian. The content hash is
-//! `tagged_hash(HOTLIST_HASH, body)`; the signature is the hub's over
-//! `HOTLIST_SIG || header-before-signature`.
+//! `tagged_hash(HOTLIST_HASH, body)`; the signature is the hub's hotlist
+//! key's over `HOTLIST_SIG || header-before-signature`, and the certificate
+//! is that key's: a reader checks it against the CA (issued for hotlists
+//! alone, valid at the generation's `issued_at`) before the signature.
+//! Format 1 (`ALPRHOT1`, the same header without the certificate) was
+//! signed with the hub's single key; readers refuse it
+//! ([`GenerationError::Format1`]): an edge then counts the list as missing
+//! and gets it whole, and the hub signs its stored ones again
+//! ([`Generation::resign_format1`]).
 //!
 //! A record is `plate [10] (zero padded) | state [2] (zeros if none) |
 //! category u8 | 0 u8 | extra offset u32 | extra len u16`; its extra (in
@@ -29,11 +37,18 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::crypto::{tag, tagged_hash, PublicKey, SecretKey, Signature};
+use crate::cert::{CertError, TrustAnchor};
+use crate::crypto::{tag, tagged_hash, PublicKey};
 use crate::search::fold_char;
+use crate::signer::{HotlistSigning, HubKey};
 use crate::types::{Hash32, UnixMillis};
 
 use super::{Category, HotEntry, ListSettings, MAX_ENTRY_TEXT, MAX_PLATE_LEN};
+
+mod header;
+use header::{checked_header, layout_header, magic_of, Header};
+pub use header::verify_header;
+pub(crate) use header::{read_header, write_header};
 
 /// What the hub says about a generation (signed with it).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,10 +74,23 @@ pub enum GenerationError {
     Invalid(String),
     #[error("the generation's signature is not the hub's")]
     BadSignature,
+    #[error("the generation's certificate is refused: {0}")]
+    Certificate(CertError),
+    #[error("the generation was issued outside its certificate's validity")]
+    OutsideValidity,
+    #[error(
+        "a format-1 generation, signed with the hub's single key before it had a key per \
+         purpose: it no longer verifies; the hub sends the list again"
+    )]
+    Format1,
 }
 
-/// First bytes of every generation file (format version 1).
-pub const MAGIC: &[u8; 8] = b"ALPRHOT1";
+/// First bytes of every generation file (format version 2).
+pub const MAGIC: &[u8; 8] = b"ALPRHOT2";
+/// First bytes of a format-1 generation (no certificate).
+pub const MAGIC_V1: &[u8; 8] = b"ALPRHOT1";
+/// Largest certificate in a header.
+pub const MAX_CERT_LEN: usize = 8 * 1024;
 /// Most rows a generation may hold.
 pub const MAX_ROWS: usize = 4_000_000;
 /// Largest postcard `GenerationInfo` (skip lists included).
@@ -237,85 +265,6 @@ fn plate_of(field: &[u8]) -> &[u8] {
     &field[..end]
 }
 
-/// The parsed header of a generation file or delta.
-pub(crate) struct Header {
-    pub info: GenerationInfo,
-    pub content_hash: Hash32,
-    /// Where the body starts.
-    pub body_at: usize,
-}
-
-/// Parse and check the signature of a header at the start of `bytes`.
-pub(crate) fn read_header(bytes: &[u8], hub: &PublicKey) -> Result<Header, GenerationError> {
-    if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(invalid("not a hotlist generation (bad magic)"));
-    }
-    let info_len = u32_at(bytes, MAGIC.len()).ok_or_else(|| invalid("truncated header"))? as usize;
-    if info_len > MAX_INFO_LEN {
-        return Err(invalid(format!(
-            "info of {info_len} bytes is over the {MAX_INFO_LEN} limit"
-        )));
-    }
-    let info_at = MAGIC.len() + 4;
-    let hash_at = info_at + info_len;
-    let sig_at = hash_at + HASH_LEN;
-    let body_at = sig_at + SIG_LEN;
-    if bytes.len() < body_at {
-        return Err(invalid("truncated header"));
-    }
-    let mut sig = [0u8; SIG_LEN];
-    sig.copy_from_slice(&bytes[sig_at..body_at]);
-    if !hub.verify(tag::HOTLIST_SIG, &bytes[..sig_at], &Signature(sig)) {
-        return Err(GenerationError::BadSignature);
-    }
-    let info: GenerationInfo = postcard::from_bytes(&bytes[info_at..hash_at])
-        .map_err(|e| invalid(format!("info does not decode: {e}")))?;
-    let mut h = [0u8; HASH_LEN];
-    h.copy_from_slice(&bytes[hash_at..sig_at]);
-    Ok(Header {
-        info,
-        content_hash: Hash32(h),
-        body_at,
-    })
-}
-
-/// What a generation's signed header alone says ([`Generation::signed_header`]:
-/// a node shows it to prove which generation it holds), once the hub's
-/// signature over it is checked. `bytes` must be the header and nothing
-/// more.
-pub fn verify_header(bytes: &[u8], hub: &PublicKey) -> Result<GenerationInfo, GenerationError> {
-    let header = read_header(bytes, hub)?;
-    if header.body_at != bytes.len() {
-        return Err(invalid("bytes after the signed header"));
-    }
-    Ok(header.info)
-}
-
-/// The signed header for `info` and a body hashing to `content_hash`.
-pub(crate) fn write_header(
-    out: &mut Vec<u8>,
-    info: &GenerationInfo,
-    content_hash: &Hash32,
-    key: &SecretKey,
-) -> Result<(), GenerationError> {
-    let info_bytes =
-        postcard::to_allocvec(info).map_err(|e| invalid(format!("info does not encode: {e}")))?;
-    if info_bytes.len() > MAX_INFO_LEN {
-        return Err(invalid(format!(
-            "info of {} bytes is over the {MAX_INFO_LEN} limit (skip list too long?)",
-            info_bytes.len()
-        )));
-    }
-    let start = out.len();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(info_bytes.len() as u32).to_le_bytes());
-    out.extend_from_slice(&info_bytes);
-    out.extend_from_slice(&content_hash.0);
-    let sig = key.sign(tag::HOTLIST_SIG, &out[start..]);
-    out.extend_from_slice(&sig.0);
-    Ok(())
-}
-
 /// Append the body for `records` (rows × RECORD_LEN, sorted, extra offsets
 /// set) and `blob` to `out`.
 pub(crate) fn write_body(out: &mut Vec<u8>, records: &[u8], blob: &[u8]) {
@@ -383,7 +332,7 @@ impl Generation {
     pub fn build(
         mut info: GenerationInfo,
         entries: Vec<HotEntry>,
-        key: &SecretKey,
+        key: &HubKey<HotlistSigning>,
     ) -> Result<Generation, GenerationError> {
         if entries.len() > MAX_ROWS {
             return Err(invalid(format!(
@@ -432,29 +381,69 @@ impl Generation {
         write_header(&mut bytes, &info, &content_hash, key)?;
         bytes.extend_from_slice(&body);
         drop(body);
-        Generation::open_inner(bytes, &key.public(), Some(content_hash))
+        let l = layout_header(&bytes, MAGIC)?;
+        let header = checked_header(&bytes, &l, &key.public())?;
+        Generation::open_with(bytes, header, Some(content_hash))
     }
 
-    /// Load stored or received bytes, checking the hub's signature, the
-    /// content hash and every offset.
-    pub fn open(bytes: Vec<u8>, hub: &PublicKey) -> Result<Generation, GenerationError> {
-        Generation::open_inner(bytes, hub, None)
+    /// Load stored or received bytes, checking the signer's certificate
+    /// against `anchor` and its signature ([`read_header`]), the content
+    /// hash and every offset.
+    pub fn open(bytes: Vec<u8>, anchor: &TrustAnchor) -> Result<Generation, GenerationError> {
+        Self::check_size(&bytes)?;
+        let header = read_header(&bytes, anchor)?;
+        Generation::open_with(bytes, header, None)
     }
 
-    /// `hashed`: the content hash of the body, already computed by the
-    /// caller from these very bytes.
-    pub(crate) fn open_inner(
-        bytes: Vec<u8>,
-        hub: &PublicKey,
-        hashed: Option<Hash32>,
+    /// A format-1 generation (signed with the hub's single key, `legacy`,
+    /// before it had a key per purpose), checked under that key and signed
+    /// again, unchanged but for its header, with the hotlist key: how a hub
+    /// keeps serving the generations it stored then.
+    pub fn resign_format1(
+        bytes: &[u8],
+        legacy: &PublicKey,
+        key: &HubKey<HotlistSigning>,
     ) -> Result<Generation, GenerationError> {
+        Self::check_size(bytes)?;
+        if magic_of(bytes) != Some(&MAGIC_V1[..]) {
+            return Err(invalid("not a format-1 generation"));
+        }
+        let l = layout_header(bytes, MAGIC_V1)?;
+        let old = checked_header(bytes, &l, legacy)?;
+        let body = &bytes[l.body_at..];
+        if tagged_hash(tag::HOTLIST_HASH, &[body]) != old.content_hash {
+            return Err(invalid(
+                "the content does not match the signed hash (corrupt or altered)",
+            ));
+        }
+        let mut out = Vec::with_capacity(bytes.len() + key.cert_der().len() + 4);
+        write_header(&mut out, &old.info, &old.content_hash, key)?;
+        out.extend_from_slice(body);
+        let l = layout_header(&out, MAGIC)?;
+        let header = checked_header(&out, &l, &key.public())?;
+        let g = Generation::layout(out, header)?;
+        g.check_records()?;
+        Ok(g)
+    }
+
+    fn check_size(bytes: &[u8]) -> Result<(), GenerationError> {
         if bytes.len() > MAX_GENERATION_BYTES {
             return Err(invalid(format!(
                 "{} bytes is over the {MAX_GENERATION_BYTES} a generation may have",
                 bytes.len()
             )));
         }
-        let header = read_header(&bytes, hub)?;
+        Ok(())
+    }
+
+    /// `hashed`: the content hash of the body, already computed by the
+    /// caller from these very bytes.
+    fn open_with(
+        bytes: Vec<u8>,
+        header: Header,
+        hashed: Option<Hash32>,
+    ) -> Result<Generation, GenerationError> {
+        Self::check_size(&bytes)?;
         let body = &bytes[header.body_at..];
         let actual = match hashed {
             Some(h) => h,

@@ -1,10 +1,26 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::cert::{CertError, KeyPurpose};
 use crate::hotlist::{AlertLevel, MatchStrategy};
+use crate::signer::HotlistSigning;
 
-pub(crate) fn key() -> SecretKey {
-    SecretKey::from_bytes(&[7; 32])
+/// The hotlist key of the test vectors' deployment.
+pub(crate) fn key() -> HubKey<HotlistSigning> {
+    crate::signer::fixture::key(7)
+}
+
+/// That deployment's CA.
+pub(crate) fn anchor() -> TrustAnchor {
+    crate::signer::fixture::anchor()
+}
+
+/// Where the body starts in `bytes` (format 2).
+fn body_at(bytes: &[u8]) -> usize {
+    let info_len = u32_at(bytes, MAGIC.len()).expect("len") as usize;
+    let cert_at = MAGIC.len() + 4 + info_len + HASH_LEN;
+    let cert_len = u32_at(bytes, cert_at).expect("cert len") as usize;
+    cert_at + 4 + cert_len + SIG_LEN
 }
 
 pub(crate) fn info(source: &str, number: u64) -> GenerationInfo {
@@ -80,7 +96,7 @@ fn build_then_open_gives_back_every_entry_and_counts() {
     assert_eq!(g.info().rows, 500);
     let total: u64 = g.info().categories.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 500);
-    let back = Generation::open(g.bytes().to_vec(), &key().public()).expect("opens");
+    let back = Generation::open(g.bytes().to_vec(), &anchor()).expect("opens");
     assert_eq!(back.info(), g.info());
     assert_eq!(sorted(all(&back)), sorted(es.clone()));
     for e in &es {
@@ -109,7 +125,7 @@ fn same_entries_in_any_order_give_the_same_bytes_and_duplicates_go() {
 #[test]
 fn empty_list_is_a_valid_generation() {
     let g = Generation::build(info("ncic", 1), Vec::new(), &key()).expect("builds");
-    let back = Generation::open(g.bytes().to_vec(), &key().public()).expect("opens");
+    let back = Generation::open(g.bytes().to_vec(), &anchor()).expect("opens");
     assert!(back.is_empty());
     assert!(back.lookup("ABC123").is_empty());
 }
@@ -117,24 +133,65 @@ fn empty_list_is_a_valid_generation() {
 #[test]
 fn altered_or_foreign_generations_are_refused() {
     let g = Generation::build(info("ncic", 1), entries(0..100), &key()).expect("builds");
-    let other = SecretKey::from_bytes(&[8; 32]);
+    let other = crate::signer::dev::Deployment::new().expect("deployment");
     assert!(matches!(
-        Generation::open(g.bytes().to_vec(), &other.public()),
-        Err(GenerationError::BadSignature)
+        Generation::open(g.bytes().to_vec(), &other.anchor),
+        Err(GenerationError::Certificate(CertError::UnknownIssuer))
     ));
+    // Another deployment's hotlist key, under its own certificate.
+    let theirs: HubKey<HotlistSigning> = other.key("hub").expect("key");
+    let forged = Generation::build(info("ncic", 1), entries(0..100), &theirs).expect("builds");
+    assert!(Generation::open(forged.bytes().to_vec(), &anchor()).is_err());
     // One bit of one record's text.
     let mut body = g.bytes().to_vec();
     let last = body.len() - 3;
     body[last] ^= 1;
-    let err = Generation::open(body, &key().public()).expect_err("refused");
+    let err = Generation::open(body, &anchor()).expect_err("refused");
     assert!(err.to_string().contains("signed hash"), "{err}");
     // One bit of the header (the list's settings).
     let mut head = g.bytes().to_vec();
     head[MAGIC.len() + 6] ^= 1;
-    assert!(Generation::open(head, &key().public()).is_err());
+    assert!(Generation::open(head, &anchor()).is_err());
     let mut short = g.bytes().to_vec();
     short.truncate(short.len() - 1);
-    assert!(Generation::open(short, &key().public()).is_err());
+    assert!(Generation::open(short, &anchor()).is_err());
+}
+
+/// A generation signed with a key of the deployment that is not certified
+/// for hotlists — the hub's TLS key, its policy key — is refused, though
+/// the CA issued that key's certificate.
+#[test]
+fn a_generation_signed_with_a_key_of_another_purpose_is_refused() {
+    let d = crate::signer::dev::Deployment::new().expect("deployment");
+    let (tls_key, tls_der) = d.tls().expect("tls");
+    let (policy_key, policy_der) = d.secret_of(KeyPurpose::Policy).expect("policy key");
+    for (key, der) in [(tls_key, tls_der), (policy_key, policy_der)] {
+        let wrong: HubKey<HotlistSigning> = HubKey::unchecked(key, &der).expect("a certificate");
+        let g = Generation::build(info("ncic", 1), entries(0..20), &wrong).expect("builds");
+        let e = Generation::open(g.bytes().to_vec(), &d.anchor).expect_err("refused");
+        assert!(
+            matches!(
+                e,
+                GenerationError::Certificate(CertError::WrongPurpose { .. })
+            ),
+            "{e}"
+        );
+    }
+    let right: HubKey<HotlistSigning> = d.key("hub").expect("key");
+    let g = Generation::build(info("ncic", 1), entries(0..20), &right).expect("builds");
+    assert!(Generation::open(g.bytes().to_vec(), &d.anchor).is_ok());
+}
+
+/// A generation issued when its key's certificate was not valid is refused.
+#[test]
+fn a_generation_issued_outside_its_certificate_is_refused() {
+    let mut i = info("ncic", 1);
+    i.issued_at = UnixMillis(1_000_000_000_000); // 2001
+    let g = Generation::build(i, entries(0..5), &key()).expect("builds");
+    assert!(matches!(
+        Generation::open(g.bytes().to_vec(), &anchor()),
+        Err(GenerationError::OutsideValidity)
+    ));
 }
 
 #[test]
@@ -142,28 +199,29 @@ fn the_signed_header_alone_proves_the_number_and_nothing_forged_passes() {
     let g = Generation::build(info("ncic", 7), entries(0..100), &key()).expect("builds");
     let header = g.signed_header();
     assert!(header.len() < g.bytes().len() && header.len() <= MAX_HEADER_BYTES);
-    let shown = verify_header(header, &key().public()).expect("the hub's own header");
+    let shown = verify_header(header, &anchor()).expect("the hub's own header");
     assert_eq!(shown, *g.info());
     assert_eq!(shown.number, 7);
-    // Another key's, an altered number, or the header with bytes after it.
-    let other = SecretKey::from_bytes(&[8; 32]);
-    assert!(matches!(
-        verify_header(header, &other.public()),
-        Err(GenerationError::BadSignature)
-    ));
+    // Another deployment's hotlist key, an altered number, or the header
+    // with bytes after it.
+    let other = crate::signer::dev::Deployment::new().expect("deployment");
+    let theirs: HubKey<HotlistSigning> = other.key("hub").expect("key");
     let huge = GenerationInfo {
         number: u64::MAX,
         ..info("ncic", 8)
     };
-    let forged = Generation::build(huge, entries(0..1), &other).expect("builds");
-    assert!(verify_header(forged.signed_header(), &key().public()).is_err());
+    let forged = Generation::build(huge, entries(0..1), &theirs).expect("builds");
+    assert!(matches!(
+        verify_header(forged.signed_header(), &anchor()),
+        Err(GenerationError::Certificate(CertError::UnknownIssuer))
+    ));
     let mut altered = header.to_vec();
     altered[MAGIC.len() + 6] ^= 1;
-    assert!(verify_header(&altered, &key().public()).is_err());
+    assert!(verify_header(&altered, &anchor()).is_err());
     let mut longer = header.to_vec();
     longer.push(0);
-    assert!(verify_header(&longer, &key().public()).is_err());
-    assert!(verify_header(&header[..header.len() - 1], &key().public()).is_err());
+    assert!(verify_header(&longer, &anchor()).is_err());
+    assert!(verify_header(&header[..header.len() - 1], &anchor()).is_err());
 }
 
 #[test]
@@ -199,19 +257,40 @@ fn ocr_equivalent_plates_are_one_probe() {
     assert_eq!(plates, vec![&b"80B5I2"[..], b"8OB5I2", b"B0B5IZ"]);
 }
 
+/// A generation signed before the hub had a key per purpose (format 1,
+/// signed by what was then the hub's only key, `[7; 32]`): readers refuse
+/// it with the reason; the hub that kept it checks it under its old key and
+/// signs it again with its hotlist key, the content unchanged.
+#[test]
+fn format_v1_vector_is_refused_and_signed_again_by_the_hub() {
+    let stored = hex::decode(include_str!("testdata/generation-v1.hex").trim()).expect("hex");
+    let e = Generation::open(stored.clone(), &anchor()).expect_err("format 1 refused");
+    assert!(matches!(e, GenerationError::Format1), "{e}");
+    assert!(e.to_string().contains("sends the list again"), "{e}");
+    let legacy = crate::crypto::SecretKey::from_bytes(&[7; 32]).public();
+    let again = Generation::resign_format1(&stored, &legacy, &key()).expect("signed again");
+    let back = Generation::open(again.bytes().to_vec(), &anchor()).expect("opens");
+    assert_eq!(back.info(), again.info());
+    assert_eq!(back.info().number, 3);
+    assert_eq!(sorted(all(&back)), sorted(entries(0..6)));
+    // Under any other key the old generation is not the hub's.
+    let other = crate::crypto::SecretKey::from_bytes(&[8; 32]).public();
+    assert!(Generation::resign_format1(&stored, &other, &key()).is_err());
+}
+
 /// A generation written by this version opens in every later one.
 #[test]
-fn format_v1_vector_still_opens() {
+fn format_v2_vector_still_opens() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/hotlist/testdata/generation-v1.hex"
+        "/src/hotlist/testdata/generation-v2.hex"
     );
     let g = Generation::build(info("ncic", 3), entries(0..6), &key()).expect("builds");
     if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
         std::fs::write(path, hex::encode(g.bytes()) + "\n").expect("write vector");
     }
-    let stored = hex::decode(include_str!("testdata/generation-v1.hex").trim()).expect("hex");
-    let back = Generation::open(stored.clone(), &key().public()).expect("old generation opens");
+    let stored = hex::decode(include_str!("testdata/generation-v2.hex").trim()).expect("hex");
+    let back = Generation::open(stored.clone(), &anchor()).expect("old generation opens");
     assert_eq!(sorted(all(&back)), sorted(entries(0..6)));
     assert_eq!(stored, g.bytes(), "the canonical encoding changed");
 }
@@ -220,17 +299,18 @@ fn resign(bytes: &mut [u8]) {
     // Recompute the hash and signature as a (buggy) hub would.
     let info_len = u32_at(bytes, MAGIC.len()).expect("len") as usize;
     let hash_at = MAGIC.len() + 4 + info_len;
-    let body_at = hash_at + HASH_LEN + SIG_LEN;
+    let body_at = body_at(bytes);
+    let sig_at = body_at - SIG_LEN;
     let h = tagged_hash(tag::HOTLIST_HASH, &[&bytes[body_at..]]);
     bytes[hash_at..hash_at + HASH_LEN].copy_from_slice(&h.0);
-    let sig = key().sign(tag::HOTLIST_SIG, &bytes[..hash_at + HASH_LEN]);
-    bytes[hash_at + HASH_LEN..body_at].copy_from_slice(&sig.0);
+    let sig = key().sign(tag::HOTLIST_SIG, &bytes[..sig_at]);
+    bytes[sig_at..body_at].copy_from_slice(&sig.0);
 }
 
 proptest! {
     #[test]
     fn open_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-        let _ = Generation::open(bytes, &key().public());
+        let _ = Generation::open(bytes, &anchor());
     }
 
     /// Even signed garbage (a hub bug) gives an error, never a panic, and
@@ -241,8 +321,7 @@ proptest! {
         cut in any::<Option<usize>>(),
     ) {
         let g = Generation::build(info("ncic", 1), entries(0..40), &key()).expect("builds");
-        let info_len = u32_at(g.bytes(), MAGIC.len()).expect("len") as usize;
-        let body_at = MAGIC.len() + 4 + info_len + HASH_LEN + SIG_LEN;
+        let body_at = body_at(g.bytes());
         let mut bytes = g.bytes().to_vec();
         let body_len = bytes.len() - body_at;
         for (at, x) in flips {
@@ -252,7 +331,7 @@ proptest! {
             bytes.truncate(body_at + c % body_len);
         }
         resign(&mut bytes);
-        if let Ok(g) = Generation::open(bytes, &key().public()) {
+        if let Ok(g) = Generation::open(bytes, &anchor()) {
             for i in 0..g.len() {
                 let e = g.entry(i);
                 let _ = g.lookup(&e.plate);

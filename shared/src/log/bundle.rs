@@ -3,9 +3,10 @@
 //! verify offline with the CA certificate alone.
 //!
 //! Layout: the 16-byte magic `ALPR-LOG-BUNDLE2`, then records of
-//! `kind: u8, len: u32 big-endian, bytes`. Kind 1 is a device certificate
-//! (DER), 2 a [`SignedEntry`], 3 a [`SignedCheckpoint`], 4 the hub's
-//! certificate (DER), 5 the [`SignedManifest`], which is the last record,
+//! `kind: u8, len: u32 big-endian, bytes`. Kind 1 is the certificate (DER)
+//! of a log's signer (a node's, or the hub's log key's for its own log), 2
+//! a [`SignedEntry`], 3 a [`SignedCheckpoint`], 4 the certificate of the
+//! hub's export key (DER), 5 the [`SignedManifest`], which is the last record,
 //! 6 a [`Revocation`] (postcard). Revocations come before the first node;
 //! each node's records are together: its certificates, its checkpoints,
 //! then its entries in order. The hub's own log (its access log, with the
@@ -16,10 +17,13 @@
 //!
 //! The manifest names every node with its log size, its latest checkpoint
 //! and how many certificates it carries, and a SHA-256 over every byte
-//! before the manifest. The hub signs it with the key of its certificate
-//! (issued by the CA for server authentication), so a dropped, added or
-//! changed byte, node, tail or checkpoint is reported. The hub signs only
-//! bundles it built itself from its store.
+//! before the manifest. The hub signs it with its export key, whose
+//! certificate the CA issued for that purpose alone (a bundle signed with
+//! any other key, the hub's TLS key included, is refused), so a dropped,
+//! added or changed byte, node, tail or checkpoint is reported. The hub
+//! signs only bundles it built itself from its store. Bundles made before
+//! the hub had a key per purpose carry its TLS certificate in kind 4 and
+//! are refused for it: export them again.
 //!
 //! [`verify_bundle`] reads a bundle record by record: its memory does not
 //! grow with the bundle's size, only with the number of nodes (and the
@@ -33,8 +37,9 @@ use sha2::{Digest, Sha256};
 
 use super::verify::{AwaitingHubPurges, LogReport, LogVerifier, NodeKeys, RangeSet, VerifyOptions};
 use super::{decode_exact, DecodeError, SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
-use crate::cert::{claimed_name, CertError, HubCert, Revocation, TrustAnchor};
-use crate::crypto::{sha256, tag, PublicKey, SecretKey, Signature};
+use crate::cert::{claimed_name, CertError, KeyPurpose, Revocation, SignerCert, TrustAnchor};
+use crate::crypto::{sha256, tag, PublicKey, Signature};
+use crate::signer::{ExportSigning, HubKey};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 
 pub const MAGIC: &[u8; 16] = b"ALPR-LOG-BUNDLE2";
@@ -129,8 +134,8 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Sign with the hub's key.
-    pub fn sign(self, key: &SecretKey) -> SignedManifest {
+    /// Sign with the hub's export key.
+    pub fn sign(self, key: &HubKey<ExportSigning>) -> SignedManifest {
         SignedManifest {
             signature: key.sign(tag::BUNDLE_MANIFEST_SIG, &self.encode()),
             manifest: self,
@@ -215,7 +220,8 @@ impl<W: Write> BundleWriter<W> {
         })
     }
 
-    /// The hub's certificate (DER), whose key signs the manifest.
+    /// The certificate (DER) of the hub's export key, which signs the
+    /// manifest.
     pub fn hub_certificate(&mut self, der: &[u8]) -> io::Result<()> {
         self.record(KIND_HUB_CERT, der)
     }
@@ -227,7 +233,8 @@ impl<W: Write> BundleWriter<W> {
         self.record(KIND_REVOCATION, &bytes)
     }
 
-    /// A device certificate (DER). Write a node's certificates first.
+    /// A log signer's certificate (DER): a node's, or the hub's log key's
+    /// before its own log. Write a log's certificates first.
     pub fn certificate(&mut self, der: &[u8]) -> io::Result<()> {
         self.record(KIND_CERT, der)?;
         if let Ok(name) = claimed_name(der) {
@@ -292,8 +299,12 @@ impl<W: Write> BundleWriter<W> {
         Ok(self.out)
     }
 
-    /// Close the bundle, signing the manifest with `key` (the hub's).
-    pub fn finish_signed(self, key: &SecretKey, created_at: UnixMillis) -> io::Result<W> {
+    /// Close the bundle, signing the manifest with the hub's export key.
+    pub fn finish_signed(
+        self,
+        key: &HubKey<ExportSigning>,
+        created_at: UnixMillis,
+    ) -> io::Result<W> {
         let signed = self.manifest(created_at).sign(key);
         self.finish(&signed)
     }
@@ -303,9 +314,9 @@ impl<W: Write> BundleWriter<W> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
 pub enum BundleFault {
-    /// No hub certificate, or one the CA did not issue for a hub.
+    /// No export certificate, or one the CA did not issue for exports.
     HubCertificate { reason: String },
-    /// The manifest's signature does not verify with the hub's key.
+    /// The manifest's signature does not verify with the export key.
     ManifestSignature,
     /// The bytes differ from what the hub signed: records were added,
     /// removed or changed.
@@ -336,11 +347,12 @@ impl std::fmt::Display for BundleFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BundleFault::HubCertificate { reason } => {
-                write!(f, "hub certificate refused: {reason}")
+                write!(f, "the hub's export certificate is refused: {reason}")
             }
-            BundleFault::ManifestSignature => {
-                write!(f, "the manifest's signature does not verify with the hub's key")
-            }
+            BundleFault::ManifestSignature => write!(
+                f,
+                "the manifest's signature does not verify with the hub's export key"
+            ),
             BundleFault::Altered => write!(
                 f,
                 "the bundle's bytes are not what the hub signed: records were added, removed or changed"
@@ -386,8 +398,8 @@ pub struct BundleReport {
     pub hub: Option<String>,
     pub signed_at: UnixMillis,
     pub logs: Vec<LogReport>,
-    /// The log signed with the hub's certificate (the hub's own access
-    /// log), by the name it carries.
+    /// The log signed with the hub's log key (the hub's own access log),
+    /// by the name its certificate carries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_log: Option<String>,
     pub faults: Vec<BundleFault>,
@@ -489,18 +501,20 @@ pub fn verify_bundle(
         hasher,
         index: 0,
     };
-    let mut hub: Option<Result<HubCert, CertError>> = None;
-    // The hub's certificate as it came: a log under it is the hub's own
-    // access log.
-    let mut hub_der: Option<Vec<u8>> = None;
+    let mut hub: Option<Result<SignerCert, CertError>> = None;
+    // The logs whose certificate is the hub's log key's (the hub's own),
+    // with that key: its purge records vouch for what it purged.
+    let mut hub_logs: BTreeMap<DeviceId, Vec<PublicKey>> = BTreeMap::new();
+    // The first of them, by name (the hub's own access log).
     let mut hub_log: Option<String> = None;
     let mut logs: Vec<AwaitingHubPurges> = Vec::new();
     let mut done: BTreeMap<DeviceId, Seen> = BTreeMap::new();
     let mut current: Option<Current> = None;
     let mut revocations: Vec<Revocation> = Vec::new();
     // What the hub signed that it purged from nodes' logs, from entries of
-    // its own log whose signature its certificate verifies; applied to the
-    // nodes' reports at the end (the hub's log comes after theirs).
+    // its own log whose signature its log key's certificate verifies;
+    // applied to the nodes' reports at the end (the hub's log comes after
+    // theirs).
     let mut hub_purges: BTreeMap<DeviceId, RangeSet> = BTreeMap::new();
 
     let manifest = loop {
@@ -525,8 +539,7 @@ pub fn verify_bundle(
                 if hub.is_some() {
                     return Err(layout("a second hub certificate".into()));
                 }
-                hub = Some(anchor.check_hub_der(&buf));
-                hub_der = Some(buf.clone());
+                hub = Some(anchor.check_signer_der(&buf, KeyPurpose::Export));
             }
             KIND_REVOCATION => {
                 if current.is_some() || !done.is_empty() {
@@ -543,14 +556,13 @@ pub fn verify_bundle(
             KIND_CERT => {
                 let name = claimed_name(&buf)
                     .map_err(|source| BundleError::Certificate { index, source })?;
-                let checked = if hub_der.as_deref() == Some(buf.as_slice()) {
-                    hub_log = Some(name.to_string());
-                    anchor
-                        .check_hub_der(&buf)
-                        .map(|h| h.as_signer(name.clone(), buf.clone()))
-                } else {
-                    anchor.check_device_der(&buf)
-                };
+                let checked = anchor.check_chain_signer_der(&buf);
+                if let Ok(c) = &checked {
+                    if c.name == name && anchor.check_signer_der(&buf, KeyPurpose::Log).is_ok() {
+                        hub_log.get_or_insert_with(|| name.to_string());
+                        hub_logs.entry(name.clone()).or_default().push(c.key);
+                    }
+                }
                 let node = switch(
                     &mut current,
                     &mut done,
@@ -609,11 +621,10 @@ pub fn verify_bundle(
                 .map_err(&layout)?;
                 node.seen.size = node.seen.size.max(e.seq().saturating_add(1));
                 node.verifier.entry(&e);
-                if let (super::EntryKind::NodePurge { node, ranges, .. }, Some(Ok(h))) =
-                    (&e.header.kind, &hub)
+                if let (super::EntryKind::NodePurge { node, ranges, .. }, Some(keys)) =
+                    (&e.header.kind, hub_logs.get(&name))
                 {
-                    if claimed_name(hub_der.as_deref().unwrap_or_default()).ok() == Some(name)
-                        && e.signature_valid(&h.key)
+                    if keys.iter().any(|k| e.signature_valid(k))
                         && (hub_purges.len() < MAX_NODES || hub_purges.contains_key(node))
                     {
                         let held = hub_purges.entry(node.clone()).or_default();
@@ -649,7 +660,7 @@ pub fn verify_bundle(
     let hub_name = match &hub {
         None => {
             faults.push(BundleFault::HubCertificate {
-                reason: "the bundle carries no hub certificate".into(),
+                reason: "the bundle carries no export certificate".into(),
             });
             None
         }

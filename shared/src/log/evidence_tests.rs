@@ -4,9 +4,10 @@
 use super::bundle::{verify_bundle, BundleFault, BundleReport, BundleWriter};
 use super::verify::{verify_node_log, NodeKeys, VerifyOptions};
 use super::*;
-use crate::cert::{pem_certificates, DeviceCert, Revocation, TrustAnchor};
+use crate::cert::{DeviceCert, Revocation, TrustAnchor};
 use crate::crypto::SecretKey;
-use crate::pki::{new_ca, Authority};
+use crate::pki::Authority;
+use crate::signer::{dev::Deployment, ExportSigning, HubKey};
 use crate::types::{DeviceKind, Location};
 
 const FULL: VerifyOptions = VerifyOptions { from_start: true };
@@ -14,23 +15,45 @@ const FULL: VerifyOptions = VerifyOptions { from_start: true };
 struct Pki {
     anchor: TrustAnchor,
     authority: Authority,
+    /// The hub's export key and its certificate.
     hub_der: Vec<u8>,
-    hub_key: SecretKey,
+    hub_key: HubKey<ExportSigning>,
+    /// The hub's TLS key and certificate (which may sign nothing).
+    tls: (SecretKey, Vec<u8>),
 }
 
 fn pki() -> Pki {
-    let ca = new_ca("Test PD", 30).expect("ca");
-    let authority = Authority::load(&ca.cert_pem, &ca.key_pem).expect("load ca");
-    let anchor = TrustAnchor::from_pem(ca.cert_pem.as_bytes()).expect("anchor");
-    let hub = authority.issue_hub(&["hub".into()], 30).expect("hub");
+    let d = Deployment::new().expect("deployment");
+    let hub_key: HubKey<ExportSigning> = d.key("hub").expect("export key");
+    let tls = d.tls().expect("tls");
     Pki {
-        anchor,
-        authority,
-        hub_der: pem_certificates(hub.cert_pem.as_bytes())
-            .expect("pem")
-            .remove(0),
-        hub_key: SecretKey::from_pkcs8_pem(&hub.key_pem).expect("hub key"),
+        anchor: d.anchor,
+        authority: d.authority,
+        hub_der: hub_key.cert_der().to_vec(),
+        hub_key,
+        tls,
     }
+}
+
+/// A fresh key certified by `p`'s CA for `purpose` alone, and its
+/// certificate (DER).
+fn certified(p: &Pki, purpose: crate::cert::KeyPurpose) -> (SecretKey, Vec<u8>) {
+    let key = SecretKey::generate();
+    let pem = p
+        .authority
+        .issue_usages_between(
+            &key,
+            "hub",
+            &[purpose],
+            &[],
+            crate::signer::dev::since(),
+            crate::signer::dev::until(),
+        )
+        .expect("certificate");
+    let der = crate::cert::pem_certificates(pem.as_bytes())
+        .expect("pem")
+        .remove(0);
+    (key, der)
 }
 
 /// A fresh certificate and key for `name` (a renewal makes a new key).
@@ -213,8 +236,13 @@ fn assemble(records: &[(u8, Vec<u8>)]) -> Vec<u8> {
 /// A real bundle: pole-1 renewed halfway, pole-2 with one certificate,
 /// each with its checkpoint, and a revocation of another serial.
 fn bundle(p: &Pki, n: usize) -> Vec<u8> {
+    bundle_signed(p, n, &p.hub_key)
+}
+
+/// [`bundle`] whose manifest `key` signs, under its certificate.
+fn bundle_signed(p: &Pki, n: usize, key: &HubKey<ExportSigning>) -> Vec<u8> {
     let mut w = BundleWriter::new(Vec::new()).expect("writer");
-    w.hub_certificate(&p.hub_der).expect("hub cert");
+    w.hub_certificate(key.cert_der()).expect("hub cert");
     w.revocation(&Revocation {
         serial: "0badc0de".into(),
         effective_at: UnixMillis(1),
@@ -233,8 +261,7 @@ fn bundle(p: &Pki, n: usize) -> Vec<u8> {
             w.entry(e).expect("entry");
         }
     }
-    w.finish_signed(&p.hub_key, UnixMillis::now())
-        .expect("finish")
+    w.finish_signed(key, UnixMillis::now()).expect("finish")
 }
 
 fn verdict(p: &Pki, bytes: &[u8]) -> Result<BundleReport, String> {
@@ -362,9 +389,72 @@ fn a_manifest_not_signed_by_the_hub_is_reported() {
     let manifest = recs.pop().expect("manifest");
     let signed = super::bundle::SignedManifest::decode(&manifest.1).expect("manifest");
     let (_, device_key) = enroll(&p, "pole-1");
+    let device_key: HubKey<ExportSigning> =
+        HubKey::unchecked(device_key, &p.hub_der).expect("a certificate");
     recs.push((5, signed.manifest.sign(&device_key).encode()));
     let f = faults_of(&p, &assemble(&recs));
     assert_eq!(f, vec![BundleFault::ManifestSignature]);
+}
+
+/// A bundle whose manifest the hub's TLS key signed, under the TLS
+/// certificate (as bundles were before the hub had a key per purpose), is
+/// refused for it: that key may sign no manifest.
+#[test]
+fn a_manifest_signed_with_the_tls_key_is_refused() {
+    let p = pki();
+    let (tls_key, tls_der) = (copy(&p.tls.0), p.tls.1.clone());
+    let tls: HubKey<ExportSigning> = HubKey::unchecked(tls_key, &tls_der).expect("a certificate");
+    let bytes = bundle_signed(&p, 2, &tls);
+    let f = faults_of(&p, &bytes);
+    assert!(
+        matches!(&f[..], [BundleFault::HubCertificate { reason }] if reason.contains("server authentication")),
+        "{f:?}"
+    );
+}
+
+/// The hub's own log in a bundle is verified under its log key's
+/// certificate; under the TLS certificate (whose key signed it before the
+/// hub had a key per purpose) or its export key's it is refused.
+#[test]
+fn the_hubs_log_verifies_under_its_log_key_only() {
+    let p = pki();
+    let (key, log_der) = certified(&p, crate::cert::KeyPurpose::Log);
+    let (export, export_der) = certified(&p, crate::cert::KeyPurpose::Export);
+    for (signer, cert, ok) in [
+        (key, log_der, true),
+        (copy(&p.tls.0), p.tls.1.clone(), false),
+        (export, export_der, false),
+    ] {
+        let mut lw = LogWriter::new(signer, DeviceId::new("hub").expect("name"));
+        let mut w = BundleWriter::new(Vec::new()).expect("writer");
+        w.hub_certificate(&p.hub_der).expect("hub cert");
+        w.certificate(&cert).expect("cert");
+        for i in 0..3 {
+            let e = lw
+                .append_access(
+                    AccessRecord {
+                        user: "auditor".into(),
+                        agency: "CA0010000".into(),
+                        action: AccessAction::Search,
+                        purpose: Some("audit".into()),
+                        case: None,
+                        query: format!("search {i}"),
+                        results: 0,
+                        outcome: AccessOutcome::Allowed,
+                        source: "127.0.0.1".into(),
+                    },
+                    UnixMillis::now(),
+                    TimeSource::Ntp,
+                )
+                .expect("entry");
+            w.entry(&e).expect("entry");
+        }
+        let bytes = w
+            .finish_signed(&p.hub_key, UnixMillis::now())
+            .expect("finish");
+        let r = verdict(&p, &bytes).expect("readable");
+        assert_eq!(r.authentic(), ok, "{:?} {:?}", r.faults, r.logs);
+    }
 }
 
 #[test]
@@ -456,14 +546,15 @@ fn purged_at_hub(p: &Pki, n: usize, purged: usize, batch: usize, recorded: bool)
     for e in &mut log[..purged] {
         e.purge_content();
     }
-    let mut hub = LogWriter::new(copy(&p.hub_key), DeviceId::new("hub").expect("name"));
+    let (log_key, log_der) = certified(p, crate::cert::KeyPurpose::Log);
+    let mut hub = LogWriter::new(log_key, DeviceId::new("hub").expect("name"));
     let mut out = BundleWriter::new(Vec::new()).expect("writer");
     out.hub_certificate(&p.hub_der).expect("hub cert");
     out.certificate(&cert.der).expect("cert");
     for e in &log {
         out.entry(e).expect("entry");
     }
-    out.certificate(&p.hub_der).expect("hub's log certificate");
+    out.certificate(&log_der).expect("hub's log certificate");
     let mut first = 0u64;
     while recorded && (first as usize) < purged {
         let last = (first + batch as u64).min(purged as u64) - 1;

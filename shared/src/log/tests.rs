@@ -383,11 +383,14 @@ fn bundles_round_trip_and_verify() {
     let mut f = fixture();
     let log = write(&mut f, 10);
     let cp = f.writer.checkpoint(UnixMillis::now());
-    let hub = f.authority.issue_hub(&["hub".into()], 30).expect("hub");
-    let hub_key = crate::crypto::SecretKey::from_pkcs8_pem(&hub.key_pem).expect("hub key");
-    let hub_der = crate::cert::pem_certificates(hub.cert_pem.as_bytes())
-        .expect("pem")
-        .remove(0);
+    let (key, _) = f
+        .authority
+        .issue_signer(crate::cert::KeyPurpose::Export, "hub", 30)
+        .expect("export key");
+    let hub_key: crate::signer::HubKey<crate::signer::ExportSigning> =
+        crate::signer::HubKey::from_pem(key.key_pem.as_bytes(), key.cert_pem.as_bytes(), &f.anchor)
+            .expect("export key");
+    let hub_der = hub_key.cert_der().to_vec();
     let mut w = BundleWriter::new(Vec::new()).expect("writer");
     w.hub_certificate(&hub_der).expect("hub cert");
     w.certificate(&f.cert.der).expect("cert");

@@ -3,8 +3,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
+use crate::cert::{KeyPurpose, SignerCert, TrustAnchor};
 use crate::control::SignedPolicy;
-use crate::crypto::{PublicKey, SecretKey};
+use crate::crypto::SecretKey;
 use crate::log::SignedEntry;
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
@@ -138,8 +139,8 @@ pub enum EdgeEvent {
     /// it (and any unreadable entries right after), which
     /// [`LogSource::loss_at`] then gives; uploads wait until it does.
     LocalLoss { seq: u64 },
-    /// The hub sent a policy newer than the one held, signed by the hub's
-    /// certificate key: store it (refreshed now), then call
+    /// The hub sent a policy newer than the one held, signed by a key the
+    /// CA certified for the policy: store it (refreshed now), then call
     /// [`EdgeSync::policy_applied`].
     Policy(Box<SignedPolicy>),
     /// The hub confirmed that the policy held is its current one: the
@@ -215,7 +216,12 @@ pub enum LinkState {
 pub struct EdgeSync {
     device: DeviceId,
     config: SyncTuning,
-    hub_key: Option<PublicKey>,
+    /// The deployment's CA: what the hub's signing keys' certificates are
+    /// checked against.
+    anchor: TrustAnchor,
+    /// The certificate of the key that signs this connection's receipts,
+    /// told in the hub's welcome and checked against the CA.
+    receipt_signer: Option<SignerCert>,
     /// The node's key and the wall-clock time at [`Now`] zero: each entries
     /// frame carries a checkpoint signed with them.
     signer: Option<(SecretKey, UnixMillis)>,
@@ -272,13 +278,21 @@ pub struct EdgeSync {
 
 impl EdgeSync {
     /// A core for `device`, whose hub had acknowledged `0..acked` when last
-    /// heard of. `hub_key` checks receipts once known (see [`Self::set_hub_key`]).
-    pub fn new(device: DeviceId, config: SyncTuning, acked: u64, seed: u64) -> Self {
+    /// heard of. What the hub signs (receipts, policy) is checked against
+    /// `anchor`, the deployment's CA.
+    pub fn new(
+        device: DeviceId,
+        config: SyncTuning,
+        acked: u64,
+        seed: u64,
+        anchor: TrustAnchor,
+    ) -> Self {
         let image_window = config.window_image_bytes_min.max(1);
         EdgeSync {
             device,
             config,
-            hub_key: None,
+            anchor,
+            receipt_signer: None,
             signer: None,
             state: LinkState::Down {
                 retry_at: Now::ZERO,
@@ -315,11 +329,6 @@ impl EdgeSync {
     pub fn with_checkpoints(mut self, key: SecretKey, wall_at_zero: UnixMillis) -> Self {
         self.signer = Some((key, wall_at_zero));
         self
-    }
-
-    /// The hub's receipt-signing key (from its certificate, checked by TLS).
-    pub fn set_hub_key(&mut self, key: PublicKey) {
-        self.hub_key = Some(key);
     }
 
     pub fn state(&self) -> LinkState {
@@ -555,16 +564,10 @@ impl EdgeSync {
         }
     }
 
-    /// A policy frame from the hub: apply only a newer version that the
-    /// hub's certificate key signed.
+    /// A policy frame from the hub: apply only a newer version that a key
+    /// the CA certified for the policy signed.
     fn offered_policy(&mut self, bytes: &[u8], now: Now) {
-        let Some(key) = self.hub_key else {
-            self.events.push_back(EdgeEvent::PolicyRefused(
-                "no hub key known to check the policy's signature".into(),
-            ));
-            return;
-        };
-        let p = match SignedPolicy::decode_verified(bytes, &key) {
+        let p = match SignedPolicy::decode_verified(bytes, &self.anchor) {
             Ok(p) => p,
             Err(e) => {
                 self.events
@@ -651,6 +654,8 @@ impl EdgeSync {
     /// A connection is up: greet the hub.
     pub fn link_up(&mut self, now: Now, log_len: u64) {
         self.state = LinkState::Handshake;
+        // This connection's hub tells its receipt key in its welcome.
+        self.receipt_signer = None;
         self.out.clear();
         self.assembling.clear();
         self.hotlists_pending = 0;
@@ -727,6 +732,19 @@ impl EdgeSync {
             Frame::Welcome(w) => {
                 if !matches!(self.state, LinkState::Handshake) {
                     return;
+                }
+                match self
+                    .anchor
+                    .check_signer_der(&w.receipt_cert, KeyPurpose::Receipt)
+                {
+                    Ok(c) => self.receipt_signer = Some(c),
+                    Err(e) => {
+                        self.receipt_signer = None;
+                        self.events.push_back(EdgeEvent::Protocol(format!(
+                            "the hub's receipt certificate is refused: {e}"
+                        )));
+                        return;
+                    }
                 }
                 if !self.receipt_ok(&w.receipt) {
                     return;
@@ -920,7 +938,7 @@ impl EdgeSync {
 
     fn receipt_ok(&mut self, r: &SignedReceipt) -> bool {
         let ok = r.receipt.device == self.device
-            && self.hub_key.as_ref().is_none_or(|k| r.signature_valid(k));
+            && self.receipt_signer.as_ref().is_some_and(|c| r.verify(c));
         if !ok {
             self.events.push_back(EdgeEvent::Protocol(
                 "a receipt that is not the hub's for this node".into(),

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::crypto::{sha256, SecretKey};
 use crate::log::{LogWriter, SignedCheckpoint, SignedEntry};
+use crate::signer::dev::Deployment;
+use crate::signer::{HubKey, PolicySigning, ReceiptSigning};
 use crate::types::{DeviceId, Hash32, Location, ReadContent, TimeSource, UnixMillis};
 use crate::wire::{Frame, Refusal};
 
@@ -249,6 +251,28 @@ pub struct Stats {
     pub image_sends: BTreeMap<Hash32, u32>,
 }
 
+/// The deployment of every pair (made once: its CA and keys are the same
+/// for all).
+pub fn deployment() -> &'static Deployment {
+    static D: std::sync::OnceLock<Deployment> = std::sync::OnceLock::new();
+    D.get_or_init(|| Deployment::new().expect("a test deployment"))
+}
+
+type Keys = (Arc<HubKey<ReceiptSigning>>, Arc<HubKey<PolicySigning>>);
+
+/// The hub's receipt and policy keys in [`deployment`].
+fn hub_keys() -> Keys {
+    static K: std::sync::OnceLock<Keys> = std::sync::OnceLock::new();
+    K.get_or_init(|| {
+        let d = deployment();
+        (
+            Arc::new(d.key("hub").expect("receipt key")),
+            Arc::new(d.key("hub").expect("policy key")),
+        )
+    })
+    .clone()
+}
+
 /// An edge and a hub over a simulated link.
 pub struct Pair {
     pub now: Now,
@@ -257,7 +281,9 @@ pub struct Pair {
     pub edge: EdgeSync,
     pub log: MemLog,
     pub hub: MemHub,
-    pub hub_key: Arc<SecretKey>,
+    /// The hub's receipt and policy keys, of [`deployment`].
+    pub receipt_key: Arc<HubKey<ReceiptSigning>>,
+    pub policy_key: Arc<HubKey<PolicySigning>>,
     pub session: Option<HubSession>,
     pub edge_events: Vec<EdgeEvent>,
     pub stats: Stats,
@@ -315,12 +341,12 @@ impl Pair {
         let device = DeviceId::new("veh-1").expect("valid");
         let node_key = SecretKey::from_bytes(&[11; 32]);
         let node_key_pub = node_key.public();
-        let hub_key = Arc::new(SecretKey::from_bytes(&[12; 32]));
-        let mut edge = EdgeSync::new(device.clone(), config, 0, seed).with_checkpoints(
-            SecretKey::from_bytes(&[11; 32]),
-            UnixMillis(1_700_000_000_000),
-        );
-        edge.set_hub_key(hub_key.public());
+        let (receipt_key, policy_key) = hub_keys();
+        let edge = EdgeSync::new(device.clone(), config, 0, seed, deployment().anchor.clone())
+            .with_checkpoints(
+                SecretKey::from_bytes(&[11; 32]),
+                UnixMillis(1_700_000_000_000),
+            );
         Pair {
             now: Now::ZERO,
             rng: Rng::new(seed),
@@ -335,7 +361,8 @@ impl Pair {
                 image_size: 0,
             },
             hub: MemHub::default(),
-            hub_key,
+            receipt_key,
+            policy_key,
             session: None,
             edge_events: Vec::new(),
             stats: Stats::default(),
@@ -518,7 +545,7 @@ impl Pair {
         let mut session = HubSession::new(
             self.device(),
             self.node_key_pub,
-            self.hub_key.clone(),
+            self.receipt_key.clone(),
             self.hub.progress,
         );
         if let Some((v, enc)) = &self.hub_policy {

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::crypto::{tag, tagged_hash, PublicKey, SecretKey};
+use crate::crypto::{tag, tagged_hash, PublicKey};
 use crate::log::{SignedCheckpoint, SignedEntry, MAX_ENTRY_BYTES};
+use crate::signer::{HubKey, ReceiptSigning};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 use crate::wire::{
     Entries, Frame, ImageBlob, Receipt, Refusal, RefusalCode, SignedReceipt, Welcome,
@@ -483,7 +484,8 @@ pub const MISSING_IMAGE_SCAN: u64 = 16_384;
 pub struct HubSession {
     device: DeviceId,
     keys: NodeKeys,
-    hub_key: Arc<SecretKey>,
+    /// The hub's receipt key; its certificate goes with the welcome.
+    receipt_key: Arc<HubKey<ReceiptSigning>>,
     progress: Progress,
     greeted: bool,
     /// Images asked of the node and not yet received.
@@ -518,13 +520,13 @@ impl HubSession {
     pub fn new(
         device: DeviceId,
         node_key: PublicKey,
-        hub_key: Arc<SecretKey>,
+        receipt_key: Arc<HubKey<ReceiptSigning>>,
         progress: Progress,
     ) -> Self {
         HubSession {
             device,
             keys: NodeKeys::single(node_key, Validity::ALWAYS),
-            hub_key,
+            receipt_key,
             progress,
             greeted: false,
             wanted: std::collections::HashSet::new(),
@@ -772,7 +774,7 @@ impl HubSession {
             head: self.progress.head,
             at: now,
         }
-        .sign(&self.hub_key)
+        .sign(&self.receipt_key)
     }
 
     fn refused(&self, r: Refusal) -> Vec<HubOutput> {
@@ -829,6 +831,7 @@ impl HubSession {
                 out.extend([HubOutput::Send(Frame::Welcome(Welcome {
                     version: PROTOCOL_VERSION,
                     receipt: self.receipt(now),
+                    receipt_cert: self.receipt_key.cert_der().to_vec(),
                 }))]);
                 out.extend(self.offer_policy());
                 out.extend(self.ask_held());

@@ -304,8 +304,7 @@ fn replace_node_log(p: &mut Pair, len: u64) {
     p.log.entries.clear();
     p.log.image_queue.clear();
     add_reads(p, len, false);
-    p.edge = EdgeSync::new(p.device(), sim_config(), 0, 1);
-    p.edge.set_hub_key(p.hub_key.public());
+    p.edge = EdgeSync::new(p.device(), sim_config(), 0, 1, deployment().anchor.clone());
     p.session = None;
     p.edge_events.clear();
 }
@@ -420,19 +419,69 @@ fn replayed_frames_are_harmless() {
 
 #[test]
 fn receipts_not_signed_by_the_hub_are_ignored() {
-    let mut p = Pair::new(10, LinkModel::default(), sim_config());
+    // Another deployment's receipt key; and another key under this
+    // deployment's receipt certificate.
+    let theirs = crate::signer::dev::Deployment::new().expect("deployment");
+    let impostor = theirs.key("hub").expect("key");
+    let wrong_key = crate::signer::HubKey::unchecked(
+        crate::crypto::SecretKey::from_bytes(&[99; 32]),
+        Pair::new(10, LinkModel::default(), sim_config())
+            .receipt_key
+            .cert_der(),
+    )
+    .expect("a certificate");
+    for key in [impostor, wrong_key] {
+        let mut p = Pair::new(10, LinkModel::default(), sim_config());
+        add_reads(&mut p, 50, false);
+        p.receipt_key = std::sync::Arc::new(key);
+        p.run_until(secs(5), |_| false);
+        assert_eq!(
+            p.edge.acked(),
+            0,
+            "a receipt from an impostor must not count"
+        );
+        assert!(p
+            .edge_events
+            .iter()
+            .any(|e| matches!(e, EdgeEvent::Protocol(_))));
+    }
+}
+
+/// Receipts signed with a key of the deployment that is not certified for
+/// receipts — the hub's TLS key, its policy key — are not receipts: the
+/// edge refuses the certificate the welcome names and counts nothing.
+#[test]
+fn receipts_signed_with_a_key_of_another_purpose_are_ignored() {
+    let d = deployment();
+    let (tls_key, tls_der) = d.tls().expect("tls");
+    let (policy_key, policy_der) = d
+        .secret_of(crate::cert::KeyPurpose::Policy)
+        .expect("policy key");
+    for (key, der) in [(tls_key, tls_der), (policy_key, policy_der)] {
+        let mut p = Pair::new(12, LinkModel::default(), sim_config());
+        add_reads(&mut p, 50, false);
+        p.receipt_key = std::sync::Arc::new(
+            crate::signer::HubKey::unchecked(key, &der).expect("a certificate"),
+        );
+        p.run_until(secs(5), |_| false);
+        assert_eq!(
+            p.edge.acked(),
+            0,
+            "a receipt under the wrong purpose counted"
+        );
+        assert!(
+            p.edge_events.iter().any(
+                |e| matches!(e, EdgeEvent::Protocol(why) if why.contains("receipt certificate"))
+            ),
+            "{:?}",
+            p.edge_events
+        );
+    }
+    // The deployment's receipt key is accepted.
+    let mut p = Pair::new(12, LinkModel::default(), sim_config());
     add_reads(&mut p, 50, false);
-    p.hub_key = std::sync::Arc::new(crate::crypto::SecretKey::from_bytes(&[99; 32]));
-    p.run_until(secs(5), |_| false);
-    assert_eq!(
-        p.edge.acked(),
-        0,
-        "a receipt from an impostor must not count"
-    );
-    assert!(p
-        .edge_events
-        .iter()
-        .any(|e| matches!(e, EdgeEvent::Protocol(_))));
+    assert!(p.run_until(secs(30), |p| p.synced()));
+    assert_eq!(p.edge.acked(), 50);
 }
 
 #[test]
@@ -491,7 +540,14 @@ fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
         backoff_max: secs(10),
         ..SyncTuning::default()
     };
-    let mut e = EdgeSync::new(crate::types::DeviceId::new("v").expect("valid"), cfg, 0, 42);
+    let anchor = || deployment().anchor.clone();
+    let mut e = EdgeSync::new(
+        crate::types::DeviceId::new("v").expect("valid"),
+        cfg,
+        0,
+        42,
+        anchor(),
+    );
     let mut now = Duration::ZERO;
     let mut delays = Vec::new();
     for _ in 0..12 {
@@ -518,6 +574,7 @@ fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
         SyncTuning::default(),
         0,
         43,
+        anchor(),
     );
     other.link_down(Duration::ZERO);
     other.link_down(Duration::ZERO);
@@ -527,6 +584,7 @@ fn backoff_doubles_with_jitter_up_to_the_cap_and_resets() {
         SyncTuning::default(),
         0,
         42,
+        anchor(),
     );
     same.link_down(Duration::ZERO);
     same.link_down(Duration::ZERO);
@@ -732,7 +790,10 @@ fn images_fill_a_slow_long_link_without_needless_resends() {
 
 // ---- Policy push (control lane) ----
 
-fn policy(version: u64, key: &crate::crypto::SecretKey) -> crate::control::SignedPolicy {
+fn policy(
+    version: u64,
+    key: &crate::signer::HubKey<crate::signer::PolicySigning>,
+) -> crate::control::SignedPolicy {
     crate::control::policy::tests::sample(version)
         .sign(key)
         .expect("valid policy")
@@ -741,7 +802,7 @@ fn policy(version: u64, key: &crate::crypto::SecretKey) -> crate::control::Signe
 #[test]
 fn hub_pushes_its_policy_on_connect_and_learns_what_the_edge_enforces() {
     let mut pair = Pair::new(1, LinkModel::default(), sim_config());
-    let p1 = policy(1, &pair.hub_key.clone());
+    let p1 = policy(1, &pair.policy_key.clone());
     pair.publish_policy(&p1);
     add_reads(&mut pair, 5, false);
     assert!(pair.run_until(secs(30), |p| p.synced() && p.node_policy == Some(1)));
@@ -754,7 +815,7 @@ fn hub_pushes_its_policy_on_connect_and_learns_what_the_edge_enforces() {
 #[test]
 fn a_newer_policy_reaches_a_connected_edge_and_replaces_the_old() {
     let mut pair = Pair::new(2, LinkModel::default(), sim_config());
-    let key = pair.hub_key.clone();
+    let key = pair.policy_key.clone();
     pair.publish_policy(&policy(1, &key));
     assert!(pair.run_until(secs(30), |p| p.node_policy == Some(1)));
     let mut p2 = crate::control::policy::tests::sample(2);
@@ -773,7 +834,7 @@ fn a_newer_policy_reaches_a_connected_edge_and_replaces_the_old() {
 #[test]
 fn an_equal_version_refreshes_without_resending_the_document() {
     let mut pair = Pair::new(3, LinkModel::default(), sim_config());
-    let key = pair.hub_key.clone();
+    let key = pair.policy_key.clone();
     pair.publish_policy(&policy(4, &key));
     assert!(pair.run_until(secs(30), |p| p.node_policy == Some(4)));
     let first = pair.edge_refreshed.expect("refreshed");
@@ -796,7 +857,7 @@ fn an_equal_version_refreshes_without_resending_the_document() {
 #[test]
 fn an_older_policy_is_not_applied() {
     let mut pair = Pair::new(4, LinkModel::default(), sim_config());
-    let key = pair.hub_key.clone();
+    let key = pair.policy_key.clone();
     pair.publish_policy(&policy(5, &key));
     assert!(pair.run_until(secs(30), |p| p.node_policy == Some(5)));
     // The hub restored from a backup with version 3: the edge keeps 5.
@@ -814,7 +875,7 @@ fn an_older_policy_is_not_applied() {
     assert!(pair.run_until(start + secs(90), |p| p.shown_policy.is_some()));
     let shown = crate::control::SignedPolicy::decode_verified(
         pair.shown_policy.as_deref().expect("shown"),
-        &key.public(),
+        &deployment().anchor,
     )
     .expect("the hub's own signature");
     assert_eq!(shown.version(), 5);
@@ -857,7 +918,7 @@ fn a_hub_behind_on_a_list_is_shown_only_the_headers_it_lacks_and_only_once_asked
     let mut s = HubSession::new(
         pair.device(),
         crate::crypto::SecretKey::from_bytes(&[11; 32]).public(),
-        pair.hub_key.clone(),
+        pair.receipt_key.clone(),
         Progress::default(),
     );
     for f in [
@@ -884,26 +945,36 @@ fn a_hub_behind_on_a_list_is_shown_only_the_headers_it_lacks_and_only_once_asked
 #[test]
 fn a_forged_policy_is_refused_and_not_applied() {
     let mut pair = Pair::new(5, LinkModel::default(), sim_config());
-    let key = pair.hub_key.clone();
+    let key = pair.policy_key.clone();
     pair.publish_policy(&policy(1, &key));
     assert!(pair.run_until(secs(30), |p| p.node_policy == Some(1)));
-    // Someone else's key signs version 9 and it reaches the edge.
-    let forger = crate::crypto::SecretKey::from_bytes(&[99; 32]);
-    let forged = policy(9, &forger);
-    pair.edge.handle_frame(
-        Frame::Policy {
-            policy: forged.encode(),
-        },
-        pair.now,
-        &pair.log,
-    );
-    let mut refused = false;
-    while let Some(ev) = pair.edge.poll_event() {
-        assert!(!matches!(ev, EdgeEvent::Policy(_)), "forged policy offered");
-        refused |= matches!(ev, EdgeEvent::PolicyRefused(ref why) if why.contains("signature"));
+    // Someone else's key signs version 9 and it reaches the edge: under
+    // this deployment's policy certificate, or as the hub's TLS key (a key
+    // of the deployment, not certified for the policy).
+    let forger = crate::signer::HubKey::unchecked(
+        crate::crypto::SecretKey::from_bytes(&[99; 32]),
+        key.cert_der(),
+    )
+    .expect("a certificate");
+    let (tls_key, tls_der) = deployment().tls().expect("tls");
+    let tls = crate::signer::HubKey::unchecked(tls_key, &tls_der).expect("a certificate");
+    for (forger, why) in [(forger, "signature"), (tls, "server authentication")] {
+        let forged = policy(9, &forger);
+        pair.edge.handle_frame(
+            Frame::Policy {
+                policy: forged.encode(),
+            },
+            pair.now,
+            &pair.log,
+        );
+        let mut refused = false;
+        while let Some(ev) = pair.edge.poll_event() {
+            assert!(!matches!(ev, EdgeEvent::Policy(_)), "forged policy offered");
+            refused |= matches!(ev, EdgeEvent::PolicyRefused(ref w) if w.contains(why));
+        }
+        assert!(refused, "{why}");
+        assert_eq!(pair.edge.policy_version(), 1);
     }
-    assert!(refused);
-    assert_eq!(pair.edge.policy_version(), 1);
     // Garbage bytes are refused too, without a panic.
     pair.edge.handle_frame(
         Frame::Policy {
@@ -920,9 +991,12 @@ fn a_forged_policy_is_refused_and_not_applied() {
 
 #[test]
 fn policy_travels_on_the_control_lane_and_the_edge_reports_on_it() {
-    let key = crate::crypto::SecretKey::from_bytes(&[12; 32]);
     let f = Frame::Policy {
-        policy: policy(1, &key).encode(),
+        policy: policy(
+            1,
+            &Pair::new(6, LinkModel::default(), sim_config()).policy_key,
+        )
+        .encode(),
     };
     assert_eq!(f.lane(), Lane::Control);
     assert_eq!(Frame::PolicyApplied { version: 1 }.lane(), Lane::Control);
@@ -947,7 +1021,7 @@ fn a_long_connection_keeps_the_policy_refreshed_and_a_lost_push_is_repaired() {
         ..sim_config()
     };
     let mut pair = Pair::new(7, LinkModel::default(), config);
-    let key = pair.hub_key.clone();
+    let key = pair.policy_key.clone();
     pair.publish_policy(&policy(1, &key));
     assert!(pair.run_until(secs(30), |p| p.node_policy == Some(1)));
     let first = pair.edge_refreshed.expect("refreshed");
@@ -1043,7 +1117,7 @@ fn a_hub_change_reaches_a_connected_edge_and_holds_before_hello_are_refused() {
     let mut fresh = HubSession::new(
         pair.device(),
         crate::crypto::SecretKey::from_bytes(&[11; 32]).public(),
-        pair.hub_key.clone(),
+        pair.receipt_key.clone(),
         pair.hub.progress,
     );
     let out = fresh.handle_frame(Frame::Holds { doc: Vec::new() }, UnixMillis(5));
@@ -1137,7 +1211,7 @@ fn local_entries_travel_both_ways_and_a_hub_removal_beats_an_offline_edit() {
     let mut fresh = HubSession::new(
         pair.device(),
         crate::crypto::SecretKey::from_bytes(&[11; 32]).public(),
-        pair.hub_key.clone(),
+        pair.receipt_key.clone(),
         pair.hub.progress,
     );
     let out = fresh.handle_frame(Frame::LocalEntries { doc: Vec::new() }, UnixMillis(5));

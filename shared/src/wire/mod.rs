@@ -1,4 +1,4 @@
-//! The sync wire protocol, `alpr-sync/7` ([`ALPN`]): what an edge and the hub say to
+//! The sync wire protocol, `alpr-sync/8` ([`ALPN`]): what an edge and the hub say to
 //! each other over QUIC, and how each message is framed.
 //!
 //! A frame is a 4-byte big-endian length followed by the postcard encoding of
@@ -18,20 +18,26 @@
 //! The hub acknowledges with a [`SignedReceipt`]: its signature over "I hold
 //! this device's log up to `next_seq`, ending in `head`", given only after a
 //! durable commit. The edge may delete nothing below what a valid receipt
-//! names, and nothing above it.
+//! names, and nothing above it. Receipts are signed by the hub's receipt
+//! key, whose certificate the [`Welcome`] carries: the edge checks it
+//! against the CA (issued for receipts alone) before it trusts any.
 
 use serde::{Deserialize, Serialize};
 
+use crate::cert::{KeyPurpose, SignerCert};
 use crate::crypto::{PublicKey, SecretKey, Signature};
 use crate::log::{
     Checkpoint, EntryHeader, EntryKind, ReadBody, SignedCheckpoint, SignedEntry, FORMAT_VERSION,
 };
+use crate::signer::{HubKey, ReceiptSigning};
 use crate::types::{DeviceId, Hash32, TimeSource, UnixMillis};
 
 /// ALPN of the sync protocol; the number is the protocol version.
-pub const ALPN: &[u8] = b"alpr-sync/7";
+pub const ALPN: &[u8] = b"alpr-sync/8";
 /// Protocol version carried in [`Hello`]; must match [`ALPN`].
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
+/// Largest certificate of a hub signing key carried in a frame.
+pub const MAX_SIGNER_CERT: usize = 8 * 1024;
 
 /// Size of the length prefix in front of every frame.
 pub const LEN_PREFIX: usize = 4;
@@ -211,6 +217,9 @@ pub struct Welcome {
     pub version: u16,
     /// The hub's latest receipt for this device (next_seq 0 if none).
     pub receipt: SignedReceipt,
+    /// The certificate (DER) of the key that signs this connection's
+    /// receipts: the CA's, for receipts alone (at most [`MAX_SIGNER_CERT`]).
+    pub receipt_cert: Vec<u8>,
 }
 
 /// A run of consecutive entries of the sending node.
@@ -422,7 +431,8 @@ impl Receipt {
         postcard::to_allocvec(self).expect("a receipt always serialises")
     }
 
-    pub fn sign(self, key: &SecretKey) -> SignedReceipt {
+    /// Sign with the hub's receipt key.
+    pub fn sign(self, key: &HubKey<ReceiptSigning>) -> SignedReceipt {
         let signature = key.sign(RECEIPT_SIG_TAG, &self.bytes());
         SignedReceipt {
             receipt: self,
@@ -434,6 +444,14 @@ impl Receipt {
 impl SignedReceipt {
     pub fn signature_valid(&self, hub: &PublicKey) -> bool {
         hub.verify(RECEIPT_SIG_TAG, &self.receipt.bytes(), &self.signature)
+    }
+
+    /// Signed by the key of `cert`, a certificate checked for receipts,
+    /// while it was valid.
+    pub fn verify(&self, cert: &SignerCert) -> bool {
+        cert.purpose == KeyPurpose::Receipt
+            && cert.valid_at(self.receipt.at)
+            && self.signature_valid(&cert.key)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -658,6 +676,11 @@ impl Frame {
             Frame::Image(i) if i.bytes.len() > MAX_IMAGE_BYTES => {
                 return Err(WireError::Invalid("image over the size limit"));
             }
+            Frame::Welcome(w) if w.receipt_cert.len() > MAX_SIGNER_CERT => {
+                return Err(WireError::Invalid(
+                    "receipt certificate over the size limit",
+                ));
+            }
             Frame::Loss { entry } if entry.len() > crate::log::MAX_ENTRY_BYTES => {
                 return Err(WireError::Invalid("loss entry over the size limit"));
             }
@@ -791,18 +814,6 @@ impl Entries {
         }
         out
     }
-}
-
-/// The Ed25519 key in a certificate (the hub's, to check its receipts).
-/// The certificate's chain must have been checked already (by TLS).
-pub fn certificate_key(der: &[u8]) -> Option<PublicKey> {
-    let (_, c) = x509_parser::parse_x509_certificate(der).ok()?;
-    let spki = c.public_key();
-    if spki.algorithm.algorithm != x509_parser::oid_registry::OID_SIG_ED25519 {
-        return None;
-    }
-    let raw: [u8; 32] = spki.subject_public_key.data.as_ref().try_into().ok()?;
-    PublicKey::from_bytes(&raw).ok()
 }
 
 pub mod quic;

@@ -31,7 +31,7 @@ fn sample_frames() -> Vec<Frame> {
             TimeSource::Ntp,
         )
         .expect("valid read");
-    let hub = SecretKey::from_bytes(&[4; 32]);
+    let hub = receipt_key();
     let receipt = Receipt {
         format: 1,
         device: device.clone(),
@@ -51,6 +51,7 @@ fn sample_frames() -> Vec<Frame> {
         Frame::Welcome(Welcome {
             version: PROTOCOL_VERSION,
             receipt: receipt.clone(),
+            receipt_cert: hub.cert_der().to_vec(),
         }),
         Frame::Entries(
             Entries::from_log(vec![e.clone()], Some(w.checkpoint(UnixMillis(6))))
@@ -304,20 +305,36 @@ fn the_hub_checks_each_frame_in_one_pass() {
     assert_eq!((r.code, r.seq), (RefusalCode::Edited, Some(2)));
 }
 
+/// The receipt key of the test vectors' deployment.
+fn receipt_key() -> crate::signer::HubKey<crate::signer::ReceiptSigning> {
+    crate::signer::fixture::key(4)
+}
+
 #[test]
 fn receipts_are_bound_to_the_hub_key() {
-    let hub = SecretKey::from_bytes(&[4; 32]);
+    let hub = receipt_key();
     let other = SecretKey::from_bytes(&[5; 32]);
     let r = Receipt {
         format: 1,
         device: DeviceId::new("v-1").expect("valid"),
         next_seq: 10,
         head: Hash32([1; 32]),
-        at: UnixMillis(1),
+        at: UnixMillis(1_700_000_000_000),
     };
     let mut s = r.sign(&hub);
     assert!(s.signature_valid(&hub.public()));
+    assert!(s.verify(hub.cert()));
     assert!(!s.signature_valid(&other.public()));
+    // The receipt key's certificate taken for another purpose's is not a
+    // receipt key's.
+    let mut as_policy = hub.cert().clone();
+    as_policy.purpose = crate::cert::KeyPurpose::Policy;
+    assert!(!s.verify(&as_policy));
+    // Signed when the certificate was not valid.
+    let mut early = s.clone();
+    early.receipt.at = UnixMillis(1);
+    let early = early.receipt.sign(&hub);
+    assert!(!early.verify(hub.cert()));
     s.receipt.next_seq = 11;
     assert!(!s.signature_valid(&hub.public()));
     let back = SignedReceipt::decode(&s.encode()).expect("decodes");

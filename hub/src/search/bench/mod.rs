@@ -33,9 +33,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use alpr_shared::cert::TrustAnchor;
-use alpr_shared::crypto::SecretKey;
 use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord};
-use alpr_shared::types::{DeviceId, UnixMillis};
+use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 use rand::SeedableRng;
 use serde::Serialize;
@@ -393,11 +392,17 @@ async fn measure(
         Some(pg) => tokio::task::spawn_blocking(move || pg::database_bytes(&pg)).await??,
         None => std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
     };
-    let access = AccessLog::start(
-        storage.clone(),
-        SecretKey::generate(),
-        DeviceId::new("bench-hub")?,
-    )?;
+    // The store is reused across runs, and its access log continues only
+    // under the key that signed it: a fixed key, certified afresh.
+    let log_key = alpr_shared::signer::dev::Deployment::new()
+        .and_then(|d| {
+            d.key_for(
+                "hub",
+                alpr_shared::crypto::SecretKey::from_bytes(&[0x5e; 32]),
+            )
+        })
+        .map_err(anyhow::Error::msg)?;
+    let access = AccessLog::start(storage.clone(), log_key)?;
     let searcher = Searcher::new(storage.clone(), anchor);
     let t = Instant::now();
     let s2 = searcher.clone();

@@ -73,8 +73,13 @@ pub(crate) fn sample(version: u64) -> Policy {
     }
 }
 
-fn key() -> SecretKey {
-    SecretKey::from_bytes(&[7; 32])
+/// The policy key of the test vectors' deployment.
+fn key() -> HubKey<PolicySigning> {
+    crate::signer::fixture::key(7)
+}
+
+fn anchor() -> TrustAnchor {
+    crate::signer::fixture::anchor()
 }
 
 fn msg(p: Policy) -> String {
@@ -88,7 +93,7 @@ fn msg(p: Policy) -> String {
 fn signed_policy_round_trips_and_verifies() {
     let k = key();
     let s = sample(3).sign(&k).expect("valid");
-    let back = SignedPolicy::decode_verified(&s.encode(), &k.public()).expect("decodes");
+    let back = SignedPolicy::decode_verified(&s.encode(), &anchor()).expect("decodes");
     assert_eq!(back, s);
     assert_eq!(back.version(), 3);
     assert_eq!(
@@ -98,12 +103,12 @@ fn signed_policy_round_trips_and_verifies() {
 }
 
 #[test]
-fn another_key_or_edited_bytes_fail_verification() {
+fn another_deployment_or_edited_bytes_fail_verification() {
     let s = sample(1).sign(&key()).expect("valid");
-    let other = SecretKey::from_bytes(&[8; 32]);
+    let other = crate::signer::dev::Deployment::new().expect("deployment");
     assert!(matches!(
-        s.verify(&other.public()),
-        Err(PolicyError::BadSignature)
+        s.verify(&other.anchor),
+        Err(PolicyError::Certificate(CertError::UnknownIssuer))
     ));
     // Edit the retention inside the signed bytes: still a valid policy,
     // no longer the hub's.
@@ -112,10 +117,54 @@ fn another_key_or_edited_bytes_fail_verification() {
     let env = Envelope {
         policy: forged.canonical_bytes(),
         signature: s.signature,
+        signer: key().cert_der().to_vec(),
     };
     let bytes = postcard::to_allocvec(&env).expect("encodes");
     let decoded = SignedPolicy::decode(&bytes).expect("well formed");
-    assert!(decoded.verify(&key().public()).is_err());
+    assert!(matches!(
+        decoded.verify(&anchor()),
+        Err(PolicyError::BadSignature)
+    ));
+}
+
+/// The policy signed by a key of the deployment that is not certified for
+/// the policy — the hub's TLS key above all, or its receipt key — is
+/// refused, though the key is the hub's and the CA issued its certificate.
+#[test]
+fn a_policy_signed_with_a_key_of_another_purpose_is_refused() {
+    let d = crate::signer::dev::Deployment::new().expect("deployment");
+    let (tls_key, tls_der) = d.tls().expect("tls");
+    let (receipt_key, receipt_der) = d.secret_of(KeyPurpose::Receipt).expect("receipt key");
+    for (key, der, what) in [
+        (tls_key, tls_der, "server authentication"),
+        (receipt_key, receipt_der, "receipts"),
+    ] {
+        let k: HubKey<PolicySigning> = HubKey::unchecked(key, &der).expect("a certificate");
+        let s = sample(2).sign(&k).expect("signs");
+        let e = SignedPolicy::decode_verified(&s.encode(), &d.anchor)
+            .expect_err("a policy signed with the wrong key");
+        assert!(
+            matches!(&e, PolicyError::Certificate(CertError::WrongPurpose { .. })),
+            "{e}"
+        );
+        assert!(e.to_string().contains(what), "{e}");
+    }
+    // The deployment's policy key is accepted.
+    let policy: HubKey<PolicySigning> = d.key("hub").expect("key");
+    let s = sample(2).sign(&policy).expect("signs");
+    assert!(SignedPolicy::decode_verified(&s.encode(), &d.anchor).is_ok());
+}
+
+/// A policy issued when its key's certificate was not valid is refused.
+#[test]
+fn a_policy_issued_outside_its_certificate_is_refused() {
+    let mut p = sample(1);
+    p.issued_at = UnixMillis(1_000_000_000_000); // 2001, before the certificate
+    let s = p.sign(&key()).expect("signs");
+    assert!(matches!(
+        s.verify(&anchor()),
+        Err(PolicyError::OutsideValidity)
+    ));
 }
 
 #[test]
@@ -202,6 +251,7 @@ fn an_invalid_policy_inside_a_valid_signature_is_refused() {
     let env = Envelope {
         signature: k.sign(tag::POLICY_SIG, &bytes),
         policy: bytes,
+        signer: k.cert_der().to_vec(),
     };
     let enc = postcard::to_allocvec(&env).expect("encodes");
     assert!(matches!(
@@ -210,46 +260,57 @@ fn an_invalid_policy_inside_a_valid_signature_is_refused() {
     ));
 }
 
-/// A format-1 policy (signed before hotlists) still decodes and verifies,
-/// with the default hotlist rules and officers without keys.
+/// Policies signed before the hub had a key per purpose, with its single
+/// key (format 1, before hotlists; format 2, before officers' keys; format
+/// 3): they still decode, with the default hotlist rules for format 1 and
+/// officers without keys before format 3, so an edge keeps the one it
+/// stored; they carry no certificate, so they no longer verify (the hub
+/// signs the next version, in the current format).
 #[test]
-fn format_v1_vector_still_decodes() {
-    let stored = hex::decode(include_str!("../testdata/policy-v1.hex").trim()).expect("hex");
-    let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
-    assert_eq!(back.policy(), &sample_without_keys(5, 1));
-    assert_eq!(back.encode(), stored, "the signed bytes are kept as signed");
+fn policies_signed_with_the_single_hub_key_decode_and_do_not_verify() {
+    for (vector, format) in [
+        (include_str!("../testdata/policy-v1.hex"), 1),
+        (include_str!("../testdata/policy-v2.hex"), 2),
+        (include_str!("../testdata/policy-v3.hex"), 3),
+    ] {
+        let stored = hex::decode(vector.trim()).expect("hex");
+        let back = SignedPolicy::decode(&stored).expect("old policy decodes");
+        let want = if format < 3 {
+            sample_without_keys(5, format)
+        } else {
+            sample(5)
+        };
+        assert_eq!(back.policy(), &want, "format {format}");
+        assert_eq!(back.encode(), stored, "the signed bytes are kept as signed");
+        assert!(back.signer_certificate().is_none());
+        assert!(matches!(
+            back.verify(&anchor()),
+            Err(PolicyError::NoCertificate)
+        ));
+        let mut next = back.policy().clone();
+        next.version += 1;
+        let signed = next.sign(&key()).expect("sign");
+        assert_eq!(signed.policy().format, POLICY_FORMAT);
+        let again = SignedPolicy::decode_verified(&signed.encode(), &anchor()).expect("decodes");
+        assert_eq!(again.policy().officers, back.policy().officers);
+    }
 }
 
-/// A format-2 policy (signed before officers' keys) still decodes and
-/// verifies, its officers without keys; the next version made from it is
-/// written in the current format.
+/// A policy signed by this version (format 3, in the envelope that carries
+/// the policy key's certificate) decodes and verifies in every later one.
 #[test]
-fn format_v2_vector_still_decodes() {
-    let stored = hex::decode(include_str!("../testdata/policy-v2.hex").trim()).expect("hex");
-    let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
-    assert_eq!(back.policy(), &sample_without_keys(5, 2));
-    assert_eq!(back.encode(), stored, "the signed bytes are kept as signed");
-    let mut next = back.policy().clone();
-    next.version += 1;
-    let signed = next.sign(&key()).expect("sign");
-    assert_eq!(signed.policy().format, POLICY_FORMAT);
-    let again = SignedPolicy::decode_verified(&signed.encode(), &key().public()).expect("decodes");
-    assert_eq!(again.policy().officers, back.policy().officers);
-}
-
-/// A policy signed by this version decodes and verifies in every later one.
-#[test]
-fn format_v3_vector_still_decodes() {
+fn certified_format_v3_vector_still_decodes() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/control/testdata/policy-v3.hex"
+        "/src/control/testdata/policy-v3-certified.hex"
     );
     let s = sample(5).sign(&key()).expect("valid");
     if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
         std::fs::write(path, hex::encode(s.encode()) + "\n").expect("write vector");
     }
-    let stored = hex::decode(include_str!("../testdata/policy-v3.hex").trim()).expect("hex");
-    let back = SignedPolicy::decode_verified(&stored, &key().public()).expect("old policy decodes");
+    let stored =
+        hex::decode(include_str!("../testdata/policy-v3-certified.hex").trim()).expect("hex");
+    let back = SignedPolicy::decode_verified(&stored, &anchor()).expect("old policy decodes");
     assert_eq!(back.policy(), &sample(5));
     assert_eq!(stored, s.encode(), "the canonical encoding changed");
 }
@@ -298,7 +359,7 @@ proptest! {
         p.max_stale_ms = stale;
         p.purposes[0].case_required = case;
         let s = p.clone().sign(&key()).expect("valid");
-        let back = SignedPolicy::decode_verified(&s.encode(), &key().public()).expect("decodes");
+        let back = SignedPolicy::decode_verified(&s.encode(), &anchor()).expect("decodes");
         prop_assert_eq!(back.policy(), &p);
     }
 
