@@ -1,9 +1,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use alpr_shared::signer::{dev::Deployment, HotlistSigning, HubKey};
 use alpr_shared::hotlist::generation::GenerationInfo;
 use alpr_shared::hotlist::{delta, sample, AlertLevel, HotEntry, ListSettings};
+use alpr_shared::signer::{dev::Deployment, HotlistSigning, HubKey};
 use alpr_shared::types::{Hash32, UnixMillis};
 
 use super::*;

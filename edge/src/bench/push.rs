@@ -27,9 +27,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alpr_shared::cert::TrustAnchor;
 use alpr_shared::hotlist::local::LocalEntriesDoc;
 use alpr_shared::hotlist::push_events::{now_us, PushEvent};
-use alpr_shared::cert::TrustAnchor;
 use alpr_shared::sync::{EdgeEvent, EdgeSync, LinkState, LogSource, SyncTuning};
 use alpr_shared::types::{DeviceId, Hash32};
 use alpr_shared::wire::quic::{self, Liveness};
@@ -400,14 +400,7 @@ impl SimEdge {
             HotlistUpdate::Delta { to, .. } => *to,
             HotlistUpdate::Full { generation, .. } => *generation,
         };
-        apply_hotlist(
-            core,
-            &self.generations,
-            status,
-            source.clone(),
-            update,
-        )
-        .await;
+        apply_hotlist(core, &self.generations, status, source.clone(), update).await;
         let held = self.generations.get(&source).map(|g| g.info().number);
         anyhow::ensure!(
             held == Some(want),

@@ -27,9 +27,9 @@
 
 use std::io::Write;
 
-use alpr_shared::signer::{ExportSigning, HubKey};
 use alpr_shared::log::bundle::{BundleWriter, Manifest, SignedManifest};
 use alpr_shared::log::SignedEntry;
+use alpr_shared::signer::{ExportSigning, HubKey};
 use alpr_shared::types::{DeviceId, UnixMillis};
 
 use crate::store::{HubStorage, StoreError};

@@ -1143,11 +1143,17 @@ mod tests {
     }
 
     fn users_of(storage: Arc<dyn HubStorage>, config: UsersConfig) -> (Users, Arc<dyn HubStorage>) {
-        let access = AccessLog::start(
-            storage.clone(),
-            crate::keys::throwaway().expect("a log key"),
-        )
-        .expect("access log");
+        // The same log key on every opening: the access log continues only
+        // under the key that signed its head.
+        let log_key = alpr_shared::signer::dev::Deployment::new()
+            .and_then(|d| {
+                d.key_for(
+                    "hub",
+                    alpr_shared::crypto::SecretKey::from_bytes(&[0x10; 32]),
+                )
+            })
+            .expect("a log key");
+        let access = AccessLog::start(storage.clone(), log_key).expect("access log");
         (
             Users::new(storage.clone(), access, config).expect("users"),
             storage,

@@ -46,8 +46,8 @@ use crate::types::{Hash32, UnixMillis};
 use super::{Category, HotEntry, ListSettings, MAX_ENTRY_TEXT, MAX_PLATE_LEN};
 
 mod header;
-use header::{checked_header, layout_header, magic_of, Header};
 pub use header::verify_header;
+use header::{checked_header, layout_header, magic_of, Header};
 pub(crate) use header::{read_header, write_header};
 
 /// What the hub says about a generation (signed with it).

@@ -118,7 +118,10 @@ pub(crate) fn read_header(bytes: &[u8], anchor: &TrustAnchor) -> Result<Header, 
 /// a node shows it to prove which generation it holds), once its
 /// certificate and signature are checked as [`read_header`] does. `bytes`
 /// must be the header and nothing more.
-pub fn verify_header(bytes: &[u8], anchor: &TrustAnchor) -> Result<GenerationInfo, GenerationError> {
+pub fn verify_header(
+    bytes: &[u8],
+    anchor: &TrustAnchor,
+) -> Result<GenerationInfo, GenerationError> {
     let header = read_header(bytes, anchor)?;
     if header.body_at != bytes.len() {
         return Err(invalid("bytes after the signed header"));
