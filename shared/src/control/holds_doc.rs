@@ -36,7 +36,7 @@
 use std::collections::BTreeMap;
 
 use super::holds::{Hold, Release};
-use super::replica::{valid_id, Replica, ReplicaError, ReplicatedDoc};
+use super::replica::{replicated_doc, valid_id, Replica, ReplicaError};
 use crate::types::UnixMillis;
 
 /// The largest saved document accepted from storage or a peer (some
@@ -430,58 +430,12 @@ impl HoldsDoc {
     }
 }
 
-impl ReplicatedDoc for HoldsDoc {
-    type Error = HoldsDocError;
-    const MAX_BYTES: usize = MAX_HOLDS_DOC_BYTES;
-
-    fn load(bytes: &[u8]) -> Result<Self, Self::Error> {
-        HoldsDoc::load(bytes)
-    }
-
-    fn save(&mut self) -> Vec<u8> {
-        HoldsDoc::save(self)
-    }
-
-    fn write_as(&mut self, other: &Self) {
-        self.doc.write_as(&other.doc);
-    }
-
-    fn new_actor(&mut self) {
-        self.doc.new_actor();
-    }
-
-    fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, Self::Error> {
-        HoldsDoc::merge_bytes(self, bytes, now)
-    }
-
-    fn needs_compaction(&self, now: UnixMillis) -> bool {
-        HoldsDoc::needs_compaction(self, now)
-    }
-
-    fn compact(&self, now: UnixMillis) -> Result<Self, Self::Error> {
-        HoldsDoc::compact(self, now)
-    }
-
-    fn too_large(len: usize) -> Self::Error {
-        HoldsDocError::TooLarge(len)
-    }
-
-    fn node_changes(
-        &self,
-        theirs: &Self,
-        now: UnixMillis,
-    ) -> Vec<crate::control::node_change::NodeChange> {
-        HoldsDoc::changes_from(self, theirs, now)
-    }
-
-    fn take_change(
-        &mut self,
-        change: &crate::control::node_change::NodeChange,
-        signature: &crate::control::officer::ChangeSignature,
-    ) -> Result<(), Self::Error> {
-        HoldsDoc::apply(self, change, signature)
-    }
-}
+replicated_doc!(
+    HoldsDoc,
+    HoldsDocError,
+    MAX_HOLDS_DOC_BYTES,
+    HoldsDocError::TooLarge
+);
 
 fn hold_key(id: &str) -> String {
     format!("{HOLD_PREFIX}{id}")

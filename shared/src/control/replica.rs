@@ -62,6 +62,72 @@ pub trait ReplicatedDoc: Sized + Send + 'static {
     ) -> Result<(), Self::Error>;
 }
 
+/// [`ReplicatedDoc`] for a document type `$ty` whose inherent methods do
+/// the work (`load`, `save`, `merge_bytes`, `needs_compaction`, `compact`,
+/// `changes_from`, `apply`) over a [`Replica`] in its field `doc`; a
+/// document too large is `$too_large(len)`.
+macro_rules! replicated_doc {
+    ($ty:ty, $err:ty, $max:expr, $too_large:path) => {
+        impl $crate::control::replica::ReplicatedDoc for $ty {
+            type Error = $err;
+            const MAX_BYTES: usize = $max;
+
+            fn load(bytes: &[u8]) -> Result<Self, Self::Error> {
+                <$ty>::load(bytes)
+            }
+
+            fn save(&mut self) -> Vec<u8> {
+                <$ty>::save(self)
+            }
+
+            fn write_as(&mut self, other: &Self) {
+                self.doc.write_as(&other.doc);
+            }
+
+            fn new_actor(&mut self) {
+                self.doc.new_actor();
+            }
+
+            fn merge_bytes(
+                &mut self,
+                bytes: &[u8],
+                now: $crate::types::UnixMillis,
+            ) -> Result<bool, Self::Error> {
+                <$ty>::merge_bytes(self, bytes, now)
+            }
+
+            fn needs_compaction(&self, now: $crate::types::UnixMillis) -> bool {
+                <$ty>::needs_compaction(self, now)
+            }
+
+            fn compact(&self, now: $crate::types::UnixMillis) -> Result<Self, Self::Error> {
+                <$ty>::compact(self, now)
+            }
+
+            fn too_large(len: usize) -> Self::Error {
+                $too_large(len)
+            }
+
+            fn node_changes(
+                &self,
+                theirs: &Self,
+                now: $crate::types::UnixMillis,
+            ) -> Vec<$crate::control::node_change::NodeChange> {
+                <$ty>::changes_from(self, theirs, now)
+            }
+
+            fn take_change(
+                &mut self,
+                change: &$crate::control::node_change::NodeChange,
+                signature: &$crate::control::officer::ChangeSignature,
+            ) -> Result<(), Self::Error> {
+                <$ty>::apply(self, change, signature)
+            }
+        }
+    };
+}
+pub(crate) use replicated_doc;
+
 /// Why a replica could not be read or changed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReplicaError {
@@ -252,6 +318,50 @@ impl Replica {
             what,
             invalid,
         }
+    }
+
+    /// What `theirs` (a node's copy of document `doc`) changes that no
+    /// node may, in every replicated document alike: an epoch beyond this
+    /// replica's, and a tombstone, still kept at `now` and not ours, of a
+    /// record `live` says is in force here (`live(id)` gives what the
+    /// tombstone would remove).
+    pub(crate) fn epoch_and_tombstone_changes(
+        &self,
+        theirs: &Replica,
+        doc: &'static str,
+        now: UnixMillis,
+        live: impl Fn(&str) -> Option<super::node_change::What>,
+    ) -> Vec<super::node_change::NodeChange> {
+        let mut out = Vec::new();
+        let (ours_epoch, their_epoch) = (self.epoch(), theirs.epoch());
+        if their_epoch > ours_epoch {
+            out.push(theirs.node_change(
+                doc,
+                EPOCH_KEY,
+                Vec::new(),
+                super::node_change::What::Epoch {
+                    theirs: their_epoch,
+                    ours: ours_epoch,
+                },
+                None,
+            ));
+        }
+        let our_gone = self.tombstones();
+        for (id, until) in theirs.tombstones() {
+            if until <= now || our_gone.contains_key(&id) {
+                continue;
+            }
+            if let Some(what) = live(&id) {
+                out.push(theirs.node_change(
+                    doc,
+                    &gone_key(&id),
+                    until.0.to_be_bytes().to_vec(),
+                    what,
+                    None,
+                ));
+            }
+        }
+        out
     }
 
     /// Write `value` at `key` as `from` has it, with the signatures `from`

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AlertLevel, Category, LocalEntry, Removal, MAX_ENTRY_TEXT};
 use crate::control::policy::HotlistPolicy;
-use crate::control::replica::{valid_id, Replica, ReplicaError, ReplicatedDoc};
+use crate::control::replica::{replicated_doc, valid_id, Replica, ReplicaError};
 use crate::search::PlatePattern;
 use crate::types::UnixMillis;
 
@@ -697,58 +697,12 @@ impl LocalEntriesDoc {
     }
 }
 
-impl ReplicatedDoc for LocalEntriesDoc {
-    type Error = LocalDocError;
-    const MAX_BYTES: usize = MAX_LOCAL_DOC_BYTES;
-
-    fn load(bytes: &[u8]) -> Result<Self, Self::Error> {
-        LocalEntriesDoc::load(bytes)
-    }
-
-    fn save(&mut self) -> Vec<u8> {
-        LocalEntriesDoc::save(self)
-    }
-
-    fn write_as(&mut self, other: &Self) {
-        self.doc.write_as(&other.doc);
-    }
-
-    fn new_actor(&mut self) {
-        self.doc.new_actor();
-    }
-
-    fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, Self::Error> {
-        LocalEntriesDoc::merge_bytes(self, bytes, now)
-    }
-
-    fn needs_compaction(&self, now: UnixMillis) -> bool {
-        LocalEntriesDoc::needs_compaction(self, now)
-    }
-
-    fn compact(&self, now: UnixMillis) -> Result<Self, Self::Error> {
-        LocalEntriesDoc::compact(self, now)
-    }
-
-    fn too_large(len: usize) -> Self::Error {
-        LocalDocError::TooLarge(len)
-    }
-
-    fn node_changes(
-        &self,
-        theirs: &Self,
-        now: UnixMillis,
-    ) -> Vec<crate::control::node_change::NodeChange> {
-        LocalEntriesDoc::changes_from(self, theirs, now)
-    }
-
-    fn take_change(
-        &mut self,
-        change: &crate::control::node_change::NodeChange,
-        signature: &crate::control::officer::ChangeSignature,
-    ) -> Result<(), Self::Error> {
-        LocalEntriesDoc::apply(self, change, signature)
-    }
-}
+replicated_doc!(
+    LocalEntriesDoc,
+    LocalDocError,
+    MAX_LOCAL_DOC_BYTES,
+    LocalDocError::TooLarge
+);
 
 fn drop_record(e: &LocalEntry, now: UnixMillis) -> bool {
     let past = |t: UnixMillis| t.0.saturating_add(GRACE_MS) <= now.0;

@@ -8,7 +8,6 @@ use super::{hold_key, release_key, HoldsDoc, HoldsDocError, HOLD_PREFIX};
 use crate::control::holds::{Hold, Release};
 use crate::control::node_change::{NodeChange, What};
 use crate::control::officer::ChangeSignature;
-use crate::control::replica::{gone_key, EPOCH_KEY};
 use crate::types::UnixMillis;
 
 /// The name signatures give this document.
@@ -22,36 +21,15 @@ impl HoldsDoc {
     /// (a hold we dropped after its release) is no change. Each comes with
     /// the signatures the node keeps for it.
     pub fn changes_from(&self, theirs: &HoldsDoc, now: UnixMillis) -> Vec<NodeChange> {
-        let mut out = Vec::new();
-        let (ours_epoch, their_epoch) = (self.epoch(), theirs.epoch());
-        if their_epoch > ours_epoch {
-            out.push(theirs.doc.node_change(
-                DOC_NAME,
-                EPOCH_KEY,
-                Vec::new(),
-                What::Epoch {
-                    theirs: their_epoch,
-                    ours: ours_epoch,
-                },
-                None,
-            ));
-        }
         let mine = self.records();
         let our_gone = self.doc.tombstones();
-        for (id, until) in theirs.doc.tombstones() {
-            if until <= now || our_gone.contains_key(&id) {
-                continue;
-            }
-            if let Some(ours) = mine.get(&id).filter(|r| r.release.is_none()) {
-                out.push(theirs.doc.node_change(
-                    DOC_NAME,
-                    &gone_key(&id),
-                    until.0.to_be_bytes().to_vec(),
-                    What::HoldTombstone { hold: ours.view() },
-                    None,
-                ));
-            }
-        }
+        let mut out = self
+            .doc
+            .epoch_and_tombstone_changes(&theirs.doc, DOC_NAME, now, |id| {
+                mine.get(id)
+                    .filter(|r| r.release.is_none())
+                    .map(|ours| What::HoldTombstone { hold: ours.view() })
+            });
         for key in theirs.doc.keys() {
             let Some(id) = key.strip_prefix(HOLD_PREFIX) else {
                 continue;

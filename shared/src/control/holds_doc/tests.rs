@@ -7,6 +7,7 @@ use automerge::{AutoCommit, ROOT};
 
 use super::*;
 use crate::control::holds::HoldScope;
+use crate::control::replica::ReplicatedDoc;
 use crate::types::UnixMillis;
 
 /// A time for merges that drop nothing (holds are placed at 1 s).

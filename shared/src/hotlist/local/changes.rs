@@ -25,37 +25,15 @@ impl LocalEntriesDoc {
     /// than ours) is no change. Each comes with the signatures the node
     /// keeps for it; new entries come before their edits and removals.
     pub fn changes_from(&self, theirs: &LocalEntriesDoc, now: UnixMillis) -> Vec<NodeChange> {
-        let mut out = Vec::new();
-        let (ours_epoch, their_epoch) = (self.epoch(), theirs.epoch());
-        if their_epoch > ours_epoch {
-            out.push(theirs.doc.node_change(
-                DOC_NAME,
-                crate::control::replica::EPOCH_KEY,
-                Vec::new(),
-                What::Epoch {
-                    theirs: their_epoch,
-                    ours: ours_epoch,
-                },
-                None,
-            ));
-        }
         let mine = self.records();
         let our_gone = self.doc.tombstones();
-        for (id, until) in theirs.doc.tombstones() {
-            if until <= now || our_gone.contains_key(&id) {
-                continue;
-            }
-            if let Some(ours) = mine.get(&id).filter(|r| r.removal.is_none()) {
-                let key = crate::control::replica::gone_key(&id);
-                out.push(theirs.doc.node_change(
-                    DOC_NAME,
-                    &key,
-                    until.0.to_be_bytes().to_vec(),
-                    What::EntryTombstone { entry: ours.view() },
-                    None,
-                ));
-            }
-        }
+        let mut out = self
+            .doc
+            .epoch_and_tombstone_changes(&theirs.doc, DOC_NAME, now, |id| {
+                mine.get(id)
+                    .filter(|r| r.removal.is_none())
+                    .map(|ours| What::EntryTombstone { entry: ours.view() })
+            });
         for (id, record) in theirs.records() {
             if our_gone.contains_key(&id) {
                 continue;
