@@ -11,6 +11,12 @@ use super::{EntryKind, SignedCheckpoint, SignedEntry};
 use crate::cert::{CertError, DeviceCert, Revocation};
 use crate::types::{DeviceId, Hash32, UnixMillis};
 
+mod ranges;
+pub(crate) use ranges::RangeSet;
+
+mod pending;
+pub(crate) use pending::AwaitingHubPurges;
+
 /// One thing wrong with a log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "fault", rename_all = "snake_case")]
@@ -272,78 +278,6 @@ impl NodeKeys {
 
     fn revoked_at(&self, serial: &str) -> Option<UnixMillis> {
         self.revoked.get(&serial.to_ascii_lowercase()).copied()
-    }
-}
-
-/// Disjoint inclusive ranges of sequence numbers.
-#[derive(Debug, Default)]
-pub(crate) struct RangeSet(BTreeMap<u64, u64>);
-
-impl RangeSet {
-    pub(crate) fn insert(&mut self, first: u64, last: u64) {
-        let (mut first, mut last) = (first, last);
-        if let Some((&f, &l)) = self.0.range(..=first).next_back() {
-            if l.saturating_add(1) >= first {
-                first = f;
-                last = last.max(l);
-                self.0.remove(&f);
-            }
-        }
-        while let Some((&f, &l)) = self.0.range(first..).next() {
-            if f > last.saturating_add(1) {
-                break;
-            }
-            last = last.max(l);
-            self.0.remove(&f);
-        }
-        self.0.insert(first, last);
-    }
-
-    /// Remove `first..=last`; how many members were removed.
-    fn remove(&mut self, first: u64, last: u64) -> u64 {
-        let mut removed = 0;
-        let start = self
-            .0
-            .range(..=first)
-            .next_back()
-            .map_or(first, |(&f, _)| f);
-        let hits: Vec<(u64, u64)> = self
-            .0
-            .range(start..=last)
-            .map(|(&f, &l)| (f, l))
-            .filter(|&(_, l)| l >= first)
-            .collect();
-        for (f, l) in hits {
-            self.0.remove(&f);
-            if f < first {
-                self.0.insert(f, first - 1);
-            }
-            if l > last {
-                self.0.insert(last + 1, l);
-            }
-            removed += l.min(last) - f.max(first) + 1;
-        }
-        removed
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// The ranges, `(first, last)`, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.0.iter().map(|(&f, &l)| (f, l))
-    }
-
-    fn contains(&self, seq: u64) -> bool {
-        self.0
-            .range(..=seq)
-            .next_back()
-            .is_some_and(|(_, &l)| seq <= l)
-    }
-
-    fn pop_first(&mut self) -> Option<(u64, u64)> {
-        self.0.pop_first()
     }
 }
 
@@ -755,40 +689,6 @@ impl LogVerifier {
             report: self.report(),
             unrecorded,
         }
-    }
-}
-
-/// A log's verdict waiting for the hub's purge records
-/// ([`LogVerifier::finish_awaiting_hub`]).
-#[derive(Debug)]
-pub(crate) struct AwaitingHubPurges {
-    report: LogReport,
-    unrecorded: RangeSet,
-}
-
-impl AwaitingHubPurges {
-    pub(crate) fn device(&self) -> &str {
-        &self.report.device
-    }
-
-    /// The verdict: a read purged without a record in its own log is
-    /// purged with a record when `hub` (the ranges the hub signed that it
-    /// purged from this log, checked by the caller) covers it, and a fault
-    /// otherwise.
-    pub(crate) fn resolve(mut self, hub: Option<&RangeSet>) -> LogReport {
-        for (first, last) in hub.into_iter().flat_map(RangeSet::iter) {
-            self.report.purged += self.unrecorded.remove(first, last);
-        }
-        while let Some((first, last)) = self.unrecorded.pop_first() {
-            for seq in first..=last {
-                if self.report.faults.len() >= MAX_FAULTS {
-                    self.report.faults_omitted += last - seq + 1;
-                    break;
-                }
-                self.report.fault(Fault::PurgedWithoutRecord { seq });
-            }
-        }
-        self.report
     }
 }
 
