@@ -1,7 +1,7 @@
 //! The node's health: what capture is doing (a source that fails shows at
 //! once), whether the store commits, and the figures a machine scrapes on
 //! the metrics endpoint. `edge status` and `edge health` read the same
-//! [`crate::run::Status`].
+//! [`crate::local::Status`].
 
 use std::sync::{Arc, Mutex};
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod health;
 pub mod holds;
 pub mod hotlist;
+pub mod local;
 pub mod pipeline;
 pub mod policy;
 pub mod recognise;

@@ -12,8 +12,8 @@ use super::{
     AlertDetail, AlertDisposeRequest, AlertListRequest, AlertShowRequest, AlertSummary, Disposed,
 };
 use crate::config::EdgeConfig;
+use crate::local::{local_request, LocalRequest};
 use crate::policy::cli::{read_token, session_path};
-use crate::run::{local_request, LocalRequest};
 
 #[derive(Debug, clap::Args)]
 pub struct AlertsArgs {

@@ -12,8 +12,8 @@ use anyhow::Context;
 
 use super::local::{LocalAddRequest, LocalEditRequest, LocalListRequest, LocalRemoveRequest};
 use crate::config::EdgeConfig;
+use crate::local::{local_request, LocalRequest};
 use crate::policy::cli::{read_token, session_path};
-use crate::run::{local_request, LocalRequest};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum HotlistCommand {

@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use super::{LoginOk, PolicyView};
 use crate::config::EdgeConfig;
-use crate::run::{local_request, LocalRequest};
+use crate::local::{local_request, LocalRequest};
 use crate::search::{SearchAnswer, SearchRequest};
 
 #[derive(Debug, clap::Args)]
