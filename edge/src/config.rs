@@ -8,6 +8,9 @@ use std::time::Duration;
 use alpr_shared::settings::{Checker, InvalidSetting};
 use serde::Deserialize;
 
+mod capture;
+pub use capture::{CaptureConfig, GpsFix};
+
 /// The hub's address when the config names none: a local setup.
 pub const DEFAULT_HUB: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::LOCALHOST,
@@ -39,7 +42,7 @@ pub struct EdgeConfig {
     pub sync: SyncConfig,
     pub replay: ReplayConfig,
     /// Frames recognised into reads: the node's camera.
-    pub capture: crate::pipeline::CaptureConfig,
+    pub capture: CaptureConfig,
     /// Where `/metrics` (Prometheus) and `/healthz` are served; off when
     /// unset. Keep it on loopback unless a scraper elsewhere needs it.
     pub metrics_listen: Option<SocketAddr>,
@@ -99,7 +102,7 @@ impl Default for EdgeConfig {
             ca_cert: PathBuf::from("certs/dev/node/ca.crt"),
             sync: SyncConfig::default(),
             replay: ReplayConfig::default(),
-            capture: crate::pipeline::CaptureConfig::default(),
+            capture: CaptureConfig::default(),
             metrics_listen: None,
         }
     }
