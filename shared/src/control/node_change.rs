@@ -33,6 +33,11 @@ use crate::hotlist::{LocalEntry, Removal};
 use crate::log::AccessAction;
 use crate::types::{DeviceKind, Hash32, UnixMillis};
 
+/// The name signatures give the legal holds document.
+pub const HOLDS_DOC: &str = "holds";
+/// The name signatures give the local hotlist entries document.
+pub const LOCAL_ENTRIES_DOC: &str = "local-entries";
+
 /// How far ahead of the hub's clock a node's times may run.
 pub const MAX_CLOCK_AHEAD_MS: u64 = 10 * 60 * 1000;
 const DAY_MS: u64 = 24 * 3600 * 1000;
@@ -75,8 +80,7 @@ pub enum What {
 /// lacks.
 #[derive(Debug, Clone)]
 pub struct NodeChange {
-    /// The document ([`crate::control::holds_doc::DOC_NAME`],
-    /// [`crate::hotlist::local::DOC_NAME`]).
+    /// The document ([`HOLDS_DOC`], [`LOCAL_ENTRIES_DOC`]).
     pub doc: &'static str,
     /// The key written, and the exact bytes written there (empty for an
     /// epoch; a tombstone's time as big-endian bytes).
@@ -367,7 +371,7 @@ impl NodeChange {
                 Some(entry.case.clone()),
             ),
             What::Epoch { theirs, ours } => (
-                if self.doc == crate::control::holds_doc::DOC_NAME {
+                if self.doc == HOLDS_DOC {
                     AccessAction::Hold
                 } else {
                     AccessAction::HotlistEdit

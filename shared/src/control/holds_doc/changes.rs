@@ -11,7 +11,7 @@ use crate::control::officer::ChangeSignature;
 use crate::types::UnixMillis;
 
 /// The name signatures give this document.
-pub const DOC_NAME: &str = "holds";
+pub const DOC_NAME: &str = crate::control::node_change::HOLDS_DOC;
 
 impl HoldsDoc {
     /// The logical changes `theirs` (a node's copy) has that this

@@ -14,7 +14,7 @@ use crate::hotlist::{LocalEntry, MAX_ENTRY_TEXT};
 use crate::types::UnixMillis;
 
 /// The name signatures give this document.
-pub const DOC_NAME: &str = "local-entries";
+pub const DOC_NAME: &str = crate::control::node_change::LOCAL_ENTRIES_DOC;
 
 impl LocalEntriesDoc {
     /// The logical changes `theirs` (a node's copy) has that this
