@@ -131,43 +131,7 @@ impl std::fmt::Debug for HoldsDoc {
     }
 }
 
-impl Default for HoldsDoc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HoldsDoc {
-    /// An empty document (epoch 0), with a fresh random actor.
-    pub fn new() -> Self {
-        Self {
-            doc: Replica::new(),
-        }
-    }
-
-    /// A saved document (from storage or a peer). Bounded in size; every
-    /// key must decode, so a document that loads also lists cleanly.
-    pub fn load(bytes: &[u8]) -> Result<Self, HoldsDocError> {
-        if bytes.len() > MAX_HOLDS_DOC_BYTES {
-            return Err(HoldsDocError::TooLarge(bytes.len()));
-        }
-        let this = Self {
-            doc: Replica::load(bytes)?,
-        };
-        this.validate()?;
-        Ok(this)
-    }
-
-    /// The whole document, compacted by automerge (history kept).
-    pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
-    }
-
-    /// How many times the hub has compacted this document.
-    pub fn epoch(&self) -> u64 {
-        self.doc.epoch()
-    }
-
     /// Place a hold. Its id must be new and its scope name something.
     pub fn add(&mut self, hold: Hold) -> Result<(), HoldsDocError> {
         if !valid_id(&hold.id) {

@@ -62,12 +62,53 @@ pub trait ReplicatedDoc: Sized + Send + 'static {
     ) -> Result<(), Self::Error>;
 }
 
-/// [`ReplicatedDoc`] for a document type `$ty` whose inherent methods do
-/// the work (`load`, `save`, `merge_bytes`, `needs_compaction`, `compact`,
-/// `changes_from`, `apply`) over a [`Replica`] in its field `doc`; a
-/// document too large is `$too_large(len)`.
+/// What every replicated document `$ty` (a struct whose only field is a
+/// [`Replica`] named `doc`) has alike: `new`, `Default`, bounded `load`
+/// (every key checked by its own `validate`), `save`, `epoch`, and
+/// [`ReplicatedDoc`] over its own `merge_bytes`, `needs_compaction`,
+/// `compact`, `changes_from` and `apply`; a document over `$max` bytes is
+/// `$too_large(len)`.
 macro_rules! replicated_doc {
-    ($ty:ty, $err:ty, $max:expr, $too_large:path) => {
+    ($ty:ident, $err:ty, $max:expr, $too_large:path) => {
+        impl Default for $ty {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl $ty {
+            /// An empty document (epoch 0), with a fresh random actor.
+            pub fn new() -> Self {
+                Self {
+                    doc: $crate::control::replica::Replica::new(),
+                }
+            }
+
+            /// A saved document (from storage or a peer). Bounded in size;
+            /// every key must decode, so a document that loads also lists
+            /// cleanly.
+            pub fn load(bytes: &[u8]) -> Result<Self, $err> {
+                if bytes.len() > $max {
+                    return Err($too_large(bytes.len()));
+                }
+                let this = Self {
+                    doc: $crate::control::replica::Replica::load(bytes)?,
+                };
+                this.validate()?;
+                Ok(this)
+            }
+
+            /// The whole document, compacted by automerge (history kept).
+            pub fn save(&mut self) -> Vec<u8> {
+                self.doc.save()
+            }
+
+            /// How many times the hub has compacted this document.
+            pub fn epoch(&self) -> u64 {
+                self.doc.epoch()
+            }
+        }
+
         impl $crate::control::replica::ReplicatedDoc for $ty {
             type Error = $err;
             const MAX_BYTES: usize = $max;

@@ -251,43 +251,7 @@ impl std::fmt::Debug for LocalEntriesDoc {
     }
 }
 
-impl Default for LocalEntriesDoc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl LocalEntriesDoc {
-    /// An empty document (epoch 0), with a fresh random actor.
-    pub fn new() -> Self {
-        Self {
-            doc: Replica::new(),
-        }
-    }
-
-    /// A saved document (from storage or a peer). Bounded in size; every
-    /// key must decode, so a document that loads also lists cleanly.
-    pub fn load(bytes: &[u8]) -> Result<Self, LocalDocError> {
-        if bytes.len() > MAX_LOCAL_DOC_BYTES {
-            return Err(LocalDocError::TooLarge(bytes.len()));
-        }
-        let this = Self {
-            doc: Replica::load(bytes)?,
-        };
-        this.validate()?;
-        Ok(this)
-    }
-
-    /// The whole document, compacted by automerge (history kept).
-    pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
-    }
-
-    /// How many times the hub has compacted this document.
-    pub fn epoch(&self) -> u64 {
-        self.doc.epoch()
-    }
-
     /// Add an entry. The plate (or pattern) and reason are required; the
     /// category defaults to `Suspect`, the expiry to policy's default and
     /// is clamped to its maximum.
