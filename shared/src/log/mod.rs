@@ -205,95 +205,64 @@ impl SignedEntry {
         if self.header.format != FORMAT_VERSION {
             return Err(DecodeError::Version(self.header.format));
         }
-        if let EntryKind::Purge { ranges, reason } = &self.header.kind {
-            if ranges.is_empty() || ranges.len() > MAX_PURGE_RANGES {
-                return Err(InvalidValue::OutOfRange {
-                    field: "purge ranges",
+        let refuse = |field: &'static str| -> Result<(), DecodeError> {
+            Err(InvalidValue::OutOfRange { field }.into())
+        };
+        let seq = self.header.seq;
+        // What each kind but a read must hold, and the name its body would
+        // be refused under (only a read carries content).
+        let bodyless = match &self.header.kind {
+            EntryKind::Read { .. } => None,
+            EntryKind::Purge { ranges, reason } => {
+                if ranges.is_empty() || ranges.len() > MAX_PURGE_RANGES {
+                    return refuse("purge ranges");
                 }
-                .into());
-            }
-            if ranges
-                .iter()
-                .any(|r| r.first > r.last || r.last >= self.header.seq)
-            {
-                return Err(InvalidValue::OutOfRange {
-                    field: "purge range",
+                if ranges.iter().any(|r| r.first > r.last || r.last >= seq) {
+                    return refuse("purge range");
                 }
-                .into());
+                check_text("purge reason", reason, MAX_TEXT_LEN)?;
+                Some("purge entry body")
             }
-            check_text("purge reason", reason, MAX_TEXT_LEN)?;
-            if self.body.is_some() {
-                return Err(InvalidValue::OutOfRange {
-                    field: "purge entry body",
+            EntryKind::Loss {
+                first,
+                last,
+                reason,
+                ..
+            } => {
+                if first > last || *last >= seq {
+                    return refuse("lost range");
                 }
-                .into());
+                check_text("loss reason", reason, MAX_TEXT_LEN)?;
+                Some("loss entry body")
             }
-        }
-        if let EntryKind::Loss {
-            first,
-            last,
-            reason,
-            ..
-        } = &self.header.kind
-        {
-            if first > last || *last >= self.header.seq {
-                return Err(InvalidValue::OutOfRange {
-                    field: "lost range",
+            EntryKind::NodePurge { ranges, reason, .. } => {
+                if ranges.is_empty()
+                    || ranges.len() > MAX_PURGE_RANGES
+                    || ranges.iter().any(|r| r.first > r.last)
+                {
+                    return refuse("node purge ranges");
                 }
-                .into());
+                check_text("purge reason", reason, MAX_TEXT_LEN)?;
+                Some("node purge entry body")
             }
-            check_text("loss reason", reason, MAX_TEXT_LEN)?;
-            if self.body.is_some() {
-                return Err(InvalidValue::OutOfRange {
-                    field: "loss entry body",
+            EntryKind::Access(record) => {
+                record.validate()?;
+                Some("access entry body")
+            }
+            EntryKind::Alert(record) => {
+                record.validate()?;
+                if record.read_seq >= seq {
+                    return refuse("alert entry");
                 }
-                .into());
+                Some("alert entry")
             }
-        }
-        if let EntryKind::NodePurge { ranges, reason, .. } = &self.header.kind {
-            if ranges.is_empty()
-                || ranges.len() > MAX_PURGE_RANGES
-                || ranges.iter().any(|r| r.first > r.last)
-            {
-                return Err(InvalidValue::OutOfRange {
-                    field: "node purge ranges",
-                }
-                .into());
+            EntryKind::Disposition(record) => {
+                record.validate()?;
+                Some("disposition entry body")
             }
-            check_text("purge reason", reason, MAX_TEXT_LEN)?;
-            if self.body.is_some() {
-                return Err(InvalidValue::OutOfRange {
-                    field: "node purge entry body",
-                }
-                .into());
-            }
-        }
-        if let EntryKind::Access(record) = &self.header.kind {
-            record.validate()?;
-            if self.body.is_some() {
-                return Err(InvalidValue::OutOfRange {
-                    field: "access entry body",
-                }
-                .into());
-            }
-        }
-        if let EntryKind::Alert(record) = &self.header.kind {
-            record.validate()?;
-            if record.read_seq >= self.header.seq || self.body.is_some() {
-                return Err(InvalidValue::OutOfRange {
-                    field: "alert entry",
-                }
-                .into());
-            }
-        }
-        if let EntryKind::Disposition(record) = &self.header.kind {
-            record.validate()?;
-            if self.body.is_some() {
-                return Err(InvalidValue::OutOfRange {
-                    field: "disposition entry body",
-                }
-                .into());
-            }
+        };
+        if let (Some(field), Some(_)) = (bodyless, &self.body) {
+            return refuse(field);
         }
         if let Some(b) = &self.body {
             b.content.validate()?;
