@@ -136,94 +136,110 @@ pub async fn add(access: &EdgeAccess, req: LocalAddRequest) -> Result<LocalEntry
 pub async fn edit(access: &EdgeAccess, req: LocalEditRequest) -> Result<LocalEntry, String> {
     let now = UnixMillis::now();
     let (user, agency, policy) = access.session(&req.token, now)?;
-    let current = entry(access, &req.id);
-    let query = format!("edit {}", req.id.chars().take(64).collect::<String>());
-    let result = match &current {
-        Ok(e) if e.author != user => Err(format!(
-            "{user} may change only the entries they added ({} added {})",
-            e.author, e.id
-        )),
-        Ok(_) => access
-            .store()
-            .change_local_entries(LocalEntriesChange::Edit {
-                id: req.id.clone(),
-                fields: req.fields,
-                by: user.clone(),
-                rules: policy.policy().hotlists.clone(),
-                signer: access.signer(&req.token),
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.clone()),
+    let change = LocalEntriesChange::Edit {
+        id: req.id.clone(),
+        fields: req.fields,
+        by: user.clone(),
+        rules: policy.policy().hotlists.clone(),
+        signer: access.signer(&req.token),
     };
-    let case = current.ok().map(|e| e.case);
-    record(
-        access,
+    let query = format!("edit {}", req.id.chars().take(64).collect::<String>());
+    let own = Own {
         user,
         agency,
-        AccessAction::HotlistEdit,
-        query,
-        case,
-        result.as_ref().map(|_| ()),
-    )
-    .await?;
-    result?;
-    entry(access, &req.id)
+        action: AccessAction::HotlistEdit,
+        verb: "change",
+    };
+    own.change(access, &req.id, query, Ok(()), change).await
 }
 
 /// Remove an entry this officer added, for good.
 pub async fn remove(access: &EdgeAccess, req: LocalRemoveRequest) -> Result<LocalEntry, String> {
     let now = UnixMillis::now();
     let (user, agency, _policy) = access.session(&req.token, now)?;
-    let current = entry(access, &req.id);
     let query = format!(
         "remove {} reason={}",
         req.id.chars().take(64).collect::<String>(),
         req.reason
     );
-    let result = match &current {
-        _ if req.reason.trim().is_empty()
-            || req.reason.len() > MAX_TEXT
-            || req.reason.chars().any(char::is_control) =>
-        {
-            Err(format!(
-                "a removal needs a reason of at most {MAX_TEXT} bytes, without control characters"
-            ))
-        }
-        Ok(e) if e.author != user => Err(format!(
-            "{user} may remove only the entries they added ({} added {})",
-            e.author, e.id
-        )),
-        Ok(_) => access
-            .store()
-            .change_local_entries(LocalEntriesChange::Remove {
-                id: req.id.clone(),
-                removal: Removal {
-                    by: user.clone(),
-                    at: now,
-                    reason: req.reason.clone(),
-                },
-                signer: access.signer(&req.token),
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.clone()),
+    let reason = if req.reason.trim().is_empty()
+        || req.reason.len() > MAX_TEXT
+        || req.reason.chars().any(char::is_control)
+    {
+        Err(format!(
+            "a removal needs a reason of at most {MAX_TEXT} bytes, without control characters"
+        ))
+    } else {
+        Ok(())
     };
-    let case = current.ok().map(|e| e.case);
-    record(
-        access,
+    let change = LocalEntriesChange::Remove {
+        id: req.id.clone(),
+        removal: Removal {
+            by: user.clone(),
+            at: now,
+            reason: req.reason.clone(),
+        },
+        signer: access.signer(&req.token),
+    };
+    let own = Own {
         user,
         agency,
-        AccessAction::HotlistRemove,
-        query,
-        case,
-        result.as_ref().map(|_| ()),
-    )
-    .await?;
-    result?;
-    entry(access, &req.id)
+        action: AccessAction::HotlistRemove,
+        verb: "remove",
+    };
+    own.change(access, &req.id, query, reason, change).await
+}
+
+/// An officer's change to an entry: allowed only on an entry they added.
+struct Own {
+    user: String,
+    agency: String,
+    action: AccessAction,
+    /// What the officer does, for the refusal ("change", "remove").
+    verb: &'static str,
+}
+
+impl Own {
+    /// Make `change` to entry `id` if `check` passed and the entry is the
+    /// officer's own; the attempt is in the access log (with the entry's
+    /// case) whatever its outcome. The entry as it is after.
+    async fn change(
+        self,
+        access: &EdgeAccess,
+        id: &str,
+        query: String,
+        check: Result<(), String>,
+        change: LocalEntriesChange,
+    ) -> Result<LocalEntry, String> {
+        let current = entry(access, id);
+        let result = match (&current, check) {
+            (_, Err(why)) => Err(why),
+            (Ok(e), Ok(())) if e.author != self.user => Err(format!(
+                "{} may {} only the entries they added ({} added {})",
+                self.user, self.verb, e.author, e.id
+            )),
+            (Ok(_), Ok(())) => access
+                .store()
+                .change_local_entries(change)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            (Err(e), Ok(())) => Err(e.clone()),
+        };
+        let case = current.ok().map(|e| e.case);
+        record(
+            access,
+            self.user,
+            self.agency,
+            self.action,
+            query,
+            case,
+            result.as_ref().map(|_| ()),
+        )
+        .await?;
+        result?;
+        entry(access, id)
+    }
 }
 
 /// The entries this node knows (active ones, or all).
