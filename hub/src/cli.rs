@@ -196,7 +196,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let cancel = CancellationToken::new();
         alpr_shared::cli::cancel_on_signals(cancel.clone());
-        crate::sync::serve(config, cancel, None).await
+        crate::serve::serve(config, cancel, None).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -101,7 +101,10 @@ pub fn load(
 }
 
 /// The key of purpose `P` from its files, checked against `anchor`.
-pub(crate) fn one<P: Purpose>(config: &HubConfig, anchor: &TrustAnchor) -> anyhow::Result<HubKey<P>> {
+pub(crate) fn one<P: Purpose>(
+    config: &HubConfig,
+    anchor: &TrustAnchor,
+) -> anyhow::Result<HubKey<P>> {
     let (cert, key) = config.signing_files(P::PURPOSE);
     let hint = |path: &Path| {
         format!(

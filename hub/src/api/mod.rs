@@ -40,6 +40,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod client;
+pub mod export;
 pub mod holds;
 pub mod hotlists;
 pub mod local_entries;
@@ -70,7 +71,7 @@ use tracing::{info, warn};
 use alpr_shared::log::{AccessOutcome, AccessRecord};
 
 use crate::access::{AccessError, AccessLog};
-use crate::sync::Hub;
+use crate::hub::Hub;
 use crate::users::{Caller, Permission, UserError, Users};
 
 /// What every route can reach; cheap to clone.
@@ -356,7 +357,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(local_entries::routes())
         .merge(hotlists::routes())
         .merge(search::routes())
-        .merge(crate::export::routes())
+        .merge(export::routes())
         .merge(retention::routes())
         .merge(crate::console::routes(state.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))

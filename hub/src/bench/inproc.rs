@@ -87,7 +87,8 @@ pub(crate) async fn run_in_process_with(
                 frames,
                 ..
             } = load;
-            let mut session = HubSession::new(name.clone(), public, receipt_key, Progress::default());
+            let mut session =
+                HubSession::new(name.clone(), public, receipt_key, Progress::default());
             let now = UnixMillis::now();
             session.handle_frame(
                 Frame::Hello(Hello {

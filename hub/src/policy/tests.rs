@@ -150,8 +150,7 @@ async fn a_changed_configuration_makes_the_next_version_at_start() {
     let mut bad = seed.clone();
     bad.officers[0].signing_key = Some("$alpr-officer-key$v=1$nope".into());
     let storage: Arc<dyn HubStorage> = Arc::new(RedbStore::open(&path).expect("open"));
-    let err =
-        PolicyService::open(storage, key(), anchor(), &bad, Vec::new()).expect_err("refused");
+    let err = PolicyService::open(storage, key(), anchor(), &bad, Vec::new()).expect_err("refused");
     assert!(err.to_string().contains("officer #1"), "{err}");
     assert!(!err.to_string().contains("ofc1"), "{err}");
     // A configuration that breaks the law does not start.
