@@ -48,7 +48,7 @@ pub async fn serve(
         .with_context(|| format!("reading {}", config.cert.display()))?;
     let key_pem = alpr_shared::private::read_key_file(&config.key)?;
     let anchor = TrustAnchor::from_pem(&ca_pem).context("the CA certificate")?;
-    let (keys, log_key) = crate::keys::load(&config, &anchor)?;
+    let (keys, log_key) = config.hub_keys(&anchor)?;
     // The API for people is bound before the hub says it listens, so a
     // command run right after finds it.
     let api_listener = tokio::net::TcpListener::bind(config.api_listen)

@@ -15,8 +15,6 @@ pub mod cli;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use cli::render;
-
 use alpr_shared::hotlist::{HotEntry, ListRef, MatchKind};
 use alpr_shared::log::alert::{
     ActionTaken, AlternativeMatch, Progress, ReadCheck, Stage, StatusCheck,

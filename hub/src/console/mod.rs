@@ -50,37 +50,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, ApiState};
+use crate::config::ConsoleConfig;
 use crate::users::{Caller, Permission};
-
-/// `[console]` in `hub.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// A map tile server on the agency's own network, as a template with
-    /// `{z}`, `{x}` and `{y}` (`https://tiles.example/{z}/{x}/{y}.png`).
-    /// Unset: maps are drawn from the nodes' positions alone.
-    pub tile_url: Option<String>,
-    /// What the tiles' licence asks to be shown under the map.
-    pub tile_attribution: Option<String>,
-}
-
-impl ConsoleConfig {
-    /// The origin (`https://host:port`) of the tile server, for the
-    /// Content-Security-Policy.
-    pub fn tile_origin(&self) -> Option<String> {
-        let url = self.tile_url.as_deref()?;
-        let (scheme, rest) = url.split_once("://")?;
-        let host = rest.split('/').next()?;
-        if host.is_empty() || !matches!(scheme, "https" | "http") {
-            return None;
-        }
-        Some(format!("{scheme}://{host}"))
-    }
-}
 
 /// The console's settings and what its pages keep between requests (one
 /// per hub, in [`ApiState::console`]).
