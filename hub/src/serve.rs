@@ -281,11 +281,12 @@ pub async fn serve(
         search,
         retention,
         retention_interval: config.retention_interval,
-        console: Arc::new(crate::console::ConsoleState::new(config.console.clone())),
     };
-    // Routes of other rooms (search, policy) merge here:
-    // `.merge(search::routes().with_state(api_state.clone()))`.
-    let app = crate::api::router(api_state, config.api_body_limit);
+    let pages = crate::console::routes(
+        api_state.clone(),
+        Arc::new(crate::console::ConsoleState::new(config.console.clone())),
+    );
+    let app = crate::api::router(api_state, config.api_body_limit, pages);
     info!(addr = %api_addr, "api listening");
     let mut api_task = tokio::spawn(crate::api::serve(
         api_listener,

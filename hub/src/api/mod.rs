@@ -16,10 +16,11 @@
 //! # Adding routes (for `hub/src/search`, `hub/src/policy`, …)
 //!
 //! ```ignore
-//! let app = api::router(state.clone()).merge(search::routes().with_state(state));
+//! let app = api::router(state.clone(), body_limit, pages).merge(search::routes().with_state(state));
 //! ```
 //!
-//! A module's routes are a `Router<ApiState>`. A handler takes
+//! A module's routes are a `Router<ApiState>`; the console's pages
+//! (`pages`) are built on it by the composition root. A handler takes
 //! `State(state): State<ApiState>` and a [`Caller`] (the extractor
 //! authenticates the `Authorization: Bearer` token, refuses a lapsed
 //! training or a disabled user, and answers 401/403 itself), checks
@@ -88,8 +89,6 @@ pub struct ApiState {
     /// The retention job, and how often it runs.
     pub retention: Arc<crate::retention::Retention>,
     pub retention_interval: std::time::Duration,
-    /// The web console's settings (map tiles) and page caches.
-    pub console: Arc<crate::console::ConsoleState>,
 }
 
 impl ApiState {
@@ -343,9 +342,9 @@ pub(crate) async fn health(State(state): State<ApiState>) -> Json<HealthReport> 
     })
 }
 
-/// Every route of the API, with its limits (body size). Merge more
-/// routes onto it before [`serve`].
-pub fn router(state: ApiState, body_limit: usize) -> Router {
+/// Every route of the API and `pages` (the console's), with their limits
+/// (body size). Merge more routes onto it before [`serve`].
+pub fn router(state: ApiState, body_limit: usize, pages: Router<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(users::routes())
@@ -359,7 +358,7 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(search::routes())
         .merge(export::routes())
         .merge(retention::routes())
-        .merge(crate::console::routes(state.clone()))
+        .merge(pages)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

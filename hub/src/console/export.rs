@@ -16,7 +16,7 @@ use axum::{Form, Json, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{error_box, page, PageResult, Section, Session};
+use super::{error_box, page, PageResult, Pages, Section, Session};
 use crate::api::ApiState;
 use crate::export::ExportRequest;
 use crate::users::Permission;
@@ -24,7 +24,7 @@ use crate::users::Permission;
 /// The download's extension.
 pub const EXTENSION: &str = "alprbundle";
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new().route("/console/export", get(show).post(run))
 }
 

@@ -42,6 +42,8 @@ pub mod transparency;
 pub mod users;
 
 use alpr_shared::types::UnixMillis;
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -57,7 +59,7 @@ use crate::config::ConsoleConfig;
 use crate::users::{Caller, Permission};
 
 /// The console's settings and what its pages keep between requests (one
-/// per hub, in [`ApiState::console`]).
+/// per hub, in [`Pages::console`]).
 #[derive(Debug, Default)]
 pub struct ConsoleState {
     pub config: ConsoleConfig,
@@ -83,8 +85,33 @@ pub const SESSION_COOKIE: &str = "__Host-alpr_session";
 /// The login form's CSRF cookie (before there is a session).
 pub const LOGIN_COOKIE: &str = "__Host-alpr_login";
 
-/// Every console route, and the public transparency page.
-pub fn routes(state: ApiState) -> Router<ApiState> {
+/// What the console's routes are given: the API's state, and what the
+/// pages keep between requests. A handler may take either
+/// `State<Pages>` or `State<ApiState>`.
+#[derive(Clone)]
+pub struct Pages {
+    pub api: ApiState,
+    pub console: Arc<ConsoleState>,
+}
+
+impl std::ops::Deref for Pages {
+    type Target = ApiState;
+
+    fn deref(&self) -> &ApiState {
+        &self.api
+    }
+}
+
+impl axum::extract::FromRef<Pages> for ApiState {
+    fn from_ref(pages: &Pages) -> ApiState {
+        pages.api.clone()
+    }
+}
+
+/// Every console route, and the public transparency page, on the API's
+/// state and the console's own.
+pub fn routes(api: ApiState, console: Arc<ConsoleState>) -> Router<ApiState> {
+    let pages = Pages { api, console };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -101,9 +128,10 @@ pub fn routes(state: ApiState) -> Router<ApiState> {
         .merge(users::routes())
         .merge(transparency::routes())
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            pages.clone(),
             security_headers,
         ))
+        .with_state(pages)
 }
 
 /// The Content-Security-Policy of every console page.
@@ -121,7 +149,7 @@ pub fn content_security_policy(config: &ConsoleConfig) -> String {
 
 /// Refuse a cross-site POST; add the security headers, and the time the
 /// answer took (`Server-Timing: app;dur=…`), to every answer.
-pub async fn security_headers(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn security_headers(State(state): State<Pages>, req: Request, next: Next) -> Response {
     if req.method() == Method::POST && cross_site(req.headers()) {
         return (
             StatusCode::FORBIDDEN,
@@ -245,10 +273,10 @@ impl Session {
     }
 }
 
-impl FromRequestParts<ApiState> for Session {
+impl FromRequestParts<Pages> for Session {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &Pages) -> Result<Self, Response> {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned) else {
             return Err(Redirect::to("/console/login").into_response());
         };
