@@ -1,9 +1,9 @@
-//! The running hub: what its adapters share once [`crate::serve`] has built
-//! it. The store and its one writer, the ingest counters and health, the
+//! The running hub: what its adapters share once the composition root
+//! has built it. The store and its one writer, the ingest counters and health, the
 //! deployment's CA and the hub's signing keys, the revocations in force,
 //! and the services of the shared documents (policy, legal holds, bulk
-//! lists, local entries, nodes' changes). The QUIC driver ([`crate::sync`]),
-//! the API ([`crate::api`]) and the console reach the domain through it;
+//! lists, local entries, nodes' changes). The QUIC driver (`sync`), the
+//! API (`api`) and the console reach the domain through it;
 //! the domain's rooms are given the parts they need, never the hub.
 
 use std::collections::HashMap;
@@ -56,7 +56,7 @@ pub struct Hub {
 }
 
 /// The nodes connected now, as the driver that holds their connections
-/// ([`crate::sync`]) sees them.
+/// (`sync`) sees them.
 pub trait LiveNodes: Send + Sync {
     /// Names of the nodes connected now.
     fn names(&self) -> Vec<String>;

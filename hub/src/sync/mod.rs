@@ -5,7 +5,7 @@
 //! writer. Refusals are logged with their reason, counted, and stored.
 //!
 //! The driver is given the running [`Hub`] by the composition root
-//! ([`crate::serve`]) and keeps its own state: the live connections
+//! (`serve`) and keeps its own state: the live connections
 //! ([`Connections`], which the hub sees as its
 //! [`LiveNodes`](crate::hub::LiveNodes)) and the limits on what nodes hold.
 

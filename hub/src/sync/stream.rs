@@ -91,14 +91,30 @@ impl StreamCtx {
         let outs = self
             .with_session(|s| s.set_policy(p.version(), encoded))
             .unwrap_or_default();
-        let control = self
-            .control
+        self.push(outs, || {
+            info!(version = p.version(), "pushing the new policy to the node");
+        })
+        .await;
+    }
+
+    /// The answering half of the node's control stream, while it is open.
+    fn control(&self) -> Option<mpsc::Sender<Job>> {
+        self.control
             .lock()
             .ok()
-            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
+            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()))
+    }
+
+    /// Queue the frames the session sends (`outs`) on the control stream,
+    /// if the node opened one (else its hello gets them); `pushed` is
+    /// called before each.
+    async fn push(&self, outs: Vec<HubOutput>, pushed: impl Fn()) {
+        let Some(tx) = self.control() else {
+            return;
+        };
         for o in outs {
-            if let (HubOutput::Send(f), Some(tx)) = (o, control.as_ref()) {
-                info!(version = p.version(), "pushing the new policy to the node");
+            if let HubOutput::Send(f) = o {
+                pushed();
                 let _ = tx.send(Job::Send(f)).await;
             }
         }
@@ -109,27 +125,13 @@ impl StreamCtx {
         let outs = self
             .with_session(|s| s.set_local_entries(doc))
             .unwrap_or_default();
-        let control = self
-            .control
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
-        for o in outs {
-            if let (HubOutput::Send(f), Some(tx)) = (o, control.as_ref()) {
-                let _ = tx.send(Job::Send(f)).await;
-            }
-        }
+        self.push(outs, || {}).await;
     }
 
     /// A new generation while connected: send it on the control stream
     /// (nothing if the node has not opened one: its hello gets it).
     pub(super) async fn push_hotlist(&self, source: String, from: Option<u64>, to: u64) {
-        let control = self
-            .control
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
-        if let Some(tx) = control {
+        if let Some(tx) = self.control() {
             self.send_hotlist(&tx, source, from, to).await;
         }
     }
@@ -181,16 +183,7 @@ impl StreamCtx {
     /// The hub's holds changed: send them to the node.
     pub(super) async fn push_holds(&self, doc: Arc<Vec<u8>>) {
         let outs = self.with_session(|s| s.set_holds(doc)).unwrap_or_default();
-        let control = self
-            .control
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().and_then(|w| w.upgrade()));
-        for o in outs {
-            if let (HubOutput::Send(f), Some(tx)) = (o, control.as_ref()) {
-                let _ = tx.send(Job::Send(f)).await;
-            }
-        }
+        self.push(outs, || {}).await;
     }
 
     /// One stream: its reading half verifies frames and queues their writes
