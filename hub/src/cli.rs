@@ -3,15 +3,15 @@
 //! `nodes`, `revoke`, `user …`, `logout`; `bootstrap` (first
 //! administrator, on the hub's machine) and `health` (no login).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::client::{self, ApiClient, Session};
+use crate::api::client::{self, api_get, api_post, runtime, ApiClient, Session};
 use crate::api::nodes::{NodesReport, RevokeReport, RevokeRequest};
-use crate::config::HubConfig;
+use crate::config::load_config;
 use crate::users::{BootstrapFile, NewUser, Role, UserView};
 
 #[derive(Debug, clap::Args)]
@@ -163,40 +163,12 @@ pub enum BenchCommand {
     Console(crate::console::bench::ConsoleBenchArgs),
 }
 
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
-    match path {
-        Some(p) => HubConfig::load(p),
-        None if Path::new("hub.toml").exists() => HubConfig::load(Path::new("hub.toml")),
-        None => Ok(HubConfig::default()),
-    }
-}
-
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-/// One GET of the hub's API with the saved session (`hub login`).
-pub(crate) fn api_get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
-    runtime()?.block_on(async { Session::load()?.client().await?.get(path).await })
-}
-
-/// One POST of `body` to the hub's API with the saved session.
-pub(crate) fn api_post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
-    path: &str,
-    body: &B,
-) -> anyhow::Result<T> {
-    runtime()?.block_on(async { Session::load()?.client().await?.post(path, body).await })
-}
-
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref())?;
     runtime()?.block_on(async move {
         let cancel = CancellationToken::new();
         alpr_shared::cli::cancel_on_signals(cancel.clone());
-        crate::sync::serve(config, cancel, None).await
+        crate::serve::serve(config, cancel, None).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -103,7 +103,7 @@ pub struct HubConfig {
     /// be imported, how they match, how many generations are kept.
     pub hotlist: crate::hotlist::HotlistConfig,
     /// The web console (`[console]`): its map tiles.
-    pub console: crate::console::ConsoleConfig,
+    pub console: ConsoleConfig,
     /// Where the hub keeps everything (`[store]`): the embedded redb file
     /// in `data_dir` (the default), or a PostgreSQL database shared by
     /// several hub processes.
@@ -179,9 +179,19 @@ impl Default for HubConfig {
             login_window: Duration::from_secs(15 * 60),
             login_lockout: Duration::from_secs(15 * 60),
             hotlist: crate::hotlist::HotlistConfig::default(),
-            console: crate::console::ConsoleConfig::default(),
+            console: ConsoleConfig::default(),
             store: StoreConfig::default(),
         }
+    }
+}
+
+/// The configuration at `path`; without one, `hub.toml` if present, else
+/// the defaults (a working local setup).
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<HubConfig> {
+    match path {
+        Some(p) => HubConfig::load(p),
+        None if Path::new("hub.toml").exists() => HubConfig::load(Path::new("hub.toml")),
+        None => Ok(HubConfig::default()),
     }
 }
 
@@ -389,7 +399,7 @@ impl HubConfig {
     ) -> anyhow::Result<crate::access::AccessLog> {
         use anyhow::Context;
         let key: alpr_shared::signer::HubKey<alpr_shared::signer::LogSigning> =
-            crate::keys::one(self, &self.anchor()?)?;
+            self.signing_key(&self.anchor()?)?;
         crate::access::AccessLog::start(storage, key).context("starting the access log")
     }
 
@@ -529,6 +539,32 @@ pub fn normalise_serial(s: &str) -> String {
         .filter(char::is_ascii_hexdigit)
         .map(|c| c.to_ascii_lowercase())
         .collect()
+}
+
+/// `[console]` in `hub.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// A map tile server on the agency's own network, as a template with
+    /// `{z}`, `{x}` and `{y}` (`https://tiles.example/{z}/{x}/{y}.png`).
+    /// Unset: maps are drawn from the nodes' positions alone.
+    pub tile_url: Option<String>,
+    /// What the tiles' licence asks to be shown under the map.
+    pub tile_attribution: Option<String>,
+}
+
+impl ConsoleConfig {
+    /// The origin (`https://host:port`) of the tile server, for the
+    /// Content-Security-Policy.
+    pub fn tile_origin(&self) -> Option<String> {
+        let url = self.tile_url.as_deref()?;
+        let (scheme, rest) = url.split_once("://")?;
+        let host = rest.split('/').next()?;
+        if host.is_empty() || !matches!(scheme, "https" | "http") {
+            return None;
+        }
+        Some(format!("{scheme}://{host}"))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod pki;
 pub mod refusals;
 pub mod retention;
 pub mod search;
+pub mod serve;
 pub mod verify;
 
 pub mod access;
@@ -21,6 +22,7 @@ pub mod export;
 pub mod health;
 pub mod holds;
 pub mod hotlist;
+pub mod hub;
 pub mod ingest;
 pub mod keys;
 pub mod node_writes;

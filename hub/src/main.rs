@@ -66,7 +66,7 @@ enum Command {
     Hotlist(alpr_hub::hotlist::cli::HotlistCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
-    Audit(audit::AuditCommand),
+    Audit(audit::cli::AuditCommand),
     /// Export a case's reads as an evidence bundle for an in-state public
     /// agency (supervisors); writes FILE and its HTML report FILE.html.
     Export(alpr_hub::export::cli::ExportArgs),
@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         Command::Nodes(args) => sync_cli::nodes(args),
         Command::Health(args) => sync_cli::health(args),
         Command::Revoke(args) => sync_cli::revoke(args),
-        Command::Audit(cmd) => audit::run(cmd),
+        Command::Audit(cmd) => audit::cli::run(cmd),
         Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
         Command::Alerts(args) => alpr_hub::alerts::cli::alerts(args),
         Command::Alert(cmd) => alpr_hub::alerts::cli::alert(cmd),

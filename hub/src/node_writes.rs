@@ -24,6 +24,9 @@ use alpr_shared::types::{DeviceId, DeviceKind, Hash32, UnixMillis, MAX_TEXT_LEN}
 use tracing::{info, warn};
 
 use crate::access::AccessLog;
+use crate::holds::HoldsService;
+use crate::hotlist::local::LocalEntriesService;
+use crate::policy::PolicyService;
 use crate::users::Users;
 
 /// Refusals remembered (per hub process) so a re-sent one is not recorded
@@ -35,6 +38,11 @@ const MAX_SEEN: usize = 65_536;
 pub struct NodeWrites {
     access: AccessLog,
     users: Arc<Users>,
+    /// The policy in force: its officers and hotlist rules judge changes.
+    policy: PolicyService,
+    /// The documents nodes' changes are taken into.
+    holds: HoldsService,
+    local_entries: LocalEntriesService,
     seen: Arc<Mutex<Seen>>,
 }
 
@@ -75,10 +83,19 @@ pub enum NodeDoc {
 }
 
 impl NodeWrites {
-    pub fn new(access: AccessLog, users: Arc<Users>) -> Self {
+    pub fn new(
+        access: AccessLog,
+        users: Arc<Users>,
+        policy: PolicyService,
+        holds: HoldsService,
+        local_entries: LocalEntriesService,
+    ) -> Self {
         NodeWrites {
             access,
             users,
+            policy,
+            holds,
+            local_entries,
             seen: Arc::default(),
         }
     }
@@ -116,13 +133,12 @@ impl NodeWrites {
     /// nothing. Returns how many changes were accepted and refused.
     pub async fn take(
         &self,
-        hub: &crate::sync::Hub,
         node: &DeviceId,
         kind: DeviceKind,
         doc: NodeDoc,
         bytes: Vec<u8>,
     ) -> Result<(usize, usize), String> {
-        let policy = hub.policy.current();
+        let policy = self.policy.current();
         let officers = self.officers(policy.policy());
         let rules = policy.policy().hotlists.clone();
         let name = node.to_string();
@@ -138,14 +154,14 @@ impl NodeWrites {
         let verdicts = match doc {
             NodeDoc::Holds => {
                 let theirs = HoldsDoc::load(&bytes).map_err(|e| e.to_string())?;
-                hub.holds
+                self.holds
                     .take_from_node(theirs, judge)
                     .await
                     .map_err(|e| e.to_string())?
             }
             NodeDoc::LocalEntries => {
                 let theirs = LocalEntriesDoc::load(&bytes).map_err(|e| e.to_string())?;
-                hub.local_entries
+                self.local_entries
                     .take_from_node(theirs, judge)
                     .await
                     .map_err(|e| e.to_string())?

@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::access::AccessLog;
+use crate::hotlist::HotlistService;
+use crate::policy::PolicyService;
 use crate::search::{SearchQuery, Searcher, MAX_LIMIT};
 use crate::store::{HubAlert, HubStorage, WriteOp};
-use crate::sync::Hub;
 
 /// The system's user and purpose for past matches.
 pub const SYSTEM_USER: &str = "system";
@@ -221,7 +222,7 @@ impl BackMatcher {
     /// `LocalEntriesService::entries`).
     pub async fn follow_local<T, F>(
         self,
-        hub: Arc<Hub>,
+        policy: PolicyService,
         mut changes: tokio::sync::watch::Receiver<T>,
         entries: F,
         cancel: CancellationToken,
@@ -242,7 +243,7 @@ impl BackMatcher {
             if new.is_empty() {
                 continue;
             }
-            let p = hub.policy.current();
+            let p = policy.current();
             let rules = &p.policy().hotlists;
             if let Err(e) = self
                 .entries(new, rules.back_match_days, &rules.excluded_categories, now)
@@ -254,9 +255,14 @@ impl BackMatcher {
     }
 
     /// Follow the hub's bulk lists until `cancel`: each new generation's
-    /// new rows are searched.
-    pub async fn follow_bulk(self, hub: Arc<Hub>, cancel: CancellationToken) {
-        let mut watch = hub.hotlists.watch();
+    /// new rows are searched, back as far as `policy` says.
+    pub async fn follow_bulk(
+        self,
+        policy: PolicyService,
+        hotlists: HotlistService,
+        cancel: CancellationToken,
+    ) {
+        let mut watch = hotlists.watch();
         let mut old = watch.borrow_and_update().clone();
         loop {
             tokio::select! {
@@ -269,7 +275,7 @@ impl BackMatcher {
             if entries.is_empty() {
                 continue;
             }
-            let p = hub.policy.current();
+            let p = policy.current();
             let rules = &p.policy().hotlists;
             if let Err(e) = self
                 .entries(

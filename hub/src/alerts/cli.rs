@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{AlertDetail, AlertView};
 use crate::api::alerts::DisposeRequest;
-use crate::cli::{api_get, api_post};
+use crate::api::client::{api_get, api_post};
 
 #[derive(Debug, clap::Args)]
 pub struct AlertsArgs {

@@ -1,8 +1,8 @@
 //! Alerts at the hub: every alert a node raised and every stage of its
 //! disposition arrive as entries of the node's signed log; ingest indexes
 //! them (`alerts-v1`, [`crate::store::HubStorage::alerts`]) and these views
-//! read the entries back for `hub alerts` and `hub alert show`
-//! ([`crate::api::alerts`]).
+//! read the entries back for `hub alerts` and `hub alert show` (through
+//! the API).
 //!
 //! Dispatchers and supervisors dispose alerts at the hub too
 //! (`hub-dispositions-v1`, [`crate::store::HubDisposition`]). A view
@@ -14,8 +14,6 @@ pub mod back_match;
 pub mod cli;
 #[cfg(test)]
 pub(crate) mod tests;
-
-pub use cli::render;
 
 use alpr_shared::hotlist::{HotEntry, ListRef, MatchKind};
 use alpr_shared::log::alert::{

@@ -1,3 +1,4 @@
+use super::cli::render;
 use super::*;
 use crate::store::redb::RedbStore;
 use crate::store::{WriteOp, WriteResult};

@@ -143,7 +143,7 @@ pub(crate) async fn bundle(
     let access = state.access.clone();
     let rt = tokio::runtime::Handle::current();
     let body = super::stream::blocking_body(move |out| {
-        let signer = crate::audit::bundle::Signer::of(&hub);
+        let signer = crate::audit::bundle::Signer::of(hub.keys());
         match crate::audit::bundle::write(hub.storage.as_ref(), signer, out) {
             Ok((_, w)) => {
                 tracing::info!(
@@ -172,7 +172,7 @@ pub(crate) async fn bundle(
 
 /// Per node, the reads whose images the hub lacks (nodes lacking none
 /// are left out).
-fn missing(hub: &crate::sync::Hub) -> Result<Vec<MissingImagesReport>, ApiError> {
+fn missing(hub: &crate::hub::Hub) -> Result<Vec<MissingImagesReport>, ApiError> {
     let unavailable = |e: crate::store::StoreError| ApiError::Unavailable(e.to_string());
     let mut out = Vec::new();
     for (device, rec) in hub.storage.nodes().map_err(unavailable)? {

@@ -393,3 +393,24 @@ pub fn password(prompt: &str) -> anyhow::Result<String> {
     rpassword::prompt_password(prompt)
         .context("reading the password (set ALPR_PASSWORD when not on a terminal)")
 }
+
+/// A runtime for a command-line client's calls.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// One GET of the hub's API with the saved session (`hub login`).
+pub fn api_get<T: serde::de::DeserializeOwned>(path: &str) -> anyhow::Result<T> {
+    runtime()?.block_on(async { Session::load()?.client().await?.get(path).await })
+}
+
+/// One POST of `body` to the hub's API with the saved session.
+pub fn api_post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+    path: &str,
+    body: &B,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async { Session::load()?.client().await?.post(path, body).await })
+}

@@ -16,10 +16,11 @@
 //! # Adding routes (for `hub/src/search`, `hub/src/policy`, …)
 //!
 //! ```ignore
-//! let app = api::router(state.clone()).merge(search::routes().with_state(state));
+//! let app = api::router(state.clone(), body_limit, pages).merge(search::routes().with_state(state));
 //! ```
 //!
-//! A module's routes are a `Router<ApiState>`. A handler takes
+//! A module's routes are a `Router<ApiState>`; the console's pages
+//! (`pages`) are built on it by the composition root. A handler takes
 //! `State(state): State<ApiState>` and a [`Caller`] (the extractor
 //! authenticates the `Authorization: Bearer` token, refuses a lapsed
 //! training or a disabled user, and answers 401/403 itself), checks
@@ -40,6 +41,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod client;
+pub mod export;
 pub mod holds;
 pub mod hotlists;
 pub mod local_entries;
@@ -70,7 +72,7 @@ use tracing::{info, warn};
 use alpr_shared::log::{AccessOutcome, AccessRecord};
 
 use crate::access::{AccessError, AccessLog};
-use crate::sync::Hub;
+use crate::hub::Hub;
 use crate::users::{Caller, Permission, UserError, Users};
 
 /// What every route can reach; cheap to clone.
@@ -87,8 +89,6 @@ pub struct ApiState {
     /// The retention job, and how often it runs.
     pub retention: Arc<crate::retention::Retention>,
     pub retention_interval: std::time::Duration,
-    /// The web console's settings (map tiles) and page caches.
-    pub console: Arc<crate::console::ConsoleState>,
 }
 
 impl ApiState {
@@ -342,9 +342,9 @@ pub(crate) async fn health(State(state): State<ApiState>) -> Json<HealthReport> 
     })
 }
 
-/// Every route of the API, with its limits (body size). Merge more
-/// routes onto it before [`serve`].
-pub fn router(state: ApiState, body_limit: usize) -> Router {
+/// Every route of the API and `pages` (the console's), with their limits
+/// (body size). Merge more routes onto it before [`serve`].
+pub fn router(state: ApiState, body_limit: usize, pages: Router<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
         .merge(users::routes())
@@ -356,9 +356,9 @@ pub fn router(state: ApiState, body_limit: usize) -> Router {
         .merge(local_entries::routes())
         .merge(hotlists::routes())
         .merge(search::routes())
-        .merge(crate::export::routes())
+        .merge(export::routes())
         .merge(retention::routes())
-        .merge(crate::console::routes(state.clone()))
+        .merge(pages)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

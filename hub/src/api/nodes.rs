@@ -20,9 +20,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiState};
+use crate::hub::Hub;
 use crate::ingest::Metrics;
 use crate::store::{RefusalRecord, SourceRefusalRecord};
-use crate::sync::Hub;
 use crate::users::{Caller, Permission};
 
 /// Refusal records searched for identity conflicts by `hub nodes`.

@@ -32,8 +32,8 @@ use alpr_shared::log::SignedEntry;
 use alpr_shared::signer::{ExportSigning, HubKey};
 use alpr_shared::types::{DeviceId, UnixMillis};
 
+use crate::keys::HubKeys;
 use crate::store::{HubStorage, StoreError};
-use crate::sync::Hub;
 
 /// Entries read from the store at a time.
 const PAGE: usize = 1024;
@@ -58,8 +58,8 @@ pub struct Signer<'a> {
 impl<'a> Signer<'a> {
     /// The hub's signer of log bundles: the one place that says which of
     /// its keys signs them.
-    pub fn of(hub: &'a Hub) -> Self {
-        Signer::new(&hub.keys.export, &hub.keys.log_cert.der)
+    pub fn of(keys: &'a HubKeys) -> Self {
+        Signer::new(&keys.export, &keys.log_cert.der)
     }
 
     /// A signer from an export key and a log key's certificate (tests,

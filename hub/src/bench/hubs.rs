@@ -122,7 +122,7 @@ impl HubProcess {
             .arg("--config")
             .arg(&config)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "warn,alpr_hub::sync=info")
+            .env("RUST_LOG", "warn,alpr_hub::sync=info,alpr_hub::serve=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -85,7 +85,7 @@ impl ServedHub {
         let bootstrap = config.data_dir.join(crate::users::BOOTSTRAP_FILE);
         let cancel = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
+        let server = tokio::spawn(crate::serve::serve(config, cancel.clone(), Some(tx)));
         let Ok(addr) = rx.await else {
             let why = match server.await {
                 Ok(Err(e)) => format!("{e:#}"),

@@ -3,11 +3,17 @@
 //! that the deployment CA's private key lies apart from all of them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use alpr_shared::cert::KeyPurpose;
+use alpr_shared::cert::{pem_certificates, KeyPurpose, TrustAnchor};
+use alpr_shared::signer::{
+    ExportSigning, HotlistSigning, HubKey, LogSigning, PolicySigning, Purpose, ReceiptSigning,
+};
+use anyhow::Context;
 use serde::Deserialize;
 
 use super::HubConfig;
+use crate::keys::HubKeys;
 
 /// `[keys]`: a certificate and key per signing purpose; unset ones are
 /// `<purpose>.crt` and `<purpose>.key` beside the TLS `cert`.
@@ -164,4 +170,81 @@ fn holds_ed25519_key(cert_der: &[u8], public: &[u8; 32]) -> bool {
     let mut spki = SPKI_PREFIX.to_vec();
     spki.extend_from_slice(public);
     cert_der.windows(spki.len()).any(|w| w == spki.as_slice())
+}
+
+impl HubConfig {
+    /// Load and check the hub's keys ([`crate::keys`]); the log key is
+    /// returned apart.
+    pub fn hub_keys(&self, anchor: &TrustAnchor) -> anyhow::Result<(HubKeys, HubKey<LogSigning>)> {
+        let config = self;
+        let tls_pem = std::fs::read(&config.cert)
+            .with_context(|| format!("reading {}", config.cert.display()))?;
+        let tls_cert_der = pem_certificates(&tls_pem)
+            .context("the hub's TLS certificate")?
+            .into_iter()
+            .next()
+            .context("no TLS certificate")?;
+        let tls = anchor.check_tls_der(&tls_cert_der).with_context(|| {
+            format!(
+                "the hub's TLS certificate {} is refused",
+                config.cert.display()
+            )
+        })?;
+        let receipt: HubKey<ReceiptSigning> = config.signing_key(anchor)?;
+        let policy: HubKey<PolicySigning> = config.signing_key(anchor)?;
+        let hotlist: HubKey<HotlistSigning> = config.signing_key(anchor)?;
+        let log: HubKey<LogSigning> = config.signing_key(anchor)?;
+        let export: HubKey<ExportSigning> = config.signing_key(anchor)?;
+        let publics = [
+            ("TLS", tls.key),
+            ("receipt", receipt.public()),
+            ("policy", policy.public()),
+            ("hotlist", hotlist.public()),
+            ("log", log.public()),
+            ("export", export.public()),
+        ];
+        for (i, (a, ka)) in publics.iter().enumerate() {
+            for (b, kb) in &publics[i + 1..] {
+                if ka == kb {
+                    anyhow::bail!(
+                        "the {a} and {b} keys are one key: each purpose needs its own \
+                         (hub pki init issues them)"
+                    );
+                }
+            }
+        }
+        Ok((
+            HubKeys {
+                receipt: Arc::new(receipt),
+                policy: Arc::new(policy),
+                hotlist: Arc::new(hotlist),
+                export: Arc::new(export),
+                log_cert: log.cert().clone(),
+                tls_cert_der,
+                tls_public: tls.key,
+            },
+            log,
+        ))
+    }
+
+    /// The key of purpose `P` from its files, checked against `anchor`.
+    pub(crate) fn signing_key<P: Purpose>(
+        &self,
+        anchor: &TrustAnchor,
+    ) -> anyhow::Result<HubKey<P>> {
+        let config = self;
+        let (cert, key) = config.signing_files(P::PURPOSE);
+        let hint = |path: &Path| {
+            format!(
+                "reading {} (the hub's {} key, [keys.{}] in hub.toml; hub pki init writes it)",
+                path.display(),
+                P::PURPOSE,
+                P::PURPOSE
+            )
+        };
+        let cert_pem = std::fs::read(&cert).with_context(|| hint(&cert))?;
+        let key_pem = alpr_shared::private::read_key_file(&key).with_context(|| hint(&key))?;
+        HubKey::from_pem(&key_pem, &cert_pem, anchor)
+            .with_context(|| format!("{} and {}", cert.display(), key.display()))
+    }
 }

@@ -30,7 +30,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::{age, error_box, notice_box, page, when, ConsoleError, PageResult, Section, Session};
+use super::{
+    age, error_box, notice_box, page, when, ConsoleError, PageResult, Pages, Section, Session,
+};
 use crate::alerts::{AlertDetail, AlertView, REMINDER};
 use crate::api::alerts::{DisposeRequest, ListQuery};
 use crate::api::{ApiError, ApiState};
@@ -44,7 +46,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// Every this many ticks the live list checks the session again.
 const SESSION_TICKS: u32 = 30;
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new()
         .route("/console/alerts", get(list_page))
         .route("/console/alerts/live", get(live))

@@ -26,7 +26,7 @@ use axum::{Form, Json, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{csv, error_box, page, when, ConsoleError, PageResult, Section, Session};
+use super::{csv, error_box, page, when, ConsoleError, PageResult, Pages, Section, Session};
 use crate::api::audit::{AccessAudit, AccessQuery, AccessRow, TrainingAudit, TrainingQuery};
 use crate::api::retention::RetentionAudit;
 use crate::api::{ApiError, ApiState};
@@ -34,7 +34,7 @@ use crate::api::{ApiError, ApiState};
 /// Most access rows shown on the page; the CSV has them all.
 pub const SHOWN_ROWS: usize = 1000;
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new()
         .route("/console/audits", get(show).post(access))
         .route("/console/audits/access.csv", post(access_csv))

@@ -343,7 +343,7 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let t_start = Instant::now();
-    let server = tokio::spawn(crate::sync::serve(config, cancel.clone(), Some(tx)));
+    let server = tokio::spawn(crate::serve::serve(config, cancel.clone(), Some(tx)));
     if rx.await.is_err() {
         let why = match server.await {
             Ok(Err(e)) => format!("{e:#}"),

@@ -24,25 +24,22 @@ use axum::routing::get;
 use axum::{Json, Router};
 use maud::{html, Markup};
 
-use super::{age, page, when, ConsoleError, PageResult, Section, Session};
+use super::{age, page, when, ConsoleError, PageResult, Pages, Section, Session};
 use crate::api::retention::RetentionStatus;
-use crate::api::{ApiError, ApiState};
+use crate::api::ApiError;
 use crate::store::redb::HOUR_MS;
 use crate::users::{Caller, Permission};
 
 /// How old a retention count may be before the next visit recounts it.
 pub const RETENTION_FRESH: Duration = Duration::from_secs(300);
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new().route("/console/", get(show))
 }
 
 /// Reads per hour of capture, oldest first: (hour, reads) for the 24
 /// hours up to and including the current one.
-pub(crate) fn reads_per_hour(
-    state: &ApiState,
-    now: UnixMillis,
-) -> Result<Vec<(u64, u64)>, ApiError> {
+pub(crate) fn reads_per_hour(state: &Pages, now: UnixMillis) -> Result<Vec<(u64, u64)>, ApiError> {
     let last = now.0 / HOUR_MS;
     let first = last.saturating_sub(23);
     let counted: HashMap<u64, u64> = state
@@ -59,7 +56,7 @@ pub(crate) fn reads_per_hour(
 
 /// Alerts not yet closed that this caller sees: the node's and the hub's
 /// stages combined, as the alerts page shows them.
-fn alerts_waiting(state: &ApiState, caller: &Caller) -> Result<u64, ApiError> {
+fn alerts_waiting(state: &Pages, caller: &Caller) -> Result<u64, ApiError> {
     crate::api::alerts::collect(state.hub.storage.as_ref(), caller, true, None)
         .map(|v| v.len() as u64)
 }
@@ -74,7 +71,7 @@ pub(crate) struct RetentionCount {
 /// The last retention count (if any), starting a recount in the
 /// background when there is none or it is older than [`RETENTION_FRESH`].
 fn retention(
-    state: &ApiState,
+    state: &Pages,
     session: &Session,
 ) -> Option<(Duration, Result<RetentionStatus, String>)> {
     let mut entry = state.console.retention.lock().ok()?;
@@ -87,7 +84,7 @@ fn retention(
         let (state, caller) = (state.clone(), session.caller.clone());
         tokio::spawn(async move {
             let console = state.console.clone();
-            let r = crate::api::retention::status(State(state), caller)
+            let r = crate::api::retention::status(State(state.api), caller)
                 .await
                 .map(|Json(s)| s)
                 .map_err(|e| e.to_string());
@@ -100,11 +97,11 @@ fn retention(
     entry.last.as_ref().map(|(t, r)| (t.elapsed(), r.clone()))
 }
 
-async fn show(State(state): State<ApiState>, session: Session) -> PageResult {
+async fn show(State(state): State<Pages>, session: Session) -> PageResult {
     Section::Dashboard.require(&session)?;
     let nodes = if session.may(Permission::ViewNodes) {
         let Json(r) =
-            crate::api::nodes::get_nodes(State(state.clone()), session.caller.clone()).await?;
+            crate::api::nodes::get_nodes(State(state.api.clone()), session.caller.clone()).await?;
         Some(r)
     } else {
         None

@@ -1,7 +1,7 @@
 //! `GET/POST /console/export`: a case's evidence bundle for a recipient
 //! agency, downloaded from the browser (supervisors).
 //!
-//! The bundle is made by the API's own handler ([`crate::export::export`]):
+//! The bundle is made by the API's own handler ([`crate::api::export::export`]):
 //! the recipient rules (listed, in-state, public), the case's holds, the
 //! access record made durable before the first byte, and the bundle that
 //! `hub verify` checks offline are the API's. The console only names the
@@ -16,7 +16,7 @@ use axum::{Form, Json, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{error_box, page, PageResult, Section, Session};
+use super::{error_box, page, PageResult, Pages, Section, Session};
 use crate::api::ApiState;
 use crate::export::ExportRequest;
 use crate::users::Permission;
@@ -24,7 +24,7 @@ use crate::users::Permission;
 /// The download's extension.
 pub const EXTENSION: &str = "alprbundle";
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new().route("/console/export", get(show).post(run))
 }
 
@@ -84,7 +84,8 @@ async fn run(
         to: form.to.trim().to_owned(),
         purpose: Some(form.purpose.trim().to_owned()).filter(|p| !p.is_empty()),
     };
-    match crate::export::export(State(state.clone()), session.caller.clone(), Json(req)).await {
+    match crate::api::export::export(State(state.clone()), session.caller.clone(), Json(req)).await
+    {
         Ok(mut resp) => {
             let disposition = format!("attachment; filename=\"{}\"", filename(&form.case));
             if let Ok(v) = HeaderValue::from_str(&disposition) {

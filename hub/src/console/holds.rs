@@ -13,11 +13,11 @@ use axum::{Form, Json, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{error_box, notice_box, page, when, PageResult, Section, Session};
+use super::{error_box, notice_box, page, when, PageResult, Pages, Section, Session};
 use crate::api::holds::{ListQuery, PlaceHold, ReleaseHold};
 use crate::api::ApiState;
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new()
         .route("/console/holds", get(show).post(place))
         .route("/console/holds/{id}/release", post(release))

@@ -23,7 +23,9 @@ use axum::{Form, Json, Router};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{age, error_box, notice_box, page, when, ConsoleError, PageResult, Section, Session};
+use super::{
+    age, error_box, notice_box, page, when, ConsoleError, PageResult, Pages, Section, Session,
+};
 use crate::api::hotlists::ImportQuery;
 use crate::api::local_entries::{ListQuery, RemoveEntry};
 use crate::api::ApiState;
@@ -35,7 +37,7 @@ const BAD_ROWS_SHOWN: usize = 10;
 const MAX_FORM_FIELD: usize = 4096;
 const DAY_MS: u64 = 86_400_000;
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new()
         .route("/console/hotlists", get(show))
         .route(

@@ -15,12 +15,13 @@ use maud::{html, DOCTYPE};
 use serde::Deserialize;
 
 use super::{
-    cookie, error_box, head, notice_box, same, set_cookie, Session, LOGIN_COOKIE, SESSION_COOKIE,
+    cookie, error_box, head, notice_box, same, set_cookie, Pages, Session, LOGIN_COOKIE,
+    SESSION_COOKIE,
 };
 use crate::api::{ApiError, ApiState, Source};
 use alpr_shared::types::UnixMillis;
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new()
         .route("/console/login", get(show).post(login))
         .route("/console/logout", post(logout))

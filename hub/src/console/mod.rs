@@ -42,6 +42,8 @@ pub mod transparency;
 pub mod users;
 
 use alpr_shared::types::UnixMillis;
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -50,40 +52,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use maud::{html, Markup, PreEscaped, DOCTYPE};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::api::{ApiError, ApiState};
+use crate::config::ConsoleConfig;
 use crate::users::{Caller, Permission};
 
-/// `[console]` in `hub.toml`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// A map tile server on the agency's own network, as a template with
-    /// `{z}`, `{x}` and `{y}` (`https://tiles.example/{z}/{x}/{y}.png`).
-    /// Unset: maps are drawn from the nodes' positions alone.
-    pub tile_url: Option<String>,
-    /// What the tiles' licence asks to be shown under the map.
-    pub tile_attribution: Option<String>,
-}
-
-impl ConsoleConfig {
-    /// The origin (`https://host:port`) of the tile server, for the
-    /// Content-Security-Policy.
-    pub fn tile_origin(&self) -> Option<String> {
-        let url = self.tile_url.as_deref()?;
-        let (scheme, rest) = url.split_once("://")?;
-        let host = rest.split('/').next()?;
-        if host.is_empty() || !matches!(scheme, "https" | "http") {
-            return None;
-        }
-        Some(format!("{scheme}://{host}"))
-    }
-}
-
 /// The console's settings and what its pages keep between requests (one
-/// per hub, in [`ApiState::console`]).
+/// per hub, in [`Pages::console`]).
 #[derive(Debug, Default)]
 pub struct ConsoleState {
     pub config: ConsoleConfig,
@@ -109,8 +85,33 @@ pub const SESSION_COOKIE: &str = "__Host-alpr_session";
 /// The login form's CSRF cookie (before there is a session).
 pub const LOGIN_COOKIE: &str = "__Host-alpr_login";
 
-/// Every console route, and the public transparency page.
-pub fn routes(state: ApiState) -> Router<ApiState> {
+/// What the console's routes are given: the API's state, and what the
+/// pages keep between requests. A handler may take either
+/// `State<Pages>` or `State<ApiState>`.
+#[derive(Clone)]
+pub struct Pages {
+    pub api: ApiState,
+    pub console: Arc<ConsoleState>,
+}
+
+impl std::ops::Deref for Pages {
+    type Target = ApiState;
+
+    fn deref(&self) -> &ApiState {
+        &self.api
+    }
+}
+
+impl axum::extract::FromRef<Pages> for ApiState {
+    fn from_ref(pages: &Pages) -> ApiState {
+        pages.api.clone()
+    }
+}
+
+/// Every console route, and the public transparency page, on the API's
+/// state and the console's own.
+pub fn routes(api: ApiState, console: Arc<ConsoleState>) -> Router<ApiState> {
+    let pages = Pages { api, console };
     Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -127,9 +128,10 @@ pub fn routes(state: ApiState) -> Router<ApiState> {
         .merge(users::routes())
         .merge(transparency::routes())
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            pages.clone(),
             security_headers,
         ))
+        .with_state(pages)
 }
 
 /// The Content-Security-Policy of every console page.
@@ -147,7 +149,7 @@ pub fn content_security_policy(config: &ConsoleConfig) -> String {
 
 /// Refuse a cross-site POST; add the security headers, and the time the
 /// answer took (`Server-Timing: app;dur=…`), to every answer.
-pub async fn security_headers(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+pub async fn security_headers(State(state): State<Pages>, req: Request, next: Next) -> Response {
     if req.method() == Method::POST && cross_site(req.headers()) {
         return (
             StatusCode::FORBIDDEN,
@@ -271,10 +273,10 @@ impl Session {
     }
 }
 
-impl FromRequestParts<ApiState> for Session {
+impl FromRequestParts<Pages> for Session {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &Pages) -> Result<Self, Response> {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned) else {
             return Err(Redirect::to("/console/login").into_response());
         };

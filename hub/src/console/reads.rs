@@ -17,12 +17,12 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::map::{self, MapInput, Marker};
-use super::{page, when, PageResult, Section, Session};
+use super::{page, when, PageResult, Pages, Section, Session};
 use crate::api::search::{Reason, ViewRequest};
-use crate::api::{ApiError, ApiState};
+use crate::api::ApiError;
 use crate::search::{ReadDetail, SearchHit};
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new().route("/console/read", post(show))
 }
 
@@ -124,7 +124,7 @@ fn data_uri(jpeg: &[u8]) -> String {
 }
 
 async fn show(
-    State(state): State<ApiState>,
+    State(state): State<Pages>,
     session: Session,
     Form(form): Form<ReadForm>,
 ) -> PageResult {
@@ -149,7 +149,8 @@ async fn show(
         },
     };
     let Json(detail) =
-        crate::api::search::view(State(state.clone()), session.caller.clone(), Json(req)).await?;
+        crate::api::search::view(State(state.api.clone()), session.caller.clone(), Json(req))
+            .await?;
     let title = format!("Read {}#{}", detail.hit.node, detail.hit.seq);
     Ok(page(
         &session,
@@ -160,7 +161,7 @@ async fn show(
     ))
 }
 
-fn body(state: &ApiState, form: &ReadForm, d: &ReadDetail) -> Markup {
+fn body(state: &Pages, form: &ReadForm, d: &ReadDetail) -> Markup {
     let h = &d.hit;
     let place = coordinates(&h.location).map(|(lat, lon)| MapInput {
         reads: vec![Marker {

@@ -26,9 +26,9 @@ use super::map::{self, Circle, MapInput, Marker};
 use super::reads::{
     clock_text, coordinates, percent, place_source_text, place_text, signature_verdict,
 };
-use super::{error_box, page, when, PageResult, Section, Session};
+use super::{error_box, page, when, PageResult, Pages, Section, Session};
 use crate::api::search::{Reason, SearchRequest};
-use crate::api::{ApiError, ApiState};
+use crate::api::ApiError;
 use crate::search::{Near, PlaceSource, SearchQuery, SearchResults, MAX_RADIUS_M};
 
 /// Most hits one search page asks for and shows.
@@ -36,7 +36,7 @@ pub const ROWS: usize = 500;
 /// The radius the form offers before anyone changes it, in metres.
 const DEFAULT_RADIUS_M: &str = "500";
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new().route("/console/search", get(show).post(run))
 }
 
@@ -171,7 +171,7 @@ impl SearchForm {
     }
 }
 
-async fn show(State(state): State<ApiState>, session: Session) -> PageResult {
+async fn show(State(state): State<Pages>, session: Session) -> PageResult {
     Section::Search.require(&session)?;
     let form = SearchForm {
         mode: "exact".into(),
@@ -191,7 +191,7 @@ async fn show(State(state): State<ApiState>, session: Session) -> PageResult {
 }
 
 /// The nodes the hub knows (suggestions for the node field; no read data).
-async fn node_names(state: &ApiState) -> Vec<String> {
+async fn node_names(state: &Pages) -> Vec<String> {
     let storage = state.hub.storage.clone();
     tokio::task::spawn_blocking(move || storage.nodes())
         .await
@@ -202,7 +202,7 @@ async fn node_names(state: &ApiState) -> Vec<String> {
 }
 
 async fn run(
-    State(state): State<ApiState>,
+    State(state): State<Pages>,
     session: Session,
     Form(form): Form<SearchForm>,
 ) -> PageResult {
@@ -234,7 +234,8 @@ async fn run(
         query,
         reason: form.reason(),
     };
-    match crate::api::search::search(State(state.clone()), session.caller.clone(), Json(req)).await
+    match crate::api::search::search(State(state.api.clone()), session.caller.clone(), Json(req))
+        .await
     {
         Ok(Json(results)) => Ok(render(
             &state,
@@ -258,7 +259,7 @@ async fn run(
 }
 
 fn render(
-    state: &ApiState,
+    state: &Pages,
     session: &Session,
     form: &SearchForm,
     nodes: &[String],
@@ -277,7 +278,7 @@ fn render(
 }
 
 fn form_markup(
-    state: &ApiState,
+    state: &Pages,
     session: &Session,
     f: &SearchForm,
     nodes: &[String],
@@ -448,7 +449,7 @@ fn results_map(r: &SearchResults, near: Option<Near>) -> MapInput {
 }
 
 fn results_markup(
-    state: &ApiState,
+    state: &Pages,
     session: &Session,
     form: &SearchForm,
     r: &SearchResults,

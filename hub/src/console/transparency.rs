@@ -23,7 +23,7 @@ use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 
 use super::head;
-use crate::api::ApiState;
+use super::Pages;
 use crate::store::redb::HOUR_MS;
 use crate::store::{HubStorage, StoreError};
 
@@ -34,7 +34,7 @@ pub const DAYS: u64 = 30;
 /// Access entries read per page when counting searches.
 const PAGE: usize = 4096;
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new()
         .route("/transparency", get(show))
         .route("/transparency/policy", get(policy))
@@ -109,7 +109,7 @@ pub fn count(storage: &dyn HubStorage, now: UnixMillis) -> Result<Counts, StoreE
 
 /// The counts, recounted when older than [`FRESH`]; one visitor
 /// recounts while the others wait for it.
-async fn counts(state: &ApiState) -> Result<Counts, String> {
+async fn counts(state: &Pages) -> Result<Counts, String> {
     let mut cached = state.console.transparency.lock().await;
     if let Some((t, c)) = cached.as_ref() {
         if t.elapsed() < FRESH {
@@ -127,7 +127,7 @@ async fn counts(state: &ApiState) -> Result<Counts, String> {
 
 /// The agency running the system: the organisation of the deployment CA
 /// that issued the hub's certificate.
-fn agency(state: &ApiState) -> String {
+fn agency(state: &Pages) -> String {
     alpr_shared::cert::issuer_organization(&state.hub.keys.tls_cert_der)
         .unwrap_or_else(|| "This agency".to_owned())
 }
@@ -159,7 +159,7 @@ fn days(n: u32) -> String {
     }
 }
 
-async fn show(State(state): State<ApiState>) -> Response {
+async fn show(State(state): State<Pages>) -> Response {
     let policy = state.hub.policy.current();
     let doc = policy.policy();
     let agency = agency(&state);
@@ -252,7 +252,7 @@ fn policy_text(agency: &str, policy: &SignedPolicy) -> Markup {
     }
 }
 
-async fn policy(State(state): State<ApiState>) -> Response {
+async fn policy(State(state): State<Pages>) -> Response {
     let policy = state.hub.policy.current();
     let body = policy_text(&agency(&state), &policy);
     public_page(

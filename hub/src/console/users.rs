@@ -11,12 +11,12 @@ use axum::{Form, Json, Router};
 use maud::html;
 use serde::Deserialize;
 
-use super::{error_box, notice_box, page, when, PageResult, Section, Session};
+use super::{error_box, notice_box, page, when, PageResult, Pages, Section, Session};
 use crate::api::users::TrainRequest;
 use crate::api::{ApiError, ApiState};
 use crate::users::{NewUser, Role};
 
-pub fn routes() -> Router<ApiState> {
+pub fn routes() -> Router<Pages> {
     Router::new()
         .route("/console/users", get(show))
         .route("/console/users/add", post(add))

@@ -53,7 +53,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("creating {}", partial.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    let result = crate::cli::runtime()?.block_on(async {
+    let result = crate::api::client::runtime()?.block_on(async {
         session
             .client()
             .await?
@@ -123,7 +123,7 @@ fn recipient_of(r: &AccessRow) -> String {
 
 /// `hub audit exports`: every export attempt, from the access log.
 pub fn exports(args: ExportsArgs) -> anyhow::Result<ExitCode> {
-    let a: AccessAudit = crate::cli::api_get("/api/v1/audit/access")?;
+    let a: AccessAudit = crate::api::client::api_get("/api/v1/audit/access")?;
     let rows: Vec<&AccessRow> = a
         .rows
         .iter()

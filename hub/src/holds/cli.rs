@@ -7,8 +7,8 @@ use alpr_shared::control::holds::{Hold, HoldScope};
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
+use crate::api::client::{api_get, api_post};
 use crate::api::holds::{PlaceHold, ReleaseHold};
-use crate::cli::{api_get, api_post};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum HoldCommand {

@@ -12,9 +12,9 @@ use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
 use super::{GenerationView, ImportReport, SourceView};
+use crate::api::client::{api_get, runtime};
 use crate::api::client::{query, Session};
 use crate::api::hotlists::SourceDetail;
-use crate::cli::{api_get, runtime};
 
 // Parsed once per process: the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]

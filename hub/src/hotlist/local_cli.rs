@@ -9,8 +9,8 @@ use alpr_shared::hotlist::LocalEntry;
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
+use crate::api::client::{api_get, api_post};
 use crate::api::local_entries::RemoveEntry;
-use crate::cli::{api_get, api_post};
 
 /// The local-entry subcommands of `hub hotlist`.
 #[derive(Debug, clap::Subcommand)]

@@ -74,7 +74,8 @@ impl OfficerSetting {
     /// Officer number `n` of `[[policy.officers]]` (a bad one is named by
     /// its number, never its username: the error reaches the logs).
     pub fn to_officer(&self, n: usize) -> Result<EdgeOfficer, PolicyError> {
-        let training_expires = crate::config::parse_time(&self.training_expires)
+        let training_expires = alpr_shared::cli::parse_time(&self.training_expires)
+            .map_err(anyhow::Error::from)
             .map_err(|e| PolicyError::Config(format!("officer #{n}: {e:#}")))?;
         let key = self
             .signing_key

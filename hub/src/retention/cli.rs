@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
+use crate::api::client::{api_get, api_post};
 use crate::api::retention::{RetentionAudit, RetentionStatus};
-use crate::cli::{api_get, api_post};
 
 use super::RunReport;
 

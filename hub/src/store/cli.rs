@@ -14,7 +14,8 @@ use std::sync::Arc;
 use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord};
 use anyhow::Context;
 
-use crate::cli::{load_config, runtime};
+use crate::api::client::runtime;
+use crate::config::load_config;
 use crate::config::HubConfig;
 use crate::store::HubStorage;
 

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::Hub;
+use crate::hub::Hub;
 
 /// After a failed reload (the database away), the next try.
 const RETRY: Duration = Duration::from_secs(2);

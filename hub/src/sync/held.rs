@@ -11,7 +11,7 @@
 use alpr_shared::wire::{Refusal, RefusalCode};
 use tracing::warn;
 
-use super::StreamCtx;
+use super::stream::StreamCtx;
 use crate::hotlist::HotlistError;
 use crate::policy::PolicyError;
 

@@ -219,7 +219,7 @@ pub fn parse_date(s: &str) -> Result<UnixMillis, String> {
     } else {
         s.to_owned()
     };
-    crate::config::parse_time(&full).map_err(|e| format!("{e:#}"))
+    alpr_shared::cli::parse_time(&full).map_err(|e| format!("{:#}", anyhow::Error::from(e)))
 }
 
 /// Usernames: 1–64 of `a-z0-9._-`, starting with a letter or digit.

@@ -93,7 +93,7 @@ pub fn run(args: AuditVerifyArgs) -> anyhow::Result<ExitCode> {
     let ca = std::fs::read(&ca_path).with_context(|| format!("reading {}", ca_path.display()))?;
     let anchor = TrustAnchor::from_pem(&ca)
         .with_context(|| format!("{} is not a usable CA certificate", ca_path.display()))?;
-    let report = crate::cli::runtime()?.block_on(async {
+    let report = crate::api::client::runtime()?.block_on(async {
         let mut client = session.client().await?;
         // Listed before the bundle is built: every node here with its
         // entries must be in it.
