@@ -14,7 +14,7 @@
 
 use alpr_shared::control::holds::{Hold, HoldScope};
 use alpr_shared::control::holds_doc::HoldsDocError;
-use alpr_shared::log::{AccessAction, AccessOutcome};
+use alpr_shared::log::AccessAction;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -157,11 +157,7 @@ pub(crate) async fn place(
         },
     );
     record.case = Some(req.case);
-    if let Err(e) = &result {
-        record.outcome = AccessOutcome::refused(e);
-    }
-    state.access.record(record).await?;
-    result.map(Json).map_err(to_api)
+    state.logged(record, result, to_api).await
 }
 
 pub(crate) async fn release(
@@ -182,11 +178,7 @@ pub(crate) async fn release(
     alpr_shared::log::access::cut(&mut shown, 64);
     let mut record = caller.record(AccessAction::HoldRelease, format!("release hold {shown}"));
     record.case = case;
-    if let Err(e) = &result {
-        record.outcome = AccessOutcome::refused(e);
-    }
-    state.access.record(record).await?;
-    result.map(Json).map_err(to_api)
+    state.logged(record, result, to_api).await
 }
 
 pub(crate) async fn list(

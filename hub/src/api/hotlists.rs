@@ -19,7 +19,7 @@
 use alpr_shared::hotlist::generation::GenerationError;
 use alpr_shared::hotlist::import::{Columns, Format};
 use alpr_shared::hotlist::{Category, HotEntry};
-use alpr_shared::log::{AccessAction, AccessOutcome};
+use alpr_shared::log::AccessAction;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -181,7 +181,7 @@ pub(crate) async fn import(
             .await
     }
     .await;
-    let mut record = caller.record(
+    let record = caller.record(
         AccessAction::HotlistImport,
         match &result {
             Ok(r) => format!(
@@ -191,11 +191,7 @@ pub(crate) async fn import(
             Err(_) => query,
         },
     );
-    if let Err(e) = &result {
-        record.outcome = AccessOutcome::refused(e);
-    }
-    state.access.record(record).await?;
-    result.map(Json).map_err(to_api)
+    state.logged(record, result, to_api).await
 }
 
 pub(crate) async fn list(

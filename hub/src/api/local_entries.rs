@@ -20,7 +20,7 @@
 
 use alpr_shared::hotlist::local::{EntryFields, LocalDocError};
 use alpr_shared::hotlist::LocalEntry;
-use alpr_shared::log::{access, AccessAction, AccessOutcome};
+use alpr_shared::log::{access, AccessAction};
 use alpr_shared::types::UnixMillis;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
@@ -150,11 +150,7 @@ pub(crate) async fn add(
         },
     );
     record.case = case;
-    if let Err(e) = &result {
-        record.outcome = AccessOutcome::refused(e);
-    }
-    state.access.record(record).await?;
-    result.map(Json).map_err(to_api)
+    state.logged(record, result, to_api).await
 }
 
 pub(crate) async fn edit(
@@ -175,11 +171,7 @@ pub(crate) async fn edit(
         .await;
     let mut record = caller.record(AccessAction::HotlistEdit, query);
     record.case = current.map(|e| e.case).filter(|c| !c.is_empty());
-    if let Err(e) = &result {
-        record.outcome = AccessOutcome::refused(e);
-    }
-    state.access.record(record).await?;
-    result.map(Json).map_err(to_api)
+    state.logged(record, result, to_api).await
 }
 
 pub(crate) async fn remove(
@@ -207,11 +199,7 @@ pub(crate) async fn remove(
     bound(&mut query);
     let mut record = caller.record(AccessAction::HotlistRemove, query);
     record.case = current.map(|e| e.case).filter(|c| !c.is_empty());
-    if let Err(e) = &result {
-        record.outcome = AccessOutcome::refused(e);
-    }
-    state.access.record(record).await?;
-    result.map(Json).map_err(to_api)
+    state.logged(record, result, to_api).await
 }
 
 pub(crate) async fn list(

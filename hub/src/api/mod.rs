@@ -107,6 +107,22 @@ impl ApiState {
         }
     }
 
+    /// The answer to a change a person asked for: `record` (refused with
+    /// the reason when `result` failed) is in the access log before the
+    /// answer leaves; the result as JSON, or its error as `to_api` maps it.
+    pub(crate) async fn logged<T, E: std::fmt::Display>(
+        &self,
+        mut record: AccessRecord,
+        result: Result<T, E>,
+        to_api: impl FnOnce(E) -> ApiError,
+    ) -> Result<axum::Json<T>, ApiError> {
+        if let Err(e) = &result {
+            record.outcome = AccessOutcome::refused(e);
+        }
+        self.access.record(record).await?;
+        result.map(axum::Json).map_err(to_api)
+    }
+
     /// `step`'s value, or its error after [`ApiState::refuse`] recorded it
     /// against `record`.
     pub(crate) async fn or_refuse<T>(
