@@ -439,6 +439,29 @@ fn add_fields(form: &LocalForm) -> Result<EntryFields, String> {
     })
 }
 
+/// The page after an entry was added or changed (`verb`): what it is now,
+/// and an empty form for the next.
+async fn entry_done(
+    state: &ApiState,
+    session: &Session,
+    verb: &str,
+    e: &alpr_shared::hotlist::LocalEntry,
+) -> PageResult {
+    let notice = notice_box(&format!(
+        "{verb} {} ({}), active until {}.",
+        e.plate,
+        e.category,
+        when(e.expires_at)
+    ));
+    render(
+        state,
+        session,
+        Messages::notice(notice),
+        &LocalForm::default(),
+    )
+    .await
+}
+
 async fn add(
     State(state): State<ApiState>,
     session: Session,
@@ -453,21 +476,7 @@ async fn add(
     match crate::api::local_entries::add(State(state.clone()), session.caller.clone(), Json(fields))
         .await
     {
-        Ok(Json(e)) => {
-            let notice = notice_box(&format!(
-                "Added {} ({}), active until {}.",
-                e.plate,
-                e.category,
-                when(e.expires_at)
-            ));
-            render(
-                &state,
-                &session,
-                Messages::notice(notice),
-                &LocalForm::default(),
-            )
-            .await
-        }
+        Ok(Json(e)) => entry_done(&state, &session, "Added", &e).await,
         Err(e) => render(&state, &session, Messages::error(e.to_string()), &form).await,
     }
 }
@@ -572,21 +581,7 @@ async fn edit(
     )
     .await
     {
-        Ok(Json(e)) => {
-            let notice = notice_box(&format!(
-                "Changed {} ({}), active until {}.",
-                e.plate,
-                e.category,
-                when(e.expires_at)
-            ));
-            render(
-                &state,
-                &session,
-                Messages::notice(notice),
-                &LocalForm::default(),
-            )
-            .await
-        }
+        Ok(Json(e)) => entry_done(&state, &session, "Changed", &e).await,
         Err(e) => edit_view(&session, &entry, &form, Some(&e.to_string())),
     }
 }
