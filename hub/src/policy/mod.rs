@@ -388,17 +388,8 @@ impl PolicyService {
         mut officers: Vec<EdgeOfficer>,
     ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
         officers.sort_by(|a, b| a.username.cmp(&b.username));
-        self.change(move |cur| {
-            if cur.officers == officers {
-                return Ok(None);
-            }
-            let mut p = cur.clone();
-            p.version += 1;
-            p.issued_at = UnixMillis::now();
-            p.officers = officers.clone();
-            Ok(Some(p))
-        })
-        .await
+        self.set_if_changed(move |p| &mut p.officers, officers)
+            .await
     }
 
     /// The hub's revocation list changed: a new version if it differs.
@@ -407,14 +398,25 @@ impl PolicyService {
         mut revoked: Vec<Revocation>,
     ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
         revoked.sort_by(|a, b| a.serial.cmp(&b.serial));
+        self.set_if_changed(move |p| &mut p.revoked_nodes, revoked)
+            .await
+    }
+
+    /// The next version with the field `field` picks set to `value`, if it
+    /// differs from the current one's.
+    async fn set_if_changed<T: PartialEq + Clone + Send + Sync + 'static>(
+        &self,
+        field: impl Fn(&mut Policy) -> &mut T + Send + Sync + 'static,
+        value: T,
+    ) -> Result<Option<Arc<SignedPolicy>>, PolicyError> {
         self.change(move |cur| {
-            if cur.revoked_nodes == revoked {
+            let mut p = cur.clone();
+            if *field(&mut p) == value {
                 return Ok(None);
             }
-            let mut p = cur.clone();
             p.version += 1;
             p.issued_at = UnixMillis::now();
-            p.revoked_nodes = revoked.clone();
+            *field(&mut p) = value.clone();
             Ok(Some(p))
         })
         .await
