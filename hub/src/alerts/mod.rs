@@ -350,19 +350,7 @@ pub fn hub_detail(
     a: &crate::store::HubAlert,
 ) -> Result<Option<AlertDetail>, StoreError> {
     let alert = hub_view(n, a, hub_alert_stages(storage, n)?);
-    let read = storage
-        .entries_at(&[(a.node.clone(), a.record.read_seq)])?
-        .pop()
-        .and_then(decode);
-    let content = read.as_ref().and_then(|e| e.read().cloned());
-    Ok(Some(AlertDetail {
-        read_at: read.as_ref().map(|e| e.header.captured_at),
-        read_plate: content.as_ref().map(|c| c.plate.clone()),
-        read_location: content.as_ref().map(|c| c.location.to_string()),
-        camera: content.as_ref().map(|c| c.camera.clone()),
-        alert,
-        reminder: REMINDER.into(),
-    }))
+    with_read(storage, &a.node, a.record.read_seq, alert).map(Some)
 }
 
 /// One alert with its read.
@@ -373,17 +361,29 @@ pub fn detail(
     let Some(alert) = views(storage, std::slice::from_ref(row))?.pop() else {
         return Ok(None);
     };
+    let seq = alert.read_seq;
+    with_read(storage, &row.node, seq, alert).map(Some)
+}
+
+/// `alert` with the read it names (`node`'s entry `seq`), as far as the
+/// hub still holds it.
+fn with_read(
+    storage: &dyn HubStorage,
+    node: &alpr_shared::types::DeviceId,
+    seq: u64,
+    alert: AlertView,
+) -> Result<AlertDetail, StoreError> {
     let read = storage
-        .entries_at(&[(row.node.clone(), alert.read_seq)])?
+        .entries_at(&[(node.clone(), seq)])?
         .pop()
         .and_then(decode);
     let content = read.as_ref().and_then(|e| e.read().cloned());
-    Ok(Some(AlertDetail {
+    Ok(AlertDetail {
         read_at: read.as_ref().map(|e| e.header.captured_at),
         read_plate: content.as_ref().map(|c| c.plate.clone()),
         read_location: content.as_ref().map(|c| c.location.to_string()),
         camera: content.as_ref().map(|c| c.camera.clone()),
         alert,
         reminder: REMINDER.into(),
-    }))
+    })
 }
