@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use alpr_hub::{audit, cli as sync_cli, pki, verify};
+use alpr_hub::{cli as sync_cli, pki, verify};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -44,35 +44,35 @@ enum Command {
     Revoke(sync_cli::RevokeArgs),
     /// Search reads: plate (exact, `*`/`?` wildcards, --tolerant), time,
     /// place, node; a purpose (and case number where policy asks) required.
-    Search(alpr_hub::search::cli::SearchArgs),
+    Search(alpr_hub::cli::search::SearchArgs),
     /// One read in full, with its photos (a logged view; purpose required).
     Read(sync_cli::ReadArgs),
     /// The signed policy edges enforce: show it, or set new settings
     /// (administrators; the next version is pushed to every edge).
     #[command(subcommand)]
-    Policy(alpr_hub::policy::cli::PolicyCommand),
+    Policy(alpr_hub::cli::policy::PolicyCommand),
     /// Legal holds: place, release, list (operators and supervisors).
     #[command(subcommand)]
-    Hold(alpr_hub::holds::cli::HoldCommand),
+    Hold(alpr_hub::cli::holds::HoldCommand),
     /// Alerts raised on the nodes, with their dispositions (officers,
     /// operators, supervisors; covert ones for supervisors).
-    Alerts(alpr_hub::alerts::cli::AlertsArgs),
+    Alerts(alpr_hub::cli::alerts::AlertsArgs),
     /// One alert in full: `hub alert show NODE#SEQ`.
     #[command(subcommand)]
-    Alert(alpr_hub::alerts::cli::AlertCommand),
+    Alert(alpr_hub::cli::alerts::AlertCommand),
     /// Bulk hotlists: import a list file (NCIC, CA DOJ, CSV) as a signed
     /// generation; list, show, generations.
     #[command(subcommand)]
-    Hotlist(alpr_hub::hotlist::cli::HotlistCommand),
+    Hotlist(alpr_hub::cli::hotlist::HotlistCommand),
     /// Audits: re-verify every log the hub holds; who accessed what; training.
     #[command(subcommand)]
-    Audit(audit::cli::AuditCommand),
+    Audit(sync_cli::audit::AuditCommand),
     /// Export a case's reads as an evidence bundle for an in-state public
     /// agency (supervisors); writes FILE and its HTML report FILE.html.
-    Export(alpr_hub::export::cli::ExportArgs),
+    Export(alpr_hub::cli::export::ExportArgs),
     /// Retention: what is due, and run it now (administrators).
     #[command(subcommand)]
-    Retention(alpr_hub::retention::cli::RetentionCommand),
+    Retention(alpr_hub::cli::retention::RetentionCommand),
     /// Bring the store's schema to this binary's version (PostgreSQL:
     /// also done by `hub serve` on start; a newer schema is refused).
     Migrate(alpr_hub::store::cli::MigrateArgs),
@@ -101,16 +101,16 @@ fn main() -> ExitCode {
         Command::Nodes(args) => sync_cli::nodes(args),
         Command::Health(args) => sync_cli::health(args),
         Command::Revoke(args) => sync_cli::revoke(args),
-        Command::Audit(cmd) => audit::cli::run(cmd),
-        Command::Hold(cmd) => alpr_hub::holds::cli::run(cmd),
-        Command::Alerts(args) => alpr_hub::alerts::cli::alerts(args),
-        Command::Alert(cmd) => alpr_hub::alerts::cli::alert(cmd),
-        Command::Hotlist(cmd) => alpr_hub::hotlist::cli::run(cmd),
-        Command::Retention(cmd) => alpr_hub::retention::cli::run(cmd),
+        Command::Audit(cmd) => sync_cli::audit::run(cmd),
+        Command::Hold(cmd) => alpr_hub::cli::holds::run(cmd),
+        Command::Alerts(args) => alpr_hub::cli::alerts::alerts(args),
+        Command::Alert(cmd) => alpr_hub::cli::alerts::alert(cmd),
+        Command::Hotlist(cmd) => alpr_hub::cli::hotlist::run(cmd),
+        Command::Retention(cmd) => alpr_hub::cli::retention::run(cmd),
         Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Migrate(args) => alpr_hub::store::cli::migrate(args),
         Command::Store(cmd) => alpr_hub::store::cli::store(cmd),
-        Command::Export(args) => alpr_hub::export::cli::export(args),
+        Command::Export(args) => alpr_hub::cli::export::export(args),
     };
     alpr_shared::cli::exit_with(result)
 }

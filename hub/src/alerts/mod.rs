@@ -11,7 +11,6 @@
 //! ([`Progress::check`]).
 
 pub mod back_match;
-pub mod cli;
 #[cfg(test)]
 pub(crate) mod tests;
 

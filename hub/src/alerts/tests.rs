@@ -1,5 +1,5 @@
-use super::cli::render;
 use super::*;
+use crate::cli::alerts::render;
 use crate::store::redb::RedbStore;
 use crate::store::{WriteOp, WriteResult};
 use alpr_shared::crypto::SecretKey;

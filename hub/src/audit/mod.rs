@@ -11,5 +11,3 @@
 //!   and legal holds as the access log and the store record them.
 
 pub mod bundle;
-pub mod cli;
-pub mod verify_cli;

@@ -19,7 +19,6 @@
 //! the hub keeps and merges with every node's ([`crate::holds`]).
 
 pub mod bench;
-pub mod cli;
 
 use std::collections::BTreeMap;
 use std::io::{Seek, Write};

@@ -10,8 +10,6 @@
 //! Retention asks [`HoldsService::active`] which holds are in force; an
 //! evidence export asks [`HoldsService::for_case`].
 
-pub mod cli;
-
 use std::sync::Arc;
 
 use alpr_shared::control::holds::{Hold, HoldScope, Release};

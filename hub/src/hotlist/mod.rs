@@ -23,9 +23,7 @@
 //! list: they live in an automerge document, [`local`].
 
 pub mod bench;
-pub mod cli;
 pub mod local;
-pub mod local_cli;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};

@@ -15,7 +15,6 @@
 //! hub makes a new version from it at start. Changes made through the API
 //! survive restarts as long as the file is left alone.
 
-pub mod cli;
 pub mod officers;
 
 use std::sync::Arc;

@@ -256,14 +256,14 @@ async fn show_prints_no_password_hashes_and_set_takes_back_what_show_gives() {
         .await
         .expect("stored");
     let p = svc.current();
-    let json = cli::to_json(&p).to_string();
-    let text = cli::render(&p);
+    let json = crate::cli::policy::to_json(&p).to_string();
+    let text = crate::cli::policy::render(&p);
     for out in [&json, &text] {
         assert!(out.contains("jdoe"), "{out}");
         assert!(!out.contains("argon2id"), "a password hash is shown: {out}");
     }
     assert!(text.contains("case number required"), "{text}");
-    let back = PolicySettings::from_toml(&cli::settings_toml(&p)).expect("parses");
+    let back = PolicySettings::from_toml(&crate::cli::policy::settings_toml(&p)).expect("parses");
     assert_eq!(back, svc.settings());
 }
 

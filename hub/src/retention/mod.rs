@@ -14,7 +14,6 @@
 //! it is (`now`), so tests can run "a year and a day later".
 
 pub mod bench;
-pub mod cli;
 
 use std::sync::{Arc, Mutex};
 

@@ -23,7 +23,6 @@
 //! data elements queried) and returns nothing before that entry is durable.
 
 pub mod bench;
-pub mod cli;
 pub mod index;
 
 use std::collections::HashMap;

@@ -395,7 +395,7 @@ fn a_tampered_read_is_reported_with_a_bad_signature() {
                 .is_some_and(|p| p.contains(why)),
             "{hit:?}"
         );
-        assert!(cli::format_results(&r).contains("BAD"));
+        assert!(crate::cli::search::format_results(&r).contains("BAD"));
         // The others of that plate still verify.
         assert!(r
             .hits
@@ -450,7 +450,7 @@ fn a_configured_position_is_reported_as_configured_and_a_view_returns_the_crop()
         .expect("found");
     assert_eq!(hit.place_source, PlaceSource::Configured);
     assert!(hit.crop_held);
-    let table = cli::format_results(&r);
+    let table = crate::cli::search::format_results(&r);
     assert!(table.contains("configured"), "{table}");
     assert!(!table.contains(" gps"), "{table}");
     let json = serde_json::to_value(&r).expect("json");
@@ -489,7 +489,8 @@ fn a_canvass_says_how_many_reads_it_could_not_place() {
         .count() as u64;
     assert!(unplaced > 0);
     assert_eq!(r.unplaced, Some(unplaced));
-    assert!(cli::format_results(&r).contains(&format!("{unplaced} read(s) in the time window")));
+    assert!(crate::cli::search::format_results(&r)
+        .contains(&format!("{unplaced} read(s) in the time window")));
     assert!(r
         .hits
         .iter()

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::{AlertDetail, AlertView};
+use crate::alerts::{AlertDetail, AlertView};
 use crate::api::alerts::DisposeRequest;
 use crate::api::client::{api_get, api_post};
 
@@ -48,7 +48,7 @@ pub enum AlertCommand {
 
 /// The API path of alert `id` (`node#seq` or `hub#N`).
 fn alert_path(id: &str) -> anyhow::Result<String> {
-    match super::parse_id(id) {
+    match crate::alerts::parse_id(id) {
         Some((node, n)) if node.as_str() == "hub" => Ok(format!("/api/v1/hub-alerts/{n}")),
         Some((node, seq)) => Ok(format!("/api/v1/alerts/{node}/{seq}")),
         None => anyhow::bail!("{id:?} is not an alert id (node#seq or hub#N)"),

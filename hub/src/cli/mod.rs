@@ -3,6 +3,17 @@
 //! `nodes`, `revoke`, `user …`, `logout`; `bootstrap` (first
 //! administrator, on the hub's machine) and `health` (no login).
 
+pub mod alerts;
+pub mod audit;
+pub mod audit_verify;
+pub mod export;
+pub mod holds;
+pub mod hotlist;
+pub mod hotlist_local;
+pub mod policy;
+pub mod retention;
+pub mod search;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -619,9 +630,9 @@ fn user_through_api(cmd: UserCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// `hub policy show|set`: through the API, as the logged-in user.
-pub fn policy(cmd: crate::policy::cli::PolicyCommand) -> anyhow::Result<ExitCode> {
+pub fn policy(cmd: crate::cli::policy::PolicyCommand) -> anyhow::Result<ExitCode> {
     use crate::api::policy::PolicyReply;
-    use crate::policy::cli::{read_settings, render, PolicyCommand};
+    use crate::cli::policy::{read_settings, render, PolicyCommand};
     let (reply, json): (PolicyReply, bool) = match cmd {
         PolicyCommand::Show { json } => (api_get("/api/v1/policy")?, json),
         PolicyCommand::Set { file } => {
@@ -642,7 +653,7 @@ pub fn policy(cmd: crate::policy::cli::PolicyCommand) -> anyhow::Result<ExitCode
 
 /// `hub search`: through the API, with a purpose (and a case number where
 /// the policy asks for one), as the logged-in user.
-pub fn search(args: crate::search::cli::SearchArgs) -> anyhow::Result<ExitCode> {
+pub fn search(args: crate::cli::search::SearchArgs) -> anyhow::Result<ExitCode> {
     use crate::api::search::{Reason, SearchRequest};
     let req = SearchRequest {
         query: args.to_query()?,
@@ -655,7 +666,7 @@ pub fn search(args: crate::search::cli::SearchArgs) -> anyhow::Result<ExitCode> 
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
-        crate::search::cli::print_results(&results);
+        crate::cli::search::print_results(&results);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,9 +13,9 @@ use alpr_shared::cert::TrustAnchor;
 use alpr_shared::evidence::verify_evidence;
 use anyhow::Context;
 
-use super::ExportRequest;
 use crate::api::audit::{AccessAudit, AccessRow};
 use crate::api::client::Session;
+use crate::export::ExportRequest;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {

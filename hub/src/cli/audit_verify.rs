@@ -5,7 +5,7 @@
 //! with `hub login`, like every command for people) for its log bundle:
 //! every node's certificates, latest checkpoint and entries and the hub's
 //! own log, as one consistent snapshot of logs that may still grow, built
-//! and signed by the hub from its store ([`super::bundle`]). It trusts
+//! and signed by the hub from its store ([`crate::audit::bundle`]). It trusts
 //! none of it: the bundle is read as it arrives by the offline verifier of
 //! `hub verify` ([`alpr_shared::log::bundle::verify_bundle`]: each
 //! certificate against the CA, signatures under a certificate valid at

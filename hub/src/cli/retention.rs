@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crate::api::client::{api_get, api_post};
 use crate::api::retention::{RetentionAudit, RetentionStatus};
 
-use super::RunReport;
+use crate::retention::RunReport;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum RetentionCommand {

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use super::verify_cli::{self as verify, AuditVerifyArgs};
 use crate::api::client::api_get;
+use crate::cli::audit_verify::{self as verify, AuditVerifyArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
@@ -17,7 +17,7 @@ pub enum AuditCommand {
     Training(TrainingArgs),
     /// Every evidence export (and refused attempt): who, which case, to
     /// which agency, how many reads (from the access log).
-    Exports(crate::export::cli::ExportsArgs),
+    Exports(crate::cli::export::ExportsArgs),
     /// Purges retention did (node, sequence ranges, when) and reads overdue.
     Retention {
         #[arg(long)]
@@ -67,9 +67,9 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify(args) => verify::run(args),
         AuditCommand::Access(args) => access(args),
         AuditCommand::Training(args) => training(args),
-        AuditCommand::Exports(args) => crate::export::cli::exports(args),
-        AuditCommand::Retention { json } => crate::retention::cli::audit(json),
-        AuditCommand::Holds { json } => crate::holds::cli::audit(json),
+        AuditCommand::Exports(args) => crate::cli::export::exports(args),
+        AuditCommand::Retention { json } => crate::cli::retention::audit(json),
+        AuditCommand::Holds { json } => crate::cli::holds::audit(json),
     }
 }
 

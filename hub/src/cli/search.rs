@@ -4,7 +4,7 @@
 
 use alpr_shared::types::{Location, UnixMillis};
 
-use super::{Near, SearchQuery, SearchResults};
+use crate::search::{Near, SearchQuery, SearchResults};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SearchArgs {

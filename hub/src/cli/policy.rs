@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use alpr_shared::control::SignedPolicy;
 use anyhow::Context;
 
-use super::{OfficerSetting, PolicySettings};
+use crate::policy::{OfficerSetting, PolicySettings};
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum PolicyCommand {

@@ -1,6 +1,6 @@
 //! `hub hotlist add|edit|remove` and `hub hotlist list --local`: local
 //! hotlist entries through the hub's API, as the logged-in user (the
-//! subcommands join [`super::cli::HotlistCommand`]).
+//! subcommands join [`crate::cli::hotlist::HotlistCommand`]).
 
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `hub hotlist import|list|show|generations`: bulk hotlists through the
 //! hub's API, as the logged-in user (imports: operators and supervisors);
 //! `hub hotlist add|edit|remove` and `list --local`: local entries
-//! ([`super::local_cli`]).
+//! ([`crate::cli::hotlist_local`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,10 +11,10 @@ use alpr_shared::hotlist::{Category, HotEntry};
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
-use super::{GenerationView, ImportReport, SourceView};
 use crate::api::client::{api_get, runtime};
 use crate::api::client::{query, Session};
 use crate::api::hotlists::SourceDetail;
+use crate::hotlist::{GenerationView, ImportReport, SourceView};
 
 // Parsed once per process: the size of a variant does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -38,7 +38,7 @@ pub enum HotlistCommand {
     },
     /// Local entries: add, edit, remove.
     #[command(flatten)]
-    Local(super::local_cli::LocalCommand),
+    Local(crate::cli::hotlist_local::LocalCommand),
     /// One source; with PLATE, the rows its latest generation lists for it.
     Show {
         source: String,
@@ -330,7 +330,7 @@ fn render_generations(gens: &[GenerationView]) -> String {
 /// A source name as a URL path segment.
 fn segment(source: &str) -> anyhow::Result<&str> {
     anyhow::ensure!(
-        super::valid_source_name(source),
+        crate::hotlist::valid_source_name(source),
         "{source:?} is not a source name (a-z, 0-9, -)"
     );
     Ok(source)
@@ -381,12 +381,12 @@ pub fn run(cmd: HotlistCommand) -> anyhow::Result<ExitCode> {
                 print!("{}", render_import(&report));
             }
         }
-        HotlistCommand::Local(cmd) => return super::local_cli::run(cmd),
+        HotlistCommand::Local(cmd) => return crate::cli::hotlist_local::run(cmd),
         HotlistCommand::List {
             local: true,
             all,
             json,
-        } => return super::local_cli::list(all, json),
+        } => return crate::cli::hotlist_local::list(all, json),
         HotlistCommand::List { json, .. } => {
             let sources: Vec<SourceView> = api_get("/api/v1/hotlists")?;
             if json {
