@@ -280,3 +280,89 @@ async fn local_entries_are_kept_merged_watched_and_a_bad_document_changes_nothin
         .is_err());
     assert_eq!(store.local_entries().expect("entries").len(), 2);
 }
+
+/// What `edge status` shows moves with each change the writer commits:
+/// images join and leave the upload queue, the hub's receipt sets what it
+/// holds, a loss record counts the entries lost, and a restart reads the
+/// same figures back from disk.
+#[tokio::test]
+async fn the_status_follows_each_committed_change_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("e.redb");
+    let device = DeviceId::new("v-1").expect("valid");
+    let key = [7u8; 32];
+    let (store, join) =
+        StoreHandle::open(&path, SecretKey::from_bytes(&key), device.clone()).expect("open");
+    for i in 0..4u64 {
+        store
+            .append_read(
+                read("ABC123"),
+                UnixMillis(1000 + i),
+                TimeSource::Gps,
+                format!("crop {i}").into_bytes(),
+                b"overview".to_vec(),
+            )
+            .await
+            .expect("append");
+    }
+    assert_eq!(store.status().len, 4);
+    assert_eq!(store.status().images_pending, 8, "two images a read");
+    let first = store.entries_from(0, 1).expect("log")[0].clone();
+    let crop = first.read().map(|r| r.crop_hash).expect("a read");
+    store.image_done(0, crop).await.expect("done");
+    assert_eq!(store.status().images_pending, 7);
+    store.image_done(0, crop).await.expect("done again");
+    assert_eq!(
+        store.status().images_pending,
+        7,
+        "an image the queue no longer holds is not counted twice"
+    );
+    assert_eq!(
+        store.requeue_images(0, 1).await.expect("requeue"),
+        1,
+        "only the image that had left goes back"
+    );
+    assert_eq!(store.status().images_pending, 8);
+
+    let receipt = alpr_shared::wire::SignedReceipt {
+        receipt: alpr_shared::wire::Receipt {
+            format: 1,
+            device: device.clone(),
+            next_seq: 3,
+            head: Hash32::ZERO,
+            at: UnixMillis(5000),
+        },
+        signature: alpr_shared::crypto::Signature([0; 64]),
+    };
+    store.set_acked(receipt.clone()).await.expect("acked");
+    assert_eq!(
+        (store.acked(), store.status().acked_at),
+        (3, Some(UnixMillis(5000)))
+    );
+    assert_eq!(store.status().backlog(), 1);
+    assert_eq!(store.receipt().expect("receipt"), Some(receipt));
+
+    // Entry 2 cannot be read back: one loss entry records it.
+    drop(store);
+    tokio::task::spawn_blocking(move || join.join()).await.ok();
+    write_raw_entry(&path, 2, b"\xff not an entry").expect("damage");
+    let (store, join) =
+        StoreHandle::open(&path, SecretKey::from_bytes(&key), device.clone()).expect("reopen");
+    assert_eq!(store.record_loss(2).await.expect("loss"), Some((2, 2)));
+    assert_eq!(
+        store.record_loss(2).await.expect("again"),
+        None,
+        "recorded once"
+    );
+    let before = store.status();
+    assert_eq!((before.len, before.lost), (5, 1));
+    drop(store);
+    tokio::task::spawn_blocking(move || join.join()).await.ok();
+    let (store, _join) =
+        StoreHandle::open(&path, SecretKey::from_bytes(&key), device).expect("reopen");
+    assert_eq!(
+        store.status(),
+        before,
+        "a restart reads the same status back"
+    );
+}
