@@ -8,7 +8,7 @@ use alpr_shared::control::holds_doc::HoldsDoc;
 use alpr_shared::control::SignedPolicy;
 use alpr_shared::hotlist::local::{LocalEntriesDoc, MAX_LOCAL_DOC_BYTES};
 use alpr_shared::types::UnixMillis;
-use redb::{ReadableDatabase, ReadableTable, Table};
+use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::watch;
 
 use super::tables::{Batch, HOLDS, HOTLIST_LOCAL, POLICY};
@@ -260,9 +260,7 @@ impl StoreHandle {
 
     /// The saved local hotlist entries document, if any.
     pub fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        let tx = self.db.get()?.begin_read().map_err(db_err)?;
-        let t = tx.open_table(HOTLIST_LOCAL).map_err(db_err)?;
-        Ok(t.get("doc").map_err(db_err)?.map(|v| v.value().to_vec()))
+        self.saved_doc(HOTLIST_LOCAL)
     }
 
     /// Every local hotlist entry this node knows (removed and expired ones
@@ -282,8 +280,16 @@ impl StoreHandle {
 
     /// The saved legal holds document, if any.
     pub fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.saved_doc(HOLDS)
+    }
+
+    /// The document `table` keeps under "doc", if any.
+    fn saved_doc(
+        &self,
+        table: TableDefinition<&'static str, &'static [u8]>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.get()?.begin_read().map_err(db_err)?;
-        let t = tx.open_table(HOLDS).map_err(db_err)?;
+        let t = tx.open_table(table).map_err(db_err)?;
         Ok(t.get("doc").map_err(db_err)?.map(|v| v.value().to_vec()))
     }
 
