@@ -1,6 +1,6 @@
 use super::*;
 use crate::store::redb::RedbStore;
-use crate::store::{WriteOp, WriteResult};
+use crate::store::{AccessLogStore, AlertStore, WriteOp, WriteResult};
 use alpr_shared::crypto::SecretKey;
 use alpr_shared::hotlist::{AlertLevel, Category};
 use alpr_shared::log::alert::{ActionTaken, ReadCheck, Stage, StatusCheck};

@@ -1,15 +1,27 @@
 //! The hub's storage seam. Everything the hub keeps goes through
-//! [`HubStorage`]; [`redb::RedbStore`] is the embedded implementation, and a
-//! deployment that outgrows one machine implements the same trait over a
-//! distributed database.
+//! [`HubStorage`], split by concern as TiKV's `engine_traits` splits its
+//! engine: [`ChainStore`] (nodes, entries, checkpoints, certificates,
+//! revocations, refusals), [`AccessLogStore`], [`AccountStore`] (users,
+//! sessions, the login throttle), [`ControlStore`] (policy, holds, local
+//! entries), [`HotlistStore`] (generations and floors), [`AlertStore`],
+//! [`SearchStore`] and [`ImageStore`]; `HubStorage` is all of them plus
+//! the batched write. [`redb::RedbStore`] is the embedded implementation,
+//! [`postgres::PgStore`] the shared one; each implements each concern in
+//! a file of its own (`redb/chains.rs`, `postgres/chains.rs`, ...), and
+//! neither imports the other: what both need of a row's shape is in
+//! `rows`, the protocol's rules they apply (where entries go, when a
+//! renewed certificate takes effect, which images a purge frees, how a
+//! signed loss moves a chain) in `alpr_shared` and on [`NodeRecord`].
 //!
 //! Writes arrive in batches from the single writer ([`crate::ingest`]): one
-//! call to [`HubStorage::commit`] is one durable transaction.
+//! call to [`HubStorage::commit`] is one durable transaction, each
+//! [`WriteOp`] applied by its concern's write function.
 //!
-//! [`postgres::PgStore`] keeps the same records in PostgreSQL, where
-//! several hub processes share one database: a node's chain has one writer
-//! at a time ([`HubStorage::lease_node`]), and changes one process makes to
-//! the shared documents reach the others ([`HubStorage::watch_changes`]).
+//! With PostgreSQL several hub processes share one database: a node's
+//! chain has one writer at a time ([`HubStorage::lease_node`]), and
+//! changes one process makes to the shared documents reach the others
+//! ([`HubStorage::watch_changes`]). The contract tests (`contract/`, one
+//! module per concern) run on both backends.
 
 pub mod check;
 pub mod cli;
@@ -18,6 +30,13 @@ mod contract;
 pub mod postgres;
 pub mod recovering;
 pub mod redb;
+pub(crate) mod rows;
+mod seam;
+
+pub use seam::{
+    AccessLogStore, AccountStore, AlertStore, ChainStore, ControlStore, HotlistStore, ImageStore,
+    SearchStore,
+};
 
 use alpr_shared::log::SignedCheckpoint;
 use alpr_shared::sync::{NewKey, Progress, Verified};
@@ -25,10 +44,37 @@ use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 use alpr_shared::wire::Refusal;
 use serde::{Deserialize, Serialize};
 
+/// Why a store call failed. Every kind displays as before (`database:
+/// …`, `corrupt record in …`, `changed by another hub process: …`); the
+/// variant says what failed, for a caller that must decide (retry, reopen,
+/// refuse).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database failed: which one, how, and its message.
+    #[error("database: {detail}")]
+    Db {
+        backend: Backend,
+        kind: DbKind,
+        detail: String,
+    },
+    /// The store cannot be used now: its database is being reopened after
+    /// a failure, no connection can be had, or the thread that runs its
+    /// calls stopped. A later call may succeed.
     #[error("database: {0}")]
-    Db(String),
+    Unavailable(String),
+    /// A write names something the store does not hold (a purge of a
+    /// node it never knew).
+    #[error("database: {0}")]
+    NotFound(String),
+    /// A write the store cannot keep as asked: a purge record that does
+    /// not name the purged ranges, a number beyond its column's range,
+    /// node ids exhausted.
+    #[error("database: {0}")]
+    Invalid(String),
+    /// A call panicked inside the database, or while holding a lock the
+    /// store needs (the message says which).
+    #[error("database: {0}")]
+    Panicked(String),
     #[error("corrupt record in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
     /// Another hub process changed what this write builds on (the hub's
@@ -36,6 +82,37 @@ pub enum StoreError {
     /// from the store and try again.
     #[error("changed by another hub process: {0}")]
     Conflict(String),
+}
+
+/// The backend a [`StoreError::Db`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redb,
+    Postgres,
+}
+
+/// What kind of failure a database reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    /// The disk under it failed (redb then refuses every operation until
+    /// the file is reopened: [`recovering`]).
+    Io,
+    /// The database found its file corrupt.
+    Corrupted,
+    /// Anything else it refused or failed at (a transaction, a table, a
+    /// commit, a query, a migration).
+    Other,
+}
+
+impl StoreError {
+    /// A failure `detail` of `backend`'s database, of `kind`.
+    pub(crate) fn db(backend: Backend, kind: DbKind, detail: impl std::fmt::Display) -> Self {
+        StoreError::Db {
+            backend,
+            kind,
+            detail: detail.to_string(),
+        }
+    }
 }
 
 /// A hub process's exclusive right to place a node's entries: held while
@@ -115,6 +192,39 @@ impl NodeRecord {
     pub fn backlog(&self) -> u64 {
         self.reported_size.saturating_sub(self.next_seq)
     }
+
+    /// The node signed that it lost entries `first..=last` of its log
+    /// (`head`: the hash of `last`, [`WriteOp::Skip`]): the chain moves
+    /// past them only from where it stands; one already past them is
+    /// answered as it is; one short of `first` has a gap and is refused.
+    pub(crate) fn skip(
+        &mut self,
+        first: u64,
+        last: u64,
+        head: Hash32,
+        at: UnixMillis,
+    ) -> Result<Ingested, Refusal> {
+        if self.next_seq == first {
+            self.next_seq = last + 1;
+            self.head = head;
+            self.last_contact = self.last_contact.max(at);
+            self.reported_size = self.reported_size.max(self.next_seq);
+        } else if self.next_seq <= last {
+            return Err(Refusal {
+                code: alpr_shared::wire::RefusalCode::Gap,
+                seq: Some(first),
+                detail: format!(
+                    "loss record starts at {first}; the hub holds up to {}",
+                    self.next_seq
+                ),
+            });
+        }
+        Ok(Ingested {
+            progress: self.progress(),
+            appended: 0,
+            duplicates: 0,
+        })
+    }
 }
 
 /// A refusal as logged: who, from where, why.
@@ -165,9 +275,38 @@ pub struct NodeCert {
 pub type NodeLists = Vec<(String, u64)>;
 
 /// A node's certificates in the order they took effect, pending ones last
-/// by when they were first seen ([`HubStorage::certificates`]' order).
+/// by when they were first seen ([`ChainStore::certificates`]' order).
 pub(crate) fn in_effect_order(certs: &mut [NodeCert]) {
     certs.sort_by_key(|c| (c.effective_from.is_none(), c.effective_from, c.first_seen));
+}
+
+/// The record of `new` to write when a batch appends entries it signed,
+/// by the rule of [`alpr_shared::sync::new_key_effect`] (keys only move
+/// forward), over the certificates a store keeps; `None` if it does not
+/// change.
+pub(crate) fn new_key_effect(
+    certs: &[NodeCert],
+    new: &NewKey,
+    batch: &[Verified],
+    placement: &alpr_shared::sync::Placement,
+) -> Result<Option<NodeCert>, Refusal> {
+    let held: Vec<alpr_shared::sync::HeldKey<'_>> = certs
+        .iter()
+        .map(|c| alpr_shared::sync::HeldKey {
+            serial: &c.serial,
+            effective_from: c.effective_from,
+        })
+        .collect();
+    let Some(from) = alpr_shared::sync::new_key_effect(&held, new, batch, placement)? else {
+        return Ok(None);
+    };
+    Ok(certs
+        .iter()
+        .find(|c| c.serial == new.serial)
+        .map(|c| NodeCert {
+            effective_from: Some(from),
+            ..c.clone()
+        }))
 }
 
 /// One write, batched with others into a transaction.
@@ -314,7 +453,7 @@ pub enum WriteOp {
     /// Generation `number` of the bulk list `source` was signed by this
     /// hub once, and it no longer knows it (a node showed its signed
     /// header after the hub was restored from a backup): the list's next
-    /// number goes past it ([`HubStorage::generation_floor`]). The larger
+    /// number goes past it ([`HotlistStore::generation_floor`]). The larger
     /// of this and the number kept stays.
     GenerationFloor { source: String, number: u64 },
 }
@@ -345,8 +484,20 @@ pub struct Ingested {
     pub duplicates: usize,
 }
 
-/// The hub's storage.
-pub trait HubStorage: Send + Sync + 'static {
+/// The hub's storage: every concern, and the write that changes them.
+pub trait HubStorage:
+    ChainStore
+    + AccessLogStore
+    + AccountStore
+    + ControlStore
+    + HotlistStore
+    + AlertStore
+    + SearchStore
+    + ImageStore
+    + Send
+    + Sync
+    + 'static
+{
     /// Apply all ops in one durable transaction; results in order.
     fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError>;
     /// Take the right to place `device`'s entries, for as long as the
@@ -360,250 +511,6 @@ pub trait HubStorage: Send + Sync + 'static {
     /// generations, users); `None` where no other process writes (redb).
     fn watch_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
-    }
-    /// A node's record, if it ever connected.
-    fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError>;
-    /// All nodes, by name.
-    fn nodes(&self) -> Result<Vec<(DeviceId, NodeRecord)>, StoreError>;
-    /// The latest checkpoint the node signed and the hub checked.
-    fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError>;
-    /// The certificate (DER) in force for the node's latest entries (or,
-    /// before any took effect, the one most recently seen).
-    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
-        let certs = self.certificates(device)?;
-        let latest = certs
-            .iter()
-            .rfind(|c| c.effective_from.is_some())
-            .or_else(|| certs.iter().max_by_key(|c| c.first_seen));
-        Ok(latest.map(|c| c.der.clone()))
-    }
-    /// Every certificate the node has held, oldest first. (No default:
-    /// a wrapper that forgot to forward it would serve a wrong history.)
-    fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError>;
-    /// Revocations recorded at the hub, with the time each took effect.
-    fn revocations(&self) -> Result<Vec<alpr_shared::cert::Revocation>, StoreError>;
-    /// Canonical bytes of a device's entries from `first`, at most `limit`.
-    fn entries(
-        &self,
-        device: &DeviceId,
-        first: u64,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// The most recent refusals, newest last.
-    fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError>;
-    /// The most recent refusals of unauthenticated sources, newest last.
-    fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError>;
-    /// (device, seq) of reads of `plate` captured in [from, to].
-    fn reads_of_plate(
-        &self,
-        plate: &str,
-        from: UnixMillis,
-        to: UnixMillis,
-    ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
-    /// Distinct plates of stored reads in the order they were first seen,
-    /// from ordinal `first` (ordinals are 0, 1, 2, … with no gaps), at most
-    /// `limit`: a search index loads them once, then only what is new.
-    fn plates_from(&self, first: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError>;
-    /// How many stored reads carry `plate` (0 if none).
-    fn plate_count(&self, plate: &str) -> Result<u64, StoreError>;
-    /// Reads of any of `plates` captured in [from, to], at most `limit`,
-    /// plate by plate, each plate's in time order (one range scan each).
-    fn reads_of_plates(
-        &self,
-        plates: &[String],
-        from: UnixMillis,
-        to: UnixMillis,
-        limit: usize,
-    ) -> Result<Vec<IndexedRead>, StoreError>;
-    /// Reads captured in [from, to] (of `node` only, if given) whose
-    /// coordinates lie in the index cells covering `area`, at most `limit`;
-    /// and how many reads of that window (and node) carry no coordinates
-    /// (with `list_unplaced`, which: at most `limit`).
-    fn reads_in_box(
-        &self,
-        area: &GeoBox,
-        from: UnixMillis,
-        to: UnixMillis,
-        node: Option<&DeviceId>,
-        limit: usize,
-        list_unplaced: bool,
-    ) -> Result<PlacedReads, StoreError>;
-    /// Canonical bytes of the given entries (`None`: not stored), in order,
-    /// read in one transaction.
-    fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
-    /// Canonical bytes of the entries of reads found through an index
-    /// (`None`: not stored), in order. The capture time lets a store whose
-    /// entries are partitioned by it look in one partition.
-    fn entries_of_reads(&self, reads: &[IndexedRead]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let at: Vec<(DeviceId, u64)> = reads.iter().map(|r| (r.device.clone(), r.seq)).collect();
-        self.entries_at(&at)
-    }
-    /// Every certificate of each of `devices` ([`HubStorage::certificates`]),
-    /// in order, in one question where the store can.
-    fn certificates_of(&self, devices: &[DeviceId]) -> Result<Vec<Vec<NodeCert>>, StoreError> {
-        devices.iter().map(|d| self.certificates(d)).collect()
-    }
-    /// Whether each image is held ([`HubStorage::has_image`]), in order.
-    fn images_held(&self, hashes: &[Hash32]) -> Result<Vec<bool>, StoreError> {
-        hashes.iter().map(|h| self.has_image(h)).collect()
-    }
-    /// An image's bytes, if held.
-    fn image(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Canonical bytes of the hub's own access log from `first`, at most
-    /// `limit` ([`crate::access`]).
-    fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
-    /// The hub's access log: its size and the hash of its last entry.
-    fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError>;
-    /// The latest signed policy (encoded [`alpr_shared::control::SignedPolicy`]).
-    fn policy(&self) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The hash of the `[policy]` configuration the latest version made
-    /// from the configuration was made from.
-    fn policy_seed(&self) -> Result<Option<Hash32>, StoreError>;
-    /// The policy version each node last said it holds or enforces.
-    fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError>;
-    /// The bulk lists each node last said it holds.
-    fn node_hotlists(&self) -> Result<Vec<(DeviceId, NodeLists)>, StoreError>;
-    /// A user account by username ([`crate::users`]).
-    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError>;
-    /// The saved legal holds document ([`crate::holds`]), if any.
-    fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError>;
-    /// The saved local hotlist entries document
-    /// ([`crate::hotlist::local`]), if any.
-    fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Every user account, by username.
-    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
-    /// Every signing key of every user ([`WriteOp::UserKey`]), as
-    /// (username, key), by username.
-    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError>;
-    /// The session kept under the SHA-256 of its token.
-    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
-    /// Failed logins counted against `key` at or after `since`
-    /// ([`WriteOp::LoginFailure`]).
-    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError>;
-    /// When `key`'s lock ends, if one is kept (it may have ended).
-    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError>;
-    /// Reads stored per hour of capture (hour = captured_at / 3 600 000),
-    /// for hours `first..=last` that have any: (hour, reads). Counted at
-    /// ingest; a purge does not lower them.
-    fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError>;
-    /// Access entries of nodes (`EntryKind::Access` in their logs) whose
-    /// time is in [from, to], as (node, seq) in time order, at most `limit`
-    /// (index `node-access-v1`, written at ingest).
-    fn node_accesses(
-        &self,
-        from: UnixMillis,
-        to: UnixMillis,
-        limit: usize,
-    ) -> Result<Vec<(DeviceId, u64)>, StoreError>;
-    /// Keep generation `number` of the bulk list `source` ([`crate::hotlist`]):
-    /// its signed bytes and its import record, in one durable transaction;
-    /// then drop that source's generation bytes older than the last `keep`
-    /// (import records stay: they are the list's history).
-    fn store_generation(
-        &self,
-        source: &str,
-        number: u64,
-        bytes: &[u8],
-        record: &[u8],
-        keep: u64,
-    ) -> Result<(), StoreError>;
-    /// The signed bytes of generation `number` of `source`, if still kept.
-    fn generation_bytes(&self, source: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Every import record of `source`, by generation number, and whether
-    /// that generation's bytes are still kept.
-    fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError>;
-    /// The highest generation number of `source` learned from a node
-    /// ([`WriteOp::GenerationFloor`]); 0 if none.
-    fn generation_floor(&self, source: &str) -> Result<u64, StoreError>;
-    /// Whether an image is held.
-    fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError>;
-    /// Alerts raised in nodes' logs (of `node` only, if given), by node
-    /// then sequence, at most `limit` (index `alerts-v1`, written at
-    /// ingest with each disposition stage).
-    fn alerts(
-        &self,
-        node: Option<&DeviceId>,
-        limit: usize,
-    ) -> Result<Vec<AlertIndexRow>, StoreError>;
-    /// Past matches the hub found, newest first, at most `limit`: (number,
-    /// alert).
-    fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, HubAlert)>, StoreError>;
-    /// Disposition stages recorded at the hub, in the order recorded, as
-    /// (alert id, stage): of the alert `alert` (`node#seq` or `hub#N`)
-    /// only, if given; else of every alert.
-    fn hub_dispositions(
-        &self,
-        alert: Option<&str>,
-    ) -> Result<Vec<(String, HubDisposition)>, StoreError>;
-    /// One alert of a node's log, if indexed.
-    fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<AlertIndexRow>, StoreError>;
-    /// Images named by the device's reads `from..to` (content held) that the
-    /// hub lacks, in log order, at most `limit`; and where the search
-    /// stopped (`to`, or the entry after the last one looked at when the
-    /// list filled up). An empty image names nothing to store.
-    fn missing_images(
-        &self,
-        device: &DeviceId,
-        from: u64,
-        to: u64,
-        limit: usize,
-    ) -> Result<MissingImages, StoreError> {
-        const PAGE: usize = 1024;
-        let none = alpr_shared::crypto::sha256(&[]);
-        let mut out = MissingImages {
-            images: Vec::new(),
-            scanned_to: to,
-        };
-        let mut next = from;
-        while next < to {
-            let page = self.entries(device, next, PAGE)?;
-            let full = page.len() == PAGE;
-            let entries = page
-                .iter()
-                .map(|b| {
-                    alpr_shared::log::SignedEntry::decode(b).map_err(|e| StoreError::Corrupt {
-                        table: "entries",
-                        detail: e.to_string(),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            // The page's images asked about at once, not one by one.
-            let named: Vec<Hash32> = entries
-                .iter()
-                .filter_map(|e| e.read())
-                .flat_map(|r| [r.crop_hash, r.overview_hash])
-                .collect();
-            let held: std::collections::HashSet<Hash32> = named
-                .iter()
-                .zip(self.images_held(&named)?)
-                .filter_map(|(h, held)| held.then_some(*h))
-                .collect();
-            for e in &entries {
-                let seq = e.seq();
-                if seq >= to {
-                    return Ok(out);
-                }
-                next = seq + 1;
-                let Some(r) = e.read() else { continue };
-                if out.images.len() + 2 > limit {
-                    out.scanned_to = seq;
-                    return Ok(out);
-                }
-                let mut hashes = vec![r.crop_hash];
-                if r.overview_hash != r.crop_hash {
-                    hashes.push(r.overview_hash);
-                }
-                for h in hashes {
-                    if h != none && !held.contains(&h) {
-                        out.images.push((seq, h));
-                    }
-                }
-            }
-            if entries.is_empty() || !full {
-                break;
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -620,12 +527,12 @@ pub(crate) fn check_purge_record(
         ..
     } = &record.header.kind
     else {
-        return Err(StoreError::Db(
+        return Err(StoreError::Invalid(
             "a purge must carry a node purge record".into(),
         ));
     };
     if node != device || recorded.as_slice() != ranges {
-        return Err(StoreError::Db(
+        return Err(StoreError::Invalid(
             "the purge record does not name the purged ranges".into(),
         ));
     }
@@ -698,7 +605,7 @@ pub struct GeoBox {
     pub lon_max_e7: i32,
 }
 
-/// What [`HubStorage::reads_in_box`] found.
+/// What [`SearchStore::reads_in_box`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlacedReads {
     /// Reads whose coordinates fall in the box's index cells (a superset
@@ -714,7 +621,7 @@ pub struct PlacedReads {
     pub complete: bool,
 }
 
-/// Images the hub lacks for a device's reads ([`HubStorage::missing_images`]).
+/// Images the hub lacks for a device's reads ([`ImageStore::missing_images`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingImages {
     /// (entry seq, image hash), in log order.
