@@ -2,7 +2,7 @@
 //! cells, the hour of a read. Neither backend imports the other; both
 //! import this.
 
-use super::StoreError;
+use super::records::StoreError;
 
 /// Milliseconds in an hour (the unit of the reads-per-hour counts).
 pub const HOUR_MS: u64 = 3_600_000;

@@ -5,7 +5,7 @@
 use alpr_shared::log::SignedCheckpoint;
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 
-use super::{
+use super::records::{
     AlertIndexRow, GeoBox, HubAlert, HubDisposition, IndexedRead, MissingImages, NodeCert,
     NodeLists, NodeRecord, PlacedReads, RefusalRecord, SourceRefusalRecord, StoreError,
 };

@@ -65,20 +65,13 @@ impl AlertStore for PgStore {
 
     fn hub_alerts(&self, n: usize) -> Result<Vec<(u64, HubAlert)>, StoreError> {
         self.run(move |c| async move {
-            query!(
+            let rows = query!(
                 c,
                 "SELECT n, bytes FROM hub_alerts ORDER BY n DESC LIMIT $1",
                 &limit(n)
             )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    uncol(r.get(0), "hub_alerts")?,
-                    decode_row(r.get(1), "hub_alerts")?,
-                ))
-            })
-            .collect()
+            .await?;
+            numbered(&rows, "hub_alerts", |r| decode_row(r.get(1), "hub_alerts"))
         })
     }
 

@@ -1,7 +1,8 @@
 //! Nodes and their chains on PostgreSQL ([`ChainStore`]).
 
 use alpr_shared::log::SignedCheckpoint;
-use alpr_shared::types::{DeviceId, UnixMillis};
+use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
+use alpr_shared::wire::{Refusal, RefusalCode};
 use deadpool_postgres::GenericClient;
 
 use super::partition::at_col;
@@ -190,7 +191,7 @@ impl Commit<'_> {
         reported_size: u64,
         at: UnixMillis,
     ) -> Result<WriteResult, StoreError> {
-        let id = id_col(self.node(&device)?.id)?;
+        let id = id_col(self.node(device)?.id)?;
         // A certificate not seen before is kept as pending: it
         // vouches for nothing until the node's first entry it
         // signs lands on the stored chain.
@@ -204,7 +205,7 @@ impl Commit<'_> {
             &at_col(at)
         )
         .await?;
-        let rec = self.node(&device)?;
+        let rec = self.node(device)?;
         rec.serial = serial;
         rec.reported_size = reported_size;
         rec.last_contact = rec.last_contact.max(at);
@@ -288,5 +289,28 @@ impl Commit<'_> {
         )
         .await?;
         Ok(())
+    }
+
+    /// [`WriteOp::Skip`]: a loss record past the `bigint` columns' range
+    /// is refused alone (it must not fail the commit of other nodes'
+    /// batches); else [`NodeRecord::skip`] decides.
+    pub(super) fn skip(
+        &mut self,
+        device: &DeviceId,
+        first: u64,
+        last: u64,
+        head: Hash32,
+        at: UnixMillis,
+    ) -> Result<WriteResult, StoreError> {
+        if last >= i64::MAX as u64 {
+            return Ok(WriteResult::Ingested(Err(Refusal {
+                code: RefusalCode::Gap,
+                seq: Some(first),
+                detail: format!("loss record up to {last} is beyond any log the hub keeps"),
+            })));
+        }
+        Ok(WriteResult::Ingested(
+            self.node(device)?.skip(first, last, head, at),
+        ))
     }
 }

@@ -51,7 +51,7 @@ impl Commit<'_> {
         hash: Hash32,
         bytes: Vec<u8>,
     ) -> Result<WriteResult, StoreError> {
-        let id = self.node(&device)?.id;
+        let id = self.node(device)?.id;
         let named = self
             .stored_entry(id, seq)
             .await?
@@ -70,7 +70,7 @@ impl Commit<'_> {
                 &bytes
             )
             .await?;
-            self.node(&device)?.images += stored;
+            self.node(device)?.images += stored;
         }
         Ok(WriteResult::Image(named))
     }

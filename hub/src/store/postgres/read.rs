@@ -201,3 +201,15 @@ pub(super) async fn alert_cols(
     .first()
     .map(|r| (r.get(0), r.get(1), r.get(2))))
 }
+
+/// Rows of (number, value): the first column a number of `table` kept as
+/// a column ([`uncol`]), the second what `value` makes of the row.
+pub(super) fn numbered<T>(
+    rows: &[tokio_postgres::Row],
+    table: &'static str,
+    value: impl Fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+) -> Result<Vec<(u64, T)>, StoreError> {
+    rows.iter()
+        .map(|r| Ok((uncol(r.get(0), table)?, value(r)?)))
+        .collect()
+}

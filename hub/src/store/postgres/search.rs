@@ -1,5 +1,7 @@
 //! Search indexes on PostgreSQL ([`SearchStore`]).
 
+use std::collections::HashSet;
+
 use alpr_shared::types::{DeviceId, UnixMillis};
 use deadpool_postgres::GenericClient;
 
@@ -39,16 +41,14 @@ impl SearchStore for PgStore {
 
     fn plates_from(&self, first: u64, n: usize) -> Result<Vec<(u64, String)>, StoreError> {
         self.run(move |c| async move {
-            query!(
+            let rows = query!(
                 c,
                 "SELECT ordinal, plate FROM plates WHERE ordinal >= $1 ORDER BY ordinal LIMIT $2",
                 &bound(first),
                 &limit(n)
             )
-            .await?
-            .iter()
-            .map(|r| Ok((uncol(r.get(0), "plates")?, r.get(1))))
-            .collect()
+            .await?;
+            numbered(&rows, "plates", |r| Ok(r.get(1)))
         })
     }
 
@@ -219,21 +219,14 @@ impl SearchStore for PgStore {
 
     fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
         self.run(move |c| async move {
-            query!(
+            let rows = query!(
                 c,
                 "SELECT hour, n FROM read_hours WHERE hour BETWEEN $1 AND $2 ORDER BY hour",
                 &bound(first),
                 &bound(last)
             )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok((
-                    uncol(r.get(0), "read_hours")?,
-                    uncol(r.get(1), "read_hours")?,
-                ))
-            })
-            .collect()
+            .await?;
+            numbered(&rows, "read_hours", |r| uncol(r.get(1), "read_hours"))
         })
     }
 }
@@ -259,5 +252,69 @@ impl Commit<'_> {
             plates: gone,
             ..Purged::default()
         }))
+    }
+}
+
+impl Commit<'_> {
+    /// Number the plates first seen in this commit, after every plate
+    /// numbered before (the counter stays locked until the commit ends,
+    /// so numbers become visible in order).
+    pub(super) async fn number_plates(&mut self) -> Result<(), StoreError> {
+        if self.plates.is_empty() {
+            return Ok(());
+        }
+        let plates: Vec<&String> = self.plates.iter().collect();
+        let new = self.unknown_plates(&plates).await?;
+        if new.is_empty() {
+            return Ok(());
+        }
+        let next: i64 = query!(
+            self.tx,
+            "SELECT value FROM meta WHERE key = 'next-plate-ordinal' FOR UPDATE"
+        )
+        .await?
+        .first()
+        .map(|r| r.get(0))
+        .ok_or_else(|| pg_err("the plate counter is missing"))?;
+        // Another hub may have numbered some while this one waited.
+        let refs: Vec<&String> = new.iter().collect();
+        let new = self.unknown_plates(&refs).await?;
+        if new.is_empty() {
+            return Ok(());
+        }
+        execute!(
+            self.tx,
+            "INSERT INTO plates (ordinal, plate) \
+             SELECT $1 + o - 1, p FROM unnest($2::text[]) WITH ORDINALITY AS u(p, o)",
+            &next,
+            &new
+        )
+        .await?;
+        let after = next + i64::try_from(new.len()).map_err(pg_err)?;
+        execute!(
+            self.tx,
+            "UPDATE meta SET value = $1 WHERE key = 'next-plate-ordinal'",
+            &after
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Which of `plates` (sorted) have no number yet, in order.
+    async fn unknown_plates(&self, plates: &[&String]) -> Result<Vec<String>, StoreError> {
+        let known: HashSet<String> = query!(
+            self.tx,
+            "SELECT plate FROM plates WHERE plate = ANY($1)",
+            &plates
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        Ok(plates
+            .iter()
+            .filter(|p| !known.contains(p.as_str()))
+            .map(|p| (*p).clone())
+            .collect())
     }
 }

@@ -13,13 +13,13 @@
 //! Rows of the nodes' logs and their search rows are gathered while the
 //! ops are applied and written at the end, one statement per table.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use alpr_shared::log::alert::Progress;
 use alpr_shared::log::SignedCheckpoint;
 use alpr_shared::sync::{decide, ChainError, ChainState, NewKey, Verified};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
-use alpr_shared::wire::{Refusal, RefusalCode};
+use alpr_shared::wire::Refusal;
 
 use super::partition::{at_col, Month, Partitions};
 use super::sql::{col, execute, id_col, node_row, query, uncol, NODE_COLUMNS, UNPLACED};
@@ -301,13 +301,7 @@ impl Commit<'_> {
                 last,
                 head,
                 at,
-            } => Ok(WriteResult::Ingested(skip(
-                self.node(&device)?,
-                first,
-                last,
-                head,
-                at,
-            ))),
+            } => self.skip(&device, first, last, head, at),
             WriteOp::Revoke(r) => self.revoke(r).await,
             WriteOp::Refusal(r) => self.refusal(&r).await.map(|()| WriteResult::Done),
             WriteOp::SourceRefusal {
@@ -712,68 +706,6 @@ impl Commit<'_> {
         }
         self.tx.commit().await.map_err(pg_err)
     }
-
-    /// Number the plates first seen in this commit, after every plate
-    /// numbered before (the counter stays locked until the commit ends,
-    /// so numbers become visible in order).
-    async fn number_plates(&mut self) -> Result<(), StoreError> {
-        if self.plates.is_empty() {
-            return Ok(());
-        }
-        let plates: Vec<&String> = self.plates.iter().collect();
-        let new = self.unknown_plates(&plates).await?;
-        if new.is_empty() {
-            return Ok(());
-        }
-        let next: i64 = query!(
-            self.tx,
-            "SELECT value FROM meta WHERE key = 'next-plate-ordinal' FOR UPDATE"
-        )
-        .await?
-        .first()
-        .map(|r| r.get(0))
-        .ok_or_else(|| pg_err("the plate counter is missing"))?;
-        // Another hub may have numbered some while this one waited.
-        let refs: Vec<&String> = new.iter().collect();
-        let new = self.unknown_plates(&refs).await?;
-        if new.is_empty() {
-            return Ok(());
-        }
-        execute!(
-            self.tx,
-            "INSERT INTO plates (ordinal, plate) \
-             SELECT $1 + o - 1, p FROM unnest($2::text[]) WITH ORDINALITY AS u(p, o)",
-            &next,
-            &new
-        )
-        .await?;
-        let after = next + i64::try_from(new.len()).map_err(pg_err)?;
-        execute!(
-            self.tx,
-            "UPDATE meta SET value = $1 WHERE key = 'next-plate-ordinal'",
-            &after
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Which of `plates` (sorted) have no number yet, in order.
-    async fn unknown_plates(&self, plates: &[&String]) -> Result<Vec<String>, StoreError> {
-        let known: HashSet<String> = query!(
-            self.tx,
-            "SELECT plate FROM plates WHERE plate = ANY($1)",
-            &plates
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        Ok(plates
-            .iter()
-            .filter(|p| !known.contains(p.as_str()))
-            .map(|p| (*p).clone())
-            .collect())
-    }
 }
 
 /// The `nodes` columns of a commit's node rows.
@@ -802,24 +734,4 @@ impl NodeCols {
         self.images.push(super::sql::bound(rec.images));
         Ok(())
     }
-}
-
-/// [`WriteOp::Skip`]: a loss record past the `bigint` columns' range is
-/// refused alone (it must not fail the commit of other nodes' batches);
-/// else [`NodeRecord::skip`] decides.
-fn skip(
-    rec: &mut NodeRecord,
-    first: u64,
-    last: u64,
-    head: Hash32,
-    at: UnixMillis,
-) -> Result<Ingested, Refusal> {
-    if last >= i64::MAX as u64 {
-        return Err(Refusal {
-            code: RefusalCode::Gap,
-            seq: Some(first),
-            detail: format!("loss record up to {last} is beyond any log the hub keeps"),
-        });
-    }
-    rec.skip(first, last, head, at)
 }
