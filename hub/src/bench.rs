@@ -37,7 +37,7 @@ use serde::Serialize;
 
 use crate::ingest::WriterConfig;
 use crate::store::postgres::PgStore;
-use crate::store::HubStorage;
+use crate::store::ChainStore;
 use hubs::HubCounters;
 
 /// Where the bench's hub keeps its records.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use alpr_e2e::flood::{push_images, FloodOptions};
 use alpr_e2e::raw::RawNode;
 use alpr_e2e::{wait_for, Hub, Pki};
-use alpr_hub::store::HubStorage;
+use alpr_hub::store::ChainStore;
 use alpr_shared::wire::quic::{self, Liveness};
 use alpr_shared::wire::{Frame, ALPN};
 use anyhow::Context;

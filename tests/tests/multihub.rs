@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use alpr_e2e::{free_udp_port, wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
 use alpr_hub::store::postgres::cluster::TempCluster;
 use alpr_hub::store::postgres::{PgConfig, PgStore};
-use alpr_hub::store::HubStorage;
+use alpr_hub::store::ChainStore;
 use alpr_shared::log::SignedEntry;
 use alpr_shared::types::DeviceId;
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use alpr_e2e::{wait_for, Edge, EdgeOptions, Hub, Pki, TRAINED};
-use alpr_hub::store::HubStorage;
+use alpr_hub::store::ImageStore;
 
 const LIMIT: Duration = Duration::from_secs(180);
 

@@ -112,7 +112,7 @@ impl AccessLog {
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || run(storage, writer, rx))
-            .map_err(|e| StoreError::Db(format!("starting the access-log writer: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("starting the access-log writer: {e}")))?;
         Ok(AccessLog { tx, device })
     }
 
@@ -261,7 +261,9 @@ fn seal(
                 Err(e) => {
                     tracing::error!(error = %e, "the access log could not be read; accesses are refused");
                     for (_, reply) in waiting {
-                        let _ = reply.send(Err(AccessError::Store(StoreError::Db(e.to_string()))));
+                        let _ = reply.send(Err(AccessError::Store(StoreError::Unavailable(
+                            e.to_string(),
+                        ))));
                     }
                     return;
                 }
@@ -269,7 +271,9 @@ fn seal(
         }
         tracing::error!(error = %err, "the access log could not be written; accesses are refused");
         for (_, reply) in waiting {
-            let _ = reply.send(Err(AccessError::Store(StoreError::Db(err.to_string()))));
+            let _ = reply.send(Err(AccessError::Store(StoreError::Unavailable(
+                err.to_string(),
+            ))));
         }
         return;
     }

@@ -1,7 +1,7 @@
 use super::*;
 use crate::cli::alerts::render;
 use crate::store::redb::RedbStore;
-use crate::store::{WriteOp, WriteResult};
+use crate::store::{AccessLogStore, AlertStore, WriteOp, WriteResult};
 use alpr_shared::crypto::SecretKey;
 use alpr_shared::hotlist::{AlertLevel, Category};
 use alpr_shared::log::alert::{ActionTaken, ReadCheck, Stage, StatusCheck};

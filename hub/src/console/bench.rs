@@ -30,7 +30,7 @@ use crate::api::client::ApiClient;
 use crate::config::HubConfig;
 use crate::console::client::{Answer, ConsoleClient};
 use crate::store::redb::RedbStore;
-use crate::store::HubStorage;
+use crate::store::ChainStore;
 
 #[derive(Debug, clap::Args)]
 pub struct ConsoleBenchArgs {

@@ -435,7 +435,9 @@ impl PolicyService {
         let storage = self.inner.storage.clone();
         let stored = tokio::task::spawn_blocking(move || storage.policy())
             .await
-            .map_err(|e| StoreError::Db(format!("reading the policy did not finish: {e}")))??;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("reading the policy did not finish: {e}"))
+            })??;
         let Some(bytes) = stored else {
             return Ok(None);
         };
@@ -501,7 +503,7 @@ impl PolicyService {
             }])
         })
         .await
-        .map_err(|e| StoreError::Db(format!("the policy commit did not finish: {e}")))?
+        .map_err(|e| StoreError::Unavailable(format!("the policy commit did not finish: {e}")))?
         .map(|_| ())
     }
 

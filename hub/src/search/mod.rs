@@ -684,7 +684,7 @@ fn problem(
 }
 
 fn poisoned() -> SearchError {
-    SearchError::Store(StoreError::Db("a search lock was poisoned".into()))
+    SearchError::Store(StoreError::Panicked("a search lock was poisoned".into()))
 }
 
 fn e7(deg: f64) -> i32 {

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::store::redb::RedbStore;
-use crate::store::WriteOp;
+use crate::store::{ChainStore, SearchStore, WriteOp};
 
 /// A read as the test wrote it: the brute-force scan's input.
 #[derive(Debug, Clone)]
@@ -567,7 +567,7 @@ fn bad_queries_say_what_is_wrong_and_are_told_from_storage_errors() {
         assert!(e.is_bad_query(), "{e}");
         assert!(e.to_string().contains(says), "{e} (wanted {says:?})");
     }
-    let e = SearchError::Store(StoreError::Db("disk".into()));
+    let e = SearchError::Store(StoreError::Unavailable("disk".into()));
     assert!(!e.is_bad_query());
 }
 

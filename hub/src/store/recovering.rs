@@ -16,8 +16,9 @@ use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 
 use super::redb::RedbStore;
 use super::{
-    GeoBox, HubStorage, IndexedRead, MissingImages, NodeCert, NodeRecord, PlacedReads,
-    RefusalRecord, SourceRefusalRecord, StoreError, WriteOp, WriteResult,
+    AccessLogStore, AccountStore, AlertStore, ChainStore, ControlStore, DbKind, GeoBox,
+    HotlistStore, HubStorage, ImageStore, IndexedRead, MissingImages, NodeCert, NodeRecord,
+    PlacedReads, RefusalRecord, SearchStore, SourceRefusalRecord, StoreError, WriteOp, WriteResult,
 };
 
 /// Shortest time between two attempts to reopen.
@@ -70,7 +71,7 @@ impl Recovering {
             return Ok(s);
         }
         let unavailable = || {
-            StoreError::Db(format!(
+            StoreError::Unavailable(format!(
                 "{} is unavailable: {}",
                 self.path.display(),
                 self.failing().unwrap_or_else(|| "reopening".into())
@@ -102,7 +103,7 @@ impl Recovering {
                 Err(e)
             }
             Err(panic) => {
-                let e = StoreError::Db(format!(
+                let e = StoreError::Panicked(format!(
                     "{}: panic while reopening: {panic}",
                     self.path.display()
                 ));
@@ -142,13 +143,18 @@ impl Recovering {
     ) -> Result<T, StoreError> {
         let store = self.current()?;
         let r = alpr_shared::health::catch_panic(|| f(&store)).unwrap_or_else(|panic| {
-            Err(StoreError::Db(format!(
+            Err(StoreError::Panicked(format!(
                 "{}: panic inside the database: {panic}",
                 self.path.display()
             )))
         });
-        if let Err(e @ StoreError::Db(msg)) = &r {
-            if write || msg.contains("I/O error") || msg.contains("panic") {
+        if let Err(e) = &r {
+            let reopen = match e {
+                StoreError::Db { kind, .. } => write || *kind == DbKind::Io,
+                StoreError::Panicked(_) => true,
+                _ => false,
+            };
+            if reopen {
                 self.fail(&store, e);
             }
         }
@@ -160,6 +166,9 @@ impl HubStorage for Recovering {
     fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
         self.call_as(true, |s| s.commit(ops))
     }
+}
+
+impl ChainStore for Recovering {
     fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError> {
         self.call(|s| s.node(device))
     }
@@ -186,41 +195,23 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<Vec<u8>>, StoreError> {
         self.call(|s| s.entries(device, first, limit))
     }
+    fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.call(|s| s.entries_at(at))
+    }
+    fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
+        self.call(|s| s.refusals(limit))
+    }
+    fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
+        self.call(|s| s.source_refusals(limit))
+    }
+}
+
+impl AccessLogStore for Recovering {
     fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
         self.call(|s| s.hub_access_entries(first, limit))
     }
     fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError> {
         self.call(|s| s.hub_access_head())
-    }
-    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError> {
-        self.call(|s| s.user(username))
-    }
-    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
-        self.call(|s| s.users())
-    }
-    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
-        self.call(|s| s.user_keys())
-    }
-    fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.holds_doc())
-    }
-    fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.local_entries_doc())
-    }
-    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
-        self.call(|s| s.session(hash))
-    }
-    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
-        self.call(|s| s.generation_floor(source))
-    }
-    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
-        self.call(|s| s.login_failures(key, since))
-    }
-    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {
-        self.call(|s| s.login_lock(key))
-    }
-    fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
-        self.call(|s| s.reads_per_hour(first, last))
     }
     fn node_accesses(
         &self,
@@ -230,6 +221,75 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
         self.call(|s| s.node_accesses(from, to, limit))
     }
+}
+
+impl AccountStore for Recovering {
+    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError> {
+        self.call(|s| s.user(username))
+    }
+    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
+        self.call(|s| s.users())
+    }
+    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
+        self.call(|s| s.user_keys())
+    }
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+        self.call(|s| s.session(hash))
+    }
+    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
+        self.call(|s| s.login_failures(key, since))
+    }
+    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {
+        self.call(|s| s.login_lock(key))
+    }
+}
+
+impl ControlStore for Recovering {
+    fn policy(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.policy())
+    }
+    fn policy_seed(&self) -> Result<Option<Hash32>, StoreError> {
+        self.call(|s| s.policy_seed())
+    }
+    fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {
+        self.call(|s| s.node_policies())
+    }
+    fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.holds_doc())
+    }
+    fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.local_entries_doc())
+    }
+}
+
+impl HotlistStore for Recovering {
+    fn store_generation(
+        &self,
+        source: &str,
+        number: u64,
+        bytes: &[u8],
+        record: &[u8],
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        self.call_as(true, |s| {
+            s.store_generation(source, number, bytes, record, keep)
+        })
+    }
+    fn generation_bytes(&self, source: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(|s| s.generation_bytes(source, number))
+    }
+    fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError> {
+        self.call(|s| s.generation_records(source))
+    }
+    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
+        self.call(|s| s.generation_floor(source))
+    }
+    fn node_hotlists(&self) -> Result<Vec<(DeviceId, super::NodeLists)>, StoreError> {
+        self.call(|s| s.node_hotlists())
+    }
+}
+
+impl AlertStore for Recovering {
     fn alerts(
         &self,
         node: Option<&DeviceId>,
@@ -237,11 +297,11 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<super::AlertIndexRow>, StoreError> {
         self.call(|s| s.alerts(node, limit))
     }
-    fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, super::HubAlert)>, StoreError> {
-        self.call(|s| s.hub_alerts(limit))
-    }
     fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<super::AlertIndexRow>, StoreError> {
         self.call(|s| s.alert(node, seq))
+    }
+    fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, super::HubAlert)>, StoreError> {
+        self.call(|s| s.hub_alerts(limit))
     }
     fn hub_dispositions(
         &self,
@@ -249,9 +309,9 @@ impl HubStorage for Recovering {
     ) -> Result<Vec<(String, super::HubDisposition)>, StoreError> {
         self.call(|s| s.hub_dispositions(alert))
     }
-    fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
-        self.call(|s| s.refusals(limit))
-    }
+}
+
+impl SearchStore for Recovering {
     fn reads_of_plate(
         &self,
         plate: &str,
@@ -286,47 +346,17 @@ impl HubStorage for Recovering {
     ) -> Result<PlacedReads, StoreError> {
         self.call(|s| s.reads_in_box(area, from, to, node, limit, list_unplaced))
     }
-    fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.call(|s| s.entries_at(at))
+    fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
+        self.call(|s| s.reads_per_hour(first, last))
     }
+}
+
+impl ImageStore for Recovering {
     fn image(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
         self.call(|s| s.image(hash))
     }
     fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
         self.call(|s| s.has_image(hash))
-    }
-    fn policy(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.policy())
-    }
-    fn policy_seed(&self) -> Result<Option<Hash32>, StoreError> {
-        self.call(|s| s.policy_seed())
-    }
-    fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {
-        self.call(|s| s.node_policies())
-    }
-    fn node_hotlists(&self) -> Result<Vec<(DeviceId, super::NodeLists)>, StoreError> {
-        self.call(|s| s.node_hotlists())
-    }
-    fn store_generation(
-        &self,
-        source: &str,
-        number: u64,
-        bytes: &[u8],
-        record: &[u8],
-        keep: u64,
-    ) -> Result<(), StoreError> {
-        self.call_as(true, |s| {
-            s.store_generation(source, number, bytes, record, keep)
-        })
-    }
-    fn generation_bytes(&self, source: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.generation_bytes(source, number))
-    }
-    fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError> {
-        self.call(|s| s.generation_records(source))
-    }
-    fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
-        self.call(|s| s.source_refusals(limit))
     }
     fn missing_images(
         &self,

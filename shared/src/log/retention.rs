@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{SeqRange, MAX_PURGE_RANGES};
 use crate::control::holds::{held, Hold};
-use crate::types::{ReadContent, UnixMillis};
+use crate::types::{Hash32, ReadContent, UnixMillis};
 
 /// One day in milliseconds.
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -79,6 +79,55 @@ pub fn plan<'a>(
     p
 }
 
+/// How far either side of a purged range a read may share an image with
+/// one in it: reads share an image only when they come from one frame,
+/// which the node seals consecutively.
+pub const IMAGE_NEIGHBOURS: u64 = 32;
+
+/// The images a read names.
+pub fn images_of(read: &ReadContent) -> [Hash32; 2] {
+    [read.crop_hash, read.overview_hash]
+}
+
+/// Which images a purge deletes: every image a purged read named, except
+/// those a neighbouring read (within [`IMAGE_NEIGHBOURS`] of a purged
+/// range, [`FreedImages::neighbours`]) that still holds its content names.
+#[derive(Debug, Default)]
+pub struct FreedImages {
+    named: std::collections::HashSet<Hash32>,
+}
+
+impl FreedImages {
+    /// A read whose content is purged.
+    pub fn purged(&mut self, read: &ReadContent) {
+        self.named.extend(images_of(read));
+    }
+
+    /// A neighbouring read that still holds its content: its images stay.
+    pub fn kept(&mut self, read: &ReadContent) {
+        for h in images_of(read) {
+            self.named.remove(&h);
+        }
+    }
+
+    /// The neighbours of a purged range to look at: the reads before it
+    /// and after it, as `(before_first, after_last)`: seqs in
+    /// `before_first..range.first` and in `range.last + 1..=after_last`.
+    pub fn neighbours(range: &SeqRange) -> (u64, u64) {
+        (
+            range.first.saturating_sub(IMAGE_NEIGHBOURS),
+            range.last.saturating_add(IMAGE_NEIGHBOURS),
+        )
+    }
+
+    /// The images to delete, in hash order (a tree is walked once).
+    pub fn into_sorted(self) -> Vec<Hash32> {
+        let mut named: Vec<Hash32> = self.named.into_iter().collect();
+        named.sort_unstable_by_key(|h| h.0);
+        named
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +147,38 @@ mod tests {
             crop_hash: Hash32([1; 32]),
             overview_hash: Hash32([2; 32]),
         }
+    }
+
+    #[test]
+    fn a_purge_frees_the_images_of_purged_reads_but_not_those_a_kept_neighbour_names() {
+        let frame = content("ABC123");
+        let other = ReadContent {
+            crop_hash: Hash32([3; 32]),
+            overview_hash: Hash32([4; 32]),
+            ..content("XYZ9")
+        };
+        let mut freed = FreedImages::default();
+        freed.purged(&frame);
+        freed.purged(&other);
+        // A read kept just after the range shares the frame's overview.
+        freed.kept(&ReadContent {
+            crop_hash: Hash32([5; 32]),
+            ..content("ABC124")
+        });
+        assert_eq!(
+            freed.into_sorted(),
+            vec![Hash32([1; 32]), Hash32([3; 32]), Hash32([4; 32])]
+        );
+        let (before, after) = FreedImages::neighbours(&SeqRange {
+            first: 40,
+            last: 50,
+        });
+        assert_eq!(
+            (before, after),
+            (40 - IMAGE_NEIGHBOURS, 50 + IMAGE_NEIGHBOURS)
+        );
+        let (before, _) = FreedImages::neighbours(&SeqRange { first: 3, last: 5 });
+        assert_eq!(before, 0, "never below the log's start");
     }
 
     fn hold(plate: &str) -> Hold {

@@ -5,7 +5,7 @@ use crate::log::{Checkpoint, SignedCheckpoint};
 use crate::types::Hash32;
 use crate::wire::{Refusal, RefusalCode};
 
-use super::Verified;
+use super::{NewKey, Verified};
 
 /// How far a device's log is durably held: entries `0..next_seq`, the last
 /// hashing to `head` (zero when empty).
@@ -235,4 +235,52 @@ pub fn decide<S: ChainState>(
         placement,
         keep_checkpoint,
     })
+}
+
+/// A certificate a node has held, as [`new_key_effect`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldKey<'a> {
+    pub serial: &'a str,
+    /// The first sequence number it signs for; `None` while pending.
+    pub effective_from: Option<u64>,
+}
+
+/// When a renewed certificate takes effect: the node's pending certificate
+/// `new` takes effect at its first entry this batch appends (`placement`),
+/// and never before `new.first_seq`. Refused if another certificate took
+/// effect at or after that point (keys only move forward) or `new` is not
+/// among the node's `held` certificates. `Some(from)`: record `new.serial`
+/// as effective from `from`; `None`: nothing changes (nothing appended, or
+/// it took effect already).
+pub fn new_key_effect(
+    held: &[HeldKey<'_>],
+    new: &NewKey,
+    batch: &[Verified],
+    placement: &Placement,
+) -> Result<Option<u64>, Refusal> {
+    let Some(first_appended) = batch.get(placement.append_from).map(Verified::seq) else {
+        return Ok(None);
+    };
+    let from = new.first_seq.max(first_appended);
+    let Some(cert) = held.iter().find(|c| c.serial == new.serial) else {
+        return Err(Refusal {
+            code: RefusalCode::UnknownNode,
+            seq: Some(from),
+            detail: format!("certificate {} is not known for this node", new.serial),
+        });
+    };
+    if cert.effective_from.is_some() {
+        return Ok(None);
+    }
+    if held
+        .iter()
+        .any(|c| c.effective_from.is_some_and(|f| f >= from))
+    {
+        return Err(Refusal {
+            code: RefusalCode::BadSignature,
+            seq: Some(from),
+            detail: "signed by an older certificate after a newer one took effect".into(),
+        });
+    }
+    Ok(Some(from))
 }

@@ -42,7 +42,8 @@ mod harness;
 mod tests;
 
 pub use chain::{
-    check_checkpoint, decide, place, ChainError, ChainState, Decision, Placement, Progress,
+    check_checkpoint, decide, new_key_effect, place, ChainError, ChainState, Decision, HeldKey,
+    Placement, Progress,
 };
 pub use edge::{EdgeEvent, EdgeSync, LinkState, LogSource, Outgoing, SyncTuning};
 pub use hub::{

@@ -45,7 +45,7 @@ use crate::bench::pg::{self, BenchDatabase};
 use crate::bench::BenchBackend;
 use crate::store::postgres::PgStore;
 use crate::store::redb::RedbStore;
-use crate::store::HubStorage;
+use crate::store::{ChainStore, HubStorage};
 
 mod city;
 

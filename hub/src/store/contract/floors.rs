@@ -3,7 +3,9 @@
 
 use super::*;
 
-pub(super) fn a_learned_generation_number_is_kept_per_list_and_only_raised(store: &dyn HubStorage) {
+contract_tests!(a_learned_generation_number_is_kept_per_list_and_only_raised,);
+
+fn a_learned_generation_number_is_kept_per_list_and_only_raised(store: &dyn HubStorage) {
     let floor = |s: &str| store.generation_floor(s).expect("read");
     assert_eq!(floor("ncic"), 0, "none learned");
     let raise = |source: &str, number: u64| WriteOp::GenerationFloor {

@@ -3,6 +3,11 @@
 
 use super::*;
 
+contract_tests!(
+    failed_logins_are_counted_per_key_since_a_time_and_pruned,
+    a_lock_keeps_the_latest_end_forgets_failures_and_ended_locks_go,
+);
+
 fn fail(keys: &[&str], at: u64, keep_after: u64, max_rows: u64) -> WriteOp {
     WriteOp::LoginFailure {
         keys: keys.iter().map(|k| (*k).to_owned()).collect(),
@@ -12,7 +17,7 @@ fn fail(keys: &[&str], at: u64, keep_after: u64, max_rows: u64) -> WriteOp {
     }
 }
 
-pub(super) fn failed_logins_are_counted_per_key_since_a_time_and_pruned(store: &dyn HubStorage) {
+fn failed_logins_are_counted_per_key_since_a_time_and_pruned(store: &dyn HubStorage) {
     let count =
         |key: &str, since: u64| store.login_failures(key, UnixMillis(since)).expect("count");
     assert_eq!(count("user:bob", 0), 0);
@@ -50,9 +55,7 @@ pub(super) fn failed_logins_are_counted_per_key_since_a_time_and_pruned(store: &
     assert_eq!(count("user:u9", 0), 1, "the newest stayed");
 }
 
-pub(super) fn a_lock_keeps_the_latest_end_forgets_failures_and_ended_locks_go(
-    store: &dyn HubStorage,
-) {
+fn a_lock_keeps_the_latest_end_forgets_failures_and_ended_locks_go(store: &dyn HubStorage) {
     let lock = |key: &str, until: u64, at: u64, max_rows: u64| WriteOp::LoginLock {
         key: key.into(),
         until: UnixMillis(until),

@@ -112,7 +112,7 @@ impl Leases {
             let _ = tx.send(take(slot, config, key, handle).await);
         });
         rx.recv()
-            .map_err(|_| StoreError::Db("the database runtime stopped".into()))?
+            .map_err(|_| StoreError::Unavailable("the database runtime stopped".into()))?
     }
 }
 
@@ -165,7 +165,7 @@ async fn open(
 ) -> Result<Session, StoreError> {
     let (client, driver, _messages) = super::connect_one(config)
         .await
-        .map_err(|e| StoreError::Db(format!("the lease connection: {e:#}")))?;
+        .map_err(|e| StoreError::Unavailable(format!("the lease connection: {e:#}")))?;
     let session = Session {
         client: Arc::new(client),
         lost: CancellationToken::new(),

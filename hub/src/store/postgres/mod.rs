@@ -13,13 +13,22 @@
 //! together do not race, and refuses a database whose schema is newer than
 //! this binary.
 
+mod access;
+mod accounts;
+mod alerts;
+mod chains;
 mod changes;
 pub mod cluster;
+mod control;
+mod hotlists;
+mod images;
 mod lease;
 mod logins;
 mod partition;
 mod read;
+mod retention;
 pub mod schema;
+mod search;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -32,7 +41,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
-use super::StoreError;
+use super::{Backend, DbKind, StoreError};
 
 /// How to reach the database (`[store]` in `hub.toml`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +58,9 @@ pub struct PgConfig {
 /// Key of the advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x616c_7072_6d69_6772; // "alprmigr"
 
+/// A PostgreSQL failure (a query, a transaction, the pool).
 pub(crate) fn pg_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
+    StoreError::db(Backend::Postgres, DbKind::Other, e)
 }
 
 /// The hub's records in PostgreSQL.
@@ -207,7 +217,7 @@ async fn apply_migrations(client: &mut tokio_postgres::Client) -> Result<Migrate
     let from = u32::try_from(from).map_err(pg_err)?;
     let latest = schema::latest();
     if from > latest {
-        return Err(StoreError::Db(format!(
+        return Err(pg_err(format!(
             "the database's schema is version {from}, newer than this hub's ({latest}): \
              run a hub of the same version or newer"
         )));
@@ -217,7 +227,7 @@ async fn apply_migrations(client: &mut tokio_postgres::Client) -> Result<Migrate
         let tx = client.transaction().await.map_err(pg_err)?;
         tx.batch_execute(m.sql)
             .await
-            .map_err(|e| StoreError::Db(format!("migration {} ({}): {e}", m.version, m.name)))?;
+            .map_err(|e| pg_err(format!("migration {} ({}): {e}", m.version, m.name)))?;
         let v = i32::try_from(m.version).map_err(pg_err)?;
         tx.execute(
             "INSERT INTO alpr_schema (version, name) VALUES ($1, $2)",
@@ -323,7 +333,7 @@ impl PgStore {
             let conn = pool
                 .get()
                 .await
-                .map_err(|e| StoreError::Db(format!("no database connection: {e}")))?;
+                .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))?;
             f(conn).await
         })
     }
@@ -336,13 +346,13 @@ impl PgStore {
         let rt = self
             .rt
             .as_ref()
-            .ok_or_else(|| StoreError::Db("the database runtime stopped".into()))?;
+            .ok_or_else(|| StoreError::Unavailable("the database runtime stopped".into()))?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
             let _ = tx.send(fut.await);
         });
         rx.recv()
-            .map_err(|_| StoreError::Db("the database runtime stopped".into()))?
+            .map_err(|_| StoreError::Unavailable("the database runtime stopped".into()))?
     }
 
     /// The pool (for benches that load rows in bulk).

@@ -105,7 +105,7 @@ impl Partitions {
             let made = self
                 .made
                 .lock()
-                .map_err(|_| StoreError::Db("partition list poisoned".into()))?;
+                .map_err(|_| StoreError::Panicked("partition list poisoned".into()))?;
             let mut m: Vec<Month> = months.into_iter().filter(|m| !made.contains(m)).collect();
             m.sort_unstable();
             m.dedup();
@@ -134,7 +134,7 @@ impl Partitions {
             }
             self.made
                 .lock()
-                .map_err(|_| StoreError::Db("partition list poisoned".into()))?
+                .map_err(|_| StoreError::Panicked("partition list poisoned".into()))?
                 .insert(month);
         }
         Ok(())

@@ -33,7 +33,7 @@ pub(super) use execute;
 /// A number the hub keeps as `u64`, as a column; one past `i64::MAX` is an
 /// error (no log, counter or clock reaches it).
 pub(super) fn col(v: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Db(format!("{what} {v} is out of range")))
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} is out of range")))
 }
 
 /// A bound of a range query: past `i64::MAX` means "no bound".
@@ -117,7 +117,7 @@ pub(super) fn node_row(row: &tokio_postgres::Row) -> Result<(String, NodeRecord)
 
 /// A node id as a column.
 pub(super) fn id_col(id: u32) -> Result<i32, StoreError> {
-    i32::try_from(id).map_err(|_| StoreError::Db(format!("node id {id} is out of range")))
+    i32::try_from(id).map_err(|_| StoreError::Invalid(format!("node id {id} is out of range")))
 }
 
 /// A node id read back.
@@ -146,3 +146,6 @@ pub(super) fn by_ordinal<T: Clone>(
     }
     Ok(out)
 }
+
+/// The `cell` of reads without coordinates.
+pub(super) const UNPLACED: i32 = -1;

@@ -13,31 +13,39 @@
 //! Rows of the nodes' logs and their search rows are gathered while the
 //! ops are applied and written at the end, one statement per table.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use alpr_shared::control::replica::ReplicatedDoc;
 use alpr_shared::log::alert::Progress;
-use alpr_shared::log::{SignedCheckpoint, SignedEntry};
+use alpr_shared::log::SignedCheckpoint;
 use alpr_shared::sync::{decide, ChainError, ChainState, NewKey, Verified};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
-use alpr_shared::wire::{Refusal, RefusalCode};
+use alpr_shared::wire::Refusal;
 
 use super::partition::{at_col, Month, Partitions};
-use super::sql::{col, execute, id_col, node_row, query, uncol, NODE_COLUMNS};
-use super::{pg_err, read};
-use crate::store::redb::{
-    coordinates, decode_row, encode, geo_cell, images_of, new_key_effect, HOUR_MS, IMAGE_NEIGHBOURS,
-};
+use super::sql::{col, execute, id_col, node_row, query, uncol, NODE_COLUMNS, UNPLACED};
+use super::{pg_err, read, PgStore};
+use crate::store::rows::{coordinates, geo_cell, HOUR_MS};
 use crate::store::{
-    HubAlert, Ingested, NodeRecord, Purged, RefusalRecord, SourceRefusalRecord, StoreError,
-    WriteOp, WriteResult,
+    new_key_effect, HubStorage, Ingested, NodeLease, NodeRecord, StoreError, WriteOp, WriteResult,
 };
 
-/// The `cell` of reads without coordinates.
-pub(super) const UNPLACED: i32 = -1;
+impl HubStorage for PgStore {
+    fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
+        let partitions = self.partitions.clone();
+        self.run(move |c| async move { commit(c, &partitions, ops).await })
+    }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
+    fn lease_node(&self, device: &DeviceId) -> Result<Option<NodeLease>, StoreError> {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the database runtime stopped".into()))?;
+        self.leases.lease(rt, device)
+    }
+
+    fn watch_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.changes.watch())
+    }
 }
 
 /// Apply `ops` in one transaction on `conn`; results in order.
@@ -79,37 +87,37 @@ pub(super) async fn commit(
 
 /// Rows of nodes' logs gathered by a commit, written in bulk.
 #[derive(Default)]
-struct Pending {
-    node_id: Vec<i32>,
-    seq: Vec<i64>,
-    captured_at: Vec<i64>,
-    bytes: Vec<Vec<u8>>,
+pub(super) struct Pending {
+    pub(super) node_id: Vec<i32>,
+    pub(super) seq: Vec<i64>,
+    pub(super) captured_at: Vec<i64>,
+    pub(super) bytes: Vec<Vec<u8>>,
     /// (node id, seq) → (hash, index in the columns above).
-    by_key: HashMap<(u32, u64), (Hash32, usize)>,
-    reads: ReadRows,
-    access: (Vec<i64>, Vec<i32>, Vec<i64>),
+    pub(super) by_key: HashMap<(u32, u64), (Hash32, usize)>,
+    pub(super) reads: ReadRows,
+    pub(super) access: (Vec<i64>, Vec<i32>, Vec<i64>),
     /// Alert rows made or changed, by (node id, alert seq).
-    alerts: BTreeMap<(u32, u64), AlertRow>,
+    pub(super) alerts: BTreeMap<(u32, u64), AlertRow>,
 }
 
 #[derive(Default)]
-struct ReadRows {
-    node_id: Vec<i32>,
-    seq: Vec<i64>,
-    captured_at: Vec<i64>,
-    plate: Vec<String>,
-    cell: Vec<i32>,
-    lat_e7: Vec<Option<i32>>,
-    lon_e7: Vec<Option<i32>>,
+pub(super) struct ReadRows {
+    pub(super) node_id: Vec<i32>,
+    pub(super) seq: Vec<i64>,
+    pub(super) captured_at: Vec<i64>,
+    pub(super) plate: Vec<String>,
+    pub(super) cell: Vec<i32>,
+    pub(super) lat_e7: Vec<Option<i32>>,
+    pub(super) lon_e7: Vec<Option<i32>>,
 }
 
 /// An alert as indexed: its stage, whether covert, the node's
 /// disposition entries.
 #[derive(Debug, Clone)]
-struct AlertRow {
-    progress: Progress,
-    covert: bool,
-    dispositions: Vec<u64>,
+pub(super) struct AlertRow {
+    pub(super) progress: Progress,
+    pub(super) covert: bool,
+    pub(super) dispositions: Vec<u64>,
 }
 
 impl AlertRow {
@@ -147,20 +155,20 @@ impl ChainState for Fetched {
     }
 }
 
-struct Commit<'a> {
-    tx: deadpool_postgres::Transaction<'a>,
+pub(super) struct Commit<'a> {
+    pub(super) tx: deadpool_postgres::Transaction<'a>,
     /// The locked rows of the nodes the ops name, as they will be written.
-    nodes: HashMap<String, NodeRecord>,
-    pending: Pending,
+    pub(super) nodes: HashMap<String, NodeRecord>,
+    pub(super) pending: Pending,
     /// Reads of this commit per hour of capture.
-    hours: BTreeMap<u64, u64>,
+    pub(super) hours: BTreeMap<u64, u64>,
     /// Plates of this commit's reads.
-    plates: BTreeSet<String>,
+    pub(super) plates: BTreeSet<String>,
     /// The hub's access log (size, head), once read under its lock.
-    access_head: Option<(u64, Hash32)>,
+    pub(super) access_head: Option<(u64, Hash32)>,
     /// A shared document changed: the change counter moves and the other
     /// hub processes are told.
-    changed: bool,
+    pub(super) changed: bool,
 }
 
 impl Commit<'_> {
@@ -252,24 +260,25 @@ impl Commit<'_> {
         Ok(())
     }
 
-    fn node(&mut self, device: &DeviceId) -> Result<&mut NodeRecord, StoreError> {
+    pub(super) fn node(&mut self, device: &DeviceId) -> Result<&mut NodeRecord, StoreError> {
         self.nodes
             .get_mut(device.as_str())
-            .ok_or_else(|| db_err(format!("the record of {device} vanished")))
+            .ok_or_else(|| StoreError::Invalid(format!("the record of {device} vanished")))
     }
 
+    /// One op, by the concern it belongs to.
     async fn apply(&mut self, op: WriteOp) -> Result<WriteResult, StoreError> {
-        Ok(match op {
+        match op {
             WriteOp::Ingest {
                 device,
                 entries,
                 checkpoint,
                 new_key,
                 at,
-            } => WriteResult::Ingested(
+            } => Ok(WriteResult::Ingested(
                 self.ingest(&device, &entries, checkpoint, new_key.as_ref(), at)
                     .await?,
-            ),
+            )),
             WriteOp::Contact {
                 device,
                 serial,
@@ -277,314 +286,83 @@ impl Commit<'_> {
                 reported_size,
                 at,
             } => {
-                let id = id_col(self.node(&device)?.id)?;
-                // A certificate not seen before is kept as pending: it
-                // vouches for nothing until the node's first entry it
-                // signs lands on the stored chain.
-                execute!(
-                    self.tx,
-                    "INSERT INTO node_certs (node_id, serial, der, first_seen) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (node_id, serial) DO NOTHING",
-                    &id,
-                    &serial,
-                    &cert_der,
-                    &at_col(at)
-                )
-                .await?;
-                let rec = self.node(&device)?;
-                rec.serial = serial;
-                rec.reported_size = reported_size;
-                rec.last_contact = rec.last_contact.max(at);
-                WriteResult::Done
+                self.contact(&device, serial, cert_der, reported_size, at)
+                    .await
             }
             WriteOp::Image {
                 device,
                 seq,
                 hash,
                 bytes,
-            } => {
-                let id = self.node(&device)?.id;
-                let named = self
-                    .stored_entry(id, seq)
-                    .await?
-                    .and_then(|b| SignedEntry::decode(&b).ok())
-                    .and_then(|e| {
-                        e.read()
-                            .map(|r| r.crop_hash == hash || r.overview_hash == hash)
-                    })
-                    .unwrap_or(false);
-                if named {
-                    let stored = execute!(
-                        self.tx,
-                        "INSERT INTO images (hash, bytes) VALUES ($1, $2) \
-                         ON CONFLICT (hash) DO NOTHING",
-                        &hash.0.as_slice(),
-                        &bytes
-                    )
-                    .await?;
-                    self.node(&device)?.images += stored;
-                }
-                WriteResult::Image(named)
-            }
+            } => self.image(&device, seq, hash, bytes).await,
             WriteOp::Skip {
                 device,
                 first,
                 last,
                 head,
                 at,
-            } => WriteResult::Ingested(skip(self.node(&device)?, first, last, head, at)),
-            WriteOp::Revoke(r) => {
-                let stored = query!(
-                    self.tx,
-                    "SELECT bytes FROM revocations WHERE serial = $1",
-                    &r.serial
-                )
-                .await?;
-                // The earliest effective time recorded wins: a revocation
-                // is never pushed later by a repeat.
-                let keep = match stored.first() {
-                    Some(row) => {
-                        let old: alpr_shared::cert::Revocation =
-                            decode_row(row.get(0), "revocations")?;
-                        old.effective_at > r.effective_at
-                    }
-                    None => true,
-                };
-                if keep {
-                    execute!(
-                        self.tx,
-                        "INSERT INTO revocations (serial, bytes) VALUES ($1, $2) \
-                         ON CONFLICT (serial) DO UPDATE SET bytes = excluded.bytes",
-                        &r.serial,
-                        &encode(&r)
-                    )
-                    .await?;
-                    self.changed = true;
-                }
-                WriteResult::Done
-            }
-            WriteOp::Refusal(r) => {
-                self.refusal(&r).await?;
-                WriteResult::Done
-            }
+            } => self.skip(&device, first, last, head, at),
+            WriteOp::Revoke(r) => self.revoke(r).await,
+            WriteOp::Refusal(r) => self.refusal(&r).await.map(|()| WriteResult::Done),
             WriteOp::SourceRefusal {
                 record,
                 keep_after,
                 max_rows,
-            } => {
-                self.source_refusal(&record, keep_after, max_rows).await?;
-                WriteResult::Done
-            }
+            } => self
+                .source_refusal(&record, keep_after, max_rows)
+                .await
+                .map(|()| WriteResult::Done),
             WriteOp::LoginFailure {
                 keys,
                 at,
                 keep_after,
                 max_rows,
-            } => {
-                super::logins::failure(&self.tx, &keys, at, keep_after, max_rows).await?;
-                WriteResult::Done
-            }
+            } => super::logins::failure(&self.tx, &keys, at, keep_after, max_rows)
+                .await
+                .map(|()| WriteResult::Done),
             WriteOp::LoginLock {
                 key,
                 until,
                 at,
                 max_rows,
-            } => {
-                super::logins::lock(&self.tx, &key, until, at, max_rows).await?;
-                WriteResult::Done
-            }
-            WriteOp::LoginCleared { key } => {
-                super::logins::clear(&self.tx, &key).await?;
-                WriteResult::Done
-            }
+            } => super::logins::lock(&self.tx, &key, until, at, max_rows)
+                .await
+                .map(|()| WriteResult::Done),
+            WriteOp::LoginCleared { key } => super::logins::clear(&self.tx, &key)
+                .await
+                .map(|()| WriteResult::Done),
             WriteOp::GenerationFloor { source, number } => {
-                execute!(
-                    self.tx,
-                    "INSERT INTO hotlist_floor (source, number) VALUES ($1, $2) \
-                     ON CONFLICT (source) DO UPDATE \
-                     SET number = greatest(hotlist_floor.number, excluded.number)",
-                    &source,
-                    &super::sql::bound(number)
-                )
-                .await?;
-                WriteResult::Done
+                self.generation_floor(source, number).await
             }
             WriteOp::Policy {
                 version,
                 encoded,
                 seed,
-            } => {
-                let latest: Option<i64> = query!(self.tx, "SELECT max(version) FROM policy")
-                    .await?
-                    .first()
-                    .and_then(|r| r.get(0));
-                let v = col(version, "policy version")?;
-                if let Some(latest) = latest.filter(|l| *l >= v) {
-                    return Err(StoreError::Conflict(format!(
-                        "policy version {version} is not newer than the stored {latest}"
-                    )));
-                }
-                execute!(
-                    self.tx,
-                    "INSERT INTO policy (version, encoded) VALUES ($1, $2)",
-                    &v,
-                    &encoded
-                )
-                .await?;
-                if let Some(seed) = seed {
-                    execute!(
-                        self.tx,
-                        "INSERT INTO policy_seed (id, hash) VALUES (1, $1) \
-                         ON CONFLICT (id) DO UPDATE SET hash = excluded.hash",
-                        &seed.0.as_slice()
-                    )
-                    .await?;
-                }
-                self.changed = true;
-                WriteResult::Done
-            }
-            WriteOp::NodePolicy { device, version } => {
-                execute!(
-                    self.tx,
-                    "INSERT INTO node_policy (name, version) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET version = excluded.version",
-                    &device.as_str(),
-                    // What a node says it holds, kept as said up to the
-                    // column's range: never a reason to fail the commit.
-                    &super::sql::bound(version)
-                )
-                .await?;
-                WriteResult::Done
-            }
-            WriteOp::NodeHotlists { device, held } => {
-                execute!(
-                    self.tx,
-                    "INSERT INTO node_hotlists (name, held) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET held = excluded.held",
-                    &device.as_str(),
-                    &encode(&held)
-                )
-                .await?;
-                WriteResult::Done
-            }
-            WriteOp::Holds(doc) => {
-                self.merge_doc(Doc::Holds, doc).await?;
-                WriteResult::Done
-            }
-            WriteOp::LocalEntries(doc) => {
-                self.merge_doc(Doc::LocalEntries, doc).await?;
-                WriteResult::Done
-            }
-            WriteOp::User(u) => {
-                execute!(
-                    self.tx,
-                    "INSERT INTO users (username, bytes) VALUES ($1, $2) \
-                     ON CONFLICT (username) DO UPDATE SET bytes = excluded.bytes",
-                    &u.username,
-                    &encode(&u)
-                )
-                .await?;
-                self.changed = true;
-                WriteResult::Done
-            }
-            WriteOp::UserKey { username, key } => {
-                execute!(
-                    self.tx,
-                    "INSERT INTO user_keys (username, public, bytes) VALUES ($1, $2, $3) \
-                     ON CONFLICT (username, public) DO NOTHING",
-                    &username,
-                    &key.key.public.as_slice(),
-                    &encode(&key)
-                )
-                .await?;
-                self.changed = true;
-                WriteResult::Done
-            }
-            WriteOp::Session { hash, session } => {
-                match session {
-                    Some(s) => {
-                        execute!(
-                            self.tx,
-                            "INSERT INTO sessions (hash, bytes) VALUES ($1, $2) \
-                             ON CONFLICT (hash) DO UPDATE SET bytes = excluded.bytes",
-                            &hash.as_slice(),
-                            &encode(&s)
-                        )
-                        .await?
-                    }
-                    None => {
-                        execute!(
-                            self.tx,
-                            "DELETE FROM sessions WHERE hash = $1",
-                            &hash.as_slice()
-                        )
-                        .await?
-                    }
-                };
-                WriteResult::Done
-            }
+            } => self.policy(version, encoded, seed).await,
+            WriteOp::NodePolicy { device, version } => self.node_policy(device, version).await,
+            WriteOp::NodeHotlists { device, held } => self.node_hotlists(device, held).await,
+            WriteOp::Holds(doc) => self.holds(doc).await,
+            WriteOp::LocalEntries(doc) => self.local_entries(doc).await,
+            WriteOp::User(u) => self.user(u).await,
+            WriteOp::UserKey { username, key } => self.user_key(username, key).await,
+            WriteOp::Session { hash, session } => self.session(hash, session).await,
             WriteOp::Purge {
                 device,
                 ranges,
                 record,
-            } => {
-                super::super::check_purge_record(&device, &ranges, &record)?;
-                self.append_access(&record, "purge record").await?;
-                let Some(id) = self.nodes.get(device.as_str()).map(|r| r.id) else {
-                    return Err(db_err(format!("no node {device} to purge")));
-                };
-                WriteResult::Purged(self.purge_reads(id, &ranges).await?)
-            }
-            WriteOp::PrunePlates => {
-                self.flush().await?;
-                // Ingests that have written reads finish first, and none
-                // writes more until this commit ends: a plate read by
-                // another hub in the meantime is never pruned.
-                self.tx
-                    .batch_execute("LOCK TABLE reads IN SHARE MODE")
-                    .await
-                    .map_err(pg_err)?;
-                let gone = execute!(
-                    self.tx,
-                    "DELETE FROM plates p \
-                     WHERE NOT EXISTS (SELECT 1 FROM reads r WHERE r.plate = p.plate)"
-                )
-                .await?;
-                WriteResult::Purged(Purged {
-                    plates: gone,
-                    ..Purged::default()
-                })
-            }
-            WriteOp::HubAlerts(found) => {
-                self.hub_alerts(&found).await?;
-                WriteResult::Done
-            }
+            } => self.purge(device, ranges, record).await,
+            WriteOp::PrunePlates => self.prune_plates().await,
+            WriteOp::HubAlerts(found) => self.hub_alerts(&found).await.map(|()| WriteResult::Done),
             WriteOp::HubDisposition { alert, disposition } => {
-                let next: i64 = query!(
-                    self.tx,
-                    "SELECT coalesce(max(n) + 1, 0) FROM hub_dispositions WHERE alert = $1",
-                    &alert
-                )
-                .await?
-                .first()
-                .map_or(0, |r| r.get(0));
-                execute!(
-                    self.tx,
-                    "INSERT INTO hub_dispositions (alert, n, bytes) VALUES ($1, $2, $3)",
-                    &alert,
-                    &next,
-                    &encode(&disposition)
-                )
-                .await?;
-                WriteResult::Done
+                self.hub_disposition(alert, disposition).await
             }
             WriteOp::HubAccess(batch) => {
                 for e in &batch {
                     self.append_access(e, "entry").await?;
                 }
-                WriteResult::Done
+                Ok(WriteResult::Done)
             }
-        })
+        }
     }
 
     async fn ingest(
@@ -725,7 +503,11 @@ impl Commit<'_> {
 
     /// The bytes of node `id`'s entry `seq`, from this commit's rows or
     /// the table.
-    async fn stored_entry(&self, id: u32, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(super) async fn stored_entry(
+        &self,
+        id: u32,
+        seq: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some((_, i)) = self.pending.by_key.get(&(id, seq)) {
             return Ok(self.pending.bytes.get(*i).cloned());
         }
@@ -766,7 +548,7 @@ impl Commit<'_> {
             match coordinates(&read.location) {
                 Some((lat, lon)) => {
                     let cell = i32::try_from(geo_cell(lat, lon))
-                        .map_err(|_| db_err("a geo cell out of range"))?;
+                        .map_err(|_| StoreError::Invalid("a geo cell out of range".into()))?;
                     r.cell.push(cell);
                     r.lat_e7.push(Some(lat));
                     r.lon_e7.push(Some(lon));
@@ -785,55 +567,8 @@ impl Commit<'_> {
         self.index_alert(id, &v.entry).await
     }
 
-    /// Index an alert or a disposition entry of node `id` (anything else
-    /// is left alone). A disposition the stage rules refuse (a node's log
-    /// is the node's word; the rules were checked there) is kept in the
-    /// log and not counted here.
-    async fn index_alert(&mut self, id: u32, e: &SignedEntry) -> Result<(), StoreError> {
-        if let Some(r) = e.alert() {
-            self.pending.alerts.insert(
-                (id, e.seq()),
-                AlertRow {
-                    progress: Progress::default(),
-                    covert: r.covert,
-                    dispositions: Vec::new(),
-                },
-            );
-        } else if let Some(d) = e.disposition() {
-            let key = (id, d.alert_seq);
-            if !self.pending.alerts.contains_key(&key) {
-                let Some((progress, covert, dispositions)) =
-                    read::alert_cols(&self.tx, id, d.alert_seq).await?
-                else {
-                    return Ok(());
-                };
-                let Some((progress, dispositions)) = read::decode_alert(&progress, &dispositions)
-                else {
-                    return Err(StoreError::Corrupt {
-                        table: "alerts",
-                        detail: format!("row of node {id}#{}", d.alert_seq),
-                    });
-                };
-                self.pending.alerts.insert(
-                    key,
-                    AlertRow {
-                        progress,
-                        covert,
-                        dispositions,
-                    },
-                );
-            }
-            if let Some(row) = self.pending.alerts.get_mut(&key) {
-                if row.progress.apply(d.stage).is_ok() {
-                    row.dispositions.push(e.seq());
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Write the gathered rows, one statement per table.
-    async fn flush(&mut self) -> Result<(), StoreError> {
+    pub(super) async fn flush(&mut self) -> Result<(), StoreError> {
         let p = std::mem::take(&mut self.pending);
         if !p.bytes.is_empty() {
             execute!(
@@ -961,7 +696,7 @@ impl Commit<'_> {
             .await?
             .first()
             .map(|r| r.get(0))
-            .ok_or_else(|| db_err("the change counter is missing"))?;
+            .ok_or_else(|| pg_err("the change counter is missing"))?;
             query!(
                 self.tx,
                 "SELECT pg_notify('alpr_changes', $1)",
@@ -970,271 +705,6 @@ impl Commit<'_> {
             .await?;
         }
         self.tx.commit().await.map_err(pg_err)
-    }
-
-    /// Number the plates first seen in this commit, after every plate
-    /// numbered before (the counter stays locked until the commit ends,
-    /// so numbers become visible in order).
-    async fn number_plates(&mut self) -> Result<(), StoreError> {
-        if self.plates.is_empty() {
-            return Ok(());
-        }
-        let plates: Vec<&String> = self.plates.iter().collect();
-        let new = self.unknown_plates(&plates).await?;
-        if new.is_empty() {
-            return Ok(());
-        }
-        let next: i64 = query!(
-            self.tx,
-            "SELECT value FROM meta WHERE key = 'next-plate-ordinal' FOR UPDATE"
-        )
-        .await?
-        .first()
-        .map(|r| r.get(0))
-        .ok_or_else(|| db_err("the plate counter is missing"))?;
-        // Another hub may have numbered some while this one waited.
-        let refs: Vec<&String> = new.iter().collect();
-        let new = self.unknown_plates(&refs).await?;
-        if new.is_empty() {
-            return Ok(());
-        }
-        execute!(
-            self.tx,
-            "INSERT INTO plates (ordinal, plate) \
-             SELECT $1 + o - 1, p FROM unnest($2::text[]) WITH ORDINALITY AS u(p, o)",
-            &next,
-            &new
-        )
-        .await?;
-        let after = next + i64::try_from(new.len()).map_err(db_err)?;
-        execute!(
-            self.tx,
-            "UPDATE meta SET value = $1 WHERE key = 'next-plate-ordinal'",
-            &after
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Which of `plates` (sorted) have no number yet, in order.
-    async fn unknown_plates(&self, plates: &[&String]) -> Result<Vec<String>, StoreError> {
-        let known: HashSet<String> = query!(
-            self.tx,
-            "SELECT plate FROM plates WHERE plate = ANY($1)",
-            &plates
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-        Ok(plates
-            .iter()
-            .filter(|p| !known.contains(p.as_str()))
-            .map(|p| (*p).clone())
-            .collect())
-    }
-
-    async fn refusal(&mut self, r: &RefusalRecord) -> Result<(), StoreError> {
-        execute!(
-            self.tx,
-            "INSERT INTO refusals (at, bytes) VALUES ($1, $2)",
-            &at_col(r.at),
-            &encode(r)
-        )
-        .await?;
-        if let Some(Ok(device)) = r.device.as_deref().map(DeviceId::new) {
-            self.node(&device)?.refusals += 1;
-        }
-        Ok(())
-    }
-
-    /// Log an unauthenticated source's refusals; drop rows before
-    /// `keep_after`, then the oldest beyond `max_rows`.
-    async fn source_refusal(
-        &mut self,
-        record: &SourceRefusalRecord,
-        keep_after: UnixMillis,
-        max_rows: u64,
-    ) -> Result<(), StoreError> {
-        execute!(
-            self.tx,
-            "INSERT INTO source_refusals (at, bytes) VALUES ($1, $2)",
-            &at_col(record.at),
-            &encode(record)
-        )
-        .await?;
-        execute!(
-            self.tx,
-            "DELETE FROM source_refusals WHERE at < $1",
-            &at_col(keep_after)
-        )
-        .await?;
-        execute!(
-            self.tx,
-            "DELETE FROM source_refusals WHERE id IN (SELECT id FROM source_refusals \
-             ORDER BY at, id LIMIT greatest((SELECT count(*) FROM source_refusals) - $1, 0))",
-            &super::sql::bound(max_rows)
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Merge `doc` into the stored automerge document, so edits made
-    /// through another hub process survive.
-    async fn merge_doc(&mut self, which: Doc, doc: Vec<u8>) -> Result<(), StoreError> {
-        let table = which.table();
-        let stored = query!(
-            self.tx,
-            &format!("SELECT doc FROM {table} WHERE id = 1 FOR UPDATE")
-        )
-        .await?;
-        let merged = match stored.first() {
-            None => doc,
-            Some(row) => which.merge(row.get(0), &doc)?,
-        };
-        execute!(
-            self.tx,
-            &format!(
-                "INSERT INTO {table} (id, doc) VALUES (1, $1) \
-                 ON CONFLICT (id) DO UPDATE SET doc = excluded.doc"
-            ),
-            &merged
-        )
-        .await?;
-        self.changed = true;
-        Ok(())
-    }
-
-    /// Append `e` to the hub's access log; another hub process having
-    /// appended first is a conflict (the writer resumes and re-signs).
-    async fn append_access(&mut self, e: &SignedEntry, what: &str) -> Result<(), StoreError> {
-        let (size, head) = match self.access_head {
-            Some(h) => h,
-            None => read::access_head(&self.tx).await?,
-        };
-        if e.seq() != size || e.header.prev != head {
-            return Err(StoreError::Conflict(format!(
-                "{what} {} does not extend the hub's access log of {size} entries",
-                e.seq()
-            )));
-        }
-        execute!(
-            self.tx,
-            "INSERT INTO hub_access (seq, bytes) VALUES ($1, $2)",
-            &col(e.seq(), "seq")?,
-            &e.encode()
-        )
-        .await?;
-        self.access_head = Some((size + 1, e.hash()));
-        Ok(())
-    }
-
-    async fn hub_alerts(&mut self, found: &[HubAlert]) -> Result<(), StoreError> {
-        if found.is_empty() {
-            return Ok(());
-        }
-        let last: i64 = query!(self.tx, "SELECT coalesce(max(n), 0) FROM hub_alerts")
-            .await?
-            .first()
-            .map_or(0, |r| r.get(0));
-        let numbers: Vec<i64> = (last + 1..).take(found.len()).collect();
-        let bytes: Vec<Vec<u8>> = found.iter().map(encode).collect();
-        execute!(
-            self.tx,
-            "INSERT INTO hub_alerts (n, bytes) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-            &numbers,
-            &bytes
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Purge the content of node `id`'s reads in `ranges` (see
-    /// [`WriteOp::Purge`]).
-    async fn purge_reads(
-        &mut self,
-        id: u32,
-        ranges: &[alpr_shared::log::SeqRange],
-    ) -> Result<Purged, StoreError> {
-        self.flush().await?;
-        let idc = id_col(id)?;
-        let mut named = HashSet::new();
-        let mut purged: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
-        for r in ranges {
-            let rows = query!(
-                self.tx,
-                "SELECT seq, bytes FROM entries WHERE node_id = $1 AND seq BETWEEN $2 AND $3",
-                &idc,
-                &super::sql::bound(r.first),
-                &super::sql::bound(r.last)
-            )
-            .await?;
-            for row in rows {
-                let seq: i64 = row.get(0);
-                if purged.contains_key(&seq) {
-                    continue;
-                }
-                let mut e = super::sql::entry(row.get(1))?;
-                let Some(read) = e.read().cloned() else {
-                    continue;
-                };
-                named.extend(images_of(&read));
-                e.purge_content();
-                purged.insert(seq, e.encode());
-            }
-        }
-        let (seqs, bytes): (Vec<i64>, Vec<Vec<u8>>) = purged.into_iter().unzip();
-        if !seqs.is_empty() {
-            execute!(
-                self.tx,
-                "UPDATE entries SET bytes = u.bytes \
-                 FROM unnest($2::bigint[], $3::bytea[]) AS u(seq, bytes) \
-                 WHERE entries.node_id = $1 AND entries.seq = u.seq",
-                &idc,
-                &seqs,
-                &bytes
-            )
-            .await?;
-            execute!(
-                self.tx,
-                "DELETE FROM reads WHERE node_id = $1 AND seq = ANY($2)",
-                &idc,
-                &seqs
-            )
-            .await?;
-        }
-        // Keep an image a neighbouring read still holding content names.
-        for r in ranges {
-            let rows = query!(
-                self.tx,
-                "SELECT bytes FROM entries WHERE node_id = $1 \
-                 AND ((seq >= $2 AND seq < $3) OR (seq > $4 AND seq <= $5))",
-                &idc,
-                &super::sql::bound(r.first.saturating_sub(IMAGE_NEIGHBOURS)),
-                &super::sql::bound(r.first),
-                &super::sql::bound(r.last),
-                &super::sql::bound(r.last.saturating_add(IMAGE_NEIGHBOURS))
-            )
-            .await?;
-            for row in rows {
-                if let Some(read) = super::sql::entry(row.get(0))?.read() {
-                    for h in images_of(read) {
-                        named.remove(&h);
-                    }
-                }
-            }
-        }
-        let named: Vec<Vec<u8>> = named.into_iter().map(|h| h.0.to_vec()).collect();
-        let images = if named.is_empty() {
-            0
-        } else {
-            execute!(self.tx, "DELETE FROM images WHERE hash = ANY($1)", &named).await?
-        };
-        Ok(Purged {
-            reads: seqs.len() as u64,
-            images,
-            plates: 0,
-        })
     }
 }
 
@@ -1263,86 +733,5 @@ impl NodeCols {
         self.duplicates.push(super::sql::bound(rec.duplicates));
         self.images.push(super::sql::bound(rec.images));
         Ok(())
-    }
-}
-
-/// A signed loss moves the chain past the lost entries only from where
-/// it stands (as the redb store does).
-fn skip(
-    rec: &mut NodeRecord,
-    first: u64,
-    last: u64,
-    head: Hash32,
-    at: UnixMillis,
-) -> Result<Ingested, Refusal> {
-    if last >= i64::MAX as u64 {
-        // Refused alone: a value past the column's range must not fail
-        // the commit of other nodes' batches.
-        return Err(Refusal {
-            code: RefusalCode::Gap,
-            seq: Some(first),
-            detail: format!("loss record up to {last} is beyond any log the hub keeps"),
-        });
-    }
-    if rec.next_seq == first {
-        rec.next_seq = last + 1;
-        rec.head = head;
-        rec.last_contact = rec.last_contact.max(at);
-        rec.reported_size = rec.reported_size.max(rec.next_seq);
-    } else if rec.next_seq <= last {
-        return Err(Refusal {
-            code: RefusalCode::Gap,
-            seq: Some(first),
-            detail: format!(
-                "loss record starts at {first}; the hub holds up to {}",
-                rec.next_seq
-            ),
-        });
-    }
-    Ok(Ingested {
-        progress: rec.progress(),
-        appended: 0,
-        duplicates: 0,
-    })
-}
-
-/// The automerge documents a write merges into.
-#[derive(Debug, Clone, Copy)]
-enum Doc {
-    Holds,
-    LocalEntries,
-}
-
-impl Doc {
-    fn table(self) -> &'static str {
-        match self {
-            Doc::Holds => "holds",
-            Doc::LocalEntries => "local_entries",
-        }
-    }
-
-    /// `new` merged into `stored`, saved.
-    fn merge(self, stored: &[u8], new: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let table = self.table();
-        let bad = |which: &str, e: &dyn std::fmt::Display| StoreError::Corrupt {
-            table,
-            detail: format!("the {which} document: {e}"),
-        };
-        fn merged<D: ReplicatedDoc>(
-            stored: &[u8],
-            new: &[u8],
-            bad: impl Fn(&str, &dyn std::fmt::Display) -> StoreError,
-        ) -> Result<Vec<u8>, StoreError> {
-            let mut doc = D::load(stored).map_err(|e| bad("stored", &e))?;
-            doc.merge_bytes(new, UnixMillis::now())
-                .map_err(|e| bad("new or merged", &e))?;
-            Ok(doc.save())
-        }
-        match self {
-            Doc::Holds => merged::<alpr_shared::control::holds_doc::HoldsDoc>(stored, new, bad),
-            Doc::LocalEntries => {
-                merged::<alpr_shared::hotlist::local::LocalEntriesDoc>(stored, new, bad)
-            }
-        }
     }
 }
