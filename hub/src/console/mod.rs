@@ -28,7 +28,6 @@
 pub mod alerts;
 pub mod assets;
 pub mod audits;
-pub mod bench;
 pub mod client;
 pub mod dashboard;
 pub mod export;

@@ -13,7 +13,6 @@
 //! Seams: where the active holds come from ([`HoldSource`]) and what time
 //! it is (`now`), so tests can run "a year and a day later".
 
-pub mod bench;
 pub mod cli;
 
 use std::sync::{Arc, Mutex};

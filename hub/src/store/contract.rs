@@ -138,7 +138,7 @@ impl Node {
         (0..n)
             .map(|i| {
                 let seq = self.w.len();
-                self.read(crate::bench::sample_read(seq), at + i * 1000)
+                self.read(crate::sample::sample_read(seq), at + i * 1000)
             })
             .collect()
     }
@@ -253,7 +253,7 @@ fn read_of(i: u64, plate: &str, location: Location) -> ReadContent {
         location,
         crop_hash: sha256(&image_bytes("crop", i)),
         overview_hash: sha256(&image_bytes("overview", i)),
-        ..crate::bench::sample_read(i)
+        ..crate::sample::sample_read(i)
     }
 }
 
@@ -335,7 +335,7 @@ fn ingest_is_idempotent_and_refuses_forks_and_gaps(store: &dyn HubStorage) {
         "the stored entries are the signed ones"
     );
     let hits = store
-        .reads_of_plate(&crate::bench::sample_read(7).plate, ALL_TIME.0, ALL_TIME.1)
+        .reads_of_plate(&crate::sample::sample_read(7).plate, ALL_TIME.0, ALL_TIME.1)
         .expect("index");
     assert!(hits.contains(&(n.device.clone(), 7)), "{hits:?}");
 }
@@ -1737,7 +1737,7 @@ fn reads_are_counted_per_hour_of_capture_once(store: &dyn HubStorage) {
         .enumerate()
         .map(|(i, h)| {
             n.read(
-                crate::bench::sample_read(i as u64),
+                crate::sample::sample_read(i as u64),
                 h * HOUR + i as u64 * 1000,
             )
         })

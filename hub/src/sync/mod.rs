@@ -15,7 +15,6 @@ mod held;
 pub mod hotlists;
 pub mod limits;
 mod live;
-pub mod push_bench;
 mod stream;
 
 use std::sync::Arc;

@@ -49,7 +49,9 @@ pub struct PgConfig {
 /// Key of the advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x616c_7072_6d69_6772; // "alprmigr"
 
-pub(crate) fn pg_err(e: impl std::fmt::Display) -> StoreError {
+/// A PostgreSQL error as a store error (also for `alpr-bench`, which
+/// queries the database it measures).
+pub fn pg_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
@@ -121,7 +123,7 @@ fn connect_config(
 
 /// One connection outside the pool (migrations, the lease session, the
 /// change listener), driven on the current runtime.
-pub(crate) async fn connect_one(
+pub async fn connect_one(
     config: &PgConfig,
 ) -> anyhow::Result<(
     tokio_postgres::Client,
@@ -329,7 +331,7 @@ impl PgStore {
     }
 
     /// Run a future on the store's runtime and wait for it.
-    pub(crate) fn spawn_wait<T: Send + 'static>(
+    pub fn spawn_wait<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {

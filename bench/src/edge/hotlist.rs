@@ -29,8 +29,8 @@ use alpr_shared::types::{Confidence, Hash32, UnixMillis};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::MatcherSource;
-use crate::hotlist::generations::Generations;
+use alpr_edge::alert::MatcherSource;
+use alpr_edge::hotlist::generations::Generations;
 
 #[derive(Debug, clap::Args)]
 pub struct HotlistBenchArgs {
@@ -222,7 +222,7 @@ fn build_and_measure(
     eprintln!("measuring in a fresh process…");
     let exe = std::env::current_exe().context("finding this binary")?;
     let out = Command::new(exe)
-        .args(["bench", "hotlist", "--load"])
+        .args(["edge", "hotlist", "--load"])
         .arg(dir)
         .args(["--wildcards", &args.wildcards.to_string()])
         .args(["--reads", &args.reads.to_string()])

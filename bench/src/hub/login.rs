@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::served::{loopback_config, ServedHub, PASSWORD};
 use super::{percentile, write_pki};
-use crate::config::HubConfig;
+use alpr_hub::config::HubConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -57,12 +57,12 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         hub.operator().await?;
         let mut lat = Vec::with_capacity(args.logins);
         for _ in 0..args.logins.max(1) {
-            let mut c = crate::api::client::ApiClient::connect(&url, &ca).await?;
+            let mut c = alpr_hub::api::client::ApiClient::connect(&url, &ca).await?;
             let t = Instant::now();
-            let _: crate::users::Login = c
+            let _: alpr_hub::users::Login = c
                 .post(
                     "/api/v1/login",
-                    &crate::api::users::LoginRequest {
+                    &alpr_hub::api::users::LoginRequest {
                         username: "op".into(),
                         password: PASSWORD.into(),
                     },

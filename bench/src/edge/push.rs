@@ -3,7 +3,7 @@
 //! a running edge does — the edge's sync core over a real QUIC connection
 //! with its own node certificate, each list checked against the
 //! deployment's CA (a hotlist key's certificate, its signature), stored
-//! durably and swapped in by [`crate::sync::apply_hotlist`]
+//! durably and swapped in by [`alpr_edge::sync::apply_hotlist`]
 //! into the edge's own generations store, and the matcher rebuilt by a
 //! [`MatcherSource`] following that store, as `edge run` wires them.
 //!
@@ -37,9 +37,9 @@ use alpr_shared::wire::{Lane, ALPN};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::MatcherSource;
-use crate::hotlist::generations::Generations;
-use crate::sync::{apply_hotlist, HotlistUpdate, SharedStatus};
+use alpr_edge::alert::MatcherSource;
+use alpr_edge::hotlist::generations::Generations;
+use alpr_edge::sync::{apply_hotlist, HotlistUpdate, SharedStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct PushEdgesArgs {

@@ -19,8 +19,8 @@ use anyhow::Context;
 use rand::{Rng, SeedableRng};
 
 use super::SearchBenchArgs;
-use crate::store::redb::RedbStore;
-use crate::store::{HubStorage, WriteOp, WriteResult};
+use alpr_hub::store::redb::RedbStore;
+use alpr_hub::store::{HubStorage, WriteOp, WriteResult};
 
 pub(super) const NODES: usize = 100;
 /// Where the city is (San Francisco), and its half-width in degrees of
@@ -188,8 +188,8 @@ impl SimNode {
         let seed = (u64::from(self.base.0 as u32) << 32) ^ i;
         let images = (shape.images_every > 0 && i.is_multiple_of(shape.images_every)).then(|| {
             (
-                crate::retention::bench::image_bytes(2 * seed, shape.crop_bytes),
-                crate::retention::bench::image_bytes(2 * seed + 1, shape.overview_bytes),
+                crate::hub::retention::image_bytes(2 * seed, shape.crop_bytes),
+                crate::hub::retention::image_bytes(2 * seed + 1, shape.overview_bytes),
             )
         });
         let (crop_hash, overview_hash) = match &images {
@@ -515,7 +515,7 @@ pub(super) fn draw(
             let r = node.next_read(start, span, pool, &plain);
             if seen.insert(r.content.plate.clone()) {
                 out.push(Sample {
-                    place: crate::search::coordinates(&r.content.location),
+                    place: alpr_hub::search::coordinates(&r.content.location),
                     plate: r.content.plate,
                     at: r.at,
                 });
