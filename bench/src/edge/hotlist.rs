@@ -1,4 +1,4 @@
-//! `edge bench hotlist`: how fast an edge loads, matches and updates a
+//! `alpr-bench edge hotlist`: how fast an edge loads, matches and updates a
 //! bulk list, through the edge's own list store and matcher.
 //!
 //! The run builds an N-row list (`alpr_shared::hotlist::sample`, seeded)

@@ -1,4 +1,4 @@
-//! `edge bench push-edges` (hidden; `hub bench push` starts it): N
+//! `alpr-bench edge push-edges` (hidden; `alpr-bench hub push` starts it): N
 //! simulated edges in this process, each applying the hub's lists the way
 //! a running edge does — the edge's sync core over a real QUIC connection
 //! with its own node certificate, each list checked against the
@@ -18,7 +18,7 @@
 //! The edges share this machine's cores: an apply waits for a free one
 //! (at most one blocking task per core runs at once), so "applied on every
 //! edge" is what N edges' applies cost this machine, not what each edge's
-//! own CPU would take (`edge bench hotlist` times one apply alone).
+//! own CPU would take (`alpr-bench edge hotlist` times one apply alone).
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! `edge bench recognize`: this system against the fast-alpr peer, system
+//! `alpr-bench edge recognize`: this system against the fast-alpr peer, system
 //! against system, on labelled folders (each reported on its own): our
 //! recogniser as the edge runs it (its detector thresholds, its OCR
 //! ensemble, its several crop margins per box) against fast-alpr 0.4's
@@ -19,7 +19,7 @@ use alpr_edge::recognise::cli::{labelled_folder, normalise, Labelled};
 use alpr_edge::recognise::fusion::edit_distance;
 use alpr_edge::recognise::{PlateRead, Recogniser, RecogniserOptions, StageTimes, MODELS_ENV};
 
-/// Arguments of `edge bench recognize`.
+/// Arguments of `alpr-bench edge recognize`.
 #[derive(Debug, clap::Args)]
 pub struct BenchRecognizeArgs {
     /// Folders of NAME.jpg + NAME.txt, each reported on its own (say the

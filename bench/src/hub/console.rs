@@ -1,4 +1,4 @@
-//! `hub bench console`: how long the hub takes to render console pages
+//! `alpr-bench hub console`: how long the hub takes to render console pages
 //! over a store of N signed reads (100 nodes, 30 days: the store of `hub
 //! bench search`, signed under the bench hub's own CA).
 //!

@@ -1,4 +1,4 @@
-//! `hub bench export`: write and verify the evidence bundle of a case of N
+//! `alpr-bench hub export`: write and verify the evidence bundle of a case of N
 //! reads with photos, through files on disk, and print how long each took.
 //!
 //! The case is built first (throwaway CA, hub and node, real signatures;

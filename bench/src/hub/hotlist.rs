@@ -1,4 +1,4 @@
-//! `hub bench hotlist`: an operator imports a generated N-row NCIC
+//! `alpr-bench hub hotlist`: an operator imports a generated N-row NCIC
 //! extract through the hub's HTTPS API (`hub serve`'s code in this
 //! process; parse, check, build, sign, store durably, publish), timed
 //! from the operator's request to the answer (`import_s`); then the next

@@ -1,4 +1,4 @@
-//! The hub's ingest path without sockets, for `hub bench ingest` and the
+//! The hub's ingest path without sockets, for `alpr-bench hub ingest` and the
 //! benches built on it: each simulated edge's frames go through a
 //! [`HubSession`] (decoding, `verify_strict` on the blocking pool, chain
 //! placement) and the hub's single [`Writer`] (durable commits, receipts),

@@ -1,4 +1,4 @@
-//! `hub bench login`: argon2id logins through the hub's API.
+//! `alpr-bench hub login`: argon2id logins through the hub's API.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,7 +23,7 @@ pub struct LoginArgs {
     pub json: bool,
 }
 
-/// What `hub bench login --json` prints.
+/// What `alpr-bench hub login --json` prints.
 #[derive(Debug, Serialize)]
 pub struct LoginReport {
     pub logins: usize,
@@ -33,7 +33,7 @@ pub struct LoginReport {
     pub argon2: &'static str,
 }
 
-/// `hub bench login`: logins through the API of a hub served in this
+/// `alpr-bench hub login`: logins through the API of a hub served in this
 /// process (HTTPS on loopback, argon2id, the access-log entry committed
 /// before each answer), one at a time, each on a new connection.
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {

@@ -1,7 +1,7 @@
-//! `hub bench push`: how fast an operator's change to a bulk list is in
+//! `alpr-bench hub push`: how fast an operator's change to a bulk list is in
 //! force on every edge. A real hub (`hub serve`'s code in this process:
 //! QUIC, HotlistService, redb) and N simulated edges in a process of the
-//! edge binary (`edge bench push-edges`), each a real QUIC connection with
+//! edge binary (`alpr-bench edge push-edges`), each a real QUIC connection with
 //! its own node certificate that applies what it receives the way `edge
 //! run` does — the edge's own code: the hub's key learnt from its
 //! certificate, the list checked against it, stored durably in the edge's
@@ -13,7 +13,7 @@
 //! operator's request: the delta *delivered* to each edge, and the new
 //! generation *applied* (in force) on each edge and on every edge (the
 //! last one). The N edges share this machine's cores for their applies,
-//! so the applied figures include waiting for a core; `edge bench hotlist`
+//! so the applied figures include waiting for a core; `alpr-bench edge hotlist`
 //! times one edge's apply alone.
 
 use std::path::{Path, PathBuf};
@@ -181,7 +181,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &PushReport) {
     println!(
-        "hub bench push: {} edges, {} rows ({} bytes), a change of {} delta bytes; on {}",
+        "alpr-bench hub push: {} edges, {} rows ({} bytes), a change of {} delta bytes; on {}",
         r.edges, r.rows, r.generation_bytes, r.delta_bytes, r.fs
     );
     println!(

@@ -1,4 +1,4 @@
-//! `hub bench retention`: a store of N expired reads, each with a plate
+//! `alpr-bench hub retention`: a store of N expired reads, each with a plate
 //! crop and an overview photo of realistic size (`--crop-bytes`, default
 //! 20 KB; `--overview-bytes`, default 150 KB; content as incompressible as
 //! a JPEG's, named by its hash as the reads sign it), purged while
@@ -340,7 +340,7 @@ pub async fn run(args: RetentionBenchArgs) -> anyhow::Result<()> {
 
 fn print_table(out: &RetentionBenchReport, ingest: usize) {
     println!(
-        "hub bench retention: {} expired reads with images ({} B crop + {} B overview), \
+        "alpr-bench hub retention: {} expired reads with images ({} B crop + {} B overview), \
          {} edges ingesting",
         out.reads, out.crop_bytes, out.overview_bytes, out.edges
     );

@@ -1,4 +1,4 @@
-//! `hub bench search`: a store of N signed reads from ~100 nodes over a
+//! `alpr-bench hub search`: a store of N signed reads from ~100 nodes over a
 //! city (~20 km) and `--days` (default 395: thirteen months, a year kept
 //! and the month being purged), plates with realistic repetition (a pool
 //! of regulars seen often, most plates seen once or twice), each read (or
@@ -530,7 +530,7 @@ async fn measure(
                 query: query.describe()?,
                 results: 0,
                 outcome: AccessOutcome::Allowed,
-                source: "hub bench search".into(),
+                source: "alpr-bench hub search".into(),
             };
             access.record(record).await?;
             let a = t0.elapsed().as_secs_f64() * 1e3;

@@ -1,4 +1,4 @@
-//! The simulated city the search bench (and `hub bench console`) builds
+//! The simulated city the search bench (and `alpr-bench hub console`) builds
 //! its store from: ~100 nodes over ~20 km, each with a seeded sequence of
 //! reads (plates with realistic repetition, places, times over the span,
 //! photos of realistic size on every n-th read), signed and committed in
@@ -332,7 +332,7 @@ pub(super) fn stem(shape: &Shape) -> String {
     )
 }
 
-/// [`build`] with the nodes' certificates issued by `ca` (`hub bench
+/// [`build`] with the nodes' certificates issued by `ca` (`alpr-bench hub
 /// console` signs them under its hub's CA); the seconds it took.
 pub(crate) fn build_under(
     db: &Path,
