@@ -285,3 +285,25 @@ fn hub_bench_login_times_logins_through_the_api() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The product binaries carry no benchmark: `hub bench …` and `edge bench …`
+/// are refused as unknown commands, and neither binary holds the code that
+/// runs the throwaway PostgreSQL clusters as another user (`runuser`).
+#[test]
+fn the_product_binaries_carry_no_benchmarks() -> anyhow::Result<()> {
+    for (name, args) in [("hub", ["bench", "ingest"]), ("edge", ["bench", "hotlist"])] {
+        let out = Command::new(bin(name)?).args(args).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} bench ran: {stderr}");
+        assert!(
+            stderr.contains("unrecognized subcommand 'bench'"),
+            "{name}: {stderr}"
+        );
+        let bytes = std::fs::read(bin(name)?)?;
+        assert!(
+            !bytes.windows(b"runuser".len()).any(|w| w == b"runuser"),
+            "{name} holds the throwaway cluster's runuser code"
+        );
+    }
+    Ok(())
+}
