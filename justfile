@@ -47,7 +47,7 @@ check:
 ort:
     bash scripts/install-ort.sh
 
-# Install the fast-alpr peer for `edge bench recognize`.
+# Install the fast-alpr peer for `alpr-bench edge recognize`.
 peer:
     bash scripts/install-peer.sh
 
@@ -57,40 +57,40 @@ peer:
 # each with the difference and its 95 % interval (paired bootstrap); extra
 # flags (--json, --threads N, --no-peer) follow.
 bench-recognize us=(justfile_directory() / "../shared/data/plates/us") br=(justfile_directory() / "../shared/data/plates/br") *flags="": peer
-    cargo build --release -p alpr-edge
-    target/release/edge bench recognize "{{us}}" "{{br}}" {{flags}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench edge recognize "{{us}}" "{{br}}" {{flags}}
 
 # Verified, durably stored reads per second at the hub (at most speed, and
 # the ack time at a fixed offered rate), beside the machine's own limit:
 # the same entries' signatures checked on every core, nothing else.
 bench-ingest edges="100" reads="200000" rate="10000":
-    cargo build --release -p alpr-hub
-    target/release/hub bench ingest --edges {{edges}} --reads {{reads}} --rate {{rate}}
-    target/release/hub bench ingest --quic --edges {{edges}} --reads {{reads}} --rate {{rate}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub ingest --edges {{edges}} --reads {{reads}} --rate {{rate}}
+    target/release/alpr-bench hub ingest --quic --edges {{edges}} --reads {{reads}} --rate {{rate}}
 
 # argon2id login time through the hub's API (target p99 ≤ 100 ms)
 bench-login logins="100":
-    cargo build --release -p alpr-hub
-    target/release/hub bench login --logins {{logins}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub login --logins {{logins}}
 # Searches over a store of N signed reads over 13 months with their photos
 # (every n-th read's: a year's photos fit no small disk; built once in --dir,
 # then reused), each after its durable access record: exact, wildcard,
 # OCR-tolerant, canvass; extra flags (--drop-cache, --json) follow.
 bench-search reads="1000000" images_every="50" dir="." *flags="":
-    cargo build --release -p alpr-hub
-    target/release/hub bench search --reads {{reads}} --images-every {{images_every}} --dir {{dir}} {{flags}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub search --reads {{reads}} --images-every {{images_every}} --dir {{dir}} {{flags}}
 
 # A retention purge of N expired reads with real-size photos (20 KB crop, 150 KB
 # overview) while 100 edges ingest through all of it: purge_s and ingest_ratio.
 bench-retention reads="20000" dir=".":
-    cargo build --release -p alpr-hub
-    target/release/hub bench retention --reads {{reads}} --dir {{dir}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub retention --reads {{reads}} --dir {{dir}}
 
 # Server time of console pages (dashboard; search: exact, wildcard, tolerant,
 # canvass) over a store of N signed reads, built once in --dir, then reused.
 bench-console reads="1000000" dir=".":
-    cargo build --release -p alpr-hub
-    target/release/hub bench console --reads {{reads}} --dir {{dir}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub console --reads {{reads}} --dir {{dir}}
 
 # A patrol shift's catch-up over an emulated 1 Mbit/s, 100 ms RTT, 2 % loss link;
 # extra flags (--json, --rtt-ms, --loss, --rate-bps) follow the count.
@@ -102,15 +102,15 @@ bench-catchup reads="20000" *flags="":
 # through the API (hub); an edge's cold start from disk, memory, matching, and the
 # delta applied (checked, stored durably, matcher rebuilt) with the swap's peak memory.
 bench-hotlist entries="1000000":
-    cargo build --release -p alpr-hub -p alpr-edge
-    target/release/hub bench hotlist --entries {{entries}}
-    target/release/edge bench hotlist --entries {{entries}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub hotlist --entries {{entries}}
+    target/release/alpr-bench edge hotlist --entries {{entries}}
 
 # A change to a 100,000-row list, from the operator's request to delivered on, and
-# applied by the edge's own code on, each of N QUIC edges (run by the edge binary).
+# applied by the edge's own code on, each of N QUIC edges (run by `alpr-bench edge push-edges`).
 bench-push edges="1000":
-    cargo build --release -p alpr-hub -p alpr-edge
-    target/release/hub bench push --edges {{edges}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub push --edges {{edges}}
 
 # The image lane: reads with 8 KiB images (plate crops) over 1 Mbit/s, 600 ms RTT, 2 % loss.
 bench-catchup-images reads="300" *flags="":
@@ -137,13 +137,13 @@ demo *args:
 # Flags pass on (e.g. `--batch 64 --in-flight 1`: less queued per edge,
 # so the acknowledgement time is the hub's, not the queue's).
 bench-ingest-pg edges="100" reads="200000" hubs="2" url="" *flags="":
-    cargo build --release -p alpr-hub
-    target/release/hub bench ingest --quic --backend redb,postgres --hubs {{hubs}} --edges {{edges}} --reads {{reads}} {{ if url == "" { "" } else { "--database-url " + url } }} {{flags}}
+    cargo build --release -p alpr-bench -p alpr-hub
+    target/release/alpr-bench hub ingest --quic --backend redb,postgres --hubs {{hubs}} --edges {{edges}} --reads {{reads}} {{ if url == "" { "" } else { "--database-url " + url } }} {{flags}}
 
 # Searches over N signed reads in PostgreSQL (the database url names is
 # built once if empty, then reused; without url, a throwaway cluster built
 # for the run), then the same over redb in dir.
 bench-search-pg reads="10000000" url="" dir=".":
-    cargo build --release -p alpr-hub
-    target/release/hub bench search --backend postgres --reads {{reads}} --dir {{dir}} {{ if url == "" { "" } else { "--database-url " + url } }}
-    target/release/hub bench search --backend redb --reads {{reads}} --dir {{dir}}
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench hub search --backend postgres --reads {{reads}} --dir {{dir}} {{ if url == "" { "" } else { "--database-url " + url } }}
+    target/release/alpr-bench hub search --backend redb --reads {{reads}} --dir {{dir}}

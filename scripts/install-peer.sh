@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the comparison peer for `edge bench recognize`: fast-alpr 0.4 (Python)
+# Installs the comparison peer for `alpr-bench edge recognize`: fast-alpr 0.4 (Python)
 # in a project-local virtualenv .runtime/peer-venv/ (gitignored). Idempotent.
 # Prints the path of the venv's python; the bench finds it there by itself.
 #

@@ -1,4 +1,4 @@
-# The peer system of `edge bench recognize`: fast-alpr 0.4's own pipeline
+# The peer system of `alpr-bench edge recognize`: fast-alpr 0.4's own pipeline
 # with its defaults (detector threshold 0.4, one crop per detected box, one
 # OCR model), on the same ONNX model files as ours (YOLOv9-t 416 end-to-end
 # detector, the cct_xs v2 global OCR; as the team's

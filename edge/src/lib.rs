@@ -5,7 +5,6 @@
 //! `alpr_shared::log::LogWriter`) → `sync` (upload to the hub).
 
 pub mod alert;
-pub mod bench;
 pub mod capture;
 pub mod config;
 pub mod health;

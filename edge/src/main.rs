@@ -49,20 +49,6 @@ enum Command {
     /// a login; works offline).
     #[command(subcommand)]
     Hotlist(alpr_edge::hotlist::local_cli::HotlistCommand),
-    /// Benchmarks that print a table.
-    #[command(subcommand)]
-    Bench(BenchCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Accuracy and speed of recognition on a labelled folder, beside the peer.
-    Recognize(recognise::bench::BenchRecognizeArgs),
-    /// Load, match and delta-update speed of a bulk hotlist (1M rows).
-    Hotlist(alpr_edge::bench::HotlistBenchArgs),
-    /// Simulated edges for `hub bench push` (started by it).
-    #[command(hide = true)]
-    PushEdges(alpr_edge::bench::PushEdgesArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,9 +56,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Recognize(a) => recognise::cli::recognize(a),
-        Command::Bench(BenchCommand::Recognize(a)) => recognise::bench::bench(a),
-        Command::Bench(BenchCommand::Hotlist(a)) => alpr_edge::bench::hotlist(a),
-        Command::Bench(BenchCommand::PushEdges(a)) => alpr_edge::bench::push_edges(a),
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
         Command::Health(a) => node::health(a),

@@ -14,7 +14,6 @@ pub mod access;
 pub mod alerts;
 pub mod api;
 pub mod audit;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod console;
@@ -28,6 +27,8 @@ pub mod keys;
 pub mod node_writes;
 pub mod policy;
 pub mod replicated;
+#[doc(hidden)]
+pub mod sample;
 pub mod store;
 pub mod sync;
 pub mod users;

@@ -79,9 +79,6 @@ enum Command {
     /// The store itself: `hub store check` verifies every chain it holds.
     #[command(subcommand)]
     Store(alpr_hub::store::cli::StoreCommand),
-    /// Benchmarks that print a table.
-    #[command(subcommand)]
-    Bench(sync_cli::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -107,7 +104,6 @@ fn main() -> ExitCode {
         Command::Alert(cmd) => alpr_hub::cli::alerts::alert(cmd),
         Command::Hotlist(cmd) => alpr_hub::cli::hotlist::run(cmd),
         Command::Retention(cmd) => alpr_hub::cli::retention::run(cmd),
-        Command::Bench(cmd) => sync_cli::bench(cmd),
         Command::Migrate(args) => alpr_hub::store::cli::migrate(args),
         Command::Store(cmd) => alpr_hub::store::cli::store(cmd),
         Command::Export(args) => alpr_hub::cli::export::export(args),

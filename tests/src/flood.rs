@@ -69,7 +69,7 @@ fn prepare(node: &NodeFiles, opts: FloodOptions) -> anyhow::Result<Prepared> {
                 image(&node.name, 2 * pair, opts.image_bytes),
                 image(&node.name, 2 * pair + 1, opts.image_bytes),
             );
-            let mut read = alpr_hub::bench::sample_read(pair as u64);
+            let mut read = alpr_hub::sample::sample_read(pair as u64);
             read.crop_hash = sha256(&a);
             read.overview_hash = sha256(&b);
             let e = w.append_read(read, UnixMillis::now(), TimeSource::Ntp)?;

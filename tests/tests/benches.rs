@@ -1,7 +1,7 @@
 //! The benchmark commands still run and measure what they say: a small
-//! `hub bench ingest`, in process and through `hub serve` over QUIC, at
+//! `alpr-bench hub ingest`, in process and through `hub serve` over QUIC, at
 //! most speed and at a fixed rate, beside the machine's own limit; a short
-//! catch-up over the emulated link; a small `hub bench search` over
+//! catch-up over the emulated link; a small `alpr-bench hub search` over
 //! thirteen months with images, its queries on plates of their own; a
 //! retention purge of real-size photos with ingest running through it; a
 //! list change applied on every simulated edge by the edge's own code; an
@@ -26,9 +26,9 @@ fn json_of(out: &std::process::Output) -> anyhow::Result<serde_json::Value> {
 fn hub_bench_ingest_runs_in_process_and_over_quic() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     for quic in [false, true] {
-        let mut cmd = Command::new(bin("hub")?);
+        let mut cmd = Command::new(bin("alpr-bench")?);
         cmd.args([
-            "bench", "ingest", "--edges", "4", "--reads", "2000", "--json", "--rate", "4000",
+            "hub", "ingest", "--edges", "4", "--reads", "2000", "--json", "--rate", "4000",
         ])
         .args(["--allow-tmpfs", "--dir"])
         .arg(dir.path());
@@ -64,9 +64,9 @@ fn hub_bench_ingest_runs_in_process_and_over_quic() -> anyhow::Result<()> {
 fn hub_bench_search_builds_a_store_once_and_times_every_kind_of_search() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let run = || -> anyhow::Result<serde_json::Value> {
-        let out = Command::new(bin("hub")?)
+        let out = Command::new(bin("alpr-bench")?)
             .args([
-                "bench",
+                "hub",
                 "search",
                 "--reads",
                 "2000",
@@ -123,9 +123,9 @@ fn hub_bench_search_builds_a_store_once_and_times_every_kind_of_search() -> anyh
 fn hub_bench_retention_purges_real_size_photos_while_ingest_runs_through_the_purge(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = Command::new(bin("hub")?)
+    let out = Command::new(bin("alpr-bench")?)
         .args([
-            "bench",
+            "hub",
             "retention",
             "--reads",
             "300",
@@ -160,12 +160,12 @@ fn hub_bench_retention_purges_real_size_photos_while_ingest_runs_through_the_pur
 #[test]
 fn hub_bench_push_applies_the_change_on_every_edge_with_the_edges_code() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = Command::new(bin("hub")?)
+    let out = Command::new(bin("alpr-bench")?)
         .args([
-            "bench", "push", "--edges", "3", "--rows", "3000", "--change", "40", "--json",
+            "hub", "push", "--edges", "3", "--rows", "3000", "--change", "40", "--json",
         ])
         .arg("--edge-bin")
-        .arg(bin("edge")?)
+        .arg(bin("alpr-bench")?)
         .args(["--allow-tmpfs", "--dir"])
         .arg(dir.path())
         .output()?;
@@ -191,9 +191,9 @@ fn hub_bench_push_applies_the_change_on_every_edge_with_the_edges_code() -> anyh
 #[test]
 fn hub_bench_hotlist_times_the_import_from_the_operators_request() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = Command::new(bin("hub")?)
+    let out = Command::new(bin("alpr-bench")?)
         .args([
-            "bench",
+            "hub",
             "hotlist",
             "--entries",
             "5000",
@@ -221,9 +221,9 @@ fn hub_bench_hotlist_times_the_import_from_the_operators_request() -> anyhow::Re
 fn edge_bench_hotlist_starts_cold_from_disk_and_swaps_in_the_delta() -> anyhow::Result<()> {
     // On the target's disk: a cold start from tmpfs would read memory.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-    let out = Command::new(bin("edge")?)
+    let out = Command::new(bin("alpr-bench")?)
         .args([
-            "bench",
+            "edge",
             "hotlist",
             "--entries",
             "20000",
@@ -274,14 +274,36 @@ fn catchup_bench_reports_payload_and_wire_ratios() -> anyhow::Result<()> {
 #[test]
 fn hub_bench_login_times_logins_through_the_api() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = Command::new(bin("hub")?)
-        .args(["bench", "login", "--logins", "3", "--json", "--dir"])
+    let out = Command::new(bin("alpr-bench")?)
+        .args(["hub", "login", "--logins", "3", "--json", "--dir"])
         .arg(dir.path())
         .output()?;
     let report = json_of(&out)?;
     assert_eq!(report["logins"], 3, "{report}");
     for key in ["login_p50_ms", "login_p99_ms"] {
         assert!(report[key].as_f64() > Some(0.0), "{key}: {report}");
+    }
+    Ok(())
+}
+
+/// The product binaries carry no benchmark: `hub bench …` and `edge bench …`
+/// are refused as unknown commands, and neither binary holds the code that
+/// runs the throwaway PostgreSQL clusters as another user (`runuser`).
+#[test]
+fn the_product_binaries_carry_no_benchmarks() -> anyhow::Result<()> {
+    for (name, args) in [("hub", ["bench", "ingest"]), ("edge", ["bench", "hotlist"])] {
+        let out = Command::new(bin(name)?).args(args).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name} bench ran: {stderr}");
+        assert!(
+            stderr.contains("unrecognized subcommand 'bench'"),
+            "{name}: {stderr}"
+        );
+        let bytes = std::fs::read(bin(name)?)?;
+        assert!(
+            !bytes.windows(b"runuser".len()).any(|w| w == b"runuser"),
+            "{name} holds the throwaway cluster's runuser code"
+        );
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! `edge recognize`: the plates in image files (`edge bench recognize` is
-//! in [`super::bench`]).
+//! `edge recognize`: the plates in image files (`alpr-bench edge recognize`
+//! is in the `alpr-bench` crate).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::batch::{self, FileResult};
 use super::{PlateRead, RecogniserOptions, MODELS_ENV};
 
-pub use super::bench::{labelled_folder, normalise, Labelled};
+pub use super::labelled::{labelled_folder, normalise, Labelled};
 
 /// Arguments of `edge recognize`.
 #[derive(Debug, clap::Args)]

@@ -29,15 +29,14 @@
 //! vehicle pass. Parallel folders: [`pipeline`].
 
 pub mod batch;
-pub mod bench;
 pub mod cli;
 pub mod decide;
 pub mod engine;
 pub mod exif;
 pub mod fusion;
 pub mod image;
+pub mod labelled;
 pub mod models;
-pub mod paired;
 pub mod runtime;
 
 use std::path::Path;

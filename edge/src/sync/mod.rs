@@ -303,9 +303,9 @@ struct Link<'a> {
 /// Apply a bulk list from the hub (delta or whole) off the async workers:
 /// checked against the CA (a hotlist key's certificate, its signature),
 /// stored, swapped in; the core is told either way (a failure makes the
-/// hub send the list whole). `hub bench push`'s simulated edges apply
+/// hub send the list whole). `alpr-bench hub push`'s simulated edges apply
 /// through it too.
-pub(crate) async fn apply_hotlist(
+pub async fn apply_hotlist(
     core: &mut EdgeSync,
     generations: &Generations,
     status: &SharedStatus,
@@ -337,7 +337,8 @@ pub(crate) async fn apply_hotlist(
     }
 }
 
-pub(crate) enum HotlistUpdate {
+/// A bulk list as the hub sends it: a delta from the held generation, or whole.
+pub enum HotlistUpdate {
     Delta { from: u64, to: u64, delta: Vec<u8> },
     Full { generation: u64, bytes: Vec<u8> },
 }

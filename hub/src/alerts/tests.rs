@@ -82,7 +82,7 @@ fn car_with_a_read() -> (
     let mut w = LogWriter::new(SecretKey::from_bytes(&[4; 32]), device.clone());
     let read = w
         .append_read(
-            crate::bench::sample_read(0),
+            crate::sample::sample_read(0),
             UnixMillis(5_000),
             TimeSource::Ntp,
         )
@@ -238,7 +238,7 @@ async fn a_new_generation_row_finds_reads_stored_before_it() {
     let mut w = LogWriter::new(SecretKey::from_bytes(&[4; 32]), device.clone());
     let now = UnixMillis::now();
     let read = w
-        .append_read(crate::bench::sample_read(0), now, TimeSource::Ntp)
+        .append_read(crate::sample::sample_read(0), now, TimeSource::Ntp)
         .expect("read");
     let plate = read.read().expect("content").plate.clone();
     ingest(&store, &mut w, vec![read]);
@@ -342,7 +342,7 @@ fn hub_stages_merge_with_the_nodes_in_time_order_under_the_same_rules() {
     let mut w = LogWriter::new(SecretKey::from_bytes(&[4; 32]), device.clone());
     let read = w
         .append_read(
-            crate::bench::sample_read(0),
+            crate::sample::sample_read(0),
             UnixMillis(5_000),
             TimeSource::Ntp,
         )

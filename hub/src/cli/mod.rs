@@ -148,32 +148,6 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
-    /// Verified, durably stored reads per second from many edges.
-    Ingest(crate::bench::IngestArgs),
-    /// A new generation of a bulk list pushed to N connected edges over
-    /// QUIC: time until applied on each (p50/p99).
-    Push(crate::sync::push_bench::PushArgs),
-    /// Login time through the API (argon2id), p50 and p99.
-    Login(crate::bench::LoginArgs),
-    /// Searches over a store of N signed reads, each after its durable
-    /// access record: exact, wildcard, OCR-tolerant, canvass.
-    Search(crate::search::bench::SearchBenchArgs),
-    /// Write and verify the evidence bundle of a case of N reads with
-    /// photos: `export_s`, `verify_s`.
-    Export(crate::export::bench::ExportBenchArgs),
-    /// Purge N expired reads with images while edges keep ingesting:
-    /// purge time and the share of ingest rate kept.
-    Retention(crate::retention::bench::RetentionBenchArgs),
-    /// Import a generated N-row NCIC extract (`import_s`), then one with
-    /// --changes rows replaced (`delta_bytes`).
-    Hotlist(crate::hotlist::bench::HotlistBenchArgs),
-    /// Server time of console pages over a store of N signed reads: the
-    /// dashboard and the search form (exact, wildcard, tolerant, canvass).
-    Console(crate::console::bench::ConsoleBenchArgs),
-}
-
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref())?;
     runtime()?.block_on(async move {
@@ -327,20 +301,6 @@ pub fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
                 report.closed.join(", ")
             }
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn bench(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Ingest(a) => runtime()?.block_on(crate::bench::ingest(a))?,
-        BenchCommand::Push(a) => runtime()?.block_on(crate::sync::push_bench::run(a))?,
-        BenchCommand::Login(a) => runtime()?.block_on(crate::bench::login(a))?,
-        BenchCommand::Search(a) => runtime()?.block_on(crate::search::bench::run(a))?,
-        BenchCommand::Export(a) => crate::export::bench::run(a)?,
-        BenchCommand::Retention(a) => runtime()?.block_on(crate::retention::bench::run(a))?,
-        BenchCommand::Hotlist(a) => runtime()?.block_on(crate::hotlist::bench::run(a))?,
-        BenchCommand::Console(a) => runtime()?.block_on(crate::console::bench::run(a))?,
     }
     Ok(ExitCode::SUCCESS)
 }

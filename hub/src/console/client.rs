@@ -1,4 +1,4 @@
-//! A minimal browser for the console over HTTPS, for `hub bench console`
+//! A minimal browser for the console over HTTPS, for `alpr-bench hub console`
 //! and the end-to-end tests: it trusts the deployment CA, keeps the
 //! cookies the hub sets, sends urlencoded and multipart forms, and reads
 //! the live alerts' server-sent events. Redirects are not followed: a

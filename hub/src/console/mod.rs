@@ -28,7 +28,6 @@
 pub mod alerts;
 pub mod assets;
 pub mod audits;
-pub mod bench;
 pub mod client;
 pub mod dashboard;
 pub mod export;
@@ -161,7 +160,7 @@ pub async fn security_headers(State(state): State<Pages>, req: Request, next: Ne
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     // How long the hub took to make the answer (browsers' developer
-    // tools and `hub bench console` read it).
+    // tools and `alpr-bench hub console` read it).
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if let Ok(v) = HeaderValue::from_str(&format!("app;dur={ms:.1}")) {
         h.insert("server-timing", v);

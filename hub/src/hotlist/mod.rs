@@ -22,7 +22,6 @@
 //! The entries people add by hand (often partial plates) are not a bulk
 //! list: they live in an automerge document, [`local`].
 
-pub mod bench;
 pub mod local;
 
 use std::collections::{HashMap, HashSet};

@@ -13,7 +13,6 @@
 //! Seams: where the active holds come from ([`HoldSource`]) and what time
 //! it is (`now`), so tests can run "a year and a day later".
 
-pub mod bench;
 
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +26,7 @@ use crate::access::{AccessError, AccessLog};
 use crate::store::{HubStorage, StoreError, WriteOp, WriteResult};
 
 /// Entries read (and at most purged) per batch: one durable transaction
-/// each, which ingest waits behind. `hub bench retention` (1M reads, 100
+/// each, which ingest waits behind. `alpr-bench hub retention` (1M reads, 100
 /// edges ingesting): 4096 purged in 42.6 s but left ingest 35 % of its
 /// rate; 1024 takes 57.5 s and leaves it 62 %.
 const PAGE: usize = 1024;

@@ -22,7 +22,6 @@
 //! ([`crate::access::AccessLog::record`], with [`SearchResults::query`] as the
 //! data elements queried) and returns nothing before that entry is durable.
 
-pub mod bench;
 pub mod index;
 
 use std::collections::HashMap;
@@ -691,7 +690,8 @@ fn e7(deg: f64) -> i32 {
     (deg * 1e7).round() as i32
 }
 
-fn coordinates(loc: &Location) -> Option<(i32, i32)> {
+/// A read's place as 1e-7 degree integers (lat, lon), if it has coordinates.
+pub fn coordinates(loc: &Location) -> Option<(i32, i32)> {
     match loc {
         Location::Gps { lat_e7, lon_e7, .. } | Location::Configured { lat_e7, lon_e7, .. } => {
             Some((*lat_e7, *lon_e7))

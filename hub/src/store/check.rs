@@ -242,7 +242,7 @@ mod tests {
         let log = (0..12)
             .map(|i| {
                 w.append_read(
-                    crate::bench::sample_read(i),
+                    crate::sample::sample_read(i),
                     UnixMillis(now.0 + i),
                     TimeSource::Ntp,
                 )

@@ -15,7 +15,6 @@ mod held;
 pub mod hotlists;
 pub mod limits;
 mod live;
-pub mod push_bench;
 mod stream;
 
 use std::sync::Arc;
@@ -38,7 +37,7 @@ pub const REPLACEMENT_WINDOW: Duration = Duration::from_secs(60);
 
 /// Entries the hub admits at once, over all connections. Ingest is bound
 /// by signature checks, not by the writer, so a short queue costs no
-/// throughput (`hub bench ingest --admit N`: 4k to 32k gave the same
+/// throughput (`alpr-bench hub ingest --admit N`: 4k to 32k gave the same
 /// reads/s) and keeps the acknowledgement of an admitted frame prompt.
 pub const ADMITTED_ENTRIES: usize = 4_096;
 

@@ -1,5 +1,5 @@
 //! A whole case built in memory with a throwaway CA, hub and node: for the
-//! evidence tests and `hub bench export`. Real certificates, real
+//! evidence tests and `alpr-bench hub export`. Real certificates, real
 //! signatures; the photos are random bytes of a JPEG's size.
 
 use super::{CaseRead, EvidenceError, EvidenceReport, EvidenceWriter, ExportInfo, HubCertificates};

@@ -15,7 +15,7 @@
 //! [`matcher::Matcher`] holds both and matches every alternative of a
 //! read against them, saying how each hit matched ([`MatchKind`]).
 //! [`sample`] writes realistic extracts for tests and benchmarks;
-//! [`push_events`] is what `hub bench push` hears from its simulated edges.
+//! [`push_events`] is what `alpr-bench hub push` hears from its simulated edges.
 
 pub mod delta;
 pub mod generation;

@@ -1,4 +1,4 @@
-//! What the simulated edges of `hub bench push` report: `edge bench
+//! What the simulated edges of `alpr-bench hub push` report: `alpr-bench edge
 //! push-edges` (the edge's own sync and list code, in a process of its
 //! own) prints one JSON object per line, and the hub's bench reads them.
 //! Times are microseconds of the system clock, which both processes share
@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One line of `edge bench push-edges`.
+/// One line of `alpr-bench edge push-edges`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum PushEvent {

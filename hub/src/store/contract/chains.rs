@@ -64,7 +64,7 @@ fn ingest_is_idempotent_and_refuses_forks_and_gaps(store: &dyn HubStorage) {
         "the stored entries are the signed ones"
     );
     let hits = store
-        .reads_of_plate(&crate::bench::sample_read(7).plate, ALL_TIME.0, ALL_TIME.1)
+        .reads_of_plate(&crate::sample::sample_read(7).plate, ALL_TIME.0, ALL_TIME.1)
         .expect("index");
     assert!(hits.contains(&(n.device.clone(), 7)), "{hits:?}");
 }

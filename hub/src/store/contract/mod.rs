@@ -115,7 +115,7 @@ impl Node {
         (0..n)
             .map(|i| {
                 let seq = self.w.len();
-                self.read(crate::bench::sample_read(seq), at + i * 1000)
+                self.read(crate::sample::sample_read(seq), at + i * 1000)
             })
             .collect()
     }
@@ -230,7 +230,7 @@ fn read_of(i: u64, plate: &str, location: Location) -> ReadContent {
         location,
         crop_hash: sha256(&image_bytes("crop", i)),
         overview_hash: sha256(&image_bytes("overview", i)),
-        ..crate::bench::sample_read(i)
+        ..crate::sample::sample_read(i)
     }
 }
 

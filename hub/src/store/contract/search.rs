@@ -263,7 +263,7 @@ fn reads_are_counted_per_hour_of_capture_once(store: &dyn HubStorage) {
         .enumerate()
         .map(|(i, h)| {
             n.read(
-                crate::bench::sample_read(i as u64),
+                crate::sample::sample_read(i as u64),
                 h * HOUR + i as u64 * 1000,
             )
         })

@@ -58,8 +58,9 @@ pub struct PgConfig {
 /// Key of the advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x616c_7072_6d69_6772; // "alprmigr"
 
-/// A PostgreSQL failure (a query, a transaction, the pool).
-pub(crate) fn pg_err(e: impl std::fmt::Display) -> StoreError {
+/// A PostgreSQL failure (a query, a transaction, the pool); also for
+/// `alpr-bench`, which queries the database it measures.
+pub fn pg_err(e: impl std::fmt::Display) -> StoreError {
     StoreError::db(Backend::Postgres, DbKind::Other, e)
 }
 
@@ -131,7 +132,7 @@ fn connect_config(
 
 /// One connection outside the pool (migrations, the lease session, the
 /// change listener), driven on the current runtime.
-pub(crate) async fn connect_one(
+pub async fn connect_one(
     config: &PgConfig,
 ) -> anyhow::Result<(
     tokio_postgres::Client,
@@ -339,7 +340,7 @@ impl PgStore {
     }
 
     /// Run a future on the store's runtime and wait for it.
-    pub(crate) fn spawn_wait<T: Send + 'static>(
+    pub fn spawn_wait<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {

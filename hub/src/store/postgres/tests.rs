@@ -65,7 +65,7 @@ fn batch(w: &mut LogWriter, n: u64, at: u64) -> Entries {
     let log = (0..n)
         .map(|i| {
             w.append_read(
-                crate::bench::sample_read(first + i),
+                crate::sample::sample_read(first + i),
                 UnixMillis(at + (first + i) * 60_000),
                 TimeSource::Ntp,
             )

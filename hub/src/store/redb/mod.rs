@@ -574,7 +574,7 @@ mod tests {
         let log = (0..n)
             .map(|i| {
                 w.append_read(
-                    crate::bench::sample_read(first_seq + i),
+                    crate::sample::sample_read(first_seq + i),
                     UnixMillis(5_000 + first_seq + i),
                     TimeSource::Ntp,
                 )
@@ -616,7 +616,7 @@ mod tests {
             .enumerate()
             .map(|(i, h)| {
                 let at = UnixMillis(h * HOUR_MS + i as u64 * 1000);
-                w.append_read(crate::bench::sample_read(i as u64), at, TimeSource::Ntp)
+                w.append_read(crate::sample::sample_read(i as u64), at, TimeSource::Ntp)
                     .expect("valid")
             })
             .collect();

@@ -63,7 +63,7 @@ impl SearchRows {
     /// before this batch's rows go in; a new plate is appended to
     /// `plate-order-v1` (sequential keys: the tree's right edge). Keeping
     /// a per-plate table with counts cost a random insert per read and
-    /// 14 % of ingest (`hub bench ingest`: 37k against 43k reads/s).
+    /// 14 % of ingest (`alpr-bench hub ingest`: 37k against 43k reads/s).
     pub(super) fn write(
         mut self,
         plate_time: &mut redb::Table<&[u8], ()>,

@@ -1,5 +1,5 @@
-//! `hub bench ingest`: many edges' signed reads through the hub's real
-//! ingest path — session, per-entry `verify_strict` on the blocking pool,
+//! The hub's benchmarks. This file is `alpr-bench hub ingest`: many
+//! edges' signed reads through the hub's real ingest path — session, per-entry `verify_strict` on the blocking pool,
 //! chain placement, the single writer with a durable commit per
 //! transaction, signed receipts — and a table of what it sustained: reads
 //! per second and the acknowledgement latency (a frame's submission to its
@@ -8,18 +8,24 @@
 //! `--backend postgres --hubs N`, to N `hub serve` processes sharing one
 //! PostgreSQL database, the edges spread over them.
 
+pub mod console;
+pub mod export;
+pub mod hotlist;
 mod hubs;
 mod inproc;
 mod limit;
 mod login;
 pub(crate) mod pg;
+pub mod push;
 mod quic;
 mod report;
+pub mod retention;
+pub mod search;
 pub(crate) mod served;
 
 use inproc::{run_in_process, run_in_process_pg};
 pub(crate) use inproc::{run_in_process_on, run_in_process_with};
-pub use login::{login, LoginArgs, LoginReport};
+pub use login::{login, LoginArgs};
 use quic::{run_quic, run_quic_hubs};
 pub(crate) use quic::{write_ca_and_hub, write_pki};
 use report::print_report;
@@ -30,14 +36,14 @@ use std::time::{Duration, Instant};
 
 use alpr_shared::crypto::{sha256, SecretKey};
 use alpr_shared::log::LogWriter;
-use alpr_shared::types::{DeviceId, DeviceKind, Location, ReadContent, TimeSource, UnixMillis};
+use alpr_shared::types::{DeviceId, DeviceKind, TimeSource, UnixMillis};
 use alpr_shared::wire::{Entries, Frame, MAX_ENTRIES_PER_FRAME};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::ingest::WriterConfig;
-use crate::store::postgres::PgStore;
-use crate::store::ChainStore;
+use alpr_hub::ingest::WriterConfig;
+use alpr_hub::store::postgres::PgStore;
+use alpr_hub::store::{ChainStore, HubStorage};
 use hubs::HubCounters;
 
 /// Where the bench's hub keeps its records.
@@ -81,11 +87,11 @@ pub struct IngestArgs {
     pub linger_ms: u64,
     /// Frames of each edge queued for the writer ahead of their commits
     /// (the hub's stream pipeline).
-    #[arg(long, default_value_t = crate::sync::PIPELINE)]
+    #[arg(long, default_value_t = alpr_hub::sync::PIPELINE)]
     pub in_flight: usize,
     /// Entries the hub admits at once over all edges (the hub's
     /// `sync::ADMITTED_ENTRIES`).
-    #[arg(long, default_value_t = crate::sync::ADMITTED_ENTRIES)]
+    #[arg(long, default_value_t = alpr_hub::sync::ADMITTED_ENTRIES)]
     pub admit: usize,
     /// Where the run's fresh, temporary database folder goes (default: the
     /// current folder, so the figure is for a real disk).
@@ -128,31 +134,7 @@ pub struct IngestArgs {
     pub json: bool,
 }
 
-/// A plausible read: a plate from a small space, a site, model names.
-pub fn sample_read(i: u64) -> ReadContent {
-    const L: &[u8] = b"ABCDEFGHJKLMNPRSTUVWXYZ";
-    let plate = format!(
-        "{}{}{}{:04}",
-        L[(i % 23) as usize] as char,
-        L[(i / 23 % 23) as usize] as char,
-        L[(i / 529 % 23) as usize] as char,
-        i % 10_000
-    );
-    ReadContent {
-        location: Location::Site {
-            site_id: format!("site-{}", i % 50),
-        },
-        camera: "cam-1".into(),
-        char_confidence: vec![9500; plate.len()],
-        plate,
-        confidence: 9400,
-        region: Some("US-CA".into()),
-        detector_model: "plate-det-v1".into(),
-        ocr_model: "plate-ocr-v1".into(),
-        crop_hash: sha256(&i.to_be_bytes()),
-        overview_hash: sha256(&(i ^ u64::MAX).to_be_bytes()),
-    }
-}
+pub use alpr_hub::sample::sample_read;
 
 /// A simulated edge's key, derived from its name (the bench needs it twice:
 /// to sign the log, and its checkpoints when framing).

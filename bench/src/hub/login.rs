@@ -1,4 +1,4 @@
-//! `hub bench login`: argon2id logins through the hub's API.
+//! `alpr-bench hub login`: argon2id logins through the hub's API.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::served::{loopback_config, ServedHub, PASSWORD};
 use super::{percentile, write_pki};
-use crate::config::HubConfig;
+use alpr_hub::config::HubConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -23,7 +23,7 @@ pub struct LoginArgs {
     pub json: bool,
 }
 
-/// What `hub bench login --json` prints.
+/// What `alpr-bench hub login --json` prints.
 #[derive(Debug, Serialize)]
 pub struct LoginReport {
     pub logins: usize,
@@ -33,7 +33,7 @@ pub struct LoginReport {
     pub argon2: &'static str,
 }
 
-/// `hub bench login`: logins through the API of a hub served in this
+/// `alpr-bench hub login`: logins through the API of a hub served in this
 /// process (HTTPS on loopback, argon2id, the access-log entry committed
 /// before each answer), one at a time, each on a new connection.
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
@@ -57,12 +57,12 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         hub.operator().await?;
         let mut lat = Vec::with_capacity(args.logins);
         for _ in 0..args.logins.max(1) {
-            let mut c = crate::api::client::ApiClient::connect(&url, &ca).await?;
+            let mut c = alpr_hub::api::client::ApiClient::connect(&url, &ca).await?;
             let t = Instant::now();
-            let _: crate::users::Login = c
+            let _: alpr_hub::users::Login = c
                 .post(
                     "/api/v1/login",
-                    &crate::api::users::LoginRequest {
+                    &alpr_hub::api::users::LoginRequest {
                         username: "op".into(),
                         password: PASSWORD.into(),
                     },

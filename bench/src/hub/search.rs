@@ -1,4 +1,4 @@
-//! `hub bench search`: a store of N signed reads from ~100 nodes over a
+//! `alpr-bench hub search`: a store of N signed reads from ~100 nodes over a
 //! city (~20 km) and `--days` (default 395: thirteen months, a year kept
 //! and the month being purged), plates with realistic repetition (a pool
 //! of regulars seen often, most plates seen once or twice), each read (or
@@ -39,13 +39,13 @@ use anyhow::Context;
 use rand::SeedableRng;
 use serde::Serialize;
 
-use super::{Near, SearchQuery, Searcher};
-use crate::access::AccessLog;
-use crate::bench::pg::{self, BenchDatabase};
-use crate::bench::BenchBackend;
-use crate::store::postgres::PgStore;
-use crate::store::redb::RedbStore;
-use crate::store::{ChainStore, HubStorage};
+use crate::hub::pg::{self, BenchDatabase};
+use crate::hub::BenchBackend;
+use alpr_hub::access::AccessLog;
+use alpr_hub::search::{Near, SearchQuery, Searcher};
+use alpr_hub::store::postgres::PgStore;
+use alpr_hub::store::redb::RedbStore;
+use alpr_hub::store::{ChainStore, HubStorage};
 
 mod city;
 
@@ -174,7 +174,7 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.queries > 0, "need at least one query per kind");
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let fs = crate::bench::on_disk(
+    let fs = crate::hub::on_disk(
         &dir,
         args.allow_tmpfs,
         "a durable access record would cost nothing, and no read would come from a disk",
@@ -530,7 +530,7 @@ async fn measure(
                 query: query.describe()?,
                 results: 0,
                 outcome: AccessOutcome::Allowed,
-                source: "hub bench search".into(),
+                source: "alpr-bench hub search".into(),
             };
             access.record(record).await?;
             let a = t0.elapsed().as_secs_f64() * 1e3;

@@ -1,4 +1,4 @@
-//! `edge bench recognize`: this system against the fast-alpr peer, system
+//! `alpr-bench edge recognize`: this system against the fast-alpr peer, system
 //! against system, on labelled folders (each reported on its own): our
 //! recogniser as the edge runs it (its detector thresholds, its OCR
 //! ensemble, its several crop margins per box) against fast-alpr 0.4's
@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::batch;
-use super::fusion::edit_distance;
 use super::paired::{self, Paired};
-use super::{PlateRead, Recogniser, RecogniserOptions, StageTimes, MODELS_ENV};
+use alpr_edge::recognise::batch;
+use alpr_edge::recognise::cli::{labelled_folder, normalise, Labelled};
+use alpr_edge::recognise::fusion::edit_distance;
+use alpr_edge::recognise::{PlateRead, Recogniser, RecogniserOptions, StageTimes, MODELS_ENV};
 
-/// Arguments of `edge bench recognize`.
+/// Arguments of `alpr-bench edge recognize`.
 #[derive(Debug, clap::Args)]
 pub struct BenchRecognizeArgs {
     /// Folders of NAME.jpg + NAME.txt, each reported on its own (say the
@@ -67,50 +68,6 @@ pub struct BenchRecognizeArgs {
     /// the peer's exact rate with its 95 % interval) instead of tables.
     #[arg(long)]
     pub json: bool,
-}
-
-/// One labelled photo of a bench folder.
-#[derive(Debug, Clone)]
-pub struct Labelled {
-    pub image: PathBuf,
-    pub plate: String,
-}
-
-/// Keeps A–Z and 0–9, upper-cased.
-pub fn normalise(s: &str) -> String {
-    s.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
-/// Reads `NAME.txt` files (tab-separated, image file name first, plate last).
-pub fn labelled_folder(dir: &Path) -> anyhow::Result<Vec<Labelled>> {
-    let mut txts: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    txts.sort();
-    let mut out = Vec::new();
-    for t in txts {
-        let s = std::fs::read_to_string(&t).with_context(|| format!("reading {}", t.display()))?;
-        let line = s.lines().next().unwrap_or("");
-        let fields: Vec<&str> = line.trim().split('\t').collect();
-        let (Some(first), Some(last)) = (fields.first(), fields.last()) else {
-            continue;
-        };
-        let image = dir.join(first);
-        if fields.len() < 2 || !image.is_file() {
-            continue;
-        }
-        out.push(Labelled {
-            image,
-            plate: normalise(last),
-        });
-    }
-    Ok(out)
 }
 
 /// Accuracy and timing figures of one system on a folder.

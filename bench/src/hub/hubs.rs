@@ -1,5 +1,5 @@
 //! Hub processes for the benches: `hub serve` run as child processes of
-//! the bench (this same binary), each with its own folder and
+//! the bench (the `hub` binary beside `alpr-bench`), each with its own folder and
 //! configuration, all on one PostgreSQL database — as a deployment of
 //! several hubs runs them. A child is stopped with SIGTERM (as an operator
 //! stops it) and killed if the bench fails before that.
@@ -116,7 +116,7 @@ impl HubProcess {
             files.pool_size,
         );
         std::fs::write(&config, text)?;
-        let exe = std::env::current_exe().context("the bench's own binary")?;
+        let exe = crate::hub_binary()?;
         let mut child = Command::new(&exe)
             .arg("serve")
             .arg("--config")

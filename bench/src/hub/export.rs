@@ -1,4 +1,4 @@
-//! `hub bench export`: write and verify the evidence bundle of a case of N
+//! `alpr-bench hub export`: write and verify the evidence bundle of a case of N
 //! reads with photos, through files on disk, and print how long each took.
 //!
 //! The case is built first (throwaway CA, hub and node, real signatures;
@@ -20,8 +20,8 @@ use alpr_shared::sync::{NewKey, Verified};
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
-use crate::store::redb::RedbStore;
-use crate::store::{HubStorage, WriteOp, WriteResult};
+use alpr_hub::store::redb::RedbStore;
+use alpr_hub::store::{HubStorage, WriteOp, WriteResult};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportBenchArgs {
@@ -102,13 +102,13 @@ pub fn run(args: ExportBenchArgs) -> anyhow::Result<()> {
     let path = dir.path().join("case.alpr-evidence");
     let started = Instant::now();
     let holds = vec![case.hold.clone()];
-    let chosen = super::select(&store, &holds).map_err(anyhow::Error::msg)?;
-    super::check_ready(&store, &chosen)?;
+    let chosen = alpr_hub::export::select(&store, &holds).map_err(anyhow::Error::msg)?;
+    alpr_hub::export::check_ready(&store, &chosen)?;
     let file =
         std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    let out = super::write_bundle(
+    let out = alpr_hub::export::write_bundle(
         &store,
-        super::Signer {
+        alpr_hub::export::Signer {
             ca_der: &case.ca_der,
             export_key: &case.export_key,
             log_cert_der: &case.log_der,

@@ -1,4 +1,4 @@
-//! What `hub bench ingest` reports: the figures `--json` prints, and the
+//! What `alpr-bench hub ingest` reports: the figures `--json` prints, and the
 //! same as a table for people.
 
 use serde::Serialize;
@@ -108,7 +108,7 @@ pub struct IngestReport {
     pub open_loop: Option<OpenLoop>,
 }
 
-/// `hub bench ingest --rate R`: the acknowledgement time at an offered
+/// `alpr-bench hub ingest --rate R`: the acknowledgement time at an offered
 /// rate the hub keeps up with, beside the closed loop's maximum.
 #[derive(Debug, Serialize)]
 pub struct OpenLoop {
@@ -133,7 +133,7 @@ pub struct OpenLoop {
 pub(super) fn print_report(args: &IngestArgs, report: &IngestReport) {
     let per_edge = report.reads / args.edges;
     println!(
-        "hub bench ingest ({}, {}, {} hub{}): {} edges × {} reads = {} reads",
+        "alpr-bench hub ingest ({}, {}, {} hub{}): {} edges × {} reads = {} reads",
         report.mode,
         report.backend.name(),
         report.hubs,

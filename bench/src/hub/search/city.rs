@@ -1,4 +1,4 @@
-//! The simulated city the search bench (and `hub bench console`) builds
+//! The simulated city the search bench (and `alpr-bench hub console`) builds
 //! its store from: ~100 nodes over ~20 km, each with a seeded sequence of
 //! reads (plates with realistic repetition, places, times over the span,
 //! photos of realistic size on every n-th read), signed and committed in
@@ -19,8 +19,8 @@ use anyhow::Context;
 use rand::{Rng, SeedableRng};
 
 use super::SearchBenchArgs;
-use crate::store::redb::RedbStore;
-use crate::store::{HubStorage, WriteOp, WriteResult};
+use alpr_hub::store::redb::RedbStore;
+use alpr_hub::store::{HubStorage, WriteOp, WriteResult};
 
 pub(super) const NODES: usize = 100;
 /// Where the city is (San Francisco), and its half-width in degrees of
@@ -188,8 +188,8 @@ impl SimNode {
         let seed = (u64::from(self.base.0 as u32) << 32) ^ i;
         let images = (shape.images_every > 0 && i.is_multiple_of(shape.images_every)).then(|| {
             (
-                crate::retention::bench::image_bytes(2 * seed, shape.crop_bytes),
-                crate::retention::bench::image_bytes(2 * seed + 1, shape.overview_bytes),
+                crate::hub::retention::image_bytes(2 * seed, shape.crop_bytes),
+                crate::hub::retention::image_bytes(2 * seed + 1, shape.overview_bytes),
             )
         });
         let (crop_hash, overview_hash) = match &images {
@@ -332,7 +332,7 @@ pub(super) fn stem(shape: &Shape) -> String {
     )
 }
 
-/// [`build`] with the nodes' certificates issued by `ca` (`hub bench
+/// [`build`] with the nodes' certificates issued by `ca` (`alpr-bench hub
 /// console` signs them under its hub's CA); the seconds it took.
 pub(crate) fn build_under(
     db: &Path,
@@ -515,7 +515,7 @@ pub(super) fn draw(
             let r = node.next_read(start, span, pool, &plain);
             if seen.insert(r.content.plate.clone()) {
                 out.push(Sample {
-                    place: crate::search::coordinates(&r.content.location),
+                    place: alpr_hub::search::coordinates(&r.content.location),
                     plate: r.content.plate,
                     at: r.at,
                 });

@@ -1,4 +1,4 @@
-//! `hub bench hotlist`: an operator imports a generated N-row NCIC
+//! `alpr-bench hub hotlist`: an operator imports a generated N-row NCIC
 //! extract through the hub's HTTPS API (`hub serve`'s code in this
 //! process; parse, check, build, sign, store durably, publish), timed
 //! from the operator's request to the answer (`import_s`); then the next
@@ -14,9 +14,9 @@ use alpr_shared::hotlist::sample;
 use anyhow::Context;
 use serde::Serialize;
 
-use super::{HotlistConfig, ImportReport, SourceConfig, StrategyName};
-use crate::bench::served::{loopback_config, ServedHub};
-use crate::config::HubConfig;
+use crate::hub::served::{loopback_config, ServedHub};
+use alpr_hub::config::HubConfig;
+use alpr_hub::hotlist::{HotlistConfig, ImportReport, SourceConfig, StrategyName};
 
 #[derive(Debug, clap::Args)]
 pub struct HotlistBenchArgs {
@@ -66,7 +66,7 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
         .prefix("hotlist-bench-")
         .tempdir_in(&base)
         .with_context(|| format!("a temporary folder in {}", base.display()))?;
-    let fs = crate::bench::on_disk(
+    let fs = crate::hub::on_disk(
         dir.path(),
         args.allow_tmpfs,
         "the import's durable store would cost nothing",
@@ -81,7 +81,7 @@ pub async fn run(args: HotlistBenchArgs) -> anyhow::Result<()> {
     })
     .await?;
     let pki = dir.path().join("pki");
-    crate::bench::write_pki(&pki)?;
+    crate::hub::write_pki(&pki)?;
     let hotlist = HotlistConfig {
         sources: vec![SourceConfig {
             name: "ncic".into(),

@@ -1,4 +1,4 @@
-//! `edge bench hotlist`: how fast an edge loads, matches and updates a
+//! `alpr-bench edge hotlist`: how fast an edge loads, matches and updates a
 //! bulk list, through the edge's own list store and matcher.
 //!
 //! The run builds an N-row list (`alpr_shared::hotlist::sample`, seeded)
@@ -29,8 +29,8 @@ use alpr_shared::types::{Confidence, Hash32, UnixMillis};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::alert::MatcherSource;
-use crate::hotlist::generations::Generations;
+use alpr_edge::alert::MatcherSource;
+use alpr_edge::hotlist::generations::Generations;
 
 #[derive(Debug, clap::Args)]
 pub struct HotlistBenchArgs {
@@ -222,7 +222,7 @@ fn build_and_measure(
     eprintln!("measuring in a fresh process…");
     let exe = std::env::current_exe().context("finding this binary")?;
     let out = Command::new(exe)
-        .args(["bench", "hotlist", "--load"])
+        .args(["edge", "hotlist", "--load"])
         .arg(dir)
         .args(["--wildcards", &args.wildcards.to_string()])
         .args(["--reads", &args.reads.to_string()])

@@ -1,4 +1,4 @@
-//! `hub bench console`: how long the hub takes to render console pages
+//! `alpr-bench hub console`: how long the hub takes to render console pages
 //! over a store of N signed reads (100 nodes, 30 days: the store of `hub
 //! bench search`, signed under the bench hub's own CA).
 //!
@@ -26,11 +26,11 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::client::ApiClient;
-use crate::config::HubConfig;
-use crate::console::client::{Answer, ConsoleClient};
-use crate::store::redb::RedbStore;
-use crate::store::ChainStore;
+use alpr_hub::api::client::ApiClient;
+use alpr_hub::config::HubConfig;
+use alpr_hub::console::client::{Answer, ConsoleClient};
+use alpr_hub::store::redb::RedbStore;
+use alpr_hub::store::{ChainStore, HubStorage};
 
 #[derive(Debug, clap::Args)]
 pub struct ConsoleBenchArgs {
@@ -240,7 +240,7 @@ fn search_fields(kind: &str, s: &Sample) -> Vec<(&'static str, String)> {
 }
 
 /// The same search through the API (before the console's search page).
-fn api_search(kind: &str, s: &Sample) -> crate::api::search::SearchRequest {
+fn api_search(kind: &str, s: &Sample) -> alpr_hub::api::search::SearchRequest {
     let fields = search_fields(kind, s);
     let get = |k: &str| {
         fields
@@ -249,24 +249,24 @@ fn api_search(kind: &str, s: &Sample) -> crate::api::search::SearchRequest {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty())
     };
-    let mut query = crate::search::SearchQuery {
+    let mut query = alpr_hub::search::SearchQuery {
         plate: get("plate"),
         tolerant: kind == "tolerant",
-        ..crate::search::SearchQuery::default()
+        ..alpr_hub::search::SearchQuery::default()
     };
     if kind == "canvass" {
         let (lat, lon) = s.place.unwrap_or_default();
         query.from = Some(UnixMillis(s.at.0.saturating_sub(1_800_000)));
         query.to = Some(UnixMillis(s.at.0 + 1_800_000));
-        query.near = Some(crate::search::Near {
+        query.near = Some(alpr_hub::search::Near {
             lat,
             lon,
             radius_m: 500.0,
         });
     }
-    crate::api::search::SearchRequest {
+    alpr_hub::api::search::SearchRequest {
         query,
-        reason: crate::api::search::Reason {
+        reason: alpr_hub::api::search::Reason {
             purpose: get("purpose"),
             case: get("case"),
         },
@@ -290,7 +290,7 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
-        let ca = crate::bench::write_ca_and_hub(&pki, 3650)?;
+        let ca = crate::hub::write_ca_and_hub(&pki, 3650)?;
         eprintln!(
             "building {} with {} signed reads…",
             db.display(),
@@ -298,7 +298,7 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
         );
         let (db2, n) = (db.clone(), args.reads);
         let s = tokio::task::spawn_blocking(move || {
-            crate::search::bench::build_under(&db2, &ca, crate::search::bench::Shape::plain(n))
+            crate::hub::search::build_under(&db2, &ca, crate::hub::search::Shape::plain(n))
         })
         .await??;
         std::fs::write(&built, b"")?;
@@ -339,11 +339,11 @@ pub async fn run(args: ConsoleBenchArgs) -> anyhow::Result<()> {
         ..HubConfig::default()
     };
     let ca = std::fs::read(&config.ca_cert)?;
-    let bootstrap = data.join(crate::users::BOOTSTRAP_FILE);
+    let bootstrap = data.join(alpr_hub::users::BOOTSTRAP_FILE);
     let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let t_start = Instant::now();
-    let server = tokio::spawn(crate::serve::serve(config, cancel.clone(), Some(tx)));
+    let server = tokio::spawn(alpr_hub::serve::serve(config, cancel.clone(), Some(tx)));
     if rx.await.is_err() {
         let why = match server.await {
             Ok(Err(e)) => format!("{e:#}"),
@@ -414,10 +414,10 @@ async fn measure(
     warm: usize,
     n: usize,
 ) -> anyhow::Result<(Vec<PageTiming>, f64)> {
-    let login = |user: &'static str| crate::bench::served::login(url, ca, user, PASSWORD);
+    let login = |user: &'static str| crate::hub::served::login(url, ca, user, PASSWORD);
     if bootstrap.exists() {
-        let b: crate::users::BootstrapFile = serde_json::from_slice(&std::fs::read(bootstrap)?)?;
-        let user = |username: &str, role| crate::users::NewUser {
+        let b: alpr_hub::users::BootstrapFile = serde_json::from_slice(&std::fs::read(bootstrap)?)?;
+        let user = |username: &str, role| alpr_hub::users::NewUser {
             username: username.into(),
             agency: "BENCH0000".into(),
             title: "bench".into(),
@@ -426,21 +426,21 @@ async fn measure(
             training_completed: "2026-01-01".into(),
             training_expires: "2099-01-01".into(),
         };
-        let _: crate::users::UserView = ApiClient::connect(url, ca)
+        let _: alpr_hub::users::UserView = ApiClient::connect(url, ca)
             .await?
             .post(
                 "/api/v1/bootstrap",
-                &crate::api::users::BootstrapRequest {
+                &alpr_hub::api::users::BootstrapRequest {
                     token: b.token,
-                    user: user(ADMIN, crate::users::Role::Administrator),
+                    user: user(ADMIN, alpr_hub::users::Role::Administrator),
                 },
             )
             .await?;
-        let _: crate::users::UserView = login(ADMIN)
+        let _: alpr_hub::users::UserView = login(ADMIN)
             .await?
             .post(
                 "/api/v1/users",
-                &user(SUPERVISOR, crate::users::Role::Supervisor),
+                &user(SUPERVISOR, alpr_hub::users::Role::Supervisor),
             )
             .await?;
     }
@@ -450,7 +450,7 @@ async fn measure(
     let mut admin = login(ADMIN).await?;
     let waited = Instant::now();
     loop {
-        let s: crate::api::retention::RetentionStatus = admin.get("/api/v1/retention").await?;
+        let s: alpr_hub::api::retention::RetentionStatus = admin.get("/api/v1/retention").await?;
         if s.last.is_some() || waited.elapsed() > Duration::from_secs(600) {
             break;
         }
@@ -531,7 +531,7 @@ async fn measure(
             for i in 0..warm + n {
                 let req = api_search(kind, pick(i));
                 let t0 = Instant::now();
-                let _: crate::search::SearchResults = api.post("/api/v1/search", &req).await?;
+                let _: alpr_hub::search::SearchResults = api.post("/api/v1/search", &req).await?;
                 if i >= warm {
                     trip.push(t0.elapsed().as_secs_f64() * 1000.0);
                 }

@@ -1,9 +1,9 @@
-//! `hub bench retention`: a store of N expired reads, each with a plate
+//! `alpr-bench hub retention`: a store of N expired reads, each with a plate
 //! crop and an overview photo of realistic size (`--crop-bytes`, default
 //! 20 KB; `--overview-bytes`, default 150 KB; content as incompressible as
 //! a JPEG's, named by its hash as the reads sign it), purged while
 //! simulated edges keep ingesting through the hub's real ingest path
-//! ([`crate::bench`]) from the purge's start to its end: how long the
+//! ([`crate::hub`]) from the purge's start to its end: how long the
 //! purge takes (`purge_s`), and how much of its rate alone ingest keeps
 //! meanwhile (`ingest_ratio`: reads acknowledged during the purge per
 //! second of it, over the rate alone). Targets: purge_s ≤ 60,
@@ -22,15 +22,15 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::AccessLog;
-use crate::bench::{
+use crate::hub::{
     node_key, on_disk, run_in_process_on, run_in_process_with, sample_read, sign_edge, IngestArgs,
     Offer,
 };
-use crate::store::redb::RedbStore;
-use crate::store::{HubStorage, WriteOp};
+use alpr_hub::access::AccessLog;
+use alpr_hub::store::redb::RedbStore;
+use alpr_hub::store::{HubStorage, WriteOp};
 
-use super::Retention;
+use alpr_hub::retention::Retention;
 
 #[derive(Debug, clap::Args)]
 pub struct RetentionBenchArgs {
@@ -107,7 +107,7 @@ fn ingest_args(edges: usize, reads: usize) -> IngestArgs {
 }
 
 /// Sign `edges` edges' logs of `reads` in all, named with `prefix`.
-fn loads(prefix: &str, edges: usize, reads: usize, batch: usize) -> Vec<crate::bench::EdgeLoad> {
+fn loads(prefix: &str, edges: usize, reads: usize, batch: usize) -> Vec<crate::hub::EdgeLoad> {
     let per_edge = reads / edges;
     let base = UnixMillis::now().0;
     (0..edges)
@@ -278,7 +278,7 @@ pub async fn run(args: RetentionBenchArgs) -> anyhow::Result<()> {
         let (edges, pool) = (args.edges, args.pool);
         tokio::task::spawn_blocking(move || loads("during", edges, pool, 256)).await?
     };
-    let access = AccessLog::start(storage.clone(), crate::keys::throwaway()?)?;
+    let access = AccessLog::start(storage.clone(), alpr_hub::keys::throwaway()?)?;
     let retention = Arc::new(Retention::new(
         storage.clone(),
         access,
@@ -340,7 +340,7 @@ pub async fn run(args: RetentionBenchArgs) -> anyhow::Result<()> {
 
 fn print_table(out: &RetentionBenchReport, ingest: usize) {
     println!(
-        "hub bench retention: {} expired reads with images ({} B crop + {} B overview), \
+        "alpr-bench hub retention: {} expired reads with images ({} B crop + {} B overview), \
          {} edges ingesting",
         out.reads, out.crop_bytes, out.overview_bytes, out.edges
     );

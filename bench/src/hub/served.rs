@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::client::ApiClient;
-use crate::config::HubConfig;
-use crate::users::{NewUser, Role};
+use alpr_hub::api::client::ApiClient;
+use alpr_hub::config::HubConfig;
+use alpr_hub::users::{NewUser, Role};
 
 /// The password of every user the benches make.
 pub(crate) const PASSWORD: &str = "bench-password-0123";
@@ -64,10 +64,10 @@ pub(crate) async fn login(
     password: &str,
 ) -> anyhow::Result<ApiClient> {
     let mut c = ApiClient::connect(url, ca).await?;
-    let l: crate::users::Login = c
+    let l: alpr_hub::users::Login = c
         .post(
             "/api/v1/login",
-            &crate::api::users::LoginRequest {
+            &alpr_hub::api::users::LoginRequest {
                 username: name.into(),
                 password: password.into(),
             },
@@ -82,10 +82,10 @@ impl ServedHub {
     pub(crate) async fn start(config: HubConfig) -> anyhow::Result<ServedHub> {
         let ca = std::fs::read(&config.ca_cert)
             .with_context(|| format!("reading {}", config.ca_cert.display()))?;
-        let bootstrap = config.data_dir.join(crate::users::BOOTSTRAP_FILE);
+        let bootstrap = config.data_dir.join(alpr_hub::users::BOOTSTRAP_FILE);
         let cancel = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let server = tokio::spawn(crate::serve::serve(config, cancel.clone(), Some(tx)));
+        let server = tokio::spawn(alpr_hub::serve::serve(config, cancel.clone(), Some(tx)));
         let Ok(addr) = rx.await else {
             let why = match server.await {
                 Ok(Err(e)) => format!("{e:#}"),
@@ -108,7 +108,7 @@ impl ServedHub {
 
     /// The one-time token and the API's address the hub wrote while it
     /// has no user.
-    pub(crate) fn bootstrap(&self) -> anyhow::Result<crate::users::BootstrapFile> {
+    pub(crate) fn bootstrap(&self) -> anyhow::Result<alpr_hub::users::BootstrapFile> {
         Ok(serde_json::from_slice(
             &std::fs::read(&self.bootstrap).context("reading the hub's bootstrap file")?,
         )?)
@@ -118,11 +118,11 @@ impl ServedHub {
     /// operator, logged in: who imports lists and adds entries.
     pub(crate) async fn operator(&self) -> anyhow::Result<ApiClient> {
         let b = self.bootstrap()?;
-        let _: crate::users::UserView = ApiClient::connect(&self.url, &self.ca)
+        let _: alpr_hub::users::UserView = ApiClient::connect(&self.url, &self.ca)
             .await?
             .post(
                 "/api/v1/bootstrap",
-                &crate::api::users::BootstrapRequest {
+                &alpr_hub::api::users::BootstrapRequest {
                     token: b.token,
                     user: user("admin", Role::Administrator),
                 },

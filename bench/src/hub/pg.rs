@@ -1,15 +1,15 @@
 //! The PostgreSQL database a bench runs on: a fresh one made for the run
 //! in the server `--database-url` names (dropped afterwards), or, without
 //! a URL, in a throwaway cluster the bench starts
-//! ([`crate::store::postgres::cluster::TempCluster`]) in the bench's
+//! ([`alpr_hub::store::postgres::cluster::TempCluster`]) in the bench's
 //! folder — the output says which, and on what filesystem its data lies
 //! (tmpfs is refused, as for the benches' own folders: a commit there
 //! costs nothing).
 
 use anyhow::Context;
 
-use crate::store::postgres::cluster::TempCluster;
-use crate::store::postgres::{connect_one, PgConfig, PgStore};
+use alpr_hub::store::postgres::cluster::TempCluster;
+use alpr_hub::store::postgres::{connect_one, PgConfig, PgStore};
 
 /// A database made for one run.
 pub(crate) struct BenchDatabase {
@@ -55,11 +55,14 @@ pub(crate) fn database_of(url: &str) -> &str {
 pub(crate) fn database_bytes(store: &PgStore) -> anyhow::Result<u64> {
     let pool = store.pool().clone();
     let bytes = store.spawn_wait(async move {
-        let conn = pool.get().await.map_err(crate::store::postgres::pg_err)?;
+        let conn = pool
+            .get()
+            .await
+            .map_err(alpr_hub::store::postgres::pg_err)?;
         let row = conn
             .query_one("SELECT pg_database_size(current_database())", &[])
             .await
-            .map_err(crate::store::postgres::pg_err)?;
+            .map_err(alpr_hub::store::postgres::pg_err)?;
         Ok(row.get::<_, i64>(0))
     })?;
     Ok(u64::try_from(bytes).unwrap_or(0))

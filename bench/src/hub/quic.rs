@@ -15,7 +15,7 @@ use anyhow::Context;
 use super::hubs::{self, HubFiles, HubProcess};
 use super::served::{loopback_config, ServedHub};
 use super::{pg, EdgeLoad, HubRun, IngestArgs, Offer, Run};
-use crate::config::HubConfig;
+use alpr_hub::config::HubConfig;
 
 /// A deployment CA and the hub's keys in `dir`.
 pub(crate) fn write_pki(dir: &Path) -> anyhow::Result<alpr_shared::pki::Authority> {
@@ -33,7 +33,7 @@ pub(crate) fn write_ca_and_hub(dir: &Path, days: i64) -> anyhow::Result<alpr_sha
     let ca = alpr_shared::pki::new_ca("Bench Agency", days)?;
     std::fs::write(dir.join("ca.crt"), &ca.cert_pem)?;
     let authority = alpr_shared::pki::Authority::load(&ca.cert_pem, &ca.key_pem)?;
-    crate::pki::write_hub_keys(
+    alpr_hub::pki::write_hub_keys(
         &authority,
         dir,
         &["localhost".into(), "127.0.0.1".into()],

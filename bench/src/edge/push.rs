@@ -1,9 +1,9 @@
-//! `edge bench push-edges` (hidden; `hub bench push` starts it): N
+//! `alpr-bench edge push-edges` (hidden; `alpr-bench hub push` starts it): N
 //! simulated edges in this process, each applying the hub's lists the way
 //! a running edge does — the edge's sync core over a real QUIC connection
 //! with its own node certificate, each list checked against the
 //! deployment's CA (a hotlist key's certificate, its signature), stored
-//! durably and swapped in by [`crate::sync::apply_hotlist`]
+//! durably and swapped in by [`alpr_edge::sync::apply_hotlist`]
 //! into the edge's own generations store, and the matcher rebuilt by a
 //! [`MatcherSource`] following that store, as `edge run` wires them.
 //!
@@ -18,7 +18,7 @@
 //! The edges share this machine's cores: an apply waits for a free one
 //! (at most one blocking task per core runs at once), so "applied on every
 //! edge" is what N edges' applies cost this machine, not what each edge's
-//! own CPU would take (`edge bench hotlist` times one apply alone).
+//! own CPU would take (`alpr-bench edge hotlist` times one apply alone).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -37,9 +37,9 @@ use alpr_shared::wire::{Lane, ALPN};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::MatcherSource;
-use crate::hotlist::generations::Generations;
-use crate::sync::{apply_hotlist, HotlistUpdate, SharedStatus};
+use alpr_edge::alert::MatcherSource;
+use alpr_edge::hotlist::generations::Generations;
+use alpr_edge::sync::{apply_hotlist, HotlistUpdate, SharedStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct PushEdgesArgs {

@@ -1,7 +1,7 @@
-//! `hub bench push`: how fast an operator's change to a bulk list is in
+//! `alpr-bench hub push`: how fast an operator's change to a bulk list is in
 //! force on every edge. A real hub (`hub serve`'s code in this process:
 //! QUIC, HotlistService, redb) and N simulated edges in a process of the
-//! edge binary (`edge bench push-edges`), each a real QUIC connection with
+//! edge binary (`alpr-bench edge push-edges`), each a real QUIC connection with
 //! its own node certificate that applies what it receives the way `edge
 //! run` does — the edge's own code: the hub's key learnt from its
 //! certificate, the list checked against it, stored durably in the edge's
@@ -13,7 +13,7 @@
 //! operator's request: the delta *delivered* to each edge, and the new
 //! generation *applied* (in force) on each edge and on every edge (the
 //! last one). The N edges share this machine's cores for their applies,
-//! so the applied figures include waiting for a core; `edge bench hotlist`
+//! so the applied figures include waiting for a core; `alpr-bench edge hotlist`
 //! times one edge's apply alone.
 
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
-use crate::bench::served::{loopback_config, ServedHub};
-use crate::config::HubConfig;
+use crate::hub::served::{loopback_config, ServedHub};
+use alpr_hub::config::HubConfig;
 
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
@@ -45,8 +45,8 @@ pub struct PushArgs {
     /// Simulated edges sharing one UDP socket (file descriptors: edges / this).
     #[arg(long, default_value_t = 4)]
     pub edges_per_socket: usize,
-    /// The edge binary that runs the simulated edges (default: `edge`
-    /// beside this binary).
+    /// The binary that runs the simulated edges as `BIN edge push-edges`
+    /// (default: this `alpr-bench`).
     #[arg(long)]
     pub edge_bin: Option<PathBuf>,
     /// Where the temporary folder goes (the hub's database and every
@@ -111,20 +111,13 @@ fn list_rows(n: usize, seed: u64) -> Vec<HotEntry> {
     rows
 }
 
-/// The edge binary: `--edge-bin`, else `edge` beside this binary.
+/// The binary that runs the simulated edges: `--edge-bin`, else this one
+/// (`alpr-bench edge push-edges`).
 fn edge_binary(args: &PushArgs) -> anyhow::Result<PathBuf> {
     if let Some(p) = &args.edge_bin {
         return Ok(p.clone());
     }
-    let me = std::env::current_exe().context("finding this binary")?;
-    let beside = me.with_file_name("edge");
-    anyhow::ensure!(
-        beside.exists(),
-        "the simulated edges run in the edge binary, and there is none at {} \
-         (build it: cargo build --release -p alpr-edge, or pass --edge-bin)",
-        beside.display()
-    );
-    Ok(beside)
+    std::env::current_exe().context("finding this binary")
 }
 
 /// Node certificates for the seed (`bench-00000`) and the N edges, one
@@ -156,16 +149,16 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
         .prefix("hub-bench-push-")
         .tempdir_in(&base_dir)
         .with_context(|| format!("creating a folder in {}", base_dir.display()))?;
-    crate::bench::on_disk(
+    crate::hub::on_disk(
         dir.path(),
         args.allow_tmpfs,
         "the edges' durable stores would cost nothing",
     )?;
     let pki = dir.path().join("pki");
-    let authority = crate::bench::write_pki(&pki)?;
+    let authority = crate::hub::write_pki(&pki)?;
     let edges_dir = dir.path().join("edges");
     write_edges(&edges_dir, &authority, args.edges)?;
-    let hotlist: crate::hotlist::HotlistConfig =
+    let hotlist: alpr_hub::hotlist::HotlistConfig =
         toml::from_str("max_change = 0.5\n[[sources]]\nname = \"ncic\"\nformat = \"ncic\"\n")?;
     let config = HubConfig {
         max_connections: args.edges + 16,
@@ -188,7 +181,7 @@ pub async fn run(args: PushArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &PushReport) {
     println!(
-        "hub bench push: {} edges, {} rows ({} bytes), a change of {} delta bytes; on {}",
+        "alpr-bench hub push: {} edges, {} rows ({} bytes), a change of {} delta bytes; on {}",
         r.edges, r.rows, r.generation_bytes, r.delta_bytes, r.fs
     );
     println!(
@@ -248,7 +241,7 @@ impl Edges {
         let stderr =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = tokio::process::Command::new(bin);
-        cmd.args(["bench", "push-edges", "--hub", &hub.to_string()])
+        cmd.args(["edge", "push-edges", "--hub", &hub.to_string()])
             .arg("--ca")
             .arg(ca)
             .arg("--dir")
@@ -492,6 +485,6 @@ async fn measure(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         local_p50_ms: percentile(&local, 0.50),
         local_p99_ms: percentile(&local, 0.99),
-        fs: crate::bench::filesystem_of(dir),
+        fs: crate::hub::filesystem_of(dir),
     })
 }

@@ -1,4 +1,4 @@
-//! The hub's ingest path without sockets, for `hub bench ingest` and the
+//! The hub's ingest path without sockets, for `alpr-bench hub ingest` and the
 //! benches built on it: each simulated edge's frames go through a
 //! [`HubSession`] (decoding, `verify_strict` on the blocking pool, chain
 //! placement) and the hub's single [`Writer`] (durable commits, receipts),
@@ -16,10 +16,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::{hubs, pg, EdgeLoad, IngestArgs, Offer, Run};
-use crate::ingest::{Metrics, Writer, WriterConfig};
-use crate::store::postgres::PgStore;
-use crate::store::redb::RedbStore;
-use crate::store::{HubStorage, WriteOp, WriteResult};
+use alpr_hub::ingest::{Metrics, Writer, WriterConfig};
+use alpr_hub::store::postgres::PgStore;
+use alpr_hub::store::redb::RedbStore;
+use alpr_hub::store::{HubStorage, WriteOp, WriteResult};
 
 /// The hub's path without sockets: session, verification on the blocking
 /// pool, the writer.
@@ -64,8 +64,8 @@ pub(crate) async fn run_in_process_with(
     };
     let (writer, join) = Writer::spawn(storage.clone(), metrics.clone(), writer_config);
     let receipt_key: Arc<alpr_shared::signer::HubKey<alpr_shared::signer::ReceiptSigning>> =
-        Arc::new(crate::keys::throwaway()?);
-    let slots = Arc::new(tokio::sync::Semaphore::new(crate::sync::verify_slots()));
+        Arc::new(alpr_hub::keys::throwaway()?);
+    let slots = Arc::new(tokio::sync::Semaphore::new(alpr_hub::sync::verify_slots()));
     let admit = args.admit.max(MAX_ENTRIES_PER_FRAME);
     let admission = Arc::new(tokio::sync::Semaphore::new(admit));
 
@@ -120,7 +120,7 @@ pub(crate) async fn run_in_process_with(
                         break;
                     };
                     let (res, done, in_time): (
-                        Result<WriteResult, crate::ingest::IngestError>,
+                        Result<WriteResult, alpr_hub::ingest::IngestError>,
                         Instant,
                         bool,
                     ) = p.await.context("commit waiter")?;
