@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use alpr_hub::ingest::WriterConfig;
 use alpr_hub::store::postgres::PgStore;
-use alpr_hub::store::{ChainStore, HubStorage};
+use alpr_hub::store::ChainStore;
 use hubs::HubCounters;
 
 /// Where the bench's hub keeps its records.

@@ -30,7 +30,7 @@ use alpr_hub::api::client::ApiClient;
 use alpr_hub::config::HubConfig;
 use alpr_hub::console::client::{Answer, ConsoleClient};
 use alpr_hub::store::redb::RedbStore;
-use alpr_hub::store::{ChainStore, HubStorage};
+use alpr_hub::store::ChainStore;
 
 #[derive(Debug, clap::Args)]
 pub struct ConsoleBenchArgs {

@@ -18,7 +18,6 @@
 //! A case's reads are those its legal holds cover ([`held`]): the holds
 //! the hub keeps and merges with every node's ([`crate::holds`]).
 
-
 use std::collections::BTreeMap;
 use std::io::{Seek, Write};
 

@@ -13,7 +13,6 @@
 //! Seams: where the active holds come from ([`HoldSource`]) and what time
 //! it is (`now`), so tests can run "a year and a day later".
 
-
 use std::sync::{Arc, Mutex};
 
 use alpr_shared::control::holds::Hold;
