@@ -23,6 +23,7 @@
 //! ([`HubStorage::watch_changes`]). The contract tests (`contract/`, one
 //! module per concern) run on both backends.
 
+mod accounts;
 pub mod check;
 pub mod cli;
 #[cfg(test)]
@@ -39,6 +40,7 @@ pub use seam::{
     SearchStore,
 };
 
+pub use accounts::{Role, SessionRecord, UserKey, UserRecord};
 pub(crate) use records::{check_purge_record, in_effect_order, new_key_effect};
 pub use records::{
     AlertIndexRow, Backend, DbKind, GeoBox, HubAlert, HubDisposition, IndexedRead, Ingested,

@@ -368,13 +368,13 @@ pub enum WriteOp {
     /// Answered with [`WriteResult::Purged`] (`plates` set).
     PrunePlates,
     /// Create or replace a user account ([`crate::users`]).
-    User(crate::users::UserRecord),
-    /// Keep a signing key of a user ([`crate::users::UserKey`]): every key
+    User(crate::store::UserRecord),
+    /// Keep a signing key of a user ([`crate::store::UserKey`]): every key
     /// a user has had is kept, by its public key; one kept already is
     /// left as it is.
     UserKey {
         username: String,
-        key: crate::users::UserKey,
+        key: crate::store::UserKey,
     },
     /// Replace the saved legal holds document ([`crate::holds`]; a saved
     /// [`alpr_shared::control::holds_doc::HoldsDoc`]).
@@ -386,7 +386,7 @@ pub enum WriteOp {
     /// Keep a session under the SHA-256 of its token, or end it (`None`).
     Session {
         hash: [u8; 32],
-        session: Option<crate::users::SessionRecord>,
+        session: Option<crate::store::SessionRecord>,
     },
     /// Log an unauthenticated source's aggregated refusals, and prune
     /// that table: rows before `keep_after` go, and the oldest beyond

@@ -224,16 +224,16 @@ impl AccessLogStore for Recovering {
 }
 
 impl AccountStore for Recovering {
-    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError> {
+    fn user(&self, username: &str) -> Result<Option<crate::store::UserRecord>, StoreError> {
         self.call(|s| s.user(username))
     }
-    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
+    fn users(&self) -> Result<Vec<crate::store::UserRecord>, StoreError> {
         self.call(|s| s.users())
     }
-    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
+    fn user_keys(&self) -> Result<Vec<(String, crate::store::UserKey)>, StoreError> {
         self.call(|s| s.user_keys())
     }
-    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::store::SessionRecord>, StoreError> {
         self.call(|s| s.session(hash))
     }
     fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {

@@ -86,14 +86,14 @@ pub trait AccessLogStore {
 /// sessions, and the login throttle's failures and locks.
 pub trait AccountStore {
     /// A user account by username ([`crate::users`]).
-    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError>;
+    fn user(&self, username: &str) -> Result<Option<crate::store::UserRecord>, StoreError>;
     /// Every user account, by username.
-    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError>;
+    fn users(&self) -> Result<Vec<crate::store::UserRecord>, StoreError>;
     /// Every signing key of every user ([`WriteOp::UserKey`]), as
     /// (username, key), by username.
-    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError>;
+    fn user_keys(&self) -> Result<Vec<(String, crate::store::UserKey)>, StoreError>;
     /// The session kept under the SHA-256 of its token.
-    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError>;
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::store::SessionRecord>, StoreError>;
     /// Failed logins counted against `key` at or after `since`
     /// ([`WriteOp::LoginFailure`]).
     fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError>;

@@ -3,17 +3,7 @@
 //! request, and the errors people see.
 
 use super::*;
-
-/// What a person does, on a need to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Officer,
-    Operator,
-    Supervisor,
-    Administrator,
-    Auditor,
-}
+pub use crate::store::{Role, SessionRecord, UserKey, UserRecord};
 
 /// Something a role may be allowed to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,23 +95,6 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// A user account as the hub keeps it (`users-v1`, postcard).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    pub username: String,
-    /// The agency's ORI.
-    pub agency: String,
-    pub title: String,
-    pub role: Role,
-    /// argon2id, PHC string format.
-    pub password_hash: String,
-    pub training_completed: UnixMillis,
-    pub training_expires: UnixMillis,
-    pub disabled: bool,
-    pub created: UnixMillis,
-    pub updated: UnixMillis,
-}
-
 impl UserRecord {
     /// Why this user may not act now, if they may not.
     pub fn refusal(&self, now: UnixMillis) -> Option<String> {
@@ -153,14 +126,6 @@ impl UserRecord {
             updated: self.updated,
         }
     }
-}
-
-/// A signing key a user has had, and since when it is theirs
-/// (`user-keys-v1`, postcard).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserKey {
-    pub key: OfficerKey,
-    pub since: UnixMillis,
 }
 
 /// A password's hash and signing key, made together (argon2id twice:
@@ -195,16 +160,6 @@ pub struct UserView {
     pub disabled: bool,
     pub created: UnixMillis,
     pub updated: UnixMillis,
-}
-
-/// A session as the hub keeps it (`sessions-v1`, by the token's SHA-256).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRecord {
-    pub username: String,
-    pub created: UnixMillis,
-    /// The absolute end.
-    pub expires: UnixMillis,
-    pub source: String,
 }
 
 /// The date part of a time (YYYY-MM-DD).

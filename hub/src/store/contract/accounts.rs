@@ -31,14 +31,14 @@ fn users_are_created_replaced_and_listed(store: &dyn HubStorage) {
 
 fn every_signing_key_of_a_user_is_kept_once(store: &dyn HubStorage) {
     use alpr_shared::control::officer::OfficerKey;
-    let key = |seed: u8, since: u64| crate::users::UserKey {
+    let key = |seed: u8, since: u64| crate::store::UserKey {
         key: OfficerKey::derive("correct horse", [seed; 16], 64, 1)
             .expect("derive")
             .0,
         since: UnixMillis(since),
     };
     assert!(store.user_keys().expect("read").is_empty());
-    let uk = |name: &str, key: crate::users::UserKey| WriteOp::UserKey {
+    let uk = |name: &str, key: crate::store::UserKey| WriteOp::UserKey {
         username: name.into(),
         key,
     };
@@ -68,7 +68,7 @@ fn every_signing_key_of_a_user_is_kept_once(store: &dyn HubStorage) {
 }
 
 fn a_session_is_kept_under_its_hash_until_ended(store: &dyn HubStorage) {
-    let s = |name: &str| crate::users::SessionRecord {
+    let s = |name: &str| crate::store::SessionRecord {
         username: name.into(),
         created: UnixMillis(1_000),
         expires: UnixMillis(9_000),

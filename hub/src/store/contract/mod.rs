@@ -289,12 +289,12 @@ fn ingest_new_key(
 
 // ------------------------------------------------------ shared documents
 
-fn user(name: &str, title: &str) -> crate::users::UserRecord {
-    crate::users::UserRecord {
+fn user(name: &str, title: &str) -> crate::store::UserRecord {
+    crate::store::UserRecord {
         username: name.into(),
         agency: "CA0000001".into(),
         title: title.into(),
-        role: crate::users::Role::Officer,
+        role: crate::store::Role::Officer,
         password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
         training_completed: UnixMillis(1_000),
         training_expires: UnixMillis(u64::MAX / 2),

@@ -10,7 +10,7 @@ use crate::store::rows::{decode_row, encode};
 use crate::store::*;
 
 impl AccountStore for PgStore {
-    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError> {
+    fn user(&self, username: &str) -> Result<Option<crate::store::UserRecord>, StoreError> {
         self.bytes_of(
             "SELECT bytes FROM users WHERE username = $1",
             Some(username.to_owned()),
@@ -19,7 +19,7 @@ impl AccountStore for PgStore {
         .transpose()
     }
 
-    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
+    fn users(&self) -> Result<Vec<crate::store::UserRecord>, StoreError> {
         self.run(move |c| async move {
             query!(c, "SELECT bytes FROM users ORDER BY username")
                 .await?
@@ -29,7 +29,7 @@ impl AccountStore for PgStore {
         })
     }
 
-    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
+    fn user_keys(&self) -> Result<Vec<(String, crate::store::UserKey)>, StoreError> {
         self.run(move |c| async move {
             query!(
                 c,
@@ -42,7 +42,7 @@ impl AccountStore for PgStore {
         })
     }
 
-    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::store::SessionRecord>, StoreError> {
         let h = hash.to_vec();
         self.run(move |c| async move {
             query!(c, "SELECT bytes FROM sessions WHERE hash = $1", &h)
@@ -68,7 +68,7 @@ impl Commit<'_> {
     /// [`WriteOp::User`]: create or replace an account.
     pub(super) async fn user(
         &mut self,
-        u: crate::users::UserRecord,
+        u: crate::store::UserRecord,
     ) -> Result<WriteResult, StoreError> {
         execute!(
             self.tx,
@@ -86,7 +86,7 @@ impl Commit<'_> {
     pub(super) async fn user_key(
         &mut self,
         username: String,
-        key: crate::users::UserKey,
+        key: crate::store::UserKey,
     ) -> Result<WriteResult, StoreError> {
         execute!(
             self.tx,
@@ -105,7 +105,7 @@ impl Commit<'_> {
     pub(super) async fn session(
         &mut self,
         hash: [u8; 32],
-        session: Option<crate::users::SessionRecord>,
+        session: Option<crate::store::SessionRecord>,
     ) -> Result<WriteResult, StoreError> {
         match session {
             Some(s) => {

@@ -4,7 +4,7 @@
 use super::*;
 
 impl AccountStore for RedbStore {
-    fn user(&self, username: &str) -> Result<Option<crate::users::UserRecord>, StoreError> {
+    fn user(&self, username: &str) -> Result<Option<crate::store::UserRecord>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(USERS).map_err(db_err)?;
         t.get(username)
@@ -13,7 +13,7 @@ impl AccountStore for RedbStore {
             .transpose()
     }
 
-    fn users(&self) -> Result<Vec<crate::users::UserRecord>, StoreError> {
+    fn users(&self) -> Result<Vec<crate::store::UserRecord>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(USERS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -24,7 +24,7 @@ impl AccountStore for RedbStore {
         Ok(out)
     }
 
-    fn user_keys(&self) -> Result<Vec<(String, crate::users::UserKey)>, StoreError> {
+    fn user_keys(&self) -> Result<Vec<(String, crate::store::UserKey)>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(USER_KEYS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -38,7 +38,7 @@ impl AccountStore for RedbStore {
         Ok(out)
     }
 
-    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::users::SessionRecord>, StoreError> {
+    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::store::SessionRecord>, StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(SESSIONS).map_err(db_err)?;
         t.get(hash)
@@ -59,7 +59,7 @@ impl AccountStore for RedbStore {
 /// [`WriteOp::User`]: create or replace a user account.
 pub(super) fn user(
     b: &mut Batch<'_>,
-    u: crate::users::UserRecord,
+    u: crate::store::UserRecord,
 ) -> Result<WriteResult, StoreError> {
     b.users
         .insert(u.username.as_str(), encode(&u).as_slice())
@@ -71,7 +71,7 @@ pub(super) fn user(
 pub(super) fn user_key(
     b: &mut Batch<'_>,
     username: &str,
-    key: crate::users::UserKey,
+    key: crate::store::UserKey,
 ) -> Result<WriteResult, StoreError> {
     let at = (username, &key.key.public);
     if b.user_keys.get(at).map_err(db_err)?.is_none() {
@@ -86,7 +86,7 @@ pub(super) fn user_key(
 pub(super) fn session(
     b: &mut Batch<'_>,
     hash: [u8; 32],
-    session: Option<crate::users::SessionRecord>,
+    session: Option<crate::store::SessionRecord>,
 ) -> Result<WriteResult, StoreError> {
     match session {
         Some(s) => {

@@ -93,12 +93,12 @@ const HOLDS: TableDefinition<&str, &[u8]> = TableDefinition::new("holds-v1");
 /// "doc" → the saved local hotlist entries document (automerge).
 const HOTLIST_LOCAL: TableDefinition<&str, &[u8]> = TableDefinition::new("hotlist-local-v1");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta-v1");
-/// User accounts by username (postcard [`crate::users::UserRecord`]).
+/// User accounts by username (postcard [`crate::store::UserRecord`]).
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users-v1");
 /// Every signing key a user has had, by (username, public key) (postcard
-/// [`crate::users::UserKey`]).
+/// [`crate::store::UserKey`]).
 const USER_KEYS: TableDefinition<(&str, &[u8; 32]), &[u8]> = TableDefinition::new("user-keys-v1");
-/// Sessions by the SHA-256 of their token (postcard [`crate::users::SessionRecord`]).
+/// Sessions by the SHA-256 of their token (postcard [`crate::store::SessionRecord`]).
 const SESSIONS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("sessions-v1");
 /// Nodes' access entries: (time BE, node id BE, seq BE).
 const NODE_ACCESS: TableDefinition<&[u8; 20], ()> = TableDefinition::new("node-access-v1");
