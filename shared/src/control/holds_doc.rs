@@ -317,14 +317,7 @@ impl HoldsDoc {
 
     fn records(&self) -> BTreeMap<String, Record> {
         self.doc
-            .keys()
-            .into_iter()
-            .filter_map(|k| {
-                let id = k.strip_prefix(HOLD_PREFIX)?;
-                let record = self.record(id).ok().flatten()?;
-                Some((id.to_string(), record))
-            })
-            .collect()
+            .records(HOLD_PREFIX, |id| self.record(id).ok().flatten())
     }
 
     fn record(&self, id: &str) -> Result<Option<Record>, HoldsDocError> {

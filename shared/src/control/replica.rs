@@ -405,6 +405,22 @@ impl Replica {
         out
     }
 
+    /// Every record under `prefix` that `read` (given its id) can read, by
+    /// id; one that does not read is left out.
+    pub(crate) fn records<R>(
+        &self,
+        prefix: &str,
+        read: impl Fn(&str) -> Option<R>,
+    ) -> BTreeMap<String, R> {
+        self.keys()
+            .into_iter()
+            .filter_map(|k| {
+                let id = k.strip_prefix(prefix)?;
+                Some((id.to_string(), read(id)?))
+            })
+            .collect()
+    }
+
     /// Write `value` at `key` as `from` has it, with the signatures `from`
     /// keeps for it (a copied record keeps them, so the hub can still
     /// check a change it has not seen).

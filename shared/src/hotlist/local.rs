@@ -564,14 +564,7 @@ impl LocalEntriesDoc {
 
     fn records(&self) -> BTreeMap<String, Record> {
         self.doc
-            .keys()
-            .into_iter()
-            .filter_map(|k| {
-                let id = k.strip_prefix(ENTRY_PREFIX)?;
-                let record = self.record(id).ok().flatten()?;
-                Some((id.to_string(), record))
-            })
-            .collect()
+            .records(ENTRY_PREFIX, |id| self.record(id).ok().flatten())
     }
 
     fn record(&self, id: &str) -> Result<Option<Record>, LocalDocError> {
