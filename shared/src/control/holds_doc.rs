@@ -174,38 +174,6 @@ impl HoldsDoc {
         self.doc.sign_as(DOC_NAME, signer);
     }
 
-    /// Take in what `other` has that this one lacks. `other` is checked
-    /// first, so a bad peer document changes nothing here. Returns whether
-    /// anything changed here.
-    pub fn merge(&mut self, other: &mut HoldsDoc, now: UnixMillis) -> Result<bool, HoldsDocError> {
-        other.validate()?;
-        let before = self.doc.heads();
-        let (mine, theirs) = (self.epoch(), other.epoch());
-        if mine == theirs {
-            self.doc.merge(&mut other.doc)?;
-            // Both sides valid; check the union too (a release can only
-            // arrive with its hold, but a peer is not trusted to keep it).
-            self.validate()?;
-            return Ok(self.doc.heads() != before);
-        }
-        if theirs > mine {
-            // Take the newer epoch (own actor), then rebase our content.
-            let fresh = other.doc.fork()?;
-            let old = std::mem::replace(self, HoldsDoc { doc: fresh });
-            self.rebase(&old, now)?;
-            return Ok(true);
-        }
-        self.rebase(other, now)?;
-        Ok(self.doc.heads() != before)
-    }
-
-    /// Merge a saved document (as sent by a peer). Returns whether anything
-    /// changed here.
-    pub fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, HoldsDocError> {
-        let mut other = Self::load(bytes)?;
-        self.merge(&mut other, now)
-    }
-
     /// Every hold the document holds whole, released or not, sorted by id.
     pub fn holds(&self) -> Vec<Hold> {
         self.records().values().map(Record::view).collect()

@@ -64,10 +64,10 @@ pub trait ReplicatedDoc: Sized + Send + 'static {
 
 /// What every replicated document `$ty` (a struct whose only field is a
 /// [`Replica`] named `doc`) has alike: `new`, `Default`, bounded `load`
-/// (every key checked by its own `validate`), `save`, `epoch`, and
-/// [`ReplicatedDoc`] over its own `merge_bytes`, `needs_compaction`,
-/// `compact`, `changes_from` and `apply`; a document over `$max` bytes is
-/// `$too_large(len)`.
+/// (every key checked by its own `validate`), `save`, `epoch`, `merge`
+/// across epochs (over its own `rebase`), and [`ReplicatedDoc`] over its
+/// own `needs_compaction`, `compact`, `changes_from` and `apply`; a
+/// document over `$max` bytes is `$too_large(len)`.
 macro_rules! replicated_doc {
     ($ty:ident, $err:ty, $max:expr, $too_large:path) => {
         impl Default for $ty {
@@ -106,6 +106,48 @@ macro_rules! replicated_doc {
             /// How many times the hub has compacted this document.
             pub fn epoch(&self) -> u64 {
                 self.doc.epoch()
+            }
+
+            /// Take in what `other` has that this one lacks. `other` is
+            /// checked first, so a bad peer document changes nothing here.
+            /// Returns whether anything changed here.
+            pub fn merge(
+                &mut self,
+                other: &mut $ty,
+                now: $crate::types::UnixMillis,
+            ) -> Result<bool, $err> {
+                other.validate()?;
+                let before = self.doc.heads();
+                let (mine, theirs) = (self.epoch(), other.epoch());
+                if mine == theirs {
+                    self.doc.merge(&mut other.doc)?;
+                    // Both sides valid; check the union too (a key that
+                    // depends on a record can only arrive with it, but a
+                    // peer is not trusted to keep it so).
+                    self.validate()?;
+                    return Ok(self.doc.heads() != before);
+                }
+                if theirs > mine {
+                    // Take the newer epoch (own actor), then rebase our
+                    // content.
+                    let fresh = other.doc.fork()?;
+                    let old = std::mem::replace(self, $ty { doc: fresh });
+                    self.rebase(&old, now)?;
+                    return Ok(true);
+                }
+                self.rebase(other, now)?;
+                Ok(self.doc.heads() != before)
+            }
+
+            /// Merge a saved document (as sent by a peer). Returns whether
+            /// anything changed here.
+            pub fn merge_bytes(
+                &mut self,
+                bytes: &[u8],
+                now: $crate::types::UnixMillis,
+            ) -> Result<bool, $err> {
+                let mut other = Self::load(bytes)?;
+                self.merge(&mut other, now)
             }
         }
 

@@ -457,42 +457,6 @@ impl LocalEntriesDoc {
         Ok(fresh)
     }
 
-    /// Take in what `other` has that this one lacks. `other` is checked
-    /// first, so a bad peer document changes nothing here. Returns whether
-    /// anything changed here.
-    pub fn merge(
-        &mut self,
-        other: &mut LocalEntriesDoc,
-        now: UnixMillis,
-    ) -> Result<bool, LocalDocError> {
-        other.validate()?;
-        let before = self.doc.heads();
-        let (mine, theirs) = (self.epoch(), other.epoch());
-        if mine == theirs {
-            self.doc.merge(&mut other.doc)?;
-            // Both sides valid; check the union too (an edit key can only
-            // arrive with its entry, but a peer is not trusted to keep it).
-            self.validate()?;
-            return Ok(self.doc.heads() != before);
-        }
-        if theirs > mine {
-            // Take the newer epoch (own actor), then rebase our content.
-            let fresh = other.doc.fork()?;
-            let old = std::mem::replace(self, LocalEntriesDoc { doc: fresh });
-            self.rebase(&old, now)?;
-            return Ok(true);
-        }
-        self.rebase(other, now)?;
-        Ok(self.doc.heads() != before)
-    }
-
-    /// Merge a saved document (as sent by a peer). Returns whether
-    /// anything changed here.
-    pub fn merge_bytes(&mut self, bytes: &[u8], now: UnixMillis) -> Result<bool, LocalDocError> {
-        let mut other = Self::load(bytes)?;
-        self.merge(&mut other, now)
-    }
-
     /// Apply the content of `stale` (an older epoch) onto this document.
     fn rebase(&mut self, stale: &LocalEntriesDoc, now: UnixMillis) -> Result<(), LocalDocError> {
         // Its tombstones first: they travel on, so no third replica's
