@@ -6,6 +6,7 @@
 
 pub mod alert;
 pub mod capture;
+pub mod cli;
 pub mod config;
 pub mod health;
 pub mod holds;

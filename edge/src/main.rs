@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use alpr_edge::policy::cli as officer;
-use alpr_edge::{recognise, run as node};
+use alpr_edge::cli::officer;
+use alpr_edge::run as node;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Read the plates in image files.
-    Recognize(recognise::cli::RecognizeArgs),
+    Recognize(alpr_edge::cli::recognize::RecognizeArgs),
     /// Run the node: store reads and sync them to the hub in the background.
     Run(node::RunArgs),
     /// Ask the running node for its backlog, last sync and link state.
@@ -39,23 +39,23 @@ enum Command {
     Search(officer::SearchArgs),
     /// Legal holds on this node: place one, list them (needs a login).
     #[command(subcommand)]
-    Hold(alpr_edge::holds::cli::HoldCommand),
+    Hold(alpr_edge::cli::holds::HoldCommand),
     /// Hotlist alerts awaiting disposition (with --all, every one).
-    Alerts(alpr_edge::alert::cli::AlertsArgs),
+    Alerts(alpr_edge::cli::alerts::AlertsArgs),
     /// One alert: show it, or record its disposition in stages.
     #[command(subcommand)]
-    Alert(alpr_edge::alert::cli::AlertCommand),
+    Alert(alpr_edge::cli::alerts::AlertCommand),
     /// Local hotlist entries on this node: add, edit, remove, list (needs
     /// a login; works offline).
     #[command(subcommand)]
-    Hotlist(alpr_edge::hotlist::local_cli::HotlistCommand),
+    Hotlist(alpr_edge::cli::hotlist::HotlistCommand),
 }
 
 fn main() -> ExitCode {
     alpr_shared::cli::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Recognize(a) => recognise::cli::recognize(a),
+        Command::Recognize(a) => alpr_edge::cli::recognize::recognize(a),
         Command::Run(a) => node::run(a),
         Command::Status(a) => node::status(a),
         Command::Health(a) => node::health(a),
@@ -63,10 +63,10 @@ fn main() -> ExitCode {
         Command::Login(a) => officer::login(a),
         Command::Logout(a) => officer::logout(a),
         Command::Search(a) => officer::search(a),
-        Command::Hold(c) => alpr_edge::holds::cli::run(c),
-        Command::Alerts(a) => alpr_edge::alert::cli::alerts(a),
-        Command::Alert(c) => alpr_edge::alert::cli::alert(c),
-        Command::Hotlist(c) => alpr_edge::hotlist::local_cli::run(c),
+        Command::Hold(c) => alpr_edge::cli::holds::run(c),
+        Command::Alerts(a) => alpr_edge::cli::alerts::alerts(a),
+        Command::Alert(c) => alpr_edge::cli::alerts::alert(c),
+        Command::Hotlist(c) => alpr_edge::cli::hotlist::run(c),
     };
     alpr_shared::cli::exit_with(result)
 }

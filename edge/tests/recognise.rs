@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use alpr_edge::recognise::batch;
-use alpr_edge::recognise::cli::labelled_folder;
+use alpr_edge::recognise::labelled::labelled_folder;
 use alpr_edge::recognise::models::{DETECTOR, OCR_V2};
 use alpr_edge::recognise::{
     decode, ModelError, RecogniseError, Recogniser, RecogniserOptions, RgbImage,

@@ -75,10 +75,10 @@ enum Command {
     Retention(alpr_hub::cli::retention::RetentionCommand),
     /// Bring the store's schema to this binary's version (PostgreSQL:
     /// also done by `hub serve` on start; a newer schema is refused).
-    Migrate(alpr_hub::store::cli::MigrateArgs),
+    Migrate(alpr_hub::cli::store::MigrateArgs),
     /// The store itself: `hub store check` verifies every chain it holds.
     #[command(subcommand)]
-    Store(alpr_hub::store::cli::StoreCommand),
+    Store(alpr_hub::cli::store::StoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -104,8 +104,8 @@ fn main() -> ExitCode {
         Command::Alert(cmd) => alpr_hub::cli::alerts::alert(cmd),
         Command::Hotlist(cmd) => alpr_hub::cli::hotlist::run(cmd),
         Command::Retention(cmd) => alpr_hub::cli::retention::run(cmd),
-        Command::Migrate(args) => alpr_hub::store::cli::migrate(args),
-        Command::Store(cmd) => alpr_hub::store::cli::store(cmd),
+        Command::Migrate(args) => alpr_hub::cli::store::migrate(args),
+        Command::Store(cmd) => alpr_hub::cli::store::store(cmd),
         Command::Export(args) => alpr_hub::cli::export::export(args),
     };
     alpr_shared::cli::exit_with(result)

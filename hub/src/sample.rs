@@ -29,3 +29,28 @@ pub fn sample_read(i: u64) -> ReadContent {
         overview_hash: sha256(&(i ^ u64::MAX).to_be_bytes()),
     }
 }
+
+/// An alert on a bulk NCIC entry for `plate` (the store contract's and the alerts' tests).
+pub fn sample_alert(read_seq: u64, plate: &str, covert: bool) -> alpr_shared::log::AlertRecord {
+    alpr_shared::log::AlertRecord {
+        read_seq,
+        list: alpr_shared::hotlist::ListRef::Bulk {
+            source: "ncic".into(),
+            generation: 2,
+            issued_at: alpr_shared::types::UnixMillis(1_000),
+        },
+        entry: alpr_shared::hotlist::HotEntry {
+            plate: plate.into(),
+            state: "CA".into(),
+            category: alpr_shared::hotlist::Category::StolenVehicle,
+            ..alpr_shared::hotlist::HotEntry::default()
+        },
+        kind: alpr_shared::hotlist::MatchKind::StateUnread,
+        matched_text: plate.into(),
+        level: alpr_shared::hotlist::AlertLevel::Standard,
+        covert,
+        list_age_ms: 3_600_000,
+        list_stale: false,
+        past_match: false,
+    }
+}

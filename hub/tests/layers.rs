@@ -41,19 +41,6 @@ const ABOVE: &[&str] = &[
     "crate::serve",
 ];
 
-/// A room's command-line clients (of the API) and its benchmarks are not
-/// the domain: they may use the API.
-fn is_adapter_or_bench(path: &Path) -> bool {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    name == "cli.rs"
-        || name.ends_with("_cli.rs")
-        || name == "bench.rs"
-        || path.components().any(|c| c.as_os_str() == "bench")
-}
-
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
@@ -90,7 +77,7 @@ fn no_store_or_domain_room_imports_an_adapter_or_the_root() {
     }
     let mut upward = Vec::new();
     for file in files {
-        if is_adapter_or_bench(&file) || file.ends_with("tests.rs") {
+        if file.ends_with("tests.rs") {
             continue;
         }
         let text = std::fs::read_to_string(&file).expect("a source file");

@@ -15,8 +15,8 @@ use anyhow::Context;
 
 use super::paired::{self, Paired};
 use alpr_edge::recognise::batch;
-use alpr_edge::recognise::cli::{labelled_folder, normalise, Labelled};
 use alpr_edge::recognise::fusion::edit_distance;
+use alpr_edge::recognise::labelled::{labelled_folder, normalise, Labelled};
 use alpr_edge::recognise::{PlateRead, Recogniser, RecogniserOptions, StageTimes, MODELS_ENV};
 
 /// Arguments of `alpr-bench edge recognize`.

@@ -16,7 +16,6 @@
 //! did not raise alerts marked `past_match`; each entry that found reads is
 //! an access by the system, purpose `hotlist-back-match`.
 
-pub mod cli;
 pub mod matcher_source;
 
 use std::collections::HashMap;

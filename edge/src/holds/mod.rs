@@ -3,8 +3,6 @@
 //! (`edge hold list`). The document merges with the hub's on the control
 //! lane ([`crate::sync`]); retention reads [`crate::store::StoreHandle::holds`].
 
-pub mod cli;
-
 use alpr_shared::control::holds::{Hold, HoldScope};
 use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord};
 use alpr_shared::types::UnixMillis;

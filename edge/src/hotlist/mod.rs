@@ -4,4 +4,3 @@
 
 pub mod generations;
 pub mod local;
-pub mod local_cli;

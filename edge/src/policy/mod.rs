@@ -23,8 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::StoreHandle;
 
-pub mod cli;
-
 /// How long a session lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(2 * 3600);
 /// Failed logins of one user before it is locked out for a while.

@@ -29,7 +29,6 @@
 //! vehicle pass. Parallel folders: [`pipeline`].
 
 pub mod batch;
-pub mod cli;
 pub mod decide;
 pub mod engine;
 pub mod exif;

@@ -1,5 +1,6 @@
 use super::*;
 use crate::cli::alerts::render;
+use crate::sample::sample_alert as alert;
 use crate::store::redb::RedbStore;
 use crate::store::{AccessLogStore, AlertStore, WriteOp, WriteResult};
 use alpr_shared::crypto::SecretKey;
@@ -25,31 +26,6 @@ fn ingest(store: &RedbStore, w: &mut LogWriter, log: Vec<SignedEntry>) {
         .expect("commit")
         .remove(0);
     assert!(matches!(r, WriteResult::Ingested(Ok(_))));
-}
-
-/// An alert on a bulk NCIC entry for `plate` (also the store contract's).
-pub(crate) fn alert(read_seq: u64, plate: &str, covert: bool) -> AlertRecord {
-    AlertRecord {
-        read_seq,
-        list: ListRef::Bulk {
-            source: "ncic".into(),
-            generation: 2,
-            issued_at: UnixMillis(1_000),
-        },
-        entry: HotEntry {
-            plate: plate.into(),
-            state: "CA".into(),
-            category: Category::StolenVehicle,
-            ..HotEntry::default()
-        },
-        kind: MatchKind::StateUnread,
-        matched_text: plate.into(),
-        level: AlertLevel::Standard,
-        covert,
-        list_age_ms: 3_600_000,
-        list_stale: false,
-        past_match: false,
-    }
 }
 
 fn stage(w: &mut LogWriter, alert_seq: u64, stage: Stage) -> SignedEntry {

@@ -24,7 +24,7 @@ pub struct PolicyReply {
     /// Hex of the encoded [`alpr_shared::control::SignedPolicy`], signed
     /// by the hub.
     pub signed: String,
-    /// For people and scripts ([`crate::cli::policy::to_json`]).
+    /// For people and scripts ([`crate::policy::summary`]).
     pub summary: serde_json::Value,
 }
 
@@ -35,7 +35,7 @@ pub fn routes() -> Router<ApiState> {
 fn reply(p: &alpr_shared::control::SignedPolicy) -> PolicyReply {
     PolicyReply {
         signed: hex::encode(p.encode()),
-        summary: crate::cli::policy::to_json(p),
+        summary: crate::policy::summary(p),
     }
 }
 

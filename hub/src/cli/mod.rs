@@ -13,6 +13,7 @@ pub mod hotlist_local;
 pub mod policy;
 pub mod retention;
 pub mod search;
+pub mod store;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

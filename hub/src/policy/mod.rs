@@ -569,3 +569,37 @@ fn build(
 
 #[cfg(test)]
 mod tests;
+
+/// The policy for scripts (no password hashes).
+pub fn summary(p: &SignedPolicy) -> serde_json::Value {
+    let d = p.policy();
+    serde_json::json!({
+        "version": d.version,
+        "issued_at": d.issued_at.to_string(),
+        "hub_retention_days": d.hub_retention_days,
+        "edge_retention_days": d.edge_retention_days,
+        "max_stale_ms": d.max_stale_ms,
+        "officers": d.officers.iter().map(|o| serde_json::json!({
+            "username": o.username,
+            "agency": o.agency,
+            "title": o.title,
+            "training_expires": o.training_expires.to_string(),
+        })).collect::<Vec<_>>(),
+        "agencies": d.agencies.iter().map(|a| serde_json::json!({
+            "ori": a.ori,
+            "name": a.name,
+            "kind": a.kind.as_str(),
+            "exports_allowed": a.export_refusal().is_none(),
+        })).collect::<Vec<_>>(),
+        "purposes": d.purposes.iter().map(|p| serde_json::json!({
+            "code": p.code,
+            "label": p.label,
+            "case_required": p.case_required,
+        })).collect::<Vec<_>>(),
+        "revoked_nodes": d.revoked_nodes.iter().map(|r| serde_json::json!({
+            "serial": r.serial,
+            "effective_at": r.effective_at.to_string(),
+            "reason": r.reason,
+        })).collect::<Vec<_>>(),
+    })
+}

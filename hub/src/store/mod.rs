@@ -25,7 +25,6 @@
 
 mod accounts;
 pub mod check;
-pub mod cli;
 #[cfg(test)]
 mod contract;
 pub mod postgres;

@@ -17,7 +17,7 @@ fn hub_alerts_are_numbered_from_one_and_listed_newest_first(store: &dyn HubStora
         at: UnixMillis(1_000 + seq),
         record: AlertRecord {
             past_match: true,
-            ..crate::alerts::tests::alert(seq, "7ABC123", false)
+            ..crate::sample::sample_alert(seq, "7ABC123", false)
         },
     };
     store
@@ -104,14 +104,14 @@ fn alerts_and_their_stages_are_indexed_at_ingest(store: &dyn HubStorage) {
     };
     let a =
         n.w.append_alert(
-            crate::alerts::tests::alert(0, "7ABC123", false),
+            crate::sample::sample_alert(0, "7ABC123", false),
             UnixMillis(5_100),
             TimeSource::Ntp,
         )
         .expect("alert");
     let covert =
         n.w.append_alert(
-            crate::alerts::tests::alert(0, "7ABC123", true),
+            crate::sample::sample_alert(0, "7ABC123", true),
             UnixMillis(5_100),
             TimeSource::Ntp,
         )
@@ -152,7 +152,7 @@ fn alerts_and_their_stages_are_indexed_at_ingest(store: &dyn HubStorage) {
     let r = m.read(read_of(1, "8XYZ999", site()), 5_000);
     let other =
         m.w.append_alert(
-            crate::alerts::tests::alert(0, "8XYZ999", false),
+            crate::sample::sample_alert(0, "8XYZ999", false),
             UnixMillis(5_100),
             TimeSource::Ntp,
         )

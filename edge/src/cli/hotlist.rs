@@ -10,10 +10,12 @@ use alpr_shared::hotlist::LocalEntry;
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
-use super::local::{LocalAddRequest, LocalEditRequest, LocalListRequest, LocalRemoveRequest};
+use crate::cli::officer::{read_token, session_path};
 use crate::config::EdgeConfig;
+use crate::hotlist::local::{
+    LocalAddRequest, LocalEditRequest, LocalListRequest, LocalRemoveRequest,
+};
 use crate::local::{local_request, LocalRequest};
-use crate::policy::cli::{read_token, session_path};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum HotlistCommand {

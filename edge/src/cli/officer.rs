@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
-use super::{LoginOk, PolicyView};
 use crate::config::EdgeConfig;
 use crate::local::{local_request, LocalRequest};
+use crate::policy::{LoginOk, PolicyView};
 use crate::search::{SearchAnswer, SearchRequest};
 
 #[derive(Debug, clap::Args)]

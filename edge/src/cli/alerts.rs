@@ -8,12 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::Engine;
 
-use super::{
+use crate::alert::{
     AlertDetail, AlertDisposeRequest, AlertListRequest, AlertShowRequest, AlertSummary, Disposed,
 };
+use crate::cli::officer::{read_token, session_path};
 use crate::config::EdgeConfig;
 use crate::local::{local_request, LocalRequest};
-use crate::policy::cli::{read_token, session_path};
 
 #[derive(Debug, clap::Args)]
 pub struct AlertsArgs {

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::{HoldAddRequest, HoldList, HoldListRequest};
+use crate::cli::officer::{read_token, session_path};
 use crate::config::EdgeConfig;
+use crate::holds::{HoldAddRequest, HoldList, HoldListRequest};
 use crate::local::{local_request, LocalRequest};
-use crate::policy::cli::{read_token, session_path};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum HoldCommand {

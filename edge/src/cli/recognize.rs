@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::batch::{self, FileResult};
-use super::{PlateRead, RecogniserOptions, MODELS_ENV};
+use crate::recognise::batch::{self, FileResult};
+use crate::recognise::{PlateRead, RecogniserOptions, MODELS_ENV};
 
-pub use super::labelled::{labelled_folder, normalise, Labelled};
+pub use crate::recognise::labelled::{labelled_folder, normalise, Labelled};
 
 /// Arguments of `edge recognize`.
 #[derive(Debug, clap::Args)]
