@@ -45,8 +45,15 @@ pip_install() {
 # -sys crates, gpsd and gpsfake (in gpsd-clients) for the vehicle GPS test,
 # chromium and chromium-driver (chromedriver) for the web console's browser
 # tests (tests/tests/console_browser.rs).
+# ffmpeg makes the live-camera tests' video and probes streams; the RTSP
+# camera is GStreamer's RTSP server driven from Debian's own Python
+# (/usr/bin/python3 with python3-gi): its typelib, and the plugins for
+# qtdemux and matroskademux (good), h264parse and h265parse (bad),
+# rtph264pay, rtph265pay, rtpbin and multifilesrc (good)
+# (tests/support/rtsp-server.py, tests/support/README.md).
 # python3-pip only where the machine has no pip of its own.
 pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients chromium chromium-driver postgresql postgresql-contrib)
+pkgs+=(ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 py_crypto=0
 python3 -c 'import cryptography.hazmat.primitives.serialization' >/dev/null 2>&1 || py_crypto=1
