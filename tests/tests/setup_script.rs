@@ -70,6 +70,29 @@ fn setup_installs_chromium_and_its_driver_for_the_browser_tests() {
 }
 
 #[test]
+fn setup_installs_ffmpeg_and_gstreamers_rtsp_server_for_the_camera_tests() {
+    let missing = dry_run_with(
+        0,
+        &[
+            "ffmpeg",
+            "gir1.2-gst-rtsp-server-1.0",
+            "gstreamer1.0-plugins-bad",
+        ],
+    );
+    assert!(
+        missing.contains(
+            "apt-get install -y -qq ffmpeg gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-bad"
+        ),
+        "{missing}"
+    );
+    let present = dry_run_with(0, &["gpsd"]);
+    assert!(
+        !present.contains("ffmpeg") && !present.contains("gst-rtsp"),
+        "{present}"
+    );
+}
+
+#[test]
 fn setup_installs_cargo_nextest_only_where_it_is_missing() {
     let missing = dry_run(101);
     assert!(
