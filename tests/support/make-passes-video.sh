@@ -17,7 +17,7 @@ set -euo pipefail
 
 me="make-passes-video"
 die() { echo "$me: $*" >&2; exit 2; }
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 codec=h264 fps=30 size=1920x1080
 args=()
