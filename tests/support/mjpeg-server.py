@@ -44,7 +44,7 @@ def jpeg_end(data, start):
     if data[start : start + 2] != b"\xff\xd8":
         return None
     at = start + 2
-    while at + 4 <= size:
+    while at + 2 <= size:
         if data[at] != 0xFF:
             return None
         marker = data[at + 1]
@@ -57,7 +57,7 @@ def jpeg_end(data, start):
             at += 2
             continue
         length = int.from_bytes(data[at + 2 : at + 4], "big")
-        if length < 2:
+        if at + 4 > size or length < 2:
             return None
         at += 2 + length
         if marker == 0xDA:  # entropy-coded data runs to the next real marker
