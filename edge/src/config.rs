@@ -9,7 +9,7 @@ use alpr_shared::settings::{Checker, InvalidSetting};
 use serde::Deserialize;
 
 mod capture;
-pub use capture::{CaptureConfig, GpsFix};
+pub use capture::{CameraConfig, CameraUrl, CaptureConfig, Direction, GpsFix, RtspTransport};
 
 /// The hub's address when the config names none: a local setup.
 pub const DEFAULT_HUB: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -153,11 +153,17 @@ impl EdgeConfig {
                 *p = base.join(&*p);
             }
         }
+        let camera_files = c
+            .capture
+            .cameras
+            .iter_mut()
+            .flat_map(|cam| cam.credentials_file.iter_mut().chain(cam.ca_file.as_mut()));
         let capture_paths = c
             .capture
             .paths
             .iter_mut()
-            .chain(c.capture.models_dir.as_mut());
+            .chain(c.capture.models_dir.as_mut())
+            .chain(camera_files);
         for f in c.replay.file.iter_mut().chain(capture_paths) {
             if f.is_relative() {
                 *f = base.join(&*f);
@@ -255,6 +261,11 @@ impl EdgeConfig {
         )?;
         c.not_empty("replay.site_id", &self.replay.site_id)?;
         c.not_empty("replay.camera", &self.replay.camera)?;
+        let mut taken = Vec::new();
+        for cam in &self.capture.cameras {
+            cam.validate(&c, &taken)?;
+            taken.push(cam.name.as_str());
+        }
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use alpr_shared::metrics::{Exporter, MetricsText};
 use serde::{Deserialize, Serialize};
 
+use crate::capture::live::{CameraStats, CameraStatus};
 use crate::store::StoreHandle;
 use crate::sync::SharedStatus;
 
@@ -22,13 +23,26 @@ pub struct CaptureState {
     pub failing_in_a_row: u64,
     pub reads: u64,
     pub last_error: Option<String>,
+    /// Each live camera of `[[capture.cameras]]`.
+    #[serde(default)]
+    pub cameras: Vec<CameraStatus>,
 }
 
 /// Capture's state, shared with status and metrics; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct CaptureHealth(Arc<Mutex<CaptureState>>);
+pub struct CaptureHealth(Arc<Mutex<CaptureState>>, Arc<Mutex<Vec<Arc<CameraStats>>>>);
+
+/// A camera not streaming for this long is a problem (`edge health`).
+pub const CAMERA_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl CaptureHealth {
+    /// Follow a live camera's figures.
+    pub fn add_camera(&self, stats: Arc<CameraStats>) {
+        if let Ok(mut c) = self.1.lock() {
+            c.push(stats);
+        }
+    }
+
     pub fn new(state: &str) -> Self {
         let h = CaptureHealth::default();
         h.update(|s| s.state = state.to_owned());
@@ -42,7 +56,11 @@ impl CaptureHealth {
     }
 
     pub fn get(&self) -> CaptureState {
-        self.0.lock().map(|g| g.clone()).unwrap_or_default()
+        let mut s = self.0.lock().map(|g| g.clone()).unwrap_or_default();
+        if let Ok(c) = self.1.lock() {
+            s.cameras = c.iter().map(|c| c.status()).collect();
+        }
+        s
     }
 
     /// A frame was read and recognised.
@@ -96,6 +114,19 @@ pub fn problems(
             capture.state,
             capture.last_error.as_deref().unwrap_or("?")
         ));
+    }
+    for cam in &capture.cameras {
+        let since = std::time::Duration::from_secs(cam.for_secs);
+        let down = cam.link == "down" || (cam.link == "connecting" && since >= CAMERA_GRACE);
+        if down {
+            out.push(format!(
+                "camera {} {} for {} s: {}",
+                cam.name,
+                cam.link,
+                cam.for_secs,
+                cam.error.as_deref().unwrap_or("no frames yet")
+            ));
+        }
     }
     if disk_free == Some(0) {
         out.push("the data folder's disk is full".into());
@@ -191,6 +222,59 @@ impl Exporter for EdgeExporter {
                 0.0
             },
         );
+        if !cap.cameras.is_empty() {
+            let each = |f: &dyn Fn(&CameraStatus) -> f64| -> Vec<(String, f64)> {
+                cap.cameras.iter().map(|c| (c.name.clone(), f(c))).collect()
+            };
+            m.labelled(
+                "alpr_edge_camera_up",
+                "gauge",
+                "1 while the camera streams.",
+                "camera",
+                &each(&|c| if c.link == "streaming" { 1.0 } else { 0.0 }),
+            );
+            type Counter = (&'static str, &'static str, fn(&CameraStatus) -> u64);
+            let counters: [Counter; 7] = [
+                (
+                    "alpr_edge_camera_frames_received_total",
+                    "Frames received from the camera.",
+                    |c| c.frames_received,
+                ),
+                (
+                    "alpr_edge_camera_frames_decoded_total",
+                    "Frames decoded.",
+                    |c| c.frames_decoded,
+                ),
+                (
+                    "alpr_edge_camera_frames_analysed_total",
+                    "Frames the detector ran on.",
+                    |c| c.frames_analysed,
+                ),
+                (
+                    "alpr_edge_camera_frames_dropped_total",
+                    "Frames replaced by a newer one before the recogniser took them.",
+                    |c| c.frames_dropped,
+                ),
+                (
+                    "alpr_edge_camera_frames_still_total",
+                    "Frames skipped: nothing moved in the region of interest.",
+                    |c| c.frames_still,
+                ),
+                (
+                    "alpr_edge_camera_frames_corrupt_total",
+                    "Frames that could not be decoded.",
+                    |c| c.frames_corrupt,
+                ),
+                (
+                    "alpr_edge_camera_reconnects_total",
+                    "Sessions started again after a failure.",
+                    |c| c.reconnects,
+                ),
+            ];
+            for (name, help, f) in counters {
+                m.labelled(name, "counter", help, "camera", &each(&|c| f(c) as f64));
+            }
+        }
         if let Some(free) = self.disk_free() {
             m.gauge(
                 "alpr_edge_disk_free_bytes",

@@ -35,7 +35,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::capture::live::motion::{Motion, MotionGate};
+use crate::capture::live::CameraStats;
 use crate::capture::{CapturedFrame, ImageReplay, MjpegFile, Source};
+use crate::config::CameraConfig;
 use crate::health::CaptureHealth;
 use crate::recognise::fusion::{PassRead, Tracker, TrackerConfig};
 use crate::recognise::{PlateRead, Recogniser, RecogniserOptions, MODELS_ENV};
@@ -82,6 +85,14 @@ pub struct PipelineStats {
     pub reads: u64,
 }
 
+/// A live camera's pass ends when its plate has been unseen this long:
+/// the read is stored well within a second of the vehicle's leaving.
+const LIVE_PASS_GAP: Duration = Duration::from_millis(600);
+
+/// A frame kept for the pass it may be the best of: its time, where that
+/// time came from, and its JPEG.
+type Overview = (Duration, crate::capture::FrameClock, Vec<u8>);
+
 /// Overview frames kept for fused reads (the best frame of a pass is
 /// usually recent; an older one falls back to the pass's last frame).
 const OVERVIEW_RING: usize = 64;
@@ -98,6 +109,19 @@ pub struct Pipeline {
     health: CaptureHealth,
     /// Matches each stored read against the node's lists.
     alerter: Option<crate::alert::Alerter>,
+    /// What a read names as its camera.
+    camera: String,
+    /// For a live camera from `[[capture.cameras]]`: its figures, and the
+    /// motion gate in front of the detector.
+    live: Option<LiveParts>,
+}
+
+/// What a live camera adds to the loop.
+struct LiveParts {
+    stats: Option<std::sync::Arc<CameraStats>>,
+    gate: MotionGate,
+    /// The last frame's plates, for a frame in which nothing moved.
+    last: Vec<PlateRead>,
 }
 
 /// A read ready to store: the read, the frame it came from (its position
@@ -149,7 +173,52 @@ impl Pipeline {
             gps: None,
             health: CaptureHealth::default(),
             alerter: None,
+            camera: cfg.camera.clone(),
+            live: None,
         })
+    }
+
+    /// A pipeline for one live camera of `[[capture.cameras]]`: its own
+    /// recogniser (one thread: a camera per core), its receiving thread
+    /// started, passes fused with a short gap so a read follows the
+    /// vehicle's leaving within a second.
+    pub fn open_camera(
+        cfg: &CaptureConfig,
+        cam: &CameraConfig,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<Pipeline> {
+        let models = cfg.models_dir();
+        let options = RecogniserOptions {
+            threads: 1,
+            ..RecogniserOptions::default()
+        };
+        let recogniser = Recogniser::open(&models, options)
+            .with_context(|| format!("loading the plate models from {}", models.display()))?;
+        let (source, stats) = crate::capture::live::open(cam, cancel)
+            .with_context(|| format!("camera {}", cam.name))?;
+        let mut cfg = cfg.clone();
+        cfg.fuse = Some(cfg.fuse.unwrap_or(true));
+        cfg.stamp_now = false;
+        Ok(Pipeline {
+            cfg,
+            recogniser,
+            source: Some(source),
+            cursor: None,
+            gps: None,
+            health: CaptureHealth::default(),
+            alerter: None,
+            camera: cam.label(),
+            live: Some(LiveParts {
+                stats,
+                gate: MotionGate::new(&cam.roi, cam.motion_threshold),
+                last: Vec::new(),
+            }),
+        })
+    }
+
+    /// A live camera's figures, for status and metrics.
+    pub fn camera_stats(&self) -> Option<std::sync::Arc<CameraStats>> {
+        self.live.as_ref().and_then(|l| l.stats.clone())
     }
 
     /// Report each frame's outcome to `health` (a failing source shows on
@@ -182,6 +251,14 @@ impl Pipeline {
             None => live_camera(&self.cfg)?,
         };
         let live = self.cursor.is_none();
+        let tracker_config = if self.live.is_some() {
+            TrackerConfig {
+                max_gap: LIVE_PASS_GAP,
+                ..TrackerConfig::default()
+            }
+        } else {
+            TrackerConfig::default()
+        };
         let start = self.cursor.unwrap_or_default();
         // Frames below this completed passes that were stored before a
         // restart: re-reading them must not store those passes again.
@@ -189,16 +266,14 @@ impl Pipeline {
         let mut position = start.resume_at;
         // Not the source's paths or address: a log line names no place.
         info!(
-            source = self.cfg.source_kind(),
+            source = if self.live.is_some() { "live camera" } else { self.cfg.source_kind() },
+            camera = %self.camera,
             resumed_at = position,
             fuse = self.cfg.fuse(),
             "capture starting"
         );
-        let mut tracker = self
-            .cfg
-            .fuse()
-            .then(|| Tracker::new(TrackerConfig::default()));
-        let mut overviews: VecDeque<(Duration, Vec<u8>)> = VecDeque::new();
+        let mut tracker = self.cfg.fuse().then(|| Tracker::new(tracker_config));
+        let mut overviews: VecDeque<Overview> = VecDeque::new();
         // (capture time, frame index) of frames an open pass may have begun at.
         let mut recent: VecDeque<(Duration, u64)> = VecDeque::new();
         let mut stats = PipelineStats::default();
@@ -219,7 +294,7 @@ impl Pipeline {
                     self.health.frame_failed(&e.to_string());
                     warn!(frame = index, error = %e.cause(), "frame skipped");
                 }
-                Ok(frame) => match self.recogniser.recognise(&frame.image) {
+                Ok(frame) => match self.look(&frame) {
                     Err(e) => {
                         stats.frames_failed += 1;
                         self.health
@@ -243,7 +318,11 @@ impl Pipeline {
                                 let at = since_epoch(frame.captured_at);
                                 recent.push_back((at, index));
                                 if !plates.is_empty() {
-                                    overviews.push_back((at, overview_of(&frame)?));
+                                    overviews.push_back((
+                                        at,
+                                        frame.time_source,
+                                        overview_of(&frame)?,
+                                    ));
                                     if overviews.len() > OVERVIEW_RING {
                                         overviews.pop_front();
                                     }
@@ -314,6 +393,39 @@ impl Pipeline {
         Ok(stats)
     }
 
+    /// The plates in a frame. Before a live camera's frame goes to the
+    /// detector, the motion gate looks: when nothing moved in the region
+    /// of interest, the last frame's plates stand (the scene is as it
+    /// was), and the detector does not run.
+    fn look(
+        &mut self,
+        frame: &CapturedFrame,
+    ) -> Result<Vec<PlateRead>, crate::recognise::InferenceError> {
+        let Some(live) = self.live.as_mut() else {
+            return self.recogniser.recognise(&frame.image);
+        };
+        let motion = live.gate.check(&frame.image);
+        if let Some(stats) = &live.stats {
+            if live.gate.frozen() {
+                stats
+                    .frozen
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        if motion == Motion::Still {
+            if let Some(stats) = &live.stats {
+                CameraStats::count(&stats.still);
+            }
+            return Ok(live.last.clone());
+        }
+        let plates = self.recogniser.recognise(&frame.image)?;
+        if let Some(stats) = &live.stats {
+            CameraStats::count(&stats.analysed);
+        }
+        live.last = plates.clone();
+        Ok(plates)
+    }
+
     /// Store one step's reads with the source's new position, in one
     /// transaction; then log each read.
     fn commit(
@@ -382,16 +494,20 @@ impl Pipeline {
         &self,
         frame: &CapturedFrame,
         pass: &PassRead,
-        overviews: &VecDeque<(Duration, Vec<u8>)>,
+        overviews: &VecDeque<Overview>,
     ) -> anyhow::Result<Pending> {
-        let overview = overviews
-            .iter()
-            .find(|(at, _)| *at == pass.best_frame)
+        let best = overviews.iter().find(|(at, ..)| *at == pass.best_frame);
+        let overview = best
             .or_else(|| overviews.back())
-            .map(|(_, b)| b.clone())
+            .map(|(.., b)| b.clone())
             .unwrap_or_default();
         let mut at_best = frame.clone();
         at_best.captured_at = UNIX_EPOCH + pass.best_frame;
+        // The best frame's time says where it came from, not the frame
+        // that closed the pass.
+        if let Some((_, clock, _)) = best {
+            at_best.time_source = *clock;
+        }
         self.new_read(&at_best, &pass.read, overview)
     }
 
@@ -412,7 +528,7 @@ impl Pipeline {
         );
         let content = ReadContent {
             location: cfg.location(self.gps.as_ref()),
-            camera: cfg.camera.clone(),
+            camera: self.camera.clone(),
             plate: plate.text.clone(),
             confidence: confidence_from_f32(plate.confidence),
             char_confidence: plate
@@ -457,6 +573,7 @@ fn capture_time(
         (false, Clock::Exif) => (millis(frame.captured_at), TimeSource::Exif),
         (false, Clock::FileTime) => (millis(frame.captured_at), TimeSource::FileTime),
         (false, Clock::SystemClock) => clock_time(frame.captured_at, gps),
+        (false, Clock::CameraClock) => (millis(frame.captured_at), TimeSource::CameraClock),
         (true, _) => clock_time(SystemTime::now(), gps),
     }
 }

@@ -245,6 +245,27 @@ async fn run_async(config: EdgeConfig) -> anyhow::Result<ExitCode> {
             ("capture", r)
         });
     }
+    for cam in &config.capture.cameras {
+        let pipeline = crate::pipeline::Pipeline::open_camera(&config.capture, cam, &cancel)?
+            .with_health(capture_health.clone())
+            .with_gps(gps.clone())
+            .with_alerter(Some(crate::alert::Alerter::new(
+                store.clone(),
+                &matcher_source,
+            )));
+        if let Some(stats) = pipeline.camera_stats() {
+            capture_health.add_camera(stats);
+        }
+        capture_health.update(|s| s.state = "running".into());
+        let (store, cancel, health) = (store.clone(), cancel.clone(), capture_health.clone());
+        critical.spawn_blocking(move || {
+            let r = pipeline.run(&store, &cancel).map(|_| ());
+            if let Err(e) = &r {
+                health.ended(Some(&format!("{e:#}")));
+            }
+            ("camera", r)
+        });
+    }
     if config.replay.file.is_some() || config.replay.generate > 0 {
         let (store, cancel, cfg) = (store.clone(), cancel.clone(), config.replay.clone());
         let health = capture_health.clone();
@@ -414,6 +435,24 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(e) = &c.last_error {
             println!("capture err  {e}");
+        }
+        for cam in &c.cameras {
+            println!(
+                "camera       {} {} ({} s): {} received, {} decoded, {} analysed, {} dropped, {} still, {} corrupt, {} reconnects",
+                cam.name,
+                cam.link,
+                cam.for_secs,
+                cam.frames_received,
+                cam.frames_decoded,
+                cam.frames_analysed,
+                cam.frames_dropped,
+                cam.frames_still,
+                cam.frames_corrupt,
+                cam.reconnects
+            );
+            if let Some(e) = &cam.error {
+                println!("camera err   {}: {e}", cam.name);
+            }
         }
         if let Some(e) = &st.store_error {
             println!("store        failing, retrying: {e}");

@@ -23,12 +23,7 @@ const LOWER_ROOMS: &[&str] = &[
 ];
 
 /// What the lower rooms may not import: the adapters and the root.
-const ABOVE: &[&str] = &[
-    "crate::sync",
-    "crate::local",
-    "crate::cli",
-    "crate::run",
-];
+const ABOVE: &[&str] = &["crate::sync", "crate::local", "crate::cli", "crate::run"];
 
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {

@@ -234,6 +234,9 @@ pub enum TimeSource {
     Exif,
     /// The image file's modification time.
     FileTime,
+    /// A live camera's own clock: the wall-clock (NTP) time its RTCP
+    /// sender reports give for the frame's RTP timestamp.
+    CameraClock,
 }
 
 /// Where a read was taken.
@@ -316,6 +319,7 @@ impl TimeSource {
             TimeSource::LocalClock => "local-clock",
             TimeSource::Exif => "exif",
             TimeSource::FileTime => "file-time",
+            TimeSource::CameraClock => "camera-clock",
         }
     }
 }
@@ -462,6 +466,7 @@ mod tests {
         assert_eq!(enc(&TimeSource::LocalClock), [2]);
         assert_eq!(enc(&TimeSource::Exif), [3]);
         assert_eq!(enc(&TimeSource::FileTime), [4]);
+        assert_eq!(enc(&TimeSource::CameraClock), [5]);
         let loc = |l: &Location| postcard::to_allocvec(l).expect("encode")[0];
         assert_eq!(
             loc(&Location::Site {

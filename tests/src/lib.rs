@@ -5,6 +5,7 @@
 //! rebinds a link.
 
 pub mod browser;
+pub mod camera;
 pub mod flood;
 pub mod relay;
 pub mod story;

@@ -23,6 +23,7 @@
 pub mod camera;
 pub mod clock;
 pub mod gps;
+pub mod live;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -39,6 +40,8 @@ pub enum FrameClock {
     FileTime,
     /// The system clock when the frame arrived (live cameras).
     SystemClock,
+    /// The camera's own clock, from its RTCP sender reports.
+    CameraClock,
 }
 
 impl FrameClock {
@@ -48,6 +51,7 @@ impl FrameClock {
             FrameClock::Exif => "exif",
             FrameClock::FileTime => "file-time",
             FrameClock::SystemClock => "system-clock",
+            FrameClock::CameraClock => "camera-clock",
         }
     }
 }

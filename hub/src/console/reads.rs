@@ -46,6 +46,7 @@ pub fn clock_text(source: TimeSource) -> &'static str {
         TimeSource::LocalClock => "system clock, not known to be synchronised",
         TimeSource::Exif => "the photo's EXIF time (the camera's own clock)",
         TimeSource::FileTime => "the image file's modification time",
+        TimeSource::CameraClock => "the camera's clock (its RTCP sender reports)",
     }
 }
 
