@@ -4,6 +4,7 @@
 //! simulated edges `alpr-bench hub push` starts (`alpr-bench edge
 //! push-edges`, [`push`]).
 
+pub mod camera;
 pub mod hotlist;
 mod paired;
 pub mod push;

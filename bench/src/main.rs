@@ -63,6 +63,9 @@ enum HubCommand {
 enum EdgeCommand {
     /// Accuracy and speed of recognition on a labelled folder, beside the peer.
     Recognize(edge::recognise::BenchRecognizeArgs),
+    /// Live cameras end to end: RTSP cameras playing vehicle passes, the
+    /// real edge, one read per pass, latency, CPU.
+    Camera(edge::camera::CameraBenchArgs),
     /// Load, match and delta-update speed of a bulk hotlist (1M rows).
     Hotlist(edge::HotlistBenchArgs),
     /// Simulated edges for `alpr-bench hub push` (started by it).
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Hub(cmd) => run_hub(cmd),
         Command::Edge(EdgeCommand::Recognize(a)) => edge::recognise::bench(a),
         Command::Edge(EdgeCommand::Hotlist(a)) => edge::hotlist(a),
+        Command::Edge(EdgeCommand::Camera(a)) => edge::camera::bench(a),
         Command::Edge(EdgeCommand::PushEdges(a)) => edge::push_edges(a),
     };
     alpr_shared::cli::exit_with(result)

@@ -15,7 +15,8 @@ keyframe.
 usage: tests/support/rtsp-server.py VIDEO [--port 0] [--path /cam]
            [--user U --password P --auth basic|digest]
 
-Prints `READY rtsp://127.0.0.1:PORT/cam` on stdout once listening. Exits 0 on
+Prints `EPOCH <unix time of the video's first frame> PERIOD <loop seconds>`,
+then `READY rtsp://127.0.0.1:PORT/cam` on stdout once listening. Exits 0 on
 SIGTERM or SIGINT; exits 2 with a message on stderr for a file it cannot serve.
 """
 
@@ -219,6 +220,7 @@ class Camera:
         self.feeds = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.start = time.monotonic()
 
     def attach(self, media, feed):
         with self.lock:
@@ -229,7 +231,7 @@ class Camera:
             self.feeds.pop(media, None)
 
     def run(self):
-        start = time.monotonic()
+        start = self.start
         loop = 0
         while not self.stop.is_set():
             loop_ns = loop * self.clip.period_ns
@@ -321,6 +323,10 @@ def main():
     loop = GLib.MainLoop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, signum, loop.quit)
+    # The wall-clock time of the video's first frame: loop n of a pass that
+    # ends at t s in the file ends at EPOCH + n * period + t.
+    camera.start = time.monotonic()
+    epoch = time.time()
     pacer = threading.Thread(target=camera.run, name="camera", daemon=True)
     pacer.start()
     codec = clip.caps.get_structure(0).get_name()
@@ -331,6 +337,7 @@ def main():
         file=sys.stderr,
         flush=True,
     )
+    print(f"EPOCH {epoch:.6f} PERIOD {clip.period_ns / Gst.SECOND:.6f}", flush=True)
     print(f"READY rtsp://127.0.0.1:{server.get_bound_port()}{args.path}", flush=True)
     loop.run()
     camera.stop.set()

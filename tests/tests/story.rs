@@ -23,6 +23,8 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
     .expect("the story runs to its end");
 
     assert_eq!(outcome.nodes.len(), 2);
+    // pole-2's live RTSP camera read the video's passes and the hub has them.
+    assert!(outcome.camera_ok, "{}", outcome.camera);
     let total_photos: usize = outcome.nodes.iter().map(|n| n.photos).sum();
     assert_eq!(total_photos, photos, "every photo went to one camera");
     for n in &outcome.nodes {
