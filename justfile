@@ -63,6 +63,13 @@ bench-recognize us=(justfile_directory() / "../shared/data/plates/us") br=(justf
 # Verified, durably stored reads per second at the hub (at most speed, and
 # the ack time at a fixed offered rate), beside the machine's own limit:
 # the same entries' signatures checked on every core, nothing else.
+# Live cameras end to end: N vehicle passes made from the photos, served by
+# GStreamer's RTSP server (one per camera), watched by the release edge for
+# `duration` seconds (store and video under dir, a real disk).
+bench-camera passes="20" cameras="1" duration="600" dir="." *flags="":
+    cargo build --release -p alpr-bench -p alpr-edge
+    target/release/alpr-bench edge camera --generate {{passes}} --cameras {{cameras}} --duration {{duration}} --dir {{dir}} {{flags}}
+
 bench-ingest edges="100" reads="200000" rate="10000":
     cargo build --release -p alpr-bench
     target/release/alpr-bench hub ingest --edges {{edges}} --reads {{reads}} --rate {{rate}}

@@ -93,6 +93,29 @@ const LIVE_PASS_GAP: Duration = Duration::from_millis(600);
 /// time came from, and its JPEG.
 type Overview = (Duration, crate::capture::FrameClock, Vec<u8>);
 
+/// A live camera's pass gap: [`LIVE_PASS_GAP`], or three times the
+/// recent interval between the frames looked at when that is longer (a
+/// loaded machine looks less often; a pass must not split between two
+/// looks).
+#[derive(Debug, Default)]
+struct PassGap {
+    last: Option<Duration>,
+    mean_secs: Option<f64>,
+}
+
+impl PassGap {
+    /// The gap after a frame captured at `at`, when it changed.
+    fn next(&mut self, at: Duration) -> Option<Duration> {
+        let step = at.checked_sub(self.last.replace(at)?)?.as_secs_f64();
+        let mean = match self.mean_secs {
+            Some(m) => 0.8 * m + 0.2 * step.min(5.0),
+            None => step.min(5.0),
+        };
+        self.mean_secs = Some(mean);
+        Some(LIVE_PASS_GAP.max(Duration::from_secs_f64(3.0 * mean)))
+    }
+}
+
 /// Overview frames kept for fused reads (the best frame of a pass is
 /// usually recent; an older one falls back to the pass's last frame).
 const OVERVIEW_RING: usize = 64;
@@ -274,6 +297,7 @@ impl Pipeline {
         );
         let mut tracker = self.cfg.fuse().then(|| Tracker::new(tracker_config));
         let mut overviews: VecDeque<Overview> = VecDeque::new();
+        let mut pace_gap = self.live.is_some().then(PassGap::default);
         // (capture time, frame index) of frames an open pass may have begun at.
         let mut recent: VecDeque<(Duration, u64)> = VecDeque::new();
         let mut stats = PipelineStats::default();
@@ -326,6 +350,9 @@ impl Pipeline {
                                     if overviews.len() > OVERVIEW_RING {
                                         overviews.pop_front();
                                     }
+                                }
+                                if let Some(gap) = pace_gap.as_mut().and_then(|g| g.next(at)) {
+                                    t.set_max_gap(gap);
                                 }
                                 for pass in t.push(at, plates) {
                                     if index < suppress_below {
@@ -712,6 +739,24 @@ mod tests {
         );
         drop(store);
         join.join().expect("writer");
+    }
+
+    #[test]
+    fn a_live_pass_waits_longer_when_frames_are_looked_at_less_often() {
+        let mut g = PassGap::default();
+        let ms = Duration::from_millis;
+        assert_eq!(g.next(ms(0)), None);
+        // 10 looks a second: the short gap.
+        let mut gap = None;
+        for i in 1..20 {
+            gap = g.next(ms(100 * i));
+        }
+        assert_eq!(gap, Some(LIVE_PASS_GAP));
+        // One look every 700 ms (a loaded machine): longer than two looks.
+        for i in 1..30 {
+            gap = g.next(ms(1_900 + 700 * i));
+        }
+        assert!(gap.is_some_and(|g| g >= ms(1_400)), "{gap:?}");
     }
 
     #[test]

@@ -1051,25 +1051,26 @@ fn live_camera_pole(
     };
     let mut edge = Edge::start(&node, hub.addr, out, &opts)?;
     let truth: Vec<String> = passes.iter().map(|p| p.plate.clone()).collect();
-    let plates = |edge: &Edge| -> Vec<String> {
-        edge.stored_entries()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|e| e.read().map(|r| r.plate.clone()))
-            .collect()
-    };
-    let _ = wait_for(Duration::from_secs(120), "pole-2's reads", || {
-        let got = plates(&edge);
-        (truth.iter().all(|t| got.contains(t)) || got.len() >= truth.len() + 3).then_some(())
+    // One loop of the video and a little more: every pass seen whole.
+    let loop_frames = (passes.last().map(|p| p.end + 1.0).unwrap_or(10.0) * 30.0 * 1.3) as u64;
+    let _ = wait_for(Duration::from_secs(120), "pole-2's first loop", || {
+        let s = edge.status()?;
+        let c = camera::camera(&s, "north-cam")?;
+        (c["frames_received"].as_u64()? >= loop_frames).then_some(())
     });
+    let status = edge.status().unwrap_or_default();
+    // The camera is switched off; the node's reads reach the hub.
+    drop(server);
     let acked = wait_for(Duration::from_secs(60), "pole-2 acknowledged", || {
         let s = edge.status()?;
         (s["acked"].as_u64()? > 0 && s["acked"] == s["log_size"]).then_some(s)
     });
-    let status = edge.status().unwrap_or_default();
     edge.proc.stop()?;
-    drop(server);
-    let got = plates(&edge);
+    let got: Vec<String> = edge
+        .stored_entries()?
+        .iter()
+        .filter_map(|e| e.read().map(|r| r.plate.clone()))
+        .collect();
     let cam = camera::camera(&status, "north-cam")
         .cloned()
         .unwrap_or_default();

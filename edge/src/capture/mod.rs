@@ -8,13 +8,15 @@
 //! - `camera::Camera` (cargo feature `camera`, Linux UVC/V4L2 through
 //!   `nokhwa`; building it needs `libclang-dev`): live frames; a camera that
 //!   fails is reopened with backoff by `camera::Camera::next_frame`.
+//! - [`live`]: the cameras of `[[capture.cameras]]` — IP cameras over RTSP
+//!   (H.264, decoded in-process by OpenH264) and Motion-JPEG over HTTP(S) —
+//!   each received on its own thread, the newest frame taken.
 //! - [`MjpegFile`]: Motion-JPEG video as a raw stream of JPEG frames
 //!   (`.mjpeg`/`.mjpg`, what many IP cameras record and what
 //!   `ffmpeg -i in.mp4 -c:v mjpeg -f mjpeg out.mjpeg` writes), at a frame
-//!   rate the caller gives. Other video formats (MP4/H.264, MKV…) are not
-//!   supported: every well-kept Rust decoder for them binds the system's
-//!   FFmpeg libraries. Convert them to MJPEG, or extract frames
-//!   (`ffmpeg -i in.mp4 -qscale:v 2 frames/%06d.jpg`) and replay the folder.
+//!   rate the caller gives. Other video files: serve them as a camera, or
+//!   extract frames (`ffmpeg -i in.mp4 -qscale:v 2 frames/%06d.jpg`) and
+//!   replay the folder.
 //!
 //! A [`Source`] yields `Option<Result<CapturedFrame, CaptureError>>`: `None` is the
 //! end of the stream, `Some(Err(_))` a frame lost (log it and continue).

@@ -89,6 +89,12 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Change how long a plate may go unseen before its pass closes (a
+    /// live camera's gap follows how often its frames are looked at).
+    pub fn set_max_gap(&mut self, gap: Duration) {
+        self.config.max_gap = gap;
+    }
+
     pub fn new(config: TrackerConfig) -> Self {
         Self {
             config,
