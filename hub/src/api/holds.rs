@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, ListQuery};
 use crate::holds::{HoldsError, NewHold};
 use crate::users::{Caller, Permission};
 
@@ -37,12 +37,6 @@ pub struct PlaceHold {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseHold {
     pub reason: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub all: bool,
 }
 
 pub fn routes() -> Router<ApiState> {
