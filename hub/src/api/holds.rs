@@ -123,14 +123,7 @@ pub(crate) async fn place(
     check_text("case", &req.case)?;
     check_text("reason", &req.reason)?;
     let mut scope = req.scope;
-    for p in &mut scope.plates {
-        *p = p
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_uppercase();
-    }
-    scope.plates.retain(|p| !p.is_empty());
+    scope.normalise_plates();
     let query = describe(&scope);
     let result = state
         .hub
