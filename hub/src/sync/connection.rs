@@ -52,28 +52,19 @@ pub(super) async fn handle_incoming(
         }
     };
     drop(handshake);
-    let Some(der) = quic::peer_certificate(&conn) else {
-        close_refused(
-            &hub,
-            &conn,
-            None,
-            peer,
-            RefusalCode::UnknownNode,
-            "no client certificate",
-        )
-        .await;
-        return;
-    };
-    let cert = match hub.anchor.check_device_der(&der) {
+    let checked = quic::peer_certificate(&conn)
+        .ok_or_else(|| "no client certificate".to_owned())
+        .and_then(|der| hub.anchor.check_device_der(&der).map_err(|e| e.to_string()));
+    let cert = match checked {
         Ok(c) => c,
-        Err(e) => {
+        Err(detail) => {
             close_refused(
                 &hub,
                 &conn,
                 None,
                 peer,
                 RefusalCode::UnknownNode,
-                &e.to_string(),
+                &detail,
             )
             .await;
             return;
