@@ -689,20 +689,7 @@ impl Commit<'_> {
         }
         self.number_plates().await?;
         if self.changed {
-            let value: i64 = query!(
-                self.tx,
-                "UPDATE meta SET value = value + 1 WHERE key = 'changes' RETURNING value"
-            )
-            .await?
-            .first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| pg_err("the change counter is missing"))?;
-            query!(
-                self.tx,
-                "SELECT pg_notify('alpr_changes', $1)",
-                &value.to_string()
-            )
-            .await?;
+            super::changes::announce(&self.tx).await?;
         }
         self.tx.commit().await.map_err(pg_err)
     }
