@@ -71,12 +71,7 @@ where
         self.checkpoints
             .get(&self.id.to_be_bytes())
             .map_err(db_err)?
-            .map(|v| {
-                SignedCheckpoint::decode(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "checkpoints-v1",
-                    detail: e.to_string(),
-                })
-            })
+            .map(|v| decode_checkpoint(v.value()))
             .transpose()
     }
 }
@@ -114,12 +109,7 @@ impl ChainStore for RedbStore {
         let t = tx.open_table(CHECKPOINTS).map_err(db_err)?;
         t.get(&rec.id.to_be_bytes())
             .map_err(db_err)?
-            .map(|v| {
-                SignedCheckpoint::decode(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "checkpoints-v1",
-                    detail: e.to_string(),
-                })
-            })
+            .map(|v| decode_checkpoint(v.value()))
             .transpose()
     }
 
@@ -412,4 +402,12 @@ fn prune_source_refusals(
         }
         t.pop_first().map_err(db_err)?;
     }
+}
+
+/// A row of `checkpoints-v1`.
+fn decode_checkpoint(bytes: &[u8]) -> Result<SignedCheckpoint, StoreError> {
+    SignedCheckpoint::decode(bytes).map_err(|e| StoreError::Corrupt {
+        table: "checkpoints-v1",
+        detail: e.to_string(),
+    })
 }
