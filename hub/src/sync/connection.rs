@@ -58,15 +58,7 @@ pub(super) async fn handle_incoming(
     let cert = match checked {
         Ok(c) => c,
         Err(detail) => {
-            close_refused(
-                &hub,
-                &conn,
-                None,
-                peer,
-                RefusalCode::UnknownNode,
-                &detail,
-            )
-            .await;
+            close_refused(&hub, &conn, None, peer, RefusalCode::UnknownNode, &detail).await;
             return;
         }
     };

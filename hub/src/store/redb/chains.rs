@@ -260,17 +260,8 @@ pub(super) fn ingest(
         super::alerts::index_alert(&mut b.alerts, id, &v.entry)?;
         b.rows.add(id, &v.entry);
     }
-    let rec = b.record(device)?;
-    rec.next_seq = p.after.next_seq;
-    rec.head = p.after.head;
-    rec.duplicates += p.duplicates as u64;
-    rec.last_contact = rec.last_contact.max(at);
-    rec.reported_size = rec.reported_size.max(rec.next_seq);
-    Ok(WriteResult::Ingested(Ok(Ingested {
-        progress: p.after,
-        appended,
-        duplicates: p.duplicates,
-    })))
+    let ingested = b.record(device)?.placed(&p, appended, at);
+    Ok(WriteResult::Ingested(Ok(ingested)))
 }
 
 /// [`WriteOp::Contact`]: a node said hello.
