@@ -121,7 +121,8 @@ fn concurrent_removals_of_one_entry_resolve_to_the_earliest_everywhere() {
     let mut edge = copy(&mut hub);
     // Each removes the entry without having seen the other's removal.
     hub.remove("a", removal("op.kim", at(2))).expect("remove");
-    edge.remove("a", removal("ofc.diaz", at(1))).expect("remove");
+    edge.remove("a", removal("ofc.diaz", at(1)))
+        .expect("remove");
     hub.merge(&mut copy(&mut edge), at(3)).expect("merge edge");
     edge.merge(&mut copy(&mut hub), at(3)).expect("merge hub");
     for doc in [&hub, &edge] {
