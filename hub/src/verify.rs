@@ -178,17 +178,7 @@ pub fn verify_file(
     anchor: &TrustAnchor,
     opts: VerifyOptions,
 ) -> anyhow::Result<BundleReport> {
-    let meta = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?;
-    let kind = meta.file_type();
-    if kind.is_dir() {
-        anyhow::bail!("{} is a directory, not a bundle file", path.display());
-    }
-    if !kind.is_file() {
-        anyhow::bail!(
-            "{} is not a regular file (a FIFO, socket or device?): give the bundle file itself",
-            path.display()
-        );
-    }
+    check_regular(path)?;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     verify_bundle(std::io::BufReader::new(file), anchor, opts)
         .with_context(|| format!("reading {}", path.display()))

@@ -417,15 +417,7 @@ async fn measure(
     let login = |user: &'static str| crate::hub::served::login(url, ca, user, PASSWORD);
     if bootstrap.exists() {
         let b: alpr_hub::users::BootstrapFile = serde_json::from_slice(&std::fs::read(bootstrap)?)?;
-        let user = |username: &str, role| alpr_hub::users::NewUser {
-            username: username.into(),
-            agency: "BENCH0000".into(),
-            title: "bench".into(),
-            role,
-            password: PASSWORD.into(),
-            training_completed: "2026-01-01".into(),
-            training_expires: "2099-01-01".into(),
-        };
+        let user = |username: &str, role| crate::hub::served::user(username, role, PASSWORD);
         let _: alpr_hub::users::UserView = ApiClient::connect(url, ca)
             .await?
             .post(

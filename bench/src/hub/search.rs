@@ -180,24 +180,12 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         "a durable access record would cost nothing, and no read would come from a disk",
     )?;
     let shape = Shape::from_args(&args);
-    let opened = match args.backend {
+    let mut opened = match args.backend {
         BenchBackend::Redb => open_redb(&args, &shape, &dir).await?,
         BenchBackend::Postgres => open_postgres(&args, &shape, &dir).await?,
     };
-    let cleanup = opened.database;
-    let result = measure(
-        &args,
-        &shape,
-        fs,
-        opened.storage,
-        opened.pg,
-        opened.anchor,
-        opened.path,
-        opened.file,
-        opened.built_at,
-        opened.build_s,
-    )
-    .await;
+    let cleanup = opened.database.take();
+    let result = measure(&args, &shape, fs, opened).await;
     if let Some(db) = cleanup {
         if let Err(e) = db.finish().await {
             tracing::warn!("the bench's database: {e:#}");
@@ -372,20 +360,23 @@ pub struct CacheView {
     pub dropped: bool,
 }
 
-/// The timed searches over `storage`, and the report.
-#[allow(clippy::too_many_arguments)]
+/// The timed searches over the `opened` store, and the report.
 async fn measure(
     args: &SearchBenchArgs,
     shape: &Shape,
     fs: String,
-    storage: Arc<dyn HubStorage>,
-    pg: Option<Arc<PgStore>>,
-    anchor: TrustAnchor,
-    path: String,
-    file: Option<PathBuf>,
-    built_at: u64,
-    build_s: Option<f64>,
+    opened: Opened,
 ) -> anyhow::Result<()> {
+    let Opened {
+        storage,
+        pg,
+        anchor,
+        path,
+        file,
+        built_at,
+        build_s,
+        database: _,
+    } = opened;
     let reused = build_s.is_none();
     let build_s = build_s.unwrap_or(0.0);
     let db_bytes = match pg.clone() {

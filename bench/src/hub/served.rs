@@ -29,13 +29,14 @@ pub(crate) struct ServedHub {
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-fn user(name: &str, role: Role) -> NewUser {
+/// A bench user of `role`, trained, who logs in with `password`.
+pub(crate) fn user(name: &str, role: Role, password: &str) -> NewUser {
     NewUser {
         username: name.into(),
         agency: "BENCH0000".into(),
         title: "bench".into(),
         role,
-        password: PASSWORD.into(),
+        password: password.into(),
         training_completed: "2026-01-01".into(),
         training_expires: "2099-01-01".into(),
     }
@@ -124,13 +125,13 @@ impl ServedHub {
                 "/api/v1/bootstrap",
                 &alpr_hub::api::users::BootstrapRequest {
                     token: b.token,
-                    user: user("admin", Role::Administrator),
+                    user: user("admin", Role::Administrator, PASSWORD),
                 },
             )
             .await?;
         let mut admin = self.login("admin").await?;
         let _: serde_json::Value = admin
-            .post("/api/v1/users", &user("op", Role::Operator))
+            .post("/api/v1/users", &user("op", Role::Operator, PASSWORD))
             .await?;
         self.login("op").await
     }

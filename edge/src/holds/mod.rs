@@ -46,14 +46,7 @@ pub async fn add(access: &EdgeAccess, req: HoldAddRequest) -> Result<Hold, Strin
     let now = UnixMillis::now();
     let (user, agency, _policy) = access.session(&req.token, now)?;
     let mut scope = req.scope;
-    for p in &mut scope.plates {
-        *p = p
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_uppercase();
-    }
-    scope.plates.retain(|p| !p.is_empty());
+    scope.normalise_plates();
     let hold = Hold {
         id: hex::encode(rand::random::<[u8; 8]>()),
         case: req.case.clone(),

@@ -414,3 +414,16 @@ pub fn api_post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
 ) -> anyhow::Result<T> {
     runtime()?.block_on(async { Session::load()?.client().await?.post(path, body).await })
 }
+
+/// A record's id (a hold's, a local entry's: `[A-Za-z0-9-_]`) as a URL
+/// path segment; anything else is refused as not a `what` id.
+pub fn path_segment<'a>(id: &'a str, what: &str) -> anyhow::Result<&'a str> {
+    anyhow::ensure!(
+        !id.is_empty()
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{id:?} is not {what} id"
+    );
+    Ok(id)
+}

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, ListQuery};
 use crate::holds::{HoldsError, NewHold};
 use crate::users::{Caller, Permission};
 
@@ -37,12 +37,6 @@ pub struct PlaceHold {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReleaseHold {
     pub reason: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub all: bool,
 }
 
 pub fn routes() -> Router<ApiState> {
@@ -129,14 +123,7 @@ pub(crate) async fn place(
     check_text("case", &req.case)?;
     check_text("reason", &req.reason)?;
     let mut scope = req.scope;
-    for p in &mut scope.plates {
-        *p = p
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect::<String>()
-            .to_ascii_uppercase();
-    }
-    scope.plates.retain(|p| !p.is_empty());
+    scope.normalise_plates();
     let query = describe(&scope);
     let result = state
         .hub

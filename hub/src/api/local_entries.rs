@@ -27,7 +27,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, ListQuery};
 use crate::hotlist::local::LocalEntriesError;
 use crate::users::{Caller, Permission};
 
@@ -37,12 +37,6 @@ const MAX_TEXT: usize = 200;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RemoveEntry {
     pub reason: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    pub all: bool,
 }
 
 pub fn routes() -> Router<ApiState> {

@@ -170,6 +170,14 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
+/// `?all=true`: every record, not only those in force (the holds' and
+/// the local entries' lists).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub all: bool,
+}
+
 /// An API error: JSON `{"error": "…"}` with its status.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -7,7 +7,7 @@ use alpr_shared::control::holds::{Hold, HoldScope};
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
-use crate::api::client::{api_get, api_post};
+use crate::api::client::{api_get, api_post, path_segment};
 use crate::api::holds::{PlaceHold, ReleaseHold};
 
 #[derive(Debug, clap::Subcommand)]
@@ -105,7 +105,7 @@ pub fn run(cmd: HoldCommand) -> anyhow::Result<ExitCode> {
         }
         HoldCommand::Release { id, reason } => {
             let hold: Hold = api_post(
-                &format!("/api/v1/holds/{}/release", path_segment(&id)?),
+                &format!("/api/v1/holds/{}/release", path_segment(&id, "a hold")?),
                 &ReleaseHold { reason },
             )?;
             println!("hold {} released", hold.id);
@@ -122,7 +122,7 @@ pub fn run(cmd: HoldCommand) -> anyhow::Result<ExitCode> {
             }
         }
         HoldCommand::Show { id } => {
-            let hold: Hold = api_get(&format!("/api/v1/holds/{}", path_segment(&id)?))?;
+            let hold: Hold = api_get(&format!("/api/v1/holds/{}", path_segment(&id, "a hold")?))?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&hold).context("printing the hold")?
@@ -147,16 +147,4 @@ pub fn audit(json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A hold id as a URL path segment (ids are `[A-Za-z0-9-_]`).
-fn path_segment(id: &str) -> anyhow::Result<&str> {
-    anyhow::ensure!(
-        !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-        "{id:?} is not a hold id"
-    );
-    Ok(id)
 }

@@ -9,7 +9,7 @@ use alpr_shared::hotlist::LocalEntry;
 use alpr_shared::types::UnixMillis;
 use anyhow::Context;
 
-use crate::api::client::{api_get, api_post};
+use crate::api::client::{api_get, api_post, path_segment};
 use crate::api::local_entries::RemoveEntry;
 
 /// The local-entry subcommands of `hub hotlist`.
@@ -74,14 +74,17 @@ pub fn run(cmd: LocalCommand) -> anyhow::Result<ExitCode> {
                 .fields(plate.as_deref(), now)
                 .map_err(anyhow::Error::msg)?;
             let e: LocalEntry = api_post(
-                &format!("/api/v1/hotlist/local/{}", path_segment(&id)?),
+                &format!("/api/v1/hotlist/local/{}", path_segment(&id, "an entry")?),
                 &fields,
             )?;
             print_entry("edited", &e, json)?;
         }
         LocalCommand::Remove { id, reason, json } => {
             let e: LocalEntry = api_post(
-                &format!("/api/v1/hotlist/local/{}/remove", path_segment(&id)?),
+                &format!(
+                    "/api/v1/hotlist/local/{}/remove",
+                    path_segment(&id, "an entry")?
+                ),
                 &RemoveEntry { reason },
             )?;
             print_entry("removed", &e, json)?;
@@ -116,16 +119,4 @@ pub fn render(entries: &[LocalEntry], now: UnixMillis) -> String {
         .iter()
         .map(|e| format!("{}  {}\n", e.id, summary(e, now)))
         .collect()
-}
-
-/// An entry id as a URL path segment (ids are `[A-Za-z0-9-_]`).
-fn path_segment(id: &str) -> anyhow::Result<&str> {
-    anyhow::ensure!(
-        !id.is_empty()
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-        "{id:?} is not an entry id"
-    );
-    Ok(id)
 }

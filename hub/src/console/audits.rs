@@ -137,19 +137,39 @@ async fn access(
     session: Session,
     Form(f): Form<AccessForm>,
 ) -> PageResult {
+    access_audit(&state, &session, &f, false).await
+}
+
+/// The access audit of form `f`: on the page, or (`as_csv`) as a file; a
+/// form that does not parse is shown again with its error.
+async fn access_audit(
+    state: &ApiState,
+    session: &Session,
+    f: &AccessForm,
+    as_csv: bool,
+) -> PageResult {
     session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let shown = match f.query() {
-        Ok(q) => Shown {
-            access: Some(run_access(&state, &session, q).await?),
-            ..Shown::default()
-        },
-        Err(e) => Shown {
-            error: Some(e),
-            ..Shown::default()
-        },
+    Section::Audits.require(session)?;
+    let q = match f.query() {
+        Ok(q) => q,
+        Err(e) => {
+            let shown = Shown {
+                error: Some(e),
+                ..Shown::default()
+            };
+            return Ok(render(state, session, f, shown));
+        }
     };
-    Ok(render(&state, &session, &f, shown))
+    let a = run_access(state, session, q).await?;
+    if as_csv {
+        let rows: Vec<Vec<String>> = a.rows.iter().map(access_cells).collect();
+        return Ok(csv(&stamp("access-audit"), &ACCESS_HEADER, &rows));
+    }
+    let shown = Shown {
+        access: Some(a),
+        ..Shown::default()
+    };
+    Ok(render(state, session, f, shown))
 }
 
 const ACCESS_HEADER: [&str; 12] = [
@@ -183,21 +203,7 @@ async fn access_csv(
     session: Session,
     Form(f): Form<AccessForm>,
 ) -> PageResult {
-    session.check(&f.csrf)?;
-    Section::Audits.require(&session)?;
-    let q = match f.query() {
-        Ok(q) => q,
-        Err(e) => {
-            let shown = Shown {
-                error: Some(e),
-                ..Shown::default()
-            };
-            return Ok(render(&state, &session, &f, shown));
-        }
-    };
-    let a = run_access(&state, &session, q).await?;
-    let rows: Vec<Vec<String>> = a.rows.iter().map(access_cells).collect();
-    Ok(csv(&stamp("access-audit"), &ACCESS_HEADER, &rows))
+    access_audit(&state, &session, &f, true).await
 }
 
 /// The audits shown on request, besides the access audit.

@@ -14,8 +14,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::{error_box, notice_box, page, when, PageResult, Pages, Section, Session};
-use crate::api::holds::{ListQuery, PlaceHold, ReleaseHold};
+use crate::api::holds::{PlaceHold, ReleaseHold};
 use crate::api::ApiState;
+use crate::api::ListQuery;
 
 pub fn routes() -> Router<Pages> {
     Router::new()

@@ -27,8 +27,9 @@ use super::{
     age, error_box, notice_box, page, when, ConsoleError, PageResult, Pages, Section, Session,
 };
 use crate::api::hotlists::ImportQuery;
-use crate::api::local_entries::{ListQuery, RemoveEntry};
+use crate::api::local_entries::RemoveEntry;
 use crate::api::ApiState;
+use crate::api::ListQuery;
 use crate::hotlist::{ImportReport, SourceView};
 
 /// Bad rows of an import shown on the page (the report counts them all).

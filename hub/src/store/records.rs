@@ -5,7 +5,7 @@
 //! record's shape).
 
 use alpr_shared::log::SignedCheckpoint;
-use alpr_shared::sync::{NewKey, Progress, Verified};
+use alpr_shared::sync::{NewKey, Placement, Progress, Verified};
 use alpr_shared::types::{DeviceId, Hash32, UnixMillis};
 use alpr_shared::wire::Refusal;
 use serde::{Deserialize, Serialize};
@@ -157,6 +157,22 @@ impl NodeRecord {
     /// what was uploaded since).
     pub fn backlog(&self) -> u64 {
         self.reported_size.saturating_sub(self.next_seq)
+    }
+
+    /// A batch placed at `p` ([`alpr_shared::sync::place`]) at `at`, with
+    /// `appended` of its entries stored: the chain moves where the
+    /// placement says, and the batch is answered.
+    pub(crate) fn placed(&mut self, p: &Placement, appended: usize, at: UnixMillis) -> Ingested {
+        self.next_seq = p.after.next_seq;
+        self.head = p.after.head;
+        self.duplicates += p.duplicates as u64;
+        self.last_contact = self.last_contact.max(at);
+        self.reported_size = self.reported_size.max(self.next_seq);
+        Ingested {
+            progress: p.after,
+            appended,
+            duplicates: p.duplicates,
+        }
     }
 
     /// The node signed that it lost entries `first..=last` of its log

@@ -127,11 +127,20 @@ impl Recovering {
         }
     }
 
-    fn call<T>(
+    /// A read: it reopens the database only on an I/O failure or a panic.
+    fn read<T>(
         &self,
         f: impl FnOnce(&RedbStore) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.call_as(false, f)
+    }
+
+    /// A commit: any database failure reopens the database.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&RedbStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.call_as(true, f)
     }
 
     /// `write`: any database failure of a commit reopens the database; a
@@ -162,209 +171,84 @@ impl Recovering {
     }
 }
 
+/// Each store concern, forwarded method by method to the open database:
+/// `read fn name(args) -> T;` (or `write fn`, a commit) forwards `name`
+/// through [`Recovering::read`] (or [`Recovering::write`]) and returns
+/// `Result<T, StoreError>`. A trait's default methods (`certificates_of`,
+/// `entries_of_reads`, `images_held`) are left to the trait, over these.
+macro_rules! forward {
+    ($($concern:ident { $($mode:ident fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty;)* })*) => {
+        $(impl $concern for Recovering {
+            $(fn $name(&self, $($arg: $ty),*) -> Result<$ret, StoreError> {
+                self.$mode(|s| s.$name($($arg),*))
+            })*
+        })*
+    };
+}
+
 impl HubStorage for Recovering {
     fn commit(&self, ops: Vec<WriteOp>) -> Result<Vec<WriteResult>, StoreError> {
-        self.call_as(true, |s| s.commit(ops))
+        self.write(|s| s.commit(ops))
     }
 }
 
-impl ChainStore for Recovering {
-    fn node(&self, device: &DeviceId) -> Result<Option<NodeRecord>, StoreError> {
-        self.call(|s| s.node(device))
+forward! {
+    ChainStore {
+        read fn node(device: &DeviceId) -> Option<NodeRecord>;
+        read fn nodes() -> Vec<(DeviceId, NodeRecord)>;
+        read fn checkpoint(device: &DeviceId) -> Option<SignedCheckpoint>;
+        read fn certificate(device: &DeviceId) -> Option<Vec<u8>>;
+        read fn certificates(device: &DeviceId) -> Vec<NodeCert>;
+        read fn revocations() -> Vec<alpr_shared::cert::Revocation>;
+        read fn entries(device: &DeviceId, first: u64, limit: usize) -> Vec<Vec<u8>>;
+        read fn entries_at(at: &[(DeviceId, u64)]) -> Vec<Option<Vec<u8>>>;
+        read fn refusals(limit: usize) -> Vec<RefusalRecord>;
+        read fn source_refusals(limit: usize) -> Vec<SourceRefusalRecord>;
     }
-    fn nodes(&self) -> Result<Vec<(DeviceId, NodeRecord)>, StoreError> {
-        self.call(|s| s.nodes())
+    AccessLogStore {
+        read fn hub_access_entries(first: u64, limit: usize) -> Vec<Vec<u8>>;
+        read fn hub_access_head() -> (u64, Hash32);
+        read fn node_accesses(from: UnixMillis, to: UnixMillis, limit: usize) -> Vec<(DeviceId, u64)>;
     }
-    fn checkpoint(&self, device: &DeviceId) -> Result<Option<SignedCheckpoint>, StoreError> {
-        self.call(|s| s.checkpoint(device))
+    AccountStore {
+        read fn user(username: &str) -> Option<crate::store::UserRecord>;
+        read fn users() -> Vec<crate::store::UserRecord>;
+        read fn user_keys() -> Vec<(String, crate::store::UserKey)>;
+        read fn session(hash: &[u8; 32]) -> Option<crate::store::SessionRecord>;
+        read fn login_failures(key: &str, since: UnixMillis) -> u64;
+        read fn login_lock(key: &str) -> Option<UnixMillis>;
     }
-    fn certificate(&self, device: &DeviceId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.certificate(device))
+    ControlStore {
+        read fn policy() -> Option<Vec<u8>>;
+        read fn policy_seed() -> Option<Hash32>;
+        read fn node_policies() -> Vec<(DeviceId, u64)>;
+        read fn holds_doc() -> Option<Vec<u8>>;
+        read fn local_entries_doc() -> Option<Vec<u8>>;
     }
-    fn certificates(&self, device: &DeviceId) -> Result<Vec<NodeCert>, StoreError> {
-        self.call(|s| s.certificates(device))
+    HotlistStore {
+        write fn store_generation(source: &str, number: u64, bytes: &[u8], record: &[u8], keep: u64) -> ();
+        read fn generation_bytes(source: &str, number: u64) -> Option<Vec<u8>>;
+        read fn generation_records(source: &str) -> Vec<(u64, Vec<u8>, bool)>;
+        read fn generation_floor(source: &str) -> u64;
+        read fn node_hotlists() -> Vec<(DeviceId, super::NodeLists)>;
     }
-    fn revocations(&self) -> Result<Vec<alpr_shared::cert::Revocation>, StoreError> {
-        self.call(|s| s.revocations())
+    AlertStore {
+        read fn alerts(node: Option<&DeviceId>, limit: usize) -> Vec<super::AlertIndexRow>;
+        read fn alert(node: &DeviceId, seq: u64) -> Option<super::AlertIndexRow>;
+        read fn hub_alerts(limit: usize) -> Vec<(u64, super::HubAlert)>;
+        read fn hub_dispositions(alert: Option<&str>) -> Vec<(String, super::HubDisposition)>;
     }
-    fn entries(
-        &self,
-        device: &DeviceId,
-        first: u64,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.call(|s| s.entries(device, first, limit))
+    SearchStore {
+        read fn reads_of_plate(plate: &str, from: UnixMillis, to: UnixMillis) -> Vec<(DeviceId, u64)>;
+        read fn plates_from(first: u64, limit: usize) -> Vec<(u64, String)>;
+        read fn plate_count(plate: &str) -> u64;
+        read fn reads_of_plates(plates: &[String], from: UnixMillis, to: UnixMillis, limit: usize) -> Vec<IndexedRead>;
+        read fn reads_in_box(area: &GeoBox, from: UnixMillis, to: UnixMillis, node: Option<&DeviceId>, limit: usize, list_unplaced: bool) -> PlacedReads;
+        read fn reads_per_hour(first: u64, last: u64) -> Vec<(u64, u64)>;
     }
-    fn entries_at(&self, at: &[(DeviceId, u64)]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.call(|s| s.entries_at(at))
-    }
-    fn refusals(&self, limit: usize) -> Result<Vec<RefusalRecord>, StoreError> {
-        self.call(|s| s.refusals(limit))
-    }
-    fn source_refusals(&self, limit: usize) -> Result<Vec<SourceRefusalRecord>, StoreError> {
-        self.call(|s| s.source_refusals(limit))
-    }
-}
-
-impl AccessLogStore for Recovering {
-    fn hub_access_entries(&self, first: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.call(|s| s.hub_access_entries(first, limit))
-    }
-    fn hub_access_head(&self) -> Result<(u64, Hash32), StoreError> {
-        self.call(|s| s.hub_access_head())
-    }
-    fn node_accesses(
-        &self,
-        from: UnixMillis,
-        to: UnixMillis,
-        limit: usize,
-    ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
-        self.call(|s| s.node_accesses(from, to, limit))
-    }
-}
-
-impl AccountStore for Recovering {
-    fn user(&self, username: &str) -> Result<Option<crate::store::UserRecord>, StoreError> {
-        self.call(|s| s.user(username))
-    }
-    fn users(&self) -> Result<Vec<crate::store::UserRecord>, StoreError> {
-        self.call(|s| s.users())
-    }
-    fn user_keys(&self) -> Result<Vec<(String, crate::store::UserKey)>, StoreError> {
-        self.call(|s| s.user_keys())
-    }
-    fn session(&self, hash: &[u8; 32]) -> Result<Option<crate::store::SessionRecord>, StoreError> {
-        self.call(|s| s.session(hash))
-    }
-    fn login_failures(&self, key: &str, since: UnixMillis) -> Result<u64, StoreError> {
-        self.call(|s| s.login_failures(key, since))
-    }
-    fn login_lock(&self, key: &str) -> Result<Option<UnixMillis>, StoreError> {
-        self.call(|s| s.login_lock(key))
-    }
-}
-
-impl ControlStore for Recovering {
-    fn policy(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.policy())
-    }
-    fn policy_seed(&self) -> Result<Option<Hash32>, StoreError> {
-        self.call(|s| s.policy_seed())
-    }
-    fn node_policies(&self) -> Result<Vec<(DeviceId, u64)>, StoreError> {
-        self.call(|s| s.node_policies())
-    }
-    fn holds_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.holds_doc())
-    }
-    fn local_entries_doc(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.local_entries_doc())
-    }
-}
-
-impl HotlistStore for Recovering {
-    fn store_generation(
-        &self,
-        source: &str,
-        number: u64,
-        bytes: &[u8],
-        record: &[u8],
-        keep: u64,
-    ) -> Result<(), StoreError> {
-        self.call_as(true, |s| {
-            s.store_generation(source, number, bytes, record, keep)
-        })
-    }
-    fn generation_bytes(&self, source: &str, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.generation_bytes(source, number))
-    }
-    fn generation_records(&self, source: &str) -> Result<Vec<(u64, Vec<u8>, bool)>, StoreError> {
-        self.call(|s| s.generation_records(source))
-    }
-    fn generation_floor(&self, source: &str) -> Result<u64, StoreError> {
-        self.call(|s| s.generation_floor(source))
-    }
-    fn node_hotlists(&self) -> Result<Vec<(DeviceId, super::NodeLists)>, StoreError> {
-        self.call(|s| s.node_hotlists())
-    }
-}
-
-impl AlertStore for Recovering {
-    fn alerts(
-        &self,
-        node: Option<&DeviceId>,
-        limit: usize,
-    ) -> Result<Vec<super::AlertIndexRow>, StoreError> {
-        self.call(|s| s.alerts(node, limit))
-    }
-    fn alert(&self, node: &DeviceId, seq: u64) -> Result<Option<super::AlertIndexRow>, StoreError> {
-        self.call(|s| s.alert(node, seq))
-    }
-    fn hub_alerts(&self, limit: usize) -> Result<Vec<(u64, super::HubAlert)>, StoreError> {
-        self.call(|s| s.hub_alerts(limit))
-    }
-    fn hub_dispositions(
-        &self,
-        alert: Option<&str>,
-    ) -> Result<Vec<(String, super::HubDisposition)>, StoreError> {
-        self.call(|s| s.hub_dispositions(alert))
-    }
-}
-
-impl SearchStore for Recovering {
-    fn reads_of_plate(
-        &self,
-        plate: &str,
-        from: UnixMillis,
-        to: UnixMillis,
-    ) -> Result<Vec<(DeviceId, u64)>, StoreError> {
-        self.call(|s| s.reads_of_plate(plate, from, to))
-    }
-    fn plates_from(&self, first: u64, limit: usize) -> Result<Vec<(u64, String)>, StoreError> {
-        self.call(|s| s.plates_from(first, limit))
-    }
-    fn plate_count(&self, plate: &str) -> Result<u64, StoreError> {
-        self.call(|s| s.plate_count(plate))
-    }
-    fn reads_of_plates(
-        &self,
-        plates: &[String],
-        from: UnixMillis,
-        to: UnixMillis,
-        limit: usize,
-    ) -> Result<Vec<IndexedRead>, StoreError> {
-        self.call(|s| s.reads_of_plates(plates, from, to, limit))
-    }
-    fn reads_in_box(
-        &self,
-        area: &GeoBox,
-        from: UnixMillis,
-        to: UnixMillis,
-        node: Option<&DeviceId>,
-        limit: usize,
-        list_unplaced: bool,
-    ) -> Result<PlacedReads, StoreError> {
-        self.call(|s| s.reads_in_box(area, from, to, node, limit, list_unplaced))
-    }
-    fn reads_per_hour(&self, first: u64, last: u64) -> Result<Vec<(u64, u64)>, StoreError> {
-        self.call(|s| s.reads_per_hour(first, last))
-    }
-}
-
-impl ImageStore for Recovering {
-    fn image(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(|s| s.image(hash))
-    }
-    fn has_image(&self, hash: &Hash32) -> Result<bool, StoreError> {
-        self.call(|s| s.has_image(hash))
-    }
-    fn missing_images(
-        &self,
-        device: &DeviceId,
-        from: u64,
-        to: u64,
-        limit: usize,
-    ) -> Result<MissingImages, StoreError> {
-        self.call(|s| s.missing_images(device, from, to, limit))
+    ImageStore {
+        read fn image(hash: &Hash32) -> Option<Vec<u8>>;
+        read fn has_image(hash: &Hash32) -> bool;
+        read fn missing_images(device: &DeviceId, from: u64, to: u64, limit: usize) -> MissingImages;
     }
 }

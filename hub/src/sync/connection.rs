@@ -52,30 +52,13 @@ pub(super) async fn handle_incoming(
         }
     };
     drop(handshake);
-    let Some(der) = quic::peer_certificate(&conn) else {
-        close_refused(
-            &hub,
-            &conn,
-            None,
-            peer,
-            RefusalCode::UnknownNode,
-            "no client certificate",
-        )
-        .await;
-        return;
-    };
-    let cert = match hub.anchor.check_device_der(&der) {
+    let checked = quic::peer_certificate(&conn)
+        .ok_or_else(|| "no client certificate".to_owned())
+        .and_then(|der| hub.anchor.check_device_der(&der).map_err(|e| e.to_string()));
+    let cert = match checked {
         Ok(c) => c,
-        Err(e) => {
-            close_refused(
-                &hub,
-                &conn,
-                None,
-                peer,
-                RefusalCode::UnknownNode,
-                &e.to_string(),
-            )
-            .await;
+        Err(detail) => {
+            close_refused(&hub, &conn, None, peer, RefusalCode::UnknownNode, &detail).await;
             return;
         }
     };
@@ -286,36 +269,16 @@ async fn node_connection(
                 );
                 break "lease lost".to_string();
             }
-            changed = policy_rx.changed(), if policy_open => {
-                if changed.is_err() {
-                    policy_open = false;
-                    continue;
-                }
-                let p = policy_rx.borrow_and_update().clone();
+            Some(p) = next(&mut policy_rx, &mut policy_open, Clone::clone), if policy_open => {
                 ctx.push_policy(&p).await;
             }
-            changed = holds_rx.changed(), if holds_open => {
-                if changed.is_err() {
-                    holds_open = false;
-                    continue;
-                }
-                let doc = holds_rx.borrow_and_update().clone();
+            Some(doc) = next(&mut holds_rx, &mut holds_open, Clone::clone), if holds_open => {
                 ctx.push_holds(doc).await;
             }
-            changed = local_rx.changed(), if local_open => {
-                if changed.is_err() {
-                    local_open = false;
-                    continue;
-                }
-                let doc = local_rx.borrow_and_update().clone();
+            Some(doc) = next(&mut local_rx, &mut local_open, Clone::clone), if local_open => {
                 ctx.push_local_entries(doc).await;
             }
-            changed = lists_rx.changed(), if lists_open => {
-                if changed.is_err() {
-                    lists_open = false;
-                    continue;
-                }
-                let lists = hotlists::summary(&lists_rx.borrow_and_update());
+            Some(lists) = next(&mut lists_rx, &mut lists_open, hotlists::summary), if lists_open => {
                 // Sent from their own task (a whole list is many frames),
                 // one list at a time per node.
                 for o in ctx.with_session(|s| s.set_hotlists(lists)).unwrap_or_default() {
@@ -342,6 +305,20 @@ async fn node_connection(
     driver.live.remove(&name, &conn);
     drop(lease);
     info!(%reason, "node disconnected");
+}
+
+/// The next value of a watched document (through `f`); `None`, and
+/// `open` false for good, once the document's sender is gone.
+async fn next<T, U>(
+    rx: &mut tokio::sync::watch::Receiver<T>,
+    open: &mut bool,
+    f: impl FnOnce(&T) -> U,
+) -> Option<U> {
+    if rx.changed().await.is_err() {
+        *open = false;
+        return None;
+    }
+    Some(f(&rx.borrow_and_update()))
 }
 
 /// A node that found the hub's record is not its own log closes its

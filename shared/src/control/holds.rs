@@ -42,6 +42,19 @@ pub struct HoldScope {
 }
 
 impl HoldScope {
+    /// The plates as a hold keeps them: A–Z and 0–9 only, upper case;
+    /// a plate left empty is dropped.
+    pub fn normalise_plates(&mut self) {
+        for p in &mut self.plates {
+            *p = p
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .collect::<String>()
+                .to_ascii_uppercase();
+        }
+        self.plates.retain(|p| !p.is_empty());
+    }
+
     /// Whether the scope names anything at all.
     pub fn is_empty(&self) -> bool {
         self.plates.is_empty()

@@ -211,17 +211,10 @@ impl HoldsDoc {
     pub fn compact(&self, now: UnixMillis) -> Result<HoldsDoc, HoldsDocError> {
         let mut fresh = HoldsDoc::new();
         fresh.doc.set_epoch(self.epoch().saturating_add(1))?;
-        for (id, until) in self.doc.tombstones() {
-            if until > now {
-                fresh.doc.put_gone(&id, until)?;
-            }
-        }
+        fresh.doc.keep_tombstones(&self.doc, now)?;
         for (id, record) in self.records() {
             if record.droppable(now) {
-                let until = record.tombstone_until();
-                if until > now {
-                    fresh.doc.put_gone(&id, until)?;
-                }
+                fresh.doc.bury(&id, record.tombstone_until(), now)?;
                 continue;
             }
             fresh.copy_record(self, &id, &record)?;
@@ -232,15 +225,8 @@ impl HoldsDoc {
     /// Apply the content of `stale` (another epoch) onto this document:
     /// what it has that this one lacks is added, never removed.
     fn rebase(&mut self, stale: &HoldsDoc, now: UnixMillis) -> Result<(), HoldsDocError> {
-        // Its tombstones first: they travel on, so no third replica's
-        // copy of the record can bring it back.
-        let mut gone = self.doc.tombstones();
-        for (id, until) in stale.doc.tombstones() {
-            if until > now && gone.get(&id).is_none_or(|&mine| mine < until) {
-                self.doc.put_gone(&id, until)?;
-                gone.insert(id, until);
-            }
-        }
+        // Its tombstones first.
+        let gone = self.doc.keep_tombstones(&stale.doc, now)?;
         let mine = self.records();
         for (id, theirs) in stale.records() {
             if gone.contains_key(&id) {
@@ -252,10 +238,7 @@ impl HoldsDoc {
                 // never dropped by a copy); a long-released one comes as
                 // its tombstone.
                 None if theirs.droppable(now) => {
-                    let until = theirs.tombstone_until();
-                    if until > now {
-                        self.doc.put_gone(&id, until)?;
-                    }
+                    self.doc.bury(&id, theirs.tombstone_until(), now)?;
                 }
                 None => self.copy_record(stale, &id, &theirs)?,
                 Some(ours) => {
@@ -303,17 +286,12 @@ impl HoldsDoc {
         if hold.id != id || hold.released.is_some() {
             return Err(bad());
         }
-        let mut release: Option<(Release, Vec<u8>)> = None;
-        for bytes in self.doc.all_bytes(&release_key(id))? {
-            let r: Release = postcard::from_bytes(&bytes).map_err(|_| bad())?;
-            // Concurrent releases: the earliest (then least bytes) counts.
-            if release
-                .as_ref()
-                .is_none_or(|(o, ob)| (r.at, &bytes) < (o.at, ob))
-            {
-                release = Some((r, bytes));
-            }
-        }
+        // Concurrent releases: the earliest (then least bytes) counts.
+        let release = self.doc.earliest(
+            &release_key(id),
+            |b| postcard::from_bytes::<Release>(b).map_err(|_| bad()),
+            |r| r.at,
+        )?;
         Ok(Some(Record {
             hold,
             bytes,

@@ -241,36 +241,20 @@ impl From<PolicyV1> for Policy {
     }
 }
 
-/// Format 2: the policy before officers' signing keys.
+/// Format 2: the policy before officers' signing keys: format 1's fields,
+/// then the hotlist rules (postcard writes a struct's fields one after
+/// another, so the nested struct reads the same bytes).
 #[derive(Deserialize)]
 struct PolicyV2 {
-    format: u8,
-    version: u64,
-    issued_at: UnixMillis,
-    hub_retention_days: u32,
-    edge_retention_days: u32,
-    max_stale_ms: u64,
-    officers: Vec<EdgeOfficerV2>,
-    agencies: Vec<Agency>,
-    revoked_nodes: Vec<Revocation>,
-    purposes: Vec<Purpose>,
+    v1: PolicyV1,
     hotlists: HotlistPolicy,
 }
 
 impl From<PolicyV2> for Policy {
     fn from(p: PolicyV2) -> Policy {
         Policy {
-            format: p.format,
-            version: p.version,
-            issued_at: p.issued_at,
-            hub_retention_days: p.hub_retention_days,
-            edge_retention_days: p.edge_retention_days,
-            max_stale_ms: p.max_stale_ms,
-            officers: p.officers.into_iter().map(EdgeOfficer::from).collect(),
-            agencies: p.agencies,
-            revoked_nodes: p.revoked_nodes,
-            purposes: p.purposes,
             hotlists: p.hotlists,
+            ..Policy::from(p.v1)
         }
     }
 }

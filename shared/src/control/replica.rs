@@ -447,6 +447,48 @@ impl Replica {
         out
     }
 
+    /// The changes a node's copy (this replica) makes with `values` at
+    /// `key` of document `doc`: one for each value that decodes as a `T`,
+    /// `what` saying what it does and what is wrong with it if anything.
+    pub(crate) fn decoded_changes<T: serde::de::DeserializeOwned>(
+        &self,
+        doc: &'static str,
+        key: &str,
+        values: impl IntoIterator<Item = Vec<u8>>,
+        what: impl Fn(T) -> (super::node_change::What, Option<String>),
+    ) -> Vec<super::node_change::NodeChange> {
+        values
+            .into_iter()
+            .filter_map(|value| {
+                let (what, invalid) = what(postcard::from_bytes::<T>(&value).ok()?);
+                Some(self.node_change(doc, key, value, what, invalid))
+            })
+            .collect()
+    }
+
+    /// The earliest of the values under `key` (each side of a conflict) by
+    /// `(at, bytes)`, with its bytes: concurrent releases or removals of
+    /// one record resolve alike on every replica. Each value must
+    /// `decode`.
+    pub(crate) fn earliest<T, E: From<ReplicaError>>(
+        &self,
+        key: &str,
+        decode: impl Fn(&[u8]) -> Result<T, E>,
+        at: impl Fn(&T) -> UnixMillis,
+    ) -> Result<Option<(T, Vec<u8>)>, E> {
+        let mut earliest: Option<(T, Vec<u8>)> = None;
+        for bytes in self.all_bytes(key)? {
+            let value = decode(&bytes)?;
+            if earliest
+                .as_ref()
+                .is_none_or(|(o, ob)| (at(&value), &bytes) < (at(o), ob))
+            {
+                earliest = Some((value, bytes));
+            }
+        }
+        Ok(earliest)
+    }
+
     /// Every record under `prefix` that `read` (given its id) can read, by
     /// id; one that does not read is left out.
     pub(crate) fn records<R>(
@@ -529,6 +571,39 @@ impl Replica {
 
     pub(crate) fn put_gone(&mut self, id: &str, until: UnixMillis) -> Result<(), ReplicaError> {
         self.put_uint(&gone_key(id), until.0)
+    }
+
+    /// Leave a tombstone for `id` kept until `until`, unless that has
+    /// passed at `now`.
+    pub(crate) fn bury(
+        &mut self,
+        id: &str,
+        until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), ReplicaError> {
+        if until > now {
+            self.put_gone(id, until)?;
+        }
+        Ok(())
+    }
+
+    /// Keep the tombstones of `from` (an older epoch) still kept at `now`
+    /// where this replica keeps none as long: they travel on, so no third
+    /// replica's copy of a record can bring it back. Returns this
+    /// replica's tombstones after.
+    pub(crate) fn keep_tombstones(
+        &mut self,
+        from: &Replica,
+        now: UnixMillis,
+    ) -> Result<BTreeMap<String, UnixMillis>, ReplicaError> {
+        let mut gone = self.tombstones();
+        for (id, until) in from.tombstones() {
+            if until > now && gone.get(&id).is_none_or(|&mine| mine < until) {
+                self.put_gone(&id, until)?;
+                gone.insert(id, until);
+            }
+        }
+        Ok(gone)
     }
 
     /// The checks every document makes of the keys it shares: the epoch

@@ -436,19 +436,12 @@ impl LocalEntriesDoc {
     pub fn compact(&self, now: UnixMillis) -> Result<LocalEntriesDoc, LocalDocError> {
         let mut fresh = LocalEntriesDoc::new();
         fresh.doc.set_epoch(self.epoch().saturating_add(1))?;
-        for (until_id, until) in self.doc.tombstones() {
-            if until > now {
-                fresh.doc.put_gone(&until_id, until)?;
-            }
-        }
+        fresh.doc.keep_tombstones(&self.doc, now)?;
         for (id, record) in self.records() {
             let view = record.view();
             if drop_record(&view, now) {
                 if view.removed.is_some() {
-                    let until = tombstone_until(&view);
-                    if until > now {
-                        fresh.doc.put_gone(&id, until)?;
-                    }
+                    fresh.doc.bury(&id, tombstone_until(&view), now)?;
                 }
                 continue;
             }
@@ -459,15 +452,8 @@ impl LocalEntriesDoc {
 
     /// Apply the content of `stale` (an older epoch) onto this document.
     fn rebase(&mut self, stale: &LocalEntriesDoc, now: UnixMillis) -> Result<(), LocalDocError> {
-        // Its tombstones first: they travel on, so no third replica's
-        // copy of the record can revive it.
-        let mut gone = self.doc.tombstones();
-        for (id, until) in stale.doc.tombstones() {
-            if until > now && gone.get(&id).is_none_or(|&mine| mine < until) {
-                self.doc.put_gone(&id, until)?;
-                gone.insert(id, until);
-            }
-        }
+        // Its tombstones first.
+        let gone = self.doc.keep_tombstones(&stale.doc, now)?;
         let mine = self.records();
         for (id, theirs) in stale.records() {
             if gone.contains_key(&id) {
@@ -480,10 +466,7 @@ impl LocalEntriesDoc {
                 // a third replica's stale copy cannot revive it later.
                 let view = theirs.view();
                 if view.removed.is_some() && drop_record(&view, now) {
-                    let until = tombstone_until(&view);
-                    if until > now {
-                        self.doc.put_gone(&id, until)?;
-                    }
+                    self.doc.bury(&id, tombstone_until(&view), now)?;
                 } else if view.removed.is_some() || view.active(now) {
                     self.copy_record(stale, &id, &theirs)?;
                 }
@@ -567,18 +550,12 @@ impl LocalEntriesDoc {
                 edits.insert(field, best);
             }
         }
-        let mut removal: Option<(Removal, Vec<u8>)> = None;
-        for bytes in self.doc.all_bytes(&removed_key(id))? {
-            let r: Removal = postcard::from_bytes(&bytes).map_err(|_| bad())?;
-            // Concurrent removals: the earliest (then least bytes) counts.
-            let key = (r.at, bytes.clone());
-            if removal
-                .as_ref()
-                .is_none_or(|(o, ob)| key < (o.at, ob.clone()))
-            {
-                removal = Some((r, bytes));
-            }
-        }
+        // Concurrent removals: the earliest (then least bytes) counts.
+        let removal = self.doc.earliest(
+            &removed_key(id),
+            |b| postcard::from_bytes::<Removal>(b).map_err(|_| bad()),
+            |r| r.at,
+        )?;
         Ok(Some(Record {
             base,
             base_bytes,

@@ -507,9 +507,7 @@ pub fn verify_bundle(
     let mut hub_logs: BTreeMap<DeviceId, Vec<PublicKey>> = BTreeMap::new();
     // The first of them, by name (the hub's own access log).
     let mut hub_log: Option<String> = None;
-    let mut logs: Vec<AwaitingHubPurges> = Vec::new();
-    let mut done: BTreeMap<DeviceId, Seen> = BTreeMap::new();
-    let mut current: Option<Current> = None;
+    let mut nodes = Nodes::default();
     let mut revocations: Vec<Revocation> = Vec::new();
     // What the hub signed that it purged from nodes' logs, from entries of
     // its own log whose signature its log key's certificate verifies;
@@ -542,7 +540,7 @@ pub fn verify_bundle(
                 hub = Some(anchor.check_signer_der(&buf, KeyPurpose::Export));
             }
             KIND_REVOCATION => {
-                if current.is_some() || !done.is_empty() {
+                if nodes.current.is_some() || !nodes.done.is_empty() {
                     return Err(layout("a revocation after the first node".into()));
                 }
                 if revocations.len() >= MAX_REVOCATIONS {
@@ -563,15 +561,7 @@ pub fn verify_bundle(
                         hub_logs.entry(name.clone()).or_default().push(c.key);
                     }
                 }
-                let node = switch(
-                    &mut current,
-                    &mut done,
-                    &mut logs,
-                    &name,
-                    &revocations,
-                    opts,
-                )
-                .map_err(&layout)?;
+                let node = nodes.switch(&name, &revocations, opts).map_err(&layout)?;
                 if node.verifier.entries() > 0 {
                     return Err(layout(format!("a certificate of {name} after its entries")));
                 }
@@ -586,15 +576,7 @@ pub fn verify_bundle(
                 let c = SignedCheckpoint::decode(&buf)
                     .map_err(|source| BundleError::Record { index, source })?;
                 let name = c.checkpoint.device.clone();
-                let node = switch(
-                    &mut current,
-                    &mut done,
-                    &mut logs,
-                    &name,
-                    &revocations,
-                    opts,
-                )
-                .map_err(&layout)?;
+                let node = nodes.switch(&name, &revocations, opts).map_err(&layout)?;
                 if node.verifier.entries() > 0 {
                     return Err(layout(format!("a checkpoint of {name} after its entries")));
                 }
@@ -610,15 +592,7 @@ pub fn verify_bundle(
                 let e = SignedEntry::decode(&buf)
                     .map_err(|source| BundleError::Record { index, source })?;
                 let name = e.header.device.clone();
-                let node = switch(
-                    &mut current,
-                    &mut done,
-                    &mut logs,
-                    &name,
-                    &revocations,
-                    opts,
-                )
-                .map_err(&layout)?;
+                let node = nodes.switch(&name, &revocations, opts).map_err(&layout)?;
                 node.seen.size = node.seen.size.max(e.seq().saturating_add(1));
                 node.verifier.entry(&e);
                 if let (super::EntryKind::NodePurge { node, ranges, .. }, Some(keys)) =
@@ -638,13 +612,11 @@ pub fn verify_bundle(
                 }
             }
         }
-        if done.len() > MAX_NODES {
+        if nodes.done.len() > MAX_NODES {
             return Err(BundleError::TooManyNodes);
         }
     };
-    if let Some(c) = current.take() {
-        finish_node(c, &mut done, &mut logs);
-    }
+    let (done, logs) = nodes.finish();
     let logs: Vec<LogReport> = logs
         .into_iter()
         .map(|log| {
@@ -737,42 +709,66 @@ pub fn verify_bundle(
     })
 }
 
-/// The node `name`'s state, finishing the previous node if it is another;
-/// a node whose records were already closed may not appear again.
-fn switch<'a>(
-    current: &'a mut Option<Current>,
-    done: &mut BTreeMap<DeviceId, Seen>,
-    logs: &mut Vec<AwaitingHubPurges>,
-    name: &DeviceId,
-    revocations: &[Revocation],
-    opts: VerifyOptions,
-) -> Result<&'a mut Current, String> {
-    if current
-        .as_ref()
-        .is_some_and(|c| c.verifier.device() != name)
-    {
-        if let Some(c) = current.take() {
-            finish_node(c, done, logs);
-        }
-    }
-    if current.is_none() {
-        if done.contains_key(name) {
-            return Err(format!("records of {name} in two places"));
-        }
-        *current = Some(Current {
-            verifier: LogVerifier::new(name.clone(), NodeKeys::new(Vec::new(), revocations), opts),
-            seen: Seen {
-                size: 0,
-                certificates: 0,
-                checkpoints: BTreeSet::new(),
-            },
-        });
-    }
-    current.as_mut().ok_or_else(|| "no current node".to_owned())
+/// The nodes met so far: the one whose records are being read, and
+/// those whose records are closed (what was seen of each, and its log's
+/// report awaiting the hub's purges).
+#[derive(Default)]
+struct Nodes {
+    current: Option<Current>,
+    done: BTreeMap<DeviceId, Seen>,
+    logs: Vec<AwaitingHubPurges>,
 }
 
-fn finish_node(c: Current, done: &mut BTreeMap<DeviceId, Seen>, logs: &mut Vec<AwaitingHubPurges>) {
-    let device = c.verifier.device().clone();
-    logs.push(c.verifier.finish_awaiting_hub());
-    done.insert(device, c.seen);
+impl Nodes {
+    /// The node `name`'s state, finishing the previous node if it is
+    /// another; a node whose records were already closed may not appear
+    /// again.
+    fn switch(
+        &mut self,
+        name: &DeviceId,
+        revocations: &[Revocation],
+        opts: VerifyOptions,
+    ) -> Result<&mut Current, String> {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.verifier.device() != name)
+        {
+            self.finish_current();
+        }
+        if self.current.is_none() {
+            if self.done.contains_key(name) {
+                return Err(format!("records of {name} in two places"));
+            }
+            self.current = Some(Current {
+                verifier: LogVerifier::new(
+                    name.clone(),
+                    NodeKeys::new(Vec::new(), revocations),
+                    opts,
+                ),
+                seen: Seen {
+                    size: 0,
+                    certificates: 0,
+                    checkpoints: BTreeSet::new(),
+                },
+            });
+        }
+        self.current
+            .as_mut()
+            .ok_or_else(|| "no current node".to_owned())
+    }
+
+    fn finish_current(&mut self) {
+        if let Some(c) = self.current.take() {
+            let device = c.verifier.device().clone();
+            self.logs.push(c.verifier.finish_awaiting_hub());
+            self.done.insert(device, c.seen);
+        }
+    }
+
+    /// Every node closed: what was seen of each, and the logs' reports.
+    fn finish(mut self) -> (BTreeMap<DeviceId, Seen>, Vec<AwaitingHubPurges>) {
+        self.finish_current();
+        (self.done, self.logs)
+    }
 }

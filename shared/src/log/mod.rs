@@ -488,17 +488,7 @@ impl LogWriter {
         now: UnixMillis,
         time_source: TimeSource,
     ) -> Result<SignedEntry, InvalidValue> {
-        check_text("purge reason", reason, MAX_TEXT_LEN)?;
-        if ranges.is_empty()
-            || ranges.len() > MAX_PURGE_RANGES
-            || ranges
-                .iter()
-                .any(|r| r.first > r.last || r.last >= self.next_seq)
-        {
-            return Err(InvalidValue::OutOfRange {
-                field: "purge ranges",
-            });
-        }
+        check_purge(reason, &ranges, Some(self.next_seq), "purge ranges")?;
         let kind = EntryKind::Purge {
             ranges,
             reason: reason.to_owned(),
@@ -517,15 +507,7 @@ impl LogWriter {
         now: UnixMillis,
         time_source: TimeSource,
     ) -> Result<SignedEntry, InvalidValue> {
-        check_text("purge reason", reason, MAX_TEXT_LEN)?;
-        if ranges.is_empty()
-            || ranges.len() > MAX_PURGE_RANGES
-            || ranges.iter().any(|r| r.first > r.last)
-        {
-            return Err(InvalidValue::OutOfRange {
-                field: "node purge ranges",
-            });
-        }
+        check_purge(reason, &ranges, None, "node purge ranges")?;
         let kind = EntryKind::NodePurge {
             node,
             ranges,
@@ -632,6 +614,28 @@ impl LogWriter {
     pub fn checkpoint(&self, at: UnixMillis) -> SignedCheckpoint {
         Checkpoint::new(self.device.clone(), self.next_seq, self.head, at).sign(&self.key)
     }
+}
+
+/// A purge's reason and ranges as a log records them: a reason within
+/// bounds, some ranges but not too many, each in order and (`below`, for
+/// a log's own ranges) below its next sequence number. `field` names the
+/// ranges in the error.
+fn check_purge(
+    reason: &str,
+    ranges: &[SeqRange],
+    below: Option<u64>,
+    field: &'static str,
+) -> Result<(), InvalidValue> {
+    check_text("purge reason", reason, MAX_TEXT_LEN)?;
+    if ranges.is_empty()
+        || ranges.len() > MAX_PURGE_RANGES
+        || ranges
+            .iter()
+            .any(|r| r.first > r.last || below.is_some_and(|next| r.last >= next))
+    {
+        return Err(InvalidValue::OutOfRange { field });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

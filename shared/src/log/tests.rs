@@ -203,6 +203,58 @@ fn purges_need_a_record() {
 }
 
 #[test]
+fn a_purge_is_refused_beyond_its_own_log_but_a_node_purge_names_the_nodes_numbers() {
+    let mut f = fixture();
+    write(&mut f, 3);
+    let purge = |w: &mut LogWriter, first, last| {
+        w.append_purge(
+            vec![SeqRange { first, last }],
+            "retention 365d",
+            UnixMillis::now(),
+            TimeSource::Ntp,
+        )
+    };
+    // The log holds entries 0..=2: its own purge may not name 3.
+    assert!(matches!(
+        purge(&mut f.writer, 2, 3),
+        Err(InvalidValue::OutOfRange {
+            field: "purge ranges"
+        })
+    ));
+    assert!(matches!(
+        purge(&mut f.writer, 2, 1),
+        Err(InvalidValue::OutOfRange { .. })
+    ));
+    assert!(purge(&mut f.writer, 0, 2).is_ok());
+    // The hub's record of a node's purge names the node's numbers, far
+    // past the hub's own log.
+    let mut hub = LogWriter::new(
+        crate::crypto::SecretKey::generate(),
+        DeviceId::new("hub").expect("name"),
+    );
+    let node_purge = |w: &mut LogWriter, ranges: Vec<SeqRange>| {
+        w.append_node_purge(
+            f.writer.device().clone(),
+            ranges,
+            "hub retention 365d",
+            UnixMillis::now(),
+            TimeSource::Ntp,
+        )
+    };
+    let far = SeqRange {
+        first: 1_000,
+        last: 2_000,
+    };
+    assert!(node_purge(&mut hub, vec![far]).is_ok());
+    assert!(matches!(
+        node_purge(&mut hub, Vec::new()),
+        Err(InvalidValue::OutOfRange {
+            field: "node purge ranges"
+        })
+    ));
+}
+
+#[test]
 fn a_hub_signed_node_purge_records_the_purge() {
     let mut f = fixture();
     let mut log = write(&mut f, 5);

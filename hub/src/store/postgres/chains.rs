@@ -8,7 +8,7 @@ use deadpool_postgres::GenericClient;
 use super::partition::at_col;
 use super::read::*;
 use super::sql::{
-    bound, by_ordinal, device, execute, id_col, limit, millis, node_row, query, uncol, NODE_COLUMNS,
+    bound, by_ordinal, device, execute, id_col, limit, node_row, query, NODE_COLUMNS,
 };
 use super::write::Commit;
 use super::PgStore;
@@ -57,7 +57,6 @@ impl ChainStore for PgStore {
     }
 
     fn certificates_of(&self, devices: &[DeviceId]) -> Result<Vec<Vec<NodeCert>>, StoreError> {
-        const T: &str = "node_certs";
         let names: Vec<String> = devices.iter().map(|d| d.as_str().to_owned()).collect();
         let len = devices.len();
         self.run(move |c| async move {
@@ -70,15 +69,7 @@ impl ChainStore for PgStore {
             )
             .await?;
             let mut out = by_ordinal(&rows, len, Vec::new(), |certs, r| {
-                certs.push(NodeCert {
-                    serial: r.get(1),
-                    der: r.get(2),
-                    first_seen: millis(r.get(3), T)?,
-                    effective_from: r
-                        .get::<_, Option<i64>>(4)
-                        .map(|v| uncol(v, T))
-                        .transpose()?,
-                });
+                certs.push(node_cert(r, 1)?);
                 Ok(())
             })?;
             for certs in &mut out {

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::PgConfig;
+use super::sql::query;
+use super::{pg_err, PgConfig};
 
 /// The channel the writes notify.
 pub const CHANNEL: &str = "alpr_changes";
@@ -22,6 +23,28 @@ pub const CHANNEL: &str = "alpr_changes";
 const POLL: Duration = Duration::from_secs(2);
 /// Wait before opening the listening connection again.
 const RECONNECT: Duration = Duration::from_secs(1);
+
+/// In the transaction `tx` of a commit that changed a shared document:
+/// raise the change counter and notify [`CHANNEL`] with its new value.
+pub(super) async fn announce(
+    tx: &impl deadpool_postgres::GenericClient,
+) -> Result<(), crate::store::StoreError> {
+    let value: i64 = query!(
+        tx,
+        "UPDATE meta SET value = value + 1 WHERE key = 'changes' RETURNING value"
+    )
+    .await?
+    .first()
+    .map(|r| r.get(0))
+    .ok_or_else(|| pg_err("the change counter is missing"))?;
+    query!(
+        tx,
+        "SELECT pg_notify('alpr_changes', $1)",
+        &value.to_string()
+    )
+    .await?;
+    Ok(())
+}
 
 /// The change counter as this process last saw it.
 pub(super) struct Changes {

@@ -50,20 +50,7 @@ impl HotlistStore for PgStore {
                 &bound(first_kept)
             )
             .await?;
-            let value: i64 = query!(
-                tx,
-                "UPDATE meta SET value = value + 1 WHERE key = 'changes' RETURNING value"
-            )
-            .await?
-            .first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| pg_err("the change counter is missing"))?;
-            query!(
-                tx,
-                "SELECT pg_notify('alpr_changes', $1)",
-                &value.to_string()
-            )
-            .await?;
+            super::changes::announce(&tx).await?;
             tx.commit().await.map_err(pg_err)
         })
     }

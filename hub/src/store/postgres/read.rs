@@ -16,7 +16,6 @@ pub(super) async fn node_certs(
     c: &impl GenericClient,
     id: u32,
 ) -> Result<Vec<NodeCert>, StoreError> {
-    const T: &str = "node_certs";
     let rows = query!(
         c,
         "SELECT serial, der, first_seen, effective_from FROM node_certs \
@@ -24,20 +23,27 @@ pub(super) async fn node_certs(
         &id_col(id)?
     )
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(NodeCert {
-            serial: r.get(0),
-            der: r.get(1),
-            first_seen: millis(r.get(2), T)?,
-            effective_from: r
-                .get::<_, Option<i64>>(3)
-                .map(|v| uncol(v, T))
-                .transpose()?,
-        });
-    }
+    let mut out = rows
+        .iter()
+        .map(|r| node_cert(r, 0))
+        .collect::<Result<Vec<_>, _>>()?;
     in_effect_order(&mut out);
     Ok(out)
+}
+
+/// A `node_certs` row's `serial, der, first_seen, effective_from`, from
+/// column `at` on.
+pub(super) fn node_cert(r: &tokio_postgres::Row, at: usize) -> Result<NodeCert, StoreError> {
+    const T: &str = "node_certs";
+    Ok(NodeCert {
+        serial: r.get(at),
+        der: r.get(at + 1),
+        first_seen: millis(r.get(at + 2), T)?,
+        effective_from: r
+            .get::<_, Option<i64>>(at + 3)
+            .map(|v| uncol(v, T))
+            .transpose()?,
+    })
 }
 
 /// The latest checked checkpoint of node `id`.

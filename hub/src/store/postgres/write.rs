@@ -443,17 +443,7 @@ impl Commit<'_> {
         for v in batch.iter().skip(p.append_from) {
             self.add_entry(id, v).await?;
         }
-        let rec = self.node(device)?;
-        rec.next_seq = p.after.next_seq;
-        rec.head = p.after.head;
-        rec.duplicates += p.duplicates as u64;
-        rec.last_contact = rec.last_contact.max(at);
-        rec.reported_size = rec.reported_size.max(rec.next_seq);
-        Ok(Ok(Ingested {
-            progress: p.after,
-            appended,
-            duplicates: p.duplicates,
-        }))
+        Ok(Ok(self.node(device)?.placed(&p, appended, at)))
     }
 
     /// Fill `into` with the hashes of node `id`'s entries `seqs` (`None`:
@@ -689,20 +679,7 @@ impl Commit<'_> {
         }
         self.number_plates().await?;
         if self.changed {
-            let value: i64 = query!(
-                self.tx,
-                "UPDATE meta SET value = value + 1 WHERE key = 'changes' RETURNING value"
-            )
-            .await?
-            .first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| pg_err("the change counter is missing"))?;
-            query!(
-                self.tx,
-                "SELECT pg_notify('alpr_changes', $1)",
-                &value.to_string()
-            )
-            .await?;
+            super::changes::announce(&self.tx).await?;
         }
         self.tx.commit().await.map_err(pg_err)
     }

@@ -71,12 +71,7 @@ where
         self.checkpoints
             .get(&self.id.to_be_bytes())
             .map_err(db_err)?
-            .map(|v| {
-                SignedCheckpoint::decode(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "checkpoints-v1",
-                    detail: e.to_string(),
-                })
-            })
+            .map(|v| decode_checkpoint(v.value()))
             .transpose()
     }
 }
@@ -114,12 +109,7 @@ impl ChainStore for RedbStore {
         let t = tx.open_table(CHECKPOINTS).map_err(db_err)?;
         t.get(&rec.id.to_be_bytes())
             .map_err(db_err)?
-            .map(|v| {
-                SignedCheckpoint::decode(v.value()).map_err(|e| StoreError::Corrupt {
-                    table: "checkpoints-v1",
-                    detail: e.to_string(),
-                })
-            })
+            .map(|v| decode_checkpoint(v.value()))
             .transpose()
     }
 
@@ -270,17 +260,8 @@ pub(super) fn ingest(
         super::alerts::index_alert(&mut b.alerts, id, &v.entry)?;
         b.rows.add(id, &v.entry);
     }
-    let rec = b.record(device)?;
-    rec.next_seq = p.after.next_seq;
-    rec.head = p.after.head;
-    rec.duplicates += p.duplicates as u64;
-    rec.last_contact = rec.last_contact.max(at);
-    rec.reported_size = rec.reported_size.max(rec.next_seq);
-    Ok(WriteResult::Ingested(Ok(Ingested {
-        progress: p.after,
-        appended,
-        duplicates: p.duplicates,
-    })))
+    let ingested = b.record(device)?.placed(&p, appended, at);
+    Ok(WriteResult::Ingested(Ok(ingested)))
 }
 
 /// [`WriteOp::Contact`]: a node said hello.
@@ -412,4 +393,12 @@ fn prune_source_refusals(
         }
         t.pop_first().map_err(db_err)?;
     }
+}
+
+/// A row of `checkpoints-v1`.
+fn decode_checkpoint(bytes: &[u8]) -> Result<SignedCheckpoint, StoreError> {
+    SignedCheckpoint::decode(bytes).map_err(|e| StoreError::Corrupt {
+        table: "checkpoints-v1",
+        detail: e.to_string(),
+    })
 }

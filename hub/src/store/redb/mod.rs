@@ -34,9 +34,9 @@ use super::rows::{cell_of, coordinates, decode_row, encode, geo_cell, CELL_E7};
 use super::{
     check_purge_record, in_effect_order, new_key_effect, AccessLogStore, AccountStore,
     AlertIndexRow, AlertStore, Backend, ChainStore, ControlStore, DbKind, GeoBox, HotlistStore,
-    HubAlert, HubDisposition, HubStorage, ImageStore, IndexedRead, Ingested, NodeCert, NodeLists,
-    NodeRecord, PlacedRead, PlacedReads, Purged, RefusalRecord, SearchStore, SourceRefusalRecord,
-    StoreError, WriteOp, WriteResult,
+    HubAlert, HubDisposition, HubStorage, ImageStore, IndexedRead, NodeCert, NodeLists, NodeRecord,
+    PlacedRead, PlacedReads, Purged, RefusalRecord, SearchStore, SourceRefusalRecord, StoreError,
+    WriteOp, WriteResult,
 };
 use chains::{cert_key, node_certs};
 use search::{backfill_read_hours, backfill_search_indexes, geo_key, plate_key, UNPLACED};

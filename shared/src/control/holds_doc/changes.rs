@@ -5,7 +5,7 @@
 //! only a hold placed by the officer who signed it.
 
 use super::{hold_key, release_key, HoldsDoc, HoldsDocError, HOLD_PREFIX};
-use crate::control::holds::{Hold, Release};
+use crate::control::holds::Hold;
 use crate::control::node_change::{NodeChange, What};
 use crate::control::officer::ChangeSignature;
 use crate::types::UnixMillis;
@@ -41,53 +41,41 @@ impl HoldsDoc {
             let values = theirs.doc.all_bytes(&key).unwrap_or_default();
             match mine.get(id) {
                 Some(ours) => {
-                    for value in values.into_iter().filter(|v| *v != ours.bytes) {
-                        if let Ok(hold) = postcard::from_bytes::<Hold>(&value) {
-                            out.push(theirs.doc.node_change(
-                                DOC_NAME,
-                                &key,
-                                value,
-                                What::HoldRewritten { hold },
-                                None,
-                            ));
-                        }
-                    }
+                    let rewritten = values.into_iter().filter(|v| *v != ours.bytes);
+                    out.extend(
+                        theirs
+                            .doc
+                            .decoded_changes(DOC_NAME, &key, rewritten, |hold| {
+                                (What::HoldRewritten { hold }, None)
+                            }),
+                    );
                     if ours.release.is_some() {
                         continue;
                     }
                     let at = release_key(id);
-                    for value in theirs.doc.all_bytes(&at).unwrap_or_default() {
-                        if let Ok(release) = postcard::from_bytes::<Release>(&value) {
-                            out.push(theirs.doc.node_change(
-                                DOC_NAME,
-                                &at,
-                                value,
-                                What::HoldReleased {
-                                    hold: ours.view(),
-                                    release,
-                                },
-                                None,
-                            ));
-                        }
-                    }
+                    let releases = theirs.doc.all_bytes(&at).unwrap_or_default();
+                    out.extend(
+                        theirs
+                            .doc
+                            .decoded_changes(DOC_NAME, &at, releases, |release| {
+                                let hold = ours.view();
+                                (What::HoldReleased { hold, release }, None)
+                            }),
+                    );
                 }
                 None => {
                     // Released there and unknown here: nothing to keep.
                     if theirs.doc.has(&release_key(id)) {
                         continue;
                     }
-                    for value in values {
-                        if let Ok(hold) = postcard::from_bytes::<Hold>(&value) {
-                            let invalid = hold.problem();
-                            out.push(theirs.doc.node_change(
-                                DOC_NAME,
-                                &key,
-                                value,
-                                What::HoldPlaced { hold },
-                                invalid,
-                            ));
-                        }
-                    }
+                    out.extend(
+                        theirs
+                            .doc
+                            .decoded_changes(DOC_NAME, &key, values, |hold: Hold| {
+                                let invalid = hold.problem();
+                                (What::HoldPlaced { hold }, invalid)
+                            }),
+                    );
                 }
             }
         }

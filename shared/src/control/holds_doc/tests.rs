@@ -133,6 +133,29 @@ fn a_stale_copy_or_another_release_never_drops_a_hold() {
     assert!(edge.get("other").is_some_and(|h| !h.active()));
 }
 
+#[test]
+fn concurrent_releases_of_one_hold_resolve_to_the_earliest_everywhere() {
+    let mut hub = HoldsDoc::new();
+    hub.add(hold("a", "hub")).expect("add");
+    let mut edge = copy(&mut hub);
+    let late = Release {
+        at: UnixMillis(3_000),
+        ..release("sgt.ray")
+    };
+    let early = Release {
+        at: UnixMillis(2_500),
+        ..release("det.lee")
+    };
+    // Each releases the hold without having seen the other's release.
+    hub.release("a", late).expect("release");
+    edge.release("a", early.clone()).expect("release");
+    hub.merge(&mut copy(&mut edge), T).expect("merge edge");
+    edge.merge(&mut copy(&mut hub), T).expect("merge hub");
+    for doc in [&hub, &edge] {
+        assert_eq!(doc.get("a").and_then(|h| h.released), Some(early.clone()));
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Add(usize),

@@ -44,17 +44,14 @@ impl LocalEntriesDoc {
             let values = theirs.doc.all_bytes(&key).unwrap_or_default();
             match mine.get(&id) {
                 Some(ours) => {
-                    for value in values.into_iter().filter(|v| *v != ours.base_bytes) {
-                        if let Ok(entry) = postcard::from_bytes::<LocalEntry>(&value) {
-                            out.push(theirs.doc.node_change(
-                                DOC_NAME,
-                                &key,
-                                value,
-                                What::EntryRewritten { entry },
-                                None,
-                            ));
-                        }
-                    }
+                    let rewritten = values.into_iter().filter(|v| *v != ours.base_bytes);
+                    out.extend(
+                        theirs
+                            .doc
+                            .decoded_changes(DOC_NAME, &key, rewritten, |entry| {
+                                (What::EntryRewritten { entry }, None)
+                            }),
+                    );
                     edits_and_removal(&mut out, theirs, &id, &record, Some(ours));
                 }
                 None => {
@@ -63,18 +60,10 @@ impl LocalEntriesDoc {
                     if view.removed.is_none() && !view.active(now) {
                         continue;
                     }
-                    for value in values {
-                        if let Ok(entry) = postcard::from_bytes::<LocalEntry>(&value) {
-                            let invalid = check_entry(&entry).err();
-                            out.push(theirs.doc.node_change(
-                                DOC_NAME,
-                                &key,
-                                value,
-                                What::EntryAdded { entry },
-                                invalid,
-                            ));
-                        }
-                    }
+                    out.extend(theirs.doc.decoded_changes(DOC_NAME, &key, values, |entry| {
+                        let invalid = check_entry(&entry).err();
+                        (What::EntryAdded { entry }, invalid)
+                    }));
                     edits_and_removal(&mut out, theirs, &id, &record, None);
                 }
             }

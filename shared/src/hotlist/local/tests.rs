@@ -107,6 +107,31 @@ fn bad_entries_are_refused() {
 }
 
 #[test]
+fn concurrent_removals_of_one_entry_resolve_to_the_earliest_everywhere() {
+    let mut hub = LocalEntriesDoc::new();
+    hub.add(
+        "a",
+        fields("7ABC123", "stolen"),
+        "op.kim",
+        "CA",
+        &rules(),
+        at(0),
+    )
+    .expect("add");
+    let mut edge = copy(&mut hub);
+    // Each removes the entry without having seen the other's removal.
+    hub.remove("a", removal("op.kim", at(2))).expect("remove");
+    edge.remove("a", removal("ofc.diaz", at(1)))
+        .expect("remove");
+    hub.merge(&mut copy(&mut edge), at(3)).expect("merge edge");
+    edge.merge(&mut copy(&mut hub), at(3)).expect("merge hub");
+    for doc in [&hub, &edge] {
+        let removed = doc.get("a").and_then(|e| e.removed);
+        assert_eq!(removed, Some(removal("ofc.diaz", at(1))));
+    }
+}
+
+#[test]
 fn edits_of_different_fields_both_survive_and_a_removal_beats_a_concurrent_edit() {
     let mut hub = LocalEntriesDoc::new();
     hub.add(
