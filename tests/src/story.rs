@@ -1065,6 +1065,7 @@ fn live_camera_pole(
         let s = edge.status()?;
         (s["acked"].as_u64()? > 0 && s["acked"] == s["log_size"]).then_some(s)
     });
+    let last = edge.status().unwrap_or_default();
     edge.proc.stop()?;
     let got: Vec<String> = edge
         .stored_entries()?
@@ -1091,7 +1092,21 @@ fn live_camera_pole(
         truth.len(),
         match &acked {
             Ok(s) => format!("all {} reads acknowledged by the hub", s["log_size"]),
-            Err(e) => format!("not all acknowledged: {e}"),
+            Err(e) => format!(
+                "not all acknowledged: {e}; pole-2: link {}, acked {} of {}, last error {}; log: {}; hub: {}",
+                last["link"],
+                last["acked"],
+                last["log_size"],
+                last["last_error"],
+                edge.proc.log_tail(3),
+                hub.proc
+                    .log_text()
+                    .lines()
+                    .filter(|l| l.contains("pole-2") && (l.contains("refus") || l.contains("WARN")))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
         }
     ));
     for l in text.lines() {

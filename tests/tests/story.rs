@@ -165,10 +165,11 @@ fn photos_become_signed_reads_at_the_hub_even_through_an_outage() {
         "hub verify of the export failed:\n{}",
         outcome.offline
     );
-    // Both node logs, and the hub's own access log.
+    // The three node logs (the camera pole's too), and the hub's own
+    // access log.
     assert_eq!(
         outcome.offline.matches(": AUTHENTIC").count(),
-        3,
+        4,
         "{}",
         outcome.offline
     );
