@@ -217,8 +217,8 @@ impl Pipeline {
         };
         let recogniser = Recogniser::open(&models, options)
             .with_context(|| format!("loading the plate models from {}", models.display()))?;
-        let (source, stats) = crate::capture::live::open(cam, cancel)
-            .with_context(|| format!("camera {}", cam.name))?;
+        let (source, stats) =
+            open_live(cam, cancel).with_context(|| format!("camera {}", cam.name))?;
         let mut cfg = cfg.clone();
         cfg.fuse = Some(cfg.fuse.unwrap_or(true));
         cfg.stamp_now = false;
@@ -703,6 +703,81 @@ fn read_cursor(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse().ok())
+}
+
+/// An opened camera: its frames, and its figures (none for a V4L2
+/// device).
+type Opened = (Box<dyn Source + Send>, Option<std::sync::Arc<CameraStats>>);
+
+/// Open a camera of `[[capture.cameras]]`: its credentials read and its
+/// receiving thread started. The stats are `None` for a V4L2 device
+/// (its own thread reopens it).
+fn open_live(
+    cam: &crate::config::CameraConfig,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Opened> {
+    use crate::config::CameraUrl;
+    let url = cam.parsed_url().map_err(|e| anyhow::anyhow!(e))?;
+    let credentials = match (&cam.credentials_file, &cam.credentials_env) {
+        (Some(f), _) => Some(
+            crate::capture::live::credentials::from_file(f)
+                .map_err(|e| anyhow::anyhow!("credentials: {e}"))?,
+        ),
+        (None, Some(v)) => Some(
+            crate::capture::live::credentials::from_env(v)
+                .map_err(|e| anyhow::anyhow!("credentials: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    let cancel = cancel.child_token();
+    match url {
+        CameraUrl::Rtsp(url) => {
+            let c = crate::capture::live::rtsp::open(
+                crate::capture::live::rtsp::RtspCamera {
+                    name: cam.name.clone(),
+                    url,
+                    udp: cam.transport == crate::config::RtspTransport::Udp,
+                    credentials,
+                    stall: cam.stall_timeout,
+                },
+                cancel,
+            )?;
+            let stats = c.stats.clone();
+            Ok((Box::new(c), Some(stats)))
+        }
+        CameraUrl::Mjpeg(url) => {
+            let tls = match &cam.ca_file {
+                Some(f) if url.scheme() == "https" => Some(
+                    crate::capture::live::mjpeg_http::tls_config(f)
+                        .map_err(|e| anyhow::anyhow!("ca_file: {e}"))?,
+                ),
+                _ => None,
+            };
+            let c = crate::capture::live::mjpeg_http::open(
+                crate::capture::live::mjpeg_http::MjpegCamera {
+                    name: cam.name.clone(),
+                    url,
+                    credentials,
+                    tls,
+                    stall: cam.stall_timeout,
+                },
+                cancel,
+            )?;
+            let stats = c.stats.clone();
+            Ok((Box::new(c), Some(stats)))
+        }
+        CameraUrl::V4l2(index) => v4l2(index),
+    }
+}
+
+#[cfg(feature = "camera")]
+fn v4l2(index: u32) -> anyhow::Result<Opened> {
+    Ok((Box::new(crate::capture::camera::Camera::new(index)), None))
+}
+
+#[cfg(not(feature = "camera"))]
+fn v4l2(_index: u32) -> anyhow::Result<Opened> {
+    anyhow::bail!("this edge was built without USB camera support (build with --features camera)")
 }
 
 #[cfg(test)]
