@@ -221,7 +221,7 @@ pub fn bench(args: CameraBenchArgs) -> anyhow::Result<ExitCode> {
         .prefix("alpr-camera-bench-")
         .tempdir_in(&args.dir)?;
     let d = dir.path();
-    let fs = alpr_bench_fs(d);
+    let fs = filesystem_of(d);
 
     // The video and its ground truth.
     let video = d.join("passes.mp4");
@@ -318,7 +318,7 @@ pub fn bench(args: CameraBenchArgs) -> anyhow::Result<ExitCode> {
     let watch_until = unix_now() - 3.0;
     let load_after = load_average();
     // SIGTERM: the edge stores what it has and stops.
-    unsafe_free_term(pid);
+    terminate(pid);
     let _ = edge.wait();
 
     // Reads: stored when, read from which pass.
@@ -448,14 +448,14 @@ fn camera_index(servers: &[Server]) -> Vec<(f64, f64)> {
 }
 
 /// Ask the edge to stop as a service manager would.
-fn unsafe_free_term(pid: u32) {
+fn terminate(pid: u32) {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
 }
 
 /// The filesystem `dir` is on (a benchmark's store belongs on a real disk).
-fn alpr_bench_fs(dir: &Path) -> String {
+fn filesystem_of(dir: &Path) -> String {
     Command::new("df")
         .args(["--output=fstype,source", "-h"])
         .arg(dir)
