@@ -51,8 +51,11 @@ pip_install() {
 # qtdemux and matroskademux (good), h264parse and h265parse (bad),
 # rtph264pay, rtph265pay, rtpbin and multifilesrc (good)
 # (tests/support/rtsp-server.py, tests/support/README.md).
+# nasm lets openh264 build its SIMD decoder (without it the crate quietly
+# falls back to plain C, about twice the CPU per camera); it must be here
+# before the first `cargo build`.
 # python3-pip only where the machine has no pip of its own.
-pkgs=(libclang-dev pkg-config openssl gpsd gpsd-clients chromium chromium-driver postgresql postgresql-contrib)
+pkgs=(nasm libclang-dev pkg-config openssl gpsd gpsd-clients chromium chromium-driver postgresql postgresql-contrib)
 pkgs+=(ffmpeg python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad)
 python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
 py_crypto=0

@@ -158,6 +158,24 @@ impl Tracker {
         self.open.iter().map(|t| t.first_seen).min()
     }
 
+    /// The frames an open pass may still choose as its best: for each text
+    /// its frames read, the most confident of them (the last on a tie, as
+    /// `finish` chooses).
+    pub fn candidate_frames(&self) -> Vec<Duration> {
+        let mut out = Vec::new();
+        for t in &self.open {
+            let mut best: HashMap<&str, (Duration, f32)> = HashMap::new();
+            for (at, r) in &t.frames {
+                let e = best.entry(r.text.as_str()).or_insert((*at, r.confidence));
+                if r.confidence >= e.1 {
+                    *e = (*at, r.confidence);
+                }
+            }
+            out.extend(best.values().map(|(at, _)| *at));
+        }
+        out
+    }
+
     /// Tracks still open.
     pub fn open_tracks(&self) -> usize {
         self.open.len()
@@ -295,6 +313,51 @@ mod tests {
         assert!((p.read.confidence - (0.8 + 0.9) / 4.0).abs() < 1e-6);
         assert!(p.read.alternatives.iter().any(|a| a.text == "7ABC128"));
         assert_eq!(t.open_tracks(), 0);
+    }
+
+    #[test]
+    fn the_best_frame_is_always_among_the_candidates_kept() {
+        // Ties, a text read once, and a winner that only ever was an
+        // alternative: the pass's best frame was a candidate just before
+        // it closed, and only a few frames of many are candidates.
+        let mut alt_only = read("7ABC12B", 0.5, 100.0);
+        alt_only.alternatives = vec![Alternative {
+            text: "7ABC123".into(),
+            probability: 0.45,
+        }];
+        let sequences: Vec<Vec<PlateRead>> = vec![
+            (0..12)
+                .map(|i| {
+                    read(
+                        ["7ABC123", "7ABC128"][i % 2],
+                        0.5 + (i % 5) as f32 / 10.0,
+                        100.0,
+                    )
+                })
+                .collect(),
+            vec![
+                read("7ABC123", 0.7, 100.0),
+                read("7ABC123", 0.7, 100.0),
+                read("7ABC128", 0.7, 100.0),
+            ],
+            vec![alt_only.clone(); 5],
+        ];
+        for frames in sequences {
+            let mut t = Tracker::default();
+            let n = frames.len();
+            for (i, r) in frames.into_iter().enumerate() {
+                t.push(ms(i as u64 * 100), vec![r]);
+            }
+            let kept = t.candidate_frames();
+            assert!(kept.len() <= 2 && kept.len() < n, "{kept:?}");
+            let out = t.push(ms(10_000), vec![]);
+            assert_eq!(out.len(), 1);
+            assert!(
+                kept.contains(&out[0].best_frame),
+                "best frame {:?} not among {kept:?}",
+                out[0].best_frame
+            );
+        }
     }
 
     #[test]

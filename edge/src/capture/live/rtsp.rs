@@ -175,7 +175,11 @@ async fn session(cam: &RtspCamera, latest: &Latest, stats: &CameraStats) -> Resu
                         behind.as_secs_f64()
                     )));
                 }
-                if behind > CATCH_UP && f.is_disposable() {
+                // A picture no other refers to is not decoded while the
+                // recogniser is busy with an untaken one: only the newest
+                // frame is ever looked at, and a reference picture comes
+                // along within a frame or two.
+                if f.is_disposable() && (behind > CATCH_UP || latest.waiting()) {
                     CameraStats::count(&stats.dropped);
                     continue;
                 }

@@ -20,6 +20,8 @@
 //! its place from a measured GPS fix (gpsd), a configured site, a configured
 //! position (labelled as configured), or none.
 
+mod overviews;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,6 +45,7 @@ use crate::health::CaptureHealth;
 use crate::recognise::fusion::{PassRead, Tracker, TrackerConfig};
 use crate::recognise::{PlateRead, Recogniser, RecogniserOptions, MODELS_ENV};
 use crate::store::StoreHandle;
+use overviews::Overviews;
 
 /// What the pipeline takes from `[capture]` beyond its settings: where
 /// the models are, and where a read was taken.
@@ -89,10 +92,6 @@ pub struct PipelineStats {
 /// the read is stored well within a second of the vehicle's leaving.
 const LIVE_PASS_GAP: Duration = Duration::from_millis(600);
 
-/// A frame kept for the pass it may be the best of: its time, where that
-/// time came from, and its JPEG.
-type Overview = (Duration, crate::capture::FrameClock, Vec<u8>);
-
 /// A live camera's pass gap: [`LIVE_PASS_GAP`], or three times the
 /// recent interval between the frames looked at when that is longer (a
 /// loaded machine looks less often; a pass must not split between two
@@ -115,10 +114,6 @@ impl PassGap {
         Some(LIVE_PASS_GAP.max(Duration::from_secs_f64(3.0 * mean)))
     }
 }
-
-/// Overview frames kept for fused reads (the best frame of a pass is
-/// usually recent; an older one falls back to the pass's last frame).
-const OVERVIEW_RING: usize = 64;
 
 /// A loaded recogniser and an opened source, ready to run.
 pub struct Pipeline {
@@ -296,7 +291,7 @@ impl Pipeline {
             "capture starting"
         );
         let mut tracker = self.cfg.fuse().then(|| Tracker::new(tracker_config));
-        let mut overviews: VecDeque<Overview> = VecDeque::new();
+        let mut overviews = Overviews::default();
         let mut pace_gap = self.live.is_some().then(PassGap::default);
         // (capture time, frame index) of frames an open pass may have begun at.
         let mut recent: VecDeque<(Duration, u64)> = VecDeque::new();
@@ -333,7 +328,7 @@ impl Pipeline {
                         self.health.frame_ok(plates.len() as u64);
                         match tracker.as_mut() {
                             None => {
-                                let overview = overview_of(&frame)?;
+                                let overview = overviews::jpeg_of(&frame)?;
                                 for plate in &plates {
                                     reads.push(self.new_read(&frame, plate, overview.clone())?);
                                 }
@@ -342,14 +337,7 @@ impl Pipeline {
                                 let at = since_epoch(frame.captured_at);
                                 recent.push_back((at, index));
                                 if !plates.is_empty() {
-                                    overviews.push_back((
-                                        at,
-                                        frame.time_source,
-                                        overview_of(&frame)?,
-                                    ));
-                                    if overviews.len() > OVERVIEW_RING {
-                                        overviews.pop_front();
-                                    }
+                                    overviews.keep(at, &frame)?;
                                 }
                                 if let Some(gap) = pace_gap.as_mut().and_then(|g| g.next(at)) {
                                     t.set_max_gap(gap);
@@ -364,6 +352,7 @@ impl Pipeline {
                                     }
                                     reads.push(self.pass_read(&frame, &pass, &overviews)?);
                                 }
+                                overviews.retain(&t.candidate_frames());
                                 match t.earliest_open() {
                                     Some(first) => {
                                         while recent.front().is_some_and(|(a, _)| *a < first) {
@@ -521,19 +510,15 @@ impl Pipeline {
         &self,
         frame: &CapturedFrame,
         pass: &PassRead,
-        overviews: &VecDeque<Overview>,
+        overviews: &Overviews,
     ) -> anyhow::Result<Pending> {
-        let best = overviews.iter().find(|(at, ..)| *at == pass.best_frame);
-        let overview = best
-            .or_else(|| overviews.back())
-            .map(|(.., b)| b.clone())
-            .unwrap_or_default();
+        let (clock, overview) = overviews.overview(pass.best_frame)?;
         let mut at_best = frame.clone();
         at_best.captured_at = UNIX_EPOCH + pass.best_frame;
         // The best frame's time says where it came from, not the frame
         // that closed the pass.
-        if let Some((_, clock, _)) = best {
-            at_best.time_source = *clock;
+        if let Some(clock) = clock {
+            at_best.time_source = clock;
         }
         self.new_read(&at_best, &pass.read, overview)
     }
@@ -669,17 +654,6 @@ fn live_camera(_cfg: &CaptureConfig) -> anyhow::Result<Box<dyn Source + Send>> {
 
 fn since_epoch(t: SystemTime) -> Duration {
     t.duration_since(UNIX_EPOCH).unwrap_or_default()
-}
-
-/// The frame as JPEG: the bytes captured when the source had them.
-fn overview_of(frame: &CapturedFrame) -> anyhow::Result<Vec<u8>> {
-    match &frame.encoded {
-        Some(b) => Ok(b.clone()),
-        None => frame
-            .image
-            .encode_jpeg(85)
-            .map_err(|e| anyhow::anyhow!("encoding the overview: {e}")),
-    }
 }
 
 fn millis(t: SystemTime) -> UnixMillis {
