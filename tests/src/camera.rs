@@ -49,14 +49,36 @@ pub struct Pass {
 /// A video of `n` passes (the first `n` labelled US photos), made once per
 /// machine and codec and shared by the tests.
 pub fn passes_video(n: usize, codec: &str) -> anyhow::Result<(PathBuf, Vec<Pass>)> {
+    passes_video_with(n, codec, &[])
+}
+
+/// The same with more options for `make-passes-video.sh` (`--size`,
+/// `--bitrate`, …); each set of options is its own cached file.
+pub fn passes_video_with(
+    n: usize,
+    codec: &str,
+    options: &[&str],
+) -> anyhow::Result<(PathBuf, Vec<Pass>)> {
     let dir = std::env::temp_dir().join("alpr-camera-media");
     std::fs::create_dir_all(&dir)?;
-    let video = dir.join(format!("passes-{n}-{codec}.mp4"));
+    let variant: String = options
+        .iter()
+        .map(|o| o.trim_start_matches('-'))
+        .collect::<Vec<_>>()
+        .join("-");
+    let video = dir.join(if variant.is_empty() {
+        format!("passes-{n}-{codec}.mp4")
+    } else {
+        format!("passes-{n}-{codec}-{variant}.mp4")
+    });
     let truth = video.with_extension("truth");
     if !video.exists() || !truth.exists() {
         // Made under a name of its own, then renamed: tests running at once
         // never read a half-written file.
-        let tmp = dir.join(format!("tmp-{}-{n}-{codec}.mp4", std::process::id()));
+        let tmp = dir.join(format!(
+            "tmp-{}-{n}-{codec}-{variant}.mp4",
+            std::process::id()
+        ));
         let photos = crate::shared_dir().join("data/plates/us");
         let out = Command::new("bash")
             .arg(support("make-passes-video.sh"))
@@ -64,6 +86,7 @@ pub fn passes_video(n: usize, codec: &str) -> anyhow::Result<(PathBuf, Vec<Pass>
             .arg(&photos)
             .arg(n.to_string())
             .args(["--codec", codec])
+            .args(options)
             .output()
             .context("running make-passes-video.sh")?;
         anyhow::ensure!(
@@ -105,9 +128,22 @@ impl CameraServer {
         auth: Option<(&str, &str, &str)>,
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::rtsp_over(video, auth, "any", log_dir)
+    }
+
+    /// The same, serving RTP over one lower transport only (`tcp`, `udp`)
+    /// or `any`: a client that asks for another is refused at SETUP.
+    pub fn rtsp_over(
+        video: &Path,
+        auth: Option<(&str, &str, &str)>,
+        transport: &str,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let mut args = vec![
             support("rtsp-server.py").display().to_string(),
             video.display().to_string(),
+            "--transport".into(),
+            transport.into(),
         ];
         if let Some((kind, user, password)) = auth {
             args.extend(["--auth", kind, "--user", user, "--password", password].map(String::from));
@@ -116,14 +152,27 @@ impl CameraServer {
     }
 
     /// An MJPEG-over-HTTP camera looping over `source` (a folder of JPEGs
-    /// or an .mjpeg file) at `fps`.
-    pub fn mjpeg(source: &Path, fps: u32, log_dir: &Path) -> anyhow::Result<Self> {
-        let args = vec![
+    /// or an .mjpeg file) at `fps`; over HTTPS with `tls`.
+    pub fn mjpeg(
+        source: &Path,
+        fps: u32,
+        tls: Option<&CameraTls>,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut args = vec![
             support("mjpeg-server.py").display().to_string(),
             source.display().to_string(),
             "--fps".into(),
             fps.to_string(),
         ];
+        if let Some(t) = tls {
+            args.extend([
+                "--tls-cert".into(),
+                t.cert.display().to_string(),
+                "--tls-key".into(),
+                t.key.display().to_string(),
+            ]);
+        }
         Self::launch(args, log_dir.join("mjpeg-server.log"))
     }
 
@@ -208,6 +257,101 @@ impl Drop for CameraServer {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A camera's TLS certificate, from a CA made for the test: the CA's
+/// certificate (the camera's `ca_file`), the camera's certificate (for
+/// 127.0.0.1) and its key, ECDSA P-256, made by the `openssl` command
+/// line as an installer or a camera vendor would.
+pub struct CameraTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn camera_tls(dir: &Path) -> anyhow::Result<CameraTls> {
+    let path = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .context("running openssl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test camera CA",
+            ],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "camera.key",
+                "-out",
+                "camera.csr",
+                "-subj",
+                "/CN=camera",
+            ],
+        ]
+        .concat(),
+    )?;
+    std::fs::write(
+        path("camera.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "camera.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "camera.ext",
+        "-out",
+        "camera.pem",
+    ])?;
+    Ok(CameraTls {
+        ca: path("ca.pem"),
+        cert: path("camera.pem"),
+        key: path("camera.key"),
+    })
 }
 
 /// A `[[capture.cameras]]` entry.

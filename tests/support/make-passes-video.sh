@@ -13,19 +13,23 @@
 #   --codec h264|h265 H.264 High with B-frames (default) or H.265 Main.
 #   --fps F           frames per second (default 30).
 #   --size WxH        frame size (default 1920x1080).
+#   --bitrate KBPS    cap the bitrate as an IP camera does (VBV: at most
+#                     KBPS kbit/s, a buffer of a quarter second, so no
+#                     keyframe is a burst bigger than that); default: no cap.
 set -euo pipefail
 
 me="make-passes-video"
 die() { echo "$me: $*" >&2; exit 2; }
 usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
-codec=h264 fps=30 size=1920x1080
+codec=h264 fps=30 size=1920x1080 bitrate=""
 args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --codec) [[ $# -ge 2 ]] || die "--codec needs a value"; codec="$2"; shift 2 ;;
         --fps) [[ $# -ge 2 ]] || die "--fps needs a value"; fps="$2"; shift 2 ;;
         --size) [[ $# -ge 2 ]] || die "--size needs a value"; size="$2"; shift 2 ;;
+        --bitrate) [[ $# -ge 2 ]] || die "--bitrate needs a value"; bitrate="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         -*) die "unknown option '$1' (try --help)" ;;
         *) args+=("$1"); shift ;;
@@ -46,6 +50,10 @@ case "$codec" in
                -x265-params "bframes=2:keyint=$fps:min-keyint=$fps:scenecut=0:log-level=error") ;;
     *) die "--codec must be h264 or h265, not '$codec'" ;;
 esac
+if [[ -n "$bitrate" ]]; then
+    [[ "$bitrate" =~ ^[1-9][0-9]*$ ]] || die "--bitrate must be a positive whole number (kbit/s), not '$bitrate'"
+    enc+=(-b:v "${bitrate}k" -maxrate "${bitrate}k" -bufsize "$((bitrate / 4))k")
+fi
 [[ "$out" == *.* ]] || die "OUT must have an extension (OUT.mp4), not '$out'"
 [[ -d "$dir" ]] || die "no folder '$dir'"
 command -v ffmpeg >/dev/null || die "ffmpeg is not installed (scripts/setup.sh installs it)"

@@ -9,9 +9,11 @@ camera, the stream is live: every client sees the frame of the moment, and a
 client too slow for --fps misses frames instead of falling behind.
 
 usage: tests/support/mjpeg-server.py SOURCE [--port 0] [--fps 10]
-           [--user U --password P]
+           [--user U --password P] [--tls-cert CERT.pem --tls-key KEY.pem]
 
-Prints `READY http://127.0.0.1:PORT/stream` on stdout once listening. Exits 0
+With --tls-cert and --tls-key it serves HTTPS (TLS 1.2 or 1.3) with that
+certificate chain. Prints `READY http://127.0.0.1:PORT/stream` (or
+`https://…`) on stdout once listening. Exits 0
 on SIGTERM or SIGINT; exits 2 with a message on stderr for a source it cannot
 serve. Python's standard library only.
 """
@@ -22,6 +24,7 @@ import hmac
 import mmap
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -175,7 +178,7 @@ def handler_for(camera, credentials):
                     # The next frame of the moment: a slow client skips, never queues.
                     tick = max(tick + 1, camera.tick())
                     camera.wait_for(tick)
-            except (BrokenPipeError, ConnectionResetError):
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                 pass  # the client went away
 
     return Handler
@@ -188,9 +191,13 @@ def main():
     parser.add_argument("--fps", type=float, default=10.0, help="frames per second (default 10)")
     parser.add_argument("--user", help="require HTTP basic authentication with this user name")
     parser.add_argument("--password", help="and this password")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain")
+    parser.add_argument("--tls-key", help="and this PEM private key")
     args = parser.parse_args()
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password go together")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
     if not 0 < args.fps <= 1000:
         parser.error("--fps is above 0 and at most 1000")
     if not 0 <= args.port <= 65535:
@@ -210,6 +217,20 @@ def main():
     except OSError as error:
         print(f"mjpeg-server: cannot listen on port {args.port}: {error.strerror}", file=sys.stderr)
         return 2
+    scheme = "http"
+    if args.tls_cert is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as error:
+            print(f"mjpeg-server: cannot load the TLS certificate or key: {error}", file=sys.stderr)
+            return 2
+        # The handshake runs in the client's own thread, on its first read:
+        # a client that never speaks TLS holds up nobody else.
+        server.socket = context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
+        scheme = "https"
     server.daemon_threads = True
     server.block_on_close = False  # streaming clients never finish by themselves
 
@@ -221,7 +242,7 @@ def main():
     )
     serving.start()
     print(f"mjpeg-server: {len(frames)} frames at {args.fps:g} fps", file=sys.stderr, flush=True)
-    print(f"READY http://127.0.0.1:{server.server_address[1]}/stream", flush=True)
+    print(f"READY {scheme}://127.0.0.1:{server.server_address[1]}/stream", flush=True)
     while not stop.wait(0.1):
         pass
     server.shutdown()

@@ -14,6 +14,7 @@ keyframe.
 
 usage: tests/support/rtsp-server.py VIDEO [--port 0] [--path /cam]
            [--user U --password P --auth basic|digest]
+           [--transport any|tcp|udp]
 
 Prints `EPOCH <unix time of the video's first frame> PERIOD <loop seconds>`,
 then `READY rtsp://127.0.0.1:PORT/cam` on stdout once listening. Exits 0 on
@@ -247,7 +248,7 @@ class Camera:
             loop += 1
 
 
-def factory_for(clip, camera):
+def factory_for(clip, camera, transport):
     codec = clip.caps.get_structure(0).get_name()
     parser, payloader = CODECS[codec]
     factory = GstRtspServer.RTSPMediaFactory()
@@ -256,6 +257,12 @@ def factory_for(clip, camera):
         f" ! {parser} ! {payloader} name=pay0 pt=96 config-interval=-1 )"
     )
     factory.set_shared(True)  # one camera, one stream, any number of viewers
+    if transport != "any":
+        # Only this lower transport: a client asking for the other is
+        # refused at SETUP (461 Unsupported Transport).
+        factory.set_protocols(
+            GstRtsp.RTSPLowerTrans.TCP if transport == "tcp" else GstRtsp.RTSPLowerTrans.UDP
+        )
 
     def configure(_factory, media):
         appsrc = media.get_element().get_by_name("camera")
@@ -293,6 +300,12 @@ def main():
     parser.add_argument("--user", help="require this user name")
     parser.add_argument("--password", help="and this password")
     parser.add_argument("--auth", choices=("basic", "digest"), default="basic")
+    parser.add_argument(
+        "--transport",
+        choices=("any", "tcp", "udp"),
+        default="any",
+        help="RTP over TCP interleaved, over UDP, or either as the client asks (default)",
+    )
     args = parser.parse_args()
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password go together")
@@ -312,7 +325,7 @@ def main():
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
-    factory = factory_for(clip, camera)
+    factory = factory_for(clip, camera, args.transport)
     if args.user is not None:
         require_auth(server, factory, args)
     server.get_mount_points().add_factory(args.path, factory)
