@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 
 use alpr_shared::types::{
-    confidence_from_f32, normalise_plate, Hash32, Location, ReadContent, TimeSource, UnixMillis,
+    confidence_from_f32, normalise_plate, Confidence, Hash32, Issuer, Location, ReadContent,
+    StateReading, TimeSource, UnixMillis,
 };
 use anyhow::Context;
 use serde::Deserialize;
@@ -26,6 +27,9 @@ pub struct ReplayLine {
     pub camera: Option<String>,
     pub site_id: Option<String>,
     pub region: Option<String>,
+    /// The issuing state as the recogniser would give it (two letters),
+    /// for replays that exercise state matching.
+    pub state: Option<String>,
     /// Capture time (ms since the epoch); now if absent.
     pub captured_at: Option<u64>,
     /// Image files, relative to the replay file.
@@ -48,11 +52,33 @@ pub fn generated_read(cfg: &ReplayConfig, i: u64) -> ReadContent {
         char_confidence: vec![9000; plate.len()],
         plate,
         confidence: 9000,
-        region: None,
+        issuer: Default::default(),
         detector_model: "replay".into(),
         ocr_model: "replay".into(),
         crop_hash: Hash32::ZERO,
         overview_hash: Hash32::ZERO,
+    }
+}
+
+/// A replayed line's issuer: its region, and its state given as sure as
+/// the line's confidence (a code that is no US state is refused when the
+/// read is validated).
+fn replay_issuer(region: Option<String>, state: Option<&str>, c: Confidence) -> Issuer {
+    match state {
+        None => Issuer::from_region(region),
+        Some(code) => {
+            let code = code.trim().to_ascii_uppercase();
+            Issuer::Read {
+                region,
+                state: StateReading {
+                    state: Some(code.clone()),
+                    confidence: c,
+                    top: vec![(code, c)],
+                    evidence: None,
+                    model: "replay".into(),
+                },
+            }
+        }
     }
 }
 
@@ -67,7 +93,7 @@ fn line_read(cfg: &ReplayConfig, l: &ReplayLine) -> ReadContent {
         char_confidence: vec![c; plate.len()],
         plate,
         confidence: c,
-        region: l.region.clone(),
+        issuer: replay_issuer(l.region.clone(), l.state.as_deref(), c),
         detector_model: "replay".into(),
         ocr_model: "replay".into(),
         crop_hash: Hash32::ZERO,

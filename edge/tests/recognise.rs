@@ -245,7 +245,7 @@ fn reads_fit_the_signed_read_format() {
             .iter()
             .map(|&c| confidence_from_f32(c))
             .collect(),
-        region: r.region.as_ref().map(|g| g.name.clone()),
+        issuer: alpr_shared::types::Issuer::from_region(r.region.as_ref().map(|g| g.name.clone())),
         detector_model: r.detector_model.clone(),
         ocr_model: r.ocr_model.clone(),
         crop_hash: alpr_shared::types::Hash32(Sha256::digest(&crop).into()),

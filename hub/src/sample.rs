@@ -22,7 +22,7 @@ pub fn sample_read(i: u64) -> ReadContent {
         char_confidence: vec![9500; plate.len()],
         plate,
         confidence: 9400,
-        region: Some("US-CA".into()),
+        issuer: alpr_shared::types::Issuer::Region("US-CA".into()),
         detector_model: "plate-det-v1".into(),
         ocr_model: "plate-ocr-v1".into(),
         crop_hash: sha256(&i.to_be_bytes()),

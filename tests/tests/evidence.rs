@@ -156,7 +156,7 @@ fn read_at(log: &mut LogWriter, i: u64, at: UnixMillis) -> alpr_shared::log::Sig
             char_confidence: vec![9_000; plate.len()],
             plate,
             confidence: 9_100,
-            region: None,
+            issuer: Default::default(),
             detector_model: "d".into(),
             ocr_model: "o".into(),
             crop_hash: Hash32::ZERO,

@@ -114,7 +114,7 @@ fn bundle_signed_by(node_dir: &Path, hub_dir: &Path, key: &str, device: &str, ou
                     plate: plate.into(),
                     confidence: 9_100,
                     char_confidence: vec![9_100; plate.len()],
-                    region: None,
+                    issuer: Default::default(),
                     detector_model: "test".into(),
                     ocr_model: "test".into(),
                     crop_hash: Hash32::ZERO,

@@ -111,7 +111,7 @@ fn upload_year_old_reads(
                             char_confidence: vec![9_000; plate.len()],
                             plate,
                             confidence: 9_000,
-                            region: None,
+                            issuer: Default::default(),
                             detector_model: "det".into(),
                             ocr_model: "ocr".into(),
                             crop_hash: sha256(format!("crop {i}").as_bytes()),

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alpr_shared::types::{
-    confidence_from_f32, Confidence, Hash32, Location, ReadContent, TimeSource, UnixMillis,
+    confidence_from_f32, Confidence, Hash32, Issuer, Location, ReadContent, TimeSource, UnixMillis,
 };
 
 use crate::capture::gps::GpsHandle;
@@ -548,7 +548,7 @@ impl Pipeline {
                 .iter()
                 .map(|&c| confidence_from_f32(c))
                 .collect(),
-            region: plate.region.as_ref().map(|r| r.name.clone()),
+            issuer: Issuer::from_region(plate.region.as_ref().map(|r| r.name.clone())),
             detector_model: plate.detector_model.clone(),
             ocr_model: plate.ocr_model.clone(),
             // The store computes both hashes from the bytes it keeps.

@@ -232,7 +232,7 @@ fn read(plate: &str) -> ReadContent {
         plate: plate.into(),
         confidence: 9500,
         char_confidence: vec![9500; plate.len()],
-        region: None,
+        issuer: Default::default(),
         detector_model: "det".into(),
         ocr_model: "ocr".into(),
         crop_hash: alpr_shared::crypto::sha256(plate.as_bytes()),

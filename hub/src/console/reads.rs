@@ -199,6 +199,7 @@ fn body(state: &Pages, form: &ReadForm, d: &ReadDetail) -> Markup {
         dl class="facts" {
             dt { "Plate" } dd id="read-plate" class="plate" { (h.plate) }
             @if let Some(r) = &d.region { dt { "Region" } dd { (r) } }
+            dt { "State" } dd id="read-state" { (state_text(d.state.as_ref())) }
             dt { "Time" } dd id="read-time" { (when(h.captured_at)) }
             dt { "Clock" } dd id="read-clock" { (clock_text(h.time_source)) }
             dt { "Location" } dd id="read-location" { (place_text(&h.location)) }
@@ -246,5 +247,32 @@ mod tests {
         assert!(place_source_text(&gps).starts_with("GPS fix, measured"));
         assert!(place_source_text(&gps).contains("accuracy not given"));
         assert_eq!(percent(8750), "87.5 %");
+    }
+}
+
+/// The state as read, honestly: given with its confidence and what it was
+/// read from, or not read (with the reader's best guesses, marked as such).
+fn state_text(reading: Option<&alpr_shared::types::StateReading>) -> String {
+    let Some(r) = reading else {
+        return "not read (this edge read no state)".into();
+    };
+    let guesses = || {
+        r.top
+            .iter()
+            .map(|(code, c)| format!("{code} {}", percent(*c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match &r.state {
+        Some(code) => {
+            let from = r
+                .evidence
+                .as_deref()
+                .map(|e| format!(", from {e}"))
+                .unwrap_or_default();
+            format!("{code} ({}{from}; {})", percent(r.confidence), r.model)
+        }
+        None if r.top.is_empty() => format!("not read ({} could not tell)", r.model),
+        None => format!("not read (unsure: {}; {})", guesses(), r.model),
     }
 }

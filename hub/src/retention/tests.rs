@@ -35,7 +35,7 @@ fn content(plate: &str, i: u64) -> ReadContent {
         plate: plate.into(),
         confidence: 9000,
         char_confidence: vec![9000; plate.len()],
-        region: None,
+        issuer: Default::default(),
         detector_model: "det".into(),
         ocr_model: "ocr".into(),
         crop_hash: sha256(format!("crop {i}").as_bytes()),

@@ -31,7 +31,9 @@ use alpr_shared::cert::TrustAnchor;
 use alpr_shared::crypto::PublicKey;
 use alpr_shared::log::SignedEntry;
 use alpr_shared::search::{distance_m, PatternError, PlatePattern};
-use alpr_shared::types::{Confidence, DeviceId, Hash32, Location, TimeSource, UnixMillis};
+use alpr_shared::types::{
+    Confidence, DeviceId, Hash32, Location, StateReading, TimeSource, UnixMillis,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{GeoBox, HubStorage, IndexedRead, StoreError};
@@ -189,6 +191,8 @@ pub struct SearchResults {
 pub struct ReadDetail {
     pub hit: SearchHit,
     pub region: Option<String>,
+    /// The state reading, when the edge's state reader looked.
+    pub state: Option<StateReading>,
     pub char_confidence: Vec<Confidence>,
     pub detector_model: String,
     pub ocr_model: String,
@@ -490,7 +494,8 @@ impl Searcher {
         let overview_jpeg = self.storage.image(&content.overview_hash)?;
         Ok(Some(ReadDetail {
             hit,
-            region: content.region,
+            region: content.issuer.region().map(str::to_owned),
+            state: content.issuer.state_reading().cloned(),
             char_confidence: content.char_confidence,
             detector_model: content.detector_model,
             ocr_model: content.ocr_model,

@@ -61,7 +61,7 @@ fn content(plate: &str, location: Location, seed: u64) -> ReadContent {
         plate: plate.into(),
         confidence: 9000,
         char_confidence: vec![9000; plate.len()],
-        region: None,
+        issuer: Default::default(),
         detector_model: "det".into(),
         ocr_model: "ocr".into(),
         crop_hash: sha256(&seed.to_be_bytes()),

@@ -267,7 +267,7 @@ mod tests {
             plate: plate.into(),
             confidence: 9000,
             char_confidence: vec![9000; plate.len()],
-            region: None,
+            issuer: Default::default(),
             detector_model: "d".into(),
             ocr_model: "o".into(),
             crop_hash: Hash32::ZERO,

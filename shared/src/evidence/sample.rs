@@ -92,7 +92,7 @@ pub fn sample_case(reads: usize, photo_bytes: usize) -> Result<SampleCase, Strin
             plate: plate.clone(),
             confidence: 9_500,
             char_confidence: vec![9_000; plate.len()],
-            region: Some("United States".into()),
+            issuer: crate::types::Issuer::Region("United States".into()),
             detector_model: "yolo-v9-t-416".into(),
             ocr_model: "cct-xs-v2".into(),
             crop_hash: crate::crypto::sha256(&crop),

@@ -85,7 +85,7 @@ fn read(w: &mut LogWriter, i: usize, at: UnixMillis) -> SignedEntry {
             char_confidence: vec![9_000; plate.len()],
             plate,
             confidence: 9_500,
-            region: None,
+            issuer: Default::default(),
             detector_model: "d".into(),
             ocr_model: "o".into(),
             crop_hash: Hash32([1; 32]),

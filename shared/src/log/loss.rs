@@ -120,7 +120,7 @@ mod tests {
                 plate: "ABC123".into(),
                 confidence: 9000,
                 char_confidence: vec![9000; 6],
-                region: None,
+                issuer: Default::default(),
                 detector_model: "d".into(),
                 ocr_model: "o".into(),
                 crop_hash: Hash32::ZERO,

@@ -141,7 +141,7 @@ mod tests {
             plate: plate.into(),
             confidence: 9_500,
             char_confidence: vec![9_000; plate.len()],
-            region: None,
+            issuer: Default::default(),
             detector_model: "d".into(),
             ocr_model: "o".into(),
             crop_hash: Hash32([1; 32]),

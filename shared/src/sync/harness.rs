@@ -121,7 +121,7 @@ impl MemLog {
             char_confidence: vec![9000; plate.len()],
             plate,
             confidence: 9000,
-            region: None,
+            issuer: Default::default(),
             detector_model: "det-1".into(),
             ocr_model: "ocr-1".into(),
             crop_hash: hash,

@@ -26,7 +26,7 @@ fn read(i: u64) -> ReadContent {
         plate: format!("ABC{i:03}"),
         confidence: 9000,
         char_confidence: vec![9000; 6],
-        region: None,
+        issuer: Default::default(),
         detector_model: "det".into(),
         ocr_model: "ocr".into(),
         crop_hash: Hash32([1; 32]),

@@ -13,7 +13,7 @@ fn read(plate: &str) -> ReadContent {
         plate: plate.into(),
         confidence: 9000,
         char_confidence: vec![9000; plate.len()],
-        region: None,
+        issuer: Default::default(),
         detector_model: "det".into(),
         ocr_model: "ocr".into(),
         crop_hash: Hash32([1; 32]),

@@ -205,7 +205,7 @@ impl SimNode {
             char_confidence: vec![9500; plate.len()],
             plate,
             confidence: self.rng.gen_range(7000..9900),
-            region: Some("US-CA".into()),
+            issuer: alpr_shared::types::Issuer::Region("US-CA".into()),
             detector_model: "plate-det-v1".into(),
             ocr_model: "plate-ocr-v1".into(),
             crop_hash,

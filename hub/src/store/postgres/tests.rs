@@ -51,7 +51,7 @@ fn read(i: u64, plate: &str, place: Option<(i32, i32)>) -> ReadContent {
         plate: plate.into(),
         confidence: 9000,
         char_confidence: vec![9000; plate.len()],
-        region: None,
+        issuer: Default::default(),
         detector_model: "det".into(),
         ocr_model: "ocr".into(),
         crop_hash: sha256(format!("crop {i}").as_bytes()),

@@ -1,8 +1,12 @@
 //! Plain data types of a plate read, with the bounds the wire and the log
 //! enforce on them.
 
+pub mod issuer;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+pub use issuer::{is_us_state, Issuer, StateReading, US_STATES};
 
 /// Longest device name a certificate or log entry may carry.
 pub const MAX_NAME_LEN: usize = 64;
@@ -353,8 +357,9 @@ pub struct ReadContent {
     pub confidence: Confidence,
     /// One confidence per character of `plate`.
     pub char_confidence: Vec<Confidence>,
-    /// Best guess of the issuing region (e.g. "United States"), if any.
-    pub region: Option<String>,
+    /// Who issued the plate as read: the region (e.g. "United States")
+    /// and, for US plates, the state reading (see [`issuer`]).
+    pub issuer: Issuer,
     pub detector_model: String,
     pub ocr_model: String,
     /// SHA-256 of the plate crop JPEG.
@@ -415,9 +420,7 @@ impl ReadContent {
                 field: "per-character confidence count",
             });
         }
-        if let Some(r) = &self.region {
-            check_text("region", r, MAX_TEXT_LEN)?;
-        }
+        self.issuer.validate()?;
         check_text("detector model", &self.detector_model, MAX_TEXT_LEN)?;
         check_text("ocr model", &self.ocr_model, MAX_TEXT_LEN)?;
         Ok(())
