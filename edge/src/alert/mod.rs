@@ -137,14 +137,15 @@ pub struct Alerter {
     matcher: watch::Receiver<Arc<Matcher>>,
 }
 
-/// One stored read to match: its sequence number, its best text and the
+/// One stored read to match: its sequence number, its best text, the
 /// recogniser's alternatives (most probable first, with their
-/// probabilities).
-#[derive(Debug, Clone)]
+/// probabilities) and the state it gave, if it was sure of one.
+#[derive(Debug, Clone, Default)]
 pub struct StoredRead {
     pub seq: u64,
     pub best: String,
     pub alternatives: Vec<(String, Confidence)>,
+    pub state: Option<String>,
 }
 
 impl Alerter {
@@ -177,7 +178,7 @@ impl Alerter {
                 .iter()
                 .map(|(t, p)| (t.as_str(), *p))
                 .collect();
-            matcher.match_read(&r.best, &alternatives, None, now, &mut hits);
+            matcher.match_read(&r.best, &alternatives, r.state.as_deref(), now, &mut hits);
             for h in strongest(std::mem::take(&mut hits)) {
                 records.push(record_of(h, r.seq, now, &policy, false));
             }

@@ -146,6 +146,51 @@ fn access_records(store: &StoreHandle) -> Vec<AccessRecord> {
         .collect()
 }
 
+/// The state the recogniser gave decides the kind: the listed state read
+/// is `exact`, another state read is `state differs` (with the state read),
+/// no state read is `state not read`, never `state differs`.
+#[tokio::test]
+async fn the_state_read_makes_an_exact_plate_exact_or_state_differs() {
+    let n = node().await;
+    let source = MatcherSource::new();
+    source.set_bulk(vec![generation(
+        1,
+        UnixMillis::now(),
+        &[("7ABC123", Category::StolenVehicle)],
+    )]);
+    let alerter = Alerter::new(n.store.clone(), &source);
+    let mut reads = Vec::new();
+    for state in [Some("CA"), Some("AZ"), None] {
+        reads.push(StoredRead {
+            seq: store_read(&n.store, "7ABC123").await,
+            best: "7ABC123".into(),
+            alternatives: Vec::new(),
+            state: state.map(str::to_owned),
+        });
+    }
+    let seqs = tokio::task::spawn_blocking(move || alerter.check_blocking(&reads))
+        .await
+        .expect("joined")
+        .expect("checked");
+    let kinds: Vec<MatchKind> = seqs
+        .iter()
+        .map(|s| {
+            let e = n.store.entries_from(*s, 1).expect("entries").remove(0);
+            e.alert().expect("an alert").kind.clone()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            MatchKind::Exact,
+            MatchKind::StateDiffers {
+                read_state: "AZ".into()
+            },
+            MatchKind::StateUnread,
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
     let n = node().await;
@@ -172,11 +217,13 @@ async fn a_listed_plate_raises_an_alert_that_is_disposed_in_stages() {
                 // the first alternative is the listed plate.
                 best: "7A8C123".into(),
                 alternatives: vec![("7ABC123".into(), 2_100)],
+                state: None,
             },
             StoredRead {
                 seq: s[1],
                 best: "4QQQ444".into(),
                 alternatives: Vec::new(),
+                state: None,
             },
         ])
     })
@@ -352,6 +399,7 @@ async fn covert_hits_are_logged_but_never_shown_in_the_car() {
             seq,
             best: "6COV666".into(),
             alternatives: Vec::new(),
+            state: None,
         }])
     })
     .await
@@ -462,6 +510,7 @@ async fn policy_excluded_categories_never_alert() {
             seq,
             best: "9IMM999".into(),
             alternatives: Vec::new(),
+            state: None,
         }])
     })
     .await

@@ -466,7 +466,8 @@ impl Pipeline {
                     f32::from(p.read.content.confidence) / 100.0,
                     p.read.time_source,
                 );
-                (p.read, (shown, p.alternatives))
+                let state = p.read.content.issuer.state().map(str::to_owned);
+                (p.read, (shown, (p.alternatives, state)))
             })
             .unzip();
         let results = store
@@ -474,7 +475,7 @@ impl Pipeline {
             .context("storing the reads")?;
         let mut stored = 0;
         let mut to_match = Vec::new();
-        for (r, ((best, frame, pct, ts), alternatives)) in results.into_iter().zip(rest) {
+        for (r, ((best, frame, pct, ts), (alternatives, state))) in results.into_iter().zip(rest) {
             match r {
                 Ok(appended) => {
                     stored += 1;
@@ -482,6 +483,7 @@ impl Pipeline {
                         seq: appended.seq,
                         best,
                         alternatives,
+                        state,
                     });
                     info!(
                         entry = appended.seq,
