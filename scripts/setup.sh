@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up of a fresh Debian machine that has Rust: system packages,
-# `just`, cargo-nextest, Python `cryptography` and the ONNX Runtime library:
+# `just`, cargo-nextest, Python `cryptography`, the ONNX Runtime library and
+# the PP-OCR text models of the state reader:
 # everything `just test`, `just check` and `just demo` need. Idempotent and
 # quiet when all is there. Called by the README's two commands and by CI
 # (.ci/run).
@@ -109,4 +110,13 @@ if [[ $dry_run -eq 1 ]]; then
         || echo "setup: would run: bash $root/scripts/install-ort.sh"
 else
     bash "$root/scripts/install-ort.sh" >/dev/null
+fi
+
+# PP-OCRv4 text models for the state reader, into .runtime/ppocr/ (found
+# there by the edge).
+if [[ $dry_run -eq 1 ]]; then
+    [[ -f "$root/.runtime/ppocr/ch_PP-OCRv4_rec_infer.onnx" ]] \
+        || echo "setup: would run: bash $root/scripts/install-ppocr.sh"
+else
+    bash "$root/scripts/install-ppocr.sh" >/dev/null
 fi
