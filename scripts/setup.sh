@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-time set-up of a fresh Debian machine that has Rust: system packages,
-# `just`, cargo-nextest, Python `cryptography` and the ONNX Runtime library:
+# `just`, cargo-nextest, Python `cryptography`, the ONNX Runtime library and
+# the PP-OCR text models of the state reader:
 # everything `just test`, `just check` and `just demo` need. Idempotent and
 # quiet when all is there. Called by the README's two commands and by CI
 # (.ci/run).
@@ -14,7 +15,7 @@ dry_run=0
 for arg in "$@"; do
     case "$arg" in
         --dry-run) dry_run=1 ;;
-        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -109,4 +110,13 @@ if [[ $dry_run -eq 1 ]]; then
         || echo "setup: would run: bash $root/scripts/install-ort.sh"
 else
     bash "$root/scripts/install-ort.sh" >/dev/null
+fi
+
+# PP-OCRv4 text models for the state reader, into .runtime/ppocr/ (found
+# there by the edge).
+if [[ $dry_run -eq 1 ]]; then
+    [[ -f "$root/.runtime/ppocr/ch_PP-OCRv4_rec_infer.onnx" ]] \
+        || echo "setup: would run: bash $root/scripts/install-ppocr.sh"
+else
+    bash "$root/scripts/install-ppocr.sh" >/dev/null
 fi

@@ -66,6 +66,9 @@ enum EdgeCommand {
     /// Live cameras end to end: RTSP cameras playing vehicle passes, the
     /// real edge, one read per pass, latency, CPU.
     Camera(edge::camera::CameraBenchArgs),
+    /// Which state issued a plate: accuracy and time per crop on a folder
+    /// of crops labelled in labels.csv.
+    State(edge::state::StateBenchArgs),
     /// Load, match and delta-update speed of a bulk hotlist (1M rows).
     Hotlist(edge::HotlistBenchArgs),
     /// Simulated edges for `alpr-bench hub push` (started by it).
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Hub(cmd) => run_hub(cmd),
         Command::Edge(EdgeCommand::Recognize(a)) => edge::recognise::bench(a),
         Command::Edge(EdgeCommand::Hotlist(a)) => edge::hotlist(a),
+        Command::Edge(EdgeCommand::State(a)) => edge::state::bench(a),
         Command::Edge(EdgeCommand::Camera(a)) => edge::camera::bench(a),
         Command::Edge(EdgeCommand::PushEdges(a)) => edge::push_edges(a),
     };

@@ -1,5 +1,6 @@
 //! Labelled photo folders (`NAME.txt` beside each photo, the plate last):
-//! what `alpr-bench edge recognize` and the recognition tests score against.
+//! what `alpr-bench edge recognize` and the recognition tests score against;
+//! and folders of plate crops labelled with their state (`labels.csv`).
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,36 @@ pub fn labelled_folder(dir: &Path) -> anyhow::Result<Vec<Labelled>> {
             image,
             plate: normalise(last),
         });
+    }
+    Ok(out)
+}
+
+/// One crop of a state-labelled folder.
+#[derive(Debug, Clone)]
+pub struct StateLabelled {
+    pub image: PathBuf,
+    /// Two-letter postal code, upper case.
+    pub state: String,
+}
+
+/// Reads a folder's `labels.csv` (`file,state,plate`, a header line first;
+/// the state as its postal code in either case): what `alpr-bench edge
+/// state` and the state reader's test score against. Rows whose file is
+/// missing or whose state is not two letters are skipped.
+pub fn state_labels(dir: &Path) -> anyhow::Result<Vec<StateLabelled>> {
+    let csv = dir.join("labels.csv");
+    let s = std::fs::read_to_string(&csv).with_context(|| format!("reading {}", csv.display()))?;
+    let mut out = Vec::new();
+    for line in s.lines().skip(1) {
+        let mut fields = line.trim().split(',');
+        let (Some(file), Some(state)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let state = normalise(state);
+        let image = dir.join(file.trim());
+        if state.len() == 2 && state.chars().all(|c| c.is_ascii_alphabetic()) && image.is_file() {
+            out.push(StateLabelled { image, state });
+        }
     }
     Ok(out)
 }

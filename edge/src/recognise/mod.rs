@@ -37,6 +37,7 @@ pub mod image;
 pub mod labelled;
 pub mod models;
 pub mod runtime;
+pub mod state;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

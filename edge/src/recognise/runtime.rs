@@ -70,6 +70,19 @@ pub fn locate() -> Result<PathBuf, RuntimeError> {
         });
     }
     let mut searched = vec!["ORT_DYLIB_PATH (unset)".to_string()];
+    find_in_runtime("onnxruntime", library_in, &mut searched)
+        .ok_or(RuntimeError::NotFound { searched })
+}
+
+/// Looks for `.runtime/<name>` in the folder of the running executable or
+/// any folder above it, then in the current directory or any folder above
+/// it, and returns the first thing `found` accepts in one. Every folder
+/// looked in is added to `searched` (once), for the error message.
+pub(crate) fn find_in_runtime(
+    name: &str,
+    found: impl Fn(&Path) -> Option<PathBuf>,
+    searched: &mut Vec<String>,
+) -> Option<PathBuf> {
     let mut starts = Vec::new();
     if let Some(dir) = std::env::current_exe()
         .ok()
@@ -82,9 +95,9 @@ pub fn locate() -> Result<PathBuf, RuntimeError> {
     }
     for start in starts {
         for dir in start.ancestors() {
-            let folder = dir.join(".runtime").join("onnxruntime");
-            if let Some(lib) = library_in(&folder) {
-                return Ok(lib);
+            let folder = dir.join(".runtime").join(name);
+            if let Some(hit) = found(&folder) {
+                return Some(hit);
             }
             let shown = folder.display().to_string();
             if !searched.contains(&shown) {
@@ -92,7 +105,7 @@ pub fn locate() -> Result<PathBuf, RuntimeError> {
             }
         }
     }
-    Err(RuntimeError::NotFound { searched })
+    None
 }
 
 /// `libonnxruntime.so.X.Y.Z` with the highest version in `folder`, else
