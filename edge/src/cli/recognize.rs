@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::recognise::batch::{self, FileResult};
+use crate::recognise::state::{StateOptions, StateRead, StateReader};
 use crate::recognise::{PlateRead, RecogniserOptions, MODELS_ENV};
 
 pub use crate::recognise::labelled::{labelled_folder, normalise, Labelled};
@@ -24,6 +25,9 @@ pub struct RecognizeArgs {
     /// Worker threads (one recogniser each); default: all cores.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Do not read which state issued each plate.
+    #[arg(long)]
+    pub no_state: bool,
     /// Image files, or folders of them, to read.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
@@ -57,6 +61,25 @@ pub fn is_image(p: &Path) -> bool {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     matches!(ext.as_deref(), Some("jpg" | "jpeg" | "png" | "bmp"))
+}
+
+/// A state reading as `edge recognize` shows it: the state given (null
+/// when not sure), the confidence, the top three and the evidence.
+fn state_json(s: &StateRead, model: &str) -> serde_json::Value {
+    serde_json::json!({
+        "state": s.state,
+        "confidence": round4(s.confidence),
+        "top3": s.top3.iter().map(|(c, p)| serde_json::json!([c, round4(*p)])).collect::<Vec<_>>(),
+        "evidence": s.evidence,
+        "model": model,
+    })
+}
+
+fn state_line(s: &StateRead) -> String {
+    match &s.state {
+        Some(code) => format!(" state {code} {:.0}%", s.confidence * 100.0),
+        None => " state not read".into(),
+    }
 }
 
 fn plate_json(r: &PlateRead) -> serde_json::Value {
@@ -118,6 +141,16 @@ pub fn recognize(args: RecognizeArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut write_err = None;
+    let mut state = match args.no_state {
+        true => None,
+        false => {
+            let reader = StateReader::load(StateOptions::default()).context(
+                "loading the state reader's models (scripts/setup.sh installs them; or pass \
+                 --no-state)",
+            )?;
+            Some((reader.model_id(), reader))
+        }
+    };
     batch::recognise_files(
         &args.models,
         &RecogniserOptions::default(),
@@ -136,19 +169,43 @@ pub fn recognize(args: RecognizeArgs) -> anyhow::Result<ExitCode> {
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     );
+                    // The state of each plate, read on its crop (here, on
+                    // this thread: once per plate, as a read does).
+                    let states: Vec<Option<StateRead>> = plates
+                        .iter()
+                        .map(|p| state.as_mut().and_then(|(_, s)| s.read(&p.crop).ok()))
+                        .collect();
+                    let model = state.as_ref().map(|(m, _)| m.as_str()).unwrap_or_default();
                     if args.json {
+                        let plates: Vec<serde_json::Value> = plates
+                            .iter()
+                            .zip(&states)
+                            .map(|(p, s)| {
+                                let mut v = plate_json(p);
+                                v["state"] = s
+                                    .as_ref()
+                                    .map_or(serde_json::Value::Null, |s| state_json(s, model));
+                                v
+                            })
+                            .collect();
                         serde_json::json!({
                             "file": file,
                             "captured_at": taken.to_string(),
                             "time_source": source.as_str(),
-                            "plates": plates.iter().map(plate_json).collect::<Vec<_>>(),
+                            "plates": plates,
                             "ms": (ms * 10.0).round() / 10.0,
                         })
                         .to_string()
                     } else if plates.is_empty() {
                         format!("{file}: no plate ({ms:.0} ms)")
                     } else {
-                        let p: Vec<String> = plates.iter().map(plate_line).collect();
+                        let p: Vec<String> = plates
+                            .iter()
+                            .zip(&states)
+                            .map(|(p, s)| {
+                                plate_line(p) + &s.as_ref().map(state_line).unwrap_or_default()
+                            })
+                            .collect();
                         format!(
                             "{file}: {} ({ms:.0} ms; taken {taken}, {})",
                             p.join("; "),

@@ -46,6 +46,9 @@ pub struct CaptureConfig {
     /// Plates read with less confidence than this (0..1) are not recorded:
     /// below it the OCR is guessing and the read would only be noise.
     pub min_confidence: f32,
+    /// Read which US state issued each plate (once per read, on its crop),
+    /// with the PP-OCR models `scripts/setup.sh` installs.
+    pub read_state: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -73,6 +76,7 @@ impl Default for CaptureConfig {
             interval: Duration::from_millis(0),
             stamp_now: true,
             min_confidence: 0.25,
+            read_state: true,
         }
     }
 }
