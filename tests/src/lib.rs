@@ -235,6 +235,13 @@ pub fn photo_plate() -> anyhow::Result<String> {
 /// A built binary of the workspace: `target/<profile>/<name>`, found from
 /// the test executable's path (`target/<profile>/deps/<test>`).
 pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    // `ALPR_BIN_DIR`: the binaries of another build (a release build, or a
+    // copy kept apart from a target directory other builds write to).
+    if let Some(dir) = std::env::var_os("ALPR_BIN_DIR").filter(|d| !d.is_empty()) {
+        let p = PathBuf::from(dir).join(name);
+        anyhow::ensure!(p.exists(), "{} not found (ALPR_BIN_DIR)", p.display());
+        return Ok(p);
+    }
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().context("executable without a folder")?;
     if dir.file_name().is_some_and(|n| n == "deps") {

@@ -8,6 +8,11 @@
 //! - `an_edge_alert_is_disposed_in_three_stages_and_seen_at_the_hub`: the
 //!   edge matches its read against the pushed list, the officer disposes
 //!   the alert on the edge, the hub shows it with its stages.
+//! - `a_past_match_says_whether_the_state_read_is_the_listed_one`: reads
+//!   that carry a state (as the recogniser gives it) are matched at the
+//!   hub against a list in California: the listed state is `exact`, another
+//!   state `state differs` (named, and shown by `hub alerts`), no state
+//!   `state not read`.
 //! - `an_alternative_reading_that_matches_is_shown_beside_the_plate_read`:
 //!   the list holds one of the recogniser's alternatives, not the plate it
 //!   read; the edge and the hub show the plate read, the alternative that
@@ -16,7 +21,9 @@
 use alpr_e2e::output_text as out;
 use std::time::Duration;
 
-use alpr_e2e::{photo_edge, plate_read, recognised, shared_dir, wait_for, Edge, Hub, Pki};
+use alpr_e2e::{
+    photo_edge, plate_read, recognised, shared_dir, wait_for, Edge, EdgeOptions, Hub, Pki,
+};
 use alpr_e2e::{CAR_PHOTO, TRAINED};
 use alpr_shared::hotlist::{sample, Category};
 
@@ -259,5 +266,71 @@ fn an_alternative_reading_that_matches_is_shown_beside_the_plate_read() -> anyho
     let o = hub.run_as("ofc1", &["alerts"])?;
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains(&notice), "{}", out(&o));
+    Ok(())
+}
+
+#[test]
+fn a_past_match_says_whether_the_state_read_is_the_listed_one() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (pki, hub) = hub_with_users(dir.path())?;
+    // Three reads as an edge's recogniser signs them: one read in Arizona,
+    // one in California, one whose state it could not tell.
+    let lines = [
+        r#"{"plate":"7STA001","state":"AZ","confidence":0.95}"#,
+        r#"{"plate":"7STB002","state":"CA","confidence":0.95}"#,
+        r#"{"plate":"7STC003","confidence":0.95}"#,
+    ];
+    let file = dir.path().join("reads.jsonl");
+    std::fs::write(&file, lines.join("\n"))?;
+    // Generation 1, the baseline, lists none of them.
+    let mut rows = sample::entries(50, 3);
+    rows.retain(|e| e.category != Category::Immigration);
+    hub.import_ncic("op1", dir.path(), &rows)?;
+    let node = pki.node("car-9")?;
+    let opts = EdgeOptions {
+        generate: 0,
+        extra_toml: format!("file = {file:?}\n"),
+        ..EdgeOptions::default()
+    };
+    let edge = Edge::start(&node, hub.addr, dir.path(), &opts)?;
+    wait_for(Duration::from_secs(60), "the hub to hold the reads", || {
+        let s = edge.status()?;
+        (s["acked"].as_u64()? >= 3).then_some(())
+    })?;
+    // Generation 2 names all three plates, in California.
+    for (seed, plate) in (5..).zip(["7STA001", "7STB002", "7STC003"]) {
+        rows.push(sample::planted(plate, "CA", Category::StolenVehicle, seed));
+    }
+    hub.import_ncic("op1", dir.path(), &rows)?;
+    let found = wait_for(Duration::from_secs(30), "three past matches", || {
+        let a = alerts(&hub, "ofc1").ok()?;
+        (a.len() >= 3).then_some(a)
+    })?;
+    let of = |plate: &str| {
+        found
+            .iter()
+            .find(|a| a["plate_read"] == plate)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let differs = of("7STA001");
+    assert_eq!(differs["kind"]["kind"], "state-differs", "{differs}");
+    assert!(
+        differs["match_kind"]
+            .as_str()
+            .is_some_and(|k| k.contains("STATE DIFFERS") && k.contains("AZ")),
+        "{differs}"
+    );
+    assert_eq!(differs["entry"]["state"], "CA", "{differs}");
+    assert_eq!(of("7STB002")["kind"]["kind"], "exact");
+    assert_eq!(
+        of("7STC003")["kind"]["kind"],
+        "state-unread",
+        "no state read is never state differs"
+    );
+    // The officer's list in text says it too.
+    let o = hub.run_as("ofc1", &["alerts"])?;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("STATE DIFFERS (read AZ)"), "{}", out(&o));
     Ok(())
 }

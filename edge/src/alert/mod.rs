@@ -274,6 +274,17 @@ pub fn back_match(
         if hits.is_empty() {
             continue;
         }
+        // A hit: matched again with the state the read's recogniser gave,
+        // from its signed content.
+        let state = store
+            .entries_from(seq, 1)?
+            .first()
+            .and_then(|e| e.read())
+            .and_then(|r| r.issuer.state().map(str::to_owned));
+        if state.is_some() {
+            hits.clear();
+            new.match_read(&plate, &[], state.as_deref(), now, &mut hits);
+        }
         before.clear();
         old.match_read(&plate, &[], None, now, &mut before);
         let known: Vec<String> = before

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use alpr_shared::hotlist::generation::Generation;
+use alpr_shared::hotlist::matcher::exact_plate_kind;
 use alpr_shared::hotlist::{AlertLevel, Category, HotEntry, ListRef, MatchKind};
 use alpr_shared::log::{AccessAction, AccessOutcome, AccessRecord, AlertRecord};
 use alpr_shared::types::{DeviceId, UnixMillis};
@@ -111,17 +112,24 @@ impl BackMatcher {
                 let Ok(node) = DeviceId::new(h.node.as_str()) else {
                     continue;
                 };
+                let kind = if wildcard {
+                    MatchKind::Wildcard {
+                        pattern: e.plate.clone(),
+                    }
+                } else {
+                    // The state the read's recogniser gave, if it was sure.
+                    let searcher = self.searcher.clone();
+                    let (node, seq) = (h.node.clone(), h.seq);
+                    let state =
+                        tokio::task::spawn_blocking(move || searcher.read_state(&node, seq))
+                            .await??;
+                    exact_plate_kind(&e.entry.state, state.as_deref())
+                };
                 let record = AlertRecord {
                     read_seq: h.seq,
                     list: e.list.clone(),
                     entry: e.entry.clone(),
-                    kind: if wildcard {
-                        MatchKind::Wildcard {
-                            pattern: e.plate.clone(),
-                        }
-                    } else {
-                        MatchKind::StateUnread
-                    },
+                    kind,
                     matched_text: h.plate.clone(),
                     level: e.level,
                     covert: e.covert,

@@ -475,6 +475,16 @@ impl Searcher {
         Ok((found, unplaced, !placed.complete))
     }
 
+    /// The state a read's recogniser gave (only when sure), from its
+    /// signed content (blocking). `None` also when purged or not held.
+    pub fn read_state(&self, node: &str, seq: u64) -> Result<Option<String>, SearchError> {
+        let device = DeviceId::new(node)
+            .map_err(|e| SearchError::BadQuery(format!("node {node:?}: {e}")))?;
+        Ok(self
+            .entry(&device, seq)?
+            .and_then(|e| e.read().and_then(|c| c.issuer.state().map(str::to_owned))))
+    }
+
     /// One read in full, with its images if held (blocking). `None`: no
     /// such read, or its content has been purged.
     pub fn read(&self, node: &str, seq: u64) -> Result<Option<ReadDetail>, SearchError> {

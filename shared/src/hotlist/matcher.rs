@@ -112,6 +112,20 @@ fn normalise(text: &str) -> Option<([u8; MAX_PLATE_LEN], [u8; MAX_PLATE_LEN], us
     Some((raw, folded, b.len()))
 }
 
+/// How an exact plate matches by state, the one rule for the edge's
+/// matcher and the hub's past matches: the state read is the listed one
+/// (or none is listed): `Exact`; another state was read: `StateDiffers`;
+/// none was read: `StateUnread` (never `StateDiffers`).
+pub fn exact_plate_kind(listed_state: &str, read_state: Option<&str>) -> MatchKind {
+    match state_strength(listed_state.as_bytes(), read_state) {
+        Strength::StateDiffers => MatchKind::StateDiffers {
+            read_state: read_state.unwrap_or_default().to_string(),
+        },
+        Strength::StateUnread => MatchKind::StateUnread,
+        _ => MatchKind::Exact,
+    }
+}
+
 fn state_strength(listed: &[u8], read_state: Option<&str>) -> Strength {
     match read_state {
         None => Strength::StateUnread,
