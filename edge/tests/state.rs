@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use alpr_edge::recognise::labelled::state_labels;
+use alpr_edge::recognise::state::models::TEXT_RECOGNISER;
 use alpr_edge::recognise::state::{StateOptions, StateReader};
 use alpr_edge::recognise::{decode, RgbImage};
 
@@ -31,6 +32,21 @@ fn reader() -> Option<StateReader> {
         }
         Err(e) => panic!("cannot load the state reader: {e}"),
     }
+}
+
+/// A missing or altered model is named, and nothing is loaded from it.
+#[test]
+fn a_missing_or_altered_model_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = StateReader::load_from(dir.path(), StateOptions::default()).expect_err("empty");
+    assert!(e.to_string().contains(TEXT_RECOGNISER.file), "{e}");
+    std::fs::write(dir.path().join(TEXT_RECOGNISER.file), b"altered").expect("write");
+    let e = StateReader::load_from(dir.path(), StateOptions::default()).expect_err("altered");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(TEXT_RECOGNISER.file) && msg.contains("not the pinned file"),
+        "{msg}"
+    );
 }
 
 fn image(path: &Path) -> RgbImage {

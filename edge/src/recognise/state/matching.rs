@@ -60,6 +60,10 @@ pub struct Ranked {
     /// The top state rests only on words another state also prints
     /// ([`part_of_another`]): more of the plate should be read.
     pub ambiguous: bool,
+    /// ... and those words were not read exactly: WASHNGTON may be a DC
+    /// plate whose "DC" was missed as well as a Washington one, so no state
+    /// may be given from it.
+    pub unsure: bool,
 }
 
 /// Ambiguous evidence alone counts this much: WASHINGTON may be a DC plate
@@ -323,6 +327,7 @@ pub fn rank(lines: &[Line]) -> Ranked {
     // (WASHINGTON beside "Taxation Without Representation" is DC), and
     // counts less when it stands alone.
     let mut ambiguous = vec![false; STATES.len()];
+    let mut unsure = vec![false; STATES.len()];
     for si in 0..STATES.len() {
         let mine: Vec<&Match> = matches.iter().filter(|m| m.state == si).collect();
         if mine.is_empty() {
@@ -333,6 +338,7 @@ pub fn rank(lines: &[Line]) -> Ranked {
             continue;
         }
         ambiguous[si] = true;
+        unsure[si] = mine.iter().all(|m| m.similarity < 1.0);
         let explained = others.iter().flatten().any(|&o| {
             matches
                 .iter()
@@ -363,11 +369,13 @@ pub fn rank(lines: &[Line]) -> Ranked {
             top3.push((STATES[i].code.to_string(), WEAK_CAP * weak[i].powi(4)));
         }
     }
+    let unsure = order.first().is_some_and(|&i| unsure[i]);
     let ambiguous = order.first().is_some_and(|&i| ambiguous[i]);
     Ranked {
         top3,
         evidence,
         ambiguous,
+        unsure,
     }
 }
 
@@ -464,6 +472,11 @@ mod tests {
             Some("DC")
         );
         assert!(rank(&lines(&["WASHINGTON"])).ambiguous);
+        // Words another state prints too give a state only when read
+        // exactly: WASHNGTON may be a DC plate whose DC was missed.
+        assert_eq!(given(&["WASHINGTON"]).as_deref(), Some("WA"));
+        assert_eq!(given(&["WASHNGTON"]), None);
+        assert_eq!(given(&["VIRGNIA"]), None);
         assert!(!rank(&lines(&["WASHINGTON", "EVERGREEN STATE"])).ambiguous);
         assert_eq!(
             given(&["KANSAS", "THE NATURAL STATE"]).as_deref(),

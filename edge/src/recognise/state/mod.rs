@@ -253,7 +253,7 @@ pub fn decide_settled(lines: &[Line], threshold: f32) -> (StateRead, bool) {
     let state = ranked
         .top3
         .first()
-        .filter(|(_, c)| *c >= threshold)
+        .filter(|(_, c)| *c >= threshold && !ranked.unsure)
         .map(|(code, _)| code.clone());
     let settled = state.is_some() && !ranked.ambiguous;
     let read = StateRead {
