@@ -205,13 +205,24 @@ fn short_match(p: &[u8], words: &[(String, (usize, usize))]) -> Option<(f32, (us
         .min_by(|a, b| a.0.total_cmp(&b.0))
 }
 
-/// Whether the words from a match's start to just past its end name a
-/// county ("WASHINGTON COUNTY" is neither Washington nor "Washington DC").
-fn names_a_county(joined: &str, span: (usize, usize)) -> bool {
+/// Whether a match names something other than the plate's issuer: a county
+/// ("WASHINGTON COUNTY" is neither Washington nor "Washington DC": the words
+/// from the match's start to just past its end say COUNTY or PARISH), or,
+/// for a name, a university or its team on a specialty plate of another
+/// state ("OHIO STATE", "VIRGINIA TECH", "UNIVERSITY OF ALABAMA").
+fn names_something_else(kind: Kind, joined: &str, span: (usize, usize)) -> bool {
     let end = (span.1 + "PARISH".len()).min(joined.len());
-    joined
+    let county = joined
         .get(span.0..end)
-        .is_some_and(|s| s.contains("COUNT") || s.contains("PARISH"))
+        .is_some_and(|s| s.contains("COUNT") || s.contains("PARISH"));
+    let after = joined.get(span.1..).unwrap_or("");
+    let before = joined.get(..span.0).unwrap_or("");
+    let school = kind == Kind::Name
+        && (["STATE", "UNIV", "TECH"]
+            .iter()
+            .any(|w| after.starts_with(w))
+            || before.ends_with("UNIVERSITYOF"));
+    county || school
 }
 
 /// How much the OCR's confidence in a line weighs on a match in it.
@@ -244,7 +255,7 @@ pub fn find_matches(lines: &[Line]) -> (Vec<Match>, Vec<f32>) {
                 if similarity < MIN_SIMILARITY {
                     continue;
                 }
-                if names_a_county(&joined, span) {
+                if names_something_else(kind, &joined, span) {
                     continue;
                 }
                 let score = kind.weight() * similarity * similarity * line_factor(line.confidence);
@@ -507,6 +518,13 @@ mod tests {
         ] {
             assert_eq!(given(&[text]), None, "{text}");
         }
+        // Nor does a university's name on a specialty plate.
+        assert_eq!(given(&["VIRGINIA", "OHIO STATE"]).as_deref(), Some("VA"));
+        assert_eq!(
+            given(&["UNIVERSITY OF ALABAMA", "GEORGIA"]).as_deref(),
+            Some("GA")
+        );
+        assert_eq!(given(&["Peach State"]).as_deref(), Some("GA"));
         // A county name does not hide the state printed beside it.
         assert_eq!(
             given(&["WASHINGTON COUNTY", "TENNESSEE"]).as_deref(),
