@@ -89,8 +89,8 @@ fn states_given_on_real_plates_are_right() {
     assert!(given_share >= 0.8, "given {given_share:.3}");
 }
 
-/// A blank crop, noise, and a piece of a street photo without a plate give
-/// no state.
+/// A blank crop, noise, a truck's lettering and a piece of a street photo
+/// without a plate give no state.
 #[test]
 fn blank_and_non_plate_images_give_no_state() {
     let Some(mut reader) = reader() else { return };
@@ -117,7 +117,13 @@ fn blank_and_non_plate_images_give_no_state() {
             photo.height() as f32 / 3.0,
         )
         .expect("crop");
+    // The lettering on the back of a rental truck: words, but no state's.
+    let (pw, ph) = (photo.width() as f32, photo.height() as f32);
+    let lettering = photo
+        .crop(0.15 * pw, 0.15 * ph, 0.75 * pw, 0.65 * ph)
+        .expect("crop");
     for (name, img) in [
+        ("lettering", lettering),
         ("white", white),
         ("black", black),
         ("noise", noise),
