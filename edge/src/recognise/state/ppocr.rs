@@ -11,7 +11,7 @@ use fast_image_resize::Resizer;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::recognise::engine::InferenceError;
+use crate::recognise::engine::{infer_err, InferenceError};
 use crate::recognise::image::RgbImage;
 
 /// Height of a recognised line.
@@ -22,13 +22,6 @@ pub const REC_H: u32 = 48;
 pub const REC_MIN_W: u32 = 32;
 /// Widest line input we build (a line wider than this is squeezed).
 pub const REC_MAX_W: u32 = 640;
-
-fn infer_err(model: &'static str) -> impl Fn(ort::Error) -> InferenceError {
-    move |e| InferenceError {
-        model,
-        message: e.to_string(),
-    }
-}
 
 /// One recognised line: its text (blank and repeats removed) and the
 /// probability of each kept character.
