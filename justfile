@@ -60,6 +60,12 @@ bench-recognize us=(justfile_directory() / "../shared/data/plates/us") br=(justf
     cargo build --release -p alpr-bench
     target/release/alpr-bench edge recognize "{{us}}" "{{br}}" {{flags}}
 
+# Which state issued a plate, on the labelled development crops: given,
+# right_of_given, top1, top3, ms per crop (docs/state.md).
+bench-state dir=(justfile_directory() / "../shared/data/plates/us-states") *flags="":
+    cargo build --release -p alpr-bench
+    target/release/alpr-bench edge state "{{dir}}" {{flags}}
+
 # Verified, durably stored reads per second at the hub (at most speed, and
 # the ack time at a fixed offered rate), beside the machine's own limit:
 # the same entries' signatures checked on every core, nothing else.

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use alpr_edge::recognise::labelled::state_labels;
+use alpr_edge::recognise::state::models::TEXT_RECOGNISER;
 use alpr_edge::recognise::state::{StateOptions, StateReader};
 use alpr_edge::recognise::{decode, RgbImage};
 
@@ -31,6 +32,21 @@ fn reader() -> Option<StateReader> {
         }
         Err(e) => panic!("cannot load the state reader: {e}"),
     }
+}
+
+/// A missing or altered model is named, and nothing is loaded from it.
+#[test]
+fn a_missing_or_altered_model_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = StateReader::load_from(dir.path(), StateOptions::default()).expect_err("empty");
+    assert!(e.to_string().contains(TEXT_RECOGNISER.file), "{e}");
+    std::fs::write(dir.path().join(TEXT_RECOGNISER.file), b"altered").expect("write");
+    let e = StateReader::load_from(dir.path(), StateOptions::default()).expect_err("altered");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(TEXT_RECOGNISER.file) && msg.contains("not the pinned file"),
+        "{msg}"
+    );
 }
 
 fn image(path: &Path) -> RgbImage {
@@ -73,8 +89,8 @@ fn states_given_on_real_plates_are_right() {
     assert!(given_share >= 0.8, "given {given_share:.3}");
 }
 
-/// A blank crop, noise, and a piece of a street photo without a plate give
-/// no state.
+/// A blank crop, noise, a truck's lettering and a piece of a street photo
+/// without a plate give no state.
 #[test]
 fn blank_and_non_plate_images_give_no_state() {
     let Some(mut reader) = reader() else { return };
@@ -101,7 +117,13 @@ fn blank_and_non_plate_images_give_no_state() {
             photo.height() as f32 / 3.0,
         )
         .expect("crop");
+    // The lettering on the back of a rental truck: words, but no state's.
+    let (pw, ph) = (photo.width() as f32, photo.height() as f32);
+    let lettering = photo
+        .crop(0.15 * pw, 0.15 * ph, 0.75 * pw, 0.65 * ph)
+        .expect("crop");
     for (name, img) in [
+        ("lettering", lettering),
         ("white", white),
         ("black", black),
         ("noise", noise),

@@ -14,10 +14,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use alpr_edge::recognise::decode;
-use alpr_edge::recognise::labelled::state_labels;
+use alpr_edge::recognise::labelled::{labelled_folder, state_labels};
 use alpr_edge::recognise::state::matching::Line;
-use alpr_edge::recognise::state::{decide, Mode, StateOptions, StateRead, StateReader};
+use alpr_edge::recognise::state::{
+    decide, decide_settled, Mode, StateOptions, StateRead, StateReader,
+};
+use alpr_edge::recognise::{decode, Recogniser, RecogniserOptions, MODELS_ENV};
 
 /// Arguments of `alpr-bench edge state`.
 #[derive(Debug, clap::Args)]
@@ -48,6 +50,20 @@ pub struct StateBenchArgs {
     /// the crop's width (tuning).
     #[arg(long)]
     pub band_x: Option<String>,
+    /// DIR holds photos of cars (NAME.jpg + NAME.txt, as `edge
+    /// recognize` benches them) without state labels: the edge's
+    /// recogniser finds each plate and the state is read on its crop, as
+    /// the edge would. Prints how many reads got a state, and which.
+    #[arg(long)]
+    pub photos: bool,
+    /// With `--photos`: read the state on the detector's box grown by this
+    /// fraction of its width and height on each side, cut from the photo,
+    /// instead of on the read's own crop.
+    #[arg(long)]
+    pub margin: Option<f32>,
+    /// Models directory for `--photos` (the plate detector and OCR).
+    #[arg(long, env = MODELS_ENV, default_value = "models")]
+    pub models: PathBuf,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -66,15 +82,17 @@ fn parse_bands(s: &str) -> anyhow::Result<Vec<(f32, f32)>> {
 
 /// The reader's outcome at threshold `t` replayed on a crop's lines: band by
 /// band (one line per band), stopping at the first band that settles the
-/// state; with `bands == 0` (detection) all lines at once.
+/// state (as `StateReader::read` does); with `bands == 0` (detection) all
+/// lines at once.
 fn replay(lines: &[Line], bands: usize, t: f32) -> StateRead {
     if bands == 0 {
         return decide(lines, t);
     }
     let mut read = decide(&[], t);
     for upto in 1..=lines.len().min(bands) {
-        read = decide(&lines[..upto], t);
-        if read.state.is_some() {
+        let settled;
+        (read, settled) = decide_settled(&lines[..upto], t);
+        if settled {
             break;
         }
     }
@@ -158,6 +176,9 @@ pub fn bench(args: StateBenchArgs) -> anyhow::Result<ExitCode> {
         Mode::Bands => options.bands.len(),
         Mode::Detect => 0,
     };
+    if args.photos {
+        return photos(&args, options);
+    }
     let set = state_labels(&args.dir)?;
     anyhow::ensure!(
         !set.is_empty(),
@@ -296,6 +317,86 @@ pub fn bench(args: StateBenchArgs) -> anyhow::Result<ExitCode> {
                 println!("  {t:>9.2}  {:.3}  {:.3}", frac(*g, n), frac(*r, *g));
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--photos`: the state read on the crop of each photo's first plate.
+fn photos(args: &StateBenchArgs, options: StateOptions) -> anyhow::Result<ExitCode> {
+    let set = labelled_folder(&args.dir)?;
+    anyhow::ensure!(
+        !set.is_empty(),
+        "no NAME.jpg + NAME.txt pairs in {}",
+        args.dir.display()
+    );
+    let mut rec = Recogniser::open(&args.models, RecogniserOptions::default())
+        .context("opening the recogniser")?;
+    let mut reader = StateReader::load(options).context("loading the state reader")?;
+    let (mut reads, mut given) = (0usize, 0usize);
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let mut times = Vec::new();
+    for l in &set {
+        let bytes =
+            std::fs::read(&l.image).with_context(|| format!("reading {}", l.image.display()))?;
+        let photo = decode(&bytes).with_context(|| format!("decoding {}", l.image.display()))?;
+        let plates = rec.recognise(&photo)?;
+        let Some(first) = plates.first() else {
+            continue;
+        };
+        let crop = match args.margin {
+            Some(m) => {
+                let b = first.bbox;
+                let (dx, dy) = (b.width() * m, b.height() * m);
+                photo.crop(b.x1 - dx, b.y1 - dy, b.x2 + dx, b.y2 + dy)
+            }
+            None => None,
+        };
+        reads += 1;
+        let t0 = Instant::now();
+        let read = reader.read(crop.as_ref().unwrap_or(&first.crop))?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        if args.dump {
+            eprintln!(
+                "{} -> {:?} {:.2} {:?}",
+                l.image
+                    .file_name()
+                    .map_or_else(String::new, |f| f.to_string_lossy().into()),
+                read.state,
+                read.confidence,
+                read.evidence
+            );
+        }
+        if let Some(s) = read.state {
+            given += 1;
+            *states.entry(s).or_default() += 1;
+        }
+    }
+    let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "dir": args.dir.display().to_string(),
+                "photos": set.len(),
+                "reads": reads,
+                "given": frac(given, reads),
+                "ms_p50": p50,
+                "ms_p99": p99,
+                "states": states,
+            })
+        );
+    } else {
+        println!(
+            "state read on the recogniser's crops of {}",
+            args.dir.display()
+        );
+        println!("  photos          {}", set.len());
+        println!("  reads           {reads}");
+        println!("  given           {:.3}  ({given})", frac(given, reads));
+        println!("  ms_p50          {p50:.1}");
+        println!("  ms_p99          {p99:.1}");
+        let list: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        println!("  states          {}", list.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,7 @@ pub struct InferenceError {
     pub message: String,
 }
 
-fn infer_err(model: &'static str) -> impl Fn(ort::Error) -> InferenceError {
+pub(crate) fn infer_err(model: &'static str) -> impl Fn(ort::Error) -> InferenceError {
     move |e| InferenceError {
         model,
         message: e.to_string(),

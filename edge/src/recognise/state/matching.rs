@@ -4,16 +4,19 @@
 //!
 //! How a line is matched:
 //! - the line is squeezed to upper-case letters and digits; a phrase of six
-//!   or more letters may match anywhere in it with a few edits (small print
-//!   reads noisily: one edit per five letters, rounded down, at most), so
-//!   "CALIFORNA" and "LANDOFLINCOLN" count;
-//! - a short name (Iowa, Ohio, Utah, Idaho, Maine, Texas) must be a word of
-//!   its own, spelled right (one edit allowed from five letters), so it is
-//!   not found inside other words;
-//! - a name followed by "County" or "Parish" names a county, not a state
+//!   or more letters may match anywhere in it at a weighted edit cost of at
+//!   most a quarter of its length ([`align`]: look-alike characters, a
+//!   dropped I and RN read as M cost half an edit), so "CALIFOMIA",
+//!   "JLLINOIS" and "LANDOFLINCOLN" count;
+//! - a short name (Iowa, Ohio, Utah, Idaho, Maine, Texas) must be nearly
+//!   exact and inside one word holding at most four other letters (a
+//!   sticker's month glued to it), so it is not found inside longer words;
+//! - a match followed by "County" or "Parish" names a county, not a state
 //!   (Washington County is in many states);
-//! - where matches of two states overlap in a line, the longer phrase wins:
-//!   ARKANSAS is not also KANSAS, WEST VIRGINIA not also VIRGINIA.
+//! - where matches of two states overlap in a line, the one of more merit
+//!   wins (letters matched less half the phrase's length): ARKANSAS is not
+//!   also KANSAS, WEST VIRGINIA not also VIRGINIA, yet a month sticker
+//!   before VIRGINIA does not make it a poor WEST VIRGINIA.
 //!
 //! How matches become a state: a match scores its kind's weight × its
 //! similarity² × a factor of the OCR's own confidence in the line; several
@@ -54,13 +57,37 @@ pub struct Ranked {
     pub top3: Vec<(String, f32)>,
     /// What the top state was read from, when it had an accepted match.
     pub evidence: Option<String>,
+    /// The top state rests only on words another state also prints
+    /// ([`part_of_another`]): more of the plate should be read.
+    pub ambiguous: bool,
+    /// ... and those words were not read exactly: WASHNGTON may be a DC
+    /// plate whose "DC" was missed as well as a Washington one, so no state
+    /// may be given from it.
+    pub unsure: bool,
+}
+
+/// Ambiguous evidence alone counts this much: WASHINGTON may be a DC plate
+/// whose "DC" was not read.
+const AMBIGUOUS_FACTOR: f32 = 0.8;
+
+/// The states (other than `state`) one of whose phrases contains `phrase`:
+/// WASHINGTON is part of DC's "Washington DC", VIRGINIA of WEST VIRGINIA,
+/// KANSAS of ARKANSAS.
+pub fn part_of_another(state: usize, phrase: &str) -> Vec<usize> {
+    let p = squeeze(phrase);
+    STATES
+        .iter()
+        .enumerate()
+        .filter(|(i, st)| *i != state && st.phrases().any(|(q, _)| squeeze(q).contains(&p)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// A phrase must be at least this similar to count as evidence: a quarter
 /// of its letters may be misread (edits weighted as in [`align`]).
 const MIN_SIMILARITY: f32 = 0.75;
 /// Weak candidates (no accepted match) rank with at most this confidence.
-const WEAK_CAP: f32 = 0.2;
+pub const WEAK_CAP: f32 = 0.2;
 /// Phrases up to this long are short names: found only nearly exactly, in a
 /// word with at most [`SHORT_SLACK`] other letters.
 const SHORT: usize = 5;
@@ -178,13 +205,24 @@ fn short_match(p: &[u8], words: &[(String, (usize, usize))]) -> Option<(f32, (us
         .min_by(|a, b| a.0.total_cmp(&b.0))
 }
 
-/// Whether the words from a match's start to just past its end name a
-/// county ("WASHINGTON COUNTY" is neither Washington nor "Washington DC").
-fn names_a_county(joined: &str, span: (usize, usize)) -> bool {
+/// Whether a match names something other than the plate's issuer: a county
+/// ("WASHINGTON COUNTY" is neither Washington nor "Washington DC": the words
+/// from the match's start to just past its end say COUNTY or PARISH), or,
+/// for a name, a university or its team on a specialty plate of another
+/// state ("OHIO STATE", "VIRGINIA TECH", "UNIVERSITY OF ALABAMA").
+fn names_something_else(kind: Kind, joined: &str, span: (usize, usize)) -> bool {
     let end = (span.1 + "PARISH".len()).min(joined.len());
-    joined
+    let county = joined
         .get(span.0..end)
-        .is_some_and(|s| s.contains("COUNT") || s.contains("PARISH"))
+        .is_some_and(|s| s.contains("COUNT") || s.contains("PARISH"));
+    let after = joined.get(span.1..).unwrap_or("");
+    let before = joined.get(..span.0).unwrap_or("");
+    let school = kind == Kind::Name
+        && (["STATE", "UNIV", "TECH"]
+            .iter()
+            .any(|w| after.starts_with(w))
+            || before.ends_with("UNIVERSITYOF"));
+    county || school
 }
 
 /// How much the OCR's confidence in a line weighs on a match in it.
@@ -217,7 +255,7 @@ pub fn find_matches(lines: &[Line]) -> (Vec<Match>, Vec<f32>) {
                 if similarity < MIN_SIMILARITY {
                     continue;
                 }
-                if names_a_county(&joined, span) {
+                if names_something_else(kind, &joined, span) {
                     continue;
                 }
                 let score = kind.weight() * similarity * similarity * line_factor(line.confidence);
@@ -295,6 +333,30 @@ pub fn rank(lines: &[Line]) -> Ranked {
         scores[si] = 1.0 - miss;
         best[si] = phrases.first().copied();
     }
+    // A state whose every match is part of another state's phrase is
+    // explained away when that other state has evidence of its own
+    // (WASHINGTON beside "Taxation Without Representation" is DC), and
+    // counts less when it stands alone.
+    let mut ambiguous = vec![false; STATES.len()];
+    let mut unsure = vec![false; STATES.len()];
+    for si in 0..STATES.len() {
+        let mine: Vec<&Match> = matches.iter().filter(|m| m.state == si).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let others: Vec<Vec<usize>> = mine.iter().map(|m| part_of_another(si, m.phrase)).collect();
+        if others.iter().any(Vec::is_empty) {
+            continue;
+        }
+        ambiguous[si] = true;
+        unsure[si] = mine.iter().all(|m| m.similarity < 1.0);
+        let explained = others.iter().flatten().any(|&o| {
+            matches
+                .iter()
+                .any(|m| m.state == o && part_of_another(o, m.phrase).is_empty())
+        });
+        scores[si] *= if explained { 0.0 } else { AMBIGUOUS_FACTOR };
+    }
     let mut order: Vec<usize> = (0..STATES.len()).filter(|&i| scores[i] > 0.0).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let mut top3: Vec<(String, f32)> = Vec::new();
@@ -318,7 +380,14 @@ pub fn rank(lines: &[Line]) -> Ranked {
             top3.push((STATES[i].code.to_string(), WEAK_CAP * weak[i].powi(4)));
         }
     }
-    Ranked { top3, evidence }
+    let unsure = order.first().is_some_and(|&i| unsure[i]);
+    let ambiguous = order.first().is_some_and(|&i| ambiguous[i]);
+    Ranked {
+        top3,
+        evidence,
+        ambiguous,
+        unsure,
+    }
 }
 
 /// `printed "CALIFORNIA"`, `slogan "Sunshine State" (read SUNSHNESTATE)`.
@@ -408,6 +477,22 @@ mod tests {
         assert_eq!(given(&["SEP VIRGINIA 99"]).as_deref(), Some("VA"));
         assert_eq!(given(&["WASHINGTON"]).as_deref(), Some("WA"));
         assert_eq!(given(&["WASHINGTON, DC"]).as_deref(), Some("DC"));
+        // WASHINGTON without its DC, beside DC's slogan, is DC.
+        assert_eq!(
+            given(&["WASHNGTON", "TAXATION WITHOUT REPRESENTATION"]).as_deref(),
+            Some("DC")
+        );
+        assert!(rank(&lines(&["WASHINGTON"])).ambiguous);
+        // Words another state prints too give a state only when read
+        // exactly: WASHNGTON may be a DC plate whose DC was missed.
+        assert_eq!(given(&["WASHINGTON"]).as_deref(), Some("WA"));
+        assert_eq!(given(&["WASHNGTON"]), None);
+        assert_eq!(given(&["VIRGNIA"]), None);
+        assert!(!rank(&lines(&["WASHINGTON", "EVERGREEN STATE"])).ambiguous);
+        assert_eq!(
+            given(&["KANSAS", "THE NATURAL STATE"]).as_deref(),
+            Some("AR")
+        );
         for r in [
             decide(&lines(&["ARKANSAS"]), DEFAULT_THRESHOLD),
             decide(&lines(&["WEST VIRGINIA"]), DEFAULT_THRESHOLD),
@@ -433,6 +518,13 @@ mod tests {
         ] {
             assert_eq!(given(&[text]), None, "{text}");
         }
+        // Nor does a university's name on a specialty plate.
+        assert_eq!(given(&["VIRGINIA", "OHIO STATE"]).as_deref(), Some("VA"));
+        assert_eq!(
+            given(&["UNIVERSITY OF ALABAMA", "GEORGIA"]).as_deref(),
+            Some("GA")
+        );
+        assert_eq!(given(&["Peach State"]).as_deref(), Some("GA"));
         // A county name does not hide the state printed beside it.
         assert_eq!(
             given(&["WASHINGTON COUNTY", "TENNESSEE"]).as_deref(),

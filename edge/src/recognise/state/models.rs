@@ -86,4 +86,15 @@ mod tests {
         assert!(matches!(e, ModelError::WrongHash { .. }), "{e}");
         assert!(e.to_string().contains(TEXT_DETECTOR.file), "{e}");
     }
+
+    /// The install script checks what it extracted against the same hashes
+    /// the edge pins, so a model that changes is caught at install time.
+    #[test]
+    fn the_install_script_pins_the_same_hashes() {
+        let script = include_str!("../../../../scripts/install-ppocr.sh");
+        for m in [TEXT_DETECTOR, TEXT_RECOGNISER] {
+            assert!(script.contains(m.file), "{}", m.file);
+            assert!(script.contains(m.sha256), "{} {}", m.file, m.sha256);
+        }
+    }
 }

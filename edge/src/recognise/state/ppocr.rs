@@ -11,22 +11,17 @@ use fast_image_resize::Resizer;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::recognise::engine::InferenceError;
+use crate::recognise::engine::{infer_err, InferenceError};
 use crate::recognise::image::RgbImage;
 
 /// Height of a recognised line.
 pub const REC_H: u32 = 48;
-/// Narrowest line input (PaddleOCR's `rec_img_shape` width).
-pub const REC_MIN_W: u32 = 320;
+/// Narrowest line input. PaddleOCR pads every line to 320 wide; the network
+/// takes any width, and time grows with it, so lines are padded only to a
+/// multiple of 8.
+pub const REC_MIN_W: u32 = 32;
 /// Widest line input we build (a line wider than this is squeezed).
 pub const REC_MAX_W: u32 = 640;
-
-fn infer_err(model: &'static str) -> impl Fn(ort::Error) -> InferenceError {
-    move |e| InferenceError {
-        model,
-        message: e.to_string(),
-    }
-}
 
 /// One recognised line: its text (blank and repeats removed) and the
 /// probability of each kept character.
@@ -121,7 +116,7 @@ impl Recogniser {
             return Ok(Vec::new());
         }
         // Each line keeps its aspect at height 48; the batch is as wide as
-        // its widest line (at least 320), padded with zeros (mid grey).
+        // its widest line, padded with zeros (mid grey).
         let widths: Vec<u32> = regions
             .iter()
             .map(|[x1, y1, x2, y2]| {

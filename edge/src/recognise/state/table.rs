@@ -255,13 +255,9 @@ pub const STATES: [State; 51] = [
     ),
 ];
 
-/// Upper-case letters and digits of `s`, nothing else.
-pub fn squeeze(s: &str) -> String {
-    s.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
+/// Upper-case letters and digits of `s`, nothing else (as plates are
+/// normalised).
+pub use alpr_shared::types::normalise_plate as squeeze;
 
 #[cfg(test)]
 mod tests {
