@@ -5,7 +5,8 @@
 //! thirteen months with images, its queries on plates of their own; a
 //! retention purge of real-size photos with ingest running through it; a
 //! list change applied on every simulated edge by the edge's own code; an
-//! edge's cold start from disk. Figures come from the real runs (`just
+//! edge's cold start from disk; the state reader on the development crops.
+//! Figures come from the real runs (`just
 //! bench-*`); here only that each run completes, does the work it names
 //! and reports the keys scripts read.
 
@@ -255,6 +256,30 @@ fn edge_bench_hotlist_starts_cold_from_disk_and_swaps_in_the_delta() -> anyhow::
             eprintln!("\n!!!!!!!! NOT CHECKED: fincore is not installed, so what was cached at the cold start is unknown !!!!!!!!\n");
         }
     }
+    Ok(())
+}
+
+#[test]
+fn edge_bench_state_reports_every_figure_on_the_development_set() -> anyhow::Result<()> {
+    let dir = alpr_e2e::shared_dir().join("data/plates/us-states");
+    let out = Command::new(bin("alpr-bench")?)
+        .args(["edge", "state", "--json"])
+        .arg(&dir)
+        .output()?;
+    let report = json_of(&out)?;
+    assert_eq!(report["crops"].as_u64(), Some(202), "{report}");
+    for key in ["given", "right_of_given", "top1", "top3"] {
+        let v = report[key].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "{key}: {report}");
+    }
+    assert!(report["ms_p50"].as_f64() > Some(0.0), "{report}");
+    assert!(
+        report["ms_p99"].as_f64() >= report["ms_p50"].as_f64(),
+        "{report}"
+    );
+    assert!(report["confusions"].is_array(), "{report}");
+    // Of the states given, nearly all are right.
+    assert!(report["right_of_given"].as_f64() >= Some(0.95), "{report}");
     Ok(())
 }
 
