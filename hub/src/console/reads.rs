@@ -224,32 +224,6 @@ fn body(state: &Pages, form: &ReadForm, d: &ReadDetail) -> Markup {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_configured_position_is_never_called_measured() {
-        let configured = Location::Configured {
-            lat_e7: 385_816_000,
-            lon_e7: -1_214_944_000,
-            accuracy_cm: 500,
-        };
-        let text = place_source_text(&configured);
-        assert!(text.contains("not measured"), "{text}");
-        assert!(!text.contains("GPS"), "{text}");
-        assert_eq!(place_text(&configured), "38.581600, -121.494400");
-        let gps = Location::Gps {
-            lat_e7: 1,
-            lon_e7: 2,
-            accuracy_cm: alpr_shared::types::ACCURACY_UNKNOWN,
-        };
-        assert!(place_source_text(&gps).starts_with("GPS fix, measured"));
-        assert!(place_source_text(&gps).contains("accuracy not given"));
-        assert_eq!(percent(8750), "87.5 %");
-    }
-}
-
 /// The state as read, honestly: given with its confidence and what it was
 /// read from, or not read (with the reader's best guesses, marked as such).
 fn state_text(reading: Option<&alpr_shared::types::StateReading>) -> String {
@@ -274,5 +248,31 @@ fn state_text(reading: Option<&alpr_shared::types::StateReading>) -> String {
         }
         None if r.top.is_empty() => format!("not read ({} could not tell)", r.model),
         None => format!("not read (unsure: {}; {})", guesses(), r.model),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configured_position_is_never_called_measured() {
+        let configured = Location::Configured {
+            lat_e7: 385_816_000,
+            lon_e7: -1_214_944_000,
+            accuracy_cm: 500,
+        };
+        let text = place_source_text(&configured);
+        assert!(text.contains("not measured"), "{text}");
+        assert!(!text.contains("GPS"), "{text}");
+        assert_eq!(place_text(&configured), "38.581600, -121.494400");
+        let gps = Location::Gps {
+            lat_e7: 1,
+            lon_e7: 2,
+            accuracy_cm: alpr_shared::types::ACCURACY_UNKNOWN,
+        };
+        assert!(place_source_text(&gps).starts_with("GPS fix, measured"));
+        assert!(place_source_text(&gps).contains("accuracy not given"));
+        assert_eq!(percent(8750), "87.5 %");
     }
 }
