@@ -472,6 +472,19 @@ fn rss_mb(edge: &Edge) -> Option<u64> {
     Some(kb / 1024)
 }
 
+/// The test video as an MJPEG camera sends it: 10 JPEG frames a second.
+fn mjpeg_of(video: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let mjpeg = dir.join("passes.mjpeg");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(video)
+        .args(["-r", "10", "-c:v", "mjpeg", "-q:v", "4", "-f", "mjpeg"])
+        .arg(&mjpeg)
+        .status()?;
+    anyhow::ensure!(st.success(), "ffmpeg");
+    Ok(mjpeg)
+}
+
 #[test]
 fn two_cameras_one_failing_the_other_reading_over_mjpeg() -> anyhow::Result<()> {
     if !tools_or_skip("two_cameras_one_failing_the_other_reading_over_mjpeg")? {
@@ -479,14 +492,7 @@ fn two_cameras_one_failing_the_other_reading_over_mjpeg() -> anyhow::Result<()> 
     }
     let (video, passes) = camera::passes_video(5, "h264")?;
     let dir = tempfile::tempdir()?;
-    let mjpeg = dir.path().join("passes.mjpeg");
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i"])
-        .arg(&video)
-        .args(["-r", "10", "-c:v", "mjpeg", "-q:v", "4", "-f", "mjpeg"])
-        .arg(&mjpeg)
-        .status()?;
-    anyhow::ensure!(st.success(), "ffmpeg");
+    let mjpeg = mjpeg_of(&video, dir.path())?;
     let server = CameraServer::mjpeg(&mjpeg, 10, None, dir.path())?;
     let dead = format!("rtsp://127.0.0.1:{}/cam", alpr_e2e::free_tcp_port()?);
     let cameras = [
@@ -559,14 +565,7 @@ fn an_mjpeg_camera_over_https_is_read_through_the_ca_it_is_given() -> anyhow::Re
     }
     let (video, passes) = camera::passes_video(5, "h264")?;
     let dir = tempfile::tempdir()?;
-    let mjpeg = dir.path().join("passes.mjpeg");
-    let st = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-i"])
-        .arg(&video)
-        .args(["-r", "10", "-c:v", "mjpeg", "-q:v", "4", "-f", "mjpeg"])
-        .arg(&mjpeg)
-        .status()?;
-    anyhow::ensure!(st.success(), "ffmpeg");
+    let mjpeg = mjpeg_of(&video, dir.path())?;
     // The camera's certificate comes from a CA the edge is given
     // (`ca_file`); nothing else is trusted.
     let tls = camera::camera_tls(dir.path())?;
