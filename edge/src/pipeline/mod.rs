@@ -21,6 +21,7 @@
 //! position (labelled as configured), or none.
 
 mod overviews;
+mod state;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alpr_shared::types::{
     confidence_from_f32, Confidence, Hash32, Issuer, Location, ReadContent, TimeSource, UnixMillis,
-    MAX_TEXT_LEN,
 };
 
 use crate::capture::gps::GpsHandle;
@@ -44,10 +44,10 @@ use crate::capture::{CapturedFrame, ImageReplay, MjpegFile, Source};
 use crate::config::CameraConfig;
 use crate::health::CaptureHealth;
 use crate::recognise::fusion::{PassRead, Tracker, TrackerConfig};
-use crate::recognise::state::{StateOptions, StateReader};
 use crate::recognise::{PlateRead, Recogniser, RecogniserOptions, MODELS_ENV};
 use crate::store::StoreHandle;
 use overviews::Overviews;
+use state::StateReading;
 
 /// What the pipeline takes from `[capture]` beyond its settings: where
 /// the models are, and where a read was taken.
@@ -136,63 +136,6 @@ pub struct Pipeline {
     live: Option<LiveParts>,
     /// Reads the issuing state on each read's crop (`read_state`).
     state: Option<StateReading>,
-}
-
-/// The state reader and the model id its readings record.
-struct StateReading {
-    reader: std::sync::Mutex<StateReader>,
-    model: String,
-}
-
-impl StateReading {
-    fn open(cfg: &CaptureConfig) -> anyhow::Result<Option<StateReading>> {
-        if !cfg.read_state {
-            return Ok(None);
-        }
-        let reader = StateReader::load(StateOptions {
-            threads: 1,
-            ..StateOptions::default()
-        })
-        .context(
-            "loading the state reader's models (scripts/setup.sh installs them; or set \
-             read_state = false in [capture])",
-        )?;
-        Ok(Some(StateReading {
-            model: reader.model_id(),
-            reader: std::sync::Mutex::new(reader),
-        }))
-    }
-
-    /// The issuer of a plate: its region estimate and, when the reader
-    /// could look, its state reading (an error costs the state, not the
-    /// read).
-    fn issuer(&self, plate: &PlateRead) -> Issuer {
-        let region = plate.region.as_ref().map(|r| r.name.clone());
-        let read = match self.reader.lock() {
-            Ok(mut r) => r.read(&plate.crop).map_err(|e| e.to_string()),
-            Err(_) => Err("the state reader failed earlier".into()),
-        };
-        match read {
-            Ok(s) => Issuer::Read {
-                region,
-                state: alpr_shared::types::StateReading {
-                    state: s.state,
-                    confidence: confidence_from_f32(s.confidence),
-                    top: s
-                        .top3
-                        .into_iter()
-                        .map(|(code, c)| (code, confidence_from_f32(c)))
-                        .collect(),
-                    evidence: s.evidence.map(|e| e.chars().take(MAX_TEXT_LEN).collect()),
-                    model: self.model.clone(),
-                },
-            },
-            Err(e) => {
-                warn!(error = %e, "state not read");
-                Issuer::from_region(region)
-            }
-        }
-    }
 }
 
 /// What a live camera adds to the loop.
