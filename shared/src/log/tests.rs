@@ -547,21 +547,25 @@ fn bad_bytes_give_errors() {
     ));
 }
 
+/// `content` sealed with the test vectors' fixed key, node, time and salt.
+fn vector_entry(content: ReadContent) -> SignedEntry {
+    let key = crate::crypto::SecretKey::from_bytes(&[0x42; 32]);
+    let mut w = LogWriter::new(key, DeviceId::new("pole-7").expect("id"));
+    w.append_read_salted(
+        content,
+        UnixMillis(1_795_868_054_123),
+        TimeSource::Gps,
+        [0x11; 32],
+    )
+    .expect("append")
+}
+
 /// The format is a contract: a fixed key, entry and salt give fixed bytes
 /// and a fixed signature. If this test fails, the wire and storage format
 /// changed: bump FORMAT_VERSION and keep a decoder for the old one.
 #[test]
 fn test_vector() {
-    let key = crate::crypto::SecretKey::from_bytes(&[0x42; 32]);
-    let mut w = LogWriter::new(key, DeviceId::new("pole-7").expect("id"));
-    let e = w
-        .append_read_salted(
-            content("7ABC123"),
-            UnixMillis(1_795_868_054_123),
-            TimeSource::Gps,
-            [0x11; 32],
-        )
-        .expect("append");
+    let e = vector_entry(content("7ABC123"));
     if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/log/testdata");
         std::fs::write(format!("{dir}/entry-v1.hex"), hex::encode(e.encode())).expect("write");
@@ -587,16 +591,7 @@ fn test_vector() {
 /// bytes are fixed too.
 #[test]
 fn state_test_vector() {
-    let key = crate::crypto::SecretKey::from_bytes(&[0x42; 32]);
-    let mut w = LogWriter::new(key, DeviceId::new("pole-7").expect("id"));
-    let e = w
-        .append_read_salted(
-            with_state("7ABC123", "CA"),
-            UnixMillis(1_795_868_054_123),
-            TimeSource::Gps,
-            [0x11; 32],
-        )
-        .expect("append");
+    let e = vector_entry(with_state("7ABC123", "CA"));
     if std::env::var_os("ALPR_WRITE_VECTORS").is_some() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/log/testdata");
         std::fs::write(format!("{dir}/entry-v1-state.hex"), hex::encode(e.encode()))
