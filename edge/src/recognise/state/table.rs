@@ -270,6 +270,9 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), 51);
         assert!(codes.contains(&"DC"));
+        // The very codes a signed read accepts (a code missing there would
+        // make the read refuse the state).
+        assert_eq!(codes, alpr_shared::types::US_STATES);
         assert!(STATES.iter().all(|s| s.code.len() == 2));
         assert_eq!(squeeze("Live Free or Die!"), "LIVEFREEORDIE");
         assert_eq!(squeeze("dmv.ca.gov"), "DMVCAGOV");
